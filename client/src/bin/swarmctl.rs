@@ -1,0 +1,2 @@
+//! swarmctl.
+fn main() {}

@@ -1,0 +1,2 @@
+//! dhtdump sidecar entry point.
+fn main() {}

@@ -1,0 +1,1 @@
+//! dhtnode (thin for now).

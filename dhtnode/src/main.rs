@@ -1,0 +1,2 @@
+//! dhtnode daemon entry point.
+fn main() {}

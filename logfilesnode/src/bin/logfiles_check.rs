@@ -1,0 +1,2 @@
+//! logfiles_check.
+fn main() {}

@@ -1,0 +1,1 @@
+//! logfilesnode (thin for now).

@@ -1,0 +1,2 @@
+//! logfilesnode daemon entry point.
+fn main() {}

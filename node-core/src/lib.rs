@@ -1,0 +1,21 @@
+//! node-core: what the three swarm nodes (dht, logfiles, queue) and the client share.
+//!
+//! - [`protocol`]: the wire format (handshake, frames, status codes, request codes, LZ4 batches).
+//!   Always built; the client depends on this alone.
+//! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
+//! - With the `server` feature: [`server`] (the mio event loop and the request-handler trait),
+//!   [`config`], [`log`], [`stats`] and [`signals`].
+
+pub mod auth;
+pub mod protocol;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod log;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod signals;
+#[cfg(feature = "server")]
+pub mod stats;

@@ -1,0 +1,275 @@
+//! LZ4 record batches (docs/protocol.md §4): how bulk data (GetAll, GetRange, Consume, PutBatch)
+//! travels. A batch is a 12-byte header (uncompressed length, record count, CRC32 of the
+//! uncompressed bytes) and an LZ4 block; the records inside are `u64 key, u32 len, value`.
+
+use thiserror::Error;
+
+pub const BATCH_HEADER_LEN: usize = 12;
+/// Bytes of per-record framing inside a batch: key and value length.
+pub const RECORD_OVERHEAD: usize = 12;
+/// The most uncompressed bytes a batch may hold; a decoder refuses more before allocating.
+pub const MAX_BATCH_UNCOMPRESSED_BYTES: usize = 16 * 1024 * 1024;
+/// The size a producer aims for: large enough to amortise compression and framing, small enough
+/// to interleave with other replies on the connection.
+pub const DEFAULT_BATCH_TARGET_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BatchError {
+    #[error("batch shorter than its {BATCH_HEADER_LEN}-byte header")]
+    Truncated,
+    #[error("batch declares {declared} uncompressed bytes; the limit is {max}")]
+    TooLarge { declared: usize, max: usize },
+    #[error("batch does not decompress: {0}")]
+    Corrupt(String),
+    #[error("batch decompressed to {actual} bytes, header says {declared}")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("batch checksum mismatch: header {declared:#010x}, content {actual:#010x}")]
+    ChecksumMismatch { declared: u32, actual: u32 },
+    #[error("batch record {index} runs past the end of the batch")]
+    RecordOverrun { index: u32 },
+    #[error("batch holds {actual} records, header says {declared}")]
+    CountMismatch { declared: u32, actual: u32 },
+}
+
+/// What happened to a record offered to a [`BatchBuilder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    Added,
+    /// Not added: it would take the batch past its target. Finish the batch and push it again.
+    Full,
+    /// Not added, and never will be: the record alone exceeds the batch limit.
+    TooBig,
+}
+
+/// Collects records up to a target size, then compresses them into one batch.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    raw: Vec<u8>,
+    count: u32,
+    target_bytes: usize,
+}
+
+impl BatchBuilder {
+    pub fn new(target_bytes: usize) -> BatchBuilder {
+        let target_bytes = target_bytes.clamp(RECORD_OVERHEAD, MAX_BATCH_UNCOMPRESSED_BYTES);
+        BatchBuilder {
+            raw: Vec::with_capacity(target_bytes),
+            count: 0,
+            target_bytes,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.count
+    }
+
+    /// Uncompressed bytes collected so far.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Offers a record. A record larger than the target still goes into an empty batch (alone),
+    /// as long as it fits the hard limit.
+    pub fn push(&mut self, key: u64, value: &[u8]) -> PushOutcome {
+        let record_len = RECORD_OVERHEAD + value.len();
+        if record_len > MAX_BATCH_UNCOMPRESSED_BYTES {
+            return PushOutcome::TooBig;
+        }
+        if !self.is_empty() && self.raw.len() + record_len > self.target_bytes {
+            return PushOutcome::Full;
+        }
+        self.raw.extend_from_slice(&key.to_le_bytes());
+        self.raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.raw.extend_from_slice(value);
+        self.count += 1;
+        PushOutcome::Added
+    }
+
+    /// Compresses the collected records, appends the batch to `out` and empties the builder
+    /// (keeping its buffer for the next batch).
+    pub fn finish_into(&mut self, out: &mut Vec<u8>) {
+        debug_assert!(self.raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
+        out.extend_from_slice(&(self.raw.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&self.raw).to_le_bytes());
+        if !self.raw.is_empty() {
+            // Compressing into a Vec that grows as needed cannot fail for inputs this small;
+            // should liblz4 still refuse, the empty block fails the reader's length check loudly.
+            if let Err(err) = lzzzz::lz4::compress_to_vec(&self.raw, out, lzzzz::lz4::ACC_LEVEL_DEFAULT) {
+                tracing::error!("lz4 compression failed: {err}");
+            }
+        }
+        self.raw.clear();
+        self.count = 0;
+    }
+}
+
+/// Decodes and fully checks a batch, decompressing into `scratch` (reused across calls). The
+/// records can then be walked without further checks.
+pub fn decode_batch<'a>(batch: &[u8], scratch: &'a mut Vec<u8>) -> Result<BatchRecords<'a>, BatchError> {
+    let Some(header) = batch.first_chunk::<BATCH_HEADER_LEN>() else {
+        return Err(BatchError::Truncated);
+    };
+    let declared_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let declared_count = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let declared_crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if declared_len > MAX_BATCH_UNCOMPRESSED_BYTES {
+        return Err(BatchError::TooLarge {
+            declared: declared_len,
+            max: MAX_BATCH_UNCOMPRESSED_BYTES,
+        });
+    }
+    scratch.clear();
+    scratch.resize(declared_len, 0);
+    let block = &batch[BATCH_HEADER_LEN..];
+    let actual_len = if declared_len == 0 && block.is_empty() {
+        0
+    } else {
+        lzzzz::lz4::decompress(block, scratch).map_err(|err| BatchError::Corrupt(err.to_string()))?
+    };
+    if actual_len != declared_len {
+        return Err(BatchError::LengthMismatch {
+            declared: declared_len,
+            actual: actual_len,
+        });
+    }
+    let actual_crc = crc32fast::hash(scratch);
+    if actual_crc != declared_crc {
+        return Err(BatchError::ChecksumMismatch {
+            declared: declared_crc,
+            actual: actual_crc,
+        });
+    }
+    let records = BatchRecords {
+        rest: scratch.as_slice(),
+        remaining: declared_count,
+    };
+    check_records(scratch, declared_count)?;
+    Ok(records)
+}
+
+/// Walks the records once to prove that they tile the batch exactly and match the count.
+fn check_records(raw: &[u8], declared_count: u32) -> Result<(), BatchError> {
+    let mut offset = 0usize;
+    let mut count = 0u32;
+    while offset < raw.len() {
+        let Some(fixed) = raw[offset..].first_chunk::<RECORD_OVERHEAD>() else {
+            return Err(BatchError::RecordOverrun { index: count });
+        };
+        let value_len = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]) as usize;
+        let end = offset + RECORD_OVERHEAD + value_len;
+        if end > raw.len() {
+            return Err(BatchError::RecordOverrun { index: count });
+        }
+        offset = end;
+        count = count.saturating_add(1);
+    }
+    if count != declared_count {
+        return Err(BatchError::CountMismatch {
+            declared: declared_count,
+            actual: count,
+        });
+    }
+    Ok(())
+}
+
+/// The records of a checked batch, in order.
+#[derive(Debug, Clone)]
+pub struct BatchRecords<'a> {
+    rest: &'a [u8],
+    remaining: u32,
+}
+
+impl<'a> BatchRecords<'a> {
+    pub fn len(&self) -> u32 {
+        self.remaining
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl<'a> Iterator for BatchRecords<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u64, &'a [u8])> {
+        // decode_batch checked every boundary, so these lookups only fail on an empty batch.
+        let fixed = self.rest.first_chunk::<RECORD_OVERHEAD>()?;
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&fixed[0..8]);
+        let value_len = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]) as usize;
+        let value = self.rest.get(RECORD_OVERHEAD..RECORD_OVERHEAD + value_len)?;
+        self.rest = &self.rest[RECORD_OVERHEAD + value_len..];
+        self.remaining = self.remaining.saturating_sub(1);
+        Some((u64::from_le_bytes(key), value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut builder = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
+        for (key, value) in records {
+            assert_eq!(builder.push(*key, value), PushOutcome::Added);
+        }
+        let mut out = Vec::new();
+        builder.finish_into(&mut out);
+        out
+    }
+
+    #[test]
+    fn records_round_trip_in_order() {
+        let records: Vec<(u64, Vec<u8>)> = (0..1000u64).map(|i| (i * 7, i.to_string().into_bytes())).collect();
+        let batch = build(&records);
+        let mut scratch = Vec::new();
+        let decoded: Vec<(u64, Vec<u8>)> = decode_batch(&batch, &mut scratch)
+            .unwrap()
+            .map(|(key, value)| (key, value.to_vec()))
+            .collect();
+        assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn empty_batch_and_empty_values_round_trip() {
+        let mut scratch = Vec::new();
+        assert_eq!(decode_batch(&build(&[]), &mut scratch).unwrap().count(), 0);
+        let batch = build(&[(1, vec![]), (2, vec![])]);
+        let keys: Vec<u64> = decode_batch(&batch, &mut scratch).unwrap().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![1, 2]);
+    }
+
+    #[test]
+    fn builder_reports_full_then_takes_oversized_record_alone() {
+        let mut builder = BatchBuilder::new(64);
+        assert_eq!(builder.push(1, &[0; 40]), PushOutcome::Added);
+        assert_eq!(builder.push(2, &[0; 40]), PushOutcome::Full);
+        builder.finish_into(&mut Vec::new());
+        assert_eq!(builder.push(2, &[0; 100]), PushOutcome::Added);
+        assert_eq!(builder.push(3, &vec![0; MAX_BATCH_UNCOMPRESSED_BYTES]), PushOutcome::TooBig);
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let batch = build(&[(1, b"hello world hello world".to_vec()), (2, b"x".to_vec())]);
+        let mut scratch = Vec::new();
+        let mut wrong_count = batch.clone();
+        wrong_count[4] = 9;
+        assert!(matches!(decode_batch(&wrong_count, &mut scratch), Err(BatchError::CountMismatch { .. })));
+        let mut wrong_crc = batch.clone();
+        wrong_crc[8] ^= 1;
+        assert!(matches!(decode_batch(&wrong_crc, &mut scratch), Err(BatchError::ChecksumMismatch { .. })));
+        let mut huge = batch.clone();
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode_batch(&huge, &mut scratch), Err(BatchError::TooLarge { .. })));
+        assert_eq!(decode_batch(&batch[..5], &mut scratch).unwrap_err(), BatchError::Truncated);
+        let truncated_block = &batch[..batch.len() - 1];
+        assert!(decode_batch(truncated_block, &mut scratch).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! queuenode (thin for now).

@@ -1,0 +1,2 @@
+//! queuenode daemon entry point.
+fn main() {}
