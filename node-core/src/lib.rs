@@ -4,13 +4,16 @@
 //!   Always built; the client depends on this alone.
 //! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
 //! - With the `server` feature: [`server`] (the mio event loop and the request-handler trait),
-//!   [`config`], [`log`], [`stats`] and [`signals`].
+//!   [`config`], [`daemon`] (start-up shared by the node binaries), [`log`], [`stats`] and
+//!   [`signals`].
 
 pub mod auth;
 pub mod protocol;
 
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod daemon;
 #[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]

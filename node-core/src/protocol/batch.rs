@@ -83,7 +83,8 @@ impl BatchBuilder {
             return PushOutcome::Full;
         }
         self.raw.extend_from_slice(&key.to_le_bytes());
-        self.raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.raw
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.raw.extend_from_slice(value);
         self.count += 1;
         PushOutcome::Added
@@ -99,7 +100,9 @@ impl BatchBuilder {
         if !self.raw.is_empty() {
             // Compressing into a Vec that grows as needed cannot fail for inputs this small;
             // should liblz4 still refuse, the empty block fails the reader's length check loudly.
-            if let Err(err) = lzzzz::lz4::compress_to_vec(&self.raw, out, lzzzz::lz4::ACC_LEVEL_DEFAULT) {
+            if let Err(err) =
+                lzzzz::lz4::compress_to_vec(&self.raw, out, lzzzz::lz4::ACC_LEVEL_DEFAULT)
+            {
                 tracing::error!("lz4 compression failed: {err}");
             }
         }
@@ -110,7 +113,10 @@ impl BatchBuilder {
 
 /// Decodes and fully checks a batch, decompressing into `scratch` (reused across calls). The
 /// records can then be walked without further checks.
-pub fn decode_batch<'a>(batch: &[u8], scratch: &'a mut Vec<u8>) -> Result<BatchRecords<'a>, BatchError> {
+pub fn decode_batch<'a>(
+    batch: &[u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<BatchRecords<'a>, BatchError> {
     let Some(header) = batch.first_chunk::<BATCH_HEADER_LEN>() else {
         return Err(BatchError::Truncated);
     };
@@ -129,7 +135,8 @@ pub fn decode_batch<'a>(batch: &[u8], scratch: &'a mut Vec<u8>) -> Result<BatchR
     let actual_len = if declared_len == 0 && block.is_empty() {
         0
     } else {
-        lzzzz::lz4::decompress(block, scratch).map_err(|err| BatchError::Corrupt(err.to_string()))?
+        lzzzz::lz4::decompress(block, scratch)
+            .map_err(|err| BatchError::Corrupt(err.to_string()))?
     };
     if actual_len != declared_len {
         return Err(BatchError::LengthMismatch {
@@ -203,7 +210,9 @@ impl<'a> Iterator for BatchRecords<'a> {
         let mut key = [0u8; 8];
         key.copy_from_slice(&fixed[0..8]);
         let value_len = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]) as usize;
-        let value = self.rest.get(RECORD_OVERHEAD..RECORD_OVERHEAD + value_len)?;
+        let value = self
+            .rest
+            .get(RECORD_OVERHEAD..RECORD_OVERHEAD + value_len)?;
         self.rest = &self.rest[RECORD_OVERHEAD + value_len..];
         self.remaining = self.remaining.saturating_sub(1);
         Some((u64::from_le_bytes(key), value))
@@ -226,7 +235,9 @@ mod tests {
 
     #[test]
     fn records_round_trip_in_order() {
-        let records: Vec<(u64, Vec<u8>)> = (0..1000u64).map(|i| (i * 7, i.to_string().into_bytes())).collect();
+        let records: Vec<(u64, Vec<u8>)> = (0..1000u64)
+            .map(|i| (i * 7, i.to_string().into_bytes()))
+            .collect();
         let batch = build(&records);
         let mut scratch = Vec::new();
         let decoded: Vec<(u64, Vec<u8>)> = decode_batch(&batch, &mut scratch)
@@ -241,7 +252,10 @@ mod tests {
         let mut scratch = Vec::new();
         assert_eq!(decode_batch(&build(&[]), &mut scratch).unwrap().count(), 0);
         let batch = build(&[(1, vec![]), (2, vec![])]);
-        let keys: Vec<u64> = decode_batch(&batch, &mut scratch).unwrap().map(|(k, _)| k).collect();
+        let keys: Vec<u64> = decode_batch(&batch, &mut scratch)
+            .unwrap()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec![1, 2]);
     }
 
@@ -252,7 +266,10 @@ mod tests {
         assert_eq!(builder.push(2, &[0; 40]), PushOutcome::Full);
         builder.finish_into(&mut Vec::new());
         assert_eq!(builder.push(2, &[0; 100]), PushOutcome::Added);
-        assert_eq!(builder.push(3, &vec![0; MAX_BATCH_UNCOMPRESSED_BYTES]), PushOutcome::TooBig);
+        assert_eq!(
+            builder.push(3, &vec![0; MAX_BATCH_UNCOMPRESSED_BYTES]),
+            PushOutcome::TooBig
+        );
     }
 
     #[test]
@@ -261,14 +278,26 @@ mod tests {
         let mut scratch = Vec::new();
         let mut wrong_count = batch.clone();
         wrong_count[4] = 9;
-        assert!(matches!(decode_batch(&wrong_count, &mut scratch), Err(BatchError::CountMismatch { .. })));
+        assert!(matches!(
+            decode_batch(&wrong_count, &mut scratch),
+            Err(BatchError::CountMismatch { .. })
+        ));
         let mut wrong_crc = batch.clone();
         wrong_crc[8] ^= 1;
-        assert!(matches!(decode_batch(&wrong_crc, &mut scratch), Err(BatchError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            decode_batch(&wrong_crc, &mut scratch),
+            Err(BatchError::ChecksumMismatch { .. })
+        ));
         let mut huge = batch.clone();
         huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_batch(&huge, &mut scratch), Err(BatchError::TooLarge { .. })));
-        assert_eq!(decode_batch(&batch[..5], &mut scratch).unwrap_err(), BatchError::Truncated);
+        assert!(matches!(
+            decode_batch(&huge, &mut scratch),
+            Err(BatchError::TooLarge { .. })
+        ));
+        assert_eq!(
+            decode_batch(&batch[..5], &mut scratch).unwrap_err(),
+            BatchError::Truncated
+        );
         let truncated_block = &batch[..batch.len() - 1];
         assert!(decode_batch(truncated_block, &mut scratch).is_err());
     }

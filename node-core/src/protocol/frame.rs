@@ -88,7 +88,10 @@ impl FrameHeader {
     }
 
     /// Decodes and checks a header against the body limit `max_body_bytes`.
-    pub fn decode(bytes: &[u8; HEADER_LEN], max_body_bytes: u32) -> Result<FrameHeader, FrameError> {
+    pub fn decode(
+        bytes: &[u8; HEADER_LEN],
+        max_body_bytes: u32,
+    ) -> Result<FrameHeader, FrameError> {
         let body_len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
         let mut id_bytes = [0u8; 8];
@@ -138,9 +141,19 @@ pub fn parse_frame(buf: &[u8], max_body_bytes: u32) -> Result<Option<FrameHeader
 }
 
 /// Appends a whole frame with the given body.
-pub fn write_frame(out: &mut Vec<u8>, frame_type: FrameType, code: u8, request_id: u64, body: &[u8]) {
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    frame_type: FrameType,
+    code: u8,
+    request_id: u64,
+    body: &[u8],
+) {
     let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    debug_assert_eq!(body_len as usize, body.len(), "frame bodies are bounded far below 4 GiB");
+    debug_assert_eq!(
+        body_len as usize,
+        body.len(),
+        "frame bodies are bounded far below 4 GiB"
+    );
     out.extend_from_slice(&FrameHeader::new(frame_type, code, request_id, body_len).encode());
     out.extend_from_slice(body);
 }
@@ -212,7 +225,10 @@ mod tests {
         );
         bytes[4] = 1;
         bytes[6] = 1;
-        assert_eq!(FrameHeader::decode(&bytes, 1000).unwrap_err().request_id(), 42);
+        assert_eq!(
+            FrameHeader::decode(&bytes, 1000).unwrap_err().request_id(),
+            42
+        );
     }
 
     #[test]

@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(ServerHello::decode(&hello.encode()), Ok(hello));
         let mut bytes = hello.encode();
         bytes[0] = b'X';
-        assert!(matches!(ServerHello::decode(&bytes), Err(HandshakeError::BadMagic(_))));
+        assert!(matches!(
+            ServerHello::decode(&bytes),
+            Err(HandshakeError::BadMagic(_))
+        ));
     }
 
     #[test]

@@ -49,7 +49,10 @@ impl Status {
     ];
 
     pub fn from_u8(code: u8) -> Option<Status> {
-        Status::ALL.iter().copied().find(|status| *status as u8 == code)
+        Status::ALL
+            .iter()
+            .copied()
+            .find(|status| *status as u8 == code)
     }
 
     /// Whether the reply body is a result (true) or an error message (false).

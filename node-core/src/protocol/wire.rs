@@ -189,7 +189,10 @@ mod tests {
         let mut out = Vec::new();
         put_bytes(&mut out, b"toolong");
         let err = Reader::new(&out).bytes("value", 3).unwrap_err();
-        assert_eq!(err.to_string(), "field `value`: 7 bytes exceeds the limit of 3");
+        assert_eq!(
+            err.to_string(),
+            "field `value`: 7 bytes exceeds the limit of 3"
+        );
         let err = Reader::new(&out[..6]).bytes("value", 100).unwrap_err();
         assert_eq!(err, WireError::Truncated { field: "value" });
         let mut reader = Reader::new(&out);

@@ -1,0 +1,48 @@
+//! The logfilesnode config file: the shared `[server]`, `[auth]` and `[log]` sections and the data
+//! directory. Every key and its default is documented in `deploy/config/logfilesnode.toml`.
+
+use node_core::config::{AuthSection, LogSection, ServerSection};
+use node_core::daemon::DaemonConfig;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The port logfilesnode listens on by default (on 127.0.0.1).
+pub const DEFAULT_PORT: u16 = 10010;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+    pub server: ServerSection,
+    pub auth: AuthSection,
+    pub log: LogSection,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            data_dir: PathBuf::from("data"),
+            server: ServerSection::default(),
+            auth: AuthSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl DaemonConfig for NodeConfig {
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&mut self) -> &mut ServerSection {
+        &mut self.server
+    }
+    fn auth(&mut self) -> &mut AuthSection {
+        &mut self.auth
+    }
+    fn log(&mut self) -> &mut LogSection {
+        &mut self.log
+    }
+    fn data_dir(&mut self) -> &mut PathBuf {
+        &mut self.data_dir
+    }
+}

@@ -1,0 +1,176 @@
+//! Daemon start-up shared by the node binaries: load the config (file, then command-line
+//! overrides), check it, turn it into [`ServerOptions`] (credentials loaded, bind checked), open
+//! the logs, install the signal handlers, run the service, and map the outcome to an exit status.
+//! A node's `main` is then "parse args, call [`run`] with a function that builds its service".
+
+use crate::auth::Credentials;
+use crate::config::{self, AuthSection, CommonArgs, ConfigError, LogSection, ServerSection};
+use crate::protocol::{NodeKind, RequestCode};
+use crate::server::{Handled, Reply, Request, Server, ServerOptions, Service, Wakeups};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// What every daemon's config holds besides its own section.
+pub trait DaemonConfig: serde::de::DeserializeOwned + Default {
+    /// The port this node kind listens on (on 127.0.0.1) when `server.listen` is unset.
+    const DEFAULT_PORT: u16;
+    fn server(&mut self) -> &mut ServerSection;
+    fn auth(&mut self) -> &mut AuthSection;
+    fn log(&mut self) -> &mut LogSection;
+    fn data_dir(&mut self) -> &mut PathBuf;
+    /// Checks the node's own keys (errors name the key).
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Loads the config file (or the defaults), applies `--listen`, `--data-dir`, `--log-dir`, and
+/// validates every section.
+pub fn load_config<C: DaemonConfig>(args: &CommonArgs) -> Result<C, ConfigError> {
+    let mut config: C = config::load_file(args.config.as_deref())?;
+    let mut server = config.server().clone();
+    let mut log = config.log().clone();
+    args.apply_overrides(&mut server, &mut log);
+    *config.server() = server;
+    *config.log() = log;
+    if let Some(dir) = &args.data_dir {
+        *config.data_dir() = dir.clone();
+    }
+    config.server().validate(C::DEFAULT_PORT)?;
+    config.auth().validate()?;
+    config.log().validate()?;
+    config.validate_node()?;
+    Ok(config)
+}
+
+/// Turns the shared sections into server options: loads the credentials file, and refuses a
+/// non-loopback bind without authentication unless `auth.insecure` says so.
+pub fn server_options(
+    default_port: u16,
+    server: &ServerSection,
+    auth: &AuthSection,
+    log: &LogSection,
+) -> Result<ServerOptions, String> {
+    let listen = server
+        .listen_addr(default_port)
+        .map_err(|err| err.to_string())?;
+    config::check_bind_security(&listen, auth).map_err(|err| err.to_string())?;
+    let credentials = match &auth.credentials_file {
+        Some(path) => Some(Arc::new(
+            Credentials::load(path).map_err(|err| err.to_string())?,
+        )),
+        None => None,
+    };
+    Ok(ServerOptions {
+        listen,
+        max_connections: server.max_connections as usize,
+        max_frame_bytes: server.max_frame_bytes,
+        max_in_flight: server.max_in_flight as usize,
+        output_buffer_bytes: server.output_buffer_bytes as usize,
+        backlog: i32::try_from(server.backlog).unwrap_or(i32::MAX),
+        tcp_keepalive_idle_s: server.tcp_keepalive_idle_s,
+        tick_interval_ms: u64::from(server.tick_interval_ms),
+        stats_interval_s: u64::from(log.stats_interval_s),
+        shutdown_timeout_s: u64::from(server.shutdown_timeout_s),
+        credentials,
+        admins: auth.admins.clone(),
+        ..ServerOptions::default()
+    })
+}
+
+/// Prints `program: message` on stderr and returns the failure exit status.
+pub fn fail(program: &str, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{program}: {message}");
+    ExitCode::FAILURE
+}
+
+/// Runs a daemon whose config is `C`: everything from config loading to the exit status.
+/// `make_service` gets the loaded config and the server's wakeup queue.
+pub fn run<C, S, F>(program: &str, args: &CommonArgs, make_service: F) -> ExitCode
+where
+    C: DaemonConfig,
+    S: Service,
+    F: FnOnce(&mut C, Wakeups) -> Result<S, String>,
+{
+    let mut config: C = match load_config(args) {
+        Ok(config) => config,
+        Err(err) => return fail(program, err),
+    };
+    let options = match server_options(
+        C::DEFAULT_PORT,
+        &config.server().clone(),
+        &config.auth().clone(),
+        &config.log().clone(),
+    ) {
+        Ok(options) => options,
+        Err(err) => return fail(program, err),
+    };
+    let log = config.log().clone();
+    let (logs, _log_guard) = match crate::log::init(&log.dir, &log.level) {
+        Ok(logs) => logs,
+        Err(err) => return fail(program, err),
+    };
+    tracing::info!("starting {program} {}", env!("CARGO_PKG_VERSION"));
+    let mut server = match Server::bind(options) {
+        Ok(server) => server,
+        Err(err) => return fail(program, err),
+    };
+    if let Err(err) = server.handle_signals() {
+        return fail(program, format!("cannot install signal handlers: {err}"));
+    }
+    server.set_logs(logs);
+    let mut service = match make_service(&mut config, server.wakeups()) {
+        Ok(service) => service,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return fail(program, err);
+        }
+    };
+    match server.run(&mut service) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("event loop failed: {err}");
+            fail(program, err)
+        }
+    }
+}
+
+/// A node that answers only the requests every node shares: what a node kind runs until its
+/// engine exists.
+pub struct BareService {
+    kind: NodeKind,
+    version: &'static str,
+}
+
+impl BareService {
+    pub fn new(kind: NodeKind, version: &'static str) -> BareService {
+        BareService { kind, version }
+    }
+}
+
+impl Service for BareService {
+    fn kind(&self) -> NodeKind {
+        self.kind
+    }
+
+    fn software_version(&self) -> &'static str {
+        self.version
+    }
+
+    fn request_name(&self, _code: RequestCode) -> Option<&'static str> {
+        None
+    }
+
+    fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
+        // Not reached: request_name knows no code, so the core answers them all itself.
+        reply.error(
+            crate::protocol::Status::UnsupportedRequest,
+            format!(
+                "request code {} is not supported by this {} node",
+                request.code.0, self.kind
+            ),
+        );
+        Handled::Replied
+    }
+}

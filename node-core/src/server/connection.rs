@@ -1,0 +1,175 @@
+//! One client connection's state: its socket, its handshake phase, its input and output
+//! buffers (both bounded) and its running streams. The event loop decides what to do; this
+//! module only moves bytes between the socket and the buffers.
+
+use super::service::{ClientInfo, StreamTask};
+use crate::protocol::handshake::NONCE_LEN;
+use mio::net::TcpStream;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+
+/// The input buffer a connection starts with; it grows (up to the frame limit) only for a frame
+/// that does not fit.
+pub(crate) const INITIAL_INPUT_BYTES: usize = 16 * 1024;
+/// Buffers above this are given back to the allocator once they are empty again, so that one
+/// burst does not pin memory for the life of an idle connection.
+const SHRINK_ABOVE_BYTES: usize = 1024 * 1024;
+
+pub(crate) enum Phase {
+    /// The ServerHello is sent; waiting for the ClientHello. `nonce` is set when the node asked
+    /// for authentication.
+    AwaitingHello {
+        nonce: Option<[u8; NONCE_LEN]>,
+    },
+    Open,
+}
+
+pub(crate) struct StreamEntry<S: ?Sized> {
+    pub task: Box<dyn StreamTask<S>>,
+    pub credit: u32,
+    /// The task said it has nothing to send until it is woken.
+    pub waiting: bool,
+    /// The stream is in the event loop's ready queue.
+    pub queued: bool,
+}
+
+pub(crate) struct Connection<S: ?Sized> {
+    pub socket: TcpStream,
+    /// Unique for the life of the process, unlike the slab slot, which is reused.
+    pub serial: u64,
+    pub phase: Phase,
+    pub client: ClientInfo,
+    /// `input[input_start..input_end]` holds bytes read but not yet processed. The whole vector
+    /// stays initialised so reads need no zeroing.
+    pub input: Vec<u8>,
+    pub input_start: usize,
+    pub input_end: usize,
+    /// `output[output_start..]` is waiting to be written.
+    pub output: Vec<u8>,
+    pub output_start: usize,
+    pub streams: HashMap<u64, StreamEntry<S>>,
+    /// Reading stopped because unsent output is above the high-water mark.
+    pub reading_paused: bool,
+    /// Some stream stopped producing because output was above the high-water mark.
+    pub streams_blocked_on_output: bool,
+    /// The peer closed its sending side.
+    pub peer_closed: bool,
+    /// Close once the output is written (after a protocol error or a refused handshake).
+    pub close_when_flushed: bool,
+    pub accepted_at: std::time::Instant,
+}
+
+pub(crate) enum ReadOutcome {
+    /// Bytes arrived.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// The peer closed its side.
+    Closed,
+    /// The input buffer is full; process it before reading more.
+    BufferFull,
+}
+
+impl<S: ?Sized> Connection<S> {
+    pub fn new(socket: TcpStream, serial: u64, phase: Phase, client: ClientInfo) -> Connection<S> {
+        Connection {
+            socket,
+            serial,
+            phase,
+            client,
+            input: vec![0; INITIAL_INPUT_BYTES],
+            input_start: 0,
+            input_end: 0,
+            output: Vec::new(),
+            output_start: 0,
+            streams: HashMap::new(),
+            reading_paused: false,
+            streams_blocked_on_output: false,
+            peer_closed: false,
+            close_when_flushed: false,
+            accepted_at: std::time::Instant::now(),
+        }
+    }
+
+    pub fn pending_input(&self) -> &[u8] {
+        &self.input[self.input_start..self.input_end]
+    }
+
+    pub fn pending_output(&self) -> usize {
+        self.output.len() - self.output_start
+    }
+
+    /// Makes room for the next read: moves unprocessed bytes to the front and, when a frame of
+    /// `needed` bytes cannot fit, grows the buffer up to `max_input_bytes`.
+    fn make_room(&mut self, needed: usize, max_input_bytes: usize) {
+        if self.input_start == self.input_end {
+            self.input_start = 0;
+            self.input_end = 0;
+            if self.input.len() > SHRINK_ABOVE_BYTES {
+                self.input = vec![0; INITIAL_INPUT_BYTES];
+            }
+        }
+        if self.input_end == self.input.len() && self.input_start > 0 {
+            self.input.copy_within(self.input_start..self.input_end, 0);
+            self.input_end -= self.input_start;
+            self.input_start = 0;
+        }
+        let wanted = needed.min(max_input_bytes);
+        if self.input_end == self.input.len() && self.input.len() < wanted {
+            self.input.resize(wanted, 0);
+        }
+    }
+
+    /// Reads once. `needed` is the size of the frame being assembled (0 if unknown).
+    pub fn read_once(&mut self, needed: usize, max_input_bytes: usize) -> io::Result<ReadOutcome> {
+        self.make_room(needed, max_input_bytes);
+        if self.input_end == self.input.len() {
+            return Ok(ReadOutcome::BufferFull);
+        }
+        loop {
+            match self.socket.read(&mut self.input[self.input_end..]) {
+                Ok(0) => return Ok(ReadOutcome::Closed),
+                Ok(read) => {
+                    self.input_end += read;
+                    return Ok(ReadOutcome::Data(read));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadOutcome::WouldBlock)
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Marks `len` input bytes as processed.
+    pub fn consume_input(&mut self, len: usize) {
+        debug_assert!(self.input_start + len <= self.input_end);
+        self.input_start += len;
+    }
+
+    /// Writes until the output is empty or the socket would block; returns the bytes written.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let mut written_total = 0;
+        while self.output_start < self.output.len() {
+            match self.socket.write(&self.output[self.output_start..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.output_start += written;
+                    written_total += written;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        if self.output_start == self.output.len() {
+            self.output.clear();
+            self.output_start = 0;
+            if self.output.capacity() > SHRINK_ABOVE_BYTES {
+                self.output = Vec::new();
+            }
+        }
+        Ok(written_total)
+    }
+}

@@ -1,0 +1,253 @@
+//! The node server core: a single-threaded mio event loop that accepts connections (up to a
+//! limit), runs the handshake, reads frames, dispatches each request to the node's [`Service`],
+//! drives streams under credit-based flow control, and writes replies with backpressure.
+//!
+//! Why one thread: every request is a short in-memory operation, and the peers we measure against
+//! (Redis) show one core serves a million pipelined requests a second when the loop does few
+//! syscalls per request. Work that blocks (fsync, dumps) belongs on other threads, owned by the
+//! node's engine, never on this loop.
+//!
+//! Layout: [`service`] is the contract a node implements; [`connection`] holds one connection's
+//! buffers; [`event_loop`] is the loop; [`common`] answers the requests every node shares.
+
+mod common;
+mod connection;
+mod event_loop;
+pub mod service;
+
+pub use service::{
+    ClientInfo, Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask,
+    Wakeups,
+};
+
+use crate::auth::Credentials;
+use crate::log::NodeLogs;
+use crate::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::signals::SignalSource;
+use mio::net::TcpListener;
+use mio::{Poll, Token, Waker};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub(crate) const LISTENER_TOKEN: Token = Token(0);
+pub(crate) const WAKER_TOKEN: Token = Token(1);
+pub(crate) const SIGNAL_TOKEN: Token = Token(2);
+/// Connection tokens are their slab slot plus this offset.
+pub(crate) const FIRST_CONNECTION_TOKEN: usize = 3;
+
+/// Everything the core needs to know; built from a node's config (see
+/// [`crate::config`]) or directly by tests.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    /// Connections beyond this get a ConnectionLimit hello and are closed.
+    pub max_connections: usize,
+    pub max_frame_bytes: u32,
+    /// Unanswered requests (running streams) per connection.
+    pub max_in_flight: usize,
+    /// Unsent output per connection above which the node stops reading from it and stops
+    /// producing stream items for it.
+    pub output_buffer_bytes: usize,
+    pub backlog: i32,
+    pub tcp_keepalive_idle_s: u32,
+    pub tick_interval_ms: u64,
+    /// 0 disables stats.log lines.
+    pub stats_interval_s: u64,
+    /// How long a graceful shutdown waits for output to drain.
+    pub shutdown_timeout_s: u64,
+    /// A connection that has not completed its handshake by then is closed.
+    pub hello_timeout_ms: u64,
+    /// `Some` turns authentication on.
+    pub credentials: Option<Arc<Credentials>>,
+    /// Names that may run administrative requests when authentication is on.
+    pub admins: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: 5000,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_in_flight: 1024,
+            output_buffer_bytes: 4 * 1024 * 1024,
+            backlog: 1024,
+            tcp_keepalive_idle_s: 5,
+            tick_interval_ms: 100,
+            stats_interval_s: 30,
+            shutdown_timeout_s: 30,
+            hello_timeout_ms: 10_000,
+            credentials: None,
+            admins: vec!["admin".to_string()],
+        }
+    }
+}
+
+/// Asks a running server to shut down gracefully, from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        if let Err(err) = self.waker.wake() {
+            tracing::error!("cannot wake the event loop for shutdown: {err}");
+        }
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    options: ServerOptions,
+    wakeups: Wakeups,
+    shutdown_requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    signals: Option<SignalSource>,
+    logs: Option<NodeLogs>,
+}
+
+impl Server {
+    /// Binds the listening socket. Fails (with the address in the message) if the address is in
+    /// use or not ours.
+    pub fn bind(options: ServerOptions) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let listener = bind_listener(options.listen, options.backlog).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot listen on {}: {err}", options.listen),
+            )
+        })?;
+        let local_addr = listener.local_addr()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            options,
+            wakeups: Wakeups::default(),
+            shutdown_requested: Arc::new(AtomicBool::new(false)),
+            waker,
+            signals: None,
+            logs: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The queue through which the node's service wakes waiting streams.
+    pub fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            requested: self.shutdown_requested.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Makes SIGTERM/SIGINT shut the server down gracefully and SIGHUP reopen the logs. Daemons
+    /// call this; in-process tests do not.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        self.signals = Some(SignalSource::register(self.poll.registry(), SIGNAL_TOKEN)?);
+        Ok(())
+    }
+
+    /// Where stats lines go, and what SIGHUP reopens.
+    pub fn set_logs(&mut self, logs: NodeLogs) {
+        self.logs = Some(logs);
+    }
+
+    /// Runs until a graceful shutdown completes, then calls `service.shutdown()`.
+    pub fn run<S: Service>(self, service: &mut S) -> io::Result<()> {
+        event_loop::EventLoop::new(self, service)?.run()
+    }
+}
+
+fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarting a node must not wait for TIME_WAIT connections of its previous run.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// A server running on its own thread: what in-process tests and embedders use.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Shuts the server down gracefully and waits for its thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_inner()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    fn stop_inner(&mut self) -> io::Result<()> {
+        self.shutdown.shutdown();
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Binds and runs a server on a new thread. `make_service` runs on that thread (services are
+/// single-threaded) and receives the server's [`Wakeups`].
+pub fn spawn<S, F>(options: ServerOptions, make_service: F) -> io::Result<RunningServer>
+where
+    S: Service + 'static,
+    F: FnOnce(Wakeups) -> S + Send + 'static,
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("server-{}", options.listen))
+        .spawn(move || {
+            let server = match Server::bind(options) {
+                Ok(server) => server,
+                Err(err) => {
+                    let message = err.to_string();
+                    let _ = ready_tx.send(Err(err));
+                    return Err(io::Error::other(message));
+                }
+            };
+            let _ = ready_tx.send(Ok((server.local_addr(), server.shutdown_handle())));
+            let mut service = make_service(server.wakeups());
+            server.run(&mut service)
+        })?;
+    let (addr, shutdown) = ready_rx
+        .recv()
+        .map_err(|_| io::Error::other("server thread ended before binding"))??;
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,228 @@
+//! The contract between the server core and a node: a node is a [`Service`] (engine + request
+//! handlers). The core owns sockets, frames and flow control; a service sees decoded requests and
+//! writes replies through [`Reply`], or hands back a [`StreamTask`] that the core drives as the
+//! client grants credit and the connection has room.
+
+use crate::protocol::frame::{self, FrameType};
+use crate::protocol::status::MAX_ERROR_MESSAGE_BYTES;
+use crate::protocol::{NodeKind, RequestCode, Status};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Who sent a request, as established by the handshake.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The authenticated name, or empty for an anonymous client (auth off).
+    pub name: String,
+    /// Whether the client may run administrative requests. With auth off, every client is.
+    pub admin: bool,
+    pub peer: SocketAddr,
+}
+
+/// One decoded request.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub code: RequestCode,
+    pub request_id: u64,
+    pub body: &'a [u8],
+    pub client: &'a ClientInfo,
+}
+
+/// What a handler did with a request.
+pub enum Handled<S: ?Sized> {
+    /// The reply was written through [`Reply`].
+    Replied,
+    /// The request is a stream; the core calls the task as credit allows.
+    Stream(Box<dyn StreamTask<S>>),
+}
+
+/// A node: its kind, its request handlers and its housekeeping hooks.
+pub trait Service {
+    fn kind(&self) -> NodeKind;
+
+    /// The node's software version, reported by GetVersion.
+    fn software_version(&self) -> &'static str;
+
+    /// The name of a node-specific request code (for logs and stats); `None` for a code this node
+    /// does not know, which the core answers with UnsupportedRequest without calling `handle`.
+    fn request_name(&self, code: RequestCode) -> Option<&'static str>;
+
+    /// Executes one request. Must either write a reply through `reply` and return `Replied`, or
+    /// return `Stream` without writing one.
+    fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self>;
+
+    /// Called every `tick_interval_ms` (flush timers and the like).
+    fn tick(&mut self, _now: Instant) {}
+
+    /// Node-specific live counters, appended to the core's for GetStats and stats.log.
+    fn stats(&self, _out: &mut Vec<(String, u64)>) {}
+
+    /// Called once at graceful shutdown after the last request was answered (flush, dump).
+    fn shutdown(&mut self) {}
+}
+
+/// Where a handler writes its reply: straight into the connection's output buffer, so a reply
+/// costs no allocation.
+pub struct Reply<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) request_id: u64,
+    pub(crate) status: Option<Status>,
+}
+
+impl<'a> Reply<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>, request_id: u64) -> Reply<'a> {
+        Reply {
+            out,
+            request_id,
+            status: None,
+        }
+    }
+
+    /// Replies `status` with a result body (for Ok and NotFound).
+    pub fn send(&mut self, status: Status, body: &[u8]) {
+        debug_assert!(self.status.is_none(), "a request gets exactly one reply");
+        frame::write_frame(
+            self.out,
+            FrameType::Reply,
+            status as u8,
+            self.request_id,
+            body,
+        );
+        self.status = Some(status);
+    }
+
+    pub fn ok(&mut self, body: &[u8]) {
+        self.send(Status::Ok, body);
+    }
+
+    /// Replies `status` with a body written in place by `write`.
+    pub fn send_with(&mut self, status: Status, write: impl FnOnce(&mut Vec<u8>)) {
+        debug_assert!(self.status.is_none(), "a request gets exactly one reply");
+        let start = frame::begin_frame(self.out, FrameType::Reply, status as u8, self.request_id);
+        write(self.out);
+        frame::end_frame(self.out, start);
+        self.status = Some(status);
+    }
+
+    /// Replies an error status with a message for people (cut at 1 KiB).
+    pub fn error(&mut self, status: Status, message: impl Display) {
+        debug_assert!(!status.is_success());
+        let message = message.to_string();
+        self.send(status, truncate_message(&message));
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        self.status
+    }
+}
+
+/// Cuts a message at 1 KiB, on a character boundary.
+pub(crate) fn truncate_message(message: &str) -> &[u8] {
+    let mut end = message.len().min(MAX_ERROR_MESSAGE_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message.as_bytes()[..end]
+}
+
+/// Identifies one running stream, so that a service can wake it when data arrives (a Listen
+/// woken by a Put on another connection). A handle outlives its stream harmlessly: waking a
+/// finished stream does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamHandle {
+    pub(crate) connection_serial: u64,
+    pub(crate) slot: usize,
+    pub(crate) request_id: u64,
+}
+
+/// The queue of streams a service wants resumed. Single-threaded: the event loop and the service
+/// share it on one thread.
+#[derive(Debug, Clone, Default)]
+pub struct Wakeups {
+    queue: Rc<RefCell<VecDeque<StreamHandle>>>,
+}
+
+impl Wakeups {
+    pub fn wake(&self, handle: StreamHandle) {
+        self.queue.borrow_mut().push_back(handle);
+    }
+
+    pub(crate) fn take(&self) -> VecDeque<StreamHandle> {
+        std::mem::take(&mut *self.queue.borrow_mut())
+    }
+}
+
+/// What a stream did when resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStep {
+    /// It wrote one item and may have more now.
+    Continue,
+    /// It has nothing to send now; it will be resumed after someone calls [`Wakeups::wake`].
+    Wait,
+    /// It wrote its final reply.
+    Done,
+}
+
+/// A running stream (GetAll, Listen, GetRange, Consume...).
+pub trait StreamTask<S: ?Sized> {
+    /// Writes at most one item (or the final reply) through `out`. Called only while the client
+    /// has credit and the connection's output has room.
+    fn resume(&mut self, service: &mut S, out: &mut StreamOut<'_>) -> StreamStep;
+
+    /// The stream ends without finishing: the client sent Stop, the connection dropped, or the
+    /// node is shutting down. Release whatever the stream registered with the service.
+    fn cancel(&mut self, _service: &mut S) {}
+}
+
+/// A stream's view of its connection's output.
+pub struct StreamOut<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) handle: StreamHandle,
+    pub(crate) items_written: u32,
+    pub(crate) finished: bool,
+}
+
+impl<'a> StreamOut<'a> {
+    /// The handle to register for wakeups.
+    pub fn handle(&self) -> StreamHandle {
+        self.handle
+    }
+
+    pub fn item(&mut self, code: u8, body: &[u8]) {
+        debug_assert!(!self.finished);
+        frame::write_frame(
+            self.out,
+            FrameType::Item,
+            code,
+            self.handle.request_id,
+            body,
+        );
+        self.items_written += 1;
+    }
+
+    /// Writes an item whose body `write` appends in place.
+    pub fn item_with(&mut self, code: u8, write: impl FnOnce(&mut Vec<u8>)) {
+        debug_assert!(!self.finished);
+        let start = frame::begin_frame(self.out, FrameType::Item, code, self.handle.request_id);
+        write(self.out);
+        frame::end_frame(self.out, start);
+        self.items_written += 1;
+    }
+
+    /// Ends the stream with its final reply.
+    pub fn finish(&mut self, status: Status, body: &[u8]) {
+        debug_assert!(!self.finished);
+        frame::write_frame(
+            self.out,
+            FrameType::Reply,
+            status as u8,
+            self.handle.request_id,
+            body,
+        );
+        self.finished = true;
+    }
+}
