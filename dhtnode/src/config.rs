@@ -46,3 +46,22 @@ impl DaemonConfig for NodeConfig {
         &mut self.data_dir
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example config documents the defaults; it must load and say exactly what the node
+    /// does without a file.
+    #[test]
+    fn example_config_loads_and_matches_the_built_in_defaults() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/dhtnode.toml");
+        let loaded: NodeConfig =
+            node_core::config::load_file(Some(&path)).expect("example config loads");
+        assert_eq!(
+            format!("{loaded:?}"),
+            format!("{:?}", NodeConfig::default())
+        );
+    }
+}

@@ -916,7 +916,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 self.close(slot);
                 continue;
             }
-            // Requests that already arrived are answered before the node stops.
+            // Requests that already arrived, in our buffer or the socket's, are answered before
+            // the node stops.
+            self.read_connection(slot);
             while self.connections.contains(slot) && self.process_frame(slot) {}
             let Some(conn) = self.connections.get_mut(slot) else {
                 continue;
