@@ -1,1 +1,50 @@
-//! client (being written).
+//! The swarm client: the only component that knows where data lives.
+//!
+//! This crate owns the client side of the wire protocol (`node_core::protocol` does the bytes):
+//! the topology file ([`topology`]), connecting with the handshake and authentication,
+//! one background I/O thread multiplexing every caller's requests over one connection per node,
+//! reconnects with backoff, timeouts, per-connection limits, and the request API:
+//!
+//! - blocking: [`Client::request`] → [`Reply`];
+//! - pipelined: [`Client::submit`] → [`Pending`], then [`Pending::wait`];
+//! - streaming: [`Client::stream`] → [`Stream`], an iterator of [`StreamEvent`]s with
+//!   credit-based flow control;
+//! - the requests every node answers: [`Client::get_version`], [`Client::get_num_connections`],
+//!   [`Client::get_stats`].
+//!
+//! Failures are [`ClientError`]s whose messages name the node and the reason.
+//!
+//! ```no_run
+//! use client::{Client, ClientOptions};
+//! use node_core::protocol::NodeKind;
+//! let nodes = ["127.0.0.1:10000".parse().unwrap()];
+//! let client = Client::connect(&nodes, Some(NodeKind::Dht), ClientOptions::default())?;
+//! let version = client.get_version(0)?;
+//! println!("{} {}", version.kind, version.software_version);
+//! # Ok::<(), client::ClientError>(())
+//! ```
+
+mod backoff;
+mod client;
+mod common;
+mod error;
+mod handshake;
+mod io_thread;
+mod limit;
+mod options;
+mod reply;
+mod routing;
+mod session;
+mod shared;
+pub mod topology;
+
+pub use crate::client::Client;
+pub use common::VersionInfo;
+pub use error::ClientError;
+pub use options::ClientOptions;
+pub use reply::{Pending, Reply, Stream, StreamEvent};
+pub use topology::{KeyFileError, Topology, TopologyError};
+
+/// Re-exported so users need not depend on node-core for the types in this API.
+pub use node_core::auth::Key;
+pub use node_core::protocol::{NodeKind, RequestCode, Status};

@@ -108,12 +108,13 @@ pub struct ClientHello {
     pub proof: [u8; PROOF_LEN],
 }
 
-/// Checks a client name: at most 100 ASCII graphic characters.
+/// Checks a client name: at most 100 ASCII graphic characters, no `:` (the separator of the
+/// credentials file, so no such name can authenticate).
 pub fn check_client_name(name: &[u8]) -> Result<(), HandshakeError> {
     if name.len() > MAX_CLIENT_NAME_LEN {
         return Err(HandshakeError::NameTooLong(name.len()));
     }
-    if !name.iter().all(|byte| byte.is_ascii_graphic()) {
+    if !name.iter().all(|byte| byte.is_ascii_graphic() && *byte != b':') {
         return Err(HandshakeError::BadName);
     }
     Ok(())

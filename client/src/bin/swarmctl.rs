@@ -1,2 +1,0 @@
-//! swarmctl.
-fn main() {}

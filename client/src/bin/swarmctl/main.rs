@@ -1,0 +1,51 @@
+//! swarmctl: the operator's command line onto swarm nodes, built on the client library.
+//!
+//! Owns argument parsing and the exit convention: 0 on success; on failure one line
+//! `swarmctl: <reason>` on stderr and status 1 (usage errors: clap's message and status 2).
+//! Each subcommand lives in its own `cmd_*` module with an `Args` struct and a `run` function;
+//! later groups (`dht put ...`, `log ...`, `queue ...`) slot in the same way, as one more
+//! variant of [`Command`] and one more module.
+
+mod cmd_ping;
+mod cmd_stats;
+mod targets;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The command-line face of the swarm client.
+#[derive(Debug, Parser)]
+#[command(name = "swarmctl", version, about)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["node", "nodes"])))]
+struct Cli {
+    #[command(flatten)]
+    targets: targets::TargetArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Handshake with each node and ask its version; prints kind, versions and round trip.
+    Ping(cmd_ping::Args),
+    /// Print each node's live counters.
+    Stats(cmd_stats::Args),
+}
+
+/// A failed command: its message is the whole of what the user sees.
+type CmdResult = Result<(), Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Ping(args) => cmd_ping::run(&cli.targets, args),
+        Command::Stats(args) => cmd_stats::run(&cli.targets, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("swarmctl: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

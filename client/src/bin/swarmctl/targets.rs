@@ -1,0 +1,102 @@
+//! Which nodes a command talks to, and how: the `--node`/`--nodes`, `--key-file`,
+//! `--name` and `--timeout-ms` options, turned into connected clients.
+//!
+//! These options go before the subcommand (`swarmctl --node X ping`). They are deliberately not
+//! clap "global" options: a global given again after the subcommand silently replaces the
+//! earlier value instead of adding to it, which would drop nodes without a word.
+//!
+//! With `--nodes FILE` the topology's sections are kept apart, one client per kind, so that a
+//! node listed under the wrong kind is reported as such. With `--node` the kind is not checked.
+
+use client::topology::{load_credentials, resolve};
+use client::{Client, ClientOptions, NodeKind, Topology};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+#[group(skip)]
+pub struct TargetArgs {
+    /// A node to talk to (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    node: Vec<String>,
+    /// A topology file: talk to every node it lists, of every kind.
+    #[arg(long, value_name = "FILE")]
+    nodes: Option<PathBuf>,
+    /// Client key file (`name:hexkey` lines), for nodes that require authentication. Overrides
+    /// the topology's `[credentials]`.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Which entry of the key file to use (needed when it holds several).
+    #[arg(long, value_name = "NAME", requires = "key_file")]
+    name: Option<String>,
+    /// Limit on connecting and on each request, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+}
+
+/// One group of nodes to connect to: all of one kind (from a topology), or the `--node` list.
+pub struct Target {
+    pub kind: Option<NodeKind>,
+    pub nodes: Vec<SocketAddr>,
+}
+
+impl TargetArgs {
+    /// The groups of nodes named on the command line, in order, and the options to use.
+    pub fn resolve(&self) -> Result<(Vec<Target>, ClientOptions), Box<dyn std::error::Error>> {
+        let mut options = ClientOptions::default();
+        if let Some(ms) = self.timeout_ms {
+            options.connect_timeout_ms = ms;
+            options.request_timeout_ms = ms;
+        }
+        let targets = match &self.nodes {
+            Some(path) => {
+                let topology = Topology::load(path)?;
+                options.credentials = topology.credentials().cloned();
+                topology_targets(&topology)
+            }
+            None => vec![Target {
+                kind: None,
+                nodes: self.node_addrs()?,
+            }],
+        };
+        if let Some(key_file) = &self.key_file {
+            options.credentials = Some(load_credentials(key_file, self.name.as_deref())?);
+        }
+        if targets.iter().all(|target| target.nodes.is_empty()) {
+            return Err("the topology lists no nodes".into());
+        }
+        Ok((targets, options))
+    }
+
+    fn node_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        self.node
+            .iter()
+            .map(|entry| resolve(entry).map_err(|why| format!("--node {entry}: {why}")))
+            .collect()
+    }
+}
+
+fn topology_targets(topology: &Topology) -> Vec<Target> {
+    [NodeKind::Dht, NodeKind::Logfiles, NodeKind::Queue]
+        .into_iter()
+        .map(|kind| Target {
+            kind: Some(kind),
+            nodes: topology.nodes(kind).to_vec(),
+        })
+        .filter(|target| !target.nodes.is_empty())
+        .collect()
+}
+
+/// Connects to every group; fails with the first node that cannot be reached or is wrong.
+pub fn connect_all(args: &TargetArgs) -> Result<Vec<Client>, Box<dyn std::error::Error>> {
+    let (targets, options) = args.resolve()?;
+    let mut clients = Vec::with_capacity(targets.len());
+    for target in targets {
+        clients.push(Client::connect(
+            &target.nodes,
+            target.kind,
+            options.clone(),
+        )?);
+    }
+    Ok(clients)
+}

@@ -1,0 +1,229 @@
+//! Opening a connection: TCP connect and the handshake of docs/protocol.md §1, done with a
+//! blocking socket and timeouts, before the socket is handed to the I/O thread.
+//!
+//! Owns turning each way a node can refuse or confuse us (wrong magic, version, kind, verdict,
+//! authentication) into its specific `ClientError`. Blocking is fine here: it runs on the
+//! caller's thread (`Client::connect`) or on a short-lived connect thread (reconnects), never
+//! on the I/O thread, so a slow node never delays traffic to the others.
+
+use crate::error::ClientError;
+use crate::options::ClientOptions;
+use node_core::auth;
+use node_core::protocol::handshake::{
+    ClientHello, HandshakeError, HandshakeOutcome, HandshakeResult, HelloVerdict, ServerHello,
+    HANDSHAKE_RESULT_LEN, HELLO_MAGIC, PROOF_LEN, SERVER_HELLO_LEN,
+};
+use node_core::protocol::{NodeKind, PROTOCOL_VERSION};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A connection that completed its handshake, in non-blocking mode, ready for frames.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) stream: TcpStream,
+    pub(crate) kind: NodeKind,
+    pub(crate) admin: bool,
+}
+
+/// Connects to `node` and runs the handshake. `wanted`: the node kind the caller expects.
+pub(crate) fn open(
+    node: SocketAddr,
+    wanted: Option<NodeKind>,
+    options: &ClientOptions,
+) -> Result<Opened, ClientError> {
+    let timeout = Duration::from_millis(options.connect_timeout_ms.max(1));
+    let ms = options.connect_timeout_ms;
+    let mut stream = TcpStream::connect_timeout(&node, timeout).map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            timed_out(node, format!("connect timed out after {ms} ms"))
+        }
+        _ => ClientError::from_io(node, &e),
+    })?;
+    // A peer that accepts but never speaks (not a swarm node) must not hang us.
+    set_timeouts(&stream, Some(timeout)).map_err(|e| ClientError::from_io(node, &e))?;
+    let hello = read_server_hello(&mut stream, node, ms)?;
+    check_hello(&hello, node, wanted, options)?;
+    send_client_hello(&mut stream, node, wanted, &hello, options)?;
+    let result = read_result(&mut stream, node, ms)?;
+    check_result(&result, node, wanted, hello.kind)?;
+    prepare_for_frames(&stream).map_err(|e| ClientError::from_io(node, &e))?;
+    Ok(Opened {
+        stream,
+        kind: hello.kind,
+        admin: result.admin,
+    })
+}
+
+fn timed_out(node: SocketAddr, reason: String) -> ClientError {
+    ClientError::Connect {
+        node,
+        kind: io::ErrorKind::TimedOut,
+        reason,
+    }
+}
+
+fn set_timeouts(stream: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)
+}
+
+/// Frames are small and latency-bound (one request, one reply): no Nagle delay. The I/O thread
+/// drives the socket through mio, which needs it non-blocking.
+fn prepare_for_frames(stream: &TcpStream) -> io::Result<()> {
+    set_timeouts(stream, None)?;
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)
+}
+
+fn read_handshake_bytes(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    node: SocketAddr,
+    ms: u64,
+) -> Result<(), ClientError> {
+    stream.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ClientError::Connect {
+            node,
+            kind: e.kind(),
+            reason: "closed the connection during the handshake".into(),
+        },
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(
+            node,
+            format!("no handshake within {ms} ms (is it a swarm node?)"),
+        ),
+        _ => ClientError::from_io(node, &e),
+    })
+}
+
+fn read_server_hello(
+    stream: &mut TcpStream,
+    node: SocketAddr,
+    ms: u64,
+) -> Result<ServerHello, ClientError> {
+    let mut bytes = [0u8; SERVER_HELLO_LEN];
+    // The magic first: a peer speaking another protocol is named as such at once, even if it
+    // sends fewer than 40 bytes and then waits.
+    read_handshake_bytes(stream, &mut bytes[..HELLO_MAGIC.len()], node, ms)?;
+    if bytes[..HELLO_MAGIC.len()] != HELLO_MAGIC {
+        let mut magic = [0u8; 4];
+        magic.copy_from_slice(&bytes[..4]);
+        return Err(ClientError::NotSwarmNode { node, magic });
+    }
+    read_handshake_bytes(stream, &mut bytes[HELLO_MAGIC.len()..], node, ms)?;
+    ServerHello::decode(&bytes).map_err(|error| hello_decode_error(node, &bytes, &error))
+}
+
+/// A hello that does not decode may come from another protocol version that added kinds or
+/// verdicts: report the version mismatch, which is the cause, rather than the symptom.
+fn hello_decode_error(
+    node: SocketAddr,
+    bytes: &[u8; SERVER_HELLO_LEN],
+    error: &HandshakeError,
+) -> ClientError {
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    match error {
+        HandshakeError::BadMagic(magic) => ClientError::NotSwarmNode {
+            node,
+            magic: *magic,
+        },
+        _ if version != PROTOCOL_VERSION => ClientError::UnsupportedVersion { node, version },
+        _ => ClientError::protocol(node, format!("bad server hello: {error}")),
+    }
+}
+
+fn check_hello(
+    hello: &ServerHello,
+    node: SocketAddr,
+    wanted: Option<NodeKind>,
+    options: &ClientOptions,
+) -> Result<(), ClientError> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(ClientError::UnsupportedVersion {
+            node,
+            version: hello.version,
+        });
+    }
+    match hello.verdict {
+        HelloVerdict::ConnectionLimit => return Err(ClientError::ConnectionLimit { node }),
+        HelloVerdict::ShuttingDown => return Err(ClientError::ShuttingDown { node }),
+        HelloVerdict::AuthRequired if options.credentials.is_none() => {
+            return Err(ClientError::AuthRequired { node })
+        }
+        HelloVerdict::Ready | HelloVerdict::AuthRequired => {}
+    }
+    match wanted {
+        Some(expected) if expected != hello.kind => Err(ClientError::WrongKind {
+            node,
+            actual: hello.kind,
+            expected,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Sends our hello: name and proof when the node asked for them, anonymous otherwise.
+fn send_client_hello(
+    stream: &mut TcpStream,
+    node: SocketAddr,
+    wanted: Option<NodeKind>,
+    hello: &ServerHello,
+    options: &ClientOptions,
+) -> Result<(), ClientError> {
+    let (name, proof) = match (&options.credentials, hello.verdict) {
+        (Some((name, key)), HelloVerdict::AuthRequired) => (
+            name.as_bytes().to_vec(),
+            auth::proof(key, &hello.nonce, name.as_bytes()),
+        ),
+        _ => (Vec::new(), [0u8; PROOF_LEN]),
+    };
+    let client_hello = ClientHello {
+        version: PROTOCOL_VERSION,
+        wanted_kind: wanted,
+        name,
+        proof,
+    };
+    let mut bytes = Vec::new();
+    client_hello
+        .encode(&mut bytes)
+        .map_err(|e| ClientError::Setup(format!("client name cannot be sent: {e}")))?;
+    stream
+        .write_all(&bytes)
+        .map_err(|e| ClientError::from_io(node, &e))
+}
+
+fn read_result(
+    stream: &mut TcpStream,
+    node: SocketAddr,
+    ms: u64,
+) -> Result<HandshakeResult, ClientError> {
+    let mut bytes = [0u8; HANDSHAKE_RESULT_LEN];
+    read_handshake_bytes(stream, &mut bytes, node, ms)?;
+    HandshakeResult::decode(&bytes)
+        .map_err(|e| ClientError::protocol(node, format!("bad handshake result: {e}")))
+}
+
+fn check_result(
+    result: &HandshakeResult,
+    node: SocketAddr,
+    wanted: Option<NodeKind>,
+    actual: NodeKind,
+) -> Result<(), ClientError> {
+    match result.outcome {
+        HandshakeOutcome::Accepted => Ok(()),
+        HandshakeOutcome::AuthFailed => Err(ClientError::AuthFailed { node }),
+        HandshakeOutcome::WrongKind => Err(ClientError::WrongKind {
+            node,
+            actual,
+            expected: wanted.unwrap_or(actual),
+        }),
+        HandshakeOutcome::UnsupportedVersion => Err(ClientError::protocol(
+            node,
+            format!("node refused protocol version {PROTOCOL_VERSION} although it announced it"),
+        )),
+        HandshakeOutcome::BadHello => Err(ClientError::protocol(
+            node,
+            "node refused the client hello as malformed",
+        )),
+    }
+}

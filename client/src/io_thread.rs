@@ -1,0 +1,277 @@
+//! The client's one I/O thread: owns the connections to all nodes of a `Client` and
+//! multiplexes the requests of every caller thread over one connection per node.
+//!
+//! Loop: wait for readiness (sockets, or the waker that callers and connect threads ring),
+//! then service ready sockets (read and route frames, write pending output), take finished
+//! connects, take callers' commands (new requests, credit/stop, cancels), and flush every
+//! connection with output, so that a burst of commands leaves in as few writes as possible.
+//!
+//! Connects never block this thread: a reconnect runs on a short-lived thread that hands the
+//! finished connection back through a channel. That channel is unbounded in type but holds at
+//! most one result per node, since a node has at most one connect under way.
+
+use crate::error::ClientError;
+use crate::handshake::{self, Opened};
+use crate::session::{Link, Session};
+use crate::shared::{Command, Routed, Shared};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token};
+use node_core::protocol::NodeKind;
+use std::io;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The waker's token; node `i`'s socket uses `Token(i)`.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Readiness events handled per poll; more simply wait for the next round.
+const EVENTS_CAPACITY: usize = 256;
+
+struct ConnectDone {
+    node: usize,
+    result: Result<Opened, ClientError>,
+}
+
+pub(crate) struct IoThread {
+    poll: Poll,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    connects_tx: Sender<ConnectDone>,
+    connects: Receiver<ConnectDone>,
+    sessions: Vec<Session>,
+    wanted: Option<NodeKind>,
+}
+
+impl IoThread {
+    /// Takes the connections `Client::connect` opened (one per node, in node order).
+    pub(crate) fn new(
+        poll: Poll,
+        shared: Arc<Shared>,
+        commands: Receiver<Command>,
+        opened: Vec<Opened>,
+        wanted: Option<NodeKind>,
+    ) -> IoThread {
+        let (connects_tx, connects) = mpsc::channel();
+        let max_frame = shared.options.max_frame_bytes;
+        let sessions = shared
+            .nodes
+            .iter()
+            .map(|node| Session::new(node.addr, max_frame))
+            .collect();
+        let mut io = IoThread {
+            poll,
+            shared,
+            commands,
+            connects_tx,
+            connects,
+            sessions,
+            wanted,
+        };
+        for (node, opened) in opened.into_iter().enumerate() {
+            io.on_connect_done(node, Ok(opened));
+        }
+        io
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            if let Err(error) = self.poll.poll(&mut events, None) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(%error, "client I/O thread: poll failed; closing all connections");
+                break;
+            }
+            for event in events.iter() {
+                if event.token() != WAKER_TOKEN {
+                    self.on_socket_event(event);
+                }
+            }
+            if self.shared.is_shut_down() {
+                break;
+            }
+            self.take_connects();
+            self.take_commands();
+            self.flush_all();
+        }
+        self.close_all();
+    }
+
+    fn on_socket_event(&mut self, event: &Event) {
+        let node = event.token().0;
+        let Some(session) = self.sessions.get_mut(node) else {
+            return;
+        };
+        // An event for a link that is no longer up is a leftover: spurious events are normal.
+        let Link::Up(stream) = &session.link else {
+            return;
+        };
+        let mut result = Ok(());
+        if event.is_error() {
+            if let Ok(Some(error)) | Err(error) = stream.take_error() {
+                tracing::debug!(node = %session.addr, %error, "socket error");
+                result = Err(ClientError::Disconnected { node: session.addr });
+            }
+        }
+        if result.is_ok() && (event.is_readable() || event.is_read_closed()) {
+            result = session.read_ready();
+        }
+        if result.is_ok() && event.is_writable() {
+            result = session.flush();
+        }
+        if let Err(error) = result {
+            self.drop_connection(node, error);
+        }
+    }
+
+    fn take_commands(&mut self) {
+        self.shared.clear_wake();
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.on_command(command),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send {
+                node,
+                request_id,
+                code,
+                body,
+                reply_to,
+                permit,
+            } => {
+                let Some(ready) = self.ensure_link(node) else {
+                    return;
+                };
+                match ready {
+                    Ok(()) => {
+                        self.sessions[node].queue_request(request_id, code, &body, reply_to, permit)
+                    }
+                    Err(error) => {
+                        let _ = reply_to.send(Routed::Failed(error));
+                    }
+                }
+            }
+            Command::Control {
+                node,
+                request_id,
+                code,
+                body,
+            } => {
+                if let Some(session) = self.sessions.get_mut(node) {
+                    session.queue_control(request_id, code, &body);
+                }
+            }
+            Command::Cancel { node, request_id } => {
+                if let Some(session) = self.sessions.get_mut(node) {
+                    session.requests.abandon(request_id);
+                }
+            }
+        }
+    }
+
+    /// Makes sure node `node` is up or connecting, starting a connect if it is idle and its
+    /// backoff allows; `Err` with the last connect error while the backoff runs. `None` for a
+    /// node index that does not exist (callers check, so this is only defensive).
+    fn ensure_link(&mut self, node: usize) -> Option<Result<(), ClientError>> {
+        let session = self.sessions.get_mut(node)?;
+        if !matches!(session.link, Link::Idle) {
+            return Some(Ok(()));
+        }
+        if let Err(error) = session.backoff.check(Instant::now()) {
+            return Some(Err(error));
+        }
+        session.link = Link::Connecting;
+        self.start_connect(node);
+        Some(Ok(()))
+    }
+
+    fn start_connect(&mut self, node: usize) {
+        let addr = self.sessions[node].addr;
+        let shared = Arc::clone(&self.shared);
+        let done = self.connects_tx.clone();
+        let wanted = self.wanted;
+        let spawned = std::thread::Builder::new()
+            .name("swarm-client-connect".into())
+            .spawn(move || {
+                let result = handshake::open(addr, wanted, &shared.options);
+                // If the I/O thread is gone, so is the client: the connection is just dropped.
+                if done.send(ConnectDone { node, result }).is_ok() {
+                    shared.wake();
+                }
+            });
+        if let Err(error) = spawned {
+            let reason = format!("cannot start a connect thread: {error}");
+            let error = ClientError::Setup(format!("node {addr}: {reason}"));
+            self.on_connect_done(node, Err(error));
+        }
+    }
+
+    fn take_connects(&mut self) {
+        while let Ok(ConnectDone { node, result }) = self.connects.try_recv() {
+            self.on_connect_done(node, result);
+        }
+    }
+
+    fn on_connect_done(&mut self, node: usize, result: Result<Opened, ClientError>) {
+        let addr = self.sessions[node].addr;
+        let registered = result.and_then(|opened| {
+            tracing::debug!(node = %addr, kind = %opened.kind, admin = opened.admin, "handshake done");
+            let mut stream = mio::net::TcpStream::from_std(opened.stream);
+            self.poll
+                .registry()
+                .register(&mut stream, Token(node), Interest::READABLE | Interest::WRITABLE)
+                .map_err(|e| ClientError::Setup(format!("node {addr}: cannot watch the socket: {e}")))?;
+            Ok(stream)
+        });
+        let session = &mut self.sessions[node];
+        match registered {
+            Ok(stream) => {
+                session.link = Link::Up(stream);
+                session.backoff.on_success();
+            }
+            Err(error) => {
+                tracing::debug!(node = %addr, %error, "connect failed");
+                session.take_link();
+                session.requests.fail_all(&error);
+                session.backoff.on_failure(Instant::now(), error);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for node in 0..self.sessions.len() {
+            let session = &mut self.sessions[node];
+            if session.is_up() && session.has_output() {
+                if let Err(error) = session.flush() {
+                    self.drop_connection(node, error);
+                }
+            }
+        }
+    }
+
+    /// Closes node `node`'s connection and fails what was in flight on it with `error`
+    /// (`Disconnected`, or the protocol error that made us close). No backoff: the next request
+    /// reconnects at once, and only a failed connect starts the backoff.
+    fn drop_connection(&mut self, node: usize, error: ClientError) {
+        let session = &mut self.sessions[node];
+        tracing::debug!(node = %session.addr, %error, in_flight = session.requests.len(), "closing connection");
+        if let Some(mut stream) = session.take_link() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        session.requests.fail_all(&error);
+    }
+
+    /// The client is going away: everything outstanding fails with `Closed`.
+    fn close_all(&mut self) {
+        for node in 0..self.sessions.len() {
+            let addr = self.sessions[node].addr;
+            self.drop_connection(node, ClientError::Closed { node: addr });
+        }
+    }
+}

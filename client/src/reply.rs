@@ -1,0 +1,306 @@
+//! What a caller gets back: [`Reply`] (a request's final frame), [`Pending`] (a submitted
+//! request not yet waited for) and [`Stream`] (a streaming request, with its credit grants).
+//!
+//! Owns the caller's side of a request: waiting with a deadline, cancelling on timeout or drop
+//! (so the I/O thread forgets the request and a late reply is dropped), and, for streams,
+//! granting credit as items are consumed so that a caller who stops reading pauses the node.
+
+use crate::error::ClientError;
+use crate::shared::{Command, Routed, Shared};
+use node_core::protocol::status::MAX_ERROR_MESSAGE_BYTES;
+use node_core::protocol::{ControlCode, Status};
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A request's final frame: its status and body. For `Ok` and `NotFound` the body is the
+/// request's result; for every other status it is a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub node: SocketAddr,
+    pub status: Status,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body if the status is `Ok`; any other status (`NotFound` included) as
+    /// `ClientError::Status`.
+    pub fn ok_body(self) -> Result<Vec<u8>, ClientError> {
+        if self.status == Status::Ok {
+            Ok(self.body)
+        } else {
+            Err(self.into_error())
+        }
+    }
+
+    /// The reply itself if the status is `Ok` or `NotFound` (both carry a result), else the
+    /// status as `ClientError::Status`.
+    pub fn into_result(self) -> Result<Reply, ClientError> {
+        if self.status.is_success() {
+            Ok(self)
+        } else {
+            Err(self.into_error())
+        }
+    }
+
+    /// The body as the node's message (for error statuses), cut to the protocol's 1 KiB.
+    pub fn message(&self) -> String {
+        if self.status.is_success() {
+            return String::new();
+        }
+        let cut = &self.body[..self.body.len().min(MAX_ERROR_MESSAGE_BYTES)];
+        String::from_utf8_lossy(cut).into_owned()
+    }
+
+    fn into_error(self) -> ClientError {
+        ClientError::Status {
+            node: self.node,
+            status: self.status,
+            message: self.message(),
+        }
+    }
+}
+
+/// One event of a [`Stream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// One element; `code` is the request's item code.
+    Item { code: u8, body: Vec<u8> },
+    /// The stream's Reply: the last event.
+    End(Reply),
+}
+
+/// The caller's handle on one request id: sends Cancel if dropped before its Reply arrived.
+struct Ticket {
+    shared: Arc<Shared>,
+    node: usize,
+    request_id: u64,
+    rx: Receiver<Routed>,
+    finished: bool,
+}
+
+impl Ticket {
+    fn control(&self, code: ControlCode, body: Vec<u8>) {
+        let command = Command::Control {
+            node: self.node,
+            request_id: self.request_id,
+            code,
+            body,
+        };
+        // A failed send means the client is shut down; the request is then gone anyway.
+        let _ = self.shared.send(command, self.node);
+    }
+
+    fn timeout_error(&self) -> ClientError {
+        ClientError::Timeout {
+            node: self.shared.addr(self.node),
+            ms: self.shared.options.request_timeout_ms,
+        }
+    }
+
+    fn closed_error(&self) -> ClientError {
+        ClientError::Closed {
+            node: self.shared.addr(self.node),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.finished {
+            let command = Command::Cancel {
+                node: self.node,
+                request_id: self.request_id,
+            };
+            let _ = self.shared.send(command, self.node);
+        }
+    }
+}
+
+/// A submitted request. Many may be outstanding on one connection; [`Pending::wait`] blocks for
+/// this one's Reply. Dropping it unwaited cancels it (the reply is then discarded).
+pub struct Pending {
+    ticket: Ticket,
+    deadline: Instant,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        node: usize,
+        request_id: u64,
+        rx: Receiver<Routed>,
+        deadline: Instant,
+    ) -> Pending {
+        let ticket = Ticket {
+            shared,
+            node,
+            request_id,
+            rx,
+            finished: false,
+        };
+        Pending { ticket, deadline }
+    }
+
+    /// The request id on the wire.
+    pub fn request_id(&self) -> u64 {
+        self.ticket.request_id
+    }
+
+    /// Waits for the Reply, until `request_timeout_ms` after submission.
+    pub fn wait(mut self) -> Result<Reply, ClientError> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let event = match self.ticket.rx.recv_timeout(remaining) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => return Err(self.ticket.timeout_error()),
+            Err(RecvTimeoutError::Disconnected) => return Err(self.ticket.closed_error()),
+        };
+        match event {
+            Routed::Reply(reply) => {
+                self.ticket.finished = true;
+                Ok(reply)
+            }
+            Routed::Failed(error) => {
+                self.ticket.finished = true;
+                Err(error)
+            }
+            // A streaming request sent through the one-reply API: stop it rather than leave it
+            // paused on the node holding a slot; the drop then cancels it.
+            Routed::Item { .. } => {
+                self.ticket.control(ControlCode::Stop, Vec::new());
+                Err(ClientError::protocol(
+                    self.ticket.shared.addr(self.ticket.node),
+                    "the node answered with a stream of items; use Client::stream for this request",
+                ))
+            }
+        }
+    }
+}
+
+/// A streaming request. Iterate it: zero or more `StreamEvent::Item`s, then `StreamEvent::End`.
+///
+/// Flow control: the node may send as many items as the client has granted credit for. The
+/// stream grants credit back as the caller takes items from it, so a caller that stops calling
+/// `next()` pauses the node once the window is used up; calling it again resumes. `stop()` asks
+/// the node to end the stream early (items already on their way still arrive, then `End`);
+/// dropping an unfinished stream stops it and discards the rest.
+pub struct Stream {
+    ticket: Ticket,
+    /// Items taken by the caller since credit was last granted.
+    consumed: u32,
+    grant_batch: u32,
+    stopped: bool,
+}
+
+impl Stream {
+    /// Starts the caller's side of a stream whose request was just sent: widens the initial
+    /// credit to the configured window.
+    pub(crate) fn open(
+        shared: Arc<Shared>,
+        node: usize,
+        request_id: u64,
+        rx: Receiver<Routed>,
+    ) -> Stream {
+        let window = shared.options.effective_window();
+        let initial = node_core::protocol::codes::INITIAL_STREAM_CREDIT;
+        let ticket = Ticket {
+            shared,
+            node,
+            request_id,
+            rx,
+            finished: false,
+        };
+        if window > initial {
+            ticket.control(
+                ControlCode::Credit,
+                (window - initial).to_le_bytes().to_vec(),
+            );
+        }
+        Stream {
+            ticket,
+            consumed: 0,
+            // Grant in quarters of the window: one Control frame per few items rather than per
+            // item, while the node still never runs dry if the caller keeps up.
+            grant_batch: (window / 4).max(1),
+            stopped: false,
+        }
+    }
+
+    /// The request id on the wire.
+    pub fn request_id(&self) -> u64 {
+        self.ticket.request_id
+    }
+
+    /// Asks the node to end the stream now. Keep calling `next()` to receive the items already
+    /// sent and the final `End`.
+    pub fn stop(&mut self) {
+        if !self.stopped && !self.ticket.finished {
+            self.stopped = true;
+            self.ticket.control(ControlCode::Stop, Vec::new());
+        }
+    }
+
+    /// Like `next()`, with its own wait limit instead of `request_timeout_ms` (for change
+    /// streams that may be quiet for long). A timeout does not end the stream.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<StreamEvent, ClientError>> {
+        if self.ticket.finished {
+            return None;
+        }
+        let event = match self.ticket.rx.recv_timeout(timeout) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => return Some(Err(self.ticket.timeout_error())),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ticket.finished = true;
+                return Some(Err(self.ticket.closed_error()));
+            }
+        };
+        Some(self.on_event(event))
+    }
+
+    fn on_event(&mut self, event: Routed) -> Result<StreamEvent, ClientError> {
+        match event {
+            Routed::Item { code, body } => {
+                self.consumed_one();
+                Ok(StreamEvent::Item { code, body })
+            }
+            Routed::Reply(reply) => {
+                self.ticket.finished = true;
+                Ok(StreamEvent::End(reply))
+            }
+            Routed::Failed(error) => {
+                self.ticket.finished = true;
+                Err(error)
+            }
+        }
+    }
+
+    fn consumed_one(&mut self) {
+        self.consumed += 1;
+        if self.consumed >= self.grant_batch && !self.stopped {
+            let grant = std::mem::take(&mut self.consumed);
+            self.ticket
+                .control(ControlCode::Credit, grant.to_le_bytes().to_vec());
+        }
+    }
+}
+
+impl Iterator for Stream {
+    type Item = Result<StreamEvent, ClientError>;
+
+    /// The next event, waiting up to `request_timeout_ms` for it; `None` after `End` or an
+    /// error that ended the stream.
+    fn next(&mut self) -> Option<Self::Item> {
+        let timeout = Duration::from_millis(self.ticket.shared.options.request_timeout_ms);
+        self.next_timeout(timeout)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // The ticket's own drop then sends Cancel, so items still in flight are discarded.
+        if !self.ticket.finished && !self.stopped {
+            self.ticket.control(ControlCode::Stop, Vec::new());
+        }
+    }
+}

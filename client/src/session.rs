@@ -1,0 +1,196 @@
+//! One node's connection as the I/O thread sees it: link state (idle, connecting, up), the
+//! output buffer where frames are coalesced, the input buffer where frames are reassembled,
+//! the routing table and the reconnect backoff.
+//!
+//! Owns the non-blocking reads and writes (each drained until `WouldBlock`, as mio's
+//! edge-triggered readiness requires) and frame parsing with the protocol module's
+//! `parse_frame`. Requests submitted while the link is connecting are written into the output
+//! buffer at once and sent when it comes up, so the caller-side code is the same in every state.
+//!
+//! Memory is bounded: the input buffer holds at most one partial frame (≤ `max_frame_bytes`)
+//! plus one read; the output buffer holds at most the frames of `max_in_flight` requests (each
+//! ≤ `max_request_bytes`) plus their few Control frames.
+
+use crate::backoff::Backoff;
+use crate::error::ClientError;
+use crate::limit::Permit;
+use crate::routing::Requests;
+use crate::shared::Routed;
+use node_core::protocol::frame::{parse_frame, write_frame};
+use node_core::protocol::{ControlCode, FrameType, RequestCode, HEADER_LEN};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+
+/// Bytes asked of the kernel per read: large enough for a bulk stream's 64 KiB batches.
+const READ_CHUNK: usize = 64 * 1024;
+/// Buffer capacity beyond which an emptied buffer is shrunk back.
+const SHRINK_ABOVE: usize = 1024 * 1024;
+
+pub(crate) enum Link {
+    Idle,
+    Connecting,
+    Up(mio::net::TcpStream),
+}
+
+pub(crate) struct Session {
+    pub(crate) addr: SocketAddr,
+    pub(crate) link: Link,
+    pub(crate) requests: Requests,
+    pub(crate) backoff: Backoff,
+    out: Vec<u8>,
+    /// Bytes of `out` already written.
+    out_pos: usize,
+    inbuf: Vec<u8>,
+    max_frame_bytes: u32,
+}
+
+impl Session {
+    pub(crate) fn new(addr: SocketAddr, max_frame_bytes: u32) -> Session {
+        Session {
+            addr,
+            link: Link::Idle,
+            requests: Requests::new(addr),
+            backoff: Backoff::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            inbuf: Vec::new(),
+            max_frame_bytes,
+        }
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(self.link, Link::Up(_))
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Registers a request and appends its frame; it goes out on the next flush.
+    pub(crate) fn queue_request(
+        &mut self,
+        request_id: u64,
+        code: RequestCode,
+        body: &[u8],
+        reply_to: Sender<Routed>,
+        permit: Permit,
+    ) {
+        self.requests.insert(request_id, reply_to, permit);
+        write_frame(&mut self.out, FrameType::Request, code.0, request_id, body);
+    }
+
+    /// Appends a Control frame for a running request; one for a request that has ended is
+    /// dropped here (the node would ignore it anyway).
+    pub(crate) fn queue_control(&mut self, request_id: u64, code: ControlCode, body: &[u8]) {
+        let running = match code {
+            ControlCode::Credit => self.requests.grant(request_id, credit_amount(body)),
+            ControlCode::Stop => self.requests.contains(request_id),
+        };
+        if running {
+            write_frame(
+                &mut self.out,
+                FrameType::Control,
+                code as u8,
+                request_id,
+                body,
+            );
+        }
+    }
+
+    /// Writes buffered frames until done or the socket would block (then a writable event
+    /// brings us back).
+    pub(crate) fn flush(&mut self) -> Result<(), ClientError> {
+        let Link::Up(stream) = &mut self.link else {
+            return Ok(());
+        };
+        while self.out_pos < self.out.len() {
+            match stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(ClientError::Disconnected { node: self.addr }),
+                Ok(written) => self.out_pos += written,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(lost(self.addr, &e)),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            shrink_if_idle(&mut self.out);
+        }
+        Ok(())
+    }
+
+    /// Reads until the socket would block, routing every whole frame as it arrives.
+    pub(crate) fn read_ready(&mut self) -> Result<(), ClientError> {
+        loop {
+            let Link::Up(stream) = &mut self.link else {
+                return Ok(());
+            };
+            let filled = self.inbuf.len();
+            self.inbuf.resize(filled + READ_CHUNK, 0);
+            let outcome = stream.read(&mut self.inbuf[filled..]);
+            let got = match &outcome {
+                Ok(got) => *got,
+                Err(_) => 0,
+            };
+            self.inbuf.truncate(filled + got);
+            match outcome {
+                Ok(0) => return Err(ClientError::Disconnected { node: self.addr }),
+                Ok(_) => self.route_frames()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(lost(self.addr, &e)),
+            }
+        }
+    }
+
+    /// Routes every whole frame at the front of the input buffer and keeps the partial rest.
+    fn route_frames(&mut self) -> Result<(), ClientError> {
+        let mut used = 0;
+        loop {
+            let header = parse_frame(&self.inbuf[used..], self.max_frame_bytes)
+                .map_err(|e| ClientError::protocol(self.addr, e.to_string()))?;
+            let Some(header) = header else { break };
+            let body = self.inbuf[used + HEADER_LEN..used + header.frame_len()].to_vec();
+            used += header.frame_len();
+            self.requests.route(&header, body)?;
+        }
+        self.inbuf.drain(..used);
+        shrink_if_idle(&mut self.inbuf);
+        Ok(())
+    }
+
+    /// Takes the socket out (for deregistering) and resets the link to idle; buffered bytes
+    /// belonged to that connection and are dropped. The routing table is left to the caller,
+    /// which fails it with the reason.
+    pub(crate) fn take_link(&mut self) -> Option<mio::net::TcpStream> {
+        self.out.clear();
+        self.out_pos = 0;
+        self.inbuf.clear();
+        match std::mem::replace(&mut self.link, Link::Idle) {
+            Link::Up(stream) => Some(stream),
+            Link::Idle | Link::Connecting => None,
+        }
+    }
+}
+
+/// Gives back the memory of a buffer that once held a big frame, once it is empty again, so
+/// one 16 MiB request does not pin 16 MiB per connection for the client's lifetime.
+fn shrink_if_idle(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > SHRINK_ABOVE {
+        buf.shrink_to(READ_CHUNK);
+    }
+}
+
+/// The amount of a Credit body; the stream built it, so a bad one means 0 rather than a crash.
+fn credit_amount(body: &[u8]) -> u32 {
+    body.first_chunk::<4>()
+        .map_or(0, |bytes| u32::from_le_bytes(*bytes))
+}
+
+/// The connection died under us; the OS reason goes to the log, callers see "disconnected".
+fn lost(node: SocketAddr, error: &io::Error) -> ClientError {
+    tracing::debug!(%node, %error, "connection lost");
+    ClientError::Disconnected { node }
+}

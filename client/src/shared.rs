@@ -1,0 +1,155 @@
+//! What caller threads and the I/O thread share: the bounded command channel and its waker,
+//! the per-node request-id counters and in-flight limits, and the messages that travel between
+//! them ([`Command`] in, [`Routed`] back).
+//!
+//! Request ids are drawn by the caller from a per-node atomic counter (rather than assigned on
+//! the I/O thread) so a caller knows its id at once and can send Control or Cancel for it
+//! without a round trip through the I/O thread. The counter lives as long as the `Client`, so
+//! an id is never reused on a node, not even across reconnects: a stale Cancel can never hit
+//! a newer request.
+
+use crate::error::ClientError;
+use crate::limit::{InFlightLimit, Permit};
+use crate::options::ClientOptions;
+use crate::reply::Reply;
+use mio::Waker;
+use node_core::protocol::{ControlCode, RequestCode};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::Arc;
+
+/// Commands the command channel holds before a submit blocks: enough to keep a deep pipeline
+/// to every node busy, small enough that a stalled I/O thread pushes back on callers.
+pub(crate) const COMMAND_QUEUE_LEN: usize = 4096;
+
+/// From a caller to the I/O thread.
+pub(crate) enum Command {
+    /// Open request `request_id` on `node`; its frames go to `reply_to`. The permit is the
+    /// request's in-flight slot, released when the request leaves the routing table.
+    Send {
+        node: usize,
+        request_id: u64,
+        code: RequestCode,
+        body: Vec<u8>,
+        reply_to: Sender<Routed>,
+        permit: Permit,
+    },
+    /// A Control frame (credit, stop) for a running stream.
+    Control {
+        node: usize,
+        request_id: u64,
+        code: ControlCode,
+        body: Vec<u8>,
+    },
+    /// The caller no longer waits: drop whatever arrives for this request.
+    Cancel { node: usize, request_id: u64 },
+}
+
+/// From the I/O thread to the caller waiting on one request. A request's channel holds at most
+/// its stream window of Items plus one final message, because the node sends Items only against
+/// credit, and the I/O thread refuses (closes the connection on) Items beyond it.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    Item { code: u8, body: Vec<u8> },
+    Reply(Reply),
+    Failed(ClientError),
+}
+
+pub(crate) struct NodeInfo {
+    pub(crate) addr: SocketAddr,
+    next_id: AtomicU64,
+    pub(crate) limit: Arc<InFlightLimit>,
+}
+
+pub(crate) struct Shared {
+    commands: SyncSender<Command>,
+    waker: Waker,
+    /// Set when a wake is already on its way, so a burst of commands costs one wake syscall.
+    wake_pending: AtomicBool,
+    shutdown: AtomicBool,
+    pub(crate) nodes: Vec<NodeInfo>,
+    pub(crate) options: ClientOptions,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        commands: SyncSender<Command>,
+        waker: Waker,
+        addrs: &[SocketAddr],
+        options: ClientOptions,
+    ) -> Shared {
+        let nodes = addrs
+            .iter()
+            .map(|&addr| NodeInfo {
+                addr,
+                next_id: AtomicU64::new(1),
+                limit: InFlightLimit::new(options.max_in_flight),
+            })
+            .collect();
+        Shared {
+            commands,
+            waker,
+            wake_pending: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            nodes,
+            options,
+        }
+    }
+
+    pub(crate) fn node(&self, index: usize) -> Result<&NodeInfo, ClientError> {
+        self.nodes.get(index).ok_or(ClientError::NoSuchNode {
+            index,
+            count: self.nodes.len(),
+        })
+    }
+
+    pub(crate) fn addr(&self, index: usize) -> SocketAddr {
+        self.nodes
+            .get(index)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |n| n.addr)
+    }
+
+    pub(crate) fn next_request_id(&self, index: usize) -> u64 {
+        self.nodes
+            .get(index)
+            .map_or(0, |n| n.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Hands a command to the I/O thread (blocking while the channel is full). Fails with
+    /// `Closed` once the I/O thread has stopped.
+    pub(crate) fn send(&self, command: Command, node: usize) -> Result<(), ClientError> {
+        self.commands
+            .send(command)
+            .map_err(|_| ClientError::Closed {
+                node: self.addr(node),
+            })?;
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Best effort: a failed wake means the poller is gone, and then so is the I/O thread.
+    pub(crate) fn wake(&self) {
+        if let Err(error) = self.waker.wake() {
+            tracing::debug!(%error, "waking the client I/O thread failed");
+        }
+    }
+
+    /// Called by the I/O thread before it drains the channel: commands sent after this point
+    /// wake it again. A read-modify-write (not a plain store) so that it acquires every
+    /// caller's `swap(true)` before it, and with it the commands those callers sent.
+    pub(crate) fn clear_wake(&self) {
+        self.wake_pending.swap(false, Ordering::AcqRel);
+    }
+
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}

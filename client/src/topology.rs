@@ -1,0 +1,298 @@
+//! The topology file: which nodes of which kind exist, and the client's credentials.
+//!
+//! Owns parsing and checking of the TOML file below, and loading of a client key file
+//! ([`load_credentials`], shared with `swarmctl --key-file`). Nodes never know each other; this
+//! file is the only place the cluster's shape is written down.
+//!
+//! ```toml
+//! [dht]
+//! nodes = ["127.0.0.1:10000", "127.0.0.1:10001"]
+//! [logfiles]
+//! nodes = ["127.0.0.1:11000"]
+//! [queue]
+//! nodes = ["127.0.0.1:12000"]
+//! [credentials]              # optional
+//! key_file = "client.key"    # `name:hexkey` lines; relative to this file's directory
+//! name = "alice"             # optional: which entry; without it the file must hold exactly one
+//! ```
+//!
+//! Every section is optional; unknown keys are refused, so a typo never silently drops a node.
+
+use node_core::auth::{self, Credentials, CredentialsError, Key};
+use node_core::protocol::NodeKind;
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// A refused topology file. The message names the file and the offending key or entry.
+#[derive(Debug, thiserror::Error)]
+#[error("topology file {}: {reason}", .path.display())]
+pub struct TopologyError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// A client key file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error(transparent)]
+    Load(#[from] CredentialsError),
+    #[error("key file {}: no entry named '{name}'", .path.display())]
+    NoSuchName { path: PathBuf, name: String },
+}
+
+/// The parsed, checked topology: resolved node addresses per kind, and credentials if given.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    dht: Vec<SocketAddr>,
+    logfiles: Vec<SocketAddr>,
+    queue: Vec<SocketAddr>,
+    credentials: Option<(String, Key)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    dht: Option<RawSection>,
+    logfiles: Option<RawSection>,
+    queue: Option<RawSection>,
+    credentials: Option<RawCredentials>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSection {
+    #[serde(default)]
+    nodes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    key_file: PathBuf,
+    name: Option<String>,
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
+            path: path.to_path_buf(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Topology::parse(&text, path)
+    }
+
+    /// Parses topology text that was read from `path` (used in messages, and as the base of a
+    /// relative `key_file`).
+    pub fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
+        let fail = |reason: String| TopologyError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let raw: RawTopology = toml::from_str(text).map_err(|e| fail(toml_reason(text, &e)))?;
+        let section = |name, raw: Option<RawSection>| match raw {
+            Some(raw) => resolve_section(name, &raw.nodes).map_err(fail),
+            None => Ok(Vec::new()),
+        };
+        let dht = section("dht", raw.dht)?;
+        let logfiles = section("logfiles", raw.logfiles)?;
+        let queue = section("queue", raw.queue)?;
+        let credentials = match raw.credentials {
+            Some(creds) => Some(load_section_credentials(&creds, path).map_err(fail)?),
+            None => None,
+        };
+        Ok(Topology {
+            dht,
+            logfiles,
+            queue,
+            credentials,
+        })
+    }
+
+    /// The nodes of one kind, in file order (the order is the node index in a `Client`).
+    pub fn nodes(&self, kind: NodeKind) -> &[SocketAddr] {
+        match kind {
+            NodeKind::Dht => &self.dht,
+            NodeKind::Logfiles => &self.logfiles,
+            NodeKind::Queue => &self.queue,
+        }
+    }
+
+    /// The client name and key from `[credentials]`, if the file has that section.
+    pub fn credentials(&self) -> Option<&(String, Key)> {
+        self.credentials.as_ref()
+    }
+}
+
+/// Loads the client's name and key from a credentials-format file. With `name`, that entry is
+/// used (the file may hold several); without, the file must hold exactly one entry.
+pub fn load_credentials(
+    key_file: &Path,
+    name: Option<&str>,
+) -> Result<(String, Key), KeyFileError> {
+    let Some(name) = name else {
+        return Ok(auth::load_client_key(key_file)?);
+    };
+    let credentials = Credentials::load(key_file)?;
+    match credentials.get(name) {
+        Some(key) => Ok((name.to_string(), key.clone())),
+        None => Err(KeyFileError::NoSuchName {
+            path: key_file.to_path_buf(),
+            name: name.to_string(),
+        }),
+    }
+}
+
+fn load_section_credentials(
+    raw: &RawCredentials,
+    topology: &Path,
+) -> Result<(String, Key), String> {
+    // Relative to the topology file, not the working directory, so a file and its key can be
+    // moved together and used from anywhere.
+    let base = topology.parent().unwrap_or(Path::new(""));
+    let key_file = base.join(&raw.key_file);
+    load_credentials(&key_file, raw.name.as_deref())
+        .map_err(|e| format!("[credentials] key_file: {e}"))
+}
+
+/// Resolves every `host:port` entry of a section; the error names the section, index and entry.
+fn resolve_section(section: &str, entries: &[String]) -> Result<Vec<SocketAddr>, String> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            resolve(entry).map_err(|why| format!("[{section}] nodes[{index}] = \"{entry}\": {why}"))
+        })
+        .collect()
+}
+
+/// Resolves `host:port` to its first address.
+pub fn resolve(entry: &str) -> Result<SocketAddr, String> {
+    let mut addrs = entry
+        .to_socket_addrs()
+        .map_err(|e| format!("not a valid host:port address ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| "host resolves to no address".to_string())
+}
+
+/// One line for a TOML error: the parser's message and the line it concerns. (The parser's own
+/// `Display` spans several lines with a source excerpt, which does not fit `swarmctl: <reason>`.)
+fn toml_reason(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff";
+
+    fn write_private(path: &Path, text: &str) {
+        let mut file = std::fs::File::create(path).expect("create");
+        file.write_all(text.as_bytes()).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
+    #[test]
+    fn parses_a_good_file() {
+        let text = r#"
+            [dht]
+            nodes = ["127.0.0.1:10000", "127.0.0.1:10001"]
+            [queue]
+            nodes = ["[::1]:12000"]
+        "#;
+        let topology = Topology::parse(text, Path::new("/etc/swarm/topology.toml")).expect("good");
+        assert_eq!(topology.nodes(NodeKind::Dht).len(), 2);
+        assert_eq!(
+            topology.nodes(NodeKind::Dht)[1],
+            "127.0.0.1:10001".parse().expect("addr")
+        );
+        assert!(topology.nodes(NodeKind::Logfiles).is_empty());
+        assert_eq!(
+            topology.nodes(NodeKind::Queue)[0],
+            "[::1]:12000".parse().expect("addr")
+        );
+        assert!(topology.credentials().is_none());
+    }
+
+    #[test]
+    fn refuses_unknown_keys_naming_file_and_key() {
+        let text = "[dht]\nnodes = []\nnode = [\"127.0.0.1:1\"]\n";
+        let message = Topology::parse(text, Path::new("t.toml"))
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            message.starts_with("topology file t.toml: line 3:"),
+            "{message}"
+        );
+        assert!(message.contains("unknown field `node`"), "{message}");
+
+        let message = Topology::parse("[dhtt]\n", Path::new("t.toml"))
+            .expect_err("typo")
+            .to_string();
+        assert!(message.contains("`dhtt`"), "{message}");
+    }
+
+    #[test]
+    fn refuses_bad_addresses_naming_the_entry() {
+        let text = "[logfiles]\nnodes = [\"127.0.0.1:1\", \"localhost\"]\n";
+        let message = Topology::parse(text, Path::new("t.toml"))
+            .expect_err("no port")
+            .to_string();
+        assert!(
+            message.starts_with("topology file t.toml: [logfiles] nodes[1] = \"localhost\": "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn key_file_is_relative_to_the_topology_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_private(&dir.path().join("client.key"), &format!("alice:{KEY}\n"));
+        let topology_path = dir.path().join("topology.toml");
+        let text = "[credentials]\nkey_file = \"client.key\"\n";
+        let topology = Topology::parse(text, &topology_path).expect("key found");
+        let (name, key) = topology.credentials().expect("credentials");
+        assert_eq!(name, "alice");
+        assert_eq!(key.len_bytes(), 16);
+    }
+
+    #[test]
+    fn credentials_name_selects_an_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_path = dir.path().join("all.keys");
+        write_private(&key_path, &format!("alice:{KEY}\nbob:{KEY}{KEY}\n"));
+        let topology_path = dir.path().join("topology.toml");
+
+        let text = "[credentials]\nkey_file = \"all.keys\"\nname = \"bob\"\n";
+        let topology = Topology::parse(text, &topology_path).expect("bob listed");
+        assert_eq!(
+            topology.credentials().map(|(_, key)| key.len_bytes()),
+            Some(32)
+        );
+
+        let text = "[credentials]\nkey_file = \"all.keys\"\n";
+        let message = Topology::parse(text, &topology_path)
+            .expect_err("two entries")
+            .to_string();
+        assert!(message.contains("[credentials] key_file:") && message.contains("exactly one"));
+
+        let text = "[credentials]\nkey_file = \"all.keys\"\nname = \"carol\"\n";
+        let message = Topology::parse(text, &topology_path)
+            .expect_err("no carol")
+            .to_string();
+        assert!(message.contains("no entry named 'carol'"), "{message}");
+    }
+}

@@ -1,0 +1,158 @@
+//! swarmctl against real in-process nodes: output formats and the exit convention.
+
+mod common;
+
+use common::*;
+use node_core::protocol::NodeKind;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn swarmctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) {
+    let mut file = std::fs::File::create(path).expect("create");
+    file.write_all(text.as_bytes()).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `HOST:PORT kind=K version=0.1.0 protocol=1 rtt=N.NNNms`
+fn assert_ping_line(line: &str, addr: &str, kind: &str) {
+    let prefix = format!("{addr} kind={kind} version=0.1.0 protocol=1 rtt=");
+    let rtt = line
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("bad ping line {line:?}"));
+    let ms = rtt.strip_suffix("ms").expect("ms suffix");
+    assert_eq!(
+        ms.split('.').nth(1).map(str::len),
+        Some(3),
+        "three decimals in {line:?}"
+    );
+    ms.parse::<f64>().expect("a number");
+}
+
+#[test]
+fn ping_prints_one_line_per_node() {
+    let first = start(NodeKind::Dht, |_| {});
+    let second = start(NodeKind::Queue, |_| {});
+    let (a, b) = (first.addr().to_string(), second.addr().to_string());
+    let output = swarmctl(&["--node", &a, "--node", &b, "ping"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_ping_line(lines[0], &a, "dht");
+    assert_ping_line(lines[1], &b, "queue");
+}
+
+#[test]
+fn stats_prints_a_heading_and_name_value_lines_per_node() {
+    let node = start(NodeKind::Dht, |_| {});
+    let addr = node.addr().to_string();
+    let output = swarmctl(&["--node", &addr, "stats"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(format!("# {addr}").as_str()));
+    let mut counted = 0;
+    for line in lines {
+        let (name, value) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        assert!(!name.is_empty());
+        value
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        counted += 1;
+    }
+    assert!(counted > 0, "{text}");
+}
+
+#[test]
+fn a_topology_with_credentials_pings_every_kind() {
+    let dht = start(NodeKind::Dht, require_alice);
+    let queue = start(NodeKind::Queue, require_alice);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_file(
+        &dir.path().join("client.key"),
+        &format!("alice:{KEY_A}\n"),
+        0o600,
+    );
+    let topology = dir.path().join("topology.toml");
+    let text = format!(
+        "[dht]\nnodes = [\"{}\"]\n[queue]\nnodes = [\"{}\"]\n[credentials]\nkey_file = \"client.key\"\n",
+        dht.addr(),
+        queue.addr()
+    );
+    write_file(&topology, &text, 0o644);
+    let output = swarmctl(&["--nodes", topology.to_str().expect("utf-8 path"), "ping"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_ping_line(lines[0], &dht.addr().to_string(), "dht");
+    assert_ping_line(lines[1], &queue.addr().to_string(), "queue");
+}
+
+#[test]
+fn a_node_listed_under_the_wrong_kind_fails_with_one_line() {
+    let queue = start(NodeKind::Queue, |_| {});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topology = dir.path().join("topology.toml");
+    write_file(
+        &topology,
+        &format!("[dht]\nnodes = [\"{}\"]\n", queue.addr()),
+        0o644,
+    );
+    let output = swarmctl(&["--nodes", topology.to_str().expect("utf-8 path"), "ping"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "swarmctl: node {}: is a queue node, expected dht\n",
+            queue.addr()
+        )
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn failures_are_one_line_with_status_1_and_usage_errors_status_2() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let output = swarmctl(&["--node", &dead.to_string(), "ping"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("swarmctl: node {dead}: connection refused\n")
+    );
+
+    let auth = start(NodeKind::Dht, require_alice);
+    let output = swarmctl(&["--node", &auth.addr().to_string(), "stats"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).ends_with("requires authentication but no credentials were given\n"));
+
+    assert_eq!(swarmctl(&["ping"]).status.code(), Some(2));
+    assert_eq!(
+        swarmctl(&["--node", "127.0.0.1:1", "frobnicate"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
