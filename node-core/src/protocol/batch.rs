@@ -93,21 +93,34 @@ impl BatchBuilder {
     /// Compresses the collected records, appends the batch to `out` and empties the builder
     /// (keeping its buffer for the next batch).
     pub fn finish_into(&mut self, out: &mut Vec<u8>) {
-        debug_assert!(self.raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
-        out.extend_from_slice(&(self.raw.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&self.raw).to_le_bytes());
-        if !self.raw.is_empty() {
-            // Compressing into a Vec that grows as needed cannot fail for inputs this small;
-            // should liblz4 still refuse, the empty block fails the reader's length check loudly.
-            if let Err(err) =
-                lzzzz::lz4::compress_to_vec(&self.raw, out, lzzzz::lz4::ACC_LEVEL_DEFAULT)
-            {
-                tracing::error!("lz4 compression failed: {err}");
-            }
-        }
+        encode_batch(&self.raw, self.count, out);
         self.raw.clear();
         self.count = 0;
+    }
+}
+
+/// Appends one record in the uncompressed batch layout (`u64 key, u32 len, value`). With
+/// [`encode_batch`] this lets one thread collect records cheaply and another compress them.
+pub fn append_record(raw: &mut Vec<u8>, key: u64, value: &[u8]) {
+    debug_assert!(value.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
+    raw.extend_from_slice(&key.to_le_bytes());
+    raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    raw.extend_from_slice(value);
+}
+
+/// Compresses `record_count` records laid out by [`append_record`] into one batch appended to
+/// `out`.
+pub fn encode_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
+    debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record_count.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
+    if !raw.is_empty() {
+        // Compressing into a Vec that grows as needed cannot fail for inputs this small; should
+        // liblz4 still refuse, the empty block fails the reader's length check loudly.
+        if let Err(err) = lzzzz::lz4::compress_to_vec(raw, out, lzzzz::lz4::ACC_LEVEL_DEFAULT) {
+            tracing::error!("lz4 compression failed: {err}");
+        }
     }
 }
 

@@ -114,7 +114,10 @@ pub fn check_client_name(name: &[u8]) -> Result<(), HandshakeError> {
     if name.len() > MAX_CLIENT_NAME_LEN {
         return Err(HandshakeError::NameTooLong(name.len()));
     }
-    if !name.iter().all(|byte| byte.is_ascii_graphic() && *byte != b':') {
+    if !name
+        .iter()
+        .all(|byte| byte.is_ascii_graphic() && *byte != b':')
+    {
         return Err(HandshakeError::BadName);
     }
     Ok(())

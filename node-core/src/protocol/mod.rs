@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod codes;
+pub mod dht;
 pub mod frame;
 pub mod handshake;
 pub mod status;

@@ -50,7 +50,6 @@ pub(crate) struct EventLoop<'s, S: Service> {
     /// Connections whose output grew outside of their own read handling.
     dirty: Vec<usize>,
     shutting_down: bool,
-    listener_open: bool,
 }
 
 impl<'s, S: Service> EventLoop<'s, S> {
@@ -65,7 +64,6 @@ impl<'s, S: Service> EventLoop<'s, S> {
             pending_input: VecDeque::new(),
             dirty: Vec::new(),
             shutting_down: false,
-            listener_open: true,
         };
         let Server { poll, listener, .. } = &mut event_loop.server;
         poll.registry()
@@ -196,9 +194,6 @@ impl<'s, S: Service> EventLoop<'s, S> {
 
     fn accept_connections(&mut self) {
         for _ in 0..ACCEPTS_PER_PASS {
-            if !self.listener_open {
-                return;
-            }
             match self.server.listener.accept() {
                 Ok((socket, peer)) => self.on_accepted(socket, peer),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -407,17 +402,20 @@ impl<'s, S: Service> EventLoop<'s, S> {
         };
         conn.consume_input(used);
         let outcome = self.judge_hello(&hello, nonce, slot);
-        let admin = match &self.server.options.credentials {
-            Some(_) => {
-                let name = String::from_utf8_lossy(&hello.name);
-                self.server
-                    .options
-                    .admins
-                    .iter()
-                    .any(|admin| *admin == name)
-            }
-            None => true,
-        };
+        // A refused client is nobody's admin: setting the flag on a refusal would tell a prober
+        // which names are admins.
+        let admin = outcome == HandshakeOutcome::Accepted
+            && match &self.server.options.credentials {
+                Some(_) => {
+                    let name = String::from_utf8_lossy(&hello.name);
+                    self.server
+                        .options
+                        .admins
+                        .iter()
+                        .any(|admin| *admin == name)
+                }
+                None => true,
+            };
         self.end_handshake(slot, outcome, admin);
         if outcome == HandshakeOutcome::Accepted {
             let conn = &mut self.connections[slot];
@@ -831,7 +829,15 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
         let conn = &mut self.connections[slot];
         let drained = conn.pending_output() == 0;
-        if drained && (conn.close_when_flushed || (conn.peer_closed && conn.streams.is_empty())) {
+        // A peer that closed its sending side still gets replies to every whole request it sent
+        // first; those not yet processed (frame budget, paused reading) are pending_input work.
+        let pending = conn.pending_input();
+        let whole_frame_pending =
+            pending.len() >= HEADER_LEN && pending.len() >= needed_frame_len(pending);
+        if drained
+            && (conn.close_when_flushed
+                || (conn.peer_closed && conn.streams.is_empty() && !whole_frame_pending))
+        {
             self.close(slot);
             return;
         }
@@ -902,14 +908,11 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
     }
 
-    /// Stops accepting, answers what was already received, ends streams, and lets output drain.
+    /// Refuses new connections (hello ShuttingDown, see `on_accepted`; the listener stays
+    /// registered until the loop ends so late clients hear why), answers what was already
+    /// received, ends streams, and lets output drain.
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        let Server { poll, listener, .. } = &mut self.server;
-        if let Err(err) = poll.registry().deregister(listener) {
-            tracing::debug!("deregister listener: {err}");
-        }
-        self.listener_open = false;
         let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             if matches!(self.connections[slot].phase, Phase::AwaitingHello { .. }) {
@@ -919,7 +922,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             // Requests that already arrived, in our buffer or the socket's, are answered before
             // the node stops.
             self.read_connection(slot);
-            while self.connections.contains(slot) && self.process_frame(slot) {}
+            self.answer_buffered_requests(slot);
             let Some(conn) = self.connections.get_mut(slot) else {
                 continue;
             };
@@ -941,6 +944,43 @@ impl<'s, S: Service> EventLoop<'s, S> {
             "stopped accepting; {} connections draining",
             self.connections.len()
         );
+    }
+
+    /// At shutdown: executes the requests already buffered while the connection's output is
+    /// under its high-water mark; past it, answers the rest ShuttingDown without a body, so a
+    /// reader that stopped reading cannot make the node buffer without bound (at most one short
+    /// reply per buffered frame).
+    fn answer_buffered_requests(&mut self, slot: usize) {
+        let high_water = self.server.options.output_buffer_bytes;
+        let max_frame_bytes = self.server.options.max_frame_bytes;
+        loop {
+            let Some(conn) = self.connections.get_mut(slot) else {
+                return;
+            };
+            if conn.close_when_flushed {
+                return;
+            }
+            if conn.pending_output() < high_water {
+                if !self.process_frame(slot) {
+                    return;
+                }
+                continue;
+            }
+            let Ok(Some(header)) = frame::parse_frame(conn.pending_input(), max_frame_bytes) else {
+                return;
+            };
+            conn.consume_input(header.frame_len());
+            if header.frame_type == FrameType::Request {
+                let status = Status::ShuttingDown as u8;
+                frame::write_frame(
+                    &mut conn.output,
+                    FrameType::Reply,
+                    status,
+                    header.request_id,
+                    &[],
+                );
+            }
+        }
     }
 
     fn finish_shutdown(mut self) -> io::Result<()> {
