@@ -1,7 +1,9 @@
-//! The dhtnode config file: the shared `[server]`, `[auth]` and `[log]` sections and the data
-//! directory. Every key and its default is documented in `deploy/config/dhtnode.toml`.
+//! The dhtnode config file: the shared `[server]`, `[auth]` and `[log]` sections, the data
+//! directory and the node's own `[dht]` section. Every key and its default is documented in
+//! `deploy/config/dhtnode.toml`.
 
-use node_core::config::{AuthSection, LogSection, ServerSection};
+use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
+use node_core::protocol::dht::HashRange;
 use node_core::daemon::DaemonConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -17,6 +19,78 @@ pub struct NodeConfig {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub log: LogSection,
+    pub dht: DhtSection,
+}
+
+/// `[dht]`: the node's range, its limits, Listen queues and dumps.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtSection {
+    /// Lowest hash position this node owns, 16 hex digits (optional `0x`).
+    pub range_min: String,
+    /// Highest hash position this node owns. `min > max` is the empty range.
+    pub range_max: String,
+    /// Σ (8 + value length) of all records the node may hold; 0 = no limit.
+    pub size_limit_bytes: u64,
+    /// Largest value accepted.
+    pub max_value_bytes: u32,
+    /// Changes one Listen stream may have queued before it loses updates.
+    pub listen_queue_events: u32,
+    /// Bytes of values one Listen stream may have queued.
+    pub listen_queue_bytes: u32,
+    /// Seconds between periodic dumps of every channel; 0 = only at shutdown.
+    pub dump_period_s: u64,
+    /// What to do with dump records outside the node's range at start: load, ignore or fatal.
+    pub out_of_range: String,
+}
+
+impl Default for DhtSection {
+    fn default() -> DhtSection {
+        DhtSection {
+            range_min: "0x0000000000000000".into(),
+            range_max: "0xffffffffffffffff".into(),
+            size_limit_bytes: 0,
+            max_value_bytes: 1024 * 1024,
+            listen_queue_events: 65_536,
+            listen_queue_bytes: 16 * 1024 * 1024,
+            dump_period_s: 6 * 3600,
+            out_of_range: "load".into(),
+        }
+    }
+}
+
+impl DhtSection {
+    pub fn range(&self) -> Result<HashRange, ConfigError> {
+        HashRange::parse(&format!("{}:{}", self.range_min, self.range_max)).map_err(|problem| ConfigError::Invalid {
+            key: "dht.range_min / dht.range_max",
+            problem,
+        })
+    }
+
+    pub fn validate(&self, max_frame_bytes: u32) -> Result<(), ConfigError> {
+        self.range()?;
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        // A value must fit in one frame with its request's other fields, and in one batch (GetAll,
+        // dump blocks), whose records carry 12 bytes of framing.
+        let batch_limit = (node_core::protocol::batch::MAX_BATCH_UNCOMPRESSED_BYTES - 12) as u32;
+        let max_value_limit = max_frame_bytes.saturating_sub(1024).min(batch_limit);
+        if self.max_value_bytes == 0 || self.max_value_bytes > max_value_limit {
+            return invalid(
+                "dht.max_value_bytes",
+                format!("{} is not between 1 and {max_value_limit} (server.max_frame_bytes − 1 KiB, and at most 16 MiB − 12)", self.max_value_bytes),
+            );
+        }
+        if self.listen_queue_events == 0 {
+            return invalid("dht.listen_queue_events", "must be at least 1".into());
+        }
+        if (self.listen_queue_bytes as u64) < self.max_value_bytes as u64 + 16 {
+            return invalid("dht.listen_queue_bytes", "must hold at least one value of max_value_bytes".into());
+        }
+        if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {
+            return invalid("dht.out_of_range", format!("{:?} is not load, ignore or fatal", self.out_of_range));
+        }
+        Ok(())
+    }
 }
 
 impl Default for NodeConfig {
@@ -26,6 +100,7 @@ impl Default for NodeConfig {
             server: ServerSection::default(),
             auth: AuthSection::default(),
             log: LogSection::default(),
+            dht: DhtSection::default(),
         }
     }
 }
@@ -44,6 +119,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn data_dir(&mut self) -> &mut PathBuf {
         &mut self.data_dir
+    }
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        self.dht.validate(self.server.max_frame_bytes)
     }
 }
 

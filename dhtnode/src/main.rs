@@ -1,9 +1,12 @@
 //! The `dhtnode` daemon: parses the command line and runs the node until SIGTERM/SIGINT.
 
 use clap::Parser;
+use dhtnode::config::NodeConfig;
+use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use dhtnode::service::DhtNode;
 use node_core::config::CommonArgs;
-use node_core::daemon::{self, BareService};
-use node_core::protocol::NodeKind;
+use node_core::daemon;
+use node_core::protocol::dht::HashRange;
 use std::process::ExitCode;
 
 /// The dht node: an in-memory, hash-ranged key/value store.
@@ -12,13 +15,28 @@ use std::process::ExitCode;
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// The hash range this node owns, as MIN:MAX in hex (overrides dht.range_min/range_max).
+    /// ffffffffffffffff:0000000000000000 is the empty range.
+    #[arg(long, value_name = "MIN:MAX", value_parser = HashRange::parse)]
+    range: Option<HashRange>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    daemon::run::<dhtnode::config::NodeConfig, _, _>(
-        "dhtnode",
-        &args.common,
-        |_config, _wakeups| Ok(BareService::new(NodeKind::Dht, env!("CARGO_PKG_VERSION"))),
-    )
+    daemon::run::<NodeConfig, _, _>("dhtnode", &args.common, |config, wakeups| {
+        let range = match args.range {
+            Some(range) => range,
+            None => config.dht.range().map_err(|err| err.to_string())?,
+        };
+        tracing::info!("hash range {range}");
+        let limits = EngineLimits {
+            size_limit_bytes: config.dht.size_limit_bytes,
+            max_value_bytes: config.dht.max_value_bytes as usize,
+        };
+        let listener_limits = ListenerLimits {
+            max_events: config.dht.listen_queue_events as usize,
+            max_bytes: config.dht.listen_queue_bytes as usize,
+        };
+        Ok(DhtNode::new(Engine::new(range, limits, listener_limits), wakeups))
+    })
 }

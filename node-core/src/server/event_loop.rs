@@ -50,6 +50,8 @@ pub(crate) struct EventLoop<'s, S: Service> {
     /// Connections whose output grew outside of their own read handling.
     dirty: Vec<usize>,
     shutting_down: bool,
+    /// The service said it has background work ready.
+    background_pending: bool,
 }
 
 impl<'s, S: Service> EventLoop<'s, S> {
@@ -64,6 +66,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             pending_input: VecDeque::new(),
             dirty: Vec::new(),
             shutting_down: false,
+            background_pending: false,
         };
         let Server { poll, listener, .. } = &mut event_loop.server;
         poll.registry()
@@ -95,7 +98,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
         loop {
             let now = Instant::now();
             let mut timeout = next_tick.saturating_duration_since(now);
-            if !self.ready_streams.is_empty() || !self.pending_input.is_empty() {
+            if !self.ready_streams.is_empty() || !self.pending_input.is_empty() || self.background_pending {
                 timeout = Duration::ZERO;
             }
             if let Err(err) = self.server.poll.poll(&mut events, Some(timeout)) {
@@ -112,6 +115,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
             }
             self.take_wakeups();
             self.drain_pending_input();
+            self.run_ready_streams();
+            self.background_pending = self.service.background(Instant::now());
+            self.take_wakeups();
             self.run_ready_streams();
             self.flush_dirty();
             let now = Instant::now();

@@ -132,7 +132,7 @@ impl Server {
             listener,
             local_addr,
             options,
-            wakeups: Wakeups::default(),
+            wakeups: Wakeups::with_loop_waker(waker.clone()),
             shutdown_requested: Arc::new(AtomicBool::new(false)),
             waker,
             signals: None,

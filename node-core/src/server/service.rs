@@ -58,6 +58,15 @@ pub trait Service {
     /// Called every `tick_interval_ms` (flush timers and the like).
     fn tick(&mut self, _now: Instant) {}
 
+    /// Called on every pass of the event loop, after the requests of that pass: a slice of
+    /// long-running work (a dump walking a channel). Keep each call short (well under a
+    /// millisecond); return true while more work is ready, so the loop polls without blocking,
+    /// and false when the work waits for something (it resumes on the next tick or when another
+    /// thread wakes the loop through [`Wakeups::loop_waker`]).
+    fn background(&mut self, _now: Instant) -> bool {
+        false
+    }
+
     /// Node-specific live counters, appended to the core's for GetStats and stats.log.
     fn stats(&self, _out: &mut Vec<(String, u64)>) {}
 
@@ -139,16 +148,34 @@ pub struct StreamHandle {
     pub(crate) request_id: u64,
 }
 
-/// The queue of streams a service wants resumed. Single-threaded: the event loop and the service
-/// share it on one thread.
-#[derive(Debug, Clone, Default)]
+/// The queue of streams a service wants resumed (single-threaded: the event loop and the service
+/// share it on one thread), and the waker that other threads use to interrupt the loop.
+#[derive(Clone, Default)]
 pub struct Wakeups {
     queue: Rc<RefCell<VecDeque<StreamHandle>>>,
+    loop_waker: Option<std::sync::Arc<mio::Waker>>,
+}
+
+impl std::fmt::Debug for Wakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakeups").field("queued", &self.queue.borrow().len()).finish()
+    }
 }
 
 impl Wakeups {
+    pub(crate) fn with_loop_waker(waker: std::sync::Arc<mio::Waker>) -> Wakeups {
+        Wakeups { queue: Rc::default(), loop_waker: Some(waker) }
+    }
+
     pub fn wake(&self, handle: StreamHandle) {
         self.queue.borrow_mut().push_back(handle);
+    }
+
+    /// A handle another thread (a dump writer, a disk syncer) can use to make the event loop run
+    /// a pass, so the service's [`Service::background`] is called again. `None` only for a
+    /// `Wakeups` made outside a server (unit tests).
+    pub fn loop_waker(&self) -> Option<std::sync::Arc<mio::Waker>> {
+        self.loop_waker.clone()
     }
 
     pub(crate) fn take(&self) -> VecDeque<StreamHandle> {

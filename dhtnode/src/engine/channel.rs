@@ -1,0 +1,163 @@
+//! One channel's records: a map from `u64` key to value bytes, split into [`SHARD_COUNT`] shards
+//! by an independent hash of the key.
+//!
+//! Why shards: work that walks a whole channel (dumps, GetAll) must not stall the event loop and
+//! must survive writes that happen between its steps. A shard is small (a channel of 10 million
+//! records has ~2 500 per shard), so a walker copies one shard at a time, and "shard index, then
+//! key order inside the shard" is a total order that a walk can resume from after any change.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+pub const SHARD_BITS: u32 = 12;
+pub const SHARD_COUNT: usize = 1 << SHARD_BITS;
+
+/// Bytes a record counts for in sizes and limits: its key and its value.
+pub fn record_bytes(value_len: usize) -> u64 {
+    8 + value_len as u64
+}
+
+/// Folded 128-bit multiply: every output bit depends on every input bit, cheaply. Keys are often
+/// sequential or aligned (multiples of 1024...), so neither the map nor the sharding may use raw
+/// key bits.
+fn fold_mix(key: u64, seed: u64) -> u64 {
+    let product = u128::from(key ^ seed) * 0x9e37_79b9_7f4a_7c15_u128;
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// Which shard a key lives in. A different seed than the map's hasher, so that keys sharing a
+/// shard still spread over the map's buckets.
+pub fn shard_of(key: u64) -> usize {
+    (fold_mix(key, 0x2545_f491_4f6c_dd1d) >> (64 - SHARD_BITS)) as usize
+}
+
+/// The map's hasher for `u64` keys (fixed, not randomly seeded: keys come from clients, but a
+/// hash-flooding client could only slow its own channel, and a fixed hash keeps runs comparable).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; this path exists for the trait's sake.
+        for byte in bytes {
+            self.0 = fold_mix(self.0 ^ u64::from(*byte), 0x51_7cc1_b727_220a);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = fold_mix(key, 0x853c_49e6_748f_ea9b);
+    }
+}
+
+pub type Shard = HashMap<u64, Box<[u8]>, BuildHasherDefault<KeyHasher>>;
+
+/// A channel: its shards and its totals.
+pub struct Channel {
+    shards: Box<[Shard]>,
+    records: u64,
+    bytes: u64,
+}
+
+impl Default for Channel {
+    fn default() -> Channel {
+        Channel::new()
+    }
+}
+
+impl Channel {
+    pub fn new() -> Channel {
+        Channel {
+            shards: (0..SHARD_COUNT).map(|_| Shard::default()).collect(),
+            records: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn get(&self, key: u64) -> Option<&[u8]> {
+        self.shards[shard_of(key)].get(&key).map(|value| &**value)
+    }
+
+    /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank).
+    pub fn put(&mut self, key: u64, value: &[u8]) -> i64 {
+        let added = record_bytes(value.len());
+        let removed = match self.shards[shard_of(key)].insert(key, Box::from(value)) {
+            Some(old) => record_bytes(old.len()),
+            None => {
+                self.records += 1;
+                0
+            }
+        };
+        self.bytes = self.bytes + added - removed;
+        added as i64 - removed as i64
+    }
+
+    /// Removes a record; returns its bytes if it existed.
+    pub fn remove(&mut self, key: u64) -> Option<u64> {
+        let old = self.shards[shard_of(key)].remove(&key)?;
+        let removed = record_bytes(old.len());
+        self.records -= 1;
+        self.bytes -= removed;
+        Some(removed)
+    }
+
+    pub fn shard(&self, index: usize) -> &Shard {
+        &self.shards[index]
+    }
+
+    /// The keys of one shard in ascending order: the order walks visit them in.
+    pub fn sorted_shard_keys(&self, index: usize, out: &mut Vec<u64>) {
+        out.clear();
+        out.extend(self.shards[index].keys().copied());
+        out.sort_unstable();
+    }
+
+    /// Checks the totals against the shards (tests and debug assertions).
+    pub fn check_totals(&self) -> bool {
+        let records: usize = self.shards.iter().map(|shard| shard.len()).sum();
+        let bytes: u64 = self.shards.iter().flat_map(|shard| shard.values()).map(|v| record_bytes(v.len())).sum();
+        records as u64 == self.records && bytes == self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_remove_keep_totals() {
+        let mut channel = Channel::new();
+        assert_eq!(channel.put(1, b"abc"), 11);
+        assert_eq!(channel.put(1, b"a"), -2);
+        assert_eq!(channel.put(2, b"xyz"), 11);
+        assert_eq!(channel.get(1), Some(&b"a"[..]));
+        assert_eq!((channel.records(), channel.bytes()), (2, 20));
+        assert_eq!(channel.remove(1), Some(9));
+        assert_eq!(channel.remove(1), None);
+        assert_eq!(channel.get(1), None);
+        assert_eq!((channel.records(), channel.bytes()), (1, 11));
+        assert!(channel.check_totals());
+    }
+
+    #[test]
+    fn aligned_and_sequential_keys_spread_over_shards() {
+        for stride in [1u64, 4096, 1 << 32] {
+            let mut used = std::collections::HashSet::new();
+            for i in 0..20_000u64 {
+                used.insert(shard_of(i * stride));
+            }
+            assert!(used.len() > SHARD_COUNT * 9 / 10, "stride {stride}: {} shards used", used.len());
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Listen subscriptions: for each listener, a bounded queue of the changes made to its channel
+//! since it subscribed, in order.
+//!
+//! Values are copied into the queue when the change happens (not read back when sent), so a
+//! listener sees every intermediate value, not just the latest. When a queue is full the change
+//! is dropped and counted in a loss marker at the place where it would have been, so the
+//! consumer learns exactly where it lost updates and how many.
+
+use slab::Slab;
+use std::collections::VecDeque;
+
+pub type ListenerId = usize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenEvent {
+    Changed { key: u64, value: Box<[u8]> },
+    Removed { key: u64 },
+    /// This many changes were dropped here because the queue was full.
+    Lost(u64),
+    /// The channel was removed; nothing follows.
+    ChannelRemoved,
+}
+
+/// The bounds of one listener's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
+
+struct Listener {
+    events: VecDeque<ListenEvent>,
+    queued_bytes: usize,
+}
+
+impl Listener {
+    fn push(&mut self, event: ListenEvent, limits: ListenerLimits) {
+        let bytes = event_bytes(&event);
+        let full = self.events.len() >= limits.max_events || self.queued_bytes + bytes > limits.max_bytes;
+        let always_fits = matches!(event, ListenEvent::ChannelRemoved);
+        if full && !always_fits {
+            // One marker may exceed the bound: it is what tells the consumer it lost updates.
+            match self.events.back_mut() {
+                Some(ListenEvent::Lost(count)) => *count += 1,
+                _ => self.events.push_back(ListenEvent::Lost(1)),
+            }
+            return;
+        }
+        self.queued_bytes += bytes;
+        self.events.push_back(event);
+    }
+}
+
+fn event_bytes(event: &ListenEvent) -> usize {
+    match event {
+        ListenEvent::Changed { value, .. } => 16 + value.len(),
+        _ => 16,
+    }
+}
+
+/// Every listener of the node, and which ones have something new for their stream.
+pub struct Listeners {
+    listeners: Slab<Listener>,
+    limits: ListenerLimits,
+    ready: Vec<ListenerId>,
+}
+
+impl Listeners {
+    pub fn new(limits: ListenerLimits) -> Listeners {
+        Listeners { listeners: Slab::new(), limits, ready: Vec::new() }
+    }
+
+    pub fn add(&mut self) -> ListenerId {
+        self.listeners.insert(Listener { events: VecDeque::new(), queued_bytes: 0 })
+    }
+
+    pub fn remove(&mut self, id: ListenerId) {
+        self.listeners.try_remove(id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// Queues `event` for each of `ids`.
+    pub fn notify(&mut self, ids: &[ListenerId], event: &ListenEvent) {
+        for &id in ids {
+            if let Some(listener) = self.listeners.get_mut(id) {
+                listener.push(event.clone(), self.limits);
+                self.ready.push(id);
+            }
+        }
+    }
+
+    /// The next event for a listener, if any.
+    pub fn next_event(&mut self, id: ListenerId) -> Option<ListenEvent> {
+        let listener = self.listeners.get_mut(id)?;
+        let event = listener.events.pop_front()?;
+        listener.queued_bytes -= event_bytes(&event).min(listener.queued_bytes);
+        Some(event)
+    }
+
+    /// Listeners that were given events since the last call (may repeat).
+    pub fn take_ready(&mut self) -> Vec<ListenerId> {
+        std::mem::take(&mut self.ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(key: u64) -> ListenEvent {
+        ListenEvent::Changed { key, value: Box::from(&b"v"[..]) }
+    }
+
+    #[test]
+    fn events_arrive_in_order_and_overflow_is_marked_where_it_happened() {
+        let mut listeners = Listeners::new(ListenerLimits { max_events: 2, max_bytes: 1 << 20 });
+        let id = listeners.add();
+        for key in 0..5 {
+            listeners.notify(&[id], &changed(key));
+        }
+        assert_eq!(listeners.next_event(id), Some(changed(0)));
+        assert_eq!(listeners.next_event(id), Some(changed(1)));
+        listeners.notify(&[id], &ListenEvent::Removed { key: 9 });
+        assert_eq!(listeners.next_event(id), Some(ListenEvent::Lost(3)));
+        assert_eq!(listeners.next_event(id), Some(ListenEvent::Removed { key: 9 }));
+        assert_eq!(listeners.next_event(id), None);
+        assert_eq!(listeners.take_ready().len(), 6);
+    }
+
+    #[test]
+    fn channel_removal_is_delivered_even_to_a_full_queue() {
+        let mut listeners = Listeners::new(ListenerLimits { max_events: 1, max_bytes: 1 << 20 });
+        let id = listeners.add();
+        listeners.notify(&[id], &changed(1));
+        listeners.notify(&[id], &ListenEvent::ChannelRemoved);
+        assert_eq!(listeners.next_event(id), Some(changed(1)));
+        assert_eq!(listeners.next_event(id), Some(ListenEvent::ChannelRemoved));
+    }
+
+    #[test]
+    fn byte_bound_counts_values() {
+        let mut listeners = Listeners::new(ListenerLimits { max_events: 100, max_bytes: 40 });
+        let id = listeners.add();
+        listeners.notify(&[id], &ListenEvent::Changed { key: 1, value: Box::from(&[0u8; 20][..]) });
+        listeners.notify(&[id], &ListenEvent::Changed { key: 2, value: Box::from(&[0u8; 20][..]) });
+        assert!(matches!(listeners.next_event(id), Some(ListenEvent::Changed { key: 1, .. })));
+        assert_eq!(listeners.next_event(id), Some(ListenEvent::Lost(1)));
+    }
+}

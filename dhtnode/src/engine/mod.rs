@@ -1,0 +1,387 @@
+//! The dht storage engine: named channels of `u64` → bytes records, the node's hash range, its
+//! limits (value size, node-wide size) and Listen subscriptions. It knows nothing of sockets or
+//! frames: request handlers translate protocol to these calls and errors to statuses.
+//!
+//! Rules kept here, so every request applies them the same way:
+//! - Channels are created by writes (and by Listen, which must be able to wait for the first
+//!   write); reads of a missing channel find nothing and create nothing.
+//! - Writes (Put, PutBatch, Remove, Update) of a key outside the node's range fail with
+//!   WrongNode; reads do not check the range, so records still on a node during a range change
+//!   stay readable.
+//! - Values are 1 to `max_value_bytes` bytes; the node-wide `size_limit_bytes` (Σ key 8 + value
+//!   length, 0 = none) refuses writes that would exceed it.
+//! - Every change, whichever request made it, reaches the channel's listeners in order.
+
+pub mod channel;
+pub mod listeners;
+
+pub use channel::{Channel, SHARD_COUNT};
+pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
+
+use channel::record_bytes;
+use listeners::Listeners;
+use node_core::protocol::dht::{valid_channel_name, value_hash, Expected, HashRange, SizeInfo, UpdateAction};
+use node_core::protocol::Status;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Σ record bytes the node may hold; 0 = no limit.
+    pub size_limit_bytes: u64,
+    pub max_value_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("channel name {0:?} is not 1 to 100 characters of A-Z a-z 0-9 _ -")]
+    BadChannelName(String),
+    #[error("key 0x{key:016x} (hash position 0x{position:016x}) is outside this node's range {range}")]
+    WrongNode { key: u64, position: u64, range: HashRange },
+    #[error("values must not be empty")]
+    EmptyValue,
+    #[error("value of {len} bytes exceeds the node's max_value_bytes of {max}")]
+    ValueTooBig { len: usize, max: usize },
+    #[error("the node's size limit of {limit} bytes would be exceeded")]
+    OutOfMemory { limit: u64 },
+    #[error("the record changed since it was read")]
+    UpdateConflict,
+}
+
+impl EngineError {
+    pub fn status(&self) -> Status {
+        match self {
+            EngineError::BadChannelName(_) => Status::BadChannelName,
+            EngineError::WrongNode { .. } => Status::WrongNode,
+            EngineError::EmptyValue => Status::EmptyValue,
+            EngineError::ValueTooBig { .. } => Status::ValueTooBig,
+            EngineError::OutOfMemory { .. } => Status::OutOfMemory,
+            EngineError::UpdateConflict => Status::UpdateConflict,
+        }
+    }
+}
+
+struct ChannelEntry {
+    data: Channel,
+    listeners: Vec<ListenerId>,
+}
+
+pub struct Engine {
+    channels: BTreeMap<String, ChannelEntry>,
+    range: HashRange,
+    limits: EngineLimits,
+    total: SizeInfo,
+    listeners: Listeners,
+}
+
+impl Engine {
+    pub fn new(range: HashRange, limits: EngineLimits, listener_limits: ListenerLimits) -> Engine {
+        Engine {
+            channels: BTreeMap::new(),
+            range,
+            limits,
+            total: SizeInfo::default(),
+            listeners: Listeners::new(listener_limits),
+        }
+    }
+
+    pub fn range(&self) -> HashRange {
+        self.range
+    }
+
+    pub fn limits(&self) -> EngineLimits {
+        self.limits
+    }
+
+    fn check_name(channel: &str) -> Result<(), EngineError> {
+        if valid_channel_name(channel) {
+            Ok(())
+        } else {
+            Err(EngineError::BadChannelName(channel.to_string()))
+        }
+    }
+
+    fn check_key(&self, key: u64) -> Result<(), EngineError> {
+        if self.range.is_responsible_for(key) {
+            return Ok(());
+        }
+        let position = node_core::protocol::dht::hash_position(key);
+        Err(EngineError::WrongNode { key, position, range: self.range })
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
+        if value.is_empty() {
+            return Err(EngineError::EmptyValue);
+        }
+        if value.len() > self.limits.max_value_bytes {
+            return Err(EngineError::ValueTooBig { len: value.len(), max: self.limits.max_value_bytes });
+        }
+        Ok(())
+    }
+
+    /// Refuses growth past the size limit. `growth` may be negative (an overwrite that shrinks).
+    fn check_growth(&self, growth: i64) -> Result<(), EngineError> {
+        let limit = self.limits.size_limit_bytes;
+        if limit == 0 || growth <= 0 || self.total.bytes.saturating_add(growth as u64) <= limit {
+            return Ok(());
+        }
+        Err(EngineError::OutOfMemory { limit })
+    }
+
+    /// All checks of a write of `value` to `key`, before anything changes.
+    fn check_write(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
+        Engine::check_name(channel)?;
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let old_bytes = self.get_unchecked(channel, key).map_or(0, |old| record_bytes(old.len()));
+        self.check_growth(record_bytes(value.len()) as i64 - old_bytes as i64)
+    }
+
+    fn entry_mut(&mut self, channel: &str) -> &mut ChannelEntry {
+        // Look up before inserting, so the common case allocates no String.
+        if !self.channels.contains_key(channel) {
+            let entry = ChannelEntry { data: Channel::new(), listeners: Vec::new() };
+            self.channels.insert(channel.to_string(), entry);
+        }
+        self.channels.get_mut(channel).expect("inserted above")
+    }
+
+    /// Stores after the checks passed; tells the listeners.
+    fn store(&mut self, channel: &str, key: u64, value: &[u8]) {
+        let entry = self.entry_mut(channel);
+        let growth = entry.data.put(key, value);
+        let listening = !entry.listeners.is_empty();
+        self.total.bytes = (self.total.bytes as i64 + growth) as u64;
+        if growth == record_bytes(value.len()) as i64 {
+            self.total.records += 1;
+        }
+        if listening {
+            self.notify(channel, ListenEvent::Changed { key, value: Box::from(value) });
+        }
+        debug_assert!(self.total.bytes >= self.channels[channel].data.bytes());
+    }
+
+    fn notify(&mut self, channel: &str, event: ListenEvent) {
+        if let Some(entry) = self.channels.get(channel) {
+            self.listeners.notify(&entry.listeners, &event);
+        }
+    }
+
+    pub fn put(&mut self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
+        self.check_write(channel, key, value)?;
+        self.store(channel, key, value);
+        Ok(())
+    }
+
+    fn get_unchecked(&self, channel: &str, key: u64) -> Option<&[u8]> {
+        self.channels.get(channel)?.data.get(key)
+    }
+
+    pub fn get(&self, channel: &str, key: u64) -> Result<Option<&[u8]>, EngineError> {
+        Engine::check_name(channel)?;
+        Ok(self.get_unchecked(channel, key))
+    }
+
+    /// Removes a record; returns whether it existed.
+    pub fn remove(&mut self, channel: &str, key: u64) -> Result<bool, EngineError> {
+        Engine::check_name(channel)?;
+        self.check_key(key)?;
+        let Some(entry) = self.channels.get_mut(channel) else { return Ok(false) };
+        let Some(removed_bytes) = entry.data.remove(key) else { return Ok(false) };
+        self.total.records -= 1;
+        self.total.bytes -= removed_bytes;
+        self.notify(channel, ListenEvent::Removed { key });
+        Ok(true)
+    }
+
+    /// Compare-and-swap: applies `action` only if the record is as `expected`.
+    pub fn update(&mut self, channel: &str, key: u64, expected: Expected, action: UpdateAction<'_>) -> Result<(), EngineError> {
+        Engine::check_name(channel)?;
+        self.check_key(key)?;
+        let current = self.get_unchecked(channel, key);
+        let as_expected = match (expected, current) {
+            (Expected::Absent, None) => true,
+            (Expected::Hash(hash), Some(value)) => value_hash(value) == hash,
+            _ => false,
+        };
+        if !as_expected {
+            return Err(EngineError::UpdateConflict);
+        }
+        match action {
+            UpdateAction::Write(value) => self.put(channel, key, value),
+            UpdateAction::Remove => self.remove(channel, key).map(|_| ()),
+        }
+    }
+
+    /// Stores a batch all or nothing: every record is checked first, so a refused batch changes
+    /// nothing (the reference stored a prefix and failed on the first bad record).
+    pub fn put_batch<'a>(&mut self, channel: &str, records: impl Iterator<Item = (u64, &'a [u8])> + Clone) -> Result<u64, EngineError> {
+        Engine::check_name(channel)?;
+        let mut growth: i64 = 0;
+        for (key, value) in records.clone() {
+            self.check_key(key)?;
+            self.check_value(value)?;
+            let old_bytes = self.get_unchecked(channel, key).map_or(0, |old| record_bytes(old.len()));
+            growth += record_bytes(value.len()) as i64 - old_bytes as i64;
+        }
+        self.check_growth(growth)?;
+        let mut stored = 0;
+        for (key, value) in records {
+            self.store(channel, key, value);
+            stored += 1;
+        }
+        Ok(stored)
+    }
+
+    pub fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.channels.keys().map(String::as_str)
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(name).map(|entry| &entry.data)
+    }
+
+    pub fn channel_size(&self, name: &str) -> SizeInfo {
+        self.channel(name)
+            .map_or(SizeInfo::default(), |channel| SizeInfo { records: channel.records(), bytes: channel.bytes() })
+    }
+
+    pub fn size(&self) -> SizeInfo {
+        self.total
+    }
+
+    /// Drops a channel and ends its listeners; returns whether it existed.
+    pub fn remove_channel(&mut self, name: &str) -> Result<bool, EngineError> {
+        Engine::check_name(name)?;
+        let Some(entry) = self.channels.remove(name) else { return Ok(false) };
+        self.total.records -= entry.data.records();
+        self.total.bytes -= entry.data.bytes();
+        self.listeners.notify(&entry.listeners, &ListenEvent::ChannelRemoved);
+        Ok(true)
+    }
+
+    /// Adds a loaded channel at start-up (replacing any channel of that name).
+    pub fn insert_channel(&mut self, name: &str, data: Channel) {
+        self.total.records += data.records();
+        self.total.bytes += data.bytes();
+        let old = self.channels.insert(name.to_string(), ChannelEntry { data, listeners: Vec::new() });
+        if let Some(old) = old {
+            self.total.records -= old.data.records();
+            self.total.bytes -= old.data.bytes();
+        }
+    }
+
+    /// Subscribes to a channel's changes (creating the channel, so a listener can wait for the
+    /// first write).
+    pub fn subscribe(&mut self, channel: &str) -> Result<ListenerId, EngineError> {
+        Engine::check_name(channel)?;
+        let id = self.listeners.add();
+        self.entry_mut(channel).listeners.push(id);
+        Ok(id)
+    }
+
+    pub fn unsubscribe(&mut self, channel: &str, id: ListenerId) {
+        if let Some(entry) = self.channels.get_mut(channel) {
+            entry.listeners.retain(|listener| *listener != id);
+        }
+        self.listeners.remove(id);
+    }
+
+    pub fn next_listen_event(&mut self, id: ListenerId) -> Option<ListenEvent> {
+        self.listeners.next_event(id)
+    }
+
+    /// Listeners with new events since the last call.
+    pub fn take_ready_listeners(&mut self) -> Vec<ListenerId> {
+        self.listeners.take_ready()
+    }
+
+    pub fn listener_count(&self) -> usize {
+        self.listeners.count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(range: HashRange, size_limit_bytes: u64) -> Engine {
+        let limits = EngineLimits { size_limit_bytes, max_value_bytes: 10 };
+        Engine::new(range, limits, ListenerLimits { max_events: 100, max_bytes: 1 << 20 })
+    }
+
+    #[test]
+    fn writes_are_checked_in_the_documented_order() {
+        let mut engine = engine(node_core::protocol::dht::split_evenly(2)[0], 0);
+        assert!(matches!(engine.put("bad name", 2, b"v"), Err(EngineError::BadChannelName(_))));
+        // Key 1's hash position is 0x8000…, in the upper half: not ours.
+        assert!(matches!(engine.put("ch", 1, b"v"), Err(EngineError::WrongNode { .. })));
+        assert_eq!(engine.put("ch", 2, b""), Err(EngineError::EmptyValue));
+        assert_eq!(engine.put("ch", 2, &[0; 11]), Err(EngineError::ValueTooBig { len: 11, max: 10 }));
+        assert_eq!(engine.put("ch", 2, &[0; 10]), Ok(()));
+        assert_eq!(engine.get("ch", 2).unwrap(), Some(&[0u8; 10][..]));
+        assert_eq!(engine.get("other", 2).unwrap(), None);
+        assert_eq!(engine.channel_names().collect::<Vec<_>>(), vec!["ch"], "reads create no channel");
+    }
+
+    #[test]
+    fn size_limit_counts_overwrites_by_their_growth() {
+        let mut engine = engine(HashRange::FULL, 30);
+        engine.put("ch", 1, &[1; 10]).unwrap();
+        engine.put("ch", 2, &[1; 4]).unwrap();
+        assert_eq!(engine.size(), SizeInfo { records: 2, bytes: 30 });
+        assert!(matches!(engine.put("ch", 3, &[1]), Err(EngineError::OutOfMemory { .. })));
+        engine.put("ch", 1, &[1; 2]).unwrap();
+        engine.put("ch", 3, &[1]).unwrap();
+        assert!(engine.remove("ch", 3).unwrap());
+        assert!(!engine.remove("ch", 3).unwrap());
+        assert_eq!(engine.size(), SizeInfo { records: 2, bytes: 22 });
+        assert!(engine.remove_channel("ch").unwrap());
+        assert_eq!(engine.size(), SizeInfo::default(), "num_bytes returns to zero after clearing");
+    }
+
+    #[test]
+    fn update_applies_only_when_the_record_is_as_read() {
+        let mut engine = engine(HashRange::FULL, 0);
+        let write = UpdateAction::Write(b"hello");
+        engine.update("ch", 1, Expected::Absent, write).unwrap();
+        assert_eq!(engine.update("ch", 1, Expected::Absent, write), Err(EngineError::UpdateConflict));
+        let read = value_hash(b"hello");
+        engine.update("ch", 1, Expected::Hash(read), UpdateAction::Write(b"hello world")).unwrap();
+        assert_eq!(engine.get("ch", 1).unwrap(), Some(&b"hello world"[..]));
+        assert_eq!(engine.update("ch", 1, Expected::Hash(read), UpdateAction::Remove), Err(EngineError::UpdateConflict));
+        engine.update("ch", 1, Expected::Hash(value_hash(b"hello world")), UpdateAction::Remove).unwrap();
+        assert_eq!(engine.update("ch", 1, Expected::Hash(read), write), Err(EngineError::UpdateConflict), "a removed record is a change");
+    }
+
+    #[test]
+    fn put_batch_is_all_or_nothing() {
+        let mut engine = engine(node_core::protocol::dht::split_evenly(2)[0], 0);
+        let good: Vec<(u64, &[u8])> = vec![(2, b"a"), (4, b"b")];
+        let with_foreign_key: Vec<(u64, &[u8])> = vec![(6, b"c"), (1, b"d")];
+        assert_eq!(engine.put_batch("ch", good.iter().copied()), Ok(2));
+        assert!(matches!(engine.put_batch("ch", with_foreign_key.iter().copied()), Err(EngineError::WrongNode { .. })));
+        assert_eq!(engine.get("ch", 6).unwrap(), None, "nothing of a refused batch is stored");
+        assert_eq!(engine.size().records, 2);
+    }
+
+    #[test]
+    fn listeners_see_every_change_in_order_and_the_channel_removal() {
+        let mut engine = engine(HashRange::FULL, 0);
+        let id = engine.subscribe("ch").unwrap();
+        engine.put("ch", 5, b"value").unwrap();
+        engine.put_batch("ch", [(6u64, &b"x"[..])].into_iter()).unwrap();
+        engine.remove("ch", 5).unwrap();
+        engine.remove_channel("ch").unwrap();
+        let events: Vec<ListenEvent> = std::iter::from_fn(|| engine.next_listen_event(id)).collect();
+        assert_eq!(
+            events,
+            vec![
+                ListenEvent::Changed { key: 5, value: Box::from(&b"value"[..]) },
+                ListenEvent::Changed { key: 6, value: Box::from(&b"x"[..]) },
+                ListenEvent::Removed { key: 5 },
+                ListenEvent::ChannelRemoved,
+            ]
+        );
+        assert!(!engine.take_ready_listeners().is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+//! Exists: Ok if the key has a record, NotFound if not. Like Get, no range check.
+
+use super::{bad_request, engine_error};
+use crate::service::DhtNode;
+use node_core::protocol::dht::KeyRequest;
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request};
+
+pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+    let exists = match KeyRequest::decode(request.body) {
+        Ok(exists) => exists,
+        Err(error) => return bad_request(reply, error),
+    };
+    match node.engine.get(exists.channel, exists.key) {
+        Ok(Some(_)) => reply.ok(&[]),
+        Ok(None) => reply.send(Status::NotFound, &[]),
+        Err(error) => return engine_error(reply, error),
+    }
+    Handled::Replied
+}

@@ -1,0 +1,131 @@
+//! GetAll: stream every record of a channel (or only keys, or only records whose value contains
+//! a filter) as LZ4 batches, under the client's credit.
+//!
+//! Order and resumption: records go out shard by shard, and in key order within a shard (see
+//! `engine::channel`). That order is total and does not depend on the map's state, so a client
+//! that lost its connection asks again with `resume_after` = the last key it received and gets
+//! every remaining record exactly once. Records written during the walk may or may not be seen;
+//! records untouched during the walk are seen exactly once.
+
+use super::bad_request;
+use crate::engine::channel::shard_of;
+use crate::engine::SHARD_COUNT;
+use crate::service::DhtNode;
+use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::dht::{valid_channel_name, GetAllRequest, ITEM_RECORD_BATCH};
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
+
+/// Records looked at per step, so a filter that matches nothing cannot hold the loop.
+const RECORDS_PER_STEP: usize = 8192;
+
+pub(super) fn handle(_node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+    let get_all = match GetAllRequest::decode(request.body) {
+        Ok(get_all) => get_all,
+        Err(error) => return bad_request(reply, error),
+    };
+    if !valid_channel_name(get_all.channel) {
+        reply.error(Status::BadChannelName, format!("channel name {:?} is not valid", get_all.channel));
+        return Handled::Replied;
+    }
+    let (shard, resume_after) = match get_all.resume_after {
+        Some(key) => (shard_of(key), Some(key)),
+        None => (0, None),
+    };
+    Handled::Stream(Box::new(GetAll {
+        channel: get_all.channel.to_string(),
+        keys_only: get_all.keys_only,
+        filter: get_all.filter.to_vec(),
+        shard,
+        shard_keys: Vec::new(),
+        position: 0,
+        loaded_shard: None,
+        resume_after,
+        batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
+    }))
+}
+
+struct GetAll {
+    channel: String,
+    keys_only: bool,
+    filter: Vec<u8>,
+    /// The shard being walked.
+    shard: usize,
+    /// Its keys, sorted, as they were when the walk reached it.
+    shard_keys: Vec<u64>,
+    position: usize,
+    loaded_shard: Option<usize>,
+    /// Skip keys up to and including this one in the first shard (a resumed walk).
+    resume_after: Option<u64>,
+    batch: BatchBuilder,
+}
+
+impl GetAll {
+    fn matches(&self, value: &[u8]) -> bool {
+        self.filter.is_empty() || value.windows(self.filter.len()).any(|window| window == self.filter.as_slice())
+    }
+
+    fn send_batch(&mut self, out: &mut StreamOut<'_>) {
+        let batch = &mut self.batch;
+        out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
+    }
+
+    /// Loads the next shard's keys when the current one is used up. Returns false at the end.
+    fn advance(&mut self, node: &DhtNode) -> bool {
+        while self.loaded_shard != Some(self.shard) || self.position >= self.shard_keys.len() {
+            if self.loaded_shard == Some(self.shard) {
+                self.shard += 1;
+            }
+            if self.shard >= SHARD_COUNT {
+                return false;
+            }
+            let Some(channel) = node.engine.channel(&self.channel) else { return false };
+            channel.sorted_shard_keys(self.shard, &mut self.shard_keys);
+            self.position = match self.resume_after.take() {
+                Some(after) => self.shard_keys.partition_point(|key| *key <= after),
+                None => 0,
+            };
+            self.loaded_shard = Some(self.shard);
+        }
+        true
+    }
+}
+
+impl StreamTask<DhtNode> for GetAll {
+    fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
+        for _ in 0..RECORDS_PER_STEP {
+            if !self.advance(node) {
+                if !self.batch.is_empty() {
+                    self.send_batch(out);
+                    return StreamStep::Continue;
+                }
+                out.finish(Status::Ok, &[]);
+                return StreamStep::Done;
+            }
+            let key = self.shard_keys[self.position];
+            let Some(value) = node.engine.channel(&self.channel).and_then(|channel| channel.get(key)) else {
+                // Removed since the shard's keys were taken.
+                self.position += 1;
+                continue;
+            };
+            if !self.matches(value) {
+                self.position += 1;
+                continue;
+            }
+            let value = if self.keys_only { &[][..] } else { value };
+            match self.batch.push(key, value) {
+                PushOutcome::Added => self.position += 1,
+                PushOutcome::Full => {
+                    self.send_batch(out);
+                    return StreamStep::Continue;
+                }
+                PushOutcome::TooBig => {
+                    tracing::warn!("GetAll {}: record 0x{key:016x} too large for a batch, skipped", self.channel);
+                    self.position += 1;
+                }
+            }
+        }
+        // Budget used: come back after other work, without sending anything yet.
+        StreamStep::Continue
+    }
+}

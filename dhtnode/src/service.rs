@@ -1,0 +1,71 @@
+//! The dht node as a server [`Service`]: the engine, the request handlers (in [`crate::requests`])
+//! and the glue that wakes Listen streams when their channel changes.
+
+use crate::engine::{Engine, ListenerId};
+use crate::requests;
+use node_core::protocol::{dht, NodeKind, RequestCode};
+use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
+use std::collections::HashMap;
+use std::time::Instant;
+
+pub struct DhtNode {
+    pub(crate) engine: Engine,
+    wakeups: Wakeups,
+    /// The stream of each Listen, to wake when its queue gets events.
+    pub(crate) listen_streams: HashMap<ListenerId, StreamHandle>,
+    /// Reused by PutBatch to decompress batches without allocating per request.
+    pub(crate) batch_scratch: Vec<u8>,
+}
+
+impl DhtNode {
+    pub fn new(engine: Engine, wakeups: Wakeups) -> DhtNode {
+        DhtNode { engine, wakeups, listen_streams: HashMap::new(), batch_scratch: Vec::new() }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Wakes the Listen streams whose queues got events.
+    fn wake_listeners(&mut self) {
+        for id in self.engine.take_ready_listeners() {
+            if let Some(handle) = self.listen_streams.get(&id) {
+                self.wakeups.wake(*handle);
+            }
+        }
+    }
+}
+
+impl Service for DhtNode {
+    fn kind(&self) -> NodeKind {
+        NodeKind::Dht
+    }
+
+    fn software_version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn request_name(&self, code: RequestCode) -> Option<&'static str> {
+        dht::request_name(code)
+    }
+
+    fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
+        let handled = requests::dispatch(self, request, reply);
+        self.wake_listeners();
+        handled
+    }
+
+    fn tick(&mut self, _now: Instant) {}
+
+    fn stats(&self, out: &mut Vec<(String, u64)>) {
+        let size = self.engine.size();
+        out.push(("total_records".into(), size.records));
+        out.push(("total_bytes".into(), size.bytes));
+        out.push(("listeners".into(), self.engine.listener_count() as u64));
+        for name in self.engine.channel_names() {
+            let size = self.engine.channel_size(name);
+            out.push((format!("channel/{name}/records"), size.records));
+            out.push((format!("channel/{name}/bytes"), size.bytes));
+        }
+    }
+}
