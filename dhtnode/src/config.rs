@@ -3,8 +3,8 @@
 //! `deploy/config/dhtnode.toml`.
 
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
-use node_core::protocol::dht::HashRange;
 use node_core::daemon::DaemonConfig;
+use node_core::protocol::dht::HashRange;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -61,9 +61,11 @@ impl Default for DhtSection {
 
 impl DhtSection {
     pub fn range(&self) -> Result<HashRange, ConfigError> {
-        HashRange::parse(&format!("{}:{}", self.range_min, self.range_max)).map_err(|problem| ConfigError::Invalid {
-            key: "dht.range_min / dht.range_max",
-            problem,
+        HashRange::parse(&format!("{}:{}", self.range_min, self.range_max)).map_err(|problem| {
+            ConfigError::Invalid {
+                key: "dht.range_min / dht.range_max",
+                problem,
+            }
         })
     }
 
@@ -84,10 +86,16 @@ impl DhtSection {
             return invalid("dht.listen_queue_events", "must be at least 1".into());
         }
         if (self.listen_queue_bytes as u64) < self.max_value_bytes as u64 + 16 {
-            return invalid("dht.listen_queue_bytes", "must hold at least one value of max_value_bytes".into());
+            return invalid(
+                "dht.listen_queue_bytes",
+                "must hold at least one value of max_value_bytes".into(),
+            );
         }
         if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {
-            return invalid("dht.out_of_range", format!("{:?} is not load, ignore or fatal", self.out_of_range));
+            return invalid(
+                "dht.out_of_range",
+                format!("{:?} is not load, ignore or fatal", self.out_of_range),
+            );
         }
         Ok(())
     }

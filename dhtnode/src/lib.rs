@@ -1,12 +1,18 @@
 //! dhtnode: the dht node, an in-memory key/value store whose keys are `u64` and whose nodes each
 //! own a range of the hash space.
 //!
-//! - [`engine`]: channels, records, limits, Listen queues (no sockets).
-//! - `dump`: dump files (format, writer thread, start-up loading, reference `.tcm` import).
+//! - [`engine`]: channels, records, limits, Listen queues (no sockets, no files).
+//! - [`requests`]: one module per request type: decoding, checks, execution.
+//! - [`service`]: the node as a server service (engine + handlers + dumps).
+//! - [`dump`]: dump files (format, writer thread, start-up loading, reference `.tcm` import).
+//! - [`dumping`]: when and how the event loop feeds the dump writer.
+//! - [`loading`]: start-up loading into the engine.
 //! - [`config`]: the config file.
 
 pub mod config;
 pub mod dump;
+pub mod dumping;
 pub mod engine;
+pub mod loading;
 pub mod requests;
 pub mod service;

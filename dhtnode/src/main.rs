@@ -2,12 +2,17 @@
 
 use clap::Parser;
 use dhtnode::config::NodeConfig;
+use dhtnode::dump::loader::{LoadOptions, OutOfRangePolicy};
+use dhtnode::dump::writer::DumpThread;
+use dhtnode::dumping::Dumper;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use dhtnode::service::DhtNode;
 use node_core::config::CommonArgs;
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The dht node: an in-memory, hash-ranged key/value store.
 #[derive(Parser, Debug)]
@@ -37,6 +42,41 @@ fn main() -> ExitCode {
             max_events: config.dht.listen_queue_events as usize,
             max_bytes: config.dht.listen_queue_bytes as usize,
         };
-        Ok(DhtNode::new(Engine::new(range, limits, listener_limits), wakeups))
+        let mut engine = Engine::new(range, limits, listener_limits);
+        let policy: OutOfRangePolicy = config
+            .dht
+            .out_of_range
+            .parse()
+            .map_err(|err| format!("dht.out_of_range: {err}"))?;
+        let load_options = LoadOptions {
+            policy,
+            range,
+            max_value_bytes: limits.max_value_bytes,
+        };
+        let report = dhtnode::loading::load(&config.data_dir, &load_options, &mut engine)
+            .map_err(|err| err.to_string())?;
+        let size = engine.size();
+        tracing::info!(
+            "loaded {} channels from {}: {} records, {} bytes",
+            report.channels.len(),
+            config.data_dir.display(),
+            size.records,
+            size.bytes
+        );
+        let thread = DumpThread::spawn(config.data_dir.clone()).map_err(|err| {
+            format!(
+                "cannot start the dump writer in {}: {err}",
+                config.data_dir.display()
+            )
+        })?;
+        if let Some(waker) = wakeups.loop_waker() {
+            thread.set_progress_hook(Arc::new(move || {
+                let _ = waker.wake();
+            }));
+        }
+        let period =
+            (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
+        let dumper = Dumper::new(thread, period);
+        Ok(DhtNode::new(engine, wakeups, Some(dumper)))
     })
 }

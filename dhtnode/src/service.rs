@@ -1,6 +1,7 @@
 //! The dht node as a server [`Service`]: the engine, the request handlers (in [`crate::requests`])
 //! and the glue that wakes Listen streams when their channel changes.
 
+use crate::dumping::Dumper;
 use crate::engine::{Engine, ListenerId};
 use crate::requests;
 use node_core::protocol::{dht, NodeKind, RequestCode};
@@ -15,11 +16,19 @@ pub struct DhtNode {
     pub(crate) listen_streams: HashMap<ListenerId, StreamHandle>,
     /// Reused by PutBatch to decompress batches without allocating per request.
     pub(crate) batch_scratch: Vec<u8>,
+    /// Periodic and shutdown dumps; `None` for a node that keeps nothing on disk (tests).
+    pub(crate) dumper: Option<Dumper>,
 }
 
 impl DhtNode {
-    pub fn new(engine: Engine, wakeups: Wakeups) -> DhtNode {
-        DhtNode { engine, wakeups, listen_streams: HashMap::new(), batch_scratch: Vec::new() }
+    pub fn new(engine: Engine, wakeups: Wakeups, dumper: Option<Dumper>) -> DhtNode {
+        DhtNode {
+            engine,
+            wakeups,
+            listen_streams: HashMap::new(),
+            batch_scratch: Vec::new(),
+            dumper,
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -55,13 +64,34 @@ impl Service for DhtNode {
         handled
     }
 
-    fn tick(&mut self, _now: Instant) {}
+    fn tick(&mut self, now: Instant) {
+        if let Some(dumper) = &mut self.dumper {
+            dumper.tick(&self.engine, now);
+        }
+    }
+
+    fn background(&mut self, _now: Instant) -> bool {
+        match &mut self.dumper {
+            Some(dumper) => dumper.step(&self.engine),
+            None => false,
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(dumper) = &mut self.dumper {
+            dumper.dump_all_blocking(&self.engine);
+        }
+    }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {
         let size = self.engine.size();
         out.push(("total_records".into(), size.records));
         out.push(("total_bytes".into(), size.bytes));
         out.push(("listeners".into(), self.engine.listener_count() as u64));
+        if let Some(dumper) = &self.dumper {
+            out.push(("dumping".into(), u64::from(dumper.is_dumping())));
+            out.push(("dump_failures".into(), dumper.failures()));
+        }
         for name in self.engine.channel_names() {
             let size = self.engine.channel_size(name);
             out.push((format!("channel/{name}/records"), size.records));

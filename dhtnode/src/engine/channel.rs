@@ -126,7 +126,12 @@ impl Channel {
     /// Checks the totals against the shards (tests and debug assertions).
     pub fn check_totals(&self) -> bool {
         let records: usize = self.shards.iter().map(|shard| shard.len()).sum();
-        let bytes: u64 = self.shards.iter().flat_map(|shard| shard.values()).map(|v| record_bytes(v.len())).sum();
+        let bytes: u64 = self
+            .shards
+            .iter()
+            .flat_map(|shard| shard.values())
+            .map(|v| record_bytes(v.len()))
+            .sum();
         records as u64 == self.records && bytes == self.bytes
     }
 }
@@ -157,7 +162,11 @@ mod tests {
             for i in 0..20_000u64 {
                 used.insert(shard_of(i * stride));
             }
-            assert!(used.len() > SHARD_COUNT * 9 / 10, "stride {stride}: {} shards used", used.len());
+            assert!(
+                used.len() > SHARD_COUNT * 9 / 10,
+                "stride {stride}: {} shards used",
+                used.len()
+            );
         }
     }
 }

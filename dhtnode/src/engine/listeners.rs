@@ -13,8 +13,13 @@ pub type ListenerId = usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEvent {
-    Changed { key: u64, value: Box<[u8]> },
-    Removed { key: u64 },
+    Changed {
+        key: u64,
+        value: Box<[u8]>,
+    },
+    Removed {
+        key: u64,
+    },
     /// This many changes were dropped here because the queue was full.
     Lost(u64),
     /// The channel was removed; nothing follows.
@@ -36,7 +41,8 @@ struct Listener {
 impl Listener {
     fn push(&mut self, event: ListenEvent, limits: ListenerLimits) {
         let bytes = event_bytes(&event);
-        let full = self.events.len() >= limits.max_events || self.queued_bytes + bytes > limits.max_bytes;
+        let full =
+            self.events.len() >= limits.max_events || self.queued_bytes + bytes > limits.max_bytes;
         let always_fits = matches!(event, ListenEvent::ChannelRemoved);
         if full && !always_fits {
             // One marker may exceed the bound: it is what tells the consumer it lost updates.
@@ -67,11 +73,18 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn new(limits: ListenerLimits) -> Listeners {
-        Listeners { listeners: Slab::new(), limits, ready: Vec::new() }
+        Listeners {
+            listeners: Slab::new(),
+            limits,
+            ready: Vec::new(),
+        }
     }
 
     pub fn add(&mut self) -> ListenerId {
-        self.listeners.insert(Listener { events: VecDeque::new(), queued_bytes: 0 })
+        self.listeners.insert(Listener {
+            events: VecDeque::new(),
+            queued_bytes: 0,
+        })
     }
 
     pub fn remove(&mut self, id: ListenerId) {
@@ -111,12 +124,18 @@ mod tests {
     use super::*;
 
     fn changed(key: u64) -> ListenEvent {
-        ListenEvent::Changed { key, value: Box::from(&b"v"[..]) }
+        ListenEvent::Changed {
+            key,
+            value: Box::from(&b"v"[..]),
+        }
     }
 
     #[test]
     fn events_arrive_in_order_and_overflow_is_marked_where_it_happened() {
-        let mut listeners = Listeners::new(ListenerLimits { max_events: 2, max_bytes: 1 << 20 });
+        let mut listeners = Listeners::new(ListenerLimits {
+            max_events: 2,
+            max_bytes: 1 << 20,
+        });
         let id = listeners.add();
         for key in 0..5 {
             listeners.notify(&[id], &changed(key));
@@ -125,14 +144,20 @@ mod tests {
         assert_eq!(listeners.next_event(id), Some(changed(1)));
         listeners.notify(&[id], &ListenEvent::Removed { key: 9 });
         assert_eq!(listeners.next_event(id), Some(ListenEvent::Lost(3)));
-        assert_eq!(listeners.next_event(id), Some(ListenEvent::Removed { key: 9 }));
+        assert_eq!(
+            listeners.next_event(id),
+            Some(ListenEvent::Removed { key: 9 })
+        );
         assert_eq!(listeners.next_event(id), None);
         assert_eq!(listeners.take_ready().len(), 6);
     }
 
     #[test]
     fn channel_removal_is_delivered_even_to_a_full_queue() {
-        let mut listeners = Listeners::new(ListenerLimits { max_events: 1, max_bytes: 1 << 20 });
+        let mut listeners = Listeners::new(ListenerLimits {
+            max_events: 1,
+            max_bytes: 1 << 20,
+        });
         let id = listeners.add();
         listeners.notify(&[id], &changed(1));
         listeners.notify(&[id], &ListenEvent::ChannelRemoved);
@@ -142,11 +167,29 @@ mod tests {
 
     #[test]
     fn byte_bound_counts_values() {
-        let mut listeners = Listeners::new(ListenerLimits { max_events: 100, max_bytes: 40 });
+        let mut listeners = Listeners::new(ListenerLimits {
+            max_events: 100,
+            max_bytes: 40,
+        });
         let id = listeners.add();
-        listeners.notify(&[id], &ListenEvent::Changed { key: 1, value: Box::from(&[0u8; 20][..]) });
-        listeners.notify(&[id], &ListenEvent::Changed { key: 2, value: Box::from(&[0u8; 20][..]) });
-        assert!(matches!(listeners.next_event(id), Some(ListenEvent::Changed { key: 1, .. })));
+        listeners.notify(
+            &[id],
+            &ListenEvent::Changed {
+                key: 1,
+                value: Box::from(&[0u8; 20][..]),
+            },
+        );
+        listeners.notify(
+            &[id],
+            &ListenEvent::Changed {
+                key: 2,
+                value: Box::from(&[0u8; 20][..]),
+            },
+        );
+        assert!(matches!(
+            listeners.next_event(id),
+            Some(ListenEvent::Changed { key: 1, .. })
+        ));
         assert_eq!(listeners.next_event(id), Some(ListenEvent::Lost(1)));
     }
 }

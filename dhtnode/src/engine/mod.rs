@@ -20,7 +20,9 @@ pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
 
 use channel::record_bytes;
 use listeners::Listeners;
-use node_core::protocol::dht::{valid_channel_name, value_hash, Expected, HashRange, SizeInfo, UpdateAction};
+use node_core::protocol::dht::{
+    valid_channel_name, value_hash, Expected, HashRange, SizeInfo, UpdateAction,
+};
 use node_core::protocol::Status;
 use std::collections::BTreeMap;
 
@@ -35,8 +37,14 @@ pub struct EngineLimits {
 pub enum EngineError {
     #[error("channel name {0:?} is not 1 to 100 characters of A-Z a-z 0-9 _ -")]
     BadChannelName(String),
-    #[error("key 0x{key:016x} (hash position 0x{position:016x}) is outside this node's range {range}")]
-    WrongNode { key: u64, position: u64, range: HashRange },
+    #[error(
+        "key 0x{key:016x} (hash position 0x{position:016x}) is outside this node's range {range}"
+    )]
+    WrongNode {
+        key: u64,
+        position: u64,
+        range: HashRange,
+    },
     #[error("values must not be empty")]
     EmptyValue,
     #[error("value of {len} bytes exceeds the node's max_value_bytes of {max}")]
@@ -105,7 +113,11 @@ impl Engine {
             return Ok(());
         }
         let position = node_core::protocol::dht::hash_position(key);
-        Err(EngineError::WrongNode { key, position, range: self.range })
+        Err(EngineError::WrongNode {
+            key,
+            position,
+            range: self.range,
+        })
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
@@ -113,7 +125,10 @@ impl Engine {
             return Err(EngineError::EmptyValue);
         }
         if value.len() > self.limits.max_value_bytes {
-            return Err(EngineError::ValueTooBig { len: value.len(), max: self.limits.max_value_bytes });
+            return Err(EngineError::ValueTooBig {
+                len: value.len(),
+                max: self.limits.max_value_bytes,
+            });
         }
         Ok(())
     }
@@ -132,14 +147,19 @@ impl Engine {
         Engine::check_name(channel)?;
         self.check_key(key)?;
         self.check_value(value)?;
-        let old_bytes = self.get_unchecked(channel, key).map_or(0, |old| record_bytes(old.len()));
+        let old_bytes = self
+            .get_unchecked(channel, key)
+            .map_or(0, |old| record_bytes(old.len()));
         self.check_growth(record_bytes(value.len()) as i64 - old_bytes as i64)
     }
 
     fn entry_mut(&mut self, channel: &str) -> &mut ChannelEntry {
         // Look up before inserting, so the common case allocates no String.
         if !self.channels.contains_key(channel) {
-            let entry = ChannelEntry { data: Channel::new(), listeners: Vec::new() };
+            let entry = ChannelEntry {
+                data: Channel::new(),
+                listeners: Vec::new(),
+            };
             self.channels.insert(channel.to_string(), entry);
         }
         self.channels.get_mut(channel).expect("inserted above")
@@ -155,7 +175,13 @@ impl Engine {
             self.total.records += 1;
         }
         if listening {
-            self.notify(channel, ListenEvent::Changed { key, value: Box::from(value) });
+            self.notify(
+                channel,
+                ListenEvent::Changed {
+                    key,
+                    value: Box::from(value),
+                },
+            );
         }
         debug_assert!(self.total.bytes >= self.channels[channel].data.bytes());
     }
@@ -185,8 +211,12 @@ impl Engine {
     pub fn remove(&mut self, channel: &str, key: u64) -> Result<bool, EngineError> {
         Engine::check_name(channel)?;
         self.check_key(key)?;
-        let Some(entry) = self.channels.get_mut(channel) else { return Ok(false) };
-        let Some(removed_bytes) = entry.data.remove(key) else { return Ok(false) };
+        let Some(entry) = self.channels.get_mut(channel) else {
+            return Ok(false);
+        };
+        let Some(removed_bytes) = entry.data.remove(key) else {
+            return Ok(false);
+        };
         self.total.records -= 1;
         self.total.bytes -= removed_bytes;
         self.notify(channel, ListenEvent::Removed { key });
@@ -194,7 +224,13 @@ impl Engine {
     }
 
     /// Compare-and-swap: applies `action` only if the record is as `expected`.
-    pub fn update(&mut self, channel: &str, key: u64, expected: Expected, action: UpdateAction<'_>) -> Result<(), EngineError> {
+    pub fn update(
+        &mut self,
+        channel: &str,
+        key: u64,
+        expected: Expected,
+        action: UpdateAction<'_>,
+    ) -> Result<(), EngineError> {
         Engine::check_name(channel)?;
         self.check_key(key)?;
         let current = self.get_unchecked(channel, key);
@@ -214,13 +250,19 @@ impl Engine {
 
     /// Stores a batch all or nothing: every record is checked first, so a refused batch changes
     /// nothing (the reference stored a prefix and failed on the first bad record).
-    pub fn put_batch<'a>(&mut self, channel: &str, records: impl Iterator<Item = (u64, &'a [u8])> + Clone) -> Result<u64, EngineError> {
+    pub fn put_batch<'a>(
+        &mut self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    ) -> Result<u64, EngineError> {
         Engine::check_name(channel)?;
         let mut growth: i64 = 0;
         for (key, value) in records.clone() {
             self.check_key(key)?;
             self.check_value(value)?;
-            let old_bytes = self.get_unchecked(channel, key).map_or(0, |old| record_bytes(old.len()));
+            let old_bytes = self
+                .get_unchecked(channel, key)
+                .map_or(0, |old| record_bytes(old.len()));
             growth += record_bytes(value.len()) as i64 - old_bytes as i64;
         }
         self.check_growth(growth)?;
@@ -242,7 +284,10 @@ impl Engine {
 
     pub fn channel_size(&self, name: &str) -> SizeInfo {
         self.channel(name)
-            .map_or(SizeInfo::default(), |channel| SizeInfo { records: channel.records(), bytes: channel.bytes() })
+            .map_or(SizeInfo::default(), |channel| SizeInfo {
+                records: channel.records(),
+                bytes: channel.bytes(),
+            })
     }
 
     pub fn size(&self) -> SizeInfo {
@@ -252,10 +297,13 @@ impl Engine {
     /// Drops a channel and ends its listeners; returns whether it existed.
     pub fn remove_channel(&mut self, name: &str) -> Result<bool, EngineError> {
         Engine::check_name(name)?;
-        let Some(entry) = self.channels.remove(name) else { return Ok(false) };
+        let Some(entry) = self.channels.remove(name) else {
+            return Ok(false);
+        };
         self.total.records -= entry.data.records();
         self.total.bytes -= entry.data.bytes();
-        self.listeners.notify(&entry.listeners, &ListenEvent::ChannelRemoved);
+        self.listeners
+            .notify(&entry.listeners, &ListenEvent::ChannelRemoved);
         Ok(true)
     }
 
@@ -263,7 +311,13 @@ impl Engine {
     pub fn insert_channel(&mut self, name: &str, data: Channel) {
         self.total.records += data.records();
         self.total.bytes += data.bytes();
-        let old = self.channels.insert(name.to_string(), ChannelEntry { data, listeners: Vec::new() });
+        let old = self.channels.insert(
+            name.to_string(),
+            ChannelEntry {
+                data,
+                listeners: Vec::new(),
+            },
+        );
         if let Some(old) = old {
             self.total.records -= old.data.records();
             self.total.bytes -= old.data.bytes();
@@ -305,22 +359,45 @@ mod tests {
     use super::*;
 
     fn engine(range: HashRange, size_limit_bytes: u64) -> Engine {
-        let limits = EngineLimits { size_limit_bytes, max_value_bytes: 10 };
-        Engine::new(range, limits, ListenerLimits { max_events: 100, max_bytes: 1 << 20 })
+        let limits = EngineLimits {
+            size_limit_bytes,
+            max_value_bytes: 10,
+        };
+        Engine::new(
+            range,
+            limits,
+            ListenerLimits {
+                max_events: 100,
+                max_bytes: 1 << 20,
+            },
+        )
     }
 
     #[test]
     fn writes_are_checked_in_the_documented_order() {
         let mut engine = engine(node_core::protocol::dht::split_evenly(2)[0], 0);
-        assert!(matches!(engine.put("bad name", 2, b"v"), Err(EngineError::BadChannelName(_))));
+        assert!(matches!(
+            engine.put("bad name", 2, b"v"),
+            Err(EngineError::BadChannelName(_))
+        ));
         // Key 1's hash position is 0x8000…, in the upper half: not ours.
-        assert!(matches!(engine.put("ch", 1, b"v"), Err(EngineError::WrongNode { .. })));
+        assert!(matches!(
+            engine.put("ch", 1, b"v"),
+            Err(EngineError::WrongNode { .. })
+        ));
         assert_eq!(engine.put("ch", 2, b""), Err(EngineError::EmptyValue));
-        assert_eq!(engine.put("ch", 2, &[0; 11]), Err(EngineError::ValueTooBig { len: 11, max: 10 }));
+        assert_eq!(
+            engine.put("ch", 2, &[0; 11]),
+            Err(EngineError::ValueTooBig { len: 11, max: 10 })
+        );
         assert_eq!(engine.put("ch", 2, &[0; 10]), Ok(()));
         assert_eq!(engine.get("ch", 2).unwrap(), Some(&[0u8; 10][..]));
         assert_eq!(engine.get("other", 2).unwrap(), None);
-        assert_eq!(engine.channel_names().collect::<Vec<_>>(), vec!["ch"], "reads create no channel");
+        assert_eq!(
+            engine.channel_names().collect::<Vec<_>>(),
+            vec!["ch"],
+            "reads create no channel"
+        );
     }
 
     #[test]
@@ -328,15 +405,34 @@ mod tests {
         let mut engine = engine(HashRange::FULL, 30);
         engine.put("ch", 1, &[1; 10]).unwrap();
         engine.put("ch", 2, &[1; 4]).unwrap();
-        assert_eq!(engine.size(), SizeInfo { records: 2, bytes: 30 });
-        assert!(matches!(engine.put("ch", 3, &[1]), Err(EngineError::OutOfMemory { .. })));
+        assert_eq!(
+            engine.size(),
+            SizeInfo {
+                records: 2,
+                bytes: 30
+            }
+        );
+        assert!(matches!(
+            engine.put("ch", 3, &[1]),
+            Err(EngineError::OutOfMemory { .. })
+        ));
         engine.put("ch", 1, &[1; 2]).unwrap();
         engine.put("ch", 3, &[1]).unwrap();
         assert!(engine.remove("ch", 3).unwrap());
         assert!(!engine.remove("ch", 3).unwrap());
-        assert_eq!(engine.size(), SizeInfo { records: 2, bytes: 22 });
+        assert_eq!(
+            engine.size(),
+            SizeInfo {
+                records: 2,
+                bytes: 22
+            }
+        );
         assert!(engine.remove_channel("ch").unwrap());
-        assert_eq!(engine.size(), SizeInfo::default(), "num_bytes returns to zero after clearing");
+        assert_eq!(
+            engine.size(),
+            SizeInfo::default(),
+            "num_bytes returns to zero after clearing"
+        );
     }
 
     #[test]
@@ -344,13 +440,37 @@ mod tests {
         let mut engine = engine(HashRange::FULL, 0);
         let write = UpdateAction::Write(b"hello");
         engine.update("ch", 1, Expected::Absent, write).unwrap();
-        assert_eq!(engine.update("ch", 1, Expected::Absent, write), Err(EngineError::UpdateConflict));
+        assert_eq!(
+            engine.update("ch", 1, Expected::Absent, write),
+            Err(EngineError::UpdateConflict)
+        );
         let read = value_hash(b"hello");
-        engine.update("ch", 1, Expected::Hash(read), UpdateAction::Write(b"hello world")).unwrap();
+        engine
+            .update(
+                "ch",
+                1,
+                Expected::Hash(read),
+                UpdateAction::Write(b"hello world"),
+            )
+            .unwrap();
         assert_eq!(engine.get("ch", 1).unwrap(), Some(&b"hello world"[..]));
-        assert_eq!(engine.update("ch", 1, Expected::Hash(read), UpdateAction::Remove), Err(EngineError::UpdateConflict));
-        engine.update("ch", 1, Expected::Hash(value_hash(b"hello world")), UpdateAction::Remove).unwrap();
-        assert_eq!(engine.update("ch", 1, Expected::Hash(read), write), Err(EngineError::UpdateConflict), "a removed record is a change");
+        assert_eq!(
+            engine.update("ch", 1, Expected::Hash(read), UpdateAction::Remove),
+            Err(EngineError::UpdateConflict)
+        );
+        engine
+            .update(
+                "ch",
+                1,
+                Expected::Hash(value_hash(b"hello world")),
+                UpdateAction::Remove,
+            )
+            .unwrap();
+        assert_eq!(
+            engine.update("ch", 1, Expected::Hash(read), write),
+            Err(EngineError::UpdateConflict),
+            "a removed record is a change"
+        );
     }
 
     #[test]
@@ -359,8 +479,15 @@ mod tests {
         let good: Vec<(u64, &[u8])> = vec![(2, b"a"), (4, b"b")];
         let with_foreign_key: Vec<(u64, &[u8])> = vec![(6, b"c"), (1, b"d")];
         assert_eq!(engine.put_batch("ch", good.iter().copied()), Ok(2));
-        assert!(matches!(engine.put_batch("ch", with_foreign_key.iter().copied()), Err(EngineError::WrongNode { .. })));
-        assert_eq!(engine.get("ch", 6).unwrap(), None, "nothing of a refused batch is stored");
+        assert!(matches!(
+            engine.put_batch("ch", with_foreign_key.iter().copied()),
+            Err(EngineError::WrongNode { .. })
+        ));
+        assert_eq!(
+            engine.get("ch", 6).unwrap(),
+            None,
+            "nothing of a refused batch is stored"
+        );
         assert_eq!(engine.size().records, 2);
     }
 
@@ -369,15 +496,24 @@ mod tests {
         let mut engine = engine(HashRange::FULL, 0);
         let id = engine.subscribe("ch").unwrap();
         engine.put("ch", 5, b"value").unwrap();
-        engine.put_batch("ch", [(6u64, &b"x"[..])].into_iter()).unwrap();
+        engine
+            .put_batch("ch", [(6u64, &b"x"[..])].into_iter())
+            .unwrap();
         engine.remove("ch", 5).unwrap();
         engine.remove_channel("ch").unwrap();
-        let events: Vec<ListenEvent> = std::iter::from_fn(|| engine.next_listen_event(id)).collect();
+        let events: Vec<ListenEvent> =
+            std::iter::from_fn(|| engine.next_listen_event(id)).collect();
         assert_eq!(
             events,
             vec![
-                ListenEvent::Changed { key: 5, value: Box::from(&b"value"[..]) },
-                ListenEvent::Changed { key: 6, value: Box::from(&b"x"[..]) },
+                ListenEvent::Changed {
+                    key: 5,
+                    value: Box::from(&b"value"[..])
+                },
+                ListenEvent::Changed {
+                    key: 6,
+                    value: Box::from(&b"x"[..])
+                },
                 ListenEvent::Removed { key: 5 },
                 ListenEvent::ChannelRemoved,
             ]

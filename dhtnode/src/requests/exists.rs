@@ -6,7 +6,11 @@ use node_core::protocol::dht::KeyRequest;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let exists = match KeyRequest::decode(request.body) {
         Ok(exists) => exists,
         Err(error) => return bad_request(reply, error),

@@ -8,7 +8,11 @@ use node_core::protocol::dht::KeyRequest;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let get = match KeyRequest::decode(request.body) {
         Ok(get) => get,
         Err(error) => return bad_request(reply, error),

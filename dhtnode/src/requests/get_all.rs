@@ -19,13 +19,20 @@ use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTa
 /// Records looked at per step, so a filter that matches nothing cannot hold the loop.
 const RECORDS_PER_STEP: usize = 8192;
 
-pub(super) fn handle(_node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    _node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let get_all = match GetAllRequest::decode(request.body) {
         Ok(get_all) => get_all,
         Err(error) => return bad_request(reply, error),
     };
     if !valid_channel_name(get_all.channel) {
-        reply.error(Status::BadChannelName, format!("channel name {:?} is not valid", get_all.channel));
+        reply.error(
+            Status::BadChannelName,
+            format!("channel name {:?} is not valid", get_all.channel),
+        );
         return Handled::Replied;
     }
     let (shard, resume_after) = match get_all.resume_after {
@@ -62,7 +69,10 @@ struct GetAll {
 
 impl GetAll {
     fn matches(&self, value: &[u8]) -> bool {
-        self.filter.is_empty() || value.windows(self.filter.len()).any(|window| window == self.filter.as_slice())
+        self.filter.is_empty()
+            || value
+                .windows(self.filter.len())
+                .any(|window| window == self.filter.as_slice())
     }
 
     fn send_batch(&mut self, out: &mut StreamOut<'_>) {
@@ -79,7 +89,9 @@ impl GetAll {
             if self.shard >= SHARD_COUNT {
                 return false;
             }
-            let Some(channel) = node.engine.channel(&self.channel) else { return false };
+            let Some(channel) = node.engine.channel(&self.channel) else {
+                return false;
+            };
             channel.sorted_shard_keys(self.shard, &mut self.shard_keys);
             self.position = match self.resume_after.take() {
                 Some(after) => self.shard_keys.partition_point(|key| *key <= after),
@@ -103,7 +115,11 @@ impl StreamTask<DhtNode> for GetAll {
                 return StreamStep::Done;
             }
             let key = self.shard_keys[self.position];
-            let Some(value) = node.engine.channel(&self.channel).and_then(|channel| channel.get(key)) else {
+            let Some(value) = node
+                .engine
+                .channel(&self.channel)
+                .and_then(|channel| channel.get(key))
+            else {
                 // Removed since the shard's keys were taken.
                 self.position += 1;
                 continue;
@@ -120,7 +136,10 @@ impl StreamTask<DhtNode> for GetAll {
                     return StreamStep::Continue;
                 }
                 PushOutcome::TooBig => {
-                    tracing::warn!("GetAll {}: record 0x{key:016x} too large for a batch, skipped", self.channel);
+                    tracing::warn!(
+                        "GetAll {}: record 0x{key:016x} too large for a batch, skipped",
+                        self.channel
+                    );
                     self.position += 1;
                 }
             }

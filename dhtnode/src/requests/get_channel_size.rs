@@ -7,7 +7,11 @@ use node_core::protocol::dht::{decode_channel, valid_channel_name};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let channel = match decode_channel(request.body) {
         Ok(channel) => channel,
         Err(error) => return bad_request(reply, error),

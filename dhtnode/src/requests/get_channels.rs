@@ -5,7 +5,13 @@ use node_core::protocol::dht::encode_channel_names;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, _request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
-    reply.send_with(Status::Ok, |out| encode_channel_names(out, node.engine.channel_names()));
+pub(super) fn handle(
+    node: &mut DhtNode,
+    _request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
+    reply.send_with(Status::Ok, |out| {
+        encode_channel_names(out, node.engine.channel_names())
+    });
     Handled::Replied
 }

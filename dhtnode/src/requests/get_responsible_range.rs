@@ -5,7 +5,11 @@ use node_core::protocol::dht::encode_range;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, _request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    _request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let range = node.engine.range();
     reply.send_with(Status::Ok, |out| encode_range(out, range));
     Handled::Replied

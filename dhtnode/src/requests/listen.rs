@@ -10,13 +10,21 @@ use node_core::protocol::wire::put_u64;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let channel = match decode_channel(request.body) {
         Ok(channel) => channel,
         Err(error) => return bad_request(reply, error),
     };
     match node.engine.subscribe(channel) {
-        Ok(id) => Handled::Stream(Box::new(Listen { channel: channel.to_string(), id, registered: false })),
+        Ok(id) => Handled::Stream(Box::new(Listen {
+            channel: channel.to_string(),
+            id,
+            registered: false,
+        })),
         Err(error) => engine_error(reply, error),
     }
 }

@@ -21,7 +21,11 @@ use node_core::protocol::wire::WireError;
 use node_core::protocol::{dht, Status};
 use node_core::server::{Handled, Reply, Request};
 
-pub(crate) fn dispatch(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(crate) fn dispatch(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     match request.code {
         dht::PUT => put::handle(node, request, reply),
         dht::GET => get::handle(node, request, reply),
@@ -38,7 +42,10 @@ pub(crate) fn dispatch(node: &mut DhtNode, request: &Request<'_>, reply: &mut Re
         dht::UPDATE => update::handle(node, request, reply),
         // request_name() lists exactly the codes above, so the core never passes another.
         code => {
-            reply.error(Status::UnsupportedRequest, format!("request code {} is not a dht request", code.0));
+            reply.error(
+                Status::UnsupportedRequest,
+                format!("request code {} is not a dht request", code.0),
+            );
             Handled::Replied
         }
     }

@@ -6,7 +6,11 @@ use crate::service::DhtNode;
 use node_core::protocol::dht::PutRequest;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let put = match PutRequest::decode(request.body) {
         Ok(put) => put,
         Err(error) => return bad_request(reply, error),

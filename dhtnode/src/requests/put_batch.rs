@@ -9,12 +9,20 @@ use node_core::protocol::wire::put_u64;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let (channel, batch) = match decode_put_batch(request.body) {
         Ok(decoded) => decoded,
         Err(error) => return bad_request(reply, error),
     };
-    let DhtNode { engine, batch_scratch, .. } = node;
+    let DhtNode {
+        engine,
+        batch_scratch,
+        ..
+    } = node;
     let records = match decode_batch(batch, batch_scratch) {
         Ok(records) => records,
         Err(error) => {

@@ -7,7 +7,11 @@ use node_core::protocol::dht::KeyRequest;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let remove = match KeyRequest::decode(request.body) {
         Ok(remove) => remove,
         Err(error) => return bad_request(reply, error),

@@ -7,20 +7,34 @@ use node_core::protocol::dht::decode_channel;
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let channel = match decode_channel(request.body) {
         Ok(channel) => channel,
         Err(error) => return bad_request(reply, error),
     };
     if !request.client.admin {
         // Unlike the reference, which computed NotPermitted and never sent it, the client hears.
-        reply.error(Status::NotPermitted, format!("removing channel {channel:?} needs an admin client"));
+        reply.error(
+            Status::NotPermitted,
+            format!("removing channel {channel:?} needs an admin client"),
+        );
         return Handled::Replied;
     }
     match node.engine.remove_channel(channel) {
         Ok(existed) => {
+            if let Some(dumper) = &mut node.dumper {
+                dumper.channel_removed(channel);
+            }
             if existed {
-                tracing::info!("channel {channel} removed by {:?} from {}", request.client.name, request.client.peer);
+                tracing::info!(
+                    "channel {channel} removed by {:?} from {}",
+                    request.client.name,
+                    request.client.peer
+                );
             }
             reply.ok(&[]);
         }

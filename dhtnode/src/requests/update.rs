@@ -8,10 +8,18 @@ use crate::service::DhtNode;
 use node_core::protocol::dht::UpdateRequest;
 use node_core::server::{Handled, Reply, Request};
 
-pub(super) fn handle(node: &mut DhtNode, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<DhtNode> {
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
     let update = match UpdateRequest::decode(request.body) {
         Ok(update) => update,
         Err(error) => return bad_request(reply, error),
     };
-    done(reply, node.engine.update(update.channel, update.key, update.expected, update.action))
+    done(
+        reply,
+        node.engine
+            .update(update.channel, update.key, update.expected, update.action),
+    )
 }
