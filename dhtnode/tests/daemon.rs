@@ -2,123 +2,47 @@
 //! stopped by SIGTERM, logs reopened by SIGHUP, stats written, unsafe binds refused. Talks to the
 //! real binary over real sockets; raw protocol frames keep these tests independent of the client.
 
+mod common;
+
+use common::{wait_for_listen_addr, wait_until};
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
-use node_core::protocol::handshake::{
-    ClientHello, ServerHello, HANDSHAKE_RESULT_LEN, PROOF_LEN, SERVER_HELLO_LEN,
-};
-use node_core::protocol::{RequestCode, Status, PROTOCOL_VERSION};
+use node_core::protocol::{RequestCode, Status};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 
-const WAIT: Duration = Duration::from_secs(10);
-
+/// A node in its own temp directory (kept alive with it).
 struct Node {
-    child: Child,
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
+    node: common::Node,
+    _dir: tempfile::TempDir,
 }
 
 impl Node {
-    /// Starts dhtnode in a fresh directory on an OS-chosen loopback port.
     fn start(extra_args: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new(env!("CARGO_BIN_EXE_dhtnode"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra_args)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dhtnode");
-        let addr = wait_for_listen_addr(&dir.path().join("log/root.log"));
-        Node { child, dir, addr }
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "dhtnode did not exit");
-            std::thread::sleep(Duration::from_millis(20));
+        Node {
+            node: common::Node::start_in(dir.path(), extra_args),
+            _dir: dir,
         }
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Node {
+    type Target = common::Node;
+    fn deref(&self) -> &common::Node {
+        &self.node
     }
 }
 
-/// The node logs `listening on ADDR` once it serves; with port 0 that line is how a test learns
-/// the port.
-fn wait_for_listen_addr(root_log: &Path) -> SocketAddr {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(root_log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .expect("address after 'listening on'");
-            return addr.parse().expect("listen address");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no 'listening on' line in {}",
-            root_log.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut common::Node {
+        &mut self.node
     }
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Opens a connection and completes an anonymous handshake.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    let mut hello = [0u8; SERVER_HELLO_LEN];
-    stream.read_exact(&mut hello).expect("server hello");
-    let hello = ServerHello::decode(&hello).expect("decode hello");
-    assert_eq!(hello.version, PROTOCOL_VERSION);
-    let mut out = Vec::new();
-    ClientHello {
-        version: PROTOCOL_VERSION,
-        wanted_kind: None,
-        name: Vec::new(),
-        proof: [0; PROOF_LEN],
-    }
-    .encode(&mut out)
-    .expect("encode hello");
-    stream.write_all(&out).expect("send hello");
-    let mut result = [0u8; HANDSHAKE_RESULT_LEN];
-    stream.read_exact(&mut result).expect("handshake result");
-    stream
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let conn = common::Conn::open(addr);
+    conn.stream
 }
 
 /// Reads frames until EOF; returns (request id, status) of each reply.
@@ -261,7 +185,7 @@ fn non_loopback_bind_starts_when_declared_insecure() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let addr = wait_for_listen_addr(&dir.path().join("log/root.log"));
+    let addr = wait_for_listen_addr(&dir.path().join("log/root.log"), 0);
     assert!(addr.ip().is_unspecified());
     child.kill().expect("kill");
     let _ = child.wait();
