@@ -11,8 +11,9 @@ use crate::error::ClientError;
 use crate::handshake::{self, Opened};
 use crate::io_thread::{IoThread, WAKER_TOKEN};
 use crate::options::ClientOptions;
-use crate::reply::{Pending, Reply, Stream};
-use crate::shared::{Command, Shared, COMMAND_QUEUE_LEN};
+use crate::reply::{Pending, Reply, Stream, Ticket};
+use crate::shared::{Command, Shared, Sink, COMMAND_QUEUE_LEN};
+use crate::stream_set::StreamSet;
 use crate::topology::Topology;
 use mio::{Poll, Waker};
 use node_core::auth;
@@ -130,14 +131,16 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<Pending, ClientError> {
         let deadline = Instant::now() + self.request_timeout();
-        let (request_id, rx) = self.send_request(node, code, body, deadline)?;
-        Ok(Pending::new(
-            Arc::clone(&self.shared),
+        let (reply_to, rx) = mpsc::channel();
+        let ticket = send_request(
+            &self.shared,
             node,
-            request_id,
-            rx,
+            code,
+            body,
             deadline,
-        ))
+            Sink::Own(reply_to),
+        )?;
+        Ok(Pending::new(ticket, rx, deadline))
     }
 
     /// Starts a streaming request (GetAll, Listen, GetRange, Consume, ...).
@@ -148,8 +151,31 @@ impl Client {
         body: &[u8],
     ) -> Result<Stream, ClientError> {
         let deadline = Instant::now() + self.request_timeout();
-        let (request_id, rx) = self.send_request(node, code, body.to_vec(), deadline)?;
-        Ok(Stream::open(Arc::clone(&self.shared), node, request_id, rx))
+        let (reply_to, rx) = mpsc::channel();
+        let ticket = send_request(
+            &self.shared,
+            node,
+            code,
+            body.to_vec(),
+            deadline,
+            Sink::Own(reply_to),
+        )?;
+        Ok(Stream::open(ticket, rx))
+    }
+
+    /// An empty [`StreamSet`]: streams opened in it (on any nodes of this client) deliver
+    /// into one queue, so one thread can wait on all of them at once.
+    pub fn stream_set(&self) -> StreamSet {
+        StreamSet::new(Arc::clone(&self.shared))
+    }
+
+    /// Closes node `node`'s connection now: everything in flight on it fails with
+    /// `ClientError::Disconnected`, exactly as if the network had dropped it, and the next
+    /// request reconnects. For tests of reconnect paths, and for tools that want a fresh
+    /// connection. Returns once the I/O thread has the command, not once it acted on it.
+    pub fn disconnect(&self, node: usize) -> Result<(), ClientError> {
+        self.shared.node(node)?;
+        self.shared.send(Command::Disconnect { node }, node)
     }
 
     pub fn get_version(&self, node: usize) -> Result<VersionInfo, ClientError> {
@@ -176,45 +202,6 @@ impl Client {
     fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.shared.options.request_timeout_ms)
     }
-
-    /// Takes an in-flight slot and a request id, and hands the request to the I/O thread.
-    fn send_request(
-        &self,
-        node: usize,
-        code: RequestCode,
-        body: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<(u64, mpsc::Receiver<crate::shared::Routed>), ClientError> {
-        let info = self.shared.node(node)?;
-        let max = self.shared.options.max_request_bytes;
-        if body.len() > max as usize {
-            return Err(ClientError::RequestTooLarge {
-                node: info.addr,
-                len: body.len(),
-                max,
-            });
-        }
-        let permit = info
-            .limit
-            .acquire(deadline)
-            .ok_or(ClientError::TooManyInFlight {
-                node: info.addr,
-                limit: info.limit.max(),
-                ms: self.shared.options.request_timeout_ms,
-            })?;
-        let request_id = self.shared.next_request_id(node);
-        let (reply_to, rx) = mpsc::channel();
-        let command = Command::Send {
-            node,
-            request_id,
-            code,
-            body,
-            reply_to,
-            permit,
-        };
-        self.shared.send(command, node)?;
-        Ok((request_id, rx))
-    }
 }
 
 impl Drop for Client {
@@ -235,6 +222,51 @@ impl std::fmt::Debug for Client {
             .field("nodes", &nodes)
             .finish_non_exhaustive()
     }
+}
+
+/// Takes an in-flight slot and a request id, and hands the request to the I/O thread; its
+/// frames will go to `reply_to`.
+pub(crate) fn send_request(
+    shared: &Arc<Shared>,
+    node: usize,
+    code: RequestCode,
+    body: Vec<u8>,
+    deadline: Instant,
+    reply_to: Sink,
+) -> Result<Ticket, ClientError> {
+    let info = shared.node(node)?;
+    let max = shared.options.max_request_bytes;
+    if body.len() > max as usize {
+        return Err(ClientError::RequestTooLarge {
+            node: info.addr,
+            len: body.len(),
+            max,
+        });
+    }
+    let permit = info
+        .limit
+        .acquire(deadline)
+        .ok_or(ClientError::TooManyInFlight {
+            node: info.addr,
+            limit: info.limit.max(),
+            ms: shared.options.request_timeout_ms,
+        })?;
+    let request_id = shared.next_request_id(node);
+    let command = Command::Send {
+        node,
+        request_id,
+        code,
+        body,
+        reply_to,
+        permit,
+    };
+    shared.send(command, node)?;
+    Ok(Ticket {
+        shared: Arc::clone(shared),
+        node,
+        request_id,
+        finished: false,
+    })
 }
 
 /// Refuses a client name the handshake could not carry, before any connection is made.

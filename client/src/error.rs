@@ -79,6 +79,30 @@ pub enum ClientError {
     /// Bad client options, or the client could not set up its I/O thread.
     #[error("{0}")]
     Setup(String),
+    /// The dht nodes' hash ranges do not tile the hash space (gaps or overlaps); the message
+    /// lists each problem with the nodes concerned.
+    #[error("{0}")]
+    Topology(String),
+    /// No node of the client's dht cluster owns the key (a cluster with gaps, accepted with
+    /// `allow_incomplete_ranges`).
+    #[error("no node owns key 0x{key:016x} (hash position 0x{position:016x})")]
+    NoNodeForKey { key: u64, position: u64 },
+    /// The node the client routed a key to says it does not own it: the cluster's ranges
+    /// changed since the client learned them.
+    #[error("node {node}: does not own key 0x{key:016x} (the cluster's ranges changed since the client connected; reconnect): {message}")]
+    WrongNode {
+        node: SocketAddr,
+        key: u64,
+        message: String,
+    },
+    /// An update kept meeting concurrent writers.
+    #[error("node {node}: update of key 0x{key:016x} in channel '{channel}' conflicted with other writers {tries} times in a row; gave up")]
+    UpdateConflict {
+        node: SocketAddr,
+        channel: String,
+        key: u64,
+        tries: u32,
+    },
 }
 
 impl ClientError {
@@ -100,8 +124,10 @@ impl ClientError {
             | Protocol { node, .. }
             | TooManyInFlight { node, .. }
             | RequestTooLarge { node, .. }
-            | Closed { node } => Some(*node),
-            NoSuchNode { .. } | NoNodes | Setup(_) => None,
+            | Closed { node }
+            | WrongNode { node, .. }
+            | UpdateConflict { node, .. } => Some(*node),
+            NoSuchNode { .. } | NoNodes | Setup(_) | Topology(_) | NoNodeForKey { .. } => None,
         }
     }
 

@@ -172,6 +172,12 @@ impl IoThread {
                     session.requests.abandon(request_id);
                 }
             }
+            Command::Disconnect { node } => {
+                if let Some(session) = self.sessions.get(node) {
+                    let error = ClientError::Disconnected { node: session.addr };
+                    self.drop_connection(node, error);
+                }
+            }
         }
     }
 

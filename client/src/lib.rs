@@ -8,9 +8,14 @@
 //! - blocking: [`Client::request`] → [`Reply`];
 //! - pipelined: [`Client::submit`] → [`Pending`], then [`Pending::wait`];
 //! - streaming: [`Client::stream`] → [`Stream`], an iterator of [`StreamEvent`]s with
-//!   credit-based flow control;
+//!   credit-based flow control; [`Client::stream_set`] → [`StreamSet`], several streams read
+//!   through one queue;
 //! - the requests every node answers: [`Client::get_version`], [`Client::get_num_connections`],
 //!   [`Client::get_stats`].
+//!
+//! On top of that transport, [`dht`] is the dht cluster's client: [`DhtClient`] routes each key
+//! to the node whose hash range owns it, fans whole-channel requests out to every node and
+//! merges the answers.
 //!
 //! Failures are [`ClientError`]s whose messages name the node and the reason.
 //!
@@ -27,6 +32,7 @@
 mod backoff;
 mod client;
 mod common;
+pub mod dht;
 mod error;
 mod handshake;
 mod io_thread;
@@ -36,13 +42,16 @@ mod reply;
 mod routing;
 mod session;
 mod shared;
+mod stream_set;
 pub mod topology;
 
 pub use crate::client::Client;
 pub use common::VersionInfo;
+pub use dht::DhtClient;
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use reply::{Pending, Reply, Stream, StreamEvent};
+pub use stream_set::{StreamSet, StreamTag};
 pub use topology::{KeyFileError, Topology, TopologyError};
 
 /// Re-exported so users need not depend on node-core for the types in this API.

@@ -29,6 +29,11 @@ pub struct ClientOptions {
     /// with). Larger windows keep bulk streams moving over long links; each item may be up to
     /// `max_frame_bytes`, so this also bounds what a stream can buffer in the client.
     pub stream_window: u32,
+    /// dht only: accept a cluster whose hash ranges leave gaps or overlap (default false:
+    /// `DhtClient::connect` refuses it with `ClientError::Topology`). For tools that must work
+    /// on a partial cluster; a key no node owns then fails with `ClientError::NoNodeForKey`,
+    /// and a key several nodes own goes to the first of them in node order.
+    pub allow_incomplete_ranges: bool,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +46,7 @@ impl Default for ClientOptions {
             max_request_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: 1024,
             stream_window: 16,
+            allow_incomplete_ranges: false,
         }
     }
 }

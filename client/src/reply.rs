@@ -71,17 +71,18 @@ pub enum StreamEvent {
     End(Reply),
 }
 
-/// The caller's handle on one request id: sends Cancel if dropped before its Reply arrived.
-struct Ticket {
-    shared: Arc<Shared>,
-    node: usize,
-    request_id: u64,
-    rx: Receiver<Routed>,
-    finished: bool,
+/// The caller's handle on one request id: sends Control frames for it, and Cancel if dropped
+/// before its Reply arrived. Where the request's frames arrive (its own channel, or a
+/// [`crate::StreamSet`]'s shared one) is up to the owner.
+pub(crate) struct Ticket {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) node: usize,
+    pub(crate) request_id: u64,
+    pub(crate) finished: bool,
 }
 
 impl Ticket {
-    fn control(&self, code: ControlCode, body: Vec<u8>) {
+    pub(crate) fn control(&self, code: ControlCode, body: Vec<u8>) {
         let command = Command::Control {
             node: self.node,
             request_id: self.request_id,
@@ -92,7 +93,7 @@ impl Ticket {
         let _ = self.shared.send(command, self.node);
     }
 
-    fn timeout_error(&self) -> ClientError {
+    pub(crate) fn timeout_error(&self) -> ClientError {
         ClientError::Timeout {
             node: self.shared.addr(self.node),
             ms: self.shared.options.request_timeout_ms,
@@ -122,25 +123,17 @@ impl Drop for Ticket {
 /// this one's Reply. Dropping it unwaited cancels it (the reply is then discarded).
 pub struct Pending {
     ticket: Ticket,
+    rx: Receiver<Routed>,
     deadline: Instant,
 }
 
 impl Pending {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        node: usize,
-        request_id: u64,
-        rx: Receiver<Routed>,
-        deadline: Instant,
-    ) -> Pending {
-        let ticket = Ticket {
-            shared,
-            node,
-            request_id,
+    pub(crate) fn new(ticket: Ticket, rx: Receiver<Routed>, deadline: Instant) -> Pending {
+        Pending {
+            ticket,
             rx,
-            finished: false,
-        };
-        Pending { ticket, deadline }
+            deadline,
+        }
     }
 
     /// The request id on the wire.
@@ -151,7 +144,7 @@ impl Pending {
     /// Waits for the Reply, until `request_timeout_ms` after submission.
     pub fn wait(mut self) -> Result<Reply, ClientError> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let event = match self.ticket.rx.recv_timeout(remaining) {
+        let event = match self.rx.recv_timeout(remaining) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => return Err(self.ticket.timeout_error()),
             Err(RecvTimeoutError::Disconnected) => return Err(self.ticket.closed_error()),
@@ -178,46 +171,29 @@ impl Pending {
     }
 }
 
-/// A streaming request. Iterate it: zero or more `StreamEvent::Item`s, then `StreamEvent::End`.
-///
-/// Flow control: the node may send as many items as the client has granted credit for. The
-/// stream grants credit back as the caller takes items from it, so a caller that stops calling
-/// `next()` pauses the node once the window is used up; calling it again resumes. `stop()` asks
-/// the node to end the stream early (items already on their way still arrive, then `End`);
-/// dropping an unfinished stream stops it and discards the rest.
-pub struct Stream {
-    ticket: Ticket,
+/// The caller's side of one stream's flow control: widens the initial credit to the configured
+/// window, grants credit back as items are taken, and stops the stream. Shared by [`Stream`]
+/// and the members of a [`crate::StreamSet`].
+pub(crate) struct StreamControl {
+    pub(crate) ticket: Ticket,
     /// Items taken by the caller since credit was last granted.
     consumed: u32,
     grant_batch: u32,
     stopped: bool,
 }
 
-impl Stream {
-    /// Starts the caller's side of a stream whose request was just sent: widens the initial
-    /// credit to the configured window.
-    pub(crate) fn open(
-        shared: Arc<Shared>,
-        node: usize,
-        request_id: u64,
-        rx: Receiver<Routed>,
-    ) -> Stream {
-        let window = shared.options.effective_window();
+impl StreamControl {
+    /// For a stream whose request was just sent.
+    pub(crate) fn open(ticket: Ticket) -> StreamControl {
+        let window = ticket.shared.options.effective_window();
         let initial = node_core::protocol::codes::INITIAL_STREAM_CREDIT;
-        let ticket = Ticket {
-            shared,
-            node,
-            request_id,
-            rx,
-            finished: false,
-        };
         if window > initial {
             ticket.control(
                 ControlCode::Credit,
                 (window - initial).to_le_bytes().to_vec(),
             );
         }
-        Stream {
+        StreamControl {
             ticket,
             consumed: 0,
             // Grant in quarters of the window: one Control frame per few items rather than per
@@ -227,38 +203,15 @@ impl Stream {
         }
     }
 
-    /// The request id on the wire.
-    pub fn request_id(&self) -> u64 {
-        self.ticket.request_id
-    }
-
-    /// Asks the node to end the stream now. Keep calling `next()` to receive the items already
-    /// sent and the final `End`.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if !self.stopped && !self.ticket.finished {
             self.stopped = true;
             self.ticket.control(ControlCode::Stop, Vec::new());
         }
     }
 
-    /// Like `next()`, with its own wait limit instead of `request_timeout_ms` (for change
-    /// streams that may be quiet for long). A timeout does not end the stream.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<StreamEvent, ClientError>> {
-        if self.ticket.finished {
-            return None;
-        }
-        let event = match self.ticket.rx.recv_timeout(timeout) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => return Some(Err(self.ticket.timeout_error())),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.ticket.finished = true;
-                return Some(Err(self.ticket.closed_error()));
-            }
-        };
-        Some(self.on_event(event))
-    }
-
-    fn on_event(&mut self, event: Routed) -> Result<StreamEvent, ClientError> {
+    /// Takes one message of this stream: counts items for credit, marks the end.
+    pub(crate) fn on_event(&mut self, event: Routed) -> Result<StreamEvent, ClientError> {
         match event {
             Routed::Item { code, body } => {
                 self.consumed_one();
@@ -285,22 +238,74 @@ impl Stream {
     }
 }
 
+impl Drop for StreamControl {
+    fn drop(&mut self) {
+        // The ticket's own drop then sends Cancel, so items still in flight are discarded.
+        if !self.ticket.finished && !self.stopped {
+            self.ticket.control(ControlCode::Stop, Vec::new());
+        }
+    }
+}
+
+/// A streaming request. Iterate it: zero or more `StreamEvent::Item`s, then `StreamEvent::End`.
+///
+/// Flow control: the node may send as many items as the client has granted credit for. The
+/// stream grants credit back as the caller takes items from it, so a caller that stops calling
+/// `next()` pauses the node once the window is used up; calling it again resumes. `stop()` asks
+/// the node to end the stream early (items already on their way still arrive, then `End`);
+/// dropping an unfinished stream stops it and discards the rest.
+pub struct Stream {
+    control: StreamControl,
+    rx: Receiver<Routed>,
+}
+
+impl Stream {
+    /// Starts the caller's side of a stream whose request was just sent.
+    pub(crate) fn open(ticket: Ticket, rx: Receiver<Routed>) -> Stream {
+        Stream {
+            control: StreamControl::open(ticket),
+            rx,
+        }
+    }
+
+    /// The request id on the wire.
+    pub fn request_id(&self) -> u64 {
+        self.control.ticket.request_id
+    }
+
+    /// Asks the node to end the stream now. Keep calling `next()` to receive the items already
+    /// sent and the final `End`.
+    pub fn stop(&mut self) {
+        self.control.stop();
+    }
+
+    /// Like `next()`, with its own wait limit instead of `request_timeout_ms` (for change
+    /// streams that may be quiet for long). A timeout does not end the stream.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<StreamEvent, ClientError>> {
+        if self.control.ticket.finished {
+            return None;
+        }
+        let event = match self.rx.recv_timeout(timeout) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => {
+                return Some(Err(self.control.ticket.timeout_error()))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.control.ticket.finished = true;
+                return Some(Err(self.control.ticket.closed_error()));
+            }
+        };
+        Some(self.control.on_event(event))
+    }
+}
+
 impl Iterator for Stream {
     type Item = Result<StreamEvent, ClientError>;
 
     /// The next event, waiting up to `request_timeout_ms` for it; `None` after `End` or an
     /// error that ended the stream.
     fn next(&mut self) -> Option<Self::Item> {
-        let timeout = Duration::from_millis(self.ticket.shared.options.request_timeout_ms);
+        let timeout = Duration::from_millis(self.control.ticket.shared.options.request_timeout_ms);
         self.next_timeout(timeout)
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // The ticket's own drop then sends Cancel, so items still in flight are discarded.
-        if !self.ticket.finished && !self.stopped {
-            self.ticket.control(ControlCode::Stop, Vec::new());
-        }
     }
 }

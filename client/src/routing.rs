@@ -9,16 +9,15 @@
 use crate::error::ClientError;
 use crate::limit::Permit;
 use crate::reply::Reply;
-use crate::shared::Routed;
+use crate::shared::{Routed, Sink};
 use node_core::protocol::codes::{INITIAL_STREAM_CREDIT, MAX_STREAM_CREDIT};
 use node_core::protocol::{FrameHeader, FrameType, Status};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::mpsc::Sender;
 
 struct Entry {
     /// `None` once the caller cancelled: frames are still accounted, then dropped.
-    reply_to: Option<Sender<Routed>>,
+    reply_to: Option<Sink>,
     /// Items the node may still send (every request may turn out to be a stream).
     credit: u32,
     /// Released when the entry goes.
@@ -46,7 +45,7 @@ impl Requests {
         self.entries.contains_key(&request_id)
     }
 
-    pub(crate) fn insert(&mut self, request_id: u64, reply_to: Sender<Routed>, permit: Permit) {
+    pub(crate) fn insert(&mut self, request_id: u64, reply_to: Sink, permit: Permit) {
         let entry = Entry {
             reply_to: Some(reply_to),
             credit: INITIAL_STREAM_CREDIT,
@@ -180,7 +179,7 @@ mod tests {
     ) -> Receiver<Routed> {
         let (tx, rx) = channel();
         let permit = limit.acquire(Instant::now()).expect("slot");
-        requests.insert(id, tx, permit);
+        requests.insert(id, Sink::Own(tx), permit);
         rx
     }
 

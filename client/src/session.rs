@@ -15,12 +15,11 @@ use crate::backoff::Backoff;
 use crate::error::ClientError;
 use crate::limit::Permit;
 use crate::routing::Requests;
-use crate::shared::Routed;
+use crate::shared::Sink;
 use node_core::protocol::frame::{parse_frame, write_frame};
 use node_core::protocol::{ControlCode, FrameType, RequestCode, HEADER_LEN};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::mpsc::Sender;
 
 /// Bytes asked of the kernel per read: large enough for a bulk stream's 64 KiB batches.
 const READ_CHUNK: usize = 64 * 1024;
@@ -73,7 +72,7 @@ impl Session {
         request_id: u64,
         code: RequestCode,
         body: &[u8],
-        reply_to: Sender<Routed>,
+        reply_to: Sink,
         permit: Permit,
     ) {
         self.requests.insert(request_id, reply_to, permit);

@@ -32,7 +32,7 @@ pub(crate) enum Command {
         request_id: u64,
         code: RequestCode,
         body: Vec<u8>,
-        reply_to: Sender<Routed>,
+        reply_to: Sink,
         permit: Permit,
     },
     /// A Control frame (credit, stop) for a running stream.
@@ -44,6 +44,27 @@ pub(crate) enum Command {
     },
     /// The caller no longer waits: drop whatever arrives for this request.
     Cancel { node: usize, request_id: u64 },
+    /// Close the node's connection now, failing what is in flight on it with `Disconnected`
+    /// (the next request reconnects).
+    Disconnect { node: usize },
+}
+
+/// Where the frames of one request go: its own channel (a [`crate::Pending`] or
+/// [`crate::Stream`]), or a channel shared by several streams (a [`crate::StreamSet`]), where
+/// each message carries the tag the set gave that stream.
+pub(crate) enum Sink {
+    Own(Sender<Routed>),
+    Shared { tag: u64, tx: Sender<(u64, Routed)> },
+}
+
+impl Sink {
+    /// `Err` when the receiver is gone (the caller stopped waiting).
+    pub(crate) fn send(&self, routed: Routed) -> Result<(), ()> {
+        match self {
+            Sink::Own(tx) => tx.send(routed).map_err(drop),
+            Sink::Shared { tag, tx } => tx.send((*tag, routed)).map_err(drop),
+        }
+    }
 }
 
 /// From the I/O thread to the caller waiting on one request. A request's channel holds at most

@@ -595,3 +595,102 @@ fn from_topology_connects_to_one_kind_with_the_topology_credentials() {
     let error = Client::from_topology(&topology, NodeKind::Dht, options()).expect_err("no dht");
     assert_eq!(error.to_string(), "the topology lists no dht nodes");
 }
+
+#[test]
+fn a_stream_set_merges_streams_of_several_nodes_with_flow_control_each() {
+    let first = start(NodeKind::Dht, |_| {});
+    let second = start(NodeKind::Dht, |_| {});
+    let window = 8;
+    let client = Client::connect(
+        &[first.addr(), second.addr()],
+        None,
+        ClientOptions {
+            stream_window: window,
+            ..options()
+        },
+    )
+    .expect("connects");
+    let mut set = client.stream_set();
+    let a = set.open(0, COUNT, &300u32.to_le_bytes()).expect("open a");
+    let b = set.open(1, COUNT, &200u32.to_le_bytes()).expect("open b");
+    assert_ne!(a, b);
+    assert_eq!(set.node_of(b), Some(1));
+    // Nobody reads: each node stops at its own window.
+    eventually("both windows", || {
+        first.produced() == u64::from(window) && second.produced() == u64::from(window)
+    });
+
+    let mut next = std::collections::HashMap::from([(a, 0u32), (b, 0u32)]);
+    let mut ends = Vec::new();
+    while let Some((tag, event)) = set.next_timeout(Duration::from_secs(5)) {
+        match event.expect("event") {
+            StreamEvent::End(reply) => {
+                assert_eq!(reply.status, Status::Ok);
+                ends.push(tag);
+            }
+            item => {
+                let expected = next.get_mut(&tag).expect("a member's tag");
+                assert_eq!(item_index(&item), *expected, "in order per stream");
+                *expected += 1;
+            }
+        }
+    }
+    assert_eq!(next[&a], 300);
+    assert_eq!(next[&b], 200);
+    ends.sort();
+    assert_eq!(ends, [a, b]);
+    assert!(set.is_empty());
+    assert!(
+        set.next_timeout(Duration::from_secs(5)).is_none(),
+        "an empty set answers at once"
+    );
+}
+
+#[test]
+fn a_closed_member_delivers_nothing_more_and_the_others_go_on() {
+    let node = start(NodeKind::Dht, |_| {});
+    let client = connect(node.addr(), None);
+    let mut set = client.stream_set();
+    let endless = set
+        .open(0, COUNT, &1_000_000u32.to_le_bytes())
+        .expect("open");
+    let (tag, first) = set.next_timeout(Duration::from_secs(5)).expect("event");
+    assert_eq!(tag, endless);
+    assert_eq!(item_index(&first.expect("item")), 0);
+    set.close(endless);
+    assert!(!set.contains(endless));
+    let short = set.open(0, COUNT, &3u32.to_le_bytes()).expect("open");
+    let mut items = 0;
+    while let Some((tag, event)) = set.next_timeout(Duration::from_secs(5)) {
+        assert_eq!(tag, short, "nothing from the closed member");
+        if let StreamEvent::Item { .. } = event.expect("event") {
+            items += 1;
+        }
+    }
+    assert_eq!(items, 3);
+    assert_eq!(client.request(0, ECHO, b"x").expect("echo").body, b"x");
+}
+
+#[test]
+fn disconnect_fails_what_is_in_flight_and_the_next_request_reconnects() {
+    let node = start(NodeKind::Dht, |_| {});
+    let client = connect(node.addr(), None);
+    let mut stream = client.stream(0, NEVER, &[]).expect("stream");
+    client.disconnect(0).expect("node 0 exists");
+    let error = stream
+        .next()
+        .expect("an event")
+        .expect_err("the stream fails");
+    assert!(
+        matches!(error, ClientError::Disconnected { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        client.request(0, ECHO, b"again").expect("echo").body,
+        b"again"
+    );
+    assert!(matches!(
+        client.disconnect(5),
+        Err(ClientError::NoSuchNode { .. })
+    ));
+}

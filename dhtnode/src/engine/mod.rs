@@ -361,7 +361,7 @@ mod tests {
     fn engine(range: HashRange, size_limit_bytes: u64) -> Engine {
         let limits = EngineLimits {
             size_limit_bytes,
-            max_value_bytes: 10,
+            max_value_bytes: 16,
         };
         Engine::new(
             range,
@@ -387,11 +387,11 @@ mod tests {
         ));
         assert_eq!(engine.put("ch", 2, b""), Err(EngineError::EmptyValue));
         assert_eq!(
-            engine.put("ch", 2, &[0; 11]),
-            Err(EngineError::ValueTooBig { len: 11, max: 10 })
+            engine.put("ch", 2, &[0; 17]),
+            Err(EngineError::ValueTooBig { len: 17, max: 16 })
         );
-        assert_eq!(engine.put("ch", 2, &[0; 10]), Ok(()));
-        assert_eq!(engine.get("ch", 2).unwrap(), Some(&[0u8; 10][..]));
+        assert_eq!(engine.put("ch", 2, &[0; 16]), Ok(()));
+        assert_eq!(engine.get("ch", 2).unwrap(), Some(&[0u8; 16][..]));
         assert_eq!(engine.get("other", 2).unwrap(), None);
         assert_eq!(
             engine.channel_names().collect::<Vec<_>>(),
@@ -416,15 +416,17 @@ mod tests {
             engine.put("ch", 3, &[1]),
             Err(EngineError::OutOfMemory { .. })
         ));
-        engine.put("ch", 1, &[1; 2]).unwrap();
+        // Shrinking key 1 from 10 bytes to 1 frees exactly the room a 1-byte record needs.
+        engine.put("ch", 1, &[1; 1]).unwrap();
         engine.put("ch", 3, &[1]).unwrap();
+        assert_eq!(engine.size().bytes, 30);
         assert!(engine.remove("ch", 3).unwrap());
         assert!(!engine.remove("ch", 3).unwrap());
         assert_eq!(
             engine.size(),
             SizeInfo {
                 records: 2,
-                bytes: 22
+                bytes: 21
             }
         );
         assert!(engine.remove_channel("ch").unwrap());

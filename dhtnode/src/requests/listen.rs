@@ -5,8 +5,7 @@
 use super::{bad_request, engine_error};
 use crate::engine::{ListenEvent, ListenerId};
 use crate::service::DhtNode;
-use node_core::protocol::dht::{decode_channel, ITEM_CHANGED, ITEM_OVERFLOW, ITEM_REMOVED};
-use node_core::protocol::wire::put_u64;
+use node_core::protocol::dht::{decode_channel, ListenItem};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
 
@@ -49,29 +48,23 @@ impl StreamTask<DhtNode> for Listen {
             node.listen_streams.insert(self.id, out.handle());
             self.registered = true;
         }
-        match node.engine.next_listen_event(self.id) {
-            None => StreamStep::Wait,
+        let item = match node.engine.next_listen_event(self.id) {
+            None => return StreamStep::Wait,
             Some(ListenEvent::Changed { key, value }) => {
-                out.item_with(ITEM_CHANGED, |body| {
-                    put_u64(body, key);
-                    body.extend_from_slice(&value);
-                });
-                StreamStep::Continue
+                let item = ListenItem::Changed { key, value: &value };
+                out.item_with(item.code(), |body| item.encode_body(body));
+                return StreamStep::Continue;
             }
-            Some(ListenEvent::Removed { key }) => {
-                out.item_with(ITEM_REMOVED, |body| put_u64(body, key));
-                StreamStep::Continue
-            }
-            Some(ListenEvent::Lost(count)) => {
-                out.item_with(ITEM_OVERFLOW, |body| put_u64(body, count));
-                StreamStep::Continue
-            }
+            Some(ListenEvent::Removed { key }) => ListenItem::Removed { key },
+            Some(ListenEvent::Lost(lost)) => ListenItem::Overflow { lost },
             Some(ListenEvent::ChannelRemoved) => {
                 self.end(node);
                 out.finish(Status::Ok, &[]);
-                StreamStep::Done
+                return StreamStep::Done;
             }
-        }
+        };
+        out.item_with(item.code(), |body| item.encode_body(body));
+        StreamStep::Continue
     }
 
     fn cancel(&mut self, node: &mut DhtNode) {

@@ -148,7 +148,10 @@ pub fn decode_batch<'a>(
     // One byte of LZ4 block expands to at most 255 bytes, so a tiny batch that declares a huge
     // size is refused before it costs an allocation (fuzzing found 13 bytes buying 16 MiB).
     if declared_len > block.len().saturating_mul(LZ4_MAX_EXPANSION) {
-        return Err(BatchError::LengthMismatch { declared: declared_len, actual: 0 });
+        return Err(BatchError::LengthMismatch {
+            declared: declared_len,
+            actual: 0,
+        });
     }
     scratch.clear();
     scratch.resize(declared_len, 0);
@@ -297,11 +300,17 @@ mod tests {
         let mut batch = vec![0u8; BATCH_HEADER_LEN + 1];
         batch[0..4].copy_from_slice(&(16u32 * 1024 * 1024).to_le_bytes());
         let mut scratch = Vec::new();
-        assert!(matches!(decode_batch(&batch, &mut scratch), Err(BatchError::LengthMismatch { .. })));
+        assert!(matches!(
+            decode_batch(&batch, &mut scratch),
+            Err(BatchError::LengthMismatch { .. })
+        ));
         assert_eq!(scratch.capacity(), 0);
         // The most compressible batch there is still decodes: 16 MiB of zeros in one record.
         let mut builder = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
-        assert_eq!(builder.push(1, &vec![0; MAX_BATCH_UNCOMPRESSED_BYTES - RECORD_OVERHEAD]), PushOutcome::Added);
+        assert_eq!(
+            builder.push(1, &vec![0; MAX_BATCH_UNCOMPRESSED_BYTES - RECORD_OVERHEAD]),
+            PushOutcome::Added
+        );
         let mut zeros = Vec::new();
         builder.finish_into(&mut zeros);
         assert_eq!(decode_batch(&zeros, &mut scratch).unwrap().count(), 1);

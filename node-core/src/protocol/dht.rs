@@ -436,6 +436,65 @@ impl<'a> UpdateRequest<'a> {
     }
 }
 
+// ----- stream items -----------------------------------------------------------------------------
+
+/// One item of a Listen stream: code 1 Changed (`u64 key`, then the new value as the rest),
+/// 2 Removed (`u64 key`), 3 Overflow (`u64` changes this listener lost, at this point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenItem<'a> {
+    Changed { key: u64, value: &'a [u8] },
+    Removed { key: u64 },
+    Overflow { lost: u64 },
+}
+
+impl<'a> ListenItem<'a> {
+    pub fn code(&self) -> u8 {
+        match self {
+            ListenItem::Changed { .. } => ITEM_CHANGED,
+            ListenItem::Removed { .. } => ITEM_REMOVED,
+            ListenItem::Overflow { .. } => ITEM_OVERFLOW,
+        }
+    }
+
+    pub fn encode_body(&self, out: &mut Vec<u8>) {
+        match *self {
+            ListenItem::Changed { key, value } => {
+                put_u64(out, key);
+                out.extend_from_slice(value);
+            }
+            ListenItem::Removed { key } => put_u64(out, key),
+            ListenItem::Overflow { lost } => put_u64(out, lost),
+        }
+    }
+
+    pub fn decode(code: u8, body: &'a [u8]) -> Result<ListenItem<'a>, WireError> {
+        let mut reader = Reader::new(body);
+        let item = match code {
+            ITEM_CHANGED => {
+                let key = reader.u64("key")?;
+                ListenItem::Changed {
+                    key,
+                    value: reader.rest(),
+                }
+            }
+            ITEM_REMOVED => ListenItem::Removed {
+                key: reader.u64("key")?,
+            },
+            ITEM_OVERFLOW => ListenItem::Overflow {
+                lost: reader.u64("lost")?,
+            },
+            _ => {
+                return Err(WireError::Invalid {
+                    field: "item code",
+                    reason: "not a Listen item code",
+                })
+            }
+        };
+        reader.finish()?;
+        Ok(item)
+    }
+}
+
 // ----- reply bodies -----------------------------------------------------------------------------
 
 /// GetChannels reply: `u32 n`, then `n` × `str8` name.
@@ -591,6 +650,24 @@ mod tests {
         assert_eq!(value_hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(value_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(value_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn listen_items_round_trip_and_unknown_codes_are_refused() {
+        for item in [
+            ListenItem::Changed {
+                key: 7,
+                value: b"v",
+            },
+            ListenItem::Removed { key: 8 },
+            ListenItem::Overflow { lost: 9 },
+        ] {
+            let mut body = Vec::new();
+            item.encode_body(&mut body);
+            assert_eq!(ListenItem::decode(item.code(), &body), Ok(item));
+        }
+        assert!(ListenItem::decode(9, &[0; 8]).is_err());
+        assert!(ListenItem::decode(ITEM_REMOVED, &[0; 9]).is_err());
     }
 
     #[test]

@@ -98,7 +98,10 @@ impl<'s, S: Service> EventLoop<'s, S> {
         loop {
             let now = Instant::now();
             let mut timeout = next_tick.saturating_duration_since(now);
-            if !self.ready_streams.is_empty() || !self.pending_input.is_empty() || self.background_pending {
+            if !self.ready_streams.is_empty()
+                || !self.pending_input.is_empty()
+                || self.background_pending
+            {
                 timeout = Duration::ZERO;
             }
             if let Err(err) = self.server.poll.poll(&mut events, Some(timeout)) {

@@ -158,13 +158,18 @@ pub struct Wakeups {
 
 impl std::fmt::Debug for Wakeups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wakeups").field("queued", &self.queue.borrow().len()).finish()
+        f.debug_struct("Wakeups")
+            .field("queued", &self.queue.borrow().len())
+            .finish()
     }
 }
 
 impl Wakeups {
     pub(crate) fn with_loop_waker(waker: std::sync::Arc<mio::Waker>) -> Wakeups {
-        Wakeups { queue: Rc::default(), loop_waker: Some(waker) }
+        Wakeups {
+            queue: Rc::default(),
+            loop_waker: Some(waker),
+        }
     }
 
     pub fn wake(&self, handle: StreamHandle) {

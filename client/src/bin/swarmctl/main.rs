@@ -3,9 +3,11 @@
 //! Owns argument parsing and the exit convention: 0 on success; on failure one line
 //! `swarmctl: <reason>` on stderr and status 1 (usage errors: clap's message and status 2).
 //! Each subcommand lives in its own `cmd_*` module with an `Args` struct and a `run` function;
-//! later groups (`dht put ...`, `log ...`, `queue ...`) slot in the same way, as one more
-//! variant of [`Command`] and one more module.
+//! groups of verbs (`dht put ...`, later `log ...`, `queue ...`) slot in the same way, as one
+//! more variant of [`Command`] and one more module. A command that only needs to fail quietly
+//! (`dht exists` printing `false`) returns [`SilentFailure`]: status 1, no message.
 
+mod cmd_dht;
 mod cmd_ping;
 mod cmd_stats;
 mod targets;
@@ -30,19 +32,36 @@ enum Command {
     Ping(cmd_ping::Args),
     /// Print each node's live counters.
     Stats(cmd_stats::Args),
+    /// Records and channels of a dht cluster: put, get, exists, remove, getall, listen,
+    /// channels, size, remove-channel, ranges.
+    Dht(cmd_dht::Args),
 }
 
 /// A failed command: its message is the whole of what the user sees.
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Exit with status 1 without a message: the command's output already said it all.
+#[derive(Debug)]
+struct SilentFailure;
+
+impl std::fmt::Display for SilentFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(silent failure)")
+    }
+}
+
+impl std::error::Error for SilentFailure {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Ping(args) => cmd_ping::run(&cli.targets, args),
         Command::Stats(args) => cmd_stats::run(&cli.targets, args),
+        Command::Dht(args) => cmd_dht::run(&cli.targets, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<SilentFailure>() => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("swarmctl: {error}");
             ExitCode::FAILURE

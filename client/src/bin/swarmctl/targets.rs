@@ -68,6 +68,23 @@ impl TargetArgs {
         Ok((targets, options))
     }
 
+    /// The dht nodes named on the command line (`--node`s, or the topology's `[dht]` section)
+    /// and the options to use.
+    pub fn resolve_dht(
+        &self,
+    ) -> Result<(Vec<SocketAddr>, ClientOptions), Box<dyn std::error::Error>> {
+        let (targets, options) = self.resolve()?;
+        let nodes: Vec<SocketAddr> = targets
+            .into_iter()
+            .filter(|target| target.kind.is_none() || target.kind == Some(NodeKind::Dht))
+            .flat_map(|target| target.nodes)
+            .collect();
+        if nodes.is_empty() {
+            return Err("the topology lists no [dht] nodes".into());
+        }
+        Ok((nodes, options))
+    }
+
     fn node_addrs(&self) -> Result<Vec<SocketAddr>, String> {
         self.node
             .iter()

@@ -1,0 +1,269 @@
+//! [`Listener`]: one channel's changes on every node of the cluster, merged into one sequence.
+//!
+//! One Listen stream runs per node, all in one [`StreamSet`], so a single `next` waits on every
+//! node at once and returns whichever change comes first; changes of one node keep their order
+//! (changes to one key always come from its one node, so they stay in order too). Each stream
+//! is flow-controlled as usual: a caller that stops reading pauses the nodes, and a node whose
+//! listener falls too far behind drops changes and says so with [`ListenEvent::Overflow`].
+//!
+//! A node ends its stream with Ok when the channel is removed there; once every node has,
+//! `next` returns [`ListenEvent::ChannelRemoved`] and the listener is finished.
+//!
+//! When one node's stream fails (its connection dropped, the node shut down), `next` returns
+//! that error once; the listener then opens the node's stream again on later calls (at most
+//! once a second), reconnecting as needed. Changes on that node between the failure and the new
+//! stream are not delivered; the error is the caller's notice of that.
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::reply::StreamEvent;
+use crate::stream_set::{StreamSet, StreamTag};
+use node_core::protocol::dht as wire;
+use node_core::protocol::dht::ListenItem;
+use node_core::protocol::Status;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long a failed node's stream waits before it is opened again.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+
+/// One change of a listened channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenEvent {
+    /// The record was written (Put, PutBatch, Update); `value` is its new value.
+    Changed { key: u64, value: Vec<u8> },
+    /// The record was removed.
+    Removed { key: u64 },
+    /// A node dropped `lost` changes because this listener fell behind.
+    Overflow { lost: u64 },
+    /// The channel was removed on every node; nothing follows.
+    ChannelRemoved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Running(StreamTag),
+    /// The channel was removed on this node (its stream ended with Ok).
+    Ended,
+    /// The stream failed; open it again at this time.
+    Failed {
+        reopen_at: Instant,
+    },
+}
+
+/// A channel's change stream over every node. Create with [`super::DhtClient::listen`].
+/// Dropping it stops every node's stream.
+pub struct Listener {
+    set: StreamSet,
+    channel: String,
+    addrs: Vec<SocketAddr>,
+    nodes: Vec<NodeState>,
+    finished: bool,
+}
+
+impl Listener {
+    pub(super) fn open(client: &Client, channel: &str) -> Result<Listener, ClientError> {
+        let mut listener = Listener {
+            set: client.stream_set(),
+            channel: channel.to_string(),
+            addrs: (0..client.node_count())
+                .filter_map(|node| client.node_addr(node))
+                .collect(),
+            nodes: Vec::new(),
+            finished: false,
+        };
+        for node in 0..client.node_count() {
+            let tag = listener.start(node)?;
+            listener.nodes.push(NodeState::Running(tag));
+        }
+        Ok(listener)
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// True once [`ListenEvent::ChannelRemoved`] was returned.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The next change from any node, waiting up to `timeout`: `Ok(None)` when none came in
+    /// time (and, once finished, at once). An `Err` concerns one node, whose stream is opened
+    /// again on a later call; the others run on.
+    pub fn next(&mut self, timeout: Duration) -> Result<Option<ListenEvent>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            self.reopen_due()?;
+            let now = Instant::now();
+            // Wake in time for a due reopen, so a failed node comes back on schedule even
+            // while the others are quiet.
+            let wait_until = self.next_reopen().map_or(deadline, |at| at.min(deadline));
+            let wait = wait_until.saturating_duration_since(now);
+            if self.set.is_empty() {
+                // Only failed nodes are left (were all ended, we would be finished).
+                std::thread::sleep(wait);
+            } else if let Some(event) = self.take(wait)? {
+                return Ok(Some(event));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits up to `wait` for one event of the set and turns it into a listen event.
+    fn take(&mut self, wait: Duration) -> Result<Option<ListenEvent>, ClientError> {
+        loop {
+            let Some((tag, event)) = self.set.next_timeout(wait) else {
+                return Ok(None);
+            };
+            let Some(node) = self.node_of(tag) else {
+                continue;
+            };
+            let addr = self.addrs[node];
+            match event {
+                Ok(StreamEvent::Item { code, body }) => match decode_item(addr, code, &body) {
+                    Ok(event) => return Ok(Some(event)),
+                    Err(error) => {
+                        self.set.close(tag);
+                        self.fail(node);
+                        return Err(error);
+                    }
+                },
+                Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
+                    self.nodes[node] = NodeState::Ended;
+                    if self.nodes.iter().all(|state| *state == NodeState::Ended) {
+                        self.finished = true;
+                        return Ok(Some(ListenEvent::ChannelRemoved));
+                    }
+                }
+                Ok(StreamEvent::End(reply)) => {
+                    self.fail(node);
+                    return Err(reply
+                        .into_result()
+                        .err()
+                        .unwrap_or_else(|| ClientError::protocol(addr, "Listen ended NotFound")));
+                }
+                Err(error) => {
+                    self.fail(node);
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn node_of(&self, tag: StreamTag) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|state| *state == NodeState::Running(tag))
+    }
+
+    fn fail(&mut self, node: usize) {
+        self.nodes[node] = NodeState::Failed {
+            reopen_at: Instant::now() + REOPEN_DELAY,
+        };
+    }
+
+    fn next_reopen(&self) -> Option<Instant> {
+        self.nodes
+            .iter()
+            .filter_map(|state| match state {
+                NodeState::Failed { reopen_at } => Some(*reopen_at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Opens again every failed node's stream that is due; the first failure to open is
+    /// returned (that node waits another delay).
+    fn reopen_due(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        for node in 0..self.nodes.len() {
+            if matches!(self.nodes[node], NodeState::Failed { reopen_at } if reopen_at <= now) {
+                match self.start(node) {
+                    Ok(tag) => self.nodes[node] = NodeState::Running(tag),
+                    Err(error) => {
+                        self.fail(node);
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, node: usize) -> Result<StreamTag, ClientError> {
+        let mut body = Vec::new();
+        wire::encode_channel(&mut body, &self.channel);
+        self.set.open(node, wire::LISTEN, &body)
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("channel", &self.channel)
+            .field("nodes", &self.nodes)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+/// Decodes one Listen item (docs/protocol.md §6): 1 Changed `u64 key` + value (the rest),
+/// 2 Removed `u64 key`, 3 Overflow `u64 lost`.
+pub(crate) fn decode_item(
+    node: SocketAddr,
+    code: u8,
+    body: &[u8],
+) -> Result<ListenEvent, ClientError> {
+    let item =
+        ListenItem::decode(code, body).map_err(|e| super::body_error(node, "Listen item", e))?;
+    Ok(match item {
+        ListenItem::Changed { key, value } => ListenEvent::Changed {
+            key,
+            value: value.to_vec(),
+        },
+        ListenItem::Removed { key } => ListenEvent::Removed { key },
+        ListenItem::Overflow { lost } => ListenEvent::Overflow { lost },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 10000))
+    }
+
+    #[test]
+    fn items_decode_by_code() {
+        let mut changed = 7u64.to_le_bytes().to_vec();
+        changed.extend_from_slice(b"value");
+        assert_eq!(
+            decode_item(node(), wire::ITEM_CHANGED, &changed).expect("changed"),
+            ListenEvent::Changed {
+                key: 7,
+                value: b"value".to_vec()
+            }
+        );
+        assert_eq!(
+            decode_item(node(), wire::ITEM_REMOVED, &9u64.to_le_bytes()).expect("removed"),
+            ListenEvent::Removed { key: 9 }
+        );
+        assert_eq!(
+            decode_item(node(), wire::ITEM_OVERFLOW, &3u64.to_le_bytes()).expect("overflow"),
+            ListenEvent::Overflow { lost: 3 }
+        );
+        let short = decode_item(node(), wire::ITEM_REMOVED, &[1, 2])
+            .expect_err("short")
+            .to_string();
+        assert!(short.contains("Listen item"), "{short}");
+        assert!(decode_item(node(), wire::ITEM_REMOVED, &[0; 9]).is_err());
+        assert!(decode_item(node(), 42, &[0; 8]).is_err());
+    }
+}

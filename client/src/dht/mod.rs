@@ -1,0 +1,312 @@
+//! The dht cluster's client: [`DhtClient`].
+//!
+//! A dht cluster is a set of nodes whose hash ranges tile the 64-bit hash space; nodes never
+//! know each other, so this is where the cluster exists. On connecting, the client asks every
+//! node its range (GetResponsibleRange) and checks that the ranges tile the space: gaps and
+//! overlaps are refused with [`ClientError::Topology`], which lists each one with the nodes
+//! concerned, unless [`ClientOptions::allow_incomplete_ranges`] says to carry on.
+//!
+//! - **Keyed requests** (`put`, `get`, `exists`, `remove`, `update`, `put_batch`) go to the node
+//!   whose range owns the key ([`RangeTable::owner`], which uses the node's own rule,
+//!   `HashRange::is_responsible_for`). A node that answers WrongNode has a different range than
+//!   the one learned at connect time: that is [`ClientError::WrongNode`], naming node and key.
+//! - **Whole-channel requests** fan out to every node and merge: `get_all` (node after node,
+//!   resumable), `get_channels` (union), `get_size` and `get_channel_size` (sums),
+//!   `remove_channel` (every node), `listen` (every node's change stream, merged).
+//!
+//! Keys are `u64`. [`key_from_bytes`] turns byte strings (names, ids) into keys; [`parse_key`]
+//! reads the decimal or `0x`-hex form operators type.
+//!
+//! ```no_run
+//! use client::{ClientOptions, DhtClient};
+//! let nodes = ["127.0.0.1:10000".parse().unwrap(), "127.0.0.1:10001".parse().unwrap()];
+//! let dht = DhtClient::connect(&nodes, ClientOptions::default())?;
+//! let key = client::dht::key_from_bytes(b"user:42");
+//! dht.put("profiles", key, b"{\"name\":\"Ada\"}")?;
+//! assert!(dht.get("profiles", key)?.is_some());
+//! for record in dht.get_all("profiles", Default::default()) {
+//!     let (key, value) = record?;
+//!     println!("{key:016x} {} bytes", value.len());
+//! }
+//! # Ok::<(), client::ClientError>(())
+//! ```
+
+mod get_all;
+mod keyed;
+mod listen;
+mod ranges;
+
+pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
+pub use keyed::{UpdateDecision, UPDATE_TRIES};
+pub use listen::{ListenEvent, Listener};
+pub use node_core::protocol::dht::{HashRange, SizeInfo};
+pub use ranges::{show_range, RangeProblem, RangeTable};
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::options::ClientOptions;
+use crate::reply::{Pending, Reply};
+use crate::topology::Topology;
+use node_core::protocol::dht::{self as wire, value_hash};
+use node_core::protocol::{NodeKind, RequestCode, Status};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+/// A connected dht cluster. `Send + Sync`: share it between threads with `Arc`.
+#[derive(Debug)]
+pub struct DhtClient {
+    client: Client,
+    ranges: RangeTable,
+}
+
+impl DhtClient {
+    /// Connects to every node (each must be a dht node), learns each node's hash range and
+    /// checks that the ranges tile the hash space (see the module documentation).
+    pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<DhtClient, ClientError> {
+        let allow_incomplete = options.allow_incomplete_ranges;
+        let client = Client::connect(nodes, Some(NodeKind::Dht), options)?;
+        let ranges = learn_ranges(&client)?;
+        if !allow_incomplete {
+            ranges.check()?;
+        }
+        Ok(DhtClient { client, ranges })
+    }
+
+    /// Connects to the `[dht]` nodes of a topology, with its credentials unless `options`
+    /// brings its own.
+    pub fn from_topology(
+        topology: &Topology,
+        mut options: ClientOptions,
+    ) -> Result<DhtClient, ClientError> {
+        let nodes = topology.nodes(NodeKind::Dht);
+        if nodes.is_empty() {
+            return Err(ClientError::Setup(
+                "the topology lists no dht nodes".to_string(),
+            ));
+        }
+        if options.credentials.is_none() {
+            options.credentials = topology.credentials().cloned();
+        }
+        DhtClient::connect(nodes, options)
+    }
+
+    /// The transport underneath, for requests this type does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The routing table learned at connect time.
+    pub fn range_table(&self) -> &RangeTable {
+        &self.ranges
+    }
+
+    /// Each node's address and hash range, in node order.
+    pub fn ranges(&self) -> Vec<(SocketAddr, HashRange)> {
+        self.ranges.entries().to_vec()
+    }
+
+    /// The index of the node that owns `key` (the index `client()` uses).
+    pub fn node_for(&self, key: u64) -> Result<usize, ClientError> {
+        self.ranges.route(key)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.client.node_count()
+    }
+
+    /// The names of every channel on any node: sorted, each once.
+    pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
+        let mut names = BTreeSet::new();
+        for (node, reply) in self.fan_out(wire::GET_CHANNELS, &[])? {
+            let body = reply.ok_body()?;
+            let decoded = wire::decode_channel_names(&body)
+                .map_err(|e| body_error(node, "GetChannels", e))?;
+            names.extend(decoded);
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Records and bytes (keys at 8 bytes each plus values) over every channel of every node.
+    pub fn get_size(&self) -> Result<SizeInfo, ClientError> {
+        self.sum_sizes(wire::GET_SIZE, &[], "GetSize")
+    }
+
+    /// Records and bytes of one channel over every node (zeros for a channel that does not
+    /// exist).
+    pub fn get_channel_size(&self, channel: &str) -> Result<SizeInfo, ClientError> {
+        let mut body = Vec::new();
+        wire::encode_channel(&mut body, channel);
+        self.sum_sizes(wire::GET_CHANNEL_SIZE, &body, "GetChannelSize")
+    }
+
+    /// Removes a channel from every node (each moves its dump aside). A channel that does not
+    /// exist is not an error. Needs admin rights on nodes with authentication.
+    pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
+        let mut body = Vec::new();
+        wire::encode_channel(&mut body, channel);
+        for (_, reply) in self.fan_out(wire::REMOVE_CHANNEL, &body)? {
+            reply.into_result()?;
+        }
+        Ok(())
+    }
+
+    /// Every record of a channel over every node; see [`GetAll`].
+    pub fn get_all(&self, channel: &str, options: GetAllOptions) -> GetAll<'_> {
+        GetAll::new(self, channel, options)
+    }
+
+    /// Starts listening to a channel's changes on every node; see [`Listener`].
+    pub fn listen(&self, channel: &str) -> Result<Listener, ClientError> {
+        Listener::open(&self.client, channel)
+    }
+
+    /// Sends one request to every node at once (pipelined), then collects the replies in node
+    /// order. Fails with the first transport error.
+    fn fan_out(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+    ) -> Result<Vec<(SocketAddr, Reply)>, ClientError> {
+        let pending: Vec<Pending> = (0..self.node_count())
+            .map(|node| self.client.submit(node, code, body))
+            .collect::<Result<_, _>>()?;
+        pending
+            .into_iter()
+            .map(|pending| pending.wait().map(|reply| (reply.node, reply)))
+            .collect()
+    }
+
+    fn sum_sizes(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+        request: &str,
+    ) -> Result<SizeInfo, ClientError> {
+        let mut total = SizeInfo::default();
+        for (node, reply) in self.fan_out(code, body)? {
+            let reply = reply.into_result()?;
+            if reply.status == Status::NotFound {
+                continue;
+            }
+            let size = SizeInfo::decode(&reply.body).map_err(|e| body_error(node, request, e))?;
+            total.records += size.records;
+            total.bytes += size.bytes;
+        }
+        Ok(total)
+    }
+}
+
+/// Asks every node its range, all at once.
+fn learn_ranges(client: &Client) -> Result<RangeTable, ClientError> {
+    let pending: Vec<Pending> = (0..client.node_count())
+        .map(|node| client.submit(node, wire::GET_RESPONSIBLE_RANGE, &[]))
+        .collect::<Result<_, _>>()?;
+    let mut nodes = Vec::with_capacity(pending.len());
+    for pending in pending {
+        let reply = pending.wait()?;
+        let node = reply.node;
+        let body = reply.ok_body()?;
+        let range =
+            wire::decode_range(&body).map_err(|e| body_error(node, "GetResponsibleRange", e))?;
+        nodes.push((node, range));
+    }
+    Ok(RangeTable::new(nodes))
+}
+
+pub(crate) fn body_error(
+    node: SocketAddr,
+    request: &str,
+    error: node_core::protocol::wire::WireError,
+) -> ClientError {
+    ClientError::protocol(node, format!("{request} reply: {error}"))
+}
+
+/// Hashes a byte string (a user name, a URL, an id that is not a number) to a dht key.
+///
+/// The hash is 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime 0x100000001b3), the same
+/// function Update uses for values, computed over exactly the given bytes (no terminator, no
+/// normalisation). **It is stable forever**: stored records are found again by the keys this
+/// function produced when they were written, so changing it would orphan every one of them.
+/// Other languages reproduce it from the two constants above.
+pub fn key_from_bytes(bytes: &[u8]) -> u64 {
+    value_hash(bytes)
+}
+
+/// Reads a key as operators type it: decimal (`1234`) or hex with `0x` (`0x4d2`), surrounding
+/// spaces ignored, `_` allowed between digits.
+pub fn parse_key(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits: String = trimmed.chars().filter(|c| *c != '_').collect();
+    let (digits, radix) = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => (hex.to_string(), 16),
+        None => (digits, 10),
+    };
+    let valid_digits = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    let value = if valid_digits {
+        u64::from_str_radix(&digits, radix).ok()
+    } else {
+        None
+    };
+    value.ok_or_else(|| {
+        format!("key {text:?} is not a number from 0 to 2^64-1 (decimal, or hex with 0x)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_in_decimal_and_hex() {
+        assert_eq!(parse_key("0"), Ok(0));
+        assert_eq!(parse_key("1234"), Ok(1234));
+        assert_eq!(parse_key(" 0x4d2 "), Ok(1234));
+        assert_eq!(parse_key("0XFFFFFFFFFFFFFFFF"), Ok(u64::MAX));
+        assert_eq!(parse_key("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_key("1_000_000"), Ok(1_000_000));
+        for bad in [
+            "",
+            "0x",
+            "-1",
+            "+1",
+            "12a",
+            "0x1g",
+            "18446744073709551616",
+            "0x1ffffffffffffffff",
+            "abc",
+        ] {
+            let error = parse_key(bad).expect_err(bad);
+            assert!(error.contains("is not a number"), "{error}");
+        }
+    }
+
+    #[test]
+    fn byte_string_keys_are_fnv1a_and_never_change() {
+        // Fixed forever: stored data depends on these.
+        assert_eq!(key_from_bytes(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_from_bytes(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(key_from_bytes(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn byte_string_keys_spread_over_a_cluster() {
+        let table = RangeTable::new(
+            node_core::protocol::dht::split_evenly(3)
+                .into_iter()
+                .enumerate()
+                .map(|(i, range)| (SocketAddr::from(([127, 0, 0, 1], 10000 + i as u16)), range))
+                .collect(),
+        );
+        let mut counts = [0usize; 3];
+        for id in 0..30_000 {
+            let key = key_from_bytes(format!("user-{id}").as_bytes());
+            counts[table.owner(key).expect("tiled")] += 1;
+        }
+        for count in counts {
+            assert!((8_000..=12_000).contains(&count), "{counts:?}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! [`StreamSet`]: several streams, on any nodes of one `Client`, delivering into one queue, so
+//! that one thread waits on all of them at once (a dht Listen merged over every node, say)
+//! instead of polling each stream in turn with short timeouts.
+//!
+//! Owns the set's shared channel and its members. Each member is an ordinary stream on the
+//! wire, with its own request id, credit and Stop; only where its frames are delivered differs:
+//! the I/O thread sends them, tagged with the member's [`StreamTag`], into the set's one
+//! channel. Flow control is per member exactly as for a [`crate::Stream`]: credit is granted
+//! back as the caller takes a member's items, so a caller that stops calling
+//! [`StreamSet::next_timeout`] pauses every member once its window is used up.
+//!
+//! Tags are never reused within a set, so frames still on their way from a member that was
+//! closed (or ended) are recognised and dropped.
+
+use crate::client::send_request;
+use crate::error::ClientError;
+use crate::reply::{StreamControl, StreamEvent};
+use crate::shared::{Routed, Shared, Sink};
+use node_core::protocol::RequestCode;
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Names one member of a [`StreamSet`]; unique for the set's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamTag(pub u64);
+
+/// A set of streams read through one queue. Create with [`crate::Client::stream_set`].
+///
+/// Dropping the set stops and cancels every member still running.
+pub struct StreamSet {
+    shared: Arc<Shared>,
+    tx: Sender<(u64, Routed)>,
+    rx: Receiver<(u64, Routed)>,
+    members: HashMap<u64, StreamControl>,
+    next_tag: u64,
+}
+
+impl StreamSet {
+    pub(crate) fn new(shared: Arc<Shared>) -> StreamSet {
+        let (tx, rx) = mpsc::channel();
+        StreamSet {
+            shared,
+            tx,
+            rx,
+            members: HashMap::new(),
+            next_tag: 1,
+        }
+    }
+
+    /// Starts a streaming request on node `node` as a new member of the set.
+    pub fn open(
+        &mut self,
+        node: usize,
+        code: RequestCode,
+        body: &[u8],
+    ) -> Result<StreamTag, ClientError> {
+        let tag = self.next_tag;
+        let deadline =
+            Instant::now() + Duration::from_millis(self.shared.options.request_timeout_ms);
+        let sink = Sink::Shared {
+            tag,
+            tx: self.tx.clone(),
+        };
+        let ticket = send_request(&self.shared, node, code, body.to_vec(), deadline, sink)?;
+        self.next_tag += 1;
+        self.members.insert(tag, StreamControl::open(ticket));
+        Ok(StreamTag(tag))
+    }
+
+    /// Members still running (their End or error not yet taken).
+    pub fn running(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether `tag` is still running.
+    pub fn contains(&self, tag: StreamTag) -> bool {
+        self.members.contains_key(&tag.0)
+    }
+
+    /// The node a running member was opened on.
+    pub fn node_of(&self, tag: StreamTag) -> Option<usize> {
+        self.members.get(&tag.0).map(|member| member.ticket.node)
+    }
+
+    /// Asks a member's node to end it; its remaining items and its End still arrive.
+    pub fn stop(&mut self, tag: StreamTag) {
+        if let Some(member) = self.members.get_mut(&tag.0) {
+            member.stop();
+        }
+    }
+
+    /// Forgets a member at once: stops and cancels it; nothing more of it is delivered.
+    pub fn close(&mut self, tag: StreamTag) {
+        self.members.remove(&tag.0);
+    }
+
+    /// The next event of any member, waiting up to `timeout`; `None` when the time passed
+    /// without one, or at once when no member is running. A member's `End` or error is its
+    /// last event: it leaves the set then.
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<(StreamTag, Result<StreamEvent, ClientError>)> {
+        let deadline = Instant::now() + timeout;
+        while !self.members.is_empty() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let (tag, routed) = match self.rx.recv_timeout(remaining) {
+                Ok(message) => message,
+                // The set holds a sender itself, so the channel never disconnects.
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            };
+            let Some(member) = self.members.get_mut(&tag) else {
+                continue; // left over from a closed member
+            };
+            let event = member.on_event(routed);
+            if member.ticket.finished {
+                self.members.remove(&tag);
+            }
+            return Some((StreamTag(tag), event));
+        }
+        None
+    }
+}
+
+impl std::fmt::Debug for StreamSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSet")
+            .field("running", &self.members.len())
+            .finish_non_exhaustive()
+    }
+}
