@@ -1,0 +1,545 @@
+//! The dump cycle: connect to the node, list its channels, stream each one with GetAll into the
+//! node's own dump format, and the loop around it (random initial delay, pause between cycles,
+//! retries, `--oneshot`).
+//!
+//! Files are written by [`DumpThread`], the node's own writer, so they are exactly what
+//! `dhtnode` loads at start: `<data_dir>/<ch>.dump.tmp` is written and fsynced, the previous
+//! `<ch>.dump` becomes `<ch>.dump.backup`, the new file is renamed to `<ch>.dump`, and the
+//! directory is fsynced. A dump that fails or is interrupted (error, SIGTERM) is aborted: its
+//! temporary file is deleted and the previous `.dump` stays as it was. A kill -9 can leave a
+//! `<ch>.dump.tmp` behind, which the node ignores and the next dump overwrites.
+//!
+//! Memory stays bounded whatever a channel's size: a reading thread takes records from the
+//! GetAll stream (a bounded window of batches) into chunks of about [`CHUNK_TARGET_BYTES`]; at
+//! most two chunks wait between it and this thread, and at most
+//! [`CHUNK_QUEUE_CAPACITY`](dhtnode::dump::writer::CHUNK_QUEUE_CAPACITY) wait for the writer
+//! thread (`send_chunk` blocks when its queue is full); chunk buffers are recycled. A whole
+//! channel is never held in memory.
+
+use crate::config::{resolve_node, DumpConfig};
+use crate::stats::Stats;
+use crate::util::{sleep_unless_stopped, utc_system_time};
+use client::dht::GetAllOptions;
+use client::{ClientOptions, DhtClient};
+use dhtnode::dump::writer::{DumpAction, DumpOutcome, DumpThread};
+use node_core::auth::Key;
+use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Uncompressed record bytes per chunk handed to the writer (one block of the dump file).
+pub const CHUNK_TARGET_BYTES: usize = 256 * 1024;
+
+/// What one complete cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    pub channels: usize,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Why a cycle did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CycleError {
+    /// SIGTERM/SIGINT: the dump in progress (if any) was aborted.
+    Stopped,
+    /// Anything else: logged, and the cycle is tried again after `retry_wait_s`.
+    Failed(String),
+}
+
+impl std::fmt::Display for CycleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CycleError::Stopped => f.write_str("stopped by a signal"),
+            CycleError::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+fn failed(reason: impl Into<String>) -> CycleError {
+    CycleError::Failed(reason.into())
+}
+
+/// One dhtdump: its connection, its writer thread and what it remembers between cycles.
+pub struct Dumper {
+    node: String,
+    data_dir: PathBuf,
+    credentials: Option<(String, Key)>,
+    dht: Option<Arc<DhtClient>>,
+    thread: DumpThread,
+    /// The channels the node listed at the previous cycle (`None` before the first listing).
+    known_channels: Option<BTreeSet<String>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Dumper {
+    /// Starts the writer thread on `config.data_dir` (created if missing).
+    pub fn new(
+        config: &DumpConfig,
+        credentials: Option<(String, Key)>,
+        stats: Arc<Stats>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Dumper, String> {
+        let thread = spawn_thread(&config.data_dir)?;
+        Ok(Dumper {
+            node: config.node.clone(),
+            data_dir: config.data_dir.clone(),
+            credentials,
+            dht: None,
+            thread,
+            known_channels: None,
+            stats,
+            stop,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Runs one cycle: every channel of the node, one after the other. On failure the
+    /// connection is dropped (the next cycle connects afresh).
+    pub fn run_cycle(&mut self) -> Result<CycleReport, CycleError> {
+        let result = self.cycle();
+        if matches!(result, Err(CycleError::Failed(_))) {
+            self.dht = None;
+        }
+        result
+    }
+
+    fn cycle(&mut self) -> Result<CycleReport, CycleError> {
+        if !self.thread.is_alive() {
+            tracing::warn!("the dump writer thread had stopped; starting a new one");
+            self.thread = spawn_thread(&self.data_dir).map_err(failed)?;
+        }
+        let dht = match self.dht.take() {
+            Some(dht) => dht,
+            None => self.connect()?,
+        };
+        let result = self.dump_all(&dht);
+        self.dht = Some(dht);
+        result
+    }
+
+    fn connect(&self) -> Result<Arc<DhtClient>, CycleError> {
+        let addr = resolve_node(&self.node).map_err(failed)?;
+        let options = ClientOptions {
+            // One node of a cluster owns only part of the hash space.
+            allow_incomplete_ranges: true,
+            credentials: self.credentials.clone(),
+            ..ClientOptions::default()
+        };
+        let dht = DhtClient::connect(&[addr], options)
+            .map_err(|err| failed(format!("cannot connect to the dht node: {err}")))?;
+        let range = dht
+            .ranges()
+            .first()
+            .map(|(_, range)| range.to_string())
+            .unwrap_or_default();
+        tracing::info!("connected to dht node {addr} (hash range {range})");
+        Ok(Arc::new(dht))
+    }
+
+    fn dump_all(&mut self, dht: &Arc<DhtClient>) -> Result<CycleReport, CycleError> {
+        let channels: BTreeSet<String> = dht
+            .get_channels()
+            .map_err(|err| failed(format!("GetChannels failed: {err}")))?
+            .into_iter()
+            .collect();
+        if let Some(previous) = &self.known_channels {
+            for gone in previous.difference(&channels) {
+                tracing::info!("channel {gone} was removed from the node");
+                self.stats.channel_removed(gone);
+            }
+        }
+        self.known_channels = Some(channels.clone());
+        let mut report = CycleReport::default();
+        for channel in &channels {
+            if self.stopped() {
+                return Err(CycleError::Stopped);
+            }
+            let started = Instant::now();
+            match dump_channel(dht, &mut self.thread, &self.stop, channel)? {
+                Some(outcome) => {
+                    tracing::info!(
+                        "dumped channel {channel}: {} records, {} bytes, {:.2} s",
+                        outcome.records,
+                        outcome.bytes,
+                        started.elapsed().as_secs_f64()
+                    );
+                    self.stats
+                        .channel_dumped(channel, outcome.records, outcome.bytes);
+                    report.channels += 1;
+                    report.records += outcome.records;
+                    report.bytes += outcome.bytes;
+                }
+                None => {
+                    tracing::info!("channel {channel} was removed from the node");
+                    self.stats.channel_removed(channel);
+                    if let Some(known) = &mut self.known_channels {
+                        known.remove(channel);
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn spawn_thread(data_dir: &std::path::Path) -> Result<DumpThread, String> {
+    DumpThread::spawn(data_dir.to_path_buf()).map_err(|err| {
+        format!(
+            "cannot start the dump writer in {}: {err}",
+            data_dir.display()
+        )
+    })
+}
+
+/// Streams one channel into its dump file. `Ok(None)`: the channel disappeared from the node
+/// before any record was read (removed during the cycle); nothing was replaced.
+fn dump_channel(
+    dht: &Arc<DhtClient>,
+    thread: &mut DumpThread,
+    stop: &AtomicBool,
+    channel: &str,
+) -> Result<Option<DumpOutcome>, CycleError> {
+    // Outcomes of earlier dumps were all read; anything left is stale.
+    drop(thread.poll_outcomes());
+    thread
+        .begin(channel)
+        .map_err(|err| failed(format!("cannot start the dump of channel {channel}: {err}")))?;
+    let streamed = stream_channel(dht, thread, stop, channel);
+    let records = match streamed {
+        Ok(records) => records,
+        Err(error) => {
+            abort(thread);
+            return Err(error);
+        }
+    };
+    if records == 0 {
+        // GetAll of a channel the node does not have is an empty success: make sure the
+        // channel still exists before replacing its last dump with an empty one.
+        let still_there = dht
+            .get_channels()
+            .map(|channels| channels.iter().any(|name| name == channel));
+        match still_there {
+            Ok(true) => {}
+            Ok(false) => {
+                abort(thread);
+                return Ok(None);
+            }
+            Err(err) => {
+                abort(thread);
+                return Err(failed(format!("GetChannels failed: {err}")));
+            }
+        }
+    }
+    let written = thread.finish().and_then(|()| thread.wait_idle());
+    if let Err(err) = written {
+        return Err(failed(format!(
+            "dump writer failed on channel {channel}: {err}"
+        )));
+    }
+    let outcome = thread
+        .poll_outcomes()
+        .into_iter()
+        .find(|outcome| outcome.channel == channel || outcome.action == DumpAction::ThreadDied);
+    match outcome {
+        Some(outcome) => match &outcome.result {
+            Ok(()) if outcome.action == DumpAction::Dump => Ok(Some(outcome)),
+            Ok(()) => Err(failed(format!(
+                "dump of channel {channel} ended as {:?}",
+                outcome.action
+            ))),
+            Err(reason) => Err(failed(format!("dump of channel {channel}: {reason}"))),
+        },
+        None => Err(failed(format!(
+            "the dump writer reported nothing for channel {channel}"
+        ))),
+    }
+}
+
+/// What the reading thread hands over.
+enum Fetched {
+    /// Records laid out by `append_record`, and how many.
+    Chunk(Vec<u8>, u32),
+    /// The stream ended: every record was read.
+    Done,
+    Failed(String),
+}
+
+/// Chunks the reading thread may have ready before it waits for the writer.
+const FETCHED_CHUNKS: usize = 2;
+
+/// Streams a channel into the writer; returns the number of records.
+///
+/// GetAll runs on a thread of its own, which lays records out in chunks of about
+/// [`CHUNK_TARGET_BYTES`]; this thread hands them to the dump writer and looks at the stop flag
+/// at least every [`STOP_CHECK_INTERVAL`](crate::util::STOP_CHECK_INTERVAL), so a node that
+/// stops answering mid-stream (the client waits up to its request timeout, and retries) never
+/// delays a SIGTERM. When this side gives up, the reading thread ends at its next record.
+fn stream_channel(
+    dht: &Arc<DhtClient>,
+    thread: &mut DumpThread,
+    stop: &AtomicBool,
+    channel: &str,
+) -> Result<u64, CycleError> {
+    let (fetched_tx, fetched) = mpsc::sync_channel(FETCHED_CHUNKS);
+    let (spare, spare_rx) = mpsc::channel::<Vec<u8>>();
+    let reader = {
+        let dht = Arc::clone(dht);
+        let channel = channel.to_string();
+        std::thread::Builder::new()
+            .name("getall".into())
+            .spawn(move || read_channel(&dht, &channel, &fetched_tx, &spare_rx))
+            .map_err(|err| failed(format!("cannot start the GetAll thread: {err}")))?
+    };
+    drop(reader); // Detached: it ends on its own once `fetched` is dropped.
+    let mut records = 0u64;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(CycleError::Stopped);
+        }
+        match fetched.recv_timeout(crate::util::STOP_CHECK_INTERVAL) {
+            Ok(Fetched::Chunk(raw, count)) => {
+                records += u64::from(count);
+                thread.send_chunk(raw, count).map_err(|err| {
+                    failed(format!("dump writer failed on channel {channel}: {err}"))
+                })?;
+                // A dump that failed meanwhile (disk full, ...) stops reading the channel.
+                for outcome in thread.poll_outcomes() {
+                    if let Err(reason) = outcome.result {
+                        return Err(failed(format!("dump of channel {channel}: {reason}")));
+                    }
+                }
+                while let Some(buffer) = thread.recycle() {
+                    let _ = spare.send(buffer);
+                }
+            }
+            Ok(Fetched::Done) => return Ok(records),
+            Ok(Fetched::Failed(reason)) => return Err(failed(reason)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(failed(format!(
+                    "the GetAll thread of channel {channel} stopped unexpectedly"
+                )))
+            }
+        }
+    }
+}
+
+/// The reading thread: GetAll of `channel`, in chunks. Ends early when `out` is closed.
+fn read_channel(
+    dht: &DhtClient,
+    channel: &str,
+    out: &SyncSender<Fetched>,
+    spare: &Receiver<Vec<u8>>,
+) {
+    let fresh = || {
+        spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024))
+    };
+    let mut chunk = fresh();
+    let mut count = 0u32;
+    for record in dht.get_all(channel, GetAllOptions::default()) {
+        let (key, value) = match record {
+            Ok(record) => record,
+            Err(err) => {
+                let reason = format!("GetAll of channel {channel} failed: {err}");
+                let _ = out.send(Fetched::Failed(reason));
+                return;
+            }
+        };
+        if RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
+            // The node's limits make this impossible; a dump block could not hold it anyway.
+            tracing::warn!(
+                "channel {channel}: record {key:016x} of {} bytes is too large for a dump; skipped",
+                value.len()
+            );
+            continue;
+        }
+        if count > 0 && chunk.len() + RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
+            let full = std::mem::replace(&mut chunk, fresh());
+            if out.send(Fetched::Chunk(full, count)).is_err() {
+                return;
+            }
+            count = 0;
+        }
+        append_record(&mut chunk, key, &value);
+        count += 1;
+        if chunk.len() >= CHUNK_TARGET_BYTES {
+            let full = std::mem::replace(&mut chunk, fresh());
+            if out.send(Fetched::Chunk(full, count)).is_err() {
+                return;
+            }
+            count = 0;
+        }
+    }
+    if count > 0 && out.send(Fetched::Chunk(chunk, count)).is_err() {
+        return;
+    }
+    let _ = out.send(Fetched::Done);
+}
+
+/// Abandons the dump in progress and waits until its temporary file is gone.
+fn abort(thread: &mut DumpThread) {
+    if thread.abort().and_then(|()| thread.wait_idle()).is_ok() {
+        drop(thread.poll_outcomes());
+    }
+}
+
+/// How dhtdump runs: periodically (the daemon) or once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Periodic,
+    Oneshot,
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// `--oneshot`: the cycle completed.
+    Done,
+    /// SIGTERM/SIGINT (in periodic mode, the only way it ends).
+    Stopped,
+    /// `--oneshot` was stopped before its cycle completed.
+    StoppedIncomplete,
+}
+
+/// The timing of the loop, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub period: Duration,
+    pub min_wait: Duration,
+    pub retry_wait: Duration,
+}
+
+/// The pause after a cycle that took `took`: the rest of the period, but at least `min_wait`.
+/// The flag says whether it was clamped to `min_wait`.
+pub fn pause_after(schedule: &Schedule, took: Duration) -> (Duration, bool) {
+    let rest = schedule.period.saturating_sub(took);
+    if rest < schedule.min_wait {
+        (schedule.min_wait, true)
+    } else {
+        (rest, false)
+    }
+}
+
+/// The main loop. Periodic: a random initial delay in `[0, period)`, then cycle, pause, cycle,
+/// ... until `stop`. Oneshot: one cycle at once, tried again after `retry_wait` until it
+/// completes or `stop` is set.
+pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
+    let stop = Arc::clone(&dumper.stop);
+    let incomplete = match mode {
+        Mode::Periodic => Ended::Stopped,
+        Mode::Oneshot => Ended::StoppedIncomplete,
+    };
+    if mode == Mode::Periodic {
+        let delay = crate::util::random_delay(schedule.period);
+        tracing::info!(
+            "first dump cycle in {:.1} s, at {} (random delay spreading the load of many dumpers)",
+            delay.as_secs_f64(),
+            utc_system_time(SystemTime::now() + delay)
+        );
+        if !sleep_unless_stopped(&stop, delay) {
+            return stopping(incomplete);
+        }
+    }
+    loop {
+        let started = Instant::now();
+        match dumper.run_cycle() {
+            Ok(report) => {
+                let took = started.elapsed();
+                dumper.stats.cycle_done(took);
+                let summary = format!(
+                    "{} channels, {} records, {} bytes",
+                    report.channels, report.records, report.bytes
+                );
+                if mode == Mode::Oneshot {
+                    tracing::info!("cycle done in {:.1}s ({summary})", took.as_secs_f64());
+                    return Ended::Done;
+                }
+                let (pause, clamped) = pause_after(schedule, took);
+                if clamped {
+                    tracing::warn!(
+                        "the cycle took {:.1}s, leaving less than min_wait_s of the {}s period; \
+                         pausing min_wait_s = {}s",
+                        took.as_secs_f64(),
+                        schedule.period.as_secs(),
+                        schedule.min_wait.as_secs()
+                    );
+                }
+                tracing::info!(
+                    "cycle done in {:.1}s, next cycle at {} (in {:.1}s; {summary})",
+                    took.as_secs_f64(),
+                    utc_system_time(SystemTime::now() + pause),
+                    pause.as_secs_f64()
+                );
+                if !sleep_unless_stopped(&stop, pause) {
+                    return stopping(Ended::Stopped);
+                }
+            }
+            Err(CycleError::Stopped) => {
+                tracing::info!(
+                    "dump interrupted by a signal; the dump in progress was abandoned and the \
+                     previous dump files are untouched"
+                );
+                return stopping(incomplete);
+            }
+            Err(CycleError::Failed(reason)) => {
+                tracing::error!(
+                    "dump cycle failed: {reason}; retrying in {}s",
+                    schedule.retry_wait.as_secs()
+                );
+                if !sleep_unless_stopped(&stop, schedule.retry_wait) {
+                    return stopping(incomplete);
+                }
+            }
+        }
+    }
+}
+
+fn stopping(ended: Ended) -> Ended {
+    tracing::info!("stopping on signal");
+    ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_fills_the_period_but_never_drops_below_min_wait() {
+        let schedule = Schedule {
+            period: Duration::from_secs(100),
+            min_wait: Duration::from_secs(10),
+            retry_wait: Duration::from_secs(5),
+        };
+        assert_eq!(
+            pause_after(&schedule, Duration::from_secs(30)),
+            (Duration::from_secs(70), false)
+        );
+        assert_eq!(
+            pause_after(&schedule, Duration::from_secs(95)),
+            (Duration::from_secs(10), true)
+        );
+        assert_eq!(
+            pause_after(&schedule, Duration::from_secs(500)),
+            (Duration::from_secs(10), true)
+        );
+        let no_min = Schedule {
+            min_wait: Duration::ZERO,
+            ..schedule
+        };
+        assert_eq!(
+            pause_after(&no_min, Duration::from_secs(500)),
+            (Duration::ZERO, false)
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! dhtdump: the backup sidecar of a dht node, and dumptool, the dump file tool.
+//!
+//! dhtdump connects to one dht node and periodically writes every channel to a dump file in the
+//! node's own format (`docs/formats.md`, "dht dump file"), so a node started on dhtdump's
+//! directory loads every record. Operations are described in `docs/operations.md`.
+//!
+//! - [`config`]: the config file and command-line overrides.
+//! - [`cycle`]: the dump cycle and the loop around it.
+//! - [`stats`]: counters and the stats.log line.
+//! - [`signals`]: SIGTERM/SIGINT (stop) and SIGHUP (reopen logs).
+//! - [`lines`]: the `hexkey:base64value` text form of `dumptool export`/`import`.
+//! - [`tool`]: the `dumptool` subcommands.
+//! - [`util`]: timestamps, interruptible sleeps, the random initial delay.
+
+pub mod config;
+pub mod cycle;
+pub mod lines;
+pub mod signals;
+pub mod stats;
+pub mod tool;
+pub mod util;

@@ -1,0 +1,516 @@
+//! dhtdump and dumptool against real processes: a dht node dumped by `dhtdump --oneshot` and
+//! restarted on the dump; kill -9 and SIGTERM in mid-dump; the periodic loop, removed channels
+//! and stats.log; SIGTERM while sleeping; export → import round trips and `.tcm` import.
+
+mod common;
+
+use common::*;
+use dhtnode::dump::format::{read_dump, DumpFileWriter, DumpReader};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+type Records = BTreeMap<u64, Vec<u8>>;
+
+fn read_dump_file(path: &Path) -> Records {
+    let mut records = BTreeMap::new();
+    read_dump(File::open(path).expect("open dump"), |key, value| {
+        assert!(records.insert(key, value.to_vec()).is_none(), "key twice");
+    })
+    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    records
+}
+
+fn all_records(dht: &client::DhtClient, channel: &str) -> Records {
+    let mut records = BTreeMap::new();
+    for record in dht.get_all(channel, Default::default()) {
+        let (key, value) = record.expect("get_all");
+        assert!(records.insert(key, value).is_none(), "key twice");
+    }
+    records
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// 100 000 records in 3 channels; dhtdump --oneshot; the node stops and its data is wiped; a
+/// node started on dhtdump's directory has every record back.
+#[test]
+fn a_node_started_on_a_oneshot_dump_has_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_data = dir.path().join("node/data");
+    let node = Node::start(&node_data, &dir.path().join("node/log"));
+    let dht = node.client();
+    let mut expected = BTreeMap::new();
+    for (channel, count) in [("alpha", 50_000u64), ("beta", 30_000), ("gamma", 20_000)] {
+        let base = count * 1_000_000;
+        let records = fill(&dht, channel, base..base + count, |key| {
+            1 + (key % 97) as usize
+        });
+        expected.insert(channel, records.into_iter().collect::<Records>());
+    }
+
+    let dump_data = dir.path().join("dump/data");
+    let dump_log = dir.path().join("dump/log");
+    let status = oneshot(node.addr, &dump_data, &dump_log);
+    assert_eq!(status.code(), Some(0));
+    let log = read_text(&dump_log.join("root.log"));
+    for line in [
+        "dumped channel alpha: 50000 records",
+        "dumped channel beta: 30000 records",
+        "dumped channel gamma: 20000 records",
+        "cycle done in",
+    ] {
+        assert!(log.contains(line), "{line:?} not in {log}");
+    }
+    assert!(
+        read_text(&dump_log.join("stats.log")).is_empty(),
+        "no stats lines in oneshot mode"
+    );
+    drop(dht);
+    node.stop();
+    fs::remove_dir_all(&node_data).unwrap();
+
+    let restored = Node::start(&dump_data, &dir.path().join("restored/log"));
+    let dht = restored.client();
+    assert_eq!(
+        dht.get_channels().unwrap(),
+        vec!["alpha".to_string(), "beta".into(), "gamma".into()]
+    );
+    for (channel, records) in &expected {
+        let got = all_records(&dht, channel);
+        assert_eq!(got.len(), records.len(), "{channel}");
+        assert!(got == *records, "{channel}: records differ");
+    }
+}
+
+/// kill -9 while the temporary file is being written leaves the previous dump in place and
+/// loadable; SIGTERM at the same point aborts cleanly (no temporary file) and still keeps it,
+/// also when the node has stopped answering.
+#[test]
+fn kill_in_mid_dump_keeps_the_previous_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
+    let dht = node.client();
+    let old: Records = fill(&dht, "big", 0..1000, |_| 50).into_iter().collect();
+    let dump_data = dir.path().join("dump/data");
+    let dump_log = dir.path().join("dump/log");
+    assert_eq!(oneshot(node.addr, &dump_data, &dump_log).code(), Some(0));
+    let dump_file = dump_data.join("big.dump");
+    let tmp_file = dump_data.join("big.dump.tmp");
+    assert!(read_dump_file(&dump_file) == old);
+
+    // Large enough that the dump takes a while: 300 000 records of 200 bytes.
+    fill(&dht, "big", 1_000_000..1_300_000, |_| 200);
+    let args = [
+        "--oneshot",
+        "--node",
+        &node.addr.to_string(),
+        "--data-dir",
+        path_str(&dump_data),
+    ];
+    for (signal_name, expected_code) in [("KILL", None), ("TERM", Some(1))] {
+        let mut dump = Dump::spawn(&args, &dump_log);
+        let deadline = Instant::now() + WAIT;
+        while fs::metadata(&tmp_file).map_or(true, |meta| meta.len() == 0) {
+            assert!(
+                Instant::now() < deadline,
+                "no {} appeared",
+                tmp_file.display()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            dump.child.try_wait().unwrap().is_none(),
+            "dhtdump already finished: the dump was too fast to interrupt"
+        );
+        signal(dump.child.id(), signal_name);
+        let status = wait_exit(&mut dump.child, WAIT);
+        assert_eq!(status.code(), expected_code, "after SIG{signal_name}");
+        assert!(
+            read_dump_file(&dump_file) == old,
+            "after SIG{signal_name}: the previous dump is intact"
+        );
+        match signal_name {
+            // kill -9 leaves the temporary file (the node ignores it; the next dump overwrites
+            // it). Removed here so that the next round waits for a fresh one.
+            "KILL" => {
+                assert!(tmp_file.exists());
+                fs::remove_file(&tmp_file).unwrap();
+            }
+            // SIGTERM aborts the dump, which deletes it.
+            _ => assert!(!tmp_file.exists(), "SIGTERM removes the temporary file"),
+        }
+    }
+
+    // A node that stops answering mid-stream does not hold up a SIGTERM.
+    let mut dump = Dump::spawn(&args, &dump_log);
+    wait_until("a fresh temporary file", || {
+        fs::metadata(&tmp_file).is_ok_and(|meta| meta.len() > 0)
+    });
+    signal(node.child.id(), "STOP");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    signal(dump.child.id(), "TERM");
+    let status = wait_exit(&mut dump.child, WAIT);
+    signal(node.child.id(), "CONT");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!tmp_file.exists());
+    assert!(read_dump_file(&dump_file) == old);
+
+    let info = dumptool(&["info", path_str(&dump_file)]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = stdout(&info);
+    assert!(text.contains("records:     1000\n"), "{text}");
+    assert!(text.contains("checks:      OK"), "{text}");
+
+    // A node started on the directory loads the previous dump.
+    fs::write(&tmp_file, b"half a dump").unwrap();
+    let restored = Node::start(&dump_data, &dir.path().join("restored/log"));
+    assert!(all_records(&restored.client(), "big") == old);
+}
+
+/// Period 1 s: two cycles run; a channel removed between cycles is reported (its old dump stays);
+/// stats.log gets lines; SIGTERM stops dhtdump with status 0.
+#[test]
+fn periodic_cycles_report_removed_channels_and_write_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
+    let dht = node.client();
+    fill(&dht, "keep", 0..100, |_| 10);
+    fill(&dht, "drop", 0..50, |_| 10);
+    let config = dir.path().join("dhtdump.toml");
+    fs::write(
+        &config,
+        "period_s = 1\nmin_wait_s = 0\nretry_wait_s = 1\n[log]\nstats_interval_s = 1\n",
+    )
+    .unwrap();
+    let dump_data = dir.path().join("dump/data");
+    let dump = Dump::spawn(
+        &[
+            "-c",
+            path_str(&config),
+            "--node",
+            &node.addr.to_string(),
+            "--data-dir",
+            path_str(&dump_data),
+        ],
+        &dir.path().join("dump/log"),
+    );
+    dump.wait_for_log("cycle done in", 1);
+    assert!(dump.root_log().contains("dumped channel drop: 50 records"));
+    // Stats lines come every second: see the channel in one before it goes away.
+    wait_until("a stats line with the channel", || {
+        dump.stats_log().contains("channel/drop/records_written:50")
+    });
+    dht.remove_channel("drop").unwrap();
+    dump.wait_for_log("channel drop was removed from the node", 1);
+    let cycles = dump.root_log().matches("cycle done in").count();
+    dump.wait_for_log("cycle done in", cycles + 1);
+    let log = dump.root_log();
+    assert!(log.contains("next cycle at"), "{log}");
+    assert_eq!(
+        log.matches("channel drop was removed").count(),
+        1,
+        "reported once: {log}"
+    );
+    assert!(
+        dump_data.join("drop.dump").exists(),
+        "the removed channel's dump is kept"
+    );
+
+    wait_until("a stats line after the removal", || {
+        let stats = dump.stats_log();
+        let last = stats.lines().last().unwrap_or_default().to_string();
+        last.contains("channel/keep/records_written:100")
+            && !last.contains("channel/drop/")
+            && last.contains("last_cycle_ms:")
+    });
+    let stats = dump.stats_log();
+    assert!(
+        stats.contains("channel/drop/records_written:50"),
+        "before the removal: {stats}"
+    );
+    assert!(
+        stats
+            .lines()
+            .any(|line| line.contains("records_written:") && line.contains("bytes_written:")),
+        "{stats}"
+    );
+
+    let mut dump = dump;
+    let started = Instant::now();
+    signal(dump.child.id(), "TERM");
+    let status = wait_exit(&mut dump.child, WAIT);
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// SIGTERM while dhtdump sleeps (its random initial delay, or the pause before a retry) ends it
+/// within a fraction of a second.
+#[test]
+fn sigterm_while_sleeping_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
+    let config = dir.path().join("dhtdump.toml");
+    fs::write(&config, "period_s = 3600\nretry_wait_s = 3600\n").unwrap();
+
+    // Periodic: in the initial delay (up to an hour).
+    let mut dump = Dump::spawn(
+        &[
+            "-c",
+            path_str(&config),
+            "--node",
+            &node.addr.to_string(),
+            "--data-dir",
+            path_str(&dir.path().join("dump/data")),
+        ],
+        &dir.path().join("log1"),
+    );
+    dump.wait_for_log("first dump cycle in", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    signal(dump.child.id(), "TERM");
+    assert_eq!(wait_exit(&mut dump.child, WAIT).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Oneshot against a port nobody listens on: the cycle fails and waits to retry. Stopped
+    // before the dump completed, a oneshot exits 1.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let mut dump = Dump::spawn(
+        &[
+            "-c",
+            path_str(&config),
+            "--oneshot",
+            "--node",
+            &closed_addr.to_string(),
+            "--data-dir",
+            path_str(&dir.path().join("dump/data")),
+        ],
+        &dir.path().join("log2"),
+    );
+    dump.wait_for_log("dump cycle failed", 1);
+    let started = Instant::now();
+    signal(dump.child.id(), "INT");
+    assert_eq!(wait_exit(&mut dump.child, WAIT).code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(dump.root_log().contains("retrying in 3600s"));
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dhtdump.toml");
+    fs::write(&config, "period_s = 0\n").unwrap();
+    let output = std::process::Command::new(dhtdump_binary())
+        .args(["-c", path_str(&config)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("dhtdump: ") && text.contains("period_s"),
+        "{text}"
+    );
+    fs::write(&config, "nod = \"127.0.0.1:1\"\n").unwrap();
+    let output = std::process::Command::new(dhtdump_binary())
+        .args(["-c", path_str(&config)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("nod"), "{}", stderr(&output));
+}
+
+/// A dump of `records` written directly with the node's writer.
+fn write_dump(path: &Path, channel: &str, records: &[(u64, Vec<u8>)]) {
+    let mut writer = DumpFileWriter::new(File::create(path).unwrap(), channel).unwrap();
+    for part in records.chunks(333) {
+        let mut raw = Vec::new();
+        for (key, value) in part {
+            node_core::protocol::batch::append_record(&mut raw, *key, value);
+        }
+        writer.write_chunk(&raw, part.len() as u32).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+#[test]
+fn export_then_import_round_trips_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records: Vec<(u64, Vec<u8>)> = (0..5000u64)
+        .map(|i| {
+            let key = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (key, value_for(key, (i % 301) as usize))
+        })
+        .collect();
+    records.push((u64::MAX, b"last".to_vec()));
+    let original = dir.path().join("rt.dump");
+    write_dump(&original, "rt", &records);
+
+    let text = dir.path().join("rt.txt");
+    let output = dumptool(&["export", path_str(&original), "-o", path_str(&text)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let exported = fs::read_to_string(&text).unwrap();
+    assert_eq!(exported.lines().count(), records.len());
+    let first = exported.lines().next().unwrap();
+    assert_eq!(first, "0000000000000000:", "key 0 has an empty value");
+    let second = exported.lines().nth(1).unwrap();
+    assert_eq!(&second[..17], "9e3779b97f4a7c15:");
+
+    let imported = dir.path().join("copy.dump");
+    let output = dumptool(&["import", path_str(&text), path_str(&imported)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("imported 5001 records"));
+    let again = dumptool(&["export", path_str(&imported)]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        again.stdout,
+        exported.as_bytes(),
+        "export → import → export"
+    );
+    let header = DumpReader::new(File::open(&imported).unwrap()).unwrap();
+    assert_eq!(header.header().channel, "copy");
+    assert!(read_dump_file(&imported) == read_dump_file(&original));
+
+    // No overwrite without --force; with it, the channel can be named.
+    let refused = dumptool(&["import", path_str(&text), path_str(&imported)]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("already exists"),
+        "{}",
+        stderr(&refused)
+    );
+    let forced = dumptool(&[
+        "import",
+        "--force",
+        "--channel",
+        "other",
+        path_str(&text),
+        path_str(&imported),
+    ]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let header = DumpReader::new(File::open(&imported).unwrap()).unwrap();
+    assert_eq!(header.header().channel, "other");
+
+    // A bad line is an error naming its number; nothing is written.
+    let bad = dir.path().join("bad.txt");
+    fs::write(&bad, format!("{first}\n{second}\n000000000000000z:AAAA\n")).unwrap();
+    let failed = dumptool(&[
+        "import",
+        path_str(&bad),
+        path_str(&dir.path().join("bad.dump")),
+    ]);
+    assert_eq!(failed.status.code(), Some(1));
+    let message = stderr(&failed);
+    assert!(
+        message.starts_with("dumptool: ") && message.contains("line 3"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(!dir.path().join("bad.dump").exists());
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.ends_with(".tmp").then_some(name)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn info_reports_the_header_counts_and_checksum_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.dump");
+    let records: Vec<(u64, Vec<u8>)> = (0..100).map(|k| (k, value_for(k, 20))).collect();
+    write_dump(&good, "good", &records);
+    let bytes = fs::read(&good).unwrap();
+    let truncated = dir.path().join("cut.dump");
+    fs::write(&truncated, &bytes[..bytes.len() - 5]).unwrap();
+
+    let output = dumptool(&["info", path_str(&good)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "format:      dht dump, version 1",
+        "channel:     good",
+        "records:     100\n",
+        "value bytes: 2000\n",
+        "checks:      OK",
+        " UTC (",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+
+    let output = dumptool(&["info", path_str(&good), path_str(&truncated)]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("checks:      OK"), "{text}");
+    assert!(
+        text.contains("checks:      FAILED: file ends inside the trailer"),
+        "{text}"
+    );
+    assert!(text.contains("(at byte "), "{text}");
+    assert_eq!(
+        stderr(&output).trim(),
+        "dumptool: 1 of 2 files failed their checks"
+    );
+}
+
+/// The reference sample `.tcm` imports to its 3 records; info and export read it too.
+#[test]
+fn tcm_files_import_and_report() {
+    let tcm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/data/dht-tcm/example.tcm");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("example.dump");
+    let output = dumptool(&["import", "--tcm", path_str(&tcm), path_str(&out)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("imported 3 records"));
+    let expected: Records = [
+        (0xa, b"value a".to_vec()),
+        (0xb, b"value b".to_vec()),
+        (0xdead_beef, b"hello world".to_vec()),
+    ]
+    .into_iter()
+    .collect();
+    assert!(read_dump_file(&out) == expected);
+
+    let info = dumptool(&["info", path_str(&tcm)]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = stdout(&info);
+    assert!(text.contains("reference .tcm"), "{text}");
+    assert!(text.contains("records:      3\n"), "{text}");
+
+    let export = dumptool(&["export", path_str(&tcm)]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(
+        stdout(&export),
+        "000000000000000a:dmFsdWUgYQ==\n000000000000000b:dmFsdWUgYg==\n00000000deadbeef:aGVsbG8gd29ybGQ=\n"
+    );
+}
