@@ -40,7 +40,11 @@ pub(crate) struct Session {
     out: Vec<u8>,
     /// Bytes of `out` already written.
     out_pos: usize,
+    /// Always fully initialised (so reads need no zeroing); `inbuf[in_start..in_end]` holds the
+    /// bytes received but not yet routed.
     inbuf: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
     max_frame_bytes: u32,
 }
 
@@ -54,6 +58,8 @@ impl Session {
             out: Vec::new(),
             out_pos: 0,
             inbuf: Vec::new(),
+            in_start: 0,
+            in_end: 0,
             max_frame_bytes,
         }
     }
@@ -126,14 +132,11 @@ impl Session {
             let Link::Up(stream) = &mut self.link else {
                 return Ok(());
             };
-            let filled = self.inbuf.len();
-            self.inbuf.resize(filled + READ_CHUNK, 0);
-            let outcome = stream.read(&mut self.inbuf[filled..]);
-            let got = match &outcome {
-                Ok(got) => *got,
-                Err(_) => 0,
-            };
-            self.inbuf.truncate(filled + got);
+            make_room(&mut self.inbuf, &mut self.in_start, &mut self.in_end);
+            let outcome = stream.read(&mut self.inbuf[self.in_end..]);
+            if let Ok(got) = &outcome {
+                self.in_end += *got;
+            }
             match outcome {
                 Ok(0) => return Err(ClientError::Disconnected { node: self.addr }),
                 Ok(_) => self.route_frames()?,
@@ -146,17 +149,15 @@ impl Session {
 
     /// Routes every whole frame at the front of the input buffer and keeps the partial rest.
     fn route_frames(&mut self) -> Result<(), ClientError> {
-        let mut used = 0;
         loop {
-            let header = parse_frame(&self.inbuf[used..], self.max_frame_bytes)
+            let pending = &self.inbuf[self.in_start..self.in_end];
+            let header = parse_frame(pending, self.max_frame_bytes)
                 .map_err(|e| ClientError::protocol(self.addr, e.to_string()))?;
             let Some(header) = header else { break };
-            let body = self.inbuf[used + HEADER_LEN..used + header.frame_len()].to_vec();
-            used += header.frame_len();
+            let body = pending[HEADER_LEN..header.frame_len()].to_vec();
+            self.in_start += header.frame_len();
             self.requests.route(&header, body)?;
         }
-        self.inbuf.drain(..used);
-        shrink_if_idle(&mut self.inbuf);
         Ok(())
     }
 
@@ -166,7 +167,8 @@ impl Session {
     pub(crate) fn take_link(&mut self) -> Option<mio::net::TcpStream> {
         self.out.clear();
         self.out_pos = 0;
-        self.inbuf.clear();
+        self.in_start = 0;
+        self.in_end = 0;
         match std::mem::replace(&mut self.link, Link::Idle) {
             Link::Up(stream) => Some(stream),
             Link::Idle | Link::Connecting => None,
@@ -179,6 +181,27 @@ impl Session {
 fn shrink_if_idle(buf: &mut Vec<u8>) {
     if buf.is_empty() && buf.capacity() > SHRINK_ABOVE {
         buf.shrink_to(READ_CHUNK);
+    }
+}
+
+/// Makes room for one more read of up to [`READ_CHUNK`] bytes: restarts an empty buffer at its
+/// front (giving back a big one), moves a partial frame to the front when the tail is short, and
+/// grows the buffer (zeroing only the new part, once) when a large frame needs it.
+fn make_room(buf: &mut Vec<u8>, start: &mut usize, end: &mut usize) {
+    if *start == *end {
+        *start = 0;
+        *end = 0;
+        if buf.len() > SHRINK_ABOVE {
+            *buf = Vec::new();
+        }
+    }
+    if buf.len() - *end < READ_CHUNK / 4 && *start > 0 {
+        buf.copy_within(*start..*end, 0);
+        *end -= *start;
+        *start = 0;
+    }
+    if buf.len() - *end < READ_CHUNK / 4 {
+        buf.resize(*end + READ_CHUNK, 0);
     }
 }
 

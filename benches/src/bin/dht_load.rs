@@ -1,0 +1,103 @@
+//! How fast a dht node comes back: writes one channel's dump of N records (default 1M, 100-byte
+//! values) with the node's own dump writer, then times reading and verifying it, and loading it
+//! into the engine the way start-up does (`dhtnode::loading::load`).
+//!
+//! `cargo run --release -p benches --bin dht_load -- [RECORDS] [VALUE_BYTES]`
+//! DESIGN.md §6 target: a restart with 1 GB of data loaded in under 3 s.
+
+use dhtnode::dump::format::{read_dump, DumpFileWriter};
+use dhtnode::dump::loader::{LoadOptions, OutOfRangePolicy};
+use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use node_core::protocol::batch::{append_record, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::dht::HashRange;
+use std::io::{BufWriter, Write};
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let records: u64 = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let value_bytes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.dump");
+
+    let started = Instant::now();
+    let mut writer = DumpFileWriter::new(
+        BufWriter::with_capacity(1 << 22, std::fs::File::create(&path)?),
+        "bench",
+    )?;
+    let mut raw = Vec::with_capacity(DEFAULT_BATCH_TARGET_BYTES + value_bytes + 64);
+    let mut count = 0;
+    let mut value = vec![0u8; value_bytes];
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for key in 0..records {
+        // Half random, half text: neither incompressible nor trivially compressible.
+        for chunk in value[..value_bytes / 2].chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        for (index, byte) in value[value_bytes / 2..].iter_mut().enumerate() {
+            *byte = b"value of record "[index % 16];
+        }
+        append_record(&mut raw, key.wrapping_mul(0x9e37_79b9_7f4a_7c15), &value);
+        count += 1;
+        if raw.len() >= DEFAULT_BATCH_TARGET_BYTES {
+            writer.write_chunk(&raw, count)?;
+            raw.clear();
+            count = 0;
+        }
+    }
+    writer.write_chunk(&raw, count)?;
+    let (mut buffered, summary) = writer.finish()?;
+    buffered.flush()?;
+    buffered.get_ref().sync_all()?;
+    let write_s = started.elapsed().as_secs_f64();
+    let file_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
+    let data_mb = (summary.value_bytes + 8 * summary.records) as f64 / 1e6;
+
+    let started = Instant::now();
+    let mut checksum = 0u64;
+    read_dump(std::fs::File::open(&path)?, |key, value| {
+        checksum = checksum.wrapping_add(key ^ value.len() as u64)
+    })?;
+    let read_s = started.elapsed().as_secs_f64();
+
+    let limits = EngineLimits {
+        size_limit_bytes: 0,
+        max_value_bytes: value_bytes.max(1),
+    };
+    let mut engine = Engine::new(
+        HashRange::FULL,
+        limits,
+        ListenerLimits {
+            max_events: 1,
+            max_bytes: value_bytes + 16,
+        },
+    );
+    let options = LoadOptions {
+        policy: OutOfRangePolicy::Load,
+        range: HashRange::FULL,
+        max_value_bytes: value_bytes.max(1),
+    };
+    let started = Instant::now();
+    dhtnode::loading::load(dir.path(), &options, &mut engine)?;
+    let load_s = started.elapsed().as_secs_f64();
+    assert_eq!(engine.size().records, records, "every record loaded");
+
+    println!("records {records} value_bytes {value_bytes}: {data_mb:.0} MB of keys+values, dump file {file_mb:.0} MB");
+    println!("write+fsync      {write_s:8.3} s");
+    println!(
+        "read+verify      {read_s:8.3} s  ({:.0} MB/s of data) [checksum {checksum}]",
+        data_mb / read_s
+    );
+    println!(
+        "load into engine {load_s:8.3} s  ({:.2} s per GB of data)",
+        load_s / (data_mb / 1000.0)
+    );
+    Ok(())
+}

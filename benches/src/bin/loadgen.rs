@@ -1,0 +1,1490 @@
+//! loadgen: a load generator for the swarm nodes that is cheap enough not to be the bottleneck.
+//!
+//! One mio event loop per thread (default one thread), each driving its share of N connections.
+//! Every connection keeps up to P requests in flight: in `batch` mode (the default, what
+//! `redis-benchmark -P` does) it writes P requests at once and writes the next P when all P
+//! replies are in; in `window` mode it tops up to P after every read. Requests are encoded from
+//! pre-built templates into a reused per-connection buffer (only the request id and key are
+//! patched), keys and operations come from pre-generated rings, and one clock read per write and
+//! per read timestamps the requests, so the hot path makes no allocation and few syscalls:
+//! one `write` per batch and usually one `read` per batch of replies.
+//!
+//! Latency is send → reply, per request, in an HDR histogram (3 significant digits). The report
+//! gives throughput, p50/p90/p99/p99.9/max, the generator's own CPU time (getrusage) and, with
+//! `--server-pid`, the server's CPU time and RSS over the same window, so a reader can see which
+//! side is saturated.
+//!
+//! Node kinds: `dht` speaks the swarm protocol (docs/protocol.md): handshake, then Put / Get
+//! frames. `redis` speaks RESP (SET/GET on `key:%012d`, the keys `redis-benchmark -r` uses) so the
+//! same generator can cross-check `redis-benchmark`. `logfiles` and `queue` slot in as further
+//! [`Codec`]s once their request codes exist.
+//!
+//!     loadgen --addr 127.0.0.1:10000 -c 50 -P 16 -d 100 --keys uniform:1000000 --ops get \
+//!             --prefill 1000000 --duration-s 10 --json out.json
+
+use benches::sys::{self, CpuTimes};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
+use node_core::protocol::frame::{parse_frame, write_frame, DEFAULT_MAX_FRAME_BYTES};
+use node_core::protocol::handshake::{
+    ClientHello, HandshakeOutcome, HandshakeResult, HelloVerdict, ServerHello,
+    HANDSHAKE_RESULT_LEN, PROOF_LEN, SERVER_HELLO_LEN,
+};
+use node_core::protocol::{FrameType, NodeKind, Status, HEADER_LEN, PROTOCOL_VERSION};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// Requests in flight per connection are tracked in slots; the slot is the low bits of the
+/// request id, so a reply finds its send time without a map.
+const SLOT_BITS: u32 = 12;
+const MAX_PIPELINE: usize = 1 << SLOT_BITS;
+const SLOT_FREE: u64 = u64::MAX;
+/// Keys and operations are drawn from rings generated before the run.
+const KEY_RING_LEN: usize = 1 << 22;
+const OP_RING_LEN: usize = 1 << 16;
+const INPUT_BUFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Load generator for the swarm nodes (and Redis, for cross-checks)"
+)]
+struct Args {
+    /// Node kind to drive.
+    #[arg(long, value_enum, default_value_t = Kind::Dht)]
+    kind: Kind,
+    /// Node address.
+    #[arg(long, default_value = "127.0.0.1:10000")]
+    addr: SocketAddr,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 50)]
+    connections: usize,
+    /// Requests in flight per connection (pipeline depth), 1 to 4096.
+    #[arg(short = 'P', long, default_value_t = 1)]
+    pipeline: usize,
+    /// batch: write P requests, wait for all P replies (as redis-benchmark -P); window: keep P
+    /// in flight, topping up after every read.
+    #[arg(long, value_enum, default_value_t = Mode::Batch)]
+    pipeline_mode: Mode,
+    /// Value size in bytes for writes.
+    #[arg(short = 'd', long, default_value_t = 100)]
+    value_size: usize,
+    /// Key distribution: sequential[:SPACE], uniform:SPACE, zipf:SPACE[:EXPONENT] (default 0.99).
+    /// Keys are 0..SPACE.
+    #[arg(long, default_value = "uniform:1000000")]
+    keys: KeyDist,
+    /// Operations: put, get, or mixed:R with R the fraction of gets (0..1).
+    #[arg(long, default_value = "put")]
+    ops: OpMix,
+    /// Run for this many seconds (after the warm-up). The default when neither --duration-s
+    /// nor --count is given: 10 s.
+    #[arg(long, conflicts_with = "count")]
+    duration_s: Option<f64>,
+    /// Run this many requests; 0 skips the measured phase (e.g. only --prefill).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Seconds of load before measuring starts (with --duration-s).
+    #[arg(long, default_value_t = 0.0, requires = "duration_s")]
+    warmup_s: f64,
+    /// Before measuring, put keys 0..N (sequential, pipelined) so that gets hit.
+    #[arg(long, default_value_t = 0)]
+    prefill: u64,
+    /// Pipeline depth (window mode) of the prefill.
+    #[arg(long, default_value_t = 64)]
+    prefill_pipeline: usize,
+    /// Event-loop threads; the connections are split among them.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// dht channel.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Seed of the key and operation rings.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also measure this process (the server) over the measured phase: CPU time from
+    /// /proc/PID/stat, RSS from /proc/PID/status.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A label copied into the JSON.
+    #[arg(long)]
+    label: Option<String>,
+    /// Busy-poll (epoll with a zero timeout) instead of sleeping until replies come: saves the
+    /// wake-ups, costs a whole core.
+    #[arg(long)]
+    spin: bool,
+    /// Hard bound on every phase; a phase still running after it fails the run.
+    #[arg(long, default_value_t = 600.0)]
+    timeout_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// The dht node (swarm protocol).
+    Dht,
+    /// Redis (RESP SET/GET), to cross-check redis-benchmark with the same generator.
+    Redis,
+    /// The logfiles node: not built yet.
+    Logfiles,
+    /// The queue node: not built yet.
+    Queue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Batch,
+    Window,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeyDist {
+    Sequential { space: u64 },
+    Uniform { space: u64 },
+    Zipf { space: u64, exponent: f64 },
+}
+
+impl FromStr for KeyDist {
+    type Err = String;
+    fn from_str(text: &str) -> Result<KeyDist, String> {
+        let mut parts = text.split(':');
+        let name = parts.next().unwrap_or("");
+        let space = match parts.next() {
+            Some(space) => space
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("key space {space:?} is not a number"))?,
+            None if name == "sequential" => u64::MAX,
+            None => return Err(format!("{name}: give the key space, e.g. {name}:1000000")),
+        };
+        if space == 0 {
+            return Err("the key space must not be empty".into());
+        }
+        let dist = match name {
+            "sequential" => KeyDist::Sequential { space },
+            "uniform" => KeyDist::Uniform { space },
+            "zipf" => {
+                let exponent = match parts.next() {
+                    Some(s) => s
+                        .parse::<f64>()
+                        .map_err(|_| format!("zipf exponent {s:?} is not a number"))?,
+                    None => 0.99,
+                };
+                if !(exponent > 0.0 && exponent.is_finite()) {
+                    return Err("the zipf exponent must be positive".into());
+                }
+                KeyDist::Zipf { space, exponent }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown key distribution {name:?} (sequential, uniform, zipf)"
+                ))
+            }
+        };
+        if parts.next().is_some() {
+            return Err(format!("too many fields in {text:?}"));
+        }
+        Ok(dist)
+    }
+}
+
+impl std::fmt::Display for KeyDist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            KeyDist::Sequential { space: u64::MAX } => write!(f, "sequential"),
+            KeyDist::Sequential { space } => write!(f, "sequential:{space}"),
+            KeyDist::Uniform { space } => write!(f, "uniform:{space}"),
+            KeyDist::Zipf { space, exponent } => write!(f, "zipf:{space}:{exponent}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Put,
+    Get,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OpMix {
+    Only(Op),
+    /// Fraction of gets.
+    Mixed(f64),
+}
+
+impl FromStr for OpMix {
+    type Err = String;
+    fn from_str(text: &str) -> Result<OpMix, String> {
+        match text {
+            "put" => Ok(OpMix::Only(Op::Put)),
+            "get" => Ok(OpMix::Only(Op::Get)),
+            _ => {
+                let ratio = text
+                    .strip_prefix("mixed:")
+                    .ok_or_else(|| format!("unknown ops {text:?} (put, get, mixed:R)"))?;
+                let ratio: f64 = ratio
+                    .parse()
+                    .map_err(|_| format!("read ratio {ratio:?} is not a number"))?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err("the read ratio must be between 0 and 1".into());
+                }
+                Ok(OpMix::Mixed(ratio))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for OpMix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpMix::Only(Op::Put) => write!(f, "put"),
+            OpMix::Only(Op::Get) => write!(f, "get"),
+            OpMix::Mixed(ratio) => write!(f, "mixed:{ratio}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random numbers: splitmix64 and a Zipf sampler (rejection-inversion, Hörmann & Derflinger 1996,
+// as in Apache Commons RNG), both only used to fill the rings before the run.
+
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound`.
+    fn below(&mut self, bound: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct Zipf {
+    n: f64,
+    exponent: f64,
+    h_integral_x1: f64,
+    h_integral_n: f64,
+    s: f64,
+}
+
+impl Zipf {
+    fn new(n: u64, exponent: f64) -> Zipf {
+        let mut zipf = Zipf {
+            n: n as f64,
+            exponent,
+            h_integral_x1: 0.0,
+            h_integral_n: 0.0,
+            s: 0.0,
+        };
+        zipf.h_integral_x1 = zipf.h_integral(1.5) - 1.0;
+        zipf.h_integral_n = zipf.h_integral(zipf.n + 0.5);
+        zipf.s = 2.0 - zipf.h_integral_inverse(zipf.h_integral(2.5) - zipf.h(2.0));
+        zipf
+    }
+
+    fn h(&self, x: f64) -> f64 {
+        (-self.exponent * x.ln()).exp()
+    }
+
+    fn h_integral(&self, x: f64) -> f64 {
+        let log_x = x.ln();
+        helper2((1.0 - self.exponent) * log_x) * log_x
+    }
+
+    fn h_integral_inverse(&self, x: f64) -> f64 {
+        let t = (x * (1.0 - self.exponent)).max(-1.0);
+        (helper1(t) * x).exp()
+    }
+
+    /// A rank in `1..=n`; rank 1 is the most frequent.
+    fn sample(&self, rng: &mut SplitMix64) -> u64 {
+        loop {
+            let u = self.h_integral_n + rng.unit() * (self.h_integral_x1 - self.h_integral_n);
+            let x = self.h_integral_inverse(u);
+            let k = (x + 0.5).floor().clamp(1.0, self.n);
+            if k - x <= self.s || u >= self.h_integral(k + 0.5) - self.h(k) {
+                return k as u64;
+            }
+        }
+    }
+}
+
+/// `ln(1 + x) / x`, accurate near 0.
+fn helper1(x: f64) -> f64 {
+    if x.abs() > 1e-8 {
+        x.ln_1p() / x
+    } else {
+        1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x))
+    }
+}
+
+/// `(e^x − 1) / x`, accurate near 0.
+fn helper2(x: f64) -> f64 {
+    if x.abs() > 1e-8 {
+        x.exp_m1() / x
+    } else {
+        1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x))
+    }
+}
+
+/// Where the keys of one thread come from.
+enum KeySource {
+    /// `next`, `next + step`, ... modulo `space`.
+    Sequential { next: u64, step: u64, space: u64 },
+    /// A pre-generated ring (power-of-two length).
+    Ring { keys: Vec<u64>, pos: usize },
+}
+
+impl KeySource {
+    fn new(dist: KeyDist, thread: usize, threads: usize, seed: u64, needed: u64) -> KeySource {
+        let ring_len = if needed >= KEY_RING_LEN as u64 {
+            KEY_RING_LEN
+        } else {
+            (needed.max(1) as usize).next_power_of_two()
+        };
+        let mut rng = SplitMix64(seed ^ (thread as u64).wrapping_mul(0x5851_f42d_4c95_7f2d));
+        match dist {
+            KeyDist::Sequential { space } => KeySource::Sequential {
+                next: thread as u64 % space,
+                step: threads as u64,
+                space,
+            },
+            KeyDist::Uniform { space } => KeySource::Ring {
+                keys: (0..ring_len).map(|_| rng.below(space)).collect(),
+                pos: 0,
+            },
+            KeyDist::Zipf { space, exponent } => {
+                let zipf = Zipf::new(space, exponent);
+                KeySource::Ring {
+                    keys: (0..ring_len).map(|_| zipf.sample(&mut rng) - 1).collect(),
+                    pos: 0,
+                }
+            }
+        }
+    }
+
+    /// Keys `start..end` in order (the prefill).
+    fn range(start: u64, end: u64) -> KeySource {
+        KeySource::Sequential {
+            next: start,
+            step: 1,
+            space: end.max(start + 1),
+        }
+    }
+
+    #[inline]
+    fn next_key(&mut self) -> u64 {
+        match self {
+            KeySource::Sequential { next, step, space } => {
+                let key = *next;
+                *next = next.wrapping_add(*step);
+                if *next >= *space {
+                    *next %= *space;
+                }
+                key
+            }
+            KeySource::Ring { keys, pos } => {
+                let key = keys[*pos];
+                *pos = (*pos + 1) & (keys.len() - 1);
+                key
+            }
+        }
+    }
+}
+
+enum OpSource {
+    Only(Op),
+    Ring { ops: Vec<Op>, pos: usize },
+}
+
+impl OpSource {
+    fn new(mix: OpMix, thread: usize, seed: u64) -> OpSource {
+        match mix {
+            OpMix::Only(op) => OpSource::Only(op),
+            OpMix::Mixed(ratio) => {
+                let mut rng = SplitMix64(seed.wrapping_add(0xa076_1d64_78bd_642f) ^ thread as u64);
+                let ops = (0..OP_RING_LEN)
+                    .map(|_| if rng.unit() < ratio { Op::Get } else { Op::Put })
+                    .collect();
+                OpSource::Ring { ops, pos: 0 }
+            }
+        }
+    }
+
+    #[inline]
+    fn next_op(&mut self) -> Op {
+        match self {
+            OpSource::Only(op) => *op,
+            OpSource::Ring { ops, pos } => {
+                let op = ops[*pos];
+                *pos = (*pos + 1) & (OP_RING_LEN - 1);
+                op
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codecs: how one node kind opens a connection, encodes a request and decodes a reply.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Success (a get that found its record, a put that stored): "ok" in the report.
+    Hit,
+    /// A get that found nothing: "not found" in the report.
+    Miss,
+    /// Any other status; the code is the wire status (0 for RESP errors).
+    Error(u8),
+}
+
+struct Decoded {
+    /// Bytes the reply occupies.
+    len: usize,
+    /// The request id it answers; `None` for protocols that answer in request order.
+    id: Option<u64>,
+    outcome: Outcome,
+    /// Where the reply's message (for errors) is within the reply.
+    body: std::ops::Range<usize>,
+}
+
+trait Codec: Sync {
+    /// Opens a connection: the handshake, on a blocking socket.
+    fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String>;
+    /// Appends one request to `out`.
+    fn encode(&self, op: Op, key: u64, id: u64, out: &mut Vec<u8>);
+    /// Decodes the reply at the start of `buf`, if it is complete.
+    fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String>;
+    /// Largest reply to expect (sizes the input buffers).
+    fn max_reply_len(&self) -> usize;
+    /// Whether replies name their request (else they come in request order).
+    fn replies_carry_id(&self) -> bool;
+}
+
+/// The swarm dht protocol: Put and Get frames built from templates; only the request id (bytes
+/// 8..16) and the key are patched per request.
+struct DhtCodec {
+    put: Vec<u8>,
+    get: Vec<u8>,
+    /// Offset of the key within either template (header + str8 channel).
+    key_offset: usize,
+    value_size: usize,
+}
+
+impl DhtCodec {
+    fn new(channel: &str, value_size: usize) -> Result<DhtCodec, String> {
+        if !node_core::protocol::dht::valid_channel_name(channel) {
+            return Err(format!("bad channel name {channel:?}"));
+        }
+        let value: Vec<u8> = (0..value_size).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut body = Vec::new();
+        PutRequest {
+            channel,
+            key: 0,
+            value: &value,
+        }
+        .encode(&mut body);
+        let mut put = Vec::new();
+        write_frame(&mut put, FrameType::Request, PUT.0, 0, &body);
+        body.clear();
+        KeyRequest { channel, key: 0 }.encode(&mut body);
+        let mut get = Vec::new();
+        write_frame(&mut get, FrameType::Request, GET.0, 0, &body);
+        Ok(DhtCodec {
+            put,
+            get,
+            key_offset: HEADER_LEN + 1 + channel.len(),
+            value_size,
+        })
+    }
+}
+
+impl Codec for DhtCodec {
+    fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String> {
+        let mut hello = [0u8; SERVER_HELLO_LEN];
+        stream
+            .read_exact(&mut hello)
+            .map_err(|e| format!("reading the node's hello: {e}"))?;
+        let hello = ServerHello::decode(&hello).map_err(|e| e.to_string())?;
+        if hello.kind != NodeKind::Dht {
+            return Err(format!("node is a {} node, expected dht", hello.kind));
+        }
+        if hello.version != PROTOCOL_VERSION {
+            return Err(format!(
+                "unsupported protocol version {} (loadgen speaks {PROTOCOL_VERSION})",
+                hello.version
+            ));
+        }
+        match hello.verdict {
+            HelloVerdict::Ready => {}
+            HelloVerdict::AuthRequired => {
+                return Err("the node requires authentication; loadgen does not do it".into())
+            }
+            HelloVerdict::ConnectionLimit => return Err("connection limit reached".into()),
+            HelloVerdict::ShuttingDown => return Err("node shutting down".into()),
+        }
+        let mut out = Vec::new();
+        ClientHello {
+            version: PROTOCOL_VERSION,
+            wanted_kind: Some(NodeKind::Dht),
+            name: b"loadgen".to_vec(),
+            proof: [0; PROOF_LEN],
+        }
+        .encode(&mut out)
+        .map_err(|e| e.to_string())?;
+        stream
+            .write_all(&out)
+            .map_err(|e| format!("sending the client hello: {e}"))?;
+        let mut result = [0u8; HANDSHAKE_RESULT_LEN];
+        stream
+            .read_exact(&mut result)
+            .map_err(|e| format!("reading the handshake result: {e}"))?;
+        let result = HandshakeResult::decode(&result).map_err(|e| e.to_string())?;
+        if result.outcome != HandshakeOutcome::Accepted {
+            return Err(format!("handshake refused: {:?}", result.outcome));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn encode(&self, op: Op, key: u64, id: u64, out: &mut Vec<u8>) {
+        let template = match op {
+            Op::Put => &self.put,
+            Op::Get => &self.get,
+        };
+        let start = out.len();
+        out.extend_from_slice(template);
+        out[start + 8..start + 16].copy_from_slice(&id.to_le_bytes());
+        let key_at = start + self.key_offset;
+        out[key_at..key_at + 8].copy_from_slice(&key.to_le_bytes());
+    }
+
+    #[inline]
+    fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String> {
+        let Some(header) = parse_frame(buf, DEFAULT_MAX_FRAME_BYTES).map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        if header.frame_type != FrameType::Reply {
+            return Err(format!(
+                "unexpected {:?} frame for request {}",
+                header.frame_type, header.request_id
+            ));
+        }
+        let outcome = match header.code {
+            code if code == Status::Ok as u8 => Outcome::Hit,
+            code if code == Status::NotFound as u8 => Outcome::Miss,
+            code => Outcome::Error(code),
+        };
+        Ok(Some(Decoded {
+            len: header.frame_len(),
+            id: Some(header.request_id),
+            outcome,
+            body: HEADER_LEN..header.frame_len(),
+        }))
+    }
+
+    fn max_reply_len(&self) -> usize {
+        HEADER_LEN + self.value_size.max(1024)
+    }
+
+    fn replies_carry_id(&self) -> bool {
+        true
+    }
+}
+
+/// RESP (Redis): `SET key:%012d <value>` and `GET key:%012d`, the keys of `redis-benchmark -r`.
+struct RespCodec {
+    set: Vec<u8>,
+    get: Vec<u8>,
+    /// Offset of the 12 key digits in each template.
+    set_key_at: usize,
+    get_key_at: usize,
+    value_size: usize,
+}
+
+impl RespCodec {
+    fn new(value_size: usize) -> RespCodec {
+        let value: String = (0..value_size)
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect();
+        let set_head = "*3\r\n$3\r\nSET\r\n$16\r\nkey:";
+        let get_head = "*2\r\n$3\r\nGET\r\n$16\r\nkey:";
+        let set = format!("{set_head}000000000000\r\n${value_size}\r\n{value}\r\n").into_bytes();
+        let get = format!("{get_head}000000000000\r\n").into_bytes();
+        RespCodec {
+            set,
+            get,
+            set_key_at: set_head.len(),
+            get_key_at: get_head.len(),
+            value_size,
+        }
+    }
+}
+
+/// Position of the first `\r\n` at or after `from`.
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| from + p)
+}
+
+impl Codec for RespCodec {
+    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[inline]
+    fn encode(&self, op: Op, key: u64, _id: u64, out: &mut Vec<u8>) {
+        let (template, key_at) = match op {
+            Op::Put => (&self.set, self.set_key_at),
+            Op::Get => (&self.get, self.get_key_at),
+        };
+        let start = out.len();
+        out.extend_from_slice(template);
+        let digits = &mut out[start + key_at..start + key_at + 12];
+        let mut k = key % 1_000_000_000_000;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (k % 10) as u8;
+            k /= 10;
+        }
+    }
+
+    fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String> {
+        let Some(&kind) = buf.first() else {
+            return Ok(None);
+        };
+        let Some(line_end) = find_crlf(buf, 1) else {
+            return Ok(None);
+        };
+        let simple = |outcome| {
+            Ok(Some(Decoded {
+                len: line_end + 2,
+                id: None,
+                outcome,
+                body: 1..line_end,
+            }))
+        };
+        match kind {
+            b'+' | b':' => simple(Outcome::Hit),
+            b'-' => simple(Outcome::Error(0)),
+            b'$' => {
+                let len: i64 = std::str::from_utf8(&buf[1..line_end])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("bad RESP bulk length")?;
+                if len < 0 {
+                    return simple(Outcome::Miss);
+                }
+                let total = line_end + 2 + len as usize + 2;
+                if buf.len() < total {
+                    return Ok(None);
+                }
+                Ok(Some(Decoded {
+                    len: total,
+                    id: None,
+                    outcome: Outcome::Hit,
+                    body: line_end + 2..total - 2,
+                }))
+            }
+            other => Err(format!("unexpected RESP reply type {:?}", other as char)),
+        }
+    }
+
+    fn max_reply_len(&self) -> usize {
+        self.value_size + 64
+    }
+
+    fn replies_carry_id(&self) -> bool {
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections and the event loop.
+
+struct Conn {
+    stream: TcpStream,
+    output: Vec<u8>,
+    output_pos: usize,
+    input: Vec<u8>,
+    input_start: usize,
+    input_end: usize,
+    seq: u64,
+    /// Per slot: the send time (ns since the run's base), or SLOT_FREE.
+    sent_at: Vec<u64>,
+    free: Vec<u32>,
+    /// Slots in send order, kept when replies carry no id and come in request order.
+    in_order: bool,
+    order: VecDeque<u32>,
+    outstanding: usize,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, slots: usize, input_bytes: usize, in_order: bool) -> Conn {
+        Conn {
+            stream,
+            output: Vec::with_capacity(64 * 1024),
+            output_pos: 0,
+            input: vec![0; input_bytes],
+            input_start: 0,
+            input_end: 0,
+            seq: 0,
+            sent_at: vec![SLOT_FREE; slots],
+            free: (0..slots as u32).rev().collect(),
+            in_order,
+            order: VecDeque::with_capacity(slots),
+            outstanding: 0,
+        }
+    }
+
+    /// Writes what it can; the rest waits for a writable event.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.output_pos < self.output.len() {
+            match self.stream.write(&self.output[self.output_pos..]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
+                Ok(n) => self.output_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.output.clear();
+        self.output_pos = 0;
+        Ok(())
+    }
+}
+
+fn connect(addr: SocketAddr, codec: &dyn Codec, slots: usize) -> Result<Conn, String> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    codec.handshake(&mut stream)?;
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let input_bytes = INPUT_BUFFER_BYTES.max(codec.max_reply_len() * 2);
+    Ok(Conn::new(
+        TcpStream::from_std(stream),
+        slots,
+        input_bytes,
+        !codec.replies_carry_id(),
+    ))
+}
+
+/// What one thread runs in one phase.
+struct Plan {
+    pipeline: usize,
+    mode: Mode,
+    /// Requests to send; `None` in duration mode.
+    budget: Option<u64>,
+    /// Send from the start for `warmup`, then record for `duration` (duration mode).
+    warmup: Duration,
+    duration: Option<Duration>,
+    keys: KeySource,
+    ops: OpSource,
+    deadline: Instant,
+    /// Poll without sleeping.
+    spin: bool,
+}
+
+/// What one thread measured in one phase.
+struct PhaseResult {
+    histogram: Histogram<u64>,
+    ok: u64,
+    not_found: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// Recorded replies; their requests were sent at or after `record_from_ns`.
+    recorded: u64,
+    record_from_ns: u64,
+    last_reply_ns: u64,
+}
+
+impl PhaseResult {
+    fn new() -> PhaseResult {
+        PhaseResult {
+            histogram: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .expect("valid histogram bounds"),
+            ok: 0,
+            not_found: 0,
+            errors: 0,
+            first_error: None,
+            recorded: 0,
+            record_from_ns: 0,
+            last_reply_ns: 0,
+        }
+    }
+
+    fn merge(&mut self, other: &PhaseResult) {
+        self.histogram
+            .add(&other.histogram)
+            .expect("same histogram bounds");
+        self.ok += other.ok;
+        self.not_found += other.not_found;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+        self.recorded += other.recorded;
+        self.record_from_ns = self.record_from_ns.min(other.record_from_ns);
+        self.last_reply_ns = self.last_reply_ns.max(other.last_reply_ns);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// The per-thread state of the phase that the connections share.
+struct Issuer<'a> {
+    plan: Plan,
+    codec: &'a dyn Codec,
+    stopping: bool,
+}
+
+impl Issuer<'_> {
+    /// Sends what the mode allows on `conn`, stamped `now`.
+    #[inline]
+    fn fill(&mut self, conn: &mut Conn, now: u64) -> io::Result<()> {
+        let room = match self.plan.mode {
+            Mode::Batch if conn.outstanding > 0 => 0,
+            _ => self.plan.pipeline - conn.outstanding,
+        };
+        for _ in 0..room {
+            if self.stopping {
+                break;
+            }
+            if let Some(budget) = &mut self.plan.budget {
+                if *budget == 0 {
+                    self.stopping = true;
+                    break;
+                }
+                *budget -= 1;
+            }
+            let slot = conn.free.pop().expect("a free slot per request in flight");
+            let id = (conn.seq << SLOT_BITS) | u64::from(slot);
+            conn.seq += 1;
+            let op = self.plan.ops.next_op();
+            let key = self.plan.keys.next_key();
+            self.codec.encode(op, key, id, &mut conn.output);
+            conn.sent_at[slot as usize] = now;
+            if conn.in_order {
+                conn.order.push_back(slot);
+            }
+            conn.outstanding += 1;
+        }
+        conn.flush()
+    }
+}
+
+fn run_phase(
+    mut conns: Vec<Conn>,
+    plan: Plan,
+    codec: &dyn Codec,
+    clock: Clock,
+) -> (Vec<Conn>, Result<PhaseResult, String>) {
+    let result = drive(&mut conns, plan, codec, clock);
+    (conns, result)
+}
+
+fn drive(
+    conns: &mut [Conn],
+    plan: Plan,
+    codec: &dyn Codec,
+    clock: Clock,
+) -> Result<PhaseResult, String> {
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    for (index, conn) in conns.iter_mut().enumerate() {
+        poll.registry()
+            .register(
+                &mut conn.stream,
+                Token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    let result = event_loop(&mut poll, conns, plan, codec, clock);
+    for conn in conns.iter_mut() {
+        let _ = poll.registry().deregister(&mut conn.stream);
+    }
+    result
+}
+
+fn event_loop(
+    poll: &mut Poll,
+    conns: &mut [Conn],
+    plan: Plan,
+    codec: &dyn Codec,
+    clock: Clock,
+) -> Result<PhaseResult, String> {
+    let start = clock.now_ns();
+    let mut result = PhaseResult::new();
+    result.record_from_ns = start + plan.warmup.as_nanos() as u64;
+    let stop_at = plan
+        .duration
+        .map(|duration| result.record_from_ns + duration.as_nanos() as u64);
+    let deadline = plan.deadline;
+    let spin = plan.spin;
+    let mut issuer = Issuer {
+        plan,
+        codec,
+        stopping: false,
+    };
+    let mut outstanding: usize = 0;
+    for conn in conns.iter_mut() {
+        issuer.fill(conn, start).map_err(|e| e.to_string())?;
+        outstanding += conn.outstanding;
+    }
+    let mut events = Events::with_capacity(1024);
+    while outstanding > 0 {
+        let now = clock.now_ns();
+        if stop_at.is_some_and(|stop| now >= stop) {
+            issuer.stopping = true;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "phase did not finish before the timeout ({outstanding} requests unanswered)"
+            ));
+        }
+        let wait = if spin {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        match poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+        for event in events.iter() {
+            let conn = &mut conns[event.token().0];
+            let before = conn.outstanding;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                read_replies(conn, codec, &clock, &mut result)?;
+            }
+            if conn.outstanding < before {
+                issuer
+                    .fill(conn, clock.now_ns())
+                    .map_err(|e| format!("write: {e}"))?;
+            } else if event.is_writable() && conn.output_pos < conn.output.len() {
+                conn.flush().map_err(|e| format!("write: {e}"))?;
+            }
+            outstanding = outstanding + conn.outstanding - before;
+        }
+    }
+    Ok(result)
+}
+
+/// Reads and handles every reply available on `conn`.
+#[inline]
+fn read_replies(
+    conn: &mut Conn,
+    codec: &dyn Codec,
+    clock: &Clock,
+    result: &mut PhaseResult,
+) -> Result<(), String> {
+    loop {
+        if conn.input_end == conn.input.len() {
+            if conn.input_start > 0 {
+                conn.input.copy_within(conn.input_start..conn.input_end, 0);
+                conn.input_end -= conn.input_start;
+                conn.input_start = 0;
+            } else {
+                let len = conn.input.len() * 2;
+                conn.input.resize(len, 0);
+            }
+        }
+        let space = conn.input.len() - conn.input_end;
+        let n = match conn.stream.read(&mut conn.input[conn.input_end..]) {
+            Ok(0) => return Err("the node closed a connection".into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        conn.input_end += n;
+        let now = clock.now_ns();
+        while let Some(reply) = codec.decode(&conn.input[conn.input_start..conn.input_end])? {
+            let slot = match reply.id {
+                Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
+                None => conn.order.pop_front().ok_or("a reply to no request")?,
+            };
+            let sent = conn
+                .sent_at
+                .get(slot as usize)
+                .copied()
+                .unwrap_or(SLOT_FREE);
+            if sent == SLOT_FREE {
+                return Err(format!("a reply to unknown request id {:?}", reply.id));
+            }
+            conn.sent_at[slot as usize] = SLOT_FREE;
+            conn.free.push(slot);
+            conn.outstanding -= 1;
+            match reply.outcome {
+                Outcome::Hit => result.ok += 1,
+                Outcome::Miss => result.not_found += 1,
+                Outcome::Error(code) => {
+                    result.errors += 1;
+                    if result.first_error.is_none() {
+                        let at = conn.input_start;
+                        let message = String::from_utf8_lossy(
+                            &conn.input[at + reply.body.start..at + reply.body.end],
+                        );
+                        result.first_error = Some(format!("status {code}: {message}"));
+                    }
+                }
+            }
+            if sent >= result.record_from_ns {
+                result
+                    .histogram
+                    .saturating_record(now.saturating_sub(sent).max(1));
+                result.recorded += 1;
+                result.last_reply_ns = now;
+            }
+            conn.input_start += reply.len;
+        }
+        if conn.input_start == conn.input_end {
+            conn.input_start = 0;
+            conn.input_end = 0;
+        }
+        if n < space {
+            // Drained: with edge-triggered readiness, more data raises a new event.
+            return Ok(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases across threads and the report.
+
+/// Splits `conns` into `threads` groups, runs one plan per group on its own thread, and puts the
+/// connections back together.
+fn run_threads(
+    conns: &mut Vec<Conn>,
+    threads: usize,
+    codec: &dyn Codec,
+    clock: Clock,
+    mut plan_for: impl FnMut(usize) -> Plan,
+) -> Result<PhaseResult, String> {
+    let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, conn) in conns.drain(..).enumerate() {
+        groups[index % threads].push(conn);
+    }
+    let plans: Vec<Plan> = (0..threads).map(&mut plan_for).collect();
+    let outcomes: Vec<(Vec<Conn>, Result<PhaseResult, String>)> = if threads == 1 {
+        let group = groups.pop().expect("one group");
+        let plan = plans.into_iter().next().expect("one plan");
+        vec![run_phase(group, plan, codec, clock)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .zip(plans)
+                .map(|(group, plan)| scope.spawn(move || run_phase(group, plan, codec, clock)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("loadgen thread panicked"))
+                .collect()
+        })
+    };
+    let mut total: Option<PhaseResult> = None;
+    let mut error = None;
+    for (group, outcome) in outcomes {
+        conns.extend(group);
+        match outcome {
+            Ok(result) => match &mut total {
+                Some(total) => total.merge(&result),
+                None => total = Some(result),
+            },
+            Err(e) => error = Some(e),
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(total.expect("at least one thread")),
+    }
+}
+
+/// Splits `total` over `parts`, the first ones getting the remainder.
+fn share(total: u64, parts: usize, index: usize) -> u64 {
+    let parts = parts as u64;
+    total / parts + u64::from((index as u64) < total % parts)
+}
+
+fn percentile_us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, String> {
+    if args.pipeline == 0 || args.pipeline > MAX_PIPELINE {
+        return Err(format!("--pipeline must be 1 to {MAX_PIPELINE}"));
+    }
+    if args.prefill_pipeline == 0 || args.prefill_pipeline > MAX_PIPELINE {
+        return Err(format!("--prefill-pipeline must be 1 to {MAX_PIPELINE}"));
+    }
+    if args.connections == 0 || args.threads == 0 || args.threads > args.connections {
+        return Err("need at least one connection per thread".into());
+    }
+    if args.value_size == 0 {
+        return Err("--value-size must be at least 1 (empty values are refused)".into());
+    }
+    let codec: Box<dyn Codec> = match args.kind {
+        Kind::Dht => Box::new(DhtCodec::new(&args.channel, args.value_size)?),
+        Kind::Redis => Box::new(RespCodec::new(args.value_size)),
+        Kind::Logfiles | Kind::Queue => {
+            return Err(format!(
+                "--kind {}: that node is not built yet (no request codes in docs/protocol.md)",
+                format!("{:?}", args.kind).to_lowercase()
+            ))
+        }
+    };
+    let codec = codec.as_ref();
+    let slots = args.pipeline.max(args.prefill_pipeline);
+    let clock = Clock(Instant::now());
+    let timeout = Duration::from_secs_f64(args.timeout_s);
+
+    let mut conns = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        conns.push(connect(args.addr, codec, slots)?);
+    }
+
+    let mut report = serde_json::Map::new();
+    report.insert("label".into(), json!(args.label));
+    report.insert(
+        "kind".into(),
+        json!(format!("{:?}", args.kind).to_lowercase()),
+    );
+    report.insert("addr".into(), json!(args.addr.to_string()));
+
+    if args.prefill > 0 {
+        let cpu_before = sys::self_cpu();
+        let started = Instant::now();
+        let total = args.prefill;
+        let threads = args.threads;
+        let deadline = started + timeout;
+        let result = run_threads(&mut conns, threads, codec, clock, |thread| {
+            let start: u64 = (0..thread).map(|t| share(total, threads, t)).sum();
+            let count = share(total, threads, thread);
+            Plan {
+                pipeline: args.prefill_pipeline,
+                mode: Mode::Window,
+                budget: Some(count),
+                warmup: Duration::ZERO,
+                duration: None,
+                keys: KeySource::range(start, start + count),
+                ops: OpSource::Only(Op::Put),
+                deadline,
+                spin: args.spin,
+            }
+        })
+        .map_err(|e| format!("prefill: {e}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = sys::self_cpu().since(&cpu_before);
+        println!(
+            "prefill: {total} puts of {} bytes in {seconds:.2} s = {:.0} ops/s (pipeline {}), {} errors",
+            args.value_size,
+            total as f64 / seconds,
+            args.prefill_pipeline,
+            result.errors
+        );
+        if let Some(error) = &result.first_error {
+            return Err(format!("prefill failed: {error}"));
+        }
+        report.insert(
+            "prefill".into(),
+            json!({
+                "records": total,
+                "seconds": seconds,
+                "ops_per_s": total as f64 / seconds,
+                "loadgen_cpu_s": cpu.total().as_secs_f64(),
+            }),
+        );
+    }
+
+    let (count, duration) = match (args.count, args.duration_s) {
+        (Some(count), _) => (Some(count), None),
+        (None, Some(seconds)) => (None, Some(Duration::from_secs_f64(seconds))),
+        (None, None) => (None, Some(Duration::from_secs(10))),
+    };
+    if count == Some(0) {
+        write_json(args, report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let server_before = args.server_pid.and_then(sys::pid_cpu);
+    let cpu_before = sys::self_cpu();
+    let wall_start = Instant::now();
+    let deadline = wall_start + timeout;
+    let threads = args.threads;
+    let needed = count.unwrap_or(u64::MAX);
+    let result = run_threads(&mut conns, threads, codec, clock, |thread| Plan {
+        pipeline: args.pipeline,
+        mode: args.pipeline_mode,
+        budget: count.map(|count| share(count, threads, thread)),
+        warmup: Duration::from_secs_f64(args.warmup_s),
+        duration,
+        keys: KeySource::new(args.keys, thread, threads, args.seed, needed),
+        ops: OpSource::new(args.ops, thread, args.seed),
+        deadline,
+        spin: args.spin,
+    })?;
+    let wall = wall_start.elapsed();
+    let cpu = sys::self_cpu().since(&cpu_before);
+    let server_cpu = match (args.server_pid, server_before) {
+        (Some(pid), Some(before)) => sys::pid_cpu(pid).map(|after| after.since(&before)),
+        _ => None,
+    };
+    let server_rss = args.server_pid.and_then(sys::pid_rss);
+
+    let seconds = (result.last_reply_ns.saturating_sub(result.record_from_ns)) as f64 / 1e9;
+    let ops = result.recorded;
+    let ops_per_s = if seconds > 0.0 {
+        ops as f64 / seconds
+    } else {
+        0.0
+    };
+    let h = &result.histogram;
+    let latency = [
+        ("p50", percentile_us(h, 0.50)),
+        ("p90", percentile_us(h, 0.90)),
+        ("p99", percentile_us(h, 0.99)),
+        ("p99_9", percentile_us(h, 0.999)),
+        ("max", h.max() as f64 / 1000.0),
+        ("mean", h.mean() / 1000.0),
+    ];
+    let wall_s = wall.as_secs_f64();
+    let cpu_s = cpu.total().as_secs_f64();
+
+    println!(
+        "loadgen: {} {} | {} conns x P{} ({:?}) | {}-byte values | keys {} | {} thread(s)",
+        format!("{:?}", args.kind).to_lowercase(),
+        args.ops,
+        args.connections,
+        args.pipeline,
+        args.pipeline_mode,
+        args.value_size,
+        args.keys,
+        threads
+    );
+    println!(
+        "  throughput: {ops} ops in {seconds:.3} s = {ops_per_s:.0} ops/s  (ok {}, not found {}, errors {})",
+        result.ok, result.not_found, result.errors
+    );
+    println!(
+        "  latency us: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}",
+        latency[0].1, latency[1].1, latency[2].1, latency[3].1, latency[4].1, latency[5].1
+    );
+    println!(
+        "  loadgen CPU: user {:.2} s + sys {:.2} s = {cpu_s:.2} s over {wall_s:.2} s wall ({:.0}% of one core); {:.0} ops per CPU-second",
+        cpu.user.as_secs_f64(),
+        cpu.system.as_secs_f64(),
+        100.0 * cpu_s / wall_s,
+        if cpu_s > 0.0 { ops as f64 / cpu_s } else { 0.0 },
+    );
+    if let (Some(pid), Some(server)) = (args.server_pid, server_cpu) {
+        let server_s = server.total().as_secs_f64();
+        println!(
+            "  server pid {pid} CPU: user {:.2} s + sys {:.2} s = {server_s:.2} s ({:.0}% of one core); {:.2} us CPU per op; RSS {:.1} MiB",
+            server.user.as_secs_f64(),
+            server.system.as_secs_f64(),
+            100.0 * server_s / wall_s,
+            if ops > 0 { 1e6 * server_s / ops as f64 } else { 0.0 },
+            server_rss.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+        );
+    }
+    if let Some(error) = &result.first_error {
+        eprintln!("  first error: {error}");
+    }
+
+    let latency_json: serde_json::Map<String, serde_json::Value> = latency
+        .iter()
+        .map(|(name, value)| (name.to_string(), json!(value)))
+        .collect();
+    report.insert(
+        "config".into(),
+        json!({
+            "ops": args.ops.to_string(),
+            "connections": args.connections,
+            "pipeline": args.pipeline,
+            "pipeline_mode": format!("{:?}", args.pipeline_mode).to_lowercase(),
+            "value_size": args.value_size,
+            "keys": args.keys.to_string(),
+            "threads": threads,
+            "count": count,
+            "duration_s": duration.map(|d| d.as_secs_f64()),
+            "warmup_s": args.warmup_s,
+        }),
+    );
+    report.insert("ops".into(), json!(ops));
+    report.insert("seconds".into(), json!(seconds));
+    report.insert("ops_per_s".into(), json!(ops_per_s));
+    report.insert("ok".into(), json!(result.ok));
+    report.insert("not_found".into(), json!(result.not_found));
+    report.insert("errors".into(), json!(result.errors));
+    report.insert("first_error".into(), json!(result.first_error));
+    report.insert("latency_us".into(), serde_json::Value::Object(latency_json));
+    report.insert(
+        "loadgen_cpu".into(),
+        json!({
+            "user_s": cpu.user.as_secs_f64(),
+            "sys_s": cpu.system.as_secs_f64(),
+            "total_s": cpu_s,
+            "wall_s": wall_s,
+            "utilisation": cpu_s / wall_s,
+            "ops_per_cpu_s": if cpu_s > 0.0 { ops as f64 / cpu_s } else { 0.0 },
+        }),
+    );
+    if let Some(pid) = args.server_pid {
+        report.insert(
+            "server".into(),
+            json!({
+                "pid": pid,
+                "cpu_s": server_cpu.map(|c: CpuTimes| c.total().as_secs_f64()),
+                "user_s": server_cpu.map(|c| c.user.as_secs_f64()),
+                "sys_s": server_cpu.map(|c| c.system.as_secs_f64()),
+                "utilisation": server_cpu.map(|c| c.total().as_secs_f64() / wall_s),
+                "cpu_us_per_op": server_cpu.map(|c| 1e6 * c.total().as_secs_f64() / ops.max(1) as f64),
+                "rss_bytes": server_rss,
+            }),
+        );
+    }
+    write_json(args, report)?;
+    Ok(if result.errors > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_json(
+    args: &Args,
+    report: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(report))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_distributions_and_mixes() {
+        assert_eq!(
+            "uniform:1_000".parse::<KeyDist>(),
+            Ok(KeyDist::Uniform { space: 1000 })
+        );
+        assert_eq!(
+            "sequential".parse::<KeyDist>(),
+            Ok(KeyDist::Sequential { space: u64::MAX })
+        );
+        assert!("zipf:10:0".parse::<KeyDist>().is_err());
+        assert!("uniform".parse::<KeyDist>().is_err());
+        assert_eq!("mixed:0.9".parse::<OpMix>(), Ok(OpMix::Mixed(0.9)));
+        assert!("mixed:2".parse::<OpMix>().is_err());
+    }
+
+    #[test]
+    fn zipf_favours_low_ranks_and_stays_in_range() {
+        let zipf = Zipf::new(1000, 0.99);
+        let mut rng = SplitMix64(7);
+        let mut counts = vec![0u32; 1001];
+        for _ in 0..200_000 {
+            let k = zipf.sample(&mut rng);
+            assert!((1..=1000).contains(&k));
+            counts[k as usize] += 1;
+        }
+        // P(1) / P(2) = 2^0.99 ≈ 1.99; rank 1 gets about 13% for n = 1000.
+        let ratio = f64::from(counts[1]) / f64::from(counts[2]);
+        assert!((1.8..2.2).contains(&ratio), "ratio {ratio}");
+        assert!(counts[1] > 20_000 && counts[1] < 32_000, "{}", counts[1]);
+    }
+
+    #[test]
+    fn dht_requests_decode_as_the_node_would() {
+        let codec = DhtCodec::new("bench", 100).unwrap();
+        let mut out = Vec::new();
+        codec.encode(Op::Put, 0xdead_beef, 77, &mut out);
+        codec.encode(Op::Get, 42, 78, &mut out);
+        let header = parse_frame(&out, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        assert_eq!((header.code, header.request_id), (PUT.0, 77));
+        let put = PutRequest::decode(&out[HEADER_LEN..header.frame_len()]).unwrap();
+        assert_eq!(
+            (put.channel, put.key, put.value.len()),
+            ("bench", 0xdead_beef, 100)
+        );
+        let rest = &out[header.frame_len()..];
+        let header = parse_frame(rest, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        assert_eq!((header.code, header.request_id), (GET.0, 78));
+        let get = KeyRequest::decode(&rest[HEADER_LEN..header.frame_len()]).unwrap();
+        assert_eq!((get.channel, get.key), ("bench", 42));
+    }
+
+    #[test]
+    fn resp_encodes_redis_benchmark_keys_and_decodes_replies() {
+        let codec = RespCodec::new(3);
+        let mut out = Vec::new();
+        codec.encode(Op::Get, 123, 0, &mut out);
+        assert_eq!(out, b"*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000123\r\n");
+        out.clear();
+        codec.encode(Op::Put, 5, 0, &mut out);
+        assert_eq!(
+            out,
+            b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000005\r\n$3\r\nabc\r\n"
+        );
+        let reply = codec.decode(b"$3\r\nabc\r\n+OK\r\n").unwrap().unwrap();
+        assert_eq!((reply.len, reply.outcome), (9, Outcome::Hit));
+        assert!(codec.decode(b"$3\r\nab").unwrap().is_none());
+        let miss = codec.decode(b"$-1\r\n").unwrap().unwrap();
+        assert_eq!((miss.len, miss.outcome), (5, Outcome::Miss));
+        let error = codec.decode(b"-ERR x\r\n").unwrap().unwrap();
+        assert_eq!(error.outcome, Outcome::Error(0));
+    }
+}
