@@ -732,7 +732,6 @@ mod tests {
         ));
     }
 
-
     #[test]
     fn errors_name_what_failed_and_where() {
         let (bytes, _) = dump_of(10, 5);
