@@ -6,6 +6,8 @@
 //! records has ~2 500 per shard), so a walker copies one shard at a time, and "shard index, then
 //! key order inside the shard" is a total order that a walk can resume from after any change.
 
+use super::value::Value;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -53,7 +55,7 @@ impl Hasher for KeyHasher {
     }
 }
 
-pub type Shard = HashMap<u64, Box<[u8]>, BuildHasherDefault<KeyHasher>>;
+pub type Shard = HashMap<u64, Value, BuildHasherDefault<KeyHasher>>;
 
 /// A channel: its shards and its totals.
 pub struct Channel {
@@ -86,15 +88,26 @@ impl Channel {
     }
 
     pub fn get(&self, key: u64) -> Option<&[u8]> {
-        self.shards[shard_of(key)].get(&key).map(|value| &**value)
+        self.shards[shard_of(key)].get(&key).map(Value::as_bytes)
     }
 
-    /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank).
+    /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank). One
+    /// hash lookup; an overwrite with a value of the same length reuses the allocation.
     pub fn put(&mut self, key: u64, value: &[u8]) -> i64 {
         let added = record_bytes(value.len());
-        let removed = match self.shards[shard_of(key)].insert(key, Box::from(value)) {
-            Some(old) => record_bytes(old.len()),
-            None => {
+        let removed = match self.shards[shard_of(key)].entry(key) {
+            Entry::Occupied(mut entry) => {
+                let old = entry.get_mut();
+                let removed = record_bytes(old.len());
+                if old.len() == value.len() {
+                    old.overwrite(value);
+                } else {
+                    *old = Value::new(value);
+                }
+                removed
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Value::new(value));
                 self.records += 1;
                 0
             }

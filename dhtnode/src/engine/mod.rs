@@ -14,6 +14,7 @@
 
 pub mod channel;
 pub mod listeners;
+pub mod value;
 
 pub use channel::{Channel, SHARD_COUNT};
 pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
@@ -147,6 +148,10 @@ impl Engine {
         Engine::check_name(channel)?;
         self.check_key(key)?;
         self.check_value(value)?;
+        if self.limits.size_limit_bytes == 0 {
+            // No limit: skip the lookup that only the growth check needs.
+            return Ok(());
+        }
         let old_bytes = self
             .get_unchecked(channel, key)
             .map_or(0, |old| record_bytes(old.len()));

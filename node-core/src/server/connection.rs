@@ -60,8 +60,9 @@ pub(crate) struct Connection<S: ?Sized> {
 }
 
 pub(crate) enum ReadOutcome {
-    /// Bytes arrived.
-    Data(usize),
+    /// Bytes arrived. `drained`: fewer than the buffer could take, so the socket had no more
+    /// at that moment (with edge-triggered readiness, later data brings a new event).
+    Data { bytes: usize, drained: bool },
     /// Nothing more for now.
     WouldBlock,
     /// The peer closed its side.
@@ -130,8 +131,9 @@ impl<S: ?Sized> Connection<S> {
             match self.socket.read(&mut self.input[self.input_end..]) {
                 Ok(0) => return Ok(ReadOutcome::Closed),
                 Ok(read) => {
+                    let drained = self.input_end + read < self.input.len();
                     self.input_end += read;
-                    return Ok(ReadOutcome::Data(read));
+                    return Ok(ReadOutcome::Data { bytes: read, drained });
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(ReadOutcome::WouldBlock)

@@ -110,11 +110,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 }
             }
             for event in events.iter() {
-                self.on_event(
-                    event.token(),
-                    event.is_readable() || event.is_read_closed(),
-                    event.is_writable(),
-                );
+                let read_closed = event.is_read_closed();
+                self.on_event(event.token(), event.is_readable() || read_closed, read_closed, event.is_writable());
             }
             self.take_wakeups();
             self.drain_pending_input();
@@ -152,7 +149,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
     }
 
-    fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
+    fn on_event(&mut self, token: Token, readable: bool, read_closed: bool, writable: bool) {
         match token {
             LISTENER_TOKEN => self.accept_connections(),
             // The waker only interrupts the poll; the shutdown flag is checked every pass.
@@ -168,7 +165,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
                     self.flush(slot);
                 }
                 if readable && self.connections.contains(slot) {
-                    self.read_connection(slot);
+                    // A short read means the socket is drained, except when the peer also closed:
+                    // then read on to the end-of-file, for which no further event comes.
+                    self.read_until(slot, if read_closed { ReadUntil::WouldBlock } else { ReadUntil::Drained });
                 }
             }
         }
@@ -313,6 +312,12 @@ impl<'s, S: Service> EventLoop<'s, S> {
 
     /// Reads until WouldBlock (or until reading must pause), processing frames as they arrive.
     fn read_connection(&mut self, slot: usize) {
+        self.read_until(slot, ReadUntil::WouldBlock);
+    }
+
+    /// Reads until the socket is drained (see [`ReadUntil`]) or reading must pause, processing
+    /// frames as they arrive; then writes the replies in one go.
+    fn read_until(&mut self, slot: usize, until: ReadUntil) {
         let max_input = self.max_input_bytes();
         loop {
             let Some(conn) = self.connections.get_mut(slot) else {
@@ -323,9 +328,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
             }
             let needed = needed_frame_len(conn.pending_input());
             match conn.read_once(needed, max_input) {
-                Ok(ReadOutcome::Data(bytes)) => {
+                Ok(ReadOutcome::Data { bytes, drained }) => {
                     self.stats.add_bytes_in(bytes);
-                    if !self.process_input(slot) {
+                    if !self.process_input(slot) || (drained && until == ReadUntil::Drained) {
                         break;
                     }
                 }
@@ -1003,6 +1008,16 @@ impl<'s, S: Service> EventLoop<'s, S> {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// When a read loop may stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    /// At the first short read: the socket had nothing more, and new data brings a new
+    /// edge-triggered event. Saves the one extra `read` per batch that would only say WouldBlock.
+    Drained,
+    /// At WouldBlock (mio's general contract), for reads not triggered by a fresh event.
+    WouldBlock,
 }
 
 /// The length of the frame being assembled at the start of `pending`, when its header is there.

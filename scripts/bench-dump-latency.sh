@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Request latency of a dht node while it dumps, against the same node idle, and the node's
+# restart time with its data loaded (DESIGN.md §6: p99 during a dump within 2x of idle; restart
+# with 1 GB loaded in under 3 s).
+#
+# usage: scripts/bench-dump-latency.sh [RECORDS] [SECONDS]     (defaults: 10000000 records, 10 s)
+#
+# 1. Start dhtnode (dumps off), fill it with RECORDS 100-byte records, measure a 50/50 get/put
+#    load (50 connections, unpipelined and pipelined x16) for SECONDS each: "idle".
+# 2. SIGTERM it (the shutdown dump), start it again on the same data with dump_period_s = 1 and
+#    time the restart (spawn until it serves, every record loaded), then measure the same loads
+#    while it dumps back to back: "dumping".
+# Node pinned to core 0, load generator to core 1; loopback only; everything cleaned up on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${1:-10000000}
+seconds=${2:-10}
+cargo build --release -q -p dhtnode -p benches
+work=$(mktemp -d /tmp/bench-dump-latency.XXXXXX)
+node_pid=""
+cleanup() {
+    [ -n "$node_pid" ] && kill -9 "$node_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_node() { # config-text -> sets node_pid and addr
+    printf '%s\n' "$1" > "$work/node.toml"
+    local log_lines=0
+    [ -f "$work/log/root.log" ] && log_lines=$(wc -l < "$work/log/root.log")
+    taskset -c 0 target/release/dhtnode -c "$work/node.toml" --listen 127.0.0.1:0 \
+        --data-dir "$work/data" --log-dir "$work/log" 2>>"$work/stderr" &
+    node_pid=$!
+    addr=""
+    for _ in $(seq 1 600); do
+        addr=$(tail -n +"$((log_lines + 1))" "$work/log/root.log" 2>/dev/null | grep -o 'listening on [0-9.:]*' | head -1 | cut -d' ' -f3 || true)
+        [ -n "$addr" ] && return 0
+        sleep 0.05
+    done
+    echo "node did not start: $(cat "$work/stderr")" >&2
+    exit 1
+}
+
+measure() { # label pipeline -> prints one table row
+    local json="$work/$1-P$2.json"
+    taskset -c 1 target/release/loadgen --addr "$addr" -c 50 -P "$2" --ops mixed:0.5 \
+        --keys "uniform:$records" --duration-s "$seconds" --warmup-s 1 --json "$json" >/dev/null
+    python3 - "$json" "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = r.get("latency_us", r)
+def get(*names):
+    for n in names:
+        if n in lat: return lat[n]
+        if n in r: return r[n]
+    return float("nan")
+print(f"| {sys.argv[2]:8} | {sys.argv[3]:>2} | {get('ops_per_s','throughput_ops_s','ops_s'):>10.0f} | {get('p50','p50_us'):>7} | {get('p99','p99_us'):>7} | {get('p999','p99_9','p99_9_us'):>7} | {get('max','max_us'):>7} |")
+PY
+}
+
+start_node $'[dht]\ndump_period_s = 0'
+echo "filling $records records..." >&2
+taskset -c 1 target/release/loadgen --addr "$addr" -c 50 --prefill "$records" --count 0 \
+    --keys "sequential:$records" >/dev/null
+echo "| state    |  P |      ops/s | p50 µs  | p99 µs  | p99.9 µs | max µs |"
+echo "|----------|----|------------|---------|---------|----------|--------|"
+measure idle 1
+measure idle 16
+started=$(date +%s.%N)
+kill -TERM "$node_pid"; wait "$node_pid" || true
+dump_s=$(python3 -c "print(round($(date +%s.%N) - $started, 3))")
+node_pid=""
+dump_bytes=$(du -sb "$work/data" | cut -f1)
+started=$(date +%s.%N)
+start_node $'[dht]\ndump_period_s = 1'
+restart_s=$(python3 -c "print(round($(date +%s.%N) - $started, 3))")
+dumps_before=$(grep -c 'dumped channel' "$work/log/root.log" || true)
+measure dumping 1
+measure dumping 16
+dumps_after=$(grep -c 'dumped channel' "$work/log/root.log" || true)
+echo
+echo "shutdown dump: ${dump_s} s for ${dump_bytes} bytes of dump files"
+echo "restart with $records records loaded: ${restart_s} s (spawn until serving)"
+echo "dumps completed during the 'dumping' measurements: $((dumps_after - dumps_before))"
