@@ -11,7 +11,6 @@ use node_core::config::CommonArgs;
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The dht node: an in-memory, hash-ranged key/value store.
@@ -69,11 +68,6 @@ fn main() -> ExitCode {
                 config.data_dir.display()
             )
         })?;
-        if let Some(waker) = wakeups.loop_waker() {
-            thread.set_progress_hook(Arc::new(move || {
-                let _ = waker.wake();
-            }));
-        }
         let period =
             (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
         let dumper = Dumper::new(thread, period);

@@ -70,13 +70,6 @@ impl Service for DhtNode {
         }
     }
 
-    fn background(&mut self, _now: Instant) -> bool {
-        match &mut self.dumper {
-            Some(dumper) => dumper.step(&self.engine),
-            None => false,
-        }
-    }
-
     fn shutdown(&mut self) {
         if let Some(dumper) = &mut self.dumper {
             dumper.dump_all_blocking(&self.engine);

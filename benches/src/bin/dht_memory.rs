@@ -109,8 +109,10 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut found = 0u64;
     for i in 0..n {
-        if let Ok(Some(v)) = engine.get(&args.channel, key_of(i)) {
-            found += black_box(v).len() as u64;
+        if let Ok(len) = engine.with_value(&args.channel, key_of(i), |v| {
+            v.map_or(0, |v| black_box(v).len())
+        }) {
+            found += len as u64;
         }
     }
     let get_s = started.elapsed().as_secs_f64();

@@ -24,10 +24,12 @@
 //! dump and backup as they were.
 
 use super::format::{unix_now, DumpFileWriter};
+use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
 use node_core::protocol::dht::valid_channel_name;
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -37,6 +39,8 @@ use std::time::Instant;
 pub const CHUNK_QUEUE_CAPACITY: usize = 8;
 /// The write buffer in front of a dump file.
 pub const WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Uncompressed bytes per block when the thread reads shards itself.
+const SHARD_CHUNK_BYTES: usize = 256 * 1024;
 /// Where [`DumpThread::move_aside`] puts the files of removed channels.
 pub const REMOVED_DIR: &str = "removed";
 
@@ -83,6 +87,12 @@ pub struct DumpOutcome {
 }
 
 enum Command {
+    /// Dump a whole channel, reading its shards here (the node's periodic and shutdown dumps).
+    DumpShards {
+        channel: String,
+        source: Arc<dyn ShardSource>,
+        cancel: Arc<AtomicBool>,
+    },
     Begin(String),
     Chunk(Vec<u8>, u32),
     Finish,
@@ -93,12 +103,26 @@ enum Command {
     Panic,
 }
 
+/// Records the writer can read itself, one shard at a time (the dht engine's channels). Reading a
+/// shard may lock it against the event loop, so `for_each_in_shard` should not be slow.
+pub trait ShardSource: Send + Sync {
+    fn shard_count(&self) -> usize;
+    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8]));
+}
+
+/// Set to make a [`DumpThread::dump_shards`] dump stop at its next shard (previous dump kept).
+pub type CancelToken = Arc<AtomicBool>;
+
 /// Called from the dump thread whenever a queued chunk is done, so that the event loop (which
 /// stops copying while the queue is full) learns at once that it can go on.
 pub type ProgressHook = Arc<dyn Fn() + Send + Sync>;
 
 /// Chunk accounting shared with the thread.
 struct Shared {
+    /// The writer thread's id (0 until it runs), so the node can change its scheduling.
+    thread_id: AtomicI32,
+    /// Shards read so far, over the thread's life: the node watches it to see a starved dump.
+    progress: AtomicU64,
     state: Mutex<QueueState>,
     changed: Condvar,
     on_progress: Mutex<Option<ProgressHook>>,
@@ -127,18 +151,39 @@ impl Drop for AliveGuard {
     }
 }
 
-/// The dump writer's nice value: dumps are background work. When the writer shares a core with
-/// the event loop (a node pinned to one core), compressing and writing must yield to requests;
-/// nice 10 gives it about a tenth of a contended core, and all of an idle one.
-const DUMP_THREAD_NICE: i32 = 10;
+/// The dump writer's nice value when it is not (or cannot be) in the idle class.
+const DUMP_THREAD_NICE: i32 = 19;
 
-/// Lowers the calling thread's scheduling priority to [`DUMP_THREAD_NICE`].
-fn lower_thread_priority() {
-    // SAFETY: gettid and setpriority take no pointers; on Linux, PRIO_PROCESS with a thread id
-    // changes that one thread's nice value.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, DUMP_THREAD_NICE) };
-    if result != 0 {
-        tracing::warn!("cannot lower the dump thread's priority: {}", io::Error::last_os_error());
+/// Background (`true`): the `SCHED_IDLE` class, so the thread runs only when the event loop has
+/// nothing to do — a dump on a node pinned to one core must not take the core from requests, and
+/// even a nice-19 time slice is a millisecond of stall. Not background: the normal class at nice
+/// 19, a small but certain share of a busy core, for a dump that the load would starve.
+/// `thread_id` 0 is the calling thread.
+fn set_background(thread_id: i32, background: bool) {
+    let param = libc::sched_param { sched_priority: 0 };
+    let policy = if background {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    // SAFETY: sched_setscheduler reads `param` during the call only.
+    let class_result = unsafe { libc::sched_setscheduler(thread_id, policy, &param) };
+    let class_error = io::Error::last_os_error();
+    let who = if thread_id == 0 {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        unsafe { libc::gettid() }
+    } else {
+        thread_id
+    };
+    // SAFETY: setpriority takes no pointers; on Linux, PRIO_PROCESS with a thread id changes
+    // that one thread's nice value.
+    let nice_result =
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, who as libc::id_t, DUMP_THREAD_NICE) };
+    if class_result != 0 || nice_result != 0 {
+        tracing::warn!(
+            "cannot set the dump thread's scheduling (background {background}): class: {class_error}; nice: {}",
+            io::Error::last_os_error()
+        );
     }
 }
 
@@ -166,6 +211,39 @@ impl std::fmt::Debug for DumpThread {
 }
 
 impl DumpThread {
+    /// Shards read by the thread so far; unchanged over a while during a dump means the dump is
+    /// starved.
+    pub fn progress(&self) -> u64 {
+        self.shared.progress.load(Ordering::Relaxed)
+    }
+
+    /// Puts the thread in the background (idle) class, or gives it a small share of the CPU
+    /// when the load starves it (see [`set_background`]).
+    pub fn set_background(&self, background: bool) {
+        let thread_id = self.shared.thread_id.load(Ordering::Relaxed);
+        if thread_id != 0 {
+            set_background(thread_id, background);
+        }
+    }
+
+    /// Queues a dump of a whole channel that the thread reads itself, shard by shard (no records
+    /// cross the queue, and the caller does no copying). Setting the returned token makes it stop
+    /// at its next shard, leaving the previous dump in place.
+    pub fn dump_shards(
+        &self,
+        channel: &str,
+        source: Arc<dyn ShardSource>,
+    ) -> io::Result<CancelToken> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let command = Command::DumpShards {
+            channel: channel.to_string(),
+            source,
+            cancel: cancel.clone(),
+        };
+        self.commands.send(command).map_err(|_| gone())?;
+        Ok(cancel)
+    }
+
     /// Sets the function called (on the dump thread) each time a queued chunk is written.
     pub fn set_progress_hook(&self, hook: ProgressHook) {
         *self
@@ -187,6 +265,8 @@ impl DumpThread {
                 alive: true,
             }),
             changed: Condvar::new(),
+            thread_id: AtomicI32::new(0),
+            progress: AtomicU64::new(0),
             on_progress: Mutex::new(None),
         });
         let worker = Worker {
@@ -201,7 +281,12 @@ impl DumpThread {
             .name("dht-dump".into())
             .spawn(move || {
                 let _guard = guard;
-                lower_thread_priority();
+                // SAFETY: gettid takes no arguments and cannot fail.
+                _guard
+                    .0
+                    .thread_id
+                    .store(unsafe { libc::gettid() }, Ordering::Relaxed);
+                set_background(0, true);
                 worker.run(command_rx);
             })?;
         Ok(DumpThread {
@@ -400,6 +485,11 @@ impl Worker {
     fn run(mut self, commands: Receiver<Command>) {
         while let Ok(command) = commands.recv() {
             match command {
+                Command::DumpShards {
+                    channel,
+                    source,
+                    cancel,
+                } => self.dump_shards(channel, &*source, &cancel),
                 Command::Begin(channel) => self.begin(channel),
                 Command::Chunk(raw, count) => self.chunk(raw, count),
                 Command::Finish => self.finish(),
@@ -483,6 +573,63 @@ impl Worker {
                 format!("cannot create {}: {err}", tmp.display()),
             );
             remove_tmp(&tmp);
+        }
+    }
+
+    /// Dumps a whole channel from its shards: the same file, checks and rotation as
+    /// begin/chunks/finish, but the records never cross a queue.
+    fn dump_shards(&mut self, channel: String, source: &dyn ShardSource, cancel: &AtomicBool) {
+        self.begin(channel);
+        let mut raw = Vec::with_capacity(SHARD_CHUNK_BYTES + 4096);
+        let mut count = 0u32;
+        for index in 0..source.shard_count() {
+            if cancel.load(Ordering::Relaxed) {
+                self.abandon(
+                    "dump cancelled (channel removed, or the node is shutting down)".into(),
+                );
+                return;
+            }
+            self.shared.progress.fetch_add(1, Ordering::Relaxed);
+            source.for_each_in_shard(index, &mut |key, value| {
+                if raw.len() + RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
+                    self.write_raw(&raw, count);
+                    raw.clear();
+                    count = 0;
+                }
+                append_record(&mut raw, key, value);
+                count += 1;
+            });
+            if raw.len() >= SHARD_CHUNK_BYTES {
+                self.write_raw(&raw, count);
+                raw.clear();
+                count = 0;
+            }
+            if self
+                .session
+                .as_ref()
+                .is_none_or(|session| session.writer.is_none())
+            {
+                self.session = None; // Failed and reported; nothing more to write.
+                return;
+            }
+        }
+        if count > 0 {
+            self.write_raw(&raw, count);
+        }
+        self.finish();
+    }
+
+    /// Writes one chunk into the dump in progress; a failure ends that dump (reported).
+    fn write_raw(&mut self, raw: &[u8], count: u32) {
+        let result = match self.session.as_mut() {
+            Some(Session {
+                writer: Some(writer),
+                ..
+            }) => writer.write_chunk(raw, count),
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            self.fail(DumpAction::Dump, format!("writing the dump failed: {err}"));
         }
     }
 

@@ -10,6 +10,8 @@ use super::value::Value;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub const SHARD_BITS: u32 = 12;
 pub const SHARD_COUNT: usize = 1 << SHARD_BITS;
@@ -58,10 +60,16 @@ impl Hasher for KeyHasher {
 pub type Shard = HashMap<u64, Value, BuildHasherDefault<KeyHasher>>;
 
 /// A channel: its shards and its totals.
+///
+/// Shared (in an `Arc`) between the event loop, which alone writes, and the dump writer thread,
+/// which reads one shard at a time to encode it. Each shard has its own lock: the loop's lock is
+/// uncontended unless the writer is encoding that very shard (one in 4096), so requests go on
+/// while a dump runs, and the loop copies nothing for the dump.
 pub struct Channel {
-    shards: Box<[Shard]>,
-    records: u64,
-    bytes: u64,
+    shards: Box<[Mutex<Shard>]>,
+    /// Written by the event loop only; atomics because the channel is shared.
+    records: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Default for Channel {
@@ -73,29 +81,41 @@ impl Default for Channel {
 impl Channel {
     pub fn new() -> Channel {
         Channel {
-            shards: (0..SHARD_COUNT).map(|_| Shard::default()).collect(),
-            records: 0,
-            bytes: 0,
+            shards: (0..SHARD_COUNT)
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
 
     pub fn records(&self) -> u64 {
-        self.records
+        self.records.load(Ordering::Relaxed)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes.load(Ordering::Relaxed)
     }
 
-    pub fn get(&self, key: u64) -> Option<&[u8]> {
-        self.shards[shard_of(key)].get(&key).map(Value::as_bytes)
+    /// Locks one shard. A panic while a shard was locked cannot leave it half-changed (each
+    /// operation is one map call), so a poisoned lock is used as it is.
+    pub fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the value of `key` (or `None`), with its shard locked.
+    pub fn with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let shard = self.shard(shard_of(key));
+        f(shard.get(&key).map(Value::as_bytes))
     }
 
     /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank). One
     /// hash lookup; an overwrite with a value of the same length reuses the allocation.
-    pub fn put(&mut self, key: u64, value: &[u8]) -> i64 {
+    pub fn put(&self, key: u64, value: &[u8]) -> i64 {
         let added = record_bytes(value.len());
-        let removed = match self.shards[shard_of(key)].entry(key) {
+        let removed = match self.shard(shard_of(key)).entry(key) {
             Entry::Occupied(mut entry) => {
                 let old = entry.get_mut();
                 let removed = record_bytes(old.len());
@@ -108,44 +128,43 @@ impl Channel {
             }
             Entry::Vacant(entry) => {
                 entry.insert(Value::new(value));
-                self.records += 1;
+                self.records.fetch_add(1, Ordering::Relaxed);
                 0
             }
         };
-        self.bytes = self.bytes + added - removed;
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        self.bytes.fetch_sub(removed, Ordering::Relaxed);
         added as i64 - removed as i64
     }
 
     /// Removes a record; returns its bytes if it existed.
-    pub fn remove(&mut self, key: u64) -> Option<u64> {
-        let old = self.shards[shard_of(key)].remove(&key)?;
+    pub fn remove(&self, key: u64) -> Option<u64> {
+        let old = self.shard(shard_of(key)).remove(&key)?;
         let removed = record_bytes(old.len());
-        self.records -= 1;
-        self.bytes -= removed;
+        self.records.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(removed, Ordering::Relaxed);
         Some(removed)
-    }
-
-    pub fn shard(&self, index: usize) -> &Shard {
-        &self.shards[index]
     }
 
     /// The keys of one shard in ascending order: the order walks visit them in.
     pub fn sorted_shard_keys(&self, index: usize, out: &mut Vec<u64>) {
         out.clear();
-        out.extend(self.shards[index].keys().copied());
+        out.extend(self.shard(index).keys().copied());
         out.sort_unstable();
     }
 
     /// Checks the totals against the shards (tests and debug assertions).
     pub fn check_totals(&self) -> bool {
-        let records: usize = self.shards.iter().map(|shard| shard.len()).sum();
-        let bytes: u64 = self
-            .shards
-            .iter()
-            .flat_map(|shard| shard.values())
-            .map(|v| record_bytes(v.len()))
-            .sum();
-        records as u64 == self.records && bytes == self.bytes
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for index in 0..SHARD_COUNT {
+            let shard = self.shard(index);
+            records += shard.len() as u64;
+            bytes += shard
+                .values()
+                .map(|value| record_bytes(value.len()))
+                .sum::<u64>();
+        }
+        records == self.records() && bytes == self.bytes()
     }
 }
 
@@ -155,15 +174,18 @@ mod tests {
 
     #[test]
     fn put_get_remove_keep_totals() {
-        let mut channel = Channel::new();
+        let channel = Channel::new();
         assert_eq!(channel.put(1, b"abc"), 11);
         assert_eq!(channel.put(1, b"a"), -2);
         assert_eq!(channel.put(2, b"xyz"), 11);
-        assert_eq!(channel.get(1), Some(&b"a"[..]));
+        assert_eq!(
+            channel.with(1, |v| v.map(<[u8]>::to_vec)),
+            Some(b"a".to_vec())
+        );
         assert_eq!((channel.records(), channel.bytes()), (2, 20));
         assert_eq!(channel.remove(1), Some(9));
         assert_eq!(channel.remove(1), None);
-        assert_eq!(channel.get(1), None);
+        assert!(!channel.with(1, |v| v.is_some()));
         assert_eq!((channel.records(), channel.bytes()), (1, 11));
         assert!(channel.check_totals());
     }

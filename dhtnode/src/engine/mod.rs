@@ -26,6 +26,7 @@ use node_core::protocol::dht::{
 };
 use node_core::protocol::Status;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
@@ -70,7 +71,7 @@ impl EngineError {
 }
 
 struct ChannelEntry {
-    data: Channel,
+    data: Arc<Channel>,
     listeners: Vec<ListenerId>,
 }
 
@@ -152,9 +153,7 @@ impl Engine {
             // No limit: skip the lookup that only the growth check needs.
             return Ok(());
         }
-        let old_bytes = self
-            .get_unchecked(channel, key)
-            .map_or(0, |old| record_bytes(old.len()));
+        let old_bytes = self.old_record_bytes(channel, key);
         self.check_growth(record_bytes(value.len()) as i64 - old_bytes as i64)
     }
 
@@ -162,7 +161,7 @@ impl Engine {
         // Look up before inserting, so the common case allocates no String.
         if !self.channels.contains_key(channel) {
             let entry = ChannelEntry {
-                data: Channel::new(),
+                data: Arc::new(Channel::new()),
                 listeners: Vec::new(),
             };
             self.channels.insert(channel.to_string(), entry);
@@ -203,13 +202,36 @@ impl Engine {
         Ok(())
     }
 
-    fn get_unchecked(&self, channel: &str, key: u64) -> Option<&[u8]> {
-        self.channels.get(channel)?.data.get(key)
+    /// Runs `f` on the value under `key` (`None` if absent or the channel is missing).
+    fn with_unchecked<R>(&self, channel: &str, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match self.channels.get(channel) {
+            Some(entry) => entry.data.with(key, f),
+            None => f(None),
+        }
     }
 
-    pub fn get(&self, channel: &str, key: u64) -> Result<Option<&[u8]>, EngineError> {
+    /// The record bytes a key holds now (0 if none): what an overwrite gives back.
+    fn old_record_bytes(&self, channel: &str, key: u64) -> u64 {
+        self.with_unchecked(channel, key, |old| {
+            old.map_or(0, |old| record_bytes(old.len()))
+        })
+    }
+
+    /// Runs `f` on the value under `key`, or on `None`. (A closure rather than a returned
+    /// reference: the value lives in a locked shard, see [`channel::Channel`].)
+    pub fn with_value<R>(
+        &self,
+        channel: &str,
+        key: u64,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, EngineError> {
         Engine::check_name(channel)?;
-        Ok(self.get_unchecked(channel, key))
+        Ok(self.with_unchecked(channel, key, f))
+    }
+
+    /// A copy of the value under `key` (tests and tools; requests use [`Engine::with_value`]).
+    pub fn get(&self, channel: &str, key: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        self.with_value(channel, key, |value| value.map(<[u8]>::to_vec))
     }
 
     /// Removes a record; returns whether it existed.
@@ -238,12 +260,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         Engine::check_name(channel)?;
         self.check_key(key)?;
-        let current = self.get_unchecked(channel, key);
-        let as_expected = match (expected, current) {
+        let as_expected = self.with_unchecked(channel, key, |current| match (expected, current) {
             (Expected::Absent, None) => true,
             (Expected::Hash(hash), Some(value)) => value_hash(value) == hash,
             _ => false,
-        };
+        });
         if !as_expected {
             return Err(EngineError::UpdateConflict);
         }
@@ -265,9 +286,7 @@ impl Engine {
         for (key, value) in records.clone() {
             self.check_key(key)?;
             self.check_value(value)?;
-            let old_bytes = self
-                .get_unchecked(channel, key)
-                .map_or(0, |old| record_bytes(old.len()));
+            let old_bytes = self.old_record_bytes(channel, key);
             growth += record_bytes(value.len()) as i64 - old_bytes as i64;
         }
         self.check_growth(growth)?;
@@ -283,7 +302,8 @@ impl Engine {
         self.channels.keys().map(String::as_str)
     }
 
-    pub fn channel(&self, name: &str) -> Option<&Channel> {
+    /// A channel's records, shared: the dump writer thread keeps a handle while it encodes it.
+    pub fn channel(&self, name: &str) -> Option<&Arc<Channel>> {
         self.channels.get(name).map(|entry| &entry.data)
     }
 
@@ -314,6 +334,7 @@ impl Engine {
 
     /// Adds a loaded channel at start-up (replacing any channel of that name).
     pub fn insert_channel(&mut self, name: &str, data: Channel) {
+        let data = Arc::new(data);
         self.total.records += data.records();
         self.total.bytes += data.bytes();
         let old = self.channels.insert(
@@ -396,7 +417,7 @@ mod tests {
             Err(EngineError::ValueTooBig { len: 17, max: 16 })
         );
         assert_eq!(engine.put("ch", 2, &[0; 16]), Ok(()));
-        assert_eq!(engine.get("ch", 2).unwrap(), Some(&[0u8; 16][..]));
+        assert_eq!(engine.get("ch", 2).unwrap(), Some(vec![0u8; 16]));
         assert_eq!(engine.get("other", 2).unwrap(), None);
         assert_eq!(
             engine.channel_names().collect::<Vec<_>>(),
@@ -460,7 +481,7 @@ mod tests {
                 UpdateAction::Write(b"hello world"),
             )
             .unwrap();
-        assert_eq!(engine.get("ch", 1).unwrap(), Some(&b"hello world"[..]));
+        assert_eq!(engine.get("ch", 1).unwrap(), Some(b"hello world".to_vec()));
         assert_eq!(
             engine.update("ch", 1, Expected::Hash(read), UpdateAction::Remove),
             Err(EngineError::UpdateConflict)

@@ -32,7 +32,9 @@ impl Value {
         let layout = layout_for(bytes.len());
         // SAFETY: the layout is at least LEN_BYTES (never zero-sized).
         let raw = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else { handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            handle_alloc_error(layout)
+        };
         // SAFETY: the allocation holds LEN_BYTES + len bytes; both copies stay inside it, and
         // the source does not overlap a fresh allocation.
         unsafe {
@@ -65,7 +67,13 @@ impl Value {
         assert_eq!(bytes.len(), self.len(), "overwrite keeps the length");
         // SAFETY: same length as the allocation's value area; `&mut self` is exclusive, and a
         // borrowed `bytes` cannot point into this allocation while we hold `&mut self`.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(LEN_BYTES), bytes.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(LEN_BYTES),
+                bytes.len(),
+            )
+        };
     }
 }
 

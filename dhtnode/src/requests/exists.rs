@@ -15,9 +15,12 @@ pub(super) fn handle(
         Ok(exists) => exists,
         Err(error) => return bad_request(reply, error),
     };
-    match node.engine.get(exists.channel, exists.key) {
-        Ok(Some(_)) => reply.ok(&[]),
-        Ok(None) => reply.send(Status::NotFound, &[]),
+    match node
+        .engine
+        .with_value(exists.channel, exists.key, |value| value.is_some())
+    {
+        Ok(true) => reply.ok(&[]),
+        Ok(false) => reply.send(Status::NotFound, &[]),
         Err(error) => return engine_error(reply, error),
     }
     Handled::Replied

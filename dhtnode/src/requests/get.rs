@@ -17,10 +17,14 @@ pub(super) fn handle(
         Ok(get) => get,
         Err(error) => return bad_request(reply, error),
     };
-    match node.engine.get(get.channel, get.key) {
-        Ok(Some(value)) => reply.ok(value),
-        Ok(None) => reply.send(Status::NotFound, &[]),
-        Err(error) => return engine_error(reply, error),
+    let found = node
+        .engine
+        .with_value(get.channel, get.key, |value| match value {
+            Some(value) => reply.ok(value),
+            None => reply.send(Status::NotFound, &[]),
+        });
+    if let Err(error) = found {
+        return engine_error(reply, error);
     }
     Handled::Replied
 }

@@ -67,14 +67,12 @@ struct GetAll {
     batch: BatchBuilder,
 }
 
-impl GetAll {
-    fn matches(&self, value: &[u8]) -> bool {
-        self.filter.is_empty()
-            || value
-                .windows(self.filter.len())
-                .any(|window| window == self.filter.as_slice())
-    }
+/// Whether a value passes a GetAll filter (empty: every value; else it contains the filter).
+fn matches(filter: &[u8], value: &[u8]) -> bool {
+    filter.is_empty() || value.windows(filter.len()).any(|window| window == filter)
+}
 
+impl GetAll {
     fn send_batch(&mut self, out: &mut StreamOut<'_>) {
         let batch = &mut self.batch;
         out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
@@ -115,27 +113,26 @@ impl StreamTask<DhtNode> for GetAll {
                 return StreamStep::Done;
             }
             let key = self.shard_keys[self.position];
-            let Some(value) = node
-                .engine
-                .channel(&self.channel)
-                .and_then(|channel| channel.get(key))
-            else {
-                // Removed since the shard's keys were taken.
-                self.position += 1;
+            let Some(channel) = node.engine.channel(&self.channel) else {
+                // Removed during the walk: end it, after what was collected.
+                self.shard = SHARD_COUNT;
                 continue;
             };
-            if !self.matches(value) {
-                self.position += 1;
-                continue;
-            }
-            let value = if self.keys_only { &[][..] } else { value };
-            match self.batch.push(key, value) {
-                PushOutcome::Added => self.position += 1,
-                PushOutcome::Full => {
+            let keys_only = self.keys_only;
+            let filter = &self.filter;
+            let batch = &mut self.batch;
+            // Looked up now (the shard's keys were taken earlier): gone means removed since.
+            let outcome = channel.with(key, |value| {
+                let value = value.filter(|value| matches(filter, value))?;
+                Some(batch.push(key, if keys_only { &[][..] } else { value }))
+            });
+            match outcome {
+                None | Some(PushOutcome::Added) => self.position += 1,
+                Some(PushOutcome::Full) => {
                     self.send_batch(out);
                     return StreamStep::Continue;
                 }
-                PushOutcome::TooBig => {
+                Some(PushOutcome::TooBig) => {
                     tracing::warn!(
                         "GetAll {}: record 0x{key:016x} too large for a batch, skipped",
                         self.channel

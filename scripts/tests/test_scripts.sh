@@ -1,0 +1,475 @@
+#!/usr/bin/env bash
+# Tests of the deployment: the systemd units (systemd-analyze verify), scripts/install.sh (into a
+# temporary prefix, twice: the second run must change nothing; then the tree it made, and every
+# daemon started from it as its unit would), the logrotate files (a forced rotation on a copy),
+# and scripts/cluster.sh end to end (3 dht nodes with their dhtdumps, 2 logfiles and 2 queue nodes
+# on 127.0.0.1; traffic of every kind through swarmctl; a dht node killed with SIGKILL and
+# restored from its dhtdump's files holds every record dumped before the kill; logs moved away
+# as logrotate does and reopened on SIGHUP; stop; restart).
+#
+#   scripts/tests/test_scripts.sh [BIN_DIR]
+#
+# BIN_DIR (default: $BIN_DIR, else target/debug) holds the binaries (cargo build --bins). Needs
+# no running systemd; steps whose tool is missing (systemd-analyze, logrotate) are skipped with a
+# message. Everything happens under one temporary directory, removed at the end, also on failure
+# or interruption; every process started is stopped. Bounded: gives up after TEST_SCRIPTS_LIMIT_S
+# seconds (default 50). Run by `cargo test` through client/tests/deploy_scripts.rs.
+set -euo pipefail
+shopt -s inherit_errexit nullglob
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN_DIR=${1:-${BIN_DIR:-$REPO/target/debug}}
+LIMIT_S=${TEST_SCRIPTS_LIMIT_S:-50}
+BINARIES=(dhtnode dhtdump dumptool logfilesnode logfiles_check queuenode swarmctl)
+for bin in "${BINARIES[@]}"; do
+    [ -x "$BIN_DIR/$bin" ] || {
+        echo "test_scripts.sh: no $BIN_DIR/$bin (cargo build --bins first, or pass BIN_DIR)" >&2
+        exit 1
+    }
+done
+BIN_DIR=$(cd "$BIN_DIR" && pwd -P)
+SWARMCTL=("$BIN_DIR/swarmctl" --timeout-ms 5000)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/swarm-deploy-test.XXXXXX")
+TMP=$(cd "$TMP" && pwd -P)
+CLUSTER=$TMP/cluster
+STARTED_AT=$SECONDS
+PIDS=() # processes this script started itself, killed at the end if still there
+CURRENT="setup"
+
+cleanup() {
+    local rc=$? pid f
+    trap - EXIT INT TERM
+    kill "$WATCHDOG" 2>/dev/null || true
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -f "$CLUSTER/cluster.env" ]; then
+        "$REPO/scripts/cluster.sh" --dir "$CLUSTER" stop --timeout 10 >/dev/null 2>&1 || true
+        # Whatever did not stop: SIGKILL, by its pid file, if it is still the process started in
+        # that directory.
+        for f in "$CLUSTER"/*/pid "$CLUSTER"/*/dump/pid; do
+            pid=$(<"$f")
+            if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(dirname "$f")" ]; then
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+        done
+    fi
+    rm -rf "$TMP"
+    if [ $rc -eq 0 ]; then
+        echo "test_scripts.sh: all passed in $((SECONDS - STARTED_AT)) s"
+    else
+        echo "test_scripts.sh: FAILED in step '$CURRENT' (exit $rc) after $((SECONDS - STARTED_AT)) s" >&2
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'echo "test_scripts.sh: interrupted" >&2; exit 130' INT TERM
+
+# The time limit: a watchdog that sends SIGTERM to this shell (whose trap then cleans up).
+(
+    for ((t = 0; t < LIMIT_S * 4; t++)); do sleep 0.25; done
+    echo "test_scripts.sh: time limit of $LIMIT_S s reached" >&2
+    kill -TERM $$
+) </dev/null &
+WATCHDOG=$!
+
+step() {
+    CURRENT=$1
+    echo "== $1 (at $((SECONDS - STARTED_AT)) s)"
+}
+fail() {
+    echo "test_scripts.sh: FAIL: $*" >&2
+    exit 1
+}
+skip() { echo "   SKIP: $*"; }
+# expect DESCRIPTION COMMAND...: runs the command, fails with its output if it fails.
+expect() {
+    local what=$1 out
+    shift
+    out=$("$@" 2>&1) || fail "$what: '$*' failed: $out"
+}
+# wait_for SECONDS DESCRIPTION COMMAND...: polls the command until it succeeds.
+wait_for() {
+    local limit=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || fail "gave up waiting for $what"
+        sleep 0.1
+    done
+}
+# Hashes and attributes of every file and directory under a tree (mtimes excluded).
+snapshot() {
+    (
+        cd "$1"
+        find . -printf '%P %y %m %U:%G %s %l\n' | sort
+        find . -type f -print0 | sort -z | xargs -0 md5sum
+    )
+}
+
+UNITS=(dhtnode dhtdump logfilesnode queuenode)
+declare -A UNIT_DIR=(
+    [dhtnode]=/srv/dhtnode/dhtnode-%i
+    [dhtdump]=/srv/dhtnode/dhtnode-%i/dump
+    [logfilesnode]=/srv/logfilesnode/logfilesnode-%i
+    [queuenode]=/srv/queuenode/queuenode-%i
+)
+declare -A UNIT_USER=([dhtnode]=dhtnode [dhtdump]=dhtnode [logfilesnode]=logfilesnode [queuenode]=queuenode)
+
+# =============================================================================================
+step "units: required settings"
+for unit in "${UNITS[@]}"; do
+    file=$REPO/deploy/systemd/$unit@.service
+    [ -f "$file" ] || fail "missing $file"
+    for line in \
+        "Restart=on-failure" \
+        "ExecReload=/bin/kill -HUP \$MAINPID" \
+        "ExecStart=/usr/local/bin/$unit -c ${UNIT_DIR[$unit]}/etc/config.toml" \
+        "WorkingDirectory=${UNIT_DIR[$unit]}" \
+        "User=${UNIT_USER[$unit]}" \
+        "NoNewPrivileges=yes" \
+        "ProtectSystem=strict" \
+        "ReadWritePaths=${UNIT_DIR[$unit]}" \
+        "PrivateTmp=yes" \
+        "WantedBy=multi-user.target"; do
+        grep -qxF -- "$line" "$file" || fail "$unit@.service lacks '$line'"
+    done
+    grep -qE '^TimeoutStopSec=' "$file" || fail "$unit@.service has no TimeoutStopSec"
+    nofile=$(sed -n 's/^LimitNOFILE=//p' "$file")
+    [ -n "$nofile" ] || fail "$unit@.service has no LimitNOFILE"
+    if [ -f "$REPO/deploy/config/$unit.toml" ] && grep -q '^max_connections' "$REPO/deploy/config/$unit.toml"; then
+        max=$(sed -n 's/^max_connections = //p' "$REPO/deploy/config/$unit.toml")
+        [ "$nofile" -gt $((max + 100)) ] || fail "$unit@.service: LimitNOFILE=$nofile is not above max_connections ($max) + 100"
+    fi
+done
+# The node's final dump needs time: at least 10 minutes for the in-memory nodes.
+for unit in dhtnode queuenode; do
+    grep -qE '^TimeoutStopSec=(infinity|[0-9]+h|[1-9][0-9]+min)$' "$REPO/deploy/systemd/$unit@.service" ||
+        fail "$unit@.service: TimeoutStopSec too short for the final dump"
+done
+grep -qE '^After=.*dhtnode@%i\.service' "$REPO/deploy/systemd/dhtdump@.service" ||
+    fail "dhtdump@.service is not ordered after its node"
+
+# =============================================================================================
+step "install.sh into a temporary prefix, twice"
+# The binaries it installs: small wrappers that exec the real ones, so that the test copies a few
+# bytes instead of hundreds of MB of debug binaries, and the installed "binaries" still run the
+# real daemons.
+STUBS=$TMP/bin
+mkdir -p "$STUBS"
+for bin in "${BINARIES[@]}"; do
+    printf '#!/bin/sh\nexec %q "$@"\n' "$BIN_DIR/$bin" >"$STUBS/$bin"
+    chmod 755 "$STUBS/$bin"
+done
+PREFIX=$TMP/prefix
+expect "install.sh (first run)" "$REPO/scripts/install.sh" --prefix "$PREFIX" --bin-dir "$STUBS" --dht 2 --logfiles 1 --queue 1
+snapshot "$PREFIX" >"$TMP/tree1"
+second=$("$REPO/scripts/install.sh" --prefix "$PREFIX" --bin-dir "$STUBS" --dht 2 --logfiles 1 --queue 1 2>&1) ||
+    fail "install.sh (second run) failed: $second"
+snapshot "$PREFIX" >"$TMP/tree2"
+diff -u "$TMP/tree1" "$TMP/tree2" >"$TMP/tree.diff" || fail "the second install changed the tree: $(cat "$TMP/tree.diff")"
+grep -q 'everything already in place' <<<"$second" || fail "the second install reported changes: $second"
+
+step "install.sh: the tree"
+for bin in "${BINARIES[@]}"; do
+    [ -x "$PREFIX/usr/local/bin/$bin" ] || fail "no /usr/local/bin/$bin"
+    cmp -s "$STUBS/$bin" "$PREFIX/usr/local/bin/$bin" || fail "/usr/local/bin/$bin differs from the one installed"
+done
+for unit in "${UNITS[@]}"; do
+    cmp -s "$REPO/deploy/systemd/$unit@.service" "$PREFIX/etc/systemd/system/$unit@.service" ||
+        fail "/etc/systemd/system/$unit@.service missing or different"
+done
+for rotate in "$REPO"/deploy/logrotate/*; do
+    cmp -s "$rotate" "$PREFIX/etc/logrotate.d/$(basename "$rotate")" || fail "/etc/logrotate.d/$(basename "$rotate") missing or different"
+done
+[ -f "$PREFIX/etc/sysusers.d/swarm.conf" ] || fail "no /etc/sysusers.d/swarm.conf"
+[ -f "$PREFIX/usr/local/share/doc/swarm/operations.md" ] || fail "no operations.md"
+for kind_dir in dhtnode/dhtnode-0 dhtnode/dhtnode-1 logfilesnode/logfilesnode-0 queuenode/queuenode-0 \
+    dhtnode/dhtnode-0/dump dhtnode/dhtnode-1/dump; do
+    dir=$PREFIX/srv/$kind_dir
+    for sub in etc data log; do [ -d "$dir/$sub" ] || fail "no $dir/$sub"; done
+    [ -f "$dir/etc/config.toml" ] || fail "no $dir/etc/config.toml"
+    [ "$(stat -c %a "$dir/etc/config.toml")" = 640 ] || fail "$dir/etc/config.toml is not mode 640"
+done
+for dir in "$PREFIX"/srv/*/*-[0-9]; do
+    [ "$(stat -c %a "$dir/etc/credentials")" = 640 ] || fail "$dir/etc/credentials is not mode 640"
+done
+[ -d "$PREFIX/srv/dhtnode/dhtnode-0/dump/backup-data" ] || fail "no dump/backup-data"
+[ ! -e "$PREFIX/srv/dhtnode/dhtnode-2" ] && [ ! -e "$PREFIX/srv/logfilesnode/logfilesnode-1" ] || fail "more instances than asked for"
+grep -qx 'listen = "127.0.0.1:10001"' "$PREFIX/srv/dhtnode/dhtnode-1/etc/config.toml" || fail "dhtnode-1 does not listen on port 10001"
+grep -qx 'listen = "127.0.0.1:10010"' "$PREFIX/srv/logfilesnode/logfilesnode-0/etc/config.toml" || fail "logfilesnode-0 does not listen on 10010"
+grep -qx 'listen = "127.0.0.1:10020"' "$PREFIX/srv/queuenode/queuenode-0/etc/config.toml" || fail "queuenode-0 does not listen on 10020"
+grep -qx 'node = "127.0.0.1:10001"' "$PREFIX/srv/dhtnode/dhtnode-1/dump/etc/config.toml" || fail "dhtdump of dhtnode-1 does not dump it"
+grep -qx 'range_max = "0x7fffffffffffffff"' "$PREFIX/srv/dhtnode/dhtnode-0/etc/config.toml" &&
+    grep -qx 'range_min = "0x8000000000000000"' "$PREFIX/srv/dhtnode/dhtnode-1/etc/config.toml" ||
+    fail "the two dht instances do not split the hash space"
+if [ "$(id -u)" -eq 0 ] && command -v systemd-sysusers >/dev/null; then
+    for user in dhtnode logfilesnode queuenode; do
+        ids=$(awk -F: -v u="$user" '$1 == u { print $3 ":" $4 }' "$PREFIX/etc/passwd")
+        [ -n "$ids" ] || fail "no user $user in the prefix's /etc/passwd"
+        dir=$PREFIX/srv/$user/$user-0
+        [ "$(stat -c %u:%g "$dir/data")" = "$ids" ] || fail "$dir/data is not owned by $user"
+        [ "$(stat -c %u:%g "$dir/log")" = "$ids" ] || fail "$dir/log is not owned by $user"
+        [ "$(stat -c %u "$dir/etc/config.toml")" = 0 ] || fail "$dir/etc/config.toml is not owned by root"
+        [ "$(stat -c %g "$dir/etc/config.toml")" = "${ids#*:}" ] || fail "$dir/etc/config.toml is not in group $user"
+    done
+else
+    skip "ownership (not root, or no systemd-sysusers)"
+fi
+
+# =============================================================================================
+step "systemd-analyze verify"
+if ! command -v systemd-analyze >/dev/null; then
+    skip "systemd-analyze not found (it comes with the systemd package)"
+else
+    # A root holding the installed units and binaries, plus what they refer to on any system
+    # (/bin/kill, the standard targets): verify checks that every command exists.
+    VROOT=$TMP/verify-root
+    mkdir -p "$VROOT/etc/systemd/system" "$VROOT/usr/local/bin" "$VROOT/usr/bin" "$VROOT/usr/lib/systemd"
+    ln -s usr/bin "$VROOT/bin"
+    cp "$PREFIX"/etc/systemd/system/*.service "$VROOT/etc/systemd/system/"
+    for bin in "${BINARIES[@]}"; do ln "$PREFIX/usr/local/bin/$bin" "$VROOT/usr/local/bin/$bin"; done
+    cp "$(type -P kill)" "$VROOT/usr/bin/kill"
+    for dir in /usr/lib/systemd/system /lib/systemd/system; do
+        if [ -d "$dir" ]; then
+            cp -a "$dir" "$VROOT/usr/lib/systemd/"
+            break
+        fi
+    done
+    for unit in "${UNITS[@]}"; do
+        out=$(systemd-analyze verify --root="$VROOT" --man=no "$unit@0.service" 2>&1) ||
+            fail "systemd-analyze verify $unit@0.service: $out"
+        [ -z "$out" ] || fail "systemd-analyze verify $unit@0.service warns: $out"
+        echo "   $unit@.service: verified"
+    done
+    rm -rf "$VROOT"
+fi
+
+# =============================================================================================
+step "install.sh: every daemon starts from its instance, as its unit runs it"
+# unit_cmd UNIT KEY: the unit's KEY= value for instance 0, with paths moved into the prefix.
+unit_value() {
+    sed -n "s/^$2=//p" "$PREFIX/etc/systemd/system/$1@.service" |
+        sed -e 's/%i/0/g' -e "s|/usr/local/bin/|$PREFIX/usr/local/bin/|" -e "s|/srv/|$PREFIX/srv/|g"
+}
+# started_addr DIR PID: waits for "listening on ADDR" in DIR/log/root.log and prints ADDR.
+started_addr() {
+    local deadline=$((SECONDS + 15)) addr
+    while :; do
+        addr=$(grep -o 'listening on [^ ]*' "$1/log/root.log" 2>/dev/null | tail -n 1 | cut -d' ' -f3 || true)
+        [ -z "$addr" ] || { echo "$addr"; return 0; }
+        kill -0 "$2" 2>/dev/null || { cat "$1/console.log" >&2; return 1; }
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.05
+    done
+}
+for unit in dhtnode logfilesnode queuenode; do
+    workdir=$(unit_value "$unit" WorkingDirectory)
+    read -r -a cmd <<<"$(unit_value "$unit" ExecStart)"
+    # Port 0 instead of the configured one: other things on this machine may use 10000.
+    (cd "$workdir" && exec "${cmd[@]}" --listen 127.0.0.1:0 </dev/null >console.log 2>&1) &
+    pid=$!
+    PIDS+=("$pid")
+    addr=$(started_addr "$workdir" "$pid") || fail "$unit-0 did not start from ${cmd[*]}"
+    "${SWARMCTL[@]}" --node "$addr" ping | grep -q "kind=${unit%node}" || fail "$unit-0 at $addr does not answer ping"
+    if [ "$unit" = dhtnode ]; then
+        expect "put into the installed dhtnode-0" "${SWARMCTL[@]}" --node "$addr" dht --allow-incomplete-ranges put smoke 2 two
+        dworkdir=$(unit_value dhtdump WorkingDirectory)
+        read -r -a dcmd <<<"$(unit_value dhtdump ExecStart)"
+        (cd "$dworkdir" && exec "${dcmd[@]}" --node "$addr" --oneshot </dev/null >console.log 2>&1) ||
+            fail "the installed dhtdump failed: $(cat "$dworkdir/console.log")"
+        [ -f "$dworkdir/data/smoke.dump" ] || fail "the installed dhtdump wrote no $dworkdir/data/smoke.dump"
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || fail "$unit-0 exited with $? on SIGTERM"
+    grep -q 'shutdown complete' "$workdir/log/root.log" || fail "$unit-0 did not log its shutdown"
+done
+[ -f "$PREFIX/srv/dhtnode/dhtnode-0/data/smoke.dump" ] || fail "dhtnode-0 did not dump at shutdown"
+PIDS=()
+
+# =============================================================================================
+step "logrotate: a forced rotation of a copy"
+if ! command -v logrotate >/dev/null; then
+    skip "logrotate not found"
+else
+    LR=$TMP/logrotate
+    mkdir -p "$LR/conf"
+    declare -A RELOADS=(
+        [swarm-dhtnode]="dhtnode@*.service" [swarm-dhtdump]="dhtdump@*.service"
+        [swarm-logfilesnode]="logfilesnode@*.service" [swarm-queuenode]="queuenode@*.service"
+    )
+    for name in "${!RELOADS[@]}"; do
+        grep -qxF "        systemctl reload '${RELOADS[$name]}'" "$REPO/deploy/logrotate/$name" ||
+            fail "$name does not reload ${RELOADS[$name]} after rotating"
+    done
+    for file in "$REPO"/deploy/logrotate/*; do
+        # Paths into the copy, and the reload into a note of what would be reloaded.
+        sed -e "s|/srv/|$LR/srv/|g" -e "s|systemctl reload '\\(.*\\)'|echo '\\1' >>$LR/reloads|" \
+            "$file" >"$LR/conf/$(basename "$file")"
+        chmod 644 "$LR/conf/$(basename "$file")"
+    done
+    for dir in dhtnode/dhtnode-0 dhtnode/dhtnode-0/dump logfilesnode/logfilesnode-0 queuenode/queuenode-0; do
+        mkdir -p "$LR/srv/$dir/log"
+        echo "a line" >"$LR/srv/$dir/log/root.log"
+        echo "stats" >"$LR/srv/$dir/log/stats.log"
+    done
+    mkdir -p "$LR/srv/dhtnode/dhtnode-0/dump/data" "$LR/srv/dhtnode/dhtnode-0/dump/backup-data"
+    echo "dump bytes" >"$LR/srv/dhtnode/dhtnode-0/dump/data/users.dump"
+    out=$(logrotate -d -s "$LR/state" "$LR/conf" 2>&1) || fail "logrotate -d: $out"
+    ! grep -qi '^error' <<<"$out" || fail "logrotate -d: $(grep -i '^error' <<<"$out")"
+    out=$(logrotate -f -s "$LR/state" "$LR/conf" 2>&1) || fail "logrotate -f: $out"
+    for dir in dhtnode/dhtnode-0 dhtnode/dhtnode-0/dump logfilesnode/logfilesnode-0 queuenode/queuenode-0; do
+        [ -f "$LR/srv/$dir/log/root.log.1" ] || fail "$dir/log/root.log was not rotated: $out"
+        [ ! -e "$LR/srv/$dir/log/root.log" ] || fail "$dir/log/root.log was recreated (the node does that on SIGHUP)"
+    done
+    for name in "${!RELOADS[@]}"; do
+        grep -qxF "${RELOADS[$name]}" "$LR/reloads" || fail "no reload of ${RELOADS[$name]} after rotation"
+    done
+    [ "$(wc -l <"$LR/reloads")" -eq 4 ] || fail "expected one reload per kind: $(cat "$LR/reloads")"
+    backups=("$LR"/srv/dhtnode/dhtnode-0/dump/backup-data/users.dump-*)
+    [ ${#backups[@]} -eq 1 ] || fail "no dump backup in dump/backup-data"
+    cmp -s "${backups[0]}" "$LR/srv/dhtnode/dhtnode-0/dump/data/users.dump" || fail "the dump backup differs from the dump"
+    echo "   rotated every kind's logs (4 reloads) and backed up the dump"
+fi
+
+# =============================================================================================
+step "cluster.sh start: 3 dht (+ dhtdump), 2 logfiles, 2 queue nodes"
+CL=("$REPO/scripts/cluster.sh" --dir "$CLUSTER" --bin-dir "$BIN_DIR")
+expect "cluster.sh start" "${CL[@]}" start --dht 3 --logfiles 2 --queue 2 --dump-period 1
+TOPO=$CLUSTER/topology.toml
+[ -f "$TOPO" ] || fail "no topology file"
+pidfiles=("$CLUSTER"/*/pid "$CLUSTER"/*/dump/pid)
+[ ${#pidfiles[@]} -eq 10 ] || fail "expected 10 pid files, found ${#pidfiles[@]}"
+for kind in dht logfiles queue; do
+    grep -A1 -x "\\[$kind\\]" "$TOPO" | tail -n 1 | grep -q '^nodes = \[' || fail "topology has no [$kind] nodes"
+done
+[ "$(grep -o '"127\.0\.0\.1:[0-9]*"' "$TOPO" | wc -l)" -eq 7 ] || fail "topology does not list 7 nodes on 127.0.0.1: $(cat "$TOPO")"
+ranges=$("${SWARMCTL[@]}" --nodes "$TOPO" dht ranges 2>&1) || fail "the dht ranges do not tile: $ranges"
+[ "$(wc -l <<<"$ranges")" -eq 3 ] && ! grep -qE '^(gap|overlap)' <<<"$ranges" || fail "dht ranges: $ranges"
+
+step "traffic through swarmctl"
+pings=$("${SWARMCTL[@]}" --nodes "$TOPO" ping) || fail "ping failed"
+[ "$(grep -c 'kind=dht' <<<"$pings")" -eq 3 ] && [ "$(grep -c 'kind=logfiles' <<<"$pings")" -eq 2 ] &&
+    [ "$(grep -c 'kind=queue' <<<"$pings")" -eq 2 ] || fail "ping: $pings"
+stats=$("${SWARMCTL[@]}" --nodes "$TOPO" stats) || fail "stats failed"
+[ "$(grep -c '^# 127\.0\.0\.1:' <<<"$stats")" -eq 7 ] || fail "stats did not answer for 7 nodes"
+for addr in $(grep -o '127\.0\.0\.1:[0-9]*' "$TOPO"); do
+    expect "ping $addr" "${SWARMCTL[@]}" --node "$addr" ping
+    expect "stats $addr" "${SWARMCTL[@]}" --node "$addr" stats
+done
+# A listener sees the changes made while it listens.
+"${SWARMCTL[@]}" --nodes "$TOPO" dht listen users >"$TMP/listen.out" 2>&1 &
+LISTENER=$!
+PIDS+=("$LISTENER")
+# listening: every dht node counts the listener (stats `listeners`).
+listening() {
+    "${SWARMCTL[@]}" --nodes "$TOPO" stats | awk '$1 == "listeners" { n += $2 } END { exit !(n >= 3) }'
+}
+wait_for 10 "the listener to register with the 3 dht nodes" listening
+for k in $(seq 1 40); do
+    "${SWARMCTL[@]}" --nodes "$TOPO" dht put users "$k" "value $k" || fail "put users $k"
+done
+for k in 0x10 0x20 0xdeadbeef 1000000 18446744073709551615; do
+    "${SWARMCTL[@]}" --nodes "$TOPO" dht put events "$k" "event $k" || fail "put events $k"
+done
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht get users 21)" = "value 21" ] || fail "get users 21"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht exists users 7)" = true ] || fail "exists users 7"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht remove users 40)" = removed ] || fail "remove users 40"
+! "${SWARMCTL[@]}" --nodes "$TOPO" dht exists users 40 >/dev/null || fail "users 40 still exists"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht getall users | wc -l)" -eq 39 ] || fail "getall users: not 39 records"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht getall events --filter 'event 1' | wc -l)" -eq 2 ] || fail "getall --filter"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht channels | sort | paste -sd,)" = events,users ] || fail "channels"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht size users | cut -d' ' -f1,2)" = "records 39" ] || fail "size users"
+wait_for 5 "the listener to see the puts" grep -q "^changed 0000000000000028	value 40" "$TMP/listen.out"
+wait_for 5 "the listener to see the removal" grep -q "^removed 0000000000000028" "$TMP/listen.out"
+kill "$LISTENER" 2>/dev/null || true
+wait "$LISTENER" 2>/dev/null || true
+PIDS=()
+
+step "cluster.sh status"
+status=$("${CL[@]}" status 2>&1) || fail "status failed: $status"
+echo "$status" | sed 's/^/   /'
+total=0
+for i in 0 1 2; do
+    line=$(grep "^dhtnode-$i " <<<"$status") || fail "status has no dhtnode-$i"
+    read -r _ kind addr _ state range records conns channels <<<"$line"
+    [ "$kind" = dht ] && [ "$state" = running ] || fail "status: dhtnode-$i: $line"
+    grep -qx "\"$addr\"" < <(grep -o '"[^"]*"' "$TOPO") || fail "status: dhtnode-$i address $addr is not in the topology"
+    cfg=$CLUSTER/dhtnode-$i/etc/config.toml
+    want="$(sed -n 's/^range_min = "\(.*\)"/\1/p' "$cfg"):$(sed -n 's/^range_max = "\(.*\)"/\1/p' "$cfg")"
+    [ "$range" = "$want" ] || fail "status: dhtnode-$i range $range, configured $want"
+    [[ "$channels" == *users=* ]] || fail "status: dhtnode-$i channels: $channels"
+    [[ "$conns" =~ ^[0-9]+$ ]] || fail "status: dhtnode-$i connections: $conns"
+    total=$((total + records))
+    grep -q "^  dhtdump-$i: running" <<<"$status" || fail "status: dhtdump-$i not running"
+done
+[ "$total" -eq 44 ] || fail "status: the dht nodes hold $total records, not 44"
+for name in logfilesnode-0 logfilesnode-1 queuenode-0 queuenode-1; do
+    line=$(grep "^$name " <<<"$status") || fail "status has no $name"
+    read -r _ kind _ _ state _ <<<"$line"
+    [ "$kind" = "${name%node-*}" ] && [ "$state" = running ] || fail "status: $line"
+done
+grep -q '^dht ranges: the 3 nodes tile the hash space' <<<"$status" || fail "status: ranges"
+
+step "logs moved away as logrotate does (nocreate), then SIGHUP: each process makes new ones"
+for dir in "$CLUSTER/dhtnode-0" "$CLUSTER/dhtnode-0/dump" "$CLUSTER/queuenode-0"; do
+    mv "$dir/log/root.log" "$dir/log/root.log.1"
+    mv "$dir/log/stats.log" "$dir/log/stats.log.1"
+    kill -HUP "$(<"$dir/pid")"
+    wait_for 5 "${dir#"$CLUSTER"/} to reopen its root.log" grep -q 'reopened' "$dir/log/root.log"
+done
+
+step "SIGKILL a dht node, restore it from its dhtdump's files"
+NODE=$CLUSTER/dhtnode-1
+addr=$(<"$NODE/addr")
+node_stats=$("${SWARMCTL[@]}" --node "$addr" stats)
+mapfile -t node_channels < <(awk '$1 ~ /^channel\/.*\/records$/ && $2 > 0 { split($1, p, "/"); print p[2] }' <<<"$node_stats")
+[ ${#node_channels[@]} -gt 0 ] || fail "dhtnode-1 holds no records"
+# dumped_all CH N: dhtdump's file of CH holds N records.
+dumped_all() {
+    [ -f "$NODE/dump/data/$1.dump" ] &&
+        [ "$("$BIN_DIR/dumptool" export "$NODE/dump/data/$1.dump" | wc -l)" -eq "$2" ]
+}
+for ch in "${node_channels[@]}"; do
+    n=$(awk -v n="channel/$ch/records" '$1 == n { print $2 }' <<<"$node_stats")
+    wait_for 15 "dhtdump-1 to dump all $n records of $ch" dumped_all "$ch" "$n"
+done
+# What was dumped before the kill, as "hexkey<TAB>value" lines.
+for ch in "${node_channels[@]}"; do
+    "$BIN_DIR/dumptool" export "$NODE/dump/data/$ch.dump" | while IFS=: read -r key value; do
+        printf '%s\t%s\n' "$key" "$(printf '%s' "$value" | base64 -d)"
+    done | sort >"$TMP/dumped.$ch"
+done
+pid=$(<"$NODE/pid")
+kill -KILL "$pid"
+wait_for 5 "dhtnode-1 to die" bash -c "! kill -0 $pid 2>/dev/null || grep -q '^[0-9]* ([^)]*) Z' /proc/$pid/stat"
+status=$("${CL[@]}" status 2>&1) && fail "status succeeds with a dead node"
+grep -qE '^dhtnode-1 +- .* dead ' <<<"$status" || fail "status does not show dhtnode-1 dead: $status"
+expect "cluster.sh restore dhtnode-1" "${CL[@]}" restore dhtnode-1
+[ "$(<"$NODE/addr")" = "$addr" ] || fail "dhtnode-1 came back on another address"
+for ch in "${node_channels[@]}"; do
+    "${SWARMCTL[@]}" --nodes "$TOPO" dht getall "$ch" | sort >"$TMP/after.$ch" || fail "getall $ch after the restore"
+    missing=$(comm -23 "$TMP/dumped.$ch" "$TMP/after.$ch")
+    [ -z "$missing" ] || fail "records dumped before the kill are missing after the restore: $missing"
+    echo "   $ch: all $(wc -l <"$TMP/dumped.$ch") records dhtdump-1 had dumped are back"
+done
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht getall users | wc -l)" -eq 39 ] || fail "users: not 39 records after the restore"
+expect "status after the restore" "${CL[@]}" status
+
+step "cluster.sh stop, start again, stop"
+out=$("${CL[@]}" stop 2>&1) || fail "stop failed: $out"
+[ "$(grep -c '^cluster.sh: stopped ' <<<"$out")" -eq 10 ] || fail "stop did not report 10 processes: $out"
+pidfiles=("$CLUSTER"/*/pid "$CLUSTER"/*/dump/pid)
+[ ${#pidfiles[@]} -eq 0 ] || fail "pid files left: ${pidfiles[*]}"
+for dir in "$CLUSTER"/*node-*; do
+    tail -n 1 "$dir/log/root.log" | grep -q 'shutdown complete' || fail "${dir##*/} did not shut down cleanly"
+done
+status=$("${CL[@]}" status 2>&1) && fail "status succeeds with the cluster stopped"
+[ "$(grep -cE '^[a-z]+node-[0-9] .* stopped ' <<<"$status")" -eq 7 ] || fail "status after stop: $status"
+expect "cluster.sh start (again)" "${CL[@]}" start
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht getall users | wc -l)" -eq 39 ] || fail "the nodes lost records over a stop and start"
+expect "cluster.sh stop (again)" "${CL[@]}" stop
+expect "cluster.sh clean" "${CL[@]}" clean
+[ ! -e "$CLUSTER" ] || fail "clean left $CLUSTER"
