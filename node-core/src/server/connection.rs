@@ -133,7 +133,10 @@ impl<S: ?Sized> Connection<S> {
                 Ok(read) => {
                     let drained = self.input_end + read < self.input.len();
                     self.input_end += read;
-                    return Ok(ReadOutcome::Data { bytes: read, drained });
+                    return Ok(ReadOutcome::Data {
+                        bytes: read,
+                        drained,
+                    });
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(ReadOutcome::WouldBlock)

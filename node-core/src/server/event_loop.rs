@@ -111,7 +111,12 @@ impl<'s, S: Service> EventLoop<'s, S> {
             }
             for event in events.iter() {
                 let read_closed = event.is_read_closed();
-                self.on_event(event.token(), event.is_readable() || read_closed, read_closed, event.is_writable());
+                self.on_event(
+                    event.token(),
+                    event.is_readable() || read_closed,
+                    read_closed,
+                    event.is_writable(),
+                );
             }
             self.take_wakeups();
             self.drain_pending_input();
@@ -167,7 +172,14 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 if readable && self.connections.contains(slot) {
                     // A short read means the socket is drained, except when the peer also closed:
                     // then read on to the end-of-file, for which no further event comes.
-                    self.read_until(slot, if read_closed { ReadUntil::WouldBlock } else { ReadUntil::Drained });
+                    self.read_until(
+                        slot,
+                        if read_closed {
+                            ReadUntil::WouldBlock
+                        } else {
+                            ReadUntil::Drained
+                        },
+                    );
                 }
             }
         }
