@@ -485,8 +485,7 @@ fn info_reports_the_header_counts_and_checksum_verdict() {
 /// The reference sample `.tcm` imports to its 3 records; info and export read it too.
 #[test]
 fn tcm_files_import_and_report() {
-    let tcm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/data/dht-tcm/example.tcm");
+    let tcm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dht-tcm/example.tcm");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("example.dump");
     let output = dumptool(&["import", "--tcm", path_str(&tcm), path_str(&out)]);

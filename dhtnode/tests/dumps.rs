@@ -221,7 +221,7 @@ fn out_of_range_records_are_loaded_ignored_or_fatal_by_policy() {
 
 #[test]
 fn reference_tcm_samples_import_as_their_readme_says() {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/data/dht-tcm");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dht-tcm");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
     std::fs::copy(

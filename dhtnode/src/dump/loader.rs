@@ -1007,7 +1007,7 @@ mod tests {
     fn sample(name: &str) -> Vec<u8> {
         fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/reference/data/dht-tcm")
+                .join("../testdata/dht-tcm")
                 .join(name),
         )
         .unwrap()

@@ -269,7 +269,7 @@ mod tests {
 
     fn sample(name: &str) -> Vec<u8> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/reference/data/dht-tcm")
+            .join("../testdata/dht-tcm")
             .join(name);
         std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
     }
