@@ -1,0 +1,254 @@
+//! Appending records to one bucket file, and cutting torn tails after a crash.
+//!
+//! Rule for existing files: a bucket is appended to **in its own format** (legacy records to a
+//! legacy file, v1 records to a v1 file, ours to ours), so a file never mixes formats and the
+//! reference node can still read files it wrote. A zero-length file (the reference leaves those
+//! after a crash) and a new file get our header and our format. Before the first append to an
+//! existing file, its torn tail is cut ([`recover_tail`]): appending after garbage would
+//! misalign every later record (the reference sample `empty-bucket/…/21c` ends with a stray
+//! byte). A file whose header is unusable (unknown version, bad header CRC) is refused.
+//!
+//! Records are collected in a write buffer and written with one `write(2)` when it passes the
+//! buffer limit, on [`BucketWriter::flush`] and on [`BucketWriter::sync`] (which also fsyncs).
+//! Dropping a writer flushes but does not fsync.
+
+use super::format::{
+    detect, encode_record, file_header, BucketDecoder, BucketFormat, DamageKind, Detected,
+    MAX_VALUE_BYTES,
+};
+use super::StorageError;
+use memmap2::Mmap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The default write buffer per open bucket (the reference's default).
+pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Maps a whole file read-only; `None` for a zero-length file.
+///
+/// The map is only used while nothing truncates the file: the node truncates bucket files only
+/// before it serves (tail recovery) and the check tool runs on a stopped node.
+pub(crate) fn map_file(file: &File) -> io::Result<Option<Mmap>> {
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the file is opened read-only here and, by the rule above, nobody truncates it
+    // while the map lives; appends by a writer do not affect the mapped range.
+    let map = unsafe { Mmap::map(file)? };
+    // Only a hint: readers go through the file front to back.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(Some(map))
+}
+
+/// What [`recover_tail`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailRecovery {
+    /// The file length before.
+    pub old_len_bytes: u64,
+    /// Bytes cut from the end (0 when the tail was clean).
+    pub cut_bytes: u64,
+    /// Why the cut tail was bad, when something was cut.
+    pub reason: Option<DamageKind>,
+}
+
+/// Cuts a torn or corrupt tail off a bucket file of any format: everything after the last
+/// record that reads correctly, when nothing after it does. Damaged records followed by good
+/// ones are left alone (readers skip them). A torn file header of ours is cut to a zero-length
+/// file. Refuses (error) a file whose header is unusable otherwise, and changes nothing then.
+/// Fsyncs the file when it cut something.
+pub fn recover_tail(path: &Path) -> Result<TailRecovery, StorageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))?;
+    let map = map_file(&file).map_err(|e| StorageError::io(path, e))?;
+    let data: &[u8] = map.as_deref().unwrap_or(&[]);
+    let old_len_bytes = data.len() as u64;
+    let (good_end, reason) = match detect(data) {
+        Detected::Empty => (0, None),
+        Detected::Bad(DamageKind::TornFileHeader) => (0, Some(DamageKind::TornFileHeader)),
+        Detected::Bad(kind) => {
+            return Err(StorageError::BadHeader {
+                path: path.to_path_buf(),
+                kind,
+            })
+        }
+        Detected::Format { .. } => {
+            let mut decoder = BucketDecoder::new(data);
+            let mut tail_reason = None;
+            for item in decoder.by_ref() {
+                // Only the last damage can reach the end of the file.
+                tail_reason = item.err().map(|d| d.kind);
+            }
+            (decoder.good_end(), tail_reason)
+        }
+    };
+    drop(map);
+    let cut_bytes = old_len_bytes - good_end;
+    if cut_bytes > 0 {
+        file.set_len(good_end)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| StorageError::io(path, e))?;
+    }
+    Ok(TailRecovery {
+        old_len_bytes,
+        cut_bytes,
+        reason: reason.filter(|_| cut_bytes > 0),
+    })
+}
+
+/// One bucket file open for appending, with its write buffer.
+#[derive(Debug)]
+pub struct BucketWriter {
+    path: PathBuf,
+    file: File,
+    format: BucketFormat,
+    buf: Vec<u8>,
+    buffer_limit_bytes: usize,
+    /// Bytes in the file (written, not necessarily fsynced).
+    written_len_bytes: u64,
+    /// What opening found and cut.
+    recovery: TailRecovery,
+}
+
+impl BucketWriter {
+    /// Opens (creating it and its slot directory when needed) the bucket file at `path`; see the
+    /// module doc for the format rule. `buffer_limit_bytes` = write buffer size (0 = write each
+    /// record at once).
+    pub fn open(path: &Path, buffer_limit_bytes: usize) -> Result<Self, StorageError> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| StorageError::io(path, e))?;
+        let recovery = recover_tail(path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, e))?
+            .len();
+        let mut writer = BucketWriter {
+            path: path.to_path_buf(),
+            file,
+            format: BucketFormat::Crc,
+            buf: Vec::with_capacity(buffer_limit_bytes.min(MAX_VALUE_BYTES)),
+            buffer_limit_bytes,
+            written_len_bytes: len,
+            recovery,
+        };
+        if len == 0 {
+            let header = file_header();
+            writer
+                .file
+                .write_all(&header)
+                .map_err(|e| StorageError::io(path, e))?;
+            writer.written_len_bytes = header.len() as u64;
+        } else {
+            let mut head = [0u8; 16];
+            let got =
+                read_prefix(&writer.file, &mut head).map_err(|e| StorageError::io(path, e))?;
+            writer.format = match detect(&head[..got]) {
+                Detected::Format { format, .. } => format,
+                Detected::Empty => BucketFormat::Crc,
+                Detected::Bad(kind) => {
+                    return Err(StorageError::BadHeader {
+                        path: path.to_path_buf(),
+                        kind,
+                    })
+                }
+            };
+        }
+        Ok(writer)
+    }
+
+    /// The file's format (new records are written in it).
+    pub fn format(&self) -> BucketFormat {
+        self.format
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What [`open`](Self::open) cut from the file's tail.
+    pub fn recovery(&self) -> TailRecovery {
+        self.recovery
+    }
+
+    /// Bytes the file will have after the next flush.
+    pub fn len_bytes(&self) -> u64 {
+        self.written_len_bytes + self.buf.len() as u64
+    }
+
+    /// Bytes buffered, not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends one record (to the buffer; written when the buffer passes its limit).
+    pub fn append(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(StorageError::ValueTooLong {
+                value_bytes: value.len(),
+            });
+        }
+        encode_record(self.format, key, value, &mut self.buf);
+        if self.buf.len() >= self.buffer_limit_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer to the file (one `write(2)` for the whole buffer unless the OS writes
+    /// less). On failure the file is cut back to its length before the flush and the buffer is
+    /// kept, so a retry writes the same records once.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            let _ = self.file.set_len(self.written_len_bytes);
+            return Err(StorageError::io(&self.path, e));
+        }
+        self.written_len_bytes += self.buf.len() as u64;
+        self.buf.clear();
+        if self.buf.capacity() > self.buffer_limit_bytes.max(DEFAULT_WRITE_BUFFER_BYTES) {
+            self.buf.shrink_to(self.buffer_limit_bytes);
+        }
+        Ok(())
+    }
+
+    /// Flushes, then fsyncs the file's data (`fdatasync`).
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(&self.path, e))
+    }
+}
+
+impl Drop for BucketWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
