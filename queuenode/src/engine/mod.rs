@@ -1,0 +1,20 @@
+//! The queue storage engine: one fixed-capacity ring per storage (a channel without subscribers,
+//! or `subscriber@channel`), each persisted as a memory-mapped file in the data directory, and the
+//! [`Queues`] registry of them. It knows nothing of sockets or frames: request handlers translate
+//! protocol to these calls and errors to statuses ([`QueueError::status`]).
+//!
+//! - [`ring`]: the ring file and its cursors (push, take/ack/give-back, pop, recovery on open).
+//! - [`queues`]: the registry: create on first use, remove, list, sizes, node-wide capacity limit.
+//! - [`names`]: storage-name rules and the `subscriber@channel` split.
+//! - [`rq`]: the reference node's `.rq` dump format, for import.
+//!
+//! Subscriber semantics (which storages a push goes to) belong to the layer above; this engine
+//! stores whatever storage names it is given.
+
+pub mod names;
+pub mod queues;
+pub mod ring;
+pub mod rq;
+
+pub use queues::{QueueError, Queues, QueuesConfig};
+pub use ring::{Ring, RingError, RingSize, Span, SyncMode};

@@ -1,0 +1,288 @@
+//! The registry of rings in a data directory: `<data_dir>/<storage name>.ring` per storage.
+//!
+//! - Open scans the directory and opens every `*.ring` file with a valid storage name. A file
+//!   that fails its header checks moves to `<data_dir>/corrupt/<name>.<unix_s>.ring` (ERROR
+//!   line) and the storage starts absent; other files are ignored.
+//! - A ring is created on first use with the capacity the caller gives (from config). The sum of
+//!   all rings' capacities may not exceed `memory_limit_bytes` (0 = no limit): a creation that
+//!   would exceed it fails with [`QueueError::MemoryLimit`]. Rings found at open are always
+//!   loaded (data is never dropped for a lowered limit); an excess is logged.
+//! - Remove deletes the ring file: its space is freed at once.
+
+use crate::engine::names::valid_storage_name;
+use crate::engine::ring::{Ring, RingError, RingSize, SyncMode};
+use crate::engine::rq;
+use node_core::protocol::Status;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// File-name suffix of ring files.
+pub const RING_SUFFIX: &str = ".ring";
+
+#[derive(Debug, Clone)]
+pub struct QueuesConfig {
+    pub data_dir: PathBuf,
+    /// Σ capacity of all rings; 0 = no limit.
+    pub memory_limit_bytes: u64,
+    pub sync: SyncMode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("storage name {0:?} is not [subscriber@]channel of A-Z a-z 0-9 _ - (1 to 100 each)")]
+    BadName(String),
+    #[error(
+        "a ring of {need_bytes} bytes would exceed the node's memory limit of {limit_bytes} bytes \
+         ({used_bytes} in use)"
+    )]
+    MemoryLimit {
+        need_bytes: u64,
+        used_bytes: u64,
+        limit_bytes: u64,
+    },
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Rq {
+        path: PathBuf,
+        #[source]
+        source: rq::RqError,
+    },
+}
+
+impl QueueError {
+    /// The status a request handler answers with.
+    pub fn status(&self) -> Status {
+        match self {
+            QueueError::BadName(_) => Status::BadChannelName,
+            QueueError::MemoryLimit { .. } => Status::OutOfMemory,
+            QueueError::Ring(RingError::Full { .. }) => Status::ChannelFull,
+            QueueError::Ring(RingError::ValueTooBig { .. }) => Status::ValueTooBig,
+            QueueError::Ring(RingError::EmptyValue) => Status::EmptyValue,
+            _ => Status::InternalError,
+        }
+    }
+}
+
+/// What [`Queues::open`] found.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    pub rings: usize,
+    /// Records cut from damaged tails, over all rings.
+    pub records_cut: u64,
+    /// Files moved to `corrupt/`, with the reason.
+    pub corrupt: Vec<(PathBuf, String)>,
+}
+
+pub struct Queues {
+    config: QueuesConfig,
+    rings: BTreeMap<String, Ring>,
+    total_capacity_bytes: u64,
+}
+
+impl Queues {
+    pub fn open(config: QueuesConfig) -> Result<(Queues, OpenReport), QueueError> {
+        let dir = config.data_dir.clone();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| QueueError::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut report = OpenReport::default();
+        let mut rings = BTreeMap::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(name) = file_name.strip_suffix(RING_SUFFIX) else {
+                continue;
+            };
+            if !valid_storage_name(name) || !path.is_file() {
+                tracing::warn!(path = %path.display(), "queues: ignoring file with a bad name");
+                continue;
+            }
+            match Ring::open(&path, config.sync) {
+                Ok((ring, cut)) => {
+                    report.records_cut += cut;
+                    rings.insert(name.to_string(), ring);
+                }
+                Err(RingError::BadHeader { reason, .. }) => {
+                    let moved = move_aside(&dir, "corrupt", name, &path)?;
+                    tracing::error!(
+                        path = %path.display(),
+                        moved_to = %moved.display(),
+                        reason,
+                        "queues: ring file unusable; moved aside, storage starts empty"
+                    );
+                    report.corrupt.push((path, reason));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        let total_capacity_bytes = rings.values().map(|r| r.capacity_bytes()).sum();
+        if config.memory_limit_bytes != 0 && total_capacity_bytes > config.memory_limit_bytes {
+            tracing::warn!(
+                total_capacity_bytes,
+                limit = config.memory_limit_bytes,
+                "queues: existing rings exceed the memory limit; no new ring will be created"
+            );
+        }
+        report.rings = rings.len();
+        Ok((
+            Queues {
+                config,
+                rings,
+                total_capacity_bytes,
+            },
+            report,
+        ))
+    }
+
+    fn ring_path(&self, name: &str) -> PathBuf {
+        self.config.data_dir.join(format!("{name}{RING_SUFFIX}"))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Ring> {
+        self.rings.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Ring> {
+        self.rings.get_mut(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.rings.contains_key(name)
+    }
+
+    /// Checks that a ring `name` of `capacity_bytes` could be created (or exists), without
+    /// creating it: for all-or-nothing requests such as PushMulti.
+    pub fn check_create(&self, name: &str, capacity_bytes: u64) -> Result<(), QueueError> {
+        if self.rings.contains_key(name) {
+            return Ok(());
+        }
+        if !valid_storage_name(name) {
+            return Err(QueueError::BadName(name.to_string()));
+        }
+        let limit = self.config.memory_limit_bytes;
+        if limit != 0 && self.total_capacity_bytes.saturating_add(capacity_bytes) > limit {
+            return Err(QueueError::MemoryLimit {
+                need_bytes: capacity_bytes,
+                used_bytes: self.total_capacity_bytes,
+                limit_bytes: limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The ring `name`, created empty with `capacity_bytes` if it does not exist.
+    pub fn get_or_create(
+        &mut self,
+        name: &str,
+        capacity_bytes: u64,
+    ) -> Result<&mut Ring, QueueError> {
+        if !self.rings.contains_key(name) {
+            self.check_create(name, capacity_bytes)?;
+            let path = self.ring_path(name);
+            if path.exists() {
+                // Left behind by a removal that failed half-way; never served.
+                move_aside(&self.config.data_dir, "corrupt", name, &path)?;
+            }
+            let ring = Ring::create(&path, capacity_bytes, self.config.sync)?;
+            self.total_capacity_bytes += capacity_bytes;
+            self.rings.insert(name.to_string(), ring);
+        }
+        match self.rings.get_mut(name) {
+            Some(ring) => Ok(ring),
+            None => unreachable!("ring {name} inserted above"),
+        }
+    }
+
+    /// Removes the ring `name` and deletes its file. Returns whether it existed.
+    pub fn remove(&mut self, name: &str) -> Result<bool, QueueError> {
+        let Some(ring) = self.rings.remove(name) else {
+            return Ok(false);
+        };
+        self.total_capacity_bytes -= ring.capacity_bytes();
+        let path = ring.path().to_path_buf();
+        drop(ring);
+        std::fs::remove_file(&path).map_err(|source| QueueError::Io { path, source })?;
+        Ok(true)
+    }
+
+    /// Storage names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rings.keys().map(String::as_str)
+    }
+
+    pub fn size(&self, name: &str) -> Option<RingSize> {
+        self.rings.get(name).map(Ring::size)
+    }
+
+    pub fn total_capacity_bytes(&self) -> u64 {
+        self.total_capacity_bytes
+    }
+
+    /// Imports a reference `.rq` dump into the ring named by the file (created with
+    /// `capacity_bytes` if needed). Returns the number of records pushed. Stops at the first
+    /// push that fails (e.g. the ring is full), with the records before it kept.
+    pub fn import_rq(&mut self, path: &Path, capacity_bytes: u64) -> Result<u64, QueueError> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".rq"))
+            .unwrap_or_default()
+            .to_string();
+        if !valid_storage_name(&name) {
+            return Err(QueueError::BadName(name));
+        }
+        let bytes = std::fs::read(path).map_err(|source| QueueError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let values = rq::decode(&bytes).map_err(|source| QueueError::Rq {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ring = self.get_or_create(&name, capacity_bytes)?;
+        for value in &values {
+            ring.push(value)?;
+        }
+        Ok(values.len() as u64)
+    }
+
+    /// Graceful close: syncs every ring to disk.
+    pub fn close(self) -> Result<(), QueueError> {
+        for ring in self.rings.into_values() {
+            ring.close()?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves `path` to `<dir>/<sub>/<name>.<unix_s>.ring`; returns the new path.
+fn move_aside(dir: &Path, sub: &str, name: &str, path: &Path) -> Result<PathBuf, QueueError> {
+    let aside = dir.join(sub);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| QueueError::Io { path, source }
+    };
+    std::fs::create_dir_all(&aside).map_err(io(&aside))?;
+    let unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let target = aside.join(format!("{name}.{unix_s}{RING_SUFFIX}"));
+    std::fs::rename(path, &target).map_err(io(path))?;
+    Ok(target)
+}
