@@ -34,10 +34,14 @@ pub struct DhtSection {
     pub size_limit_bytes: u64,
     /// Largest value accepted.
     pub max_value_bytes: u32,
+    /// Channels the node may hold (each costs about 160 KiB of tables even when empty).
+    pub max_channels: u32,
     /// Changes one Listen stream may have queued before it loses updates.
     pub listen_queue_events: u32,
     /// Bytes of values one Listen stream may have queued.
     pub listen_queue_bytes: u32,
+    /// Bytes of values all Listen streams together may have queued.
+    pub listen_total_bytes: u64,
     /// Seconds between periodic dumps of every channel; 0 = only at shutdown.
     pub dump_period_s: u64,
     /// What to do with dump records outside the node's range at start: load, ignore or fatal.
@@ -51,8 +55,10 @@ impl Default for DhtSection {
             range_max: "0xffffffffffffffff".into(),
             size_limit_bytes: 0,
             max_value_bytes: 1024 * 1024,
+            max_channels: 1024,
             listen_queue_events: 65_536,
             listen_queue_bytes: 16 * 1024 * 1024,
+            listen_total_bytes: 256 * 1024 * 1024,
             dump_period_s: 6 * 3600,
             out_of_range: "load".into(),
         }
@@ -82,6 +88,9 @@ impl DhtSection {
                 format!("{} is not between 1 and {max_value_limit} (server.max_frame_bytes − 1 KiB, and at most 16 MiB − 12)", self.max_value_bytes),
             );
         }
+        if self.max_channels == 0 {
+            return invalid("dht.max_channels", "must be at least 1".into());
+        }
         if self.listen_queue_events == 0 {
             return invalid("dht.listen_queue_events", "must be at least 1".into());
         }
@@ -89,6 +98,12 @@ impl DhtSection {
             return invalid(
                 "dht.listen_queue_bytes",
                 "must hold at least one value of max_value_bytes".into(),
+            );
+        }
+        if self.listen_total_bytes < u64::from(self.listen_queue_bytes) {
+            return invalid(
+                "dht.listen_total_bytes",
+                "must be at least dht.listen_queue_bytes".into(),
             );
         }
         if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {

@@ -35,11 +35,13 @@ fn main() -> ExitCode {
         tracing::info!("hash range {range}");
         let limits = EngineLimits {
             size_limit_bytes: config.dht.size_limit_bytes,
+            max_channels: config.dht.max_channels as usize,
             max_value_bytes: config.dht.max_value_bytes as usize,
         };
         let listener_limits = ListenerLimits {
             max_events: config.dht.listen_queue_events as usize,
             max_bytes: config.dht.listen_queue_bytes as usize,
+            max_total_bytes: usize::try_from(config.dht.listen_total_bytes).unwrap_or(usize::MAX),
         };
         let mut engine = Engine::new(range, limits, listener_limits);
         let policy: OutOfRangePolicy = config

@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let read_s = started.elapsed().as_secs_f64();
 
     let limits = EngineLimits {
+        max_channels: usize::MAX,
         size_limit_bytes: 0,
         max_value_bytes: value_bytes.max(1),
     };
@@ -77,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ListenerLimits {
             max_events: 1,
             max_bytes: value_bytes + 16,
+            max_total_bytes: usize::MAX,
         },
     );
     let options = LoadOptions {

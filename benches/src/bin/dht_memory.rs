@@ -61,12 +61,14 @@ fn mib(bytes: u64) -> f64 {
 fn main() -> ExitCode {
     let args = Args::parse();
     let limits = EngineLimits {
+        max_channels: usize::MAX,
         size_limit_bytes: 0,
         max_value_bytes: 1 << 20,
     };
     let listener_limits = ListenerLimits {
         max_events: 1024,
         max_bytes: 1 << 20,
+        max_total_bytes: usize::MAX,
     };
     if args.value_size == 0 || args.value_size > limits.max_value_bytes {
         eprintln!(

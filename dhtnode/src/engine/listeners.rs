@@ -2,9 +2,10 @@
 //! since it subscribed, in order.
 //!
 //! Values are copied into the queue when the change happens (not read back when sent), so a
-//! listener sees every intermediate value, not just the latest. When a queue is full the change
-//! is dropped and counted in a loss marker at the place where it would have been, so the
-//! consumer learns exactly where it lost updates and how many.
+//! listener sees every intermediate value, not just the latest. When a queue is full — its own
+//! bounds, or the node-wide bound on all listeners' queued bytes — the change is dropped and
+//! counted in a loss marker at the place where it would have been, so the consumer learns exactly
+//! where it lost updates and how many.
 
 use slab::Slab;
 use std::collections::VecDeque;
@@ -26,23 +27,33 @@ pub enum ListenEvent {
     ChannelRemoved,
 }
 
-/// The bounds of one listener's queue.
+/// The bounds of the listeners' queues.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
+    /// Events one listener may have queued.
     pub max_events: usize,
+    /// Bytes one listener may have queued.
     pub max_bytes: usize,
+    /// Bytes all listeners together may have queued: many listeners that never read must not
+    /// add up to unbounded memory.
+    pub max_total_bytes: usize,
 }
 
 struct Listener {
     events: VecDeque<ListenEvent>,
     queued_bytes: usize,
+    /// Already in the ready list (each listener is listed once however many events it got).
+    listed_ready: bool,
 }
 
 impl Listener {
-    fn push(&mut self, event: ListenEvent, limits: ListenerLimits) {
-        let bytes = event_bytes(&event);
-        let full =
-            self.events.len() >= limits.max_events || self.queued_bytes + bytes > limits.max_bytes;
+    /// Queues a copy of `event` if it fits this listener's and the node's bounds; otherwise
+    /// counts it in a loss marker. Copies only what is kept.
+    fn push(&mut self, event: &ListenEvent, limits: ListenerLimits, total_bytes: &mut usize) {
+        let bytes = event_bytes(event);
+        let full = self.events.len() >= limits.max_events
+            || self.queued_bytes + bytes > limits.max_bytes
+            || *total_bytes + bytes > limits.max_total_bytes;
         let always_fits = matches!(event, ListenEvent::ChannelRemoved);
         if full && !always_fits {
             // One marker may exceed the bound: it is what tells the consumer it lost updates.
@@ -53,13 +64,16 @@ impl Listener {
             return;
         }
         self.queued_bytes += bytes;
-        self.events.push_back(event);
+        *total_bytes += bytes;
+        self.events.push_back(event.clone());
     }
 }
 
+/// Bytes an event counts for in the bounds (markers count nothing: they are not kept per loss).
 fn event_bytes(event: &ListenEvent) -> usize {
     match event {
         ListenEvent::Changed { value, .. } => 16 + value.len(),
+        ListenEvent::Lost(_) => 0,
         _ => 16,
     }
 }
@@ -69,6 +83,8 @@ pub struct Listeners {
     listeners: Slab<Listener>,
     limits: ListenerLimits,
     ready: Vec<ListenerId>,
+    /// Bytes queued over all listeners.
+    total_bytes: usize,
 }
 
 impl Listeners {
@@ -77,6 +93,7 @@ impl Listeners {
             listeners: Slab::new(),
             limits,
             ready: Vec::new(),
+            total_bytes: 0,
         }
     }
 
@@ -84,22 +101,34 @@ impl Listeners {
         self.listeners.insert(Listener {
             events: VecDeque::new(),
             queued_bytes: 0,
+            listed_ready: false,
         })
     }
 
     pub fn remove(&mut self, id: ListenerId) {
-        self.listeners.try_remove(id);
+        if let Some(listener) = self.listeners.try_remove(id) {
+            self.total_bytes -= listener.queued_bytes;
+        }
     }
 
     pub fn count(&self) -> usize {
         self.listeners.len()
     }
 
+    /// Bytes queued over all listeners.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
     /// Queues `event` for each of `ids`.
     pub fn notify(&mut self, ids: &[ListenerId], event: &ListenEvent) {
         for &id in ids {
-            if let Some(listener) = self.listeners.get_mut(id) {
-                listener.push(event.clone(), self.limits);
+            let Some(listener) = self.listeners.get_mut(id) else {
+                continue;
+            };
+            listener.push(event, self.limits, &mut self.total_bytes);
+            if !listener.listed_ready {
+                listener.listed_ready = true;
                 self.ready.push(id);
             }
         }
@@ -109,13 +138,22 @@ impl Listeners {
     pub fn next_event(&mut self, id: ListenerId) -> Option<ListenEvent> {
         let listener = self.listeners.get_mut(id)?;
         let event = listener.events.pop_front()?;
-        listener.queued_bytes -= event_bytes(&event).min(listener.queued_bytes);
+        let bytes = event_bytes(&event);
+        debug_assert!(bytes <= listener.queued_bytes && bytes <= self.total_bytes);
+        listener.queued_bytes -= bytes;
+        self.total_bytes -= bytes;
         Some(event)
     }
 
-    /// Listeners that were given events since the last call (may repeat).
+    /// Listeners that were given events since the last call, each once.
     pub fn take_ready(&mut self) -> Vec<ListenerId> {
-        std::mem::take(&mut self.ready)
+        let ready = std::mem::take(&mut self.ready);
+        for id in &ready {
+            if let Some(listener) = self.listeners.get_mut(*id) {
+                listener.listed_ready = false;
+            }
+        }
+        ready
     }
 }
 
@@ -135,6 +173,7 @@ mod tests {
         let mut listeners = Listeners::new(ListenerLimits {
             max_events: 2,
             max_bytes: 1 << 20,
+            max_total_bytes: 1 << 30,
         });
         let id = listeners.add();
         for key in 0..5 {
@@ -149,7 +188,11 @@ mod tests {
             Some(ListenEvent::Removed { key: 9 })
         );
         assert_eq!(listeners.next_event(id), None);
-        assert_eq!(listeners.take_ready().len(), 6);
+        assert_eq!(
+            listeners.take_ready(),
+            vec![id],
+            "listed once however many events"
+        );
     }
 
     #[test]
@@ -157,6 +200,7 @@ mod tests {
         let mut listeners = Listeners::new(ListenerLimits {
             max_events: 1,
             max_bytes: 1 << 20,
+            max_total_bytes: 1 << 30,
         });
         let id = listeners.add();
         listeners.notify(&[id], &changed(1));
@@ -166,10 +210,37 @@ mod tests {
     }
 
     #[test]
+    fn the_node_wide_bound_caps_all_listeners_together() {
+        let mut listeners = Listeners::new(ListenerLimits {
+            max_events: 100,
+            max_bytes: 1 << 20,
+            max_total_bytes: 50,
+        });
+        let (first, second) = (listeners.add(), listeners.add());
+        let big = ListenEvent::Changed {
+            key: 1,
+            value: Box::from(&[0u8; 20][..]),
+        };
+        listeners.notify(&[first, second], &big);
+        assert_eq!(
+            listeners.total_bytes(),
+            36,
+            "only the first copy fits the node's 50 bytes"
+        );
+        assert_eq!(listeners.next_event(second), Some(ListenEvent::Lost(1)));
+        assert!(matches!(
+            listeners.next_event(first),
+            Some(ListenEvent::Changed { .. })
+        ));
+        assert_eq!(listeners.total_bytes(), 0);
+    }
+
+    #[test]
     fn byte_bound_counts_values() {
         let mut listeners = Listeners::new(ListenerLimits {
             max_events: 100,
             max_bytes: 40,
+            max_total_bytes: 1 << 30,
         });
         let id = listeners.add();
         listeners.notify(

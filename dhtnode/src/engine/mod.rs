@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub struct EngineLimits {
     /// Σ record bytes the node may hold; 0 = no limit.
     pub size_limit_bytes: u64,
+    /// Channels the node may hold (each costs its shard tables, ~160 KiB, even when empty).
+    pub max_channels: usize,
     pub max_value_bytes: usize,
 }
 
@@ -55,6 +57,8 @@ pub enum EngineError {
     OutOfMemory { limit: u64 },
     #[error("the record changed since it was read")]
     UpdateConflict,
+    #[error("the node's limit of {limit} channels is reached")]
+    TooManyChannels { limit: usize },
 }
 
 impl EngineError {
@@ -66,6 +70,7 @@ impl EngineError {
             EngineError::ValueTooBig { .. } => Status::ValueTooBig,
             EngineError::OutOfMemory { .. } => Status::OutOfMemory,
             EngineError::UpdateConflict => Status::UpdateConflict,
+            EngineError::TooManyChannels { .. } => Status::OutOfMemory,
         }
     }
 }
@@ -73,6 +78,9 @@ impl EngineError {
 struct ChannelEntry {
     data: Arc<Channel>,
     listeners: Vec<ListenerId>,
+    /// Created by a Listen and never written: dropped again when its last listener leaves, so
+    /// Listens on made-up names cannot pile up empty channels.
+    listen_only: bool,
 }
 
 pub struct Engine {
@@ -145,8 +153,18 @@ impl Engine {
     }
 
     /// All checks of a write of `value` to `key`, before anything changes.
+    /// Refuses a new channel beyond the limit (an existing one is always fine).
+    fn check_channel_room(&self, channel: &str) -> Result<(), EngineError> {
+        let limit = self.limits.max_channels;
+        if self.channels.len() < limit || self.channels.contains_key(channel) {
+            return Ok(());
+        }
+        Err(EngineError::TooManyChannels { limit })
+    }
+
     fn check_write(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
         Engine::check_name(channel)?;
+        self.check_channel_room(channel)?;
         self.check_key(key)?;
         self.check_value(value)?;
         if self.limits.size_limit_bytes == 0 {
@@ -163,6 +181,7 @@ impl Engine {
             let entry = ChannelEntry {
                 data: Arc::new(Channel::new()),
                 listeners: Vec::new(),
+                listen_only: false,
             };
             self.channels.insert(channel.to_string(), entry);
         }
@@ -172,6 +191,7 @@ impl Engine {
     /// Stores after the checks passed; tells the listeners.
     fn store(&mut self, channel: &str, key: u64, value: &[u8]) {
         let entry = self.entry_mut(channel);
+        entry.listen_only = false;
         let growth = entry.data.put(key, value);
         let listening = !entry.listeners.is_empty();
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
@@ -282,6 +302,7 @@ impl Engine {
         records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<u64, EngineError> {
         Engine::check_name(channel)?;
+        self.check_channel_room(channel)?;
         let mut growth: i64 = 0;
         for (key, value) in records.clone() {
             self.check_key(key)?;
@@ -342,6 +363,7 @@ impl Engine {
             ChannelEntry {
                 data,
                 listeners: Vec::new(),
+                listen_only: false,
             },
         );
         if let Some(old) = old {
@@ -354,14 +376,21 @@ impl Engine {
     /// first write).
     pub fn subscribe(&mut self, channel: &str) -> Result<ListenerId, EngineError> {
         Engine::check_name(channel)?;
+        self.check_channel_room(channel)?;
+        let created = !self.channels.contains_key(channel);
         let id = self.listeners.add();
-        self.entry_mut(channel).listeners.push(id);
+        let entry = self.entry_mut(channel);
+        entry.listeners.push(id);
+        entry.listen_only |= created;
         Ok(id)
     }
 
     pub fn unsubscribe(&mut self, channel: &str, id: ListenerId) {
         if let Some(entry) = self.channels.get_mut(channel) {
             entry.listeners.retain(|listener| *listener != id);
+            if entry.listen_only && entry.listeners.is_empty() && entry.data.records() == 0 {
+                self.channels.remove(channel);
+            }
         }
         self.listeners.remove(id);
     }
@@ -386,6 +415,7 @@ mod tests {
 
     fn engine(range: HashRange, size_limit_bytes: u64) -> Engine {
         let limits = EngineLimits {
+            max_channels: usize::MAX,
             size_limit_bytes,
             max_value_bytes: 16,
         };
@@ -395,6 +425,7 @@ mod tests {
             ListenerLimits {
                 max_events: 100,
                 max_bytes: 1 << 20,
+                max_total_bytes: usize::MAX,
             },
         )
     }
@@ -547,5 +578,41 @@ mod tests {
             ]
         );
         assert!(!engine.take_ready_listeners().is_empty());
+    }
+
+    #[test]
+    fn channels_are_bounded_and_listen_only_channels_do_not_pile_up() {
+        let limits = EngineLimits {
+            max_channels: 2,
+            size_limit_bytes: 0,
+            max_value_bytes: 16,
+        };
+        let listener_limits = ListenerLimits {
+            max_events: 10,
+            max_bytes: 1 << 20,
+            max_total_bytes: 1 << 20,
+        };
+        let mut engine = Engine::new(HashRange::FULL, limits, listener_limits);
+        engine.put("a", 1, b"v").unwrap();
+        let id = engine.subscribe("made-up").unwrap();
+        assert_eq!(
+            engine.put("c", 1, b"v"),
+            Err(EngineError::TooManyChannels { limit: 2 })
+        );
+        assert!(matches!(
+            engine.subscribe("other"),
+            Err(EngineError::TooManyChannels { .. })
+        ));
+        engine.put("a", 2, b"v").unwrap();
+        engine.unsubscribe("made-up", id);
+        assert_eq!(
+            engine.channel_names().collect::<Vec<_>>(),
+            vec!["a"],
+            "the Listen-only channel went away"
+        );
+        engine.put("c", 1, b"v").unwrap();
+        let id = engine.subscribe("c").unwrap();
+        engine.unsubscribe("c", id);
+        assert_eq!(engine.channel_names().count(), 2, "a written channel stays");
     }
 }

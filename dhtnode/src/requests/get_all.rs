@@ -18,6 +18,8 @@ use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTa
 
 /// Records looked at per step, so a filter that matches nothing cannot hold the loop.
 const RECORDS_PER_STEP: usize = 8192;
+/// Value bytes searched by the filter per step: large values must not hold the loop either.
+const FILTER_BYTES_PER_STEP: usize = 1024 * 1024;
 
 pub(super) fn handle(
     _node: &mut DhtNode,
@@ -42,7 +44,8 @@ pub(super) fn handle(
     Handled::Stream(Box::new(GetAll {
         channel: get_all.channel.to_string(),
         keys_only: get_all.keys_only,
-        filter: get_all.filter.to_vec(),
+        filter: (!get_all.filter.is_empty())
+            .then(|| memchr::memmem::Finder::new(get_all.filter).into_owned()),
         shard,
         shard_keys: Vec::new(),
         position: 0,
@@ -55,7 +58,7 @@ pub(super) fn handle(
 struct GetAll {
     channel: String,
     keys_only: bool,
-    filter: Vec<u8>,
+    filter: Option<memchr::memmem::Finder<'static>>,
     /// The shard being walked.
     shard: usize,
     /// Its keys, sorted, as they were when the walk reached it.
@@ -67,9 +70,11 @@ struct GetAll {
     batch: BatchBuilder,
 }
 
-/// Whether a value passes a GetAll filter (empty: every value; else it contains the filter).
-fn matches(filter: &[u8], value: &[u8]) -> bool {
-    filter.is_empty() || value.windows(filter.len()).any(|window| window == filter)
+/// Whether a value passes a GetAll filter (none: every value; else it contains the filter).
+/// A prebuilt two-way searcher: linear in the value's length whatever the filter (a naive
+/// search is value × filter, which a client could use to stall the node).
+fn matches(filter: Option<&memchr::memmem::Finder<'_>>, value: &[u8]) -> bool {
+    filter.is_none_or(|finder| finder.find(value).is_some())
 }
 
 impl GetAll {
@@ -103,7 +108,11 @@ impl GetAll {
 
 impl StreamTask<DhtNode> for GetAll {
     fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
+        let mut searched_bytes = 0usize;
         for _ in 0..RECORDS_PER_STEP {
+            if searched_bytes >= FILTER_BYTES_PER_STEP {
+                break;
+            }
             if !self.advance(node) {
                 if !self.batch.is_empty() {
                     self.send_batch(out);
@@ -119,11 +128,18 @@ impl StreamTask<DhtNode> for GetAll {
                 continue;
             };
             let keys_only = self.keys_only;
-            let filter = &self.filter;
+            let filter = self.filter.as_ref();
+            let searched = &mut searched_bytes;
             let batch = &mut self.batch;
             // Looked up now (the shard's keys were taken earlier): gone means removed since.
             let outcome = channel.with(key, |value| {
-                let value = value.filter(|value| matches(filter, value))?;
+                let value = value?;
+                if filter.is_some() {
+                    *searched += value.len();
+                }
+                if !matches(filter, value) {
+                    return None;
+                }
                 Some(batch.push(key, if keys_only { &[][..] } else { value }))
             });
             match outcome {

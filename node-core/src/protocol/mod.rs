@@ -10,6 +10,7 @@ pub mod codes;
 pub mod dht;
 pub mod frame;
 pub mod handshake;
+pub mod queue;
 pub mod status;
 pub mod wire;
 

@@ -14,6 +14,8 @@ pub(crate) const INITIAL_INPUT_BYTES: usize = 16 * 1024;
 /// Buffers above this are given back to the allocator once they are empty again, so that one
 /// burst does not pin memory for the life of an idle connection.
 const SHRINK_ABOVE_BYTES: usize = 1024 * 1024;
+/// Sent bytes at the front of the output buffer beyond which it is compacted.
+const COMPACT_AFTER_BYTES: usize = 1024 * 1024;
 
 pub(crate) enum Phase {
     /// The ServerHello is sent; waiting for the ClientHello. `nonce` is set when the node asked
@@ -174,6 +176,13 @@ impl<S: ?Sized> Connection<S> {
             if self.output.capacity() > SHRINK_ABOVE_BYTES {
                 self.output = Vec::new();
             }
+        } else if self.output_start >= COMPACT_AFTER_BYTES
+            || self.output_start >= self.output.len() / 2
+        {
+            // A reader that never quite catches up would otherwise keep every byte ever sent
+            // in front of what is still unsent.
+            self.output.drain(..self.output_start);
+            self.output_start = 0;
         }
         Ok(written_total)
     }

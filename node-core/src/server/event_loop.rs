@@ -52,6 +52,8 @@ pub(crate) struct EventLoop<'s, S: Service> {
     shutting_down: bool,
     /// The service said it has background work ready.
     background_pending: bool,
+    /// An accept failed (out of descriptors): retry on the next tick.
+    accept_retry: bool,
 }
 
 impl<'s, S: Service> EventLoop<'s, S> {
@@ -67,6 +69,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             dirty: Vec::new(),
             shutting_down: false,
             background_pending: false,
+            accept_retry: false,
         };
         let Server { poll, listener, .. } = &mut event_loop.server;
         poll.registry()
@@ -130,6 +133,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 next_tick = now + tick;
                 self.service.tick(now);
                 self.take_wakeups();
+                if std::mem::take(&mut self.accept_retry) {
+                    self.accept_connections();
+                }
                 self.close_stalled_handshakes(now);
             }
             if !stats_interval.is_zero() && now >= next_stats {
@@ -219,8 +225,10 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => {
-                    // EMFILE and friends: log and try again on the next event rather than spin.
+                    // EMFILE and friends: try again on the next tick rather than spin; the
+                    // edge-triggered listener would not tell us again about those waiting.
                     tracing::warn!("accept failed: {err}");
+                    self.accept_retry = true;
                     return;
                 }
             }
@@ -765,6 +773,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             let Connection {
                 streams,
                 output,
+                output_start,
                 streams_blocked_on_output,
                 ..
             } = conn;
@@ -778,7 +787,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 if entry.credit == 0 {
                     break;
                 }
-                if output.len() >= high_water {
+                if output.len() - *output_start >= high_water {
                     *streams_blocked_on_output = true;
                     break;
                 }
