@@ -38,6 +38,7 @@ mod handshake;
 mod io_thread;
 mod limit;
 mod options;
+pub mod queue;
 mod reply;
 mod routing;
 mod session;

@@ -1,9 +1,11 @@
-//! The queuenode config file: the shared `[server]`, `[auth]` and `[log]` sections and the data
-//! directory. Every key and its default is documented in `deploy/config/queuenode.toml`.
+//! The queuenode config file: the shared `[server]`, `[auth]` and `[log]` sections, the data
+//! directory and the `[queue]` section (ring sizes, memory limit, sync mode). Every key and its default is documented in `deploy/config/queuenode.toml`.
 
-use node_core::config::{AuthSection, LogSection, ServerSection};
+use crate::engine::SyncMode;
+use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
 use node_core::daemon::DaemonConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The port queuenode listens on by default (on 127.0.0.1).
@@ -17,6 +19,89 @@ pub struct NodeConfig {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub log: LogSection,
+    pub queue: QueueSection,
+}
+
+/// Smallest and largest ring (the engine's limits); sizes must be multiples of 8.
+pub const MIN_CHANNEL_SIZE_BYTES: u64 = 4096;
+pub const MAX_CHANNEL_SIZE_BYTES: u64 = 1 << 40;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Capacity of a new ring (one per channel, or per subscriber of a channel), in bytes.
+    pub channel_size_bytes: u64,
+    /// Per-channel-prefix ring capacities: the longest prefix of a channel's name found here
+    /// decides; channels matching none get `channel_size_bytes`.
+    pub channel_size_by_prefix: BTreeMap<String, u64>,
+    /// Σ capacity of all rings may not exceed this (0 = no limit). A push that would need a new
+    /// ring beyond it fails with OutOfMemory.
+    pub memory_limit_bytes: u64,
+    /// "on_close" (msync at shutdown; safe against a process crash) or "always" (msync after
+    /// every change; safe against a machine crash, slow).
+    pub sync: String,
+}
+
+impl Default for QueueSection {
+    fn default() -> QueueSection {
+        QueueSection {
+            channel_size_bytes: 64 * 1024 * 1024,
+            channel_size_by_prefix: BTreeMap::new(),
+            memory_limit_bytes: 0,
+            sync: "on_close".into(),
+        }
+    }
+}
+
+impl QueueSection {
+    /// The ring capacity for a new storage of `channel`.
+    pub fn channel_size_for(&self, channel: &str) -> u64 {
+        self.channel_size_by_prefix
+            .iter()
+            .filter(|(prefix, _)| channel.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(self.channel_size_bytes, |(_, size)| *size)
+    }
+
+    pub fn sync_mode(&self) -> Result<SyncMode, ConfigError> {
+        match self.sync.as_str() {
+            "on_close" => Ok(SyncMode::OnClose),
+            "always" => Ok(SyncMode::Always),
+            other => Err(ConfigError::Invalid {
+                key: "queue.sync",
+                problem: format!("{other:?} is not on_close or always"),
+            }),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |key: &'static str, size: u64| {
+            if !size.is_multiple_of(8)
+                || !(MIN_CHANNEL_SIZE_BYTES..=MAX_CHANNEL_SIZE_BYTES).contains(&size)
+            {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!(
+                        "{size} is not a multiple of 8 between {MIN_CHANNEL_SIZE_BYTES} and \
+                         {MAX_CHANNEL_SIZE_BYTES}"
+                    ),
+                });
+            }
+            Ok(())
+        };
+        check("queue.channel_size_bytes", self.channel_size_bytes)?;
+        for (prefix, size) in &self.channel_size_by_prefix {
+            if prefix.is_empty() || !node_core::protocol::queue::valid_channel_name(prefix) {
+                return Err(ConfigError::Invalid {
+                    key: "queue.channel_size_by_prefix",
+                    problem: format!("{prefix:?} is not a channel-name prefix"),
+                });
+            }
+            check("queue.channel_size_by_prefix", *size)?;
+        }
+        self.sync_mode()?;
+        Ok(())
+    }
 }
 
 impl Default for NodeConfig {
@@ -26,6 +111,7 @@ impl Default for NodeConfig {
             server: ServerSection::default(),
             auth: AuthSection::default(),
             log: LogSection::default(),
+            queue: QueueSection::default(),
         }
     }
 }
@@ -45,11 +131,34 @@ impl DaemonConfig for NodeConfig {
     fn data_dir(&mut self) -> &mut PathBuf {
         &mut self.data_dir
     }
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        self.queue.validate()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_matching_prefix_decides_the_ring_size() {
+        let mut queue = QueueSection::default();
+        queue.channel_size_by_prefix.insert("big".into(), 1 << 30);
+        queue
+            .channel_size_by_prefix
+            .insert("big_small".into(), 8192);
+        assert_eq!(queue.channel_size_for("other"), 64 << 20);
+        assert_eq!(queue.channel_size_for("big_x"), 1 << 30);
+        assert_eq!(queue.channel_size_for("big_small_1"), 8192);
+        assert!(queue.validate().is_ok());
+        queue.channel_size_by_prefix.insert("bad".into(), 4097);
+        assert!(queue.validate().is_err());
+        let queue = QueueSection {
+            sync: "never".into(),
+            ..QueueSection::default()
+        };
+        assert!(queue.validate().is_err());
+    }
 
     /// The example config documents the defaults; it must load and say exactly what the node
     /// does without a file.

@@ -1,4 +1,8 @@
-//! queuenode: The queue node: fixed-size ring-buffer queues with subscribers. (So far the node answers only the requests every node shares; its engine comes next.)
+//! queuenode: The queue node: fixed-size ring-buffer queues with subscribers. It answers Push,
+//! Pop, GetChannels, GetChannelSize, GetSize and RemoveChannel (docs/protocol.md §8); streaming
+//! requests and subscribers come next.
 
 pub mod config;
 pub mod engine;
+mod requests;
+pub mod service;

@@ -261,6 +261,14 @@ impl Queues {
         Ok(values.len() as u64)
     }
 
+    /// Forces every ring's changes to disk (graceful shutdown while the registry stays usable).
+    pub fn sync_all(&self) -> Result<(), QueueError> {
+        for ring in self.rings.values() {
+            ring.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Graceful close: syncs every ring to disk.
     pub fn close(self) -> Result<(), QueueError> {
         for ring in self.rings.into_values() {

@@ -9,6 +9,7 @@
 
 mod cmd_dht;
 mod cmd_ping;
+mod cmd_queue;
 mod cmd_stats;
 mod targets;
 
@@ -35,6 +36,8 @@ enum Command {
     /// Records and channels of a dht cluster: put, get, exists, remove, getall, listen,
     /// channels, size, remove-channel, ranges.
     Dht(cmd_dht::Args),
+    /// Values and channels of a queue cluster: push, pop, channels, size, remove-channel.
+    Queue(cmd_queue::Args),
 }
 
 /// A failed command: its message is the whole of what the user sees.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Ping(args) => cmd_ping::run(&cli.targets, args),
         Command::Stats(args) => cmd_stats::run(&cli.targets, args),
         Command::Dht(args) => cmd_dht::run(&cli.targets, args),
+        Command::Queue(args) => cmd_queue::run(&cli.targets, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,18 @@
+//! GetChannels: the names of the node's channels, sorted (each once, whatever its subscribers).
+
+use crate::service::QueueNode;
+use node_core::protocol::queue::encode_channel_names;
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request};
+
+pub(super) fn handle(
+    node: &mut QueueNode,
+    _request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<QueueNode> {
+    let names = node.channel_names();
+    reply.send_with(Status::Ok, |out| {
+        encode_channel_names(out, names.iter().copied())
+    });
+    Handled::Replied
+}

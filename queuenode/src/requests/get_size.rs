@@ -1,0 +1,16 @@
+//! GetSize: records, value bytes, used ring bytes and ring capacity over every storage of the
+//! node.
+
+use crate::service::QueueNode;
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request};
+
+pub(super) fn handle(
+    node: &mut QueueNode,
+    _request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<QueueNode> {
+    let size = node.total_size();
+    reply.send_with(Status::Ok, |out| size.encode(out));
+    Handled::Replied
+}
