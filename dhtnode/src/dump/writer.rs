@@ -121,6 +121,8 @@ pub type ProgressHook = Arc<dyn Fn() + Send + Sync>;
 struct Shared {
     /// The writer thread's id (0 until it runs), so the node can change its scheduling.
     thread_id: AtomicI32,
+    /// Whether the writer may use the idle class (see `idle_class_is_reversible`).
+    idle_allowed: AtomicBool,
     /// Shards read so far, over the thread's life: the node watches it to see a starved dump.
     progress: AtomicU64,
     state: Mutex<QueueState>,
@@ -153,6 +155,26 @@ impl Drop for AliveGuard {
 
 /// The dump writer's nice value when it is not (or cannot be) in the idle class.
 const DUMP_THREAD_NICE: i32 = 19;
+
+/// Whether a thread of this process may leave the idle class again (root, CAP_SYS_NICE, or an
+/// RLIMIT_NICE that allows nice 19 — systemd's `LimitNICE=+19`). Probed on a throwaway thread,
+/// because a thread that cannot leave `SCHED_IDLE` stays there for good.
+fn idle_class_is_reversible() -> bool {
+    let probe = std::thread::spawn(|| {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` during the call only; pid 0 is this thread.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
+                && libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    libc::gettid() as libc::id_t,
+                    DUMP_THREAD_NICE,
+                ) == 0
+                && libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) == 0
+        }
+    });
+    probe.join().unwrap_or(false)
+}
 
 /// Background (`true`): the `SCHED_IDLE` class, so the thread runs only when the event loop has
 /// nothing to do — a dump on a node pinned to one core must not take the core from requests, and
@@ -221,7 +243,7 @@ impl DumpThread {
     /// when the load starves it (see [`set_background`]).
     pub fn set_background(&self, background: bool) {
         let thread_id = self.shared.thread_id.load(Ordering::Relaxed);
-        if thread_id != 0 {
+        if thread_id != 0 && self.shared.idle_allowed.load(Ordering::Relaxed) {
             set_background(thread_id, background);
         }
     }
@@ -266,6 +288,7 @@ impl DumpThread {
             }),
             changed: Condvar::new(),
             thread_id: AtomicI32::new(0),
+            idle_allowed: AtomicBool::new(false),
             progress: AtomicU64::new(0),
             on_progress: Mutex::new(None),
         });
@@ -286,7 +309,15 @@ impl DumpThread {
                     .0
                     .thread_id
                     .store(unsafe { libc::gettid() }, Ordering::Relaxed);
-                set_background(0, true);
+                let idle = idle_class_is_reversible();
+                _guard.0.idle_allowed.store(idle, Ordering::Relaxed);
+                if !idle {
+                    tracing::info!(
+                        "dump writer runs at nice 19, not in the idle class: this process may not \
+                         leave SCHED_IDLE again (give it LimitNICE=+19 or CAP_SYS_NICE)"
+                    );
+                }
+                set_background(0, idle);
                 worker.run(command_rx);
             })?;
         Ok(DumpThread {
