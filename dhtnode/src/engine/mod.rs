@@ -303,20 +303,36 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         Engine::check_name(channel)?;
         self.check_channel_room(channel)?;
-        let mut growth: i64 = 0;
         for (key, value) in records.clone() {
             self.check_key(key)?;
             self.check_value(value)?;
-            let old_bytes = self.old_record_bytes(channel, key);
-            growth += record_bytes(value.len()) as i64 - old_bytes as i64;
         }
-        self.check_growth(growth)?;
+        if self.limits.size_limit_bytes > 0 {
+            self.check_growth(self.batch_growth(channel, records.clone()))?;
+        }
         let mut stored = 0;
         for (key, value) in records {
             self.store(channel, key, value);
             stored += 1;
         }
         Ok(stored)
+    }
+
+    /// The change in stored bytes a batch makes: each key counted once, with the last value
+    /// the batch gives it (a key repeated in a batch overwrites itself).
+    fn batch_growth<'a>(
+        &self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> i64 {
+        let mut last_len: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for (key, value) in records {
+            last_len.insert(key, value.len());
+        }
+        last_len
+            .into_iter()
+            .map(|(key, len)| record_bytes(len) as i64 - self.old_record_bytes(channel, key) as i64)
+            .sum()
     }
 
     pub fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
@@ -614,5 +630,20 @@ mod tests {
         let id = engine.subscribe("c").unwrap();
         engine.unsubscribe("c", id);
         assert_eq!(engine.channel_names().count(), 2, "a written channel stays");
+    }
+
+    #[test]
+    fn a_key_repeated_in_a_batch_counts_once_against_the_size_limit() {
+        let mut engine = engine(HashRange::FULL, 20);
+        let batch: Vec<(u64, &[u8])> = vec![(1, b"aaaaaaaa"), (1, b"bbbbbbbb")];
+        assert_eq!(engine.put_batch("ch", batch.iter().copied()), Ok(2));
+        assert_eq!(
+            engine.size(),
+            SizeInfo {
+                records: 1,
+                bytes: 16
+            }
+        );
+        assert_eq!(engine.get("ch", 1).unwrap(), Some(b"bbbbbbbb".to_vec()));
     }
 }

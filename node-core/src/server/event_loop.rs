@@ -669,21 +669,25 @@ impl<'s, S: Service> EventLoop<'s, S> {
             );
             return;
         };
+        // A malformed Credit is a protocol error whatever its stream (docs/protocol.md §2).
+        let grant = body.first_chunk::<4>().map(|b| u32::from_le_bytes(*b));
+        if control == ControlCode::Credit && grant.is_none() {
+            self.reject_frame(
+                slot,
+                header.request_id,
+                Status::BadRequest,
+                "Credit needs a u32 body",
+            );
+            return;
+        }
+        let conn = &mut self.connections[slot];
         let Some(entry) = conn.streams.get_mut(&header.request_id) else {
             // The stream may have just ended; its late control frames are harmless.
             return;
         };
         match control {
             ControlCode::Credit => {
-                let Some(grant) = body.first_chunk::<4>().map(|b| u32::from_le_bytes(*b)) else {
-                    self.reject_frame(
-                        slot,
-                        header.request_id,
-                        Status::BadRequest,
-                        "Credit needs a u32 body",
-                    );
-                    return;
-                };
+                let grant = grant.unwrap_or(0);
                 entry.credit = entry.credit.saturating_add(grant).min(MAX_STREAM_CREDIT);
                 if !entry.waiting && !entry.queued && entry.credit > 0 {
                     entry.queued = true;
@@ -955,7 +959,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 continue;
             }
             // Requests that already arrived, in our buffer or the socket's, are answered before
-            // the node stops.
+            // the node stops (those still in the socket only if the connection's output is under
+            // its bound: a reader that stopped reading is not read from).
             self.read_connection(slot);
             self.answer_buffered_requests(slot);
             let Some(conn) = self.connections.get_mut(slot) else {
