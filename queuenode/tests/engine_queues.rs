@@ -1,5 +1,5 @@
 //! The `Queues` registry over a real data directory, and import of the reference's `.rq` dumps
-//! (`../shared/reference/data/dmq-loadfiles/`).
+//! (copied into `testdata/dmq-loadfiles/`).
 
 use node_core::protocol::Status;
 use queuenode::engine::{rq, QueueError, Queues, QueuesConfig, RingError, SyncMode};
@@ -14,7 +14,7 @@ fn config(dir: &Path, memory_limit_bytes: u64) -> QueuesConfig {
 }
 
 fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/data/dmq-loadfiles")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dmq-loadfiles")
 }
 
 #[test]
