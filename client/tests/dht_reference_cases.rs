@@ -66,32 +66,10 @@ const QUIET: Duration = Duration::from_millis(200);
 
 // ----- harness (as in tests/dht.rs) -------------------------------------------------------------
 
-/// The dhtnode binary next to this test's own target directory, built if needed.
+/// The dhtnode binary next to this test's own target directory, built once if needed.
 fn dhtnode_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/dht_reference_cases-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile directory");
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let mut build = Command::new(cargo);
-            build.args(["build", "-p", "dhtnode", "--bin", "dhtnode"]);
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build -p dhtnode");
-            assert!(status.success(), "cargo build -p dhtnode failed");
-        }
-        let binary = profile_dir.join("dhtnode");
-        assert!(binary.exists(), "no dhtnode binary at {}", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| testkit::workspace_binary("dhtnode", "dhtnode"))
 }
 
 /// A running `dhtnode` in its own temporary directory, killed on drop.

@@ -21,7 +21,7 @@ impl Node {
     fn start(extra_args: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         Node {
-            node: common::Node::start_in(dir.path(), extra_args),
+            node: common::Node::start_in(common::BIN, dir.path(), extra_args),
             _dir: dir,
         }
     }

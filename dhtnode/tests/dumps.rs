@@ -71,7 +71,7 @@ fn write_config(dir: &Path, text: &str) -> String {
 #[test]
 fn restart_after_sigterm_keeps_every_record() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     let channels = ["alpha", "beta", "gamma"];
     for (index, channel) in channels.iter().enumerate() {
@@ -85,7 +85,7 @@ fn restart_after_sigterm_keeps_every_record() {
     for channel in channels {
         assert!(dir.path().join(format!("data/{channel}.dump")).exists());
     }
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     let (status, names) = conn.request(dht::GET_CHANNELS, Vec::new());
     assert_eq!(status, Status::Ok);
@@ -100,7 +100,7 @@ fn restart_after_sigterm_keeps_every_record() {
 fn periodic_dumps_happen_while_the_node_serves() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), "[dht]\ndump_period_s = 1\n");
-    let node = Node::start_in(dir.path(), &["-c", &config]);
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", &config]);
     let mut conn = Conn::open(node.addr);
     put_all(&mut conn, "periodic", 0..1000);
     let dump = dir.path().join("data/periodic.dump");
@@ -113,7 +113,7 @@ fn periodic_dumps_happen_while_the_node_serves() {
     });
     node.signal("KILL");
     drop(node);
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     assert_holds_exactly(&mut conn, "periodic", &(0..1000).collect::<Vec<_>>());
 }
@@ -121,10 +121,10 @@ fn periodic_dumps_happen_while_the_node_serves() {
 #[test]
 fn a_damaged_dump_falls_back_to_its_backup_loudly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     put_all(&mut Conn::open(node.addr), "ch", 0..100);
     node.stop();
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     put_all(&mut Conn::open(node.addr), "ch", 100..200);
     node.stop();
     // Now ch.dump holds 0..200 and ch.dump.backup holds 0..100. Damage one byte of the dump.
@@ -133,7 +133,7 @@ fn a_damaged_dump_falls_back_to_its_backup_loudly() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     std::fs::write(&dump, bytes).expect("write damaged dump");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     assert_holds_exactly(&mut conn, "ch", &(0..100).collect::<Vec<_>>());
     let log = node.root_log();
@@ -148,7 +148,7 @@ fn leftover_temp_files_are_ignored_with_a_warning() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
     std::fs::write(dir.path().join("data/half.dump.tmp"), b"half a dump").expect("write tmp");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     let (status, names) = conn.request(dht::GET_CHANNELS, Vec::new());
     assert_eq!(status, Status::Ok);
@@ -166,7 +166,7 @@ fn halves() -> (Vec<u64>, Vec<u64>) {
 }
 
 fn node_with_both_halves_dumped(dir: &Path) {
-    let node = Node::start_in(dir, &[]);
+    let node = Node::start_in(common::BIN, dir, &[]);
     put_all(&mut Conn::open(node.addr), "ch", 0..200);
     node.stop();
 }
@@ -181,7 +181,11 @@ fn out_of_range_records_are_loaded_ignored_or_fatal_by_policy() {
     let dir = tempfile::tempdir().expect("temp dir");
     node_with_both_halves_dumped(dir.path());
     let config = write_config(dir.path(), "[dht]\nout_of_range = \"ignore\"\n");
-    let node = Node::start_in(dir.path(), &["-c", &config, "--range", &range_arg]);
+    let node = Node::start_in(
+        common::BIN,
+        dir.path(),
+        &["-c", &config, "--range", &range_arg],
+    );
     let mut conn = Conn::open(node.addr);
     assert_holds_exactly(&mut conn, "ch", &lower_keys);
     drop(conn);
@@ -189,7 +193,7 @@ fn out_of_range_records_are_loaded_ignored_or_fatal_by_policy() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     node_with_both_halves_dumped(dir.path());
-    let node = Node::start_in(dir.path(), &["--range", &range_arg]);
+    let node = Node::start_in(common::BIN, dir.path(), &["--range", &range_arg]);
     let mut conn = Conn::open(node.addr);
     let all: Vec<u64> = (0..200).collect();
     assert_holds_exactly(&mut conn, "ch", &all);
@@ -234,7 +238,7 @@ fn reference_tcm_samples_import_as_their_readme_says() {
         dir.path().join("data/truncated.tcm"),
     )
     .expect("copy truncated");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     for channel in ["example", "truncated"] {
         let expected: [(u64, &[u8]); 3] = [
@@ -276,7 +280,7 @@ fn reference_tcm_samples_import_as_their_readme_says() {
 #[test]
 fn kill_dash_nine_while_dumping_leaves_a_loadable_dump() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     let value = vec![b'x'; 1000];
     let requests: Vec<(RequestCode, Vec<u8>)> = (0..20_000u64)
@@ -296,11 +300,11 @@ fn kill_dash_nine_while_dumping_leaves_a_loadable_dump() {
     // one, never fail. scripts/ and the crash matrix run this with many more rounds.
     let config = write_config(dir.path(), "[dht]\ndump_period_s = 1\n");
     for round in 0..4u64 {
-        let node = Node::start_in(dir.path(), &["-c", &config]);
+        let node = Node::start_in(common::BIN, dir.path(), &["-c", &config]);
         std::thread::sleep(std::time::Duration::from_millis(900 + round * 130));
         node.signal("KILL");
         drop(node);
-        let node = Node::start_in(dir.path(), &[]);
+        let node = Node::start_in(common::BIN, dir.path(), &[]);
         let mut conn = Conn::open(node.addr);
         let mut body = Vec::new();
         dht::encode_channel(&mut body, "big");

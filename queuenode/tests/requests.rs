@@ -69,13 +69,13 @@ fn start_small(dir: &Path) -> Node {
         "[queue]\nchannel_size_bytes = 4096\n[queue.channel_size_by_prefix]\nbig = 65536\n",
     )
     .expect("write config");
-    Node::start_in(dir, &["-c", "queuenode.toml"])
+    Node::start_in(common::BIN, dir, &["-c", "queuenode.toml"])
 }
 
 #[test]
 fn push_then_pop_is_fifo_and_an_empty_or_missing_channel_is_not_found() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     assert_eq!(pop(&mut conn, "never"), None, "missing channel");
     assert!(channels(&mut conn).is_empty(), "pop creates no channel");
@@ -207,7 +207,7 @@ fn sizes_channels_and_remove_channel() {
 #[test]
 fn records_survive_a_graceful_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     for n in 0..200 {
         assert_eq!(push(&mut conn, "kept", &value(n)), Status::Ok);
@@ -218,7 +218,7 @@ fn records_survive_a_graceful_restart() {
     drop(conn);
     node.stop();
 
-    let node = Node::start_in(dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
     assert_eq!(channels(&mut conn), vec!["kept"]);
     assert_eq!(channel_size(&mut conn, "kept").records, 150);
@@ -267,7 +267,7 @@ fn the_memory_limit_refuses_new_rings_and_bad_sizes_refuse_to_start() {
         "[queue]\nchannel_size_bytes = 4096\nmemory_limit_bytes = 8192\n",
     )
     .expect("write config");
-    let node = Node::start_in(dir.path(), &["-c", "queuenode.toml"]);
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "queuenode.toml"]);
     let mut conn = Conn::open(node.addr);
     assert_eq!(push(&mut conn, "one", b"x"), Status::Ok);
     assert_eq!(push(&mut conn, "two", b"x"), Status::Ok);

@@ -13,32 +13,10 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// The dhtnode binary of this test's profile, built if needed.
+/// The dhtnode binary next to this test's own target directory, built once if needed.
 pub fn dhtnode_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test>-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile directory");
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let mut build = Command::new(cargo);
-            build.args(["build", "-p", "dhtnode", "--bin", "dhtnode"]);
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build -p dhtnode");
-            assert!(status.success(), "cargo build -p dhtnode failed");
-        }
-        let binary = profile_dir.join("dhtnode");
-        assert!(binary.exists(), "no dhtnode binary at {}", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| testkit::workspace_binary("dhtnode", "dhtnode"))
 }
 
 pub fn dhtdump_binary() -> &'static str {

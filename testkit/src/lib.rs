@@ -1,0 +1,230 @@
+//! Support for process tests, shared by every crate that starts a real node binary: start it in
+//! a directory on an OS-chosen port (learnt from its root.log), speak raw protocol frames to it,
+//! signal it, and wait for it; and find (building if needed) another package's binary.
+
+use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
+use node_core::protocol::handshake::{
+    ClientHello, ServerHello, HANDSHAKE_RESULT_LEN, PROOF_LEN, SERVER_HELLO_LEN,
+};
+use node_core::protocol::{RequestCode, Status, PROTOCOL_VERSION};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Node {
+    pub child: Child,
+    /// The binary's file name, for messages.
+    name: String,
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Node {
+    /// Starts the node binary `binary` with `dir` as its working directory (data in `dir/data`,
+    /// logs in `dir/log`) on an OS-chosen loopback port.
+    pub fn start_in(binary: &str, dir: &Path, extra_args: &[&str]) -> Node {
+        let name = Path::new(binary)
+            .file_name()
+            .map_or_else(|| binary.to_string(), |n| n.to_string_lossy().into_owned());
+        let log = dir.join("log/root.log");
+        let previous_lines = std::fs::read_to_string(&log)
+            .map(|text| text.len())
+            .unwrap_or(0);
+        let child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {binary}: {err}"));
+        let addr = wait_for_listen_addr(&log, previous_lines);
+        Node {
+            child,
+            name,
+            dir: dir.to_path_buf(),
+            addr,
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for exit status 0.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        assert_eq!(
+            self.wait_exit().code(),
+            Some(0),
+            "graceful shutdown exits 0"
+        );
+    }
+
+    pub fn root_log(&self) -> String {
+        std::fs::read_to_string(self.path("log/root.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The node logs `listening on ADDR` once it serves; with port 0 that line is how a test learns
+/// the port. `skip` bytes of the log belong to earlier runs in the same directory.
+pub fn wait_for_listen_addr(root_log: &Path, skip: usize) -> SocketAddr {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(root_log).unwrap_or_default();
+        if let Some(rest) = text
+            .get(skip..)
+            .and_then(|new| new.split("listening on ").nth(1))
+        {
+            let addr = rest
+                .split_whitespace()
+                .next()
+                .expect("address after 'listening on'");
+            return addr.parse().expect("listen address");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 'listening on' line in {}",
+            root_log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A raw protocol connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    next_id: u64,
+    buffer: Vec<u8>,
+}
+
+impl Conn {
+    /// Opens a connection and completes an anonymous handshake.
+    pub fn open(addr: SocketAddr) -> Conn {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut hello = [0u8; SERVER_HELLO_LEN];
+        stream.read_exact(&mut hello).expect("server hello");
+        let hello = ServerHello::decode(&hello).expect("decode hello");
+        assert_eq!(hello.version, PROTOCOL_VERSION);
+        let mut out = Vec::new();
+        ClientHello {
+            version: PROTOCOL_VERSION,
+            wanted_kind: None,
+            name: Vec::new(),
+            proof: [0; PROOF_LEN],
+        }
+        .encode(&mut out)
+        .expect("encode hello");
+        stream.write_all(&out).expect("send hello");
+        let mut result = [0u8; HANDSHAKE_RESULT_LEN];
+        stream.read_exact(&mut result).expect("handshake result");
+        Conn {
+            stream,
+            next_id: 1,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Sends many requests in one write and returns their replies (status, body), in order.
+    pub fn pipeline(&mut self, requests: &[(RequestCode, Vec<u8>)]) -> Vec<(Status, Vec<u8>)> {
+        let mut out = Vec::new();
+        let first_id = self.next_id;
+        for (code, body) in requests {
+            write_frame(&mut out, FrameType::Request, code.0, self.next_id, body);
+            self.next_id += 1;
+        }
+        self.stream.write_all(&out).expect("send requests");
+        (0..requests.len())
+            .map(|index| {
+                let (id, status, body) = self.read_reply();
+                assert_eq!(id, first_id + index as u64, "replies come in request order");
+                (status, body)
+            })
+            .collect()
+    }
+
+    pub fn request(&mut self, code: RequestCode, body: Vec<u8>) -> (Status, Vec<u8>) {
+        self.pipeline(&[(code, body)]).remove(0)
+    }
+
+    fn read_reply(&mut self) -> (u64, Status, Vec<u8>) {
+        loop {
+            if let Some(header) = parse_frame(&self.buffer, u32::MAX).expect("valid frame") {
+                let body = self.buffer[HEADER_LEN..header.frame_len()].to_vec();
+                self.buffer.drain(..header.frame_len());
+                assert_eq!(header.frame_type, FrameType::Reply);
+                let status = Status::from_u8(header.code).expect("known status");
+                return (header.request_id, status, body);
+            }
+            let mut chunk = [0u8; 65536];
+            let read = self.stream.read(&mut chunk).expect("read reply");
+            assert!(read > 0, "connection closed while waiting for a reply");
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// The binary `name` of package `package`, in the same target directory as the running test,
+/// built once if needed (a test can name its own crate's binaries with `CARGO_BIN_EXE_*`, but not
+/// another package's).
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|dir| dir == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .unwrap_or_else(|err| panic!("run cargo build -p {package}: {err}"));
+        assert!(status.success(), "cargo build -p {package} failed");
+    }
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "no {name} binary at {}", binary.display());
+    binary
+}
