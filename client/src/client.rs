@@ -93,6 +93,22 @@ impl Client {
         self.shared.nodes.len()
     }
 
+    /// Sends one request to every node at once (pipelined), then collects the replies in node
+    /// order, each with its node's address. Fails with the first transport error.
+    pub fn fan_out(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+    ) -> Result<Vec<(SocketAddr, Reply)>, ClientError> {
+        let pending: Vec<Pending> = (0..self.node_count())
+            .map(|node| self.submit(node, code, body))
+            .collect::<Result<_, _>>()?;
+        pending
+            .into_iter()
+            .map(|pending| pending.wait().map(|reply| (reply.node, reply)))
+            .collect()
+    }
+
     /// The address of node `index`, as given to `connect`.
     pub fn node_addr(&self, index: usize) -> Option<SocketAddr> {
         self.shared.nodes.get(index).map(|node| node.addr)

@@ -31,7 +31,7 @@ pub use node_core::protocol::queue::QueueSize;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
-use crate::reply::{Pending, Reply};
+use crate::reply::Reply;
 use crate::topology::Topology;
 use node_core::protocol::queue::{self as wire, PushRequest};
 use node_core::protocol::{NodeKind, RequestCode, Status};
@@ -148,7 +148,7 @@ impl QueueClient {
     /// The names of every channel on any node: sorted, each once.
     pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
         let mut names = BTreeSet::new();
-        for (node, reply) in self.fan_out(wire::GET_CHANNELS, &[])? {
+        for (node, reply) in self.client.fan_out(wire::GET_CHANNELS, &[])? {
             let body = reply.ok_body()?;
             let decoded = wire::decode_channel_names(&body)
                 .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
@@ -176,7 +176,8 @@ impl QueueClient {
     ) -> Result<Vec<(SocketAddr, QueueSize)>, ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        self.fan_out(wire::GET_CHANNEL_SIZE, &body)?
+        self.client
+            .fan_out(wire::GET_CHANNEL_SIZE, &body)?
             .into_iter()
             .map(|(node, reply)| {
                 let body = reply.ok_body()?;
@@ -192,24 +193,10 @@ impl QueueClient {
     pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        for (_, reply) in self.fan_out(wire::REMOVE_CHANNEL, &body)? {
+        for (_, reply) in self.client.fan_out(wire::REMOVE_CHANNEL, &body)? {
             reply.into_result()?;
         }
         Ok(())
-    }
-
-    fn fan_out(
-        &self,
-        code: RequestCode,
-        body: &[u8],
-    ) -> Result<Vec<(SocketAddr, Reply)>, ClientError> {
-        let pending: Vec<Pending> = (0..self.node_count())
-            .map(|node| self.client.submit(node, code, body))
-            .collect::<Result<_, _>>()?;
-        pending
-            .into_iter()
-            .map(|pending| pending.wait().map(|reply| (reply.node, reply)))
-            .collect()
     }
 
     fn sum_sizes(
@@ -219,7 +206,7 @@ impl QueueClient {
         request: &str,
     ) -> Result<QueueSize, ClientError> {
         let mut total = QueueSize::default();
-        for (node, reply) in self.fan_out(code, body)? {
+        for (node, reply) in self.client.fan_out(code, body)? {
             let body = reply.ok_body()?;
             let size = QueueSize::decode(&body)
                 .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;

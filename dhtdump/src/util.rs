@@ -48,10 +48,7 @@ pub fn random_delay(period: Duration) -> Duration {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for a time in Unix seconds.
 pub fn utc_time(unix_s: u64) -> String {
-    let (days, secs_of_day) = (unix_s / 86_400, unix_s % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+    format!("{} UTC", node_core::log::utc_date_time(unix_s))
 }
 
 /// [`utc_time`] of a `SystemTime` (the epoch for a clock before 1970).
@@ -61,25 +58,6 @@ pub fn utc_system_time(time: SystemTime) -> String {
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or(0),
     )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

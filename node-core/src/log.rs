@@ -232,6 +232,12 @@ fn utc_timestamp(time: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    utc_date_time(secs)
+}
+
+/// Formats a time in Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), without a date crate: for log
+/// lines, stats lines and reports.
+pub fn utc_date_time(secs: u64) -> String {
     let (days, secs_of_day) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
     let (hour, minute, second) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);

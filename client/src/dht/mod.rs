@@ -45,7 +45,7 @@ pub use ranges::{show_range, RangeProblem, RangeTable};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
-use crate::reply::{Pending, Reply};
+use crate::reply::Pending;
 use crate::topology::Topology;
 use node_core::protocol::dht::{self as wire, value_hash};
 use node_core::protocol::{NodeKind, RequestCode, Status};
@@ -117,7 +117,7 @@ impl DhtClient {
     /// The names of every channel on any node: sorted, each once.
     pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
         let mut names = BTreeSet::new();
-        for (node, reply) in self.fan_out(wire::GET_CHANNELS, &[])? {
+        for (node, reply) in self.client.fan_out(wire::GET_CHANNELS, &[])? {
             let body = reply.ok_body()?;
             let decoded = wire::decode_channel_names(&body)
                 .map_err(|e| body_error(node, "GetChannels", e))?;
@@ -144,7 +144,7 @@ impl DhtClient {
     pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        for (_, reply) in self.fan_out(wire::REMOVE_CHANNEL, &body)? {
+        for (_, reply) in self.client.fan_out(wire::REMOVE_CHANNEL, &body)? {
             reply.into_result()?;
         }
         Ok(())
@@ -160,22 +160,6 @@ impl DhtClient {
         Listener::open(&self.client, channel)
     }
 
-    /// Sends one request to every node at once (pipelined), then collects the replies in node
-    /// order. Fails with the first transport error.
-    fn fan_out(
-        &self,
-        code: RequestCode,
-        body: &[u8],
-    ) -> Result<Vec<(SocketAddr, Reply)>, ClientError> {
-        let pending: Vec<Pending> = (0..self.node_count())
-            .map(|node| self.client.submit(node, code, body))
-            .collect::<Result<_, _>>()?;
-        pending
-            .into_iter()
-            .map(|pending| pending.wait().map(|reply| (reply.node, reply)))
-            .collect()
-    }
-
     fn sum_sizes(
         &self,
         code: RequestCode,
@@ -183,7 +167,7 @@ impl DhtClient {
         request: &str,
     ) -> Result<SizeInfo, ClientError> {
         let mut total = SizeInfo::default();
-        for (node, reply) in self.fan_out(code, body)? {
+        for (node, reply) in self.client.fan_out(code, body)? {
             let reply = reply.into_result()?;
             if reply.status == Status::NotFound {
                 continue;
