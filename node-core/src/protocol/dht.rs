@@ -2,7 +2,10 @@
 //! body (docs/protocol.md §6), the hash-range rule that decides which node owns a key, and the
 //! value hash that Update compares. Node and client both use these, so they cannot disagree.
 
-use super::wire::{put_bool, put_bytes, put_str8, put_u32, put_u64, put_u8, Reader, WireError};
+pub use super::channels::{
+    decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+};
+use super::wire::{put_bool, put_bytes, put_str8, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
 pub const PUT: RequestCode = RequestCode(16);
@@ -283,18 +286,6 @@ impl<'a> PutRequest<'a> {
     }
 }
 
-/// A request naming only a channel: GetChannelSize, RemoveChannel, Listen.
-pub fn encode_channel(out: &mut Vec<u8>, channel: &str) {
-    put_str8(out, channel);
-}
-
-pub fn decode_channel(body: &[u8]) -> Result<&str, WireError> {
-    let mut reader = Reader::new(body);
-    let channel = reader.str8("channel")?;
-    reader.finish()?;
-    Ok(channel)
-}
-
 /// GetAll: `channel`, `u8 flags` (bit 0 keys only), `bool resume`, `u64 resume_after` (the last
 /// key the client received before a reconnect), `bytes filter` (empty: no filter; else only
 /// records whose value contains it).
@@ -496,32 +487,6 @@ impl<'a> ListenItem<'a> {
 }
 
 // ----- reply bodies -----------------------------------------------------------------------------
-
-/// GetChannels reply: `u32 n`, then `n` × `str8` name.
-pub fn encode_channel_names<'a>(out: &mut Vec<u8>, names: impl ExactSizeIterator<Item = &'a str>) {
-    put_u32(out, names.len() as u32);
-    for name in names {
-        put_str8(out, name);
-    }
-}
-
-pub fn decode_channel_names(body: &[u8]) -> Result<Vec<String>, WireError> {
-    let mut reader = Reader::new(body);
-    let count = reader.u32("count")?;
-    // Each name takes at least one byte, so a count beyond the body is a lie, not an allocation.
-    if count as usize > body.len() {
-        return Err(WireError::Invalid {
-            field: "count",
-            reason: "more names than bytes",
-        });
-    }
-    let mut names = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        names.push(reader.str8("name")?.to_string());
-    }
-    reader.finish()?;
-    Ok(names)
-}
 
 /// GetSize / GetChannelSize reply: `u64 records`, `u64 bytes` (bytes = Σ key 8 + value length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

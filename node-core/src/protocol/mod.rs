@@ -6,6 +6,7 @@
 //! I/O and knows nothing of sockets or storage, so the client and every node share it.
 
 pub mod batch;
+pub mod channels;
 pub mod codes;
 pub mod dht;
 pub mod frame;

@@ -4,7 +4,10 @@
 //! Codes 80–111 belong to queue. Those not listed here (PushMulti, Produce, Consume, Subscribe)
 //! are reserved for requests still to be built; a node answers them UnsupportedRequest.
 
-use super::wire::{put_str8, put_u32, put_u64, Reader, WireError};
+pub use super::channels::{
+    decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+};
+use super::wire::{put_str8, put_u64, Reader, WireError};
 use super::RequestCode;
 
 pub const PUSH: RequestCode = RequestCode(80);
@@ -60,38 +63,6 @@ impl<'a> PushRequest<'a> {
             value: reader.rest(),
         })
     }
-}
-
-/// A request naming only a channel: Pop, GetChannelSize, RemoveChannel.
-pub fn encode_channel(out: &mut Vec<u8>, channel: &str) {
-    put_str8(out, channel);
-}
-
-pub fn decode_channel(body: &[u8]) -> Result<&str, WireError> {
-    let mut reader = Reader::new(body);
-    let channel = reader.str8("channel")?;
-    reader.finish()?;
-    Ok(channel)
-}
-
-/// GetChannels reply: `u32 n`, then `n` × `str8` name.
-pub fn encode_channel_names<'a>(out: &mut Vec<u8>, names: impl ExactSizeIterator<Item = &'a str>) {
-    put_u32(out, names.len() as u32);
-    for name in names {
-        put_str8(out, name);
-    }
-}
-
-pub fn decode_channel_names(body: &[u8]) -> Result<Vec<String>, WireError> {
-    let mut reader = Reader::new(body);
-    let count = reader.u32("count")?;
-    // Each name takes at least 2 bytes, so a count beyond that is a lie, not an allocation.
-    let mut names = Vec::with_capacity((count as usize).min(reader.remaining() / 2));
-    for _ in 0..count {
-        names.push(reader.str8("name")?.to_string());
-    }
-    reader.finish()?;
-    Ok(names)
 }
 
 /// GetChannelSize / GetSize reply: `u64 records`, `u64 value_bytes` (Σ value lengths),

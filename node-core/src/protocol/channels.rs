@@ -1,0 +1,62 @@
+//! Bodies every node kind uses the same way: a request that names only a channel (Listen, Pop,
+//! GetChannelSize, RemoveChannel, ...) and the GetChannels reply. One codec, re-exported by each
+//! kind's module, so the kinds cannot drift apart.
+
+use super::wire::{put_str8, put_u32, Reader, WireError};
+
+/// A request naming only a channel: `str8 channel`.
+pub fn encode_channel(out: &mut Vec<u8>, channel: &str) {
+    put_str8(out, channel);
+}
+
+pub fn decode_channel(body: &[u8]) -> Result<&str, WireError> {
+    let mut reader = Reader::new(body);
+    let channel = reader.str8("channel")?;
+    reader.finish()?;
+    Ok(channel)
+}
+
+/// GetChannels reply: `u32 n`, then `n` × `str8` name.
+pub fn encode_channel_names<'a>(out: &mut Vec<u8>, names: impl ExactSizeIterator<Item = &'a str>) {
+    put_u32(out, names.len() as u32);
+    for name in names {
+        put_str8(out, name);
+    }
+}
+
+pub fn decode_channel_names(body: &[u8]) -> Result<Vec<String>, WireError> {
+    let mut reader = Reader::new(body);
+    let count = reader.u32("count")?;
+    // Each name takes at least 2 bytes (length and one character), so a count beyond that is a
+    // lie, not an allocation.
+    if count as usize > reader.remaining() / 2 {
+        return Err(WireError::Invalid {
+            field: "count",
+            reason: "more names than the body can hold",
+        });
+    }
+    let mut names = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        names.push(reader.str8("name")?.to_string());
+    }
+    reader.finish()?;
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_bodies_round_trip_and_lying_counts_are_refused() {
+        let mut out = Vec::new();
+        encode_channel_names(&mut out, ["a", "bb"].into_iter());
+        assert_eq!(decode_channel_names(&out).unwrap(), vec!["a", "bb"]);
+        assert!(decode_channel_names(&[255, 255, 255, 255]).is_err());
+        out.clear();
+        encode_channel(&mut out, "ch");
+        assert_eq!(decode_channel(&out), Ok("ch"));
+        out.push(0);
+        assert!(decode_channel(&out).is_err(), "trailing bytes are refused");
+    }
+}
