@@ -51,17 +51,9 @@ impl Client {
     pub fn from_topology(
         topology: &Topology,
         kind: NodeKind,
-        mut options: ClientOptions,
+        options: ClientOptions,
     ) -> Result<Client, ClientError> {
-        let nodes = topology.nodes(kind);
-        if nodes.is_empty() {
-            return Err(ClientError::Setup(format!(
-                "the topology lists no {kind} nodes"
-            )));
-        }
-        if options.credentials.is_none() {
-            options.credentials = topology.credentials().cloned();
-        }
+        let (nodes, options) = topology.connection(kind, options)?;
         Client::connect(nodes, Some(kind), options)
     }
 

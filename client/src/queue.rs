@@ -64,17 +64,9 @@ impl QueueClient {
     /// brings its own.
     pub fn from_topology(
         topology: &Topology,
-        mut options: ClientOptions,
+        options: ClientOptions,
     ) -> Result<QueueClient, ClientError> {
-        let nodes = topology.nodes(NodeKind::Queue);
-        if nodes.is_empty() {
-            return Err(ClientError::Setup(
-                "the topology lists no queue nodes".to_string(),
-            ));
-        }
-        if options.credentials.is_none() {
-            options.credentials = topology.credentials().cloned();
-        }
+        let (nodes, options) = topology.connection(NodeKind::Queue, options)?;
         QueueClient::connect(nodes, options)
     }
 

@@ -18,6 +18,8 @@
 //!
 //! Every section is optional; unknown keys are refused, so a typo never silently drops a node.
 
+use crate::error::ClientError;
+use crate::options::ClientOptions;
 use node_core::auth::{self, Credentials, CredentialsError, Key};
 use node_core::protocol::NodeKind;
 use serde::Deserialize;
@@ -122,6 +124,25 @@ impl Topology {
     /// The client name and key from `[credentials]`, if the file has that section.
     pub fn credentials(&self) -> Option<&(String, Key)> {
         self.credentials.as_ref()
+    }
+
+    /// What connecting to the nodes of `kind` takes: their addresses (an error if the file lists
+    /// none), and `options` with the file's credentials unless `options` brings its own.
+    pub fn connection(
+        &self,
+        kind: NodeKind,
+        mut options: ClientOptions,
+    ) -> Result<(&[SocketAddr], ClientOptions), ClientError> {
+        let nodes = self.nodes(kind);
+        if nodes.is_empty() {
+            return Err(ClientError::Setup(format!(
+                "the topology lists no {kind} nodes"
+            )));
+        }
+        if options.credentials.is_none() {
+            options.credentials = self.credentials().cloned();
+        }
+        Ok((nodes, options))
     }
 }
 

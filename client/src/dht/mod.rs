@@ -76,17 +76,9 @@ impl DhtClient {
     /// brings its own.
     pub fn from_topology(
         topology: &Topology,
-        mut options: ClientOptions,
+        options: ClientOptions,
     ) -> Result<DhtClient, ClientError> {
-        let nodes = topology.nodes(NodeKind::Dht);
-        if nodes.is_empty() {
-            return Err(ClientError::Setup(
-                "the topology lists no dht nodes".to_string(),
-            ));
-        }
-        if options.credentials.is_none() {
-            options.credentials = topology.credentials().cloned();
-        }
+        let (nodes, options) = topology.connection(NodeKind::Dht, options)?;
         DhtClient::connect(nodes, options)
     }
 
