@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,69 +26,26 @@ fn dhtnode_binary() -> &'static Path {
     BINARY.get_or_init(|| testkit::workspace_binary("dhtnode", "dhtnode"))
 }
 
-struct Node {
-    child: Child,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
+/// A dhtnode in its own temp directory, killed when dropped.
+type Node = testkit::TempNode;
+
+/// Starts a node owning `range`.
+fn start(range: HashRange) -> Node {
+    start_with(range, "")
 }
 
-impl Node {
-    fn start(range: HashRange) -> Node {
-        Node::start_with(range, "")
-    }
-
-    /// Starts a node owning `range`; `config` is extra TOML for its config file.
-    fn start_with(range: HashRange, config: &str) -> Node {
-        Node::spawn("127.0.0.1:0", range, config)
-    }
-
-    fn spawn(listen: &str, range: HashRange, config: &str) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("dhtnode.toml");
-        std::fs::write(&config_path, config).expect("write config");
-        let child = Command::new(dhtnode_binary())
-            .args(["--listen", listen, "--data-dir", "data", "--log-dir", "log"])
-            .arg("--range")
-            .arg(range.to_string())
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn dhtnode");
-        let addr = wait_for_listen_addr(&dir.path().join("log/root.log"));
-        Node {
-            child,
-            _dir: dir,
-            addr,
-        }
-    }
+/// Starts a node owning `range`; `config` is TOML for its config file.
+fn start_with(range: HashRange, config: &str) -> Node {
+    spawn("127.0.0.1:0", range, config)
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The node logs `listening on ADDR` once it serves; with port 0 that is how we learn the port.
-fn wait_for_listen_addr(root_log: &Path) -> SocketAddr {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(root_log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address");
-            return addr.parse().expect("listen address");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no 'listening on' line in {}",
-            root_log.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn spawn(listen: &str, range: HashRange, config: &str) -> Node {
+    let binary = dhtnode_binary().to_string_lossy().into_owned();
+    testkit::TempNode::start(
+        &binary,
+        config,
+        &["--listen", listen, "--range", &range.to_string()],
+    )
 }
 
 fn options() -> ClientOptions {
@@ -107,7 +64,7 @@ fn cluster(count: usize) -> (Vec<Node>, DhtClient) {
 fn cluster_with(count: usize, config: &str, options: ClientOptions) -> (Vec<Node>, DhtClient) {
     let nodes: Vec<Node> = split_evenly(count)
         .into_iter()
-        .map(|range| Node::start_with(range, config))
+        .map(|range| start_with(range, config))
         .collect();
     let dht = DhtClient::connect(&addrs(&nodes), options).expect("cluster connects");
     (nodes, dht)
@@ -196,7 +153,7 @@ fn round_trips(dht: &DhtClient) {
 
 #[test]
 fn single_node_round_trips() {
-    let node = Node::start(HashRange::FULL);
+    let node = start(HashRange::FULL);
     let dht = DhtClient::connect(&[node.addr], options()).expect("connects");
     assert_eq!(dht.ranges(), vec![(node.addr, HashRange::FULL)]);
     round_trips(&dht);
@@ -422,7 +379,7 @@ fn update_appends_creates_removes_and_leaves() {
 
 #[test]
 fn an_update_that_meets_a_concurrent_write_is_retried() {
-    let node = Node::start(HashRange::FULL);
+    let node = start(HashRange::FULL);
     let dht = DhtClient::connect(&[node.addr], options()).expect("connects");
     dht.put("cas", 7, b"start").expect("put");
     let calls = AtomicU32::new(0);
@@ -503,8 +460,8 @@ fn concurrent_appends_from_many_threads_lose_nothing() {
 #[test]
 fn gaps_are_refused_unless_allowed_and_then_fail_per_key() {
     let ranges = split_evenly(3);
-    let first = Node::start(ranges[0]);
-    let third = Node::start(ranges[2]);
+    let first = start(ranges[0]);
+    let third = start(ranges[2]);
     let nodes = [first.addr, third.addr];
     let error = DhtClient::connect(&nodes, options()).expect_err("gap");
     let message = error.to_string();
@@ -540,14 +497,14 @@ fn gaps_are_refused_unless_allowed_and_then_fail_per_key() {
 #[test]
 fn a_node_whose_range_changed_answers_wrong_node_which_names_node_and_key() {
     let halves = split_evenly(2);
-    let node = Node::start(HashRange::FULL);
+    let node = start(HashRange::FULL);
     let addr = node.addr;
     let dht = DhtClient::connect(&[addr], options()).expect("connects");
     dht.put("moved", 1, b"x").expect("the node owns everything");
     // The node comes back on the same port owning only the lower half; the client still
     // believes it owns everything. Key 1 sits at position 0x8000…, in the upper half.
     drop(node);
-    let _restarted = Node::spawn(&addr.to_string(), halves[0], "");
+    let _restarted = spawn(&addr.to_string(), halves[0], "");
     let deadline = Instant::now() + WAIT;
     let error = loop {
         match dht.put("moved", 1, b"y") {
@@ -638,7 +595,7 @@ fn listen_merges_every_nodes_changes_and_ends_when_the_channel_is_removed() {
 
 #[test]
 fn a_listener_that_falls_behind_is_told_how_many_changes_it_lost() {
-    let node = Node::start_with(HashRange::FULL, "[dht]\nlisten_queue_events = 10\n");
+    let node = start_with(HashRange::FULL, "[dht]\nlisten_queue_events = 10\n");
     let dht = DhtClient::connect(&[node.addr], options()).expect("connects");
     let mut listener = dht.listen("busy").expect("listen");
     // Nobody reads: the stream window (16) and the node's queue (10) fill, the rest is lost.
@@ -660,7 +617,7 @@ fn a_listener_that_falls_behind_is_told_how_many_changes_it_lost() {
 
 #[test]
 fn values_up_to_the_limit_are_stored_and_larger_ones_refused() {
-    let node = Node::start_with(HashRange::FULL, "[dht]\nmax_value_bytes = 1000\n");
+    let node = start_with(HashRange::FULL, "[dht]\nmax_value_bytes = 1000\n");
     let dht = DhtClient::connect(&[node.addr], options()).expect("connects");
     dht.put("big", 1, &[7u8; 1000]).expect("at the limit");
     assert_eq!(dht.get("big", 1).expect("get").map(|v| v.len()), Some(1000));
@@ -730,7 +687,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn swarmctl_dht_verbs_end_to_end() {
-    let nodes: Vec<Node> = split_evenly(3).into_iter().map(Node::start).collect();
+    let nodes: Vec<Node> = split_evenly(3).into_iter().map(start).collect();
     let ok = |args: &[&str]| {
         let output = swarmctl(&nodes, args, None);
         assert!(
@@ -847,7 +804,7 @@ fn swarmctl_dht_verbs_end_to_end() {
 
 #[test]
 fn swarmctl_dht_listen_prints_changes_until_the_channel_is_removed() {
-    let nodes: Vec<Node> = split_evenly(2).into_iter().map(Node::start).collect();
+    let nodes: Vec<Node> = split_evenly(2).into_iter().map(start).collect();
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
     for node in &nodes {
         command.arg("--node").arg(node.addr.to_string());

@@ -47,10 +47,9 @@ use node_core::protocol::dht::{split_evenly, value_hash, HashRange};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHANNEL: &str = "test_channel";
 /// Records of the bulk cases, as in the reference.
@@ -73,68 +72,13 @@ fn dhtnode_binary() -> &'static Path {
 }
 
 /// A running `dhtnode` in its own temporary directory, killed on drop.
-struct Node {
-    child: Child,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
+/// A dhtnode in its own temp directory, killed when dropped.
+type Node = testkit::TempNode;
 
-impl Node {
-    /// Starts a node owning `range` on a free port; `config` is its config file (TOML).
-    fn start(range: HashRange, config: &str) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("dhtnode.toml");
-        std::fs::write(&config_path, config).expect("write config");
-        let child = Command::new(dhtnode_binary())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                "data",
-                "--log-dir",
-                "log",
-            ])
-            .arg("--range")
-            .arg(range.to_string())
-            .arg("-c")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn dhtnode");
-        let addr = wait_for_listen_addr(&dir.path().join("log/root.log"));
-        Node {
-            child,
-            _dir: dir,
-            addr,
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The node logs `listening on ADDR` once it serves; with port 0 that is how we learn the port.
-fn wait_for_listen_addr(root_log: &Path) -> SocketAddr {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(root_log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address");
-            return addr.parse().expect("listen address");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no 'listening on' line in {}",
-            root_log.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts a node owning `range` on a free port; `config` is its config file (TOML).
+fn start(range: HashRange, config: &str) -> Node {
+    let binary = dhtnode_binary().to_string_lossy().into_owned();
+    testkit::TempNode::start(&binary, config, &["--range", &range.to_string()])
 }
 
 fn options() -> ClientOptions {
@@ -148,10 +92,7 @@ fn options() -> ClientOptions {
 /// Starts the nodes owning `ranges` (each with `config`), connects a client to them, runs
 /// `case`, and checks the client still sees the ranges it was given.
 fn run(ranges: Vec<HashRange>, config: &str, case: fn(&DhtClient)) {
-    let nodes: Vec<Node> = ranges
-        .iter()
-        .map(|range| Node::start(*range, config))
-        .collect();
+    let nodes: Vec<Node> = ranges.iter().map(|range| start(*range, config)).collect();
     let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
     let dht = DhtClient::connect(&addrs, options()).expect("client connects");
     assert_eq!(

@@ -9,98 +9,22 @@ use client::{ClientError, ClientOptions, Status};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The queuenode binary next to this test's own target directory, built if needed.
+/// The queuenode binary next to this test's own target directory, built once if needed.
 fn queuenode_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile directory");
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let mut build = Command::new(cargo);
-            build.args(["build", "-p", "queuenode", "--bin", "queuenode"]);
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build -p queuenode");
-            assert!(status.success(), "cargo build -p queuenode failed");
-        }
-        let binary = profile_dir.join("queuenode");
-        assert!(
-            binary.exists(),
-            "no queuenode binary at {}",
-            binary.display()
-        );
-        binary
-    })
+    BINARY.get_or_init(|| testkit::workspace_binary("queuenode", "queuenode"))
 }
 
-struct Node {
-    child: Child,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
+/// A queuenode in its own temp directory, killed when dropped.
+type Node = testkit::TempNode;
 
-impl Node {
-    /// Starts a node with 4 KiB rings.
-    fn start() -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("queuenode.toml");
-        std::fs::write(&config_path, "[queue]\nchannel_size_bytes = 4096\n").expect("config");
-        let child = Command::new(queuenode_binary())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                "data",
-                "--log-dir",
-                "log",
-            ])
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn queuenode");
-        let addr = wait_for_listen_addr(&dir.path().join("log/root.log"));
-        Node {
-            child,
-            _dir: dir,
-            addr,
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for_listen_addr(root_log: &Path) -> SocketAddr {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(root_log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address");
-            return addr.parse().expect("listen address");
-        }
-        assert!(Instant::now() < deadline, "no 'listening on' line");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts a node with 4 KiB rings.
+fn start() -> Node {
+    let binary = queuenode_binary().to_string_lossy().into_owned();
+    testkit::TempNode::start(&binary, "[queue]\nchannel_size_bytes = 4096\n", &[])
 }
 
 fn options() -> ClientOptions {
@@ -112,7 +36,7 @@ fn options() -> ClientOptions {
 }
 
 fn cluster(count: usize) -> (Vec<Node>, QueueClient) {
-    let nodes: Vec<Node> = (0..count).map(|_| Node::start()).collect();
+    let nodes: Vec<Node> = (0..count).map(|_| start()).collect();
     let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
     let queue = QueueClient::connect(&addrs, options()).expect("cluster connects");
     (nodes, queue)
@@ -217,7 +141,7 @@ fn swarmctl(node: SocketAddr, args: &[&str]) -> Output {
 
 #[test]
 fn swarmctl_queue_push_pop_size_channels() {
-    let node = Node::start();
+    let node = start();
     let run = |args: &[&str]| swarmctl(node.addr, args);
     let output = run(&["push", "a", "b", "hello"]);
     assert!(output.status.success(), "{output:?}");

@@ -11,33 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-/// A node in its own temp directory (kept alive with it).
-struct Node {
-    node: common::Node,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(extra_args: &[&str]) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Node {
-            node: common::Node::start_in(common::BIN, dir.path(), extra_args),
-            _dir: dir,
-        }
-    }
-}
-
-impl std::ops::Deref for Node {
-    type Target = common::Node;
-    fn deref(&self) -> &common::Node {
-        &self.node
-    }
-}
-
-impl std::ops::DerefMut for Node {
-    fn deref_mut(&mut self) -> &mut common::Node {
-        &mut self.node
-    }
+/// A node in its own temp directory (removed after the node is killed).
+fn start(extra_args: &[&str]) -> common::TempNode {
+    common::TempNode::start(common::BIN, "", extra_args)
 }
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
@@ -69,7 +45,7 @@ fn read_replies_until_eof(stream: &mut TcpStream) -> Vec<(u64, u8)> {
 
 #[test]
 fn sigterm_answers_requests_already_sent_then_exits_zero() {
-    let mut node = Node::start(&[]);
+    let mut node = start(&[]);
     let mut stream = connect(node.addr);
     let mut requests = Vec::new();
     for id in 0..2000u64 {
@@ -101,7 +77,7 @@ fn sigterm_answers_requests_already_sent_then_exits_zero() {
 
 #[test]
 fn sighup_reopens_the_log_files() {
-    let node = Node::start(&[]);
+    let node = start(&[]);
     std::fs::rename(node.path("log/root.log"), node.path("log/root.log.1")).expect("rotate root");
     std::fs::rename(node.path("log/stats.log"), node.path("log/stats.log.1"))
         .expect("rotate stats");
@@ -126,7 +102,7 @@ fn stats_log_gets_a_line_every_interval() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("node.toml");
     std::fs::write(&config, "[log]\nstats_interval_s = 1\n").expect("write config");
-    let node = Node::start(&["-c", config.to_str().expect("utf-8 path")]);
+    let node = start(&["-c", config.to_str().expect("utf-8 path")]);
     let mut stream = connect(node.addr);
     let mut request = Vec::new();
     write_frame(

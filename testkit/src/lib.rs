@@ -34,8 +34,14 @@ impl Node {
         let previous_lines = std::fs::read_to_string(&log)
             .map(|text| text.len())
             .unwrap_or(0);
+        // An OS-chosen port unless the caller names one (a restart on the same port).
+        let listen: &[&str] = if extra_args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .args(extra_args)
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -227,4 +233,42 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
     let binary = profile_dir.join(name);
     assert!(binary.exists(), "no {name} binary at {}", binary.display());
     binary
+}
+
+/// A node in a temporary directory of its own, removed after the node is killed (on drop).
+pub struct TempNode {
+    // Declared first: dropped (killed) before the directory goes.
+    pub node: Node,
+    pub dir: tempfile::TempDir,
+}
+
+impl TempNode {
+    /// Starts `binary` in a fresh directory; a non-empty `config` (TOML) is written to
+    /// `node.toml` there and passed with `-c`.
+    pub fn start(binary: &str, config: &str, extra_args: &[&str]) -> TempNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
+        if !config.is_empty() {
+            let path = dir.path().join("node.toml");
+            std::fs::write(&path, config).expect("write config");
+            args.push("-c".into());
+            args.push(path.to_string_lossy().into_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = Node::start_in(binary, dir.path(), &args);
+        TempNode { node, dir }
+    }
+}
+
+impl std::ops::Deref for TempNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for TempNode {
+    fn deref_mut(&mut self) -> &mut Node {
+        &mut self.node
+    }
 }
