@@ -122,16 +122,7 @@ fn stream_and_requests_share_a_connection() {
     let server = start(test_options());
     let mut conn = connect(server.addr);
     conn.request(COUNT_STREAM, 1, &1000u32.to_le_bytes());
-    for index in 0..4u32 {
-        let item = conn.frame();
-        assert_eq!(
-            (item.frame_type, item.id, item.code),
-            (T_ITEM, 1, COUNT_ITEM),
-            "{}",
-            item.describe()
-        );
-        assert_eq!(item.body, index.to_le_bytes());
-    }
+    conn.expect_count_items(1, 0..4);
     // The stream has used its initial credit; ordinary requests still get through.
     for id in 2..=11u64 {
         let reply = conn.call(ECHO, id, &id.to_le_bytes());
@@ -177,30 +168,12 @@ fn stream_without_credit_pauses_and_stop_ends_it() {
     let server = start(test_options());
     let mut conn = connect(server.addr);
     conn.request(COUNT_STREAM, 5, &1000u32.to_le_bytes());
-    for index in 0..4u32 {
-        let item = conn.frame();
-        assert_eq!(
-            (item.frame_type, item.id),
-            (T_ITEM, 5),
-            "{}",
-            item.describe()
-        );
-        assert_eq!(item.body, index.to_le_bytes());
-    }
+    conn.expect_count_items(5, 0..4);
     conn.expect_silence(Duration::from_millis(300));
 
     // Three more credits: exactly three more items.
     conn.credit(5, 3);
-    for index in 4..7u32 {
-        let item = conn.frame();
-        assert_eq!(
-            (item.frame_type, item.id),
-            (T_ITEM, 5),
-            "{}",
-            item.describe()
-        );
-        assert_eq!(item.body, index.to_le_bytes());
-    }
+    conn.expect_count_items(5, 4..7);
     conn.expect_silence(Duration::from_millis(300));
 
     conn.stop(5);

@@ -539,6 +539,20 @@ impl RawConn {
 
     /// Asserts nothing arrives (and the connection stays open) for `quiet`.
     #[track_caller]
+    /// Reads the items of CountStream `id` numbered `indexes`, in order.
+    pub fn expect_count_items(&mut self, id: u64, indexes: std::ops::Range<u32>) {
+        for index in indexes {
+            let item = self.frame();
+            assert_eq!(
+                (item.frame_type, item.id, item.code),
+                (T_ITEM, id, COUNT_ITEM),
+                "{}",
+                item.describe()
+            );
+            assert_eq!(item.body, index.to_le_bytes());
+        }
+    }
+
     pub fn expect_silence(&mut self, quiet: Duration) {
         if !self.reader.buffer().is_empty() {
             panic!(
