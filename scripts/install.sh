@@ -12,7 +12,7 @@
 #                      files stay the final ones, e.g. ExecStart=/usr/local/bin/dhtnode)
 #   --instances N      instances of every kind (default 1); --dht/--logfiles/--queue N override it
 #                      per kind (0: none). Instance i of a kind listens on the kind's default port
-#                      + i (dhtnode 10000, logfilesnode 10010, queuenode 10020), so at most 10.
+#                      + i (dhtnode 10000, logfilesnode 11000, queuenode 12000), so at most 10.
 #   --bin-dir DIR      take the binaries from DIR instead of building them with
 #                      `cargo build --release` (e.g. when installing with sudo from a tree built
 #                      as yourself: --bin-dir target/release)

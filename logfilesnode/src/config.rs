@@ -1,13 +1,14 @@
-//! The logfilesnode config file: the shared `[server]`, `[auth]` and `[log]` sections and the data
-//! directory. Every key and its default is documented in `deploy/config/logfilesnode.toml`.
+//! The logfilesnode config file: the shared `[server]`, `[auth]` and `[log]` sections, the data
+//! directory and the node's own `[logfiles]` section. Every key and its default is documented in
+//! `deploy/config/logfilesnode.toml`.
 
-use node_core::config::{AuthSection, LogSection, ServerSection};
+use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
 use node_core::daemon::DaemonConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
 
 /// The port logfilesnode listens on by default (on 127.0.0.1).
-pub const DEFAULT_PORT: u16 = 10010;
+pub const DEFAULT_PORT: u16 = 11000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,6 +18,118 @@ pub struct NodeConfig {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub log: LogSection,
+    pub logfiles: LogfilesSection,
+}
+
+/// When a Put is acknowledged and when data is fsynced (docs/protocol.md §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Never fsync (the OS writes the data back); buffers are written every flush interval.
+    None,
+    /// Fsync every `fsync_interval_ms`; Puts are acknowledged at once.
+    Interval,
+    /// Acknowledge a Put only after its data is fsynced; concurrent Puts share one fsync.
+    Always,
+}
+
+/// `[logfiles]`: limits, write buffering and durability.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogfilesSection {
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: u32,
+    /// Write buffer of one open bucket file, in bytes (0 = write every record at once).
+    pub write_buffer_bytes: u32,
+    /// Bucket files open for writing at once, node-wide (each holds a descriptor and a buffer).
+    pub max_open_buckets: u32,
+    /// Bucket files open for writing at once in one channel.
+    pub max_open_buckets_per_channel: u32,
+    /// Channels the node may hold.
+    pub max_channels: u32,
+    /// Buffered records are written to their files at least this often, in milliseconds.
+    pub flush_interval_ms: u32,
+    /// none, interval or always.
+    pub fsync: FsyncPolicy,
+    /// With fsync = "interval": milliseconds between fsyncs of the files written since.
+    pub fsync_interval_ms: u32,
+}
+
+impl Default for LogfilesSection {
+    fn default() -> LogfilesSection {
+        LogfilesSection {
+            max_value_bytes: 1024 * 1024,
+            write_buffer_bytes: 64 * 1024,
+            max_open_buckets: 256,
+            max_open_buckets_per_channel: 4,
+            max_channels: 10_000,
+            flush_interval_ms: 250,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
+        }
+    }
+}
+
+impl LogfilesSection {
+    pub fn validate(&self, max_frame_bytes: u32) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        // A value must fit in one frame with its Put's other fields, in one read batch (12 bytes
+        // of framing per record) and in a bucket record.
+        let batch_limit = (node_core::protocol::batch::MAX_BATCH_UNCOMPRESSED_BYTES - 12) as u32;
+        let max_value_limit = max_frame_bytes
+            .saturating_sub(1024)
+            .min(batch_limit)
+            .min(crate::storage::MAX_VALUE_BYTES as u32);
+        if self.max_value_bytes == 0 || self.max_value_bytes > max_value_limit {
+            return invalid(
+                "logfiles.max_value_bytes",
+                format!(
+                    "{} is not between 1 and {max_value_limit} (server.max_frame_bytes − 1 KiB, \
+                     and at most 16 MiB − 12)",
+                    self.max_value_bytes
+                ),
+            );
+        }
+        if self.write_buffer_bytes > 64 * 1024 * 1024 {
+            return invalid(
+                "logfiles.write_buffer_bytes",
+                format!("{} is over 64 MiB", self.write_buffer_bytes),
+            );
+        }
+        if !(1..=65_536).contains(&self.max_open_buckets) {
+            return invalid(
+                "logfiles.max_open_buckets",
+                format!("{} is not between 1 and 65536", self.max_open_buckets),
+            );
+        }
+        if self.max_open_buckets_per_channel == 0
+            || self.max_open_buckets_per_channel > self.max_open_buckets
+        {
+            return invalid(
+                "logfiles.max_open_buckets_per_channel",
+                format!(
+                    "{} is not between 1 and logfiles.max_open_buckets ({})",
+                    self.max_open_buckets_per_channel, self.max_open_buckets
+                ),
+            );
+        }
+        if self.max_channels == 0 {
+            return invalid("logfiles.max_channels", "must be at least 1".into());
+        }
+        if !(1..=3_600_000).contains(&self.flush_interval_ms) {
+            return invalid(
+                "logfiles.flush_interval_ms",
+                format!("{} is not between 1 and 3600000", self.flush_interval_ms),
+            );
+        }
+        if !(1..=3_600_000).contains(&self.fsync_interval_ms) {
+            return invalid(
+                "logfiles.fsync_interval_ms",
+                format!("{} is not between 1 and 3600000", self.fsync_interval_ms),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for NodeConfig {
@@ -26,6 +139,7 @@ impl Default for NodeConfig {
             server: ServerSection::default(),
             auth: AuthSection::default(),
             log: LogSection::default(),
+            logfiles: LogfilesSection::default(),
         }
     }
 }
@@ -45,6 +159,9 @@ impl DaemonConfig for NodeConfig {
     fn data_dir(&mut self) -> &mut PathBuf {
         &mut self.data_dir
     }
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        self.logfiles.validate(self.server.max_frame_bytes)
+    }
 }
 
 #[cfg(test)]
@@ -63,5 +180,32 @@ mod tests {
             format!("{loaded:?}"),
             format!("{:?}", NodeConfig::default())
         );
+        loaded.validate_node().expect("the defaults are valid");
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        type Spoil = fn(&mut LogfilesSection);
+        let cases: [(&str, Spoil); 4] = [
+            ("logfiles.max_value_bytes", |s| s.max_value_bytes = 0),
+            ("logfiles.max_open_buckets_per_channel", |s| {
+                s.max_open_buckets_per_channel = s.max_open_buckets + 1
+            }),
+            ("logfiles.flush_interval_ms", |s| s.flush_interval_ms = 0),
+            ("logfiles.max_channels", |s| s.max_channels = 0),
+        ];
+        for (key, spoil) in cases {
+            let mut section = LogfilesSection::default();
+            spoil(&mut section);
+            let err = section.validate(16 * 1024 * 1024).expect_err(key);
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn fsync_policy_parses_its_three_names_only() {
+        let parsed: NodeConfig = toml::from_str("[logfiles]\nfsync = \"always\"\n").unwrap();
+        assert_eq!(parsed.logfiles.fsync, FsyncPolicy::Always);
+        assert!(toml::from_str::<NodeConfig>("[logfiles]\nfsync = \"sometimes\"\n").is_err());
     }
 }

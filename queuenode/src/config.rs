@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The port queuenode listens on by default (on 127.0.0.1).
-pub const DEFAULT_PORT: u16 = 10020;
+pub const DEFAULT_PORT: u16 = 12000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

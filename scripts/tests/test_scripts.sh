@@ -199,8 +199,8 @@ done
 [ -d "$PREFIX/srv/dhtnode/dhtnode-0/dump/backup-data" ] || fail "no dump/backup-data"
 [ ! -e "$PREFIX/srv/dhtnode/dhtnode-2" ] && [ ! -e "$PREFIX/srv/logfilesnode/logfilesnode-1" ] || fail "more instances than asked for"
 grep -qx 'listen = "127.0.0.1:10001"' "$PREFIX/srv/dhtnode/dhtnode-1/etc/config.toml" || fail "dhtnode-1 does not listen on port 10001"
-grep -qx 'listen = "127.0.0.1:10010"' "$PREFIX/srv/logfilesnode/logfilesnode-0/etc/config.toml" || fail "logfilesnode-0 does not listen on 10010"
-grep -qx 'listen = "127.0.0.1:10020"' "$PREFIX/srv/queuenode/queuenode-0/etc/config.toml" || fail "queuenode-0 does not listen on 10020"
+grep -qx 'listen = "127.0.0.1:11000"' "$PREFIX/srv/logfilesnode/logfilesnode-0/etc/config.toml" || fail "logfilesnode-0 does not listen on 11000"
+grep -qx 'listen = "127.0.0.1:12000"' "$PREFIX/srv/queuenode/queuenode-0/etc/config.toml" || fail "queuenode-0 does not listen on 12000"
 grep -qx 'node = "127.0.0.1:10001"' "$PREFIX/srv/dhtnode/dhtnode-1/dump/etc/config.toml" || fail "dhtdump of dhtnode-1 does not dump it"
 grep -qx 'range_max = "0x7fffffffffffffff"' "$PREFIX/srv/dhtnode/dhtnode-0/etc/config.toml" &&
     grep -qx 'range_min = "0x8000000000000000"' "$PREFIX/srv/dhtnode/dhtnode-1/etc/config.toml" ||

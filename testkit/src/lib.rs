@@ -192,20 +192,63 @@ impl Conn {
         self.pipeline(&[(code, body)]).remove(0)
     }
 
-    fn read_reply(&mut self) -> (u64, Status, Vec<u8>) {
+    /// Runs one streaming request to its end, granting credit as items arrive, and returns its
+    /// items (code, body) and its final reply.
+    pub fn stream(
+        &mut self,
+        code: RequestCode,
+        body: Vec<u8>,
+    ) -> (Vec<(u8, Vec<u8>)>, Status, Vec<u8>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut out = Vec::new();
+        write_frame(&mut out, FrameType::Request, code.0, id, &body);
+        self.stream.write_all(&out).expect("send request");
+        let mut items = Vec::new();
+        loop {
+            let (header_type, frame_id, code, body) = self.read_frame();
+            assert_eq!(frame_id, id, "a frame of another request");
+            match header_type {
+                FrameType::Item => {
+                    items.push((code, body));
+                    let mut credit = Vec::new();
+                    write_frame(
+                        &mut credit,
+                        FrameType::Control,
+                        node_core::protocol::ControlCode::Credit as u8,
+                        id,
+                        &1u32.to_le_bytes(),
+                    );
+                    self.stream.write_all(&credit).expect("send credit");
+                }
+                FrameType::Reply => {
+                    let status = Status::from_u8(code).expect("known status");
+                    return (items, status, body);
+                }
+                other => panic!("unexpected {other:?} frame"),
+            }
+        }
+    }
+
+    fn read_frame(&mut self) -> (FrameType, u64, u8, Vec<u8>) {
         loop {
             if let Some(header) = parse_frame(&self.buffer, u32::MAX).expect("valid frame") {
                 let body = self.buffer[HEADER_LEN..header.frame_len()].to_vec();
                 self.buffer.drain(..header.frame_len());
-                assert_eq!(header.frame_type, FrameType::Reply);
-                let status = Status::from_u8(header.code).expect("known status");
-                return (header.request_id, status, body);
+                return (header.frame_type, header.request_id, header.code, body);
             }
             let mut chunk = [0u8; 65536];
-            let read = self.stream.read(&mut chunk).expect("read reply");
-            assert!(read > 0, "connection closed while waiting for a reply");
+            let read = self.stream.read(&mut chunk).expect("read frame");
+            assert!(read > 0, "connection closed while waiting for a frame");
             self.buffer.extend_from_slice(&chunk[..read]);
         }
+    }
+
+    fn read_reply(&mut self) -> (u64, Status, Vec<u8>) {
+        let (frame_type, id, code, body) = self.read_frame();
+        assert_eq!(frame_type, FrameType::Reply);
+        let status = Status::from_u8(code).expect("known status");
+        (id, status, body)
     }
 }
 

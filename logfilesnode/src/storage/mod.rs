@@ -35,7 +35,9 @@ pub use check::{
 pub use format::{BucketDecoder, BucketFormat, Damage, DamageKind, Record, MAX_VALUE_BYTES};
 pub use layout::{bucket_path, list_buckets, BucketFile, BucketId};
 pub use scan::{RangeScan, ScannedBucket};
-pub use writer::{recover_tail, BucketWriter, TailRecovery, DEFAULT_WRITE_BUFFER_BYTES};
+pub use writer::{
+    recover_tail, recover_tail_if, BucketWriter, TailRecovery, DEFAULT_WRITE_BUFFER_BYTES,
+};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ pub enum StorageError {
     BadHeader { path: PathBuf, kind: DamageKind },
     #[error("value of {value_bytes} bytes is over the limit of {MAX_VALUE_BYTES}")]
     ValueTooLong { value_bytes: usize },
+    #[error("{path}: the last {cut_bytes} bytes are torn and must be cut first, but the file is being read")]
+    TailNeedsCut { path: PathBuf, cut_bytes: u64 },
     #[error("{path}: changed while being repaired")]
     Changed { path: PathBuf },
 }

@@ -47,6 +47,15 @@ impl RangeScan {
         })
     }
 
+    /// A scan with nothing (left) to visit.
+    pub fn empty() -> Self {
+        RangeScan {
+            buckets: Vec::new().into_iter(),
+            from: 1,
+            to: 0,
+        }
+    }
+
     /// The bucket files still to be visited.
     pub fn remaining(&self) -> &[BucketFile] {
         self.buckets.as_slice()
@@ -154,13 +163,19 @@ impl ScannedBucket {
         self.index.is_empty()
     }
 
-    /// The in-range records in key order.
-    pub fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
+    /// The `i`th in-range record in key order.
+    pub fn record_at(&self, i: usize) -> Option<Record<'_>> {
+        let e = self.index.get(i)?;
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        self.index.iter().map(move |e| Record {
+        Some(Record {
             key: e.key,
             value: &data[e.value_start..e.value_start + e.value_len],
             offset: e.offset,
         })
+    }
+
+    /// The in-range records in key order.
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
+        (0..self.index.len()).filter_map(|i| self.record_at(i))
     }
 }

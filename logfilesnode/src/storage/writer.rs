@@ -21,6 +21,7 @@ use memmap2::Mmap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The default write buffer per open bucket (the reference's default).
 pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -58,6 +59,13 @@ pub struct TailRecovery {
 /// file. Refuses (error) a file whose header is unusable otherwise, and changes nothing then.
 /// Fsyncs the file when it cut something.
 pub fn recover_tail(path: &Path) -> Result<TailRecovery, StorageError> {
+    recover_tail_if(path, true)
+}
+
+/// [`recover_tail`], or with `allow_cut` false: finds what would be cut and, when that is
+/// anything, refuses with [`StorageError::TailNeedsCut`] without changing the file (for a node
+/// that has the file memory-mapped for a read at that moment).
+pub fn recover_tail_if(path: &Path, allow_cut: bool) -> Result<TailRecovery, StorageError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -87,6 +95,12 @@ pub fn recover_tail(path: &Path) -> Result<TailRecovery, StorageError> {
     };
     drop(map);
     let cut_bytes = old_len_bytes - good_end;
+    if cut_bytes > 0 && !allow_cut {
+        return Err(StorageError::TailNeedsCut {
+            path: path.to_path_buf(),
+            cut_bytes,
+        });
+    }
     if cut_bytes > 0 {
         file.set_len(good_end)
             .and_then(|()| file.sync_all())
@@ -103,7 +117,8 @@ pub fn recover_tail(path: &Path) -> Result<TailRecovery, StorageError> {
 #[derive(Debug)]
 pub struct BucketWriter {
     path: PathBuf,
-    file: File,
+    /// Shared with whoever fsyncs it off the writing thread (group commit).
+    file: Arc<File>,
     format: BucketFormat,
     buf: Vec<u8>,
     buffer_limit_bytes: usize,
@@ -118,6 +133,16 @@ impl BucketWriter {
     /// module doc for the format rule. `buffer_limit_bytes` = write buffer size (0 = write each
     /// record at once).
     pub fn open(path: &Path, buffer_limit_bytes: usize) -> Result<Self, StorageError> {
+        Self::open_if(path, buffer_limit_bytes, true)
+    }
+
+    /// [`open`](Self::open), or with `allow_cut` false: refuses ([`StorageError::TailNeedsCut`])
+    /// a file whose torn tail would have to be cut, leaving it as it is.
+    pub fn open_if(
+        path: &Path,
+        buffer_limit_bytes: usize,
+        allow_cut: bool,
+    ) -> Result<Self, StorageError> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         }
@@ -127,14 +152,14 @@ impl BucketWriter {
             .create(true)
             .open(path)
             .map_err(|e| StorageError::io(path, e))?;
-        let recovery = recover_tail(path)?;
+        let recovery = recover_tail_if(path, allow_cut)?;
         let len = file
             .metadata()
             .map_err(|e| StorageError::io(path, e))?
             .len();
         let mut writer = BucketWriter {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             format: BucketFormat::Crc,
             buf: Vec::with_capacity(buffer_limit_bytes.min(MAX_VALUE_BYTES)),
             buffer_limit_bytes,
@@ -143,8 +168,7 @@ impl BucketWriter {
         };
         if len == 0 {
             let header = file_header();
-            writer
-                .file
+            (&*writer.file)
                 .write_all(&header)
                 .map_err(|e| StorageError::io(path, e))?;
             writer.written_len_bytes = header.len() as u64;
@@ -174,6 +198,11 @@ impl BucketWriter {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open file, for fsyncing it on another thread.
+    pub fn file_handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     /// What [`open`](Self::open) cut from the file's tail.
@@ -212,7 +241,7 @@ impl BucketWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
             let _ = self.file.set_len(self.written_len_bytes);
             return Err(StorageError::io(&self.path, e));
         }

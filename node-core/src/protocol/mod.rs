@@ -11,6 +11,7 @@ pub mod codes;
 pub mod dht;
 pub mod frame;
 pub mod handshake;
+pub mod logfiles;
 pub mod queue;
 pub mod status;
 pub mod wire;

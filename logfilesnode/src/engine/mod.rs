@@ -1,0 +1,532 @@
+//! The logfiles engine: channels, the bucket files open for writing, group commit and crash
+//! recovery, on top of [`crate::storage`]. It knows nothing of sockets; the request handlers
+//! translate requests into calls here.
+//!
+//! - [`channels`]: the channels of the data directory and their size on disk.
+//! - [`writers`]: the bounded set of open bucket writers (LRU).
+//! - [`journal`]: which buckets were open, to cut their torn tails after an unclean stop.
+//! - [`durability`]: the fsync thread and the epochs of group commit.
+//!
+//! Truncation rule: bucket files are memory-mapped by reads, and truncating a mapped file makes
+//! reading the cut pages fault. The engine truncates only (a) at start, before serving (journal
+//! recovery), and (b) when a writer opens a bucket with a torn tail — which it refuses while a
+//! read has that file mapped ([`Engine::is_mapped`]).
+
+pub mod channels;
+pub mod durability;
+pub mod journal;
+pub mod writers;
+
+use crate::config::FsyncPolicy;
+use crate::storage::{recover_tail, BucketId, BucketWriter, StorageError};
+use channels::ChannelInfo;
+use durability::SyncJob;
+use journal::Journal;
+use node_core::protocol::logfiles::DiskSize;
+use node_core::protocol::Status;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use writers::{OpenBucket, OpenWriters};
+
+/// Where removed channels wait for deletion (a name no channel can have).
+pub const REMOVING_DIR_NAME: &str = ".removing";
+
+/// The engine's limits (from `[logfiles]`).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    pub max_value_bytes: usize,
+    pub write_buffer_bytes: usize,
+    pub max_open_buckets: usize,
+    pub max_open_buckets_per_channel: usize,
+    pub max_channels: usize,
+    pub fsync: FsyncPolicy,
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("channel name {0:?} is not valid (1 to 100 of [A-Za-z0-9_-])")]
+    BadChannelName(String),
+    #[error("empty value for key 0x{0:016x}")]
+    EmptyValue(u64),
+    #[error("value of {len} bytes for key 0x{key:016x} is over the limit of {max} bytes")]
+    ValueTooBig { key: u64, len: usize, max: usize },
+    #[error("the node holds {0} channels, its limit (logfiles.max_channels)")]
+    TooManyChannels(usize),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl EngineError {
+    pub fn status(&self) -> Status {
+        match self {
+            EngineError::BadChannelName(_) => Status::BadChannelName,
+            EngineError::EmptyValue(_) => Status::EmptyValue,
+            EngineError::ValueTooBig { .. } => Status::ValueTooBig,
+            EngineError::TooManyChannels(_) => Status::OutOfMemory,
+            EngineError::Storage(_) | EngineError::Io { .. } => Status::InternalError,
+        }
+    }
+
+    fn io(path: &Path, source: io::Error) -> EngineError {
+        EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What opening the data directory found.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// Buckets the journal listed (the node had stopped uncleanly when this is not empty).
+    pub journal_buckets: usize,
+    /// Tails cut: the file and the bytes cut.
+    pub cut: Vec<(PathBuf, u64)>,
+}
+
+pub struct Engine {
+    data_dir: PathBuf,
+    limits: EngineLimits,
+    channels: BTreeMap<String, ChannelInfo>,
+    writers: OpenWriters,
+    journal: Option<Journal>,
+    /// Files written since the last group commit whose writers were closed since.
+    closed_unsynced: Vec<Arc<File>>,
+    /// Directories with new entries since the last group commit.
+    new_dir_entries: Vec<PathBuf>,
+    /// A write that failed since the last group commit: that commit must fail.
+    write_failure: Option<String>,
+    /// Bucket files mapped by running reads, with their count of readers.
+    mapped: HashMap<PathBuf, u32>,
+    next_generation: u64,
+}
+
+impl Engine {
+    /// Opens `data_dir` (creating it): finishes removals a crash interrupted, cuts the torn
+    /// tails of the buckets that were open at an unclean stop, and finds the channels.
+    pub fn open(
+        data_dir: &Path,
+        limits: EngineLimits,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        fs::create_dir_all(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
+        let removing = data_dir.join(REMOVING_DIR_NAME);
+        if removing.exists() {
+            fs::remove_dir_all(&removing).map_err(|e| EngineError::io(&removing, e))?;
+        }
+        let (journal, left) = Journal::open(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
+        let mut report = OpenReport {
+            journal_buckets: left.len(),
+            cut: Vec::new(),
+        };
+        for (channel, bucket) in &left {
+            let path = bucket.path_in(&data_dir.join(channel));
+            match recover_tail(&path) {
+                Ok(recovery) if recovery.cut_bytes > 0 => {
+                    tracing::warn!(
+                        "unclean stop: cut {} torn bytes from the end of {} ({} bytes before; {})",
+                        recovery.cut_bytes,
+                        path.display(),
+                        recovery.old_len_bytes,
+                        recovery.reason.map_or("?".into(), |r| r.to_string())
+                    );
+                    report.cut.push((path, recovery.cut_bytes));
+                }
+                Ok(_) => {}
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::error!("unclean stop: cannot check the tail of a bucket: {e}"),
+            }
+        }
+        let channels = channels::discover(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
+        let engine = Engine {
+            data_dir: data_dir.to_path_buf(),
+            limits,
+            channels,
+            writers: OpenWriters::new(limits.max_open_buckets, limits.max_open_buckets_per_channel),
+            journal: Some(journal),
+            closed_unsynced: Vec::new(),
+            new_dir_entries: Vec::new(),
+            write_failure: None,
+            mapped: HashMap::new(),
+            next_generation: 1,
+        };
+        Ok((engine, report))
+    }
+
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
+    }
+
+    // ----- writing ----------------------------------------------------------------------------
+
+    /// Checks one record as Put and PutBatch do, before anything is written.
+    pub fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
+        if value.is_empty() {
+            return Err(EngineError::EmptyValue(key));
+        }
+        if value.len() > self.limits.max_value_bytes {
+            return Err(EngineError::ValueTooBig {
+                key,
+                len: value.len(),
+                max: self.limits.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `channel` is a valid name and exists or may be created.
+    pub fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
+        if !crate::valid_channel_name(channel) {
+            return Err(EngineError::BadChannelName(channel.to_string()));
+        }
+        if !self.channels.contains_key(channel) && self.channels.len() >= self.limits.max_channels {
+            return Err(EngineError::TooManyChannels(self.channels.len()));
+        }
+        Ok(())
+    }
+
+    /// Appends one record (to its bucket's write buffer). See [`check_record`](Self::check_record)
+    /// for the checks; the record is durable after the next group commit.
+    pub fn put(&mut self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
+        self.check_channel(channel)?;
+        self.check_record(key, value)?;
+        self.append(channel, key, value)
+    }
+
+    /// Appends a record already checked.
+    pub fn append(&mut self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
+        let id = BucketId::from_key(key);
+        let track = self.limits.fsync != FsyncPolicy::None;
+        let bucket = self.writer_for(channel, id)?;
+        let before = bucket.writer.len_bytes();
+        let result = bucket.writer.append(key, value);
+        let added = bucket.writer.len_bytes() - before;
+        bucket.dirty |= track;
+        if let Some(info) = self.channels.get_mut(channel) {
+            info.size.bytes += added;
+        }
+        if let Err(e) = result {
+            // The record stays buffered and is written by a later flush; the client is told it
+            // failed (it may retry: at least once).
+            self.write_failure.get_or_insert_with(|| e.to_string());
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The open writer of bucket `id`, opening it (and creating the channel) when needed.
+    fn writer_for(&mut self, channel: &str, id: BucketId) -> Result<&mut OpenBucket, EngineError> {
+        if self.writers.get(channel, id).is_some() {
+            // Looked up twice: returning the first borrow here does not pass the borrow checker.
+            return self
+                .writers
+                .get(channel, id)
+                .ok_or_else(|| unreachable_missing(channel));
+        }
+        if let Some(evicted) = self.writers.make_room(channel) {
+            self.close_bucket(channel, evicted);
+        }
+        let channel_dir = self.channel_dir_or_create(channel);
+        let path = id.path_in(&channel_dir);
+        let existed_len = fs::metadata(&path).ok().map(|m| m.len());
+        let allow_cut = !self.mapped.contains_key(&path);
+        let writer = BucketWriter::open_if(&path, self.limits.write_buffer_bytes, allow_cut)?;
+        if let Some(journal) = &mut self.journal {
+            journal
+                .record_open(channel, id)
+                .map_err(|e| EngineError::io(&self.data_dir, e))?;
+        }
+        let recovery = writer.recovery();
+        if recovery.cut_bytes > 0 {
+            tracing::warn!(
+                "{}: cut {} torn bytes from its end before appending ({})",
+                path.display(),
+                recovery.cut_bytes,
+                recovery.reason.map_or("?".into(), |r| r.to_string())
+            );
+        }
+        let info = self
+            .channels
+            .get_mut(channel)
+            .ok_or_else(|| unreachable_missing(channel))?;
+        match existed_len {
+            None => {
+                info.size.buckets += 1;
+                info.size.bytes += writer.len_bytes();
+                if self.limits.fsync != FsyncPolicy::None {
+                    for dir in [
+                        path.parent(),
+                        Some(channel_dir.as_path()),
+                        Some(&self.data_dir),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        if !self.new_dir_entries.iter().any(|d| d == dir) {
+                            self.new_dir_entries.push(dir.to_path_buf());
+                        }
+                    }
+                }
+            }
+            Some(len) => {
+                info.size.bytes = (info.size.bytes + writer.len_bytes()).saturating_sub(len);
+            }
+        }
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(|journal| journal.wants_compaction())
+        {
+            self.compact_journal();
+        }
+        Ok(self.writers.insert(channel, id, writer))
+    }
+
+    /// The channel's directory; registers the channel when it is new (the directory itself is
+    /// created by the first writer).
+    fn channel_dir_or_create(&mut self, channel: &str) -> PathBuf {
+        if let Some(info) = self.channels.get(channel) {
+            return info.dir.clone();
+        }
+        let dir = self.data_dir.join(channel);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.channels.insert(
+            channel.to_string(),
+            ChannelInfo {
+                dir: dir.clone(),
+                size: DiskSize::default(),
+                generation,
+            },
+        );
+        dir
+    }
+
+    /// Flushes a writer being closed, keeping its file for the next group commit when written.
+    fn close_bucket(&mut self, channel: &str, mut bucket: OpenBucket) {
+        if let Err(e) = bucket.writer.flush() {
+            let lost = bucket.writer.buffered_bytes();
+            tracing::error!("closing bucket of {channel}: {e}; {lost} buffered bytes are lost");
+            self.write_failure.get_or_insert_with(|| e.to_string());
+        }
+        if bucket.dirty {
+            self.closed_unsynced.push(bucket.writer.file_handle());
+        }
+    }
+
+    fn compact_journal(&mut self) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        let open: Vec<(String, BucketId)> = self
+            .writers
+            .iter_mut()
+            .map(|(channel, bucket)| (channel.to_string(), bucket.id))
+            .collect();
+        if let Err(e) = journal.compact(open.iter().map(|(c, b)| (c.as_str(), *b))) {
+            tracing::warn!("cannot compact the open-bucket journal: {e}");
+        }
+    }
+
+    /// Writes every buffer to its file (the flush timer). Failures are logged and fail the next
+    /// group commit.
+    pub fn flush_all(&mut self) {
+        let mut failure = None;
+        for (channel, bucket) in self.writers.iter_mut() {
+            if let Err(e) = bucket.writer.flush() {
+                tracing::error!("flushing a bucket of {channel}: {e}");
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if let Some(failure) = failure {
+            self.write_failure.get_or_insert(failure);
+        }
+    }
+
+    /// Writes the buffers of one channel, so a read sees every record written before it.
+    pub fn flush_channel(&mut self, channel: &str) {
+        let mut failure = None;
+        for bucket in self.writers.channel_mut(channel) {
+            if let Err(e) = bucket.writer.flush() {
+                tracing::error!("flushing a bucket of {channel}: {e}");
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if let Some(failure) = failure {
+            self.write_failure.get_or_insert(failure);
+        }
+    }
+
+    /// Whether anything was written since the last group commit.
+    pub fn has_unsynced(&self) -> bool {
+        !self.closed_unsynced.is_empty()
+            || !self.new_dir_entries.is_empty()
+            || self.write_failure.is_some()
+            || self.writers.any_dirty()
+    }
+
+    /// Closes the current epoch: writes every dirty buffer and returns the files and directories
+    /// to fsync, and the write failure of the epoch, if any (the commit must then fail).
+    pub fn take_sync_job(&mut self) -> (SyncJob, Option<String>) {
+        let mut job = SyncJob {
+            files: std::mem::take(&mut self.closed_unsynced),
+            dirs: std::mem::take(&mut self.new_dir_entries),
+        };
+        let mut failure = self.write_failure.take();
+        for (channel, bucket) in self.writers.iter_mut() {
+            if !bucket.dirty {
+                continue;
+            }
+            if let Err(e) = bucket.writer.flush() {
+                tracing::error!("flushing a bucket of {channel}: {e}");
+                failure.get_or_insert_with(|| e.to_string());
+            }
+            bucket.dirty = false;
+            job.files.push(bucket.writer.file_handle());
+        }
+        if let Some(journal) = self.journal.as_mut().and_then(Journal::take_unsynced) {
+            job.files.push(journal);
+        }
+        (job, failure)
+    }
+
+    // ----- reading ----------------------------------------------------------------------------
+
+    /// The directory and generation of an existing channel.
+    pub fn channel(&self, channel: &str) -> Option<(&Path, u64)> {
+        self.channels
+            .get(channel)
+            .map(|info| (info.dir.as_path(), info.generation))
+    }
+
+    /// The generation of `channel` if it exists (changes when it is removed and re-created).
+    pub fn generation(&self, channel: &str) -> Option<u64> {
+        self.channels.get(channel).map(|info| info.generation)
+    }
+
+    pub fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.channels.keys().map(String::as_str)
+    }
+
+    pub fn channel_size(&self, channel: &str) -> DiskSize {
+        self.channels
+            .get(channel)
+            .map(|info| info.size)
+            .unwrap_or_default()
+    }
+
+    pub fn size(&self) -> DiskSize {
+        self.channels
+            .values()
+            .fold(DiskSize::default(), |total, info| DiskSize {
+                buckets: total.buckets + info.size.buckets,
+                bytes: total.bytes + info.size.bytes,
+            })
+    }
+
+    pub fn open_bucket_count(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// A read maps `path` (until [`unmapped`](Self::unmapped)).
+    pub fn mapped(&mut self, path: &Path) {
+        *self.mapped.entry(path.to_path_buf()).or_insert(0) += 1;
+    }
+
+    pub fn unmapped(&mut self, path: &Path) {
+        if let Some(count) = self.mapped.get_mut(path) {
+            *count -= 1;
+            if *count == 0 {
+                self.mapped.remove(path);
+            }
+        }
+    }
+
+    pub fn is_mapped(&self, path: &Path) -> bool {
+        self.mapped.contains_key(path)
+    }
+
+    // ----- removing and stopping --------------------------------------------------------------
+
+    /// Removes a channel: closes its writers, moves its directory aside (one rename, so a crash
+    /// cannot bring it back half-deleted) and deletes it on another thread. Ok when absent.
+    pub fn remove_channel(&mut self, channel: &str) -> Result<(), EngineError> {
+        if !crate::valid_channel_name(channel) {
+            return Err(EngineError::BadChannelName(channel.to_string()));
+        }
+        for bucket in self.writers.remove_channel(channel) {
+            // Its buffered records are being removed with it; no need to write them.
+            drop(bucket);
+        }
+        let Some(info) = self.channels.remove(channel) else {
+            return Ok(());
+        };
+        let removing = self.data_dir.join(REMOVING_DIR_NAME);
+        fs::create_dir_all(&removing).map_err(|e| EngineError::io(&removing, e))?;
+        let aside = removing.join(format!("{channel}.{}", info.generation));
+        match fs::rename(&info.dir, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(EngineError::io(&info.dir, e)),
+        }
+        // The rename must be durable before the Ok: fsync the data directory.
+        if let Err(e) = File::open(&self.data_dir).and_then(|d| d.sync_all()) {
+            tracing::warn!("fsync of {}: {e}", self.data_dir.display());
+        }
+        let spawned = std::thread::Builder::new()
+            .name("logfiles-remove".into())
+            .spawn(move || {
+                if let Err(e) = fs::remove_dir_all(&aside) {
+                    tracing::error!("deleting removed channel {}: {e}", aside.display());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to delete a removed channel ({e}); it is deleted at the next start");
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: writes and fsyncs every open bucket, then deletes the journal (nothing to
+    /// recover at the next start). Returns the first failure.
+    pub fn close(&mut self) -> Result<(), String> {
+        let mut failure = self.write_failure.take();
+        for mut bucket in self.writers.drain() {
+            if let Err(e) = bucket.writer.sync() {
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+        for file in self.closed_unsynced.drain(..) {
+            if let Err(e) = file.sync_data() {
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+        for dir in self.new_dir_entries.drain(..) {
+            if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+                failure.get_or_insert_with(|| format!("{}: {e}", dir.display()));
+            }
+        }
+        match failure {
+            // Keep the journal: the next start checks the tails.
+            Some(failure) => Err(failure),
+            None => {
+                if let Some(journal) = self.journal.take() {
+                    journal.remove().map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn unreachable_missing(channel: &str) -> EngineError {
+    EngineError::Io {
+        path: PathBuf::from(channel),
+        source: io::Error::other("internal: channel state missing"),
+    }
+}

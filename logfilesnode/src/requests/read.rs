@@ -1,0 +1,245 @@
+//! The scan stream behind GetRange and GetAll: visits the channel's bucket files overlapping the
+//! range in bucket order ([`RangeScan`]), sends the records in range whose value passes the filter
+//! as LZ4 batches, and ends with Ok.
+//!
+//! - Read-your-writes: the channel's write buffers are flushed when the read starts.
+//! - Bounded work per step: at most [`RECORDS_PER_STEP`] records and [`FILTER_BYTES_PER_STEP`]
+//!   value bytes searched before yielding to the event loop, so a filter that matches nothing
+//!   cannot hold the loop.
+//! - Damaged records are skipped and logged with the file and offset; the scan goes on with the
+//!   next bucket. A bucket file that cannot be read is logged and skipped.
+//! - The bucket being sent is memory-mapped; the engine is told ([`Engine::mapped`]) so that no
+//!   writer truncates it meanwhile.
+//! - A channel removed during the read ends the stream with Ok after what was sent.
+
+use crate::engine::Engine;
+use crate::service::LogfilesNode;
+use crate::storage::{RangeScan, ScannedBucket};
+use memchr::memmem::Finder;
+use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::logfiles::{Filter, FilterMode, ITEM_RECORD_BATCH};
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, StreamOut, StreamStep, StreamTask};
+
+/// Records looked at per step.
+pub const RECORDS_PER_STEP: usize = 8192;
+/// Value bytes searched by a filter per step.
+pub const FILTER_BYTES_PER_STEP: usize = 1024 * 1024;
+/// Compiled size limit of a regular expression (the `regex` crate's program size).
+pub const REGEX_SIZE_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// A compiled value filter.
+enum ValueFilter {
+    All,
+    /// A prebuilt two-way searcher: linear in the value's length whatever the pattern.
+    Substring(Box<Finder<'static>>),
+    /// The `regex` crate runs in time linear in the value's length; no match limit is needed.
+    Regex(regex::bytes::Regex),
+}
+
+impl ValueFilter {
+    fn compile(filter: &Filter<'_>) -> Result<ValueFilter, String> {
+        let regex = |case_insensitive| {
+            let pattern = std::str::from_utf8(filter.pattern)
+                .map_err(|_| "the regular expression is not valid UTF-8".to_string())?;
+            regex::bytes::RegexBuilder::new(pattern)
+                .case_insensitive(case_insensitive)
+                .size_limit(REGEX_SIZE_LIMIT_BYTES)
+                .dfa_size_limit(2 * REGEX_SIZE_LIMIT_BYTES)
+                .build()
+                .map(ValueFilter::Regex)
+                .map_err(|e| format!("bad regular expression: {e}"))
+        };
+        match filter.mode {
+            FilterMode::None => Ok(ValueFilter::All),
+            FilterMode::Substring => Ok(ValueFilter::Substring(Box::new(
+                Finder::new(filter.pattern).into_owned(),
+            ))),
+            FilterMode::Regex => regex(false),
+            FilterMode::RegexCaseInsensitive => regex(true),
+        }
+    }
+
+    fn is_all(&self) -> bool {
+        matches!(self, ValueFilter::All)
+    }
+
+    fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            ValueFilter::All => true,
+            ValueFilter::Substring(finder) => finder.find(value).is_some(),
+            ValueFilter::Regex(regex) => regex.is_match(value),
+        }
+    }
+}
+
+/// Starts a read of `[from, to]` of `channel` (the name was checked).
+pub(super) fn start(
+    node: &mut LogfilesNode,
+    request_name: &'static str,
+    channel: &str,
+    from: u64,
+    to: u64,
+    filter: Filter<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<LogfilesNode> {
+    let filter = match ValueFilter::compile(&filter) {
+        Ok(filter) => filter,
+        Err(message) => {
+            reply.error(Status::BadRequest, message);
+            return Handled::Replied;
+        }
+    };
+    let Some((dir, generation)) = node.engine.channel(channel) else {
+        // Reads never create a channel: a missing one is an empty stream.
+        reply.ok(&[]);
+        return Handled::Replied;
+    };
+    let scan = match RangeScan::new(dir, from, to) {
+        Ok(scan) => scan,
+        Err(error) => {
+            tracing::error!("{request_name} {channel}: {error}");
+            reply.error(Status::InternalError, error);
+            return Handled::Replied;
+        }
+    };
+    node.engine.flush_channel(channel);
+    Handled::Stream(Box::new(ReadStream {
+        request_name,
+        channel: channel.to_string(),
+        generation,
+        scan,
+        current: None,
+        position: 0,
+        filter,
+        batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
+    }))
+}
+
+struct ReadStream {
+    request_name: &'static str,
+    channel: String,
+    generation: u64,
+    scan: RangeScan,
+    /// The bucket being sent, and the next record of it.
+    current: Option<ScannedBucket>,
+    position: usize,
+    filter: ValueFilter,
+    batch: BatchBuilder,
+}
+
+impl ReadStream {
+    fn send_batch(&mut self, out: &mut StreamOut<'_>) {
+        let batch = &mut self.batch;
+        out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
+    }
+
+    /// Lets go of the current bucket, logging its damage.
+    fn release(&mut self, engine: &mut Engine) {
+        let Some(bucket) = self.current.take() else {
+            return;
+        };
+        engine.unmapped(&bucket.path);
+        if let Some(first) = bucket.damage.first() {
+            tracing::warn!(
+                "{} {}: {}: {} damaged part(s) skipped; first: {first}",
+                self.request_name,
+                self.channel,
+                bucket.path.display(),
+                bucket.damage_count
+            );
+        }
+    }
+
+    /// Moves to the next bucket with records left. Returns false at the end of the scan.
+    fn advance(&mut self, engine: &mut Engine) -> bool {
+        loop {
+            if let Some(bucket) = &self.current {
+                if self.position < bucket.len() {
+                    return true;
+                }
+            }
+            self.release(engine);
+            match self.scan.next_bucket() {
+                None => return false,
+                Some(Ok(bucket)) => {
+                    engine.mapped(&bucket.path);
+                    self.current = Some(bucket);
+                    self.position = 0;
+                }
+                Some(Err(error)) => tracing::error!(
+                    "{} {}: bucket skipped: {error}",
+                    self.request_name,
+                    self.channel
+                ),
+            }
+        }
+    }
+
+    /// Sends what is collected, then ends with Ok.
+    fn end(&mut self, out: &mut StreamOut<'_>) -> StreamStep {
+        if !self.batch.is_empty() {
+            self.send_batch(out);
+            return StreamStep::Continue;
+        }
+        out.finish(Status::Ok, &[]);
+        StreamStep::Done
+    }
+}
+
+impl StreamTask<LogfilesNode> for ReadStream {
+    fn resume(&mut self, node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
+        if node.engine.generation(&self.channel) != Some(self.generation) {
+            // Removed (and maybe re-created) since the read started.
+            self.release(&mut node.engine);
+            self.scan = RangeScan::empty();
+            return self.end(out);
+        }
+        let mut searched_bytes = 0usize;
+        for _ in 0..RECORDS_PER_STEP {
+            if searched_bytes >= FILTER_BYTES_PER_STEP {
+                break;
+            }
+            if !self.advance(&mut node.engine) {
+                return self.end(out);
+            }
+            let Some(record) = self
+                .current
+                .as_ref()
+                .and_then(|bucket| bucket.record_at(self.position))
+            else {
+                self.position = usize::MAX;
+                continue;
+            };
+            if !self.filter.is_all() {
+                searched_bytes += record.value.len();
+                if !self.filter.matches(record.value) {
+                    self.position += 1;
+                    continue;
+                }
+            }
+            match self.batch.push(record.key, record.value) {
+                PushOutcome::Added => self.position += 1,
+                PushOutcome::Full => {
+                    self.send_batch(out);
+                    return StreamStep::Continue;
+                }
+                PushOutcome::TooBig => {
+                    tracing::warn!(
+                        "{} {}: record 0x{:016x} too large for a batch, skipped",
+                        self.request_name,
+                        self.channel,
+                        record.key
+                    );
+                    self.position += 1;
+                }
+            }
+        }
+        // Budget used: come back after other work.
+        StreamStep::Continue
+    }
+
+    fn cancel(&mut self, node: &mut LogfilesNode) {
+        self.release(&mut node.engine);
+    }
+}

@@ -1,0 +1,41 @@
+//! RemoveChannel: delete a channel and all its bucket files (admins only when authentication is
+//! on). Reads of it that are running end early with Ok; a missing channel is fine (Ok).
+
+use super::{bad_request, engine_error};
+use crate::service::LogfilesNode;
+use node_core::protocol::logfiles::decode_channel;
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request};
+
+pub(super) fn handle(
+    node: &mut LogfilesNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<LogfilesNode> {
+    let channel = match decode_channel(request.body) {
+        Ok(channel) => channel,
+        Err(error) => return bad_request(reply, error),
+    };
+    if !request.client.admin {
+        reply.error(
+            Status::NotPermitted,
+            format!("removing channel {channel:?} needs an admin client"),
+        );
+        return Handled::Replied;
+    }
+    let existed = node.engine.generation(channel).is_some();
+    match node.engine.remove_channel(channel) {
+        Ok(()) => {
+            if existed {
+                tracing::info!(
+                    "channel {channel} removed by {:?} from {}",
+                    request.client.name,
+                    request.client.peer
+                );
+            }
+            reply.ok(&[]);
+            Handled::Replied
+        }
+        Err(error) => engine_error(reply, error),
+    }
+}

@@ -1,0 +1,266 @@
+//! The logfiles node as a server [`Service`]: the engine, the request handlers (in
+//! [`crate::requests`]), the flush and fsync timers, and the acknowledgement of writes after
+//! their group commit when `fsync = "always"`.
+//!
+//! Group commit: a Put under `always` is appended to its buffer and becomes a stream that waits
+//! ([`AwaitCommit`]) for the epoch it was written in. After each pass of the event loop
+//! ([`Service::background`]) the node hands the files written in the current epoch to the sync
+//! thread — unless a commit is already running, in which case the writes pile up into the next
+//! one. When the thread reports back (waking the loop), every write of that epoch and before is
+//! answered: Ok, or InternalError when a write or fsync failed.
+
+use crate::config::FsyncPolicy;
+use crate::engine::durability::{SyncDone, Syncer};
+use crate::engine::Engine;
+use crate::requests;
+use node_core::protocol::{logfiles, NodeKind, RequestCode, Status};
+use node_core::server::{
+    Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Timers of the write path.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTimers {
+    pub flush_interval: Duration,
+    pub fsync_interval: Duration,
+}
+
+pub struct LogfilesNode {
+    pub(crate) engine: Engine,
+    wakeups: Wakeups,
+    policy: FsyncPolicy,
+    timers: WriteTimers,
+    /// The fsync thread (none with `fsync = "none"`).
+    syncer: Option<Syncer>,
+    /// Writes waiting for their group commit, in epoch order.
+    waiting: VecDeque<(u64, Rc<AckSlot>)>,
+    /// The write failure of the commit in flight, if any (it fails that commit).
+    in_flight_failure: Option<String>,
+    last_flush: Instant,
+    last_fsync: Instant,
+    /// Reused by PutBatch to decompress batches without allocating per request.
+    pub(crate) batch_scratch: Vec<u8>,
+}
+
+impl LogfilesNode {
+    pub fn new(
+        engine: Engine,
+        wakeups: Wakeups,
+        timers: WriteTimers,
+    ) -> std::io::Result<LogfilesNode> {
+        let policy = engine.limits().fsync;
+        let syncer = match policy {
+            FsyncPolicy::None => None,
+            FsyncPolicy::Interval | FsyncPolicy::Always => {
+                let waker = wakeups.loop_waker();
+                Some(Syncer::spawn(move || {
+                    if let Some(waker) = &waker {
+                        let _ = waker.wake();
+                    }
+                })?)
+            }
+        };
+        let now = Instant::now();
+        Ok(LogfilesNode {
+            engine,
+            wakeups,
+            policy,
+            timers,
+            syncer,
+            waiting: VecDeque::new(),
+            in_flight_failure: None,
+            last_flush: now,
+            last_fsync: now,
+            batch_scratch: Vec::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Answers a write that was stored: at once, or (fsync = always) after its group commit.
+    pub(crate) fn acknowledge(&mut self, reply: &mut Reply<'_>, body: &[u8]) -> Handled<Self> {
+        let Some(syncer) = self
+            .syncer
+            .as_ref()
+            .filter(|_| self.policy == FsyncPolicy::Always)
+        else {
+            reply.ok(body);
+            return Handled::Replied;
+        };
+        let slot = Rc::new(AckSlot::default());
+        self.waiting
+            .push_back((syncer.current_epoch(), Rc::clone(&slot)));
+        Handled::Stream(Box::new(AwaitCommit {
+            slot,
+            body: body.to_vec(),
+        }))
+    }
+
+    /// Starts a group commit of everything written in the current epoch.
+    fn dispatch_commit(&mut self) {
+        let Some(syncer) = &mut self.syncer else {
+            return;
+        };
+        debug_assert!(!syncer.is_busy());
+        let (job, failure) = self.engine.take_sync_job();
+        match syncer.dispatch(job) {
+            Ok(_) => self.in_flight_failure = failure,
+            Err(e) => {
+                tracing::error!("group commit: {e}");
+                let epoch = syncer.current_epoch();
+                self.answer_waiting(epoch, &Err(e));
+            }
+        }
+    }
+
+    fn on_commit_done(&mut self, done: SyncDone) {
+        let result = match (done.result, self.in_flight_failure.take()) {
+            (Err(e), _) | (Ok(()), Some(e)) => {
+                tracing::error!("group commit of epoch {} failed: {e}", done.epoch);
+                Err(e)
+            }
+            (Ok(()), None) => Ok(()),
+        };
+        self.answer_waiting(done.epoch, &result);
+    }
+
+    /// Answers every write of `epoch` and before.
+    fn answer_waiting(&mut self, epoch: u64, result: &Result<(), String>) {
+        while let Some((slot_epoch, _)) = self.waiting.front() {
+            if *slot_epoch > epoch {
+                break;
+            }
+            let Some((_, slot)) = self.waiting.pop_front() else {
+                break;
+            };
+            *slot.outcome.borrow_mut() = Some(result.clone());
+            if let Some(handle) = slot.handle.get() {
+                self.wakeups.wake(handle);
+            }
+        }
+    }
+
+    fn poll_commits(&mut self) {
+        while let Some(done) = self.syncer.as_mut().and_then(Syncer::poll) {
+            self.on_commit_done(done);
+        }
+    }
+
+    fn syncer_idle(&self) -> bool {
+        self.syncer.as_ref().is_some_and(|s| !s.is_busy())
+    }
+}
+
+/// Where a group commit leaves its outcome for one waiting write.
+#[derive(Default)]
+struct AckSlot {
+    outcome: RefCell<Option<Result<(), String>>>,
+    /// The write's stream, once it has waited (to wake it).
+    handle: Cell<Option<StreamHandle>>,
+}
+
+/// A write waiting for its group commit; ends with the write's reply.
+struct AwaitCommit {
+    slot: Rc<AckSlot>,
+    body: Vec<u8>,
+}
+
+impl StreamTask<LogfilesNode> for AwaitCommit {
+    fn resume(&mut self, _node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
+        match self.slot.outcome.borrow_mut().take() {
+            Some(Ok(())) => out.finish(Status::Ok, &self.body),
+            Some(Err(e)) => out.finish(
+                Status::InternalError,
+                format!("stored but not made durable: {e}").as_bytes(),
+            ),
+            None => {
+                self.slot.handle.set(Some(out.handle()));
+                return StreamStep::Wait;
+            }
+        }
+        StreamStep::Done
+    }
+}
+
+impl Service for LogfilesNode {
+    fn kind(&self) -> NodeKind {
+        NodeKind::Logfiles
+    }
+
+    fn software_version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn request_name(&self, code: RequestCode) -> Option<&'static str> {
+        logfiles::request_name(code)
+    }
+
+    fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
+        requests::dispatch(self, request, reply)
+    }
+
+    fn background(&mut self, _now: Instant) -> bool {
+        self.poll_commits();
+        if self.policy == FsyncPolicy::Always && !self.waiting.is_empty() && self.syncer_idle() {
+            self.dispatch_commit();
+        }
+        // Nothing more until the sync thread wakes the loop or a request arrives.
+        false
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.poll_commits();
+        if now.duration_since(self.last_flush) >= self.timers.flush_interval {
+            self.engine.flush_all();
+            self.last_flush = now;
+        }
+        if self.policy == FsyncPolicy::Interval
+            && now.duration_since(self.last_fsync) >= self.timers.fsync_interval
+            && self.syncer_idle()
+            && self.engine.has_unsynced()
+        {
+            self.dispatch_commit();
+            self.last_fsync = now;
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
+            self.on_commit_done(done);
+        }
+        match self.engine.close() {
+            Ok(()) => tracing::info!("every bucket written and fsynced"),
+            Err(e) => tracing::error!(
+                "shutdown: {e}; the open-bucket journal is kept so the next start checks the tails"
+            ),
+        }
+    }
+
+    fn stats(&self, out: &mut Vec<(String, u64)>) {
+        let size = self.engine.size();
+        out.push(("channels".into(), self.engine.channel_names().len() as u64));
+        out.push(("total_buckets".into(), size.buckets));
+        out.push(("total_bytes".into(), size.bytes));
+        out.push((
+            "open_buckets".into(),
+            self.engine.open_bucket_count() as u64,
+        ));
+        out.push(("writes_awaiting_fsync".into(), self.waiting.len() as u64));
+        if let Some(syncer) = &self.syncer {
+            out.push(("group_commits".into(), syncer.completed));
+            out.push(("group_commit_failures".into(), syncer.failures));
+            let mean_us = syncer
+                .total_sync_time
+                .as_micros()
+                .checked_div(u128::from(syncer.completed))
+                .unwrap_or(0);
+            out.push(("group_commit_mean_us".into(), mean_us as u64));
+        }
+    }
+}
