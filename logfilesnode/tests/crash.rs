@@ -1,0 +1,184 @@
+//! Crash test: the real `logfilesnode` (fsync = always) takes Puts from several pipelining
+//! writers and is killed with SIGKILL at a random moment; restarted on the same data directory,
+//! it must hold every Put it acknowledged, each value intact, no key twice, and the directory
+//! must check clean. Many rounds on one directory.
+//!
+//! Rounds: `LOGFILES_CRASH_ROUNDS` (default 6, a few seconds; `scripts/crash-logfiles.sh` runs
+//! more).
+
+use client::{Client, ClientOptions};
+use node_core::protocol::batch::decode_batch;
+use node_core::protocol::logfiles::{self, Filter, GetAllRequest, PutRequest};
+use node_core::protocol::{NodeKind, Status};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testkit::{Conn, Node};
+
+const BIN: &str = env!("CARGO_BIN_EXE_logfilesnode");
+const CHANNEL: &str = "crash";
+const WRITERS: u64 = 3;
+/// Puts each writer keeps in flight.
+const WINDOW: usize = 64;
+
+/// A key unique to (round, writer, sequence), moving through buckets like timestamps do.
+fn key_of(round: u64, writer: u64, seq: u64) -> u64 {
+    (round << 40) | (writer << 36) | (seq * 97)
+}
+
+fn value_of(key: u64) -> Vec<u8> {
+    let len = 4 + (key.wrapping_mul(2_654_435_761) % 600) as usize;
+    let mut value = format!("{key:016x}").into_bytes();
+    value.resize(16 + len, b'a' + (key % 26) as u8);
+    value
+}
+
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Writes until the node dies (or `stop`); returns the keys whose Put was answered Ok.
+fn writer(addr: std::net::SocketAddr, round: u64, id: u64, stop: Arc<AtomicBool>) -> Vec<u64> {
+    let options = ClientOptions {
+        request_timeout_ms: 5_000,
+        ..ClientOptions::default()
+    };
+    let Ok(client) = Client::connect(&[addr], Some(NodeKind::Logfiles), options) else {
+        return Vec::new();
+    };
+    let mut acked = Vec::new();
+    let mut in_flight = std::collections::VecDeque::new();
+    for seq in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let key = key_of(round, id, seq);
+        let mut body = Vec::new();
+        PutRequest {
+            channel: CHANNEL,
+            key,
+            value: &value_of(key),
+        }
+        .encode(&mut body);
+        match client.submit_owned(0, logfiles::PUT, body) {
+            Ok(pending) => in_flight.push_back((key, pending)),
+            Err(_) => break,
+        }
+        if in_flight.len() >= WINDOW {
+            let Some((key, pending)) = in_flight.pop_front() else {
+                break;
+            };
+            match pending.wait() {
+                Ok(reply) if reply.status == Status::Ok => acked.push(key),
+                _ => break,
+            }
+        }
+    }
+    for (key, pending) in in_flight {
+        if matches!(pending.wait(), Ok(reply) if reply.status == Status::Ok) {
+            acked.push(key);
+        }
+    }
+    acked
+}
+
+fn read_all(addr: std::net::SocketAddr) -> Vec<(u64, Vec<u8>)> {
+    let mut conn = Conn::open(addr);
+    let mut body = Vec::new();
+    GetAllRequest {
+        channel: CHANNEL,
+        filter: Filter::NONE,
+    }
+    .encode(&mut body);
+    let (items, status, _) = conn.stream(logfiles::GET_ALL, body);
+    assert_eq!(status, Status::Ok);
+    let mut scratch = Vec::new();
+    let mut records = Vec::new();
+    for (_, item) in items {
+        let batch = decode_batch(&item, &mut scratch).expect("batch");
+        records.extend(batch.map(|(key, value)| (key, value.to_vec())));
+    }
+    records
+}
+
+fn check_everything_acknowledged_is_there(dir: &Path, acked: &[u64]) -> usize {
+    let node = Node::start_in(BIN, dir, &["-c", "node.toml"]);
+    let records = read_all(node.addr);
+    let mut seen = HashMap::new();
+    for (key, value) in &records {
+        assert_eq!(value, &value_of(*key), "record {key:#x} is damaged");
+        assert!(seen.insert(*key, ()).is_none(), "key {key:#x} stored twice");
+    }
+    let missing: Vec<_> = acked.iter().filter(|k| !seen.contains_key(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged Puts lost, e.g. {:#x?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    node.stop();
+    records.len()
+}
+
+#[test]
+fn every_put_acknowledged_under_fsync_always_survives_sigkill() {
+    let rounds: u64 = std::env::var("LOGFILES_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(6);
+    let dir = tempfile::tempdir().unwrap();
+    // Small buffers and few open buckets: writes, evictions and commits happen all the time.
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[logfiles]\nfsync = \"always\"\nwrite_buffer_bytes = 4096\nmax_open_buckets = 4\n\
+         max_open_buckets_per_channel = 2\n",
+    )
+    .unwrap();
+    let mut rng = XorShift(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1,
+    );
+    let all_acked = Arc::new(Mutex::new(Vec::new()));
+    let mut total_acked = 0;
+    for round in 1..=rounds {
+        let mut node = Node::start_in(BIN, dir.path(), &["-c", "node.toml"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|id| {
+                let addr = node.addr;
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || writer(addr, round, id, stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100 + rng.next() % 500));
+        node.child.kill().expect("SIGKILL");
+        let _ = node.wait_exit();
+        stop.store(true, Ordering::Relaxed);
+        for handle in writers {
+            let acked = handle.join().expect("writer thread");
+            total_acked += acked.len();
+            all_acked.lock().unwrap().extend(acked);
+        }
+        let acked = all_acked.lock().unwrap().clone();
+        let stored = check_everything_acknowledged_is_there(dir.path(), &acked);
+        assert!(stored >= acked.len());
+    }
+    assert!(
+        total_acked as u64 > rounds * 100,
+        "the writers got only {total_acked} Puts through in {rounds} rounds"
+    );
+    let report =
+        logfilesnode::storage::check_data_dir(&dir.path().join("data"), None).expect("check");
+    assert!(report.is_clean(), "{report:?}");
+}
