@@ -15,9 +15,10 @@
 //! side is saturated.
 //!
 //! Node kinds: `dht` speaks the swarm protocol (docs/protocol.md): handshake, then Put / Get
-//! frames. `redis` speaks RESP (SET/GET on `key:%012d`, the keys `redis-benchmark -r` uses) so the
-//! same generator can cross-check `redis-benchmark`. `logfiles` and `queue` slot in as further
-//! [`Codec`]s once their request codes exist.
+//! frames. `logfiles` sends logfiles Puts (the same body layout: channel, key, value; puts only).
+//! `redis` speaks RESP (SET/GET on `key:%012d`, the keys `redis-benchmark -r` uses) so the same
+//! generator can cross-check `redis-benchmark`; `redis-xadd` appends to one Redis stream
+//! (`XADD bench * key:%012d <value>`), the Redis counterpart of a logfiles Put.
 //!
 //!     loadgen --addr 127.0.0.1:10000 -c 50 -P 16 -d 100 --keys uniform:1000000 --ops get \
 //!             --prefill 1000000 --duration-s 10 --json out.json
@@ -135,8 +136,10 @@ enum Kind {
     Dht,
     /// Redis (RESP SET/GET), to cross-check redis-benchmark with the same generator.
     Redis,
-    /// The logfiles node: not built yet.
+    /// The logfiles node (swarm protocol): Puts only.
     Logfiles,
+    /// Redis streams: XADD to one stream, to compare with logfiles Puts. Writes only.
+    RedisXadd,
     /// The queue node: not built yet.
     Queue,
 }
@@ -481,9 +484,10 @@ trait Codec: Sync {
     fn replies_carry_id(&self) -> bool;
 }
 
-/// The swarm dht protocol: Put and Get frames built from templates; only the request id (bytes
-/// 8..16) and the key are patched per request.
-struct DhtCodec {
+/// The swarm protocol for dht (Put, Get) and logfiles (Put): frames built from templates; only
+/// the request id (bytes 8..16) and the key are patched per request.
+struct SwarmCodec {
+    kind: NodeKind,
     put: Vec<u8>,
     get: Vec<u8>,
     /// Offset of the key within either template (header + str8 channel).
@@ -491,8 +495,8 @@ struct DhtCodec {
     value_size: usize,
 }
 
-impl DhtCodec {
-    fn new(channel: &str, value_size: usize) -> Result<DhtCodec, String> {
+impl SwarmCodec {
+    fn new(kind: NodeKind, channel: &str, value_size: usize) -> Result<SwarmCodec, String> {
         if !node_core::protocol::dht::valid_channel_name(channel) {
             return Err(format!("bad channel name {channel:?}"));
         }
@@ -504,13 +508,19 @@ impl DhtCodec {
             value: &value,
         }
         .encode(&mut body);
+        let put_code = match kind {
+            NodeKind::Logfiles => node_core::protocol::logfiles::PUT,
+            _ => PUT,
+        };
+        // The logfiles Put body has the dht Put's layout: str8 channel, u64 key, value.
         let mut put = Vec::new();
-        write_frame(&mut put, FrameType::Request, PUT.0, 0, &body);
+        write_frame(&mut put, FrameType::Request, put_code.0, 0, &body);
         body.clear();
         KeyRequest { channel, key: 0 }.encode(&mut body);
         let mut get = Vec::new();
         write_frame(&mut get, FrameType::Request, GET.0, 0, &body);
-        Ok(DhtCodec {
+        Ok(SwarmCodec {
+            kind,
             put,
             get,
             key_offset: HEADER_LEN + 1 + channel.len(),
@@ -519,15 +529,18 @@ impl DhtCodec {
     }
 }
 
-impl Codec for DhtCodec {
+impl Codec for SwarmCodec {
     fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String> {
         let mut hello = [0u8; SERVER_HELLO_LEN];
         stream
             .read_exact(&mut hello)
             .map_err(|e| format!("reading the node's hello: {e}"))?;
         let hello = ServerHello::decode(&hello).map_err(|e| e.to_string())?;
-        if hello.kind != NodeKind::Dht {
-            return Err(format!("node is a {} node, expected dht", hello.kind));
+        if hello.kind != self.kind {
+            return Err(format!(
+                "node is a {} node, expected {}",
+                hello.kind, self.kind
+            ));
         }
         if hello.version != PROTOCOL_VERSION {
             return Err(format!(
@@ -546,7 +559,7 @@ impl Codec for DhtCodec {
         let mut out = Vec::new();
         ClientHello {
             version: PROTOCOL_VERSION,
-            wanted_kind: Some(NodeKind::Dht),
+            wanted_kind: Some(self.kind),
             name: b"loadgen".to_vec(),
             proof: [0; PROOF_LEN],
         }
@@ -624,11 +637,15 @@ struct RespCodec {
 }
 
 impl RespCodec {
-    fn new(value_size: usize) -> RespCodec {
+    fn new(value_size: usize, xadd: bool) -> RespCodec {
         let value: String = (0..value_size)
             .map(|i| (b'a' + (i % 26) as u8) as char)
             .collect();
-        let set_head = "*3\r\n$3\r\nSET\r\n$16\r\nkey:";
+        let set_head = if xadd {
+            "*5\r\n$4\r\nXADD\r\n$5\r\nbench\r\n$1\r\n*\r\n$16\r\nkey:"
+        } else {
+            "*3\r\n$3\r\nSET\r\n$16\r\nkey:"
+        };
         let get_head = "*2\r\n$3\r\nGET\r\n$16\r\nkey:";
         let set = format!("{set_head}000000000000\r\n${value_size}\r\n{value}\r\n").into_bytes();
         let get = format!("{get_head}000000000000\r\n").into_bytes();
@@ -1171,9 +1188,22 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("--value-size must be at least 1 (empty values are refused)".into());
     }
     let codec: Box<dyn Codec> = match args.kind {
-        Kind::Dht => Box::new(DhtCodec::new(&args.channel, args.value_size)?),
-        Kind::Redis => Box::new(RespCodec::new(args.value_size)),
-        Kind::Logfiles | Kind::Queue => {
+        Kind::Dht => Box::new(SwarmCodec::new(
+            NodeKind::Dht,
+            &args.channel,
+            args.value_size,
+        )?),
+        Kind::Logfiles | Kind::RedisXadd if args.ops != OpMix::Only(Op::Put) => {
+            return Err("--kind logfiles and redis-xadd do writes only: --ops put".into())
+        }
+        Kind::Logfiles => Box::new(SwarmCodec::new(
+            NodeKind::Logfiles,
+            &args.channel,
+            args.value_size,
+        )?),
+        Kind::Redis => Box::new(RespCodec::new(args.value_size, false)),
+        Kind::RedisXadd => Box::new(RespCodec::new(args.value_size, true)),
+        Kind::Queue => {
             return Err(format!(
                 "--kind {}: that node is not built yet (no request codes in docs/protocol.md)",
                 format!("{:?}", args.kind).to_lowercase()
@@ -1449,7 +1479,7 @@ mod tests {
 
     #[test]
     fn dht_requests_decode_as_the_node_would() {
-        let codec = DhtCodec::new("bench", 100).unwrap();
+        let codec = SwarmCodec::new(NodeKind::Dht, "bench", 100).unwrap();
         let mut out = Vec::new();
         codec.encode(Op::Put, 0xdead_beef, 77, &mut out);
         codec.encode(Op::Get, 42, 78, &mut out);
@@ -1469,7 +1499,7 @@ mod tests {
 
     #[test]
     fn resp_encodes_redis_benchmark_keys_and_decodes_replies() {
-        let codec = RespCodec::new(3);
+        let codec = RespCodec::new(3, false);
         let mut out = Vec::new();
         codec.encode(Op::Get, 123, 0, &mut out);
         assert_eq!(out, b"*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000123\r\n");
