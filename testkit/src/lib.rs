@@ -136,6 +136,9 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// A raw protocol connection.
+/// What a streaming request produced: its items (code, body), then its final status and body.
+pub type StreamEnd = (Vec<(u8, Vec<u8>)>, Status, Vec<u8>);
+
 pub struct Conn {
     pub stream: TcpStream,
     next_id: u64,
@@ -198,7 +201,7 @@ impl Conn {
         &mut self,
         code: RequestCode,
         body: Vec<u8>,
-    ) -> (Vec<(u8, Vec<u8>)>, Status, Vec<u8>) {
+    ) -> StreamEnd {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = Vec::new();
