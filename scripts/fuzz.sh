@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of node-core's wire protocol for SECONDS each (default 60).
+# Runs every cargo-fuzz target for SECONDS each (default 60).
 #
 #   scripts/fuzz.sh [SECONDS]
+#
+# The targets are the [[bin]] entries of fuzz/Cargo.toml (`cargo fuzz list`): the wire protocol
+# (frame_decoder, batch_decoder, client_hello), the dht dump readers (dht_dump_reader,
+# tcm_reader) and the logfiles bucket decoder and check (bucket_decoder).
 #
 # Installs cargo-fuzz if it is missing. Uses the nightly toolchain when rustup has one, else the
 # default toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly-only sanitizer flags).

@@ -5,6 +5,7 @@
 //! - [`requests`]: one module per request, translating protocol to engine calls.
 //! - [`service`]: the node as a server `Service` (timers, group-commit acknowledgements).
 
+pub mod check_cli;
 pub mod config;
 pub mod engine;
 pub mod requests;
