@@ -37,7 +37,7 @@
 //!
 //! **Exit codes**: [`EXIT_CLEAN`], [`EXIT_PROBLEMS`], [`EXIT_USAGE`], [`EXIT_REPAIRED`].
 //!
-//! **`--repair`** (run it with the node stopped) truncates each damaged file at its first bad
+//! **`--repair`** (refused while a node runs on the directory: both take its `.lock`) truncates each damaged file at its first bad
 //! record (damage or key outside the bucket) with
 //! [`repair_bucket_file`](crate::storage::repair_bucket_file): the bytes from there to the end
 //! are first saved to `<bucket>.cut.<unix seconds>` next to the file and fsynced. Good records
@@ -190,6 +190,12 @@ struct FileOutcome<'a> {
 /// Returns the exit code; `Err` means the check could not run ([`EXIT_USAGE`]).
 pub fn run(args: &Args, out: &mut dyn Write, progress: bool) -> Result<u8, CliError> {
     let inventory = take_inventory(args)?;
+    // A repair truncates files: never under a running node (it holds this lock while it runs).
+    let _lock = if args.repair {
+        Some(node_core::data_lock::DataDirLock::acquire(&args.data_dir).map_err(CliError::Usage)?)
+    } else {
+        None
+    };
     let bar = progress_bar(progress && !args.json, &inventory);
     let mut out = BarWriter::new(out, bar.clone());
     let mut report: Box<dyn Report> = if args.json {

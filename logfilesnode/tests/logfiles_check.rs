@@ -799,3 +799,41 @@ fn help_documents_the_exit_codes_and_where_cut_bytes_go() {
         );
     }
 }
+
+/// A repair truncates files, so it is refused while a node holds the data directory's lock; a
+/// plain check still runs.
+#[test]
+fn repair_is_refused_while_a_node_holds_the_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (path, _) = three_record_bucket(&tmp.path().join("ch"), 0x5727_5000);
+    let len = fs::metadata(&path).expect("meta").len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(len - 3))
+        .expect("tear");
+    let node_lock = node_core::data_lock::DataDirLock::acquire(tmp.path()).expect("lock");
+    let r = check(tmp.path(), &["--repair"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("in use by another process"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fs::metadata(&path).expect("meta").len(),
+        len - 3,
+        "nothing cut"
+    );
+    assert_eq!(
+        check(tmp.path(), &[]).code,
+        PROBLEMS,
+        "a check without repair runs"
+    );
+    drop(node_lock);
+    assert_eq!(
+        check(tmp.path(), &["--repair"]).code,
+        3,
+        "repaired once the node is gone"
+    );
+}

@@ -465,3 +465,19 @@ fn stat_value(body: &[u8], name: &str) -> u64 {
     }
     panic!("no stat {name}");
 }
+
+/// Two nodes on one data directory would interleave their appends: the second is refused.
+#[test]
+fn a_second_node_on_the_same_data_directory_is_refused() {
+    let node = start("");
+    let second = std::process::Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(node.dir.path())
+        .output()
+        .expect("run a second node");
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    let mut conn = Conn::open(node.addr);
+    assert_eq!(put(&mut conn, "c", 1, b"still serving"), Status::Ok);
+}

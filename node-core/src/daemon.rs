@@ -112,6 +112,14 @@ where
         Err(err) => return fail(program, err),
     };
     tracing::info!("starting {program} {}", env!("CARGO_PKG_VERSION"));
+    // Held until the process exits: a second node on the same data directory is refused.
+    let _data_lock = match crate::data_lock::DataDirLock::acquire(&config.data_dir().clone()) {
+        Ok(lock) => lock,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return fail(program, err);
+        }
+    };
     let mut server = match Server::bind(options) {
         Ok(server) => server,
         Err(err) => return fail(program, err),

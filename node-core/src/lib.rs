@@ -4,7 +4,8 @@
 //!   Always built; the client depends on this alone.
 //! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
 //! - With the `server` feature: [`server`] (the mio event loop and the request-handler trait),
-//!   [`config`], [`daemon`] (start-up shared by the node binaries), [`log`], [`stats`] and
+//!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
+//!   per data directory), [`log`], [`stats`] and
 //!   [`signals`].
 
 pub mod auth;
@@ -14,6 +15,8 @@ pub mod protocol;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod daemon;
+#[cfg(feature = "server")]
+pub mod data_lock;
 #[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]

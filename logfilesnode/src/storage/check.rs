@@ -378,6 +378,14 @@ pub fn walk_data_dir(data_dir: &Path, channel: Option<&str>) -> Result<Inventory
             let entries = sorted_entries(data_dir).map_err(|e| StorageError::io(data_dir, e))?;
             for entry in entries {
                 let path = entry.path();
+                // The node's own files (`.lock`, `.removing/`) are not data to check.
+                if entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with('.'))
+                {
+                    continue;
+                }
                 // As the node's channel discovery: a symbolic link is not a channel.
                 let is_dir = match entry.file_type() {
                     Ok(t) => t.is_dir(),
