@@ -3,9 +3,9 @@
 //! as LZ4 batches, and ends with Ok.
 //!
 //! - Read-your-writes: the channel's write buffers are flushed when the read starts.
-//! - Bounded work per step: at most [`RECORDS_PER_STEP`] records and [`FILTER_BYTES_PER_STEP`]
-//!   value bytes searched before yielding to the event loop, so a filter that matches nothing
-//!   cannot hold the loop.
+//! - Bounded work per step ([`STEP_BUDGET`], [`BUCKETS_PER_STEP`]): a bucket is read in slices
+//!   ([`BucketCursor`]), so neither a huge bucket nor a filter that matches nothing holds the
+//!   loop, and a bucket already in key order is sent without any index in memory.
 //! - Damaged records are skipped and logged with the file and offset; the scan goes on with the
 //!   next bucket. A bucket file that cannot be read is logged and skipped.
 //! - The bucket being sent is memory-mapped; the engine is told ([`Engine::mapped`]) so that no
@@ -14,17 +14,22 @@
 
 use crate::engine::Engine;
 use crate::service::LogfilesNode;
-use crate::storage::{RangeScan, ScannedBucket};
+use crate::storage::scan::{BucketCursor, Step, StepBudget, MAX_SORTED_RECORDS};
+use crate::storage::RangeScan;
 use memchr::memmem::Finder;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
 use node_core::protocol::logfiles::{Filter, FilterMode, ITEM_RECORD_BATCH};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, StreamOut, StreamStep, StreamTask};
 
-/// Records looked at per step.
-pub const RECORDS_PER_STEP: usize = 8192;
-/// Value bytes searched by a filter per step.
-pub const FILTER_BYTES_PER_STEP: usize = 1024 * 1024;
+/// Work per step of the event loop: records decoded and bucket bytes gone over (filters search
+/// at most these bytes).
+pub const STEP_BUDGET: StepBudget = StepBudget {
+    records: 16 * 1024,
+    bytes: 2 * 1024 * 1024,
+};
+/// Buckets finished per step at most (a range over many small or empty buckets).
+pub const BUCKETS_PER_STEP: usize = 64;
 /// Compiled size limit of a regular expression (the `regex` crate's program size).
 pub const REGEX_SIZE_LIMIT_BYTES: usize = 1024 * 1024;
 
@@ -58,10 +63,6 @@ impl ValueFilter {
             FilterMode::Regex => regex(false),
             FilterMode::RegexCaseInsensitive => regex(true),
         }
-    }
-
-    fn is_all(&self) -> bool {
-        matches!(self, ValueFilter::All)
     }
 
     fn matches(&self, value: &[u8]) -> bool {
@@ -110,7 +111,6 @@ pub(super) fn start(
         generation,
         scan,
         current: None,
-        position: 0,
         filter,
         batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
     }))
@@ -121,9 +121,8 @@ struct ReadStream {
     channel: String,
     generation: u64,
     scan: RangeScan,
-    /// The bucket being sent, and the next record of it.
-    current: Option<ScannedBucket>,
-    position: usize,
+    /// The bucket being sent.
+    current: Option<BucketCursor>,
     filter: ValueFilter,
     batch: BatchBuilder,
 }
@@ -149,23 +148,25 @@ impl ReadStream {
                 bucket.damage_count
             );
         }
+        if bucket.sent_unsorted {
+            tracing::warn!(
+                "{} {}: {}: more than {MAX_SORTED_RECORDS} records out of key order; sent in \
+                 file order",
+                self.request_name,
+                self.channel,
+                bucket.path.display()
+            );
+        }
     }
 
-    /// Moves to the next bucket with records left. Returns false at the end of the scan.
+    /// Opens the next bucket when there is none. Returns false at the end of the scan.
     fn advance(&mut self, engine: &mut Engine) -> bool {
-        loop {
-            if let Some(bucket) = &self.current {
-                if self.position < bucket.len() {
-                    return true;
-                }
-            }
-            self.release(engine);
-            match self.scan.next_bucket() {
+        while self.current.is_none() {
+            match self.scan.next_cursor() {
                 None => return false,
                 Some(Ok(bucket)) => {
                     engine.mapped(&bucket.path);
                     self.current = Some(bucket);
-                    self.position = 0;
                 }
                 Some(Err(error)) => tracing::error!(
                     "{} {}: bucket skipped: {error}",
@@ -174,6 +175,7 @@ impl ReadStream {
                 ),
             }
         }
+        true
     }
 
     /// Sends what is collected, then ends with Ok.
@@ -195,47 +197,48 @@ impl StreamTask<LogfilesNode> for ReadStream {
             self.scan = RangeScan::empty();
             return self.end(out);
         }
-        let mut searched_bytes = 0usize;
-        for _ in 0..RECORDS_PER_STEP {
-            if searched_bytes >= FILTER_BYTES_PER_STEP {
-                break;
-            }
+        for _ in 0..BUCKETS_PER_STEP {
             if !self.advance(&mut node.engine) {
                 return self.end(out);
             }
-            let Some(record) = self
-                .current
-                .as_ref()
-                .and_then(|bucket| bucket.record_at(self.position))
-            else {
-                self.position = usize::MAX;
+            let ReadStream {
+                request_name,
+                channel,
+                current,
+                filter,
+                batch,
+                ..
+            } = self;
+            let Some(bucket) = current.as_mut() else {
                 continue;
             };
-            if !self.filter.is_all() {
-                searched_bytes += record.value.len();
-                if !self.filter.matches(record.value) {
-                    self.position += 1;
-                    continue;
+            let step = bucket.step(STEP_BUDGET, |record| {
+                if !filter.matches(record.value) {
+                    return true;
                 }
-            }
-            match self.batch.push(record.key, record.value) {
-                PushOutcome::Added => self.position += 1,
-                PushOutcome::Full => {
+                match batch.push(record.key, record.value) {
+                    PushOutcome::Added => true,
+                    PushOutcome::Full => false,
+                    PushOutcome::TooBig => {
+                        tracing::warn!(
+                            "{request_name} {channel}: record 0x{:016x} too large for a batch, \
+                             skipped",
+                            record.key
+                        );
+                        true
+                    }
+                }
+            });
+            match step {
+                Step::Refused => {
                     self.send_batch(out);
                     return StreamStep::Continue;
                 }
-                PushOutcome::TooBig => {
-                    tracing::warn!(
-                        "{} {}: record 0x{:016x} too large for a batch, skipped",
-                        self.request_name,
-                        self.channel,
-                        record.key
-                    );
-                    self.position += 1;
-                }
+                Step::Budget => return StreamStep::Continue,
+                Step::Finished => self.release(&mut node.engine),
             }
         }
-        // Budget used: come back after other work.
+        // Many small buckets: come back after other work.
         StreamStep::Continue
     }
 

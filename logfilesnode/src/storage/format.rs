@@ -317,6 +317,23 @@ impl<'a> BucketDecoder<'a> {
         }
     }
 
+    /// A decoder over the same `data` continuing at `pos`, a record boundary that
+    /// [`position`](Self::position) of an earlier decoder over it returned (lets a reader work
+    /// through a large file in slices). Records before `pos` are not revisited.
+    pub fn resume(data: &'a [u8], pos: usize) -> Self {
+        let mut decoder = BucketDecoder::new(data);
+        if decoder.format.is_some() && decoder.header_damage.is_none() {
+            decoder.pos = pos.clamp(decoder.pos, data.len());
+            decoder.good_end = decoder.pos;
+        }
+        decoder
+    }
+
+    /// Where the next record starts.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The detected format; `None` for an empty file or an unusable header.
     pub fn format(&self) -> Option<BucketFormat> {
         self.format

@@ -68,6 +68,13 @@ impl RangeScan {
         Some(ScannedBucket::read(bucket, self.from, self.to))
     }
 
+    /// Opens the next bucket for reading in slices ([`BucketCursor`]). An error concerns that
+    /// bucket only; the caller may go on with the next.
+    pub fn next_cursor(&mut self) -> Option<Result<BucketCursor, StorageError>> {
+        let bucket = self.buckets.next()?;
+        Some(BucketCursor::open(bucket, self.from, self.to))
+    }
+
     /// Calls `f` for every record in range, in order, and returns the damage of all buckets.
     /// Buckets that cannot be read are returned as errors too; the scan goes on.
     pub fn for_each(
@@ -177,5 +184,239 @@ impl ScannedBucket {
     /// The in-range records in key order.
     pub fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
         (0..self.index.len()).filter_map(|i| self.record_at(i))
+    }
+}
+
+/// Most in-range records of one bucket that are sorted in memory when the bucket is not in key
+/// order (16 bytes each). A bucket with more is sent in file order, with a warning.
+pub const MAX_SORTED_RECORDS: usize = 1 << 20;
+
+/// Work of one [`BucketCursor::step`]: records decoded and file bytes gone over.
+#[derive(Debug, Clone, Copy)]
+pub struct StepBudget {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+/// How a [`BucketCursor::step`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The budget is used up; call again.
+    Budget,
+    /// `emit` refused a record (its batch is full); call again to offer it again.
+    Refused,
+    /// The bucket is finished.
+    Finished,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Decoding the whole bucket once to learn whether its in-range keys are in order.
+    Probe {
+        pos: usize,
+        last_key: Option<u64>,
+        in_order: bool,
+        in_range: usize,
+    },
+    /// In order: sending records in file order.
+    Stream {
+        pos: usize,
+    },
+    /// Out of order: collecting `(key, offset)` of the in-range records.
+    Index {
+        pos: usize,
+        index: Vec<(u64, u64)>,
+    },
+    /// Out of order: sending the sorted index.
+    Sorted {
+        index: Vec<(u64, u64)>,
+        next: usize,
+    },
+    Done,
+}
+
+/// One bucket file read in slices, so that a reader of a large bucket never holds the caller
+/// (an event loop) for long and never holds an index of a bucket that is in key order:
+///
+/// 1. probe: decode the file (checksums included) and note whether the in-range keys come in
+///    non-decreasing order — the usual case for time-stamped logs;
+/// 2. in order: decode again from the first record and emit the in-range ones as they come;
+///    out of order: collect `(key, offset)` of the in-range records (at most
+///    [`MAX_SORTED_RECORDS`]), sort them (stable for equal keys: by offset), and emit in key
+///    order. Beyond the limit the bucket is emitted in file order with a warning.
+///
+/// Damage is collected during the probe (the first [`MAX_DAMAGE_KEPT`] items, all counted);
+/// later passes skip the same records.
+#[derive(Debug)]
+pub struct BucketCursor {
+    pub id: BucketId,
+    pub path: PathBuf,
+    map: Option<Mmap>,
+    from: u64,
+    to: u64,
+    phase: Phase,
+    /// The first [`MAX_DAMAGE_KEPT`] damage items, in file order.
+    pub damage: Vec<Damage>,
+    pub damage_count: u64,
+    /// Set when an out-of-order bucket had too many records to sort.
+    pub sent_unsorted: bool,
+}
+
+impl BucketCursor {
+    fn open(bucket: BucketFile, from: u64, to: u64) -> Result<Self, StorageError> {
+        let file = File::open(&bucket.path).map_err(|e| StorageError::io(&bucket.path, e))?;
+        let map = map_file(&file).map_err(|e| StorageError::io(&bucket.path, e))?;
+        Ok(BucketCursor {
+            id: bucket.id,
+            path: bucket.path,
+            map,
+            from,
+            to,
+            phase: Phase::Probe {
+                pos: 0,
+                last_key: None,
+                in_order: true,
+                in_range: 0,
+            },
+            damage: Vec::new(),
+            damage_count: 0,
+            sent_unsorted: false,
+        })
+    }
+
+    /// Does up to `budget` of work, offering the in-range records, in key order, to `emit`
+    /// (which returns false to refuse one: it is offered again by the next call).
+    pub fn step(&mut self, budget: StepBudget, mut emit: impl FnMut(Record<'_>) -> bool) -> Step {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let (from, to) = (self.from, self.to);
+        let mut records = 0usize;
+        loop {
+            let phase = std::mem::replace(&mut self.phase, Phase::Done);
+            self.phase = match phase {
+                Phase::Probe {
+                    pos,
+                    mut last_key,
+                    mut in_order,
+                    mut in_range,
+                } => {
+                    let mut decoder = BucketDecoder::resume(data, pos);
+                    let first = decoder.position();
+                    let mut ended = true;
+                    while let Some(item) = decoder.next() {
+                        match item {
+                            Ok(r) if (from..=to).contains(&r.key) => {
+                                in_order &= last_key.is_none_or(|last| last <= r.key);
+                                last_key = Some(r.key);
+                                in_range += 1;
+                            }
+                            Ok(_) => {}
+                            Err(d) => {
+                                self.damage_count += 1;
+                                if self.damage.len() < MAX_DAMAGE_KEPT {
+                                    self.damage.push(d);
+                                }
+                            }
+                        }
+                        records += 1;
+                        if records >= budget.records || decoder.position() - first >= budget.bytes {
+                            ended = false;
+                            break;
+                        }
+                    }
+                    if !ended {
+                        self.phase = Phase::Probe {
+                            pos: decoder.position(),
+                            last_key,
+                            in_order,
+                            in_range,
+                        };
+                        return Step::Budget;
+                    }
+                    if in_range == 0 {
+                        Phase::Done
+                    } else if in_order || in_range > MAX_SORTED_RECORDS {
+                        self.sent_unsorted = !in_order;
+                        Phase::Stream { pos: 0 }
+                    } else {
+                        Phase::Index {
+                            pos: 0,
+                            index: Vec::with_capacity(in_range),
+                        }
+                    }
+                }
+                Phase::Stream { pos } => {
+                    let mut decoder = BucketDecoder::resume(data, pos);
+                    let first = decoder.position();
+                    loop {
+                        let at = decoder.position();
+                        let Some(item) = decoder.next() else {
+                            break;
+                        };
+                        records += 1;
+                        if let Ok(r) = item {
+                            if (from..=to).contains(&r.key) && !emit(r) {
+                                self.phase = Phase::Stream { pos: at };
+                                return Step::Refused;
+                            }
+                        }
+                        if records >= budget.records || decoder.position() - first >= budget.bytes {
+                            self.phase = Phase::Stream {
+                                pos: decoder.position(),
+                            };
+                            return Step::Budget;
+                        }
+                    }
+                    Phase::Done
+                }
+                Phase::Index { pos, mut index } => {
+                    let mut decoder = BucketDecoder::resume(data, pos);
+                    let first = decoder.position();
+                    let mut ended = true;
+                    while let Some(item) = decoder.next() {
+                        if let Ok(r) = item {
+                            if (from..=to).contains(&r.key) {
+                                index.push((r.key, r.offset));
+                            }
+                        }
+                        records += 1;
+                        if records >= budget.records || decoder.position() - first >= budget.bytes {
+                            ended = false;
+                            break;
+                        }
+                    }
+                    if !ended {
+                        self.phase = Phase::Index {
+                            pos: decoder.position(),
+                            index,
+                        };
+                        return Step::Budget;
+                    }
+                    // Offsets are unique, so this orders equal keys by their place in the file.
+                    index.sort_unstable();
+                    Phase::Sorted { index, next: 0 }
+                }
+                Phase::Sorted { index, mut next } => {
+                    while let Some(&(_, offset)) = index.get(next) {
+                        let record = BucketDecoder::resume(data, offset as usize)
+                            .next()
+                            .and_then(Result::ok);
+                        if let Some(r) = record {
+                            if !emit(r) {
+                                self.phase = Phase::Sorted { index, next };
+                                return Step::Refused;
+                            }
+                        }
+                        next += 1;
+                        records += 1;
+                        if records >= budget.records {
+                            self.phase = Phase::Sorted { index, next };
+                            return Step::Budget;
+                        }
+                    }
+                    Phase::Done
+                }
+                Phase::Done => return Step::Finished,
+            };
+        }
     }
 }
