@@ -1,0 +1,804 @@
+//! logfiles_scan: how fast the logfiles storage scans a range, in-process and over the network
+//! (DESIGN.md §6: range scans at least 1 GB/s from page cache).
+//!
+//! **Local mode** (the default) writes `--records` records (default 20 M × 100-byte values,
+//! about 2.3 GB of bucket files) with `logfilesnode::storage::BucketWriter` into
+//! `<dir>/<channel>/`, in key order, `--per-key` records per key (default 2000: keys are
+//! seconds, as in real logs, so a 4096-key bucket holds ~8 M records, ~950 MB). Values are
+//! log-like text; 1% of them start with `status=500`, the substring the filtered passes look for.
+//! It then fsyncs the files and drops them from the page cache (`posix_fadvise(DONTNEED)`, only
+//! these files), and times `RangeScan` passes over the whole range:
+//!
+//! | pass | what |
+//! |---|---|
+//! | `cold` | the first pass, read from disk (the share resident before it is reported) |
+//! | `page cache` | the same again, every page in memory: the DESIGN.md §6 figure |
+//! | `filtered` | as the node filters: a `memmem` search of every value for `status=500` |
+//! | `+ LZ4 batches` | as the node sends: every record into 64 KiB LZ4 batches |
+//! | `narrow` | 60 keys (one minute) in the middle: the cost of one small query |
+//!
+//! GB/s counts bucket-file bytes (headers included) of the buckets the pass visits; records/s
+//! counts the records returned. Every pass checks the count, the key order and that nothing was
+//! damaged, and fails otherwise.
+//!
+//! **Network mode** (`--node --addr HOST:PORT`) writes nothing: a node must already be serving a
+//! data directory written by local mode with the same `--records`, `--per-key`, `--value-size`
+//! and `--channel`. It times GetRange over the whole range (twice, unfiltered, then filtered),
+//! decoding every batch, and reports MB/s of the equivalent bucket-file bytes and of the wire
+//! (compressed batch) bytes. Meanwhile a second connection sends GetVersion every 10 ms; its
+//! worst latency shows how long the scan held the node's event loop. With `--server-pid` it also
+//! reports the node's CPU share.
+//!
+//!     logfiles_scan --dir /tmp/scan --records 20000000 --json local.json
+//!     logfilesnode --data-dir /tmp/scan --listen 127.0.0.1:0 &      # then:
+//!     logfiles_scan --node --addr 127.0.0.1:PORT --records 20000000 --json net.json
+
+use benches::sys;
+use clap::Parser;
+use client::{Client, ClientOptions, StreamEvent};
+use logfilesnode::storage::{list_buckets, BucketId, BucketWriter, RangeScan};
+use memchr::memmem::Finder;
+use node_core::protocol::batch::{
+    decode_batch, BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES,
+};
+use node_core::protocol::logfiles::{
+    Filter, FilterMode, GetRangeRequest, GET_RANGE, ITEM_RECORD_BATCH,
+};
+use node_core::protocol::NodeKind;
+use serde_json::{json, Value};
+use std::fs::File;
+use std::hint::black_box;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the filtered passes search for: at the start of 1% of the values, nowhere else.
+const NEEDLE: &[u8] = b"status=500";
+/// Keys of the `narrow` pass: one minute of seconds.
+const NARROW_KEYS: u64 = 60;
+/// Write buffer of the bulk writer (setup speed only; the node's default is 64 KiB).
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "logfiles_scan",
+    about = "Range-scan speed of the logfiles storage, in-process and over the network"
+)]
+struct Args {
+    /// Data directory (the channel is a directory in it). Local mode refuses a channel that
+    /// already has files, unless --reuse. Default: a temporary directory, removed at the end.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Channel name.
+    #[arg(long, default_value = "scan")]
+    channel: String,
+    /// Records to write (local mode) or to expect (network mode).
+    #[arg(long, default_value_t = 20_000_000)]
+    records: u64,
+    /// Value size in bytes (at least 16).
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Records per key (keys are seconds: records per second).
+    #[arg(long, default_value_t = 2000)]
+    per_key: u64,
+    /// The first key (a Unix time in seconds).
+    #[arg(long, default_value_t = 1_763_800_000)]
+    first_key: u64,
+    /// Local mode: scan the channel as it is instead of writing it (it must hold what the
+    /// other flags describe).
+    #[arg(long)]
+    reuse: bool,
+    /// Network mode: time GetRange against the node at --addr; writes and scans nothing locally.
+    #[arg(long, requires = "addr")]
+    node: bool,
+    /// The node's address (network mode).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// The node's process id (network mode): report its CPU share during each pass.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Network mode: the client's stream window (items in flight; the client's default is 16).
+    #[arg(long)]
+    stream_window: Option<u32>,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = if args.node {
+        network(&args)
+    } else {
+        local(&args)
+    };
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("logfiles_scan: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("a JSON value serialises");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("logfiles_scan: writing {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+// ---- the data set ------------------------------------------------------------------------------
+
+fn check_args(args: &Args) -> Result<(), String> {
+    if args.records == 0 || args.per_key == 0 {
+        return Err("--records and --per-key must be at least 1".into());
+    }
+    if args.value_size < 16 || args.value_size > 1 << 20 {
+        return Err("--value-size must be 16 to 1048576".into());
+    }
+    if !logfilesnode::valid_channel_name(&args.channel) {
+        return Err(format!(
+            "--channel {:?} is not a channel name",
+            args.channel
+        ));
+    }
+    if last_key(args).is_none() {
+        return Err("--first-key + records / per-key overflows u64".into());
+    }
+    Ok(())
+}
+
+fn key_of(args: &Args, i: u64) -> u64 {
+    args.first_key + i / args.per_key
+}
+
+fn last_key(args: &Args) -> Option<u64> {
+    args.first_key
+        .checked_add((args.records - 1) / args.per_key)
+}
+
+fn is_match(i: u64) -> bool {
+    i % 100 == 37
+}
+
+/// Records whose value contains [`NEEDLE`]: those with `i % 100 == 37`.
+fn expected_matches(records: u64) -> u64 {
+    records / 100 + u64::from(records % 100 > 37)
+}
+
+/// Record `i`'s value: a log line, `status=` first, padded with text to `size` bytes.
+fn fill_value(i: u64, key: u64, size: usize, out: &mut Vec<u8>) {
+    const PAD: &[u8] = b"lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod ";
+    out.clear();
+    let status = if is_match(i) { 500 } else { 200 };
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "status={status} ts={key}.{:03} level=INFO svc=api req={i:010} path=/v1/items/{} took={}ms ",
+        i % 1000,
+        i % 9973,
+        i % 307
+    );
+    while out.len() < size {
+        let n = (size - out.len()).min(PAD.len());
+        out.extend_from_slice(&PAD[..n]);
+    }
+    out.truncate(size);
+}
+
+/// Bucket files of the channel and their total length.
+fn bucket_files(channel_dir: &Path, from: u64, to: u64) -> Result<(Vec<PathBuf>, u64), String> {
+    let buckets = list_buckets(channel_dir, from, to)
+        .map_err(|e| format!("listing {}: {e}", channel_dir.display()))?;
+    let mut total = 0;
+    let mut paths = Vec::with_capacity(buckets.len());
+    for bucket in buckets {
+        let len = std::fs::metadata(&bucket.path)
+            .map_err(|e| format!("{}: {e}", bucket.path.display()))?
+            .len();
+        total += len;
+        paths.push(bucket.path);
+    }
+    Ok((paths, total))
+}
+
+// ---- local mode --------------------------------------------------------------------------------
+
+fn local(args: &Args) -> Result<Value, String> {
+    check_args(args)?;
+    let temp;
+    let data_dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("logfiles_scan.")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            temp.path().to_path_buf()
+        }
+    };
+    let channel_dir = data_dir.join(&args.channel);
+    let has_files = std::fs::read_dir(&channel_dir).is_ok_and(|mut d| d.next().is_some());
+    let mut report = serde_json::Map::new();
+    if args.reuse {
+        if !has_files {
+            return Err(format!("--reuse: {} holds nothing", channel_dir.display()));
+        }
+    } else {
+        if has_files {
+            return Err(format!(
+                "{} already holds files: remove it, or pass --reuse to scan it as it is",
+                channel_dir.display()
+            ));
+        }
+        report.insert("write".into(), write_data_set(args, &channel_dir)?);
+    }
+
+    let (files, file_bytes) = bucket_files(&channel_dir, 0, u64::MAX)?;
+    println!(
+        "data set: {} records of {} bytes, {} per key, keys {}..={}, {} bucket files, {:.2} GB in {}",
+        args.records,
+        args.value_size,
+        args.per_key,
+        args.first_key,
+        last_key(args).unwrap_or(u64::MAX),
+        files.len(),
+        file_bytes as f64 / 1e9,
+        channel_dir.display()
+    );
+    let started = Instant::now();
+    for path in &files {
+        evict(path)?;
+    }
+    let resident = resident_share(&files)?;
+    println!(
+        "fsynced and dropped from the page cache in {:.2} s; {:.1}% resident before the cold pass",
+        started.elapsed().as_secs_f64(),
+        resident * 100.0
+    );
+
+    let all = args.records;
+    let matches = expected_matches(args.records);
+    let mid = args.first_key + (last_key(args).unwrap_or(args.first_key) - args.first_key) / 2;
+    let narrow_to = mid.saturating_add(NARROW_KEYS - 1);
+    let narrow_records = (0..args.records)
+        .map(|i| key_of(args, i))
+        .filter(|k| (mid..=narrow_to).contains(k))
+        .count() as u64;
+    let finder = Finder::new(NEEDLE);
+    let passes = [
+        ("cold (from disk)", Work::Count, 0, u64::MAX, all, false),
+        ("page cache #1", Work::Count, 0, u64::MAX, all, true),
+        ("page cache #2", Work::Count, 0, u64::MAX, all, true),
+        (
+            "filtered `status=500` (1%)",
+            Work::Filter(&finder),
+            0,
+            u64::MAX,
+            matches,
+            false,
+        ),
+        ("+ LZ4 batches", Work::Batches, 0, u64::MAX, all, false),
+        (
+            "narrow: 60 keys",
+            Work::Count,
+            mid,
+            narrow_to,
+            narrow_records,
+            false,
+        ),
+    ];
+    println!();
+    println!("| pass | GB/s (file bytes) | M records/s | records | file GB | s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut results = Vec::new();
+    for (label, work, from, to, expected, target) in passes {
+        let mut pass = scan_pass(&channel_dir, from, to, work, expected)
+            .map_err(|e| format!("pass {label}: {e}"))?;
+        pass.insert("label".into(), json!(label));
+        pass.insert("target".into(), json!(target));
+        let seconds = pass["seconds"].as_f64().unwrap_or(0.0);
+        let note = match work {
+            Work::Count if from == 0 && !target => format!(
+                "first pass after posix_fadvise(DONTNEED): {:.0}% of the pages were resident",
+                resident * 100.0
+            ),
+            Work::Count if from == 0 => String::new(),
+            Work::Count => format!(
+                "{narrow_records} records of {NARROW_KEYS} keys; every record of the overlapping bucket is decoded: {:.0} ms per query",
+                seconds * 1e3
+            ),
+            Work::Filter(_) => "memmem search of every value, as the node's substring filter".into(),
+            Work::Batches => {
+                let wire = pass["wire_bytes"].as_f64().unwrap_or(0.0);
+                let raw = pass["value_bytes"].as_f64().unwrap_or(0.0) + 12.0 * all as f64;
+                format!(
+                    "the node's GetRange work without sockets: 64 KiB LZ4 batches, {:.0} MB out ({:.1}:1)",
+                    wire / 1e6,
+                    raw / wire.max(1.0)
+                )
+            }
+        };
+        pass.insert("note".into(), json!(note));
+        println!(
+            "| {label} | {:.2} | {:.2} | {} | {:.2} | {:.3} |",
+            pass["gb_per_s"].as_f64().unwrap_or(0.0),
+            pass["records_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            pass["records"],
+            pass["file_bytes"].as_f64().unwrap_or(0.0) / 1e9,
+            pass["seconds"].as_f64().unwrap_or(0.0),
+        );
+        results.push(Value::Object(pass));
+    }
+    report.insert("mode".into(), json!("local"));
+    report.insert("records".into(), json!(args.records));
+    report.insert("value_size".into(), json!(args.value_size));
+    report.insert("per_key".into(), json!(args.per_key));
+    report.insert("buckets".into(), json!(files.len()));
+    report.insert("file_bytes".into(), json!(file_bytes));
+    report.insert("resident_before_cold".into(), json!(resident));
+    report.insert("passes".into(), Value::Array(results));
+    Ok(Value::Object(report))
+}
+
+/// Writes the data set in key order, then fsyncs it. Returns the timings.
+fn write_data_set(args: &Args, channel_dir: &Path) -> Result<Value, String> {
+    let started = Instant::now();
+    let mut value = Vec::with_capacity(args.value_size + 128);
+    let mut current: Option<(BucketId, BucketWriter)> = None;
+    let mut written_matches = 0u64;
+    let finder = Finder::new(NEEDLE);
+    for i in 0..args.records {
+        let key = key_of(args, i);
+        let id = BucketId::from_key(key);
+        fill_value(i, key, args.value_size, &mut value);
+        written_matches += u64::from(finder.find(&value).is_some());
+        let writer = match &mut current {
+            Some((open, writer)) if *open == id => writer,
+            _ => {
+                if let Some((_, mut old)) = current.take() {
+                    old.flush().map_err(|e| e.to_string())?;
+                }
+                let path = id.path_in(channel_dir);
+                let writer =
+                    BucketWriter::open(&path, WRITE_BUFFER_BYTES).map_err(|e| e.to_string())?;
+                &mut current.insert((id, writer)).1
+            }
+        };
+        writer.append(key, &value).map_err(|e| e.to_string())?;
+    }
+    if let Some((_, mut writer)) = current.take() {
+        writer.flush().map_err(|e| e.to_string())?;
+    }
+    let write_s = started.elapsed().as_secs_f64();
+    if written_matches != expected_matches(args.records) {
+        return Err(format!(
+            "internal: {written_matches} values hold the filter text, {} expected",
+            expected_matches(args.records)
+        ));
+    }
+    let started = Instant::now();
+    let (files, file_bytes) = bucket_files(channel_dir, 0, u64::MAX)?;
+    for path in &files {
+        File::open(path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+    }
+    let fsync_s = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {} records ({:.2} GB) in {write_s:.2} s = {:.2} M records/s, {:.2} GB/s to the page cache (BucketWriter, one thread); fsync {fsync_s:.2} s",
+        args.records,
+        file_bytes as f64 / 1e9,
+        args.records as f64 / write_s / 1e6,
+        file_bytes as f64 / write_s / 1e9,
+    );
+    Ok(json!({
+        "seconds": write_s,
+        "records_per_s": args.records as f64 / write_s,
+        "gb_per_s": file_bytes as f64 / write_s / 1e9,
+        "fsync_seconds": fsync_s,
+    }))
+}
+
+/// Fsyncs `path` and asks the kernel to drop its pages from the page cache.
+fn evict(path: &Path) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Dirty pages are not dropped: write them first.
+    file.sync_data()
+        .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+    // SAFETY: a plain syscall on a descriptor we own.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(format!(
+            "posix_fadvise {}: {}",
+            path.display(),
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    Ok(())
+}
+
+/// The share of the files' pages in the page cache (`mincore` on a fresh map).
+fn resident_share(files: &[PathBuf]) -> Result<f64, String> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    let (mut resident, mut total) = (0u64, 0u64);
+    for path in files {
+        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let len = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len() as usize;
+        if len == 0 {
+            continue;
+        }
+        // SAFETY: a read-only map of a file this program wrote and nobody truncates meanwhile.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| format!("mmap {}: {e}", path.display()))?;
+        let mut pages = vec![0u8; len.div_ceil(page)];
+        // SAFETY: the map starts at a page boundary and spans `len` bytes; `pages` has one byte
+        // per page of it.
+        let rc =
+            unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, len, pages.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(format!(
+                "mincore {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        resident += pages.iter().filter(|&&p| p & 1 == 1).count() as u64;
+        total += pages.len() as u64;
+    }
+    Ok(if total == 0 {
+        0.0
+    } else {
+        resident as f64 / total as f64
+    })
+}
+
+/// What a pass does with each record.
+#[derive(Clone, Copy)]
+enum Work<'a> {
+    /// Count it (and touch its key and length).
+    Count,
+    /// Search its value for the needle, as the node's substring filter does.
+    Filter(&'a Finder<'a>),
+    /// Put it into LZ4 batches, as the node's GetRange does.
+    Batches,
+}
+
+/// One RangeScan over `[from, to]`; fails unless exactly `expected` records pass, in key order,
+/// with no damage.
+fn scan_pass(
+    channel_dir: &Path,
+    from: u64,
+    to: u64,
+    work: Work<'_>,
+    expected: u64,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let (_, file_bytes) = bucket_files(channel_dir, from, to)?;
+    let mut records = 0u64;
+    let mut value_bytes = 0u64;
+    let mut last = 0u64;
+    let mut out_of_order = 0u64;
+    let mut touch = 0u64;
+    let mut batch = BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES);
+    let mut wire = Vec::with_capacity(DEFAULT_BATCH_TARGET_BYTES);
+    let mut wire_bytes = 0u64;
+    let started = Instant::now();
+    let scan = RangeScan::new(channel_dir, from, to).map_err(|e| e.to_string())?;
+    let (damage, errors) = scan.for_each(|record| {
+        out_of_order += u64::from(record.key < last);
+        last = record.key;
+        let pass = match work {
+            Work::Count => true,
+            Work::Filter(finder) => finder.find(record.value).is_some(),
+            Work::Batches => {
+                if batch.push(record.key, record.value) == PushOutcome::Full {
+                    batch.finish_into(&mut wire);
+                    wire_bytes += wire.len() as u64;
+                    wire.clear();
+                    // An empty batch takes any record that fits the batch limit.
+                    let _ = batch.push(record.key, record.value);
+                }
+                true
+            }
+        };
+        if pass {
+            records += 1;
+            value_bytes += record.value.len() as u64;
+            touch = touch.wrapping_add(record.key ^ record.value.len() as u64);
+        }
+    });
+    if !batch.is_empty() {
+        batch.finish_into(&mut wire);
+        wire_bytes += wire.len() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    black_box(touch);
+    if let Some(error) = errors.first() {
+        return Err(format!(
+            "{} bucket(s) unreadable; first: {error}",
+            errors.len()
+        ));
+    }
+    if let Some((path, first)) = damage.first() {
+        return Err(format!(
+            "{} damaged part(s); first in {}: {first}",
+            damage.len(),
+            path.display()
+        ));
+    }
+    if out_of_order > 0 {
+        return Err(format!("{out_of_order} records out of key order"));
+    }
+    if records != expected {
+        return Err(format!("{records} records, expected {expected}"));
+    }
+    let mut pass = serde_json::Map::new();
+    pass.insert("records".into(), json!(records));
+    pass.insert("value_bytes".into(), json!(value_bytes));
+    pass.insert("file_bytes".into(), json!(file_bytes));
+    pass.insert("seconds".into(), json!(seconds));
+    pass.insert("gb_per_s".into(), json!(file_bytes as f64 / seconds / 1e9));
+    pass.insert("records_per_s".into(), json!(records as f64 / seconds));
+    if matches!(work, Work::Batches) {
+        pass.insert("wire_bytes".into(), json!(wire_bytes));
+    }
+    Ok(pass)
+}
+
+// ---- network mode ------------------------------------------------------------------------------
+
+fn network(args: &Args) -> Result<Value, String> {
+    check_args(args)?;
+    let addr = args.addr.ok_or("--node needs --addr")?;
+    let options = ClientOptions {
+        // A pass waits for its next batch at most this long (a big bucket is decoded whole
+        // before its first record goes out).
+        request_timeout_ms: 120_000,
+        stream_window: args
+            .stream_window
+            .unwrap_or(ClientOptions::default().stream_window),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect(&[addr], Some(NodeKind::Logfiles), options.clone())
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    // The probe has its own connection, so its requests wait only for the node itself.
+    let probe = Client::connect(&[addr], Some(NodeKind::Logfiles), options)
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    // Per record on disk: our 16-byte record header and the value (the file header is not
+    // counted), so MB/s compares with the local passes' file bytes.
+    let file_bytes_per_record = 16 + args.value_size as u64;
+    let passes = [
+        ("GetRange, whole range", FilterMode::None, args.records),
+        ("GetRange, whole range", FilterMode::None, args.records),
+        (
+            "GetRange, filtered `status=500` (1%)",
+            FilterMode::Substring,
+            expected_matches(args.records),
+        ),
+    ];
+    println!("GetRange from {addr}, channel {}:", args.channel);
+    println!();
+    println!("| pass | MB/s (file bytes) | M records/s | MB/s on the wire | records | s | node CPU | client CPU | GetVersion p50 / max ms meanwhile |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut results = Vec::new();
+    for (label, mode, expected) in passes {
+        let filter = match mode {
+            FilterMode::None => Filter::NONE,
+            _ => Filter {
+                mode,
+                pattern: NEEDLE,
+            },
+        };
+        let request = GetRangeRequest {
+            channel: &args.channel,
+            from: 0,
+            to: u64::MAX,
+            filter,
+        };
+        let stop = AtomicBool::new(false);
+        let (result, probes) = std::thread::scope(|scope| {
+            let prober = scope.spawn(|| probe_loop(&probe, &stop, args.server_pid));
+            let server_before = args.server_pid.and_then(sys::pid_cpu);
+            let client_before = sys::self_cpu();
+            let result = get_range(&client, &request, expected);
+            // This process: the client's I/O thread, the decoding, and the probe (negligible).
+            let client_cpu = sys::self_cpu().since(&client_before);
+            let server_cpu = match (args.server_pid, server_before) {
+                (Some(pid), Some(before)) => sys::pid_cpu(pid).map(|after| after.since(&before)),
+                _ => None,
+            };
+            stop.store(true, Ordering::Relaxed);
+            let (probes, rss_anon) = prober.join().unwrap_or_default();
+            (
+                result.map(|mut pass| {
+                    let seconds = pass["seconds"].as_f64().unwrap_or(1.0);
+                    pass.insert(
+                        "client_cpu_share".into(),
+                        json!(client_cpu.total().as_secs_f64() / seconds),
+                    );
+                    if let Some(cpu) = server_cpu {
+                        pass.insert(
+                            "server_cpu_share".into(),
+                            json!(cpu.total().as_secs_f64() / seconds),
+                        );
+                    }
+                    if let Some(rss) = rss_anon {
+                        pass.insert("server_peak_rss_anon_bytes".into(), json!(rss));
+                    }
+                    pass
+                }),
+                probes,
+            )
+        });
+        let mut pass = result.map_err(|e| format!("{label}: {e}"))?;
+        let records = pass["records"].as_u64().unwrap_or(0);
+        let seconds = pass["seconds"].as_f64().unwrap_or(1.0);
+        // For the filtered pass the node still reads every record.
+        let file_bytes = args.records * file_bytes_per_record;
+        let wire_bytes = pass["wire_bytes"].as_u64().unwrap_or(0);
+        pass.insert("label".into(), json!(label));
+        pass.insert("target".into(), json!(mode == FilterMode::None));
+        pass.insert("file_bytes".into(), json!(file_bytes));
+        pass.insert("mb_per_s".into(), json!(file_bytes as f64 / seconds / 1e6));
+        pass.insert("gb_per_s".into(), json!(file_bytes as f64 / seconds / 1e9));
+        pass.insert("records_per_s".into(), json!(records as f64 / seconds));
+        pass.insert(
+            "wire_mb_per_s".into(),
+            json!(wire_bytes as f64 / seconds / 1e6),
+        );
+        let (p50, max) = probe_summary(&probes);
+        pass.insert(
+            "probe".into(),
+            json!({ "count": probes.len(), "p50_ms": p50, "max_ms": max }),
+        );
+        let share = |field: &str| {
+            pass.get(field)
+                .and_then(Value::as_f64)
+                .map_or("?".to_string(), |c| format!("{c:.2}"))
+        };
+        println!(
+            "| {label} | {:.0} | {:.2} | {:.0} | {records} | {seconds:.3} | {} | {} | {p50:.1} / {max:.1} |",
+            file_bytes as f64 / seconds / 1e6,
+            records as f64 / seconds / 1e6,
+            wire_bytes as f64 / seconds / 1e6,
+            share("server_cpu_share"),
+            share("client_cpu_share"),
+        );
+        results.push(Value::Object(pass));
+    }
+    Ok(json!({
+        "mode": "network",
+        "addr": addr.to_string(),
+        "records": args.records,
+        "value_size": args.value_size,
+        "passes": results,
+    }))
+}
+
+/// One GetRange, every batch decoded and checked; fails unless exactly `expected` records come,
+/// in key order.
+fn get_range(
+    client: &Client,
+    request: &GetRangeRequest<'_>,
+    expected: u64,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let mut body = Vec::new();
+    request.encode(&mut body);
+    let mut scratch = Vec::new();
+    let (mut records, mut value_bytes, mut wire_bytes, mut batches) = (0u64, 0u64, 0u64, 0u64);
+    let mut last = 0u64;
+    let mut first_batch_s = None;
+    let started = Instant::now();
+    let stream = client
+        .stream(0, GET_RANGE, &body)
+        .map_err(|e| e.to_string())?;
+    let mut ended = false;
+    for event in stream {
+        match event.map_err(|e| e.to_string())? {
+            StreamEvent::Item { code, body } => {
+                if code != ITEM_RECORD_BATCH {
+                    return Err(format!("unexpected item code {code}"));
+                }
+                first_batch_s.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                wire_bytes += body.len() as u64;
+                batches += 1;
+                let batch = decode_batch(&body, &mut scratch).map_err(|e| e.to_string())?;
+                for (key, value) in batch {
+                    if key < last {
+                        return Err(format!("key {key} after {last}: out of order"));
+                    }
+                    last = key;
+                    records += 1;
+                    value_bytes += value.len() as u64;
+                }
+            }
+            StreamEvent::End(reply) => {
+                reply.into_result().map_err(|e| e.to_string())?;
+                ended = true;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if !ended {
+        return Err("the stream ended without its final reply".into());
+    }
+    if records != expected {
+        return Err(format!(
+            "{records} records, expected {expected} (do --records, --per-key and --value-size match the data set?)"
+        ));
+    }
+    let mut pass = serde_json::Map::new();
+    pass.insert("records".into(), json!(records));
+    pass.insert("value_bytes".into(), json!(value_bytes));
+    pass.insert("wire_bytes".into(), json!(wire_bytes));
+    pass.insert("batches".into(), json!(batches));
+    pass.insert("seconds".into(), json!(seconds));
+    pass.insert("first_batch_s".into(), json!(first_batch_s));
+    Ok(pass)
+}
+
+/// GetVersion every 10 ms until `stop`: the latencies in ms (a failed probe counts as its
+/// time), and with `server_pid` the largest anonymous RSS of the node seen meanwhile (its heap:
+/// the mapped bucket files are not in it).
+fn probe_loop(
+    client: &Client,
+    stop: &AtomicBool,
+    server_pid: Option<u32>,
+) -> (Vec<f64>, Option<u64>) {
+    let mut latencies = Vec::new();
+    let mut rss_anon: Option<u64> = None;
+    let pid = server_pid.map(|pid| pid.to_string());
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let _ = client.get_version(0);
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        if let Some(rss) = pid
+            .as_deref()
+            .and_then(|pid| sys::proc_status_kb(pid, "RssAnon"))
+        {
+            rss_anon = Some(rss_anon.unwrap_or(0).max(rss));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (latencies, rss_anon)
+}
+
+/// Median and maximum.
+fn probe_summary(latencies: &[f64]) -> (f64, f64) {
+    let mut sorted = latencies.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let p50 = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let max = sorted.last().copied().unwrap_or(0.0);
+    (p50, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_hold_the_needle_exactly_for_one_record_in_a_hundred() {
+        let finder = Finder::new(NEEDLE);
+        let mut value = Vec::new();
+        let mut found = 0;
+        for i in 0..1000 {
+            fill_value(i, 1_763_800_000 + i / 7, 100, &mut value);
+            assert_eq!(value.len(), 100);
+            found += u64::from(finder.find(&value).is_some());
+        }
+        assert_eq!(found, expected_matches(1000));
+        assert_eq!(expected_matches(37), 0);
+        assert_eq!(expected_matches(38), 1);
+        assert_eq!(expected_matches(100), 1);
+    }
+}

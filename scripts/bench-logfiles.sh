@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# logfiles node against Redis streams (DESIGN.md §6), on loopback.
+#
+#   scripts/bench-logfiles.sh [--seconds S] [--repeat R] [--rt] [--out DIR] [--scan-records N]
+#
+# Put throughput: benches' `loadgen` (core 1) with 50 connections, 100-byte values, pipeline
+# depth 16 and 1, keys `sequential` (0, 1, 2, ...: timestamps), against a server on core 0
+# started fresh, in an empty directory, for every run:
+#   - redis-server, XADD to one stream (`loadgen --kind redis-xadd`), three ways: no persistence;
+#     `appendonly yes` + `appendfsync everysec`; `appendonly yes` + `appendfsync always`
+#     (automatic AOF rewrites off, so the rows measure appending, not a background rewrite);
+#   - logfilesnode Puts (`loadgen --kind logfiles`), `fsync = "none" | "interval" | "always"`,
+#     everything else at the defaults of deploy/config/logfilesnode.toml.
+# Each logfiles row is compared with the Redis row of the same durability (none ↔ no
+# persistence, interval ↔ everysec, always ↔ always) and with the target: 1.5× Redis XADD
+# without persistence, pipelined.
+#
+# Scans: `logfiles_scan` (core 0) writes N records (20 M × 100 bytes by default, ~2.3 GB, 2000
+# per key) into a temporary data directory and times in-process RangeScan passes (cold, page
+# cache, filtered, with LZ4 batches, a narrow range); then a logfilesnode (core 0) serves that
+# directory and `logfiles_scan --node` (core 1) times GetRange over loopback.
+#
+# Options:
+#   --seconds S        length of each Put run (default 5)
+#   --repeat R         runs per Put cell; the table shows the median by ops/s (default 1)
+#   --rt               run servers and generators SCHED_FIFO (chrt -f 10), for a machine that
+#                      other work shares (as in scripts/bench-vs-redis.sh)
+#   --scan-records N   records of the scan data set (default 20000000; 0 skips the scans)
+#   --out DIR          keep raw results (JSON) and table.md there (default: a temp directory)
+#
+# Installs redis-server/redis-tools (and jq) with apt-get when missing (needs root). Uses only
+# 127.0.0.1, bounds every step with `timeout`, kills what it started on exit and deletes the
+# servers' data. The scan data set needs ~116 bytes per record free in /tmp.
+set -euo pipefail
+
+seconds=5
+repeat=1
+rt=0
+out=""
+scan_records=20000000
+connections=50
+value_size=100
+
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+need_value() { [ "$2" -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) need_value "$1" $#; seconds="$2"; shift ;;
+        --repeat) need_value "$1" $#; repeat="$2"; shift ;;
+        --rt) rt=1 ;;
+        --scan-records) need_value "$1" $#; scan_records="$2"; shift ;;
+        --out) need_value "$1" $#; out="$2"; shift ;;
+        -h|--help) usage ;;
+        *) echo "unknown option $1" >&2; usage ;;
+    esac
+    shift
+done
+for n in "$seconds" "$repeat"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "not a positive number: '$n'" >&2; exit 2; }
+done
+[[ "$scan_records" =~ ^[0-9]+$ ]] || { echo "not a number: '$scan_records'" >&2; exit 2; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# ---- tools -----------------------------------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v jq >/dev/null || missing+=(jq)
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || { echo "need root to apt-get install ${missing[*]}" >&2; exit 1; }
+    log "installing ${missing[*]}"
+    timeout 600 apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for tool in taskset timeout ss awk $([ "$rt" -eq 1 ] && echo chrt); do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+[ "$(nproc)" -ge 2 ] || { echo "needs at least 2 cores (server on 0, load on 1)" >&2; exit 1; }
+
+log "building release binaries"
+timeout 1800 cargo build --release -q -p logfilesnode -p benches
+logfilesnode="$root/target/release/logfilesnode"
+loadgen="$root/target/release/loadgen"
+logfiles_scan="$root/target/release/logfiles_scan"
+
+# ---- processes -------------------------------------------------------------------------------
+tmp="$(mktemp -d /tmp/bench-logfiles.XXXXXX)"
+keep_tmp=0
+if [ -z "$out" ]; then out="$tmp/results"; keep_tmp=1; fi
+mkdir -p "$out"
+started_pids=()
+cleanup() {
+    local pid
+    for pid in "${started_pids[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    # Server data goes; the results stay (in $tmp/results when no --out was given).
+    if [ "$keep_tmp" -eq 1 ]; then rm -rf "$tmp/srv" "$tmp/scan"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+server_run=(taskset -c 0)
+client_run=(taskset -c 1)
+if [ "$rt" -eq 1 ]; then
+    server_run=(chrt -f 10 taskset -c 0)
+    client_run=(chrt -f 10 taskset -c 1)
+fi
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        if [ -z "$(ss -Htln "( sport = :$port )")" ]; then echo "$port"; return; fi
+    done
+}
+
+# Stops a server and deletes its data (deleting unsynced files also drops their dirty pages,
+# so one run's writeback does not slow the next).
+stop() {
+    kill -9 "$srv_pid" 2>/dev/null || true
+    wait "$srv_pid" 2>/dev/null || true
+    rm -rf "$tmp/srv"
+}
+
+# start_redis none|everysec|always: sets srv_pid and srv_addr.
+start_redis() {
+    local port persistence
+    case "$1" in
+        none) persistence=(--appendonly no) ;;
+        *) persistence=(--appendonly yes --appendfsync "$1" --auto-aof-rewrite-percentage 0) ;;
+    esac
+    port="$(free_port)"
+    mkdir -p "$tmp/srv"
+    "${server_run[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' \
+        "${persistence[@]}" --dir "$tmp/srv" --logfile "$tmp/srv/redis.log" --daemonize no &
+    srv_pid=$!
+    started_pids+=("$srv_pid")
+    srv_addr="127.0.0.1:$port"
+    local i
+    for i in $(seq 100); do
+        [ -n "$(ss -Htln "( sport = :$port )")" ] && return 0
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "redis-server ($1) does not listen on $srv_addr:" >&2
+    tail -5 "$tmp/srv/redis.log" >&2 || true
+    return 1
+}
+
+# start_logfiles none|interval|always DATA_DIR: sets srv_pid and srv_addr (from root.log).
+start_logfiles() {
+    mkdir -p "$tmp/srv/log"
+    printf '[logfiles]\nfsync = "%s"\n' "$1" > "$tmp/srv/logfilesnode.toml"
+    "${server_run[@]}" "$logfilesnode" -c "$tmp/srv/logfilesnode.toml" --listen 127.0.0.1:0 \
+        --data-dir "$2" --log-dir "$tmp/srv/log" &
+    srv_pid=$!
+    started_pids+=("$srv_pid")
+    local i
+    for i in $(seq 100); do
+        srv_addr="$(sed -n 's/.* listening on \([0-9.]*:[0-9]*\).*/\1/p' \
+            "$tmp/srv/log/root.log" 2>/dev/null | head -1 || true)"
+        [ -n "$srv_addr" ] && return 0
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "logfilesnode (fsync $1) did not start listening:" >&2
+    tail -5 "$tmp/srv/log/root.log" >&2 || true
+    return 1
+}
+
+# run_put FILE KIND P: one loadgen run against srv_addr; appends
+# "ops_per_s p99_us generator_cpu_share server_cpu_share" to FILE.runs.
+run_put() {
+    local file="$1" kind="$2" p="$3" status=0
+    timeout $((seconds * 4 + 120)) "${client_run[@]}" "$loadgen" --kind "$kind" \
+        --addr "$srv_addr" -c "$connections" -P "$p" -d "$value_size" --keys sequential \
+        --ops put --warmup-s 0.5 --duration-s "$seconds" --server-pid "$srv_pid" \
+        --json "$file.json" > "$file.txt" 2>&1 || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "loadgen --kind $kind failed ($status):" >&2; cat "$file.txt" >&2; return 1
+    fi
+    jq -r '"\(.ops_per_s|round) \(.latency_us.p99|round) \(.loadgen_cpu.utilisation*100|round/100) \(.server.utilisation*100|round/100)"' \
+        "$file.json" >> "$file.runs"
+}
+
+# The median run by ops/s, and "min–max" of ops/s.
+median() { sort -n -k1,1 "$1.runs" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+spread() { sort -n -k1,1 "$1.runs" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%d–%d", lo, hi }'; }
+
+machine_info() {
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- CPU: $(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores ($(lscpu | awk -F: '/^Hypervisor vendor/ {gsub(/^ +/, "", $2); print $2 " guest"}'))"
+    echo "- kernel: $(uname -r); memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; /tmp on $(df -T /tmp | awk 'NR == 2 {print $2 " (" $1 ")"}')"
+    echo "- redis-server: $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
+    echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "- scheduling: $([ "$rt" -eq 1 ] && echo 'SCHED_FIFO (--rt)' || echo 'normal'); servers on core 0, generators on core 1"
+    echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+info_file="$out/machine.md"
+machine_info > "$info_file"
+cat "$info_file" >&2
+
+# ---- Put throughput --------------------------------------------------------------------------
+# name:server:durability; the logfiles rows follow the Redis rows they are compared with.
+systems=(redis:redis:none redis:redis:everysec redis:redis:always
+         logfiles:logfiles:none logfiles:logfiles:interval logfiles:logfiles:always)
+
+run_cell() { # system P run-file
+    local server durability
+    IFS=: read -r _ server durability <<< "$1"
+    if [ "$server" = redis ]; then
+        start_redis "$durability"
+        run_put "$3" redis-xadd "$2"
+    else
+        start_logfiles "$durability" "$tmp/srv/data"
+        run_put "$3" logfiles "$2"
+    fi
+    stop
+}
+
+for p in 16 1; do
+    for r in $(seq "$repeat"); do
+        order=("${systems[@]}")
+        # Alternate the order, so that drift on a shared machine does not favour one side.
+        if [ $((r % 2)) -eq 0 ]; then
+            order=(); for ((i = ${#systems[@]} - 1; i >= 0; i--)); do order+=("${systems[$i]}"); done
+        fi
+        for system in "${order[@]}"; do
+            IFS=: read -r _ server durability <<< "$system"
+            log "P=$p: $server ($durability), run $r of $repeat"
+            run_cell "$system" "$p" "$out/p$p-$server-$durability"
+        done
+    done
+done
+
+durability_name() { # server durability
+    case "$1:$2" in
+        redis:none) echo "no persistence" ;;
+        redis:*) echo "AOF, appendfsync $2" ;;
+        *) echo "fsync = $2" ;;
+    esac
+}
+redis_match() { case "$1" in none) echo none ;; interval) echo everysec ;; always) echo always ;; esac; }
+
+table="$out/table.md"
+{
+    echo "| Put, 50 conns, 100 B | server | durability | ops/s | p99 µs | server CPU | vs Redis, same durability | vs Redis without persistence | target (P=16) | ops/s min–max |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---|---|"
+    for p in 16 1; do
+        base="$(median "$out/p$p-redis-none" | awk '{print $1}')"
+        for system in "${systems[@]}"; do
+            IFS=: read -r _ server durability <<< "$system"
+            cell="$out/p$p-$server-$durability"
+            read -r ops p99 _ srv <<< "$(median "$cell")"
+            if [ "$server" = redis ]; then
+                echo "| P=$p | Redis XADD | $(durability_name redis "$durability") | $ops | $p99 | $srv | | | | $(spread "$cell") |"
+            else
+                match="$(median "$out/p$p-redis-$(redis_match "$durability")" | awk '{print $1}')"
+                awk -v p="$p" -v d="$(durability_name logfiles "$durability")" -v o="$ops" -v l="$p99" \
+                    -v s="$srv" -v m="$match" -v b="$base" -v sp="$(spread "$cell")" 'BEGIN {
+                    t = (p > 1) ? sprintf("%s %.2f× of ≥ 1.5×", (o / b >= 1.5 ? "✓" : "✗"), o / b) : "—";
+                    printf "| P=%s | logfilesnode | %s | %d | %d | %s | **%.2f×** | %.2f× | %s | %s |\n",
+                        p, d, o, l, s, o / m, o / b, t, sp
+                }'
+            fi
+        done
+    done
+} > "$table"
+
+# ---- scans -----------------------------------------------------------------------------------
+scan_table="$out/scan.md"
+: > "$scan_table"
+if [ "$scan_records" -gt 0 ]; then
+    log "scans: writing $scan_records records, then RangeScan passes (core 0)"
+    status=0
+    timeout 3600 "${server_run[@]}" "$logfiles_scan" --dir "$tmp/scan" --records "$scan_records" \
+        --value-size "$value_size" --json "$out/scan-local.json" > "$out/scan-local.txt" 2>&1 \
+        || status=$?
+    [ "$status" -eq 0 ] || { echo "logfiles_scan failed ($status):" >&2; cat "$out/scan-local.txt" >&2; exit 1; }
+    cat "$out/scan-local.txt" >&2
+    log "scans: GetRange over loopback (node on core 0, client on core 1)"
+    start_logfiles none "$tmp/scan"
+    timeout 3600 "${client_run[@]}" "$logfiles_scan" --node --addr "$srv_addr" \
+        --records "$scan_records" --value-size "$value_size" --server-pid "$srv_pid" \
+        --json "$out/scan-net.json" > "$out/scan-net.txt" 2>&1 || status=$?
+    stop
+    rm -rf "$tmp/scan"
+    [ "$status" -eq 0 ] || { echo "logfiles_scan --node failed ($status):" >&2; cat "$out/scan-net.txt" >&2; exit 1; }
+    cat "$out/scan-net.txt" >&2
+    {
+        jq -r '"Data set: \(.records) records of \(.value_size) B, \(.per_key) per key, \(.buckets) bucket files, \(.file_bytes / 1e9 * 100 | round / 100) GB; written at \(.write.records_per_s / 1e6 * 100 | round / 100) M records/s (\(.write.gb_per_s * 100 | round / 100) GB/s) by one BucketWriter; \(.resident_before_cold * 1000 | round / 10)% in the page cache before the cold pass."' "$out/scan-local.json"
+        echo
+        echo "| scan | GB/s (bucket-file bytes) | M records/s | records | s | target ≥ 1 GB/s from page cache | notes |"
+        echo "|---|---:|---:|---:|---:|---|---|"
+        jq -r '.passes[] | "| RangeScan in-process: \(.label) | \(.gb_per_s * 100 | round / 100) | \(.records_per_s / 1e4 | round / 100) | \(.records) | \(.seconds * 1000 | round / 1000) | \(if .target then (if .gb_per_s >= 1 then "✓" else "✗" end) else "" end) | \(.note // "") |"' "$out/scan-local.json"
+        jq -r '.passes[] | "| \(.label) over loopback | \(.gb_per_s * 100 | round / 100) | \(.records_per_s / 1e4 | round / 100) | \(.records) | \(.seconds * 1000 | round / 1000) | \(if .target then (if .gb_per_s >= 1 then "✓" else "✗" end) else "" end) | first batch after \(.first_batch_s // 0 | . * 1000 | round) ms; wire \(.wire_mb_per_s | round) MB/s; node CPU \(.server_cpu_share // 0 | . * 100 | round / 100), client CPU \(.client_cpu_share // 0 | . * 100 | round / 100); node heap peak \(.server_peak_rss_anon_bytes // 0 | . / 1e6 | round) MB; GetVersion meanwhile p50 \(.probe.p50_ms * 10 | round / 10) ms, max \(.probe.max_ms | round) ms |"' "$out/scan-net.json"
+    } > "$scan_table"
+fi
+
+echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$info_file"
+echo
+cat "$info_file"
+echo
+echo "Command: scripts/bench-logfiles.sh --seconds $seconds --repeat $repeat$([ "$rt" -eq 1 ] && echo ' --rt') --scan-records $scan_records"
+echo
+cat "$table"
+if [ -s "$scan_table" ]; then
+    echo
+    cat "$scan_table"
+fi
+echo
+echo "Put rows: the median run of $repeat by ops/s; loadgen drives both servers (keys sequential"
+echo "from 0; Redis: XADD bench * key:N <value>). Raw results: $out"
