@@ -8,6 +8,7 @@
 //! (`dht exists` printing `false`) returns [`SilentFailure`]: status 1, no message.
 
 mod cmd_dht;
+mod cmd_log;
 mod cmd_ping;
 mod cmd_queue;
 mod cmd_stats;
@@ -36,7 +37,11 @@ enum Command {
     /// Records and channels of a dht cluster: put, get, exists, remove, getall, listen,
     /// channels, size, remove-channel, ranges.
     Dht(cmd_dht::Args),
-    /// Values and channels of a queue cluster: push, pop, channels, size, remove-channel.
+    /// Records and channels of a logfiles cluster: put, getrange, getall, channels, size,
+    /// remove-channel.
+    Log(cmd_log::Args),
+    /// Values and channels of a queue cluster: push, pop, consume, subscribe, channels, size,
+    /// remove-channel.
     Queue(cmd_queue::Args),
 }
 
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Ping(args) => cmd_ping::run(&cli.targets, args),
         Command::Stats(args) => cmd_stats::run(&cli.targets, args),
         Command::Dht(args) => cmd_dht::run(&cli.targets, args),
+        Command::Log(args) => cmd_log::run(&cli.targets, args),
         Command::Queue(args) => cmd_queue::run(&cli.targets, args),
     };
     match result {

@@ -1,0 +1,220 @@
+//! `swarmctl log VERB ...`: a logfiles cluster's records and channels, through `LogClient`.
+//!
+//! The nodes are the `--node`s, or the `[logfiles]` section of `--nodes FILE`. Keys (KEY, FROM,
+//! TO) are decimal or `0x` hex. Values and `--filter` substrings are taken as raw bytes;
+//! `--regex` patterns are Rust `regex` syntax, matched anywhere in the value by the nodes.
+//!
+//! Output:
+//! - `put`: nothing. A put goes to one node, round-robin, skipping nodes that are down.
+//! - `getrange CH FROM TO` (keys FROM to TO, both inclusive) and `getall CH`: one line per
+//!   record, `<decimal key>\t<value>\n`, in ascending key order over every node (getall: in key
+//!   order as long as every record lies in the bucket its key belongs to). Values are written
+//!   raw, exactly as stored, so text comes out as text and bytes can be piped on unchanged; a
+//!   value holding a newline then spans lines. With `--escape` each value is written with
+//!   `\n`, `\t`, `\\`, `\"`, `\'` and `\xNN` escapes for everything that is not printable
+//!   ASCII, so every record is exactly one line.
+//!   `--filter S`: only values containing the bytes S; `--regex R`: only values matching R;
+//!   `--ignore-case` makes either ignore case (a `--filter` is then sent as a case-insensitive
+//!   regular expression matching S literally). A regular expression the nodes cannot compile
+//!   fails before any record is printed. An error after some records were printed (a node lost
+//!   mid-way) still exits 1, with the records so far on stdout.
+//! - `channels`: one name per line, sorted, over every node.
+//! - `size [CH]`: `buckets N bytes M` (bucket files and their bytes on disk over every node).
+//! - `remove-channel CH`: nothing.
+//!
+//! Reads, `channels`, `size` and `remove-channel` need every node: one that is down fails the
+//! command with a message naming it.
+
+use crate::targets::TargetArgs;
+use crate::CmdResult;
+use client::dht::parse_key;
+use client::logfiles::{LogClient, ValueFilter};
+use client::NodeKind;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Verb {
+    /// Append a record: VALUE under KEY (VALUE `-`: read it from stdin).
+    Put {
+        channel: String,
+        #[arg(value_parser = key_arg)]
+        key: u64,
+        #[arg(allow_hyphen_values = true)]
+        value: OsString,
+    },
+    /// Print the records with keys FROM to TO (inclusive): decimal key, a tab, the value.
+    #[command(name = "getrange")]
+    GetRange {
+        channel: String,
+        #[arg(value_parser = key_arg)]
+        from: u64,
+        #[arg(value_parser = key_arg)]
+        to: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Print every record of the channel: decimal key, a tab, the value.
+    #[command(name = "getall")]
+    GetAll {
+        channel: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Print every channel's name.
+    Channels,
+    /// Print the number of bucket files and their bytes on disk, of one channel or of all.
+    Size { channel: Option<String> },
+    /// Remove a channel from every node.
+    RemoveChannel { channel: String },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReadArgs {
+    #[command(flatten)]
+    pattern: PatternArgs,
+    /// Make --filter or --regex ignore case.
+    #[arg(long, requires = "pattern")]
+    ignore_case: bool,
+    /// Write values with escapes for non-printable bytes, one line per record.
+    #[arg(long)]
+    escape: bool,
+}
+
+/// At most one of the two ways to select by value.
+#[derive(Debug, clap::Args)]
+#[group(id = "pattern", multiple = false)]
+struct PatternArgs {
+    /// Only records whose value contains these bytes.
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    filter: Option<OsString>,
+    /// Only records whose value matches this regular expression (Rust regex syntax).
+    #[arg(long, value_name = "R", allow_hyphen_values = true)]
+    regex: Option<String>,
+}
+
+impl ReadArgs {
+    fn value_filter(&self) -> ValueFilter {
+        match (&self.pattern.filter, &self.pattern.regex, self.ignore_case) {
+            (Some(bytes), _, false) => ValueFilter::Substring(bytes.as_bytes().to_vec()),
+            (Some(bytes), _, true) => ValueFilter::substring_ignore_case(bytes.as_bytes()),
+            (None, Some(pattern), false) => ValueFilter::Regex(pattern.clone()),
+            (None, Some(pattern), true) => ValueFilter::RegexIgnoreCase(pattern.clone()),
+            (None, None, _) => ValueFilter::All,
+        }
+    }
+}
+
+fn key_arg(text: &str) -> Result<u64, String> {
+    parse_key(text)
+}
+
+pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
+    run_verb(targets, args).map_err(one_line)
+}
+
+/// swarmctl reports a failure in one line; a node's message may span several (a regular
+/// expression's parse error points at the pattern on a line of its own).
+fn one_line(error: Box<dyn std::error::Error>) -> Box<dyn std::error::Error> {
+    let message = error.to_string();
+    if !message.contains('\n') {
+        return error;
+    }
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines.join(" ").into()
+}
+
+fn run_verb(targets: &TargetArgs, args: &Args) -> CmdResult {
+    let (resolved, options) = targets.resolve()?;
+    let nodes: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|target| target.kind.is_none() || target.kind == Some(NodeKind::Logfiles))
+        .flat_map(|target| target.nodes)
+        .collect();
+    if nodes.is_empty() {
+        return Err("the topology lists no [logfiles] nodes".into());
+    }
+    let logs = LogClient::connect(&nodes, options)?;
+    let mut out = std::io::stdout().lock();
+    match &args.verb {
+        Verb::Put {
+            channel,
+            key,
+            value,
+        } => {
+            let value = if value == "-" {
+                let mut bytes = Vec::new();
+                std::io::stdin().lock().read_to_end(&mut bytes)?;
+                bytes
+            } else {
+                value.as_bytes().to_vec()
+            };
+            logs.put(channel, *key, &value)?;
+        }
+        Verb::GetRange {
+            channel,
+            from,
+            to,
+            read,
+        } => {
+            let records = logs.get_range(channel, *from, *to, &read.value_filter())?;
+            print_records(records, read.escape, &mut out)?;
+        }
+        Verb::GetAll { channel, read } => {
+            let records = logs.get_all(channel, &read.value_filter())?;
+            print_records(records, read.escape, &mut out)?;
+        }
+        Verb::Channels => {
+            for name in logs.channels()? {
+                writeln!(out, "{name}")?;
+            }
+        }
+        Verb::Size { channel } => {
+            let size = logs.size(channel.as_deref())?;
+            writeln!(out, "buckets {} bytes {}", size.buckets, size.bytes)?;
+        }
+        Verb::RemoveChannel { channel } => logs.remove_channel(channel)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes `<decimal key>\t<value>\n` per record; on an error, writes out what came before it
+/// and then returns the error.
+fn print_records(
+    records: impl Iterator<Item = Result<(u64, Vec<u8>), client::ClientError>>,
+    escape: bool,
+    out: &mut impl Write,
+) -> CmdResult {
+    let mut out = std::io::BufWriter::new(out);
+    for record in records {
+        let (key, value) = match record {
+            Ok(record) => record,
+            Err(error) => {
+                out.flush()?;
+                return Err(error.into());
+            }
+        };
+        write!(out, "{key}\t")?;
+        if escape {
+            write!(out, "{}", value.escape_ascii())?;
+        } else {
+            out.write_all(&value)?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! The logfiles cluster's client: [`LogClient`].
+//!
+//! Logfiles nodes never know each other and own no keys (docs/protocol.md §7.1): any node may
+//! hold any key, and one key may have records on several nodes. So:
+//!
+//! - **Writes** (`put`, `put_batch`) go to **one** node each, chosen round-robin (starting at a
+//!   random node, so that many short-lived clients, such as `swarmctl log put` runs, do not all
+//!   write to the first node). A node that
+//!   cannot take the request at all — it is down or unreachable (connect failure, the connection
+//!   dropped), shutting down, or at its connection or request limit — is skipped and the next
+//!   node is tried; the write fails only when every node was skipped, with the last node's
+//!   error. A node that *answers* with an error (EmptyValue, ValueTooBig, BadChannelName,
+//!   InternalError) fails the write at once: the next node would refuse it too, or the error
+//!   needs an operator. A request that timed out is not tried elsewhere either: the slow node
+//!   may still store it, and a retry could store the record twice. A connection that dropped
+//!   while a write was in flight can in rare cases mean the node stored it before it went away;
+//!   the retry then stores it twice (writes are at least once).
+//! - **Reads** (`get_range`, `get_all`) open a stream on **every** node at once and merge them
+//!   by key ([`LogRecords`]): a GetRange comes out in ascending key order over the whole
+//!   cluster. A read needs every node: a node that is down fails the read, naming it, rather
+//!   than leave its records out silently.
+//! - **channels** (union, sorted), **size** (sums) and **remove_channel** (every node) fan out
+//!   to every node as well.
+//!
+//! ```no_run
+//! use client::logfiles::{LogClient, ValueFilter};
+//! use client::ClientOptions;
+//! let nodes = ["127.0.0.1:11000".parse().unwrap(), "127.0.0.1:11001".parse().unwrap()];
+//! let logs = LogClient::connect(&nodes, ClientOptions::default())?;
+//! logs.put("access", 1_462_196_230, b"GET /index.html 200")?;
+//! let filter = ValueFilter::Regex(r" 5\d\d$".into());
+//! for record in logs.get_range("access", 1_462_190_000, 1_462_199_999, &filter)? {
+//!     let (key, value) = record?;
+//!     println!("{key}\t{}", String::from_utf8_lossy(&value));
+//! }
+//! # Ok::<(), client::ClientError>(())
+//! ```
+
+mod filter;
+mod records;
+
+pub use filter::{literal_pattern, ValueFilter};
+pub use node_core::protocol::logfiles::DiskSize;
+pub use records::LogRecords;
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::options::ClientOptions;
+use crate::reply::{Pending, Reply};
+use crate::topology::Topology;
+use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::logfiles::{self as wire, GetAllRequest, GetRangeRequest, PutRequest};
+use node_core::protocol::wire::Reader;
+use node_core::protocol::{NodeKind, RequestCode, Status};
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// PutBatch requests a [`LogClient::put_batch`] keeps in flight before it waits for the oldest.
+const PUT_BATCH_PIPELINE: usize = 16;
+
+/// A connected logfiles cluster. `Send + Sync`: share it between threads with `Arc`.
+#[derive(Debug)]
+pub struct LogClient {
+    client: Client,
+    /// Round-robin position of the next write.
+    next: AtomicUsize,
+}
+
+/// A PutBatch sent and not yet answered, kept whole so it can go to another node.
+struct SentBatch {
+    node: usize,
+    records: u32,
+    body: Vec<u8>,
+    pending: Pending,
+}
+
+impl LogClient {
+    /// Connects to every node (each must be a logfiles node).
+    pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<LogClient, ClientError> {
+        let client = Client::connect(nodes, Some(NodeKind::Logfiles), options)?;
+        Ok(LogClient {
+            client,
+            next: AtomicUsize::new(random_start()),
+        })
+    }
+
+    /// Connects to the `[logfiles]` nodes of a topology, with its credentials unless `options`
+    /// brings its own.
+    pub fn from_topology(
+        topology: &Topology,
+        options: ClientOptions,
+    ) -> Result<LogClient, ClientError> {
+        let (nodes, options) = topology.connection(NodeKind::Logfiles, options)?;
+        LogClient::connect(nodes, options)
+    }
+
+    /// The transport underneath, for requests this type does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.client.node_count()
+    }
+
+    /// Node indexes starting at the next round-robin position.
+    fn rotation(&self) -> impl Iterator<Item = usize> {
+        let count = self.node_count();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        (0..count).map(move |offset| (start + offset) % count)
+    }
+
+    /// Appends a record with `key` and `value` to `channel` on one node (see the module
+    /// documentation); returns the index of the node that stored it. The node acknowledges
+    /// according to its fsync policy (docs/protocol.md §7.4).
+    pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<usize, ClientError> {
+        let mut body = Vec::with_capacity(channel.len() + 9 + value.len());
+        PutRequest {
+            channel,
+            key,
+            value,
+        }
+        .encode(&mut body);
+        let (node, reply) = self.write_round_robin(wire::PUT, &body, None)?;
+        if !reply.body.is_empty() {
+            return Err(ClientError::protocol(
+                reply.node,
+                format!("Put reply: {} unexpected bytes", reply.body.len()),
+            ));
+        }
+        Ok(node)
+    }
+
+    /// Appends many records to `channel`: packs them, in the given order, into LZ4 batches of at
+    /// most 64 KiB uncompressed (a single larger record goes alone in its batch) and sends each
+    /// batch as one PutBatch to one node, round-robin, skipping nodes that are down as `put`
+    /// does. Up to 16 batches are in flight at once. Returns the number of records stored.
+    ///
+    /// A node stores a batch all or nothing (a batch with an empty value fails whole with
+    /// EmptyValue), but batches are independent: on error, the batches before the failed one
+    /// are stored, no further batch is sent, and those already in flight behind it (up to 15)
+    /// may or may not have been stored.
+    pub fn put_batch<'v>(
+        &self,
+        channel: &str,
+        records: impl IntoIterator<Item = (u64, &'v [u8])>,
+    ) -> Result<u64, ClientError> {
+        let mut builder = BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES);
+        let mut in_flight = VecDeque::new();
+        let mut stored = 0u64;
+        for (key, value) in records {
+            match builder.push(key, value) {
+                PushOutcome::Added => {}
+                PushOutcome::Full => {
+                    stored += self.send_batch(channel, &mut builder, &mut in_flight)?;
+                    if builder.push(key, value) != PushOutcome::Added {
+                        // An empty builder takes any record below the hard limit, and TooBig
+                        // was ruled out by the first push; this is unreachable.
+                        return Err(too_big(key, value.len()));
+                    }
+                }
+                PushOutcome::TooBig => return Err(too_big(key, value.len())),
+            }
+        }
+        if !builder.is_empty() {
+            stored += self.send_batch(channel, &mut builder, &mut in_flight)?;
+        }
+        while let Some(sent) = in_flight.pop_front() {
+            stored += self.finish_batch(sent)?;
+        }
+        Ok(stored)
+    }
+
+    /// Compresses the builder's records and sends them; first waits for the oldest batch when
+    /// the pipeline is full, returning the records it stored.
+    fn send_batch(
+        &self,
+        channel: &str,
+        builder: &mut BatchBuilder,
+        in_flight: &mut VecDeque<SentBatch>,
+    ) -> Result<u64, ClientError> {
+        let mut stored = 0;
+        if in_flight.len() >= PUT_BATCH_PIPELINE {
+            if let Some(oldest) = in_flight.pop_front() {
+                stored = self.finish_batch(oldest)?;
+            }
+        }
+        let records = builder.record_count();
+        let mut batch = Vec::new();
+        builder.finish_into(&mut batch);
+        let mut body = Vec::with_capacity(channel.len() + 1 + batch.len());
+        wire::encode_put_batch(&mut body, channel, &batch);
+        let mut last_error = None;
+        for node in self.rotation() {
+            match self.client.submit(node, wire::PUT_BATCH, &body) {
+                Ok(pending) => {
+                    in_flight.push_back(SentBatch {
+                        node,
+                        records,
+                        body,
+                        pending,
+                    });
+                    return Ok(stored);
+                }
+                Err(error) if node_unavailable(&error) => last_error = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::NoNodes))
+    }
+
+    /// Waits for a batch's reply; a node that could not take it passes it on to the others.
+    fn finish_batch(&self, sent: SentBatch) -> Result<u64, ClientError> {
+        let reply = match sent.pending.wait().and_then(Reply::into_result) {
+            Ok(reply) => reply,
+            Err(error) if node_unavailable(&error) => {
+                self.write_round_robin(wire::PUT_BATCH, &sent.body, Some(sent.node))?
+                    .1
+            }
+            Err(error) => return Err(error),
+        };
+        if reply.status != Status::Ok {
+            return Err(ClientError::protocol(
+                reply.node,
+                format!("PutBatch answered {:?}", reply.status),
+            ));
+        }
+        let mut reader = Reader::new(&reply.body);
+        let stored = reader
+            .u64("records")
+            .and_then(|stored| reader.finish().map(|()| stored))
+            .map_err(|e| ClientError::protocol(reply.node, format!("PutBatch reply: {e}")))?;
+        if stored != u64::from(sent.records) {
+            return Err(ClientError::protocol(
+                reply.node,
+                format!(
+                    "PutBatch stored {stored} records of a batch of {}",
+                    sent.records
+                ),
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// Sends a write to the next node round-robin (never to `skip`), passing it on to the next
+    /// node while nodes are unavailable; returns the node that took it and its Ok reply.
+    fn write_round_robin(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+        skip: Option<usize>,
+    ) -> Result<(usize, Reply), ClientError> {
+        let mut last_error = None;
+        for node in self.rotation().filter(|node| Some(*node) != skip) {
+            match self
+                .client
+                .request(node, code, body)
+                .and_then(Reply::into_result)
+            {
+                Ok(reply) if reply.status == Status::Ok => return Ok((node, reply)),
+                Ok(reply) => {
+                    return Err(ClientError::protocol(
+                        reply.node,
+                        format!("a write answered {:?}", reply.status),
+                    ))
+                }
+                Err(error) if node_unavailable(&error) => last_error = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::NoNodes))
+    }
+
+    /// The records of `channel` with keys from `from` to `to`, both inclusive, whose value
+    /// passes `filter`, from every node, in ascending key order (see [`LogRecords`]). `from >
+    /// to` is an empty result; so is a channel that does not exist.
+    pub fn get_range(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+        filter: &ValueFilter,
+    ) -> Result<LogRecords, ClientError> {
+        let mut body = Vec::new();
+        GetRangeRequest {
+            channel,
+            from,
+            to,
+            filter: filter.wire()?,
+        }
+        .encode(&mut body);
+        LogRecords::open(&self.client, wire::GET_RANGE, "GetRange", &body)
+    }
+
+    /// Every record of `channel` whose value passes `filter`, from every node, merged by key
+    /// (see [`LogRecords`]).
+    pub fn get_all(&self, channel: &str, filter: &ValueFilter) -> Result<LogRecords, ClientError> {
+        let mut body = Vec::new();
+        GetAllRequest {
+            channel,
+            filter: filter.wire()?,
+        }
+        .encode(&mut body);
+        LogRecords::open(&self.client, wire::GET_ALL, "GetAll", &body)
+    }
+
+    /// The names of every channel on any node: sorted, each once.
+    pub fn channels(&self) -> Result<Vec<String>, ClientError> {
+        let mut names = BTreeSet::new();
+        for (node, reply) in self.client.fan_out(wire::GET_CHANNELS, &[])? {
+            let body = reply.ok_body()?;
+            let decoded = wire::decode_channel_names(&body)
+                .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
+            names.extend(decoded);
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Bucket files and their bytes on disk, of one channel (`Some`) or of every channel
+    /// (`None`), summed over every node. A channel that does not exist is zeros.
+    pub fn size(&self, channel: Option<&str>) -> Result<DiskSize, ClientError> {
+        let mut total = DiskSize::default();
+        for (_, size) in self.size_per_node(channel)? {
+            total.buckets += size.buckets;
+            total.bytes += size.bytes;
+        }
+        Ok(total)
+    }
+
+    /// As [`LogClient::size`], per node, in node order.
+    pub fn size_per_node(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Vec<(SocketAddr, DiskSize)>, ClientError> {
+        let mut body = Vec::new();
+        let (code, request) = match channel {
+            Some(channel) => {
+                wire::encode_channel(&mut body, channel);
+                (wire::GET_CHANNEL_SIZE, "GetChannelSize")
+            }
+            None => (wire::GET_SIZE, "GetSize"),
+        };
+        self.client
+            .fan_out(code, &body)?
+            .into_iter()
+            .map(|(node, reply)| {
+                let body = reply.ok_body()?;
+                let size = DiskSize::decode(&body)
+                    .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
+                Ok((node, size))
+            })
+            .collect()
+    }
+
+    /// Removes a channel from every node (admins only when authentication is on); a channel
+    /// that does not exist is not an error. Every node is asked even when one fails; the first
+    /// failure, in node order, is returned and names its node.
+    pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
+        let mut body = Vec::new();
+        wire::encode_channel(&mut body, channel);
+        let submitted: Vec<Result<Pending, ClientError>> = (0..self.node_count())
+            .map(|node| self.client.submit(node, wire::REMOVE_CHANNEL, &body))
+            .collect();
+        let mut first_error = None;
+        for result in submitted {
+            let outcome = result
+                .and_then(Pending::wait)
+                .and_then(Reply::ok_body)
+                .map(drop);
+            if let Err(error) = outcome {
+                tracing::debug!(%error, channel, "RemoveChannel failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Whether a node could not take a request at all, so that it can go to another node without
+/// having been stored: down, unreachable, stopping, or at a limit.
+fn node_unavailable(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Connect { .. }
+            | ClientError::Disconnected { .. }
+            | ClientError::ShuttingDown { .. }
+            | ClientError::ConnectionLimit { .. }
+            | ClientError::Status {
+                status: Status::ShuttingDown | Status::TooManyRequests,
+                ..
+            }
+    )
+}
+
+/// A random round-robin starting point. A fresh `RandomState` is randomly keyed: a random
+/// number without a dependency.
+fn random_start() -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    // Only the low bits matter (it is taken modulo the node count); usize holds them.
+    (random & u64::from(u32::MAX)) as usize
+}
+
+fn too_big(key: u64, len: usize) -> ClientError {
+    ClientError::Setup(format!(
+        "record with key {key} and a value of {len} bytes is too big for a batch"
+    ))
+}
