@@ -481,3 +481,22 @@ fn a_second_node_on_the_same_data_directory_is_refused() {
     let mut conn = Conn::open(node.addr);
     assert_eq!(put(&mut conn, "c", 1, b"still serving"), Status::Ok);
 }
+
+/// Keys spread over many buckets evict writers all the time; the files waiting for the next
+/// fsync must not hold a descriptor each until then.
+#[test]
+fn descriptors_stay_bounded_when_keys_spread_over_many_buckets() {
+    let node = start(
+        "[logfiles]\nmax_open_buckets = 8\nmax_open_buckets_per_channel = 8\n\
+         fsync = \"interval\"\nfsync_interval_ms = 3600000\n",
+    );
+    let mut conn = Conn::open(node.addr);
+    for n in 0..2000u64 {
+        assert_eq!(put(&mut conn, "spread", n << 12, b"x"), Status::Ok);
+    }
+    let open_fds = std::fs::read_dir(format!("/proc/{}/fd", node.child.id()))
+        .expect("fd dir")
+        .count();
+    assert!(open_fds < 64, "{open_fds} descriptors open after 2000 buckets");
+    assert_eq!(get_range(&mut conn, "spread", 0, u64::MAX).len(), 2000);
+}

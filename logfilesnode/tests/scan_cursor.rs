@@ -11,7 +11,9 @@ fn write_bucket(dir: &std::path::Path, keys: &[u64]) -> std::path::PathBuf {
     let path = dir.join("0000000000/000");
     let mut writer = BucketWriter::open(&path, 0).unwrap();
     for (n, key) in keys.iter().enumerate() {
-        writer.append(*key, format!("v{n}-{key}").as_bytes()).unwrap();
+        writer
+            .append(*key, format!("v{n}-{key}").as_bytes())
+            .unwrap();
     }
     writer.sync().unwrap();
     path

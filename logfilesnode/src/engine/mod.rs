@@ -318,6 +318,17 @@ impl Engine {
         if bucket.dirty {
             self.closed_unsynced.push(bucket.writer.file_handle());
         }
+        // Each kept file holds a descriptor until the next commit: when buckets are evicted
+        // faster than commits come (keys spread over many buckets), sync them here instead of
+        // holding descriptors without bound.
+        if self.closed_unsynced.len() >= self.limits.max_open_buckets {
+            for file in self.closed_unsynced.drain(..) {
+                if let Err(e) = file.sync_data() {
+                    tracing::error!("fsync of a closed bucket of {channel}: {e}");
+                    self.write_failure.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
     }
 
     fn compact_journal(&mut self) {

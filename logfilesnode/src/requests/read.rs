@@ -53,7 +53,12 @@ impl ValueFilter {
                 .dfa_size_limit(2 * REGEX_SIZE_LIMIT_BYTES)
                 .build()
                 .map(ValueFilter::Regex)
-                .map_err(|e| format!("bad regular expression: {e}"))
+                // The regex crate's messages span lines (a caret under the pattern): one line here.
+                .map_err(|e| {
+                    let message = e.to_string();
+                    let words: Vec<&str> = message.split_whitespace().collect();
+                    format!("bad regular expression: {}", words.join(" "))
+                })
         };
         match filter.mode {
             FilterMode::None => Ok(ValueFilter::All),

@@ -152,11 +152,24 @@ impl BucketWriter {
             .create(true)
             .open(path)
             .map_err(|e| StorageError::io(path, e))?;
-        let recovery = recover_tail_if(path, allow_cut)?;
-        let len = file
+        let existing_len = file
             .metadata()
             .map_err(|e| StorageError::io(path, e))?
             .len();
+        // A new (empty) file has no tail to cut: skip the second open and the map.
+        let recovery = if existing_len == 0 {
+            TailRecovery {
+                old_len_bytes: 0,
+                cut_bytes: 0,
+                reason: None,
+            }
+        } else {
+            recover_tail_if(path, allow_cut)?
+        };
+        let len = match recovery.cut_bytes {
+            0 => existing_len,
+            cut => existing_len - cut,
+        };
         let mut writer = BucketWriter {
             path: path.to_path_buf(),
             file: Arc::new(file),
