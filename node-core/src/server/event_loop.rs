@@ -812,6 +812,13 @@ impl<'s, S: Service> EventLoop<'s, S> {
                     entry.waiting = true;
                     break;
                 }
+                // A step that wrote nothing used its own work budget (a scan that found nothing
+                // to send yet): its turn ends here, or ITEMS_PER_PASS such steps would hold the
+                // loop for that many budgets.
+                if written == 0 {
+                    budget_left = true;
+                    break;
+                }
                 budget_left = item + 1 == ITEMS_PER_PASS;
             }
             if finished {
