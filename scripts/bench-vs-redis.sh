@@ -311,7 +311,7 @@ table="$out/table.md"
             n, ru / n, rr / n, dr / n, dr / rr, (dr / rr <= 0.8 ? "✓" : "✗"), dr / ru, (dr / ru <= 0.8 ? "✓" : "✗"),
             (ru - rub) / n, (rr - rrb) / n, (dr - drb) / n, er, eh
     }'
-    echo "| logfiles put vs XADD (pipelined) | | n/a (node not built yet) | | ≥ 1.5× | | | | | |"
+    echo "| logfiles put vs XADD (pipelined) | | see scripts/bench-logfiles.sh | | ≥ 1.5× | | | | | |"
     echo "| queue push/pop vs LPUSH/RPOP (pipelined) | | n/a (node not built yet) | | ≥ 1.5× | | | | | |"
 } > "$table"
 
