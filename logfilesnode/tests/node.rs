@@ -497,6 +497,9 @@ fn descriptors_stay_bounded_when_keys_spread_over_many_buckets() {
     let open_fds = std::fs::read_dir(format!("/proc/{}/fd", node.child.id()))
         .expect("fd dir")
         .count();
-    assert!(open_fds < 64, "{open_fds} descriptors open after 2000 buckets");
+    assert!(
+        open_fds < 64,
+        "{open_fds} descriptors open after 2000 buckets"
+    );
     assert_eq!(get_range(&mut conn, "spread", 0, u64::MAX).len(), 2000);
 }

@@ -197,11 +197,7 @@ impl Conn {
 
     /// Runs one streaming request to its end, granting credit as items arrive, and returns its
     /// items (code, body) and its final reply.
-    pub fn stream(
-        &mut self,
-        code: RequestCode,
-        body: Vec<u8>,
-    ) -> StreamEnd {
+    pub fn stream(&mut self, code: RequestCode, body: Vec<u8>) -> StreamEnd {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = Vec::new();
@@ -317,4 +313,120 @@ impl std::ops::DerefMut for TempNode {
     fn deref_mut(&mut self) -> &mut Node {
         &mut self.node
     }
+}
+
+/// A tmpfs mounted for a test (the tests run as root), unmounted when dropped, so a failing
+/// test does not leave it behind. `None` when mounting is not permitted (not root, or inside a
+/// container without CAP_SYS_ADMIN): the caller then skips or falls back.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs with `options` (e.g. `"size=1m"` or `"ro,size=1m"`) on `path`, creating
+    /// the directory first.
+    pub fn mount(path: &Path, options: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Changes the mounted file system's options in place (`"remount,size=8m"`,
+    /// `"remount,ro"`); the files stay.
+    pub fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount -o {options} {}",
+            self.path.display()
+        );
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a node killed a moment ago may still hold files open.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// GetStats on `conn`: the node's counters by name (docs/protocol.md §5).
+pub fn get_stats(conn: &mut Conn) -> Vec<(String, u64)> {
+    use node_core::protocol::wire::Reader;
+    let (status, body) = conn.request(RequestCode::GET_STATS, Vec::new());
+    assert_eq!(status, Status::Ok, "GetStats");
+    let mut reader = Reader::new(&body);
+    let count = reader.u32("count").expect("stats count");
+    let stats = (0..count)
+        .map(|_| {
+            let name = reader.str8("name").expect("stat name").to_string();
+            (name, reader.u64("value").expect("stat value"))
+        })
+        .collect();
+    reader.finish().expect("nothing after the stats");
+    stats
+}
+
+/// The counter `name` of a [`get_stats`] answer.
+pub fn stat(stats: &[(String, u64)], name: &str) -> Option<u64> {
+    stats
+        .iter()
+        .find(|(stat, _)| stat == name)
+        .map(|(_, value)| *value)
+}
+
+/// Opens a connection to a node that requires authentication and proves `name` holds `key`
+/// (docs/protocol.md §1.4). Returns the connection once accepted, or the node's refusal.
+pub fn open_authenticated(
+    addr: SocketAddr,
+    name: &str,
+    key: &node_core::auth::Key,
+) -> Result<(Conn, node_core::protocol::handshake::HandshakeResult), String> {
+    use node_core::protocol::handshake::{HandshakeOutcome, HandshakeResult};
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut hello = [0u8; SERVER_HELLO_LEN];
+    stream.read_exact(&mut hello).expect("server hello");
+    let hello = ServerHello::decode(&hello).expect("decode hello");
+    let mut out = Vec::new();
+    ClientHello {
+        version: PROTOCOL_VERSION,
+        wanted_kind: None,
+        name: name.as_bytes().to_vec(),
+        proof: node_core::auth::proof(key, &hello.nonce, name.as_bytes()),
+    }
+    .encode(&mut out)
+    .expect("encode hello");
+    stream.write_all(&out).expect("send hello");
+    let mut result = [0u8; HANDSHAKE_RESULT_LEN];
+    stream.read_exact(&mut result).expect("handshake result");
+    let result = HandshakeResult::decode(&result).expect("decode handshake result");
+    if result.outcome != HandshakeOutcome::Accepted {
+        return Err(format!("handshake refused: {:?}", result.outcome));
+    }
+    let conn = Conn {
+        stream,
+        next_id: 1,
+        buffer: Vec::new(),
+    };
+    Ok((conn, result))
 }
