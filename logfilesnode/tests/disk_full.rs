@@ -7,9 +7,7 @@
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::logfiles::{self, Filter, GetAllRequest, PutRequest};
 use node_core::protocol::Status;
-use std::path::Path;
-use std::process::Command;
-use testkit::{Conn, Node};
+use testkit::{Conn, Node, Tmpfs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_logfilesnode");
 
@@ -52,38 +50,13 @@ fn value_of(key: u64) -> Vec<u8> {
     value
 }
 
-struct Tmpfs {
-    path: std::path::PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).ok()?;
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs {
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
-
 #[test]
 fn puts_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = "[logfiles]\nfsync = \"always\"\nwrite_buffer_bytes = 16384\n";
     std::fs::write(dir.path().join("node.toml"), config).unwrap();
-    let tmpfs = Tmpfs::mount(&data, "1m");
+    let tmpfs = Tmpfs::mount(&data, "size=1m");
     let node = match &tmpfs {
         Some(_) => Node::start_in(BIN, dir.path(), &["-c", "node.toml"]),
         None => {
@@ -140,12 +113,9 @@ fn puts_on_a_full_disk_fail_cleanly_and_resume_when_space_returns() {
 
     if tmpfs.is_some() {
         // Space returns: the file system grows.
-        let status = Command::new("mount")
-            .args(["-o", "remount,size=4m"])
-            .arg(&data)
-            .status()
-            .expect("remount");
-        assert!(status.success());
+        if let Some(tmpfs) = &tmpfs {
+            tmpfs.remount("remount,size=4m");
+        }
         let mut resumed = false;
         for attempt in 0..50u64 {
             if put(&mut conn, 6000 + attempt, &value_of(6000 + attempt)).0 == Status::Ok {
