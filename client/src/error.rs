@@ -87,9 +87,9 @@ pub enum ClientError {
     /// `allow_incomplete_ranges`).
     #[error("no node owns key 0x{key:016x} (hash position 0x{position:016x})")]
     NoNodeForKey { key: u64, position: u64 },
-    /// The node the client routed a key to says it does not own it: the cluster's ranges
-    /// changed since the client learned them.
-    #[error("node {node}: does not own key 0x{key:016x} (the cluster's ranges changed since the client connected; reconnect): {message}")]
+    /// The node the client routed a key to says it does not own it, and kept saying so while
+    /// the client re-read the cluster's ranges and retried, until the request timeout.
+    #[error("node {node}: does not own key 0x{key:016x} (the client re-read the cluster's ranges and retried until the request timeout): {message}")]
     WrongNode {
         node: SocketAddr,
         key: u64,

@@ -579,8 +579,8 @@ fn a_read_pulls_from_the_nodes_only_as_the_caller_iterates() {
     let first = read.next().expect("a record").expect("no error");
     assert_eq!(first, records[0]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    for node in 0..2 {
-        let sent = bytes_out(&logs, node) - before[node];
+    for (node, before) in before.iter().enumerate() {
+        let sent = bytes_out(&logs, node) - before;
         assert!(
             sent < 1024 * 1024,
             "node {node} sent {sent} bytes for a caller that took one record: the window of 4 \

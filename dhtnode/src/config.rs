@@ -23,7 +23,7 @@ pub struct NodeConfig {
 }
 
 /// `[dht]`: the node's range, its limits, Listen queues and dumps.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DhtSection {
     /// Lowest hash position this node owns, 16 hex digits (optional `0x`).
@@ -46,6 +46,9 @@ pub struct DhtSection {
     pub dump_period_s: u64,
     /// What to do with dump records outside the node's range at start: load, ignore or fatal.
     pub out_of_range: String,
+    /// While this node's own redistribution runs, records other nodes move to it may grow it
+    /// to at most this multiple of its size when that redistribution started.
+    pub redistribution_memory_multiplier: f64,
 }
 
 impl Default for DhtSection {
@@ -61,6 +64,7 @@ impl Default for DhtSection {
             listen_total_bytes: 256 * 1024 * 1024,
             dump_period_s: 6 * 3600,
             out_of_range: "load".into(),
+            redistribution_memory_multiplier: 1.1,
         }
     }
 }
@@ -104,6 +108,13 @@ impl DhtSection {
             return invalid(
                 "dht.listen_total_bytes",
                 "must be at least dht.listen_queue_bytes".into(),
+            );
+        }
+        let multiplier = self.redistribution_memory_multiplier;
+        if !(1.0..=100.0).contains(&multiplier) {
+            return invalid(
+                "dht.redistribution_memory_multiplier",
+                format!("{multiplier} is not between 1.0 and 100.0"),
             );
         }
         if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {

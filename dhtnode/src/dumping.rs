@@ -40,7 +40,15 @@ pub struct Dumper {
     /// progress for [`STARVED_AFTER`] gets a share of the CPU.
     last_progress: (u64, Instant),
     boosted: bool,
+    /// Dumps a RedistCommit waits for: ticket → channel and the token that stops it.
+    commits: HashMap<u64, (String, CancelToken)>,
+    /// Their outcomes, until the waiting request collects them.
+    finished_commits: HashMap<u64, Result<(), String>>,
 }
+
+/// Finished commit outcomes kept for requests that have not collected them (each waiting
+/// request removes its own; this only bounds leftovers).
+const MAX_FINISHED_COMMITS: usize = 4096;
 
 /// How long a dump may make no progress (the load keeping the idle-class writer off the CPU)
 /// before the writer gets a small guaranteed share.
@@ -60,11 +68,55 @@ impl Dumper {
             failures: 0,
             last_progress,
             boosted: false,
+            commits: HashMap::new(),
+            finished_commits: HashMap::new(),
         }
     }
 
     pub fn is_dumping(&self) -> bool {
-        !self.in_flight.is_empty()
+        !self.in_flight.is_empty() || !self.commits.is_empty()
+    }
+
+    /// RedistCommit: dumps `channel` now, so that every record it holds at this moment is on
+    /// disk when the dump's outcome is reported ([`Dumper::take_commit`] with the returned
+    /// ticket). `Ok(None)`: the channel does not exist, there is nothing to write. The writer
+    /// leaves the idle class until the commit is done: a sender is waiting for it.
+    pub fn commit_channel(
+        &mut self,
+        engine: &Engine,
+        channel: &str,
+    ) -> Result<Option<u64>, String> {
+        let Some(data) = engine.channel(channel) else {
+            return Ok(None);
+        };
+        let source: Arc<dyn ShardSource> = data.clone();
+        let (cancel, ticket) =
+            self.thread
+                .dump_shards_ticketed(channel, source)
+                .map_err(|error| {
+                    format!("cannot hand channel {channel} to the dump writer: {error}")
+                })?;
+        self.commits.insert(ticket, (channel.to_string(), cancel));
+        if !self.boosted {
+            self.thread.set_background(false);
+            self.boosted = true;
+        }
+        Ok(Some(ticket))
+    }
+
+    /// The outcome of commit dump `ticket`, once it is known (then forgotten).
+    pub fn take_commit(&mut self, ticket: u64) -> Option<Result<(), String>> {
+        self.finished_commits.remove(&ticket)
+    }
+
+    /// A commit dump nobody waits for any more.
+    pub fn forget_commit(&mut self, ticket: u64) {
+        self.finished_commits.remove(&ticket);
+    }
+
+    /// Tickets of commit dumps whose outcome is known and not collected yet.
+    pub fn finished_commit_tickets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.finished_commits.keys().copied()
     }
 
     /// Dumps that failed since start.
@@ -95,10 +147,10 @@ impl Dumper {
     /// small share (nice 19), and goes back to the idle class when the dumps are done.
     fn guard_against_starvation(&mut self, now: Instant) {
         let progress = self.thread.progress();
-        if progress != self.last_progress.0 || self.in_flight.is_empty() {
+        if progress != self.last_progress.0 || !self.is_dumping() {
             self.last_progress = (progress, now);
         }
-        if self.in_flight.is_empty() && self.boosted {
+        if !self.is_dumping() && self.boosted {
             self.thread.set_background(true);
             self.boosted = false;
         } else if !self.boosted && now.duration_since(self.last_progress.1) >= STARVED_AFTER {
@@ -142,6 +194,25 @@ impl Dumper {
     fn report_outcomes(&mut self) {
         for outcome in self.thread.poll_outcomes() {
             let channel = &outcome.channel;
+            if let Some((_, _)) = self.commits.remove(&outcome.ticket) {
+                let result = match (&outcome.action, &outcome.result) {
+                    (DumpAction::Dump, Ok(())) => Ok(()),
+                    (_, Err(error)) => Err(format!("dump of channel {channel} failed: {error}")),
+                    (_, Ok(())) => Err(format!("dump of channel {channel} did not complete")),
+                };
+                match &result {
+                    Ok(()) => tracing::debug!(
+                        "commit dump of channel {channel}: {} records, {:.3} s",
+                        outcome.records,
+                        outcome.seconds
+                    ),
+                    Err(error) => tracing::error!("commit dump FAILED: {error}"),
+                }
+                if self.finished_commits.len() < MAX_FINISHED_COMMITS {
+                    self.finished_commits.insert(outcome.ticket, result);
+                }
+                continue;
+            }
             if matches!(outcome.action, DumpAction::Dump | DumpAction::Aborted) {
                 self.in_flight.remove(channel);
             }
@@ -170,6 +241,10 @@ impl Dumper {
                 (DumpAction::ThreadDied, _) => {
                     self.failures += 1;
                     self.in_flight.clear();
+                    for (ticket, _) in self.commits.drain() {
+                        self.finished_commits
+                            .insert(ticket, Err("the dump writer thread died".into()));
+                    }
                     tracing::error!(
                         "the dump writer thread died; no more dumps will be written: {:?}",
                         outcome.result
@@ -184,6 +259,11 @@ impl Dumper {
     pub fn channel_removed(&mut self, channel: &str) {
         if let Some(cancel) = self.in_flight.get(channel) {
             cancel.store(true, Ordering::Relaxed);
+        }
+        for (removed, cancel) in self.commits.values() {
+            if removed == channel {
+                cancel.store(true, Ordering::Relaxed);
+            }
         }
         if let Err(error) = self.thread.move_aside(channel) {
             tracing::error!("cannot move the dump of removed channel {channel} aside: {error}");

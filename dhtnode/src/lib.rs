@@ -7,6 +7,8 @@
 //! - [`dump`]: dump files (format, writer thread, start-up loading, reference `.tcm` import).
 //! - [`dumping`]: when and how the event loop feeds the dump writer.
 //! - [`loading`]: start-up loading into the engine.
+//! - [`redistribution`]: moving records to other nodes when the node's range changes.
+//! - [`state`]: the state file that keeps the node's range (and an unfinished redistribution).
 //! - [`config`]: the config file.
 
 pub mod config;
@@ -14,5 +16,7 @@ pub mod dump;
 pub mod dumping;
 pub mod engine;
 pub mod loading;
+pub mod redistribution;
 pub mod requests;
 pub mod service;
+pub mod state;

@@ -1,4 +1,10 @@
 //! The `dhtnode` daemon: parses the command line and runs the node until SIGTERM/SIGINT.
+//!
+//! Which hash range the node starts with: `--range` if given (it is then written to the state
+//! file, with a warning when that held another range); else the range in
+//! `data_dir/dht-state.toml` (set by an earlier Redistribute or `--range`); else the config's
+//! `dht.range_min` / `dht.range_max`. A redistribution the state file says is unfinished is
+//! resumed (unless `--range` changed the range, which abandons it with a warning).
 
 use clap::Parser;
 use dhtnode::config::NodeConfig;
@@ -6,11 +12,15 @@ use dhtnode::dump::loader::{LoadOptions, OutOfRangePolicy};
 use dhtnode::dump::writer::DumpThread;
 use dhtnode::dumping::Dumper;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
+use dhtnode::state::{self, NodeState, PendingRedistribution};
+use node_core::auth::Credentials;
 use node_core::config::CommonArgs;
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The dht node: an in-memory, hash-ranged key/value store.
@@ -19,8 +29,9 @@ use std::time::Duration;
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// The hash range this node owns, as MIN:MAX in hex (overrides dht.range_min/range_max).
-    /// ffffffffffffffff:0000000000000000 is the empty range.
+    /// The hash range this node owns, as MIN:MAX in hex. Overrides the range in
+    /// data_dir/dht-state.toml and the config's dht.range_min/range_max, and is written to the
+    /// state file. ffffffffffffffff:0000000000000000 is the empty range.
     #[arg(long, value_name = "MIN:MAX", value_parser = HashRange::parse)]
     range: Option<HashRange>,
 }
@@ -28,11 +39,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     daemon::run::<NodeConfig, _, _>("dhtnode", &args.common, |config, wakeups| {
-        let range = match args.range {
-            Some(range) => range,
-            None => config.dht.range().map_err(|err| err.to_string())?,
-        };
-        tracing::info!("hash range {range}");
+        let (range, pending) = choose_range(config, args.range)?;
         let limits = EngineLimits {
             size_limit_bytes: config.dht.size_limit_bytes,
             max_channels: config.dht.max_channels as usize,
@@ -44,11 +51,18 @@ fn main() -> ExitCode {
             max_total_bytes: usize::try_from(config.dht.listen_total_bytes).unwrap_or(usize::MAX),
         };
         let mut engine = Engine::new(range, limits, listener_limits);
-        let policy: OutOfRangePolicy = config
+        let mut policy: OutOfRangePolicy = config
             .dht
             .out_of_range
             .parse()
             .map_err(|err| format!("dht.out_of_range: {err}"))?;
+        if pending.is_some() && policy != OutOfRangePolicy::Load {
+            tracing::info!(
+                "dht.out_of_range is {policy}, but records outside the range are loaded: an \
+                 unfinished redistribution still has to move them"
+            );
+            policy = OutOfRangePolicy::Load;
+        }
         let load_options = LoadOptions {
             policy,
             range,
@@ -73,6 +87,82 @@ fn main() -> ExitCode {
         let period =
             (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
         let dumper = Dumper::new(thread, period);
-        Ok(DhtNode::new(engine, wakeups, Some(dumper)))
+        let credentials = match &config.auth.credentials_file {
+            Some(path) => Some(Arc::new(
+                Credentials::load(path).map_err(|err| err.to_string())?,
+            )),
+            None => None,
+        };
+        let redistribution = RedistributionConfig {
+            data_dir: Some(config.data_dir.clone()),
+            credentials,
+            memory_multiplier: config.dht.redistribution_memory_multiplier,
+            instance: random_instance(),
+            tuning: Tuning::default(),
+        };
+        let mut node = DhtNode::new(engine, wakeups, Some(dumper), redistribution);
+        if let Some(pending) = pending {
+            node.resume_redistribution(pending)
+                .map_err(|err| format!("cannot resume the unfinished redistribution: {err}"))?;
+        }
+        Ok(node)
     })
+}
+
+/// The range to start with, and an unfinished redistribution to resume (see the module doc).
+fn choose_range(
+    config: &NodeConfig,
+    command_line: Option<HashRange>,
+) -> Result<(HashRange, Option<PendingRedistribution>), String> {
+    let configured = config.dht.range().map_err(|err| err.to_string())?;
+    let saved = state::load(&config.data_dir).map_err(|err| err.to_string())?;
+    let state_path = config.data_dir.join(state::STATE_FILE);
+    let Some(range) = command_line else {
+        return Ok(match saved {
+            Some(saved) => {
+                tracing::info!(
+                    "hash range {} from {} (it takes precedence over the config's range {configured})",
+                    saved.range,
+                    state_path.display()
+                );
+                (saved.range, saved.redistribution)
+            }
+            None => {
+                tracing::info!("hash range {configured} from the config");
+                (configured, None)
+            }
+        });
+    };
+    let range = range.normalized();
+    let mut pending = None;
+    match saved {
+        Some(saved) if saved.range != range => {
+            tracing::warn!(
+                "--range {range} overrides the range {} that {} holds; the state file now says {range}",
+                saved.range,
+                state_path.display()
+            );
+            if saved.redistribution.is_some() {
+                tracing::warn!(
+                    "the unfinished redistribution to {} is abandoned: --range changed the range \
+                     (records outside {range} stay until another Redistribute moves them)",
+                    saved.range
+                );
+            }
+        }
+        Some(saved) => {
+            tracing::info!(
+                "hash range {range} from --range (as {} says)",
+                state_path.display()
+            );
+            pending = saved.redistribution;
+        }
+        None => tracing::info!("hash range {range} from --range"),
+    }
+    let new_state = NodeState {
+        range,
+        redistribution: pending.clone(),
+    };
+    state::save(&config.data_dir, &new_state).map_err(|err| err.to_string())?;
+    Ok((range, pending))
 }

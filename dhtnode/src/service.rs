@@ -1,8 +1,10 @@
 //! The dht node as a server [`Service`]: the engine, the request handlers (in [`crate::requests`])
-//! and the glue that wakes Listen streams when their channel changes.
+//! and the glue that wakes Listen streams when their channel changes, RedistCommit requests
+//! when their dump is written, and drives a running redistribution ([`Redistributor`]).
 
 use crate::dumping::Dumper;
 use crate::engine::{Engine, ListenerId};
+use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
 use node_core::protocol::{dht, NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
@@ -18,21 +20,55 @@ pub struct DhtNode {
     pub(crate) batch_scratch: Vec<u8>,
     /// Periodic and shutdown dumps; `None` for a node that keeps nothing on disk (tests).
     pub(crate) dumper: Option<Dumper>,
+    /// Redistributions: the running one, and its Progress streams.
+    pub(crate) redistributor: Redistributor,
+    /// RedistCommit requests waiting for their dump: dump ticket → stream.
+    pub(crate) commit_streams: HashMap<u64, StreamHandle>,
 }
 
 impl DhtNode {
-    pub fn new(engine: Engine, wakeups: Wakeups, dumper: Option<Dumper>) -> DhtNode {
+    pub fn new(
+        engine: Engine,
+        wakeups: Wakeups,
+        dumper: Option<Dumper>,
+        redistribution: RedistributionConfig,
+    ) -> DhtNode {
+        let redistributor = Redistributor::new(redistribution, wakeups.clone());
         DhtNode {
             engine,
             wakeups,
             listen_streams: HashMap::new(),
             batch_scratch: Vec::new(),
             dumper,
+            redistributor,
+            commit_streams: HashMap::new(),
         }
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Resumes the redistribution the state file says is unfinished (at start).
+    pub fn resume_redistribution(
+        &mut self,
+        pending: crate::state::PendingRedistribution,
+    ) -> Result<(), crate::redistribution::StartError> {
+        self.redistributor
+            .resume(&mut self.engine, pending)
+            .map(drop)
+    }
+
+    /// Wakes the RedistCommit requests whose dump is done.
+    fn wake_commits(&mut self) {
+        let Some(dumper) = &self.dumper else {
+            return;
+        };
+        for ticket in dumper.finished_commit_tickets() {
+            if let Some(handle) = self.commit_streams.get(&ticket) {
+                self.wakeups.wake(*handle);
+            }
+        }
     }
 
     /// Wakes the Listen streams whose queues got events.
@@ -68,9 +104,16 @@ impl Service for DhtNode {
         if let Some(dumper) = &mut self.dumper {
             dumper.tick(&self.engine, now);
         }
+        self.wake_commits();
+        self.redistributor.tick(&mut self.engine);
+    }
+
+    fn background(&mut self, _now: Instant) -> bool {
+        self.redistributor.background(&mut self.engine)
     }
 
     fn shutdown(&mut self) {
+        self.redistributor.shutdown();
         if let Some(dumper) = &mut self.dumper {
             dumper.dump_all_blocking(&self.engine);
         }
@@ -81,6 +124,9 @@ impl Service for DhtNode {
         out.push(("total_records".into(), size.records));
         out.push(("total_bytes".into(), size.bytes));
         out.push(("listeners".into(), self.engine.listener_count() as u64));
+        let redistribution = self.redistributor.state(&self.engine);
+        out.push(("redistributing".into(), u64::from(redistribution.running)));
+        out.push(("redistribution_moved".into(), redistribution.progress.moved));
         if let Some(dumper) = &self.dumper {
             out.push(("dumping".into(), u64::from(dumper.is_dumping())));
             out.push(("dump_failures".into(), dumper.failures()));

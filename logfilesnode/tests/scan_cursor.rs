@@ -43,7 +43,7 @@ fn sliced(
         for _ in 0..100_000 {
             let step = cursor.step(budget, |r| {
                 offers += 1;
-                if offers % refuse_every == 0 {
+                if offers.is_multiple_of(refuse_every) {
                     return false;
                 }
                 out.push((r.key, r.value.to_vec()));

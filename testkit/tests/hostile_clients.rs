@@ -272,6 +272,7 @@ fn never_reads(kind: Kind, addr: SocketAddr) -> TcpStream {
                     keys_only: false,
                     resume_after: None,
                     filter: b"",
+                    scope: dht::GetAllScope::All,
                 }
                 .encode(&mut body);
                 dht::GET_ALL

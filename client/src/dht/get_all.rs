@@ -6,6 +6,22 @@
 //! A tool that wants the nodes read in parallel can run one [`GetAll`] per node itself with
 //! [`GetAll::single_node`].
 //!
+//! During a redistribution (a node reports one running, or two nodes claim the same positions)
+//! a record may briefly be on two nodes, its old one and its new one. Then the client reads in
+//! two phases: first, from every node, the records *outside* that node's range (those not moved
+//! yet) whose owner does not have the key (asked with pipelined Exists: a key the owner has was
+//! written there during the move, or has just arrived, and the owner's copy is the current
+//! one), remembering their keys; then, from every node, the records *inside* its range,
+//! skipping the keys already delivered. A record moves only from outside its old node's range
+//! to inside its new node's, and leaves the old node only after the new one has it, so each
+//! record is delivered exactly once whether it moved before, during or after the walk. What
+//! this costs: one Exists per record still to move, and 8 bytes (plus hash-set overhead) per
+//! such record delivered, at most [`MAX_MOVING_KEYS`] of them. A redistribution that *starts* while a GetAll runs is not seen by it: records moving
+//! then may be delivered twice or missed; read again after the move (swarmctl waits for it).
+//! Before it starts, a GetAll asks the nodes their ranges, and waits (up to
+//! `request_timeout_ms`) while two nodes claim the same positions: that happens only in the
+//! moment a redistribution is being started.
+//!
 //! Resuming: each record's key is remembered as its batch is decoded. When the stream from a
 //! node fails with a transport error (the connection dropped, or the node went quiet past the
 //! request timeout), the client reconnects and starts that node's GetAll again with
@@ -18,13 +34,21 @@ use super::DhtClient;
 use crate::error::ClientError;
 use crate::reply::{Stream, StreamEvent};
 use node_core::protocol::batch::decode_batch;
-use node_core::protocol::dht::{self as wire, GetAllRequest, MAX_FILTER_LEN};
-use std::collections::VecDeque;
+use node_core::protocol::dht::{
+    self as wire, GetAllRequest, GetAllScope, KeyRequest, MAX_FILTER_LEN,
+};
+use node_core::protocol::Status;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Attempts to resume one node's stream in a row, without progress in between.
 pub const MAX_RESUMES: u32 = 8;
+/// Records still to move that a GetAll during a redistribution may remember (see the module
+/// doc); beyond it, it fails and asks to read again after the move.
+pub const MAX_MOVING_KEYS: usize = 8 << 20;
+/// Exists requests in flight while checking a batch of records still on their old node.
+const EXISTS_PIPELINE: usize = 256;
 const FIRST_RESUME_DELAY: Duration = Duration::from_millis(50);
 const MAX_RESUME_DELAY: Duration = Duration::from_secs(1);
 
@@ -44,8 +68,15 @@ pub struct GetAll<'a> {
     dht: &'a DhtClient,
     channel: String,
     options: GetAllOptions,
-    /// The nodes still to read, front first.
-    nodes: VecDeque<usize>,
+    /// The node streams still to read, front first: node index and which of its records.
+    legs: VecDeque<(usize, GetAllScope)>,
+    /// Whether the legs were decided (the first `next` asks the nodes their ranges).
+    planned: bool,
+    /// Keys delivered by `OutsideRange` legs, skipped by `InsideRange` ones.
+    moving_keys: HashSet<u64>,
+    /// The ranges the legs were planned with (whose owner to ask about a record still on its
+    /// old node); `None` for a single node's GetAll.
+    table: Option<super::RangeTable>,
     stream: Option<Stream>,
     /// The last key received from the current node: where a resumed stream starts after.
     last_key: Option<u64>,
@@ -59,7 +90,7 @@ pub struct GetAll<'a> {
 
 impl<'a> GetAll<'a> {
     pub(super) fn new(dht: &'a DhtClient, channel: &str, options: GetAllOptions) -> GetAll<'a> {
-        GetAll::over(dht, channel, options, (0..dht.node_count()).collect())
+        GetAll::over(dht, channel, options, VecDeque::new(), false)
     }
 
     /// The records of one node only (index as in [`DhtClient::client`]), with the same
@@ -70,20 +101,30 @@ impl<'a> GetAll<'a> {
         channel: &str,
         options: GetAllOptions,
     ) -> GetAll<'a> {
-        GetAll::over(dht, channel, options, VecDeque::from([node]))
+        GetAll::over(
+            dht,
+            channel,
+            options,
+            VecDeque::from([(node, GetAllScope::All)]),
+            true,
+        )
     }
 
     fn over(
         dht: &'a DhtClient,
         channel: &str,
         options: GetAllOptions,
-        nodes: VecDeque<usize>,
+        legs: VecDeque<(usize, GetAllScope)>,
+        planned: bool,
     ) -> GetAll<'a> {
         GetAll {
             dht,
             channel: channel.to_string(),
             options,
-            nodes,
+            legs,
+            planned,
+            moving_keys: HashSet::new(),
+            table: None,
             stream: None,
             last_key: None,
             failures: 0,
@@ -100,10 +141,44 @@ impl<'a> GetAll<'a> {
     }
 
     fn addr(&self, node: usize) -> SocketAddr {
-        self.dht.ranges.entries()[node].0
+        self.dht
+            .client
+            .node_addr(node)
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    fn open(&mut self, node: usize) -> Result<Stream, ClientError> {
+    /// Decides the node streams: every record of every node, or, while records are moving,
+    /// the two phases of the module doc.
+    fn plan(&mut self) -> Result<(), ClientError> {
+        let deadline =
+            Instant::now() + Duration::from_millis(self.dht.client.options().request_timeout_ms);
+        let mut pause = Duration::from_millis(10);
+        let routes = loop {
+            let version = self.dht.read_routes(|routes| routes.version);
+            self.dht.refresh_after(version)?;
+            let routes = self.dht.read_routes(Clone::clone);
+            if !routes.overlapping || Instant::now() >= deadline {
+                break routes;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(200));
+        };
+        let nodes = 0..self.dht.node_count();
+        self.table = Some(routes.table.clone());
+        self.legs = if routes.moving() {
+            nodes
+                .clone()
+                .map(|node| (node, GetAllScope::OutsideRange))
+                .chain(nodes.map(|node| (node, GetAllScope::InsideRange)))
+                .collect()
+        } else {
+            nodes.map(|node| (node, GetAllScope::All)).collect()
+        };
+        self.planned = true;
+        Ok(())
+    }
+
+    fn open(&mut self, node: usize, scope: GetAllScope) -> Result<Stream, ClientError> {
         let filter = self.options.filter.as_deref().unwrap_or_default();
         if filter.len() > MAX_FILTER_LEN {
             return Err(ClientError::Setup(format!(
@@ -117,21 +192,49 @@ impl<'a> GetAll<'a> {
             keys_only: self.options.keys_only,
             resume_after: self.last_key,
             filter,
+            scope,
         }
         .encode(&mut body);
         self.dht.client.stream(node, wire::GET_ALL, &body)
     }
 
     /// Takes one event of the current node's stream; `Ok(false)` when that node is done.
-    fn on_event(&mut self, node: usize, event: StreamEvent) -> Result<bool, ClientError> {
+    fn on_event(
+        &mut self,
+        node: usize,
+        scope: GetAllScope,
+        event: StreamEvent,
+    ) -> Result<bool, ClientError> {
         match event {
             StreamEvent::Item { code, body } if code == wire::ITEM_RECORD_BATCH => {
                 let addr = self.addr(node);
                 let records = decode_batch(&body, &mut self.scratch)
                     .map_err(|e| ClientError::protocol(addr, format!("GetAll batch: {e}")))?;
-                for (key, value) in records {
-                    self.ready.push_back((key, value.to_vec()));
-                    self.last_key = Some(key);
+                let mut batch: Vec<(u64, Vec<u8>)> =
+                    records.map(|(key, value)| (key, value.to_vec())).collect();
+                if let Some((key, _)) = batch.last() {
+                    self.last_key = Some(*key);
+                }
+                match scope {
+                    GetAllScope::All => self.ready.extend(batch),
+                    GetAllScope::InsideRange => self.ready.extend(
+                        batch
+                            .into_iter()
+                            .filter(|(key, _)| !self.moving_keys.contains(key)),
+                    ),
+                    GetAllScope::OutsideRange => {
+                        // On two old nodes at once: delivered already.
+                        batch.retain(|(key, _)| !self.moving_keys.contains(key));
+                        let batch = self.not_at_owner(node, batch)?;
+                        if self.moving_keys.len() + batch.len() > MAX_MOVING_KEYS {
+                            return Err(ClientError::Setup(format!(
+                                "GetAll during a redistribution: more than {MAX_MOVING_KEYS} \
+                                 records are still to move; read again after the move"
+                            )));
+                        }
+                        self.moving_keys.extend(batch.iter().map(|(key, _)| *key));
+                        self.ready.extend(batch);
+                    }
                 }
                 self.failures = 0;
                 Ok(true)
@@ -144,6 +247,55 @@ impl<'a> GetAll<'a> {
             StreamEvent::End(reply) if reply.status.is_success() => Ok(false),
             StreamEvent::End(reply) => reply.into_result().map(|_| false),
         }
+    }
+
+    /// The records of a batch read from `node` outside its range whose owner does not have
+    /// the key: a record both there and here was written at its new owner during the move
+    /// (or has just arrived there); the owner's copy is the one delivered, in the second phase.
+    fn not_at_owner(
+        &self,
+        node: usize,
+        batch: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, ClientError> {
+        let client = &self.dht.client;
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut rest = batch.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut asked = Vec::with_capacity(EXISTS_PIPELINE);
+            for (key, value) in rest.by_ref().take(EXISTS_PIPELINE) {
+                let owner = self.table.as_ref().and_then(|table| table.owner(key));
+                let pending = match owner {
+                    Some(owner) if owner != node => {
+                        let mut body = Vec::with_capacity(self.channel.len() + 9);
+                        KeyRequest {
+                            channel: &self.channel,
+                            key,
+                        }
+                        .encode(&mut body);
+                        Some(client.submit_owned(owner, wire::EXISTS, body)?)
+                    }
+                    _ => None,
+                };
+                asked.push((key, value, pending));
+            }
+            for (key, value, pending) in asked {
+                let at_owner = match pending {
+                    None => false,
+                    Some(pending) => {
+                        let reply = pending.wait()?;
+                        match reply.status {
+                            Status::Ok => true,
+                            Status::NotFound | Status::WrongNode => false,
+                            _ => return reply.into_result().map(|_| Vec::new()),
+                        }
+                    }
+                };
+                if !at_owner {
+                    kept.push((key, value));
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// Decides what a failure of the current node's stream means: `Ok` to try again (after a
@@ -172,13 +324,16 @@ impl<'a> GetAll<'a> {
 
     /// Reads until records are ready, the end, or an error.
     fn fill(&mut self) -> Result<(), ClientError> {
+        if !self.planned {
+            self.plan()?;
+        }
         while self.ready.is_empty() {
-            let Some(&node) = self.nodes.front() else {
+            let Some(&(node, scope)) = self.legs.front() else {
                 self.done = true;
                 return Ok(());
             };
             if self.stream.is_none() {
-                match self.open(node) {
+                match self.open(node, scope) {
                     Ok(stream) => self.stream = Some(stream),
                     Err(error) => {
                         self.on_failure(error)?;
@@ -188,7 +343,7 @@ impl<'a> GetAll<'a> {
             }
             let event = self.stream.as_mut().and_then(Iterator::next);
             let more = match event {
-                Some(Ok(event)) => self.on_event(node, event)?,
+                Some(Ok(event)) => self.on_event(node, scope, event)?,
                 Some(Err(error)) => {
                     self.on_failure(error)?;
                     continue;
@@ -197,7 +352,7 @@ impl<'a> GetAll<'a> {
             };
             if !more {
                 self.stream = None;
-                self.nodes.pop_front();
+                self.legs.pop_front();
                 self.last_key = None;
                 self.failures = 0;
             }
@@ -230,7 +385,7 @@ impl std::fmt::Debug for GetAll<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GetAll")
             .field("channel", &self.channel)
-            .field("nodes_left", &self.nodes.len())
+            .field("streams_left", &self.legs.len())
             .field("last_key", &self.last_key)
             .field("resumes", &self.resumes)
             .finish_non_exhaustive()

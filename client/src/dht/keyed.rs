@@ -4,12 +4,15 @@
 use super::DhtClient;
 use crate::error::ClientError;
 use crate::reply::{Pending, Reply};
-use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::batch::{
+    decode_batch, BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES,
+};
 use node_core::protocol::dht::{
     self as wire, value_hash, Expected, KeyRequest, PutRequest, UpdateAction, UpdateRequest,
 };
 use node_core::protocol::{RequestCode, Status};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// How many times [`DhtClient::update`] reads and tries again after a conflict before it gives
@@ -39,25 +42,39 @@ impl DhtClient {
             value,
         }
         .encode(&mut body);
-        self.keyed(wire::PUT, key, body)?.ok_body().map(drop)
+        self.keyed(wire::PUT, key, &body)?.1.ok_body().map(drop)
     }
 
     /// The value stored under `key`, or `None`.
     pub fn get(&self, channel: &str, key: u64) -> Result<Option<Vec<u8>>, ClientError> {
-        let reply = self
-            .keyed(wire::GET, key, key_body(channel, key))?
-            .into_result()?;
+        let (reply, _) = self.read(wire::GET, channel, key)?;
         Ok((reply.status == Status::Ok).then_some(reply.body))
     }
 
     /// Whether a record exists under `key`.
     pub fn exists(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
-        found(self.keyed(wire::EXISTS, key, key_body(channel, key))?)
+        let (reply, _) = self.read(wire::EXISTS, channel, key)?;
+        Ok(reply.status == Status::Ok)
     }
 
-    /// Removes the record under `key`; true if there was one.
+    /// Removes the record under `key`; true if there was one. While a redistribution runs,
+    /// also on the nodes the record may still be on.
     pub fn remove(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
-        found(self.keyed(wire::REMOVE, key, key_body(channel, key))?)
+        let body = key_body(channel, key);
+        let (owner, reply) = self.keyed(wire::REMOVE, key, &body)?;
+        let mut removed = found(reply)?;
+        let routes = self.fresh_routes()?;
+        if routes.moving() {
+            for node in routes.other_holders(key, Some(owner)) {
+                let reply = self.client.request(node, wire::REMOVE, &body)?;
+                match reply.status {
+                    Status::Ok => removed = true,
+                    Status::NotFound | Status::WrongNode => {}
+                    _ => return reply.into_result().map(drop).map(|_| removed),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Read-modify-write of one record without lost updates: reads the value (Get), asks `f`
@@ -68,21 +85,41 @@ impl DhtClient {
     /// several times; only its last decision takes effect. Between tries it pauses a random
     /// while (up to one try's duration, then twice that, four times, ..., at most 100 ms), so
     /// that writers contending for one key fall out of step instead of colliding again and
-    /// again.
+    /// again. A record found still on its old node during a redistribution cannot be updated
+    /// there: the update waits for it to move, up to `request_timeout_ms` (then
+    /// [`ClientError::Timeout`] naming the old node).
     pub fn update(
         &self,
         channel: &str,
         key: u64,
         mut f: impl FnMut(Option<&[u8]>) -> UpdateDecision,
     ) -> Result<(), ClientError> {
-        let node = self.ranges.route(key)?;
         let mut last_try = Duration::ZERO;
-        for attempt in 0..UPDATE_TRIES {
+        let mut last_node = None;
+        let deadline = Instant::now() + self.request_timeout();
+        let mut waits = 0u32;
+        let mut attempt = 0;
+        while attempt < UPDATE_TRIES {
             if attempt > 0 {
                 conflict_pause(attempt, last_try);
             }
             let started = Instant::now();
-            let current = self.get(channel, key)?;
+            let (read, owner) = self.read(wire::GET, channel, key)?;
+            if read.node != self.client.node_addr(owner).unwrap_or(read.node)
+                && read.status == Status::Ok
+            {
+                // Still on the node it is moving away from: wait for it to arrive.
+                if Instant::now() >= deadline {
+                    return Err(ClientError::Timeout {
+                        node: read.node,
+                        ms: self.client.options().request_timeout_ms,
+                    });
+                }
+                move_pause(waits);
+                waits += 1;
+                continue;
+            }
+            let current = (read.status == Status::Ok).then_some(read.body);
             let expected = match &current {
                 None => Expected::Absent,
                 Some(value) => Expected::Hash(value_hash(value)),
@@ -102,14 +139,20 @@ impl DhtClient {
                 action,
             }
             .encode(&mut body);
-            let reply = self.keyed(wire::UPDATE, key, body)?;
+            let (node, reply) = self.keyed(wire::UPDATE, key, &body)?;
+            last_node = Some(node);
             last_try = started.elapsed();
             if reply.status != Status::UpdateConflict {
                 return reply.ok_body().map(drop);
             }
+            attempt += 1;
         }
+        let node = last_node.unwrap_or_else(|| self.node_for(key).unwrap_or(0));
         Err(ClientError::UpdateConflict {
-            node: self.ranges.entries()[node].0,
+            node: self
+                .client
+                .node_addr(node)
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             channel: channel.to_string(),
             key,
             tries: UPDATE_TRIES,
@@ -117,23 +160,68 @@ impl DhtClient {
     }
 
     /// Stores many records: routes each to its node, packs them into LZ4 batches of about
-    /// 64 KiB per node and sends those as pipelined PutBatch requests. On error, some batches
-    /// may have been stored and others not; putting the same records again is harmless.
+    /// 64 KiB per node and sends those as pipelined PutBatch requests. A batch refused with
+    /// WrongNode (the ranges changed) is split up again by the refreshed ranges and sent
+    /// anew. On error, some batches may have been stored and others not; putting the same
+    /// records again is harmless.
     pub fn put_batch<'v>(
         &self,
         channel: &str,
         records: impl IntoIterator<Item = (u64, &'v [u8])>,
     ) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.request_timeout();
+        let mut rerouted = self.put_batch_once(channel, records)?;
+        let mut round = 0;
+        while !rerouted.is_empty() {
+            if Instant::now() >= deadline {
+                let (node, key) = rerouted[0].0;
+                return Err(ClientError::WrongNode {
+                    node,
+                    key,
+                    message: "the batch's node kept refusing its keys while the ranges changed"
+                        .into(),
+                });
+            }
+            if round > 0 {
+                move_pause(round);
+            }
+            round += 1;
+            let records: Vec<(u64, Vec<u8>)> = rerouted
+                .into_iter()
+                .map(|((_, key), value)| (key, value))
+                .collect();
+            rerouted =
+                self.put_batch_once(channel, records.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        }
+        Ok(())
+    }
+
+    /// One round of [`DhtClient::put_batch`]: the records of batches refused with WrongNode
+    /// come back (with the refusing node), after the ranges were refreshed.
+    #[allow(clippy::type_complexity)]
+    fn put_batch_once<'v>(
+        &self,
+        channel: &str,
+        records: impl IntoIterator<Item = (u64, &'v [u8])>,
+    ) -> Result<Vec<((SocketAddr, u64), Vec<u8>)>, ClientError> {
+        let (table, version) = self.read_routes(|routes| (routes.table.clone(), routes.version));
         let mut builders: Vec<BatchBuilder> = (0..self.node_count())
             .map(|_| BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES))
             .collect();
         let mut in_flight = VecDeque::new();
+        let mut refused = Vec::new();
         for (key, value) in records {
-            let node = self.ranges.route(key)?;
+            let node = table.route(key)?;
             match builders[node].push(key, value) {
                 PushOutcome::Added => continue,
                 PushOutcome::Full => {
-                    self.send_batch(node, channel, &mut builders[node], &mut in_flight)?;
+                    self.send_batch(
+                        node,
+                        channel,
+                        &mut builders[node],
+                        &mut in_flight,
+                        &mut refused,
+                    )?;
                     let pushed = builders[node].push(key, value);
                     debug_assert_eq!(pushed, PushOutcome::Added);
                 }
@@ -147,13 +235,16 @@ impl DhtClient {
         }
         for (node, builder) in builders.iter_mut().enumerate() {
             if !builder.is_empty() {
-                self.send_batch(node, channel, builder, &mut in_flight)?;
+                self.send_batch(node, channel, builder, &mut in_flight, &mut refused)?;
             }
         }
-        for pending in in_flight {
-            pending.wait()?.ok_body()?;
+        for (pending, batch) in in_flight {
+            settle_batch(pending, batch, &mut refused)?;
         }
-        Ok(())
+        if !refused.is_empty() {
+            self.refresh_after(version)?;
+        }
+        Ok(refused)
     }
 
     fn send_batch(
@@ -161,28 +252,134 @@ impl DhtClient {
         node: usize,
         channel: &str,
         builder: &mut BatchBuilder,
-        in_flight: &mut VecDeque<Pending>,
+        in_flight: &mut VecDeque<(Pending, Vec<u8>)>,
+        refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
     ) -> Result<(), ClientError> {
         if in_flight.len() >= PUT_BATCH_PIPELINE {
-            if let Some(oldest) = in_flight.pop_front() {
-                oldest.wait()?.ok_body()?;
+            if let Some((oldest, batch)) = in_flight.pop_front() {
+                settle_batch(oldest, batch, refused)?;
             }
         }
         let mut batch = Vec::new();
         builder.finish_into(&mut batch);
         let mut body = Vec::with_capacity(channel.len() + 1 + batch.len());
         wire::encode_put_batch(&mut body, channel, &batch);
-        in_flight.push_back(self.client.submit_owned(node, wire::PUT_BATCH, body)?);
+        in_flight.push_back((
+            self.client.submit_owned(node, wire::PUT_BATCH, body)?,
+            batch,
+        ));
         Ok(())
     }
 
-    /// Sends a keyed request to the key's node. The reply comes back as is, except that
-    /// WrongNode becomes [`ClientError::WrongNode`].
-    fn keyed(&self, code: RequestCode, key: u64, body: Vec<u8>) -> Result<Reply, ClientError> {
-        let node = self.ranges.route(key)?;
-        let reply = self.client.submit_owned(node, code, body)?.wait()?;
-        wrong_node(reply, key)
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.client.options().request_timeout_ms)
     }
+
+    /// Sends a keyed request to the key's node; returns that node's index and its reply. A
+    /// WrongNode reply (the node's range changed) makes the client learn the ranges again and
+    /// retry, pausing while the cluster is between ranges, until `request_timeout_ms`; then
+    /// the WrongNode becomes [`ClientError::WrongNode`]. A key that no node owns fails with
+    /// [`ClientError::NoNodeForKey`] at once, unless a redistribution is running (a node may
+    /// not have its new range yet).
+    pub(crate) fn keyed(
+        &self,
+        code: RequestCode,
+        key: u64,
+        body: &[u8],
+    ) -> Result<(usize, Reply), ClientError> {
+        let deadline = Instant::now() + self.request_timeout();
+        let mut attempt = 0u32;
+        loop {
+            let (route, version) =
+                self.read_routes(|routes| (routes.table.route(key), routes.version));
+            let node = match route {
+                Ok(node) => node,
+                Err(error) if self.is_moving() && Instant::now() < deadline => {
+                    tracing::debug!(%error, "waiting for the ranges to settle");
+                    move_pause(attempt);
+                    attempt += 1;
+                    self.refresh_after(version)?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let reply = self.client.submit(node, code, body)?.wait()?;
+            if reply.status != Status::WrongNode {
+                return Ok((node, reply));
+            }
+            if Instant::now() >= deadline {
+                return Err(wrong_node(reply, key));
+            }
+            if attempt > 0 {
+                move_pause(attempt);
+            }
+            attempt += 1;
+            self.refresh_after(version)?;
+        }
+    }
+
+    /// A read (Get or Exists) that finds the record wherever a redistribution has it now:
+    /// at its owner; if not there while records may be elsewhere, at the nodes it may still
+    /// be on; if not there either, at the owner again (it may have arrived in between: a
+    /// record leaves its old node only after its new owner has it). Returns the reply (Ok or
+    /// NotFound) and the owner's index.
+    fn read(
+        &self,
+        code: RequestCode,
+        channel: &str,
+        key: u64,
+    ) -> Result<(Reply, usize), ClientError> {
+        let body = key_body(channel, key);
+        let (owner, reply) = self.keyed(code, key, &body)?;
+        let reply = reply.into_result()?;
+        if reply.status == Status::Ok {
+            return Ok((reply, owner));
+        }
+        let routes = self.fresh_routes()?;
+        if !routes.moving() {
+            return Ok((reply, owner));
+        }
+        for node in routes.other_holders(key, Some(owner)) {
+            let other = self.client.request(node, code, &body)?;
+            match other.status {
+                Status::Ok => return Ok((other, owner)),
+                Status::NotFound | Status::WrongNode => {}
+                _ => {
+                    return Err(other
+                        .into_result()
+                        .err()
+                        .unwrap_or(ClientError::Setup("a failed reply without an error".into())))
+                }
+            }
+        }
+        let (owner, reply) = self.keyed(code, key, &body)?;
+        Ok((reply.into_result()?, owner))
+    }
+}
+
+/// Waits for a PutBatch reply; a WrongNode hands its records back for another round.
+fn settle_batch(
+    pending: Pending,
+    batch: Vec<u8>,
+    refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
+) -> Result<(), ClientError> {
+    let reply = pending.wait()?;
+    if reply.status != Status::WrongNode {
+        return reply.ok_body().map(drop);
+    }
+    let mut scratch = Vec::new();
+    let records = decode_batch(&batch, &mut scratch)
+        .map_err(|e| ClientError::Setup(format!("cannot re-read a PutBatch batch: {e}")))?;
+    for (key, value) in records {
+        refused.push(((reply.node, key), value.to_vec()));
+    }
+    Ok(())
+}
+
+/// A pause while the cluster is between ranges: 10 ms, 20 ms, ... at most 200 ms.
+fn move_pause(attempt: u32) {
+    let ms = (10u64 << attempt.min(5)).min(200);
+    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// A random pause before try `attempt` (1-based) of an update: up to the duration of the last
@@ -211,13 +408,10 @@ fn found(reply: Reply) -> Result<bool, ClientError> {
     Ok(reply.into_result()?.status == Status::Ok)
 }
 
-fn wrong_node(reply: Reply, key: u64) -> Result<Reply, ClientError> {
-    if reply.status == Status::WrongNode {
-        return Err(ClientError::WrongNode {
-            node: reply.node,
-            key,
-            message: reply.message(),
-        });
+fn wrong_node(reply: Reply, key: u64) -> ClientError {
+    ClientError::WrongNode {
+        node: reply.node,
+        key,
+        message: reply.message(),
     }
-    Ok(reply)
 }

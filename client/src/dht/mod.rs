@@ -2,14 +2,25 @@
 //!
 //! A dht cluster is a set of nodes whose hash ranges tile the 64-bit hash space; nodes never
 //! know each other, so this is where the cluster exists. On connecting, the client asks every
-//! node its range (GetResponsibleRange) and checks that the ranges tile the space: gaps and
+//! node its range (GetRedistribution; GetResponsibleRange from nodes that do not know it) and
+//! checks that the ranges tile the space: gaps and
 //! overlaps are refused with [`ClientError::Topology`], which lists each one with the nodes
 //! concerned, unless [`ClientOptions::allow_incomplete_ranges`] says to carry on.
 //!
 //! - **Keyed requests** (`put`, `get`, `exists`, `remove`, `update`, `put_batch`) go to the node
 //!   whose range owns the key ([`RangeTable::owner`], which uses the node's own rule,
-//!   `HashRange::is_responsible_for`). A node that answers WrongNode has a different range than
-//!   the one learned at connect time: that is [`ClientError::WrongNode`], naming node and key.
+//!   `HashRange::is_responsible_for`).
+//! - **Range changes** (a redistribution, `swarmctl dht redistribute`) are learned without a
+//!   restart: a node that answers WrongNode has another range than the client thought, so the
+//!   client asks every node again (GetRedistribution) and retries, pausing while the cluster is
+//!   between ranges, for up to `request_timeout_ms`; after that the WrongNode is
+//!   [`ClientError::WrongNode`], naming node and key. [`DhtClient::refresh_ranges`] asks at
+//!   any time. While a node moves records away, a read that finds nothing at the owner also
+//!   asks the nodes the record may still be on (then the owner once more, in case it arrived
+//!   meanwhile), a Remove removes it there too, and `get_all` reads in two phases so that a
+//!   record on two nodes comes once (see [`GetAll`]), so readers and writers see no gap. The
+//!   client talks only to the nodes it was given: nodes added to the cluster need a new
+//!   `DhtClient` (add them with the empty range first; see docs/operations.md).
 //! - **Whole-channel requests** fan out to every node and merge: `get_all` (node after node,
 //!   resumable), `get_channels` (union), `get_size` and `get_channel_size` (sums),
 //!   `remove_channel` (every node), `listen` (every node's change stream, merged).
@@ -35,28 +46,34 @@ mod get_all;
 mod keyed;
 mod listen;
 mod ranges;
+pub mod redistribute;
+mod routes;
 
 pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};
 pub use ranges::{show_range, RangeProblem, RangeTable};
+pub use routes::MAX_AGE as ROUTES_MAX_AGE;
 
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
-use crate::reply::Pending;
 use crate::topology::Topology;
 use node_core::protocol::dht::{self as wire, value_hash};
 use node_core::protocol::{NodeKind, RequestCode, Status};
+use routes::Routes;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError, RwLock};
 
 /// A connected dht cluster. `Send + Sync`: share it between threads with `Arc`.
 #[derive(Debug)]
 pub struct DhtClient {
     client: Client,
-    ranges: RangeTable,
+    routes: RwLock<Routes>,
+    /// Held while refreshing, so that threads meeting the same change refresh once.
+    refreshing: Mutex<()>,
 }
 
 impl DhtClient {
@@ -65,11 +82,15 @@ impl DhtClient {
     pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<DhtClient, ClientError> {
         let allow_incomplete = options.allow_incomplete_ranges;
         let client = Client::connect(nodes, Some(NodeKind::Dht), options)?;
-        let ranges = learn_ranges(&client)?;
+        let (routes, _) = routes::fetch(&client, None)?;
         if !allow_incomplete {
-            ranges.check()?;
+            routes.table.check()?;
         }
-        Ok(DhtClient { client, ranges })
+        Ok(DhtClient {
+            client,
+            routes: RwLock::new(routes),
+            refreshing: Mutex::new(()),
+        })
     }
 
     /// Connects to the `[dht]` nodes of a topology, with its credentials unless `options`
@@ -87,19 +108,70 @@ impl DhtClient {
         &self.client
     }
 
-    /// The routing table learned at connect time.
-    pub fn range_table(&self) -> &RangeTable {
-        &self.ranges
+    /// The routing table as last learned (at connect, or at the last refresh).
+    pub fn range_table(&self) -> RangeTable {
+        self.read_routes(|routes| routes.table.clone())
     }
 
-    /// Each node's address and hash range, in node order.
+    /// Each node's address and hash range, in node order, as last learned.
     pub fn ranges(&self) -> Vec<(SocketAddr, HashRange)> {
-        self.ranges.entries().to_vec()
+        self.read_routes(|routes| routes.table.entries().to_vec())
+    }
+
+    /// Whether, as last learned, records may be on other nodes than their owner: some node is
+    /// redistributing, or two nodes claim the same positions.
+    pub fn is_moving(&self) -> bool {
+        self.read_routes(Routes::moving)
     }
 
     /// The index of the node that owns `key` (the index `client()` uses).
     pub fn node_for(&self, key: u64) -> Result<usize, ClientError> {
-        self.ranges.route(key)
+        self.read_routes(|routes| routes.table.route(key))
+    }
+
+    /// Asks every node its range and redistribution state now. A node that cannot be reached
+    /// keeps what was known of it, and its error is returned (after the others were applied).
+    pub fn refresh_ranges(&self) -> Result<(), ClientError> {
+        let _refreshing = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.read_routes(Clone::clone);
+        let (routes, error) = routes::fetch(&self.client, Some(&current))?;
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = routes;
+        match error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn read_routes<R>(&self, f: impl FnOnce(&Routes) -> R) -> R {
+        f(&self.routes.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Refreshes unless another thread did since `version` (what the caller routed with).
+    /// Unreachable nodes keep their known ranges; their errors surface on the requests to them.
+    pub(crate) fn refresh_after(&self, version: u64) -> Result<(), ClientError> {
+        let _refreshing = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.read_routes(Clone::clone);
+        if current.version != version {
+            return Ok(());
+        }
+        let (routes, _) = routes::fetch(&self.client, Some(&current))?;
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = routes;
+        Ok(())
+    }
+
+    /// The routes, refreshed first when older than [`ROUTES_MAX_AGE`].
+    pub(crate) fn fresh_routes(&self) -> Result<Routes, ClientError> {
+        let (version, fetched) = self.read_routes(|routes| (routes.version, routes.fetched));
+        if fetched.elapsed() > routes::MAX_AGE {
+            self.refresh_after(version)?;
+        }
+        Ok(self.read_routes(Clone::clone))
     }
 
     pub fn node_count(&self) -> usize {
@@ -170,23 +242,6 @@ impl DhtClient {
         }
         Ok(total)
     }
-}
-
-/// Asks every node its range, all at once.
-fn learn_ranges(client: &Client) -> Result<RangeTable, ClientError> {
-    let pending: Vec<Pending> = (0..client.node_count())
-        .map(|node| client.submit(node, wire::GET_RESPONSIBLE_RANGE, &[]))
-        .collect::<Result<_, _>>()?;
-    let mut nodes = Vec::with_capacity(pending.len());
-    for pending in pending {
-        let reply = pending.wait()?;
-        let node = reply.node;
-        let body = reply.ok_body()?;
-        let range =
-            wire::decode_range(&body).map_err(|e| body_error(node, "GetResponsibleRange", e))?;
-        nodes.push((node, range));
-    }
-    Ok(RangeTable::new(nodes))
 }
 
 pub(crate) fn body_error(

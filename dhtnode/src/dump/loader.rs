@@ -233,6 +233,9 @@ pub fn load_data_dir(
             }
             continue;
         }
+        if name == crate::state::STATE_FILE || name == crate::state::STATE_TMP_FILE {
+            continue; // The node's range, not a dump (see crate::state).
+        }
         if let Some(channel) = name.strip_suffix(TMP_SUFFIX) {
             tracing::warn!(
                 "ignoring {}: temporary file of an unfinished dump of channel {channel} \

@@ -84,6 +84,9 @@ pub struct DumpOutcome {
     pub seconds: f64,
     /// `Err` says what failed; the previous dump and backup are then untouched.
     pub result: Result<(), String>,
+    /// The ticket [`DumpThread::dump_shards`] returned for this dump (0 for other commands):
+    /// how a caller waiting for one particular dump recognises its outcome.
+    pub ticket: u64,
 }
 
 enum Command {
@@ -92,6 +95,7 @@ enum Command {
         channel: String,
         source: Arc<dyn ShardSource>,
         cancel: Arc<AtomicBool>,
+        ticket: u64,
     },
     Begin(String),
     Chunk(Vec<u8>, u32),
@@ -125,6 +129,8 @@ struct Shared {
     idle_allowed: AtomicBool,
     /// Shards read so far, over the thread's life: the node watches it to see a starved dump.
     progress: AtomicU64,
+    /// The next [`DumpThread::dump_shards_ticketed`] ticket.
+    next_ticket: AtomicU64,
     state: Mutex<QueueState>,
     changed: Condvar,
     on_progress: Mutex<Option<ProgressHook>>,
@@ -256,14 +262,27 @@ impl DumpThread {
         channel: &str,
         source: Arc<dyn ShardSource>,
     ) -> io::Result<CancelToken> {
+        self.dump_shards_ticketed(channel, source)
+            .map(|(cancel, _)| cancel)
+    }
+
+    /// [`DumpThread::dump_shards`], also returning the ticket its [`DumpOutcome`] will carry
+    /// (tickets start at 1 and grow with every call).
+    pub fn dump_shards_ticketed(
+        &self,
+        channel: &str,
+        source: Arc<dyn ShardSource>,
+    ) -> io::Result<(CancelToken, u64)> {
         let cancel = Arc::new(AtomicBool::new(false));
+        let ticket = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
         let command = Command::DumpShards {
             channel: channel.to_string(),
             source,
             cancel: cancel.clone(),
+            ticket,
         };
         self.commands.send(command).map_err(|_| gone())?;
-        Ok(cancel)
+        Ok((cancel, ticket))
     }
 
     /// Sets the function called (on the dump thread) each time a queued chunk is written.
@@ -290,6 +309,7 @@ impl DumpThread {
             thread_id: AtomicI32::new(0),
             idle_allowed: AtomicBool::new(false),
             progress: AtomicU64::new(0),
+            next_ticket: AtomicU64::new(1),
             on_progress: Mutex::new(None),
         });
         let worker = Worker {
@@ -461,6 +481,7 @@ impl DumpThread {
             bytes: 0,
             seconds: 0.0,
             result: Err(format!("the dump thread stopped unexpectedly: {reason}")),
+            ticket: 0,
         })
     }
 
@@ -507,6 +528,8 @@ struct Worker {
 
 struct Session {
     channel: String,
+    /// The dump_shards ticket (0 for begin/chunk/finish dumps).
+    ticket: u64,
     started: Instant,
     /// `None` once the dump failed (its outcome is out; the rest of its commands are ignored).
     writer: Option<DumpFileWriter<BufWriter<File>>>,
@@ -520,8 +543,9 @@ impl Worker {
                     channel,
                     source,
                     cancel,
-                } => self.dump_shards(channel, &*source, &cancel),
-                Command::Begin(channel) => self.begin(channel),
+                    ticket,
+                } => self.dump_shards(channel, &*source, &cancel, ticket),
+                Command::Begin(channel) => self.begin(channel, 0),
                 Command::Chunk(raw, count) => self.chunk(raw, count),
                 Command::Finish => self.finish(),
                 Command::Abort => self.abandon("dump aborted".into()),
@@ -555,6 +579,7 @@ impl Worker {
             bytes: 0,
             seconds: session.started.elapsed().as_secs_f64(),
             result: Err(error),
+            ticket: session.ticket,
         });
     }
 
@@ -576,7 +601,7 @@ impl Worker {
         self.session = None;
     }
 
-    fn begin(&mut self, channel: String) {
+    fn begin(&mut self, channel: String, ticket: u64) {
         if let Some(current) = &self.session {
             let reason = format!("dump abandoned: a dump of {channel} began before it finished");
             if current.writer.is_some() {
@@ -592,6 +617,7 @@ impl Worker {
         let failed = writer.as_ref().err().map(|err| err.to_string());
         self.session = Some(Session {
             channel,
+            ticket,
             started,
             writer: writer.ok(),
         });
@@ -609,8 +635,14 @@ impl Worker {
 
     /// Dumps a whole channel from its shards: the same file, checks and rotation as
     /// begin/chunks/finish, but the records never cross a queue.
-    fn dump_shards(&mut self, channel: String, source: &dyn ShardSource, cancel: &AtomicBool) {
-        self.begin(channel);
+    fn dump_shards(
+        &mut self,
+        channel: String,
+        source: &dyn ShardSource,
+        cancel: &AtomicBool,
+        ticket: u64,
+    ) {
+        self.begin(channel, ticket);
         let mut raw = Vec::with_capacity(SHARD_CHUNK_BYTES + 4096);
         let mut count = 0u32;
         for index in 0..source.shard_count() {
@@ -717,6 +749,7 @@ impl Worker {
             bytes,
             seconds: session.started.elapsed().as_secs_f64(),
             result,
+            ticket: session.ticket,
         });
     }
 
@@ -788,6 +821,7 @@ impl Worker {
             bytes,
             seconds: started.elapsed().as_secs_f64(),
             result,
+            ticket: 0,
         });
     }
 

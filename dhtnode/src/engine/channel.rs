@@ -10,7 +10,7 @@ use super::value::Value;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub const SHARD_BITS: u32 = 12;
@@ -70,6 +70,9 @@ pub struct Channel {
     /// Written by the event loop only; atomics because the channel is shared.
     records: AtomicU64,
     bytes: AtomicU64,
+    /// Set when the channel is removed from the engine (RemoveChannel, or replaced at load):
+    /// threads holding it (a redistribution) stop using it.
+    removed: AtomicBool,
 }
 
 impl Default for Channel {
@@ -86,7 +89,45 @@ impl Channel {
                 .collect(),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the engine dropped this channel (see the field).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// Inserts a value only if the key has none; returns the bytes added (0 when present).
+    pub fn put_if_absent(&self, key: u64, value: &[u8]) -> u64 {
+        match self.shard(shard_of(key)).entry(key) {
+            Entry::Occupied(_) => 0,
+            Entry::Vacant(entry) => {
+                entry.insert(Value::new(value));
+                let added = record_bytes(value.len());
+                self.records.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(added, Ordering::Relaxed);
+                added
+            }
+        }
+    }
+
+    /// Removes a record only if its value passes `matches`; returns its bytes if removed.
+    pub fn remove_if(&self, key: u64, matches: impl FnOnce(&[u8]) -> bool) -> Option<u64> {
+        let mut shard = self.shard(shard_of(key));
+        if !matches(shard.get(&key)?.as_bytes()) {
+            return None;
+        }
+        let old = shard.remove(&key)?;
+        drop(shard);
+        let removed = record_bytes(old.len());
+        self.records.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(removed, Ordering::Relaxed);
+        Some(removed)
     }
 
     pub fn records(&self) -> u64 {

@@ -5,9 +5,13 @@
 //! Rules kept here, so every request applies them the same way:
 //! - Channels are created by writes (and by Listen, which must be able to wait for the first
 //!   write); reads of a missing channel find nothing and create nothing.
-//! - Writes (Put, PutBatch, Remove, Update) of a key outside the node's range fail with
-//!   WrongNode; reads do not check the range, so records still on a node during a range change
-//!   stay readable.
+//! - Writes (Put, PutBatch, Update, RedistBatch) of a key outside the node's range fail with
+//!   WrongNode. A record the node still holds outside its range (one a redistribution has not
+//!   moved yet) stays readable and removable; reads and removes of an absent key outside the
+//!   range fail with WrongNode, so a client with an old idea of the ranges learns of it.
+//! - A redistribution takes records away with [`Engine::remove_moved`], which listeners do not
+//!   see (the record moved, it was not removed), and brings them in with
+//!   [`Engine::put_absent_batch`], which listeners do see.
 //! - Values are 1 to `max_value_bytes` bytes; the node-wide `size_limit_bytes` (Σ key 8 + value
 //!   length, 0 = none) refuses writes that would exceed it.
 //! - Every change, whichever request made it, reaches the channel's listeners in order.
@@ -59,6 +63,12 @@ pub enum EngineError {
     UpdateConflict,
     #[error("the node's limit of {limit} channels is reached")]
     TooManyChannels { limit: usize },
+    #[error(
+        "redistribution memory guard: this node holds {bytes} bytes and may grow to at most \
+         {cap} (dht.redistribution_memory_multiplier × its size when its own redistribution \
+         started) until that redistribution has moved records away; retry later"
+    )]
+    RedistributionGuard { cap: u64, bytes: u64 },
 }
 
 impl EngineError {
@@ -71,6 +81,7 @@ impl EngineError {
             EngineError::OutOfMemory { .. } => Status::OutOfMemory,
             EngineError::UpdateConflict => Status::UpdateConflict,
             EngineError::TooManyChannels { .. } => Status::OutOfMemory,
+            EngineError::RedistributionGuard { .. } => Status::OutOfMemory,
         }
     }
 }
@@ -89,6 +100,18 @@ pub struct Engine {
     limits: EngineLimits,
     total: SizeInfo,
     listeners: Listeners,
+    /// While this node's own redistribution runs: the most bytes records moved in
+    /// (RedistBatch) may grow it to.
+    redistribution_cap: Option<u64>,
+}
+
+/// What a [`Engine::put_absent_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AbsentBatchOutcome {
+    /// Records stored (their keys had no value).
+    pub stored: u64,
+    /// Records skipped because their key already had a value.
+    pub present: u64,
 }
 
 impl Engine {
@@ -99,11 +122,39 @@ impl Engine {
             limits,
             total: SizeInfo::default(),
             listeners: Listeners::new(listener_limits),
+            redistribution_cap: None,
         }
     }
 
     pub fn range(&self) -> HashRange {
         self.range
+    }
+
+    /// Changes the node's range (a Redistribute): from now on writes outside it are refused.
+    pub fn set_range(&mut self, range: HashRange) {
+        self.range = range.normalized();
+    }
+
+    /// Sets or clears the redistribution memory guard (see [`EngineError::RedistributionGuard`]).
+    pub fn set_redistribution_cap(&mut self, cap: Option<u64>) {
+        self.redistribution_cap = cap;
+    }
+
+    pub fn redistribution_cap(&self) -> Option<u64> {
+        self.redistribution_cap
+    }
+
+    pub fn is_responsible_for(&self, key: u64) -> bool {
+        self.range.is_responsible_for(key)
+    }
+
+    /// The WrongNode error for `key`.
+    pub fn wrong_node(&self, key: u64) -> EngineError {
+        EngineError::WrongNode {
+            key,
+            position: node_core::protocol::dht::hash_position(key),
+            range: self.range,
+        }
     }
 
     pub fn limits(&self) -> EngineLimits {
@@ -122,12 +173,7 @@ impl Engine {
         if self.range.is_responsible_for(key) {
             return Ok(());
         }
-        let position = node_core::protocol::dht::hash_position(key);
-        Err(EngineError::WrongNode {
-            key,
-            position,
-            range: self.range,
-        })
+        Err(self.wrong_node(key))
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
@@ -254,14 +300,17 @@ impl Engine {
         self.with_value(channel, key, |value| value.map(<[u8]>::to_vec))
     }
 
-    /// Removes a record; returns whether it existed.
+    /// Removes a record; returns whether it existed. A record the node holds is removed even
+    /// outside its range (a redistribution has not moved it yet); an absent key outside the
+    /// range is WrongNode, since the record may be on the node that owns it now.
     pub fn remove(&mut self, channel: &str, key: u64) -> Result<bool, EngineError> {
         Engine::check_name(channel)?;
-        self.check_key(key)?;
-        let Some(entry) = self.channels.get_mut(channel) else {
-            return Ok(false);
-        };
-        let Some(removed_bytes) = entry.data.remove(key) else {
+        let removed = self
+            .channels
+            .get_mut(channel)
+            .and_then(|entry| entry.data.remove(key));
+        let Some(removed_bytes) = removed else {
+            self.check_key(key)?;
             return Ok(false);
         };
         self.total.records -= 1;
@@ -318,6 +367,98 @@ impl Engine {
         Ok(stored)
     }
 
+    /// Stores the records of a batch whose keys have no value yet, skipping the others: how a
+    /// redistribution hands records over, so that a newer value written here since is never
+    /// replaced by the older copy. All or nothing: every record is checked first (range,
+    /// value, size limit, redistribution guard). Listeners see every record stored.
+    pub fn put_absent_batch<'a>(
+        &mut self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    ) -> Result<AbsentBatchOutcome, EngineError> {
+        Engine::check_name(channel)?;
+        self.check_channel_room(channel)?;
+        for (key, value) in records.clone() {
+            self.check_key(key)?;
+            self.check_value(value)?;
+        }
+        if self.limits.size_limit_bytes > 0 || self.redistribution_cap.is_some() {
+            // Only absent keys grow the node; a key repeated in the batch counts once (the
+            // first copy is the one stored).
+            let mut seen = std::collections::HashSet::new();
+            let growth: u64 = records
+                .clone()
+                .filter(|(key, _)| seen.insert(*key) && self.old_record_bytes(channel, *key) == 0)
+                .map(|(_, value)| record_bytes(value.len()))
+                .sum();
+            self.check_growth(i64::try_from(growth).unwrap_or(i64::MAX))?;
+            if let Some(cap) = self.redistribution_cap {
+                if growth > 0 && self.total.bytes.saturating_add(growth) > cap {
+                    return Err(EngineError::RedistributionGuard {
+                        cap,
+                        bytes: self.total.bytes,
+                    });
+                }
+            }
+        }
+        let mut outcome = AbsentBatchOutcome::default();
+        for (key, value) in records {
+            let entry = self.entry_mut(channel);
+            entry.listen_only = false;
+            let added = entry.data.put_if_absent(key, value);
+            if added == 0 {
+                outcome.present += 1;
+                continue;
+            }
+            let listening = !entry.listeners.is_empty();
+            outcome.stored += 1;
+            self.total.records += 1;
+            self.total.bytes += added;
+            if listening {
+                self.notify(
+                    channel,
+                    ListenEvent::Changed {
+                        key,
+                        value: Box::from(value),
+                    },
+                );
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Removes a record that a redistribution handed to another node, if it is still the one
+    /// handed over: the channel is still `data` (not removed and created again since) and the
+    /// value still has `hash` ([`value_hash`]). Returns whether it was removed. Listeners are
+    /// not told: the record moved, it was not removed.
+    pub fn remove_moved(
+        &mut self,
+        channel: &str,
+        data: &Arc<Channel>,
+        key: u64,
+        hash: u64,
+    ) -> bool {
+        let Some(entry) = self.channels.get(channel) else {
+            return false;
+        };
+        if !Arc::ptr_eq(&entry.data, data) {
+            return false;
+        }
+        let Some(removed) = entry.data.remove_if(key, |value| value_hash(value) == hash) else {
+            return false;
+        };
+        self.total.records -= 1;
+        self.total.bytes -= removed;
+        true
+    }
+
+    /// Every channel with its shared records (what a redistribution walks).
+    pub fn channels(&self) -> impl Iterator<Item = (&str, &Arc<Channel>)> {
+        self.channels
+            .iter()
+            .map(|(name, entry)| (name.as_str(), &entry.data))
+    }
+
     /// The change in stored bytes a batch makes: each key counted once, with the last value
     /// the batch gives it (a key repeated in a batch overwrites itself).
     fn batch_growth<'a>(
@@ -362,6 +503,7 @@ impl Engine {
         let Some(entry) = self.channels.remove(name) else {
             return Ok(false);
         };
+        entry.data.mark_removed();
         self.total.records -= entry.data.records();
         self.total.bytes -= entry.data.bytes();
         self.listeners
@@ -383,6 +525,7 @@ impl Engine {
             },
         );
         if let Some(old) = old {
+            old.data.mark_removed();
             self.total.records -= old.data.records();
             self.total.bytes -= old.data.bytes();
         }
@@ -645,5 +788,143 @@ mod tests {
             }
         );
         assert_eq!(engine.get("ch", 1).unwrap(), Some(b"bbbbbbbb".to_vec()));
+    }
+
+    #[test]
+    fn moved_records_never_replace_a_newer_value_and_listeners_see_what_is_stored() {
+        let halves = node_core::protocol::dht::split_evenly(2);
+        let mut engine = engine(halves[0], 0);
+        let id = engine.subscribe("ch").unwrap();
+        // Key 2 sits in the lower half; a newer value was written here before the move.
+        engine.put("ch", 2, b"newer").unwrap();
+        assert_eq!(
+            engine.next_listen_event(id),
+            Some(ListenEvent::Changed {
+                key: 2,
+                value: Box::from(&b"newer"[..])
+            })
+        );
+        let batch: Vec<(u64, &[u8])> = vec![(2, b"older"), (4, b"moved"), (4, b"again")];
+        assert_eq!(
+            engine.put_absent_batch("ch", batch.iter().copied()),
+            Ok(AbsentBatchOutcome {
+                stored: 1,
+                present: 2
+            })
+        );
+        assert_eq!(engine.get("ch", 2).unwrap(), Some(b"newer".to_vec()));
+        assert_eq!(engine.get("ch", 4).unwrap(), Some(b"moved".to_vec()));
+        assert_eq!(
+            engine.next_listen_event(id),
+            Some(ListenEvent::Changed {
+                key: 4,
+                value: Box::from(&b"moved"[..])
+            }),
+            "a moved record reaches the listeners of its new node"
+        );
+        assert_eq!(engine.next_listen_event(id), None);
+        // All or nothing: one key outside the range refuses the batch.
+        let outside: Vec<(u64, &[u8])> = vec![(6, b"x"), (1, b"y")];
+        assert!(matches!(
+            engine.put_absent_batch("ch", outside.iter().copied()),
+            Err(EngineError::WrongNode { key: 1, .. })
+        ));
+        assert_eq!(engine.get("ch", 6).unwrap(), None);
+        assert_eq!(engine.size().records, 2);
+    }
+
+    #[test]
+    fn the_redistribution_guard_refuses_growth_past_its_cap() {
+        let mut engine = engine(HashRange::FULL, 0);
+        engine.put("ch", 1, &[0; 8]).unwrap(); // 16 bytes
+        engine.set_redistribution_cap(Some(30));
+        let fits: Vec<(u64, &[u8])> = vec![(2, &[0; 6])]; // 14 bytes: 30 in all
+        assert!(engine.put_absent_batch("ch", fits.iter().copied()).is_ok());
+        let too_much: Vec<(u64, &[u8])> = vec![(3, &[0; 1])];
+        let error = engine
+            .put_absent_batch("ch", too_much.iter().copied())
+            .unwrap_err();
+        assert_eq!(
+            error,
+            EngineError::RedistributionGuard { cap: 30, bytes: 30 }
+        );
+        assert_eq!(error.status(), Status::OutOfMemory);
+        // Present keys cost nothing and pass.
+        assert!(engine.put_absent_batch("ch", fits.iter().copied()).is_ok());
+        engine.set_redistribution_cap(None);
+        assert!(engine
+            .put_absent_batch("ch", too_much.iter().copied())
+            .is_ok());
+    }
+
+    #[test]
+    fn a_moved_record_is_deleted_only_if_it_is_still_the_one_sent() {
+        let mut engine = engine(HashRange::FULL, 0);
+        let id = engine.subscribe("ch").unwrap();
+        engine.put("ch", 1, b"sent").unwrap();
+        engine.put("ch", 2, b"sent").unwrap();
+        engine.put("ch", 3, b"sent").unwrap();
+        while engine.next_listen_event(id).is_some() {}
+        let data = Arc::clone(engine.channel("ch").unwrap());
+        let hash = value_hash(b"sent");
+        engine.put("ch", 2, b"changed since").unwrap();
+        engine.remove("ch", 3).unwrap();
+        while engine.next_listen_event(id).is_some() {}
+        assert!(engine.remove_moved("ch", &data, 1, hash));
+        assert!(
+            !engine.remove_moved("ch", &data, 2, hash),
+            "changed since it was sent"
+        );
+        assert!(
+            !engine.remove_moved("ch", &data, 3, hash),
+            "removed since it was sent"
+        );
+        assert_eq!(
+            engine.next_listen_event(id),
+            None,
+            "a move is not a removal"
+        );
+        assert_eq!(
+            engine.size(),
+            SizeInfo {
+                records: 1,
+                bytes: 8 + 13
+            }
+        );
+        // A channel removed and created again is another channel.
+        engine.remove_channel("ch").unwrap();
+        assert!(data.is_removed());
+        engine.put("ch", 2, b"sent").unwrap();
+        assert!(!engine.remove_moved("ch", &data, 2, hash));
+        assert!(engine.get("ch", 2).unwrap().is_some());
+    }
+
+    #[test]
+    fn records_held_outside_the_range_stay_readable_and_removable() {
+        let halves = node_core::protocol::dht::split_evenly(2);
+        let mut engine = engine(HashRange::FULL, 0);
+        engine.put("ch", 1, b"v").unwrap(); // key 1: upper half
+        engine.set_range(halves[0]);
+        assert!(matches!(
+            engine.put("ch", 1, b"w"),
+            Err(EngineError::WrongNode { .. })
+        ));
+        assert_eq!(engine.get("ch", 1).unwrap(), Some(b"v".to_vec()));
+        assert_eq!(engine.remove("ch", 1), Ok(true), "held here: removed");
+        assert!(
+            matches!(engine.remove("ch", 1), Err(EngineError::WrongNode { .. })),
+            "absent and not ours"
+        );
+        assert_eq!(
+            engine.remove("ch", 2),
+            Ok(false),
+            "absent and ours: NotFound"
+        );
+        engine.set_range(HashRange::new(5, 1));
+        assert_eq!(
+            engine.range(),
+            HashRange::EMPTY,
+            "empty ranges are normalised"
+        );
     }
 }

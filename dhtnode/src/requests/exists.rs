@@ -1,4 +1,5 @@
-//! Exists: Ok if the key has a record, NotFound if not. Like Get, no range check.
+//! Exists: Ok if the key has a record, NotFound if not. Like Get: a record held outside the
+//! range is found; an absent key outside the range is WrongNode.
 
 use super::{bad_request, engine_error};
 use crate::service::DhtNode;
@@ -20,7 +21,10 @@ pub(super) fn handle(
         .with_value(exists.channel, exists.key, |value| value.is_some())
     {
         Ok(true) => reply.ok(&[]),
-        Ok(false) => reply.send(Status::NotFound, &[]),
+        Ok(false) if node.engine.is_responsible_for(exists.key) => {
+            reply.send(Status::NotFound, &[])
+        }
+        Ok(false) => return engine_error(reply, node.engine.wrong_node(exists.key)),
         Err(error) => return engine_error(reply, error),
     }
     Handled::Replied

@@ -6,13 +6,18 @@
 //! that lost its connection asks again with `resume_after` = the last key it received and gets
 //! every remaining record exactly once. Records written during the walk may or may not be seen;
 //! records untouched during the walk are seen exactly once.
+//!
+//! Scope: all records, only those whose key is inside the node's range, or only those outside
+//! it (records a redistribution has not moved yet); the range is the one at the moment each
+//! record is looked at. Clients use the two halves to read a cluster during a redistribution
+//! without getting a record twice (docs/protocol.md §6.3).
 
 use super::bad_request;
 use crate::engine::channel::shard_of;
 use crate::engine::SHARD_COUNT;
 use crate::service::DhtNode;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
-use node_core::protocol::dht::{valid_channel_name, GetAllRequest, ITEM_RECORD_BATCH};
+use node_core::protocol::dht::{valid_channel_name, GetAllRequest, GetAllScope, ITEM_RECORD_BATCH};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
 
@@ -44,6 +49,7 @@ pub(super) fn handle(
     Handled::Stream(Box::new(GetAll {
         channel: get_all.channel.to_string(),
         keys_only: get_all.keys_only,
+        scope: get_all.scope,
         filter: (!get_all.filter.is_empty())
             .then(|| memchr::memmem::Finder::new(get_all.filter).into_owned()),
         shard,
@@ -58,6 +64,7 @@ pub(super) fn handle(
 struct GetAll {
     channel: String,
     keys_only: bool,
+    scope: GetAllScope,
     filter: Option<memchr::memmem::Finder<'static>>,
     /// The shard being walked.
     shard: usize,
@@ -122,6 +129,15 @@ impl StreamTask<DhtNode> for GetAll {
                 return StreamStep::Done;
             }
             let key = self.shard_keys[self.position];
+            let wanted = match self.scope {
+                GetAllScope::All => true,
+                GetAllScope::InsideRange => node.engine.is_responsible_for(key),
+                GetAllScope::OutsideRange => !node.engine.is_responsible_for(key),
+            };
+            if !wanted {
+                self.position += 1;
+                continue;
+            }
             let Some(channel) = node.engine.channel(&self.channel) else {
                 // Removed during the walk: end it, after what was collected.
                 self.shard = SHARD_COUNT;

@@ -6,11 +6,15 @@ mod get;
 mod get_all;
 mod get_channel_size;
 mod get_channels;
+mod get_redistribution;
 mod get_responsible_range;
 mod get_size;
 mod listen;
 mod put;
 mod put_batch;
+mod redist_batch;
+mod redist_commit;
+mod redistribute;
 mod remove;
 mod remove_channel;
 mod update;
@@ -40,6 +44,10 @@ pub(crate) fn dispatch(
         dht::PUT_BATCH => put_batch::handle(node, request, reply),
         dht::LISTEN => listen::handle(node, request, reply),
         dht::UPDATE => update::handle(node, request, reply),
+        dht::REDISTRIBUTE => redistribute::handle(node, request, reply),
+        dht::REDIST_BATCH => redist_batch::handle(node, request, reply),
+        dht::REDIST_COMMIT => redist_commit::handle(node, request, reply),
+        dht::GET_REDISTRIBUTION => get_redistribution::handle(node, request, reply),
         // request_name() lists exactly the codes above, so the core never passes another.
         code => {
             reply.error(
@@ -61,6 +69,17 @@ fn bad_request(reply: &mut Reply<'_>, error: WireError) -> Handled<DhtNode> {
 fn engine_error(reply: &mut Reply<'_>, error: EngineError) -> Handled<DhtNode> {
     reply.error(error.status(), error);
     Handled::Replied
+}
+
+/// An error message for a stream's final Reply, cut at 1 KiB on a character boundary.
+fn cut_message(message: &str) -> &[u8] {
+    let mut end = message
+        .len()
+        .min(node_core::protocol::status::MAX_ERROR_MESSAGE_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message.as_bytes()[..end]
 }
 
 /// Replies Ok with an empty body, or the error.

@@ -1,5 +1,6 @@
-//! Remove: delete a key's record. Ok when it existed, NotFound when it did not; WrongNode for a
-//! key outside the node's range. Listeners see the removal.
+//! Remove: delete a key's record. Ok when it existed (also outside the node's range: a record
+//! a redistribution has not moved yet), NotFound when it did not; WrongNode for an absent key
+//! outside the node's range. Listeners see the removal.
 
 use super::{bad_request, engine_error};
 use crate::service::DhtNode;

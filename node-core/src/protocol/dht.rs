@@ -5,7 +5,7 @@
 pub use super::channels::{
     decode_channel, decode_channel_names, encode_channel, encode_channel_names,
 };
-use super::wire::{put_bool, put_bytes, put_str8, put_u64, put_u8, Reader, WireError};
+use super::wire::{put_bool, put_bytes, put_str8, put_u16, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
 pub const PUT: RequestCode = RequestCode(16);
@@ -21,6 +21,10 @@ pub const GET_RESPONSIBLE_RANGE: RequestCode = RequestCode(25);
 pub const PUT_BATCH: RequestCode = RequestCode(26);
 pub const LISTEN: RequestCode = RequestCode(27);
 pub const UPDATE: RequestCode = RequestCode(28);
+pub const REDISTRIBUTE: RequestCode = RequestCode(29);
+pub const REDIST_BATCH: RequestCode = RequestCode(30);
+pub const REDIST_COMMIT: RequestCode = RequestCode(31);
+pub const GET_REDISTRIBUTION: RequestCode = RequestCode(32);
 
 /// The name of a dht request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
@@ -38,6 +42,10 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
         PUT_BATCH => "PutBatch",
         LISTEN => "Listen",
         UPDATE => "Update",
+        REDISTRIBUTE => "Redistribute",
+        REDIST_BATCH => "RedistBatch",
+        REDIST_COMMIT => "RedistCommit",
+        GET_REDISTRIBUTION => "GetRedistribution",
         _ => return None,
     })
 }
@@ -48,6 +56,8 @@ pub const ITEM_RECORD_BATCH: u8 = 1;
 pub const ITEM_CHANGED: u8 = 1;
 pub const ITEM_REMOVED: u8 = 2;
 pub const ITEM_OVERFLOW: u8 = 3;
+/// Item code of a Redistribute stream.
+pub const ITEM_PROGRESS: u8 = 1;
 
 /// The longest channel name. Names become file names, so they are short and plain.
 pub const MAX_CHANNEL_NAME_LEN: usize = 100;
@@ -106,6 +116,15 @@ impl HashRange {
 
     pub fn overlaps(&self, other: &HashRange) -> bool {
         !self.is_empty() && !other.is_empty() && self.min <= other.max && other.min <= self.max
+    }
+
+    /// The canonical form: every empty range becomes [`HashRange::EMPTY`].
+    pub fn normalized(self) -> HashRange {
+        if self.is_empty() {
+            HashRange::EMPTY
+        } else {
+            self
+        }
     }
 
     /// Parses `MIN:MAX`, each as hex with an optional `0x` (the `--range` flag's form).
@@ -206,6 +225,64 @@ pub fn tiling_problems(ranges: &[HashRange]) -> Vec<TilingProblem> {
     problems
 }
 
+/// The first stretch `[from, to]` of `range` that none of `covering` owns, if any: what a
+/// redistribution would leave without an owner.
+pub fn first_uncovered(range: HashRange, covering: &[HashRange]) -> Option<(u64, u64)> {
+    if range.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<HashRange> = covering.iter().copied().filter(|r| !r.is_empty()).collect();
+    sorted.sort_by_key(|r| r.min);
+    // The lowest position of `range` not yet known to be covered.
+    let mut next = range.min;
+    for r in sorted {
+        if r.max < next {
+            continue;
+        }
+        if r.min > next {
+            break;
+        }
+        if r.max >= range.max {
+            return None;
+        }
+        next = r.max + 1;
+    }
+    let gap_end = covering
+        .iter()
+        .filter(|r| !r.is_empty() && r.min > next)
+        .map(|r| r.min - 1)
+        .min()
+        .unwrap_or(u64::MAX)
+        .min(range.max);
+    Some((next, gap_end))
+}
+
+/// Splits `range` into `count` contiguous ranges of (almost) equal width, in order (an empty
+/// `range` gives `count` empty ranges; so does a range narrower than `count` for the parts that
+/// get no position).
+pub fn split_range(range: HashRange, count: usize) -> Vec<HashRange> {
+    assert!(count > 0, "cannot split a range among no nodes");
+    if range.is_empty() {
+        return vec![HashRange::EMPTY; count];
+    }
+    let width = u128::from(range.max - range.min) + 1;
+    let count = count as u128;
+    (0..count)
+        .map(|index| {
+            let start = width * index / count;
+            let end = width * (index + 1) / count;
+            if end == start {
+                HashRange::EMPTY
+            } else {
+                HashRange {
+                    min: range.min + start as u64,
+                    max: range.min + (end - 1) as u64,
+                }
+            }
+        })
+        .collect()
+}
+
 /// Splits the whole hash space into `count` contiguous ranges of (almost) equal width.
 pub fn split_evenly(count: usize) -> Vec<HashRange> {
     assert!(count > 0, "cannot split the hash space among no nodes");
@@ -286,21 +363,40 @@ impl<'a> PutRequest<'a> {
     }
 }
 
-/// GetAll: `channel`, `u8 flags` (bit 0 keys only), `bool resume`, `u64 resume_after` (the last
-/// key the client received before a reconnect), `bytes filter` (empty: no filter; else only
-/// records whose value contains it).
+/// Which records of a node a GetAll asks for (flag bits 1 and 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GetAllScope {
+    /// Every record the node holds (bits 00).
+    #[default]
+    All,
+    /// Only records whose key is inside the node's range (bit 1).
+    InsideRange,
+    /// Only records whose key is outside the node's range: records a redistribution has not
+    /// moved away yet (bit 2).
+    OutsideRange,
+}
+
+/// GetAll: `channel`, `u8 flags` (bit 0 keys only; bits 1-2 the [`GetAllScope`]), `bool
+/// resume`, `u64 resume_after` (the last key the client received before a reconnect), `bytes
+/// filter` (empty: no filter; else only records whose value contains it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetAllRequest<'a> {
     pub channel: &'a str,
     pub keys_only: bool,
     pub resume_after: Option<u64>,
     pub filter: &'a [u8],
+    pub scope: GetAllScope,
 }
 
 impl<'a> GetAllRequest<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         put_str8(out, self.channel);
-        put_u8(out, u8::from(self.keys_only));
+        let scope_bits = match self.scope {
+            GetAllScope::All => 0,
+            GetAllScope::InsideRange => 2,
+            GetAllScope::OutsideRange => 4,
+        };
+        put_u8(out, u8::from(self.keys_only) | scope_bits);
         put_bool(out, self.resume_after.is_some());
         put_u64(out, self.resume_after.unwrap_or(0));
         put_bytes(out, self.filter);
@@ -310,12 +406,23 @@ impl<'a> GetAllRequest<'a> {
         let mut reader = Reader::new(body);
         let channel = reader.str8("channel")?;
         let flags = reader.u8("flags")?;
-        if flags & !1 != 0 {
+        if flags & !7 != 0 {
             return Err(WireError::Invalid {
                 field: "flags",
                 reason: "unknown flag bits set",
             });
         }
+        let scope = match flags & 6 {
+            0 => GetAllScope::All,
+            2 => GetAllScope::InsideRange,
+            4 => GetAllScope::OutsideRange,
+            _ => {
+                return Err(WireError::Invalid {
+                    field: "flags",
+                    reason: "bits 1 (inside the range) and 2 (outside it) exclude each other",
+                })
+            }
+        };
         let resume = reader.bool("resume")?;
         let resume_after = reader.u64("resume_after")?;
         let filter = reader.bytes("filter", MAX_FILTER_LEN)?;
@@ -325,6 +432,7 @@ impl<'a> GetAllRequest<'a> {
             keys_only: flags & 1 == 1,
             resume_after: resume.then_some(resume_after),
             filter,
+            scope,
         })
     }
 }
@@ -423,6 +531,261 @@ impl<'a> UpdateRequest<'a> {
             key,
             expected,
             action,
+        })
+    }
+}
+
+// ----- redistribution ---------------------------------------------------------------------------
+
+/// The most targets one Redistribute may name.
+pub const MAX_REDISTRIBUTE_TARGETS: usize = 1024;
+/// The longest error message a progress report carries.
+pub const MAX_PROGRESS_ERROR_LEN: usize = 1024;
+
+/// One node a redistributing node hands records to: its address and its (new) range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedistributeTarget {
+    pub address: std::net::SocketAddr,
+    pub range: HashRange,
+}
+
+/// Redistribute: `u64 min`, `u64 max` (the node's new range), `u16 n`, then `n` targets, each
+/// `str8 address` (`ip:port`, as Rust's `SocketAddr` writes it), `u64 min`, `u64 max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedistributeRequest {
+    pub range: HashRange,
+    pub targets: Vec<RedistributeTarget>,
+}
+
+impl RedistributeRequest {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode_range(out, self.range);
+        put_u16(out, self.targets.len().min(usize::from(u16::MAX)) as u16);
+        for target in &self.targets {
+            put_str8(out, &target.address.to_string());
+            encode_range(out, target.range);
+        }
+    }
+
+    pub fn decode(body: &[u8]) -> Result<RedistributeRequest, WireError> {
+        let mut reader = Reader::new(body);
+        let range = HashRange {
+            min: reader.u64("min")?,
+            max: reader.u64("max")?,
+        };
+        let count = usize::from(reader.u16("target count")?);
+        if count > MAX_REDISTRIBUTE_TARGETS {
+            return Err(WireError::TooLong {
+                field: "target count",
+                len: count,
+                max: MAX_REDISTRIBUTE_TARGETS,
+            });
+        }
+        let mut targets = Vec::with_capacity(count);
+        for _ in 0..count {
+            let address =
+                reader
+                    .str8("target address")?
+                    .parse()
+                    .map_err(|_| WireError::Invalid {
+                        field: "target address",
+                        reason: "not an ip:port socket address",
+                    })?;
+            let range = HashRange {
+                min: reader.u64("target min")?,
+                max: reader.u64("target max")?,
+            };
+            targets.push(RedistributeTarget { address, range });
+        }
+        reader.finish()?;
+        Ok(RedistributeRequest { range, targets })
+    }
+
+    /// The rules a Redistribute must follow, checked against the node's current range: no
+    /// target twice, no empty target range, no two of the new ranges (the node's and the
+    /// targets') overlapping, and every position of the current range owned afterwards by the
+    /// node or a target (so no record is left without an owner).
+    pub fn check(&self, current: HashRange) -> Result<(), String> {
+        let mut all = vec![self.range];
+        for (index, target) in self.targets.iter().enumerate() {
+            if target.range.is_empty() {
+                return Err(format!("target {} has an empty range", target.address));
+            }
+            if self.targets[..index]
+                .iter()
+                .any(|other| other.address == target.address)
+            {
+                return Err(format!("target {} is listed twice", target.address));
+            }
+            if let Some(overlapped) = all.iter().position(|range| range.overlaps(&target.range)) {
+                let other = match overlapped {
+                    0 => "this node's new range".to_string(),
+                    n => format!("target {}", self.targets[n - 1].address),
+                };
+                return Err(format!(
+                    "target {} range {} overlaps {other}",
+                    target.address, target.range
+                ));
+            }
+            all.push(target.range);
+        }
+        if let Some((from, to)) = first_uncovered(current, &all) {
+            return Err(format!(
+                "hash positions 0x{from:016x}..0x{to:016x} of this node's current range {current} \
+                 would belong to no node: neither its new range nor any target's covers them"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How far a redistribution got: a Redistribute stream's Progress item (code 1), and part of
+/// the GetRedistribution reply. `u64 moved` (records handed over and deleted here), `u64 total`
+/// (records outside the new range when it started: moved + still to move, about), `u64
+/// failures` (failed attempts so far, each retried), `bytes last_error` (the last failure, for
+/// people; empty when there was none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RedistributionProgress {
+    pub moved: u64,
+    pub total: u64,
+    pub failures: u64,
+    pub last_error: String,
+}
+
+impl RedistributionProgress {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.moved);
+        put_u64(out, self.total);
+        put_u64(out, self.failures);
+        let mut end = self.last_error.len().min(MAX_PROGRESS_ERROR_LEN);
+        while !self.last_error.is_char_boundary(end) {
+            end -= 1;
+        }
+        put_bytes(out, &self.last_error.as_bytes()[..end]);
+    }
+
+    fn read(reader: &mut Reader<'_>) -> Result<RedistributionProgress, WireError> {
+        let moved = reader.u64("moved")?;
+        let total = reader.u64("total")?;
+        let failures = reader.u64("failures")?;
+        let last_error = std::str::from_utf8(reader.bytes("last_error", MAX_PROGRESS_ERROR_LEN)?)
+            .map_err(|_| WireError::BadUtf8 {
+                field: "last_error",
+            })?
+            .to_string();
+        Ok(RedistributionProgress {
+            moved,
+            total,
+            failures,
+            last_error,
+        })
+    }
+
+    pub fn decode(body: &[u8]) -> Result<RedistributionProgress, WireError> {
+        let mut reader = Reader::new(body);
+        let progress = RedistributionProgress::read(&mut reader)?;
+        reader.finish()?;
+        Ok(progress)
+    }
+}
+
+/// The final Ok of a Redistribute: `u64 moved`, `u64 stranded` (records outside the new range
+/// that no target's range covers either — left in place; only records a node held outside its
+/// old range can be in this situation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RedistributeDone {
+    pub moved: u64,
+    pub stranded: u64,
+}
+
+impl RedistributeDone {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.moved);
+        put_u64(out, self.stranded);
+    }
+
+    pub fn decode(body: &[u8]) -> Result<RedistributeDone, WireError> {
+        let mut reader = Reader::new(body);
+        let done = RedistributeDone {
+            moved: reader.u64("moved")?,
+            stranded: reader.u64("stranded")?,
+        };
+        reader.finish()?;
+        Ok(done)
+    }
+}
+
+/// RedistBatch's Ok: `u64 stored` (records that were absent and are now stored), `u64 present`
+/// (records skipped because the key already had a value here), `u64 instance` (the receiving
+/// node process's random instance id, see RedistCommit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RedistBatchReply {
+    pub stored: u64,
+    pub present: u64,
+    pub instance: u64,
+}
+
+impl RedistBatchReply {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.stored);
+        put_u64(out, self.present);
+        put_u64(out, self.instance);
+    }
+
+    pub fn decode(body: &[u8]) -> Result<RedistBatchReply, WireError> {
+        let mut reader = Reader::new(body);
+        let reply = RedistBatchReply {
+            stored: reader.u64("stored")?,
+            present: reader.u64("present")?,
+            instance: reader.u64("instance")?,
+        };
+        reader.finish()?;
+        Ok(reply)
+    }
+}
+
+/// RedistCommit's Ok: `u64 instance`.
+pub fn decode_instance(body: &[u8]) -> Result<u64, WireError> {
+    let mut reader = Reader::new(body);
+    let instance = reader.u64("instance")?;
+    reader.finish()?;
+    Ok(instance)
+}
+
+/// GetRedistribution's Ok: `u64 min`, `u64 max` (the node's range now), `u8 running` (1 while
+/// a redistribution runs on the node), `u64 instance`, then the progress of the running (or
+/// last) redistribution as in [`RedistributionProgress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedistributionState {
+    pub range: HashRange,
+    pub running: bool,
+    pub instance: u64,
+    pub progress: RedistributionProgress,
+}
+
+impl RedistributionState {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode_range(out, self.range);
+        put_bool(out, self.running);
+        put_u64(out, self.instance);
+        self.progress.encode(out);
+    }
+
+    pub fn decode(body: &[u8]) -> Result<RedistributionState, WireError> {
+        let mut reader = Reader::new(body);
+        let range = HashRange {
+            min: reader.u64("min")?,
+            max: reader.u64("max")?,
+        };
+        let running = reader.bool("running")?;
+        let instance = reader.u64("instance")?;
+        let progress = RedistributionProgress::read(&mut reader)?;
+        reader.finish()?;
+        Ok(RedistributionState {
+            range,
+            running,
+            instance,
+            progress,
         })
     }
 }
@@ -647,17 +1010,162 @@ mod tests {
         update.encode(&mut out);
         assert_eq!(UpdateRequest::decode(&out), Ok(update));
         out.clear();
-        let get_all = GetAllRequest {
-            channel: "ch",
-            keys_only: true,
-            resume_after: Some(7),
-            filter: b"0",
-        };
-        get_all.encode(&mut out);
-        assert_eq!(GetAllRequest::decode(&out), Ok(get_all));
+        for scope in [
+            GetAllScope::All,
+            GetAllScope::InsideRange,
+            GetAllScope::OutsideRange,
+        ] {
+            out.clear();
+            let get_all = GetAllRequest {
+                channel: "ch",
+                keys_only: true,
+                resume_after: Some(7),
+                filter: b"0",
+                scope,
+            };
+            get_all.encode(&mut out);
+            assert_eq!(GetAllRequest::decode(&out), Ok(get_all));
+        }
+        // Both scope bits at once mean nothing.
+        out[3] |= 6;
+        assert!(GetAllRequest::decode(&out).is_err());
         out.clear();
         encode_channel_names(&mut out, ["a", "bb"].into_iter());
         assert_eq!(decode_channel_names(&out).unwrap(), vec!["a", "bb"]);
         assert!(decode_channel_names(&[255, 255, 255, 255]).is_err());
+    }
+
+    #[test]
+    fn redistribution_bodies_round_trip() {
+        let request = RedistributeRequest {
+            range: HashRange::new(0, 99),
+            targets: vec![
+                RedistributeTarget {
+                    address: "127.0.0.1:10001".parse().unwrap(),
+                    range: HashRange::new(100, 199),
+                },
+                RedistributeTarget {
+                    address: "[::1]:10002".parse().unwrap(),
+                    range: HashRange::new(200, u64::MAX),
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        request.encode(&mut out);
+        assert_eq!(RedistributeRequest::decode(&out), Ok(request.clone()));
+        assert!(RedistributeRequest::decode(&out[..out.len() - 1]).is_err());
+        // A name instead of an address is refused: the node does not resolve names.
+        let mut named = Vec::new();
+        encode_range(&mut named, HashRange::FULL);
+        put_u16(&mut named, 1);
+        put_str8(&mut named, "localhost:1");
+        encode_range(&mut named, HashRange::FULL);
+        assert!(RedistributeRequest::decode(&named).is_err());
+
+        let progress = RedistributionProgress {
+            moved: 1,
+            total: 2,
+            failures: 3,
+            last_error: "node x: out of memory".into(),
+        };
+        out.clear();
+        progress.encode(&mut out);
+        assert_eq!(RedistributionProgress::decode(&out), Ok(progress.clone()));
+        let state = RedistributionState {
+            range: HashRange::EMPTY,
+            running: true,
+            instance: 77,
+            progress,
+        };
+        out.clear();
+        state.encode(&mut out);
+        assert_eq!(RedistributionState::decode(&out), Ok(state));
+        let reply = RedistBatchReply {
+            stored: 5,
+            present: 6,
+            instance: 7,
+        };
+        out.clear();
+        reply.encode(&mut out);
+        assert_eq!(RedistBatchReply::decode(&out), Ok(reply));
+        let done = RedistributeDone {
+            moved: 8,
+            stranded: 9,
+        };
+        out.clear();
+        done.encode(&mut out);
+        assert_eq!(RedistributeDone::decode(&out), Ok(done));
+    }
+
+    #[test]
+    fn a_redistribution_must_leave_every_position_of_the_old_range_an_owner() {
+        let thirds = split_evenly(3);
+        let halves = split_evenly(2);
+        let target = |port: u16, range| RedistributeTarget {
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            range,
+        };
+        // Node 0 of two shrinks to the first third; node 1 takes the second third.
+        let good = RedistributeRequest {
+            range: thirds[0],
+            targets: vec![target(1, thirds[1]), target(2, thirds[2])],
+        };
+        assert_eq!(good.check(halves[0]), Ok(()));
+        let gap = RedistributeRequest {
+            range: thirds[0],
+            targets: vec![target(2, thirds[2])],
+        };
+        let error = gap
+            .check(halves[0])
+            .expect_err("the second third is nobody's");
+        assert!(error.contains("would belong to no node"), "{error}");
+        assert!(error.contains("0x5555555555555555"), "{error}");
+        let overlap = RedistributeRequest {
+            range: halves[0],
+            targets: vec![target(1, thirds[1])],
+        };
+        assert!(overlap.check(halves[0]).unwrap_err().contains("overlaps"));
+        let twice = RedistributeRequest {
+            range: HashRange::EMPTY,
+            targets: vec![target(1, halves[0]), target(1, halves[1])],
+        };
+        assert!(twice.check(HashRange::FULL).unwrap_err().contains("twice"));
+        // An empty node may take a range and give nothing.
+        let grow = RedistributeRequest {
+            range: thirds[2],
+            targets: vec![],
+        };
+        assert_eq!(grow.check(HashRange::EMPTY), Ok(()));
+    }
+
+    #[test]
+    fn uncovered_positions_and_range_splits() {
+        assert_eq!(first_uncovered(HashRange::FULL, &[HashRange::FULL]), None);
+        assert_eq!(
+            first_uncovered(HashRange::new(10, 20), &[HashRange::new(0, 12)]),
+            Some((13, 20))
+        );
+        assert_eq!(
+            first_uncovered(
+                HashRange::new(10, 20),
+                &[HashRange::new(15, 16), HashRange::new(0, 12)]
+            ),
+            Some((13, 14))
+        );
+        assert_eq!(
+            first_uncovered(
+                HashRange::new(10, 20),
+                &[HashRange::new(13, 30), HashRange::new(0, 12)]
+            ),
+            None
+        );
+        assert_eq!(first_uncovered(HashRange::EMPTY, &[]), None);
+        let halves = split_range(HashRange::new(0, 9), 2);
+        assert_eq!(halves, vec![HashRange::new(0, 4), HashRange::new(5, 9)]);
+        assert_eq!(split_range(HashRange::FULL, 3), split_evenly(3));
+        assert_eq!(
+            split_range(HashRange::new(7, 7), 2),
+            vec![HashRange::EMPTY, HashRange::new(7, 7)]
+        );
     }
 }

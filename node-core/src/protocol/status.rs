@@ -22,13 +22,14 @@ pub enum Status {
     FrameTooLarge = 22,
     TooManyRequests = 23,
     ShuttingDown = 24,
+    Busy = 25,
 }
 
 /// The longest error message a node puts in a reply body; longer ones are cut.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 
 impl Status {
-    pub const ALL: [Status; 17] = [
+    pub const ALL: [Status; 18] = [
         Status::Ok,
         Status::NotFound,
         Status::WrongNode,
@@ -46,6 +47,7 @@ impl Status {
         Status::FrameTooLarge,
         Status::TooManyRequests,
         Status::ShuttingDown,
+        Status::Busy,
     ];
 
     pub fn from_u8(code: u8) -> Option<Status> {
@@ -79,6 +81,7 @@ impl Status {
             Status::FrameTooLarge => "frame too large",
             Status::TooManyRequests => "too many requests in flight on this connection",
             Status::ShuttingDown => "node shutting down",
+            Status::Busy => "busy (an exclusive operation is already running on the node)",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `swarmctl dht VERB ...`: the dht cluster's records and channels, through `DhtClient`.
 //!
-//! The nodes are the `--node`s, or the `[dht]` section of `--nodes FILE`; their hash ranges must
+//! The nodes are the `--node`s, or the `[dht]` section of `--nodes FILE` (or all of FILE when it
+//! is a plain list of `HOST:PORT` lines); their hash ranges must
 //! tile the hash space unless `dht --allow-incomplete-ranges` is given (`dht ranges` always
 //! shows them). Keys are decimal or `0x` hex. Values and filters are taken as raw bytes.
 //!
@@ -12,8 +13,14 @@
 //! - `listen`: per change `changed <hexkey>\t<value>`, `removed <hexkey>`, or `overflow <n>`
 //!   (changes lost), until the channel is removed (exit 0), Ctrl-C, or an error (exit 1).
 //! - `channels`: one name per line. `size [CH]`: `records N bytes M`. `remove-channel`: nothing.
-//! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing), then
-//!   `gap MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 1 if there are any.
+//! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing; a node
+//!   moving records adds ` redistributing: M of T records moved`), then `gap MIN:MAX` and
+//!   `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 1 if there are any.
+//! - `redistribute [--strategy even|split] [--execute]` (`swarmctl --nodes FILE dht
+//!   redistribute ...`, FILE listing every node, new empty-range ones included): see
+//!   [`redistribute`].
+
+mod redistribute;
 
 use crate::targets::TargetArgs;
 use crate::{CmdResult, SilentFailure};
@@ -81,8 +88,25 @@ enum Verb {
     Size { channel: Option<String> },
     /// Remove a channel from every node.
     RemoveChannel { channel: String },
-    /// Print each node's hash range, and any gaps and overlaps (exit 1 if any).
+    /// Print each node's hash range (and a running redistribution's progress), and any gaps
+    /// and overlaps (exit 1 if any).
     Ranges,
+    /// Compute new hash ranges for the nodes and print what would move; with --execute, move
+    /// the data (every node whose range changes gets a Redistribute, in parallel) and check
+    /// that the new ranges tile the hash space.
+    Redistribute {
+        /// even: the whole space split evenly over all nodes; split: each node's range split
+        /// with the empty nodes on its host.
+        #[arg(long, default_value = "even", value_parser = strategy_arg)]
+        strategy: client::dht::redistribute::Strategy,
+        /// Do it (without it: a dry run that changes nothing).
+        #[arg(long)]
+        execute: bool,
+    },
+}
+
+fn strategy_arg(text: &str) -> Result<client::dht::redistribute::Strategy, String> {
+    text.parse()
 }
 
 fn key_arg(text: &str) -> Result<u64, String> {
@@ -91,8 +115,8 @@ fn key_arg(text: &str) -> Result<u64, String> {
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     let (nodes, mut options) = targets.resolve_dht()?;
-    options.allow_incomplete_ranges =
-        args.allow_incomplete_ranges || matches!(args.verb, Verb::Ranges);
+    options.allow_incomplete_ranges = args.allow_incomplete_ranges
+        || matches!(args.verb, Verb::Ranges | Verb::Redistribute { .. });
     let dht = DhtClient::connect(&nodes, options)?;
     let mut out = std::io::stdout().lock();
     match &args.verb {
@@ -163,6 +187,9 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
         }
         Verb::RemoveChannel { channel } => dht.remove_channel(channel)?,
         Verb::Ranges => ranges(&dht, &mut out)?,
+        Verb::Redistribute { strategy, execute } => {
+            redistribute::run(&dht, *strategy, *execute, &mut out)?
+        }
     }
     out.flush()?;
     Ok(())
@@ -190,8 +217,19 @@ fn listen(dht: &DhtClient, channel: &str, out: &mut impl Write) -> CmdResult {
 }
 
 fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
-    for (addr, range) in dht.ranges() {
-        writeln!(out, "{addr} {}", show_range(&range))?;
+    for (node, (addr, range)) in dht.ranges().into_iter().enumerate() {
+        write!(out, "{addr} {}", show_range(&range))?;
+        // Nodes from before redistributions do not know GetRedistribution: no progress then.
+        if let Ok(state) = client::dht::redistribute::state(dht.client(), node) {
+            if state.running {
+                write!(
+                    out,
+                    " redistributing: {} of {} records moved",
+                    state.progress.moved, state.progress.total
+                )?;
+            }
+        }
+        writeln!(out)?;
     }
     let problems = dht.range_table().problems();
     for problem in &problems {

@@ -35,7 +35,7 @@ enum Command {
     /// Print each node's live counters.
     Stats(cmd_stats::Args),
     /// Records and channels of a dht cluster: put, get, exists, remove, getall, listen,
-    /// channels, size, remove-channel, ranges.
+    /// channels, size, remove-channel, ranges, redistribute.
     Dht(cmd_dht::Args),
     /// Records and channels of a logfiles cluster: put, getrange, getall, channels, size,
     /// remove-channel.

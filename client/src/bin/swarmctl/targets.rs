@@ -6,7 +6,10 @@
 //! earlier value instead of adding to it, which would drop nodes without a word.
 //!
 //! With `--nodes FILE` the topology's sections are kept apart, one client per kind, so that a
-//! node listed under the wrong kind is reported as such. With `--node` the kind is not checked.
+//! node listed under the wrong kind is reported as such. With `--node` the kind is not checked;
+//! nor with a `--nodes FILE` that is a plain list of `HOST:PORT` lines (blank lines and `#`
+//! comments allowed; the reference's dhtredist nodes file), which is taken like that many
+//! `--node`s.
 
 use client::topology::{load_credentials, resolve};
 use client::{Client, ClientOptions, NodeKind, Topology};
@@ -19,7 +22,7 @@ pub struct TargetArgs {
     /// A node to talk to (repeatable).
     #[arg(long, value_name = "HOST:PORT")]
     node: Vec<String>,
-    /// A topology file: talk to every node it lists, of every kind.
+    /// A topology file, or a plain list of HOST:PORT lines: talk to every node it lists.
     #[arg(long, value_name = "FILE")]
     nodes: Option<PathBuf>,
     /// Client key file (`name:hexkey` lines), for nodes that require authentication. Overrides
@@ -49,11 +52,17 @@ impl TargetArgs {
             options.request_timeout_ms = ms;
         }
         let targets = match &self.nodes {
-            Some(path) => {
-                let topology = Topology::load(path)?;
-                options.credentials = topology.credentials().cloned();
-                topology_targets(&topology)
-            }
+            Some(path) => match plain_node_list(path) {
+                Some(nodes) => vec![Target {
+                    kind: None,
+                    nodes: nodes?,
+                }],
+                None => {
+                    let topology = Topology::load(path)?;
+                    options.credentials = topology.credentials().cloned();
+                    topology_targets(&topology)
+                }
+            },
             None => vec![Target {
                 kind: None,
                 nodes: self.node_addrs()?,
@@ -91,6 +100,32 @@ impl TargetArgs {
             .map(|entry| resolve(entry).map_err(|why| format!("--node {entry}: {why}")))
             .collect()
     }
+}
+
+/// The nodes of a plain list file (every non-blank, non-comment line a `HOST:PORT`), or `None`
+/// when the file is not one (a topology, or unreadable: the topology loader then says why).
+fn plain_node_list(path: &std::path::Path) -> Option<Result<Vec<SocketAddr>, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let entries: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    // A topology has `[section]` lines and `key = "value"` lines; a node list has neither
+    // (an IPv6 entry `[::1]:10000` does not end with `]`).
+    let topology_line =
+        |line: &&str| line.contains(['"', '=']) || (line.starts_with('[') && line.ends_with(']'));
+    if entries.is_empty() || entries.iter().any(topology_line) {
+        return None;
+    }
+    Some(
+        entries
+            .iter()
+            .map(|entry| {
+                resolve(entry).map_err(|why| format!("{}: {entry}: {why}", path.display()))
+            })
+            .collect(),
+    )
 }
 
 fn topology_targets(topology: &Topology) -> Vec<Target> {

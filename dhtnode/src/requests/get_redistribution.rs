@@ -1,0 +1,17 @@
+//! GetRedistribution: the node's range now, whether a redistribution runs, and the progress of
+//! the running (or last) one. Clients read it to learn range changes and to know when records
+//! may still be on their old node; `swarmctl dht ranges` shows it.
+
+use crate::service::DhtNode;
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request};
+
+pub(super) fn handle(
+    node: &mut DhtNode,
+    _request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
+    let state = node.redistributor.state(&node.engine);
+    reply.send_with(Status::Ok, |out| state.encode(out));
+    Handled::Replied
+}

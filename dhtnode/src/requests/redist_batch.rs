@@ -1,0 +1,57 @@
+//! RedistBatch (admins only when authentication is on): the PutBatch of a redistribution. The
+//! records of an LZ4 batch are stored only where their key has no value yet, so a newer value
+//! written here since the move began is never replaced by the old node's copy. All or nothing:
+//! every key must be inside this node's range (WrongNode), every value valid, and the node
+//! must stay under its size limit and, while its own redistribution runs, under the
+//! redistribution memory guard (OutOfMemory; the sender retries later). Listeners see every
+//! record stored. The reply names this process's instance, which RedistCommit must repeat.
+
+use super::{bad_request, engine_error};
+use crate::service::DhtNode;
+use node_core::protocol::batch::decode_batch;
+use node_core::protocol::dht::{decode_put_batch, RedistBatchReply};
+use node_core::protocol::Status;
+use node_core::server::{Handled, Reply, Request};
+
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Handled<DhtNode> {
+    let (channel, batch) = match decode_put_batch(request.body) {
+        Ok(decoded) => decoded,
+        Err(error) => return bad_request(reply, error),
+    };
+    if !request.client.admin {
+        reply.error(
+            Status::NotPermitted,
+            "RedistBatch is part of a redistribution and needs an admin client",
+        );
+        return Handled::Replied;
+    }
+    let instance = node.redistributor.instance();
+    let DhtNode {
+        engine,
+        batch_scratch,
+        ..
+    } = node;
+    let records = match decode_batch(batch, batch_scratch) {
+        Ok(records) => records,
+        Err(error) => {
+            reply.error(Status::BadRequest, format!("batch: {error}"));
+            return Handled::Replied;
+        }
+    };
+    match engine.put_absent_batch(channel, records) {
+        Ok(outcome) => {
+            let answer = RedistBatchReply {
+                stored: outcome.stored,
+                present: outcome.present,
+                instance,
+            };
+            reply.send_with(Status::Ok, |out| answer.encode(out));
+        }
+        Err(error) => return engine_error(reply, error),
+    }
+    Handled::Replied
+}
