@@ -88,6 +88,14 @@ impl StreamSet {
         self.members.get(&tag.0).map(|member| member.ticket.node)
     }
 
+    /// The request id on the wire of a running member (a queue Consume's acknowledgements name
+    /// it).
+    pub fn request_id(&self, tag: StreamTag) -> Option<u64> {
+        self.members
+            .get(&tag.0)
+            .map(|member| member.ticket.request_id)
+    }
+
     /// Asks a member's node to end it; its remaining items and its End still arrive.
     pub fn stop(&mut self, tag: StreamTag) {
         if let Some(member) = self.members.get_mut(&tag.0) {

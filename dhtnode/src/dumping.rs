@@ -273,7 +273,9 @@ impl Dumper {
     /// The shutdown dump: every channel, completely, waiting for the writer. Periodic dumps still
     /// in flight are called off first (their previous dumps stay), because they may have read
     /// shards before the last writes.
-    pub fn dump_all_blocking(&mut self, engine: &Engine) {
+    /// Returns how many dumps failed (they are logged).
+    pub fn dump_all_blocking(&mut self, engine: &Engine) -> u64 {
+        let failures_before = self.failures;
         // No requests are served any more: the writer may have the whole core.
         self.thread.set_background(false);
         for cancel in self.in_flight.values() {
@@ -291,5 +293,6 @@ impl Dumper {
             "shutdown dump done in {:.3} s",
             started.elapsed().as_secs_f64()
         );
+        self.failures - failures_before
     }
 }

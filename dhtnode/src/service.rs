@@ -112,10 +112,17 @@ impl Service for DhtNode {
         self.redistributor.background(&mut self.engine)
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown_outcome(&mut self) -> Result<(), String> {
         self.redistributor.shutdown();
-        if let Some(dumper) = &mut self.dumper {
-            dumper.dump_all_blocking(&self.engine);
+        let Some(dumper) = &mut self.dumper else {
+            return Ok(());
+        };
+        match dumper.dump_all_blocking(&self.engine) {
+            0 => Ok(()),
+            failed => Err(format!(
+                "{failed} channel dump(s) failed (see above); records written since their \
+                 previous dump are not on disk"
+            )),
         }
     }
 

@@ -230,15 +230,18 @@ impl Service for LogfilesNode {
         }
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown_outcome(&mut self) -> Result<(), String> {
         if let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
             self.on_commit_done(done);
         }
         match self.engine.close() {
-            Ok(()) => tracing::info!("every bucket written and fsynced"),
-            Err(e) => tracing::error!(
-                "shutdown: {e}; the open-bucket journal is kept so the next start checks the tails"
-            ),
+            Ok(()) => {
+                tracing::info!("every bucket written and fsynced");
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "{e}; the open-bucket journal is kept so the next start checks the tails"
+            )),
         }
     }
 

@@ -4,7 +4,6 @@ use clap::Parser;
 use node_core::config::CommonArgs;
 use node_core::daemon;
 use queuenode::config::NodeConfig;
-use queuenode::engine::{Queues, QueuesConfig};
 use queuenode::service::QueueNode;
 use std::process::ExitCode;
 
@@ -18,20 +17,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    daemon::run::<NodeConfig, _, _>("queuenode", &args.common, |config, _wakeups| {
-        let sync = config.queue.sync_mode().map_err(|err| err.to_string())?;
-        let (queues, report) = Queues::open(QueuesConfig {
-            data_dir: config.data_dir.clone(),
-            memory_limit_bytes: config.queue.memory_limit_bytes,
-            sync,
-        })
-        .map_err(|err| {
-            format!(
-                "cannot open the queues in {}: {err}",
-                config.data_dir.display()
-            )
-        })?;
-        let size: u64 = queues
+    daemon::run::<NodeConfig, _, _>("queuenode", &args.common, |config, wakeups| {
+        let (node, report) = QueueNode::open(
+            &config.data_dir,
+            config.queue.clone(),
+            config.server.max_frame_bytes,
+            wakeups,
+        )?;
+        let queues = node.channels().queues();
+        let records: u64 = queues
             .names()
             .filter_map(|name| queues.size(name))
             .map(|size| size.records)
@@ -39,13 +33,21 @@ fn main() -> ExitCode {
         tracing::info!(
             "opened {} rings in {}: {} records, {} bytes of ring capacity; {} torn records cut, \
              {} corrupt ring files moved aside",
-            report.rings,
+            report.rings.rings,
             config.data_dir.display(),
-            size,
+            records,
             queues.total_capacity_bytes(),
-            report.records_cut,
-            report.corrupt.len()
+            report.rings.records_cut,
+            report.rings.corrupt.len()
         );
-        Ok(QueueNode::new(queues, config.queue.clone()))
+        if let Some(moved_to) = &report.imported_to {
+            tracing::info!(
+                "imported {} records from {} reference queue files; the files moved to {}",
+                report.imported_records,
+                report.imported_files.len(),
+                moved_to.display()
+            );
+        }
+        Ok(node)
     })
 }

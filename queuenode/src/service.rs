@@ -1,59 +1,178 @@
-//! The queue node as a server [`Service`]: the ring registry ([`Queues`]), the `[queue]` config
-//! that sizes new rings, and the request handlers (in [`crate::requests`]).
+//! The queue node as a server [`Service`]: the channels and their rings ([`Channels`]), the
+//! `[queue]` config that sizes new rings, the running consumers ([`Consumers`]) and the request
+//! handlers (in [`crate::requests`]).
 //!
-//! Subscribers (`subscriber@channel` storages) are not served yet: every request works on the
-//! storage named by the plain channel. Sizes and removal already cover a channel's subscriber
-//! storages (found on disk, e.g. from an imported dump), so they stay right once subscribers come.
+//! Start-up ([`QueueNode::open`]): open every ring in the data directory, then import the
+//! reference node's files found there (`.rq` dumps, disk overflow; see
+//! [`crate::engine::reference`]), all or nothing, and move them to `imported/`.
+//!
+//! Writes go through [`QueueNode::push`] (Push, PushMulti, Produce): all checks before any
+//! write, then the consumers waiting on the written storages are woken.
 
 use crate::config::QueueSection;
-use crate::engine::names::split_storage_name;
-use crate::engine::Queues;
+use crate::consumers::Consumers;
+use crate::engine::queues::OpenReport;
+use crate::engine::reference;
+use crate::engine::{Channels, QueueError, Queues, QueuesConfig};
 use crate::requests;
 use node_core::protocol::queue::{self, QueueSize};
 use node_core::protocol::{NodeKind, RequestCode};
-use node_core::server::{Handled, Reply, Request, Service};
+use node_core::server::{Handled, Reply, Request, Service, Wakeups};
+use std::path::Path;
+
+/// The largest value a node takes when its frames are at most `max_frame_bytes`: a consumer must
+/// be able to receive it alone in one LZ4 batch item (batch header, record header and LZ4's
+/// worst-case growth of 1/255 plus a few bytes).
+pub fn max_value_for_frames(max_frame_bytes: u32) -> u64 {
+    u64::from(max_frame_bytes).saturating_sub(64) * 255 / 256
+}
+
+/// What start-up found.
+#[derive(Debug, Default)]
+pub struct StartReport {
+    pub rings: OpenReport,
+    /// Records imported from reference files, and where the files went.
+    pub imported_records: u64,
+    pub imported_files: Vec<std::path::PathBuf>,
+    pub imported_to: Option<std::path::PathBuf>,
+}
 
 pub struct QueueNode {
-    pub(crate) queues: Queues,
+    pub(crate) channels: Channels,
     pub(crate) config: QueueSection,
+    pub(crate) wakeups: Wakeups,
+    pub(crate) consumers: Consumers,
+    /// No value above this is taken (see [`max_value_for_frames`]).
+    pub(crate) max_value_bytes: u64,
+    /// Record copies written (a push to a channel with 3 subscribers counts 3), and records
+    /// taken for good (popped, or acknowledged by a consumer).
+    pub(crate) pushed_records: u64,
+    pub(crate) removed_records: u64,
 }
 
 impl QueueNode {
-    pub fn new(queues: Queues, config: QueueSection) -> QueueNode {
-        QueueNode { queues, config }
+    /// Opens the rings in `data_dir` and imports reference files found there.
+    pub fn open(
+        data_dir: &Path,
+        config: QueueSection,
+        max_frame_bytes: u32,
+        wakeups: Wakeups,
+    ) -> Result<(QueueNode, StartReport), String> {
+        let sync = config.sync_mode().map_err(|err| err.to_string())?;
+        let (queues, rings) = Queues::open(QueuesConfig {
+            data_dir: data_dir.to_path_buf(),
+            memory_limit_bytes: config.memory_limit_bytes,
+            sync,
+        })
+        .map_err(|err| format!("cannot open the queues in {}: {err}", data_dir.display()))?;
+        let mut node = QueueNode::new(queues, config, max_frame_bytes, wakeups);
+        let mut report = StartReport {
+            rings,
+            ..StartReport::default()
+        };
+        let found = reference::scan(data_dir).map_err(|err| {
+            format!(
+                "cannot read the reference queue files in {}: {err}",
+                data_dir.display()
+            )
+        })?;
+        if !found.is_empty() {
+            let config = node.config.clone();
+            let capacity_for = |channel: &str| config.channel_size_for(channel);
+            report.imported_records = node
+                .channels
+                .import(&found.storages, &capacity_for)
+                .map_err(|err| {
+                    format!(
+                        "cannot import the reference queue files in {}: {err}",
+                        data_dir.display()
+                    )
+                })?;
+            node.channels
+                .sync_all()
+                .map_err(|err| format!("cannot sync the imported records: {err}"))?;
+            report.imported_to = Some(
+                reference::move_imported(data_dir, &found.files)
+                    .map_err(|err| format!("imported, but cannot move the files aside: {err}"))?,
+            );
+            report.imported_files = found.files;
+        }
+        Ok((node, report))
     }
 
-    pub fn queues(&self) -> &Queues {
-        &self.queues
+    pub fn new(
+        queues: Queues,
+        config: QueueSection,
+        max_frame_bytes: u32,
+        wakeups: Wakeups,
+    ) -> QueueNode {
+        QueueNode {
+            channels: Channels::new(queues),
+            config,
+            wakeups,
+            consumers: Consumers::default(),
+            max_value_bytes: max_value_for_frames(max_frame_bytes),
+            pushed_records: 0,
+            removed_records: 0,
+        }
     }
 
-    /// The storage names belonging to `channel` (its own, and `subscriber@channel` ones).
-    pub(crate) fn storages_of(&self, channel: &str) -> Vec<String> {
-        self.queues
-            .names()
-            .filter(|name| split_storage_name(name).1 == channel)
-            .map(str::to_string)
-            .collect()
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
-    /// The channel names, sorted and without duplicates.
-    pub(crate) fn channel_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .queues
-            .names()
-            .map(|name| split_storage_name(name).1)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+    /// Pushes `values` (in order) to every storage of every channel of `channels`, creating
+    /// missing channels. Without `partial`, all or nothing: every check passes before anything
+    /// is written (Push, PushMulti). With `partial`, value limits and the memory limit are
+    /// checked for all values first, then values are stored in order until one does not fit
+    /// into every ring (Produce). Returns the number of values stored.
+    pub(crate) fn push(
+        &mut self,
+        channels: &[&str],
+        values: &[&[u8]],
+        partial: bool,
+    ) -> Result<u64, QueueError> {
+        let one;
+        let many: Vec<u64>;
+        let lens: &[u64] = match values {
+            [value] => {
+                one = [value.len() as u64];
+                &one
+            }
+            _ => {
+                many = values.iter().map(|value| value.len() as u64).collect();
+                &many
+            }
+        };
+        if let Some(&len) = lens.iter().find(|&&len| len > self.max_value_bytes) {
+            return Err(crate::engine::RingError::ValueTooBig {
+                len,
+                max: self.max_value_bytes,
+            }
+            .into());
+        }
+        let config = &self.config;
+        let capacity_for = |channel: &str| config.channel_size_for(channel);
+        let targets = self
+            .channels
+            .prepare(channels, lens, &capacity_for, partial)?;
+        let mut iter = values.iter().copied();
+        let stored = self.channels.push_prepared(&targets, &mut iter)?;
+        if stored > 0 {
+            for name in targets.names() {
+                self.pushed_records += stored;
+                self.consumers.wake_storage(name, &self.wakeups);
+            }
+        }
+        Ok(stored)
     }
 
     /// Σ over the storages of `channel` (zeros for a missing channel).
     pub(crate) fn channel_size(&self, channel: &str) -> QueueSize {
         let mut total = QueueSize::default();
-        for name in self.storages_of(channel) {
-            if let Some(size) = self.queues.size(&name) {
-                total.add(&to_queue_size(size));
+        for name in self.channels.storages(channel) {
+            if let Some(ring) = self.channels.ring(&name) {
+                total.add(&to_queue_size(ring.size()));
             }
         }
         total
@@ -62,8 +181,8 @@ impl QueueNode {
     /// Σ over every storage of the node.
     pub(crate) fn total_size(&self) -> QueueSize {
         let mut total = QueueSize::default();
-        for name in self.queues.names() {
-            if let Some(size) = self.queues.size(name) {
+        for name in self.channels.queues().names() {
+            if let Some(size) = self.channels.queues().size(name) {
                 total.add(&to_queue_size(size));
             }
         }
@@ -98,7 +217,7 @@ impl Service for QueueNode {
     }
 
     fn shutdown(&mut self) {
-        match self.queues.sync_all() {
+        match self.channels.sync_all() {
             Ok(()) => tracing::info!("queues synced to disk"),
             Err(error) => tracing::error!("cannot sync the queues to disk: {error}"),
         }
@@ -110,8 +229,11 @@ impl Service for QueueNode {
         out.push(("total_bytes".into(), total.value_bytes));
         out.push(("total_used_bytes".into(), total.used_bytes));
         out.push(("total_capacity_bytes".into(), total.capacity_bytes));
-        for name in self.queues.names() {
-            if let Some(size) = self.queues.size(name) {
+        out.push(("consumers".into(), self.consumers.len() as u64));
+        out.push(("pushed_records".into(), self.pushed_records));
+        out.push(("removed_records".into(), self.removed_records));
+        for name in self.channels.queues().names() {
+            if let Some(size) = self.channels.queues().size(name) {
                 out.push((format!("channel/{name}/records"), size.records));
                 out.push((format!("channel/{name}/bytes"), size.value_bytes));
                 out.push((

@@ -236,6 +236,9 @@ pub fn load_data_dir(
         if name == crate::state::STATE_FILE || name == crate::state::STATE_TMP_FILE {
             continue; // The node's range, not a dump (see crate::state).
         }
+        if name == node_core::data_lock::LOCK_FILE_NAME {
+            continue; // One node per data directory (node_core::data_lock).
+        }
         if let Some(channel) = name.strip_suffix(TMP_SUFFIX) {
             tracing::warn!(
                 "ignoring {}: temporary file of an unfinished dump of channel {channel} \

@@ -1,13 +1,13 @@
 //! The queue node's part of the protocol: its request codes and the layout of each request and
 //! reply body (docs/protocol.md §8). Node and client both use these, so they cannot disagree.
 //!
-//! Codes 80–111 belong to queue. Those not listed here (PushMulti, Produce, Consume, Subscribe)
-//! are reserved for requests still to be built; a node answers them UnsupportedRequest.
+//! Codes 80–111 belong to queue; those not listed here (91–111) are reserved, and a node answers
+//! them UnsupportedRequest.
 
 pub use super::channels::{
     decode_channel, decode_channel_names, encode_channel, encode_channel_names,
 };
-use super::wire::{put_str8, put_u64, Reader, WireError};
+use super::wire::{put_str8, put_u32, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
 pub const PUSH: RequestCode = RequestCode(80);
@@ -16,6 +16,18 @@ pub const GET_CHANNELS: RequestCode = RequestCode(82);
 pub const GET_CHANNEL_SIZE: RequestCode = RequestCode(83);
 pub const GET_SIZE: RequestCode = RequestCode(84);
 pub const REMOVE_CHANNEL: RequestCode = RequestCode(85);
+pub const PUSH_MULTI: RequestCode = RequestCode(86);
+pub const PRODUCE: RequestCode = RequestCode(87);
+pub const CONSUME: RequestCode = RequestCode(88);
+pub const CONSUME_ACK: RequestCode = RequestCode(89);
+pub const SUBSCRIBE: RequestCode = RequestCode(90);
+
+/// Item code of a Consume stream: one LZ4 batch of records (docs/protocol.md §4), each with the
+/// record's sequence number in its storage as the key.
+pub const ITEM_RECORD_BATCH: u8 = 1;
+
+/// The most channels one PushMulti or Produce names.
+pub const MAX_PUSH_CHANNELS: usize = 64;
 
 /// The name of a queue request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
@@ -26,6 +38,11 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
         GET_CHANNEL_SIZE => "GetChannelSize",
         GET_SIZE => "GetSize",
         REMOVE_CHANNEL => "RemoveChannel",
+        PUSH_MULTI => "PushMulti",
+        PRODUCE => "Produce",
+        CONSUME => "Consume",
+        CONSUME_ACK => "ConsumeAck",
+        SUBSCRIBE => "Subscribe",
         _ => return None,
     })
 }
@@ -40,6 +57,12 @@ pub fn valid_channel_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether `name` is a valid subscriber name: 0 to 100 characters of `[A-Za-z0-9_-]` (empty is
+/// the default subscriber).
+pub fn valid_subscriber_name(name: &str) -> bool {
+    name.is_empty() || valid_channel_name(name)
 }
 
 /// Push: `channel`, then the value as the rest of the body.
@@ -62,6 +85,178 @@ impl<'a> PushRequest<'a> {
             channel,
             value: reader.rest(),
         })
+    }
+}
+
+/// Writes a channel list: `u8 n`, then `n` × `str8` channel.
+fn put_channels(out: &mut Vec<u8>, channels: &[&str]) {
+    put_u8(out, channels.len().min(usize::from(u8::MAX)) as u8);
+    for channel in channels.iter().take(usize::from(u8::MAX)) {
+        put_str8(out, channel);
+    }
+}
+
+/// Reads a channel list of 1 to [`MAX_PUSH_CHANNELS`] names (not yet checked as names).
+fn read_channels<'a>(reader: &mut Reader<'a>) -> Result<Vec<&'a str>, WireError> {
+    let count = usize::from(reader.u8("channel_count")?);
+    if count == 0 {
+        return Err(WireError::Invalid {
+            field: "channel_count",
+            reason: "at least one channel is needed",
+        });
+    }
+    if count > MAX_PUSH_CHANNELS {
+        return Err(WireError::Invalid {
+            field: "channel_count",
+            reason: "more than 64 channels",
+        });
+    }
+    (0..count).map(|_| reader.str8("channel")).collect()
+}
+
+/// PushMulti: `u8 n` (1 to 64), `n` × `str8` channel, then the value as the rest of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushMultiRequest<'a> {
+    pub channels: Vec<&'a str>,
+    pub value: &'a [u8],
+}
+
+impl<'a> PushMultiRequest<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_channels(out, &self.channels);
+        out.extend_from_slice(self.value);
+    }
+
+    pub fn decode(body: &'a [u8]) -> Result<PushMultiRequest<'a>, WireError> {
+        let mut reader = Reader::new(body);
+        let channels = read_channels(&mut reader)?;
+        Ok(PushMultiRequest {
+            channels,
+            value: reader.rest(),
+        })
+    }
+}
+
+/// Produce: `u8 n` (1 to 64), `n` × `str8` channel, then one LZ4 batch (§4) of values as the
+/// rest of the body (the records' keys are ignored; send 0). The Ok reply is a
+/// [`ProduceReply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceRequest<'a> {
+    pub channels: Vec<&'a str>,
+    pub batch: &'a [u8],
+}
+
+impl<'a> ProduceRequest<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_channels(out, &self.channels);
+        out.extend_from_slice(self.batch);
+    }
+
+    pub fn decode(body: &'a [u8]) -> Result<ProduceRequest<'a>, WireError> {
+        let mut reader = Reader::new(body);
+        let channels = read_channels(&mut reader)?;
+        Ok(ProduceRequest {
+            channels,
+            batch: reader.rest(),
+        })
+    }
+}
+
+/// Produce's Ok reply: `u32 stored`, the number of leading values of the batch that were stored
+/// (in every channel); the values after them were not stored because a ring was full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceReply {
+    pub stored: u32,
+}
+
+impl ProduceReply {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.stored);
+    }
+
+    pub fn decode(body: &[u8]) -> Result<ProduceReply, WireError> {
+        let mut reader = Reader::new(body);
+        let stored = reader.u32("stored")?;
+        reader.finish()?;
+        Ok(ProduceReply { stored })
+    }
+}
+
+/// Consume: `str8 channel`, `str8 subscriber` (empty: the default subscriber),
+/// `u32 max_batch_records` (0: no limit but the batch size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumeRequest<'a> {
+    pub channel: &'a str,
+    pub subscriber: &'a str,
+    pub max_batch_records: u32,
+}
+
+impl<'a> ConsumeRequest<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_str8(out, self.channel);
+        put_str8(out, self.subscriber);
+        put_u32(out, self.max_batch_records);
+    }
+
+    pub fn decode(body: &'a [u8]) -> Result<ConsumeRequest<'a>, WireError> {
+        let mut reader = Reader::new(body);
+        let request = ConsumeRequest {
+            channel: reader.str8("channel")?,
+            subscriber: reader.str8("subscriber")?,
+            max_batch_records: reader.u32("max_batch_records")?,
+        };
+        reader.finish()?;
+        Ok(request)
+    }
+}
+
+/// ConsumeAck: `u64 consume_id` (the request id of a Consume running on the same connection),
+/// `u64 records`: how many records of that stream, counted from its first, the client has
+/// processed (cumulative, so a later ack covers every earlier one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumeAckRequest {
+    pub consume_id: u64,
+    pub records: u64,
+}
+
+impl ConsumeAckRequest {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.consume_id);
+        put_u64(out, self.records);
+    }
+
+    pub fn decode(body: &[u8]) -> Result<ConsumeAckRequest, WireError> {
+        let mut reader = Reader::new(body);
+        let request = ConsumeAckRequest {
+            consume_id: reader.u64("consume_id")?,
+            records: reader.u64("records")?,
+        };
+        reader.finish()?;
+        Ok(request)
+    }
+}
+
+/// Subscribe: `str8 channel`, `str8 subscriber` (empty: the default subscriber).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeRequest<'a> {
+    pub channel: &'a str,
+    pub subscriber: &'a str,
+}
+
+impl<'a> SubscribeRequest<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_str8(out, self.channel);
+        put_str8(out, self.subscriber);
+    }
+
+    pub fn decode(body: &'a [u8]) -> Result<SubscribeRequest<'a>, WireError> {
+        let mut reader = Reader::new(body);
+        let request = SubscribeRequest {
+            channel: reader.str8("channel")?,
+            subscriber: reader.str8("subscriber")?,
+        };
+        reader.finish()?;
+        Ok(request)
     }
 }
 
@@ -154,6 +349,69 @@ mod tests {
     }
 
     #[test]
+    fn multi_channel_bodies_round_trip_and_bad_counts_are_refused() {
+        let push = PushMultiRequest {
+            channels: vec!["a", "b-2"],
+            value: b"v\x00",
+        };
+        let mut out = Vec::new();
+        push.encode(&mut out);
+        assert_eq!(PushMultiRequest::decode(&out).unwrap(), push);
+        let produce = ProduceRequest {
+            channels: vec!["a"],
+            batch: &[1, 2, 3],
+        };
+        let mut out = Vec::new();
+        produce.encode(&mut out);
+        assert_eq!(ProduceRequest::decode(&out).unwrap(), produce);
+        assert!(PushMultiRequest::decode(&[0, b'x']).is_err(), "no channel");
+        assert!(
+            PushMultiRequest::decode(&[65]).is_err(),
+            "too many channels"
+        );
+        assert!(
+            PushMultiRequest::decode(&[2, 1, b'a']).is_err(),
+            "truncated"
+        );
+        let mut out = Vec::new();
+        ProduceReply { stored: 7 }.encode(&mut out);
+        assert_eq!(ProduceReply::decode(&out).unwrap().stored, 7);
+        assert!(ProduceReply::decode(&out[..3]).is_err());
+    }
+
+    #[test]
+    fn consume_subscribe_and_ack_bodies_round_trip() {
+        let consume = ConsumeRequest {
+            channel: "ch",
+            subscriber: "",
+            max_batch_records: 5,
+        };
+        let mut out = Vec::new();
+        consume.encode(&mut out);
+        assert_eq!(ConsumeRequest::decode(&out).unwrap(), consume);
+        out.push(0);
+        assert!(ConsumeRequest::decode(&out).is_err(), "trailing byte");
+        let ack = ConsumeAckRequest {
+            consume_id: 9,
+            records: 1 << 40,
+        };
+        let mut out = Vec::new();
+        ack.encode(&mut out);
+        assert_eq!(ConsumeAckRequest::decode(&out).unwrap(), ack);
+        assert!(ConsumeAckRequest::decode(&out[..15]).is_err());
+        let subscribe = SubscribeRequest {
+            channel: "ch",
+            subscriber: "sub",
+        };
+        let mut out = Vec::new();
+        subscribe.encode(&mut out);
+        assert_eq!(SubscribeRequest::decode(&out).unwrap(), subscribe);
+        assert!(valid_subscriber_name(""));
+        assert!(valid_subscriber_name("a_1"));
+        assert!(!valid_subscriber_name("a@b"));
+    }
+
+    #[test]
     fn codes_are_in_the_queue_block_and_named() {
         for code in [
             PUSH,
@@ -162,11 +420,16 @@ mod tests {
             GET_CHANNEL_SIZE,
             GET_SIZE,
             REMOVE_CHANNEL,
+            PUSH_MULTI,
+            PRODUCE,
+            CONSUME,
+            CONSUME_ACK,
+            SUBSCRIBE,
         ] {
             assert!((80..=111).contains(&code.0));
             assert!(request_name(code).is_some());
         }
-        assert!(request_name(RequestCode(86)).is_none());
+        assert!(request_name(RequestCode(91)).is_none());
         assert!(valid_channel_name("a-Z_9"));
         assert!(!valid_channel_name("a@b"));
         assert!(!valid_channel_name(""));

@@ -1036,10 +1036,18 @@ impl<'s, S: Service> EventLoop<'s, S> {
             self.close(slot);
         }
         tracing::info!("connections closed; running the node's shutdown");
-        self.service.shutdown();
+        let outcome = self.service.shutdown_outcome();
         self.write_stats_line();
-        tracing::info!("shutdown complete");
-        Ok(())
+        match outcome {
+            Ok(()) => {
+                tracing::info!("shutdown complete");
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::error!("shutdown FAILED: {reason}");
+                Err(io::Error::other(format!("shutdown failed: {reason}")))
+            }
+        }
     }
 }
 

@@ -72,6 +72,14 @@ pub trait Service {
 
     /// Called once at graceful shutdown after the last request was answered (flush, dump).
     fn shutdown(&mut self) {}
+
+    /// The graceful shutdown as the core calls it: [`shutdown`](Self::shutdown), then whether it
+    /// kept everything. A node whose final flush or dump failed returns the reason, and the
+    /// process exits non-zero (an operator or systemd must not read data loss as success).
+    fn shutdown_outcome(&mut self) -> Result<(), String> {
+        self.shutdown();
+        Ok(())
+    }
 }
 
 /// Where a handler writes its reply: straight into the connection's output buffer, so a reply

@@ -6,15 +6,18 @@
 //! - [`ring`]: the ring file and its cursors (push, take/ack/give-back, pop, recovery on open).
 //! - [`queues`]: the registry: create on first use, remove, list, sizes, node-wide capacity limit.
 //! - [`names`]: storage-name rules and the `subscriber@channel` split.
-//! - [`rq`]: the reference node's `.rq` dump format, for import.
-//!
-//! Subscriber semantics (which storages a push goes to) belong to the layer above; this engine
-//! stores whatever storage names it is given.
+//! - [`channels`]: channels and subscribers: which storages a push writes and a read takes from,
+//!   all-or-nothing checks before multi-storage writes, reference-file import.
+//! - [`rq`]: the reference node's `.rq` dump format; [`reference`]: finding and reading the
+//!   reference node's files (dumps and disk overflow) in a data directory.
 
+pub mod channels;
 pub mod names;
 pub mod queues;
+pub mod reference;
 pub mod ring;
 pub mod rq;
 
+pub use channels::{Channels, PopSource, Subscribed, Targets};
 pub use queues::{QueueError, Queues, QueuesConfig};
 pub use ring::{Ring, RingError, RingSize, Span, SyncMode};

@@ -185,6 +185,55 @@ impl Queues {
         Ok(())
     }
 
+    /// Checks that every ring of `rings` (name, capacity) could be created together (those that
+    /// exist are fine): names valid, and the new capacities together within the memory limit.
+    pub fn check_create_all(&self, rings: &[(String, u64)]) -> Result<(), QueueError> {
+        let mut need = 0u64;
+        for (name, capacity_bytes) in rings {
+            if self.rings.contains_key(name) {
+                continue;
+            }
+            if !valid_storage_name(name) {
+                return Err(QueueError::BadName(name.clone()));
+            }
+            need = need.saturating_add(*capacity_bytes);
+        }
+        let limit = self.config.memory_limit_bytes;
+        if limit != 0 && self.total_capacity_bytes.saturating_add(need) > limit {
+            return Err(QueueError::MemoryLimit {
+                need_bytes: need,
+                used_bytes: self.total_capacity_bytes,
+                limit_bytes: limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Renames ring `from` to `to` (its file too), records and cursors unchanged: how the first
+    /// subscriber of a channel takes over the channel's queue. `to` must not exist.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), QueueError> {
+        if !valid_storage_name(to) || self.rings.contains_key(to) {
+            return Err(QueueError::BadName(to.to_string()));
+        }
+        let Some(mut ring) = self.rings.remove(from) else {
+            return Err(QueueError::BadName(from.to_string()));
+        };
+        let target = self.ring_path(to);
+        if let Err(source) = std::fs::rename(ring.path(), &target) {
+            let path = ring.path().to_path_buf();
+            self.rings.insert(from.to_string(), ring);
+            return Err(QueueError::Io { path, source });
+        }
+        ring.set_path(target);
+        self.rings.insert(to.to_string(), ring);
+        Ok(())
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
     /// The ring `name`, created empty with `capacity_bytes` if it does not exist.
     pub fn get_or_create(
         &mut self,

@@ -30,6 +30,9 @@
 //! from `head` on is delivered again (at-least-once): handed-out ones, and acknowledged ones still
 //! behind an unacknowledged batch.
 //!
+//! Space: a new ring file's blocks are reserved on disk at creation (`fallocate`), so writes into
+//! the map never meet a full disk.
+//!
 //! A ring file belongs to one open [`Ring`] in one process (the registry opens each once). Its
 //! records are checked when pushed and at open; a record failing its checks later (the file
 //! changed under the map) is an invariant violation and panics rather than being served.
@@ -303,9 +306,19 @@ impl Ring {
             .create_new(true)
             .open(path)
             .map_err(io)?;
-        file.set_len(HEADER_REGION_BYTES + capacity_bytes)
-            .map_err(io)?;
-        let map = map_file(&file).map_err(io)?;
+        let sized = file
+            .set_len(HEADER_REGION_BYTES + capacity_bytes)
+            .and_then(|()| preallocate(&file, HEADER_REGION_BYTES + capacity_bytes))
+            .and_then(|()| map_file(&file));
+        let map = match sized {
+            Ok(map) => map,
+            Err(source) => {
+                // Leave no half-made ring behind (a disk without room for it, say).
+                drop(file);
+                let _ = std::fs::remove_file(path);
+                return Err(io(source));
+            }
+        };
         let mut ring = Ring {
             path: path.to_path_buf(),
             map,
@@ -354,6 +367,9 @@ impl Ring {
             return Err(bad(format!("file of {file_bytes} bytes is too short")));
         }
         let ring_bytes = file_bytes - HEADER_REGION_BYTES;
+        // Files made before rings reserved their space (or copied in sparse) get it now: a write
+        // into a hole on a full disk would kill the node with SIGBUS. Cheap when already reserved.
+        preallocate(&file, file_bytes).map_err(io)?;
         let map = map_file(&file).map_err(io)?;
         let decoded: Vec<Result<HeaderState, String>> = SLOT_OFFSETS
             .iter()
@@ -485,6 +501,11 @@ impl Ring {
         &self.path
     }
 
+    /// Records the file's new path after the registry renamed it (the map stays valid).
+    pub(crate) fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     pub fn capacity_bytes(&self) -> u64 {
         self.state.capacity_bytes
     }
@@ -540,30 +561,17 @@ impl Ring {
 
     /// Where a record of `need` ring bytes goes: `(position, wrap)`, or `None` when it does not fit.
     fn place(&self, need: u64) -> Option<(u64, bool)> {
-        let capacity = self.capacity_bytes();
-        let (head, tail) = (self.state.head_pos, self.state.tail_pos);
-        if self.stored_records() == 0 {
-            // Empty: the caller resets both positions to 0 first.
-            return (need <= capacity).then_some((0, false));
-        }
-        if tail > head {
-            if capacity - tail >= need {
-                Some((tail, false))
-            } else if head >= need {
-                Some((0, true))
-            } else {
-                None
-            }
-        } else if tail < head {
-            (head - tail >= need).then_some((tail, false))
-        } else {
-            None // tail == head and not empty: full
-        }
+        place_in(
+            self.capacity_bytes(),
+            self.state.head_pos,
+            self.state.tail_pos,
+            self.stored_records() == 0,
+            need,
+        )
     }
 
-    /// Appends one record. When this returns `Ok`, the record survives a process crash.
-    pub fn push(&mut self, value: &[u8]) -> Result<u64, RingError> {
-        let len = value.len() as u64;
+    /// Checks a value against the ring's limits (not empty, not above the maximum).
+    fn check_value(&self, len: u64) -> Result<(), RingError> {
         if len == 0 {
             return Err(RingError::EmptyValue);
         }
@@ -573,6 +581,57 @@ impl Ring {
                 max: self.max_value_bytes(),
             });
         }
+        Ok(())
+    }
+
+    fn full_error(&self, need_bytes: u64) -> RingError {
+        RingError::Full {
+            need_bytes,
+            free_bytes: self.capacity_bytes() - self.used_bytes(),
+            capacity_bytes: self.capacity_bytes(),
+        }
+    }
+
+    /// Whether [`Ring::push`] of a value of `len` bytes would succeed now, without pushing: for
+    /// requests that check every ring before writing to any.
+    pub fn check_push(&self, len: u64) -> Result<(), RingError> {
+        self.check_value(len)?;
+        let need = record_bytes(len);
+        match self.place(need) {
+            Some(_) => Ok(()),
+            None => Err(self.full_error(need)),
+        }
+    }
+
+    /// Whether values of these lengths, pushed in this order, would all fit now (the error of
+    /// the first that would not).
+    pub fn check_push_all(&self, lens: impl IntoIterator<Item = u64>) -> Result<(), RingError> {
+        let capacity = self.capacity_bytes();
+        let mut empty = self.stored_records() == 0;
+        let (mut head, mut tail) = if empty {
+            (0, 0)
+        } else {
+            (self.state.head_pos, self.state.tail_pos)
+        };
+        for len in lens {
+            self.check_value(len)?;
+            let need = record_bytes(len);
+            let Some((pos, _)) = place_in(capacity, head, tail, empty, need) else {
+                return Err(self.full_error(need));
+            };
+            if empty {
+                head = 0;
+            }
+            tail = pos + need;
+            empty = false;
+        }
+        Ok(())
+    }
+
+    /// Appends one record. When this returns `Ok`, the record survives a process crash.
+    pub fn push(&mut self, value: &[u8]) -> Result<u64, RingError> {
+        let len = value.len() as u64;
+        self.check_value(len)?;
         let need = record_bytes(len);
         if self.stored_records() == 0 && self.state.head_pos != 0 {
             // Nothing stored and nothing handed out: restart at 0 so the whole ring is free.
@@ -582,11 +641,7 @@ impl Ring {
             self.out_pos = 0;
         }
         let Some((pos, wrap)) = self.place(need) else {
-            return Err(RingError::Full {
-                need_bytes: need,
-                free_bytes: self.capacity_bytes() - self.used_bytes(),
-                capacity_bytes: self.capacity_bytes(),
-            });
+            return Err(self.full_error(need));
         };
         let seq = self.state.tail_seq;
         if wrap {
@@ -648,7 +703,22 @@ impl Ring {
     /// Hands out up to `max_records` records and about `max_bytes` value bytes (at least one
     /// record when any is available), returned batches first. `None` when nothing is available.
     pub fn take(&mut self, max_records: usize, max_bytes: u64) -> Option<(Span, Vec<Vec<u8>>)> {
-        assert!(max_records > 0);
+        let mut values = Vec::new();
+        let span = self.take_with(max_records, max_bytes, |_, value| {
+            values.push(value.to_vec())
+        })?;
+        Some((span, values))
+    }
+
+    /// [`Ring::take`] without copies: calls `each(sequence, value)` for every record handed out,
+    /// in order (a consumer encodes them straight into its batch).
+    pub fn take_with(
+        &mut self,
+        max_records: usize,
+        max_bytes: u64,
+        mut each: impl FnMut(u64, &[u8]),
+    ) -> Option<Span> {
+        let max_records = max_records.max(1);
         let returned = self
             .in_flight
             .iter()
@@ -670,21 +740,19 @@ impl Ring {
             }
             None => return None,
         };
-        let mut values = Vec::new();
+        let mut count = 0usize;
         let mut seq = first_seq;
         let mut bytes = 0u64;
         let mut taken_first_pos = None;
-        while seq < end_limit
-            && values.len() < max_records
-            && (values.is_empty() || bytes < max_bytes)
-        {
+        while seq < end_limit && count < max_records && (count == 0 || bytes < max_bytes) {
             let (record_pos, range) = self.locate(pos, seq);
             taken_first_pos.get_or_insert(record_pos);
             let len = range.len() as u64;
-            if !values.is_empty() && bytes + len > max_bytes {
+            if count > 0 && bytes + len > max_bytes {
                 break;
             }
-            values.push(self.map[range].to_vec());
+            each(seq, &self.map[range]);
+            count += 1;
             bytes += len;
             pos = record_pos + record_bytes(len);
             seq += 1;
@@ -724,13 +792,10 @@ impl Ring {
             }
         }
         self.check_invariants();
-        Some((
-            Span {
-                first_seq,
-                end_seq: seq,
-            },
-            values,
-        ))
+        Some(Span {
+            first_seq,
+            end_seq: seq,
+        })
     }
 
     fn find_out(&self, span: Span) -> Result<usize, RingError> {
@@ -781,6 +846,50 @@ impl Ring {
         }
         self.check_invariants();
         Ok(())
+    }
+
+    /// Acknowledges the first `records` records of a handed-out batch; the rest stays handed out
+    /// as a batch of its own, which is returned (`None` when the whole batch was acknowledged).
+    pub fn ack_prefix(&mut self, span: Span, records: u64) -> Result<Option<Span>, RingError> {
+        let i = self.find_out(span)?;
+        let whole = span.end_seq - span.first_seq;
+        if records >= whole {
+            self.ack(span)?;
+            return Ok(None);
+        }
+        if records == 0 {
+            return Ok(Some(span));
+        }
+        let entry = self.in_flight[i];
+        let split_seq = entry.first_seq + records;
+        let mut pos = entry.first_pos;
+        let mut bytes = 0u64;
+        for seq in entry.first_seq..split_seq {
+            let (at, range) = self.locate(pos, seq);
+            bytes += range.len() as u64;
+            pos = at + record_bytes(range.len() as u64);
+        }
+        let head = InFlight {
+            end_seq: split_seq,
+            value_bytes: bytes,
+            ..entry
+        };
+        let rest = InFlight {
+            first_seq: split_seq,
+            first_pos: pos,
+            value_bytes: entry.value_bytes - bytes,
+            ..entry
+        };
+        self.in_flight[i] = rest;
+        self.in_flight.insert(i, head);
+        self.ack(Span {
+            first_seq: entry.first_seq,
+            end_seq: split_seq,
+        })?;
+        Ok(Some(Span {
+            first_seq: split_seq,
+            end_seq: entry.end_seq,
+        }))
     }
 
     /// Puts a handed-out batch back: it is handed out again before any fresh record.
@@ -876,6 +985,48 @@ impl Ring {
             assert!(self.used_bytes() <= s.capacity_bytes);
         }
     }
+}
+
+/// Where a record of `need` bytes goes in a ring of `capacity` with the given cursors:
+/// `(position, wrap)`, or `None` when it does not fit. An `empty` ring restarts at 0.
+fn place_in(capacity: u64, head: u64, tail: u64, empty: bool, need: u64) -> Option<(u64, bool)> {
+    if empty {
+        return (need <= capacity).then_some((0, false));
+    }
+    if tail > head {
+        if capacity - tail >= need {
+            Some((tail, false))
+        } else if head >= need {
+            Some((0, true))
+        } else {
+            None
+        }
+    } else if tail < head {
+        (head - tail >= need).then_some((tail, false))
+    } else {
+        None // tail == head and not empty: full
+    }
+}
+
+/// Reserves the file's blocks on disk, so that writing into the map never needs space the disk
+/// may not have any more (a full disk would otherwise kill the process with SIGBUS on a write to
+/// a hole). A file system without `fallocate` keeps a sparse file (logged).
+fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
+    // SAFETY: fallocate on a descriptor we own, with a length checked above; no memory passes.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        tracing::warn!(
+            "ring files cannot be preallocated on this file system; a full disk may crash the node"
+        );
+        return Ok(());
+    }
+    Err(error)
 }
 
 fn map_file(file: &File) -> std::io::Result<MmapMut> {
@@ -1046,6 +1197,75 @@ mod tests {
         assert_eq!(ring.pop().expect("pop"), None);
         ring.give_back_all();
         assert_eq!(ring.pop().expect("pop"), Some(b"p".to_vec()));
+    }
+
+    #[test]
+    fn a_batch_acknowledged_in_part_keeps_the_rest_out_and_gives_it_back_in_order() {
+        let (_dir, path, mut ring) = new_ring(4096);
+        for i in 0..10 {
+            ring.push(&value(i, 8 + i as usize)).expect("push");
+        }
+        let (span, _) = ring.take(6, u64::MAX).expect("batch");
+        let rest = ring.ack_prefix(span, 2).expect("ack 2").expect("rest");
+        assert_eq!((rest.first_seq, rest.end_seq), (2, 6));
+        assert_eq!(ring.len(), 8);
+        let rest = ring.ack_prefix(rest, 1).expect("ack 1").expect("rest");
+        assert!(ring.ack_prefix(span, 1).is_err(), "the old span is gone");
+        assert_eq!(ring.ack_prefix(rest, 0).expect("ack 0"), Some(rest));
+        ring.give_back(rest).expect("give back");
+        assert_eq!(ring.len(), 7);
+        assert_eq!(
+            drain(&mut ring),
+            (3..10)
+                .map(|i| value(i, 8 + i as usize))
+                .collect::<Vec<_>>()
+        );
+        // The acknowledged prefix is persisted: a restart starts after it.
+        for i in 10..14 {
+            ring.push(&value(i, 8)).expect("push");
+        }
+        let (span, _) = ring.take(4, u64::MAX).expect("batch");
+        assert_eq!(ring.ack_prefix(span, 4).expect("whole"), None);
+        ring.push(b"last").expect("push");
+        let (span, _) = ring.take(1, u64::MAX).expect("batch");
+        let _ = span;
+        let (mut ring, _) = reopen(ring, &path);
+        assert_eq!(drain(&mut ring), vec![b"last".to_vec()]);
+    }
+
+    #[test]
+    fn check_push_all_predicts_what_pushes_would_do() {
+        let (_dir, _path, mut ring) = new_ring(4096);
+        let mut state = 0x2545_f491_u32;
+        for round in 0..300 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let lens: Vec<u64> = (0..(state % 7))
+                .map(|i| 1 + u64::from((state >> i) % 600))
+                .collect();
+            let predicted = ring.check_push_all(lens.iter().copied()).is_ok();
+            let single = lens.first().map(|&len| ring.check_push(len).is_ok());
+            let mut pushed = 0;
+            for &len in &lens {
+                if ring.push(&vec![7u8; len as usize]).is_err() {
+                    break;
+                }
+                pushed += 1;
+            }
+            assert_eq!(predicted, pushed == lens.len(), "round {round}: {lens:?}");
+            if let Some(single) = single {
+                assert_eq!(single, pushed > 0, "round {round}");
+            }
+            for _ in 0..(state % 5) {
+                ring.pop().expect("pop");
+            }
+        }
+        assert!(matches!(ring.check_push(0), Err(RingError::EmptyValue)));
+        assert!(matches!(
+            ring.check_push_all([1, 5000]),
+            Err(RingError::ValueTooBig { .. })
+        ));
     }
 
     #[test]

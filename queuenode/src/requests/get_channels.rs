@@ -10,9 +10,7 @@ pub(super) fn handle(
     _request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<QueueNode> {
-    let names = node.channel_names();
-    reply.send_with(Status::Ok, |out| {
-        encode_channel_names(out, names.iter().copied())
-    });
+    let names = node.channels.channel_names();
+    reply.send_with(Status::Ok, |out| encode_channel_names(out, names));
     Handled::Replied
 }

@@ -1,12 +1,17 @@
 //! The queue requests, one module each: its decoding, its checks and its execution. [`dispatch`]
 //! routes a request by code; the helpers here turn decoding and engine errors into replies.
 
+mod consume;
+mod consume_ack;
 mod get_channel_size;
 mod get_channels;
 mod get_size;
 mod pop;
+mod produce;
 mod push;
+mod push_multi;
 mod remove_channel;
+mod subscribe;
 
 use crate::engine::QueueError;
 use crate::service::QueueNode;
@@ -26,6 +31,11 @@ pub(crate) fn dispatch(
         queue::GET_CHANNEL_SIZE => get_channel_size::handle(node, request, reply),
         queue::GET_SIZE => get_size::handle(node, request, reply),
         queue::REMOVE_CHANNEL => remove_channel::handle(node, request, reply),
+        queue::PUSH_MULTI => push_multi::handle(node, request, reply),
+        queue::PRODUCE => produce::handle(node, request, reply),
+        queue::CONSUME => consume::handle(node, request, reply),
+        queue::CONSUME_ACK => consume_ack::handle(node, request, reply),
+        queue::SUBSCRIBE => subscribe::handle(node, request, reply),
         // request_name() lists exactly the codes above, so the core never passes another.
         code => {
             reply.error(
@@ -57,6 +67,25 @@ fn check_channel(reply: &mut Reply<'_>, channel: &str) -> Result<(), Handled<Que
     reply.error(
         Status::BadChannelName,
         format!("channel name {channel:?} is not 1 to 100 of A-Z a-z 0-9 _ -"),
+    );
+    Err(Handled::Replied)
+}
+
+/// Replies BadChannelName unless every one of `channels` is a plain channel name.
+fn check_channels(reply: &mut Reply<'_>, channels: &[&str]) -> Result<(), Handled<QueueNode>> {
+    channels
+        .iter()
+        .try_for_each(|channel| check_channel(reply, channel))
+}
+
+/// Replies BadChannelName unless `subscriber` is a subscriber name (empty is the default one).
+fn check_subscriber(reply: &mut Reply<'_>, subscriber: &str) -> Result<(), Handled<QueueNode>> {
+    if queue::valid_subscriber_name(subscriber) {
+        return Ok(());
+    }
+    reply.error(
+        Status::BadChannelName,
+        format!("subscriber name {subscriber:?} is not 0 to 100 of A-Z a-z 0-9 _ -"),
     );
     Err(Handled::Replied)
 }

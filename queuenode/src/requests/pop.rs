@@ -2,8 +2,14 @@
 //! NotFound with an empty body when the channel is empty or does not exist. Pop never creates a
 //! channel. (The reference answered 500 for a missing channel and 200 + empty value for an empty
 //! one; one "nothing there" status is simpler for clients.)
+//!
+//! On a subscribed channel Pop reads the default subscriber's storage (`@channel`), the one a
+//! Consume without a subscriber name reads, so Pop and such consumers share one queue. A channel
+//! whose subscribers all have names refuses Pop with BadRequest (whose copy should it take?), as
+//! the reference refused it; its readers must Consume under a subscriber name.
 
 use super::{bad_request, check_channel, engine_error};
+use crate::engine::PopSource;
 use crate::service::QueueNode;
 use node_core::protocol::queue::decode_channel;
 use node_core::protocol::Status;
@@ -21,12 +27,33 @@ pub(super) fn handle(
     if let Err(handled) = check_channel(reply, channel) {
         return handled;
     }
-    let Some(ring) = node.queues.get_mut(channel) else {
+    let storage = match node.channels.pop_source(channel) {
+        PopSource::Storage(storage) => storage,
+        PopSource::Missing => {
+            reply.send(Status::NotFound, &[]);
+            return Handled::Replied;
+        }
+        PopSource::Subscribed(subscribers) => {
+            reply.error(
+                Status::BadRequest,
+                format!(
+                    "channel {channel:?} has subscribers ({}) and no default subscriber: Pop \
+                     cannot choose a copy; consume it with a subscriber name",
+                    subscribers.join(", ")
+                ),
+            );
+            return Handled::Replied;
+        }
+    };
+    let Some(ring) = node.channels.ring_mut(&storage) else {
         reply.send(Status::NotFound, &[]);
         return Handled::Replied;
     };
     match ring.pop() {
-        Ok(Some(value)) => reply.ok(&value),
+        Ok(Some(value)) => {
+            node.removed_records += 1;
+            reply.ok(&value)
+        }
         Ok(None) => reply.send(Status::NotFound, &[]),
         Err(error) => return engine_error(reply, error.into()),
     }

@@ -1,6 +1,7 @@
 //! RemoveChannel: drop a channel with every storage (subscribers included) and delete their ring
-//! files, freeing their space at once (admins only when authentication is on). A missing channel
-//! is fine (Ok). (Ending the channel's consumers comes with Consume.)
+//! files, freeing their space at once (admins only when authentication is on). The channel's
+//! running Consume streams end with Ok (their unacknowledged records go with the channel). A
+//! missing channel is fine (Ok).
 
 use super::{bad_request, check_channel, engine_error};
 use crate::service::QueueNode;
@@ -27,19 +28,18 @@ pub(super) fn handle(
         );
         return Handled::Replied;
     }
-    let storages = node.storages_of(channel);
-    for name in &storages {
-        if let Err(error) = node.queues.remove(name) {
-            return engine_error(reply, error);
-        }
+    for storage in node.channels.storages(channel) {
+        node.consumers.end_storage(&storage, &node.wakeups);
     }
-    if !storages.is_empty() {
-        tracing::info!(
+    match node.channels.remove_channel(channel) {
+        Ok(storages) if !storages.is_empty() => tracing::info!(
             "channel {channel} removed ({} storages) by {:?} from {}",
             storages.len(),
             request.client.name,
             request.client.peer
-        );
+        ),
+        Ok(_) => {}
+        Err(error) => return engine_error(reply, error),
     }
     reply.ok(&[]);
     Handled::Replied

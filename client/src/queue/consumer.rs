@@ -1,0 +1,351 @@
+//! [`Consumer`]: one channel's records from every node of the cluster, as one subscriber.
+//!
+//! One Consume stream runs per node, all in one [`StreamSet`], so [`Consumer::next`] waits on
+//! every node at once. Each Item is an LZ4 batch of records; the consumer hands them out one by
+//! one and keeps a node's records in their order.
+//!
+//! Acknowledgement (at least once): a record counts as processed once the caller asks for the
+//! next one (or stops the consumer). The consumer acknowledges processed records to their node
+//! (ConsumeAck, cumulative) when it has handed out everything it holds from that node, at least
+//! every [`ACK_EVERY`] records, and when it stops; the node then forgets them. Records not
+//! acknowledged when a stream ends (the process died, the connection dropped) go back to the
+//! front of the node's queue and are delivered again, to this consumer or another. Records a
+//! failed stream had already delivered but the caller had not yet taken are dropped here for
+//! the same reason: they will come again.
+//!
+//! A node ends its stream with Ok when the channel is removed there; once every node has, the
+//! consumer is finished ([`Consumer::is_finished`]). A stream that fails (connection lost, node
+//! stopped) makes `next` return that error once; it is opened again on a later call (at most
+//! once a second).
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::reply::StreamEvent;
+use crate::stream_set::{StreamSet, StreamTag};
+use node_core::protocol::batch::decode_batch;
+use node_core::protocol::queue::{self as wire, ConsumeAckRequest, ConsumeRequest};
+use node_core::protocol::Status;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long a failed node's stream waits before it is opened again.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+/// Processed records are acknowledged at least this often.
+pub const ACK_EVERY: u64 = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Running {
+        tag: StreamTag,
+        request_id: u64,
+    },
+    /// The channel was removed on this node.
+    Ended,
+    Failed {
+        reopen_at: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct NodeStream {
+    state: NodeState,
+    /// Records of the current stream handed to the caller, and acknowledged.
+    handed: u64,
+    acked: u64,
+    /// Records of this node in the buffer.
+    buffered: usize,
+}
+
+/// A channel consumed on every node. Create with [`super::QueueClient::consume`]. Call
+/// [`Consumer::stop`] when done: it acknowledges what was taken, so nothing is delivered twice.
+/// Dropping a consumer does the same, without reporting errors.
+pub struct Consumer<'a> {
+    client: &'a Client,
+    set: StreamSet,
+    channel: String,
+    subscriber: String,
+    max_batch_records: u32,
+    addrs: Vec<SocketAddr>,
+    nodes: Vec<NodeStream>,
+    /// Records received and not yet handed out, with their node.
+    buffer: VecDeque<(usize, Vec<u8>)>,
+    scratch: Vec<u8>,
+    finished: bool,
+    stopped: bool,
+}
+
+impl<'a> Consumer<'a> {
+    pub(super) fn open(
+        client: &'a Client,
+        channel: &str,
+        subscriber: &str,
+        max_batch_records: u32,
+    ) -> Result<Consumer<'a>, ClientError> {
+        let mut consumer = Consumer {
+            client,
+            set: client.stream_set(),
+            channel: channel.to_string(),
+            subscriber: subscriber.to_string(),
+            max_batch_records,
+            addrs: (0..client.node_count())
+                .filter_map(|node| client.node_addr(node))
+                .collect(),
+            nodes: Vec::new(),
+            buffer: VecDeque::new(),
+            scratch: Vec::new(),
+            finished: false,
+            stopped: false,
+        };
+        for node in 0..client.node_count() {
+            let state = consumer.start(node)?;
+            consumer.nodes.push(NodeStream {
+                state,
+                handed: 0,
+                acked: 0,
+                buffered: 0,
+            });
+        }
+        Ok(consumer)
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// True once the channel was removed on every node (and everything received was taken).
+    pub fn is_finished(&self) -> bool {
+        self.finished && self.buffer.is_empty()
+    }
+
+    /// The next record from any node, waiting up to `timeout`: `Ok(None)` when none came in
+    /// time (and, once finished, at once). The record returned before counts as processed. An
+    /// `Err` concerns one node, whose stream is opened again on a later call.
+    pub fn next(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.acknowledge(false);
+            if let Some((node, value)) = self.buffer.pop_front() {
+                let stream = &mut self.nodes[node];
+                stream.buffered -= 1;
+                stream.handed += 1;
+                return Ok(Some(value));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            self.reopen_due()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let wait_until = self.next_reopen().map_or(deadline, |at| at.min(deadline));
+            let wait = wait_until.saturating_duration_since(now);
+            if self.set.is_empty() {
+                std::thread::sleep(wait);
+            } else {
+                self.receive(wait)?;
+            }
+        }
+    }
+
+    /// Acknowledges everything taken, waits for the nodes to confirm, and stops every stream:
+    /// records delivered but not taken go back to their nodes' queues.
+    pub fn stop(mut self) -> Result<(), ClientError> {
+        self.finish_streams()
+    }
+
+    fn finish_streams(&mut self) -> Result<(), ClientError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        let pending = self.acknowledge(true);
+        let mut first_error = None;
+        for ack in pending {
+            if let Err(error) = ack.wait().and_then(|reply| reply.into_result()) {
+                first_error.get_or_insert(error);
+            }
+        }
+        for stream in &self.nodes {
+            if let NodeState::Running { tag, .. } = stream.state {
+                self.set.close(tag);
+            }
+        }
+        self.buffer.clear();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends ConsumeAck for every running stream with processed, unacknowledged records: all of
+    /// them with `all`, else those whose node has nothing left in the buffer or at least
+    /// [`ACK_EVERY`] processed. Returns the requests, to wait for them (or drop: fire and forget).
+    fn acknowledge(&mut self, all: bool) -> Vec<crate::reply::Pending> {
+        let mut sent = Vec::new();
+        for (node, stream) in self.nodes.iter_mut().enumerate() {
+            let NodeState::Running { request_id, .. } = stream.state else {
+                continue;
+            };
+            let due = stream.handed > stream.acked
+                && (all || stream.buffered == 0 || stream.handed - stream.acked >= ACK_EVERY);
+            if !due {
+                continue;
+            }
+            let mut body = Vec::with_capacity(16);
+            ConsumeAckRequest {
+                consume_id: request_id,
+                records: stream.handed,
+            }
+            .encode(&mut body);
+            match self.client.submit(node, wire::CONSUME_ACK, &body) {
+                Ok(pending) => {
+                    stream.acked = stream.handed;
+                    sent.push(pending);
+                }
+                // The stream will fail too; its records come again.
+                Err(error) => tracing::debug!(%error, "ConsumeAck not sent"),
+            }
+        }
+        sent
+    }
+
+    /// Waits up to `wait` for one event and takes it in.
+    fn receive(&mut self, wait: Duration) -> Result<(), ClientError> {
+        let Some((tag, event)) = self.set.next_timeout(wait) else {
+            return Ok(());
+        };
+        let Some(node) = self.node_of(tag) else {
+            return Ok(());
+        };
+        let addr = self.addrs[node];
+        match event {
+            Ok(StreamEvent::Item { code, body }) if code == wire::ITEM_RECORD_BATCH => {
+                let records = decode_batch(&body, &mut self.scratch)
+                    .map_err(|e| ClientError::protocol(addr, format!("Consume batch: {e}")));
+                match records {
+                    Ok(records) => {
+                        for (_, value) in records {
+                            self.buffer.push_back((node, value.to_vec()));
+                            self.nodes[node].buffered += 1;
+                        }
+                        Ok(())
+                    }
+                    Err(error) => {
+                        self.set.close(tag);
+                        self.fail(node);
+                        Err(error)
+                    }
+                }
+            }
+            Ok(StreamEvent::Item { code, .. }) => {
+                self.set.close(tag);
+                self.fail(node);
+                Err(ClientError::protocol(
+                    addr,
+                    format!("Consume sent an item of unknown code {code}"),
+                ))
+            }
+            Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
+                self.nodes[node].state = NodeState::Ended;
+                if self
+                    .nodes
+                    .iter()
+                    .all(|stream| stream.state == NodeState::Ended)
+                {
+                    self.finished = true;
+                }
+                Ok(())
+            }
+            Ok(StreamEvent::End(reply)) => {
+                self.fail(node);
+                Err(reply
+                    .into_result()
+                    .err()
+                    .unwrap_or_else(|| ClientError::protocol(addr, "Consume ended NotFound")))
+            }
+            Err(error) => {
+                self.fail(node);
+                Err(error)
+            }
+        }
+    }
+
+    fn node_of(&self, tag: StreamTag) -> Option<usize> {
+        self.nodes.iter().position(
+            |stream| matches!(stream.state, NodeState::Running { tag: running, .. } if running == tag),
+        )
+    }
+
+    /// The node's stream failed: what it delivered and was not taken will come again.
+    fn fail(&mut self, node: usize) {
+        self.buffer.retain(|(from, _)| *from != node);
+        let stream = &mut self.nodes[node];
+        stream.buffered = 0;
+        stream.state = NodeState::Failed {
+            reopen_at: Instant::now() + REOPEN_DELAY,
+        };
+    }
+
+    fn next_reopen(&self) -> Option<Instant> {
+        self.nodes
+            .iter()
+            .filter_map(|stream| match stream.state {
+                NodeState::Failed { reopen_at } => Some(reopen_at),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn reopen_due(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        for node in 0..self.nodes.len() {
+            if matches!(self.nodes[node].state, NodeState::Failed { reopen_at } if reopen_at <= now)
+            {
+                match self.start(node) {
+                    Ok(state) => {
+                        let stream = &mut self.nodes[node];
+                        stream.state = state;
+                        stream.handed = 0;
+                        stream.acked = 0;
+                    }
+                    Err(error) => {
+                        self.fail(node);
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, node: usize) -> Result<NodeState, ClientError> {
+        let mut body = Vec::new();
+        ConsumeRequest {
+            channel: &self.channel,
+            subscriber: &self.subscriber,
+            max_batch_records: self.max_batch_records,
+        }
+        .encode(&mut body);
+        let tag = self.set.open(node, wire::CONSUME, &body)?;
+        let request_id = self.set.request_id(tag).unwrap_or(0);
+        Ok(NodeState::Running { tag, request_id })
+    }
+}
+
+impl Drop for Consumer<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = self.finish_streams() {
+            tracing::debug!(%error, "stopping a consumer");
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("channel", &self.channel)
+            .field("subscriber", &self.subscriber)
+            .field("nodes", &self.nodes)
+            .field("buffered", &self.buffer.len())
+            .finish()
+    }
+}

@@ -1,0 +1,191 @@
+//! [`Producer`]: a streaming push. Values are collected into LZ4 batches (about 64 KiB, at most
+//! 4096 values); each batch is one Produce request to the next node round-robin, and its Reply
+//! acknowledges it, saying how many of its values the node stored (docs/protocol.md §8.5).
+//!
+//! At most [`WINDOW`] batches are unacknowledged at a time: sending one more first waits for
+//! the oldest reply. That bounds the client's memory (it keeps every unacknowledged value, to
+//! send it elsewhere if needed) and the node's backlog, like a stream's credit.
+//!
+//! Values a node did not store (its ring was full, or it could not be reached) go to the next
+//! node; a batch fails only when no node stored any of what was left of it after a full round.
+//! A node that dropped the connection with the batch in flight may have stored it: it is sent
+//! again elsewhere, so a value may then be stored twice (at least once, never lost). Order is
+//! kept per node; across nodes a queue cluster has no order anyway.
+
+use super::{check_channel_count, push_elsewhere, QueueClient};
+use crate::error::ClientError;
+use crate::reply::Pending;
+use node_core::protocol::batch::{append_record, encode_batch, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::queue::{self as wire, ProduceReply, ProduceRequest};
+use node_core::protocol::Status;
+use std::collections::VecDeque;
+
+/// Batches sent and not yet acknowledged.
+pub const WINDOW: usize = 8;
+/// Values per batch at most.
+pub const MAX_BATCH_VALUES: usize = 4096;
+
+struct InFlight {
+    pending: Pending,
+    values: Vec<Vec<u8>>,
+    /// Nodes tried in a row without storing anything of these values.
+    fruitless: usize,
+}
+
+/// A streaming push to one or more channels. Create with [`QueueClient::producer`]; call
+/// [`Producer::finish`] at the end (dropping a producer sends nothing more: values not yet
+/// acknowledged may be lost).
+pub struct Producer<'a> {
+    queue: &'a QueueClient,
+    channels: Vec<String>,
+    batch: Vec<Vec<u8>>,
+    batch_bytes: usize,
+    in_flight: VecDeque<InFlight>,
+    stored: u64,
+}
+
+impl<'a> Producer<'a> {
+    pub(super) fn new(queue: &'a QueueClient, channels: &[&str]) -> Producer<'a> {
+        Producer {
+            queue,
+            channels: channels.iter().map(|channel| channel.to_string()).collect(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            in_flight: VecDeque::new(),
+            stored: 0,
+        }
+    }
+
+    /// Values acknowledged as stored so far.
+    pub fn stored(&self) -> u64 {
+        self.stored
+    }
+
+    /// Queues one value; sends a batch when one is full (waiting for the oldest batch's
+    /// acknowledgement when [`WINDOW`] are unacknowledged). Empty values are refused here, as
+    /// a node would refuse the whole batch holding one.
+    pub fn send(&mut self, value: Vec<u8>) -> Result<(), ClientError> {
+        if value.is_empty() {
+            return Err(self.refused(Status::EmptyValue, "values must not be empty"));
+        }
+        self.batch_bytes += value.len();
+        self.batch.push(value);
+        if self.batch_bytes >= DEFAULT_BATCH_TARGET_BYTES || self.batch.len() >= MAX_BATCH_VALUES {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the values queued so far and waits until every batch is acknowledged.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.send_batch()?;
+        while !self.in_flight.is_empty() {
+            self.complete_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, and returns how many values were stored in all.
+    pub fn finish(mut self) -> Result<u64, ClientError> {
+        self.flush()?;
+        Ok(self.stored)
+    }
+
+    fn refused(&self, status: Status, message: &str) -> ClientError {
+        ClientError::Status {
+            node: self
+                .queue
+                .client()
+                .node_addr(0)
+                .unwrap_or(([0, 0, 0, 0], 0).into()),
+            status,
+            message: format!("refused by the client: {message}"),
+        }
+    }
+
+    fn send_batch(&mut self) -> Result<(), ClientError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let values = std::mem::take(&mut self.batch);
+        self.dispatch(values, 0)
+    }
+
+    /// Sends `values` as one batch to the next node, first making room in the window.
+    fn dispatch(&mut self, values: Vec<Vec<u8>>, fruitless: usize) -> Result<(), ClientError> {
+        check_channel_count(self.queue, self.channels.len())?;
+        while self.in_flight.len() >= WINDOW {
+            self.complete_oldest()?;
+        }
+        let mut raw = Vec::with_capacity(values.iter().map(|v| v.len() + 12).sum());
+        for value in &values {
+            append_record(&mut raw, 0, value);
+        }
+        let mut batch = Vec::new();
+        encode_batch(&raw, values.len() as u32, &mut batch);
+        let channels: Vec<&str> = self.channels.iter().map(String::as_str).collect();
+        let mut body = Vec::with_capacity(batch.len() + 256);
+        ProduceRequest {
+            channels,
+            batch: &batch,
+        }
+        .encode(&mut body);
+        let node = self.queue.rotation().next().unwrap_or(0);
+        let pending = self
+            .queue
+            .client()
+            .submit_owned(node, wire::PRODUCE, body)?;
+        self.in_flight.push_back(InFlight {
+            pending,
+            values,
+            fruitless,
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest batch's acknowledgement; sends what it did not store elsewhere.
+    fn complete_oldest(&mut self) -> Result<(), ClientError> {
+        let Some(batch) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let nodes = self.queue.node_count();
+        let outcome = batch.pending.wait().and_then(|reply| {
+            let node = reply.node;
+            let body = reply.ok_body()?;
+            ProduceReply::decode(&body)
+                .map_err(|e| ClientError::protocol(node, format!("Produce reply: {e}")))
+        });
+        let (stored, error) = match outcome {
+            Ok(reply) => ((reply.stored as usize).min(batch.values.len()), None),
+            Err(error) if push_elsewhere(&error) => (0, Some(error)),
+            Err(error) => return Err(error),
+        };
+        self.stored += stored as u64;
+        if stored == batch.values.len() {
+            return Ok(());
+        }
+        let fruitless = if stored > 0 { 0 } else { batch.fruitless + 1 };
+        if fruitless >= nodes {
+            return Err(error.unwrap_or_else(|| {
+                self.refused(
+                    Status::ChannelFull,
+                    "every node's ring is full for the rest of a Produce batch",
+                )
+            }));
+        }
+        let rest = batch.values.into_iter().skip(stored).collect();
+        self.dispatch(rest, fruitless)
+    }
+}
+
+impl std::fmt::Debug for Producer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("channels", &self.channels)
+            .field("queued", &self.batch.len())
+            .field("unacknowledged_batches", &self.in_flight.len())
+            .field("stored", &self.stored)
+            .finish()
+    }
+}
