@@ -149,6 +149,13 @@ fn failures_are_one_line_with_status_1_and_usage_errors_status_2() {
     assert!(stderr(&output).ends_with("requires authentication but no credentials were given\n"));
 
     assert_eq!(swarmctl(&["ping"]).status.code(), Some(2));
+    // The target may also follow the verb (`swarmctl dht redistribute --nodes FILE`).
+    let output = swarmctl(&["ping", "--node", &dead.to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("swarmctl: node {dead}: connection refused\n")
+    );
     assert_eq!(
         swarmctl(&["--node", "127.0.0.1:1", "frobnicate"])
             .status

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 /// The command-line face of the swarm client.
 #[derive(Debug, Parser)]
 #[command(name = "swarmctl", version, about)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["node", "nodes"])))]
+#[command(group(clap::ArgGroup::new("target").args(["node", "nodes"])))]
 struct Cli {
     #[command(flatten)]
     targets: targets::TargetArgs,
@@ -62,6 +62,18 @@ impl std::error::Error for SilentFailure {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `--node`/`--nodes` may come before or after the subcommand (they are global), which clap
+    // cannot require by itself: checked here, with clap's usage error and exit status 2.
+    if !cli.targets.has_target() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  \
+                 <--node <HOST:PORT>|--nodes <FILE>>",
+            )
+            .exit();
+    }
     let result = match &cli.command {
         Command::Ping(args) => cmd_ping::run(&cli.targets, args),
         Command::Stats(args) => cmd_stats::run(&cli.targets, args),

@@ -20,10 +20,10 @@ use std::path::PathBuf;
 #[group(skip)]
 pub struct TargetArgs {
     /// A node to talk to (repeatable).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", global = true)]
     node: Vec<String>,
     /// A topology file, or a plain list of HOST:PORT lines: talk to every node it lists.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     nodes: Option<PathBuf>,
     /// Client key file (`name:hexkey` lines), for nodes that require authentication. Overrides
     /// the topology's `[credentials]`.
@@ -44,6 +44,11 @@ pub struct Target {
 }
 
 impl TargetArgs {
+    /// Whether `--node` or `--nodes` was given.
+    pub fn has_target(&self) -> bool {
+        !self.node.is_empty() || self.nodes.is_some()
+    }
+
     /// The groups of nodes named on the command line, in order, and the options to use.
     pub fn resolve(&self) -> Result<(Vec<Target>, ClientOptions), Box<dyn std::error::Error>> {
         let mut options = ClientOptions::default();
