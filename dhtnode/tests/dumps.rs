@@ -297,11 +297,24 @@ fn kill_dash_nine_while_dumping_leaves_a_loadable_dump() {
     assert!(dir.path().join("data/big.dump").exists());
     // Dump again every second and kill the node at moments around the periodic dumps (20 MB
     // takes tens of milliseconds to write); each restart must load the new dump or the previous
-    // one, never fail. scripts/ and the crash matrix run this with many more rounds.
+    // one, never fail. `DHT_CRASH_ROUNDS` (default 4) sets the rounds; scripts/crash-matrix.sh
+    // runs many more.
+    let rounds: u64 = std::env::var("DHT_CRASH_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(4);
+    let mut moment = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64)
+        | 1;
     let config = write_config(dir.path(), "[dht]\ndump_period_s = 1\n");
-    for round in 0..4u64 {
+    for round in 0..rounds {
         let node = Node::start_in(common::BIN, dir.path(), &["-c", &config]);
-        std::thread::sleep(std::time::Duration::from_millis(900 + round * 130));
+        // xorshift: a different moment in 0.9 .. 1.5 s (around the first periodic dump) each round.
+        moment ^= moment << 13;
+        moment ^= moment >> 7;
+        moment ^= moment << 17;
+        std::thread::sleep(std::time::Duration::from_millis(900 + moment % 600));
         node.signal("KILL");
         drop(node);
         let node = Node::start_in(common::BIN, dir.path(), &[]);

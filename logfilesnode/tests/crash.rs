@@ -3,7 +3,7 @@
 //! it must hold every Put it acknowledged, each value intact, no key twice, and the directory
 //! must check clean. Many rounds on one directory.
 //!
-//! Rounds: `LOGFILES_CRASH_ROUNDS` (default 6, a few seconds; `scripts/crash-logfiles.sh` runs
+//! Rounds: `LOGFILES_CRASH_ROUNDS` (default 6, a few seconds; `scripts/crash-matrix.sh` runs
 //! more).
 
 use client::{Client, ClientOptions};
