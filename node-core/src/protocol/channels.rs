@@ -1,8 +1,33 @@
-//! Bodies every node kind uses the same way: a request that names only a channel (Listen, Pop,
-//! GetChannelSize, RemoveChannel, ...) and the GetChannels reply. One codec, re-exported by each
-//! kind's module, so the kinds cannot drift apart.
+//! What every node kind does the same way: the channel-name rule, a request that names only a
+//! channel (Listen, Pop, GetChannelSize, RemoveChannel, ...), a channel followed by an LZ4 batch
+//! (PutBatch), and the GetChannels reply. One definition, re-exported by each kind's module, so
+//! the kinds cannot drift apart.
 
 use super::wire::{put_str8, put_u32, Reader, WireError};
+
+/// The longest channel name. Names become file names, so they are short and plain.
+pub const MAX_CHANNEL_NAME_LEN: usize = 100;
+
+/// Whether `name` is a valid channel name: 1 to 100 characters of `[A-Za-z0-9_-]`.
+pub fn valid_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// PutBatch: `channel`, then an LZ4 batch (docs/protocol.md §4) as the rest of the body.
+pub fn encode_put_batch(out: &mut Vec<u8>, channel: &str, batch: &[u8]) {
+    put_str8(out, channel);
+    out.extend_from_slice(batch);
+}
+
+pub fn decode_put_batch(body: &[u8]) -> Result<(&str, &[u8]), WireError> {
+    let mut reader = Reader::new(body);
+    let channel = reader.str8("channel")?;
+    Ok((channel, reader.rest()))
+}
 
 /// A request naming only a channel: `str8 channel`.
 pub fn encode_channel(out: &mut Vec<u8>, channel: &str) {

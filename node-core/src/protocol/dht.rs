@@ -3,7 +3,8 @@
 //! value hash that Update compares. Node and client both use these, so they cannot disagree.
 
 pub use super::channels::{
-    decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+    decode_channel, decode_channel_names, decode_put_batch, encode_channel, encode_channel_names,
+    encode_put_batch, valid_channel_name, MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_bool, put_bytes, put_str8, put_u16, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
@@ -59,19 +60,8 @@ pub const ITEM_OVERFLOW: u8 = 3;
 /// Item code of a Redistribute stream.
 pub const ITEM_PROGRESS: u8 = 1;
 
-/// The longest channel name. Names become file names, so they are short and plain.
-pub const MAX_CHANNEL_NAME_LEN: usize = 100;
 /// The longest value filter of a GetAll.
 pub const MAX_FILTER_LEN: usize = 4096;
-
-/// Whether `name` is a valid channel name: 1 to 100 characters of `[A-Za-z0-9_-]`.
-pub fn valid_channel_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_CHANNEL_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
 
 // ----- hash ranges ------------------------------------------------------------------------------
 
@@ -435,18 +425,6 @@ impl<'a> GetAllRequest<'a> {
             scope,
         })
     }
-}
-
-/// PutBatch: `channel`, then an LZ4 batch (docs/protocol.md §4) as the rest of the body.
-pub fn encode_put_batch(out: &mut Vec<u8>, channel: &str, batch: &[u8]) {
-    put_str8(out, channel);
-    out.extend_from_slice(batch);
-}
-
-pub fn decode_put_batch(body: &[u8]) -> Result<(&str, &[u8]), WireError> {
-    let mut reader = Reader::new(body);
-    let channel = reader.str8("channel")?;
-    Ok((channel, reader.rest()))
 }
 
 /// What an Update expects to find.

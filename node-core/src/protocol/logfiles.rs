@@ -4,7 +4,8 @@
 //! Codes 48–79 belong to logfiles; the node answers the unlisted ones UnsupportedRequest.
 
 pub use super::channels::{
-    decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+    decode_channel, decode_channel_names, decode_put_batch, encode_channel, encode_channel_names,
+    encode_put_batch, valid_channel_name, MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_bytes, put_str8, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
@@ -24,9 +25,6 @@ pub const ITEM_RECORD_BATCH: u8 = 1;
 /// The longest filter (substring or regular expression), in bytes.
 pub const MAX_FILTER_LEN: usize = 4096;
 
-/// The longest channel name.
-pub const MAX_CHANNEL_NAME_LEN: usize = 100;
-
 /// The name of a logfiles request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
     Some(match code {
@@ -40,15 +38,6 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
         REMOVE_CHANNEL => "RemoveChannel",
         _ => return None,
     })
-}
-
-/// Whether `name` is a valid channel name: 1 to 100 characters of `[A-Za-z0-9_-]`.
-pub fn valid_channel_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_CHANNEL_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Put: `channel`, `u64 key`, then the value as the rest of the body.
@@ -76,18 +65,6 @@ impl<'a> PutRequest<'a> {
             value: reader.rest(),
         })
     }
-}
-
-/// PutBatch: `channel`, then one LZ4 batch (§4) as the rest of the body.
-pub fn encode_put_batch(out: &mut Vec<u8>, channel: &str, batch: &[u8]) {
-    put_str8(out, channel);
-    out.extend_from_slice(batch);
-}
-
-pub fn decode_put_batch(body: &[u8]) -> Result<(&str, &[u8]), WireError> {
-    let mut reader = Reader::new(body);
-    let channel = reader.str8("channel")?;
-    Ok((channel, reader.rest()))
 }
 
 /// How a read selects records by value.

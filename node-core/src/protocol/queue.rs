@@ -5,7 +5,8 @@
 //! them UnsupportedRequest.
 
 pub use super::channels::{
-    decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+    decode_channel, decode_channel_names, encode_channel, encode_channel_names, valid_channel_name,
+    MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_str8, put_u32, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
@@ -45,18 +46,6 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
         SUBSCRIBE => "Subscribe",
         _ => return None,
     })
-}
-
-/// The longest channel (or subscriber) name.
-pub const MAX_CHANNEL_NAME_LEN: usize = 100;
-
-/// Whether `name` is a valid channel name: 1 to 100 characters of `[A-Za-z0-9_-]`.
-pub fn valid_channel_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_CHANNEL_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Whether `name` is a valid subscriber name: 0 to 100 characters of `[A-Za-z0-9_-]` (empty is
