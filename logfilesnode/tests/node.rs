@@ -503,3 +503,21 @@ fn descriptors_stay_bounded_when_keys_spread_over_many_buckets() {
     );
     assert_eq!(get_range(&mut conn, "spread", 0, u64::MAX).len(), 2000);
 }
+
+/// A channel removed right after its first write leaves no directory to fsync: the group commit
+/// and the shutdown must not fail on it (the shutdown exited 1 before).
+#[test]
+fn removing_a_fresh_channel_does_not_fail_commits_or_the_shutdown() {
+    for fsync in ["interval", "always"] {
+        let node = start(&format!("[logfiles]\nfsync = \"{fsync}\"\n"));
+        let mut conn = Conn::open(node.addr);
+        assert_eq!(put(&mut conn, "fresh", 1, b"x"), Status::Ok);
+        let (status, _) = conn.request(logfiles::REMOVE_CHANNEL, channel_body("fresh"));
+        assert_eq!(status, Status::Ok);
+        assert_eq!(put(&mut conn, "other", 1, b"y"), Status::Ok, "{fsync}");
+        drop(conn);
+        let TempNode { node, dir } = node;
+        node.stop();
+        drop(dir);
+    }
+}

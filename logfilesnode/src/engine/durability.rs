@@ -143,6 +143,15 @@ impl Syncer {
     }
 }
 
+/// Fsyncs a directory's entries. A directory that no longer exists (its channel was removed
+/// meanwhile) has nothing left to make durable.
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 fn run_job(job: &SyncJob) -> Result<(), String> {
     let mut first_error = None;
     for file in &job.files {
@@ -151,7 +160,7 @@ fn run_job(job: &SyncJob) -> Result<(), String> {
         }
     }
     for dir in &job.dirs {
-        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        if let Err(e) = sync_dir(dir) {
             first_error.get_or_insert(format!("fsync of directory {}: {e}", dir.display()));
         }
     }
@@ -188,13 +197,14 @@ mod tests {
         syncer
             .dispatch(SyncJob {
                 files: vec![],
-                dirs: vec![dir.path().join("missing")],
+                // Not a directory (a path through a file): the fsync cannot be done.
+                dirs: vec![dir.path().join("f").join("under-a-file")],
             })
             .unwrap();
         rx.recv().unwrap();
         let done = syncer.poll().unwrap();
         assert_eq!(done.epoch, 2);
-        assert!(done.result.unwrap_err().contains("missing"));
+        assert!(done.result.unwrap_err().contains("under-a-file"));
         assert_eq!(syncer.failures, 1);
     }
 }

@@ -478,6 +478,9 @@ impl Engine {
         let Some(info) = self.channels.remove(channel) else {
             return Ok(());
         };
+        // Its directories are going: nothing of them is left to make durable.
+        self.new_dir_entries
+            .retain(|dir| !dir.starts_with(&info.dir));
         let removing = self.data_dir.join(REMOVING_DIR_NAME);
         fs::create_dir_all(&removing).map_err(|e| EngineError::io(&removing, e))?;
         let aside = removing.join(format!("{channel}.{}", info.generation));
@@ -518,7 +521,7 @@ impl Engine {
             }
         }
         for dir in self.new_dir_entries.drain(..) {
-            if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+            if let Err(e) = durability::sync_dir(&dir) {
                 failure.get_or_insert_with(|| format!("{}: {e}", dir.display()));
             }
         }
