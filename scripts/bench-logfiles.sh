@@ -31,6 +31,7 @@
 # Installs redis-server/redis-tools (and jq) with apt-get when missing (needs root). Uses only
 # 127.0.0.1, bounds every step with `timeout`, kills what it started on exit and deletes the
 # servers' data. The scan data set needs ~116 bytes per record free in /tmp.
+# scripts/bench-vs-redis.sh runs the pipelined Put cells (none, interval) in its one table.
 set -euo pipefail
 
 seconds=5
@@ -41,8 +42,10 @@ scan_records=20000000
 connections=50
 value_size=100
 
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-need_value() { [ "$2" -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. "$root/scripts/lib/bench-common.sh"
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) need_value "$1" $#; seconds="$2"; shift ;;
@@ -55,31 +58,10 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for n in "$seconds" "$repeat"; do
-    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "not a positive number: '$n'" >&2; exit 2; }
-done
+positive_numbers "$seconds" "$repeat"
 [[ "$scan_records" =~ ^[0-9]+$ ]] || { echo "not a number: '$scan_records'" >&2; exit 2; }
-
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-
-log() { printf '== %s\n' "$*" >&2; }
-
-# ---- tools -----------------------------------------------------------------------------------
-missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-command -v jq >/dev/null || missing+=(jq)
-if [ ${#missing[@]} -gt 0 ]; then
-    [ "$(id -u)" -eq 0 ] || { echo "need root to apt-get install ${missing[*]}" >&2; exit 1; }
-    log "installing ${missing[*]}"
-    timeout 600 apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-for tool in taskset timeout ss awk $([ "$rt" -eq 1 ] && echo chrt); do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
-done
-[ "$(nproc)" -ge 2 ] || { echo "needs at least 2 cores (server on 0, load on 1)" >&2; exit 1; }
+need_redis
 
 log "building release binaries"
 timeout 1800 cargo build --release -q -p logfilesnode -p benches
@@ -87,122 +69,9 @@ logfilesnode="$root/target/release/logfilesnode"
 loadgen="$root/target/release/loadgen"
 logfiles_scan="$root/target/release/logfiles_scan"
 
-# ---- processes -------------------------------------------------------------------------------
-tmp="$(mktemp -d /tmp/bench-logfiles.XXXXXX)"
-keep_tmp=0
-if [ -z "$out" ]; then out="$tmp/results"; keep_tmp=1; fi
-mkdir -p "$out"
-started_pids=()
-cleanup() {
-    local pid
-    for pid in "${started_pids[@]}"; do
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    # Server data goes; the results stay (in $tmp/results when no --out was given).
-    if [ "$keep_tmp" -eq 1 ]; then rm -rf "$tmp/srv" "$tmp/scan"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-server_run=(taskset -c 0)
-client_run=(taskset -c 1)
-if [ "$rt" -eq 1 ]; then
-    server_run=(chrt -f 10 taskset -c 0)
-    client_run=(chrt -f 10 taskset -c 1)
-fi
-
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        if [ -z "$(ss -Htln "( sport = :$port )")" ]; then echo "$port"; return; fi
-    done
-}
-
-# Stops a server and deletes its data (deleting unsynced files also drops their dirty pages,
-# so one run's writeback does not slow the next).
-stop() {
-    kill -9 "$srv_pid" 2>/dev/null || true
-    wait "$srv_pid" 2>/dev/null || true
-    rm -rf "$tmp/srv"
-}
-
-# start_redis none|everysec|always: sets srv_pid and srv_addr.
-start_redis() {
-    local port persistence
-    case "$1" in
-        none) persistence=(--appendonly no) ;;
-        *) persistence=(--appendonly yes --appendfsync "$1" --auto-aof-rewrite-percentage 0) ;;
-    esac
-    port="$(free_port)"
-    mkdir -p "$tmp/srv"
-    "${server_run[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' \
-        "${persistence[@]}" --dir "$tmp/srv" --logfile "$tmp/srv/redis.log" --daemonize no &
-    srv_pid=$!
-    started_pids+=("$srv_pid")
-    srv_addr="127.0.0.1:$port"
-    local i
-    for i in $(seq 100); do
-        [ -n "$(ss -Htln "( sport = :$port )")" ] && return 0
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "redis-server ($1) does not listen on $srv_addr:" >&2
-    tail -5 "$tmp/srv/redis.log" >&2 || true
-    return 1
-}
-
-# start_logfiles none|interval|always DATA_DIR: sets srv_pid and srv_addr (from root.log).
-start_logfiles() {
-    mkdir -p "$tmp/srv/log"
-    printf '[logfiles]\nfsync = "%s"\n' "$1" > "$tmp/srv/logfilesnode.toml"
-    "${server_run[@]}" "$logfilesnode" -c "$tmp/srv/logfilesnode.toml" --listen 127.0.0.1:0 \
-        --data-dir "$2" --log-dir "$tmp/srv/log" &
-    srv_pid=$!
-    started_pids+=("$srv_pid")
-    local i
-    for i in $(seq 100); do
-        srv_addr="$(sed -n 's/.* listening on \([0-9.]*:[0-9]*\).*/\1/p' \
-            "$tmp/srv/log/root.log" 2>/dev/null | head -1 || true)"
-        [ -n "$srv_addr" ] && return 0
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "logfilesnode (fsync $1) did not start listening:" >&2
-    tail -5 "$tmp/srv/log/root.log" >&2 || true
-    return 1
-}
-
-# run_put FILE KIND P: one loadgen run against srv_addr; appends
-# "ops_per_s p99_us generator_cpu_share server_cpu_share" to FILE.runs.
-run_put() {
-    local file="$1" kind="$2" p="$3" status=0
-    timeout $((seconds * 4 + 120)) "${client_run[@]}" "$loadgen" --kind "$kind" \
-        --addr "$srv_addr" -c "$connections" -P "$p" -d "$value_size" --keys sequential \
-        --ops put --warmup-s 0.5 --duration-s "$seconds" --server-pid "$srv_pid" \
-        --json "$file.json" > "$file.txt" 2>&1 || status=$?
-    if [ "$status" -ne 0 ]; then
-        echo "loadgen --kind $kind failed ($status):" >&2; cat "$file.txt" >&2; return 1
-    fi
-    jq -r '"\(.ops_per_s|round) \(.latency_us.p99|round) \(.loadgen_cpu.utilisation*100|round/100) \(.server.utilisation*100|round/100)"' \
-        "$file.json" >> "$file.runs"
-}
-
-# The median run by ops/s, and "min–max" of ops/s.
-median() { sort -n -k1,1 "$1.runs" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
-spread() { sort -n -k1,1 "$1.runs" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%d–%d", lo, hi }'; }
-
-machine_info() {
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- CPU: $(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores ($(lscpu | awk -F: '/^Hypervisor vendor/ {gsub(/^ +/, "", $2); print $2 " guest"}'))"
-    echo "- kernel: $(uname -r); memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; /tmp on $(df -T /tmp | awk 'NR == 2 {print $2 " (" $1 ")"}')"
-    echo "- redis-server: $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
-    echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
-    echo "- scheduling: $([ "$rt" -eq 1 ] && echo 'SCHED_FIFO (--rt)' || echo 'normal'); servers on core 0, generators on core 1"
-    echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-}
-
+# ---- processes (scripts/lib/bench-common.sh: start_redis, start_logfiles, run_put, stop_srv)
+bench_sched
+bench_workdir bench-logfiles
 info_file="$out/machine.md"
 machine_info > "$info_file"
 cat "$info_file" >&2
@@ -222,7 +91,7 @@ run_cell() { # system P run-file
         start_logfiles "$durability" "$tmp/srv/data"
         run_put "$3" logfiles "$2"
     fi
-    stop
+    stop_srv
 }
 
 for p in 16 1; do
@@ -290,7 +159,7 @@ if [ "$scan_records" -gt 0 ]; then
     timeout 3600 "${client_run[@]}" "$logfiles_scan" --node --addr "$srv_addr" \
         --records "$scan_records" --value-size "$value_size" --server-pid "$srv_pid" \
         --json "$out/scan-net.json" > "$out/scan-net.txt" 2>&1 || status=$?
-    stop
+    stop_srv
     rm -rf "$tmp/scan"
     [ "$status" -eq 0 ] || { echo "logfiles_scan --node failed ($status):" >&2; cat "$out/scan-net.txt" >&2; exit 1; }
     cat "$out/scan-net.txt" >&2

@@ -1,5 +1,7 @@
 //! benches support: criterion micro-benchmarks live in `benches/`, the load generator
 //! (`loadgen`) and the dht memory probe (`dht_memory`) in `src/bin/`; [`sys`] holds the process
-//! measurements (CPU time, RSS) they share.
+//! measurements (CPU time, RSS) they share; [`data`] the deterministic test data of the
+//! criterion benches.
 
+pub mod data;
 pub mod sys;

@@ -1,0 +1,157 @@
+//! The queue node's ring (`queuenode::engine::ring::Ring`), single-threaded, on a memory-mapped
+//! 64 MiB ring file in a temporary directory (default `SyncMode::OnClose`, as the node runs):
+//!
+//! - `push`: `Ring::push` of one 100-byte value (record CRC, copy into the map, header slot
+//!   rewritten with its own CRC).
+//! - `pop`: `Ring::pop` (take one, acknowledge it, the value copied out into a new `Vec`): what
+//!   the Pop request does.
+//! - `take_ack_1_no_alloc`: what `pop` does, but through `Ring::take_with(1, ..)` + `Ring::ack`
+//!   copying the value into a reused buffer: the difference to `pop` is the two allocations
+//!   (`Vec<Vec<u8>>` and the value's `Vec`) that `Ring::pop` makes per record.
+//! - `take_ack_batch_4096`: `Ring::take_with` of 4096 records (values by reference) then
+//!   `Ring::ack`: what a Consume batch does, per record.
+//!
+//! Pushes and pops alternate in rounds of up to 200 000 records (23 MB), the other half of each
+//! round untimed, so the ring never fills and, after the warm-up, its pages are resident.
+//!
+//!     cargo bench -p benches --bench queue_ring
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use benches::data::text_value;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use queuenode::engine::ring::{Ring, SyncMode};
+
+const VALUE_LEN: usize = 100;
+const CAPACITY_BYTES: u64 = 64 << 20;
+const ROUND: u64 = 200_000;
+const BATCH: usize = 4096;
+
+fn drain(ring: &mut Ring) {
+    while let Some(span) = ring.take_with(BATCH, u64::MAX, |_, v| {
+        black_box(v);
+    }) {
+        ring.ack(span).unwrap();
+    }
+}
+
+fn ring(c: &mut Criterion) {
+    let value = text_value(5, VALUE_LEN);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ring = Ring::create(&dir.path().join("ring"), CAPACITY_BYTES, SyncMode::OnClose)
+        .expect("create ring");
+    // Touch every page once (a fresh ring pays a page fault per 4 KiB on first use).
+    for _ in 0..(CAPACITY_BYTES / 2 / 120) {
+        ring.push(&value).unwrap();
+    }
+    drain(&mut ring);
+
+    let mut group = c.benchmark_group("queue_ring_100B");
+    group.throughput(Throughput::Elements(1));
+
+    group.bench_function("push", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(ROUND);
+                let start = Instant::now();
+                for _ in 0..n {
+                    ring.push(black_box(&value)).unwrap();
+                }
+                timed += start.elapsed();
+                drain(&mut ring);
+                left -= n;
+            }
+            timed
+        });
+    });
+
+    group.bench_function("pop", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(ROUND);
+                for _ in 0..n {
+                    ring.push(&value).unwrap();
+                }
+                let start = Instant::now();
+                for _ in 0..n {
+                    black_box(ring.pop().unwrap().unwrap());
+                }
+                timed += start.elapsed();
+                left -= n;
+            }
+            timed
+        });
+    });
+
+    group.bench_function("take_ack_1_no_alloc", |b| {
+        let mut scratch = Vec::with_capacity(VALUE_LEN);
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(ROUND);
+                for _ in 0..n {
+                    ring.push(&value).unwrap();
+                }
+                let start = Instant::now();
+                for _ in 0..n {
+                    let span = ring
+                        .take_with(1, u64::MAX, |_, v| {
+                            scratch.clear();
+                            scratch.extend_from_slice(v);
+                        })
+                        .unwrap();
+                    ring.ack(span).unwrap();
+                    black_box(&scratch);
+                }
+                timed += start.elapsed();
+                left -= n;
+            }
+            timed
+        });
+    });
+
+    group.bench_function("take_ack_batch_4096", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(ROUND);
+                for _ in 0..n {
+                    ring.push(&value).unwrap();
+                }
+                let start = Instant::now();
+                let mut got = 0u64;
+                while got < n {
+                    let span = ring
+                        .take_with(BATCH.min((n - got) as usize), u64::MAX, |seq, v| {
+                            black_box((seq, v));
+                        })
+                        .unwrap();
+                    got += span.end_seq - span.first_seq;
+                    ring.ack(span).unwrap();
+                }
+                timed += start.elapsed();
+                left -= n;
+            }
+            timed
+        });
+    });
+    group.finish();
+    drop(ring);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = ring
+}
+criterion_main!(benches);
