@@ -4,8 +4,12 @@
 #   scripts/fuzz.sh [SECONDS]
 #
 # The targets are the [[bin]] entries of fuzz/Cargo.toml (`cargo fuzz list`): the wire protocol
-# (frame_decoder, batch_decoder, client_hello), the dht dump readers (dht_dump_reader,
-# tcm_reader) and the logfiles bucket decoder and check (bucket_decoder).
+# (frame_decoder, batch_decoder, client_hello, and request_payloads: every request, reply, stream
+# item and handshake body of every node kind), the dht dump readers (dht_dump_reader,
+# tcm_reader), the logfiles bucket decoder and check (bucket_decoder), the queue node's ring files
+# and reference-node imports (queue_ring_file), the state files read back at start (state_files:
+# the logfiles open-bucket journal and the dht range state), the credentials file
+# (credentials_file) and every daemon's TOML config (config_files).
 #
 # Installs cargo-fuzz if it is missing. Uses the nightly toolchain when rustup has one, else the
 # default toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly-only sanitizer flags).
@@ -53,6 +57,12 @@ for target in $targets; do
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     rm -f "$log"
+    # Targets that need files (queue_ring_file, state_files) work in swarm-fuzz-<name>-<pid>
+    # under /dev/shm or the temp directory; remove those of processes that have ended.
+    for dir in /dev/shm/swarm-fuzz-* "${TMPDIR:-/tmp}"/swarm-fuzz-*; do
+        [ -d "$dir" ] || continue
+        kill -0 "${dir##*-}" 2>/dev/null || rm -rf "$dir"
+    done
     if [ "$status" -eq 0 ]; then
         summary+=("$target: ok, ${execs:-?} execs, ${rate:-?} execs/s")
     else

@@ -413,6 +413,9 @@ impl Ring {
     fn recover(&mut self) -> u64 {
         let mut pos = self.state.head_pos;
         let mut seq = self.state.head_seq;
+        // Where the last good record ends: the tail if the walk stops here (before any wrap
+        // that follows it, so the next open's walk ends exactly there too).
+        let mut end = pos;
         let mut value_bytes = 0u64;
         let mut wrapped = false;
         let mut failure: Option<String> = None;
@@ -431,8 +434,17 @@ impl Ring {
                     pos = 0;
                 }
                 Ok(Step::Record { len, .. }) => {
+                    if wrapped && pos + record_bytes(len) > self.state.head_pos {
+                        // Past the wrap, records may only fill the space before the head.
+                        failure = Some(format!(
+                            "record {seq} at {pos} runs into the head at {}",
+                            self.state.head_pos
+                        ));
+                        break;
+                    }
                     value_bytes += len;
                     pos += record_bytes(len);
+                    end = pos;
                     seq += 1;
                 }
             }
@@ -454,7 +466,7 @@ impl Ring {
                 reason,
                 "ring: damaged tail cut"
             );
-            self.state.tail_pos = pos;
+            self.state.tail_pos = end;
             self.state.tail_seq = seq;
             self.write_header();
         }
@@ -1434,5 +1446,115 @@ mod tests {
         ring.close().expect("close");
         let (ring, _) = Ring::open(&path, SyncMode::Always).expect("open");
         assert_eq!(ring.len(), n);
+    }
+
+    /// Found by `fuzz/fuzz_targets/queue_ring_file.rs` (the file below is its crashing input,
+    /// minimized): record 10 fills the end of the ring, a padding marker follows, and record 11,
+    /// wrapped to offset 0, is damaged. The first open cut record 11 but left the tail at 0, past
+    /// the wrap; every later open then walked to the end of record 10, found the header
+    /// disagreeing, and "cut" again (0 records, a damage warning, a header rewrite), reporting
+    /// another used size. The tail now stays where the last good record ends.
+    #[test]
+    fn a_tail_cut_just_after_a_wrap_is_stable_across_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ch.ring");
+        let mut file = vec![0u8; (HEADER_REGION_BYTES + 4096) as usize];
+        let state = HeaderState {
+            capacity_bytes: 4096,
+            generation: 3,
+            head_pos: 4000,
+            head_seq: 10,
+            tail_pos: 80,
+            tail_seq: 12,
+        };
+        file[..SLOT_BYTES].copy_from_slice(&state.encode());
+        let mut put_header = |pos: u64, len: u32, seq: u64, value: &[u8]| {
+            let at = (HEADER_REGION_BYTES + pos) as usize;
+            file[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            file[at + 4..at + 8].copy_from_slice(&record_crc(len, seq, value).to_le_bytes());
+            file[at + 8..at + 16].copy_from_slice(&seq.to_le_bytes());
+            file[at + 16..at + 16 + value.len()].copy_from_slice(value);
+        };
+        put_header(4000, 40, 10, &[b'a'; 40]);
+        put_header(4056, PAD_LEN, 11, &[]);
+        // Record 11 at offset 0 is all zeros: damaged.
+        std::fs::write(&path, &file).expect("write");
+
+        let (ring, cut) = Ring::open(&path, SyncMode::OnClose).expect("open");
+        assert_eq!(cut, 1);
+        assert_eq!(ring.len(), 1);
+        let size = ring.size();
+        drop(ring);
+        let header = std::fs::read(&path).expect("read")[..HEADER_REGION_BYTES as usize].to_vec();
+        let (mut ring, cut) = Ring::open(&path, SyncMode::OnClose).expect("reopen");
+        assert_eq!(cut, 0, "the second open cut again");
+        assert_eq!(ring.size(), size);
+        let after = std::fs::read(&path).expect("read")[..HEADER_REGION_BYTES as usize].to_vec();
+        assert_eq!(after, header, "the second open rewrote the header");
+        assert_eq!(drain(&mut ring), vec![vec![b'a'; 40]]);
+        ring.push(b"next").expect("push");
+        let (mut ring, cut) = reopen(ring, &path);
+        assert_eq!(cut, 0);
+        assert_eq!(drain(&mut ring), vec![b"next".to_vec()]);
+    }
+
+    /// Found while writing `fuzz/fuzz_targets/queue_ring_file.rs` and confirmed with it (the file
+    /// below is the input): past the wrap, a record whose checksum covers the head record's own
+    /// header (as its value) ran into the head, and the walk accepted it. The ring then counted
+    /// 48 bytes in use for 4024 value bytes, and a push before the first pop wrote over the
+    /// unread head record, which the next take found damaged: a panic. Such a record is now cut.
+    #[test]
+    fn a_record_past_the_wrap_that_runs_into_the_head_is_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ch.ring");
+        let mut file = vec![0u8; (HEADER_REGION_BYTES + 4096) as usize];
+        let state = HeaderState {
+            capacity_bytes: 4096,
+            generation: 5,
+            head_pos: 2000,
+            head_seq: 0,
+            tail_pos: 2048,
+            tail_seq: 4,
+        };
+        file[..SLOT_BYTES].copy_from_slice(&state.encode());
+        // `value: None` takes the bytes already in the file as the value.
+        let mut put = |pos: u64, seq: u64, len: u32, value: Option<&[u8]>| {
+            let at = (HEADER_REGION_BYTES + pos) as usize;
+            let value_at = at + RECORD_HEADER_BYTES as usize;
+            let value_end = if len == PAD_LEN {
+                value_at
+            } else {
+                value_at + len as usize
+            };
+            if let Some(value) = value {
+                file[value_at..value_end].copy_from_slice(value);
+            }
+            let crc = record_crc(len, seq, &file[value_at..value_end]);
+            file[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            file[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+            file[at + 8..at + 16].copy_from_slice(&seq.to_le_bytes());
+        };
+        put(2000, 0, 1000, Some(&[b'A'; 1000])); // 2000..3016
+        put(3016, 1, 1008, Some(&[b'B'; 1008])); // 3016..4040
+        put(4040, 2, PAD_LEN, None);
+        put(0, 2, 1008, Some(&[b'C'; 1008])); // 0..1024
+        put(1024, 3, 1008, None); // 1024..2048, over record 0's header
+        std::fs::write(&path, &file).expect("write");
+
+        let (mut ring, cut) = Ring::open(&path, SyncMode::OnClose).expect("open");
+        assert_eq!(cut, 1, "the record running into the head is cut");
+        assert_eq!(ring.len(), 3);
+        let size = ring.size();
+        assert_eq!(size.value_bytes, 1000 + 1008 + 1008);
+        assert_eq!(size.used_bytes, 4096 - 2000 + 1024);
+        ring.push(b"new").expect("push");
+        let all = drain(&mut ring);
+        let expected = [
+            vec![b'A'; 1000],
+            vec![b'B'; 1008],
+            vec![b'C'; 1008],
+            b"new".to_vec(),
+        ];
+        assert_eq!(all, expected);
     }
 }
