@@ -38,8 +38,9 @@ impl Journal {
     /// Reads what an unclean stop left (empty after a clean one), then starts a new journal.
     pub fn open(data_dir: &Path) -> io::Result<(Journal, Vec<(String, BucketId)>)> {
         let path = data_dir.join(JOURNAL_FILE_NAME);
-        let left = match fs::read_to_string(&path) {
-            Ok(text) => parse(&text, &path),
+        // Read as bytes: a damaged byte spoils its line (skipped with a warning), not the start.
+        let left = match fs::read(&path) {
+            Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), &path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -163,6 +164,23 @@ mod tests {
         journal.remove().unwrap();
         let (_journal, left) = Journal::open(dir.path()).unwrap();
         assert!(left.is_empty(), "a clean stop leaves nothing to recover");
+    }
+
+    #[test]
+    fn a_line_with_bytes_that_are_not_utf8_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = b"logs 5727\n".to_vec();
+        text.extend_from_slice(b"bad \xff\xfe\n");
+        text.extend_from_slice(b"other 1\n");
+        std::fs::write(dir.path().join(JOURNAL_FILE_NAME), text).unwrap();
+        let (_journal, left) = Journal::open(dir.path()).expect("opens despite the bad line");
+        assert_eq!(
+            left,
+            vec![
+                ("logs".into(), BucketId::from_key(0x5727 << 12)),
+                ("other".into(), BucketId::from_key(1 << 12)),
+            ]
+        );
     }
 
     #[test]
