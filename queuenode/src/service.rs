@@ -48,6 +48,8 @@ pub struct QueueNode {
     /// taken for good (popped, or acknowledged by a consumer).
     pub(crate) pushed_records: u64,
     pub(crate) removed_records: u64,
+    /// Where Pop copies the value it takes, reused so a Pop allocates nothing.
+    pub(crate) pop_scratch: Vec<u8>,
 }
 
 impl QueueNode {
@@ -114,6 +116,7 @@ impl QueueNode {
             max_value_bytes: max_value_for_frames(max_frame_bytes),
             pushed_records: 0,
             removed_records: 0,
+            pop_scratch: Vec::new(),
         }
     }
 

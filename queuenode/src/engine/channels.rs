@@ -38,9 +38,9 @@ struct ChannelEntry {
 
 /// Where a read without a subscriber name (Pop) goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PopSource {
-    /// This storage.
-    Storage(String),
+pub enum PopSource<'a> {
+    /// This storage (the channel's own name, borrowed, in the common case).
+    Storage(std::borrow::Cow<'a, str>),
     /// The channel does not exist: nothing to read.
     Missing,
     /// The channel has these subscribers, none of them the default one.
@@ -280,14 +280,14 @@ impl Channels {
     }
 
     /// Where a read without a subscriber name goes (see the module documentation).
-    pub fn pop_source(&self, channel: &str) -> PopSource {
+    pub fn pop_source<'a>(&self, channel: &'a str) -> PopSource<'a> {
         let Some(entry) = self.index.get(channel) else {
             return PopSource::Missing;
         };
         if entry.plain {
-            PopSource::Storage(channel.to_string())
+            PopSource::Storage(std::borrow::Cow::Borrowed(channel))
         } else if entry.subscribers.contains("") {
-            PopSource::Storage(storage_name(Some(""), channel))
+            PopSource::Storage(std::borrow::Cow::Owned(storage_name(Some(""), channel)))
         } else {
             PopSource::Subscribed(entry.subscribers.iter().cloned().collect())
         }

@@ -49,13 +49,23 @@ pub(super) fn handle(
         reply.send(Status::NotFound, &[]);
         return Handled::Replied;
     };
-    match ring.pop() {
-        Ok(Some(value)) => {
-            node.removed_records += 1;
-            reply.ok(&value)
-        }
-        Ok(None) => reply.send(Status::NotFound, &[]),
-        Err(error) => return engine_error(reply, error.into()),
+    // Taken into a reused buffer and acknowledged before the reply: no allocation per Pop, and
+    // the value is only answered once it is gone from the ring.
+    let scratch = &mut node.pop_scratch;
+    scratch.clear();
+    let Some(span) = ring.take_with(1, u64::MAX, |_, value| scratch.extend_from_slice(value))
+    else {
+        reply.send(Status::NotFound, &[]);
+        return Handled::Replied;
+    };
+    if let Err(error) = ring.ack(span) {
+        return engine_error(reply, error.into());
+    }
+    node.removed_records += 1;
+    reply.ok(&node.pop_scratch);
+    if node.pop_scratch.capacity() > 1024 * 1024 {
+        // One huge value must not pin its buffer for the node's life.
+        node.pop_scratch = Vec::new();
     }
     Handled::Replied
 }
