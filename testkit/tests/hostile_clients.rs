@@ -352,3 +352,41 @@ fn logfiles_node_survives_hostile_clients() {
 fn queue_node_survives_hostile_clients() {
     survive(Kind::Queue);
 }
+
+/// Thousands of clients that connect, shake hands and then do nothing: each node keeps serving
+/// a new client correctly, its memory stays bounded, and all of them are let go at the end.
+fn idle_crowd(kind: Kind) {
+    const IDLE: usize = 2000;
+    let binary = kind.binary();
+    let config = "[server]\nmax_connections = 3000\n";
+    let node = TempNode::start(binary.to_str().expect("utf-8 path"), config, &[]);
+    let pid = node.child.id();
+    let mut conn = Conn::open(node.addr);
+    kind.write_precious(&mut conn);
+    let rss_before = rss_kib(pid);
+    let crowd: Vec<Conn> = (0..IDLE).map(|_| Conn::open(node.addr)).collect();
+    let rss_crowded = rss_kib(pid);
+    let mut fresh = Conn::open(node.addr);
+    kind.check_precious(&mut fresh);
+    let (status, body) = fresh.request(RequestCode::GET_NUM_CONNECTIONS, Vec::new());
+    assert_eq!(status, Status::Ok);
+    let open = u64::from_le_bytes(body[..8].try_into().expect("u64"));
+    assert!(open >= IDLE as u64 + 2, "{kind:?}: {open} connections open");
+    let grown_mib = rss_crowded.saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 256,
+        "{kind:?}: {IDLE} idle connections cost {grown_mib} MiB"
+    );
+    drop(crowd);
+    kind.check_precious(&mut conn);
+    let mut node = node;
+    node.node.signal("TERM");
+    assert_eq!(node.node.wait_exit().code(), Some(0), "{kind:?} clean exit");
+}
+
+#[test]
+fn thousands_of_idle_connections_leave_every_node_serving() {
+    for kind in [Kind::Dht, Kind::Logfiles, Kind::Queue] {
+        idle_crowd(kind);
+    }
+}
