@@ -42,7 +42,18 @@ impl Client {
             return Err(ClientError::NoNodes);
         }
         check_options(&options)?;
-        let opened = open_all(nodes, wanted_kind, &options)?;
+        let opened = open_all(nodes, wanted_kind, &options);
+        let first_error = opened.iter().find_map(|result| result.as_ref().err());
+        if let Some(error) = first_error {
+            let tolerated = options.allow_down_nodes
+                && opened.iter().any(Result::is_ok)
+                && opened
+                    .iter()
+                    .all(|result| result.as_ref().err().is_none_or(ClientError::is_node_down));
+            if !tolerated {
+                return Err(error.clone());
+            }
+        }
         Client::start(nodes, wanted_kind, options, opened)
     }
 
@@ -61,7 +72,7 @@ impl Client {
         nodes: &[SocketAddr],
         wanted: Option<NodeKind>,
         options: ClientOptions,
-        opened: Vec<Opened>,
+        opened: Vec<Result<Opened, ClientError>>,
     ) -> Result<Client, ClientError> {
         let setup =
             |what: &str, e: std::io::Error| ClientError::Setup(format!("cannot {what}: {e}"));
@@ -288,11 +299,12 @@ fn check_options(options: &ClientOptions) -> Result<(), ClientError> {
 
 /// Opens every node's connection in parallel (so a dead node costs one connect timeout, not
 /// one per node); returns them in node order, or the first node's error.
+/// Connects to every node in parallel; the outcome per node, in node order.
 fn open_all(
     nodes: &[SocketAddr],
     wanted: Option<NodeKind>,
     options: &ClientOptions,
-) -> Result<Vec<Opened>, ClientError> {
+) -> Vec<Result<Opened, ClientError>> {
     let results: Vec<Result<Opened, ClientError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = nodes
             .iter()
@@ -310,7 +322,7 @@ fn open_all(
             })
             .collect()
     });
-    results.into_iter().collect()
+    results
 }
 
 #[cfg(test)]

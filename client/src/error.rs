@@ -13,6 +13,21 @@ use node_core::protocol::{NodeKind, Status, PROTOCOL_VERSION};
 use std::io;
 use std::net::SocketAddr;
 
+impl ClientError {
+    /// Whether this connect failure means the node is down or busy for now (retrying later may
+    /// work), rather than that it is the wrong node or refuses us.
+    pub fn is_node_down(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::ConnectionLimit { .. }
+                | ClientError::ShuttingDown { .. }
+                | ClientError::Disconnected { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// The TCP connection (or the handshake's I/O) failed: refused, unreachable, timed out.

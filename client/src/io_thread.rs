@@ -43,12 +43,13 @@ pub(crate) struct IoThread {
 }
 
 impl IoThread {
-    /// Takes the connections `Client::connect` opened (one per node, in node order).
+    /// Takes the outcome of `Client::connect`'s first connect to each node (in node order): a
+    /// node that failed starts disconnected, under backoff.
     pub(crate) fn new(
         poll: Poll,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
-        opened: Vec<Opened>,
+        opened: Vec<Result<Opened, ClientError>>,
         wanted: Option<NodeKind>,
     ) -> IoThread {
         let (connects_tx, connects) = mpsc::channel();
@@ -68,7 +69,7 @@ impl IoThread {
             wanted,
         };
         for (node, opened) in opened.into_iter().enumerate() {
-            io.on_connect_done(node, Ok(opened));
+            io.on_connect_done(node, opened);
         }
         io
     }

@@ -34,6 +34,12 @@ pub struct ClientOptions {
     /// on a partial cluster; a key no node owns then fails with `ClientError::NoNodeForKey`,
     /// and a key several nodes own goes to the first of them in node order.
     pub allow_incomplete_ranges: bool,
+    /// Start even when some nodes cannot be reached (connection refused or timed out, node
+    /// shutting down or at its connection limit), as long as one can: those start disconnected
+    /// and requests to them reconnect with the usual backoff. Other errors (wrong kind, version,
+    /// authentication) still fail `connect`. The logfiles and queue clients, which write to any
+    /// one node, always set it; default false.
+    pub allow_down_nodes: bool,
 }
 
 impl Default for ClientOptions {
@@ -47,6 +53,7 @@ impl Default for ClientOptions {
             max_in_flight: 1024,
             stream_window: 16,
             allow_incomplete_ranges: false,
+            allow_down_nodes: false,
         }
     }
 }

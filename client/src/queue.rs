@@ -78,6 +78,11 @@ impl QueueClient {
         nodes: &[SocketAddr],
         options: ClientOptions,
     ) -> Result<QueueClient, ClientError> {
+        // Pushes go to any one node: a node that is down at start must not stop the client.
+        let options = ClientOptions {
+            allow_down_nodes: true,
+            ..options
+        };
         let client = Client::connect(nodes, Some(NodeKind::Queue), options)?;
         Ok(QueueClient {
             client,

@@ -898,21 +898,52 @@ fn swarmctl_log_verbs_end_to_end() {
         assert!(output.stdout.is_empty());
     }
 
-    // A node that is down: the command fails naming it (a client connects to every node it is
-    // given); without it, the others serve what they hold.
+    // A node that is down: a read fails naming it (it needs every node); a put goes to one of
+    // the others; without it, the others serve what they hold.
     let _ = nodes[1].child.kill();
     let _ = nodes[1].child.wait();
-    for args in [&["getall", "web"][..], &["put", "web", "1", "v"]] {
-        let output = swarmctl(&addrs, args, None);
-        assert_eq!(output.status.code(), Some(1));
-        assert_eq!(
-            text(&output.stderr),
-            format!("swarmctl: node {}: connection refused\n", addrs[1])
-        );
-    }
+    let output = swarmctl(&addrs, &["getall", "web"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!("swarmctl: node {}: connection refused\n", addrs[1])
+    );
+    let output = swarmctl(&addrs, &["put", "web", "1", "v"], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
     let survivors = [addrs[0], addrs[2]];
     let output = swarmctl(&survivors, &["put", "web", "5", "five"], None);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let output = swarmctl(&survivors, &["getrange", "web", "5", "5"], None);
     assert_eq!(text(&output.stdout), "5\tfive\n");
+}
+
+/// A node that is down when the client starts does not stop it: writes go to the others, reads
+/// name the missing node; a node of the wrong kind still fails the start.
+#[test]
+fn a_client_starts_with_a_node_down() {
+    let up = start();
+    let down: SocketAddr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let logs = LogClient::connect(&[up.addr, down], options()).expect("starts with one node up");
+    let mut used = BTreeSet::new();
+    for key in 0..6 {
+        used.insert(
+            logs.put("ch", key, b"v")
+                .expect("put goes to the live node"),
+        );
+    }
+    assert_eq!(used, BTreeSet::from([0]));
+    let error = drain(logs.get_range("ch", 0, 100, &ValueFilter::All))
+        .expect_err("a read needs every node");
+    assert_eq!(error.node(), Some(down), "{error}");
+    // Only "down" errors are tolerated: a node of the wrong kind still fails the start.
+    let dht_binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    let dht = testkit::TempNode::start(dht_binary.to_str().expect("utf-8"), "", &[]);
+    match LogClient::connect(&[up.addr, dht.addr], options()) {
+        Err(ClientError::WrongKind { .. }) => {}
+        Err(other) => panic!("expected WrongKind, got {other}"),
+        Ok(_) => panic!("a dht node in a logfiles list must fail the start"),
+    }
 }

@@ -401,3 +401,21 @@ fn swarmctl_queue_push_multi_consume_and_subscribe() {
         "{output:?}"
     );
 }
+
+/// A queue node that is down when the client starts does not stop pushes to the others.
+#[test]
+fn a_client_starts_with_a_node_down() {
+    let up = start();
+    let down: SocketAddr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let queue = QueueClient::connect(&[down, up.addr], options()).expect("starts with one up");
+    for n in 0..4 {
+        assert_eq!(
+            queue.push("ch", format!("v{n}").as_bytes()).expect("push"),
+            1
+        );
+    }
+    assert_eq!(queue.pop("ch").expect("pop").as_deref(), Some(&b"v0"[..]));
+}

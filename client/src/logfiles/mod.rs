@@ -78,6 +78,11 @@ struct SentBatch {
 impl LogClient {
     /// Connects to every node (each must be a logfiles node).
     pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<LogClient, ClientError> {
+        // Writes go to any one node: a node that is down at start must not stop the client.
+        let options = ClientOptions {
+            allow_down_nodes: true,
+            ..options
+        };
         let client = Client::connect(nodes, Some(NodeKind::Logfiles), options)?;
         Ok(LogClient {
             client,
