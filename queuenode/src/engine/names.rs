@@ -4,25 +4,10 @@
 //! [`MAX_NAME_BYTES`] bytes, the subscriber part 0 to [`MAX_NAME_BYTES`]. The storage name is also
 //! the ring's file name (plus `.ring`), so nothing else may appear in it.
 
-/// Longest channel or subscriber part.
-pub const MAX_NAME_BYTES: usize = 100;
+pub use node_core::protocol::queue::{valid_channel_name, valid_subscriber_name};
 
-fn valid_part(part: &str, min_bytes: usize) -> bool {
-    (min_bytes..=MAX_NAME_BYTES).contains(&part.len())
-        && part
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// A valid channel name: 1 to 100 of `[A-Za-z0-9_-]`.
-pub fn valid_channel_name(name: &str) -> bool {
-    valid_part(name, 1)
-}
-
-/// A valid subscriber name: 0 to 100 of `[A-Za-z0-9_-]` (empty = the default subscriber).
-pub fn valid_subscriber_name(name: &str) -> bool {
-    valid_part(name, 0)
-}
+/// Longest channel or subscriber part (the protocol's limit).
+pub const MAX_NAME_BYTES: usize = node_core::protocol::queue::MAX_CHANNEL_NAME_LEN;
 
 /// Splits a storage name at its first `@`: `(Some(subscriber), channel)` or `(None, channel)`.
 pub fn split_storage_name(name: &str) -> (Option<&str>, &str) {
