@@ -23,8 +23,8 @@ pub struct NodeConfig {
 }
 
 /// Smallest and largest ring (the engine's limits); sizes must be multiples of 8.
-pub const MIN_CHANNEL_SIZE_BYTES: u64 = 4096;
-pub const MAX_CHANNEL_SIZE_BYTES: u64 = 1 << 40;
+pub const MIN_CHANNEL_SIZE_BYTES: u64 = crate::engine::ring::MIN_CAPACITY_BYTES;
+pub const MAX_CHANNEL_SIZE_BYTES: u64 = crate::engine::ring::MAX_CAPACITY_BYTES;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
