@@ -607,12 +607,7 @@ impl Ring {
     /// Whether [`Ring::push`] of a value of `len` bytes would succeed now, without pushing: for
     /// requests that check every ring before writing to any.
     pub fn check_push(&self, len: u64) -> Result<(), RingError> {
-        self.check_value(len)?;
-        let need = record_bytes(len);
-        match self.place(need) {
-            Some(_) => Ok(()),
-            None => Err(self.full_error(need)),
-        }
+        self.check_push_all([len])
     }
 
     /// Whether values of these lengths, pushed in this order, would all fit now (the error of
@@ -620,7 +615,7 @@ impl Ring {
     pub fn check_push_all(&self, lens: impl IntoIterator<Item = u64>) -> Result<(), RingError> {
         let capacity = self.capacity_bytes();
         let mut empty = self.stored_records() == 0;
-        let (mut head, mut tail) = if empty {
+        let (head, mut tail) = if empty {
             (0, 0)
         } else {
             (self.state.head_pos, self.state.tail_pos)
@@ -631,9 +626,6 @@ impl Ring {
             let Some((pos, _)) = place_in(capacity, head, tail, empty, need) else {
                 return Err(self.full_error(need));
             };
-            if empty {
-                head = 0;
-            }
             tail = pos + need;
             empty = false;
         }
