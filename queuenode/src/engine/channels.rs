@@ -81,14 +81,7 @@ impl Channels {
     pub fn new(queues: Queues) -> Channels {
         let mut index: BTreeMap<String, ChannelEntry> = BTreeMap::new();
         for name in queues.names() {
-            let (subscriber, channel) = split_storage_name(name);
-            let entry = index.entry(channel.to_string()).or_default();
-            match subscriber {
-                Some(subscriber) => {
-                    entry.subscribers.insert(subscriber.to_string());
-                }
-                None => entry.plain = true,
-            }
+            note_storage(&mut index, name);
         }
         for (channel, entry) in &index {
             if entry.plain && !entry.subscribers.is_empty() {
@@ -269,14 +262,7 @@ impl Channels {
 
     /// Adds a storage that now exists in the registry to the index.
     fn note_storage(&mut self, name: &str) {
-        let (subscriber, channel) = split_storage_name(name);
-        let entry = self.index.entry(channel.to_string()).or_default();
-        match subscriber {
-            Some(subscriber) => {
-                entry.subscribers.insert(subscriber.to_string());
-            }
-            None => entry.plain = true,
-        }
+        note_storage(&mut self.index, name);
     }
 
     /// Where a read without a subscriber name goes (see the module documentation).
@@ -302,11 +288,16 @@ impl Channels {
         capacity_bytes: u64,
     ) -> Result<(String, Subscribed), QueueError> {
         let name = storage_name(Some(subscriber), channel);
-        let entry = self.index.get(channel).cloned().unwrap_or_default();
-        if entry.subscribers.contains(subscriber) {
+        let (known, takes_over) = self.index.get(channel).map_or((false, false), |entry| {
+            (
+                entry.subscribers.contains(subscriber),
+                entry.plain && entry.subscribers.is_empty(),
+            )
+        });
+        if known {
             return Ok((name, Subscribed::Existing));
         }
-        let outcome = if entry.plain && entry.subscribers.is_empty() {
+        let outcome = if takes_over {
             self.queues.rename(channel, &name)?;
             if let Some(entry) = self.index.get_mut(channel) {
                 entry.plain = false;
@@ -423,6 +414,18 @@ impl Channels {
             self.note_storage(name);
         }
         Ok(imported)
+    }
+}
+
+/// Adds storage `name` to `index` (its channel's plain storage or one of its subscribers).
+fn note_storage(index: &mut BTreeMap<String, ChannelEntry>, name: &str) {
+    let (subscriber, channel) = split_storage_name(name);
+    let entry = index.entry(channel.to_string()).or_default();
+    match subscriber {
+        Some(subscriber) => {
+            entry.subscribers.insert(subscriber.to_string());
+        }
+        None => entry.plain = true,
     }
 }
 
