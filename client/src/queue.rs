@@ -305,17 +305,27 @@ fn check_channel_count(queue: &QueueClient, count: usize) -> Result<(), ClientEr
     if (1..=wire::MAX_PUSH_CHANNELS).contains(&count) {
         return Ok(());
     }
-    Err(ClientError::Status {
+    Err(refused_by_client(
+        queue,
+        Status::BadRequest,
+        &format!(
+            "{count} channels; a push names 1 to {}",
+            wire::MAX_PUSH_CHANNELS
+        ),
+    ))
+}
+
+/// The error for a request the client refuses before sending it, as a node would (named after
+/// the first node).
+fn refused_by_client(queue: &QueueClient, status: Status, message: &str) -> ClientError {
+    ClientError::Status {
         node: queue
             .client
             .node_addr(0)
             .unwrap_or(([0, 0, 0, 0], 0).into()),
-        status: Status::BadRequest,
-        message: format!(
-            "refused by the client: {count} channels; a push names 1 to {}",
-            wire::MAX_PUSH_CHANNELS
-        ),
-    })
+        status,
+        message: format!("refused by the client: {message}"),
+    }
 }
 
 /// Whether a node could not be asked at all (down, unreachable, stopping).

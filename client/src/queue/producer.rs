@@ -12,7 +12,7 @@
 //! again elsewhere, so a value may then be stored twice (at least once, never lost). Order is
 //! kept per node; across nodes a queue cluster has no order anyway.
 
-use super::{check_channel_count, push_elsewhere, QueueClient};
+use super::{check_channel_count, push_elsewhere, refused_by_client, QueueClient};
 use crate::error::ClientError;
 use crate::reply::Pending;
 use node_core::protocol::batch::{append_record, encode_batch, DEFAULT_BATCH_TARGET_BYTES};
@@ -92,15 +92,7 @@ impl<'a> Producer<'a> {
     }
 
     fn refused(&self, status: Status, message: &str) -> ClientError {
-        ClientError::Status {
-            node: self
-                .queue
-                .client()
-                .node_addr(0)
-                .unwrap_or(([0, 0, 0, 0], 0).into()),
-            status,
-            message: format!("refused by the client: {message}"),
-        }
+        refused_by_client(self.queue, status, message)
     }
 
     fn send_batch(&mut self) -> Result<(), ClientError> {
