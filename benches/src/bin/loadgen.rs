@@ -30,11 +30,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
 use node_core::protocol::frame::{parse_frame, write_frame, DEFAULT_MAX_FRAME_BYTES};
-use node_core::protocol::handshake::{
-    ClientHello, HandshakeOutcome, HandshakeResult, HelloVerdict, ServerHello,
-    HANDSHAKE_RESULT_LEN, PROOF_LEN, SERVER_HELLO_LEN,
-};
-use node_core::protocol::{FrameType, NodeKind, Status, HEADER_LEN, PROTOCOL_VERSION};
+use node_core::protocol::{FrameType, NodeKind, Status, HEADER_LEN};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -531,52 +527,7 @@ impl SwarmCodec {
 
 impl Codec for SwarmCodec {
     fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String> {
-        let mut hello = [0u8; SERVER_HELLO_LEN];
-        stream
-            .read_exact(&mut hello)
-            .map_err(|e| format!("reading the node's hello: {e}"))?;
-        let hello = ServerHello::decode(&hello).map_err(|e| e.to_string())?;
-        if hello.kind != self.kind {
-            return Err(format!(
-                "node is a {} node, expected {}",
-                hello.kind, self.kind
-            ));
-        }
-        if hello.version != PROTOCOL_VERSION {
-            return Err(format!(
-                "unsupported protocol version {} (loadgen speaks {PROTOCOL_VERSION})",
-                hello.version
-            ));
-        }
-        match hello.verdict {
-            HelloVerdict::Ready => {}
-            HelloVerdict::AuthRequired => {
-                return Err("the node requires authentication; loadgen does not do it".into())
-            }
-            HelloVerdict::ConnectionLimit => return Err("connection limit reached".into()),
-            HelloVerdict::ShuttingDown => return Err("node shutting down".into()),
-        }
-        let mut out = Vec::new();
-        ClientHello {
-            version: PROTOCOL_VERSION,
-            wanted_kind: Some(self.kind),
-            name: b"loadgen".to_vec(),
-            proof: [0; PROOF_LEN],
-        }
-        .encode(&mut out)
-        .map_err(|e| e.to_string())?;
-        stream
-            .write_all(&out)
-            .map_err(|e| format!("sending the client hello: {e}"))?;
-        let mut result = [0u8; HANDSHAKE_RESULT_LEN];
-        stream
-            .read_exact(&mut result)
-            .map_err(|e| format!("reading the handshake result: {e}"))?;
-        let result = HandshakeResult::decode(&result).map_err(|e| e.to_string())?;
-        if result.outcome != HandshakeOutcome::Accepted {
-            return Err(format!("handshake refused: {:?}", result.outcome));
-        }
-        Ok(())
+        benches::handshake::swarm_handshake(stream, self.kind, "loadgen")
     }
 
     #[inline]

@@ -21,12 +21,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::frame::{parse_frame, write_frame};
-use node_core::protocol::handshake::{
-    ClientHello, HandshakeOutcome, HandshakeResult, HelloVerdict, ServerHello,
-    HANDSHAKE_RESULT_LEN, PROOF_LEN, SERVER_HELLO_LEN,
-};
 use node_core::protocol::queue::{self, ConsumeAckRequest, ConsumeRequest, PushRequest};
-use node_core::protocol::PROTOCOL_VERSION;
 use node_core::protocol::{ControlCode, FrameType, NodeKind, Status, HEADER_LEN};
 use serde_json::json;
 use std::io::{self, Read, Write};
@@ -96,49 +91,11 @@ struct Conn {
     received: u64,
 }
 
-fn handshake(stream: &mut std::net::TcpStream) -> Result<(), String> {
-    let mut hello = [0u8; SERVER_HELLO_LEN];
-    stream
-        .read_exact(&mut hello)
-        .map_err(|e| format!("reading the node's hello: {e}"))?;
-    let hello = ServerHello::decode(&hello).map_err(|e| e.to_string())?;
-    if hello.kind != NodeKind::Queue || hello.version != PROTOCOL_VERSION {
-        return Err(format!(
-            "not a queue node of protocol {PROTOCOL_VERSION}: {:?} v{}",
-            hello.kind, hello.version
-        ));
-    }
-    if hello.verdict != HelloVerdict::Ready {
-        return Err(format!("node says {:?}", hello.verdict));
-    }
-    let mut out = Vec::new();
-    ClientHello {
-        version: PROTOCOL_VERSION,
-        wanted_kind: Some(NodeKind::Queue),
-        name: b"queue_load".to_vec(),
-        proof: [0; PROOF_LEN],
-    }
-    .encode(&mut out)
-    .map_err(|e| e.to_string())?;
-    stream
-        .write_all(&out)
-        .map_err(|e| format!("sending the hello: {e}"))?;
-    let mut result = [0u8; HANDSHAKE_RESULT_LEN];
-    stream
-        .read_exact(&mut result)
-        .map_err(|e| format!("reading the handshake result: {e}"))?;
-    let result = HandshakeResult::decode(&result).map_err(|e| e.to_string())?;
-    if result.outcome != HandshakeOutcome::Accepted {
-        return Err(format!("handshake refused: {:?}", result.outcome));
-    }
-    Ok(())
-}
-
 fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
     let mut stream =
         std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    handshake(&mut stream)?;
+    benches::handshake::swarm_handshake(&mut stream, NodeKind::Queue, "queue_load")?;
     stream.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok(TcpStream::from_std(stream))
 }
