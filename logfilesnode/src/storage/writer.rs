@@ -14,7 +14,7 @@
 
 use super::format::{
     detect, encode_record, file_header, BucketDecoder, BucketFormat, DamageKind, Detected,
-    MAX_VALUE_BYTES,
+    FILE_HEADER_BYTES, MAX_VALUE_BYTES,
 };
 use super::StorageError;
 use memmap2::Mmap;
@@ -166,10 +166,7 @@ impl BucketWriter {
         } else {
             recover_tail_if(path, allow_cut)?
         };
-        let len = match recovery.cut_bytes {
-            0 => existing_len,
-            cut => existing_len - cut,
-        };
+        let len = existing_len - recovery.cut_bytes;
         let mut writer = BucketWriter {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -186,7 +183,7 @@ impl BucketWriter {
                 .map_err(|e| StorageError::io(path, e))?;
             writer.written_len_bytes = header.len() as u64;
         } else {
-            let mut head = [0u8; 16];
+            let mut head = [0u8; FILE_HEADER_BYTES];
             let got =
                 read_prefix(&writer.file, &mut head).map_err(|e| StorageError::io(path, e))?;
             writer.format = match detect(&head[..got]) {
