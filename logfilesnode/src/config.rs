@@ -59,7 +59,7 @@ impl Default for LogfilesSection {
     fn default() -> LogfilesSection {
         LogfilesSection {
             max_value_bytes: 1024 * 1024,
-            write_buffer_bytes: 64 * 1024,
+            write_buffer_bytes: crate::storage::DEFAULT_WRITE_BUFFER_BYTES as u32,
             max_open_buckets: 256,
             max_open_buckets_per_channel: 4,
             max_channels: 10_000,
