@@ -46,7 +46,7 @@ enum Verb {
     /// Append a record: VALUE under KEY (VALUE `-`: read it from stdin).
     Put {
         channel: String,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = parse_key)]
         key: u64,
         #[arg(allow_hyphen_values = true)]
         value: OsString,
@@ -55,9 +55,9 @@ enum Verb {
     #[command(name = "getrange")]
     GetRange {
         channel: String,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = parse_key)]
         from: u64,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = parse_key)]
         to: u64,
         #[command(flatten)]
         read: ReadArgs,
@@ -111,10 +111,6 @@ impl ReadArgs {
             (None, None, _) => ValueFilter::All,
         }
     }
-}
-
-fn key_arg(text: &str) -> Result<u64, String> {
-    parse_key(text)
 }
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
