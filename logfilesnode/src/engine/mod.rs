@@ -335,12 +335,11 @@ impl Engine {
         let Some(journal) = &mut self.journal else {
             return;
         };
-        let open: Vec<(String, BucketId)> = self
+        let open = self
             .writers
             .iter_mut()
-            .map(|(channel, bucket)| (channel.to_string(), bucket.id))
-            .collect();
-        if let Err(e) = journal.compact(open.iter().map(|(c, b)| (c.as_str(), *b))) {
+            .map(|(channel, bucket)| (channel, bucket.id));
+        if let Err(e) = journal.compact(open) {
             tracing::warn!("cannot compact the open-bucket journal: {e}");
         }
     }
@@ -348,30 +347,13 @@ impl Engine {
     /// Writes every buffer to its file (the flush timer). Failures are logged and fail the next
     /// group commit.
     pub fn flush_all(&mut self) {
-        let mut failure = None;
-        for (channel, bucket) in self.writers.iter_mut() {
-            if let Err(e) = bucket.writer.flush() {
-                tracing::error!("flushing a bucket of {channel}: {e}");
-                failure.get_or_insert_with(|| e.to_string());
-            }
-        }
-        if let Some(failure) = failure {
-            self.write_failure.get_or_insert(failure);
-        }
+        flush_buckets(self.writers.iter_mut(), &mut self.write_failure);
     }
 
     /// Writes the buffers of one channel, so a read sees every record written before it.
     pub fn flush_channel(&mut self, channel: &str) {
-        let mut failure = None;
-        for bucket in self.writers.channel_mut(channel) {
-            if let Err(e) = bucket.writer.flush() {
-                tracing::error!("flushing a bucket of {channel}: {e}");
-                failure.get_or_insert_with(|| e.to_string());
-            }
-        }
-        if let Some(failure) = failure {
-            self.write_failure.get_or_insert(failure);
-        }
+        let buckets = self.writers.channel_mut(channel).map(|b| (channel, b));
+        flush_buckets(buckets, &mut self.write_failure);
     }
 
     /// Whether anything was written since the last group commit.
@@ -471,10 +453,9 @@ impl Engine {
         if !crate::valid_channel_name(channel) {
             return Err(EngineError::BadChannelName(channel.to_string()));
         }
-        for bucket in self.writers.remove_channel(channel) {
-            // Its buffered records are being removed with it; no need to write them.
-            drop(bucket);
-        }
+        // Its buffered records go with it (dropping a writer flushes into the directory that is
+        // moved aside and deleted below).
+        drop(self.writers.remove_channel(channel));
         let Some(info) = self.channels.remove(channel) else {
             return Ok(());
         };
@@ -534,6 +515,20 @@ impl Engine {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// Writes the buffers of `buckets`; a failure is logged and kept (the first one) in
+/// `write_failure`, which fails the next group commit.
+fn flush_buckets<'a>(
+    buckets: impl Iterator<Item = (&'a str, &'a mut OpenBucket)>,
+    write_failure: &mut Option<String>,
+) {
+    for (channel, bucket) in buckets {
+        if let Err(e) = bucket.writer.flush() {
+            tracing::error!("flushing a bucket of {channel}: {e}");
+            write_failure.get_or_insert_with(|| e.to_string());
         }
     }
 }
