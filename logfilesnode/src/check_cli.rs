@@ -219,7 +219,9 @@ pub fn run(args: &Args, out: &mut dyn Write, progress: bool) -> Result<u8, CliEr
         add_to_totals(&mut totals, &outcome);
         report.file(&mut out, &outcome)?;
         bar.inc(entry.len_bytes);
-        bar.set_message(format!("{}/{total_files} files", done + 1));
+        if !bar.is_hidden() {
+            bar.set_message(format!("{}/{total_files} files", done + 1));
+        }
         out.pump()?;
     }
     out.flush()?;
