@@ -13,7 +13,7 @@ use node_core::protocol::{NodeKind, Status};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::{Conn, Node};
 
@@ -149,8 +149,7 @@ fn every_put_acknowledged_under_fsync_always_survives_sigkill() {
             .unwrap_or(1)
             | 1,
     );
-    let all_acked = Arc::new(Mutex::new(Vec::new()));
-    let mut total_acked = 0;
+    let mut all_acked = Vec::new();
     for round in 1..=rounds {
         let mut node = Node::start_in(BIN, dir.path(), &["-c", "node.toml"]);
         let stop = Arc::new(AtomicBool::new(false));
@@ -166,14 +165,12 @@ fn every_put_acknowledged_under_fsync_always_survives_sigkill() {
         let _ = node.wait_exit();
         stop.store(true, Ordering::Relaxed);
         for handle in writers {
-            let acked = handle.join().expect("writer thread");
-            total_acked += acked.len();
-            all_acked.lock().unwrap().extend(acked);
+            all_acked.extend(handle.join().expect("writer thread"));
         }
-        let acked = all_acked.lock().unwrap().clone();
-        let stored = check_everything_acknowledged_is_there(dir.path(), &acked);
-        assert!(stored >= acked.len());
+        let stored = check_everything_acknowledged_is_there(dir.path(), &all_acked);
+        assert!(stored >= all_acked.len());
     }
+    let total_acked = all_acked.len();
     assert!(
         total_acked as u64 > rounds * 100,
         "the writers got only {total_acked} Puts through in {rounds} rounds"
