@@ -275,16 +275,7 @@ pub fn split_range(range: HashRange, count: usize) -> Vec<HashRange> {
 
 /// Splits the whole hash space into `count` contiguous ranges of (almost) equal width.
 pub fn split_evenly(count: usize) -> Vec<HashRange> {
-    assert!(count > 0, "cannot split the hash space among no nodes");
-    let count = count as u128;
-    let space = 1u128 << 64;
-    (0..count)
-        .map(|index| {
-            let min = (space * index / count) as u64;
-            let max = (space * (index + 1) / count - 1) as u64;
-            HashRange { min, max }
-        })
-        .collect()
+    split_range(HashRange::FULL, count)
 }
 
 // ----- Update's value hash ----------------------------------------------------------------------
