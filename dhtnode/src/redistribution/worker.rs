@@ -132,11 +132,8 @@ impl Worker {
             self.targets.len()
         );
         let mut passes = 0u64;
-        loop {
-            let (left, _) = self.count_left()?;
-            if left == 0 {
-                return Ok(());
-            }
+        let mut left = to_move;
+        while left > 0 {
             if passes > 0 {
                 tracing::info!(
                     "redistribution: {left} records still to move after pass {passes}; next \
@@ -147,7 +144,9 @@ impl Worker {
             }
             passes += 1;
             self.pass()?;
+            left = self.count_left()?.0;
         }
+        Ok(())
     }
 
     fn check_cancel(&self) -> Result<(), Stop> {
@@ -289,13 +288,12 @@ impl Worker {
     /// `Err` says what failed on the way.
     fn request(&mut self, target: usize, code: RequestCode, body: &[u8]) -> Result<Reply, String> {
         let tuning = self.context.tuning;
-        let credentials = self.context.credentials.clone();
         let target = &mut self.targets[target];
         if target.client.is_none() {
             let options = ClientOptions {
                 connect_timeout_ms: tuning.connect_timeout.as_millis() as u64,
                 request_timeout_ms: tuning.request_timeout.as_millis() as u64,
-                credentials,
+                credentials: self.context.credentials.clone(),
                 ..ClientOptions::default()
             };
             let client = Client::connect(&[target.address], Some(NodeKind::Dht), options)
