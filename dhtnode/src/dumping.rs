@@ -174,10 +174,7 @@ impl Dumper {
     }
 
     fn hand_over_all(&mut self, engine: &Engine) {
-        for name in engine.channel_names() {
-            let Some(channel) = engine.channel(name) else {
-                continue;
-            };
+        for (name, channel) in engine.channels() {
             let source: Arc<dyn ShardSource> = channel.clone();
             match self.thread.dump_shards(name, source) {
                 Ok(cancel) => {
