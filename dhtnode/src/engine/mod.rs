@@ -343,6 +343,22 @@ impl Engine {
         }
     }
 
+    /// The checks every record of a batch must pass before any is stored: channel name and
+    /// room, then each key in range and each value valid.
+    fn check_batch<'a>(
+        &self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<(), EngineError> {
+        Engine::check_name(channel)?;
+        self.check_channel_room(channel)?;
+        for (key, value) in records {
+            self.check_key(key)?;
+            self.check_value(value)?;
+        }
+        Ok(())
+    }
+
     /// Stores a batch all or nothing: every record is checked first, so a refused batch changes
     /// nothing (the reference stored a prefix and failed on the first bad record).
     pub fn put_batch<'a>(
@@ -350,12 +366,7 @@ impl Engine {
         channel: &str,
         records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<u64, EngineError> {
-        Engine::check_name(channel)?;
-        self.check_channel_room(channel)?;
-        for (key, value) in records.clone() {
-            self.check_key(key)?;
-            self.check_value(value)?;
-        }
+        self.check_batch(channel, records.clone())?;
         if self.limits.size_limit_bytes > 0 {
             self.check_growth(self.batch_growth(channel, records.clone()))?;
         }
@@ -376,12 +387,7 @@ impl Engine {
         channel: &str,
         records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<AbsentBatchOutcome, EngineError> {
-        Engine::check_name(channel)?;
-        self.check_channel_room(channel)?;
-        for (key, value) in records.clone() {
-            self.check_key(key)?;
-            self.check_value(value)?;
-        }
+        self.check_batch(channel, records.clone())?;
         if self.limits.size_limit_bytes > 0 || self.redistribution_cap.is_some() {
             // Only absent keys grow the node; a key repeated in the batch counts once (the
             // first copy is the one stored).
