@@ -287,10 +287,6 @@ impl Redistributor {
         self.config.instance
     }
 
-    pub fn is_running(&self) -> bool {
-        self.running.is_some()
-    }
-
     /// Checks and starts a redistribution asked for by client `admin` (empty: anonymous).
     pub fn start(
         &mut self,
