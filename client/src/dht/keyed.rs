@@ -63,9 +63,8 @@ impl DhtClient {
         let body = key_body(channel, key);
         let (owner, reply) = self.keyed(wire::REMOVE, key, &body)?;
         let mut removed = found(reply)?;
-        let routes = self.fresh_routes()?;
-        if routes.moving() {
-            for node in routes.other_holders(key, Some(owner)) {
+        if let Some(others) = self.holders_while_moving(key, owner)? {
+            for node in others {
                 let reply = self.client.request(node, wire::REMOVE, &body)?;
                 match reply.status {
                     Status::Ok => removed = true,
@@ -335,11 +334,10 @@ impl DhtClient {
         if reply.status == Status::Ok {
             return Ok((reply, owner));
         }
-        let routes = self.fresh_routes()?;
-        if !routes.moving() {
+        let Some(others) = self.holders_while_moving(key, owner)? else {
             return Ok((reply, owner));
-        }
-        for node in routes.other_holders(key, Some(owner)) {
+        };
+        for node in others {
             let other = self.client.request(node, code, &body)?;
             match other.status {
                 Status::Ok => return Ok((other, owner)),

@@ -165,13 +165,24 @@ impl DhtClient {
         Ok(())
     }
 
-    /// The routes, refreshed first when older than [`ROUTES_MAX_AGE`].
-    pub(crate) fn fresh_routes(&self) -> Result<Routes, ClientError> {
+    /// While records may be elsewhere than their owner ([`Routes::moving`]), the nodes other
+    /// than `owner` that may hold `key` ([`Routes::other_holders`]); `None` when nothing moves.
+    /// Asks by the routes refreshed first when older than [`ROUTES_MAX_AGE`], without copying
+    /// them.
+    pub(crate) fn holders_while_moving(
+        &self,
+        key: u64,
+        owner: usize,
+    ) -> Result<Option<Vec<usize>>, ClientError> {
         let (version, fetched) = self.read_routes(|routes| (routes.version, routes.fetched));
         if fetched.elapsed() > routes::MAX_AGE {
             self.refresh_after(version)?;
         }
-        Ok(self.read_routes(Clone::clone))
+        Ok(self.read_routes(|routes| {
+            routes
+                .moving()
+                .then(|| routes.other_holders(key, Some(owner)))
+        }))
     }
 
     pub fn node_count(&self) -> usize {
