@@ -92,3 +92,29 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// A torn tail read with a budget that runs out exactly at the damage: the read must finish
+/// (it used to resume at the damage and report it again, forever).
+#[test]
+fn a_torn_tail_at_the_end_of_a_step_budget_ends_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bucket(dir.path(), &[1, 2, 3]);
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0, 200]); // a record header cut short
+    std::fs::write(&path, data).unwrap();
+    let expected = whole(dir.path(), 0, u64::MAX);
+    assert_eq!(expected.len(), 3);
+    for records in 1..=4 {
+        let got = sliced(
+            dir.path(),
+            0,
+            u64::MAX,
+            StepBudget {
+                records,
+                bytes: usize::MAX,
+            },
+            usize::MAX,
+        );
+        assert_eq!(got, expected, "budget of {records} records per step");
+    }
+}

@@ -334,6 +334,13 @@ impl<'a> BucketDecoder<'a> {
         self.pos
     }
 
+    /// Whether the decoder has ended (after the last record, or after damage that makes the
+    /// rest unreadable: [`position`](Self::position) then stays at the damage, so resuming
+    /// there would report it again).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// The detected format; `None` for an empty file or an unusable header.
     pub fn format(&self) -> Option<BucketFormat> {
         self.format

@@ -318,7 +318,12 @@ impl BucketCursor {
                             }
                         }
                         records += 1;
-                        if records >= budget.records || decoder.position() - first >= budget.bytes {
+                        // A decoder that ended on damage is not resumed: it would report that damage again,
+                        // forever when the budget runs out right there.
+                        if !decoder.is_done()
+                            && (records >= budget.records
+                                || decoder.position() - first >= budget.bytes)
+                        {
                             ended = false;
                             break;
                         }
@@ -359,7 +364,12 @@ impl BucketCursor {
                                 return Step::Refused;
                             }
                         }
-                        if records >= budget.records || decoder.position() - first >= budget.bytes {
+                        // A decoder that ended on damage is not resumed: it would report that damage again,
+                        // forever when the budget runs out right there.
+                        if !decoder.is_done()
+                            && (records >= budget.records
+                                || decoder.position() - first >= budget.bytes)
+                        {
                             self.phase = Phase::Stream {
                                 pos: decoder.position(),
                             };
@@ -379,7 +389,12 @@ impl BucketCursor {
                             }
                         }
                         records += 1;
-                        if records >= budget.records || decoder.position() - first >= budget.bytes {
+                        // A decoder that ended on damage is not resumed: it would report that damage again,
+                        // forever when the budget runs out right there.
+                        if !decoder.is_done()
+                            && (records >= budget.records
+                                || decoder.position() - first >= budget.bytes)
+                        {
                             ended = false;
                             break;
                         }
