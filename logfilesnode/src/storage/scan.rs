@@ -76,17 +76,26 @@ impl RangeScan {
     }
 
     /// Calls `f` for every record in range, in order, and returns the damage of all buckets.
-    /// Buckets that cannot be read are returned as errors too; the scan goes on.
+    /// Buckets that cannot be read are returned as errors too; the scan goes on. Reads through
+    /// [`BucketCursor`], the node's read path, without a work budget.
     pub fn for_each(
         mut self,
         mut f: impl FnMut(Record<'_>),
     ) -> (Vec<(PathBuf, Damage)>, Vec<StorageError>) {
+        let unbounded = StepBudget {
+            records: usize::MAX,
+            bytes: usize::MAX,
+        };
         let mut damage = Vec::new();
         let mut errors = Vec::new();
-        while let Some(bucket) = self.next_bucket() {
+        while let Some(bucket) = self.next_cursor() {
             match bucket {
-                Ok(bucket) => {
-                    bucket.records().for_each(&mut f);
+                Ok(mut bucket) => {
+                    while bucket.step(unbounded, |record| {
+                        f(record);
+                        true
+                    }) != Step::Finished
+                    {}
                     damage.extend(bucket.damage.iter().map(|d| (bucket.path.clone(), *d)));
                 }
                 Err(e) => errors.push(e),
