@@ -112,7 +112,7 @@ impl Service for DhtNode {
         self.redistributor.background(&mut self.engine)
     }
 
-    fn shutdown_outcome(&mut self) -> Result<(), String> {
+    fn shutdown(&mut self) -> Result<(), String> {
         self.redistributor.shutdown();
         let Some(dumper) = &mut self.dumper else {
             return Ok(());

@@ -230,7 +230,7 @@ impl Service for LogfilesNode {
         }
     }
 
-    fn shutdown_outcome(&mut self) -> Result<(), String> {
+    fn shutdown(&mut self) -> Result<(), String> {
         if let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
             self.on_commit_done(done);
         }

@@ -219,11 +219,11 @@ impl Service for QueueNode {
         requests::dispatch(self, request, reply)
     }
 
-    fn shutdown(&mut self) {
-        match self.channels.sync_all() {
-            Ok(()) => tracing::info!("queues synced to disk"),
-            Err(error) => tracing::error!("cannot sync the queues to disk: {error}"),
-        }
+    fn shutdown(&mut self) -> Result<(), String> {
+        self.channels
+            .sync_all()
+            .map(|()| tracing::info!("queues synced to disk"))
+            .map_err(|error| format!("cannot sync the queues to disk: {error}"))
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {

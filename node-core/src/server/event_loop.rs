@@ -1036,7 +1036,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             self.close(slot);
         }
         tracing::info!("connections closed; running the node's shutdown");
-        let outcome = self.service.shutdown_outcome();
+        let outcome = self.service.shutdown();
         self.write_stats_line();
         match outcome {
             Ok(()) => {

@@ -71,13 +71,9 @@ pub trait Service {
     fn stats(&self, _out: &mut Vec<(String, u64)>) {}
 
     /// Called once at graceful shutdown after the last request was answered (flush, dump).
-    fn shutdown(&mut self) {}
-
-    /// The graceful shutdown as the core calls it: [`shutdown`](Self::shutdown), then whether it
-    /// kept everything. A node whose final flush or dump failed returns the reason, and the
-    /// process exits non-zero (an operator or systemd must not read data loss as success).
-    fn shutdown_outcome(&mut self) -> Result<(), String> {
-        self.shutdown();
+    /// A node whose final flush or dump failed returns the reason, and the process exits
+    /// non-zero (an operator or systemd must not read data loss as success).
+    fn shutdown(&mut self) -> Result<(), String> {
         Ok(())
     }
 }
