@@ -22,12 +22,12 @@
 
 mod redistribute;
 
-use crate::targets::TargetArgs;
+use crate::targets::{value_arg, TargetArgs};
 use crate::{CmdResult, SilentFailure};
 use client::dht::{parse_key, show_range, GetAllOptions, ListenEvent, RangeProblem};
-use client::DhtClient;
+use client::{DhtClient, NodeKind};
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
@@ -114,7 +114,7 @@ fn key_arg(text: &str) -> Result<u64, String> {
 }
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
-    let (nodes, mut options) = targets.resolve_dht()?;
+    let (nodes, mut options) = targets.resolve_kind(NodeKind::Dht)?;
     options.allow_incomplete_ranges = args.allow_incomplete_ranges
         || matches!(args.verb, Verb::Ranges | Verb::Redistribute { .. });
     let dht = DhtClient::connect(&nodes, options)?;
@@ -125,14 +125,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             key,
             value,
         } => {
-            let value = if value == "-" {
-                let mut bytes = Vec::new();
-                std::io::stdin().lock().read_to_end(&mut bytes)?;
-                bytes
-            } else {
-                value.as_bytes().to_vec()
-            };
-            dht.put(channel, *key, &value)?;
+            dht.put(channel, *key, &value_arg(value)?)?;
         }
         Verb::Get { channel, key } => match dht.get(channel, *key)? {
             Some(value) => out.write_all(&value)?,

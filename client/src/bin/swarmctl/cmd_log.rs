@@ -25,14 +25,13 @@
 //! Reads, `channels`, `size` and `remove-channel` need every node: one that is down fails the
 //! command with a message naming it.
 
-use crate::targets::TargetArgs;
+use crate::targets::{value_arg, TargetArgs};
 use crate::CmdResult;
 use client::dht::parse_key;
 use client::logfiles::{LogClient, ValueFilter};
 use client::NodeKind;
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
 #[derive(Debug, clap::Args)]
@@ -133,15 +132,7 @@ fn one_line(error: Box<dyn std::error::Error>) -> Box<dyn std::error::Error> {
 }
 
 fn run_verb(targets: &TargetArgs, args: &Args) -> CmdResult {
-    let (resolved, options) = targets.resolve()?;
-    let nodes: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|target| target.kind.is_none() || target.kind == Some(NodeKind::Logfiles))
-        .flat_map(|target| target.nodes)
-        .collect();
-    if nodes.is_empty() {
-        return Err("the topology lists no [logfiles] nodes".into());
-    }
+    let (nodes, options) = targets.resolve_kind(NodeKind::Logfiles)?;
     let logs = LogClient::connect(&nodes, options)?;
     let mut out = std::io::stdout().lock();
     match &args.verb {
@@ -150,14 +141,7 @@ fn run_verb(targets: &TargetArgs, args: &Args) -> CmdResult {
             key,
             value,
         } => {
-            let value = if value == "-" {
-                let mut bytes = Vec::new();
-                std::io::stdin().lock().read_to_end(&mut bytes)?;
-                bytes
-            } else {
-                value.as_bytes().to_vec()
-            };
-            logs.put(channel, *key, &value)?;
+            logs.put(channel, *key, &value_arg(value)?)?;
         }
         Verb::GetRange {
             channel,

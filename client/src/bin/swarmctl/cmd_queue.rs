@@ -20,14 +20,12 @@
 //!   ring bytes in use; capacity: Σ ring capacities).
 //! - `remove-channel CH`: nothing.
 
-use crate::targets::TargetArgs;
+use crate::targets::{value_arg, TargetArgs};
 use crate::CmdResult;
 use client::queue::QueueClient;
 use client::NodeKind;
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::os::unix::ffi::OsStrExt;
+use std::io::Write;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -72,26 +70,12 @@ enum Verb {
 }
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
-    let (resolved, options) = targets.resolve()?;
-    let nodes: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|target| target.kind.is_none() || target.kind == Some(NodeKind::Queue))
-        .flat_map(|target| target.nodes)
-        .collect();
-    if nodes.is_empty() {
-        return Err("the topology lists no [queue] nodes".into());
-    }
+    let (nodes, options) = targets.resolve_kind(NodeKind::Queue)?;
     let queue = QueueClient::connect(&nodes, options)?;
     let mut out = std::io::stdout().lock();
     match &args.verb {
         Verb::Push { channels, value } => {
-            let value = if value == "-" {
-                let mut bytes = Vec::new();
-                std::io::stdin().lock().read_to_end(&mut bytes)?;
-                bytes
-            } else {
-                value.as_bytes().to_vec()
-            };
+            let value = value_arg(value)?;
             match channels.as_slice() {
                 [channel] => queue.push(channel, &value).map(drop)?,
                 _ => {

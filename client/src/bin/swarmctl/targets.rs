@@ -84,21 +84,36 @@ impl TargetArgs {
 
     /// The dht nodes named on the command line (`--node`s, or the topology's `[dht]` section)
     /// and the options to use.
-    pub fn resolve_dht(
+    /// The nodes of one kind: the topology's section of that kind, or the `--node`s.
+    pub fn resolve_kind(
         &self,
+        kind: NodeKind,
     ) -> Result<(Vec<SocketAddr>, ClientOptions), Box<dyn std::error::Error>> {
         let (targets, options) = self.resolve()?;
         let nodes: Vec<SocketAddr> = targets
             .into_iter()
-            .filter(|target| target.kind.is_none() || target.kind == Some(NodeKind::Dht))
+            .filter(|target| target.kind.is_none() || target.kind == Some(kind))
             .flat_map(|target| target.nodes)
             .collect();
         if nodes.is_empty() {
-            return Err("the topology lists no [dht] nodes".into());
+            return Err(format!("the topology lists no [{kind}] nodes").into());
         }
         Ok((nodes, options))
     }
+}
 
+/// A value argument: its bytes as given (not necessarily UTF-8), or `-` for the bytes of
+/// standard input.
+pub fn value_arg(value: &std::ffi::OsStr) -> std::io::Result<Vec<u8>> {
+    if value != "-" {
+        return Ok(std::os::unix::ffi::OsStrExt::as_bytes(value).to_vec());
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)?;
+    Ok(bytes)
+}
+
+impl TargetArgs {
     fn node_addrs(&self) -> Result<Vec<SocketAddr>, String> {
         self.node
             .iter()
