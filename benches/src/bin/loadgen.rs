@@ -508,7 +508,7 @@ impl SwarmCodec {
             NodeKind::Logfiles => node_core::protocol::logfiles::PUT,
             _ => PUT,
         };
-        // The logfiles Put body has the dht Put's layout: str8 channel, u64 key, value.
+        // One Put body for both kinds (protocol::channels::PutRequest).
         let mut put = Vec::new();
         write_frame(&mut put, FrameType::Request, put_code.0, 0, &body);
         body.clear();

@@ -3,7 +3,7 @@
 //! (PutBatch), and the GetChannels reply. One definition, re-exported by each kind's module, so
 //! the kinds cannot drift apart.
 
-use super::wire::{put_str8, put_u32, Reader, WireError};
+use super::wire::{put_str8, put_u32, put_u64, Reader, WireError};
 
 /// The longest channel name. Names become file names, so they are short and plain.
 pub const MAX_CHANNEL_NAME_LEN: usize = 100;
@@ -27,6 +27,33 @@ pub fn decode_put_batch(body: &[u8]) -> Result<(&str, &[u8]), WireError> {
     let mut reader = Reader::new(body);
     let channel = reader.str8("channel")?;
     Ok((channel, reader.rest()))
+}
+
+/// Put (dht and logfiles): `channel`, `u64 key`, then the value as the rest of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutRequest<'a> {
+    pub channel: &'a str,
+    pub key: u64,
+    pub value: &'a [u8],
+}
+
+impl<'a> PutRequest<'a> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_str8(out, self.channel);
+        put_u64(out, self.key);
+        out.extend_from_slice(self.value);
+    }
+
+    pub fn decode(body: &'a [u8]) -> Result<PutRequest<'a>, WireError> {
+        let mut reader = Reader::new(body);
+        let channel = reader.str8("channel")?;
+        let key = reader.u64("key")?;
+        Ok(PutRequest {
+            channel,
+            key,
+            value: reader.rest(),
+        })
+    }
 }
 
 /// A request naming only a channel: `str8 channel`.

@@ -5,7 +5,7 @@
 
 pub use super::channels::{
     decode_channel, decode_channel_names, decode_put_batch, encode_channel, encode_channel_names,
-    encode_put_batch, valid_channel_name, MAX_CHANNEL_NAME_LEN,
+    encode_put_batch, valid_channel_name, PutRequest, MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_bytes, put_str8, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
@@ -38,33 +38,6 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
         REMOVE_CHANNEL => "RemoveChannel",
         _ => return None,
     })
-}
-
-/// Put: `channel`, `u64 key`, then the value as the rest of the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PutRequest<'a> {
-    pub channel: &'a str,
-    pub key: u64,
-    pub value: &'a [u8],
-}
-
-impl<'a> PutRequest<'a> {
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        put_str8(out, self.channel);
-        put_u64(out, self.key);
-        out.extend_from_slice(self.value);
-    }
-
-    pub fn decode(body: &'a [u8]) -> Result<PutRequest<'a>, WireError> {
-        let mut reader = Reader::new(body);
-        let channel = reader.str8("channel")?;
-        let key = reader.u64("key")?;
-        Ok(PutRequest {
-            channel,
-            key,
-            value: reader.rest(),
-        })
-    }
 }
 
 /// How a read selects records by value.
