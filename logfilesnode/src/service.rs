@@ -175,9 +175,9 @@ impl StreamTask<LogfilesNode> for AwaitCommit {
     fn resume(&mut self, _node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
         match self.slot.outcome.borrow_mut().take() {
             Some(Ok(())) => out.finish(Status::Ok, &self.body),
-            Some(Err(e)) => out.finish(
+            Some(Err(e)) => out.finish_error(
                 Status::InternalError,
-                format!("stored but not made durable: {e}").as_bytes(),
+                format!("stored but not made durable: {e}"),
             ),
             None => {
                 self.slot.handle.set(Some(out.handle()));

@@ -71,17 +71,6 @@ fn engine_error(reply: &mut Reply<'_>, error: EngineError) -> Handled<DhtNode> {
     Handled::Replied
 }
 
-/// An error message for a stream's final Reply, cut at 1 KiB on a character boundary.
-fn cut_message(message: &str) -> &[u8] {
-    let mut end = message
-        .len()
-        .min(node_core::protocol::status::MAX_ERROR_MESSAGE_BYTES);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message.as_bytes()[..end]
-}
-
 /// Replies Ok with an empty body, or the error.
 fn done(reply: &mut Reply<'_>, result: Result<(), EngineError>) -> Handled<DhtNode> {
     match result {

@@ -76,7 +76,7 @@ impl StreamTask<DhtNode> for CommitWait {
                 node.commit_streams.remove(&self.ticket);
                 match result {
                     Ok(()) => out.finish(Status::Ok, &self.instance.to_le_bytes()),
-                    Err(error) => out.finish(Status::InternalError, super::cut_message(&error)),
+                    Err(error) => out.finish_error(Status::InternalError, error),
                 }
                 StreamStep::Done
             }

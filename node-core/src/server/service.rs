@@ -261,4 +261,12 @@ impl<'a> StreamOut<'a> {
         );
         self.finished = true;
     }
+
+    /// Ends the stream with an error status and a message for people (cut at 1 KiB), as
+    /// [`Reply::error`] does for a plain request.
+    pub fn finish_error(&mut self, status: Status, message: impl Display) {
+        debug_assert!(!status.is_success());
+        let message = message.to_string();
+        self.finish(status, truncate_message(&message));
+    }
 }
