@@ -113,25 +113,6 @@ impl ReadArgs {
 }
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
-    run_verb(targets, args).map_err(one_line)
-}
-
-/// swarmctl reports a failure in one line; a node's message may span several (a regular
-/// expression's parse error points at the pattern on a line of its own).
-fn one_line(error: Box<dyn std::error::Error>) -> Box<dyn std::error::Error> {
-    let message = error.to_string();
-    if !message.contains('\n') {
-        return error;
-    }
-    let lines: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    lines.join(" ").into()
-}
-
-fn run_verb(targets: &TargetArgs, args: &Args) -> CmdResult {
     let (nodes, options) = targets.resolve_kind(NodeKind::Logfiles)?;
     let logs = LogClient::connect(&nodes, options)?;
     let mut out = std::io::stdout().lock();

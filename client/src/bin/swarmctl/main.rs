@@ -85,8 +85,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<SilentFailure>() => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("swarmctl: {error}");
+            eprintln!("swarmctl: {}", one_line(&error.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every failure is reported in one line, whatever the verb: a message may span several (a
+/// regular expression's parse error points at the pattern on a line of its own).
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
