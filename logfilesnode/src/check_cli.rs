@@ -841,7 +841,11 @@ mod tests {
             })
             .collect();
         assert!(progress_bar(false, &inventory).is_hidden());
-        // Whether it is drawn also depends on stderr being a terminal; it is at least created.
-        let _ = progress_bar(true, &inventory);
+        // Whether it is drawn also depends on stderr being a terminal; allowed, it is a real bar
+        // over the directory's bytes (a hidden one has no length).
+        assert_eq!(
+            progress_bar(true, &inventory).length(),
+            Some(PROGRESS_MIN_FILES as u64)
+        );
     }
 }

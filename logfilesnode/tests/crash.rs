@@ -109,7 +109,7 @@ fn read_all(addr: std::net::SocketAddr) -> Vec<(u64, Vec<u8>)> {
     records
 }
 
-fn check_everything_acknowledged_is_there(dir: &Path, acked: &[u64]) -> usize {
+fn check_everything_acknowledged_is_there(dir: &Path, acked: &[u64]) {
     let node = Node::start_in(BIN, dir, &["-c", "node.toml"]);
     let records = read_all(node.addr);
     let mut seen = HashMap::new();
@@ -125,7 +125,6 @@ fn check_everything_acknowledged_is_there(dir: &Path, acked: &[u64]) -> usize {
         &missing[..missing.len().min(5)]
     );
     node.stop();
-    records.len()
 }
 
 #[test]
@@ -167,8 +166,7 @@ fn every_put_acknowledged_under_fsync_always_survives_sigkill() {
         for handle in writers {
             all_acked.extend(handle.join().expect("writer thread"));
         }
-        let stored = check_everything_acknowledged_is_there(dir.path(), &all_acked);
-        assert!(stored >= all_acked.len());
+        check_everything_acknowledged_is_there(dir.path(), &all_acked);
     }
     let total_acked = all_acked.len();
     assert!(
