@@ -96,6 +96,19 @@ impl Client {
         self.shared.nodes.len()
     }
 
+    /// The channels of every node (GetChannels of any kind: `code`), as one sorted list without
+    /// duplicates.
+    pub fn channel_names(&self, code: RequestCode) -> Result<Vec<String>, ClientError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (node, reply) in self.fan_out(code, &[])? {
+            let body = reply.ok_body()?;
+            let decoded = node_core::protocol::channels::decode_channel_names(&body)
+                .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
+            names.extend(decoded);
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Sends one request to every node at once (pipelined), then collects the replies in node
     /// order, each with its node's address. Fails with the first transport error.
     pub fn fan_out(

@@ -41,6 +41,7 @@ pub mod logfiles;
 mod options;
 pub mod queue;
 mod reply;
+mod round_robin;
 mod routing;
 mod session;
 mod shared;

@@ -57,19 +57,18 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::reply::Reply;
+use crate::round_robin::RoundRobin;
 use crate::topology::Topology;
 use node_core::protocol::queue::{self as wire, PushMultiRequest, PushRequest, SubscribeRequest};
 use node_core::protocol::{NodeKind, RequestCode, Status};
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A connected queue cluster. `Send + Sync`: share it between threads with `Arc`.
 #[derive(Debug)]
 pub struct QueueClient {
     client: Client,
     /// Round-robin position of the next push and pop.
-    next: AtomicUsize,
+    writes: RoundRobin,
 }
 
 impl QueueClient {
@@ -86,7 +85,7 @@ impl QueueClient {
         let client = Client::connect(nodes, Some(NodeKind::Queue), options)?;
         Ok(QueueClient {
             client,
-            next: AtomicUsize::new(0),
+            writes: RoundRobin::starting_at(0),
         })
     }
 
@@ -111,9 +110,7 @@ impl QueueClient {
 
     /// Node indexes starting at the next round-robin position.
     pub(crate) fn rotation(&self) -> impl Iterator<Item = usize> {
-        let count = self.node_count();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        (0..count).map(move |offset| (start + offset) % count)
+        self.writes.order(self.node_count())
     }
 
     /// Pushes `value` to `channel` on one node (see the module documentation); returns the
@@ -231,14 +228,7 @@ impl QueueClient {
 
     /// The names of every channel on any node: sorted, each once.
     pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
-        let mut names = BTreeSet::new();
-        for (node, reply) in self.client.fan_out(wire::GET_CHANNELS, &[])? {
-            let body = reply.ok_body()?;
-            let decoded = wire::decode_channel_names(&body)
-                .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
-            names.extend(decoded);
-        }
-        Ok(names.into_iter().collect())
+        self.client.channel_names(wire::GET_CHANNELS)
     }
 
     /// Records, bytes, used ring bytes and capacity over every channel of every node.

@@ -63,7 +63,6 @@ use crate::topology::Topology;
 use node_core::protocol::dht::{self as wire, value_hash};
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use routes::Routes;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -191,14 +190,7 @@ impl DhtClient {
 
     /// The names of every channel on any node: sorted, each once.
     pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
-        let mut names = BTreeSet::new();
-        for (node, reply) in self.client.fan_out(wire::GET_CHANNELS, &[])? {
-            let body = reply.ok_body()?;
-            let decoded = wire::decode_channel_names(&body)
-                .map_err(|e| body_error(node, "GetChannels", e))?;
-            names.extend(decoded);
-        }
-        Ok(names.into_iter().collect())
+        self.client.channel_names(wire::GET_CHANNELS)
     }
 
     /// Records and bytes (keys at 8 bytes each plus values) over every channel of every node.

@@ -47,14 +47,14 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::reply::{Pending, Reply};
+use crate::round_robin::RoundRobin;
 use crate::topology::Topology;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
 use node_core::protocol::logfiles::{self as wire, GetAllRequest, GetRangeRequest, PutRequest};
 use node_core::protocol::wire::Reader;
 use node_core::protocol::{NodeKind, RequestCode, Status};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// PutBatch requests a [`LogClient::put_batch`] keeps in flight before it waits for the oldest.
 const PUT_BATCH_PIPELINE: usize = 16;
@@ -63,8 +63,8 @@ const PUT_BATCH_PIPELINE: usize = 16;
 #[derive(Debug)]
 pub struct LogClient {
     client: Client,
-    /// Round-robin position of the next write.
-    next: AtomicUsize,
+    /// The order the next write tries the nodes in.
+    writes: RoundRobin,
 }
 
 /// A PutBatch sent and not yet answered, kept whole so it can go to another node.
@@ -86,7 +86,7 @@ impl LogClient {
         let client = Client::connect(nodes, Some(NodeKind::Logfiles), options)?;
         Ok(LogClient {
             client,
-            next: AtomicUsize::new(random_start()),
+            writes: RoundRobin::new(),
         })
     }
 
@@ -111,9 +111,7 @@ impl LogClient {
 
     /// Node indexes starting at the next round-robin position.
     fn rotation(&self) -> impl Iterator<Item = usize> {
-        let count = self.node_count();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        (0..count).map(move |offset| (start + offset) % count)
+        self.writes.order(self.node_count())
     }
 
     /// Appends a record with `key` and `value` to `channel` on one node (see the module
@@ -312,14 +310,7 @@ impl LogClient {
 
     /// The names of every channel on any node: sorted, each once.
     pub fn channels(&self) -> Result<Vec<String>, ClientError> {
-        let mut names = BTreeSet::new();
-        for (node, reply) in self.client.fan_out(wire::GET_CHANNELS, &[])? {
-            let body = reply.ok_body()?;
-            let decoded = wire::decode_channel_names(&body)
-                .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
-            names.extend(decoded);
-        }
-        Ok(names.into_iter().collect())
+        self.client.channel_names(wire::GET_CHANNELS)
     }
 
     /// Bucket files and their bytes on disk, of one channel (`Some`) or of every channel
@@ -396,17 +387,6 @@ fn node_unavailable(error: &ClientError) -> bool {
                 ..
             }
     )
-}
-
-/// A random round-robin starting point. A fresh `RandomState` is randomly keyed: a random
-/// number without a dependency.
-fn random_start() -> usize {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    // Only the low bits matter (it is taken modulo the node count); usize holds them.
-    (random & u64::from(u32::MAX)) as usize
 }
 
 fn too_big(key: u64, len: usize) -> ClientError {
