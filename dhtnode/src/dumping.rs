@@ -35,6 +35,11 @@ pub struct Dumper {
     /// Channels handed to the writer and not yet reported, with the tokens that stop them.
     in_flight: HashMap<String, CancelToken>,
     cycle_started: Option<Instant>,
+    /// When the last complete cycle ended and how long it took (`/metrics`).
+    last_cycle: Option<(Instant, Duration)>,
+    created: Instant,
+    /// Channel dumps written since start.
+    dumps_written: u64,
     failures: u64,
     /// The writer's progress counter when it last moved, and when: a dump that makes no
     /// progress for [`STARVED_AFTER`] gets a share of the CPU.
@@ -65,6 +70,9 @@ impl Dumper {
             next_cycle,
             in_flight: HashMap::new(),
             cycle_started: None,
+            last_cycle: None,
+            created: Instant::now(),
+            dumps_written: 0,
             failures: 0,
             last_progress,
             boosted: false,
@@ -124,16 +132,29 @@ impl Dumper {
         self.failures
     }
 
+    /// Channel dumps written since start.
+    pub fn dumps_written(&self) -> u64 {
+        self.dumps_written
+    }
+
+    /// Time since the last complete dump cycle ended, or since the node started when none has;
+    /// and how long that cycle took.
+    pub fn dump_age(&self, now: Instant) -> (Duration, Option<Duration>) {
+        match self.last_cycle {
+            Some((ended, took)) => (now.saturating_duration_since(ended), Some(took)),
+            None => (now.saturating_duration_since(self.created), None),
+        }
+    }
+
     /// Logs what the writer finished; starts a cycle when one is due.
     pub fn tick(&mut self, engine: &Engine, now: Instant) {
         self.report_outcomes();
         self.guard_against_starvation(now);
         if let Some(started) = self.cycle_started {
             if self.in_flight.is_empty() {
-                tracing::info!(
-                    "dump cycle done in {:.3} s",
-                    started.elapsed().as_secs_f64()
-                );
+                let took = started.elapsed();
+                tracing::info!("dump cycle done in {:.3} s", took.as_secs_f64());
+                self.last_cycle = Some((now, took));
                 self.cycle_started = None;
             }
         }
@@ -214,12 +235,15 @@ impl Dumper {
                 self.in_flight.remove(channel);
             }
             match (&outcome.action, &outcome.result) {
-                (DumpAction::Dump, Ok(())) => tracing::info!(
-                    "dumped channel {channel}: {} records, {} bytes, {:.3} s",
-                    outcome.records,
-                    outcome.bytes,
-                    outcome.seconds
-                ),
+                (DumpAction::Dump, Ok(())) => {
+                    self.dumps_written += 1;
+                    tracing::info!(
+                        "dumped channel {channel}: {} records, {} bytes, {:.3} s",
+                        outcome.records,
+                        outcome.bytes,
+                        outcome.seconds
+                    )
+                }
                 (DumpAction::Dump, Err(error)) => {
                     self.failures += 1;
                     tracing::error!("dump of channel {channel} FAILED, previous dump kept: {error}")

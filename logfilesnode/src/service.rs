@@ -13,6 +13,8 @@ use crate::config::FsyncPolicy;
 use crate::engine::durability::{SyncDone, Syncer};
 use crate::engine::Engine;
 use crate::requests;
+use node_core::metrics::core::add_latency;
+use node_core::metrics::Families;
 use node_core::protocol::{logfiles, NodeKind, RequestCode, Status};
 use node_core::server::{
     Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
@@ -243,6 +245,51 @@ impl Service for LogfilesNode {
                 "{e}; the open-bucket journal is kept so the next start checks the tails"
             )),
         }
+    }
+
+    fn metrics(&self, out: &mut Families) {
+        let size = self.engine.size();
+        let gauges = [
+            ("swarm_logfiles_channels", "Channels on disk.", self.engine.channel_names().len() as u64),
+            ("swarm_logfiles_bucket_files", "Bucket files of all channels.", size.buckets),
+            ("swarm_logfiles_disk_bytes", "Bytes of the bucket files of all channels.", size.bytes),
+            ("swarm_logfiles_buckets_open", "Bucket files open for writing.", self.engine.open_bucket_count() as u64),
+            ("swarm_logfiles_writes_awaiting_fsync", "Puts (fsync = always) waiting for their group commit.", self.waiting.len() as u64),
+        ];
+        for (name, help, value) in gauges {
+            out.gauge(name, help, &[], value as f64);
+        }
+        for channel in self.engine.channel_names() {
+            let size = self.engine.channel_size(channel);
+            out.gauge(
+                "swarm_channel_bytes",
+                "Bytes stored per channel (logfiles: its bucket files on disk).",
+                &[("channel", channel)],
+                size.bytes as f64,
+            );
+        }
+        let Some(syncer) = &self.syncer else {
+            return;
+        };
+        out.counter(
+            "swarm_logfiles_fsyncs_total",
+            "Group commits (one fdatasync of every file written in an epoch) completed.",
+            &[],
+            syncer.completed as f64,
+        );
+        out.counter(
+            "swarm_logfiles_fsync_failures_total",
+            "Group commits that failed (their writes were answered InternalError).",
+            &[],
+            syncer.failures as f64,
+        );
+        add_latency(
+            out,
+            "swarm_logfiles_fsync_duration_seconds",
+            "Duration of each group commit.",
+            &[],
+            &syncer.latency,
+        );
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {

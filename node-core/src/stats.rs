@@ -92,6 +92,22 @@ impl RequestCounters {
     }
 }
 
+/// A latency histogram on [`LATENCY_BOUNDS_NS`], for timings other than requests (fsyncs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Timings per bucket (not cumulative).
+    pub buckets: [u64; LATENCY_BUCKETS],
+    pub total_ns: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, elapsed: Duration) {
+        let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[latency_bucket(elapsed_ns)] += 1;
+        self.total_ns = self.total_ns.saturating_add(elapsed_ns);
+    }
+}
+
 /// The histogram bucket of a latency: the first bound at or above it. Linear from the fastest,
 /// because nearly every request is fast (one or two comparisons).
 pub fn latency_bucket(elapsed_ns: u64) -> usize {

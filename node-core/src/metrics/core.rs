@@ -3,7 +3,7 @@
 //! connections open, accepted and refused, handshake and protocol errors, open streams.
 
 use super::{Families, HistogramValue};
-use crate::stats::{CoreSnapshot, LATENCY_BOUNDS_NS};
+use crate::stats::{CoreSnapshot, LatencyHistogram, LATENCY_BOUNDS_NS};
 use std::sync::OnceLock;
 
 /// [`LATENCY_BOUNDS_NS`] in seconds, the unit of the latency histograms.
@@ -27,6 +27,22 @@ pub fn status_label(status: crate::protocol::Status) -> String {
             underscore.into_iter().chain(std::iter::once(c.to_ascii_lowercase()))
         })
         .collect()
+}
+
+/// Adds a histogram of timings in seconds.
+pub fn add_latency(
+    out: &mut Families,
+    name: &str,
+    help: &str,
+    labels: &[(&str, &str)],
+    histogram: &LatencyHistogram,
+) {
+    let value = HistogramValue {
+        bounds: latency_bounds_s(),
+        counts: &histogram.buckets,
+        sum: histogram.total_ns as f64 / 1e9,
+    };
+    out.histogram(name, help, labels, value);
 }
 
 /// Adds the core's metrics from `snapshot`.
