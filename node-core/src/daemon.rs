@@ -175,6 +175,10 @@ where
         tracing::info!("systemd watchdog on: the event loop pings it every {:?}", period / 3);
     }
     let data_dir = config.data_dir().display().to_string();
+    tracing::info!(
+        "bound {}; loading the data in {data_dir} before serving",
+        server.local_addr()
+    );
     crate::systemd::progress(&format!("loading the data in {data_dir}"));
     let mut service = match make_service(&mut config, server.wakeups()) {
         Ok(service) => service,
