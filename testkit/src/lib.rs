@@ -277,6 +277,46 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
     binary
 }
 
+/// The address a process logs as `metrics served at http://ADDR/metrics` (with
+/// `[metrics] listen = "127.0.0.1:0"`), read from its root.log.
+pub fn wait_for_metrics_addr(root_log: &Path) -> SocketAddr {
+    let mut found = None;
+    wait_until("the metrics listener's address in root.log", || {
+        let text = std::fs::read_to_string(root_log).unwrap_or_default();
+        found = text
+            .split("metrics served at http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok());
+        found.is_some()
+    });
+    found.expect("metrics address")
+}
+
+/// A plain HTTP/1.0 GET (the test's side of a scrape); returns the status code and body.
+/// `authorization` is sent as the `Authorization` header when given.
+pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(value) = authorization {
+        request.push_str(&format!("Authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
 /// A node in a temporary directory of its own, removed after the node is killed (on drop).
 pub struct TempNode {
     // Declared first: dropped (killed) before the directory goes.
