@@ -240,6 +240,38 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
     assert_eq!(fill[0].1, 30.0);
     let node_up = query(prometheus, "swarm_dhtdump_node_up");
     assert!(node_up.len() == 1 && node_up[0].1 == 1.0, "{node_up:?}");
+    check_dashboard(prometheus);
+}
+
+/// Every query of the Grafana dashboard (deploy/grafana/swarm.json) is one this Prometheus
+/// accepts, and names only metrics docs/operations.md documents.
+fn check_dashboard(prometheus: SocketAddr) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("deploy/grafana/swarm.json")).expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let operations = std::fs::read_to_string(root.join("docs/operations.md")).expect("docs");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut queries = 0;
+    for target in panels.iter().filter_map(|panel| panel["targets"].as_array()).flatten() {
+        let expr = target["expr"].as_str().expect("expr");
+        let concrete = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*")
+            .replace("$instance", ".*");
+        query(prometheus, &concrete);
+        queries += 1;
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !(name.starts_with("swarm_") || name.starts_with("process_")) {
+                continue;
+            }
+            let family = name.trim_end_matches("_bucket");
+            assert!(
+                operations.contains(&format!("`{family}`")),
+                "the dashboard uses {family}, which docs/operations.md does not document"
+            );
+        }
+    }
+    assert!(queries > 20, "{queries} queries");
 }
 
 #[test]
