@@ -78,7 +78,9 @@ fn main() -> ExitCode {
     if args.check_config {
         return match toml::to_string(&config) {
             Ok(text) => {
-                println!("# dhtdump: configuration OK; the effective configuration follows.\n{text}");
+                println!(
+                    "# dhtdump: configuration OK; the effective configuration follows.\n{text}"
+                );
                 ExitCode::SUCCESS
             }
             Err(err) => fail(format!("cannot print the configuration: {err}")),
@@ -145,7 +147,11 @@ fn main() -> ExitCode {
     }
     node_core::systemd::init_watchdog();
     stats.set_ready();
-    node_core::systemd::ready(&format!("dumping dht node {} to {}", config.node, config.data_dir.display()));
+    node_core::systemd::ready(&format!(
+        "dumping dht node {} to {}",
+        config.node,
+        config.data_dir.display()
+    ));
     let stats_stop = Arc::new(AtomicBool::new(false));
     let stats_thread = match mode {
         Mode::Oneshot => None,

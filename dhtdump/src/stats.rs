@@ -136,10 +136,26 @@ impl MetricsSource for Stats {
     fn collect(&self, out: &mut Families) {
         let inner = self.lock();
         let counters = [
-            ("swarm_dhtdump_cycles_total", "Dump cycles completed (every channel of the node dumped).", inner.cycles),
-            ("swarm_dhtdump_cycle_failures_total", "Dump cycles that failed (retried after retry_wait_s).", inner.cycle_failures),
-            ("swarm_dhtdump_records_written_total", "Records written to dump files.", inner.records_total),
-            ("swarm_dhtdump_written_bytes_total", "Dump file bytes written.", inner.bytes_total),
+            (
+                "swarm_dhtdump_cycles_total",
+                "Dump cycles completed (every channel of the node dumped).",
+                inner.cycles,
+            ),
+            (
+                "swarm_dhtdump_cycle_failures_total",
+                "Dump cycles that failed (retried after retry_wait_s).",
+                inner.cycle_failures,
+            ),
+            (
+                "swarm_dhtdump_records_written_total",
+                "Records written to dump files.",
+                inner.records_total,
+            ),
+            (
+                "swarm_dhtdump_written_bytes_total",
+                "Dump file bytes written.",
+                inner.bytes_total,
+            ),
         ];
         for (name, help, value) in counters {
             out.counter(name, help, &[], value as f64);
@@ -168,8 +184,18 @@ impl MetricsSource for Stats {
         }
         for (name, channel) in &inner.channels {
             let labels = [("channel", name.as_str())];
-            out.gauge("swarm_dhtdump_channel_records", "Records in the channel's last complete dump.", &labels, channel.records as f64);
-            out.gauge("swarm_dhtdump_channel_bytes", "File bytes of the channel's last complete dump.", &labels, channel.bytes as f64);
+            out.gauge(
+                "swarm_dhtdump_channel_records",
+                "Records in the channel's last complete dump.",
+                &labels,
+                channel.records as f64,
+            );
+            out.gauge(
+                "swarm_dhtdump_channel_bytes",
+                "File bytes of the channel's last complete dump.",
+                &labels,
+                channel.bytes as f64,
+            );
         }
     }
 

@@ -340,7 +340,10 @@ fn sigterm_while_sleeping_exits_promptly() {
     assert_eq!(wait_exit(&mut dump.child, WAIT).code(), Some(1));
     let log = dump.root_log();
     assert!(log.contains("dump cycle failed"), "{log}");
-    assert!(log.contains("ERROR") && log.contains("did not complete within --timeout 1s"), "{log}");
+    assert!(
+        log.contains("ERROR") && log.contains("did not complete within --timeout 1s"),
+        "{log}"
+    );
 }
 
 /// A dhtdump pointed at an address where no node answers says so at start: an ERROR at once,
@@ -349,9 +352,13 @@ fn sigterm_while_sleeping_exits_promptly() {
 fn an_unreachable_node_is_an_error_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dhtdump.toml");
-    fs::write(&config, "period_s = 3600
+    fs::write(
+        &config,
+        "period_s = 3600
 retry_wait_s = 3600
-").unwrap();
+",
+    )
+    .unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_addr = closed.local_addr().unwrap().to_string();
     drop(closed);
@@ -369,17 +376,29 @@ retry_wait_s = 3600
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot reach dht node") && stderr.contains(&closed_addr), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach dht node") && stderr.contains(&closed_addr),
+        "{stderr}"
+    );
     let log = read_text(&dir.path().join("log1/root.log"));
-    assert!(log.contains("ERROR") && log.contains("cannot reach dht node"), "{log}");
-    assert!(!log.contains("dump cycle failed"), "no cycle was tried: {log}");
+    assert!(
+        log.contains("ERROR") && log.contains("cannot reach dht node"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("dump cycle failed"),
+        "no cycle was tried: {log}"
+    );
 
     let refs: Vec<String> = args(&[]);
     let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
     let mut dump = Dump::spawn(&refs, &dir.path().join("log2"));
     dump.wait_for_log("first dump cycle in", 1);
     let log = dump.root_log();
-    assert!(log.contains("ERROR") && log.contains("cannot reach dht node"), "{log}");
+    assert!(
+        log.contains("ERROR") && log.contains("cannot reach dht node"),
+        "{log}"
+    );
     signal(dump.child.id(), "TERM");
     assert_eq!(wait_exit(&mut dump.child, WAIT).code(), Some(0));
 }

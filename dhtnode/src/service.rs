@@ -99,8 +99,18 @@ fn dumper_metrics(dumper: &Dumper, out: &mut Families) {
             took.as_secs_f64(),
         );
     }
-    out.gauge("swarm_dht_dumping", "1 while a dump is being written.", &[], f64::from(u8::from(dumper.is_dumping())));
-    out.counter("swarm_dht_dumps_total", "Channel dumps written since start.", &[], dumper.dumps_written() as f64);
+    out.gauge(
+        "swarm_dht_dumping",
+        "1 while a dump is being written.",
+        &[],
+        f64::from(u8::from(dumper.is_dumping())),
+    );
+    out.counter(
+        "swarm_dht_dumps_total",
+        "Channel dumps written since start.",
+        &[],
+        dumper.dumps_written() as f64,
+    );
     out.counter(
         "swarm_dht_dump_failures_total",
         "Channel dumps that failed since start (the previous dump file was kept).",
@@ -158,7 +168,12 @@ impl Service for DhtNode {
         for name in self.engine.channel_names() {
             let size = self.engine.channel_size(name);
             let labels = [("channel", name)];
-            out.gauge("swarm_channel_records", "Records stored per channel.", &labels, size.records as f64);
+            out.gauge(
+                "swarm_channel_records",
+                "Records stored per channel.",
+                &labels,
+                size.records as f64,
+            );
             out.gauge(
                 "swarm_channel_bytes",
                 "Bytes stored per channel (dht: Σ 8 + value length).",
@@ -166,14 +181,35 @@ impl Service for DhtNode {
                 size.bytes as f64,
             );
         }
-        out.gauge("swarm_dht_listeners", "Listen streams registered.", &[], self.engine.listener_count() as f64);
+        out.gauge(
+            "swarm_dht_listeners",
+            "Listen streams registered.",
+            &[],
+            self.engine.listener_count() as f64,
+        );
         let redistribution = self.redistributor.state(&self.engine);
         let progress = &redistribution.progress;
         let gauges = [
-            ("swarm_dht_redistribution_running", "1 while this node moves records to others.", u64::from(redistribution.running)),
-            ("swarm_dht_redistribution_moved_records", "Records moved by the running (or last) redistribution.", progress.moved),
-            ("swarm_dht_redistribution_total_records", "Records the running (or last) redistribution has to move.", progress.total),
-            ("swarm_dht_redistribution_failures", "Failed attempts of the running (or last) redistribution.", progress.failures),
+            (
+                "swarm_dht_redistribution_running",
+                "1 while this node moves records to others.",
+                u64::from(redistribution.running),
+            ),
+            (
+                "swarm_dht_redistribution_moved_records",
+                "Records moved by the running (or last) redistribution.",
+                progress.moved,
+            ),
+            (
+                "swarm_dht_redistribution_total_records",
+                "Records the running (or last) redistribution has to move.",
+                progress.total,
+            ),
+            (
+                "swarm_dht_redistribution_failures",
+                "Failed attempts of the running (or last) redistribution.",
+                progress.failures,
+            ),
         ];
         for (name, help, value) in gauges {
             out.gauge(name, help, &[], value as f64);

@@ -97,7 +97,9 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
     let ready_before_connect = messages.iter().any(|m| m == "READY=1");
     early.set_read_timeout(Some(WAIT)).unwrap();
     let mut hello = [0u8; SERVER_HELLO_LEN];
-    early.read_exact(&mut hello).expect("the server hello, once serving");
+    early
+        .read_exact(&mut hello)
+        .expect("the server hello, once serving");
     drain(&socket, &mut messages);
     let ready = messages
         .iter()
@@ -107,7 +109,10 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
         .iter()
         .rposition(|m| m.starts_with("STATUS=loading"))
         .unwrap_or_else(|| panic!("no loading STATUS: {messages:?}"));
-    assert!(last_loaded < ready, "READY=1 before the data was loaded: {messages:?}");
+    assert!(
+        last_loaded < ready,
+        "READY=1 before the data was loaded: {messages:?}"
+    );
     assert!(
         !ready_before_connect,
         "READY=1 came before this client connected, so the client did not test a connection \
@@ -122,13 +127,17 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
     );
     for channel in ["a", "b", "c", "d"] {
         assert!(
-            loading.iter().any(|m| m.starts_with("STATUS=loading dumps:")
-                && m.ends_with(&format!("last {channel}"))),
+            loading
+                .iter()
+                .any(|m| m.starts_with("STATUS=loading dumps:")
+                    && m.ends_with(&format!("last {channel}"))),
             "channel {channel} not reported loaded: {loading:?}"
         );
     }
     assert!(
-        loading.iter().any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")),
+        loading
+            .iter()
+            .any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")),
         "{loading:?}"
     );
     assert!(

@@ -250,11 +250,31 @@ impl Service for LogfilesNode {
     fn metrics(&self, out: &mut Families) {
         let size = self.engine.size();
         let gauges = [
-            ("swarm_logfiles_channels", "Channels on disk.", self.engine.channel_names().len() as u64),
-            ("swarm_logfiles_bucket_files", "Bucket files of all channels.", size.buckets),
-            ("swarm_logfiles_disk_bytes", "Bytes of the bucket files of all channels.", size.bytes),
-            ("swarm_logfiles_buckets_open", "Bucket files open for writing.", self.engine.open_bucket_count() as u64),
-            ("swarm_logfiles_writes_awaiting_fsync", "Puts (fsync = always) waiting for their group commit.", self.waiting.len() as u64),
+            (
+                "swarm_logfiles_channels",
+                "Channels on disk.",
+                self.engine.channel_names().len() as u64,
+            ),
+            (
+                "swarm_logfiles_bucket_files",
+                "Bucket files of all channels.",
+                size.buckets,
+            ),
+            (
+                "swarm_logfiles_disk_bytes",
+                "Bytes of the bucket files of all channels.",
+                size.bytes,
+            ),
+            (
+                "swarm_logfiles_buckets_open",
+                "Bucket files open for writing.",
+                self.engine.open_bucket_count() as u64,
+            ),
+            (
+                "swarm_logfiles_writes_awaiting_fsync",
+                "Puts (fsync = always) waiting for their group commit.",
+                self.waiting.len() as u64,
+            ),
         ];
         for (name, help, value) in gauges {
             out.gauge(name, help, &[], value as f64);

@@ -172,7 +172,10 @@ where
         server.set_metrics(hub.clone());
     }
     if let Some(period) = crate::systemd::init_watchdog() {
-        tracing::info!("systemd watchdog on: the event loop pings it every {:?}", period / 3);
+        tracing::info!(
+            "systemd watchdog on: the event loop pings it every {:?}",
+            period / 3
+        );
     }
     let data_dir = config.data_dir().display().to_string();
     tracing::info!(

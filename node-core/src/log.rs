@@ -246,7 +246,7 @@ pub fn utc_date_time(secs: u64) -> String {
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     let secs = i64::try_from(secs).unwrap_or(i64::MAX);
     let at = time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or_else(|_| time::macros::datetime!(9999-12-31 23:59:59 UTC));
+        .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59 UTC));
     at.format(FORMAT)
         .unwrap_or_else(|_| "9999-12-31 23:59:59".to_string())
 }

@@ -356,10 +356,7 @@ mod tests {
         assert_eq!(snapshot.requests.len(), 1);
         let request = &snapshot.requests[0];
         assert_eq!(request.name, "GetVersion");
-        assert_eq!(
-            request.statuses,
-            [(Status::Ok, 2), (Status::BadRequest, 1)]
-        );
+        assert_eq!(request.statuses, [(Status::Ok, 2), (Status::BadRequest, 1)]);
         assert_eq!(request.counters.buckets.iter().sum::<u64>(), 3);
         assert_eq!(request.counters.buckets[latency_bucket(5_000)], 1);
         assert_eq!(request.counters.total_ns, 200_505_000);

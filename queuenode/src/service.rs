@@ -11,17 +11,17 @@
 
 use crate::config::QueueSection;
 use crate::consumers::Consumers;
+use crate::engine::names::split_storage_name;
 use crate::engine::queues::OpenReport;
 use crate::engine::reference;
+use crate::engine::ring::RingSize;
 use crate::engine::{Channels, QueueError, Queues, QueuesConfig};
 use crate::requests;
-use crate::engine::names::split_storage_name;
-use crate::engine::ring::RingSize;
 use node_core::metrics::Families;
 use node_core::protocol::queue::{self, QueueSize};
-use std::collections::BTreeMap;
 use node_core::protocol::{NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, Wakeups};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The largest value a node takes when its frames are at most `max_frame_bytes`: a consumer must
@@ -45,11 +45,31 @@ pub struct StartReport {
 /// plain queue or the default subscriber's).
 fn storage_metrics(out: &mut Families, labels: &[(&str, &str)], size: &RingSize, consumers: u64) {
     let gauges = [
-        ("swarm_queue_records", "Records queued (not yet acknowledged), per channel and subscriber.", size.records as f64),
-        ("swarm_queue_used_bytes", "Ring bytes in use (headers and padding included), per channel and subscriber.", size.used_bytes as f64),
-        ("swarm_queue_capacity_bytes", "Ring capacity, per channel and subscriber.", size.capacity_bytes as f64),
-        ("swarm_queue_fill_ratio", "Used bytes / capacity (0 to 1), per channel and subscriber: 1 refuses pushes.", size.used_bytes as f64 / size.capacity_bytes.max(1) as f64),
-        ("swarm_queue_consumers_per_queue", "Consume streams reading this queue, per channel and subscriber.", consumers as f64),
+        (
+            "swarm_queue_records",
+            "Records queued (not yet acknowledged), per channel and subscriber.",
+            size.records as f64,
+        ),
+        (
+            "swarm_queue_used_bytes",
+            "Ring bytes in use (headers and padding included), per channel and subscriber.",
+            size.used_bytes as f64,
+        ),
+        (
+            "swarm_queue_capacity_bytes",
+            "Ring capacity, per channel and subscriber.",
+            size.capacity_bytes as f64,
+        ),
+        (
+            "swarm_queue_fill_ratio",
+            "Used bytes / capacity (0 to 1), per channel and subscriber: 1 refuses pushes.",
+            size.used_bytes as f64 / size.capacity_bytes.max(1) as f64,
+        ),
+        (
+            "swarm_queue_consumers_per_queue",
+            "Consume streams reading this queue, per channel and subscriber.",
+            consumers as f64,
+        ),
     ];
     for (name, help, value) in gauges {
         out.gauge(name, help, labels, value);
@@ -257,7 +277,12 @@ impl Service for QueueNode {
         for (name, help, value) in counters {
             out.counter(name, help, &[], value as f64);
         }
-        out.gauge("swarm_queue_consumers", "Consume streams running.", &[], self.consumers.len() as f64);
+        out.gauge(
+            "swarm_queue_consumers",
+            "Consume streams running.",
+            &[],
+            self.consumers.len() as f64,
+        );
         let consumers = self.consumers.per_storage();
         let mut channels: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for storage in self.channels.queues().names() {
@@ -265,15 +290,28 @@ impl Service for QueueNode {
                 continue;
             };
             let (subscriber, channel) = split_storage_name(storage);
-            let labels = [("channel", channel), ("subscriber", subscriber.unwrap_or(""))];
-            storage_metrics(out, &labels, &size, consumers.get(storage).copied().unwrap_or(0));
+            let labels = [
+                ("channel", channel),
+                ("subscriber", subscriber.unwrap_or("")),
+            ];
+            storage_metrics(
+                out,
+                &labels,
+                &size,
+                consumers.get(storage).copied().unwrap_or(0),
+            );
             let total = channels.entry(channel).or_default();
             total.0 += size.records;
             total.1 += size.value_bytes;
         }
         for (channel, (records, bytes)) in channels {
             let labels = [("channel", channel)];
-            out.gauge("swarm_channel_records", "Records stored per channel (queue: summed over its subscribers' queues).", &labels, records as f64);
+            out.gauge(
+                "swarm_channel_records",
+                "Records stored per channel (queue: summed over its subscribers' queues).",
+                &labels,
+                records as f64,
+            );
             out.gauge("swarm_channel_bytes", "Bytes stored per channel (queue: value bytes, summed over its subscribers' queues).", &labels, bytes as f64);
         }
     }

@@ -38,12 +38,25 @@ fn a_valid_config_prints_the_effective_configuration_and_starts_nothing() {
             &["--log-dir", "elsewhere"],
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(0), "{binary}: {stdout} {output:?}");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{binary}: {stdout} {output:?}"
+        );
         assert!(stdout.contains("configuration OK"), "{binary}: {stdout}");
         assert!(stdout.contains("level = \"debug\""), "{binary}: {stdout}");
-        assert!(stdout.contains("dir = \"elsewhere\""), "{binary}: the override: {stdout}");
-        assert!(stdout.contains("listen = \"127.0.0.1:9999\""), "{binary}: {stdout}");
-        assert!(stdout.contains("stats_interval_s = 30"), "{binary}: a default: {stdout}");
+        assert!(
+            stdout.contains("dir = \"elsewhere\""),
+            "{binary}: the override: {stdout}"
+        );
+        assert!(
+            stdout.contains("listen = \"127.0.0.1:9999\""),
+            "{binary}: {stdout}"
+        );
+        assert!(
+            stdout.contains("stats_interval_s = 30"),
+            "{binary}: a default: {stdout}"
+        );
         // The printed configuration is one the daemon accepts, and it means the same.
         let again = check(package, binary, dir.path(), &stdout, &[]);
         assert_eq!(again.status.code(), Some(0), "{binary}: {again:?}");
@@ -64,15 +77,24 @@ fn a_bad_config_exits_1_naming_the_key() {
         for (config, key) in [
             ("[log]\nlevel = \"loud\"\n", "log.level"),
             ("[metrics]\nlisten = \"0.0.0.0:9100\"\n", "metrics.listen"),
-            ("[metrics]\nlisten = \"127.0.0.1:9100\"\nbearer_token_file = \"/nonexistent/t\"\n", "metrics.bearer_token_file"),
+            (
+                "[metrics]\nlisten = \"127.0.0.1:9100\"\nbearer_token_file = \"/nonexistent/t\"\n",
+                "metrics.bearer_token_file",
+            ),
             ("[metrics]\nlistne = \"127.0.0.1:9100\"\n", "listne"),
         ] {
             let dir = tempfile::tempdir().expect("temp dir");
             let output = check(package, binary, dir.path(), config, &[]);
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{binary} {config}: {stderr}");
-            assert!(stderr.contains(key), "{binary} {config}: {key} not in {stderr}");
-            assert!(output.stdout.is_empty(), "{binary}: printed a config for a bad one");
+            assert!(
+                stderr.contains(key),
+                "{binary} {config}: {key} not in {stderr}"
+            );
+            assert!(
+                output.stdout.is_empty(),
+                "{binary}: printed a config for a bad one"
+            );
         }
     }
 }

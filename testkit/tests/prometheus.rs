@@ -82,7 +82,8 @@ fn start_dhtdump(dir: &Path, node: SocketAddr) -> (Process, SocketAddr) {
 /// Prometheus cannot report a port the OS chose, so the test asks the OS for a free one and
 /// tries again should another process take it first.
 fn start_prometheus(dir: &Path, targets: &[(&str, SocketAddr)]) -> (Process, SocketAddr) {
-    let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    let mut config =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
     for (job, addr) in targets {
         config.push_str(&format!(
             "  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n"
@@ -94,8 +95,14 @@ fn start_prometheus(dir: &Path, targets: &[(&str, SocketAddr)]) -> (Process, Soc
             .and_then(|listener| listener.local_addr())
             .expect("a free port");
         let child = Command::new(tool("prometheus"))
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -107,7 +114,9 @@ fn start_prometheus(dir: &Path, targets: &[(&str, SocketAddr)]) -> (Process, Soc
             if process.0.try_wait().expect("try_wait").is_some() {
                 break; // the port was taken meanwhile: try another
             }
-            if std::net::TcpStream::connect(addr).is_ok() && http_get(addr, "/-/ready", None).0 == 200 {
+            if std::net::TcpStream::connect(addr).is_ok()
+                && http_get(addr, "/-/ready", None).0 == 200
+            {
                 return (process, addr);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -163,13 +172,21 @@ fn wait_for_query(
 
 #[test]
 fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
-    let dht = TempNode::start(&workspace_binary("dhtnode", "dhtnode").to_string_lossy(), METRICS_CONFIG, &[]);
+    let dht = TempNode::start(
+        &workspace_binary("dhtnode", "dhtnode").to_string_lossy(),
+        METRICS_CONFIG,
+        &[],
+    );
     let logfiles = TempNode::start(
         &workspace_binary("logfilesnode", "logfilesnode").to_string_lossy(),
         &format!("{METRICS_CONFIG}[logfiles]\nfsync = \"always\"\n"),
         &[],
     );
-    let queue = TempNode::start(&workspace_binary("queuenode", "queuenode").to_string_lossy(), METRICS_CONFIG, &[]);
+    let queue = TempNode::start(
+        &workspace_binary("queuenode", "queuenode").to_string_lossy(),
+        METRICS_CONFIG,
+        &[],
+    );
     let dump_dir = tempfile::tempdir().expect("temp dir");
     let (_dhtdump, dhtdump_metrics) = start_dhtdump(dump_dir.path(), dht.addr);
 
@@ -181,7 +198,9 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
     assert!(dht_client.get("users", 7).expect("get").is_some());
     let log_client = LogClient::connect(&[logfiles.addr], options()).expect("logfiles client");
     for key in 0..20u64 {
-        log_client.put("events", 1_700_000_000 + key, b"an event").expect("put");
+        log_client
+            .put("events", 1_700_000_000 + key, b"an event")
+            .expect("put");
     }
     let queue_client = QueueClient::connect(&[queue.addr], options()).expect("queue client");
     for _ in 0..30 {
@@ -190,7 +209,10 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
 
     let targets = [
         ("dht", wait_for_metrics_addr(&dht.path("log/root.log"))),
-        ("logfiles", wait_for_metrics_addr(&logfiles.path("log/root.log"))),
+        (
+            "logfiles",
+            wait_for_metrics_addr(&logfiles.path("log/root.log")),
+        ),
         ("queue", wait_for_metrics_addr(&queue.path("log/root.log"))),
         ("dhtdump", dhtdump_metrics),
     ];
@@ -198,7 +220,10 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
         let (status, text) = http_get(addr, "/metrics", None);
         assert_eq!(status, 200, "{job}: {text}");
         let (valid, said) = promtool_check(&text);
-        assert!(valid && said.trim().is_empty(), "{job}: promtool says {said}\n{text}");
+        assert!(
+            valid && said.trim().is_empty(),
+            "{job}: promtool says {said}\n{text}"
+        );
         assert!(text.contains("swarm_info{kind=\""), "{job}: {text}");
         assert_eq!(http_get(addr, "/other", None).0, 404, "{job}");
     }
@@ -214,7 +239,10 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
         |series| series.len() == 1,
     );
     assert_eq!(puts[0].1, 50.0, "{puts:?}");
-    let records = query(prometheus, "swarm_channel_records{job=\"dht\",channel=\"users\"}");
+    let records = query(
+        prometheus,
+        "swarm_channel_records{job=\"dht\",channel=\"users\"}",
+    );
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].1, 50.0);
     let kinds = query(prometheus, "swarm_info");
@@ -252,7 +280,11 @@ fn check_dashboard(prometheus: SocketAddr) {
     let operations = std::fs::read_to_string(root.join("docs/operations.md")).expect("docs");
     let panels = dashboard["panels"].as_array().expect("panels");
     let mut queries = 0;
-    for target in panels.iter().filter_map(|panel| panel["targets"].as_array()).flatten() {
+    for target in panels
+        .iter()
+        .filter_map(|panel| panel["targets"].as_array())
+        .flatten()
+    {
         let expr = target["expr"].as_str().expect("expr");
         let concrete = expr
             .replace("$__rate_interval", "1m")
@@ -283,10 +315,17 @@ fn a_token_protected_listener_refuses_scrapes_without_the_token() {
         "[metrics]\nlisten = \"127.0.0.1:0\"\nbearer_token_file = \"{}\"\n",
         token_file.display()
     );
-    let node = TempNode::start(&workspace_binary("queuenode", "queuenode").to_string_lossy(), &config, &[]);
+    let node = TempNode::start(
+        &workspace_binary("queuenode", "queuenode").to_string_lossy(),
+        &config,
+        &[],
+    );
     let addr = wait_for_metrics_addr(&node.path("log/root.log"));
     assert_eq!(http_get(addr, "/metrics", None).0, 401);
-    assert_eq!(http_get(addr, "/metrics", Some("Bearer wrong-token-0123456789")).0, 401);
+    assert_eq!(
+        http_get(addr, "/metrics", Some("Bearer wrong-token-0123456789")).0,
+        401
+    );
     let (status, text) = http_get(addr, "/metrics", Some("Bearer s3cret-token-0123456789"));
     assert_eq!(status, 200);
     assert!(text.contains("swarm_info{kind=\"queue\""), "{text}");

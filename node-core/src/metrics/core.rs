@@ -24,7 +24,9 @@ pub fn status_label(status: crate::protocol::Status) -> String {
         .enumerate()
         .flat_map(|(index, c)| {
             let underscore = (index > 0 && c.is_ascii_uppercase()).then_some('_');
-            underscore.into_iter().chain(std::iter::once(c.to_ascii_lowercase()))
+            underscore
+                .into_iter()
+                .chain(std::iter::once(c.to_ascii_lowercase()))
         })
         .collect()
 }

@@ -156,13 +156,24 @@ mod tests {
         families.histogram("z_seconds", "Latency.", &[("type", "Put")], value);
         let text = String::from_utf8(families.render().expect("render")).expect("utf-8");
         assert!(
-            text.contains("# TYPE x_total counter\nx_total{type=\"Put\"} 3\nx_total{type=\"Get\"} 4\n"),
+            text.contains(
+                "# TYPE x_total counter\nx_total{type=\"Put\"} 3\nx_total{type=\"Get\"} 4\n"
+            ),
             "{text}"
         );
         assert!(text.contains("y_bytes 7\n"), "{text}");
-        assert!(text.contains("z_seconds_bucket{type=\"Put\",le=\"0.001\"} 2\n"), "{text}");
-        assert!(text.contains("z_seconds_bucket{type=\"Put\",le=\"0.01\"} 3\n"), "{text}");
-        assert!(text.contains("z_seconds_bucket{type=\"Put\",le=\"+Inf\"} 4\n"), "{text}");
+        assert!(
+            text.contains("z_seconds_bucket{type=\"Put\",le=\"0.001\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("z_seconds_bucket{type=\"Put\",le=\"0.01\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("z_seconds_bucket{type=\"Put\",le=\"+Inf\"} 4\n"),
+            "{text}"
+        );
         assert!(text.contains("z_seconds_count{type=\"Put\"} 4\n"), "{text}");
         assert!(families.contains("y_bytes") && !families.contains("nope"));
     }

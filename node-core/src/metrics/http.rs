@@ -86,8 +86,11 @@ impl Handler {
     fn answer(&self, request: Request) {
         let path = request.url().split('?').next().unwrap_or_default();
         let response = if !self.authorized(&request) {
-            text(401, "a bearer token is required (Authorization: Bearer <token>)\n")
-                .with_header(header("WWW-Authenticate", "Bearer"))
+            text(
+                401,
+                "a bearer token is required (Authorization: Bearer <token>)\n",
+            )
+            .with_header(header("WWW-Authenticate", "Bearer"))
         } else if path != "/metrics" {
             text(404, "not found; metrics are at /metrics\n")
         } else if !matches!(request.method(), Method::Get | Method::Head) {

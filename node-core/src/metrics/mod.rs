@@ -71,9 +71,7 @@ impl MetricsSection {
         };
         let addr: SocketAddr = listen.parse().map_err(|_| ConfigError::Invalid {
             key: "metrics.listen",
-            problem: format!(
-                "{listen:?} is not an IP address and port (e.g. \"127.0.0.1:9100\")"
-            ),
+            problem: format!("{listen:?} is not an IP address and port (e.g. \"127.0.0.1:9100\")"),
         })?;
         let loopback = addr.ip().to_canonical().is_loopback();
         if !loopback && !self.insecure && self.bearer_token_file.is_none() {
@@ -282,7 +280,10 @@ mod tests {
             ..section("0.0.0.0:9100")
         };
         insecure.validate().expect("insecure allows it");
-        let message = section("localhost:9100").validate().unwrap_err().to_string();
+        let message = section("localhost:9100")
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("metrics.listen"), "{message}");
     }
 
@@ -319,7 +320,10 @@ mod tests {
             node: Families::default(),
             taken: Instant::now(),
         };
-        assert!(!hub.publish(snapshot), "the lock is held: no wait, no publish");
+        assert!(
+            !hub.publish(snapshot),
+            "the lock is held: no wait, no publish"
+        );
         assert!(hub.take_request(), "asked again for the next tick");
         drop(held);
     }

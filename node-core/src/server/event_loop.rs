@@ -981,7 +981,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
     /// received, ends streams, and lets output drain.
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        crate::systemd::stopping("shutting down: answering requests received, then the node's final flush or dump");
+        crate::systemd::stopping(
+            "shutting down: answering requests received, then the node's final flush or dump",
+        );
         let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             if matches!(self.connections[slot].phase, Phase::AwaitingHello { .. }) {
