@@ -135,7 +135,7 @@ impl Stats {
 impl MetricsSource for Stats {
     fn collect(&self, out: &mut Families) {
         let inner = self.lock();
-        let counters = [
+        out.counters(&[
             (
                 "swarm_dhtdump_cycles_total",
                 "Dump cycles completed (every channel of the node dumped).",
@@ -156,10 +156,7 @@ impl MetricsSource for Stats {
                 "Dump file bytes written.",
                 inner.bytes_total,
             ),
-        ];
-        for (name, help, value) in counters {
-            out.counter(name, help, &[], value as f64);
-        }
+        ]);
         out.gauge(
             "swarm_dhtdump_dump_age_seconds",
             "Seconds since the last complete dump cycle ended (since start when none has).",

@@ -189,7 +189,7 @@ impl Service for DhtNode {
         );
         let redistribution = self.redistributor.state(&self.engine);
         let progress = &redistribution.progress;
-        let gauges = [
+        out.gauges(&[
             (
                 "swarm_dht_redistribution_running",
                 "1 while this node moves records to others.",
@@ -210,10 +210,7 @@ impl Service for DhtNode {
                 "Failed attempts of the running (or last) redistribution.",
                 progress.failures,
             ),
-        ];
-        for (name, help, value) in gauges {
-            out.gauge(name, help, &[], value as f64);
-        }
+        ]);
         if let Some(dumper) = &self.dumper {
             dumper_metrics(dumper, out);
         }

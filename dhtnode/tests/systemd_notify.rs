@@ -49,21 +49,6 @@ fn drain(socket: &UnixDatagram, into: &mut Vec<String>) {
     }
 }
 
-/// The address the node logs once it is bound, before it loads its data.
-fn wait_for_bound_addr(root_log: &Path) -> std::net::SocketAddr {
-    let mut addr = None;
-    wait_until("the node's 'bound' line", || {
-        let text = std::fs::read_to_string(root_log).unwrap_or_default();
-        addr = text
-            .split("bound ")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .and_then(|addr| addr.parse().ok());
-        addr.is_some()
-    });
-    addr.expect("bound address")
-}
-
 #[test]
 fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +71,8 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let addr = wait_for_bound_addr(&dir.path().join("log/root.log"));
+    // The node logs "bound ADDR; loading ..." before it loads its data.
+    let addr = wait_for_logged_addr(&dir.path().join("log/root.log"), "bound ", ';');
 
     // A client that connects while the node loads gets its hello only once the node serves:
     // and by then READY=1 is already in our queue (the node sends it before its loop runs, and

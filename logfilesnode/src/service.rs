@@ -249,7 +249,7 @@ impl Service for LogfilesNode {
 
     fn metrics(&self, out: &mut Families) {
         let size = self.engine.size();
-        let gauges = [
+        out.gauges(&[
             (
                 "swarm_logfiles_channels",
                 "Channels on disk.",
@@ -275,10 +275,7 @@ impl Service for LogfilesNode {
                 "Puts (fsync = always) waiting for their group commit.",
                 self.waiting.len() as u64,
             ),
-        ];
-        for (name, help, value) in gauges {
-            out.gauge(name, help, &[], value as f64);
-        }
+        ]);
         for channel in self.engine.channel_names() {
             let size = self.engine.channel_size(channel);
             out.gauge(

@@ -269,14 +269,11 @@ impl Service for QueueNode {
     }
 
     fn metrics(&self, out: &mut Families) {
-        let counters = [
+        out.counters(&[
             ("swarm_queue_pushed_records_total", "Record copies written (a push to a channel with 3 subscribers counts 3).", self.pushed_records),
             ("swarm_queue_removed_records_total", "Records taken for good (popped, or acknowledged by a consumer).", self.removed_records),
             ("swarm_queue_redelivered_records_total", "Records given back to the front of their queue by consumers that left without acknowledging them.", self.redelivered_records),
-        ];
-        for (name, help, value) in counters {
-            out.counter(name, help, &[], value as f64);
-        }
+        ]);
         out.gauge(
             "swarm_queue_consumers",
             "Consume streams running.",

@@ -280,17 +280,22 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
 /// The address a process logs as `metrics served at http://ADDR/metrics` (with
 /// `[metrics] listen = "127.0.0.1:0"`), read from its root.log.
 pub fn wait_for_metrics_addr(root_log: &Path) -> SocketAddr {
+    wait_for_logged_addr(root_log, "metrics served at http://", '/')
+}
+
+/// The first address in root.log written right after `before` and ending at `end`.
+pub fn wait_for_logged_addr(root_log: &Path, before: &str, end: char) -> SocketAddr {
     let mut found = None;
-    wait_until("the metrics listener's address in root.log", || {
+    wait_until(&format!("'{before}ADDR' in root.log"), || {
         let text = std::fs::read_to_string(root_log).unwrap_or_default();
         found = text
-            .split("metrics served at http://")
+            .split(before)
             .nth(1)
-            .and_then(|rest| rest.split('/').next())
+            .and_then(|rest| rest.split(end).next())
             .and_then(|addr| addr.parse().ok());
         found.is_some()
     });
-    found.expect("metrics address")
+    found.expect("logged address")
 }
 
 /// A plain HTTP/1.0 GET (the test's side of a scrape); returns the status code and body.

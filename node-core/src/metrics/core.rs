@@ -49,7 +49,7 @@ pub fn add_latency(
 
 /// Adds the core's metrics from `snapshot`.
 pub fn add_core(snapshot: &CoreSnapshot, out: &mut Families) {
-    let counters = [
+    out.counters(&[
         (
             "swarm_connections_accepted_total",
             "Connections accepted since start.",
@@ -80,10 +80,7 @@ pub fn add_core(snapshot: &CoreSnapshot, out: &mut Families) {
             "Bytes written to client connections.",
             snapshot.bytes_out,
         ),
-    ];
-    for (name, help, value) in counters {
-        out.counter(name, help, &[], value as f64);
-    }
+    ]);
     out.gauge(
         "swarm_connections_open",
         "Client connections open now.",

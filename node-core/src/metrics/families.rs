@@ -46,6 +46,20 @@ impl Families {
         self.add(name, help, MetricType::GAUGE, metric);
     }
 
+    /// Unlabelled counters, each `(name, help, value)`.
+    pub fn counters(&mut self, metrics: &[(&str, &str, u64)]) {
+        for (name, help, value) in metrics {
+            self.counter(name, help, &[], *value as f64);
+        }
+    }
+
+    /// Unlabelled gauges, each `(name, help, value)`.
+    pub fn gauges(&mut self, metrics: &[(&str, &str, u64)]) {
+        for (name, help, value) in metrics {
+            self.gauge(name, help, &[], *value as f64);
+        }
+    }
+
     /// A histogram, written with cumulative `le` buckets, `_sum` and `_count`.
     pub fn histogram(
         &mut self,
