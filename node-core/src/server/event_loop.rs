@@ -984,6 +984,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
         crate::systemd::stopping(
             "shutting down: answering requests received, then the node's final flush or dump",
         );
+        if let Some(hub) = &self.server.metrics {
+            hub.set_ready(false);
+        }
         let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             if matches!(self.connections[slot].phase, Phase::AwaitingHello { .. }) {
