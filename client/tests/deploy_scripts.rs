@@ -111,7 +111,8 @@ fn deployment_scripts() {
         .filter_map(|line| line.trim().strip_prefix("SKIP: "))
     {
         testkit::skip::record_skip(&format!(
-            "{}: test_scripts.sh: {skipped}",
+            "{} {}: test_scripts.sh: {skipped}",
+            testkit::skip::current_test_binary(),
             testkit::skip::current_test()
         ));
     }

@@ -336,7 +336,7 @@ impl Tmpfs {
     /// skip is recorded ([`skip::skip_or_fail`]) and `None` returned, and the caller leaves out
     /// the checks that need the mount.
     pub fn mount(path: &Path, options: &str) -> Option<Tmpfs> {
-        Tmpfs::mount_for(path, options, "its checks on a tmpfs")
+        Tmpfs::mount_for(path, options, "the checks of this test that need a tmpfs")
     }
 
     /// [`mount`](Tmpfs::mount), with `skipped` saying which checks a skip leaves out.
@@ -357,7 +357,11 @@ impl Tmpfs {
             Ok(output) => format!(
                 "mount -t tmpfs failed ({}): {}",
                 output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
             ),
             Err(err) => format!("cannot run mount: {err}"),
         };

@@ -42,15 +42,7 @@ pub fn test_seed() -> u64 {
             .map_or(1, |elapsed| elapsed.as_nanos() as u64),
     };
     let test = super::skip::current_test();
-    // The test binary is target/<profile>/deps/<name>-<hash>.
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .map(|stem| {
-            stem.rsplit_once('-')
-                .map_or(stem.clone(), |(name, _)| name.to_string())
-        })
-        .unwrap_or_default();
+    let binary = super::skip::current_test_binary();
     eprintln!(
         "{test}: seed {seed} (replay: {SEED_VAR}={seed} cargo test --test {binary} {test} -- \
          --exact)"

@@ -80,7 +80,8 @@ pub fn skip_or_fail(capability: &str, what: &str, reason: &str) {
         );
     }
     record_skip(&format!(
-        "{}: {what} (needs {capability}: {reason})",
+        "{} {}: {what} (needs {capability}: {reason})",
+        current_test_binary(),
         current_test()
     ));
 }
@@ -111,6 +112,19 @@ pub fn skip_log_path() -> PathBuf {
         .and_then(Path::parent)
         .expect("target directory above the test binary");
     target.join(SKIP_LOG_NAME)
+}
+
+/// The name of the running test binary: `target/<profile>/deps/<name>-<hash>` gives `<name>`
+/// (the file under `tests/`, or the crate for unit tests).
+pub fn current_test_binary() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|stem| {
+            stem.rsplit_once('-')
+                .map_or(stem.clone(), |(name, _)| name.to_string())
+        })
+        .unwrap_or_default()
 }
 
 /// The running test's name (libtest names each test's thread after it).
