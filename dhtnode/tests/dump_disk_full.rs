@@ -22,16 +22,7 @@ const VALUE_BYTES: usize = 4096;
 
 /// The value stored under `key`: `VALUE_BYTES` pseudo-random bytes seeded by the key.
 fn value_of(key: u64) -> Vec<u8> {
-    let mut state = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut value = Vec::with_capacity(VALUE_BYTES);
-    while value.len() < VALUE_BYTES {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        value.extend_from_slice(&state.to_le_bytes());
-    }
-    value.truncate(VALUE_BYTES);
-    value
+    common::random_value(key, VALUE_BYTES)
 }
 
 fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>) {

@@ -293,16 +293,7 @@ const MAX_EXTRA_ROUNDS: u64 = 20;
 /// The value of `key` in `big`: `BIG_VALUE_BYTES` pseudo-random bytes seeded by the key, so
 /// every record's value is its own and a value stored under the wrong key, or changed, shows.
 fn big_value_of(key: u64) -> Vec<u8> {
-    let mut state = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut value = Vec::with_capacity(BIG_VALUE_BYTES + 8);
-    while value.len() < BIG_VALUE_BYTES {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        value.extend_from_slice(&state.to_le_bytes());
-    }
-    value.truncate(BIG_VALUE_BYTES);
-    value
+    common::random_value(key, BIG_VALUE_BYTES)
 }
 
 /// Puts `keys` into `big`, pipelined; returns the keys whose Put the node answered Ok (and
