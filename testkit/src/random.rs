@@ -43,9 +43,12 @@ pub fn test_seed() -> u64 {
     };
     let test = super::skip::current_test();
     let binary = super::skip::current_test_binary();
+    // Cargo names the package to the test process it runs.
+    let package =
+        std::env::var("CARGO_PKG_NAME").map_or(String::new(), |name| format!("-p {name} "));
     eprintln!(
-        "{test}: seed {seed} (replay: {SEED_VAR}={seed} cargo test --test {binary} {test} -- \
-         --exact)"
+        "{test}: seed {seed} (replay: {SEED_VAR}={seed} cargo test {package}--test {binary} \
+         {test} -- --exact)"
     );
     seed
 }

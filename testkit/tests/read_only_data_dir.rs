@@ -206,7 +206,11 @@ fn refuses_a_read_only_file_system(kind: Kind) {
     let binary = kind.binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "ro,size=1m") else {
+    let Some(tmpfs) = Tmpfs::mount_for(
+        &data,
+        "ro,size=1m",
+        "the refusal of a data directory mounted read-only",
+    ) else {
         return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
     let refusal = start_expecting_refusal(&binary, dir.path(), &data);
@@ -223,7 +227,11 @@ fn refuses_data_that_went_read_only_and_starts_once_writable(kind: Kind) {
     let binary = kind.binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "size=4m") else {
+    let Some(tmpfs) = Tmpfs::mount_for(
+        &data,
+        "size=4m",
+        "the refusal of data that went read-only, and the start once writable again",
+    ) else {
         return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
     let binary_str = binary.to_str().expect("utf-8 path");
