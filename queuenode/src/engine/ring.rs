@@ -1584,11 +1584,11 @@ mod tests {
             // Phases of 40 steps: mostly pushing, balanced (the tail goes round the ring), mostly
             // popping (the ring empties).
             let pop = match (step / 40) % 6 {
-                0 => state % 4 == 0,
-                1..=4 => state % 2 == 0,
-                _ => state % 8 != 0,
+                0 => state.is_multiple_of(4),
+                1..=4 => state.is_multiple_of(2),
+                _ => !state.is_multiple_of(8),
             };
-            let len = 1 + (state >> 8) as usize % if state % 5 == 0 { 400 } else { 16 };
+            let len = 1 + (state >> 8) as usize % if state.is_multiple_of(5) { 400 } else { 16 };
             let value = value(step, len);
             let push = (!pop).then_some(value.as_slice());
             push_or_pop_and_damage(dir.path(), &mut ring, push, &mut cases);
