@@ -32,21 +32,25 @@ fn dhtdump_and_a_node_never_share_a_data_directory() {
     let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
     let addr = node.addr.to_string();
     let node_holder = format!("(pid {}, dhtnode)", node.child.id());
+    // `dhtdump --oneshot` on `data_dir`, which must refuse to start.
+    let refused_oneshot = |data_dir: &str, log_dir: &str| {
+        run_refused(
+            Path::new(dhtdump_binary()),
+            &[
+                "--oneshot",
+                "--node",
+                &addr,
+                "--data-dir",
+                data_dir,
+                "--log-dir",
+                &path(log_dir),
+            ],
+        )
+    };
 
     // dhtdump on the node's directory: refused, naming the node; it wrote nothing there.
     let node_data = path("node/data");
-    let output = run_refused(
-        Path::new(dhtdump_binary()),
-        &[
-            "--oneshot",
-            "--node",
-            &addr,
-            "--data-dir",
-            &node_data,
-            "--log-dir",
-            &path("refused/log"),
-        ],
-    );
+    let output = refused_oneshot(&node_data, "refused/log");
     let message = stderr(&output);
     assert!(
         message.contains(&format!("data directory {node_data} is in use")),
@@ -87,18 +91,7 @@ fn dhtdump_and_a_node_never_share_a_data_directory() {
     );
     let holder = format!("(pid {}, dhtdump)", dump.child.id());
     assert!(stderr(&output).contains(&holder), "{}", stderr(&output));
-    let output = run_refused(
-        Path::new(dhtdump_binary()),
-        &[
-            "--oneshot",
-            "--node",
-            &addr,
-            "--data-dir",
-            &dump_data,
-            "--log-dir",
-            &path("second-dump/log"),
-        ],
-    );
+    let output = refused_oneshot(&dump_data, "second-dump/log");
     assert!(stderr(&output).contains(&holder), "{}", stderr(&output));
     drop(dump);
     node.stop();

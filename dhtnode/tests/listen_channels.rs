@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{Conn, TempNode};
-use node_core::protocol::dht::{self, PutRequest};
+use common::{put_body, Conn, TempNode};
+use node_core::protocol::dht;
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
 use node_core::protocol::Status;
 use std::io::{Read, Write};
@@ -79,15 +79,4 @@ fn a_listen_never_creates_its_channel() {
         !data.join("ghost.dump").exists(),
         "a dump of a channel never written"
     );
-}
-
-fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    PutRequest {
-        channel,
-        key,
-        value,
-    }
-    .encode(&mut body);
-    body
 }

@@ -8,11 +8,9 @@
 //! The disk is a 1 MiB tmpfs, grown to 8 MiB to give space back; where mounting is not allowed,
 //! a soft file-size limit (writes fail with EFBIG, SIGXFSZ ignored) that `prlimit` lifts.
 
-use node_core::protocol::batch::{append_record, decode_batch, encode_batch};
+use node_core::protocol::batch::{append_record, encode_batch};
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
-use node_core::protocol::logfiles::{
-    self, encode_put_batch, DiskSize, Filter, GetAllRequest, PutRequest,
-};
+use node_core::protocol::logfiles::{self, encode_put_batch, DiskSize, PutRequest};
 use node_core::protocol::{RequestCode, Status};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -159,21 +157,10 @@ fn channel_size(conn: &mut Conn) -> DiskSize {
 
 /// Every record of the channel: key → how many times it is stored (values checked).
 fn stored(conn: &mut Conn) -> BTreeMap<u64, usize> {
-    let mut body = Vec::new();
-    GetAllRequest {
-        channel: CHANNEL,
-        filter: Filter::NONE,
-    }
-    .encode(&mut body);
-    let (items, status, _) = conn.stream(logfiles::GET_ALL, body);
-    assert_eq!(status, Status::Ok);
-    let mut scratch = Vec::new();
     let mut counts = BTreeMap::new();
-    for (_, item) in items {
-        for (key, value) in decode_batch(&item, &mut scratch).expect("batch") {
-            assert_eq!(value, value_of(key).as_slice(), "record {key} intact");
-            *counts.entry(key).or_insert(0) += 1;
-        }
+    for (key, value) in testkit::logfiles_get_all(conn, CHANNEL) {
+        assert_eq!(value, value_of(key), "record {key} intact");
+        *counts.entry(key).or_insert(0) += 1;
     }
     counts
 }
