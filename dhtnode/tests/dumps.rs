@@ -5,21 +5,10 @@
 
 mod common;
 
-use common::{wait_until, Conn, Node};
-use node_core::protocol::dht::{self, decode_channel_names, KeyRequest, PutRequest, SizeInfo};
+use common::{put_body, wait_until, Conn, Node};
+use node_core::protocol::dht::{self, decode_channel_names, KeyRequest, SizeInfo};
 use node_core::protocol::{RequestCode, Status};
 use std::path::Path;
-
-fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    PutRequest {
-        channel,
-        key,
-        value,
-    }
-    .encode(&mut body);
-    body
-}
 
 fn key_body(channel: &str, key: u64) -> Vec<u8> {
     let mut body = Vec::new();

@@ -8,8 +8,7 @@
 //! seed is printed, and `SWARM_TEST_SEED` replays it.
 
 use client::{Client, ClientOptions};
-use node_core::protocol::batch::decode_batch;
-use node_core::protocol::logfiles::{self, Filter, GetAllRequest, PutRequest};
+use node_core::protocol::logfiles::{self, PutRequest};
 use node_core::protocol::{NodeKind, Status};
 use std::collections::HashMap;
 use std::path::Path;
@@ -92,22 +91,7 @@ fn writer(addr: std::net::SocketAddr, round: u64, id: u64, shared: Arc<Shared>) 
 }
 
 fn read_all(addr: std::net::SocketAddr) -> Vec<(u64, Vec<u8>)> {
-    let mut conn = Conn::open(addr);
-    let mut body = Vec::new();
-    GetAllRequest {
-        channel: CHANNEL,
-        filter: Filter::NONE,
-    }
-    .encode(&mut body);
-    let (items, status, _) = conn.stream(logfiles::GET_ALL, body);
-    assert_eq!(status, Status::Ok);
-    let mut scratch = Vec::new();
-    let mut records = Vec::new();
-    for (_, item) in items {
-        let batch = decode_batch(&item, &mut scratch).expect("batch");
-        records.extend(batch.map(|(key, value)| (key, value.to_vec())));
-    }
-    records
+    testkit::logfiles_get_all(&mut Conn::open(addr), CHANNEL)
 }
 
 fn check_everything_acknowledged_is_there(dir: &Path, acked: &[u64]) {

@@ -417,6 +417,27 @@ pub fn get_stats(conn: &mut Conn) -> Vec<(String, u64)> {
     stats
 }
 
+/// Every record of logfiles channel `channel` on `conn` (GetAll without a filter), in the order
+/// the node sends them (docs/protocol.md §7.3).
+pub fn logfiles_get_all(conn: &mut Conn, channel: &str) -> Vec<(u64, Vec<u8>)> {
+    use node_core::protocol::logfiles::{self, Filter, GetAllRequest};
+    let mut body = Vec::new();
+    GetAllRequest {
+        channel,
+        filter: Filter::NONE,
+    }
+    .encode(&mut body);
+    let (items, status, _) = conn.stream(logfiles::GET_ALL, body);
+    assert_eq!(status, Status::Ok, "GetAll {channel}");
+    let mut scratch = Vec::new();
+    let mut records = Vec::new();
+    for (_, item) in items {
+        let batch = node_core::protocol::batch::decode_batch(&item, &mut scratch).expect("batch");
+        records.extend(batch.map(|(key, value)| (key, value.to_vec())));
+    }
+    records
+}
+
 /// The counter `name` of a [`get_stats`] answer.
 pub fn stat(stats: &[(String, u64)], name: &str) -> Option<u64> {
     stats

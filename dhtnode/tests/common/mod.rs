@@ -21,3 +21,15 @@ pub fn random_value(key: u64, len: usize) -> Vec<u8> {
     value.truncate(len);
     value
 }
+
+/// The body of a dht Put.
+pub fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    node_core::protocol::dht::PutRequest {
+        channel,
+        key,
+        value,
+    }
+    .encode(&mut body);
+    body
+}
