@@ -9,9 +9,9 @@
 //!
 //! Exit status: 0 after a completed `--oneshot` cycle, a stop by SIGTERM/SIGINT in periodic
 //! mode, or a valid `--check-config`; 1 with a one-line reason on stderr when the config,
-//! credentials, logs or data directory are unusable, when a `--oneshot` run cannot reach its
-//! node at start, runs past its `--timeout`, or is stopped before its cycle completed (its
-//! dumps are then not all fresh).
+//! credentials, logs or data directory are unusable (a data directory another process holds, a
+//! dht node say, included), when a `--oneshot` run cannot reach its node at start, runs past its
+//! `--timeout`, or is stopped before its cycle completed (its dumps are then not all fresh).
 
 use clap::Parser;
 use dhtdump::config::{DumpConfig, Overrides};
@@ -106,6 +106,16 @@ fn main() -> ExitCode {
         config.min_wait_s,
         config.retry_wait_s
     );
+    // Held until exit: the dht node takes the same lock, so dhtdump is refused on a directory a
+    // node (or another dhtdump) writes, and a node on dhtdump's directory is refused meanwhile;
+    // both would rename the same `<ch>.dump.tmp` and `<ch>.dump`.
+    let _data_lock = match node_core::data_lock::DataDirLock::acquire(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return fail(err);
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     if let Err(err) = dhtdump::signals::install(Arc::clone(&stop), logs.clone()) {
         return fail(format!("cannot install signal handlers: {err}"));
