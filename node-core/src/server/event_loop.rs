@@ -577,20 +577,11 @@ impl<'s, S: Service> EventLoop<'s, S> {
     fn on_request(&mut self, slot: usize, header: FrameHeader, body_start: usize, body_end: usize) {
         let code = RequestCode(header.code);
         let started = Instant::now();
-        let conn = &mut self.connections[slot];
-        if let Some(mut entry) = conn.streams.remove(&header.request_id) {
+        if self.cancel_stream_by_id(slot, header.request_id) {
             // Answering it would give the running stream's id a second Reply (docs/protocol.md
             // §2): the client has lost track of its ids, so the connection cannot go on. The
-            // stream ends here, without a Reply of its own: the protocol error's is the last
-            // frame for that id.
-            recount(
-                &mut self.stream_bytes,
-                &mut conn.stream_bytes,
-                entry.held,
-                0,
-            );
-            entry.task.cancel(self.service);
-            self.stats.streams_open -= 1;
+            // stream ended without a Reply of its own: the protocol error's is the last frame
+            // for that id.
             let message = format!(
                 "request id {} is already in use by a running stream",
                 header.request_id
@@ -764,14 +755,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 }
             }
             ControlCode::Stop => {
-                if let Some(mut entry) = conn.streams.remove(&header.request_id) {
-                    recount(
-                        &mut self.stream_bytes,
-                        &mut conn.stream_bytes,
-                        entry.held,
-                        0,
-                    );
-                    entry.task.cancel(self.service);
+                if self.cancel_stream_by_id(slot, header.request_id) {
+                    let conn = &mut self.connections[slot];
                     frame::write_frame(
                         &mut conn.output,
                         FrameType::Reply,
@@ -779,7 +764,6 @@ impl<'s, S: Service> EventLoop<'s, S> {
                         header.request_id,
                         &[],
                     );
-                    self.stats.streams_open -= 1;
                 }
             }
         }
@@ -810,6 +794,24 @@ impl<'s, S: Service> EventLoop<'s, S> {
             slot,
             request_id,
         });
+    }
+
+    /// Ends stream `request_id` of connection `slot` without a Reply (see [`cancel_stream`]);
+    /// false when no such stream runs.
+    fn cancel_stream_by_id(&mut self, slot: usize, request_id: u64) -> bool {
+        let conn = &mut self.connections[slot];
+        let Some(entry) = conn.streams.remove(&request_id) else {
+            return false;
+        };
+        let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
+        cancel_stream(
+            self.service,
+            stats,
+            node_bytes,
+            &mut conn.stream_bytes,
+            entry,
+        );
+        true
     }
 
     fn take_wakeups(&mut self) {
@@ -989,16 +991,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
         let Some(mut conn) = self.connections.try_remove(slot) else {
             return;
         };
-        for (_, mut entry) in conn.streams.drain() {
-            recount(
-                &mut self.stream_bytes,
-                &mut conn.stream_bytes,
-                entry.held,
-                0,
-            );
-            entry.task.cancel(self.service);
-            self.stats.streams_open -= 1;
-        }
+        let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
+        cancel_all_streams(self.service, stats, node_bytes, &mut conn, false);
         debug_assert_eq!(conn.stream_bytes, 0, "stream memory of a closed connection");
         if let Err(err) = self.server.poll.registry().deregister(&mut conn.socket) {
             tracing::debug!("deregister: {err}");
@@ -1087,23 +1081,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
             let Some(conn) = self.connections.get_mut(slot) else {
                 continue;
             };
-            for (request_id, mut entry) in conn.streams.drain() {
-                recount(
-                    &mut self.stream_bytes,
-                    &mut conn.stream_bytes,
-                    entry.held,
-                    0,
-                );
-                entry.task.cancel(self.service);
-                frame::write_frame(
-                    &mut conn.output,
-                    FrameType::Reply,
-                    Status::ShuttingDown as u8,
-                    request_id,
-                    b"node shutting down",
-                );
-                self.stats.streams_open -= 1;
-            }
+            let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
+            cancel_all_streams(self.service, stats, node_bytes, conn, true);
             conn.close_when_flushed = true;
             self.flush(slot);
         }
@@ -1184,6 +1163,44 @@ enum ReadUntil {
 /// The memory a stream counts for: the core's entry, the task itself and what the task holds.
 fn stream_held_bytes<S: ?Sized>(task: &dyn super::service::StreamTask<S>) -> usize {
     STREAM_ENTRY_OVERHEAD_BYTES + std::mem::size_of_val(task) + task.held_bytes()
+}
+
+/// Ends a stream that did not finish (Stop, a reused id, its connection closed, shutdown): gives
+/// its memory back and lets its task release what it registered. The caller writes its Reply,
+/// if it gets one.
+fn cancel_stream<S: Service>(
+    service: &mut S,
+    stats: &mut ServerStats,
+    node_bytes: &mut usize,
+    connection_bytes: &mut usize,
+    mut entry: StreamEntry<S>,
+) {
+    recount(node_bytes, connection_bytes, entry.held, 0);
+    entry.task.cancel(service);
+    stats.streams_open -= 1;
+}
+
+/// Ends every stream of `conn` (see [`cancel_stream`]); with `shutting_down`, each with a Reply
+/// of status ShuttingDown.
+fn cancel_all_streams<S: Service>(
+    service: &mut S,
+    stats: &mut ServerStats,
+    node_bytes: &mut usize,
+    conn: &mut Connection<S>,
+    shutting_down: bool,
+) {
+    for (request_id, entry) in conn.streams.drain() {
+        cancel_stream(service, stats, node_bytes, &mut conn.stream_bytes, entry);
+        if shutting_down {
+            frame::write_frame(
+                &mut conn.output,
+                FrameType::Reply,
+                Status::ShuttingDown as u8,
+                request_id,
+                b"node shutting down",
+            );
+        }
+    }
 }
 
 /// Moves a stream's counted memory from `old` to `new` bytes in its connection's total and the
