@@ -386,18 +386,32 @@ fn a_stopped_node_fails_requests_then_the_client_reconnects_when_it_is_back() {
         Some(Err(ClientError::Disconnected { .. })) => {}
         other => panic!("expected the stream to end, got {other:?}"),
     }
-    // With the node gone: refused, or disconnected if the close is seen only now; during the
-    // backoff after a refused connect, the same error comes back at once.
+    // With the node gone: the reconnect right after the close is refused, and from then on
+    // the node is known to be down (or, if the close is seen only now, disconnected).
     let error = client.request(0, ECHO, b"x").expect_err("node down");
     assert!(
         matches!(
             error,
-            ClientError::Connect { .. } | ClientError::Disconnected { .. }
+            ClientError::NodeDown { .. } | ClientError::Disconnected { .. }
         ),
         "{error:?}"
     );
+    eventually("the client to know the node is down", || {
+        matches!(
+            client.node_status(0).map(|status| status.state),
+            Some(client::NodeState::Down { .. })
+        )
+    });
     let started = Instant::now();
-    let _ = client.request(0, ECHO, b"x").expect_err("node down");
+    let error = client.request(0, ECHO, b"x").expect_err("node down");
+    assert!(
+        matches!(&error, ClientError::NodeDown { node, reason, .. } if *node == addr && reason == "connection refused"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("node {addr}: down: connection refused")
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "fails fast, not a connect timeout"

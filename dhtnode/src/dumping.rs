@@ -36,6 +36,11 @@ pub struct Dumper {
     in_flight: HashMap<String, CancelToken>,
     cycle_started: Option<Instant>,
     failures: u64,
+    /// `failures` when the running cycle started: a cycle that adds none dumped everything.
+    failures_at_cycle_start: u64,
+    /// When the last cycle that dumped every channel started (or the node started, before
+    /// the first): what the dumps on disk are at least as new as.
+    last_good_cycle: Instant,
     /// The writer's progress counter when it last moved, and when: a dump that makes no
     /// progress for [`STARVED_AFTER`] gets a share of the CPU.
     last_progress: (u64, Instant),
@@ -66,6 +71,8 @@ impl Dumper {
             in_flight: HashMap::new(),
             cycle_started: None,
             failures: 0,
+            failures_at_cycle_start: 0,
+            last_good_cycle: Instant::now(),
             last_progress,
             boosted: false,
             commits: HashMap::new(),
@@ -124,6 +131,17 @@ impl Dumper {
         self.failures
     }
 
+    /// The period of the periodic dumps; `None` when the node dumps only at shutdown.
+    pub fn period(&self) -> Option<Duration> {
+        self.period
+    }
+
+    /// How old the newest complete periodic dump is (measured from when its cycle started),
+    /// or how long the node has run when none completed yet.
+    pub fn last_dump_age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_good_cycle)
+    }
+
     /// Logs what the writer finished; starts a cycle when one is due.
     pub fn tick(&mut self, engine: &Engine, now: Instant) {
         self.report_outcomes();
@@ -134,6 +152,9 @@ impl Dumper {
                     "dump cycle done in {:.3} s",
                     started.elapsed().as_secs_f64()
                 );
+                if self.failures == self.failures_at_cycle_start {
+                    self.last_good_cycle = started;
+                }
                 self.cycle_started = None;
             }
         }
@@ -163,6 +184,7 @@ impl Dumper {
     /// Hands every channel to the writer now.
     pub fn start_cycle(&mut self, engine: &Engine, now: Instant) {
         self.cycle_started = Some(now);
+        self.failures_at_cycle_start = self.failures;
         if let Some(period) = self.period {
             self.next_cycle = now + period;
         }
