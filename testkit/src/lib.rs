@@ -282,6 +282,9 @@ pub struct TempNode {
     // Declared first: dropped (killed) before the directory goes.
     pub node: Node,
     pub dir: tempfile::TempDir,
+    /// How it was started, for [`TempNode::restart`].
+    binary: String,
+    args: Vec<String>,
 }
 
 impl TempNode {
@@ -296,9 +299,40 @@ impl TempNode {
             args.push("-c".into());
             args.push(path.to_string_lossy().into_owned());
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = Node::start_in(binary, dir.path(), &args);
-        TempNode { node, dir }
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = Node::start_in(binary, dir.path(), &arg_refs);
+        TempNode {
+            node,
+            dir,
+            binary: binary.to_string(),
+            args,
+        }
+    }
+
+    /// SIGKILL, and wait until the process is gone (its port is closed then).
+    pub fn kill9(&mut self) {
+        let _ = self.node.child.kill();
+        let _ = self.node.child.wait();
+    }
+
+    /// Starts the node again (after [`TempNode::kill9`] or a stop) in the same directory, with
+    /// the same arguments, on the same address, whatever port the OS chose at the first start.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let addr = self.node.addr.to_string();
+        let mut args = Vec::with_capacity(self.args.len() + 2);
+        let mut given = self.args.iter();
+        while let Some(arg) = given.next() {
+            if arg == "--listen" {
+                given.next();
+            } else {
+                args.push(arg.as_str());
+            }
+        }
+        args.extend(["--listen", addr.as_str()]);
+        let node = Node::start_in(&self.binary, self.dir.path(), &args);
+        assert_eq!(node.addr, self.node.addr, "restarted on the same address");
+        self.node = node;
     }
 }
 

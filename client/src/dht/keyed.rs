@@ -294,9 +294,15 @@ impl DhtClient {
         loop {
             let (route, version, stale) = self.read_routes(|routes| {
                 let route = routes.route(key);
-                let stale = route.as_ref().is_ok_and(|&node| {
+                let is_stale = |node: usize| {
                     routes.generations.get(node).copied() != Some(self.client.node_generation(node))
-                });
+                };
+                // The node routed to came back since its range was read; or no known node owns
+                // the key and one whose range is unknown came back.
+                let stale = match &route {
+                    Ok(node) => is_stale(*node),
+                    Err(_) => routes.unknown_nodes().any(is_stale),
+                };
                 (route, routes.version, stale)
             });
             if stale && Instant::now() < deadline {

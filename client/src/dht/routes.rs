@@ -77,6 +77,11 @@ impl Routes {
         self.known.iter().any(|known| !known)
     }
 
+    /// The nodes whose range is unknown.
+    pub fn unknown_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.known.len()).filter(|node| !self.known[*node])
+    }
+
     /// The node to send `key` to: its owner; else, when the key lies where no known range
     /// reaches, the one node whose range is unknown (the request then fails at once, that node
     /// being down, or learns its range, the node being back); `OwnerDown` when several such
@@ -85,7 +90,7 @@ impl Routes {
         if let Some(owner) = self.table.owner(key) {
             return Ok(owner);
         }
-        let unknown: Vec<usize> = (0..self.known.len()).filter(|n| !self.known[*n]).collect();
+        let unknown: Vec<usize> = self.unknown_nodes().collect();
         match unknown.as_slice() {
             [] => self.table.route(key),
             [only] => Ok(*only),
