@@ -132,7 +132,7 @@ impl Client {
     /// How many connections to node `index` were opened so far (0 while it never was up): a
     /// change means the node came back, and what was learnt of it may be stale.
     pub(crate) fn node_generation(&self, index: usize) -> u64 {
-        self.shared.node(index).map_or(0, |node| node.generation())
+        self.shared.generation(index)
     }
 
     /// Adds a node: connects to it in the background (requests to it wait for that first

@@ -157,6 +157,14 @@ impl Shared {
         nodes.len() - 1
     }
 
+    /// Node `index`'s connection count (`node_set`), without touching its reference count: the
+    /// dht client asks on every keyed request.
+    pub(crate) fn generation(&self, index: usize) -> u64 {
+        self.read_nodes()
+            .get(index)
+            .map_or(0, |node| node.generation())
+    }
+
     pub(crate) fn addr(&self, index: usize) -> SocketAddr {
         self.read_nodes()
             .get(index)

@@ -300,15 +300,24 @@ fn missing_addrs(missing: &[(SocketAddr, ClientError)]) -> Vec<SocketAddr> {
     missing.iter().map(|(addr, _)| *addr).collect()
 }
 
+/// A worker thread, and what each of its operations did.
+type Worker<T> = std::thread::JoinHandle<Vec<Op<T>>>;
+/// A dht put or get: the key, and the outcome.
+type DhtOp<T> = (u64, Result<T, ClientError>);
+/// A logfiles put or queue push: what was written, and the node that took it.
+type Write<T> = (T, Result<usize, ClientError>);
+/// A partial logfiles read: the nodes it missed.
+type LogRead = Result<Vec<SocketAddr>, ClientError>;
+
 /// The writer and reader of each kind, on client A.
 struct Workers {
     clock: Arc<Clock>,
-    dht_writer: std::thread::JoinHandle<Vec<Op<(u64, Result<(), ClientError>)>>>,
-    dht_reader: std::thread::JoinHandle<Vec<Op<(u64, Result<Option<Vec<u8>>, ClientError>)>>>,
-    log_writer: std::thread::JoinHandle<Vec<Op<(u64, Result<usize, ClientError>)>>>,
-    log_reader: std::thread::JoinHandle<Vec<Op<Result<Vec<SocketAddr>, ClientError>>>>,
-    queue_writer: std::thread::JoinHandle<Vec<Op<(Vec<u8>, Result<usize, ClientError>)>>>,
-    queue_reader: std::thread::JoinHandle<Vec<Op<PopOutcome>>>,
+    dht_writer: Worker<DhtOp<()>>,
+    dht_reader: Worker<DhtOp<Option<Vec<u8>>>>,
+    log_writer: Worker<Write<u64>>,
+    log_reader: Worker<LogRead>,
+    queue_writer: Worker<Write<Vec<u8>>>,
+    queue_reader: Worker<PopOutcome>,
 }
 
 /// A pop: the value, and the nodes that could not be asked with their errors.
@@ -435,8 +444,8 @@ fn check_dht_op(
 /// Logfiles: every write succeeds, on the live node while the other is down; every partial read
 /// succeeds, naming the dead node while it is down. Returns the keys written to the live node.
 fn check_log_ops(
-    writes: Vec<Op<(u64, Result<usize, ClientError>)>>,
-    reads: Vec<Op<Result<Vec<SocketAddr>, ClientError>>>,
+    writes: Vec<Op<Write<u64>>>,
+    reads: Vec<Op<LogRead>>,
     victims: &Victims,
 ) -> Vec<u64> {
     let mut on_live = Vec::new();
@@ -470,7 +479,7 @@ fn check_log_ops(
 /// an empty answer names the dead node while it is down. Then every value pushed comes out,
 /// except at most those of the pops lost in flight at the kill.
 fn check_queue_ops(
-    pushes: Vec<Op<(Vec<u8>, Result<usize, ClientError>)>>,
+    pushes: Vec<Op<Write<Vec<u8>>>>,
     pops: Vec<Op<PopOutcome>>,
     a: &Clients,
     victims: &Victims,
@@ -507,10 +516,13 @@ fn check_queue_ops(
     );
 }
 
+/// What a listener heard: keys and values.
+type Heard = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
 /// A listener and a consumer on client A, running through the failure.
 struct Streams {
     stop: Arc<AtomicBool>,
-    changes: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    changes: Heard,
     consumed: Arc<Mutex<Vec<Vec<u8>>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }

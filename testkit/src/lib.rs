@@ -21,6 +21,9 @@ pub struct Node {
     name: String,
     pub dir: PathBuf,
     pub addr: SocketAddr,
+    /// How it was started, for [`Node::restart`].
+    binary: String,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -54,7 +57,36 @@ impl Node {
             name,
             dir: dir.to_path_buf(),
             addr,
+            binary: binary.to_string(),
+            args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         }
+    }
+
+    /// SIGKILL, and wait until the process is gone (its port is closed then).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again (after [`Node::kill9`] or a stop; a node still running is killed
+    /// first) in the same directory, with the same arguments, on the same address, whatever
+    /// port the OS chose at the first start.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let addr = self.addr.to_string();
+        let mut args = Vec::with_capacity(self.args.len() + 2);
+        let mut given = self.args.iter();
+        while let Some(arg) = given.next() {
+            if arg == "--listen" {
+                given.next();
+            } else {
+                args.push(arg.as_str());
+            }
+        }
+        args.extend(["--listen", addr.as_str()]);
+        let node = Node::start_in(&self.binary, &self.dir, &args);
+        assert_eq!(node.addr, self.addr, "restarted on the same address");
+        *self = node;
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -282,9 +314,6 @@ pub struct TempNode {
     // Declared first: dropped (killed) before the directory goes.
     pub node: Node,
     pub dir: tempfile::TempDir,
-    /// How it was started, for [`TempNode::restart`].
-    binary: String,
-    args: Vec<String>,
 }
 
 impl TempNode {
@@ -299,40 +328,9 @@ impl TempNode {
             args.push("-c".into());
             args.push(path.to_string_lossy().into_owned());
         }
-        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = Node::start_in(binary, dir.path(), &arg_refs);
-        TempNode {
-            node,
-            dir,
-            binary: binary.to_string(),
-            args,
-        }
-    }
-
-    /// SIGKILL, and wait until the process is gone (its port is closed then).
-    pub fn kill9(&mut self) {
-        let _ = self.node.child.kill();
-        let _ = self.node.child.wait();
-    }
-
-    /// Starts the node again (after [`TempNode::kill9`] or a stop) in the same directory, with
-    /// the same arguments, on the same address, whatever port the OS chose at the first start.
-    pub fn restart(&mut self) {
-        self.kill9();
-        let addr = self.node.addr.to_string();
-        let mut args = Vec::with_capacity(self.args.len() + 2);
-        let mut given = self.args.iter();
-        while let Some(arg) = given.next() {
-            if arg == "--listen" {
-                given.next();
-            } else {
-                args.push(arg.as_str());
-            }
-        }
-        args.extend(["--listen", addr.as_str()]);
-        let node = Node::start_in(&self.binary, self.dir.path(), &args);
-        assert_eq!(node.addr, self.node.addr, "restarted on the same address");
-        self.node = node;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = Node::start_in(binary, dir.path(), &args);
+        TempNode { node, dir }
     }
 }
 

@@ -19,11 +19,19 @@
 //!   asks the nodes the record may still be on (then the owner once more, in case it arrived
 //!   meanwhile), a Remove removes it there too, and `get_all` reads in two phases so that a
 //!   record on two nodes comes once (see [`GetAll`]), so readers and writers see no gap. The
-//!   client talks only to the nodes it was given: nodes added to the cluster need a new
-//!   `DhtClient` (add them with the empty range first; see docs/operations.md).
+//!   client talks to the nodes it was given; nodes added to the cluster reach it through its
+//!   topology file ([`DhtClient::open_topology`] follows the file, [`DhtClient::apply_topology`]
+//!   takes a new one), or a new `DhtClient` (add them with the empty range first; see
+//!   docs/operations.md).
+//! - **Nodes that are down** (see the crate documentation): the client starts without them and
+//!   routes their keys by their last known range, so those keys fail at once with
+//!   [`ClientError::NodeDown`] while the others work; the tiling check is skipped while a down
+//!   node's range is unknown. A node that comes back has its range read again before keys are
+//!   routed to it.
 //! - **Whole-channel requests** fan out to every node and merge: `get_all` (node after node,
 //!   resumable), `get_channels` (union), `get_size` and `get_channel_size` (sums),
-//!   `remove_channel` (every node), `listen` (every node's change stream, merged).
+//!   `remove_channel` (every node), `listen` (every node's change stream, merged). They fail
+//!   when a node cannot answer; their `*_partial` forms answer from the others and name it.
 //!
 //! Keys are `u64`. [`key_from_bytes`] turns byte strings (names, ids) into keys; [`parse_key`]
 //! reads the decimal or `0x`-hex form operators type.

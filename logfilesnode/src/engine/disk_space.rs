@@ -16,6 +16,8 @@ pub struct DiskSpace {
 }
 
 /// `statvfs` of the file system that holds `path`.
+// The fields are u64 on 64-bit Linux but narrower on 32-bit targets: the conversions stay.
+#[allow(clippy::useless_conversion)]
 pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;

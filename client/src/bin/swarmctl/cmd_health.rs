@@ -290,11 +290,12 @@ fn logfiles_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args
     let size = stats.get("disk_size_bytes").copied();
     let free = stats.get("disk_free_bytes").copied();
     if let (Some(size), Some(free)) = (size, free) {
-        if size > 0 && free.saturating_mul(100) < size.saturating_mul(args.min_disk_free_percent) {
-            report.problems.push(format!(
-                "its disk has {free} of {size} bytes free ({}%)",
-                free.saturating_mul(100) / size
-            ));
+        if let Some(free_percent) = percent(free, size) {
+            if free.saturating_mul(100) < size.saturating_mul(args.min_disk_free_percent) {
+                report.problems.push(format!(
+                    "its disk has {free} of {size} bytes free ({free_percent}%)"
+                ));
+            }
         }
     }
     report.logfiles = Some(LogfilesReport {
@@ -390,11 +391,18 @@ fn detail(node: &NodeReport) -> String {
         if let Some(bytes) = logs.bytes {
             parts.push(format!("{bytes} bytes of buckets"));
         }
-        if let (Some(size), Some(free)) = (logs.disk_size_bytes, logs.disk_free_bytes) {
-            if size > 0 {
-                parts.push(format!("disk {}% free", free.saturating_mul(100) / size));
-            }
+        if let Some(free) = logs
+            .disk_free_bytes
+            .zip(logs.disk_size_bytes)
+            .and_then(|(free, size)| percent(free, size))
+        {
+            parts.push(format!("disk {free}% free"));
         }
     }
     parts.join(", ")
+}
+
+/// `part` as a whole percentage of `whole`; `None` when `whole` is 0.
+fn percent(part: u64, whole: u64) -> Option<u64> {
+    part.saturating_mul(100).checked_div(whole)
 }

@@ -7,13 +7,18 @@
 //! - `push CH... VALUE`: nothing. With several channels it is one PushMulti: one node (chosen
 //!   round-robin, skipping full and unreachable ones) stores the value in every channel, or none
 //!   does.
-//! - `pop CH`: the value, no newline added; an empty channel prints nothing and exits 1 with a
-//!   note on stderr.
+//! - `pop CH`: the value, no newline added; a channel empty on every node prints nothing and
+//!   exits 1 with a note on stderr; empty on the nodes that answered while another could not be
+//!   asked: exit 3 naming it.
 //! - `consume CH [--subscriber S] [--count N]`: one value per line (raw bytes, then `\n`), from
 //!   every node, as subscriber S (default: the default subscriber, which `pop` shares). Stops
 //!   after N values, or when the channel is removed on every node; what was printed is
 //!   acknowledged, so it is not delivered again (interrupted, e.g. with Ctrl-C, the values printed
-//!   since the last acknowledgement, at most a batch per node, are delivered again later).
+//!   since the last acknowledgement, at most a batch per node, are delivered again later; a value
+//!   that could not be written, the reader gone, is not acknowledged). A node that is down is
+//!   noted on stderr and consumed from once it is back.
+//! - Channel names are checked before anything is sent (status 2 if invalid); `channels` and
+//!   `size` with a node down print the other nodes' answer and exit 3 naming it.
 //! - `subscribe CH --subscriber S`: nothing; every node keeps a copy of every later push for S.
 //! - `channels`: one name per line.
 //! - `size [CH]`: `records N bytes M used U capacity C fill P%` (bytes: Σ value lengths; used:
