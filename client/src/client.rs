@@ -19,6 +19,7 @@ use crate::stream_set::StreamSet;
 use crate::topology::Topology;
 use mio::{Poll, Waker};
 use node_core::auth;
+use node_core::protocol::wire::WireError;
 use node_core::protocol::{NodeKind, RequestCode};
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -194,18 +195,40 @@ impl Client {
         &self,
         code: RequestCode,
     ) -> Result<Partial<Vec<String>>, ClientError> {
-        let replies = self.fan_out_partial(code, &[])?;
-        let mut names = std::collections::BTreeSet::new();
-        let missing = replies.missing;
+        let lists = self.fan_out_decoded(code, &[], "GetChannels", |body| {
+            node_core::protocol::channels::decode_channel_names(body)
+        })?;
+        Ok(lists.map(|lists| {
+            let names: std::collections::BTreeSet<String> =
+                lists.into_iter().flat_map(|(_, names)| names).collect();
+            names.into_iter().collect()
+        }))
+    }
+
+    /// [`Client::fan_out_partial`] with every answer decoded by `decode` (a protocol error
+    /// naming `request` and the node if it cannot be). An error status fails the whole; a
+    /// NotFound answer (a channel that node never had) is left out.
+    pub(crate) fn fan_out_decoded<T>(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+        request: &str,
+        decode: impl Fn(&[u8]) -> Result<T, WireError>,
+    ) -> Result<Partial<Vec<(SocketAddr, T)>>, ClientError> {
+        let replies = self.fan_out_partial(code, body)?;
+        let mut decoded = Vec::with_capacity(replies.value.len());
         for (node, reply) in replies.value {
-            let body = reply.ok_body()?;
-            let decoded = node_core::protocol::channels::decode_channel_names(&body)
-                .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
-            names.extend(decoded);
+            let reply = reply.into_result()?;
+            if reply.status == node_core::protocol::Status::NotFound {
+                continue;
+            }
+            let value = decode(&reply.body)
+                .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
+            decoded.push((node, value));
         }
         Ok(Partial {
-            value: names.into_iter().collect(),
-            missing,
+            value: decoded,
+            missing: replies.missing,
         })
     }
 

@@ -371,21 +371,8 @@ impl QueueClient {
         body: &[u8],
         request: &str,
     ) -> Result<Partial<Vec<(SocketAddr, QueueSize)>>, ClientError> {
-        let replies = self.client.fan_out_partial(code, body)?;
-        let sizes = replies
-            .value
-            .into_iter()
-            .map(|(node, reply)| {
-                let body = reply.ok_body()?;
-                let size = QueueSize::decode(&body)
-                    .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
-                Ok((node, size))
-            })
-            .collect::<Result<_, ClientError>>()?;
-        Ok(Partial {
-            value: sizes,
-            missing: replies.missing,
-        })
+        self.client
+            .fan_out_decoded(code, body, request, QueueSize::decode)
     }
 }
 

@@ -369,20 +369,22 @@ impl Workers {
 
     fn check(self, a: &Clients, victims: &Victims, owners: &[usize]) {
         assert!(self.clock.stop.load(Ordering::Acquire));
+        let writes = join(self.dht_writer).into_iter().map(|op| Op {
+            phase: op.phase,
+            took: op.took,
+            outcome: (op.outcome.0, op.outcome.1.map(drop)),
+        });
+        let reads = join(self.dht_reader).into_iter().map(|op| Op {
+            phase: op.phase,
+            took: op.took,
+            outcome: (op.outcome.0, op.outcome.1.map(drop)),
+        });
         let mut slowest = Duration::ZERO;
         let mut fast_failures = 0;
-        for op in join(self.dht_writer) {
+        for op in writes.chain(reads) {
             let (key, outcome) = op.outcome;
             let dead = owners[key as usize] == victims.dht;
-            slowest =
-                check_dht_op(&op.phase, op.took, dead, outcome.map(drop), victims).max(slowest);
-            fast_failures += usize::from(dead && op.phase == DOWN);
-        }
-        for op in join(self.dht_reader) {
-            let (key, outcome) = op.outcome;
-            let dead = owners[key as usize] == victims.dht;
-            slowest =
-                check_dht_op(&op.phase, op.took, dead, outcome.map(drop), victims).max(slowest);
+            slowest = check_dht_op(&op.phase, op.took, dead, outcome, victims).max(slowest);
             fast_failures += usize::from(dead && op.phase == DOWN);
         }
         assert!(

@@ -72,7 +72,7 @@ use crate::options::ClientOptions;
 use crate::partial::Partial;
 use crate::topology::Topology;
 use node_core::protocol::dht::{self as wire, value_hash};
-use node_core::protocol::{NodeKind, RequestCode, Status};
+use node_core::protocol::{NodeKind, RequestCode};
 use routes::Routes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -380,21 +380,17 @@ impl DhtClient {
         body: &[u8],
         request: &str,
     ) -> Result<Partial<SizeInfo>, ClientError> {
-        let replies = self.client.fan_out_partial(code, body)?;
-        let mut total = SizeInfo::default();
-        for (node, reply) in replies.value {
-            let reply = reply.into_result()?;
-            if reply.status == Status::NotFound {
-                continue;
+        let sizes = self
+            .client
+            .fan_out_decoded(code, body, request, SizeInfo::decode)?;
+        Ok(sizes.map(|sizes| {
+            let mut total = SizeInfo::default();
+            for (_, size) in sizes {
+                total.records += size.records;
+                total.bytes += size.bytes;
             }
-            let size = SizeInfo::decode(&reply.body).map_err(|e| body_error(node, request, e))?;
-            total.records += size.records;
-            total.bytes += size.bytes;
-        }
-        Ok(Partial {
-            value: total,
-            missing: replies.missing,
-        })
+            total
+        }))
     }
 }
 

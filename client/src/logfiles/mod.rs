@@ -446,21 +446,8 @@ impl LogClient {
             }
             None => (wire::GET_SIZE, "GetSize"),
         };
-        let replies = self.client.fan_out_partial(code, &body)?;
-        let sizes = replies
-            .value
-            .into_iter()
-            .map(|(node, reply)| {
-                let body = reply.ok_body()?;
-                let size = DiskSize::decode(&body)
-                    .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
-                Ok((node, size))
-            })
-            .collect::<Result<_, ClientError>>()?;
-        Ok(Partial {
-            value: sizes,
-            missing: replies.missing,
-        })
+        self.client
+            .fan_out_decoded(code, &body, request, DiskSize::decode)
     }
 
     /// Removes a channel from every node (admins only when authentication is on); a channel

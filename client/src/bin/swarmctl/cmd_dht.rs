@@ -28,7 +28,7 @@
 
 mod redistribute;
 
-use crate::outcome::{check_complete, Absent, FAILURE};
+use crate::outcome::{check_complete, names, print_partial, Absent, FAILURE};
 use crate::probe::Probe;
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
 use crate::CmdResult;
@@ -194,26 +194,15 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             filter,
         } => get_all(&dht, channel, *keys_only, filter.as_ref(), &mut out)?,
         Verb::Listen { channel } => listen(&dht, channel, &mut out)?,
-        Verb::Channels => {
-            let channels = dht.get_channels_partial()?;
-            for name in &channels.value {
-                writeln!(out, "{name}")?;
-            }
-            out.flush()?;
-            check_complete(&channels.missing)?;
-        }
+        Verb::Channels => print_partial(dht.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
                 Some(channel) => dht.get_channel_size_partial(channel)?,
                 None => dht.get_size_partial()?,
             };
-            writeln!(
-                out,
-                "records {} bytes {}",
-                size.value.records, size.value.bytes
-            )?;
-            out.flush()?;
-            check_complete(&size.missing)?;
+            print_partial(size, &mut out, |size, out| {
+                writeln!(out, "records {} bytes {}", size.records, size.bytes)
+            })?;
         }
         Verb::RemoveChannel { channel } => dht.remove_channel(channel)?,
         Verb::Ranges => ranges(&dht, &mut out)?,

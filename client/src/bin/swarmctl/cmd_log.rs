@@ -26,7 +26,7 @@
 //! hold, then fail (status 3) naming the missing nodes. `remove-channel` needs every node. Channel
 //! names are checked before anything is sent (status 2 if invalid).
 
-use crate::outcome::check_complete;
+use crate::outcome::{check_complete, names, print_partial};
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
 use crate::CmdResult;
 use client::dht::parse_key;
@@ -164,23 +164,12 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             let records = logs.get_all_partial(channel, &read.value_filter())?;
             print_records(records, read.escape, &mut out)?;
         }
-        Verb::Channels => {
-            let channels = logs.channels_partial()?;
-            for name in &channels.value {
-                writeln!(out, "{name}")?;
-            }
-            out.flush()?;
-            check_complete(&channels.missing)?;
-        }
+        Verb::Channels => print_partial(logs.channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = logs.size_partial(channel.as_deref())?;
-            writeln!(
-                out,
-                "buckets {} bytes {}",
-                size.value.buckets, size.value.bytes
-            )?;
-            out.flush()?;
-            check_complete(&size.missing)?;
+            print_partial(size, &mut out, |size, out| {
+                writeln!(out, "buckets {} bytes {}", size.buckets, size.bytes)
+            })?;
         }
         Verb::RemoveChannel { channel } => logs.remove_channel(channel)?,
     }

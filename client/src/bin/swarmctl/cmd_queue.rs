@@ -26,7 +26,7 @@
 //! - `remove-channel CH`: nothing.
 
 use crate::cmd_dht::note;
-use crate::outcome::{check_complete, Absent, PartialResult};
+use crate::outcome::{names, print_partial, Absent, PartialResult};
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, VALUE_HELP};
 use crate::CmdResult;
 use client::queue::{Consumer, QueueClient};
@@ -154,31 +154,23 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
                 }
             }
         }
-        Verb::Channels => {
-            let channels = queue.get_channels_partial()?;
-            for name in &channels.value {
-                writeln!(out, "{name}")?;
-            }
-            out.flush()?;
-            check_complete(&channels.missing)?;
-        }
+        Verb::Channels => print_partial(queue.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
                 Some(channel) => queue.get_channel_size_partial(channel)?,
                 None => queue.get_size_partial()?,
             };
-            let total = &size.value;
-            writeln!(
-                out,
-                "records {} bytes {} used {} capacity {} fill {}%",
-                total.records,
-                total.value_bytes,
-                total.used_bytes,
-                total.capacity_bytes,
-                total.fill_percent()
-            )?;
-            out.flush()?;
-            check_complete(&size.missing)?;
+            print_partial(size, &mut out, |total, out| {
+                writeln!(
+                    out,
+                    "records {} bytes {} used {} capacity {} fill {}%",
+                    total.records,
+                    total.value_bytes,
+                    total.used_bytes,
+                    total.capacity_bytes,
+                    total.fill_percent()
+                )
+            })?;
         }
         Verb::RemoveChannel { channel } => queue.remove_channel(channel)?,
     }
