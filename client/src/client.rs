@@ -133,7 +133,13 @@ impl Client {
     /// How many connections to node `index` were opened so far (0 while it never was up): a
     /// change means the node came back, and what was learnt of it may be stale.
     pub(crate) fn node_generation(&self, index: usize) -> u64 {
-        self.shared.generation(index)
+        self.route_stamp(index).unwrap_or(0)
+    }
+
+    /// [`Client::node_generation`], or `None` for a retired node (or an index never handed
+    /// out): what a dht route was made with, compared on every keyed request.
+    pub(crate) fn route_stamp(&self, index: usize) -> Option<u64> {
+        self.shared.route_stamp(index)
     }
 
     /// Adds a node: connects to it in the background (requests to it wait for that first

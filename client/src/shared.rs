@@ -157,12 +157,13 @@ impl Shared {
         nodes.len() - 1
     }
 
-    /// Node `index`'s connection count (`node_set`), without touching its reference count: the
-    /// dht client asks on every keyed request.
-    pub(crate) fn generation(&self, index: usize) -> u64 {
+    /// Node `index`'s connection count (`node_set`), `None` when it is retired (or unknown);
+    /// without touching its reference count: the dht client asks on every keyed request.
+    pub(crate) fn route_stamp(&self, index: usize) -> Option<u64> {
         self.read_nodes()
             .get(index)
-            .map_or(0, |node| node.generation())
+            .filter(|node| !node.is_retired())
+            .map(|node| node.generation())
     }
 
     pub(crate) fn addr(&self, index: usize) -> SocketAddr {

@@ -47,6 +47,9 @@ const KILLING: u8 = 1;
 const DOWN: u8 = 2;
 const RESTARTING: u8 = 3;
 const AFTER: u8 = 4;
+/// An operation that started in one phase and ended in another (other than one that started
+/// while the node was known to be down, which is judged by its start): like a transition.
+const MIXED: u8 = 5;
 
 /// The phase of the test, as the workers see it when they start an operation.
 struct Clock {
@@ -61,7 +64,8 @@ struct Op<T> {
     outcome: T,
 }
 
-/// Runs `op(seq)` for seq = 0, 1, ... until the clock stops, a millisecond apart.
+/// Runs `op(seq)` for seq = 0, 1, ... until the clock stops, a millisecond apart; each
+/// operation is recorded with its phase ([`MIXED`] if the phase changed while it ran).
 fn worker<T: Send + 'static>(
     clock: &Arc<Clock>,
     mut op: impl FnMut(u64) -> T + Send + 'static,
@@ -74,9 +78,16 @@ fn worker<T: Send + 'static>(
             let phase = clock.phase.load(Ordering::Acquire);
             let started = Instant::now();
             let outcome = op(seq);
+            let took = started.elapsed();
+            let ended = clock.phase.load(Ordering::Acquire);
+            let phase = if phase == ended || phase == DOWN {
+                phase
+            } else {
+                MIXED
+            };
             done.push(Op {
                 phase,
-                took: started.elapsed(),
+                took,
                 outcome,
             });
             seq += 1;

@@ -294,14 +294,18 @@ impl DhtClient {
         loop {
             let (route, version, stale) = self.read_routes(|routes| {
                 let route = routes.route(key);
+                // The node routed to came back (a new connection) or was retired since its range
+                // was read; or no known node owns the key, and one whose range is unknown came
+                // back, or nodes were added since.
                 let is_stale = |node: usize| {
-                    routes.generations.get(node).copied() != Some(self.client.node_generation(node))
+                    routes.generations.get(node).copied() != self.client.route_stamp(node)
                 };
-                // The node routed to came back since its range was read; or no known node owns
-                // the key and one whose range is unknown came back.
                 let stale = match &route {
                     Ok(node) => is_stale(*node),
-                    Err(_) => routes.unknown_nodes().any(is_stale),
+                    Err(_) => {
+                        routes.known.len() != self.client.node_count()
+                            || routes.unknown_nodes().any(is_stale)
+                    }
                 };
                 (route, routes.version, stale)
             });
