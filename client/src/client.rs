@@ -153,7 +153,7 @@ impl Client {
         if let Some(index) = existing {
             return Ok(index);
         }
-        let index = self.shared.push_node(addr);
+        let index = self.shared.push_node(addr)?;
         self.shared.send(Command::AddNode, index)?;
         Ok(index)
     }

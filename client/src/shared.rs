@@ -20,6 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
+/// Node indices a client hands out at most (added nodes take new ones, retired ones are never
+/// reused): bounds what a topology that keeps changing can make a long-lived client hold.
+pub(crate) const MAX_NODE_INDICES: usize = 65_536;
+
 /// Commands the command channel holds before a submit blocks: enough to keep a deep pipeline
 /// to every node busy, small enough that a stalled I/O thread pushes back on callers.
 pub(crate) const COMMAND_QUEUE_LEN: usize = 4096;
@@ -148,13 +152,19 @@ impl Shared {
             .collect()
     }
 
-    /// Appends a node (as connecting) and returns its index. The caller then tells the I/O
-    /// thread ([`Command::AddNode`]); a request for the index that overtakes that command
-    /// makes the I/O thread pick the node up all the same.
-    pub(crate) fn push_node(&self, addr: SocketAddr) -> usize {
+    /// Appends a node (as connecting) and returns its index (at most [`MAX_NODE_INDICES`]).
+    /// The caller then tells the I/O thread ([`Command::AddNode`]); a request for the index
+    /// that overtakes that command makes the I/O thread pick the node up all the same.
+    pub(crate) fn push_node(&self, addr: SocketAddr) -> Result<usize, ClientError> {
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        if nodes.len() >= MAX_NODE_INDICES {
+            return Err(ClientError::Setup(format!(
+                "cannot add node {addr}: this client has handed out {MAX_NODE_INDICES} node \
+                 indices (retired ones are never reused); make a new client"
+            )));
+        }
         nodes.push(Arc::new(NodeInfo::new(addr, self.options.max_in_flight)));
-        nodes.len() - 1
+        Ok(nodes.len() - 1)
     }
 
     /// Node `index`'s connection count (`node_set`), `None` when it is retired (or unknown);
