@@ -12,7 +12,8 @@
 //!   states (or, for one unknown node, the gap the others leave) tell a client that never saw
 //!   a node where its keys are.
 //! - [`membership_follows_the_topology_file`]: nodes added to and removed from a followed
-//!   topology file are connected to and retired, with no restart.
+//!   topology file are connected to and retired, with no restart;
+//!   [`reload_topology_reads_the_file_when_asked`]: the same through the API call.
 //!
 //! "At once" is checked as: the error is `NodeDown` (returned without a connect attempt, see
 //! `node_set`), and every such request took less than [`FAIL_FAST`], a quarter of the 2 s
@@ -681,12 +682,24 @@ fn a_client_that_never_saw_a_down_node_routes_by_the_topology() {
     );
 }
 
-#[test]
-fn membership_follows_the_topology_file() {
-    let cluster = RealCluster::start(2, 2, 0);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("topology.toml");
-    let write = |dht: &[usize], logs: &[usize]| {
+/// A topology file the membership tests rewrite: the cluster's nodes by index.
+struct TopologyFile {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TopologyFile {
+    fn new() -> TopologyFile {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TopologyFile {
+            path: dir.path().join("topology.toml"),
+            _dir: dir,
+        }
+    }
+
+    /// Lists the dht nodes `dht` (with their ranges) and the logfiles nodes `logs`; written
+    /// aside and renamed over, as careful tools (and editors) do.
+    fn write(&self, cluster: &RealCluster, dht: &[usize], logs: &[usize]) {
         let dht: Vec<String> = dht
             .iter()
             .map(|&i| {
@@ -700,24 +713,33 @@ fn membership_follows_the_topology_file() {
             .iter()
             .map(|&i| format!("\"{}\"", cluster.logfiles[i].addr))
             .collect();
-        // Written aside and renamed over, as careful tools (and editors) do.
-        let aside = path.with_extension("new");
+        let aside = self.path.with_extension("new");
         let text = format!(
             "[dht]\nnodes = [{}]\n[logfiles]\nnodes = [{}]\n",
             dht.join(", "),
             logs.join(", ")
         );
         std::fs::write(&aside, text).expect("write");
-        std::fs::rename(&aside, &path).expect("rename");
-    };
-    write(&[0], &[0]);
-    let half = client::ClientOptions {
+        std::fs::rename(&aside, &self.path).expect("rename");
+    }
+}
+
+/// Options for a half-tiled dht cluster, watching the topology file every `watch_ms`.
+fn following(watch_ms: u64) -> client::ClientOptions {
+    client::ClientOptions {
         allow_incomplete_ranges: true,
-        topology_watch_ms: 100,
+        topology_watch_ms: watch_ms,
         ..options()
-    };
-    let dht = DhtClient::open_topology(&path, half.clone()).expect("dht follows");
-    let logs = LogClient::open_topology(&path, half).expect("logs follow");
+    }
+}
+
+#[test]
+fn membership_follows_the_topology_file() {
+    let cluster = RealCluster::start(2, 2, 0);
+    let file = TopologyFile::new();
+    file.write(&cluster, &[0], &[0]);
+    let dht = DhtClient::open_topology(&file.path, following(100)).expect("dht follows");
+    let logs = LogClient::open_topology(&file.path, following(100)).expect("logs follow");
     let second_half = (0..KEYS)
         .find(|k| cluster.ranges[1].is_responsible_for(*k))
         .expect("a key of node 1");
@@ -727,18 +749,17 @@ fn membership_follows_the_topology_file() {
     ));
 
     // Added: connected to, with no restart.
-    write(&[0, 1], &[0, 1]);
+    file.write(&cluster, &[0, 1], &[0, 1]);
     wait_until("the dht client to take node 1", BACK_WITHIN, || {
         dht.put("users", second_half, b"v").is_ok()
     });
-    let log_nodes = logs.client().active_nodes();
     wait_until("the log client to write to node 1", BACK_WITHIN, || {
         logs.put("ch", 1, b"v").ok() == Some(1)
     });
-    assert_eq!(logs.client().active_nodes().len(), 2, "{log_nodes:?}");
+    assert_eq!(logs.client().active_nodes(), [0, 1]);
 
     // Removed: retired; the index is never used again.
-    write(&[0], &[1]);
+    file.write(&cluster, &[0], &[1]);
     wait_until("the log client to retire node 0", BACK_WITHIN, || {
         logs.client().active_nodes() == [1]
     });
@@ -758,31 +779,34 @@ fn membership_follows_the_topology_file() {
     });
 
     // A file that lists no node is refused: the client keeps its nodes.
-    std::fs::write(&path, "[dht]\nnodes = []\n").expect("write");
+    std::fs::write(&file.path, "[dht]\nnodes = []\n").expect("write");
     let error = dht.reload_topology().expect_err("no dht nodes");
     assert!(error.to_string().contains("lists no dht nodes"), "{error}");
     assert_eq!(dht.client().active_nodes(), [0]);
     // Node 1 listed again: a new index, never node 1's old one.
-    write(&[0, 1], &[1]);
+    file.write(&cluster, &[0, 1], &[1]);
     wait_until("the dht client to take node 1 again", BACK_WITHIN, || {
         dht.client().active_nodes() == [0, 2]
     });
     assert_eq!(dht.client().node_addr(2), Some(cluster.dht[1].addr));
     dht.put("users", second_half, b"v")
         .expect("node 1 again, under its new index");
+}
 
-    // Without the watch, the API call reads the file.
-    let manual = client::ClientOptions {
-        allow_incomplete_ranges: true,
-        topology_watch_ms: 0,
-        ..options()
-    };
-    write(&[0], &[1]);
-    let still = DhtClient::open_topology(&path, manual).expect("opens");
-    write(&[0, 1], &[1]);
+#[test]
+fn reload_topology_reads_the_file_when_asked() {
+    let cluster = RealCluster::start(2, 0, 0);
+    let file = TopologyFile::new();
+    file.write(&cluster, &[0], &[]);
+    let dht = DhtClient::open_topology(&file.path, following(0)).expect("opens");
+    file.write(&cluster, &[0, 1], &[]);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(still.client().active_nodes(), [0], "not watched");
-    let changes = still.reload_topology().expect("reload");
+    assert_eq!(dht.client().active_nodes(), [0], "not watched");
+    let changes = dht.reload_topology().expect("reload");
     assert_eq!(changes.added, [(1, cluster.dht[1].addr)]);
-    still.put("users", second_half, b"v").expect("node 1 taken");
+    assert!(changes.removed.is_empty());
+    let second_half = (0..KEYS)
+        .find(|k| cluster.ranges[1].is_responsible_for(*k))
+        .expect("a key of node 1");
+    dht.put("users", second_half, b"v").expect("node 1 taken");
 }

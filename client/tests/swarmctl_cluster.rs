@@ -10,7 +10,7 @@ mod real_cluster;
 use node_core::protocol::NodeKind;
 use real_cluster::{path_arg, RealCluster};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -51,6 +51,61 @@ fn assert_no_connection(listener: &TcpListener) {
     }
 }
 
+/// On a healthy cluster every report is complete, status 0; returns each kind's channels.
+fn complete_reports(topology: &Path) -> Vec<String> {
+    let pings = ok(with_topology(topology, &["ping"]));
+    assert_eq!(
+        pings.lines().filter(|l| l.contains(" kind=")).count(),
+        7,
+        "{pings}"
+    );
+    ["dht", "log", "queue"]
+        .iter()
+        .map(|kind| {
+            ok(with_topology(topology, &[kind, "size"]));
+            ok(with_topology(topology, &[kind, "channels"]))
+        })
+        .collect()
+}
+
+/// `size` and `channels` of each kind with one node of each kind dead: the live nodes' answer,
+/// then status 3 naming the dead node.
+fn partial_answers_name_the_dead_nodes(
+    topology: &Path,
+    dead: &[std::net::SocketAddr; 3],
+    channels_before: &[String],
+) {
+    for (index, (kind, addr)) in [("dht", dead[0]), ("log", dead[1]), ("queue", dead[2])]
+        .into_iter()
+        .enumerate()
+    {
+        for verb in ["size", "channels"] {
+            let output = with_topology(topology, &[kind, verb]);
+            assert_eq!(output.status.code(), Some(3), "{kind} {verb}");
+            assert_eq!(
+                text(&output.stderr),
+                format!(
+                    "swarmctl: partial result: 1 node(s) could not answer: node {addr}: down: \
+                     connection refused\n"
+                ),
+                "{kind} {verb}"
+            );
+            // What the live nodes answer: a size line; channel names they hold (the one
+            // record may have gone to the dead node).
+            let answer = text(&output.stdout);
+            match verb {
+                "size" => assert_eq!(answer.lines().count(), 1, "{kind} size: {answer}"),
+                _ => assert!(
+                    answer
+                        .lines()
+                        .all(|name| channels_before[index].lines().any(|known| known == name)),
+                    "{kind} channels: {answer}"
+                ),
+            }
+        }
+    }
+}
+
 #[test]
 fn ping_stats_size_and_channels_report_every_node_and_fail_with_nodes_down() {
     let mut cluster = RealCluster::start(3, 2, 2);
@@ -64,18 +119,7 @@ fn ping_stats_size_and_channels_report_every_node_and_fail_with_nodes_down() {
         &["log", "put", "web", "1", "GET /"],
     ));
     ok(with_topology(&topology, &["queue", "push", "jobs", "j1"]));
-    // The healthy cluster: every report complete, status 0.
-    let pings = ok(with_topology(&topology, &["ping"]));
-    assert_eq!(
-        pings.lines().filter(|l| l.contains(" kind=")).count(),
-        7,
-        "{pings}"
-    );
-    let mut channels_before = Vec::new();
-    for kind in ["dht", "log", "queue"] {
-        ok(with_topology(&topology, &[kind, "size"]));
-        channels_before.push(ok(with_topology(&topology, &[kind, "channels"])));
-    }
+    let channels_before = complete_reports(&topology);
 
     let dead = [
         cluster.dht[1].addr,
@@ -108,35 +152,7 @@ fn ping_stats_size_and_channels_report_every_node_and_fail_with_nodes_down() {
         .lines()
         .any(|line| line.starts_with("connections_open ")));
 
-    for (index, (kind, addr)) in [("dht", dead[0]), ("log", dead[1]), ("queue", dead[2])]
-        .into_iter()
-        .enumerate()
-    {
-        for verb in ["size", "channels"] {
-            let output = with_topology(&topology, &[kind, verb]);
-            assert_eq!(output.status.code(), Some(3), "{kind} {verb}");
-            assert_eq!(
-                text(&output.stderr),
-                format!(
-                    "swarmctl: partial result: 1 node(s) could not answer: node {addr}: down: \
-                     connection refused\n"
-                ),
-                "{kind} {verb}"
-            );
-            // What the live nodes answer: a size line; channel names they hold (the one
-            // record may have gone to the dead node).
-            let answer = text(&output.stdout);
-            match verb {
-                "size" => assert_eq!(answer.lines().count(), 1, "{kind} size: {answer}"),
-                _ => assert!(
-                    answer
-                        .lines()
-                        .all(|name| channels_before[index].lines().any(|known| known == name)),
-                    "{kind} channels: {answer}"
-                ),
-            }
-        }
-    }
+    partial_answers_name_the_dead_nodes(&topology, &dead, &channels_before);
     let output = with_topology(&topology, &["dht", "size"]);
     assert!(
         text(&output.stdout).starts_with("records "),
@@ -145,18 +161,8 @@ fn ping_stats_size_and_channels_report_every_node_and_fail_with_nodes_down() {
     );
 }
 
-#[test]
-fn health_is_healthy_then_degraded_in_text_and_json() {
-    let mut cluster = RealCluster::start(3, 2, 2);
-    let topology = cluster.write_topology("topology.toml", false);
-    // The disk check judges the machine's real disk: its threshold is set here so that the
-    // verdict does not depend on how full the disk running the tests is (checked below).
-    let health = |more: &[&str]| {
-        let mut args = vec!["health", "--min-disk-free-percent", "0"];
-        args.extend_from_slice(more);
-        with_topology(&topology, &args)
-    };
-    let output = health(&["--json"]);
+/// `health --json` of the healthy 3+2+2 cluster: every node up with its details.
+fn check_healthy_json(output: Output) {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(report["healthy"], true);
@@ -188,6 +194,20 @@ fn health_is_healthy_then_degraded_in_text_and_json() {
         .is_some_and(|s| s > 0));
     assert!(nodes[5]["queue"]["fill_percent"].as_u64().is_some());
     assert_eq!(report["dht_ranges"]["tile"], true);
+}
+
+#[test]
+fn health_is_healthy_then_degraded_in_text_and_json() {
+    let mut cluster = RealCluster::start(3, 2, 2);
+    let topology = cluster.write_topology("topology.toml", false);
+    // The disk check judges the machine's real disk: its threshold is set here so that the
+    // verdict does not depend on how full the disk running the tests is (checked below).
+    let health = |more: &[&str]| {
+        let mut args = vec!["health", "--min-disk-free-percent", "0"];
+        args.extend_from_slice(more);
+        with_topology(&topology, &args)
+    };
+    check_healthy_json(health(&["--json"]));
     let output = health(&[]);
     assert!(ok(output).ends_with("verdict: healthy\n"));
 
@@ -351,8 +371,11 @@ fn options_may_follow_the_verb() {
         ])),
         "--node"
     );
+}
 
-    // --key-file and --name after the verb, for a node that requires authentication.
+/// --key-file and --name after the verb, for a node that requires authentication.
+#[test]
+fn key_options_may_follow_the_verb() {
     let auth = common::start(NodeKind::Dht, common::require_alice);
     let dir = tempfile::tempdir().expect("temp dir");
     let key_file = dir.path().join("client.key");
@@ -525,5 +548,4 @@ fn a_value_over_the_limit_is_refused_naming_it_without_reading_it_all() {
     assert_eq!(output.status.code(), Some(2));
     let message = text(&output.stderr);
     assert!(message.contains("max_value_bytes"), "{message}");
-    let _: SocketAddr = cluster.dht[0].addr;
 }

@@ -139,21 +139,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             channel,
             subscriber,
         } => queue.subscribe(channel, subscriber)?,
-        Verb::Pop { channel } => {
-            let popped = queue.pop_partial(channel)?;
-            match popped.value {
-                Some(value) => out.write_all(&value)?,
-                None if popped.missing.is_empty() => {
-                    return Err(Absent(format!("channel '{channel}' is empty")).into())
-                }
-                None => {
-                    return Err(PartialResult {
-                        missing: popped.missing,
-                    }
-                    .into())
-                }
-            }
-        }
+        Verb::Pop { channel } => pop(&queue, channel, &mut out)?,
         Verb::Channels => print_partial(queue.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
@@ -176,6 +162,21 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Prints one value: absent (status 1) only when every node said the channel is empty.
+fn pop(queue: &QueueClient, channel: &str, out: &mut impl Write) -> CmdResult {
+    let popped = queue.pop_partial(channel)?;
+    match popped.value {
+        Some(value) => Ok(out.write_all(&value)?),
+        None if popped.missing.is_empty() => {
+            Err(Absent(format!("channel '{channel}' is empty")).into())
+        }
+        None => Err(PartialResult {
+            missing: popped.missing,
+        }
+        .into()),
+    }
 }
 
 /// Prints values until `count` (or the channel's removal); a value that cannot be written (the
