@@ -28,7 +28,8 @@
 
 mod redistribute;
 
-use crate::outcome::{check_complete, names, print_partial, Absent, FAILURE};
+use crate::outcome::{check_complete, Absent, FAILURE};
+use crate::print::{self, names, print_partial};
 use crate::probe::Probe;
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
 use crate::CmdResult;
@@ -237,25 +238,16 @@ fn get_all(
         keys_only,
         filter: filter.map(|f| f.as_bytes().to_vec()),
     };
-    let mut out = std::io::BufWriter::new(out);
     let mut records = dht.get_all_partial(channel, options);
-    for record in records.by_ref() {
-        let (key, value) = match record {
-            Ok(record) => record,
-            Err(error) => {
-                out.flush()?;
-                return Err(error.into());
-            }
-        };
+    print::records(records.by_ref(), out, |out, key, value| {
         if keys_only {
-            writeln!(out, "{key:016x}")?;
+            writeln!(out, "{key:016x}")
         } else {
             write!(out, "{key:016x}\t")?;
-            out.write_all(&value)?;
-            out.write_all(b"\n")?;
+            out.write_all(value)?;
+            out.write_all(b"\n")
         }
-    }
-    out.flush()?;
+    })?;
     check_complete(records.missing())
 }
 

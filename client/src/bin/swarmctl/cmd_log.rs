@@ -26,7 +26,8 @@
 //! hold, then fail (status 3) naming the missing nodes. `remove-channel` needs every node. Channel
 //! names are checked before anything is sent (status 2 if invalid).
 
-use crate::outcome::{check_complete, names, print_partial};
+use crate::outcome::check_complete;
+use crate::print::{self, names, print_partial};
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
 use crate::CmdResult;
 use client::dht::parse_key;
@@ -180,23 +181,14 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
 /// Writes `<decimal key>\t<value>\n` per record; on an error, writes out what came before it
 /// and then returns the error; at the end, fails naming the nodes that could not be read.
 fn print_records(mut records: LogRecords, escape: bool, out: &mut impl Write) -> CmdResult {
-    let mut out = std::io::BufWriter::new(out);
-    for record in records.by_ref() {
-        let (key, value) = match record {
-            Ok(record) => record,
-            Err(error) => {
-                out.flush()?;
-                return Err(error.into());
-            }
-        };
+    print::records(records.by_ref(), out, |out, key, value| {
         write!(out, "{key}\t")?;
         if escape {
             write!(out, "{}", value.escape_ascii())?;
         } else {
-            out.write_all(&value)?;
+            out.write_all(value)?;
         }
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
+        out.write_all(b"\n")
+    })?;
     check_complete(records.missing())
 }

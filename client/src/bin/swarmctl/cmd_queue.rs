@@ -26,7 +26,8 @@
 //! - `remove-channel CH`: nothing.
 
 use crate::cmd_dht::note;
-use crate::outcome::{names, print_partial, Absent, PartialResult};
+use crate::outcome::{Absent, PartialResult};
+use crate::print::{names, print_partial};
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, VALUE_HELP};
 use crate::CmdResult;
 use client::queue::{Consumer, QueueClient};

@@ -19,6 +19,7 @@ mod cmd_ping;
 mod cmd_queue;
 mod cmd_stats;
 mod outcome;
+mod print;
 mod probe;
 mod targets;
 

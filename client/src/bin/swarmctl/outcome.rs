@@ -9,7 +9,7 @@
 
 use crate::CmdResult;
 use client::topology::{KeyFileError, TopologyError};
-use client::{ClientError, Partial, Status};
+use client::{ClientError, Status};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -84,25 +84,6 @@ pub fn check_complete(missing: &[(SocketAddr, ClientError)]) -> CmdResult {
         missing: missing.to_vec(),
     }
     .into())
-}
-
-/// Prints what the nodes that answered said (with `print`), then fails naming the nodes that
-/// could not answer, if any.
-pub fn print_partial<T, W: Write>(
-    partial: Partial<T>,
-    out: &mut W,
-    print: impl FnOnce(&T, &mut W) -> std::io::Result<()>,
-) -> CmdResult {
-    print(&partial.value, out)?;
-    out.flush()?;
-    check_complete(&partial.missing)
-}
-
-/// One name per line (the `channels` verbs). Takes the `Vec` itself, the value of a
-/// `Partial<Vec<String>>`, to be passed to [`print_partial`] as it is.
-#[allow(clippy::ptr_arg)]
-pub fn names(names: &Vec<String>, out: &mut impl Write) -> std::io::Result<()> {
-    names.iter().try_for_each(|name| writeln!(out, "{name}"))
 }
 
 /// Ends the process for a command's result: its status, and its message on stderr.
