@@ -549,3 +549,45 @@ fn a_value_over_the_limit_is_refused_naming_it_without_reading_it_all() {
     let message = text(&output.stderr);
     assert!(message.contains("max_value_bytes"), "{message}");
 }
+
+/// A dht node that dumps every second: health sees its dump age stay within the period (the
+/// age restarts with every complete cycle), and says so.
+#[test]
+fn health_sees_dump_age_against_the_dump_period() {
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    let node = testkit::TempNode::start(
+        binary.to_str().expect("utf-8 path"),
+        "[dht]\ndump_period_s = 1\n",
+        &[],
+    );
+    let addr = node.addr.to_string();
+    ok(swarmctl(&[
+        "--node",
+        &addr,
+        "dht",
+        "--allow-incomplete-ranges",
+        "put",
+        "ch",
+        "1",
+        "v",
+    ]));
+    // Long enough for the age to exceed the period, had no cycle completed.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let output = swarmctl(&[
+        "--node",
+        &addr,
+        "health",
+        "--json",
+        "--min-disk-free-percent",
+        "0",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let dht = &report["nodes"][0]["dht"];
+    assert_eq!(dht["dump_period_s"], 1, "{dht}");
+    let age = dht["last_dump_age_s"].as_u64().expect("an age");
+    assert!(
+        age <= 2,
+        "the last complete dump is {age} s old with a 1 s period"
+    );
+}
