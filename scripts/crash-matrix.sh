@@ -12,6 +12,11 @@
 #   queue     queuenode/tests/crash_node.rs (whole node, producer + consumer) and
 #             engine_crash.rs (the ring): no acknowledged record lost, none corrupt, order kept
 #
+# The rounds reach each test through its variable (DHT_CRASH_ROUNDS, LOGFILES_CRASH_ROUNDS,
+# QUEUENODE_CRASH_ROUNDS). The randomized tests print their seed (in a failing test's output);
+# `SWARM_TEST_SEED=<seed> cargo test --release -p <crate> --test <file> <test> -- --exact` replays
+# one (docs/testing.md).
+#
 # Usage: scripts/crash-matrix.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -35,6 +35,11 @@ pub struct Dumper {
     /// Channels handed to the writer and not yet reported, with the tokens that stop them.
     in_flight: HashMap<String, CancelToken>,
     cycle_started: Option<Instant>,
+    /// When the last complete cycle ended and how long it took (`/metrics`).
+    last_cycle: Option<(Instant, Duration)>,
+    created: Instant,
+    /// Channel dumps written since start.
+    dumps_written: u64,
     failures: u64,
     /// `failures` when the running cycle started: a cycle that adds none dumped everything.
     failures_at_cycle_start: u64,
@@ -70,6 +75,9 @@ impl Dumper {
             next_cycle,
             in_flight: HashMap::new(),
             cycle_started: None,
+            last_cycle: None,
+            created: Instant::now(),
+            dumps_written: 0,
             failures: 0,
             failures_at_cycle_start: 0,
             last_good_cycle: Instant::now(),
@@ -142,16 +150,29 @@ impl Dumper {
         now.saturating_duration_since(self.last_good_cycle)
     }
 
+    /// Channel dumps written since start.
+    pub fn dumps_written(&self) -> u64 {
+        self.dumps_written
+    }
+
+    /// Time since the last complete dump cycle ended, or since the node started when none has;
+    /// and how long that cycle took.
+    pub fn dump_age(&self, now: Instant) -> (Duration, Option<Duration>) {
+        match self.last_cycle {
+            Some((ended, took)) => (now.saturating_duration_since(ended), Some(took)),
+            None => (now.saturating_duration_since(self.created), None),
+        }
+    }
+
     /// Logs what the writer finished; starts a cycle when one is due.
     pub fn tick(&mut self, engine: &Engine, now: Instant) {
         self.report_outcomes();
         self.guard_against_starvation(now);
         if let Some(started) = self.cycle_started {
             if self.in_flight.is_empty() {
-                tracing::info!(
-                    "dump cycle done in {:.3} s",
-                    started.elapsed().as_secs_f64()
-                );
+                let took = started.elapsed();
+                tracing::info!("dump cycle done in {:.3} s", took.as_secs_f64());
+                self.last_cycle = Some((now, took));
                 if self.failures == self.failures_at_cycle_start {
                     self.last_good_cycle = started;
                 }
@@ -236,12 +257,15 @@ impl Dumper {
                 self.in_flight.remove(channel);
             }
             match (&outcome.action, &outcome.result) {
-                (DumpAction::Dump, Ok(())) => tracing::info!(
-                    "dumped channel {channel}: {} records, {} bytes, {:.3} s",
-                    outcome.records,
-                    outcome.bytes,
-                    outcome.seconds
-                ),
+                (DumpAction::Dump, Ok(())) => {
+                    self.dumps_written += 1;
+                    tracing::info!(
+                        "dumped channel {channel}: {} records, {} bytes, {:.3} s",
+                        outcome.records,
+                        outcome.bytes,
+                        outcome.seconds
+                    )
+                }
                 (DumpAction::Dump, Err(error)) => {
                     self.failures += 1;
                     tracing::error!("dump of channel {channel} FAILED, previous dump kept: {error}")

@@ -36,7 +36,8 @@ pub use format::{BucketDecoder, BucketFormat, Damage, DamageKind, Record, MAX_VA
 pub use layout::{bucket_path, list_buckets, BucketFile, BucketId};
 pub use scan::{RangeScan, ScannedBucket};
 pub use writer::{
-    recover_tail, recover_tail_if, BucketWriter, TailRecovery, DEFAULT_WRITE_BUFFER_BYTES,
+    recover_tail, recover_tail_if, BucketWriter, BufferMark, TailRecovery,
+    DEFAULT_WRITE_BUFFER_BYTES,
 };
 
 use std::io;

@@ -11,6 +11,12 @@
 //! Records are collected in a write buffer and written with one `write(2)` when it passes the
 //! buffer limit, on [`BucketWriter::flush`] and on [`BucketWriter::sync`] (which also fsyncs).
 //! Dropping a writer flushes but does not fsync.
+//!
+//! Records are numbered in append order (per writer), so that the node can tell which writes a
+//! failure concerns: an append that fails keeps nothing of its record; the records buffered
+//! before it stay, until a flush writes them or [`BucketWriter::discard_buffered`] drops them
+//! (and says which); [`BucketWriter::roll_back`] takes back the records appended since a
+//! [`BufferMark`] when none of them was written yet.
 
 use super::format::{
     detect, encode_record, file_header, BucketDecoder, BucketFormat, DamageKind, Detected,
@@ -126,6 +132,22 @@ pub struct BucketWriter {
     written_len_bytes: u64,
     /// What opening found and cut.
     recovery: TailRecovery,
+    /// Records appended so far (the next record's number), and how many of the last of them are
+    /// in the buffer, not written.
+    appended_records: u64,
+    buffered_records: u64,
+    /// Times the buffer was discarded (a [`BufferMark`] from before one cannot be rolled back to).
+    discards: u64,
+}
+
+/// The state of a writer's buffer at one moment, to [`BucketWriter::roll_back`] to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferMark {
+    buf_len: usize,
+    written_len_bytes: u64,
+    appended_records: u64,
+    buffered_records: u64,
+    discards: u64,
 }
 
 impl BucketWriter {
@@ -175,6 +197,9 @@ impl BucketWriter {
             buffer_limit_bytes,
             written_len_bytes: len,
             recovery,
+            appended_records: 0,
+            buffered_records: 0,
+            discards: 0,
         };
         if len == 0 {
             let header = file_header();
@@ -230,18 +255,68 @@ impl BucketWriter {
         self.buf.len()
     }
 
-    /// Appends one record (to the buffer; written when the buffer passes its limit).
-    pub fn append(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
+    /// Appends one record (to the buffer; written when the buffer passes its limit) and returns
+    /// its number. When the write that this append sets off fails, the record is taken back out
+    /// (the records buffered before it stay).
+    pub fn append(&mut self, key: u64, value: &[u8]) -> Result<u64, StorageError> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(StorageError::ValueTooLong {
                 value_bytes: value.len(),
             });
         }
+        let before = self.buf.len();
         encode_record(self.format, key, value, &mut self.buf);
         if self.buf.len() >= self.buffer_limit_bytes {
-            self.flush()?;
+            if let Err(e) = self.flush() {
+                self.buf.truncate(before);
+                return Err(e);
+            }
+            self.appended_records += 1;
+            return Ok(self.appended_records - 1);
         }
-        Ok(())
+        self.appended_records += 1;
+        self.buffered_records += 1;
+        Ok(self.appended_records - 1)
+    }
+
+    /// The number the next appended record gets.
+    pub fn next_record(&self) -> u64 {
+        self.appended_records
+    }
+
+    /// Drops the buffered records without writing them (after a failed write, when nobody was
+    /// told they were stored); returns their numbers.
+    pub fn discard_buffered(&mut self) -> std::ops::Range<u64> {
+        let dropped = self.appended_records - self.buffered_records..self.appended_records;
+        self.buf.clear();
+        self.buffered_records = 0;
+        self.discards += 1;
+        dropped
+    }
+
+    /// The buffer's state now, to roll back to.
+    pub fn mark(&self) -> BufferMark {
+        BufferMark {
+            buf_len: self.buf.len(),
+            written_len_bytes: self.written_len_bytes,
+            appended_records: self.appended_records,
+            buffered_records: self.buffered_records,
+            discards: self.discards,
+        }
+    }
+
+    /// Takes back every record appended since `mark`, if none of them was written or discarded
+    /// since; returns whether it did.
+    pub fn roll_back(&mut self, mark: BufferMark) -> bool {
+        let unwritten = self.written_len_bytes == mark.written_len_bytes
+            && self.discards == mark.discards
+            && self.buf.len() >= mark.buf_len;
+        if unwritten {
+            self.buf.truncate(mark.buf_len);
+            self.appended_records = mark.appended_records;
+            self.buffered_records = mark.buffered_records;
+        }
+        unwritten
     }
 
     /// Writes the buffer to the file (one `write(2)` for the whole buffer unless the OS writes
@@ -257,6 +332,7 @@ impl BucketWriter {
         }
         self.written_len_bytes += self.buf.len() as u64;
         self.buf.clear();
+        self.buffered_records = 0;
         if self.buf.capacity() > self.buffer_limit_bytes.max(DEFAULT_WRITE_BUFFER_BYTES) {
             self.buf.shrink_to(self.buffer_limit_bytes);
         }

@@ -1,0 +1,51 @@
+//! Decodes arbitrary bytes as an LZ4 record batch. `decode_batch` must return `Ok` or `Err`
+//! without panicking; when it accepts a batch:
+//! - walking the records yields exactly the declared count (and `len()` counts down to 0);
+//! - the records tile the declared uncompressed length;
+//! - re-encoding them with `BatchBuilder` and decoding again gives the same records, in order.
+
+use node_core::protocol::batch::{
+    decode_batch, BatchBuilder, PushOutcome, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD,
+};
+
+/// The target's entry point: one input. Panics when an invariant above does not hold.
+pub fn check(data: &[u8]) {
+    let mut scratch = Vec::new();
+    let Ok(records) = decode_batch(data, &mut scratch) else {
+        return;
+    };
+    let declared_count = records.len();
+    let declared_len = u32::from_le_bytes(data[0..4].try_into().unwrap()) as usize;
+    let mut walked = records.clone();
+    let mut list: Vec<(u64, Vec<u8>)> = Vec::new();
+    while let Some((key, value)) = walked.next() {
+        list.push((key, value.to_vec()));
+        assert_eq!(walked.len() as usize, declared_count as usize - list.len());
+    }
+    assert!(walked.is_empty());
+    assert_eq!(
+        list.len(),
+        declared_count as usize,
+        "walk disagrees with the declared count"
+    );
+    let raw_len: usize = list
+        .iter()
+        .map(|(_, value)| RECORD_OVERHEAD + value.len())
+        .sum();
+    assert_eq!(raw_len, declared_len, "records do not tile the batch");
+
+    let mut builder = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
+    for (key, value) in &list {
+        assert_eq!(builder.push(*key, value), PushOutcome::Added);
+    }
+    let mut reencoded = Vec::new();
+    builder.finish_into(&mut reencoded);
+    // The header is deterministic: same length, count and CRC as the input's.
+    assert_eq!(&reencoded[..12], &data[..12], "re-encoded header differs");
+    let mut scratch2 = Vec::new();
+    let again: Vec<(u64, Vec<u8>)> = decode_batch(&reencoded, &mut scratch2)
+        .expect("a re-encoded batch does not decode")
+        .map(|(key, value)| (key, value.to_vec()))
+        .collect();
+    assert_eq!(again, list, "re-encoded batch decodes to different records");
+}
