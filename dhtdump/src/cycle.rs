@@ -20,7 +20,7 @@ use crate::config::{resolve_node, DumpConfig};
 use crate::stats::Stats;
 use crate::util::{sleep_unless_stopped, utc_system_time};
 use client::dht::GetAllOptions;
-use client::{ClientOptions, DhtClient};
+use client::{ClientOptions, DhtClient, NodeState};
 use dhtnode::dump::writer::{DumpAction, DumpOutcome, DumpThread};
 use node_core::auth::Key;
 use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
@@ -152,6 +152,11 @@ impl Dumper {
         };
         let dht = DhtClient::connect(&[addr], options)
             .map_err(|err| failed(format!("cannot connect to the dht node: {err}")))?;
+        // The client starts with nodes down (it serves a cluster's live nodes); dhtdump has
+        // one node and nothing to do without it.
+        if let Some(NodeState::Down { error, .. }) = dht.client().node_status(0).map(|s| s.state) {
+            return Err(failed(format!("cannot connect to the dht node: {error}")));
+        }
         let range = dht
             .ranges()
             .first()

@@ -41,6 +41,11 @@ pub struct Dumper {
     /// Channel dumps written since start.
     dumps_written: u64,
     failures: u64,
+    /// `failures` when the running cycle started: a cycle that adds none dumped everything.
+    failures_at_cycle_start: u64,
+    /// When the last cycle that dumped every channel started (or the node started, before
+    /// the first): what the dumps on disk are at least as new as.
+    last_good_cycle: Instant,
     /// The writer's progress counter when it last moved, and when: a dump that makes no
     /// progress for [`STARVED_AFTER`] gets a share of the CPU.
     last_progress: (u64, Instant),
@@ -74,6 +79,8 @@ impl Dumper {
             created: Instant::now(),
             dumps_written: 0,
             failures: 0,
+            failures_at_cycle_start: 0,
+            last_good_cycle: Instant::now(),
             last_progress,
             boosted: false,
             commits: HashMap::new(),
@@ -132,6 +139,17 @@ impl Dumper {
         self.failures
     }
 
+    /// The period of the periodic dumps; `None` when the node dumps only at shutdown.
+    pub fn period(&self) -> Option<Duration> {
+        self.period
+    }
+
+    /// How old the newest complete periodic dump is (measured from when its cycle started),
+    /// or how long the node has run when none completed yet.
+    pub fn last_dump_age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_good_cycle)
+    }
+
     /// Channel dumps written since start.
     pub fn dumps_written(&self) -> u64 {
         self.dumps_written
@@ -155,6 +173,9 @@ impl Dumper {
                 let took = started.elapsed();
                 tracing::info!("dump cycle done in {:.3} s", took.as_secs_f64());
                 self.last_cycle = Some((now, took));
+                if self.failures == self.failures_at_cycle_start {
+                    self.last_good_cycle = started;
+                }
                 self.cycle_started = None;
             }
         }
@@ -184,6 +205,7 @@ impl Dumper {
     /// Hands every channel to the writer now.
     pub fn start_cycle(&mut self, engine: &Engine, now: Instant) {
         self.cycle_started = Some(now);
+        self.failures_at_cycle_start = self.failures;
         if let Some(period) = self.period {
             self.next_cycle = now + period;
         }

@@ -242,6 +242,11 @@ impl Service for DhtNode {
         if let Some(dumper) = &self.dumper {
             out.push(("dumping".into(), u64::from(dumper.is_dumping())));
             out.push(("dump_failures".into(), dumper.failures()));
+            // Dump age against the period: what `swarmctl health` checks.
+            let period_s = dumper.period().map_or(0, |period| period.as_secs());
+            out.push(("dump_period_s".into(), period_s));
+            let age_s = dumper.last_dump_age(Instant::now()).as_secs();
+            out.push(("last_dump_age_s".into(), age_s));
         }
         for name in self.engine.channel_names() {
             let size = self.engine.channel_size(name);

@@ -352,6 +352,14 @@ impl Service for LogfilesNode {
             self.engine.open_bucket_count() as u64,
         ));
         out.push(("writes_awaiting_fsync".into(), self.waiting.len() as u64));
+        // How full the disk is: `swarmctl health` warns before Puts start failing.
+        match crate::engine::disk_space::disk_space(self.engine.data_dir()) {
+            Ok(space) => {
+                out.push(("disk_size_bytes".into(), space.size_bytes));
+                out.push(("disk_free_bytes".into(), space.free_bytes));
+            }
+            Err(error) => tracing::debug!(%error, "statvfs of the data directory"),
+        }
         if let Some(syncer) = &self.syncer {
             out.push(("group_commits".into(), syncer.completed));
             out.push(("group_commit_failures".into(), syncer.failures));

@@ -4,8 +4,9 @@
 # daemon started from it as its unit would), the logrotate files (a forced rotation on a copy),
 # and scripts/cluster.sh end to end (3 dht nodes with their dhtdumps, 2 logfiles and 2 queue nodes
 # on 127.0.0.1; traffic of every kind through swarmctl; a dht node killed with SIGKILL and
-# restored from its dhtdump's files holds every record dumped before the kill; logs moved away
-# as logrotate does and reopened on SIGHUP; stop; restart).
+# restored from its dhtdump's files holds every record dumped before the kill, and meanwhile
+# status and `swarmctl health` agree on the degraded cluster; logs moved away as logrotate does
+# and reopened on SIGHUP; stop; restart).
 #
 #   scripts/tests/test_scripts.sh [BIN_DIR]
 #
@@ -375,6 +376,9 @@ fi
 # =============================================================================================
 step "cluster.sh start: 3 dht (+ dhtdump), 2 logfiles, 2 queue nodes"
 CL=("$REPO/scripts/cluster.sh" --dir "$CLUSTER" --bin-dir "$BIN_DIR")
+# `status` includes `swarmctl health`, whose disk check judges the disk this test runs on: off
+# here, so that the verdicts below depend on the cluster only.
+export SWARM_HEALTH_ARGS="--min-disk-free-percent 0"
 expect "cluster.sh start" "${CL[@]}" start --dht 3 --logfiles 2 --queue 2 --dump-period 1
 TOPO=$CLUSTER/topology.toml
 [ -f "$TOPO" ] || fail "no topology file"
@@ -485,6 +489,16 @@ kill -KILL "$pid"
 wait_for 5 "dhtnode-1 to die" bash -c "! kill -0 $pid 2>/dev/null || grep -q '^[0-9]* ([^)]*) Z' /proc/$pid/stat"
 status=$("${CL[@]}" status 2>&1) && fail "status succeeds with a dead node"
 grep -qE '^dhtnode-1 +- .* dead ' <<<"$status" || fail "status does not show dhtnode-1 dead: $status"
+# swarmctl health agrees: degraded (exit 1), with the very nodes status finds not running.
+rc=0
+health=$("${SWARMCTL[@]}" --nodes "$TOPO" health $SWARM_HEALTH_ARGS 2>&1) || rc=$?
+[ $rc -eq 1 ] || fail "health exits $rc with a dead node: $health"
+bad_status=$(awk '$1 ~ /node-[0-9]+$/ && $5 != "running" { print $3 }' <<<"$status" | sort)
+bad_health=$(awk '$1 ~ /^[0-9.]+:[0-9]+$/ && $3 != "up" { print $1 }' <<<"$health" | sort)
+[ -n "$bad_status" ] && [ "$bad_status" = "$bad_health" ] ||
+    fail "status and health disagree: status finds [$bad_status] not running, health [$bad_health] not up"
+grep -q "^health: DEGRADED" <<<"$status" && grep -qF "node $addr (dht): down" <<<"$status" ||
+    fail "status does not show health's verdict: $status"
 expect "cluster.sh restore dhtnode-1" "${CL[@]}" restore dhtnode-1
 [ "$(<"$NODE/addr")" = "$addr" ] || fail "dhtnode-1 came back on another address"
 for ch in "${node_channels[@]}"; do

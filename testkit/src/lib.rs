@@ -32,6 +32,9 @@ pub struct Node {
     name: String,
     pub dir: PathBuf,
     pub addr: SocketAddr,
+    /// How it was started, for [`Node::restart`].
+    binary: String,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -65,7 +68,36 @@ impl Node {
             name,
             dir: dir.to_path_buf(),
             addr,
+            binary: binary.to_string(),
+            args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         }
+    }
+
+    /// SIGKILL, and wait until the process is gone (its port is closed then).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again (after [`Node::kill9`] or a stop; a node still running is killed
+    /// first) in the same directory, with the same arguments, on the same address, whatever
+    /// port the OS chose at the first start.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let addr = self.addr.to_string();
+        let mut args = Vec::with_capacity(self.args.len() + 2);
+        let mut given = self.args.iter();
+        while let Some(arg) = given.next() {
+            if arg == "--listen" {
+                given.next();
+            } else {
+                args.push(arg.as_str());
+            }
+        }
+        args.extend(["--listen", addr.as_str()]);
+        let node = Node::start_in(&self.binary, &self.dir, &args);
+        assert_eq!(node.addr, self.addr, "restarted on the same address");
+        *self = node;
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

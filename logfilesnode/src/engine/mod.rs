@@ -20,6 +20,7 @@
 //! read has that file mapped ([`Engine::is_mapped`]).
 
 pub mod channels;
+pub mod disk_space;
 pub mod durability;
 pub mod journal;
 pub mod tickets;
@@ -176,6 +177,11 @@ impl Engine {
             next_generation: 1,
         };
         Ok((engine, report))
+    }
+
+    /// The directory the channels live in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn limits(&self) -> &EngineLimits {

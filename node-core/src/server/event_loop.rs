@@ -695,6 +695,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 let service = &*self.service;
                 let name_of = |code: u8| request_name(service, RequestCode(code));
                 let mut pairs = self.stats.snapshot(&name_of);
+                // The limit next to `connections_open`, so a client can judge how close it is.
+                let max = self.options().max_connections as u64;
+                pairs.push(("connections_max".to_string(), max));
                 service.stats(&mut pairs);
                 pairs
             }
