@@ -1,9 +1,14 @@
 //! dhtnode: the dht node, an in-memory key/value store whose keys are `u64` and whose nodes each
 //! own a range of the hash space.
 //!
-//! - [`engine`]: channels, records, limits, Listen queues (no sockets, no files).
-//! - [`requests`]: one module per request type: decoding, checks, execution.
-//! - [`service`]: the node as a server service (engine + handlers + dumps).
+//! The shape every node kind shares (docs/architecture.md):
+//! - [`engine`]: channels, records, the hash range, limits and every write rule, Listen queues
+//!   (no sockets, no files).
+//! - [`requests`]: one module per request type: decode, call the engine, reply; the channel
+//!   requests every kind shares are node-core's.
+//! - [`service`]: the node as a server service: timers (dumps, redistribution), wake-ups of
+//!   Listen and RedistCommit streams, start and shutdown.
+//! - `stats`: the counters for GetStats, stats.log and `/metrics`.
 //! - [`dump`]: dump files (format, writer thread, start-up loading, reference `.tcm` import).
 //! - [`dumping`]: when and how the event loop feeds the dump writer.
 //! - [`loading`]: start-up loading into the engine.
@@ -20,3 +25,4 @@ pub mod redistribution;
 pub mod requests;
 pub mod service;
 pub mod state;
+mod stats;

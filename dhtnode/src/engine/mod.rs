@@ -27,8 +27,9 @@ pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
 use channel::record_bytes;
 use listeners::Listeners;
 use node_core::protocol::dht::{
-    valid_channel_name, value_hash, Expected, HashRange, SizeInfo, UpdateAction,
+    check_channel_name, value_hash, BadChannelName, Expected, HashRange, SizeInfo, UpdateAction,
 };
+use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,8 +45,8 @@ pub struct EngineLimits {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
-    #[error("channel name {0:?} is not 1 to 100 characters of A-Z a-z 0-9 _ -")]
-    BadChannelName(String),
+    #[error(transparent)]
+    BadChannelName(#[from] BadChannelName),
     #[error(
         "key 0x{key:016x} (hash position 0x{position:016x}) is outside this node's range {range}"
     )]
@@ -84,6 +85,12 @@ impl EngineError {
             EngineError::TooManyChannels { .. } => Status::OutOfMemory,
             EngineError::RedistributionGuard { .. } => Status::OutOfMemory,
         }
+    }
+}
+
+impl StatusError for EngineError {
+    fn status(&self) -> Status {
+        EngineError::status(self)
     }
 }
 
@@ -160,11 +167,7 @@ impl Engine {
     }
 
     fn check_name(channel: &str) -> Result<(), EngineError> {
-        if valid_channel_name(channel) {
-            Ok(())
-        } else {
-            Err(EngineError::BadChannelName(channel.to_string()))
-        }
+        Ok(check_channel_name(channel)?)
     }
 
     fn check_key(&self, key: u64) -> Result<(), EngineError> {

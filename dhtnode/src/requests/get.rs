@@ -3,23 +3,21 @@
 //! key outside the range is WrongNode, so a client with an old idea of the ranges learns that
 //! the record may be elsewhere. A missing channel is not created.
 
-use super::{bad_request, engine_error};
 use crate::service::DhtNode;
 use node_core::protocol::dht::KeyRequest;
 use node_core::protocol::Status;
-use node_core::server::{Handled, Reply, Request};
+use node_core::server::{Handled, Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<DhtNode> {
-    let get = match KeyRequest::decode(request.body) {
-        Ok(get) => get,
-        Err(error) => return bad_request(reply, error),
-    };
+) -> Outcome<DhtNode> {
+    let get = KeyRequest::decode(request.body)?;
     let engine = &node.engine;
-    let found = engine.with_value(get.channel, get.key, |value| match value {
+    // The value is answered from inside the engine's lookup: it lives in a locked shard, and
+    // copying it out would cost an allocation per Get.
+    engine.with_value(get.channel, get.key, |value| match value {
         Some(value) => {
             reply.ok(value);
             Ok(())
@@ -29,9 +27,6 @@ pub(super) fn handle(
             Ok(())
         }
         None => Err(engine.wrong_node(get.key)),
-    });
-    match found {
-        Ok(Ok(())) => Handled::Replied,
-        Ok(Err(error)) | Err(error) => engine_error(reply, error),
-    }
+    })??;
+    Ok(Handled::Replied)
 }
