@@ -31,7 +31,8 @@ use crate::storage::{recover_tail, BucketId, BucketWriter, BufferMark, StorageEr
 use channels::ChannelInfo;
 use durability::SyncJob;
 use journal::Journal;
-use node_core::protocol::logfiles::DiskSize;
+use node_core::protocol::logfiles::{check_channel_name, BadChannelName, DiskSize};
+use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -58,8 +59,8 @@ pub struct EngineLimits {
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("channel name {0:?} is not valid (1 to 100 of [A-Za-z0-9_-])")]
-    BadChannelName(String),
+    #[error(transparent)]
+    BadChannelName(#[from] BadChannelName),
     #[error("empty value for key 0x{0:016x}")]
     EmptyValue(u64),
     #[error("value of {len} bytes for key 0x{key:016x} is over the limit of {max} bytes")]
@@ -88,6 +89,12 @@ impl EngineError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+impl StatusError for EngineError {
+    fn status(&self) -> Status {
+        EngineError::status(self)
     }
 }
 
@@ -191,7 +198,7 @@ impl Engine {
     // ----- writing ----------------------------------------------------------------------------
 
     /// Checks one record as Put and PutBatch do, before anything is written.
-    pub fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
+    fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
         if value.is_empty() {
             return Err(EngineError::EmptyValue(key));
         }
@@ -206,10 +213,8 @@ impl Engine {
     }
 
     /// Checks that `channel` is a valid name and exists or may be created.
-    pub fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
-        if !crate::valid_channel_name(channel) {
-            return Err(EngineError::BadChannelName(channel.to_string()));
-        }
+    fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
+        check_channel_name(channel)?;
         if !self.channels.contains_key(channel) && self.channels.len() >= self.limits.max_channels {
             return Err(EngineError::TooManyChannels(self.channels.len()));
         }
@@ -233,15 +238,22 @@ impl Engine {
         Ok(tickets)
     }
 
-    /// Appends records already checked (PutBatch). On an error part-way, the records of the
-    /// batch still buffered are taken back; [`BatchError::stored`] counts those that were not
-    /// (written to their file already, by a full buffer or a bucket closed to make room).
-    /// Under `fsync = "always"` the batch's records a failed write-out dropped are not counted.
+    /// Appends a batch of records (PutBatch), all or nothing as far as the checks go: the
+    /// channel and every record are checked (as by [`put`](Self::put)) before any is written,
+    /// and a refused batch has `stored` 0. On an error part-way, the records of the batch still
+    /// buffered are taken back; [`BatchError::stored`] counts those that were not (written to
+    /// their file already, by a full buffer or a bucket closed to make room). Under
+    /// `fsync = "always"` the batch's records a failed write-out dropped are not counted.
     pub fn put_batch<'a>(
         &mut self,
         channel: &str,
-        records: impl Iterator<Item = (u64, &'a [u8])>,
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<WriteTickets, BatchError> {
+        let refused = |error| BatchError { error, stored: 0 };
+        self.check_channel(channel).map_err(refused)?;
+        for (key, value) in records.clone() {
+            self.check_record(key, value).map_err(refused)?;
+        }
         let mut tickets = WriteTickets::default();
         let mut marks: Vec<(BucketId, u64, BufferMark)> = Vec::new();
         for (key, value) in records {
@@ -579,15 +591,14 @@ impl Engine {
 
     /// Removes a channel: closes its writers, moves its directory aside (one rename, so a crash
     /// cannot bring it back half-deleted) and deletes it on another thread. Ok when absent.
-    pub fn remove_channel(&mut self, channel: &str) -> Result<(), EngineError> {
-        if !crate::valid_channel_name(channel) {
-            return Err(EngineError::BadChannelName(channel.to_string()));
-        }
+    /// Returns whether it existed.
+    pub fn remove_channel(&mut self, channel: &str) -> Result<bool, EngineError> {
+        check_channel_name(channel)?;
         // Its buffered records go with it (dropping a writer flushes into the directory that is
         // moved aside and deleted below).
         drop(self.writers.remove_channel(channel));
         let Some(info) = self.channels.remove(channel) else {
-            return Ok(());
+            return Ok(false);
         };
         // Its directories are going: nothing of them is left to make durable.
         self.new_dir_entries
@@ -597,7 +608,7 @@ impl Engine {
         let aside = removing.join(format!("{channel}.{}", info.generation));
         match fs::rename(&info.dir, &aside) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(EngineError::io(&info.dir, e)),
         }
         // The rename must be durable before the Ok: fsync the data directory.
@@ -614,7 +625,7 @@ impl Engine {
         if let Err(e) = spawned {
             tracing::warn!("cannot start a thread to delete a removed channel ({e}); it is deleted at the next start");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Clean shutdown: writes and fsyncs every open bucket, then deletes the journal (nothing to

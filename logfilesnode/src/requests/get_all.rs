@@ -2,24 +2,18 @@
 //! (ascending keys within a bucket), as LZ4 batches under the client's credit. A record a
 //! foreign tool stored in the wrong bucket is still sent. See [`super::read`].
 
-use super::{bad_request, check_channel_name};
 use crate::service::LogfilesNode;
-use node_core::protocol::logfiles::GetAllRequest;
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::logfiles::{check_channel_name, GetAllRequest};
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut LogfilesNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<LogfilesNode> {
-    let get_all = match GetAllRequest::decode(request.body) {
-        Ok(get_all) => get_all,
-        Err(error) => return bad_request(reply, error),
-    };
-    if let Err(handled) = check_channel_name(get_all.channel, reply) {
-        return handled;
-    }
-    super::read::start(
+) -> Outcome<LogfilesNode> {
+    let get_all = GetAllRequest::decode(request.body)?;
+    check_channel_name(get_all.channel)?;
+    Ok(super::read::start(
         node,
         "GetAll",
         get_all.channel,
@@ -27,5 +21,5 @@ pub(super) fn handle(
         u64::MAX,
         get_all.filter,
         reply,
-    )
+    ))
 }
