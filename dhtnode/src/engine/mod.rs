@@ -239,6 +239,12 @@ impl Engine {
 
     /// Stores after the checks passed; tells the listeners.
     fn store(&mut self, channel: &str, key: u64, value: &[u8]) {
+        // The pair of the write checks (debug builds: Put is the hottest path): only a key of
+        // this node's range is written.
+        debug_assert!(
+            self.range.is_responsible_for(key),
+            "key 0x{key:016x} checked"
+        );
         let growth = self.channel_for_write(channel).put(key, value);
         let listening = self.is_listened(channel);
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
@@ -410,6 +416,10 @@ impl Engine {
         }
         let mut outcome = AbsentBatchOutcome::default();
         for (key, value) in records {
+            debug_assert!(
+                self.range.is_responsible_for(key),
+                "key 0x{key:016x} checked"
+            );
             let added = self.channel_for_write(channel).put_if_absent(key, value);
             if added == 0 {
                 outcome.present += 1;
