@@ -302,7 +302,25 @@ impl Engine {
         Ok(self.with_unchecked(channel, key, f))
     }
 
-    /// A copy of the value under `key` (tests and tools; requests use [`Engine::with_value`]).
+    /// Get and Exists: runs `f` on the value under `key`; `Ok(None)` when the key has no
+    /// record (a missing channel is not created). A record the node holds is found even outside
+    /// its range (a redistribution has not moved it yet); an absent key outside the range is
+    /// WrongNode, so a client with an old idea of the ranges learns that the record may be
+    /// elsewhere.
+    pub fn read<R>(
+        &self,
+        channel: &str,
+        key: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, EngineError> {
+        Engine::check_name(channel)?;
+        match self.with_unchecked(channel, key, |value| value.map(f)) {
+            Some(found) => Ok(Some(found)),
+            None => self.check_key(key).map(|()| None),
+        }
+    }
+
+    /// A copy of the value under `key` (tests and tools; requests use [`Engine::read`]).
     pub fn get(&self, channel: &str, key: u64) -> Result<Option<Vec<u8>>, EngineError> {
         self.with_value(channel, key, |value| value.map(<[u8]>::to_vec))
     }
@@ -933,6 +951,20 @@ mod tests {
             Err(EngineError::WrongNode { .. })
         ));
         assert_eq!(engine.get("ch", 1).unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            engine.read("ch", 1, <[u8]>::len),
+            Ok(Some(1)),
+            "held here: found"
+        );
+        assert_eq!(
+            engine.read("ch", 2, <[u8]>::len),
+            Ok(None),
+            "absent and ours"
+        );
+        assert!(matches!(
+            engine.read("other", 3, <[u8]>::len),
+            Err(EngineError::WrongNode { .. })
+        ));
         assert_eq!(engine.remove("ch", 1), Ok(true), "held here: removed");
         assert!(
             matches!(engine.remove("ch", 1), Err(EngineError::WrongNode { .. })),

@@ -1,5 +1,6 @@
-//! Exists: Ok if the key has a record, NotFound if not. Like Get: a record held outside the
-//! range is found; an absent key outside the range is WrongNode.
+//! Exists: Ok if the key has a record, NotFound if not. Like Get
+//! ([`crate::engine::Engine::read`]): a record held outside the range is found; an absent key
+//! outside the range is WrongNode.
 
 use crate::service::DhtNode;
 use node_core::protocol::dht::KeyRequest;
@@ -12,13 +13,9 @@ pub(super) fn handle(
     reply: &mut Reply<'_>,
 ) -> Outcome<DhtNode> {
     let exists = KeyRequest::decode(request.body)?;
-    let engine = &node.engine;
-    if engine.with_value(exists.channel, exists.key, |value| value.is_some())? {
-        reply.ok(&[]);
-    } else if engine.is_responsible_for(exists.key) {
-        reply.send(Status::NotFound, &[]);
-    } else {
-        return Err(engine.wrong_node(exists.key).into());
+    match node.engine.read(exists.channel, exists.key, |_| ())? {
+        Some(()) => reply.ok(&[]),
+        None => reply.send(Status::NotFound, &[]),
     }
     Ok(Handled::Replied)
 }
