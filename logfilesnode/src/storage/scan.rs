@@ -23,6 +23,7 @@ use super::writer::map_file;
 use super::StorageError;
 use memmap2::Mmap;
 use std::fs::File;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 /// At most this many damage items are kept per bucket (all are counted).
@@ -302,15 +303,19 @@ pub enum Step {
     Finished,
 }
 
+/// The probe's progress: where it is, and what it learnt of the in-range keys so far.
+#[derive(Debug)]
+struct Probe {
+    pos: usize,
+    last_key: Option<u64>,
+    in_order: bool,
+    in_range: usize,
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Decoding the whole bucket once to learn whether its in-range keys are in order.
-    Probe {
-        pos: usize,
-        last_key: Option<u64>,
-        in_order: bool,
-        in_range: usize,
-    },
+    Probe(Probe),
     /// In order: sending records in file order.
     Stream {
         pos: usize,
@@ -365,12 +370,12 @@ impl BucketCursor {
             map,
             from,
             to,
-            phase: Phase::Probe {
+            phase: Phase::Probe(Probe {
                 pos: 0,
                 last_key: None,
                 in_order: true,
                 in_range: 0,
-            },
+            }),
             damage: Vec::new(),
             damage_count: 0,
             sent_unsorted: false,
@@ -405,151 +410,195 @@ impl BucketCursor {
         mut emit: impl FnMut(Record<'_>) -> bool,
     ) -> Step {
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        let (from, to) = (self.from, self.to);
-        let mut records = 0usize;
+        let range = self.from..=self.to;
+        let mut work = Work { budget, records: 0 };
         loop {
-            let phase = std::mem::replace(&mut self.phase, Phase::Done);
-            self.phase = match phase {
-                Phase::Probe {
-                    pos,
-                    mut last_key,
-                    mut in_order,
-                    mut in_range,
-                } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    let mut ended = true;
-                    while let Some(item) = decoder.next() {
-                        match item {
-                            Ok(r) if (from..=to).contains(&r.key) => {
-                                in_order &= last_key.is_none_or(|last| last <= r.key);
-                                last_key = Some(r.key);
-                                in_range += 1;
-                            }
-                            Ok(_) => {}
-                            Err(d) => {
-                                self.damage_count += 1;
-                                if self.damage.len() < MAX_DAMAGE_KEPT {
-                                    self.damage.push(d);
-                                }
-                            }
+            let slice = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Probe(probe) => {
+                    let damage = (&mut self.damage, &mut self.damage_count);
+                    match probe_slice(data, &range, probe, &mut work, damage) {
+                        Ok(probe) => {
+                            let (next, unsorted) = plan_after_probe(&probe, may_hold);
+                            self.sent_unsorted = unsorted;
+                            Slice::Next(next)
                         }
-                        records += 1;
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            ended = false;
-                            break;
-                        }
-                    }
-                    if !ended {
-                        self.phase = Phase::Probe {
-                            pos: decoder.position(),
-                            last_key,
-                            in_order,
-                            in_range,
-                        };
-                        return Step::Budget;
-                    }
-                    let index_bytes = in_range * std::mem::size_of::<(u64, u64)>();
-                    if in_range == 0 {
-                        Phase::Done
-                    } else if in_order || in_range > MAX_SORTED_RECORDS || !may_hold(index_bytes) {
-                        self.sent_unsorted = !in_order;
-                        Phase::Stream { pos: 0 }
-                    } else {
-                        Phase::Index {
-                            pos: 0,
-                            index: Vec::with_capacity(in_range),
-                        }
+                        Err(probe) => Slice::Pause(Phase::Probe(probe), Step::Budget),
                     }
                 }
-                Phase::Stream { pos } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    loop {
-                        let at = decoder.position();
-                        let Some(item) = decoder.next() else {
-                            break;
-                        };
-                        records += 1;
-                        if let Ok(r) = item {
-                            if (from..=to).contains(&r.key) && !emit(r) {
-                                self.phase = Phase::Stream { pos: at };
-                                return Step::Refused;
-                            }
-                        }
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            self.phase = Phase::Stream {
-                                pos: decoder.position(),
-                            };
-                            return Step::Budget;
-                        }
-                    }
-                    Phase::Done
-                }
-                Phase::Index { pos, mut index } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    let mut ended = true;
-                    while let Some(item) = decoder.next() {
-                        if let Ok(r) = item {
-                            if (from..=to).contains(&r.key) {
-                                index.push((r.key, r.offset));
-                            }
-                        }
-                        records += 1;
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            ended = false;
-                            break;
-                        }
-                    }
-                    if !ended {
-                        self.phase = Phase::Index {
-                            pos: decoder.position(),
-                            index,
-                        };
-                        return Step::Budget;
-                    }
-                    // Offsets are unique, so this orders equal keys by their place in the file.
-                    index.sort_unstable();
-                    Phase::Sorted { index, next: 0 }
-                }
-                Phase::Sorted { index, mut next } => {
-                    while let Some(&(_, offset)) = index.get(next) {
-                        let record = BucketDecoder::resume(data, offset as usize)
-                            .next()
-                            .and_then(Result::ok);
-                        if let Some(r) = record {
-                            if !emit(r) {
-                                self.phase = Phase::Sorted { index, next };
-                                return Step::Refused;
-                            }
-                        }
-                        next += 1;
-                        records += 1;
-                        if records >= budget.records {
-                            self.phase = Phase::Sorted { index, next };
-                            return Step::Budget;
-                        }
-                    }
-                    Phase::Done
+                Phase::Stream { pos } => stream_slice(data, &range, pos, &mut work, &mut emit),
+                Phase::Index { pos, index } => index_slice(data, &range, pos, index, &mut work),
+                Phase::Sorted { index, next } => {
+                    sorted_slice(data, index, next, &mut work, &mut emit)
                 }
                 Phase::Done => return Step::Finished,
             };
+            match slice {
+                Slice::Next(phase) => self.phase = phase,
+                Slice::Pause(phase, step) => {
+                    self.phase = phase;
+                    return step;
+                }
+            }
         }
     }
+}
+
+/// What one phase's slice of a step came to.
+enum Slice {
+    /// The phase is over: the cursor goes on with this one, in the same step.
+    Next(Phase),
+    /// The step ends with `Step` (budget used, or a record refused), to resume in this phase.
+    Pause(Phase, Step),
+}
+
+/// The work of one step so far, against its budget.
+struct Work {
+    budget: StepBudget,
+    records: usize,
+}
+
+impl Work {
+    /// Whether the step must pause after a record, `decoder` having started the slice at
+    /// `first`: its records or bytes are used up. A decoder that ended (on damage too) does not
+    /// pause: resumed there, it would report that damage again, forever when the budget runs
+    /// out right there.
+    fn used_up(&self, decoder: &BucketDecoder<'_>, first: usize) -> bool {
+        !decoder.is_done()
+            && (self.records >= self.budget.records
+                || decoder.position() - first >= self.budget.bytes)
+    }
+}
+
+/// The probe over a slice: notes whether the in-range keys come in order and counts them, and
+/// keeps the damage it meets. `Ok` when the bucket is probed, `Err` when the budget ran out.
+fn probe_slice(
+    data: &[u8],
+    range: &RangeInclusive<u64>,
+    mut probe: Probe,
+    work: &mut Work,
+    (damage, damage_count): (&mut Vec<Damage>, &mut u64),
+) -> Result<Probe, Probe> {
+    let mut decoder = BucketDecoder::resume(data, probe.pos);
+    let first = decoder.position();
+    while let Some(item) = decoder.next() {
+        match item {
+            Ok(r) if range.contains(&r.key) => {
+                probe.in_order &= probe.last_key.is_none_or(|last| last <= r.key);
+                probe.last_key = Some(r.key);
+                probe.in_range += 1;
+            }
+            Ok(_) => {}
+            Err(d) => {
+                *damage_count += 1;
+                if damage.len() < MAX_DAMAGE_KEPT {
+                    damage.push(d);
+                }
+            }
+        }
+        work.records += 1;
+        if work.used_up(&decoder, first) {
+            probe.pos = decoder.position();
+            return Err(probe);
+        }
+    }
+    Ok(probe)
+}
+
+/// What follows the probe: nothing in range; the records in file order (in order already, or
+/// too many to sort, or no memory granted for the index: `true`, sent unsorted, unless they
+/// were in order); or an index to sort.
+fn plan_after_probe(probe: &Probe, may_hold: &mut dyn FnMut(usize) -> bool) -> (Phase, bool) {
+    let index_bytes = probe.in_range * std::mem::size_of::<(u64, u64)>();
+    if probe.in_range == 0 {
+        (Phase::Done, false)
+    } else if probe.in_order || probe.in_range > MAX_SORTED_RECORDS || !may_hold(index_bytes) {
+        (Phase::Stream { pos: 0 }, !probe.in_order)
+    } else {
+        let index = Vec::with_capacity(probe.in_range);
+        (Phase::Index { pos: 0, index }, false)
+    }
+}
+
+/// Sends the in-range records of a slice in file order.
+fn stream_slice(
+    data: &[u8],
+    range: &RangeInclusive<u64>,
+    pos: usize,
+    work: &mut Work,
+    emit: &mut impl FnMut(Record<'_>) -> bool,
+) -> Slice {
+    let mut decoder = BucketDecoder::resume(data, pos);
+    let first = decoder.position();
+    loop {
+        let at = decoder.position();
+        let Some(item) = decoder.next() else {
+            return Slice::Next(Phase::Done);
+        };
+        work.records += 1;
+        if let Ok(r) = item {
+            if range.contains(&r.key) && !emit(r) {
+                return Slice::Pause(Phase::Stream { pos: at }, Step::Refused);
+            }
+        }
+        if work.used_up(&decoder, first) {
+            let pos = decoder.position();
+            return Slice::Pause(Phase::Stream { pos }, Step::Budget);
+        }
+    }
+}
+
+/// Collects `(key, offset)` of the in-range records of a slice; sorts them at the end.
+fn index_slice(
+    data: &[u8],
+    range: &RangeInclusive<u64>,
+    pos: usize,
+    mut index: Vec<(u64, u64)>,
+    work: &mut Work,
+) -> Slice {
+    let mut decoder = BucketDecoder::resume(data, pos);
+    let first = decoder.position();
+    while let Some(item) = decoder.next() {
+        if let Ok(r) = item {
+            if range.contains(&r.key) {
+                index.push((r.key, r.offset));
+            }
+        }
+        work.records += 1;
+        if work.used_up(&decoder, first) {
+            let pos = decoder.position();
+            return Slice::Pause(Phase::Index { pos, index }, Step::Budget);
+        }
+    }
+    // Offsets are unique, so this orders equal keys by their place in the file.
+    index.sort_unstable();
+    Slice::Next(Phase::Sorted { index, next: 0 })
+}
+
+/// Sends the records of the sorted index from `next` on.
+fn sorted_slice(
+    data: &[u8],
+    index: Vec<(u64, u64)>,
+    mut next: usize,
+    work: &mut Work,
+    emit: &mut impl FnMut(Record<'_>) -> bool,
+) -> Slice {
+    while let Some(&(key, offset)) = index.get(next) {
+        let record = BucketDecoder::resume(data, offset as usize)
+            .next()
+            .and_then(Result::ok);
+        if let Some(r) = record {
+            // The pair of the probe's read: the map does not change under a read (no writer
+            // truncates a mapped bucket), so the record reads back as indexed.
+            debug_assert_eq!(r.key, key, "record at {offset} reads back with its key");
+            if !emit(r) {
+                return Slice::Pause(Phase::Sorted { index, next }, Step::Refused);
+            }
+        }
+        next += 1;
+        work.records += 1;
+        if work.records >= work.budget.records {
+            return Slice::Pause(Phase::Sorted { index, next }, Step::Budget);
+        }
+    }
+    Slice::Next(Phase::Done)
 }
