@@ -18,7 +18,9 @@ pub mod journal;
 pub mod writers;
 
 use crate::config::FsyncPolicy;
-use crate::storage::{recover_tail, BucketId, BucketWriter, StorageError};
+use crate::storage::{
+    recover_tail, BucketId, BucketWriter, IndexBuilder, StorageError, WriterOptions,
+};
 use channels::ChannelInfo;
 use durability::SyncJob;
 use journal::Journal;
@@ -44,6 +46,8 @@ pub struct EngineLimits {
     pub max_open_buckets_per_channel: usize,
     pub max_channels: usize,
     pub fsync: FsyncPolicy,
+    /// Bytes of records per stretch of a bucket's time index.
+    pub index_interval_bytes: u32,
 }
 
 #[derive(Debug, Error)]
@@ -236,7 +240,14 @@ impl Engine {
         let path = id.path_in(&channel_dir);
         let existed_len = fs::metadata(&path).ok().map(|m| m.len());
         let allow_cut = !self.mapped.contains_key(&path);
-        let writer = BucketWriter::open_if(&path, self.limits.write_buffer_bytes, allow_cut)?;
+        let writer = BucketWriter::open_with(
+            &path,
+            WriterOptions {
+                buffer_limit_bytes: self.limits.write_buffer_bytes,
+                index_interval_bytes: self.limits.index_interval_bytes,
+                allow_cut,
+            },
+        )?;
         if let Some(journal) = &mut self.journal {
             journal
                 .record_open(channel, id)
@@ -314,6 +325,10 @@ impl Engine {
             let lost = bucket.writer.buffered_bytes();
             tracing::error!("closing bucket of {channel}: {e}; {lost} buffered bytes are lost");
             self.write_failure.get_or_insert_with(|| e.to_string());
+        }
+        if let Err(e) = bucket.writer.write_index() {
+            // Reads rebuild a missing index; only time is lost.
+            tracing::warn!("closing bucket of {channel}: cannot save its index: {e}");
         }
         if bucket.dirty {
             self.closed_unsynced.push(bucket.writer.file_handle());
@@ -425,6 +440,14 @@ impl Engine {
 
     pub fn open_bucket_count(&self) -> usize {
         self.writers.len()
+    }
+
+    /// The index the writer of bucket `id` of `channel` keeps, when the bucket is open for
+    /// writing (its index file is only saved when the writer closes).
+    pub fn live_index(&self, channel: &str, id: BucketId) -> Option<&IndexBuilder> {
+        self.writers
+            .peek(channel, id)
+            .map(|bucket| bucket.writer.index())
     }
 
     /// A read maps `path` (until [`unmapped`](Self::unmapped)).

@@ -1,8 +1,12 @@
 //! The scan stream behind GetRange and GetAll: visits the channel's bucket files overlapping the
 //! range in bucket order ([`RangeScan`]), sends the records in range whose value passes the filter
-//! as LZ4 batches, and ends with Ok.
+//! as LZ4 batches (or uncompressed batches when the request's flags ask for them), and ends with
+//! Ok.
 //!
 //! - Read-your-writes: the channel's write buffers are flushed when the read starts.
+//! - Each bucket is read with its time index ([`crate::storage::index`]): the writer's for a
+//!   bucket open for writing, else the index file; a missing, stale or damaged index is rebuilt
+//!   by the read (in budgeted slices, as any read) and saved.
 //! - Bounded work per step ([`STEP_BUDGET`], [`BUCKETS_PER_STEP`]): a bucket is read in slices
 //!   ([`BucketCursor`]), so neither a huge bucket nor a filter that matches nothing holds the
 //!   loop, and a bucket already in key order is sent without any index in memory.
@@ -15,10 +19,12 @@
 use crate::engine::Engine;
 use crate::service::LogfilesNode;
 use crate::storage::scan::{BucketCursor, Step, StepBudget, MAX_SORTED_RECORDS};
-use crate::storage::RangeScan;
+use crate::storage::{CursorOptions, IndexSource, RangeScan};
 use memchr::memmem::Finder;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
-use node_core::protocol::logfiles::{Filter, FilterMode, ITEM_RECORD_BATCH};
+use node_core::protocol::logfiles::{
+    Filter, FilterMode, ReadFlags, ITEM_RECORD_BATCH, ITEM_RECORD_BATCH_UNCOMPRESSED,
+};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, StreamOut, StreamStep, StreamTask};
 
@@ -79,16 +85,47 @@ impl ValueFilter {
     }
 }
 
-/// Starts a read of `[from, to]` of `channel` (the name was checked).
+/// What a read asks for: `[from, to]` of `channel` (the name was checked), its filter and flags.
+pub(super) struct ReadRequest<'a> {
+    pub name: &'static str,
+    pub channel: &'a str,
+    pub from: u64,
+    pub to: u64,
+    pub filter: Filter<'a>,
+    pub flags: ReadFlags,
+}
+
+/// Logs what a read did about its bucket's index: a rebuild at debug (expected after a crash,
+/// for reference buckets and buckets of older versions), a failure to save it as a warning.
+fn log_index_use(request_name: &str, channel: &str, bucket: &BucketCursor) {
+    if let Some(IndexSource::Built(why)) = &bucket.index_source {
+        tracing::debug!(
+            "{request_name} {channel}: {}: index rebuilt ({why})",
+            bucket.path.display()
+        );
+    }
+    if let Some(error) = &bucket.index_save_error {
+        tracing::warn!(
+            "{request_name} {channel}: {}: cannot save the rebuilt index: {error}",
+            bucket.path.display()
+        );
+    }
+}
+
+/// Starts a read.
 pub(super) fn start(
     node: &mut LogfilesNode,
-    request_name: &'static str,
-    channel: &str,
-    from: u64,
-    to: u64,
-    filter: Filter<'_>,
+    request: ReadRequest<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<LogfilesNode> {
+    let ReadRequest {
+        name: request_name,
+        channel,
+        from,
+        to,
+        filter,
+        flags,
+    } = request;
     let filter = match ValueFilter::compile(&filter) {
         Ok(filter) => filter,
         Err(message) => {
@@ -101,8 +138,12 @@ pub(super) fn start(
         reply.ok(&[]);
         return Handled::Replied;
     };
+    let options = CursorOptions {
+        index_interval_bytes: node.engine.limits().index_interval_bytes,
+        save_index: true,
+    };
     let scan = match RangeScan::new(dir, from, to) {
-        Ok(scan) => scan,
+        Ok(scan) => scan.with_options(options),
         Err(error) => {
             tracing::error!("{request_name} {channel}: {error}");
             reply.error(Status::InternalError, error);
@@ -118,6 +159,7 @@ pub(super) fn start(
         current: None,
         filter,
         batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
+        uncompressed: flags.uncompressed,
     }))
 }
 
@@ -130,12 +172,20 @@ struct ReadStream {
     current: Option<BucketCursor>,
     filter: ValueFilter,
     batch: BatchBuilder,
+    /// Send uncompressed batches (the request's flags asked for them).
+    uncompressed: bool,
 }
 
 impl ReadStream {
     fn send_batch(&mut self, out: &mut StreamOut<'_>) {
         let batch = &mut self.batch;
-        out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
+        if self.uncompressed {
+            out.item_with(ITEM_RECORD_BATCH_UNCOMPRESSED, |body| {
+                batch.finish_uncompressed_into(body)
+            });
+        } else {
+            out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
+        }
     }
 
     /// Lets go of the current bucket, logging its damage.
@@ -153,6 +203,7 @@ impl ReadStream {
                 bucket.damage_count
             );
         }
+        log_index_use(self.request_name, &self.channel, &bucket);
         if bucket.sent_unsorted {
             tracing::warn!(
                 "{} {}: {}: more than {MAX_SORTED_RECORDS} records out of key order; sent in \
@@ -167,7 +218,11 @@ impl ReadStream {
     /// Opens the next bucket when there is none. Returns false at the end of the scan.
     fn advance(&mut self, engine: &mut Engine) -> bool {
         while self.current.is_none() {
-            match self.scan.next_cursor() {
+            let channel = &self.channel;
+            let next = self
+                .scan
+                .next_cursor_with(|bucket| engine.live_index(channel, bucket.id));
+            match next {
                 None => return false,
                 Some(Ok(bucket)) => {
                     engine.mapped(&bucket.path);

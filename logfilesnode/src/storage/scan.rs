@@ -5,17 +5,26 @@
 //!
 //! Order: records of a bucket are stored in append order, which need not be key order (the
 //! reference's "unordered put" tests write keys in any order). Each bucket's in-range records
-//! are therefore sorted by key (stably: records with equal keys keep their append order); the
-//! sort is skipped when they are already in order. As buckets are time-ordered, the scan yields
-//! keys in ascending order — as long as every record sits in the bucket its key belongs to,
-//! which our writer guarantees (a misplaced record in a reference file is still returned when in
-//! range, just not in key order; `check` reports it). Memory per bucket: one 24-byte index entry
-//! per in-range record.
+//! are therefore returned sorted by key (stably: records with equal keys keep their append
+//! order). As buckets are time-ordered, the scan yields keys in ascending order — as long as
+//! every record sits in the bucket its key belongs to, which our writer guarantees (a misplaced
+//! record in a reference file is still returned when in range, just not in key order; `check`
+//! reports it).
 //!
-//! Damaged records are skipped and reported per bucket ([`ScannedBucket::damage`]); the scan
-//! carries on with the next bucket.
+//! Two readers: [`BucketCursor`] (the node's, through [`RangeScan::next_cursor`] and
+//! [`RangeScan::for_each`]) reads in budgeted slices and uses the bucket's time index
+//! ([`super::index`]) to start at the first stretch that can hold `from` and stop after `to`;
+//! [`ScannedBucket`] ([`RangeScan::next_bucket`]) decodes the whole bucket and sorts an index of
+//! its in-range records in memory (24 bytes per record) — the plain reader the tests compare
+//! the cursor with.
+//!
+//! Damaged records are skipped and reported per bucket ([`ScannedBucket::damage`],
+//! [`BucketCursor::damage`]); the scan carries on with the next bucket.
 
 use super::format::{BucketDecoder, Damage, Record};
+use super::index::{
+    load_index, save_index, BucketIndex, IndexBuilder, IndexProblem, DEFAULT_INDEX_INTERVAL_BYTES,
+};
 use super::layout::{list_buckets, BucketFile, BucketId};
 use super::writer::map_file;
 use super::StorageError;
@@ -32,6 +41,7 @@ pub struct RangeScan {
     buckets: std::vec::IntoIter<BucketFile>,
     from: u64,
     to: u64,
+    options: CursorOptions,
 }
 
 impl RangeScan {
@@ -44,7 +54,13 @@ impl RangeScan {
             buckets: buckets.into_iter(),
             from,
             to,
+            options: CursorOptions::default(),
         })
+    }
+
+    /// The same scan, its cursors using and keeping indexes as `options` say.
+    pub fn with_options(self, options: CursorOptions) -> Self {
+        RangeScan { options, ..self }
     }
 
     /// A scan with nothing (left) to visit.
@@ -53,6 +69,7 @@ impl RangeScan {
             buckets: Vec::new().into_iter(),
             from: 1,
             to: 0,
+            options: CursorOptions::default(),
         }
     }
 
@@ -71,8 +88,25 @@ impl RangeScan {
     /// Opens the next bucket for reading in slices ([`BucketCursor`]). An error concerns that
     /// bucket only; the caller may go on with the next.
     pub fn next_cursor(&mut self) -> Option<Result<BucketCursor, StorageError>> {
+        self.next_cursor_with(|_| None)
+    }
+
+    /// [`next_cursor`](Self::next_cursor), reading with `live(bucket)` when it gives an index:
+    /// the one the node's writer keeps of a bucket it has open (exact for every record it
+    /// appended; the index file of such a bucket is only written when the writer closes).
+    pub fn next_cursor_with<'i>(
+        &mut self,
+        live: impl FnOnce(&BucketFile) -> Option<&'i IndexBuilder>,
+    ) -> Option<Result<BucketCursor, StorageError>> {
         let bucket = self.buckets.next()?;
-        Some(BucketCursor::open(bucket, self.from, self.to))
+        let index = live(&bucket);
+        Some(BucketCursor::open(
+            bucket,
+            self.from,
+            self.to,
+            self.options,
+            index,
+        ))
     }
 
     /// Calls `f` for every record in range, in order, and returns the damage of all buckets.
@@ -218,18 +252,61 @@ pub enum Step {
     Finished,
 }
 
+/// Where the index a [`BucketCursor`] reads with came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexSource {
+    /// The bucket's index file, checked against the bucket.
+    File,
+    /// The index the node's writer keeps of a bucket it has open.
+    Live,
+    /// There was no usable index (why): the read decoded the whole bucket and built one.
+    Built(IndexProblem),
+}
+
+/// What a pass over the whole bucket learns of its in-range records.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    last_key: Option<u64>,
+    in_order: bool,
+    in_range: usize,
+}
+
+impl Probe {
+    fn new() -> Self {
+        Probe {
+            last_key: None,
+            in_order: true,
+            in_range: 0,
+        }
+    }
+
+    fn note(&mut self, key: u64) {
+        self.in_order &= self.last_key.is_none_or(|last| last <= key);
+        self.last_key = Some(key);
+        self.in_range += 1;
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
-    /// Decoding the whole bucket once to learn whether its in-range keys are in order.
+    /// No usable index: decoding the whole bucket once (checksums included), building its
+    /// index and learning whether the in-range keys come in order.
+    Build {
+        pos: usize,
+        probe: Probe,
+        builder: Box<IndexBuilder>,
+    },
+    /// The index says the bucket is not in key order: decoding it once to learn whether its
+    /// in-range keys are.
     Probe {
         pos: usize,
-        last_key: Option<u64>,
-        in_order: bool,
-        in_range: usize,
+        probe: Probe,
     },
-    /// In order: sending records in file order.
+    /// Sending records in file order from `pos`. `stop_past_to`: the bucket is in key order,
+    /// so the first key past `to` ends it.
     Stream {
         pos: usize,
+        stop_past_to: bool,
     },
     /// Out of order: collecting `(key, offset)` of the in-range records.
     Index {
@@ -244,18 +321,42 @@ enum Phase {
     Done,
 }
 
+/// How the cursors of a [`RangeScan`] use and keep bucket indexes.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorOptions {
+    /// The interval of the indexes a read builds.
+    pub index_interval_bytes: u32,
+    /// Save the index a read had to build next to its bucket (the node does; tools reading a
+    /// directory they must not change do not).
+    pub save_index: bool,
+}
+
+impl Default for CursorOptions {
+    fn default() -> Self {
+        CursorOptions {
+            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            save_index: false,
+        }
+    }
+}
+
 /// One bucket file read in slices, so that a reader of a large bucket never holds the caller
 /// (an event loop) for long and never holds an index of a bucket that is in key order:
 ///
-/// 1. probe: decode the file (checksums included) and note whether the in-range keys come in
-///    non-decreasing order — the usual case for time-stamped logs;
-/// 2. in order: decode again from the first record and emit the in-range ones as they come;
-///    out of order: collect `(key, offset)` of the in-range records (at most
-///    [`MAX_SORTED_RECORDS`]), sort them (stable for equal keys: by offset), and emit in key
-///    order. Beyond the limit the bucket is emitted in file order with a warning.
+/// - **in key order** (the usual case for time-stamped logs; the bucket's index says so): the
+///   read starts at the index's stretch for `from` and sends records in file order until the
+///   first key past `to`;
+/// - **no usable index** (missing, stale, damaged: see [`super::index`]): decode the whole file
+///   once (checksums included), building the index (saved when
+///   [`CursorOptions::save_index`]), then go on as above when the bucket is in order;
+/// - **out of key order**: decode the whole file and note whether the in-range keys come in
+///   order; if so send them in file order, else collect `(key, offset)` of the in-range
+///   records (at most [`MAX_SORTED_RECORDS`]), sort them (stable for equal keys: by offset) and
+///   emit in key order. Beyond the limit the bucket is emitted in file order with a warning.
 ///
-/// Damage is collected during the probe (the first [`MAX_DAMAGE_KEPT`] items, all counted);
-/// later passes skip the same records.
+/// Damage is collected by the first pass that sees it (the first [`MAX_DAMAGE_KEPT`] items,
+/// all counted); later passes skip the same records. A read that seeks sees only the damage in
+/// the part of the bucket it reads.
 #[derive(Debug)]
 pub struct BucketCursor {
     pub id: BucketId,
@@ -269,178 +370,364 @@ pub struct BucketCursor {
     pub damage_count: u64,
     /// Set when an out-of-order bucket had too many records to sort.
     pub sent_unsorted: bool,
+    /// Where the index came from; `None` for an empty file.
+    pub index_source: Option<IndexSource>,
+    /// The read seeks with the index and stops past `to` (the bucket is in key order).
+    pub seeks: bool,
+    /// Records and damaged spans decoded so far, by every pass.
+    pub records_decoded: u64,
+    /// Why a built index could not be saved (the read goes on without saving it).
+    pub index_save_error: Option<String>,
+    /// Streaming collects damage (no whole-bucket pass ran before).
+    stream_damage: bool,
+    options: CursorOptions,
+}
+
+fn note_damage(damage: &mut Vec<Damage>, count: &mut u64, item: Damage) {
+    *count += 1;
+    if damage.len() < MAX_DAMAGE_KEPT {
+        damage.push(item);
+    }
+}
+
+/// Whether a decoder should stop for the budget (never one that ended on damage: resuming it
+/// would report that damage again, forever when the budget runs out right there).
+fn over_budget(
+    decoder: &BucketDecoder<'_>,
+    first: usize,
+    records: usize,
+    budget: StepBudget,
+) -> bool {
+    !decoder.is_done() && (records >= budget.records || decoder.position() - first >= budget.bytes)
 }
 
 impl BucketCursor {
-    fn open(bucket: BucketFile, from: u64, to: u64) -> Result<Self, StorageError> {
+    fn open(
+        bucket: BucketFile,
+        from: u64,
+        to: u64,
+        options: CursorOptions,
+        live: Option<&IndexBuilder>,
+    ) -> Result<Self, StorageError> {
         let file = File::open(&bucket.path).map_err(|e| StorageError::io(&bucket.path, e))?;
         let map = map_file(&file).map_err(|e| StorageError::io(&bucket.path, e))?;
-        Ok(BucketCursor {
+        let mut cursor = BucketCursor {
             id: bucket.id,
             path: bucket.path,
             map,
             from,
             to,
-            phase: Phase::Probe {
-                pos: 0,
-                last_key: None,
-                in_order: true,
-                in_range: 0,
-            },
+            phase: Phase::Done,
             damage: Vec::new(),
             damage_count: 0,
             sent_unsorted: false,
-        })
+            index_source: None,
+            seeks: false,
+            records_decoded: 0,
+            index_save_error: None,
+            stream_damage: false,
+            options,
+        };
+        if cursor.map.is_some() {
+            cursor.phase = cursor.first_phase(live);
+        }
+        Ok(cursor)
+    }
+
+    /// The first phase: from the writer's index, the index file, or a build.
+    fn first_phase(&mut self, live: Option<&IndexBuilder>) -> Phase {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let planned = match live {
+            Some(builder) => plan(builder.index(), data, self.from).map(|p| (p, IndexSource::Live)),
+            None => load_index(&self.path)
+                .and_then(|index| index.validate(data).map(|()| index))
+                .and_then(|index| plan(&index, data, self.from))
+                .map(|p| (p, IndexSource::File)),
+        };
+        match planned {
+            Ok((phase, source)) => {
+                self.index_source = Some(source);
+                self.seeks = matches!(phase, Phase::Stream { .. });
+                self.stream_damage = self.seeks;
+                phase
+            }
+            Err(problem) => {
+                self.index_source = Some(IndexSource::Built(problem));
+                Phase::Build {
+                    pos: 0,
+                    probe: Probe::new(),
+                    builder: Box::new(IndexBuilder::new(self.options.index_interval_bytes)),
+                }
+            }
+        }
     }
 
     /// Does up to `budget` of work, offering the in-range records, in key order, to `emit`
     /// (which returns false to refuse one: it is offered again by the next call).
     pub fn step(&mut self, budget: StepBudget, mut emit: impl FnMut(Record<'_>) -> bool) -> Step {
-        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        let (from, to) = (self.from, self.to);
         let mut records = 0usize;
         loop {
             let phase = std::mem::replace(&mut self.phase, Phase::Done);
             self.phase = match phase {
-                Phase::Probe {
+                Phase::Build {
                     pos,
-                    mut last_key,
-                    mut in_order,
-                    mut in_range,
+                    mut probe,
+                    mut builder,
                 } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    let mut ended = true;
-                    while let Some(item) = decoder.next() {
-                        match item {
-                            Ok(r) if (from..=to).contains(&r.key) => {
-                                in_order &= last_key.is_none_or(|last| last <= r.key);
-                                last_key = Some(r.key);
-                                in_range += 1;
-                            }
-                            Ok(_) => {}
-                            Err(d) => {
-                                self.damage_count += 1;
-                                if self.damage.len() < MAX_DAMAGE_KEPT {
-                                    self.damage.push(d);
-                                }
-                            }
-                        }
-                        records += 1;
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            ended = false;
-                            break;
-                        }
-                    }
-                    if !ended {
-                        self.phase = Phase::Probe {
-                            pos: decoder.position(),
-                            last_key,
-                            in_order,
-                            in_range,
-                        };
-                        return Step::Budget;
-                    }
-                    if in_range == 0 {
-                        Phase::Done
-                    } else if in_order || in_range > MAX_SORTED_RECORDS {
-                        self.sent_unsorted = !in_order;
-                        Phase::Stream { pos: 0 }
-                    } else {
-                        Phase::Index {
-                            pos: 0,
-                            index: Vec::with_capacity(in_range),
-                        }
-                    }
-                }
-                Phase::Stream { pos } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    loop {
-                        let at = decoder.position();
-                        let Some(item) = decoder.next() else {
-                            break;
-                        };
-                        records += 1;
-                        if let Ok(r) = item {
-                            if (from..=to).contains(&r.key) && !emit(r) {
-                                self.phase = Phase::Stream { pos: at };
-                                return Step::Refused;
-                            }
-                        }
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            self.phase = Phase::Stream {
-                                pos: decoder.position(),
+                    match self.decode_all(pos, &mut probe, Some(&mut builder), budget, &mut records)
+                    {
+                        Some(pos) => {
+                            self.phase = Phase::Build {
+                                pos,
+                                probe,
+                                builder,
                             };
                             return Step::Budget;
                         }
+                        None => self.finish_build(probe, &builder),
                     }
-                    Phase::Done
                 }
-                Phase::Index { pos, mut index } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    let mut ended = true;
-                    while let Some(item) = decoder.next() {
-                        if let Ok(r) = item {
-                            if (from..=to).contains(&r.key) {
-                                index.push((r.key, r.offset));
-                            }
-                        }
-                        records += 1;
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            ended = false;
-                            break;
-                        }
-                    }
-                    if !ended {
-                        self.phase = Phase::Index {
-                            pos: decoder.position(),
-                            index,
-                        };
-                        return Step::Budget;
-                    }
-                    // Offsets are unique, so this orders equal keys by their place in the file.
-                    index.sort_unstable();
-                    Phase::Sorted { index, next: 0 }
-                }
-                Phase::Sorted { index, mut next } => {
-                    while let Some(&(_, offset)) = index.get(next) {
-                        let record = BucketDecoder::resume(data, offset as usize)
-                            .next()
-                            .and_then(Result::ok);
-                        if let Some(r) = record {
-                            if !emit(r) {
-                                self.phase = Phase::Sorted { index, next };
-                                return Step::Refused;
-                            }
-                        }
-                        next += 1;
-                        records += 1;
-                        if records >= budget.records {
-                            self.phase = Phase::Sorted { index, next };
+                Phase::Probe { pos, mut probe } => {
+                    match self.decode_all(pos, &mut probe, None, budget, &mut records) {
+                        Some(pos) => {
+                            self.phase = Phase::Probe { pos, probe };
                             return Step::Budget;
                         }
+                        None => self.after_probe(probe),
                     }
-                    Phase::Done
+                }
+                Phase::Stream { pos, stop_past_to } => {
+                    match self.stream(pos, stop_past_to, budget, &mut records, &mut emit) {
+                        Ok(phase) => phase,
+                        Err((phase, step)) => {
+                            self.phase = phase;
+                            return step;
+                        }
+                    }
+                }
+                Phase::Index { pos, index } => match self.collect(pos, index, budget, &mut records)
+                {
+                    Ok(phase) => phase,
+                    Err(phase) => {
+                        self.phase = phase;
+                        return Step::Budget;
+                    }
+                },
+                Phase::Sorted { index, next } => {
+                    match self.send_sorted(index, next, budget, &mut records, &mut emit) {
+                        Ok(()) => Phase::Done,
+                        Err((phase, step)) => {
+                            self.phase = phase;
+                            return step;
+                        }
+                    }
                 }
                 Phase::Done => return Step::Finished,
             };
         }
     }
+
+    /// Decodes from `pos` to the end of the bucket or until the budget is used, noting damage,
+    /// the order of the in-range keys and, with `builder`, every record in the index. Returns
+    /// where to resume, or `None` at the end.
+    fn decode_all(
+        &mut self,
+        pos: usize,
+        probe: &mut Probe,
+        mut builder: Option<&mut IndexBuilder>,
+        budget: StepBudget,
+        records: &mut usize,
+    ) -> Option<usize> {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let mut decoder = BucketDecoder::resume(data, pos);
+        let first = decoder.position();
+        while let Some(item) = decoder.next() {
+            match item {
+                Ok(r) => {
+                    if let Some(builder) = builder.as_deref_mut() {
+                        builder.push(r.offset, r.key);
+                    }
+                    if (self.from..=self.to).contains(&r.key) {
+                        probe.note(r.key);
+                    }
+                }
+                Err(d) => note_damage(&mut self.damage, &mut self.damage_count, d),
+            }
+            *records += 1;
+            self.records_decoded += 1;
+            if over_budget(&decoder, first, *records, budget) {
+                return Some(decoder.position());
+            }
+        }
+        None
+    }
+
+    /// After a build: saves the index and seeks with it when the bucket is in order.
+    fn finish_build(&mut self, probe: Probe, builder: &IndexBuilder) -> Phase {
+        let len = self.map.as_deref().map_or(0, <[u8]>::len) as u64;
+        let index = builder.finish(len);
+        if self.options.save_index {
+            if let Err(e) = save_index(&self.path, &index) {
+                self.index_save_error = Some(e.to_string());
+            }
+        }
+        if !index.in_order {
+            return self.after_probe(probe);
+        }
+        self.seeks = true;
+        if probe.in_range == 0 {
+            return Phase::Done;
+        }
+        let pos = index.seek(self.from, len).map_or(0, |e| e.offset as usize);
+        Phase::Stream {
+            pos,
+            stop_past_to: true,
+        }
+    }
+
+    /// After a whole-bucket pass of an out-of-order bucket: how to send its in-range records.
+    fn after_probe(&mut self, probe: Probe) -> Phase {
+        if probe.in_range == 0 {
+            Phase::Done
+        } else if probe.in_order || probe.in_range > MAX_SORTED_RECORDS {
+            self.sent_unsorted = !probe.in_order;
+            Phase::Stream {
+                pos: 0,
+                stop_past_to: false,
+            }
+        } else {
+            Phase::Index {
+                pos: 0,
+                index: Vec::with_capacity(probe.in_range),
+            }
+        }
+    }
+
+    /// Sends in-range records in file order from `pos`. `Ok`: the next phase; `Err`: the phase
+    /// to resume and why the step ends.
+    fn stream(
+        &mut self,
+        pos: usize,
+        stop_past_to: bool,
+        budget: StepBudget,
+        records: &mut usize,
+        emit: &mut impl FnMut(Record<'_>) -> bool,
+    ) -> Result<Phase, (Phase, Step)> {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let (from, to) = (self.from, self.to);
+        let mut decoder = BucketDecoder::resume(data, pos);
+        let first = decoder.position();
+        loop {
+            let at = decoder.position();
+            let Some(item) = decoder.next() else {
+                return Ok(Phase::Done);
+            };
+            *records += 1;
+            self.records_decoded += 1;
+            match item {
+                Ok(r) if stop_past_to && r.key > to => return Ok(Phase::Done),
+                Ok(r) if (from..=to).contains(&r.key) && !emit(r) => {
+                    // Offered again next time: not counted twice as decoded.
+                    self.records_decoded -= 1;
+                    let phase = Phase::Stream {
+                        pos: at,
+                        stop_past_to,
+                    };
+                    return Err((phase, Step::Refused));
+                }
+                Ok(_) => {}
+                Err(d) if self.stream_damage => {
+                    note_damage(&mut self.damage, &mut self.damage_count, d);
+                }
+                Err(_) => {}
+            }
+            if over_budget(&decoder, first, *records, budget) {
+                let pos = decoder.position();
+                return Err((Phase::Stream { pos, stop_past_to }, Step::Budget));
+            }
+        }
+    }
+
+    /// Collects `(key, offset)` of the in-range records; sorts them at the end. `Err`: the
+    /// phase to resume after the budget ran out.
+    fn collect(
+        &mut self,
+        pos: usize,
+        mut index: Vec<(u64, u64)>,
+        budget: StepBudget,
+        records: &mut usize,
+    ) -> Result<Phase, Phase> {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let mut decoder = BucketDecoder::resume(data, pos);
+        let first = decoder.position();
+        while let Some(item) = decoder.next() {
+            if let Ok(r) = item {
+                if (self.from..=self.to).contains(&r.key) {
+                    index.push((r.key, r.offset));
+                }
+            }
+            *records += 1;
+            self.records_decoded += 1;
+            if over_budget(&decoder, first, *records, budget) {
+                return Err(Phase::Index {
+                    pos: decoder.position(),
+                    index,
+                });
+            }
+        }
+        // Offsets are unique, so this orders equal keys by their place in the file.
+        index.sort_unstable();
+        Ok(Phase::Sorted { index, next: 0 })
+    }
+
+    /// Sends the sorted in-range records from `next`. `Err`: the phase to resume and why.
+    fn send_sorted(
+        &mut self,
+        index: Vec<(u64, u64)>,
+        mut next: usize,
+        budget: StepBudget,
+        records: &mut usize,
+        emit: &mut impl FnMut(Record<'_>) -> bool,
+    ) -> Result<(), (Phase, Step)> {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        while let Some(&(_, offset)) = index.get(next) {
+            let record = BucketDecoder::resume(data, offset as usize)
+                .next()
+                .and_then(Result::ok);
+            if let Some(r) = record {
+                if !emit(r) {
+                    return Err((Phase::Sorted { index, next }, Step::Refused));
+                }
+            }
+            next += 1;
+            *records += 1;
+            self.records_decoded += 1;
+            if *records >= budget.records {
+                return Err((Phase::Sorted { index, next }, Step::Budget));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first phase a usable index gives: seek when in order (after checking the entry sought),
+/// else the whole-bucket pass of an out-of-order bucket.
+fn plan(index: &BucketIndex, data: &[u8], from: u64) -> Result<Phase, IndexProblem> {
+    if !index.in_order {
+        return Ok(Phase::Probe {
+            pos: 0,
+            probe: Probe::new(),
+        });
+    }
+    let pos = match index.seek(from, data.len() as u64) {
+        None => 0,
+        Some(entry) => {
+            index.check_entry(data, entry)?;
+            entry.offset as usize
+        }
+    };
+    Ok(Phase::Stream {
+        pos,
+        stop_past_to: true,
+    })
 }

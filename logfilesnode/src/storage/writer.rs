@@ -11,11 +11,21 @@
 //! Records are collected in a write buffer and written with one `write(2)` when it passes the
 //! buffer limit, on [`BucketWriter::flush`] and on [`BucketWriter::sync`] (which also fsyncs).
 //! Dropping a writer flushes but does not fsync.
+//!
+//! The time index ([`super::index`]): a writer keeps the index of its bucket in memory, built
+//! from the existing records when it opens the file (tail recovery decodes them anyway) and
+//! extended by every append; readers of a bucket open for writing use it
+//! ([`BucketWriter::index`]). It is saved to `<bucket>.idx` when the writer is closed
+//! ([`BucketWriter::write_index`], and on drop). Appended records are never dropped from the
+//! buffer (a failed write keeps them for the retry), so every entry stays the offset of a record
+//! in the file once it is written. Creating a bucket file deletes an index left from an earlier
+//! file of that name.
 
 use super::format::{
     detect, encode_record, file_header, BucketDecoder, BucketFormat, DamageKind, Detected,
     FILE_HEADER_BYTES, MAX_VALUE_BYTES,
 };
+use super::index::{remove_index, save_index, IndexBuilder, DEFAULT_INDEX_INTERVAL_BYTES};
 use super::StorageError;
 use memmap2::Mmap;
 use std::fs::{self, File, OpenOptions};
@@ -66,6 +76,15 @@ pub fn recover_tail(path: &Path) -> Result<TailRecovery, StorageError> {
 /// anything, refuses with [`StorageError::TailNeedsCut`] without changing the file (for a node
 /// that has the file memory-mapped for a read at that moment).
 pub fn recover_tail_if(path: &Path, allow_cut: bool) -> Result<TailRecovery, StorageError> {
+    recover(path, allow_cut, None)
+}
+
+/// [`recover_tail_if`], offering every good record to `index` on the way.
+fn recover(
+    path: &Path,
+    allow_cut: bool,
+    mut index: Option<&mut IndexBuilder>,
+) -> Result<TailRecovery, StorageError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -87,6 +106,9 @@ pub fn recover_tail_if(path: &Path, allow_cut: bool) -> Result<TailRecovery, Sto
             let mut decoder = BucketDecoder::new(data);
             let mut tail_reason = None;
             for item in decoder.by_ref() {
+                if let (Ok(record), Some(index)) = (&item, index.as_deref_mut()) {
+                    index.push(record.offset, record.key);
+                }
                 // Only the last damage can reach the end of the file.
                 tail_reason = item.err().map(|d| d.kind);
             }
@@ -126,6 +148,21 @@ pub struct BucketWriter {
     written_len_bytes: u64,
     /// What opening found and cut.
     recovery: TailRecovery,
+    /// The index of every record in the file and the buffer.
+    index: IndexBuilder,
+    /// Records appended (or an index built at open) since the index file was last written.
+    index_dirty: bool,
+}
+
+/// How [`BucketWriter::open_with`] opens a bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Write buffer size (0 = write each record at once).
+    pub buffer_limit_bytes: usize,
+    /// The interval of the bucket's index.
+    pub index_interval_bytes: u32,
+    /// Cut a torn tail; when false, refuse ([`StorageError::TailNeedsCut`]) a file that has one.
+    pub allow_cut: bool,
 }
 
 impl BucketWriter {
@@ -143,6 +180,23 @@ impl BucketWriter {
         buffer_limit_bytes: usize,
         allow_cut: bool,
     ) -> Result<Self, StorageError> {
+        Self::open_with(
+            path,
+            WriterOptions {
+                buffer_limit_bytes,
+                index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+                allow_cut,
+            },
+        )
+    }
+
+    /// [`open`](Self::open) with every option.
+    pub fn open_with(path: &Path, options: WriterOptions) -> Result<Self, StorageError> {
+        let WriterOptions {
+            buffer_limit_bytes,
+            index_interval_bytes,
+            allow_cut,
+        } = options;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         }
@@ -156,6 +210,7 @@ impl BucketWriter {
             .metadata()
             .map_err(|e| StorageError::io(path, e))?
             .len();
+        let mut index = IndexBuilder::new(index_interval_bytes);
         // A new (empty) file has no tail to cut: skip the second open and the map.
         let recovery = if existing_len == 0 {
             TailRecovery {
@@ -164,7 +219,7 @@ impl BucketWriter {
                 reason: None,
             }
         } else {
-            recover_tail_if(path, allow_cut)?
+            recover(path, allow_cut, Some(&mut index))?
         };
         let len = existing_len - recovery.cut_bytes;
         let mut writer = BucketWriter {
@@ -175,8 +230,12 @@ impl BucketWriter {
             buffer_limit_bytes,
             written_len_bytes: len,
             recovery,
+            index,
+            index_dirty: true,
         };
         if len == 0 {
+            // An index left by an earlier file of this name describes other records.
+            remove_index(path).map_err(|e| StorageError::io(path, e))?;
             let header = file_header();
             (&*writer.file)
                 .write_all(&header)
@@ -237,6 +296,8 @@ impl BucketWriter {
                 value_bytes: value.len(),
             });
         }
+        self.index.push(self.len_bytes(), key);
+        self.index_dirty = true;
         encode_record(self.format, key, value, &mut self.buf);
         if self.buf.len() >= self.buffer_limit_bytes {
             self.flush()?;
@@ -272,9 +333,31 @@ impl BucketWriter {
     }
 }
 
+impl BucketWriter {
+    /// The index of every record appended (those still in the buffer included).
+    pub fn index(&self) -> &IndexBuilder {
+        &self.index
+    }
+
+    /// Saves the index to `<bucket>.idx` when records were appended since it was last saved (or
+    /// it was built at open). Not while records wait in the buffer (a failed write): the index
+    /// would name records the file does not hold yet.
+    pub fn write_index(&mut self) -> Result<(), StorageError> {
+        if !self.index_dirty || !self.buf.is_empty() {
+            return Ok(());
+        }
+        save_index(&self.path, &self.index.finish(self.written_len_bytes))
+            .map_err(|e| StorageError::io(&super::index::index_path(&self.path), e))?;
+        self.index_dirty = false;
+        Ok(())
+    }
+}
+
 impl Drop for BucketWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+        // The index is a cache readers rebuild when it is missing: a failure costs only time.
+        let _ = self.write_index();
     }
 }
 

@@ -1,6 +1,10 @@
 //! LZ4 record batches (docs/protocol.md §4): how bulk data (GetAll, GetRange, Consume, PutBatch)
 //! travels. A batch is a 12-byte header (uncompressed length, record count, CRC32 of the
 //! uncompressed bytes) and an LZ4 block; the records inside are `u64 key, u32 len, value`.
+//!
+//! An **uncompressed batch** (logfiles reads that ask for it, docs/protocol.md §4.1) has the same
+//! header followed by the records themselves: no compression work on either side, for links
+//! faster than LZ4 ([`encode_uncompressed_batch`], [`decode_uncompressed_batch`]).
 
 use thiserror::Error;
 
@@ -99,6 +103,13 @@ impl BatchBuilder {
         self.raw.clear();
         self.count = 0;
     }
+
+    /// As [`finish_into`](Self::finish_into), as an uncompressed batch.
+    pub fn finish_uncompressed_into(&mut self, out: &mut Vec<u8>) {
+        encode_uncompressed_batch(&self.raw, self.count, out);
+        self.raw.clear();
+        self.count = 0;
+    }
 }
 
 /// Appends one record in the uncompressed batch layout (`u64 key, u32 len, value`). With
@@ -124,6 +135,52 @@ pub fn encode_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
             tracing::error!("lz4 compression failed: {err}");
         }
     }
+}
+
+/// Appends `record_count` records laid out by [`append_record`] to `out` as one uncompressed
+/// batch: the batch header, then `raw` itself.
+pub fn encode_uncompressed_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
+    debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
+    out.reserve(BATCH_HEADER_LEN + raw.len());
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record_count.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
+    out.extend_from_slice(raw);
+}
+
+/// Decodes and fully checks an uncompressed batch: its length is the header's, its CRC and
+/// record count match. The records are borrowed from `batch`; nothing is allocated.
+pub fn decode_uncompressed_batch(batch: &[u8]) -> Result<BatchRecords<'_>, BatchError> {
+    let Some((header, raw)) = batch.split_first_chunk::<BATCH_HEADER_LEN>() else {
+        return Err(BatchError::Truncated);
+    };
+    let declared_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let declared_count = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let declared_crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if declared_len > MAX_BATCH_UNCOMPRESSED_BYTES {
+        return Err(BatchError::TooLarge {
+            declared: declared_len,
+            max: MAX_BATCH_UNCOMPRESSED_BYTES,
+        });
+    }
+    if raw.len() != declared_len {
+        return Err(BatchError::LengthMismatch {
+            declared: declared_len,
+            actual: raw.len(),
+        });
+    }
+    let actual_crc = crc32fast::hash(raw);
+    if actual_crc != declared_crc {
+        return Err(BatchError::ChecksumMismatch {
+            declared: declared_crc,
+            actual: actual_crc,
+        });
+    }
+    check_records(raw, declared_count)?;
+    Ok(BatchRecords {
+        rest: raw,
+        remaining: declared_count,
+    })
 }
 
 /// Decodes and fully checks a batch, decompressing into `scratch` (reused across calls). The
@@ -314,6 +371,58 @@ mod tests {
         let mut zeros = Vec::new();
         builder.finish_into(&mut zeros);
         assert_eq!(decode_batch(&zeros, &mut scratch).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn uncompressed_batches_round_trip_and_damage_is_detected() {
+        let records: Vec<(u64, Vec<u8>)> = (0..300u64)
+            .map(|i| (i * 3, format!("value {i}").into_bytes()))
+            .collect();
+        let mut builder = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
+        for (key, value) in &records {
+            assert_eq!(builder.push(*key, value), PushOutcome::Added);
+        }
+        let mut batch = Vec::new();
+        builder.finish_uncompressed_into(&mut batch);
+        let decoded: Vec<(u64, Vec<u8>)> = decode_uncompressed_batch(&batch)
+            .unwrap()
+            .map(|(key, value)| (key, value.to_vec()))
+            .collect();
+        assert_eq!(decoded, records);
+        // The header is the one the LZ4 batch of the same records has.
+        let mut lz4 = Vec::new();
+        let mut again = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
+        for (key, value) in &records {
+            again.push(*key, value);
+        }
+        again.finish_into(&mut lz4);
+        assert_eq!(lz4[..BATCH_HEADER_LEN], batch[..BATCH_HEADER_LEN]);
+        let mut empty = Vec::new();
+        builder.finish_uncompressed_into(&mut empty);
+        assert_eq!(decode_uncompressed_batch(&empty).unwrap().count(), 0);
+
+        let mut flipped = batch.clone();
+        flipped[BATCH_HEADER_LEN + 20] ^= 1;
+        assert!(matches!(
+            decode_uncompressed_batch(&flipped),
+            Err(BatchError::ChecksumMismatch { .. })
+        ));
+        assert!(matches!(
+            decode_uncompressed_batch(&batch[..batch.len() - 1]),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+        let mut wrong_count = batch.clone();
+        wrong_count[4] ^= 1;
+        assert!(matches!(
+            decode_uncompressed_batch(&wrong_count),
+            Err(BatchError::CountMismatch { .. })
+        ));
+        assert_eq!(
+            decode_uncompressed_batch(&batch[..11]).unwrap_err(),
+            BatchError::Truncated
+        );
+        // An LZ4 batch is not an uncompressed one.
+        assert!(decode_uncompressed_batch(&lz4).is_err());
     }
 
     #[test]
