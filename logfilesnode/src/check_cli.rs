@@ -579,10 +579,19 @@ fn bucket_problem(
     text
 }
 
+/// `"1 entry"`, `"2 entries"`.
+fn entries_text(n: u64) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
+}
+
 /// The part of a file's line about its index, and what `--repair` wrote.
 fn index_text(index: &IndexCheck, rebuild: &Option<Result<IndexCheck, String>>) -> String {
     let mut text = match index {
-        IndexCheck::Ok { entries, .. } => format!("; index ok ({})", count(*entries, "entry")),
+        IndexCheck::Ok { entries, .. } => format!("; index ok ({})", entries_text(*entries)),
         IndexCheck::Problem(IndexProblem::Missing) => "; no index (built by the first read)".into(),
         IndexCheck::Problem(stale @ IndexProblem::Stale { .. }) => {
             format!("; index {stale} (rebuilt by the first read)")
@@ -591,7 +600,7 @@ fn index_text(index: &IndexCheck, rebuild: &Option<Result<IndexCheck, String>>) 
     };
     match rebuild {
         Some(Ok(IndexCheck::Ok { entries, .. })) => {
-            text.push_str(&format!("; index rebuilt ({})", count(*entries, "entry")))
+            text.push_str(&format!("; index rebuilt ({})", entries_text(*entries)))
         }
         Some(Ok(IndexCheck::Problem(_))) => {}
         Some(Err(e)) => text.push_str(&format!("; INDEX NOT REBUILT: {e}")),

@@ -18,7 +18,9 @@
 //! - **Reads** (`get_range`, `get_all`) open a stream on **every** node at once and merge them
 //!   by key ([`LogRecords`]): a GetRange comes out in ascending key order over the whole
 //!   cluster. A read needs every node: a node that is down fails the read, naming it, rather
-//!   than leave its records out silently.
+//!   than leave its records out silently. Each node is asked for LZ4 or uncompressed batches
+//!   ([`ReadBatches`]): by default uncompressed from a node on a loopback address (compressing
+//!   costs the node more than sending; docs/benchmarks.md "logfiles"), LZ4 from the others.
 //! - **channels** (union, sorted), **size** (sums) and **remove_channel** (every node) fan out
 //!   to every node as well.
 //!
@@ -50,7 +52,9 @@ use crate::reply::{Pending, Reply};
 use crate::round_robin::RoundRobin;
 use crate::topology::Topology;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
-use node_core::protocol::logfiles::{self as wire, GetAllRequest, GetRangeRequest, PutRequest};
+use node_core::protocol::logfiles::{
+    self as wire, GetAllRequest, GetRangeRequest, PutRequest, ReadFlags,
+};
 use node_core::protocol::wire::Reader;
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use std::collections::VecDeque;
@@ -59,12 +63,44 @@ use std::net::SocketAddr;
 /// PutBatch requests a [`LogClient::put_batch`] keeps in flight before it waits for the oldest.
 const PUT_BATCH_PIPELINE: usize = 16;
 
+/// How the nodes send the records of a read (`get_range`, `get_all`): the request's flags byte
+/// (docs/protocol.md §7.3).
+///
+/// LZ4 costs a node about as much CPU as reading the bucket (measured: one node core sends
+/// 0.8 GB/s of bucket bytes as LZ4 batches, well over 1 GB/s uncompressed) and shrinks log
+/// lines about 5:1. So on a link slower than the node can compress (under about 5 Gbit/s, e.g.
+/// 1 Gbit/s between hosts) LZ4 moves more records per second; on loopback, and on links of
+/// 10 Gbit/s and more, uncompressed batches do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadBatches {
+    /// Uncompressed from nodes on a loopback address, LZ4 from the others (the default).
+    #[default]
+    Auto,
+    /// LZ4 from every node (what every node sends a client that does not ask).
+    Lz4,
+    /// Uncompressed from every node: for fast links (10 Gbit/s and up).
+    Uncompressed,
+}
+
+impl ReadBatches {
+    /// Whether a read asks the node at `addr` for uncompressed batches.
+    pub fn uncompressed_from(self, addr: SocketAddr) -> bool {
+        match self {
+            ReadBatches::Auto => addr.ip().is_loopback(),
+            ReadBatches::Lz4 => false,
+            ReadBatches::Uncompressed => true,
+        }
+    }
+}
+
 /// A connected logfiles cluster. `Send + Sync`: share it between threads with `Arc`.
 #[derive(Debug)]
 pub struct LogClient {
     client: Client,
     /// The order the next write tries the nodes in.
     writes: RoundRobin,
+    /// How reads ask for their batches.
+    read_batches: ReadBatches,
 }
 
 /// A PutBatch sent and not yet answered, kept whole so it can go to another node.
@@ -87,7 +123,47 @@ impl LogClient {
         Ok(LogClient {
             client,
             writes: RoundRobin::new(),
+            read_batches: ReadBatches::default(),
         })
+    }
+
+    /// The same client, its reads asking for batches as `read_batches` says.
+    pub fn with_read_batches(self, read_batches: ReadBatches) -> LogClient {
+        LogClient {
+            read_batches,
+            ..self
+        }
+    }
+
+    /// How reads ask for their batches.
+    pub fn read_batches(&self) -> ReadBatches {
+        self.read_batches
+    }
+
+    /// The read flags for node `node`.
+    fn read_flags(&self, node: usize) -> ReadFlags {
+        let uncompressed = self
+            .client
+            .node_addr(node)
+            .is_some_and(|addr| self.read_batches.uncompressed_from(addr));
+        ReadFlags { uncompressed }
+    }
+
+    /// Opens the read `code` on every node, each with the body `encode` makes for its flags.
+    fn open_read(
+        &self,
+        code: RequestCode,
+        request: &'static str,
+        encode: impl Fn(ReadFlags, &mut Vec<u8>),
+    ) -> Result<LogRecords, ClientError> {
+        let bodies: Vec<Vec<u8>> = (0..self.node_count())
+            .map(|node| {
+                let mut body = Vec::new();
+                encode(self.read_flags(node), &mut body);
+                body
+            })
+            .collect();
+        LogRecords::open(&self.client, code, request, &bodies)
     }
 
     /// Connects to the `[logfiles]` nodes of a topology, with its credentials unless `options`
@@ -285,27 +361,27 @@ impl LogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<LogRecords, ClientError> {
-        let mut body = Vec::new();
-        GetRangeRequest {
+        let request = GetRangeRequest {
             channel,
             from,
             to,
             filter: filter.wire()?,
-        }
-        .encode(&mut body);
-        LogRecords::open(&self.client, wire::GET_RANGE, "GetRange", &body)
+        };
+        self.open_read(wire::GET_RANGE, "GetRange", |flags, body| {
+            request.encode_with(flags, body)
+        })
     }
 
     /// Every record of `channel` whose value passes `filter`, from every node, merged by key
     /// (see [`LogRecords`]).
     pub fn get_all(&self, channel: &str, filter: &ValueFilter) -> Result<LogRecords, ClientError> {
-        let mut body = Vec::new();
-        GetAllRequest {
+        let request = GetAllRequest {
             channel,
             filter: filter.wire()?,
-        }
-        .encode(&mut body);
-        LogRecords::open(&self.client, wire::GET_ALL, "GetAll", &body)
+        };
+        self.open_read(wire::GET_ALL, "GetAll", |flags, body| {
+            request.encode_with(flags, body)
+        })
     }
 
     /// The names of every channel on any node: sorted, each once.
@@ -393,4 +469,24 @@ fn too_big(key: u64, len: usize) -> ClientError {
     ClientError::Setup(format!(
         "record with key {key} and a value of {len} bytes is too big for a batch"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_asks_loopback_nodes_for_uncompressed_batches_and_the_others_for_lz4() {
+        let v4: SocketAddr = "127.0.0.1:11000".parse().unwrap();
+        let v4_other: SocketAddr = "127.3.2.1:11000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:11000".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.7:11000".parse().unwrap();
+        for addr in [v4, v4_other, v6] {
+            assert!(ReadBatches::Auto.uncompressed_from(addr), "{addr}");
+        }
+        assert!(!ReadBatches::Auto.uncompressed_from(remote));
+        assert!(ReadBatches::Uncompressed.uncompressed_from(remote));
+        assert!(!ReadBatches::Lz4.uncompressed_from(v4));
+        assert_eq!(ReadBatches::default(), ReadBatches::Auto);
+    }
 }

@@ -20,8 +20,8 @@
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::reply::{Stream, StreamEvent};
-use node_core::protocol::batch::decode_batch;
-use node_core::protocol::logfiles::ITEM_RECORD_BATCH;
+use node_core::protocol::batch::{decode_batch, decode_uncompressed_batch};
+use node_core::protocol::logfiles::{ITEM_RECORD_BATCH, ITEM_RECORD_BATCH_UNCOMPRESSED};
 use node_core::protocol::RequestCode;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -52,15 +52,15 @@ pub struct LogRecords {
 }
 
 impl LogRecords {
-    /// Opens the stream `code` with `body` on every node of `client`.
+    /// Opens the stream `code` on every node of `client`, with `bodies[node]`.
     pub(super) fn open(
         client: &Client,
         code: RequestCode,
         request: &'static str,
-        body: &[u8],
+        bodies: &[Vec<u8>],
     ) -> Result<LogRecords, ClientError> {
         let mut nodes = Vec::with_capacity(client.node_count());
-        for node in 0..client.node_count() {
+        for (node, body) in bodies.iter().enumerate().take(client.node_count()) {
             let stream = client.stream(node, code, body)?;
             nodes.push(NodeStream {
                 addr: client.node_addr(node).ok_or(ClientError::NoSuchNode {
@@ -98,8 +98,15 @@ impl LogRecords {
                 }
             };
             match event {
-                StreamEvent::Item { code, body } if code == ITEM_RECORD_BATCH => {
-                    let records = decode_batch(&body, &mut self.scratch).map_err(|e| {
+                StreamEvent::Item { code, body }
+                    if code == ITEM_RECORD_BATCH || code == ITEM_RECORD_BATCH_UNCOMPRESSED =>
+                {
+                    let records = if code == ITEM_RECORD_BATCH {
+                        decode_batch(&body, &mut self.scratch)
+                    } else {
+                        decode_uncompressed_batch(&body)
+                    };
+                    let records = records.map_err(|e| {
                         ClientError::protocol(node.addr, format!("{} batch: {e}", self.request))
                     })?;
                     node.ready
