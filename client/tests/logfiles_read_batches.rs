@@ -26,7 +26,10 @@ fn every_batch_choice_reads_the_same_records() {
     let records: Vec<(u64, Vec<u8>)> = (0..20_000u64)
         .map(|i| {
             let key = 1_763_800_000 + i / 2;
-            (key, format!("record {i} of key {key} {}", "x".repeat(40)).into_bytes())
+            (
+                key,
+                format!("record {i} of key {key} {}", "x".repeat(40)).into_bytes(),
+            )
         })
         .collect();
     let stored = writer
@@ -42,7 +45,11 @@ fn every_batch_choice_reads_the_same_records() {
         .collect();
     // Equal keys come node by node; compare as multisets per key by sorting.
     expected.sort();
-    for batches in [ReadBatches::Auto, ReadBatches::Lz4, ReadBatches::Uncompressed] {
+    for batches in [
+        ReadBatches::Auto,
+        ReadBatches::Lz4,
+        ReadBatches::Uncompressed,
+    ] {
         let logs = LogClient::connect(&addrs, options.clone())
             .expect("connect")
             .with_read_batches(batches);
@@ -60,7 +67,10 @@ fn every_batch_choice_reads_the_same_records() {
         assert_eq!(sorted, expected, "{batches:?}");
 
         let all: Vec<(u64, Vec<u8>)> = logs
-            .get_all("reads", &ValueFilter::Substring(b"key 1763800001 ".to_vec()))
+            .get_all(
+                "reads",
+                &ValueFilter::Substring(b"key 1763800001 ".to_vec()),
+            )
             .expect("get_all")
             .collect::<Result<_, _>>()
             .expect("records");

@@ -142,9 +142,17 @@ fn check_reads(
         assert_eq!(value, &value_of(*key), "{channel}: record {key:#x} damaged");
         assert!(seen.insert(*key), "{channel}: key {key:#x} twice");
     }
-    assert!(all.windows(2).all(|w| w[0].0 <= w[1].0), "{channel}: key order");
+    assert!(
+        all.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{channel}: key order"
+    );
     let lost: Vec<&u64> = acked.difference(&seen).collect();
-    assert!(lost.is_empty(), "{channel}: {} acknowledged Puts lost, e.g. {:#x?}", lost.len(), &lost[..lost.len().min(3)]);
+    assert!(
+        lost.is_empty(),
+        "{channel}: {} acknowledged Puts lost, e.g. {:#x?}",
+        lost.len(),
+        &lost[..lost.len().min(3)]
+    );
     let (&low, &high) = (seen.first()?, seen.last()?);
     for _ in 0..8 {
         let from = low + rng.next() % (high - low + 1);
@@ -224,7 +232,11 @@ fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
         conn.stream.set_nodelay(true).expect("nodelay");
         let data = dir.path().join("data");
         for (channel, acked) in channels.iter().zip(&acked) {
-            assert!(acked.len() > 50, "{channel}: only {} Puts got through", acked.len());
+            assert!(
+                acked.len() > 50,
+                "{channel}: only {} Puts got through",
+                acked.len()
+            );
             let high = check_reads(&mut conn, channel, acked, &mut rng);
             if *channel == "ordered" {
                 start = high.map_or(FIRST_KEY, |high| high + 1);
@@ -232,7 +244,11 @@ fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
             // The reads left an index that matches every bucket, and use it from now on.
             let inodes = indexes_match(&data, channel);
             check_reads(&mut conn, channel, acked, &mut rng);
-            assert_eq!(indexes_match(&data, channel), inodes, "{channel}: rebuilt again");
+            assert_eq!(
+                indexes_match(&data, channel),
+                inodes,
+                "{channel}: rebuilt again"
+            );
         }
         // SIGKILL again: the next round starts on a directory with no clean shutdown.
         drop(node);

@@ -57,7 +57,10 @@ fn four_buckets(channel_dir: &Path) -> Vec<PathBuf> {
             let mut writer = BucketWriter::open(&path, 0).expect("open");
             for i in 0..300u64 {
                 writer
-                    .append(first + i, format!("value {i} {}", "z".repeat(300)).as_bytes())
+                    .append(
+                        first + i,
+                        format!("value {i} {}", "z".repeat(300)).as_bytes(),
+                    )
                     .expect("append");
             }
             drop(writer);
@@ -98,8 +101,16 @@ fn indexes_are_verified_and_only_damaged_ones_are_problems() {
     assert_eq!(json["summary"]["damaged_indexes"], 0);
     let text = check(tmp.path(), &[]);
     assert_eq!(text.code, 0);
-    assert!(text.stdout.contains("; no index (built by the first read)"), "{}", text.stdout);
-    assert!(text.stdout.contains("indexes: 2 missing or stale"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("; no index (built by the first read)"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("indexes: 2 missing or stale"),
+        "{}",
+        text.stdout
+    );
 
     // Damaged: a flipped byte; and an entry that lies behind a valid checksum.
     let mut flipped = fs::read(index_path(&buckets[2])).unwrap();
@@ -119,7 +130,11 @@ fn indexes_are_verified_and_only_damaged_ones_are_problems() {
     }
     let text = check(tmp.path(), &[]);
     assert_eq!(text.code, 1);
-    assert!(text.stdout.contains("INDEX damaged: checksum mismatch"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("INDEX damaged: checksum mismatch"),
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("smallest key"), "{}", text.stdout);
     assert!(text.stdout.contains("2 damaged indexes"), "{}", text.stdout);
     assert!(text.stdout.contains("result: PROBLEMS FOUND (exit 1)"));
@@ -162,7 +177,10 @@ fn repair_rebuilds_the_index_of_a_bucket_it_cuts() {
     assert_eq!(code, 0, "{json}");
     let index = load_index(&buckets[0]).unwrap();
     assert_eq!(index.records, 100);
-    assert_eq!(index.bucket_len_bytes, fs::metadata(&buckets[0]).unwrap().len());
+    assert_eq!(
+        index.bucket_len_bytes,
+        fs::metadata(&buckets[0]).unwrap().len()
+    );
 }
 
 #[test]
@@ -190,5 +208,9 @@ fn an_index_without_its_bucket_is_listed_and_the_interval_option_is_checked() {
     assert_eq!(code, 0, "a missing index is not a problem: {json}");
     let rebuilt = load_index(&buckets[0]).unwrap();
     assert_eq!(rebuilt.interval_bytes, 4096);
-    assert_eq!(rebuilt.entries.len(), 24, "300 records of 325 bytes: 13 per 4 KiB stretch");
+    assert_eq!(
+        rebuilt.entries.len(),
+        24,
+        "300 records of 325 bytes: 13 per 4 KiB stretch"
+    );
 }

@@ -25,7 +25,12 @@ const FIRST_KEY: u64 = 0x6920_0000;
 type Rec = (u64, Vec<u8>);
 
 fn value_of(i: u64) -> Vec<u8> {
-    format!("record {i} status=200 path=/v1/items/{} {}", i % 97, "y".repeat(60)).into_bytes()
+    format!(
+        "record {i} status=200 path=/v1/items/{} {}",
+        i % 97,
+        "y".repeat(60)
+    )
+    .into_bytes()
 }
 
 /// `count` records, `per_key` per key from FIRST_KEY, one Put each.
@@ -190,7 +195,10 @@ fn the_node_saves_indexes_at_close_uses_the_writers_and_rebuilds_missing_or_dama
     fs::write(index_path(last), &damaged).unwrap();
     let node = Node::start_in(BIN, dir.path(), &["-c", "node.toml"]);
     let mut conn = Conn::open(node.addr);
-    for (from, to) in [(FIRST_KEY + 10, FIRST_KEY + 20), (FIRST_KEY + 7990, u64::MAX)] {
+    for (from, to) in [
+        (FIRST_KEY + 10, FIRST_KEY + 20),
+        (FIRST_KEY + 7990, u64::MAX),
+    ] {
         let got = get_range(&mut conn, "idx", from, to, ReadFlags { uncompressed: true });
         assert_eq!(got, in_range(&records, from, to));
     }
@@ -225,15 +233,31 @@ fn reference_buckets_read_exactly_through_the_indexes_the_node_builds() {
     let mut conn = Conn::open(node.addr);
     let legacy_keys = [0x5727_5806, 0x5727_5809, 0x5727_580c, 0x5727_5810];
     for round in 0..2 {
-        let legacy = get_range(&mut conn, "legacy", 0x5727_5807, 0x5727_580c, ReadFlags::default());
+        let legacy = get_range(
+            &mut conn,
+            "legacy",
+            0x5727_5807,
+            0x5727_580c,
+            ReadFlags::default(),
+        );
         let keys: Vec<u64> = legacy.iter().map(|r| r.0).collect();
         assert_eq!(keys, legacy_keys[1..3].to_vec(), "round {round}");
         assert_eq!(legacy[0].1, b"I'm a legacy channel".to_vec());
         let fine = get_range(&mut conn, "parity-fine", 0, u64::MAX, ReadFlags::default());
         assert_eq!(fine.len(), 8, "round {round}");
         assert_eq!(fine[0], (0x5727_545c, b"Hello there".to_vec()));
-        let broken = get_range(&mut conn, "parity-broken", 0, u64::MAX, ReadFlags::default());
-        assert_eq!(broken.len(), 4, "round {round}: the records before the broken header");
+        let broken = get_range(
+            &mut conn,
+            "parity-broken",
+            0,
+            u64::MAX,
+            ReadFlags::default(),
+        );
+        assert_eq!(
+            broken.len(),
+            4,
+            "round {round}: the records before the broken header"
+        );
         for set in ["legacy", "parity-fine", "parity-broken"] {
             assert_indexes_match(dir.path(), set);
         }
