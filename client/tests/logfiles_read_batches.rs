@@ -1,9 +1,9 @@
 //! LogClient reads with every batch choice (`ReadBatches`: the default, LZ4, uncompressed)
 //! against a cluster of real `logfilesnode` processes: the same records, in the same order,
-//! whichever the nodes send; GetAll too. (Which item code a node sends for which flag is tested
+//! whichever the nodes send; GetAll too; and the read stream window it picks. (Which item code a node sends for which flag is tested
 //! at the node: logfilesnode/tests/read_path.rs.)
 
-use client::logfiles::{LogClient, ReadBatches, ValueFilter};
+use client::logfiles::{LogClient, ReadBatches, ValueFilter, READ_STREAM_WINDOW};
 use client::ClientOptions;
 use std::net::SocketAddr;
 
@@ -22,6 +22,15 @@ fn every_batch_choice_reads_the_same_records() {
     };
     let writer = LogClient::connect(&addrs, options.clone()).expect("connect");
     assert_eq!(writer.read_batches(), ReadBatches::Auto);
+    // Reads keep a node busy with a wider window than the client's general default, unless the
+    // options choose one.
+    assert_eq!(writer.client().options().stream_window, READ_STREAM_WINDOW);
+    let chosen = ClientOptions {
+        stream_window: 8,
+        ..options.clone()
+    };
+    let narrow = LogClient::connect(&addrs, chosen).expect("connect");
+    assert_eq!(narrow.client().options().stream_window, 8);
     // Several batches' worth per node, over two buckets, two records per key.
     let records: Vec<(u64, Vec<u8>)> = (0..20_000u64)
         .map(|i| {

@@ -42,6 +42,7 @@
 
 use benches::sys;
 use clap::Parser;
+use client::logfiles::READ_STREAM_WINDOW;
 use client::{Client, ClientOptions, StreamEvent};
 use logfilesnode::storage::scan::{Step, StepBudget};
 use logfilesnode::storage::{
@@ -112,7 +113,8 @@ struct Args {
     /// The node's process id (network mode): report its CPU share during each pass.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Network mode: the client's stream window (items in flight; the client's default is 16).
+    /// Network mode: the client's stream window (items in flight; default: LogClient's,
+    /// `client::logfiles::READ_STREAM_WINDOW`).
     #[arg(long)]
     stream_window: Option<u32>,
     /// Write the results as JSON to this file.
@@ -765,9 +767,7 @@ fn network(args: &Args) -> Result<Value, String> {
         // A pass waits for its next batch at most this long (a bucket without an index is
         // decoded whole, in slices, before its first record goes out).
         request_timeout_ms: 120_000,
-        stream_window: args
-            .stream_window
-            .unwrap_or(ClientOptions::default().stream_window),
+        stream_window: args.stream_window.unwrap_or(READ_STREAM_WINDOW),
         ..ClientOptions::default()
     };
     let client = Client::connect(&[addr], Some(NodeKind::Logfiles), options.clone())

@@ -19,8 +19,9 @@
 //!   by key ([`LogRecords`]): a GetRange comes out in ascending key order over the whole
 //!   cluster. A read needs every node: a node that is down fails the read, naming it, rather
 //!   than leave its records out silently. Each node is asked for LZ4 or uncompressed batches
-//!   ([`ReadBatches`]): by default uncompressed from a node on a loopback address (compressing
-//!   costs the node more than sending; docs/benchmarks.md "logfiles"), LZ4 from the others.
+//!   ([`ReadBatches`]): by default uncompressed from a node on a loopback address, LZ4 from the
+//!   others; with a stream window of [`READ_STREAM_WINDOW`] batches per node unless the options
+//!   choose another (docs/benchmarks.md, "logfiles").
 //! - **channels** (union, sorted), **size** (sums) and **remove_channel** (every node) fan out
 //!   to every node as well.
 //!
@@ -111,12 +112,25 @@ struct SentBatch {
     pending: Pending,
 }
 
+/// The stream window of a [`LogClient`] whose options leave `stream_window` at its default:
+/// batches a read may have on their way from each node (64 KiB each uncompressed, so up to 4 MiB
+/// per node). At the client's general default of 16, a node reading at disk speed over loopback
+/// stops for credit every few batches (docs/benchmarks.md, "logfiles").
+pub const READ_STREAM_WINDOW: u32 = 64;
+
 impl LogClient {
-    /// Connects to every node (each must be a logfiles node).
+    /// Connects to every node (each must be a logfiles node). The stream window is
+    /// [`READ_STREAM_WINDOW`] unless `options` sets one other than the default.
     pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<LogClient, ClientError> {
+        let stream_window = if options.stream_window == ClientOptions::default().stream_window {
+            READ_STREAM_WINDOW
+        } else {
+            options.stream_window
+        };
         // Writes go to any one node: a node that is down at start must not stop the client.
         let options = ClientOptions {
             allow_down_nodes: true,
+            stream_window,
             ..options
         };
         let client = Client::connect(nodes, Some(NodeKind::Logfiles), options)?;
