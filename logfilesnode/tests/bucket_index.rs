@@ -104,7 +104,7 @@ fn read(
             let step = cursor.step(budget, |r| {
                 offers += 1;
                 // A full batch now and then: the record is offered again.
-                if offers % 7 == 0 {
+                if offers.is_multiple_of(7) {
                     return false;
                 }
                 out.records.push((r.key, r.value.to_vec()));

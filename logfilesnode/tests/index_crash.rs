@@ -12,11 +12,13 @@
 //! seek). Rounds: `LOGFILES_INDEX_CRASH_ROUNDS` (default 2: the second goes on in the bucket the first
 //! ended in, whose index the first round's reads saved).
 
+mod common;
+
 use client::{Client, ClientOptions};
+use common::get_range;
 use logfilesnode::storage::index::{load_index, verify_index};
 use logfilesnode::storage::{index_path, list_buckets};
-use node_core::protocol::batch::decode_batch;
-use node_core::protocol::logfiles::{self, Filter, GetRangeRequest, PutRequest};
+use node_core::protocol::logfiles::{self, PutRequest, ReadFlags};
 use node_core::protocol::{NodeKind, Status};
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -109,26 +111,6 @@ fn writer(
     acked
 }
 
-fn get_range(conn: &mut Conn, channel: &str, from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut body = Vec::new();
-    GetRangeRequest {
-        channel,
-        from,
-        to,
-        filter: Filter::NONE,
-    }
-    .encode(&mut body);
-    let (items, status, _) = conn.stream(logfiles::GET_RANGE, body);
-    assert_eq!(status, Status::Ok);
-    let mut scratch = Vec::new();
-    let mut records = Vec::new();
-    for (_, item) in items {
-        let batch = decode_batch(&item, &mut scratch).expect("batch");
-        records.extend(batch.map(|(key, value)| (key, value.to_vec())));
-    }
-    records
-}
-
 /// Reads a channel whole and in narrow windows, and checks what it gets; returns the largest key.
 fn check_reads(
     conn: &mut Conn,
@@ -136,7 +118,7 @@ fn check_reads(
     acked: &BTreeSet<u64>,
     rng: &mut XorShift,
 ) -> Option<u64> {
-    let all = get_range(conn, channel, 0, u64::MAX);
+    let all = get_range(conn, channel, 0, u64::MAX, ReadFlags::default());
     let mut seen = BTreeSet::new();
     for (key, value) in &all {
         assert_eq!(value, &value_of(*key), "{channel}: record {key:#x} damaged");
@@ -157,7 +139,7 @@ fn check_reads(
     for _ in 0..8 {
         let from = low + rng.next() % (high - low + 1);
         let to = from + rng.next() % 3000;
-        let narrow = get_range(conn, channel, from, to);
+        let narrow = get_range(conn, channel, from, to, ReadFlags::default());
         let expected: Vec<(u64, Vec<u8>)> = all
             .iter()
             .filter(|(k, _)| (from..=to).contains(k))

@@ -7,12 +7,13 @@
 //!   rebuilt and saved by the first read;
 //! - the reference node's buckets (legacy and v1) read exactly, through indexes the node builds.
 
+mod common;
+
+use common::{copy_tree, get_range, records_of, Rec};
 use logfilesnode::storage::index::{load_index, verify_index};
 use logfilesnode::storage::{index_path, list_buckets};
-use node_core::protocol::batch::{decode_batch, decode_uncompressed_batch};
 use node_core::protocol::logfiles::{
-    self, Filter, GetAllRequest, GetRangeRequest, PutRequest, ReadFlags, ITEM_RECORD_BATCH,
-    ITEM_RECORD_BATCH_UNCOMPRESSED,
+    self, Filter, GetAllRequest, PutRequest, ReadFlags, ITEM_RECORD_BATCH_UNCOMPRESSED,
 };
 use node_core::protocol::Status;
 use std::fs;
@@ -21,8 +22,6 @@ use testkit::{Conn, Node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_logfilesnode");
 const FIRST_KEY: u64 = 0x6920_0000;
-
-type Rec = (u64, Vec<u8>);
 
 fn value_of(i: u64) -> Vec<u8> {
     format!(
@@ -56,49 +55,6 @@ fn put_records(conn: &mut Conn, channel: &str, count: u64, per_key: u64) -> Vec<
             assert_eq!(status, Status::Ok);
         }
     }
-    records
-}
-
-/// The records of a stream's items, and the item codes seen.
-fn records_of(items: &[(u8, Vec<u8>)]) -> (Vec<Rec>, Vec<u8>) {
-    let mut scratch = Vec::new();
-    let mut records = Vec::new();
-    let mut codes = Vec::new();
-    for (code, body) in items {
-        let batch = match *code {
-            ITEM_RECORD_BATCH => decode_batch(body, &mut scratch),
-            ITEM_RECORD_BATCH_UNCOMPRESSED => decode_uncompressed_batch(body),
-            other => panic!("item code {other}"),
-        };
-        records.extend(batch.expect("batch").map(|(k, v)| (k, v.to_vec())));
-        if !codes.contains(code) {
-            codes.push(*code);
-        }
-    }
-    (records, codes)
-}
-
-fn get_range(conn: &mut Conn, channel: &str, from: u64, to: u64, flags: ReadFlags) -> Vec<Rec> {
-    let mut body = Vec::new();
-    GetRangeRequest {
-        channel,
-        from,
-        to,
-        filter: Filter::NONE,
-    }
-    .encode_with(flags, &mut body);
-    let (items, status, _) = conn.stream(logfiles::GET_RANGE, body);
-    assert_eq!(status, Status::Ok);
-    let (records, codes) = records_of(&items);
-    let expected_code = if flags.uncompressed {
-        ITEM_RECORD_BATCH_UNCOMPRESSED
-    } else {
-        ITEM_RECORD_BATCH
-    };
-    assert!(
-        codes.iter().all(|c| *c == expected_code),
-        "{flags:?}: item codes {codes:?}"
-    );
     records
 }
 
@@ -205,19 +161,6 @@ fn the_node_saves_indexes_at_close_uses_the_writers_and_rebuilds_missing_or_dama
     assert_indexes_match(dir.path(), "idx");
     assert_ne!(fs::read(index_path(last)).unwrap(), damaged);
     node.stop();
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("list") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// The reference's TestLegacy and TestParityFine data, read through indexes the node builds on

@@ -125,9 +125,7 @@ pub fn append_record(raw: &mut Vec<u8>, key: u64, value: &[u8]) {
 /// `out`.
 pub fn encode_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
     debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&record_count.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
+    put_header(raw, record_count, out);
     if !raw.is_empty() {
         // Compressing into a Vec that grows as needed cannot fail for inputs this small; should
         // liblz4 still refuse, the empty block fails the reader's length check loudly.
@@ -142,44 +140,75 @@ pub fn encode_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
 pub fn encode_uncompressed_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
     debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
     out.reserve(BATCH_HEADER_LEN + raw.len());
+    put_header(raw, record_count, out);
+    out.extend_from_slice(raw);
+}
+
+/// The 12-byte header every batch starts with: length and CRC32 of `raw`, the record count.
+fn put_header(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     out.extend_from_slice(&record_count.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
-    out.extend_from_slice(raw);
+}
+
+/// A batch's header, checked against the limit: declared length, count and CRC, and the bytes
+/// after the header.
+struct Header<'a> {
+    len: usize,
+    count: u32,
+    crc: u32,
+    rest: &'a [u8],
+}
+
+fn read_header(batch: &[u8]) -> Result<Header<'_>, BatchError> {
+    let Some((header, rest)) = batch.split_first_chunk::<BATCH_HEADER_LEN>() else {
+        return Err(BatchError::Truncated);
+    };
+    let field = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let len = field(0) as usize;
+    if len > MAX_BATCH_UNCOMPRESSED_BYTES {
+        return Err(BatchError::TooLarge {
+            declared: len,
+            max: MAX_BATCH_UNCOMPRESSED_BYTES,
+        });
+    }
+    Ok(Header {
+        len,
+        count: field(4),
+        crc: field(8),
+        rest,
+    })
+}
+
+/// Checks the CRC of the records, then that they tile them and match the count.
+fn check_content(raw: &[u8], header: &Header<'_>) -> Result<(), BatchError> {
+    let actual = crc32fast::hash(raw);
+    if actual != header.crc {
+        return Err(BatchError::ChecksumMismatch {
+            declared: header.crc,
+            actual,
+        });
+    }
+    check_records(raw, header.count)
 }
 
 /// Decodes and fully checks an uncompressed batch: its length is the header's, its CRC and
 /// record count match. The records are borrowed from `batch`; nothing is allocated.
 pub fn decode_uncompressed_batch(batch: &[u8]) -> Result<BatchRecords<'_>, BatchError> {
-    let Some((header, raw)) = batch.split_first_chunk::<BATCH_HEADER_LEN>() else {
-        return Err(BatchError::Truncated);
-    };
-    let declared_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let declared_count = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let declared_crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if declared_len > MAX_BATCH_UNCOMPRESSED_BYTES {
-        return Err(BatchError::TooLarge {
-            declared: declared_len,
-            max: MAX_BATCH_UNCOMPRESSED_BYTES,
-        });
-    }
-    if raw.len() != declared_len {
+    let header = read_header(batch)?;
+    let raw = header.rest;
+    if raw.len() != header.len {
         return Err(BatchError::LengthMismatch {
-            declared: declared_len,
+            declared: header.len,
             actual: raw.len(),
         });
     }
-    let actual_crc = crc32fast::hash(raw);
-    if actual_crc != declared_crc {
-        return Err(BatchError::ChecksumMismatch {
-            declared: declared_crc,
-            actual: actual_crc,
-        });
-    }
-    check_records(raw, declared_count)?;
+    check_content(raw, &header)?;
     Ok(BatchRecords {
         rest: raw,
-        remaining: declared_count,
+        remaining: header.count,
     })
 }
 
@@ -189,19 +218,8 @@ pub fn decode_batch<'a>(
     batch: &[u8],
     scratch: &'a mut Vec<u8>,
 ) -> Result<BatchRecords<'a>, BatchError> {
-    let Some(header) = batch.first_chunk::<BATCH_HEADER_LEN>() else {
-        return Err(BatchError::Truncated);
-    };
-    let declared_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let declared_count = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let declared_crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if declared_len > MAX_BATCH_UNCOMPRESSED_BYTES {
-        return Err(BatchError::TooLarge {
-            declared: declared_len,
-            max: MAX_BATCH_UNCOMPRESSED_BYTES,
-        });
-    }
-    let block = &batch[BATCH_HEADER_LEN..];
+    let header = read_header(batch)?;
+    let (declared_len, block) = (header.len, header.rest);
     // One byte of LZ4 block expands to at most 255 bytes, so a tiny batch that declares a huge
     // size is refused before it costs an allocation (fuzzing found 13 bytes buying 16 MiB).
     if declared_len > block.len().saturating_mul(LZ4_MAX_EXPANSION) {
@@ -224,19 +242,11 @@ pub fn decode_batch<'a>(
             actual: actual_len,
         });
     }
-    let actual_crc = crc32fast::hash(scratch);
-    if actual_crc != declared_crc {
-        return Err(BatchError::ChecksumMismatch {
-            declared: declared_crc,
-            actual: actual_crc,
-        });
-    }
-    let records = BatchRecords {
+    check_content(scratch, &header)?;
+    Ok(BatchRecords {
         rest: scratch.as_slice(),
-        remaining: declared_count,
-    };
-    check_records(scratch, declared_count)?;
-    Ok(records)
+        remaining: header.count,
+    })
 }
 
 /// Walks the records once to prove that they tile the batch exactly and match the count.
