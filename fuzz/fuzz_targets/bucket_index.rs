@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(index.entries.len() <= MAX_INDEX_ENTRIES);
         assert!(index.interval_bytes >= MIN_INDEX_INTERVAL_BYTES);
         for pair in index.entries.windows(2) {
-            assert!(pair[1].offset >= pair[0].offset + u64::from(index.interval_bytes));
+            assert!(pair[1].offset >= pair[0].offset.saturating_add(u64::from(index.interval_bytes)));
             assert!(!index.in_order || pair[1].min_key >= pair[0].min_key);
         }
         assert!(index
