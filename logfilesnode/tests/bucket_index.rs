@@ -298,6 +298,41 @@ fn an_index_that_lies_about_its_bucket_is_not_trusted() {
     }
 }
 
+/// A read that builds the index of a bucket a writer appends to meanwhile does not save its
+/// index (stale at once) over the one the writer saved when it closed.
+#[test]
+fn a_read_does_not_save_the_index_of_a_bucket_that_grew_while_it_was_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bucket(dir.path(), &(0..500u64).collect::<Vec<_>>(), 60);
+    fs::remove_file(index_path(&path)).unwrap();
+    let mut scan = RangeScan::new(dir.path(), 0, u64::MAX)
+        .unwrap()
+        .with_options(SAVE);
+    let mut cursor = scan.next_cursor().unwrap().unwrap();
+    let small = StepBudget {
+        records: 10,
+        bytes: usize::MAX,
+    };
+    assert_eq!(cursor.step(small, |_| true), Step::Budget);
+    let mut w = writer(dir.path());
+    w.append(600, b"appended while the read builds").unwrap();
+    drop(w);
+    let mut read = 0;
+    while cursor.step(small, |_| {
+        read += 1;
+        true
+    }) != Step::Finished
+    {}
+    assert_eq!(read, 500, "the records of the bucket as mapped");
+    assert_eq!(
+        cursor.index_source,
+        Some(IndexSource::Built(IndexProblem::Missing))
+    );
+    let saved = load_index(&path).unwrap();
+    assert_eq!(saved.records, 501, "the writer's index stays");
+    saved.validate(&fs::read(&path).unwrap()).unwrap();
+}
+
 #[test]
 fn a_stale_index_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();

@@ -566,7 +566,10 @@ impl BucketCursor {
     fn finish_build(&mut self, probe: Probe, builder: &IndexBuilder) -> Phase {
         let len = self.map.as_deref().map_or(0, <[u8]>::len) as u64;
         let index = builder.finish(len);
-        if self.options.save_index {
+        // A bucket that grew while it was read (a writer opened it meanwhile) would get an index
+        // stale at once, over the one its writer may have saved since.
+        let unchanged = std::fs::metadata(&self.path).is_ok_and(|m| m.len() == len);
+        if self.options.save_index && unchanged {
             if let Err(e) = save_index(&self.path, &index) {
                 self.index_save_error = Some(e.to_string());
             }
