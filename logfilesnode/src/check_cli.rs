@@ -609,6 +609,55 @@ fn index_text(index: &IndexCheck, rebuild: &Option<Result<IndexCheck, String>>) 
     text
 }
 
+impl TextReport {
+    /// The summary's problem count and the problems listed again.
+    fn problems(&self, out: &mut dyn Write, t: &Totals) -> io::Result<()> {
+        if t.damaged_files == 0 && t.unreadable == 0 && t.damaged_indexes == 0 {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "problems: {} damaged files ({} with keys outside their bucket, {} damaged spans), {} damaged indexes, {} unreadable",
+            t.damaged_files,
+            t.files_with_misplaced_keys,
+            t.damage_items,
+            t.damaged_indexes,
+            t.unreadable
+        )?;
+        for line in &self.listed {
+            writeln!(out, "  {line}")?;
+        }
+        let all = t.damaged_files + t.unreadable + t.damaged_indexes;
+        if all > self.listed.len() as u64 {
+            writeln!(
+                out,
+                "  ... and {} more (see above)",
+                all - self.listed.len() as u64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The summary's lines about what `--repair` did.
+fn repairs(out: &mut dyn Write, t: &Totals) -> io::Result<()> {
+    if t.repaired_files > 0 || t.repair_failures > 0 {
+        writeln!(
+            out,
+            "repaired: {} files, {} bytes cut and saved aside ({} good records among them); {} could not be repaired",
+            t.repaired_files, t.cut_bytes, t.records_cut, t.repair_failures
+        )?;
+    }
+    if t.indexes_rebuilt > 0 || t.index_rebuild_failures > 0 {
+        writeln!(
+            out,
+            "indexes rebuilt: {}; {} could not be written",
+            t.indexes_rebuilt, t.index_rebuild_failures
+        )?;
+    }
+    Ok(())
+}
+
 impl Report for TextReport {
     fn begin(
         &mut self,
@@ -685,41 +734,9 @@ impl Report for TextReport {
                 t.indexes_missing_or_stale
             )?;
         }
-        if t.damaged_files > 0 || t.unreadable > 0 || t.damaged_indexes > 0 {
-            writeln!(
-                out,
-                "problems: {} damaged files ({} with keys outside their bucket, {} damaged spans), {} damaged indexes, {} unreadable",
-                t.damaged_files,
-                t.files_with_misplaced_keys,
-                t.damage_items,
-                t.damaged_indexes,
-                t.unreadable
-            )?;
-            for line in &self.listed {
-                writeln!(out, "  {line}")?;
-            }
-            let all = t.damaged_files + t.unreadable + t.damaged_indexes;
-            if all > self.listed.len() as u64 {
-                writeln!(
-                    out,
-                    "  ... and {} more (see above)",
-                    all - self.listed.len() as u64
-                )?;
-            }
-        }
-        if args.repair && (t.repaired_files > 0 || t.repair_failures > 0) {
-            writeln!(
-                out,
-                "repaired: {} files, {} bytes cut and saved aside ({} good records among them); {} could not be repaired",
-                t.repaired_files, t.cut_bytes, t.records_cut, t.repair_failures
-            )?;
-        }
-        if args.repair && (t.indexes_rebuilt > 0 || t.index_rebuild_failures > 0) {
-            writeln!(
-                out,
-                "indexes rebuilt: {}; {} could not be written",
-                t.indexes_rebuilt, t.index_rebuild_failures
-            )?;
+        self.problems(out, t)?;
+        if args.repair {
+            repairs(out, t)?;
         }
         let verdict = match code {
             EXIT_CLEAN => "clean",

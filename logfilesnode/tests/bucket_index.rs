@@ -19,9 +19,12 @@ use std::path::{Path, PathBuf};
 
 type Rec = (u64, Vec<u8>);
 
+/// The node's options with a small index interval, and the pages a read has gone past released
+/// every 8 KiB (the node: every 32 MiB) so that small buckets exercise the release.
 const SAVE: CursorOptions = CursorOptions {
     index_interval_bytes: 4096,
     save_index: true,
+    release_behind_bytes: 8192,
 };
 
 /// Opens the bucket holding `keys[0]` (bucket 0 unless said) with a 4 KiB index interval.
@@ -174,6 +177,64 @@ fn a_key_whose_records_span_stretches_is_read_whole() {
         let expected = if (10..50).contains(&key) { 50 } else { 0 };
         assert_eq!(got.records.len(), expected, "key {key}");
         assert_eq!(got.seeks, vec![true]);
+    }
+}
+
+/// Resident pages of the map of `path` in this process (`/proc/self/smaps`), in KiB.
+fn mapped_rss_kib(path: &Path) -> u64 {
+    let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut lines = smaps.lines();
+    let name = path.to_string_lossy();
+    while let Some(line) = lines.next() {
+        if line.ends_with(&*name) {
+            for field in lines.by_ref() {
+                if let Some(rss) = field.strip_prefix("Rss:") {
+                    return rss.trim().trim_end_matches("kB").trim().parse().unwrap();
+                }
+            }
+        }
+    }
+    panic!("{} is not mapped", path.display());
+}
+
+/// A read going through a bucket keeps only the last stretch of its map resident: the pages it
+/// has gone past are released as it goes (the node: every 32 MiB; unmapping a map read whole
+/// costs tens of milliseconds on the event loop).
+#[test]
+fn a_read_releases_the_pages_it_has_gone_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<u64> = (0..20_000u64).map(|i| i / 8).collect();
+    let path = write_bucket(dir.path(), &keys, 200);
+    assert!(fs::metadata(&path).unwrap().len() > 4 << 20);
+    for (release_behind_bytes, max_rss_kib, min_rss_kib) in
+        [(64 * 1024, 64 + 64, 0), (usize::MAX, u64::MAX, 4 * 1024)]
+    {
+        let options = CursorOptions {
+            release_behind_bytes,
+            ..SAVE
+        };
+        let mut scan = RangeScan::new(dir.path(), 0, u64::MAX)
+            .unwrap()
+            .with_options(options);
+        let mut cursor = scan.next_cursor().unwrap().unwrap();
+        let mut read = 0;
+        while cursor.step(
+            StepBudget {
+                records: 100,
+                bytes: usize::MAX,
+            },
+            |_| {
+                read += 1;
+                true
+            },
+        ) != Step::Finished
+        {}
+        assert_eq!(read, 20_000);
+        let rss = mapped_rss_kib(&path);
+        assert!(
+            (min_rss_kib..=max_rss_kib).contains(&rss),
+            "release every {release_behind_bytes} bytes: {rss} KiB resident"
+        );
     }
 }
 

@@ -760,6 +760,28 @@ fn decode_spans(spans: &[Span], expected: u64) -> Result<f64, String> {
 
 // ---- network mode ------------------------------------------------------------------------------
 
+/// The GetRange passes of network mode: label, filter, records expected, flags.
+fn network_passes(args: &Args) -> [(&'static str, FilterMode, u64, ReadFlags); 4] {
+    let uncompressed = ReadFlags { uncompressed: true };
+    let whole = "GetRange, whole range, uncompressed";
+    [
+        (whole, FilterMode::None, args.records, uncompressed),
+        (whole, FilterMode::None, args.records, uncompressed),
+        (
+            "GetRange, whole range, LZ4",
+            FilterMode::None,
+            args.records,
+            ReadFlags::default(),
+        ),
+        (
+            "GetRange, filtered `status=500` (1%), uncompressed",
+            FilterMode::Substring,
+            expected_matches(args.records),
+            uncompressed,
+        ),
+    ]
+}
+
 fn network(args: &Args) -> Result<Value, String> {
     check_args(args)?;
     let addr = args.addr.ok_or("--node needs --addr")?;
@@ -778,33 +800,7 @@ fn network(args: &Args) -> Result<Value, String> {
     // Per record on disk: our 16-byte record header and the value (the file header is not
     // counted), so MB/s compares with the local passes' file bytes.
     let file_bytes_per_record = 16 + args.value_size as u64;
-    let uncompressed = ReadFlags { uncompressed: true };
-    let passes = [
-        (
-            "GetRange, whole range, uncompressed",
-            FilterMode::None,
-            args.records,
-            uncompressed,
-        ),
-        (
-            "GetRange, whole range, uncompressed",
-            FilterMode::None,
-            args.records,
-            uncompressed,
-        ),
-        (
-            "GetRange, whole range, LZ4",
-            FilterMode::None,
-            args.records,
-            ReadFlags::default(),
-        ),
-        (
-            "GetRange, filtered `status=500` (1%), uncompressed",
-            FilterMode::Substring,
-            expected_matches(args.records),
-            uncompressed,
-        ),
-    ];
+    let passes = network_passes(args);
     println!("GetRange from {addr}, channel {}:", args.channel);
     println!();
     println!("| pass | MB/s (file bytes) | M records/s | MB/s on the wire | records | s | node CPU | client CPU | GetVersion p50 / max ms meanwhile |");

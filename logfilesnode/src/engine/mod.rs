@@ -6,6 +6,7 @@
 //! - [`writers`]: the bounded set of open bucket writers (LRU).
 //! - [`journal`]: which buckets were open, to cut their torn tails after an unclean stop.
 //! - [`durability`]: the fsync thread and the epochs of group commit.
+//! - [`unmap`]: unmapping the maps of big reads off the event loop.
 //!
 //! Truncation rule: bucket files are memory-mapped by reads, and truncating a mapped file makes
 //! reading the cut pages fault. The engine truncates only (a) at start, before serving (journal
@@ -15,6 +16,7 @@
 pub mod channels;
 pub mod durability;
 pub mod journal;
+pub mod unmap;
 pub mod writers;
 
 use crate::config::FsyncPolicy;
@@ -24,6 +26,7 @@ use crate::storage::{
 use channels::ChannelInfo;
 use durability::SyncJob;
 use journal::Journal;
+use memmap2::Mmap;
 use node_core::protocol::logfiles::DiskSize;
 use node_core::protocol::Status;
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +35,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
+use unmap::Unmapper;
 use writers::{OpenBucket, OpenWriters};
 
 /// Where removed channels wait for deletion (a name no channel can have).
@@ -108,6 +112,8 @@ pub struct Engine {
     write_failure: Option<String>,
     /// Bucket files mapped by running reads, with their count of readers.
     mapped: HashMap<PathBuf, u32>,
+    /// Where reads leave the maps of big buckets to be unmapped.
+    unmapper: Unmapper,
     next_generation: u64,
 }
 
@@ -158,6 +164,7 @@ impl Engine {
             new_dir_entries: Vec::new(),
             write_failure: None,
             mapped: HashMap::new(),
+            unmapper: Unmapper::spawn(),
             next_generation: 1,
         };
         Ok((engine, report))
@@ -455,7 +462,12 @@ impl Engine {
         *self.mapped.entry(path.to_path_buf()).or_insert(0) += 1;
     }
 
-    pub fn unmapped(&mut self, path: &Path) {
+    /// A read is done with `path`; its `map`, if it has one, is unmapped off the caller's thread
+    /// when it is big ([`unmap`]).
+    pub fn unmapped(&mut self, path: &Path, map: Option<Mmap>) {
+        if let Some(map) = map {
+            self.unmapper.release(map);
+        }
         if let Some(count) = self.mapped.get_mut(path) {
             *count -= 1;
             if *count == 0 {

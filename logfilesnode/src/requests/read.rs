@@ -13,7 +13,8 @@
 //! - Damaged records are skipped and logged with the file and offset; the scan goes on with the
 //!   next bucket. A bucket file that cannot be read is logged and skipped.
 //! - The bucket being sent is memory-mapped; the engine is told ([`Engine::mapped`]) so that no
-//!   writer truncates it meanwhile.
+//!   writer truncates it meanwhile, and unmaps big maps off the event loop when the read is done
+//!   with them ([`crate::engine::unmap`]).
 //! - A channel removed during the read ends the stream with Ok after what was sent.
 
 use crate::engine::Engine;
@@ -141,6 +142,7 @@ pub(super) fn start(
     let options = CursorOptions {
         index_interval_bytes: node.engine.limits().index_interval_bytes,
         save_index: true,
+        ..CursorOptions::default()
     };
     let scan = match RangeScan::new(dir, from, to) {
         Ok(scan) => scan.with_options(options),
@@ -190,10 +192,11 @@ impl ReadStream {
 
     /// Lets go of the current bucket, logging its damage.
     fn release(&mut self, engine: &mut Engine) {
-        let Some(bucket) = self.current.take() else {
+        let Some(mut bucket) = self.current.take() else {
             return;
         };
-        engine.unmapped(&bucket.path);
+        let map = bucket.take_map();
+        engine.unmapped(&bucket.path, map);
         if let Some(first) = bucket.damage.first() {
             tracing::warn!(
                 "{} {}: {}: {} damaged part(s) skipped; first: {first}",
