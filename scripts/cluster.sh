@@ -25,7 +25,9 @@
 # status   Each process: state and pid; for each node its kind, address, hash range, channels
 #          with their records, records and open connections (not counting status's own), asked
 #          through swarmctl; for each dhtdump the age of its newest dump. Then whether the dht
-#          ranges tile the hash space. Exits 1 unless everything runs and answers.
+#          ranges tile the hash space, and `swarmctl health`'s verdict on the topology with its
+#          problems ($SWARM_HEALTH_ARGS: more options for it, e.g. --min-disk-free-percent 5).
+#          Exits 1 unless everything runs and answers and health says healthy.
 # stop     SIGTERM to the dhtdumps, then to the nodes (which dump their channels), waiting for each
 #          to exit (at most --timeout seconds, default 120), then reports how each ended. NAMEs
 #          (dhtnode-0, dhtdump-0, queuenode-1, ...) stop only those. Never sends SIGKILL: a
@@ -522,6 +524,18 @@ cmd_status() {
             grep -E '^(gap|overlap) |swarmctl:' <<<"$all_ranges" | sed 's/^/  /'
             ok=1
         fi
+    fi
+    # The same verdict as `swarmctl health` on the topology: every node a problem there is one
+    # here too.
+    local health extra=()
+    read -r -a extra <<<"${SWARM_HEALTH_ARGS:-}"
+    if health=$("${ctl[@]}" --nodes "$WORK/topology.toml" health "${extra[@]}" 2>&1); then
+        echo "health: healthy"
+    else
+        echo "health: DEGRADED"
+        sed -n '/^verdict: /,$p' <<<"$health" | tail -n +2 | sed 's/^ */  /'
+        grep '^swarmctl:' <<<"$health" | sed 's/^/  /' || true
+        ok=1
     fi
     return $ok
 }

@@ -10,6 +10,9 @@
 # (bucket_index), the queue node's ring files and reference-node imports (queue_ring_file), the
 # state files read back at start (state_files: the logfiles open-bucket journal and the dht range
 # state), the credentials file (credentials_file) and every daemon's TOML config (config_files).
+# Each target's invariants are in fuzz-checks/src/<target>.rs; `cargo test` replays every file of
+# fuzz/seeds/<target>/ through them, so a crash input saved there as regression-<what> is checked
+# from then on.
 #
 # Installs cargo-fuzz if it is missing. Uses the nightly toolchain when rustup has one, else the
 # default toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly-only sanitizer flags).

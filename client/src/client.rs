@@ -10,13 +10,16 @@ use crate::common::{self, VersionInfo};
 use crate::error::ClientError;
 use crate::handshake::{self, Opened};
 use crate::io_thread::{IoThread, WAKER_TOKEN};
+use crate::node_set::{NodeChanges, NodeStatus};
 use crate::options::ClientOptions;
+use crate::partial::Partial;
 use crate::reply::{Pending, Reply, Stream, Ticket};
 use crate::shared::{Command, Shared, Sink, COMMAND_QUEUE_LEN};
 use crate::stream_set::StreamSet;
 use crate::topology::Topology;
 use mio::{Poll, Waker};
 use node_core::auth;
+use node_core::protocol::wire::WireError;
 use node_core::protocol::{NodeKind, RequestCode};
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -32,7 +35,10 @@ pub struct Client {
 impl Client {
     /// Connects to every node (in parallel) and checks each is a swarm node of our protocol
     /// version, of kind `wanted_kind` if given, and accepts our credentials. Fails with the
-    /// error of the first node (in `nodes` order) that failed.
+    /// error of the first node (in `nodes` order) that failed, unless
+    /// [`ClientOptions::allow_down_nodes`] is set and every failure only says a node is down:
+    /// those nodes then start down (see [`Client::node_status`]) and are reconnected in the
+    /// background.
     pub fn connect(
         nodes: &[SocketAddr],
         wanted_kind: Option<NodeKind>,
@@ -46,7 +52,6 @@ impl Client {
         let first_error = opened.iter().find_map(|result| result.as_ref().err());
         if let Some(error) = first_error {
             let tolerated = options.allow_down_nodes
-                && opened.iter().any(Result::is_ok)
                 && opened
                     .iter()
                     .all(|result| result.as_ref().err().is_none_or(ClientError::is_node_down));
@@ -92,42 +97,187 @@ impl Client {
         })
     }
 
+    /// Node indices handed out so far, retired ones included: indices run from 0 to this, and
+    /// one index names one node for the life of the client.
     pub fn node_count(&self) -> usize {
-        self.shared.nodes.len()
+        self.shared.node_count()
+    }
+
+    /// The indices of the nodes that are not retired, in index order.
+    pub fn active_nodes(&self) -> Vec<usize> {
+        self.shared.active_indices()
+    }
+
+    /// How node `index` is doing, as the client last saw it; `None` for an index never handed
+    /// out. Costs no request.
+    pub fn node_status(&self, index: usize) -> Option<NodeStatus> {
+        self.shared.node(index).ok().map(|node| node.status(index))
+    }
+
+    /// [`Client::node_status`] of every index.
+    pub fn node_statuses(&self) -> Vec<NodeStatus> {
+        self.shared
+            .all_nodes()
+            .iter()
+            .enumerate()
+            .map(|(index, node)| node.status(index))
+            .collect()
+    }
+
+    /// `Ok` when a request to node `index` would be sent now; else the error it would fail
+    /// with at once (node down, retired, no such index).
+    pub(crate) fn check_node(&self, index: usize) -> Result<(), ClientError> {
+        self.shared.node(index)?.check()
+    }
+
+    /// How many connections to node `index` were opened so far (0 while it never was up): a
+    /// change means the node came back, and what was learnt of it may be stale.
+    pub(crate) fn node_generation(&self, index: usize) -> u64 {
+        self.route_stamp(index).unwrap_or(0)
+    }
+
+    /// [`Client::node_generation`], or `None` for a retired node (or an index never handed
+    /// out): what a dht route was made with, compared on every keyed request.
+    pub(crate) fn route_stamp(&self, index: usize) -> Option<u64> {
+        self.shared.route_stamp(index)
+    }
+
+    /// Adds a node: connects to it in the background (requests to it wait for that first
+    /// connect) and returns its index. A node already among the active ones keeps its index.
+    pub fn add_node(&self, addr: SocketAddr) -> Result<usize, ClientError> {
+        let existing = self
+            .shared
+            .all_nodes()
+            .iter()
+            .position(|node| node.addr == addr && !node.is_retired());
+        if let Some(index) = existing {
+            return Ok(index);
+        }
+        let index = self.shared.push_node(addr)?;
+        self.shared.send(Command::AddNode, index)?;
+        Ok(index)
+    }
+
+    /// Retires node `index`: requests to it fail with `ClientError::NodeRetired` from now on
+    /// (those in flight too), its connection is closed, and the index is never used again.
+    pub fn retire_node(&self, index: usize) -> Result<(), ClientError> {
+        let node = self.shared.node(index)?;
+        if !node.is_retired() {
+            node.retire();
+            self.shared.send(Command::Retire { node: index }, index)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `addrs` the client's nodes: adds those it does not have (in the given order) and
+    /// retires the active ones not listed. Nodes kept keep their indices.
+    pub fn set_nodes(&self, addrs: &[SocketAddr]) -> Result<NodeChanges, ClientError> {
+        let mut changes = NodeChanges::default();
+        for status in self.node_statuses() {
+            if !status.is_retired() && !addrs.contains(&status.addr) {
+                self.retire_node(status.index)?;
+                changes.removed.push((status.index, status.addr));
+            }
+        }
+        for &addr in addrs {
+            let before = self.node_count();
+            let index = self.add_node(addr)?;
+            if index >= before {
+                changes.added.push((index, addr));
+            }
+        }
+        Ok(changes)
     }
 
     /// The channels of every node (GetChannels of any kind: `code`), as one sorted list without
-    /// duplicates.
+    /// duplicates; fails when a node cannot answer.
     pub fn channel_names(&self, code: RequestCode) -> Result<Vec<String>, ClientError> {
-        let mut names = std::collections::BTreeSet::new();
-        for (node, reply) in self.fan_out(code, &[])? {
-            let body = reply.ok_body()?;
-            let decoded = node_core::protocol::channels::decode_channel_names(&body)
-                .map_err(|e| ClientError::protocol(node, format!("GetChannels reply: {e}")))?;
-            names.extend(decoded);
-        }
-        Ok(names.into_iter().collect())
+        self.channel_names_partial(code)?.complete()
     }
 
-    /// Sends one request to every node at once (pipelined), then collects the replies in node
-    /// order, each with its node's address. Fails with the first transport error.
+    /// [`Client::channel_names`] of the nodes that answer, and the nodes that could not
+    /// (down, unreachable, too slow: [`ClientError::is_node_down`]).
+    pub fn channel_names_partial(
+        &self,
+        code: RequestCode,
+    ) -> Result<Partial<Vec<String>>, ClientError> {
+        let lists = self.fan_out_decoded(code, &[], "GetChannels", |body| {
+            node_core::protocol::channels::decode_channel_names(body)
+        })?;
+        Ok(lists.map(|lists| {
+            let names: std::collections::BTreeSet<String> =
+                lists.into_iter().flat_map(|(_, names)| names).collect();
+            names.into_iter().collect()
+        }))
+    }
+
+    /// [`Client::fan_out_partial`] with every answer decoded by `decode` (a protocol error
+    /// naming `request` and the node if it cannot be). An error status fails the whole; a
+    /// NotFound answer (a channel that node never had) is left out.
+    pub(crate) fn fan_out_decoded<T>(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+        request: &str,
+        decode: impl Fn(&[u8]) -> Result<T, WireError>,
+    ) -> Result<Partial<Vec<(SocketAddr, T)>>, ClientError> {
+        let replies = self.fan_out_partial(code, body)?;
+        let mut decoded = Vec::with_capacity(replies.value.len());
+        for (node, reply) in replies.value {
+            let reply = reply.into_result()?;
+            if reply.status == node_core::protocol::Status::NotFound {
+                continue;
+            }
+            let value = decode(&reply.body)
+                .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
+            decoded.push((node, value));
+        }
+        Ok(Partial {
+            value: decoded,
+            missing: replies.missing,
+        })
+    }
+
+    /// Sends one request to every active node at once (pipelined), then collects the replies in
+    /// node order, each with its node's address. Fails with the first transport error.
     pub fn fan_out(
         &self,
         code: RequestCode,
         body: &[u8],
     ) -> Result<Vec<(SocketAddr, Reply)>, ClientError> {
-        let pending: Vec<Pending> = (0..self.node_count())
-            .map(|node| self.submit(node, code, body))
-            .collect::<Result<_, _>>()?;
-        pending
-            .into_iter()
-            .map(|pending| pending.wait().map(|reply| (reply.node, reply)))
-            .collect()
+        self.fan_out_partial(code, body)?.complete()
     }
 
-    /// The address of node `index`, as given to `connect`.
+    /// [`Client::fan_out`] that leaves out the nodes that cannot answer (down, unreachable, too
+    /// slow: [`ClientError::is_node_down`]) and lists them with their errors. Any other
+    /// transport error fails the whole call. Replies with an error status are returned as they
+    /// are.
+    pub fn fan_out_partial(
+        &self,
+        code: RequestCode,
+        body: &[u8],
+    ) -> Result<Partial<Vec<(SocketAddr, Reply)>>, ClientError> {
+        let pending: Vec<(usize, Result<Pending, ClientError>)> = self
+            .active_nodes()
+            .into_iter()
+            .map(|node| (node, self.submit(node, code, body)))
+            .collect();
+        let mut result = Partial::new(Vec::with_capacity(pending.len()));
+        for (node, pending) in pending {
+            match pending.and_then(Pending::wait) {
+                Ok(reply) => result.value.push((reply.node, reply)),
+                Err(error) if error.is_node_down() => {
+                    result.missing.push((self.shared.addr(node), error))
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(result)
+    }
+
+    /// The address of node `index`.
     pub fn node_addr(&self, index: usize) -> Option<SocketAddr> {
-        self.shared.nodes.get(index).map(|node| node.addr)
+        self.shared.node(index).ok().map(|node| node.addr)
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -202,9 +352,10 @@ impl Client {
     }
 
     /// Closes node `node`'s connection now: everything in flight on it fails with
-    /// `ClientError::Disconnected`, exactly as if the network had dropped it, and the next
-    /// request reconnects. For tests of reconnect paths, and for tools that want a fresh
-    /// connection. Returns once the I/O thread has the command, not once it acted on it.
+    /// `ClientError::Disconnected`, exactly as if the network had dropped it, and a new one is
+    /// opened at once (requests made meanwhile wait for it). For tests of reconnect paths, and
+    /// for tools that want a fresh connection. Returns once the I/O thread has the command, not
+    /// once it acted on it.
     pub fn disconnect(&self, node: usize) -> Result<(), ClientError> {
         self.shared.node(node)?;
         self.shared.send(Command::Disconnect { node }, node)
@@ -249,7 +400,7 @@ impl Drop for Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let nodes: Vec<SocketAddr> = self.shared.nodes.iter().map(|n| n.addr).collect();
+        let nodes: Vec<SocketAddr> = self.shared.all_nodes().iter().map(|n| n.addr).collect();
         f.debug_struct("Client")
             .field("nodes", &nodes)
             .finish_non_exhaustive()
@@ -267,6 +418,8 @@ pub(crate) fn send_request(
     reply_to: Sink,
 ) -> Result<Ticket, ClientError> {
     let info = shared.node(node)?;
+    // A node known to be down fails here, at once: no command, no connect attempt.
+    info.check()?;
     let max = shared.options.max_request_bytes;
     if body.len() > max as usize {
         return Err(ClientError::RequestTooLarge {
@@ -283,7 +436,7 @@ pub(crate) fn send_request(
             limit: info.limit.max(),
             ms: shared.options.request_timeout_ms,
         })?;
-    let request_id = shared.next_request_id(node);
+    let request_id = info.next_request_id();
     let command = Command::Send {
         node,
         request_id,
@@ -311,8 +464,7 @@ fn check_options(options: &ClientOptions) -> Result<(), ClientError> {
 }
 
 /// Opens every node's connection in parallel (so a dead node costs one connect timeout, not
-/// one per node); returns them in node order, or the first node's error.
-/// Connects to every node in parallel; the outcome per node, in node order.
+/// one per node); the outcome per node, in node order.
 fn open_all(
     nodes: &[SocketAddr],
     wanted: Option<NodeKind>,

@@ -12,18 +12,28 @@
 use node_core::protocol::{NodeKind, Status, PROTOCOL_VERSION};
 use std::io;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 impl ClientError {
-    /// Whether this connect failure means the node is down or busy for now (retrying later may
-    /// work), rather than that it is the wrong node or refuses us.
+    /// Whether the node could not answer because it is down, unreachable, stopping, busy or
+    /// too slow for now (retrying later may work), rather than because it is the wrong node,
+    /// refuses us, or refused the request itself. A fan-out leaves such a node out of a partial
+    /// result ([`crate::Partial`]); [`ClientError::NodeDown`] is the error of a node already
+    /// known to be down.
     pub fn is_node_down(&self) -> bool {
         matches!(
             self,
-            ClientError::Connect { .. }
+            ClientError::NodeDown { .. }
+                | ClientError::OwnerDown { .. }
+                | ClientError::Connect { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::ConnectionLimit { .. }
                 | ClientError::ShuttingDown { .. }
                 | ClientError::Disconnected { .. }
+                | ClientError::Status {
+                    status: Status::ShuttingDown,
+                    ..
+                }
         )
     }
 }
@@ -87,6 +97,39 @@ pub enum ClientError {
     /// The `Client` was dropped (its I/O thread stopped) while this request was outstanding.
     #[error("node {node}: client shut down")]
     Closed { node: SocketAddr },
+    /// The node is known to be down: its last connect failed for `reason` (its connection
+    /// dropped and it could not be reached again, or it was never reachable), and it has been
+    /// down since `since`. Requests to it fail at once with this error, without a connect
+    /// attempt, while the client reconnects in the background (50 ms, then doubling up to 4 s
+    /// between tries); once it is back, requests go to it again.
+    #[error("node {node}: down: {reason}")]
+    NodeDown {
+        node: SocketAddr,
+        reason: String,
+        since: SystemTime,
+    },
+    /// The node was removed from the client's nodes (a topology change); its index stays
+    /// retired for the life of the client.
+    #[error("node {node}: removed from the client's topology")]
+    NodeRetired { node: SocketAddr },
+    /// No live dht node owns the key, and the nodes that are down include some whose range the
+    /// client never learned (not stated in the topology, never seen by this process): one of
+    /// them owns it.
+    #[error(
+        "no live node owns key 0x{key:016x} (hash position 0x{position:016x}); it belongs to \
+         one of the dht nodes that are down and whose range this client never learned: {}",
+        show_addrs(.candidates)
+    )]
+    OwnerDown {
+        key: u64,
+        position: u64,
+        candidates: Vec<SocketAddr>,
+    },
+    /// A value larger than any request can carry (the request limit `max_request_bytes` less
+    /// the request's other fields), refused before anything is sent. Nodes may allow less
+    /// (their `max_value_bytes`); they answer such values with the ValueTooBig status.
+    #[error("value of {len} bytes exceeds the value limit of {max} bytes")]
+    ValueTooBig { len: usize, max: usize },
     #[error("no node with index {index}: the client has {count} nodes")]
     NoSuchNode { index: usize, count: usize },
     #[error("no nodes given")]
@@ -141,8 +184,28 @@ impl ClientError {
             | RequestTooLarge { node, .. }
             | Closed { node }
             | WrongNode { node, .. }
-            | UpdateConflict { node, .. } => Some(*node),
-            NoSuchNode { .. } | NoNodes | Setup(_) | Topology(_) | NoNodeForKey { .. } => None,
+            | UpdateConflict { node, .. }
+            | NodeDown { node, .. }
+            | NodeRetired { node } => Some(*node),
+            NoSuchNode { .. }
+            | NoNodes
+            | Setup(_)
+            | Topology(_)
+            | NoNodeForKey { .. }
+            | OwnerDown { .. }
+            | ValueTooBig { .. } => None,
+        }
+    }
+
+    /// The message without its leading `node HOST:PORT: `: what went wrong, for a line that
+    /// names the node already.
+    pub fn reason(&self) -> String {
+        let text = self.to_string();
+        match self.node() {
+            Some(node) => text
+                .strip_prefix(&format!("node {node}: "))
+                .map_or_else(|| text.clone(), str::to_string),
+            None => text,
         }
     }
 
@@ -174,6 +237,11 @@ fn io_reason(error: &io::Error) -> String {
         io::ErrorKind::AddrNotAvailable => "address not available".into(),
         _ => error.to_string(),
     }
+}
+
+fn show_addrs(addrs: &[SocketAddr]) -> String {
+    let shown: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    shown.join(", ")
 }
 
 fn status_text(status: &Status, message: &str) -> String {
@@ -245,5 +313,24 @@ mod tests {
             "node 127.0.0.1:10000: value too big: value of 20 bytes exceeds 10"
         );
         assert_eq!(status.node(), Some(addr()));
+        assert_eq!(
+            status.reason(),
+            "value too big: value of 20 bytes exceeds 10"
+        );
+        let down = ClientError::NodeDown {
+            node: addr(),
+            reason: "connection refused".into(),
+            since: SystemTime::now(),
+        };
+        assert_eq!(
+            down.to_string(),
+            "node 127.0.0.1:10000: down: connection refused"
+        );
+        assert!(down.is_node_down());
+        assert!(!ClientError::NodeRetired { node: addr() }.is_node_down());
+        assert_eq!(
+            ClientError::ValueTooBig { len: 20, max: 10 }.to_string(),
+            "value of 20 bytes exceeds the value limit of 10 bytes"
+        );
     }
 }

@@ -1,14 +1,20 @@
 //! The client's one I/O thread: owns the connections to all nodes of a `Client` and
 //! multiplexes the requests of every caller thread over one connection per node.
 //!
-//! Loop: wait for readiness (sockets, or the waker that callers and connect threads ring),
-//! then service ready sockets (read and route frames, write pending output), take finished
-//! connects, take callers' commands (new requests, credit/stop, cancels), and flush every
+//! Loop: wait for readiness (sockets, or the waker that callers and connect threads ring), or
+//! for the next background reconnect that is due; then service ready sockets (read and route
+//! frames, write pending output), take finished connects, take callers' commands (new requests,
+//! credit/stop, cancels, node changes), start the reconnects that are due, and flush every
 //! connection with output, so that a burst of commands leaves in as few writes as possible.
 //!
-//! Connects never block this thread: a reconnect runs on a short-lived thread that hands the
+//! Connects never block this thread: a connect runs on a short-lived thread that hands the
 //! finished connection back through a channel. That channel is unbounded in type but holds at
 //! most one result per node, since a node has at most one connect under way.
+//!
+//! Reconnecting is the I/O thread's business, not the callers': a connection that drops is
+//! opened again at once (requests made meanwhile wait for it); a connect that fails marks the
+//! node down (`node_set`), so requests to it fail at once, and the next attempt follows the
+//! node's backoff (50 ms doubling to 4 s) until one succeeds and the node is up again.
 
 use crate::error::ClientError;
 use crate::handshake::{self, Opened};
@@ -44,7 +50,7 @@ pub(crate) struct IoThread {
 
 impl IoThread {
     /// Takes the outcome of `Client::connect`'s first connect to each node (in node order): a
-    /// node that failed starts disconnected, under backoff.
+    /// node that failed starts down, with its first background reconnect due after 50 ms.
     pub(crate) fn new(
         poll: Poll,
         shared: Arc<Shared>,
@@ -55,9 +61,9 @@ impl IoThread {
         let (connects_tx, connects) = mpsc::channel();
         let max_frame = shared.options.max_frame_bytes;
         let sessions = shared
-            .nodes
-            .iter()
-            .map(|node| Session::new(node.addr, max_frame))
+            .all_nodes()
+            .into_iter()
+            .map(|node| Session::new(node, max_frame))
             .collect();
         let mut io = IoThread {
             poll,
@@ -77,7 +83,10 @@ impl IoThread {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            if let Err(error) = self.poll.poll(&mut events, None) {
+            let timeout = self
+                .next_retry()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -94,6 +103,7 @@ impl IoThread {
             }
             self.take_connects();
             self.take_commands();
+            self.retry_due();
             self.flush_all();
         }
         self.close_all();
@@ -122,7 +132,7 @@ impl IoThread {
             result = session.flush();
         }
         if let Err(error) = result {
-            self.drop_connection(node, error);
+            self.lose_connection(node, error);
         }
     }
 
@@ -145,19 +155,14 @@ impl IoThread {
                 body,
                 reply_to,
                 permit,
-            } => {
-                let Some(ready) = self.ensure_link(node) else {
-                    return;
-                };
-                match ready {
-                    Ok(()) => {
-                        self.sessions[node].queue_request(request_id, code, &body, reply_to, permit)
-                    }
-                    Err(error) => {
-                        let _ = reply_to.send(Routed::Failed(error));
-                    }
+            } => match self.ready_for_request(node) {
+                Ok(()) => {
+                    self.sessions[node].queue_request(request_id, code, &body, reply_to, permit)
                 }
-            }
+                Err(error) => {
+                    let _ = reply_to.send(Routed::Failed(error));
+                }
+            },
             Command::Control {
                 node,
                 request_id,
@@ -176,26 +181,87 @@ impl IoThread {
             Command::Disconnect { node } => {
                 if let Some(session) = self.sessions.get(node) {
                     let error = ClientError::Disconnected { node: session.addr };
-                    self.drop_connection(node, error);
+                    self.lose_connection(node, error);
                 }
+            }
+            Command::AddNode => self.sync_nodes(),
+            Command::Retire { node } => self.retire(node),
+        }
+    }
+
+    /// `Ok` when a request to `node` can be queued now: the link is up, or being opened while
+    /// the node is not known to be down. Otherwise the error to fail it with at once (a caller
+    /// checked the node's health just before, so this only catches a change in between).
+    fn ready_for_request(&mut self, node: usize) -> Result<(), ClientError> {
+        if node >= self.sessions.len() {
+            // A request for an added node may overtake the AddNode command.
+            self.sync_nodes();
+        }
+        let Some(session) = self.sessions.get_mut(node) else {
+            return Err(ClientError::NoSuchNode {
+                index: node,
+                count: self.sessions.len(),
+            });
+        };
+        session.info.check()?;
+        if matches!(session.link, Link::Idle) {
+            // Down nodes fail in `check`; an idle link of a node not down is one whose connect
+            // was never started (defensive): start it, the request waits for it.
+            session.link = Link::Connecting;
+            self.start_connect(node);
+        }
+        Ok(())
+    }
+
+    /// Starts a session, and its first connect, for every node appended to the shared list.
+    fn sync_nodes(&mut self) {
+        let nodes = self.shared.all_nodes();
+        let max_frame = self.shared.options.max_frame_bytes;
+        for (index, node) in nodes.into_iter().enumerate().skip(self.sessions.len()) {
+            tracing::debug!(node = %node.addr, index, "node added");
+            let retired = node.is_retired();
+            self.sessions.push(Session::new(node, max_frame));
+            if !retired {
+                self.sessions[index].link = Link::Connecting;
+                self.start_connect(index);
             }
         }
     }
 
-    /// Makes sure node `node` is up or connecting, starting a connect if it is idle and its
-    /// backoff allows; `Err` with the last connect error while the backoff runs. `None` for a
-    /// node index that does not exist (callers check, so this is only defensive).
-    fn ensure_link(&mut self, node: usize) -> Option<Result<(), ClientError>> {
-        let session = self.sessions.get_mut(node)?;
-        if !matches!(session.link, Link::Idle) {
-            return Some(Ok(()));
+    fn retire(&mut self, node: usize) {
+        if node >= self.sessions.len() {
+            self.sync_nodes();
         }
-        if let Err(error) = session.backoff.check(Instant::now()) {
-            return Some(Err(error));
+        let Some(session) = self.sessions.get(node) else {
+            return;
+        };
+        let error = ClientError::NodeRetired { node: session.addr };
+        tracing::debug!(node = %session.addr, "node retired");
+        self.close_connection(node, error);
+    }
+
+    /// When the earliest background reconnect is due, if any node waits for one.
+    fn next_retry(&self) -> Option<Instant> {
+        self.sessions
+            .iter()
+            .filter(|session| matches!(session.link, Link::Idle) && !session.info.is_retired())
+            .filter_map(|session| session.backoff.retry_at())
+            .min()
+    }
+
+    /// Starts the background reconnects that are due.
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        for node in 0..self.sessions.len() {
+            let session = &mut self.sessions[node];
+            let due = matches!(session.link, Link::Idle)
+                && !session.info.is_retired()
+                && session.backoff.retry_at().is_some_and(|at| at <= now);
+            if due {
+                session.link = Link::Connecting;
+                self.start_connect(node);
+            }
         }
-        session.link = Link::Connecting;
-        self.start_connect(node);
-        Some(Ok(()))
     }
 
     fn start_connect(&mut self, node: usize) {
@@ -227,6 +293,11 @@ impl IoThread {
 
     fn on_connect_done(&mut self, node: usize, result: Result<Opened, ClientError>) {
         let addr = self.sessions[node].addr;
+        if self.sessions[node].info.is_retired() {
+            // Retired while connecting: the new connection is simply dropped.
+            self.sessions[node].link = Link::Idle;
+            return;
+        }
         let registered = result.and_then(|opened| {
             tracing::debug!(node = %addr, kind = %opened.kind, admin = opened.admin, "handshake done");
             let mut stream = mio::net::TcpStream::from_std(opened.stream);
@@ -237,16 +308,21 @@ impl IoThread {
             Ok(stream)
         });
         let session = &mut self.sessions[node];
+        debug_assert!(!session.is_up(), "two connects under way for one node");
         match registered {
             Ok(stream) => {
                 session.link = Link::Up(stream);
                 session.backoff.on_success();
+                session.info.set_up();
             }
             Err(error) => {
                 tracing::debug!(node = %addr, %error, "connect failed");
                 session.take_link();
-                session.requests.fail_all(&error);
-                session.backoff.on_failure(Instant::now(), error);
+                session.link = Link::Idle;
+                session.info.set_down(error);
+                // What waited for this connect fails as later requests will: node down.
+                session.requests.fail_all(&session.info.down_error());
+                session.backoff.on_failure(Instant::now());
             }
         }
     }
@@ -256,16 +332,28 @@ impl IoThread {
             let session = &mut self.sessions[node];
             if session.is_up() && session.has_output() {
                 if let Err(error) = session.flush() {
-                    self.drop_connection(node, error);
+                    self.lose_connection(node, error);
                 }
             }
         }
     }
 
-    /// Closes node `node`'s connection and fails what was in flight on it with `error`
-    /// (`Disconnected`, or the protocol error that made us close). No backoff: the next request
-    /// reconnects at once, and only a failed connect starts the backoff.
-    fn drop_connection(&mut self, node: usize, error: ClientError) {
+    /// The connection of node `node` failed (dropped, or broke the protocol): closes it, fails
+    /// what was in flight on it with `error`, and opens a new one at once. Only a failed
+    /// connect marks the node down and starts the backoff.
+    fn lose_connection(&mut self, node: usize, error: ClientError) {
+        self.close_connection(node, error);
+        let session = &mut self.sessions[node];
+        if session.info.is_retired() || !matches!(session.link, Link::Idle) {
+            return;
+        }
+        session.info.set_connecting();
+        session.link = Link::Connecting;
+        self.start_connect(node);
+    }
+
+    /// Closes node `node`'s connection and fails what was in flight on it with `error`.
+    fn close_connection(&mut self, node: usize, error: ClientError) {
         let session = &mut self.sessions[node];
         tracing::debug!(node = %session.addr, %error, in_flight = session.requests.len(), "closing connection");
         if let Some(mut stream) = session.take_link() {
@@ -278,7 +366,7 @@ impl IoThread {
     fn close_all(&mut self) {
         for node in 0..self.sessions.len() {
             let addr = self.sessions[node].addr;
-            self.drop_connection(node, ClientError::Closed { node: addr });
+            self.close_connection(node, ClientError::Closed { node: addr });
         }
     }
 }

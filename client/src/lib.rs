@@ -15,9 +15,50 @@
 //!
 //! On top of that transport, [`dht`] is the dht cluster's client: [`DhtClient`] routes each key
 //! to the node whose hash range owns it, fans whole-channel requests out to every node and
-//! merges the answers.
+//! merges the answers; [`LogClient`] and [`queue::QueueClient`] do the same for logfiles and
+//! queue clusters.
 //!
 //! Failures are [`ClientError`]s whose messages name the node and the reason.
+//!
+//! # Nodes that are down
+//!
+//! Node failure is normal, and the clients serve through it:
+//!
+//! - **Starting.** The cluster clients start while nodes are down (even all of them); a plain
+//!   [`Client`] does with [`ClientOptions::allow_down_nodes`]. A node's health is kept in one
+//!   place and read without a request: [`Client::node_status`] (up, connecting, down since when
+//!   and why, retired).
+//! - **Failing fast.** Once a node is known to be down (its connection dropped and the reconnect
+//!   failed, or it could not be reached at start), every request to it fails at once with
+//!   [`ClientError::NodeDown`], naming the node and the reason, without a connect attempt:
+//!   microseconds, not a connect timeout. Requests to the other nodes are unaffected.
+//! - **Coming back.** The client reconnects in the background (50 ms, then doubling up to 4 s
+//!   between tries); when the node answers again, requests go to it again, with no restart. A
+//!   dht node that comes back has its range read again before a key is routed to it.
+//! - **dht keys of a down node.** They are routed by the node's last known range: the one it
+//!   answered earlier in this process, else the one the topology file states for it
+//!   (`{ addr = "...", range = "MIN:MAX" }`, see [`topology`]). A key no known range covers,
+//!   while a single node of unknown range is down, fails with `NodeDown` for that node; with
+//!   several, with [`ClientError::OwnerDown`] naming them.
+//! - **Writes to any node** (logfiles puts, queue pushes) skip nodes that are down at once and go
+//!   to the others.
+//! - **Reads over every node.** A partial result never passes for a complete one. The
+//!   complete-only methods (`get_size`, `get_channels`, `get_all`, `get_range`, `listen`,
+//!   `consume`, `pop`'s "empty", ...) keep failing when a node cannot answer, with that node's
+//!   error. Each has a `*_partial` counterpart that returns what the live nodes said together
+//!   with the nodes that were missing and why: a [`Partial`] (`value`, `missing`), or for
+//!   streams a `missing()` list ([`dht::GetAll::missing`], [`logfiles::LogRecords::missing`],
+//!   [`dht::Listener::missing`], [`queue::Consumer::missing`]). Listeners and consumers take a
+//!   node that comes back in again by themselves.
+//!
+//! # Changing the nodes
+//!
+//! A client's node indices are stable: nodes added get new indices, removed ones are retired
+//! (requests to them fail with [`ClientError::NodeRetired`]) and their indices are never reused
+//! ([`Client::add_node`], [`Client::retire_node`], [`Client::set_nodes`]). The cluster clients
+//! opened with `open_topology` follow their topology file: when it changes they connect to the
+//! nodes added and retire those removed, with no restart (`reload_topology` does it at once;
+//! [`ClientOptions::topology_watch_ms`] sets how often the file is looked at).
 //!
 //! ```no_run
 //! use client::{Client, ClientOptions};
@@ -34,11 +75,14 @@ mod client;
 mod common;
 pub mod dht;
 mod error;
+mod follow;
 mod handshake;
 mod io_thread;
 mod limit;
 pub mod logfiles;
+mod node_set;
 mod options;
+mod partial;
 pub mod queue;
 mod reply;
 mod round_robin;
@@ -53,7 +97,9 @@ pub use common::VersionInfo;
 pub use dht::DhtClient;
 pub use error::ClientError;
 pub use logfiles::LogClient;
+pub use node_set::{NodeChanges, NodeState, NodeStatus};
 pub use options::ClientOptions;
+pub use partial::Partial;
 pub use reply::{Pending, Reply, Stream, StreamEvent};
 pub use stream_set::{StreamSet, StreamTag};
 pub use topology::{KeyFileError, Topology, TopologyError};

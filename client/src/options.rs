@@ -1,5 +1,6 @@
 //! [`ClientOptions`]: timeouts, credentials and limits of a `Client`, with their defaults.
 
+use crate::error::ClientError;
 use node_core::auth::Key;
 use node_core::protocol::codes::INITIAL_STREAM_CREDIT;
 use node_core::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -34,12 +35,17 @@ pub struct ClientOptions {
     /// on a partial cluster; a key no node owns then fails with `ClientError::NoNodeForKey`,
     /// and a key several nodes own goes to the first of them in node order.
     pub allow_incomplete_ranges: bool,
-    /// Start even when some nodes cannot be reached (connection refused or timed out, node
-    /// shutting down or at its connection limit), as long as one can: those start disconnected
-    /// and requests to them reconnect with the usual backoff. Other errors (wrong kind, version,
-    /// authentication) still fail `connect`. The logfiles and queue clients, which write to any
-    /// one node, always set it; default false.
+    /// Start even when nodes cannot be reached (connection refused or timed out, node shutting
+    /// down or at its connection limit), even all of them: those start down (requests to them
+    /// fail at once with `ClientError::NodeDown`) and are reconnected in the background. Other
+    /// errors (wrong kind, version, authentication) still fail `connect`. The dht, logfiles and
+    /// queue clients always set it: a cluster serves with nodes down. Default false (a plain
+    /// `Client::connect` fails with the first node's error).
     pub allow_down_nodes: bool,
+    /// How often a cluster client opened from a topology file (`open_topology`) looks whether
+    /// the file changed, in milliseconds; 0: never (only `reload_topology` reads it again).
+    /// Default 1000.
+    pub topology_watch_ms: u64,
 }
 
 impl Default for ClientOptions {
@@ -54,11 +60,32 @@ impl Default for ClientOptions {
             stream_window: 16,
             allow_incomplete_ranges: false,
             allow_down_nodes: false,
+            topology_watch_ms: 1000,
         }
     }
 }
 
+/// Bytes a Put request spends besides its value: the channel name's length byte and the key.
+const PUT_OVERHEAD_BYTES: usize = 1 + 8;
+
 impl ClientOptions {
+    /// The largest value one request can carry to `channel` (a dht or logfiles Put, a queue
+    /// Push): `max_request_bytes` less the request's other fields. A larger value fails with
+    /// `ClientError::ValueTooBig` before anything is sent; nodes may accept less (their
+    /// `max_value_bytes`, default 1 MiB, answered with the ValueTooBig status).
+    pub fn max_value_bytes(&self, channel: &str) -> usize {
+        (self.max_request_bytes as usize).saturating_sub(PUT_OVERHEAD_BYTES + channel.len())
+    }
+
+    /// `Err(ClientError::ValueTooBig)` for a value larger than [`ClientOptions::max_value_bytes`].
+    pub(crate) fn check_value(&self, channel: &str, len: usize) -> Result<(), ClientError> {
+        let max = self.max_value_bytes(channel);
+        if len > max {
+            return Err(ClientError::ValueTooBig { len, max });
+        }
+        Ok(())
+    }
+
     /// The stream window actually used: never below the initial credit.
     pub(crate) fn effective_window(&self) -> u32 {
         self.stream_window.max(INITIAL_STREAM_CREDIT)

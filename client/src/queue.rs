@@ -14,13 +14,19 @@
 //!   with a bounded number of batches unacknowledged; what a full node did not store goes to the
 //!   next node.
 //! - **pop** asks the nodes in turn (starting round-robin, so no node is favoured) until one has
-//!   a record; `None` when every reachable node's channel is empty. Unreachable nodes are
-//!   skipped; if no node could be asked at all, the last error is returned. A node that refuses
-//!   (a subscribed channel without a default subscriber) is skipped too, and its error returned
-//!   when no node had a record.
+//!   a record. Unreachable nodes are skipped; `None` only when every node answered that its
+//!   channel is empty: when nothing was found and a node could not be asked, `pop` fails with
+//!   that node's error (`pop_partial` says `None` and lists the nodes it could not ask). A node
+//!   that refuses (a subscribed channel without a default subscriber) is skipped too, and its
+//!   error returned when no node had a record.
 //! - **consume** ([`Consumer`]) streams from every node at once, acknowledging what the caller
-//!   has taken; **subscribe**, **get_channels** (union), **get_size** / **get_channel_size**
-//!   (sums) and **remove_channel** fan out to every node and need all of them.
+//!   has taken (`consume_partial` starts without the nodes that are down and takes them in when
+//!   they are back); **subscribe**, **get_channels** (union), **get_size** /
+//!   **get_channel_size** (sums) and **remove_channel** fan out to every node and need all of
+//!   them (the `*_partial` reads answer from the nodes that can, [`crate::Partial`]).
+//! - A node known to be down (`ClientError::NodeDown`) is skipped by pushes and pops at once.
+//! - **Membership**: [`QueueClient::open_topology`] follows a topology file, connecting to the
+//!   nodes added to it and retiring those removed, with no restart.
 //!
 //! ```no_run
 //! use client::queue::QueueClient;
@@ -55,13 +61,18 @@ pub use node_core::protocol::queue::QueueSize;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::follow::{self, Follower};
+use crate::node_set::NodeChanges;
 use crate::options::ClientOptions;
+use crate::partial::Partial;
 use crate::reply::Reply;
 use crate::round_robin::RoundRobin;
 use crate::topology::Topology;
 use node_core::protocol::queue::{self as wire, PushMultiRequest, PushRequest, SubscribeRequest};
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 /// A connected queue cluster. `Send + Sync`: share it between threads with `Arc`.
 #[derive(Debug)]
@@ -69,13 +80,24 @@ pub struct QueueClient {
     client: Client,
     /// Round-robin position of the next push and pop.
     writes: RoundRobin,
+    /// Set when the client follows a topology file.
+    follower: Option<Follower>,
 }
 
 impl QueueClient {
-    /// Connects to every node (each must be a queue node).
+    /// Connects to every node (each must be a queue node). Nodes that are down do not stop it:
+    /// pushes go to the others, and the client reconnects to them in the background.
     pub fn connect(
         nodes: &[SocketAddr],
         options: ClientOptions,
+    ) -> Result<QueueClient, ClientError> {
+        QueueClient::start(nodes, options, None)
+    }
+
+    fn start(
+        nodes: &[SocketAddr],
+        options: ClientOptions,
+        follower: Option<Follower>,
     ) -> Result<QueueClient, ClientError> {
         // Pushes go to any one node: a node that is down at start must not stop the client.
         let options = ClientOptions {
@@ -86,7 +108,31 @@ impl QueueClient {
         Ok(QueueClient {
             client,
             writes: RoundRobin::starting_at(0),
+            follower,
         })
+    }
+
+    /// Connects to the `[queue]` nodes of the topology file at `path` and follows the file:
+    /// nodes added to it are connected to, nodes removed are retired, with no restart.
+    pub fn open_topology(
+        path: &Path,
+        options: ClientOptions,
+    ) -> Result<Arc<QueueClient>, ClientError> {
+        let (_, nodes, options, follower) = follow::open(path, NodeKind::Queue, options)?;
+        let queue = Arc::new(QueueClient::start(&nodes, options, Some(follower))?);
+        follow::spawn(&queue);
+        Ok(queue)
+    }
+
+    /// Re-reads the followed topology file now (see [`QueueClient::open_topology`]).
+    pub fn reload_topology(&self) -> Result<NodeChanges, ClientError> {
+        let topology = follow::reload(self.follower.as_ref())?;
+        self.apply_topology(&topology)
+    }
+
+    /// Makes the `[queue]` nodes of `topology` this client's nodes.
+    pub fn apply_topology(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
+        follow::apply(&self.client, topology, NodeKind::Queue)
     }
 
     /// Connects to the `[queue]` nodes of a topology, with its credentials unless `options`
@@ -104,18 +150,20 @@ impl QueueClient {
         &self.client
     }
 
+    /// Node indices handed out so far (see [`Client::node_count`]).
     pub fn node_count(&self) -> usize {
         self.client.node_count()
     }
 
-    /// Node indexes starting at the next round-robin position.
+    /// Active node indices starting at the next round-robin position.
     pub(crate) fn rotation(&self) -> impl Iterator<Item = usize> {
-        self.writes.order(self.node_count())
+        self.writes.order_of(self.client.active_nodes())
     }
 
     /// Pushes `value` to `channel` on one node (see the module documentation); returns the
     /// index of the node that stored it.
     pub fn push(&self, channel: &str, value: &[u8]) -> Result<usize, ClientError> {
+        self.client.options().check_value(channel, value.len())?;
         let mut body = Vec::with_capacity(channel.len() + 1 + value.len());
         PushRequest { channel, value }.encode(&mut body);
         self.push_body(wire::PUSH, &body, "Push")
@@ -170,14 +218,25 @@ impl QueueClient {
     /// Consumes `channel` on every node as `subscriber` ("" = the default subscriber, which Pop
     /// shares), at most `max_batch_records` records per batch (0 = the node's default): see
     /// [`Consumer`]. Subscribes on every node first, so from now on each node keeps this
-    /// subscriber's records.
+    /// subscriber's records. Fails when a node cannot be reached now.
     pub fn consume(
         &self,
         channel: &str,
         subscriber: &str,
         max_batch_records: u32,
     ) -> Result<Consumer<'_>, ClientError> {
-        Consumer::open(&self.client, channel, subscriber, max_batch_records)
+        Consumer::open(&self.client, channel, subscriber, max_batch_records, false)
+    }
+
+    /// [`QueueClient::consume`] that starts without the nodes that are down and consumes from
+    /// them once they are back ([`Consumer::missing`] lists the nodes not consumed from now).
+    pub fn consume_partial(
+        &self,
+        channel: &str,
+        subscriber: &str,
+        max_batch_records: u32,
+    ) -> Result<Consumer<'_>, ClientError> {
+        Consumer::open(&self.client, channel, subscriber, max_batch_records, true)
     }
 
     /// Subscribes `subscriber` to `channel` on every node: from now on each node keeps a copy of
@@ -197,12 +256,23 @@ impl QueueClient {
     }
 
     /// Pops one record of `channel` from whichever node has one (see the module
-    /// documentation); `None` when the channel is empty on every reachable node.
+    /// documentation); `None` when every node answered that the channel is empty. When no node
+    /// had a record and a node could not be asked, fails with that node's error.
     pub fn pop(&self, channel: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let popped = self.pop_partial(channel)?;
+        match popped.value {
+            Some(value) => Ok(Some(value)),
+            None => popped.complete(),
+        }
+    }
+
+    /// [`QueueClient::pop`] over the nodes that can be asked: the record popped, if one was,
+    /// and the nodes that could not be asked (a `None` with nodes missing means "empty on the
+    /// nodes that answered").
+    pub fn pop_partial(&self, channel: &str) -> Result<Partial<Option<Vec<u8>>>, ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        let mut answered = false;
-        let mut last_error = None;
+        let mut result = Partial::new(None);
         let mut refused = None;
         for node in self.rotation() {
             match self
@@ -210,37 +280,59 @@ impl QueueClient {
                 .request(node, wire::POP, &body)
                 .and_then(Reply::into_result)
             {
-                Ok(reply) if reply.status == Status::Ok => return Ok(Some(reply.body)),
-                Ok(_) => answered = true,
-                Err(error) if unreachable(&error) => last_error = Some(error),
+                Ok(reply) if reply.status == Status::Ok => {
+                    result.value = Some(reply.body);
+                    return Ok(result);
+                }
+                Ok(_) => {}
+                Err(error) if unreachable(&error) => {
+                    let addr = self
+                        .client
+                        .node_addr(node)
+                        .unwrap_or(([0, 0, 0, 0], 0).into());
+                    result.missing.push((addr, error));
+                }
                 Err(error @ ClientError::Status { .. }) => refused = refused.or(Some(error)),
                 Err(error) => return Err(error),
             }
         }
-        if let Some(error) = refused {
-            return Err(error);
-        }
-        match last_error {
-            Some(error) if !answered => Err(error),
-            _ => Ok(None),
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(result),
         }
     }
 
     /// The names of every channel on any node: sorted, each once.
     pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
-        self.client.channel_names(wire::GET_CHANNELS)
+        self.get_channels_partial()?.complete()
+    }
+
+    /// [`QueueClient::get_channels`] of the nodes that answer, with those that could not.
+    pub fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        self.client.channel_names_partial(wire::GET_CHANNELS)
     }
 
     /// Records, bytes, used ring bytes and capacity over every channel of every node.
     pub fn get_size(&self) -> Result<QueueSize, ClientError> {
-        self.sum_sizes(wire::GET_SIZE, &[], "GetSize")
+        self.get_size_partial()?.complete()
+    }
+
+    /// [`QueueClient::get_size`] summed over the nodes that answer, with those that could not.
+    pub fn get_size_partial(&self) -> Result<Partial<QueueSize>, ClientError> {
+        Ok(self.sizes(wire::GET_SIZE, &[], "GetSize")?.map(sum))
     }
 
     /// The size of one channel summed over every node (zeros for a missing channel).
     pub fn get_channel_size(&self, channel: &str) -> Result<QueueSize, ClientError> {
-        let mut body = Vec::new();
-        wire::encode_channel(&mut body, channel);
-        self.sum_sizes(wire::GET_CHANNEL_SIZE, &body, "GetChannelSize")
+        self.get_channel_size_partial(channel)?.complete()
+    }
+
+    /// [`QueueClient::get_channel_size`] over the nodes that answer, with those that could not.
+    pub fn get_channel_size_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<QueueSize>, ClientError> {
+        Ok(self.get_channel_size_per_node_partial(channel)?.map(sum))
     }
 
     /// The size of one channel on each node, in node order.
@@ -248,19 +340,18 @@ impl QueueClient {
         &self,
         channel: &str,
     ) -> Result<Vec<(SocketAddr, QueueSize)>, ClientError> {
+        self.get_channel_size_per_node_partial(channel)?.complete()
+    }
+
+    /// [`QueueClient::get_channel_size_per_node`] of the nodes that answer, with those that
+    /// could not.
+    pub fn get_channel_size_per_node_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<Vec<(SocketAddr, QueueSize)>>, ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        self.client
-            .fan_out(wire::GET_CHANNEL_SIZE, &body)?
-            .into_iter()
-            .map(|(node, reply)| {
-                let body = reply.ok_body()?;
-                let size = QueueSize::decode(&body).map_err(|e| {
-                    ClientError::protocol(node, format!("GetChannelSize reply: {e}"))
-                })?;
-                Ok((node, size))
-            })
-            .collect()
+        self.sizes(wire::GET_CHANNEL_SIZE, &body, "GetChannelSize")
     }
 
     /// Removes a channel from every node (admins only when authentication is on).
@@ -273,21 +364,35 @@ impl QueueClient {
         Ok(())
     }
 
-    fn sum_sizes(
+    /// One size request on every node that can answer, decoded per node.
+    fn sizes(
         &self,
         code: RequestCode,
         body: &[u8],
         request: &str,
-    ) -> Result<QueueSize, ClientError> {
-        let mut total = QueueSize::default();
-        for (node, reply) in self.client.fan_out(code, body)? {
-            let body = reply.ok_body()?;
-            let size = QueueSize::decode(&body)
-                .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
-            total.add(&size);
-        }
-        Ok(total)
+    ) -> Result<Partial<Vec<(SocketAddr, QueueSize)>>, ClientError> {
+        self.client
+            .fan_out_decoded(code, body, request, QueueSize::decode)
     }
+}
+
+impl follow::Follows for QueueClient {
+    fn follower(&self) -> Option<&Follower> {
+        self.follower.as_ref()
+    }
+
+    fn apply(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
+        self.apply_topology(topology)
+    }
+}
+
+/// The sum of per-node sizes.
+fn sum(sizes: Vec<(SocketAddr, QueueSize)>) -> QueueSize {
+    let mut total = QueueSize::default();
+    for (_, size) in &sizes {
+        total.add(size);
+    }
+    total
 }
 
 /// Refuses a channel list the nodes would refuse (before anything is sent).
@@ -322,7 +427,8 @@ fn refused_by_client(queue: &QueueClient, status: Status, message: &str) -> Clie
 pub(crate) fn unreachable(error: &ClientError) -> bool {
     matches!(
         error,
-        ClientError::Connect { .. }
+        ClientError::NodeDown { .. }
+            | ClientError::Connect { .. }
             | ClientError::Disconnected { .. }
             | ClientError::Timeout { .. }
             | ClientError::ShuttingDown { .. }

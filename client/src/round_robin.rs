@@ -20,10 +20,11 @@ impl RoundRobin {
         }
     }
 
-    /// The node indexes `0..count` in the order to try them for the next write.
-    pub(crate) fn order(&self, count: usize) -> impl Iterator<Item = usize> {
+    /// `nodes` (the active node indices) in the order to try them for the next write.
+    pub(crate) fn order_of(&self, nodes: Vec<usize>) -> impl Iterator<Item = usize> {
+        let count = nodes.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
-        (0..count).map(move |offset| (start + offset) % count)
+        (0..count).map(move |offset| nodes[(start + offset) % count])
     }
 }
 
@@ -45,12 +46,14 @@ mod tests {
     #[test]
     fn every_node_once_each_call_one_further() {
         let rr = RoundRobin::new();
-        let first: Vec<usize> = rr.order(3).collect();
-        let second: Vec<usize> = rr.order(3).collect();
+        let nodes = vec![0, 2, 5];
+        let first: Vec<usize> = rr.order_of(nodes.clone()).collect();
+        let second: Vec<usize> = rr.order_of(nodes.clone()).collect();
         let mut sorted = first.clone();
         sorted.sort_unstable();
-        assert_eq!(sorted, [0, 1, 2]);
-        assert_eq!(second[0], (first[0] + 1) % 3);
-        assert_eq!(rr.order(0).count(), 0);
+        assert_eq!(sorted, nodes);
+        let at = |node| nodes.iter().position(|n| *n == node).expect("listed");
+        assert_eq!(at(second[0]), (at(first[0]) + 1) % 3);
+        assert_eq!(rr.order_of(Vec::new()).count(), 0);
     }
 }

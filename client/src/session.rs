@@ -14,12 +14,14 @@
 use crate::backoff::Backoff;
 use crate::error::ClientError;
 use crate::limit::Permit;
+use crate::node_set::NodeInfo;
 use crate::routing::Requests;
 use crate::shared::Sink;
 use node_core::protocol::frame::{parse_frame, write_frame};
 use node_core::protocol::{ControlCode, FrameType, RequestCode, HEADER_LEN};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Bytes asked of the kernel per read: large enough for a bulk stream's 64 KiB batches.
 const READ_CHUNK: usize = 64 * 1024;
@@ -34,6 +36,8 @@ pub(crate) enum Link {
 
 pub(crate) struct Session {
     pub(crate) addr: SocketAddr,
+    /// The node's shared record: its health is set here as connects succeed and fail.
+    pub(crate) info: Arc<NodeInfo>,
     pub(crate) link: Link,
     pub(crate) requests: Requests,
     pub(crate) backoff: Backoff,
@@ -49,9 +53,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(addr: SocketAddr, max_frame_bytes: u32) -> Session {
+    pub(crate) fn new(info: Arc<NodeInfo>, max_frame_bytes: u32) -> Session {
+        let addr = info.addr;
         Session {
             addr,
+            info,
             link: Link::Idle,
             requests: Requests::new(addr),
             backoff: Backoff::new(),
@@ -161,8 +167,9 @@ impl Session {
         Ok(())
     }
 
-    /// Takes the socket out (for deregistering) and resets the link to idle; buffered bytes
-    /// belonged to that connection and are dropped. The routing table is left to the caller,
+    /// Takes the socket out (for deregistering) and resets an up link to idle; buffered bytes
+    /// belonged to that connection (or were waiting for it) and are dropped. A connect under
+    /// way stays under way: a node has at most one. The routing table is left to the caller,
     /// which fails it with the reason.
     pub(crate) fn take_link(&mut self) -> Option<mio::net::TcpStream> {
         self.out.clear();
@@ -171,7 +178,11 @@ impl Session {
         self.in_end = 0;
         match std::mem::replace(&mut self.link, Link::Idle) {
             Link::Up(stream) => Some(stream),
-            Link::Idle | Link::Connecting => None,
+            Link::Connecting => {
+                self.link = Link::Connecting;
+                None
+            }
+            Link::Idle => None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What caller threads and the I/O thread share: the bounded command channel and its waker,
-//! the per-node request-id counters and in-flight limits, and the messages that travel between
-//! them ([`Command`] in, [`Routed`] back).
+//! the client's nodes (their request-id counters, in-flight limits and health, see `node_set`),
+//! and the messages that travel between them ([`Command`] in, [`Routed`] back).
 //!
 //! Request ids are drawn by the caller from a per-node atomic counter (rather than assigned on
 //! the I/O thread) so a caller knows its id at once and can send Control or Cancel for it
@@ -9,15 +9,20 @@
 //! a newer request.
 
 use crate::error::ClientError;
-use crate::limit::{InFlightLimit, Permit};
+use crate::limit::Permit;
+use crate::node_set::NodeInfo;
 use crate::options::ClientOptions;
 use crate::reply::Reply;
 use mio::Waker;
 use node_core::protocol::{ControlCode, RequestCode};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+/// Node indices a client hands out at most (added nodes take new ones, retired ones are never
+/// reused): bounds what a topology that keeps changing can make a long-lived client hold.
+pub(crate) const MAX_NODE_INDICES: usize = 65_536;
 
 /// Commands the command channel holds before a submit blocks: enough to keep a deep pipeline
 /// to every node busy, small enough that a stalled I/O thread pushes back on callers.
@@ -44,9 +49,14 @@ pub(crate) enum Command {
     },
     /// The caller no longer waits: drop whatever arrives for this request.
     Cancel { node: usize, request_id: u64 },
-    /// Close the node's connection now, failing what is in flight on it with `Disconnected`
-    /// (the next request reconnects).
+    /// Close the node's connection now, failing what is in flight on it with `Disconnected`,
+    /// and open a new one.
     Disconnect { node: usize },
+    /// Nodes were appended to the client's list: connect to them.
+    AddNode,
+    /// The node was retired: close its connection, failing what is in flight on it with
+    /// `NodeRetired`, and never reconnect.
+    Retire { node: usize },
 }
 
 /// Where the frames of one request go: its own channel (a [`crate::Pending`] or
@@ -77,19 +87,14 @@ pub(crate) enum Routed {
     Failed(ClientError),
 }
 
-pub(crate) struct NodeInfo {
-    pub(crate) addr: SocketAddr,
-    next_id: AtomicU64,
-    pub(crate) limit: Arc<InFlightLimit>,
-}
-
 pub(crate) struct Shared {
     commands: SyncSender<Command>,
     waker: Waker,
     /// Set when a wake is already on its way, so a burst of commands costs one wake syscall.
     wake_pending: AtomicBool,
     shutdown: AtomicBool,
-    pub(crate) nodes: Vec<NodeInfo>,
+    /// Every node ever given to the client, by index (append-only; see `node_set`).
+    nodes: RwLock<Vec<Arc<NodeInfo>>>,
     pub(crate) options: ClientOptions,
 }
 
@@ -102,39 +107,79 @@ impl Shared {
     ) -> Shared {
         let nodes = addrs
             .iter()
-            .map(|&addr| NodeInfo {
-                addr,
-                next_id: AtomicU64::new(1),
-                limit: InFlightLimit::new(options.max_in_flight),
-            })
+            .map(|&addr| Arc::new(NodeInfo::new(addr, options.max_in_flight)))
             .collect();
         Shared {
             commands,
             waker,
             wake_pending: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
-            nodes,
+            nodes: RwLock::new(nodes),
             options,
         }
     }
 
-    pub(crate) fn node(&self, index: usize) -> Result<&NodeInfo, ClientError> {
-        self.nodes.get(index).ok_or(ClientError::NoSuchNode {
+    fn read_nodes(&self) -> RwLockReadGuard<'_, Vec<Arc<NodeInfo>>> {
+        self.nodes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn node(&self, index: usize) -> Result<Arc<NodeInfo>, ClientError> {
+        let nodes = self.read_nodes();
+        nodes.get(index).cloned().ok_or(ClientError::NoSuchNode {
             index,
-            count: self.nodes.len(),
+            count: nodes.len(),
         })
     }
 
-    pub(crate) fn addr(&self, index: usize) -> SocketAddr {
-        self.nodes
-            .get(index)
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |n| n.addr)
+    /// Indices handed out so far (retired ones included).
+    pub(crate) fn node_count(&self) -> usize {
+        self.read_nodes().len()
     }
 
-    pub(crate) fn next_request_id(&self, index: usize) -> u64 {
-        self.nodes
+    /// Every node, by index.
+    pub(crate) fn all_nodes(&self) -> Vec<Arc<NodeInfo>> {
+        self.read_nodes().clone()
+    }
+
+    /// The indices of the nodes not retired (without touching the nodes' reference counts:
+    /// every write of the logfiles and queue clients asks).
+    pub(crate) fn active_indices(&self) -> Vec<usize> {
+        self.read_nodes()
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| !node.is_retired())
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    /// Appends a node (as connecting) and returns its index (at most [`MAX_NODE_INDICES`]).
+    /// The caller then tells the I/O thread ([`Command::AddNode`]); a request for the index
+    /// that overtakes that command makes the I/O thread pick the node up all the same.
+    pub(crate) fn push_node(&self, addr: SocketAddr) -> Result<usize, ClientError> {
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        if nodes.len() >= MAX_NODE_INDICES {
+            return Err(ClientError::Setup(format!(
+                "cannot add node {addr}: this client has handed out {MAX_NODE_INDICES} node \
+                 indices (retired ones are never reused); make a new client"
+            )));
+        }
+        nodes.push(Arc::new(NodeInfo::new(addr, self.options.max_in_flight)));
+        Ok(nodes.len() - 1)
+    }
+
+    /// Node `index`'s connection count (`node_set`), `None` when it is retired (or unknown);
+    /// without touching its reference count: the dht client asks on every keyed request.
+    pub(crate) fn route_stamp(&self, index: usize) -> Option<u64> {
+        self.read_nodes()
             .get(index)
-            .map_or(0, |n| n.next_id.fetch_add(1, Ordering::Relaxed))
+            .filter(|node| !node.is_retired())
+            .map(|node| node.generation())
+    }
+
+    pub(crate) fn addr(&self, index: usize) -> SocketAddr {
+        self.read_nodes()
+            .get(index)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |n| n.addr)
     }
 
     /// Hands a command to the I/O thread (blocking while the channel is full). Fails with

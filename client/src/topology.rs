@@ -7,6 +7,9 @@
 //! ```toml
 //! [dht]
 //! nodes = ["127.0.0.1:10000", "127.0.0.1:10001"]
+//! # or, stating each node's hash range (used while the node is down):
+//! # nodes = [{ addr = "127.0.0.1:10000", range = "0x0000000000000000:0x7fffffffffffffff" },
+//! #          { addr = "127.0.0.1:10001", range = "0x8000000000000000:0xffffffffffffffff" }]
 //! [logfiles]
 //! nodes = ["127.0.0.1:11000"]
 //! [queue]
@@ -17,12 +20,19 @@
 //! ```
 //!
 //! Every section is optional; unknown keys are refused, so a typo never silently drops a node.
+//! A node is `"HOST:PORT"`, or a table `{ addr = "HOST:PORT", range = "MIN:MAX" }` (the range
+//! only in `[dht]`, as hex positions with or without `0x`, as `dhtnode --range` takes them); both
+//! forms may be mixed. A dht client that starts while a node is down routes that node's keys by
+//! the range stated here (they then fail at once, the node being down, instead of being
+//! unknown); a node that answers is always routed by the range it reports.
 
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use node_core::auth::{self, Credentials, CredentialsError, Key};
+use node_core::protocol::dht::HashRange;
 use node_core::protocol::NodeKind;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -47,6 +57,8 @@ pub enum KeyFileError {
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     dht: Vec<SocketAddr>,
+    /// The range stated for each `dht` node, in the same order.
+    dht_ranges: Vec<Option<HashRange>>,
     logfiles: Vec<SocketAddr>,
     queue: Vec<SocketAddr>,
     credentials: Option<(String, Key)>,
@@ -65,7 +77,13 @@ struct RawTopology {
 #[serde(deny_unknown_fields)]
 struct RawSection {
     #[serde(default)]
-    nodes: Vec<String>,
+    nodes: Vec<toml::Value>,
+}
+
+/// One resolved `nodes` entry.
+struct Entry {
+    addr: SocketAddr,
+    range: Option<HashRange>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,16 +116,24 @@ impl Topology {
             None => Ok(Vec::new()),
         };
         let dht = section("dht", raw.dht)?;
+        let addrs = |entries: Vec<Entry>| entries.into_iter().map(|entry| entry.addr).collect();
         let logfiles = section("logfiles", raw.logfiles)?;
         let queue = section("queue", raw.queue)?;
+        if let Some(entry) = logfiles.iter().chain(&queue).find(|e| e.range.is_some()) {
+            return Err(fail(format!(
+                "node {}: a range is only for [dht] nodes",
+                entry.addr
+            )));
+        }
         let credentials = match raw.credentials {
             Some(creds) => Some(load_section_credentials(&creds, path).map_err(fail)?),
             None => None,
         };
         Ok(Topology {
-            dht,
-            logfiles,
-            queue,
+            dht_ranges: dht.iter().map(|entry| entry.range).collect(),
+            dht: addrs(dht),
+            logfiles: addrs(logfiles),
+            queue: addrs(queue),
             credentials,
         })
     }
@@ -119,6 +145,15 @@ impl Topology {
             NodeKind::Logfiles => &self.logfiles,
             NodeKind::Queue => &self.queue,
         }
+    }
+
+    /// The ranges the file states for its `[dht]` nodes, by address.
+    pub fn dht_ranges(&self) -> HashMap<SocketAddr, HashRange> {
+        self.dht
+            .iter()
+            .zip(&self.dht_ranges)
+            .filter_map(|(addr, range)| range.map(|range| (*addr, range)))
+            .collect()
     }
 
     /// The client name and key from `[credentials]`, if the file has that section.
@@ -177,15 +212,49 @@ fn load_section_credentials(
         .map_err(|e| format!("[credentials] key_file: {e}"))
 }
 
-/// Resolves every `host:port` entry of a section; the error names the section, index and entry.
-fn resolve_section(section: &str, entries: &[String]) -> Result<Vec<SocketAddr>, String> {
+/// Resolves every entry of a section; the error names the section, index and entry.
+fn resolve_section(section: &str, entries: &[toml::Value]) -> Result<Vec<Entry>, String> {
     entries
         .iter()
         .enumerate()
         .map(|(index, entry)| {
-            resolve(entry).map_err(|why| format!("[{section}] nodes[{index}] = \"{entry}\": {why}"))
+            resolve_entry(entry)
+                .map_err(|why| format!("[{section}] nodes[{index}] = {entry}: {why}"))
         })
         .collect()
+}
+
+/// `"HOST:PORT"` or `{ addr = "HOST:PORT", range = "MIN:MAX" }` (range optional).
+fn resolve_entry(entry: &toml::Value) -> Result<Entry, String> {
+    const FORMS: &str = "expected \"HOST:PORT\" or { addr = \"HOST:PORT\", range = \"MIN:MAX\" }";
+    match entry {
+        toml::Value::String(addr) => Ok(Entry {
+            addr: resolve(addr)?,
+            range: None,
+        }),
+        toml::Value::Table(table) => {
+            if let Some(key) = table
+                .keys()
+                .find(|key| !matches!(key.as_str(), "addr" | "range"))
+            {
+                return Err(format!("unknown key `{key}`; {FORMS}"));
+            }
+            let addr = match table.get("addr") {
+                Some(toml::Value::String(addr)) => resolve(addr)?,
+                Some(_) => return Err("`addr` must be a string \"HOST:PORT\"".into()),
+                None => return Err(format!("no `addr`; {FORMS}")),
+            };
+            let range = match table.get("range") {
+                Some(toml::Value::String(range)) => {
+                    Some(HashRange::parse(range).map(HashRange::normalized)?)
+                }
+                Some(_) => return Err("`range` must be a string \"MIN:MAX\"".into()),
+                None => None,
+            };
+            Ok(Entry { addr, range })
+        }
+        _ => Err(FORMS.into()),
+    }
 }
 
 /// Resolves `host:port` to its first address.
@@ -276,6 +345,51 @@ mod tests {
             message.starts_with("topology file t.toml: [logfiles] nodes[1] = \"localhost\": "),
             "{message}"
         );
+    }
+
+    #[test]
+    fn dht_nodes_may_state_their_ranges() {
+        let text = r#"
+            [dht]
+            nodes = [{ addr = "127.0.0.1:10000", range = "0:7fffffffffffffff" },
+                     "127.0.0.1:10001",
+                     { addr = "127.0.0.1:10002", range = "0x8000000000000000:0xffffffffffffffff" }]
+        "#;
+        let topology = Topology::parse(text, Path::new("t.toml")).expect("good");
+        assert_eq!(topology.nodes(NodeKind::Dht).len(), 3);
+        let ranges = topology.dht_ranges();
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            ranges[&addr(10000)],
+            HashRange::new(0, 0x7fff_ffff_ffff_ffff)
+        );
+        assert_eq!(
+            ranges[&addr(10002)],
+            HashRange::new(0x8000_0000_0000_0000, u64::MAX)
+        );
+
+        for (text, expected) in [
+            (
+                "[dht]\nnodes = [{ addr = \"127.0.0.1:1\", range = \"zz:1\" }]\n",
+                "is not a hex number",
+            ),
+            (
+                "[dht]\nnodes = [{ addr = \"127.0.0.1:1\", rnage = \"0:1\" }]\n",
+                "unknown key `rnage`",
+            ),
+            ("[dht]\nnodes = [{ range = \"0:1\" }]\n", "no `addr`"),
+            ("[dht]\nnodes = [7]\n", "expected \"HOST:PORT\""),
+            (
+                "[queue]\nnodes = [{ addr = \"127.0.0.1:1\", range = \"0:1\" }]\n",
+                "a range is only for [dht] nodes",
+            ),
+        ] {
+            let message = Topology::parse(text, Path::new("t.toml"))
+                .expect_err(text)
+                .to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+        }
     }
 
     #[test]

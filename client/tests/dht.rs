@@ -794,18 +794,19 @@ fn swarmctl_dht_verbs_end_to_end() {
     ok(&["remove-channel", "ch"]);
     assert_eq!(ok(&["channels"]), b"");
 
-    // Bad keys are usage errors; a partial cluster is refused, and `ranges` shows why.
+    // Bad keys are usage errors; a partial cluster is refused (a cluster failure), and
+    // `ranges` shows why.
     let bad_key = swarmctl(&nodes, &["get", "ch", "0xZZ"], None);
     assert_eq!(bad_key.status.code(), Some(2));
     let partial = swarmctl(&nodes[..2], &["get", "ch", "1"], None);
-    assert_eq!(partial.status.code(), Some(1));
+    assert_eq!(partial.status.code(), Some(3));
     assert!(
         text(&partial.stderr).contains("are owned by no node"),
         "{}",
         text(&partial.stderr)
     );
     let gap = swarmctl(&nodes[..2], &["ranges"], None);
-    assert_eq!(gap.status.code(), Some(1));
+    assert_eq!(gap.status.code(), Some(3));
     let range = split_evenly(3)[2];
     assert!(
         text(&gap.stdout).contains(&format!("gap 0x{:016x}:0x{:016x}", range.min, range.max)),

@@ -125,12 +125,28 @@ fn a_stopped_node_is_skipped() {
     let mut count = 0;
     while queue
         .pop("survivors")
-        .expect("pop skips the stopped node")
+        .expect("pop skips the stopped node while the other has records")
         .is_some()
     {
         count += 1;
+        if count == 6 {
+            break;
+        }
     }
     assert_eq!(count, 6);
+    // Empty on the node that answers is not empty on the cluster: pop names the missing node,
+    // pop_partial says so.
+    let error = queue
+        .pop("survivors")
+        .expect_err("a node could not be asked");
+    assert!(
+        matches!(error, ClientError::NodeDown { node, .. } if node == gone.addr),
+        "{error}"
+    );
+    let partial = queue.pop_partial("survivors").expect("partial pop");
+    assert_eq!(partial.value, None);
+    assert_eq!(partial.missing.len(), 1);
+    assert_eq!(partial.missing[0].0, gone.addr);
 }
 
 fn swarmctl(node: SocketAddr, args: &[&str]) -> Output {
@@ -393,8 +409,8 @@ fn swarmctl_queue_push_multi_consume_and_subscribe() {
     let output = run(&["pop", "x"]);
     assert_eq!(
         output.status.code(),
-        Some(1),
-        "x has only a named subscriber"
+        Some(2),
+        "x has only a named subscriber: the request is wrong"
     );
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("has subscribers"),

@@ -109,7 +109,7 @@ fn a_topology_with_credentials_pings_every_kind() {
 }
 
 #[test]
-fn a_node_listed_under_the_wrong_kind_fails_with_one_line() {
+fn a_node_listed_under_the_wrong_kind_is_reported_and_fails_the_command() {
     let queue = start(NodeKind::Queue, |_| {});
     let dir = tempfile::tempdir().expect("tempdir");
     let topology = dir.path().join("topology.toml");
@@ -119,42 +119,51 @@ fn a_node_listed_under_the_wrong_kind_fails_with_one_line() {
         0o644,
     );
     let output = swarmctl(&["--nodes", topology.to_str().expect("utf-8 path"), "ping"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(3));
     assert_eq!(
-        stderr(&output),
-        format!(
-            "swarmctl: node {}: is a queue node, expected dht\n",
-            queue.addr()
-        )
+        stdout(&output),
+        format!("{} error: is a queue node, expected dht\n", queue.addr())
     );
-    assert!(stdout(&output).is_empty());
+    assert_eq!(stderr(&output), "swarmctl: 1 of 1 nodes failed\n");
 }
 
 #[test]
-fn failures_are_one_line_with_status_1_and_usage_errors_status_2() {
+fn failures_are_one_line_with_status_3_and_usage_errors_status_2() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr");
     let output = swarmctl(&["--node", &dead.to_string(), "ping"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(3));
     assert_eq!(
-        stderr(&output),
-        format!("swarmctl: node {dead}: connection refused\n")
+        stdout(&output),
+        format!("{dead} down: connection refused\n")
     );
+    assert_eq!(stderr(&output), "swarmctl: 1 of 1 nodes failed\n");
 
     let auth = start(NodeKind::Dht, require_alice);
     let output = swarmctl(&["--node", &auth.addr().to_string(), "stats"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).ends_with("requires authentication but no credentials were given\n"));
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stdout(&output).ends_with("error: requires authentication but no credentials were given\n")
+    );
+
+    // A request to a node that is down: one line naming it.
+    let output = swarmctl(&["--node", &dead.to_string(), "dht", "get", "ch", "1"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        stderr(&output),
+        format!("swarmctl: node {dead}: down: connection refused\n")
+    );
+    assert!(stdout(&output).is_empty());
 
     assert_eq!(swarmctl(&["ping"]).status.code(), Some(2));
     // The target may also follow the verb (`swarmctl dht redistribute --nodes FILE`).
     let output = swarmctl(&["ping", "--node", &dead.to_string()]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(3));
     assert_eq!(
-        stderr(&output),
-        format!("swarmctl: node {dead}: connection refused\n")
+        stdout(&output),
+        format!("{dead} down: connection refused\n")
     );
     assert_eq!(
         swarmctl(&["--node", "127.0.0.1:1", "frobnicate"])

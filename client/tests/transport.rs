@@ -386,18 +386,32 @@ fn a_stopped_node_fails_requests_then_the_client_reconnects_when_it_is_back() {
         Some(Err(ClientError::Disconnected { .. })) => {}
         other => panic!("expected the stream to end, got {other:?}"),
     }
-    // With the node gone: refused, or disconnected if the close is seen only now; during the
-    // backoff after a refused connect, the same error comes back at once.
+    // With the node gone: the reconnect right after the close is refused, and from then on
+    // the node is known to be down (or, if the close is seen only now, disconnected).
     let error = client.request(0, ECHO, b"x").expect_err("node down");
     assert!(
         matches!(
             error,
-            ClientError::Connect { .. } | ClientError::Disconnected { .. }
+            ClientError::NodeDown { .. } | ClientError::Disconnected { .. }
         ),
         "{error:?}"
     );
+    eventually("the client to know the node is down", || {
+        matches!(
+            client.node_status(0).map(|status| status.state),
+            Some(client::NodeState::Down { .. })
+        )
+    });
     let started = Instant::now();
-    let _ = client.request(0, ECHO, b"x").expect_err("node down");
+    let error = client.request(0, ECHO, b"x").expect_err("node down");
+    assert!(
+        matches!(&error, ClientError::NodeDown { node, reason, .. } if *node == addr && reason == "connection refused"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("node {addr}: down: connection refused")
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "fails fast, not a connect timeout"
@@ -693,4 +707,56 @@ fn disconnect_fails_what_is_in_flight_and_the_next_request_reconnects() {
         client.disconnect(5),
         Err(ClientError::NoSuchNode { .. })
     ));
+}
+
+/// A node known to be down costs a request nothing: it fails at once with NodeDown, even while
+/// the background reconnect waits a whole connect timeout on a peer that never answers (a
+/// request used to start that connect itself and wait for it).
+#[test]
+fn a_node_known_down_fails_at_once_while_the_reconnect_waits() {
+    // The kernel completes connections to a listening socket that never accepts, but nothing
+    // is ever said on them: every handshake runs into the connect timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let client = Client::connect(
+        &[addr],
+        None,
+        ClientOptions {
+            connect_timeout_ms: 1000,
+            allow_down_nodes: true,
+            ..options()
+        },
+    )
+    .expect("starts with the node down");
+    match client.node_status(0).map(|status| status.state) {
+        Some(client::NodeState::Down { error, .. }) => {
+            assert!(error.is_node_down(), "{error:?}");
+            assert!(
+                error.to_string().contains("no handshake within 1000 ms"),
+                "{error}"
+            );
+        }
+        other => panic!("expected the node down, got {other:?}"),
+    }
+    // Several background retries happen meanwhile (50, 100, 200, 400, 800 ms apart), each
+    // waiting the full second; the requests never wait for one.
+    let until = Instant::now() + Duration::from_millis(3000);
+    let mut requests = 0;
+    while Instant::now() < until {
+        let started = Instant::now();
+        let error = client.request(0, ECHO, b"x").expect_err("node down");
+        let took = started.elapsed();
+        assert!(
+            matches!(&error, ClientError::NodeDown { node, .. } if *node == addr),
+            "{error:?}"
+        );
+        assert!(
+            took < Duration::from_millis(300),
+            "waited {took:?} for a down node"
+        );
+        requests += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(requests > 50);
+    drop(silent);
 }

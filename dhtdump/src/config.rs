@@ -4,7 +4,8 @@
 //! (`deny_unknown_fields`) and every bad value is refused with a message naming its key.
 
 use node_core::config::{ConfigError, LogSection};
-use serde::Deserialize;
+use node_core::metrics::MetricsSection;
+use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +16,7 @@ pub const DEFAULT_NODE: &str = "127.0.0.1:10000";
 /// The longest period, pause or retry wait accepted: one year, in seconds.
 pub const MAX_SECONDS: u64 = 366 * 86_400;
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DumpConfig {
     /// `HOST:PORT` of the dht node to dump (a host name is resolved at each connect).
@@ -31,10 +32,11 @@ pub struct DumpConfig {
     /// The client's credentials, for a node that requires authentication.
     pub credentials: Option<CredentialsSection>,
     pub log: LogSection,
+    pub metrics: MetricsSection,
 }
 
 /// `[credentials]`: the key file of the client name dhtdump authenticates as.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsSection {
     /// A credentials-format file (`name:hexkey` lines), relative to the working directory.
@@ -54,6 +56,7 @@ impl Default for DumpConfig {
             retry_wait_s: 30,
             credentials: None,
             log: LogSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -100,7 +103,8 @@ impl DumpConfig {
                 })?;
             }
         }
-        self.log.validate()
+        self.log.validate()?;
+        self.metrics.validate()
     }
 
     pub fn period(&self) -> Duration {

@@ -20,7 +20,7 @@ use crate::config::{resolve_node, DumpConfig};
 use crate::stats::Stats;
 use crate::util::{sleep_unless_stopped, utc_system_time};
 use client::dht::GetAllOptions;
-use client::{ClientOptions, DhtClient};
+use client::{ClientOptions, DhtClient, NodeState};
 use dhtnode::dump::writer::{DumpAction, DumpOutcome, DumpThread};
 use node_core::auth::Key;
 use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
@@ -121,12 +121,28 @@ impl Dumper {
             Some(dht) => dht,
             None => self.connect()?,
         };
+        node_core::systemd::status("dumping: a cycle is running");
         let result = self.dump_all(&dht);
         self.dht = Some(dht);
         result
     }
 
+    /// Connects to the node now (at start: a wrong address or a node that refuses dhtdump
+    /// shows at once, not at the first cycle hours later). The connection is kept for the
+    /// first cycle.
+    pub fn check_node(&mut self) -> Result<(), String> {
+        let dht = self.connect().map_err(|err| err.to_string())?;
+        self.dht = Some(dht);
+        Ok(())
+    }
+
     fn connect(&self) -> Result<Arc<DhtClient>, CycleError> {
+        let connected = self.try_connect();
+        self.stats.node_reachable(connected.is_ok());
+        connected
+    }
+
+    fn try_connect(&self) -> Result<Arc<DhtClient>, CycleError> {
         let addr = resolve_node(&self.node).map_err(failed)?;
         let options = ClientOptions {
             // One node of a cluster owns only part of the hash space.
@@ -136,6 +152,11 @@ impl Dumper {
         };
         let dht = DhtClient::connect(&[addr], options)
             .map_err(|err| failed(format!("cannot connect to the dht node: {err}")))?;
+        // The client starts with nodes down (it serves a cluster's live nodes); dhtdump has
+        // one node and nothing to do without it.
+        if let Some(NodeState::Down { error, .. }) = dht.client().node_status(0).map(|s| s.state) {
+            return Err(failed(format!("cannot connect to the dht node: {error}")));
+        }
         let range = dht
             .ranges()
             .first()
@@ -305,6 +326,7 @@ fn stream_channel(
         if stop.load(Ordering::SeqCst) {
             return Err(CycleError::Stopped);
         }
+        node_core::systemd::watchdog_ping_if_due(Instant::now());
         match fetched.recv_timeout(crate::util::STOP_CHECK_INTERVAL) {
             Ok(Fetched::Chunk(raw, count)) => {
                 records += u64::from(count);
@@ -481,6 +503,11 @@ pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
                     utc_system_time(SystemTime::now() + pause),
                     pause.as_secs_f64()
                 );
+                node_core::systemd::status(&format!(
+                    "last cycle done in {:.1}s ({summary}); next cycle at {}",
+                    took.as_secs_f64(),
+                    utc_system_time(SystemTime::now() + pause)
+                ));
                 if !sleep_unless_stopped(&stop, pause) {
                     return stopping(Ended::Stopped);
                 }
@@ -493,6 +520,11 @@ pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
                 return stopping(incomplete);
             }
             Err(CycleError::Failed(reason)) => {
+                dumper.stats.cycle_failed();
+                node_core::systemd::status(&format!(
+                    "last cycle FAILED, retrying in {}s: {reason}",
+                    schedule.retry_wait.as_secs()
+                ));
                 tracing::error!(
                     "dump cycle failed: {reason}; retrying in {}s",
                     schedule.retry_wait.as_secs()

@@ -3,10 +3,15 @@
 //! ([`dhtdump::cycle::run`]) until SIGTERM/SIGINT (or, with `--oneshot`, until one cycle has
 //! completed).
 //!
-//! Exit status: 0 after a completed `--oneshot` cycle or a stop by SIGTERM/SIGINT in periodic
-//! mode; 1 with a one-line reason on stderr when the config, credentials, logs or data directory
-//! are unusable, or when a `--oneshot` run is stopped before its cycle completed (its dumps are
-//! then not all fresh).
+//! At start it connects to its node once: a node it cannot reach (wrong address, node down,
+//! refused credentials) is an ERROR in root.log and on stderr at once, and ends a `--oneshot`
+//! run; in periodic mode the cycles keep retrying.
+//!
+//! Exit status: 0 after a completed `--oneshot` cycle, a stop by SIGTERM/SIGINT in periodic
+//! mode, or a valid `--check-config`; 1 with a one-line reason on stderr when the config,
+//! credentials, logs or data directory are unusable (a data directory another process holds, a
+//! dht node say, included), when a `--oneshot` run cannot reach its node at start, runs past its
+//! `--timeout`, or is stopped before its cycle completed (its dumps are then not all fresh).
 
 use clap::Parser;
 use dhtdump::config::{DumpConfig, Overrides};
@@ -16,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Backup sidecar of a dht node: periodically writes every channel of the node to dump files
 /// that the node loads at start.
@@ -39,6 +44,14 @@ struct Args {
     /// until the dump completes or a signal stops it; then exit.
     #[arg(short = 'o', long)]
     oneshot: bool,
+    /// With --oneshot: give up (exit 1, the dump in progress abandoned) when the cycle has not
+    /// completed after this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "oneshot", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+    /// Check the configuration (and the credentials and token files), print the effective
+    /// configuration and exit: 0 when valid, 1 with a message naming the key at fault.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -47,6 +60,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    node_core::metrics::process::mark_start();
     let args = Args::parse();
     let overrides = Overrides {
         node: args.node.clone(),
@@ -61,6 +75,17 @@ fn main() -> ExitCode {
         Ok(credentials) => credentials,
         Err(err) => return fail(err),
     };
+    if args.check_config {
+        return match toml::to_string(&config) {
+            Ok(text) => {
+                println!(
+                    "# dhtdump: configuration OK; the effective configuration follows.\n{text}"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(format!("cannot print the configuration: {err}")),
+        };
+    }
     let (logs, _log_guard) = match node_core::log::init(&config.log.dir, &config.log.level) {
         Ok(logs) => logs,
         Err(err) => return fail(err),
@@ -81,11 +106,34 @@ fn main() -> ExitCode {
         config.min_wait_s,
         config.retry_wait_s
     );
+    // Held until exit: the dht node takes the same lock, so dhtdump is refused on a directory a
+    // node (or another dhtdump) writes, and a node on dhtdump's directory is refused meanwhile;
+    // both would rename the same `<ch>.dump.tmp` and `<ch>.dump`.
+    let _data_lock = match node_core::data_lock::DataDirLock::acquire(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return fail(err);
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     if let Err(err) = dhtdump::signals::install(Arc::clone(&stop), logs.clone()) {
         return fail(format!("cannot install signal handlers: {err}"));
     }
     let stats = Arc::new(Stats::default());
+    let identity = node_core::metrics::Identity {
+        kind: "dhtdump".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let source: Arc<dyn node_core::metrics::MetricsSource> = stats.clone();
+    let _metrics = match node_core::metrics::MetricsServer::start(&config.metrics, identity, source)
+    {
+        Ok(server) => server,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return fail(err);
+        }
+    };
     let mut dumper = match Dumper::new(&config, credentials, Arc::clone(&stats), Arc::clone(&stop))
     {
         Ok(dumper) => dumper,
@@ -94,6 +142,26 @@ fn main() -> ExitCode {
             return fail(err);
         }
     };
+    if let Err(err) = dumper.check_node() {
+        tracing::error!("cannot reach dht node {}: {err}", config.node);
+        if mode == Mode::Oneshot {
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("the dump cycles will keep trying it (retry_wait_s after each failure)");
+    }
+    let timed_out = Arc::new(AtomicBool::new(false));
+    if let Some(seconds) = args.timeout {
+        if let Err(err) = start_timeout(seconds, Arc::clone(&stop), Arc::clone(&timed_out)) {
+            return fail(format!("cannot start the timeout thread: {err}"));
+        }
+    }
+    node_core::systemd::init_watchdog();
+    stats.set_ready();
+    node_core::systemd::ready(&format!(
+        "dumping dht node {} to {}",
+        config.node,
+        config.data_dir.display()
+    ));
     let stats_stop = Arc::new(AtomicBool::new(false));
     let stats_thread = match mode {
         Mode::Oneshot => None,
@@ -122,10 +190,43 @@ fn main() -> ExitCode {
             tracing::info!("dhtdump stopped");
             ExitCode::SUCCESS
         }
+        Ended::StoppedIncomplete if timed_out.load(Ordering::SeqCst) => {
+            let message = format!(
+                "the dump did not complete within --timeout {}s; the dump in progress was \
+                 abandoned and the previous dump files are untouched",
+                args.timeout.unwrap_or_default()
+            );
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
         Ended::StoppedIncomplete => {
             let message = "stopped by a signal before the dump completed";
             tracing::error!("{message}");
             fail(message)
         }
     }
+}
+
+/// `--timeout`: after `seconds`, stops the run as a signal would, noting why.
+fn start_timeout(
+    seconds: u64,
+    stop: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("timeout".into())
+        .spawn(move || {
+            // Not util::sleep_unless_stopped: that pings the systemd watchdog, which only the
+            // thread doing the work may do.
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            while Instant::now() < deadline {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(dhtdump::util::STOP_CHECK_INTERVAL);
+            }
+            timed_out.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        })
+        .map(drop)
 }

@@ -9,8 +9,12 @@
 //! - `last_cycle_ms`: how long the last complete cycle took (0 before the first one);
 //! - `channel/<name>/...`: records and file bytes of that channel's last complete dump. A
 //!   channel the node no longer has is dropped from the line.
+//!
+//! The same figures, cumulative, are dhtdump's `/metrics` ([`Stats`] is its
+//! [`MetricsSource`]; docs/operations.md, "Metrics").
 
 use node_core::log::NodeLogs;
+use node_core::metrics::{Families, MetricsSource};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::AtomicBool;
@@ -23,12 +27,40 @@ pub struct Stats {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     records_written: u64,
     bytes_written: u64,
     last_cycle_ms: u64,
     channels: BTreeMap<String, ChannelStats>,
+    /// Cumulative, for `/metrics`.
+    records_total: u64,
+    bytes_total: u64,
+    cycles: u64,
+    cycle_failures: u64,
+    /// When the last complete cycle ended (or dhtdump started, before the first).
+    last_cycle_end: Instant,
+    /// Whether the last attempt to reach the node succeeded (`None` before the first).
+    node_up: Option<bool>,
+    ready: bool,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            records_written: 0,
+            bytes_written: 0,
+            last_cycle_ms: 0,
+            channels: BTreeMap::new(),
+            records_total: 0,
+            bytes_total: 0,
+            cycles: 0,
+            cycle_failures: 0,
+            last_cycle_end: Instant::now(),
+            node_up: None,
+            ready: false,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -47,6 +79,8 @@ impl Stats {
         let mut inner = self.lock();
         inner.records_written += records;
         inner.bytes_written += bytes;
+        inner.records_total += records;
+        inner.bytes_total += bytes;
         inner
             .channels
             .insert(channel.to_string(), ChannelStats { records, bytes });
@@ -58,7 +92,24 @@ impl Stats {
     }
 
     pub fn cycle_done(&self, took: Duration) {
-        self.lock().last_cycle_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        let mut inner = self.lock();
+        inner.last_cycle_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        inner.cycles += 1;
+        inner.last_cycle_end = Instant::now();
+    }
+
+    pub fn cycle_failed(&self) {
+        self.lock().cycle_failures += 1;
+    }
+
+    /// Whether the last attempt to reach the node (connect, list its channels) worked.
+    pub fn node_reachable(&self, up: bool) {
+        self.lock().node_up = Some(up);
+    }
+
+    /// dhtdump runs its loop (`swarm_ready`).
+    pub fn set_ready(&self) {
+        self.lock().ready = true;
     }
 
     /// The line for the interval just ended; resets the interval counters.
@@ -78,6 +129,75 @@ impl Stats {
         inner.records_written = 0;
         inner.bytes_written = 0;
         line
+    }
+}
+
+impl MetricsSource for Stats {
+    fn collect(&self, out: &mut Families) {
+        let inner = self.lock();
+        out.counters(&[
+            (
+                "swarm_dhtdump_cycles_total",
+                "Dump cycles completed (every channel of the node dumped).",
+                inner.cycles,
+            ),
+            (
+                "swarm_dhtdump_cycle_failures_total",
+                "Dump cycles that failed (retried after retry_wait_s).",
+                inner.cycle_failures,
+            ),
+            (
+                "swarm_dhtdump_records_written_total",
+                "Records written to dump files.",
+                inner.records_total,
+            ),
+            (
+                "swarm_dhtdump_written_bytes_total",
+                "Dump file bytes written.",
+                inner.bytes_total,
+            ),
+        ]);
+        out.gauge(
+            "swarm_dhtdump_dump_age_seconds",
+            "Seconds since the last complete dump cycle ended (since start when none has).",
+            &[],
+            inner.last_cycle_end.elapsed().as_secs_f64(),
+        );
+        if inner.cycles > 0 {
+            out.gauge(
+                "swarm_dhtdump_cycle_duration_seconds",
+                "How long the last complete dump cycle took.",
+                &[],
+                inner.last_cycle_ms as f64 / 1000.0,
+            );
+        }
+        if let Some(up) = inner.node_up {
+            out.gauge(
+                "swarm_dhtdump_node_up",
+                "1 when the last attempt to reach the dht node worked, 0 when it failed.",
+                &[],
+                f64::from(u8::from(up)),
+            );
+        }
+        for (name, channel) in &inner.channels {
+            let labels = [("channel", name.as_str())];
+            out.gauge(
+                "swarm_dhtdump_channel_records",
+                "Records in the channel's last complete dump.",
+                &labels,
+                channel.records as f64,
+            );
+            out.gauge(
+                "swarm_dhtdump_channel_bytes",
+                "File bytes of the channel's last complete dump.",
+                &labels,
+                channel.bytes as f64,
+            );
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.lock().ready
     }
 }
 

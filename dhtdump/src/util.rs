@@ -7,8 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The longest a sleeping dhtdump goes without looking at its stop flag.
 pub const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Sleeps for `duration`, waking every [`STOP_CHECK_INTERVAL`] at most to look at `stop`.
-/// Returns false when `stop` was set (at once, or during the sleep).
+/// Sleeps for `duration`, waking every [`STOP_CHECK_INTERVAL`] at most to look at `stop` (and
+/// to ping the systemd watchdog when one is due). Returns false when `stop` was set (at once,
+/// or during the sleep).
 pub fn sleep_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool {
     let deadline = Instant::now() + duration;
     loop {
@@ -16,6 +17,7 @@ pub fn sleep_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool {
             return false;
         }
         let now = Instant::now();
+        node_core::systemd::watchdog_ping_if_due(now);
         if now >= deadline {
             return true;
         }

@@ -293,20 +293,21 @@ fn sigterm_while_sleeping_exits_promptly() {
         started.elapsed()
     );
 
-    // Oneshot against a port nobody listens on: the cycle fails and waits to retry. Stopped
-    // before the dump completed, a oneshot exits 1.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_addr = closed.local_addr().unwrap();
-    drop(closed);
+    // Oneshot whose cycle fails (the channel's temporary dump file cannot be created: a
+    // directory is in the way) and waits to retry. Stopped before the dump completed, a oneshot
+    // exits 1.
+    node.client().put("c", 1, b"one").unwrap();
+    let dump_data = dir.path().join("dump/data");
+    fs::create_dir_all(dump_data.join("c.dump.tmp")).unwrap();
     let mut dump = Dump::spawn(
         &[
             "-c",
             path_str(&config),
             "--oneshot",
             "--node",
-            &closed_addr.to_string(),
+            &node.addr.to_string(),
             "--data-dir",
-            path_str(&dir.path().join("dump/data")),
+            path_str(&dump_data),
         ],
         &dir.path().join("log2"),
     );
@@ -320,6 +321,86 @@ fn sigterm_while_sleeping_exits_promptly() {
         started.elapsed()
     );
     assert!(dump.root_log().contains("retrying in 3600s"));
+
+    // The same with --timeout 1: the run gives up by itself, exit 1, and says why.
+    let mut dump = Dump::spawn(
+        &[
+            "-c",
+            path_str(&config),
+            "--oneshot",
+            "--timeout",
+            "1",
+            "--node",
+            &node.addr.to_string(),
+            "--data-dir",
+            path_str(&dump_data),
+        ],
+        &dir.path().join("log3"),
+    );
+    assert_eq!(wait_exit(&mut dump.child, WAIT).code(), Some(1));
+    let log = dump.root_log();
+    assert!(log.contains("dump cycle failed"), "{log}");
+    assert!(
+        log.contains("ERROR") && log.contains("did not complete within --timeout 1s"),
+        "{log}"
+    );
+}
+
+/// A dhtdump pointed at an address where no node answers says so at start: an ERROR at once,
+/// and exit 1 in --oneshot (periodic mode keeps running and retries at its cycles).
+#[test]
+fn an_unreachable_node_is_an_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dhtdump.toml");
+    fs::write(
+        &config,
+        "period_s = 3600
+retry_wait_s = 3600
+",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let data_dir = dir.path().join("data");
+    let args = |extra: &'static [&'static str]| {
+        let mut args = vec!["-c", path_str(&config), "--node", &closed_addr];
+        args.extend(["--data-dir", path_str(&data_dir)]);
+        args.extend(extra.iter().copied());
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let output = std::process::Command::new(dhtdump_binary())
+        .args(args(&["--oneshot", "--log-dir"]))
+        .arg(dir.path().join("log1"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach dht node") && stderr.contains(&closed_addr),
+        "{stderr}"
+    );
+    let log = read_text(&dir.path().join("log1/root.log"));
+    assert!(
+        log.contains("ERROR") && log.contains("cannot reach dht node"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("dump cycle failed"),
+        "no cycle was tried: {log}"
+    );
+
+    let refs: Vec<String> = args(&[]);
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let mut dump = Dump::spawn(&refs, &dir.path().join("log2"));
+    dump.wait_for_log("first dump cycle in", 1);
+    let log = dump.root_log();
+    assert!(
+        log.contains("ERROR") && log.contains("cannot reach dht node"),
+        "{log}"
+    );
+    signal(dump.child.id(), "TERM");
+    assert_eq!(wait_exit(&mut dump.child, WAIT).code(), Some(0));
 }
 
 #[test]

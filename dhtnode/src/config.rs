@@ -4,14 +4,15 @@
 
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
 use node_core::daemon::DaemonConfig;
+use node_core::metrics::MetricsSection;
 use node_core::protocol::dht::HashRange;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The port dhtnode listens on by default (on 127.0.0.1).
 pub const DEFAULT_PORT: u16 = 10000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Where the node keeps its data.
@@ -19,11 +20,12 @@ pub struct NodeConfig {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub log: LogSection,
+    pub metrics: MetricsSection,
     pub dht: DhtSection,
 }
 
 /// `[dht]`: the node's range, its limits, Listen queues and dumps.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DhtSection {
     /// Lowest hash position this node owns, 16 hex digits (optional `0x`).
@@ -134,6 +136,7 @@ impl Default for NodeConfig {
             server: ServerSection::default(),
             auth: AuthSection::default(),
             log: LogSection::default(),
+            metrics: MetricsSection::default(),
             dht: DhtSection::default(),
         }
     }
@@ -153,6 +156,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn data_dir(&mut self) -> &mut PathBuf {
         &mut self.data_dir
+    }
+    fn metrics(&mut self) -> &mut MetricsSection {
+        &mut self.metrics
     }
     fn validate_node(&self) -> Result<(), ConfigError> {
         self.dht.validate(self.server.max_frame_bytes)

@@ -35,7 +35,17 @@ pub struct Dumper {
     /// Channels handed to the writer and not yet reported, with the tokens that stop them.
     in_flight: HashMap<String, CancelToken>,
     cycle_started: Option<Instant>,
+    /// When the last complete cycle ended and how long it took (`/metrics`).
+    last_cycle: Option<(Instant, Duration)>,
+    created: Instant,
+    /// Channel dumps written since start.
+    dumps_written: u64,
     failures: u64,
+    /// `failures` when the running cycle started: a cycle that adds none dumped everything.
+    failures_at_cycle_start: u64,
+    /// When the last cycle that dumped every channel started (or the node started, before
+    /// the first): what the dumps on disk are at least as new as.
+    last_good_cycle: Instant,
     /// The writer's progress counter when it last moved, and when: a dump that makes no
     /// progress for [`STARVED_AFTER`] gets a share of the CPU.
     last_progress: (u64, Instant),
@@ -65,7 +75,12 @@ impl Dumper {
             next_cycle,
             in_flight: HashMap::new(),
             cycle_started: None,
+            last_cycle: None,
+            created: Instant::now(),
+            dumps_written: 0,
             failures: 0,
+            failures_at_cycle_start: 0,
+            last_good_cycle: Instant::now(),
             last_progress,
             boosted: false,
             commits: HashMap::new(),
@@ -124,16 +139,43 @@ impl Dumper {
         self.failures
     }
 
+    /// The period of the periodic dumps; `None` when the node dumps only at shutdown.
+    pub fn period(&self) -> Option<Duration> {
+        self.period
+    }
+
+    /// How old the newest complete periodic dump is (measured from when its cycle started),
+    /// or how long the node has run when none completed yet.
+    pub fn last_dump_age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_good_cycle)
+    }
+
+    /// Channel dumps written since start.
+    pub fn dumps_written(&self) -> u64 {
+        self.dumps_written
+    }
+
+    /// Time since the last complete dump cycle ended, or since the node started when none has;
+    /// and how long that cycle took.
+    pub fn dump_age(&self, now: Instant) -> (Duration, Option<Duration>) {
+        match self.last_cycle {
+            Some((ended, took)) => (now.saturating_duration_since(ended), Some(took)),
+            None => (now.saturating_duration_since(self.created), None),
+        }
+    }
+
     /// Logs what the writer finished; starts a cycle when one is due.
     pub fn tick(&mut self, engine: &Engine, now: Instant) {
         self.report_outcomes();
         self.guard_against_starvation(now);
         if let Some(started) = self.cycle_started {
             if self.in_flight.is_empty() {
-                tracing::info!(
-                    "dump cycle done in {:.3} s",
-                    started.elapsed().as_secs_f64()
-                );
+                let took = started.elapsed();
+                tracing::info!("dump cycle done in {:.3} s", took.as_secs_f64());
+                self.last_cycle = Some((now, took));
+                if self.failures == self.failures_at_cycle_start {
+                    self.last_good_cycle = started;
+                }
                 self.cycle_started = None;
             }
         }
@@ -163,6 +205,7 @@ impl Dumper {
     /// Hands every channel to the writer now.
     pub fn start_cycle(&mut self, engine: &Engine, now: Instant) {
         self.cycle_started = Some(now);
+        self.failures_at_cycle_start = self.failures;
         if let Some(period) = self.period {
             self.next_cycle = now + period;
         }
@@ -214,12 +257,15 @@ impl Dumper {
                 self.in_flight.remove(channel);
             }
             match (&outcome.action, &outcome.result) {
-                (DumpAction::Dump, Ok(())) => tracing::info!(
-                    "dumped channel {channel}: {} records, {} bytes, {:.3} s",
-                    outcome.records,
-                    outcome.bytes,
-                    outcome.seconds
-                ),
+                (DumpAction::Dump, Ok(())) => {
+                    self.dumps_written += 1;
+                    tracing::info!(
+                        "dumped channel {channel}: {} records, {} bytes, {:.3} s",
+                        outcome.records,
+                        outcome.bytes,
+                        outcome.seconds
+                    )
+                }
                 (DumpAction::Dump, Err(error)) => {
                     self.failures += 1;
                     tracing::error!("dump of channel {channel} FAILED, previous dump kept: {error}")

@@ -5,21 +5,10 @@
 
 mod common;
 
-use common::{wait_until, Conn, Node};
-use node_core::protocol::dht::{self, decode_channel_names, KeyRequest, PutRequest, SizeInfo};
+use common::{put_body, wait_until, Conn, Node};
+use node_core::protocol::dht::{self, decode_channel_names, KeyRequest, SizeInfo};
 use node_core::protocol::{RequestCode, Status};
 use std::path::Path;
-
-fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    PutRequest {
-        channel,
-        key,
-        value,
-    }
-    .encode(&mut body);
-    body
-}
 
 fn key_body(channel: &str, key: u64) -> Vec<u8> {
     let mut body = Vec::new();
@@ -277,58 +266,242 @@ fn reference_tcm_samples_import_as_their_readme_says() {
     assert!(dir.path().join("data/example.dump").exists());
 }
 
+// ----- kill -9 around dumps --------------------------------------------------------------------
+
+const BIG: &str = "big";
+/// Bytes of every value in `big`: random (LZ4 cannot shrink them), so a dump of the channel
+/// takes long enough to be caught in the middle.
+const BIG_VALUE_BYTES: usize = 1000;
+const BIG_RECORDS: u64 = 20_000;
+/// Records each round adds before its kill, with keys of its own.
+const ROUND_RECORDS: u64 = 500;
+/// Rounds that wait for the dump's temporary file to appear and kill then, tried after the
+/// configured rounds until one kill lands in the middle of a dump.
+const MAX_EXTRA_ROUNDS: u64 = 20;
+
+/// The value of `key` in `big`: `BIG_VALUE_BYTES` pseudo-random bytes seeded by the key, so
+/// every record's value is its own and a value stored under the wrong key, or changed, shows.
+fn big_value_of(key: u64) -> Vec<u8> {
+    common::random_value(key, BIG_VALUE_BYTES)
+}
+
+/// Puts `keys` into `big`, pipelined; returns the keys whose Put the node answered Ok (and
+/// fails on any other answer: the node is up and must take them).
+fn put_big(conn: &mut Conn, keys: impl Iterator<Item = u64>) -> Vec<u64> {
+    let keys: Vec<u64> = keys.collect();
+    let mut acknowledged = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(2000) {
+        let requests: Vec<(RequestCode, Vec<u8>)> = chunk
+            .iter()
+            .map(|&key| (dht::PUT, put_body(BIG, key, &big_value_of(key))))
+            .collect();
+        for (key, (status, body)) in chunk.iter().zip(conn.pipeline(&requests)) {
+            assert_eq!(
+                status,
+                Status::Ok,
+                "Put of key {key}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            acknowledged.push(*key);
+        }
+    }
+    acknowledged
+}
+
+/// Every record of `big` (GetAll), by key; fails on a key served twice.
+fn get_all_big(conn: &mut Conn) -> std::collections::BTreeMap<u64, Vec<u8>> {
+    let mut body = Vec::new();
+    dht::GetAllRequest {
+        channel: BIG,
+        keys_only: false,
+        resume_after: None,
+        filter: b"",
+        scope: dht::GetAllScope::All,
+    }
+    .encode(&mut body);
+    let (items, status, reply) = conn.stream(dht::GET_ALL, body);
+    assert_eq!(status, Status::Ok, "{}", String::from_utf8_lossy(&reply));
+    let mut records = std::collections::BTreeMap::new();
+    let mut scratch = Vec::new();
+    for (_, item) in items {
+        let batch = node_core::protocol::batch::decode_batch(&item, &mut scratch).expect("batch");
+        for (key, value) in batch {
+            assert!(
+                records.insert(key, value.to_vec()).is_none(),
+                "key {key} served twice"
+            );
+        }
+    }
+    records
+}
+
+/// The record count of the last dump of `big` the node's log reports complete, if any.
+fn last_complete_dump(root_log: &str) -> Option<u64> {
+    root_log
+        .lines()
+        .rev()
+        .filter_map(|line| line.split("dumped channel big: ").nth(1))
+        .find_map(|rest| rest.split(' ').next()?.parse().ok())
+}
+
+/// How a round picks its moment to kill.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Moment {
+    /// A random moment in 0.9 .. 1.5 s after start: before, during or after the first periodic
+    /// dump.
+    AroundTheDump,
+    /// Once the dump's temporary file appears, plus 0 .. 20 ms: in the middle of the dump,
+    /// unless the dump is faster than that.
+    InTheDump,
+}
+
+/// One round: start with `dump_period_s = 1`, add `ROUND_RECORDS` records, kill -9 at the
+/// moment chosen, and check the restart (see the test). Returns whether the kill left the dump's
+/// temporary file behind, i.e. landed in the middle of a dump.
+fn kill_round(
+    dir: &Path,
+    config: &str,
+    round: u64,
+    moment: Moment,
+    rng: &mut testkit::XorShift,
+    stored: &mut std::collections::BTreeMap<u64, Vec<u8>>,
+) -> bool {
+    let data = dir.join("data");
+    let tmp = dhtnode::dump::writer::channel_file(&data, BIG, dhtnode::dump::writer::TMP_SUFFIX);
+    let node = Node::start_in(common::BIN, dir, &["-c", config]);
+    let started = std::time::Instant::now();
+    let mut conn = Conn::open(node.addr);
+    let first = (round + 1) * 1_000_000;
+    let added = put_big(&mut conn, first..first + ROUND_RECORDS);
+    drop(conn);
+    match moment {
+        Moment::AroundTheDump => {
+            let at = std::time::Duration::from_millis(900 + rng.below(600));
+            std::thread::sleep(at.saturating_sub(started.elapsed()));
+        }
+        Moment::InTheDump => {
+            wait_until("the dump's temporary file", || tmp.exists());
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
+        }
+    }
+    let mut node = node;
+    node.signal("KILL");
+    assert_eq!(
+        node.wait_exit().code(),
+        None,
+        "round {round}: killed by SIGKILL"
+    );
+    let in_the_dump = tmp.exists();
+    let complete = last_complete_dump(&node.root_log());
+    drop(node);
+
+    // The restart loads the new dump or the previous one: every record stored before the round,
+    // of the round's acknowledged records none, some (a dump that began while they arrived) or
+    // all, no other record, and every value exactly as written.
+    let node = Node::start_in(common::BIN, dir, &[]);
+    let mut conn = Conn::open(node.addr);
+    let loaded = get_all_big(&mut conn);
+    let log = node.root_log();
+    assert!(!log.contains("FAILED"), "round {round}: {log}");
+    for (key, value) in stored.iter() {
+        assert!(
+            loaded.get(key) == Some(value),
+            "round {round} ({moment:?}): record {key} stored before the round is lost or changed"
+        );
+    }
+    for (key, value) in &loaded {
+        assert!(
+            stored.contains_key(key) || added.contains(key),
+            "round {round}: key {key} was never written"
+        );
+        assert!(
+            *value == big_value_of(*key),
+            "round {round} ({moment:?}): the value of key {key} is not the one written"
+        );
+    }
+    if let Some(records) = complete {
+        assert!(
+            loaded.len() as u64 >= records,
+            "round {round}: the log reported a complete dump of {records} records, the restart \
+             loaded {}",
+            loaded.len()
+        );
+    }
+    eprintln!(
+        "round {round} ({moment:?}): {} records added, killed {}, {} records loaded",
+        added.len(),
+        if in_the_dump {
+            "mid-dump"
+        } else {
+            "outside a dump"
+        },
+        loaded.len()
+    );
+    // The shutdown dump writes what was loaded: the next round starts from it.
+    drop(conn);
+    node.stop();
+    *stored = loaded;
+    in_the_dump
+}
+
+/// kill -9 at moments around the periodic dumps, round after round on one data directory: each
+/// restart loads the new dump or the previous one, never fails, and every record holds the value
+/// written for its key. Some kills must land in the middle of a dump (the dump's temporary file
+/// is left behind); rounds that wait for that file are added until one does.
+/// `DHT_CRASH_ROUNDS` (default 4) sets the rounds, `SWARM_TEST_SEED` replays a run;
+/// scripts/crash-matrix.sh runs many more.
 #[test]
 fn kill_dash_nine_while_dumping_leaves_a_loadable_dump() {
+    let rounds = testkit::rounds_from_env("DHT_CRASH_ROUNDS", 4);
+    let mut rng = testkit::XorShift::new(testkit::test_seed());
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start_in(common::BIN, dir.path(), &[]);
     let mut conn = Conn::open(node.addr);
-    let value = vec![b'x'; 1000];
-    let requests: Vec<(RequestCode, Vec<u8>)> = (0..20_000u64)
-        .map(|key| (dht::PUT, put_body("big", key, &value)))
-        .collect();
-    for chunk in requests.chunks(2000) {
-        assert!(conn
-            .pipeline(chunk)
-            .iter()
-            .all(|(status, _)| *status == Status::Ok));
-    }
+    let acknowledged = put_big(&mut conn, 0..BIG_RECORDS);
+    assert_eq!(acknowledged.len() as u64, BIG_RECORDS);
     drop(conn);
     node.stop();
     assert!(dir.path().join("data/big.dump").exists());
-    // Dump again every second and kill the node at moments around the periodic dumps (20 MB
-    // takes tens of milliseconds to write); each restart must load the new dump or the previous
-    // one, never fail. `DHT_CRASH_ROUNDS` (default 4) sets the rounds; scripts/crash-matrix.sh
-    // runs many more.
-    let rounds: u64 = std::env::var("DHT_CRASH_ROUNDS")
-        .ok()
-        .and_then(|rounds| rounds.parse().ok())
-        .unwrap_or(4);
-    let mut moment = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.subsec_nanos() as u64)
-        | 1;
+    let mut stored: std::collections::BTreeMap<u64, Vec<u8>> = acknowledged
+        .into_iter()
+        .map(|key| (key, big_value_of(key)))
+        .collect();
+
     let config = write_config(dir.path(), "[dht]\ndump_period_s = 1\n");
+    let mut mid_dump = 0u64;
     for round in 0..rounds {
-        let node = Node::start_in(common::BIN, dir.path(), &["-c", &config]);
-        // xorshift: a different moment in 0.9 .. 1.5 s (around the first periodic dump) each round.
-        moment ^= moment << 13;
-        moment ^= moment >> 7;
-        moment ^= moment << 17;
-        std::thread::sleep(std::time::Duration::from_millis(900 + moment % 600));
-        node.signal("KILL");
-        drop(node);
-        let node = Node::start_in(common::BIN, dir.path(), &[]);
-        let mut conn = Conn::open(node.addr);
-        let mut body = Vec::new();
-        dht::encode_channel(&mut body, "big");
-        let (_, size) = conn.request(dht::GET_CHANNEL_SIZE, body);
-        assert_eq!(
-            SizeInfo::decode(&size).expect("size").records,
-            20_000,
-            "round {round}"
-        );
-        assert!(!node.root_log().contains("FAILED"), "round {round}");
-        drop(conn);
-        node.stop();
+        let moment = if round % 2 == 0 {
+            Moment::AroundTheDump
+        } else {
+            Moment::InTheDump
+        };
+        mid_dump += u64::from(kill_round(
+            dir.path(),
+            &config,
+            round,
+            moment,
+            &mut rng,
+            &mut stored,
+        ));
     }
+    let mut round = rounds;
+    while mid_dump == 0 && round < rounds + MAX_EXTRA_ROUNDS {
+        mid_dump += u64::from(kill_round(
+            dir.path(),
+            &config,
+            round,
+            Moment::InTheDump,
+            &mut rng,
+            &mut stored,
+        ));
+        round += 1;
+    }
+    assert!(
+        mid_dump > 0,
+        "no kill in {round} rounds landed in the middle of a dump"
+    );
+    eprintln!(
+        "{round} rounds, {mid_dump} killed mid-dump, {} records",
+        stored.len()
+    );
 }

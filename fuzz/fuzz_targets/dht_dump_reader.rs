@@ -1,30 +1,5 @@
-//! Reads arbitrary bytes as a dht dump file (the node loads these at start). `read_dump` must
-//! return `Ok` or `Err` without panicking or allocating beyond its bounds; when it accepts a
-//! file, the summary must count exactly the records it delivered, and writing those records again
-//! with `DumpFileWriter` must give a file that reads back to the same records.
+//! cargo-fuzz target `dht_dump_reader`: the checks live in `fuzz_checks::dht_dump_reader` (fuzz-checks/), shared
+//! with the suite's replay of the seeds (fuzz-checks/tests/replay.rs).
 #![no_main]
 
-use dhtnode::dump::format::{read_dump, DumpFileWriter};
-use libfuzzer_sys::fuzz_target;
-use node_core::protocol::batch::append_record;
-
-fuzz_target!(|data: &[u8]| {
-    let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
-    let Ok(summary) = read_dump(data, |key, value| records.push((key, value.to_vec()))) else {
-        return;
-    };
-    assert_eq!(summary.records, records.len() as u64);
-    assert_eq!(summary.value_bytes, records.iter().map(|(_, v)| v.len() as u64).sum::<u64>());
-    let mut writer = DumpFileWriter::new(Vec::new(), "fuzz").expect("write to memory");
-    let mut raw = Vec::new();
-    for (key, value) in &records {
-        append_record(&mut raw, *key, value);
-    }
-    if !records.is_empty() {
-        writer.write_chunk(&raw, records.len() as u32).expect("write to memory");
-    }
-    let (file, _) = writer.finish().expect("finish in memory");
-    let mut again = Vec::new();
-    read_dump(&file[..], |key, value| again.push((key, value.to_vec()))).expect("our own file reads");
-    assert_eq!(again, records);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_checks::dht_dump_reader::check(data));

@@ -1,20 +1,5 @@
-//! Reads arbitrary bytes as a reference `.tcm` dump (imported at start and by dumptool).
-//! `read_tcm` must return `Ok` or `Err` without panicking or allocating beyond its bounds; every
-//! record it delivers has a non-empty value within the limit, and the report counts them.
+//! cargo-fuzz target `tcm_reader`: the checks live in `fuzz_checks::tcm_reader` (fuzz-checks/), shared
+//! with the suite's replay of the seeds (fuzz-checks/tests/replay.rs).
 #![no_main]
 
-use dhtnode::dump::tcm::read_tcm;
-use libfuzzer_sys::fuzz_target;
-
-const MAX_VALUE_BYTES: usize = 4096;
-
-fuzz_target!(|data: &[u8]| {
-    let mut delivered = 0u64;
-    let Ok(report) = read_tcm(data, MAX_VALUE_BYTES, |_key, value| {
-        assert!(!value.is_empty() && value.len() <= MAX_VALUE_BYTES);
-        delivered += 1;
-    }) else {
-        return;
-    };
-    assert_eq!(report.loaded, delivered);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_checks::tcm_reader::check(data));

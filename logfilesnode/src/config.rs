@@ -4,13 +4,14 @@
 
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
 use node_core::daemon::DaemonConfig;
-use serde::Deserialize;
+use node_core::metrics::MetricsSection;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The port logfilesnode listens on by default (on 127.0.0.1).
 pub const DEFAULT_PORT: u16 = 11000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Where the node keeps its data.
@@ -18,11 +19,12 @@ pub struct NodeConfig {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub log: LogSection,
+    pub metrics: MetricsSection,
     pub logfiles: LogfilesSection,
 }
 
 /// When a Put is acknowledged and when data is fsynced (docs/protocol.md §7.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// Never fsync (the OS writes the data back); buffers are written every flush interval.
@@ -34,7 +36,7 @@ pub enum FsyncPolicy {
 }
 
 /// `[logfiles]`: limits, write buffering and durability.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogfilesSection {
     /// Largest value accepted, in bytes.
@@ -155,6 +157,7 @@ impl Default for NodeConfig {
             server: ServerSection::default(),
             auth: AuthSection::default(),
             log: LogSection::default(),
+            metrics: MetricsSection::default(),
             logfiles: LogfilesSection::default(),
         }
     }
@@ -174,6 +177,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn data_dir(&mut self) -> &mut PathBuf {
         &mut self.data_dir
+    }
+    fn metrics(&mut self) -> &mut MetricsSection {
+        &mut self.metrics
     }
     fn validate_node(&self) -> Result<(), ConfigError> {
         self.logfiles.validate(self.server.max_frame_bytes)

@@ -7,12 +7,17 @@
 //! ([`Service::background`]) the node hands the files written in the current epoch to the sync
 //! thread — unless a commit is already running, in which case the writes pile up into the next
 //! one. When the thread reports back (waking the loop), every write of that epoch and before is
-//! answered: Ok, or InternalError when a write or fsync failed.
+//! answered by what became of its own records ([`WriteOutcome`]): Ok when they are written and
+//! fsynced; InternalError when a failed write-out dropped them all (nothing of the write is
+//! stored); NotDurable when they are stored but the fsync failed, or (a PutBatch) only some were
+//! dropped.
 
 use crate::config::FsyncPolicy;
 use crate::engine::durability::{SyncDone, Syncer};
-use crate::engine::Engine;
+use crate::engine::{Discard, Engine, EpochFailures, WriteOutcome, WriteTickets};
 use crate::requests;
+use node_core::metrics::core::add_latency;
+use node_core::metrics::Families;
 use node_core::protocol::{logfiles, NodeKind, RequestCode, Status};
 use node_core::server::{
     Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
@@ -38,8 +43,8 @@ pub struct LogfilesNode {
     syncer: Option<Syncer>,
     /// Writes waiting for their group commit, in epoch order.
     waiting: VecDeque<(u64, Rc<AckSlot>)>,
-    /// The write failure of the commit in flight, if any (it fails that commit).
-    in_flight_failure: Option<String>,
+    /// What went wrong in the epoch of the commit in flight, before it.
+    in_flight: EpochFailures,
     last_flush: Instant,
     last_fsync: Instant,
     /// Reused by PutBatch to decompress batches without allocating per request.
@@ -72,7 +77,7 @@ impl LogfilesNode {
             timers,
             syncer,
             waiting: VecDeque::new(),
-            in_flight_failure: None,
+            in_flight: EpochFailures::default(),
             last_flush: now,
             last_fsync: now,
             batch_scratch: Vec::new(),
@@ -83,8 +88,14 @@ impl LogfilesNode {
         &self.engine
     }
 
-    /// Answers a write that was stored: at once, or (fsync = always) after its group commit.
-    pub(crate) fn acknowledge(&mut self, reply: &mut Reply<'_>, body: &[u8]) -> Handled<Self> {
+    /// Answers a write that was stored (its records: `tickets`): at once, or (fsync = always)
+    /// after its group commit.
+    pub(crate) fn acknowledge(
+        &mut self,
+        reply: &mut Reply<'_>,
+        body: &[u8],
+        tickets: WriteTickets,
+    ) -> Handled<Self> {
         let Some(syncer) = self
             .syncer
             .as_ref()
@@ -93,7 +104,11 @@ impl LogfilesNode {
             reply.ok(body);
             return Handled::Replied;
         };
-        let slot = Rc::new(AckSlot::default());
+        let slot = Rc::new(AckSlot {
+            tickets,
+            outcome: RefCell::new(None),
+            handle: Cell::new(None),
+        });
         self.waiting
             .push_back((syncer.current_epoch(), Rc::clone(&slot)));
         Handled::Stream(Box::new(AwaitCommit {
@@ -108,30 +123,38 @@ impl LogfilesNode {
             return;
         };
         debug_assert!(!syncer.is_busy());
-        let (job, failure) = self.engine.take_sync_job();
+        let (job, failures) = self.engine.take_sync_job();
         match syncer.dispatch(job) {
-            Ok(_) => self.in_flight_failure = failure,
+            Ok(_) => self.in_flight = failures,
             Err(e) => {
                 tracing::error!("group commit: {e}");
                 let epoch = syncer.current_epoch();
-                self.answer_waiting(epoch, &Err(e));
+                self.answer_waiting(epoch, &Err(e), &failures.discards);
             }
         }
     }
 
     fn on_commit_done(&mut self, done: SyncDone) {
-        let result = match (done.result, self.in_flight_failure.take()) {
-            (Err(e), _) | (Ok(()), Some(e)) => {
-                tracing::error!("group commit of epoch {} failed: {e}", done.epoch);
-                Err(e)
-            }
-            (Ok(()), None) => Ok(()),
-        };
-        self.answer_waiting(done.epoch, &result);
+        let before = std::mem::take(&mut self.in_flight);
+        let synced = done.result.and(match before.sync_failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        });
+        match (&synced, before.failure) {
+            (Err(e), _) => tracing::error!("group commit of epoch {} failed: {e}", done.epoch),
+            (Ok(()), Some(e)) => tracing::error!(
+                "group commit of epoch {}: a write failed before it ({e}); the writes it \
+                 concerns are answered InternalError or NotDurable",
+                done.epoch
+            ),
+            (Ok(()), None) => {}
+        }
+        self.answer_waiting(done.epoch, &synced, &before.discards);
     }
 
-    /// Answers every write of `epoch` and before.
-    fn answer_waiting(&mut self, epoch: u64, result: &Result<(), String>) {
+    /// Answers every write of `epoch` and before: its records were fsynced with `synced` as the
+    /// result, and `discards` were dropped.
+    fn answer_waiting(&mut self, epoch: u64, synced: &Result<(), String>, discards: &[Discard]) {
         while let Some((slot_epoch, _)) = self.waiting.front() {
             if *slot_epoch > epoch {
                 break;
@@ -139,7 +162,8 @@ impl LogfilesNode {
             let Some((_, slot)) = self.waiting.pop_front() else {
                 break;
             };
-            *slot.outcome.borrow_mut() = Some(result.clone());
+            let outcome = WriteOutcome::of(&slot.tickets, discards, synced);
+            *slot.outcome.borrow_mut() = Some(outcome);
             if let Some(handle) = slot.handle.get() {
                 self.wakeups.wake(handle);
             }
@@ -158,9 +182,10 @@ impl LogfilesNode {
 }
 
 /// Where a group commit leaves its outcome for one waiting write.
-#[derive(Default)]
 struct AckSlot {
-    outcome: RefCell<Option<Result<(), String>>>,
+    /// The write's records.
+    tickets: WriteTickets,
+    outcome: RefCell<Option<WriteOutcome>>,
     /// The write's stream, once it has waited (to wake it).
     handle: Cell<Option<StreamHandle>>,
 }
@@ -174,11 +199,9 @@ struct AwaitCommit {
 impl StreamTask<LogfilesNode> for AwaitCommit {
     fn resume(&mut self, _node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
         match self.slot.outcome.borrow_mut().take() {
-            Some(Ok(())) => out.finish(Status::Ok, &self.body),
-            Some(Err(e)) => out.finish_error(
-                Status::InternalError,
-                format!("stored but not made durable: {e}"),
-            ),
+            Some(WriteOutcome::Durable) => out.finish(Status::Ok, &self.body),
+            Some(WriteOutcome::NotStored(e)) => out.finish_error(Status::InternalError, e),
+            Some(WriteOutcome::NotDurable(e)) => out.finish_error(Status::NotDurable, e),
             None => {
                 self.slot.handle.set(Some(out.handle()));
                 return StreamStep::Wait;
@@ -245,6 +268,68 @@ impl Service for LogfilesNode {
         }
     }
 
+    fn metrics(&self, out: &mut Families) {
+        let size = self.engine.size();
+        out.gauges(&[
+            (
+                "swarm_logfiles_channels",
+                "Channels on disk.",
+                self.engine.channel_names().len() as u64,
+            ),
+            (
+                "swarm_logfiles_bucket_files",
+                "Bucket files of all channels.",
+                size.buckets,
+            ),
+            (
+                "swarm_logfiles_disk_bytes",
+                "Bytes of the bucket files of all channels.",
+                size.bytes,
+            ),
+            (
+                "swarm_logfiles_buckets_open",
+                "Bucket files open for writing.",
+                self.engine.open_bucket_count() as u64,
+            ),
+            (
+                "swarm_logfiles_writes_awaiting_fsync",
+                "Puts (fsync = always) waiting for their group commit.",
+                self.waiting.len() as u64,
+            ),
+        ]);
+        for channel in self.engine.channel_names() {
+            let size = self.engine.channel_size(channel);
+            out.gauge(
+                "swarm_channel_bytes",
+                "Bytes stored per channel (logfiles: its bucket files on disk).",
+                &[("channel", channel)],
+                size.bytes as f64,
+            );
+        }
+        let Some(syncer) = &self.syncer else {
+            return;
+        };
+        out.counter(
+            "swarm_logfiles_fsyncs_total",
+            "Group commits (one fdatasync of every file written in an epoch) completed.",
+            &[],
+            syncer.completed as f64,
+        );
+        out.counter(
+            "swarm_logfiles_fsync_failures_total",
+            "Group commits that failed (their writes were answered InternalError).",
+            &[],
+            syncer.failures as f64,
+        );
+        add_latency(
+            out,
+            "swarm_logfiles_fsync_duration_seconds",
+            "Duration of each group commit.",
+            &[],
+            &syncer.latency,
+        );
+    }
+
     fn stats(&self, out: &mut Vec<(String, u64)>) {
         let size = self.engine.size();
         out.push(("channels".into(), self.engine.channel_names().len() as u64));
@@ -255,6 +340,14 @@ impl Service for LogfilesNode {
             self.engine.open_bucket_count() as u64,
         ));
         out.push(("writes_awaiting_fsync".into(), self.waiting.len() as u64));
+        // How full the disk is: `swarmctl health` warns before Puts start failing.
+        match crate::engine::disk_space::disk_space(self.engine.data_dir()) {
+            Ok(space) => {
+                out.push(("disk_size_bytes".into(), space.size_bytes));
+                out.push(("disk_free_bytes".into(), space.free_bytes));
+            }
+            Err(error) => tracing::debug!(%error, "statvfs of the data directory"),
+        }
         if let Some(syncer) = &self.syncer {
             out.push(("group_commits".into(), syncer.completed));
             out.push(("group_commit_failures".into(), syncer.failures));

@@ -15,18 +15,14 @@
 mod common;
 
 use client::{Client, ClientOptions};
-use common::get_range;
-use logfilesnode::storage::index::{load_index, verify_index};
-use logfilesnode::storage::{index_path, list_buckets};
+use common::{get_range, indexes_match};
 use node_core::protocol::logfiles::{self, PutRequest, ReadFlags};
 use node_core::protocol::{NodeKind, Status};
 use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use testkit::{Conn, Node};
+use testkit::{Conn, Node, XorShift};
 
 const BIN: &str = env!("CARGO_BIN_EXE_logfilesnode");
 const FIRST_KEY: u64 = 0x6a00_0000;
@@ -48,16 +44,6 @@ fn key_of(channel: &str, round: u64, start: u64, seq: u64) -> u64 {
         "ordered" => start + seq * STEP,
         // Every round over the same buckets, between the keys of the others.
         _ => FIRST_KEY + seq * STEP + round,
-    }
-}
-
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 
@@ -137,8 +123,8 @@ fn check_reads(
     );
     let (&low, &high) = (seen.first()?, seen.last()?);
     for _ in 0..8 {
-        let from = low + rng.next() % (high - low + 1);
-        let to = from + rng.next() % 3000;
+        let from = low + rng.next_u64() % (high - low + 1);
+        let to = from + rng.next_u64() % 3000;
         let narrow = get_range(conn, channel, from, to, ReadFlags::default());
         let expected: Vec<(u64, Vec<u8>)> = all
             .iter()
@@ -150,30 +136,9 @@ fn check_reads(
     Some(high)
 }
 
-/// Every bucket has an index that matches it; returns their inodes. A bucket the kill left
-/// empty (created, its header not yet written) holds nothing to index: readers skip it.
-fn indexes_match(data: &Path, channel: &str) -> Vec<u64> {
-    let buckets = list_buckets(&data.join(channel), 0, u64::MAX).expect("list");
-    assert!(!buckets.is_empty());
-    buckets
-        .iter()
-        .filter(|bucket| std::fs::metadata(&bucket.path).is_ok_and(|m| m.len() > 0))
-        .map(|bucket| {
-            let path = &bucket.path;
-            let index = load_index(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            verify_index(&index, &std::fs::read(path).expect("bucket"))
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            std::fs::metadata(index_path(path)).expect("index").ino()
-        })
-        .collect()
-}
-
 #[test]
 fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
-    let rounds: u64 = std::env::var("LOGFILES_INDEX_CRASH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(2);
+    let rounds = testkit::rounds_from_env("LOGFILES_INDEX_CRASH_ROUNDS", 2);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("node.toml"),
@@ -181,13 +146,7 @@ fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
          max_open_buckets_per_channel = 2\nindex_interval_bytes = 4096\n",
     )
     .unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        | 1;
-    eprintln!("index_crash seed {seed}");
-    let mut rng = XorShift(seed);
+    let mut rng = XorShift::new(testkit::test_seed());
     const CHANNELS: [&str; 2] = ["ordered", "mixed"];
     let channels = CHANNELS;
     let mut acked: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); channels.len()];
@@ -202,12 +161,18 @@ fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
                 std::thread::spawn(move || writer(addr, channel, (round, start), stop))
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300 + rng.next() % 500));
+        std::thread::sleep(Duration::from_millis(300 + rng.next_u64() % 500));
         node.child.kill().expect("SIGKILL");
         let _ = node.wait_exit();
         stop.store(true, Ordering::Relaxed);
-        for (set, handle) in acked.iter_mut().zip(writers) {
-            set.extend(handle.join().expect("writer thread"));
+        for ((set, handle), channel) in acked.iter_mut().zip(writers).zip(channels) {
+            let got = handle.join().expect("writer thread");
+            // Each round's kill must land after writes were acknowledged, or it tests nothing.
+            assert!(
+                !got.is_empty(),
+                "{channel}: round {round} had no Put acknowledged"
+            );
+            set.extend(got);
         }
 
         let node = Node::start_in(BIN, dir.path(), &["-c", "node.toml"]);
@@ -226,10 +191,10 @@ fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
                 start = high.map_or(FIRST_KEY, |high| high + 1);
             }
             // The reads left an index that matches every bucket, and use it from now on.
-            let inodes = indexes_match(&data, channel);
+            let inodes = indexes_match(&data.join(channel));
             check_reads(&mut conn, channel, acked, &mut rng);
             assert_eq!(
-                indexes_match(&data, channel),
+                indexes_match(&data.join(channel)),
                 inodes,
                 "{channel}: rebuilt again"
             );

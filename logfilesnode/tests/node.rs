@@ -304,10 +304,14 @@ fn channels_sizes_and_remove_channel() {
 fn reads_see_every_write_acknowledged_before_them_whatever_the_flush_timer() {
     let node = start("[logfiles]\nflush_interval_ms = 3600000\nfsync = \"none\"\n");
     let mut conn = Conn::open(node.addr);
+    let value_of = |key: u64| format!("buffered record {key}").into_bytes();
     for key in 0..100u64 {
-        assert_eq!(put(&mut conn, "c", key, b"buffered"), Status::Ok);
+        assert_eq!(put(&mut conn, "c", key, &value_of(key)), Status::Ok);
     }
-    assert_eq!(get_range(&mut conn, "c", 0, 99).len(), 100);
+    // Every record, in key order, with its own value; and the same through GetAll.
+    let expected: Vec<Rec> = (0..100u64).map(|key| (key, value_of(key))).collect();
+    assert_eq!(get_range(&mut conn, "c", 0, 99), expected);
+    assert_eq!(get_all(&mut conn, "c"), expected);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest config file accepted, in bytes. Real ones are a few KiB; this only stops a wrong path
 /// (a device, a huge log) from being read into memory.
@@ -40,6 +40,12 @@ pub struct CommonArgs {
     /// Directory for root.log and stats.log; overrides `log.dir` from the config file.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+
+    /// Check the configuration (file, command-line overrides, credentials and token files),
+    /// print the effective configuration and exit: 0 when it is valid, 1 with a message naming
+    /// the key at fault. Starts nothing and binds nothing.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl CommonArgs {
@@ -56,7 +62,7 @@ impl CommonArgs {
 }
 
 /// `[server]`: the listener and the limits that keep one client from exhausting the node.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// `HOST:PORT` to bind. Unset means 127.0.0.1 on the node kind's own port: loopback by
@@ -155,7 +161,7 @@ impl ServerSection {
 }
 
 /// `[auth]`: who may connect and who may administer.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     /// Credentials file (`name:hexkey` per line). Without it, clients are not authenticated.
@@ -200,7 +206,7 @@ impl AuthSection {
 pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
 /// `[log]`: where the logs go, how verbose, how often stats are written.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// Directory for root.log and stats.log (relative to the working directory).

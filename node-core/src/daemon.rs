@@ -1,10 +1,14 @@
 //! Daemon start-up shared by the node binaries: load the config (file, then command-line
-//! overrides), check it, turn it into [`ServerOptions`] (credentials loaded, bind checked), open
-//! the logs, install the signal handlers, run the service, and map the outcome to an exit status.
-//! A node's `main` is then "parse args, call [`run`] with a function that builds its service".
+//! overrides), check it (and stop there with `--check-config`), turn it into [`ServerOptions`]
+//! (credentials loaded, bind checked), open the logs, install the signal handlers, start the
+//! metrics listener, build the service (loading its data, with systemd `STATUS=` lines), tell
+//! systemd `READY=1` once the node is about to serve, run it, and map the outcome to an exit
+//! status. A node's `main` is then "parse args, call [`run`] with a function that builds its
+//! service".
 
 use crate::auth::Credentials;
 use crate::config::{self, AuthSection, CommonArgs, ConfigError, LogSection, ServerSection};
+use crate::metrics::{Identity, MetricsSection};
 use crate::protocol::{NodeKind, RequestCode};
 use crate::server::{Handled, Reply, Request, Server, ServerOptions, Service, Wakeups};
 use std::path::PathBuf;
@@ -12,13 +16,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// What every daemon's config holds besides its own section.
-pub trait DaemonConfig: serde::de::DeserializeOwned + Default {
+pub trait DaemonConfig: serde::de::DeserializeOwned + serde::Serialize + Default {
     /// The port this node kind listens on (on 127.0.0.1) when `server.listen` is unset.
     const DEFAULT_PORT: u16;
     fn server(&mut self) -> &mut ServerSection;
     fn auth(&mut self) -> &mut AuthSection;
     fn log(&mut self) -> &mut LogSection;
     fn data_dir(&mut self) -> &mut PathBuf;
+    fn metrics(&mut self) -> &mut MetricsSection;
     /// Checks the node's own keys (errors name the key).
     fn validate_node(&self) -> Result<(), ConfigError> {
         Ok(())
@@ -40,8 +45,27 @@ pub fn load_config<C: DaemonConfig>(args: &CommonArgs) -> Result<C, ConfigError>
     config.server().validate(C::DEFAULT_PORT)?;
     config.auth().validate()?;
     config.log().validate()?;
+    config.metrics().validate()?;
     config.validate_node()?;
     Ok(config)
+}
+
+/// `--check-config`: prints the effective configuration (defaults filled in, overrides applied,
+/// the listen address resolved) as TOML on stdout, and returns success. The checks were done by
+/// [`load_config`] and [`server_options`] before.
+pub fn print_effective_config<C: DaemonConfig>(
+    program: &str,
+    config: &mut C,
+    options: &ServerOptions,
+) -> ExitCode {
+    config.server().listen = Some(options.listen.to_string());
+    match toml::to_string(config) {
+        Ok(text) => {
+            println!("# {program}: configuration OK; the effective configuration follows.\n{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(program, format!("cannot print the configuration: {err}")),
+    }
 }
 
 /// Turns the shared sections into server options: loads the credentials file, and refuses a
@@ -93,6 +117,7 @@ where
     S: Service,
     F: FnOnce(&mut C, Wakeups) -> Result<S, String>,
 {
+    crate::metrics::process::mark_start();
     let mut config: C = match load_config(args) {
         Ok(config) => config,
         Err(err) => return fail(program, err),
@@ -106,6 +131,9 @@ where
         Ok(options) => options,
         Err(err) => return fail(program, err),
     };
+    if args.check_config {
+        return print_effective_config(program, &mut config, &options);
+    }
     let log = config.log().clone();
     let (logs, _log_guard) = match crate::log::init(&log.dir, &log.level) {
         Ok(logs) => logs,
@@ -128,6 +156,33 @@ where
         return fail(program, format!("cannot install signal handlers: {err}"));
     }
     server.set_logs(logs);
+    // Before loading, so that a scrape during a long start sees swarm_ready 0, not a dead target.
+    let identity = Identity {
+        kind: kind_label(program),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let metrics = match crate::metrics::start_for_node(&config.metrics().clone(), identity) {
+        Ok(metrics) => metrics,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return fail(program, err);
+        }
+    };
+    if let Some((hub, _)) = &metrics {
+        server.set_metrics(hub.clone());
+    }
+    if let Some(period) = crate::systemd::init_watchdog() {
+        tracing::info!(
+            "systemd watchdog on: the event loop pings it every {:?}",
+            period / 3
+        );
+    }
+    let data_dir = config.data_dir().display().to_string();
+    tracing::info!(
+        "bound {}; loading the data in {data_dir} before serving",
+        server.local_addr()
+    );
+    crate::systemd::progress(&format!("loading the data in {data_dir}"));
     let mut service = match make_service(&mut config, server.wakeups()) {
         Ok(service) => service,
         Err(err) => {
@@ -135,6 +190,12 @@ where
             return fail(program, err);
         }
     };
+    // The loop starts serving right after this: the port was bound before loading (connections
+    // wait in the backlog), and nothing else comes between.
+    if let Some((hub, _)) = &metrics {
+        hub.set_ready(true);
+    }
+    crate::systemd::ready(&format!("serving on {}", server.local_addr()));
     match server.run(&mut service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -142,6 +203,11 @@ where
             fail(program, err)
         }
     }
+}
+
+/// The `kind` label of a daemon: `dhtnode` → `dht`, `logfilesnode` → `logfiles`.
+fn kind_label(program: &str) -> String {
+    program.strip_suffix("node").unwrap_or(program).to_string()
 }
 
 /// A node that answers only the requests every node shares: what a node kind runs until its

@@ -2,9 +2,10 @@
 //! held for the life of the process and released by the kernel when it exits, however it exits.
 //!
 //! Two nodes writing the same data directory would corrupt it (interleaved appends, dumps
-//! overwriting each other); an offline tool that truncates files (`logfiles_check --repair`)
-//! must not run under a live node. Both take this lock; the second is refused with a message
-//! naming the directory and the process id written in the lock file.
+//! overwriting each other); a dht node and a `dhtdump` writing the same dump files race on their
+//! renames; an offline tool that truncates files (`logfiles_check --repair`) must not run under a
+//! live node. All of them take this lock; the second is refused with a message naming the
+//! directory and the holder (process id and program name, written in the lock file).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -41,12 +42,11 @@ impl DataDirLock {
             if err.kind() == io::ErrorKind::WouldBlock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
                 return Err(format!(
-                    "data directory {} is in use by another process (pid {}); one node (or \
-                     repair tool) per data directory",
+                    "data directory {} is in use by another process ({}); one process (node, \
+                     dhtdump or repair tool) per data directory",
                     data_dir.display(),
-                    if holder.is_empty() { "unknown" } else { holder }
+                    describe_holder(&holder)
                 ));
             }
             return Err(format!("cannot lock {}: {err}", path.display()));
@@ -55,12 +55,35 @@ impl DataDirLock {
         let _ = file
             .set_len(0)
             .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()));
+            .and_then(|()| writeln!(file, "{} {}", std::process::id(), program_name()));
         Ok(DataDirLock { _file: file, path })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// This process's program name (the file name of its executable), for the lock file.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .map(|name| name.to_string_lossy().replace(char::is_whitespace, "_"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// "pid 123, dhtnode" from a lock file's `<pid> <program>` line (a bare pid from older versions;
+/// anything else shown as it is, at most 64 characters).
+fn describe_holder(content: &str) -> String {
+    let line = content.lines().next().unwrap_or("").trim();
+    let shown: String = line.chars().take(64).collect();
+    match shown.split_once(' ') {
+        _ if shown.is_empty() => "pid unknown".into(),
+        Some((pid, program)) => format!("pid {pid}, {}", program.trim()),
+        None => format!("pid {shown}"),
     }
 }
 
@@ -75,10 +98,8 @@ mod tests {
         let first = DataDirLock::acquire(&data).expect("first");
         let refused = DataDirLock::acquire(&data).expect_err("second");
         assert!(refused.contains("in use by another process"), "{refused}");
-        assert!(
-            refused.contains(&std::process::id().to_string()),
-            "{refused}"
-        );
+        let holder = format!("(pid {}, {})", std::process::id(), program_name());
+        assert!(refused.contains(&holder), "{refused}");
         drop(first);
         DataDirLock::acquire(&data).expect("free again");
     }

@@ -5,8 +5,8 @@
 //! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
 //! - With the `server` feature: [`server`] (the mio event loop and the request-handler trait),
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
-//!   per data directory), [`log`], [`stats`] and
-//!   [`signals`].
+//!   per data directory), [`log`], [`stats`], [`signals`], [`metrics`] (the Prometheus
+//!   listener) and [`systemd`] (readiness and watchdog).
 
 pub mod auth;
 pub mod protocol;
@@ -20,8 +20,12 @@ pub mod data_lock;
 #[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod signals;
 #[cfg(feature = "server")]
 pub mod stats;
+#[cfg(feature = "server")]
+pub mod systemd;

@@ -195,7 +195,8 @@ impl NodeLogs {
         root.and(stats)
     }
 
-    /// Appends `line` to stats.log behind a `YYYY-MM-DD HH:MM:SS` UTC timestamp, and flushes.
+    /// Appends `line` to stats.log behind a UTC timestamp with its zone ([`utc_timestamp`]), and
+    /// flushes.
     /// A trailing newline in `line` is dropped: the timestamp marks where each record starts.
     pub fn write_stats_line(&self, line: &str) -> io::Result<()> {
         let record = format!(
@@ -226,43 +227,28 @@ impl NodeLogs {
     }
 }
 
-/// Formats `time` as `YYYY-MM-DD HH:MM:SS` in UTC. A clock before 1970 prints the epoch.
-fn utc_timestamp(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc_date_time(secs)
+/// Formats `time` as RFC 3339 in UTC with microseconds and the zone, `2026-01-31T12:00:00.123456Z`:
+/// the form of root.log's timestamps. A clock before 1970 prints the epoch.
+pub fn utc_timestamp(time: SystemTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let time = time.max(UNIX_EPOCH);
+    time::OffsetDateTime::from(time)
+        .format(FORMAT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_string())
 }
 
-/// Formats a time in Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), without a date crate: for log
-/// lines, stats lines and reports.
+/// Formats a time in Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), for messages and reports that
+/// name the zone themselves. Times beyond the year 9999 print as that year's end.
 pub fn utc_date_time(secs: u64) -> String {
-    let (days, secs_of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date in the proleptic Gregorian calendar.
-/// Howard Hinnant's `civil_from_days`, restricted to dates after the epoch.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of each 400-year era.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    let at = time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59 UTC));
+    at.format(FORMAT)
+        .unwrap_or_else(|_| "9999-12-31 23:59:59".to_string())
 }
 
 #[cfg(test)]
@@ -275,13 +261,21 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_utc_calendar_dates() {
+    fn timestamps_are_utc_calendar_dates_with_the_zone() {
         let at = |secs| utc_timestamp(UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(at(0), "1970-01-01 00:00:00");
-        assert_eq!(at(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(at(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(at(4_107_542_399), "2100-02-28 23:59:59");
-        assert_eq!(at(4_107_542_400), "2100-03-01 00:00:00");
+        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(at(4_107_542_400), "2100-03-01T00:00:00.000000Z");
+        assert_eq!(
+            utc_timestamp(UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            utc_timestamp(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(utc_date_time(4_107_542_399), "2100-02-28 23:59:59");
+        assert_eq!(utc_date_time(u64::MAX), "9999-12-31 23:59:59");
     }
 
     #[test]
@@ -309,9 +303,9 @@ mod tests {
         assert!(!old.contains("after rotate"), "{old}");
         assert_eq!(new.lines().count(), 1, "{new}");
         assert!(new.ends_with(" after rotate\n"), "{new}");
-        // "YYYY-MM-DD HH:MM:SS " prefix.
-        assert_eq!(new.as_bytes()[4], b'-');
-        assert_eq!(new.as_bytes()[19], b' ');
+        // "YYYY-MM-DDTHH:MM:SS.ffffffZ " prefix, as root.log's.
+        assert_eq!(new.as_bytes()[10], b'T');
+        assert_eq!(&new[26..28], "Z ");
     }
 
     #[test]

@@ -1,41 +1,120 @@
 //! A node's live counters: connections, traffic, and per request type the number handled, the
-//! number that failed and their latency. Kept twice: cumulative since start (GetStats) and for the
-//! current interval (one `stats.log` line every `stats_interval_s`, then reset), the way the
-//! reference system's stats.log works.
+//! number that failed, their statuses and their latency. Kept twice: cumulative since start
+//! (GetStats, `/metrics`) and for the current interval (one `stats.log` line every
+//! `stats_interval_s`, then reset), the way the reference system's stats.log works.
+//!
+//! Latency is the time the event loop spent handling a request (decode, engine call, reply
+//! written to the connection's buffer), in nanoseconds, counted into one histogram whose bounds
+//! ([`LATENCY_BOUNDS_NS`]) serve both the Prometheus histogram (cumulative buckets) and the
+//! decade buckets of stats.log ([`LATENCY_BUCKET_NAMES`]). Recording a request is a few
+//! additions and, for a fast request, one comparison: this is the hot path.
 
 use crate::protocol::Status;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// Upper bounds of the latency buckets: ≤10 µs, ≤100 µs, ≤1 ms, ≤10 ms, ≤100 ms, and above.
-pub const LATENCY_BUCKET_BOUNDS_US: [u64; 5] = [10, 100, 1_000, 10_000, 100_000];
-pub const LATENCY_BUCKET_NAMES: [&str; 6] = ["10us", "100us", "1ms", "10ms", "100ms", "over_100ms"];
+/// Upper bounds (inclusive) of the latency histogram in nanoseconds: a 1-2.5-5 series from 1 µs
+/// to 10 s. Requests slower than the last bound land in one more bucket (`+Inf`).
+pub const LATENCY_BOUNDS_NS: [u64; 22] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+/// Buckets of the histogram: one per bound, and the one above the last bound.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_NS.len() + 1;
 
-#[derive(Debug, Clone, Copy, Default)]
+/// The stats.log / GetStats latency buckets: ≤10 µs, ≤100 µs, ≤1 ms, ≤10 ms, ≤100 ms, and above.
+pub const LATENCY_BUCKET_NAMES: [&str; 6] = ["10us", "100us", "1ms", "10ms", "100ms", "over_100ms"];
+/// The upper bounds of the named buckets above (the last one has none).
+const NAMED_BUCKET_BOUNDS_NS: [u64; 5] = [10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+
+/// Status slots per request type: every [`Status`] code is below this.
+pub const STATUS_SLOTS: usize = 32;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestCounters {
     pub handled: u64,
     pub failed: u64,
-    pub total_us: u64,
-    pub max_us: u64,
-    pub buckets: [u64; 6],
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Requests per histogram bucket (not cumulative), by [`LATENCY_BOUNDS_NS`].
+    pub buckets: [u64; LATENCY_BUCKETS],
 }
 
 impl RequestCounters {
-    fn record(&mut self, failed: bool, elapsed_us: u64) {
+    fn record(&mut self, failed: bool, elapsed_ns: u64) {
         self.handled += 1;
         self.failed += u64::from(failed);
-        self.total_us = self.total_us.saturating_add(elapsed_us);
-        self.max_us = self.max_us.max(elapsed_us);
-        let bucket = LATENCY_BUCKET_BOUNDS_US
-            .iter()
-            .position(|bound| elapsed_us <= *bound)
-            .unwrap_or(LATENCY_BUCKET_BOUNDS_US.len());
-        self.buckets[bucket] += 1;
+        self.total_ns = self.total_ns.saturating_add(elapsed_ns);
+        self.max_ns = self.max_ns.max(elapsed_ns);
+        self.buckets[latency_bucket(elapsed_ns)] += 1;
     }
 
     pub fn mean_us(&self) -> u64 {
-        self.total_us.checked_div(self.handled).unwrap_or(0)
+        self.total_ns.checked_div(self.handled).unwrap_or(0) / 1000
     }
+
+    pub fn max_us(&self) -> u64 {
+        self.max_ns / 1000
+    }
+
+    /// Requests per named bucket ([`LATENCY_BUCKET_NAMES`]), summed from the fine buckets.
+    pub fn named_buckets(&self) -> [u64; 6] {
+        let mut named = [0u64; 6];
+        for (bound, count) in LATENCY_BOUNDS_NS.iter().zip(self.buckets) {
+            let index = NAMED_BUCKET_BOUNDS_NS
+                .iter()
+                .position(|named_bound| bound <= named_bound)
+                .unwrap_or(NAMED_BUCKET_BOUNDS_NS.len());
+            named[index] += count;
+        }
+        named[NAMED_BUCKET_BOUNDS_NS.len()] += self.buckets[LATENCY_BUCKETS - 1];
+        named
+    }
+}
+
+/// A latency histogram on [`LATENCY_BOUNDS_NS`], for timings other than requests (fsyncs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Timings per bucket (not cumulative).
+    pub buckets: [u64; LATENCY_BUCKETS],
+    pub total_ns: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, elapsed: Duration) {
+        let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[latency_bucket(elapsed_ns)] += 1;
+        self.total_ns = self.total_ns.saturating_add(elapsed_ns);
+    }
+}
+
+/// The histogram bucket of a latency: the first bound at or above it. Linear from the fastest,
+/// because nearly every request is fast (one or two comparisons).
+pub fn latency_bucket(elapsed_ns: u64) -> usize {
+    LATENCY_BOUNDS_NS
+        .iter()
+        .position(|bound| elapsed_ns <= *bound)
+        .unwrap_or(LATENCY_BOUNDS_NS.len())
 }
 
 /// Counters over some span of time.
@@ -89,8 +168,8 @@ impl Counters {
             out.push((format!("{prefix}handled"), counters.handled));
             out.push((format!("{prefix}failed"), counters.failed));
             out.push((format!("{prefix}mean_us"), counters.mean_us()));
-            out.push((format!("{prefix}max_us"), counters.max_us));
-            for (bucket, count) in LATENCY_BUCKET_NAMES.iter().zip(counters.buckets) {
+            out.push((format!("{prefix}max_us"), counters.max_us()));
+            for (bucket, count) in LATENCY_BUCKET_NAMES.iter().zip(counters.named_buckets()) {
                 out.push((format!("{prefix}handled_{bucket}"), count));
             }
         }
@@ -98,20 +177,98 @@ impl Counters {
 }
 
 /// The core's statistics: cumulative and current-interval counters, plus gauges.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerStats {
     pub total: Counters,
     pub interval: Counters,
+    /// Cumulative replies per request code and status code (`/metrics`).
+    pub statuses: Box<[[u64; STATUS_SLOTS]; 256]>,
     pub connections_open: u64,
     pub streams_open: u64,
 }
 
+impl Default for ServerStats {
+    fn default() -> ServerStats {
+        ServerStats {
+            total: Counters::default(),
+            interval: Counters::default(),
+            statuses: Box::new([[0; STATUS_SLOTS]; 256]),
+            connections_open: 0,
+            streams_open: 0,
+        }
+    }
+}
+
+/// What `/metrics` shows of the core's counters: a copy taken on the event loop's thread (see
+/// [`crate::metrics`]), holding only the request types seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSnapshot {
+    pub connections_open: u64,
+    pub streams_open: u64,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    pub handshakes_failed: u64,
+    pub protocol_errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub requests: Vec<RequestSnapshot>,
+}
+
+/// One request type's cumulative counters and its replies by status.
+#[derive(Debug, Clone)]
+pub struct RequestSnapshot {
+    pub name: &'static str,
+    pub counters: RequestCounters,
+    pub statuses: Vec<(Status, u64)>,
+}
+
 impl ServerStats {
     pub fn record_request(&mut self, code: u8, status: Status, elapsed: Duration) {
-        let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let failed = !status.is_success();
-        self.total.requests[code as usize].record(failed, elapsed_us);
-        self.interval.requests[code as usize].record(failed, elapsed_us);
+        self.total.requests[code as usize].record(failed, elapsed_ns);
+        self.interval.requests[code as usize].record(failed, elapsed_ns);
+        if let Some(count) = self.statuses[code as usize].get_mut(status as usize) {
+            *count += 1;
+        }
+    }
+
+    /// The cumulative counters for `/metrics`; `name_of` names request codes (unknown codes,
+    /// which are refused before counting anyway, are left out).
+    pub fn metrics_snapshot(&self, name_of: &dyn Fn(u8) -> Option<&'static str>) -> CoreSnapshot {
+        let total = &self.total;
+        let requests = total
+            .requests
+            .iter()
+            .enumerate()
+            .filter(|(_, counters)| counters.handled > 0)
+            .filter_map(|(code, counters)| {
+                let name = name_of(code as u8)?;
+                let statuses = Status::ALL
+                    .iter()
+                    .filter_map(|status| {
+                        let count = *self.statuses[code].get(*status as usize)?;
+                        (count > 0).then_some((*status, count))
+                    })
+                    .collect();
+                Some(RequestSnapshot {
+                    name,
+                    counters: *counters,
+                    statuses,
+                })
+            })
+            .collect();
+        CoreSnapshot {
+            connections_open: self.connections_open,
+            streams_open: self.streams_open,
+            connections_accepted: total.connections_accepted,
+            connections_refused: total.connections_refused,
+            handshakes_failed: total.handshakes_failed,
+            protocol_errors: total.protocol_errors,
+            bytes_in: total.bytes_in,
+            bytes_out: total.bytes_out,
+            requests,
+        }
     }
 
     pub fn add_bytes_in(&mut self, bytes: usize) {
@@ -195,5 +352,26 @@ mod tests {
         );
         let total = stats.snapshot(&names);
         assert!(total.contains(&("request/GetVersion/handled".to_string(), 3)));
+        let snapshot = stats.metrics_snapshot(&names);
+        assert_eq!(snapshot.requests.len(), 1);
+        let request = &snapshot.requests[0];
+        assert_eq!(request.name, "GetVersion");
+        assert_eq!(request.statuses, [(Status::Ok, 2), (Status::BadRequest, 1)]);
+        assert_eq!(request.counters.buckets.iter().sum::<u64>(), 3);
+        assert_eq!(request.counters.buckets[latency_bucket(5_000)], 1);
+        assert_eq!(request.counters.total_ns, 200_505_000);
+    }
+
+    #[test]
+    fn latency_buckets_take_the_first_bound_at_or_above() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(1_000), 0);
+        assert_eq!(latency_bucket(1_001), 1);
+        assert_eq!(latency_bucket(10_000_000_000), LATENCY_BOUNDS_NS.len() - 1);
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BOUNDS_NS.len());
+        assert!(LATENCY_BOUNDS_NS.windows(2).all(|pair| pair[0] < pair[1]));
+        for status in Status::ALL {
+            assert!((status as usize) < STATUS_SLOTS, "{status:?}");
+        }
     }
 }

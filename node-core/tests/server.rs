@@ -935,18 +935,14 @@ fn get_stats_and_get_num_connections() {
 
 // 13 ---------------------------------------------------------------------------------------------
 
+/// How long the new connection takes among the idle ones is a measurement, not a test:
+/// `benches/src/bin/connect_idle.rs` (docs/benchmarks.md).
 #[test]
-fn many_idle_connections_do_not_slow_a_new_one() {
+fn a_new_connection_is_served_among_many_idle_ones() {
     let server = start(test_options());
     let idle: Vec<RawConn> = (0..500).map(|_| connect(server.addr)).collect();
-    let started = Instant::now();
     let mut fresh = connect(server.addr);
     fresh.assert_echo(1);
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "a new connection took {elapsed:?} among 500 idle ones"
-    );
     assert_eq!(num_connections(&mut fresh, 2), 501);
     drop(idle);
 }

@@ -4,14 +4,15 @@
 use crate::engine::SyncMode;
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
 use node_core::daemon::DaemonConfig;
-use serde::Deserialize;
+use node_core::metrics::MetricsSection;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The port queuenode listens on by default (on 127.0.0.1).
 pub const DEFAULT_PORT: u16 = 12000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Where the node keeps its data.
@@ -19,6 +20,7 @@ pub struct NodeConfig {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub log: LogSection,
+    pub metrics: MetricsSection,
     pub queue: QueueSection,
 }
 
@@ -26,7 +28,7 @@ pub struct NodeConfig {
 pub const MIN_CHANNEL_SIZE_BYTES: u64 = crate::engine::ring::MIN_CAPACITY_BYTES;
 pub const MAX_CHANNEL_SIZE_BYTES: u64 = crate::engine::ring::MAX_CAPACITY_BYTES;
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSection {
     /// Capacity of a new ring (one per channel, or per subscriber of a channel), in bytes.
@@ -111,6 +113,7 @@ impl Default for NodeConfig {
             server: ServerSection::default(),
             auth: AuthSection::default(),
             log: LogSection::default(),
+            metrics: MetricsSection::default(),
             queue: QueueSection::default(),
         }
     }
@@ -130,6 +133,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn data_dir(&mut self) -> &mut PathBuf {
         &mut self.data_dir
+    }
+    fn metrics(&mut self) -> &mut MetricsSection {
+        &mut self.metrics
     }
     fn validate_node(&self) -> Result<(), ConfigError> {
         self.queue.validate()

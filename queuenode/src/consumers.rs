@@ -58,6 +58,15 @@ impl Consumers {
         self.by_id.len()
     }
 
+    /// Consumers per storage (`/metrics`).
+    pub fn per_storage(&self) -> std::collections::BTreeMap<&str, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for consumer in self.by_id.values() {
+            *counts.entry(consumer.storage.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
     pub fn add(
         &mut self,
         storage: String,

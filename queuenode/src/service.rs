@@ -11,13 +11,17 @@
 
 use crate::config::QueueSection;
 use crate::consumers::Consumers;
+use crate::engine::names::split_storage_name;
 use crate::engine::queues::OpenReport;
 use crate::engine::reference;
+use crate::engine::ring::RingSize;
 use crate::engine::{Channels, QueueError, Queues, QueuesConfig};
 use crate::requests;
+use node_core::metrics::Families;
 use node_core::protocol::queue::{self, QueueSize};
 use node_core::protocol::{NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, Wakeups};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The largest value a node takes when its frames are at most `max_frame_bytes`: a consumer must
@@ -37,6 +41,41 @@ pub struct StartReport {
     pub imported_to: Option<std::path::PathBuf>,
 }
 
+/// The metrics of one ring: a channel's, or one subscriber's copy of it (`subscriber=""`: the
+/// plain queue or the default subscriber's).
+fn storage_metrics(out: &mut Families, labels: &[(&str, &str)], size: &RingSize, consumers: u64) {
+    let gauges = [
+        (
+            "swarm_queue_records",
+            "Records queued (not yet acknowledged), per channel and subscriber.",
+            size.records as f64,
+        ),
+        (
+            "swarm_queue_used_bytes",
+            "Ring bytes in use (headers and padding included), per channel and subscriber.",
+            size.used_bytes as f64,
+        ),
+        (
+            "swarm_queue_capacity_bytes",
+            "Ring capacity, per channel and subscriber.",
+            size.capacity_bytes as f64,
+        ),
+        (
+            "swarm_queue_fill_ratio",
+            "Used bytes / capacity (0 to 1), per channel and subscriber: 1 refuses pushes.",
+            size.used_bytes as f64 / size.capacity_bytes.max(1) as f64,
+        ),
+        (
+            "swarm_queue_consumers_per_queue",
+            "Consume streams reading this queue, per channel and subscriber.",
+            consumers as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.gauge(name, help, labels, value);
+    }
+}
+
 pub struct QueueNode {
     pub(crate) channels: Channels,
     pub(crate) config: QueueSection,
@@ -48,6 +87,8 @@ pub struct QueueNode {
     /// taken for good (popped, or acknowledged by a consumer).
     pub(crate) pushed_records: u64,
     pub(crate) removed_records: u64,
+    /// Records given back to their queue by consumers that left without acknowledging them.
+    pub(crate) redelivered_records: u64,
     /// Where Pop copies the value it takes, reused so a Pop allocates nothing.
     pub(crate) pop_scratch: Vec<u8>,
 }
@@ -116,6 +157,7 @@ impl QueueNode {
             max_value_bytes: max_value_for_frames(max_frame_bytes),
             pushed_records: 0,
             removed_records: 0,
+            redelivered_records: 0,
             pop_scratch: Vec::new(),
         }
     }
@@ -224,6 +266,51 @@ impl Service for QueueNode {
             .sync_all()
             .map(|()| tracing::info!("queues synced to disk"))
             .map_err(|error| format!("cannot sync the queues to disk: {error}"))
+    }
+
+    fn metrics(&self, out: &mut Families) {
+        out.counters(&[
+            ("swarm_queue_pushed_records_total", "Record copies written (a push to a channel with 3 subscribers counts 3).", self.pushed_records),
+            ("swarm_queue_removed_records_total", "Records taken for good (popped, or acknowledged by a consumer).", self.removed_records),
+            ("swarm_queue_redelivered_records_total", "Records given back to the front of their queue by consumers that left without acknowledging them.", self.redelivered_records),
+        ]);
+        out.gauge(
+            "swarm_queue_consumers",
+            "Consume streams running.",
+            &[],
+            self.consumers.len() as f64,
+        );
+        let consumers = self.consumers.per_storage();
+        let mut channels: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for storage in self.channels.queues().names() {
+            let Some(size) = self.channels.queues().size(storage) else {
+                continue;
+            };
+            let (subscriber, channel) = split_storage_name(storage);
+            let labels = [
+                ("channel", channel),
+                ("subscriber", subscriber.unwrap_or("")),
+            ];
+            storage_metrics(
+                out,
+                &labels,
+                &size,
+                consumers.get(storage).copied().unwrap_or(0),
+            );
+            let total = channels.entry(channel).or_default();
+            total.0 += size.records;
+            total.1 += size.value_bytes;
+        }
+        for (channel, (records, bytes)) in channels {
+            let labels = [("channel", channel)];
+            out.gauge(
+                "swarm_channel_records",
+                "Records stored per channel (queue: summed over its subscribers' queues).",
+                &labels,
+                records as f64,
+            );
+            out.gauge("swarm_channel_bytes", "Bytes stored per channel (queue: value bytes, summed over its subscribers' queues).", &labels, bytes as f64);
+        }
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {

@@ -4,14 +4,18 @@
 # daemon started from it as its unit would), the logrotate files (a forced rotation on a copy),
 # and scripts/cluster.sh end to end (3 dht nodes with their dhtdumps, 2 logfiles and 2 queue nodes
 # on 127.0.0.1; traffic of every kind through swarmctl; a dht node killed with SIGKILL and
-# restored from its dhtdump's files holds every record dumped before the kill; logs moved away
-# as logrotate does and reopened on SIGHUP; stop; restart).
+# restored from its dhtdump's files holds every record dumped before the kill, and meanwhile
+# status and `swarmctl health` agree on the degraded cluster; logs moved away as logrotate does
+# and reopened on SIGHUP; stop; restart).
 #
 #   scripts/tests/test_scripts.sh [BIN_DIR]
 #
 # BIN_DIR (default: $BIN_DIR, else target/debug) holds the binaries (cargo build --bins). Needs
-# no running systemd; steps whose tool is missing (systemd-analyze, logrotate) are skipped with a
-# message. Everything happens under one temporary directory, removed at the end, also on failure
+# no running systemd, but systemd-analyze and systemd-sysusers (Debian's systemd package),
+# logrotate, and root (file ownership): a step that cannot run fails, unless
+# SWARM_TEST_ALLOW_SKIP (a comma-separated list of mount, root, systemd, logrotate, or `all`;
+# docs/testing.md) names what this machine lacks; then it prints "SKIP: ..." and the summary
+# at the end lists it. Everything happens under one temporary directory, removed at the end, also on failure
 # or interruption; every process started is stopped. Bounded: gives up after TEST_SCRIPTS_LIMIT_S
 # seconds (default 50). Run by `cargo test` through client/tests/deploy_scripts.rs.
 set -euo pipefail
@@ -36,6 +40,8 @@ CLUSTER=$TMP/cluster
 STARTED_AT=$SECONDS
 PIDS=() # processes this script started itself, killed at the end if still there
 CURRENT="setup"
+SKIPPED=() # checks this machine could not run, allowed by the opt-out variable
+ALLOW_SKIP_VAR=SWARM_TEST_ALLOW_SKIP
 
 cleanup() {
     local rc=$? pid f
@@ -59,6 +65,10 @@ cleanup() {
     rm -rf "$TMP"
     if [ $rc -eq 0 ]; then
         echo "test_scripts.sh: all passed in $((SECONDS - STARTED_AT)) s"
+        if [ ${#SKIPPED[@]} -gt 0 ]; then
+            echo "test_scripts.sh: ${#SKIPPED[@]} checks SKIPPED ($ALLOW_SKIP_VAR=${SWARM_TEST_ALLOW_SKIP-}):"
+            printf '   %s\n' "${SKIPPED[@]}"
+        fi
     else
         echo "test_scripts.sh: FAILED in step '$CURRENT' (exit $rc) after $((SECONDS - STARTED_AT)) s" >&2
     fi
@@ -83,7 +93,34 @@ fail() {
     echo "test_scripts.sh: FAIL: $*" >&2
     exit 1
 }
-skip() { echo "   SKIP: $*"; }
+# skip_allowed CAPABILITY: whether $SWARM_TEST_ALLOW_SKIP names it (or `all`).
+skip_allowed() {
+    local word words
+    IFS=, read -r -a words <<<"${SWARM_TEST_ALLOW_SKIP-}"
+    for word in "${words[@]}"; do
+        word=${word//[[:space:]]/}
+        [ "$word" = all ] || [ "$word" = "$1" ] && return 0
+    done
+    return 1
+}
+# skip_or_fail CAPABILITY WHAT: the check WHAT needs CAPABILITY, which this machine lacks: fail,
+# unless the opt-out variable allows the skip (then it is listed in the summary).
+skip_or_fail() {
+    if skip_allowed "$1"; then
+        echo "   SKIP: $2 (needs $1)"
+        SKIPPED+=("$2 (needs $1)")
+    else
+        fail "$2 cannot run on this machine; set $ALLOW_SKIP_VAR=$1 to skip it (docs/testing.md)"
+    fi
+}
+# The opt-out variable: a comma-separated list of known words; a typo fails rather than skips.
+IFS=, read -r -a allow_words <<<"${SWARM_TEST_ALLOW_SKIP-}"
+for word in "${allow_words[@]}"; do
+    case ${word//[[:space:]]/} in
+    '' | all | mount | root | systemd | logrotate) ;;
+    *) fail "$ALLOW_SKIP_VAR: unknown word '$word' (mount, root, systemd, logrotate or all)" ;;
+    esac
+done
 # expect DESCRIPTION COMMAND...: runs the command, fails with its output if it fails.
 expect() {
     local what=$1 out
@@ -205,7 +242,11 @@ grep -qx 'node = "127.0.0.1:10001"' "$PREFIX/srv/dhtnode/dhtnode-1/dump/etc/conf
 grep -qx 'range_max = "0x7fffffffffffffff"' "$PREFIX/srv/dhtnode/dhtnode-0/etc/config.toml" &&
     grep -qx 'range_min = "0x8000000000000000"' "$PREFIX/srv/dhtnode/dhtnode-1/etc/config.toml" ||
     fail "the two dht instances do not split the hash space"
-if [ "$(id -u)" -eq 0 ] && command -v systemd-sysusers >/dev/null; then
+if [ "$(id -u)" -ne 0 ]; then
+    skip_or_fail root "ownership of the installed tree (install.sh runs as root)"
+elif ! command -v systemd-sysusers >/dev/null; then
+    skip_or_fail systemd "ownership of the installed tree (systemd-sysusers not found)"
+else
     for user in dhtnode logfilesnode queuenode; do
         ids=$(awk -F: -v u="$user" '$1 == u { print $3 ":" $4 }' "$PREFIX/etc/passwd")
         [ -n "$ids" ] || fail "no user $user in the prefix's /etc/passwd"
@@ -215,14 +256,12 @@ if [ "$(id -u)" -eq 0 ] && command -v systemd-sysusers >/dev/null; then
         [ "$(stat -c %u "$dir/etc/config.toml")" = 0 ] || fail "$dir/etc/config.toml is not owned by root"
         [ "$(stat -c %g "$dir/etc/config.toml")" = "${ids#*:}" ] || fail "$dir/etc/config.toml is not in group $user"
     done
-else
-    skip "ownership (not root, or no systemd-sysusers)"
 fi
 
 # =============================================================================================
 step "systemd-analyze verify"
 if ! command -v systemd-analyze >/dev/null; then
-    skip "systemd-analyze not found (it comes with the systemd package)"
+    skip_or_fail systemd "systemd-analyze verify of the units (systemd-analyze not found)"
 else
     # A root holding the installed units and binaries, plus what they refer to on any system
     # (/bin/kill, the standard targets): verify checks that every command exists.
@@ -292,7 +331,7 @@ PIDS=()
 # =============================================================================================
 step "logrotate: a forced rotation of a copy"
 if ! command -v logrotate >/dev/null; then
-    skip "logrotate not found"
+    skip_or_fail logrotate "the forced rotation of the logrotate files (logrotate not found)"
 else
     LR=$TMP/logrotate
     mkdir -p "$LR/conf"
@@ -337,6 +376,9 @@ fi
 # =============================================================================================
 step "cluster.sh start: 3 dht (+ dhtdump), 2 logfiles, 2 queue nodes"
 CL=("$REPO/scripts/cluster.sh" --dir "$CLUSTER" --bin-dir "$BIN_DIR")
+# `status` includes `swarmctl health`, whose disk check judges the disk this test runs on: off
+# here, so that the verdicts below depend on the cluster only.
+export SWARM_HEALTH_ARGS="--min-disk-free-percent 0"
 expect "cluster.sh start" "${CL[@]}" start --dht 3 --logfiles 2 --queue 2 --dump-period 1
 TOPO=$CLUSTER/topology.toml
 [ -f "$TOPO" ] || fail "no topology file"
@@ -447,6 +489,16 @@ kill -KILL "$pid"
 wait_for 5 "dhtnode-1 to die" bash -c "! kill -0 $pid 2>/dev/null || grep -q '^[0-9]* ([^)]*) Z' /proc/$pid/stat"
 status=$("${CL[@]}" status 2>&1) && fail "status succeeds with a dead node"
 grep -qE '^dhtnode-1 +- .* dead ' <<<"$status" || fail "status does not show dhtnode-1 dead: $status"
+# swarmctl health agrees: degraded (exit 1), with the very nodes status finds not running.
+rc=0
+health=$("${SWARMCTL[@]}" --nodes "$TOPO" health $SWARM_HEALTH_ARGS 2>&1) || rc=$?
+[ $rc -eq 1 ] || fail "health exits $rc with a dead node: $health"
+bad_status=$(awk '$1 ~ /node-[0-9]+$/ && $5 != "running" { print $3 }' <<<"$status" | sort)
+bad_health=$(awk '$1 ~ /^[0-9.]+:[0-9]+$/ && $3 != "up" { print $1 }' <<<"$health" | sort)
+[ -n "$bad_status" ] && [ "$bad_status" = "$bad_health" ] ||
+    fail "status and health disagree: status finds [$bad_status] not running, health [$bad_health] not up"
+grep -q "^health: DEGRADED" <<<"$status" && grep -qF "node $addr (dht): down" <<<"$status" ||
+    fail "status does not show health's verdict: $status"
 expect "cluster.sh restore dhtnode-1" "${CL[@]}" restore dhtnode-1
 [ "$(<"$NODE/addr")" = "$addr" ] || fail "dhtnode-1 came back on another address"
 for ch in "${node_channels[@]}"; do

@@ -1,6 +1,14 @@
 //! Support for process tests, shared by every crate that starts a real node binary: start it in
 //! a directory on an OS-chosen port (learnt from its root.log), speak raw protocol frames to it,
-//! signal it, and wait for it; and find (building if needed) another package's binary.
+//! signal it, and wait for it; and find (building if needed) another package's binary. Also: the
+//! suite's rule for checks this machine cannot run ([`skip`]) and the replayable randomness of
+//! the crash tests ([`random`]).
+
+pub mod random;
+pub mod skip;
+
+pub use random::{rounds_from_env, test_seed, XorShift};
+pub use skip::skip_or_fail;
 
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
 use node_core::protocol::handshake::{
@@ -21,6 +29,9 @@ pub struct Node {
     name: String,
     pub dir: PathBuf,
     pub addr: SocketAddr,
+    /// How it was started, for [`Node::restart`].
+    binary: String,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -54,7 +65,36 @@ impl Node {
             name,
             dir: dir.to_path_buf(),
             addr,
+            binary: binary.to_string(),
+            args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         }
+    }
+
+    /// SIGKILL, and wait until the process is gone (its port is closed then).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again (after [`Node::kill9`] or a stop; a node still running is killed
+    /// first) in the same directory, with the same arguments, on the same address, whatever
+    /// port the OS chose at the first start.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let addr = self.addr.to_string();
+        let mut args = Vec::with_capacity(self.args.len() + 2);
+        let mut given = self.args.iter();
+        while let Some(arg) = given.next() {
+            if arg == "--listen" {
+                given.next();
+            } else {
+                args.push(arg.as_str());
+            }
+        }
+        args.extend(["--listen", addr.as_str()]);
+        let node = Node::start_in(&self.binary, &self.dir, &args);
+        assert_eq!(node.addr, self.addr, "restarted on the same address");
+        *self = node;
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -277,6 +317,51 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
     binary
 }
 
+/// The address a process logs as `metrics served at http://ADDR/metrics` (with
+/// `[metrics] listen = "127.0.0.1:0"`), read from its root.log.
+pub fn wait_for_metrics_addr(root_log: &Path) -> SocketAddr {
+    wait_for_logged_addr(root_log, "metrics served at http://", '/')
+}
+
+/// The first address in root.log written right after `before` and ending at `end`.
+pub fn wait_for_logged_addr(root_log: &Path, before: &str, end: char) -> SocketAddr {
+    let mut found = None;
+    wait_until(&format!("'{before}ADDR' in root.log"), || {
+        let text = std::fs::read_to_string(root_log).unwrap_or_default();
+        found = text
+            .split(before)
+            .nth(1)
+            .and_then(|rest| rest.split(end).next())
+            .and_then(|addr| addr.parse().ok());
+        found.is_some()
+    });
+    found.expect("logged address")
+}
+
+/// A plain HTTP/1.0 GET (the test's side of a scrape); returns the status code and body.
+/// `authorization` is sent as the `Authorization` header when given.
+pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(value) = authorization {
+        request.push_str(&format!("Authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
 /// A node in a temporary directory of its own, removed after the node is killed (on drop).
 pub struct TempNode {
     // Declared first: dropped (killed) before the directory goes.
@@ -316,26 +401,49 @@ impl std::ops::DerefMut for TempNode {
 }
 
 /// A tmpfs mounted for a test (the tests run as root), unmounted when dropped, so a failing
-/// test does not leave it behind. `None` when mounting is not permitted (not root, or inside a
-/// container without CAP_SYS_ADMIN): the caller then skips or falls back.
+/// test does not leave it behind.
 pub struct Tmpfs {
     path: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs with `options` (e.g. `"size=1m"` or `"ro,size=1m"`) on `path`, creating
-    /// the directory first.
+    /// the directory first. Where mounting is refused (not root, or a container without
+    /// CAP_SYS_ADMIN) the test fails, unless `SWARM_TEST_ALLOW_SKIP` names `mount`: then the
+    /// skip is recorded ([`skip::skip_or_fail`]) and `None` returned, and the caller leaves out
+    /// the checks that need the mount.
     pub fn mount(path: &Path, options: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).ok()?;
-        let status = Command::new("mount")
+        Tmpfs::mount_for(path, options, "the checks of this test that need a tmpfs")
+    }
+
+    /// [`mount`](Tmpfs::mount), with `skipped` saying which checks a skip leaves out.
+    pub fn mount_for(path: &Path, options: &str, skipped: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path)
+            .unwrap_or_else(|err| panic!("create {}: {err}", path.display()));
+        let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs {
-            path: path.to_path_buf(),
-        })
+            .stdin(Stdio::null())
+            .output();
+        let reason = match output {
+            Ok(output) if output.status.success() => {
+                return Some(Tmpfs {
+                    path: path.to_path_buf(),
+                })
+            }
+            Ok(output) => format!(
+                "mount -t tmpfs failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+            ),
+            Err(err) => format!("cannot run mount: {err}"),
+        };
+        skip::skip_or_fail("mount", skipped, &reason);
+        None
     }
 
     /// Changes the mounted file system's options in place (`"remount,size=8m"`,
@@ -384,6 +492,27 @@ pub fn get_stats(conn: &mut Conn) -> Vec<(String, u64)> {
         .collect();
     reader.finish().expect("nothing after the stats");
     stats
+}
+
+/// Every record of logfiles channel `channel` on `conn` (GetAll without a filter), in the order
+/// the node sends them (docs/protocol.md §7.3).
+pub fn logfiles_get_all(conn: &mut Conn, channel: &str) -> Vec<(u64, Vec<u8>)> {
+    use node_core::protocol::logfiles::{self, Filter, GetAllRequest};
+    let mut body = Vec::new();
+    GetAllRequest {
+        channel,
+        filter: Filter::NONE,
+    }
+    .encode(&mut body);
+    let (items, status, _) = conn.stream(logfiles::GET_ALL, body);
+    assert_eq!(status, Status::Ok, "GetAll {channel}");
+    let mut scratch = Vec::new();
+    let mut records = Vec::new();
+    for (_, item) in items {
+        let batch = node_core::protocol::batch::decode_batch(&item, &mut scratch).expect("batch");
+        records.extend(batch.map(|(key, value)| (key, value.to_vec())));
+    }
+    records
 }
 
 /// The counter `name` of a [`get_stats`] answer.

@@ -1,34 +1,27 @@
 //! Hostile clients against the live node of each kind (dht, logfiles, queue): random bytes
 //! before and after the handshake, frames announcing huge lengths, unknown request codes, every
-//! request code of the kind with random bodies, a flood of connections over the limit, and a
-//! client that requests a lot and never reads. Afterwards the node must still be up, serve a new
-//! client, hold exactly the data written before, and its memory must have stayed bounded.
+//! request code of the kind with random bodies, a flood of connections over the limit (refused
+//! at once, with the ConnectionLimit verdict, and counted), and a client that requests a lot and
+//! never reads. Afterwards the node must still be up, serve a new client, hold exactly the data
+//! written before (every value, in order), and its memory must have stayed bounded.
 //!
 //! The core's behaviour under each abuse is tested in detail in node-core/tests/server.rs with a
 //! test service; this file checks that the real nodes, with their real request handlers, hold up.
 
 use node_core::protocol::frame::{write_frame, FrameType};
+use node_core::protocol::handshake::{HelloVerdict, ServerHello, SERVER_HELLO_LEN};
 use node_core::protocol::{dht, logfiles, queue, RequestCode, Status};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use testkit::{workspace_binary, Conn, TempNode};
+use testkit::{get_stats, stat, workspace_binary, Conn, TempNode, XorShift};
 
 const CONFIG: &str = "[server]\nmax_connections = 64\noutput_buffer_bytes = 1048576\n";
 const PRECIOUS: &str = "precious";
 const RECORDS: u64 = 200;
 
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
+fn random_bytes(rng: &mut XorShift, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -142,28 +135,46 @@ impl Kind {
             }
             Kind::Queue => {
                 queue::encode_channel(&mut channel, PRECIOUS);
-                let (status, body) = conn.request(queue::GET_CHANNEL_SIZE, channel);
+                let (status, body) = conn.request(queue::GET_CHANNEL_SIZE, channel.clone());
                 assert_eq!(status, Status::Ok);
                 let size = queue::QueueSize::decode(&body).expect("size");
                 assert_eq!(size.records, RECORDS, "queue records");
-                let expected_bytes: u64 = (0..RECORDS).map(|n| Self::value(n).len() as u64).sum();
-                assert_eq!(size.value_bytes, expected_bytes, "queue bytes");
+                // Every value, in order: popped, then pushed back in the same order, so that
+                // the queue holds what it held before the check.
+                let pops = vec![(queue::POP, channel.clone()); RECORDS as usize];
+                let popped: Vec<Vec<u8>> = conn
+                    .pipeline(&pops)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (status, value))| {
+                        assert_eq!(status, Status::Ok, "queue pop {n}");
+                        value
+                    })
+                    .collect();
+                let expected: Vec<Vec<u8>> = (0..RECORDS).map(Self::value).collect();
+                assert_eq!(popped, expected, "queue records, in order");
+                let (status, _) = conn.request(queue::POP, channel);
+                assert_eq!(status, Status::NotFound, "a record beyond those written");
+                self.write_precious(conn);
             }
         }
     }
 }
 
+/// The resident memory of process `pid`; a /proc that cannot say fails the test (the memory
+/// checks would check nothing).
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
+    let path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
+    let rss = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {path}:\n{status}"));
+    assert!(rss > 0, "{path}: VmRSS 0 for a running node");
+    rss
 }
 
 fn raw(addr: SocketAddr) -> TcpStream {
@@ -205,13 +216,13 @@ fn hello_bytes() -> Vec<u8> {
 fn abuse(kind: Kind, addr: SocketAddr, rng: &mut XorShift) {
     // Random bytes instead of a hello, and after a good hello.
     for round in 0..40 {
-        let len = 1 + (rng.next() % 3000) as usize;
+        let len = 1 + (rng.next_u64() % 3000) as usize;
         let mut bytes = if round % 2 == 0 {
             Vec::new()
         } else {
             hello_bytes()
         };
-        bytes.extend(rng.bytes(len));
+        bytes.extend(random_bytes(rng, len));
         send_and_drain(addr, &bytes);
     }
     // Frames announcing huge lengths, and truncated frames.
@@ -237,13 +248,13 @@ fn abuse(kind: Kind, addr: SocketAddr, rng: &mut XorShift) {
     // Unknown codes and every code of the kind with random bodies, on one connection that stays.
     let mut conn = Conn::open(addr);
     for code in [0u8, 4, 15, 200, 255] {
-        let (status, _) = conn.request(RequestCode(code), rng.bytes(20));
+        let (status, _) = conn.request(RequestCode(code), random_bytes(rng, 20));
         assert_eq!(status, Status::UnsupportedRequest, "{kind:?} code {code}");
     }
     for code in kind.codes() {
         for _ in 0..25 {
-            let len = (rng.next() % 64) as usize;
-            let body = rng.bytes(len);
+            let len = (rng.next_u64() % 64) as usize;
+            let body = random_bytes(rng, len);
             // Any status will do (streams may run); the node must answer and stay up. Streams are
             // sent on their own connection, which is then dropped without reading.
             let mut bytes = hello_bytes();
@@ -252,11 +263,47 @@ fn abuse(kind: Kind, addr: SocketAddr, rng: &mut XorShift) {
         }
     }
 
-    // A flood of connections over the limit (64): the excess is refused, not queued forever.
-    let flood: Vec<TcpStream> = (0..150)
-        .filter_map(|_| TcpStream::connect(addr).ok())
-        .collect();
-    drop(flood);
+    flood(kind, addr, &mut conn);
+}
+
+/// A flood of connections over the limit (64): every one is answered at once, the excess with
+/// the ConnectionLimit verdict and a closed connection (refused, not queued forever), and the
+/// node counts each refusal.
+fn flood(kind: Kind, addr: SocketAddr, conn: &mut Conn) {
+    const FLOOD: usize = 150;
+    let refused_before =
+        stat(&get_stats(conn), "connections_refused").expect("connections_refused");
+    let streams: Vec<TcpStream> = (0..FLOOD).map(|_| raw(addr)).collect();
+    let (mut admitted, mut refused) = (0usize, 0usize);
+    for (n, mut stream) in streams.iter().enumerate() {
+        let mut hello = [0u8; SERVER_HELLO_LEN];
+        stream
+            .read_exact(&mut hello)
+            .unwrap_or_else(|err| panic!("{kind:?}: flood connection {n} got no hello: {err}"));
+        match ServerHello::decode(&hello).expect("a valid hello").verdict {
+            HelloVerdict::Ready => admitted += 1,
+            HelloVerdict::ConnectionLimit => {
+                refused += 1;
+                let mut rest = [0u8; 16];
+                let closed = matches!(stream.read(&mut rest), Ok(0) | Err(_));
+                assert!(closed, "{kind:?}: refused connection {n} left open");
+            }
+            other => panic!("{kind:?}: flood connection {n}: verdict {other:?}"),
+        }
+    }
+    assert_eq!(admitted + refused, FLOOD);
+    // 64 in all; this test holds a few of them already.
+    assert!(
+        admitted < 64 && refused > FLOOD - 64,
+        "{kind:?}: {admitted} admitted, {refused} refused over a limit of 64"
+    );
+    drop(streams);
+    let refused_after = stat(&get_stats(conn), "connections_refused").expect("connections_refused");
+    assert_eq!(
+        refused_after - refused_before,
+        refused as u64,
+        "{kind:?}: refusals counted"
+    );
 }
 
 /// Many big reads requested by a client that never reads its socket.
@@ -315,7 +362,7 @@ fn survive(kind: Kind) {
     let rss_before = rss_kib(pid);
 
     let stalled = never_reads(kind, node.addr);
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ kind as u64);
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15 ^ ((kind as u64) << 8));
     abuse(kind, node.addr, &mut rng);
     std::thread::sleep(Duration::from_millis(200));
     let rss_after = rss_kib(pid);

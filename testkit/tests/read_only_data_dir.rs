@@ -8,13 +8,15 @@
 //!
 //! Needs permission to mount a tmpfs (the tests run as root; as root, file modes do not stop
 //! writes, so there is no other way to make a directory read-only). Where mounting is refused
-//! the tests say so and pass without checking anything.
+//! the tests fail, unless `SWARM_TEST_ALLOW_SKIP=mount` says this machine cannot
+//! (docs/testing.md).
 
+use node_core::protocol::batch::decode_batch;
 use node_core::protocol::{dht, logfiles, queue, RequestCode, Status};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use testkit::{get_stats, workspace_binary, Conn, Node, Tmpfs};
+use testkit::{workspace_binary, Conn, Node, Tmpfs};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -32,7 +34,7 @@ impl Kind {
         }
     }
 
-    /// A request that stores one record, so the data directory holds real files.
+    /// A request that stores one record ([`STORED`]), so the data directory holds real files.
     fn write_request(self) -> (RequestCode, Vec<u8>) {
         let mut body = Vec::new();
         match self {
@@ -40,7 +42,7 @@ impl Kind {
                 dht::PutRequest {
                     channel: "ro",
                     key: 7,
-                    value: b"stored before the file system went read-only",
+                    value: STORED,
                 }
                 .encode(&mut body);
                 (dht::PUT, body)
@@ -49,7 +51,7 @@ impl Kind {
                 logfiles::PutRequest {
                     channel: "ro",
                     key: 7,
-                    value: b"stored before the file system went read-only",
+                    value: STORED,
                 }
                 .encode(&mut body);
                 (logfiles::PUT, body)
@@ -57,14 +59,67 @@ impl Kind {
             Kind::Queue => {
                 queue::PushRequest {
                     channel: "ro",
-                    value: b"stored before the file system went read-only",
+                    value: STORED,
                 }
                 .encode(&mut body);
                 (queue::PUSH, body)
             }
         }
     }
+
+    /// Reads the channel back: exactly the one record [`write_request`](Kind::write_request)
+    /// stored, with its value (the queue's Pop takes it out).
+    fn assert_holds_the_stored_record(self, conn: &mut Conn) {
+        let mut body = Vec::new();
+        let records: Vec<(u64, Vec<u8>)> = match self {
+            Kind::Dht => {
+                dht::KeyRequest {
+                    channel: "ro",
+                    key: 7,
+                }
+                .encode(&mut body);
+                let (status, value) = conn.request(dht::GET, body);
+                assert_eq!(status, Status::Ok, "{self:?}: Get of the stored record");
+                vec![(7, value)]
+            }
+            Kind::Logfiles => {
+                logfiles::GetAllRequest {
+                    channel: "ro",
+                    filter: logfiles::Filter::NONE,
+                }
+                .encode(&mut body);
+                let (items, status, _) = conn.stream(logfiles::GET_ALL, body);
+                assert_eq!(status, Status::Ok, "{self:?}: GetAll");
+                let mut scratch = Vec::new();
+                items
+                    .iter()
+                    .flat_map(|(_, item)| {
+                        decode_batch(item, &mut scratch)
+                            .expect("a GetAll batch")
+                            .map(|(key, value)| (key, value.to_vec()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+            Kind::Queue => {
+                queue::encode_channel(&mut body, "ro");
+                let (status, value) = conn.request(queue::POP, body.clone());
+                assert_eq!(status, Status::Ok, "{self:?}: Pop of the stored record");
+                let (status, _) = conn.request(queue::POP, body);
+                assert_eq!(status, Status::NotFound, "{self:?}: more than one record");
+                vec![(7, value)]
+            }
+        };
+        assert_eq!(
+            records,
+            vec![(7, STORED.to_vec())],
+            "{self:?}: the stored record"
+        );
+    }
 }
+
+/// The value every kind stores before its file system goes read-only.
+const STORED: &[u8] = b"stored before the file system went read-only";
 
 /// How a refused start ended.
 struct Refusal {
@@ -151,9 +206,12 @@ fn refuses_a_read_only_file_system(kind: Kind) {
     let binary = kind.binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "ro,size=1m") else {
-        eprintln!("tmpfs mount not permitted; skipping the read-only test of {kind:?}");
-        return;
+    let Some(tmpfs) = Tmpfs::mount_for(
+        &data,
+        "ro,size=1m",
+        "the refusal of a data directory mounted read-only",
+    ) else {
+        return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
     let refusal = start_expecting_refusal(&binary, dir.path(), &data);
     assert_clear_refusal(kind, &refusal, &data);
@@ -169,9 +227,12 @@ fn refuses_data_that_went_read_only_and_starts_once_writable(kind: Kind) {
     let binary = kind.binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "size=4m") else {
-        eprintln!("tmpfs mount not permitted; skipping the read-only test of {kind:?}");
-        return;
+    let Some(tmpfs) = Tmpfs::mount_for(
+        &data,
+        "size=4m",
+        "the refusal of data that went read-only, and the start once writable again",
+    ) else {
+        return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
     let binary_str = binary.to_str().expect("utf-8 path");
     let data_arg = data.to_str().expect("utf-8 path");
@@ -207,12 +268,21 @@ fn refuses_data_that_went_read_only_and_starts_once_writable(kind: Kind) {
     let refusal = start_expecting_refusal(&binary, dir.path(), &data);
     assert_clear_refusal(kind, &refusal, &data);
 
-    // Writable again: the node starts with what it had, and serves.
+    // Writable again: the node starts with what it had (the record reads back, its value
+    // intact), and serves (a new write is taken).
     tmpfs.remount("remount,rw");
     assert_eq!(snapshot(&data), files_before, "{kind:?}: the data changed");
     let node = Node::start_in(binary_str, dir.path(), args);
     let mut conn = Conn::open(node.addr);
-    assert!(!get_stats(&mut conn).is_empty());
+    kind.assert_holds_the_stored_record(&mut conn);
+    let (code, body) = kind.write_request();
+    let (status, reply) = conn.request(code, body);
+    assert_eq!(
+        status,
+        Status::Ok,
+        "{kind:?}: a write once writable again: {}",
+        String::from_utf8_lossy(&reply)
+    );
     drop(conn);
     node.stop();
     drop(tmpfs);

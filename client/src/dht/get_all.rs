@@ -86,11 +86,22 @@ pub struct GetAll<'a> {
     ready: VecDeque<(u64, Vec<u8>)>,
     scratch: Vec<u8>,
     done: bool,
+    /// Skip the nodes that cannot be read instead of failing ([`DhtClient::get_all_partial`]).
+    partial: bool,
+    /// The nodes skipped, with their errors.
+    missing: Vec<(SocketAddr, ClientError)>,
 }
 
 impl<'a> GetAll<'a> {
-    pub(super) fn new(dht: &'a DhtClient, channel: &str, options: GetAllOptions) -> GetAll<'a> {
-        GetAll::over(dht, channel, options, VecDeque::new(), false)
+    pub(super) fn new(
+        dht: &'a DhtClient,
+        channel: &str,
+        options: GetAllOptions,
+        partial: bool,
+    ) -> GetAll<'a> {
+        let mut get_all = GetAll::over(dht, channel, options, VecDeque::new(), false);
+        get_all.partial = partial;
+        get_all
     }
 
     /// The records of one node only (index as in [`DhtClient::client`]), with the same
@@ -132,12 +143,27 @@ impl<'a> GetAll<'a> {
             ready: VecDeque::new(),
             scratch: Vec::new(),
             done: false,
+            partial: false,
+            missing: Vec::new(),
         }
     }
 
     /// How many times a node's stream was resumed after a dropped connection, so far.
     pub fn resumes(&self) -> u64 {
         self.resumes
+    }
+
+    /// The nodes a partial GetAll ([`DhtClient::get_all_partial`]) skipped because they could
+    /// not be read (down, or lost for good in the middle: their records received before that
+    /// were delivered), with their errors. Complete only once the iteration has ended; empty
+    /// for a GetAll that fails instead.
+    pub fn missing(&self) -> &[(SocketAddr, ClientError)] {
+        &self.missing
+    }
+
+    /// Whether the iteration ended with every node read (false while it runs).
+    pub fn is_complete(&self) -> bool {
+        self.done && self.missing.is_empty()
     }
 
     fn addr(&self, node: usize) -> SocketAddr {
@@ -163,16 +189,16 @@ impl<'a> GetAll<'a> {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(200));
         };
-        let nodes = 0..self.dht.node_count();
+        let nodes = self.dht.client.active_nodes();
         self.table = Some(routes.table.clone());
         self.legs = if routes.moving() {
             nodes
-                .clone()
-                .map(|node| (node, GetAllScope::OutsideRange))
-                .chain(nodes.map(|node| (node, GetAllScope::InsideRange)))
+                .iter()
+                .map(|&node| (node, GetAllScope::OutsideRange))
+                .chain(nodes.iter().map(|&node| (node, GetAllScope::InsideRange)))
                 .collect()
         } else {
-            nodes.map(|node| (node, GetAllScope::All)).collect()
+            nodes.iter().map(|&node| (node, GetAllScope::All)).collect()
         };
         self.planned = true;
         Ok(())
@@ -299,7 +325,7 @@ impl<'a> GetAll<'a> {
     }
 
     /// Decides what a failure of the current node's stream means: `Ok` to try again (after a
-    /// pause), `Err` to give up.
+    /// pause) or, in a partial GetAll, to go on with the next node; `Err` to give up.
     fn on_failure(&mut self, error: ClientError) -> Result<(), ClientError> {
         let resumable = matches!(
             error,
@@ -307,7 +333,14 @@ impl<'a> GetAll<'a> {
                 | ClientError::Timeout { .. }
                 | ClientError::Connect { .. }
                 | ClientError::ConnectionLimit { .. }
+                | ClientError::NodeDown { .. }
         );
+        // A partial GetAll does not wait for a node known to be down.
+        let known_down = matches!(error, ClientError::NodeDown { .. });
+        if self.partial && resumable && (known_down || self.failures >= MAX_RESUMES) {
+            self.skip_node(error);
+            return Ok(());
+        }
         if !resumable || self.failures >= MAX_RESUMES {
             return Err(error);
         }
@@ -320,6 +353,20 @@ impl<'a> GetAll<'a> {
         self.stream = None;
         std::thread::sleep(delay);
         Ok(())
+    }
+
+    /// Leaves the current node out (a partial GetAll): its remaining legs are dropped, and it
+    /// is listed in `missing`.
+    fn skip_node(&mut self, error: ClientError) {
+        let Some(&(node, _)) = self.legs.front() else {
+            return;
+        };
+        tracing::debug!(%error, "partial GetAll: leaving a node out");
+        self.legs.retain(|(leg_node, _)| *leg_node != node);
+        self.stream = None;
+        self.last_key = None;
+        self.failures = 0;
+        self.missing.push((self.addr(node), error));
     }
 
     /// Reads until records are ready, the end, or an error.

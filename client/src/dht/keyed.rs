@@ -35,6 +35,7 @@ pub enum UpdateDecision {
 impl DhtClient {
     /// Stores `value` under `key` (replacing any value).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), ClientError> {
+        self.client.options().check_value(channel, value.len())?;
         let mut body = Vec::with_capacity(channel.len() + 9 + value.len());
         PutRequest {
             channel,
@@ -203,14 +204,14 @@ impl DhtClient {
         channel: &str,
         records: impl IntoIterator<Item = (u64, &'v [u8])>,
     ) -> Result<Vec<((SocketAddr, u64), Vec<u8>)>, ClientError> {
-        let (table, version) = self.read_routes(|routes| (routes.table.clone(), routes.version));
-        let mut builders: Vec<BatchBuilder> = (0..self.node_count())
+        let (routes, version) = self.read_routes(|routes| (routes.clone(), routes.version));
+        let mut builders: Vec<BatchBuilder> = (0..routes.table.entries().len())
             .map(|_| BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES))
             .collect();
         let mut in_flight = VecDeque::new();
         let mut refused = Vec::new();
         for (key, value) in records {
-            let node = table.route(key)?;
+            let node = routes.route(key)?;
             match builders[node].push(key, value) {
                 PushOutcome::Added => continue,
                 PushOutcome::Full => {
@@ -279,7 +280,9 @@ impl DhtClient {
     /// retry, pausing while the cluster is between ranges, until `request_timeout_ms`; then
     /// the WrongNode becomes [`ClientError::WrongNode`]. A key that no node owns fails with
     /// [`ClientError::NoNodeForKey`] at once, unless a redistribution is running (a node may
-    /// not have its new range yet).
+    /// not have its new range yet). A key whose node is down fails at once with
+    /// [`ClientError::NodeDown`]; a node that came back since its range was read has it read
+    /// again first.
     pub(crate) fn keyed(
         &self,
         code: RequestCode,
@@ -289,8 +292,27 @@ impl DhtClient {
         let deadline = Instant::now() + self.request_timeout();
         let mut attempt = 0u32;
         loop {
-            let (route, version) =
-                self.read_routes(|routes| (routes.table.route(key), routes.version));
+            let (route, version, stale) = self.read_routes(|routes| {
+                let route = routes.route(key);
+                // The node routed to came back (a new connection) or was retired since its range
+                // was read; or no known node owns the key, and one whose range is unknown came
+                // back, or nodes were added since.
+                let is_stale = |node: usize| {
+                    routes.generations.get(node).copied() != self.client.route_stamp(node)
+                };
+                let stale = match &route {
+                    Ok(node) => is_stale(*node),
+                    Err(_) => {
+                        routes.known.len() != self.client.node_count()
+                            || routes.unknown_nodes().any(is_stale)
+                    }
+                };
+                (route, routes.version, stale)
+            });
+            if stale && Instant::now() < deadline {
+                self.refresh_after(version)?;
+                continue;
+            }
             let node = match route {
                 Ok(node) => node,
                 Err(error) if self.is_moving() && Instant::now() < deadline => {

@@ -11,8 +11,13 @@
 //!
 //! When one node's stream fails (its connection dropped, the node shut down), `next` returns
 //! that error once; the listener then opens the node's stream again on later calls (at most
-//! once a second), reconnecting as needed. Changes on that node between the failure and the new
-//! stream are not delivered; the error is the caller's notice of that.
+//! once a second). While the node is down (`ClientError::NodeDown`) it waits quietly, and opens
+//! the stream again as soon as the node is back (within a second of the client reconnecting).
+//! Changes on that node between the failure and the new stream are not delivered; the error is
+//! the caller's notice of that, and [`Listener::missing`] lists the nodes not listened to now.
+//!
+//! [`super::DhtClient::listen`] needs every node at the start; `listen_partial` starts without
+//! the nodes that are down and listens to them once they are back.
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -45,38 +50,75 @@ enum NodeState {
     Running(StreamTag),
     /// The channel was removed on this node (its stream ended with Ok).
     Ended,
-    /// The stream failed; open it again at this time.
+    /// The stream failed (or could not be opened); open it again at this time.
     Failed {
         reopen_at: Instant,
     },
 }
+
+/// Why a node is not listened to now (for [`Listener::missing`]).
+type Missing = Option<ClientError>;
 
 /// A channel's change stream over every node. Create with [`super::DhtClient::listen`].
 /// Dropping it stops every node's stream.
 pub struct Listener {
     set: StreamSet,
     channel: String,
+    /// Per listened node: its client index, address, stream state, and why it is not
+    /// listened to (while failed).
+    indices: Vec<usize>,
     addrs: Vec<SocketAddr>,
     nodes: Vec<NodeState>,
+    why: Vec<Missing>,
     finished: bool,
 }
 
 impl Listener {
-    pub(super) fn open(client: &Client, channel: &str) -> Result<Listener, ClientError> {
+    /// Opens a Listen stream on every active node of `client`; with `partial`, a node that is
+    /// down is left to be opened once it is back instead of failing the whole.
+    pub(super) fn open(
+        client: &Client,
+        channel: &str,
+        partial: bool,
+    ) -> Result<Listener, ClientError> {
+        let indices = client.active_nodes();
         let mut listener = Listener {
             set: client.stream_set(),
             channel: channel.to_string(),
-            addrs: (0..client.node_count())
-                .filter_map(|node| client.node_addr(node))
+            addrs: indices
+                .iter()
+                .filter_map(|&node| client.node_addr(node))
                 .collect(),
+            indices,
             nodes: Vec::new(),
+            why: Vec::new(),
             finished: false,
         };
-        for node in 0..client.node_count() {
-            let tag = listener.start(node)?;
-            listener.nodes.push(NodeState::Running(tag));
+        for slot in 0..listener.indices.len() {
+            listener.nodes.push(NodeState::Ended);
+            listener.why.push(None);
+            match listener.start(slot) {
+                Ok(tag) => listener.nodes[slot] = NodeState::Running(tag),
+                Err(error) if partial && error.is_node_down() => listener.fail(slot, error),
+                Err(error) => return Err(error),
+            }
         }
         Ok(listener)
+    }
+
+    /// The nodes not listened to now (their stream failed or could not be opened, and is due
+    /// to be opened again), with the error that stopped it. Changes made there meanwhile are
+    /// not delivered.
+    pub fn missing(&self) -> Vec<(SocketAddr, ClientError)> {
+        self.nodes
+            .iter()
+            .zip(&self.why)
+            .zip(&self.addrs)
+            .filter_map(|((state, why), addr)| match (state, why) {
+                (NodeState::Failed { .. }, Some(error)) => Some((*addr, error.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn channel(&self) -> &str {
@@ -130,7 +172,7 @@ impl Listener {
                     Ok(event) => return Ok(Some(event)),
                     Err(error) => {
                         self.set.close(tag);
-                        self.fail(node);
+                        self.fail(node, error.clone());
                         return Err(error);
                     }
                 },
@@ -142,14 +184,15 @@ impl Listener {
                     }
                 }
                 Ok(StreamEvent::End(reply)) => {
-                    self.fail(node);
-                    return Err(reply
+                    let error = reply
                         .into_result()
                         .err()
-                        .unwrap_or_else(|| ClientError::protocol(addr, "Listen ended NotFound")));
+                        .unwrap_or_else(|| ClientError::protocol(addr, "Listen ended NotFound"));
+                    self.fail(node, error.clone());
+                    return Err(error);
                 }
                 Err(error) => {
-                    self.fail(node);
+                    self.fail(node, error.clone());
                     return Err(error);
                 }
             }
@@ -162,10 +205,11 @@ impl Listener {
             .position(|state| *state == NodeState::Running(tag))
     }
 
-    fn fail(&mut self, node: usize) {
+    fn fail(&mut self, node: usize, error: ClientError) {
         self.nodes[node] = NodeState::Failed {
             reopen_at: Instant::now() + REOPEN_DELAY,
         };
+        self.why[node] = Some(error);
     }
 
     fn next_reopen(&self) -> Option<Instant> {
@@ -179,15 +223,20 @@ impl Listener {
     }
 
     /// Opens again every failed node's stream that is due; the first failure to open is
-    /// returned (that node waits another delay).
+    /// returned (that node waits another delay), except that of a node known to be down,
+    /// which waits quietly for it to come back.
     fn reopen_due(&mut self) -> Result<(), ClientError> {
         let now = Instant::now();
         for node in 0..self.nodes.len() {
             if matches!(self.nodes[node], NodeState::Failed { reopen_at } if reopen_at <= now) {
                 match self.start(node) {
-                    Ok(tag) => self.nodes[node] = NodeState::Running(tag),
+                    Ok(tag) => {
+                        self.nodes[node] = NodeState::Running(tag);
+                        self.why[node] = None;
+                    }
+                    Err(error @ ClientError::NodeDown { .. }) => self.fail(node, error),
                     Err(error) => {
-                        self.fail(node);
+                        self.fail(node, error.clone());
                         return Err(error);
                     }
                 }
@@ -196,10 +245,10 @@ impl Listener {
         Ok(())
     }
 
-    fn start(&mut self, node: usize) -> Result<StreamTag, ClientError> {
+    fn start(&mut self, slot: usize) -> Result<StreamTag, ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, &self.channel);
-        self.set.open(node, wire::LISTEN, &body)
+        self.set.open(self.indices[slot], wire::LISTEN, &body)
     }
 }
 

@@ -19,11 +19,19 @@
 //!   asks the nodes the record may still be on (then the owner once more, in case it arrived
 //!   meanwhile), a Remove removes it there too, and `get_all` reads in two phases so that a
 //!   record on two nodes comes once (see [`GetAll`]), so readers and writers see no gap. The
-//!   client talks only to the nodes it was given: nodes added to the cluster need a new
-//!   `DhtClient` (add them with the empty range first; see docs/operations.md).
+//!   client talks to the nodes it was given; nodes added to the cluster reach it through its
+//!   topology file ([`DhtClient::open_topology`] follows the file, [`DhtClient::apply_topology`]
+//!   takes a new one), or a new `DhtClient` (add them with the empty range first; see
+//!   docs/operations.md).
+//! - **Nodes that are down** (see the crate documentation): the client starts without them and
+//!   routes their keys by their last known range, so those keys fail at once with
+//!   [`ClientError::NodeDown`] while the others work; the tiling check is skipped while a down
+//!   node's range is unknown. A node that comes back has its range read again before keys are
+//!   routed to it.
 //! - **Whole-channel requests** fan out to every node and merge: `get_all` (node after node,
 //!   resumable), `get_channels` (union), `get_size` and `get_channel_size` (sums),
-//!   `remove_channel` (every node), `listen` (every node's change stream, merged).
+//!   `remove_channel` (every node), `listen` (every node's change stream, merged). They fail
+//!   when a node cannot answer; their `*_partial` forms answer from the others and name it.
 //!
 //! Keys are `u64`. [`key_from_bytes`] turns byte strings (names, ids) into keys; [`parse_key`]
 //! reads the decimal or `0x`-hex form operators type.
@@ -58,13 +66,18 @@ pub use routes::MAX_AGE as ROUTES_MAX_AGE;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::follow::{self, Follower};
+use crate::node_set::NodeChanges;
 use crate::options::ClientOptions;
+use crate::partial::Partial;
 use crate::topology::Topology;
 use node_core::protocol::dht::{self as wire, value_hash};
-use node_core::protocol::{NodeKind, RequestCode, Status};
+use node_core::protocol::{NodeKind, RequestCode};
 use routes::Routes;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// A connected dht cluster. `Send + Sync`: share it between threads with `Arc`.
 #[derive(Debug)]
@@ -73,33 +86,88 @@ pub struct DhtClient {
     routes: RwLock<Routes>,
     /// Held while refreshing, so that threads meeting the same change refresh once.
     refreshing: Mutex<()>,
+    /// The ranges the topology states for its nodes (used for a node that is down).
+    stated: RwLock<HashMap<SocketAddr, HashRange>>,
+    /// Set when the client follows a topology file (see [`DhtClient::open_topology`]).
+    follower: Option<Follower>,
+}
+
+/// One dht node's range as the client knows it: `None` when the node is down and its range
+/// was never learnt (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeEntry {
+    pub index: usize,
+    pub addr: SocketAddr,
+    pub range: Option<HashRange>,
+    pub redistributing: bool,
 }
 
 impl DhtClient {
     /// Connects to every node (each must be a dht node), learns each node's hash range and
-    /// checks that the ranges tile the hash space (see the module documentation).
+    /// checks that the ranges tile the hash space (see the module documentation). Nodes that
+    /// are down do not stop it: it starts without them (their keys fail with
+    /// [`ClientError::NodeDown`]) and reconnects to them in the background.
     pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<DhtClient, ClientError> {
+        DhtClient::start(nodes, HashMap::new(), options, None)
+    }
+
+    /// Connects to the `[dht]` nodes of a topology, with its credentials unless `options`
+    /// brings its own, and with the ranges it states for its nodes.
+    pub fn from_topology(
+        topology: &Topology,
+        options: ClientOptions,
+    ) -> Result<DhtClient, ClientError> {
+        let (nodes, options) = topology.connection(NodeKind::Dht, options)?;
+        DhtClient::start(nodes, topology.dht_ranges(), options, None)
+    }
+
+    /// Connects to the `[dht]` nodes of the topology file at `path` (as
+    /// [`DhtClient::from_topology`]) and follows the file: when it changes, the client connects
+    /// to the nodes added and retires those removed, with no restart (see the crate
+    /// documentation).
+    pub fn open_topology(
+        path: &Path,
+        options: ClientOptions,
+    ) -> Result<Arc<DhtClient>, ClientError> {
+        let (topology, nodes, options, follower) = follow::open(path, NodeKind::Dht, options)?;
+        let dht = Arc::new(DhtClient::start(
+            &nodes,
+            topology.dht_ranges(),
+            options,
+            Some(follower),
+        )?);
+        follow::spawn(&dht);
+        Ok(dht)
+    }
+
+    fn start(
+        nodes: &[SocketAddr],
+        stated: HashMap<SocketAddr, HashRange>,
+        options: ClientOptions,
+        follower: Option<Follower>,
+    ) -> Result<DhtClient, ClientError> {
         let allow_incomplete = options.allow_incomplete_ranges;
+        let options = ClientOptions {
+            allow_down_nodes: true,
+            ..options
+        };
         let client = Client::connect(nodes, Some(NodeKind::Dht), options)?;
-        let (routes, _) = routes::fetch(&client, None)?;
-        if !allow_incomplete {
+        let (routes, _) = routes::fetch(&client, None, &stated)?;
+        if routes.has_unknown() {
+            tracing::warn!(
+                "dht nodes down whose range is unknown (not in the topology, never seen): the \
+                 hash space is not checked for gaps until they are back"
+            );
+        } else if !allow_incomplete {
             routes.table.check()?;
         }
         Ok(DhtClient {
             client,
             routes: RwLock::new(routes),
             refreshing: Mutex::new(()),
+            stated: RwLock::new(stated),
+            follower,
         })
-    }
-
-    /// Connects to the `[dht]` nodes of a topology, with its credentials unless `options`
-    /// brings its own.
-    pub fn from_topology(
-        topology: &Topology,
-        options: ClientOptions,
-    ) -> Result<DhtClient, ClientError> {
-        let (nodes, options) = topology.connection(NodeKind::Dht, options)?;
-        DhtClient::connect(nodes, options)
     }
 
     /// The transport underneath, for requests this type does not wrap.
@@ -112,9 +180,29 @@ impl DhtClient {
         self.read_routes(|routes| routes.table.clone())
     }
 
-    /// Each node's address and hash range, in node order, as last learned.
+    /// Each node's address and hash range, in node order, as last learned (the empty range for
+    /// a retired node, and for a node that is down and whose range was never learnt).
     pub fn ranges(&self) -> Vec<(SocketAddr, HashRange)> {
         self.read_routes(|routes| routes.table.entries().to_vec())
+    }
+
+    /// Each active node's range as last learned, `None` where it is unknown.
+    pub fn range_entries(&self) -> Vec<RangeEntry> {
+        let active = self.client.active_nodes();
+        self.read_routes(|routes| {
+            active
+                .iter()
+                .filter_map(|&index| {
+                    let (addr, range) = *routes.table.entries().get(index)?;
+                    Some(RangeEntry {
+                        index,
+                        addr,
+                        range: routes.known[index].then_some(range),
+                        redistributing: routes.redistributing[index],
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Whether, as last learned, records may be on other nodes than their owner: some node is
@@ -125,7 +213,7 @@ impl DhtClient {
 
     /// The index of the node that owns `key` (the index `client()` uses).
     pub fn node_for(&self, key: u64) -> Result<usize, ClientError> {
-        self.read_routes(|routes| routes.table.route(key))
+        self.read_routes(|routes| routes.route(key))
     }
 
     /// Asks every node its range and redistribution state now. A node that cannot be reached
@@ -136,12 +224,17 @@ impl DhtClient {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let current = self.read_routes(Clone::clone);
-        let (routes, error) = routes::fetch(&self.client, Some(&current))?;
+        let (routes, error) = self.fetch(&current)?;
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = routes;
         match error {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    fn fetch(&self, current: &Routes) -> Result<(Routes, Option<ClientError>), ClientError> {
+        let stated = self.stated.read().unwrap_or_else(PoisonError::into_inner);
+        routes::fetch(&self.client, Some(current), &stated)
     }
 
     fn read_routes<R>(&self, f: impl FnOnce(&Routes) -> R) -> R {
@@ -159,7 +252,7 @@ impl DhtClient {
         if current.version != version {
             return Ok(());
         }
-        let (routes, _) = routes::fetch(&self.client, Some(&current))?;
+        let (routes, _) = self.fetch(&current)?;
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = routes;
         Ok(())
     }
@@ -184,23 +277,62 @@ impl DhtClient {
         }))
     }
 
+    /// Node indices handed out so far (see [`Client::node_count`]).
     pub fn node_count(&self) -> usize {
         self.client.node_count()
     }
 
-    /// The names of every channel on any node: sorted, each once.
+    /// Re-reads the topology file this client follows (see [`DhtClient::open_topology`]) and
+    /// applies it now, without waiting for the file watch.
+    pub fn reload_topology(&self) -> Result<NodeChanges, ClientError> {
+        let topology = follow::reload(self.follower.as_ref())?;
+        self.apply_topology(&topology)
+    }
+
+    /// Makes the `[dht]` nodes of `topology` this client's nodes: connects to the added ones,
+    /// retires the removed ones, takes the ranges it states, and reads the ranges again.
+    pub fn apply_topology(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
+        let changes = follow::apply(&self.client, topology, NodeKind::Dht)?;
+        *self.stated.write().unwrap_or_else(PoisonError::into_inner) = topology.dht_ranges();
+        // Errors of nodes that are down are theirs; the others are routed by what was read.
+        if let Err(error) = self.refresh_ranges() {
+            tracing::debug!(%error, "range refresh after a topology change");
+        }
+        Ok(changes)
+    }
+
+    /// The names of every channel on any node: sorted, each once. Fails when a node cannot
+    /// answer.
     pub fn get_channels(&self) -> Result<Vec<String>, ClientError> {
-        self.client.channel_names(wire::GET_CHANNELS)
+        self.get_channels_partial()?.complete()
+    }
+
+    /// [`DhtClient::get_channels`] over the nodes that answer, with those that could not.
+    pub fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        self.client.channel_names_partial(wire::GET_CHANNELS)
     }
 
     /// Records and bytes (keys at 8 bytes each plus values) over every channel of every node.
     pub fn get_size(&self) -> Result<SizeInfo, ClientError> {
+        self.get_size_partial()?.complete()
+    }
+
+    /// [`DhtClient::get_size`] summed over the nodes that answer, with those that could not.
+    pub fn get_size_partial(&self) -> Result<Partial<SizeInfo>, ClientError> {
         self.sum_sizes(wire::GET_SIZE, &[], "GetSize")
     }
 
     /// Records and bytes of one channel over every node (zeros for a channel that does not
     /// exist).
     pub fn get_channel_size(&self, channel: &str) -> Result<SizeInfo, ClientError> {
+        self.get_channel_size_partial(channel)?.complete()
+    }
+
+    /// [`DhtClient::get_channel_size`] over the nodes that answer, with those that could not.
+    pub fn get_channel_size_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<SizeInfo>, ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
         self.sum_sizes(wire::GET_CHANNEL_SIZE, &body, "GetChannelSize")
@@ -217,14 +349,29 @@ impl DhtClient {
         Ok(())
     }
 
-    /// Every record of a channel over every node; see [`GetAll`].
+    /// Every record of a channel over every node; see [`GetAll`]. A node that cannot be read
+    /// fails the iteration (after the retries described there).
     pub fn get_all(&self, channel: &str, options: GetAllOptions) -> GetAll<'_> {
-        GetAll::new(self, channel, options)
+        GetAll::new(self, channel, options, false)
     }
 
-    /// Starts listening to a channel's changes on every node; see [`Listener`].
+    /// [`DhtClient::get_all`] over the nodes that can be read: a node that is down is skipped
+    /// at once, one lost in the middle after the retries; [`GetAll::missing`] lists them once
+    /// the iteration is over.
+    pub fn get_all_partial(&self, channel: &str, options: GetAllOptions) -> GetAll<'_> {
+        GetAll::new(self, channel, options, true)
+    }
+
+    /// Starts listening to a channel's changes on every node; see [`Listener`]. Fails when a
+    /// node cannot be listened to now.
     pub fn listen(&self, channel: &str) -> Result<Listener, ClientError> {
-        Listener::open(&self.client, channel)
+        Listener::open(&self.client, channel, false)
+    }
+
+    /// [`DhtClient::listen`] that starts without the nodes that are down; it listens to them
+    /// once they are back ([`Listener::missing`] lists the nodes not listened to).
+    pub fn listen_partial(&self, channel: &str) -> Result<Listener, ClientError> {
+        Listener::open(&self.client, channel, true)
     }
 
     fn sum_sizes(
@@ -232,18 +379,28 @@ impl DhtClient {
         code: RequestCode,
         body: &[u8],
         request: &str,
-    ) -> Result<SizeInfo, ClientError> {
-        let mut total = SizeInfo::default();
-        for (node, reply) in self.client.fan_out(code, body)? {
-            let reply = reply.into_result()?;
-            if reply.status == Status::NotFound {
-                continue;
+    ) -> Result<Partial<SizeInfo>, ClientError> {
+        let sizes = self
+            .client
+            .fan_out_decoded(code, body, request, SizeInfo::decode)?;
+        Ok(sizes.map(|sizes| {
+            let mut total = SizeInfo::default();
+            for (_, size) in sizes {
+                total.records += size.records;
+                total.bytes += size.bytes;
             }
-            let size = SizeInfo::decode(&reply.body).map_err(|e| body_error(node, request, e))?;
-            total.records += size.records;
-            total.bytes += size.bytes;
-        }
-        Ok(total)
+            total
+        }))
+    }
+}
+
+impl follow::Follows for DhtClient {
+    fn follower(&self) -> Option<&Follower> {
+        self.follower.as_ref()
+    }
+
+    fn apply(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
+        self.apply_topology(topology)
     }
 }
 

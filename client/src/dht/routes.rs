@@ -7,27 +7,40 @@
 //! that does not know GetRedistribution (an older node) is asked GetResponsibleRange instead.
 //!
 //! A refresh after a WrongNode is lenient: a node that cannot be reached keeps what was known
-//! of it, so one node down does not stop requests to the others.
+//! of it, so one node down does not stop requests to the others. A node that is down keeps the
+//! last range this process saw it answer, else the range the topology states for it; a node
+//! that comes back (a new connection: `Client::node_generation`) is asked again before a keyed
+//! request is routed to it.
 
 use super::ranges::RangeTable;
 use super::{body_error, HashRange};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::reply::Pending;
-use node_core::protocol::dht::{self as wire, RedistributionState};
+use node_core::protocol::dht::{self as wire, hash_position, RedistributionState};
 use node_core::protocol::Status;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How old the knowledge of running redistributions may be before a read that found nothing
 /// asks again (a move that finished meanwhile costs the fallback reads at most this long).
 pub const MAX_AGE: Duration = Duration::from_secs(1);
 
-/// One refresh's picture of the cluster.
+/// One refresh's picture of the cluster, one entry per node index (retired nodes own nothing).
 #[derive(Debug, Clone)]
 pub(crate) struct Routes {
     pub table: RangeTable,
     /// Per node: a redistribution was running there at the last answer.
     pub redistributing: Vec<bool>,
+    /// Per node: whether its range is known (it answered, or it is down and its range was
+    /// stated in the topology or seen earlier by this process). A node down since before the
+    /// client ever saw it may have none: its entry in `table` is then empty.
+    pub known: Vec<bool>,
+    /// Per node: its connection count (`Client::node_generation`) when it was asked; a node
+    /// that reconnected since is asked again before a request is routed to it.
+    pub generations: Vec<u64>,
     pub fetched: Instant,
     /// Bumped by every refresh, so concurrent requests that met the same WrongNode refresh once.
     pub version: u64,
@@ -36,14 +49,17 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    pub fn new(table: RangeTable, redistributing: Vec<bool>, version: u64) -> Routes {
+    fn new(learned: Vec<Learned>, version: u64) -> Routes {
+        let table = RangeTable::new(learned.iter().map(|node| (node.addr, node.range)).collect());
         let overlapping = table
             .problems()
             .iter()
             .any(|problem| matches!(problem, super::RangeProblem::Overlap { .. }));
         Routes {
             table,
-            redistributing,
+            redistributing: learned.iter().map(|node| node.running).collect(),
+            known: learned.iter().map(|node| node.known).collect(),
+            generations: learned.iter().map(|node| node.generation).collect(),
             fetched: Instant::now(),
             version,
             overlapping,
@@ -54,6 +70,39 @@ impl Routes {
     /// or two nodes claim the same positions (a move is starting).
     pub fn moving(&self) -> bool {
         self.overlapping || self.redistributing.iter().any(|running| *running)
+    }
+
+    /// Whether some node's range is unknown (see `known`).
+    pub fn has_unknown(&self) -> bool {
+        self.known.iter().any(|known| !known)
+    }
+
+    /// The nodes whose range is unknown.
+    pub fn unknown_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.known.len()).filter(|node| !self.known[*node])
+    }
+
+    /// The node to send `key` to: its owner; else, when the key lies where no known range
+    /// reaches, the one node whose range is unknown (the request then fails at once, that node
+    /// being down, or learns its range, the node being back); `OwnerDown` when several such
+    /// nodes could own it, `NoNodeForKey` when none.
+    pub fn route(&self, key: u64) -> Result<usize, ClientError> {
+        if let Some(owner) = self.table.owner(key) {
+            return Ok(owner);
+        }
+        let unknown: Vec<usize> = self.unknown_nodes().collect();
+        match unknown.as_slice() {
+            [] => self.table.route(key),
+            [only] => Ok(*only),
+            several => Err(ClientError::OwnerDown {
+                key,
+                position: hash_position(key),
+                candidates: several
+                    .iter()
+                    .filter_map(|n| self.table.entries().get(*n).map(|(addr, _)| *addr))
+                    .collect(),
+            }),
+        }
     }
 
     /// Nodes other than `owner` that may hold `key` now: those moving records away, and those
@@ -72,57 +121,97 @@ impl Routes {
     }
 }
 
+/// What is known of one node after a refresh.
+struct Learned {
+    addr: SocketAddr,
+    range: HashRange,
+    running: bool,
+    known: bool,
+    generation: u64,
+}
+
 /// What one node said.
 struct NodeAnswer {
     range: HashRange,
     running: bool,
 }
 
-/// Asks every node its range and redistribution state. `previous`: keep what was known of a
-/// node that fails to answer (lenient); `None`: fail with the first node's error (strict).
+/// The last range each node (by address) answered in this process, so that a client started
+/// while a node is down knows where that node's keys are (see `fetch`).
+fn remembered() -> &'static Mutex<HashMap<SocketAddr, HashRange>> {
+    static SEEN: OnceLock<Mutex<HashMap<SocketAddr, HashRange>>> = OnceLock::new();
+    SEEN.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Asks every node its range and redistribution state. A node that cannot answer because it
+/// is down (or, with `previous`, for any reason: lenient) keeps what is known of it: the last
+/// range it answered in this process, else the range `stated` for it (the topology's), else
+/// none. Without `previous` (at connect) any other error fails the whole fetch. Returns the
+/// routes and the first error met.
 pub(crate) fn fetch(
     client: &Client,
     previous: Option<&Routes>,
+    stated: &HashMap<SocketAddr, HashRange>,
 ) -> Result<(Routes, Option<ClientError>), ClientError> {
-    let pending: Vec<Result<Pending, ClientError>> = (0..client.node_count())
-        .map(|node| client.submit(node, wire::GET_REDISTRIBUTION, &[]))
+    let statuses = client.node_statuses();
+    let asked: Vec<(u64, Option<Result<Pending, ClientError>>)> = statuses
+        .iter()
+        .map(|status| {
+            let generation = client.node_generation(status.index);
+            let pending = (!status.is_retired())
+                .then(|| client.submit(status.index, wire::GET_REDISTRIBUTION, &[]));
+            (generation, pending)
+        })
         .collect();
-    let mut nodes = Vec::with_capacity(pending.len());
-    let mut redistributing = Vec::with_capacity(pending.len());
+    let mut learned = Vec::with_capacity(asked.len());
     let mut first_error = None;
-    for (node, pending) in pending.into_iter().enumerate() {
-        let answer = pending
+    for (status, (generation, pending)) in statuses.iter().zip(asked) {
+        let (node, addr) = (status.index, status.addr);
+        let mut entry = Learned {
+            addr,
+            range: HashRange::EMPTY,
+            running: false,
+            known: true,
+            generation,
+        };
+        let Some(pending) = pending else {
+            learned.push(entry); // retired: owns nothing
+            continue;
+        };
+        match pending
             .and_then(Pending::wait)
-            .and_then(|reply| node_answer(client, node, reply));
-        let addr = client.node_addr(node).ok_or(ClientError::NoSuchNode {
-            index: node,
-            count: client.node_count(),
-        })?;
-        match (answer, previous) {
-            (Ok(answer), _) => {
-                nodes.push((addr, answer.range));
-                redistributing.push(answer.running);
+            .and_then(|reply| node_answer(client, node, reply))
+        {
+            Ok(answer) => {
+                remember(addr, answer.range);
+                (entry.range, entry.running) = (answer.range, answer.running);
             }
-            (Err(error), Some(previous)) => {
-                tracing::debug!(%error, "range refresh: keeping what was known of {addr}");
-                let known = previous
-                    .table
-                    .entries()
-                    .get(node)
-                    .map_or(HashRange::EMPTY, |(_, range)| *range);
-                nodes.push((addr, known));
-                redistributing.push(previous.redistributing.get(node).copied().unwrap_or(false));
+            Err(error) if previous.is_some() || error.is_node_down() => {
+                tracing::debug!(%error, "range refresh: keeping what is known of {addr}");
+                let known = recall(addr).or_else(|| stated.get(&addr).copied());
+                entry.range = known.unwrap_or(HashRange::EMPTY);
+                entry.known = known.is_some();
+                entry.running = previous
+                    .and_then(|previous| previous.redistributing.get(node).copied())
+                    .unwrap_or(false);
                 first_error.get_or_insert(error);
             }
-            (Err(error), None) => return Err(error),
+            Err(error) => return Err(error),
         }
+        learned.push(entry);
     }
-    let routes = Routes::new(
-        RangeTable::new(nodes),
-        redistributing,
-        previous.map_or(0, |previous| previous.version + 1),
-    );
-    Ok((routes, first_error))
+    let version = previous.map_or(0, |previous| previous.version + 1);
+    Ok((Routes::new(learned, version), first_error))
+}
+
+fn remember(addr: SocketAddr, range: HashRange) {
+    let mut seen = remembered().lock().unwrap_or_else(PoisonError::into_inner);
+    seen.insert(addr, range);
+}
+
+fn recall(addr: SocketAddr) -> Option<HashRange> {
+    let seen = remembered().lock().unwrap_or_else(PoisonError::into_inner);
+    seen.get(&addr).copied()
 }
 
 fn node_answer(

@@ -15,15 +15,21 @@
 //!   may still store it, and a retry could store the record twice. A connection that dropped
 //!   while a write was in flight can in rare cases mean the node stored it before it went away;
 //!   the retry then stores it twice (writes are at least once).
+//!   A node known to be down (`ClientError::NodeDown`) is skipped at once, at no cost.
 //! - **Reads** (`get_range`, `get_all`) open a stream on **every** node at once and merge them
 //!   by key ([`LogRecords`]): a GetRange comes out in ascending key order over the whole
 //!   cluster. A read needs every node: a node that is down fails the read, naming it, rather
-//!   than leave its records out silently. Each node is asked for LZ4 or uncompressed batches
-//!   ([`ReadBatches`]): by default uncompressed from a node on a loopback address, LZ4 from the
-//!   others; with a stream window of [`READ_STREAM_WINDOW`] batches per node unless the options
-//!   choose another (docs/benchmarks.md, "logfiles").
+//!   than leave its records out silently. `get_range_partial` and `get_all_partial` read the
+//!   nodes that can be read and say which could not ([`LogRecords::missing`]). Each node is
+//!   asked for LZ4 or uncompressed batches ([`ReadBatches`]): by default uncompressed from a
+//!   node on a loopback address, LZ4 from the others; with a stream window of
+//!   [`READ_STREAM_WINDOW`] batches per node unless the options choose another
+//!   (docs/benchmarks.md, "logfiles").
 //! - **channels** (union, sorted), **size** (sums) and **remove_channel** (every node) fan out
-//!   to every node as well.
+//!   to every node as well; `channels_partial`, `size_partial` and `size_per_node_partial`
+//!   answer from the nodes that can, with those that could not ([`crate::Partial`]).
+//! - **Membership**: [`LogClient::open_topology`] follows a topology file, connecting to the
+//!   nodes added to it and retiring those removed, with no restart.
 //!
 //! ```no_run
 //! use client::logfiles::{LogClient, ValueFilter};
@@ -48,7 +54,10 @@ pub use records::LogRecords;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::follow::{self, Follower};
+use crate::node_set::NodeChanges;
 use crate::options::ClientOptions;
+use crate::partial::Partial;
 use crate::reply::{Pending, Reply};
 use crate::round_robin::RoundRobin;
 use crate::topology::Topology;
@@ -60,6 +69,8 @@ use node_core::protocol::wire::Reader;
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 /// PutBatch requests a [`LogClient::put_batch`] keeps in flight before it waits for the oldest.
 const PUT_BATCH_PIPELINE: usize = 16;
@@ -102,6 +113,8 @@ pub struct LogClient {
     writes: RoundRobin,
     /// How reads ask for their batches.
     read_batches: ReadBatches,
+    /// Set when the client follows a topology file.
+    follower: Option<Follower>,
 }
 
 /// A PutBatch sent and not yet answered, kept whole so it can go to another node.
@@ -119,9 +132,18 @@ struct SentBatch {
 pub const READ_STREAM_WINDOW: u32 = 64;
 
 impl LogClient {
-    /// Connects to every node (each must be a logfiles node). The stream window is
-    /// [`READ_STREAM_WINDOW`] unless `options` sets one other than the default.
+    /// Connects to every node (each must be a logfiles node). Nodes that are down do not stop
+    /// it: writes go to the others, and the client reconnects to them in the background. The
+    /// stream window is [`READ_STREAM_WINDOW`] unless `options` sets one other than the default.
     pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<LogClient, ClientError> {
+        LogClient::start(nodes, options, None)
+    }
+
+    fn start(
+        nodes: &[SocketAddr],
+        options: ClientOptions,
+        follower: Option<Follower>,
+    ) -> Result<LogClient, ClientError> {
         let stream_window = if options.stream_window == ClientOptions::default().stream_window {
             READ_STREAM_WINDOW
         } else {
@@ -138,7 +160,31 @@ impl LogClient {
             client,
             writes: RoundRobin::new(),
             read_batches: ReadBatches::default(),
+            follower,
         })
+    }
+
+    /// Connects to the `[logfiles]` nodes of the topology file at `path` and follows the file:
+    /// nodes added to it are connected to, nodes removed are retired, with no restart.
+    pub fn open_topology(
+        path: &Path,
+        options: ClientOptions,
+    ) -> Result<Arc<LogClient>, ClientError> {
+        let (_, nodes, options, follower) = follow::open(path, NodeKind::Logfiles, options)?;
+        let logs = Arc::new(LogClient::start(&nodes, options, Some(follower))?);
+        follow::spawn(&logs);
+        Ok(logs)
+    }
+
+    /// Re-reads the followed topology file now (see [`LogClient::open_topology`]).
+    pub fn reload_topology(&self) -> Result<NodeChanges, ClientError> {
+        let topology = follow::reload(self.follower.as_ref())?;
+        self.apply_topology(&topology)
+    }
+
+    /// Makes the `[logfiles]` nodes of `topology` this client's nodes.
+    pub fn apply_topology(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
+        follow::apply(&self.client, topology, NodeKind::Logfiles)
     }
 
     /// The same client, its reads asking for batches as `read_batches` says.
@@ -154,30 +200,22 @@ impl LogClient {
         self.read_batches
     }
 
-    /// The read flags for node `node`.
-    fn read_flags(&self, node: usize) -> ReadFlags {
-        let uncompressed = self
-            .client
-            .node_addr(node)
-            .is_some_and(|addr| self.read_batches.uncompressed_from(addr));
-        ReadFlags { uncompressed }
-    }
-
-    /// Opens the read `code` on every node, each with the body `encode` makes for its flags.
+    /// Opens the read `code` on every active node (with `partial`, on those that are not
+    /// down), each with the body `encode` makes for the flags its address gets.
     fn open_read(
         &self,
         code: RequestCode,
         request: &'static str,
         encode: impl Fn(ReadFlags, &mut Vec<u8>),
+        partial: bool,
     ) -> Result<LogRecords, ClientError> {
-        let bodies: Vec<Vec<u8>> = (0..self.node_count())
-            .map(|node| {
-                let mut body = Vec::new();
-                encode(self.read_flags(node), &mut body);
-                body
-            })
-            .collect();
-        LogRecords::open(&self.client, code, request, &bodies)
+        let body_for = |addr: SocketAddr| {
+            let mut body = Vec::new();
+            let uncompressed = self.read_batches.uncompressed_from(addr);
+            encode(ReadFlags { uncompressed }, &mut body);
+            body
+        };
+        LogRecords::open(&self.client, code, request, body_for, partial)
     }
 
     /// Connects to the `[logfiles]` nodes of a topology, with its credentials unless `options`
@@ -195,19 +233,21 @@ impl LogClient {
         &self.client
     }
 
+    /// Node indices handed out so far (see [`Client::node_count`]).
     pub fn node_count(&self) -> usize {
         self.client.node_count()
     }
 
-    /// Node indexes starting at the next round-robin position.
+    /// Active node indices starting at the next round-robin position.
     fn rotation(&self) -> impl Iterator<Item = usize> {
-        self.writes.order(self.node_count())
+        self.writes.order_of(self.client.active_nodes())
     }
 
     /// Appends a record with `key` and `value` to `channel` on one node (see the module
     /// documentation); returns the index of the node that stored it. The node acknowledges
     /// according to its fsync policy (docs/protocol.md §7.4).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<usize, ClientError> {
+        self.client.options().check_value(channel, value.len())?;
         let mut body = Vec::with_capacity(channel.len() + 9 + value.len());
         PutRequest {
             channel,
@@ -375,43 +415,103 @@ impl LogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<LogRecords, ClientError> {
+        self.range_read(channel, from, to, filter, false)
+    }
+
+    /// [`LogClient::get_range`] from the nodes that can be read; [`LogRecords::missing`]
+    /// lists the others.
+    pub fn get_range_partial(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+        filter: &ValueFilter,
+    ) -> Result<LogRecords, ClientError> {
+        self.range_read(channel, from, to, filter, true)
+    }
+
+    fn range_read(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+        filter: &ValueFilter,
+        partial: bool,
+    ) -> Result<LogRecords, ClientError> {
         let request = GetRangeRequest {
             channel,
             from,
             to,
             filter: filter.wire()?,
         };
-        self.open_read(wire::GET_RANGE, "GetRange", |flags, body| {
-            request.encode_with(flags, body)
-        })
+        self.open_read(
+            wire::GET_RANGE,
+            "GetRange",
+            |flags, body| request.encode_with(flags, body),
+            partial,
+        )
     }
 
     /// Every record of `channel` whose value passes `filter`, from every node, merged by key
     /// (see [`LogRecords`]).
     pub fn get_all(&self, channel: &str, filter: &ValueFilter) -> Result<LogRecords, ClientError> {
+        self.all_read(channel, filter, false)
+    }
+
+    /// [`LogClient::get_all`] from the nodes that can be read; [`LogRecords::missing`] lists
+    /// the others.
+    pub fn get_all_partial(
+        &self,
+        channel: &str,
+        filter: &ValueFilter,
+    ) -> Result<LogRecords, ClientError> {
+        self.all_read(channel, filter, true)
+    }
+
+    fn all_read(
+        &self,
+        channel: &str,
+        filter: &ValueFilter,
+        partial: bool,
+    ) -> Result<LogRecords, ClientError> {
         let request = GetAllRequest {
             channel,
             filter: filter.wire()?,
         };
-        self.open_read(wire::GET_ALL, "GetAll", |flags, body| {
-            request.encode_with(flags, body)
-        })
+        self.open_read(
+            wire::GET_ALL,
+            "GetAll",
+            |flags, body| request.encode_with(flags, body),
+            partial,
+        )
     }
 
     /// The names of every channel on any node: sorted, each once.
     pub fn channels(&self) -> Result<Vec<String>, ClientError> {
-        self.client.channel_names(wire::GET_CHANNELS)
+        self.channels_partial()?.complete()
+    }
+
+    /// [`LogClient::channels`] of the nodes that answer, with those that could not.
+    pub fn channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        self.client.channel_names_partial(wire::GET_CHANNELS)
     }
 
     /// Bucket files and their bytes on disk, of one channel (`Some`) or of every channel
     /// (`None`), summed over every node. A channel that does not exist is zeros.
     pub fn size(&self, channel: Option<&str>) -> Result<DiskSize, ClientError> {
-        let mut total = DiskSize::default();
-        for (_, size) in self.size_per_node(channel)? {
-            total.buckets += size.buckets;
-            total.bytes += size.bytes;
-        }
-        Ok(total)
+        self.size_partial(channel)?.complete()
+    }
+
+    /// [`LogClient::size`] summed over the nodes that answer, with those that could not.
+    pub fn size_partial(&self, channel: Option<&str>) -> Result<Partial<DiskSize>, ClientError> {
+        Ok(self.size_per_node_partial(channel)?.map(|sizes| {
+            let mut total = DiskSize::default();
+            for (_, size) in sizes {
+                total.buckets += size.buckets;
+                total.bytes += size.bytes;
+            }
+            total
+        }))
     }
 
     /// As [`LogClient::size`], per node, in node order.
@@ -419,6 +519,14 @@ impl LogClient {
         &self,
         channel: Option<&str>,
     ) -> Result<Vec<(SocketAddr, DiskSize)>, ClientError> {
+        self.size_per_node_partial(channel)?.complete()
+    }
+
+    /// [`LogClient::size_per_node`] of the nodes that answer, with those that could not.
+    pub fn size_per_node_partial(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Partial<Vec<(SocketAddr, DiskSize)>>, ClientError> {
         let mut body = Vec::new();
         let (code, request) = match channel {
             Some(channel) => {
@@ -428,15 +536,7 @@ impl LogClient {
             None => (wire::GET_SIZE, "GetSize"),
         };
         self.client
-            .fan_out(code, &body)?
-            .into_iter()
-            .map(|(node, reply)| {
-                let body = reply.ok_body()?;
-                let size = DiskSize::decode(&body)
-                    .map_err(|e| ClientError::protocol(node, format!("{request} reply: {e}")))?;
-                Ok((node, size))
-            })
-            .collect()
+            .fan_out_decoded(code, &body, request, DiskSize::decode)
     }
 
     /// Removes a channel from every node (admins only when authentication is on); a channel
@@ -445,7 +545,10 @@ impl LogClient {
     pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        let submitted: Vec<Result<Pending, ClientError>> = (0..self.node_count())
+        let submitted: Vec<Result<Pending, ClientError>> = self
+            .client
+            .active_nodes()
+            .into_iter()
             .map(|node| self.client.submit(node, wire::REMOVE_CHANNEL, &body))
             .collect();
         let mut first_error = None;
@@ -468,7 +571,8 @@ impl LogClient {
 fn node_unavailable(error: &ClientError) -> bool {
     matches!(
         error,
-        ClientError::Connect { .. }
+        ClientError::NodeDown { .. }
+            | ClientError::Connect { .. }
             | ClientError::Disconnected { .. }
             | ClientError::ShuttingDown { .. }
             | ClientError::ConnectionLimit { .. }
@@ -477,6 +581,16 @@ fn node_unavailable(error: &ClientError) -> bool {
                 ..
             }
     )
+}
+
+impl follow::Follows for LogClient {
+    fn follower(&self) -> Option<&Follower> {
+        self.follower.as_ref()
+    }
+
+    fn apply(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
+        self.apply_topology(topology)
+    }
 }
 
 fn too_big(key: u64, len: usize) -> ClientError {

@@ -16,6 +16,11 @@
 //! not compile, a dropped connection, a timeout, a batch that fails its checksum) is yielded
 //! once, naming the node, and ends the iteration; the other nodes' streams are stopped. Streams
 //! are not resumed (docs/protocol.md §7.3): the caller asks again.
+//!
+//! A partial read (`LogClient::get_range_partial`, `get_all_partial`) instead leaves out a node
+//! that cannot be read: one that is down when the read starts, or whose stream is lost in the
+//! middle (down, dropped, too slow: `ClientError::is_node_down`; the records it sent before
+//! are delivered). [`LogRecords::missing`] lists them; other errors still end the iteration.
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -49,27 +54,38 @@ pub struct LogRecords {
     started: bool,
     done: bool,
     scratch: Vec<u8>,
+    /// Leave out the nodes that cannot be read instead of failing.
+    partial: bool,
+    missing: Vec<(SocketAddr, ClientError)>,
 }
 
 impl LogRecords {
-    /// Opens the stream `code` on every node of `client`, with `bodies[node]`.
+    /// Opens the stream `code` on every active node of `client` (with `partial`, on those that
+    /// are not down), with the body `body_for` makes for the node's address.
     pub(super) fn open(
         client: &Client,
         code: RequestCode,
         request: &'static str,
-        bodies: &[Vec<u8>],
+        body_for: impl Fn(SocketAddr) -> Vec<u8>,
+        partial: bool,
     ) -> Result<LogRecords, ClientError> {
-        let mut nodes = Vec::with_capacity(client.node_count());
-        for (node, body) in bodies.iter().enumerate().take(client.node_count()) {
-            let stream = client.stream(node, code, body)?;
-            nodes.push(NodeStream {
-                addr: client.node_addr(node).ok_or(ClientError::NoSuchNode {
-                    index: node,
-                    count: client.node_count(),
-                })?,
-                stream: Some(stream),
-                ready: VecDeque::new(),
-            });
+        let active = client.active_nodes();
+        let mut nodes = Vec::with_capacity(active.len());
+        let mut missing = Vec::new();
+        for node in active {
+            let addr = client.node_addr(node).ok_or(ClientError::NoSuchNode {
+                index: node,
+                count: client.node_count(),
+            })?;
+            match client.stream(node, code, &body_for(addr)) {
+                Ok(stream) => nodes.push(NodeStream {
+                    addr,
+                    stream: Some(stream),
+                    ready: VecDeque::new(),
+                }),
+                Err(error) if partial && error.is_node_down() => missing.push((addr, error)),
+                Err(error) => return Err(error),
+            }
         }
         Ok(LogRecords {
             request,
@@ -79,7 +95,20 @@ impl LogRecords {
             started: false,
             done: false,
             scratch: Vec::new(),
+            partial,
+            missing,
         })
+    }
+
+    /// The nodes a partial read left out, with their errors (see the module documentation);
+    /// final once the iteration has ended.
+    pub fn missing(&self) -> &[(SocketAddr, ClientError)] {
+        &self.missing
+    }
+
+    /// Whether the iteration ended with every node read (false while it runs).
+    pub fn is_complete(&self) -> bool {
+        self.done && self.missing.is_empty()
     }
 
     /// Makes sure node `index` has a record ready, reading its stream as needed; after this
@@ -91,7 +120,13 @@ impl LogRecords {
                 return Ok(());
             };
             let event = match stream.next() {
-                Some(event) => event?,
+                Some(Ok(event)) => event,
+                Some(Err(error)) if self.partial && error.is_node_down() => {
+                    node.stream = None;
+                    self.missing.push((node.addr, error));
+                    return Ok(());
+                }
+                Some(Err(error)) => return Err(error),
                 None => {
                     node.stream = None;
                     return Ok(());

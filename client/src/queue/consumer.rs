@@ -16,7 +16,10 @@
 //! A node ends its stream with Ok when the channel is removed there; once every node has, the
 //! consumer is finished ([`Consumer::is_finished`]). A stream that fails (connection lost, node
 //! stopped) makes `next` return that error once; it is opened again on a later call (at most
-//! once a second).
+//! once a second). While its node is down (`ClientError::NodeDown`) it waits quietly, and is
+//! opened again as soon as the node is back; [`Consumer::missing`] lists the nodes not
+//! consumed from now. `QueueClient::consume` needs every node at the start;
+//! `consume_partial` starts without the nodes that are down.
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -49,7 +52,11 @@ enum NodeState {
 
 #[derive(Debug)]
 struct NodeStream {
+    /// The node's index in the client.
+    index: usize,
     state: NodeState,
+    /// Why the node is not consumed from now (while failed).
+    why: Option<ClientError>,
     /// Records of the current stream handed to the caller, and acknowledged.
     handed: u64,
     acked: u64,
@@ -73,40 +80,67 @@ pub struct Consumer<'a> {
     scratch: Vec<u8>,
     finished: bool,
     stopped: bool,
+    /// The node (slot) of the record `next` returned last, until the following call.
+    last: Option<usize>,
 }
 
 impl<'a> Consumer<'a> {
+    /// Opens a Consume stream on every active node of `client`; with `partial`, a node that
+    /// is down is left to be opened once it is back instead of failing the whole.
     pub(super) fn open(
         client: &'a Client,
         channel: &str,
         subscriber: &str,
         max_batch_records: u32,
+        partial: bool,
     ) -> Result<Consumer<'a>, ClientError> {
+        let indices = client.active_nodes();
         let mut consumer = Consumer {
             client,
             set: client.stream_set(),
             channel: channel.to_string(),
             subscriber: subscriber.to_string(),
             max_batch_records,
-            addrs: (0..client.node_count())
-                .filter_map(|node| client.node_addr(node))
+            addrs: indices
+                .iter()
+                .filter_map(|&node| client.node_addr(node))
                 .collect(),
             nodes: Vec::new(),
             buffer: VecDeque::new(),
             scratch: Vec::new(),
             finished: false,
             stopped: false,
+            last: None,
         };
-        for node in 0..client.node_count() {
-            let state = consumer.start(node)?;
+        for (slot, index) in indices.into_iter().enumerate() {
             consumer.nodes.push(NodeStream {
-                state,
+                index,
+                state: NodeState::Ended,
+                why: None,
                 handed: 0,
                 acked: 0,
                 buffered: 0,
             });
+            match consumer.start(slot) {
+                Ok(state) => consumer.nodes[slot].state = state,
+                Err(error) if partial && error.is_node_down() => consumer.fail(slot, error),
+                Err(error) => return Err(error),
+            }
         }
         Ok(consumer)
+    }
+
+    /// The nodes not consumed from now (their stream failed or could not be opened, and is due
+    /// to be opened again), with the error that stopped it.
+    pub fn missing(&self) -> Vec<(SocketAddr, ClientError)> {
+        self.nodes
+            .iter()
+            .zip(&self.addrs)
+            .filter_map(|(stream, addr)| match (&stream.state, &stream.why) {
+                (NodeState::Failed { .. }, Some(error)) => Some((*addr, error.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn channel(&self) -> &str {
@@ -124,11 +158,13 @@ impl<'a> Consumer<'a> {
     pub fn next(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.last = None;
             self.acknowledge(false);
             if let Some((node, value)) = self.buffer.pop_front() {
                 let stream = &mut self.nodes[node];
                 stream.buffered -= 1;
                 stream.handed += 1;
+                self.last = Some(node);
                 return Ok(Some(value));
             }
             if self.finished {
@@ -145,6 +181,18 @@ impl<'a> Consumer<'a> {
                 std::thread::sleep(wait);
             } else {
                 self.receive(wait)?;
+            }
+        }
+    }
+
+    /// The record `next` returned last was not processed (say, it could not be written out):
+    /// it is not acknowledged, and goes back to its node's queue when the consumer stops, with
+    /// the records after it. Call it right after that `next`, then stop the consumer.
+    pub fn give_back(&mut self) {
+        if let Some(node) = self.last.take() {
+            let stream = &mut self.nodes[node];
+            if stream.handed > stream.acked {
+                stream.handed -= 1;
             }
         }
     }
@@ -181,7 +229,7 @@ impl<'a> Consumer<'a> {
     /// [`ACK_EVERY`] processed. Returns the requests, to wait for them (or drop: fire and forget).
     fn acknowledge(&mut self, all: bool) -> Vec<crate::reply::Pending> {
         let mut sent = Vec::new();
-        for (node, stream) in self.nodes.iter_mut().enumerate() {
+        for stream in self.nodes.iter_mut() {
             let NodeState::Running { request_id, .. } = stream.state else {
                 continue;
             };
@@ -196,7 +244,7 @@ impl<'a> Consumer<'a> {
                 records: stream.handed,
             }
             .encode(&mut body);
-            match self.client.submit(node, wire::CONSUME_ACK, &body) {
+            match self.client.submit(stream.index, wire::CONSUME_ACK, &body) {
                 Ok(pending) => {
                     stream.acked = stream.handed;
                     sent.push(pending);
@@ -231,18 +279,19 @@ impl<'a> Consumer<'a> {
                     }
                     Err(error) => {
                         self.set.close(tag);
-                        self.fail(node);
+                        self.fail(node, error.clone());
                         Err(error)
                     }
                 }
             }
             Ok(StreamEvent::Item { code, .. }) => {
                 self.set.close(tag);
-                self.fail(node);
-                Err(ClientError::protocol(
+                let error = ClientError::protocol(
                     addr,
                     format!("Consume sent an item of unknown code {code}"),
-                ))
+                );
+                self.fail(node, error.clone());
+                Err(error)
             }
             Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
                 self.nodes[node].state = NodeState::Ended;
@@ -256,14 +305,15 @@ impl<'a> Consumer<'a> {
                 Ok(())
             }
             Ok(StreamEvent::End(reply)) => {
-                self.fail(node);
-                Err(reply
+                let error = reply
                     .into_result()
                     .err()
-                    .unwrap_or_else(|| ClientError::protocol(addr, "Consume ended NotFound")))
+                    .unwrap_or_else(|| ClientError::protocol(addr, "Consume ended NotFound"));
+                self.fail(node, error.clone());
+                Err(error)
             }
             Err(error) => {
-                self.fail(node);
+                self.fail(node, error.clone());
                 Err(error)
             }
         }
@@ -276,13 +326,14 @@ impl<'a> Consumer<'a> {
     }
 
     /// The node's stream failed: what it delivered and was not taken will come again.
-    fn fail(&mut self, node: usize) {
+    fn fail(&mut self, node: usize, error: ClientError) {
         self.buffer.retain(|(from, _)| *from != node);
         let stream = &mut self.nodes[node];
         stream.buffered = 0;
         stream.state = NodeState::Failed {
             reopen_at: Instant::now() + REOPEN_DELAY,
         };
+        stream.why = Some(error);
     }
 
     fn next_reopen(&self) -> Option<Instant> {
@@ -304,11 +355,14 @@ impl<'a> Consumer<'a> {
                     Ok(state) => {
                         let stream = &mut self.nodes[node];
                         stream.state = state;
+                        stream.why = None;
                         stream.handed = 0;
                         stream.acked = 0;
                     }
+                    // Waits quietly for the node to come back.
+                    Err(error @ ClientError::NodeDown { .. }) => self.fail(node, error),
                     Err(error) => {
-                        self.fail(node);
+                        self.fail(node, error.clone());
                         return Err(error);
                     }
                 }
@@ -317,7 +371,7 @@ impl<'a> Consumer<'a> {
         Ok(())
     }
 
-    fn start(&mut self, node: usize) -> Result<NodeState, ClientError> {
+    fn start(&mut self, slot: usize) -> Result<NodeState, ClientError> {
         let mut body = Vec::new();
         ConsumeRequest {
             channel: &self.channel,
@@ -325,7 +379,8 @@ impl<'a> Consumer<'a> {
             max_batch_records: self.max_batch_records,
         }
         .encode(&mut body);
-        let tag = self.set.open(node, wire::CONSUME, &body)?;
+        let index = self.nodes[slot].index;
+        let tag = self.set.open(index, wire::CONSUME, &body)?;
         let request_id = self.set.request_id(tag).unwrap_or(0);
         Ok(NodeState::Running { tag, request_id })
     }

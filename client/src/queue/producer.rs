@@ -123,17 +123,25 @@ impl<'a> Producer<'a> {
             batch: &batch,
         }
         .encode(&mut body);
-        let node = self.queue.rotation().next().unwrap_or(0);
-        let pending = self
-            .queue
-            .client()
-            .submit_owned(node, wire::PRODUCE, body)?;
-        self.in_flight.push_back(InFlight {
-            pending,
-            values,
-            fruitless,
-        });
-        Ok(())
+        // The next node that takes the request; one known to be down is skipped at once.
+        let client = self.queue.client();
+        let mut last_error = None;
+        for node in self.queue.rotation() {
+            match client.check_node(node) {
+                Ok(()) => {
+                    let pending = client.submit_owned(node, wire::PRODUCE, body)?;
+                    self.in_flight.push_back(InFlight {
+                        pending,
+                        values,
+                        fruitless,
+                    });
+                    return Ok(());
+                }
+                Err(error) if push_elsewhere(&error) => last_error = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::NoNodes))
     }
 
     /// Waits for the oldest batch's acknowledgement; sends what it did not store elsewhere.

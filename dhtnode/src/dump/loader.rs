@@ -12,8 +12,10 @@
 //!   imported (see [`super::tcm`]); a truncated `.tcm` keeps the records before the cut, with an
 //!   ERROR line. A `.tcm` next to a `.dump` or `.backup` is ignored (info line).
 //!
-//! `*.dump.tmp` leftovers of an interrupted dump are ignored with a warning (the next dump of the
-//! channel overwrites them). The `removed/` and `corrupt/` subdirectories are skipped; any other
+//! A `<ch>.dump.tmp` is a dump that never finished (the writer renames it into place only once
+//! it is complete and fsynced): it is never loaded, and it is removed with a warning that says
+//! which file of the channel is loaded instead, or that the channel has none (its first dump was
+//! interrupted). One process per data directory (`node_core::data_lock`) makes this safe. The `removed/` and `corrupt/` subdirectories are skipped; any other
 //! entry, and any file whose name is not `<valid channel name>.<known suffix>`, is ignored with a
 //! warning.
 //!
@@ -164,8 +166,10 @@ impl ChannelLoadReport {
 pub struct LoadReport {
     /// One entry per channel found, in name order.
     pub channels: Vec<ChannelLoadReport>,
-    /// Files and directories ignored (temporary leftovers, unknown names).
+    /// Files and directories ignored (unknown names).
     pub ignored: Vec<PathBuf>,
+    /// Temporary files of unfinished dumps, removed.
+    pub removed_unfinished: Vec<PathBuf>,
 }
 
 impl LoadReport {
@@ -214,6 +218,7 @@ pub fn load_data_dir(
     fs::create_dir_all(dir).map_err(dir_error)?;
     let mut report = LoadReport::default();
     let mut channels: BTreeMap<String, ChannelFiles> = BTreeMap::new();
+    let mut unfinished: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(dir).map_err(dir_error)? {
         let entry = entry.map_err(dir_error)?;
         let path = entry.path();
@@ -239,16 +244,9 @@ pub fn load_data_dir(
         if name == node_core::data_lock::LOCK_FILE_NAME {
             continue; // One node per data directory (node_core::data_lock).
         }
-        if let Some(channel) = name.strip_suffix(TMP_SUFFIX) {
-            tracing::warn!(
-                "ignoring {}: temporary file of an unfinished dump of channel {channel} \
-                 (the node stopped while dumping; the previous dump is used)",
-                path.display()
-            );
-            report.ignored.push(path);
-            continue;
-        }
-        let (channel, slot) = if let Some(channel) = name.strip_suffix(BACKUP_SUFFIX) {
+        let (channel, slot) = if let Some(channel) = name.strip_suffix(TMP_SUFFIX) {
+            (channel, 3)
+        } else if let Some(channel) = name.strip_suffix(BACKUP_SUFFIX) {
             (channel, 1)
         } else if let Some(channel) = name.strip_suffix(DUMP_SUFFIX) {
             (channel, 0)
@@ -267,6 +265,10 @@ pub fn load_data_dir(
             report.ignored.push(path);
             continue;
         }
+        if slot == 3 {
+            unfinished.push((channel.to_owned(), path));
+            continue;
+        }
         let files = channels.entry(channel.to_owned()).or_default();
         match slot {
             0 => files.dump = Some(path),
@@ -274,11 +276,41 @@ pub fn load_data_dir(
             _ => files.tcm = Some(path),
         }
     }
+    for (channel, path) in unfinished {
+        remove_unfinished_dump(&path, &channel, channels.get(&channel));
+        report.removed_unfinished.push(path);
+    }
     for (channel, files) in channels {
         let channel_report = load_channel(dir, &channel, files, options, target)?;
         report.channels.push(channel_report);
     }
     Ok(report)
+}
+
+/// Removes `<channel>.dump.tmp`, a dump that never finished, saying which of the channel's
+/// `files` is loaded instead (none: this was its first dump).
+fn remove_unfinished_dump(path: &Path, channel: &str, files: Option<&ChannelFiles>) {
+    let files = files.map(|f| (&f.dump, &f.backup, &f.tcm));
+    let instead = match files {
+        Some((Some(dump), _, _)) => format!("its previous dump {} is loaded", dump.display()),
+        Some((None, Some(backup), _)) => format!("its backup {} is loaded", backup.display()),
+        Some((None, None, Some(tcm))) => format!("{} is imported", tcm.display()),
+        _ => format!(
+            "channel {channel} has no complete dump (this was its first): nothing of it is loaded"
+        ),
+    };
+    match fs::remove_file(path) {
+        Ok(()) => tracing::warn!(
+            "removed {}: an unfinished dump of channel {channel} (the node or dhtdump stopped \
+             while writing it); {instead}",
+            path.display()
+        ),
+        Err(err) => tracing::warn!(
+            "cannot remove {}, an unfinished dump of channel {channel}: {err}; it is not \
+             loaded; {instead}",
+            path.display()
+        ),
+    }
 }
 
 /// A file that could not be used: a failed check (fall back) or a fatal out-of-range record.
@@ -801,11 +833,67 @@ mod tests {
         let report = report.unwrap();
         assert_eq!(target.channels.len(), 1);
         assert_eq!(target.channels["ch"], owned(OLD));
-        assert_eq!(report.ignored.len(), 5, "{:?}", report.ignored);
+        assert_eq!(report.ignored.len(), 3, "{:?}", report.ignored);
+        assert_eq!(report.removed_unfinished.len(), 2);
         let warnings = logs.lines(tracing::Level::WARN);
         assert_eq!(warnings.len(), 5, "{warnings:?}");
-        assert!(warnings.iter().any(|w| w.contains("ch.dump.tmp")));
+        let ch_dump = dir.path().join("ch.dump");
+        assert!(warnings.iter().any(|w| w.contains("ch.dump.tmp")
+            && w.contains(&format!(
+                "its previous dump {} is loaded",
+                ch_dump.display()
+            ))));
         assert!(logs.lines(tracing::Level::ERROR).is_empty());
+    }
+
+    /// Issue #15, defect 9: a channel's first dump killed mid-way left `<ch>.dump.tmp`, which
+    /// every start reported again as "the previous dump is used" although there was none. It is
+    /// removed once, with a warning that tells which file is loaded instead, or that none is.
+    #[test]
+    fn an_unfinished_dump_is_removed_once_and_reported_truthfully() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = |ch: &str| dir.path().join(format!("{ch}{TMP_SUFFIX}"));
+        write_dump(&tmp("first"), "first", NEW);
+        let bytes = fs::read(tmp("first")).unwrap();
+        fs::write(tmp("first"), &bytes[..bytes.len() / 2]).unwrap();
+        write_dump(&dir.path().join("old.dump.backup"), "old", OLD);
+        fs::write(tmp("old"), b"half a dump").unwrap();
+        let (report, target, logs) = load_logged(dir.path(), &options(OutOfRangePolicy::Load));
+        let report = report.unwrap();
+        assert_eq!(target.channels.len(), 1, "only `old` has a dump");
+        assert!(report.channel("first").is_none(), "no channel `first`");
+        assert_eq!(report.removed_unfinished.len(), 2);
+        assert!(!tmp("first").exists() && !tmp("old").exists());
+        let warnings = logs.lines(tracing::Level::WARN);
+        let about = |ch: &str| {
+            let name = tmp(ch).display().to_string();
+            let found = warnings.iter().find(|w| w.contains(&name));
+            found
+                .cloned()
+                .unwrap_or_else(|| panic!("no warning on {name}: {warnings:?}"))
+        };
+        let first = about("first");
+        assert!(
+            first.starts_with("removed ")
+                && first.contains("no complete dump (this was its first)"),
+            "{first}"
+        );
+        assert!(!first.contains("previous dump"), "{first}");
+        let backup = dir.path().join("old.dump.backup");
+        let old = about("old");
+        assert!(
+            old.contains(&format!("its backup {} is loaded", backup.display())),
+            "{old}"
+        );
+
+        let (report, _, logs) = load_logged(dir.path(), &options(OutOfRangePolicy::Load));
+        assert!(report.unwrap().removed_unfinished.is_empty());
+        let again: Vec<String> = logs
+            .lines(tracing::Level::WARN)
+            .into_iter()
+            .filter(|w| w.contains(".dump.tmp"))
+            .collect();
+        assert!(again.is_empty(), "reported again: {again:?}");
     }
 
     /// The crash windows of a dump: after the temporary file is written but before any rename

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `<data_dir>/<ch>.dump` | the latest complete dump of channel `<ch>` ([`format`], version 1) |
 //! | `<data_dir>/<ch>.dump.backup` | the dump before it (kept when a new dump is renamed into place) |
-//! | `<data_dir>/<ch>.dump.tmp` | a dump being written; a leftover after a crash is ignored at start-up and overwritten by the next dump |
+//! | `<data_dir>/<ch>.dump.tmp` | a dump being written; a leftover after a crash is never loaded and is removed at start-up (logged) |
 //! | `<data_dir>/<ch>.tcm` | a dump in the reference system's format ([`tcm`]); imported when `<ch>` has no `.dump`/`.dump.backup` |
 //! | `<data_dir>/removed/<ch>.<unix_s>.dump` (`.dump.backup`, `.tcm`) | files of a channel removed by RemoveChannel: kept, never loaded |
 //! | `<data_dir>/corrupt/<ch>.<unix_s>.dump` (`.dump.backup`) | files that failed their checks at start-up: kept for inspection, never loaded |

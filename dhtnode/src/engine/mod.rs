@@ -3,8 +3,9 @@
 //! frames: request handlers translate protocol to these calls and errors to statuses.
 //!
 //! Rules kept here, so every request applies them the same way:
-//! - Channels are created by writes (and by Listen, which must be able to wait for the first
-//!   write); reads of a missing channel find nothing and create nothing.
+//! - Channels are created by their first write only; reads of a missing channel find nothing
+//!   and create nothing. A Listen on a missing channel waits for that first write without
+//!   creating it: listeners are kept by channel name, apart from the channels.
 //! - Writes (Put, PutBatch, Update, RedistBatch) of a key outside the node's range fail with
 //!   WrongNode. A record the node still holds outside its range (one a redistribution has not
 //!   moved yet) stays readable and removable; reads and removes of an absent key outside the
@@ -86,16 +87,12 @@ impl EngineError {
     }
 }
 
-struct ChannelEntry {
-    data: Arc<Channel>,
-    listeners: Vec<ListenerId>,
-    /// Created by a Listen and never written: dropped again when its last listener leaves, so
-    /// Listens on made-up names cannot pile up empty channels.
-    listen_only: bool,
-}
-
 pub struct Engine {
-    channels: BTreeMap<String, ChannelEntry>,
+    channels: BTreeMap<String, Arc<Channel>>,
+    /// The listeners of each channel name, whether or not the channel exists (a Listen waits for
+    /// the first write): a name leaves when its last listener does, or when RemoveChannel ends
+    /// them.
+    listening: BTreeMap<String, Vec<ListenerId>>,
     range: HashRange,
     limits: EngineLimits,
     total: SizeInfo,
@@ -118,6 +115,7 @@ impl Engine {
     pub fn new(range: HashRange, limits: EngineLimits, listener_limits: ListenerLimits) -> Engine {
         Engine {
             channels: BTreeMap::new(),
+            listening: BTreeMap::new(),
             range,
             limits,
             total: SizeInfo::default(),
@@ -221,25 +219,25 @@ impl Engine {
         self.check_growth(record_bytes(value.len()) as i64 - old_bytes as i64)
     }
 
-    fn entry_mut(&mut self, channel: &str) -> &mut ChannelEntry {
+    /// The channel, created by this (first) write if missing.
+    fn channel_for_write(&mut self, channel: &str) -> &Arc<Channel> {
         // Look up before inserting, so the common case allocates no String.
         if !self.channels.contains_key(channel) {
-            let entry = ChannelEntry {
-                data: Arc::new(Channel::new()),
-                listeners: Vec::new(),
-                listen_only: false,
-            };
-            self.channels.insert(channel.to_string(), entry);
+            self.channels
+                .insert(channel.to_string(), Arc::new(Channel::new()));
         }
-        self.channels.get_mut(channel).expect("inserted above")
+        self.channels.get(channel).expect("inserted above")
+    }
+
+    /// Whether `channel` has listeners (cheap when no channel has any).
+    fn is_listened(&self, channel: &str) -> bool {
+        !self.listening.is_empty() && self.listening.contains_key(channel)
     }
 
     /// Stores after the checks passed; tells the listeners.
     fn store(&mut self, channel: &str, key: u64, value: &[u8]) {
-        let entry = self.entry_mut(channel);
-        entry.listen_only = false;
-        let growth = entry.data.put(key, value);
-        let listening = !entry.listeners.is_empty();
+        let growth = self.channel_for_write(channel).put(key, value);
+        let listening = self.is_listened(channel);
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
         if growth == record_bytes(value.len()) as i64 {
             self.total.records += 1;
@@ -253,12 +251,12 @@ impl Engine {
                 },
             );
         }
-        debug_assert!(self.total.bytes >= self.channels[channel].data.bytes());
+        debug_assert!(self.total.bytes >= self.channels[channel].bytes());
     }
 
     fn notify(&mut self, channel: &str, event: ListenEvent) {
-        if let Some(entry) = self.channels.get(channel) {
-            self.listeners.notify(&entry.listeners, &event);
+        if let Some(ids) = self.listening.get(channel) {
+            self.listeners.notify(ids, &event);
         }
     }
 
@@ -271,7 +269,7 @@ impl Engine {
     /// Runs `f` on the value under `key` (`None` if absent or the channel is missing).
     fn with_unchecked<R>(&self, channel: &str, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
         match self.channels.get(channel) {
-            Some(entry) => entry.data.with(key, f),
+            Some(data) => data.with(key, f),
             None => f(None),
         }
     }
@@ -308,7 +306,7 @@ impl Engine {
         let removed = self
             .channels
             .get_mut(channel)
-            .and_then(|entry| entry.data.remove(key));
+            .and_then(|data| data.remove(key));
         let Some(removed_bytes) = removed else {
             self.check_key(key)?;
             return Ok(false);
@@ -409,14 +407,12 @@ impl Engine {
         }
         let mut outcome = AbsentBatchOutcome::default();
         for (key, value) in records {
-            let entry = self.entry_mut(channel);
-            entry.listen_only = false;
-            let added = entry.data.put_if_absent(key, value);
+            let added = self.channel_for_write(channel).put_if_absent(key, value);
             if added == 0 {
                 outcome.present += 1;
                 continue;
             }
-            let listening = !entry.listeners.is_empty();
+            let listening = self.is_listened(channel);
             outcome.stored += 1;
             self.total.records += 1;
             self.total.bytes += added;
@@ -444,13 +440,13 @@ impl Engine {
         key: u64,
         hash: u64,
     ) -> bool {
-        let Some(entry) = self.channels.get(channel) else {
+        let Some(current) = self.channels.get(channel) else {
             return false;
         };
-        if !Arc::ptr_eq(&entry.data, data) {
+        if !Arc::ptr_eq(current, data) {
             return false;
         }
-        let Some(removed) = entry.data.remove_if(key, |value| value_hash(value) == hash) else {
+        let Some(removed) = current.remove_if(key, |value| value_hash(value) == hash) else {
             return false;
         };
         self.total.records -= 1;
@@ -462,7 +458,7 @@ impl Engine {
     pub fn channels(&self) -> impl Iterator<Item = (&str, &Arc<Channel>)> {
         self.channels
             .iter()
-            .map(|(name, entry)| (name.as_str(), &entry.data))
+            .map(|(name, data)| (name.as_str(), data))
     }
 
     /// The change in stored bytes a batch makes: each key counted once, with the last value
@@ -488,7 +484,7 @@ impl Engine {
 
     /// A channel's records, shared: the dump writer thread keeps a handle while it encodes it.
     pub fn channel(&self, name: &str) -> Option<&Arc<Channel>> {
-        self.channels.get(name).map(|entry| &entry.data)
+        self.channels.get(name)
     }
 
     pub fn channel_size(&self, name: &str) -> SizeInfo {
@@ -503,17 +499,19 @@ impl Engine {
         self.total
     }
 
-    /// Drops a channel and ends its listeners; returns whether it existed.
+    /// Drops a channel and ends its listeners (also those waiting for a first write); returns
+    /// whether the channel existed.
     pub fn remove_channel(&mut self, name: &str) -> Result<bool, EngineError> {
         Engine::check_name(name)?;
-        let Some(entry) = self.channels.remove(name) else {
+        if let Some(ids) = self.listening.remove(name) {
+            self.listeners.notify(&ids, &ListenEvent::ChannelRemoved);
+        }
+        let Some(data) = self.channels.remove(name) else {
             return Ok(false);
         };
-        entry.data.mark_removed();
-        self.total.records -= entry.data.records();
-        self.total.bytes -= entry.data.bytes();
-        self.listeners
-            .notify(&entry.listeners, &ListenEvent::ChannelRemoved);
+        data.mark_removed();
+        self.total.records -= data.records();
+        self.total.bytes -= data.bytes();
         Ok(true)
     }
 
@@ -522,39 +520,31 @@ impl Engine {
         let data = Arc::new(data);
         self.total.records += data.records();
         self.total.bytes += data.bytes();
-        let old = self.channels.insert(
-            name.to_string(),
-            ChannelEntry {
-                data,
-                listeners: Vec::new(),
-                listen_only: false,
-            },
-        );
-        if let Some(old) = old {
-            old.data.mark_removed();
-            self.total.records -= old.data.records();
-            self.total.bytes -= old.data.bytes();
+        if let Some(old) = self.channels.insert(name.to_string(), data) {
+            old.mark_removed();
+            self.total.records -= old.records();
+            self.total.bytes -= old.bytes();
         }
     }
 
-    /// Subscribes to a channel's changes (creating the channel, so a listener can wait for the
-    /// first write).
+    /// Subscribes to a channel's changes. A missing channel is not created: the listener waits
+    /// for its first write.
     pub fn subscribe(&mut self, channel: &str) -> Result<ListenerId, EngineError> {
         Engine::check_name(channel)?;
-        self.check_channel_room(channel)?;
-        let created = !self.channels.contains_key(channel);
         let id = self.listeners.add();
-        let entry = self.entry_mut(channel);
-        entry.listeners.push(id);
-        entry.listen_only |= created;
+        if let Some(ids) = self.listening.get_mut(channel) {
+            ids.push(id);
+        } else {
+            self.listening.insert(channel.to_string(), vec![id]);
+        }
         Ok(id)
     }
 
     pub fn unsubscribe(&mut self, channel: &str, id: ListenerId) {
-        if let Some(entry) = self.channels.get_mut(channel) {
-            entry.listeners.retain(|listener| *listener != id);
-            if entry.listen_only && entry.listeners.is_empty() && entry.data.records() == 0 {
-                self.channels.remove(channel);
+        if let Some(ids) = self.listening.get_mut(channel) {
+            ids.retain(|listener| *listener != id);
+            if ids.is_empty() {
+                self.listening.remove(channel);
             }
         }
         self.listeners.remove(id);
@@ -745,8 +735,10 @@ mod tests {
         assert!(!engine.take_ready_listeners().is_empty());
     }
 
+    /// Issue #15, defect 8: a Listen on a channel never written made it appear in GetChannels
+    /// (and in dumps) while the listener was open. Channels are created by their first write.
     #[test]
-    fn channels_are_bounded_and_listen_only_channels_do_not_pile_up() {
+    fn channels_are_bounded_and_a_listen_creates_no_channel() {
         let limits = EngineLimits {
             max_channels: 2,
             size_limit_bytes: 0,
@@ -759,26 +751,38 @@ mod tests {
         };
         let mut engine = Engine::new(HashRange::FULL, limits, listener_limits);
         engine.put("a", 1, b"v").unwrap();
-        let id = engine.subscribe("made-up").unwrap();
+        let made_up = engine.subscribe("made-up").unwrap();
+        let other = engine.subscribe("other").unwrap();
+        let names = |engine: &Engine| engine.channel_names().collect::<Vec<_>>().join(",");
+        assert_eq!(names(&engine), "a", "listened-to names are no channels");
+        assert_eq!(engine.channels().count(), 1);
+        assert!(engine.channel("made-up").is_none());
+        engine.put("b", 1, b"v").unwrap();
         assert_eq!(
             engine.put("c", 1, b"v"),
             Err(EngineError::TooManyChannels { limit: 2 })
         );
-        assert!(matches!(
-            engine.subscribe("other"),
-            Err(EngineError::TooManyChannels { .. })
-        ));
-        engine.put("a", 2, b"v").unwrap();
-        engine.unsubscribe("made-up", id);
+        assert_eq!(names(&engine), "a,b");
+        engine.unsubscribe("made-up", made_up);
+        assert!(!engine.remove_channel("other").unwrap(), "never existed");
         assert_eq!(
-            engine.channel_names().collect::<Vec<_>>(),
-            vec!["a"],
-            "the Listen-only channel went away"
+            engine.next_listen_event(other),
+            Some(ListenEvent::ChannelRemoved)
         );
-        engine.put("c", 1, b"v").unwrap();
+        engine.unsubscribe("other", other);
+        assert!(engine.listening.is_empty(), "listeners' names went away");
+
+        // A first write while listened to creates the channel and reaches the listener; the
+        // channel stays when the listener leaves.
+        engine.remove_channel("b").unwrap();
         let id = engine.subscribe("c").unwrap();
+        engine.put("c", 1, b"v").unwrap();
+        assert!(matches!(
+            engine.next_listen_event(id),
+            Some(ListenEvent::Changed { key: 1, .. })
+        ));
         engine.unsubscribe("c", id);
-        assert_eq!(engine.channel_names().count(), 2, "a written channel stays");
+        assert_eq!(names(&engine), "a,c", "a written channel stays");
     }
 
     #[test]

@@ -6,3 +6,30 @@ pub use testkit::*;
 
 /// This crate's node binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_dhtnode");
+
+/// `len` pseudo-random bytes seeded by `key`: a value of its own for every key, which LZ4
+/// cannot shrink (so the size of a dump is known in advance, and writing one takes time).
+pub fn random_value(key: u64, len: usize) -> Vec<u8> {
+    let mut state = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut value = Vec::with_capacity(len + 8);
+    while value.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        value.extend_from_slice(&state.to_le_bytes());
+    }
+    value.truncate(len);
+    value
+}
+
+/// The body of a dht Put.
+pub fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    node_core::protocol::dht::PutRequest {
+        channel,
+        key,
+        value,
+    }
+    .encode(&mut body);
+    body
+}

@@ -7,6 +7,7 @@
 //! durable" means every record written up to E's dispatch is on disk. Only one job is in flight,
 //! which is what batches concurrent Puts into one fsync (group commit).
 
+use node_core::stats::LatencyHistogram;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -49,6 +50,8 @@ pub struct Syncer {
     pub completed: u64,
     pub failures: u64,
     pub total_sync_time: Duration,
+    /// How long each completed group commit took (`/metrics`).
+    pub latency: LatencyHistogram,
 }
 
 impl Syncer {
@@ -83,6 +86,7 @@ impl Syncer {
             completed: 0,
             failures: 0,
             total_sync_time: Duration::ZERO,
+            latency: LatencyHistogram::default(),
         })
     }
 
@@ -116,6 +120,7 @@ impl Syncer {
                 self.in_flight = None;
                 self.completed += 1;
                 self.total_sync_time += done.took;
+                self.latency.record(done.took);
                 if done.result.is_err() {
                     self.failures += 1;
                 }

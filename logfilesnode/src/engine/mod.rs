@@ -7,6 +7,14 @@
 //! - [`journal`]: which buckets were open, to cut their torn tails after an unclean stop.
 //! - [`durability`]: the fsync thread and the epochs of group commit.
 //! - [`unmap`]: unmapping the maps of big reads off the event loop.
+//! - [`tickets`]: which records a write appended, and what a failed write-out did to them.
+//!
+//! A failed write never leaves its records behind to be written later: a Put whose append fails
+//! keeps nothing, a PutBatch that fails part-way takes back the records it still has buffered,
+//! and under `fsync = "always"` (where no buffered record is acknowledged yet) a failed write-out
+//! drops the buffer and records which records went ([`Discard`]), so that each waiting write is
+//! answered by what became of its own records ([`WriteOutcome`]). Nor in its bucket's time
+//! index: a writer indexes a record only once it is written to the file.
 //!
 //! Truncation rule: bucket files are memory-mapped by reads, and truncating a mapped file makes
 //! reading the cut pages fault. The engine truncates only (a) at start, before serving (journal
@@ -14,14 +22,16 @@
 //! read has that file mapped ([`Engine::is_mapped`]).
 
 pub mod channels;
+pub mod disk_space;
 pub mod durability;
 pub mod journal;
+pub mod tickets;
 pub mod unmap;
 pub mod writers;
 
 use crate::config::FsyncPolicy;
 use crate::storage::{
-    recover_tail, BucketId, BucketWriter, IndexBuilder, StorageError, WriterOptions,
+    recover_tail, BucketId, BucketWriter, BufferMark, IndexBuilder, StorageError, WriterOptions,
 };
 use channels::ChannelInfo;
 use durability::SyncJob;
@@ -35,6 +45,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
+pub use tickets::{Discard, WriteOutcome, WriteTickets};
 use unmap::Unmapper;
 use writers::{OpenBucket, OpenWriters};
 
@@ -108,8 +119,10 @@ pub struct Engine {
     closed_unsynced: Vec<Arc<File>>,
     /// Directories with new entries since the last group commit.
     new_dir_entries: Vec<PathBuf>,
-    /// A write that failed since the last group commit: that commit must fail.
-    write_failure: Option<String>,
+    /// Write-outs that failed since the last group commit.
+    failures: WriteFailures,
+    /// The serial number of the next writer opened ([`OpenBucket::serial`]).
+    next_writer_serial: u64,
     /// Bucket files mapped by running reads, with their count of readers.
     mapped: HashMap<PathBuf, u32>,
     /// Where reads leave the maps of big buckets to be unmapped.
@@ -162,12 +175,25 @@ impl Engine {
             journal: Some(journal),
             closed_unsynced: Vec::new(),
             new_dir_entries: Vec::new(),
-            write_failure: None,
+            failures: WriteFailures {
+                first: None,
+                sync: None,
+                lost: None,
+                discards: Vec::new(),
+                // Only where no buffered record has been acknowledged yet.
+                discard: limits.fsync == FsyncPolicy::Always,
+            },
+            next_writer_serial: 1,
             mapped: HashMap::new(),
             unmapper: Unmapper::spawn(),
             next_generation: 1,
         };
         Ok((engine, report))
+    }
+
+    /// The directory the channels live in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn limits(&self) -> &EngineLimits {
@@ -203,32 +229,121 @@ impl Engine {
     }
 
     /// Appends one record (to its bucket's write buffer). See [`check_record`](Self::check_record)
-    /// for the checks; the record is durable after the next group commit.
-    pub fn put(&mut self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
+    /// for the checks; the record is durable after the next group commit. On an error nothing
+    /// of the record is kept.
+    pub fn put(
+        &mut self,
+        channel: &str,
+        key: u64,
+        value: &[u8],
+    ) -> Result<WriteTickets, EngineError> {
         self.check_channel(channel)?;
         self.check_record(key, value)?;
-        self.append(channel, key, value)
+        let mut tickets = WriteTickets::default();
+        let (serial, record) = self.append(channel, key, value, None)?;
+        tickets.push(serial, record);
+        Ok(tickets)
     }
 
-    /// Appends a record already checked.
-    pub fn append(&mut self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
+    /// Appends records already checked (PutBatch). On an error part-way, the records of the
+    /// batch still buffered are taken back; [`BatchError::stored`] counts those that were not
+    /// (written to their file already, by a full buffer or a bucket closed to make room).
+    /// Under `fsync = "always"` the batch's records a failed write-out dropped are not counted.
+    pub fn put_batch<'a>(
+        &mut self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<WriteTickets, BatchError> {
+        let mut tickets = WriteTickets::default();
+        let mut marks: Vec<(BucketId, u64, BufferMark)> = Vec::new();
+        for (key, value) in records {
+            match self.append(channel, key, value, Some(&mut marks)) {
+                Ok((serial, record)) => tickets.push(serial, record),
+                Err(error) => {
+                    let kept = self.roll_back(channel, &marks, &tickets);
+                    let dropped = tickets.discarded(&self.failures.discards);
+                    let stored = kept.saturating_sub(dropped);
+                    return Err(BatchError { error, stored });
+                }
+            }
+        }
+        Ok(tickets)
+    }
+
+    /// Takes back the records of `tickets` still buffered in the writers `marks` name (as they
+    /// were before the first of the batch's records they still buffer); returns how many of the
+    /// batch's records are left.
+    fn roll_back(
+        &mut self,
+        channel: &str,
+        marks: &[(BucketId, u64, BufferMark)],
+        tickets: &WriteTickets,
+    ) -> u64 {
+        let mut kept = tickets.count();
+        for (id, serial, mark) in marks {
+            let Some(bucket) = self.writers.get(channel, *id) else {
+                continue;
+            };
+            let before = bucket.writer.len_bytes();
+            let appended = bucket.writer.next_record();
+            if bucket.serial != *serial || !bucket.writer.roll_back(*mark) {
+                continue;
+            }
+            kept -= appended - bucket.writer.next_record();
+            let removed = before - bucket.writer.len_bytes();
+            if let Some(info) = self.channels.get_mut(channel) {
+                info.size.bytes -= removed;
+            }
+        }
+        kept
+    }
+
+    /// Appends a record already checked; returns its writer's serial and its record number.
+    /// `marks` (a batch): per writer, its state before the first of the batch's records it
+    /// buffers (kept up to date here: a write-out of the buffer moves it).
+    fn append(
+        &mut self,
+        channel: &str,
+        key: u64,
+        value: &[u8],
+        mut marks: Option<&mut Vec<(BucketId, u64, BufferMark)>>,
+    ) -> Result<(u64, u64), EngineError> {
         let id = BucketId::from_key(key);
         let track = self.limits.fsync != FsyncPolicy::None;
         let bucket = self.writer_for(channel, id)?;
+        let serial = bucket.serial;
+        if let Some(marks) = marks.as_deref_mut() {
+            if !marks.iter().any(|(i, s, _)| *i == id && *s == serial) {
+                marks.push((id, serial, bucket.writer.mark()));
+            }
+        }
         let before = bucket.writer.len_bytes();
         let result = bucket.writer.append(key, value);
+        if let (Some(marks), true) = (marks, result.is_ok() && bucket.writer.buffered_bytes() == 0)
+        {
+            // Everything so far is written: only what comes next could be taken back.
+            let mark = bucket.writer.mark();
+            for entry in marks
+                .iter_mut()
+                .filter(|(i, s, _)| *i == id && *s == serial)
+            {
+                entry.2 = mark;
+            }
+        }
         let added = bucket.writer.len_bytes() - before;
         bucket.dirty |= track;
         if let Some(info) = self.channels.get_mut(channel) {
             info.size.bytes += added;
         }
-        if let Err(e) = result {
-            // The record stays buffered and is written by a later flush; the client is told it
-            // failed (it may retry: at least once).
-            self.write_failure.get_or_insert_with(|| e.to_string());
-            return Err(e.into());
+        match result {
+            Ok(record) => Ok((serial, record)),
+            Err(e) => {
+                // The record was taken back; the buffered ones before it stay (acknowledged or
+                // waiting for their group commit, which tries to write them again).
+                self.failures.first.get_or_insert_with(|| e.to_string());
+                Err(e.into())
+            }
         }
-        Ok(())
     }
 
     /// The open writer of bucket `id`, opening it (and creating the channel) when needed.
@@ -303,7 +418,9 @@ impl Engine {
         {
             self.compact_journal();
         }
-        Ok(self.writers.insert(channel, id, writer))
+        let serial = self.next_writer_serial;
+        self.next_writer_serial += 1;
+        Ok(self.writers.insert(channel, id, writer, serial))
     }
 
     /// The channel's directory; registers the channel when it is new (the directory itself is
@@ -328,10 +445,15 @@ impl Engine {
 
     /// Flushes a writer being closed, keeping its file for the next group commit when written.
     fn close_bucket(&mut self, channel: &str, mut bucket: OpenBucket) {
-        if let Err(e) = bucket.writer.flush() {
+        let (written, dropped_bytes) = self.failures.flush(channel, &mut bucket);
+        shrink(&mut self.channels, channel, dropped_bytes);
+        if !written {
             let lost = bucket.writer.buffered_bytes();
-            tracing::error!("closing bucket of {channel}: {e}; {lost} buffered bytes are lost");
-            self.write_failure.get_or_insert_with(|| e.to_string());
+            if lost > 0 {
+                let e = format!("closing a bucket of {channel}: {lost} buffered bytes are lost");
+                tracing::error!("{e}");
+                self.failures.lost.get_or_insert(e);
+            }
         }
         if let Err(e) = bucket.writer.write_index() {
             // Reads rebuild a missing index; only time is lost.
@@ -347,7 +469,8 @@ impl Engine {
             for file in self.closed_unsynced.drain(..) {
                 if let Err(e) = file.sync_data() {
                     tracing::error!("fsync of a closed bucket of {channel}: {e}");
-                    self.write_failure.get_or_insert_with(|| e.to_string());
+                    self.failures.first.get_or_insert_with(|| e.to_string());
+                    self.failures.sync.get_or_insert_with(|| e.to_string());
                 }
             }
         }
@@ -369,46 +492,54 @@ impl Engine {
     /// Writes every buffer to its file (the flush timer). Failures are logged and fail the next
     /// group commit.
     pub fn flush_all(&mut self) {
-        flush_buckets(self.writers.iter_mut(), &mut self.write_failure);
+        for (channel, bucket) in self.writers.iter_mut() {
+            let (_, dropped_bytes) = self.failures.flush(channel, bucket);
+            shrink(&mut self.channels, channel, dropped_bytes);
+        }
     }
 
     /// Writes the buffers of one channel, so a read sees every record written before it.
     pub fn flush_channel(&mut self, channel: &str) {
-        let buckets = self.writers.channel_mut(channel).map(|b| (channel, b));
-        flush_buckets(buckets, &mut self.write_failure);
+        for bucket in self.writers.channel_mut(channel) {
+            let (_, dropped_bytes) = self.failures.flush(channel, bucket);
+            shrink(&mut self.channels, channel, dropped_bytes);
+        }
     }
 
     /// Whether anything was written since the last group commit.
     pub fn has_unsynced(&self) -> bool {
         !self.closed_unsynced.is_empty()
             || !self.new_dir_entries.is_empty()
-            || self.write_failure.is_some()
+            || self.failures.first.is_some()
             || self.writers.any_dirty()
     }
 
     /// Closes the current epoch: writes every dirty buffer and returns the files and directories
-    /// to fsync, and the write failure of the epoch, if any (the commit must then fail).
-    pub fn take_sync_job(&mut self) -> (SyncJob, Option<String>) {
+    /// to fsync, the epoch's first write failure (the commit then counts as failed) and the
+    /// records its failed write-outs dropped.
+    pub fn take_sync_job(&mut self) -> (SyncJob, EpochFailures) {
         let mut job = SyncJob {
             files: std::mem::take(&mut self.closed_unsynced),
             dirs: std::mem::take(&mut self.new_dir_entries),
         };
-        let mut failure = self.write_failure.take();
         for (channel, bucket) in self.writers.iter_mut() {
             if !bucket.dirty {
                 continue;
             }
-            if let Err(e) = bucket.writer.flush() {
-                tracing::error!("flushing a bucket of {channel}: {e}");
-                failure.get_or_insert_with(|| e.to_string());
-            }
+            let (_, dropped_bytes) = self.failures.flush(channel, bucket);
+            shrink(&mut self.channels, channel, dropped_bytes);
             bucket.dirty = false;
             job.files.push(bucket.writer.file_handle());
         }
         if let Some(journal) = self.journal.as_mut().and_then(Journal::take_unsynced) {
             job.files.push(journal);
         }
-        (job, failure)
+        let failures = EpochFailures {
+            failure: self.failures.first.take(),
+            sync_failure: self.failures.sync.take(),
+            discards: std::mem::take(&mut self.failures.discards),
+        };
+        (job, failures)
     }
 
     // ----- reading ----------------------------------------------------------------------------
@@ -525,7 +656,9 @@ impl Engine {
     /// Clean shutdown: writes and fsyncs every open bucket, then deletes the journal (nothing to
     /// recover at the next start). Returns the first failure.
     pub fn close(&mut self) -> Result<(), String> {
-        let mut failure = self.write_failure.take();
+        // Earlier write failures whose records were taken back or dropped (their writes were
+        // told), or kept and written below, are over; losses and failed fsyncs are not.
+        let mut failure = self.failures.lost.take().or(self.failures.sync.take());
         for mut bucket in self.writers.drain() {
             if let Err(e) = bucket.writer.sync() {
                 failure.get_or_insert_with(|| e.to_string());
@@ -554,17 +687,77 @@ impl Engine {
     }
 }
 
-/// Writes the buffers of `buckets`; a failure is logged and kept (the first one) in
-/// `write_failure`, which fails the next group commit.
-fn flush_buckets<'a>(
-    buckets: impl Iterator<Item = (&'a str, &'a mut OpenBucket)>,
-    write_failure: &mut Option<String>,
-) {
-    for (channel, bucket) in buckets {
-        if let Err(e) = bucket.writer.flush() {
-            tracing::error!("flushing a bucket of {channel}: {e}");
-            write_failure.get_or_insert_with(|| e.to_string());
+/// Takes `bytes` (dropped unwritten) off `channel`'s size.
+fn shrink(channels: &mut BTreeMap<String, ChannelInfo>, channel: &str, bytes: u64) {
+    if let Some(info) = channels.get_mut(channel) {
+        info.size.bytes = info.size.bytes.saturating_sub(bytes);
+    }
+}
+
+/// What went wrong in an epoch before its group commit ([`Engine::take_sync_job`]).
+#[derive(Debug, Default)]
+pub struct EpochFailures {
+    /// The epoch's first write failure.
+    pub failure: Option<String>,
+    /// An fsync of the epoch's files done before the commit (of buckets closed to make room)
+    /// that failed: the epoch's records are not confirmed durable.
+    pub sync_failure: Option<String>,
+    /// Records of the epoch dropped unwritten (`fsync = "always"`).
+    pub discards: Vec<Discard>,
+}
+
+/// A PutBatch that failed part-way.
+#[derive(Debug)]
+pub struct BatchError {
+    pub error: EngineError,
+    /// Records of the batch that stay stored (written before the failure).
+    pub stored: u64,
+}
+
+/// Write-outs that failed since the last group commit.
+#[derive(Debug)]
+struct WriteFailures {
+    /// The first failure: the next group commit counts as failed (logged and in the stats).
+    first: Option<String>,
+    /// The first failed fsync among them.
+    sync: Option<String>,
+    /// The first loss of acknowledged records (a closed bucket's buffer that could not be
+    /// written): reported by the shutdown.
+    lost: Option<String>,
+    /// Buffered records dropped since.
+    discards: Vec<Discard>,
+    /// Whether a failed write-out drops the buffer (`fsync = "always"`, where every buffered
+    /// record waits for its group commit, which will tell its write) or keeps it to try again
+    /// (acknowledged records).
+    discard: bool,
+}
+
+impl WriteFailures {
+    /// Writes `bucket`'s buffer; a failure is logged and kept, and drops the buffer when
+    /// `discard` says so. Returns whether the buffer was written, and the bytes dropped (to
+    /// take off the channel's size).
+    fn flush(&mut self, channel: &str, bucket: &mut OpenBucket) -> (bool, u64) {
+        let Err(e) = bucket.writer.flush() else {
+            return (true, 0);
+        };
+        tracing::error!("writing a bucket of {channel}: {e}");
+        let reason = e.to_string();
+        let mut dropped_bytes = 0;
+        if self.discard && bucket.writer.buffered_bytes() > 0 {
+            dropped_bytes = bucket.writer.buffered_bytes() as u64;
+            let records = bucket.writer.discard_buffered();
+            tracing::error!(
+                "{} records of {channel} dropped unwritten (their writes are told so)",
+                records.end - records.start
+            );
+            self.discards.push(Discard {
+                writer: bucket.serial,
+                records,
+                reason: reason.clone(),
+            });
         }
+        self.first.get_or_insert(reason);
+        (false, dropped_bytes)
     }
 }
 

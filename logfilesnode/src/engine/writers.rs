@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub struct OpenBucket {
     pub id: BucketId,
     pub writer: BucketWriter,
+    /// Unique per writer opened by this engine: with a record number it names a record.
+    pub serial: u64,
     /// Written to since its file was last handed to a group commit.
     pub dirty: bool,
     last_used: u64,
@@ -93,7 +95,13 @@ impl OpenWriters {
     }
 
     /// Adds a bucket just opened. The caller made room first.
-    pub fn insert(&mut self, channel: &str, id: BucketId, writer: BucketWriter) -> &mut OpenBucket {
+    pub fn insert(
+        &mut self,
+        channel: &str,
+        id: BucketId,
+        writer: BucketWriter,
+        serial: u64,
+    ) -> &mut OpenBucket {
         assert!(self.open_count < self.max_open, "make_room before insert");
         self.clock += 1;
         let open = self.by_channel.entry(channel.to_string()).or_default();
@@ -102,6 +110,7 @@ impl OpenWriters {
         open.push(OpenBucket {
             id,
             writer,
+            serial,
             dirty: false,
             last_used: self.clock,
         });
@@ -152,7 +161,7 @@ mod tests {
         }
         drop(writers.make_room(channel));
         let path = id.path_in(&dir.join(channel));
-        writers.insert(channel, id, BucketWriter::open(&path, 0).unwrap());
+        writers.insert(channel, id, BucketWriter::open(&path, 0).unwrap(), key);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub(super) fn handle(
         Err(error) => return bad_request(reply, error),
     };
     match node.engine.put(put.channel, put.key, put.value) {
-        Ok(()) => node.acknowledge(reply, &[]),
+        Ok(tickets) => node.acknowledge(reply, &[], tickets),
         Err(error) => engine_error(reply, error),
     }
 }

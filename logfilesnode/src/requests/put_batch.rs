@@ -1,6 +1,7 @@
 //! PutBatch: append an LZ4 batch of records to one channel, all or nothing as far as checks go
-//! (every record is checked before any is written; a disk error part-way is reported and the
-//! records before it stay). Acknowledged like Put, with the count stored.
+//! (every record is checked before any is written). A disk error part-way takes back the records
+//! still buffered: InternalError when that is all of them, NotDurable naming how many stay when
+//! some were written already. Acknowledged like Put, with the count stored.
 
 use super::{bad_request, engine_error};
 use crate::service::LogfilesNode;
@@ -47,12 +48,24 @@ fn store(
     {
         return engine_error(reply, error);
     }
-    let mut stored = 0u64;
-    for (key, value) in records {
-        if let Err(error) = node.engine.append(channel, key, value) {
-            return engine_error(reply, error);
+    let all = records.clone();
+    match node.engine.put_batch(channel, records) {
+        Ok(tickets) => {
+            let stored = tickets.count();
+            node.acknowledge(reply, &stored.to_le_bytes(), tickets)
         }
-        stored += 1;
+        Err(failure) if failure.stored == 0 => engine_error(reply, failure.error),
+        Err(failure) => {
+            reply.error(
+                Status::NotDurable,
+                format!(
+                    "stored {} of {} records (the others were not: {})",
+                    failure.stored,
+                    all.count(),
+                    failure.error
+                ),
+            );
+            Handled::Replied
+        }
     }
-    node.acknowledge(reply, &stored.to_le_bytes())
 }

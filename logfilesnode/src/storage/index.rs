@@ -217,7 +217,7 @@ impl BucketIndex {
 }
 
 /// Builds an index from the good records of a bucket, offered in file order. Used by the
-/// writer as it appends, and by readers and the check tool as they decode.
+/// writer as it writes, and by readers and the check tool as they decode.
 #[derive(Debug, Clone)]
 pub struct IndexBuilder {
     index: BucketIndex,

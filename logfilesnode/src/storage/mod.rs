@@ -44,7 +44,7 @@ pub use index::{
 pub use layout::{bucket_path, list_buckets, BucketFile, BucketId};
 pub use scan::{CursorOptions, IndexSource, RangeScan, ScannedBucket};
 pub use writer::{
-    recover_tail, recover_tail_if, BucketWriter, TailRecovery, WriterOptions,
+    recover_tail, recover_tail_if, BucketWriter, BufferMark, TailRecovery, WriterOptions,
     DEFAULT_WRITE_BUFFER_BYTES,
 };
 

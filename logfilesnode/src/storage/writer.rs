@@ -12,13 +12,20 @@
 //! buffer limit, on [`BucketWriter::flush`] and on [`BucketWriter::sync`] (which also fsyncs).
 //! Dropping a writer flushes but does not fsync.
 //!
+//! Records are numbered in append order (per writer), so that the node can tell which writes a
+//! failure concerns: an append that fails keeps nothing of its record; the records buffered
+//! before it stay, until a flush writes them or [`BucketWriter::discard_buffered`] drops them
+//! (and says which); [`BucketWriter::roll_back`] takes back the records appended since a
+//! [`BufferMark`] when none of them was written yet.
+//!
 //! The time index ([`super::index`]): a writer keeps the index of its bucket in memory, built
 //! from the existing records when it opens the file (tail recovery decodes them anyway) and
-//! extended by every append; readers of a bucket open for writing use it
+//! extended by every record a flush writes; readers of a bucket open for writing use it
 //! ([`BucketWriter::index`]). It is saved to `<bucket>.idx` when the writer is closed
-//! ([`BucketWriter::write_index`], and on drop). Appended records are never dropped from the
-//! buffer (a failed write keeps them for the retry), so every entry stays the offset of a record
-//! in the file once it is written. Creating a bucket file deletes an index left from an earlier
+//! ([`BucketWriter::write_index`], and on drop). Buffered records wait beside it (their offsets
+//! and keys) and join it only once written: a record taken back or dropped from the buffer must
+//! leave no entry behind, since its offset is reused by the next append. So every entry is the
+//! offset of a record in the file. Creating a bucket file deletes an index left from an earlier
 //! file of that name.
 
 use super::format::{
@@ -148,10 +155,18 @@ pub struct BucketWriter {
     written_len_bytes: u64,
     /// What opening found and cut.
     recovery: TailRecovery,
-    /// The index of every record in the file and the buffer.
+    /// The index of every record written to the file.
     index: IndexBuilder,
-    /// Records appended (or an index built at open) since the index file was last written.
+    /// Offset and key of every record in the buffer, in append order: they join `index` when a
+    /// flush writes them and leave with them when they are taken back or dropped. Its length
+    /// is the number of buffered records.
+    buffered_index: Vec<(u64, u64)>,
+    /// Records written (or an index built at open) since the index file was last written.
     index_dirty: bool,
+    /// Records appended so far (the next record's number).
+    appended_records: u64,
+    /// Times the buffer was discarded (a [`BufferMark`] from before one cannot be rolled back to).
+    discards: u64,
 }
 
 /// How [`BucketWriter::open_with`] opens a bucket.
@@ -163,6 +178,16 @@ pub struct WriterOptions {
     pub index_interval_bytes: u32,
     /// Cut a torn tail; when false, refuse ([`StorageError::TailNeedsCut`]) a file that has one.
     pub allow_cut: bool,
+}
+
+/// The state of a writer's buffer at one moment, to [`BucketWriter::roll_back`] to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferMark {
+    buf_len: usize,
+    written_len_bytes: u64,
+    appended_records: u64,
+    buffered_records: usize,
+    discards: u64,
 }
 
 impl BucketWriter {
@@ -231,7 +256,10 @@ impl BucketWriter {
             written_len_bytes: len,
             recovery,
             index,
+            buffered_index: Vec::new(),
             index_dirty: true,
+            appended_records: 0,
+            discards: 0,
         };
         if len == 0 {
             // An index left by an earlier file of this name describes other records.
@@ -289,20 +317,72 @@ impl BucketWriter {
         self.buf.len()
     }
 
-    /// Appends one record (to the buffer; written when the buffer passes its limit).
-    pub fn append(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
+    /// Appends one record (to the buffer; written when the buffer passes its limit) and returns
+    /// its number. When the write that this append sets off fails, the record is taken back out
+    /// (the records buffered before it stay).
+    pub fn append(&mut self, key: u64, value: &[u8]) -> Result<u64, StorageError> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(StorageError::ValueTooLong {
                 value_bytes: value.len(),
             });
         }
-        self.index.push(self.len_bytes(), key);
-        self.index_dirty = true;
+        let before = self.buf.len();
+        self.buffered_index.push((self.len_bytes(), key));
         encode_record(self.format, key, value, &mut self.buf);
         if self.buf.len() >= self.buffer_limit_bytes {
-            self.flush()?;
+            if let Err(e) = self.flush() {
+                self.buf.truncate(before);
+                self.buffered_index.pop();
+                return Err(e);
+            }
         }
-        Ok(())
+        self.appended_records += 1;
+        Ok(self.appended_records - 1)
+    }
+
+    /// The number the next appended record gets.
+    pub fn next_record(&self) -> u64 {
+        self.appended_records
+    }
+
+    /// Records in the buffer, not written.
+    fn buffered_records(&self) -> u64 {
+        self.buffered_index.len() as u64
+    }
+
+    /// Drops the buffered records without writing them (after a failed write, when nobody was
+    /// told they were stored); returns their numbers.
+    pub fn discard_buffered(&mut self) -> std::ops::Range<u64> {
+        let dropped = self.appended_records - self.buffered_records()..self.appended_records;
+        self.buf.clear();
+        self.buffered_index.clear();
+        self.discards += 1;
+        dropped
+    }
+
+    /// The buffer's state now, to roll back to.
+    pub fn mark(&self) -> BufferMark {
+        BufferMark {
+            buf_len: self.buf.len(),
+            written_len_bytes: self.written_len_bytes,
+            appended_records: self.appended_records,
+            buffered_records: self.buffered_index.len(),
+            discards: self.discards,
+        }
+    }
+
+    /// Takes back every record appended since `mark`, if none of them was written or discarded
+    /// since; returns whether it did.
+    pub fn roll_back(&mut self, mark: BufferMark) -> bool {
+        let unwritten = self.written_len_bytes == mark.written_len_bytes
+            && self.discards == mark.discards
+            && self.buf.len() >= mark.buf_len;
+        if unwritten {
+            self.buf.truncate(mark.buf_len);
+            self.appended_records = mark.appended_records;
+            self.buffered_index.truncate(mark.buffered_records);
+        }
+        unwritten
     }
 
     /// Writes the buffer to the file (one `write(2)` for the whole buffer unless the OS writes
@@ -318,6 +398,7 @@ impl BucketWriter {
         }
         self.written_len_bytes += self.buf.len() as u64;
         self.buf.clear();
+        self.index_written();
         if self.buf.capacity() > self.buffer_limit_bytes.max(DEFAULT_WRITE_BUFFER_BYTES) {
             self.buf.shrink_to(self.buffer_limit_bytes);
         }
@@ -334,16 +415,29 @@ impl BucketWriter {
 }
 
 impl BucketWriter {
-    /// The index of every record appended (those still in the buffer included).
+    /// The index of every record written to the file (not of those still in the buffer).
     pub fn index(&self) -> &IndexBuilder {
         &self.index
     }
 
-    /// Saves the index to `<bucket>.idx` when records were appended since it was last saved (or
-    /// it was built at open). Not while records wait in the buffer (a failed write): the index
-    /// would name records the file does not hold yet.
+    /// After a flush wrote the whole buffer: its records join the index.
+    fn index_written(&mut self) {
+        for (offset, key) in self.buffered_index.drain(..) {
+            self.index.push(offset, key);
+            self.index_dirty = true;
+        }
+        debug_assert!(self
+            .index
+            .index()
+            .last
+            .is_none_or(|(offset, _)| offset < self.written_len_bytes));
+    }
+
+    /// Saves the index to `<bucket>.idx` when records were written since it was last saved (or
+    /// it was built at open). It describes the file as written, so records still waiting in the
+    /// buffer (after a failed write) do not keep it from being saved.
     pub fn write_index(&mut self) -> Result<(), StorageError> {
-        if !self.index_dirty || !self.buf.is_empty() {
+        if !self.index_dirty {
             return Ok(());
         }
         save_index(&self.path, &self.index.finish(self.written_len_bytes))
@@ -373,4 +467,82 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::index::{build_index, MIN_INDEX_INTERVAL_BYTES};
+
+    /// Records of 16 + 2032 bytes: two per stretch of the smallest interval.
+    fn value(key: u64) -> Vec<u8> {
+        vec![b'a' + (key % 26) as u8; 2032]
+    }
+
+    /// The writer's index is exactly the index of the file it wrote.
+    fn index_matches_file(writer: &BucketWriter) {
+        let data = fs::read(writer.path()).expect("read the bucket");
+        assert_eq!(data.len() as u64, writer.written_len_bytes);
+        let expected = build_index(&data, MIN_INDEX_INTERVAL_BYTES);
+        assert_eq!(writer.index().finish(data.len() as u64), expected);
+    }
+
+    #[test]
+    fn records_taken_back_or_dropped_leave_no_index_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0000000000").join("000");
+        let options = WriterOptions {
+            buffer_limit_bytes: 16 * 1024,
+            index_interval_bytes: MIN_INDEX_INTERVAL_BYTES,
+            allow_cut: true,
+        };
+        let mut writer = BucketWriter::open_with(&path, options).expect("open");
+        for key in 0..3 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        writer.flush().expect("flush");
+        // A batch taken back: keys 3..6 never reach the file.
+        let mark = writer.mark();
+        for key in 3..6 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        assert!(writer.roll_back(mark));
+        // Buffered records dropped after a failed write-out (fsync = "always"): keys 10..13,
+        // records 3..6 (the numbers of those taken back are given again).
+        for key in 10..13 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        assert_eq!(
+            writer.index().index().records,
+            3,
+            "only the written records"
+        );
+        assert_eq!(writer.discard_buffered(), 3..6);
+        // Later records take the dropped ones' offsets.
+        for key in 20..24 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        writer.flush().expect("flush");
+        index_matches_file(&writer);
+        assert_eq!(writer.index().index().records, 7);
+        let keys: Vec<u64> = writer
+            .index()
+            .index()
+            .entries
+            .iter()
+            .map(|e| e.min_key)
+            .collect();
+        assert_eq!(keys, vec![0, 2, 21, 23]);
+        // A full buffer is written by the append that fills it; the index follows.
+        for key in 30..40 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        assert!(writer.written_len_bytes > FILE_HEADER_BYTES as u64 + 4 * 2048);
+        writer.write_index().expect("write the index");
+        let saved = super::super::index::load_index(&path).expect("saved index");
+        let data = fs::read(&path).expect("read the bucket");
+        assert_eq!(super::super::index::verify_index(&saved, &data), Ok(()));
+        writer.flush().expect("flush");
+        index_matches_file(&writer);
+    }
 }

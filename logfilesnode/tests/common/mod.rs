@@ -1,14 +1,17 @@
 //! Helpers shared by the node tests of this crate that read through the real node: a GetRange
-//! run to its end over a raw connection (both batch kinds decoded), and copying a sample data
-//! directory. Each test file uses what it needs.
+//! run to its end over a raw connection (both batch kinds decoded), checking the bucket indexes
+//! a node left, and copying a sample data directory. Each test file uses what it needs.
 #![allow(dead_code)]
 
+use logfilesnode::storage::index::{load_index, verify_index};
+use logfilesnode::storage::{index_path, list_buckets};
 use node_core::protocol::batch::{decode_batch, decode_uncompressed_batch};
 use node_core::protocol::logfiles::{
     self, Filter, GetRangeRequest, ReadFlags, ITEM_RECORD_BATCH, ITEM_RECORD_BATCH_UNCOMPRESSED,
 };
 use node_core::protocol::Status;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use testkit::Conn;
 
@@ -57,6 +60,27 @@ pub fn get_range(conn: &mut Conn, channel: &str, from: u64, to: u64, flags: Read
         "{flags:?}: item codes {codes:?}"
     );
     records
+}
+
+/// Every non-empty bucket of the channel directory `channel_dir` has an index file that matches
+/// it exactly (`verify_index`: every entry, the record count, the last record, the order flag);
+/// returns the indexes' inode numbers (to tell whether a later read rewrote them). An empty
+/// bucket (a kill left it created, its header not yet written) holds nothing to index: readers
+/// skip it.
+pub fn indexes_match(channel_dir: &Path) -> Vec<u64> {
+    let buckets = list_buckets(channel_dir, 0, u64::MAX).expect("list");
+    assert!(!buckets.is_empty(), "{}: no buckets", channel_dir.display());
+    buckets
+        .iter()
+        .filter(|bucket| fs::metadata(&bucket.path).is_ok_and(|m| m.len() > 0))
+        .map(|bucket| {
+            let path = &bucket.path;
+            let index = load_index(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            verify_index(&index, &fs::read(path).expect("bucket"))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            fs::metadata(index_path(path)).expect("index").ino()
+        })
+        .collect()
 }
 
 /// Copies the directory tree `from` to `to`.

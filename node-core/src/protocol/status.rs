@@ -23,13 +23,16 @@ pub enum Status {
     TooManyRequests = 23,
     ShuttingDown = 24,
     Busy = 25,
+    /// A write's records (some or all) were stored but are not confirmed durable; see
+    /// docs/protocol.md §3.
+    NotDurable = 26,
 }
 
 /// The longest error message a node puts in a reply body; longer ones are cut.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 
 impl Status {
-    pub const ALL: [Status; 18] = [
+    pub const ALL: [Status; 19] = [
         Status::Ok,
         Status::NotFound,
         Status::WrongNode,
@@ -48,6 +51,7 @@ impl Status {
         Status::TooManyRequests,
         Status::ShuttingDown,
         Status::Busy,
+        Status::NotDurable,
     ];
 
     pub fn from_u8(code: u8) -> Option<Status> {
@@ -82,6 +86,7 @@ impl Status {
             Status::TooManyRequests => "too many requests in flight on this connection",
             Status::ShuttingDown => "node shutting down",
             Status::Busy => "busy (an exclusive operation is already running on the node)",
+            Status::NotDurable => "stored but not confirmed durable",
         }
     }
 }

@@ -137,6 +137,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                     self.accept_connections();
                 }
                 self.close_stalled_handshakes(now);
+                self.observe(now);
             }
             if !stats_interval.is_zero() && now >= next_stats {
                 next_stats = now + stats_interval;
@@ -647,6 +648,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 let service = &*self.service;
                 let name_of = |code: u8| request_name(service, RequestCode(code));
                 let mut pairs = self.stats.snapshot(&name_of);
+                // The limit next to `connections_open`, so a client can judge how close it is.
+                let max = self.options().max_connections as u64;
+                pairs.push(("connections_max".to_string(), max));
                 service.stats(&mut pairs);
                 pairs
             }
@@ -954,11 +958,38 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
     }
 
+    /// Once per tick: the systemd watchdog ping, and a copy of the counters when a scrape asked
+    /// for one (see [`crate::metrics`]: the loop never waits for the HTTP thread).
+    fn observe(&mut self, now: Instant) {
+        crate::systemd::watchdog_ping_if_due(now);
+        let Some(hub) = &self.server.metrics else {
+            return;
+        };
+        if !hub.take_request() {
+            return;
+        }
+        let service = &*self.service;
+        let name_of = |code: u8| request_name(service, RequestCode(code));
+        let mut node = crate::metrics::Families::default();
+        service.metrics(&mut node);
+        hub.publish(crate::metrics::Snapshot {
+            core: self.stats.metrics_snapshot(&name_of),
+            node,
+            taken: now,
+        });
+    }
+
     /// Refuses new connections (hello ShuttingDown, see `on_accepted`; the listener stays
     /// registered until the loop ends so late clients hear why), answers what was already
     /// received, ends streams, and lets output drain.
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        crate::systemd::stopping(
+            "shutting down: answering requests received, then the node's final flush or dump",
+        );
+        if let Some(hub) = &self.server.metrics {
+            hub.set_ready(false);
+        }
         let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             if matches!(self.connections[slot].phase, Phase::AwaitingHello { .. }) {

@@ -22,6 +22,7 @@ pub use service::{
 
 use crate::auth::Credentials;
 use crate::log::NodeLogs;
+use crate::metrics::MetricsHub;
 use crate::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::signals::SignalSource;
 use mio::net::TcpListener;
@@ -112,6 +113,8 @@ pub struct Server {
     waker: Arc<Waker>,
     signals: Option<SignalSource>,
     logs: Option<NodeLogs>,
+    /// Where the loop hands a copy of its counters when a scrape asks (see [`crate::metrics`]).
+    metrics: Option<Arc<MetricsHub>>,
 }
 
 impl Server {
@@ -137,6 +140,7 @@ impl Server {
             waker,
             signals: None,
             logs: None,
+            metrics: None,
         })
     }
 
@@ -166,6 +170,11 @@ impl Server {
     /// Where stats lines go, and what SIGHUP reopens.
     pub fn set_logs(&mut self, logs: NodeLogs) {
         self.logs = Some(logs);
+    }
+
+    /// Feeds the metrics listener's hub (see [`crate::metrics`]).
+    pub fn set_metrics(&mut self, hub: Arc<MetricsHub>) {
+        self.metrics = Some(hub);
     }
 
     /// Runs until a graceful shutdown completes, then calls `service.shutdown()`.

@@ -70,6 +70,11 @@ pub trait Service {
     /// Node-specific live counters, appended to the core's for GetStats and stats.log.
     fn stats(&self, _out: &mut Vec<(String, u64)>) {}
 
+    /// Node-specific metrics for `/metrics` (channels, dumps, fsyncs...), added to the core's.
+    /// Called on the event loop only when a scrape asks (see [`crate::metrics`]); every metric
+    /// is documented in docs/operations.md, "Metrics".
+    fn metrics(&self, _out: &mut crate::metrics::Families) {}
+
     /// Called once at graceful shutdown after the last request was answered (flush, dump).
     /// A node whose final flush or dump failed returns the reason, and the process exits
     /// non-zero (an operator or systemd must not read data loss as success).

@@ -130,11 +130,15 @@ impl StreamTask<QueueNode> for Consume {
         }
         if let Some(ring) = node.channels.ring_mut(&consumer.storage) {
             for span in consumer.unacked {
-                if let Err(error) = ring.give_back(span) {
-                    tracing::error!(
-                        storage = consumer.storage,
-                        "cannot give records back: {error}"
-                    );
+                let records = span.end_seq - span.first_seq;
+                match ring.give_back(span) {
+                    Ok(()) => node.redelivered_records += records,
+                    Err(error) => {
+                        tracing::error!(
+                            storage = consumer.storage,
+                            "cannot give records back: {error}"
+                        );
+                    }
                 }
             }
         }

@@ -1,9 +1,12 @@
 //! `swarmctl dht VERB ...`: the dht cluster's records and channels, through `DhtClient`.
 //!
 //! The nodes are the `--node`s, or the `[dht]` section of `--nodes FILE` (or all of FILE when it
-//! is a plain list of `HOST:PORT` lines); their hash ranges must
-//! tile the hash space unless `dht --allow-incomplete-ranges` is given (`dht ranges` always
-//! shows them). Keys are decimal or `0x` hex. Values and filters are taken as raw bytes.
+//! is a plain list of `HOST:PORT` lines); their hash ranges must tile the hash space unless
+//! `dht --allow-incomplete-ranges` is given (`dht ranges` always shows them). Nodes that are
+//! down do not stop a command: keys they own fail (status 3, `node ADDR: down: <reason>`), and
+//! reads over every node print what the others hold, then fail naming the missing nodes
+//! (status 3). Channel names are checked before anything is sent (status 2 if invalid). Keys
+//! are decimal or `0x` hex. Values and filters are taken as raw bytes.
 //!
 //! Output (values are written raw, exactly as stored):
 //! - `put`: nothing. `get`: the value, no newline added; an absent key prints nothing and exits
@@ -11,21 +14,27 @@
 //!   or `absent`.
 //! - `getall`: per record `<16 hex digits key>\t<value>\n` (with `--keys-only`, the key alone).
 //! - `listen`: per change `changed <hexkey>\t<value>`, `removed <hexkey>`, or `overflow <n>`
-//!   (changes lost), until the channel is removed (exit 0), Ctrl-C, or an error (exit 1).
+//!   (changes lost), until the channel is removed (exit 0), Ctrl-C, or an error (exit 3). A node
+//!   that is down or lost is noted on stderr and listened to again once it is back.
 //! - `channels`: one name per line. `size [CH]`: `records N bytes M`. `remove-channel`: nothing.
-//! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing; a node
-//!   moving records adds ` redistributing: M of T records moved`), then `gap MIN:MAX` and
-//!   `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 1 if there are any.
+//! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing,
+//!   `unknown` for a node down whose range was never seen; a node moving records adds
+//!   ` redistributing: M of T records moved`, a node down ` down: <reason>`), then `gap
+//!   MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 3 if there are any, or if
+//!   a node is down.
 //! - `redistribute [--strategy even|split] [--execute]` (`swarmctl --nodes FILE dht
 //!   redistribute ...`, FILE listing every node, new empty-range ones included): see
 //!   [`redistribute`].
 
 mod redistribute;
 
-use crate::targets::{value_arg, TargetArgs};
-use crate::{CmdResult, SilentFailure};
+use crate::outcome::{check_complete, Absent, FAILURE};
+use crate::print::{self, names, print_partial};
+use crate::probe::Probe;
+use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
+use crate::CmdResult;
 use client::dht::{parse_key, show_range, GetAllOptions, ListenEvent, RangeProblem};
-use client::{DhtClient, NodeKind};
+use client::{ClientOptions, DhtClient, NodeKind, NodeState};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -44,34 +53,47 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Verb {
     /// Store VALUE under KEY (VALUE `-`: read it from stdin).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht put users 42 alice")]
     Put {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = key_arg, help = KEY_HELP)]
         key: u64,
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, help = VALUE_HELP)]
         value: OsString,
     },
     /// Print the value under KEY (raw); exit 1 if there is none.
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht get users 42")]
     Get {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = key_arg, help = KEY_HELP)]
         key: u64,
     },
     /// Print true (exit 0) or false (exit 1).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht exists users 0x2a")]
     Exists {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = key_arg, help = KEY_HELP)]
         key: u64,
     },
     /// Remove the record under KEY; prints removed or absent.
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht remove users 42")]
     Remove {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
-        #[arg(value_parser = key_arg)]
+        #[arg(value_parser = key_arg, help = KEY_HELP)]
         key: u64,
     },
-    /// Print every record: hex key, a tab, the value.
-    #[command(name = "getall")]
+    /// Print every record: hex key, a tab, the value. With nodes down, prints what the others
+    /// hold and exits 3 naming the missing nodes.
+    #[command(
+        name = "getall",
+        after_help = "Example: swarmctl --nodes cluster.toml dht getall users --filter alice"
+    )]
     GetAll {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
         /// Keys only.
         #[arg(long)]
@@ -80,20 +102,39 @@ enum Verb {
         #[arg(long, value_name = "S", allow_hyphen_values = true)]
         filter: Option<OsString>,
     },
-    /// Print the channel's changes as they happen, until it is removed.
-    Listen { channel: String },
-    /// Print every channel's name.
+    /// Print the channel's changes as they happen, until it is removed. A node that is down is
+    /// listened to once it is back (noted on stderr).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht listen users")]
+    Listen {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: String,
+    },
+    /// Print every channel's name (with nodes down: of the others, exit 3).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht channels")]
     Channels,
-    /// Print the number of records and bytes, of one channel or of all.
-    Size { channel: Option<String> },
+    /// Print the number of records and bytes, of one channel or of all (with nodes down: of
+    /// the others, exit 3).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht size users")]
+    Size {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: Option<String>,
+    },
     /// Remove a channel from every node.
-    RemoveChannel { channel: String },
-    /// Print each node's hash range (and a running redistribution's progress), and any gaps
-    /// and overlaps (exit 1 if any).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht remove-channel users")]
+    RemoveChannel {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: String,
+    },
+    /// Print each node's hash range (and a running redistribution's progress, or why it is
+    /// down), and any gaps and overlaps (exit 3 if any, or if a node is down).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht ranges")]
     Ranges,
     /// Compute new hash ranges for the nodes and print what would move; with --execute, move
     /// the data (every node whose range changes gets a Redistribute, in parallel) and check
     /// that the new ranges tile the hash space.
+    #[command(
+        after_help = "Example: swarmctl --nodes cluster.toml dht redistribute --strategy even"
+    )]
     Redistribute {
         /// even: the whole space split evenly over all nodes; split: each node's range split
         /// with the empty nodes on its host.
@@ -117,26 +158,31 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     let (nodes, mut options) = targets.resolve_kind(NodeKind::Dht)?;
     options.allow_incomplete_ranges = args.allow_incomplete_ranges
         || matches!(args.verb, Verb::Ranges | Verb::Redistribute { .. });
-    let dht = DhtClient::connect(&nodes, options)?;
+    // The value first: a bad one is refused before any connection.
+    let value = match &args.verb {
+        Verb::Put { channel, value, .. } => {
+            Some(value_arg(value, options.max_value_bytes(channel))?)
+        }
+        _ => None,
+    };
+    let dht = connect(targets, &nodes, options)?;
     let mut out = std::io::stdout().lock();
     match &args.verb {
-        Verb::Put {
-            channel,
-            key,
-            value,
-        } => {
-            dht.put(channel, *key, &value_arg(value)?)?;
+        Verb::Put { channel, key, .. } => {
+            dht.put(channel, *key, value.as_deref().unwrap_or_default())?;
         }
         Verb::Get { channel, key } => match dht.get(channel, *key)? {
             Some(value) => out.write_all(&value)?,
-            None => return Err(format!("channel '{channel}' has no key 0x{key:016x}").into()),
+            None => {
+                return Err(Absent(format!("channel '{channel}' has no key 0x{key:016x}")).into())
+            }
         },
         Verb::Exists { channel, key } => {
             let exists = dht.exists(channel, *key)?;
             writeln!(out, "{exists}")?;
             if !exists {
                 out.flush()?;
-                return Err(SilentFailure.into());
+                return Err(Absent(String::new()).into());
             }
         }
         Verb::Remove { channel, key } => {
@@ -147,36 +193,17 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             channel,
             keys_only,
             filter,
-        } => {
-            let options = GetAllOptions {
-                keys_only: *keys_only,
-                filter: filter.as_ref().map(|f| f.as_bytes().to_vec()),
-            };
-            let mut out = std::io::BufWriter::new(&mut out);
-            for record in dht.get_all(channel, options) {
-                let (key, value) = record?;
-                if *keys_only {
-                    writeln!(out, "{key:016x}")?;
-                } else {
-                    write!(out, "{key:016x}\t")?;
-                    out.write_all(&value)?;
-                    out.write_all(b"\n")?;
-                }
-            }
-            out.flush()?;
-        }
+        } => get_all(&dht, channel, *keys_only, filter.as_ref(), &mut out)?,
         Verb::Listen { channel } => listen(&dht, channel, &mut out)?,
-        Verb::Channels => {
-            for name in dht.get_channels()? {
-                writeln!(out, "{name}")?;
-            }
-        }
+        Verb::Channels => print_partial(dht.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
-                Some(channel) => dht.get_channel_size(channel)?,
-                None => dht.get_size()?,
+                Some(channel) => dht.get_channel_size_partial(channel)?,
+                None => dht.get_size_partial()?,
             };
-            writeln!(out, "records {} bytes {}", size.records, size.bytes)?;
+            print_partial(size, &mut out, |size, out| {
+                writeln!(out, "records {} bytes {}", size.records, size.bytes)
+            })?;
         }
         Verb::RemoveChannel { channel } => dht.remove_channel(channel)?,
         Verb::Ranges => ranges(&dht, &mut out)?,
@@ -188,11 +215,60 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     Ok(())
 }
 
+/// The dht client of the command line: with a topology file, knowing the ranges it states.
+fn connect(
+    targets: &TargetArgs,
+    nodes: &[std::net::SocketAddr],
+    options: ClientOptions,
+) -> Result<DhtClient, client::ClientError> {
+    match targets.topology() {
+        Some(topology) => DhtClient::from_topology(&topology, options),
+        None => DhtClient::connect(nodes, options),
+    }
+}
+
+fn get_all(
+    dht: &DhtClient,
+    channel: &str,
+    keys_only: bool,
+    filter: Option<&OsString>,
+    out: &mut impl Write,
+) -> CmdResult {
+    let options = GetAllOptions {
+        keys_only,
+        filter: filter.map(|f| f.as_bytes().to_vec()),
+    };
+    let mut records = dht.get_all_partial(channel, options);
+    print::records(records.by_ref(), out, |out, key, value| {
+        if keys_only {
+            writeln!(out, "{key:016x}")
+        } else {
+            write!(out, "{key:016x}\t")?;
+            out.write_all(value)?;
+            out.write_all(b"\n")
+        }
+    })?;
+    check_complete(records.missing())
+}
+
 fn listen(dht: &DhtClient, channel: &str, out: &mut impl Write) -> CmdResult {
-    let mut listener = dht.listen(channel)?;
+    let mut listener = dht.listen_partial(channel)?;
+    for (addr, error) in listener.missing() {
+        note(&format!(
+            "listening without node {addr} until it is back: {}",
+            error.reason()
+        ));
+    }
     loop {
-        let Some(event) = listener.next(Duration::from_secs(3600))? else {
-            continue;
+        let event = match listener.next(Duration::from_secs(3600)) {
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
+            Err(error) => {
+                note(&format!(
+                    "{error} (its changes are not delivered until it is back)"
+                ));
+                continue;
+            }
         };
         match event {
             ListenEvent::Changed { key, value } => {
@@ -209,17 +285,36 @@ fn listen(dht: &DhtClient, channel: &str, out: &mut impl Write) -> CmdResult {
     }
 }
 
+/// A line on stderr that does not end the command.
+pub fn note(message: &str) {
+    let _ = writeln!(std::io::stderr(), "swarmctl: {message}");
+}
+
 fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
-    for (node, (addr, range)) in dht.ranges().into_iter().enumerate() {
-        write!(out, "{addr} {}", show_range(&range))?;
-        // Nodes from before redistributions do not know GetRedistribution: no progress then.
-        if let Ok(state) = client::dht::redistribute::state(dht.client(), node) {
-            if state.running {
-                write!(
-                    out,
-                    " redistributing: {} of {} records moved",
-                    state.progress.moved, state.progress.total
-                )?;
+    let statuses = dht.client().node_statuses();
+    let mut down = 0;
+    for entry in dht.range_entries() {
+        let shown = entry
+            .range
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), show_range);
+        write!(out, "{} {shown}", entry.addr)?;
+        match statuses.get(entry.index).map(|status| &status.state) {
+            Some(NodeState::Down { error, .. }) => {
+                down += 1;
+                write!(out, " {}", Probe::describe(error))?;
+            }
+            // Nodes from before redistributions do not know GetRedistribution: no progress.
+            _ => {
+                if let Ok(state) = client::dht::redistribute::state(dht.client(), entry.index) {
+                    if state.running {
+                        write!(
+                            out,
+                            " redistributing: {} of {} records moved",
+                            state.progress.moved, state.progress.total
+                        )?;
+                    }
+                }
             }
         }
         writeln!(out)?;
@@ -236,10 +331,13 @@ fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
             } => writeln!(out, "overlap 0x{from:016x}:0x{to:016x} {first} {second}")?,
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        out.flush()?;
-        Err("the nodes' hash ranges do not tile the hash space".into())
+    out.flush()?;
+    if !problems.is_empty() {
+        return Err("the nodes' hash ranges do not tile the hash space".into());
     }
+    if down > 0 {
+        note(&format!("{down} node(s) down"));
+        return Err(crate::outcome::ExitWith(FAILURE).into());
+    }
+    Ok(())
 }

@@ -16,19 +16,22 @@
 //!   `--filter S`: only values containing the bytes S; `--regex R`: only values matching R;
 //!   `--ignore-case` makes either ignore case (a `--filter` is then sent as a case-insensitive
 //!   regular expression matching S literally). A regular expression the nodes cannot compile
-//!   fails before any record is printed. An error after some records were printed (a node lost
-//!   mid-way) still exits 1, with the records so far on stdout.
+//!   fails before any record is printed (status 2). An error after some records were printed
+//!   still exits 3, with the records so far on stdout.
 //! - `channels`: one name per line, sorted, over every node.
 //! - `size [CH]`: `buckets N bytes M` (bucket files and their bytes on disk over every node).
 //! - `remove-channel CH`: nothing.
 //!
-//! Reads, `channels`, `size` and `remove-channel` need every node: one that is down fails the
-//! command with a message naming it.
+//! Reads, `channels` and `size` with a node down (or lost mid-way) print what the other nodes
+//! hold, then fail (status 3) naming the missing nodes. `remove-channel` needs every node. Channel
+//! names are checked before anything is sent (status 2 if invalid).
 
-use crate::targets::{value_arg, TargetArgs};
+use crate::outcome::check_complete;
+use crate::print::{self, names, print_partial};
+use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
 use crate::CmdResult;
 use client::dht::parse_key;
-use client::logfiles::{LogClient, ValueFilter};
+use client::logfiles::{LogClient, LogRecords, ValueFilter};
 use client::NodeKind;
 use std::ffi::OsString;
 use std::io::Write;
@@ -43,37 +46,59 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Verb {
     /// Append a record: VALUE under KEY (VALUE `-`: read it from stdin).
+    #[command(
+        after_help = "Example: swarmctl --nodes cluster.toml log put access 1462196230 'GET / 200'"
+    )]
     Put {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
-        #[arg(value_parser = parse_key)]
+        #[arg(value_parser = parse_key, help = KEY_HELP)]
         key: u64,
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, help = VALUE_HELP)]
         value: OsString,
     },
     /// Print the records with keys FROM to TO (inclusive): decimal key, a tab, the value.
-    #[command(name = "getrange")]
+    #[command(
+        name = "getrange",
+        after_help = "Example: swarmctl --nodes cluster.toml log getrange access 1462190000 \
+                      1462199999 --regex ' 5[0-9][0-9]$'"
+    )]
     GetRange {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
-        #[arg(value_parser = parse_key)]
+        #[arg(value_parser = parse_key, help = KEY_HELP)]
         from: u64,
-        #[arg(value_parser = parse_key)]
+        #[arg(value_parser = parse_key, help = KEY_HELP)]
         to: u64,
         #[command(flatten)]
         read: ReadArgs,
     },
     /// Print every record of the channel: decimal key, a tab, the value.
-    #[command(name = "getall")]
+    #[command(
+        name = "getall",
+        after_help = "Example: swarmctl --nodes cluster.toml log getall access --filter GET"
+    )]
     GetAll {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
         #[command(flatten)]
         read: ReadArgs,
     },
     /// Print every channel's name.
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml log channels")]
     Channels,
     /// Print the number of bucket files and their bytes on disk, of one channel or of all.
-    Size { channel: Option<String> },
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml log size access")]
+    Size {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: Option<String>,
+    },
     /// Remove a channel from every node.
-    RemoveChannel { channel: String },
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml log remove-channel access")]
+    RemoveChannel {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,15 +139,18 @@ impl ReadArgs {
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     let (nodes, options) = targets.resolve_kind(NodeKind::Logfiles)?;
+    // The value first: a bad one is refused before any connection.
+    let value = match &args.verb {
+        Verb::Put { channel, value, .. } => {
+            Some(value_arg(value, options.max_value_bytes(channel))?)
+        }
+        _ => None,
+    };
     let logs = LogClient::connect(&nodes, options)?;
     let mut out = std::io::stdout().lock();
     match &args.verb {
-        Verb::Put {
-            channel,
-            key,
-            value,
-        } => {
-            logs.put(channel, *key, &value_arg(value)?)?;
+        Verb::Put { channel, key, .. } => {
+            logs.put(channel, *key, value.as_deref().unwrap_or_default())?;
         }
         Verb::GetRange {
             channel,
@@ -130,21 +158,19 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             to,
             read,
         } => {
-            let records = logs.get_range(channel, *from, *to, &read.value_filter())?;
+            let records = logs.get_range_partial(channel, *from, *to, &read.value_filter())?;
             print_records(records, read.escape, &mut out)?;
         }
         Verb::GetAll { channel, read } => {
-            let records = logs.get_all(channel, &read.value_filter())?;
+            let records = logs.get_all_partial(channel, &read.value_filter())?;
             print_records(records, read.escape, &mut out)?;
         }
-        Verb::Channels => {
-            for name in logs.channels()? {
-                writeln!(out, "{name}")?;
-            }
-        }
+        Verb::Channels => print_partial(logs.channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
-            let size = logs.size(channel.as_deref())?;
-            writeln!(out, "buckets {} bytes {}", size.buckets, size.bytes)?;
+            let size = logs.size_partial(channel.as_deref())?;
+            print_partial(size, &mut out, |size, out| {
+                writeln!(out, "buckets {} bytes {}", size.buckets, size.bytes)
+            })?;
         }
         Verb::RemoveChannel { channel } => logs.remove_channel(channel)?,
     }
@@ -153,29 +179,16 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
 }
 
 /// Writes `<decimal key>\t<value>\n` per record; on an error, writes out what came before it
-/// and then returns the error.
-fn print_records(
-    records: impl Iterator<Item = Result<(u64, Vec<u8>), client::ClientError>>,
-    escape: bool,
-    out: &mut impl Write,
-) -> CmdResult {
-    let mut out = std::io::BufWriter::new(out);
-    for record in records {
-        let (key, value) = match record {
-            Ok(record) => record,
-            Err(error) => {
-                out.flush()?;
-                return Err(error.into());
-            }
-        };
+/// and then returns the error; at the end, fails naming the nodes that could not be read.
+fn print_records(mut records: LogRecords, escape: bool, out: &mut impl Write) -> CmdResult {
+    print::records(records.by_ref(), out, |out, key, value| {
         write!(out, "{key}\t")?;
         if escape {
             write!(out, "{}", value.escape_ascii())?;
         } else {
-            out.write_all(&value)?;
+            out.write_all(value)?;
         }
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
+        out.write_all(b"\n")
+    })?;
+    check_complete(records.missing())
 }

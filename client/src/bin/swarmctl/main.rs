@@ -1,26 +1,43 @@
 //! swarmctl: the operator's command line onto swarm nodes, built on the client library.
 //!
-//! Owns argument parsing and the exit convention: 0 on success; on failure one line
-//! `swarmctl: <reason>` on stderr and status 1 (usage errors: clap's message and status 2).
+//! Owns argument parsing and the exit convention ([`EXIT_STATUSES`], also in `--help`): 0
+//! success; 1 absent, empty or false (`get`, `exists`, `pop`); 2 usage error (clap's message,
+//! or one line `swarmctl: <reason>` for a bad channel name, key, value, file); 3 a node or the
+//! cluster failed, partial results included (one line `swarmctl: <reason>` on stderr, after
+//! whatever could be printed). `health` has its own: 0 healthy, 1 degraded, 2 usage. Writing
+//! into a closed pipe (`swarmctl ... | head`) ends quietly with 0.
+//!
 //! Each subcommand lives in its own `cmd_*` module with an `Args` struct and a `run` function;
-//! groups of verbs (`dht put ...`, later `log ...`, `queue ...`) slot in the same way, as one
-//! more variant of [`Command`] and one more module. A command that only needs to fail quietly
-//! (`dht exists` printing `false`) returns [`SilentFailure`]: status 1, no message.
+//! groups of verbs (`dht put ...`, `log ...`, `queue ...`) slot in the same way, as one more
+//! variant of [`Command`] and one more module. Commands signal the statuses other than 3 with
+//! the error types of [`outcome`].
 
 mod cmd_dht;
+mod cmd_health;
 mod cmd_log;
 mod cmd_ping;
 mod cmd_queue;
 mod cmd_stats;
+mod outcome;
+mod print;
+mod probe;
 mod targets;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// The exit statuses, as `--help` shows them.
+const EXIT_STATUSES: &str = "\
+Exit status: 0 success; 1 absent, empty or false (get, exists, pop); 2 usage error (command \
+line, channel name, key, value, files); 3 a node or the cluster failed, partial results \
+included. health: 0 healthy, 1 degraded, 2 usage. Writing into a closed pipe ends quietly \
+with 0.
+
+Options --node, --nodes, --key-file, --name and --timeout-ms go before or after the verb.";
+
 /// The command-line face of the swarm client.
 #[derive(Debug, Parser)]
-#[command(name = "swarmctl", version, about)]
-#[command(group(clap::ArgGroup::new("target").args(["node", "nodes"])))]
+#[command(name = "swarmctl", version, about, after_help = EXIT_STATUSES)]
 struct Cli {
     #[command(flatten)]
     targets: targets::TargetArgs,
@@ -30,10 +47,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Handshake with each node and ask its version; prints kind, versions and round trip.
+    /// Handshake with each node and ask its version; prints kind, versions and round trip, or
+    /// why a node is down, for every node.
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml ping")]
     Ping(cmd_ping::Args),
-    /// Print each node's live counters.
+    /// Print each node's live counters (or why it is down).
+    #[command(after_help = "Example: swarmctl --node 127.0.0.1:10000 stats")]
     Stats(cmd_stats::Args),
+    /// One verdict for the whole topology: every node reachable, of the expected kind and
+    /// version; dht ranges tiling the hash space; dump age against the dump period; queue fill;
+    /// logfiles disk use; open connections. Exit 0 healthy, 1 degraded.
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml health --json")]
+    Health(cmd_health::Args),
     /// Records and channels of a dht cluster: put, get, exists, remove, getall, listen,
     /// channels, size, remove-channel, ranges, redistribute.
     Dht(cmd_dht::Args),
@@ -48,22 +73,9 @@ enum Command {
 /// A failed command: its message is the whole of what the user sees.
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Exit with status 1 without a message: the command's output already said it all.
-#[derive(Debug)]
-struct SilentFailure;
-
-impl std::fmt::Display for SilentFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("(silent failure)")
-    }
-}
-
-impl std::error::Error for SilentFailure {}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // `--node`/`--nodes` may come before or after the subcommand (they are global), which clap
-    // cannot require by itself: checked here, with clap's usage error and exit status 2.
+    let args = targets::hoist_global_options(std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
     if !cli.targets.has_target() {
         use clap::CommandFactory;
         Cli::command()
@@ -77,27 +89,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Ping(args) => cmd_ping::run(&cli.targets, args),
         Command::Stats(args) => cmd_stats::run(&cli.targets, args),
+        Command::Health(args) => cmd_health::run(&cli.targets, args),
         Command::Dht(args) => cmd_dht::run(&cli.targets, args),
         Command::Log(args) => cmd_log::run(&cli.targets, args),
         Command::Queue(args) => cmd_queue::run(&cli.targets, args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.is::<SilentFailure>() => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("swarmctl: {}", one_line(&error.to_string()));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Every failure is reported in one line, whatever the verb: a message may span several (a
-/// regular expression's parse error points at the pattern on a line of its own).
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    outcome::exit(result)
 }

@@ -1,0 +1,377 @@
+//! Feeds arbitrary bytes to the body decoders of every request (and every reply, stream item and
+//! handshake message) of every node kind, as a node does with a Request frame's body.
+//!
+//! Input: the first byte picks the request code (dht 16..=32, logfiles 48..=55, queue 80..=90,
+//! each decoded as its node decodes it); any other first byte picks one of the reply, stream-item
+//! and handshake decoders (the client's side). The rest is the body.
+//!
+//! Invariants checked:
+//! - no decoder panics;
+//! - whatever decodes re-encodes, and that encoding decodes to the same value (for the bodies
+//!   whose last field is "the rest", the re-encoding is byte-for-byte the input);
+//! - an LZ4 batch carried by PutBatch or Produce goes through `decode_batch` as the node does.
+
+use node_core::protocol::batch::decode_batch;
+use node_core::protocol::channels::{
+    decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+};
+use node_core::protocol::handshake::{
+    ClientHello, HandshakeResult, ServerHello, HANDSHAKE_RESULT_LEN, SERVER_HELLO_LEN,
+};
+use node_core::protocol::{dht, logfiles, queue, ControlCode, NodeKind, RequestCode, Status};
+
+/// Decodes, re-encodes, decodes again and compares: `decode(encode(decode(body))) ==
+/// decode(body)`. Evaluates to the decoded value (or returns from the fuzz target on error).
+macro_rules! round_trip {
+    ($body:expr, $decode:expr, $encode:expr) => {{
+        let body: &[u8] = $body;
+        match $decode(body) {
+            Ok(decoded) => {
+                let mut encoded = Vec::new();
+                $encode(&decoded, &mut encoded);
+                let again = $decode(&encoded[..]).unwrap_or_else(|error| {
+                    panic!("re-encoding of {decoded:?} does not decode: {error}")
+                });
+                assert_eq!(again, decoded, "round trip changed the value");
+                Some((decoded, encoded))
+            }
+            Err(_) => None,
+        }
+    }};
+}
+
+/// As `round_trip!`, for a body with exactly one encoding: the re-encoding must also be the input
+/// itself, byte for byte.
+macro_rules! exact_round_trip {
+    ($body:expr, $decode:expr, $encode:expr) => {{
+        let body: &[u8] = $body;
+        if let Some((_, encoded)) = round_trip!(body, $decode, $encode) {
+            assert_same_bytes(&encoded, body);
+        }
+    }};
+}
+
+fn assert_same_bytes(encoded: &[u8], body: &[u8]) {
+    assert_eq!(encoded, body, "re-encoding differs from the accepted body");
+}
+
+/// What the node does with the batch of a PutBatch or Produce.
+fn decode_carried_batch(batch: &[u8]) {
+    let mut scratch = Vec::new();
+    if let Ok(records) = decode_batch(batch, &mut scratch) {
+        let declared = records.len();
+        assert_eq!(records.count(), declared as usize);
+    }
+}
+
+fn channel(body: &[u8]) {
+    exact_round_trip!(body, decode_channel, |c: &&str, out: &mut Vec<u8>| {
+        encode_channel(out, c)
+    });
+}
+
+fn channel_names(body: &[u8]) {
+    exact_round_trip!(
+        body,
+        decode_channel_names,
+        |names: &Vec<String>, out: &mut Vec<u8>| {
+            encode_channel_names(out, names.iter().map(String::as_str))
+        }
+    );
+}
+
+fn dht_request(code: RequestCode, body: &[u8]) {
+    match code {
+        dht::PUT => {
+            exact_round_trip!(body, dht::PutRequest::decode, dht::PutRequest::encode);
+        }
+        dht::GET | dht::EXISTS | dht::REMOVE => {
+            exact_round_trip!(body, dht::KeyRequest::decode, dht::KeyRequest::encode);
+        }
+        dht::GET_ALL => {
+            round_trip!(body, dht::GetAllRequest::decode, dht::GetAllRequest::encode);
+        }
+        dht::GET_CHANNELS
+        | dht::GET_SIZE
+        | dht::GET_RESPONSIBLE_RANGE
+        | dht::GET_REDISTRIBUTION => {
+            // Empty bodies; the node ignores what is there.
+        }
+        dht::GET_CHANNEL_SIZE | dht::REMOVE_CHANNEL | dht::LISTEN => channel(body),
+        dht::PUT_BATCH | dht::REDIST_BATCH => {
+            if let Some(((name, batch), encoded)) = round_trip!(
+                body,
+                dht::decode_put_batch,
+                |(name, batch): &(&str, &[u8]), out: &mut Vec<u8>| {
+                    dht::encode_put_batch(out, name, batch)
+                }
+            ) {
+                assert_same_bytes(&encoded, body);
+                let _ = name;
+                decode_carried_batch(batch);
+            }
+        }
+        dht::UPDATE => {
+            round_trip!(body, dht::UpdateRequest::decode, dht::UpdateRequest::encode);
+        }
+        dht::REDISTRIBUTE => {
+            if let Some((request, _)) = round_trip!(
+                body,
+                dht::RedistributeRequest::decode,
+                dht::RedistributeRequest::encode
+            ) {
+                // The node checks the request against its range next.
+                let _ = request.check(dht::HashRange::FULL);
+                let _ = request.check(dht::HashRange::EMPTY);
+                let _ = request.check(request.range);
+            }
+        }
+        dht::REDIST_COMMIT => {
+            exact_round_trip!(
+                body,
+                dht::decode_instance,
+                |instance: &u64, out: &mut Vec<u8>| out.extend_from_slice(&instance.to_le_bytes())
+            );
+        }
+        _ => {}
+    }
+}
+
+fn logfiles_request(code: RequestCode, body: &[u8]) {
+    match code {
+        logfiles::PUT => {
+            exact_round_trip!(
+                body,
+                logfiles::PutRequest::decode,
+                logfiles::PutRequest::encode
+            );
+        }
+        logfiles::PUT_BATCH => {
+            if let Some(((_, batch), encoded)) = round_trip!(
+                body,
+                logfiles::decode_put_batch,
+                |(name, batch): &(&str, &[u8]), out: &mut Vec<u8>| {
+                    logfiles::encode_put_batch(out, name, batch)
+                }
+            ) {
+                assert_same_bytes(&encoded, body);
+                decode_carried_batch(batch);
+            }
+        }
+        // Not byte for byte: a flags byte of 0 (the defaults, written out) is left out again.
+        logfiles::GET_RANGE => {
+            round_trip!(
+                body,
+                logfiles::GetRangeRequest::decode_with,
+                |(request, flags): &(logfiles::GetRangeRequest, logfiles::ReadFlags),
+                 out: &mut Vec<u8>| request.encode_with(*flags, out)
+            );
+        }
+        logfiles::GET_ALL => {
+            round_trip!(
+                body,
+                logfiles::GetAllRequest::decode_with,
+                |(request, flags): &(logfiles::GetAllRequest, logfiles::ReadFlags),
+                 out: &mut Vec<u8>| request.encode_with(*flags, out)
+            );
+        }
+        logfiles::GET_CHANNEL_SIZE | logfiles::REMOVE_CHANNEL => channel(body),
+        _ => {}
+    }
+}
+
+fn queue_request(code: RequestCode, body: &[u8]) {
+    match code {
+        queue::PUSH => {
+            exact_round_trip!(body, queue::PushRequest::decode, queue::PushRequest::encode);
+        }
+        queue::POP | queue::GET_CHANNEL_SIZE | queue::REMOVE_CHANNEL => channel(body),
+        queue::PUSH_MULTI => {
+            exact_round_trip!(
+                body,
+                queue::PushMultiRequest::decode,
+                queue::PushMultiRequest::encode
+            );
+        }
+        queue::PRODUCE => {
+            if let Some((request, encoded)) = round_trip!(
+                body,
+                queue::ProduceRequest::decode,
+                queue::ProduceRequest::encode
+            ) {
+                assert_same_bytes(&encoded, body);
+                decode_carried_batch(request.batch);
+            }
+        }
+        queue::CONSUME => {
+            exact_round_trip!(
+                body,
+                queue::ConsumeRequest::decode,
+                queue::ConsumeRequest::encode
+            );
+        }
+        queue::CONSUME_ACK => {
+            exact_round_trip!(
+                body,
+                queue::ConsumeAckRequest::decode,
+                queue::ConsumeAckRequest::encode
+            );
+        }
+        queue::SUBSCRIBE => {
+            exact_round_trip!(
+                body,
+                queue::SubscribeRequest::decode,
+                queue::SubscribeRequest::encode
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The client's side: replies, stream items and handshake messages. `selector` picks one.
+fn reply(selector: u8, body: &[u8]) {
+    match selector % 16 {
+        0 => channel_names(body),
+        1 => {
+            exact_round_trip!(body, dht::SizeInfo::decode, dht::SizeInfo::encode);
+        }
+        2 => {
+            exact_round_trip!(
+                body,
+                dht::decode_range,
+                |range: &dht::HashRange, out: &mut Vec<u8>| { dht::encode_range(out, *range) }
+            );
+        }
+        3 => {
+            // A Listen item: the first body byte is the item code.
+            let Some((&item_code, item)) = body.split_first() else {
+                return;
+            };
+            if let Ok(decoded) = dht::ListenItem::decode(item_code, item) {
+                assert_eq!(decoded.code(), item_code);
+                let mut encoded = Vec::new();
+                decoded.encode_body(&mut encoded);
+                assert_same_bytes(&encoded, item);
+                assert_eq!(
+                    dht::ListenItem::decode(decoded.code(), &encoded),
+                    Ok(decoded)
+                );
+            }
+        }
+        4 => {
+            exact_round_trip!(
+                body,
+                dht::RedistributionProgress::decode,
+                dht::RedistributionProgress::encode
+            );
+        }
+        5 => {
+            exact_round_trip!(
+                body,
+                dht::RedistributionState::decode,
+                dht::RedistributionState::encode
+            );
+        }
+        6 => {
+            round_trip!(
+                body,
+                dht::RedistributeDone::decode,
+                dht::RedistributeDone::encode
+            );
+        }
+        7 => {
+            exact_round_trip!(
+                body,
+                dht::RedistBatchReply::decode,
+                dht::RedistBatchReply::encode
+            );
+        }
+        8 => {
+            exact_round_trip!(body, logfiles::DiskSize::decode, logfiles::DiskSize::encode);
+        }
+        9 => {
+            exact_round_trip!(body, queue::QueueSize::decode, queue::QueueSize::encode);
+            if let Ok(size) = queue::QueueSize::decode(body) {
+                assert!(size.fill_percent() <= 100);
+            }
+        }
+        10 => {
+            exact_round_trip!(
+                body,
+                queue::ProduceReply::decode,
+                queue::ProduceReply::encode
+            );
+        }
+        11 => {
+            let Some(bytes) = body.first_chunk::<SERVER_HELLO_LEN>() else {
+                return;
+            };
+            if let Ok(hello) = ServerHello::decode(bytes) {
+                assert_eq!(&hello.encode(), bytes, "ServerHello does not re-encode");
+            }
+        }
+        12 => {
+            let Some(bytes) = body.first_chunk::<HANDSHAKE_RESULT_LEN>() else {
+                return;
+            };
+            if let Ok(result) = HandshakeResult::decode(bytes) {
+                assert_eq!(HandshakeResult::decode(&result.encode()), Ok(result));
+            }
+        }
+        13 => {
+            if let Ok(Some((hello, used))) = ClientHello::parse(body) {
+                let mut encoded = Vec::new();
+                hello.encode(&mut encoded).expect("a parsed hello encodes");
+                assert_same_bytes(&encoded, &body[..used]);
+            }
+        }
+        14 => {
+            // The one-byte codes a peer sends.
+            for &byte in body.iter().take(8) {
+                if let Some(status) = Status::from_u8(byte) {
+                    assert_eq!(status as u8, byte);
+                    let _ = status.name();
+                    let _ = status.is_success();
+                }
+                if let Some(control) = ControlCode::from_u8(byte) {
+                    assert_eq!(control as u8, byte);
+                }
+                if let Some(kind) = NodeKind::from_u8(byte) {
+                    assert_eq!(kind as u8, byte);
+                }
+            }
+        }
+        _ => {
+            // A GetAll/Listen request body arriving at any node kind: every kind's decoders.
+            for code in (16..=32).chain(48..=55).chain(80..=90) {
+                request(RequestCode(code), body);
+            }
+        }
+    }
+}
+
+fn request(code: RequestCode, body: &[u8]) {
+    match code.0 {
+        16..=47 => dht_request(code, body),
+        48..=79 => logfiles_request(code, body),
+        80..=111 => queue_request(code, body),
+        _ => {}
+    }
+}
+
+/// The target's entry point: one input. Panics when an invariant above does not hold.
+pub fn check(data: &[u8]) {
+    let Some((&code, body)) = data.split_first() else {
+        return;
+    };
+    let code = RequestCode(code);
+    let known = dht::request_name(code)
+        .or_else(|| logfiles::request_name(code))
+        .or_else(|| queue::request_name(code))
+        .is_some();
+    if known {
+        request(code, body);
+    } else {
+        reply(code.0, body);
+    }
+}
