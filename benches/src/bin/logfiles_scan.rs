@@ -50,7 +50,8 @@ use logfilesnode::storage::{
 };
 use memchr::memmem::Finder;
 use node_core::protocol::batch::{
-    decode_batch, decode_uncompressed_batch, BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES,
+    decode_batch, decode_uncompressed_batch, BatchBuilder, BatchEncoding, PushOutcome,
+    DEFAULT_BATCH_TARGET_BYTES,
 };
 use node_core::protocol::logfiles::{
     Filter, FilterMode, GetRangeRequest, ReadFlags, GET_RANGE, ITEM_RECORD_BATCH,
@@ -571,11 +572,12 @@ fn scan_pass(
 }
 
 fn finish_batch(batch: &mut BatchBuilder, wire: &mut Vec<u8>, work: Work<'_>) {
-    if matches!(work, Work::Uncompressed) {
-        batch.finish_uncompressed_into(wire);
+    let encoding = if matches!(work, Work::Uncompressed) {
+        BatchEncoding::Uncompressed
     } else {
-        batch.finish_into(wire);
-    }
+        BatchEncoding::Lz4
+    };
+    batch.finish_as(encoding, wire);
 }
 
 // ---- queries -----------------------------------------------------------------------------------

@@ -16,16 +16,22 @@
 //!   writer truncates it meanwhile, and unmaps big maps off the event loop when the read is done
 //!   with them ([`crate::engine::unmap`]).
 //! - A channel removed during the read ends the stream with Ok after what was sent.
+//! - Memory: the batch (LZ4 or uncompressed) is the node's shared one, filled and sent within a
+//!   step (a step that used its work budget sends what it found); between steps a read holds
+//!   its request (channel, filter), a window of bucket ids ([`RangeScan`]) and its bucket's
+//!   cursor, with the index it is building or sorting by, and reports them to the stream memory
+//!   budgets ([`BucketCursor::held_bytes`]). Both indexes are taken only if the budgets have
+//!   room for them: without room to rebuild a bucket's time index the read goes through the
+//!   bucket without one (no seek, nothing saved, logged); without room for the sort index of an
+//!   out-of-order bucket the bucket is sent in file order (logged).
 
 use crate::engine::Engine;
 use crate::service::LogfilesNode;
 use crate::storage::scan::{BucketCursor, Step, StepBudget, MAX_SORTED_RECORDS};
 use crate::storage::{CursorOptions, IndexSource, RangeScan};
 use memchr::memmem::Finder;
-use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
-use node_core::protocol::logfiles::{
-    Filter, FilterMode, ReadFlags, ITEM_RECORD_BATCH, ITEM_RECORD_BATCH_UNCOMPRESSED,
-};
+use node_core::protocol::batch::{BatchBuilder, BatchEncoding, PushOutcome};
+use node_core::protocol::logfiles::{Filter, FilterMode, ReadFlags};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, StreamOut, StreamStep, StreamTask};
 
@@ -39,6 +45,8 @@ pub const STEP_BUDGET: StepBudget = StepBudget {
 pub const BUCKETS_PER_STEP: usize = 64;
 /// Compiled size limit of a regular expression (the `regex` crate's program size).
 pub const REGEX_SIZE_LIMIT_BYTES: usize = 1024 * 1024;
+/// Cache limit of a regular expression's lazy DFA.
+pub const REGEX_DFA_SIZE_LIMIT_BYTES: usize = 2 * REGEX_SIZE_LIMIT_BYTES;
 
 /// A compiled value filter.
 enum ValueFilter {
@@ -57,7 +65,7 @@ impl ValueFilter {
             regex::bytes::RegexBuilder::new(pattern)
                 .case_insensitive(case_insensitive)
                 .size_limit(REGEX_SIZE_LIMIT_BYTES)
-                .dfa_size_limit(2 * REGEX_SIZE_LIMIT_BYTES)
+                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT_BYTES)
                 .build()
                 .map(ValueFilter::Regex)
                 // The regex crate's messages span lines (a caret under the pattern): one line here.
@@ -74,6 +82,19 @@ impl ValueFilter {
             ))),
             FilterMode::Regex => regex(false),
             FilterMode::RegexCaseInsensitive => regex(true),
+        }
+    }
+
+    /// Heap bytes it may hold, for the stream memory budgets: a regular expression counts at
+    /// its compile and cache limits (the `regex` crate does not say what it uses), a substring
+    /// about twice its length.
+    fn held_bytes(&self, pattern_len: usize) -> usize {
+        match self {
+            ValueFilter::All => 0,
+            ValueFilter::Substring(_) => 2 * pattern_len + 256,
+            ValueFilter::Regex(_) => {
+                REGEX_SIZE_LIMIT_BYTES + REGEX_DFA_SIZE_LIMIT_BYTES + 2 * pattern_len
+            }
         }
     }
 
@@ -97,13 +118,20 @@ pub(super) struct ReadRequest<'a> {
 }
 
 /// Logs what a read did about its bucket's index: a rebuild at debug (expected after a crash,
-/// for reference buckets and buckets of older versions), a failure to save it as a warning.
+/// for reference buckets and buckets of older versions), a rebuild the budgets had no room for
+/// at info, a failure to save it as a warning.
 fn log_index_use(request_name: &str, channel: &str, bucket: &BucketCursor) {
-    if let Some(IndexSource::Built(why)) = &bucket.index_source {
-        tracing::debug!(
+    match &bucket.index_source {
+        Some(IndexSource::Built(why)) => tracing::debug!(
             "{request_name} {channel}: {}: index rebuilt ({why})",
             bucket.path.display()
-        );
+        ),
+        Some(IndexSource::NotBuilt(why)) => tracing::info!(
+            "{request_name} {channel}: {}: index not rebuilt ({why}): the stream memory budgets \
+             had no room for it; read without",
+            bucket.path.display()
+        ),
+        Some(IndexSource::File | IndexSource::Live) | None => {}
     }
     if let Some(error) = &bucket.index_save_error {
         tracing::warn!(
@@ -127,6 +155,7 @@ pub(super) fn start(
         filter,
         flags,
     } = request;
+    let pattern_len = filter.pattern.len();
     let filter = match ValueFilter::compile(&filter) {
         Ok(filter) => filter,
         Err(message) => {
@@ -159,9 +188,9 @@ pub(super) fn start(
         generation,
         scan,
         current: None,
+        filter_bytes: filter.held_bytes(pattern_len),
         filter,
-        batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
-        uncompressed: flags.uncompressed,
+        batch_item: flags.batch_item(),
     }))
 }
 
@@ -173,23 +202,14 @@ struct ReadStream {
     /// The bucket being sent.
     current: Option<BucketCursor>,
     filter: ValueFilter,
-    batch: BatchBuilder,
-    /// Send uncompressed batches (the request's flags asked for them).
-    uncompressed: bool,
+    /// What `filter` counts for in the stream memory budgets.
+    filter_bytes: usize,
+    /// The item code and encoding of its batches (LZ4 unless the request's flags asked for
+    /// uncompressed batches).
+    batch_item: (u8, BatchEncoding),
 }
 
 impl ReadStream {
-    fn send_batch(&mut self, out: &mut StreamOut<'_>) {
-        let batch = &mut self.batch;
-        if self.uncompressed {
-            out.item_with(ITEM_RECORD_BATCH_UNCOMPRESSED, |body| {
-                batch.finish_uncompressed_into(body)
-            });
-        } else {
-            out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
-        }
-    }
-
     /// Lets go of the current bucket, logging its damage.
     fn release(&mut self, engine: &mut Engine) {
         let Some(mut bucket) = self.current.take() else {
@@ -209,8 +229,8 @@ impl ReadStream {
         log_index_use(self.request_name, &self.channel, &bucket);
         if bucket.sent_unsorted {
             tracing::warn!(
-                "{} {}: {}: more than {MAX_SORTED_RECORDS} records out of key order; sent in \
-                 file order",
+                "{} {}: {}: records out of key order, more than {MAX_SORTED_RECORDS} or more \
+                 than the stream memory budgets had room to sort; sent in file order",
                 self.request_name,
                 self.channel,
                 bucket.path.display()
@@ -241,41 +261,36 @@ impl ReadStream {
         true
     }
 
-    /// Sends what is collected, then ends with Ok.
-    fn end(&mut self, out: &mut StreamOut<'_>) -> StreamStep {
-        if !self.batch.is_empty() {
-            self.send_batch(out);
-            return StreamStep::Continue;
-        }
-        out.finish(Status::Ok, &[]);
-        StreamStep::Done
-    }
-}
-
-impl StreamTask<LogfilesNode> for ReadStream {
-    fn resume(&mut self, node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
-        if node.engine.generation(&self.channel) != Some(self.generation) {
+    /// Collects records into `batch` until it is full, the step's work budget is used, or the
+    /// scan is over (returns true then).
+    fn fill(
+        &mut self,
+        engine: &mut Engine,
+        batch: &mut BatchBuilder,
+        out: &mut StreamOut<'_>,
+    ) -> bool {
+        if engine.generation(&self.channel) != Some(self.generation) {
             // Removed (and maybe re-created) since the read started.
-            self.release(&mut node.engine);
+            self.release(engine);
             self.scan = RangeScan::empty();
-            return self.end(out);
+            return true;
         }
         for _ in 0..BUCKETS_PER_STEP {
-            if !self.advance(&mut node.engine) {
-                return self.end(out);
+            if !self.advance(engine) {
+                return true;
             }
             let ReadStream {
                 request_name,
                 channel,
                 current,
                 filter,
-                batch,
                 ..
             } = self;
             let Some(bucket) = current.as_mut() else {
                 continue;
             };
-            let step = bucket.step(STEP_BUDGET, |record| {
+            let mut may_hold = |bytes| out.try_reserve(bytes);
+            let step = bucket.step_within(STEP_BUDGET, &mut may_hold, |record| {
                 if !filter.matches(record.value) {
                     return true;
                 }
@@ -293,16 +308,30 @@ impl StreamTask<LogfilesNode> for ReadStream {
                 }
             });
             match step {
-                Step::Refused => {
-                    self.send_batch(out);
-                    return StreamStep::Continue;
-                }
-                Step::Budget => return StreamStep::Continue,
-                Step::Finished => self.release(&mut node.engine),
+                Step::Refused | Step::Budget => return false,
+                Step::Finished => self.release(engine),
             }
         }
         // Many small buckets: come back after other work.
-        StreamStep::Continue
+        false
+    }
+}
+
+impl StreamTask<LogfilesNode> for ReadStream {
+    fn resume(&mut self, node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
+        let mut batch = node.stream_batch.take();
+        let ended = self.fill(&mut node.engine, &mut batch, out);
+        let (item_code, encoding) = self.batch_item;
+        let step = out.send_batch_or_end(item_code, encoding, &mut batch, ended);
+        node.stream_batch.put_back(batch);
+        step
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.channel.capacity()
+            + self.filter_bytes
+            + self.scan.held_bytes()
+            + self.current.as_ref().map_or(0, BucketCursor::held_bytes)
     }
 
     fn cancel(&mut self, node: &mut LogfilesNode) {

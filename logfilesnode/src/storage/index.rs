@@ -122,6 +122,16 @@ impl fmt::Display for IndexProblem {
     }
 }
 
+impl IndexProblem {
+    /// Heap bytes it holds (a damage message).
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            IndexProblem::Damaged(why) => why.capacity(),
+            IndexProblem::Missing | IndexProblem::Stale { .. } => 0,
+        }
+    }
+}
+
 fn damaged(why: impl Into<String>) -> IndexProblem {
     IndexProblem::Damaged(why.into())
 }
@@ -228,6 +238,34 @@ pub struct IndexBuilder {
 impl IndexBuilder {
     /// An empty index with stretches of `interval_bytes` (raised to the minimum).
     pub fn new(interval_bytes: u32) -> Self {
+        Self::with_capacity(interval_bytes, 0)
+    }
+
+    /// The most entries an index of a bucket of `bucket_len_bytes` can have with stretches of
+    /// `interval_bytes`: stretches start at least an interval apart, and merging keeps them at
+    /// most [`MAX_INDEX_ENTRIES`].
+    pub fn max_entries(bucket_len_bytes: u64, interval_bytes: u32) -> usize {
+        let interval = u64::from(interval_bytes.max(MIN_INDEX_INTERVAL_BYTES));
+        usize::try_from(bucket_len_bytes / interval + 1)
+            .unwrap_or(usize::MAX)
+            .min(MAX_INDEX_ENTRIES)
+    }
+
+    /// The heap bytes of [`for_bucket`](Self::for_bucket)`(bucket_len_bytes, interval_bytes)`,
+    /// which it never outgrows.
+    pub fn bound_bytes(bucket_len_bytes: u64, interval_bytes: u32) -> usize {
+        Self::max_entries(bucket_len_bytes, interval_bytes) * std::mem::size_of::<IndexEntry>()
+    }
+
+    /// An empty index for the records of a whole bucket of `bucket_len_bytes`, with room for
+    /// all its entries at once: it holds [`bound_bytes`](Self::bound_bytes) while it is built
+    /// (a reader counts that against its memory budgets) and never reallocates.
+    pub fn for_bucket(bucket_len_bytes: u64, interval_bytes: u32) -> Self {
+        let entries = Self::max_entries(bucket_len_bytes, interval_bytes);
+        Self::with_capacity(interval_bytes, entries)
+    }
+
+    fn with_capacity(interval_bytes: u32, entries: usize) -> Self {
         IndexBuilder {
             index: BucketIndex {
                 bucket_len_bytes: 0,
@@ -235,7 +273,7 @@ impl IndexBuilder {
                 last: None,
                 in_order: true,
                 interval_bytes: interval_bytes.max(MIN_INDEX_INTERVAL_BYTES),
-                entries: Vec::new(),
+                entries: Vec::with_capacity(entries),
             },
             stretch_start: 0,
         }
@@ -269,22 +307,23 @@ impl IndexBuilder {
             || offset >= self.stretch_start + u64::from(self.index.interval_bytes)
     }
 
-    /// Halves the entries (each pair becomes one stretch) and doubles the interval.
+    /// Halves the entries (each pair becomes one stretch) and doubles the interval. In place:
+    /// the entries keep their allocation.
     fn merge_pairs(&mut self) {
         let index = &mut self.index;
-        let merged: Vec<IndexEntry> = index
-            .entries
-            .chunks(2)
-            .map(|pair| IndexEntry {
-                offset: pair[0].offset,
-                min_key: pair
-                    .iter()
-                    .map(|e| e.min_key)
-                    .min()
-                    .unwrap_or(pair[0].min_key),
-            })
-            .collect();
-        index.entries = merged;
+        let entries = &mut index.entries;
+        let merged = entries.len().div_ceil(2);
+        for i in 0..merged {
+            let first = entries[2 * i];
+            let min_key = entries
+                .get(2 * i + 1)
+                .map_or(first.min_key, |second| first.min_key.min(second.min_key));
+            entries[i] = IndexEntry {
+                offset: first.offset,
+                min_key,
+            };
+        }
+        entries.truncate(merged);
         index.interval_bytes = index.interval_bytes.saturating_mul(2);
         self.stretch_start = index.entries.last().map_or(0, |e| e.offset);
     }
@@ -300,6 +339,19 @@ impl IndexBuilder {
             bucket_len_bytes,
             ..self.index.clone()
         }
+    }
+
+    /// [`finish`](Self::finish), without a copy of the entries.
+    pub fn into_index(self, bucket_len_bytes: u64) -> BucketIndex {
+        BucketIndex {
+            bucket_len_bytes,
+            ..self.index
+        }
+    }
+
+    /// Heap bytes it holds: its entries' capacity.
+    pub fn held_bytes(&self) -> usize {
+        self.index.entries.capacity() * std::mem::size_of::<IndexEntry>()
     }
 
     /// Offers every good record of `data`, a whole bucket file.

@@ -25,7 +25,9 @@ use super::format::{BucketDecoder, Damage, Record};
 use super::index::{
     load_index, save_index, BucketIndex, IndexBuilder, IndexProblem, DEFAULT_INDEX_INTERVAL_BYTES,
 };
-use super::layout::{list_buckets, BucketFile, BucketId};
+use super::layout::{
+    list_slot_buckets, list_slots, overlapping_bucket_range, BucketFile, BucketId,
+};
 use super::writer::map_file;
 use super::StorageError;
 use memmap2::Mmap;
@@ -35,26 +37,51 @@ use std::path::{Path, PathBuf};
 /// At most this many damage items are kept per bucket (all are counted).
 pub const MAX_DAMAGE_KEPT: usize = 64;
 
+/// Bucket ids of one slot a scan holds at once (2 KiB); a slot holds up to 4096 buckets.
+pub const BUCKET_WINDOW: usize = 256;
+
 /// A scan of `[from, to]` over one channel directory.
-#[derive(Debug)]
+///
+/// It lists the slot directories in range when it starts and each slot's buckets as it gets
+/// there, a window of at most [`BUCKET_WINDOW`] at a time, so what it holds does not grow with
+/// the number of buckets in the range (a read that waits for its client holds this between
+/// steps). Buckets created after the scan passed their place are not visited.
+#[derive(Debug, Clone)]
 pub struct RangeScan {
-    buckets: std::vec::IntoIter<BucketFile>,
+    channel_dir: PathBuf,
     from: u64,
     to: u64,
     options: CursorOptions,
+    /// Slots still to list, ascending.
+    slots: std::collections::VecDeque<u64>,
+    /// The slot being visited and the next of its buckets, ascending.
+    slot: Option<u64>,
+    window: std::collections::VecDeque<BucketId>,
+    /// `window` holds the slot's last buckets.
+    slot_ends: bool,
+    /// The last bucket of the slot listed so far: the next window starts after it.
+    last_listed: Option<BucketId>,
 }
 
 impl RangeScan {
-    /// Lists the bucket files overlapping `[from, to]` (nothing when `from > to` or the channel
-    /// directory does not exist).
+    /// Lists the slot directories overlapping `[from, to]` (nothing when `from > to` or the
+    /// channel directory does not exist).
     pub fn new(channel_dir: &Path, from: u64, to: u64) -> Result<Self, StorageError> {
-        let buckets =
-            list_buckets(channel_dir, from, to).map_err(|e| StorageError::io(channel_dir, e))?;
+        let slots = match overlapping_bucket_range(from, to) {
+            Some((first, last)) => list_slots(channel_dir, first, last)
+                .map_err(|e| StorageError::io(channel_dir, e))?,
+            None => Vec::new(),
+        };
         Ok(RangeScan {
-            buckets: buckets.into_iter(),
+            channel_dir: channel_dir.to_path_buf(),
             from,
             to,
             options: CursorOptions::default(),
+            slots: slots.into(),
+            slot: None,
+            window: Default::default(),
+            slot_ends: true,
+            last_listed: None,
         })
     }
 
@@ -66,23 +93,77 @@ impl RangeScan {
     /// A scan with nothing (left) to visit.
     pub fn empty() -> Self {
         RangeScan {
-            buckets: Vec::new().into_iter(),
+            channel_dir: PathBuf::new(),
             from: 1,
             to: 0,
             options: CursorOptions::default(),
+            slots: Default::default(),
+            slot: None,
+            window: Default::default(),
+            slot_ends: true,
+            last_listed: None,
         }
     }
 
-    /// The bucket files still to be visited.
-    pub fn remaining(&self) -> &[BucketFile] {
-        self.buckets.as_slice()
+    /// Heap bytes the scan holds (for a stream's memory accounting): at most a window of
+    /// bucket ids, the slots in range and the channel directory's path.
+    pub fn held_bytes(&self) -> usize {
+        self.channel_dir.capacity()
+            + self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.window.capacity().max(BUCKET_WINDOW) * std::mem::size_of::<BucketId>()
+    }
+
+    /// The next bucket file to visit, listing the next window or slot when needed. An error
+    /// (a slot directory that cannot be listed) concerns that slot only: it is skipped.
+    fn next_file(&mut self) -> Option<Result<BucketFile, StorageError>> {
+        let (first, last) = overlapping_bucket_range(self.from, self.to)?;
+        loop {
+            if let Some(id) = self.window.pop_front() {
+                return Some(Ok(BucketFile {
+                    id,
+                    path: id.path_in(&self.channel_dir),
+                }));
+            }
+            let (slot, after) = match (self.slot, self.slot_ends) {
+                (Some(slot), false) => (slot, self.last_listed),
+                _ => (self.slots.pop_front()?, None),
+            };
+            self.slot = Some(slot);
+            let listed =
+                list_slot_buckets(&self.channel_dir, slot, first, last, after, BUCKET_WINDOW);
+            match listed {
+                Ok((ids, ends)) => {
+                    self.last_listed = ids.last().copied();
+                    self.window.extend(ids);
+                    self.slot_ends = ends;
+                }
+                Err(e) => {
+                    self.slot_ends = true;
+                    let dir = self.channel_dir.join(format!("{slot:010x}"));
+                    return Some(Err(StorageError::io(&dir, e)));
+                }
+            }
+        }
+    }
+
+    /// The bucket files still to be visited (lists them all; for tools and tests).
+    pub fn remaining(&self) -> Result<Vec<BucketFile>, StorageError> {
+        let mut rest = self.clone();
+        let mut files = Vec::new();
+        while let Some(file) = rest.next_file() {
+            files.push(file?);
+        }
+        Ok(files)
     }
 
     /// Reads the next bucket. An error (the file vanished, cannot be mapped) concerns that
     /// bucket only; the caller may go on with the next.
     pub fn next_bucket(&mut self) -> Option<Result<ScannedBucket, StorageError>> {
-        let bucket = self.buckets.next()?;
-        Some(ScannedBucket::read(bucket, self.from, self.to))
+        let (from, to) = (self.from, self.to);
+        Some(
+            self.next_file()?
+                .and_then(|bucket| ScannedBucket::read(bucket, from, to)),
+        )
     }
 
     /// Opens the next bucket for reading in slices ([`BucketCursor`]). An error concerns that
@@ -98,15 +179,11 @@ impl RangeScan {
         &mut self,
         live: impl FnOnce(&BucketFile) -> Option<&'i IndexBuilder>,
     ) -> Option<Result<BucketCursor, StorageError>> {
-        let bucket = self.buckets.next()?;
-        let index = live(&bucket);
-        Some(BucketCursor::open(
-            bucket,
-            self.from,
-            self.to,
-            self.options,
-            index,
-        ))
+        let (from, to, options) = (self.from, self.to, self.options);
+        Some(self.next_file()?.and_then(|bucket| {
+            let index = live(&bucket);
+            BucketCursor::open(bucket, from, to, options, index)
+        }))
     }
 
     /// Calls `f` for every record in range, in order, and returns the damage of all buckets.
@@ -261,6 +338,9 @@ pub enum IndexSource {
     Live,
     /// There was no usable index (why): the read decoded the whole bucket and built one.
     Built(IndexProblem),
+    /// There was no usable index (why), and the stream memory budgets had no room for building
+    /// one: the read decoded the whole bucket without (no seek, no index saved).
+    NotBuilt(IndexProblem),
 }
 
 /// What a pass over the whole bucket learns of its in-range records.
@@ -289,6 +369,9 @@ impl Probe {
 
 #[derive(Debug)]
 enum Phase {
+    /// No usable index: the first step builds one if the budgets have room for it
+    /// ([`BucketCursor::step_within`]), else probes the bucket without.
+    Unindexed,
     /// No usable index: decoding the whole bucket once (checksums included), building its
     /// index and learning whether the in-range keys come in order.
     Build {
@@ -352,11 +435,15 @@ impl Default for CursorOptions {
 ///   first key past `to`;
 /// - **no usable index** (missing, stale, damaged: see [`super::index`]): decode the whole file
 ///   once (checksums included), building the index (saved when
-///   [`CursorOptions::save_index`]), then go on as above when the bucket is in order;
+///   [`CursorOptions::save_index`]), then go on as above when the bucket is in order. When the
+///   stream memory budgets have no room for the index being built
+///   ([`step_within`](Self::step_within)), the pass builds none and the read goes on as for an
+///   out-of-order bucket, without seeking;
 /// - **out of key order**: decode the whole file and note whether the in-range keys come in
 ///   order; if so send them in file order, else collect `(key, offset)` of the in-range
-///   records (at most [`MAX_SORTED_RECORDS`]), sort them (stable for equal keys: by offset) and
-///   emit in key order. Beyond the limit the bucket is emitted in file order with a warning.
+///   records (at most [`MAX_SORTED_RECORDS`], and only within the budgets), sort them (stable
+///   for equal keys: by offset) and emit in key order. Beyond either limit the bucket is
+///   emitted in file order with a warning.
 ///
 /// Damage is collected by the first pass that sees it (the first [`MAX_DAMAGE_KEPT`] items,
 /// all counted); later passes skip the same records. A read that seeks sees only the damage in
@@ -372,7 +459,7 @@ pub struct BucketCursor {
     /// The first [`MAX_DAMAGE_KEPT`] damage items, in file order.
     pub damage: Vec<Damage>,
     pub damage_count: u64,
-    /// Set when an out-of-order bucket had too many records to sort.
+    /// Set when an out-of-order bucket had too many records to sort, or the budgets no room.
     pub sent_unsorted: bool,
     /// Where the index came from; `None` for an empty file.
     pub index_source: Option<IndexSource>,
@@ -478,12 +565,31 @@ impl BucketCursor {
             }
             Err(problem) => {
                 self.index_source = Some(IndexSource::Built(problem));
-                Phase::Build {
-                    pos: 0,
-                    probe: Probe::new(),
-                    builder: Box::new(IndexBuilder::new(self.options.index_interval_bytes)),
-                }
+                Phase::Unindexed
             }
+        }
+    }
+
+    /// The first step of a bucket without a usable index: builds one as it decodes the bucket
+    /// when the budgets have room for all the entries it can have (allocated at once, so it
+    /// never grows past what was granted), else decodes the bucket without one.
+    fn start_build(&mut self, may_hold: &mut dyn FnMut(usize) -> bool) -> Phase {
+        let len = self.map.as_deref().map_or(0, <[u8]>::len) as u64;
+        let interval = self.options.index_interval_bytes;
+        let bytes = std::mem::size_of::<IndexBuilder>() + IndexBuilder::bound_bytes(len, interval);
+        if may_hold(bytes) {
+            return Phase::Build {
+                pos: 0,
+                probe: Probe::new(),
+                builder: Box::new(IndexBuilder::for_bucket(len, interval)),
+            };
+        }
+        if let Some(IndexSource::Built(problem)) = self.index_source.take() {
+            self.index_source = Some(IndexSource::NotBuilt(problem));
+        }
+        Phase::Probe {
+            pos: 0,
+            probe: Probe::new(),
         }
     }
 
@@ -497,14 +603,58 @@ impl BucketCursor {
     /// Does up to `budget` of work, offering the in-range records, in key order, to `emit`
     /// (which returns false to refuse one: it is offered again by the next call).
     pub fn step(&mut self, budget: StepBudget, emit: impl FnMut(Record<'_>) -> bool) -> Step {
-        let step = self.work(budget, emit);
+        self.step_within(budget, &mut |_| true, emit)
+    }
+
+    /// Heap bytes the cursor holds between steps: its path, its damage list (counted in full),
+    /// what it says about its index (a message), the index builder of a bucket without a usable
+    /// index (its entries' capacity, bounded by the bucket's length) and the sort index of an
+    /// out-of-order bucket. An index loaded from its file, or the writer's, is used when the
+    /// cursor opens and not kept. The mapping is page cache, not counted.
+    pub fn held_bytes(&self) -> usize {
+        let phase = match &self.phase {
+            Phase::Index { index, .. } | Phase::Sorted { index, .. } => {
+                index.capacity() * std::mem::size_of::<(u64, u64)>()
+            }
+            Phase::Build { builder, .. } => {
+                std::mem::size_of::<IndexBuilder>() + builder.held_bytes()
+            }
+            Phase::Unindexed | Phase::Probe { .. } | Phase::Stream { .. } | Phase::Done => 0,
+        };
+        let problem = match &self.index_source {
+            Some(IndexSource::Built(problem) | IndexSource::NotBuilt(problem)) => {
+                problem.held_bytes()
+            }
+            Some(IndexSource::File | IndexSource::Live) | None => 0,
+        };
+        self.path.capacity()
+            + MAX_DAMAGE_KEPT.max(self.damage.capacity()) * std::mem::size_of::<Damage>()
+            + problem
+            + self.index_save_error.as_ref().map_or(0, String::capacity)
+            + phase
+    }
+
+    /// As [`step`](Self::step), asking `may_hold(bytes)` before it holds an index between
+    /// steps: the index it builds of a bucket without a usable one (16 bytes an entry, at most
+    /// one per `index_interval_bytes` of the bucket) and the sort index of an out-of-order
+    /// bucket (16 bytes a record). Refused the first, the read decodes the bucket without
+    /// building an index (it does not seek and saves none; [`IndexSource::NotBuilt`]); refused
+    /// the second, the bucket is sent in file order, as one with more than
+    /// [`MAX_SORTED_RECORDS`] such records is, and `sent_unsorted` says so.
+    pub fn step_within(
+        &mut self,
+        budget: StepBudget,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+        emit: impl FnMut(Record<'_>) -> bool,
+    ) -> Step {
+        let step = self.work(budget, may_hold, emit);
         // The passes that go through the file front to back never go back within themselves.
         let pos = match &self.phase {
             Phase::Build { pos, .. }
             | Phase::Probe { pos, .. }
             | Phase::Stream { pos, .. }
             | Phase::Index { pos, .. } => Some(*pos),
-            Phase::Sorted { .. } | Phase::Done => None,
+            Phase::Unindexed | Phase::Sorted { .. } | Phase::Done => None,
         };
         if let Some(pos) = pos {
             self.release_behind(pos);
@@ -512,11 +662,17 @@ impl BucketCursor {
         step
     }
 
-    fn work(&mut self, budget: StepBudget, mut emit: impl FnMut(Record<'_>) -> bool) -> Step {
+    fn work(
+        &mut self,
+        budget: StepBudget,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+        mut emit: impl FnMut(Record<'_>) -> bool,
+    ) -> Step {
         let mut records = 0usize;
         loop {
             let phase = std::mem::replace(&mut self.phase, Phase::Done);
             self.phase = match phase {
+                Phase::Unindexed => self.start_build(may_hold),
                 Phase::Build {
                     pos,
                     mut probe,
@@ -532,7 +688,7 @@ impl BucketCursor {
                             };
                             return Step::Budget;
                         }
-                        None => self.finish_build(probe, &builder),
+                        None => self.finish_build(probe, *builder, may_hold),
                     }
                 }
                 Phase::Probe { pos, mut probe } => {
@@ -541,7 +697,7 @@ impl BucketCursor {
                             self.phase = Phase::Probe { pos, probe };
                             return Step::Budget;
                         }
-                        None => self.after_probe(probe),
+                        None => self.after_probe(probe, may_hold),
                     }
                 }
                 Phase::Stream { pos, stop_past_to } => {
@@ -642,9 +798,14 @@ impl BucketCursor {
     }
 
     /// After a build: saves the index and seeks with it when the bucket is in order.
-    fn finish_build(&mut self, probe: Probe, builder: &IndexBuilder) -> Phase {
+    fn finish_build(
+        &mut self,
+        probe: Probe,
+        builder: IndexBuilder,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+    ) -> Phase {
         let len = self.map.as_deref().map_or(0, <[u8]>::len) as u64;
-        let index = builder.finish(len);
+        let index = builder.into_index(len);
         // A bucket that grew while it was read (a writer opened it meanwhile) would get an index
         // stale at once, over the one its writer may have saved since.
         let unchanged = std::fs::metadata(&self.path).is_ok_and(|m| m.len() == len);
@@ -654,7 +815,7 @@ impl BucketCursor {
             }
         }
         if !index.in_order {
-            return self.after_probe(probe);
+            return self.after_probe(probe, may_hold);
         }
         self.seeks = true;
         if probe.in_range == 0 {
@@ -668,10 +829,11 @@ impl BucketCursor {
     }
 
     /// After a whole-bucket pass of an out-of-order bucket: how to send its in-range records.
-    fn after_probe(&mut self, probe: Probe) -> Phase {
+    fn after_probe(&mut self, probe: Probe, may_hold: &mut dyn FnMut(usize) -> bool) -> Phase {
+        let index_bytes = probe.in_range * std::mem::size_of::<(u64, u64)>();
         if probe.in_range == 0 {
             Phase::Done
-        } else if probe.in_order || probe.in_range > MAX_SORTED_RECORDS {
+        } else if probe.in_order || probe.in_range > MAX_SORTED_RECORDS || !may_hold(index_bytes) {
             self.sent_unsorted = !probe.in_order;
             Phase::Stream {
                 pos: 0,

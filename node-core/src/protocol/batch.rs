@@ -47,6 +47,16 @@ pub enum PushOutcome {
     TooBig,
 }
 
+/// How a finished batch is encoded (§4.1 of docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchEncoding {
+    /// LZ4-compressed: what every stream sends unless its request asks otherwise.
+    #[default]
+    Lz4,
+    /// Uncompressed: for links faster than the node can compress.
+    Uncompressed,
+}
+
 /// Collects records up to a target size, then compresses them into one batch.
 #[derive(Debug)]
 pub struct BatchBuilder {
@@ -109,6 +119,43 @@ impl BatchBuilder {
         encode_uncompressed_batch(&self.raw, self.count, out);
         self.raw.clear();
         self.count = 0;
+    }
+
+    /// [`finish_into`](Self::finish_into) or
+    /// [`finish_uncompressed_into`](Self::finish_uncompressed_into), as `encoding` says.
+    pub fn finish_as(&mut self, encoding: BatchEncoding, out: &mut Vec<u8>) {
+        match encoding {
+            BatchEncoding::Lz4 => self.finish_into(out),
+            BatchEncoding::Uncompressed => self.finish_uncompressed_into(out),
+        }
+    }
+}
+
+/// The batch builder a node's streams share, one turn at a time: a stream takes it, fills it
+/// and sends it within its turn, and gives it back empty. So no stream holds a batch buffer
+/// while it waits for credit or for its client to read (docs/security.md, stream memory).
+#[derive(Debug, Default)]
+pub struct SharedBatch {
+    spare: Option<BatchBuilder>,
+}
+
+/// A shared batch buffer grown beyond this (by one large record) is let go after use.
+const SHARED_BATCH_KEEP_BYTES: usize = 1024 * 1024;
+
+impl SharedBatch {
+    /// The builder, empty, aiming at [`DEFAULT_BATCH_TARGET_BYTES`].
+    pub fn take(&mut self) -> BatchBuilder {
+        self.spare
+            .take()
+            .unwrap_or_else(|| BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES))
+    }
+
+    /// Gives the builder back; it must be empty (its batch was sent).
+    pub fn put_back(&mut self, batch: BatchBuilder) {
+        debug_assert!(batch.is_empty(), "a shared batch is sent within its turn");
+        if batch.is_empty() && batch.raw.capacity() <= SHARED_BATCH_KEEP_BYTES {
+            self.spare = Some(batch);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Codes 48–79 belong to logfiles; the node answers the unlisted ones UnsupportedRequest.
 
+use super::batch::BatchEncoding;
 pub use super::channels::{
     decode_channel, decode_channel_names, decode_put_batch, encode_channel, encode_channel_names,
     encode_put_batch, valid_channel_name, PutRequest, MAX_CHANNEL_NAME_LEN,
@@ -41,6 +42,18 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
         REMOVE_CHANNEL => "RemoveChannel",
         _ => return None,
     })
+}
+
+/// Administrative requests: only admins may run them when authentication is on. A node checks
+/// this before it looks at the body (docs/protocol.md §1.4).
+pub fn is_admin_request(code: RequestCode) -> bool {
+    code == REMOVE_CHANNEL
+}
+
+/// Requests that open a stream of Items (docs/protocol.md §2.2): refused with TooManyRequests
+/// while the connection's or the node's streams hold their memory budget.
+pub fn opens_stream(code: RequestCode) -> bool {
+    matches!(code, GET_RANGE | GET_ALL)
 }
 
 /// How a read selects records by value.
@@ -114,6 +127,15 @@ pub struct ReadFlags {
 
 impl ReadFlags {
     const UNCOMPRESSED: u8 = 1;
+
+    /// The item code and encoding of the batches of a read with these flags.
+    pub fn batch_item(&self) -> (u8, BatchEncoding) {
+        if self.uncompressed {
+            (ITEM_RECORD_BATCH_UNCOMPRESSED, BatchEncoding::Uncompressed)
+        } else {
+            (ITEM_RECORD_BATCH, BatchEncoding::Lz4)
+        }
+    }
 
     /// Appends the byte, unless every option is at its default (the request is then exactly
     /// what a client that knows no options sends).
