@@ -268,6 +268,92 @@ fn a_missing_index_is_rebuilt_and_saved_by_the_read_that_finds_it_missing() {
     assert_eq!(got.sources, vec![Some(IndexSource::File)]);
 }
 
+/// Reads bucket 0 of `dir` whole with `step_within`, small steps, asking `may_hold` before it
+/// holds an index; returns the records, the cursor's largest `held_bytes` between steps, and
+/// what it said about its index.
+fn read_within(
+    dir: &Path,
+    may_hold: &mut dyn FnMut(usize) -> bool,
+) -> (Vec<Rec>, usize, Option<IndexSource>, bool) {
+    let mut scan = RangeScan::new(dir, 0, u64::MAX)
+        .expect("scan")
+        .with_options(SAVE);
+    let mut cursor = scan.next_cursor().expect("a bucket").expect("cursor");
+    let mut records = Vec::new();
+    let mut held_max = cursor.held_bytes();
+    let small = StepBudget {
+        records: 500,
+        bytes: 64 * 1024,
+    };
+    while cursor.step_within(small, may_hold, |r| {
+        records.push((r.key, r.value.to_vec()));
+        true
+    }) != Step::Finished
+    {
+        held_max = held_max.max(cursor.held_bytes());
+    }
+    (records, held_max, cursor.index_source.clone(), cursor.seeks)
+}
+
+/// The index a read rebuilds is memory its stream holds between steps: the read asks the stream
+/// memory budgets (`may_hold`) for every entry the bucket can need before it starts, never
+/// holds more than it was granted, and counts it in `held_bytes`. Refused, it reads the whole
+/// bucket without building one (no seek, nothing saved) and returns the same records.
+#[test]
+fn rebuilding_an_index_stays_within_what_the_budgets_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<u64> = (0..20_000u64).map(|i| i / 4).collect();
+    let path = write_bucket(dir.path(), &keys, 200);
+    let bucket_len = fs::metadata(&path).unwrap().len();
+    let entries = load_index(&path).unwrap().entries.len();
+    assert!(entries > 1000, "{entries} entries");
+    fs::remove_file(index_path(&path)).unwrap();
+    let expected = whole(dir.path(), 0, u64::MAX);
+    assert_eq!(expected.len(), 20_000);
+
+    let mut asked = Vec::new();
+    let (records, held_max, source, seeks) = read_within(dir.path(), &mut |bytes| {
+        asked.push(bytes);
+        false
+    });
+    assert_eq!(records, expected);
+    assert_eq!(
+        source,
+        Some(IndexSource::NotBuilt(IndexProblem::Missing)),
+        "refused, it builds no index"
+    );
+    assert!(!seeks);
+    assert!(!index_path(&path).exists(), "and saves none");
+    let bound = IndexBuilder::bound_bytes(bucket_len, 4096);
+    assert!(bound >= entries * 16, "{bound} bytes for {entries} entries");
+    assert!(
+        asked.len() == 1 && asked[0] >= bound,
+        "asked once, for all it could need: {asked:?} (bound {bound})"
+    );
+    // What it holds without an index: its path and its damage list.
+    let unindexed = held_max;
+    assert!(unindexed < 8 * 1024, "{unindexed} bytes");
+
+    let mut granted = 0;
+    let (records, held_max, source, seeks) = read_within(dir.path(), &mut |bytes| {
+        granted += bytes;
+        true
+    });
+    assert_eq!(records, expected);
+    assert_eq!(source, Some(IndexSource::Built(IndexProblem::Missing)));
+    assert!(seeks);
+    assert!(index_path(&path).exists());
+    assert_eq!(granted, asked[0], "asked for the same index, once");
+    assert!(
+        held_max >= unindexed + entries * 16,
+        "the index being built is counted: {held_max} bytes held, {entries} entries"
+    );
+    assert!(
+        held_max <= unindexed + granted,
+        "never more than granted: {held_max} bytes held, {granted} granted"
+    );
+}
+
 #[test]
 fn a_damaged_index_is_rebuilt_whatever_byte_is_flipped() {
     let dir = tempfile::tempdir().unwrap();

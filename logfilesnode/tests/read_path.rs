@@ -4,7 +4,8 @@
 //!   are refused;
 //! - the node saves a bucket's index when it closes the bucket (shutdown), reads of a bucket
 //!   open for writing use the writer's index (and save nothing), a missing or damaged index is
-//!   rebuilt and saved by the first read;
+//!   rebuilt and saved by the first read, within the read's stream memory budgets (without room,
+//!   the read goes without);
 //! - the reference node's buckets (legacy and v1) read exactly, through indexes the node builds.
 
 mod common;
@@ -155,6 +156,78 @@ fn the_node_saves_indexes_at_close_uses_the_writers_and_rebuilds_missing_or_dama
     }
     assert_indexes_match(dir.path(), "idx");
     assert_ne!(fs::read(index_path(last)).unwrap(), damaged);
+    node.stop();
+}
+
+/// The index a read rebuilds is held by its stream and counted against the stream memory
+/// budgets (docs/protocol.md §2.2): 16 bytes for every `index_interval_bytes` of the bucket, asked
+/// for before the rebuild starts. A bucket whose index would take more than the connection's
+/// budget is read without one — every record in range, nothing saved, the node says why — and
+/// the first read with room rebuilds and saves it.
+#[test]
+fn a_read_without_room_in_its_budget_for_a_bucket_index_reads_the_bucket_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 KiB stretches: an index of an 80 MiB bucket takes 320 KiB, more than the smallest
+    // budget a connection may have (256 KiB).
+    let tight = "[logfiles]\nindex_interval_bytes = 4096\n[server]\nstream_memory_bytes = 262144\n";
+    fs::write(dir.path().join("tight.toml"), tight).unwrap();
+    fs::write(
+        dir.path().join("roomy.toml"),
+        "[logfiles]\nindex_interval_bytes = 4096\n",
+    )
+    .unwrap();
+    let node = Node::start_in(BIN, dir.path(), &["-c", "tight.toml"]);
+    let mut conn = Conn::open(node.addr);
+    let records: Vec<Rec> = (0..1280u64)
+        .map(|i| {
+            let mut value = value_of(i);
+            value.resize(64 * 1024, b'z');
+            (FIRST_KEY + i, value)
+        })
+        .collect();
+    for chunk in records.chunks(64) {
+        let requests: Vec<_> = chunk
+            .iter()
+            .map(|(key, value)| {
+                let mut body = Vec::new();
+                PutRequest {
+                    channel: "big",
+                    key: *key,
+                    value,
+                }
+                .encode(&mut body);
+                (logfiles::PUT, body)
+            })
+            .collect();
+        for (status, _) in conn.pipeline(&requests) {
+            assert_eq!(status, Status::Ok);
+        }
+    }
+    node.stop();
+    let buckets = bucket_paths(dir.path(), "big");
+    assert_eq!(buckets.len(), 1);
+    let bucket = &buckets[0];
+    assert!(fs::metadata(bucket).unwrap().len() > 80 << 20);
+    fs::remove_file(index_path(bucket)).unwrap();
+
+    let (from, to) = (FIRST_KEY + 600, FIRST_KEY + 602);
+    let node = Node::start_in(BIN, dir.path(), &["-c", "tight.toml"]);
+    let mut conn = Conn::open(node.addr);
+    let got = get_range(&mut conn, "big", from, to, ReadFlags::default());
+    assert_eq!(got, in_range(&records, from, to));
+    assert!(!index_path(bucket).exists(), "no room: no index built");
+    let log = node.root_log();
+    assert!(
+        log.contains("index not rebuilt") && log.contains("stream memory budgets"),
+        "the node says why: {log}"
+    );
+    node.stop();
+
+    let node = Node::start_in(BIN, dir.path(), &["-c", "roomy.toml"]);
+    let mut conn = Conn::open(node.addr);
+    let got = get_range(&mut conn, "big", from, to, ReadFlags::default());
+    assert_eq!(got, in_range(&records, from, to));
+    assert_indexes_match(dir.path(), "big");
     node.stop();
 }
 

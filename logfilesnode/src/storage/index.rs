@@ -738,6 +738,40 @@ mod tests {
         assert_eq!(decode_index(&encode_index(&index)), Ok(index));
     }
 
+    /// The builder a read uses has room for every entry of its bucket from the start and
+    /// never reallocates, merging included (the read's memory budgets granted that much); a
+    /// merged stretch starts where its first half did and keeps the smaller key of the two.
+    #[test]
+    fn a_builder_for_a_bucket_never_outgrows_its_bound() {
+        let n = MAX_INDEX_ENTRIES as u64 + 3;
+        let len = 16 + n * 4096;
+        let mut builder = IndexBuilder::for_bucket(len, 4096);
+        let bound = IndexBuilder::bound_bytes(len, 4096);
+        assert_eq!(bound, MAX_INDEX_ENTRIES * INDEX_ENTRY_BYTES);
+        assert_eq!(builder.held_bytes(), bound);
+        // Keys falling: the smaller key of a pair is the second's.
+        for i in 0..n {
+            builder.push(16 + i * 4096, n - i);
+            assert!(builder.held_bytes() <= bound, "after {i} records");
+        }
+        let index = builder.into_index(len);
+        assert_eq!(index.interval_bytes, 8192);
+        assert_eq!(index.entries.len(), MAX_INDEX_ENTRIES / 2 + 2);
+        for (j, entry) in index.entries.iter().enumerate().take(MAX_INDEX_ENTRIES / 2) {
+            let first = 2 * j as u64;
+            assert_eq!(entry.offset, 16 + first * 4096, "entry {j}");
+            assert_eq!(entry.min_key, n - (first + 1), "entry {j}");
+        }
+        // A small bucket's bound follows its length.
+        assert_eq!(IndexBuilder::max_entries(0, 4096), 1);
+        assert_eq!(IndexBuilder::max_entries(3 * 4096, 4096), 4);
+        assert_eq!(
+            IndexBuilder::max_entries(3 * 4096, 1),
+            4,
+            "the minimum interval"
+        );
+    }
+
     #[test]
     fn damage_and_staleness_are_caught() {
         let data = bucket(&[1, 2, 3, 4, 5, 6, 7, 8], 1500);
