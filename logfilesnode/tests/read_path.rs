@@ -37,7 +37,13 @@ fn put_records(conn: &mut Conn, channel: &str, count: u64, per_key: u64) -> Vec<
     let records: Vec<Rec> = (0..count)
         .map(|i| (FIRST_KEY + i / per_key, value_of(i)))
         .collect();
-    for chunk in records.chunks(500) {
+    put_all(conn, channel, &records);
+    records
+}
+
+/// Stores `records`, one Put each, pipelined in chunks.
+fn put_all(conn: &mut Conn, channel: &str, records: &[Rec]) {
+    for chunk in records.chunks(64) {
         let requests: Vec<_> = chunk
             .iter()
             .map(|(key, value)| {
@@ -55,7 +61,6 @@ fn put_records(conn: &mut Conn, channel: &str, count: u64, per_key: u64) -> Vec<
             assert_eq!(status, Status::Ok);
         }
     }
-    records
 }
 
 fn in_range(records: &[Rec], from: u64, to: u64) -> Vec<Rec> {
@@ -185,24 +190,7 @@ fn a_read_without_room_in_its_budget_for_a_bucket_index_reads_the_bucket_without
             (FIRST_KEY + i, value)
         })
         .collect();
-    for chunk in records.chunks(64) {
-        let requests: Vec<_> = chunk
-            .iter()
-            .map(|(key, value)| {
-                let mut body = Vec::new();
-                PutRequest {
-                    channel: "big",
-                    key: *key,
-                    value,
-                }
-                .encode(&mut body);
-                (logfiles::PUT, body)
-            })
-            .collect();
-        for (status, _) in conn.pipeline(&requests) {
-            assert_eq!(status, Status::Ok);
-        }
-    }
+    put_all(&mut conn, "big", &records);
     node.stop();
     let buckets = bucket_paths(dir.path(), "big");
     assert_eq!(buckets.len(), 1);
