@@ -2,8 +2,9 @@
 //! a directory on an OS-chosen port (learnt from its root.log), speak raw protocol frames to it,
 //! signal it, and wait for it; and find (building if needed) another package's binary. Also: the
 //! suite's rule for checks this machine cannot run ([`skip`]) and the replayable randomness of
-//! the crash tests ([`random`]).
+//! the crash tests ([`random`]); and headless Chromium for the web pages' tests ([`chromium`]).
 
+pub mod chromium;
 pub mod random;
 pub mod skip;
 
