@@ -368,6 +368,25 @@ fn the_http_side_serves_the_page_and_keeps_to_its_limits() {
     assert_eq!(http(addr, &big).0, 431);
 
     check_connection_limit(addr);
+
+    // The topology file changes: the queue node leaves, and the dashboard follows.
+    let dht_only = format!("[dht]\nnodes = [\"{}\"]\n", cluster.dht[0].addr);
+    std::fs::write(&topology, dht_only).expect("rewrite the topology");
+    let deadline = Instant::now() + PAGE_DEADLINE;
+    loop {
+        let (_, response) = get(addr, "/api/state");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let state: Value = serde_json::from_str(body).expect("JSON state");
+        if state["nodes"].as_array().map(Vec::len) == Some(1) {
+            assert_eq!(state["health"]["nodes"][0]["kind"], "dht", "{state}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard kept the removed node: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// 64 connections open at once; the next one is closed at once, and once some close, the
@@ -415,33 +434,20 @@ fn check_connection_limit(addr: SocketAddr) {
 
 #[test]
 fn a_non_loopback_listener_needs_insecure() {
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args([
-            "--node",
-            "127.0.0.1:1",
-            "dashboard",
-            "--listen",
-            "0.0.0.0:0",
-        ])
-        .output()
-        .expect("swarmctl runs");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let dashboard = |listen: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+            .args(["--node", "127.0.0.1:1", "dashboard", "--listen", listen])
+            .output()
+            .expect("swarmctl runs");
+        assert_eq!(output.status.code(), Some(2), "--listen {listen}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = dashboard("0.0.0.0:0");
     assert!(
         stderr.contains("--listen 0.0.0.0:0 is not a loopback address")
             && stderr.contains("add --insecure"),
         "{stderr}"
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args([
-            "--node",
-            "127.0.0.1:1",
-            "dashboard",
-            "--listen",
-            "nowhere:80",
-        ])
-        .output()
-        .expect("swarmctl runs");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not an IP address and port"));
+    let stderr = dashboard("nowhere:80");
+    assert!(stderr.contains("not an IP address and port"), "{stderr}");
 }

@@ -47,11 +47,14 @@ pub fn probe_all(targets: &TargetArgs) -> Result<Vec<Probe>, Box<dyn std::error:
     Ok(connect_all(&nodes, &options))
 }
 
+/// A node to probe: its address and the kind its topology section says (`None`: unchecked).
+pub type ProbeTarget = (SocketAddr, Option<NodeKind>);
+
 /// The nodes named on the command line, each with the kind its topology section says, in
 /// command-line (topology) order; and the options to connect with.
 pub fn probe_targets(
     targets: &TargetArgs,
-) -> Result<(Vec<(SocketAddr, Option<NodeKind>)>, ClientOptions), Box<dyn std::error::Error>> {
+) -> Result<(Vec<ProbeTarget>, ClientOptions), Box<dyn std::error::Error>> {
     let (groups, options) = targets.resolve()?;
     let nodes = groups
         .iter()

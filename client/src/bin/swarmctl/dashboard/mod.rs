@@ -19,7 +19,7 @@ mod ranges;
 mod rates;
 
 use crate::cmd_health::Thresholds;
-use crate::outcome::Usage;
+use crate::outcome::{Usage, FAILURE};
 use crate::targets::TargetArgs;
 use crate::CmdResult;
 use collect::{Board, Collector, MAX_NODES};
@@ -82,10 +82,17 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     let collecting = Arc::clone(&board);
     std::thread::Builder::new()
         .name("dashboard-collector".into())
-        .spawn(move || loop {
-            let started = Instant::now();
-            collector.collect(&collecting);
-            std::thread::sleep(interval.saturating_sub(started.elapsed()));
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| loop {
+                let started = Instant::now();
+                collector.collect(&collecting);
+                std::thread::sleep(interval.saturating_sub(started.elapsed()));
+            });
+            // A page that silently stopped changing would be worse than no page: a bug in the
+            // collector (its message is already on stderr) ends the dashboard.
+            if std::panic::catch_unwind(run).is_err() {
+                std::process::exit(i32::from(FAILURE));
+            }
         })?;
     let hosts = addr
         .ip()
