@@ -65,12 +65,18 @@ impl Browser {
         let child = launch(&binary, profile.path(), width, height);
         let (port, path) = wait_for_devtools(profile.path());
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to DevTools");
-        stream
-            .set_read_timeout(Some(READ_SLICE))
-            .expect("read timeout on the DevTools socket");
+        // The handshake waits as long as a call may; reads after it wait in slices, so that
+        // every loop looks at its own deadline.
+        let set_timeout = |stream: &TcpStream, timeout| {
+            stream
+                .set_read_timeout(Some(timeout))
+                .expect("read timeout on the DevTools socket");
+        };
+        set_timeout(&stream, CALL_DEADLINE);
         let url = format!("ws://127.0.0.1:{port}{path}");
         let (socket, _) = tungstenite::client::client(url.as_str(), stream)
             .unwrap_or_else(|err| panic!("DevTools websocket {url}: {err}"));
+        set_timeout(socket.get_ref(), READ_SLICE);
         let mut browser = Browser {
             child,
             socket,
