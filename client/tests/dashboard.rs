@@ -167,9 +167,27 @@ fn the_page_shows_the_cluster_and_a_node_going_down_with_no_console_error() {
     check_ranges(&mut browser);
     check_channels_and_plots(&mut browser);
 
-    let dead = cluster.dht[3].addr;
+    check_node_going_down(&mut browser, &mut cluster.dht[3]);
+    // Let the plots take in a few more points with the node down.
+    std::thread::sleep(Duration::from_secs(2));
+    let png = browser.screenshot_png();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
+    if let Some(path) = std::env::var_os("SWARM_DASHBOARD_SCREENSHOT") {
+        std::fs::write(&path, &png).expect("write the screenshot");
+    }
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "the page logged errors: {problems:#?}");
+    stop.store(true, Ordering::Relaxed);
+    for thread in load {
+        thread.join().expect("a traffic thread");
+    }
+}
+
+/// SIGKILL to a node of the replica set: its row, its place in the set and the verdict say so.
+fn check_node_going_down(browser: &mut Browser, node: &mut testkit::TempNode) {
+    let dead = node.addr;
     let killed = Instant::now();
-    cluster.dht[3].kill9();
+    node.kill9();
     browser.wait_for(
         "the killed node shown down",
         &format!(
@@ -195,19 +213,6 @@ fn the_page_shows_the_cluster_and_a_node_going_down_with_no_console_error() {
     let set =
         browser.eval("document.querySelector('#ranges rect[data-group=\"2\"]').dataset.state");
     assert_eq!(set, "degraded");
-    // Let the plots take in a few more points with the node down.
-    std::thread::sleep(Duration::from_secs(2));
-    let png = browser.screenshot_png();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
-    if let Some(path) = std::env::var_os("SWARM_DASHBOARD_SCREENSHOT") {
-        std::fs::write(&path, &png).expect("write the screenshot");
-    }
-    let problems = browser.problems();
-    assert!(problems.is_empty(), "the page logged errors: {problems:#?}");
-    stop.store(true, Ordering::Relaxed);
-    for thread in load {
-        thread.join().expect("a traffic thread");
-    }
 }
 
 /// Every node's kind, version and uptime.
@@ -369,9 +374,13 @@ fn the_http_side_serves_the_page_and_keeps_to_its_limits() {
 
     check_connection_limit(addr);
 
-    // The topology file changes: the queue node leaves, and the dashboard follows.
-    let dht_only = format!("[dht]\nnodes = [\"{}\"]\n", cluster.dht[0].addr);
-    std::fs::write(&topology, dht_only).expect("rewrite the topology");
+    check_follows_topology(addr, &topology, cluster.dht[0].addr);
+}
+
+/// The topology file changes: the queue node leaves, and the dashboard follows.
+fn check_follows_topology(addr: SocketAddr, topology: &Path, dht: SocketAddr) {
+    let dht_only = format!("[dht]\nnodes = [\"{dht}\"]\n");
+    std::fs::write(topology, dht_only).expect("rewrite the topology");
     let deadline = Instant::now() + PAGE_DEADLINE;
     loop {
         let (_, response) = get(addr, "/api/state");
