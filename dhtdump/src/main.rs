@@ -15,7 +15,7 @@
 
 use clap::Parser;
 use dhtdump::config::{DumpConfig, Overrides};
-use dhtdump::cycle::{self, Dumper, Ended, Mode, Schedule};
+use dhtdump::cycle::{self, Ended, Mode, Schedule, Sidecar};
 use dhtdump::stats::{self, Stats};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -134,15 +134,15 @@ fn main() -> ExitCode {
             return fail(err);
         }
     };
-    let mut dumper = match Dumper::new(&config, credentials, Arc::clone(&stats), Arc::clone(&stop))
+    let mut sidecar = match Sidecar::new(&config, credentials, Arc::clone(&stats), Arc::clone(&stop))
     {
-        Ok(dumper) => dumper,
+        Ok(sidecar) => sidecar,
         Err(err) => {
             tracing::error!("cannot start: {err}");
             return fail(err);
         }
     };
-    if let Err(err) = dumper.check_node() {
+    if let Err(err) = sidecar.check_node() {
         tracing::error!("cannot reach dht node {}: {err}", config.node);
         if mode == Mode::Oneshot {
             return ExitCode::FAILURE;
@@ -178,13 +178,13 @@ fn main() -> ExitCode {
         min_wait: config.min_wait(),
         retry_wait: config.retry_wait(),
     };
-    let ended = cycle::run(&mut dumper, &schedule, mode);
+    let ended = cycle::run(&mut sidecar, &schedule, mode);
     stats_stop.store(true, Ordering::SeqCst);
     if let Some(handle) = stats_thread {
         let _ = handle.join();
     }
     // Joins the writer thread: any dump it still had is abandoned (its temporary file deleted).
-    drop(dumper);
+    drop(sidecar);
     match ended {
         Ended::Done | Ended::Stopped => {
             tracing::info!("dhtdump stopped");

@@ -1,34 +1,36 @@
-//! When the node dumps, and what it hands the dump writer: every `dump_period_s` and at
-//! shutdown, each channel (a shared handle to its shards) goes to the [`DumpThread`], which reads
-//! the shards itself, one at a time under that shard's lock, and compresses and writes them. The
-//! event loop copies nothing, so a dump costs requests only the rare wait for the one shard being
-//! read (docs/benchmarks.md, "latency while dumping").
+//! The node's dump scheduler: when the node dumps, and what it hands the dump writer. Every
+//! `dump_period_s` and at shutdown, each channel (a shared handle to its shards) goes to the
+//! [`DumpThread`], which reads the shards itself, one at a time under that shard's lock, and
+//! compresses and writes them. The event loop copies nothing, so a dump costs requests only the
+//! rare wait for the one shard being read (docs/benchmarks.md, "latency while dumping"). A
+//! RedistCommit dumps one channel at once and waits for its outcome ([`DumpScheduler::commit_channel`]).
 //!
 //! Consistency: a periodic dump is not a point-in-time snapshot. Each shard is read at one
 //! instant; writes to shards already read land in the next dump. That is what the reference's
 //! dumps (a GetAll stream) gave too, and every record untouched during the dump is in it. The
 //! shutdown dump runs after the last request, so it has everything.
+//!
+//! The scheduler sees the engine only as a [`DumpSource`]; the node's event loop calls
+//! [`tick`](DumpScheduler::tick) on its timer.
 
 use crate::dump::writer::{CancelToken, DumpAction, DumpThread, ShardSource};
-use crate::engine::{Channel, Engine, SHARD_COUNT};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-impl ShardSource for Channel {
-    fn shard_count(&self) -> usize {
-        SHARD_COUNT
-    }
-
-    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8])) {
-        for (key, value) in self.shard(index).iter() {
-            each(*key, value);
-        }
-    }
+/// The channels the scheduler dumps (the dht engine).
+pub trait DumpSource {
+    /// The channels now, in any order, each as a handle the writer reads shard by shard.
+    fn for_each_channel(&self, each: &mut dyn FnMut(&str, Arc<dyn ShardSource>));
+    /// One channel, if it exists.
+    fn channel(&self, name: &str) -> Option<Arc<dyn ShardSource>>;
+    /// How many channels there are.
+    fn channel_count(&self) -> usize;
 }
 
-pub struct Dumper {
+/// Schedules the node's dumps and keeps their outcomes (see the module doc).
+pub struct DumpScheduler {
     thread: DumpThread,
     period: Option<Duration>,
     next_cycle: Instant,
@@ -64,12 +66,12 @@ const MAX_FINISHED_COMMITS: usize = 4096;
 /// before the writer gets a small guaranteed share.
 const STARVED_AFTER: Duration = Duration::from_secs(2);
 
-impl Dumper {
+impl DumpScheduler {
     /// `period`: None dumps only at shutdown.
-    pub fn new(thread: DumpThread, period: Option<Duration>) -> Dumper {
+    pub fn new(thread: DumpThread, period: Option<Duration>) -> DumpScheduler {
         let next_cycle = Instant::now() + period.unwrap_or(Duration::MAX / 4);
         let last_progress = (thread.progress(), Instant::now());
-        Dumper {
+        DumpScheduler {
             thread,
             period,
             next_cycle,
@@ -93,21 +95,20 @@ impl Dumper {
     }
 
     /// RedistCommit: dumps `channel` now, so that every record it holds at this moment is on
-    /// disk when the dump's outcome is reported ([`Dumper::take_commit`] with the returned
+    /// disk when the dump's outcome is reported ([`DumpScheduler::take_commit`] with the returned
     /// ticket). `Ok(None)`: the channel does not exist, there is nothing to write. The writer
     /// leaves the idle class until the commit is done: a sender is waiting for it.
     pub fn commit_channel(
         &mut self,
-        engine: &Engine,
+        source: &impl DumpSource,
         channel: &str,
     ) -> Result<Option<u64>, String> {
-        let Some(data) = engine.channel(channel) else {
+        let Some(shards) = source.channel(channel) else {
             return Ok(None);
         };
-        let source: Arc<dyn ShardSource> = data.clone();
         let (cancel, ticket) =
             self.thread
-                .dump_shards_ticketed(channel, source)
+                .dump_shards_ticketed(channel, shards)
                 .map_err(|error| {
                     format!("cannot hand channel {channel} to the dump writer: {error}")
                 })?;
@@ -165,7 +166,7 @@ impl Dumper {
     }
 
     /// Logs what the writer finished; starts a cycle when one is due.
-    pub fn tick(&mut self, engine: &Engine, now: Instant) {
+    pub fn tick(&mut self, source: &impl DumpSource, now: Instant) {
         self.report_outcomes();
         self.guard_against_starvation(now);
         if let Some(started) = self.cycle_started {
@@ -180,7 +181,7 @@ impl Dumper {
             }
         }
         if self.cycle_started.is_none() && now >= self.next_cycle {
-            self.start_cycle(engine, now);
+            self.start_cycle(source, now);
         }
     }
 
@@ -203,7 +204,7 @@ impl Dumper {
     }
 
     /// Hands every channel to the writer now.
-    pub fn start_cycle(&mut self, engine: &Engine, now: Instant) {
+    pub fn start_cycle(&mut self, source: &impl DumpSource, now: Instant) {
         self.cycle_started = Some(now);
         self.failures_at_cycle_start = self.failures;
         if let Some(period) = self.period {
@@ -211,15 +212,14 @@ impl Dumper {
         }
         tracing::info!(
             "dump cycle started: {} channels",
-            engine.channel_names().len()
+            source.channel_count()
         );
-        self.hand_over_all(engine);
+        self.hand_over_all(source);
     }
 
-    fn hand_over_all(&mut self, engine: &Engine) {
-        for (name, channel) in engine.channels() {
-            let source: Arc<dyn ShardSource> = channel.clone();
-            match self.thread.dump_shards(name, source) {
+    fn hand_over_all(&mut self, source: &impl DumpSource) {
+        source.for_each_channel(&mut |name, shards| {
+            match self.thread.dump_shards(name, shards) {
                 Ok(cancel) => {
                     self.in_flight.insert(name.to_string(), cancel);
                 }
@@ -228,7 +228,7 @@ impl Dumper {
                     tracing::error!("cannot hand channel {name} to the dump writer: {error}");
                 }
             }
-        }
+        });
     }
 
     fn report_outcomes(&mut self) {
@@ -317,7 +317,7 @@ impl Dumper {
     /// in flight are called off first (their previous dumps stay), because they may have read
     /// shards before the last writes.
     /// Returns how many dumps failed (they are logged).
-    pub fn dump_all_blocking(&mut self, engine: &Engine) -> u64 {
+    pub fn dump_all_blocking(&mut self, source: &impl DumpSource) -> u64 {
         let failures_before = self.failures;
         // No requests are served any more: the writer may have the whole core.
         self.thread.set_background(false);
@@ -325,7 +325,7 @@ impl Dumper {
             cancel.store(true, Ordering::Relaxed);
         }
         let started = Instant::now();
-        self.hand_over_all(engine);
+        self.hand_over_all(source);
         if let Err(error) = self.thread.wait_idle() {
             tracing::error!("dump writer failed during the shutdown dump: {error}");
         }
