@@ -73,8 +73,7 @@ pub enum Entry<'a> {
 
 /// Names a plain file of the data directory (see the module doc).
 pub fn classify(name: &str) -> Entry<'_> {
-    if name == STATE_FILE || name == STATE_TMP_FILE || name == node_core::data_dir::LOCK_FILE_NAME
-    {
+    if name == STATE_FILE || name == STATE_TMP_FILE || name == node_core::data_dir::LOCK_FILE_NAME {
         return Entry::NotADump;
     }
     let suffixes = [
@@ -137,7 +136,11 @@ mod tests {
         assert_eq!(classify("bad.name.dump"), Entry::BadChannelName("bad.name"));
         assert_eq!(classify(".dump"), Entry::BadChannelName(""));
         assert_eq!(classify("notes.txt"), Entry::Unknown);
-        for name in [STATE_FILE, STATE_TMP_FILE, node_core::data_dir::LOCK_FILE_NAME] {
+        for name in [
+            STATE_FILE,
+            STATE_TMP_FILE,
+            node_core::data_dir::LOCK_FILE_NAME,
+        ] {
             assert_eq!(classify(name), Entry::NotADump, "{name}");
         }
     }

@@ -488,27 +488,7 @@ pub fn run(sidecar: &mut Sidecar, schedule: &Schedule, mode: Mode) -> Ended {
                     tracing::info!("cycle done in {:.1}s ({summary})", took.as_secs_f64());
                     return Ended::Done;
                 }
-                let (pause, clamped) = pause_after(schedule, took);
-                if clamped {
-                    tracing::warn!(
-                        "the cycle took {:.1}s, leaving less than min_wait_s of the {}s period; \
-                         pausing min_wait_s = {}s",
-                        took.as_secs_f64(),
-                        schedule.period.as_secs(),
-                        schedule.min_wait.as_secs()
-                    );
-                }
-                tracing::info!(
-                    "cycle done in {:.1}s, next cycle at {} (in {:.1}s; {summary})",
-                    took.as_secs_f64(),
-                    utc_system_time(SystemTime::now() + pause),
-                    pause.as_secs_f64()
-                );
-                node_core::systemd::status(&format!(
-                    "last cycle done in {:.1}s ({summary}); next cycle at {}",
-                    took.as_secs_f64(),
-                    utc_system_time(SystemTime::now() + pause)
-                ));
+                let pause = announce_pause(schedule, took, &summary);
                 if !sleep_unless_stopped(&stop, pause) {
                     return stopping(Ended::Stopped);
                 }
@@ -522,20 +502,51 @@ pub fn run(sidecar: &mut Sidecar, schedule: &Schedule, mode: Mode) -> Ended {
             }
             Err(CycleError::Failed(reason)) => {
                 sidecar.stats.cycle_failed();
-                node_core::systemd::status(&format!(
-                    "last cycle FAILED, retrying in {}s: {reason}",
-                    schedule.retry_wait.as_secs()
-                ));
-                tracing::error!(
-                    "dump cycle failed: {reason}; retrying in {}s",
-                    schedule.retry_wait.as_secs()
-                );
+                announce_failure(schedule, &reason);
                 if !sleep_unless_stopped(&stop, schedule.retry_wait) {
                     return stopping(incomplete);
                 }
             }
         }
     }
+}
+
+/// The pause after a periodic cycle that took `took`, logged and shown to systemd.
+fn announce_pause(schedule: &Schedule, took: Duration, summary: &str) -> Duration {
+    let (pause, clamped) = pause_after(schedule, took);
+    if clamped {
+        tracing::warn!(
+            "the cycle took {:.1}s, leaving less than min_wait_s of the {}s period; \
+                 pausing min_wait_s = {}s",
+            took.as_secs_f64(),
+            schedule.period.as_secs(),
+            schedule.min_wait.as_secs()
+        );
+    }
+    tracing::info!(
+        "cycle done in {:.1}s, next cycle at {} (in {:.1}s; {summary})",
+        took.as_secs_f64(),
+        utc_system_time(SystemTime::now() + pause),
+        pause.as_secs_f64()
+    );
+    node_core::systemd::status(&format!(
+        "last cycle done in {:.1}s ({summary}); next cycle at {}",
+        took.as_secs_f64(),
+        utc_system_time(SystemTime::now() + pause)
+    ));
+    pause
+}
+
+/// A failed cycle, logged and shown to systemd.
+fn announce_failure(schedule: &Schedule, reason: &str) {
+    node_core::systemd::status(&format!(
+        "last cycle FAILED, retrying in {}s: {reason}",
+        schedule.retry_wait.as_secs()
+    ));
+    tracing::error!(
+        "dump cycle failed: {reason}; retrying in {}s",
+        schedule.retry_wait.as_secs()
+    );
 }
 
 fn stopping(ended: Ended) -> Ended {

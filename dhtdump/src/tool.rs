@@ -513,10 +513,8 @@ fn write_atomically(
         let _ = fs::remove_file(&tmp);
         return result;
     }
-    // Make the new name durable.
-    if let Ok(dir) = File::open(&dir) {
-        let _ = dir.sync_all();
-    }
+    // Make the new name durable (best effort: the file itself is complete and synced).
+    let _ = dht_persist::layout::sync_dir(&dir);
     Ok(())
 }
 

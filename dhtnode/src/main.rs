@@ -7,9 +7,9 @@
 //! resumed (unless `--range` changed the range, which abandons it with a warning).
 
 use clap::Parser;
-use dhtnode::config::NodeConfig;
 use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
 use dht_persist::{DumpScheduler, DumpThread};
+use dhtnode::config::NodeConfig;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;

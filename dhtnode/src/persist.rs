@@ -29,7 +29,8 @@ impl DumpSource for Engine {
     }
 
     fn channel(&self, name: &str) -> Option<Arc<dyn ShardSource>> {
-        Engine::channel(self, name).map(|channel| -> Arc<dyn ShardSource> { channel.clone() })
+        let channel: Arc<Channel> = Engine::channel(self, name)?.clone();
+        Some(channel)
     }
 
     fn channel_count(&self) -> usize {

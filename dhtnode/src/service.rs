@@ -3,9 +3,9 @@
 //! when their dump is written, and drives a running redistribution ([`Redistributor`]).
 
 use crate::engine::{Engine, ListenerId};
-use dht_persist::DumpScheduler;
 use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
+use dht_persist::DumpScheduler;
 use node_core::metrics::Families;
 use node_core::protocol::{dht, NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};

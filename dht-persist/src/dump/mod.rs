@@ -1,7 +1,7 @@
 //! Channel dumps: how the dht persists its in-memory channels, one file per channel (the
 //! files are listed in [`crate::layout`]).
 //!
-//! - [`format`]: the dump file format (version 1): header, LZ4 blocks, trailer, every part
+//! - [`format`](mod@format): the dump file format (version 1): header, LZ4 blocks, trailer, every part
 //!   checksummed; a streaming reader that checks everything.
 //! - [`writer`]: [`DumpThread`](writer::DumpThread), the background thread that writes dump
 //!   files: `<ch>.dump.tmp` is written and fsynced, `<ch>.dump` is renamed to

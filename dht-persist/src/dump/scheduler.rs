@@ -210,16 +210,13 @@ impl DumpScheduler {
         if let Some(period) = self.period {
             self.next_cycle = now + period;
         }
-        tracing::info!(
-            "dump cycle started: {} channels",
-            source.channel_count()
-        );
+        tracing::info!("dump cycle started: {} channels", source.channel_count());
         self.hand_over_all(source);
     }
 
     fn hand_over_all(&mut self, source: &impl DumpSource) {
-        source.for_each_channel(&mut |name, shards| {
-            match self.thread.dump_shards(name, shards) {
+        source.for_each_channel(
+            &mut |name, shards| match self.thread.dump_shards(name, shards) {
                 Ok(cancel) => {
                     self.in_flight.insert(name.to_string(), cancel);
                 }
@@ -227,8 +224,8 @@ impl DumpScheduler {
                     self.failures += 1;
                     tracing::error!("cannot hand channel {name} to the dump writer: {error}");
                 }
-            }
-        });
+            },
+        );
     }
 
     fn report_outcomes(&mut self) {

@@ -55,14 +55,14 @@ pub(super) fn load_channel<T: LoadTarget>(
         report: ChannelLoadReport::new(channel),
     };
     let mut loaded = match &files.dump {
-        Some(dump) => load.from_dump(dump, files.backup.as_deref())?,
+        Some(dump) => load.try_dump(dump, files.backup.as_deref())?,
         None => None,
     };
     if loaded.is_none() {
         if let Some(backup) = &files.backup {
-            loaded = load.from_backup(backup, files.dump.is_some())?;
+            loaded = load.try_backup(backup, files.dump.is_some())?;
         } else if let (None, Some(tcm)) = (&files.dump, &files.tcm) {
-            loaded = load.from_tcm(tcm)?;
+            loaded = load.try_tcm(tcm)?;
         }
     }
     let ChannelLoad {
@@ -84,7 +84,7 @@ pub(super) fn load_channel<T: LoadTarget>(
 impl<T: LoadTarget> ChannelLoad<'_, T> {
     /// `<ch>.dump`; when it fails its checks, it is moved to `corrupt/` (`None`: the caller
     /// falls back to `backup`).
-    fn from_dump(
+    fn try_dump(
         &mut self,
         dump: &Path,
         backup: Option<&Path>,
@@ -116,7 +116,7 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
     /// `<ch>.dump.backup`: after a failed dump (`had_dump`, an ERROR line), or alone (a crash
     /// between the two renames of a dump, a warning). When it fails too, it is moved to
     /// `corrupt/` and the channel starts empty.
-    fn from_backup(
+    fn try_backup(
         &mut self,
         backup: &Path,
         had_dump: bool,
@@ -158,7 +158,7 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
     }
 
     /// `<ch>.tcm`, when the channel has no dump of its own.
-    fn from_tcm(&mut self, tcm: &Path) -> Result<Loaded<T::Channel>, LoadError> {
+    fn try_tcm(&mut self, tcm: &Path) -> Result<Loaded<T::Channel>, LoadError> {
         match self.import_tcm(tcm) {
             Ok(data) => Ok(Some((data, LoadSource::Tcm, tcm.to_path_buf()))),
             Err(FileFailure::Fatal(err)) => Err(err),

@@ -26,7 +26,7 @@
 //! Records with an empty value or a value longer than `max_value_bytes` are skipped and counted.
 //! Records outside the node's hash range follow the [`OutOfRangePolicy`].
 //!
-//! [`channel`] loads one channel; this module finds the channels and reports.
+//! `channel` loads one channel; this module finds the channels and reports.
 
 mod channel;
 

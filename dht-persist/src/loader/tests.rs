@@ -197,8 +197,7 @@ fn a_dump_failing_half_way_leaves_nothing_behind() {
     let bytes = fs::read(&dump).unwrap();
     fs::write(&dump, &bytes[..bytes.len() - 3]).unwrap(); // blocks fine, trailer torn
     let mut target = MapTarget::default();
-    let report =
-        load_data_dir(dir.path(), &options(OutOfRangePolicy::Load), &mut target).unwrap();
+    let report = load_data_dir(dir.path(), &options(OutOfRangePolicy::Load), &mut target).unwrap();
     assert!(target.channels.is_empty());
     let ch = report.channel("ch").unwrap();
     assert_eq!((ch.source, ch.loaded), (LoadSource::Nothing, 0));
@@ -265,8 +264,7 @@ fn an_unfinished_dump_is_removed_once_and_reported_truthfully() {
     };
     let first = about("first");
     assert!(
-        first.starts_with("removed ")
-            && first.contains("no complete dump (this was its first)"),
+        first.starts_with("removed ") && first.contains("no complete dump (this was its first)"),
         "{first}"
     );
     assert!(!first.contains("previous dump"), "{first}");
@@ -405,8 +403,7 @@ fn out_of_range_load_keeps_and_counts() {
 #[test]
 fn out_of_range_ignore_skips_and_counts() {
     let dir = mixed_dir();
-    let (report, target, logs) =
-        load_logged(dir.path(), &range_options(OutOfRangePolicy::Ignore));
+    let (report, target, logs) = load_logged(dir.path(), &range_options(OutOfRangePolicy::Ignore));
     let keys: Vec<u64> = target.channels["ch"].iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, IN_RANGE.to_vec());
     let report = report.unwrap();
@@ -479,8 +476,7 @@ fn empty_and_oversized_values_are_skipped_and_counted() {
     let records: [(u64, &[u8]); 4] = [(1, b""), (2, &exact), (3, &over), (4, b"ok")];
     write_dump(&dir.path().join("ch.dump"), "ch", &records);
     let mut target = MapTarget::default();
-    let report =
-        load_data_dir(dir.path(), &options(OutOfRangePolicy::Load), &mut target).unwrap();
+    let report = load_data_dir(dir.path(), &options(OutOfRangePolicy::Load), &mut target).unwrap();
     assert_eq!(
         target.channels["ch"],
         vec![(2, exact.clone()), (4, b"ok".to_vec())]

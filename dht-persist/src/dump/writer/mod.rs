@@ -20,13 +20,13 @@
 //! Match on [`DumpOutcome::action`]: an `Err` with [`DumpAction::Aborted`] is a dump the caller
 //! (or a RemoveChannel) called off, not a failure.
 //!
-//! Writing channel `ch` ([`worker`]): `<ch>.dump.tmp` is written and fsynced, the current
+//! Writing channel `ch` (`worker`): `<ch>.dump.tmp` is written and fsynced, the current
 //! `<ch>.dump` (if any) is renamed to `<ch>.dump.backup` (replacing the older backup),
 //! `<ch>.dump.tmp` is renamed to `<ch>.dump`, and the directory is fsynced. Whenever a crash
 //! strikes, `<ch>.dump` or `<ch>.dump.backup` holds a complete dump (the loader takes the backup
 //! when the dump is missing). A failed dump (disk full, ...) deletes its temporary file and
 //! leaves the previous dump and backup as they were. The thread runs in the idle scheduling
-//! class when it may ([`priority`]).
+//! class when it may (`priority`).
 
 mod priority;
 mod worker;
@@ -155,6 +155,19 @@ impl Drop for AliveGuard {
     }
 }
 
+/// A channel name becomes a file name in the data directory: only valid names (no `/`, no `.`)
+/// are let through.
+fn check_channel_name(channel: &str) -> io::Result<()> {
+    if valid_channel_name(channel) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid channel name {channel:?}"),
+        ))
+    }
+}
+
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the dump thread is not running")
 }
@@ -186,7 +199,7 @@ impl DumpThread {
     }
 
     /// Puts the thread in the background (idle) class, or gives it a small share of the CPU
-    /// when the load starves it (see [`set_background`]).
+    /// when the load starves it (see `priority::set_background`).
     pub fn set_background(&self, background: bool) {
         let thread_id = self.shared.thread_id.load(Ordering::Relaxed);
         if thread_id != 0 && self.shared.idle_allowed.load(Ordering::Relaxed) {
@@ -207,12 +220,14 @@ impl DumpThread {
     }
 
     /// [`DumpThread::dump_shards`], also returning the ticket its [`DumpOutcome`] will carry
-    /// (tickets start at 1 and grow with every call).
+    /// (tickets start at 1 and grow with every call). Like every command that names a channel,
+    /// refused (`InvalidInput`) for a name that is not a valid channel name.
     pub fn dump_shards_ticketed(
         &self,
         channel: &str,
         source: Arc<dyn ShardSource>,
     ) -> io::Result<(CancelToken, u64)> {
+        check_channel_name(channel)?;
         let cancel = Arc::new(AtomicBool::new(false));
         let ticket = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
         let command = Command::DumpShards {
@@ -306,12 +321,7 @@ impl DumpThread {
 
     /// Starts a dump of `channel` (a valid channel name). A dump still open is abandoned.
     pub fn begin(&self, channel: &str) -> io::Result<()> {
-        if !valid_channel_name(channel) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid channel name {channel:?}"),
-            ));
-        }
+        check_channel_name(channel)?;
         self.send(Command::Begin(channel.to_owned()))
     }
 
@@ -374,12 +384,7 @@ impl DumpThread {
     /// deleted nor loaded again, and deletes a leftover `<ch>.dump.tmp`. A dump of that channel
     /// still in progress is abandoned.
     pub fn move_aside(&self, channel: &str) -> io::Result<()> {
-        if !valid_channel_name(channel) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid channel name {channel:?}"),
-            ));
-        }
+        check_channel_name(channel)?;
         self.send(Command::MoveAside(channel.to_owned()))
     }
 

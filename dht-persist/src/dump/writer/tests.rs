@@ -1,8 +1,8 @@
 use super::*;
-use std::fs::{self, File};
 use crate::dump::format::read_dump;
 use crate::layout::REMOVED_DIR;
 use node_core::protocol::batch::append_record;
+use std::fs::{self, File};
 
 fn chunk(records: &[(u64, &[u8])]) -> (Vec<u8>, u32) {
     let mut raw = Vec::new();
@@ -12,11 +12,7 @@ fn chunk(records: &[(u64, &[u8])]) -> (Vec<u8>, u32) {
     (raw, records.len() as u32)
 }
 
-fn dump_channel(
-    thread: &mut DumpThread,
-    channel: &str,
-    records: &[(u64, &[u8])],
-) -> DumpOutcome {
+fn dump_channel(thread: &mut DumpThread, channel: &str, records: &[(u64, &[u8])]) -> DumpOutcome {
     thread.begin(channel).unwrap();
     for part in records.chunks(2) {
         let (raw, count) = chunk(part);
@@ -275,4 +271,41 @@ fn a_dead_thread_makes_calls_fail_instead_of_hanging() {
         .unwrap_err()
         .contains("test-induced panic"));
     assert!(thread.poll_outcomes().is_empty());
+}
+
+/// A channel name becomes a file name: one that could leave the data directory is refused by
+/// every command before anything reaches the thread.
+#[test]
+fn names_that_are_not_channel_names_are_refused() {
+    struct Empty;
+    impl ShardSource for Empty {
+        fn shard_count(&self) -> usize {
+            1
+        }
+        fn for_each_in_shard(&self, _: usize, _: &mut dyn FnMut(u64, &[u8])) {}
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut thread = DumpThread::spawn(data.clone()).unwrap();
+    for name in ["../escape", "a.b", ""] {
+        let refused = thread.dump_shards(name, Arc::new(Empty)).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        assert_eq!(
+            thread.begin(name).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            thread.move_aside(name).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+    thread.wait_idle().unwrap();
+    assert!(thread.poll_outcomes().is_empty());
+    assert!(!dir.path().join("escape.dump").exists());
+    assert_eq!(fs::read_dir(&data).unwrap().count(), 0);
+    // A valid name goes through.
+    thread.dump_shards("ok", Arc::new(Empty)).unwrap();
+    thread.wait_idle().unwrap();
+    assert_eq!(thread.poll_outcomes()[0].result, Ok(()));
+    assert!(data.join("ok.dump").exists());
 }

@@ -1,7 +1,7 @@
 //! The dump thread's side: one command at a time, one dump file at a time (see the parent
 //! module for the file's steps and the outcomes it reports).
 
-use super::{Command, DumpAction, DumpOutcome, Shared, ShardSource, WRITE_BUFFER_BYTES};
+use super::{Command, DumpAction, DumpOutcome, ShardSource, Shared, WRITE_BUFFER_BYTES};
 use crate::dump::format::{unix_now, DumpFileWriter, END_LEN};
 use crate::layout::{
     channel_file, free_name, sync_dir, BACKUP_SUFFIX, DUMP_SUFFIX, REMOVED_DIR, TCM_SUFFIX,
