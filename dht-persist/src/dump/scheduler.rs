@@ -336,3 +336,146 @@ impl DumpScheduler {
         self.failures - failures_before
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::format::read_dump;
+    use crate::layout::{channel_file, DUMP_SUFFIX, REMOVED_DIR};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Channels of two shards each: even keys in shard 0, odd keys in shard 1.
+    struct Shards(Vec<Vec<(u64, Vec<u8>)>>);
+
+    impl ShardSource for Shards {
+        fn shard_count(&self) -> usize {
+            self.0.len()
+        }
+        fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8])) {
+            for (key, value) in &self.0[index] {
+                each(*key, value);
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Channels(BTreeMap<String, Arc<Shards>>);
+
+    impl Channels {
+        fn with(mut self, name: &str, keys: u64) -> Channels {
+            let mut shards = vec![Vec::new(), Vec::new()];
+            for key in 0..keys {
+                shards[(key % 2) as usize].push((key, format!("{name} {key}").into_bytes()));
+            }
+            self.0.insert(name.to_owned(), Arc::new(Shards(shards)));
+            self
+        }
+    }
+
+    impl DumpSource for Channels {
+        fn for_each_channel(&self, each: &mut dyn FnMut(&str, Arc<dyn ShardSource>)) {
+            for (name, shards) in &self.0 {
+                each(name, shards.clone());
+            }
+        }
+        fn channel(&self, name: &str) -> Option<Arc<dyn ShardSource>> {
+            let shards: Arc<Shards> = self.0.get(name)?.clone();
+            Some(shards)
+        }
+        fn channel_count(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    fn keys_in(dir: &Path, channel: &str) -> Vec<u64> {
+        let file = std::fs::File::open(channel_file(dir, channel, DUMP_SUFFIX)).unwrap();
+        let mut keys = Vec::new();
+        read_dump(file, |key, value| {
+            assert_eq!(value, format!("{channel} {key}").as_bytes());
+            keys.push(key);
+        })
+        .unwrap();
+        keys.sort_unstable();
+        keys
+    }
+
+    fn scheduler(dir: &Path, period: Option<Duration>) -> DumpScheduler {
+        DumpScheduler::new(DumpThread::spawn(dir.to_path_buf()).unwrap(), period)
+    }
+
+    /// Ticks until `done`, failing after a generous deadline.
+    fn tick_until(
+        scheduler: &mut DumpScheduler,
+        source: &Channels,
+        mut done: impl FnMut(&mut DumpScheduler) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(scheduler) {
+            assert!(Instant::now() < deadline, "the dumps did not finish");
+            scheduler.tick(source, Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_shutdown_dump_writes_every_channel_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 1000).with("b", 3);
+        let mut scheduler = scheduler(dir.path(), None);
+        assert_eq!(scheduler.dump_all_blocking(&source), 0);
+        assert_eq!(scheduler.dumps_written(), 2);
+        assert!(!scheduler.is_dumping());
+        assert_eq!(keys_in(dir.path(), "a"), (0..1000).collect::<Vec<_>>());
+        assert_eq!(keys_in(dir.path(), "b"), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_due_cycle_dumps_every_channel_and_counts_as_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 10).with("b", 20);
+        let mut scheduler = scheduler(dir.path(), Some(Duration::ZERO));
+        let started = Instant::now();
+        scheduler.tick(&source, started);
+        assert!(scheduler.is_dumping());
+        tick_until(&mut scheduler, &source, |s| s.dumps_written() >= 2);
+        tick_until(&mut scheduler, &source, |s| {
+            s.dump_age(Instant::now()).1.is_some()
+        });
+        assert_eq!(scheduler.failures(), 0);
+        assert!(scheduler.last_dump_age(Instant::now()) <= started.elapsed());
+        assert_eq!(keys_in(dir.path(), "b"), (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_commit_reports_its_own_outcome_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 5).with("b", 5);
+        let mut scheduler = scheduler(dir.path(), None);
+        assert_eq!(scheduler.commit_channel(&source, "missing"), Ok(None));
+        let ticket = scheduler.commit_channel(&source, "a").unwrap().unwrap();
+        tick_until(&mut scheduler, &source, |s| {
+            s.finished_commit_tickets().any(|t| t == ticket)
+        });
+        assert_eq!(scheduler.take_commit(ticket), Some(Ok(())));
+        assert_eq!(scheduler.take_commit(ticket), None);
+        assert_eq!(keys_in(dir.path(), "a"), (0..5).collect::<Vec<_>>());
+        // Only the committed channel was written, and a commit is not a periodic dump.
+        assert!(!channel_file(dir.path(), "b", DUMP_SUFFIX).exists());
+        assert_eq!(scheduler.dumps_written(), 0);
+    }
+
+    #[test]
+    fn a_removed_channel_has_its_files_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 5);
+        let mut scheduler = scheduler(dir.path(), None);
+        scheduler.dump_all_blocking(&source);
+        scheduler.channel_removed("a");
+        let removed = dir.path().join(REMOVED_DIR);
+        tick_until(&mut scheduler, &source, |_| {
+            std::fs::read_dir(&removed).is_ok_and(|mut files| files.next().is_some())
+        });
+        assert!(!channel_file(dir.path(), "a", DUMP_SUFFIX).exists());
+    }
+}
