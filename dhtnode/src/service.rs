@@ -7,6 +7,7 @@ use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
 use dht_persist::DumpScheduler;
 use node_core::metrics::Families;
+use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::{dht, NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
@@ -19,6 +20,10 @@ pub struct DhtNode {
     pub(crate) listen_streams: HashMap<ListenerId, StreamHandle>,
     /// Reused by PutBatch to decompress batches without allocating per request.
     pub(crate) batch_scratch: Vec<u8>,
+    /// The batch every GetAll fills and sends within its turn (none holds one between turns).
+    pub(crate) stream_batch: SharedBatch,
+    /// Where GetAll picks its next window of a shard's keys from, for a moment.
+    pub(crate) key_scratch: Vec<u64>,
     /// Periodic and shutdown dumps; `None` for a node that keeps nothing on disk (tests).
     pub(crate) dumper: Option<DumpScheduler>,
     /// Redistributions: the running one, and its Progress streams.
@@ -40,6 +45,8 @@ impl DhtNode {
             wakeups,
             listen_streams: HashMap::new(),
             batch_scratch: Vec::new(),
+            stream_batch: SharedBatch::default(),
+            key_scratch: Vec::new(),
             dumper,
             redistributor,
             commit_streams: HashMap::new(),
@@ -130,6 +137,14 @@ impl Service for DhtNode {
 
     fn request_name(&self, code: RequestCode) -> Option<&'static str> {
         dht::request_name(code)
+    }
+
+    fn admin_only(&self, code: RequestCode) -> bool {
+        dht::is_admin_request(code)
+    }
+
+    fn opens_stream(&self, code: RequestCode) -> bool {
+        dht::opens_stream(code)
     }
 
     fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {

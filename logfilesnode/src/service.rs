@@ -18,6 +18,7 @@ use crate::engine::{Discard, Engine, EpochFailures, WriteOutcome, WriteTickets};
 use crate::requests;
 use node_core::metrics::core::add_latency;
 use node_core::metrics::Families;
+use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::{logfiles, NodeKind, RequestCode, Status};
 use node_core::server::{
     Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
@@ -49,6 +50,8 @@ pub struct LogfilesNode {
     last_fsync: Instant,
     /// Reused by PutBatch to decompress batches without allocating per request.
     pub(crate) batch_scratch: Vec<u8>,
+    /// The batch every read fills and sends within its step (none holds one between steps).
+    pub(crate) stream_batch: SharedBatch,
 }
 
 impl LogfilesNode {
@@ -81,6 +84,7 @@ impl LogfilesNode {
             last_flush: now,
             last_fsync: now,
             batch_scratch: Vec::new(),
+            stream_batch: SharedBatch::default(),
         })
     }
 
@@ -222,6 +226,14 @@ impl Service for LogfilesNode {
 
     fn request_name(&self, code: RequestCode) -> Option<&'static str> {
         logfiles::request_name(code)
+    }
+
+    fn admin_only(&self, code: RequestCode) -> bool {
+        logfiles::is_admin_request(code)
+    }
+
+    fn opens_stream(&self, code: RequestCode) -> bool {
+        logfiles::opens_stream(code)
     }
 
     fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {

@@ -249,12 +249,18 @@ fn range_scans_return_exactly_the_records_in_range() {
     let existing: Vec<BucketId> = RangeScan::new(&channel, 0, u64::MAX)
         .expect("scan")
         .remaining()
+        .expect("list")
         .iter()
         .map(|b| b.id)
         .collect();
     for (from, to) in ranges {
         let scan = RangeScan::new(&channel, from, to).expect("scan");
-        let visited: Vec<BucketId> = scan.remaining().iter().map(|b| b.id).collect();
+        let visited: Vec<BucketId> = scan
+            .remaining()
+            .expect("list")
+            .iter()
+            .map(|b| b.id)
+            .collect();
         let overlapping: Vec<BucketId> = existing
             .iter()
             .copied()

@@ -77,6 +77,11 @@ pub struct ServerSection {
     pub max_in_flight: u32,
     /// Reply bytes buffered per connection before the node stops producing for it.
     pub output_buffer_bytes: u32,
+    /// Memory the streams of one connection may hold (cursors, filters, windows, indexes)
+    /// before requests that open a stream get TooManyRequests.
+    pub stream_memory_bytes: u32,
+    /// The same for the streams of all connections together.
+    pub max_stream_memory_bytes: u64,
     /// Listen backlog handed to the kernel.
     pub backlog: u32,
     /// Idle seconds before TCP keepalive probes start (finds dead peers).
@@ -95,6 +100,8 @@ impl Default for ServerSection {
             max_frame_bytes: 16 * MIB,
             max_in_flight: 1024,
             output_buffer_bytes: 4 * MIB,
+            stream_memory_bytes: 16 * MIB,
+            max_stream_memory_bytes: 1024 * u64::from(MIB),
             backlog: 1024,
             tcp_keepalive_idle_s: 5,
             tick_interval_ms: 100,
@@ -122,6 +129,20 @@ impl ServerSection {
             self.output_buffer_bytes,
             64 * KIB,
             1024 * MIB,
+        )?;
+        // Below 256 KiB a connection could hardly run a filtered read; above 1 GiB (per
+        // connection) or 64 GiB (node-wide) the budget would no longer protect the machine.
+        check_range(
+            "server.stream_memory_bytes",
+            self.stream_memory_bytes,
+            256 * KIB,
+            1024 * MIB,
+        )?;
+        check_range(
+            "server.max_stream_memory_bytes",
+            self.max_stream_memory_bytes,
+            u64::from(MIB),
+            64 * 1024 * u64::from(MIB),
         )?;
         // The kernel caps the backlog at net.core.somaxconn (65535 at most) anyway.
         check_range("server.backlog", self.backlog, 1, 65535)?;
@@ -247,7 +268,10 @@ impl LogSection {
 }
 
 /// Refuses a value outside `min..=max`, naming the key.
-fn check_range(key: &'static str, value: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+fn check_range<T>(key: &'static str, value: T, min: T, max: T) -> Result<(), ConfigError>
+where
+    T: PartialOrd + Copy + std::fmt::Display,
+{
     if (min..=max).contains(&value) {
         return Ok(());
     }
@@ -455,6 +479,20 @@ mod tests {
                     ..server()
                 },
                 "server.output_buffer_bytes",
+            ),
+            (
+                ServerSection {
+                    stream_memory_bytes: 1024,
+                    ..server()
+                },
+                "server.stream_memory_bytes",
+            ),
+            (
+                ServerSection {
+                    max_stream_memory_bytes: 65 * 1024 * 1024 * 1024,
+                    ..server()
+                },
+                "server.max_stream_memory_bytes",
             ),
             (
                 ServerSection {

@@ -92,6 +92,9 @@ pub fn server_options(
         max_frame_bytes: server.max_frame_bytes,
         max_in_flight: server.max_in_flight as usize,
         output_buffer_bytes: server.output_buffer_bytes as usize,
+        stream_memory_bytes: server.stream_memory_bytes as usize,
+        max_stream_memory_bytes: usize::try_from(server.max_stream_memory_bytes)
+            .unwrap_or(usize::MAX),
         backlog: i32::try_from(server.backlog).unwrap_or(i32::MAX),
         tcp_keepalive_idle_s: server.tcp_keepalive_idle_s,
         tick_interval_ms: u64::from(server.tick_interval_ms),

@@ -185,6 +185,8 @@ pub struct ServerStats {
     pub statuses: Box<[[u64; STATUS_SLOTS]; 256]>,
     pub connections_open: u64,
     pub streams_open: u64,
+    /// Memory held by all streams between their turns (the event loop sets it before use).
+    pub stream_memory_bytes: u64,
 }
 
 impl Default for ServerStats {
@@ -195,6 +197,7 @@ impl Default for ServerStats {
             statuses: Box::new([[0; STATUS_SLOTS]; 256]),
             connections_open: 0,
             streams_open: 0,
+            stream_memory_bytes: 0,
         }
     }
 }
@@ -205,6 +208,7 @@ impl Default for ServerStats {
 pub struct CoreSnapshot {
     pub connections_open: u64,
     pub streams_open: u64,
+    pub stream_memory_bytes: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
     pub handshakes_failed: u64,
@@ -261,6 +265,7 @@ impl ServerStats {
         CoreSnapshot {
             connections_open: self.connections_open,
             streams_open: self.streams_open,
+            stream_memory_bytes: self.stream_memory_bytes,
             connections_accepted: total.connections_accepted,
             connections_refused: total.connections_refused,
             handshakes_failed: total.handshakes_failed,
@@ -292,6 +297,7 @@ impl ServerStats {
         let mut pairs = vec![
             ("connections_open".to_string(), self.connections_open),
             ("streams_open".to_string(), self.streams_open),
+            ("stream_memory_bytes".to_string(), self.stream_memory_bytes),
         ];
         self.total.write_pairs(name_of, &mut pairs);
         pairs
@@ -307,6 +313,7 @@ impl ServerStats {
         let mut pairs = vec![
             ("connections_open".to_string(), self.connections_open),
             ("streams_open".to_string(), self.streams_open),
+            ("stream_memory_bytes".to_string(), self.stream_memory_bytes),
         ];
         self.interval.write_pairs(name_of, &mut pairs);
         self.interval = Counters::default();

@@ -91,6 +91,8 @@ pub struct QueueNode {
     pub(crate) redelivered_records: u64,
     /// Where Pop copies the value it takes, reused so a Pop allocates nothing.
     pub(crate) pop_scratch: Vec<u8>,
+    /// The batch a Consume builds and sends within its turn, shared by all of them.
+    pub(crate) consume_scratch: Vec<u8>,
 }
 
 impl QueueNode {
@@ -159,6 +161,7 @@ impl QueueNode {
             removed_records: 0,
             redelivered_records: 0,
             pop_scratch: Vec::new(),
+            consume_scratch: Vec::new(),
         }
     }
 
@@ -177,6 +180,10 @@ impl QueueNode {
         values: &[&[u8]],
         partial: bool,
     ) -> Result<u64, QueueError> {
+        if values.is_empty() {
+            // An empty Produce batch stores nothing, and creates no channel either.
+            return Ok(0);
+        }
         let one;
         let many: Vec<u64>;
         let lens: &[u64] = match values {
@@ -255,6 +262,18 @@ impl Service for QueueNode {
 
     fn request_name(&self, code: RequestCode) -> Option<&'static str> {
         queue::request_name(code)
+    }
+
+    fn admin_only(&self, code: RequestCode) -> bool {
+        queue::is_admin_request(code)
+    }
+
+    fn opens_stream(&self, code: RequestCode) -> bool {
+        queue::opens_stream(code)
+    }
+
+    fn acts_on_running_stream(&self, code: RequestCode) -> bool {
+        queue::acts_on_running_stream(code)
     }
 
     fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {

@@ -1,12 +1,15 @@
 //! Support for process tests, shared by every crate that starts a real node binary: start it in
 //! a directory on an OS-chosen port (learnt from its root.log), speak raw protocol frames to it,
 //! signal it, and wait for it; and find (building if needed) another package's binary. Also: the
-//! suite's rule for checks this machine cannot run ([`skip`]) and the replayable randomness of
-//! the crash tests ([`random`]).
+//! suite's rule for checks this machine cannot run ([`skip`]), the replayable randomness of
+//! the crash tests ([`random`]), and the node kinds by name with a test credentials file
+//! ([`kinds`]).
 
+pub mod kinds;
 pub mod random;
 pub mod skip;
 
+pub use kinds::{Kind, TestCredentials};
 pub use random::{rounds_from_env, test_seed, XorShift};
 pub use skip::skip_or_fail;
 
@@ -194,16 +197,7 @@ impl Conn {
         stream.read_exact(&mut hello).expect("server hello");
         let hello = ServerHello::decode(&hello).expect("decode hello");
         assert_eq!(hello.version, PROTOCOL_VERSION);
-        let mut out = Vec::new();
-        ClientHello {
-            version: PROTOCOL_VERSION,
-            wanted_kind: None,
-            name: Vec::new(),
-            proof: [0; PROOF_LEN],
-        }
-        .encode(&mut out)
-        .expect("encode hello");
-        stream.write_all(&out).expect("send hello");
+        stream.write_all(&anonymous_hello()).expect("send hello");
         let mut result = [0u8; HANDSHAKE_RESULT_LEN];
         stream.read_exact(&mut result).expect("handshake result");
         Conn {
@@ -289,6 +283,21 @@ impl Conn {
         let status = Status::from_u8(code).expect("known status");
         (id, status, body)
     }
+}
+
+/// The ClientHello of an anonymous client that takes any node kind (for a node without
+/// authentication), encoded.
+pub fn anonymous_hello() -> Vec<u8> {
+    let mut out = Vec::new();
+    ClientHello {
+        version: PROTOCOL_VERSION,
+        wanted_kind: None,
+        name: Vec::new(),
+        proof: [0; PROOF_LEN],
+    }
+    .encode(&mut out)
+    .expect("encode hello");
+    out
 }
 
 /// The binary `name` of package `package`, in the same target directory as the running test,

@@ -9,12 +9,8 @@ use node_core::auth::Key;
 use node_core::protocol::batch::{append_record, encode_batch};
 use node_core::protocol::dht::{self, RedistributeRequest, RedistributeTarget};
 use node_core::protocol::{logfiles, queue, RequestCode, Status};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use testkit::{open_authenticated, workspace_binary, Conn, TempNode};
-
-const OPS_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
-const APP_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+use testkit::{open_authenticated, workspace_binary, Conn, TempNode, TestCredentials};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -82,7 +78,7 @@ impl Kind {
 }
 
 /// The administrative requests of dht besides RemoveChannel, with well-formed bodies (the node
-/// decodes a request before it checks who sent it).
+/// refuses a non-admin before it decodes the body; request_rules.rs sends malformed ones).
 fn dht_admin_requests(self_addr: std::net::SocketAddr) -> Vec<(RequestCode, Vec<u8>)> {
     let [lower, upper] = dht::split_evenly(2)[..] else {
         unreachable!("two halves")
@@ -118,31 +114,26 @@ fn channels(conn: &mut Conn, kind: Kind) -> Vec<String> {
 }
 
 fn only_admins_administer(kind: Kind) {
-    let keys = tempfile::tempdir().expect("temp dir");
-    let credentials = keys.path().join("credentials");
-    std::fs::write(&credentials, format!("ops:{OPS_KEY}\napp:{APP_KEY}\n")).expect("write");
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let config = format!(
-        "[auth]\ncredentials_file = \"{}\"\nadmins = [\"ops\"]\n[queue]\nchannel_size_bytes = 65536\n",
-        credentials.display()
-    );
+    let credentials = TestCredentials::new();
     let config = match kind {
-        Kind::Queue => config,
         // The [queue] section is queuenode's only.
-        _ => config.replace("[queue]\nchannel_size_bytes = 65536\n", ""),
+        Kind::Queue => format!(
+            "{}[queue]\nchannel_size_bytes = 65536\n",
+            credentials.config
+        ),
+        _ => credentials.config.clone(),
     };
     let binary = kind.binary();
     let node = TempNode::start(binary.to_str().expect("utf-8 path"), &config, &[]);
-    let ops = Key::from_hex(OPS_KEY).expect("key");
-    let app = Key::from_hex(APP_KEY).expect("key");
+    let (ops, app) = (&credentials.ops, &credentials.app);
 
     // Without a listed key, no way in.
-    let wrong = Key::from_hex(&OPS_KEY.replace('0', "1")).expect("key");
+    let wrong = Key::from_hex(&TestCredentials::OPS_KEY.replace('0', "1")).expect("key");
     assert!(open_authenticated(node.addr, "ops", &wrong).is_err());
-    assert!(open_authenticated(node.addr, "nobody", &app).is_err());
+    assert!(open_authenticated(node.addr, "nobody", app).is_err());
 
     // An ordinary client writes, and may not administer.
-    let (mut client, result) = open_authenticated(node.addr, "app", &app).expect("app gets in");
+    let (mut client, result) = open_authenticated(node.addr, "app", app).expect("app gets in");
     assert!(!result.admin, "{kind:?}: app is no admin");
     let (code, body) = kind.write("keep");
     assert_eq!(client.request(code, body).0, Status::Ok);
@@ -173,7 +164,7 @@ fn only_admins_administer(kind: Kind) {
     );
 
     // The admin may.
-    let (mut admin, result) = open_authenticated(node.addr, "ops", &ops).expect("ops gets in");
+    let (mut admin, result) = open_authenticated(node.addr, "ops", ops).expect("ops gets in");
     assert!(result.admin, "{kind:?}: ops is an admin");
     let (code, body) = kind.remove_channel("keep");
     assert_eq!(admin.request(code, body).0, Status::Ok);

@@ -194,6 +194,37 @@ impl Channel {
         out.sort_unstable();
     }
 
+    /// The next keys of one shard in walk order: the (at most) `limit` smallest keys greater
+    /// than `after` (all keys when `after` is `None`), ascending, into `window`. Returns whether
+    /// they are the shard's last ones. `scratch` takes the candidates for a moment, so a walker
+    /// keeps only its window between steps, whatever the shard's size.
+    pub fn shard_key_window(
+        &self,
+        index: usize,
+        after: Option<u64>,
+        limit: usize,
+        scratch: &mut Vec<u64>,
+        window: &mut Vec<u64>,
+    ) -> bool {
+        debug_assert!(limit > 0);
+        scratch.clear();
+        scratch.extend(
+            self.shard(index)
+                .keys()
+                .copied()
+                .filter(|key| after.is_none_or(|after| *key > after)),
+        );
+        let last = scratch.len() <= limit;
+        if !last {
+            scratch.select_nth_unstable(limit - 1);
+            scratch.truncate(limit);
+        }
+        scratch.sort_unstable();
+        window.clear();
+        window.extend_from_slice(scratch);
+        last
+    }
+
     /// Checks the totals against the shards (tests and debug assertions).
     pub fn check_totals(&self) -> bool {
         let (mut records, mut bytes) = (0u64, 0u64);
@@ -229,6 +260,30 @@ mod tests {
         assert!(!channel.with(1, |v| v.is_some()));
         assert_eq!((channel.records(), channel.bytes()), (1, 11));
         assert!(channel.check_totals());
+    }
+
+    #[test]
+    fn key_windows_walk_a_shard_in_order() {
+        let channel = Channel::new();
+        let shard = shard_of(0);
+        let mut keys: Vec<u64> = (0..200_000u64).filter(|k| shard_of(*k) == shard).collect();
+        for key in &keys {
+            channel.put(*key, b"v");
+        }
+        keys.sort_unstable();
+        assert!(keys.len() > 20, "enough keys in one shard");
+        let (mut scratch, mut window, mut walked) = (Vec::new(), Vec::new(), Vec::new());
+        let mut after = None;
+        loop {
+            let last = channel.shard_key_window(shard, after, 7, &mut scratch, &mut window);
+            assert!(window.len() <= 7);
+            walked.extend_from_slice(&window);
+            if last {
+                break;
+            }
+            after = window.last().copied();
+        }
+        assert_eq!(walked, keys);
     }
 
     #[test]

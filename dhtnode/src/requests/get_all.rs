@@ -11,12 +11,18 @@
 //! it (records a redistribution has not moved yet); the range is the one at the moment each
 //! record is looked at. Clients use the two halves to read a cluster during a redistribution
 //! without getting a record twice (docs/protocol.md §6.3).
+//!
+//! Memory: between its turns a GetAll holds only its request (channel, filter) and a window of
+//! at most [`KEY_WINDOW`] keys of the shard it walks; the batch it fills is the node's shared
+//! one, sent before its turn ends (so a turn that ran out of work budget sends what it found).
+//! Many streams that wait for credit or for their client to read cost little each, and what
+//! they hold is counted against the stream memory budgets (docs/security.md).
 
 use super::bad_request;
 use crate::engine::channel::shard_of;
 use crate::engine::SHARD_COUNT;
 use crate::service::DhtNode;
-use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::batch::{BatchBuilder, PushOutcome};
 use node_core::protocol::dht::{valid_channel_name, GetAllRequest, GetAllScope, ITEM_RECORD_BATCH};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
@@ -25,6 +31,9 @@ use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTa
 const RECORDS_PER_STEP: usize = 8192;
 /// Value bytes searched by the filter per step: large values must not hold the loop either.
 const FILTER_BYTES_PER_STEP: usize = 1024 * 1024;
+/// Keys of a shard a walk holds at once (8 KiB). A shard holds about records / 4096 keys, so a
+/// channel of 10 million records needs three windows per shard.
+pub const KEY_WINDOW: usize = 1024;
 
 pub(super) fn handle(
     _node: &mut DhtNode,
@@ -42,22 +51,20 @@ pub(super) fn handle(
         );
         return Handled::Replied;
     }
-    let (shard, resume_after) = match get_all.resume_after {
-        Some(key) => (shard_of(key), Some(key)),
-        None => (0, None),
-    };
+    let shard = get_all.resume_after.map_or(0, shard_of);
     Handled::Stream(Box::new(GetAll {
         channel: get_all.channel.to_string(),
         keys_only: get_all.keys_only,
         scope: get_all.scope,
+        filter_len: get_all.filter.len(),
         filter: (!get_all.filter.is_empty())
             .then(|| memchr::memmem::Finder::new(get_all.filter).into_owned()),
         shard,
-        shard_keys: Vec::new(),
+        window: Vec::new(),
         position: 0,
-        loaded_shard: None,
-        resume_after,
-        batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
+        after: get_all.resume_after,
+        loaded: false,
+        shard_ends: false,
     }))
 }
 
@@ -66,15 +73,19 @@ struct GetAll {
     keys_only: bool,
     scope: GetAllScope,
     filter: Option<memchr::memmem::Finder<'static>>,
+    filter_len: usize,
     /// The shard being walked.
     shard: usize,
-    /// Its keys, sorted, as they were when the walk reached it.
-    shard_keys: Vec<u64>,
+    /// Its next keys, ascending (a window of at most KEY_WINDOW), as they were when loaded.
+    window: Vec<u64>,
     position: usize,
-    loaded_shard: Option<usize>,
-    /// Skip keys up to and including this one in the first shard (a resumed walk).
-    resume_after: Option<u64>,
-    batch: BatchBuilder,
+    /// Keys of `shard` up to and including this one are done (`None`: none yet). The first
+    /// shard of a resumed walk starts after the client's `resume_after`.
+    after: Option<u64>,
+    /// `window` holds the keys for (`shard`, `after`).
+    loaded: bool,
+    /// `window` holds the shard's last keys.
+    shard_ends: bool,
 }
 
 /// Whether a value passes a GetAll filter (none: every value; else it contains the filter).
@@ -84,17 +95,30 @@ fn matches(filter: Option<&memchr::memmem::Finder<'_>>, value: &[u8]) -> bool {
     filter.is_none_or(|finder| finder.find(value).is_some())
 }
 
-impl GetAll {
-    fn send_batch(&mut self, out: &mut StreamOut<'_>) {
-        let batch = &mut self.batch;
-        out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
-    }
+/// What a step of the walk did with the batch.
+enum Walked {
+    /// The batch is full, or the work budget is used: send what is collected.
+    Send,
+    /// The walk is over: send what is collected, then end.
+    End,
+}
 
-    /// Loads the next shard's keys when the current one is used up. Returns false at the end.
-    fn advance(&mut self, node: &DhtNode) -> bool {
-        while self.loaded_shard != Some(self.shard) || self.position >= self.shard_keys.len() {
-            if self.loaded_shard == Some(self.shard) {
-                self.shard += 1;
+impl GetAll {
+    /// Makes `window[position]` the next key to look at, loading the next window or shard when
+    /// the current one is used up. Returns false at the end of the channel.
+    fn advance(&mut self, node: &mut DhtNode) -> bool {
+        loop {
+            if self.loaded && self.position < self.window.len() {
+                return true;
+            }
+            if self.loaded {
+                if self.shard_ends {
+                    self.shard += 1;
+                    self.after = None;
+                } else {
+                    self.after = self.window.last().copied();
+                }
+                self.loaded = false;
             }
             if self.shard >= SHARD_COUNT {
                 return false;
@@ -102,33 +126,30 @@ impl GetAll {
             let Some(channel) = node.engine.channel(&self.channel) else {
                 return false;
             };
-            channel.sorted_shard_keys(self.shard, &mut self.shard_keys);
-            self.position = match self.resume_after.take() {
-                Some(after) => self.shard_keys.partition_point(|key| *key <= after),
-                None => 0,
-            };
-            self.loaded_shard = Some(self.shard);
+            self.shard_ends = channel.shard_key_window(
+                self.shard,
+                self.after,
+                KEY_WINDOW,
+                &mut node.key_scratch,
+                &mut self.window,
+            );
+            self.position = 0;
+            self.loaded = true;
         }
-        true
     }
-}
 
-impl StreamTask<DhtNode> for GetAll {
-    fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
+    /// Walks on, adding records to `batch`, until it is full, the step's budget is used or the
+    /// channel ends.
+    fn walk(&mut self, node: &mut DhtNode, batch: &mut BatchBuilder) -> Walked {
         let mut searched_bytes = 0usize;
         for _ in 0..RECORDS_PER_STEP {
             if searched_bytes >= FILTER_BYTES_PER_STEP {
                 break;
             }
             if !self.advance(node) {
-                if !self.batch.is_empty() {
-                    self.send_batch(out);
-                    return StreamStep::Continue;
-                }
-                out.finish(Status::Ok, &[]);
-                return StreamStep::Done;
+                return Walked::End;
             }
-            let key = self.shard_keys[self.position];
+            let key = self.window[self.position];
             let wanted = match self.scope {
                 GetAllScope::All => true,
                 GetAllScope::InsideRange => node.engine.is_responsible_for(key),
@@ -140,14 +161,11 @@ impl StreamTask<DhtNode> for GetAll {
             }
             let Some(channel) = node.engine.channel(&self.channel) else {
                 // Removed during the walk: end it, after what was collected.
-                self.shard = SHARD_COUNT;
-                continue;
+                return Walked::End;
             };
-            let keys_only = self.keys_only;
-            let filter = self.filter.as_ref();
+            let (keys_only, filter) = (self.keys_only, self.filter.as_ref());
             let searched = &mut searched_bytes;
-            let batch = &mut self.batch;
-            // Looked up now (the shard's keys were taken earlier): gone means removed since.
+            // Looked up now (the window was taken earlier): gone means removed since.
             let outcome = channel.with(key, |value| {
                 let value = value?;
                 if filter.is_some() {
@@ -160,10 +178,7 @@ impl StreamTask<DhtNode> for GetAll {
             });
             match outcome {
                 None | Some(PushOutcome::Added) => self.position += 1,
-                Some(PushOutcome::Full) => {
-                    self.send_batch(out);
-                    return StreamStep::Continue;
-                }
+                Some(PushOutcome::Full) => return Walked::Send,
                 Some(PushOutcome::TooBig) => {
                     tracing::warn!(
                         "GetAll {}: record 0x{key:016x} too large for a batch, skipped",
@@ -173,7 +188,24 @@ impl StreamTask<DhtNode> for GetAll {
                 }
             }
         }
-        // Budget used: come back after other work, without sending anything yet.
-        StreamStep::Continue
+        Walked::Send
+    }
+}
+
+impl StreamTask<DhtNode> for GetAll {
+    fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
+        let mut batch = node.stream_batch.take();
+        let ended = matches!(self.walk(node, &mut batch), Walked::End);
+        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, &mut batch, ended);
+        node.stream_batch.put_back(batch);
+        step
+    }
+
+    fn held_bytes(&self) -> usize {
+        // The window counts in full from the start: it is allocated on the first turn, and the
+        // budgets must see it when the request is admitted.
+        self.channel.capacity()
+            + 2 * self.filter_len
+            + self.window.capacity().max(KEY_WINDOW) * std::mem::size_of::<u64>()
     }
 }

@@ -70,4 +70,10 @@ impl StreamTask<DhtNode> for Listen {
     fn cancel(&mut self, node: &mut DhtNode) {
         self.end(node);
     }
+
+    /// The channel name. The changes queued for the listener are bounded by the engine's
+    /// listener limits (per listener and node-wide), not by the stream memory budgets.
+    fn held_bytes(&self) -> usize {
+        self.channel.capacity()
+    }
 }

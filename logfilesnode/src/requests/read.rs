@@ -11,13 +11,18 @@
 //! - The bucket being sent is memory-mapped; the engine is told ([`Engine::mapped`]) so that no
 //!   writer truncates it meanwhile.
 //! - A channel removed during the read ends the stream with Ok after what was sent.
+//! - Memory: the batch is the node's shared one, filled and sent within a step (a step that
+//!   used its work budget sends what it found); between steps a read holds its request
+//!   (channel, filter), a window of bucket ids ([`RangeScan`]) and its bucket's cursor, and
+//!   reports them to the stream memory budgets. The index of an out-of-order bucket is built
+//!   only if the budgets have room for it; otherwise the bucket is sent in file order.
 
 use crate::engine::Engine;
 use crate::service::LogfilesNode;
 use crate::storage::scan::{BucketCursor, Step, StepBudget, MAX_SORTED_RECORDS};
 use crate::storage::RangeScan;
 use memchr::memmem::Finder;
-use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
+use node_core::protocol::batch::{BatchBuilder, PushOutcome};
 use node_core::protocol::logfiles::{Filter, FilterMode, ITEM_RECORD_BATCH};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, StreamOut, StreamStep, StreamTask};
@@ -32,6 +37,8 @@ pub const STEP_BUDGET: StepBudget = StepBudget {
 pub const BUCKETS_PER_STEP: usize = 64;
 /// Compiled size limit of a regular expression (the `regex` crate's program size).
 pub const REGEX_SIZE_LIMIT_BYTES: usize = 1024 * 1024;
+/// Cache limit of a regular expression's lazy DFA.
+pub const REGEX_DFA_SIZE_LIMIT_BYTES: usize = 2 * REGEX_SIZE_LIMIT_BYTES;
 
 /// A compiled value filter.
 enum ValueFilter {
@@ -50,7 +57,7 @@ impl ValueFilter {
             regex::bytes::RegexBuilder::new(pattern)
                 .case_insensitive(case_insensitive)
                 .size_limit(REGEX_SIZE_LIMIT_BYTES)
-                .dfa_size_limit(2 * REGEX_SIZE_LIMIT_BYTES)
+                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT_BYTES)
                 .build()
                 .map(ValueFilter::Regex)
                 // The regex crate's messages span lines (a caret under the pattern): one line here.
@@ -67,6 +74,19 @@ impl ValueFilter {
             ))),
             FilterMode::Regex => regex(false),
             FilterMode::RegexCaseInsensitive => regex(true),
+        }
+    }
+
+    /// Heap bytes it may hold, for the stream memory budgets: a regular expression counts at
+    /// its compile and cache limits (the `regex` crate does not say what it uses), a substring
+    /// about twice its length.
+    fn held_bytes(&self, pattern_len: usize) -> usize {
+        match self {
+            ValueFilter::All => 0,
+            ValueFilter::Substring(_) => 2 * pattern_len + 256,
+            ValueFilter::Regex(_) => {
+                REGEX_SIZE_LIMIT_BYTES + REGEX_DFA_SIZE_LIMIT_BYTES + 2 * pattern_len
+            }
         }
     }
 
@@ -89,6 +109,7 @@ pub(super) fn start(
     filter: Filter<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<LogfilesNode> {
+    let pattern_len = filter.pattern.len();
     let filter = match ValueFilter::compile(&filter) {
         Ok(filter) => filter,
         Err(message) => {
@@ -116,8 +137,8 @@ pub(super) fn start(
         generation,
         scan,
         current: None,
+        filter_bytes: filter.held_bytes(pattern_len),
         filter,
-        batch: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
     }))
 }
 
@@ -129,15 +150,11 @@ struct ReadStream {
     /// The bucket being sent.
     current: Option<BucketCursor>,
     filter: ValueFilter,
-    batch: BatchBuilder,
+    /// What `filter` counts for in the stream memory budgets.
+    filter_bytes: usize,
 }
 
 impl ReadStream {
-    fn send_batch(&mut self, out: &mut StreamOut<'_>) {
-        let batch = &mut self.batch;
-        out.item_with(ITEM_RECORD_BATCH, |body| batch.finish_into(body));
-    }
-
     /// Lets go of the current bucket, logging its damage.
     fn release(&mut self, engine: &mut Engine) {
         let Some(bucket) = self.current.take() else {
@@ -155,8 +172,8 @@ impl ReadStream {
         }
         if bucket.sent_unsorted {
             tracing::warn!(
-                "{} {}: {}: more than {MAX_SORTED_RECORDS} records out of key order; sent in \
-                 file order",
+                "{} {}: {}: records out of key order, more than {MAX_SORTED_RECORDS} or more \
+                 than the stream memory budgets had room to sort; sent in file order",
                 self.request_name,
                 self.channel,
                 bucket.path.display()
@@ -183,41 +200,36 @@ impl ReadStream {
         true
     }
 
-    /// Sends what is collected, then ends with Ok.
-    fn end(&mut self, out: &mut StreamOut<'_>) -> StreamStep {
-        if !self.batch.is_empty() {
-            self.send_batch(out);
-            return StreamStep::Continue;
-        }
-        out.finish(Status::Ok, &[]);
-        StreamStep::Done
-    }
-}
-
-impl StreamTask<LogfilesNode> for ReadStream {
-    fn resume(&mut self, node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
-        if node.engine.generation(&self.channel) != Some(self.generation) {
+    /// Collects records into `batch` until it is full, the step's work budget is used, or the
+    /// scan is over (returns true then).
+    fn fill(
+        &mut self,
+        engine: &mut Engine,
+        batch: &mut BatchBuilder,
+        out: &mut StreamOut<'_>,
+    ) -> bool {
+        if engine.generation(&self.channel) != Some(self.generation) {
             // Removed (and maybe re-created) since the read started.
-            self.release(&mut node.engine);
+            self.release(engine);
             self.scan = RangeScan::empty();
-            return self.end(out);
+            return true;
         }
         for _ in 0..BUCKETS_PER_STEP {
-            if !self.advance(&mut node.engine) {
-                return self.end(out);
+            if !self.advance(engine) {
+                return true;
             }
             let ReadStream {
                 request_name,
                 channel,
                 current,
                 filter,
-                batch,
                 ..
             } = self;
             let Some(bucket) = current.as_mut() else {
                 continue;
             };
-            let step = bucket.step(STEP_BUDGET, |record| {
+            let mut may_hold = |bytes| out.try_reserve(bytes);
+            let step = bucket.step_within(STEP_BUDGET, &mut may_hold, |record| {
                 if !filter.matches(record.value) {
                     return true;
                 }
@@ -235,16 +247,29 @@ impl StreamTask<LogfilesNode> for ReadStream {
                 }
             });
             match step {
-                Step::Refused => {
-                    self.send_batch(out);
-                    return StreamStep::Continue;
-                }
-                Step::Budget => return StreamStep::Continue,
-                Step::Finished => self.release(&mut node.engine),
+                Step::Refused | Step::Budget => return false,
+                Step::Finished => self.release(engine),
             }
         }
         // Many small buckets: come back after other work.
-        StreamStep::Continue
+        false
+    }
+}
+
+impl StreamTask<LogfilesNode> for ReadStream {
+    fn resume(&mut self, node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
+        let mut batch = node.stream_batch.take();
+        let ended = self.fill(&mut node.engine, &mut batch, out);
+        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, &mut batch, ended);
+        node.stream_batch.put_back(batch);
+        step
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.channel.capacity()
+            + self.filter_bytes
+            + self.scan.held_bytes()
+            + self.current.as_ref().map_or(0, BucketCursor::held_bytes)
     }
 
     fn cancel(&mut self, node: &mut LogfilesNode) {

@@ -154,12 +154,26 @@ pub fn list_buckets(channel_dir: &Path, from: u64, to: u64) -> io::Result<Vec<Bu
     let Some((first, last)) = overlapping_bucket_range(from, to) else {
         return Ok(Vec::new());
     };
-    let mut slots = Vec::new();
+    let mut buckets = Vec::new();
+    for slot in list_slots(channel_dir, first, last)? {
+        let (ids, _) = list_slot_buckets(channel_dir, slot, first, last, None, usize::MAX)?;
+        buckets.extend(ids.into_iter().map(|id| BucketFile {
+            id,
+            path: id.path_in(channel_dir),
+        }));
+    }
+    Ok(buckets)
+}
+
+/// The slot directories of `channel_dir` that can hold buckets `first..=last`, ascending. A
+/// missing channel directory has none.
+pub fn list_slots(channel_dir: &Path, first: BucketId, last: BucketId) -> io::Result<Vec<u64>> {
     let entries = match fs::read_dir(channel_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut slots = Vec::new();
     for entry in entries {
         let entry = entry?;
         let Some(slot) = entry.file_name().to_str().and_then(parse_slot_name) else {
@@ -168,36 +182,57 @@ pub fn list_buckets(channel_dir: &Path, from: u64, to: u64) -> io::Result<Vec<Bu
         if slot < first.slot() || slot > last.slot() || !entry.file_type()?.is_dir() {
             continue;
         }
-        slots.push((slot, entry.path()));
+        slots.push(slot);
     }
     slots.sort_unstable();
-    let mut buckets = Vec::new();
-    for (slot, slot_path) in slots {
-        let mut in_slot = Vec::new();
-        for entry in fs::read_dir(&slot_path)? {
-            let entry = entry?;
-            let Some(bucket) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| parse_hex_name(name, BUCKET_NAME_DIGITS))
-            else {
-                continue;
-            };
-            let Some(id) = BucketId::from_parts(slot, bucket) else {
-                continue;
-            };
-            if id < first || id > last || entry.file_type()?.is_dir() {
-                continue;
-            }
-            in_slot.push(BucketFile {
-                id,
-                path: entry.path(),
-            });
+    Ok(slots)
+}
+
+/// The bucket files of slot directory `slot` within `first..=last` and after `after`: the (at
+/// most) `limit` first of them, ascending, and whether they are the slot's last ones. A scan
+/// thereby holds a window of a slot's buckets, not the list of all of them.
+pub fn list_slot_buckets(
+    channel_dir: &Path,
+    slot: u64,
+    first: BucketId,
+    last: BucketId,
+    after: Option<BucketId>,
+    limit: usize,
+) -> io::Result<(Vec<BucketId>, bool)> {
+    debug_assert!(limit > 0);
+    let slot_dir = channel_dir.join(format!("{slot:010x}"));
+    let entries = match fs::read_dir(&slot_dir) {
+        Ok(entries) => entries,
+        // Removed since the slots were listed: nothing left in it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| parse_hex_name(name, BUCKET_NAME_DIGITS))
+            .and_then(|bucket| BucketId::from_parts(slot, bucket))
+        else {
+            continue;
+        };
+        if id < first || id > last || after.is_some_and(|after| id <= after) {
+            continue;
         }
-        in_slot.sort_unstable_by_key(|b| b.id);
-        buckets.extend(in_slot);
+        if entry.file_type()?.is_dir() {
+            continue;
+        }
+        ids.push(id);
     }
-    Ok(buckets)
+    let complete = ids.len() <= limit;
+    if !complete {
+        ids.select_nth_unstable(limit - 1);
+        ids.truncate(limit);
+    }
+    ids.sort_unstable();
+    Ok((ids, complete))
 }
 
 #[cfg(test)]

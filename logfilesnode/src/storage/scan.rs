@@ -16,7 +16,9 @@
 //! carries on with the next bucket.
 
 use super::format::{BucketDecoder, Damage, Record};
-use super::layout::{list_buckets, BucketFile, BucketId};
+use super::layout::{
+    list_slot_buckets, list_slots, overlapping_bucket_range, BucketFile, BucketId,
+};
 use super::writer::map_file;
 use super::StorageError;
 use memmap2::Mmap;
@@ -26,53 +28,135 @@ use std::path::{Path, PathBuf};
 /// At most this many damage items are kept per bucket (all are counted).
 pub const MAX_DAMAGE_KEPT: usize = 64;
 
+/// Bucket ids of one slot a scan holds at once (2 KiB); a slot holds up to 4096 buckets.
+pub const BUCKET_WINDOW: usize = 256;
+
 /// A scan of `[from, to]` over one channel directory.
-#[derive(Debug)]
+///
+/// It lists the slot directories in range when it starts and each slot's buckets as it gets
+/// there, a window of at most [`BUCKET_WINDOW`] at a time, so what it holds does not grow with
+/// the number of buckets in the range (a read that waits for its client holds this between
+/// steps). Buckets created after the scan passed their place are not visited.
+#[derive(Debug, Clone)]
 pub struct RangeScan {
-    buckets: std::vec::IntoIter<BucketFile>,
+    channel_dir: PathBuf,
     from: u64,
     to: u64,
+    /// Slots still to list, ascending.
+    slots: std::collections::VecDeque<u64>,
+    /// The slot being visited and the next of its buckets, ascending.
+    slot: Option<u64>,
+    window: std::collections::VecDeque<BucketId>,
+    /// `window` holds the slot's last buckets.
+    slot_ends: bool,
+    /// The last bucket of the slot listed so far: the next window starts after it.
+    last_listed: Option<BucketId>,
 }
 
 impl RangeScan {
-    /// Lists the bucket files overlapping `[from, to]` (nothing when `from > to` or the channel
-    /// directory does not exist).
+    /// Lists the slot directories overlapping `[from, to]` (nothing when `from > to` or the
+    /// channel directory does not exist).
     pub fn new(channel_dir: &Path, from: u64, to: u64) -> Result<Self, StorageError> {
-        let buckets =
-            list_buckets(channel_dir, from, to).map_err(|e| StorageError::io(channel_dir, e))?;
+        let slots = match overlapping_bucket_range(from, to) {
+            Some((first, last)) => list_slots(channel_dir, first, last)
+                .map_err(|e| StorageError::io(channel_dir, e))?,
+            None => Vec::new(),
+        };
         Ok(RangeScan {
-            buckets: buckets.into_iter(),
+            channel_dir: channel_dir.to_path_buf(),
             from,
             to,
+            slots: slots.into(),
+            slot: None,
+            window: Default::default(),
+            slot_ends: true,
+            last_listed: None,
         })
     }
 
     /// A scan with nothing (left) to visit.
     pub fn empty() -> Self {
         RangeScan {
-            buckets: Vec::new().into_iter(),
+            channel_dir: PathBuf::new(),
             from: 1,
             to: 0,
+            slots: Default::default(),
+            slot: None,
+            window: Default::default(),
+            slot_ends: true,
+            last_listed: None,
         }
     }
 
-    /// The bucket files still to be visited.
-    pub fn remaining(&self) -> &[BucketFile] {
-        self.buckets.as_slice()
+    /// Heap bytes the scan holds (for a stream's memory accounting): at most a window of
+    /// bucket ids, the slots in range and the channel directory's path.
+    pub fn held_bytes(&self) -> usize {
+        self.channel_dir.capacity()
+            + self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.window.capacity().max(BUCKET_WINDOW) * std::mem::size_of::<BucketId>()
+    }
+
+    /// The next bucket file to visit, listing the next window or slot when needed. An error
+    /// (a slot directory that cannot be listed) concerns that slot only: it is skipped.
+    fn next_file(&mut self) -> Option<Result<BucketFile, StorageError>> {
+        let (first, last) = overlapping_bucket_range(self.from, self.to)?;
+        loop {
+            if let Some(id) = self.window.pop_front() {
+                return Some(Ok(BucketFile {
+                    id,
+                    path: id.path_in(&self.channel_dir),
+                }));
+            }
+            let (slot, after) = match (self.slot, self.slot_ends) {
+                (Some(slot), false) => (slot, self.last_listed),
+                _ => (self.slots.pop_front()?, None),
+            };
+            self.slot = Some(slot);
+            let listed =
+                list_slot_buckets(&self.channel_dir, slot, first, last, after, BUCKET_WINDOW);
+            match listed {
+                Ok((ids, ends)) => {
+                    self.last_listed = ids.last().copied();
+                    self.window.extend(ids);
+                    self.slot_ends = ends;
+                }
+                Err(e) => {
+                    self.slot_ends = true;
+                    let dir = self.channel_dir.join(format!("{slot:010x}"));
+                    return Some(Err(StorageError::io(&dir, e)));
+                }
+            }
+        }
+    }
+
+    /// The bucket files still to be visited (lists them all; for tools and tests).
+    pub fn remaining(&self) -> Result<Vec<BucketFile>, StorageError> {
+        let mut rest = self.clone();
+        let mut files = Vec::new();
+        while let Some(file) = rest.next_file() {
+            files.push(file?);
+        }
+        Ok(files)
     }
 
     /// Reads the next bucket. An error (the file vanished, cannot be mapped) concerns that
     /// bucket only; the caller may go on with the next.
     pub fn next_bucket(&mut self) -> Option<Result<ScannedBucket, StorageError>> {
-        let bucket = self.buckets.next()?;
-        Some(ScannedBucket::read(bucket, self.from, self.to))
+        let (from, to) = (self.from, self.to);
+        Some(
+            self.next_file()?
+                .and_then(|bucket| ScannedBucket::read(bucket, from, to)),
+        )
     }
 
     /// Opens the next bucket for reading in slices ([`BucketCursor`]). An error concerns that
     /// bucket only; the caller may go on with the next.
     pub fn next_cursor(&mut self) -> Option<Result<BucketCursor, StorageError>> {
-        let bucket = self.buckets.next()?;
-        Some(BucketCursor::open(bucket, self.from, self.to))
+        let (from, to) = (self.from, self.to);
+        Some(
+            self.next_file()?
+                .and_then(|bucket| BucketCursor::open(bucket, from, to)),
+        )
     }
 
     /// Calls `f` for every record in range, in order, and returns the damage of all buckets.
@@ -295,7 +379,31 @@ impl BucketCursor {
 
     /// Does up to `budget` of work, offering the in-range records, in key order, to `emit`
     /// (which returns false to refuse one: it is offered again by the next call).
-    pub fn step(&mut self, budget: StepBudget, mut emit: impl FnMut(Record<'_>) -> bool) -> Step {
+    pub fn step(&mut self, budget: StepBudget, emit: impl FnMut(Record<'_>) -> bool) -> Step {
+        self.step_within(budget, &mut |_| true, emit)
+    }
+
+    /// Heap bytes the cursor holds: its path, its damage list (counted in full) and the index
+    /// of an out-of-order bucket. The mapping is page cache, not counted.
+    pub fn held_bytes(&self) -> usize {
+        let index = match &self.phase {
+            Phase::Index { index, .. } | Phase::Sorted { index, .. } => index.capacity(),
+            _ => 0,
+        };
+        self.path.capacity()
+            + MAX_DAMAGE_KEPT.max(self.damage.capacity()) * std::mem::size_of::<Damage>()
+            + index * std::mem::size_of::<(u64, u64)>()
+    }
+
+    /// As [`step`](Self::step), asking `may_hold(bytes)` before it builds the index of an
+    /// out-of-order bucket (16 bytes a record): refused, the bucket is sent in file order, as
+    /// one with more than [`MAX_SORTED_RECORDS`] such records is, and `sent_unsorted` says so.
+    pub fn step_within(
+        &mut self,
+        budget: StepBudget,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+        mut emit: impl FnMut(Record<'_>) -> bool,
+    ) -> Step {
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
         let (from, to) = (self.from, self.to);
         let mut records = 0usize;
@@ -346,9 +454,10 @@ impl BucketCursor {
                         };
                         return Step::Budget;
                     }
+                    let index_bytes = in_range * std::mem::size_of::<(u64, u64)>();
                     if in_range == 0 {
                         Phase::Done
-                    } else if in_order || in_range > MAX_SORTED_RECORDS {
+                    } else if in_order || in_range > MAX_SORTED_RECORDS || !may_hold(index_bytes) {
                         self.sent_unsorted = !in_order;
                         Phase::Stream { pos: 0 }
                     } else {

@@ -93,6 +93,13 @@ pub fn add_core(snapshot: &CoreSnapshot, out: &mut Families) {
         &[],
         snapshot.streams_open as f64,
     );
+    out.gauge(
+        "swarm_stream_memory_bytes",
+        "Memory the running streams hold between their items (server.max_stream_memory_bytes \
+         bounds it).",
+        &[],
+        snapshot.stream_memory_bytes as f64,
+    );
     for request in &snapshot.requests {
         add_request(request, out);
     }

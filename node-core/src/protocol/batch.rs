@@ -101,6 +101,34 @@ impl BatchBuilder {
     }
 }
 
+/// The batch builder a node's streams share, one turn at a time: a stream takes it, fills it
+/// and sends it within its turn, and gives it back empty. So no stream holds a batch buffer
+/// while it waits for credit or for its client to read (docs/security.md, stream memory).
+#[derive(Debug, Default)]
+pub struct SharedBatch {
+    spare: Option<BatchBuilder>,
+}
+
+/// A shared batch buffer grown beyond this (by one large record) is let go after use.
+const SHARED_BATCH_KEEP_BYTES: usize = 1024 * 1024;
+
+impl SharedBatch {
+    /// The builder, empty, aiming at [`DEFAULT_BATCH_TARGET_BYTES`].
+    pub fn take(&mut self) -> BatchBuilder {
+        self.spare
+            .take()
+            .unwrap_or_else(|| BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES))
+    }
+
+    /// Gives the builder back; it must be empty (its batch was sent).
+    pub fn put_back(&mut self, batch: BatchBuilder) {
+        debug_assert!(batch.is_empty(), "a shared batch is sent within its turn");
+        if batch.is_empty() && batch.raw.capacity() <= SHARED_BATCH_KEEP_BYTES {
+            self.spare = Some(batch);
+        }
+    }
+}
+
 /// Appends one record in the uncompressed batch layout (`u64 key, u32 len, value`). With
 /// [`encode_batch`] this lets one thread collect records cheaply and another compress them.
 pub fn append_record(raw: &mut Vec<u8>, key: u64, value: &[u8]) {

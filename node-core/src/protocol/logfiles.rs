@@ -40,6 +40,18 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
     })
 }
 
+/// Administrative requests: only admins may run them when authentication is on. A node checks
+/// this before it looks at the body (docs/protocol.md §1.4).
+pub fn is_admin_request(code: RequestCode) -> bool {
+    code == REMOVE_CHANNEL
+}
+
+/// Requests that open a stream of Items (docs/protocol.md §2.2): refused with TooManyRequests
+/// while the connection's or the node's streams hold their memory budget.
+pub fn opens_stream(code: RequestCode) -> bool {
+    matches!(code, GET_RANGE | GET_ALL)
+}
+
 /// How a read selects records by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterMode {

@@ -48,6 +48,24 @@ pub fn request_name(code: RequestCode) -> Option<&'static str> {
     })
 }
 
+/// Administrative requests: only admins may run them when authentication is on. A node checks
+/// this before it looks at the body (docs/protocol.md §1.4).
+pub fn is_admin_request(code: RequestCode) -> bool {
+    code == REMOVE_CHANNEL
+}
+
+/// Requests that open a stream of Items (docs/protocol.md §2.2): refused with TooManyRequests
+/// while the connection's or the node's streams hold their memory budget.
+pub fn opens_stream(code: RequestCode) -> bool {
+    code == CONSUME
+}
+
+/// Requests that only act on a running stream (ConsumeAck): never refused for the connection's
+/// limits (`max_in_flight`, stream memory), which the streams they serve may be holding.
+pub fn acts_on_running_stream(code: RequestCode) -> bool {
+    code == CONSUME_ACK
+}
+
 /// Whether `name` is a valid subscriber name: 0 to 100 characters of `[A-Za-z0-9_-]` (empty is
 /// the default subscriber).
 pub fn valid_subscriber_name(name: &str) -> bool {

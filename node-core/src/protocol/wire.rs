@@ -23,6 +23,8 @@ pub enum WireError {
     },
     #[error("{count} unexpected bytes after the last field")]
     Trailing { count: usize },
+    #[error("the request takes no body; {count} bytes came")]
+    NotEmpty { count: usize },
 }
 
 /// A cursor over a frame body.
@@ -117,6 +119,15 @@ impl<'a> Reader<'a> {
                 count: self.rest.len(),
             })
         }
+    }
+}
+
+/// Checks the body of a request that takes none (GetChannels, GetSize, ...): a byte in it
+/// means the sender and the node disagree on the request, which must not pass silently.
+pub fn decode_empty(body: &[u8]) -> Result<(), WireError> {
+    match body.len() {
+        0 => Ok(()),
+        count => Err(WireError::NotEmpty { count }),
     }
 }
 

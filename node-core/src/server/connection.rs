@@ -33,6 +33,8 @@ pub(crate) struct StreamEntry<S: ?Sized> {
     pub waiting: bool,
     /// The stream is in the event loop's ready queue.
     pub queued: bool,
+    /// The memory it counts for in the stream budgets, as of its last turn.
+    pub held: usize,
 }
 
 pub(crate) struct Connection<S: ?Sized> {
@@ -50,6 +52,8 @@ pub(crate) struct Connection<S: ?Sized> {
     pub output: Vec<u8>,
     pub output_start: usize,
     pub streams: HashMap<u64, StreamEntry<S>>,
+    /// Σ `held` of `streams`.
+    pub stream_bytes: usize,
     /// Reading stopped because unsent output is above the high-water mark.
     pub reading_paused: bool,
     /// Some stream stopped producing because output was above the high-water mark.
@@ -86,6 +90,7 @@ impl<S: ?Sized> Connection<S> {
             output: Vec::new(),
             output_start: 0,
             streams: HashMap::new(),
+            stream_bytes: 0,
             reading_paused: false,
             streams_blocked_on_output: false,
             peer_closed: false,

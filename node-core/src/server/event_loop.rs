@@ -36,6 +36,8 @@ const ITEMS_PER_PASS: usize = 16;
 /// Connections accepted per listener event before serving the others.
 const ACCEPTS_PER_PASS: usize = 256;
 const EVENTS_CAPACITY: usize = 1024;
+/// What a stream costs the core besides its task: its map entry and the task's allocation.
+const STREAM_ENTRY_OVERHEAD_BYTES: usize = 128;
 
 pub(crate) struct EventLoop<'s, S: Service> {
     server: Server,
@@ -49,6 +51,8 @@ pub(crate) struct EventLoop<'s, S: Service> {
     pending_input: VecDeque<usize>,
     /// Connections whose output grew outside of their own read handling.
     dirty: Vec<usize>,
+    /// Memory held by the streams of every connection ([`stream_held_bytes`]).
+    stream_bytes: usize,
     shutting_down: bool,
     /// The service said it has background work ready.
     background_pending: bool,
@@ -67,6 +71,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             ready_streams: VecDeque::new(),
             pending_input: VecDeque::new(),
             dirty: Vec::new(),
+            stream_bytes: 0,
             shutting_down: false,
             background_pending: false,
             accept_retry: false,
@@ -572,28 +577,27 @@ impl<'s, S: Service> EventLoop<'s, S> {
     fn on_request(&mut self, slot: usize, header: FrameHeader, body_start: usize, body_end: usize) {
         let code = RequestCode(header.code);
         let started = Instant::now();
-        let max_in_flight = self.server.options.max_in_flight;
-        let conn = &mut self.connections[slot];
-        if conn.streams.contains_key(&header.request_id) {
-            let mut reply = Reply::new(&mut conn.output, header.request_id);
-            reply.error(
-                Status::BadRequest,
-                format!("request id {} is already in use", header.request_id),
+        if self.cancel_stream_by_id(slot, header.request_id) {
+            // Answering it would give the running stream's id a second Reply (docs/protocol.md
+            // §2): the client has lost track of its ids, so the connection cannot go on. The
+            // stream ended without a Reply of its own: the protocol error's is the last frame
+            // for that id.
+            let message = format!(
+                "request id {} is already in use by a running stream",
+                header.request_id
             );
+            self.reject_frame(slot, header.request_id, Status::BadRequest, &message);
             return;
         }
-        if conn.streams.len() >= max_in_flight {
-            let mut reply = Reply::new(&mut conn.output, header.request_id);
-            reply.error(
-                Status::TooManyRequests,
-                format!("{max_in_flight} requests already in flight"),
-            );
-            self.stats
-                .record_request(code.0, Status::TooManyRequests, started.elapsed());
+        if let Some((status, message)) = self.refusal(slot, code) {
+            let conn = &mut self.connections[slot];
+            Reply::new(&mut conn.output, header.request_id).error(status, message);
+            self.stats.record_request(code.0, status, started.elapsed());
             return;
         }
         if code.is_common() {
-            let status = self.on_common_request(slot, code, header.request_id);
+            let body_len = body_end - body_start;
+            let status = self.on_common_request(slot, code, header.request_id, body_len);
             self.stats.record_request(code.0, status, started.elapsed());
             return;
         }
@@ -604,19 +608,6 @@ impl<'s, S: Service> EventLoop<'s, S> {
             ..
         } = &mut self.connections[slot];
         let mut reply = Reply::new(output, header.request_id);
-        if self.service.request_name(code).is_none() {
-            reply.error(
-                Status::UnsupportedRequest,
-                format!(
-                    "request code {} is not a {} request",
-                    code.0,
-                    self.service.kind()
-                ),
-            );
-            self.stats
-                .record_request(code.0, Status::UnsupportedRequest, started.elapsed());
-            return;
-        }
         let request = Request {
             code,
             request_id: header.request_id,
@@ -641,8 +632,64 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
     }
 
-    fn on_common_request(&mut self, slot: usize, code: RequestCode, request_id: u64) -> Status {
+    /// Why a request is answered without running it, checked in this order: the connection's
+    /// limits (requests that only act on a running stream are exempt), an unknown code, a
+    /// non-admin asking for an administrative request (before its body is decoded), and the
+    /// stream memory budgets for a request that opens a stream.
+    fn refusal(&self, slot: usize, code: RequestCode) -> Option<(Status, String)> {
+        let options = &self.server.options;
+        let conn = &self.connections[slot];
+        let service = &*self.service;
+        let exempt = !code.is_common() && service.acts_on_running_stream(code);
+        if !exempt && conn.streams.len() >= options.max_in_flight {
+            let message = format!("{} requests already in flight", options.max_in_flight);
+            return Some((Status::TooManyRequests, message));
+        }
+        if code.is_common() {
+            return None;
+        }
+        let Some(name) = service.request_name(code) else {
+            let message = format!(
+                "request code {} is not a {} request",
+                code.0,
+                service.kind()
+            );
+            return Some((Status::UnsupportedRequest, message));
+        };
+        if service.admin_only(code) && !conn.client.admin {
+            let message = format!("{name} is an administrative request and needs an admin client");
+            return Some((Status::NotPermitted, message));
+        }
+        if !exempt && service.opens_stream(code) {
+            if conn.stream_bytes >= options.stream_memory_bytes {
+                let message = format!(
+                    "the streams of this connection hold {} bytes, its limit is {} \
+                     (server.stream_memory_bytes): end or read some of them first",
+                    conn.stream_bytes, options.stream_memory_bytes
+                );
+                return Some((Status::TooManyRequests, message));
+            }
+            if self.stream_bytes >= options.max_stream_memory_bytes {
+                let message = format!(
+                    "the node's streams hold {} bytes, its limit is {} \
+                     (server.max_stream_memory_bytes): try again later",
+                    self.stream_bytes, options.max_stream_memory_bytes
+                );
+                return Some((Status::TooManyRequests, message));
+            }
+        }
+        None
+    }
+
+    fn on_common_request(
+        &mut self,
+        slot: usize,
+        code: RequestCode,
+        request_id: u64,
+        body_len: usize,
+    ) -> Status {
         let connections_open = self.connections.len() as u64;
+        self.stats.stream_memory_bytes = self.stream_bytes as u64;
         let stats = match code {
             RequestCode::GET_STATS => {
                 let service = &*self.service;
@@ -658,7 +705,14 @@ impl<'s, S: Service> EventLoop<'s, S> {
         };
         let conn = &mut self.connections[slot];
         let mut reply = Reply::new(&mut conn.output, request_id);
-        common::answer(code, &*self.service, connections_open, &stats, &mut reply)
+        common::answer(
+            code,
+            body_len,
+            &*self.service,
+            connections_open,
+            &stats,
+            &mut reply,
+        )
     }
 
     fn on_control(&mut self, slot: usize, header: FrameHeader, body_start: usize, body_end: usize) {
@@ -704,8 +758,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 }
             }
             ControlCode::Stop => {
-                if let Some(mut entry) = conn.streams.remove(&header.request_id) {
-                    entry.task.cancel(self.service);
+                if self.cancel_stream_by_id(slot, header.request_id) {
+                    let conn = &mut self.connections[slot];
                     frame::write_frame(
                         &mut conn.output,
                         FrameType::Reply,
@@ -713,7 +767,6 @@ impl<'s, S: Service> EventLoop<'s, S> {
                         header.request_id,
                         &[],
                     );
-                    self.stats.streams_open -= 1;
                 }
             }
         }
@@ -728,11 +781,14 @@ impl<'s, S: Service> EventLoop<'s, S> {
         task: Box<dyn super::service::StreamTask<S>>,
     ) {
         let conn = &mut self.connections[slot];
+        let held = stream_held_bytes(&*task);
+        recount(&mut self.stream_bytes, &mut conn.stream_bytes, 0, held);
         let entry = StreamEntry {
             task,
             credit: INITIAL_STREAM_CREDIT,
             waiting: false,
             queued: true,
+            held,
         };
         conn.streams.insert(request_id, entry);
         self.stats.streams_open += 1;
@@ -741,6 +797,24 @@ impl<'s, S: Service> EventLoop<'s, S> {
             slot,
             request_id,
         });
+    }
+
+    /// Ends stream `request_id` of connection `slot` without a Reply (see [`cancel_stream`]);
+    /// false when no such stream runs.
+    fn cancel_stream_by_id(&mut self, slot: usize, request_id: u64) -> bool {
+        let conn = &mut self.connections[slot];
+        let Some(entry) = conn.streams.remove(&request_id) else {
+            return false;
+        };
+        let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
+        cancel_stream(
+            self.service,
+            stats,
+            node_bytes,
+            &mut conn.stream_bytes,
+            entry,
+        );
+        true
     }
 
     fn take_wakeups(&mut self) {
@@ -768,6 +842,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
     /// a per-pass budget.
     fn run_ready_streams(&mut self) {
         let high_water = self.server.options.output_buffer_bytes;
+        let connection_budget = self.server.options.stream_memory_bytes;
+        let node_budget = self.server.options.max_stream_memory_bytes;
         for _ in 0..self.ready_streams.len() {
             let Some(handle) = self.ready_streams.pop_front() else {
                 break;
@@ -783,6 +859,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 output,
                 output_start,
                 streams_blocked_on_output,
+                stream_bytes: connection_bytes,
                 ..
             } = conn;
             let Some(entry) = streams.get_mut(&handle.request_id) else {
@@ -799,15 +876,16 @@ impl<'s, S: Service> EventLoop<'s, S> {
                     *streams_blocked_on_output = true;
                     break;
                 }
-                let mut out = StreamOut {
-                    out: output,
-                    handle,
-                    items_written: 0,
-                    finished: false,
-                };
+                let memory_room = connection_budget
+                    .saturating_sub(*connection_bytes)
+                    .min(node_budget.saturating_sub(self.stream_bytes));
+                let mut out = StreamOut::new(output, handle, memory_room);
                 let step = entry.task.resume(self.service, &mut out);
                 let (written, done) = (out.items_written, out.finished);
                 entry.credit = entry.credit.saturating_sub(written);
+                let held = stream_held_bytes(&*entry.task);
+                recount(&mut self.stream_bytes, connection_bytes, entry.held, held);
+                entry.held = held;
                 if done || step == StreamStep::Done {
                     finished = true;
                     break;
@@ -826,6 +904,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 budget_left = item + 1 == ITEMS_PER_PASS;
             }
             if finished {
+                recount(&mut self.stream_bytes, connection_bytes, entry.held, 0);
                 streams.remove(&handle.request_id);
                 self.stats.streams_open -= 1;
             } else if budget_left && entry.credit > 0 {
@@ -915,10 +994,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
         let Some(mut conn) = self.connections.try_remove(slot) else {
             return;
         };
-        for (_, mut entry) in conn.streams.drain() {
-            entry.task.cancel(self.service);
-            self.stats.streams_open -= 1;
-        }
+        let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
+        cancel_all_streams(self.service, stats, node_bytes, &mut conn, false);
+        debug_assert_eq!(conn.stream_bytes, 0, "stream memory of a closed connection");
         if let Err(err) = self.server.poll.registry().deregister(&mut conn.socket) {
             tracing::debug!("deregister: {err}");
         }
@@ -946,6 +1024,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
     // ----- stats and shutdown ----------------------------------------------------------------
 
     fn write_stats_line(&mut self) {
+        self.stats.stream_memory_bytes = self.stream_bytes as u64;
         let mut node_pairs = Vec::new();
         self.service.stats(&mut node_pairs);
         let service = &*self.service;
@@ -968,6 +1047,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
         if !hub.take_request() {
             return;
         }
+        self.stats.stream_memory_bytes = self.stream_bytes as u64;
         let service = &*self.service;
         let name_of = |code: u8| request_name(service, RequestCode(code));
         let mut node = crate::metrics::Families::default();
@@ -1004,17 +1084,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
             let Some(conn) = self.connections.get_mut(slot) else {
                 continue;
             };
-            for (request_id, mut entry) in conn.streams.drain() {
-                entry.task.cancel(self.service);
-                frame::write_frame(
-                    &mut conn.output,
-                    FrameType::Reply,
-                    Status::ShuttingDown as u8,
-                    request_id,
-                    b"node shutting down",
-                );
-                self.stats.streams_open -= 1;
-            }
+            let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
+            cancel_all_streams(self.service, stats, node_bytes, conn, true);
             conn.close_when_flushed = true;
             self.flush(slot);
         }
@@ -1090,6 +1161,57 @@ enum ReadUntil {
     Drained,
     /// At WouldBlock (mio's general contract), for reads not triggered by a fresh event.
     WouldBlock,
+}
+
+/// The memory a stream counts for: the core's entry, the task itself and what the task holds.
+fn stream_held_bytes<S: ?Sized>(task: &dyn super::service::StreamTask<S>) -> usize {
+    STREAM_ENTRY_OVERHEAD_BYTES + std::mem::size_of_val(task) + task.held_bytes()
+}
+
+/// Ends a stream that did not finish (Stop, a reused id, its connection closed, shutdown): gives
+/// its memory back and lets its task release what it registered. The caller writes its Reply,
+/// if it gets one.
+fn cancel_stream<S: Service>(
+    service: &mut S,
+    stats: &mut ServerStats,
+    node_bytes: &mut usize,
+    connection_bytes: &mut usize,
+    mut entry: StreamEntry<S>,
+) {
+    recount(node_bytes, connection_bytes, entry.held, 0);
+    entry.task.cancel(service);
+    stats.streams_open -= 1;
+}
+
+/// Ends every stream of `conn` (see [`cancel_stream`]); with `shutting_down`, each with a Reply
+/// of status ShuttingDown.
+fn cancel_all_streams<S: Service>(
+    service: &mut S,
+    stats: &mut ServerStats,
+    node_bytes: &mut usize,
+    conn: &mut Connection<S>,
+    shutting_down: bool,
+) {
+    for (request_id, entry) in conn.streams.drain() {
+        cancel_stream(service, stats, node_bytes, &mut conn.stream_bytes, entry);
+        if shutting_down {
+            frame::write_frame(
+                &mut conn.output,
+                FrameType::Reply,
+                Status::ShuttingDown as u8,
+                request_id,
+                b"node shutting down",
+            );
+        }
+    }
+}
+
+/// Moves a stream's counted memory from `old` to `new` bytes in its connection's total and the
+/// node's.
+fn recount(node_bytes: &mut usize, connection_bytes: &mut usize, old: usize, new: usize) {
+    debug_assert!(old <= *node_bytes && old <= *connection_bytes);
+    *node_bytes = node_bytes.saturating_sub(old) + new;
+    *connection_bytes = connection_bytes.saturating_sub(old) + new;
 }
 
 /// The length of the frame being assembled at the start of `pending`, when its header is there.

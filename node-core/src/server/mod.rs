@@ -51,6 +51,11 @@ pub struct ServerOptions {
     /// Unsent output per connection above which the node stops reading from it and stops
     /// producing stream items for it.
     pub output_buffer_bytes: usize,
+    /// Memory the streams of one connection may hold between their turns (cursors, filters,
+    /// windows, indexes); at or above it, requests that open a stream get TooManyRequests.
+    pub stream_memory_bytes: usize,
+    /// The same for the streams of all connections together.
+    pub max_stream_memory_bytes: usize,
     pub backlog: i32,
     pub tcp_keepalive_idle_s: u32,
     pub tick_interval_ms: u64,
@@ -74,6 +79,8 @@ impl Default for ServerOptions {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: 1024,
             output_buffer_bytes: 4 * 1024 * 1024,
+            stream_memory_bytes: 16 * 1024 * 1024,
+            max_stream_memory_bytes: 1024 * 1024 * 1024,
             backlog: 1024,
             tcp_keepalive_idle_s: 5,
             tick_interval_ms: 100,

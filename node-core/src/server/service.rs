@@ -3,6 +3,7 @@
 //! writes replies through [`Reply`], or hands back a [`StreamTask`] that the core drives as the
 //! client grants credit and the connection has room.
 
+use crate::protocol::batch::BatchBuilder;
 use crate::protocol::frame::{self, FrameType};
 use crate::protocol::status::MAX_ERROR_MESSAGE_BYTES;
 use crate::protocol::{NodeKind, RequestCode, Status};
@@ -50,6 +51,28 @@ pub trait Service {
     /// The name of a node-specific request code (for logs and stats); `None` for a code this node
     /// does not know, which the core answers with UnsupportedRequest without calling `handle`.
     fn request_name(&self, code: RequestCode) -> Option<&'static str>;
+
+    /// Whether `code` is an administrative request. The core answers NotPermitted to a client
+    /// that is not an admin before the request's body is even looked at, so a non-admin learns
+    /// nothing from how its body would have been judged (docs/security.md).
+    fn admin_only(&self, _code: RequestCode) -> bool {
+        false
+    }
+
+    /// Whether `code` may open a stream that sends Items (GetAll, Listen, Consume...). Such a
+    /// request is refused with TooManyRequests while its connection's streams hold
+    /// [`ServerOptions::stream_memory_bytes`](super::ServerOptions) or all streams of the node
+    /// hold [`ServerOptions::max_stream_memory_bytes`](super::ServerOptions).
+    fn opens_stream(&self, _code: RequestCode) -> bool {
+        false
+    }
+
+    /// Whether `code` only acts on a stream that already runs (queue ConsumeAck). Such a request
+    /// is never refused for the connection's limits (`max_in_flight`, stream memory): refusing
+    /// it would stall the very streams that hold the connection at its limit.
+    fn acts_on_running_stream(&self, _code: RequestCode) -> bool {
+        false
+    }
 
     /// Executes one request. Must either write a reply through `reply` and return `Replied`, or
     /// return `Stream` without writing one.
@@ -217,6 +240,15 @@ pub trait StreamTask<S: ?Sized> {
     /// The stream ends without finishing: the client sent Stop, the connection dropped, or the
     /// node is shutting down. Release whatever the stream registered with the service.
     fn cancel(&mut self, _service: &mut S) {}
+
+    /// Heap bytes the stream holds between its turns, beyond its own struct (which the core
+    /// counts itself): names, filters, key windows, cursors, indexes, and state the service
+    /// keeps for it (a consumer's entry). An honest upper estimate: the core counts it against
+    /// the connection's and the node's stream memory budgets after every turn. Buffers used
+    /// only within a turn (a batch being built and sent) are not held and not counted.
+    fn held_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// A stream's view of its connection's output.
@@ -225,12 +257,38 @@ pub struct StreamOut<'a> {
     pub(crate) handle: StreamHandle,
     pub(crate) items_written: u32,
     pub(crate) finished: bool,
+    /// Stream memory still free for this stream in this turn: what both its connection's and
+    /// the node's budgets leave, minus what [`StreamOut::try_reserve`] granted already.
+    pub(crate) memory_room: usize,
 }
 
 impl<'a> StreamOut<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>, handle: StreamHandle, memory_room: usize) -> Self {
+        StreamOut {
+            out,
+            handle,
+            items_written: 0,
+            finished: false,
+            memory_room,
+        }
+    }
+
     /// The handle to register for wakeups.
     pub fn handle(&self) -> StreamHandle {
         self.handle
+    }
+
+    /// Asks to hold `bytes` more between turns (an index of an unsorted bucket, say). Granted
+    /// when that stays within the stream memory budgets of the connection and of the node;
+    /// the stream then reports the memory in [`StreamTask::held_bytes`]. A stream refused does
+    /// without (a cheaper way, documented), never waits for it: waiting for memory that other
+    /// streams hold while they wait for their client could stall a connection for good.
+    pub fn try_reserve(&mut self, bytes: usize) -> bool {
+        if bytes > self.memory_room {
+            return false;
+        }
+        self.memory_room -= bytes;
+        true
     }
 
     pub fn item(&mut self, code: u8, body: &[u8]) {
@@ -252,6 +310,27 @@ impl<'a> StreamOut<'a> {
         write(self.out);
         frame::end_frame(self.out, start);
         self.items_written += 1;
+    }
+
+    /// Ends one step of a stream of batches (GetAll, GetRange): sends `batch` as one Item
+    /// (code `item_code`) when it holds records, leaving it empty; otherwise finishes the stream
+    /// with Ok when its walk `ended`, or says Continue (the step's work went on records that did
+    /// not go out). A stream thus never sends an empty batch.
+    pub fn send_batch_or_end(
+        &mut self,
+        item_code: u8,
+        batch: &mut BatchBuilder,
+        ended: bool,
+    ) -> StreamStep {
+        if !batch.is_empty() {
+            self.item_with(item_code, |body| batch.finish_into(body));
+            StreamStep::Continue
+        } else if ended {
+            self.finish(Status::Ok, &[]);
+            StreamStep::Done
+        } else {
+            StreamStep::Continue
+        }
     }
 
     /// Ends the stream with its final reply.

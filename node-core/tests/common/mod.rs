@@ -38,11 +38,22 @@ pub const WAIT_STREAM: u8 = 19;
 pub const POKE: u8 = 20;
 /// Body `u32 n`: replies Ok with `n` bytes of [`fill_pattern`] seeded by the request id.
 pub const BIG_REPLY: u8 = 21;
-/// Ok for admins, NotPermitted for everyone else.
+/// An administrative request (Service::admin_only): Ok for admins; the core answers
+/// NotPermitted to everyone else before the handler runs.
 pub const ADMIN: u8 = 22;
+/// Body `u32 held`, `u32 reserve`: a stream that reports holding `held` bytes
+/// (StreamTask::held_bytes), asks StreamOut::try_reserve for `reserve` more on its first turn
+/// when `reserve` > 0 (one Item [`HOLD_ITEM`], body `u8` 1 granted / 0 refused; granted bytes
+/// are held from then on), and then waits until it is stopped. It opens a stream
+/// (Service::opens_stream).
+pub const HOLD_STREAM: u8 = 23;
+/// Replies Ok at once; it acts on running streams only (Service::acts_on_running_stream), like
+/// queue's ConsumeAck.
+pub const ACK: u8 = 24;
 
 pub const COUNT_ITEM: u8 = 1;
 pub const WAIT_ITEM: u8 = 2;
+pub const HOLD_ITEM: u8 = 3;
 
 // Request codes every node answers (docs/protocol.md §5).
 pub const GET_VERSION: u8 = 1;
@@ -125,8 +136,22 @@ impl Service for TestService {
             POKE => Some("Poke"),
             BIG_REPLY => Some("BigReply"),
             ADMIN => Some("Admin"),
+            HOLD_STREAM => Some("HoldStream"),
+            ACK => Some("Ack"),
             _ => None,
         }
+    }
+
+    fn admin_only(&self, code: RequestCode) -> bool {
+        code.0 == ADMIN
+    }
+
+    fn opens_stream(&self, code: RequestCode) -> bool {
+        matches!(code.0, COUNT_STREAM | WAIT_STREAM | HOLD_STREAM)
+    }
+
+    fn acts_on_running_stream(&self, code: RequestCode) -> bool {
+        code.0 == ACK
     }
 
     fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
@@ -157,8 +182,21 @@ impl Service for TestService {
                 let poked = self.poke(request.body);
                 reply.ok(&poked.to_le_bytes());
             }
-            ADMIN if request.client.admin => reply.ok(b"admin ok"),
-            ADMIN => reply.error(Status::NotPermitted, "Admin needs an admin"),
+            ADMIN => reply.ok(b"admin ok"),
+            ACK => reply.ok(&[]),
+            HOLD_STREAM => {
+                let (Some(held), Some(reserve)) = (
+                    u32_body(request.body),
+                    request.body.get(4..).and_then(u32_body),
+                ) else {
+                    reply.error(Status::BadRequest, "body must be two u32");
+                    return Handled::Replied;
+                };
+                return Handled::Stream(Box::new(HoldStream {
+                    held: held as usize,
+                    reserve: reserve as usize,
+                }));
+            }
             other => reply.error(
                 Status::InternalError,
                 format!("request_name knows code {other}, handle does not"),
@@ -214,6 +252,31 @@ impl StreamTask<TestService> for WaitStream {
 
     fn cancel(&mut self, service: &mut TestService) {
         service.streams_cancelled += 1;
+    }
+}
+
+struct HoldStream {
+    held: usize,
+    /// To ask for on the first turn (0: nothing, or already asked).
+    reserve: usize,
+}
+
+impl StreamTask<TestService> for HoldStream {
+    fn resume(&mut self, _service: &mut TestService, out: &mut StreamOut<'_>) -> StreamStep {
+        if self.reserve > 0 {
+            let granted = out.try_reserve(self.reserve);
+            if granted {
+                self.held += self.reserve;
+            }
+            self.reserve = 0;
+            out.item(HOLD_ITEM, &[u8::from(granted)]);
+            return StreamStep::Continue;
+        }
+        StreamStep::Wait
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.held
     }
 }
 

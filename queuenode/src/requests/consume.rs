@@ -17,9 +17,14 @@
 //! Across a crash the same holds (the ring persists only what was acknowledged).
 //!
 //! The stream ends with Ok when its channel is removed (RemoveChannel).
+//!
+//! Memory: a batch is built in the node's shared buffer and sent within the turn, so between
+//! turns a Consume holds only its entry in the consumer registry (with at most
+//! `MAX_UNACKED_BATCHES` spans), which it reports to the stream memory budgets.
 
 use super::{bad_request, check_channel, check_subscriber, engine_error};
-use crate::consumers::{ConsumerId, MAX_UNACKED_BATCHES};
+use crate::consumers::{Consumer, ConsumerId, MAX_UNACKED_BATCHES};
+use crate::engine::Span;
 use crate::service::QueueNode;
 use node_core::protocol::batch::{append_record, encode_batch};
 use node_core::protocol::queue::{ConsumeRequest, ITEM_RECORD_BATCH};
@@ -59,21 +64,19 @@ pub(super) fn handle(
         0 => DEFAULT_BATCH_RECORDS,
         n => (n as usize).min(DEFAULT_BATCH_RECORDS),
     };
+    let storage_len = storage.len();
     let id = node.consumers.add(
         storage,
         (request.client.peer, request.request_id),
         max_batch_records,
     );
-    Handled::Stream(Box::new(Consume {
-        id,
-        raw: Vec::new(),
-    }))
+    Handled::Stream(Box::new(Consume { id, storage_len }))
 }
 
 struct Consume {
     id: ConsumerId,
-    /// The batch being collected (uncompressed), reused.
-    raw: Vec<u8>,
+    /// The length of its storage's name, which the registry keeps (for `held_bytes`).
+    storage_len: usize,
 }
 
 impl StreamTask<QueueNode> for Consume {
@@ -96,29 +99,43 @@ impl StreamTask<QueueNode> for Consume {
             consumer.waiting_for_ack = true;
             return StreamStep::Wait;
         }
-        self.raw.clear();
-        let raw = &mut self.raw;
+        // The node's buffer, filled and sent within this turn.
+        let mut raw = std::mem::take(&mut node.consume_scratch);
+        raw.clear();
         let mut count = 0u32;
         let taken = ring.take_with(
             consumer.max_batch_records,
             BATCH_VALUE_BYTES,
             |seq, value| {
-                append_record(raw, seq, value);
+                append_record(&mut raw, seq, value);
                 count += 1;
             },
         );
-        let Some(span) = taken else {
-            node.consumers.wait_for_records(self.id);
-            return StreamStep::Wait;
+        let step = match taken {
+            None => {
+                node.consumers.wait_for_records(self.id);
+                StreamStep::Wait
+            }
+            Some(span) => {
+                consumer.unacked.push_back(span);
+                consumer.sent += u64::from(count);
+                out.item_with(ITEM_RECORD_BATCH, |body| encode_batch(&raw, count, body));
+                StreamStep::Continue
+            }
         };
-        consumer.unacked.push_back(span);
-        consumer.sent += u64::from(count);
-        let raw = &self.raw;
-        out.item_with(ITEM_RECORD_BATCH, |body| encode_batch(raw, count, body));
-        if self.raw.capacity() > KEEP_BUFFER_BYTES {
-            self.raw = Vec::new();
+        if raw.capacity() <= KEEP_BUFFER_BYTES {
+            node.consume_scratch = raw;
         }
-        StreamStep::Continue
+        step
+    }
+
+    /// Its registry entry: the consumer, its storage's name, its unacknowledged spans (at most
+    /// `MAX_UNACKED_BATCHES`) and the two map entries that find it.
+    fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Consumer>()
+            + self.storage_len
+            + MAX_UNACKED_BATCHES * std::mem::size_of::<Span>()
+            + 64
     }
 
     fn cancel(&mut self, node: &mut QueueNode) {
