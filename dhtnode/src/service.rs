@@ -2,10 +2,10 @@
 //! and the glue that wakes Listen streams when their channel changes, RedistCommit requests
 //! when their dump is written, and drives a running redistribution ([`Redistributor`]).
 
-use crate::dumping::Dumper;
 use crate::engine::{Engine, ListenerId};
 use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
+use dht_persist::DumpScheduler;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::{dht, NodeKind, RequestCode};
@@ -25,7 +25,7 @@ pub struct DhtNode {
     /// Where GetAll picks its next window of a shard's keys from, for a moment.
     pub(crate) key_scratch: Vec<u64>,
     /// Periodic and shutdown dumps; `None` for a node that keeps nothing on disk (tests).
-    pub(crate) dumper: Option<Dumper>,
+    pub(crate) dumper: Option<DumpScheduler>,
     /// Redistributions: the running one, and its Progress streams.
     pub(crate) redistributor: Redistributor,
     /// RedistCommit requests waiting for their dump: dump ticket → stream.
@@ -36,7 +36,7 @@ impl DhtNode {
     pub fn new(
         engine: Engine,
         wakeups: Wakeups,
-        dumper: Option<Dumper>,
+        dumper: Option<DumpScheduler>,
         redistribution: RedistributionConfig,
     ) -> DhtNode {
         let redistributor = Redistributor::new(redistribution, wakeups.clone());
@@ -90,7 +90,7 @@ impl DhtNode {
 }
 
 /// The dump metrics (docs/operations.md, "Metrics").
-fn dumper_metrics(dumper: &Dumper, out: &mut Families) {
+fn dumper_metrics(dumper: &DumpScheduler, out: &mut Families) {
     let (age, took) = dumper.dump_age(Instant::now());
     out.gauge(
         "swarm_dht_dump_age_seconds",

@@ -3,12 +3,15 @@
 //! - [`protocol`]: the wire format (handshake, frames, status codes, request codes, LZ4 batches).
 //!   Always built; the client depends on this alone.
 //! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
+//! - [`data_dir`]: file names every data directory shares (the lock file), for crates that read
+//!   data directories without the server parts (`dht-persist`).
 //! - With the `server` feature: [`server`] (the mio event loop and the request-handler trait),
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
 //!   per data directory), [`log`], [`stats`], [`signals`], [`metrics`] (the Prometheus
 //!   listener) and [`systemd`] (readiness and watchdog).
 
 pub mod auth;
+pub mod data_dir;
 pub mod protocol;
 
 #[cfg(feature = "server")]
