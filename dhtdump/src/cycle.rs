@@ -2,7 +2,7 @@
 //! node's own dump format, and the loop around it (random initial delay, pause between cycles,
 //! retries, `--oneshot`).
 //!
-//! Files are written by [`DumpThread`], the node's own writer, so they are exactly what
+//! Files are written by [`DumpThread`], the node's own writer (from `dht-persist`), so they are exactly what
 //! `dhtnode` loads at start: `<data_dir>/<ch>.dump.tmp` is written and fsynced, the previous
 //! `<ch>.dump` becomes `<ch>.dump.backup`, the new file is renamed to `<ch>.dump`, and the
 //! directory is fsynced. A dump that fails or is interrupted (error, SIGTERM) is aborted: its
@@ -12,7 +12,7 @@
 //! Memory stays bounded whatever a channel's size: a reading thread takes records from the
 //! GetAll stream (a bounded window of batches) into chunks of about [`CHUNK_TARGET_BYTES`]; at
 //! most two chunks wait between it and this thread, and at most
-//! [`CHUNK_QUEUE_CAPACITY`](dhtnode::dump::writer::CHUNK_QUEUE_CAPACITY) wait for the writer
+//! [`CHUNK_QUEUE_CAPACITY`](dht_persist::dump::writer::CHUNK_QUEUE_CAPACITY) wait for the writer
 //! thread (`send_chunk` blocks when its queue is full); chunk buffers are recycled. A whole
 //! channel is never held in memory.
 
@@ -21,7 +21,7 @@ use crate::stats::Stats;
 use crate::util::{sleep_unless_stopped, utc_system_time};
 use client::dht::GetAllOptions;
 use client::{ClientOptions, DhtClient, NodeState};
-use dhtnode::dump::writer::{DumpAction, DumpOutcome, DumpThread};
+use dht_persist::dump::writer::{DumpAction, DumpOutcome, DumpThread};
 use node_core::auth::Key;
 use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
 use std::collections::BTreeSet;
@@ -64,8 +64,9 @@ fn failed(reason: impl Into<String>) -> CycleError {
     CycleError::Failed(reason.into())
 }
 
-/// One dhtdump: its connection, its writer thread and what it remembers between cycles.
-pub struct Dumper {
+/// The sidecar: its connection to the node, its writer thread and what it remembers between
+/// cycles.
+pub struct Sidecar {
     node: String,
     data_dir: PathBuf,
     credentials: Option<(String, Key)>,
@@ -77,16 +78,16 @@ pub struct Dumper {
     stop: Arc<AtomicBool>,
 }
 
-impl Dumper {
+impl Sidecar {
     /// Starts the writer thread on `config.data_dir` (created if missing).
     pub fn new(
         config: &DumpConfig,
         credentials: Option<(String, Key)>,
         stats: Arc<Stats>,
         stop: Arc<AtomicBool>,
-    ) -> Result<Dumper, String> {
+    ) -> Result<Sidecar, String> {
         let thread = spawn_thread(&config.data_dir)?;
-        Ok(Dumper {
+        Ok(Sidecar {
             node: config.node.clone(),
             data_dir: config.data_dir.clone(),
             credentials,
@@ -456,8 +457,8 @@ pub fn pause_after(schedule: &Schedule, took: Duration) -> (Duration, bool) {
 /// The main loop. Periodic: a random initial delay in `[0, period)`, then cycle, pause, cycle,
 /// ... until `stop`. Oneshot: one cycle at once, tried again after `retry_wait` until it
 /// completes or `stop` is set.
-pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
-    let stop = Arc::clone(&dumper.stop);
+pub fn run(sidecar: &mut Sidecar, schedule: &Schedule, mode: Mode) -> Ended {
+    let stop = Arc::clone(&sidecar.stop);
     let incomplete = match mode {
         Mode::Periodic => Ended::Stopped,
         Mode::Oneshot => Ended::StoppedIncomplete,
@@ -475,10 +476,10 @@ pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
     }
     loop {
         let started = Instant::now();
-        match dumper.run_cycle() {
+        match sidecar.run_cycle() {
             Ok(report) => {
                 let took = started.elapsed();
-                dumper.stats.cycle_done(took);
+                sidecar.stats.cycle_done(took);
                 let summary = format!(
                     "{} channels, {} records, {} bytes",
                     report.channels, report.records, report.bytes
@@ -487,27 +488,7 @@ pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
                     tracing::info!("cycle done in {:.1}s ({summary})", took.as_secs_f64());
                     return Ended::Done;
                 }
-                let (pause, clamped) = pause_after(schedule, took);
-                if clamped {
-                    tracing::warn!(
-                        "the cycle took {:.1}s, leaving less than min_wait_s of the {}s period; \
-                         pausing min_wait_s = {}s",
-                        took.as_secs_f64(),
-                        schedule.period.as_secs(),
-                        schedule.min_wait.as_secs()
-                    );
-                }
-                tracing::info!(
-                    "cycle done in {:.1}s, next cycle at {} (in {:.1}s; {summary})",
-                    took.as_secs_f64(),
-                    utc_system_time(SystemTime::now() + pause),
-                    pause.as_secs_f64()
-                );
-                node_core::systemd::status(&format!(
-                    "last cycle done in {:.1}s ({summary}); next cycle at {}",
-                    took.as_secs_f64(),
-                    utc_system_time(SystemTime::now() + pause)
-                ));
+                let pause = announce_pause(schedule, took, &summary);
                 if !sleep_unless_stopped(&stop, pause) {
                     return stopping(Ended::Stopped);
                 }
@@ -520,21 +501,52 @@ pub fn run(dumper: &mut Dumper, schedule: &Schedule, mode: Mode) -> Ended {
                 return stopping(incomplete);
             }
             Err(CycleError::Failed(reason)) => {
-                dumper.stats.cycle_failed();
-                node_core::systemd::status(&format!(
-                    "last cycle FAILED, retrying in {}s: {reason}",
-                    schedule.retry_wait.as_secs()
-                ));
-                tracing::error!(
-                    "dump cycle failed: {reason}; retrying in {}s",
-                    schedule.retry_wait.as_secs()
-                );
+                sidecar.stats.cycle_failed();
+                announce_failure(schedule, &reason);
                 if !sleep_unless_stopped(&stop, schedule.retry_wait) {
                     return stopping(incomplete);
                 }
             }
         }
     }
+}
+
+/// The pause after a periodic cycle that took `took`, logged and shown to systemd.
+fn announce_pause(schedule: &Schedule, took: Duration, summary: &str) -> Duration {
+    let (pause, clamped) = pause_after(schedule, took);
+    if clamped {
+        tracing::warn!(
+            "the cycle took {:.1}s, leaving less than min_wait_s of the {}s period; \
+                 pausing min_wait_s = {}s",
+            took.as_secs_f64(),
+            schedule.period.as_secs(),
+            schedule.min_wait.as_secs()
+        );
+    }
+    tracing::info!(
+        "cycle done in {:.1}s, next cycle at {} (in {:.1}s; {summary})",
+        took.as_secs_f64(),
+        utc_system_time(SystemTime::now() + pause),
+        pause.as_secs_f64()
+    );
+    node_core::systemd::status(&format!(
+        "last cycle done in {:.1}s ({summary}); next cycle at {}",
+        took.as_secs_f64(),
+        utc_system_time(SystemTime::now() + pause)
+    ));
+    pause
+}
+
+/// A failed cycle, logged and shown to systemd.
+fn announce_failure(schedule: &Schedule, reason: &str) {
+    node_core::systemd::status(&format!(
+        "last cycle FAILED, retrying in {}s: {reason}",
+        schedule.retry_wait.as_secs()
+    ));
+    tracing::error!(
+        "dump cycle failed: {reason}; retrying in {}s",
+        schedule.retry_wait.as_secs()
+    );
 }
 
 fn stopping(ended: Ended) -> Ended {

@@ -2,10 +2,13 @@
 //!
 //! dhtdump connects to one dht node and periodically writes every channel to a dump file in the
 //! node's own format (`docs/formats.md`, "dht dump file"), so a node started on dhtdump's
-//! directory loads every record. Operations are described in `docs/operations.md`.
+//! directory loads every record. Operations are described in `docs/operations.md`. The files
+//! are written and read by the dht's persistence crate, `dht-persist` (the node's own writer
+//! thread and reader); dhtdump talks to its node as a client and does not link the node.
 //!
 //! - [`config`]: the config file and command-line overrides.
-//! - [`cycle`]: the dump cycle and the loop around it.
+//! - [`cycle`]: the [`Sidecar`](cycle::Sidecar) (connection, writer thread), its dump cycle and
+//!   the loop around it.
 //! - [`stats`]: counters and the stats.log line.
 //! - [`signals`]: SIGTERM/SIGINT (stop) and SIGHUP (reopen logs).
 //! - [`lines`]: the `hexkey:base64value` text form of `dumptool export`/`import`.

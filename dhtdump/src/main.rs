@@ -15,7 +15,7 @@
 
 use clap::Parser;
 use dhtdump::config::{DumpConfig, Overrides};
-use dhtdump::cycle::{self, Dumper, Ended, Mode, Schedule};
+use dhtdump::cycle::{self, Ended, Mode, Schedule, Sidecar};
 use dhtdump::stats::{self, Stats};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,98 +62,55 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     node_core::metrics::process::mark_start();
     let args = Args::parse();
+    match run(&args) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// Logs why dhtdump cannot start, and says it on stderr.
+fn cannot_start(message: impl std::fmt::Display) -> ExitCode {
+    tracing::error!("cannot start: {message}");
+    fail(message)
+}
+
+/// Start-up, the dump loop, and the exit status; each step that fails ends the run with its
+/// exit status (`Err`).
+fn run(args: &Args) -> Result<ExitCode, ExitCode> {
     let overrides = Overrides {
         node: args.node.clone(),
         data_dir: args.data_dir.clone(),
         log_dir: args.log_dir.clone(),
     };
-    let config = match DumpConfig::load(args.config.as_deref(), &overrides) {
-        Ok(config) => config,
-        Err(err) => return fail(err),
-    };
-    let credentials = match config.load_credentials() {
-        Ok(credentials) => credentials,
-        Err(err) => return fail(err),
-    };
+    let config = DumpConfig::load(args.config.as_deref(), &overrides).map_err(fail)?;
+    let credentials = config.load_credentials().map_err(fail)?;
     if args.check_config {
-        return match toml::to_string(&config) {
-            Ok(text) => {
-                println!(
-                    "# dhtdump: configuration OK; the effective configuration follows.\n{text}"
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => fail(format!("cannot print the configuration: {err}")),
-        };
+        return Ok(print_config(&config));
     }
-    let (logs, _log_guard) = match node_core::log::init(&config.log.dir, &config.log.level) {
-        Ok(logs) => logs,
-        Err(err) => return fail(err),
-    };
+    let (logs, _log_guard) =
+        node_core::log::init(&config.log.dir, &config.log.level).map_err(fail)?;
     let mode = if args.oneshot {
         Mode::Oneshot
     } else {
         Mode::Periodic
     };
-    tracing::info!(
-        "starting dhtdump {} ({}): node {}, data_dir {}, period_s {}, min_wait_s {}, \
-         retry_wait_s {}",
-        env!("CARGO_PKG_VERSION"),
-        if args.oneshot { "oneshot" } else { "periodic" },
-        config.node,
-        config.data_dir.display(),
-        config.period_s,
-        config.min_wait_s,
-        config.retry_wait_s
-    );
+    log_start(&config, mode);
     // Held until exit: the dht node takes the same lock, so dhtdump is refused on a directory a
     // node (or another dhtdump) writes, and a node on dhtdump's directory is refused meanwhile;
     // both would rename the same `<ch>.dump.tmp` and `<ch>.dump`.
-    let _data_lock = match node_core::data_lock::DataDirLock::acquire(&config.data_dir) {
-        Ok(lock) => lock,
-        Err(err) => {
-            tracing::error!("cannot start: {err}");
-            return fail(err);
-        }
-    };
+    let _data_lock =
+        node_core::data_lock::DataDirLock::acquire(&config.data_dir).map_err(cannot_start)?;
     let stop = Arc::new(AtomicBool::new(false));
-    if let Err(err) = dhtdump::signals::install(Arc::clone(&stop), logs.clone()) {
-        return fail(format!("cannot install signal handlers: {err}"));
-    }
+    dhtdump::signals::install(Arc::clone(&stop), logs.clone())
+        .map_err(|err| fail(format!("cannot install signal handlers: {err}")))?;
     let stats = Arc::new(Stats::default());
-    let identity = node_core::metrics::Identity {
-        kind: "dhtdump".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
-    let source: Arc<dyn node_core::metrics::MetricsSource> = stats.clone();
-    let _metrics = match node_core::metrics::MetricsServer::start(&config.metrics, identity, source)
-    {
-        Ok(server) => server,
-        Err(err) => {
-            tracing::error!("cannot start: {err}");
-            return fail(err);
-        }
-    };
-    let mut dumper = match Dumper::new(&config, credentials, Arc::clone(&stats), Arc::clone(&stop))
-    {
-        Ok(dumper) => dumper,
-        Err(err) => {
-            tracing::error!("cannot start: {err}");
-            return fail(err);
-        }
-    };
-    if let Err(err) = dumper.check_node() {
-        tracing::error!("cannot reach dht node {}: {err}", config.node);
-        if mode == Mode::Oneshot {
-            return ExitCode::FAILURE;
-        }
-        tracing::info!("the dump cycles will keep trying it (retry_wait_s after each failure)");
-    }
+    let _metrics = start_metrics(&config, &stats).map_err(cannot_start)?;
+    let mut sidecar = Sidecar::new(&config, credentials, Arc::clone(&stats), Arc::clone(&stop))
+        .map_err(cannot_start)?;
+    check_node(&mut sidecar, &config, mode)?;
     let timed_out = Arc::new(AtomicBool::new(false));
     if let Some(seconds) = args.timeout {
-        if let Err(err) = start_timeout(seconds, Arc::clone(&stop), Arc::clone(&timed_out)) {
-            return fail(format!("cannot start the timeout thread: {err}"));
-        }
+        start_timeout(seconds, Arc::clone(&stop), Arc::clone(&timed_out))
+            .map_err(|err| fail(format!("cannot start the timeout thread: {err}")))?;
     }
     node_core::systemd::init_watchdog();
     stats.set_ready();
@@ -167,10 +124,10 @@ fn main() -> ExitCode {
         Mode::Oneshot => None,
         Mode::Periodic => {
             let interval = Duration::from_secs(u64::from(config.log.stats_interval_s));
-            match stats::spawn_writer(stats, logs.clone(), interval, Arc::clone(&stats_stop)) {
-                Ok(handle) => Some(handle),
-                Err(err) => return fail(format!("cannot start the stats thread: {err}")),
-            }
+            let handle =
+                stats::spawn_writer(stats, logs.clone(), interval, Arc::clone(&stats_stop))
+                    .map_err(|err| fail(format!("cannot start the stats thread: {err}")))?;
+            Some(handle)
         }
     };
     let schedule = Schedule {
@@ -178,23 +135,88 @@ fn main() -> ExitCode {
         min_wait: config.min_wait(),
         retry_wait: config.retry_wait(),
     };
-    let ended = cycle::run(&mut dumper, &schedule, mode);
+    let ended = cycle::run(&mut sidecar, &schedule, mode);
     stats_stop.store(true, Ordering::SeqCst);
     if let Some(handle) = stats_thread {
         let _ = handle.join();
     }
     // Joins the writer thread: any dump it still had is abandoned (its temporary file deleted).
-    drop(dumper);
+    drop(sidecar);
+    Ok(exit_status(
+        ended,
+        timed_out.load(Ordering::SeqCst),
+        args.timeout,
+    ))
+}
+
+/// `--check-config`: the effective configuration on stdout.
+fn print_config(config: &DumpConfig) -> ExitCode {
+    match toml::to_string(config) {
+        Ok(text) => {
+            println!("# dhtdump: configuration OK; the effective configuration follows.\n{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format!("cannot print the configuration: {err}")),
+    }
+}
+
+fn log_start(config: &DumpConfig, mode: Mode) {
+    tracing::info!(
+        "starting dhtdump {} ({}): node {}, data_dir {}, period_s {}, min_wait_s {}, \
+         retry_wait_s {}",
+        env!("CARGO_PKG_VERSION"),
+        if mode == Mode::Oneshot {
+            "oneshot"
+        } else {
+            "periodic"
+        },
+        config.node,
+        config.data_dir.display(),
+        config.period_s,
+        config.min_wait_s,
+        config.retry_wait_s
+    );
+}
+
+/// The `/metrics` listener, when the config has one.
+fn start_metrics(
+    config: &DumpConfig,
+    stats: &Arc<Stats>,
+) -> Result<Option<node_core::metrics::MetricsServer>, String> {
+    let identity = node_core::metrics::Identity {
+        kind: "dhtdump".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let source: Arc<dyn node_core::metrics::MetricsSource> = stats.clone();
+    node_core::metrics::MetricsServer::start(&config.metrics, identity, source)
+}
+
+/// Connects to the node at start: a node out of reach ends a `--oneshot` run; in periodic mode
+/// the cycles keep trying it.
+fn check_node(sidecar: &mut Sidecar, config: &DumpConfig, mode: Mode) -> Result<(), ExitCode> {
+    if let Err(err) = sidecar.check_node() {
+        tracing::error!("cannot reach dht node {}: {err}", config.node);
+        if mode == Mode::Oneshot {
+            return Err(ExitCode::FAILURE);
+        }
+        tracing::info!("the dump cycles will keep trying it (retry_wait_s after each failure)");
+    }
+    Ok(())
+}
+
+/// How the run ended, as an exit status (logged; on stderr too when a signal cut a
+/// `--oneshot` run short).
+fn exit_status(ended: Ended, timed_out: bool, timeout_s: Option<u64>) -> ExitCode {
     match ended {
         Ended::Done | Ended::Stopped => {
             tracing::info!("dhtdump stopped");
             ExitCode::SUCCESS
         }
-        Ended::StoppedIncomplete if timed_out.load(Ordering::SeqCst) => {
+        Ended::StoppedIncomplete if timed_out => {
             let message = format!(
                 "the dump did not complete within --timeout {}s; the dump in progress was \
                  abandoned and the previous dump files are untouched",
-                args.timeout.unwrap_or_default()
+                timeout_s.unwrap_or_default()
             );
             tracing::error!("{message}");
             ExitCode::FAILURE

@@ -11,9 +11,8 @@
 
 use crate::lines::{format_line, parse_line, MAX_LINE_BYTES, MAX_VALUE_BYTES};
 use crate::util::utc_time;
-use dhtnode::dump::format::{DumpReader, DumpSummary};
-use dhtnode::dump::tcm::{TcmReader, TcmReport, TCM_READ_BUFFER_BYTES};
-use dhtnode::dump::DumpFileWriter;
+use dht_persist::dump::format::{DumpFileWriter, DumpReader, DumpSummary};
+use dht_persist::tcm::{TcmReader, TcmReport, TCM_READ_BUFFER_BYTES};
 use indicatif::{ProgressBar, ProgressStyle};
 use node_core::protocol::batch::{append_record, RECORD_OVERHEAD};
 use node_core::protocol::dht::valid_channel_name;
@@ -514,10 +513,8 @@ fn write_atomically(
         let _ = fs::remove_file(&tmp);
         return result;
     }
-    // Make the new name durable.
-    if let Ok(dir) = File::open(&dir) {
-        let _ = dir.sync_all();
-    }
+    // Make the new name durable (best effort: the file itself is complete and synced).
+    let _ = dht_persist::layout::sync_dir(&dir);
     Ok(())
 }
 

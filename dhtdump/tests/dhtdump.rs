@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use dhtnode::dump::format::{read_dump, DumpFileWriter, DumpReader};
+use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpReader};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;

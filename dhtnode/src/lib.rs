@@ -9,18 +9,15 @@
 //! - [`service`]: the node as a server service: timers (dumps, redistribution), wake-ups of
 //!   Listen and RedistCommit streams, start and shutdown.
 //! - `stats`: the counters for GetStats, stats.log and `/metrics`.
-//! - [`dump`]: dump files (format, writer thread, start-up loading, reference `.tcm` import).
-//! - [`dumping`]: when and how the event loop feeds the dump writer.
-//! - [`loading`]: start-up loading into the engine.
+//! - [`persist`]: the engine as the persistence crate [`dht_persist`] sees it (dump files, their
+//!   writer and the node's dump scheduler, start-up loading and `.tcm` import all live there).
 //! - [`redistribution`]: moving records to other nodes when the node's range changes.
 //! - [`state`]: the state file that keeps the node's range (and an unfinished redistribution).
 //! - [`config`]: the config file.
 
 pub mod config;
-pub mod dump;
-pub mod dumping;
 pub mod engine;
-pub mod loading;
+pub mod persist;
 pub mod redistribution;
 pub mod requests;
 pub mod service;

@@ -7,10 +7,9 @@
 //! resumed (unless `--range` changed the range, which abandons it with a warning).
 
 use clap::Parser;
+use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
+use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::config::NodeConfig;
-use dhtnode::dump::loader::{LoadOptions, OutOfRangePolicy};
-use dhtnode::dump::writer::DumpThread;
-use dhtnode::dumping::Dumper;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
@@ -68,7 +67,7 @@ fn main() -> ExitCode {
             range,
             max_value_bytes: limits.max_value_bytes,
         };
-        let report = dhtnode::loading::load(&config.data_dir, &load_options, &mut engine)
+        let report = dhtnode::persist::load(&config.data_dir, &load_options, &mut engine)
             .map_err(|err| err.to_string())?;
         let size = engine.size();
         tracing::info!(
@@ -86,7 +85,7 @@ fn main() -> ExitCode {
         })?;
         let period =
             (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
-        let dumper = Dumper::new(thread, period);
+        let dumper = DumpScheduler::new(thread, period);
         let credentials = match &config.auth.credentials_file {
             Some(path) => Some(Arc::new(
                 Credentials::load(path).map_err(|err| err.to_string())?,

@@ -3,10 +3,10 @@
 //! when their channel changes and RedistCommit requests when their dump is written, ticks the
 //! dumps, drives a running redistribution ([`Redistributor`]), and dumps at shutdown.
 
-use crate::dumping::Dumper;
 use crate::engine::{Engine, ListenerId};
 use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
+use dht_persist::DumpScheduler;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::dht::DhtRequest;
@@ -27,7 +27,7 @@ pub struct DhtNode {
     /// Where GetAll picks its next window of a shard's keys from, for a moment.
     pub(crate) key_scratch: Vec<u64>,
     /// Periodic and shutdown dumps; `None` for a node that keeps nothing on disk (tests).
-    pub(crate) dumper: Option<Dumper>,
+    pub(crate) dumper: Option<DumpScheduler>,
     /// Redistributions: the running one, and its Progress streams.
     pub(crate) redistributor: Redistributor,
     /// RedistCommit requests waiting for their dump: dump ticket → stream.
@@ -38,7 +38,7 @@ impl DhtNode {
     pub fn new(
         engine: Engine,
         wakeups: Wakeups,
-        dumper: Option<Dumper>,
+        dumper: Option<DumpScheduler>,
         redistribution: RedistributionConfig,
     ) -> DhtNode {
         let redistributor = Redistributor::new(redistribution, wakeups.clone());

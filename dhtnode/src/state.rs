@@ -18,8 +18,8 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub const STATE_FILE: &str = "dht-state.toml";
-pub const STATE_TMP_FILE: &str = "dht-state.toml.tmp";
+/// The file names, with every other name of the data directory in [`dht_persist::layout`].
+pub use dht_persist::layout::{STATE_FILE, STATE_TMP_FILE};
 
 /// A redistribution that was started and has not finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,9 +172,7 @@ pub fn save(data_dir: &Path, state: &NodeState) -> Result<(), StateError> {
         return Err(write_error(error));
     }
     fs::rename(&tmp, &path).map_err(write_error)?;
-    File::open(data_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(write_error)
+    dht_persist::layout::sync_dir(data_dir).map_err(write_error)
 }
 
 #[cfg(test)]

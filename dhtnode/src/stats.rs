@@ -1,13 +1,13 @@
 //! The dht node's counters: the pairs of GetStats and stats.log, and the families of `/metrics`
 //! (every metric is documented in docs/operations.md, "Metrics").
 
-use crate::dumping::Dumper;
 use crate::service::DhtNode;
+use dht_persist::DumpScheduler;
 use node_core::metrics::Families;
 use std::time::Instant;
 
 /// The dump metrics (docs/operations.md, "Metrics").
-fn dumper_metrics(dumper: &Dumper, out: &mut Families) {
+fn dumper_metrics(dumper: &DumpScheduler, out: &mut Families) {
     let (age, took) = dumper.dump_age(Instant::now());
     out.gauge(
         "swarm_dht_dump_age_seconds",

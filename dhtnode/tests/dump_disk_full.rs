@@ -76,7 +76,7 @@ fn assert_holds_exactly(conn: &mut Conn, keys: &[u64]) {
 fn load_dump(path: &Path) -> BTreeMap<u64, Vec<u8>> {
     let file = std::fs::File::open(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     let mut records = BTreeMap::new();
-    dhtnode::dump::format::read_dump(file, |key, value| {
+    dht_persist::dump::format::read_dump(file, |key, value| {
         records.insert(key, value.to_vec());
     })
     .unwrap_or_else(|err| panic!("{} does not load: {err}", path.display()));

@@ -367,7 +367,7 @@ fn kill_round(
     stored: &mut std::collections::BTreeMap<u64, Vec<u8>>,
 ) -> bool {
     let data = dir.join("data");
-    let tmp = dhtnode::dump::writer::channel_file(&data, BIG, dhtnode::dump::writer::TMP_SUFFIX);
+    let tmp = dht_persist::layout::channel_file(&data, BIG, dht_persist::layout::TMP_SUFFIX);
     let node = Node::start_in(common::BIN, dir, &["-c", config]);
     let started = std::time::Instant::now();
     let mut conn = Conn::open(node.addr);

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use dhtnode::dump::format::DumpFileWriter;
+use dht_persist::dump::format::DumpFileWriter;
 use node_core::protocol::handshake::SERVER_HELLO_LEN;
 use node_core::protocol::RequestCode;
 use std::fs::File;

@@ -3,7 +3,7 @@
 //! file, the summary must count exactly the records it delivered, and writing those records again
 //! with `DumpFileWriter` must give a file that reads back to the same records.
 
-use dhtnode::dump::format::{read_dump, DumpFileWriter};
+use dht_persist::dump::format::{read_dump, DumpFileWriter};
 use node_core::protocol::batch::append_record;
 
 /// The target's entry point: one input. Panics when an invariant above does not hold.

@@ -2,7 +2,7 @@
 //! `read_tcm` must return `Ok` or `Err` without panicking or allocating beyond its bounds; every
 //! record it delivers has a non-empty value within the limit, and the report counts them.
 
-use dhtnode::dump::tcm::read_tcm;
+use dht_persist::tcm::read_tcm;
 
 const MAX_VALUE_BYTES: usize = 4096;
 

@@ -94,6 +94,7 @@ macro_rules! replay_tests {
 replay_tests!(
     batch_decoder,
     bucket_decoder,
+    bucket_index,
     client_hello,
     config_files,
     credentials_file,
@@ -129,7 +130,7 @@ fn every_cargo_fuzz_target_runs_these_checks_and_is_replayed() {
         .collect();
     let replayed: BTreeSet<String> = REPLAYED.iter().map(|name| name.to_string()).collect();
     assert!(
-        cargo_fuzz.len() >= 11,
+        cargo_fuzz.len() >= 12,
         "fuzz/Cargo.toml lists {cargo_fuzz:?}"
     );
     assert_eq!(

@@ -12,8 +12,9 @@ use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-/// The lock file's name in the data directory.
-pub const LOCK_FILE_NAME: &str = ".lock";
+/// The lock file's name in the data directory (defined with the names every data directory
+/// shares, which crates without the server parts use too).
+pub use crate::data_dir::LOCK_FILE_NAME;
 
 /// The held lock; dropping it releases it.
 #[derive(Debug)]

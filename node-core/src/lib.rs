@@ -4,6 +4,8 @@
 //!   kind's request bodies and typed request enum). Always built; the client depends on this
 //!   alone.
 //! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
+//! - [`data_dir`]: file names every data directory shares (the lock file), for crates that read
+//!   data directories without the server parts (`dht-persist`).
 //! - With the `server` feature: [`server`] (the mio event loop, the `Service` trait a node
 //!   implements, what its request handlers return, and the channel requests every kind shares),
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
@@ -11,6 +13,7 @@
 //!   listener) and [`systemd`] (readiness and watchdog).
 
 pub mod auth;
+pub mod data_dir;
 pub mod protocol;
 
 #[cfg(feature = "server")]

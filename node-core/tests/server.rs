@@ -184,6 +184,8 @@ fn stream_without_credit_pauses_and_stop_ends_it() {
     let stats = get_stats(&mut conn, 6);
     assert_eq!(stat(&stats, "test/streams_cancelled"), Some(1));
     assert_eq!(stat(&stats, "streams_open"), Some(0));
+    // How long the process has run, which a dashboard tells restarts by.
+    assert!(stat(&stats, "uptime_s").is_some(), "{stats:?}");
 }
 
 // 5 ----------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 //! a directory on an OS-chosen port (learnt from its root.log), speak raw protocol frames to it,
 //! signal it, and wait for it; and find (building if needed) another package's binary. Also: the
 //! suite's rule for checks this machine cannot run ([`skip`]), the replayable randomness of
-//! the crash tests ([`random`]), and the node kinds by name with a test credentials file
-//! ([`kinds`]).
+//! the crash tests ([`random`]), the node kinds by name with a test credentials file
+//! ([`kinds`]), and headless Chromium for the web pages' tests ([`chromium`]).
 
+pub mod chromium;
 pub mod kinds;
 pub mod random;
 pub mod skip;

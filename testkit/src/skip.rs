@@ -22,6 +22,10 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
         "systemd-analyze and systemd-sysusers (Debian's systemd package)",
     ),
     ("logrotate", "the logrotate program"),
+    (
+        "chromium",
+        "headless Chromium (Debian's chromium package, or SWARM_CHROMIUM naming the binary)",
+    ),
 ];
 
 /// The skip log's file name, in the target directory.

@@ -1,12 +1,12 @@
 //! How fast a dht node comes back: writes one channel's dump of N records (default 1M, 100-byte
 //! values) with the node's own dump writer, then times reading and verifying it, and loading it
-//! into the engine the way start-up does (`dhtnode::loading::load`).
+//! into the engine the way start-up does (`dhtnode::persist::load`).
 //!
 //! `cargo run --release -p benches --bin dht_load -- [RECORDS] [VALUE_BYTES]`
 //! DESIGN.md §6 target: a restart with 1 GB of data loaded in under 3 s.
 
-use dhtnode::dump::format::{read_dump, DumpFileWriter};
-use dhtnode::dump::loader::{LoadOptions, OutOfRangePolicy};
+use dht_persist::dump::format::{read_dump, DumpFileWriter};
+use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use node_core::protocol::batch::{append_record, DEFAULT_BATCH_TARGET_BYTES};
 use node_core::protocol::dht::HashRange;
@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_value_bytes: value_bytes.max(1),
     };
     let started = Instant::now();
-    dhtnode::loading::load(dir.path(), &options, &mut engine)?;
+    dhtnode::persist::load(dir.path(), &options, &mut engine)?;
     let load_s = started.elapsed().as_secs_f64();
     assert_eq!(engine.size().records, records, "every record loaded");
 

@@ -32,7 +32,7 @@ pub struct RealCluster {
     pub dht: Vec<TempNode>,
     pub logfiles: Vec<TempNode>,
     pub queue: Vec<TempNode>,
-    /// The dht nodes' ranges, in node order: the hash space split evenly.
+    /// The dht nodes' ranges, in node order (unless given: the hash space split evenly).
     pub ranges: Vec<HashRange>,
     /// Holds the topology files the test writes.
     pub dir: tempfile::TempDir,
@@ -41,14 +41,19 @@ pub struct RealCluster {
 impl RealCluster {
     /// Starts every node at once and waits until each listens.
     pub fn start(dht: usize, logfiles: usize, queue: usize) -> RealCluster {
-        let ranges = split_evenly(dht.max(1));
+        let ranges = split_evenly(dht.max(1)).into_iter().take(dht).collect();
+        RealCluster::start_with_ranges(ranges, logfiles, queue)
+    }
+
+    /// [`RealCluster::start`] with one dht node per range given (ranges may leave gaps,
+    /// overlap, or repeat).
+    pub fn start_with_ranges(ranges: Vec<HashRange>, logfiles: usize, queue: usize) -> RealCluster {
         let dht_binary = binary("dhtnode");
         let log_binary = binary("logfilesnode");
         let queue_binary = binary("queuenode");
         let (dht, logfiles, queue) = std::thread::scope(|scope| {
             let dht: Vec<_> = ranges
                 .iter()
-                .take(dht)
                 .map(|range| {
                     let range = range.to_string();
                     let binary = &dht_binary;

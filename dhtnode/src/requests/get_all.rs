@@ -21,7 +21,7 @@
 use crate::engine::channel::shard_of;
 use crate::engine::SHARD_COUNT;
 use crate::service::DhtNode;
-use node_core::protocol::batch::{BatchBuilder, PushOutcome};
+use node_core::protocol::batch::{BatchBuilder, BatchEncoding, PushOutcome};
 use node_core::protocol::dht::{check_channel_name, GetAllRequest, GetAllScope, ITEM_RECORD_BATCH};
 use node_core::server::{Handled, Outcome, Reply, Request, StreamOut, StreamStep, StreamTask};
 
@@ -185,7 +185,7 @@ impl StreamTask<DhtNode> for GetAll {
     fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
         let mut batch = node.stream_batch.take();
         let ended = matches!(self.walk(node, &mut batch), Walked::End);
-        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, &mut batch, ended);
+        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, BatchEncoding::Lz4, &mut batch, ended);
         node.stream_batch.put_back(batch);
         step
     }

@@ -6,13 +6,15 @@
 //! - [`writers`]: the bounded set of open bucket writers (LRU).
 //! - [`journal`]: which buckets were open, to cut their torn tails after an unclean stop.
 //! - [`durability`]: the fsync thread and the epochs of group commit.
+//! - [`unmap`]: unmapping the maps of big reads off the event loop.
 //! - [`tickets`]: which records a write appended, and what a failed write-out did to them.
 //!
 //! A failed write never leaves its records behind to be written later: a Put whose append fails
 //! keeps nothing, a PutBatch that fails part-way takes back the records it still has buffered,
 //! and under `fsync = "always"` (where no buffered record is acknowledged yet) a failed write-out
 //! drops the buffer and records which records went ([`Discard`]), so that each waiting write is
-//! answered by what became of its own records ([`WriteOutcome`]).
+//! answered by what became of its own records ([`WriteOutcome`]). Nor in its bucket's time
+//! index: a writer indexes a record only once it is written to the file.
 //!
 //! Truncation rule: bucket files are memory-mapped by reads, and truncating a mapped file makes
 //! reading the cut pages fault. The engine truncates only (a) at start, before serving (journal
@@ -24,13 +26,17 @@ pub mod disk_space;
 pub mod durability;
 pub mod journal;
 pub mod tickets;
+pub mod unmap;
 pub mod writers;
 
 use crate::config::FsyncPolicy;
-use crate::storage::{recover_tail, BucketId, BucketWriter, BufferMark, StorageError};
+use crate::storage::{
+    recover_tail, BucketId, BucketWriter, BufferMark, IndexBuilder, StorageError, WriterOptions,
+};
 use channels::ChannelInfo;
 use durability::SyncJob;
 use journal::Journal;
+use memmap2::Mmap;
 use node_core::protocol::logfiles::{check_channel_name, BadChannelName, DiskSize};
 use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
@@ -41,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 pub use tickets::{Discard, WriteOutcome, WriteTickets};
+use unmap::Unmapper;
 use writers::{OpenBucket, OpenWriters};
 
 /// Where removed channels wait for deletion (a name no channel can have).
@@ -55,6 +62,8 @@ pub struct EngineLimits {
     pub max_open_buckets_per_channel: usize,
     pub max_channels: usize,
     pub fsync: FsyncPolicy,
+    /// Bytes of records per stretch of a bucket's time index.
+    pub index_interval_bytes: u32,
 }
 
 #[derive(Debug, Error)]
@@ -123,6 +132,8 @@ pub struct Engine {
     next_writer_serial: u64,
     /// Bucket files mapped by running reads, with their count of readers.
     mapped: HashMap<PathBuf, u32>,
+    /// Where reads leave the maps of big buckets to be unmapped.
+    unmapper: Unmapper,
     next_generation: u64,
 }
 
@@ -181,6 +192,7 @@ impl Engine {
             },
             next_writer_serial: 1,
             mapped: HashMap::new(),
+            unmapper: Unmapper::spawn(),
             next_generation: 1,
         };
         Ok((engine, report))
@@ -362,7 +374,14 @@ impl Engine {
         let path = id.path_in(&channel_dir);
         let existed_len = fs::metadata(&path).ok().map(|m| m.len());
         let allow_cut = !self.mapped.contains_key(&path);
-        let writer = BucketWriter::open_if(&path, self.limits.write_buffer_bytes, allow_cut)?;
+        let writer = BucketWriter::open_with(
+            &path,
+            WriterOptions {
+                buffer_limit_bytes: self.limits.write_buffer_bytes,
+                index_interval_bytes: self.limits.index_interval_bytes,
+                allow_cut,
+            },
+        )?;
         if let Some(journal) = &mut self.journal {
             journal
                 .record_open(channel, id)
@@ -377,33 +396,13 @@ impl Engine {
                 recovery.reason.map_or("?".into(), |r| r.to_string())
             );
         }
-        let info = self
-            .channels
-            .get_mut(channel)
-            .ok_or_else(|| unreachable_missing(channel))?;
-        match existed_len {
-            None => {
-                info.size.buckets += 1;
-                info.size.bytes += writer.len_bytes();
-                if self.limits.fsync != FsyncPolicy::None {
-                    for dir in [
-                        path.parent(),
-                        Some(channel_dir.as_path()),
-                        Some(&self.data_dir),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        if !self.new_dir_entries.iter().any(|d| d == dir) {
-                            self.new_dir_entries.push(dir.to_path_buf());
-                        }
-                    }
-                }
-            }
-            Some(len) => {
-                info.size.bytes = (info.size.bytes + writer.len_bytes()).saturating_sub(len);
-            }
-        }
+        self.count_opened(
+            channel,
+            &path,
+            &channel_dir,
+            existed_len,
+            writer.len_bytes(),
+        )?;
         if self
             .journal
             .as_ref()
@@ -414,6 +413,43 @@ impl Engine {
         let serial = self.next_writer_serial;
         self.next_writer_serial += 1;
         Ok(self.writers.insert(channel, id, writer, serial))
+    }
+
+    /// Counts a bucket just opened for writing in its channel's size: a new file (whose
+    /// directory entries are then synced, unless `fsync = "none"`), or the change in length of
+    /// an existing one (opening may cut a torn tail). `existed_len`: its length before.
+    fn count_opened(
+        &mut self,
+        channel: &str,
+        path: &Path,
+        channel_dir: &Path,
+        existed_len: Option<u64>,
+        len_bytes: u64,
+    ) -> Result<(), EngineError> {
+        let info = self
+            .channels
+            .get_mut(channel)
+            .ok_or_else(|| unreachable_missing(channel))?;
+        match existed_len {
+            None => {
+                info.size.buckets += 1;
+                info.size.bytes += len_bytes;
+                if self.limits.fsync != FsyncPolicy::None {
+                    for dir in [path.parent(), Some(channel_dir), Some(&self.data_dir)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if !self.new_dir_entries.iter().any(|d| d == dir) {
+                            self.new_dir_entries.push(dir.to_path_buf());
+                        }
+                    }
+                }
+            }
+            Some(len) => {
+                info.size.bytes = (info.size.bytes + len_bytes).saturating_sub(len);
+            }
+        }
+        Ok(())
     }
 
     /// The channel's directory; registers the channel when it is new (the directory itself is
@@ -447,6 +483,10 @@ impl Engine {
                 tracing::error!("{e}");
                 self.failures.lost.get_or_insert(e);
             }
+        }
+        if let Err(e) = bucket.writer.write_index() {
+            // Reads rebuild a missing index; only time is lost.
+            tracing::warn!("closing bucket of {channel}: cannot save its index: {e}");
         }
         if bucket.dirty {
             self.closed_unsynced.push(bucket.writer.file_handle());
@@ -569,12 +609,25 @@ impl Engine {
         self.writers.len()
     }
 
+    /// The index the writer of bucket `id` of `channel` keeps, when the bucket is open for
+    /// writing (its index file is only saved when the writer closes).
+    pub fn live_index(&self, channel: &str, id: BucketId) -> Option<&IndexBuilder> {
+        self.writers
+            .peek(channel, id)
+            .map(|bucket| bucket.writer.index())
+    }
+
     /// A read maps `path` (until [`unmapped`](Self::unmapped)).
     pub fn mapped(&mut self, path: &Path) {
         *self.mapped.entry(path.to_path_buf()).or_insert(0) += 1;
     }
 
-    pub fn unmapped(&mut self, path: &Path) {
+    /// A read is done with `path`; its `map`, if it has one, is unmapped off the caller's thread
+    /// when it is big ([`unmap`]).
+    pub fn unmapped(&mut self, path: &Path, map: Option<Mmap>) {
+        if let Some(map) = map {
+            self.unmapper.release(map);
+        }
         if let Some(count) = self.mapped.get_mut(path) {
             *count -= 1;
             if *count == 0 {

@@ -1,6 +1,7 @@
 //! GetAll: stream every record of a channel whose value passes the filter, bucket by bucket
-//! (ascending keys within a bucket), as LZ4 batches under the client's credit. A record a
-//! foreign tool stored in the wrong bucket is still sent. See [`super::read`].
+//! (ascending keys within a bucket), as LZ4 batches (uncompressed ones when the request's flags
+//! ask) under the client's credit. A record a foreign tool stored in the wrong bucket is still
+//! sent. See [`super::read`].
 
 use crate::service::LogfilesNode;
 use node_core::protocol::logfiles::{check_channel_name, GetAllRequest};
@@ -11,15 +12,15 @@ pub(super) fn handle(
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Outcome<LogfilesNode> {
-    let get_all = GetAllRequest::decode(request.body)?;
+    let (get_all, flags) = GetAllRequest::decode_with(request.body)?;
     check_channel_name(get_all.channel)?;
-    Ok(super::read::start(
-        node,
-        "GetAll",
-        get_all.channel,
-        0,
-        u64::MAX,
-        get_all.filter,
-        reply,
-    ))
+    let read = super::read::ReadRequest {
+        name: "GetAll",
+        channel: get_all.channel,
+        from: 0,
+        to: u64::MAX,
+        filter: get_all.filter,
+        flags,
+    };
+    Ok(super::read::start(node, read, reply))
 }

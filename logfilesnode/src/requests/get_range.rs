@@ -1,5 +1,6 @@
 //! GetRange: stream the records of `[from, to]` (inclusive) whose value passes the filter, in key
-//! order, as LZ4 batches under the client's credit. See [`super::read`].
+//! order, as LZ4 batches (uncompressed ones when the request's flags ask) under the client's
+//! credit. See [`super::read`].
 
 use crate::service::LogfilesNode;
 use node_core::protocol::logfiles::{check_channel_name, GetRangeRequest};
@@ -10,15 +11,15 @@ pub(super) fn handle(
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Outcome<LogfilesNode> {
-    let get_range = GetRangeRequest::decode(request.body)?;
+    let (get_range, flags) = GetRangeRequest::decode_with(request.body)?;
     check_channel_name(get_range.channel)?;
-    Ok(super::read::start(
-        node,
-        "GetRange",
-        get_range.channel,
-        get_range.from,
-        get_range.to,
-        get_range.filter,
-        reply,
-    ))
+    let read = super::read::ReadRequest {
+        name: "GetRange",
+        channel: get_range.channel,
+        from: get_range.from,
+        to: get_range.to,
+        filter: get_range.filter,
+        flags,
+    };
+    Ok(super::read::start(node, read, reply))
 }

@@ -18,6 +18,11 @@ fn started() -> (Instant, SystemTime) {
     *STARTED.get_or_init(|| (Instant::now(), SystemTime::now()))
 }
 
+/// Whole seconds since [`mark_start`] (GetStats' `uptime_s`).
+pub fn uptime_s() -> u64 {
+    started().0.elapsed().as_secs()
+}
+
 /// Resident set size in bytes, from `/proc/self/statm` (pages × page size).
 pub fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

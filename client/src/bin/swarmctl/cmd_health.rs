@@ -33,6 +33,13 @@ pub struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    thresholds: Thresholds,
+}
+
+/// What counts as a problem: health's options, which the dashboard shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Thresholds {
     /// The software version every node must run (default: this swarmctl's).
     #[arg(long, value_name = "VERSION")]
     expect_version: Option<String>,
@@ -50,96 +57,96 @@ pub struct Args {
     max_dump_age_periods: u64,
 }
 
+impl Thresholds {
+    /// The version every node must run.
+    pub fn expected_version(&self) -> String {
+        self.expect_version
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+    }
+}
+
+/// The whole verdict: `swarmctl health --json` prints it, the dashboard serves it.
 #[derive(Debug, Serialize)]
-struct Report {
-    healthy: bool,
-    verdict: &'static str,
-    problems: Vec<String>,
-    nodes: Vec<NodeReport>,
-    dht_ranges: Option<RangesReport>,
+pub struct Report {
+    pub healthy: bool,
+    pub verdict: &'static str,
+    pub problems: Vec<String>,
+    pub nodes: Vec<NodeReport>,
+    pub dht_ranges: Option<RangesReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
-struct NodeReport {
-    addr: String,
-    kind: Option<String>,
-    state: &'static str,
-    error: Option<String>,
-    version: Option<String>,
-    connections_open: Option<u64>,
-    connections_max: Option<u64>,
+pub struct NodeReport {
+    pub addr: String,
+    pub kind: Option<String>,
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub version: Option<String>,
+    pub connections_open: Option<u64>,
+    pub connections_max: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dht: Option<DhtReport>,
+    pub dht: Option<DhtReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    queue: Option<QueueReport>,
+    pub queue: Option<QueueReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    logfiles: Option<LogfilesReport>,
-    problems: Vec<String>,
+    pub logfiles: Option<LogfilesReport>,
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct DhtReport {
-    range: String,
-    redistributing: bool,
-    records: Option<u64>,
-    dump_period_s: Option<u64>,
-    last_dump_age_s: Option<u64>,
+pub struct DhtReport {
+    pub range: String,
+    pub redistributing: bool,
+    pub records: Option<u64>,
+    pub dump_period_s: Option<u64>,
+    pub last_dump_age_s: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
-struct QueueReport {
-    fill_percent: u64,
-    channels: BTreeMap<String, u64>,
+pub struct QueueReport {
+    pub fill_percent: u64,
+    pub channels: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]
-struct LogfilesReport {
-    bytes: Option<u64>,
-    disk_size_bytes: Option<u64>,
-    disk_free_bytes: Option<u64>,
+pub struct LogfilesReport {
+    pub bytes: Option<u64>,
+    pub disk_size_bytes: Option<u64>,
+    pub disk_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
-struct RangesReport {
-    tile: bool,
-    problems: Vec<String>,
+pub struct RangesReport {
+    pub tile: bool,
+    pub problems: Vec<String>,
+}
+
+/// One node as health found it: the report, its hash range (a dht node that answered) and
+/// the counters it answered GetStats with (empty when it could not be asked).
+pub struct NodeCheck {
+    pub report: NodeReport,
+    pub range: Option<HashRange>,
+    pub stats: BTreeMap<String, u64>,
 }
 
 pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     let probes = probe_all(targets)?;
-    let expected = args
-        .expect_version
-        .clone()
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
-    let mut nodes = Vec::with_capacity(probes.len());
-    let mut ranges = Vec::new();
+    let expected = args.thresholds.expected_version();
     let stated = targets
         .topology()
         .map(|topology| topology.dht_ranges())
         .unwrap_or_default();
-    for probe in &probes {
-        let (report, range) = check_node(probe, &expected, args);
-        if report.kind.as_deref() == Some("dht") {
-            ranges.push((
-                probe.addr,
-                range.or_else(|| stated.get(&probe.addr).copied()),
-            ));
-        }
-        nodes.push(report);
-    }
-    let dht_ranges = (!ranges.is_empty()).then(|| check_ranges(&ranges));
-    let mut problems: Vec<String> = nodes.iter().flat_map(|n| n.problems.clone()).collect();
-    if let Some(ranges) = &dht_ranges {
-        problems.extend(ranges.problems.iter().map(|p| format!("dht ranges: {p}")));
-    }
-    let healthy = problems.is_empty();
-    let report = Report {
-        healthy,
-        verdict: if healthy { "healthy" } else { "degraded" },
-        problems,
-        nodes,
-        dht_ranges,
-    };
+    let checks = probes
+        .iter()
+        .map(|probe| {
+            let check = check_node(probe, &expected, &args.thresholds);
+            let known = check.range.or_else(|| stated.get(&probe.addr).copied());
+            (probe.addr, check.report, known)
+        })
+        .collect();
+    let report = assess(checks);
+    let healthy = report.healthy;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -155,8 +162,34 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     }
 }
 
-/// Everything about one node; its hash range too when it is a dht node that answered.
-fn check_node(probe: &Probe, expected: &str, args: &Args) -> (NodeReport, Option<HashRange>) {
+/// The verdict over every node's report, each with its hash range when it is a dht node whose
+/// range is known (answered now or earlier, or stated by the topology).
+pub fn assess(checks: Vec<(SocketAddr, NodeReport, Option<HashRange>)>) -> Report {
+    let mut nodes = Vec::with_capacity(checks.len());
+    let mut ranges = Vec::new();
+    for (addr, report, range) in checks {
+        if report.kind.as_deref() == Some("dht") {
+            ranges.push((addr, range));
+        }
+        nodes.push(report);
+    }
+    let dht_ranges = (!ranges.is_empty()).then(|| check_ranges(&ranges));
+    let mut problems: Vec<String> = nodes.iter().flat_map(|n| n.problems.clone()).collect();
+    if let Some(ranges) = &dht_ranges {
+        problems.extend(ranges.problems.iter().map(|p| format!("dht ranges: {p}")));
+    }
+    let healthy = problems.is_empty();
+    Report {
+        healthy,
+        verdict: if healthy { "healthy" } else { "degraded" },
+        problems,
+        nodes,
+        dht_ranges,
+    }
+}
+
+/// Everything about one node; its hash range and counters too when it answered.
+pub fn check_node(probe: &Probe, expected: &str, thresholds: &Thresholds) -> NodeCheck {
     let mut report = NodeReport {
         addr: probe.addr.to_string(),
         kind: probe.kind.map(|kind| kind.to_string()),
@@ -166,30 +199,34 @@ fn check_node(probe: &Probe, expected: &str, args: &Args) -> (NodeReport, Option
         Some(kind) => format!("node {} ({kind})", probe.addr),
         None => format!("node {}", probe.addr),
     };
-    let client = match &probe.client {
-        Ok(client) => client,
-        Err(error) => {
-            fail(&mut report, error);
-            let problem = format!("{}: {}", label(&report.kind), Probe::describe(error));
-            report.problems.push(problem);
-            return (report, None);
+    let failed = |mut report: NodeReport, error: &ClientError| {
+        fail(&mut report, error);
+        let problem = format!("{}: {}", label(&report.kind), Probe::describe(error));
+        report.problems = vec![problem];
+        NodeCheck {
+            report,
+            range: None,
+            stats: BTreeMap::new(),
         }
     };
-    match ask_node(client, &mut report, expected, args) {
-        Ok(range) => {
+    let client = match &probe.client {
+        Ok(client) => client,
+        Err(error) => return failed(report, error),
+    };
+    match ask_node(client, &mut report, expected, thresholds) {
+        Ok((range, stats)) => {
             report.state = "up";
             let who = label(&report.kind);
             for problem in &mut report.problems {
                 *problem = format!("{who}: {problem}");
             }
-            (report, range)
+            NodeCheck {
+                report,
+                range,
+                stats,
+            }
         }
-        Err(error) => {
-            fail(&mut report, &error);
-            let problem = format!("{}: {}", label(&report.kind), Probe::describe(&error));
-            report.problems = vec![problem];
-            (report, None)
-        }
+        Err(error) => failed(report, &error),
     }
 }
 
@@ -199,7 +236,7 @@ fn fail(report: &mut NodeReport, error: &ClientError) {
     } else {
         "error"
     };
-    report.error = Some(error.reason());
+    report.error = Some(Probe::why(error));
 }
 
 /// Asks a connected node what health needs; the problems found go into `report` (without the
@@ -208,8 +245,8 @@ fn ask_node(
     client: &Client,
     report: &mut NodeReport,
     expected: &str,
-    args: &Args,
-) -> Result<Option<HashRange>, ClientError> {
+    args: &Thresholds,
+) -> Result<(Option<HashRange>, BTreeMap<String, u64>), ClientError> {
     let version = client.get_version(0)?;
     report.kind = Some(version.kind.to_string());
     if version.software_version != expected {
@@ -229,19 +266,25 @@ fn ask_node(
                 .push(format!("{open} of its {max} connections are open"));
         }
     }
-    match version.kind {
-        NodeKind::Dht => return dht_details(client, &stats, report, args).map(Some),
-        NodeKind::Queue => queue_details(&stats, report, args),
-        NodeKind::Logfiles => logfiles_details(&stats, report, args),
-    }
-    Ok(None)
+    let range = match version.kind {
+        NodeKind::Dht => Some(dht_details(client, &stats, report, args)?),
+        NodeKind::Queue => {
+            queue_details(&stats, report, args);
+            None
+        }
+        NodeKind::Logfiles => {
+            logfiles_details(&stats, report, args);
+            None
+        }
+    };
+    Ok((range, stats))
 }
 
 fn dht_details(
     client: &Client,
     stats: &BTreeMap<String, u64>,
     report: &mut NodeReport,
-    args: &Args,
+    args: &Thresholds,
 ) -> Result<HashRange, ClientError> {
     let state = client::dht::redistribute::state(client, 0)?;
     let period = stats.get("dump_period_s").copied();
@@ -263,7 +306,7 @@ fn dht_details(
     Ok(state.range)
 }
 
-fn queue_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args: &Args) {
+fn queue_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args: &Thresholds) {
     let channels: BTreeMap<String, u64> = stats
         .iter()
         .filter_map(|(name, fill)| {
@@ -286,7 +329,7 @@ fn queue_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args: &
     });
 }
 
-fn logfiles_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args: &Args) {
+fn logfiles_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args: &Thresholds) {
     let size = stats.get("disk_size_bytes").copied();
     let free = stats.get("disk_free_bytes").copied();
     if let (Some(size), Some(free)) = (size, free) {

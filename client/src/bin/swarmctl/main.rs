@@ -18,6 +18,7 @@ mod cmd_log;
 mod cmd_ping;
 mod cmd_queue;
 mod cmd_stats;
+mod dashboard;
 mod outcome;
 mod print;
 mod probe;
@@ -59,6 +60,13 @@ enum Command {
     /// logfiles disk use; open connections. Exit 0 healthy, 1 degraded.
     #[command(after_help = "Example: swarmctl --nodes cluster.toml health --json")]
     Health(cmd_health::Args),
+    /// Serve a live web page of the whole topology: every node up or down with kind, version
+    /// and uptime; the dht ranges over the hash space; replica sets; channels; queue fill; dump
+    /// age; request rate and p99 latency over the last minutes. Runs until interrupted.
+    #[command(
+        after_help = "Example: swarmctl --nodes cluster.toml dashboard --listen 127.0.0.1:9300"
+    )]
+    Dashboard(dashboard::Args),
     /// Records and channels of a dht cluster: put, get, exists, remove, getall, listen,
     /// channels, size, remove-channel, ranges, redistribute.
     Dht(cmd_dht::Args),
@@ -90,6 +98,7 @@ fn main() -> ExitCode {
         Command::Ping(args) => cmd_ping::run(&cli.targets, args),
         Command::Stats(args) => cmd_stats::run(&cli.targets, args),
         Command::Health(args) => cmd_health::run(&cli.targets, args),
+        Command::Dashboard(args) => dashboard::run(&cli.targets, args),
         Command::Dht(args) => cmd_dht::run(&cli.targets, args),
         Command::Log(args) => cmd_log::run(&cli.targets, args),
         Command::Queue(args) => cmd_queue::run(&cli.targets, args),

@@ -32,7 +32,7 @@ pub const VALUE_HELP: &str = "Value: the bytes as given (1 byte to 16 MiB less a
                               accept up to their max_value_bytes, 1 MiB by default), or - to read \
                               them from standard input";
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[group(skip)]
 pub struct TargetArgs {
     /// A node to talk to (repeatable).
@@ -115,6 +115,16 @@ pub fn hoist_global_options(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 impl TargetArgs {
+    /// The `--nodes` file, if one was given.
+    pub fn nodes_file(&self) -> Option<&std::path::Path> {
+        self.nodes.as_deref()
+    }
+
+    /// Whether `--timeout-ms` was given.
+    pub fn timeout_given(&self) -> bool {
+        self.timeout_ms.is_some()
+    }
+
     /// Whether `--node` or `--nodes` was given.
     pub fn has_target(&self) -> bool {
         !self.node.is_empty() || self.nodes.is_some()

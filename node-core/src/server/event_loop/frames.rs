@@ -310,6 +310,8 @@ impl<S: Service> EventLoop<'_, S> {
                 // The limit next to `connections_open`, so a client can judge how close it is.
                 let max = self.options().max_connections as u64;
                 pairs.push(("connections_max".to_string(), max));
+                // How long the process has run: a dashboard tells a restart from a quiet node.
+                pairs.push(("uptime_s".to_string(), crate::metrics::process::uptime_s()));
                 service.stats(&mut pairs);
                 pairs
             }

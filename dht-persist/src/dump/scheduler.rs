@@ -1,34 +1,36 @@
-//! When the node dumps, and what it hands the dump writer: every `dump_period_s` and at
-//! shutdown, each channel (a shared handle to its shards) goes to the [`DumpThread`], which reads
-//! the shards itself, one at a time under that shard's lock, and compresses and writes them. The
-//! event loop copies nothing, so a dump costs requests only the rare wait for the one shard being
-//! read (docs/benchmarks.md, "latency while dumping").
+//! The node's dump scheduler: when the node dumps, and what it hands the dump writer. Every
+//! `dump_period_s` and at shutdown, each channel (a shared handle to its shards) goes to the
+//! [`DumpThread`], which reads the shards itself, one at a time under that shard's lock, and
+//! compresses and writes them. The event loop copies nothing, so a dump costs requests only the
+//! rare wait for the one shard being read (docs/benchmarks.md, "latency while dumping"). A
+//! RedistCommit dumps one channel at once and waits for its outcome ([`DumpScheduler::commit_channel`]).
 //!
 //! Consistency: a periodic dump is not a point-in-time snapshot. Each shard is read at one
 //! instant; writes to shards already read land in the next dump. That is what the reference's
 //! dumps (a GetAll stream) gave too, and every record untouched during the dump is in it. The
 //! shutdown dump runs after the last request, so it has everything.
+//!
+//! The scheduler sees the engine only as a [`DumpSource`]; the node's event loop calls
+//! [`tick`](DumpScheduler::tick) on its timer.
 
 use crate::dump::writer::{CancelToken, DumpAction, DumpThread, ShardSource};
-use crate::engine::{Channel, Engine, SHARD_COUNT};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-impl ShardSource for Channel {
-    fn shard_count(&self) -> usize {
-        SHARD_COUNT
-    }
-
-    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8])) {
-        for (key, value) in self.shard(index).iter() {
-            each(*key, value);
-        }
-    }
+/// The channels the scheduler dumps (the dht engine).
+pub trait DumpSource {
+    /// The channels now, in any order, each as a handle the writer reads shard by shard.
+    fn for_each_channel(&self, each: &mut dyn FnMut(&str, Arc<dyn ShardSource>));
+    /// One channel, if it exists.
+    fn channel(&self, name: &str) -> Option<Arc<dyn ShardSource>>;
+    /// How many channels there are.
+    fn channel_count(&self) -> usize;
 }
 
-pub struct Dumper {
+/// Schedules the node's dumps and keeps their outcomes (see the module doc).
+pub struct DumpScheduler {
     thread: DumpThread,
     period: Option<Duration>,
     next_cycle: Instant,
@@ -64,12 +66,12 @@ const MAX_FINISHED_COMMITS: usize = 4096;
 /// before the writer gets a small guaranteed share.
 const STARVED_AFTER: Duration = Duration::from_secs(2);
 
-impl Dumper {
+impl DumpScheduler {
     /// `period`: None dumps only at shutdown.
-    pub fn new(thread: DumpThread, period: Option<Duration>) -> Dumper {
+    pub fn new(thread: DumpThread, period: Option<Duration>) -> DumpScheduler {
         let next_cycle = Instant::now() + period.unwrap_or(Duration::MAX / 4);
         let last_progress = (thread.progress(), Instant::now());
-        Dumper {
+        DumpScheduler {
             thread,
             period,
             next_cycle,
@@ -93,21 +95,20 @@ impl Dumper {
     }
 
     /// RedistCommit: dumps `channel` now, so that every record it holds at this moment is on
-    /// disk when the dump's outcome is reported ([`Dumper::take_commit`] with the returned
+    /// disk when the dump's outcome is reported ([`DumpScheduler::take_commit`] with the returned
     /// ticket). `Ok(None)`: the channel does not exist, there is nothing to write. The writer
     /// leaves the idle class until the commit is done: a sender is waiting for it.
     pub fn commit_channel(
         &mut self,
-        engine: &Engine,
+        source: &impl DumpSource,
         channel: &str,
     ) -> Result<Option<u64>, String> {
-        let Some(data) = engine.channel(channel) else {
+        let Some(shards) = source.channel(channel) else {
             return Ok(None);
         };
-        let source: Arc<dyn ShardSource> = data.clone();
         let (cancel, ticket) =
             self.thread
-                .dump_shards_ticketed(channel, source)
+                .dump_shards_ticketed(channel, shards)
                 .map_err(|error| {
                     format!("cannot hand channel {channel} to the dump writer: {error}")
                 })?;
@@ -165,7 +166,7 @@ impl Dumper {
     }
 
     /// Logs what the writer finished; starts a cycle when one is due.
-    pub fn tick(&mut self, engine: &Engine, now: Instant) {
+    pub fn tick(&mut self, source: &impl DumpSource, now: Instant) {
         self.report_outcomes();
         self.guard_against_starvation(now);
         if let Some(started) = self.cycle_started {
@@ -180,7 +181,7 @@ impl Dumper {
             }
         }
         if self.cycle_started.is_none() && now >= self.next_cycle {
-            self.start_cycle(engine, now);
+            self.start_cycle(source, now);
         }
     }
 
@@ -203,23 +204,19 @@ impl Dumper {
     }
 
     /// Hands every channel to the writer now.
-    pub fn start_cycle(&mut self, engine: &Engine, now: Instant) {
+    pub fn start_cycle(&mut self, source: &impl DumpSource, now: Instant) {
         self.cycle_started = Some(now);
         self.failures_at_cycle_start = self.failures;
         if let Some(period) = self.period {
             self.next_cycle = now + period;
         }
-        tracing::info!(
-            "dump cycle started: {} channels",
-            engine.channel_names().len()
-        );
-        self.hand_over_all(engine);
+        tracing::info!("dump cycle started: {} channels", source.channel_count());
+        self.hand_over_all(source);
     }
 
-    fn hand_over_all(&mut self, engine: &Engine) {
-        for (name, channel) in engine.channels() {
-            let source: Arc<dyn ShardSource> = channel.clone();
-            match self.thread.dump_shards(name, source) {
+    fn hand_over_all(&mut self, source: &impl DumpSource) {
+        source.for_each_channel(
+            &mut |name, shards| match self.thread.dump_shards(name, shards) {
                 Ok(cancel) => {
                     self.in_flight.insert(name.to_string(), cancel);
                 }
@@ -227,8 +224,8 @@ impl Dumper {
                     self.failures += 1;
                     tracing::error!("cannot hand channel {name} to the dump writer: {error}");
                 }
-            }
-        }
+            },
+        );
     }
 
     fn report_outcomes(&mut self) {
@@ -317,7 +314,7 @@ impl Dumper {
     /// in flight are called off first (their previous dumps stay), because they may have read
     /// shards before the last writes.
     /// Returns how many dumps failed (they are logged).
-    pub fn dump_all_blocking(&mut self, engine: &Engine) -> u64 {
+    pub fn dump_all_blocking(&mut self, source: &impl DumpSource) -> u64 {
         let failures_before = self.failures;
         // No requests are served any more: the writer may have the whole core.
         self.thread.set_background(false);
@@ -325,7 +322,7 @@ impl Dumper {
             cancel.store(true, Ordering::Relaxed);
         }
         let started = Instant::now();
-        self.hand_over_all(engine);
+        self.hand_over_all(source);
         if let Err(error) = self.thread.wait_idle() {
             tracing::error!("dump writer failed during the shutdown dump: {error}");
         }
@@ -337,5 +334,148 @@ impl Dumper {
             started.elapsed().as_secs_f64()
         );
         self.failures - failures_before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::format::read_dump;
+    use crate::layout::{channel_file, DUMP_SUFFIX, REMOVED_DIR};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Channels of two shards each: even keys in shard 0, odd keys in shard 1.
+    struct Shards(Vec<Vec<(u64, Vec<u8>)>>);
+
+    impl ShardSource for Shards {
+        fn shard_count(&self) -> usize {
+            self.0.len()
+        }
+        fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8])) {
+            for (key, value) in &self.0[index] {
+                each(*key, value);
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Channels(BTreeMap<String, Arc<Shards>>);
+
+    impl Channels {
+        fn with(mut self, name: &str, keys: u64) -> Channels {
+            let mut shards = vec![Vec::new(), Vec::new()];
+            for key in 0..keys {
+                shards[(key % 2) as usize].push((key, format!("{name} {key}").into_bytes()));
+            }
+            self.0.insert(name.to_owned(), Arc::new(Shards(shards)));
+            self
+        }
+    }
+
+    impl DumpSource for Channels {
+        fn for_each_channel(&self, each: &mut dyn FnMut(&str, Arc<dyn ShardSource>)) {
+            for (name, shards) in &self.0 {
+                each(name, shards.clone());
+            }
+        }
+        fn channel(&self, name: &str) -> Option<Arc<dyn ShardSource>> {
+            let shards: Arc<Shards> = self.0.get(name)?.clone();
+            Some(shards)
+        }
+        fn channel_count(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    fn keys_in(dir: &Path, channel: &str) -> Vec<u64> {
+        let file = std::fs::File::open(channel_file(dir, channel, DUMP_SUFFIX)).unwrap();
+        let mut keys = Vec::new();
+        read_dump(file, |key, value| {
+            assert_eq!(value, format!("{channel} {key}").as_bytes());
+            keys.push(key);
+        })
+        .unwrap();
+        keys.sort_unstable();
+        keys
+    }
+
+    fn scheduler(dir: &Path, period: Option<Duration>) -> DumpScheduler {
+        DumpScheduler::new(DumpThread::spawn(dir.to_path_buf()).unwrap(), period)
+    }
+
+    /// Ticks until `done`, failing after a generous deadline.
+    fn tick_until(
+        scheduler: &mut DumpScheduler,
+        source: &Channels,
+        mut done: impl FnMut(&mut DumpScheduler) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(scheduler) {
+            assert!(Instant::now() < deadline, "the dumps did not finish");
+            scheduler.tick(source, Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_shutdown_dump_writes_every_channel_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 1000).with("b", 3);
+        let mut scheduler = scheduler(dir.path(), None);
+        assert_eq!(scheduler.dump_all_blocking(&source), 0);
+        assert_eq!(scheduler.dumps_written(), 2);
+        assert!(!scheduler.is_dumping());
+        assert_eq!(keys_in(dir.path(), "a"), (0..1000).collect::<Vec<_>>());
+        assert_eq!(keys_in(dir.path(), "b"), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_due_cycle_dumps_every_channel_and_counts_as_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 10).with("b", 20);
+        let mut scheduler = scheduler(dir.path(), Some(Duration::ZERO));
+        let started = Instant::now();
+        scheduler.tick(&source, started);
+        assert!(scheduler.is_dumping());
+        tick_until(&mut scheduler, &source, |s| s.dumps_written() >= 2);
+        tick_until(&mut scheduler, &source, |s| {
+            s.dump_age(Instant::now()).1.is_some()
+        });
+        assert_eq!(scheduler.failures(), 0);
+        assert!(scheduler.last_dump_age(Instant::now()) <= started.elapsed());
+        assert_eq!(keys_in(dir.path(), "b"), (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_commit_reports_its_own_outcome_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 5).with("b", 5);
+        let mut scheduler = scheduler(dir.path(), None);
+        assert_eq!(scheduler.commit_channel(&source, "missing"), Ok(None));
+        let ticket = scheduler.commit_channel(&source, "a").unwrap().unwrap();
+        tick_until(&mut scheduler, &source, |s| {
+            s.finished_commit_tickets().any(|t| t == ticket)
+        });
+        assert_eq!(scheduler.take_commit(ticket), Some(Ok(())));
+        assert_eq!(scheduler.take_commit(ticket), None);
+        assert_eq!(keys_in(dir.path(), "a"), (0..5).collect::<Vec<_>>());
+        // Only the committed channel was written, and a commit is not a periodic dump.
+        assert!(!channel_file(dir.path(), "b", DUMP_SUFFIX).exists());
+        assert_eq!(scheduler.dumps_written(), 0);
+    }
+
+    #[test]
+    fn a_removed_channel_has_its_files_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Channels::default().with("a", 5);
+        let mut scheduler = scheduler(dir.path(), None);
+        scheduler.dump_all_blocking(&source);
+        scheduler.channel_removed("a");
+        let removed = dir.path().join(REMOVED_DIR);
+        tick_until(&mut scheduler, &source, |_| {
+            std::fs::read_dir(&removed).is_ok_and(|mut files| files.next().is_some())
+        });
+        assert!(!channel_file(dir.path(), "a", DUMP_SUFFIX).exists());
     }
 }

@@ -169,6 +169,20 @@ impl<W: Write> DumpFileWriter<W> {
         self.block.extend_from_slice(&[0; 4]);
         encode_batch(raw, record_count, &mut self.block);
         let block_len = self.block.len() - 4;
+        // Paired with the reader's checks in `next_block`: the batch header says what was asked
+        // for, and compression produced a body (a failed LZ4 call leaves the header alone, a
+        // block no reader would accept).
+        let (declared_len, declared_count) = batch_header(&self.block[4..]);
+        assert_eq!(
+            (declared_len as usize, declared_count),
+            (raw.len(), record_count),
+            "dump block header disagrees with its chunk"
+        );
+        if block_len <= BATCH_HEADER_LEN {
+            return Err(io::Error::other(
+                "LZ4 compression of a dump block produced nothing",
+            ));
+        }
         if block_len > MAX_BLOCK_LEN as usize {
             // Cannot happen for input within the batch limit (LZ4's worst case is far smaller),
             // but a reader would refuse such a block, so refuse to write it.
@@ -429,21 +443,21 @@ impl<R: Read> DumpReader<R> {
                 problem: DumpProblem::Truncated("block"),
             });
         }
-        let (raw_len, count) = match self.block.first_chunk::<BATCH_HEADER_LEN>() {
-            Some(h) => (
-                u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
-                u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
-            ),
-            None => (0, 0),
-        };
+        let (raw_len, count) = batch_header(&self.block);
         let records = decode_batch(&self.block, &mut self.scratch).map_err(|error| DumpError {
             offset: block_offset,
             problem: DumpProblem::Block { index, error },
         })?;
+        // decode_batch proved that `count` records tile `raw_len` bytes exactly (the pair of the
+        // writer's assertion on the block it wrote).
+        let overhead = u64::from(count) * RECORD_OVERHEAD as u64;
+        assert!(
+            records.len() == count && u64::from(raw_len) >= overhead,
+            "block {index}: a checked batch of {raw_len} bytes does not hold {count} records"
+        );
         self.blocks += 1;
         self.read.records += u64::from(count);
-        // decode_batch proved that `count` records tile `raw_len` bytes exactly.
-        self.read.value_bytes += u64::from(raw_len) - u64::from(count) * RECORD_OVERHEAD as u64;
+        self.read.value_bytes += u64::from(raw_len) - overhead;
         Ok(Some(records))
     }
 
@@ -522,6 +536,18 @@ impl<R: Read> DumpReader<R> {
                 }
             }
         }
+    }
+}
+
+/// The uncompressed length and record count a batch's header declares (zeros when the block is
+/// too short to hold a header, which `decode_batch` then refuses).
+fn batch_header(block: &[u8]) -> (u32, u32) {
+    match block.first_chunk::<BATCH_HEADER_LEN>() {
+        Some(h) => (
+            u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+            u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+        ),
+        None => (0, 0),
     }
 }
 

@@ -1,0 +1,311 @@
+use super::*;
+use crate::dump::format::read_dump;
+use crate::layout::REMOVED_DIR;
+use node_core::protocol::batch::append_record;
+use std::fs::{self, File};
+
+fn chunk(records: &[(u64, &[u8])]) -> (Vec<u8>, u32) {
+    let mut raw = Vec::new();
+    for (key, value) in records {
+        append_record(&mut raw, *key, value);
+    }
+    (raw, records.len() as u32)
+}
+
+fn dump_channel(thread: &mut DumpThread, channel: &str, records: &[(u64, &[u8])]) -> DumpOutcome {
+    thread.begin(channel).unwrap();
+    for part in records.chunks(2) {
+        let (raw, count) = chunk(part);
+        thread.send_chunk(raw, count).unwrap();
+    }
+    thread.finish().unwrap();
+    thread.wait_idle().unwrap();
+    let mut outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.pop().unwrap()
+}
+
+fn read_file(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    let mut got = Vec::new();
+    read_dump(File::open(path).unwrap(), |key, value| {
+        got.push((key, value.to_vec()))
+    })
+    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    got
+}
+
+fn owned(records: &[(u64, &[u8])]) -> Vec<(u64, Vec<u8>)> {
+    records.iter().map(|(k, v)| (*k, v.to_vec())).collect()
+}
+
+const FIRST: &[(u64, &[u8])] = &[(1, b"one"), (2, b"two"), (3, b"three")];
+const SECOND: &[(u64, &[u8])] = &[(4, b"four"), (5, b"five")];
+
+#[test]
+fn second_dump_replaces_the_first_which_becomes_the_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    let outcome = dump_channel(&mut thread, "ch", FIRST);
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!((outcome.records, outcome.value_bytes), (3, 11));
+    let dump = dir.path().join("ch.dump");
+    assert_eq!(outcome.bytes, fs::metadata(&dump).unwrap().len());
+    assert!(!dir.path().join("ch.dump.backup").exists());
+
+    let outcome = dump_channel(&mut thread, "ch", SECOND);
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(read_file(&dump), owned(SECOND));
+    assert_eq!(read_file(&dir.path().join("ch.dump.backup")), owned(FIRST));
+    assert!(!dir.path().join("ch.dump.tmp").exists());
+
+    // The chunk buffers came back for reuse.
+    assert!(thread.recycle().is_some());
+}
+
+#[test]
+fn disk_full_keeps_the_previous_dump_and_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    dump_channel(&mut thread, "ch", FIRST);
+    dump_channel(&mut thread, "ch", SECOND);
+    // Every write to the temporary file now fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("ch.dump.tmp")).unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let outcome = dump_channel(&mut thread, "ch", &[(9, &big), (10, &big), (11, b"x")]);
+    let error = outcome.result.unwrap_err();
+    assert!(error.contains("No space left"), "{error}");
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(SECOND));
+    assert_eq!(read_file(&dir.path().join("ch.dump.backup")), owned(FIRST));
+    assert!(fs::symlink_metadata(dir.path().join("ch.dump.tmp")).is_err());
+
+    // The thread carries on.
+    assert_eq!(dump_channel(&mut thread, "ch", FIRST).result, Ok(()));
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+}
+
+#[test]
+fn failing_rename_keeps_the_previous_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    dump_channel(&mut thread, "ch", FIRST);
+    // A non-empty directory where the backup goes: renaming the dump onto it fails.
+    fs::create_dir_all(dir.path().join("ch.dump.backup/x")).unwrap();
+    let outcome = dump_channel(&mut thread, "ch", SECOND);
+    assert!(outcome.result.unwrap_err().contains("cannot rename"));
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+    assert!(!dir.path().join("ch.dump.tmp").exists());
+}
+
+#[test]
+fn a_temporary_file_that_cannot_be_created_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    dump_channel(&mut thread, "ch", FIRST);
+    fs::create_dir(dir.path().join("ch.dump.tmp")).unwrap();
+    thread.begin("ch").unwrap();
+    thread.wait_idle().unwrap();
+    let outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .contains("cannot create"));
+    // The rest of that dump is ignored; no second outcome.
+    let (raw, count) = chunk(SECOND);
+    thread.send_chunk(raw, count).unwrap();
+    thread.finish().unwrap();
+    thread.wait_idle().unwrap();
+    assert!(thread.poll_outcomes().is_empty());
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+}
+
+#[test]
+fn move_aside_moves_dump_backup_and_tcm_into_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    dump_channel(&mut thread, "ch", FIRST);
+    dump_channel(&mut thread, "ch", SECOND);
+    dump_channel(&mut thread, "other", FIRST);
+    fs::write(dir.path().join("ch.tcm"), b"old").unwrap();
+    fs::write(dir.path().join("ch.dump.tmp"), b"leftover").unwrap();
+    thread.move_aside("ch").unwrap();
+    thread.wait_idle().unwrap();
+    let outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].action, DumpAction::MoveAside);
+    assert_eq!(outcomes[0].result, Ok(()));
+    for suffix in [".dump", ".dump.backup", ".tcm", ".dump.tmp"] {
+        assert!(!dir.path().join(format!("ch{suffix}")).exists(), "{suffix}");
+    }
+    assert!(dir.path().join("other.dump").exists());
+    let mut removed: Vec<String> = fs::read_dir(dir.path().join(REMOVED_DIR))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    removed.sort();
+    assert_eq!(removed.len(), 3, "{removed:?}");
+    let stamp = removed[0].split('.').nth(1).unwrap().to_owned();
+    assert!(stamp.parse::<u64>().is_ok());
+    assert_eq!(
+        removed,
+        vec![
+            format!("ch.{stamp}.dump"),
+            format!("ch.{stamp}.dump.backup"),
+            format!("ch.{stamp}.tcm")
+        ]
+    );
+    let moved = dir.path().join(REMOVED_DIR).join(&removed[0]);
+    assert_eq!(read_file(&moved), owned(SECOND));
+
+    // Removing again within the same second does not overwrite the first removal.
+    dump_channel(&mut thread, "ch", FIRST);
+    thread.move_aside("ch").unwrap();
+    thread.wait_idle().unwrap();
+    assert_eq!(thread.poll_outcomes()[0].result, Ok(()));
+    assert_eq!(
+        fs::read_dir(dir.path().join(REMOVED_DIR)).unwrap().count(),
+        4
+    );
+    assert_eq!(read_file(&moved), owned(SECOND));
+}
+
+#[test]
+fn move_aside_during_a_dump_abandons_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    thread.begin("ch").unwrap();
+    let (raw, count) = chunk(FIRST);
+    thread.send_chunk(raw, count).unwrap();
+    thread.move_aside("ch").unwrap();
+    thread.finish().unwrap();
+    thread.wait_idle().unwrap();
+    let outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0].action, DumpAction::Aborted);
+    assert!(outcomes[0].result.is_err());
+    assert_eq!(outcomes[1].action, DumpAction::MoveAside);
+    assert!(!dir.path().join("ch.dump").exists());
+    assert!(!dir.path().join("ch.dump.tmp").exists());
+}
+
+#[test]
+fn abort_deletes_the_temporary_file_and_keeps_the_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    dump_channel(&mut thread, "ch", FIRST);
+    thread.begin("ch").unwrap();
+    let (raw, count) = chunk(SECOND);
+    thread.send_chunk(raw, count).unwrap();
+    thread.abort().unwrap();
+    thread.wait_idle().unwrap();
+    let outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].action, DumpAction::Aborted);
+    assert_eq!(outcomes[0].result, Err("dump aborted".to_owned()));
+    assert!(!dir.path().join("ch.dump.tmp").exists());
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+    assert!(thread.begin("../etc").is_err());
+}
+
+/// While the thread is stuck (here: opening a FIFO nobody reads), chunks beyond the queue
+/// capacity are handed back instead of blocking the caller.
+#[test]
+fn a_full_queue_hands_chunks_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ch.dump.tmp");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    thread.begin("ch").unwrap();
+    for _ in 0..CHUNK_QUEUE_CAPACITY {
+        let (raw, count) = chunk(FIRST);
+        thread.try_send_chunk(raw, count).unwrap();
+    }
+    let (raw, count) = chunk(SECOND);
+    let back = thread.try_send_chunk(raw.clone(), count).unwrap_err();
+    assert_eq!(back, raw);
+    thread.abort().unwrap(); // Control commands do not wait for room.
+
+    // Unblock the thread by reading the FIFO.
+    let reader = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        io::Read::read_to_end(&mut File::open(&fifo).unwrap(), &mut sink).unwrap();
+    });
+    thread.wait_idle().unwrap();
+    reader.join().unwrap();
+    let outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].action, DumpAction::Aborted);
+    assert_eq!(outcomes[0].result, Err("dump aborted".to_owned()));
+    thread.try_send_chunk(raw, count).unwrap();
+    let mut recycled = 0;
+    while thread.recycle().is_some() {
+        recycled += 1;
+    }
+    assert!(recycled >= CHUNK_QUEUE_CAPACITY, "{recycled}");
+}
+
+#[test]
+fn a_dead_thread_makes_calls_fail_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    thread.crash();
+    while thread.is_alive() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(thread.begin("ch").is_err());
+    assert!(thread.wait_idle().is_err());
+    let (raw, count) = chunk(FIRST);
+    assert!(thread.try_send_chunk(raw.clone(), count).is_err());
+    assert!(thread.send_chunk(raw, count).is_err());
+    let outcomes = thread.poll_outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].action, DumpAction::ThreadDied);
+    assert!(outcomes[0]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .contains("test-induced panic"));
+    assert!(thread.poll_outcomes().is_empty());
+}
+
+/// A channel name becomes a file name: one that could leave the data directory is refused by
+/// every command before anything reaches the thread.
+#[test]
+fn names_that_are_not_channel_names_are_refused() {
+    struct Empty;
+    impl ShardSource for Empty {
+        fn shard_count(&self) -> usize {
+            1
+        }
+        fn for_each_in_shard(&self, _: usize, _: &mut dyn FnMut(u64, &[u8])) {}
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut thread = DumpThread::spawn(data.clone()).unwrap();
+    for name in ["../escape", "a.b", ""] {
+        let refused = thread.dump_shards(name, Arc::new(Empty)).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        assert_eq!(
+            thread.begin(name).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            thread.move_aside(name).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+    thread.wait_idle().unwrap();
+    assert!(thread.poll_outcomes().is_empty());
+    assert!(!dir.path().join("escape.dump").exists());
+    assert_eq!(fs::read_dir(&data).unwrap().count(), 0);
+    // A valid name goes through.
+    thread.dump_shards("ok", Arc::new(Empty)).unwrap();
+    thread.wait_idle().unwrap();
+    assert_eq!(thread.poll_outcomes()[0].result, Ok(()));
+    assert!(data.join("ok.dump").exists());
+}

@@ -1,0 +1,383 @@
+//! The dump thread's side: one command at a time, one dump file at a time (see the parent
+//! module for the file's steps and the outcomes it reports).
+
+use super::{Command, DumpAction, DumpOutcome, ShardSource, Shared, WRITE_BUFFER_BYTES};
+use crate::dump::format::{unix_now, DumpFileWriter, END_LEN};
+use crate::layout::{
+    channel_file, free_name, sync_dir, BACKUP_SUFFIX, DUMP_SUFFIX, REMOVED_DIR, TCM_SUFFIX,
+    TMP_SUFFIX,
+};
+use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Uncompressed bytes per block when the thread reads shards itself.
+const SHARD_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The thread's state: where it writes, and the dump in progress.
+pub(super) struct Worker {
+    data_dir: PathBuf,
+    session: Option<Session>,
+    outcomes: Sender<DumpOutcome>,
+    recycle: SyncSender<Vec<u8>>,
+    shared: Arc<Shared>,
+}
+
+struct Session {
+    channel: String,
+    /// The dump_shards ticket (0 for begin/chunk/finish dumps).
+    ticket: u64,
+    started: Instant,
+    /// `None` once the dump failed (its outcome is out; the rest of its commands are ignored).
+    writer: Option<DumpFileWriter<BufWriter<File>>>,
+}
+
+impl Worker {
+    pub(super) fn new(
+        data_dir: PathBuf,
+        outcomes: Sender<DumpOutcome>,
+        recycle: SyncSender<Vec<u8>>,
+        shared: Arc<Shared>,
+    ) -> Worker {
+        Worker {
+            data_dir,
+            session: None,
+            outcomes,
+            recycle,
+            shared,
+        }
+    }
+
+    /// Carries out commands until the handle is dropped.
+    pub(super) fn run(mut self, commands: Receiver<Command>) {
+        while let Ok(command) = commands.recv() {
+            match command {
+                Command::DumpShards {
+                    channel,
+                    source,
+                    cancel,
+                    ticket,
+                } => self.dump_shards(channel, &*source, &cancel, ticket),
+                Command::Begin(channel) => self.begin(channel, 0),
+                Command::Chunk(raw, count) => self.chunk(raw, count),
+                Command::Finish => self.finish(),
+                Command::Abort => self.abandon("dump aborted".into()),
+                Command::MoveAside(channel) => self.move_aside(channel),
+                Command::Sync(done) => {
+                    let _ = done.send(());
+                }
+                #[cfg(test)]
+                Command::Panic => panic!("test-induced panic"),
+            }
+        }
+        self.abandon("dump thread shut down before the dump was finished".into());
+    }
+
+    fn tmp_path(&self, channel: &str) -> PathBuf {
+        channel_file(&self.data_dir, channel, TMP_SUFFIX)
+    }
+
+    /// Reports a dump that ends without a file.
+    fn report(&self, session: &Session, action: DumpAction, error: String) {
+        let summary = session
+            .writer
+            .as_ref()
+            .map(|writer| writer.summary())
+            .unwrap_or_default();
+        let _ = self.outcomes.send(DumpOutcome {
+            channel: session.channel.clone(),
+            action,
+            records: summary.records,
+            value_bytes: summary.value_bytes,
+            bytes: 0,
+            seconds: session.started.elapsed().as_secs_f64(),
+            result: Err(error),
+            ticket: session.ticket,
+        });
+    }
+
+    /// Ends a dump without a file: reports, deletes the temporary file, ignores the rest of it.
+    fn fail(&mut self, action: DumpAction, error: String) {
+        if let Some(mut session) = self.session.take() {
+            if session.writer.is_some() {
+                self.report(&session, action, error);
+                session.writer = None;
+                remove_tmp(&self.tmp_path(&session.channel));
+            }
+            self.session = Some(session);
+        }
+    }
+
+    /// Abandons the dump in progress, if any (reporting `reason`), and forgets it.
+    fn abandon(&mut self, reason: String) {
+        self.fail(DumpAction::Aborted, reason);
+        self.session = None;
+    }
+
+    fn begin(&mut self, channel: String, ticket: u64) {
+        if let Some(current) = &self.session {
+            let reason = format!("dump abandoned: a dump of {channel} began before it finished");
+            if current.writer.is_some() {
+                tracing::warn!("dump of channel {}: {reason}", current.channel);
+            }
+            self.abandon(reason);
+        }
+        let tmp = self.tmp_path(&channel);
+        let started = Instant::now();
+        let writer = File::create(&tmp).and_then(|file| {
+            DumpFileWriter::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file), &channel)
+        });
+        let failed = writer.as_ref().err().map(|err| err.to_string());
+        self.session = Some(Session {
+            channel,
+            ticket,
+            started,
+            writer: writer.ok(),
+        });
+        if let Some(err) = failed {
+            // The session has no writer, so report directly.
+            let session = self.session.as_ref().expect("just set");
+            self.report(
+                session,
+                DumpAction::Dump,
+                format!("cannot create {}: {err}", tmp.display()),
+            );
+            remove_tmp(&tmp);
+        }
+    }
+
+    /// Dumps a whole channel from its shards: the same file, checks and rotation as
+    /// begin/chunks/finish, but the records never cross a queue.
+    fn dump_shards(
+        &mut self,
+        channel: String,
+        source: &dyn ShardSource,
+        cancel: &AtomicBool,
+        ticket: u64,
+    ) {
+        self.begin(channel, ticket);
+        let mut raw = Vec::with_capacity(SHARD_CHUNK_BYTES + 4096);
+        let mut count = 0u32;
+        for index in 0..source.shard_count() {
+            if cancel.load(Ordering::Relaxed) {
+                self.abandon(
+                    "dump cancelled (channel removed, or the node is shutting down)".into(),
+                );
+                return;
+            }
+            self.shared.progress.fetch_add(1, Ordering::Relaxed);
+            source.for_each_in_shard(index, &mut |key, value| {
+                if raw.len() + RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
+                    self.write_raw(&raw, count);
+                    raw.clear();
+                    count = 0;
+                }
+                append_record(&mut raw, key, value);
+                count += 1;
+            });
+            if raw.len() >= SHARD_CHUNK_BYTES {
+                self.write_raw(&raw, count);
+                raw.clear();
+                count = 0;
+            }
+            if self
+                .session
+                .as_ref()
+                .is_none_or(|session| session.writer.is_none())
+            {
+                self.session = None; // Failed and reported; nothing more to write.
+                return;
+            }
+        }
+        if count > 0 {
+            self.write_raw(&raw, count);
+        }
+        self.finish();
+    }
+
+    /// Writes one chunk into the dump in progress; a failure ends that dump (reported).
+    fn write_raw(&mut self, raw: &[u8], count: u32) {
+        let result = match self.session.as_mut() {
+            Some(Session {
+                writer: Some(writer),
+                ..
+            }) => writer.write_chunk(raw, count),
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            self.fail(DumpAction::Dump, format!("writing the dump failed: {err}"));
+        }
+    }
+
+    fn chunk(&mut self, mut raw: Vec<u8>, count: u32) {
+        let result = match self.session.as_mut() {
+            Some(Session {
+                writer: Some(writer),
+                ..
+            }) => writer.write_chunk(&raw, count),
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!("dump chunk of {count} records arrived outside a dump; dropped");
+                Ok(())
+            }
+        };
+        {
+            let mut state = self.shared.lock();
+            state.queued_chunks = state.queued_chunks.saturating_sub(1);
+        }
+        self.shared.changed.notify_all();
+        raw.clear();
+        let _ = self.recycle.try_send(raw);
+        let hook = self
+            .shared
+            .on_progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook();
+        }
+        if let Err(err) = result {
+            self.fail(DumpAction::Dump, format!("writing the dump failed: {err}"));
+        }
+    }
+
+    fn finish(&mut self) {
+        let Some(mut session) = self.session.take() else {
+            tracing::warn!("dump finish without a dump in progress; ignored");
+            return;
+        };
+        let Some(writer) = session.writer.take() else {
+            return; // Failed earlier and already reported.
+        };
+        let summary = writer.summary();
+        let bytes = writer.bytes_written() + END_LEN as u64;
+        let channel = session.channel.clone();
+        let result = self.complete(&channel, writer);
+        let _ = self.outcomes.send(DumpOutcome {
+            channel,
+            action: DumpAction::Dump,
+            records: summary.records,
+            value_bytes: summary.value_bytes,
+            bytes,
+            seconds: session.started.elapsed().as_secs_f64(),
+            result,
+            ticket: session.ticket,
+        });
+    }
+
+    /// Trailer, fsync, backup rotation, rename into place, directory fsync.
+    fn complete(
+        &self,
+        channel: &str,
+        writer: DumpFileWriter<BufWriter<File>>,
+    ) -> Result<(), String> {
+        let tmp = self.tmp_path(channel);
+        let dump = channel_file(&self.data_dir, channel, DUMP_SUFFIX);
+        let backup = channel_file(&self.data_dir, channel, BACKUP_SUFFIX);
+        let written = writer
+            .finish()
+            .and_then(|(buffered, _)| buffered.into_inner().map_err(|err| err.into_error()))
+            .and_then(|file| file.sync_all());
+        if let Err(err) = written {
+            remove_tmp(&tmp);
+            return Err(format!("writing {} failed: {err}", tmp.display()));
+        }
+        let had_dump = match fs::rename(&dump, &backup) {
+            Ok(()) => true,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+            Err(err) => {
+                remove_tmp(&tmp);
+                return Err(format!(
+                    "cannot rename {} to {}: {err}",
+                    dump.display(),
+                    backup.display()
+                ));
+            }
+        };
+        if let Err(err) = fs::rename(&tmp, &dump) {
+            if had_dump {
+                // Put the previous dump back where it was (best effort; the loader would also
+                // take it from the backup).
+                let _ = fs::rename(&backup, &dump);
+            }
+            remove_tmp(&tmp);
+            return Err(format!(
+                "cannot rename {} to {}: {err}",
+                tmp.display(),
+                dump.display()
+            ));
+        }
+        sync_dir(&self.data_dir).map_err(|err| {
+            format!(
+                "dump renamed into place, but syncing directory {} failed: {err}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    fn move_aside(&mut self, channel: String) {
+        let started = Instant::now();
+        if self.session.as_ref().is_some_and(|s| s.channel == channel) {
+            self.abandon("dump abandoned: the channel was removed".into());
+        }
+        let result = self.move_files(&channel);
+        let (bytes, result) = match result {
+            Ok(bytes) => (bytes, Ok(())),
+            Err(err) => (0, Err(err)),
+        };
+        let _ = self.outcomes.send(DumpOutcome {
+            channel,
+            action: DumpAction::MoveAside,
+            records: 0,
+            value_bytes: 0,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            result,
+            ticket: 0,
+        });
+    }
+
+    fn move_files(&self, channel: &str) -> Result<u64, String> {
+        let removed = self.data_dir.join(REMOVED_DIR);
+        let stamp = unix_now();
+        let mut moved_bytes = 0;
+        let mut moved_any = false;
+        for suffix in [DUMP_SUFFIX, BACKUP_SUFFIX, TCM_SUFFIX] {
+            let from = channel_file(&self.data_dir, channel, suffix);
+            let Ok(meta) = fs::symlink_metadata(&from) else {
+                continue;
+            };
+            if !moved_any {
+                fs::create_dir_all(&removed)
+                    .map_err(|err| format!("cannot create {}: {err}", removed.display()))?;
+                moved_any = true;
+            }
+            let to = free_name(&removed, channel, stamp, suffix);
+            fs::rename(&from, &to).map_err(|err| {
+                format!("cannot move {} to {}: {err}", from.display(), to.display())
+            })?;
+            moved_bytes += meta.len();
+        }
+        remove_tmp(&self.tmp_path(channel));
+        if moved_any {
+            sync_dir(&removed)
+                .and_then(|()| sync_dir(&self.data_dir))
+                .map_err(|err| format!("files moved, but syncing the directories failed: {err}"))?;
+        }
+        Ok(moved_bytes)
+    }
+}
+
+fn remove_tmp(tmp: &Path) {
+    if let Err(err) = fs::remove_file(tmp) {
+        if err.kind() != io::ErrorKind::NotFound {
+            tracing::warn!("cannot delete {}: {err}", tmp.display());
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! dht-persist: what the dht keeps on disk, and the code that writes and reads it. Used by
+//! `dhtnode` (dumps while serving, loading at start) and by `dhtdump`/`dumptool` (the sidecar's
+//! dumps, inspecting and converting files); it depends on node-core's protocol alone (batches,
+//! channel names, hash ranges), never on the server or on the engine, which it sees only
+//! through the traits below.
+//!
+//! - [`layout`]: the data directory: every file name in it and what it is.
+//! - [`dump`]: channel dumps: the file [`format`](dump::format), the background
+//!   [`writer`](dump::writer) thread ([`DumpThread`]) and the node's
+//!   [`scheduler`](dump::scheduler) ([`DumpScheduler`]: periodic, commit and shutdown dumps).
+//! - [`loader`]: start-up: every channel from its dump, falling back to the backup, importing
+//!   `.tcm` files, applying the out-of-range policy.
+//! - [`tcm`]: the reference system's `.tcm` dump format (import only).
+//!
+//! The engine's side: a channel is a [`ShardSource`] the writer reads shard by shard, the
+//! engine a [`DumpSource`] of channels, and loading fills a [`LoadTarget`]; `dhtnode::persist`
+//! implements the three.
+//!
+//! Anything else the dht writes to its data directory belongs here too, as a module beside
+//! [`dump`] that names its files in [`layout`] and is read back by [`loader`] (the change log
+//! of the design, replayed after the dumps).
+
+pub mod dump;
+pub mod layout;
+pub mod loader;
+pub mod tcm;
+
+pub use dump::format::{read_dump, DumpError, DumpFileWriter, DumpHeader, DumpReader, DumpSummary};
+pub use dump::scheduler::{DumpScheduler, DumpSource};
+pub use dump::writer::{DumpAction, DumpOutcome, DumpThread, ShardSource};
+pub use loader::{
+    load_data_dir, ChannelLoadReport, LoadError, LoadOptions, LoadReport, LoadSource, LoadTarget,
+    OutOfRangePolicy,
+};
+pub use tcm::{read_tcm, TcmError, TcmReport};
