@@ -8,8 +8,9 @@
 //! - [`service`]: the node as a server `Service`: flush and fsync timers, group-commit
 //!   acknowledgements, start and shutdown.
 //! - `stats`: the counters for GetStats, stats.log and `/metrics`.
+//!
+//! `logfiles_check`, the offline checker, is the crate `logfiles-check`, over [`storage`].
 
-pub mod check_cli;
 pub mod config;
 pub mod engine;
 pub mod requests;
