@@ -4,6 +4,7 @@
 # the topology file that swarmctl and the client read.
 #
 #   scripts/cluster.sh start [--dht N] [--logfiles N] [--queue N] [--dump-period S] [--base-port P]
+#                            [--tls]
 #   scripts/cluster.sh status
 #   scripts/cluster.sh stop [--timeout S] [NAME...]
 #   scripts/cluster.sh restore dhtnode-I
@@ -22,6 +23,10 @@
 #          restarted node is where the topology says. Each dhtdump dumps every --dump-period
 #          seconds (default 60); the dht nodes themselves dump only when they stop. Writes
 #          DIR/topology.toml:  swarmctl --nodes DIR/topology.toml ping
+#          --tls (a new cluster only): every node serves TLS (docs/operations.md, "TLS"). A
+#          throwaway CA (made with openssl, valid 30 days) signs one certificate for 127.0.0.1
+#          that every node serves, and a client certificate; all in DIR/tls/. The configs, the
+#          dhtdumps' and the topology get their [tls] sections.
 # status   Each process: state and pid; for each node its kind, address, hash range, channels
 #          with their records, records and open connections (not counting status's own), asked
 #          through swarmctl; for each dhtdump the age of its newest dump. Then whether the dht
@@ -37,7 +42,8 @@
 #          a new one, and the node and its dhtdump are started.
 # clean    Removes the work directory (refused while anything in it runs).
 #
-# Layout of DIR: cluster.env (counts and settings), topology.toml, and per node <kind>-<i>/ with
+# Layout of DIR: cluster.env (counts and settings), topology.toml, tls/ (with --tls), and per node
+# <kind>-<i>/ with
 # etc/config.toml, data/, log/ (root.log, stats.log), console.log (stdout and stderr), pid, addr;
 # a dht node's dhtdump lives in dhtnode-<i>/dump/ with the same files except addr.
 set -euo pipefail
@@ -69,6 +75,7 @@ declare -A WANT=()
 DUMP_PERIOD=""
 BASE_PORT=""
 TIMEOUT=120
+TLS=""
 NAMES=()
 number() {
     [[ "$2" =~ ^[0-9]+$ ]] || die "$1: '$2' is not a number"
@@ -85,6 +92,7 @@ while [ $# -gt 0 ]; do
     --dump-period) need_value "$@"; DUMP_PERIOD=$(number "$1" "$2"); shift 2 ;;
     --base-port) need_value "$@"; BASE_PORT=$(number "$1" "$2"); shift 2 ;;
     --timeout) need_value "$@"; TIMEOUT=$(number "$1" "$2"); shift 2 ;;
+    --tls) TLS=1; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) die "unknown option '$1' (--help lists them)" ;;
     *)
@@ -120,12 +128,14 @@ load_env() {
         DUMP_PERIOD) SAVED_DUMP_PERIOD=$value ;;
         BASE_PORT) SAVED_BASE_PORT=$value ;;
         BIN_DIR) SAVED_BIN_DIR=$value ;;
+        TLS) SAVED_TLS=$value ;;
         esac
     done <"$ENV_FILE"
 }
 SAVED_DUMP_PERIOD=60
 SAVED_BASE_PORT=0
 SAVED_BIN_DIR=""
+SAVED_TLS=0
 
 write_env() {
     cat >"$ENV_FILE.tmp" <<EOF
@@ -136,6 +146,7 @@ QUEUE=${COUNT[queuenode]}
 DUMP_PERIOD=$SAVED_DUMP_PERIOD
 BASE_PORT=$SAVED_BASE_PORT
 BIN_DIR=$BIN_DIR
+TLS=$SAVED_TLS
 EOF
     mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -250,6 +261,45 @@ dht_range() {
     fi
 }
 
+# make_pki: a throwaway CA, one node certificate for 127.0.0.1 (and localhost) that every node
+# serves, and a client certificate, in $WORK/tls/ (ECDSA P-256, valid 30 days).
+make_pki() {
+    local tls=$WORK/tls
+    command -v openssl >/dev/null || die "--tls needs openssl (apt-get install openssl)"
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        umask 077
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        openssl req -x509 "${ec[@]}" -keyout ca-key.pem -out ca.pem -days 30 \
+            -subj "/CN=swarm local cluster CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        local name usage san
+        for name in node client; do
+            if [ "$name" = node ]; then
+                usage=serverAuth san="subjectAltName=IP:127.0.0.1,DNS:localhost"
+            else
+                usage=clientAuth san="subjectAltName=DNS:swarm-client"
+            fi
+            openssl req "${ec[@]}" -keyout "$name-key.pem" -out "$name.csr" \
+                -subj "/CN=swarm local cluster $name" 2>/dev/null
+            printf '%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' "$san" "$usage" >"$name.ext"
+            openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+                -days 30 -extfile "$name.ext" -out "$name.pem" 2>/dev/null
+            rm -f "$name.csr" "$name.ext"
+        done
+    ) || die "openssl could not make the certificates in $tls"
+    say "TLS: a throwaway CA and certificates in $tls"
+}
+
+# tls_client_section: the [tls] section of a client (topology, dhtdump) of a --tls cluster.
+tls_client_section() {
+    [ "$SAVED_TLS" -eq 1 ] || return 0
+    echo '[tls]'
+    echo "ca_file = \"$WORK/tls/ca.pem\""
+}
+
 # node_config KIND I: writes the node's etc/config.toml (first start only; later starts keep it,
 # with the port it was given). Every other key keeps its default (deploy/config/KIND.toml).
 node_config() {
@@ -267,6 +317,11 @@ node_config() {
         echo "listen = \"127.0.0.1:$port\""
         echo '[log]'
         echo 'dir = "log"'
+        if [ "$SAVED_TLS" -eq 1 ]; then
+            echo '[tls]'
+            echo "cert_file = \"$WORK/tls/node.pem\""
+            echo "key_file = \"$WORK/tls/node-key.pem\""
+        fi
         if [ "$kind" = dhtnode ]; then
             local bounds
             read -r -a bounds <<<"$(dht_range "$i" "${COUNT[dhtnode]}")"
@@ -292,6 +347,7 @@ dump_config() { # I ADDR: the dhtdump's etc/config.toml (rewritten at every star
         echo "period_s = $period"
         echo "min_wait_s = $((period / 10))"
         echo "retry_wait_s = $((retry > 0 ? retry : 1))"
+        tls_client_section
         echo '[log]'
         echo 'dir = "log"'
     } >"$dir/etc/config.toml.tmp"
@@ -315,6 +371,7 @@ write_topology() {
             done
             printf ']\n'
         done
+        tls_client_section
     } >"$WORK/topology.toml.tmp"
     mv -f "$WORK/topology.toml.tmp" "$WORK/topology.toml"
 }
@@ -374,6 +431,8 @@ cmd_start() {
         done
         [ -z "$DUMP_PERIOD" ] || [ "$DUMP_PERIOD" = "$SAVED_DUMP_PERIOD" ] ||
             die "the cluster in $WORK dumps every $SAVED_DUMP_PERIOD s; --dump-period applies to a new cluster"
+        [ -z "$TLS" ] || [ "$SAVED_TLS" -eq 1 ] ||
+            die "the cluster in $WORK was made without --tls; --tls applies to a new cluster"
     else
         fresh=1
         mkdir -p "$WORK"
@@ -384,7 +443,9 @@ cmd_start() {
         COUNT[queuenode]=${WANT[queuenode]:-1}
         SAVED_DUMP_PERIOD=${DUMP_PERIOD:-60}
         SAVED_BASE_PORT=${BASE_PORT:-0}
+        SAVED_TLS=${TLS:-0}
         [ "$SAVED_DUMP_PERIOD" -ge 1 ] || die "--dump-period must be at least 1"
+        [ "$SAVED_TLS" -eq 0 ] || make_pki
     fi
     pick_binaries
     write_env

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 /// Reads the node's hello, checks it is a `kind` node of our protocol that admits us without
 /// credentials, and sends our hello under `name`.
 pub fn swarm_handshake(
-    stream: &mut std::net::TcpStream,
+    stream: &mut (impl Read + Write + ?Sized),
     kind: NodeKind,
     name: &str,
 ) -> Result<(), String> {

@@ -47,6 +47,11 @@ pub enum ClientError {
         kind: io::ErrorKind,
         reason: String,
     },
+    /// TLS failed: the node's certificate was refused (unknown CA, wrong name, expired), the
+    /// node refused ours, or the peer does not speak TLS. Not a node being down: retrying does
+    /// not help until the certificates or settings change.
+    #[error("node {node}: TLS: {reason}")]
+    Tls { node: SocketAddr, reason: String },
     #[error("node {node}: not a swarm node (bad magic {})", show_magic(.magic))]
     NotSwarmNode { node: SocketAddr, magic: [u8; 4] },
     #[error(

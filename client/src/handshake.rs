@@ -1,5 +1,7 @@
-//! Opening a connection: TCP connect and the handshake of docs/protocol.md §1, done with a
-//! blocking socket and timeouts, before the socket is handed to the I/O thread.
+//! Opening a connection: TCP connect, the TLS handshake when the client has TLS settings
+//! (verifying the node's certificate), and the handshake of docs/protocol.md §1 (inside TLS),
+//! done with a blocking socket and timeouts, before the socket (and its TLS session) is handed
+//! to the I/O thread.
 //!
 //! Owns turning each way a node can refuse or confuse us (wrong magic, version, kind, verdict,
 //! authentication) into its specific `ClientError`. Blocking is fine here: it runs on the
@@ -8,6 +10,7 @@
 
 use crate::error::ClientError;
 use crate::options::ClientOptions;
+use crate::tls::ClientTls;
 use node_core::auth;
 use node_core::protocol::handshake::{
     ClientHello, HandshakeError, HandshakeOutcome, HandshakeResult, HelloVerdict, ServerHello,
@@ -22,6 +25,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) stream: TcpStream,
+    /// The TLS session over `stream`, when the client uses TLS.
+    pub(crate) tls: Option<rustls::ClientConnection>,
     pub(crate) kind: NodeKind,
     pub(crate) admin: bool,
 }
@@ -42,17 +47,85 @@ pub(crate) fn open(
     })?;
     // A peer that accepts but never speaks (not a swarm node) must not hang us.
     set_timeouts(&stream, Some(timeout)).map_err(|e| ClientError::from_io(node, &e))?;
-    let hello = read_server_hello(&mut stream, node, ms)?;
-    check_hello(&hello, node, wanted, options)?;
-    send_client_hello(&mut stream, node, wanted, &hello, options)?;
-    let result = read_result(&mut stream, node, ms)?;
-    check_result(&result, node, wanted, hello.kind)?;
+    let (stream, tls, hello, result) = match &options.tls {
+        None => {
+            let (hello, result) = swarm_handshake(&mut stream, node, wanted, options)?;
+            (stream, None, hello, result)
+        }
+        Some(tls) => {
+            let mut session = start_tls(tls, &mut stream, node, ms)?;
+            let mut tls_stream = rustls::Stream::new(&mut session, &mut stream);
+            let (hello, result) = swarm_handshake(&mut tls_stream, node, wanted, options)?;
+            (stream, Some(session), hello, result)
+        }
+    };
     prepare_for_frames(&stream).map_err(|e| ClientError::from_io(node, &e))?;
     Ok(Opened {
         stream,
+        tls,
         kind: hello.kind,
         admin: result.admin,
     })
+}
+
+/// The swarm handshake on an open connection (in clear or inside TLS).
+fn swarm_handshake<S: Read + Write>(
+    stream: &mut S,
+    node: SocketAddr,
+    wanted: Option<NodeKind>,
+    options: &ClientOptions,
+) -> Result<(ServerHello, HandshakeResult), ClientError> {
+    let ms = options.connect_timeout_ms;
+    let hello = read_server_hello(stream, node, ms)?;
+    check_hello(&hello, node, wanted, options)?;
+    send_client_hello(stream, node, wanted, &hello, options)?;
+    let result = read_result(stream, node, ms)?;
+    check_result(&result, node, wanted, hello.kind)?;
+    Ok((hello, result))
+}
+
+/// The TLS handshake: the node's certificate is checked here (CA, name, validity).
+fn start_tls(
+    tls: &ClientTls,
+    stream: &mut TcpStream,
+    node: SocketAddr,
+    ms: u64,
+) -> Result<rustls::ClientConnection, ClientError> {
+    let mut session = rustls::ClientConnection::new(tls.config(), tls.server_name(node))
+        .map_err(|e| ClientError::Tls {
+            node,
+            reason: e.to_string(),
+        })?;
+    while session.is_handshaking() {
+        session.complete_io(stream).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                timed_out(node, format!("no TLS handshake within {ms} ms"))
+            }
+            _ => io_error(node, &e),
+        })?;
+    }
+    Ok(session)
+}
+
+/// An I/O error of the handshake; one that rustls raised (a certificate refused, an alert from
+/// the node, bytes that are not TLS) is a [`ClientError::Tls`] saying why.
+fn io_error(node: SocketAddr, error: &io::Error) -> ClientError {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(tls) => {
+            let hint = match tls {
+                rustls::Error::InvalidMessage(_) => " (is the node serving TLS?)",
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+                    " (the node requires a client certificate: [tls] cert_file and key_file)"
+                }
+                _ => "",
+            };
+            ClientError::Tls {
+                node,
+                reason: format!("{tls}{hint}"),
+            }
+        }
+        None => ClientError::from_io(node, error),
+    }
 }
 
 fn timed_out(node: SocketAddr, reason: String) -> ClientError {
@@ -77,7 +150,7 @@ fn prepare_for_frames(stream: &TcpStream) -> io::Result<()> {
 }
 
 fn read_handshake_bytes(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     buf: &mut [u8],
     node: SocketAddr,
     ms: u64,
@@ -92,12 +165,12 @@ fn read_handshake_bytes(
             node,
             format!("no handshake within {ms} ms (is it a swarm node?)"),
         ),
-        _ => ClientError::from_io(node, &e),
+        _ => io_error(node, &e),
     })
 }
 
 fn read_server_hello(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     node: SocketAddr,
     ms: u64,
 ) -> Result<ServerHello, ClientError> {
@@ -164,7 +237,7 @@ fn check_hello(
 
 /// Sends our hello: name and proof when the node asked for them, anonymous otherwise.
 fn send_client_hello(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     node: SocketAddr,
     wanted: Option<NodeKind>,
     hello: &ServerHello,
@@ -187,13 +260,11 @@ fn send_client_hello(
     client_hello
         .encode(&mut bytes)
         .map_err(|e| ClientError::Setup(format!("client name cannot be sent: {e}")))?;
-    stream
-        .write_all(&bytes)
-        .map_err(|e| ClientError::from_io(node, &e))
+    stream.write_all(&bytes).map_err(|e| io_error(node, &e))
 }
 
 fn read_result(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     node: SocketAddr,
     ms: u64,
 ) -> Result<HandshakeResult, ClientError> {

@@ -23,6 +23,7 @@ use crate::shared::{Command, Routed, Shared};
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::NodeKind;
+use node_core::tls::Transport;
 use std::io;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -120,7 +121,7 @@ impl IoThread {
         };
         let mut result = Ok(());
         if event.is_error() {
-            if let Ok(Some(error)) | Err(error) = stream.take_error() {
+            if let Ok(Some(error)) | Err(error) = stream.socket().take_error() {
                 tracing::debug!(node = %session.addr, %error, "socket error");
                 result = Err(ClientError::Disconnected { node: session.addr });
             }
@@ -300,12 +301,16 @@ impl IoThread {
         }
         let registered = result.and_then(|opened| {
             tracing::debug!(node = %addr, kind = %opened.kind, admin = opened.admin, "handshake done");
-            let mut stream = mio::net::TcpStream::from_std(opened.stream);
+            let socket = mio::net::TcpStream::from_std(opened.stream);
+            let mut transport = match opened.tls {
+                Some(session) => Transport::with_tls(socket, session.into()),
+                None => Transport::plain(socket),
+            };
             self.poll
                 .registry()
-                .register(&mut stream, Token(node), Interest::READABLE | Interest::WRITABLE)
+                .register(transport.socket_mut(), Token(node), Interest::READABLE | Interest::WRITABLE)
                 .map_err(|e| ClientError::Setup(format!("node {addr}: cannot watch the socket: {e}")))?;
-            Ok(stream)
+            Ok(transport)
         });
         let session = &mut self.sessions[node];
         debug_assert!(!session.is_up(), "two connects under way for one node");
@@ -356,8 +361,9 @@ impl IoThread {
     fn close_connection(&mut self, node: usize, error: ClientError) {
         let session = &mut self.sessions[node];
         tracing::debug!(node = %session.addr, %error, in_flight = session.requests.len(), "closing connection");
-        if let Some(mut stream) = session.take_link() {
-            let _ = self.poll.registry().deregister(&mut stream);
+        if let Some(mut transport) = session.take_link() {
+            transport.close_notify();
+            let _ = self.poll.registry().deregister(transport.socket_mut());
         }
         session.requests.fail_all(&error);
     }

@@ -90,6 +90,7 @@ mod routing;
 mod session;
 mod shared;
 mod stream_set;
+pub mod tls;
 pub mod topology;
 
 pub use crate::client::Client;

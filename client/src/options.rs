@@ -1,6 +1,7 @@
-//! [`ClientOptions`]: timeouts, credentials and limits of a `Client`, with their defaults.
+//! [`ClientOptions`]: timeouts, credentials, TLS and limits of a `Client`, with their defaults.
 
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 use node_core::auth::Key;
 use node_core::protocol::codes::INITIAL_STREAM_CREDIT;
 use node_core::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -14,6 +15,9 @@ pub struct ClientOptions {
     pub request_timeout_ms: u64,
     /// Name and key, used when a node asks for authentication.
     pub credentials: Option<(String, Key)>,
+    /// `Some`: connect over TLS and verify each node's certificate ([`crate::tls`]). Default
+    /// none: in clear.
+    pub tls: Option<ClientTls>,
     /// Largest frame body accepted from a node. A node sends at most its own `max_frame_bytes`
     /// (default 16 MiB); the default here adds 1 MiB of slack so a node configured a little
     /// higher still works. Anything larger is a protocol error that closes the connection.
@@ -54,6 +58,7 @@ impl Default for ClientOptions {
             connect_timeout_ms: 2000,
             request_timeout_ms: 10_000,
             credentials: None,
+            tls: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES + 1024 * 1024,
             max_request_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: 1024,

@@ -2,7 +2,7 @@
 //! output buffer where frames are coalesced, the input buffer where frames are reassembled,
 //! the routing table and the reconnect backoff.
 //!
-//! Owns the non-blocking reads and writes (each drained until `WouldBlock`, as mio's
+//! Owns the non-blocking reads and writes (through [`Transport`], in clear or TLS; each drained until `WouldBlock`, as mio's
 //! edge-triggered readiness requires) and frame parsing with the protocol module's
 //! `parse_frame`. Requests submitted while the link is connecting are written into the output
 //! buffer at once and sent when it comes up, so the caller-side code is the same in every state.
@@ -19,7 +19,8 @@ use crate::routing::Requests;
 use crate::shared::Sink;
 use node_core::protocol::frame::{parse_frame, write_frame};
 use node_core::protocol::{ControlCode, FrameType, RequestCode, HEADER_LEN};
-use std::io::{self, Read, Write};
+use node_core::tls::Transport;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -31,7 +32,8 @@ const SHRINK_ABOVE: usize = 1024 * 1024;
 pub(crate) enum Link {
     Idle,
     Connecting,
-    Up(mio::net::TcpStream),
+    /// The socket, in clear or through TLS.
+    Up(Transport),
 }
 
 pub(crate) struct Session {
@@ -74,8 +76,10 @@ impl Session {
         matches!(self.link, Link::Up(_))
     }
 
+    /// Frames to write, or TLS records still to send.
     pub(crate) fn has_output(&self) -> bool {
         self.out_pos < self.out.len()
+            || matches!(&self.link, Link::Up(transport) if transport.wants_write())
     }
 
     /// Registers a request and appends its frame; it goes out on the next flush.
@@ -124,6 +128,9 @@ impl Session {
                 Err(e) => return Err(lost(self.addr, &e)),
             }
         }
+        stream
+            .send_tls_records()
+            .map_err(|e| lost(self.addr, &e))?;
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
@@ -171,7 +178,7 @@ impl Session {
     /// belonged to that connection (or were waiting for it) and are dropped. A connect under
     /// way stays under way: a node has at most one. The routing table is left to the caller,
     /// which fails it with the reason.
-    pub(crate) fn take_link(&mut self) -> Option<mio::net::TcpStream> {
+    pub(crate) fn take_link(&mut self) -> Option<Transport> {
         self.out.clear();
         self.out_pos = 0;
         self.in_start = 0;

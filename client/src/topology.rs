@@ -17,6 +17,12 @@
 //! [credentials]              # optional
 //! key_file = "client.key"    # `name:hexkey` lines; relative to this file's directory
 //! name = "alice"             # optional: which entry; without it the file must hold exactly one
+//! [tls]                      # optional: every node over TLS (docs/security.md, "TLS")
+//! ca_file = "ca.pem"         # the CA the nodes' certificates chain to; relative to this file
+//! cert_file = "client.pem"   # optional, with key_file: the client's certificate (mutual TLS)
+//! key_file = "client-key.pem"
+//! server_name = "swarm.internal"  # optional: the name the certificates carry, instead of
+//!                                 # each node's IP address
 //! ```
 //!
 //! Every section is optional; unknown keys are refused, so a typo never silently drops a node.
@@ -28,6 +34,7 @@
 
 use crate::error::ClientError;
 use crate::options::ClientOptions;
+use crate::tls::{ClientTls, TlsSettings};
 use node_core::auth::{self, Credentials, CredentialsError, Key};
 use node_core::protocol::dht::HashRange;
 use node_core::protocol::NodeKind;
@@ -62,6 +69,7 @@ pub struct Topology {
     logfiles: Vec<SocketAddr>,
     queue: Vec<SocketAddr>,
     credentials: Option<(String, Key)>,
+    tls: Option<ClientTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +79,7 @@ struct RawTopology {
     logfiles: Option<RawSection>,
     queue: Option<RawSection>,
     credentials: Option<RawCredentials>,
+    tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,12 +138,22 @@ impl Topology {
             Some(creds) => Some(load_section_credentials(&creds, path).map_err(fail)?),
             None => None,
         };
+        let tls = match raw.tls {
+            // Relative to the topology file, like the key file.
+            Some(settings) => {
+                let base = path.parent().unwrap_or(Path::new(""));
+                let settings = settings.relative_to(base);
+                Some(ClientTls::load(&settings).map_err(|e| fail(e.to_string()))?)
+            }
+            None => None,
+        };
         Ok(Topology {
             dht_ranges: dht.iter().map(|entry| entry.range).collect(),
             dht: addrs(dht),
             logfiles: addrs(logfiles),
             queue: addrs(queue),
             credentials,
+            tls,
         })
     }
 
@@ -161,8 +180,13 @@ impl Topology {
         self.credentials.as_ref()
     }
 
+    /// The TLS settings of `[tls]`, loaded, if the file has that section.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
+    }
+
     /// What connecting to the nodes of `kind` takes: their addresses (an error if the file lists
-    /// none), and `options` with the file's credentials unless `options` brings its own.
+    /// none), and `options` with the file's credentials and TLS unless `options` brings its own.
     pub fn connection(
         &self,
         kind: NodeKind,
@@ -176,6 +200,9 @@ impl Topology {
         }
         if options.credentials.is_none() {
             options.credentials = self.credentials().cloned();
+        }
+        if options.tls.is_none() {
+            options.tls = self.tls.clone();
         }
         Ok((nodes, options))
     }

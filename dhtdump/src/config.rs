@@ -3,6 +3,7 @@
 //! file the built-in defaults ([`DumpConfig::default`]) apply. Unknown keys are refused
 //! (`deny_unknown_fields`) and every bad value is refused with a message naming its key.
 
+use client::tls::{ClientTls, TlsSettings};
 use node_core::config::{ConfigError, LogSection};
 use node_core::metrics::MetricsSection;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub struct DumpConfig {
     pub retry_wait_s: u64,
     /// The client's credentials, for a node that requires authentication.
     pub credentials: Option<CredentialsSection>,
+    /// `[tls]`: connect to the node over TLS (the topology file's section: `ca_file`, optional
+    /// `cert_file`/`key_file` and `server_name`; paths relative to the working directory).
+    pub tls: Option<TlsSettings>,
     pub log: LogSection,
     pub metrics: MetricsSection,
 }
@@ -55,6 +59,7 @@ impl Default for DumpConfig {
             min_wait_s: 60,
             retry_wait_s: 30,
             credentials: None,
+            tls: None,
             log: LogSection::default(),
             metrics: MetricsSection::default(),
         }
@@ -117,6 +122,16 @@ impl DumpConfig {
 
     pub fn retry_wait(&self) -> Duration {
         Duration::from_secs(self.retry_wait_s)
+    }
+
+    /// The TLS settings of `[tls]`, loaded, if any; the error names the file and the problem.
+    pub fn load_tls(&self) -> Result<Option<ClientTls>, String> {
+        let Some(settings) = &self.tls else {
+            return Ok(None);
+        };
+        ClientTls::load(settings)
+            .map(Some)
+            .map_err(|err| err.to_string())
     }
 
     /// The client name and key from `[credentials]`, if any; the error names the key.

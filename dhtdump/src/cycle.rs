@@ -20,6 +20,7 @@ use crate::config::{resolve_node, DumpConfig};
 use crate::stats::Stats;
 use crate::util::{sleep_unless_stopped, utc_system_time};
 use client::dht::GetAllOptions;
+use client::tls::ClientTls;
 use client::{ClientOptions, DhtClient, NodeState};
 use dht_persist::dump::writer::{DumpAction, DumpOutcome, DumpThread};
 use node_core::auth::Key;
@@ -70,6 +71,7 @@ pub struct Sidecar {
     node: String,
     data_dir: PathBuf,
     credentials: Option<(String, Key)>,
+    tls: Option<ClientTls>,
     dht: Option<Arc<DhtClient>>,
     thread: DumpThread,
     /// The channels the node listed at the previous cycle (`None` before the first listing).
@@ -79,18 +81,21 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Starts the writer thread on `config.data_dir` (created if missing).
+    /// Starts the writer thread on `config.data_dir` (created if missing). `access`: the
+    /// credentials and TLS settings loaded from `config`.
     pub fn new(
         config: &DumpConfig,
-        credentials: Option<(String, Key)>,
+        access: (Option<(String, Key)>, Option<ClientTls>),
         stats: Arc<Stats>,
         stop: Arc<AtomicBool>,
     ) -> Result<Sidecar, String> {
         let thread = spawn_thread(&config.data_dir)?;
+        let (credentials, tls) = access;
         Ok(Sidecar {
             node: config.node.clone(),
             data_dir: config.data_dir.clone(),
             credentials,
+            tls,
             dht: None,
             thread,
             known_channels: None,
@@ -149,6 +154,7 @@ impl Sidecar {
             // One node of a cluster owns only part of the hash space.
             allow_incomplete_ranges: true,
             credentials: self.credentials.clone(),
+            tls: self.tls.clone(),
             ..ClientOptions::default()
         };
         let dht = DhtClient::connect(&[addr], options)

@@ -83,6 +83,7 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
     };
     let config = DumpConfig::load(args.config.as_deref(), &overrides).map_err(fail)?;
     let credentials = config.load_credentials().map_err(fail)?;
+    let tls = config.load_tls().map_err(fail)?;
     if args.check_config {
         return Ok(print_config(&config));
     }
@@ -104,7 +105,12 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
         .map_err(|err| fail(format!("cannot install signal handlers: {err}")))?;
     let stats = Arc::new(Stats::default());
     let _metrics = start_metrics(&config, &stats).map_err(cannot_start)?;
-    let mut sidecar = Sidecar::new(&config, credentials, Arc::clone(&stats), Arc::clone(&stop))
+    let mut sidecar = Sidecar::new(
+        &config,
+        (credentials, tls),
+        Arc::clone(&stats),
+        Arc::clone(&stop),
+    )
         .map_err(cannot_start)?;
     check_node(&mut sidecar, &config, mode)?;
     let timed_out = Arc::new(AtomicBool::new(false));

@@ -2,7 +2,7 @@
 //! directory and the node's own `[dht]` section. Every key and its default is documented in
 //! `deploy/config/dhtnode.toml`.
 
-use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
+use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, TlsSection};
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
 use node_core::protocol::dht::HashRange;
@@ -19,6 +19,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub server: ServerSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
     pub log: LogSection,
     pub metrics: MetricsSection,
     pub dht: DhtSection,
@@ -135,6 +136,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("data"),
             server: ServerSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
             log: LogSection::default(),
             metrics: MetricsSection::default(),
             dht: DhtSection::default(),
@@ -150,6 +152,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn auth(&mut self) -> &mut AuthSection {
         &mut self.auth
+    }
+    fn tls(&mut self) -> &mut TlsSection {
+        &mut self.tls
     }
     fn log(&mut self) -> &mut LogSection {
         &mut self.log

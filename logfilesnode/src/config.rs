@@ -2,7 +2,7 @@
 //! directory and the node's own `[logfiles]` section. Every key and its default is documented in
 //! `deploy/config/logfilesnode.toml`.
 
-use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
+use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, TlsSection};
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub server: ServerSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
     pub log: LogSection,
     pub metrics: MetricsSection,
     pub logfiles: LogfilesSection,
@@ -156,6 +157,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("data"),
             server: ServerSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
             log: LogSection::default(),
             metrics: MetricsSection::default(),
             logfiles: LogfilesSection::default(),
@@ -171,6 +173,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn auth(&mut self) -> &mut AuthSection {
         &mut self.auth
+    }
+    fn tls(&mut self) -> &mut TlsSection {
+        &mut self.tls
     }
     fn log(&mut self) -> &mut LogSection {
         &mut self.log

@@ -1,5 +1,5 @@
 //! Configuration the nodes share: the command-line flags every daemon takes ([`CommonArgs`]),
-//! the `[server]`, `[auth]` and `[log]` TOML sections with their built-in defaults and range
+//! the `[server]`, `[auth]`, `[tls]` and `[log]` TOML sections with their built-in defaults and range
 //! checks, loading a TOML file into a node's own config type ([`load_file`]), and the rule that
 //! a node reachable from the network must authenticate ([`check_bind_security`]).
 //!
@@ -220,6 +220,66 @@ impl AuthSection {
             });
         }
         Ok(())
+    }
+}
+
+/// `[tls]`: TLS on every connection (docs/security.md, "TLS"). Unset (the default): clients
+/// connect in clear. Paths are relative to the working directory; SIGHUP loads them again.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The node's certificate chain (PEM), its own certificate first.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of that certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Set: mutual TLS. Clients must present a certificate signed by one of these CAs (PEM).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsSection {
+    /// Checks that the keys come together: a certificate and its key, or neither; a client CA
+    /// only with them. (The files themselves are loaded by `daemon::server_options`.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let empty = |path: &Option<PathBuf>| path.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        for (key, path) in [
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+            ("tls.client_ca_file", &self.client_ca_file),
+        ] {
+            if empty(path) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "is empty; give a path or leave the key out".to_string(),
+                });
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(ConfigError::Invalid {
+                key: "tls.key_file",
+                problem: "is missing: tls.cert_file needs the key of its certificate".into(),
+            }),
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                key: "tls.cert_file",
+                problem: "is missing: tls.key_file is set without a certificate".into(),
+            }),
+            (None, None) if self.client_ca_file.is_some() => Err(ConfigError::Invalid {
+                key: "tls.client_ca_file",
+                problem: "needs tls.cert_file and tls.key_file: mutual TLS is TLS first".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The files to load, when TLS is on.
+    pub fn files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(crate::tls::TlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                client_ca_file: self.client_ca_file.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -538,6 +598,35 @@ mod tests {
             ..AuthSection::default()
         };
         assert_eq!(invalid_key(auth.validate()), "auth.admins");
+    }
+
+    #[test]
+    fn tls_keys_come_together() {
+        let some = |path: &str| Some(PathBuf::from(path));
+        let cases = [
+            (some("c.pem"), None, None, Some("tls.key_file")),
+            (None, some("k.pem"), None, Some("tls.cert_file")),
+            (None, None, some("ca.pem"), Some("tls.client_ca_file")),
+            (some(""), some("k.pem"), None, Some("tls.cert_file")),
+            (some("c.pem"), some("k.pem"), some(""), Some("tls.client_ca_file")),
+            (some("c.pem"), some("k.pem"), None, None),
+            (some("c.pem"), some("k.pem"), some("ca.pem"), None),
+            (None, None, None, None),
+        ];
+        for (cert_file, key_file, client_ca_file, refused) in cases {
+            let section = TlsSection {
+                cert_file,
+                key_file,
+                client_ca_file,
+            };
+            match refused {
+                Some(key) => assert_eq!(invalid_key(section.validate()), key, "{section:?}"),
+                None => {
+                    section.validate().expect("valid");
+                    assert_eq!(section.files().is_some(), section.cert_file.is_some());
+                }
+            }
+        }
     }
 
     #[test]

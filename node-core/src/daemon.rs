@@ -1,13 +1,15 @@
 //! Daemon start-up shared by the node binaries: load the config (file, then command-line
 //! overrides), check it (and stop there with `--check-config`), turn it into [`ServerOptions`]
-//! (credentials loaded, bind checked), open the logs, install the signal handlers, start the
+//! (credentials and TLS files loaded, bind checked), open the logs, install the signal handlers, start the
 //! metrics listener, build the service (loading its data, with systemd `STATUS=` lines), tell
 //! systemd `READY=1` once the node is about to serve, run it, and map the outcome to an exit
 //! status. A node's `main` is then "parse args, call [`run`] with a function that builds its
 //! service".
 
 use crate::auth::Credentials;
-use crate::config::{self, AuthSection, CommonArgs, ConfigError, LogSection, ServerSection};
+use crate::config::{
+    self, AuthSection, CommonArgs, ConfigError, LogSection, ServerSection, TlsSection,
+};
 use crate::metrics::{Identity, MetricsHub, MetricsSection, MetricsServer};
 use crate::server::{Server, ServerOptions, Service, Wakeups};
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ pub trait DaemonConfig: serde::de::DeserializeOwned + serde::Serialize + Default
     const DEFAULT_PORT: u16;
     fn server(&mut self) -> &mut ServerSection;
     fn auth(&mut self) -> &mut AuthSection;
+    fn tls(&mut self) -> &mut TlsSection;
     fn log(&mut self) -> &mut LogSection;
     fn data_dir(&mut self) -> &mut PathBuf;
     fn metrics(&mut self) -> &mut MetricsSection;
@@ -43,6 +46,7 @@ pub fn load_config<C: DaemonConfig>(args: &CommonArgs) -> Result<C, ConfigError>
     }
     config.server().validate(C::DEFAULT_PORT)?;
     config.auth().validate()?;
+    config.tls().validate()?;
     config.log().validate()?;
     config.metrics().validate()?;
     config.validate_node()?;
@@ -67,14 +71,27 @@ pub fn print_effective_config<C: DaemonConfig>(
     }
 }
 
-/// Turns the shared sections into server options: loads the credentials file, and refuses a
+/// The shared sections a node's [`ServerOptions`] are made of.
+pub struct SharedSections<'a> {
+    pub server: &'a ServerSection,
+    pub auth: &'a AuthSection,
+    pub tls: &'a TlsSection,
+    pub log: &'a LogSection,
+}
+
+/// Turns the shared sections into server options: loads the credentials file and the TLS
+/// certificate, key and client CA (an error names the file and the problem), and refuses a
 /// non-loopback bind without authentication unless `auth.insecure` says so.
 pub fn server_options(
     default_port: u16,
-    server: &ServerSection,
-    auth: &AuthSection,
-    log: &LogSection,
+    sections: SharedSections<'_>,
 ) -> Result<ServerOptions, String> {
+    let SharedSections {
+        server,
+        auth,
+        tls,
+        log,
+    } = sections;
     let listen = server
         .listen_addr(default_port)
         .map_err(|err| err.to_string())?;
@@ -83,6 +100,10 @@ pub fn server_options(
         Some(path) => Some(Arc::new(
             Credentials::load(path).map_err(|err| err.to_string())?,
         )),
+        None => None,
+    };
+    let tls = match tls.files() {
+        Some(files) => Some(crate::tls::ServerTls::load(files).map_err(|err| err.to_string())?),
         None => None,
     };
     Ok(ServerOptions {
@@ -101,6 +122,7 @@ pub fn server_options(
         shutdown_timeout_s: u64::from(server.shutdown_timeout_s),
         credentials,
         admins: auth.admins.clone(),
+        tls,
         ..ServerOptions::default()
     })
 }
@@ -124,12 +146,13 @@ where
         Ok(config) => config,
         Err(err) => return fail(program, err),
     };
-    let options = match server_options(
-        C::DEFAULT_PORT,
-        &config.server().clone(),
-        &config.auth().clone(),
-        &config.log().clone(),
-    ) {
+    let sections = SharedSections {
+        server: &config.server().clone(),
+        auth: &config.auth().clone(),
+        tls: &config.tls().clone(),
+        log: &config.log().clone(),
+    };
+    let options = match server_options(C::DEFAULT_PORT, sections) {
         Ok(options) => options,
         Err(err) => return fail(program, err),
     };

@@ -11,6 +11,8 @@
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
 //!   per data directory), [`log`], [`stats`], [`signals`], [`metrics`] (the Prometheus
 //!   listener) and [`systemd`] (readiness and watchdog).
+//! - With the `tls` feature (which `server` includes, and the client turns on): [`tls`], the
+//!   transport in clear or through rustls that both sides drive, and loading certificates.
 
 pub mod auth;
 pub mod data_dir;
@@ -34,3 +36,5 @@ pub mod signals;
 pub mod stats;
 #[cfg(feature = "server")]
 pub mod systemd;
+#[cfg(feature = "tls")]
+pub mod tls;

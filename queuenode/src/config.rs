@@ -2,7 +2,7 @@
 //! directory and the `[queue]` section (ring sizes, memory limit, sync mode). Every key and its default is documented in `deploy/config/queuenode.toml`.
 
 use crate::engine::SyncMode;
-use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection};
+use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, TlsSection};
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub server: ServerSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
     pub log: LogSection,
     pub metrics: MetricsSection,
     pub queue: QueueSection,
@@ -120,6 +121,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("data"),
             server: ServerSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
             log: LogSection::default(),
             metrics: MetricsSection::default(),
             queue: QueueSection::default(),
@@ -135,6 +137,9 @@ impl DaemonConfig for NodeConfig {
     }
     fn auth(&mut self) -> &mut AuthSection {
         &mut self.auth
+    }
+    fn tls(&mut self) -> &mut TlsSection {
+        &mut self.tls
     }
     fn log(&mut self) -> &mut LogSection {
         &mut self.log

@@ -3,12 +3,14 @@
 //! signal it, and wait for it; and find (building if needed) another package's binary. Also: the
 //! suite's rule for checks this machine cannot run ([`skip`]), the replayable randomness of
 //! the crash tests ([`random`]), the node kinds by name with a test credentials file
-//! ([`kinds`]), and headless Chromium for the web pages' tests ([`chromium`]).
+//! ([`kinds`]), certificates for the TLS tests ([`tls`]), and headless Chromium for the web
+//! pages' tests ([`chromium`]).
 
 pub mod chromium;
 pub mod kinds;
 pub mod random;
 pub mod skip;
+pub mod tls;
 
 pub use kinds::{Kind, TestCredentials};
 pub use random::{rounds_from_env, test_seed, XorShift};

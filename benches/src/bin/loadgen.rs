@@ -31,6 +31,8 @@ use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
 use node_core::protocol::frame::{parse_frame, write_frame, DEFAULT_MAX_FRAME_BYTES};
 use node_core::protocol::{FrameType, NodeKind, Status, HEADER_LEN};
+use node_core::tls::Transport;
+use client::tls::{ClientTls, TlsSettings};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -124,6 +126,13 @@ struct Args {
     /// Hard bound on every phase; a phase still running after it fails the run.
     #[arg(long, default_value_t = 600.0)]
     timeout_s: f64,
+    /// Swarm kinds: connect over TLS, trusting the CA certificates of this PEM file (the node's
+    /// certificate must name the address, or --tls-server-name).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the name the node's certificate carries.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -467,9 +476,13 @@ struct Decoded {
     body: std::ops::Range<usize>,
 }
 
+/// A blocking connection during the handshake: the socket, or a TLS stream over it.
+trait Duplex: Read + Write {}
+impl<T: Read + Write> Duplex for T {}
+
 trait Codec: Sync {
-    /// Opens a connection: the handshake, on a blocking socket.
-    fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String>;
+    /// Opens a connection: the handshake, on a blocking socket (in clear or inside TLS).
+    fn handshake(&self, stream: &mut dyn Duplex) -> Result<(), String>;
     /// Appends one request to `out`.
     fn encode(&self, op: Op, key: u64, id: u64, out: &mut Vec<u8>);
     /// Decodes the reply at the start of `buf`, if it is complete.
@@ -526,7 +539,7 @@ impl SwarmCodec {
 }
 
 impl Codec for SwarmCodec {
-    fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String> {
+    fn handshake(&self, stream: &mut dyn Duplex) -> Result<(), String> {
         benches::handshake::swarm_handshake(stream, self.kind, "loadgen")
     }
 
@@ -619,7 +632,7 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 impl Codec for RespCodec {
-    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
+    fn handshake(&self, _stream: &mut dyn Duplex) -> Result<(), String> {
         Ok(())
     }
 
@@ -693,7 +706,7 @@ impl Codec for RespCodec {
 // Connections and the event loop.
 
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     output: Vec<u8>,
     output_pos: usize,
     input: Vec<u8>,
@@ -710,7 +723,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, slots: usize, input_bytes: usize, in_order: bool) -> Conn {
+    fn new(stream: Transport, slots: usize, input_bytes: usize, in_order: bool) -> Conn {
         Conn {
             stream,
             output: Vec::with_capacity(64 * 1024),
@@ -740,23 +753,45 @@ impl Conn {
         }
         self.output.clear();
         self.output_pos = 0;
+        self.stream.send_tls_records()?;
         Ok(())
     }
 }
 
-fn connect(addr: SocketAddr, codec: &dyn Codec, slots: usize) -> Result<Conn, String> {
+fn connect(
+    addr: SocketAddr,
+    codec: &dyn Codec,
+    slots: usize,
+    tls: Option<&ClientTls>,
+) -> Result<Conn, String> {
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
-    codec.handshake(&mut stream)?;
+    let session = match tls {
+        Some(tls) => {
+            let mut session = rustls::ClientConnection::new(tls.config(), tls.server_name(addr))
+                .map_err(|e| format!("TLS: {e}"))?;
+            codec.handshake(&mut rustls::Stream::new(&mut session, &mut stream))?;
+            Some(session)
+        }
+        None => {
+            codec.handshake(&mut stream)?;
+            None
+        }
+    };
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
     stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let socket = TcpStream::from_std(stream);
+    let transport = match session {
+        Some(session) => Transport::with_tls(socket, session.into()),
+        None => Transport::plain(socket),
+    };
     let input_bytes = INPUT_BUFFER_BYTES.max(codec.max_reply_len() * 2);
     Ok(Conn::new(
-        TcpStream::from_std(stream),
+        transport,
         slots,
         input_bytes,
         !codec.replies_carry_id(),
@@ -895,7 +930,7 @@ fn drive(
     for (index, conn) in conns.iter_mut().enumerate() {
         poll.registry()
             .register(
-                &mut conn.stream,
+                conn.stream.socket_mut(),
                 Token(index),
                 Interest::READABLE | Interest::WRITABLE,
             )
@@ -903,7 +938,7 @@ fn drive(
     }
     let result = event_loop(&mut poll, conns, plan, codec, clock);
     for conn in conns.iter_mut() {
-        let _ = poll.registry().deregister(&mut conn.stream);
+        let _ = poll.registry().deregister(conn.stream.socket_mut());
     }
     result
 }
@@ -964,7 +999,9 @@ fn event_loop(
                 issuer
                     .fill(conn, clock.now_ns())
                     .map_err(|e| format!("write: {e}"))?;
-            } else if event.is_writable() && conn.output_pos < conn.output.len() {
+            } else if event.is_writable()
+                && (conn.output_pos < conn.output.len() || conn.stream.wants_write())
+            {
                 conn.flush().map_err(|e| format!("write: {e}"))?;
             }
             outstanding = outstanding + conn.outstanding - before;
@@ -1166,13 +1203,28 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let clock = Clock(Instant::now());
     let timeout = Duration::from_secs_f64(args.timeout_s);
 
+    let tls = match &args.tls_ca {
+        Some(ca_file) => {
+            if matches!(args.kind, Kind::Redis | Kind::RedisXadd) {
+                return Err("--tls-ca is for the swarm kinds (use redis-benchmark --tls)".into());
+            }
+            let settings = TlsSettings {
+                ca_file: ca_file.clone(),
+                server_name: args.tls_server_name.clone(),
+                ..TlsSettings::default()
+            };
+            Some(ClientTls::load(&settings).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let mut conns = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        conns.push(connect(args.addr, codec, slots)?);
+        conns.push(connect(args.addr, codec, slots, tls.as_ref())?);
     }
 
     let mut report = serde_json::Map::new();
     report.insert("label".into(), json!(args.label));
+    report.insert("tls".into(), json!(tls.is_some()));
     report.insert(
         "kind".into(),
         json!(format!("{:?}", args.kind).to_lowercase()),

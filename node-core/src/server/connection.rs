@@ -1,10 +1,11 @@
-//! One client connection's state: its socket, its handshake phase, its input and output
-//! buffers (both bounded) and its running streams. The event loop decides what to do; this
-//! module only moves bytes between the socket and the buffers.
+//! One client connection's state: its transport (the socket, in clear or through TLS), its
+//! handshake phase, its input and output buffers (both bounded) and its running streams. The
+//! event loop decides what to do; this module only moves bytes between the transport and the
+//! buffers.
 
 use super::service::{ClientInfo, StreamTask};
 use crate::protocol::handshake::NONCE_LEN;
-use mio::net::TcpStream;
+use crate::tls::Transport;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
@@ -38,7 +39,7 @@ pub(crate) struct StreamEntry<S: ?Sized> {
 }
 
 pub(crate) struct Connection<S: ?Sized> {
-    pub socket: TcpStream,
+    pub transport: Transport,
     /// Unique for the life of the process, unlike the slab slot, which is reused.
     pub serial: u64,
     pub phase: Phase,
@@ -78,9 +79,14 @@ pub(crate) enum ReadOutcome {
 }
 
 impl<S: ?Sized> Connection<S> {
-    pub fn new(socket: TcpStream, serial: u64, phase: Phase, client: ClientInfo) -> Connection<S> {
+    pub fn new(
+        transport: Transport,
+        serial: u64,
+        phase: Phase,
+        client: ClientInfo,
+    ) -> Connection<S> {
         Connection {
-            socket,
+            transport,
             serial,
             phase,
             client,
@@ -103,8 +109,9 @@ impl<S: ?Sized> Connection<S> {
         &self.input[self.input_start..self.input_end]
     }
 
+    /// Output not yet on the socket: the unsent part of the buffer and what TLS holds.
     pub fn pending_output(&self) -> usize {
-        self.output.len() - self.output_start
+        self.output.len() - self.output_start + self.transport.buffered_output_bytes()
     }
 
     /// Makes room for the next read: moves unprocessed bytes to the front and, when a frame of
@@ -135,10 +142,13 @@ impl<S: ?Sized> Connection<S> {
             return Ok(ReadOutcome::BufferFull);
         }
         loop {
-            match self.socket.read(&mut self.input[self.input_end..]) {
+            match self.transport.read(&mut self.input[self.input_end..]) {
                 Ok(0) => return Ok(ReadOutcome::Closed),
                 Ok(read) => {
-                    let drained = self.input_end + read < self.input.len();
+                    // A short read through TLS says nothing about the socket: read on to
+                    // WouldBlock.
+                    let drained =
+                        !self.transport.is_tls() && self.input_end + read < self.input.len();
                     self.input_end += read;
                     return Ok(ReadOutcome::Data {
                         bytes: read,
@@ -164,7 +174,7 @@ impl<S: ?Sized> Connection<S> {
     pub fn flush(&mut self) -> io::Result<usize> {
         let mut written_total = 0;
         while self.output_start < self.output.len() {
-            match self.socket.write(&self.output[self.output_start..]) {
+            match self.transport.write(&self.output[self.output_start..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     self.output_start += written;
@@ -175,6 +185,8 @@ impl<S: ?Sized> Connection<S> {
                 Err(err) => return Err(err),
             }
         }
+        // Records rustls still holds (the handshake's too) go out as the socket takes them.
+        self.transport.send_tls_records()?;
         if self.output_start == self.output.len() {
             self.output.clear();
             self.output_start = 0;
@@ -218,8 +230,9 @@ mod tests {
             admin: true,
             peer,
         };
+        let socket = mio::net::TcpStream::from_std(server_side);
         let mut conn: Connection<()> =
-            Connection::new(TcpStream::from_std(server_side), 1, Phase::Open, client);
+            Connection::new(Transport::plain(socket), 1, Phase::Open, client);
         let mut sink = vec![0u8; 64 * 1024];
         let mut sent_total = 0usize;
         for _ in 0..2000 {

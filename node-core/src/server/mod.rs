@@ -77,6 +77,8 @@ pub struct ServerOptions {
     pub credentials: Option<Arc<Credentials>>,
     /// Names that may run administrative requests when authentication is on.
     pub admins: Vec<String>,
+    /// `Some`: every connection speaks TLS (docs/security.md, "TLS"); SIGHUP reloads it.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ServerOptions {
@@ -97,6 +99,7 @@ impl Default for ServerOptions {
             hello_timeout_ms: 10_000,
             credentials: None,
             admins: vec!["admin".to_string()],
+            tls: None,
         }
     }
 }
@@ -175,8 +178,8 @@ impl Server {
         }
     }
 
-    /// Makes SIGTERM/SIGINT shut the server down gracefully and SIGHUP reopen the logs. Daemons
-    /// call this; in-process tests do not.
+    /// Makes SIGTERM/SIGINT shut the server down gracefully and SIGHUP reload (reopen the logs,
+    /// reload the TLS certificates). Daemons call this; in-process tests do not.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.signals = Some(SignalSource::register(self.poll.registry(), SIGNAL_TOKEN)?);
         Ok(())

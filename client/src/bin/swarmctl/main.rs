@@ -34,7 +34,8 @@ line, channel name, key, value, files); 3 a node or the cluster failed, partial 
 included. health: 0 healthy, 1 degraded, 2 usage. Writing into a closed pipe ends quietly \
 with 0.
 
-Options --node, --nodes, --key-file, --name and --timeout-ms go before or after the verb.";
+Options --node, --nodes, --key-file, --name, --tls-* and --timeout-ms go before or after the
+verb.";
 
 /// The command-line face of the swarm client.
 #[derive(Debug, Parser)]

@@ -1,5 +1,5 @@
-//! Which nodes a command talks to, and how: the `--node`/`--nodes`, `--key-file`, `--name` and
-//! `--timeout-ms` options; and the arguments every verb shares (channel names, values).
+//! Which nodes a command talks to, and how: the `--node`/`--nodes`, `--key-file`, `--name`,
+//! `--tls-*` and `--timeout-ms` options; and the arguments every verb shares (channel names, values).
 //!
 //! The options may go before or after the verb (`swarmctl --node X ping`, `swarmctl dht get ch 1
 //! --node X`). They are not clap "global" options, because a global given both before and after
@@ -13,6 +13,7 @@
 //! `--node`s.
 
 use crate::outcome::Usage;
+use client::tls::{ClientTls, TlsSettings};
 use client::topology::{load_credentials, resolve};
 use client::{ClientOptions, NodeKind, Topology};
 use node_core::protocol::channels::{valid_channel_name, MAX_CHANNEL_NAME_LEN};
@@ -51,6 +52,19 @@ pub struct TargetArgs {
     /// Limit on connecting and on each request, in milliseconds.
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
+    /// Connect over TLS, trusting the CA certificates of this PEM file. Overrides the topology's
+    /// `[tls]`.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the client's certificate (PEM), for nodes that require one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-ca: the name the nodes' certificates carry, instead of each node's IP address.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 /// One group of nodes to connect to: all of one kind (from a topology), or the `--node` list.
@@ -60,7 +74,17 @@ pub struct Target {
 }
 
 /// The options [`TargetArgs`] holds; each takes a value (`--node X` or `--node=X`).
-const GLOBAL_OPTIONS: [&str; 5] = ["--node", "--nodes", "--key-file", "--name", "--timeout-ms"];
+const GLOBAL_OPTIONS: [&str; 9] = [
+    "--node",
+    "--nodes",
+    "--key-file",
+    "--name",
+    "--timeout-ms",
+    "--tls-ca",
+    "--tls-cert",
+    "--tls-key",
+    "--tls-server-name",
+];
 
 /// Moves the global options (and their values) given after the verb to before it, so that
 /// clap sees all of them in one place. Stops at `--`: what follows is taken as it is.
@@ -146,6 +170,7 @@ impl TargetArgs {
                 None => {
                     let topology = Topology::load(path)?;
                     options.credentials = topology.credentials().cloned();
+                    options.tls = topology.tls().cloned();
                     topology_targets(&topology)
                 }
             },
@@ -156,6 +181,15 @@ impl TargetArgs {
         };
         if let Some(key_file) = &self.key_file {
             options.credentials = Some(load_credentials(key_file, self.name.as_deref())?);
+        }
+        if let Some(ca_file) = &self.tls_ca {
+            let settings = TlsSettings {
+                ca_file: ca_file.clone(),
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
+                server_name: self.tls_server_name.clone(),
+            };
+            options.tls = Some(ClientTls::load(&settings)?);
         }
         if targets.iter().all(|target| target.nodes.is_empty()) {
             return Err(Usage("the topology lists no nodes".into()).into());

@@ -1,6 +1,7 @@
-//! Accepting connections and their handshake: the connection limit, the ServerHello (with a
-//! nonce when authentication is on), the ClientHello's judgement (version, kind, proof), the
-//! admin flag, and closing connections that never finish their handshake.
+//! Accepting connections and their handshake: the connection limit, the TLS session when the
+//! node has TLS, the ServerHello (with a nonce when authentication is on), the ClientHello's
+//! judgement (version, kind, proof), the admin flag, and closing connections that never finish
+//! their handshake (the TLS handshake included: both must end within `hello_timeout_ms`).
 
 use super::{EventLoop, Pending, ACCEPTS_PER_PASS};
 use crate::auth;
@@ -11,6 +12,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::server::connection::{Connection, Phase};
 use crate::server::service::{ClientInfo, Service};
 use crate::server::FIRST_CONNECTION_TOKEN;
+use crate::tls::Transport;
 use mio::{Interest, Token};
 use std::io;
 use std::time::{Duration, Instant};
@@ -50,6 +52,9 @@ impl<S: Service> EventLoop<'_, S> {
             return;
         }
         self.configure_socket(&socket);
+        let Some(transport) = self.transport_for(socket, peer) else {
+            return;
+        };
         let nonce = match self.options().credentials.is_some() {
             true => match auth::random_nonce() {
                 Ok(nonce) => Some(nonce),
@@ -78,13 +83,13 @@ impl<S: Service> EventLoop<'_, S> {
         let serial = self.next_serial;
         self.next_serial += 1;
         let mut connection =
-            Connection::new(socket, serial, Phase::AwaitingHello { nonce }, client);
+            Connection::new(transport, serial, Phase::AwaitingHello { nonce }, client);
         connection.output.extend_from_slice(&hello.encode());
         let entry = self.connections.vacant_entry();
         let slot = entry.key();
         let token = Token(slot + FIRST_CONNECTION_TOKEN);
         if let Err(err) = self.server.poll.registry().register(
-            &mut connection.socket,
+            connection.transport.socket_mut(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -97,10 +102,37 @@ impl<S: Service> EventLoop<'_, S> {
         self.flush(slot);
     }
 
+    /// The connection's transport: the socket itself, or a TLS session over it with the
+    /// node's current certificate (the ServerHello then waits in it until the TLS handshake
+    /// is done). `None`: refused, and counted.
+    fn transport_for(
+        &mut self,
+        socket: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Option<Transport> {
+        let Some(tls) = &self.server.options.tls else {
+            return Some(Transport::plain(socket));
+        };
+        match tls.accept(socket) {
+            Ok(transport) => Some(transport),
+            Err(err) => {
+                tracing::error!("cannot start a TLS session for {peer}: {err}");
+                self.stats.count(|c| c.connections_refused += 1);
+                None
+            }
+        }
+    }
+
     /// Tells an excess connection why it is refused and closes it. The hello is 40 bytes on a
-    /// fresh socket, so the write cannot block.
+    /// fresh socket, so the write cannot block. With TLS the socket is only closed: the hello
+    /// would have to wait for a TLS handshake, in a connection over the limit.
     pub(super) fn refuse(&mut self, socket: &mut mio::net::TcpStream, verdict: HelloVerdict) {
         use std::io::Write;
+        self.stats.count(|c| c.connections_refused += 1);
+        if self.server.options.tls.is_some() {
+            tracing::debug!("refused a TLS connection: {verdict:?}");
+            return;
+        }
         let hello = ServerHello {
             version: PROTOCOL_VERSION,
             kind: self.service.kind(),
@@ -108,7 +140,6 @@ impl<S: Service> EventLoop<'_, S> {
             nonce: [0; NONCE_LEN],
         };
         let _ = socket.write_all(&hello.encode());
-        self.stats.count(|c| c.connections_refused += 1);
         tracing::debug!("refused a connection: {verdict:?}");
     }
 

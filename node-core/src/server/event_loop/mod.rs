@@ -131,16 +131,22 @@ impl<'s, S: Service> EventLoop<'s, S> {
 
     /// Runs until a graceful shutdown completes, then the service's shutdown.
     pub(crate) fn run(mut self) -> io::Result<()> {
+        let on_off = |on: bool| if on { "on" } else { "off" };
         tracing::info!(
-            "{} node listening on {} (auth {})",
+            "{} node listening on {} (auth {}, tls {})",
             self.service.kind(),
             self.server.local_addr,
-            if self.options().credentials.is_some() {
-                "on"
-            } else {
-                "off"
-            }
+            on_off(self.options().credentials.is_some()),
+            on_off(self.options().tls.is_some()),
         );
+        if self.options().tls.is_none() && !self.server.local_addr.ip().to_canonical().is_loopback()
+        {
+            tracing::warn!(
+                "listening on {} without TLS: requests, replies and the handshake travel in \
+                 clear on the network (set [tls] cert_file and key_file, docs/security.md)",
+                self.server.local_addr
+            );
+        }
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut timers = Timers::new(self.options(), Instant::now());
         loop {
@@ -253,14 +259,30 @@ impl<'s, S: Service> EventLoop<'s, S> {
                         .shutdown_requested
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                SignalAction::ReopenLogs => {
-                    if let Some(logs) = &self.server.logs {
-                        match logs.reopen() {
-                            Ok(()) => tracing::info!("log files reopened (SIGHUP)"),
-                            Err(err) => eprintln!("cannot reopen log files: {err}"),
-                        }
-                    }
-                }
+                SignalAction::Reload => self.reload(),
+            }
+        }
+    }
+
+    /// SIGHUP: reopens the logs first (so what follows is logged in the new files), then
+    /// reloads what a running node can: the TLS certificate and key (new connections get
+    /// them; open connections keep their sessions). A file that fails keeps the old one.
+    fn reload(&mut self) {
+        if let Some(logs) = &self.server.logs {
+            match logs.reopen() {
+                Ok(()) => tracing::info!("log files reopened (SIGHUP)"),
+                Err(err) => eprintln!("cannot reopen log files: {err}"),
+            }
+        }
+        if let Some(tls) = &mut self.server.options.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    "TLS certificate reloaded from {} (SIGHUP); new connections use it",
+                    tls.files().cert_file.display()
+                ),
+                Err(err) => tracing::error!(
+                    "TLS reload failed, keeping the certificate in use: {err}"
+                ),
             }
         }
     }

@@ -72,7 +72,8 @@ impl<S: Service> EventLoop<'_, S> {
         let (node_bytes, stats) = (&mut self.stream_bytes, &mut self.stats);
         cancel_all_streams(self.service, stats, node_bytes, &mut conn, false);
         debug_assert_eq!(conn.stream_bytes, 0, "stream memory of a closed connection");
-        if let Err(err) = self.server.poll.registry().deregister(&mut conn.socket) {
+        conn.transport.close_notify();
+        if let Err(err) = self.server.poll.registry().deregister(conn.transport.socket_mut()) {
             tracing::debug!("deregister: {err}");
         }
         self.stats.connections_open -= 1;

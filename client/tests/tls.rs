@@ -1,0 +1,486 @@
+//! TLS (docs/security.md, "TLS") against real node processes, with certificates made by each
+//! test (`testkit::tls::TestPki`): every node kind over TLS with the client and with swarmctl
+//! (HMAC authentication inside TLS); a client refusing a node whose certificate does not match
+//! (another CA, another name, expired); mutual TLS refusing a client without a certificate (or
+//! with one from another CA); the certificate reloaded on SIGHUP while connections stay open;
+//! hostile bytes and plain-text clients on a TLS port; and the start-up errors of bad files.
+
+use client::logfiles::ValueFilter;
+use client::tls::{ClientTls, TlsSettings};
+use client::{Client, ClientError, ClientOptions, DhtClient, LogClient, NodeKind};
+use client::queue::QueueClient;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+use testkit::tls::{CertFiles, TestPki};
+use testkit::{Kind, TempNode, TestCredentials};
+
+fn client_tls(ca: &Path, client: Option<&CertFiles>, server_name: Option<&str>) -> ClientTls {
+    ClientTls::load(&TlsSettings {
+        ca_file: ca.to_path_buf(),
+        cert_file: client.map(|c| c.cert.clone()),
+        key_file: client.map(|c| c.key.clone()),
+        server_name: server_name.map(str::to_string),
+    })
+    .expect("client TLS settings load")
+}
+
+fn options(tls: ClientTls) -> ClientOptions {
+    ClientOptions {
+        tls: Some(tls),
+        connect_timeout_ms: 5000,
+        request_timeout_ms: 10_000,
+        ..ClientOptions::default()
+    }
+}
+
+fn node_kind(kind: Kind) -> NodeKind {
+    match kind {
+        Kind::Dht => NodeKind::Dht,
+        Kind::Logfiles => NodeKind::Logfiles,
+        Kind::Queue => NodeKind::Queue,
+    }
+}
+
+/// Connects a plain `Client` and asks GetVersion: the whole path (TLS, hello, a request).
+fn try_client(node: SocketAddr, kind: Kind, options: ClientOptions) -> Result<(), ClientError> {
+    let client = Client::connect(&[node], Some(node_kind(kind)), options)?;
+    client.get_version(0).map(|_| ())
+}
+
+fn tls_reason(result: Result<(), ClientError>) -> String {
+    match result {
+        Err(ClientError::Tls { reason, .. }) => reason,
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+}
+
+fn swarmctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+fn stdout_of(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "swarmctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Writes what it can of every kind through the cluster client, and reads it back.
+fn write_and_read(kind: Kind, node: SocketAddr, options: ClientOptions) {
+    match kind {
+        Kind::Dht => {
+            let dht = DhtClient::connect(&[node], options).expect("dht client over TLS");
+            dht.put("tls", 7, b"seven").expect("put");
+            assert_eq!(dht.get("tls", 7).expect("get"), Some(b"seven".to_vec()));
+        }
+        Kind::Logfiles => {
+            let log = LogClient::connect(&[node], options).expect("log client over TLS");
+            log.put("tls", 7, b"seven").expect("put");
+            let records: Vec<(u64, Vec<u8>)> = log
+                .get_range("tls", 0, 100, &ValueFilter::All)
+                .expect("get_range")
+                .collect::<Result<_, _>>()
+                .expect("records");
+            assert_eq!(records, vec![(7, b"seven".to_vec())]);
+        }
+        Kind::Queue => {
+            let queue = QueueClient::connect(&[node], options).expect("queue client over TLS");
+            queue.push("tls", b"seven").expect("push");
+            assert_eq!(queue.pop("tls").expect("pop"), Some(b"seven".to_vec()));
+        }
+    }
+}
+
+/// What swarmctl writes and reads of each kind (verb, arguments), and what it prints back.
+fn swarmctl_round_trip(kind: Kind, base: &[&str]) {
+    let run = |args: &[&str]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(args);
+        stdout_of(swarmctl(&all))
+    };
+    match kind {
+        Kind::Dht => {
+            run(&["dht", "put", "cli", "8", "eight"]);
+            assert_eq!(run(&["dht", "get", "cli", "8"]).trim_end(), "eight");
+        }
+        Kind::Logfiles => {
+            run(&["log", "put", "cli", "8", "eight"]);
+            assert_eq!(run(&["log", "get-range", "cli", "0", "9"]), "8\teight\n");
+        }
+        Kind::Queue => {
+            run(&["queue", "push", "cli", "eight"]);
+            assert_eq!(run(&["queue", "pop", "cli"]).trim_end(), "eight");
+        }
+    }
+}
+
+#[test]
+fn every_kind_serves_the_client_and_swarmctl_over_tls_with_authentication_inside() {
+    let pki = TestPki::new();
+    let credentials = TestCredentials::new();
+    let key_file = pki.dir().join("client.key");
+    std::fs::write(&key_file, format!("app:{}\n", TestCredentials::APP_KEY)).expect("key file");
+    for kind in Kind::ALL {
+        let config = format!("{}{}", pki.node_section(&pki.node, false), credentials.config);
+        let node = kind.start(&config);
+        assert!(
+            node.root_log().contains("tls on"),
+            "the start line says TLS is on: {}",
+            node.root_log()
+        );
+        let mut opts = options(client_tls(&pki.ca, None, None));
+        opts.credentials = Some(("app".to_string(), credentials.app.clone()));
+        write_and_read(kind, node.addr, opts.clone());
+
+        // The HMAC check still runs inside TLS: a wrong key is refused.
+        let mut wrong = opts.clone();
+        wrong.credentials = Some(("app".to_string(), credentials.ops.clone()));
+        assert!(
+            matches!(try_client(node.addr, kind, wrong), Err(ClientError::AuthFailed { .. })),
+            "{kind:?}: a wrong key is refused over TLS"
+        );
+
+        // swarmctl, with a topology file's [tls] and [credentials] sections.
+        let section = match kind {
+            Kind::Dht => "dht",
+            Kind::Logfiles => "logfiles",
+            Kind::Queue => "queue",
+        };
+        let topology = pki.dir().join(format!("{section}.toml"));
+        let text = format!(
+            "[{section}]\nnodes = [\"{}\"]\n[credentials]\nkey_file = \"{}\"\n{}",
+            node.addr,
+            key_file.display(),
+            pki.client_section(&pki.ca, None)
+        );
+        std::fs::write(&topology, text).expect("write topology");
+        let topology = topology.to_string_lossy().into_owned();
+        swarmctl_round_trip(kind, &["--nodes", &topology]);
+
+        // And with the flags instead of the file's section.
+        let addr = node.addr.to_string();
+        let ca = pki.ca.to_string_lossy().into_owned();
+        let key = key_file.to_string_lossy().into_owned();
+        let flags = ["--node", &addr, "--key-file", &key, "--tls-ca", &ca];
+        let pings = stdout_of(swarmctl(&[&flags[..], &["ping"]].concat()));
+        assert!(pings.contains(" kind="), "{pings}");
+
+        // A client in clear cannot talk to a TLS node: it fails at once, naming the node.
+        let plain = ClientOptions {
+            connect_timeout_ms: 5000,
+            credentials: opts.credentials.clone(),
+            ..ClientOptions::default()
+        };
+        let error = try_client(node.addr, kind, plain).expect_err("a client in clear");
+        assert!(error.to_string().contains(&addr), "{error}");
+        node.node.stop();
+    }
+}
+
+#[test]
+fn a_client_refuses_a_node_whose_certificate_does_not_match() {
+    let pki = TestPki::new();
+    let cases = [
+        (&pki.node_other_ca, "UnknownIssuer"),
+        (&pki.node_wrong_name, "NotValidForName"),
+        (&pki.node_expired, "Expired"),
+    ];
+    for (cert, expected) in cases {
+        let node = Kind::Dht.start(&pki.node_section(cert, false));
+        let reason = tls_reason(try_client(
+            node.addr,
+            Kind::Dht,
+            options(client_tls(&pki.ca, None, None)),
+        ));
+        assert!(reason.contains(expected), "{expected}: {reason}");
+        // The cluster client refuses it too (it is not a node that is down).
+        match DhtClient::connect(&[node.addr], options(client_tls(&pki.ca, None, None))) {
+            Err(ClientError::Tls { .. }) => {}
+            other => panic!("DhtClient::connect: {:?}", other.map(|_| ())),
+        }
+        // swarmctl says why, and fails.
+        let addr = node.addr.to_string();
+        let ca = pki.ca.to_string_lossy().into_owned();
+        let output = swarmctl(&["--node", &addr, "--tls-ca", &ca, "dht", "get", "x", "1"]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&addr) && stderr.contains(expected), "{stderr}");
+    }
+    // The same node certificates are fine with the right trust or name: what was refused was
+    // the mismatch, not the certificate.
+    let node = Kind::Dht.start(&pki.node_section(&pki.node_other_ca, false));
+    try_client(node.addr, Kind::Dht, options(client_tls(&pki.other_ca, None, None)))
+        .expect("trusting the other CA");
+    let node = Kind::Dht.start(&pki.node_section(&pki.node_wrong_name, false));
+    try_client(
+        node.addr,
+        Kind::Dht,
+        options(client_tls(&pki.ca, None, Some("elsewhere.example"))),
+    )
+    .expect("expecting the name the certificate carries");
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate_from_the_ca() {
+    let pki = TestPki::new();
+    for kind in Kind::ALL {
+        let node = kind.start(&pki.node_section(&pki.node, true));
+        let reason = tls_reason(try_client(
+            node.addr,
+            kind,
+            options(client_tls(&pki.ca, None, None)),
+        ));
+        assert!(reason.contains("CertificateRequired"), "{kind:?}: {reason}");
+        let refused = try_client(
+            node.addr,
+            kind,
+            options(client_tls(&pki.ca, Some(&pki.client_other_ca), None)),
+        );
+        assert!(
+            matches!(refused, Err(ClientError::Tls { .. })),
+            "{kind:?}: a certificate of another CA: {refused:?}"
+        );
+        write_and_read(
+            kind,
+            node.addr,
+            options(client_tls(&pki.ca, Some(&pki.client), None)),
+        );
+        // swarmctl with its certificate flags.
+        let addr = node.addr.to_string();
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let (ca, cert, key) = (path(&pki.ca), path(&pki.client.cert), path(&pki.client.key));
+        let flags = [
+            "--node", &addr, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key,
+        ];
+        swarmctl_round_trip(kind, &flags);
+        let output = swarmctl(&["--node", &addr, "--tls-ca", &ca, "ping"]);
+        assert!(!output.status.success(), "swarmctl without a certificate");
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_while_open_connections_keep_working() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let live = CertFiles {
+        cert: dir.path().join("live.pem"),
+        key: dir.path().join("live-key.pem"),
+    };
+    let install = |from: &CertFiles| {
+        std::fs::copy(&from.cert, &live.cert).expect("copy cert");
+        std::fs::copy(&from.key, &live.key).expect("copy key");
+    };
+    install(&pki.node);
+    let node = Kind::Dht.start(&pki.node_section(&live, false));
+    let trusting_ca = options(client_tls(&pki.ca, None, None));
+    let trusting_other = options(client_tls(&pki.other_ca, None, None));
+    let open = DhtClient::connect(&[node.addr], trusting_ca.clone()).expect("connect");
+    open.put("reload", 1, b"before").expect("put");
+
+    // Rotate to a certificate of the other CA.
+    install(&pki.node_other_ca);
+    node.signal("HUP");
+    testkit::wait_until("the reload logged", || {
+        node.root_log().contains("TLS certificate reloaded")
+    });
+    // The open connection still serves: it cannot have reconnected, since a new connection
+    // trusting only the first CA is now refused.
+    open.put("reload", 2, b"after").expect("put on the open connection");
+    assert_eq!(open.get("reload", 1).expect("get"), Some(b"before".to_vec()));
+    let reason = tls_reason(try_client(node.addr, Kind::Dht, trusting_ca.clone()));
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+    try_client(node.addr, Kind::Dht, trusting_other.clone()).expect("new cert served");
+
+    // A broken certificate file keeps the one in use, with an ERROR naming the file.
+    std::fs::write(&live.cert, "not a certificate\n").expect("break the cert");
+    node.signal("HUP");
+    testkit::wait_until("the failed reload logged", || {
+        node.root_log().contains("TLS reload failed")
+    });
+    let log = node.root_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("TLS reload failed"))
+        .expect("the line");
+    assert!(line.contains("ERROR") && line.contains("live.pem"), "{line}");
+    try_client(node.addr, Kind::Dht, trusting_other).expect("the old certificate stays");
+    assert_eq!(open.get("reload", 2).expect("get"), Some(b"after".to_vec()));
+    // SIGHUP still reopens the logs first.
+    assert!(log.contains("log files reopened (SIGHUP)"), "{log}");
+}
+
+/// Reads until the node closes the connection (or a generous deadline passes); returns what
+/// came.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return got,
+            Ok(read) => got.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(error) => panic!("the node did not close the connection: {error}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_bytes_and_plain_clients_leave_a_tls_node_serving() {
+    let pki = TestPki::new();
+    let node: TempNode = Kind::Dht.start(&pki.node_section(&pki.node, false));
+    let good = options(client_tls(&pki.ca, None, None));
+    let dht = DhtClient::connect(&[node.addr], good.clone()).expect("connect");
+    dht.put("ok", 1, b"one").expect("put");
+
+    // A client in clear: the node sends no swarm hello (it waits for a TLS ClientHello); the
+    // swarm ClientHello it sends is not TLS, so the node answers with an alert and closes.
+    let mut plain = TcpStream::connect(node.addr).expect("connect");
+    plain.write_all(&testkit::anonymous_hello()).expect("send");
+    let answer = read_to_close(&mut plain);
+    assert!(!answer.starts_with(b"SWRM"), "no swarm hello in clear");
+    assert_eq!(answer.first(), Some(&21), "a TLS alert record: {answer:?}");
+
+    // Random bytes of several sizes, and a TLS record header announcing a huge record.
+    let mut rng = testkit::XorShift::new(testkit::test_seed());
+    for len in [1usize, 5, 100, 5000, 70_000] {
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let mut stream = TcpStream::connect(node.addr).expect("connect");
+        let _ = stream.write_all(&bytes);
+        read_to_close(&mut stream);
+    }
+    let mut stream = TcpStream::connect(node.addr).expect("connect");
+    stream.write_all(&[22, 3, 3, 0xff, 0xff]).expect("send");
+    stream.write_all(&[0u8; 1000]).expect("send");
+    read_to_close(&mut stream);
+
+    // Garbage inside a good TLS session: a protocol error reply, then the close.
+    let config = client_tls(&pki.ca, None, None).config();
+    let name = client_tls(&pki.ca, None, None).server_name(node.addr);
+    let session = rustls::ClientConnection::new(config, name).expect("session");
+    let socket = TcpStream::connect(node.addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(session, socket);
+    let mut hello = [0u8; 40];
+    tls.read_exact(&mut hello).expect("the swarm hello inside TLS");
+    assert_eq!(&hello[..4], b"SWRM");
+    tls.write_all(&testkit::anonymous_hello()).expect("hello");
+    let mut result = [0u8; 8];
+    tls.read_exact(&mut result).expect("handshake result");
+    tls.write_all(&[0xee; 64]).expect("garbage frames");
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+    assert!(!rest.is_empty(), "a protocol-error reply before the close");
+
+    // Through all of it, the node served and still serves.
+    assert_eq!(dht.get("ok", 1).expect("get"), Some(b"one".to_vec()));
+    try_client(node.addr, Kind::Dht, good).expect("a new TLS client");
+    testkit::wait_until("the hostile connections closed", || {
+        dht.client().get_num_connections(0).ok() == Some(1)
+    });
+}
+
+#[test]
+fn bad_tls_files_are_refused_at_start_naming_the_file() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "hello\n").expect("write");
+    let missing = dir.path().join("missing.pem");
+    let cases = [
+        (
+            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", missing.display(), pki.node.key.display()),
+            "missing.pem",
+            "No such file",
+        ),
+        (
+            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", garbage.display(), pki.node.key.display()),
+            "garbage.pem",
+            "no certificate",
+        ),
+        (
+            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", pki.node.cert.display(), garbage.display()),
+            "garbage.pem",
+            "no private key",
+        ),
+        (
+            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", pki.node.cert.display(), pki.client.key.display()),
+            "node.pem",
+            "does not go with tls.key_file",
+        ),
+        (
+            format!("[tls]\ncert_file = \"{}\"\n", pki.node.cert.display()),
+            "tls.key_file",
+            "is missing",
+        ),
+    ];
+    for kind in Kind::ALL {
+        for (config, file, problem) in &cases {
+            let path = dir.path().join("node.toml");
+            std::fs::write(&path, config).expect("write config");
+            for check in [true, false] {
+                let mut command = Command::new(kind.binary());
+                command
+                    .args(["-c", &path.to_string_lossy(), "--listen", "127.0.0.1:0"])
+                    .current_dir(dir.path());
+                if check {
+                    command.arg("--check-config");
+                }
+                let output = command.output().expect("run the node");
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert_eq!(output.status.code(), Some(1), "{kind:?} {config}: {stderr}");
+                assert!(
+                    stderr.contains(file) && stderr.contains(problem),
+                    "{kind:?} check={check}: {stderr}"
+                );
+            }
+        }
+        let config = pki.node_section(&pki.node, true);
+        let path = dir.path().join("good.toml");
+        std::fs::write(&path, &config).expect("write config");
+        let output = Command::new(kind.binary())
+            .args(["-c", &path.to_string_lossy(), "--check-config"])
+            .output()
+            .expect("run the node");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(printed.contains("client_ca_file"), "{printed}");
+    }
+}
+
+#[test]
+fn a_node_on_a_non_loopback_address_without_tls_warns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[auth]\ninsecure = true\n").expect("write config");
+    let binary = Kind::Queue.binary();
+    let node = testkit::Node::start_in(
+        &binary.to_string_lossy(),
+        dir.path(),
+        &["-c", &config.to_string_lossy(), "--listen", "0.0.0.0:0"],
+    );
+    let log = node.root_log();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("without TLS"))
+        .unwrap_or_else(|| panic!("no warning in {log}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    // On loopback, or with TLS, no such warning.
+    let pki = TestPki::new();
+    for config in ["", pki.node_section(&pki.node, false).as_str()] {
+        let node = Kind::Queue.start(config);
+        assert!(!node.root_log().contains("without TLS"), "{}", node.root_log());
+    }
+}
