@@ -27,6 +27,10 @@
 # Redis, `queue_load --mode push` / `pop` against a queuenode, N requests each (--queue-count,
 # default 400000 × S), after one unmeasured push/pop cycle on a fresh server; plus the node's
 # Consume (one stream, batches acknowledged) for reference (scripts/bench-queue.sh, same cells).
+# dht over TLS (put/get P=16 vs SET/GET with `redis-server --tls-port`, driven by
+# `redis-benchmark --tls`): one throwaway CA and one certificate for 127.0.0.1 (openssl, ECDSA
+# P-256) that both servers serve; loadgen --tls-ca drives the dht node. Both are prefilled with
+# the key space first (Redis over its plain port, the node over TLS). Part `dht-tls` of --only.
 #
 # Options:
 #   --records N      records for the memory row (default 1000000); --full = 10000000
@@ -39,11 +43,11 @@
 #                    other processes 50 ms per second, which shows up in max latency, not p99.
 #   --keyspace K     keys of the dht throughput runs (default 1000000)
 #   --queue-count N  requests per queue run (default 400000 × S)
-#   --only LIST      comma-separated subset of dht, logfiles, queue (default: all)
+#   --only LIST      comma-separated subset of dht, dht-tls, logfiles, queue (default: all)
 #   --out DIR        keep raw results (JSON, CSV) and table.md there (default: a temp directory)
 #
-# Installs redis-server/redis-tools (and jq) with apt-get when missing (needs root). Uses only
-# 127.0.0.1, bounds every run with `timeout`, and kills what it started on exit.
+# Installs redis-server/redis-tools (and jq) with apt-get when missing (needs root); dht-tls needs
+# openssl. Uses only 127.0.0.1, bounds every run with `timeout`, and kills what it started on exit.
 set -euo pipefail
 
 records=1000000
@@ -52,12 +56,12 @@ repeat=1
 rt=0
 keyspace=1000000
 queue_count=""
-only="dht,logfiles,queue"
+only="dht,dht-tls,logfiles,queue"
 out=""
 connections=50
 value_size=100
 
-usage() { sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
@@ -79,14 +83,15 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$queue_count" ] || queue_count=$((seconds * 400000))
 positive_numbers "$records" "$seconds" "$repeat" "$keyspace" "$queue_count"
-do_dht=0; do_logfiles=0; do_queue=0
+do_dht=0; do_dht_tls=0; do_logfiles=0; do_queue=0
 IFS=, read -r -a parts <<< "$only"
 for part in "${parts[@]}"; do
     case "$part" in
         dht) do_dht=1 ;;
+        dht-tls) do_dht_tls=1 ;;
         logfiles) do_logfiles=1 ;;
         queue) do_queue=1 ;;
-        *) echo "--only: unknown part '$part' (dht, logfiles, queue)" >&2; exit 2 ;;
+        *) echo "--only: unknown part '$part' (dht, dht-tls, logfiles, queue)" >&2; exit 2 ;;
     esac
 done
 cd "$root"
@@ -94,7 +99,7 @@ need_redis
 
 log "building release binaries"
 packages=(-p benches)
-if [ "$do_dht" -eq 1 ]; then packages+=(-p dhtnode); fi
+if [ "$do_dht" -eq 1 ] || [ "$do_dht_tls" -eq 1 ]; then packages+=(-p dhtnode); fi
 if [ "$do_logfiles" -eq 1 ]; then packages+=(-p logfilesnode); fi
 if [ "$do_queue" -eq 1 ]; then packages+=(-p queuenode); fi
 timeout 1800 cargo build --release -q "${packages[@]}"
@@ -117,16 +122,20 @@ cpu_file="$out/cpu-rows.md"    # the CPU and spread table's rows
 # ---- dht -------------------------------------------------------------------------------------
 
 # Sets dht_pid and dht_port. The node is killed with SIGKILL at the end, so it writes no
-# shutdown dump of the benchmark data.
+# shutdown dump of the benchmark data. Arguments: more for dhtnode (a config file).
 start_dht() {
     dht_port="$(free_port)"
     rm -rf "$tmp/dht"; mkdir -p "$tmp/dht/data" "$tmp/dht/log"
     "${server_run[@]}" "$dhtnode" --listen "127.0.0.1:$dht_port" --data-dir "$tmp/dht/data" \
-        --log-dir "$tmp/dht/log" &
+        --log-dir "$tmp/dht/log" "$@" &
     dht_pid=$!
     started_pids+=("$dht_pid")
     wait_listening "$dht_port" "$dht_pid"
 }
+
+# More arguments for redis-benchmark and loadgen (the TLS rows set them).
+rb_extra=()
+lg_extra=()
 
 # run_redis_benchmark PREFIX TEST P: appends "ops_per_s p99_us generator_cpu server_cpu".
 run_redis_benchmark() {
@@ -137,7 +146,7 @@ run_redis_benchmark() {
     local TIMEFORMAT='%R %U %S'
     { time timeout $((seconds * 10 + 60)) "${client_run[@]}" redis-benchmark -h 127.0.0.1 \
         -p "$redis_port" -t "$test" -c "$connections" -P "$p" -d "$value_size" -r "$keyspace" \
-        -n "$n" --csv > "$file.csv"; } 2> "$file.time"
+        -n "$n" --csv "${rb_extra[@]}" > "$file.csv"; } 2> "$file.time"
     after="$(cpu_ticks "$redis_pid")"
     read -r wall user sys < <(tail -1 "$file.time")
     awk -F'","' -v wall="$wall" -v user="$user" -v sys="$sys" -v srv=$((after - before)) \
@@ -153,7 +162,7 @@ run_loadgen() {
     timeout $((seconds * 4 + 120)) "${client_run[@]}" "$loadgen" --kind "$kind" \
         --addr "127.0.0.1:$port" -c "$connections" -P "$p" -d "$value_size" \
         --keys "uniform:$keyspace" --ops "$op" --warmup-s 0.5 --duration-s "$seconds" \
-        --server-pid "$pid" --json "$file.json" > "$file.txt" 2>&1 || status=$?
+        --server-pid "$pid" --json "$file.json" "${lg_extra[@]}" > "$file.txt" 2>&1 || status=$?
     if [ "$status" -ne 0 ]; then
         echo "loadgen failed ($status):" >&2; cat "$file.txt" >&2; return 1
     fi
@@ -249,6 +258,75 @@ bench_dht() {
     }' >> "$rows_file"
 }
 
+# ---- dht over TLS ----------------------------------------------------------------------------
+
+# make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it.
+make_tls_certs() {
+    local dir="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    mkdir -p "$dir"
+    openssl req -x509 "${ec[@]}" -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" -days 2 \
+        -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req "${ec[@]}" -keyout "$dir/node-key.pem" -out "$dir/node.csr" -subj "/CN=bench" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+        > "$dir/node.ext"
+    openssl x509 -req -in "$dir/node.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+        -CAcreateserial -days 2 -extfile "$dir/node.ext" -out "$dir/node.pem" 2>/dev/null
+}
+
+bench_dht_tls() {
+    local certs="$tmp/tls"
+    make_tls_certs "$certs"
+    log "dht over TLS: starting redis-server (--tls-port) and dhtnode ([tls])"
+    local plain_port tls_port
+    plain_port="$(free_port)"; tls_port="$(free_port)"
+    rm -rf "$tmp/srv"; mkdir -p "$tmp/srv"
+    "${server_run[@]}" redis-server --port "$plain_port" --tls-port "$tls_port" \
+        --tls-cert-file "$certs/node.pem" --tls-key-file "$certs/node-key.pem" \
+        --tls-ca-cert-file "$certs/ca.pem" --tls-auth-clients no --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$tmp/srv" --logfile "$tmp/srv/redis.log" --daemonize no &
+    srv_pid=$!
+    started_pids+=("$srv_pid")
+    wait_listening "$tls_port" "$srv_pid" || {
+        echo "redis-server does not listen with TLS on 127.0.0.1:$tls_port:" >&2
+        tail -5 "$tmp/srv/redis.log" >&2 || true
+        return 1
+    }
+    redis_pid=$srv_pid; redis_port=$tls_port
+    printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$certs/node.pem" "$certs/node-key.pem" \
+        > "$tmp/dht-tls.toml"
+    start_dht -c "$tmp/dht-tls.toml"
+    log "prefilling both with $keyspace keys"
+    timeout 900 "${client_run[@]}" "$loadgen" --kind redis --addr "127.0.0.1:$plain_port" \
+        -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 > "$out/prefill-redis-tls.txt"
+    timeout 900 "${client_run[@]}" "$loadgen" --kind dht --addr "127.0.0.1:$dht_port" \
+        --tls-ca "$certs/ca.pem" -c "$connections" -d "$value_size" --prefill "$keyspace" \
+        --count 0 > "$out/prefill-dht-tls.txt"
+    rb_extra=(--tls --cacert "$certs/ca.pem")
+    lg_extra=(--tls-ca "$certs/ca.pem")
+    local p=16 op test cell
+    for op in put get; do
+        test=$([ "$op" = put ] && echo set || echo get)
+        cell="$out/dht-tls-p$p-$op"
+        rm -f "$cell".*.runs
+        log "dht over TLS P=$p $op: redis-benchmark --tls, then loadgen --tls-ca on dhtnode"
+        run_redis_benchmark "$cell.rb" "$test" "$p"
+        run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" "$op" "$p"
+        # shellcheck disable=SC2046
+        set -- $(median "$cell.rb") $(median "$cell.ours")
+        awk -v op="$op" -v c="$connections" -v rb="$1" -v rbp="$2" -v o="$5" -v op99="$6" 'BEGIN {
+            name = (op == "put") ? "dht put vs SET" : "dht get vs GET";
+            r = o / rb;
+            printf "| %s over TLS, pipelined P=16, %d conns | %d | %d | **%.2f×** %s | ≥ 1.5× | %d | %d | %s | redis-benchmark --tls / loadgen --tls-ca | (one run) |\n",
+                name, c, rb, o, r, (r >= 1.5 ? "✓" : "✗"), rbp, op99, (op99 <= rbp ? "✓" : "✗")
+        }' >> "$rows_file"
+        echo "| dht TLS P=16 $op | redis-benchmark $3, Redis $4 | | loadgen $7, dhtnode $8 | (one run) |" >> "$cpu_file"
+    done
+    rb_extra=(); lg_extra=()
+    stop_srv
+    stop_pid "$dht_pid"
+}
+
 # ---- logfiles --------------------------------------------------------------------------------
 
 bench_logfiles() {
@@ -319,6 +397,7 @@ bench_queue() {
 
 # (`if`, not `&&`: errexit must stay on inside the functions.)
 if [ "$do_dht" -eq 1 ]; then bench_dht; fi
+if [ "$do_dht_tls" -eq 1 ]; then bench_dht_tls; fi
 if [ "$do_logfiles" -eq 1 ]; then bench_logfiles; fi
 if [ "$do_queue" -eq 1 ]; then bench_queue; fi
 
