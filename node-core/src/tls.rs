@@ -222,10 +222,10 @@ impl Transport {
     /// that does not decrypt, or anything that is not TLS, is an `InvalidData` error (the alert
     /// for the peer is sent first).
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(tls) = self.tls.as_deref_mut() else {
-            return self.socket.read(buf);
-        };
         loop {
+            let Some(tls) = self.tls.as_deref_mut() else {
+                return self.socket.read(buf);
+            };
             match tls.reader().read(buf) {
                 Ok(read) => return Ok(read),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}

@@ -108,7 +108,11 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> (u8, Option<String>) {
     if let Some(ExitWith(status)) = error.downcast_ref() {
         return (*status, None);
     }
-    if error.is::<Usage>() || error.is::<TopologyError>() || error.is::<KeyFileError>() {
+    if error.is::<Usage>()
+        || error.is::<TopologyError>()
+        || error.is::<KeyFileError>()
+        || error.is::<node_core::tls::TlsError>()
+    {
         return (USAGE, text());
     }
     if let Some(io) = error.downcast_ref::<std::io::Error>() {
