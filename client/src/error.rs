@@ -174,6 +174,7 @@ impl ClientError {
         use ClientError::*;
         match self {
             Connect { node, .. }
+            | Tls { node, .. }
             | NotSwarmNode { node, .. }
             | UnsupportedVersion { node, .. }
             | WrongKind { node, .. }

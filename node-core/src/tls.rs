@@ -44,8 +44,10 @@ impl TlsError {
     }
 }
 
-/// The cryptography both sides use: rustls's `ring` provider (no C toolchain beyond what ring
-/// builds itself, no cmake).
+/// The cryptography both sides use: rustls's `ring` provider (it builds with the C compiler
+/// alone; aws-lc-rs needs cmake). rustls marks it deprecated because it offers no post-quantum
+/// key exchange: the key exchange is X25519 or an ECDHE curve.
+#[allow(deprecated)]
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -7,7 +7,7 @@ use super::service::{ClientInfo, StreamTask};
 use crate::protocol::handshake::NONCE_LEN;
 use crate::tls::Transport;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 
 /// The input buffer a connection starts with; it grows (up to the frame limit) only for a frame
 /// that does not fit.
@@ -208,6 +208,7 @@ impl<S: ?Sized> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     /// A reader that never quite catches up never lets the output drain completely; bytes
     /// already sent must still be given back (the review measured +1.5 GB before this).
