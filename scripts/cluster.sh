@@ -527,6 +527,7 @@ cmd_status() {
     load_env || die "no cluster in $WORK"
     pick_binaries
     local ctl=("$BIN_DIR/swarmctl" --timeout-ms 3000) ok=0 line name dir pid addr
+    [ "$SAVED_TLS" -eq 0 ] || ctl+=(--tls-ca "$WORK/tls/ca.pem")
     # Every dht node's range at once (and whether they tile); a node this misses is asked alone.
     local all_ranges="" ranges_ok=1
     if [ "${COUNT[dhtnode]}" -gt 0 ]; then

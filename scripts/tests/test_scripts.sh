@@ -6,13 +6,14 @@
 # on 127.0.0.1; traffic of every kind through swarmctl; a dht node killed with SIGKILL and
 # restored from its dhtdump's files holds every record dumped before the kill, and meanwhile
 # status and `swarmctl health` agree on the degraded cluster; logs moved away as logrotate does
-# and reopened on SIGHUP; stop; restart).
+# and reopened on SIGHUP; stop; restart; then `start --tls`: traffic, dhtdump and status over
+# TLS, and no node answering a client in clear).
 #
 #   scripts/tests/test_scripts.sh [BIN_DIR]
 #
 # BIN_DIR (default: $BIN_DIR, else target/debug) holds the binaries (cargo build --bins). Needs
 # no running systemd, but systemd-analyze and systemd-sysusers (Debian's systemd package),
-# logrotate, and root (file ownership): a step that cannot run fails, unless
+# logrotate, openssl (cluster.sh --tls), and root (file ownership): a step that cannot run fails, unless
 # SWARM_TEST_ALLOW_SKIP (a comma-separated list of mount, root, systemd, logrotate, or `all`;
 # docs/testing.md) names what this machine lacks; then it prints "SKIP: ..." and the summary
 # at the end lists it. Everything happens under one temporary directory, removed at the end, also on failure
@@ -525,3 +526,19 @@ expect "cluster.sh start (again)" "${CL[@]}" start
 expect "cluster.sh stop (again)" "${CL[@]}" stop
 expect "cluster.sh clean" "${CL[@]}" clean
 [ ! -e "$CLUSTER" ] || fail "clean left $CLUSTER"
+
+step "cluster.sh start --tls: every node and dhtdump over TLS"
+expect "cluster.sh start --tls" "${CL[@]}" start --tls --dht 1 --logfiles 1 --queue 1 --dump-period 1
+grep -qx '\[tls\]' "$TOPO" && grep -q '^ca_file = ' "$TOPO" || fail "no [tls] in the topology: $(cat "$TOPO")"
+expect "put over TLS" "${SWARMCTL[@]}" --nodes "$TOPO" dht put secrets 1 hidden
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" dht get secrets 1)" = hidden ] || fail "get over TLS"
+[ "$("${SWARMCTL[@]}" --nodes "$TOPO" ping | grep -c ' kind=')" -eq 3 ] || fail "ping over TLS"
+for name in dhtnode-0 logfilesnode-0 queuenode-0; do
+    grep -q 'tls on' "$CLUSTER/$name/log/root.log" || fail "$name does not say tls on"
+    ! "${SWARMCTL[@]}" --timeout-ms 2000 --node "$(<"$CLUSTER/$name/addr")" ping >/dev/null 2>&1 ||
+        fail "$name answered a client in clear"
+done
+wait_for 10 "dhtdump-0 to dump over TLS" test -f "$CLUSTER/dhtnode-0/dump/data/secrets.dump"
+status=$("${CL[@]}" status 2>&1) || fail "status of the TLS cluster failed: $status"
+expect "cluster.sh stop (TLS)" "${CL[@]}" stop
+expect "cluster.sh clean (TLS)" "${CL[@]}" clean
