@@ -91,10 +91,12 @@ fn start_tls(
     node: SocketAddr,
     ms: u64,
 ) -> Result<rustls::ClientConnection, ClientError> {
-    let mut session = rustls::ClientConnection::new(tls.config(), tls.server_name(node))
-        .map_err(|e| ClientError::Tls {
-            node,
-            reason: e.to_string(),
+    let mut session =
+        rustls::ClientConnection::new(tls.config(), tls.server_name(node)).map_err(|e| {
+            ClientError::Tls {
+                node,
+                reason: e.to_string(),
+            }
         })?;
     while session.is_handshaking() {
         session.complete_io(stream).map_err(|e| match e.kind() {
@@ -110,7 +112,10 @@ fn start_tls(
 /// An I/O error of the handshake; one that rustls raised (a certificate refused, an alert from
 /// the node, bytes that are not TLS) is a [`ClientError::Tls`] saying why.
 fn io_error(node: SocketAddr, error: &io::Error) -> ClientError {
-    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(tls) => {
             let hint = match tls {
                 rustls::Error::InvalidMessage(_) => " (is the node serving TLS?)",

@@ -128,9 +128,7 @@ impl Session {
                 Err(e) => return Err(lost(self.addr, &e)),
             }
         }
-        stream
-            .send_tls_records()
-            .map_err(|e| lost(self.addr, &e))?;
+        stream.send_tls_records().map_err(|e| lost(self.addr, &e))?;
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;

@@ -6,12 +6,12 @@
 //! hostile bytes and plain-text clients on a TLS port; and the start-up errors of bad files.
 
 use client::logfiles::ValueFilter;
+use client::queue::QueueClient;
 use client::tls::{ClientTls, TlsSettings};
 use client::{Client, ClientError, ClientOptions, DhtClient, LogClient, NodeKind};
-use client::queue::QueueClient;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -131,7 +131,11 @@ fn every_kind_serves_the_client_and_swarmctl_over_tls_with_authentication_inside
     std::fs::write(&key_file, format!("app:{}\n", TestCredentials::APP_KEY)).expect("key file");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     for kind in Kind::ALL {
-        let config = format!("{}{}", pki.node_section(&pki.node, false), credentials.config);
+        let config = format!(
+            "{}{}",
+            pki.node_section(&pki.node, false),
+            credentials.config
+        );
         let node = kind.start(&config);
         assert!(
             node.root_log().contains("tls on"),
@@ -146,7 +150,10 @@ fn every_kind_serves_the_client_and_swarmctl_over_tls_with_authentication_inside
         let mut wrong = opts.clone();
         wrong.credentials = Some(("app".to_string(), credentials.ops.clone()));
         assert!(
-            matches!(try_client(node.addr, kind, wrong), Err(ClientError::AuthFailed { .. })),
+            matches!(
+                try_client(node.addr, kind, wrong),
+                Err(ClientError::AuthFailed { .. })
+            ),
             "{kind:?}: a wrong key is refused over TLS"
         );
 
@@ -215,13 +222,20 @@ fn a_client_refuses_a_node_whose_certificate_does_not_match() {
         let output = swarmctl(&["--node", &addr, "--tls-ca", &ca, "dht", "get", "x", "1"]);
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(&addr) && stderr.contains(expected), "{stderr}");
+        assert!(
+            stderr.contains(&addr) && stderr.contains(expected),
+            "{stderr}"
+        );
     }
     // The same node certificates are fine with the right trust or name: what was refused was
     // the mismatch, not the certificate.
     let node = Kind::Dht.start(&pki.node_section(&pki.node_other_ca, false));
-    try_client(node.addr, Kind::Dht, options(client_tls(&pki.other_ca, None, None)))
-        .expect("trusting the other CA");
+    try_client(
+        node.addr,
+        Kind::Dht,
+        options(client_tls(&pki.other_ca, None, None)),
+    )
+    .expect("trusting the other CA");
     let node = Kind::Dht.start(&pki.node_section(&pki.node_wrong_name, false));
     try_client(
         node.addr,
@@ -261,7 +275,14 @@ fn mutual_tls_refuses_a_client_without_a_certificate_from_the_ca() {
         let path = |p: &Path| p.to_string_lossy().into_owned();
         let (ca, cert, key) = (path(&pki.ca), path(&pki.client.cert), path(&pki.client.key));
         let flags = [
-            "--node", &addr, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key,
+            "--node",
+            &addr,
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
         ];
         swarmctl_round_trip(kind, &flags);
         let output = swarmctl(&["--node", &addr, "--tls-ca", &ca, "ping"]);
@@ -296,8 +317,12 @@ fn sighup_reloads_the_certificate_while_open_connections_keep_working() {
     });
     // The open connection still serves: it cannot have reconnected, since a new connection
     // trusting only the first CA is now refused.
-    open.put("reload", 2, b"after").expect("put on the open connection");
-    assert_eq!(open.get("reload", 1).expect("get"), Some(b"before".to_vec()));
+    open.put("reload", 2, b"after")
+        .expect("put on the open connection");
+    assert_eq!(
+        open.get("reload", 1).expect("get"),
+        Some(b"before".to_vec())
+    );
     let reason = tls_reason(try_client(node.addr, Kind::Dht, trusting_ca.clone()));
     assert!(reason.contains("UnknownIssuer"), "{reason}");
     try_client(node.addr, Kind::Dht, trusting_other.clone()).expect("new cert served");
@@ -313,7 +338,10 @@ fn sighup_reloads_the_certificate_while_open_connections_keep_working() {
         .lines()
         .find(|line| line.contains("TLS reload failed"))
         .expect("the line");
-    assert!(line.contains("ERROR") && line.contains("live.pem"), "{line}");
+    assert!(
+        line.contains("ERROR") && line.contains("live.pem"),
+        "{line}"
+    );
     try_client(node.addr, Kind::Dht, trusting_other).expect("the old certificate stays");
     assert_eq!(open.get("reload", 2).expect("get"), Some(b"after".to_vec()));
     // SIGHUP still reopens the logs first.
@@ -377,7 +405,8 @@ fn hostile_bytes_and_plain_clients_leave_a_tls_node_serving() {
         .expect("timeout");
     let mut tls = rustls::StreamOwned::new(session, socket);
     let mut hello = [0u8; 40];
-    tls.read_exact(&mut hello).expect("the swarm hello inside TLS");
+    tls.read_exact(&mut hello)
+        .expect("the swarm hello inside TLS");
     assert_eq!(&hello[..4], b"SWRM");
     tls.write_all(&testkit::anonymous_hello()).expect("hello");
     let mut result = [0u8; 8];
@@ -404,22 +433,38 @@ fn bad_tls_files_are_refused_at_start_naming_the_file() {
     let missing = dir.path().join("missing.pem");
     let cases = [
         (
-            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", missing.display(), pki.node.key.display()),
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                missing.display(),
+                pki.node.key.display()
+            ),
             "missing.pem",
             "No such file",
         ),
         (
-            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", garbage.display(), pki.node.key.display()),
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                garbage.display(),
+                pki.node.key.display()
+            ),
             "garbage.pem",
             "no certificate",
         ),
         (
-            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", pki.node.cert.display(), garbage.display()),
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                pki.node.cert.display(),
+                garbage.display()
+            ),
             "garbage.pem",
             "no private key",
         ),
         (
-            format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", pki.node.cert.display(), pki.client.key.display()),
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                pki.node.cert.display(),
+                pki.client.key.display()
+            ),
             "node.pem",
             "does not go with tls.key_file",
         ),
@@ -457,7 +502,11 @@ fn bad_tls_files_are_refused_at_start_naming_the_file() {
             .args(["-c", &path.to_string_lossy(), "--check-config"])
             .output()
             .expect("run the node");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let printed = String::from_utf8_lossy(&output.stdout);
         assert!(printed.contains("client_ca_file"), "{printed}");
     }
@@ -484,6 +533,10 @@ fn a_node_on_a_non_loopback_address_without_tls_warns() {
     let pki = TestPki::new();
     for config in ["", pki.node_section(&pki.node, false).as_str()] {
         let node = Kind::Queue.start(config);
-        assert!(!node.root_log().contains("without TLS"), "{}", node.root_log());
+        assert!(
+            !node.root_log().contains("without TLS"),
+            "{}",
+            node.root_log()
+        );
     }
 }

@@ -111,7 +111,7 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
         Arc::clone(&stats),
         Arc::clone(&stop),
     )
-        .map_err(cannot_start)?;
+    .map_err(cannot_start)?;
     check_node(&mut sidecar, &config, mode)?;
     let timed_out = Arc::new(AtomicBool::new(false));
     if let Some(seconds) = args.timeout {

@@ -37,21 +37,32 @@ fn dhtdump_dumps_a_tls_node_and_refuses_one_it_does_not_trust() {
     let data_arg = data_dir.to_string_lossy().into_owned();
     let config_arg = config.to_string_lossy().into_owned();
     let args = [
-        "-c", &config_arg, "--oneshot", "--node", &node_addr, "--data-dir", &data_arg,
+        "-c",
+        &config_arg,
+        "--oneshot",
+        "--node",
+        &node_addr,
+        "--data-dir",
+        &data_arg,
     ];
     std::fs::write(&config, pki.client_section(&pki.ca, Some(&pki.client))).expect("config");
     let mut dump = Dump::spawn(&args, &dir.path().join("log"));
     let status = wait_exit(&mut dump.child, Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{}", dump.root_log());
     assert!(
-        dump.root_log().contains("dumped channel secret: 100 records"),
+        dump.root_log()
+            .contains("dumped channel secret: 100 records"),
         "{}",
         dump.root_log()
     );
     assert!(data_dir.join("secret.dump").exists());
 
     // Trusting another CA: refused at start (exit 1), naming the node and the TLS reason.
-    std::fs::write(&config, pki.client_section(&pki.other_ca, Some(&pki.client))).expect("config");
+    std::fs::write(
+        &config,
+        pki.client_section(&pki.other_ca, Some(&pki.client)),
+    )
+    .expect("config");
     let output = Command::new(dhtdump_binary())
         .args(args)
         .arg("--log-dir")

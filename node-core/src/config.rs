@@ -240,7 +240,8 @@ impl TlsSection {
     /// Checks that the keys come together: a certificate and its key, or neither; a client CA
     /// only with them. (The files themselves are loaded by `daemon::server_options`.)
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let empty = |path: &Option<PathBuf>| path.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        let empty =
+            |path: &Option<PathBuf>| path.as_ref().is_some_and(|p| p.as_os_str().is_empty());
         for (key, path) in [
             ("tls.cert_file", &self.cert_file),
             ("tls.key_file", &self.key_file),
@@ -608,7 +609,12 @@ mod tests {
             (None, some("k.pem"), None, Some("tls.cert_file")),
             (None, None, some("ca.pem"), Some("tls.client_ca_file")),
             (some(""), some("k.pem"), None, Some("tls.cert_file")),
-            (some("c.pem"), some("k.pem"), some(""), Some("tls.client_ca_file")),
+            (
+                some("c.pem"),
+                some("k.pem"),
+                some(""),
+                Some("tls.client_ca_file"),
+            ),
             (some("c.pem"), some("k.pem"), None, None),
             (some("c.pem"), some("k.pem"), some("ca.pem"), None),
             (None, None, None, None),

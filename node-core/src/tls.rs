@@ -167,12 +167,10 @@ fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|err| {
-            let problem = format!("does not go with tls.key_file: {err}");
-            TlsError::new("tls.cert_file", &files.cert_file, problem)
-        })?;
+    let config = builder.with_single_cert(certs, key).map_err(|err| {
+        let problem = format!("does not go with tls.key_file: {err}");
+        TlsError::new("tls.cert_file", &files.cert_file, problem)
+    })?;
     Ok(Arc::new(config))
 }
 

@@ -44,7 +44,10 @@ fn pki() -> Pki {
 }
 
 /// A blocking TLS client trusting only `pki`'s certificate, past the swarm handshake.
-fn tls_client(addr: SocketAddr, pki: &Pki) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+fn tls_client(
+    addr: SocketAddr,
+    pki: &Pki,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(pki.cert_der.clone().into())
@@ -60,7 +63,9 @@ fn tls_client(addr: SocketAddr, pki: &Pki) -> rustls::StreamOwned<rustls::Client
     socket.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     let mut stream = rustls::StreamOwned::new(session, socket);
     let mut hello = [0u8; 40];
-    stream.read_exact(&mut hello).expect("server hello inside TLS");
+    stream
+        .read_exact(&mut hello)
+        .expect("server hello inside TLS");
     stream
         .write_all(&client_hello(PROTOCOL_VERSION, 0, b"", &[0; 64]))
         .expect("client hello");
@@ -131,7 +136,10 @@ fn a_tls_handshake_that_never_completes_is_closed() {
     push_frame(&mut request, FrameType::Request, ECHO, 7, b"still here");
     client.write_all(&request).expect("send");
     let (frame_type, id, _, body) = read_frame(&mut client, &mut Vec::new());
-    assert_eq!((frame_type, id, body.as_slice()), (FrameType::Reply, 7, &b"still here"[..]));
+    assert_eq!(
+        (frame_type, id, body.as_slice()),
+        (FrameType::Reply, 7, &b"still here"[..])
+    );
 }
 
 #[test]
@@ -148,7 +156,13 @@ fn a_slow_reader_over_tls_costs_bounded_memory() {
     let before = rss_kib();
     let mut batch = Vec::new();
     for id in 1..=REPLIES {
-        push_frame(&mut batch, FrameType::Request, BIG_REPLY, id, &REPLY_BYTES.to_le_bytes());
+        push_frame(
+            &mut batch,
+            FrameType::Request,
+            BIG_REPLY,
+            id,
+            &REPLY_BYTES.to_le_bytes(),
+        );
     }
     slow.write_all(&batch).expect("send the requests");
 

@@ -4,8 +4,8 @@
 //! Also the `[tls]` sections of node configs and topology files that use them.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
 
@@ -69,9 +69,10 @@ impl Authority {
     fn issue(&self, names: &[&str], client: bool, valid_days: i64) -> (String, String) {
         let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, if client { "swarm client" } else { "swarm node" });
+        params.distinguished_name.push(
+            DnType::CommonName,
+            if client { "swarm client" } else { "swarm node" },
+        );
         params.extended_key_usages = vec![if client {
             ExtendedKeyUsagePurpose::ClientAuth
         } else {

@@ -25,6 +25,7 @@
 
 use benches::sys::{self, CpuTimes};
 use clap::{Parser, ValueEnum};
+use client::tls::{ClientTls, TlsSettings};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -32,7 +33,6 @@ use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
 use node_core::protocol::frame::{parse_frame, write_frame, DEFAULT_MAX_FRAME_BYTES};
 use node_core::protocol::{FrameType, NodeKind, Status, HEADER_LEN};
 use node_core::tls::Transport;
-use client::tls::{ClientTls, TlsSettings};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -280,9 +280,9 @@ impl<'s, S: Service> EventLoop<'s, S> {
                     "TLS certificate reloaded from {} (SIGHUP); new connections use it",
                     tls.files().cert_file.display()
                 ),
-                Err(err) => tracing::error!(
-                    "TLS reload failed, keeping the certificate in use: {err}"
-                ),
+                Err(err) => {
+                    tracing::error!("TLS reload failed, keeping the certificate in use: {err}")
+                }
             }
         }
     }

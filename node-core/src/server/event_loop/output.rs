@@ -73,7 +73,12 @@ impl<S: Service> EventLoop<'_, S> {
         cancel_all_streams(self.service, stats, node_bytes, &mut conn, false);
         debug_assert_eq!(conn.stream_bytes, 0, "stream memory of a closed connection");
         conn.transport.close_notify();
-        if let Err(err) = self.server.poll.registry().deregister(conn.transport.socket_mut()) {
+        if let Err(err) = self
+            .server
+            .poll
+            .registry()
+            .deregister(conn.transport.socket_mut())
+        {
             tracing::debug!("deregister: {err}");
         }
         self.stats.connections_open -= 1;
