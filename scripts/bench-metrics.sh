@@ -2,12 +2,18 @@
 # The cost of Prometheus metrics on the dht hot path (docs/benchmarks.md, "Metrics on the hot
 # path"): two dht nodes in one run, the same build and config except that one serves /metrics
 # ([metrics] listen on loopback) and is scraped every --scrape-s seconds during its runs (15 times
-# Prometheus's default rate at 1 s); the other has no listener. Both are prefilled with the same
-# keys; then put and get, pipeline depth 16, 50 connections, 100-byte values, --repeat runs each,
-# alternating which node goes first. Prints the median ops/s and p99 of each and the ratio.
+# Prometheus's default rate at 1 s); the other has no listener. Each run starts both nodes afresh
+# (so what differs between two processes — the hash layout, where the allocator put the tables —
+# falls on both sides over the runs, not always on one) and prefills them with the same keys; then
+# put and get, pipeline depth 16, 50 connections, 100-byte values, alternating which node goes
+# first. Prints the median ops/s and p99 of each of the --repeat runs and the ratio.
+#
+# --same-process isolates what a scrape costs from what differs between two processes: one node
+# per run, with the listener, whose runs alternate between scraped every --scrape-s ("on") and
+# not scraped ("off").
 #
 #   scripts/bench-metrics.sh [--seconds S] [--repeat R] [--keyspace K] [--scrape-s X] [--rt]
-#                            [--out DIR]
+#                            [--same-process] [--out DIR]
 #
 # Servers on core 0, loadgen on core 1 (taskset), as scripts/bench-vs-redis.sh. Uses only
 # 127.0.0.1, bounds every run with `timeout`, and kills what it started on exit.
@@ -18,6 +24,7 @@ repeat=5
 keyspace=1000000
 scrape_s=1
 rt=0
+same_process=0
 out=""
 connections=50
 value_size=100
@@ -26,7 +33,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/lib/bench-common.sh
 source "$root/scripts/lib/bench-common.sh"
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) need_value "$1" $#; seconds="$2"; shift 2 ;;
@@ -34,6 +41,7 @@ while [ $# -gt 0 ]; do
         --keyspace) need_value "$1" $#; keyspace="$2"; shift 2 ;;
         --scrape-s) need_value "$1" $#; scrape_s="$2"; shift 2 ;;
         --rt) rt=1; shift ;;
+        --same-process) same_process=1; shift ;;
         --out) need_value "$1" $#; out="$2"; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
@@ -57,12 +65,12 @@ bench_workdir bench-metrics
     echo "- uptime at start: $(uptime)"
 } | tee "$out/machine.md" >&2
 
-# start_node NAME [metrics]: sets <NAME>_pid, <NAME>_port and, with metrics, metrics_addr.
+# start_node NAME RUN [metrics]: sets <NAME>_pid, <NAME>_port and, with metrics, metrics_addr.
 start_node() {
-    local name="$1" dir="$tmp/$1" port pid
+    local name="$1" dir="$tmp/$1-$2" port pid
     port="$(free_port)"
     mkdir -p "$dir"
-    if [ "${2:-}" = metrics ]; then
+    if [ "${3:-}" = metrics ]; then
         printf '[metrics]\nlisten = "127.0.0.1:0"\n' > "$dir/config.toml"
     else
         : > "$dir/config.toml"
@@ -73,7 +81,7 @@ start_node() {
     wait_listening "$port" "$pid"
     printf -v "${name}_pid" '%s' "$pid"
     printf -v "${name}_port" '%s' "$port"
-    if [ "${2:-}" = metrics ]; then
+    if [ "${3:-}" = metrics ]; then
         metrics_addr="$(grep -o 'metrics served at http://[^/]*' "$dir/log/root.log" | sed 's|.*http://||')"
         [ -n "$metrics_addr" ] || { echo "no metrics address in $dir/log/root.log" >&2; exit 1; }
     fi
@@ -104,25 +112,38 @@ run() {
     jq -r '"\(.ops_per_s|round) \(.latency_us.p99|round)"' "$file.json" >> "$out/$name-$op.runs"
 }
 
-start_node off
-start_node on metrics
-for name in off on; do
-    port_var="${name}_port"
-    log "prefilling node '$name' with $keyspace keys"
+# prefill NAME RUN: the same keys and values into node NAME.
+prefill() {
+    local port_var="${1}_port"
+    log "run $2: prefilling node '$1' with $keyspace keys"
     timeout 900 "${client_run[@]}" "$loadgen" --kind dht --addr "127.0.0.1:${!port_var}" \
-        -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 > "$out/prefill-$name.txt"
-done
+        -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 \
+        > "$out/prefill-$1-$2.txt"
+}
+
 : > "$tmp/scrapes"
-for op in put get; do
-    rm -f "$out/off-$op.runs" "$out/on-$op.runs"
-    for r in $(seq "$repeat"); do
-        order=$([ $((r % 2)) -eq 1 ] && echo "off on" || echo "on off")
+rm -f "$out"/off-*.runs "$out"/on-*.runs
+for r in $(seq "$repeat"); do
+    start_node on "$r" metrics
+    prefill on "$r"
+    if [ "$same_process" = 1 ]; then
+        off_pid="$on_pid"
+        off_port="$on_port"
+    else
+        start_node off "$r"
+        prefill off "$r"
+    fi
+    order=$([ $((r % 2)) -eq 1 ] && echo "off on" || echo "on off")
+    for op in put get; do
         for name in $order; do
             log "P=16 $op, run $r of $repeat: metrics $name"
             port_var="${name}_port"; pid_var="${name}_pid"
             run "$name" "${!port_var}" "${!pid_var}" "$op" "$r"
         done
     done
+    stop_pid "$on_pid"
+    [ "$same_process" = 1 ] || stop_pid "$off_pid"
+    rm -rf "$tmp/off-$r" "$tmp/on-$r"
 done
 [ -s "$tmp/scrapes" ] || { echo "no scrape succeeded" >&2; exit 1; }
 
