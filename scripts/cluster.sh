@@ -278,7 +278,7 @@ make_pki() {
         local name usage san
         for name in node client; do
             if [ "$name" = node ]; then
-                usage=serverAuth san="subjectAltName=IP:127.0.0.1,DNS:localhost"
+                usage=serverAuth,clientAuth san="subjectAltName=IP:127.0.0.1,DNS:localhost"
             else
                 usage=clientAuth san="subjectAltName=DNS:swarm-client"
             fi
@@ -321,6 +321,8 @@ node_config() {
             echo '[tls]'
             echo "cert_file = \"$WORK/tls/node.pem\""
             echo "key_file = \"$WORK/tls/node-key.pem\""
+            # A redistribution's connections to the other dht nodes go over TLS too.
+            [ "$kind" != dhtnode ] || echo "peer_ca_file = \"$WORK/tls/ca.pem\""
         fi
         if [ "$kind" = dhtnode ]; then
             local bounds

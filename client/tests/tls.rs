@@ -540,3 +540,55 @@ fn a_node_on_a_non_loopback_address_without_tls_warns() {
         );
     }
 }
+
+#[test]
+fn a_dht_cluster_under_mutual_tls_redistributes_over_tls() {
+    let pki = TestPki::new();
+    let binary = Kind::Dht.binary().to_string_lossy().into_owned();
+    let config = pki.node_section(&pki.node, true);
+    let full = TempNode::start(&binary, &config, &["--range", "0:ffffffffffffffff"]);
+    let empty = TempNode::start(&binary, &config, &["--range", "ffffffffffffffff:0"]);
+    let nodes = [full.addr, empty.addr];
+    let client = || {
+        let mut opts = options(client_tls(&pki.ca, Some(&pki.client), None));
+        opts.allow_incomplete_ranges = true;
+        DhtClient::connect(&nodes, opts).expect("connect over mutual TLS")
+    };
+    let dht = client();
+    for key in 0..2000u64 {
+        dht.put("moved", key, format!("value {key}").as_bytes())
+            .expect("put");
+    }
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (path(&pki.ca), path(&pki.client.cert), path(&pki.client.key));
+    let (a, b) = (full.addr.to_string(), empty.addr.to_string());
+    let output = swarmctl(&[
+        "--node", &a, "--node", &b, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key,
+        "--timeout-ms", "20000", "dht", "redistribute", "--execute",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every record is where its key's new owner is, and the empty node took its half.
+    let dht = client();
+    for key in 0..2000u64 {
+        assert_eq!(
+            dht.get("moved", key).expect("get"),
+            Some(format!("value {key}").into_bytes()),
+            "key {key}"
+        );
+    }
+    let held = |node: usize| {
+        dht.client()
+            .get_stats(node)
+            .expect("stats")
+            .into_iter()
+            .find(|(name, _)| name == "total_records")
+            .map(|(_, value)| value)
+    };
+    assert!(held(1).is_some_and(|records| records > 500), "{:?}", held(1));
+    assert!(full.root_log().contains("tls on"));
+}

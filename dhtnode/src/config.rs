@@ -166,7 +166,18 @@ impl DaemonConfig for NodeConfig {
         &mut self.metrics
     }
     fn validate_node(&self) -> Result<(), ConfigError> {
-        self.dht.validate(self.server.max_frame_bytes)
+        self.dht.validate(self.server.max_frame_bytes)?;
+        // Loaded here too, so that --check-config and the start refuse a bad file at once
+        // rather than the first redistribution.
+        if let Some(path) = &self.tls.peer_ca_file {
+            node_core::tls::load_roots("tls.peer_ca_file", path).map_err(|err| {
+                ConfigError::Invalid {
+                    key: "tls.peer_ca_file",
+                    problem: err.to_string(),
+                }
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -15,7 +15,8 @@ use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
 use dhtnode::state::{self, NodeState, PendingRedistribution};
 use node_core::auth::Credentials;
-use node_core::config::CommonArgs;
+use client::tls::{ClientTls, TlsSettings};
+use node_core::config::{CommonArgs, TlsSection};
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
 use std::process::ExitCode;
@@ -95,6 +96,7 @@ fn main() -> ExitCode {
         let redistribution = RedistributionConfig {
             data_dir: Some(config.data_dir.clone()),
             credentials,
+            tls: peer_tls(&config.tls)?,
             memory_multiplier: config.dht.redistribution_memory_multiplier,
             instance: random_instance(),
             tuning: Tuning::default(),
@@ -106,6 +108,29 @@ fn main() -> ExitCode {
         }
         Ok(node)
     })
+}
+
+/// The TLS of a redistribution's connections to the other dht nodes: `[tls] peer_ca_file` is
+/// the CA to trust, and the node's own certificate goes along for targets that require one.
+fn peer_tls(tls: &TlsSection) -> Result<Option<ClientTls>, String> {
+    let Some(ca_file) = &tls.peer_ca_file else {
+        if tls.cert_file.is_some() {
+            tracing::warn!(
+                "TLS is on but tls.peer_ca_file is not set: a redistribution connects to the \
+                 other dht nodes in clear, which fails if they serve TLS"
+            );
+        }
+        return Ok(None);
+    };
+    let settings = TlsSettings {
+        ca_file: ca_file.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        server_name: None,
+    };
+    ClientTls::load(&settings)
+        .map(Some)
+        .map_err(|err| format!("tls.peer_ca_file: {err}"))
 }
 
 /// The range to start with, and an unfinished redistribution to resume (see the module doc).

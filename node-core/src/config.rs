@@ -234,6 +234,10 @@ pub struct TlsSection {
     pub key_file: Option<PathBuf>,
     /// Set: mutual TLS. Clients must present a certificate signed by one of these CAs (PEM).
     pub client_ca_file: Option<PathBuf>,
+    /// dht nodes: the CA (PEM) the other dht nodes' certificates chain to, for the connections
+    /// a redistribution opens to them (this node's certificate goes along, for mutual TLS).
+    /// Other kinds open no connections and do not use it.
+    pub peer_ca_file: Option<PathBuf>,
 }
 
 impl TlsSection {
@@ -246,6 +250,7 @@ impl TlsSection {
             ("tls.cert_file", &self.cert_file),
             ("tls.key_file", &self.key_file),
             ("tls.client_ca_file", &self.client_ca_file),
+            ("tls.peer_ca_file", &self.peer_ca_file),
         ] {
             if empty(path) {
                 return Err(ConfigError::Invalid {
@@ -266,6 +271,10 @@ impl TlsSection {
             (None, None) if self.client_ca_file.is_some() => Err(ConfigError::Invalid {
                 key: "tls.client_ca_file",
                 problem: "needs tls.cert_file and tls.key_file: mutual TLS is TLS first".into(),
+            }),
+            (None, None) if self.peer_ca_file.is_some() => Err(ConfigError::Invalid {
+                key: "tls.peer_ca_file",
+                problem: "needs tls.cert_file and tls.key_file: the node serves TLS first".into(),
             }),
             _ => Ok(()),
         }
@@ -619,11 +628,17 @@ mod tests {
             (some("c.pem"), some("k.pem"), some("ca.pem"), None),
             (None, None, None, None),
         ];
+        let peer_only = TlsSection {
+            peer_ca_file: some("ca.pem"),
+            ..TlsSection::default()
+        };
+        assert_eq!(invalid_key(peer_only.validate()), "tls.peer_ca_file");
         for (cert_file, key_file, client_ca_file, refused) in cases {
             let section = TlsSection {
                 cert_file,
                 key_file,
                 client_ca_file,
+                peer_ca_file: None,
             };
             match refused {
                 Some(key) => assert_eq!(invalid_key(section.validate()), key, "{section:?}"),

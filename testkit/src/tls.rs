@@ -73,11 +73,16 @@ impl Authority {
             DnType::CommonName,
             if client { "swarm client" } else { "swarm node" },
         );
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
+        // A node's certificate serves clients, and is a dht node's client certificate towards
+        // the other nodes in a redistribution.
+        params.extended_key_usages = if client {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
         } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ]
+        };
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(400);
         params.not_after = now + time::Duration::days(valid_days);
@@ -123,13 +128,14 @@ impl TestPki {
         self.dir.path()
     }
 
-    /// A node config's `[tls]` section serving `cert`; with `mutual`, clients need a
-    /// certificate signed by the test CA.
+    /// A node config's `[tls]` section serving `cert`, trusting the test CA for its peers
+    /// (dht redistribution); with `mutual`, clients need a certificate signed by the test CA.
     pub fn node_section(&self, cert: &CertFiles, mutual: bool) -> String {
         let mut section = format!(
-            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\npeer_ca_file = \"{}\"\n",
             cert.cert.display(),
-            cert.key.display()
+            cert.key.display(),
+            self.ca.display()
         );
         if mutual {
             section.push_str(&format!("client_ca_file = \"{}\"\n", self.ca.display()));

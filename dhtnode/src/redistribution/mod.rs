@@ -61,6 +61,9 @@ pub struct RedistributionConfig {
     /// The node's credentials file: the key of the admin who asked for a redistribution is
     /// what the node authenticates with towards the targets. `None` when auth is off.
     pub credentials: Option<Arc<Credentials>>,
+    /// TLS towards the targets (`[tls] peer_ca_file`): the CA their certificates chain to, and
+    /// this node's certificate for targets that require one. `None`: in clear.
+    pub tls: Option<client::tls::ClientTls>,
     /// While the node's own redistribution runs, records moved in may grow it to at most this
     /// multiple of its size when that redistribution started.
     pub memory_multiplier: f64,
@@ -109,6 +112,7 @@ impl RedistributionConfig {
         RedistributionConfig {
             data_dir: None,
             credentials: None,
+            tls: None,
             memory_multiplier: 1.1,
             instance: random_instance(),
             tuning: Tuning::default(),
@@ -365,6 +369,7 @@ impl Redistributor {
             to_loop: requests_tx,
             waker: self.wakeups.loop_waker(),
             credentials: client_credentials(self.config.credentials.as_deref(), &pending.admin),
+            tls: self.config.tls.clone(),
             data_dir: self.config.data_dir.clone(),
             tuning: self.config.tuning,
         };

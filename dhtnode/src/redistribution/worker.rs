@@ -44,6 +44,7 @@ pub(crate) struct Context {
     pub to_loop: SyncSender<DeleteRequest>,
     pub waker: Option<Arc<mio::Waker>>,
     pub credentials: Option<(String, Key)>,
+    pub tls: Option<client::tls::ClientTls>,
     pub data_dir: Option<PathBuf>,
     pub tuning: Tuning,
 }
@@ -294,6 +295,7 @@ impl Worker {
                 connect_timeout_ms: tuning.connect_timeout.as_millis() as u64,
                 request_timeout_ms: tuning.request_timeout.as_millis() as u64,
                 credentials: self.context.credentials.clone(),
+                tls: self.context.tls.clone(),
                 ..ClientOptions::default()
             };
             let client = Client::connect(&[target.address], Some(NodeKind::Dht), options)
