@@ -563,8 +563,21 @@ fn a_dht_cluster_under_mutual_tls_redistributes_over_tls() {
     let (ca, cert, key) = (path(&pki.ca), path(&pki.client.cert), path(&pki.client.key));
     let (a, b) = (full.addr.to_string(), empty.addr.to_string());
     let output = swarmctl(&[
-        "--node", &a, "--node", &b, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key,
-        "--timeout-ms", "20000", "dht", "redistribute", "--execute",
+        "--node",
+        &a,
+        "--node",
+        &b,
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--timeout-ms",
+        "20000",
+        "dht",
+        "redistribute",
+        "--execute",
     ]);
     assert!(
         output.status.success(),
@@ -589,6 +602,10 @@ fn a_dht_cluster_under_mutual_tls_redistributes_over_tls() {
             .find(|(name, _)| name == "total_records")
             .map(|(_, value)| value)
     };
-    assert!(held(1).is_some_and(|records| records > 500), "{:?}", held(1));
+    assert!(
+        held(1).is_some_and(|records| records > 500),
+        "{:?}",
+        held(1)
+    );
     assert!(full.root_log().contains("tls on"));
 }

@@ -7,6 +7,7 @@
 //! resumed (unless `--range` changed the range, which abandons it with a warning).
 
 use clap::Parser;
+use client::tls::{ClientTls, TlsSettings};
 use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
 use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::config::NodeConfig;
@@ -15,7 +16,6 @@ use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
 use dhtnode::state::{self, NodeState, PendingRedistribution};
 use node_core::auth::Credentials;
-use client::tls::{ClientTls, TlsSettings};
 use node_core::config::{CommonArgs, TlsSection};
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
