@@ -58,6 +58,19 @@ fn tls_reason(result: Result<(), ClientError>) -> String {
     }
 }
 
+/// `--tls-ca`, `--tls-cert` and `--tls-key` with the test CA and client certificate.
+fn mutual_tls_flags(pki: &TestPki) -> [String; 6] {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    [
+        "--tls-ca".into(),
+        path(&pki.ca),
+        "--tls-cert".into(),
+        path(&pki.client.cert),
+        "--tls-key".into(),
+        path(&pki.client.key),
+    ]
+}
+
 fn swarmctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarmctl"))
         .args(args)
@@ -272,20 +285,13 @@ fn mutual_tls_refuses_a_client_without_a_certificate_from_the_ca() {
         );
         // swarmctl with its certificate flags.
         let addr = node.addr.to_string();
-        let path = |p: &Path| p.to_string_lossy().into_owned();
-        let (ca, cert, key) = (path(&pki.ca), path(&pki.client.cert), path(&pki.client.key));
-        let flags = [
-            "--node",
-            &addr,
-            "--tls-ca",
-            &ca,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ];
+        let tls_flags = mutual_tls_flags(&pki);
+        let flags: Vec<&str> = ["--node", addr.as_str()]
+            .into_iter()
+            .chain(tls_flags.iter().map(String::as_str))
+            .collect();
         swarmctl_round_trip(kind, &flags);
-        let output = swarmctl(&["--node", &addr, "--tls-ca", &ca, "ping"]);
+        let output = swarmctl(&["--node", &addr, "--tls-ca", &tls_flags[1], "ping"]);
         assert!(!output.status.success(), "swarmctl without a certificate");
     }
 }
@@ -559,26 +565,12 @@ fn a_dht_cluster_under_mutual_tls_redistributes_over_tls() {
         dht.put("moved", key, format!("value {key}").as_bytes())
             .expect("put");
     }
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    let (ca, cert, key) = (path(&pki.ca), path(&pki.client.cert), path(&pki.client.key));
     let (a, b) = (full.addr.to_string(), empty.addr.to_string());
-    let output = swarmctl(&[
-        "--node",
-        &a,
-        "--node",
-        &b,
-        "--tls-ca",
-        &ca,
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--timeout-ms",
-        "20000",
-        "dht",
-        "redistribute",
-        "--execute",
-    ]);
+    let mut args: Vec<&str> = vec!["--node", &a, "--node", &b];
+    let tls_flags = mutual_tls_flags(&pki);
+    args.extend(tls_flags.iter().map(String::as_str));
+    args.extend(["--timeout-ms", "20000", "dht", "redistribute", "--execute"]);
+    let output = swarmctl(&args);
     assert!(
         output.status.success(),
         "{}{}",
