@@ -570,7 +570,27 @@ fn a_dht_cluster_under_mutual_tls_redistributes_over_tls() {
     let tls_flags = mutual_tls_flags(&pki);
     args.extend(tls_flags.iter().map(String::as_str));
     args.extend(["--timeout-ms", "20000", "dht", "redistribute", "--execute"]);
-    let output = swarmctl(&args);
+    // A move that cannot reach its target retries for ever: give it a generous deadline.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("swarmctl runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "the redistribution did not finish within 60 s: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
     assert!(
         output.status.success(),
         "{}{}",
