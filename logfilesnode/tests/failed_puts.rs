@@ -200,13 +200,7 @@ fn narrow_reads_agree(conn: &mut Conn, counts: &BTreeMap<u64, usize>, end: u64) 
 fn saved_index_matches(dir: &Path) {
     let data = dir.join("data");
     common::indexes_match(&data.join(CHANNEL));
-    let out = Command::new(env!("CARGO_BIN_EXE_logfiles_check"))
-        .arg(&data)
-        .arg("--json")
-        .output()
-        .expect("run logfiles_check");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "logfiles_check: {report}");
+    let report = common::check_finds_clean(&data, &["--json"]);
     let json: serde_json::Value = serde_json::from_str(&report).expect("JSON");
     let files = json["files"].as_array().expect("files");
     assert!(!files.is_empty(), "{report}");

@@ -202,13 +202,5 @@ fn reads_after_a_kill_mid_append_go_through_rebuilt_indexes() {
         // SIGKILL again: the next round starts on a directory with no clean shutdown.
         drop(node);
     }
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_logfiles_check"))
-        .arg(dir.path().join("data"))
-        .output()
-        .expect("run logfiles_check");
-    assert!(
-        check.status.success(),
-        "logfiles_check finds problems:\n{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    common::check_finds_clean(&dir.path().join("data"), &[]);
 }

@@ -37,7 +37,8 @@ use channels::ChannelInfo;
 use durability::SyncJob;
 use journal::Journal;
 use memmap2::Mmap;
-use node_core::protocol::logfiles::DiskSize;
+use node_core::protocol::logfiles::{check_channel_name, BadChannelName, DiskSize};
+use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -67,8 +68,8 @@ pub struct EngineLimits {
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("channel name {0:?} is not valid (1 to 100 of [A-Za-z0-9_-])")]
-    BadChannelName(String),
+    #[error(transparent)]
+    BadChannelName(#[from] BadChannelName),
     #[error("empty value for key 0x{0:016x}")]
     EmptyValue(u64),
     #[error("value of {len} bytes for key 0x{key:016x} is over the limit of {max} bytes")]
@@ -97,6 +98,12 @@ impl EngineError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+impl StatusError for EngineError {
+    fn status(&self) -> Status {
+        EngineError::status(self)
     }
 }
 
@@ -203,7 +210,7 @@ impl Engine {
     // ----- writing ----------------------------------------------------------------------------
 
     /// Checks one record as Put and PutBatch do, before anything is written.
-    pub fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
+    fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
         if value.is_empty() {
             return Err(EngineError::EmptyValue(key));
         }
@@ -218,10 +225,8 @@ impl Engine {
     }
 
     /// Checks that `channel` is a valid name and exists or may be created.
-    pub fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
-        if !crate::valid_channel_name(channel) {
-            return Err(EngineError::BadChannelName(channel.to_string()));
-        }
+    fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
+        check_channel_name(channel)?;
         if !self.channels.contains_key(channel) && self.channels.len() >= self.limits.max_channels {
             return Err(EngineError::TooManyChannels(self.channels.len()));
         }
@@ -245,15 +250,22 @@ impl Engine {
         Ok(tickets)
     }
 
-    /// Appends records already checked (PutBatch). On an error part-way, the records of the
-    /// batch still buffered are taken back; [`BatchError::stored`] counts those that were not
-    /// (written to their file already, by a full buffer or a bucket closed to make room).
-    /// Under `fsync = "always"` the batch's records a failed write-out dropped are not counted.
+    /// Appends a batch of records (PutBatch), all or nothing as far as the checks go: the
+    /// channel and every record are checked (as by [`put`](Self::put)) before any is written,
+    /// and a refused batch has `stored` 0. On an error part-way, the records of the batch still
+    /// buffered are taken back; [`BatchError::stored`] counts those that were not (written to
+    /// their file already, by a full buffer or a bucket closed to make room). Under
+    /// `fsync = "always"` the batch's records a failed write-out dropped are not counted.
     pub fn put_batch<'a>(
         &mut self,
         channel: &str,
-        records: impl Iterator<Item = (u64, &'a [u8])>,
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<WriteTickets, BatchError> {
+        let refused = |error| BatchError { error, stored: 0 };
+        self.check_channel(channel).map_err(refused)?;
+        for (key, value) in records.clone() {
+            self.check_record(key, value).map_err(refused)?;
+        }
         let mut tickets = WriteTickets::default();
         let mut marks: Vec<(BucketId, u64, BufferMark)> = Vec::new();
         for (key, value) in records {
@@ -384,33 +396,13 @@ impl Engine {
                 recovery.reason.map_or("?".into(), |r| r.to_string())
             );
         }
-        let info = self
-            .channels
-            .get_mut(channel)
-            .ok_or_else(|| unreachable_missing(channel))?;
-        match existed_len {
-            None => {
-                info.size.buckets += 1;
-                info.size.bytes += writer.len_bytes();
-                if self.limits.fsync != FsyncPolicy::None {
-                    for dir in [
-                        path.parent(),
-                        Some(channel_dir.as_path()),
-                        Some(&self.data_dir),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        if !self.new_dir_entries.iter().any(|d| d == dir) {
-                            self.new_dir_entries.push(dir.to_path_buf());
-                        }
-                    }
-                }
-            }
-            Some(len) => {
-                info.size.bytes = (info.size.bytes + writer.len_bytes()).saturating_sub(len);
-            }
-        }
+        self.count_opened(
+            channel,
+            &path,
+            &channel_dir,
+            existed_len,
+            writer.len_bytes(),
+        )?;
         if self
             .journal
             .as_ref()
@@ -421,6 +413,43 @@ impl Engine {
         let serial = self.next_writer_serial;
         self.next_writer_serial += 1;
         Ok(self.writers.insert(channel, id, writer, serial))
+    }
+
+    /// Counts a bucket just opened for writing in its channel's size: a new file (whose
+    /// directory entries are then synced, unless `fsync = "none"`), or the change in length of
+    /// an existing one (opening may cut a torn tail). `existed_len`: its length before.
+    fn count_opened(
+        &mut self,
+        channel: &str,
+        path: &Path,
+        channel_dir: &Path,
+        existed_len: Option<u64>,
+        len_bytes: u64,
+    ) -> Result<(), EngineError> {
+        let info = self
+            .channels
+            .get_mut(channel)
+            .ok_or_else(|| unreachable_missing(channel))?;
+        match existed_len {
+            None => {
+                info.size.buckets += 1;
+                info.size.bytes += len_bytes;
+                if self.limits.fsync != FsyncPolicy::None {
+                    for dir in [path.parent(), Some(channel_dir), Some(&self.data_dir)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if !self.new_dir_entries.iter().any(|d| d == dir) {
+                            self.new_dir_entries.push(dir.to_path_buf());
+                        }
+                    }
+                }
+            }
+            Some(len) => {
+                info.size.bytes = (info.size.bytes + len_bytes).saturating_sub(len);
+            }
+        }
+        Ok(())
     }
 
     /// The channel's directory; registers the channel when it is new (the directory itself is
@@ -615,15 +644,14 @@ impl Engine {
 
     /// Removes a channel: closes its writers, moves its directory aside (one rename, so a crash
     /// cannot bring it back half-deleted) and deletes it on another thread. Ok when absent.
-    pub fn remove_channel(&mut self, channel: &str) -> Result<(), EngineError> {
-        if !crate::valid_channel_name(channel) {
-            return Err(EngineError::BadChannelName(channel.to_string()));
-        }
+    /// Returns whether it existed.
+    pub fn remove_channel(&mut self, channel: &str) -> Result<bool, EngineError> {
+        check_channel_name(channel)?;
         // Its buffered records go with it (dropping a writer flushes into the directory that is
         // moved aside and deleted below).
         drop(self.writers.remove_channel(channel));
         let Some(info) = self.channels.remove(channel) else {
-            return Ok(());
+            return Ok(false);
         };
         // Its directories are going: nothing of them is left to make durable.
         self.new_dir_entries
@@ -633,7 +661,7 @@ impl Engine {
         let aside = removing.join(format!("{channel}.{}", info.generation));
         match fs::rename(&info.dir, &aside) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(EngineError::io(&info.dir, e)),
         }
         // The rename must be durable before the Ok: fsync the data directory.
@@ -650,7 +678,7 @@ impl Engine {
         if let Err(e) = spawned {
             tracing::warn!("cannot start a thread to delete a removed channel ({e}); it is deleted at the next start");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Clean shutdown: writes and fsyncs every open bucket, then deletes the journal (nothing to

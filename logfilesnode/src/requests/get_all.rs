@@ -3,23 +3,17 @@
 //! ask) under the client's credit. A record a foreign tool stored in the wrong bucket is still
 //! sent. See [`super::read`].
 
-use super::{bad_request, check_channel_name};
 use crate::service::LogfilesNode;
-use node_core::protocol::logfiles::GetAllRequest;
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::logfiles::{check_channel_name, GetAllRequest};
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut LogfilesNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<LogfilesNode> {
-    let (get_all, flags) = match GetAllRequest::decode_with(request.body) {
-        Ok(decoded) => decoded,
-        Err(error) => return bad_request(reply, error),
-    };
-    if let Err(handled) = check_channel_name(get_all.channel, reply) {
-        return handled;
-    }
+) -> Outcome<LogfilesNode> {
+    let (get_all, flags) = GetAllRequest::decode_with(request.body)?;
+    check_channel_name(get_all.channel)?;
     let read = super::read::ReadRequest {
         name: "GetAll",
         channel: get_all.channel,
@@ -28,5 +22,5 @@ pub(super) fn handle(
         filter: get_all.filter,
         flags,
     };
-    super::read::start(node, read, reply)
+    Ok(super::read::start(node, read, reply))
 }

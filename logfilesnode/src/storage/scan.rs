@@ -501,15 +501,30 @@ fn note_damage(damage: &mut Vec<Damage>, count: &mut u64, item: Damage) {
     }
 }
 
-/// Whether a decoder should stop for the budget (never one that ended on damage: resuming it
-/// would report that damage again, forever when the budget runs out right there).
-fn over_budget(
-    decoder: &BucketDecoder<'_>,
-    first: usize,
-    records: usize,
+/// What one phase's slice of a step came to.
+enum Slice {
+    /// The phase is over: the cursor goes on with this one, in the same step.
+    Next(Phase),
+    /// The step ends with `Step` (budget used, or a record refused), to resume in this phase.
+    Pause(Phase, Step),
+}
+
+/// The work of one step so far, against its budget.
+struct Work {
     budget: StepBudget,
-) -> bool {
-    !decoder.is_done() && (records >= budget.records || decoder.position() - first >= budget.bytes)
+    records: usize,
+}
+
+impl Work {
+    /// Whether the step must pause after a record, `decoder` having started the slice at
+    /// `first`: its records or bytes are used up. A decoder that ended (on damage too) does not
+    /// pause: resumed there, it would report that damage again, forever when the budget runs
+    /// out right there.
+    fn used_up(&self, decoder: &BucketDecoder<'_>, first: usize) -> bool {
+        !decoder.is_done()
+            && (self.records >= self.budget.records
+                || decoder.position() - first >= self.budget.bytes)
+    }
 }
 
 impl BucketCursor {
@@ -662,72 +677,39 @@ impl BucketCursor {
         step
     }
 
+    /// The step's work: one slice of each phase in turn, until one pauses or the bucket is done.
     fn work(
         &mut self,
         budget: StepBudget,
         may_hold: &mut dyn FnMut(usize) -> bool,
         mut emit: impl FnMut(Record<'_>) -> bool,
     ) -> Step {
-        let mut records = 0usize;
+        let mut work = Work { budget, records: 0 };
         loop {
-            let phase = std::mem::replace(&mut self.phase, Phase::Done);
-            self.phase = match phase {
-                Phase::Unindexed => self.start_build(may_hold),
+            let slice = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Unindexed => Slice::Next(self.start_build(may_hold)),
                 Phase::Build {
                     pos,
-                    mut probe,
-                    mut builder,
-                } => {
-                    match self.decode_all(pos, &mut probe, Some(&mut builder), budget, &mut records)
-                    {
-                        Some(pos) => {
-                            self.phase = Phase::Build {
-                                pos,
-                                probe,
-                                builder,
-                            };
-                            return Step::Budget;
-                        }
-                        None => self.finish_build(probe, *builder, may_hold),
-                    }
-                }
-                Phase::Probe { pos, mut probe } => {
-                    match self.decode_all(pos, &mut probe, None, budget, &mut records) {
-                        Some(pos) => {
-                            self.phase = Phase::Probe { pos, probe };
-                            return Step::Budget;
-                        }
-                        None => self.after_probe(probe, may_hold),
-                    }
-                }
+                    probe,
+                    builder,
+                } => self.build_slice(pos, probe, builder, &mut work, may_hold),
+                Phase::Probe { pos, probe } => self.probe_slice(pos, probe, &mut work, may_hold),
                 Phase::Stream { pos, stop_past_to } => {
-                    match self.stream(pos, stop_past_to, budget, &mut records, &mut emit) {
-                        Ok(phase) => phase,
-                        Err((phase, step)) => {
-                            self.phase = phase;
-                            return step;
-                        }
-                    }
+                    self.stream_slice(pos, stop_past_to, &mut work, &mut emit)
                 }
-                Phase::Index { pos, index } => match self.collect(pos, index, budget, &mut records)
-                {
-                    Ok(phase) => phase,
-                    Err(phase) => {
-                        self.phase = phase;
-                        return Step::Budget;
-                    }
-                },
+                Phase::Index { pos, index } => self.index_slice(pos, index, &mut work),
                 Phase::Sorted { index, next } => {
-                    match self.send_sorted(index, next, budget, &mut records, &mut emit) {
-                        Ok(()) => Phase::Done,
-                        Err((phase, step)) => {
-                            self.phase = phase;
-                            return step;
-                        }
-                    }
+                    self.sorted_slice(index, next, &mut work, &mut emit)
                 }
                 Phase::Done => return Step::Finished,
             };
+            match slice {
+                Slice::Next(phase) => self.phase = phase,
+                Slice::Pause(phase, step) => {
+                    self.phase = phase;
+                    return step;
+                }
+            }
         }
     }
 
@@ -762,6 +744,44 @@ impl BucketCursor {
         }
     }
 
+    /// A slice of the pass that builds the index of a bucket without a usable one; at its end,
+    /// the index is saved and says how to go on ([`finish_build`](Self::finish_build)).
+    fn build_slice(
+        &mut self,
+        pos: usize,
+        mut probe: Probe,
+        mut builder: Box<IndexBuilder>,
+        work: &mut Work,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+    ) -> Slice {
+        match self.decode_all(pos, &mut probe, Some(&mut builder), work) {
+            Some(pos) => Slice::Pause(
+                Phase::Build {
+                    pos,
+                    probe,
+                    builder,
+                },
+                Step::Budget,
+            ),
+            None => Slice::Next(self.finish_build(probe, *builder, may_hold)),
+        }
+    }
+
+    /// A slice of the pass over an out-of-order bucket (or one without an index the budgets had
+    /// room for); at its end, [`after_probe`](Self::after_probe) says how to send the records.
+    fn probe_slice(
+        &mut self,
+        pos: usize,
+        mut probe: Probe,
+        work: &mut Work,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+    ) -> Slice {
+        match self.decode_all(pos, &mut probe, None, work) {
+            Some(pos) => Slice::Pause(Phase::Probe { pos, probe }, Step::Budget),
+            None => Slice::Next(self.after_probe(probe, may_hold)),
+        }
+    }
+
     /// Decodes from `pos` to the end of the bucket or until the budget is used, noting damage,
     /// the order of the in-range keys and, with `builder`, every record in the index. Returns
     /// where to resume, or `None` at the end.
@@ -770,8 +790,7 @@ impl BucketCursor {
         pos: usize,
         probe: &mut Probe,
         mut builder: Option<&mut IndexBuilder>,
-        budget: StepBudget,
-        records: &mut usize,
+        work: &mut Work,
     ) -> Option<usize> {
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
         let mut decoder = BucketDecoder::resume(data, pos);
@@ -788,9 +807,9 @@ impl BucketCursor {
                 }
                 Err(d) => note_damage(&mut self.damage, &mut self.damage_count, d),
             }
-            *records += 1;
+            work.records += 1;
             self.records_decoded += 1;
-            if over_budget(&decoder, first, *records, budget) {
+            if work.used_up(&decoder, first) {
                 return Some(decoder.position());
             }
         }
@@ -847,16 +866,15 @@ impl BucketCursor {
         }
     }
 
-    /// Sends in-range records in file order from `pos`. `Ok`: the next phase; `Err`: the phase
-    /// to resume and why the step ends.
-    fn stream(
+    /// Sends in-range records in file order from `pos` (up to the first key past `to` when
+    /// `stop_past_to`).
+    fn stream_slice(
         &mut self,
         pos: usize,
         stop_past_to: bool,
-        budget: StepBudget,
-        records: &mut usize,
+        work: &mut Work,
         emit: &mut impl FnMut(Record<'_>) -> bool,
-    ) -> Result<Phase, (Phase, Step)> {
+    ) -> Slice {
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
         let (from, to) = (self.from, self.to);
         let mut decoder = BucketDecoder::resume(data, pos);
@@ -864,12 +882,12 @@ impl BucketCursor {
         loop {
             let at = decoder.position();
             let Some(item) = decoder.next() else {
-                return Ok(Phase::Done);
+                return Slice::Next(Phase::Done);
             };
-            *records += 1;
+            work.records += 1;
             self.records_decoded += 1;
             match item {
-                Ok(r) if stop_past_to && r.key > to => return Ok(Phase::Done),
+                Ok(r) if stop_past_to && r.key > to => return Slice::Next(Phase::Done),
                 Ok(r) if (from..=to).contains(&r.key) && !emit(r) => {
                     // Offered again next time: not counted twice as decoded.
                     self.records_decoded -= 1;
@@ -877,7 +895,7 @@ impl BucketCursor {
                         pos: at,
                         stop_past_to,
                     };
-                    return Err((phase, Step::Refused));
+                    return Slice::Pause(phase, Step::Refused);
                 }
                 Ok(_) => {}
                 Err(d) if self.stream_damage => {
@@ -885,22 +903,15 @@ impl BucketCursor {
                 }
                 Err(_) => {}
             }
-            if over_budget(&decoder, first, *records, budget) {
+            if work.used_up(&decoder, first) {
                 let pos = decoder.position();
-                return Err((Phase::Stream { pos, stop_past_to }, Step::Budget));
+                return Slice::Pause(Phase::Stream { pos, stop_past_to }, Step::Budget);
             }
         }
     }
 
-    /// Collects `(key, offset)` of the in-range records; sorts them at the end. `Err`: the
-    /// phase to resume after the budget ran out.
-    fn collect(
-        &mut self,
-        pos: usize,
-        mut index: Vec<(u64, u64)>,
-        budget: StepBudget,
-        records: &mut usize,
-    ) -> Result<Phase, Phase> {
+    /// Collects `(key, offset)` of the in-range records of a slice; sorts them at the end.
+    fn index_slice(&mut self, pos: usize, mut index: Vec<(u64, u64)>, work: &mut Work) -> Slice {
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
         let mut decoder = BucketDecoder::resume(data, pos);
         let first = decoder.position();
@@ -910,47 +921,47 @@ impl BucketCursor {
                     index.push((r.key, r.offset));
                 }
             }
-            *records += 1;
+            work.records += 1;
             self.records_decoded += 1;
-            if over_budget(&decoder, first, *records, budget) {
-                return Err(Phase::Index {
-                    pos: decoder.position(),
-                    index,
-                });
+            if work.used_up(&decoder, first) {
+                let pos = decoder.position();
+                return Slice::Pause(Phase::Index { pos, index }, Step::Budget);
             }
         }
         // Offsets are unique, so this orders equal keys by their place in the file.
         index.sort_unstable();
-        Ok(Phase::Sorted { index, next: 0 })
+        Slice::Next(Phase::Sorted { index, next: 0 })
     }
 
-    /// Sends the sorted in-range records from `next`. `Err`: the phase to resume and why.
-    fn send_sorted(
+    /// Sends the records of the sorted index from `next` on.
+    fn sorted_slice(
         &mut self,
         index: Vec<(u64, u64)>,
         mut next: usize,
-        budget: StepBudget,
-        records: &mut usize,
+        work: &mut Work,
         emit: &mut impl FnMut(Record<'_>) -> bool,
-    ) -> Result<(), (Phase, Step)> {
+    ) -> Slice {
         let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        while let Some(&(_, offset)) = index.get(next) {
+        while let Some(&(key, offset)) = index.get(next) {
             let record = BucketDecoder::resume(data, offset as usize)
                 .next()
                 .and_then(Result::ok);
             if let Some(r) = record {
+                // The pair of the collecting pass's read: the map does not change under a read
+                // (no writer truncates a mapped bucket), so the record reads back as indexed.
+                debug_assert_eq!(r.key, key, "record at {offset} reads back with its key");
                 if !emit(r) {
-                    return Err((Phase::Sorted { index, next }, Step::Refused));
+                    return Slice::Pause(Phase::Sorted { index, next }, Step::Refused);
                 }
             }
             next += 1;
-            *records += 1;
+            work.records += 1;
             self.records_decoded += 1;
-            if *records >= budget.records {
-                return Err((Phase::Sorted { index, next }, Step::Budget));
+            if work.records >= work.budget.records {
+                return Slice::Pause(Phase::Sorted { index, next }, Step::Budget);
             }
         }
-        Ok(())
+        Slice::Next(Phase::Done)
     }
 }
 

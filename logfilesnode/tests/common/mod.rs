@@ -1,6 +1,7 @@
 //! Helpers shared by the node tests of this crate that read through the real node: a GetRange
 //! run to its end over a raw connection (both batch kinds decoded), checking the bucket indexes
-//! a node left, and copying a sample data directory. Each test file uses what it needs.
+//! a node left (and `logfiles_check` on its directory), and copying a sample data directory.
+//! Each test file uses what it needs.
 #![allow(dead_code)]
 
 use logfilesnode::storage::index::{load_index, verify_index};
@@ -95,4 +96,24 @@ pub fn copy_tree(from: &Path, to: &Path) {
             fs::copy(entry.path(), &target).expect("copy");
         }
     }
+}
+
+/// Runs `logfiles_check` (crate `logfiles-check`, built if needed) on the data directory `data`
+/// with `args`, asserts that it finds the directory clean, and returns its report (stdout).
+pub fn check_finds_clean(data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(testkit::workspace_binary(
+        "logfiles-check",
+        "logfiles_check",
+    ))
+    .arg(data)
+    .args(args)
+    .output()
+    .expect("run logfiles_check");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "logfiles_check finds problems:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
 }

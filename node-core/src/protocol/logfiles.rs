@@ -5,20 +5,58 @@
 
 use super::batch::BatchEncoding;
 pub use super::channels::{
-    decode_channel, decode_channel_names, decode_put_batch, encode_channel, encode_channel_names,
-    encode_put_batch, valid_channel_name, PutRequest, MAX_CHANNEL_NAME_LEN,
+    check_channel_name, decode_channel, decode_channel_names, decode_put_batch, encode_channel,
+    encode_channel_names, encode_put_batch, valid_channel_name, BadChannelName, PutRequest,
+    MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_bytes, put_str8, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
-pub const PUT: RequestCode = RequestCode(48);
-pub const PUT_BATCH: RequestCode = RequestCode(49);
-pub const GET_RANGE: RequestCode = RequestCode(50);
-pub const GET_ALL: RequestCode = RequestCode(51);
-pub const GET_CHANNELS: RequestCode = RequestCode(52);
-pub const GET_CHANNEL_SIZE: RequestCode = RequestCode(53);
-pub const GET_SIZE: RequestCode = RequestCode(54);
-pub const REMOVE_CHANNEL: RequestCode = RequestCode(55);
+super::codes::request_enum! {
+    /// The logfiles requests (docs/protocol.md §7), with their wire codes.
+    pub enum LogfilesRequest {
+        Put = 48,
+        PutBatch = 49,
+        GetRange = 50,
+        GetAll = 51,
+        GetChannels = 52,
+        GetChannelSize = 53,
+        GetSize = 54,
+        RemoveChannel = 55,
+    }
+}
+
+impl LogfilesRequest {
+    /// Administrative requests: only admins may run them when authentication is on. A node
+    /// checks this before it looks at the body (docs/protocol.md §1.4).
+    pub const fn admin_only(self) -> bool {
+        use LogfilesRequest::*;
+        match self {
+            RemoveChannel => true,
+            Put | PutBatch | GetRange | GetAll | GetChannels | GetChannelSize | GetSize => false,
+        }
+    }
+
+    /// Requests that open a stream of Items (docs/protocol.md §2.2): refused with
+    /// TooManyRequests while the connection's or the node's streams hold their memory budget.
+    pub const fn opens_stream(self) -> bool {
+        use LogfilesRequest::*;
+        match self {
+            GetRange | GetAll => true,
+            Put | PutBatch | GetChannels | GetChannelSize | GetSize | RemoveChannel => false,
+        }
+    }
+}
+
+// The codes as constants, for senders (the client, tests).
+pub const PUT: RequestCode = LogfilesRequest::Put.code();
+pub const PUT_BATCH: RequestCode = LogfilesRequest::PutBatch.code();
+pub const GET_RANGE: RequestCode = LogfilesRequest::GetRange.code();
+pub const GET_ALL: RequestCode = LogfilesRequest::GetAll.code();
+pub const GET_CHANNELS: RequestCode = LogfilesRequest::GetChannels.code();
+pub const GET_CHANNEL_SIZE: RequestCode = LogfilesRequest::GetChannelSize.code();
+pub const GET_SIZE: RequestCode = LogfilesRequest::GetSize.code();
+pub const REMOVE_CHANNEL: RequestCode = LogfilesRequest::RemoveChannel.code();
 
 /// Item code of GetRange and GetAll: one LZ4 batch (§4) of records.
 pub const ITEM_RECORD_BATCH: u8 = 1;
@@ -31,29 +69,17 @@ pub const MAX_FILTER_LEN: usize = 4096;
 
 /// The name of a logfiles request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
-    Some(match code {
-        PUT => "Put",
-        PUT_BATCH => "PutBatch",
-        GET_RANGE => "GetRange",
-        GET_ALL => "GetAll",
-        GET_CHANNELS => "GetChannels",
-        GET_CHANNEL_SIZE => "GetChannelSize",
-        GET_SIZE => "GetSize",
-        REMOVE_CHANNEL => "RemoveChannel",
-        _ => return None,
-    })
+    LogfilesRequest::from_code(code).map(LogfilesRequest::name)
 }
 
-/// Administrative requests: only admins may run them when authentication is on. A node checks
-/// this before it looks at the body (docs/protocol.md §1.4).
+/// Whether `code` is an administrative logfiles request ([`LogfilesRequest::admin_only`]).
 pub fn is_admin_request(code: RequestCode) -> bool {
-    code == REMOVE_CHANNEL
+    LogfilesRequest::from_code(code).is_some_and(LogfilesRequest::admin_only)
 }
 
-/// Requests that open a stream of Items (docs/protocol.md §2.2): refused with TooManyRequests
-/// while the connection's or the node's streams hold their memory budget.
+/// Whether `code` is a logfiles request that opens a stream ([`LogfilesRequest::opens_stream`]).
 pub fn opens_stream(code: RequestCode) -> bool {
-    matches!(code, GET_RANGE | GET_ALL)
+    LogfilesRequest::from_code(code).is_some_and(LogfilesRequest::opens_stream)
 }
 
 /// How a read selects records by value.
@@ -264,6 +290,12 @@ impl DiskSize {
         let bytes = reader.u64("bytes")?;
         reader.finish()?;
         Ok(DiskSize { buckets, bytes })
+    }
+}
+
+impl super::channels::SizeReply for DiskSize {
+    fn encode(&self, out: &mut Vec<u8>) {
+        DiskSize::encode(self, out);
     }
 }
 

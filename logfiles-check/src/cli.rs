@@ -1,10 +1,10 @@
 //! `logfiles_check DATA_DIR [--channel CH] [--repair] [--json] [--quiet]`: verifies every bucket
 //! file of a logfiles node's data directory and, with `--repair`, truncates damaged ones. The
-//! binary (`src/bin/logfiles_check.rs`) only parses [`Args`] and calls [`run`].
+//! binary's `main` only parses [`Args`] and calls [`run`].
 //!
 //! **What is checked.** [`walk_data_dir`] lists `DATA_DIR/<channel>/<slot>/<bucket>` as the node
 //! sees it; every bucket file of every format is read through
-//! [`check_bucket_file`](crate::storage::check_bucket_file) (mapped, never read whole): CRC32 of
+//! [`check_bucket_file`](logfilesnode::storage::check_bucket_file) (mapped, never read whole): CRC32 of
 //! each record for our format, the header parity for the reference's v1, length sanity for all
 //! three, and whether each key belongs to the bucket the file name says. Entries that are not
 //! bucket files (stray names, `*.gz`, saved repair cuts, directories where a file belongs, a
@@ -42,7 +42,7 @@
 //!
 //! **`--repair`** (refused while a node runs on the directory: both take its `.lock`) truncates each damaged file at its first bad
 //! record (damage or key outside the bucket) with
-//! [`repair_bucket_file`](crate::storage::repair_bucket_file): the bytes from there to the end
+//! [`repair_bucket_file`](logfilesnode::storage::repair_bucket_file): the bytes from there to the end
 //! are first saved to `<bucket>.cut.<unix seconds>` next to the file and fsynced. Good records
 //! after the first bad one go to that file too (their number is reported). Files with an
 //! unusable header (unknown version, bad header CRC) are not touched. It then rebuilds the index
@@ -53,17 +53,17 @@
 //! and not `--json`) and the directory is large ([`PROGRESS_MIN_FILES`] files or
 //! [`PROGRESS_MIN_BYTES`] bytes).
 
-use crate::storage::check::{
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use logfilesnode::storage::check::{
     check_bucket_file, rebuild_index, repair_bucket_file, walk_data_dir, BucketEntry, FileReport,
     IndexCheck, Inventory, Repair, Unreadable,
 };
-use crate::storage::index::{
+use logfilesnode::storage::index::{
     IndexProblem, DEFAULT_INDEX_INTERVAL_BYTES, MAX_CONFIG_INDEX_INTERVAL_BYTES,
     MIN_INDEX_INTERVAL_BYTES,
 };
-use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use node_core::protocol::logfiles::valid_channel_name;
+use logfilesnode::valid_channel_name;
 use serde::Serialize;
 use std::fs;
 use std::io::{self, Write};
@@ -547,7 +547,7 @@ fn file_line(outcome: &FileOutcome<'_>) -> (String, Option<String>) {
 fn bucket_problem(
     file: &FileReport,
     outcome: &FileOutcome<'_>,
-    first: &crate::storage::check::FirstBad,
+    first: &logfilesnode::storage::check::FirstBad,
 ) -> String {
     let mut text = format!("; first bad offset {}: {first}", first.offset());
     if file.damage_count > 1 {
@@ -899,7 +899,7 @@ fn json_file<'a>(outcome: &FileOutcome<'a>) -> JsonFile<'a> {
                 .map(|d| JsonDamage {
                     offset: d.offset,
                     len_bytes: d.len_bytes,
-                    kind: crate::storage::check::damage_kind_name(d.kind),
+                    kind: logfilesnode::storage::check::damage_kind_name(d.kind),
                     reason: d.kind.to_string(),
                 })
                 .collect();
@@ -1032,7 +1032,7 @@ mod tests {
         inventory.buckets = (0..PROGRESS_MIN_FILES as u64)
             .map(|i| BucketEntry {
                 channel: "c".into(),
-                id: crate::storage::BucketId::from_key(i << 12),
+                id: logfilesnode::storage::BucketId::from_key(i << 12),
                 path: PathBuf::from("x"),
                 len_bytes: 1,
             })
