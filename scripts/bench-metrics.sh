@@ -59,20 +59,11 @@ bench_workdir bench-metrics
 
 # start_node NAME [metrics]: sets <NAME>_pid, <NAME>_port and, with metrics, metrics_addr.
 start_node() {
-    local name="$1" dir="$tmp/$1" port pid
-    port="$(free_port)"
-    mkdir -p "$dir"
-    if [ "${2:-}" = metrics ]; then
-        printf '[metrics]\nlisten = "127.0.0.1:0"\n' > "$dir/config.toml"
-    else
-        : > "$dir/config.toml"
-    fi
-    (cd "$dir" && exec "${server_run[@]}" "$dhtnode" -c config.toml --listen "127.0.0.1:$port") &
-    pid=$!
-    started_pids+=("$pid")
-    wait_listening "$port" "$pid"
-    printf -v "${name}_pid" '%s' "$pid"
-    printf -v "${name}_port" '%s' "$port"
+    local name="$1" dir="$tmp/$1" config=""
+    if [ "${2:-}" = metrics ]; then config=$'[metrics]\nlisten = "127.0.0.1:0"'; fi
+    start_dhtnode "$dir" "$config"
+    printf -v "${name}_pid" '%s' "$srv_pid"
+    printf -v "${name}_port" '%s' "$srv_port"
     if [ "${2:-}" = metrics ]; then
         metrics_addr="$(grep -o 'metrics served at http://[^/]*' "$dir/log/root.log" | sed 's|.*http://||')"
         [ -n "$metrics_addr" ] || { echo "no metrics address in $dir/log/root.log" >&2; exit 1; }

@@ -18,14 +18,22 @@
 //! frames. `logfiles` sends logfiles Puts (the same body layout: channel, key, value; puts only).
 //! `redis` speaks RESP (SET/GET on `key:%012d`, the keys `redis-benchmark -r` uses) so the same
 //! generator can cross-check `redis-benchmark`; `redis-xadd` appends to one Redis stream
-//! (`XADD bench * key:%012d <value>`), the Redis counterpart of a logfiles Put.
+//! (`XADD bench * key:%012d <value>`), the Redis counterpart of a logfiles Put. `memcached`
+//! speaks memcached's text protocol (`set`/`get` on the same keys and values; `loadgen/memcached.rs`),
+//! the second peer of the dht node.
 //!
 //!     loadgen --addr 127.0.0.1:10000 -c 50 -P 16 -d 100 --keys uniform:1000000 --ops get \
 //!             --prefill 1000000 --duration-s 10 --json out.json
 
+#[path = "loadgen/memcached.rs"]
+mod memcached;
+#[path = "loadgen/text.rs"]
+mod text;
+
 use benches::sys::{self, CpuTimes};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use memcached::MemcachedCodec;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
@@ -39,6 +47,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use text::{bench_value, find_crlf, KeyTemplates};
 
 /// Requests in flight per connection are tracked in slots; the slot is the low bits of the
 /// request id, so a reply finds its send time without a map.
@@ -53,7 +62,7 @@ const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 #[derive(Parser, Debug)]
 #[command(
     name = "loadgen",
-    about = "Load generator for the swarm nodes (and Redis, for cross-checks)"
+    about = "Load generator for the swarm nodes (and Redis and memcached, their peers)"
 )]
 struct Args {
     /// Node kind to drive.
@@ -136,6 +145,8 @@ enum Kind {
     Logfiles,
     /// Redis streams: XADD to one stream, to compare with logfiles Puts. Writes only.
     RedisXadd,
+    /// memcached (text protocol set/get on the Redis keys), the second peer of the dht node.
+    Memcached,
     /// The queue node: not built yet.
     Queue,
 }
@@ -496,7 +507,7 @@ impl SwarmCodec {
         if !node_core::protocol::dht::valid_channel_name(channel) {
             return Err(format!("bad channel name {channel:?}"));
         }
-        let value: Vec<u8> = (0..value_size).map(|i| b'a' + (i % 26) as u8).collect();
+        let value = bench_value(value_size).into_bytes();
         let mut body = Vec::new();
         PutRequest {
             channel,
@@ -579,43 +590,26 @@ impl Codec for SwarmCodec {
 
 /// RESP (Redis): `SET key:%012d <value>` and `GET key:%012d`, the keys of `redis-benchmark -r`.
 struct RespCodec {
-    set: Vec<u8>,
-    get: Vec<u8>,
-    /// Offset of the 12 key digits in each template.
-    set_key_at: usize,
-    get_key_at: usize,
+    requests: KeyTemplates,
     value_size: usize,
 }
 
 impl RespCodec {
     fn new(value_size: usize, xadd: bool) -> RespCodec {
-        let value: String = (0..value_size)
-            .map(|i| (b'a' + (i % 26) as u8) as char)
-            .collect();
         let set_head = if xadd {
-            "*5\r\n$4\r\nXADD\r\n$5\r\nbench\r\n$1\r\n*\r\n$16\r\nkey:"
+            "*5\r\n$4\r\nXADD\r\n$5\r\nbench\r\n$1\r\n*\r\n$16\r\n"
         } else {
-            "*3\r\n$3\r\nSET\r\n$16\r\nkey:"
+            "*3\r\n$3\r\nSET\r\n$16\r\n"
         };
-        let get_head = "*2\r\n$3\r\nGET\r\n$16\r\nkey:";
-        let set = format!("{set_head}000000000000\r\n${value_size}\r\n{value}\r\n").into_bytes();
-        let get = format!("{get_head}000000000000\r\n").into_bytes();
+        let set_tail = format!("\r\n${value_size}\r\n{}\r\n", bench_value(value_size));
         RespCodec {
-            set,
-            get,
-            set_key_at: set_head.len(),
-            get_key_at: get_head.len(),
+            requests: KeyTemplates::new(
+                (set_head, &set_tail),
+                ("*2\r\n$3\r\nGET\r\n$16\r\n", "\r\n"),
+            ),
             value_size,
         }
     }
-}
-
-/// Position of the first `\r\n` at or after `from`.
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|p| from + p)
 }
 
 impl Codec for RespCodec {
@@ -625,18 +619,7 @@ impl Codec for RespCodec {
 
     #[inline]
     fn encode(&self, op: Op, key: u64, _id: u64, out: &mut Vec<u8>) {
-        let (template, key_at) = match op {
-            Op::Put => (&self.set, self.set_key_at),
-            Op::Get => (&self.get, self.get_key_at),
-        };
-        let start = out.len();
-        out.extend_from_slice(template);
-        let digits = &mut out[start + key_at..start + key_at + 12];
-        let mut k = key % 1_000_000_000_000;
-        for digit in digits.iter_mut().rev() {
-            *digit = b'0' + (k % 10) as u8;
-            k /= 10;
-        }
+        self.requests.encode(op, key, out);
     }
 
     fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String> {
@@ -1154,6 +1137,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         )?),
         Kind::Redis => Box::new(RespCodec::new(args.value_size, false)),
         Kind::RedisXadd => Box::new(RespCodec::new(args.value_size, true)),
+        Kind::Memcached => Box::new(MemcachedCodec::new(args.value_size)),
         Kind::Queue => {
             return Err(format!(
                 "--kind {}: that node is not built yet (no request codes in docs/protocol.md)",
