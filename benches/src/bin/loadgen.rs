@@ -479,8 +479,10 @@ struct Decoded {
 }
 
 trait Codec: Sync {
-    /// Opens a connection: the handshake, on a blocking socket.
-    fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String>;
+    /// Opens a connection: the handshake, on a blocking socket (the peers' protocols have none).
+    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
+        Ok(())
+    }
     /// Appends one request to `out`.
     fn encode(&self, op: Op, key: u64, id: u64, out: &mut Vec<u8>);
     /// Decodes the reply at the start of `buf`, if it is complete.
@@ -613,10 +615,6 @@ impl RespCodec {
 }
 
 impl Codec for RespCodec {
-    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
-        Ok(())
-    }
-
     #[inline]
     fn encode(&self, op: Op, key: u64, _id: u64, out: &mut Vec<u8>) {
         self.requests.encode(op, key, out);

@@ -44,10 +44,6 @@ fn value_bytes(line: &[u8]) -> Result<usize, String> {
 }
 
 impl Codec for MemcachedCodec {
-    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
-        Ok(())
-    }
-
     #[inline]
     fn encode(&self, op: Op, key: u64, _id: u64, out: &mut Vec<u8>) {
         self.requests.encode(op, key, out);
