@@ -217,7 +217,7 @@ down() {
     local pid_var="$1_pid" ok_var="$1_ok"
     if [ "${!ok_var:-0}" -eq 1 ]; then stop_pid "${!pid_var}"; fi
     printf -v "$1_ok" '%s' 0
-    rm -rf "$tmp/ours" "$tmp/srv"
+    if [ "$1" = ours ]; then rm -rf "$tmp/ours"; else rm -rf "$tmp/srv"; fi
 }
 
 # point AXIS X SIDE OP P CONNS VALUE RECORDS: one measured run; its result, or FAILED and why,

@@ -383,7 +383,7 @@ start_memcached() {
     if [ "$(id -u)" -eq 0 ]; then user=(-u root); fi
     rm -rf "$tmp/srv"; mkdir -p "$tmp/srv"
     start_on_free_port memcached "$tmp/srv" memcached "${user[@]}" -l 127.0.0.1 -p '{port}' \
-        -U 0 -t 1 -m "$1" -c 10240
+        -U 0 -t 1 -m "$1"
 }
 
 # start_dhtnode DIR [CONFIG_TEXT]: a dhtnode on core 0 (config, data and logs in DIR) on a port
