@@ -95,7 +95,7 @@ bench_workdir() {
 }
 
 bench_cleanup() {
-    kill_tracked 0
+    kill_tracked
     if [ "$keep_tmp" -eq 1 ]; then
         find "$tmp" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +
     else
@@ -129,13 +129,14 @@ stop_pid() {
     sed -i "/^$1 /d" "$tmp/pids"
 }
 
-# kill_tracked N: stops every tracked process after the first N lines of $tmp/pids that is
-# still the process that was started.
+# kill_tracked [KEEP...]: stops every tracked process but the pids KEEP that is still the
+# process that was started.
 kill_tracked() {
     local pid start
     while read -r pid start; do
+        [[ " $* " != *" $pid "* ]] || continue
         if [ -n "$start" ] && [ "$(proc_start "$pid")" = "$start" ]; then stop_pid "$pid"; fi
-    done < <(tail -n +"$(($1 + 1))" "$tmp/pids")
+    done < <(cat "$tmp/pids")
 }
 
 free_port() {
@@ -249,7 +250,7 @@ step_trap_err() {
 run_step() {
     local prefix=$1 status=0 pids_before
     shift
-    pids_before=$(wc -l < "$tmp/pids")
+    pids_before=$(cut -d' ' -f1 "$tmp/pids" | tr '\n' ' ')
     : > "$tmp/step.reason"
     : > "$tmp/step.vars"
     set +e
@@ -275,7 +276,8 @@ run_step() {
     step_ok=0
     step_reason=$(head -n 1 "$tmp/step.reason")
     [ -n "$step_reason" ] || step_reason="exit status $status"
-    kill_tracked "$pids_before"
+    # shellcheck disable=SC2086
+    kill_tracked $pids_before
     if [ "$prefix" != - ]; then echo "$step_reason" >> "$prefix.failed"; fi
     log "FAILED: $step_reason"
 }

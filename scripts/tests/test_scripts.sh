@@ -187,7 +187,7 @@ grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-r
     tmp=$TMP/bench
     mkdir -p "$tmp"
     : >"$tmp/pids"
-    trap 'kill_tracked 0' EXIT
+    trap 'kill_tracked' EXIT
     server_run=()
     failed_rows=0
     out=$tmp
@@ -212,6 +212,7 @@ grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-r
     listens "$srv_port" "$srv_pid" || fail "the server started by start_on_free_port does not listen on $srv_port"
     grep -q "port $taken was taken" "$tmp/retry.err" || fail "no retry logged: $(cat "$tmp/retry.err")"
     alive "$holder" || fail "the process holding the port died"
+    retry_pid=$srv_pid
     # A server that fails for another reason is not retried, and says why.
     mkdir -p "$tmp/bad"
     : >"$tmp/step.reason"
@@ -219,10 +220,11 @@ grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-r
         fail "a server that cannot start was reported listening"
     ! grep -q "was taken" "$tmp/bad.err" && grep -q '^dhtnode does not listen on .*no-such-option' "$tmp/step.reason" ||
         fail "the failure of a server that cannot start: $(cat "$tmp/bad.err")"
-    # Rows: a failed measurement stops what it started and leaves its row FAILED with the reason;
-    # the rows before and after it stay.
+    # Rows: a failed measurement stops what it started (and nothing started before it) and leaves
+    # its row FAILED with the reason; the rows before and after it stay.
     good_row() { echo "| $1 | 1 |" >>"$rows_file"; }
     doomed() {
+        stop_pid "$retry_pid"
         start_dhtnode "$tmp/doomed"
         echo "$srv_pid" >"$tmp/doomed.pid"
         row_error "the generator timed out"
@@ -239,6 +241,7 @@ grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-r
     [ "$step_ok" -eq 0 ] && [ "$step_reason" = "the generator timed out" ] || fail "run_step of a failing step: ok $step_ok, reason '$step_reason'"
     [ ! -e "$tmp/doomed.after" ] || fail "a step went on after its error"
     ! alive "$(cat "$tmp/doomed.pid")" || fail "the server of a failed step is still running"
+    alive "$holder" || fail "a failed step stopped a process started before it"
     run_row "row two" "$tmp/m2" -- good_row "row two"
     run_step - unexpected 2>/dev/null
     [ "$step_ok" -eq 0 ] && [ "$step_reason" = "'false' exited 1" ] && [ ! -e "$tmp/unexpected.after" ] ||
