@@ -14,9 +14,11 @@
 # our dht node by benches' `loadgen`, all with the same key space (uniform over K keys, default
 # 1M, `key:%012d` on the peers; every store is first filled with all K keys so gets hit and
 # puts overwrite). Pipelined memcached gets are single-key gets sent back to back, as for Redis
-# and ours. Cross-checks: the same `loadgen` also drives Redis (RESP), and memcached's own
-# `memcslap` (libmemcached-tools: 50 threads with one blocking connection each, its own keys and
-# values; `mget` for the pipelined get row, none for the pipelined put row) drives memcached.
+# and ours; the pipelined get row has a second memcached row where each batch is one multi-get
+# of P keys (`loadgen --multiget`), memcached's batch read. Cross-checks: the same `loadgen`
+# also drives Redis (RESP), and memcached's own `memcslap` (libmemcached-tools: 50 threads with
+# one blocking connection each, its own keys and values; `mget` for the pipelined get rows, none
+# for the pipelined put row) drives memcached.
 # dht memory: a fresh Redis gets N records via DEBUG POPULATE (N x 100-byte values; keys
 # key:0..), a fresh dhtnode and a fresh memcached N records via `loadgen --prefill N`; the rows
 # compare the dht node's RSS with Redis's `used_memory` and RSS, and with memcached's RSS. The
@@ -71,7 +73,7 @@ dry_run=0
 connections=50
 value_size=100
 
-usage() { sed -n '2,61p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
@@ -122,6 +124,9 @@ plan() {
             for op in put get; do
                 for peer in Redis $([ "$memcached" -eq 1 ] && echo memcached); do
                     echo "dht $op vs $peer, P=$p, $connections conns: $repeat run(s) of ${seconds} s, keys uniform:$keyspace"
+                    if [ "$peer" = memcached ] && [ "$p" -gt 1 ] && [ "$op" = get ]; then
+                        echo "dht $op vs memcached multi-get of $p keys, P=$p, $connections conns: $repeat run(s) of ${seconds} s"
+                    fi
                 done
             done
         done
@@ -230,8 +235,12 @@ run_redis_benchmark() {
     cat "$file.line" >> "$file.runs"
 }
 
-# run_loadgen PREFIX KIND PORT PID OP P: appends "ops_per_s p99_us generator_cpu server_cpu".
-run_loadgen() { loadgen_run "$1" "$2" "127.0.0.1:$3" "$4" "$5" "$6" "uniform:$keyspace"; }
+# run_loadgen PREFIX KIND PORT PID OP P [LOADGEN_OPTION...]: appends "ops_per_s p99_us
+# generator_cpu server_cpu".
+run_loadgen() {
+    loadgen_run "$1" "$2" "127.0.0.1:$3" "$4" "$5" "$6" "uniform:$keyspace" "$connections" \
+        "$value_size" "${@:7}"
+}
 
 # run_memcslap PREFIX TEST: one memcslap run (TEST set, get or mget) against memcached: 50
 # threads with one blocking connection each (P=1), about S seconds of requests at 50k/s;
@@ -265,6 +274,8 @@ dht_runs() {
     steps=(rb lgredis)
     if [ "$memcached" -eq 1 ]; then
         steps+=(memc)
+        # Pipelined gets: also memcached's own batch read, one multi-get of P keys.
+        if [ "$p" -gt 1 ] && [ "$op" = get ]; then steps+=(memcmg); fi
         if [ -n "$slap" ]; then steps+=(memcslap); fi
     fi
     steps+=(ours)
@@ -281,6 +292,8 @@ dht_runs() {
                 run_loadgen "$cell.lgredis" redis "$redis_port" "$redis_pid" "$op" "$p" ;;
             memc) measure "$cell.memc" memc \
                 run_loadgen "$cell.memc" memcached "$memc_port" "$memc_pid" "$op" "$p" ;;
+            memcmg) measure "$cell.memcmg" memc \
+                run_loadgen "$cell.memcmg" memcached "$memc_port" "$memc_pid" "$op" "$p" --multiget ;;
             memcslap) measure "$cell.memcslap" memc run_memcslap "$cell.memcslap" "$slap" ;;
             ours) measure "$cell.ours" dht \
                 run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" "$op" "$p" ;;
@@ -334,6 +347,11 @@ dht_cell_rows() {
         run_row "$name, $mode, $connections conns" "$cell.ours" "$cell.memc" -- \
             compare_row "$name, $mode, $connections conns" 1 "$cell.memc" "$cell.ours" \
             "loadgen / loadgen" "$cross"
+        if [ "$p" -gt 1 ] && [ "$op" = get ]; then
+            desc="dht get vs memcached multi-get of $p keys, pipelined P=$p, $connections conns"
+            run_row "$desc" "$cell.ours" "$cell.memcmg" -- compare_row "$desc" 1 "$cell.memcmg" \
+                "$cell.ours" "loadgen --multiget / loadgen" "$cross"
+        fi
     fi
     local fields=""
     for part in rb lgredis memc ours; do

@@ -435,16 +435,17 @@ start_queuenode() {
 
 # ---- runners ---------------------------------------------------------------------------------
 
-# loadgen_run PREFIX KIND ADDR PID OPS P KEYS [CONNS [VALUE]]: one timed `loadgen` run of
-# $seconds (after 0.5 s of warm-up) from core 1, CONNS connections (default $connections) of
-# pipeline depth P, VALUE-byte values (default $value_size); appends "ops_per_s p99_us
-# generator_cpu_share server_cpu_share" to PREFIX.runs.
+# loadgen_run PREFIX KIND ADDR PID OPS P KEYS [CONNS [VALUE [LOADGEN_OPTION...]]]: one timed
+# `loadgen` run of $seconds (after 0.5 s of warm-up) from core 1, CONNS connections (default
+# $connections) of pipeline depth P, VALUE-byte values (default $value_size); appends
+# "ops_per_s p99_us generator_cpu_share server_cpu_share" to PREFIX.runs.
 loadgen_run() {
     local file=$1 kind=$2 addr=$3 pid=$4 ops=$5 p=$6 keys=$7 conns=${8:-$connections}
     local value=${9:-$value_size} status=0
+    shift $(($# < 9 ? $# : 9))
     timeout $((seconds * 4 + 120)) "${client_run[@]}" "$loadgen" --kind "$kind" --addr "$addr" \
         -c "$conns" -P "$p" -d "$value" --keys "$keys" --ops "$ops" --warmup-s 0.5 \
-        --duration-s "$seconds" --server-pid "$pid" --json "$file.json" > "$file.txt" 2>&1 ||
+        --duration-s "$seconds" --server-pid "$pid" --json "$file.json" "$@" > "$file.txt" 2>&1 ||
         status=$?
     if [ "$status" -ne 0 ]; then
         cat "$file.txt" >&2

@@ -166,7 +166,7 @@ expect_exit 2 "not a positive number: '0'" "$VS" --seconds 0
 expect_exit 2 "--records needs a value" "$VS" --records
 expect_exit 2 "unknown option --bogus" "$VS" --bogus
 plan=$("$VS" --dry-run --only dht --repeat 3) || fail "bench-vs-redis.sh --dry-run: $plan"
-[ "$(grep -c '^dht .* vs memcached' <<<"$plan")" -eq 5 ] && [ "$(grep -c '^dht .* vs Redis' <<<"$plan")" -eq 5 ] &&
+[ "$(grep -c '^dht .* vs memcached' <<<"$plan")" -eq 6 ] && [ "$(grep -c '^dht .* vs Redis' <<<"$plan")" -eq 5 ] &&
     ! grep -q '^queue\|^logfiles' <<<"$plan" || fail "bench-vs-redis.sh --only dht plans: $plan"
 plan=$("$VS" --dry-run --no-memcached) || fail "bench-vs-redis.sh --dry-run --no-memcached: $plan"
 ! grep -q memcached <<<"$plan" && grep -q '^queue' <<<"$plan" || fail "--no-memcached plans: $plan"

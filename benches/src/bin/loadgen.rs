@@ -126,6 +126,10 @@ struct Args {
     /// A label copied into the JSON.
     #[arg(long)]
     label: Option<String>,
+    /// memcached: send each batch of P gets as one multi-get (`get k1 … kP`), memcached's batch
+    /// read, instead of P single-key gets back to back. Needs --kind memcached and --ops get.
+    #[arg(long)]
+    multiget: bool,
     /// Busy-poll (epoll with a zero timeout) instead of sleeping until replies come: saves the
     /// wake-ups, costs a whole core.
     #[arg(long)]
@@ -466,6 +470,9 @@ enum Outcome {
     Miss,
     /// Any other status; the code is the wire status (0 for RESP errors).
     Error(u8),
+    /// The end of a memcached multi-get: every request of the batch still unanswered (a key
+    /// that sent no VALUE) was a miss.
+    EndOfBatch,
 }
 
 struct Decoded {
@@ -485,6 +492,8 @@ trait Codec: Sync {
     }
     /// Appends one request to `out`.
     fn encode(&self, op: Op, key: u64, id: u64, out: &mut Vec<u8>);
+    /// Closes what `encode` left open in `out` (a multi-get's line); called after every batch.
+    fn end_batch(&self, _out: &mut Vec<u8>) {}
     /// Decodes the reply at the start of `buf`, if it is complete.
     fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String>;
     /// Largest reply to expect (sizes the input buffers).
@@ -852,6 +861,7 @@ impl Issuer<'_> {
             }
             conn.outstanding += 1;
         }
+        self.codec.end_batch(&mut conn.output);
         conn.flush()
     }
 }
@@ -984,41 +994,21 @@ fn read_replies(
         conn.input_end += n;
         let now = clock.now_ns();
         while let Some(reply) = codec.decode(&conn.input[conn.input_start..conn.input_end])? {
-            let slot = match reply.id {
-                Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
-                None => conn.order.pop_front().ok_or("a reply to no request")?,
-            };
-            let sent = conn
-                .sent_at
-                .get(slot as usize)
-                .copied()
-                .unwrap_or(SLOT_FREE);
-            if sent == SLOT_FREE {
-                return Err(format!("a reply to unknown request id {:?}", reply.id));
-            }
-            conn.sent_at[slot as usize] = SLOT_FREE;
-            conn.free.push(slot);
-            conn.outstanding -= 1;
             match reply.outcome {
-                Outcome::Hit => result.ok += 1,
-                Outcome::Miss => result.not_found += 1,
-                Outcome::Error(code) => {
-                    result.errors += 1;
-                    if result.first_error.is_none() {
-                        let at = conn.input_start;
-                        let message = String::from_utf8_lossy(
-                            &conn.input[at + reply.body.start..at + reply.body.end],
-                        );
-                        result.first_error = Some(format!("status {code}: {message}"));
+                Outcome::EndOfBatch => {
+                    while let Some(slot) = conn.order.pop_front() {
+                        finish_request(conn, slot, None, now, result)?;
+                        result.not_found += 1;
                     }
                 }
-            }
-            if sent >= result.record_from_ns {
-                result
-                    .histogram
-                    .saturating_record(now.saturating_sub(sent).max(1));
-                result.recorded += 1;
-                result.last_reply_ns = now;
+                outcome => {
+                    let slot = match reply.id {
+                        Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
+                        None => conn.order.pop_front().ok_or("a reply to no request")?,
+                    };
+                    finish_request(conn, slot, reply.id, now, result)?;
+                    count_outcome(outcome, &conn.input[conn.input_start..], &reply, result);
+                }
             }
             conn.input_start += reply.len;
         }
@@ -1030,6 +1020,54 @@ fn read_replies(
             // Drained: with edge-triggered readiness, more data raises a new event.
             return Ok(());
         }
+    }
+}
+
+/// Frees the slot of a request whose reply came at `now`, and records its latency if it was
+/// sent in the measured window.
+#[inline]
+fn finish_request(
+    conn: &mut Conn,
+    slot: u32,
+    id: Option<u64>,
+    now: u64,
+    result: &mut PhaseResult,
+) -> Result<(), String> {
+    let sent = conn
+        .sent_at
+        .get(slot as usize)
+        .copied()
+        .unwrap_or(SLOT_FREE);
+    if sent == SLOT_FREE {
+        return Err(format!("a reply to unknown request id {id:?}"));
+    }
+    conn.sent_at[slot as usize] = SLOT_FREE;
+    conn.free.push(slot);
+    conn.outstanding -= 1;
+    if sent >= result.record_from_ns {
+        result
+            .histogram
+            .saturating_record(now.saturating_sub(sent).max(1));
+        result.recorded += 1;
+        result.last_reply_ns = now;
+    }
+    Ok(())
+}
+
+/// Counts one reply's outcome; `input` starts at the reply (for an error's message).
+#[inline]
+fn count_outcome(outcome: Outcome, input: &[u8], reply: &Decoded, result: &mut PhaseResult) {
+    match outcome {
+        Outcome::Hit => result.ok += 1,
+        Outcome::Miss => result.not_found += 1,
+        Outcome::Error(code) => {
+            result.errors += 1;
+            if result.first_error.is_none() {
+                let message = String::from_utf8_lossy(&input[reply.body.clone()]);
+                result.first_error = Some(format!("status {code}: {message}"));
+            }
+        }
+        Outcome::EndOfBatch => {}
     }
 }
 
@@ -1119,6 +1157,13 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if args.value_size == 0 {
         return Err("--value-size must be at least 1 (empty values are refused)".into());
     }
+    if args.multiget
+        && (args.kind != Kind::Memcached
+            || args.ops != OpMix::Only(Op::Get)
+            || args.pipeline_mode != Mode::Batch)
+    {
+        return Err("--multiget needs --kind memcached, --ops get and batch pipelining".into());
+    }
     let codec: Box<dyn Codec> = match args.kind {
         Kind::Dht => Box::new(SwarmCodec::new(
             NodeKind::Dht,
@@ -1135,7 +1180,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         )?),
         Kind::Redis => Box::new(RespCodec::new(args.value_size, false)),
         Kind::RedisXadd => Box::new(RespCodec::new(args.value_size, true)),
-        Kind::Memcached => Box::new(MemcachedCodec::new(args.value_size)),
+        Kind::Memcached => Box::new(MemcachedCodec::new(args.value_size, args.multiget)),
         Kind::Queue => {
             return Err(format!(
                 "--kind {}: that node is not built yet (no request codes in docs/protocol.md)",
@@ -1312,6 +1357,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             "connections": args.connections,
             "pipeline": args.pipeline,
             "pipeline_mode": format!("{:?}", args.pipeline_mode).to_lowercase(),
+            "multiget": args.multiget,
             "value_size": args.value_size,
             "keys": args.keys.to_string(),
             "threads": threads,

@@ -1,7 +1,8 @@
 //! memcached's text protocol for `loadgen --kind memcached`: `set key:%012d 0 0 <bytes>` with
 //! the value, and `get key:%012d`, the keys and values the Redis codec writes, so the peers hold
 //! the same data. Replies come in request order. Pipelining (`-P`) sends single-key gets back to
-//! back, as it sends Redis GETs and our Gets; a multi-get would be a different request.
+//! back, as it sends Redis GETs and our Gets; with `--multiget` a batch of P gets is one
+//! multi-get (`get k1 … kP`), answered by a VALUE block per key found and one END.
 
 use crate::text::{bench_value, find_crlf, KeyTemplates};
 use crate::{Codec, Decoded, Op, Outcome};
@@ -13,17 +14,28 @@ const END_LINE: &[u8] = b"END\r\n";
 
 pub(crate) struct MemcachedCodec {
     requests: KeyTemplates,
+    /// With multi-gets: ` key:…`, a further key on an open `get` line.
+    more_keys: Option<KeyTemplates>,
     value_size: usize,
 }
 
 impl MemcachedCodec {
-    pub(crate) fn new(value_size: usize) -> MemcachedCodec {
+    pub(crate) fn new(value_size: usize, multiget: bool) -> MemcachedCodec {
         let value = bench_value(value_size);
         let set_tail = format!(" 0 0 {value_size}\r\n{value}\r\n");
+        let set = ("set ", set_tail.as_str());
+        // A multi-get's line stays open for the batch's further keys; end_batch closes it.
+        let get_tail = if multiget { "" } else { "\r\n" };
         MemcachedCodec {
-            requests: KeyTemplates::new(("set ", &set_tail), ("get ", "\r\n")),
+            requests: KeyTemplates::new(set, ("get ", get_tail)),
+            more_keys: multiget.then(|| KeyTemplates::new(set, (" ", ""))),
             value_size,
         }
+    }
+
+    /// Whether `out` ends inside a multi-get's line.
+    fn line_open(out: &[u8]) -> bool {
+        !out.is_empty() && !out.ends_with(b"\r\n")
     }
 }
 
@@ -46,7 +58,16 @@ fn value_bytes(line: &[u8]) -> Result<usize, String> {
 impl Codec for MemcachedCodec {
     #[inline]
     fn encode(&self, op: Op, key: u64, _id: u64, out: &mut Vec<u8>) {
-        self.requests.encode(op, key, out);
+        match &self.more_keys {
+            Some(more) if op == Op::Get && Self::line_open(out) => more.encode(op, key, out),
+            _ => self.requests.encode(op, key, out),
+        }
+    }
+
+    fn end_batch(&self, out: &mut Vec<u8>) {
+        if self.more_keys.is_some() && Self::line_open(out) {
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String> {
@@ -65,18 +86,29 @@ impl Codec for MemcachedCodec {
         if line == b"STORED" {
             return reply(line_end + 2, Outcome::Hit, 0..line_end);
         }
+        let multiget = self.more_keys.is_some();
         if line == b"END" {
-            return reply(line_end + 2, Outcome::Miss, 0..line_end);
+            let outcome = if multiget {
+                Outcome::EndOfBatch
+            } else {
+                Outcome::Miss
+            };
+            return reply(line_end + 2, outcome, 0..line_end);
         }
         if line.starts_with(b"VALUE ") {
+            // A single-key get's VALUE block closes with END; a multi-get's END comes once,
+            // after the last block, and is a reply of its own.
             let data = line_end + 2;
             let data_end = data + value_bytes(line)?;
-            let total = data_end + 2 + END_LINE.len();
+            let end_len = if multiget { 0 } else { END_LINE.len() };
+            let total = data_end + 2 + end_len;
             if buf.len() < total {
                 return Ok(None);
             }
-            if &buf[data_end..data_end + 2] != b"\r\n" || &buf[data_end + 2..total] != END_LINE {
-                return Err("a VALUE reply not closed by \\r\\nEND\\r\\n".into());
+            if &buf[data_end..data_end + 2] != b"\r\n"
+                || &buf[data_end + 2..total] != &END_LINE[..end_len]
+            {
+                return Err("a VALUE block not closed by \\r\\n (and END)".into());
             }
             return reply(total, Outcome::Hit, data..data_end);
         }
@@ -115,7 +147,7 @@ mod tests {
 
     #[test]
     fn encodes_the_redis_keys_and_values() {
-        let codec = MemcachedCodec::new(3);
+        let codec = MemcachedCodec::new(3, false);
         let mut out = Vec::new();
         codec.encode(Op::Put, 5, 0, &mut out);
         codec.encode(Op::Get, 123, 1, &mut out);
@@ -127,7 +159,7 @@ mod tests {
 
     #[test]
     fn decodes_hits_misses_stores_and_errors() {
-        let codec = MemcachedCodec::new(3);
+        let codec = MemcachedCodec::new(3, false);
         let hit = b"VALUE key:000000000123 0 3\r\nabc\r\nEND\r\nSTORED\r\n";
         let reply = codec.decode(hit).unwrap().unwrap();
         assert_eq!((reply.len, reply.outcome), (38, Outcome::Hit));
@@ -151,7 +183,7 @@ mod tests {
 
     #[test]
     fn waits_for_incomplete_replies() {
-        let codec = MemcachedCodec::new(3);
+        let codec = MemcachedCodec::new(3, false);
         let whole = b"VALUE key:000000000123 0 3\r\nabc\r\nEND\r\n";
         for cut in 0..whole.len() {
             assert!(
@@ -162,8 +194,39 @@ mod tests {
     }
 
     #[test]
+    fn multigets_put_a_batch_on_one_line_and_end_it_once() {
+        let codec = MemcachedCodec::new(3, true);
+        let mut out = Vec::new();
+        for key in [1, 2, 3] {
+            codec.encode(Op::Get, key, 0, &mut out);
+        }
+        codec.end_batch(&mut out);
+        codec.end_batch(&mut out);
+        codec.encode(Op::Get, 4, 0, &mut out);
+        codec.end_batch(&mut out);
+        assert_eq!(
+            out,
+            &b"get key:000000000001 key:000000000002 key:000000000003\r\nget key:000000000004\r\n"
+                [..]
+        );
+        // Sets (the prefill) are whole requests in either mode.
+        out.clear();
+        codec.encode(Op::Put, 5, 0, &mut out);
+        codec.end_batch(&mut out);
+        assert_eq!(out, b"set key:000000000005 0 0 3\r\nabc\r\n");
+        let replies =
+            b"VALUE key:000000000001 0 3\r\nabc\r\nVALUE key:000000000003 0 3\r\nabc\r\nEND\r\n";
+        let first = codec.decode(replies).unwrap().unwrap();
+        assert_eq!((first.len, first.outcome), (33, Outcome::Hit));
+        let second = codec.decode(&replies[33..]).unwrap().unwrap();
+        assert_eq!((second.len, second.outcome), (33, Outcome::Hit));
+        let end = codec.decode(&replies[66..]).unwrap().unwrap();
+        assert_eq!((end.len, end.outcome), (5, Outcome::EndOfBatch));
+    }
+
+    #[test]
     fn refuses_what_memcached_would_not_send() {
-        let codec = MemcachedCodec::new(3);
+        let codec = MemcachedCodec::new(3, false);
         for bad in [
             &b"VALUE key 0 3\r\nabcd\r\nEND\r\n"[..],
             b"VALUE key 0\r\n",
