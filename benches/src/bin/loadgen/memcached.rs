@@ -106,7 +106,7 @@ impl Codec for MemcachedCodec {
                 return Ok(None);
             }
             if &buf[data_end..data_end + 2] != b"\r\n"
-                || &buf[data_end + 2..total] != &END_LINE[..end_len]
+                || buf[data_end + 2..total] != END_LINE[..end_len]
             {
                 return Err("a VALUE block not closed by \\r\\n (and END)".into());
             }
