@@ -8,10 +8,13 @@
 //! node's engine, never on this loop.
 //!
 //! Layout: [`service`] is the contract a node implements; [`connection`] holds one connection's
-//! buffers; [`event_loop`] is the loop; [`common`] answers the requests every node shares.
+//! buffers; [`event_loop`] is the loop; [`common`] answers the requests every node shares;
+//! [`durability`] is the fsync policy and group commit of the nodes that write to disk (their
+//! fsync thread, off this loop).
 
 mod common;
 mod connection;
+pub mod durability;
 mod event_loop;
 pub mod service;
 
