@@ -544,9 +544,23 @@ fn info_reports_the_header_counts_and_checksum_verdict() {
         "value bytes: 2000\n",
         "checks:      OK",
         " UTC (",
+        "log position: none (covers no change-log entry)\n",
     ] {
         assert!(text.contains(expected), "{expected:?} not in {text}");
     }
+    let covering = dir.path().join("covering.dump");
+    let (file, _) = DumpFileWriter::covering(Vec::new(), "covering", 123_456)
+        .unwrap()
+        .finish()
+        .unwrap();
+    fs::write(&covering, file).unwrap();
+    let output = dumptool(&["info", path_str(&covering)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("log position: 123456\n"),
+        "{}",
+        stdout(&output)
+    );
 
     let output = dumptool(&["info", path_str(&good), path_str(&truncated)]);
     assert_eq!(output.status.code(), Some(1));
