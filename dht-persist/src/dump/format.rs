@@ -262,7 +262,7 @@ impl<W: Write> DumpFileWriter<W> {
 }
 
 /// Walks the records of a chunk; returns the sum of their value lengths.
-fn check_chunk(raw: &[u8], record_count: u32) -> io::Result<u64> {
+pub(crate) fn check_chunk(raw: &[u8], record_count: u32) -> io::Result<u64> {
     let mut offset = 0usize;
     let mut count = 0u64;
     while offset < raw.len() {
