@@ -13,7 +13,8 @@
 //!   [`LogEnd::cut_torn_tail`]) or refuses damage in the middle, a missing segment or a gap
 //!   ([`LogError`]).
 //! - [`segment`]: the segment files of a directory and reading one of them.
-//! - [`tail`]: telling a torn tail from damage, and cutting it.
+//! - [`tail`]: telling a torn tail from damage, cutting a torn tail, and giving up the log
+//!   from a damaged place on when an operator asks ([`discard_from`]).
 //!
 //! A position `P` means "every entry up to sequence number `P`": a dump covering `P`
 //! ([`crate::dump::format::DumpHeader::log_position`]) holds their effect, so a replay applies
@@ -59,5 +60,5 @@ pub use format::{Change, EncodeError, EntryKind, EntryProblem, LoggedChange};
 pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,
 };
-pub use tail::TornTail;
+pub use tail::{discard_from, Discarded, TornTail};
 pub use writer::{AppendError, LogOptions, LogWriter, SyncRequest, WriteError, Written};

@@ -1,6 +1,7 @@
 //! The end of the log after a crash: telling a torn tail (what a write cut short leaves: the
 //! log's last bytes, with no intact entry after them) from damage in the middle (an intact
-//! entry follows the bad bytes), counting what a cut removes, and cutting.
+//! entry follows the bad bytes), counting what a cut removes, and cutting. Also the operator's
+//! way past damage: [`discard_from`] moves the log from a damaged place on out of the way.
 //!
 //! An entry is *intact* when its header is plausible (a known kind, the reserved field 0, a
 //! body within the limit and within the file) and its CRC matches. Looking for one means
@@ -41,11 +42,14 @@ pub struct TornTail {
 
 impl std::fmt::Display for TornTail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = match self.entries {
+            1 => "1 entry".to_string(),
+            n => format!("{n} entries"),
+        };
         write!(
             f,
-            "torn tail of {} bytes ({} entries begun) from byte {} of {}",
+            "torn tail of {} bytes ({entries} begun) from byte {} of {}",
             self.bytes,
-            self.entries,
             self.offset,
             self.segment.display()
         )?;
@@ -172,4 +176,81 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
     }
+}
+
+/// What [`discard_from`] gave up, and where it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discarded {
+    /// The directory the bytes were moved to.
+    pub aside: PathBuf,
+    /// Whole segments moved there.
+    pub segments: Vec<PathBuf>,
+    /// The segment cut, the offset it was cut at, and the file its cut bytes were saved to.
+    pub cut: Option<(PathBuf, u64, PathBuf)>,
+    /// Bytes given up in all.
+    pub bytes: u64,
+}
+
+/// Gives up the log from `offset` of `segment` on, on purpose (damage that cannot be read past):
+/// every later segment of `log_dir` is moved to `aside` (created; the last segment first), the
+/// bytes of `segment` from `offset` are saved to `aside/<name>.from-<offset>` (fsynced) and the
+/// segment is truncated there — or moved whole when `offset` is 0. Everything is fsynced, and
+/// nothing is deleted. The log then ends before `offset`.
+pub fn discard_from(
+    log_dir: &Path,
+    segment: &Path,
+    offset: u64,
+    aside: &Path,
+) -> io::Result<Discarded> {
+    let name = segment
+        .file_name()
+        .and_then(|name| name.to_str())
+        .ok_or_else(|| io::Error::other(format!("{} is not a segment", segment.display())))?;
+    let number = crate::layout::parse_segment_file_name(name)
+        .ok_or_else(|| io::Error::other(format!("{} is not a segment", segment.display())))?;
+    fs::create_dir_all(aside)?;
+    let mut discarded = Discarded {
+        aside: aside.to_path_buf(),
+        segments: Vec::new(),
+        cut: None,
+        bytes: 0,
+    };
+    let listing = super::segment::list_segments(log_dir)?;
+    let later = listing.segments.iter().filter(|s| s.number > number);
+    for later in later.rev() {
+        move_aside(&later.path, aside, &mut discarded)?;
+    }
+    if offset == 0 {
+        move_aside(segment, aside, &mut discarded)?;
+    } else {
+        let saved = aside.join(format!("{name}.from-{offset}"));
+        let mut from = File::open(segment)?;
+        io::Seek::seek(&mut from, io::SeekFrom::Start(offset))?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&saved)?;
+        discarded.bytes += io::copy(&mut from, &mut to)?;
+        to.sync_all()?;
+        File::open(aside)?.sync_all()?;
+        let file = OpenOptions::new().write(true).open(segment)?;
+        file.set_len(offset)?;
+        file.sync_all()?;
+        discarded.cut = Some((segment.to_path_buf(), offset, saved));
+    }
+    File::open(aside)?.sync_all()?;
+    File::open(log_dir)?.sync_all()?;
+    Ok(discarded)
+}
+
+fn move_aside(path: &Path, aside: &Path, discarded: &mut Discarded) -> io::Result<()> {
+    let Some(name) = path.file_name() else {
+        return Ok(());
+    };
+    let to = aside.join(name);
+    let len = fs::metadata(path)?.len();
+    fs::rename(path, &to)?;
+    discarded.bytes += len;
+    discarded.segments.push(to);
+    Ok(())
 }

@@ -812,3 +812,59 @@ proptest! {
         prop_assert_eq!(later, expected);
     }
 }
+
+#[test]
+fn damage_can_be_given_up_on_purpose_keeping_every_byte_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("wal");
+    let changes = sample(150);
+    write_log(&log_dir, &changes, 2, small_segments());
+    let segments = fs::read_dir(&log_dir).unwrap().count() as u64;
+    assert!(segments >= 4);
+    let damaged_path = segment_path(&log_dir, 2);
+    let original = fs::read(&damaged_path).unwrap();
+    let third = entry_offsets(&original)[2];
+    let mut bytes = original.clone();
+    bytes[third + 22] ^= 0xff;
+    fs::write(&damaged_path, &bytes).unwrap();
+    let LogError::Damaged(damage) = read_log(&log_dir, ReadFrom::Start).unwrap_err() else {
+        panic!("damage expected");
+    };
+    assert_eq!(
+        (damage.segment.clone(), damage.offset),
+        (damaged_path.clone(), third as u64)
+    );
+    let kept: Vec<_> = {
+        let mut reader = LogReader::open(&log_dir, ReadFrom::Start).unwrap();
+        let mut kept = Vec::new();
+        while let Ok(Some(entry)) = reader.next_entry() {
+            kept.push((entry.seq, owned(&entry.change)));
+        }
+        kept
+    };
+
+    let aside = dir.path().join("corrupt").join("wal.1");
+    let discarded = discard_from(&log_dir, &damage.segment, damage.offset, &aside).unwrap();
+    assert_eq!(discarded.segments.len() as u64, segments - 2);
+    let (cut, offset, saved) = discarded.cut.clone().unwrap();
+    assert_eq!((cut, offset), (damaged_path.clone(), third as u64));
+    assert_eq!(fs::read(&saved).unwrap(), &bytes[third..]);
+    let moved: u64 = (3..=segments)
+        .map(|n| {
+            fs::metadata(aside.join(segment_file_name(n)))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(discarded.bytes, moved + (bytes.len() - third) as u64);
+
+    let (entries, end) = read_log(&log_dir, ReadFrom::Start).unwrap();
+    assert_eq!(entries, kept);
+    assert!(end.torn.is_none());
+    assert_eq!(end.next_segment, 3);
+    // Moving a whole segment (offset 0): the log ends with the segment before it.
+    discard_from(&log_dir, &damaged_path, 0, &aside.join("again")).unwrap();
+    let (entries, _) = read_log(&log_dir, ReadFrom::Start).unwrap();
+    let first_of_two = SegmentHeader::decode(&original).unwrap().first_seq;
+    assert_eq!(entries.len() as u64, first_of_two - 1);
+}
