@@ -98,6 +98,7 @@ replay_tests!(
     config_files,
     credentials_file,
     dht_dump_reader,
+    dht_log_reader,
     frame_decoder,
     queue_ring_file,
     request_payloads,
@@ -129,7 +130,7 @@ fn every_cargo_fuzz_target_runs_these_checks_and_is_replayed() {
         .collect();
     let replayed: BTreeSet<String> = REPLAYED.iter().map(|name| name.to_string()).collect();
     assert!(
-        cargo_fuzz.len() >= 11,
+        cargo_fuzz.len() >= 12,
         "fuzz/Cargo.toml lists {cargo_fuzz:?}"
     );
     assert_eq!(
