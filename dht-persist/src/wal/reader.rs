@@ -347,18 +347,20 @@ impl LogReader {
         }
     }
 
-    /// An entry must carry the sequence number after the one before it.
+    /// An entry must carry the sequence number after the one before it (and never u64::MAX,
+    /// which would leave no number for the next: 2^64 entries cannot have been written).
     fn check_sequence(&self, entry: &RawEntry) -> Result<(), ReadFailure> {
-        match self.expected {
-            Some(expected) if expected != entry.seq => Err(ReadFailure::Entry {
-                offset: entry.offset,
-                problem: EntryProblem::Sequence {
-                    expected,
-                    found: entry.seq,
-                },
-            }),
-            _ => Ok(()),
+        let expected = self.expected.unwrap_or(entry.seq);
+        if entry.seq == expected && entry.seq != u64::MAX {
+            return Ok(());
         }
+        Err(ReadFailure::Entry {
+            offset: entry.offset,
+            problem: EntryProblem::Sequence {
+                expected,
+                found: entry.seq,
+            },
+        })
     }
 
     /// An entry the position covers: checked all the same (its body too), counted, passed over.

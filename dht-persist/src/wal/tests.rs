@@ -868,3 +868,28 @@ fn damage_can_be_given_up_on_purpose_keeping_every_byte_aside() {
     let first_of_two = SegmentHeader::decode(&original).unwrap().first_seq;
     assert_eq!(entries.len() as u64, first_of_two - 1);
 }
+
+#[test]
+fn the_last_sequence_number_is_refused_not_overflowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = SegmentHeader {
+        number: 1,
+        first_seq: u64::MAX,
+        flags: 0,
+    };
+    let mut bytes = header.encode().to_vec();
+    encode_entry(
+        u64::MAX,
+        &Change::RemoveChannel { channel: "a" },
+        &mut bytes,
+    )
+    .unwrap();
+    fs::write(segment_path(dir.path(), 1), &bytes).unwrap();
+    let err = read_log(dir.path(), ReadFrom::Start).unwrap_err();
+    assert!(err.to_string().contains("sequence number"), "{err}");
+    let end = LogEnd {
+        last_seq: u64::MAX - 1,
+        ..empty_end(dir.path())
+    };
+    assert!(LogWriter::create(&end, u64::MAX, LogOptions::default()).is_err());
+}

@@ -137,6 +137,9 @@ impl LogWriter {
                 "the log's torn tail must be cut before writing".into(),
             ));
         }
+        if next_seq == u64::MAX {
+            return Err(invalid("sequence numbers end below 2^64 - 1".into()));
+        }
         if next_seq <= end.last_seq {
             return Err(invalid(format!(
                 "the log holds entries up to {}; writing from {next_seq} would reuse their numbers",
