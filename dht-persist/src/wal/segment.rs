@@ -246,6 +246,14 @@ mod tests {
         bytes
     }
 
+    /// A reader of `bytes` past the segment header and the first entry.
+    fn reader_past_first(bytes: &[u8]) -> SegmentReader<&[u8]> {
+        let mut reader = SegmentReader::new(bytes, bytes.len() as u64);
+        reader.read_header().unwrap();
+        assert_eq!(reader.next_entry().unwrap().unwrap().seq, 1);
+        reader
+    }
+
     /// A header that declares a large body on a short file allocates nothing for it.
     #[test]
     fn declared_lengths_allocate_nothing_beyond_the_file() {
@@ -253,9 +261,7 @@ mod tests {
         forged[4..8].copy_from_slice(&MAX_ENTRY_BODY_BYTES.to_le_bytes());
         forged[16] = EntryKind::Put as u8;
         let bytes = segment_with(&[&forged[..], b"only this"].concat());
-        let mut reader = SegmentReader::new(&bytes[..], bytes.len() as u64);
-        reader.read_header().unwrap();
-        assert_eq!(reader.next_entry().unwrap().unwrap().seq, 1);
+        let mut reader = reader_past_first(&bytes);
         let Err(ReadFailure::Entry { offset, problem }) = reader.next_entry() else {
             panic!("the forged entry passed");
         };
@@ -271,9 +277,7 @@ mod tests {
 
         forged[4..8].copy_from_slice(&(MAX_ENTRY_BODY_BYTES + 1).to_le_bytes());
         let bytes = segment_with(&forged);
-        let mut reader = SegmentReader::new(&bytes[..], bytes.len() as u64);
-        reader.read_header().unwrap();
-        reader.next_entry().unwrap();
+        let mut reader = reader_past_first(&bytes);
         assert!(matches!(
             reader.next_entry(),
             Err(ReadFailure::Entry {
@@ -300,9 +304,7 @@ mod tests {
         assert!(reader.next_entry().unwrap().is_none());
         assert_eq!(reader.offset(), bytes.len() as u64);
         let bytes = segment_with(&[1, 2, 3]);
-        let mut reader = SegmentReader::new(&bytes[..], bytes.len() as u64);
-        reader.read_header().unwrap();
-        reader.next_entry().unwrap();
+        let mut reader = reader_past_first(&bytes);
         assert!(matches!(
             reader.next_entry(),
             Err(ReadFailure::Entry {

@@ -893,3 +893,47 @@ fn the_last_sequence_number_is_refused_not_overflowed() {
     };
     assert!(LogWriter::create(&end, u64::MAX, LogOptions::default()).is_err());
 }
+
+#[test]
+fn segments_a_position_covers_are_deleted_and_the_rest_still_replays_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let changes = sample(200);
+    let mut log = write_log(dir.path(), &changes, 3, small_segments());
+    let before = LogReader::open(dir.path(), ReadFrom::Start).unwrap();
+    let headers: Vec<_> = before
+        .summaries()
+        .iter()
+        .map(|s| s.header.unwrap())
+        .collect();
+    assert!(headers.len() >= 5);
+    let position = headers[3].first_seq + 2; // inside segment 4
+    let deleted = log.delete_covered(position).unwrap();
+    assert_eq!(
+        deleted,
+        (1..=3)
+            .map(|n| segment_path(dir.path(), n))
+            .collect::<Vec<_>>()
+    );
+    let (entries, _) = read_log(dir.path(), ReadFrom::After(position)).unwrap();
+    let expected: Vec<_> = numbered(&changes)
+        .into_iter()
+        .skip(position as usize)
+        .collect();
+    assert_eq!(entries, expected);
+    let err = read_log(dir.path(), ReadFrom::After(headers[3].first_seq - 2)).unwrap_err();
+    assert!(matches!(err, LogError::Missing { .. }), "{err}");
+    // A position past everything keeps the current segment.
+    log.delete_covered(10_000).unwrap();
+    let left = fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(left, 1);
+    assert_eq!(
+        log.segment().1,
+        segment_path(dir.path(), headers.len() as u64)
+    );
+    append(&mut log, &changes[0], false).unwrap();
+    log.write_out().unwrap();
+    assert_eq!(
+        read_log(dir.path(), ReadFrom::After(200)).unwrap().0.len(),
+        1
+    );
+}

@@ -4,7 +4,9 @@
 //! that would take the segment past [`LogOptions::segment_bytes`] goes to a new segment
 //! (rotation). Fsyncing is the caller's, off its event loop: [`sync_request`](LogWriter::sync_request)
 //! names the files (and the directory) to fsync for everything written so far, and
-//! [`mark_synced`](LogWriter::mark_synced) records what became durable.
+//! [`mark_synced`](LogWriter::mark_synced) records what became durable. Once every channel's
+//! dump covers a position, [`delete_covered`](LogWriter::delete_covered) deletes the segments
+//! that hold nothing after it.
 //!
 //! A failed write-out takes its group back: the segment is truncated to where the group began
 //! and the group's sequence numbers are handed out again, so the log never holds a hole or a
@@ -15,8 +17,12 @@
 //! ([`MAX_ENTRY_BODY_BYTES`](super::format::MAX_ENTRY_BODY_BYTES)): appends are refused once it
 //! is full, until it is written out.
 
-use super::format::{encode_entry, Change, EncodeError, SegmentHeader, SEGMENT_FLAG_SEQUENCE_JUMP};
+use super::format::{
+    encode_entry, Change, EncodeError, SegmentHeader, SEGMENT_FLAG_SEQUENCE_JUMP,
+    SEGMENT_HEADER_LEN,
+};
 use super::reader::{LogEnd, LogError};
+use super::segment::list_segments;
 use crate::layout::{segment_file_name, sync_dir};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -176,7 +182,7 @@ impl LogWriter {
             segment: Arc::new(file),
             segment_number: header.number,
             segment_path: path,
-            segment_len: super::format::SEGMENT_HEADER_LEN as u64,
+            segment_len: SEGMENT_HEADER_LEN as u64,
             segment_entries: 0,
             buffer: Vec::new(),
             buffered_entries: 0,
@@ -299,7 +305,7 @@ impl LogWriter {
         self.sealed.push(old);
         self.segment_number = header.number;
         self.segment_path = path;
-        self.segment_len = super::format::SEGMENT_HEADER_LEN as u64;
+        self.segment_len = SEGMENT_HEADER_LEN as u64;
         self.segment_entries = 0;
         self.dir_dirty = true;
         Ok(())
@@ -348,6 +354,31 @@ impl LogWriter {
         Ok(self.synced_seq)
     }
 
+    /// Deletes the segments before the current one whose entries all come at or before
+    /// `position` (every channel's dump covers it), oldest first, and fsyncs the directory.
+    /// Returns the segments deleted. A segment is kept while the one after it starts after
+    /// `position + 1`, so the log still holds every entry after `position`.
+    pub fn delete_covered(&mut self, position: u64) -> io::Result<Vec<PathBuf>> {
+        let listing = list_segments(&self.dir)?;
+        let mut deleted = Vec::new();
+        for pair in listing.segments.windows(2) {
+            let (segment, next) = (&pair[0], &pair[1]);
+            if segment.number >= self.segment_number || next.number > self.segment_number {
+                break;
+            }
+            let next_first = read_first_seq(&next.path)?;
+            if next_first > position.saturating_add(1) {
+                break;
+            }
+            fs::remove_file(&segment.path)?;
+            deleted.push(segment.path.clone());
+        }
+        if !deleted.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+
     /// The sequence number the next append gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -371,6 +402,15 @@ impl LogWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The first sequence number a segment's header names.
+fn read_first_seq(path: &Path) -> io::Result<u64> {
+    let mut bytes = [0u8; SEGMENT_HEADER_LEN];
+    File::open(path)?.read_exact_at(&mut bytes, 0)?;
+    SegmentHeader::decode(&bytes)
+        .map(|header| header.first_seq)
+        .map_err(|problem| io::Error::other(format!("{}: {problem}", path.display())))
 }
 
 /// Creates segment `header.number` in `dir` with its header written (not synced); a file
