@@ -68,7 +68,7 @@ impl std::fmt::Display for Damage {
             ),
             None => write!(
                 f,
-                "; the entry's checksum matches, so it was written like this"
+                "; its checksum matches (it was written like this), so this is no torn write"
             ),
         }
     }
