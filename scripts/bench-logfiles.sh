@@ -15,10 +15,10 @@
 # persistence, interval ↔ everysec, always ↔ always) and with the target: 1.5× Redis XADD
 # without persistence, pipelined.
 #
-# Scans: `logfiles_scan` (core 0) writes N records (20 M × 100 bytes by default, ~2.3 GB, 2000
-# per key) into a temporary data directory and times in-process RangeScan passes (cold, page
-# cache, filtered, with LZ4 batches, a narrow range); then a logfilesnode (core 0) serves that
-# directory and `logfiles_scan --node` (core 1) times GetRange over loopback.
+# Scans: scripts/bench-logfiles-scan.sh with one data set of N records (20 M × 100 bytes by
+# default, ~2.3 GB, 2000 per key) and one run: in-process RangeScan passes and queries, then
+# GetRange over loopback (node on core 0, client on core 1). Run that script itself for several
+# data sets and runs.
 #
 # Options:
 #   --seconds S        length of each Put run (default 5)
@@ -67,7 +67,6 @@ log "building release binaries"
 timeout 1800 cargo build --release -q -p logfilesnode -p benches
 logfilesnode="$root/target/release/logfilesnode"
 loadgen="$root/target/release/loadgen"
-logfiles_scan="$root/target/release/logfiles_scan"
 
 # ---- processes (scripts/lib/bench-common.sh: start_redis, start_logfiles, run_put, stop_srv)
 bench_sched
@@ -143,34 +142,15 @@ table="$out/table.md"
     done
 } > "$table"
 
-# ---- scans -----------------------------------------------------------------------------------
+# ---- scans (scripts/bench-logfiles-scan.sh: every read target, every run) ----------------------
 scan_table="$out/scan.md"
 : > "$scan_table"
 if [ "$scan_records" -gt 0 ]; then
-    log "scans: writing $scan_records records, then RangeScan passes (core 0)"
-    status=0
-    timeout 3600 "${server_run[@]}" "$logfiles_scan" --dir "$tmp/scan" --records "$scan_records" \
-        --value-size "$value_size" --json "$out/scan-local.json" > "$out/scan-local.txt" 2>&1 \
-        || status=$?
-    [ "$status" -eq 0 ] || { echo "logfiles_scan failed ($status):" >&2; cat "$out/scan-local.txt" >&2; exit 1; }
-    cat "$out/scan-local.txt" >&2
-    log "scans: GetRange over loopback (node on core 0, client on core 1)"
-    start_logfiles none "$tmp/scan"
-    timeout 3600 "${client_run[@]}" "$logfiles_scan" --node --addr "$srv_addr" \
-        --records "$scan_records" --value-size "$value_size" --server-pid "$srv_pid" \
-        --json "$out/scan-net.json" > "$out/scan-net.txt" 2>&1 || status=$?
-    stop_srv
-    rm -rf "$tmp/scan"
-    [ "$status" -eq 0 ] || { echo "logfiles_scan --node failed ($status):" >&2; cat "$out/scan-net.txt" >&2; exit 1; }
-    cat "$out/scan-net.txt" >&2
-    {
-        jq -r '"Data set: \(.records) records of \(.value_size) B, \(.per_key) per key, \(.buckets) bucket files, \(.file_bytes / 1e9 * 100 | round / 100) GB; written at \(.write.records_per_s / 1e6 * 100 | round / 100) M records/s (\(.write.gb_per_s * 100 | round / 100) GB/s) by one BucketWriter; \(.resident_before_cold * 1000 | round / 10)% in the page cache before the cold pass."' "$out/scan-local.json"
-        echo
-        echo "| scan | GB/s (bucket-file bytes) | M records/s | records | s | target ≥ 1 GB/s from page cache | notes |"
-        echo "|---|---:|---:|---:|---:|---|---|"
-        jq -r '.passes[] | "| RangeScan in-process: \(.label) | \(.gb_per_s * 100 | round / 100) | \(.records_per_s / 1e4 | round / 100) | \(.records) | \(.seconds * 1000 | round / 1000) | \(if .target then (if .gb_per_s >= 1 then "✓" else "✗" end) else "" end) | \(.note // "") |"' "$out/scan-local.json"
-        jq -r '.passes[] | "| \(.label) over loopback | \(.gb_per_s * 100 | round / 100) | \(.records_per_s / 1e4 | round / 100) | \(.records) | \(.seconds * 1000 | round / 1000) | \(if .target then (if .gb_per_s >= 1 then "✓" else "✗" end) else "" end) | first batch after \(.first_batch_s // 0 | . * 1000 | round) ms; wire \(.wire_mb_per_s | round) MB/s; node CPU \(.server_cpu_share // 0 | . * 100 | round / 100), client CPU \(.client_cpu_share // 0 | . * 100 | round / 100); node heap peak \(.server_peak_rss_anon_bytes // 0 | . / 1e6 | round) MB; GetVersion meanwhile p50 \(.probe.p50_ms * 10 | round / 10) ms, max \(.probe.max_ms | round) ms |"' "$out/scan-net.json"
-    } > "$scan_table"
+    log "scans: scripts/bench-logfiles-scan.sh --records $scan_records --repeat 1"
+    timeout 7200 "$root/scripts/bench-logfiles-scan.sh" --records "$scan_records" --repeat 1 \
+        $([ "$rt" -eq 1 ] && echo --rt) --out "$out/scan" > "$out/scan.txt" 2>&1 \
+        || { echo "bench-logfiles-scan.sh failed:" >&2; tail -20 "$out/scan.txt" >&2; exit 1; }
+    cp "$out/scan/tables.md" "$scan_table"
 fi
 
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$info_file"

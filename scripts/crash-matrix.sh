@@ -8,12 +8,14 @@
 #             a restart always loads the new dump or the previous one, every record there
 #   dhtdump   dhtdump/tests/dhtdump.rs kill_in_mid_dump_keeps_the_previous_dump (one kill per run)
 #   logfiles  logfilesnode/tests/crash.rs: every Put acknowledged under fsync = always survives,
-#             intact, no key twice, and logfiles_check finds the directory clean
+#             intact, no key twice, and logfiles_check finds the directory clean;
+#             index_crash.rs: reads after the kill go through rebuilt bucket indexes, which then
+#             match their buckets exactly
 #   queue     queuenode/tests/crash_node.rs (whole node, producer + consumer) and
 #             engine_crash.rs (the ring): no acknowledged record lost, none corrupt, order kept
 #
 # The rounds reach each test through its variable (DHT_CRASH_ROUNDS, LOGFILES_CRASH_ROUNDS,
-# QUEUENODE_CRASH_ROUNDS). The randomized tests print their seed (in a failing test's output);
+# LOGFILES_INDEX_CRASH_ROUNDS, QUEUENODE_CRASH_ROUNDS). The randomized tests print their seed (in a failing test's output);
 # `SWARM_TEST_SEED=<seed> cargo test --release -p <crate> --test <file> <test> -- --exact` replays
 # one (docs/testing.md).
 #
@@ -24,8 +26,9 @@ rounds="${1:-50}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive number" >&2; exit 2; }
 run() { echo "== $*" >&2; timeout 3600 "$@"; }
 export DHT_CRASH_ROUNDS="$rounds" LOGFILES_CRASH_ROUNDS="$rounds" QUEUENODE_CRASH_ROUNDS="$rounds"
+export LOGFILES_INDEX_CRASH_ROUNDS="$rounds"
 run cargo test --release -p dhtnode --test dumps kill_dash_nine_while_dumping_leaves_a_loadable_dump
 run cargo test --release -p dhtdump --test dhtdump kill_in_mid_dump_keeps_the_previous_dump
-run cargo test --release -p logfilesnode --test crash
+run cargo test --release -p logfilesnode --test crash --test index_crash
 run cargo test --release -p queuenode --test crash_node --test engine_crash
 echo "crash matrix: $rounds rounds each, all promises held" >&2

@@ -6,12 +6,13 @@
 # The targets are the [[bin]] entries of fuzz/Cargo.toml (`cargo fuzz list`): the wire protocol
 # (frame_decoder, batch_decoder, client_hello, and request_payloads: every request, reply, stream
 # item and handshake body of every node kind), the dht dump readers (dht_dump_reader,
-# tcm_reader), the logfiles bucket decoder and check (bucket_decoder), the queue node's ring files
-# and reference-node imports (queue_ring_file), the state files read back at start (state_files:
-# the logfiles open-bucket journal and the dht range state), the credentials file
-# (credentials_file) and every daemon's TOML config (config_files). Each target's invariants are
-# in fuzz-checks/src/<target>.rs; `cargo test` replays every file of fuzz/seeds/<target>/ through
-# them, so a crash input saved there as regression-<what> is checked from then on.
+# tcm_reader), the logfiles bucket decoder and check (bucket_decoder) and bucket time index
+# (bucket_index), the queue node's ring files and reference-node imports (queue_ring_file), the
+# state files read back at start (state_files: the logfiles open-bucket journal and the dht range
+# state), the credentials file (credentials_file) and every daemon's TOML config (config_files).
+# Each target's invariants are in fuzz-checks/src/<target>.rs; `cargo test` replays every file of
+# fuzz/seeds/<target>/ through them, so a crash input saved there as regression-<what> is checked
+# from then on.
 #
 # Installs cargo-fuzz if it is missing. Uses the nightly toolchain when rustup has one, else the
 # default toolchain with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs nightly-only sanitizer flags).

@@ -219,7 +219,7 @@ if [ -z "$BIN_DIR" ]; then
     command -v cargo >/dev/null ||
         die "cargo not found: build as yourself first (cargo build --release), then run this with --bin-dir target/release"
     say "building release binaries"
-    (cd "$REPO" && cargo build --release -p dhtnode -p dhtdump -p logfilesnode -p queuenode -p client --bins)
+    (cd "$REPO" && cargo build --release -p dhtnode -p dhtdump -p logfilesnode -p logfiles-check -p queuenode -p client --bins)
     BIN_DIR="${CARGO_TARGET_DIR:-$REPO/target}/release"
 fi
 for bin in "${BINARIES[@]}"; do

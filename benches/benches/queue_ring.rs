@@ -4,7 +4,7 @@
 //! - `push`: `Ring::push` of one 100-byte value (record CRC, copy into the map, header slot
 //!   rewritten with its own CRC).
 //! - `pop`: `Ring::pop` (take one, acknowledge it, the value copied out into a new `Vec`).
-//! - `take_ack_1_no_alloc`: what the Pop request does (`queuenode/src/requests/pop.rs`):
+//! - `take_ack_1_no_alloc`: what the Pop request does (`Engine::pop_with`, `queuenode/src/engine/mod.rs`):
 //!   `Ring::take_with(1, ..)` + `Ring::ack` copying the value into a reused buffer: the
 //!   difference to `pop` is the two allocations (`Vec<Vec<u8>>` and the value's `Vec`) that
 //!   `Ring::pop` makes per record.

@@ -1,11 +1,16 @@
 //! dhtnode: the dht node, an in-memory key/value store whose keys are `u64` and whose nodes each
 //! own a range of the hash space.
 //!
-//! - [`engine`]: channels, records, limits, Listen queues (no sockets, no files).
-//! - [`requests`]: one module per request type: decoding, checks, execution.
-//! - [`service`]: the node as a server service (engine + handlers + dumps).
+//! The shape every node kind shares (docs/architecture.md):
+//! - [`engine`]: channels, records, the hash range, limits and every write rule, Listen queues
+//!   (no sockets, no files).
+//! - [`requests`]: one module per request type: decode, call the engine, reply; the channel
+//!   requests every kind shares are node-core's.
+//! - [`service`]: the node as a server service: timers (dumps, redistribution), wake-ups of
+//!   Listen and RedistCommit streams, start and shutdown.
+//! - `stats`: the counters for GetStats, stats.log and `/metrics`.
 //! - [`persist`]: the engine as the persistence crate [`dht_persist`] sees it (dump files, their
-//!   writer and scheduler, start-up loading and `.tcm` import all live there).
+//!   writer and the node's dump scheduler, start-up loading and `.tcm` import all live there).
 //! - [`redistribution`]: moving records to other nodes when the node's range changes.
 //! - [`state`]: the state file that keeps the node's range (and an unfinished redistribution).
 //! - [`config`]: the config file.
@@ -17,3 +22,4 @@ pub mod redistribution;
 pub mod requests;
 pub mod service;
 pub mod state;
+mod stats;

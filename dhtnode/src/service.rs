@@ -1,6 +1,7 @@
-//! The dht node as a server [`Service`]: the engine, the request handlers (in [`crate::requests`])
-//! and the glue that wakes Listen streams when their channel changes, RedistCommit requests
-//! when their dump is written, and drives a running redistribution ([`Redistributor`]).
+//! The dht node as a server [`Service`]: the engine, the request dispatch (in
+//! [`crate::requests`]), and the glue that runs on timers and wake-ups: it wakes Listen streams
+//! when their channel changes and RedistCommit requests when their dump is written, ticks the
+//! dumps, drives a running redistribution ([`Redistributor`]), and dumps at shutdown.
 
 use crate::engine::{Engine, ListenerId};
 use crate::redistribution::{RedistributionConfig, Redistributor};
@@ -8,7 +9,8 @@ use crate::requests;
 use dht_persist::DumpScheduler;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
-use node_core::protocol::{dht, NodeKind, RequestCode};
+use node_core::protocol::dht::DhtRequest;
+use node_core::protocol::{NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -89,43 +91,6 @@ impl DhtNode {
     }
 }
 
-/// The dump metrics (docs/operations.md, "Metrics").
-fn dumper_metrics(dumper: &DumpScheduler, out: &mut Families) {
-    let (age, took) = dumper.dump_age(Instant::now());
-    out.gauge(
-        "swarm_dht_dump_age_seconds",
-        "Seconds since the last complete dump cycle ended (since start when none has).",
-        &[],
-        age.as_secs_f64(),
-    );
-    if let Some(took) = took {
-        out.gauge(
-            "swarm_dht_dump_duration_seconds",
-            "How long the last complete dump cycle took.",
-            &[],
-            took.as_secs_f64(),
-        );
-    }
-    out.gauge(
-        "swarm_dht_dumping",
-        "1 while a dump is being written.",
-        &[],
-        f64::from(u8::from(dumper.is_dumping())),
-    );
-    out.counter(
-        "swarm_dht_dumps_total",
-        "Channel dumps written since start.",
-        &[],
-        dumper.dumps_written() as f64,
-    );
-    out.counter(
-        "swarm_dht_dump_failures_total",
-        "Channel dumps that failed since start (the previous dump file was kept).",
-        &[],
-        dumper.failures() as f64,
-    );
-}
-
 impl Service for DhtNode {
     fn kind(&self) -> NodeKind {
         NodeKind::Dht
@@ -136,15 +101,15 @@ impl Service for DhtNode {
     }
 
     fn request_name(&self, code: RequestCode) -> Option<&'static str> {
-        dht::request_name(code)
+        DhtRequest::from_code(code).map(DhtRequest::name)
     }
 
     fn admin_only(&self, code: RequestCode) -> bool {
-        dht::is_admin_request(code)
+        DhtRequest::from_code(code).is_some_and(DhtRequest::admin_only)
     }
 
     fn opens_stream(&self, code: RequestCode) -> bool {
-        dht::opens_stream(code)
+        DhtRequest::from_code(code).is_some_and(DhtRequest::opens_stream)
     }
 
     fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
@@ -180,78 +145,10 @@ impl Service for DhtNode {
     }
 
     fn metrics(&self, out: &mut Families) {
-        for name in self.engine.channel_names() {
-            let size = self.engine.channel_size(name);
-            let labels = [("channel", name)];
-            out.gauge(
-                "swarm_channel_records",
-                "Records stored per channel.",
-                &labels,
-                size.records as f64,
-            );
-            out.gauge(
-                "swarm_channel_bytes",
-                "Bytes stored per channel (dht: Σ 8 + value length).",
-                &labels,
-                size.bytes as f64,
-            );
-        }
-        out.gauge(
-            "swarm_dht_listeners",
-            "Listen streams registered.",
-            &[],
-            self.engine.listener_count() as f64,
-        );
-        let redistribution = self.redistributor.state(&self.engine);
-        let progress = &redistribution.progress;
-        out.gauges(&[
-            (
-                "swarm_dht_redistribution_running",
-                "1 while this node moves records to others.",
-                u64::from(redistribution.running),
-            ),
-            (
-                "swarm_dht_redistribution_moved_records",
-                "Records moved by the running (or last) redistribution.",
-                progress.moved,
-            ),
-            (
-                "swarm_dht_redistribution_total_records",
-                "Records the running (or last) redistribution has to move.",
-                progress.total,
-            ),
-            (
-                "swarm_dht_redistribution_failures",
-                "Failed attempts of the running (or last) redistribution.",
-                progress.failures,
-            ),
-        ]);
-        if let Some(dumper) = &self.dumper {
-            dumper_metrics(dumper, out);
-        }
+        crate::stats::metrics(self, out);
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {
-        let size = self.engine.size();
-        out.push(("total_records".into(), size.records));
-        out.push(("total_bytes".into(), size.bytes));
-        out.push(("listeners".into(), self.engine.listener_count() as u64));
-        let redistribution = self.redistributor.state(&self.engine);
-        out.push(("redistributing".into(), u64::from(redistribution.running)));
-        out.push(("redistribution_moved".into(), redistribution.progress.moved));
-        if let Some(dumper) = &self.dumper {
-            out.push(("dumping".into(), u64::from(dumper.is_dumping())));
-            out.push(("dump_failures".into(), dumper.failures()));
-            // Dump age against the period: what `swarmctl health` checks.
-            let period_s = dumper.period().map_or(0, |period| period.as_secs());
-            out.push(("dump_period_s".into(), period_s));
-            let age_s = dumper.last_dump_age(Instant::now()).as_secs();
-            out.push(("last_dump_age_s".into(), age_s));
-        }
-        for name in self.engine.channel_names() {
-            let size = self.engine.channel_size(name);
-            out.push((format!("channel/{name}/records"), size.records));
-            out.push((format!("channel/{name}/bytes"), size.bytes));
-        }
+        crate::stats::stats(self, out);
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod batch_decoder;
 pub mod bucket_decoder;
+pub mod bucket_index;
 pub mod client_hello;
 pub mod config_files;
 pub mod credentials_file;
@@ -43,6 +44,7 @@ const fn target(name: &'static str, check: fn(&[u8])) -> Target {
 pub const TARGETS: &[Target] = &[
     target("batch_decoder", batch_decoder::check),
     target("bucket_decoder", bucket_decoder::check),
+    target("bucket_index", bucket_index::check),
     target("client_hello", client_hello::check),
     target("config_files", config_files::check),
     target("credentials_file", credentials_file::check),

@@ -158,18 +158,21 @@ fn logfiles_request(code: RequestCode, body: &[u8]) {
                 decode_carried_batch(batch);
             }
         }
+        // Not byte for byte: a flags byte of 0 (the defaults, written out) is left out again.
         logfiles::GET_RANGE => {
-            exact_round_trip!(
+            round_trip!(
                 body,
-                logfiles::GetRangeRequest::decode,
-                logfiles::GetRangeRequest::encode
+                logfiles::GetRangeRequest::decode_with,
+                |(request, flags): &(logfiles::GetRangeRequest, logfiles::ReadFlags),
+                 out: &mut Vec<u8>| request.encode_with(*flags, out)
             );
         }
         logfiles::GET_ALL => {
-            exact_round_trip!(
+            round_trip!(
                 body,
-                logfiles::GetAllRequest::decode,
-                logfiles::GetAllRequest::encode
+                logfiles::GetAllRequest::decode_with,
+                |(request, flags): &(logfiles::GetAllRequest, logfiles::ReadFlags),
+                 out: &mut Vec<u8>| request.encode_with(*flags, out)
             );
         }
         logfiles::GET_CHANNEL_SIZE | logfiles::REMOVE_CHANNEL => channel(body),

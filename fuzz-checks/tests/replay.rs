@@ -94,6 +94,7 @@ macro_rules! replay_tests {
 replay_tests!(
     batch_decoder,
     bucket_decoder,
+    bucket_index,
     client_hello,
     config_files,
     credentials_file,

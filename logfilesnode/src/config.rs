@@ -45,6 +45,8 @@ pub struct LogfilesSection {
     pub fsync: DurabilityPolicy,
     /// With fsync = "interval": milliseconds between fsyncs of the files written since.
     pub fsync_interval_ms: u32,
+    /// Bytes of records per stretch of a bucket's time index (one index entry per stretch).
+    pub index_interval_bytes: u32,
 }
 
 impl Default for LogfilesSection {
@@ -58,6 +60,7 @@ impl Default for LogfilesSection {
             flush_interval_ms: 250,
             fsync: DurabilityPolicy::Interval,
             fsync_interval_ms: 1000,
+            index_interval_bytes: crate::storage::DEFAULT_INDEX_INTERVAL_BYTES,
         }
     }
 }
@@ -114,7 +117,21 @@ impl LogfilesSection {
                 format!("{} is not between 1 and 3600000", self.flush_interval_ms),
             );
         }
-        check_interval_ms("logfiles.fsync_interval_ms", self.fsync_interval_ms)
+        check_interval_ms("logfiles.fsync_interval_ms", self.fsync_interval_ms)?;
+        let index_range = crate::storage::index::MIN_INDEX_INTERVAL_BYTES
+            ..=crate::storage::index::MAX_CONFIG_INDEX_INTERVAL_BYTES;
+        if !index_range.contains(&self.index_interval_bytes) {
+            return invalid(
+                "logfiles.index_interval_bytes",
+                format!(
+                    "{} is not between {} (4 KiB) and {} (64 MiB)",
+                    self.index_interval_bytes,
+                    index_range.start(),
+                    index_range.end()
+                ),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -176,13 +193,19 @@ mod tests {
     #[test]
     fn bad_values_are_refused_naming_the_key() {
         type Spoil = fn(&mut LogfilesSection);
-        let cases: [(&str, Spoil); 4] = [
+        let cases: [(&str, Spoil); 6] = [
             ("logfiles.max_value_bytes", |s| s.max_value_bytes = 0),
             ("logfiles.max_open_buckets_per_channel", |s| {
                 s.max_open_buckets_per_channel = s.max_open_buckets + 1
             }),
             ("logfiles.flush_interval_ms", |s| s.flush_interval_ms = 0),
             ("logfiles.max_channels", |s| s.max_channels = 0),
+            ("logfiles.index_interval_bytes", |s| {
+                s.index_interval_bytes = 4095
+            }),
+            ("logfiles.index_interval_bytes", |s| {
+                s.index_interval_bytes = 64 * 1024 * 1024 + 1
+            }),
         ];
         for (key, spoil) in cases {
             let mut section = LogfilesSection::default();

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             max_open_buckets_per_channel: section.max_open_buckets_per_channel as usize,
             max_channels: section.max_channels as usize,
             fsync: section.fsync,
+            index_interval_bytes: section.index_interval_bytes,
         };
         let started = Instant::now();
         let (engine, report) =

@@ -1,6 +1,6 @@
-//! The logfiles node as a server [`Service`]: the engine, the request handlers (in
-//! [`crate::requests`]), the flush and fsync timers, and the acknowledgement of writes after
-//! their group commit when `fsync = "always"`.
+//! The logfiles node as a server [`Service`]: the engine, the request dispatch (in
+//! [`crate::requests`]), the flush and fsync timers, the acknowledgement of writes after their
+//! group commit when `fsync = "always"` (wake-ups from the sync thread), and the final flush.
 //!
 //! Group commit: a Put under `always` is appended to its buffer and becomes a stream that waits
 //! ([`AwaitCommit`]) for the epoch it was written in. After each pass of the event loop
@@ -14,10 +14,10 @@
 
 use crate::engine::{Discard, Engine, EpochFailures, WriteOutcome, WriteTickets};
 use crate::requests;
-use node_core::metrics::core::add_latency;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
-use node_core::protocol::{logfiles, NodeKind, RequestCode, Status};
+use node_core::protocol::logfiles::LogfilesRequest;
+use node_core::protocol::{NodeKind, RequestCode, Status};
 use node_core::server::durability::{DurabilityPolicy, IntervalTimer, SyncDone, Syncer};
 use node_core::server::{
     Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
@@ -85,6 +85,16 @@ impl LogfilesNode {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Writes (`fsync = "always"`) waiting for their group commit.
+    pub(crate) fn writes_awaiting_fsync(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The fsync thread and its counters (none with `fsync = "none"`).
+    pub(crate) fn syncer(&self) -> Option<&Syncer> {
+        self.syncer.as_ref()
     }
 
     /// Answers a write that was stored (its records: `tickets`): at once, or (fsync = always)
@@ -220,15 +230,15 @@ impl Service for LogfilesNode {
     }
 
     fn request_name(&self, code: RequestCode) -> Option<&'static str> {
-        logfiles::request_name(code)
+        LogfilesRequest::from_code(code).map(LogfilesRequest::name)
     }
 
     fn admin_only(&self, code: RequestCode) -> bool {
-        logfiles::is_admin_request(code)
+        LogfilesRequest::from_code(code).is_some_and(LogfilesRequest::admin_only)
     }
 
     fn opens_stream(&self, code: RequestCode) -> bool {
-        logfiles::opens_stream(code)
+        LogfilesRequest::from_code(code).is_some_and(LogfilesRequest::opens_stream)
     }
 
     fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
@@ -276,94 +286,10 @@ impl Service for LogfilesNode {
     }
 
     fn metrics(&self, out: &mut Families) {
-        let size = self.engine.size();
-        out.gauges(&[
-            (
-                "swarm_logfiles_channels",
-                "Channels on disk.",
-                self.engine.channel_names().len() as u64,
-            ),
-            (
-                "swarm_logfiles_bucket_files",
-                "Bucket files of all channels.",
-                size.buckets,
-            ),
-            (
-                "swarm_logfiles_disk_bytes",
-                "Bytes of the bucket files of all channels.",
-                size.bytes,
-            ),
-            (
-                "swarm_logfiles_buckets_open",
-                "Bucket files open for writing.",
-                self.engine.open_bucket_count() as u64,
-            ),
-            (
-                "swarm_logfiles_writes_awaiting_fsync",
-                "Puts (fsync = always) waiting for their group commit.",
-                self.waiting.len() as u64,
-            ),
-        ]);
-        for channel in self.engine.channel_names() {
-            let size = self.engine.channel_size(channel);
-            out.gauge(
-                "swarm_channel_bytes",
-                "Bytes stored per channel (logfiles: its bucket files on disk).",
-                &[("channel", channel)],
-                size.bytes as f64,
-            );
-        }
-        let Some(syncer) = &self.syncer else {
-            return;
-        };
-        out.counter(
-            "swarm_logfiles_fsyncs_total",
-            "Group commits (one fdatasync of every file written in an epoch) completed.",
-            &[],
-            syncer.completed as f64,
-        );
-        out.counter(
-            "swarm_logfiles_fsync_failures_total",
-            "Group commits that failed (their writes were answered InternalError).",
-            &[],
-            syncer.failures as f64,
-        );
-        add_latency(
-            out,
-            "swarm_logfiles_fsync_duration_seconds",
-            "Duration of each group commit.",
-            &[],
-            &syncer.latency,
-        );
+        crate::stats::metrics(self, out);
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {
-        let size = self.engine.size();
-        out.push(("channels".into(), self.engine.channel_names().len() as u64));
-        out.push(("total_buckets".into(), size.buckets));
-        out.push(("total_bytes".into(), size.bytes));
-        out.push((
-            "open_buckets".into(),
-            self.engine.open_bucket_count() as u64,
-        ));
-        out.push(("writes_awaiting_fsync".into(), self.waiting.len() as u64));
-        // How full the disk is: `swarmctl health` warns before Puts start failing.
-        match crate::engine::disk_space::disk_space(self.engine.data_dir()) {
-            Ok(space) => {
-                out.push(("disk_size_bytes".into(), space.size_bytes));
-                out.push(("disk_free_bytes".into(), space.free_bytes));
-            }
-            Err(error) => tracing::debug!(%error, "statvfs of the data directory"),
-        }
-        if let Some(syncer) = &self.syncer {
-            out.push(("group_commits".into(), syncer.completed));
-            out.push(("group_commit_failures".into(), syncer.failures));
-            let mean_us = syncer
-                .total_sync_time
-                .as_micros()
-                .checked_div(u128::from(syncer.completed))
-                .unwrap_or(0);
-            out.push(("group_commit_mean_us".into(), mean_us as u64));
-        }
+        crate::stats::stats(self, out);
     }
 }

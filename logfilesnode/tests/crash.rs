@@ -7,6 +7,8 @@
 //! more). The kill comes at a random moment after the first acknowledged Put of the round; the
 //! seed is printed, and `SWARM_TEST_SEED` replays it.
 
+mod common;
+
 use client::{Client, ClientOptions};
 use node_core::protocol::logfiles::{self, PutRequest};
 use node_core::protocol::{NodeKind, Status};
@@ -159,13 +161,5 @@ fn every_put_acknowledged_under_fsync_always_survives_sigkill() {
         check_everything_acknowledged_is_there(dir.path(), &all_acked);
     }
     eprintln!("{rounds} rounds, {} Puts acknowledged", all_acked.len());
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_logfiles_check"))
-        .arg(dir.path().join("data"))
-        .output()
-        .expect("run logfiles_check");
-    assert!(
-        check.status.success(),
-        "logfiles_check finds problems:\n{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    common::check_finds_clean(&dir.path().join("data"), &[]);
 }

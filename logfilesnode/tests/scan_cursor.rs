@@ -1,7 +1,8 @@
 //! Reading a bucket in slices ([`BucketCursor`]) gives exactly what reading it whole gives: the
 //! in-range records in key order (equal keys in file order), whatever the budget per step and
 //! however often the consumer refuses a record (its batch full), for buckets in key order and
-//! out of it, with damaged records among them.
+//! out of it, with damaged records among them (the cursor builds the index of the damaged
+//! bucket; tests/bucket_index.rs covers reads through indexes).
 
 use logfilesnode::storage::scan::{Step, StepBudget};
 use logfilesnode::storage::{BucketWriter, RangeScan};
@@ -85,6 +86,10 @@ proptest! {
                 data[index] ^= 0x5a;
                 std::fs::write(&path, data).unwrap();
             }
+            // The read builds the index of the damaged bucket (an index written before the
+            // damage may let a read that seeks past a damaged span see the records after it:
+            // tests/bucket_index.rs).
+            std::fs::remove_file(logfilesnode::storage::index_path(&path)).unwrap();
         }
         let to = from.saturating_add(width);
         let expected = whole(dir.path(), from, to);

@@ -8,9 +8,8 @@
 
 use crate::auth::Credentials;
 use crate::config::{self, AuthSection, CommonArgs, ConfigError, LogSection, ServerSection};
-use crate::metrics::{Identity, MetricsSection};
-use crate::protocol::{NodeKind, RequestCode};
-use crate::server::{Handled, Reply, Request, Server, ServerOptions, Service, Wakeups};
+use crate::metrics::{Identity, MetricsHub, MetricsSection, MetricsServer};
+use crate::server::{Server, ServerOptions, Service, Wakeups};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -151,35 +150,10 @@ where
             return fail(program, err);
         }
     };
-    let mut server = match Server::bind(options) {
-        Ok(server) => server,
-        Err(err) => return fail(program, err),
+    let (server, metrics) = match bind_server(program, &mut config, options, logs) {
+        Ok(bound) => bound,
+        Err(code) => return code,
     };
-    if let Err(err) = server.handle_signals() {
-        return fail(program, format!("cannot install signal handlers: {err}"));
-    }
-    server.set_logs(logs);
-    // Before loading, so that a scrape during a long start sees swarm_ready 0, not a dead target.
-    let identity = Identity {
-        kind: kind_label(program),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let metrics = match crate::metrics::start_for_node(&config.metrics().clone(), identity) {
-        Ok(metrics) => metrics,
-        Err(err) => {
-            tracing::error!("cannot start: {err}");
-            return fail(program, err);
-        }
-    };
-    if let Some((hub, _)) = &metrics {
-        server.set_metrics(hub.clone());
-    }
-    if let Some(period) = crate::systemd::init_watchdog() {
-        tracing::info!(
-            "systemd watchdog on: the event loop pings it every {:?}",
-            period / 3
-        );
-    }
     let data_dir = config.data_dir().display().to_string();
     tracing::info!(
         "bound {}; loading the data in {data_dir} before serving",
@@ -213,41 +187,46 @@ fn kind_label(program: &str) -> String {
     program.strip_suffix("node").unwrap_or(program).to_string()
 }
 
-/// A node that answers only the requests every node shares: what a node kind runs until its
-/// engine exists.
-pub struct BareService {
-    kind: NodeKind,
-    version: &'static str,
-}
+/// The metrics listener of a daemon: its hub and its HTTP thread (kept until the process ends).
+type RunningMetrics = (Arc<MetricsHub>, MetricsServer);
 
-impl BareService {
-    pub fn new(kind: NodeKind, version: &'static str) -> BareService {
-        BareService { kind, version }
+/// What serves a daemon: its server, bound, with signal handlers, logs and the metrics
+/// listener (started before the data loads, so that a scrape during a long start sees
+/// `swarm_ready 0`, not a dead target), and the systemd watchdog armed. An error has been
+/// reported; its exit status is returned.
+fn bind_server<C: DaemonConfig>(
+    program: &str,
+    config: &mut C,
+    options: ServerOptions,
+    logs: crate::log::NodeLogs,
+) -> Result<(Server, Option<RunningMetrics>), ExitCode> {
+    let mut server = Server::bind(options).map_err(|err| fail(program, err))?;
+    if let Err(err) = server.handle_signals() {
+        return Err(fail(
+            program,
+            format!("cannot install signal handlers: {err}"),
+        ));
     }
-}
-
-impl Service for BareService {
-    fn kind(&self) -> NodeKind {
-        self.kind
+    server.set_logs(logs);
+    let identity = Identity {
+        kind: kind_label(program),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let metrics = match crate::metrics::start_for_node(&config.metrics().clone(), identity) {
+        Ok(metrics) => metrics,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            return Err(fail(program, err));
+        }
+    };
+    if let Some((hub, _)) = &metrics {
+        server.set_metrics(hub.clone());
     }
-
-    fn software_version(&self) -> &'static str {
-        self.version
-    }
-
-    fn request_name(&self, _code: RequestCode) -> Option<&'static str> {
-        None
-    }
-
-    fn handle(&mut self, request: &Request<'_>, reply: &mut Reply<'_>) -> Handled<Self> {
-        // Not reached: request_name knows no code, so the core answers them all itself.
-        reply.error(
-            crate::protocol::Status::UnsupportedRequest,
-            format!(
-                "request code {} is not supported by this {} node",
-                request.code.0, self.kind
-            ),
+    if let Some(period) = crate::systemd::init_watchdog() {
+        tracing::info!(
+            "systemd watchdog on: the event loop pings it every {:?}",
+            period / 3
         );
-        Handled::Replied
     }
+    Ok((server, metrics))
 }

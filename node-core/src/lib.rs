@@ -1,11 +1,13 @@
 //! node-core: what the three swarm nodes (dht, logfiles, queue) and the client share.
 //!
-//! - [`protocol`]: the wire format (handshake, frames, status codes, request codes, LZ4 batches).
-//!   Always built; the client depends on this alone.
+//! - [`protocol`]: the wire format (handshake, frames, status codes, LZ4 batches, and each
+//!   kind's request bodies and typed request enum). Always built; the client depends on this
+//!   alone.
 //! - [`auth`]: credentials files and the HMAC challenge-response proof (client and node).
 //! - [`data_dir`]: file names every data directory shares (the lock file), for crates that read
 //!   data directories without the server parts (`dht-persist`).
-//! - With the `server` feature: [`server`] (the mio event loop and the request-handler trait),
+//! - With the `server` feature: [`server`] (the mio event loop, the `Service` trait a node
+//!   implements, what its request handlers return, and the channel requests every kind shares),
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
 //!   per data directory), [`log`], [`stats`], [`signals`], [`metrics`] (the Prometheus
 //!   listener) and [`systemd`] (readiness and watchdog).

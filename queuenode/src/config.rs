@@ -58,11 +58,19 @@ impl Default for QueueSection {
 impl QueueSection {
     /// The ring capacity for a new storage of `channel`.
     pub fn channel_size_for(&self, channel: &str) -> u64 {
-        self.channel_size_by_prefix
-            .iter()
-            .filter(|(prefix, _)| channel.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map_or(self.channel_size_bytes, |(_, size)| *size)
+        crate::engine::ring_size_for(
+            self.channel_size_bytes,
+            &self.channel_size_by_prefix,
+            channel,
+        )
+    }
+
+    /// The ring capacities for the engine.
+    pub fn ring_sizes(&self) -> crate::engine::RingSizes {
+        crate::engine::RingSizes {
+            default_bytes: self.channel_size_bytes,
+            by_prefix: self.channel_size_by_prefix.clone(),
+        }
     }
 
     pub fn sync_mode(&self) -> Result<SyncMode, ConfigError> {

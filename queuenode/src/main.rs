@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             config.server.max_frame_bytes,
             wakeups,
         )?;
-        let queues = node.channels().queues();
+        let queues = node.engine().channels().queues();
         let records: u64 = queues
             .names()
             .filter_map(|name| queues.size(name))

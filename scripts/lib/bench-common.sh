@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2154
-# Shared helpers of scripts/bench-vs-redis.sh, scripts/bench-logfiles.sh and
-# scripts/bench-queue.sh. Source it; it defines functions only.
+# Shared helpers of scripts/bench-vs-redis.sh, scripts/bench-logfiles.sh,
+# scripts/bench-logfiles-scan.sh and scripts/bench-queue.sh. Source it; it defines functions only.
 #
 # The functions read these globals of the sourcing script:
 #   rt                  1 = servers and generators run SCHED_FIFO (see bench_sched)
@@ -136,7 +136,9 @@ machine_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- CPU: $(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2}'), $(nproc) cores ($(lscpu | awk -F: '/^Hypervisor vendor/ {gsub(/^ +/, "", $2); print $2 " guest"}'))"
     echo "- kernel: $(uname -r); memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; /tmp on $(df -T /tmp | awk 'NR == 2 {print $2 " (" $1 ")"}')"
-    echo "- redis-server: $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
+    if command -v redis-server >/dev/null; then
+        echo "- redis-server: $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
+    fi
     echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "- scheduling: $([ "$rt" -eq 1 ] && echo 'SCHED_FIFO (--rt)' || echo 'normal'); servers on core 0, generators on core 1"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -96,6 +96,9 @@ impl Requests for Kind {
                 ]
             }
             Kind::Logfiles => {
+                // The optional flags byte of GetRange and GetAll is their last field: a body
+                // without it takes one more byte (§7.3), a body with it none.
+                let flags = logfiles::ReadFlags { uncompressed: true };
                 let mut get_range = Vec::new();
                 logfiles::GetRangeRequest {
                     channel: "rules",
@@ -103,13 +106,13 @@ impl Requests for Kind {
                     to: 100,
                     filter: logfiles::Filter::NONE,
                 }
-                .encode(&mut get_range);
+                .encode_with(flags, &mut get_range);
                 let mut get_all = Vec::new();
                 logfiles::GetAllRequest {
                     channel: "rules",
                     filter: logfiles::Filter::NONE,
                 }
-                .encode(&mut get_all);
+                .encode_with(flags, &mut get_all);
                 vec![
                     (logfiles::GET_RANGE, get_range),
                     (logfiles::GET_ALL, get_all),

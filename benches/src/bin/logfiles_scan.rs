@@ -1,33 +1,40 @@
-//! logfiles_scan: how fast the logfiles storage scans a range, in-process and over the network
-//! (DESIGN.md §6: range scans at least 1 GB/s from page cache).
+//! logfiles_scan: how fast the logfiles storage reads, in-process and over the network
+//! (DESIGN.md §6: range scans at least 1 GB/s from page cache and over loopback; a narrow time
+//! window costs in proportion to its records, not to its bucket).
 //!
 //! **Local mode** (the default) writes `--records` records (default 20 M × 100-byte values,
 //! about 2.3 GB of bucket files) with `logfilesnode::storage::BucketWriter` into
 //! `<dir>/<channel>/`, in key order, `--per-key` records per key (default 2000: keys are
-//! seconds, as in real logs, so a 4096-key bucket holds ~8 M records, ~950 MB). Values are
-//! log-like text; 1% of them start with `status=500`, the substring the filtered passes look for.
-//! It then fsyncs the files and drops them from the page cache (`posix_fadvise(DONTNEED)`, only
-//! these files), and times `RangeScan` passes over the whole range:
+//! seconds, as in real logs, so a 4096-key bucket holds ~8 M records, ~950 MB); each writer saves
+//! its bucket's time index when it closes. Values are log-like text; 1% of them start with
+//! `status=500`, the substring the filtered passes look for. It then fsyncs the files and drops
+//! them from the page cache (`posix_fadvise(DONTNEED)`, only these files), and times `RangeScan`
+//! passes over the whole range:
 //!
 //! | pass | what |
 //! |---|---|
 //! | `cold` | the first pass, read from disk (the share resident before it is reported) |
 //! | `page cache` | the same again, every page in memory: the DESIGN.md §6 figure |
 //! | `filtered` | as the node filters: a `memmem` search of every value for `status=500` |
-//! | `+ LZ4 batches` | as the node sends: every record into 64 KiB LZ4 batches |
-//! | `narrow` | 60 keys (one minute) in the middle: the cost of one small query |
+//! | `+ LZ4 batches` | as the node sends by default: every record into 64 KiB LZ4 batches |
+//! | `+ uncompressed batches` | as the node sends when asked: 64 KiB uncompressed batches |
+//!
+//! then the queries: one key (2000 records) and 60 keys (one minute, 120 000 records) in the
+//! middle of the data, each timed 21 times through `RangeScan`'s cursors (list, map, load and
+//! check the index, seek, decode; the median is the figure), against the baseline of decoding
+//! just the records returned (map the bucket, decode from the first to the end of the last).
 //!
 //! GB/s counts bucket-file bytes (headers included) of the buckets the pass visits; records/s
-//! counts the records returned. Every pass checks the count, the key order and that nothing was
-//! damaged, and fails otherwise.
+//! counts the records returned. Every pass and query checks the count, the key order and that
+//! nothing was damaged (queries: that they read through the index file), and fails otherwise.
 //!
 //! **Network mode** (`--node --addr HOST:PORT`) writes nothing: a node must already be serving a
 //! data directory written by local mode with the same `--records`, `--per-key`, `--value-size`
-//! and `--channel`. It times GetRange over the whole range (twice, unfiltered, then filtered),
-//! decoding every batch, and reports MB/s of the equivalent bucket-file bytes and of the wire
-//! (compressed batch) bytes. Meanwhile a second connection sends GetVersion every 10 ms; its
-//! worst latency shows how long the scan held the node's event loop. With `--server-pid` it also
-//! reports the node's CPU share.
+//! and `--channel`. It times GetRange over the whole range (twice asking for uncompressed
+//! batches, once for LZ4 ones, then filtered, uncompressed), decoding every batch, and reports
+//! MB/s of the equivalent bucket-file bytes and of the wire bytes. Meanwhile a second connection
+//! sends GetVersion every 10 ms; its worst latency shows how long the scan held the node's event
+//! loop. With `--server-pid` it also reports the node's CPU share.
 //!
 //!     logfiles_scan --dir /tmp/scan --records 20000000 --json local.json
 //!     logfilesnode --data-dir /tmp/scan --listen 127.0.0.1:0 &      # then:
@@ -35,14 +42,20 @@
 
 use benches::sys;
 use clap::Parser;
+use client::logfiles::READ_STREAM_WINDOW;
 use client::{Client, ClientOptions, StreamEvent};
-use logfilesnode::storage::{list_buckets, BucketId, BucketWriter, RangeScan};
+use logfilesnode::storage::scan::{Step, StepBudget};
+use logfilesnode::storage::{
+    list_buckets, BucketDecoder, BucketId, BucketWriter, IndexSource, RangeScan,
+};
 use memchr::memmem::Finder;
 use node_core::protocol::batch::{
-    decode_batch, BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES,
+    decode_batch, decode_uncompressed_batch, BatchBuilder, BatchEncoding, PushOutcome,
+    DEFAULT_BATCH_TARGET_BYTES,
 };
 use node_core::protocol::logfiles::{
-    Filter, FilterMode, GetRangeRequest, GET_RANGE, ITEM_RECORD_BATCH,
+    Filter, FilterMode, GetRangeRequest, ReadFlags, GET_RANGE, ITEM_RECORD_BATCH,
+    ITEM_RECORD_BATCH_UNCOMPRESSED,
 };
 use node_core::protocol::NodeKind;
 use serde_json::{json, Value};
@@ -101,7 +114,8 @@ struct Args {
     /// The node's process id (network mode): report its CPU share during each pass.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Network mode: the client's stream window (items in flight; the client's default is 16).
+    /// Network mode: the client's stream window (items in flight; default: LogClient's,
+    /// `client::logfiles::READ_STREAM_WINDOW`).
     #[arg(long)]
     stream_window: Option<u32>,
     /// Write the results as JSON to this file.
@@ -265,12 +279,6 @@ fn local(args: &Args) -> Result<Value, String> {
 
     let all = args.records;
     let matches = expected_matches(args.records);
-    let mid = args.first_key + (last_key(args).unwrap_or(args.first_key) - args.first_key) / 2;
-    let narrow_to = mid.saturating_add(NARROW_KEYS - 1);
-    let narrow_records = (0..args.records)
-        .map(|i| key_of(args, i))
-        .filter(|k| (mid..=narrow_to).contains(k))
-        .count() as u64;
     let finder = Finder::new(NEEDLE);
     let passes = [
         ("cold (from disk)", Work::Count, 0, u64::MAX, all, false),
@@ -286,11 +294,11 @@ fn local(args: &Args) -> Result<Value, String> {
         ),
         ("+ LZ4 batches", Work::Batches, 0, u64::MAX, all, false),
         (
-            "narrow: 60 keys",
-            Work::Count,
-            mid,
-            narrow_to,
-            narrow_records,
+            "+ uncompressed batches",
+            Work::Uncompressed,
+            0,
+            u64::MAX,
+            all,
             false,
         ),
     ];
@@ -303,23 +311,25 @@ fn local(args: &Args) -> Result<Value, String> {
             .map_err(|e| format!("pass {label}: {e}"))?;
         pass.insert("label".into(), json!(label));
         pass.insert("target".into(), json!(target));
-        let seconds = pass["seconds"].as_f64().unwrap_or(0.0);
         let note = match work {
             Work::Count if from == 0 && !target => format!(
                 "first pass after posix_fadvise(DONTNEED): {:.0}% of the pages were resident",
                 resident * 100.0
             ),
-            Work::Count if from == 0 => String::new(),
-            Work::Count => format!(
-                "{narrow_records} records of {NARROW_KEYS} keys; every record of the overlapping bucket is decoded: {:.0} ms per query",
-                seconds * 1e3
-            ),
-            Work::Filter(_) => "memmem search of every value, as the node's substring filter".into(),
-            Work::Batches => {
+            Work::Count => String::new(),
+            Work::Filter(_) => {
+                "memmem search of every value, as the node's substring filter".into()
+            }
+            Work::Batches | Work::Uncompressed => {
                 let wire = pass["wire_bytes"].as_f64().unwrap_or(0.0);
                 let raw = pass["value_bytes"].as_f64().unwrap_or(0.0) + 12.0 * all as f64;
+                let kind = if matches!(work, Work::Batches) {
+                    "LZ4"
+                } else {
+                    "uncompressed"
+                };
                 format!(
-                    "the node's GetRange work without sockets: 64 KiB LZ4 batches, {:.0} MB out ({:.1}:1)",
+                    "the node's GetRange work without sockets: 64 KiB {kind} batches, {:.0} MB out ({:.1}:1)",
                     wire / 1e6,
                     raw / wire.max(1.0)
                 )
@@ -336,6 +346,10 @@ fn local(args: &Args) -> Result<Value, String> {
         );
         results.push(Value::Object(pass));
     }
+    report.insert(
+        "queries".into(),
+        Value::Array(query_passes(args, &channel_dir)?),
+    );
     report.insert("mode".into(), json!("local"));
     report.insert("records".into(), json!(args.records));
     report.insert("value_size".into(), json!(args.value_size));
@@ -470,8 +484,10 @@ enum Work<'a> {
     Count,
     /// Search its value for the needle, as the node's substring filter does.
     Filter(&'a Finder<'a>),
-    /// Put it into LZ4 batches, as the node's GetRange does.
+    /// Put it into LZ4 batches, as the node's GetRange does by default.
     Batches,
+    /// Put it into uncompressed batches, as the node's GetRange does when asked.
+    Uncompressed,
 }
 
 /// One RangeScan over `[from, to]`; fails unless exactly `expected` records pass, in key order,
@@ -500,9 +516,9 @@ fn scan_pass(
         let pass = match work {
             Work::Count => true,
             Work::Filter(finder) => finder.find(record.value).is_some(),
-            Work::Batches => {
+            Work::Batches | Work::Uncompressed => {
                 if batch.push(record.key, record.value) == PushOutcome::Full {
-                    batch.finish_into(&mut wire);
+                    finish_batch(&mut batch, &mut wire, work);
                     wire_bytes += wire.len() as u64;
                     wire.clear();
                     // An empty batch takes any record that fits the batch limit.
@@ -518,7 +534,7 @@ fn scan_pass(
         }
     });
     if !batch.is_empty() {
-        batch.finish_into(&mut wire);
+        finish_batch(&mut batch, &mut wire, work);
         wire_bytes += wire.len() as u64;
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -549,24 +565,233 @@ fn scan_pass(
     pass.insert("seconds".into(), json!(seconds));
     pass.insert("gb_per_s".into(), json!(file_bytes as f64 / seconds / 1e9));
     pass.insert("records_per_s".into(), json!(records as f64 / seconds));
-    if matches!(work, Work::Batches) {
+    if matches!(work, Work::Batches | Work::Uncompressed) {
         pass.insert("wire_bytes".into(), json!(wire_bytes));
     }
     Ok(pass)
 }
 
+fn finish_batch(batch: &mut BatchBuilder, wire: &mut Vec<u8>, work: Work<'_>) {
+    let encoding = if matches!(work, Work::Uncompressed) {
+        BatchEncoding::Uncompressed
+    } else {
+        BatchEncoding::Lz4
+    };
+    batch.finish_as(encoding, wire);
+}
+
+// ---- queries -----------------------------------------------------------------------------------
+
+/// Times of each query are taken this many times; the median is the figure.
+const QUERY_REPEATS: usize = 21;
+
+/// The in-process queries (DESIGN.md §6: a narrow window costs in proportion to its records):
+/// one key and [`NARROW_KEYS`] keys in the middle of the data set, each timed
+/// [`QUERY_REPEATS`] times through `RangeScan` (list the buckets, map them, load and check the
+/// index, seek, decode), against the baseline of decoding just the records it returns (map the
+/// bucket, decode from the first of them to the end of the last).
+fn query_passes(args: &Args, channel_dir: &Path) -> Result<Vec<Value>, String> {
+    let mid = args.first_key + (last_key(args).unwrap_or(args.first_key) - args.first_key) / 2;
+    let queries = [
+        ("one key", mid, mid, Some(2.0), None),
+        (
+            "60 keys (one minute)",
+            mid,
+            mid.saturating_add(NARROW_KEYS - 1),
+            None,
+            Some(1.5),
+        ),
+    ];
+    println!();
+    println!("| query | records | ms (median of {QUERY_REPEATS}) | min–max ms | records decoded | decoding just those records, ms | ratio | target |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut out = Vec::new();
+    for (label, from, to, max_ms, max_ratio) in queries {
+        let expected = (0..args.records)
+            .filter(|&i| (from..=to).contains(&key_of(args, i)))
+            .count() as u64;
+        let spans = spans_of(channel_dir, from, to)?;
+        let mut times = Vec::with_capacity(QUERY_REPEATS);
+        let mut baseline = Vec::with_capacity(QUERY_REPEATS);
+        let mut decoded = 0;
+        for _ in 0..QUERY_REPEATS {
+            let (seconds, records_decoded) = query_once(channel_dir, from, to, expected)
+                .map_err(|e| format!("query {label}: {e}"))?;
+            times.push(seconds * 1e3);
+            decoded = records_decoded;
+            baseline.push(decode_spans(&spans, expected)? * 1e3);
+        }
+        let (median, min, max) = summary(&times);
+        let (base, _, _) = summary(&baseline);
+        let ratio = median / base.max(1e-9);
+        let verdict = match (max_ms, max_ratio) {
+            (Some(ms), _) => format!("{} ≤ {ms} ms", if median <= ms { "✓" } else { "✗" }),
+            (_, Some(r)) => format!("{} ≤ {r}× decoding", if ratio <= r { "✓" } else { "✗" }),
+            _ => String::new(),
+        };
+        println!(
+            "| {label} | {expected} | {median:.3} | {min:.3}–{max:.3} | {decoded} | {base:.3} | {ratio:.2} | {verdict} |"
+        );
+        out.push(json!({
+            "label": label, "from": from, "to": to, "records": expected,
+            "records_decoded": decoded, "repeats": QUERY_REPEATS,
+            "median_ms": median, "min_ms": min, "max_ms": max,
+            "decode_only_median_ms": base, "ratio": ratio,
+            "target_max_ms": max_ms, "target_max_ratio": max_ratio, "verdict": verdict,
+        }));
+    }
+    Ok(out)
+}
+
+/// Median, minimum and maximum.
+fn summary(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    (
+        median,
+        sorted.first().copied().unwrap_or(0.0),
+        sorted.last().copied().unwrap_or(0.0),
+    )
+}
+
+/// One query through `RangeScan` cursors (the node's read path); fails unless exactly
+/// `expected` records come, in key order, through an index file. Its seconds, and the records
+/// the cursors decoded.
+fn query_once(channel_dir: &Path, from: u64, to: u64, expected: u64) -> Result<(f64, u64), String> {
+    let budget = StepBudget {
+        records: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let started = Instant::now();
+    let mut scan = RangeScan::new(channel_dir, from, to).map_err(|e| e.to_string())?;
+    let (mut records, mut decoded, mut last, mut touch) = (0u64, 0u64, 0u64, 0u64);
+    let mut sources = Vec::new();
+    while let Some(cursor) = scan.next_cursor() {
+        let mut cursor = cursor.map_err(|e| e.to_string())?;
+        while cursor.step(budget, |r| {
+            if r.key < last {
+                touch = u64::MAX;
+            }
+            last = r.key;
+            records += 1;
+            touch = touch.wrapping_add(r.value.len() as u64);
+            true
+        }) != Step::Finished
+        {}
+        decoded += cursor.records_decoded;
+        sources.push(cursor.index_source.clone());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    black_box(touch);
+    if records != expected {
+        return Err(format!("{records} records, expected {expected}"));
+    }
+    if let Some(other) = sources.iter().find(|s| **s != Some(IndexSource::File)) {
+        return Err(format!("read without its index file: {other:?}"));
+    }
+    Ok((seconds, decoded))
+}
+
+/// The part of one bucket file a query's records span.
+struct Span {
+    path: PathBuf,
+    start: usize,
+    end: usize,
+}
+
+/// Where the records of `[from, to]` lie, bucket by bucket.
+fn spans_of(channel_dir: &Path, from: u64, to: u64) -> Result<Vec<Span>, String> {
+    let budget = StepBudget {
+        records: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let mut scan = RangeScan::new(channel_dir, from, to).map_err(|e| e.to_string())?;
+    let mut spans = Vec::new();
+    while let Some(cursor) = scan.next_cursor() {
+        let mut cursor = cursor.map_err(|e| e.to_string())?;
+        let (mut start, mut end) = (usize::MAX, 0usize);
+        while cursor.step(budget, |r| {
+            start = start.min(r.offset as usize);
+            // Our format: a 16-byte record header before the value.
+            end = end.max(r.offset as usize + 16 + r.value.len());
+            true
+        }) != Step::Finished
+        {}
+        if start < end {
+            spans.push(Span {
+                path: cursor.path.clone(),
+                start,
+                end,
+            });
+        }
+    }
+    Ok(spans)
+}
+
+/// Maps each span's bucket and decodes just the span, as the baseline of a query: its seconds.
+fn decode_spans(spans: &[Span], expected: u64) -> Result<f64, String> {
+    let started = Instant::now();
+    let mut records = 0u64;
+    let mut touch = 0u64;
+    for span in spans {
+        let file = File::open(&span.path).map_err(|e| format!("{}: {e}", span.path.display()))?;
+        // SAFETY: a read-only map of a file this program wrote and nobody truncates meanwhile.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| format!("mmap {}: {e}", span.path.display()))?;
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let mut decoder = BucketDecoder::resume(&map, span.start);
+        while decoder.position() < span.end {
+            match decoder.next() {
+                Some(Ok(r)) => {
+                    records += 1;
+                    touch = touch.wrapping_add(r.key ^ r.value.len() as u64);
+                }
+                Some(Err(d)) => return Err(format!("{}: {d}", span.path.display())),
+                None => break,
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    black_box(touch);
+    if records != expected {
+        return Err(format!("decoded {records} records, expected {expected}"));
+    }
+    Ok(seconds)
+}
+
 // ---- network mode ------------------------------------------------------------------------------
+
+/// The GetRange passes of network mode: label, filter, records expected, flags.
+fn network_passes(args: &Args) -> [(&'static str, FilterMode, u64, ReadFlags); 4] {
+    let uncompressed = ReadFlags { uncompressed: true };
+    let whole = "GetRange, whole range, uncompressed";
+    [
+        (whole, FilterMode::None, args.records, uncompressed),
+        (whole, FilterMode::None, args.records, uncompressed),
+        (
+            "GetRange, whole range, LZ4",
+            FilterMode::None,
+            args.records,
+            ReadFlags::default(),
+        ),
+        (
+            "GetRange, filtered `status=500` (1%), uncompressed",
+            FilterMode::Substring,
+            expected_matches(args.records),
+            uncompressed,
+        ),
+    ]
+}
 
 fn network(args: &Args) -> Result<Value, String> {
     check_args(args)?;
     let addr = args.addr.ok_or("--node needs --addr")?;
     let options = ClientOptions {
-        // A pass waits for its next batch at most this long (a big bucket is decoded whole
-        // before its first record goes out).
+        // A pass waits for its next batch at most this long (a bucket without an index is
+        // decoded whole, in slices, before its first record goes out).
         request_timeout_ms: 120_000,
-        stream_window: args
-            .stream_window
-            .unwrap_or(ClientOptions::default().stream_window),
+        stream_window: args.stream_window.unwrap_or(READ_STREAM_WINDOW),
         ..ClientOptions::default()
     };
     let client = Client::connect(&[addr], Some(NodeKind::Logfiles), options.clone())
@@ -577,21 +802,13 @@ fn network(args: &Args) -> Result<Value, String> {
     // Per record on disk: our 16-byte record header and the value (the file header is not
     // counted), so MB/s compares with the local passes' file bytes.
     let file_bytes_per_record = 16 + args.value_size as u64;
-    let passes = [
-        ("GetRange, whole range", FilterMode::None, args.records),
-        ("GetRange, whole range", FilterMode::None, args.records),
-        (
-            "GetRange, filtered `status=500` (1%)",
-            FilterMode::Substring,
-            expected_matches(args.records),
-        ),
-    ];
+    let passes = network_passes(args);
     println!("GetRange from {addr}, channel {}:", args.channel);
     println!();
     println!("| pass | MB/s (file bytes) | M records/s | MB/s on the wire | records | s | node CPU | client CPU | GetVersion p50 / max ms meanwhile |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut results = Vec::new();
-    for (label, mode, expected) in passes {
+    for (label, mode, expected, flags) in passes {
         let filter = match mode {
             FilterMode::None => Filter::NONE,
             _ => Filter {
@@ -610,7 +827,7 @@ fn network(args: &Args) -> Result<Value, String> {
             let prober = scope.spawn(|| probe_loop(&probe, &stop, args.server_pid));
             let server_before = args.server_pid.and_then(sys::pid_cpu);
             let client_before = sys::self_cpu();
-            let result = get_range(&client, &request, expected);
+            let result = get_range(&client, &request, flags, expected);
             // This process: the client's I/O thread, the decoding, and the probe (negligible).
             let client_cpu = sys::self_cpu().since(&client_before);
             let server_cpu = match (args.server_pid, server_before) {
@@ -647,7 +864,11 @@ fn network(args: &Args) -> Result<Value, String> {
         let file_bytes = args.records * file_bytes_per_record;
         let wire_bytes = pass["wire_bytes"].as_u64().unwrap_or(0);
         pass.insert("label".into(), json!(label));
-        pass.insert("target".into(), json!(mode == FilterMode::None));
+        pass.insert(
+            "target".into(),
+            json!(mode == FilterMode::None && flags.uncompressed),
+        );
+        pass.insert("uncompressed".into(), json!(flags.uncompressed));
         pass.insert("file_bytes".into(), json!(file_bytes));
         pass.insert("mb_per_s".into(), json!(file_bytes as f64 / seconds / 1e6));
         pass.insert("gb_per_s".into(), json!(file_bytes as f64 / seconds / 1e9));
@@ -690,10 +911,11 @@ fn network(args: &Args) -> Result<Value, String> {
 fn get_range(
     client: &Client,
     request: &GetRangeRequest<'_>,
+    flags: ReadFlags,
     expected: u64,
 ) -> Result<serde_json::Map<String, Value>, String> {
     let mut body = Vec::new();
-    request.encode(&mut body);
+    request.encode_with(flags, &mut body);
     let mut scratch = Vec::new();
     let (mut records, mut value_bytes, mut wire_bytes, mut batches) = (0u64, 0u64, 0u64, 0u64);
     let mut last = 0u64;
@@ -706,13 +928,23 @@ fn get_range(
     for event in stream {
         match event.map_err(|e| e.to_string())? {
             StreamEvent::Item { code, body } => {
-                if code != ITEM_RECORD_BATCH {
+                let wanted = if flags.uncompressed {
+                    ITEM_RECORD_BATCH_UNCOMPRESSED
+                } else {
+                    ITEM_RECORD_BATCH
+                };
+                if code != wanted {
                     return Err(format!("unexpected item code {code}"));
                 }
                 first_batch_s.get_or_insert_with(|| started.elapsed().as_secs_f64());
                 wire_bytes += body.len() as u64;
                 batches += 1;
-                let batch = decode_batch(&body, &mut scratch).map_err(|e| e.to_string())?;
+                let batch = if flags.uncompressed {
+                    decode_uncompressed_batch(&body)
+                } else {
+                    decode_batch(&body, &mut scratch)
+                };
+                let batch = batch.map_err(|e| e.to_string())?;
                 for (key, value) in batch {
                     if key < last {
                         return Err(format!("key {key} after {last}: out of order"));

@@ -20,7 +20,11 @@
 //!   by key ([`LogRecords`]): a GetRange comes out in ascending key order over the whole
 //!   cluster. A read needs every node: a node that is down fails the read, naming it, rather
 //!   than leave its records out silently. `get_range_partial` and `get_all_partial` read the
-//!   nodes that can be read and say which could not ([`LogRecords::missing`]).
+//!   nodes that can be read and say which could not ([`LogRecords::missing`]). Each node is
+//!   asked for LZ4 or uncompressed batches ([`ReadBatches`]): by default uncompressed from a
+//!   node on a loopback address, LZ4 from the others; with a stream window of
+//!   [`READ_STREAM_WINDOW`] batches per node unless the options choose another
+//!   (docs/benchmarks.md, "logfiles").
 //! - **channels** (union, sorted), **size** (sums) and **remove_channel** (every node) fan out
 //!   to every node as well; `channels_partial`, `size_partial` and `size_per_node_partial`
 //!   answer from the nodes that can, with those that could not ([`crate::Partial`]).
@@ -58,7 +62,9 @@ use crate::reply::{Pending, Reply};
 use crate::round_robin::RoundRobin;
 use crate::topology::Topology;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
-use node_core::protocol::logfiles::{self as wire, GetAllRequest, GetRangeRequest, PutRequest};
+use node_core::protocol::logfiles::{
+    self as wire, GetAllRequest, GetRangeRequest, PutRequest, ReadFlags,
+};
 use node_core::protocol::wire::Reader;
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use std::collections::VecDeque;
@@ -69,12 +75,44 @@ use std::sync::Arc;
 /// PutBatch requests a [`LogClient::put_batch`] keeps in flight before it waits for the oldest.
 const PUT_BATCH_PIPELINE: usize = 16;
 
+/// How the nodes send the records of a read (`get_range`, `get_all`): the request's flags byte
+/// (docs/protocol.md §7.3).
+///
+/// LZ4 costs a node about as much CPU as reading the bucket (measured: one node core sends
+/// 0.8 GB/s of bucket bytes as LZ4 batches, well over 1 GB/s uncompressed) and shrinks log
+/// lines about 5:1. So on a link slower than the node can compress (under about 5 Gbit/s, e.g.
+/// 1 Gbit/s between hosts) LZ4 moves more records per second; on loopback, and on links of
+/// 10 Gbit/s and more, uncompressed batches do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadBatches {
+    /// Uncompressed from nodes on a loopback address, LZ4 from the others (the default).
+    #[default]
+    Auto,
+    /// LZ4 from every node (what every node sends a client that does not ask).
+    Lz4,
+    /// Uncompressed from every node: for fast links (10 Gbit/s and up).
+    Uncompressed,
+}
+
+impl ReadBatches {
+    /// Whether a read asks the node at `addr` for uncompressed batches.
+    pub fn uncompressed_from(self, addr: SocketAddr) -> bool {
+        match self {
+            ReadBatches::Auto => addr.ip().is_loopback(),
+            ReadBatches::Lz4 => false,
+            ReadBatches::Uncompressed => true,
+        }
+    }
+}
+
 /// A connected logfiles cluster. `Send + Sync`: share it between threads with `Arc`.
 #[derive(Debug)]
 pub struct LogClient {
     client: Client,
     /// The order the next write tries the nodes in.
     writes: RoundRobin,
+    /// How reads ask for their batches.
+    read_batches: ReadBatches,
     /// Set when the client follows a topology file.
     follower: Option<Follower>,
 }
@@ -87,9 +125,16 @@ struct SentBatch {
     pending: Pending,
 }
 
+/// The stream window of a [`LogClient`] whose options leave `stream_window` at its default:
+/// batches a read may have on their way from each node (64 KiB each uncompressed, so up to 4 MiB
+/// per node). At the client's general default of 16, a node reading at disk speed over loopback
+/// stops for credit every few batches (docs/benchmarks.md, "logfiles").
+pub const READ_STREAM_WINDOW: u32 = 64;
+
 impl LogClient {
     /// Connects to every node (each must be a logfiles node). Nodes that are down do not stop
-    /// it: writes go to the others, and the client reconnects to them in the background.
+    /// it: writes go to the others, and the client reconnects to them in the background. The
+    /// stream window is [`READ_STREAM_WINDOW`] unless `options` sets one other than the default.
     pub fn connect(nodes: &[SocketAddr], options: ClientOptions) -> Result<LogClient, ClientError> {
         LogClient::start(nodes, options, None)
     }
@@ -99,15 +144,22 @@ impl LogClient {
         options: ClientOptions,
         follower: Option<Follower>,
     ) -> Result<LogClient, ClientError> {
+        let stream_window = if options.stream_window == ClientOptions::default().stream_window {
+            READ_STREAM_WINDOW
+        } else {
+            options.stream_window
+        };
         // Writes go to any one node: a node that is down at start must not stop the client.
         let options = ClientOptions {
             allow_down_nodes: true,
+            stream_window,
             ..options
         };
         let client = Client::connect(nodes, Some(NodeKind::Logfiles), options)?;
         Ok(LogClient {
             client,
             writes: RoundRobin::new(),
+            read_batches: ReadBatches::default(),
             follower,
         })
     }
@@ -133,6 +185,37 @@ impl LogClient {
     /// Makes the `[logfiles]` nodes of `topology` this client's nodes.
     pub fn apply_topology(&self, topology: &Topology) -> Result<NodeChanges, ClientError> {
         follow::apply(&self.client, topology, NodeKind::Logfiles)
+    }
+
+    /// The same client, its reads asking for batches as `read_batches` says.
+    pub fn with_read_batches(self, read_batches: ReadBatches) -> LogClient {
+        LogClient {
+            read_batches,
+            ..self
+        }
+    }
+
+    /// How reads ask for their batches.
+    pub fn read_batches(&self) -> ReadBatches {
+        self.read_batches
+    }
+
+    /// Opens the read `code` on every active node (with `partial`, on those that are not
+    /// down), each with the body `encode` makes for the flags its address gets.
+    fn open_read(
+        &self,
+        code: RequestCode,
+        request: &'static str,
+        encode: impl Fn(ReadFlags, &mut Vec<u8>),
+        partial: bool,
+    ) -> Result<LogRecords, ClientError> {
+        let body_for = |addr: SocketAddr| {
+            let mut body = Vec::new();
+            let uncompressed = self.read_batches.uncompressed_from(addr);
+            encode(ReadFlags { uncompressed }, &mut body);
+            body
+        };
+        LogRecords::open(&self.client, code, request, body_for, partial)
     }
 
     /// Connects to the `[logfiles]` nodes of a topology, with its credentials unless `options`
@@ -355,15 +438,18 @@ impl LogClient {
         filter: &ValueFilter,
         partial: bool,
     ) -> Result<LogRecords, ClientError> {
-        let mut body = Vec::new();
-        GetRangeRequest {
+        let request = GetRangeRequest {
             channel,
             from,
             to,
             filter: filter.wire()?,
-        }
-        .encode(&mut body);
-        LogRecords::open(&self.client, wire::GET_RANGE, "GetRange", &body, partial)
+        };
+        self.open_read(
+            wire::GET_RANGE,
+            "GetRange",
+            |flags, body| request.encode_with(flags, body),
+            partial,
+        )
     }
 
     /// Every record of `channel` whose value passes `filter`, from every node, merged by key
@@ -388,13 +474,16 @@ impl LogClient {
         filter: &ValueFilter,
         partial: bool,
     ) -> Result<LogRecords, ClientError> {
-        let mut body = Vec::new();
-        GetAllRequest {
+        let request = GetAllRequest {
             channel,
             filter: filter.wire()?,
-        }
-        .encode(&mut body);
-        LogRecords::open(&self.client, wire::GET_ALL, "GetAll", &body, partial)
+        };
+        self.open_read(
+            wire::GET_ALL,
+            "GetAll",
+            |flags, body| request.encode_with(flags, body),
+            partial,
+        )
     }
 
     /// The names of every channel on any node: sorted, each once.
@@ -508,4 +597,24 @@ fn too_big(key: u64, len: usize) -> ClientError {
     ClientError::Setup(format!(
         "record with key {key} and a value of {len} bytes is too big for a batch"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_asks_loopback_nodes_for_uncompressed_batches_and_the_others_for_lz4() {
+        let v4: SocketAddr = "127.0.0.1:11000".parse().unwrap();
+        let v4_other: SocketAddr = "127.3.2.1:11000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:11000".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.7:11000".parse().unwrap();
+        for addr in [v4, v4_other, v6] {
+            assert!(ReadBatches::Auto.uncompressed_from(addr), "{addr}");
+        }
+        assert!(!ReadBatches::Auto.uncompressed_from(remote));
+        assert!(ReadBatches::Uncompressed.uncompressed_from(remote));
+        assert!(!ReadBatches::Lz4.uncompressed_from(v4));
+        assert_eq!(ReadBatches::default(), ReadBatches::Auto);
+    }
 }

@@ -25,8 +25,8 @@
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::reply::{Stream, StreamEvent};
-use node_core::protocol::batch::decode_batch;
-use node_core::protocol::logfiles::ITEM_RECORD_BATCH;
+use node_core::protocol::batch::{decode_batch, decode_uncompressed_batch};
+use node_core::protocol::logfiles::{ITEM_RECORD_BATCH, ITEM_RECORD_BATCH_UNCOMPRESSED};
 use node_core::protocol::RequestCode;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -60,13 +60,13 @@ pub struct LogRecords {
 }
 
 impl LogRecords {
-    /// Opens the stream `code` with `body` on every active node of `client` (with `partial`,
-    /// on those that are not down).
+    /// Opens the stream `code` on every active node of `client` (with `partial`, on those that
+    /// are not down), with the body `body_for` makes for the node's address.
     pub(super) fn open(
         client: &Client,
         code: RequestCode,
         request: &'static str,
-        body: &[u8],
+        body_for: impl Fn(SocketAddr) -> Vec<u8>,
         partial: bool,
     ) -> Result<LogRecords, ClientError> {
         let active = client.active_nodes();
@@ -77,7 +77,7 @@ impl LogRecords {
                 index: node,
                 count: client.node_count(),
             })?;
-            match client.stream(node, code, body) {
+            match client.stream(node, code, &body_for(addr)) {
                 Ok(stream) => nodes.push(NodeStream {
                     addr,
                     stream: Some(stream),
@@ -133,8 +133,15 @@ impl LogRecords {
                 }
             };
             match event {
-                StreamEvent::Item { code, body } if code == ITEM_RECORD_BATCH => {
-                    let records = decode_batch(&body, &mut self.scratch).map_err(|e| {
+                StreamEvent::Item { code, body }
+                    if code == ITEM_RECORD_BATCH || code == ITEM_RECORD_BATCH_UNCOMPRESSED =>
+                {
+                    let records = if code == ITEM_RECORD_BATCH {
+                        decode_batch(&body, &mut self.scratch)
+                    } else {
+                        decode_uncompressed_batch(&body)
+                    };
+                    let records = records.map_err(|e| {
                         ClientError::protocol(node.addr, format!("{} batch: {e}", self.request))
                     })?;
                     node.ready

@@ -27,8 +27,9 @@ pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
 use channel::record_bytes;
 use listeners::Listeners;
 use node_core::protocol::dht::{
-    valid_channel_name, value_hash, Expected, HashRange, SizeInfo, UpdateAction,
+    check_channel_name, value_hash, BadChannelName, Expected, HashRange, SizeInfo, UpdateAction,
 };
+use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,8 +45,8 @@ pub struct EngineLimits {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
-    #[error("channel name {0:?} is not 1 to 100 characters of A-Z a-z 0-9 _ -")]
-    BadChannelName(String),
+    #[error(transparent)]
+    BadChannelName(#[from] BadChannelName),
     #[error(
         "key 0x{key:016x} (hash position 0x{position:016x}) is outside this node's range {range}"
     )]
@@ -84,6 +85,12 @@ impl EngineError {
             EngineError::TooManyChannels { .. } => Status::OutOfMemory,
             EngineError::RedistributionGuard { .. } => Status::OutOfMemory,
         }
+    }
+}
+
+impl StatusError for EngineError {
+    fn status(&self) -> Status {
+        EngineError::status(self)
     }
 }
 
@@ -160,11 +167,7 @@ impl Engine {
     }
 
     fn check_name(channel: &str) -> Result<(), EngineError> {
-        if valid_channel_name(channel) {
-            Ok(())
-        } else {
-            Err(EngineError::BadChannelName(channel.to_string()))
-        }
+        Ok(check_channel_name(channel)?)
     }
 
     fn check_key(&self, key: u64) -> Result<(), EngineError> {
@@ -236,6 +239,12 @@ impl Engine {
 
     /// Stores after the checks passed; tells the listeners.
     fn store(&mut self, channel: &str, key: u64, value: &[u8]) {
+        // The pair of the write checks (debug builds: Put is the hottest path): only a key of
+        // this node's range is written.
+        debug_assert!(
+            self.range.is_responsible_for(key),
+            "key 0x{key:016x} checked"
+        );
         let growth = self.channel_for_write(channel).put(key, value);
         let listening = self.is_listened(channel);
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
@@ -293,7 +302,25 @@ impl Engine {
         Ok(self.with_unchecked(channel, key, f))
     }
 
-    /// A copy of the value under `key` (tests and tools; requests use [`Engine::with_value`]).
+    /// Get and Exists: runs `f` on the value under `key`; `Ok(None)` when the key has no
+    /// record (a missing channel is not created). A record the node holds is found even outside
+    /// its range (a redistribution has not moved it yet); an absent key outside the range is
+    /// WrongNode, so a client with an old idea of the ranges learns that the record may be
+    /// elsewhere.
+    pub fn read<R>(
+        &self,
+        channel: &str,
+        key: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, EngineError> {
+        Engine::check_name(channel)?;
+        match self.with_unchecked(channel, key, |value| value.map(f)) {
+            Some(found) => Ok(Some(found)),
+            None => self.check_key(key).map(|()| None),
+        }
+    }
+
+    /// A copy of the value under `key` (tests and tools; requests use [`Engine::read`]).
     pub fn get(&self, channel: &str, key: u64) -> Result<Option<Vec<u8>>, EngineError> {
         self.with_value(channel, key, |value| value.map(<[u8]>::to_vec))
     }
@@ -407,6 +434,10 @@ impl Engine {
         }
         let mut outcome = AbsentBatchOutcome::default();
         for (key, value) in records {
+            debug_assert!(
+                self.range.is_responsible_for(key),
+                "key 0x{key:016x} checked"
+            );
             let added = self.channel_for_write(channel).put_if_absent(key, value);
             if added == 0 {
                 outcome.present += 1;
@@ -920,6 +951,20 @@ mod tests {
             Err(EngineError::WrongNode { .. })
         ));
         assert_eq!(engine.get("ch", 1).unwrap(), Some(b"v".to_vec()));
+        assert_eq!(
+            engine.read("ch", 1, <[u8]>::len),
+            Ok(Some(1)),
+            "held here: found"
+        );
+        assert_eq!(
+            engine.read("ch", 2, <[u8]>::len),
+            Ok(None),
+            "absent and ours"
+        );
+        assert!(matches!(
+            engine.read("other", 3, <[u8]>::len),
+            Err(EngineError::WrongNode { .. })
+        ));
         assert_eq!(engine.remove("ch", 1), Ok(true), "held here: removed");
         assert!(
             matches!(engine.remove("ch", 1), Err(EngineError::WrongNode { .. })),

@@ -18,14 +18,12 @@
 //! Many streams that wait for credit or for their client to read cost little each, and what
 //! they hold is counted against the stream memory budgets (docs/security.md).
 
-use super::bad_request;
 use crate::engine::channel::shard_of;
 use crate::engine::SHARD_COUNT;
 use crate::service::DhtNode;
-use node_core::protocol::batch::{BatchBuilder, PushOutcome};
-use node_core::protocol::dht::{valid_channel_name, GetAllRequest, GetAllScope, ITEM_RECORD_BATCH};
-use node_core::protocol::Status;
-use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
+use node_core::protocol::batch::{BatchBuilder, BatchEncoding, PushOutcome};
+use node_core::protocol::dht::{check_channel_name, GetAllRequest, GetAllScope, ITEM_RECORD_BATCH};
+use node_core::server::{Handled, Outcome, Reply, Request, StreamOut, StreamStep, StreamTask};
 
 /// Records looked at per step, so a filter that matches nothing cannot hold the loop.
 const RECORDS_PER_STEP: usize = 8192;
@@ -38,21 +36,12 @@ pub const KEY_WINDOW: usize = 1024;
 pub(super) fn handle(
     _node: &mut DhtNode,
     request: &Request<'_>,
-    reply: &mut Reply<'_>,
-) -> Handled<DhtNode> {
-    let get_all = match GetAllRequest::decode(request.body) {
-        Ok(get_all) => get_all,
-        Err(error) => return bad_request(reply, error),
-    };
-    if !valid_channel_name(get_all.channel) {
-        reply.error(
-            Status::BadChannelName,
-            format!("channel name {:?} is not valid", get_all.channel),
-        );
-        return Handled::Replied;
-    }
+    _reply: &mut Reply<'_>,
+) -> Outcome<DhtNode> {
+    let get_all = GetAllRequest::decode(request.body)?;
+    check_channel_name(get_all.channel)?;
     let shard = get_all.resume_after.map_or(0, shard_of);
-    Handled::Stream(Box::new(GetAll {
+    Ok(Handled::Stream(Box::new(GetAll {
         channel: get_all.channel.to_string(),
         keys_only: get_all.keys_only,
         scope: get_all.scope,
@@ -65,7 +54,7 @@ pub(super) fn handle(
         after: get_all.resume_after,
         loaded: false,
         shard_ends: false,
-    }))
+    })))
 }
 
 struct GetAll {
@@ -196,7 +185,7 @@ impl StreamTask<DhtNode> for GetAll {
     fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
         let mut batch = node.stream_batch.take();
         let ended = matches!(self.walk(node, &mut batch), Walked::End);
-        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, &mut batch, ended);
+        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, BatchEncoding::Lz4, &mut batch, ended);
         node.stream_batch.put_back(batch);
         step
     }

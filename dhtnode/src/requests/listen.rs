@@ -2,30 +2,24 @@
 //! value), Removed (key), Overflow (how many changes this listener lost because it fell behind
 //! and its queue filled), until the channel is removed, which ends the stream with Ok.
 
-use super::{bad_request, engine_error};
 use crate::engine::{ListenEvent, ListenerId};
 use crate::service::DhtNode;
 use node_core::protocol::dht::{decode_channel, ListenItem};
 use node_core::protocol::Status;
-use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
+use node_core::server::{Handled, Outcome, Reply, Request, StreamOut, StreamStep, StreamTask};
 
 pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
-    reply: &mut Reply<'_>,
-) -> Handled<DhtNode> {
-    let channel = match decode_channel(request.body) {
-        Ok(channel) => channel,
-        Err(error) => return bad_request(reply, error),
-    };
-    match node.engine.subscribe(channel) {
-        Ok(id) => Handled::Stream(Box::new(Listen {
-            channel: channel.to_string(),
-            id,
-            registered: false,
-        })),
-        Err(error) => engine_error(reply, error),
-    }
+    _reply: &mut Reply<'_>,
+) -> Outcome<DhtNode> {
+    let channel = decode_channel(request.body)?;
+    let id = node.engine.subscribe(channel)?;
+    Ok(Handled::Stream(Box::new(Listen {
+        channel: channel.to_string(),
+        id,
+        registered: false,
+    })))
 }
 
 struct Listen {

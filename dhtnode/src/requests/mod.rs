@@ -1,14 +1,14 @@
-//! The dht requests, one module each: its decoding, its checks and its execution. [`dispatch`]
-//! routes a request by code; the helpers here turn decoding and engine errors into replies.
+//! The dht requests, one module each: its decoding (with the protocol's codec, which the client
+//! shares), its checks and its execution (calls into [`crate::engine`], which keeps the rules of
+//! the data). [`dispatch`] turns a code into a [`DhtRequest`] and routes it with one exhaustive
+//! `match`; GetChannels, GetChannelSize, GetSize and RemoveChannel are node-core's
+//! ([`node_core::server::channel_requests`]), over this node's [`ChannelStore`].
 
 mod exists;
 mod get;
 mod get_all;
-mod get_channel_size;
-mod get_channels;
 mod get_redistribution;
 mod get_responsible_range;
-mod get_size;
 mod listen;
 mod put;
 mod put_batch;
@@ -16,66 +16,69 @@ mod redist_batch;
 mod redist_commit;
 mod redistribute;
 mod remove;
-mod remove_channel;
 mod update;
 
 use crate::engine::EngineError;
 use crate::service::DhtNode;
-use node_core::protocol::wire::WireError;
-use node_core::protocol::{dht, Status};
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::dht::{DhtRequest, SizeInfo};
+use node_core::protocol::NodeKind;
+use node_core::server::channel_requests as channels;
+use node_core::server::outcome::{finish, unsupported};
+use node_core::server::{ChannelStore, Handled, Reply, Request};
 
 pub(crate) fn dispatch(
     node: &mut DhtNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<DhtNode> {
-    match request.code {
-        dht::PUT => put::handle(node, request, reply),
-        dht::GET => get::handle(node, request, reply),
-        dht::EXISTS => exists::handle(node, request, reply),
-        dht::REMOVE => remove::handle(node, request, reply),
-        dht::GET_ALL => get_all::handle(node, request, reply),
-        dht::GET_CHANNELS => get_channels::handle(node, request, reply),
-        dht::GET_CHANNEL_SIZE => get_channel_size::handle(node, request, reply),
-        dht::GET_SIZE => get_size::handle(node, request, reply),
-        dht::REMOVE_CHANNEL => remove_channel::handle(node, request, reply),
-        dht::GET_RESPONSIBLE_RANGE => get_responsible_range::handle(node, request, reply),
-        dht::PUT_BATCH => put_batch::handle(node, request, reply),
-        dht::LISTEN => listen::handle(node, request, reply),
-        dht::UPDATE => update::handle(node, request, reply),
-        dht::REDISTRIBUTE => redistribute::handle(node, request, reply),
-        dht::REDIST_BATCH => redist_batch::handle(node, request, reply),
-        dht::REDIST_COMMIT => redist_commit::handle(node, request, reply),
-        dht::GET_REDISTRIBUTION => get_redistribution::handle(node, request, reply),
-        // request_name() lists exactly the codes above, so the core never passes another.
-        code => {
-            reply.error(
-                Status::UnsupportedRequest,
-                format!("request code {} is not a dht request", code.0),
-            );
-            Handled::Replied
+    let Some(kind) = DhtRequest::from_code(request.code) else {
+        return unsupported(reply, request.code, NodeKind::Dht);
+    };
+    let outcome = match kind {
+        DhtRequest::Put => put::handle(node, request, reply),
+        DhtRequest::Get => get::handle(node, request, reply),
+        DhtRequest::Exists => exists::handle(node, request, reply),
+        DhtRequest::Remove => remove::handle(node, request, reply),
+        DhtRequest::GetAll => get_all::handle(node, request, reply),
+        DhtRequest::GetChannels => channels::get_channels(node, request, reply),
+        DhtRequest::GetChannelSize => channels::get_channel_size(node, request, reply),
+        DhtRequest::GetSize => channels::get_size(node, request, reply),
+        DhtRequest::RemoveChannel => channels::remove_channel(node, request, reply),
+        DhtRequest::GetResponsibleRange => get_responsible_range::handle(node, request, reply),
+        DhtRequest::PutBatch => put_batch::handle(node, request, reply),
+        DhtRequest::Listen => listen::handle(node, request, reply),
+        DhtRequest::Update => update::handle(node, request, reply),
+        DhtRequest::Redistribute => redistribute::handle(node, request, reply),
+        DhtRequest::RedistBatch => redist_batch::handle(node, request, reply),
+        DhtRequest::RedistCommit => redist_commit::handle(node, request, reply),
+        DhtRequest::GetRedistribution => get_redistribution::handle(node, request, reply),
+    };
+    finish(reply, outcome)
+}
+
+/// The dht's channels for the shared channel requests. A removed channel's Listen streams end
+/// (the engine tells them) and its dump files are set aside (the dumper).
+impl ChannelStore for DhtNode {
+    type Size = SizeInfo;
+    type Error = EngineError;
+
+    fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.engine.channel_names()
+    }
+
+    fn channel_size(&self, channel: &str) -> SizeInfo {
+        self.engine.channel_size(channel)
+    }
+
+    fn total_size(&self) -> SizeInfo {
+        self.engine.size()
+    }
+
+    fn remove_channel(&mut self, channel: &str) -> Result<Option<String>, EngineError> {
+        let existed = self.engine.remove_channel(channel)?;
+        if let Some(dumper) = &mut self.dumper {
+            dumper.channel_removed(channel);
         }
+        Ok(existed.then(String::new))
     }
-}
-
-/// Replies BadRequest naming the field that did not decode.
-fn bad_request(reply: &mut Reply<'_>, error: WireError) -> Handled<DhtNode> {
-    reply.error(Status::BadRequest, error);
-    Handled::Replied
-}
-
-/// Replies the status of an engine error, with its message.
-fn engine_error(reply: &mut Reply<'_>, error: EngineError) -> Handled<DhtNode> {
-    reply.error(error.status(), error);
-    Handled::Replied
-}
-
-/// Replies Ok with an empty body, or the error.
-fn done(reply: &mut Reply<'_>, result: Result<(), EngineError>) -> Handled<DhtNode> {
-    match result {
-        Ok(()) => reply.ok(&[]),
-        Err(error) => return engine_error(reply, error),
-    }
-    Handled::Replied
 }

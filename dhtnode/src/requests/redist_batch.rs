@@ -6,22 +6,18 @@
 //! redistribution memory guard (OutOfMemory; the sender retries later). Listeners see every
 //! record stored. The reply names this process's instance, which RedistCommit must repeat.
 
-use super::{bad_request, engine_error};
 use crate::service::DhtNode;
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{decode_put_batch, RedistBatchReply};
 use node_core::protocol::Status;
-use node_core::server::{Handled, Reply, Request};
+use node_core::server::{ErrorReply, Handled, Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<DhtNode> {
-    let (channel, batch) = match decode_put_batch(request.body) {
-        Ok(decoded) => decoded,
-        Err(error) => return bad_request(reply, error),
-    };
+) -> Outcome<DhtNode> {
+    let (channel, batch) = decode_put_batch(request.body)?;
     // Only admins get here: the core refuses the others before the body is decoded
     // (Service::admin_only).
     debug_assert!(request.client.admin);
@@ -31,23 +27,14 @@ pub(super) fn handle(
         batch_scratch,
         ..
     } = node;
-    let records = match decode_batch(batch, batch_scratch) {
-        Ok(records) => records,
-        Err(error) => {
-            reply.error(Status::BadRequest, format!("batch: {error}"));
-            return Handled::Replied;
-        }
+    let records = decode_batch(batch, batch_scratch)
+        .map_err(|error| ErrorReply::bad_request(format!("batch: {error}")))?;
+    let outcome = engine.put_absent_batch(channel, records)?;
+    let answer = RedistBatchReply {
+        stored: outcome.stored,
+        present: outcome.present,
+        instance,
     };
-    match engine.put_absent_batch(channel, records) {
-        Ok(outcome) => {
-            let answer = RedistBatchReply {
-                stored: outcome.stored,
-                present: outcome.present,
-                instance,
-            };
-            reply.send_with(Status::Ok, |out| answer.encode(out));
-        }
-        Err(error) => return engine_error(reply, error),
-    }
-    Handled::Replied
+    reply.send_with(Status::Ok, |out| answer.encode(out));
+    Ok(Handled::Replied)
 }

@@ -6,47 +6,37 @@
 //! channel that does not exist has nothing to write: Ok at once. A node that keeps no dumps
 //! replies at once too.
 
-use super::bad_request;
 use crate::service::DhtNode;
-use node_core::protocol::dht::{decode_channel, valid_channel_name};
+use node_core::protocol::dht::{check_channel_name, decode_channel};
 use node_core::protocol::wire::put_u64;
 use node_core::protocol::Status;
-use node_core::server::{Handled, Reply, Request, StreamOut, StreamStep, StreamTask};
+use node_core::server::{
+    ErrorReply, Handled, Outcome, Reply, Request, StreamOut, StreamStep, StreamTask,
+};
 
 pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<DhtNode> {
-    let channel = match decode_channel(request.body) {
-        Ok(channel) => channel,
-        Err(error) => return bad_request(reply, error),
-    };
+) -> Outcome<DhtNode> {
+    let channel = decode_channel(request.body)?;
     // Only admins get here: the core refuses the others before the body is decoded
     // (Service::admin_only).
     debug_assert!(request.client.admin);
-    if !valid_channel_name(channel) {
-        reply.error(
-            Status::BadChannelName,
-            format!("channel name {channel:?} is not valid"),
-        );
-        return Handled::Replied;
-    }
+    check_channel_name(channel)?;
     let instance = node.redistributor.instance();
     let DhtNode { engine, dumper, .. } = node;
-    let Some(dumper) = dumper else {
-        reply.send_with(Status::Ok, |out| put_u64(out, instance));
-        return Handled::Replied;
+    let ticket = match dumper {
+        Some(dumper) => dumper
+            .commit_channel(engine, channel)
+            .map_err(|error| ErrorReply::new(Status::InternalError, error))?,
+        None => None,
     };
-    match dumper.commit_channel(engine, channel) {
-        Ok(None) => {
+    match ticket {
+        Some(ticket) => Ok(Handled::Stream(Box::new(CommitWait { ticket, instance }))),
+        None => {
             reply.send_with(Status::Ok, |out| put_u64(out, instance));
-            Handled::Replied
-        }
-        Ok(Some(ticket)) => Handled::Stream(Box::new(CommitWait { ticket, instance })),
-        Err(error) => {
-            reply.error(Status::InternalError, error);
-            Handled::Replied
+            Ok(Handled::Replied)
         }
     }
 }

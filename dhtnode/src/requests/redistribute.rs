@@ -9,23 +9,21 @@
 //! A client that goes away does not stop the redistribution; a second Redistribute while one
 //! runs gets Busy.
 
-use super::bad_request;
 use crate::redistribution::{Progress, StartError};
 use crate::service::DhtNode;
 use node_core::protocol::dht::{RedistributeRequest, ITEM_PROGRESS};
 use node_core::protocol::Status;
-use node_core::server::{Handled, Reply, Request, StreamHandle, StreamOut, StreamStep, StreamTask};
+use node_core::server::{
+    ErrorReply, Handled, Outcome, Reply, Request, StreamHandle, StreamOut, StreamStep, StreamTask,
+};
 use std::sync::Arc;
 
 pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
-    reply: &mut Reply<'_>,
-) -> Handled<DhtNode> {
-    let redistribute = match RedistributeRequest::decode(request.body) {
-        Ok(redistribute) => redistribute,
-        Err(error) => return bad_request(reply, error),
-    };
+    _reply: &mut Reply<'_>,
+) -> Outcome<DhtNode> {
+    let redistribute = RedistributeRequest::decode(request.body)?;
     // Only admins get here: the core refuses the others before the body is decoded
     // (Service::admin_only).
     debug_assert!(request.client.admin);
@@ -34,26 +32,28 @@ pub(super) fn handle(
         redistributor,
         ..
     } = node;
-    match redistributor.start(engine, redistribute, &request.client.name) {
-        Ok(progress) => Handled::Stream(Box::new(ProgressStream {
-            progress,
-            sent_generation: None,
-            watched: None,
-            final_item_sent: false,
-        })),
-        Err(error) => {
-            let status = match error {
-                StartError::Busy { .. } => Status::Busy,
-                StartError::Invalid(_) => Status::BadRequest,
-                StartError::State(_) | StartError::Spawn(_) => Status::InternalError,
-            };
-            if status == Status::InternalError {
-                tracing::error!("Redistribute failed: {error}");
-            }
-            reply.error(status, error);
-            Handled::Replied
-        }
+    let progress = redistributor
+        .start(engine, redistribute, &request.client.name)
+        .map_err(start_error)?;
+    Ok(Handled::Stream(Box::new(ProgressStream {
+        progress,
+        sent_generation: None,
+        watched: None,
+        final_item_sent: false,
+    })))
+}
+
+/// The reply to a Redistribute that did not start (an internal failure is logged too).
+fn start_error(error: StartError) -> ErrorReply {
+    let status = match error {
+        StartError::Busy { .. } => Status::Busy,
+        StartError::Invalid(_) => Status::BadRequest,
+        StartError::State(_) | StartError::Spawn(_) => Status::InternalError,
+    };
+    if status == Status::InternalError {
+        tracing::error!("Redistribute failed: {error}");
     }
+    ErrorReply::new(status, error.to_string())
 }
 
 /// The Progress stream of one Redistribute.

@@ -5,6 +5,7 @@
 //! - [`channels`]: the channels of the data directory and their size on disk.
 //! - [`writers`]: the bounded set of open bucket writers (LRU).
 //! - [`journal`]: which buckets were open, to cut their torn tails after an unclean stop.
+//! - [`unmap`]: unmapping the maps of big reads off the event loop.
 //! - [`tickets`]: which records a write appended, and what a failed write-out did to them.
 //!
 //! The fsync thread and the epochs of group commit are node-core's
@@ -14,7 +15,8 @@
 //! keeps nothing, a PutBatch that fails part-way takes back the records it still has buffered,
 //! and under `fsync = "always"` (where no buffered record is acknowledged yet) a failed write-out
 //! drops the buffer and records which records went ([`Discard`]), so that each waiting write is
-//! answered by what became of its own records ([`WriteOutcome`]).
+//! answered by what became of its own records ([`WriteOutcome`]). Nor in its bucket's time
+//! index: a writer indexes a record only once it is written to the file.
 //!
 //! Truncation rule: bucket files are memory-mapped by reads, and truncating a mapped file makes
 //! reading the cut pages fault. The engine truncates only (a) at start, before serving (journal
@@ -25,12 +27,17 @@ pub mod channels;
 pub mod disk_space;
 pub mod journal;
 pub mod tickets;
+pub mod unmap;
 pub mod writers;
 
-use crate::storage::{recover_tail, BucketId, BucketWriter, BufferMark, StorageError};
+use crate::storage::{
+    recover_tail, BucketId, BucketWriter, BufferMark, IndexBuilder, StorageError, WriterOptions,
+};
 use channels::ChannelInfo;
 use journal::Journal;
-use node_core::protocol::logfiles::DiskSize;
+use memmap2::Mmap;
+use node_core::protocol::logfiles::{check_channel_name, BadChannelName, DiskSize};
+use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
 use node_core::server::durability::{self, DurabilityPolicy, SyncJob};
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 pub use tickets::{Discard, WriteOutcome, WriteTickets};
+use unmap::Unmapper;
 use writers::{OpenBucket, OpenWriters};
 
 /// Where removed channels wait for deletion (a name no channel can have).
@@ -54,12 +62,14 @@ pub struct EngineLimits {
     pub max_open_buckets_per_channel: usize,
     pub max_channels: usize,
     pub fsync: DurabilityPolicy,
+    /// Bytes of records per stretch of a bucket's time index.
+    pub index_interval_bytes: u32,
 }
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("channel name {0:?} is not valid (1 to 100 of [A-Za-z0-9_-])")]
-    BadChannelName(String),
+    #[error(transparent)]
+    BadChannelName(#[from] BadChannelName),
     #[error("empty value for key 0x{0:016x}")]
     EmptyValue(u64),
     #[error("value of {len} bytes for key 0x{key:016x} is over the limit of {max} bytes")]
@@ -91,6 +101,12 @@ impl EngineError {
     }
 }
 
+impl StatusError for EngineError {
+    fn status(&self) -> Status {
+        EngineError::status(self)
+    }
+}
+
 /// What opening the data directory found.
 #[derive(Debug, Default)]
 pub struct OpenReport {
@@ -116,6 +132,8 @@ pub struct Engine {
     next_writer_serial: u64,
     /// Bucket files mapped by running reads, with their count of readers.
     mapped: HashMap<PathBuf, u32>,
+    /// Where reads leave the maps of big buckets to be unmapped.
+    unmapper: Unmapper,
     next_generation: u64,
 }
 
@@ -174,6 +192,7 @@ impl Engine {
             },
             next_writer_serial: 1,
             mapped: HashMap::new(),
+            unmapper: Unmapper::spawn(),
             next_generation: 1,
         };
         Ok((engine, report))
@@ -191,7 +210,7 @@ impl Engine {
     // ----- writing ----------------------------------------------------------------------------
 
     /// Checks one record as Put and PutBatch do, before anything is written.
-    pub fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
+    fn check_record(&self, key: u64, value: &[u8]) -> Result<(), EngineError> {
         if value.is_empty() {
             return Err(EngineError::EmptyValue(key));
         }
@@ -206,10 +225,8 @@ impl Engine {
     }
 
     /// Checks that `channel` is a valid name and exists or may be created.
-    pub fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
-        if !crate::valid_channel_name(channel) {
-            return Err(EngineError::BadChannelName(channel.to_string()));
-        }
+    fn check_channel(&self, channel: &str) -> Result<(), EngineError> {
+        check_channel_name(channel)?;
         if !self.channels.contains_key(channel) && self.channels.len() >= self.limits.max_channels {
             return Err(EngineError::TooManyChannels(self.channels.len()));
         }
@@ -233,15 +250,22 @@ impl Engine {
         Ok(tickets)
     }
 
-    /// Appends records already checked (PutBatch). On an error part-way, the records of the
-    /// batch still buffered are taken back; [`BatchError::stored`] counts those that were not
-    /// (written to their file already, by a full buffer or a bucket closed to make room).
-    /// Under `fsync = "always"` the batch's records a failed write-out dropped are not counted.
+    /// Appends a batch of records (PutBatch), all or nothing as far as the checks go: the
+    /// channel and every record are checked (as by [`put`](Self::put)) before any is written,
+    /// and a refused batch has `stored` 0. On an error part-way, the records of the batch still
+    /// buffered are taken back; [`BatchError::stored`] counts those that were not (written to
+    /// their file already, by a full buffer or a bucket closed to make room). Under
+    /// `fsync = "always"` the batch's records a failed write-out dropped are not counted.
     pub fn put_batch<'a>(
         &mut self,
         channel: &str,
-        records: impl Iterator<Item = (u64, &'a [u8])>,
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<WriteTickets, BatchError> {
+        let refused = |error| BatchError { error, stored: 0 };
+        self.check_channel(channel).map_err(refused)?;
+        for (key, value) in records.clone() {
+            self.check_record(key, value).map_err(refused)?;
+        }
         let mut tickets = WriteTickets::default();
         let mut marks: Vec<(BucketId, u64, BufferMark)> = Vec::new();
         for (key, value) in records {
@@ -350,7 +374,14 @@ impl Engine {
         let path = id.path_in(&channel_dir);
         let existed_len = fs::metadata(&path).ok().map(|m| m.len());
         let allow_cut = !self.mapped.contains_key(&path);
-        let writer = BucketWriter::open_if(&path, self.limits.write_buffer_bytes, allow_cut)?;
+        let writer = BucketWriter::open_with(
+            &path,
+            WriterOptions {
+                buffer_limit_bytes: self.limits.write_buffer_bytes,
+                index_interval_bytes: self.limits.index_interval_bytes,
+                allow_cut,
+            },
+        )?;
         if let Some(journal) = &mut self.journal {
             journal
                 .record_open(channel, id)
@@ -365,33 +396,13 @@ impl Engine {
                 recovery.reason.map_or("?".into(), |r| r.to_string())
             );
         }
-        let info = self
-            .channels
-            .get_mut(channel)
-            .ok_or_else(|| unreachable_missing(channel))?;
-        match existed_len {
-            None => {
-                info.size.buckets += 1;
-                info.size.bytes += writer.len_bytes();
-                if self.limits.fsync != DurabilityPolicy::None {
-                    for dir in [
-                        path.parent(),
-                        Some(channel_dir.as_path()),
-                        Some(&self.data_dir),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        if !self.new_dir_entries.iter().any(|d| d == dir) {
-                            self.new_dir_entries.push(dir.to_path_buf());
-                        }
-                    }
-                }
-            }
-            Some(len) => {
-                info.size.bytes = (info.size.bytes + writer.len_bytes()).saturating_sub(len);
-            }
-        }
+        self.count_opened(
+            channel,
+            &path,
+            &channel_dir,
+            existed_len,
+            writer.len_bytes(),
+        )?;
         if self
             .journal
             .as_ref()
@@ -402,6 +413,43 @@ impl Engine {
         let serial = self.next_writer_serial;
         self.next_writer_serial += 1;
         Ok(self.writers.insert(channel, id, writer, serial))
+    }
+
+    /// Counts a bucket just opened for writing in its channel's size: a new file (whose
+    /// directory entries are then synced, unless `fsync = "none"`), or the change in length of
+    /// an existing one (opening may cut a torn tail). `existed_len`: its length before.
+    fn count_opened(
+        &mut self,
+        channel: &str,
+        path: &Path,
+        channel_dir: &Path,
+        existed_len: Option<u64>,
+        len_bytes: u64,
+    ) -> Result<(), EngineError> {
+        let info = self
+            .channels
+            .get_mut(channel)
+            .ok_or_else(|| unreachable_missing(channel))?;
+        match existed_len {
+            None => {
+                info.size.buckets += 1;
+                info.size.bytes += len_bytes;
+                if self.limits.fsync != DurabilityPolicy::None {
+                    for dir in [path.parent(), Some(channel_dir), Some(&self.data_dir)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if !self.new_dir_entries.iter().any(|d| d == dir) {
+                            self.new_dir_entries.push(dir.to_path_buf());
+                        }
+                    }
+                }
+            }
+            Some(len) => {
+                info.size.bytes = (info.size.bytes + len_bytes).saturating_sub(len);
+            }
+        }
+        Ok(())
     }
 
     /// The channel's directory; registers the channel when it is new (the directory itself is
@@ -435,6 +483,10 @@ impl Engine {
                 tracing::error!("{e}");
                 self.failures.lost.get_or_insert(e);
             }
+        }
+        if let Err(e) = bucket.writer.write_index() {
+            // Reads rebuild a missing index; only time is lost.
+            tracing::warn!("closing bucket of {channel}: cannot save its index: {e}");
         }
         if bucket.dirty {
             self.closed_unsynced.push(bucket.writer.file_handle());
@@ -557,12 +609,25 @@ impl Engine {
         self.writers.len()
     }
 
+    /// The index the writer of bucket `id` of `channel` keeps, when the bucket is open for
+    /// writing (its index file is only saved when the writer closes).
+    pub fn live_index(&self, channel: &str, id: BucketId) -> Option<&IndexBuilder> {
+        self.writers
+            .peek(channel, id)
+            .map(|bucket| bucket.writer.index())
+    }
+
     /// A read maps `path` (until [`unmapped`](Self::unmapped)).
     pub fn mapped(&mut self, path: &Path) {
         *self.mapped.entry(path.to_path_buf()).or_insert(0) += 1;
     }
 
-    pub fn unmapped(&mut self, path: &Path) {
+    /// A read is done with `path`; its `map`, if it has one, is unmapped off the caller's thread
+    /// when it is big ([`unmap`]).
+    pub fn unmapped(&mut self, path: &Path, map: Option<Mmap>) {
+        if let Some(map) = map {
+            self.unmapper.release(map);
+        }
         if let Some(count) = self.mapped.get_mut(path) {
             *count -= 1;
             if *count == 0 {
@@ -579,15 +644,14 @@ impl Engine {
 
     /// Removes a channel: closes its writers, moves its directory aside (one rename, so a crash
     /// cannot bring it back half-deleted) and deletes it on another thread. Ok when absent.
-    pub fn remove_channel(&mut self, channel: &str) -> Result<(), EngineError> {
-        if !crate::valid_channel_name(channel) {
-            return Err(EngineError::BadChannelName(channel.to_string()));
-        }
+    /// Returns whether it existed.
+    pub fn remove_channel(&mut self, channel: &str) -> Result<bool, EngineError> {
+        check_channel_name(channel)?;
         // Its buffered records go with it (dropping a writer flushes into the directory that is
         // moved aside and deleted below).
         drop(self.writers.remove_channel(channel));
         let Some(info) = self.channels.remove(channel) else {
-            return Ok(());
+            return Ok(false);
         };
         // Its directories are going: nothing of them is left to make durable.
         self.new_dir_entries
@@ -597,7 +661,7 @@ impl Engine {
         let aside = removing.join(format!("{channel}.{}", info.generation));
         match fs::rename(&info.dir, &aside) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(EngineError::io(&info.dir, e)),
         }
         // The rename must be durable before the Ok: fsync the data directory.
@@ -614,7 +678,7 @@ impl Engine {
         if let Err(e) = spawned {
             tracing::warn!("cannot start a thread to delete a removed channel ({e}); it is deleted at the next start");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Clean shutdown: writes and fsyncs every open bucket, then deletes the journal (nothing to

@@ -60,6 +60,11 @@ impl OpenWriters {
         Some(bucket)
     }
 
+    /// The open bucket `id` of `channel`, without marking it used (a read looking at it).
+    pub fn peek(&self, channel: &str, id: BucketId) -> Option<&OpenBucket> {
+        self.by_channel.get(channel)?.iter().find(|b| b.id == id)
+    }
+
     /// Makes room for one more bucket of `channel`: removes and returns the least recently used
     /// bucket of the channel when it has its maximum open, else the node-wide least recently
     /// used one when the node has. The caller flushes what it gets.

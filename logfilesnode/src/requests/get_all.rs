@@ -1,31 +1,26 @@
 //! GetAll: stream every record of a channel whose value passes the filter, bucket by bucket
-//! (ascending keys within a bucket), as LZ4 batches under the client's credit. A record a
-//! foreign tool stored in the wrong bucket is still sent. See [`super::read`].
+//! (ascending keys within a bucket), as LZ4 batches (uncompressed ones when the request's flags
+//! ask) under the client's credit. A record a foreign tool stored in the wrong bucket is still
+//! sent. See [`super::read`].
 
-use super::{bad_request, check_channel_name};
 use crate::service::LogfilesNode;
-use node_core::protocol::logfiles::GetAllRequest;
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::logfiles::{check_channel_name, GetAllRequest};
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut LogfilesNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<LogfilesNode> {
-    let get_all = match GetAllRequest::decode(request.body) {
-        Ok(get_all) => get_all,
-        Err(error) => return bad_request(reply, error),
+) -> Outcome<LogfilesNode> {
+    let (get_all, flags) = GetAllRequest::decode_with(request.body)?;
+    check_channel_name(get_all.channel)?;
+    let read = super::read::ReadRequest {
+        name: "GetAll",
+        channel: get_all.channel,
+        from: 0,
+        to: u64::MAX,
+        filter: get_all.filter,
+        flags,
     };
-    if let Err(handled) = check_channel_name(get_all.channel, reply) {
-        return handled;
-    }
-    super::read::start(
-        node,
-        "GetAll",
-        get_all.channel,
-        0,
-        u64::MAX,
-        get_all.filter,
-        reply,
-    )
+    Ok(super::read::start(node, read, reply))
 }

@@ -1,30 +1,25 @@
 //! GetRange: stream the records of `[from, to]` (inclusive) whose value passes the filter, in key
-//! order, as LZ4 batches under the client's credit. See [`super::read`].
+//! order, as LZ4 batches (uncompressed ones when the request's flags ask) under the client's
+//! credit. See [`super::read`].
 
-use super::{bad_request, check_channel_name};
 use crate::service::LogfilesNode;
-use node_core::protocol::logfiles::GetRangeRequest;
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::logfiles::{check_channel_name, GetRangeRequest};
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut LogfilesNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
-) -> Handled<LogfilesNode> {
-    let get_range = match GetRangeRequest::decode(request.body) {
-        Ok(get_range) => get_range,
-        Err(error) => return bad_request(reply, error),
+) -> Outcome<LogfilesNode> {
+    let (get_range, flags) = GetRangeRequest::decode_with(request.body)?;
+    check_channel_name(get_range.channel)?;
+    let read = super::read::ReadRequest {
+        name: "GetRange",
+        channel: get_range.channel,
+        from: get_range.from,
+        to: get_range.to,
+        filter: get_range.filter,
+        flags,
     };
-    if let Err(handled) = check_channel_name(get_range.channel, reply) {
-        return handled;
-    }
-    super::read::start(
-        node,
-        "GetRange",
-        get_range.channel,
-        get_range.from,
-        get_range.to,
-        get_range.filter,
-        reply,
-    )
+    Ok(super::read::start(node, read, reply))
 }

@@ -1,67 +1,67 @@
-//! The logfiles requests, one module each: its decoding, its checks and its execution.
-//! [`dispatch`] routes a request by code; the helpers here turn decoding and engine errors into
-//! replies. GetRange and GetAll share the scan stream of [`read`].
+//! The logfiles requests, one module each: its decoding (with the protocol's codec, which the
+//! client shares), its checks and its execution (calls into [`crate::engine`], which keeps the
+//! rules of the data). [`dispatch`] turns a code into a [`LogfilesRequest`] and routes it with
+//! one exhaustive `match`; GetChannels, GetChannelSize, GetSize and RemoveChannel are
+//! node-core's ([`node_core::server::channel_requests`]) over the engine's [`ChannelStore`].
+//! GetRange and GetAll share the scan stream of [`read`].
 
 mod get_all;
-mod get_channel_size;
-mod get_channels;
 mod get_range;
-mod get_size;
 mod put;
 mod put_batch;
 mod read;
-mod remove_channel;
 
-use crate::engine::EngineError;
+use crate::engine::{Engine, EngineError};
 use crate::service::LogfilesNode;
-use node_core::protocol::wire::WireError;
-use node_core::protocol::{logfiles, Status};
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::logfiles::{DiskSize, LogfilesRequest};
+use node_core::protocol::NodeKind;
+use node_core::server::channel_requests as channels;
+use node_core::server::outcome::{finish, unsupported};
+use node_core::server::{ChannelStore, Handled, Reply, Request};
 
 pub(crate) fn dispatch(
     node: &mut LogfilesNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<LogfilesNode> {
-    match request.code {
-        logfiles::PUT => put::handle(node, request, reply),
-        logfiles::PUT_BATCH => put_batch::handle(node, request, reply),
-        logfiles::GET_RANGE => get_range::handle(node, request, reply),
-        logfiles::GET_ALL => get_all::handle(node, request, reply),
-        logfiles::GET_CHANNELS => get_channels::handle(node, request, reply),
-        logfiles::GET_CHANNEL_SIZE => get_channel_size::handle(node, request, reply),
-        logfiles::GET_SIZE => get_size::handle(node, request, reply),
-        logfiles::REMOVE_CHANNEL => remove_channel::handle(node, request, reply),
-        // request_name() lists exactly the codes above, so the core never passes another.
-        code => {
-            reply.error(
-                Status::UnsupportedRequest,
-                format!("request code {} is not a logfiles request", code.0),
-            );
-            Handled::Replied
+    let Some(kind) = LogfilesRequest::from_code(request.code) else {
+        return unsupported(reply, request.code, NodeKind::Logfiles);
+    };
+    let outcome = match kind {
+        LogfilesRequest::Put => put::handle(node, request, reply),
+        LogfilesRequest::PutBatch => put_batch::handle(node, request, reply),
+        LogfilesRequest::GetRange => get_range::handle(node, request, reply),
+        LogfilesRequest::GetAll => get_all::handle(node, request, reply),
+        LogfilesRequest::GetChannels => channels::get_channels(&node.engine, request, reply),
+        LogfilesRequest::GetChannelSize => channels::get_channel_size(&node.engine, request, reply),
+        LogfilesRequest::GetSize => channels::get_size(&node.engine, request, reply),
+        LogfilesRequest::RemoveChannel => {
+            channels::remove_channel(&mut node.engine, request, reply)
         }
+    };
+    finish(reply, outcome)
+}
+
+/// The logfiles channels for the shared channel requests: sizes are bucket files and their
+/// bytes on disk. A removed channel's running reads end early with Ok (they see its generation
+/// change).
+impl ChannelStore for Engine {
+    type Size = DiskSize;
+    type Error = EngineError;
+
+    fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
+        Engine::channel_names(self)
     }
-}
 
-/// Replies BadRequest naming the field that did not decode.
-fn bad_request(reply: &mut Reply<'_>, error: WireError) -> Handled<LogfilesNode> {
-    reply.error(Status::BadRequest, error);
-    Handled::Replied
-}
-
-/// Replies the status of an engine error, with its message.
-fn engine_error(reply: &mut Reply<'_>, error: EngineError) -> Handled<LogfilesNode> {
-    reply.error(error.status(), error);
-    Handled::Replied
-}
-
-/// Replies BadChannelName unless `channel` is a valid name.
-fn check_channel_name(channel: &str, reply: &mut Reply<'_>) -> Result<(), Handled<LogfilesNode>> {
-    if crate::valid_channel_name(channel) {
-        return Ok(());
+    fn channel_size(&self, channel: &str) -> DiskSize {
+        Engine::channel_size(self, channel)
     }
-    Err(engine_error(
-        reply,
-        EngineError::BadChannelName(channel.to_string()),
-    ))
+
+    fn total_size(&self) -> DiskSize {
+        self.size()
+    }
+
+    fn remove_channel(&mut self, channel: &str) -> Result<Option<String>, EngineError> {
+        Ok(Engine::remove_channel(self, channel)?.then(String::new))
+    }
 }

@@ -1,29 +1,37 @@
 //! The scan stream behind GetRange and GetAll: visits the channel's bucket files overlapping the
 //! range in bucket order ([`RangeScan`]), sends the records in range whose value passes the filter
-//! as LZ4 batches, and ends with Ok.
+//! as LZ4 batches (or uncompressed batches when the request's flags ask for them), and ends with
+//! Ok.
 //!
 //! - Read-your-writes: the channel's write buffers are flushed when the read starts.
+//! - Each bucket is read with its time index ([`crate::storage::index`]): the writer's for a
+//!   bucket open for writing, else the index file; a missing, stale or damaged index is rebuilt
+//!   by the read (in budgeted slices, as any read) and saved.
 //! - Bounded work per step ([`STEP_BUDGET`], [`BUCKETS_PER_STEP`]): a bucket is read in slices
 //!   ([`BucketCursor`]), so neither a huge bucket nor a filter that matches nothing holds the
 //!   loop, and a bucket already in key order is sent without any index in memory.
 //! - Damaged records are skipped and logged with the file and offset; the scan goes on with the
 //!   next bucket. A bucket file that cannot be read is logged and skipped.
 //! - The bucket being sent is memory-mapped; the engine is told ([`Engine::mapped`]) so that no
-//!   writer truncates it meanwhile.
+//!   writer truncates it meanwhile, and unmaps big maps off the event loop when the read is done
+//!   with them ([`crate::engine::unmap`]).
 //! - A channel removed during the read ends the stream with Ok after what was sent.
-//! - Memory: the batch is the node's shared one, filled and sent within a step (a step that
-//!   used its work budget sends what it found); between steps a read holds its request
-//!   (channel, filter), a window of bucket ids ([`RangeScan`]) and its bucket's cursor, and
-//!   reports them to the stream memory budgets. The index of an out-of-order bucket is built
-//!   only if the budgets have room for it; otherwise the bucket is sent in file order.
+//! - Memory: the batch (LZ4 or uncompressed) is the node's shared one, filled and sent within a
+//!   step (a step that used its work budget sends what it found); between steps a read holds
+//!   its request (channel, filter), a window of bucket ids ([`RangeScan`]) and its bucket's
+//!   cursor, with the index it is building or sorting by, and reports them to the stream memory
+//!   budgets ([`BucketCursor::held_bytes`]). Both indexes are taken only if the budgets have
+//!   room for them: without room to rebuild a bucket's time index the read goes through the
+//!   bucket without one (no seek, nothing saved, logged); without room for the sort index of an
+//!   out-of-order bucket the bucket is sent in file order (logged).
 
 use crate::engine::Engine;
 use crate::service::LogfilesNode;
 use crate::storage::scan::{BucketCursor, Step, StepBudget, MAX_SORTED_RECORDS};
-use crate::storage::RangeScan;
+use crate::storage::{CursorOptions, IndexSource, RangeScan};
 use memchr::memmem::Finder;
-use node_core::protocol::batch::{BatchBuilder, PushOutcome};
-use node_core::protocol::logfiles::{Filter, FilterMode, ITEM_RECORD_BATCH};
+use node_core::protocol::batch::{BatchBuilder, BatchEncoding, PushOutcome};
+use node_core::protocol::logfiles::{Filter, FilterMode, ReadFlags};
 use node_core::protocol::Status;
 use node_core::server::{Handled, Reply, StreamOut, StreamStep, StreamTask};
 
@@ -99,16 +107,54 @@ impl ValueFilter {
     }
 }
 
-/// Starts a read of `[from, to]` of `channel` (the name was checked).
+/// What a read asks for: `[from, to]` of `channel` (the name was checked), its filter and flags.
+pub(super) struct ReadRequest<'a> {
+    pub name: &'static str,
+    pub channel: &'a str,
+    pub from: u64,
+    pub to: u64,
+    pub filter: Filter<'a>,
+    pub flags: ReadFlags,
+}
+
+/// Logs what a read did about its bucket's index: a rebuild at debug (expected after a crash,
+/// for reference buckets and buckets of older versions), a rebuild the budgets had no room for
+/// at info, a failure to save it as a warning.
+fn log_index_use(request_name: &str, channel: &str, bucket: &BucketCursor) {
+    match &bucket.index_source {
+        Some(IndexSource::Built(why)) => tracing::debug!(
+            "{request_name} {channel}: {}: index rebuilt ({why})",
+            bucket.path.display()
+        ),
+        Some(IndexSource::NotBuilt(why)) => tracing::info!(
+            "{request_name} {channel}: {}: index not rebuilt ({why}): the stream memory budgets \
+             had no room for it; read without",
+            bucket.path.display()
+        ),
+        Some(IndexSource::File | IndexSource::Live) | None => {}
+    }
+    if let Some(error) = &bucket.index_save_error {
+        tracing::warn!(
+            "{request_name} {channel}: {}: cannot save the rebuilt index: {error}",
+            bucket.path.display()
+        );
+    }
+}
+
+/// Starts a read.
 pub(super) fn start(
     node: &mut LogfilesNode,
-    request_name: &'static str,
-    channel: &str,
-    from: u64,
-    to: u64,
-    filter: Filter<'_>,
+    request: ReadRequest<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<LogfilesNode> {
+    let ReadRequest {
+        name: request_name,
+        channel,
+        from,
+        to,
+        filter,
+        flags,
+    } = request;
     let pattern_len = filter.pattern.len();
     let filter = match ValueFilter::compile(&filter) {
         Ok(filter) => filter,
@@ -122,8 +168,13 @@ pub(super) fn start(
         reply.ok(&[]);
         return Handled::Replied;
     };
+    let options = CursorOptions {
+        index_interval_bytes: node.engine.limits().index_interval_bytes,
+        save_index: true,
+        ..CursorOptions::default()
+    };
     let scan = match RangeScan::new(dir, from, to) {
-        Ok(scan) => scan,
+        Ok(scan) => scan.with_options(options),
         Err(error) => {
             tracing::error!("{request_name} {channel}: {error}");
             reply.error(Status::InternalError, error);
@@ -139,6 +190,7 @@ pub(super) fn start(
         current: None,
         filter_bytes: filter.held_bytes(pattern_len),
         filter,
+        batch_item: flags.batch_item(),
     }))
 }
 
@@ -152,15 +204,19 @@ struct ReadStream {
     filter: ValueFilter,
     /// What `filter` counts for in the stream memory budgets.
     filter_bytes: usize,
+    /// The item code and encoding of its batches (LZ4 unless the request's flags asked for
+    /// uncompressed batches).
+    batch_item: (u8, BatchEncoding),
 }
 
 impl ReadStream {
     /// Lets go of the current bucket, logging its damage.
     fn release(&mut self, engine: &mut Engine) {
-        let Some(bucket) = self.current.take() else {
+        let Some(mut bucket) = self.current.take() else {
             return;
         };
-        engine.unmapped(&bucket.path);
+        let map = bucket.take_map();
+        engine.unmapped(&bucket.path, map);
         if let Some(first) = bucket.damage.first() {
             tracing::warn!(
                 "{} {}: {}: {} damaged part(s) skipped; first: {first}",
@@ -170,6 +226,7 @@ impl ReadStream {
                 bucket.damage_count
             );
         }
+        log_index_use(self.request_name, &self.channel, &bucket);
         if bucket.sent_unsorted {
             tracing::warn!(
                 "{} {}: {}: records out of key order, more than {MAX_SORTED_RECORDS} or more \
@@ -184,7 +241,11 @@ impl ReadStream {
     /// Opens the next bucket when there is none. Returns false at the end of the scan.
     fn advance(&mut self, engine: &mut Engine) -> bool {
         while self.current.is_none() {
-            match self.scan.next_cursor() {
+            let channel = &self.channel;
+            let next = self
+                .scan
+                .next_cursor_with(|bucket| engine.live_index(channel, bucket.id));
+            match next {
                 None => return false,
                 Some(Ok(bucket)) => {
                     engine.mapped(&bucket.path);
@@ -260,7 +321,8 @@ impl StreamTask<LogfilesNode> for ReadStream {
     fn resume(&mut self, node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
         let mut batch = node.stream_batch.take();
         let ended = self.fill(&mut node.engine, &mut batch, out);
-        let step = out.send_batch_or_end(ITEM_RECORD_BATCH, &mut batch, ended);
+        let (item_code, encoding) = self.batch_item;
+        let step = out.send_batch_or_end(item_code, encoding, &mut batch, ended);
         node.stream_batch.put_back(batch);
         step
     }

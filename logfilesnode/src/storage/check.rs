@@ -11,16 +11,25 @@
 //!   names. The file is mapped (memmap2), never read into memory whole, and at most
 //!   [`MAX_DAMAGE_KEPT`] damage items are kept per file.
 //! - [`check_data_dir`] does both for a whole data directory (or one channel).
+//! - [`check_bucket_file`] also verifies the bucket's index (`<bucket>.idx`, [`super::index`])
+//!   against the records, in the same pass: every entry, the record count, the last record and
+//!   the order flag ([`IndexCheck`]). A missing or stale index is not a problem (the node
+//!   rebuilds it on the first read); a damaged one is.
 //! - [`repair_bucket_file`] truncates a file at its first bad record (damage or misplaced key),
 //!   after saving the cut bytes to `<bucket>.cut.<unix_s>` next to it (`.<n>` appended if that
 //!   name is taken), fsyncing the saved file and the directory before the cut. No reader looks at
 //!   those names ([`list_buckets`](super::layout::list_buckets) accepts exactly three hex digits).
+//!   [`rebuild_index`] writes a bucket's index anew (after a repair, or when it is not usable).
 //!
 //! Invariant (fuzzed in `fuzz/fuzz_targets/bucket_decoder.rs`): the bytes before
 //! [`FileReport::first_bad_offset`] check clean and hold every good record before it, so a
 //! repaired file checks clean.
 
 use super::format::{BucketDecoder, BucketFormat, Damage, DamageKind};
+use super::index::{
+    build_index, index_path, load_index, save_index, BucketIndex, IndexProblem, IndexVerifier,
+    INDEX_SUFFIX,
+};
 use super::layout::{parse_slot_name, BucketId, BUCKET_NAME_DIGITS};
 use super::writer::map_file;
 use super::StorageError;
@@ -74,6 +83,52 @@ pub struct FileReport {
     /// Good records at or after [`first_bad_offset`](Self::first_bad_offset): what a repair
     /// moves to the saved cut file along with the damage.
     pub records_past_first_bad: u64,
+    /// The bucket's index, when it was checked ([`check_bucket_file`] of a non-empty file).
+    pub index: Option<IndexCheck>,
+}
+
+/// What the check found of a bucket's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexCheck {
+    /// Every fact of the index matches the bucket.
+    Ok {
+        entries: u64,
+        interval_bytes: u32,
+        in_order: bool,
+    },
+    /// Missing, stale (the node rebuilds those on the first read) or damaged.
+    Problem(IndexProblem),
+}
+
+impl IndexCheck {
+    /// A damaged index (missing and stale ones are expected: after a crash, for reference
+    /// buckets, for buckets of older versions).
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, IndexCheck::Problem(IndexProblem::Damaged(_)))
+    }
+
+    /// Whether `--repair` writes it anew.
+    pub fn needs_rebuild(&self) -> bool {
+        matches!(self, IndexCheck::Problem(_))
+    }
+
+    /// A short machine-readable name: `ok`, `missing`, `stale`, `damaged`.
+    pub fn status_name(&self) -> &'static str {
+        match self {
+            IndexCheck::Ok { .. } => "ok",
+            IndexCheck::Problem(IndexProblem::Missing) => "missing",
+            IndexCheck::Problem(IndexProblem::Stale { .. }) => "stale",
+            IndexCheck::Problem(IndexProblem::Damaged(_)) => "damaged",
+        }
+    }
+
+    fn of(index: &BucketIndex) -> Self {
+        IndexCheck::Ok {
+            entries: index.entries.len() as u64,
+            interval_bytes: index.interval_bytes,
+            in_order: index.in_order,
+        }
+    }
 }
 
 /// The first thing wrong in a file: where a repair cuts, and why.
@@ -156,7 +211,25 @@ impl FileReport {
 
 /// Checks the content of one bucket file, `data` (the whole file). `id` is the bucket its path
 /// names (for the key check); `None` skips that check. Never panics, whatever `data` holds.
+/// The index is not checked (see [`check_bucket_file`]).
 pub fn check_bucket_bytes(path: &Path, id: Option<BucketId>, data: &[u8]) -> FileReport {
+    check_bytes(path, id, data, None)
+}
+
+/// [`check_bucket_bytes`], verifying `index` (as loaded) in the same pass when given.
+fn check_bytes(
+    path: &Path,
+    id: Option<BucketId>,
+    data: &[u8],
+    index: Option<Result<BucketIndex, IndexProblem>>,
+) -> FileReport {
+    let loaded = index.as_ref().map(|i| i.as_ref());
+    let mut verifier = match loaded {
+        Some(Ok(index)) if index.bucket_len_bytes == data.len() as u64 => {
+            Some(IndexVerifier::new(index))
+        }
+        _ => None,
+    };
     let mut report = FileReport {
         path: path.to_path_buf(),
         id,
@@ -170,6 +243,7 @@ pub fn check_bucket_bytes(path: &Path, id: Option<BucketId>, data: &[u8]) -> Fil
         first_misplaced_offset: None,
         first_misplaced_key: None,
         records_past_first_bad: 0,
+        index: None,
     };
     let mut decoder = BucketDecoder::new(data);
     report.format = decoder.format();
@@ -180,6 +254,9 @@ pub fn check_bucket_bytes(path: &Path, id: Option<BucketId>, data: &[u8]) -> Fil
             Ok(record) => {
                 report.records += 1;
                 report.value_bytes += record.value.len() as u64;
+                if let Some(verifier) = verifier.as_mut() {
+                    verifier.push(record.offset, record.key);
+                }
                 if id.is_some_and(|id| !id.contains(record.key)) {
                     report.misplaced_records += 1;
                     if report.first_misplaced_offset.is_none() {
@@ -201,16 +278,38 @@ pub fn check_bucket_bytes(path: &Path, id: Option<BucketId>, data: &[u8]) -> Fil
             }
         }
     }
+    report.index = loaded.map(|loaded| {
+        let verdict = match (loaded, verifier) {
+            (Ok(index), Some(verifier)) => verifier.finish(data.len() as u64).map(|()| index),
+            (Ok(index), None) => Err(IndexProblem::Stale {
+                index_len_bytes: index.bucket_len_bytes,
+                bucket_len_bytes: data.len() as u64,
+            }),
+            (Err(problem), _) => Err(problem.clone()),
+        };
+        verdict.map_or_else(IndexCheck::Problem, IndexCheck::of)
+    });
     report
 }
 
-/// Checks one bucket file (mapped, not read into memory). `id` is the bucket its path names
-/// (for the key check); `None` skips that check.
+/// Checks one bucket file (mapped, not read into memory) and, unless it is empty, its index.
+/// `id` is the bucket its path names (for the key check); `None` skips that check.
 pub fn check_bucket_file(path: &Path, id: Option<BucketId>) -> Result<FileReport, StorageError> {
     let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
     let map = map_file(&file).map_err(|e| StorageError::io(path, e))?;
     let data: &[u8] = map.as_deref().unwrap_or(&[]);
-    Ok(check_bucket_bytes(path, id, data))
+    let index = (!data.is_empty()).then(|| load_index(path));
+    Ok(check_bytes(path, id, data, index))
+}
+
+/// Builds the index of the bucket file at `path` from its records and saves it over whatever
+/// index it had (`interval_bytes` per stretch). What it wrote, as a check would report it.
+pub fn rebuild_index(path: &Path, interval_bytes: u32) -> Result<IndexCheck, StorageError> {
+    let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let map = map_file(&file).map_err(|e| StorageError::io(path, e))?;
+    let index = build_index(map.as_deref().unwrap_or(&[]), interval_bytes);
+    save_index(path, &index).map_err(|e| StorageError::io(&index_path(path), e))?;
+    Ok(IndexCheck::of(&index))
 }
 
 /// Why an entry of a data directory is not checked as a bucket file. None of these is read by
@@ -234,6 +333,8 @@ pub enum SkipReason {
     Compressed,
     /// A directory with a bucket file name.
     BucketNameIsADirectory,
+    /// `<bucket>.idx` with no bucket `<bucket>` beside it.
+    IndexWithoutBucket,
 }
 
 impl SkipReason {
@@ -248,6 +349,7 @@ impl SkipReason {
             SkipReason::RepairCut => "repair_cut",
             SkipReason::Compressed => "compressed",
             SkipReason::BucketNameIsADirectory => "bucket_name_is_a_directory",
+            SkipReason::IndexWithoutBucket => "index_without_bucket",
         }
     }
 }
@@ -265,6 +367,7 @@ impl fmt::Display for SkipReason {
             SkipReason::RepairCut => "bytes cut off by an earlier repair",
             SkipReason::Compressed => "compressed bucket, not read by the node",
             SkipReason::BucketNameIsADirectory => "bucket name, but a directory",
+            SkipReason::IndexWithoutBucket => "index of a bucket that does not exist (not read)",
         })
     }
 }
@@ -461,13 +564,33 @@ fn walk_channel(channel: &str, entries: Vec<fs::DirEntry>, inventory: &mut Inven
     }
 }
 
+/// The bucket name of `<bucket>.idx`, if `name` is one.
+fn indexed_bucket_name(name: &str) -> Option<&str> {
+    name.strip_suffix(INDEX_SUFFIX)
+        .filter(|bucket| BucketId::parse("0000000000", bucket).is_some())
+}
+
 fn walk_slot(channel: &str, slot: u64, entries: Vec<fs::DirEntry>, inventory: &mut Inventory) {
     let slot_name = format!("{slot:010x}");
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     let mut in_slot = Vec::new();
     for entry in entries {
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_str();
+        // An index is checked with its bucket (check_bucket_file), not on its own.
+        if let Some(bucket) = name.and_then(indexed_bucket_name) {
+            if !names.iter().any(|n| n == bucket) {
+                inventory.skipped.push(Skipped {
+                    path,
+                    reason: SkipReason::IndexWithoutBucket,
+                });
+            }
+            continue;
+        }
         let id = name.and_then(|n| BucketId::parse(&slot_name, n));
         let Some(id) = id else {
             let reason = match name {

@@ -7,13 +7,17 @@
 //! | `<data_dir>/<channel>/` | one directory per channel |
 //! | `<data_dir>/<channel>/<slot>/` | slot directory, 10 lowercase hex digits = `key >> 24` |
 //! | `<data_dir>/<channel>/<slot>/<bucket>` | bucket file, 3 lowercase hex digits = `(key >> 12) & 0xfff` |
+//! | `<data_dir>/<channel>/<slot>/<bucket>.idx` | the bucket's time index ([`index`]) |
 //! | `<data_dir>/<channel>/<slot>/<bucket>.cut.<unix_s>` | bytes a repair cut off (never read) |
 //!
 //! - [`format`](mod@format): the three bucket formats (ours with CRC32 per record, the reference's v1 with a
 //!   parity byte and its header-less legacy format), detection and decoding.
+//! - [`index`]: the sparse time index of a bucket (`<bucket>.idx`): building, the file format,
+//!   its checks against the bucket.
 //! - [`writer`]: appending to a bucket in its own format, buffered, with `flush` and `sync`;
 //!   [`recover_tail`] cuts torn tails after a crash.
-//! - [`scan`]: range scans in key order touching only the overlapping buckets.
+//! - [`scan`]: range scans in key order touching only the overlapping buckets, seeking within
+//!   a bucket with its index.
 //! - [`check`]: verification and repair, for `logfiles_check`.
 //!
 //! Readers map bucket files (memmap2). A file must therefore never be truncated while a
@@ -25,6 +29,7 @@
 
 pub mod check;
 pub mod format;
+pub mod index;
 pub mod layout;
 pub mod scan;
 pub mod writer;
@@ -33,10 +38,13 @@ pub use check::{
     check_bucket_file, check_data_dir, repair_bucket_file, DirReport, FileReport, Repair,
 };
 pub use format::{BucketDecoder, BucketFormat, Damage, DamageKind, Record, MAX_VALUE_BYTES};
+pub use index::{
+    build_index, index_path, BucketIndex, IndexBuilder, IndexProblem, DEFAULT_INDEX_INTERVAL_BYTES,
+};
 pub use layout::{bucket_path, list_buckets, BucketFile, BucketId};
-pub use scan::{RangeScan, ScannedBucket};
+pub use scan::{CursorOptions, IndexSource, RangeScan, ScannedBucket};
 pub use writer::{
-    recover_tail, recover_tail_if, BucketWriter, BufferMark, TailRecovery,
+    recover_tail, recover_tail_if, BucketWriter, BufferMark, TailRecovery, WriterOptions,
     DEFAULT_WRITE_BUFFER_BYTES,
 };
 

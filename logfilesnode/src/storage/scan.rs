@@ -5,17 +5,26 @@
 //!
 //! Order: records of a bucket are stored in append order, which need not be key order (the
 //! reference's "unordered put" tests write keys in any order). Each bucket's in-range records
-//! are therefore sorted by key (stably: records with equal keys keep their append order); the
-//! sort is skipped when they are already in order. As buckets are time-ordered, the scan yields
-//! keys in ascending order — as long as every record sits in the bucket its key belongs to,
-//! which our writer guarantees (a misplaced record in a reference file is still returned when in
-//! range, just not in key order; `check` reports it). Memory per bucket: one 24-byte index entry
-//! per in-range record.
+//! are therefore returned sorted by key (stably: records with equal keys keep their append
+//! order). As buckets are time-ordered, the scan yields keys in ascending order — as long as
+//! every record sits in the bucket its key belongs to, which our writer guarantees (a misplaced
+//! record in a reference file is still returned when in range, just not in key order; `check`
+//! reports it).
 //!
-//! Damaged records are skipped and reported per bucket ([`ScannedBucket::damage`]); the scan
-//! carries on with the next bucket.
+//! Two readers: [`BucketCursor`] (the node's, through [`RangeScan::next_cursor`] and
+//! [`RangeScan::for_each`]) reads in budgeted slices and uses the bucket's time index
+//! ([`super::index`]) to start at the first stretch that can hold `from` and stop after `to`;
+//! [`ScannedBucket`] ([`RangeScan::next_bucket`]) decodes the whole bucket and sorts an index of
+//! its in-range records in memory (24 bytes per record) — the plain reader the tests compare
+//! the cursor with.
+//!
+//! Damaged records are skipped and reported per bucket ([`ScannedBucket::damage`],
+//! [`BucketCursor::damage`]); the scan carries on with the next bucket.
 
 use super::format::{BucketDecoder, Damage, Record};
+use super::index::{
+    load_index, save_index, BucketIndex, IndexBuilder, IndexProblem, DEFAULT_INDEX_INTERVAL_BYTES,
+};
 use super::layout::{
     list_slot_buckets, list_slots, overlapping_bucket_range, BucketFile, BucketId,
 };
@@ -42,6 +51,7 @@ pub struct RangeScan {
     channel_dir: PathBuf,
     from: u64,
     to: u64,
+    options: CursorOptions,
     /// Slots still to list, ascending.
     slots: std::collections::VecDeque<u64>,
     /// The slot being visited and the next of its buckets, ascending.
@@ -66,6 +76,7 @@ impl RangeScan {
             channel_dir: channel_dir.to_path_buf(),
             from,
             to,
+            options: CursorOptions::default(),
             slots: slots.into(),
             slot: None,
             window: Default::default(),
@@ -74,12 +85,18 @@ impl RangeScan {
         })
     }
 
+    /// The same scan, its cursors using and keeping indexes as `options` say.
+    pub fn with_options(self, options: CursorOptions) -> Self {
+        RangeScan { options, ..self }
+    }
+
     /// A scan with nothing (left) to visit.
     pub fn empty() -> Self {
         RangeScan {
             channel_dir: PathBuf::new(),
             from: 1,
             to: 0,
+            options: CursorOptions::default(),
             slots: Default::default(),
             slot: None,
             window: Default::default(),
@@ -152,11 +169,21 @@ impl RangeScan {
     /// Opens the next bucket for reading in slices ([`BucketCursor`]). An error concerns that
     /// bucket only; the caller may go on with the next.
     pub fn next_cursor(&mut self) -> Option<Result<BucketCursor, StorageError>> {
-        let (from, to) = (self.from, self.to);
-        Some(
-            self.next_file()?
-                .and_then(|bucket| BucketCursor::open(bucket, from, to)),
-        )
+        self.next_cursor_with(|_| None)
+    }
+
+    /// [`next_cursor`](Self::next_cursor), reading with `live(bucket)` when it gives an index:
+    /// the one the node's writer keeps of a bucket it has open (exact for every record it
+    /// appended; the index file of such a bucket is only written when the writer closes).
+    pub fn next_cursor_with<'i>(
+        &mut self,
+        live: impl FnOnce(&BucketFile) -> Option<&'i IndexBuilder>,
+    ) -> Option<Result<BucketCursor, StorageError>> {
+        let (from, to, options) = (self.from, self.to, self.options);
+        Some(self.next_file()?.and_then(|bucket| {
+            let index = live(&bucket);
+            BucketCursor::open(bucket, from, to, options, index)
+        }))
     }
 
     /// Calls `f` for every record in range, in order, and returns the damage of all buckets.
@@ -302,18 +329,67 @@ pub enum Step {
     Finished,
 }
 
+/// Where the index a [`BucketCursor`] reads with came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexSource {
+    /// The bucket's index file, checked against the bucket.
+    File,
+    /// The index the node's writer keeps of a bucket it has open.
+    Live,
+    /// There was no usable index (why): the read decoded the whole bucket and built one.
+    Built(IndexProblem),
+    /// There was no usable index (why), and the stream memory budgets had no room for building
+    /// one: the read decoded the whole bucket without (no seek, no index saved).
+    NotBuilt(IndexProblem),
+}
+
+/// What a pass over the whole bucket learns of its in-range records.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    last_key: Option<u64>,
+    in_order: bool,
+    in_range: usize,
+}
+
+impl Probe {
+    fn new() -> Self {
+        Probe {
+            last_key: None,
+            in_order: true,
+            in_range: 0,
+        }
+    }
+
+    fn note(&mut self, key: u64) {
+        self.in_order &= self.last_key.is_none_or(|last| last <= key);
+        self.last_key = Some(key);
+        self.in_range += 1;
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
-    /// Decoding the whole bucket once to learn whether its in-range keys are in order.
+    /// No usable index: the first step builds one if the budgets have room for it
+    /// ([`BucketCursor::step_within`]), else probes the bucket without.
+    Unindexed,
+    /// No usable index: decoding the whole bucket once (checksums included), building its
+    /// index and learning whether the in-range keys come in order.
+    Build {
+        pos: usize,
+        probe: Probe,
+        builder: Box<IndexBuilder>,
+    },
+    /// The index says the bucket is not in key order: decoding it once to learn whether its
+    /// in-range keys are.
     Probe {
         pos: usize,
-        last_key: Option<u64>,
-        in_order: bool,
-        in_range: usize,
+        probe: Probe,
     },
-    /// In order: sending records in file order.
+    /// Sending records in file order from `pos`. `stop_past_to`: the bucket is in key order,
+    /// so the first key past `to` ends it.
     Stream {
         pos: usize,
+        stop_past_to: bool,
     },
     /// Out of order: collecting `(key, offset)` of the in-range records.
     Index {
@@ -328,18 +404,50 @@ enum Phase {
     Done,
 }
 
+/// How the cursors of a [`RangeScan`] use and keep bucket indexes.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorOptions {
+    /// The interval of the indexes a read builds.
+    pub index_interval_bytes: u32,
+    /// Save the index a read had to build next to its bucket (the node does; tools reading a
+    /// directory they must not change do not).
+    pub save_index: bool,
+    /// Release the pages of the map a read has gone past every this many bytes
+    /// ([`RELEASE_BEHIND_BYTES`]; `usize::MAX`: never).
+    pub release_behind_bytes: usize,
+}
+
+impl Default for CursorOptions {
+    fn default() -> Self {
+        CursorOptions {
+            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            save_index: false,
+            release_behind_bytes: RELEASE_BEHIND_BYTES,
+        }
+    }
+}
+
 /// One bucket file read in slices, so that a reader of a large bucket never holds the caller
 /// (an event loop) for long and never holds an index of a bucket that is in key order:
 ///
-/// 1. probe: decode the file (checksums included) and note whether the in-range keys come in
-///    non-decreasing order — the usual case for time-stamped logs;
-/// 2. in order: decode again from the first record and emit the in-range ones as they come;
-///    out of order: collect `(key, offset)` of the in-range records (at most
-///    [`MAX_SORTED_RECORDS`]), sort them (stable for equal keys: by offset), and emit in key
-///    order. Beyond the limit the bucket is emitted in file order with a warning.
+/// - **in key order** (the usual case for time-stamped logs; the bucket's index says so): the
+///   read starts at the index's stretch for `from` and sends records in file order until the
+///   first key past `to`;
+/// - **no usable index** (missing, stale, damaged: see [`super::index`]): decode the whole file
+///   once (checksums included), building the index (saved when
+///   [`CursorOptions::save_index`]), then go on as above when the bucket is in order. When the
+///   stream memory budgets have no room for the index being built
+///   ([`step_within`](Self::step_within)), the pass builds none and the read goes on as for an
+///   out-of-order bucket, without seeking;
+/// - **out of key order**: decode the whole file and note whether the in-range keys come in
+///   order; if so send them in file order, else collect `(key, offset)` of the in-range
+///   records (at most [`MAX_SORTED_RECORDS`], and only within the budgets), sort them (stable
+///   for equal keys: by offset) and emit in key order. Beyond either limit the bucket is
+///   emitted in file order with a warning.
 ///
-/// Damage is collected during the probe (the first [`MAX_DAMAGE_KEPT`] items, all counted);
-/// later passes skip the same records.
+/// Damage is collected by the first pass that sees it (the first [`MAX_DAMAGE_KEPT`] items,
+/// all counted); later passes skip the same records. A read that seeks sees only the damage in
+/// the part of the bucket it reads.
 #[derive(Debug)]
 pub struct BucketCursor {
     pub id: BucketId,
@@ -351,30 +459,160 @@ pub struct BucketCursor {
     /// The first [`MAX_DAMAGE_KEPT`] damage items, in file order.
     pub damage: Vec<Damage>,
     pub damage_count: u64,
-    /// Set when an out-of-order bucket had too many records to sort.
+    /// Set when an out-of-order bucket had too many records to sort, or the budgets no room.
     pub sent_unsorted: bool,
+    /// Where the index came from; `None` for an empty file.
+    pub index_source: Option<IndexSource>,
+    /// The read seeks with the index and stops past `to` (the bucket is in key order).
+    pub seeks: bool,
+    /// Records and damaged spans decoded so far, by every pass.
+    pub records_decoded: u64,
+    /// Why a built index could not be saved (the read goes on without saving it).
+    pub index_save_error: Option<String>,
+    /// Streaming collects damage (no whole-bucket pass ran before).
+    stream_damage: bool,
+    options: CursorOptions,
+    /// The map's pages below this offset were released ([`RELEASE_BEHIND_BYTES`]).
+    released_to: usize,
+}
+
+/// A read going through a bucket front to back drops the page-table entries of the part of the
+/// map it has gone past, every this many bytes: unmapping a map whose pages were all read walks
+/// its whole page table at once (21–24 ms for a 580 MB bucket, measured), and releasing as it
+/// goes keeps that cost in slices of about a millisecond. The pages stay in the page cache; a
+/// later pass over the same part (after a whole-bucket pass) faults them in again.
+pub const RELEASE_BEHIND_BYTES: usize = 32 * 1024 * 1024;
+
+/// The size of a memory page.
+fn page_bytes() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| {
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .unwrap_or(4096)
+            .max(1)
+    })
+}
+
+fn note_damage(damage: &mut Vec<Damage>, count: &mut u64, item: Damage) {
+    *count += 1;
+    if damage.len() < MAX_DAMAGE_KEPT {
+        damage.push(item);
+    }
+}
+
+/// What one phase's slice of a step came to.
+enum Slice {
+    /// The phase is over: the cursor goes on with this one, in the same step.
+    Next(Phase),
+    /// The step ends with `Step` (budget used, or a record refused), to resume in this phase.
+    Pause(Phase, Step),
+}
+
+/// The work of one step so far, against its budget.
+struct Work {
+    budget: StepBudget,
+    records: usize,
+}
+
+impl Work {
+    /// Whether the step must pause after a record, `decoder` having started the slice at
+    /// `first`: its records or bytes are used up. A decoder that ended (on damage too) does not
+    /// pause: resumed there, it would report that damage again, forever when the budget runs
+    /// out right there.
+    fn used_up(&self, decoder: &BucketDecoder<'_>, first: usize) -> bool {
+        !decoder.is_done()
+            && (self.records >= self.budget.records
+                || decoder.position() - first >= self.budget.bytes)
+    }
 }
 
 impl BucketCursor {
-    fn open(bucket: BucketFile, from: u64, to: u64) -> Result<Self, StorageError> {
+    fn open(
+        bucket: BucketFile,
+        from: u64,
+        to: u64,
+        options: CursorOptions,
+        live: Option<&IndexBuilder>,
+    ) -> Result<Self, StorageError> {
         let file = File::open(&bucket.path).map_err(|e| StorageError::io(&bucket.path, e))?;
         let map = map_file(&file).map_err(|e| StorageError::io(&bucket.path, e))?;
-        Ok(BucketCursor {
+        let mut cursor = BucketCursor {
             id: bucket.id,
             path: bucket.path,
             map,
             from,
             to,
-            phase: Phase::Probe {
-                pos: 0,
-                last_key: None,
-                in_order: true,
-                in_range: 0,
-            },
+            phase: Phase::Done,
             damage: Vec::new(),
             damage_count: 0,
             sent_unsorted: false,
-        })
+            index_source: None,
+            seeks: false,
+            records_decoded: 0,
+            index_save_error: None,
+            stream_damage: false,
+            options,
+            released_to: 0,
+        };
+        if cursor.map.is_some() {
+            cursor.phase = cursor.first_phase(live);
+        }
+        Ok(cursor)
+    }
+
+    /// The first phase: from the writer's index, the index file, or a build.
+    fn first_phase(&mut self, live: Option<&IndexBuilder>) -> Phase {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let planned = match live {
+            Some(builder) => plan(builder.index(), data, self.from).map(|p| (p, IndexSource::Live)),
+            None => load_index(&self.path)
+                .and_then(|index| index.validate(data).map(|()| index))
+                .and_then(|index| plan(&index, data, self.from))
+                .map(|p| (p, IndexSource::File)),
+        };
+        match planned {
+            Ok((phase, source)) => {
+                self.index_source = Some(source);
+                self.seeks = matches!(phase, Phase::Stream { .. });
+                self.stream_damage = self.seeks;
+                phase
+            }
+            Err(problem) => {
+                self.index_source = Some(IndexSource::Built(problem));
+                Phase::Unindexed
+            }
+        }
+    }
+
+    /// The first step of a bucket without a usable index: builds one as it decodes the bucket
+    /// when the budgets have room for all the entries it can have (allocated at once, so it
+    /// never grows past what was granted), else decodes the bucket without one.
+    fn start_build(&mut self, may_hold: &mut dyn FnMut(usize) -> bool) -> Phase {
+        let len = self.map.as_deref().map_or(0, <[u8]>::len) as u64;
+        let interval = self.options.index_interval_bytes;
+        let bytes = std::mem::size_of::<IndexBuilder>() + IndexBuilder::bound_bytes(len, interval);
+        if may_hold(bytes) {
+            return Phase::Build {
+                pos: 0,
+                probe: Probe::new(),
+                builder: Box::new(IndexBuilder::for_bucket(len, interval)),
+            };
+        }
+        if let Some(IndexSource::Built(problem)) = self.index_source.take() {
+            self.index_source = Some(IndexSource::NotBuilt(problem));
+        }
+        Phase::Probe {
+            pos: 0,
+            probe: Probe::new(),
+        }
+    }
+
+    /// Takes the map of the bucket (to unmap it elsewhere: see `engine::unmap`); the cursor is
+    /// finished after this.
+    pub fn take_map(&mut self) -> Option<Mmap> {
+        self.phase = Phase::Done;
+        self.map.take()
     }
 
     /// Does up to `budget` of work, offering the in-range records, in key order, to `emit`
@@ -383,173 +621,368 @@ impl BucketCursor {
         self.step_within(budget, &mut |_| true, emit)
     }
 
-    /// Heap bytes the cursor holds: its path, its damage list (counted in full) and the index
-    /// of an out-of-order bucket. The mapping is page cache, not counted.
+    /// Heap bytes the cursor holds between steps: its path, its damage list (counted in full),
+    /// what it says about its index (a message), the index builder of a bucket without a usable
+    /// index (its entries' capacity, bounded by the bucket's length) and the sort index of an
+    /// out-of-order bucket. An index loaded from its file, or the writer's, is used when the
+    /// cursor opens and not kept. The mapping is page cache, not counted.
     pub fn held_bytes(&self) -> usize {
-        let index = match &self.phase {
-            Phase::Index { index, .. } | Phase::Sorted { index, .. } => index.capacity(),
-            _ => 0,
+        let phase = match &self.phase {
+            Phase::Index { index, .. } | Phase::Sorted { index, .. } => {
+                index.capacity() * std::mem::size_of::<(u64, u64)>()
+            }
+            Phase::Build { builder, .. } => {
+                std::mem::size_of::<IndexBuilder>() + builder.held_bytes()
+            }
+            Phase::Unindexed | Phase::Probe { .. } | Phase::Stream { .. } | Phase::Done => 0,
+        };
+        let problem = match &self.index_source {
+            Some(IndexSource::Built(problem) | IndexSource::NotBuilt(problem)) => {
+                problem.held_bytes()
+            }
+            Some(IndexSource::File | IndexSource::Live) | None => 0,
         };
         self.path.capacity()
             + MAX_DAMAGE_KEPT.max(self.damage.capacity()) * std::mem::size_of::<Damage>()
-            + index * std::mem::size_of::<(u64, u64)>()
+            + problem
+            + self.index_save_error.as_ref().map_or(0, String::capacity)
+            + phase
     }
 
-    /// As [`step`](Self::step), asking `may_hold(bytes)` before it builds the index of an
-    /// out-of-order bucket (16 bytes a record): refused, the bucket is sent in file order, as
-    /// one with more than [`MAX_SORTED_RECORDS`] such records is, and `sent_unsorted` says so.
+    /// As [`step`](Self::step), asking `may_hold(bytes)` before it holds an index between
+    /// steps: the index it builds of a bucket without a usable one (16 bytes an entry, at most
+    /// one per `index_interval_bytes` of the bucket) and the sort index of an out-of-order
+    /// bucket (16 bytes a record). Refused the first, the read decodes the bucket without
+    /// building an index (it does not seek and saves none; [`IndexSource::NotBuilt`]); refused
+    /// the second, the bucket is sent in file order, as one with more than
+    /// [`MAX_SORTED_RECORDS`] such records is, and `sent_unsorted` says so.
     pub fn step_within(
+        &mut self,
+        budget: StepBudget,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+        emit: impl FnMut(Record<'_>) -> bool,
+    ) -> Step {
+        let step = self.work(budget, may_hold, emit);
+        // The passes that go through the file front to back never go back within themselves.
+        let pos = match &self.phase {
+            Phase::Build { pos, .. }
+            | Phase::Probe { pos, .. }
+            | Phase::Stream { pos, .. }
+            | Phase::Index { pos, .. } => Some(*pos),
+            Phase::Unindexed | Phase::Sorted { .. } | Phase::Done => None,
+        };
+        if let Some(pos) = pos {
+            self.release_behind(pos);
+        }
+        step
+    }
+
+    /// The step's work: one slice of each phase in turn, until one pauses or the bucket is done.
+    fn work(
         &mut self,
         budget: StepBudget,
         may_hold: &mut dyn FnMut(usize) -> bool,
         mut emit: impl FnMut(Record<'_>) -> bool,
     ) -> Step {
-        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        let (from, to) = (self.from, self.to);
-        let mut records = 0usize;
+        let mut work = Work { budget, records: 0 };
         loop {
-            let phase = std::mem::replace(&mut self.phase, Phase::Done);
-            self.phase = match phase {
-                Phase::Probe {
+            let slice = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Unindexed => Slice::Next(self.start_build(may_hold)),
+                Phase::Build {
                     pos,
-                    mut last_key,
-                    mut in_order,
-                    mut in_range,
-                } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    let mut ended = true;
-                    while let Some(item) = decoder.next() {
-                        match item {
-                            Ok(r) if (from..=to).contains(&r.key) => {
-                                in_order &= last_key.is_none_or(|last| last <= r.key);
-                                last_key = Some(r.key);
-                                in_range += 1;
-                            }
-                            Ok(_) => {}
-                            Err(d) => {
-                                self.damage_count += 1;
-                                if self.damage.len() < MAX_DAMAGE_KEPT {
-                                    self.damage.push(d);
-                                }
-                            }
-                        }
-                        records += 1;
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            ended = false;
-                            break;
-                        }
-                    }
-                    if !ended {
-                        self.phase = Phase::Probe {
-                            pos: decoder.position(),
-                            last_key,
-                            in_order,
-                            in_range,
-                        };
-                        return Step::Budget;
-                    }
-                    let index_bytes = in_range * std::mem::size_of::<(u64, u64)>();
-                    if in_range == 0 {
-                        Phase::Done
-                    } else if in_order || in_range > MAX_SORTED_RECORDS || !may_hold(index_bytes) {
-                        self.sent_unsorted = !in_order;
-                        Phase::Stream { pos: 0 }
-                    } else {
-                        Phase::Index {
-                            pos: 0,
-                            index: Vec::with_capacity(in_range),
-                        }
-                    }
+                    probe,
+                    builder,
+                } => self.build_slice(pos, probe, builder, &mut work, may_hold),
+                Phase::Probe { pos, probe } => self.probe_slice(pos, probe, &mut work, may_hold),
+                Phase::Stream { pos, stop_past_to } => {
+                    self.stream_slice(pos, stop_past_to, &mut work, &mut emit)
                 }
-                Phase::Stream { pos } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    loop {
-                        let at = decoder.position();
-                        let Some(item) = decoder.next() else {
-                            break;
-                        };
-                        records += 1;
-                        if let Ok(r) = item {
-                            if (from..=to).contains(&r.key) && !emit(r) {
-                                self.phase = Phase::Stream { pos: at };
-                                return Step::Refused;
-                            }
-                        }
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            self.phase = Phase::Stream {
-                                pos: decoder.position(),
-                            };
-                            return Step::Budget;
-                        }
-                    }
-                    Phase::Done
-                }
-                Phase::Index { pos, mut index } => {
-                    let mut decoder = BucketDecoder::resume(data, pos);
-                    let first = decoder.position();
-                    let mut ended = true;
-                    while let Some(item) = decoder.next() {
-                        if let Ok(r) = item {
-                            if (from..=to).contains(&r.key) {
-                                index.push((r.key, r.offset));
-                            }
-                        }
-                        records += 1;
-                        // A decoder that ended on damage is not resumed: it would report that damage again,
-                        // forever when the budget runs out right there.
-                        if !decoder.is_done()
-                            && (records >= budget.records
-                                || decoder.position() - first >= budget.bytes)
-                        {
-                            ended = false;
-                            break;
-                        }
-                    }
-                    if !ended {
-                        self.phase = Phase::Index {
-                            pos: decoder.position(),
-                            index,
-                        };
-                        return Step::Budget;
-                    }
-                    // Offsets are unique, so this orders equal keys by their place in the file.
-                    index.sort_unstable();
-                    Phase::Sorted { index, next: 0 }
-                }
-                Phase::Sorted { index, mut next } => {
-                    while let Some(&(_, offset)) = index.get(next) {
-                        let record = BucketDecoder::resume(data, offset as usize)
-                            .next()
-                            .and_then(Result::ok);
-                        if let Some(r) = record {
-                            if !emit(r) {
-                                self.phase = Phase::Sorted { index, next };
-                                return Step::Refused;
-                            }
-                        }
-                        next += 1;
-                        records += 1;
-                        if records >= budget.records {
-                            self.phase = Phase::Sorted { index, next };
-                            return Step::Budget;
-                        }
-                    }
-                    Phase::Done
+                Phase::Index { pos, index } => self.index_slice(pos, index, &mut work),
+                Phase::Sorted { index, next } => {
+                    self.sorted_slice(index, next, &mut work, &mut emit)
                 }
                 Phase::Done => return Step::Finished,
             };
+            match slice {
+                Slice::Next(phase) => self.phase = phase,
+                Slice::Pause(phase, step) => {
+                    self.phase = phase;
+                    return step;
+                }
+            }
         }
     }
+
+    /// Releases the pages of the map below `pos` once [`CursorOptions::release_behind_bytes`] of
+    /// them are unreleased.
+    fn release_behind(&mut self, pos: usize) {
+        let Some(map) = &self.map else {
+            return;
+        };
+        let end = pos.min(map.len()) / page_bytes() * page_bytes();
+        if end
+            < self
+                .released_to
+                .saturating_add(self.options.release_behind_bytes)
+        {
+            return;
+        }
+        // SAFETY: the map is a shared, read-only map of a file: MADV_DONTNEED drops its page-table
+        // entries and a later access faults the same bytes in again from the page cache (nothing
+        // is lost, unlike in a private map). No record of the range is borrowed: records are
+        // lent to `emit` during a step only, and this runs between steps.
+        let released = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                self.released_to,
+                end - self.released_to,
+            )
+        };
+        // On failure the entries are dropped when the map is unmapped, as without this.
+        if released.is_ok() {
+            self.released_to = end;
+        }
+    }
+
+    /// A slice of the pass that builds the index of a bucket without a usable one; at its end,
+    /// the index is saved and says how to go on ([`finish_build`](Self::finish_build)).
+    fn build_slice(
+        &mut self,
+        pos: usize,
+        mut probe: Probe,
+        mut builder: Box<IndexBuilder>,
+        work: &mut Work,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+    ) -> Slice {
+        match self.decode_all(pos, &mut probe, Some(&mut builder), work) {
+            Some(pos) => Slice::Pause(
+                Phase::Build {
+                    pos,
+                    probe,
+                    builder,
+                },
+                Step::Budget,
+            ),
+            None => Slice::Next(self.finish_build(probe, *builder, may_hold)),
+        }
+    }
+
+    /// A slice of the pass over an out-of-order bucket (or one without an index the budgets had
+    /// room for); at its end, [`after_probe`](Self::after_probe) says how to send the records.
+    fn probe_slice(
+        &mut self,
+        pos: usize,
+        mut probe: Probe,
+        work: &mut Work,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+    ) -> Slice {
+        match self.decode_all(pos, &mut probe, None, work) {
+            Some(pos) => Slice::Pause(Phase::Probe { pos, probe }, Step::Budget),
+            None => Slice::Next(self.after_probe(probe, may_hold)),
+        }
+    }
+
+    /// Decodes from `pos` to the end of the bucket or until the budget is used, noting damage,
+    /// the order of the in-range keys and, with `builder`, every record in the index. Returns
+    /// where to resume, or `None` at the end.
+    fn decode_all(
+        &mut self,
+        pos: usize,
+        probe: &mut Probe,
+        mut builder: Option<&mut IndexBuilder>,
+        work: &mut Work,
+    ) -> Option<usize> {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let mut decoder = BucketDecoder::resume(data, pos);
+        let first = decoder.position();
+        while let Some(item) = decoder.next() {
+            match item {
+                Ok(r) => {
+                    if let Some(builder) = builder.as_deref_mut() {
+                        builder.push(r.offset, r.key);
+                    }
+                    if (self.from..=self.to).contains(&r.key) {
+                        probe.note(r.key);
+                    }
+                }
+                Err(d) => note_damage(&mut self.damage, &mut self.damage_count, d),
+            }
+            work.records += 1;
+            self.records_decoded += 1;
+            if work.used_up(&decoder, first) {
+                return Some(decoder.position());
+            }
+        }
+        None
+    }
+
+    /// After a build: saves the index and seeks with it when the bucket is in order.
+    fn finish_build(
+        &mut self,
+        probe: Probe,
+        builder: IndexBuilder,
+        may_hold: &mut dyn FnMut(usize) -> bool,
+    ) -> Phase {
+        let len = self.map.as_deref().map_or(0, <[u8]>::len) as u64;
+        let index = builder.into_index(len);
+        // A bucket that grew while it was read (a writer opened it meanwhile) would get an index
+        // stale at once, over the one its writer may have saved since.
+        let unchanged = std::fs::metadata(&self.path).is_ok_and(|m| m.len() == len);
+        if self.options.save_index && unchanged {
+            if let Err(e) = save_index(&self.path, &index) {
+                self.index_save_error = Some(e.to_string());
+            }
+        }
+        if !index.in_order {
+            return self.after_probe(probe, may_hold);
+        }
+        self.seeks = true;
+        if probe.in_range == 0 {
+            return Phase::Done;
+        }
+        let pos = index.seek(self.from, len).map_or(0, |e| e.offset as usize);
+        Phase::Stream {
+            pos,
+            stop_past_to: true,
+        }
+    }
+
+    /// After a whole-bucket pass of an out-of-order bucket: how to send its in-range records.
+    fn after_probe(&mut self, probe: Probe, may_hold: &mut dyn FnMut(usize) -> bool) -> Phase {
+        let index_bytes = probe.in_range * std::mem::size_of::<(u64, u64)>();
+        if probe.in_range == 0 {
+            Phase::Done
+        } else if probe.in_order || probe.in_range > MAX_SORTED_RECORDS || !may_hold(index_bytes) {
+            self.sent_unsorted = !probe.in_order;
+            Phase::Stream {
+                pos: 0,
+                stop_past_to: false,
+            }
+        } else {
+            Phase::Index {
+                pos: 0,
+                index: Vec::with_capacity(probe.in_range),
+            }
+        }
+    }
+
+    /// Sends in-range records in file order from `pos` (up to the first key past `to` when
+    /// `stop_past_to`).
+    fn stream_slice(
+        &mut self,
+        pos: usize,
+        stop_past_to: bool,
+        work: &mut Work,
+        emit: &mut impl FnMut(Record<'_>) -> bool,
+    ) -> Slice {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let (from, to) = (self.from, self.to);
+        let mut decoder = BucketDecoder::resume(data, pos);
+        let first = decoder.position();
+        loop {
+            let at = decoder.position();
+            let Some(item) = decoder.next() else {
+                return Slice::Next(Phase::Done);
+            };
+            work.records += 1;
+            self.records_decoded += 1;
+            match item {
+                Ok(r) if stop_past_to && r.key > to => return Slice::Next(Phase::Done),
+                Ok(r) if (from..=to).contains(&r.key) && !emit(r) => {
+                    // Offered again next time: not counted twice as decoded.
+                    self.records_decoded -= 1;
+                    let phase = Phase::Stream {
+                        pos: at,
+                        stop_past_to,
+                    };
+                    return Slice::Pause(phase, Step::Refused);
+                }
+                Ok(_) => {}
+                Err(d) if self.stream_damage => {
+                    note_damage(&mut self.damage, &mut self.damage_count, d);
+                }
+                Err(_) => {}
+            }
+            if work.used_up(&decoder, first) {
+                let pos = decoder.position();
+                return Slice::Pause(Phase::Stream { pos, stop_past_to }, Step::Budget);
+            }
+        }
+    }
+
+    /// Collects `(key, offset)` of the in-range records of a slice; sorts them at the end.
+    fn index_slice(&mut self, pos: usize, mut index: Vec<(u64, u64)>, work: &mut Work) -> Slice {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        let mut decoder = BucketDecoder::resume(data, pos);
+        let first = decoder.position();
+        while let Some(item) = decoder.next() {
+            if let Ok(r) = item {
+                if (self.from..=self.to).contains(&r.key) {
+                    index.push((r.key, r.offset));
+                }
+            }
+            work.records += 1;
+            self.records_decoded += 1;
+            if work.used_up(&decoder, first) {
+                let pos = decoder.position();
+                return Slice::Pause(Phase::Index { pos, index }, Step::Budget);
+            }
+        }
+        // Offsets are unique, so this orders equal keys by their place in the file.
+        index.sort_unstable();
+        Slice::Next(Phase::Sorted { index, next: 0 })
+    }
+
+    /// Sends the records of the sorted index from `next` on.
+    fn sorted_slice(
+        &mut self,
+        index: Vec<(u64, u64)>,
+        mut next: usize,
+        work: &mut Work,
+        emit: &mut impl FnMut(Record<'_>) -> bool,
+    ) -> Slice {
+        let data: &[u8] = self.map.as_deref().unwrap_or(&[]);
+        while let Some(&(key, offset)) = index.get(next) {
+            let record = BucketDecoder::resume(data, offset as usize)
+                .next()
+                .and_then(Result::ok);
+            if let Some(r) = record {
+                // The pair of the collecting pass's read: the map does not change under a read
+                // (no writer truncates a mapped bucket), so the record reads back as indexed.
+                debug_assert_eq!(r.key, key, "record at {offset} reads back with its key");
+                if !emit(r) {
+                    return Slice::Pause(Phase::Sorted { index, next }, Step::Refused);
+                }
+            }
+            next += 1;
+            work.records += 1;
+            self.records_decoded += 1;
+            if work.records >= work.budget.records {
+                return Slice::Pause(Phase::Sorted { index, next }, Step::Budget);
+            }
+        }
+        Slice::Next(Phase::Done)
+    }
+}
+
+/// The first phase a usable index gives: seek when in order (after checking the entry sought),
+/// else the whole-bucket pass of an out-of-order bucket.
+fn plan(index: &BucketIndex, data: &[u8], from: u64) -> Result<Phase, IndexProblem> {
+    if !index.in_order {
+        return Ok(Phase::Probe {
+            pos: 0,
+            probe: Probe::new(),
+        });
+    }
+    let pos = match index.seek(from, data.len() as u64) {
+        None => 0,
+        Some(entry) => {
+            index.check_entry(data, entry)?;
+            entry.offset as usize
+        }
+    };
+    Ok(Phase::Stream {
+        pos,
+        stop_past_to: true,
+    })
 }

@@ -17,11 +17,22 @@
 //! before it stay, until a flush writes them or [`BucketWriter::discard_buffered`] drops them
 //! (and says which); [`BucketWriter::roll_back`] takes back the records appended since a
 //! [`BufferMark`] when none of them was written yet.
+//!
+//! The time index ([`super::index`]): a writer keeps the index of its bucket in memory, built
+//! from the existing records when it opens the file (tail recovery decodes them anyway) and
+//! extended by every record a flush writes; readers of a bucket open for writing use it
+//! ([`BucketWriter::index`]). It is saved to `<bucket>.idx` when the writer is closed
+//! ([`BucketWriter::write_index`], and on drop). Buffered records wait beside it (their offsets
+//! and keys) and join it only once written: a record taken back or dropped from the buffer must
+//! leave no entry behind, since its offset is reused by the next append. So every entry is the
+//! offset of a record in the file. Creating a bucket file deletes an index left from an earlier
+//! file of that name.
 
 use super::format::{
     detect, encode_record, file_header, BucketDecoder, BucketFormat, DamageKind, Detected,
     FILE_HEADER_BYTES, MAX_VALUE_BYTES,
 };
+use super::index::{remove_index, save_index, IndexBuilder, DEFAULT_INDEX_INTERVAL_BYTES};
 use super::StorageError;
 use memmap2::Mmap;
 use std::fs::{self, File, OpenOptions};
@@ -72,6 +83,15 @@ pub fn recover_tail(path: &Path) -> Result<TailRecovery, StorageError> {
 /// anything, refuses with [`StorageError::TailNeedsCut`] without changing the file (for a node
 /// that has the file memory-mapped for a read at that moment).
 pub fn recover_tail_if(path: &Path, allow_cut: bool) -> Result<TailRecovery, StorageError> {
+    recover(path, allow_cut, None)
+}
+
+/// [`recover_tail_if`], offering every good record to `index` on the way.
+fn recover(
+    path: &Path,
+    allow_cut: bool,
+    mut index: Option<&mut IndexBuilder>,
+) -> Result<TailRecovery, StorageError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -93,6 +113,9 @@ pub fn recover_tail_if(path: &Path, allow_cut: bool) -> Result<TailRecovery, Sto
             let mut decoder = BucketDecoder::new(data);
             let mut tail_reason = None;
             for item in decoder.by_ref() {
+                if let (Ok(record), Some(index)) = (&item, index.as_deref_mut()) {
+                    index.push(record.offset, record.key);
+                }
                 // Only the last damage can reach the end of the file.
                 tail_reason = item.err().map(|d| d.kind);
             }
@@ -132,12 +155,29 @@ pub struct BucketWriter {
     written_len_bytes: u64,
     /// What opening found and cut.
     recovery: TailRecovery,
-    /// Records appended so far (the next record's number), and how many of the last of them are
-    /// in the buffer, not written.
+    /// The index of every record written to the file.
+    index: IndexBuilder,
+    /// Offset and key of every record in the buffer, in append order: they join `index` when a
+    /// flush writes them and leave with them when they are taken back or dropped. Its length
+    /// is the number of buffered records.
+    buffered_index: Vec<(u64, u64)>,
+    /// Records written (or an index built at open) since the index file was last written.
+    index_dirty: bool,
+    /// Records appended so far (the next record's number).
     appended_records: u64,
-    buffered_records: u64,
     /// Times the buffer was discarded (a [`BufferMark`] from before one cannot be rolled back to).
     discards: u64,
+}
+
+/// How [`BucketWriter::open_with`] opens a bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Write buffer size (0 = write each record at once).
+    pub buffer_limit_bytes: usize,
+    /// The interval of the bucket's index.
+    pub index_interval_bytes: u32,
+    /// Cut a torn tail; when false, refuse ([`StorageError::TailNeedsCut`]) a file that has one.
+    pub allow_cut: bool,
 }
 
 /// The state of a writer's buffer at one moment, to [`BucketWriter::roll_back`] to.
@@ -146,7 +186,7 @@ pub struct BufferMark {
     buf_len: usize,
     written_len_bytes: u64,
     appended_records: u64,
-    buffered_records: u64,
+    buffered_records: usize,
     discards: u64,
 }
 
@@ -165,6 +205,23 @@ impl BucketWriter {
         buffer_limit_bytes: usize,
         allow_cut: bool,
     ) -> Result<Self, StorageError> {
+        Self::open_with(
+            path,
+            WriterOptions {
+                buffer_limit_bytes,
+                index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+                allow_cut,
+            },
+        )
+    }
+
+    /// [`open`](Self::open) with every option.
+    pub fn open_with(path: &Path, options: WriterOptions) -> Result<Self, StorageError> {
+        let WriterOptions {
+            buffer_limit_bytes,
+            index_interval_bytes,
+            allow_cut,
+        } = options;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         }
@@ -178,6 +235,7 @@ impl BucketWriter {
             .metadata()
             .map_err(|e| StorageError::io(path, e))?
             .len();
+        let mut index = IndexBuilder::new(index_interval_bytes);
         // A new (empty) file has no tail to cut: skip the second open and the map.
         let recovery = if existing_len == 0 {
             TailRecovery {
@@ -186,7 +244,7 @@ impl BucketWriter {
                 reason: None,
             }
         } else {
-            recover_tail_if(path, allow_cut)?
+            recover(path, allow_cut, Some(&mut index))?
         };
         let len = existing_len - recovery.cut_bytes;
         let mut writer = BucketWriter {
@@ -197,11 +255,15 @@ impl BucketWriter {
             buffer_limit_bytes,
             written_len_bytes: len,
             recovery,
+            index,
+            buffered_index: Vec::new(),
+            index_dirty: true,
             appended_records: 0,
-            buffered_records: 0,
             discards: 0,
         };
         if len == 0 {
+            // An index left by an earlier file of this name describes other records.
+            remove_index(path).map_err(|e| StorageError::io(path, e))?;
             let header = file_header();
             (&*writer.file)
                 .write_all(&header)
@@ -265,17 +327,16 @@ impl BucketWriter {
             });
         }
         let before = self.buf.len();
+        self.buffered_index.push((self.len_bytes(), key));
         encode_record(self.format, key, value, &mut self.buf);
         if self.buf.len() >= self.buffer_limit_bytes {
             if let Err(e) = self.flush() {
                 self.buf.truncate(before);
+                self.buffered_index.pop();
                 return Err(e);
             }
-            self.appended_records += 1;
-            return Ok(self.appended_records - 1);
         }
         self.appended_records += 1;
-        self.buffered_records += 1;
         Ok(self.appended_records - 1)
     }
 
@@ -284,12 +345,17 @@ impl BucketWriter {
         self.appended_records
     }
 
+    /// Records in the buffer, not written.
+    fn buffered_records(&self) -> u64 {
+        self.buffered_index.len() as u64
+    }
+
     /// Drops the buffered records without writing them (after a failed write, when nobody was
     /// told they were stored); returns their numbers.
     pub fn discard_buffered(&mut self) -> std::ops::Range<u64> {
-        let dropped = self.appended_records - self.buffered_records..self.appended_records;
+        let dropped = self.appended_records - self.buffered_records()..self.appended_records;
         self.buf.clear();
-        self.buffered_records = 0;
+        self.buffered_index.clear();
         self.discards += 1;
         dropped
     }
@@ -300,7 +366,7 @@ impl BucketWriter {
             buf_len: self.buf.len(),
             written_len_bytes: self.written_len_bytes,
             appended_records: self.appended_records,
-            buffered_records: self.buffered_records,
+            buffered_records: self.buffered_index.len(),
             discards: self.discards,
         }
     }
@@ -314,7 +380,7 @@ impl BucketWriter {
         if unwritten {
             self.buf.truncate(mark.buf_len);
             self.appended_records = mark.appended_records;
-            self.buffered_records = mark.buffered_records;
+            self.buffered_index.truncate(mark.buffered_records);
         }
         unwritten
     }
@@ -332,7 +398,7 @@ impl BucketWriter {
         }
         self.written_len_bytes += self.buf.len() as u64;
         self.buf.clear();
-        self.buffered_records = 0;
+        self.index_written();
         if self.buf.capacity() > self.buffer_limit_bytes.max(DEFAULT_WRITE_BUFFER_BYTES) {
             self.buf.shrink_to(self.buffer_limit_bytes);
         }
@@ -348,9 +414,44 @@ impl BucketWriter {
     }
 }
 
+impl BucketWriter {
+    /// The index of every record written to the file (not of those still in the buffer).
+    pub fn index(&self) -> &IndexBuilder {
+        &self.index
+    }
+
+    /// After a flush wrote the whole buffer: its records join the index.
+    fn index_written(&mut self) {
+        for (offset, key) in self.buffered_index.drain(..) {
+            self.index.push(offset, key);
+            self.index_dirty = true;
+        }
+        debug_assert!(self
+            .index
+            .index()
+            .last
+            .is_none_or(|(offset, _)| offset < self.written_len_bytes));
+    }
+
+    /// Saves the index to `<bucket>.idx` when records were written since it was last saved (or
+    /// it was built at open). It describes the file as written, so records still waiting in the
+    /// buffer (after a failed write) do not keep it from being saved.
+    pub fn write_index(&mut self) -> Result<(), StorageError> {
+        if !self.index_dirty {
+            return Ok(());
+        }
+        save_index(&self.path, &self.index.finish(self.written_len_bytes))
+            .map_err(|e| StorageError::io(&super::index::index_path(&self.path), e))?;
+        self.index_dirty = false;
+        Ok(())
+    }
+}
+
 impl Drop for BucketWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+        // The index is a cache readers rebuild when it is missing: a failure costs only time.
+        let _ = self.write_index();
     }
 }
 
@@ -366,4 +467,82 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::index::{build_index, MIN_INDEX_INTERVAL_BYTES};
+
+    /// Records of 16 + 2032 bytes: two per stretch of the smallest interval.
+    fn value(key: u64) -> Vec<u8> {
+        vec![b'a' + (key % 26) as u8; 2032]
+    }
+
+    /// The writer's index is exactly the index of the file it wrote.
+    fn index_matches_file(writer: &BucketWriter) {
+        let data = fs::read(writer.path()).expect("read the bucket");
+        assert_eq!(data.len() as u64, writer.written_len_bytes);
+        let expected = build_index(&data, MIN_INDEX_INTERVAL_BYTES);
+        assert_eq!(writer.index().finish(data.len() as u64), expected);
+    }
+
+    #[test]
+    fn records_taken_back_or_dropped_leave_no_index_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0000000000").join("000");
+        let options = WriterOptions {
+            buffer_limit_bytes: 16 * 1024,
+            index_interval_bytes: MIN_INDEX_INTERVAL_BYTES,
+            allow_cut: true,
+        };
+        let mut writer = BucketWriter::open_with(&path, options).expect("open");
+        for key in 0..3 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        writer.flush().expect("flush");
+        // A batch taken back: keys 3..6 never reach the file.
+        let mark = writer.mark();
+        for key in 3..6 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        assert!(writer.roll_back(mark));
+        // Buffered records dropped after a failed write-out (fsync = "always"): keys 10..13,
+        // records 3..6 (the numbers of those taken back are given again).
+        for key in 10..13 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        assert_eq!(
+            writer.index().index().records,
+            3,
+            "only the written records"
+        );
+        assert_eq!(writer.discard_buffered(), 3..6);
+        // Later records take the dropped ones' offsets.
+        for key in 20..24 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        writer.flush().expect("flush");
+        index_matches_file(&writer);
+        assert_eq!(writer.index().index().records, 7);
+        let keys: Vec<u64> = writer
+            .index()
+            .index()
+            .entries
+            .iter()
+            .map(|e| e.min_key)
+            .collect();
+        assert_eq!(keys, vec![0, 2, 21, 23]);
+        // A full buffer is written by the append that fills it; the index follows.
+        for key in 30..40 {
+            writer.append(key, &value(key)).expect("append");
+        }
+        assert!(writer.written_len_bytes > FILE_HEADER_BYTES as u64 + 4 * 2048);
+        writer.write_index().expect("write the index");
+        let saved = super::super::index::load_index(&path).expect("saved index");
+        let data = fs::read(&path).expect("read the bucket");
+        assert_eq!(super::super::index::verify_index(&saved, &data), Ok(()));
+        writer.flush().expect("flush");
+        index_matches_file(&writer);
+    }
 }

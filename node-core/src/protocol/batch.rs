@@ -1,6 +1,10 @@
 //! LZ4 record batches (docs/protocol.md §4): how bulk data (GetAll, GetRange, Consume, PutBatch)
 //! travels. A batch is a 12-byte header (uncompressed length, record count, CRC32 of the
 //! uncompressed bytes) and an LZ4 block; the records inside are `u64 key, u32 len, value`.
+//!
+//! An **uncompressed batch** (logfiles reads that ask for it, docs/protocol.md §4.1) has the same
+//! header followed by the records themselves: no compression work on either side, for links
+//! faster than LZ4 ([`encode_uncompressed_batch`], [`decode_uncompressed_batch`]).
 
 use thiserror::Error;
 
@@ -41,6 +45,16 @@ pub enum PushOutcome {
     Full,
     /// Not added, and never will be: the record alone exceeds the batch limit.
     TooBig,
+}
+
+/// How a finished batch is encoded (§4.1 of docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchEncoding {
+    /// LZ4-compressed: what every stream sends unless its request asks otherwise.
+    #[default]
+    Lz4,
+    /// Uncompressed: for links faster than the node can compress.
+    Uncompressed,
 }
 
 /// Collects records up to a target size, then compresses them into one batch.
@@ -99,6 +113,22 @@ impl BatchBuilder {
         self.raw.clear();
         self.count = 0;
     }
+
+    /// As [`finish_into`](Self::finish_into), as an uncompressed batch.
+    pub fn finish_uncompressed_into(&mut self, out: &mut Vec<u8>) {
+        encode_uncompressed_batch(&self.raw, self.count, out);
+        self.raw.clear();
+        self.count = 0;
+    }
+
+    /// [`finish_into`](Self::finish_into) or
+    /// [`finish_uncompressed_into`](Self::finish_uncompressed_into), as `encoding` says.
+    pub fn finish_as(&mut self, encoding: BatchEncoding, out: &mut Vec<u8>) {
+        match encoding {
+            BatchEncoding::Lz4 => self.finish_into(out),
+            BatchEncoding::Uncompressed => self.finish_uncompressed_into(out),
+        }
+    }
 }
 
 /// The batch builder a node's streams share, one turn at a time: a stream takes it, fills it
@@ -142,9 +172,7 @@ pub fn append_record(raw: &mut Vec<u8>, key: u64, value: &[u8]) {
 /// `out`.
 pub fn encode_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
     debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&record_count.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
+    put_header(raw, record_count, out);
     if !raw.is_empty() {
         // Compressing into a Vec that grows as needed cannot fail for inputs this small; should
         // liblz4 still refuse, the empty block fails the reader's length check loudly.
@@ -154,25 +182,91 @@ pub fn encode_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `record_count` records laid out by [`append_record`] to `out` as one uncompressed
+/// batch: the batch header, then `raw` itself.
+pub fn encode_uncompressed_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
+    debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
+    out.reserve(BATCH_HEADER_LEN + raw.len());
+    put_header(raw, record_count, out);
+    out.extend_from_slice(raw);
+}
+
+/// The 12-byte header every batch starts with: length and CRC32 of `raw`, the record count.
+fn put_header(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record_count.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
+}
+
+/// A batch's header, checked against the limit: declared length, count and CRC, and the bytes
+/// after the header.
+struct Header<'a> {
+    len: usize,
+    count: u32,
+    crc: u32,
+    rest: &'a [u8],
+}
+
+fn read_header(batch: &[u8]) -> Result<Header<'_>, BatchError> {
+    let Some((header, rest)) = batch.split_first_chunk::<BATCH_HEADER_LEN>() else {
+        return Err(BatchError::Truncated);
+    };
+    let field = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let len = field(0) as usize;
+    if len > MAX_BATCH_UNCOMPRESSED_BYTES {
+        return Err(BatchError::TooLarge {
+            declared: len,
+            max: MAX_BATCH_UNCOMPRESSED_BYTES,
+        });
+    }
+    Ok(Header {
+        len,
+        count: field(4),
+        crc: field(8),
+        rest,
+    })
+}
+
+/// Checks the CRC of the records, then that they tile them and match the count.
+fn check_content(raw: &[u8], header: &Header<'_>) -> Result<(), BatchError> {
+    let actual = crc32fast::hash(raw);
+    if actual != header.crc {
+        return Err(BatchError::ChecksumMismatch {
+            declared: header.crc,
+            actual,
+        });
+    }
+    check_records(raw, header.count)
+}
+
+/// Decodes and fully checks an uncompressed batch: its length is the header's, its CRC and
+/// record count match. The records are borrowed from `batch`; nothing is allocated.
+pub fn decode_uncompressed_batch(batch: &[u8]) -> Result<BatchRecords<'_>, BatchError> {
+    let header = read_header(batch)?;
+    let raw = header.rest;
+    if raw.len() != header.len {
+        return Err(BatchError::LengthMismatch {
+            declared: header.len,
+            actual: raw.len(),
+        });
+    }
+    check_content(raw, &header)?;
+    Ok(BatchRecords {
+        rest: raw,
+        remaining: header.count,
+    })
+}
+
 /// Decodes and fully checks a batch, decompressing into `scratch` (reused across calls). The
 /// records can then be walked without further checks.
 pub fn decode_batch<'a>(
     batch: &[u8],
     scratch: &'a mut Vec<u8>,
 ) -> Result<BatchRecords<'a>, BatchError> {
-    let Some(header) = batch.first_chunk::<BATCH_HEADER_LEN>() else {
-        return Err(BatchError::Truncated);
-    };
-    let declared_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let declared_count = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let declared_crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if declared_len > MAX_BATCH_UNCOMPRESSED_BYTES {
-        return Err(BatchError::TooLarge {
-            declared: declared_len,
-            max: MAX_BATCH_UNCOMPRESSED_BYTES,
-        });
-    }
-    let block = &batch[BATCH_HEADER_LEN..];
+    let header = read_header(batch)?;
+    let (declared_len, block) = (header.len, header.rest);
     // One byte of LZ4 block expands to at most 255 bytes, so a tiny batch that declares a huge
     // size is refused before it costs an allocation (fuzzing found 13 bytes buying 16 MiB).
     if declared_len > block.len().saturating_mul(LZ4_MAX_EXPANSION) {
@@ -195,19 +289,11 @@ pub fn decode_batch<'a>(
             actual: actual_len,
         });
     }
-    let actual_crc = crc32fast::hash(scratch);
-    if actual_crc != declared_crc {
-        return Err(BatchError::ChecksumMismatch {
-            declared: declared_crc,
-            actual: actual_crc,
-        });
-    }
-    let records = BatchRecords {
+    check_content(scratch, &header)?;
+    Ok(BatchRecords {
         rest: scratch.as_slice(),
-        remaining: declared_count,
-    };
-    check_records(scratch, declared_count)?;
-    Ok(records)
+        remaining: header.count,
+    })
 }
 
 /// Walks the records once to prove that they tile the batch exactly and match the count.
@@ -342,6 +428,58 @@ mod tests {
         let mut zeros = Vec::new();
         builder.finish_into(&mut zeros);
         assert_eq!(decode_batch(&zeros, &mut scratch).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn uncompressed_batches_round_trip_and_damage_is_detected() {
+        let records: Vec<(u64, Vec<u8>)> = (0..300u64)
+            .map(|i| (i * 3, format!("value {i}").into_bytes()))
+            .collect();
+        let mut builder = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
+        for (key, value) in &records {
+            assert_eq!(builder.push(*key, value), PushOutcome::Added);
+        }
+        let mut batch = Vec::new();
+        builder.finish_uncompressed_into(&mut batch);
+        let decoded: Vec<(u64, Vec<u8>)> = decode_uncompressed_batch(&batch)
+            .unwrap()
+            .map(|(key, value)| (key, value.to_vec()))
+            .collect();
+        assert_eq!(decoded, records);
+        // The header is the one the LZ4 batch of the same records has.
+        let mut lz4 = Vec::new();
+        let mut again = BatchBuilder::new(MAX_BATCH_UNCOMPRESSED_BYTES);
+        for (key, value) in &records {
+            again.push(*key, value);
+        }
+        again.finish_into(&mut lz4);
+        assert_eq!(lz4[..BATCH_HEADER_LEN], batch[..BATCH_HEADER_LEN]);
+        let mut empty = Vec::new();
+        builder.finish_uncompressed_into(&mut empty);
+        assert_eq!(decode_uncompressed_batch(&empty).unwrap().count(), 0);
+
+        let mut flipped = batch.clone();
+        flipped[BATCH_HEADER_LEN + 20] ^= 1;
+        assert!(matches!(
+            decode_uncompressed_batch(&flipped),
+            Err(BatchError::ChecksumMismatch { .. })
+        ));
+        assert!(matches!(
+            decode_uncompressed_batch(&batch[..batch.len() - 1]),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+        let mut wrong_count = batch.clone();
+        wrong_count[4] ^= 1;
+        assert!(matches!(
+            decode_uncompressed_batch(&wrong_count),
+            Err(BatchError::CountMismatch { .. })
+        ));
+        assert_eq!(
+            decode_uncompressed_batch(&batch[..11]).unwrap_err(),
+            BatchError::Truncated
+        );
+        // An LZ4 batch is not an uncompressed one.
+        assert!(decode_uncompressed_batch(&lz4).is_err());
     }
 
     #[test]

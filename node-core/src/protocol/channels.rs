@@ -17,6 +17,27 @@ pub fn valid_channel_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A channel name that breaks the rule of [`valid_channel_name`]: the one error, status and
+/// message every kind and every request gives for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("channel name {0:?} is not 1 to 100 characters of A-Z a-z 0-9 _ -")]
+pub struct BadChannelName(pub String);
+
+/// The channel-name check, in the one shape every node and request uses.
+pub fn check_channel_name(name: &str) -> Result<(), BadChannelName> {
+    if valid_channel_name(name) {
+        Ok(())
+    } else {
+        Err(BadChannelName(name.to_string()))
+    }
+}
+
+/// The body of a GetChannelSize or GetSize reply, whose fields differ by kind (records and
+/// bytes, bucket files, ring bytes): what the requests shared by every kind send.
+pub trait SizeReply {
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
 /// PutBatch: `channel`, then an LZ4 batch (docs/protocol.md §4) as the rest of the body.
 pub fn encode_put_batch(out: &mut Vec<u8>, channel: &str, batch: &[u8]) {
     put_str8(out, channel);

@@ -1,8 +1,10 @@
 //! Request codes (the `code` byte of a Request frame) and control codes (of a Control frame).
 //!
 //! Codes 1–15 are answered by every node; 16–47 belong to dht, 48–79 to logfiles, 80–111 to
-//! queue (docs/protocol.md §5). Node-specific codes are added here as each node is built, so the
-//! client and the nodes share one table.
+//! queue (docs/protocol.md §5). Each kind's codes are one typed enum (`dht::DhtRequest`,
+//! `logfiles::LogfilesRequest`, `queue::QueueRequest`), declared with `request_enum!` from a
+//! single table of variants and codes, so the client and the nodes share one table and a node's
+//! dispatch is an exhaustive `match`.
 
 /// A request code. Kept as a newtype over `u8` rather than an enum because a node must be able to
 /// receive codes it does not know and answer them with `UnsupportedRequest`.
@@ -29,6 +31,54 @@ impl RequestCode {
         }
     }
 }
+
+/// Declares a node kind's request enum from one table: each variant with its wire code. The
+/// enum gets `ALL` (every variant, in code order), `from_code` (the one place a code becomes a
+/// request), `code` and `name` (the variant's name, used in logs and stats), so no list of
+/// codes is kept in step with another by hand. Rules about a request (administrative, opens a
+/// stream) are exhaustive `match`es written beside the enum, so a new request must decide them.
+macro_rules! request_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $code:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant = $code, )+
+        }
+
+        impl $name {
+            /// Every request of the kind, in code order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The request a code names, or `None` for a code this kind does not know (the
+            /// node answers it UnsupportedRequest).
+            pub const fn from_code(code: $crate::protocol::RequestCode) -> Option<$name> {
+                match code.0 {
+                    $( $code => Some($name::$variant), )+
+                    _ => None,
+                }
+            }
+
+            /// Its wire code.
+            pub const fn code(self) -> $crate::protocol::RequestCode {
+                $crate::protocol::RequestCode(self as u8)
+            }
+
+            /// Its name, for logs and stats.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $name::$variant => stringify!($variant), )+
+                }
+            }
+        }
+    };
+}
+pub(crate) use request_enum;
 
 /// A control code: flow control of a running stream (docs/protocol.md §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,67 +3,93 @@
 //! value hash that Update compares. Node and client both use these, so they cannot disagree.
 
 pub use super::channels::{
-    decode_channel, decode_channel_names, decode_put_batch, encode_channel, encode_channel_names,
-    encode_put_batch, valid_channel_name, PutRequest, MAX_CHANNEL_NAME_LEN,
+    check_channel_name, decode_channel, decode_channel_names, decode_put_batch, encode_channel,
+    encode_channel_names, encode_put_batch, valid_channel_name, BadChannelName, PutRequest,
+    MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_bool, put_bytes, put_str8, put_u16, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
-pub const PUT: RequestCode = RequestCode(16);
-pub const GET: RequestCode = RequestCode(17);
-pub const EXISTS: RequestCode = RequestCode(18);
-pub const REMOVE: RequestCode = RequestCode(19);
-pub const GET_ALL: RequestCode = RequestCode(20);
-pub const GET_CHANNELS: RequestCode = RequestCode(21);
-pub const GET_CHANNEL_SIZE: RequestCode = RequestCode(22);
-pub const GET_SIZE: RequestCode = RequestCode(23);
-pub const REMOVE_CHANNEL: RequestCode = RequestCode(24);
-pub const GET_RESPONSIBLE_RANGE: RequestCode = RequestCode(25);
-pub const PUT_BATCH: RequestCode = RequestCode(26);
-pub const LISTEN: RequestCode = RequestCode(27);
-pub const UPDATE: RequestCode = RequestCode(28);
-pub const REDISTRIBUTE: RequestCode = RequestCode(29);
-pub const REDIST_BATCH: RequestCode = RequestCode(30);
-pub const REDIST_COMMIT: RequestCode = RequestCode(31);
-pub const GET_REDISTRIBUTION: RequestCode = RequestCode(32);
+super::codes::request_enum! {
+    /// The dht requests (docs/protocol.md §6), with their wire codes.
+    pub enum DhtRequest {
+        Put = 16,
+        Get = 17,
+        Exists = 18,
+        Remove = 19,
+        GetAll = 20,
+        GetChannels = 21,
+        GetChannelSize = 22,
+        GetSize = 23,
+        RemoveChannel = 24,
+        GetResponsibleRange = 25,
+        PutBatch = 26,
+        Listen = 27,
+        Update = 28,
+        Redistribute = 29,
+        RedistBatch = 30,
+        RedistCommit = 31,
+        GetRedistribution = 32,
+    }
+}
+
+impl DhtRequest {
+    /// Administrative requests: only admins may run them when authentication is on. A node
+    /// checks this before it looks at the body (docs/protocol.md §1.4).
+    pub const fn admin_only(self) -> bool {
+        use DhtRequest::*;
+        match self {
+            RemoveChannel | Redistribute | RedistBatch | RedistCommit => true,
+            Put | Get | Exists | Remove | GetAll | GetChannels | GetChannelSize | GetSize
+            | GetResponsibleRange | PutBatch | Listen | Update | GetRedistribution => false,
+        }
+    }
+
+    /// Requests that open a stream of Items (docs/protocol.md §2.2): refused with
+    /// TooManyRequests while the connection's or the node's streams hold their memory budget.
+    pub const fn opens_stream(self) -> bool {
+        use DhtRequest::*;
+        match self {
+            GetAll | Listen | Redistribute => true,
+            Put | Get | Exists | Remove | GetChannels | GetChannelSize | GetSize
+            | RemoveChannel | GetResponsibleRange | PutBatch | Update | RedistBatch
+            | RedistCommit | GetRedistribution => false,
+        }
+    }
+}
+
+// The codes as constants, for senders (the client, tests).
+pub const PUT: RequestCode = DhtRequest::Put.code();
+pub const GET: RequestCode = DhtRequest::Get.code();
+pub const EXISTS: RequestCode = DhtRequest::Exists.code();
+pub const REMOVE: RequestCode = DhtRequest::Remove.code();
+pub const GET_ALL: RequestCode = DhtRequest::GetAll.code();
+pub const GET_CHANNELS: RequestCode = DhtRequest::GetChannels.code();
+pub const GET_CHANNEL_SIZE: RequestCode = DhtRequest::GetChannelSize.code();
+pub const GET_SIZE: RequestCode = DhtRequest::GetSize.code();
+pub const REMOVE_CHANNEL: RequestCode = DhtRequest::RemoveChannel.code();
+pub const GET_RESPONSIBLE_RANGE: RequestCode = DhtRequest::GetResponsibleRange.code();
+pub const PUT_BATCH: RequestCode = DhtRequest::PutBatch.code();
+pub const LISTEN: RequestCode = DhtRequest::Listen.code();
+pub const UPDATE: RequestCode = DhtRequest::Update.code();
+pub const REDISTRIBUTE: RequestCode = DhtRequest::Redistribute.code();
+pub const REDIST_BATCH: RequestCode = DhtRequest::RedistBatch.code();
+pub const REDIST_COMMIT: RequestCode = DhtRequest::RedistCommit.code();
+pub const GET_REDISTRIBUTION: RequestCode = DhtRequest::GetRedistribution.code();
 
 /// The name of a dht request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
-    Some(match code {
-        PUT => "Put",
-        GET => "Get",
-        EXISTS => "Exists",
-        REMOVE => "Remove",
-        GET_ALL => "GetAll",
-        GET_CHANNELS => "GetChannels",
-        GET_CHANNEL_SIZE => "GetChannelSize",
-        GET_SIZE => "GetSize",
-        REMOVE_CHANNEL => "RemoveChannel",
-        GET_RESPONSIBLE_RANGE => "GetResponsibleRange",
-        PUT_BATCH => "PutBatch",
-        LISTEN => "Listen",
-        UPDATE => "Update",
-        REDISTRIBUTE => "Redistribute",
-        REDIST_BATCH => "RedistBatch",
-        REDIST_COMMIT => "RedistCommit",
-        GET_REDISTRIBUTION => "GetRedistribution",
-        _ => return None,
-    })
+    DhtRequest::from_code(code).map(DhtRequest::name)
 }
 
-/// Administrative requests: only admins may run them when authentication is on. A node checks
-/// this before it looks at the body (docs/protocol.md §1.4).
+/// Whether `code` is an administrative dht request ([`DhtRequest::admin_only`]).
 pub fn is_admin_request(code: RequestCode) -> bool {
-    matches!(
-        code,
-        REMOVE_CHANNEL | REDISTRIBUTE | REDIST_BATCH | REDIST_COMMIT
-    )
+    DhtRequest::from_code(code).is_some_and(DhtRequest::admin_only)
 }
 
-/// Requests that open a stream of Items (docs/protocol.md §2.2): refused with TooManyRequests
-/// while the connection's or the node's streams hold their memory budget.
+/// Whether `code` is a dht request that opens a stream ([`DhtRequest::opens_stream`]).
 pub fn opens_stream(code: RequestCode) -> bool {
-    matches!(code, GET_ALL | LISTEN | REDISTRIBUTE)
+    DhtRequest::from_code(code).is_some_and(DhtRequest::opens_stream)
 }
 
 /// Item codes of a GetAll stream.
@@ -829,6 +855,12 @@ impl SizeInfo {
         };
         reader.finish()?;
         Ok(size)
+    }
+}
+
+impl super::channels::SizeReply for SizeInfo {
+    fn encode(&self, out: &mut Vec<u8>) {
+        SizeInfo::encode(self, out);
     }
 }
 

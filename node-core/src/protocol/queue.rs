@@ -5,23 +5,77 @@
 //! them UnsupportedRequest.
 
 pub use super::channels::{
-    decode_channel, decode_channel_names, encode_channel, encode_channel_names, valid_channel_name,
-    MAX_CHANNEL_NAME_LEN,
+    check_channel_name, decode_channel, decode_channel_names, encode_channel, encode_channel_names,
+    valid_channel_name, BadChannelName, MAX_CHANNEL_NAME_LEN,
 };
 use super::wire::{put_str8, put_u32, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
-pub const PUSH: RequestCode = RequestCode(80);
-pub const POP: RequestCode = RequestCode(81);
-pub const GET_CHANNELS: RequestCode = RequestCode(82);
-pub const GET_CHANNEL_SIZE: RequestCode = RequestCode(83);
-pub const GET_SIZE: RequestCode = RequestCode(84);
-pub const REMOVE_CHANNEL: RequestCode = RequestCode(85);
-pub const PUSH_MULTI: RequestCode = RequestCode(86);
-pub const PRODUCE: RequestCode = RequestCode(87);
-pub const CONSUME: RequestCode = RequestCode(88);
-pub const CONSUME_ACK: RequestCode = RequestCode(89);
-pub const SUBSCRIBE: RequestCode = RequestCode(90);
+super::codes::request_enum! {
+    /// The queue requests (docs/protocol.md §8), with their wire codes.
+    pub enum QueueRequest {
+        Push = 80,
+        Pop = 81,
+        GetChannels = 82,
+        GetChannelSize = 83,
+        GetSize = 84,
+        RemoveChannel = 85,
+        PushMulti = 86,
+        Produce = 87,
+        Consume = 88,
+        ConsumeAck = 89,
+        Subscribe = 90,
+    }
+}
+
+impl QueueRequest {
+    /// Administrative requests: only admins may run them when authentication is on. A node
+    /// checks this before it looks at the body (docs/protocol.md §1.4).
+    pub const fn admin_only(self) -> bool {
+        use QueueRequest::*;
+        match self {
+            RemoveChannel => true,
+            Push | Pop | GetChannels | GetChannelSize | GetSize | PushMulti | Produce | Consume
+            | ConsumeAck | Subscribe => false,
+        }
+    }
+
+    /// Requests that open a stream of Items (docs/protocol.md §2.2): refused with
+    /// TooManyRequests while the connection's or the node's streams hold their memory budget.
+    pub const fn opens_stream(self) -> bool {
+        use QueueRequest::*;
+        match self {
+            Consume => true,
+            Push | Pop | GetChannels | GetChannelSize | GetSize | RemoveChannel | PushMulti
+            | Produce | ConsumeAck | Subscribe => false,
+        }
+    }
+
+    /// Requests that only act on a running stream (ConsumeAck): never refused for the
+    /// connection's limits (`max_in_flight`, stream memory), which the streams they serve may
+    /// be holding.
+    pub const fn acts_on_running_stream(self) -> bool {
+        use QueueRequest::*;
+        match self {
+            ConsumeAck => true,
+            Push | Pop | GetChannels | GetChannelSize | GetSize | RemoveChannel | PushMulti
+            | Produce | Consume | Subscribe => false,
+        }
+    }
+}
+
+// The codes as constants, for senders (the client, tests).
+pub const PUSH: RequestCode = QueueRequest::Push.code();
+pub const POP: RequestCode = QueueRequest::Pop.code();
+pub const GET_CHANNELS: RequestCode = QueueRequest::GetChannels.code();
+pub const GET_CHANNEL_SIZE: RequestCode = QueueRequest::GetChannelSize.code();
+pub const GET_SIZE: RequestCode = QueueRequest::GetSize.code();
+pub const REMOVE_CHANNEL: RequestCode = QueueRequest::RemoveChannel.code();
+pub const PUSH_MULTI: RequestCode = QueueRequest::PushMulti.code();
+pub const PRODUCE: RequestCode = QueueRequest::Produce.code();
+pub const CONSUME: RequestCode = QueueRequest::Consume.code();
+pub const CONSUME_ACK: RequestCode = QueueRequest::ConsumeAck.code();
+pub const SUBSCRIBE: RequestCode = QueueRequest::Subscribe.code();
 
 /// Item code of a Consume stream: one LZ4 batch of records (docs/protocol.md §4), each with the
 /// record's sequence number in its storage as the key.
@@ -32,38 +86,23 @@ pub const MAX_PUSH_CHANNELS: usize = 64;
 
 /// The name of a queue request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
-    Some(match code {
-        PUSH => "Push",
-        POP => "Pop",
-        GET_CHANNELS => "GetChannels",
-        GET_CHANNEL_SIZE => "GetChannelSize",
-        GET_SIZE => "GetSize",
-        REMOVE_CHANNEL => "RemoveChannel",
-        PUSH_MULTI => "PushMulti",
-        PRODUCE => "Produce",
-        CONSUME => "Consume",
-        CONSUME_ACK => "ConsumeAck",
-        SUBSCRIBE => "Subscribe",
-        _ => return None,
-    })
+    QueueRequest::from_code(code).map(QueueRequest::name)
 }
 
-/// Administrative requests: only admins may run them when authentication is on. A node checks
-/// this before it looks at the body (docs/protocol.md §1.4).
+/// Whether `code` is an administrative queue request ([`QueueRequest::admin_only`]).
 pub fn is_admin_request(code: RequestCode) -> bool {
-    code == REMOVE_CHANNEL
+    QueueRequest::from_code(code).is_some_and(QueueRequest::admin_only)
 }
 
-/// Requests that open a stream of Items (docs/protocol.md §2.2): refused with TooManyRequests
-/// while the connection's or the node's streams hold their memory budget.
+/// Whether `code` is a queue request that opens a stream ([`QueueRequest::opens_stream`]).
 pub fn opens_stream(code: RequestCode) -> bool {
-    code == CONSUME
+    QueueRequest::from_code(code).is_some_and(QueueRequest::opens_stream)
 }
 
-/// Requests that only act on a running stream (ConsumeAck): never refused for the connection's
-/// limits (`max_in_flight`, stream memory), which the streams they serve may be holding.
+/// Whether `code` is a queue request that only acts on a running stream
+/// ([`QueueRequest::acts_on_running_stream`]).
 pub fn acts_on_running_stream(code: RequestCode) -> bool {
-    code == CONSUME_ACK
+    QueueRequest::from_code(code).is_some_and(QueueRequest::acts_on_running_stream)
 }
 
 /// Whether `name` is a valid subscriber name: 0 to 100 characters of `[A-Za-z0-9_-]` (empty is
@@ -312,6 +351,12 @@ impl QueueSize {
         self.value_bytes += other.value_bytes;
         self.used_bytes += other.used_bytes;
         self.capacity_bytes += other.capacity_bytes;
+    }
+}
+
+impl super::channels::SizeReply for QueueSize {
+    fn encode(&self, out: &mut Vec<u8>) {
+        QueueSize::encode(self, out);
     }
 }
 

@@ -97,6 +97,26 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// An error a request is answered with: its status, and (its `Display`) the message for people.
+/// Engines implement it for their errors, so every handler turns an error into a reply the
+/// same way (`node_core::server::replies::error`).
+pub trait StatusError: std::fmt::Display {
+    fn status(&self) -> Status;
+}
+
+/// A body that does not decode is the sender's mistake.
+impl StatusError for super::wire::WireError {
+    fn status(&self) -> Status {
+        Status::BadRequest
+    }
+}
+
+impl StatusError for super::channels::BadChannelName {
+    fn status(&self) -> Status {
+        Status::BadChannelName
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

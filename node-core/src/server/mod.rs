@@ -8,16 +8,24 @@
 //! node's engine, never on this loop.
 //!
 //! Layout: [`service`] is the contract a node implements; [`connection`] holds one connection's
-//! buffers; [`event_loop`] is the loop; [`common`] answers the requests every node shares;
+//! buffers; [`event_loop`] is the loop; [`common`] answers the requests every node shares
+//! without its engine (GetVersion, GetNumConnections, GetStats). For the nodes' own handlers:
+//! [`outcome`] is what a handler returns and how refusals are written, and
+//! [`channel_requests`] the channel requests every kind shares (GetChannels, GetChannelSize,
+//! GetSize, RemoveChannel).
 //! [`durability`] is the fsync policy and group commit of the nodes that write to disk (their
 //! fsync thread, off this loop).
 
+pub mod channel_requests;
 mod common;
 mod connection;
 pub mod durability;
 mod event_loop;
+pub mod outcome;
 pub mod service;
 
+pub use channel_requests::ChannelStore;
+pub use outcome::{ErrorReply, Outcome};
 pub use service::{
     ClientInfo, Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask,
     Wakeups,

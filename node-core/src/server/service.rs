@@ -3,7 +3,7 @@
 //! writes replies through [`Reply`], or hands back a [`StreamTask`] that the core drives as the
 //! client grants credit and the connection has room.
 
-use crate::protocol::batch::BatchBuilder;
+use crate::protocol::batch::{BatchBuilder, BatchEncoding};
 use crate::protocol::frame::{self, FrameType};
 use crate::protocol::status::MAX_ERROR_MESSAGE_BYTES;
 use crate::protocol::{NodeKind, RequestCode, Status};
@@ -313,17 +313,18 @@ impl<'a> StreamOut<'a> {
     }
 
     /// Ends one step of a stream of batches (GetAll, GetRange): sends `batch` as one Item
-    /// (code `item_code`) when it holds records, leaving it empty; otherwise finishes the stream
-    /// with Ok when its walk `ended`, or says Continue (the step's work went on records that did
-    /// not go out). A stream thus never sends an empty batch.
+    /// (code `item_code`, encoded as `encoding` says) when it holds records, leaving it empty;
+    /// otherwise finishes the stream with Ok when its walk `ended`, or says Continue (the step's
+    /// work went on records that did not go out). A stream thus never sends an empty batch.
     pub fn send_batch_or_end(
         &mut self,
         item_code: u8,
+        encoding: BatchEncoding,
         batch: &mut BatchBuilder,
         ended: bool,
     ) -> StreamStep {
         if !batch.is_empty() {
-            self.item_with(item_code, |body| batch.finish_into(body));
+            self.item_with(item_code, |body| batch.finish_as(encoding, body));
             StreamStep::Continue
         } else if ended {
             self.finish(Status::Ok, &[]);

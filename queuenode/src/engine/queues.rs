@@ -12,6 +12,7 @@
 use crate::engine::names::valid_storage_name;
 use crate::engine::ring::{Ring, RingError, RingSize, SyncMode};
 use crate::engine::rq;
+use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,22 @@ pub enum QueueError {
     },
     #[error(transparent)]
     Ring(#[from] RingError),
+    #[error(
+        "channel {channel:?} has subscribers ({subscribers}) and no default subscriber: Pop \
+         cannot choose a copy; consume it with a subscriber name"
+    )]
+    NoDefaultSubscriber {
+        channel: String,
+        subscribers: String,
+    },
+    #[error("ConsumeAck of {records} records, but Consume {consume_id} sent {sent}")]
+    AckBeyondSent {
+        records: u64,
+        consume_id: u64,
+        sent: u64,
+    },
+    #[error("acknowledging: {0}")]
+    Ack(RingError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -65,8 +82,17 @@ impl QueueError {
             QueueError::Ring(RingError::Full { .. }) => Status::ChannelFull,
             QueueError::Ring(RingError::ValueTooBig { .. }) => Status::ValueTooBig,
             QueueError::Ring(RingError::EmptyValue) => Status::EmptyValue,
+            QueueError::NoDefaultSubscriber { .. } | QueueError::AckBeyondSent { .. } => {
+                Status::BadRequest
+            }
             _ => Status::InternalError,
         }
+    }
+}
+
+impl StatusError for QueueError {
+    fn status(&self) -> Status {
+        QueueError::status(self)
     }
 }
 

@@ -287,6 +287,17 @@ impl RingSize {
     }
 }
 
+/// Where [`Ring::take_with`] starts a batch.
+struct TakeStart {
+    /// The index in `in_flight` of the returned span it starts at, if any.
+    returned: Option<usize>,
+    /// Ring position and sequence of the first record.
+    pos: u64,
+    first_seq: u64,
+    /// The batch ends before this sequence at the latest.
+    end_limit: u64,
+}
+
 /// One decoded record header at a ring position.
 enum Step {
     Record {
@@ -732,10 +743,20 @@ impl Ring {
                 self.write_record_header(tail, PAD_LEN, record_crc(PAD_LEN, seq, &[]), seq);
             }
         }
+        // Before the write: the record lies inside the ring, aligned, past the tail, and its
+        // length fits the header's field without reading as a padding marker.
+        assert!(pos.is_multiple_of(RECORD_ALIGN_BYTES) && pos + need <= self.capacity_bytes());
+        assert!(len <= self.max_value_bytes() && len < u64::from(PAD_LEN));
         let at = (HEADER_REGION_BYTES + pos) as usize;
         let start = at + RECORD_HEADER_BYTES as usize;
         self.map[start..start + value.len()].copy_from_slice(value);
         self.write_record_header(pos, len as u32, record_crc(len as u32, seq, value), seq);
+        // Its pair, after the read: every read checks the record (`read_step`); here a debug
+        // build reads back what was written.
+        debug_assert!(
+            matches!(self.read_step(pos, seq), Ok(Step::Record { len: read }) if read == len),
+            "record {seq} reads back as written"
+        );
         if self.sync == SyncMode::Always {
             self.sync_range(HEADER_REGION_BYTES + pos, need)?;
             if wrap {
@@ -801,83 +822,109 @@ impl Ring {
         mut each: impl FnMut(u64, &[u8]),
     ) -> Option<Span> {
         let max_records = max_records.max(1);
-        let returned = self
-            .in_flight
-            .iter()
-            .position(|s| s.state == SpanState::Returned);
-        let (mut pos, first_seq, end_limit) = match returned {
-            // The last returned span continues into the fresh records after it.
-            Some(i) if i + 1 == self.in_flight.len() => (
-                self.in_flight[i].first_pos,
-                self.in_flight[i].first_seq,
-                self.state.tail_seq,
-            ),
-            Some(i) => (
-                self.in_flight[i].first_pos,
-                self.in_flight[i].first_seq,
-                self.in_flight[i].end_seq,
-            ),
-            None if self.out_seq < self.state.tail_seq => {
-                (self.out_pos, self.out_seq, self.state.tail_seq)
-            }
-            None => return None,
-        };
-        let mut count = 0usize;
-        let mut seq = first_seq;
+        let start = self.take_start()?;
+        let mut pos = start.pos;
+        let mut seq = start.first_seq;
         let mut bytes = 0u64;
         let mut taken_first_pos = None;
-        while seq < end_limit && count < max_records && (count == 0 || bytes < max_bytes) {
+        while seq < start.end_limit
+            && seq - start.first_seq < max_records as u64
+            && (seq == start.first_seq || bytes < max_bytes)
+        {
             let (record_pos, range) = self.locate(pos, seq);
             taken_first_pos.get_or_insert(record_pos);
             let len = range.len() as u64;
-            if count > 0 && bytes + len > max_bytes {
+            if seq > start.first_seq && bytes + len > max_bytes {
                 break;
             }
             each(seq, &self.map[range]);
-            count += 1;
             bytes += len;
             pos = record_pos + record_bytes(len);
             seq += 1;
         }
+        // The first record is always taken: a start exists only where a record waits.
+        assert!(seq > start.first_seq && seq <= start.end_limit);
         let taken = InFlight {
-            first_seq,
+            first_seq: start.first_seq,
             end_seq: seq,
             first_pos: taken_first_pos.unwrap_or(pos),
             value_bytes: bytes,
             state: SpanState::Out,
         };
-        match returned {
-            Some(i) => {
-                let rest = self.in_flight[i];
-                if seq < rest.end_seq {
-                    self.in_flight[i] = InFlight {
-                        first_seq: seq,
-                        first_pos: pos,
-                        value_bytes: rest.value_bytes - bytes,
-                        ..rest
-                    };
-                    self.in_flight.insert(i, taken);
-                } else {
-                    self.in_flight[i] = taken;
-                    if seq > rest.end_seq {
-                        // Went on into fresh records.
-                        debug_assert_eq!(rest.end_seq, self.out_seq);
-                        self.out_pos = pos;
-                        self.out_seq = seq;
-                    }
-                }
-            }
-            None => {
-                self.out_pos = pos;
-                self.out_seq = seq;
-                self.in_flight.push_back(taken);
-            }
-        }
+        self.note_taken(start.returned, taken, pos);
         self.check_invariants();
         Some(Span {
-            first_seq,
+            first_seq: start.first_seq,
             end_seq: seq,
         })
+    }
+
+    /// Where the next batch starts: the first returned span (which may run on into the fresh
+    /// records after it, when it is the last span out), else the first fresh record. `None`
+    /// when nothing is available.
+    fn take_start(&self) -> Option<TakeStart> {
+        let returned = self
+            .in_flight
+            .iter()
+            .position(|s| s.state == SpanState::Returned);
+        let start = match returned {
+            Some(i) => {
+                let span = &self.in_flight[i];
+                let last = i + 1 == self.in_flight.len();
+                TakeStart {
+                    returned,
+                    pos: span.first_pos,
+                    first_seq: span.first_seq,
+                    end_limit: if last {
+                        self.state.tail_seq
+                    } else {
+                        span.end_seq
+                    },
+                }
+            }
+            None if self.out_seq < self.state.tail_seq => TakeStart {
+                returned,
+                pos: self.out_pos,
+                first_seq: self.out_seq,
+                end_limit: self.state.tail_seq,
+            },
+            None => return None,
+        };
+        assert!(start.first_seq < start.end_limit && start.end_limit <= self.state.tail_seq);
+        Some(start)
+    }
+
+    /// Records the batch `taken` as handed out: in place of (the front of) the returned span it
+    /// came from, or after the spans out when it is fresh; `pos` is where the next record after
+    /// it starts.
+    fn note_taken(&mut self, returned: Option<usize>, taken: InFlight, pos: u64) {
+        let Some(i) = returned else {
+            self.out_pos = pos;
+            self.out_seq = taken.end_seq;
+            self.in_flight.push_back(taken);
+            return;
+        };
+        let rest = self.in_flight[i];
+        if taken.end_seq < rest.end_seq {
+            self.in_flight[i] = InFlight {
+                first_seq: taken.end_seq,
+                first_pos: pos,
+                value_bytes: rest.value_bytes - taken.value_bytes,
+                ..rest
+            };
+            self.in_flight.insert(i, taken);
+            return;
+        }
+        self.in_flight[i] = taken;
+        if taken.end_seq > rest.end_seq {
+            // Went on into fresh records.
+            assert_eq!(
+                rest.end_seq, self.out_seq,
+                "a returned span running on is the last"
+            );
+            self.out_pos = pos;
+            self.out_seq = taken.end_seq;
+        }
     }
 
     fn find_out(&self, span: Span) -> Result<usize, RingError> {
@@ -1052,10 +1099,25 @@ impl Ring {
         self.sync_all()
     }
 
+    /// The cursors' order and the accounting of what is handed out: the O(1) checks in every
+    /// build, the walk over every span out in debug builds.
     fn check_invariants(&self) {
         let s = &self.state;
         assert!(s.head_seq <= self.out_seq && self.out_seq <= s.tail_seq);
         assert!(s.head_pos <= s.capacity_bytes && s.tail_pos <= s.capacity_bytes);
+        assert!(self.out_pos <= s.capacity_bytes);
+        assert!(self.acked_behind_records <= self.stored_records());
+        assert!(self.acked_behind_bytes <= self.value_bytes);
+        // The spans out cover head..out: they start at head and end at out.
+        let first = self
+            .in_flight
+            .front()
+            .map_or(self.out_seq, |span| span.first_seq);
+        let end = self
+            .in_flight
+            .back()
+            .map_or(s.head_seq, |span| span.end_seq);
+        assert!(first == s.head_seq && end == self.out_seq);
         if cfg!(debug_assertions) {
             let mut expect = s.head_seq;
             for span in &self.in_flight {

@@ -1,91 +1,92 @@
-//! The queue requests, one module each: its decoding, its checks and its execution. [`dispatch`]
-//! routes a request by code; the helpers here turn decoding and engine errors into replies.
+//! The queue requests, one module each: its decoding (with the protocol's codec, which the
+//! client shares), its checks of names and its execution (calls into [`crate::engine`], which
+//! keeps the rules of the data: push, pop, subscribers, consumers and their acks). [`dispatch`]
+//! turns a code into a [`QueueRequest`] and routes it with one exhaustive `match`;
+//! GetChannels, GetChannelSize, GetSize and RemoveChannel are node-core's
+//! ([`node_core::server::channel_requests`]) over the engine's [`ChannelStore`].
 
 mod consume;
 mod consume_ack;
-mod get_channel_size;
-mod get_channels;
-mod get_size;
 mod pop;
 mod produce;
 mod push;
 mod push_multi;
-mod remove_channel;
 mod subscribe;
 
-use crate::engine::QueueError;
+use crate::engine::{Engine, QueueError};
 use crate::service::QueueNode;
-use node_core::protocol::wire::WireError;
-use node_core::protocol::{queue, Status};
-use node_core::server::{Handled, Reply, Request};
+use node_core::protocol::queue::{self, QueueRequest, QueueSize};
+use node_core::protocol::{NodeKind, Status};
+use node_core::server::channel_requests as channels;
+use node_core::server::outcome::{finish, unsupported};
+use node_core::server::{ChannelStore, ErrorReply, Handled, Reply, Request, StreamHandle};
 
 pub(crate) fn dispatch(
     node: &mut QueueNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Handled<QueueNode> {
-    match request.code {
-        queue::PUSH => push::handle(node, request, reply),
-        queue::POP => pop::handle(node, request, reply),
-        queue::GET_CHANNELS => get_channels::handle(node, request, reply),
-        queue::GET_CHANNEL_SIZE => get_channel_size::handle(node, request, reply),
-        queue::GET_SIZE => get_size::handle(node, request, reply),
-        queue::REMOVE_CHANNEL => remove_channel::handle(node, request, reply),
-        queue::PUSH_MULTI => push_multi::handle(node, request, reply),
-        queue::PRODUCE => produce::handle(node, request, reply),
-        queue::CONSUME => consume::handle(node, request, reply),
-        queue::CONSUME_ACK => consume_ack::handle(node, request, reply),
-        queue::SUBSCRIBE => subscribe::handle(node, request, reply),
-        // request_name() lists exactly the codes above, so the core never passes another.
-        code => {
-            reply.error(
-                Status::UnsupportedRequest,
-                format!("request code {} is not a queue request", code.0),
-            );
-            Handled::Replied
-        }
+    let Some(kind) = QueueRequest::from_code(request.code) else {
+        return unsupported(reply, request.code, NodeKind::Queue);
+    };
+    let outcome = match kind {
+        QueueRequest::Push => push::handle(node, request, reply),
+        QueueRequest::Pop => pop::handle(node, request, reply),
+        QueueRequest::GetChannels => channels::get_channels(&node.engine, request, reply),
+        QueueRequest::GetChannelSize => channels::get_channel_size(&node.engine, request, reply),
+        QueueRequest::GetSize => channels::get_size(&node.engine, request, reply),
+        QueueRequest::RemoveChannel => channels::remove_channel(&mut node.engine, request, reply),
+        QueueRequest::PushMulti => push_multi::handle(node, request, reply),
+        QueueRequest::Produce => produce::handle(node, request, reply),
+        QueueRequest::Consume => consume::handle(node, request, reply),
+        QueueRequest::ConsumeAck => consume_ack::handle(node, request, reply),
+        QueueRequest::Subscribe => subscribe::handle(node, request, reply),
+    };
+    finish(reply, outcome)
+}
+
+/// The queue's channels for the shared channel requests: a size sums the channel's storages
+/// (records, value bytes, used ring bytes, capacity); a removal deletes every storage's ring
+/// file and ends their consumers with Ok.
+impl ChannelStore for Engine<StreamHandle> {
+    type Size = QueueSize;
+    type Error = QueueError;
+
+    fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.channels().channel_names()
+    }
+
+    fn channel_size(&self, channel: &str) -> QueueSize {
+        Engine::channel_size(self, channel)
+    }
+
+    fn total_size(&self) -> QueueSize {
+        Engine::total_size(self)
+    }
+
+    fn remove_channel(&mut self, channel: &str) -> Result<Option<String>, QueueError> {
+        let storages = Engine::remove_channel(self, channel)?;
+        Ok((!storages.is_empty()).then(|| format!("{} storages", storages.len())))
     }
 }
 
-/// Replies BadRequest naming the field that did not decode.
-fn bad_request(reply: &mut Reply<'_>, error: WireError) -> Handled<QueueNode> {
-    reply.error(Status::BadRequest, error);
-    Handled::Replied
-}
-
-/// Replies the status of an engine error, with its message.
-fn engine_error(reply: &mut Reply<'_>, error: QueueError) -> Handled<QueueNode> {
-    reply.error(error.status(), error);
-    Handled::Replied
-}
-
-/// Replies BadChannelName unless `channel` is a plain channel name (no `@`).
-fn check_channel(reply: &mut Reply<'_>, channel: &str) -> Result<(), Handled<QueueNode>> {
-    if queue::valid_channel_name(channel) {
-        return Ok(());
+/// Refuses every name of `channels` that is not a plain channel name (the one check, in
+/// order).
+fn check_channels(channels: &[&str]) -> Result<(), ErrorReply> {
+    for channel in channels {
+        queue::check_channel_name(channel)?;
     }
-    reply.error(
-        Status::BadChannelName,
-        format!("channel name {channel:?} is not 1 to 100 of A-Z a-z 0-9 _ -"),
-    );
-    Err(Handled::Replied)
+    Ok(())
 }
 
-/// Replies BadChannelName unless every one of `channels` is a plain channel name.
-fn check_channels(reply: &mut Reply<'_>, channels: &[&str]) -> Result<(), Handled<QueueNode>> {
-    channels
-        .iter()
-        .try_for_each(|channel| check_channel(reply, channel))
-}
-
-/// Replies BadChannelName unless `subscriber` is a subscriber name (empty is the default one).
-fn check_subscriber(reply: &mut Reply<'_>, subscriber: &str) -> Result<(), Handled<QueueNode>> {
+/// Refuses a subscriber name that is not one (empty is the default subscriber): BadChannelName,
+/// as for a channel.
+fn check_subscriber(subscriber: &str) -> Result<(), ErrorReply> {
     if queue::valid_subscriber_name(subscriber) {
         return Ok(());
     }
-    reply.error(
+    Err(ErrorReply::new(
         Status::BadChannelName,
         format!("subscriber name {subscriber:?} is not 0 to 100 of A-Z a-z 0-9 _ -"),
-    );
-    Err(Handled::Replied)
+    ))
 }

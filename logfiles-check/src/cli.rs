@@ -1,10 +1,10 @@
 //! `logfiles_check DATA_DIR [--channel CH] [--repair] [--json] [--quiet]`: verifies every bucket
 //! file of a logfiles node's data directory and, with `--repair`, truncates damaged ones. The
-//! binary (`src/bin/logfiles_check.rs`) only parses [`Args`] and calls [`run`].
+//! binary's `main` only parses [`Args`] and calls [`run`].
 //!
 //! **What is checked.** [`walk_data_dir`] lists `DATA_DIR/<channel>/<slot>/<bucket>` as the node
 //! sees it; every bucket file of every format is read through
-//! [`check_bucket_file`](crate::storage::check_bucket_file) (mapped, never read whole): CRC32 of
+//! [`check_bucket_file`](logfilesnode::storage::check_bucket_file) (mapped, never read whole): CRC32 of
 //! each record for our format, the header parity for the reference's v1, length sanity for all
 //! three, and whether each key belongs to the bucket the file name says. Entries that are not
 //! bucket files (stray names, `*.gz`, saved repair cuts, directories where a file belongs, a
@@ -14,9 +14,9 @@
 //! **Text output** (stdout), one line per bucket file in channel and bucket order:
 //!
 //! ```text
-//! data/ch/0000000057/275: ok, v1 format, 8 records, 145 value bytes, 285 bytes
+//! data/ch/0000000057/275: ok, v1 format, 8 records, 145 value bytes, 285 bytes; index ok (1 entry)
 //! data/ch/0000000057/21b: ok, empty (skipped by readers)
-//! data/ch/0000000057/276: DAMAGED, v1 format, 4 records, ...; first bad offset 150: record header parity mismatch (135 bytes skipped)
+//! data/ch/0000000057/276: DAMAGED, v1 format, 4 records, ...; first bad offset 150: record header parity mismatch (135 bytes skipped); no index (built by the first read)
 //! data/ch/0000000057/276.cut.1717171717: not checked: bytes cut off by an earlier repair
 //! ```
 //!
@@ -32,29 +32,38 @@
 //! "reason"}, "damage_count", "damage": [{"offset", "len_bytes", "kind", "reason"}] (at most
 //! 16), "misplaced_records", "first_misplaced_offset", "first_misplaced_key",
 //! "records_past_first_bad", "error", "repair": null | {"cut_from_offset", "cut_bytes",
-//! "records_cut", "saved_to"}, "repair_error"}], "summary": {see [`Totals`]}, "exit_code"}`.
-//! Keys are numbers (u64).
+//! "records_cut", "saved_to"}, "repair_error", "index": null (empty or unreadable file) |
+//! {"status" ("ok" | "missing" | "stale" | "damaged"), "reason" (null when ok), "entries",
+//! "interval_bytes", "in_order" (null unless ok), "rebuilt": null | {"entries", "interval_bytes",
+//! "in_order"}, "rebuild_error"}}], "summary": {see [`Totals`]}, "exit_code"}`. Keys are numbers
+//! (u64).
 //!
 //! **Exit codes**: [`EXIT_CLEAN`], [`EXIT_PROBLEMS`], [`EXIT_USAGE`], [`EXIT_REPAIRED`].
 //!
 //! **`--repair`** (refused while a node runs on the directory: both take its `.lock`) truncates each damaged file at its first bad
 //! record (damage or key outside the bucket) with
-//! [`repair_bucket_file`](crate::storage::repair_bucket_file): the bytes from there to the end
+//! [`repair_bucket_file`](logfilesnode::storage::repair_bucket_file): the bytes from there to the end
 //! are first saved to `<bucket>.cut.<unix seconds>` next to the file and fsynced. Good records
 //! after the first bad one go to that file too (their number is reported). Files with an
-//! unusable header (unknown version, bad header CRC) are not touched.
+//! unusable header (unknown version, bad header CRC) are not touched. It then rebuilds the index
+//! of every bucket it cut and of every non-empty bucket whose index is missing, stale or damaged
+//! (`--index-interval-bytes` per stretch, default 65536; the node uses an index of any interval).
 //!
 //! **Progress**: a bar on stderr, by bytes, when the caller asks for it (stderr is a terminal
 //! and not `--json`) and the directory is large ([`PROGRESS_MIN_FILES`] files or
 //! [`PROGRESS_MIN_BYTES`] bytes).
 
-use crate::storage::check::{
-    check_bucket_file, repair_bucket_file, walk_data_dir, BucketEntry, FileReport, Inventory,
-    Repair, Unreadable,
-};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use node_core::protocol::logfiles::valid_channel_name;
+use logfilesnode::storage::check::{
+    check_bucket_file, rebuild_index, repair_bucket_file, walk_data_dir, BucketEntry, FileReport,
+    IndexCheck, Inventory, Repair, Unreadable,
+};
+use logfilesnode::storage::index::{
+    IndexProblem, DEFAULT_INDEX_INTERVAL_BYTES, MAX_CONFIG_INDEX_INTERVAL_BYTES,
+    MIN_INDEX_INTERVAL_BYTES,
+};
+use logfilesnode::valid_channel_name;
 use serde::Serialize;
 use std::fs;
 use std::io::{self, Write};
@@ -82,16 +91,18 @@ const SUMMARY_MAX_LISTED: usize = 50;
 
 const AFTER_HELP: &str = "\
 Exit status:
-  0  every bucket file is clean (entries that are not bucket files are listed but do not count)
-  1  something is wrong: damaged records, keys outside their bucket, unreadable files or
-     directories; with --repair: something could not be repaired
+  0  every bucket file is clean (entries that are not bucket files are listed but do not count;
+     missing and stale indexes are reported but the node rebuilds them)
+  1  something is wrong: damaged records, keys outside their bucket, damaged indexes, unreadable
+     files or directories; with --repair: something could not be repaired
   2  usage error, DATA_DIR or the --channel directory missing or unreadable, or the report
      could not be written
   3  --repair found problems and repaired all of them (a new check exits 0)
 
 --repair truncates each damaged bucket file at its first bad record (damage or key outside the
 bucket), after saving the cut bytes to <bucket>.cut.<unix seconds> next to it (fsynced; the node
-never reads such names). Run it with the node stopped.";
+never reads such names), then rebuilds the index (<bucket>.idx) of every bucket it cut and every
+index that is missing, stale or damaged. Run it with the node stopped.";
 
 /// Verify the bucket files of a logfiles node's data directory (DATA_DIR/<channel>/<slot>/<bucket>,
 /// all formats): record checksums (CRC32, or the parity of reference v1 files), lengths, and that
@@ -115,6 +126,12 @@ pub struct Args {
     /// Leave out the lines of clean files and of entries not checked (text output).
     #[arg(short, long)]
     pub quiet: bool,
+    /// With --repair: bytes of records per stretch of the indexes it rebuilds (4096 to
+    /// 67108864; the node's `logfiles.index_interval_bytes`).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_INDEX_INTERVAL_BYTES,
+          value_parser = clap::value_parser!(u32).range(
+              MIN_INDEX_INTERVAL_BYTES as i64..=MAX_CONFIG_INDEX_INTERVAL_BYTES as i64))]
+    pub index_interval_bytes: u32,
 }
 
 /// Why the check could not run at all (exit code [`EXIT_USAGE`]).
@@ -159,17 +176,27 @@ pub struct Totals {
     pub cut_bytes: u64,
     /// Good records among the cut bytes (they are in the saved files).
     pub records_cut: u64,
+    /// Indexes that disagree with their bucket or do not decode (a problem).
+    pub damaged_indexes: u64,
+    /// Indexes missing or stale (not a problem: the node rebuilds them on the first read).
+    pub indexes_missing_or_stale: u64,
+    /// Indexes `--repair` wrote anew.
+    pub indexes_rebuilt: u64,
+    /// Indexes `--repair` could not write.
+    pub index_rebuild_failures: u64,
 }
 
 impl Totals {
     /// The exit code these totals call for.
     pub fn exit_code(&self, repair: bool) -> u8 {
-        if self.damaged_files == 0 && self.unreadable == 0 {
+        let problems = self.damaged_files + self.unreadable + self.damaged_indexes;
+        if problems == 0 && self.index_rebuild_failures == 0 {
             EXIT_CLEAN
         } else if repair
             && self.unreadable == 0
             && self.repair_failures == 0
             && self.repaired_files == self.damaged_files
+            && self.index_rebuild_failures == 0
         {
             EXIT_REPAIRED
         } else {
@@ -183,6 +210,8 @@ struct FileOutcome<'a> {
     entry: &'a BucketEntry,
     check: Result<FileReport, Unreadable>,
     repair: Option<Result<Repair, String>>,
+    /// What `--repair` wrote as the bucket's index.
+    index_rebuild: Option<Result<IndexCheck, String>>,
 }
 
 /// Runs the check (and repair) described by `args`, writing the report to `out`; `progress`:
@@ -215,7 +244,7 @@ pub fn run(args: &Args, out: &mut dyn Write, progress: bool) -> Result<u8, CliEr
     report.begin(&mut out, args, &inventory)?;
     let total_files = inventory.buckets.len();
     for (done, entry) in inventory.buckets.iter().enumerate() {
-        let outcome = check_one(entry, args.repair);
+        let outcome = check_one(entry, args.repair.then_some(args.index_interval_bytes));
         add_to_totals(&mut totals, &outcome);
         report.file(&mut out, &outcome)?;
         bar.inc(entry.len_bytes);
@@ -338,21 +367,35 @@ fn take_inventory(args: &Args) -> Result<Inventory, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read {e}")))
 }
 
-fn check_one(entry: &BucketEntry, repair: bool) -> FileOutcome<'_> {
+/// Checks one bucket; with `repair` (the interval of rebuilt indexes), repairs it and rebuilds
+/// its index when the bucket was cut or the index is not usable.
+fn check_one(entry: &BucketEntry, repair: Option<u32>) -> FileOutcome<'_> {
     let check = check_bucket_file(&entry.path, Some(entry.id))
         .map_err(|e| Unreadable::from_storage_error(&entry.path, &e));
-    let repair = match &check {
-        Ok(report) if repair && !report.is_clean() => Some(match repair_bucket_file(report) {
-            Ok(Some(done)) => Ok(done),
-            Ok(None) => Err("nothing to cut".to_string()),
-            Err(e) => Err(e.to_string()),
-        }),
+    let bucket_repair = match &check {
+        Ok(report) if repair.is_some() && !report.is_clean() => {
+            Some(match repair_bucket_file(report) {
+                Ok(Some(done)) => Ok(done),
+                Ok(None) => Err("nothing to cut".to_string()),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+        _ => None,
+    };
+    let index_rebuild = match (&check, repair) {
+        (Ok(report), Some(interval_bytes))
+            if matches!(bucket_repair, Some(Ok(_)))
+                || report.index.as_ref().is_some_and(IndexCheck::needs_rebuild) =>
+        {
+            Some(rebuild_index(&entry.path, interval_bytes).map_err(|e| e.to_string()))
+        }
         _ => None,
     };
     FileOutcome {
         entry,
         check,
-        repair,
+        repair: bucket_repair,
+        index_rebuild,
     }
 }
 
@@ -386,6 +429,18 @@ fn add_to_totals(totals: &mut Totals, outcome: &FileOutcome<'_>) {
             totals.records_cut += done.records_cut;
         }
         Some(Err(_)) => totals.repair_failures += 1,
+        None => {}
+    }
+    if let Some(index) = outcome.check.as_ref().ok().and_then(|f| f.index.as_ref()) {
+        if index.is_damaged() {
+            totals.damaged_indexes += 1;
+        } else if index.needs_rebuild() {
+            totals.indexes_missing_or_stale += 1;
+        }
+    }
+    match &outcome.index_rebuild {
+        Some(Ok(_)) => totals.indexes_rebuilt += 1,
+        Some(Err(_)) => totals.index_rebuild_failures += 1,
         None => {}
     }
 }
@@ -451,6 +506,7 @@ impl TextReport {
     }
 }
 
+/// The text line of one file, and why it is a problem (for the summary), if it is one.
 fn file_line(outcome: &FileOutcome<'_>) -> (String, Option<String>) {
     let path = outcome.entry.path.display();
     let file = match &outcome.check {
@@ -473,39 +529,133 @@ fn file_line(outcome: &FileOutcome<'_>) -> (String, Option<String>) {
         count(file.value_bytes, "value byte"),
         count(file.len_bytes, "byte")
     );
-    let Some(first) = file.first_bad() else {
-        return (line, None);
-    };
-    let why = format!("first bad offset {}: {first}", first.offset());
-    line.push_str("; ");
-    line.push_str(&why);
+    let why = file.first_bad().map(|first| {
+        line.push_str(&bucket_problem(file, outcome, &first));
+        format!("first bad offset {}: {first}", first.offset())
+    });
+    let index_why = file.index.as_ref().and_then(|index| {
+        line.push_str(&index_text(index, &outcome.index_rebuild));
+        match index {
+            IndexCheck::Problem(why @ IndexProblem::Damaged(_)) => Some(format!("index {why}")),
+            _ => None,
+        }
+    });
+    (line, why.or(index_why))
+}
+
+/// The part of a file's line about what is wrong with the bucket and what a repair did.
+fn bucket_problem(
+    file: &FileReport,
+    outcome: &FileOutcome<'_>,
+    first: &logfilesnode::storage::check::FirstBad,
+) -> String {
+    let mut text = format!("; first bad offset {}: {first}", first.offset());
     if file.damage_count > 1 {
-        line.push_str(&format!("; {} damaged spans in all", file.damage_count));
+        text.push_str(&format!("; {} damaged spans in all", file.damage_count));
     }
     if file.misplaced_records > 0 {
-        line.push_str(&format!(
+        text.push_str(&format!(
             "; {} with keys outside the bucket",
             count(file.misplaced_records, "record")
         ));
     }
     if file.records_past_first_bad > 0 {
-        line.push_str(&format!(
+        text.push_str(&format!(
             "; {} after the first bad one",
             count(file.records_past_first_bad, "good record")
         ));
     }
     match &outcome.repair {
-        Some(Ok(done)) => line.push_str(&format!(
+        Some(Ok(done)) => text.push_str(&format!(
             "; REPAIRED: cut {} from offset {} ({} among them), saved to {}",
             count(done.cut_bytes, "byte"),
             done.cut_from_offset,
             count(done.records_cut, "good record"),
             done.saved_to.display()
         )),
-        Some(Err(e)) => line.push_str(&format!("; NOT REPAIRED: {e}")),
+        Some(Err(e)) => text.push_str(&format!("; NOT REPAIRED: {e}")),
         None => {}
     }
-    (line, Some(why))
+    text
+}
+
+/// `"1 entry"`, `"2 entries"`.
+fn entries_text(n: u64) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
+}
+
+/// The part of a file's line about its index, and what `--repair` wrote.
+fn index_text(index: &IndexCheck, rebuild: &Option<Result<IndexCheck, String>>) -> String {
+    let mut text = match index {
+        IndexCheck::Ok { entries, .. } => format!("; index ok ({})", entries_text(*entries)),
+        IndexCheck::Problem(IndexProblem::Missing) => "; no index (built by the first read)".into(),
+        IndexCheck::Problem(stale @ IndexProblem::Stale { .. }) => {
+            format!("; index {stale} (rebuilt by the first read)")
+        }
+        IndexCheck::Problem(damaged) => format!("; INDEX {damaged}"),
+    };
+    match rebuild {
+        Some(Ok(IndexCheck::Ok { entries, .. })) => {
+            text.push_str(&format!("; index rebuilt ({})", entries_text(*entries)))
+        }
+        Some(Ok(IndexCheck::Problem(_))) => {}
+        Some(Err(e)) => text.push_str(&format!("; INDEX NOT REBUILT: {e}")),
+        None => {}
+    }
+    text
+}
+
+impl TextReport {
+    /// The summary's problem count and the problems listed again.
+    fn problems(&self, out: &mut dyn Write, t: &Totals) -> io::Result<()> {
+        if t.damaged_files == 0 && t.unreadable == 0 && t.damaged_indexes == 0 {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "problems: {} damaged files ({} with keys outside their bucket, {} damaged spans), {} damaged indexes, {} unreadable",
+            t.damaged_files,
+            t.files_with_misplaced_keys,
+            t.damage_items,
+            t.damaged_indexes,
+            t.unreadable
+        )?;
+        for line in &self.listed {
+            writeln!(out, "  {line}")?;
+        }
+        let all = t.damaged_files + t.unreadable + t.damaged_indexes;
+        if all > self.listed.len() as u64 {
+            writeln!(
+                out,
+                "  ... and {} more (see above)",
+                all - self.listed.len() as u64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The summary's lines about what `--repair` did.
+fn repairs(out: &mut dyn Write, t: &Totals) -> io::Result<()> {
+    if t.repaired_files > 0 || t.repair_failures > 0 {
+        writeln!(
+            out,
+            "repaired: {} files, {} bytes cut and saved aside ({} good records among them); {} could not be repaired",
+            t.repaired_files, t.cut_bytes, t.records_cut, t.repair_failures
+        )?;
+    }
+    if t.indexes_rebuilt > 0 || t.index_rebuild_failures > 0 {
+        writeln!(
+            out,
+            "indexes rebuilt: {}; {} could not be written",
+            t.indexes_rebuilt, t.index_rebuild_failures
+        )?;
+    }
+    Ok(())
 }
 
 impl Report for TextReport {
@@ -527,9 +677,15 @@ impl Report for TextReport {
         let is_problem = problem.is_some();
         if let Some(why) = problem {
             let mut listed = format!("{}: {why}", outcome.entry.path.display());
-            match &outcome.repair {
-                Some(Ok(_)) => listed.push_str(" (repaired)"),
-                Some(Err(_)) => listed.push_str(" (NOT repaired)"),
+            // The bucket's repair when it had one, else the index's rebuild.
+            let repaired = match (&outcome.repair, &outcome.index_rebuild) {
+                (Some(bucket), _) => Some(bucket.is_ok()),
+                (None, Some(index)) => Some(index.is_ok()),
+                (None, None) => None,
+            };
+            match repaired {
+                Some(true) => listed.push_str(" (repaired)"),
+                Some(false) => listed.push_str(" (NOT repaired)"),
                 None => {}
             }
             self.list(listed);
@@ -571,30 +727,16 @@ impl Report for TextReport {
                 if self.quiet { "" } else { " (listed above)" }
             )?;
         }
-        if t.damaged_files > 0 || t.unreadable > 0 {
+        if t.indexes_missing_or_stale > 0 {
             writeln!(
                 out,
-                "problems: {} damaged files ({} with keys outside their bucket, {} damaged spans), {} unreadable",
-                t.damaged_files, t.files_with_misplaced_keys, t.damage_items, t.unreadable
+                "indexes: {} missing or stale (the node rebuilds them on the first read)",
+                t.indexes_missing_or_stale
             )?;
-            for line in &self.listed {
-                writeln!(out, "  {line}")?;
-            }
-            let all = t.damaged_files + t.unreadable;
-            if all > self.listed.len() as u64 {
-                writeln!(
-                    out,
-                    "  ... and {} more (see above)",
-                    all - self.listed.len() as u64
-                )?;
-            }
         }
-        if args.repair && (t.repaired_files > 0 || t.repair_failures > 0) {
-            writeln!(
-                out,
-                "repaired: {} files, {} bytes cut and saved aside ({} good records among them); {} could not be repaired",
-                t.repaired_files, t.cut_bytes, t.records_cut, t.repair_failures
-            )?;
+        self.problems(out, t)?;
+        if args.repair {
+            repairs(out, t)?;
         }
         let verdict = match code {
             EXIT_CLEAN => "clean",
@@ -668,6 +810,57 @@ struct JsonFile<'a> {
     error: Option<String>,
     repair: Option<JsonRepair>,
     repair_error: Option<String>,
+    index: Option<JsonIndex>,
+}
+
+#[derive(Serialize, Default)]
+struct JsonIndexFacts {
+    entries: Option<u64>,
+    interval_bytes: Option<u32>,
+    in_order: Option<bool>,
+}
+
+impl JsonIndexFacts {
+    fn of(index: &IndexCheck) -> Self {
+        match index {
+            IndexCheck::Ok {
+                entries,
+                interval_bytes,
+                in_order,
+            } => JsonIndexFacts {
+                entries: Some(*entries),
+                interval_bytes: Some(*interval_bytes),
+                in_order: Some(*in_order),
+            },
+            IndexCheck::Problem(_) => JsonIndexFacts::default(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonIndex {
+    status: &'static str,
+    reason: Option<String>,
+    #[serde(flatten)]
+    facts: JsonIndexFacts,
+    rebuilt: Option<JsonIndexFacts>,
+    rebuild_error: Option<String>,
+}
+
+fn json_index(index: &IndexCheck, rebuild: &Option<Result<IndexCheck, String>>) -> JsonIndex {
+    JsonIndex {
+        status: index.status_name(),
+        reason: match index {
+            IndexCheck::Ok { .. } => None,
+            IndexCheck::Problem(why) => Some(why.to_string()),
+        },
+        facts: JsonIndexFacts::of(index),
+        rebuilt: rebuild
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(JsonIndexFacts::of),
+        rebuild_error: rebuild.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+    }
 }
 
 fn path_string(path: &Path) -> String {
@@ -706,7 +899,7 @@ fn json_file<'a>(outcome: &FileOutcome<'a>) -> JsonFile<'a> {
                 .map(|d| JsonDamage {
                     offset: d.offset,
                     len_bytes: d.len_bytes,
-                    kind: crate::storage::check::damage_kind_name(d.kind),
+                    kind: logfilesnode::storage::check::damage_kind_name(d.kind),
                     reason: d.kind.to_string(),
                 })
                 .collect();
@@ -714,6 +907,10 @@ fn json_file<'a>(outcome: &FileOutcome<'a>) -> JsonFile<'a> {
             json.first_misplaced_offset = file.first_misplaced_offset;
             json.first_misplaced_key = file.first_misplaced_key;
             json.records_past_first_bad = file.records_past_first_bad;
+            json.index = file
+                .index
+                .as_ref()
+                .map(|index| json_index(index, &outcome.index_rebuild));
         }
     }
     match &outcome.repair {
@@ -835,7 +1032,7 @@ mod tests {
         inventory.buckets = (0..PROGRESS_MIN_FILES as u64)
             .map(|i| BucketEntry {
                 channel: "c".into(),
-                id: crate::storage::BucketId::from_key(i << 12),
+                id: logfilesnode::storage::BucketId::from_key(i << 12),
                 path: PathBuf::from("x"),
                 len_bytes: 1,
             })

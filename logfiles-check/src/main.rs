@@ -1,10 +1,16 @@
 //! logfiles_check: verifies the bucket files of a logfiles node's data directory and, with
 //! `--repair`, truncates damaged ones after saving the cut bytes aside. Parses the command line
-//! and calls [`logfilesnode::check_cli::run`], where the work, the output formats and the exit
+//! and calls [`cli::run`], where the work, the output formats and the exit
 //! codes are documented (`logfiles_check --help` lists the codes).
+//!
+//! A crate of its own: the node does not build the tool's report (`serde_json`) and progress
+//! bar (`indicatif`); what it shares with the node, the bucket formats and their checks, is
+//! `logfilesnode::storage`.
+
+mod cli;
 
 use clap::Parser;
-use logfilesnode::check_cli::{self, Args, EXIT_USAGE};
+use cli::{Args, EXIT_USAGE};
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -13,7 +19,7 @@ fn main() -> ExitCode {
     let progress = !args.json && io::stderr().is_terminal();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = check_cli::run(&args, &mut out, progress);
+    let result = cli::run(&args, &mut out, progress);
     let flushed = out.flush();
     match (result, flushed) {
         (Ok(code), Ok(())) => ExitCode::from(code),
