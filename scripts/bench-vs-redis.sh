@@ -3,7 +3,8 @@
 # one table with every row of issue 9.
 #
 #   scripts/bench-vs-redis.sh [--full | --records N] [--seconds S] [--repeat R] [--rt]
-#                             [--keyspace K] [--queue-count N] [--only dht,logfiles,queue]
+#                             [--keyspace K] [--queue-count N]
+#                             [--only dht,dht-log,logfiles,queue]
 #                             [--out DIR]
 #
 # Every server runs pinned to core 0 and every load generator to core 1 (`taskset`), with 50
@@ -14,6 +15,12 @@
 # stores are first filled with all K keys so gets hit and puts overwrite). As a cross-check the
 # same `loadgen` also drives Redis (RESP, the same `key:%012d` keys), so each ratio can be read
 # with the same generator on both sides.
+# The dht node of these rows runs with `durability = "none"` (no change log), against Redis
+# without persistence.
+# dht-log (the change log, issue #18; put P=16 and P=1): dhtnode with `durability = "interval"`
+# against Redis `appendonly yes, appendfsync everysec`, and `durability = "always"` against
+# `appendfsync always`, a fresh pair per policy, prefilled like the dht rows; loadgen drives
+# both sides (RESP SET on Redis), on the same disk (the work directory).
 # dht memory: a fresh Redis gets N records via DEBUG POPULATE (N x 100-byte values; keys
 # key:0..), a fresh dhtnode N records via `loadgen --prefill N`; the row compares the dht node's
 # RSS with Redis's `used_memory` and RSS. The dht engine alone is measured in-process by
@@ -39,7 +46,7 @@
 #                    other processes 50 ms per second, which shows up in max latency, not p99.
 #   --keyspace K     keys of the dht throughput runs (default 1000000)
 #   --queue-count N  requests per queue run (default 400000 × S)
-#   --only LIST      comma-separated subset of dht, logfiles, queue (default: all)
+#   --only LIST      comma-separated subset of dht, dht-log, logfiles, queue (default: all)
 #   --out DIR        keep raw results (JSON, CSV) and table.md there (default: a temp directory)
 #
 # Installs redis-server/redis-tools (and jq) with apt-get when missing (needs root). Uses only
@@ -52,12 +59,12 @@ repeat=1
 rt=0
 keyspace=1000000
 queue_count=""
-only="dht,logfiles,queue"
+only="dht,dht-log,logfiles,queue"
 out=""
 connections=50
 value_size=100
 
-usage() { sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
@@ -79,14 +86,15 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$queue_count" ] || queue_count=$((seconds * 400000))
 positive_numbers "$records" "$seconds" "$repeat" "$keyspace" "$queue_count"
-do_dht=0; do_logfiles=0; do_queue=0
+do_dht=0; do_dht_log=0; do_logfiles=0; do_queue=0
 IFS=, read -r -a parts <<< "$only"
 for part in "${parts[@]}"; do
     case "$part" in
         dht) do_dht=1 ;;
+        dht-log) do_dht_log=1 ;;
         logfiles) do_logfiles=1 ;;
         queue) do_queue=1 ;;
-        *) echo "--only: unknown part '$part' (dht, logfiles, queue)" >&2; exit 2 ;;
+        *) echo "--only: unknown part '$part' (dht, dht-log, logfiles, queue)" >&2; exit 2 ;;
     esac
 done
 cd "$root"
@@ -94,7 +102,7 @@ need_redis
 
 log "building release binaries"
 packages=(-p benches)
-if [ "$do_dht" -eq 1 ]; then packages+=(-p dhtnode); fi
+if [ "$do_dht" -eq 1 ] || [ "$do_dht_log" -eq 1 ]; then packages+=(-p dhtnode); fi
 if [ "$do_logfiles" -eq 1 ]; then packages+=(-p logfilesnode); fi
 if [ "$do_queue" -eq 1 ]; then packages+=(-p queuenode); fi
 timeout 1800 cargo build --release -q "${packages[@]}"
@@ -116,13 +124,14 @@ cpu_file="$out/cpu-rows.md"    # the CPU and spread table's rows
 
 # ---- dht -------------------------------------------------------------------------------------
 
-# Sets dht_pid and dht_port. The node is killed with SIGKILL at the end, so it writes no
-# shutdown dump of the benchmark data.
+# start_dht [DURABILITY]: sets dht_pid and dht_port (durability "none" unless given). The node
+# is killed with SIGKILL at the end, so it writes no shutdown dump of the benchmark data.
 start_dht() {
     dht_port="$(free_port)"
     rm -rf "$tmp/dht"; mkdir -p "$tmp/dht/data" "$tmp/dht/log"
-    "${server_run[@]}" "$dhtnode" --listen "127.0.0.1:$dht_port" --data-dir "$tmp/dht/data" \
-        --log-dir "$tmp/dht/log" &
+    printf '[dht]\ndurability = "%s"\n' "${1:-none}" > "$tmp/dht/dhtnode.toml"
+    "${server_run[@]}" "$dhtnode" -c "$tmp/dht/dhtnode.toml" --listen "127.0.0.1:$dht_port" \
+        --data-dir "$tmp/dht/data" --log-dir "$tmp/dht/log" &
     dht_pid=$!
     started_pids+=("$dht_pid")
     wait_listening "$dht_port" "$dht_pid"
@@ -249,6 +258,50 @@ bench_dht() {
     }' >> "$rows_file"
 }
 
+# ---- dht with the change log ------------------------------------------------------------------
+
+# bench_dht_log: dht put with durability interval / always against Redis AOF everysec / always.
+bench_dht_log() {
+    local pair ours theirs p r cell
+    for pair in interval:everysec always:always; do
+        ours=${pair%%:*}; theirs=${pair##*:}
+        log "dht-log: redis-server (appendfsync $theirs) and dhtnode (durability $ours)"
+        start_redis "$theirs"
+        redis_pid=$srv_pid; redis_port=$srv_port
+        start_dht "$ours"
+        timeout 900 "${client_run[@]}" "$loadgen" --kind redis --addr "127.0.0.1:$redis_port" \
+            -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 > "$out/prefill-redis-$theirs.txt"
+        timeout 900 "${client_run[@]}" "$loadgen" --kind dht --addr "127.0.0.1:$dht_port" \
+            -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 > "$out/prefill-dht-$ours.txt"
+        for p in 16 1; do
+            cell="$out/dhtlog-$ours-p$p"
+            rm -f "$cell".*.runs
+            for r in $(seq "$repeat"); do
+                log "dht-log P=$p put: run $r of $repeat ($ours vs AOF $theirs)"
+                if [ $((r % 2)) -eq 1 ]; then
+                    run_loadgen "$cell.redis" redis "$redis_port" "$redis_pid" put "$p"
+                    run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" put "$p"
+                else
+                    run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" put "$p"
+                    run_loadgen "$cell.redis" redis "$redis_port" "$redis_pid" put "$p"
+                fi
+            done
+            # shellcheck disable=SC2046
+            set -- $(median "$cell.redis") $(median "$cell.ours")
+            awk -v ours="$ours" -v theirs="$theirs" -v p="$p" -v c="$connections" -v rb="$1" \
+                -v rbp="$2" -v o="$5" -v op99="$6" 'BEGIN {
+                r = o / rb;
+                mode = (p > 1) ? "pipelined P=" p : "unpipelined P=1";
+                printf "| dht put (durability = %s) vs SET with AOF (appendfsync %s), %s, %d conns | %d | %d | **%.2f×** %s | ≥ 1.5× | %d | %d | %s | loadgen / loadgen | (same generator) |\n",
+                    ours, theirs, mode, c, rb, o, r, (r >= 1.5 ? "✓" : "✗"), rbp, op99, (op99 <= rbp ? "✓" : "✗")
+            }' >> "$rows_file"
+            echo "| dht P=$p put, durability $ours / AOF $theirs | | loadgen $3, Redis $4 | loadgen $7, dhtnode $8 | – / $(spread "$cell.redis") / $(spread "$cell.ours") |" >> "$cpu_file"
+        done
+        stop_srv
+        stop_pid "$dht_pid"
+    done
+}
+
 # ---- logfiles --------------------------------------------------------------------------------
 
 bench_logfiles() {
@@ -319,6 +372,7 @@ bench_queue() {
 
 # (`if`, not `&&`: errexit must stay on inside the functions.)
 if [ "$do_dht" -eq 1 ]; then bench_dht; fi
+if [ "$do_dht_log" -eq 1 ]; then bench_dht_log; fi
 if [ "$do_logfiles" -eq 1 ]; then bench_logfiles; fi
 if [ "$do_queue" -eq 1 ]; then bench_queue; fi
 

@@ -8,9 +8,14 @@
 
 use clap::Parser;
 use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
+use dht_persist::wal::writer::MIN_SEGMENT_BYTES;
+use dht_persist::wal::{LogOptions, LogWriter};
 use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::config::NodeConfig;
+use dhtnode::durability::LogSync;
+use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use dhtnode::persist::Replayed;
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
 use dhtnode::state::{self, NodeState, PendingRedistribution};
@@ -18,6 +23,7 @@ use node_core::auth::Credentials;
 use node_core::config::CommonArgs;
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
+use node_core::server::durability::DurabilityPolicy;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
             size.records,
             size.bytes
         );
+        let replayed = dhtnode::persist::replay(&config.data_dir, &report, &mut engine)
+            .map_err(|err| format!("{err}; see `dumptool log-check` (docs/operations.md)"))?;
+        engine.set_log(open_log(config, &replayed)?);
         let thread = DumpThread::spawn(config.data_dir.clone()).map_err(|err| {
             format!(
                 "cannot start the dump writer in {}: {err}",
@@ -99,13 +108,63 @@ fn main() -> ExitCode {
             instance: random_instance(),
             tuning: Tuning::default(),
         };
-        let mut node = DhtNode::new(engine, wakeups, Some(dumper), redistribution);
+        let interval = Duration::from_millis(u64::from(config.dht.durability_interval_ms));
+        let logging = engine.log().is_writing();
+        let log_sync = LogSync::new(config.dht.durability, interval, logging, wakeups.clone())
+            .map_err(|err| format!("cannot start the change log's sync thread: {err}"))?;
+        let mut node = DhtNode::new(
+            engine,
+            wakeups,
+            Some(dumper),
+            redistribution,
+            log_sync,
+            config.dht.max_log_bytes,
+        );
+        let loaded_positions = report.channels.iter().map(|c| c.log_position);
+        node.set_backup_position(loaded_positions.min().unwrap_or(replayed.end.last_seq));
         if let Some(pending) = pending {
             node.resume_redistribution(pending)
                 .map_err(|err| format!("cannot resume the unfinished redistribution: {err}"))?;
         }
         Ok(node)
     })
+}
+
+/// The change log the engine writes from now on (after the replay): a writer continuing past
+/// the log's end and every dump's position, with its segments reserved on disk; or, under
+/// `durability = "none"`, no writer, dumps covering what was replayed.
+fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, String> {
+    let position = replayed.end.last_seq.max(replayed.highest_dump_position);
+    if config.dht.durability == DurabilityPolicy::None {
+        return Ok(if position > 0 {
+            EngineLog::fixed(position)
+        } else {
+            EngineLog::none()
+        });
+    }
+    let options = LogOptions {
+        segment_bytes: (config.dht.max_log_bytes / 8).clamp(MIN_SEGMENT_BYTES, 64 << 20),
+        ..LogOptions::default()
+    };
+    let mut writer = LogWriter::create(&replayed.end, position + 1, options)
+        .map_err(|err| format!("cannot start the change log: {err}"))?;
+    if !writer.reserve_space() {
+        tracing::warn!(
+            "the file system of {} cannot reserve space (fallocate): a full disk will fail a \
+             change log write after its change was applied, which stops the node",
+            writer.dir().display()
+        );
+    }
+    tracing::info!(
+        "change log ({} durability) continues at position {} in {}",
+        match config.dht.durability {
+            DurabilityPolicy::Always => "always",
+            _ => "interval",
+        },
+        position + 1,
+        writer.segment().1.display()
+    );
+    Ok(EngineLog::writing(writer))
 }
 
 /// The range to start with, and an unfinished redistribution to resume (see the module doc).

@@ -123,7 +123,11 @@ fn a_periodic_dump_that_does_not_fit_keeps_the_previous_one_and_the_node_serving
     let Some(tmpfs) = Tmpfs::mount(&data, "size=4m") else {
         return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
-    write_config(dir.path(), "[dht]\ndump_period_s = 1\n");
+    // Dumps alone (the change log would share the small disk: see log_disk_full.rs).
+    write_config(
+        dir.path(),
+        "[dht]\ndump_period_s = 1\ndurability = \"none\"\n",
+    );
     let node = start(dir.path());
     let mut conn = Conn::open(node.addr);
 
@@ -210,7 +214,10 @@ fn a_shutdown_dump_that_does_not_fit_leaves_the_previous_dump_to_load() {
     let Some(tmpfs) = Tmpfs::mount(&data, "size=4m") else {
         return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
-    write_config(dir.path(), "[dht]\ndump_period_s = 0\n");
+    write_config(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"none\"\n",
+    );
     let node = start(dir.path());
     let mut conn = Conn::open(node.addr);
     let first: Vec<u64> = (0..256).collect();

@@ -937,3 +937,54 @@ fn segments_a_position_covers_are_deleted_and_the_rest_still_replays_from_it() {
         1
     );
 }
+
+/// With space reserved, appends start the segments (write-outs never do), each segment's
+/// blocks are reserved when it starts (its size stays what was written), a group fills the
+/// reservation before the next segment starts, and the log reads back whole.
+#[test]
+fn reserved_segments_are_started_by_appends_and_read_back_whole() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogWriter::create(&empty_end(dir.path()), 1, small_segments()).unwrap();
+    assert!(log.reserve_space(), "the test's file system reserves space");
+    let first = fs::metadata(segment_path(dir.path(), 1)).unwrap();
+    assert_eq!(
+        first.len(),
+        SEGMENT_HEADER_LEN as u64,
+        "the size stays what was written"
+    );
+    assert!(
+        first.blocks() * 512 >= 4096,
+        "the segment's blocks are reserved"
+    );
+    let changes = sample(200);
+    for (index, change) in changes.iter().enumerate() {
+        let seq = match append(&mut log, change, true) {
+            Err(AppendError::WriteOutFirst) => {
+                log.write_out().unwrap();
+                append(&mut log, change, true).unwrap()
+            }
+            other => other.unwrap(),
+        };
+        assert_eq!(seq, index as u64 + 1);
+        if index % 7 == 6 {
+            log.write_out().unwrap();
+        }
+    }
+    log.write_out().unwrap();
+    let segments = crate::wal::segment::list_segments(dir.path())
+        .unwrap()
+        .segments;
+    assert!(segments.len() > 3, "{} segments", segments.len());
+    for segment in &segments[..segments.len() - 1] {
+        assert!(
+            segment.len <= 4096,
+            "segment {} holds {}",
+            segment.number,
+            segment.len
+        );
+    }
+    let (read, end) = read_log(dir.path(), ReadFrom::Start).unwrap();
+    assert_eq!(read, numbered(&changes));
+    assert!(end.torn.is_none());
+}

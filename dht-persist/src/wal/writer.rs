@@ -13,6 +13,12 @@
 //! half-written group the writer went on after. Should the truncation fail too, the writer
 //! refuses everything from then on (the log's end is unknown; a restart's replay finds it).
 //!
+//! Space reserved ([`reserve_space`](LogWriter::reserve_space)): a node reserves each segment's
+//! disk blocks when it starts it (`fallocate`, keeping the file's size), and
+//! [`append`](LogWriter::append) refuses a change the reserved room cannot take until a new
+//! segment is reserved ([`AppendError::NoSpace`]), so a full disk refuses a change before the
+//! node applies it, and a group written out never meets a full disk.
+//!
 //! Memory: the buffer holds one group, [`LogOptions::group_bytes`] plus at most one entry
 //! ([`MAX_ENTRY_BODY_BYTES`](super::format::MAX_ENTRY_BODY_BYTES)): appends are refused once it
 //! is full, until it is written out.
@@ -67,6 +73,13 @@ pub enum AppendError {
     GroupFull { buffered: usize },
     #[error("the change log cannot be written: {0}")]
     Broken(String),
+    /// The current segment's reserved room cannot take the change: write the buffered group
+    /// out ([`LogWriter::write_out`]) and append again (a new segment is then reserved).
+    #[error("the change log's segment is full: write the buffered group out first")]
+    WriteOutFirst,
+    /// No room could be reserved for the change (a full disk): nothing was appended.
+    #[error("no disk space for the change log in {dir}: {error}")]
+    NoSpace { dir: PathBuf, error: String },
 }
 
 /// A group written out.
@@ -125,6 +138,10 @@ pub struct LogWriter {
     /// A segment was created since the last sync request.
     dir_dirty: bool,
     broken: Option<String>,
+    /// Bytes of the current segment (from offset 0) whose disk blocks are reserved;
+    /// `u64::MAX` when space is not reserved (see [`reserve_space`](Self::reserve_space)).
+    reserved_len: u64,
+    reserving: bool,
 }
 
 impl LogWriter {
@@ -193,7 +210,73 @@ impl LogWriter {
             sealed: Vec::new(),
             dir_dirty: false,
             broken: None,
+            reserved_len: u64::MAX,
+            reserving: false,
         })
+    }
+
+    /// From now on, reserves the disk blocks of each segment when it is started (the current
+    /// one now), and refuses appends that the reserved room cannot take (see the module doc).
+    /// Returns false when the file system cannot reserve space (then nothing is reserved, and
+    /// a full disk fails [`write_out`](Self::write_out) instead). A failure to reserve the
+    /// current segment now (a full disk) is no error: the next append tries again.
+    pub fn reserve_space(&mut self) -> bool {
+        self.reserving = true;
+        self.reserved_len = self.segment_len;
+        match reserve(&self.segment, self.options.segment_bytes) {
+            Ok(()) => self.reserved_len = self.options.segment_bytes,
+            Err(error) if is_unsupported(&error) => {
+                self.reserving = false;
+                self.reserved_len = u64::MAX;
+                return false;
+            }
+            Err(_) => {}
+        }
+        true
+    }
+
+    /// Room for an entry of `entry_len` bytes after the buffered group: more of the current
+    /// segment reserved, or a new segment once this one is at its size. With the disk nearly
+    /// full, exactly the room needed is reserved (the log goes on until the disk is full).
+    fn make_room(&mut self, entry_len: u64) -> Result<(), AppendError> {
+        let needed = self.segment_len + self.buffer.len() as u64 + entry_len;
+        if needed <= self.reserved_len {
+            return Ok(());
+        }
+        let no_space = |dir: &Path, error: io::Error| AppendError::NoSpace {
+            dir: dir.to_path_buf(),
+            error: error.to_string(),
+        };
+        let fresh = self.segment_entries == 0 && self.buffer.is_empty();
+        if needed <= self.options.segment_bytes || fresh {
+            let reserved = reserve_up_to(&self.segment, self.options.segment_bytes, needed)
+                .map_err(|e| no_space(&self.dir, e))?;
+            self.reserved_len = reserved;
+            return Ok(());
+        }
+        if !self.buffer.is_empty() {
+            return Err(AppendError::WriteOutFirst);
+        }
+        let header = SegmentHeader {
+            number: self.segment_number + 1,
+            first_seq: self.next_seq,
+            flags: 0,
+        };
+        let (file, path) =
+            create_segment(&self.dir, &header).map_err(|e| no_space(&self.dir, e))?;
+        let needed = SEGMENT_HEADER_LEN as u64 + entry_len;
+        match reserve_up_to(&file, self.options.segment_bytes, needed) {
+            Ok(reserved) => {
+                self.seal_and_switch(file, path, header.number);
+                self.reserved_len = reserved;
+                Ok(())
+            }
+            Err(error) => {
+                drop(file);
+                let _ = fs::remove_file(&path);
+                Err(no_space(&self.dir, error))
+            }
+        }
     }
 
     /// Encodes `change` into the group buffer; returns its sequence number. The change is in
@@ -208,7 +291,15 @@ impl LogWriter {
             });
         }
         let seq = self.next_seq;
+        let start = self.buffer.len();
         encode_entry(seq, change, &mut self.buffer)?;
+        let entry_len = (self.buffer.len() - start) as u64;
+        if self.segment_len + self.buffer.len() as u64 > self.reserved_len {
+            // Rare: a new segment first (the entry is encoded again after it).
+            self.buffer.truncate(start);
+            self.make_room(entry_len)?;
+            encode_entry(seq, change, &mut self.buffer)?;
+        }
         self.buffered_entries += 1;
         self.next_seq += 1;
         Ok(seq)
@@ -237,7 +328,9 @@ impl LogWriter {
         }
         let group_len = self.buffer.len() as u64;
         let mut new_segment = None;
-        if self.segment_entries > 0 && self.segment_len + group_len > self.options.segment_bytes {
+        let over = self.segment_len + group_len > self.options.segment_bytes;
+        // With space reserved, appends started the segments (the group fits the reservation).
+        if !self.reserving && self.segment_entries > 0 && over {
             if let Err(error) = self.rotate(first_seq) {
                 return Err(self.drop_group(first_seq, last_seq, error));
             }
@@ -301,14 +394,24 @@ impl LogWriter {
             flags: 0,
         };
         let (file, path) = create_segment(&self.dir, &header)?;
+        self.seal_and_switch(file, path, header.number);
+        Ok(())
+    }
+
+    /// Makes `file` (just created, its header written) the current segment.
+    fn seal_and_switch(&mut self, file: File, path: PathBuf, number: u64) {
         let old = std::mem::replace(&mut self.segment, Arc::new(file));
         self.sealed.push(old);
-        self.segment_number = header.number;
+        self.segment_number = number;
         self.segment_path = path;
         self.segment_len = SEGMENT_HEADER_LEN as u64;
         self.segment_entries = 0;
         self.dir_dirty = true;
-        Ok(())
+    }
+
+    /// Bytes of the current segment written (its header and groups).
+    pub fn segment_len(&self) -> u64 {
+        self.segment_len
     }
 
     /// What to fsync so that everything written so far is durable; `None` when that is
@@ -402,6 +505,38 @@ impl LogWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Reserves `want` bytes of `file` (at least `needed`), or just `needed` when the disk has no
+/// room for more; returns what is reserved.
+fn reserve_up_to(file: &File, want: u64, needed: u64) -> io::Result<u64> {
+    let want = want.max(needed);
+    match reserve(file, want) {
+        Ok(()) => Ok(want),
+        Err(_) if want > needed => reserve(file, needed).map(|()| needed),
+        Err(error) => Err(error),
+    }
+}
+
+/// Reserves the disk blocks of `file`'s first `len` bytes, keeping its size.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("reservation too large"))?;
+    // SAFETY: fallocate on a file descriptor this `File` owns for the call's duration; no
+    // memory is passed.
+    let result = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn is_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+    )
 }
 
 /// The first sequence number a segment's header names.

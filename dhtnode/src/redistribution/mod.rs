@@ -407,8 +407,19 @@ impl Redistributor {
         }
         if let Some(job) = &mut running.job {
             let end = (job.next + DELETES_PER_STEP).min(job.request.entries.len());
-            for &(key, hash) in &job.request.entries[job.next..end] {
-                if engine.remove_moved(&job.request.channel, &job.request.data, key, hash) {
+            let entries = &job.request.entries[job.next..end];
+            let removed =
+                match engine.remove_moved_batch(&job.request.channel, &job.request.data, entries) {
+                    Ok(removed) => removed,
+                    Err(error) => {
+                        // The change log refused the deletes (a full disk): nothing was
+                        // removed; the records stay here, outside the range, until a retry.
+                        tracing::warn!("redistribution: deleting moved records waits: {error}");
+                        return false;
+                    }
+                };
+            for (&(key, hash), removed) in entries.iter().zip(removed) {
+                if removed {
                     job.outcome.removed += 1;
                 } else {
                     job.outcome.gone.push((key, hash));
