@@ -135,8 +135,11 @@ impl LogSync {
         };
         writer
             .sync_now()
-            .map(drop)
-            .map_err(|error| format!("cannot fsync the change log: {error}"))
+            .map_err(|error| format!("cannot fsync the change log: {error}"))?;
+        if let Err(error) = writer.release_reserved() {
+            tracing::warn!("change log: cannot give back the space reserved past its end: {error}");
+        }
+        Ok(())
     }
 
     fn idle(&self) -> bool {

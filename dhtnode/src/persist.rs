@@ -138,13 +138,7 @@ pub fn replay(
         unreachable!("the reader returned its last entry");
     };
     if let Some(torn) = end.cut_torn_tail()? {
-        tracing::warn!(
-            "change log: cut a torn tail of {} bytes ({} entries begun, never acknowledged) \
-             from {}",
-            torn.bytes,
-            torn.entries,
-            torn.segment.display()
-        );
+        tracing::warn!("change log: cut a {torn}");
     }
     tracing::info!(
         "change log replayed in {:.3} s: {applied} entries applied, {skipped} already in their \

@@ -21,7 +21,7 @@ use node_core::protocol::dht::DhtRequest;
 use node_core::protocol::{NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct DhtNode {
     pub(crate) engine: Engine,
@@ -44,6 +44,9 @@ pub struct DhtNode {
     pub(crate) log_sync: LogSync,
     /// The log size past which a dump cycle starts early.
     max_log_bytes: u64,
+    /// No early dump cycle before this, and the dump failures counted when the last began.
+    next_early_dump: Instant,
+    early_dump_failures: u64,
     /// The position of the last complete dump cycle: once the next one completes, its dumps
     /// are the backups, and the log segments it covers go.
     backup_position: Option<u64>,
@@ -54,6 +57,10 @@ pub struct DhtNode {
 
 /// A log larger than [`LOG_DATA_MULTIPLE`] × the data starts an early dump only past this.
 pub const EARLY_DUMP_FLOOR_BYTES: u64 = 64 << 20;
+/// Early dump cycles start at most this often...
+const EARLY_DUMP_SPACING: Duration = Duration::from_secs(1);
+/// ...and only this long after one in which a dump failed.
+const EARLY_DUMP_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 impl DhtNode {
     pub fn new(
@@ -78,6 +85,8 @@ impl DhtNode {
             log_sync,
             max_log_bytes,
             backup_position: None,
+            next_early_dump: Instant::now(),
+            early_dump_failures: 0,
             listed_log_bytes: (0, 0),
         };
         node.count_log_bytes();
@@ -180,7 +189,16 @@ impl DhtNode {
         let Some(dumper) = &mut self.dumper else {
             return;
         };
-        if wants_dump && !dumper.cycle_running() {
+        let failures = dumper.failures();
+        if wants_dump && !dumper.cycle_running() && now >= self.next_early_dump {
+            // A cycle that failed (a full disk) is not retried at once: no storm of dumps.
+            let pause = if failures > self.early_dump_failures {
+                EARLY_DUMP_RETRY_AFTER_FAILURE
+            } else {
+                EARLY_DUMP_SPACING
+            };
+            self.early_dump_failures = failures;
+            self.next_early_dump = now + pause;
             tracing::info!(
                 "change log holds {} bytes (dht.max_log_bytes {}, data {} bytes): dumping early \
                  so that its covered segments can be deleted",

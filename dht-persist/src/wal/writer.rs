@@ -235,6 +235,17 @@ impl LogWriter {
         true
     }
 
+    /// A clean stop: gives the current segment's reserved blocks past what was written back
+    /// (a truncation to its length, which file systems take to free blocks past the end).
+    pub fn release_reserved(&mut self) -> io::Result<()> {
+        if !self.reserving || self.reserved_len <= self.segment_len {
+            return Ok(());
+        }
+        self.segment.set_len(self.segment_len)?;
+        self.reserved_len = self.segment_len;
+        Ok(())
+    }
+
     /// Room for an entry of `entry_len` bytes after the buffered group: more of the current
     /// segment reserved, or a new segment once this one is at its size. With the disk nearly
     /// full, exactly the room needed is reserved (the log goes on until the disk is full).
