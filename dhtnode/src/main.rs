@@ -130,6 +130,10 @@ fn main() -> ExitCode {
     })
 }
 
+/// The largest change-log segment the node starts (each is reserved on disk when started, so
+/// a node that starts often, or many nodes on one disk, reserve at most this each).
+const MAX_SEGMENT_BYTES: u64 = 16 << 20;
+
 /// The change log the engine writes from now on (after the replay): a writer continuing past
 /// the log's end and every dump's position, with its segments reserved on disk; or, under
 /// `durability = "none"`, no writer, dumps covering what was replayed.
@@ -143,7 +147,7 @@ fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, Strin
         });
     }
     let options = LogOptions {
-        segment_bytes: (config.dht.max_log_bytes / 8).clamp(MIN_SEGMENT_BYTES, 64 << 20),
+        segment_bytes: (config.dht.max_log_bytes / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
         ..LogOptions::default()
     };
     let mut writer = LogWriter::create(&replayed.end, position + 1, options)
