@@ -6,7 +6,7 @@
 mod common;
 
 use common::{get_stats, stat, wait_until, Conn, Node};
-use node_core::protocol::dht::{self, KeyRequest};
+use node_core::protocol::dht;
 use node_core::protocol::{RequestCode, Status};
 use std::io::Write;
 use std::path::Path;
@@ -35,28 +35,18 @@ fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
 
 fn assert_values(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
     let keys: Vec<u64> = keys.collect();
-    let requests: Vec<(RequestCode, Vec<u8>)> = keys
-        .iter()
-        .map(|&key| {
-            let mut body = Vec::new();
-            KeyRequest {
-                channel: CHANNEL,
-                key,
-            }
-            .encode(&mut body);
-            (dht::GET, body)
-        })
-        .collect();
-    for (key, (status, value)) in keys.iter().zip(conn.pipeline(&requests)) {
+    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, CHANNEL, &keys)) {
         assert_eq!(status, Status::Ok, "key {key}");
         assert!(value == value_of(*key, round), "value of key {key}");
     }
 }
 
+/// Bytes of the log's segments (a segment the node deletes meanwhile counts nothing).
 fn log_dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir.join("data/wal"))
         .unwrap()
-        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
         .sum()
 }
 

@@ -11,7 +11,7 @@
 mod common;
 
 use common::{get_stats, stat, wait_until, Conn, Node, Tmpfs};
-use node_core::protocol::dht::{self, KeyRequest, PutRequest, SizeInfo};
+use node_core::protocol::dht::{self, PutRequest, SizeInfo};
 use node_core::protocol::{RequestCode, Status};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,19 +54,7 @@ fn assert_holds_exactly(conn: &mut Conn, keys: &[u64]) {
         keys.len() as u64,
         "record count"
     );
-    let requests: Vec<(RequestCode, Vec<u8>)> = keys
-        .iter()
-        .map(|&key| {
-            let mut body = Vec::new();
-            KeyRequest {
-                channel: CHANNEL,
-                key,
-            }
-            .encode(&mut body);
-            (dht::GET, body)
-        })
-        .collect();
-    for (key, (status, value)) in keys.iter().zip(conn.pipeline(&requests)) {
+    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, CHANNEL, &keys)) {
         assert_eq!(status, Status::Ok, "key {key}");
         assert!(value == value_of(*key), "value of key {key}");
     }

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{Conn, Node, Tmpfs};
-use node_core::protocol::dht::{self, KeyRequest};
-use node_core::protocol::{RequestCode, Status};
+use node_core::protocol::dht;
+use node_core::protocol::Status;
 
 const CHANNEL: &str = "full";
 const VALUE_BYTES: usize = 4096;
@@ -27,19 +27,10 @@ fn put(conn: &mut Conn, key: u64) -> (Status, String) {
 /// Checks that `present` read back with their values and `absent` are not there.
 fn assert_holds(conn: &mut Conn, present: &[u64], absent: &[u64]) {
     let keys: Vec<u64> = present.iter().chain(absent).copied().collect();
-    let requests: Vec<(RequestCode, Vec<u8>)> = keys
-        .iter()
-        .map(|&key| {
-            let mut body = Vec::new();
-            KeyRequest {
-                channel: CHANNEL,
-                key,
-            }
-            .encode(&mut body);
-            (dht::GET, body)
-        })
-        .collect();
-    for (index, (status, value)) in conn.pipeline(&requests).into_iter().enumerate() {
+    for (index, (status, value)) in common::get_pipelined(conn, CHANNEL, &keys)
+        .into_iter()
+        .enumerate()
+    {
         let key = keys[index];
         if index < present.len() {
             assert_eq!(status, Status::Ok, "key {key} was acknowledged");
