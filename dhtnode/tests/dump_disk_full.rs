@@ -54,7 +54,7 @@ fn assert_holds_exactly(conn: &mut Conn, keys: &[u64]) {
         keys.len() as u64,
         "record count"
     );
-    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, CHANNEL, &keys)) {
+    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, CHANNEL, keys)) {
         assert_eq!(status, Status::Ok, "key {key}");
         assert!(value == value_of(*key), "value of key {key}");
     }
