@@ -5,6 +5,7 @@
 //! time to start: see [`node_core::systemd::progress`]). After the dumps, [`replay`] applies
 //! the change log written since them.
 
+use crate::engine::replay::ReplayBatch;
 use crate::engine::{Channel, Engine, SHARD_COUNT};
 use dht_persist::loader::{load_data_dir, LoadError, LoadOptions, LoadReport, LoadTarget};
 use dht_persist::wal::{LogEnd, LogError, LogReader, ReadFrom};
@@ -122,18 +123,20 @@ pub fn replay(
     let started = Instant::now();
     let mut reader = LogReader::open(&dir, from)?;
     let (mut applied, mut skipped) = (0u64, 0u64);
+    let mut batch = ReplayBatch::default();
     while let Some(entry) = reader.next_entry()? {
         let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
         if entry.seq <= covered {
             skipped += 1;
             continue;
         }
-        engine.apply_logged(&entry.change);
+        batch.add(engine, &entry.change);
         applied += 1;
         if applied % 1_000_000 == 0 {
             node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
         }
     }
+    batch.apply(engine);
     let Some(mut end) = reader.into_end() else {
         unreachable!("the reader returned its last entry");
     };

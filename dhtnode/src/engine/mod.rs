@@ -19,11 +19,13 @@
 //! - Every change is appended to the change log ([`log`]) after its checks and before it is
 //!   applied; a change the log refuses is not applied. A request that changes nothing (a
 //!   Remove of an absent key, a refused Update) logs nothing. Start-up replays the log with
-//!   [`Engine::apply_logged`], which applies without checks what was accepted before.
+//!   [`replay::ReplayBatch`] (in shard order) and [`Engine::apply_logged`], which apply
+//!   without checks what was accepted before.
 
 pub mod channel;
 pub mod listeners;
 pub mod log;
+pub mod replay;
 pub mod value;
 
 pub use channel::{Channel, SHARD_COUNT};
@@ -284,7 +286,7 @@ impl Engine {
 
     /// Stores whatever the key (a replay applies what was accepted under another range);
     /// tells the listeners.
-    fn store_unchecked(&mut self, channel: &str, key: u64, value: &[u8]) {
+    pub(crate) fn store_unchecked(&mut self, channel: &str, key: u64, value: &[u8]) {
         let growth = self.channel_for_write(channel).put(key, value);
         let listening = self.is_listened(channel);
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
@@ -390,7 +392,7 @@ impl Engine {
     }
 
     /// Removes a record whatever the key; tells the listeners. Returns whether it existed.
-    fn remove_unchecked(&mut self, channel: &str, key: u64) -> bool {
+    pub(crate) fn remove_unchecked(&mut self, channel: &str, key: u64) -> bool {
         let removed = self
             .channels
             .get_mut(channel)
