@@ -146,3 +146,41 @@ fn dumps_bound_the_log_and_a_replay_applies_only_what_dumps_lack() {
     drop(conn);
     node.stop();
 }
+
+/// Under "always" a RemoveChannel is answered once its entry is fsynced, like every change: a
+/// crash right after the answer keeps the channel removed, and the writes after it.
+#[test]
+fn a_removed_channel_stays_removed_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut conn = Conn::open(node.addr);
+    put_all(&mut conn, 0..50, 1);
+    // A dump holding the channel, so that the replay has to undo it.
+    drop(conn);
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "a clean stop");
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    let mut body = Vec::new();
+    dht::encode_channel(&mut body, CHANNEL);
+    assert_eq!(conn.request(dht::REMOVE_CHANNEL, body).0, Status::Ok);
+    put_all(&mut conn, 7..8, 2);
+    drop(conn);
+    node.restart(); // SIGKILL, then start
+    let mut conn = Conn::open(node.addr);
+    let found = common::get_pipelined(&mut conn, CHANNEL, &(0..50).collect::<Vec<_>>());
+    for (key, (status, _)) in found.iter().enumerate() {
+        let expected = if key == 7 {
+            Status::Ok
+        } else {
+            Status::NotFound
+        };
+        assert_eq!(*status, expected, "key {key}");
+    }
+    assert_values(&mut conn, 7..8, 2);
+}
