@@ -26,7 +26,7 @@
 //! on top of a dump, entries the dump already holds changes nothing, and a dump taken while
 //! writes go on may cover a position taken before it started.
 //!
-//! Start-up (phase 2 of issue #18 wires this into the node):
+//! Start-up (the dht node's `persist::replay` and `open_log` do this):
 //!
 //! ```no_run
 //! # use dht_persist::wal::{LogReader, LogWriter, LogOptions, ReadFrom, LoggedChange};
