@@ -222,6 +222,24 @@ fn spawn_thread(data_dir: &std::path::Path) -> Result<DumpThread, String> {
     })
 }
 
+/// The node's change-log position now (GetStats `log_position`), taken before the channel's
+/// GetAll starts: every change up to it is in memory before the GetAll reads, so the dump
+/// covers it (docs/formats.md). `None` for a node without a change log (or whose stats cannot
+/// be read: the dump then records no position, which covers nothing, as before).
+fn node_log_position(dht: &DhtClient) -> Option<u64> {
+    let stats = match dht.client().get_stats(0) {
+        Ok(stats) => stats,
+        Err(err) => {
+            tracing::debug!("GetStats failed, the dump records no log position: {err}");
+            return None;
+        }
+    };
+    stats
+        .into_iter()
+        .find(|(name, _)| name == "log_position")
+        .map(|(_, position)| position)
+}
+
 /// Streams one channel into its dump file. `Ok(None)`: the channel disappeared from the node
 /// before any record was read (removed during the cycle); nothing was replaced.
 fn dump_channel(
@@ -232,9 +250,11 @@ fn dump_channel(
 ) -> Result<Option<DumpOutcome>, CycleError> {
     // Outcomes of earlier dumps were all read; anything left is stale.
     drop(thread.poll_outcomes());
-    thread
-        .begin(channel)
-        .map_err(|err| failed(format!("cannot start the dump of channel {channel}: {err}")))?;
+    let begun = match node_log_position(dht) {
+        Some(position) => thread.begin_covering(channel, position),
+        None => thread.begin(channel),
+    };
+    begun.map_err(|err| failed(format!("cannot start the dump of channel {channel}: {err}")))?;
     let streamed = stream_channel(dht, thread, stop, channel);
     let records = match streamed {
         Ok(records) => records,

@@ -60,10 +60,26 @@ fn a_node_started_on_a_oneshot_dump_has_every_record() {
         expected.insert(channel, records.into_iter().collect::<Records>());
     }
 
+    // The node's change-log position, which the dumps record (nothing is written meanwhile).
+    let position = dht
+        .client()
+        .get_stats(0)
+        .unwrap()
+        .into_iter()
+        .find(|(name, _)| name == "log_position")
+        .map(|(_, position)| position)
+        .expect("log_position in GetStats");
+    assert!(position > 0);
+
     let dump_data = dir.path().join("dump/data");
     let dump_log = dir.path().join("dump/log");
     let status = oneshot(node.addr, &dump_data, &dump_log);
     assert_eq!(status.code(), Some(0));
+    for channel in ["alpha", "beta", "gamma"] {
+        let file = fs::File::open(dump_data.join(format!("{channel}.dump"))).unwrap();
+        let reader = dht_persist::dump::format::DumpReader::open_buffered(file).unwrap();
+        assert_eq!(reader.header().log_position, position, "{channel}");
+    }
     let log = read_text(&dump_log.join("root.log"));
     for line in [
         "dumped channel alpha: 50000 records",
