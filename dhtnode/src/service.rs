@@ -6,8 +6,9 @@
 //! The change log: its group is written out before any reply leaves and fsynced by
 //! [`LogSync`]; each complete dump cycle (and the shutdown dump) deletes the log segments the
 //! cycle before it covers (that cycle's dumps are the backups now, which the loader falls back
-//! to when a dump is damaged: the log must still reach back to them); a log past `dht.max_log_bytes` (or [`LOG_DATA_MULTIPLE`] × the data, past
-//! [`EARLY_DUMP_FLOOR_BYTES`]) starts a dump cycle early.
+//! to when a dump is damaged: the log must still reach back to them); a log past
+//! `dht.max_log_bytes` (or [`LOG_DATA_MULTIPLE`] × the data, past [`EARLY_DUMP_FLOOR_BYTES`])
+//! starts a dump cycle early.
 
 use crate::config::LOG_DATA_MULTIPLE;
 use crate::durability::LogSync;
