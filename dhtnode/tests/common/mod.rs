@@ -48,3 +48,19 @@ pub fn get_pipelined(conn: &mut Conn, channel: &str, keys: &[u64]) -> Vec<(Statu
         .collect();
     conn.pipeline(&requests)
 }
+
+/// A dump of `count` records of 100 bytes, written with the node's own writer.
+pub fn write_dump(data_dir: &std::path::Path, channel: &str, count: u64) {
+    let path = data_dir.join(format!("{channel}.dump"));
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = dht_persist::dump::format::DumpFileWriter::new(file, channel).unwrap();
+    let keys: Vec<u64> = (0..count).collect();
+    for part in keys.chunks(1000) {
+        let mut raw = Vec::new();
+        for key in part {
+            node_core::protocol::batch::append_record(&mut raw, *key, &[b'v'; 100]);
+        }
+        writer.write_chunk(&raw, part.len() as u32).unwrap();
+    }
+    writer.finish().unwrap();
+}
