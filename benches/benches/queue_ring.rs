@@ -36,6 +36,26 @@ fn drain(ring: &mut Ring) {
     }
 }
 
+/// Pushes `n` copies of `value` (untimed: the rounds' other half).
+fn fill(ring: &mut Ring, value: &[u8], n: u64) {
+    for _ in 0..n {
+        ring.push(value).unwrap();
+    }
+}
+
+/// Runs `iters` records in rounds of at most [`ROUND`]: `round(n)` does one round of `n` records
+/// and returns the part of it that is timed; returns the sum of those.
+fn in_rounds(iters: u64, mut round: impl FnMut(u64) -> Duration) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(ROUND);
+        timed += round(n);
+        left -= n;
+    }
+    timed
+}
+
 fn ring(c: &mut Criterion) {
     let value = text_value(5, VALUE_LEN);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -52,52 +72,36 @@ fn ring(c: &mut Criterion) {
 
     group.bench_function("push", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
+            in_rounds(iters, |n| {
                 let start = Instant::now();
                 for _ in 0..n {
                     ring.push(black_box(&value)).unwrap();
                 }
-                timed += start.elapsed();
+                let timed = start.elapsed();
                 drain(&mut ring);
-                left -= n;
-            }
-            timed
+                timed
+            })
         });
     });
 
     group.bench_function("pop", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                for _ in 0..n {
-                    ring.push(&value).unwrap();
-                }
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
                 let start = Instant::now();
                 for _ in 0..n {
                     black_box(ring.pop().unwrap().unwrap());
                 }
-                timed += start.elapsed();
-                left -= n;
-            }
-            timed
+                start.elapsed()
+            })
         });
     });
 
     group.bench_function("take_ack_1_no_alloc", |b| {
         let mut scratch = Vec::with_capacity(VALUE_LEN);
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                for _ in 0..n {
-                    ring.push(&value).unwrap();
-                }
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
                 let start = Instant::now();
                 for _ in 0..n {
                     let span = ring
@@ -109,22 +113,15 @@ fn ring(c: &mut Criterion) {
                     ring.ack(span).unwrap();
                     black_box(&scratch);
                 }
-                timed += start.elapsed();
-                left -= n;
-            }
-            timed
+                start.elapsed()
+            })
         });
     });
 
     group.bench_function("take_ack_batch_4096", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                for _ in 0..n {
-                    ring.push(&value).unwrap();
-                }
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
                 let start = Instant::now();
                 let mut got = 0u64;
                 while got < n {
@@ -136,10 +133,8 @@ fn ring(c: &mut Criterion) {
                     got += span.end_seq - span.first_seq;
                     ring.ack(span).unwrap();
                 }
-                timed += start.elapsed();
-                left -= n;
-            }
-            timed
+                start.elapsed()
+            })
         });
     });
     group.finish();
