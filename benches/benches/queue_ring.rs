@@ -36,6 +36,32 @@ fn drain(ring: &mut Ring) {
     }
 }
 
+/// A ring in `dir` whose pages were all touched once (a fresh ring pays a page fault per 4 KiB
+/// on first use), empty.
+fn warm_ring(dir: &std::path::Path, value: &[u8]) -> Ring {
+    let mut ring =
+        Ring::create(&dir.join("ring"), CAPACITY_BYTES, SyncMode::OnClose).expect("create ring");
+    for _ in 0..(CAPACITY_BYTES / 2 / 120) {
+        ring.push(value).unwrap();
+    }
+    drain(&mut ring);
+    ring
+}
+
+/// Takes and acknowledges `n` records in batches of up to [`BATCH`], values by reference.
+fn take_ack_in_batches(ring: &mut Ring, n: u64) {
+    let mut got = 0u64;
+    while got < n {
+        let span = ring
+            .take_with(BATCH.min((n - got) as usize), u64::MAX, |seq, v| {
+                black_box((seq, v));
+            })
+            .unwrap();
+        got += span.end_seq - span.first_seq;
+        ring.ack(span).unwrap();
+    }
+}
+
 /// Pushes `n` copies of `value` (untimed: the rounds' other half).
 fn fill(ring: &mut Ring, value: &[u8], n: u64) {
     for _ in 0..n {
@@ -59,13 +85,7 @@ fn in_rounds(iters: u64, mut round: impl FnMut(u64) -> Duration) -> Duration {
 fn ring(c: &mut Criterion) {
     let value = text_value(5, VALUE_LEN);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut ring = Ring::create(&dir.path().join("ring"), CAPACITY_BYTES, SyncMode::OnClose)
-        .expect("create ring");
-    // Touch every page once (a fresh ring pays a page fault per 4 KiB on first use).
-    for _ in 0..(CAPACITY_BYTES / 2 / 120) {
-        ring.push(&value).unwrap();
-    }
-    drain(&mut ring);
+    let mut ring = warm_ring(dir.path(), &value);
 
     let mut group = c.benchmark_group("queue_ring_100B");
     group.throughput(Throughput::Elements(1));
@@ -123,16 +143,7 @@ fn ring(c: &mut Criterion) {
             in_rounds(iters, |n| {
                 fill(&mut ring, &value, n);
                 let start = Instant::now();
-                let mut got = 0u64;
-                while got < n {
-                    let span = ring
-                        .take_with(BATCH.min((n - got) as usize), u64::MAX, |seq, v| {
-                            black_box((seq, v));
-                        })
-                        .unwrap();
-                    got += span.end_seq - span.first_seq;
-                    ring.ack(span).unwrap();
-                }
+                take_ack_in_batches(&mut ring, n);
                 start.elapsed()
             })
         });
