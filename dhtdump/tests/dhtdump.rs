@@ -8,7 +8,7 @@ use common::*;
 use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpReader};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 type Records = BTreeMap<u64, Vec<u8>>;
@@ -274,15 +274,20 @@ fn periodic_cycles_report_removed_channels_and_write_stats() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-/// SIGTERM while dhtdump sleeps (its random initial delay, or the pause before a retry) ends it
-/// within a fraction of a second.
-/// Periodic mode in its initial delay (up to an hour) stops at once on SIGTERM, with status 0.
+/// A node, and a dhtdump config in `dir` that sleeps an hour between cycles and before a retry.
+fn node_and_sleepy_config(dir: &Path) -> (Node, PathBuf) {
+    let node = Node::start(&dir.join("node/data"), &dir.join("node/log"));
+    let config = dir.join("dhtdump.toml");
+    fs::write(&config, "period_s = 3600\nretry_wait_s = 3600\n").unwrap();
+    (node, config)
+}
+
+/// SIGTERM while dhtdump sleeps (here its random initial delay, up to an hour) ends it within a
+/// fraction of a second, with status 0.
 #[test]
 fn sigterm_while_sleeping_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
-    let config = dir.path().join("dhtdump.toml");
-    fs::write(&config, "period_s = 3600\nretry_wait_s = 3600\n").unwrap();
+    let (node, config) = node_and_sleepy_config(dir.path());
 
     // Periodic: in the initial delay (up to an hour).
     let mut dump = Dump::spawn(
@@ -314,9 +319,7 @@ fn sigterm_while_sleeping_exits_promptly() {
 #[test]
 fn a_oneshot_waiting_to_retry_stops_on_sigint_or_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
-    let config = dir.path().join("dhtdump.toml");
-    fs::write(&config, "period_s = 3600\nretry_wait_s = 3600\n").unwrap();
+    let (node, config) = node_and_sleepy_config(dir.path());
     node.client().put("c", 1, b"one").unwrap();
     let dump_data = dir.path().join("dump/data");
     fs::create_dir_all(dump_data.join("c.dump.tmp")).unwrap();
