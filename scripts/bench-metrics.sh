@@ -88,20 +88,13 @@ node_bin() {
 
 # start_node NAME RUN [metrics]: sets <NAME>_pid, <NAME>_port and, with metrics, metrics_addr.
 start_node() {
-    local name="$1" dir="$tmp/$1-$2" port pid
-    port="$(free_port)"
-    mkdir -p "$dir"
-    if [ "${3:-}" = metrics ]; then
-        printf '[metrics]\nlisten = "127.0.0.1:0"\n' > "$dir/config.toml"
-    else
-        : > "$dir/config.toml"
-    fi
-    (cd "$dir" && exec "${server_run[@]}" "$(node_bin "$name")" -c config.toml --listen "127.0.0.1:$port") &
-    pid=$!
-    started_pids+=("$pid")
-    wait_listening "$port" "$pid"
-    printf -v "${name}_pid" '%s' "$pid"
-    printf -v "${name}_port" '%s' "$port"
+    local name="$1" dir="$tmp/$1-$2" config="" bin
+    bin="$(node_bin "$name")"
+    if [ "${3:-}" = metrics ]; then config=$'[metrics]\nlisten = "127.0.0.1:0"'; fi
+    local dhtnode="$bin" # start_dhtnode runs $dhtnode
+    start_dhtnode "$dir" "$config"
+    printf -v "${name}_pid" '%s' "$srv_pid"
+    printf -v "${name}_port" '%s' "$srv_port"
     if [ "${3:-}" = metrics ]; then
         metrics_addr="$(grep -o 'metrics served at http://[^/]*' "$dir/log/root.log" | sed 's|.*http://||')"
         [ -n "$metrics_addr" ] || { echo "no metrics address in $dir/log/root.log" >&2; exit 1; }

@@ -7,31 +7,14 @@
 mod common;
 
 use common::*;
-use dht_persist::dump::format::DumpFileWriter;
 use node_core::protocol::handshake::SERVER_HELLO_LEN;
 use node_core::protocol::RequestCode;
-use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A dump of `count` records of 100 bytes, written with the node's own writer.
-fn write_dump(data_dir: &Path, channel: &str, count: u64) {
-    let path = data_dir.join(format!("{channel}.dump"));
-    let mut writer = DumpFileWriter::new(File::create(path).unwrap(), channel).unwrap();
-    let keys: Vec<u64> = (0..count).collect();
-    for part in keys.chunks(1000) {
-        let mut raw = Vec::new();
-        for key in part {
-            node_core::protocol::batch::append_record(&mut raw, *key, &[b'v'; 100]);
-        }
-        writer.write_chunk(&raw, part.len() as u32).unwrap();
-    }
-    writer.finish().unwrap();
-}
 
 /// Every datagram waiting on `socket`, split into its `KEY=value` lines.
 fn drain(socket: &UnixDatagram, into: &mut Vec<String>) {

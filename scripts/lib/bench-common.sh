@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2154
-# Shared helpers of scripts/bench-vs-redis.sh, scripts/bench-logfiles.sh,
-# scripts/bench-logfiles-scan.sh and scripts/bench-queue.sh. Source it; it defines functions only.
+# Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
+# bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh). Source it; it
+# defines functions only.
 #
 # The functions read these globals of the sourcing script:
 #   rt                  1 = servers and generators run SCHED_FIFO (see bench_sched)
@@ -8,12 +9,23 @@
 #   seconds             length of a timed loadgen run
 #   connections         client connections (50)
 #   value_size          value bytes (100)
-#   loadgen, logfilesnode, queuenode, queue_load   paths of the release binaries
-# and set: server_run / client_run (command prefixes: taskset, chrt), started_pids, keep_tmp,
-# srv_pid / srv_addr / srv_port (the one server a single-server run talks to).
+#   loadgen, dhtnode, logfilesnode, queuenode, queue_load   paths of the release binaries
+#   rows_file           the table's rows (run_row, failed_row)
+# and set: server_run / client_run (command prefixes: taskset, chrt), keep_tmp,
+# srv_pid / srv_addr / srv_port (the server that the last start_* started), failed_rows.
 #
 # Result lines: every runner appends one line "ops_per_s p99_us X Y" to PREFIX.runs;
 # `median PREFIX` and `spread PREFIX` summarise them.
+#
+# Surviving a busy machine (issue 22):
+#   - Ports. Our nodes listen on port 0 (the kernel picks a free port; the address is read from
+#     their root.log), so they cannot collide. Redis and memcached get a port free_port picked;
+#     one that another process takes before the server binds it is retried with another port
+#     (start_on_free_port), and a port only counts once this very process listens on it.
+#   - Failures. A measurement runs as a step (run_step: a subshell with errexit); when it fails,
+#     its reason goes to PREFIX.failed, the processes it started are stopped, and the script
+#     goes on. A row whose measurements have no runs says "FAILED: <reason>" (failed_row), and
+#     the rows already measured stay in the table. The script exits 1 at the end if a row failed.
 
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -28,27 +40,35 @@ positive_numbers() {
 # need_value OPTION ARGC: exits 2 when OPTION has no value after it.
 need_value() { [ "$2" -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }; }
 
+# need_packages COMMAND:PACKAGE...: installs (apt-get, needs root) the Debian package of every
+# COMMAND that is missing.
+need_packages() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    [ "$(id -u)" -eq 0 ] || { echo "need root to apt-get install ${missing[*]}" >&2; exit 1; }
+    log "installing ${missing[*]}"
+    timeout 600 apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # need_redis: installs redis-server, redis-tools and jq with apt-get when missing (needs root),
 # then checks the other tools every script uses and that there are two cores.
 need_redis() {
-    local missing=() tool
-    command -v redis-server >/dev/null || missing+=(redis-server)
-    if ! command -v redis-benchmark >/dev/null || ! command -v redis-cli >/dev/null; then
-        missing+=(redis-tools)
-    fi
-    command -v jq >/dev/null || missing+=(jq)
-    if [ ${#missing[@]} -gt 0 ]; then
-        [ "$(id -u)" -eq 0 ] || { echo "need root to apt-get install ${missing[*]}" >&2; exit 1; }
-        log "installing ${missing[*]}"
-        timeout 600 apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${missing[@]}" \
-            >/dev/null
-    fi
+    need_packages redis-server:redis-server redis-benchmark:redis-tools redis-cli:redis-tools \
+        jq:jq
+    local tool
     for tool in taskset timeout ss awk $([ "$rt" -eq 1 ] && echo chrt); do
         command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
     done
     [ "$(nproc)" -ge 2 ] || { echo "needs at least 2 cores (server on 0, load on 1)" >&2; exit 1; }
 }
+
+# need_memcached: memcached and memcslap (libmemcached-tools), installed when missing.
+need_memcached() { need_packages memcached:memcached memcslap:libmemcached-tools; }
 
 # bench_sched: servers on core 0, generators on core 1; SCHED_FIFO 10 with --rt.
 bench_sched() {
@@ -68,23 +88,56 @@ bench_workdir() {
     keep_tmp=0
     if [ -z "$out" ]; then out="$tmp/results"; keep_tmp=1; fi
     mkdir -p "$out"
-    started_pids=()
+    : > "$tmp/pids"
     srv_pid=""
+    failed_rows=0
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
 }
 
 bench_cleanup() {
-    local pid
-    for pid in "${started_pids[@]}"; do
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    kill_tracked
     if [ "$keep_tmp" -eq 1 ]; then
         find "$tmp" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +
     else
         rm -rf "$tmp"
     fi
+}
+
+# ---- processes -------------------------------------------------------------------------------
+
+# The start time of a process (clock ticks since boot, /proc/PID/stat field 22): with the pid,
+# it names the process, so that a number reused by an unrelated process is never killed.
+proc_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+# alive PID: the process exists and is not a zombie.
+alive() {
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $1}')
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# track_pid PID: remembers a process this run started ($tmp/pids: "PID START" lines), for
+# kill_tracked and the exit trap. Steps run in subshells, so the list is a file.
+track_pid() { echo "$1 $(proc_start "$1")" >> "$tmp/pids"; }
+
+# stop_pid PID: SIGKILL, then waits (30 s at most) until the process is gone, so that its memory
+# is free for the next server; forgets it.
+stop_pid() {
+    local _
+    kill -9 "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    for _ in $(seq 300); do alive "$1" || break; sleep 0.1; done
+    sed -i "/^$1 /d" "$tmp/pids"
+}
+
+# kill_tracked [KEEP...]: stops every tracked process but the pids KEEP that is still the
+# process that was started.
+kill_tracked() {
+    local pid start
+    while read -r pid start; do
+        [[ " $* " != *" $pid "* ]] || continue
+        if [ -n "$start" ] && [ "$(proc_start "$pid")" = "$start" ]; then stop_pid "$pid"; fi
+    done < <(cat "$tmp/pids")
 }
 
 free_port() {
@@ -95,22 +148,187 @@ free_port() {
     done
 }
 
-# wait_listening PORT PID: waits until something listens on 127.0.0.1:PORT (10 s at most, or
-# until PID dies).
-wait_listening() {
-    local _
-    for _ in $(seq 100); do
-        [ -n "$(ss -Htln "( sport = :$1 )")" ] && return 0
-        kill -0 "$2" 2>/dev/null || break
+# listens PORT PID: whether process PID itself listens on TCP port PORT.
+listens() { ss -Htlnp "( sport = :$1 )" | grep -q "pid=$2,"; }
+
+# wait_own_listen PORT PID: waits until process PID listens on PORT (listen_timeout_s, default
+# 30 s); fails if it dies or the time runs out.
+wait_own_listen() {
+    local deadline=$((SECONDS + ${listen_timeout_s:-30}))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        listens "$1" "$2" && return 0
+        alive "$2" || return 1
         sleep 0.1
     done
-    echo "nothing listens on port $1" >&2
     return 1
 }
 
-stop_pid() {
-    kill -9 "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+# last_words FILE...: what a server's logs say about a failure, on one line: their last lines
+# that name an error, else their last lines.
+last_words() {
+    local words
+    words=$(grep -hiE 'error|cannot|fail|denied|in use|refus|invalid' "$@" 2>/dev/null | tail -n 2 || true)
+    [ -n "$words" ] || words=$(tail -q -n 3 "$@" 2>/dev/null || true)
+    printf '%s' "$words" | tr '\n' ' ' | cut -c1-300
+}
+
+# start_on_free_port NAME DIR CMD...: starts CMD on core 0, every "{port}" in its arguments
+# replaced by a port free_port picked, its output in DIR/NAME.console, and waits until this very
+# process listens on 127.0.0.1:PORT. Between free_port's look and the server's bind another
+# process may take the port: the server then exits with "Address already in use" (in its
+# console or in a DIR/*.log it writes), and it is started again on another port, up to
+# port_attempts times (default 5). Sets srv_pid, srv_port, srv_addr; anything else that keeps
+# the server from listening fails the step with its last words.
+start_on_free_port() {
+    local name=$1 dir=$2 attempt port
+    shift 2
+    for attempt in $(seq "${port_attempts:-5}"); do
+        port=$(free_port)
+        rm -f "$dir/$name.console" "$dir"/*.log
+        "${server_run[@]}" "${@//\{port\}/$port}" > "$dir/$name.console" 2>&1 &
+        srv_pid=$!
+        track_pid "$srv_pid"
+        if wait_own_listen "$port" "$srv_pid"; then
+            srv_port=$port
+            srv_addr=127.0.0.1:$port
+            return 0
+        fi
+        stop_pid "$srv_pid"
+        if ! grep -qsi 'address already in use' "$dir/$name.console" "$dir"/*.log; then
+            row_error "$name does not listen on 127.0.0.1:$port: $(last_words "$dir/$name.console" "$dir"/*.log)"
+            return 1
+        fi
+        log "$name: port $port was taken before it could bind it (attempt $attempt), trying another"
+    done
+    row_error "$name: ${port_attempts:-5} ports in a row were taken"
+}
+
+# logged_addr LOG PID: waits (30 s at most) for our node's "listening on ADDR" line in LOG and
+# prints ADDR; fails if PID dies first.
+logged_addr() {
+    local addr deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$1" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
+        [ -n "$addr" ] && { echo "$addr"; return 0; }
+        alive "$2" || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---- steps and rows that survive a failure ----------------------------------------------------
+
+# row_error MESSAGE: the reason the current step fails (the first one given is kept); prints it
+# and returns 1, which ends the step (errexit; functions that may run in a condition, where
+# errexit is off, return after it themselves).
+row_error() {
+    echo "$*" >&2
+    if [ -n "${tmp:-}" ] && [ ! -s "$tmp/step.reason" ]; then
+        printf '%s\n' "$*" > "$tmp/step.reason"
+    fi
+    return 1
+}
+
+# The ERR trap of a step: the command that failed, unless row_error gave a reason. Only the
+# step's own shell writes it (not command substitutions, whose failures may be handled).
+step_trap_err() {
+    [ "$BASHPID" = "$step_shell" ] || return 0
+    [ ! -s "$tmp/step.reason" ] || return 0
+    local what="'${2:0:160}'"
+    case "$1" in
+        124) echo "timed out: $what" ;;
+        137) echo "killed: $what" ;;
+        *) echo "$what exited $1" ;;
+    esac > "$tmp/step.reason"
+}
+
+# run_step PREFIX CMD...: runs CMD in a subshell with errexit and goes on whatever happens.
+# On success step_ok=1, and the variables CMD listed in step_vars (e.g. a server's pid and
+# address) are set here too. On failure step_ok=0, step_reason says why (also appended to
+# PREFIX.failed unless PREFIX is "-"), and the processes CMD started are stopped. An interrupt
+# (status 130) ends the script. Never call it inside a condition (if, while, &&, ||): bash
+# ignores errexit there, even in a subshell.
+run_step() {
+    local prefix=$1 status=0 pids_before
+    shift
+    pids_before=$(cut -d' ' -f1 "$tmp/pids" | tr '\n' ' ')
+    : > "$tmp/step.reason"
+    : > "$tmp/step.vars"
+    set +e
+    (
+        set -eE
+        step_shell=$BASHPID
+        trap 'step_trap_err $? "$BASH_COMMAND"' ERR
+        trap 'exit 130' INT TERM
+        step_vars=()
+        "$@"
+        for var in "${step_vars[@]}"; do printf '%s=%q\n' "$var" "${!var}"; done > "$tmp/step.vars"
+    )
+    status=$?
+    set -e
+    [ "$status" -ne 130 ] || exit 130
+    if [ "$status" -eq 0 ]; then
+        step_ok=1
+        step_reason=""
+        # shellcheck disable=SC1091
+        . "$tmp/step.vars"
+        return 0
+    fi
+    step_ok=0
+    step_reason=$(head -n 1 "$tmp/step.reason")
+    [ -n "$step_reason" ] || step_reason="exit status $status"
+    # shellcheck disable=SC2086
+    kill_tracked $pids_before
+    if [ "$prefix" != - ]; then echo "$step_reason" >> "$prefix.failed"; fi
+    log "FAILED: $step_reason"
+}
+
+# have_runs PREFIX...: whether every PREFIX.runs holds a run; if not, missing_reason says why
+# (the first failure recorded for it).
+have_runs() {
+    local prefix
+    for prefix in "$@"; do
+        [ -s "$prefix.runs" ] && continue
+        missing_reason=$(head -n 1 "$prefix.failed" 2>/dev/null || true)
+        [ -n "$missing_reason" ] || missing_reason="no run of ${prefix##*/}"
+        return 1
+    done
+}
+
+# failed_row DESCRIPTION REASON: a table row saying the row failed and why.
+failed_row() {
+    printf '| %s | FAILED: %s |\n' "$1" "$(printf '%s' "$2" | tr '|\n' '/ ')" >> "$rows_file"
+    failed_rows=$((failed_rows + 1))
+}
+
+# run_row DESCRIPTION PREFIX... -- CMD...: when every PREFIX has runs, CMD (in a step) appends
+# the row to rows_file; otherwise, or if CMD fails, the row says FAILED with the reason.
+run_row() {
+    local desc=$1 prefixes=()
+    shift
+    while [ "$1" != -- ]; do prefixes+=("$1"); shift; done
+    shift
+    if ! have_runs "${prefixes[@]}"; then
+        failed_row "$desc" "$missing_reason"
+        return 0
+    fi
+    run_step - "$@"
+    if [ "$step_ok" -eq 0 ]; then failed_row "$desc" "$step_reason"; fi
+}
+
+# runs_note PREFIX R: " (N of R runs)" when a failure left fewer than R runs in PREFIX.runs.
+runs_note() {
+    local n
+    n=$(wc -l < "$1.runs" 2>/dev/null || echo 0)
+    if [ "$n" -lt "$2" ]; then echo " ($n of $2 runs)"; fi
+}
+
+# finish_rows: the closing word on failed rows; exit status 1 if any.
+finish_rows() {
+    if [ "$failed_rows" -gt 0 ]; then
+        echo "$failed_rows row(s) FAILED (see the table; raw results in $out)" >&2
+        return 1
+    fi
 }
 
 # stop_srv: stops the single server and deletes its data ($tmp/srv; deleting unsynced files
@@ -148,26 +366,45 @@ machine_info() {
 
 # start_redis none|everysec|always: a fresh redis-server on core 0 with its data in $tmp/srv
 # (no RDB snapshots; AOF with that fsync policy unless none, automatic rewrites off); sets
-# srv_pid, srv_port, srv_addr.
+# srv_pid, srv_port, srv_addr. Extra arguments go to redis-server (e.g. --maxclients 10000).
 start_redis() {
     local persistence
     case "$1" in
         none) persistence=(--appendonly no) ;;
         *) persistence=(--appendonly yes --appendfsync "$1" --auto-aof-rewrite-percentage 0) ;;
     esac
-    srv_port="$(free_port)"
+    shift
     rm -rf "$tmp/srv"; mkdir -p "$tmp/srv"
-    "${server_run[@]}" redis-server --port "$srv_port" --bind 127.0.0.1 --save '' \
-        "${persistence[@]}" --enable-debug-command local --dir "$tmp/srv" \
-        --logfile "$tmp/srv/redis.log" --daemonize no &
+    start_on_free_port redis-server "$tmp/srv" redis-server --port '{port}' --bind 127.0.0.1 \
+        --save '' "${persistence[@]}" --enable-debug-command local --dir "$tmp/srv" \
+        --logfile "$tmp/srv/redis.log" --daemonize no "$@"
+}
+
+# start_memcached MEGABYTES: a fresh memcached on core 0 with one worker thread (-t 1), at most
+# MEGABYTES of items, UDP off; sets srv_pid, srv_port, srv_addr.
+start_memcached() {
+    local user=()
+    # memcached refuses to run as root unless told which user to be.
+    if [ "$(id -u)" -eq 0 ]; then user=(-u root); fi
+    rm -rf "$tmp/srv"; mkdir -p "$tmp/srv"
+    start_on_free_port memcached "$tmp/srv" memcached "${user[@]}" -l 127.0.0.1 -p '{port}' \
+        -U 0 -t 1 -m "$1"
+}
+
+# start_dhtnode DIR [CONFIG_TEXT]: a dhtnode on core 0 (config, data and logs in DIR) on a port
+# the kernel picks; sets srv_pid, srv_addr, srv_port.
+start_dhtnode() {
+    rm -rf "$1"; mkdir -p "$1/data" "$1/log"
+    printf '%s\n' "${2:-}" > "$1/node.toml"
+    "${server_run[@]}" "$dhtnode" -c "$1/node.toml" --listen 127.0.0.1:0 --data-dir "$1/data" \
+        --log-dir "$1/log" > "$1/console.log" 2>&1 &
     srv_pid=$!
-    started_pids+=("$srv_pid")
-    srv_addr="127.0.0.1:$srv_port"
-    wait_listening "$srv_port" "$srv_pid" || {
-        echo "redis-server ($1) does not listen on $srv_addr:" >&2
-        tail -5 "$tmp/srv/redis.log" >&2 || true
+    track_pid "$srv_pid"
+    if ! srv_addr=$(logged_addr "$1/log/root.log" "$srv_pid"); then
+        row_error "dhtnode did not start: $(last_words "$1/console.log" "$1/log/root.log")"
         return 1
-    }
+    fi
+    srv_port=${srv_addr##*:}
 }
 
 # start_logfiles none|interval|always DATA_DIR: a logfilesnode on core 0 with that fsync policy
@@ -176,20 +413,11 @@ start_logfiles() {
     mkdir -p "$tmp/srv/log"
     printf '[logfiles]\nfsync = "%s"\n' "$1" > "$tmp/srv/logfilesnode.toml"
     "${server_run[@]}" "$logfilesnode" -c "$tmp/srv/logfilesnode.toml" --listen 127.0.0.1:0 \
-        --data-dir "$2" --log-dir "$tmp/srv/log" &
+        --data-dir "$2" --log-dir "$tmp/srv/log" > "$tmp/srv/console.log" 2>&1 &
     srv_pid=$!
-    started_pids+=("$srv_pid")
-    local _
-    for _ in $(seq 100); do
-        srv_addr="$(sed -n 's/.* listening on \([0-9.]*:[0-9]*\).*/\1/p' \
-            "$tmp/srv/log/root.log" 2>/dev/null | head -1 || true)"
-        [ -n "$srv_addr" ] && return 0
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "logfilesnode (fsync $1) did not start listening:" >&2
-    tail -5 "$tmp/srv/log/root.log" >&2 || true
-    return 1
+    track_pid "$srv_pid"
+    srv_addr=$(logged_addr "$tmp/srv/log/root.log" "$srv_pid") ||
+        row_error "logfilesnode (fsync $1) did not start: $(last_words "$tmp/srv/console.log" "$tmp/srv/log/root.log")"
 }
 
 # start_queuenode COUNT: a queuenode on core 0 (data and logs in $tmp/srv) whose rings hold
@@ -201,37 +429,47 @@ start_queuenode() {
     printf '[queue]\nchannel_size_bytes = %d\n[log]\nstats_interval_s = 3600\n' "$ring_bytes" \
         > "$tmp/srv/node.toml"
     (cd "$tmp/srv" && exec "${server_run[@]}" "$queuenode" -c node.toml --listen 127.0.0.1:0 \
-        >/dev/null 2>&1) &
+        >console.log 2>&1) &
     srv_pid=$!
-    started_pids+=("$srv_pid")
-    local _
-    for _ in $(seq 200); do
-        srv_addr=$(grep -o 'listening on [0-9.:]*' "$tmp/srv/log/root.log" 2>/dev/null \
-            | awk '{print $3}' | head -1 || true)
-        [ -n "$srv_addr" ] && return 0
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "queuenode did not start" >&2
-    return 1
+    track_pid "$srv_pid"
+    srv_addr=$(logged_addr "$tmp/srv/log/root.log" "$srv_pid") ||
+        row_error "queuenode did not start: $(last_words "$tmp/srv/console.log" "$tmp/srv/log/root.log")"
 }
 
 # ---- runners ---------------------------------------------------------------------------------
 
-# run_put PREFIX KIND P: one `loadgen --kind KIND` Put run (keys sequential from 0) of $seconds
-# against srv_addr; appends "ops_per_s p99_us generator_cpu_share server_cpu_share".
-run_put() {
-    local file="$1" kind="$2" p="$3" status=0
-    timeout $((seconds * 4 + 120)) "${client_run[@]}" "$loadgen" --kind "$kind" \
-        --addr "$srv_addr" -c "$connections" -P "$p" -d "$value_size" --keys sequential \
-        --ops put --warmup-s 0.5 --duration-s "$seconds" --server-pid "$srv_pid" \
-        --json "$file.json" > "$file.txt" 2>&1 || status=$?
+# loadgen_run PREFIX KIND ADDR PID OPS P KEYS [CONNS [VALUE [LOADGEN_OPTION...]]]: one timed
+# `loadgen` run of $seconds (after 0.5 s of warm-up) from core 1, CONNS connections (default
+# $connections) of pipeline depth P, VALUE-byte values (default $value_size); appends
+# "ops_per_s p99_us generator_cpu_share server_cpu_share" to PREFIX.runs.
+loadgen_run() {
+    local file=$1 kind=$2 addr=$3 pid=$4 ops=$5 p=$6 keys=$7 conns=${8:-$connections}
+    local value=${9:-$value_size} status=0
+    shift $(($# < 9 ? $# : 9))
+    timeout $((seconds * 4 + 120)) "${client_run[@]}" "$loadgen" --kind "$kind" --addr "$addr" \
+        -c "$conns" -P "$p" -d "$value" --keys "$keys" --ops "$ops" --warmup-s 0.5 \
+        --duration-s "$seconds" --server-pid "$pid" --json "$file.json" "$@" > "$file.txt" 2>&1 ||
+        status=$?
     if [ "$status" -ne 0 ]; then
-        echo "loadgen --kind $kind failed ($status):" >&2; cat "$file.txt" >&2; return 1
+        cat "$file.txt" >&2
+        row_error "loadgen --kind $kind --ops $ops -P $p -c $conns: exit $status: $(grep -v '^ ' "$file.txt" | tail -n 1)"
     fi
     jq -r '"\(.ops_per_s|round) \(.latency_us.p99|round) \(.loadgen_cpu.utilisation*100|round/100) \(.server.utilisation*100|round/100)"' \
         "$file.json" >> "$file.runs"
 }
+
+# loadgen_prefill FILE KIND ADDR N [VALUE]: puts keys 0..N-1 (VALUE bytes, default $value_size)
+# into a server with `loadgen --prefill` from core 1, its report in FILE.
+loadgen_prefill() {
+    local limit_s=$(( $4 / 20000 + 900 ))
+    timeout "$limit_s" "${client_run[@]}" "$loadgen" --kind "$2" --addr "$3" -c "$connections" \
+        -d "${5:-$value_size}" --prefill "$4" --count 0 --timeout-s "$limit_s" > "$1" 2>&1 ||
+        row_error "prefill of $2 with $4 records failed: $(tail -n 1 "$1")"
+}
+
+# run_put PREFIX KIND P: one `loadgen --kind KIND` Put run (keys sequential from 0) of $seconds
+# against srv_addr; appends "ops_per_s p99_us generator_cpu_share server_cpu_share".
+run_put() { loadgen_run "$1" "$2" "$srv_addr" "$srv_pid" put "$3" sequential; }
 
 # redis_list_test TEST PREFIX COUNT: one `redis-benchmark -t TEST -P 16` run of COUNT requests
 # against srv_addr; appends "ops_per_s p99_us server_cpu_us_per_op".

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tests of the deployment: the systemd units (systemd-analyze verify), scripts/install.sh (into a
+# Tests of the deployment: the benchmark scripts' options and their busy-machine helpers (no
+# benchmark runs), the systemd units (systemd-analyze verify), scripts/install.sh (into a
 # temporary prefix, twice: the second run must change nothing; then the tree it made, and every
 # daemon started from it as its unit would), the logrotate files (a forced rotation on a copy),
 # and scripts/cluster.sh end to end (3 dht nodes with their dhtdumps, 2 logfiles and 2 queue nodes
@@ -145,6 +146,114 @@ snapshot() {
         find . -type f -print0 | sort -z | xargs -0 md5sum
     )
 }
+
+# =============================================================================================
+step "bench scripts: options, a taken port retried, failed rows kept"
+# No benchmark runs here: the comparison scripts' option checks and --dry-run plans, and the
+# helpers of scripts/lib/bench-common.sh that keep a comparison going on a busy machine.
+# expect_exit CODE TEXT COMMAND...: the command exits CODE and says TEXT.
+expect_exit() {
+    local code=$1 text=$2 out rc=0
+    shift 2
+    out=$("$@" 2>&1) || rc=$?
+    [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, not $code: $out"
+    grep -qF -- "$text" <<<"$out" || fail "'$*' does not say '$text': $out"
+}
+VS=$REPO/scripts/bench-vs-redis.sh
+SCALING=$REPO/scripts/bench-scaling.sh
+expect_exit 2 "--only: unknown part 'nope'" "$VS" --only dht,nope
+expect_exit 2 "not a positive number: '0'" "$VS" --seconds 0
+expect_exit 2 "--records needs a value" "$VS" --records
+expect_exit 2 "unknown option --bogus" "$VS" --bogus
+plan=$("$VS" --dry-run --only dht --repeat 3) || fail "bench-vs-redis.sh --dry-run: $plan"
+[ "$(grep -c '^dht .* vs memcached' <<<"$plan")" -eq 6 ] && [ "$(grep -c '^dht .* vs Redis' <<<"$plan")" -eq 5 ] &&
+    ! grep -q '^queue\|^logfiles' <<<"$plan" || fail "bench-vs-redis.sh --only dht plans: $plan"
+plan=$("$VS" --dry-run --no-memcached) || fail "bench-vs-redis.sh --dry-run --no-memcached: $plan"
+! grep -q memcached <<<"$plan" && grep -q '^queue' <<<"$plan" || fail "--no-memcached plans: $plan"
+expect_exit 2 "--connections: not a positive number: 'x'" "$SCALING" --connections 10,x --dry-run
+expect_exit 2 "--axes: unknown 'foo'" "$SCALING" --axes records,foo --dry-run
+expect_exit 2 "--records: 2000000000 is above 1000000000" "$SCALING" --records 2000000000 --dry-run
+expect_exit 2 "--ops: unknown 'del'" "$SCALING" --ops get,del --dry-run
+expect_exit 2 "--replot needs --out DIR" "$SCALING" --replot
+plan=$("$SCALING" --dry-run --quick --pipeline 1,16) || fail "bench-scaling.sh --dry-run --quick: $plan"
+grep -q '^connections: 10 50 500 (' <<<"$plan" && grep -q '^records 100000 (' <<<"$plan" &&
+    grep -q 'pipeline: 1 16;' <<<"$plan" || fail "bench-scaling.sh --quick --pipeline 1,16 plans: $plan"
+# A point larger than the machine is refused before it starts (900M records need ~200 GiB).
+plan=$("$SCALING" --dry-run --axes records --records 900000000) || fail "bench-scaling.sh --dry-run: $plan"
+grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-record point fits? $plan"
+(
+    # shellcheck source=scripts/lib/bench-common.sh
+    . "$REPO/scripts/lib/bench-common.sh"
+    tmp=$TMP/bench
+    mkdir -p "$tmp"
+    : >"$tmp/pids"
+    trap 'kill_tracked' EXIT
+    server_run=()
+    failed_rows=0
+    out=$tmp
+    rows_file=$tmp/rows.md
+    : >"$rows_file"
+    dhtnode=$BIN_DIR/dhtnode
+    # A port another process holds (a dhtnode on a port the kernel chose); free_port hands it out
+    # once, as if that process had bound it between free_port's look and the server's bind.
+    start_dhtnode "$tmp/holder" 2>"$tmp/holder.err" || fail "dhtnode: $(cat "$tmp/holder.err")"
+    taken=$srv_port
+    holder=$srv_pid
+    eval "real_free_port() $(declare -f free_port | tail -n +2)"
+    free_port() {
+        if [ -e "$tmp/handed" ]; then real_free_port; else touch "$tmp/handed" && echo "$taken"; fi
+    }
+    mkdir -p "$tmp/retry"
+    start_on_free_port dhtnode "$tmp/retry" "$dhtnode" --listen '127.0.0.1:{port}' \
+        --data-dir "$tmp/retry/data" --log-dir "$tmp/retry/log" 2>"$tmp/retry.err" ||
+        fail "start_on_free_port gave up on a taken port: $(cat "$tmp/retry.err")"
+    [ -e "$tmp/handed" ] || fail "start_on_free_port did not ask free_port"
+    [ "$srv_port" != "$taken" ] || fail "start_on_free_port reports the server on the port another process holds"
+    listens "$srv_port" "$srv_pid" || fail "the server started by start_on_free_port does not listen on $srv_port"
+    grep -q "port $taken was taken" "$tmp/retry.err" || fail "no retry logged: $(cat "$tmp/retry.err")"
+    alive "$holder" || fail "the process holding the port died"
+    retry_pid=$srv_pid
+    # A server that fails for another reason is not retried, and says why.
+    mkdir -p "$tmp/bad"
+    : >"$tmp/step.reason"
+    ! start_on_free_port dhtnode "$tmp/bad" "$dhtnode" --no-such-option '{port}' 2>"$tmp/bad.err" ||
+        fail "a server that cannot start was reported listening"
+    ! grep -q "was taken" "$tmp/bad.err" && grep -q '^dhtnode does not listen on .*no-such-option' "$tmp/step.reason" ||
+        fail "the failure of a server that cannot start: $(cat "$tmp/bad.err")"
+    # Rows: a failed measurement stops what it started (and nothing started before it) and leaves
+    # its row FAILED with the reason; the rows before and after it stay.
+    good_row() { echo "| $1 | 1 |" >>"$rows_file"; }
+    doomed() {
+        stop_pid "$retry_pid"
+        start_dhtnode "$tmp/doomed"
+        echo "$srv_pid" >"$tmp/doomed.pid"
+        row_error "the generator timed out"
+        echo "not reached" >"$tmp/doomed.after"
+    }
+    unexpected() {
+        local x=1
+        false
+        echo "not reached $x" >"$tmp/unexpected.after"
+    }
+    echo "1 2 3 4" >"$tmp/m1.runs"
+    run_row "row one" "$tmp/m1" -- good_row "row one"
+    run_step "$tmp/m2" doomed 2>/dev/null
+    [ "$step_ok" -eq 0 ] && [ "$step_reason" = "the generator timed out" ] || fail "run_step of a failing step: ok $step_ok, reason '$step_reason'"
+    [ ! -e "$tmp/doomed.after" ] || fail "a step went on after its error"
+    ! alive "$(cat "$tmp/doomed.pid")" || fail "the server of a failed step is still running"
+    alive "$holder" || fail "a failed step stopped a process started before it"
+    run_row "row two" "$tmp/m2" -- good_row "row two"
+    run_step - unexpected 2>/dev/null
+    [ "$step_ok" -eq 0 ] && [ "$step_reason" = "'false' exited 1" ] && [ ! -e "$tmp/unexpected.after" ] ||
+        fail "an unexpected failure in a step: ok $step_ok, reason '$step_reason'"
+    echo "5 6 7 8" >"$tmp/m3.runs"
+    run_row "row three" "$tmp/m3" -- good_row "row three"
+    expected=$'| row one | 1 |\n| row two | FAILED: the generator timed out |\n| row three | 1 |'
+    [ "$(cat "$rows_file")" = "$expected" ] || fail "the rows after a failure: $(cat "$rows_file")"
+    [ "$failed_rows" -eq 1 ] || fail "failed_rows is $failed_rows, not 1"
+    ! finish_rows 2>"$tmp/finish.err" || fail "finish_rows succeeds with a failed row"
+)
+echo "   options checked, a taken port retried, a failed row kept among the others"
 
 UNITS=(dhtnode dhtdump logfilesnode queuenode)
 declare -A UNIT_DIR=(

@@ -179,6 +179,19 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// A numeric field of /proc/<pid>/status: `Threads`, or a size in KiB (`VmRSS`, `RssAnon`).
+/// Fails the test when it cannot be read: a bound that is not measured must not pass.
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} line in {path}:\n{status}"))
+}
+
 /// A raw protocol connection.
 /// What a streaming request produced: its items (code, body), then its final status and body.
 pub type StreamEnd = (Vec<(u8, Vec<u8>)>, Status, Vec<u8>);

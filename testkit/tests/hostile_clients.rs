@@ -164,16 +164,8 @@ impl Kind {
 /// The resident memory of process `pid`; a /proc that cannot say fails the test (the memory
 /// checks would check nothing).
 fn rss_kib(pid: u32) -> u64 {
-    let path = format!("/proc/{pid}/status");
-    let status =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
-    let rss = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {path}:\n{status}"));
-    assert!(rss > 0, "{path}: VmRSS 0 for a running node");
+    let rss = testkit::proc_status(pid, "VmRSS");
+    assert!(rss > 0, "VmRSS 0 for a running node (pid {pid})");
     rss
 }
 

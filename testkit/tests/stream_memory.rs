@@ -121,21 +121,8 @@ impl Attack for Kind {
     }
 }
 
-/// A field of /proc/<pid>/status in KiB (`VmRSS`, `RssAnon`). Fails the test when it cannot
-/// be read: a memory bound that is not measured must not pass.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} line in {path}"))
-}
-
 fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "RssAnon")
+    testkit::proc_status(pid, "RssAnon")
 }
 
 /// Opens a connection, pipelines `STREAMS_PER_CONNECTION` stream requests with a large credit
@@ -217,7 +204,7 @@ fn attack(kind: Kind, config: &str) -> u64 {
     eprintln!(
         "{kind:?}: RssAnon {before} KiB before, {after} KiB with {CONNECTIONS} connections that \
          never read: {per_connection_kib} KiB per connection (VmRSS {} KiB)",
-        status_kib(pid, "VmRSS")
+        testkit::proc_status(pid, "VmRSS")
     );
     drop(stalled);
     // The node still serves.

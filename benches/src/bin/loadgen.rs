@@ -18,14 +18,22 @@
 //! frames. `logfiles` sends logfiles Puts (the same body layout: channel, key, value; puts only).
 //! `redis` speaks RESP (SET/GET on `key:%012d`, the keys `redis-benchmark -r` uses) so the same
 //! generator can cross-check `redis-benchmark`; `redis-xadd` appends to one Redis stream
-//! (`XADD bench * key:%012d <value>`), the Redis counterpart of a logfiles Put.
+//! (`XADD bench * key:%012d <value>`), the Redis counterpart of a logfiles Put. `memcached`
+//! speaks memcached's text protocol (`set`/`get` on the same keys and values; `loadgen/memcached.rs`),
+//! the second peer of the dht node.
 //!
 //!     loadgen --addr 127.0.0.1:10000 -c 50 -P 16 -d 100 --keys uniform:1000000 --ops get \
 //!             --prefill 1000000 --duration-s 10 --json out.json
 
+#[path = "loadgen/memcached.rs"]
+mod memcached;
+#[path = "loadgen/text.rs"]
+mod text;
+
 use benches::sys::{self, CpuTimes};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use memcached::MemcachedCodec;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
@@ -39,6 +47,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use text::{bench_value, find_crlf, KeyTemplates};
 
 /// Requests in flight per connection are tracked in slots; the slot is the low bits of the
 /// request id, so a reply finds its send time without a map.
@@ -53,7 +62,7 @@ const INPUT_BUFFER_BYTES: usize = 64 * 1024;
 #[derive(Parser, Debug)]
 #[command(
     name = "loadgen",
-    about = "Load generator for the swarm nodes (and Redis, for cross-checks)"
+    about = "Load generator for the swarm nodes (and Redis and memcached, their peers)"
 )]
 struct Args {
     /// Node kind to drive.
@@ -117,6 +126,10 @@ struct Args {
     /// A label copied into the JSON.
     #[arg(long)]
     label: Option<String>,
+    /// memcached: send each batch of P gets as one multi-get (`get k1 … kP`), memcached's batch
+    /// read, instead of P single-key gets back to back. Needs --kind memcached and --ops get.
+    #[arg(long)]
+    multiget: bool,
     /// Busy-poll (epoll with a zero timeout) instead of sleeping until replies come: saves the
     /// wake-ups, costs a whole core.
     #[arg(long)]
@@ -136,6 +149,8 @@ enum Kind {
     Logfiles,
     /// Redis streams: XADD to one stream, to compare with logfiles Puts. Writes only.
     RedisXadd,
+    /// memcached (text protocol set/get on the Redis keys), the second peer of the dht node.
+    Memcached,
     /// The queue node: not built yet.
     Queue,
 }
@@ -455,6 +470,9 @@ enum Outcome {
     Miss,
     /// Any other status; the code is the wire status (0 for RESP errors).
     Error(u8),
+    /// The end of a memcached multi-get: every request of the batch still unanswered (a key
+    /// that sent no VALUE) was a miss.
+    EndOfBatch,
 }
 
 struct Decoded {
@@ -468,10 +486,14 @@ struct Decoded {
 }
 
 trait Codec: Sync {
-    /// Opens a connection: the handshake, on a blocking socket.
-    fn handshake(&self, stream: &mut std::net::TcpStream) -> Result<(), String>;
+    /// Opens a connection: the handshake, on a blocking socket (the peers' protocols have none).
+    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
+        Ok(())
+    }
     /// Appends one request to `out`.
     fn encode(&self, op: Op, key: u64, id: u64, out: &mut Vec<u8>);
+    /// Closes what `encode` left open in `out` (a multi-get's line); called after every batch.
+    fn end_batch(&self, _out: &mut Vec<u8>) {}
     /// Decodes the reply at the start of `buf`, if it is complete.
     fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String>;
     /// Largest reply to expect (sizes the input buffers).
@@ -496,7 +518,7 @@ impl SwarmCodec {
         if !node_core::protocol::dht::valid_channel_name(channel) {
             return Err(format!("bad channel name {channel:?}"));
         }
-        let value: Vec<u8> = (0..value_size).map(|i| b'a' + (i % 26) as u8).collect();
+        let value = bench_value(value_size).into_bytes();
         let mut body = Vec::new();
         PutRequest {
             channel,
@@ -579,64 +601,32 @@ impl Codec for SwarmCodec {
 
 /// RESP (Redis): `SET key:%012d <value>` and `GET key:%012d`, the keys of `redis-benchmark -r`.
 struct RespCodec {
-    set: Vec<u8>,
-    get: Vec<u8>,
-    /// Offset of the 12 key digits in each template.
-    set_key_at: usize,
-    get_key_at: usize,
+    requests: KeyTemplates,
     value_size: usize,
 }
 
 impl RespCodec {
     fn new(value_size: usize, xadd: bool) -> RespCodec {
-        let value: String = (0..value_size)
-            .map(|i| (b'a' + (i % 26) as u8) as char)
-            .collect();
         let set_head = if xadd {
-            "*5\r\n$4\r\nXADD\r\n$5\r\nbench\r\n$1\r\n*\r\n$16\r\nkey:"
+            "*5\r\n$4\r\nXADD\r\n$5\r\nbench\r\n$1\r\n*\r\n$16\r\n"
         } else {
-            "*3\r\n$3\r\nSET\r\n$16\r\nkey:"
+            "*3\r\n$3\r\nSET\r\n$16\r\n"
         };
-        let get_head = "*2\r\n$3\r\nGET\r\n$16\r\nkey:";
-        let set = format!("{set_head}000000000000\r\n${value_size}\r\n{value}\r\n").into_bytes();
-        let get = format!("{get_head}000000000000\r\n").into_bytes();
+        let set_tail = format!("\r\n${value_size}\r\n{}\r\n", bench_value(value_size));
         RespCodec {
-            set,
-            get,
-            set_key_at: set_head.len(),
-            get_key_at: get_head.len(),
+            requests: KeyTemplates::new(
+                (set_head, &set_tail),
+                ("*2\r\n$3\r\nGET\r\n$16\r\n", "\r\n"),
+            ),
             value_size,
         }
     }
 }
 
-/// Position of the first `\r\n` at or after `from`.
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|p| from + p)
-}
-
 impl Codec for RespCodec {
-    fn handshake(&self, _stream: &mut std::net::TcpStream) -> Result<(), String> {
-        Ok(())
-    }
-
     #[inline]
     fn encode(&self, op: Op, key: u64, _id: u64, out: &mut Vec<u8>) {
-        let (template, key_at) = match op {
-            Op::Put => (&self.set, self.set_key_at),
-            Op::Get => (&self.get, self.get_key_at),
-        };
-        let start = out.len();
-        out.extend_from_slice(template);
-        let digits = &mut out[start + key_at..start + key_at + 12];
-        let mut k = key % 1_000_000_000_000;
-        for digit in digits.iter_mut().rev() {
-            *digit = b'0' + (k % 10) as u8;
-            k /= 10;
-        }
+        self.requests.encode(op, key, out);
     }
 
     fn decode(&self, buf: &[u8]) -> Result<Option<Decoded>, String> {
@@ -871,6 +861,7 @@ impl Issuer<'_> {
             }
             conn.outstanding += 1;
         }
+        self.codec.end_batch(&mut conn.output);
         conn.flush()
     }
 }
@@ -1003,41 +994,21 @@ fn read_replies(
         conn.input_end += n;
         let now = clock.now_ns();
         while let Some(reply) = codec.decode(&conn.input[conn.input_start..conn.input_end])? {
-            let slot = match reply.id {
-                Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
-                None => conn.order.pop_front().ok_or("a reply to no request")?,
-            };
-            let sent = conn
-                .sent_at
-                .get(slot as usize)
-                .copied()
-                .unwrap_or(SLOT_FREE);
-            if sent == SLOT_FREE {
-                return Err(format!("a reply to unknown request id {:?}", reply.id));
-            }
-            conn.sent_at[slot as usize] = SLOT_FREE;
-            conn.free.push(slot);
-            conn.outstanding -= 1;
             match reply.outcome {
-                Outcome::Hit => result.ok += 1,
-                Outcome::Miss => result.not_found += 1,
-                Outcome::Error(code) => {
-                    result.errors += 1;
-                    if result.first_error.is_none() {
-                        let at = conn.input_start;
-                        let message = String::from_utf8_lossy(
-                            &conn.input[at + reply.body.start..at + reply.body.end],
-                        );
-                        result.first_error = Some(format!("status {code}: {message}"));
+                Outcome::EndOfBatch => {
+                    while let Some(slot) = conn.order.pop_front() {
+                        finish_request(conn, slot, None, now, result)?;
+                        result.not_found += 1;
                     }
                 }
-            }
-            if sent >= result.record_from_ns {
-                result
-                    .histogram
-                    .saturating_record(now.saturating_sub(sent).max(1));
-                result.recorded += 1;
-                result.last_reply_ns = now;
+                outcome => {
+                    let slot = match reply.id {
+                        Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
+                        None => conn.order.pop_front().ok_or("a reply to no request")?,
+                    };
+                    finish_request(conn, slot, reply.id, now, result)?;
+                    count_outcome(outcome, &conn.input[conn.input_start..], &reply, result);
+                }
             }
             conn.input_start += reply.len;
         }
@@ -1049,6 +1020,54 @@ fn read_replies(
             // Drained: with edge-triggered readiness, more data raises a new event.
             return Ok(());
         }
+    }
+}
+
+/// Frees the slot of a request whose reply came at `now`, and records its latency if it was
+/// sent in the measured window.
+#[inline]
+fn finish_request(
+    conn: &mut Conn,
+    slot: u32,
+    id: Option<u64>,
+    now: u64,
+    result: &mut PhaseResult,
+) -> Result<(), String> {
+    let sent = conn
+        .sent_at
+        .get(slot as usize)
+        .copied()
+        .unwrap_or(SLOT_FREE);
+    if sent == SLOT_FREE {
+        return Err(format!("a reply to unknown request id {id:?}"));
+    }
+    conn.sent_at[slot as usize] = SLOT_FREE;
+    conn.free.push(slot);
+    conn.outstanding -= 1;
+    if sent >= result.record_from_ns {
+        result
+            .histogram
+            .saturating_record(now.saturating_sub(sent).max(1));
+        result.recorded += 1;
+        result.last_reply_ns = now;
+    }
+    Ok(())
+}
+
+/// Counts one reply's outcome; `input` starts at the reply (for an error's message).
+#[inline]
+fn count_outcome(outcome: Outcome, input: &[u8], reply: &Decoded, result: &mut PhaseResult) {
+    match outcome {
+        Outcome::Hit => result.ok += 1,
+        Outcome::Miss => result.not_found += 1,
+        Outcome::Error(code) => {
+            result.errors += 1;
+            if result.first_error.is_none() {
+                let message = String::from_utf8_lossy(&input[reply.body.clone()]);
+                result.first_error = Some(format!("status {code}: {message}"));
+            }
+        }
+        Outcome::EndOfBatch => {}
     }
 }
 
@@ -1190,6 +1209,13 @@ fn check_args(args: &Args) -> Result<(), String> {
     if args.value_size == 0 {
         return Err("--value-size must be at least 1 (empty values are refused)".into());
     }
+    if args.multiget
+        && (args.kind != Kind::Memcached
+            || args.ops != OpMix::Only(Op::Get)
+            || args.pipeline_mode != Mode::Batch)
+    {
+        return Err("--multiget needs --kind memcached, --ops get and batch pipelining".into());
+    }
     Ok(())
 }
 
@@ -1211,6 +1237,7 @@ fn codec_for(args: &Args) -> Result<Box<dyn Codec>, String> {
         )?),
         Kind::Redis => Box::new(RespCodec::new(args.value_size, false)),
         Kind::RedisXadd => Box::new(RespCodec::new(args.value_size, true)),
+        Kind::Memcached => Box::new(MemcachedCodec::new(args.value_size, args.multiget)),
         Kind::Queue => {
             return Err(format!(
                 "--kind {}: that node is not built yet (no request codes in docs/protocol.md)",
@@ -1433,6 +1460,7 @@ fn add_to_report(
             "connections": args.connections,
             "pipeline": args.pipeline,
             "pipeline_mode": format!("{:?}", args.pipeline_mode).to_lowercase(),
+            "multiget": args.multiget,
             "value_size": args.value_size,
             "keys": args.keys.to_string(),
             "threads": args.threads,

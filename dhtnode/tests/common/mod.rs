@@ -33,3 +33,19 @@ pub fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
     .encode(&mut body);
     body
 }
+
+/// A dump of `count` records of 100 bytes, written with the node's own writer.
+pub fn write_dump(data_dir: &std::path::Path, channel: &str, count: u64) {
+    let path = data_dir.join(format!("{channel}.dump"));
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = dht_persist::dump::format::DumpFileWriter::new(file, channel).unwrap();
+    let keys: Vec<u64> = (0..count).collect();
+    for part in keys.chunks(1000) {
+        let mut raw = Vec::new();
+        for key in part {
+            node_core::protocol::batch::append_record(&mut raw, *key, &[b'v'; 100]);
+        }
+        writer.write_chunk(&raw, part.len() as u32).unwrap();
+    }
+    writer.finish().unwrap();
+}

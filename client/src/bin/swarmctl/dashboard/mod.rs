@@ -94,12 +94,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
                 std::process::exit(i32::from(FAILURE));
             }
         })?;
-    let hosts = addr
-        .ip()
-        .to_canonical()
-        .is_loopback()
-        .then(|| http::Site::loopback_hosts(addr));
-    http::serve(listener, http::Site { board, hosts })?;
+    http::serve(listener, board)?;
     Ok(())
 }
 
