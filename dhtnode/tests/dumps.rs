@@ -375,6 +375,20 @@ enum Moment {
     InTheDump,
 }
 
+/// Waits for the `moment` to kill a node started at `started`, whose dump writes `tmp` first.
+fn wait_for(moment: Moment, rng: &mut testkit::XorShift, started: std::time::Instant, tmp: &Path) {
+    match moment {
+        Moment::AroundTheDump => {
+            let at = std::time::Duration::from_millis(900 + rng.below(600));
+            std::thread::sleep(at.saturating_sub(started.elapsed()));
+        }
+        Moment::InTheDump => {
+            wait_until("the dump's temporary file", || tmp.exists());
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
+        }
+    }
+}
+
 /// One round: start with `dump_period_s = 1`, add `ROUND_RECORDS` records, kill -9 at the
 /// moment chosen, and check the restart (see the test). Returns whether the kill left the dump's
 /// temporary file behind, i.e. landed in the middle of a dump.
@@ -394,16 +408,7 @@ fn kill_round(
     let first = (round + 1) * 1_000_000;
     let added = put_big(&mut conn, first..first + ROUND_RECORDS);
     drop(conn);
-    match moment {
-        Moment::AroundTheDump => {
-            let at = std::time::Duration::from_millis(900 + rng.below(600));
-            std::thread::sleep(at.saturating_sub(started.elapsed()));
-        }
-        Moment::InTheDump => {
-            wait_until("the dump's temporary file", || tmp.exists());
-            std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
-        }
-    }
+    wait_for(moment, rng, started, &tmp);
     let mut node = node;
     node.signal("KILL");
     assert_eq!(
