@@ -103,6 +103,22 @@ fn start(dir: &Path) -> Node {
     Node::start_in(common::BIN, dir, &["-c", "node.toml"])
 }
 
+/// root.log has the failed dump as an ERROR naming the cause and saying what is kept.
+fn assert_failed_dump_logged(log: &str) {
+    let failure = log
+        .lines()
+        .find(|line| line.contains("dump of channel full FAILED"))
+        .unwrap_or_else(|| panic!("no failed-dump line in root.log:\n{log}"));
+    assert!(
+        failure.contains("ERROR") && failure.contains("No space left"),
+        "the line is an error naming the cause: {failure}"
+    );
+    assert!(
+        failure.contains("previous dump kept"),
+        "the line says what is kept: {failure}"
+    );
+}
+
 #[test]
 fn a_periodic_dump_that_does_not_fit_keeps_the_previous_one_and_the_node_serving() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -137,19 +153,7 @@ fn a_periodic_dump_that_does_not_fit_keeps_the_previous_one_and_the_node_serving
     wait_until("a failed dump in GetStats", || {
         stat(&get_stats(&mut conn), "dump_failures").unwrap_or(0) >= 1
     });
-    let log = node.root_log();
-    let failure = log
-        .lines()
-        .find(|line| line.contains("dump of channel full FAILED"))
-        .unwrap_or_else(|| panic!("no failed-dump line in root.log:\n{log}"));
-    assert!(
-        failure.contains("ERROR") && failure.contains("No space left"),
-        "the line is an error naming the cause: {failure}"
-    );
-    assert!(
-        failure.contains("previous dump kept"),
-        "the line says what is kept: {failure}"
-    );
+    assert_failed_dump_logged(&node.root_log());
 
     // The previous dump and its backup are intact and loadable.
     assert_dump_holds(&dump, &first);
