@@ -511,3 +511,60 @@ fn make_request(
     };
     (command, ticket)
 }
+
+/// Refuses a client name the handshake could not carry, before any connection is made.
+fn check_options(options: &ClientOptions) -> Result<(), ClientError> {
+    if let Some((name, _)) = &options.credentials {
+        auth::check_name(name.as_bytes())
+            .map_err(|e| ClientError::Setup(format!("client name '{name}': {e}")))?;
+    }
+    Ok(())
+}
+
+/// Opens every node's connection in parallel (so a dead node costs one connect timeout, not
+/// one per node); the outcome per node, in node order.
+fn open_all(
+    nodes: &[SocketAddr],
+    wanted: Option<NodeKind>,
+    options: &ClientOptions,
+) -> Vec<Result<Opened, ClientError>> {
+    let results: Vec<Result<Opened, ClientError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|&node| scope.spawn(move || handshake::open(node, wanted, options)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(nodes)
+            .map(|(handle, &node)| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(ClientError::Setup(format!(
+                        "node {node}: connect thread panicked"
+                    )))
+                })
+            })
+            .collect()
+    });
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_and_handles_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Client>();
+        send_sync::<Arc<Client>>();
+        send::<Pending>();
+        send::<Stream>();
+    }
+
+    #[test]
+    fn connect_needs_nodes() {
+        let error = Client::connect(&[], None, ClientOptions::default()).expect_err("no nodes");
+        assert!(matches!(error, ClientError::NoNodes));
+    }
+}

@@ -57,7 +57,8 @@ fn added_and_revoked_on(kind: Kind) {
         Err(err) => panic!("{kind:?}: carol refused after the reload: {err}"),
     };
     assert!(serves(&mut carol_conn));
-    let refused = open_authenticated(node.addr, "app", &creds.app).expect_err("app removed");
+    let refused = open_authenticated(node.addr, "app", &creds.app).err();
+    let refused = refused.expect("app removed: refused");
     assert!(refused.contains("AuthFailed"), "{refused}");
     assert!(closed_by_node(&mut app), "{kind:?}: app's open connection closed");
     assert!(serves(&mut ops), "{kind:?}: ops, still listed, keeps its connection");

@@ -16,14 +16,10 @@ use crate::dht::{
     found, key_body, DhtClient, GetAllOptions, ListenEvent, QuickRoute, UpdateDecision,
 };
 use crate::error::ClientError;
-use crate::options::ClientOptions;
 use crate::partial::Partial;
 use crate::reply::Reply;
-use crate::topology::Topology;
 use node_core::protocol::dht::{self as wire, SizeInfo};
 use node_core::protocol::{RequestCode, Status};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 /// A connected dht cluster, for tokio. Clone it freely: clones share the connections.

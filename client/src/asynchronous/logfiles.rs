@@ -11,12 +11,8 @@ use super::transport::Transport;
 use crate::error::ClientError;
 use crate::failover::{judge_write, WriteStep};
 use crate::logfiles::{node_unavailable, put_stored, DiskSize, LogClient, ValueFilter};
-use crate::options::ClientOptions;
 use crate::partial::Partial;
-use crate::topology::Topology;
 use node_core::protocol::logfiles as wire;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 /// A connected logfiles cluster, for tokio. Clone it freely: clones share the connections.
