@@ -36,26 +36,48 @@ fn run<F: Future>(test: F) -> F::Output {
         .block_on(test)
 }
 
+/// The async clients of the kinds `cluster` has nodes of.
 struct Clients {
-    dht: AsyncDhtClient,
-    logs: AsyncLogClient,
-    queue: AsyncQueueClient,
+    dht: Option<AsyncDhtClient>,
+    logs: Option<AsyncLogClient>,
+    queue: Option<AsyncQueueClient>,
+}
+
+impl Clients {
+    fn dht(&self) -> &AsyncDhtClient {
+        self.dht.as_ref().expect("dht nodes")
+    }
+
+    fn logs(&self) -> &AsyncLogClient {
+        self.logs.as_ref().expect("logfiles nodes")
+    }
+
+    fn queue(&self) -> &AsyncQueueClient {
+        self.queue.as_ref().expect("queue nodes")
+    }
 }
 
 async fn connect(cluster: &RealCluster, options: ClientOptions) -> Clients {
-    let topology = Topology::parse(&cluster.topology_text(false), std::path::Path::new("cluster.toml"))
-        .expect("topology");
-    Clients {
-        dht: AsyncDhtClient::from_topology(&topology, options.clone())
-            .await
-            .expect("dht client"),
-        logs: AsyncLogClient::from_topology(&topology, options.clone())
-            .await
-            .expect("logfiles client"),
-        queue: AsyncQueueClient::from_topology(&topology, options)
-            .await
-            .expect("queue client"),
+    let text = cluster.topology_text(false);
+    let topology = Topology::parse(&text, std::path::Path::new("cluster.toml")).expect("topology");
+    let mut clients = Clients {
+        dht: None,
+        logs: None,
+        queue: None,
+    };
+    if !cluster.dht.is_empty() {
+        let dht = AsyncDhtClient::from_topology(&topology, options.clone()).await;
+        clients.dht = Some(dht.expect("dht client"));
     }
+    if !cluster.logfiles.is_empty() {
+        let logs = AsyncLogClient::from_topology(&topology, options.clone()).await;
+        clients.logs = Some(logs.expect("logfiles client"));
+    }
+    if !cluster.queue.is_empty() {
+        let queue = AsyncQueueClient::from_topology(&topology, options).await;
+        clients.queue = Some(queue.expect("queue client"));
+    }
+    clients
 }
 
 fn value_of(key: u64) -> Vec<u8> {
@@ -67,7 +89,7 @@ fn dht_keyed_requests_update_batches_get_all_and_listen() {
     let cluster = RealCluster::start(3, 0, 0);
     run(async {
         let c = connect(&cluster, options()).await;
-        let dht = &c.dht;
+        let dht = c.dht();
         assert_eq!(dht.get("users", 1).await.expect("get"), None);
         assert!(!dht.exists("users", 1).await.expect("exists"));
         assert!(!dht.remove("users", 1).await.expect("remove"), "absent");
@@ -162,12 +184,12 @@ fn logfiles_puts_spread_round_robin_and_reads_merge_in_key_order() {
         let c = connect(&cluster, options()).await;
         let mut per_node = [0usize; 2];
         for key in (0..40u64).rev() {
-            let node = c.logs.put("events", key, &value_of(key)).await.expect("put");
+            let node = c.logs().put("events", key, &value_of(key)).await.expect("put");
             per_node[node] += 1;
         }
         assert_eq!(per_node, [20, 20], "round-robin");
         let range = c
-            .logs
+            .logs()
             .get_range("events", 10, 29, &ValueFilter::All)
             .expect("get_range")
             .collect()
@@ -176,18 +198,18 @@ fn logfiles_puts_spread_round_robin_and_reads_merge_in_key_order() {
         let expected: Vec<(u64, Vec<u8>)> = (10..30).map(|k| (k, value_of(k))).collect();
         assert_eq!(range, expected, "merged in key order, bounds inclusive");
         let filter = ValueFilter::Substring(b"value-3".to_vec());
-        let all = c.logs.get_all("events", &filter).expect("get_all");
+        let all = c.logs().get_all("events", &filter).expect("get_all");
         let keys: Vec<u64> = all.collect().await.expect("all").iter().map(|r| r.0).collect();
         let mut wanted: Vec<u64> = vec![3];
         wanted.extend(30..40);
         assert_eq!(keys, wanted, "filtered, in key order");
         let stored = c
-            .logs
+            .logs()
             .put_batch("batch", (0..300).map(|k| (k, value_of(k))).collect())
             .await
             .expect("put_batch");
         assert_eq!(stored, 300);
-        assert_eq!(c.logs.channels().await.expect("channels"), ["batch", "events"]);
+        assert_eq!(c.logs().channels().await.expect("channels"), ["batch", "events"]);
     });
 }
 
@@ -198,19 +220,19 @@ fn queue_pushes_pops_and_a_consumer_that_acknowledges() {
         let c = connect(&cluster, options()).await;
         let mut per_node = [0usize; 2];
         for i in 0..20 {
-            let node = c.queue.push("jobs", &value_of(i)).await.expect("push");
+            let node = c.queue().push("jobs", &value_of(i)).await.expect("push");
             per_node[node] += 1;
         }
         assert_eq!(per_node, [10, 10], "round-robin");
         let mut popped = BTreeSet::new();
-        while let Some(value) = c.queue.pop("jobs").await.expect("pop") {
+        while let Some(value) = c.queue().pop("jobs").await.expect("pop") {
             popped.insert(value);
         }
         assert_eq!(popped, (0..20).map(value_of).collect::<BTreeSet<_>>());
         for i in 0..30 {
-            c.queue.push("stream", &value_of(i)).await.expect("push");
+            c.queue().push("stream", &value_of(i)).await.expect("push");
         }
-        let mut consumer = c.queue.consume("stream", "", 0).await.expect("consume");
+        let mut consumer = c.queue().consume("stream", "", 0).await.expect("consume");
         let mut consumed = BTreeSet::new();
         while consumed.len() < 30 {
             let next = consumer.next(Duration::from_secs(10)).await.expect("next");
@@ -219,7 +241,7 @@ fn queue_pushes_pops_and_a_consumer_that_acknowledges() {
         assert!(consumer.missing().await.expect("missing").is_empty());
         consumer.stop().await.expect("stop acknowledges");
         assert_eq!(consumed, (0..30).map(value_of).collect::<BTreeSet<_>>());
-        assert_eq!(c.queue.pop("stream").await.expect("pop"), None, "all acknowledged");
+        assert_eq!(c.queue().pop("stream").await.expect("pop"), None, "all acknowledged");
     });
 }
 
@@ -234,7 +256,7 @@ fn many_tasks_share_the_connections_through_a_small_in_flight_limit() {
         let c = connect(&cluster, tight).await;
         let tasks: Vec<_> = (0..64u64)
             .map(|task| {
-                let dht = c.dht.clone();
+                let dht = c.dht().clone();
                 tokio::spawn(async move {
                     for i in 0..50u64 {
                         let key = task << 40 | i << 8 | task;
@@ -247,7 +269,7 @@ fn many_tasks_share_the_connections_through_a_small_in_flight_limit() {
         for task in tasks {
             task.await.expect("task");
         }
-        assert_eq!(c.dht.get_size().await.expect("size").records, 64 * 50);
+        assert_eq!(c.dht().get_size().await.expect("size").records, 64 * 50);
     });
 }
 
@@ -265,11 +287,11 @@ fn a_node_of_each_kind_down_and_back() {
     let dead_addr = cluster.dht[dead_node].addr;
     let (dead_keys, live_keys): (Vec<u64>, Vec<u64>) = keys
         .iter()
-        .partition(|key| c.dht.blocking().node_for(**key).expect("tiled") == dead_node);
+        .partition(|key| c.dht().blocking().node_for(**key).expect("tiled") == dead_node);
     assert!(!dead_keys.is_empty() && !live_keys.is_empty());
     runtime.block_on(async {
         for &key in &keys {
-            c.dht.put("users", key, &value_of(key)).await.expect("preload");
+            c.dht().put("users", key, &value_of(key)).await.expect("preload");
         }
     });
 
@@ -278,40 +300,40 @@ fn a_node_of_each_kind_down_and_back() {
     cluster.queue[1].kill9();
     let (log_addr, queue_addr) = (cluster.logfiles[0].addr, cluster.queue[1].addr);
     real_cluster::wait_until("the client sees the nodes down", BACK_WITHIN, || {
-        is_down(c.dht.blocking().client(), dead_node)
-            && is_down(c.logs.blocking().client(), 0)
-            && is_down(c.queue.blocking().client(), 1)
+        is_down(c.dht().blocking().client(), dead_node)
+            && is_down(c.logs().blocking().client(), 0)
+            && is_down(c.queue().blocking().client(), 1)
     });
     runtime.block_on(async {
         for &key in &dead_keys {
             let started = Instant::now();
-            let error = c.dht.get("users", key).await.expect_err("its node is down");
+            let error = c.dht().get("users", key).await.expect_err("its node is down");
             let took = started.elapsed();
             assert!(
                 matches!(&error, ClientError::NodeDown { node, .. } if *node == dead_addr),
                 "{error:?}"
             );
             assert!(took < FAIL_FAST, "NodeDown after {took:?}: not at once");
-            let put = c.dht.put("users", key, b"x").await.expect_err("down");
+            let put = c.dht().put("users", key, b"x").await.expect_err("down");
             assert!(put.is_node_down(), "{put:?}");
         }
         for &key in &live_keys {
-            assert_eq!(c.dht.get("users", key).await.expect("live"), Some(value_of(key)));
+            assert_eq!(c.dht().get("users", key).await.expect("live"), Some(value_of(key)));
         }
         for key in 0..10 {
-            let node = c.logs.put("events", key, b"e").await.expect("put while down");
+            let node = c.logs().put("events", key, b"e").await.expect("put while down");
             assert_eq!(node, 1, "a write lands on the live logfiles node");
-            let node = c.queue.push("jobs", b"j").await.expect("push while down");
+            let node = c.queue().push("jobs", b"j").await.expect("push while down");
             assert_eq!(node, 0, "a push lands on the live queue node");
         }
-        while let Some(value) = c.queue.pop_partial("jobs").await.expect("pop").value {
+        while let Some(value) = c.queue().pop_partial("jobs").await.expect("pop").value {
             assert_eq!(value, b"j");
         }
-        let popped = c.queue.pop_partial("jobs").await.expect("partial pop");
+        let popped = c.queue().pop_partial("jobs").await.expect("partial pop");
         assert_eq!(popped.value, None);
         let missing: Vec<_> = popped.missing.iter().map(|(addr, _)| *addr).collect();
         assert_eq!(missing, [queue_addr], "the empty answer names the dead node");
-        let records = c.logs.get_range("events", 0, 9, &ValueFilter::All).expect("open");
+        let records = c.logs().get_range("events", 0, 9, &ValueFilter::All).expect("open");
         let error = records.collect().await.expect_err("a complete read needs every node");
         assert!(error.is_node_down() && error.to_string().contains(&log_addr.to_string()));
     });
@@ -323,7 +345,7 @@ fn a_node_of_each_kind_down_and_back() {
     runtime.block_on(async {
         for &key in &dead_keys {
             loop {
-                match c.dht.get("users", key).await {
+                match c.dht().get("users", key).await {
                     Ok(value) => {
                         // A dht node keeps its data in memory: the restarted node may have
                         // lost the record, but it answers.
@@ -337,11 +359,11 @@ fn a_node_of_each_kind_down_and_back() {
                     Err(error) => panic!("{error:?}"),
                 }
             }
-            c.dht.put("users", key, &value_of(key)).await.expect("put after the restart");
+            c.dht().put("users", key, &value_of(key)).await.expect("put after the restart");
         }
         let back_after = restarted.elapsed();
         assert!(back_after < BACK_WITHIN, "back after {back_after:?}");
-        let records = c.logs.get_range("events", 0, 9, &ValueFilter::All).expect("open");
+        let records = c.logs().get_range("events", 0, 9, &ValueFilter::All).expect("open");
         assert_eq!(records.collect().await.expect("complete again").len(), 10);
     });
 }

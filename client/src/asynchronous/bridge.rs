@@ -66,7 +66,7 @@ impl<T> BatchSender<T> {
         }
     }
 
-    /// Sends what is queued. False once the task is gone.
+    /// Sends what is queued, waiting for room. False once the task is gone.
     pub(crate) fn flush(&mut self) -> bool {
         if self.batch.is_empty() {
             return !self.tx.is_closed();

@@ -166,8 +166,14 @@ impl AsyncDhtClient {
                         return;
                     }
                 }
-                Ok(None) if listener.is_finished() || sender.is_closed() => return,
-                Ok(None) => {}
+                Ok(None) if listener.is_finished() => return,
+                // Quiet: hand over what waits for room (the task may be behind), or stop if
+                // the task is gone.
+                Ok(None) => {
+                    if !sender.flush() {
+                        return;
+                    }
+                }
                 Err(error) => {
                     if !sender.push(Err(error)) {
                         return;
