@@ -53,7 +53,10 @@ async fn serve(path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let profile = dht.get("profiles", 7).await?;
-    println!("profile 7: {:?}", profile.as_deref().map(String::from_utf8_lossy));
+    println!(
+        "profile 7: {:?}",
+        profile.as_deref().map(String::from_utf8_lossy)
+    );
     let mut events = logs.get_all("signups", &ValueFilter::All)?;
     let mut count = 0;
     while let Some(event) = events.next().await {

@@ -90,7 +90,10 @@ impl InFlightLimit {
             if let Some(permit) = self.try_acquire() {
                 return Some(permit);
             }
-            if tokio::time::timeout_at(deadline.into(), freed).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), freed)
+                .await
+                .is_err()
+            {
                 return self.try_acquire();
             }
         }

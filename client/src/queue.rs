@@ -429,7 +429,8 @@ pub(crate) fn unreachable(error: &ClientError) -> bool {
 
 /// Whether a push refused with `error` should be tried on another node.
 /// The address reported for a node index that is gone (it cannot be: indices are never reused).
-pub(crate) const NO_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+pub(crate) const NO_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// A pop walking the nodes in turn: what their answers add up to so far. The blocking and the
 /// async clients feed it the same way.
@@ -459,10 +460,7 @@ impl PopWalk {
         match answer.and_then(Reply::into_result) {
             Ok(reply) if reply.status == Status::Ok => {
                 self.result.value = Some(reply.body);
-                Some(Ok(std::mem::replace(
-                    &mut self.result,
-                    Partial::new(None),
-                )))
+                Some(Ok(std::mem::replace(&mut self.result, Partial::new(None))))
             }
             Ok(_) => None,
             Err(error) if unreachable(&error) => {

@@ -64,7 +64,10 @@ pub(crate) enum Command {
 /// each message carries the tag the set gave that stream.
 pub(crate) enum Sink {
     Own(Sender<Routed>),
-    Shared { tag: u64, tx: Sender<(u64, Routed)> },
+    Shared {
+        tag: u64,
+        tx: Sender<(u64, Routed)>,
+    },
     /// A request of the async client (`crate::asynchronous`): its task awaits the channel. It
     /// holds what an `Own` one holds (at most the stream window plus one message).
     #[cfg(feature = "async")]

@@ -103,10 +103,16 @@ fn dht_keyed_requests_update_batches_get_all_and_listen() {
             dht.put("users", key, &value_of(key)).await.expect("put");
         }
         for &key in &keys {
-            assert_eq!(dht.get("users", key).await.expect("get"), Some(value_of(key)));
+            assert_eq!(
+                dht.get("users", key).await.expect("get"),
+                Some(value_of(key))
+            );
             assert!(dht.exists("users", key).await.expect("exists"));
             // The blocking client, on the same connections, sees the same.
-            assert_eq!(dht.blocking().get("users", key).expect("get"), Some(value_of(key)));
+            assert_eq!(
+                dht.blocking().get("users", key).expect("get"),
+                Some(value_of(key))
+            );
         }
         let expected: BTreeMap<u64, Vec<u8>> = keys.iter().map(|k| (*k, value_of(*k))).collect();
         let all = dht
@@ -130,11 +136,19 @@ fn dht_keyed_requests_update_batches_get_all_and_listen() {
         let updated = dht.get("users", keys[1]).await.expect("get");
         assert_eq!(updated, Some([value_of(keys[1]), b"+1".to_vec()].concat()));
         let batch: Vec<(u64, Vec<u8>)> = (0..500).map(|k| (k << 54 | k, value_of(k))).collect();
-        dht.put_batch("batch", batch.clone()).await.expect("put_batch");
+        dht.put_batch("batch", batch.clone())
+            .await
+            .expect("put_batch");
         for (key, value) in batch.iter().step_by(50) {
-            assert_eq!(dht.get("batch", *key).await.expect("get"), Some(value.clone()));
+            assert_eq!(
+                dht.get("batch", *key).await.expect("get"),
+                Some(value.clone())
+            );
         }
-        assert_eq!(dht.get_channel_size("batch").await.expect("size").records, 500);
+        assert_eq!(
+            dht.get_channel_size("batch").await.expect("size").records,
+            500
+        );
         listen_merges_every_node(dht, &keys).await;
     });
 }
@@ -150,7 +164,11 @@ async fn listen_merges_every_node(dht: &AsyncDhtClient, keys: &[u64]) {
     let deadline = Duration::from_secs(20);
     while changed.len() < keys.len() || !removed {
         let event = tokio::time::timeout(deadline, changes.next()).await;
-        match event.expect("a change in time").expect("stream open").expect("event") {
+        match event
+            .expect("a change in time")
+            .expect("stream open")
+            .expect("event")
+        {
             ListenEvent::Changed { key, value } => {
                 assert_eq!(value, b"new");
                 changed.insert(key);
@@ -174,7 +192,10 @@ async fn listen_merges_every_node(dht: &AsyncDhtClient, keys: &[u64]) {
         }
     }
     let after = tokio::time::timeout(deadline, changes.next()).await;
-    assert!(after.expect("ends").is_none(), "nothing after ChannelRemoved");
+    assert!(
+        after.expect("ends").is_none(),
+        "nothing after ChannelRemoved"
+    );
 }
 
 #[test]
@@ -184,7 +205,11 @@ fn logfiles_puts_spread_round_robin_and_reads_merge_in_key_order() {
         let c = connect(&cluster, options()).await;
         let mut per_node = [0usize; 2];
         for key in (0..40u64).rev() {
-            let node = c.logs().put("events", key, &value_of(key)).await.expect("put");
+            let node = c
+                .logs()
+                .put("events", key, &value_of(key))
+                .await
+                .expect("put");
             per_node[node] += 1;
         }
         assert_eq!(per_node, [20, 20], "round-robin");
@@ -199,7 +224,13 @@ fn logfiles_puts_spread_round_robin_and_reads_merge_in_key_order() {
         assert_eq!(range, expected, "merged in key order, bounds inclusive");
         let filter = ValueFilter::Substring(b"value-3".to_vec());
         let all = c.logs().get_all("events", &filter).expect("get_all");
-        let keys: Vec<u64> = all.collect().await.expect("all").iter().map(|r| r.0).collect();
+        let keys: Vec<u64> = all
+            .collect()
+            .await
+            .expect("all")
+            .iter()
+            .map(|r| r.0)
+            .collect();
         let mut wanted: Vec<u64> = vec![3];
         wanted.extend(30..40);
         assert_eq!(keys, wanted, "filtered, in key order");
@@ -209,7 +240,10 @@ fn logfiles_puts_spread_round_robin_and_reads_merge_in_key_order() {
             .await
             .expect("put_batch");
         assert_eq!(stored, 300);
-        assert_eq!(c.logs().channels().await.expect("channels"), ["batch", "events"]);
+        assert_eq!(
+            c.logs().channels().await.expect("channels"),
+            ["batch", "events"]
+        );
     });
 }
 
@@ -241,7 +275,11 @@ fn queue_pushes_pops_and_a_consumer_that_acknowledges() {
         assert!(consumer.missing().await.expect("missing").is_empty());
         consumer.stop().await.expect("stop acknowledges");
         assert_eq!(consumed, (0..30).map(value_of).collect::<BTreeSet<_>>());
-        assert_eq!(c.queue().pop("stream").await.expect("pop"), None, "all acknowledged");
+        assert_eq!(
+            c.queue().pop("stream").await.expect("pop"),
+            None,
+            "all acknowledged"
+        );
     });
 }
 
@@ -261,7 +299,10 @@ fn many_tasks_share_the_connections_through_a_small_in_flight_limit() {
                     for i in 0..50u64 {
                         let key = task << 40 | i << 8 | task;
                         dht.put("load", key, &value_of(key)).await.expect("put");
-                        assert_eq!(dht.get("load", key).await.expect("get"), Some(value_of(key)));
+                        assert_eq!(
+                            dht.get("load", key).await.expect("get"),
+                            Some(value_of(key))
+                        );
                     }
                 })
             })
@@ -291,7 +332,10 @@ fn a_node_of_each_kind_down_and_back() {
     assert!(!dead_keys.is_empty() && !live_keys.is_empty());
     runtime.block_on(async {
         for &key in &keys {
-            c.dht().put("users", key, &value_of(key)).await.expect("preload");
+            c.dht()
+                .put("users", key, &value_of(key))
+                .await
+                .expect("preload");
         }
     });
 
@@ -307,7 +351,11 @@ fn a_node_of_each_kind_down_and_back() {
     runtime.block_on(async {
         for &key in &dead_keys {
             let started = Instant::now();
-            let error = c.dht().get("users", key).await.expect_err("its node is down");
+            let error = c
+                .dht()
+                .get("users", key)
+                .await
+                .expect_err("its node is down");
             let took = started.elapsed();
             assert!(
                 matches!(&error, ClientError::NodeDown { node, .. } if *node == dead_addr),
@@ -318,10 +366,17 @@ fn a_node_of_each_kind_down_and_back() {
             assert!(put.is_node_down(), "{put:?}");
         }
         for &key in &live_keys {
-            assert_eq!(c.dht().get("users", key).await.expect("live"), Some(value_of(key)));
+            assert_eq!(
+                c.dht().get("users", key).await.expect("live"),
+                Some(value_of(key))
+            );
         }
         for key in 0..10 {
-            let node = c.logs().put("events", key, b"e").await.expect("put while down");
+            let node = c
+                .logs()
+                .put("events", key, b"e")
+                .await
+                .expect("put while down");
             assert_eq!(node, 1, "a write lands on the live logfiles node");
             let node = c.queue().push("jobs", b"j").await.expect("push while down");
             assert_eq!(node, 0, "a push lands on the live queue node");
@@ -332,9 +387,19 @@ fn a_node_of_each_kind_down_and_back() {
         let popped = c.queue().pop_partial("jobs").await.expect("partial pop");
         assert_eq!(popped.value, None);
         let missing: Vec<_> = popped.missing.iter().map(|(addr, _)| *addr).collect();
-        assert_eq!(missing, [queue_addr], "the empty answer names the dead node");
-        let records = c.logs().get_range("events", 0, 9, &ValueFilter::All).expect("open");
-        let error = records.collect().await.expect_err("a complete read needs every node");
+        assert_eq!(
+            missing,
+            [queue_addr],
+            "the empty answer names the dead node"
+        );
+        let records = c
+            .logs()
+            .get_range("events", 0, 9, &ValueFilter::All)
+            .expect("open");
+        let error = records
+            .collect()
+            .await
+            .expect_err("a complete read needs every node");
         assert!(error.is_node_down() && error.to_string().contains(&log_addr.to_string()));
     });
 
@@ -359,11 +424,17 @@ fn a_node_of_each_kind_down_and_back() {
                     Err(error) => panic!("{error:?}"),
                 }
             }
-            c.dht().put("users", key, &value_of(key)).await.expect("put after the restart");
+            c.dht()
+                .put("users", key, &value_of(key))
+                .await
+                .expect("put after the restart");
         }
         let back_after = restarted.elapsed();
         assert!(back_after < BACK_WITHIN, "back after {back_after:?}");
-        let records = c.logs().get_range("events", 0, 9, &ValueFilter::All).expect("open");
+        let records = c
+            .logs()
+            .get_range("events", 0, 9, &ValueFilter::All)
+            .expect("open");
         assert_eq!(records.collect().await.expect("complete again").len(), 10);
     });
 }

@@ -44,8 +44,12 @@ fn reload(node: &TempNode, marker: &str, count: usize) {
 fn added_and_revoked_on(kind: Kind) {
     let creds = TestCredentials::new();
     let node = kind.start(&creds.config);
-    let mut app = open_authenticated(node.addr, "app", &creds.app).expect("app listed").0;
-    let mut ops = open_authenticated(node.addr, "ops", &creds.ops).expect("ops listed").0;
+    let mut app = open_authenticated(node.addr, "app", &creds.app)
+        .expect("app listed")
+        .0;
+    let mut ops = open_authenticated(node.addr, "ops", &creds.ops)
+        .expect("ops listed")
+        .0;
     assert!(open_authenticated(node.addr, "carol", &carol()).is_err());
 
     // carol added, app removed.
@@ -60,14 +64,27 @@ fn added_and_revoked_on(kind: Kind) {
     let refused = open_authenticated(node.addr, "app", &creds.app).err();
     let refused = refused.expect("app removed: refused");
     assert!(refused.contains("AuthFailed"), "{refused}");
-    assert!(closed_by_node(&mut app), "{kind:?}: app's open connection closed");
-    assert!(serves(&mut ops), "{kind:?}: ops, still listed, keeps its connection");
+    assert!(
+        closed_by_node(&mut app),
+        "{kind:?}: app's open connection closed"
+    );
+    assert!(
+        serves(&mut ops),
+        "{kind:?}: ops, still listed, keeps its connection"
+    );
 
     // carol's key changed: her open connection proved the old one.
-    let rekeyed = format!("ops:{}\ncarol:{}\n", TestCredentials::OPS_KEY, TestCredentials::APP_KEY);
+    let rekeyed = format!(
+        "ops:{}\ncarol:{}\n",
+        TestCredentials::OPS_KEY,
+        TestCredentials::APP_KEY
+    );
     creds.rewrite(&rekeyed, 0o600);
     reload(&node, "credentials reloaded", 2);
-    assert!(closed_by_node(&mut carol_conn), "{kind:?}: re-keyed carol closed");
+    assert!(
+        closed_by_node(&mut carol_conn),
+        "{kind:?}: re-keyed carol closed"
+    );
     assert!(open_authenticated(node.addr, "carol", &carol()).is_err());
     assert!(open_authenticated(node.addr, "carol", &creds.app).is_ok());
 
@@ -77,7 +94,10 @@ fn added_and_revoked_on(kind: Kind) {
     creds.rewrite(&listed, 0o644);
     reload(&node, "credentials not reloaded", 2);
     let log = node.root_log();
-    assert!(log.contains("ERROR") && log.contains("line 1: bad key for 'ops'"), "{log}");
+    assert!(
+        log.contains("ERROR") && log.contains("line 1: bad key for 'ops'"),
+        "{log}"
+    );
     assert!(log.contains("readable by everyone"), "{log}");
     assert!(serves(&mut ops), "{kind:?}: a bad file closes nothing");
     assert!(open_authenticated(node.addr, "carol", &creds.app).is_ok());

@@ -19,7 +19,10 @@ const KEYSPACE: u64 = 100_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args.next().ok_or("usage: client_async ADDR [CALLERS] [SECONDS] [WORKERS]")?.parse()?;
+    let addr: SocketAddr = args
+        .next()
+        .ok_or("usage: client_async ADDR [CALLERS] [SECONDS] [WORKERS]")?
+        .parse()?;
     let callers: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(16);
     let seconds: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(5);
     let workers: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(2);
@@ -37,7 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let asynchronous = runtime.block_on(async_run(dht, callers, run_for));
-    println!("| AsyncDhtClient, {callers} tasks on {workers} workers | {callers} | {asynchronous:.0} |");
+    println!(
+        "| AsyncDhtClient, {callers} tasks on {workers} workers | {callers} | {asynchronous:.0} |"
+    );
     Ok(())
 }
 

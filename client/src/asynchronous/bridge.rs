@@ -74,11 +74,6 @@ impl<T> BatchSender<T> {
         let batch = std::mem::take(&mut self.batch);
         self.tx.blocking_send(batch).is_ok()
     }
-
-    /// Whether the task dropped the stream.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
 }
 
 /// A cluster stream run by a thread of its own (see the module documentation); a
@@ -107,7 +102,9 @@ impl<T: Send + 'static> ThreadStream<T> {
                 run(&mut sender);
                 sender.flush();
             })
-            .map_err(|error| ClientError::Setup(format!("cannot start a stream thread: {error}")))?;
+            .map_err(|error| {
+                ClientError::Setup(format!("cannot start a stream thread: {error}"))
+            })?;
         Ok(ThreadStream {
             rx,
             ready: Vec::new().into_iter(),

@@ -84,7 +84,10 @@ impl AsyncDhtClient {
     /// [`DhtClient::remove`]: true if there was a record.
     pub async fn remove(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
         let (dht, channel) = (self.dht.clone(), channel.to_string());
-        match self.quick(wire::REMOVE, key, key_body(&channel, key)).await? {
+        match self
+            .quick(wire::REMOVE, key, key_body(&channel, key))
+            .await?
+        {
             Quick::Answer(owner, reply) => {
                 let removed = found(reply)?;
                 if self.dht.owner_answer_is_final() {
@@ -228,7 +231,12 @@ impl AsyncDhtClient {
     /// A keyed request from the task: to the owner when the routes say so without a refresh,
     /// its reply unless it is WrongNode (the ranges changed: the blocking path refreshes and
     /// retries).
-    async fn quick(&self, code: RequestCode, key: u64, body: Vec<u8>) -> Result<Quick, ClientError> {
+    async fn quick(
+        &self,
+        code: RequestCode,
+        key: u64,
+        body: Vec<u8>,
+    ) -> Result<Quick, ClientError> {
         let node = match self.dht.quick_route(key) {
             QuickRoute::Node(node) => node,
             QuickRoute::Fail(error) => return Err(error),

@@ -162,7 +162,10 @@ impl std::fmt::Debug for AsyncQueueClient {
 
 /// What the task asks of the consumer's thread.
 enum Call {
-    Next(Duration, oneshot::Sender<Result<Option<Vec<u8>>, ClientError>>),
+    Next(
+        Duration,
+        oneshot::Sender<Result<Option<Vec<u8>>, ClientError>>,
+    ),
     GiveBack,
     Missing(oneshot::Sender<Vec<(SocketAddr, ClientError)>>),
     Stop(oneshot::Sender<Result<(), ClientError>>),

@@ -114,8 +114,7 @@ impl AsyncClient {
         options: crate::ClientOptions,
     ) -> Result<AsyncClient, ClientError> {
         let nodes = nodes.to_vec();
-        let client =
-            super::blocking(move || Client::connect(&nodes, wanted_kind, options)).await?;
+        let client = super::blocking(move || Client::connect(&nodes, wanted_kind, options)).await?;
         Ok(AsyncClient::from_client(Arc::new(client)))
     }
 

@@ -373,7 +373,9 @@ impl DhtClient {
     /// refresh them first.
     #[cfg(feature = "async")]
     pub(crate) fn owner_answer_is_final(&self) -> bool {
-        self.read_routes(|routes| !routes.moving() && routes.fetched.elapsed() <= super::routes::MAX_AGE)
+        self.read_routes(|routes| {
+            !routes.moving() && routes.fetched.elapsed() <= super::routes::MAX_AGE
+        })
     }
 
     /// The rest of a Remove after the owner answered (`removed`: whether it had the record):
