@@ -2,12 +2,21 @@
 # The cost of Prometheus metrics on the dht hot path (docs/benchmarks.md, "Metrics on the hot
 # path"): two dht nodes in one run, the same build and config except that one serves /metrics
 # ([metrics] listen on loopback) and is scraped every --scrape-s seconds during its runs (15 times
-# Prometheus's default rate at 1 s); the other has no listener. Both are prefilled with the same
-# keys; then put and get, pipeline depth 16, 50 connections, 100-byte values, --repeat runs each,
-# alternating which node goes first. Prints the median ops/s and p99 of each and the ratio.
+# Prometheus's default rate at 1 s); the other has no listener. Each run starts both nodes afresh
+# (so what differs between two processes — the hash layout, where the allocator put the tables —
+# falls on both sides over the runs, not always on one) and prefills them with the same keys; then
+# put and get, pipeline depth 16, 50 connections, 100-byte values, alternating which node goes
+# first. Prints the median ops/s and p99 of each of the --repeat runs and the ratio.
+#
+# --same-process isolates what a scrape costs from what differs between two processes: one node
+# per run, with the listener, whose runs alternate between scraped every --scrape-s ("on") and
+# not scraped ("off").
+#
+# --compare OLD NEW compares two dhtnode binaries the same way (before and after a change): the
+# "off" node runs OLD, the "on" node NEW, neither has a listener and nothing is scraped.
 #
 #   scripts/bench-metrics.sh [--seconds S] [--repeat R] [--keyspace K] [--scrape-s X] [--rt]
-#                            [--out DIR]
+#                            [--same-process | --compare OLD NEW] [--out DIR]
 #
 # Servers on core 0, loadgen on core 1 (taskset), as scripts/bench-vs-redis.sh. Uses only
 # 127.0.0.1, bounds every run with `timeout`, and kills what it started on exit.
@@ -18,6 +27,9 @@ repeat=5
 keyspace=1000000
 scrape_s=1
 rt=0
+same_process=0
+compare_old=""
+compare_new=""
 out=""
 connections=50
 value_size=100
@@ -26,7 +38,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/lib/bench-common.sh
 source "$root/scripts/lib/bench-common.sh"
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) need_value "$1" $#; seconds="$2"; shift 2 ;;
@@ -34,12 +46,22 @@ while [ $# -gt 0 ]; do
         --keyspace) need_value "$1" $#; keyspace="$2"; shift 2 ;;
         --scrape-s) need_value "$1" $#; scrape_s="$2"; shift 2 ;;
         --rt) rt=1; shift ;;
+        --same-process) same_process=1; shift ;;
+        --compare)
+            [ $# -ge 3 ] || { echo "--compare needs two dhtnode binaries" >&2; usage; }
+            compare_old="$2"; compare_new="$3"; shift 3 ;;
         --out) need_value "$1" $#; out="$2"; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
     esac
 done
 positive_numbers "$seconds" "$repeat" "$keyspace" "$scrape_s"
+if [ -n "$compare_old" ]; then
+    [ "$same_process" = 0 ] || { echo "--compare and --same-process exclude each other" >&2; exit 2; }
+    for bin in "$compare_old" "$compare_new"; do
+        [ -x "$bin" ] || { echo "--compare: $bin is not an executable file" >&2; exit 2; }
+    done
+fi
 for tool in taskset timeout ss jq curl; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
@@ -57,23 +79,30 @@ bench_workdir bench-metrics
     echo "- uptime at start: $(uptime)"
 } | tee "$out/machine.md" >&2
 
-# start_node NAME [metrics]: sets <NAME>_pid, <NAME>_port and, with metrics, metrics_addr.
+# node_bin NAME: the dhtnode binary node NAME runs.
+node_bin() {
+    if [ -z "$compare_old" ]; then echo "$dhtnode"
+    elif [ "$1" = off ]; then echo "$compare_old"
+    else echo "$compare_new"; fi
+}
+
+# start_node NAME RUN [metrics]: sets <NAME>_pid, <NAME>_port and, with metrics, metrics_addr.
 start_node() {
-    local name="$1" dir="$tmp/$1" port pid
+    local name="$1" dir="$tmp/$1-$2" port pid
     port="$(free_port)"
     mkdir -p "$dir"
-    if [ "${2:-}" = metrics ]; then
+    if [ "${3:-}" = metrics ]; then
         printf '[metrics]\nlisten = "127.0.0.1:0"\n' > "$dir/config.toml"
     else
         : > "$dir/config.toml"
     fi
-    (cd "$dir" && exec "${server_run[@]}" "$dhtnode" -c config.toml --listen "127.0.0.1:$port") &
+    (cd "$dir" && exec "${server_run[@]}" "$(node_bin "$name")" -c config.toml --listen "127.0.0.1:$port") &
     pid=$!
     started_pids+=("$pid")
     wait_listening "$port" "$pid"
     printf -v "${name}_pid" '%s' "$pid"
     printf -v "${name}_port" '%s' "$port"
-    if [ "${2:-}" = metrics ]; then
+    if [ "${3:-}" = metrics ]; then
         metrics_addr="$(grep -o 'metrics served at http://[^/]*' "$dir/log/root.log" | sed 's|.*http://||')"
         [ -n "$metrics_addr" ] || { echo "no metrics address in $dir/log/root.log" >&2; exit 1; }
     fi
@@ -95,7 +124,7 @@ run() {
         --keys "uniform:$keyspace" --ops "$op" --warmup-s 0.5 --duration-s "$seconds" \
         --server-pid "$pid" --json "$file.json" > "$file.txt" 2>&1 &
     gen=$!
-    if [ "$name" = on ]; then
+    if [ "$name" = on ] && [ -z "$compare_old" ]; then
         scrape_while "$gen" &
         scraper=$!
     fi
@@ -104,31 +133,48 @@ run() {
     jq -r '"\(.ops_per_s|round) \(.latency_us.p99|round)"' "$file.json" >> "$out/$name-$op.runs"
 }
 
-start_node off
-start_node on metrics
-for name in off on; do
-    port_var="${name}_port"
-    log "prefilling node '$name' with $keyspace keys"
+# prefill NAME RUN: the same keys and values into node NAME.
+prefill() {
+    local port_var="${1}_port"
+    log "run $2: prefilling node '$1' with $keyspace keys"
     timeout 900 "${client_run[@]}" "$loadgen" --kind dht --addr "127.0.0.1:${!port_var}" \
-        -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 > "$out/prefill-$name.txt"
-done
+        -c "$connections" -d "$value_size" --prefill "$keyspace" --count 0 \
+        > "$out/prefill-$1-$2.txt"
+}
+
 : > "$tmp/scrapes"
-for op in put get; do
-    rm -f "$out/off-$op.runs" "$out/on-$op.runs"
-    for r in $(seq "$repeat"); do
-        order=$([ $((r % 2)) -eq 1 ] && echo "off on" || echo "on off")
+rm -f "$out"/off-*.runs "$out"/on-*.runs
+for r in $(seq "$repeat"); do
+    if [ -n "$compare_old" ]; then start_node on "$r"; else start_node on "$r" metrics; fi
+    prefill on "$r"
+    if [ "$same_process" = 1 ]; then
+        off_pid="$on_pid"
+        off_port="$on_port"
+    else
+        start_node off "$r"
+        prefill off "$r"
+    fi
+    order=$([ $((r % 2)) -eq 1 ] && echo "off on" || echo "on off")
+    for op in put get; do
         for name in $order; do
             log "P=16 $op, run $r of $repeat: metrics $name"
             port_var="${name}_port"; pid_var="${name}_pid"
             run "$name" "${!port_var}" "${!pid_var}" "$op" "$r"
         done
     done
+    stop_pid "$on_pid"
+    [ "$same_process" = 1 ] || stop_pid "$off_pid"
+    rm -rf "$tmp/off-$r" "$tmp/on-$r"
 done
-[ -s "$tmp/scrapes" ] || { echo "no scrape succeeded" >&2; exit 1; }
+[ -n "$compare_old" ] || [ -s "$tmp/scrapes" ] || { echo "no scrape succeeded" >&2; exit 1; }
 
 {
     echo
-    echo "| dht P=16, 50 conns, 100 B | metrics off: ops/s (p99 µs) | metrics on, scraped every ${scrape_s} s: ops/s (p99 µs) | on / off | spread off; on |"
+    if [ -n "$compare_old" ]; then
+        echo "| dht P=16, 50 conns, 100 B | $compare_old: ops/s (p99 µs) | $compare_new: ops/s (p99 µs) | new / old | spread old; new |"
+    else
+        echo "| dht P=16, 50 conns, 100 B | metrics off: ops/s (p99 µs) | metrics on, scraped every ${scrape_s} s: ops/s (p99 µs) | on / off | spread off; on |"
+    fi
     echo "|---|---|---|---|---|"
     for op in put get; do
         off="$(median "$out/off-$op")"; on="$(median "$out/on-$op")"
@@ -139,5 +185,9 @@ done
             'BEGIN { printf "| %s | %d (%d) | %d (%d) | %.3f | %s; %s |\n", op, o, op99, n, np99, n / o, so, sn }'
     done
     echo
-    echo "Median of $repeat runs of ${seconds} s each; $(wc -l < "$tmp/scrapes") scrapes of the metrics node during its runs."
+    if [ -n "$compare_old" ]; then
+        echo "Median of $repeat runs of ${seconds} s each; nothing scraped."
+    else
+        echo "Median of $repeat runs of ${seconds} s each; $(wc -l < "$tmp/scrapes") scrapes of the metrics node during its runs."
+    fi
 } | tee "$out/table.md"
