@@ -7,17 +7,23 @@
 //! - logfiles: puts spread round-robin, GetRange and GetAll merged in key order;
 //! - queue: pushes spread round-robin, pops, a consumer that takes everything and acknowledges;
 //! - many tasks at once over one connection per node, through a small in-flight limit;
+//! - the node-level `AsyncClient`: requests, a stream of more items than the initial credit,
+//!   a fan-out, and a node that never answers (Timeout, and the next request still works);
 //! - a node of each kind killed and restarted on its port: the dead dht node's keys fail at
 //!   once with NodeDown while the others work, writes land on the live nodes, a partial pop
 //!   names the missing node; after the restart every key works again within 5 s, with no new
 //!   client.
 
+mod common;
 mod real_cluster;
 
-use client::asynchronous::{AsyncDhtClient, AsyncLogClient, AsyncQueueClient};
+use client::asynchronous::{AsyncClient, AsyncDhtClient, AsyncLogClient, AsyncQueueClient};
 use client::dht::{GetAllOptions, ListenEvent, UpdateDecision};
 use client::logfiles::ValueFilter;
-use client::{ClientError, ClientOptions, NodeState, Topology};
+use client::{ClientError, ClientOptions, NodeKind, NodeState, StreamEvent, Topology};
+use node_core::protocol::batch::decode_batch;
+use node_core::protocol::dht::{self as wire, GetAllRequest, PutRequest};
+use node_core::protocol::{RequestCode, Status};
 use real_cluster::{options, RealCluster};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -462,4 +468,97 @@ fn is_down(client: &client::Client, node: usize) -> bool {
         client.node_status(node).map(|status| status.state),
         Some(NodeState::Down { .. })
     )
+}
+
+#[test]
+fn the_node_level_client_requests_streams_fans_out_and_times_out() {
+    let cluster = RealCluster::start(1, 0, 0);
+    let addr = cluster.dht[0].addr;
+    run(async {
+        // A window of 4 items: a stream of more items than that must grant credit as they are
+        // taken, or it stalls.
+        let narrow = ClientOptions {
+            stream_window: 4,
+            ..options()
+        };
+        let node = AsyncClient::connect(&[addr], Some(NodeKind::Dht), narrow)
+            .await
+            .expect("connect");
+        assert_eq!(
+            node.get_version(0).await.expect("version").kind,
+            NodeKind::Dht
+        );
+        let records = 400u64;
+        let value = vec![b'x'; 4000];
+        for key in 0..records {
+            let mut body = Vec::new();
+            PutRequest {
+                channel: "raw",
+                key,
+                value: &value,
+            }
+            .encode(&mut body);
+            let reply = node.request(0, wire::PUT, &body).await.expect("put");
+            assert_eq!(reply.status, Status::Ok);
+        }
+        let mut body = Vec::new();
+        GetAllRequest {
+            channel: "raw",
+            keys_only: false,
+            resume_after: None,
+            filter: &[],
+            scope: Default::default(),
+        }
+        .encode(&mut body);
+        let mut stream = node.stream(0, wire::GET_ALL, &body).await.expect("stream");
+        let (mut items, mut received, mut end) = (0, 0, None);
+        let mut scratch = Vec::new();
+        let wait = Duration::from_secs(20);
+        while let Some(event) = tokio::time::timeout(wait, stream.next())
+            .await
+            .expect("in time")
+        {
+            match event.expect("event") {
+                StreamEvent::Item { body, .. } => {
+                    items += 1;
+                    received += decode_batch(&body, &mut scratch).expect("batch").count();
+                }
+                StreamEvent::End(reply) => end = Some(reply.status),
+            }
+        }
+        assert!(items > 4, "{items} items: more than the window");
+        assert_eq!(received as u64, records, "every record once");
+        assert_eq!(end, Some(Status::Ok));
+        let sizes = node
+            .fan_out_partial(RequestCode::GET_VERSION, &[])
+            .await
+            .expect("fan-out");
+        assert_eq!((sizes.value.len(), sizes.missing.len()), (1, 0));
+    });
+
+    // A node that completes the handshake, then never answers.
+    let silent = common::fake_node(|_, mut stream| {
+        common::accept_handshake(&mut stream);
+        while common::read_frame(&mut stream).is_some() {}
+    });
+    run(async {
+        let quick = ClientOptions {
+            request_timeout_ms: 300,
+            ..options()
+        };
+        let node = AsyncClient::connect(&[silent], Some(NodeKind::Dht), quick)
+            .await
+            .expect("connect");
+        let started = Instant::now();
+        let error = node.request(0, RequestCode::GET_VERSION, &[]).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(error, Err(ClientError::Timeout { .. })),
+            "{error:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    });
 }
