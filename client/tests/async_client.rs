@@ -7,7 +7,7 @@
 //! - logfiles: puts spread round-robin, GetRange and GetAll merged in key order;
 //! - queue: pushes spread round-robin, pops, a consumer that takes everything and acknowledges;
 //! - many tasks at once over one connection per node, through a small in-flight limit;
-//! - the node-level `AsyncClient`: requests, a stream of more items than the initial credit,
+//! - the node-level `AsyncClient`: requests, a stream of more items than its window,
 //!   a fan-out, and a node that never answers (Timeout after request_timeout_ms);
 //! - a node of each kind killed and restarted on its port: the dead dht node's keys fail at
 //!   once with NodeDown while the others work, writes land on the live nodes, a partial pop
