@@ -76,6 +76,8 @@ pub struct Sidecar {
     known_channels: Option<BTreeSet<String>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: the next cycle reads the key file again (see [`Sidecar::reloading_key`]).
+    reload_key: Option<(DumpConfig, Arc<AtomicBool>)>,
 }
 
 impl Sidecar {
@@ -96,7 +98,39 @@ impl Sidecar {
             known_channels: None,
             stats,
             stop,
+            reload_key: None,
         })
+    }
+
+    /// Reads `config`'s key file again at the start of the cycle after `flag` was set (SIGHUP):
+    /// a changed key is used from that cycle on, on a new connection; a file that fails its
+    /// checks keeps the current key, with an ERROR naming the problem.
+    pub fn reloading_key(mut self, config: &DumpConfig, flag: Arc<AtomicBool>) -> Sidecar {
+        self.reload_key = Some((config.clone(), flag));
+        self
+    }
+
+    fn reload_key_if_asked(&mut self) {
+        let Some((config, flag)) = &self.reload_key else {
+            return;
+        };
+        if !flag.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        match config.load_credentials() {
+            Ok(fresh) if fresh == self.credentials => {
+                tracing::info!("SIGHUP: key file read again; the key is unchanged")
+            }
+            Ok(fresh) => {
+                let name = fresh.as_ref().map_or("", |(name, _)| name.as_str());
+                tracing::info!("SIGHUP: new key for client '{name}': reconnecting with it");
+                self.credentials = fresh;
+                self.dht = None;
+            }
+            Err(err) => {
+                tracing::error!("SIGHUP: key not reloaded, keeping the current key: {err}")
+            }
+        }
     }
 
     fn stopped(&self) -> bool {
@@ -114,6 +148,7 @@ impl Sidecar {
     }
 
     fn cycle(&mut self) -> Result<CycleReport, CycleError> {
+        self.reload_key_if_asked();
         if !self.thread.is_alive() {
             tracing::warn!("the dump writer thread had stopped; starting a new one");
             self.thread = spawn_thread(&self.data_dir).map_err(failed)?;

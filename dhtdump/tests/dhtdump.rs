@@ -650,3 +650,88 @@ fn tcm_files_import_and_report() {
         "000000000000000a:dmFsdWUgYQ==\n000000000000000b:dmFsdWUgYg==\n00000000deadbeef:aGVsbG8gd29ybGQ=\n"
     );
 }
+
+/// A key file written as an operator should: a new file renamed over the old, mode 0600.
+fn write_key_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let fresh = path.with_extension("new");
+    fs::write(&fresh, text).unwrap();
+    fs::set_permissions(&fresh, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::rename(&fresh, path).unwrap();
+}
+
+/// dhtdump's key replaced without a restart or a failed cycle, against a node that requires
+/// authentication: the node lists the new key too (SIGHUP), dhtdump's key file gets it
+/// (SIGHUP: the next cycle reconnects with it), the node drops the old key (SIGHUP) and cycles
+/// go on. A key file that fails its checks then keeps the current key, with an ERROR.
+#[test]
+fn sighup_makes_dhtdump_read_its_key_file_again() {
+    const OLD: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const NEW: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let dir = tempfile::tempdir().unwrap();
+    let node_credentials = dir.path().join("credentials");
+    write_key_file(&node_credentials, &format!("dump-old:{OLD}\n"));
+    let node_config = format!(
+        "[auth]\ncredentials_file = \"{}\"\n",
+        node_credentials.display()
+    );
+    let node = testkit::TempNode::start(
+        dhtnode_binary().to_str().unwrap(),
+        &node_config,
+        &["--range", "0000000000000000:ffffffffffffffff"],
+    );
+    let key_file = dir.path().join("client.key");
+    write_key_file(&key_file, &format!("dump-old:{OLD}\n"));
+    let config = dir.path().join("dhtdump.toml");
+    fs::write(
+        &config,
+        format!(
+            "period_s = 1\nmin_wait_s = 0\nretry_wait_s = 1\n[credentials]\nkey_file = \"{}\"\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let dump = Dump::spawn(
+        &[
+            "-c",
+            path_str(&config),
+            "--node",
+            &node.addr.to_string(),
+            "--data-dir",
+            path_str(&dir.path().join("dump/data")),
+        ],
+        &dir.path().join("dump/log"),
+    );
+    dump.wait_for_log("cycle done in", 1);
+
+    let node_reloads = |count: usize| {
+        node.signal("HUP");
+        wait_until("the node's credentials reload", || {
+            node.root_log().matches("credentials reloaded").count() >= count
+        });
+    };
+    write_key_file(
+        &node_credentials,
+        &format!("dump-old:{OLD}\ndump-new:{NEW}\n"),
+    );
+    node_reloads(1);
+    write_key_file(&key_file, &format!("dump-new:{NEW}\n"));
+    signal(dump.child.id(), "HUP");
+    dump.wait_for_log("new key for client 'dump-new'", 1);
+    write_key_file(&node_credentials, &format!("dump-new:{NEW}\n"));
+    node_reloads(2);
+    let cycles = dump.root_log().matches("cycle done in").count();
+    dump.wait_for_log("cycle done in", cycles + 2);
+
+    fs::write(&key_file, "dump-new:123\n").unwrap();
+    signal(dump.child.id(), "HUP");
+    dump.wait_for_log("key not reloaded, keeping the current key", 1);
+    let cycles = dump.root_log().matches("cycle done in").count();
+    dump.wait_for_log("cycle done in", cycles + 1);
+    let log = dump.root_log();
+    assert!(!log.contains("dump cycle failed"), "{log}");
+    assert!(log.contains("ERROR"), "{log}");
+    let node_log = node.root_log();
+    assert!(node_log.contains("revoked [\"dump-old\"]"), "{node_log}");
+    assert!(!node_log.contains("authentication failure"), "{node_log}");
+}

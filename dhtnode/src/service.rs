@@ -16,12 +16,14 @@ use crate::engine::{Engine, ListenerId};
 use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
 use dht_persist::DumpScheduler;
+use node_core::auth::Credentials;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::dht::DhtRequest;
 use node_core::protocol::{NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct DhtNode {
@@ -316,6 +318,10 @@ impl Service for DhtNode {
 
     fn metrics(&self, out: &mut Families) {
         crate::stats::metrics(self, out);
+    }
+
+    fn credentials_reloaded(&mut self, credentials: &Arc<Credentials>) {
+        self.redistributor.set_credentials(credentials.clone());
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {

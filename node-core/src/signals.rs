@@ -1,5 +1,6 @@
 //! Process signals for a daemon, delivered into the event loop through signal-hook-mio:
-//! SIGTERM and SIGINT start a graceful shutdown, SIGHUP reopens the log files (logrotate).
+//! SIGTERM and SIGINT start a graceful shutdown, SIGHUP reloads what the node reads from files
+//! while it runs (the event loop's `reload`: log files for logrotate, the credentials file).
 
 use mio::{Interest, Registry, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -10,7 +11,7 @@ use std::io;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignalAction {
     Shutdown,
-    ReopenLogs,
+    Reload,
 }
 
 /// The signals a daemon listens for, registered with its poll.
@@ -30,7 +31,7 @@ impl SignalSource {
         self.signals
             .pending()
             .map(|signal| match signal {
-                SIGHUP => SignalAction::ReopenLogs,
+                SIGHUP => SignalAction::Reload,
                 _ => SignalAction::Shutdown,
             })
             .collect()

@@ -272,6 +272,12 @@ pub struct Redistributor {
 }
 
 impl Redistributor {
+    /// The node's credentials after a reload: redistributions started from now on log in to
+    /// their targets with the admin's key from this set (a running one keeps the key it has).
+    pub fn set_credentials(&mut self, credentials: Arc<Credentials>) {
+        self.config.credentials = Some(credentials);
+    }
+
     pub fn new(config: RedistributionConfig, wakeups: Wakeups) -> Redistributor {
         Redistributor {
             config,

@@ -40,6 +40,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Token, Waker};
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -78,6 +79,9 @@ pub struct ServerOptions {
     pub hello_timeout_ms: u64,
     /// `Some` turns authentication on.
     pub credentials: Option<Arc<Credentials>>,
+    /// The file `credentials` came from: SIGHUP reads it again (see `event_loop/reload.rs`).
+    /// `None` (credentials given directly, or none) leaves the set as it is.
+    pub credentials_file: Option<PathBuf>,
     /// Names that may run administrative requests when authentication is on.
     pub admins: Vec<String>,
 }
@@ -99,6 +103,7 @@ impl Default for ServerOptions {
             shutdown_timeout_s: 30,
             hello_timeout_ms: 10_000,
             credentials: None,
+            credentials_file: None,
             admins: vec!["admin".to_string()],
         }
     }
@@ -178,8 +183,8 @@ impl Server {
         }
     }
 
-    /// Makes SIGTERM/SIGINT shut the server down gracefully and SIGHUP reopen the logs. Daemons
-    /// call this; in-process tests do not.
+    /// Makes SIGTERM/SIGINT shut the server down gracefully and SIGHUP reload (reopen the logs,
+    /// re-read the credentials file). Daemons call this; in-process tests do not.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.signals = Some(SignalSource::register(self.poll.registry(), SIGNAL_TOKEN)?);
         Ok(())

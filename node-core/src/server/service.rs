@@ -102,6 +102,10 @@ pub trait Service {
     /// Cheap when there is nothing to do: it runs for every flush.
     fn before_output(&mut self) {}
 
+    /// SIGHUP replaced the node's credentials (the server already judges handshakes by them): a
+    /// node that authenticates with them itself (dht redistribution) takes the new set.
+    fn credentials_reloaded(&mut self, _credentials: &std::sync::Arc<crate::auth::Credentials>) {}
+
     /// Node-specific live counters, appended to the core's for GetStats and stats.log.
     fn stats(&self, _out: &mut Vec<(String, u64)>) {}
 

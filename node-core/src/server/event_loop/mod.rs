@@ -6,6 +6,7 @@
 //! - [`frames`]: reading, frames, and each frame's dispatch (requests, control frames);
 //! - [`streams`]: stream turns under credit, output room and memory budgets, and their end;
 //! - [`output`]: writing, backpressure release, and closing connections;
+//! - [`reload`]: what SIGHUP reloads (log files, credentials);
 //! - [`shutdown`]: the graceful shutdown.
 //!
 //! Rules it keeps (mio's contract): readiness is drained until WouldBlock, because an
@@ -18,6 +19,7 @@
 mod accept;
 mod frames;
 mod output;
+mod reload;
 mod shutdown;
 mod streams;
 
@@ -253,14 +255,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                         .shutdown_requested
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                SignalAction::ReopenLogs => {
-                    if let Some(logs) = &self.server.logs {
-                        match logs.reopen() {
-                            Ok(()) => tracing::info!("log files reopened (SIGHUP)"),
-                            Err(err) => eprintln!("cannot reopen log files: {err}"),
-                        }
-                    }
-                }
+                SignalAction::Reload => self.reload(),
             }
         }
     }
