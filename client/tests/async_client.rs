@@ -27,6 +27,7 @@ use node_core::protocol::{RequestCode, Status};
 use real_cluster::{options, RealCluster};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A NodeDown comes without a connect attempt: far below the 2 s connect timeout.
@@ -355,58 +356,8 @@ fn a_node_of_each_kind_down_and_back() {
             && is_down(c.queue().blocking().client(), 1)
     });
     runtime.block_on(async {
-        for &key in &dead_keys {
-            let started = Instant::now();
-            let error = c
-                .dht()
-                .get("users", key)
-                .await
-                .expect_err("its node is down");
-            let took = started.elapsed();
-            assert!(
-                matches!(&error, ClientError::NodeDown { node, .. } if *node == dead_addr),
-                "{error:?}"
-            );
-            assert!(took < FAIL_FAST, "NodeDown after {took:?}: not at once");
-            let put = c.dht().put("users", key, b"x").await.expect_err("down");
-            assert!(put.is_node_down(), "{put:?}");
-        }
-        for &key in &live_keys {
-            assert_eq!(
-                c.dht().get("users", key).await.expect("live"),
-                Some(value_of(key))
-            );
-        }
-        for key in 0..10 {
-            let node = c
-                .logs()
-                .put("events", key, b"e")
-                .await
-                .expect("put while down");
-            assert_eq!(node, 1, "a write lands on the live logfiles node");
-            let node = c.queue().push("jobs", b"j").await.expect("push while down");
-            assert_eq!(node, 0, "a push lands on the live queue node");
-        }
-        while let Some(value) = c.queue().pop_partial("jobs").await.expect("pop").value {
-            assert_eq!(value, b"j");
-        }
-        let popped = c.queue().pop_partial("jobs").await.expect("partial pop");
-        assert_eq!(popped.value, None);
-        let missing: Vec<_> = popped.missing.iter().map(|(addr, _)| *addr).collect();
-        assert_eq!(
-            missing,
-            [queue_addr],
-            "the empty answer names the dead node"
-        );
-        let records = c
-            .logs()
-            .get_range("events", 0, 9, &ValueFilter::All)
-            .expect("open");
-        let error = records
-            .collect()
-            .await
-            .expect_err("a complete read needs every node");
-        assert!(error.is_node_down() && error.to_string().contains(&log_addr.to_string()));
+        dht_while_down(&c, &dead_keys, &live_keys, dead_addr).await;
+        logs_and_queue_while_down(&c, log_addr, queue_addr).await;
     });
 
     cluster.dht[dead_node].restart();
@@ -414,36 +365,81 @@ fn a_node_of_each_kind_down_and_back() {
     cluster.queue[1].restart();
     let restarted = Instant::now();
     runtime.block_on(async {
-        for &key in &dead_keys {
-            loop {
-                match c.dht().get("users", key).await {
-                    Ok(value) => {
-                        // A dht node keeps its data in memory: the restarted node may have
-                        // lost the record, but it answers.
-                        assert!(value.is_none() || value == Some(value_of(key)));
-                        break;
-                    }
-                    Err(error) if error.is_node_down() => {
-                        assert!(restarted.elapsed() < BACK_WITHIN, "still down: {error}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Err(error) => panic!("{error:?}"),
-                }
-            }
-            c.dht()
-                .put("users", key, &value_of(key))
-                .await
-                .expect("put after the restart");
-        }
-        let back_after = restarted.elapsed();
-        assert!(back_after < BACK_WITHIN, "back after {back_after:?}");
-        // The logfiles node is reconnected to on its own backoff: a complete read works again
-        // within the same bound.
+        dht_back(&c, &dead_keys, restarted).await;
+        logs_and_queue_back(&c, restarted).await;
+    });
+}
+
+/// The dead node's keys fail at once with NodeDown naming it; the live nodes' keys are served.
+async fn dht_while_down(c: &Clients, dead_keys: &[u64], live_keys: &[u64], dead_addr: SocketAddr) {
+    for &key in dead_keys {
+        let started = Instant::now();
+        let error = c
+            .dht()
+            .get("users", key)
+            .await
+            .expect_err("its node is down");
+        let took = started.elapsed();
+        assert!(
+            matches!(&error, ClientError::NodeDown { node, .. } if *node == dead_addr),
+            "{error:?}"
+        );
+        assert!(took < FAIL_FAST, "NodeDown after {took:?}: not at once");
+        let put = c.dht().put("users", key, b"x").await.expect_err("down");
+        assert!(put.is_node_down(), "{put:?}");
+    }
+    for &key in live_keys {
+        assert_eq!(
+            c.dht().get("users", key).await.expect("live"),
+            Some(value_of(key))
+        );
+    }
+}
+
+/// Writes land on the live logfiles and queue nodes; a pop and a complete read name the dead
+/// ones.
+async fn logs_and_queue_while_down(c: &Clients, log_addr: SocketAddr, queue_addr: SocketAddr) {
+    for key in 0..10 {
+        let node = c
+            .logs()
+            .put("events", key, b"e")
+            .await
+            .expect("put while down");
+        assert_eq!(node, 1, "a write lands on the live logfiles node");
+        let node = c.queue().push("jobs", b"j").await.expect("push while down");
+        assert_eq!(node, 0, "a push lands on the live queue node");
+    }
+    while let Some(value) = c.queue().pop_partial("jobs").await.expect("pop").value {
+        assert_eq!(value, b"j");
+    }
+    let popped = c.queue().pop_partial("jobs").await.expect("partial pop");
+    assert_eq!(popped.value, None);
+    let missing: Vec<_> = popped.missing.iter().map(|(addr, _)| *addr).collect();
+    assert_eq!(
+        missing,
+        [queue_addr],
+        "the empty answer names the dead node"
+    );
+    let records = c
+        .logs()
+        .get_range("events", 0, 9, &ValueFilter::All)
+        .expect("open");
+    let error = records
+        .collect()
+        .await
+        .expect_err("a complete read needs every node");
+    assert!(error.is_node_down() && error.to_string().contains(&log_addr.to_string()));
+}
+
+/// Every dead key is served again (and written) within [`BACK_WITHIN`] of the restart.
+async fn dht_back(c: &Clients, dead_keys: &[u64], restarted: Instant) {
+    for &key in dead_keys {
         loop {
-            let records = c.logs().get_range("events", 0, 9, &ValueFilter::All);
-            match records.expect("open").collect().await {
-                Ok(records) => {
-                    assert_eq!(records.len(), 10, "every record, from both nodes");
+            match c.dht().get("users", key).await {
+                Ok(value) => {
+                    // A dht node keeps its data in memory: the restarted node may have
+                    // lost the record, but it answers.
+                    assert!(value.is_none() || value == Some(value_of(key)));
                     break;
                 }
                 Err(error) if error.is_node_down() => {
@@ -453,14 +449,40 @@ fn a_node_of_each_kind_down_and_back() {
                 Err(error) => panic!("{error:?}"),
             }
         }
-        let pushed = c.queue().push("jobs", b"after").await.expect("push");
-        let popped = c.queue().pop_partial("jobs").await.expect("pop");
-        assert_eq!(
-            popped.value.as_deref(),
-            Some(&b"after"[..]),
-            "from node {pushed}"
-        );
-    });
+        c.dht()
+            .put("users", key, &value_of(key))
+            .await
+            .expect("put after the restart");
+    }
+    let back_after = restarted.elapsed();
+    assert!(back_after < BACK_WITHIN, "back after {back_after:?}");
+}
+
+/// A complete logfiles read and a queue push/pop work again within [`BACK_WITHIN`].
+async fn logs_and_queue_back(c: &Clients, restarted: Instant) {
+    // The logfiles node is reconnected to on its own backoff: a complete read works again
+    // within the same bound.
+    loop {
+        let records = c.logs().get_range("events", 0, 9, &ValueFilter::All);
+        match records.expect("open").collect().await {
+            Ok(records) => {
+                assert_eq!(records.len(), 10, "every record, from both nodes");
+                break;
+            }
+            Err(error) if error.is_node_down() => {
+                assert!(restarted.elapsed() < BACK_WITHIN, "still down: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("{error:?}"),
+        }
+    }
+    let pushed = c.queue().push("jobs", b"after").await.expect("push");
+    let popped = c.queue().pop_partial("jobs").await.expect("pop");
+    assert_eq!(
+        popped.value.as_deref(),
+        Some(&b"after"[..]),
+        "from node {pushed}"
+    );
 }
 
 fn is_down(client: &client::Client, node: usize) -> bool {
@@ -471,7 +493,7 @@ fn is_down(client: &client::Client, node: usize) -> bool {
 }
 
 #[test]
-fn the_node_level_client_requests_streams_fans_out_and_times_out() {
+fn the_node_level_client_requests_streams_and_fans_out() {
     let cluster = RealCluster::start(1, 0, 0);
     let addr = cluster.dht[0].addr;
     run(async {
@@ -535,7 +557,10 @@ fn the_node_level_client_requests_streams_fans_out_and_times_out() {
             .expect("fan-out");
         assert_eq!((sizes.value.len(), sizes.missing.len()), (1, 0));
     });
+}
 
+#[test]
+fn the_node_level_client_times_out_on_a_node_that_never_answers() {
     // A node that completes the handshake, then never answers.
     let silent = common::fake_node(|_, mut stream| {
         common::accept_handshake(&mut stream);
