@@ -3,8 +3,9 @@
 # loopback: one table with every row of issues 9 and 22.
 #
 #   scripts/bench-vs-redis.sh [--full | --records N] [--seconds S] [--repeat R] [--rt]
-#                             [--keyspace K] [--queue-count N] [--only dht,dht-tls,logfiles,queue]
-#                             [--no-memcached] [--out DIR] [--dry-run]
+#                             [--keyspace K] [--queue-count N]
+#                             [--only dht,dht-log,dht-tls,logfiles,queue] [--no-memcached]
+#                             [--out DIR] [--dry-run]
 #
 # Every server runs pinned to core 0 and every load generator to core 1 (`taskset`), with 50
 # connections and 100-byte values.
@@ -19,6 +20,12 @@
 # also drives Redis (RESP), and memcached's own `memcslap` (libmemcached-tools: 50 threads with
 # one blocking connection each, its own keys and values; `mget` for the pipelined get rows, none
 # for the pipelined put row) drives memcached.
+# The dht node of these rows runs with `durability = "none"` (no change log), against Redis
+# without persistence.
+# dht-log (the change log, issue #18; put P=16 and P=1): dhtnode with `durability = "interval"`
+# against Redis `appendonly yes, appendfsync everysec`, and `durability = "always"` against
+# `appendfsync always`, a fresh pair per policy, prefilled like the dht rows; loadgen drives
+# both sides (RESP SET on Redis), on the same disk (the work directory).
 # dht memory: a fresh Redis gets N records via DEBUG POPULATE (N x 100-byte values; keys
 # key:0..), a fresh dhtnode and a fresh memcached N records via `loadgen --prefill N`; the rows
 # compare the dht node's RSS with Redis's `used_memory` and RSS, and with memcached's RSS. The
@@ -55,7 +62,7 @@
 #                    not p99.
 #   --keyspace K     keys of the dht throughput runs (default 1000000)
 #   --queue-count N  requests per queue run (default 400000 × S)
-#   --only LIST      comma-separated subset of dht, dht-tls, logfiles, queue (default: all)
+#   --only LIST      comma-separated subset of dht, dht-log, dht-tls, logfiles, queue (default: all)
 #   --no-memcached   leave memcached out of the dht rows
 #   --out DIR        keep raw results (JSON, CSV) and table.md there (default: a temp directory)
 #   --dry-run        print the rows the run would measure and exit (builds and starts nothing)
@@ -71,7 +78,7 @@ repeat=1
 rt=0
 keyspace=1000000
 queue_count=""
-only="dht,dht-tls,logfiles,queue"
+only="dht,dht-log,dht-tls,logfiles,queue"
 memcached=1
 out=""
 dry_run=0
@@ -102,18 +109,19 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$queue_count" ] || queue_count=$((seconds * 400000))
 positive_numbers "$records" "$seconds" "$repeat" "$keyspace" "$queue_count"
-do_dht=0; do_dht_tls=0; do_logfiles=0; do_queue=0
+do_dht=0; do_dht_log=0; do_dht_tls=0; do_logfiles=0; do_queue=0
 IFS=, read -r -a parts <<< "$only"
 for part in "${parts[@]}"; do
     case "$part" in
         dht) do_dht=1 ;;
+        dht-log) do_dht_log=1 ;;
         dht-tls) do_dht_tls=1 ;;
         logfiles) do_logfiles=1 ;;
         queue) do_queue=1 ;;
-        *) echo "--only: unknown part '$part' (dht, dht-tls, logfiles, queue)" >&2; exit 2 ;;
+        *) echo "--only: unknown part '$part' (dht, dht-log, dht-tls, logfiles, queue)" >&2; exit 2 ;;
     esac
 done
-[ $((do_dht + do_dht_tls + do_logfiles + do_queue)) -gt 0 ] || { echo "--only: no part given" >&2; exit 2; }
+[ $((do_dht + do_dht_log + do_dht_tls + do_logfiles + do_queue)) -gt 0 ] || { echo "--only: no part given" >&2; exit 2; }
 
 # The targets (DESIGN.md §6).
 target_dht_p16=1.8
@@ -139,6 +147,9 @@ plan() {
         echo "dht memory vs Redis, $records records"
         if [ "$memcached" -eq 1 ]; then echo "dht memory vs memcached, $records records"; fi
     fi
+    if [ "$do_dht_log" -eq 1 ]; then
+        echo "dht put (durability interval, always) vs SET with AOF (everysec, always), P=16 and P=1: $repeat run(s) of ${seconds} s each"
+    fi
     if [ "$do_logfiles" -eq 1 ]; then
         echo "logfiles put (fsync none, interval) vs XADD, P=16: $repeat run(s) of ${seconds} s each"
     fi
@@ -154,7 +165,7 @@ if [ "$do_dht" -eq 1 ] && [ "$memcached" -eq 1 ]; then need_memcached; fi
 
 log "building release binaries"
 packages=(-p benches)
-if [ "$do_dht" -eq 1 ] || [ "$do_dht_tls" -eq 1 ]; then packages+=(-p dhtnode); fi
+if [ "$do_dht" -eq 1 ] || [ "$do_dht_log" -eq 1 ] || [ "$do_dht_tls" -eq 1 ]; then packages+=(-p dhtnode); fi
 if [ "$do_logfiles" -eq 1 ]; then packages+=(-p logfilesnode); fi
 if [ "$do_queue" -eq 1 ]; then packages+=(-p queuenode); fi
 timeout 1800 cargo build --release -q "${packages[@]}"
@@ -180,6 +191,9 @@ cpu_file="$out/cpu-rows.md"    # the CPU and spread table's rows
 # value in a slab chunk, with room to spare; at least 1 GB.
 memcached_mb() { echo $(( ($1 * (value_size + 120) * 3 / 2) / 1048576 + 1024 )); }
 
+# The dht rows compare the node without its change log with Redis without persistence.
+no_change_log=$'[dht]\ndurability = "none"'
+
 # prefill KIND ADDR N: `loadgen --prefill N` (keys 0..N-1) into a server.
 prefill() { loadgen_prefill "$out/prefill-$1.txt" "$@"; }
 
@@ -199,7 +213,7 @@ setup_memcached() {
     step_vars+=(memc_pid memc_port)
 }
 setup_dht() {
-    start_dhtnode "$tmp/dht"
+    start_dhtnode "$tmp/dht" "$no_change_log"
     dht_pid=$srv_pid; dht_port=$srv_port
     prefill dht "$srv_addr" "$keyspace"
     step_vars+=(dht_pid dht_port)
@@ -403,7 +417,7 @@ memory_memcached() {
 
 # memory_ours: "RSS RSS_empty engine_RSS engine_heap" (per record for the engine, in-process).
 memory_ours() {
-    start_dhtnode "$tmp/dht"
+    start_dhtnode "$tmp/dht" "$no_change_log"
     local rss_before rss
     rss_before="$(rss_bytes "$srv_pid")"
     prefill dht "$srv_addr" "$records"
@@ -473,6 +487,65 @@ bench_dht() {
     fi
 }
 
+# ---- dht with the change log -----------------------------------------------------------------
+
+# setup_dht_log OURS THEIRS: redis-server with AOF (appendfsync THEIRS) and dhtnode with
+# durability OURS, both filled with $keyspace keys; sets redis_pid/port and dht_pid/port.
+setup_dht_log() {
+    start_redis "$2"
+    redis_pid=$srv_pid; redis_port=$srv_port
+    loadgen_prefill "$out/prefill-redis-aof-$2.txt" redis "$srv_addr" "$keyspace"
+    start_dhtnode "$tmp/dht-log" $'[dht]\ndurability = "'"$1"'"'
+    dht_pid=$srv_pid; dht_port=$srv_port
+    loadgen_prefill "$out/prefill-dht-$1.txt" dht "$srv_addr" "$keyspace"
+    step_vars+=(redis_pid redis_port dht_pid dht_port)
+}
+
+# dht_log_row OURS THEIRS P: the row of one policy pair at depth P.
+dht_log_row() {
+    local ours=$1 theirs=$2 p=$3 cell="$out/dhtlog-$1-p$3"
+    # shellcheck disable=SC2046
+    set -- $(median "$cell.redis") $(median "$cell.ours")
+    awk -v ours="$ours" -v theirs="$theirs" -v p="$p" -v c="$connections" -v rb="$1" \
+        -v rbp="$2" -v o="$5" -v op99="$6" 'BEGIN {
+        r = o / rb;
+        mode = (p > 1) ? "pipelined P=" p : "unpipelined P=1";
+        printf "| dht put (durability = %s) vs SET with AOF (appendfsync %s), %s, %d conns | %d | %d | **%.2f×** %s | ≥ 1.5× | %d | %d | %s | loadgen / loadgen | (same generator) |\n",
+            ours, theirs, mode, c, rb, o, r, (r >= 1.5 ? "✓" : "✗"), rbp, op99, (op99 <= rbp ? "✓" : "✗")
+    }' >> "$rows_file"
+    echo "| dht P=$p put, durability $ours / AOF $theirs | | loadgen $3, Redis $4 | | loadgen $7, dhtnode $8 | – / $(spread "$cell.redis") / – / $(spread "$cell.ours") |" >> "$cpu_file"
+}
+
+# bench_dht_log: dht put with durability interval / always against Redis AOF everysec / always.
+bench_dht_log() {
+    local pair ours theirs p r cell
+    for pair in interval:everysec always:always; do
+        ours=${pair%%:*}; theirs=${pair##*:}
+        log "dht-log: redis-server (appendfsync $theirs) and dhtnode (durability $ours)"
+        redis_pid=""; dht_pid=""
+        run_step "$out/setup-dhtlog-$ours" setup_dht_log "$ours" "$theirs"
+        redis_ok=$step_ok; redis_reason="setup: $step_reason"
+        dht_ok=$step_ok; dht_reason="setup: $step_reason"
+        for p in 16 1; do
+            cell="$out/dhtlog-$ours-p$p"
+            rm -f "$cell".*.runs "$cell".*.failed
+            for r in $(seq "$repeat"); do
+                log "dht-log P=$p put: run $r of $repeat ($ours vs AOF $theirs)"
+                if [ $((r % 2)) -eq 1 ]; then
+                    measure "$cell.redis" redis run_loadgen "$cell.redis" redis "$redis_port" "$redis_pid" put "$p"
+                    measure "$cell.ours" dht run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" put "$p"
+                else
+                    measure "$cell.ours" dht run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" put "$p"
+                    measure "$cell.redis" redis run_loadgen "$cell.redis" redis "$redis_port" "$redis_pid" put "$p"
+                fi
+            done
+            run_row "dht put (durability $ours) vs SET with AOF ($theirs), P=$p" "$cell.redis" \
+                "$cell.ours" -- dht_log_row "$ours" "$theirs" "$p"
+        done
+        for pid in ${redis_pid:-} ${dht_pid:-}; do stop_pid "$pid"; done
+    done
+}
+
 # ---- dht over TLS ----------------------------------------------------------------------------
 
 # make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (openssl).
@@ -510,7 +583,7 @@ setup_redis_tls() {
 # shellcheck disable=SC2031
 setup_dht_tls() {
     local certs="$tmp/tls"
-    start_dhtnode "$tmp/dht" "$(printf '[tls]\ncert_file = "%s"\nkey_file = "%s"' \
+    start_dhtnode "$tmp/dht" "$(printf '[dht]\ndurability = "none"\n[tls]\ncert_file = "%s"\nkey_file = "%s"' \
         "$certs/node.pem" "$certs/node-key.pem")" || return 1
     dht_pid=$srv_pid; dht_port=$srv_port
     timeout 900 "${client_run[@]}" "$loadgen" --kind dht --addr "$srv_addr" \
@@ -650,6 +723,7 @@ bench_queue() {
 
 # (`if`, not `&&`: a function called in a condition would run without errexit.)
 if [ "$do_dht" -eq 1 ]; then bench_dht; fi
+if [ "$do_dht_log" -eq 1 ]; then bench_dht_log; fi
 if [ "$do_dht_tls" -eq 1 ]; then bench_dht_tls; fi
 if [ "$do_logfiles" -eq 1 ]; then bench_logfiles; fi
 if [ "$do_queue" -eq 1 ]; then bench_queue; fi

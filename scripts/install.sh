@@ -295,7 +295,9 @@ dht_range() {
 edit() {
     local out
     out=$(printf '%s\n' "$1" | sed -e "$2")
-    printf '%s\n' "$out" | grep -q -- "$3" || die "cannot edit the example config: no line matches $3"
+    # A here-string, not a pipe: grep -q stops at the first match, and under pipefail the printf
+    # it left writing into a closed pipe would fail the check (SIGPIPE) on a busy machine.
+    grep -q -- "$3" <<<"$out" || die "cannot edit the example config: no line matches $3"
     printf '%s\n' "$out"
 }
 

@@ -25,6 +25,46 @@ const VALUE_LEN: usize = 100;
 const RECORDS_PER_FILE: u64 = 200_000;
 const DECODE_RECORDS: usize = 10_000;
 
+/// Appends `iters` records of `value` through a `BucketWriter` with the default buffer, into
+/// files of at most [`RECORDS_PER_FILE`] records at `path`; returns the time the appends and
+/// flushes took (opening and deleting the files is not timed).
+fn append_timed(path: &std::path::Path, value: &[u8], iters: u64) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut left = iters;
+    let mut key = 0u64;
+    while left > 0 {
+        let n = left.min(RECORDS_PER_FILE);
+        let _ = std::fs::remove_file(path);
+        let mut writer = BucketWriter::open(path, DEFAULT_WRITE_BUFFER_BYTES).expect("open bucket");
+        let start = Instant::now();
+        for _ in 0..n {
+            key += 1;
+            writer.append(black_box(key), black_box(value)).unwrap();
+        }
+        writer.flush().unwrap();
+        timed += start.elapsed();
+        drop(writer);
+        left -= n;
+    }
+    let _ = std::fs::remove_file(path);
+    timed
+}
+
+/// A bucket of [`DECODE_RECORDS`] records of `record_len` bytes (header and value), in memory.
+fn encoded_bucket(record_len: u64) -> Vec<u8> {
+    let mut bucket = file_header().to_vec();
+    for key in 0..DECODE_RECORDS as u64 {
+        encode_record(
+            BucketFormat::Crc,
+            key,
+            &text_value(key as usize, VALUE_LEN),
+            &mut bucket,
+        );
+    }
+    assert_eq!(bucket.len() as u64, 16 + DECODE_RECORDS as u64 * record_len);
+    bucket
+}
+
 fn storage(c: &mut Criterion) {
     let value = text_value(3, VALUE_LEN);
     let record_len = (RECORD_HEADER_BYTES + VALUE_LEN) as u64;
@@ -51,40 +91,10 @@ fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bucket");
     group.bench_function("append_64KiB_buffer", |b| {
-        b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            let mut key = 0u64;
-            while left > 0 {
-                let n = left.min(RECORDS_PER_FILE);
-                let _ = std::fs::remove_file(&path);
-                let mut writer =
-                    BucketWriter::open(&path, DEFAULT_WRITE_BUFFER_BYTES).expect("open bucket");
-                let start = Instant::now();
-                for _ in 0..n {
-                    key += 1;
-                    writer.append(black_box(key), black_box(&value)).unwrap();
-                }
-                writer.flush().unwrap();
-                timed += start.elapsed();
-                drop(writer);
-                left -= n;
-            }
-            let _ = std::fs::remove_file(&path);
-            timed
-        });
+        b.iter_custom(|iters| append_timed(&path, &value, iters));
     });
 
-    let mut bucket = file_header().to_vec();
-    for key in 0..DECODE_RECORDS as u64 {
-        encode_record(
-            BucketFormat::Crc,
-            key,
-            &text_value(key as usize, VALUE_LEN),
-            &mut bucket,
-        );
-    }
-    assert_eq!(bucket.len() as u64, 16 + DECODE_RECORDS as u64 * record_len);
+    let bucket = encoded_bucket(record_len);
     group.throughput(Throughput::Bytes(bucket.len() as u64));
     group.bench_function("decode_10k_records", |b| {
         b.iter(|| {

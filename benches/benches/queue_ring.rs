@@ -36,68 +36,92 @@ fn drain(ring: &mut Ring) {
     }
 }
 
+/// A ring in `dir` whose pages were all touched once (a fresh ring pays a page fault per 4 KiB
+/// on first use), empty.
+fn warm_ring(dir: &std::path::Path, value: &[u8]) -> Ring {
+    let mut ring =
+        Ring::create(&dir.join("ring"), CAPACITY_BYTES, SyncMode::OnClose).expect("create ring");
+    for _ in 0..(CAPACITY_BYTES / 2 / 120) {
+        ring.push(value).unwrap();
+    }
+    drain(&mut ring);
+    ring
+}
+
+/// Takes and acknowledges `n` records in batches of up to [`BATCH`], values by reference.
+fn take_ack_in_batches(ring: &mut Ring, n: u64) {
+    let mut got = 0u64;
+    while got < n {
+        let span = ring
+            .take_with(BATCH.min((n - got) as usize), u64::MAX, |seq, v| {
+                black_box((seq, v));
+            })
+            .unwrap();
+        got += span.end_seq - span.first_seq;
+        ring.ack(span).unwrap();
+    }
+}
+
+/// Pushes `n` copies of `value` (untimed: the rounds' other half).
+fn fill(ring: &mut Ring, value: &[u8], n: u64) {
+    for _ in 0..n {
+        ring.push(value).unwrap();
+    }
+}
+
+/// Runs `iters` records in rounds of at most [`ROUND`]: `round(n)` does one round of `n` records
+/// and returns the part of it that is timed; returns the sum of those.
+fn in_rounds(iters: u64, mut round: impl FnMut(u64) -> Duration) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(ROUND);
+        timed += round(n);
+        left -= n;
+    }
+    timed
+}
+
 fn ring(c: &mut Criterion) {
     let value = text_value(5, VALUE_LEN);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut ring = Ring::create(&dir.path().join("ring"), CAPACITY_BYTES, SyncMode::OnClose)
-        .expect("create ring");
-    // Touch every page once (a fresh ring pays a page fault per 4 KiB on first use).
-    for _ in 0..(CAPACITY_BYTES / 2 / 120) {
-        ring.push(&value).unwrap();
-    }
-    drain(&mut ring);
+    let mut ring = warm_ring(dir.path(), &value);
 
     let mut group = c.benchmark_group("queue_ring_100B");
     group.throughput(Throughput::Elements(1));
 
     group.bench_function("push", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
+            in_rounds(iters, |n| {
                 let start = Instant::now();
                 for _ in 0..n {
                     ring.push(black_box(&value)).unwrap();
                 }
-                timed += start.elapsed();
+                let timed = start.elapsed();
                 drain(&mut ring);
-                left -= n;
-            }
-            timed
+                timed
+            })
         });
     });
 
     group.bench_function("pop", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                for _ in 0..n {
-                    ring.push(&value).unwrap();
-                }
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
                 let start = Instant::now();
                 for _ in 0..n {
                     black_box(ring.pop().unwrap().unwrap());
                 }
-                timed += start.elapsed();
-                left -= n;
-            }
-            timed
+                start.elapsed()
+            })
         });
     });
 
     group.bench_function("take_ack_1_no_alloc", |b| {
         let mut scratch = Vec::with_capacity(VALUE_LEN);
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                for _ in 0..n {
-                    ring.push(&value).unwrap();
-                }
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
                 let start = Instant::now();
                 for _ in 0..n {
                     let span = ring
@@ -109,37 +133,19 @@ fn ring(c: &mut Criterion) {
                     ring.ack(span).unwrap();
                     black_box(&scratch);
                 }
-                timed += start.elapsed();
-                left -= n;
-            }
-            timed
+                start.elapsed()
+            })
         });
     });
 
     group.bench_function("take_ack_batch_4096", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                for _ in 0..n {
-                    ring.push(&value).unwrap();
-                }
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
                 let start = Instant::now();
-                let mut got = 0u64;
-                while got < n {
-                    let span = ring
-                        .take_with(BATCH.min((n - got) as usize), u64::MAX, |seq, v| {
-                            black_box((seq, v));
-                        })
-                        .unwrap();
-                    got += span.end_seq - span.first_seq;
-                    ring.ack(span).unwrap();
-                }
-                timed += start.elapsed();
-                left -= n;
-            }
-            timed
+                take_ack_in_batches(&mut ring, n);
+                start.elapsed()
+            })
         });
     });
     group.finish();

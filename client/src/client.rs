@@ -385,6 +385,12 @@ impl Client {
     fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.shared.options.request_timeout_ms)
     }
+
+    /// What the async client shares with this one: the nodes, the I/O thread's command channel.
+    #[cfg(feature = "async")]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
 }
 
 impl Drop for Client {
@@ -407,8 +413,9 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Takes an in-flight slot and a request id, and hands the request to the I/O thread; its
-/// frames will go to `reply_to`.
+/// Sends request `code` to node `node`, its frames to go to `reply_to`: fails at once when the
+/// node is known to be down or the body is too large, waits (until `deadline`) for an in-flight
+/// slot, then hands the request to the I/O thread.
 pub(crate) fn send_request(
     shared: &Arc<Shared>,
     node: usize,
@@ -417,8 +424,46 @@ pub(crate) fn send_request(
     deadline: Instant,
     reply_to: Sink,
 ) -> Result<Ticket, ClientError> {
+    let info = admit_request(shared, node, &body)?;
+    let permit = info
+        .limit
+        .acquire(deadline)
+        .ok_or_else(|| too_many_in_flight(shared, &info))?;
+    let (command, ticket) = make_request(shared, &info, node, code, body, reply_to, permit);
+    shared.send(command, node)?;
+    Ok(ticket)
+}
+
+/// [`send_request`] for an async caller: the same checks, the same slot and the same command,
+/// waited for without blocking the task's thread.
+#[cfg(feature = "async")]
+pub(crate) async fn send_request_async(
+    shared: &Arc<Shared>,
+    node: usize,
+    code: RequestCode,
+    body: Vec<u8>,
+    deadline: Instant,
+    reply_to: Sink,
+) -> Result<Ticket, ClientError> {
+    let info = admit_request(shared, node, &body)?;
+    let permit = info
+        .limit
+        .acquire_async(deadline)
+        .await
+        .ok_or_else(|| too_many_in_flight(shared, &info))?;
+    let (command, ticket) = make_request(shared, &info, node, code, body, reply_to, permit);
+    shared.send_async(command, node).await?;
+    Ok(ticket)
+}
+
+/// The checks made before a request takes a slot: the node exists, is not known to be down
+/// (no command, no connect attempt: it fails at once), and the body is within the limit.
+fn admit_request(
+    shared: &Shared,
+    node: usize,
+    body: &[u8],
+) -> Result<Arc<crate::node_set::NodeInfo>, ClientError> {
     let info = shared.node(node)?;
-    // A node known to be down fails here, at once: no command, no connect attempt.
     info.check()?;
     let max = shared.options.max_request_bytes;
     if body.len() > max as usize {
@@ -428,14 +473,27 @@ pub(crate) fn send_request(
             max,
         });
     }
-    let permit = info
-        .limit
-        .acquire(deadline)
-        .ok_or(ClientError::TooManyInFlight {
-            node: info.addr,
-            limit: info.limit.max(),
-            ms: shared.options.request_timeout_ms,
-        })?;
+    Ok(info)
+}
+
+fn too_many_in_flight(shared: &Shared, info: &crate::node_set::NodeInfo) -> ClientError {
+    ClientError::TooManyInFlight {
+        node: info.addr,
+        limit: info.limit.max(),
+        ms: shared.options.request_timeout_ms,
+    }
+}
+
+/// The command that opens the request on the I/O thread, and the caller's ticket for it.
+fn make_request(
+    shared: &Arc<Shared>,
+    info: &crate::node_set::NodeInfo,
+    node: usize,
+    code: RequestCode,
+    body: Vec<u8>,
+    reply_to: Sink,
+    permit: crate::limit::Permit,
+) -> (Command, Ticket) {
     let request_id = info.next_request_id();
     let command = Command::Send {
         node,
@@ -445,13 +503,13 @@ pub(crate) fn send_request(
         reply_to,
         permit,
     };
-    shared.send(command, node)?;
-    Ok(Ticket {
+    let ticket = Ticket {
         shared: Arc::clone(shared),
         node,
         request_id,
         finished: false,
-    })
+    };
+    (command, ticket)
 }
 
 /// Refuses a client name the handshake could not carry, before any connection is made.

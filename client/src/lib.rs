@@ -18,6 +18,9 @@
 //! merges the answers; [`LogClient`] and [`queue::QueueClient`] do the same for logfiles and
 //! queue clusters.
 //!
+//! For tokio services, [`asynchronous`] has the same clients as `async fn`s and streams, over
+//! the same connections (cargo feature `async`, on by default).
+//!
 //! Failures are [`ClientError`]s whose messages name the node and the reason.
 //!
 //! # Nodes that are down
@@ -70,11 +73,14 @@
 //! # Ok::<(), client::ClientError>(())
 //! ```
 
+#[cfg(feature = "async")]
+pub mod asynchronous;
 mod backoff;
 mod client;
 mod common;
 pub mod dht;
 mod error;
+mod failover;
 mod follow;
 mod handshake;
 mod io_thread;

@@ -14,6 +14,9 @@ use std::time::Instant;
 pub(crate) struct InFlightLimit {
     used: Mutex<usize>,
     freed: Condvar,
+    /// Wakes the async callers waiting for a slot (the condvar wakes the blocking ones).
+    #[cfg(feature = "async")]
+    freed_async: tokio::sync::Notify,
     max: usize,
 }
 
@@ -28,6 +31,8 @@ impl InFlightLimit {
         Arc::new(InFlightLimit {
             used: Mutex::new(0),
             freed: Condvar::new(),
+            #[cfg(feature = "async")]
+            freed_async: tokio::sync::Notify::new(),
             max: max.max(1),
         })
     }
@@ -62,6 +67,38 @@ impl InFlightLimit {
         })
     }
 
+    /// Takes a slot if one is free now.
+    #[cfg(feature = "async")]
+    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut used = self.lock();
+        if *used >= self.max {
+            return None;
+        }
+        *used += 1;
+        Some(Permit {
+            limit: Arc::clone(self),
+        })
+    }
+
+    /// [`InFlightLimit::acquire`] for an async caller: the task waits, not its thread.
+    #[cfg(feature = "async")]
+    pub(crate) async fn acquire_async(self: &Arc<Self>, deadline: Instant) -> Option<Permit> {
+        loop {
+            // Registered before the check, so a slot freed in between still wakes us.
+            let mut freed = std::pin::pin!(self.freed_async.notified());
+            freed.as_mut().enable();
+            if let Some(permit) = self.try_acquire() {
+                return Some(permit);
+            }
+            if tokio::time::timeout_at(deadline.into(), freed)
+                .await
+                .is_err()
+            {
+                return self.try_acquire();
+            }
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
         *self.lock()
@@ -74,6 +111,8 @@ impl Drop for Permit {
         *used = used.saturating_sub(1);
         drop(used);
         self.limit.freed.notify_one();
+        #[cfg(feature = "async")]
+        self.limit.freed_async.notify_one();
     }
 }
 

@@ -61,6 +61,7 @@ pub use node_core::protocol::queue::QueueSize;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::failover::{judge_write, WriteStep};
 use crate::follow::{self, Follower};
 use crate::node_set::NodeChanges;
 use crate::options::ClientOptions;
@@ -163,15 +164,31 @@ impl QueueClient {
     /// Pushes `value` to `channel` on one node (see the module documentation); returns the
     /// index of the node that stored it.
     pub fn push(&self, channel: &str, value: &[u8]) -> Result<usize, ClientError> {
+        let body = self.encode_push(channel, value)?;
+        self.push_body(wire::PUSH, &body, "Push")
+    }
+
+    /// A Push's body, once the value passed the client's checks (blocking and async pushes).
+    pub(crate) fn encode_push(&self, channel: &str, value: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.client.options().check_value(channel, value.len())?;
         let mut body = Vec::with_capacity(channel.len() + 1 + value.len());
         PushRequest { channel, value }.encode(&mut body);
-        self.push_body(wire::PUSH, &body, "Push")
+        Ok(body)
     }
 
     /// Pushes `value` to every channel of `channels` (1 to 64) on one node, all or nothing (see
     /// the module documentation); returns the index of the node that stored it.
     pub fn push_multi(&self, channels: &[&str], value: &[u8]) -> Result<usize, ClientError> {
+        let body = self.encode_push_multi(channels, value)?;
+        self.push_body(wire::PUSH_MULTI, &body, "PushMulti")
+    }
+
+    /// A PushMulti's body, once the channel count passed the check (blocking and async).
+    pub(crate) fn encode_push_multi(
+        &self,
+        channels: &[&str],
+        value: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         check_channel_count(self, channels.len())?;
         let mut body = Vec::new();
         PushMultiRequest {
@@ -179,7 +196,7 @@ impl QueueClient {
             value,
         }
         .encode(&mut body);
-        self.push_body(wire::PUSH_MULTI, &body, "PushMulti")
+        Ok(body)
     }
 
     /// Sends a push-like request to the nodes in turn until one stores it.
@@ -191,20 +208,11 @@ impl QueueClient {
     ) -> Result<usize, ClientError> {
         let mut last_error = None;
         for node in self.rotation() {
-            match self
-                .client
-                .request(node, code, body)
-                .and_then(Reply::into_result)
-            {
-                Ok(reply) if reply.status == Status::Ok => return Ok(node),
-                Ok(reply) => {
-                    return Err(ClientError::protocol(
-                        reply.node,
-                        format!("{request} answered {:?}", reply.status),
-                    ))
-                }
-                Err(error) if push_elsewhere(&error) => last_error = Some(error),
-                Err(error) => return Err(error),
+            let result = self.client.request(node, code, body);
+            match judge_write(result, push_elsewhere, request) {
+                WriteStep::Stored(_) => return Ok(node),
+                WriteStep::Next(error) => last_error = Some(error),
+                WriteStep::Failed(error) => return Err(error),
             }
         }
         Err(last_error.unwrap_or(ClientError::NoNodes))
@@ -272,34 +280,14 @@ impl QueueClient {
     pub fn pop_partial(&self, channel: &str) -> Result<Partial<Option<Vec<u8>>>, ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        let mut result = Partial::new(None);
-        let mut refused = None;
+        let mut walk = PopWalk::default();
         for node in self.rotation() {
-            match self
-                .client
-                .request(node, wire::POP, &body)
-                .and_then(Reply::into_result)
-            {
-                Ok(reply) if reply.status == Status::Ok => {
-                    result.value = Some(reply.body);
-                    return Ok(result);
-                }
-                Ok(_) => {}
-                Err(error) if unreachable(&error) => {
-                    let addr = self
-                        .client
-                        .node_addr(node)
-                        .unwrap_or(([0, 0, 0, 0], 0).into());
-                    result.missing.push((addr, error));
-                }
-                Err(error @ ClientError::Status { .. }) => refused = refused.or(Some(error)),
-                Err(error) => return Err(error),
+            let addr = self.client.node_addr(node).unwrap_or(NO_ADDR);
+            if let Some(done) = walk.take(addr, self.client.request(node, wire::POP, &body)) {
+                return done;
             }
         }
-        match refused {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
+        walk.finish()
     }
 
     /// The names of every channel on any node: sorted, each once.
@@ -440,6 +428,62 @@ pub(crate) fn unreachable(error: &ClientError) -> bool {
 }
 
 /// Whether a push refused with `error` should be tried on another node.
+/// The address reported for a node index that is gone (it cannot be: indices are never reused).
+pub(crate) const NO_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// A pop walking the nodes in turn: what their answers add up to so far. The blocking and the
+/// async clients feed it the same way.
+pub(crate) struct PopWalk {
+    result: Partial<Option<Vec<u8>>>,
+    /// The first refusal (a status error): the pop's error if no node had a record.
+    refused: Option<ClientError>,
+}
+
+impl Default for PopWalk {
+    fn default() -> PopWalk {
+        PopWalk {
+            result: Partial::new(None),
+            refused: None,
+        }
+    }
+}
+
+impl PopWalk {
+    /// Takes node `addr`'s answer; `Some` when the pop is decided (a record, or an error no
+    /// other node can change).
+    pub(crate) fn take(
+        &mut self,
+        addr: SocketAddr,
+        answer: Result<Reply, ClientError>,
+    ) -> Option<Result<Partial<Option<Vec<u8>>>, ClientError>> {
+        match answer.and_then(Reply::into_result) {
+            Ok(reply) if reply.status == Status::Ok => {
+                self.result.value = Some(reply.body);
+                Some(Ok(std::mem::replace(&mut self.result, Partial::new(None))))
+            }
+            Ok(_) => None,
+            Err(error) if unreachable(&error) => {
+                self.result.missing.push((addr, error));
+                None
+            }
+            Err(error @ ClientError::Status { .. }) => {
+                self.refused = self.refused.take().or(Some(error));
+                None
+            }
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// Every node answered without a record.
+    pub(crate) fn finish(self) -> Result<Partial<Option<Vec<u8>>>, ClientError> {
+        match self.refused {
+            Some(error) => Err(error),
+            None => Ok(self.result),
+        }
+    }
+}
+
 pub(crate) fn push_elsewhere(error: &ClientError) -> bool {
     unreachable(error)
         || matches!(

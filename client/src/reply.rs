@@ -100,9 +100,33 @@ impl Ticket {
         }
     }
 
-    fn closed_error(&self) -> ClientError {
+    pub(crate) fn closed_error(&self) -> ClientError {
         ClientError::Closed {
             node: self.shared.addr(self.node),
+        }
+    }
+
+    /// The outcome of a one-reply request from the first message for it (blocking and async
+    /// waits alike).
+    pub(crate) fn finish(&mut self, event: Routed) -> Result<Reply, ClientError> {
+        match event {
+            Routed::Reply(reply) => {
+                self.finished = true;
+                Ok(reply)
+            }
+            Routed::Failed(error) => {
+                self.finished = true;
+                Err(error)
+            }
+            // A streaming request sent through the one-reply API: stop it rather than leave it
+            // paused on the node holding a slot; the drop then cancels it.
+            Routed::Item { .. } => {
+                self.control(ControlCode::Stop, Vec::new());
+                Err(ClientError::protocol(
+                    self.shared.addr(self.node),
+                    "the node answered with a stream of items; use Client::stream for this request",
+                ))
+            }
         }
     }
 }
@@ -144,29 +168,10 @@ impl Pending {
     /// Waits for the Reply, until `request_timeout_ms` after submission.
     pub fn wait(mut self) -> Result<Reply, ClientError> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let event = match self.rx.recv_timeout(remaining) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => return Err(self.ticket.timeout_error()),
-            Err(RecvTimeoutError::Disconnected) => return Err(self.ticket.closed_error()),
-        };
-        match event {
-            Routed::Reply(reply) => {
-                self.ticket.finished = true;
-                Ok(reply)
-            }
-            Routed::Failed(error) => {
-                self.ticket.finished = true;
-                Err(error)
-            }
-            // A streaming request sent through the one-reply API: stop it rather than leave it
-            // paused on the node holding a slot; the drop then cancels it.
-            Routed::Item { .. } => {
-                self.ticket.control(ControlCode::Stop, Vec::new());
-                Err(ClientError::protocol(
-                    self.ticket.shared.addr(self.ticket.node),
-                    "the node answered with a stream of items; use Client::stream for this request",
-                ))
-            }
+        match self.rx.recv_timeout(remaining) {
+            Ok(event) => self.ticket.finish(event),
+            Err(RecvTimeoutError::Timeout) => Err(self.ticket.timeout_error()),
+            Err(RecvTimeoutError::Disconnected) => Err(self.ticket.closed_error()),
         }
     }
 }

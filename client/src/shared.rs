@@ -64,7 +64,14 @@ pub(crate) enum Command {
 /// each message carries the tag the set gave that stream.
 pub(crate) enum Sink {
     Own(Sender<Routed>),
-    Shared { tag: u64, tx: Sender<(u64, Routed)> },
+    Shared {
+        tag: u64,
+        tx: Sender<(u64, Routed)>,
+    },
+    /// A request of the async client (`crate::asynchronous`): its task awaits the channel. It
+    /// holds what an `Own` one holds (at most the stream window plus one message).
+    #[cfg(feature = "async")]
+    Async(tokio::sync::mpsc::UnboundedSender<Routed>),
 }
 
 impl Sink {
@@ -73,6 +80,8 @@ impl Sink {
         match self {
             Sink::Own(tx) => tx.send(routed).map_err(drop),
             Sink::Shared { tag, tx } => tx.send((*tag, routed)).map_err(drop),
+            #[cfg(feature = "async")]
+            Sink::Async(tx) => tx.send(routed).map_err(drop),
         }
     }
 }
@@ -190,6 +199,35 @@ impl Shared {
             .map_err(|_| ClientError::Closed {
                 node: self.addr(node),
             })?;
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// [`Shared::send`] for an async caller: a full channel (the I/O thread is 4096 commands
+    /// behind) makes the task sleep a little and try again instead of blocking its thread.
+    #[cfg(feature = "async")]
+    pub(crate) async fn send_async(
+        &self,
+        mut command: Command,
+        node: usize,
+    ) -> Result<(), ClientError> {
+        use std::sync::mpsc::TrySendError;
+        loop {
+            match self.commands.try_send(command) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    command = back;
+                    tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(ClientError::Closed {
+                        node: self.addr(node),
+                    })
+                }
+            }
+        }
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             self.wake();
         }

@@ -183,25 +183,11 @@ fn three_node_round_trips_each_key_on_its_owner() {
     }
 }
 
-#[test]
-fn ten_thousand_sequential_keys_spread_over_the_cluster_and_read_back() {
-    let (_nodes, dht) = cluster(3);
-    let channel = "spread";
-    let expected: BTreeMap<u64, Vec<u8>> = (0..10_000u64).map(|key| (key, value_of(key))).collect();
-    // Half one by one, half in batches.
-    for (key, value) in expected.range(..5_000) {
-        dht.put(channel, *key, value).expect("put");
-    }
-    dht.put_batch(
-        channel,
-        expected
-            .range(5_000..)
-            .map(|(key, value)| (*key, value.as_slice())),
-    )
-    .expect("put_batch");
-
+/// The 10 000 records of `expected` in `channel` of a 3-node cluster: each node holds 3 000 to
+/// 3 700 of them, and the channel's and the cluster's sizes count them all.
+fn check_spread_and_sizes(dht: &DhtClient, channel: &str, expected: &BTreeMap<u64, Vec<u8>>) {
     let per_node: Vec<u64> = (0..3)
-        .map(|node| node_size(&dht, node, channel).records)
+        .map(|node| node_size(dht, node, channel).records)
         .collect();
     assert_eq!(per_node.iter().sum::<u64>(), 10_000);
     for records in &per_node {
@@ -219,17 +205,20 @@ fn ten_thousand_sequential_keys_spread_over_the_cluster_and_read_back() {
         }
     );
     assert!(dht.get_size().expect("size").records >= 10_000);
+}
 
-    // Every read request agrees.
-    for (key, value) in &expected {
+/// Get, GetAll, GetAll of keys only and a filtered GetAll of `channel` all return exactly
+/// `expected` (the filter "value-99" the 111 records whose values hold it).
+fn check_every_read_agrees(dht: &DhtClient, channel: &str, expected: &BTreeMap<u64, Vec<u8>>) {
+    for (key, value) in expected {
         assert_eq!(dht.get(channel, *key).expect("get").as_ref(), Some(value));
     }
     assert_exact_set(
-        &collect_all(&dht, channel, GetAllOptions::default()),
-        &expected,
+        &collect_all(dht, channel, GetAllOptions::default()),
+        expected,
     );
     let keys = collect_all(
-        &dht,
+        dht,
         channel,
         GetAllOptions {
             keys_only: true,
@@ -239,7 +228,7 @@ fn ten_thousand_sequential_keys_spread_over_the_cluster_and_read_back() {
     let keys_expected = expected.keys().map(|key| (*key, Vec::new())).collect();
     assert_exact_set(&keys, &keys_expected);
     let filtered = collect_all(
-        &dht,
+        dht,
         channel,
         GetAllOptions {
             keys_only: false,
@@ -253,6 +242,29 @@ fn ten_thousand_sequential_keys_spread_over_the_cluster_and_read_back() {
         .collect();
     assert_eq!(filtered_expected.len(), 111); // 99, 990..999, 9900..9999
     assert_exact_set(&filtered, &filtered_expected);
+}
+
+#[test]
+fn ten_thousand_sequential_keys_spread_over_the_cluster_and_read_back() {
+    let (_nodes, dht) = cluster(3);
+    let channel = "spread";
+    let expected: BTreeMap<u64, Vec<u8>> = (0..10_000u64).map(|key| (key, value_of(key))).collect();
+    // Half one by one, half in batches.
+    for (key, value) in expected.range(..5_000) {
+        dht.put(channel, *key, value).expect("put");
+    }
+    dht.put_batch(
+        channel,
+        expected
+            .range(5_000..)
+            .map(|(key, value)| (*key, value.as_slice())),
+    )
+    .expect("put_batch");
+
+    check_spread_and_sizes(&dht, channel, &expected);
+
+    // Every read request agrees.
+    check_every_read_agrees(&dht, channel, &expected);
 
     // Remove half, then verify again.
     for key in (0..10_000u64).step_by(2) {
@@ -697,39 +709,22 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[test]
-fn swarmctl_dht_verbs_end_to_end() {
-    let nodes: Vec<Node> = split_evenly(3).into_iter().map(start).collect();
-    let ok = |args: &[&str]| {
-        let output = swarmctl(&nodes, args, None);
-        assert!(
-            output.status.success(),
-            "swarmctl dht {args:?}: {}",
-            text(&output.stderr)
-        );
-        output.stdout
-    };
-    ok(&["put", "ch", "1", "one"]);
-    ok(&["put", "ch", "0x10", "sixteen"]);
-    let piped = swarmctl(&nodes, &["put", "ch", "2", "-"], Some(b"from\tstdin\n"));
-    assert!(piped.status.success(), "{}", text(&piped.stderr));
+/// Runs `swarmctl dht ARGS` against `nodes` and expects success; returns its stdout.
+#[track_caller]
+fn swarmctl_ok(nodes: &[Node], args: &[&str]) -> Vec<u8> {
+    let output = swarmctl(nodes, args, None);
+    assert!(
+        output.status.success(),
+        "swarmctl dht {args:?}: {}",
+        text(&output.stderr)
+    );
+    output.stdout
+}
 
-    assert_eq!(ok(&["get", "ch", "0x1"]), b"one");
-    assert_eq!(ok(&["get", "ch", "16"]), b"sixteen");
-    assert_eq!(ok(&["get", "ch", "2"]), b"from\tstdin\n");
-    let absent = swarmctl(&nodes, &["get", "ch", "3"], None);
-    assert_eq!(absent.status.code(), Some(1));
-    assert!(absent.stdout.is_empty());
-    let note = text(&absent.stderr);
-    assert_eq!(note.lines().count(), 1, "{note}");
-    assert!(note.starts_with("swarmctl: "), "{note}");
-
-    assert_eq!(ok(&["exists", "ch", "1"]), b"true\n");
-    let missing = swarmctl(&nodes, &["exists", "ch", "3"], None);
-    assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(missing.stdout, b"false\n");
-    assert!(missing.stderr.is_empty());
-
+/// `getall` of channel "ch" (keys 1, 2 and 0x10 with "one", "from\tstdin\n", "sixteen"): every
+/// record as a line, with `--keys-only` the keys, with `--filter` the matching records.
+fn check_getall_verbs(nodes: &[Node]) {
+    let ok = |args: &[&str]| swarmctl_ok(nodes, args);
     // The stdin value ends in a newline of its own, hence one empty line.
     let mut all: Vec<String> = text(&ok(&["getall", "ch"]))
         .lines()
@@ -758,6 +753,52 @@ fn swarmctl_dht_verbs_end_to_end() {
         ok(&["getall", "ch", "--filter", "teen"]),
         b"0000000000000010\tsixteen\n"
     );
+}
+
+/// Runs `swarmctl ARGS` with `--nodes` naming a topology file whose [dht] section lists `nodes`.
+fn swarmctl_with_a_topology_file(nodes: &[Node], args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology = dir.path().join("topology.toml");
+    let listed: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
+    std::fs::write(
+        &topology,
+        format!("[dht]\nnodes = [{}]\n", listed.join(", ")),
+    )
+    .expect("write topology");
+    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .arg("--nodes")
+        .arg(&topology)
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+#[test]
+fn swarmctl_dht_verbs_end_to_end() {
+    let nodes: Vec<Node> = split_evenly(3).into_iter().map(start).collect();
+    let ok = |args: &[&str]| swarmctl_ok(&nodes, args);
+    ok(&["put", "ch", "1", "one"]);
+    ok(&["put", "ch", "0x10", "sixteen"]);
+    let piped = swarmctl(&nodes, &["put", "ch", "2", "-"], Some(b"from\tstdin\n"));
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+
+    assert_eq!(ok(&["get", "ch", "0x1"]), b"one");
+    assert_eq!(ok(&["get", "ch", "16"]), b"sixteen");
+    assert_eq!(ok(&["get", "ch", "2"]), b"from\tstdin\n");
+    let absent = swarmctl(&nodes, &["get", "ch", "3"], None);
+    assert_eq!(absent.status.code(), Some(1));
+    assert!(absent.stdout.is_empty());
+    let note = text(&absent.stderr);
+    assert_eq!(note.lines().count(), 1, "{note}");
+    assert!(note.starts_with("swarmctl: "), "{note}");
+
+    assert_eq!(ok(&["exists", "ch", "1"]), b"true\n");
+    let missing = swarmctl(&nodes, &["exists", "ch", "3"], None);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.stdout, b"false\n");
+    assert!(missing.stderr.is_empty());
+
+    check_getall_verbs(&nodes);
 
     assert_eq!(ok(&["channels"]), b"ch\n");
     assert_eq!(text(&ok(&["size", "ch"])), "records 3 bytes 45\n");
@@ -774,20 +815,7 @@ fn swarmctl_dht_verbs_end_to_end() {
     assert_eq!(ranges.lines().collect::<Vec<_>>(), expected);
 
     // The same cluster from a topology file's [dht] section.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let topology = dir.path().join("topology.toml");
-    let listed: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
-    std::fs::write(
-        &topology,
-        format!("[dht]\nnodes = [{}]\n", listed.join(", ")),
-    )
-    .expect("write topology");
-    let from_file = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .arg("--nodes")
-        .arg(&topology)
-        .args(["dht", "get", "ch", "16"])
-        .output()
-        .expect("swarmctl runs");
+    let from_file = swarmctl_with_a_topology_file(&nodes, &["dht", "get", "ch", "16"]);
     assert!(from_file.status.success(), "{}", text(&from_file.stderr));
     assert_eq!(from_file.stdout, b"sixteen");
 

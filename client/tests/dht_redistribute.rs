@@ -233,15 +233,7 @@ fn a_two_node_cluster_grows_to_three_and_four_nodes_while_it_is_read_and_written
     let all = [&a, &b, &c, &d];
     // The empty nodes own nothing: the four already tile the space.
     let dht = Arc::new(DhtClient::connect(&addrs(&all), options()).expect("connect"));
-    let mut expected: BTreeMap<&str, BTreeMap<u64, Vec<u8>>> = BTreeMap::new();
-    for channel in CHANNELS {
-        let records: BTreeMap<u64, Vec<u8>> = (0..RECORDS / 2)
-            .map(|key| (key, value_of(channel, key)))
-            .collect();
-        dht.put_batch(channel, records.iter().map(|(k, v)| (*k, v.as_slice())))
-            .expect("load");
-        expected.insert(channel, records);
-    }
+    let mut expected = load_channels(&dht);
     eprintln!("loaded {RECORDS} records at {:?}", started.elapsed());
 
     let mut next_key = 1u64 << 40;
@@ -318,12 +310,9 @@ fn run_redistribution(
     last.expect("an event")
 }
 
-#[test]
-fn a_receiver_killed_in_the_middle_of_a_move_gets_everything_after_its_restart() {
-    let a = start(&HashRange::FULL.to_string());
-    let mut b = start(EMPTY);
-    let dht = DhtClient::connect(&addrs(&[&a, &b]), options()).expect("connect");
-    let mut expected: BTreeMap<&str, BTreeMap<u64, Vec<u8>>> = BTreeMap::new();
+/// Loads records 0..RECORDS/2 into each of [`CHANNELS`]; returns them by channel.
+fn load_channels(dht: &DhtClient) -> BTreeMap<&'static str, BTreeMap<u64, Vec<u8>>> {
+    let mut expected = BTreeMap::new();
     for channel in CHANNELS {
         let records: BTreeMap<u64, Vec<u8>> = (0..RECORDS / 2)
             .map(|key| (key, value_of(channel, key)))
@@ -332,6 +321,89 @@ fn a_receiver_killed_in_the_middle_of_a_move_gets_everything_after_its_restart()
             .expect("load");
         expected.insert(channel, records);
     }
+    expected
+}
+
+/// Waits until node `node` holds a record of `channel`.
+fn wait_for_a_record_on(control: &client::Client, node: usize, channel: &str) {
+    let mut body = Vec::new();
+    node_core::protocol::dht::encode_channel(&mut body, channel);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = control
+            .request(node, node_core::protocol::dht::GET_CHANNEL_SIZE, &body)
+            .expect("GetChannelSize");
+        let size = client::dht::SizeInfo::decode(&reply.body).expect("size");
+        if size.records > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record of {channel} reached the receiver"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGKILLs `node` and starts it again on its address and data directory, without --range (its
+/// state file knows its range).
+fn kill_and_restart(node: &mut Node) {
+    let addr = node.addr;
+    node.node.child.kill().expect("SIGKILL the receiver");
+    node.node.child.wait().expect("reap");
+    std::thread::sleep(Duration::from_millis(300));
+    let binary = dhtnode_binary().to_string_lossy().into_owned();
+    node.node = testkit::Node::start_in(&binary, node.dir.path(), &["--listen", &addr.to_string()]);
+}
+
+/// Starts `request` on node `node`, whose target refuses every record: it reports progress, goes
+/// on after its watcher leaves, and its attempts fail with "wrong node".
+fn start_a_move_that_fails(
+    control: &client::Client,
+    node: usize,
+    request: &node_core::protocol::dht::RedistributeRequest,
+) {
+    let mut progress = Redistribution::start(control, node, request).expect("start");
+    let first = progress.next(WAIT).expect("an event").expect("no error");
+    assert!(matches!(first, Some(RedistEvent::Progress(_))), "{first:?}");
+    // The watcher goes away; the move goes on.
+    drop(progress);
+    let state = wait_for_state(control, node, "failed attempts", |state| {
+        state.running && state.progress.failures > 0
+    });
+    assert!(
+        state.progress.last_error.contains("wrong node"),
+        "{state:?}"
+    );
+}
+
+/// A Redistribute to node `node` while its move runs is refused with Busy, "already running".
+fn expect_a_second_redistribute_refused(
+    control: &client::Client,
+    node: usize,
+    request: &node_core::protocol::dht::RedistributeRequest,
+) {
+    let second = Redistribution::start(control, node, request)
+        .expect("start")
+        .next(WAIT)
+        .expect("an event");
+    match second {
+        Err(client::ClientError::Status {
+            status, message, ..
+        }) => {
+            assert_eq!(status, client::Status::Busy);
+            assert!(message.contains("already running"), "{message}");
+        }
+        other => panic!("a second Redistribute must be refused with Busy: {other:?}"),
+    }
+}
+
+#[test]
+fn a_receiver_killed_in_the_middle_of_a_move_gets_everything_after_its_restart() {
+    let a = start(&HashRange::FULL.to_string());
+    let mut b = start(EMPTY);
+    let dht = DhtClient::connect(&addrs(&[&a, &b]), options()).expect("connect");
+    let expected = load_channels(&dht);
     let current = [(a.addr, HashRange::FULL), (b.addr, HashRange::EMPTY)];
     let planned = plan(&current, Strategy::Even).expect("plan");
     let control = client::Client::connect(&addrs(&[&a, &b]), None, options()).expect("control");
@@ -349,36 +421,13 @@ fn a_receiver_killed_in_the_middle_of_a_move_gets_everything_after_its_restart()
     wait_for_state(&control, 0, "the first channel to move", |state| {
         state.progress.moved > 0
     });
-    let mut body = Vec::new();
-    node_core::protocol::dht::encode_channel(&mut body, CHANNELS[1]);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let reply = control
-            .request(1, node_core::protocol::dht::GET_CHANNEL_SIZE, &body)
-            .expect("GetChannelSize");
-        let size = client::dht::SizeInfo::decode(&reply.body).expect("size");
-        if size.records > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no record of {} reached the receiver",
-            CHANNELS[1]
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_a_record_on(&control, 1, CHANNELS[1]);
     let state = client::dht::redistribute::state(&control, 0).expect("state");
     assert!(
         state.running && state.progress.moved < state.progress.total,
         "the move ended before the receiver could be killed: {state:?}"
     );
-    let b_addr = b.addr;
-    b.node.child.kill().expect("SIGKILL the receiver");
-    b.node.child.wait().expect("reap");
-    std::thread::sleep(Duration::from_millis(300));
-    let binary = dhtnode_binary().to_string_lossy().into_owned();
-    // No --range: the node's state file knows its range.
-    b.node = testkit::Node::start_in(&binary, b.dir.path(), &["--listen", &b_addr.to_string()]);
+    kill_and_restart(&mut b);
 
     let done = sender.join().expect("sender thread");
     let RedistEvent::Done(done) = done else {
@@ -439,31 +488,8 @@ fn while_a_move_is_stuck_records_are_read_removed_and_listed_where_they_are() {
             range: halves[1],
         }],
     };
-    let mut progress = Redistribution::start(&control, 0, &a_gives).expect("start");
-    let first = progress.next(WAIT).expect("an event").expect("no error");
-    assert!(matches!(first, Some(RedistEvent::Progress(_))), "{first:?}");
-    // The watcher goes away; the move goes on.
-    drop(progress);
-    let state = wait_for_state(&control, 0, "failed attempts", |state| {
-        state.running && state.progress.failures > 0
-    });
-    assert!(
-        state.progress.last_error.contains("wrong node"),
-        "{state:?}"
-    );
-    let second = Redistribution::start(&control, 0, &a_gives)
-        .expect("start")
-        .next(WAIT)
-        .expect("an event");
-    match second {
-        Err(client::ClientError::Status {
-            status, message, ..
-        }) => {
-            assert_eq!(status, client::Status::Busy);
-            assert!(message.contains("already running"), "{message}");
-        }
-        other => panic!("a second Redistribute must be refused with Busy: {other:?}"),
-    }
+    start_a_move_that_fails(&control, 0, &a_gives);
+    expect_a_second_redistribute_refused(&control, 0, &a_gives);
 
     // The client learns the new ranges: A the lower half, B the upper; A is moving.
     dht.refresh_ranges().expect("refresh");

@@ -510,8 +510,12 @@ fn round_robin_spreads_puts_over_three_nodes_and_reads_merge_them_in_key_order()
         range(&logs, "spread", 0, u64::MAX, &ValueFilter::All).len(),
         300
     );
+}
 
-    // PutBatch: batches of at most 64 KiB, each to the next node.
+/// PutBatch: batches of at most 64 KiB, each to the next node.
+#[test]
+fn put_batch_sends_batches_of_at_most_64_kib_round_robin() {
+    let (nodes, logs) = cluster(3);
     let values: Vec<(u64, Vec<u8>)> = (0..3000u64).map(|i| (i, vec![b'x'; 100])).collect();
     let stored = logs
         .put_batch("batched", values.iter().map(|(k, v)| (*k, v.as_slice())))
@@ -760,33 +764,29 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[test]
-fn swarmctl_log_verbs_end_to_end() {
-    let mut nodes: Vec<Node> = (0..3).map(|_| start()).collect();
-    let addrs = addrs(&nodes);
-    let ok = |args: &[&str]| -> String {
-        let output = swarmctl(&addrs, args, None);
-        assert!(
-            output.status.success(),
-            "swarmctl log {args:?}: {}",
-            text(&output.stderr)
-        );
-        assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
-        text(&output.stdout)
-    };
-    assert_eq!(ok(&["put", "web", "30", "GET /c 500"]), "");
-    ok(&["put", "web", "0x14", "GET /b 404"]);
-    ok(&["put", "web", "10", "get /a 200"]);
-    ok(&["put", "web", "4096", "after a bucket boundary"]);
-    let piped = swarmctl(&addrs, &["put", "web", "25", "-"], Some(b"from stdin"));
-    assert!(piped.status.success(), "{}", text(&piped.stderr));
-    ok(&["put", "other", "1", "x"]);
+/// Runs `swarmctl log ARGS` against `addrs` and expects success and a quiet stderr; returns
+/// its stdout.
+#[track_caller]
+fn swarmctl_log_ok(addrs: &[SocketAddr], args: &[&str]) -> String {
+    let output = swarmctl(addrs, args, None);
+    assert!(
+        output.status.success(),
+        "swarmctl log {args:?}: {}",
+        text(&output.stderr)
+    );
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    text(&output.stdout)
+}
 
+/// `getrange` and `getall` of channel "web" (keys 10, 20, 25, 30 and 4096): one line per
+/// record, in key order, filtered by substring or regex, with or without case.
+fn check_reads(addrs: &[SocketAddr]) {
+    let ok = |args: &[&str]| swarmctl_log_ok(addrs, args);
     // One line per record: decimal key, a tab, the value; in key order over the three nodes.
     assert_eq!(
         ok(&["getrange", "web", "0", "0x1000"]),
         "10\tget /a 200\n20\tGET /b 404\n25\tfrom stdin\n30\tGET /c 500\n\
-         4096\tafter a bucket boundary\n"
+     4096\tafter a bucket boundary\n"
     );
     assert_eq!(
         ok(&["getrange", "web", "20", "25"]),
@@ -836,6 +836,101 @@ fn swarmctl_log_verbs_end_to_end() {
     );
     assert_eq!(ok(&["getall", "web"]).lines().count(), 5);
     assert_eq!(ok(&["getall", "missing"]), "");
+}
+
+/// Requests every node refuses, and bad command lines: usage errors, exit 2, nothing on stdout.
+fn check_refused_requests(addrs: &[SocketAddr]) {
+    // Requests every node refuses (a pattern that does not compile, an empty value): usage
+    // errors, one line on stderr, exit 2, nothing on stdout.
+    let output = swarmctl(
+        addrs,
+        &["getrange", "web", "0", "100", "--regex", "*vw=1&"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let message = text(&output.stderr);
+    assert!(
+        message.starts_with("swarmctl: node 127.0.0.1:") && message.contains("bad request"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+    let output = swarmctl(addrs, &["put", "web", "1", ""], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("empty value"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Usage errors: exit 2.
+    for args in [
+        &["put", "web", "1x", "v"][..],
+        &["getrange", "web", "0", "-1"],
+        &["getrange", "web", "0", "0x1ffffffffffffffff"],
+        &["getrange", "web", "0", "1", "--filter", "a", "--regex", "b"],
+        &["getall", "web", "--ignore-case"],
+        &["frobnicate"],
+    ] {
+        let output = swarmctl(addrs, args, None);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(output.stdout.is_empty());
+    }
+}
+
+/// With node 1 of `nodes` killed: a read prints what the others hold and fails naming it
+/// (status 3); a put goes to one of the others; without it, the others serve what they hold.
+fn check_a_node_down(nodes: &mut [Node], addrs: &[SocketAddr]) {
+    let ok = |args: &[&str]| swarmctl_log_ok(addrs, args);
+    // A node that is down: a read prints what the others hold and fails naming it (status
+    // 3); a put goes to one of the others; without it, the others serve what they hold.
+    let complete = ok(&["getall", "web"]);
+    let _ = nodes[1].child.kill();
+    let _ = nodes[1].child.wait();
+    let output = swarmctl(addrs, &["getall", "web"], None);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "swarmctl: partial result: 1 node(s) could not answer: node {}: down: connection \
+         refused\n",
+            addrs[1]
+        )
+    );
+    let partial = text(&output.stdout);
+    assert!(
+        partial
+            .lines()
+            .all(|line| complete.lines().any(|whole| whole == line)),
+        "the partial read prints records of the live nodes only: {partial}"
+    );
+    let output = swarmctl(addrs, &["put", "web", "1", "v"], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let survivors = [addrs[0], addrs[2]];
+    let output = swarmctl(&survivors, &["put", "web", "5", "five"], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = swarmctl(&survivors, &["getrange", "web", "5", "5"], None);
+    assert_eq!(text(&output.stdout), "5\tfive\n");
+}
+
+#[test]
+fn swarmctl_log_verbs_end_to_end() {
+    let mut nodes: Vec<Node> = (0..3).map(|_| start()).collect();
+    let addrs = addrs(&nodes);
+    let ok = |args: &[&str]| swarmctl_log_ok(&addrs, args);
+    assert_eq!(ok(&["put", "web", "30", "GET /c 500"]), "");
+    ok(&["put", "web", "0x14", "GET /b 404"]);
+    ok(&["put", "web", "10", "get /a 200"]);
+    ok(&["put", "web", "4096", "after a bucket boundary"]);
+    let piped = swarmctl(&addrs, &["put", "web", "25", "-"], Some(b"from stdin"));
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    ok(&["put", "other", "1", "x"]);
+
+    check_reads(&addrs);
 
     // Values are written raw; --escape makes every record one line.
     ok(&["put", "bytes", "1", "two\nlines\t\u{ff}"]);
@@ -858,76 +953,9 @@ fn swarmctl_log_verbs_end_to_end() {
     assert_eq!(ok(&["remove-channel", "other"]), "");
     assert_eq!(ok(&["channels"]), "bytes\nweb\n");
 
-    // Requests every node refuses (a pattern that does not compile, an empty value): usage
-    // errors, one line on stderr, exit 2, nothing on stdout.
-    let output = swarmctl(
-        &addrs,
-        &["getrange", "web", "0", "100", "--regex", "*vw=1&"],
-        None,
-    );
-    assert_eq!(output.status.code(), Some(2));
-    assert!(output.stdout.is_empty());
-    let message = text(&output.stderr);
-    assert!(
-        message.starts_with("swarmctl: node 127.0.0.1:") && message.contains("bad request"),
-        "{message}"
-    );
-    assert_eq!(message.lines().count(), 1, "{message}");
-    let output = swarmctl(&addrs, &["put", "web", "1", ""], None);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        text(&output.stderr).contains("empty value"),
-        "{}",
-        text(&output.stderr)
-    );
-    // Usage errors: exit 2.
-    for args in [
-        &["put", "web", "1x", "v"][..],
-        &["getrange", "web", "0", "-1"],
-        &["getrange", "web", "0", "0x1ffffffffffffffff"],
-        &["getrange", "web", "0", "1", "--filter", "a", "--regex", "b"],
-        &["getall", "web", "--ignore-case"],
-        &["frobnicate"],
-    ] {
-        let output = swarmctl(&addrs, args, None);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-        assert!(output.stdout.is_empty());
-    }
+    check_refused_requests(&addrs);
 
-    // A node that is down: a read prints what the others hold and fails naming it (status
-    // 3); a put goes to one of the others; without it, the others serve what they hold.
-    let complete = ok(&["getall", "web"]);
-    let _ = nodes[1].child.kill();
-    let _ = nodes[1].child.wait();
-    let output = swarmctl(&addrs, &["getall", "web"], None);
-    assert_eq!(output.status.code(), Some(3));
-    assert_eq!(
-        text(&output.stderr),
-        format!(
-            "swarmctl: partial result: 1 node(s) could not answer: node {}: down: connection \
-             refused\n",
-            addrs[1]
-        )
-    );
-    let partial = text(&output.stdout);
-    assert!(
-        partial
-            .lines()
-            .all(|line| complete.lines().any(|whole| whole == line)),
-        "the partial read prints records of the live nodes only: {partial}"
-    );
-    let output = swarmctl(&addrs, &["put", "web", "1", "v"], None);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let survivors = [addrs[0], addrs[2]];
-    let output = swarmctl(&survivors, &["put", "web", "5", "five"], None);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let output = swarmctl(&survivors, &["getrange", "web", "5", "5"], None);
-    assert_eq!(text(&output.stdout), "5\tfive\n");
+    check_a_node_down(&mut nodes, &addrs);
 }
 
 /// A node that is down when the client starts does not stop it: writes go to the others, reads

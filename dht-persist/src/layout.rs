@@ -10,6 +10,8 @@
 //! | `<data_dir>/<ch>.tcm` | a dump in the reference system's format ([`crate::tcm`]); imported when `<ch>` has no `.dump`/`.dump.backup` |
 //! | `<data_dir>/removed/<ch>.<unix_s>.dump` (`.dump.backup`, `.tcm`) | files of a channel removed by RemoveChannel: kept, never loaded |
 //! | `<data_dir>/corrupt/<ch>.<unix_s>.dump` (`.dump.backup`) | files that failed their checks at start-up: kept for inspection, never loaded |
+//! | `<data_dir>/corrupt/wal.<unix_s>/` | change-log bytes an operator gave up past damage (`dumptool log-check --repair --discard-after-damage`, [`crate::wal::discard_from`]): kept, never read |
+//! | `<data_dir>/wal/<n>.log` | the change log's segments ([`crate::wal`]): `<n>` is the segment number in decimal, at least 8 digits (`00000001.log`); nothing else is ever written in `wal/` |
 //! | `<data_dir>/dht-state.toml` (`.tmp` while written) | the node's hash range and an unfinished redistribution (`dhtnode::state`) |
 //! | `<data_dir>/.lock` | one process per data directory (`node_core::data_lock`) |
 //!
@@ -31,6 +33,34 @@ pub const TCM_SUFFIX: &str = ".tcm";
 pub const REMOVED_DIR: &str = "removed";
 /// Where the loader moves dump files that failed their checks.
 pub const CORRUPT_DIR: &str = "corrupt";
+
+/// The change log's directory under the data directory ([`crate::wal`]).
+pub const WAL_DIR: &str = "wal";
+/// The suffix of a change-log segment file.
+pub const SEGMENT_SUFFIX: &str = ".log";
+/// The digits a segment number is padded to in its file name.
+const SEGMENT_DIGITS: usize = 8;
+
+/// `<data_dir>/wal`.
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(WAL_DIR)
+}
+
+/// A segment's file name: its number, zero-padded to 8 digits (more when it is larger).
+pub fn segment_file_name(number: u64) -> String {
+    format!("{number:0SEGMENT_DIGITS$}{SEGMENT_SUFFIX}")
+}
+
+/// The segment number a file name of `wal/` stands for: exactly what [`segment_file_name`]
+/// writes (at least 8 decimal digits, no sign, `.log`), else `None`.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() < SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = digits.parse().ok()?;
+    (segment_file_name(number) == name).then_some(number)
+}
 
 /// The node's state file (its hash range; written by `dhtnode::state`).
 pub const STATE_FILE: &str = "dht-state.toml";
@@ -142,6 +172,28 @@ mod tests {
             node_core::data_dir::LOCK_FILE_NAME,
         ] {
             assert_eq!(classify(name), Entry::NotADump, "{name}");
+        }
+    }
+
+    #[test]
+    fn segment_names_parse_back_to_their_number_only() {
+        for number in [0, 1, 42, 99_999_999, 100_000_000, u64::MAX] {
+            let name = segment_file_name(number);
+            assert_eq!(parse_segment_file_name(&name), Some(number), "{name}");
+        }
+        assert_eq!(segment_file_name(1), "00000001.log");
+        assert_eq!(segment_file_name(123_456_789), "123456789.log");
+        for bad in [
+            "1.log",
+            "0000001.log",
+            "000000001.log", // 9 digits for a number that takes 8: not a name we write
+            "0000000a.log",
+            "+0000001.log",
+            "00000001.log.tmp",
+            "00000001",
+            "99999999999999999999.log", // past u64
+        ] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
         }
     }
 

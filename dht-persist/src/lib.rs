@@ -11,19 +11,22 @@
 //! - [`loader`]: start-up: every channel from its dump, falling back to the backup, importing
 //!   `.tcm` files, applying the out-of-range policy.
 //! - [`tcm`]: the reference system's `.tcm` dump format (import only).
+//! - [`wal`]: the change log: every acknowledged change, one entry each, in segment files under
+//!   `wal/`; its writer, and the reader that replays it after the dumps (each dump records the
+//!   log position it covers).
 //!
 //! The engine's side: a channel is a [`ShardSource`] the writer reads shard by shard, the
 //! engine a [`DumpSource`] of channels, and loading fills a [`LoadTarget`]; `dhtnode::persist`
 //! implements the three.
 //!
 //! Anything else the dht writes to its data directory belongs here too, as a module beside
-//! [`dump`] that names its files in [`layout`] and is read back by [`loader`] (the change log
-//! of the design, replayed after the dumps).
+//! [`dump`] and [`wal`] that names its files in [`layout`].
 
 pub mod dump;
 pub mod layout;
 pub mod loader;
 pub mod tcm;
+pub mod wal;
 
 pub use dump::format::{read_dump, DumpError, DumpFileWriter, DumpHeader, DumpReader, DumpSummary};
 pub use dump::scheduler::{DumpScheduler, DumpSource};

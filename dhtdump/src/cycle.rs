@@ -78,6 +78,8 @@ pub struct Sidecar {
     known_channels: Option<BTreeSet<String>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: the next cycle reads the key file again (see [`Sidecar::reloading_key`]).
+    reload_key: Option<(DumpConfig, Arc<AtomicBool>)>,
 }
 
 impl Sidecar {
@@ -101,7 +103,39 @@ impl Sidecar {
             known_channels: None,
             stats,
             stop,
+            reload_key: None,
         })
+    }
+
+    /// Reads `config`'s key file again at the start of the cycle after `flag` was set (SIGHUP):
+    /// a changed key is used from that cycle on, on a new connection; a file that fails its
+    /// checks keeps the current key, with an ERROR naming the problem.
+    pub fn reloading_key(mut self, config: &DumpConfig, flag: Arc<AtomicBool>) -> Sidecar {
+        self.reload_key = Some((config.clone(), flag));
+        self
+    }
+
+    fn reload_key_if_asked(&mut self) {
+        let Some((config, flag)) = &self.reload_key else {
+            return;
+        };
+        if !flag.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        match config.load_credentials() {
+            Ok(fresh) if fresh == self.credentials => {
+                tracing::info!("SIGHUP: key file read again; the key is unchanged")
+            }
+            Ok(fresh) => {
+                let name = fresh.as_ref().map_or("", |(name, _)| name.as_str());
+                tracing::info!("SIGHUP: new key for client '{name}': reconnecting with it");
+                self.credentials = fresh;
+                self.dht = None;
+            }
+            Err(err) => {
+                tracing::error!("SIGHUP: key not reloaded, keeping the current key: {err}")
+            }
+        }
     }
 
     fn stopped(&self) -> bool {
@@ -119,6 +153,7 @@ impl Sidecar {
     }
 
     fn cycle(&mut self) -> Result<CycleReport, CycleError> {
+        self.reload_key_if_asked();
         if !self.thread.is_alive() {
             tracing::warn!("the dump writer thread had stopped; starting a new one");
             self.thread = spawn_thread(&self.data_dir).map_err(failed)?;
@@ -228,6 +263,24 @@ fn spawn_thread(data_dir: &std::path::Path) -> Result<DumpThread, String> {
     })
 }
 
+/// The node's change-log position now (GetStats `log_position`), taken before the channel's
+/// GetAll starts: every change up to it is in memory before the GetAll reads, so the dump
+/// covers it (docs/formats.md). `None` for a node without a change log (or whose stats cannot
+/// be read: the dump then records no position, which covers nothing, as before).
+fn node_log_position(dht: &DhtClient) -> Option<u64> {
+    let stats = match dht.client().get_stats(0) {
+        Ok(stats) => stats,
+        Err(err) => {
+            tracing::debug!("GetStats failed, the dump records no log position: {err}");
+            return None;
+        }
+    };
+    stats
+        .into_iter()
+        .find(|(name, _)| name == "log_position")
+        .map(|(_, position)| position)
+}
+
 /// Streams one channel into its dump file. `Ok(None)`: the channel disappeared from the node
 /// before any record was read (removed during the cycle); nothing was replaced.
 fn dump_channel(
@@ -238,9 +291,11 @@ fn dump_channel(
 ) -> Result<Option<DumpOutcome>, CycleError> {
     // Outcomes of earlier dumps were all read; anything left is stale.
     drop(thread.poll_outcomes());
-    thread
-        .begin(channel)
-        .map_err(|err| failed(format!("cannot start the dump of channel {channel}: {err}")))?;
+    let begun = match node_log_position(dht) {
+        Some(position) => thread.begin_covering(channel, position),
+        None => thread.begin(channel),
+    };
+    begun.map_err(|err| failed(format!("cannot start the dump of channel {channel}: {err}")))?;
     let streamed = stream_channel(dht, thread, stop, channel);
     let records = match streamed {
         Ok(records) => records,

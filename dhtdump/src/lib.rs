@@ -12,12 +12,14 @@
 //! - [`stats`]: counters and the stats.log line.
 //! - [`signals`]: SIGTERM/SIGINT (stop) and SIGHUP (reopen logs).
 //! - [`lines`]: the `hexkey:base64value` text form of `dumptool export`/`import`.
-//! - [`tool`]: the `dumptool` subcommands.
+//! - [`tool`]: the `dumptool` subcommands on dump files.
+//! - [`log_tool`]: the `dumptool` subcommands on a node's change log (`log-info`, `log-check`).
 //! - [`util`]: timestamps, interruptible sleeps, the random initial delay.
 
 pub mod config;
 pub mod cycle;
 pub mod lines;
+pub mod log_tool;
 pub mod signals;
 pub mod stats;
 pub mod tool;

@@ -101,7 +101,8 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
     let _data_lock =
         node_core::data_lock::DataDirLock::acquire(&config.data_dir).map_err(cannot_start)?;
     let stop = Arc::new(AtomicBool::new(false));
-    dhtdump::signals::install(Arc::clone(&stop), logs.clone())
+    let reload_key = Arc::new(AtomicBool::new(false));
+    dhtdump::signals::install(Arc::clone(&stop), Arc::clone(&reload_key), logs.clone())
         .map_err(|err| fail(format!("cannot install signal handlers: {err}")))?;
     let stats = Arc::new(Stats::default());
     let _metrics = start_metrics(&config, &stats).map_err(cannot_start)?;
@@ -111,7 +112,8 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
         Arc::clone(&stats),
         Arc::clone(&stop),
     )
-    .map_err(cannot_start)?;
+    .map_err(cannot_start)?
+    .reloading_key(&config, reload_key);
     check_node(&mut sidecar, &config, mode)?;
     let timed_out = Arc::new(AtomicBool::new(false));
     if let Some(seconds) = args.timeout {

@@ -11,7 +11,7 @@
 
 use crate::lines::{format_line, parse_line, MAX_LINE_BYTES, MAX_VALUE_BYTES};
 use crate::util::utc_time;
-use dht_persist::dump::format::{DumpFileWriter, DumpReader, DumpSummary};
+use dht_persist::dump::format::{DumpFileWriter, DumpReader, DumpSummary, FLAG_LOG_POSITION};
 use dht_persist::tcm::{TcmReader, TcmReport, TCM_READ_BUFFER_BYTES};
 use indicatif::{ProgressBar, ProgressStyle};
 use node_core::protocol::batch::{append_record, RECORD_OVERHEAD};
@@ -106,6 +106,11 @@ fn info_dump(path: &Path, out: &mut impl Write) -> Result<bool, String> {
                 utc_time(header.created_unix_s),
                 header.created_unix_s
             ));
+            lines.push(if header.flags & FLAG_LOG_POSITION != 0 {
+                format!("  log position: {}", header.log_position)
+            } else {
+                "  log position: none (covers no change-log entry)".to_string()
+            });
             let partial = if result.is_ok() {
                 ""
             } else {

@@ -48,7 +48,18 @@ fn dhtdump_and_a_node_never_share_a_data_directory() {
         )
     };
 
-    // dhtdump on the node's directory: refused, naming the node; it wrote nothing there.
+    // dhtdump on the node's directory: refused, naming the node; it wrote nothing there (the
+    // node's own files: its lock and its change log, wal/).
+    let list = || {
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("node/data"))
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into())
+            .collect();
+        files.sort();
+        files
+    };
+    let before = list();
+    assert_eq!(before, vec![".lock".to_string(), "wal".to_string()]);
     let node_data = path("node/data");
     let output = refused_oneshot(&node_data, "refused/log");
     let message = stderr(&output);
@@ -57,16 +68,7 @@ fn dhtdump_and_a_node_never_share_a_data_directory() {
         "{message}"
     );
     assert!(message.contains(&node_holder), "{message}");
-    let mut files: Vec<String> = std::fs::read_dir(dir.path().join("node/data"))
-        .expect("list")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into())
-        .collect();
-    files.sort();
-    assert_eq!(
-        files,
-        vec![".lock".to_string()],
-        "dhtdump wrote in the node's directory"
-    );
+    assert_eq!(list(), before, "dhtdump wrote in the node's directory");
 
     // A running dhtdump holds its own directory: a node there, or a second dhtdump, is refused.
     let dump_data = path("dump/data");

@@ -8,7 +8,7 @@ use common::*;
 use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpReader};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 type Records = BTreeMap<u64, Vec<u8>>;
@@ -60,10 +60,26 @@ fn a_node_started_on_a_oneshot_dump_has_every_record() {
         expected.insert(channel, records.into_iter().collect::<Records>());
     }
 
+    // The node's change-log position, which the dumps record (nothing is written meanwhile).
+    let position = dht
+        .client()
+        .get_stats(0)
+        .unwrap()
+        .into_iter()
+        .find(|(name, _)| name == "log_position")
+        .map(|(_, position)| position)
+        .expect("log_position in GetStats");
+    assert!(position > 0);
+
     let dump_data = dir.path().join("dump/data");
     let dump_log = dir.path().join("dump/log");
     let status = oneshot(node.addr, &dump_data, &dump_log);
     assert_eq!(status.code(), Some(0));
+    for channel in ["alpha", "beta", "gamma"] {
+        let file = fs::File::open(dump_data.join(format!("{channel}.dump"))).unwrap();
+        let reader = dht_persist::dump::format::DumpReader::open_buffered(file).unwrap();
+        assert_eq!(reader.header().log_position, position, "{channel}");
+    }
     let log = read_text(&dump_log.join("root.log"));
     for line in [
         "dumped channel alpha: 50000 records",
@@ -94,6 +110,48 @@ fn a_node_started_on_a_oneshot_dump_has_every_record() {
     }
 }
 
+/// Starts dhtdump with `args` and waits until it has written part of `tmp_file`; asserts it is
+/// still running then (so that a signal lands in the middle of the dump).
+fn spawn_until_mid_dump(args: &[&str], dump_log: &Path, tmp_file: &Path) -> Dump {
+    let mut dump = Dump::spawn(args, dump_log);
+    let deadline = Instant::now() + WAIT;
+    while fs::metadata(tmp_file).map_or(true, |meta| meta.len() == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "no {} appeared",
+            tmp_file.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        dump.child.try_wait().unwrap().is_none(),
+        "dhtdump already finished: the dump was too fast to interrupt"
+    );
+    dump
+}
+
+/// Starts dhtdump with `args`, stops the node (SIGSTOP) once the dump is under way, and sends
+/// dhtdump SIGTERM: it exits 1 within 2 s and removes `tmp_file`. The node is resumed.
+fn sigterm_with_the_node_stopped(node: &Node, args: &[&str], dump_log: &Path, tmp_file: &Path) {
+    let mut dump = Dump::spawn(args, dump_log);
+    wait_until("a fresh temporary file", || {
+        fs::metadata(tmp_file).is_ok_and(|meta| meta.len() > 0)
+    });
+    signal(node.child.id(), "STOP");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    signal(dump.child.id(), "TERM");
+    let status = wait_exit(&mut dump.child, WAIT);
+    signal(node.child.id(), "CONT");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!tmp_file.exists());
+}
+
 /// kill -9 while the temporary file is being written leaves the previous dump in place and
 /// loadable; SIGTERM at the same point aborts cleanly (no temporary file) and still keeps it,
 /// also when the node has stopped answering.
@@ -120,20 +178,7 @@ fn kill_in_mid_dump_keeps_the_previous_dump() {
         path_str(&dump_data),
     ];
     for (signal_name, expected_code) in [("KILL", None), ("TERM", Some(1))] {
-        let mut dump = Dump::spawn(&args, &dump_log);
-        let deadline = Instant::now() + WAIT;
-        while fs::metadata(&tmp_file).map_or(true, |meta| meta.len() == 0) {
-            assert!(
-                Instant::now() < deadline,
-                "no {} appeared",
-                tmp_file.display()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(
-            dump.child.try_wait().unwrap().is_none(),
-            "dhtdump already finished: the dump was too fast to interrupt"
-        );
+        let mut dump = spawn_until_mid_dump(&args, &dump_log, &tmp_file);
         signal(dump.child.id(), signal_name);
         let status = wait_exit(&mut dump.child, WAIT);
         assert_eq!(status.code(), expected_code, "after SIG{signal_name}");
@@ -154,23 +199,7 @@ fn kill_in_mid_dump_keeps_the_previous_dump() {
     }
 
     // A node that stops answering mid-stream does not hold up a SIGTERM.
-    let mut dump = Dump::spawn(&args, &dump_log);
-    wait_until("a fresh temporary file", || {
-        fs::metadata(&tmp_file).is_ok_and(|meta| meta.len() > 0)
-    });
-    signal(node.child.id(), "STOP");
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    signal(dump.child.id(), "TERM");
-    let status = wait_exit(&mut dump.child, WAIT);
-    signal(node.child.id(), "CONT");
-    assert_eq!(status.code(), Some(1));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(!tmp_file.exists());
+    sigterm_with_the_node_stopped(&node, &args, &dump_log, &tmp_file);
     assert!(read_dump_file(&dump_file) == old);
 
     let info = dumptool(&["info", path_str(&dump_file)]);
@@ -261,14 +290,20 @@ fn periodic_cycles_report_removed_channels_and_write_stats() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-/// SIGTERM while dhtdump sleeps (its random initial delay, or the pause before a retry) ends it
-/// within a fraction of a second.
+/// A node, and a dhtdump config in `dir` that sleeps an hour between cycles and before a retry.
+fn node_and_sleepy_config(dir: &Path) -> (Node, PathBuf) {
+    let node = Node::start(&dir.join("node/data"), &dir.join("node/log"));
+    let config = dir.join("dhtdump.toml");
+    fs::write(&config, "period_s = 3600\nretry_wait_s = 3600\n").unwrap();
+    (node, config)
+}
+
+/// SIGTERM while dhtdump sleeps (here its random initial delay, up to an hour) ends it within a
+/// fraction of a second, with status 0.
 #[test]
 fn sigterm_while_sleeping_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&dir.path().join("node/data"), &dir.path().join("node/log"));
-    let config = dir.path().join("dhtdump.toml");
-    fs::write(&config, "period_s = 3600\nretry_wait_s = 3600\n").unwrap();
+    let (node, config) = node_and_sleepy_config(dir.path());
 
     // Periodic: in the initial delay (up to an hour).
     let mut dump = Dump::spawn(
@@ -292,10 +327,15 @@ fn sigterm_while_sleeping_exits_promptly() {
         "{:?}",
         started.elapsed()
     );
+}
 
-    // Oneshot whose cycle fails (the channel's temporary dump file cannot be created: a
-    // directory is in the way) and waits to retry. Stopped before the dump completed, a oneshot
-    // exits 1.
+/// A oneshot whose cycle fails (the channel's temporary dump file cannot be created: a directory
+/// is in the way) waits to retry: stopped before the dump completed (SIGINT), it exits 1 at
+/// once; with --timeout 1 it gives up by itself, exit 1, and says why.
+#[test]
+fn a_oneshot_waiting_to_retry_stops_on_sigint_or_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, config) = node_and_sleepy_config(dir.path());
     node.client().put("c", 1, b"one").unwrap();
     let dump_data = dir.path().join("dump/data");
     fs::create_dir_all(dump_data.join("c.dump.tmp")).unwrap();
@@ -440,6 +480,30 @@ fn write_dump(path: &Path, channel: &str, records: &[(u64, Vec<u8>)]) {
     writer.finish().unwrap();
 }
 
+/// Imports the exported lines `first` and `second` followed by a line with a bad key: an error
+/// (exit 1, one line) naming line 3, and neither the dump nor a temporary file is left in `dir`.
+fn expect_bad_line_refused(dir: &Path, first: &str, second: &str) {
+    let bad = dir.join("bad.txt");
+    fs::write(&bad, format!("{first}\n{second}\n000000000000000z:AAAA\n")).unwrap();
+    let failed = dumptool(&["import", path_str(&bad), path_str(&dir.join("bad.dump"))]);
+    assert_eq!(failed.status.code(), Some(1));
+    let message = stderr(&failed);
+    assert!(
+        message.starts_with("dumptool: ") && message.contains("line 3"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(!dir.join("bad.dump").exists());
+    let leftovers: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.ends_with(".tmp").then_some(name)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn export_then_import_round_trips_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -499,29 +563,7 @@ fn export_then_import_round_trips_byte_for_byte() {
     assert_eq!(header.header().channel, "other");
 
     // A bad line is an error naming its number; nothing is written.
-    let bad = dir.path().join("bad.txt");
-    fs::write(&bad, format!("{first}\n{second}\n000000000000000z:AAAA\n")).unwrap();
-    let failed = dumptool(&[
-        "import",
-        path_str(&bad),
-        path_str(&dir.path().join("bad.dump")),
-    ]);
-    assert_eq!(failed.status.code(), Some(1));
-    let message = stderr(&failed);
-    assert!(
-        message.starts_with("dumptool: ") && message.contains("line 3"),
-        "{message}"
-    );
-    assert_eq!(message.lines().count(), 1, "{message}");
-    assert!(!dir.path().join("bad.dump").exists());
-    let leftovers: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            name.ends_with(".tmp").then_some(name)
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    expect_bad_line_refused(dir.path(), first, second);
 }
 
 #[test]
@@ -544,9 +586,23 @@ fn info_reports_the_header_counts_and_checksum_verdict() {
         "value bytes: 2000\n",
         "checks:      OK",
         " UTC (",
+        "log position: none (covers no change-log entry)\n",
     ] {
         assert!(text.contains(expected), "{expected:?} not in {text}");
     }
+    let covering = dir.path().join("covering.dump");
+    let (file, _) = DumpFileWriter::covering(Vec::new(), "covering", 123_456)
+        .unwrap()
+        .finish()
+        .unwrap();
+    fs::write(&covering, file).unwrap();
+    let output = dumptool(&["info", path_str(&covering)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("log position: 123456\n"),
+        "{}",
+        stdout(&output)
+    );
 
     let output = dumptool(&["info", path_str(&good), path_str(&truncated)]);
     assert_eq!(output.status.code(), Some(1));
@@ -593,4 +649,89 @@ fn tcm_files_import_and_report() {
         stdout(&export),
         "000000000000000a:dmFsdWUgYQ==\n000000000000000b:dmFsdWUgYg==\n00000000deadbeef:aGVsbG8gd29ybGQ=\n"
     );
+}
+
+/// A key file written as an operator should: a new file renamed over the old, mode 0600.
+fn write_key_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let fresh = path.with_extension("new");
+    fs::write(&fresh, text).unwrap();
+    fs::set_permissions(&fresh, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::rename(&fresh, path).unwrap();
+}
+
+/// dhtdump's key replaced without a restart or a failed cycle, against a node that requires
+/// authentication: the node lists the new key too (SIGHUP), dhtdump's key file gets it
+/// (SIGHUP: the next cycle reconnects with it), the node drops the old key (SIGHUP) and cycles
+/// go on. A key file that fails its checks then keeps the current key, with an ERROR.
+#[test]
+fn sighup_makes_dhtdump_read_its_key_file_again() {
+    const OLD: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const NEW: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let dir = tempfile::tempdir().unwrap();
+    let node_credentials = dir.path().join("credentials");
+    write_key_file(&node_credentials, &format!("dump-old:{OLD}\n"));
+    let node_config = format!(
+        "[auth]\ncredentials_file = \"{}\"\n",
+        node_credentials.display()
+    );
+    let node = testkit::TempNode::start(
+        dhtnode_binary().to_str().unwrap(),
+        &node_config,
+        &["--range", "0000000000000000:ffffffffffffffff"],
+    );
+    let key_file = dir.path().join("client.key");
+    write_key_file(&key_file, &format!("dump-old:{OLD}\n"));
+    let config = dir.path().join("dhtdump.toml");
+    fs::write(
+        &config,
+        format!(
+            "period_s = 1\nmin_wait_s = 0\nretry_wait_s = 1\n[credentials]\nkey_file = \"{}\"\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let dump = Dump::spawn(
+        &[
+            "-c",
+            path_str(&config),
+            "--node",
+            &node.addr.to_string(),
+            "--data-dir",
+            path_str(&dir.path().join("dump/data")),
+        ],
+        &dir.path().join("dump/log"),
+    );
+    dump.wait_for_log("cycle done in", 1);
+
+    let node_reloads = |count: usize| {
+        node.signal("HUP");
+        wait_until("the node's credentials reload", || {
+            node.root_log().matches("credentials reloaded").count() >= count
+        });
+    };
+    write_key_file(
+        &node_credentials,
+        &format!("dump-old:{OLD}\ndump-new:{NEW}\n"),
+    );
+    node_reloads(1);
+    write_key_file(&key_file, &format!("dump-new:{NEW}\n"));
+    signal(dump.child.id(), "HUP");
+    dump.wait_for_log("new key for client 'dump-new'", 1);
+    write_key_file(&node_credentials, &format!("dump-new:{NEW}\n"));
+    node_reloads(2);
+    let cycles = dump.root_log().matches("cycle done in").count();
+    dump.wait_for_log("cycle done in", cycles + 2);
+
+    fs::write(&key_file, "dump-new:123\n").unwrap();
+    signal(dump.child.id(), "HUP");
+    dump.wait_for_log("key not reloaded, keeping the current key", 1);
+    let cycles = dump.root_log().matches("cycle done in").count();
+    dump.wait_for_log("cycle done in", cycles + 1);
+    let log = dump.root_log();
+    assert!(!log.contains("dump cycle failed"), "{log}");
+    assert!(log.contains("ERROR"), "{log}");
+    let node_log = node.root_log();
+    assert!(node_log.contains("revoked [\"dump-old\"]"), "{node_log}");
+    assert!(!node_log.contains("authentication failure"), "{node_log}");
 }

@@ -6,6 +6,7 @@ use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, Tls
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
 use node_core::protocol::dht::HashRange;
+use node_core::server::durability::{check_interval_ms, DurabilityPolicy};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -52,7 +53,23 @@ pub struct DhtSection {
     /// While this node's own redistribution runs, records other nodes move to it may grow it
     /// to at most this multiple of its size when that redistribution started.
     pub redistribution_memory_multiplier: f64,
+    /// The change log (`data_dir/wal/`): none (no log; a crash loses the writes since the last
+    /// dump), interval (every change written to the log before its reply, fsynced every
+    /// `durability_interval_ms`), always (a reply only once its change is fsynced).
+    pub durability: DurabilityPolicy,
+    /// With durability = "interval": milliseconds between fsyncs of the log.
+    pub durability_interval_ms: u32,
+    /// Once the change log holds more than this many bytes (or more than
+    /// [`LOG_DATA_MULTIPLE`] × the node's data, and at least [`MIN_MAX_LOG_BYTES`]), the node
+    /// dumps early so that the dump's position lets it delete the log's covered segments.
+    pub max_log_bytes: u64,
 }
+
+/// The least `dht.max_log_bytes` accepted.
+pub const MIN_MAX_LOG_BYTES: u64 = 1 << 20;
+/// A log larger than this multiple of the node's data (Σ record bytes) also starts an early
+/// dump (the idea of Redis's auto-aof-rewrite-percentage), once it is past 64 MiB.
+pub const LOG_DATA_MULTIPLE: u64 = 2;
 
 impl Default for DhtSection {
     fn default() -> DhtSection {
@@ -68,6 +85,9 @@ impl Default for DhtSection {
             dump_period_s: 6 * 3600,
             out_of_range: "load".into(),
             redistribution_memory_multiplier: 1.1,
+            durability: DurabilityPolicy::Interval,
+            durability_interval_ms: 1000,
+            max_log_bytes: 1 << 30,
         }
     }
 }
@@ -118,6 +138,16 @@ impl DhtSection {
             return invalid(
                 "dht.redistribution_memory_multiplier",
                 format!("{multiplier} is not between 1.0 and 100.0"),
+            );
+        }
+        check_interval_ms("dht.durability_interval_ms", self.durability_interval_ms)?;
+        if self.max_log_bytes < MIN_MAX_LOG_BYTES {
+            return invalid(
+                "dht.max_log_bytes",
+                format!(
+                    "{} is below the least accepted, {MIN_MAX_LOG_BYTES} (1 MiB)",
+                    self.max_log_bytes
+                ),
             );
         }
         if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {
@@ -197,5 +227,24 @@ mod tests {
             format!("{loaded:?}"),
             format!("{:?}", NodeConfig::default())
         );
+    }
+
+    #[test]
+    fn durability_keys_are_parsed_and_checked_naming_the_key() {
+        let parsed: NodeConfig = toml::from_str(
+            "[dht]\ndurability = \"always\"\ndurability_interval_ms = 5\nmax_log_bytes = 1048576\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.dht.durability, DurabilityPolicy::Always);
+        assert!(parsed.dht.validate(u32::MAX).is_ok());
+        assert!(toml::from_str::<NodeConfig>("[dht]\ndurability = \"sometimes\"\n").is_err());
+        for (key, text) in [
+            ("dht.durability_interval_ms", "durability_interval_ms = 0"),
+            ("dht.max_log_bytes", "max_log_bytes = 1048575"),
+        ] {
+            let config: NodeConfig = toml::from_str(&format!("[dht]\n{text}\n")).unwrap();
+            let error = config.dht.validate(u32::MAX).unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 }

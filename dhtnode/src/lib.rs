@@ -8,6 +8,8 @@
 //!   requests every kind shares are node-core's.
 //! - [`service`]: the node as a server service: timers (dumps, redistribution), wake-ups of
 //!   Listen and RedistCommit streams, start and shutdown.
+//! - [`durability`]: when replies to changes leave: the change log's group written before
+//!   any reply, fsynced by `dht.durability` (group commit under "always").
 //! - `stats`: the counters for GetStats, stats.log and `/metrics`.
 //! - [`persist`]: the engine as the persistence crate [`dht_persist`] sees it (dump files, their
 //!   writer and the node's dump scheduler, start-up loading and `.tcm` import all live there).
@@ -16,6 +18,7 @@
 //! - [`config`]: the config file.
 
 pub mod config;
+pub mod durability;
 pub mod engine;
 pub mod persist;
 pub mod redistribution;

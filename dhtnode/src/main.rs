@@ -8,10 +8,15 @@
 
 use clap::Parser;
 use client::tls::{ClientTls, TlsSettings};
-use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
+use dht_persist::loader::{LoadOptions, LoadReport, OutOfRangePolicy};
+use dht_persist::wal::writer::MIN_SEGMENT_BYTES;
+use dht_persist::wal::{LogOptions, LogWriter};
 use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::config::NodeConfig;
+use dhtnode::durability::LogSync;
+use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use dhtnode::persist::Replayed;
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
 use dhtnode::state::{self, NodeState, PendingRedistribution};
@@ -19,6 +24,8 @@ use node_core::auth::Credentials;
 use node_core::config::{CommonArgs, TlsSection};
 use node_core::daemon;
 use node_core::protocol::dht::HashRange;
+use node_core::server::durability::DurabilityPolicy;
+use node_core::server::Wakeups;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,68 +47,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     daemon::run::<NodeConfig, _, _>("dhtnode", &args.common, |config, wakeups| {
         let (range, pending) = choose_range(config, args.range)?;
-        let limits = EngineLimits {
-            size_limit_bytes: config.dht.size_limit_bytes,
-            max_channels: config.dht.max_channels as usize,
-            max_value_bytes: config.dht.max_value_bytes as usize,
-        };
-        let listener_limits = ListenerLimits {
-            max_events: config.dht.listen_queue_events as usize,
-            max_bytes: config.dht.listen_queue_bytes as usize,
-            max_total_bytes: usize::try_from(config.dht.listen_total_bytes).unwrap_or(usize::MAX),
-        };
-        let mut engine = Engine::new(range, limits, listener_limits);
-        let mut policy: OutOfRangePolicy = config
-            .dht
-            .out_of_range
-            .parse()
-            .map_err(|err| format!("dht.out_of_range: {err}"))?;
-        if pending.is_some() && policy != OutOfRangePolicy::Load {
-            tracing::info!(
-                "dht.out_of_range is {policy}, but records outside the range are loaded: an \
-                 unfinished redistribution still has to move them"
-            );
-            policy = OutOfRangePolicy::Load;
-        }
-        let load_options = LoadOptions {
-            policy,
-            range,
-            max_value_bytes: limits.max_value_bytes,
-        };
-        let report = dhtnode::persist::load(&config.data_dir, &load_options, &mut engine)
-            .map_err(|err| err.to_string())?;
-        let size = engine.size();
-        tracing::info!(
-            "loaded {} channels from {}: {} records, {} bytes",
-            report.channels.len(),
-            config.data_dir.display(),
-            size.records,
-            size.bytes
-        );
-        let thread = DumpThread::spawn(config.data_dir.clone()).map_err(|err| {
-            format!(
-                "cannot start the dump writer in {}: {err}",
-                config.data_dir.display()
-            )
-        })?;
-        let period =
-            (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
-        let dumper = DumpScheduler::new(thread, period);
-        let credentials = match &config.auth.credentials_file {
-            Some(path) => Some(Arc::new(
-                Credentials::load(path).map_err(|err| err.to_string())?,
-            )),
-            None => None,
-        };
-        let redistribution = RedistributionConfig {
-            data_dir: Some(config.data_dir.clone()),
-            credentials,
-            tls: peer_tls(&config.tls)?,
-            memory_multiplier: config.dht.redistribution_memory_multiplier,
-            instance: random_instance(),
-            tuning: Tuning::default(),
-        };
-        let mut node = DhtNode::new(engine, wakeups, Some(dumper), redistribution);
+        let (engine, report, replayed) = load_engine(config, range, pending.is_some())?;
+        let mut node = start_node(config, engine, wakeups)?;
+        let loaded_positions = report.channels.iter().map(|c| c.log_position);
+        node.set_backup_position(loaded_positions.min().unwrap_or(replayed.end.last_seq));
         if let Some(pending) = pending {
             node.resume_redistribution(pending)
                 .map_err(|err| format!("cannot resume the unfinished redistribution: {err}"))?;
@@ -131,6 +80,139 @@ fn peer_tls(tls: &TlsSection) -> Result<Option<ClientTls>, String> {
     ClientTls::load(&settings)
         .map(Some)
         .map_err(|err| format!("tls.peer_ca_file: {err}"))
+}
+
+/// The engine with the dumps loaded and the change log replayed over them, writing its log from
+/// there on. `redistributing`: an unfinished redistribution still has records to move, so records
+/// outside the range are loaded whatever `dht.out_of_range` says.
+fn load_engine(
+    config: &NodeConfig,
+    range: HashRange,
+    redistributing: bool,
+) -> Result<(Engine, LoadReport, Replayed), String> {
+    let limits = EngineLimits {
+        size_limit_bytes: config.dht.size_limit_bytes,
+        max_channels: config.dht.max_channels as usize,
+        max_value_bytes: config.dht.max_value_bytes as usize,
+    };
+    let listener_limits = ListenerLimits {
+        max_events: config.dht.listen_queue_events as usize,
+        max_bytes: config.dht.listen_queue_bytes as usize,
+        max_total_bytes: usize::try_from(config.dht.listen_total_bytes).unwrap_or(usize::MAX),
+    };
+    let mut engine = Engine::new(range, limits, listener_limits);
+    let mut policy: OutOfRangePolicy = config
+        .dht
+        .out_of_range
+        .parse()
+        .map_err(|err| format!("dht.out_of_range: {err}"))?;
+    if redistributing && policy != OutOfRangePolicy::Load {
+        tracing::info!(
+            "dht.out_of_range is {policy}, but records outside the range are loaded: an \
+             unfinished redistribution still has to move them"
+        );
+        policy = OutOfRangePolicy::Load;
+    }
+    let load_options = LoadOptions {
+        policy,
+        range,
+        max_value_bytes: limits.max_value_bytes,
+    };
+    let report = dhtnode::persist::load(&config.data_dir, &load_options, &mut engine)
+        .map_err(|err| err.to_string())?;
+    let size = engine.size();
+    tracing::info!(
+        "loaded {} channels from {}: {} records, {} bytes",
+        report.channels.len(),
+        config.data_dir.display(),
+        size.records,
+        size.bytes
+    );
+    let replayed = dhtnode::persist::replay(&config.data_dir, &report, &mut engine)
+        .map_err(|err| format!("{err}; see `dumptool log-check` (docs/operations.md)"))?;
+    engine.set_log(open_log(config, &replayed)?);
+    Ok((engine, report, replayed))
+}
+
+/// The node over a loaded engine: its dump scheduler and thread, the redistribution settings
+/// and the change log's sync thread.
+fn start_node(config: &NodeConfig, engine: Engine, wakeups: Wakeups) -> Result<DhtNode, String> {
+    let thread = DumpThread::spawn(config.data_dir.clone()).map_err(|err| {
+        format!(
+            "cannot start the dump writer in {}: {err}",
+            config.data_dir.display()
+        )
+    })?;
+    let period =
+        (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
+    let dumper = DumpScheduler::new(thread, period);
+    let credentials = match &config.auth.credentials_file {
+        Some(path) => Some(Arc::new(
+            Credentials::load(path).map_err(|err| err.to_string())?,
+        )),
+        None => None,
+    };
+    let redistribution = RedistributionConfig {
+        data_dir: Some(config.data_dir.clone()),
+        credentials,
+        tls: peer_tls(&config.tls)?,
+        memory_multiplier: config.dht.redistribution_memory_multiplier,
+        instance: random_instance(),
+        tuning: Tuning::default(),
+    };
+    let interval = Duration::from_millis(u64::from(config.dht.durability_interval_ms));
+    let logging = engine.log().is_writing();
+    let log_sync = LogSync::new(config.dht.durability, interval, logging, wakeups.clone())
+        .map_err(|err| format!("cannot start the change log's sync thread: {err}"))?;
+    Ok(DhtNode::new(
+        engine,
+        wakeups,
+        Some(dumper),
+        redistribution,
+        log_sync,
+        config.dht.max_log_bytes,
+    ))
+}
+
+/// The largest change-log segment the node starts (each is reserved on disk when started, so
+/// a node that starts often, or many nodes on one disk, reserve at most this each).
+const MAX_SEGMENT_BYTES: u64 = 16 << 20;
+
+/// The change log the engine writes from now on (after the replay): a writer continuing past
+/// the log's end and every dump's position, with its segments reserved on disk; or, under
+/// `durability = "none"`, no writer, dumps covering what was replayed.
+fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, String> {
+    let position = replayed.end.last_seq.max(replayed.highest_dump_position);
+    if config.dht.durability == DurabilityPolicy::None {
+        return Ok(if position > 0 {
+            EngineLog::fixed(position)
+        } else {
+            EngineLog::none()
+        });
+    }
+    let options = LogOptions {
+        segment_bytes: (config.dht.max_log_bytes / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
+        ..LogOptions::default()
+    };
+    let mut writer = LogWriter::create(&replayed.end, position + 1, options)
+        .map_err(|err| format!("cannot start the change log: {err}"))?;
+    if !writer.reserve_space() {
+        tracing::warn!(
+            "the file system of {} cannot reserve space (fallocate): a full disk will fail a \
+             change log write after its change was applied, which stops the node",
+            writer.dir().display()
+        );
+    }
+    tracing::info!(
+        "change log ({} durability) continues at position {} in {}",
+        match config.dht.durability {
+            DurabilityPolicy::Always => "always",
+            _ => "interval",
+        },
+        position + 1,
+        writer.segment().1.display()
+    );
+    Ok(EngineLog::writing(writer))
 }
 
 /// The range to start with, and an unfinished redistribution to resume (see the module doc).

@@ -2,12 +2,18 @@
 //! [`ShardSource`] the dump writer reads shard by shard, the engine a [`DumpSource`] for the
 //! [`DumpScheduler`](dht_persist::DumpScheduler), and start-up loading fills the engine
 //! through a [`LoadTarget`] that reports each channel loaded to systemd (`STATUS=`, and more
-//! time to start: see [`node_core::systemd::progress`]).
+//! time to start: see [`node_core::systemd::progress`]). After the dumps, [`replay`] applies
+//! the change log written since them.
 
+use crate::engine::replay::ReplayBatch;
 use crate::engine::{Channel, Engine, SHARD_COUNT};
 use dht_persist::loader::{load_data_dir, LoadError, LoadOptions, LoadReport, LoadTarget};
+use dht_persist::wal::{LogEnd, LogError, LogReader, ReadFrom};
 use dht_persist::{DumpSource, ShardSource};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 impl ShardSource for Channel {
     fn shard_count(&self) -> usize {
@@ -35,6 +41,10 @@ impl DumpSource for Engine {
 
     fn channel_count(&self) -> usize {
         self.channel_names().len()
+    }
+
+    fn log_position(&self) -> Option<u64> {
+        self.log().position()
     }
 }
 
@@ -78,4 +88,89 @@ pub fn load(
         channels_loaded: 0,
     };
     load_data_dir(data_dir, options, &mut target)
+}
+
+/// What the start-up replay of the change log did.
+#[derive(Debug)]
+pub struct Replayed {
+    /// Where the log ends (its torn tail cut): what a writer continues after.
+    pub end: LogEnd,
+    /// Entries applied, and entries passed over because their channel's dump covers them.
+    pub applied: u64,
+    pub skipped: u64,
+    /// The highest position a loaded dump covers (a writer must start past it).
+    pub highest_dump_position: u64,
+}
+
+/// Replays the change log of `data_dir` on top of the dumps `report` loaded: each channel gets
+/// the entries after the position its dump covers (all of them for a channel without one, or
+/// whose dump records none: written by dhtdump or before the log). A torn tail is cut, with a
+/// log line saying how many bytes and entries; damage in the middle, a gap or missing segments
+/// stop the start (the error names the file: see `dumptool log-check`).
+pub fn replay(
+    data_dir: &Path,
+    report: &LoadReport,
+    engine: &mut Engine,
+) -> Result<Replayed, LogError> {
+    let dir = dht_persist::layout::wal_dir(data_dir);
+    let positions: HashMap<&str, u64> = report
+        .channels
+        .iter()
+        .map(|channel| (channel.channel.as_str(), channel.log_position))
+        .collect();
+    let highest_dump_position = positions.values().copied().max().unwrap_or(0);
+    let from = replay_start(&dir, &positions)?;
+    let started = Instant::now();
+    let mut reader = LogReader::open(&dir, from)?;
+    let (mut applied, mut skipped) = (0u64, 0u64);
+    let mut batch = ReplayBatch::default();
+    while let Some(entry) = reader.next_entry()? {
+        let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
+        if entry.seq <= covered {
+            skipped += 1;
+            continue;
+        }
+        batch.add(engine, &entry.change);
+        applied += 1;
+        if applied % 1_000_000 == 0 {
+            node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
+        }
+    }
+    batch.apply(engine);
+    let Some(mut end) = reader.into_end() else {
+        unreachable!("the reader returned its last entry");
+    };
+    if let Some(torn) = end.cut_torn_tail()? {
+        tracing::warn!("change log: cut a {torn}");
+    }
+    tracing::info!(
+        "change log replayed in {:.3} s: {applied} entries applied, {skipped} already in their \
+         dumps; the log ends at position {}",
+        started.elapsed().as_secs_f64(),
+        end.last_seq
+    );
+    Ok(Replayed {
+        end,
+        applied,
+        skipped,
+        highest_dump_position,
+    })
+}
+
+/// Where the replay starts: the lowest position a loaded dump covers; a dump that records
+/// none counts as covering what the log no longer holds (the log's first segment starts
+/// after what was deleted, which complete dumps covered).
+fn replay_start(dir: &Path, positions: &HashMap<&str, u64>) -> Result<ReadFrom, LogError> {
+    let probe = LogReader::open(dir, ReadFrom::Start)?;
+    let floor = probe
+        .summaries()
+        .first()
+        .and_then(|segment| segment.header)
+        .map_or(0, |header| header.first_seq - 1);
+    let lowest = positions
+        .values()
+        .map(|&position| if position == 0 { floor } else { position })
+        .min()
+        .unwrap_or(floor);
+    Ok(ReadFrom::After(lowest))
 }

@@ -2,18 +2,29 @@
 //! [`crate::requests`]), and the glue that runs on timers and wake-ups: it wakes Listen streams
 //! when their channel changes and RedistCommit requests when their dump is written, ticks the
 //! dumps, drives a running redistribution ([`Redistributor`]), and dumps at shutdown.
+//!
+//! The change log: its group is written out before any reply leaves and fsynced by
+//! [`LogSync`]; each complete dump cycle (and the shutdown dump) deletes the log segments the
+//! cycle before it covers (that cycle's dumps are the backups now, which the loader falls back
+//! to when a dump is damaged: the log must still reach back to them); a log past
+//! `dht.max_log_bytes` (or [`LOG_DATA_MULTIPLE`] × the data, past [`EARLY_DUMP_FLOOR_BYTES`])
+//! starts a dump cycle early.
 
+use crate::config::LOG_DATA_MULTIPLE;
+use crate::durability::LogSync;
 use crate::engine::{Engine, ListenerId};
 use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
 use dht_persist::DumpScheduler;
+use node_core::auth::Credentials;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::dht::DhtRequest;
 use node_core::protocol::{NodeKind, RequestCode};
 use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub struct DhtNode {
     pub(crate) engine: Engine,
@@ -32,7 +43,27 @@ pub struct DhtNode {
     pub(crate) redistributor: Redistributor,
     /// RedistCommit requests waiting for their dump: dump ticket → stream.
     pub(crate) commit_streams: HashMap<u64, StreamHandle>,
+    /// The change log's fsyncs and the replies that wait for them.
+    pub(crate) log_sync: LogSync,
+    /// The log size past which a dump cycle starts early.
+    max_log_bytes: u64,
+    /// No early dump cycle before this, and the dump failures counted when the last began.
+    next_early_dump: Instant,
+    early_dump_failures: u64,
+    /// The position of the last complete dump cycle: once the next one completes, its dumps
+    /// are the backups, and the log segments it covers go.
+    backup_position: Option<u64>,
+    /// Bytes of the log's segments when they were last listed, and the log's written-bytes
+    /// counter then.
+    listed_log_bytes: (u64, u64),
 }
+
+/// A log larger than [`LOG_DATA_MULTIPLE`] × the data starts an early dump only past this.
+pub const EARLY_DUMP_FLOOR_BYTES: u64 = 64 << 20;
+/// Early dump cycles start at most this often...
+const EARLY_DUMP_SPACING: Duration = Duration::from_secs(1);
+/// ...and only this long after one in which a dump failed.
+const EARLY_DUMP_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 impl DhtNode {
     pub fn new(
@@ -40,9 +71,11 @@ impl DhtNode {
         wakeups: Wakeups,
         dumper: Option<DumpScheduler>,
         redistribution: RedistributionConfig,
+        log_sync: LogSync,
+        max_log_bytes: u64,
     ) -> DhtNode {
         let redistributor = Redistributor::new(redistribution, wakeups.clone());
-        DhtNode {
+        let mut node = DhtNode {
             engine,
             wakeups,
             listen_streams: HashMap::new(),
@@ -52,6 +85,131 @@ impl DhtNode {
             dumper,
             redistributor,
             commit_streams: HashMap::new(),
+            log_sync,
+            max_log_bytes,
+            backup_position: None,
+            next_early_dump: Instant::now(),
+            early_dump_failures: 0,
+            listed_log_bytes: (0, 0),
+        };
+        node.count_log_bytes();
+        node
+    }
+
+    /// The change log's position before a change request runs (see [`DhtNode::acknowledge`]).
+    pub(crate) fn log_mark(&self) -> Option<u64> {
+        self.engine.log().position()
+    }
+
+    /// Answers a change request that succeeded: at once, or under `durability = "always"`,
+    /// when it logged a change (the position moved past `mark`), after its group's fsync.
+    pub(crate) fn acknowledge(
+        &mut self,
+        mark: Option<u64>,
+        reply: &mut Reply<'_>,
+        status: node_core::protocol::Status,
+        body: Vec<u8>,
+    ) -> Handled<DhtNode> {
+        self.log_sync
+            .acknowledge(&self.engine, mark, reply, status, body)
+    }
+
+    /// The position the dumps loaded at start cover (the lowest of them): once the next dump
+    /// cycle completes they are the backups (see the module doc).
+    pub fn set_backup_position(&mut self, position: u64) {
+        self.backup_position = Some(position);
+    }
+
+    /// Counts the bytes of the log's segments.
+    fn count_log_bytes(&mut self) {
+        let Some(dir) = self.engine.log().dir() else {
+            return;
+        };
+        match dht_persist::wal::segment::list_segments(dir) {
+            Ok(listing) => {
+                let listed = listing.segments.iter().map(|s| s.len).sum();
+                self.listed_log_bytes = (listed, self.engine.log().written_bytes());
+            }
+            Err(error) => {
+                tracing::warn!("cannot list the change log in {}: {error}", dir.display())
+            }
+        }
+    }
+
+    /// Bytes of the change log's segments, as last listed plus what was written since.
+    pub fn log_bytes(&self) -> u64 {
+        let (listed, written_then) = self.listed_log_bytes;
+        listed + (self.engine.log().written_bytes() - written_then)
+    }
+
+    /// A dump cycle of every channel completed at `position`: deletes the log segments that
+    /// the cycle before it covers (see the module doc).
+    fn dump_cycle_complete(&mut self, position: u64) {
+        if let Some(backup) = self.backup_position.replace(position) {
+            self.delete_covered_log(backup);
+        }
+    }
+
+    /// Deletes the log segments dumps cover up to `position`.
+    fn delete_covered_log(&mut self, position: u64) {
+        let Some(writer) = self.engine.log_mut().writer_mut() else {
+            return;
+        };
+        match writer.delete_covered(position) {
+            Ok(deleted) if !deleted.is_empty() => tracing::info!(
+                "change log: {} segment(s) covered by the dumps (and their backups) of position \
+                 {position} deleted",
+                deleted.len()
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(
+                "change log: cannot delete the segments covered by position {position}: {error}"
+            ),
+        }
+        self.count_log_bytes();
+    }
+
+    /// Whether the log has grown enough to dump early.
+    fn log_wants_dump(&self) -> bool {
+        let (data, log) = (self.engine.size().bytes, self.log_bytes());
+        log > self.max_log_bytes
+            || (log > EARLY_DUMP_FLOOR_BYTES && log > data.saturating_mul(LOG_DATA_MULTIPLE))
+    }
+
+    /// The dump scheduler's part of a tick: its own timer, deleting what a complete cycle
+    /// covers, and an early cycle for a log grown too large.
+    fn tick_dumps(&mut self, now: Instant) {
+        let Some(dumper) = &mut self.dumper else {
+            return;
+        };
+        dumper.tick(&self.engine, now);
+        let covered = dumper.take_covered();
+        if let Some(position) = covered {
+            self.dump_cycle_complete(position);
+        }
+        let wants_dump = self.engine.log().is_writing() && self.log_wants_dump();
+        let log_bytes = self.log_bytes();
+        let Some(dumper) = &mut self.dumper else {
+            return;
+        };
+        let failures = dumper.failures();
+        if wants_dump && !dumper.cycle_running() && now >= self.next_early_dump {
+            // A cycle that failed (a full disk) is not retried at once: no storm of dumps.
+            let pause = if failures > self.early_dump_failures {
+                EARLY_DUMP_RETRY_AFTER_FAILURE
+            } else {
+                EARLY_DUMP_SPACING
+            };
+            self.early_dump_failures = failures;
+            self.next_early_dump = now + pause;
+            tracing::info!(
+                "change log holds {} bytes (dht.max_log_bytes {}, data {} bytes): dumping early \
+                 so that its covered segments can be deleted",
+                log_bytes,
+                self.max_log_bytes,
+                self.engine.size().bytes
+            );
+            dumper.start_cycle(&self.engine, now);
         }
     }
 
@@ -118,26 +276,40 @@ impl Service for DhtNode {
         handled
     }
 
+    fn groups_replies(&self) -> bool {
+        self.engine.log().is_writing()
+    }
+
+    fn before_output(&mut self) {
+        self.log_sync.before_output(&mut self.engine);
+    }
+
     fn tick(&mut self, now: Instant) {
-        if let Some(dumper) = &mut self.dumper {
-            dumper.tick(&self.engine, now);
-        }
+        self.log_sync.tick(&mut self.engine, now);
+        self.tick_dumps(now);
         self.wake_commits();
         self.redistributor.tick(&mut self.engine);
     }
 
     fn background(&mut self, _now: Instant) -> bool {
+        self.log_sync.background(&mut self.engine);
         self.redistributor.background(&mut self.engine)
     }
 
     fn shutdown(&mut self) -> Result<(), String> {
         self.redistributor.shutdown();
+        let synced = self.log_sync.shutdown(&mut self.engine);
         let Some(dumper) = &mut self.dumper else {
-            return Ok(());
+            return synced;
         };
-        match dumper.dump_all_blocking(&self.engine) {
-            0 => Ok(()),
-            failed => Err(format!(
+        let failed = dumper.dump_all_blocking(&self.engine);
+        let covered = dumper.take_covered();
+        if let Some(position) = covered {
+            self.dump_cycle_complete(position);
+        }
+        match (failed, synced) {
+            (0, synced) => synced,
+            (failed, _) => Err(format!(
                 "{failed} channel dump(s) failed (see above); records written since their \
                  previous dump are not on disk"
             )),
@@ -146,6 +318,10 @@ impl Service for DhtNode {
 
     fn metrics(&self, out: &mut Families) {
         crate::stats::metrics(self, out);
+    }
+
+    fn credentials_reloaded(&mut self, credentials: &Arc<Credentials>) {
+        self.redistributor.set_credentials(credentials.clone());
     }
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {

@@ -112,9 +112,29 @@ pub(crate) fn stats(node: &DhtNode, out: &mut Vec<(String, u64)>) {
         let age_s = dumper.last_dump_age(Instant::now()).as_secs();
         out.push(("last_dump_age_s".into(), age_s));
     }
+    log_stats(node, out);
     for name in node.engine.channel_names() {
         let size = node.engine.channel_size(name);
         out.push((format!("channel/{name}/records"), size.records));
         out.push((format!("channel/{name}/bytes"), size.bytes));
+    }
+}
+
+/// The change log's counters (absent under `durability = "none"`).
+fn log_stats(node: &DhtNode, out: &mut Vec<(String, u64)>) {
+    if !node.engine.log().is_writing() {
+        return;
+    }
+    let position = node.engine.log().position().unwrap_or(0);
+    out.push(("log_position".into(), position));
+    out.push(("log_bytes".into(), node.log_bytes()));
+    let sync = &node.log_sync;
+    out.push((
+        "log_writes_awaiting_fsync".into(),
+        sync.awaiting_fsync() as u64,
+    ));
+    if let Some(syncer) = sync.syncer() {
+        out.push(("log_fsyncs".into(), syncer.completed));
+        out.push(("log_fsync_failures".into(), syncer.failures));
     }
 }

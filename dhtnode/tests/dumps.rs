@@ -107,29 +107,49 @@ fn periodic_dumps_happen_while_the_node_serves() {
     assert_holds_exactly(&mut conn, "periodic", &(0..1000).collect::<Vec<_>>());
 }
 
-#[test]
-fn a_damaged_dump_falls_back_to_its_backup_loudly() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_in(common::BIN, dir.path(), &[]);
+/// Writes 0..100, then 100..200, each followed by a shutdown dump, damages the last dump, and
+/// starts again with `durability`; returns the node.
+fn start_on_a_damaged_dump(dir: &Path, durability: &str) -> Node {
+    let config = write_config(dir, &format!("[dht]\ndurability = \"{durability}\"\n"));
+    let args = ["-c", config.as_str()];
+    let node = Node::start_in(common::BIN, dir, &args);
     put_all(&mut Conn::open(node.addr), "ch", 0..100);
     node.stop();
-    let node = Node::start_in(common::BIN, dir.path(), &[]);
+    let node = Node::start_in(common::BIN, dir, &args);
     put_all(&mut Conn::open(node.addr), "ch", 100..200);
     node.stop();
     // Now ch.dump holds 0..200 and ch.dump.backup holds 0..100. Damage one byte of the dump.
-    let dump = dir.path().join("data/ch.dump");
+    let dump = dir.join("data/ch.dump");
     let mut bytes = std::fs::read(&dump).expect("read dump");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     std::fs::write(&dump, bytes).expect("write damaged dump");
-    let node = Node::start_in(common::BIN, dir.path(), &[]);
-    let mut conn = Conn::open(node.addr);
-    assert_holds_exactly(&mut conn, "ch", &(0..100).collect::<Vec<_>>());
+    let node = Node::start_in(common::BIN, dir, &args);
     let log = node.root_log();
     assert!(
         log.contains("ERROR") && log.contains("backup"),
         "the fallback is logged loudly:\n{log}"
     );
+    node
+}
+
+#[test]
+fn a_damaged_dump_falls_back_to_its_backup_loudly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = start_on_a_damaged_dump(dir.path(), "none");
+    let mut conn = Conn::open(node.addr);
+    assert_holds_exactly(&mut conn, "ch", &(0..100).collect::<Vec<_>>());
+}
+
+/// With the change log, the backup's position says where the replay starts: the log still
+/// holds what came after it (the last dump deleted only the segments before its own), so
+/// nothing is lost.
+#[test]
+fn a_damaged_dump_falls_back_to_its_backup_and_the_log_brings_back_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = start_on_a_damaged_dump(dir.path(), "interval");
+    let mut conn = Conn::open(node.addr);
+    assert_holds_exactly(&mut conn, "ch", &(0..200).collect::<Vec<_>>());
 }
 
 #[test]
@@ -355,6 +375,20 @@ enum Moment {
     InTheDump,
 }
 
+/// Waits for the `moment` to kill a node started at `started`, whose dump writes `tmp` first.
+fn wait_for(moment: Moment, rng: &mut testkit::XorShift, started: std::time::Instant, tmp: &Path) {
+    match moment {
+        Moment::AroundTheDump => {
+            let at = std::time::Duration::from_millis(900 + rng.below(600));
+            std::thread::sleep(at.saturating_sub(started.elapsed()));
+        }
+        Moment::InTheDump => {
+            wait_until("the dump's temporary file", || tmp.exists());
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
+        }
+    }
+}
+
 /// One round: start with `dump_period_s = 1`, add `ROUND_RECORDS` records, kill -9 at the
 /// moment chosen, and check the restart (see the test). Returns whether the kill left the dump's
 /// temporary file behind, i.e. landed in the middle of a dump.
@@ -374,16 +408,7 @@ fn kill_round(
     let first = (round + 1) * 1_000_000;
     let added = put_big(&mut conn, first..first + ROUND_RECORDS);
     drop(conn);
-    match moment {
-        Moment::AroundTheDump => {
-            let at = std::time::Duration::from_millis(900 + rng.below(600));
-            std::thread::sleep(at.saturating_sub(started.elapsed()));
-        }
-        Moment::InTheDump => {
-            wait_until("the dump's temporary file", || tmp.exists());
-            std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
-        }
-    }
+    wait_for(moment, rng, started, &tmp);
     let mut node = node;
     node.signal("KILL");
     assert_eq!(

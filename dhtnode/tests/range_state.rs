@@ -61,6 +61,72 @@ fn config(extra: &str) -> String {
     )
 }
 
+/// Stops `node` with SIGTERM (a clean exit) and starts it again on its address and data
+/// directory, with its config file and `extra` arguments.
+fn restart(node: &mut common::TempNode, extra: &[&str]) {
+    let addr = node.addr.to_string();
+    let config_arg = node.path("node.toml").to_string_lossy().into_owned();
+    node.node.signal("TERM");
+    assert_eq!(node.node.wait_exit().code(), Some(0));
+    let mut args = vec!["--listen", addr.as_str(), "-c", config_arg.as_str()];
+    args.extend_from_slice(extra);
+    node.node = common::Node::start_in(common::BIN, node.dir.path(), &args);
+}
+
+/// On a node moving the range `moving` away (channel "ch" loaded with keys 0..4000): writes
+/// to it are refused at once; records still here stay readable; a key of it that is not here
+/// is WrongNode.
+fn check_requests_while_moving(control: &Client, moving: HashRange) {
+    let upper_key = (0..4000u64)
+        .find(|key| moving.is_responsible_for(*key))
+        .expect("a key of the upper half");
+    // Writes outside the new range are refused at once; records still here stay readable; a
+    // key outside the range that is not here is WrongNode.
+    let mut body = Vec::new();
+    wire::PutRequest {
+        channel: "ch",
+        key: upper_key,
+        value: b"new",
+    }
+    .encode(&mut body);
+    assert_eq!(
+        control.request(0, wire::PUT, &body).expect("put").status,
+        client::Status::WrongNode
+    );
+    let get = |key: u64| {
+        let mut body = Vec::new();
+        wire::KeyRequest { channel: "ch", key }.encode(&mut body);
+        control.request(0, wire::GET, &body).expect("get").status
+    };
+    assert_eq!(get(upper_key), client::Status::Ok);
+    let absent_upper = (1u64 << 40..)
+        .find(|key| moving.is_responsible_for(*key))
+        .expect("key");
+    assert_eq!(get(absent_upper), client::Status::WrongNode);
+}
+
+/// Puts keys 0..4000 into channel "ch" of the node at `addr`; returns the records, sorted.
+fn load_records(addr: SocketAddr) -> Vec<(u64, Vec<u8>)> {
+    let dht = DhtClient::connect(&[addr], options()).expect("connect");
+    let records: Vec<(u64, Vec<u8>)> = (0..4000u64)
+        .map(|key| (key, format!("value {key}").into_bytes()))
+        .collect();
+    dht.put_batch("ch", records.iter().map(|(k, v)| (*k, v.as_slice())))
+        .expect("load");
+    records
+}
+
+/// Every record of channel "ch" on the nodes at `addrs`, sorted.
+fn all_records(addrs: &[SocketAddr]) -> Vec<(u64, Vec<u8>)> {
+    let cluster = DhtClient::connect(addrs, options()).expect("cluster");
+    let mut found: Vec<(u64, Vec<u8>)> = cluster
+        .get_all("ch", Default::default())
+        .collect::<Result<_, _>>()
+        .expect("get_all");
+    found.sort();
+    found
+}
+
 #[test]
 fn a_range_set_by_redistribute_survives_restarts_in_the_state_file_not_the_config() {
     let config_text = config("");
@@ -103,15 +169,7 @@ fn a_range_set_by_redistribute_survives_restarts_in_the_state_file_not_the_confi
     assert!(!state.contains("[redistribution]"), "finished: {state}");
 
     // Restart with the same config: the state file's range wins, and the log says so.
-    let addr = node.addr.to_string();
-    let config_arg = config_path.to_string_lossy().into_owned();
-    node.node.signal("TERM");
-    assert_eq!(node.node.wait_exit().code(), Some(0));
-    node.node = common::Node::start_in(
-        common::BIN,
-        node.dir.path(),
-        &["--listen", &addr, "-c", &config_arg],
-    );
+    restart(&mut node, &[]);
     assert_eq!(range_of(node.addr), halves[0]);
     let log = node.root_log();
     assert!(
@@ -124,14 +182,7 @@ fn a_range_set_by_redistribute_survives_restarts_in_the_state_file_not_the_confi
     );
 
     // --range wins over the state file, with a warning, and is kept.
-    node.node.signal("TERM");
-    assert_eq!(node.node.wait_exit().code(), Some(0));
-    let upper = halves[1].to_string();
-    node.node = common::Node::start_in(
-        common::BIN,
-        node.dir.path(),
-        &["--listen", &addr, "-c", &config_arg, "--range", &upper],
-    );
+    restart(&mut node, &["--range", &halves[1].to_string()]);
     assert_eq!(range_of(node.addr), halves[1]);
     assert!(
         node.root_log().contains(&format!(
@@ -141,13 +192,7 @@ fn a_range_set_by_redistribute_survives_restarts_in_the_state_file_not_the_confi
         "{}",
         node.root_log()
     );
-    node.node.signal("TERM");
-    assert_eq!(node.node.wait_exit().code(), Some(0));
-    node.node = common::Node::start_in(
-        common::BIN,
-        node.dir.path(),
-        &["--listen", &addr, "-c", &config_arg],
-    );
+    restart(&mut node, &[]);
     assert_eq!(
         range_of(node.addr),
         halves[1],
@@ -161,12 +206,7 @@ fn a_redistribution_stopped_by_a_shutdown_resumes_when_the_node_starts_again() {
     // unfinished redistribution must load them anyway.
     let config_text = config("out_of_range = \"ignore\"\n");
     let mut sender = common::TempNode::start(common::BIN, &config_text, &[]);
-    let dht = DhtClient::connect(&[sender.addr], options()).expect("connect");
-    let records: Vec<(u64, Vec<u8>)> = (0..4000u64)
-        .map(|key| (key, format!("value {key}").into_bytes()))
-        .collect();
-    dht.put_batch("ch", records.iter().map(|(k, v)| (*k, v.as_slice())))
-        .expect("load");
+    let records = load_records(sender.addr);
     let halves = split_evenly(2);
     // The receiver's address, where nothing listens yet: the move stalls.
     let receiver_addr = free_addr();
@@ -182,32 +222,7 @@ fn a_redistribution_stopped_by_a_shutdown_resumes_when_the_node_starts_again() {
     let first = running.next(WAIT).expect("event").expect("ok");
     assert!(matches!(first, Some(RedistEvent::Progress(_))), "{first:?}");
     drop(running);
-    let upper_key = (0..4000u64)
-        .find(|key| halves[1].is_responsible_for(*key))
-        .expect("a key of the upper half");
-    // Writes outside the new range are refused at once; records still here stay readable; a
-    // key outside the range that is not here is WrongNode.
-    let mut body = Vec::new();
-    wire::PutRequest {
-        channel: "ch",
-        key: upper_key,
-        value: b"new",
-    }
-    .encode(&mut body);
-    assert_eq!(
-        control.request(0, wire::PUT, &body).expect("put").status,
-        client::Status::WrongNode
-    );
-    let get = |key: u64| {
-        let mut body = Vec::new();
-        wire::KeyRequest { channel: "ch", key }.encode(&mut body);
-        control.request(0, wire::GET, &body).expect("get").status
-    };
-    assert_eq!(get(upper_key), client::Status::Ok);
-    let absent_upper = (1u64 << 40..)
-        .find(|key| halves[1].is_responsible_for(*key))
-        .expect("key");
-    assert_eq!(get(absent_upper), client::Status::WrongNode);
+    check_requests_while_moving(&control, halves[1]);
     let state = std::fs::read_to_string(sender.path(STATE)).expect("state file");
     assert!(state.contains("[redistribution]"), "{state}");
     assert!(state.contains(&receiver_addr.to_string()), "{state}");
@@ -254,11 +269,9 @@ fn a_redistribution_stopped_by_a_shutdown_resumes_when_the_node_starts_again() {
     });
     let state = std::fs::read_to_string(sender.path(STATE)).expect("state file");
     assert!(!state.contains("[redistribution]"), "{state}");
-    let cluster = DhtClient::connect(&[sender.addr, receiver.addr], options()).expect("cluster");
-    let mut found: Vec<(u64, Vec<u8>)> = cluster
-        .get_all("ch", Default::default())
-        .collect::<Result<_, _>>()
-        .expect("get_all");
-    found.sort();
-    assert_eq!(found, records, "every record once, after the resumed move");
+    assert_eq!(
+        all_records(&[sender.addr, receiver.addr]),
+        records,
+        "every record once, after the resumed move"
+    );
 }

@@ -12,6 +12,7 @@ use node_core::protocol::RequestCode;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,67 @@ fn drain(socket: &UnixDatagram, into: &mut Vec<String>) {
     }
 }
 
+/// Starts dhtnode in `dir` on a port the OS picks, with the notify socket at `socket_path` and
+/// a 0.3 s watchdog.
+fn spawn_notifying(dir: &Path, socket_path: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("NOTIFY_SOCKET", socket_path)
+        .env("WATCHDOG_USEC", "300000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// What the node sent before READY=1: a STATUS line for the load, one per channel loaded
+/// ("a" to "d"), a timeout extension, and no watchdog ping (the loop pings, not the loader).
+fn check_loading_messages(loading: &[String]) {
+    assert!(
+        loading
+            .iter()
+            .any(|m| m.starts_with("STATUS=loading the data in")),
+        "{loading:?}"
+    );
+    for channel in ["a", "b", "c", "d"] {
+        assert!(
+            loading
+                .iter()
+                .any(|m| m.starts_with("STATUS=loading dumps:")
+                    && m.ends_with(&format!("last {channel}"))),
+            "channel {channel} not reported loaded: {loading:?}"
+        );
+    }
+    assert!(
+        loading
+            .iter()
+            .any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")),
+        "{loading:?}"
+    );
+    assert!(
+        !loading.iter().any(|m| m == "WATCHDOG=1"),
+        "the loop pings, not the loader: {loading:?}"
+    );
+}
+
+/// Sends SIGTERM to `node` and waits (WAIT at most) for its exit.
+fn terminate(node: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(exit) = node.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,15 +106,7 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_nonblocking(true).unwrap();
-    let mut node = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "300000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut node = spawn_notifying(dir.path(), &socket_path);
     // The node logs "bound ADDR; loading ..." before it loads its data.
     let addr = wait_for_logged_addr(&dir.path().join("log/root.log"), "bound ", ';');
 
@@ -86,32 +140,7 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
         "READY=1 came before this client connected, so the client did not test a connection \
          made while loading (more data needed): {messages:?}"
     );
-    let loading = &messages[..ready];
-    assert!(
-        loading
-            .iter()
-            .any(|m| m.starts_with("STATUS=loading the data in")),
-        "{loading:?}"
-    );
-    for channel in ["a", "b", "c", "d"] {
-        assert!(
-            loading
-                .iter()
-                .any(|m| m.starts_with("STATUS=loading dumps:")
-                    && m.ends_with(&format!("last {channel}"))),
-            "channel {channel} not reported loaded: {loading:?}"
-        );
-    }
-    assert!(
-        loading
-            .iter()
-            .any(|m| m.starts_with("EXTEND_TIMEOUT_USEC=")),
-        "{loading:?}"
-    );
-    assert!(
-        !loading.iter().any(|m| m == "WATCHDOG=1"),
-        "the loop pings, not the loader: {loading:?}"
-    );
+    check_loading_messages(&messages[..ready]);
     assert!(
         messages[ready + 1].starts_with(&format!("STATUS=serving on {addr}")),
         "{messages:?}"
@@ -129,20 +158,7 @@ fn readiness_status_watchdog_and_stopping_reach_the_notify_socket() {
     }
 
     drop(conn);
-    let status = Command::new("kill")
-        .args(["-TERM", &node.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(exit) = node.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "the node did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(terminate(&mut node).code(), Some(0));
     drain(&socket, &mut messages);
     let stopping = messages
         .iter()

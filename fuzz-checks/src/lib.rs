@@ -15,6 +15,7 @@ pub mod client_hello;
 pub mod config_files;
 pub mod credentials_file;
 pub mod dht_dump_reader;
+pub mod dht_log_reader;
 pub mod frame_decoder;
 pub mod queue_ring_file;
 pub mod request_payloads;
@@ -48,6 +49,10 @@ pub const TARGETS: &[Target] = &[
     target("config_files", config_files::check),
     target("credentials_file", credentials_file::check),
     target("dht_dump_reader", dht_dump_reader::check),
+    Target {
+        work_dir: Some(dht_log_reader::WORK_DIR),
+        ..target("dht_log_reader", dht_log_reader::check)
+    },
     target("frame_decoder", frame_decoder::check),
     Target {
         work_dir: Some(queue_ring_file::WORK_DIR),

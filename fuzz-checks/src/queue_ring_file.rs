@@ -35,7 +35,9 @@ fn work_dir() -> &'static Path {
     DIR.get_or_init(|| crate::work_dir(WORK_DIR, &[]))
 }
 
-fn ring_file(mode: u8, data: &[u8]) {
+/// The ring file the input stands for: padded to the smallest ring and the record alignment,
+/// with the ring length stamped into both header slots when mode bit 0x04 asks for it.
+fn ring_file_image(mode: u8, data: &[u8]) -> Vec<u8> {
     let min_len = (HEADER_REGION_BYTES + MIN_CAPACITY_BYTES) as usize;
     let mut file = data.to_vec();
     let len = file
@@ -52,6 +54,12 @@ fn ring_file(mode: u8, data: &[u8]) {
             slot[64..68].copy_from_slice(&crc.to_le_bytes());
         }
     }
+    file
+}
+
+fn ring_file(mode: u8, data: &[u8]) {
+    let file = ring_file_image(mode, data);
+    let len = file.len();
     let path = work_dir().join("ch.ring");
     std::fs::write(&path, &file).expect("write the ring file");
 
@@ -72,6 +80,21 @@ fn ring_file(mode: u8, data: &[u8]) {
     assert_eq!(ring.len(), records, "a reopened ring has other records");
     assert_eq!(ring.size(), size);
 
+    pop_every_record(&mut ring, mode, records);
+
+    let value = b"fuzz";
+    ring.push(value).expect("push into an empty ring");
+    assert_eq!(ring.pop().expect("pop").as_deref(), Some(&value[..]));
+    drop(ring);
+    let (ring, cut) = Ring::open(&path, SyncMode::OnClose).expect("reopen after use");
+    assert_eq!(cut, 0);
+    assert!(ring.is_empty());
+}
+
+/// Takes a batch and gives it back, pushes one record, then pops the ring empty: the batch
+/// comes out first, the pushed record last, and as many records as `records` (plus the push)
+/// said, each non-empty and within the ring's value limit.
+fn pop_every_record(ring: &mut Ring, mode: u8, records: u64) {
     let given_back = match ring.take(2 + usize::from(mode >> 4), 64) {
         Some((span, values)) => {
             assert_eq!(span.end_seq - span.first_seq, values.len() as u64);
@@ -107,14 +130,6 @@ fn ring_file(mode: u8, data: &[u8]) {
         &given_back[..],
         "returned batch not first"
     );
-    assert!(ring.is_empty());
-
-    let value = b"fuzz";
-    ring.push(value).expect("push into an empty ring");
-    assert_eq!(ring.pop().expect("pop").as_deref(), Some(&value[..]));
-    drop(ring);
-    let (ring, cut) = Ring::open(&path, SyncMode::OnClose).expect("reopen after use");
-    assert_eq!(cut, 0);
     assert!(ring.is_empty());
 }
 

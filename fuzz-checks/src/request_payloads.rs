@@ -242,22 +242,7 @@ fn reply(selector: u8, body: &[u8]) {
                 |range: &dht::HashRange, out: &mut Vec<u8>| { dht::encode_range(out, *range) }
             );
         }
-        3 => {
-            // A Listen item: the first body byte is the item code.
-            let Some((&item_code, item)) = body.split_first() else {
-                return;
-            };
-            if let Ok(decoded) = dht::ListenItem::decode(item_code, item) {
-                assert_eq!(decoded.code(), item_code);
-                let mut encoded = Vec::new();
-                decoded.encode_body(&mut encoded);
-                assert_same_bytes(&encoded, item);
-                assert_eq!(
-                    dht::ListenItem::decode(decoded.code(), &encoded),
-                    Ok(decoded)
-                );
-            }
-        }
+        3 => listen_item(body),
         4 => {
             exact_round_trip!(
                 body,
@@ -302,50 +287,80 @@ fn reply(selector: u8, body: &[u8]) {
                 queue::ProduceReply::encode
             );
         }
-        11 => {
-            let Some(bytes) = body.first_chunk::<SERVER_HELLO_LEN>() else {
-                return;
-            };
-            if let Ok(hello) = ServerHello::decode(bytes) {
-                assert_eq!(&hello.encode(), bytes, "ServerHello does not re-encode");
-            }
-        }
-        12 => {
-            let Some(bytes) = body.first_chunk::<HANDSHAKE_RESULT_LEN>() else {
-                return;
-            };
-            if let Ok(result) = HandshakeResult::decode(bytes) {
-                assert_eq!(HandshakeResult::decode(&result.encode()), Ok(result));
-            }
-        }
-        13 => {
-            if let Ok(Some((hello, used))) = ClientHello::parse(body) {
-                let mut encoded = Vec::new();
-                hello.encode(&mut encoded).expect("a parsed hello encodes");
-                assert_same_bytes(&encoded, &body[..used]);
-            }
-        }
-        14 => {
-            // The one-byte codes a peer sends.
-            for &byte in body.iter().take(8) {
-                if let Some(status) = Status::from_u8(byte) {
-                    assert_eq!(status as u8, byte);
-                    let _ = status.name();
-                    let _ = status.is_success();
-                }
-                if let Some(control) = ControlCode::from_u8(byte) {
-                    assert_eq!(control as u8, byte);
-                }
-                if let Some(kind) = NodeKind::from_u8(byte) {
-                    assert_eq!(kind as u8, byte);
-                }
-            }
-        }
+        11 => server_hello(body),
+        12 => handshake_result(body),
+        13 => client_hello(body),
+        14 => one_byte_codes(body),
         _ => {
             // A GetAll/Listen request body arriving at any node kind: every kind's decoders.
             for code in (16..=32).chain(48..=55).chain(80..=90) {
                 request(RequestCode(code), body);
             }
+        }
+    }
+}
+
+/// A Listen item: the first body byte is the item code; what decodes re-encodes to the same
+/// bytes and decodes again to the same item.
+fn listen_item(body: &[u8]) {
+    let Some((&item_code, item)) = body.split_first() else {
+        return;
+    };
+    if let Ok(decoded) = dht::ListenItem::decode(item_code, item) {
+        assert_eq!(decoded.code(), item_code);
+        let mut encoded = Vec::new();
+        decoded.encode_body(&mut encoded);
+        assert_same_bytes(&encoded, item);
+        assert_eq!(
+            dht::ListenItem::decode(decoded.code(), &encoded),
+            Ok(decoded)
+        );
+    }
+}
+
+/// The server's hello: what decodes re-encodes to the same bytes.
+fn server_hello(body: &[u8]) {
+    let Some(bytes) = body.first_chunk::<SERVER_HELLO_LEN>() else {
+        return;
+    };
+    if let Ok(hello) = ServerHello::decode(bytes) {
+        assert_eq!(&hello.encode(), bytes, "ServerHello does not re-encode");
+    }
+}
+
+/// The handshake's result: what decodes re-encodes and decodes to the same result.
+fn handshake_result(body: &[u8]) {
+    let Some(bytes) = body.first_chunk::<HANDSHAKE_RESULT_LEN>() else {
+        return;
+    };
+    if let Ok(result) = HandshakeResult::decode(bytes) {
+        assert_eq!(HandshakeResult::decode(&result.encode()), Ok(result));
+    }
+}
+
+/// The client's hello: what parses re-encodes to the bytes it was parsed from.
+fn client_hello(body: &[u8]) {
+    if let Ok(Some((hello, used))) = ClientHello::parse(body) {
+        let mut encoded = Vec::new();
+        hello.encode(&mut encoded).expect("a parsed hello encodes");
+        assert_same_bytes(&encoded, &body[..used]);
+    }
+}
+
+/// The one-byte codes a peer sends: a status, a control code or a node kind each maps back to
+/// the byte it came from.
+fn one_byte_codes(body: &[u8]) {
+    for &byte in body.iter().take(8) {
+        if let Some(status) = Status::from_u8(byte) {
+            assert_eq!(status as u8, byte);
+            let _ = status.name();
+            let _ = status.is_success();
+        }
+        if let Some(control) = ControlCode::from_u8(byte) {
+            assert_eq!(control as u8, byte);
+        }
+        if let Some(kind) = NodeKind::from_u8(byte) {
+            assert_eq!(kind as u8, byte);
         }
     }
 }

@@ -99,6 +99,7 @@ replay_tests!(
     config_files,
     credentials_file,
     dht_dump_reader,
+    dht_log_reader,
     frame_decoder,
     queue_ring_file,
     request_payloads,

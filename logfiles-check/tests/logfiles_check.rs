@@ -127,11 +127,17 @@ fn total_file_bytes(dir: &Path) -> u64 {
 
 // ----- the reference samples -------------------------------------------------------------------
 
-#[test]
-fn reference_samples_read_exactly_as_their_readme_says() {
+/// A copy of the reference samples (testdata), to check in place.
+fn sample_copy() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tempdir");
     copy_tree(&samples(), tmp.path());
+    tmp
+}
 
+/// The reference samples read exactly as their README says: the clean sets.
+#[test]
+fn clean_reference_samples_read_in_full() {
+    let tmp = sample_copy();
     // legacy/, putlegacy/: 4 records each; parity-fine/: 8; all clean.
     for (set, format, records) in [
         ("legacy", "legacy", 4),
@@ -148,7 +154,12 @@ fn reference_samples_read_exactly_as_their_readme_says() {
         assert_eq!(f["records"], records);
         assert!(f["first_bad"].is_null());
     }
+}
 
+/// The reference samples read exactly as their README says: parity-broken/.
+#[test]
+fn the_parity_broken_sample_reads_up_to_its_damage() {
+    let tmp = sample_copy();
     // parity-broken/: the first 4 records, and the damage reported (parity at offset 150).
     let (code, json) = check_json(tmp.path(), &["--channel", "parity-broken"]);
     assert_eq!(code, PROBLEMS);
@@ -169,7 +180,12 @@ fn reference_samples_read_exactly_as_their_readme_says() {
         "{}",
         text.stdout
     );
+}
 
+/// The reference samples read exactly as their README says: empty-bucket/.
+#[test]
+fn the_empty_bucket_sample_skips_empty_files_and_reports_its_damage() {
+    let tmp = sample_copy();
     // empty-bucket/: 8 records in all (1 + 1 + 6), the four 0-byte files skipped by readers
     // (not problems), the stray trailing newlines and the damaged v1 header reported.
     let (code, json) = check_json(tmp.path(), &["--channel", "empty-bucket"]);
@@ -198,7 +214,12 @@ fn reference_samples_read_exactly_as_their_readme_says() {
     }
     assert_eq!(file(&json, "0000000057/21c")["value_bytes"], 479);
     assert_eq!(file(&json, "0000000057/236")["value_bytes"], 745);
+}
 
+/// The reference samples read exactly as their README says: all of them at once.
+#[test]
+fn the_whole_samples_directory_reports_every_damaged_file() {
+    let tmp = sample_copy();
     // The whole directory: 28 records, exactly those 4 files bad, README.md listed, exit 1.
     let (code, json) = check_json(tmp.path(), &[]);
     assert_eq!(code, PROBLEMS);
@@ -414,10 +435,22 @@ fn key_in_the_wrong_bucket_is_reported_with_file_offset_and_reason() {
 
 // ----- repair ---------------------------------------------------------------------------------
 
-#[test]
-fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ch = tmp.path().join("ch");
+/// Damaged buckets under `root`, and how each is to be cut.
+struct Damaged {
+    /// The channel "ch": a bucket with a flipped key byte, a torn one, one with a misplaced key,
+    /// and a clean one, in that order (their listing order).
+    ch: PathBuf,
+    clean: PathBuf,
+    /// The bucket directory of channel "ref", holding the sample v1 file with a damaged header.
+    ref_dir: PathBuf,
+    /// The four damaged files (ch's flipped, torn and misplaced buckets, then ref's): path,
+    /// bytes before the repair, offset to cut from.
+    originals: Vec<(PathBuf, Vec<u8>, u64)>,
+}
+
+/// Writes the buckets of [`Damaged`] under `root`.
+fn damaged_buckets(root: &Path) -> Damaged {
+    let ch = root.join("ch");
     let (flipped, f_off) = three_record_bucket(&ch, 0x5727_1000);
     let (torn, t_off) = three_record_bucket(&ch, 0x5727_2000);
     let (misplaced, _) = three_record_bucket(&ch, 0x5727_3000);
@@ -436,7 +469,7 @@ fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
     writer.append(0x5727_9000, b"elsewhere").expect("append");
     drop(writer);
     // The sample v1 file with a damaged header after 6 records, in another channel.
-    let ref_dir = tmp.path().join("ref").join("0000000057");
+    let ref_dir = root.join("ref").join("0000000057");
     fs::create_dir_all(&ref_dir).expect("mkdir");
     fs::copy(
         samples().join("empty-bucket/0000000057/6bb"),
@@ -456,6 +489,76 @@ fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
         (p, bytes, cut)
     })
     .collect();
+
+    Damaged {
+        ch,
+        clean,
+        ref_dir,
+        originals,
+    }
+}
+
+/// The repair of `path` in the report `json`: cut from `cut`, the file truncated there, and the
+/// cut bytes (from `before`) saved beside it as `<bucket>.cut.<unix_s>`. Returns the bytes cut.
+fn expect_cut_and_saved(root: &Path, json: &Value, path: &Path, before: &[u8], cut: u64) -> u64 {
+    let name = path.strip_prefix(root).expect("under tmp");
+    let f = file(json, &name.display().to_string());
+    let repair = &f["repair"];
+    assert_eq!(repair["cut_from_offset"], cut, "{name:?}");
+    assert_eq!(repair["cut_bytes"], before.len() as u64 - cut, "{name:?}");
+    // Truncated at the first bad record; the cut bytes saved aside, exactly.
+    let after = fs::read(path).expect("read");
+    assert_eq!(after, before[..cut as usize].to_vec(), "{name:?}");
+    let saved = PathBuf::from(repair["saved_to"].as_str().expect("saved_to"));
+    assert_eq!(saved.parent(), path.parent());
+    let saved_name = saved
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let bucket = path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let stamp = saved_name
+        .strip_prefix(&format!("{bucket}.cut."))
+        .expect("named <bucket>.cut.<unix_s>");
+    assert!(stamp.bytes().all(|b| b.is_ascii_digit()), "{saved_name}");
+    assert_eq!(
+        fs::read(&saved).expect("saved"),
+        before[cut as usize..].to_vec()
+    );
+    before.len() as u64 - cut
+}
+
+/// A second `--repair` of `root` changes nothing: the names in `dirs` and the sizes of `files`.
+fn expect_second_repair_changes_nothing(root: &Path, dirs: [&Path; 2], files: &[PathBuf]) {
+    let names_before = (names_in(dirs[0]), names_in(dirs[1]));
+    let sizes_before: Vec<u64> = files
+        .iter()
+        .map(|p| fs::metadata(p).expect("m").len())
+        .collect();
+    let r = check(root, &["--repair"]);
+    assert_eq!(r.code, CLEAN, "{}", r.stdout);
+    assert!(!r.stdout.contains("REPAIRED"));
+    assert_eq!((names_in(dirs[0]), names_in(dirs[1])), names_before);
+    let sizes_after: Vec<u64> = files
+        .iter()
+        .map(|p| fs::metadata(p).expect("m").len())
+        .collect();
+    assert_eq!(sizes_after, sizes_before);
+}
+
+#[test]
+fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Damaged {
+        ch,
+        clean,
+        ref_dir,
+        originals,
+    } = damaged_buckets(tmp.path());
     let clean_before = fs::read(&clean).expect("read");
 
     let (code, json) = check_json(tmp.path(), &["--repair"]);
@@ -464,35 +567,7 @@ fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
     assert_eq!(json["summary"]["repair_failures"], 0);
     let mut cut_total = 0;
     for (path, before, cut) in &originals {
-        let name = path.strip_prefix(tmp.path()).expect("under tmp");
-        let f = file(&json, &name.display().to_string());
-        let repair = &f["repair"];
-        assert_eq!(repair["cut_from_offset"], *cut, "{name:?}");
-        assert_eq!(repair["cut_bytes"], before.len() as u64 - cut, "{name:?}");
-        // Truncated at the first bad record; the cut bytes saved aside, exactly.
-        let after = fs::read(path).expect("read");
-        assert_eq!(after, before[..*cut as usize].to_vec(), "{name:?}");
-        let saved = PathBuf::from(repair["saved_to"].as_str().expect("saved_to"));
-        assert_eq!(saved.parent(), path.parent());
-        let saved_name = saved
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
-        let bucket = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
-        let stamp = saved_name
-            .strip_prefix(&format!("{bucket}.cut."))
-            .expect("named <bucket>.cut.<unix_s>");
-        assert!(stamp.bytes().all(|b| b.is_ascii_digit()), "{saved_name}");
-        assert_eq!(
-            fs::read(&saved).expect("saved"),
-            before[*cut as usize..].to_vec()
-        );
-        cut_total += before.len() as u64 - cut;
+        cut_total += expect_cut_and_saved(tmp.path(), &json, path, before, *cut);
     }
     assert_eq!(json["summary"]["cut_bytes"], cut_total);
     // The good third record of the flipped file went with the cut, and is counted.
@@ -505,15 +580,9 @@ fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
         .into_iter()
         .map(|b| b.path)
         .collect();
-    assert_eq!(
-        listed,
-        vec![
-            flipped.clone(),
-            torn.clone(),
-            misplaced.clone(),
-            clean.clone()
-        ]
-    );
+    let damaged_in_ch = originals[..3].iter().map(|(path, _, _)| path.clone());
+    let expected: Vec<PathBuf> = damaged_in_ch.chain([clean.clone()]).collect();
+    assert_eq!(listed, expected);
     let mut keys = Vec::new();
     let (damage, errors) = RangeScan::new(&ch, 0, u64::MAX)
         .expect("scan")
@@ -539,23 +608,7 @@ fn repair_cuts_at_the_first_bad_record_saves_the_bytes_and_is_idempotent() {
         .all(|s| s["reason"] == "repair_cut"));
 
     // A second --repair changes nothing.
-    let names_before = (names_in(&ch.join("0000000057")), names_in(&ref_dir));
-    let sizes_before: Vec<u64> = listed
-        .iter()
-        .map(|p| fs::metadata(p).expect("m").len())
-        .collect();
-    let r = check(tmp.path(), &["--repair"]);
-    assert_eq!(r.code, CLEAN, "{}", r.stdout);
-    assert!(!r.stdout.contains("REPAIRED"));
-    assert_eq!(
-        (names_in(&ch.join("0000000057")), names_in(&ref_dir)),
-        names_before
-    );
-    let sizes_after: Vec<u64> = listed
-        .iter()
-        .map(|p| fs::metadata(p).expect("m").len())
-        .collect();
-    assert_eq!(sizes_after, sizes_before);
+    expect_second_repair_changes_nothing(tmp.path(), [&ch.join("0000000057"), &ref_dir], &listed);
 }
 
 #[test]

@@ -69,6 +69,59 @@ fn four_buckets(channel_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Removes the saved index of `bucket`.
+fn remove_index(bucket: &Path) {
+    fs::remove_file(index_path(bucket)).unwrap();
+}
+
+/// Appends a record to `bucket` and puts its old index back: the index is stale.
+fn grow_behind_its_index(bucket: &Path) {
+    let old = fs::read(index_path(bucket)).unwrap();
+    let mut writer = BucketWriter::open(bucket, 0).unwrap();
+    writer.append(0x6b00_1000 + 400, b"one more").unwrap();
+    drop(writer);
+    fs::write(index_path(bucket), &old).unwrap();
+}
+
+/// Flips a byte of `bucket`'s saved index (its checksum no longer matches).
+fn flip_an_index_byte(bucket: &Path) {
+    let mut flipped = fs::read(index_path(bucket)).unwrap();
+    flipped[20] ^= 0x01;
+    fs::write(index_path(bucket), &flipped).unwrap();
+}
+
+/// Saves an index of `bucket` whose second entry lies about its smallest key, behind a valid
+/// checksum.
+fn index_an_entry_wrongly(bucket: &Path) {
+    let mut lie = load_index(bucket).unwrap();
+    lie.entries[1].min_key += 1;
+    fs::write(index_path(bucket), encode_index(&lie)).unwrap();
+}
+
+/// The check of `root` finds the indexes of `damaged` (a flipped byte, then a lying entry)
+/// damaged, as problems (exit 1), with their reasons, while the buckets themselves are fine.
+fn expect_damaged_indexes_reported(root: &Path, damaged: &[PathBuf]) {
+    let (code, json) = check_json(root, &[]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["summary"]["damaged_indexes"], 2);
+    assert_eq!(json["summary"]["damaged_files"], 0, "the buckets are fine");
+    for bucket in damaged {
+        let index = index_of(&json, bucket);
+        assert_eq!(index["status"], "damaged");
+        assert!(index["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+    let text = check(root, &[]);
+    assert_eq!(text.code, 1);
+    assert!(
+        text.stdout.contains("INDEX damaged: checksum mismatch"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("smallest key"), "{}", text.stdout);
+    assert!(text.stdout.contains("2 damaged indexes"), "{}", text.stdout);
+    assert!(text.stdout.contains("result: PROBLEMS FOUND (exit 1)"));
+}
+
 #[test]
 fn indexes_are_verified_and_only_damaged_ones_are_problems() {
     let tmp = tempfile::tempdir().unwrap();
@@ -87,12 +140,8 @@ fn indexes_are_verified_and_only_damaged_ones_are_problems() {
     assert_eq!(text.stdout.matches("; index ok (2 entries)").count(), 4);
 
     // Missing, and stale (the bucket grew since its index was saved): reported, not problems.
-    fs::remove_file(index_path(&buckets[0])).unwrap();
-    let old = fs::read(index_path(&buckets[1])).unwrap();
-    let mut writer = BucketWriter::open(&buckets[1], 0).unwrap();
-    writer.append(0x6b00_1000 + 400, b"one more").unwrap();
-    drop(writer);
-    fs::write(index_path(&buckets[1]), &old).unwrap();
+    remove_index(&buckets[0]);
+    grow_behind_its_index(&buckets[1]);
     let (code, json) = check_json(tmp.path(), &[]);
     assert_eq!(code, 0, "{json}");
     assert_eq!(index_of(&json, &buckets[0])["status"], "missing");
@@ -113,31 +162,9 @@ fn indexes_are_verified_and_only_damaged_ones_are_problems() {
     );
 
     // Damaged: a flipped byte; and an entry that lies behind a valid checksum.
-    let mut flipped = fs::read(index_path(&buckets[2])).unwrap();
-    flipped[20] ^= 0x01;
-    fs::write(index_path(&buckets[2]), &flipped).unwrap();
-    let mut lie = load_index(&buckets[3]).unwrap();
-    lie.entries[1].min_key += 1;
-    fs::write(index_path(&buckets[3]), encode_index(&lie)).unwrap();
-    let (code, json) = check_json(tmp.path(), &[]);
-    assert_eq!(code, 1, "{json}");
-    assert_eq!(json["summary"]["damaged_indexes"], 2);
-    assert_eq!(json["summary"]["damaged_files"], 0, "the buckets are fine");
-    for bucket in &buckets[2..] {
-        let index = index_of(&json, bucket);
-        assert_eq!(index["status"], "damaged");
-        assert!(index["reason"].as_str().is_some_and(|r| !r.is_empty()));
-    }
-    let text = check(tmp.path(), &[]);
-    assert_eq!(text.code, 1);
-    assert!(
-        text.stdout.contains("INDEX damaged: checksum mismatch"),
-        "{}",
-        text.stdout
-    );
-    assert!(text.stdout.contains("smallest key"), "{}", text.stdout);
-    assert!(text.stdout.contains("2 damaged indexes"), "{}", text.stdout);
-    assert!(text.stdout.contains("result: PROBLEMS FOUND (exit 1)"));
+    flip_an_index_byte(&buckets[2]);
+    index_an_entry_wrongly(&buckets[3]);
+    expect_damaged_indexes_reported(tmp.path(), &buckets[2..]);
 
     // --repair rebuilds all four: the same bytes the writer saved for the untouched ones.
     let (code, json) = check_json(tmp.path(), &["--repair"]);

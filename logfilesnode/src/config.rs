@@ -5,6 +5,7 @@
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, TlsSection};
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
+use node_core::server::durability::{check_interval_ms, DurabilityPolicy};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -24,18 +25,6 @@ pub struct NodeConfig {
     pub logfiles: LogfilesSection,
 }
 
-/// When a Put is acknowledged and when data is fsynced (docs/protocol.md §7.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    /// Never fsync (the OS writes the data back); buffers are written every flush interval.
-    None,
-    /// Fsync every `fsync_interval_ms`; Puts are acknowledged at once.
-    Interval,
-    /// Acknowledge a Put only after its data is fsynced; concurrent Puts share one fsync.
-    Always,
-}
-
 /// `[logfiles]`: limits, write buffering and durability.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -52,8 +41,9 @@ pub struct LogfilesSection {
     pub max_channels: u32,
     /// Buffered records are written to their files at least this often, in milliseconds.
     pub flush_interval_ms: u32,
-    /// none, interval or always.
-    pub fsync: FsyncPolicy,
+    /// When a Put is acknowledged and when data is fsynced (docs/protocol.md §7.4): none,
+    /// interval or always (the policy type the dht's `durability` key shares).
+    pub fsync: DurabilityPolicy,
     /// With fsync = "interval": milliseconds between fsyncs of the files written since.
     pub fsync_interval_ms: u32,
     /// Bytes of records per stretch of a bucket's time index (one index entry per stretch).
@@ -69,7 +59,7 @@ impl Default for LogfilesSection {
             max_open_buckets_per_channel: 4,
             max_channels: 10_000,
             flush_interval_ms: 250,
-            fsync: FsyncPolicy::Interval,
+            fsync: DurabilityPolicy::Interval,
             fsync_interval_ms: 1000,
             index_interval_bytes: crate::storage::DEFAULT_INDEX_INTERVAL_BYTES,
         }
@@ -128,12 +118,7 @@ impl LogfilesSection {
                 format!("{} is not between 1 and 3600000", self.flush_interval_ms),
             );
         }
-        if !(1..=3_600_000).contains(&self.fsync_interval_ms) {
-            return invalid(
-                "logfiles.fsync_interval_ms",
-                format!("{} is not between 1 and 3600000", self.fsync_interval_ms),
-            );
-        }
+        check_interval_ms("logfiles.fsync_interval_ms", self.fsync_interval_ms)?;
         let index_range = crate::storage::index::MIN_INDEX_INTERVAL_BYTES
             ..=crate::storage::index::MAX_CONFIG_INDEX_INTERVAL_BYTES;
         if !index_range.contains(&self.index_interval_bytes) {
@@ -238,7 +223,7 @@ mod tests {
     #[test]
     fn fsync_policy_parses_its_three_names_only() {
         let parsed: NodeConfig = toml::from_str("[logfiles]\nfsync = \"always\"\n").unwrap();
-        assert_eq!(parsed.logfiles.fsync, FsyncPolicy::Always);
+        assert_eq!(parsed.logfiles.fsync, DurabilityPolicy::Always);
         assert!(toml::from_str::<NodeConfig>("[logfiles]\nfsync = \"sometimes\"\n").is_err());
     }
 }

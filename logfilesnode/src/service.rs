@@ -12,14 +12,13 @@
 //! stored); NotDurable when they are stored but the fsync failed, or (a PutBatch) only some were
 //! dropped.
 
-use crate::config::FsyncPolicy;
-use crate::engine::durability::{SyncDone, Syncer};
 use crate::engine::{Discard, Engine, EpochFailures, WriteOutcome, WriteTickets};
 use crate::requests;
 use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::logfiles::LogfilesRequest;
 use node_core::protocol::{NodeKind, RequestCode, Status};
+use node_core::server::durability::{DurabilityPolicy, IntervalTimer, SyncDone, Syncer};
 use node_core::server::{
     Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
 };
@@ -38,8 +37,8 @@ pub struct WriteTimers {
 pub struct LogfilesNode {
     pub(crate) engine: Engine,
     wakeups: Wakeups,
-    policy: FsyncPolicy,
-    timers: WriteTimers,
+    policy: DurabilityPolicy,
+    flush_interval: Duration,
     /// The fsync thread (none with `fsync = "none"`).
     syncer: Option<Syncer>,
     /// Writes waiting for their group commit, in epoch order.
@@ -47,7 +46,8 @@ pub struct LogfilesNode {
     /// What went wrong in the epoch of the commit in flight, before it.
     in_flight: EpochFailures,
     last_flush: Instant,
-    last_fsync: Instant,
+    /// When the next fsync is due under `fsync = "interval"`.
+    fsync_timer: IntervalTimer,
     /// Reused by PutBatch to decompress batches without allocating per request.
     pub(crate) batch_scratch: Vec<u8>,
     /// The batch every read fills and sends within its step (none holds one between steps).
@@ -61,28 +61,23 @@ impl LogfilesNode {
         timers: WriteTimers,
     ) -> std::io::Result<LogfilesNode> {
         let policy = engine.limits().fsync;
-        let syncer = match policy {
-            FsyncPolicy::None => None,
-            FsyncPolicy::Interval | FsyncPolicy::Always => {
-                let waker = wakeups.loop_waker();
-                Some(Syncer::spawn(move || {
-                    if let Some(waker) = &waker {
-                        let _ = waker.wake();
-                    }
-                })?)
+        let waker = wakeups.loop_waker();
+        let syncer = Syncer::for_policy(policy, "logfiles-sync", move || {
+            if let Some(waker) = &waker {
+                let _ = waker.wake();
             }
-        };
+        })?;
         let now = Instant::now();
         Ok(LogfilesNode {
             engine,
             wakeups,
             policy,
-            timers,
+            flush_interval: timers.flush_interval,
             syncer,
             waiting: VecDeque::new(),
             in_flight: EpochFailures::default(),
             last_flush: now,
-            last_fsync: now,
+            fsync_timer: IntervalTimer::new(timers.fsync_interval, now),
             batch_scratch: Vec::new(),
             stream_batch: SharedBatch::default(),
         })
@@ -113,7 +108,7 @@ impl LogfilesNode {
         let Some(syncer) = self
             .syncer
             .as_ref()
-            .filter(|_| self.policy == FsyncPolicy::Always)
+            .filter(|_| self.policy.waits_for_sync())
         else {
             reply.ok(body);
             return Handled::Replied;
@@ -252,7 +247,7 @@ impl Service for LogfilesNode {
 
     fn background(&mut self, _now: Instant) -> bool {
         self.poll_commits();
-        if self.policy == FsyncPolicy::Always && !self.waiting.is_empty() && self.syncer_idle() {
+        if self.policy.waits_for_sync() && !self.waiting.is_empty() && self.syncer_idle() {
             self.dispatch_commit();
         }
         // Nothing more until the sync thread wakes the loop or a request arrives.
@@ -261,17 +256,17 @@ impl Service for LogfilesNode {
 
     fn tick(&mut self, now: Instant) {
         self.poll_commits();
-        if now.duration_since(self.last_flush) >= self.timers.flush_interval {
+        if now.duration_since(self.last_flush) >= self.flush_interval {
             self.engine.flush_all();
             self.last_flush = now;
         }
-        if self.policy == FsyncPolicy::Interval
-            && now.duration_since(self.last_fsync) >= self.timers.fsync_interval
+        if self.policy == DurabilityPolicy::Interval
+            && self.fsync_timer.is_due(now)
             && self.syncer_idle()
             && self.engine.has_unsynced()
         {
             self.dispatch_commit();
-            self.last_fsync = now;
+            self.fsync_timer.restart(now);
         }
     }
 

@@ -1,7 +1,8 @@
 //! Authentication: credentials files (`name:hexkey` per line) and the HMAC-SHA512
 //! challenge-response proof of `docs/protocol.md` §1.4.
 //!
-//! Owns: [`Key`] (a secret that never prints), [`Credentials`] (the node's name → key table),
+//! Owns: [`Key`] (a secret that never prints), [`Credentials`] (the node's name → key table, and
+//! what a reload changes in it: [`CredentialsChange`]),
 //! [`load_client_key`] (a client's one-entry file), nonce generation, [`proof`] (computed by the
 //! client) and [`verify`] (checked by the node, in constant time). Always compiled: the client
 //! needs it as much as the nodes do.
@@ -293,6 +294,33 @@ impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// What replacing `self` by `new` changes: the names added, and the names whose standing
+    /// ends (removed, or listed with another key, which is how a leaked key is revoked).
+    pub fn changes_to(&self, new: &Credentials) -> CredentialsChange {
+        let added = new
+            .names()
+            .filter(|name| self.get(name).is_none())
+            .map(str::to_string)
+            .collect();
+        let revoked = self
+            .keys
+            .iter()
+            .filter(|(name, key)| new.get(name) != Some(*key))
+            .map(|(name, _)| name.clone())
+            .collect();
+        CredentialsChange { added, revoked }
+    }
+}
+
+/// The difference between two credential sets, by name (see [`Credentials::changes_to`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialsChange {
+    /// Names only the new set lists.
+    pub added: Vec<String>,
+    /// Names the old set lists that the new one drops or lists with a different key: their
+    /// open connections proved a key that no longer admits them.
+    pub revoked: Vec<String>,
 }
 
 /// Splits and checks one non-blank, non-comment line.
@@ -526,6 +554,16 @@ mod tests {
             message.contains("'a' is already defined on line 1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn changes_name_added_removed_and_rekeyed_clients() {
+        let old = Credentials::parse(&format!("a:{KEY_A}\nb:{KEY_A}\nc:{KEY_A}\n")).expect("ok");
+        let new = Credentials::parse(&format!("a:{KEY_A}\nc:{KEY_B}\nd:{KEY_B}\n")).expect("ok");
+        let change = old.changes_to(&new);
+        assert_eq!(change.added, ["d"]);
+        assert_eq!(change.revoked, ["b", "c"], "b removed, c given another key");
+        assert_eq!(new.changes_to(&new), CredentialsChange::default());
     }
 
     #[test]

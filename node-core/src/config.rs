@@ -519,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_name_their_key() {
+    fn bad_server_values_name_their_key() {
         let server = ServerSection::default;
         let cases = [
             (
@@ -589,6 +589,10 @@ mod tests {
         for (section, key) in cases {
             assert_eq!(invalid_key(section.validate(10000)), key);
         }
+    }
+
+    #[test]
+    fn bad_log_and_auth_values_name_their_key() {
         let log = LogSection {
             level: "verbose".into(),
             ..LogSection::default()

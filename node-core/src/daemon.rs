@@ -121,6 +121,7 @@ pub fn server_options(
         stats_interval_s: u64::from(log.stats_interval_s),
         shutdown_timeout_s: u64::from(server.shutdown_timeout_s),
         credentials,
+        credentials_file: auth.credentials_file.clone(),
         admins: auth.admins.clone(),
         tls,
         ..ServerOptions::default()

@@ -1,6 +1,7 @@
 //! Process signals for a daemon, delivered into the event loop through signal-hook-mio:
-//! SIGTERM and SIGINT start a graceful shutdown, SIGHUP reloads: the log files are reopened
-//! (logrotate), then what can be reloaded is (see `EventLoop::reload`).
+//! SIGTERM and SIGINT start a graceful shutdown, SIGHUP reloads what the node reads from files
+//! while it runs (the event loop's `reload`: log files for logrotate, the credentials file, the
+//! TLS certificate and key).
 
 use mio::{Interest, Registry, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

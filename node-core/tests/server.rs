@@ -269,6 +269,33 @@ fn expect_protocol_error(addr: std::net::SocketAddr, bytes: &[u8], status: Statu
     assert_eq!(conn.expect_closed(), b"", "nothing after the error reply");
 }
 
+/// Sends 4 KiB of pseudo-random bytes (xorshift from `seed`) on a fresh connection after the
+/// handshake and expects the close, with at most error replies (BadRequest or FrameTooLarge)
+/// before it.
+#[track_caller]
+fn expect_garbage_closes(addr: std::net::SocketAddr, seed: u64) {
+    let mut state = seed;
+    let garbage: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut conn = connect(addr);
+    conn.send_raw(&garbage);
+    let before_close = conn.expect_closed();
+    for frame in frames_in(&before_close) {
+        assert_eq!(frame.frame_type, T_REPLY, "{}", frame.describe());
+        assert!(
+            [Status::BadRequest as u8, Status::FrameTooLarge as u8].contains(&frame.code),
+            "{}",
+            frame.describe()
+        );
+    }
+}
+
 #[test]
 fn malformed_frames_close_only_their_connection() {
     let max_frame_bytes = 64 * 1024;
@@ -327,26 +354,7 @@ fn malformed_frames_close_only_their_connection() {
 
     // (c) Garbage after the handshake: closed, possibly after one error reply.
     for seed in [1u64, 0xdead_beef, 42] {
-        let mut state = seed;
-        let garbage: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        let mut conn = connect(server.addr);
-        conn.send_raw(&garbage);
-        let before_close = conn.expect_closed();
-        for frame in frames_in(&before_close) {
-            assert_eq!(frame.frame_type, T_REPLY, "{}", frame.describe());
-            assert!(
-                [Status::BadRequest as u8, Status::FrameTooLarge as u8].contains(&frame.code),
-                "{}",
-                frame.describe()
-            );
-        }
+        expect_garbage_closes(server.addr, seed);
         bystander.assert_echo(5 + seed);
     }
 

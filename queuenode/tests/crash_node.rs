@@ -147,6 +147,38 @@ fn produce(mut wire: Wire, next: Arc<AtomicU64>, log: Arc<Mutex<Log>>) {
 /// checks each value, acknowledges each batch and waits for the ack's reply.
 fn consume(mut wire: Wire, log: Arc<Mutex<Log>>, quiet: Option<Duration>) {
     let consume_id = 1u64;
+    if start_consume(&mut wire, consume_id).is_err() {
+        return;
+    }
+    if let Some(quiet) = quiet {
+        wire.stream.set_read_timeout(Some(quiet)).expect("timeout");
+    }
+    let mut done = 0u64;
+    let mut next_id = 2u64;
+    let mut scratch = Vec::new();
+    loop {
+        let Ok((frame_type, code, id, body)) = wire.read() else {
+            return;
+        };
+        if id != consume_id || frame_type != FrameType::Item {
+            let problem = format!("unexpected frame {frame_type:?} {code} for {id}");
+            log.lock().expect("log").problems.push(problem);
+            return;
+        }
+        let counters = log_batch(&mut log.lock().expect("log"), &body, &mut scratch);
+        done += counters.len() as u64;
+        let ack_id = next_id;
+        next_id += 1;
+        match acknowledge(&mut wire, consume_id, done, ack_id) {
+            Ok(true) => log.lock().expect("log").consumed.extend(counters),
+            Ok(false) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Sends a Consume of [`CHANNEL`] as request `consume_id`, with credit for a million batches.
+fn start_consume(wire: &mut Wire, consume_id: u64) -> std::io::Result<()> {
     let mut body = Vec::new();
     ConsumeRequest {
         channel: CHANNEL,
@@ -169,91 +201,126 @@ fn consume(mut wire: Wire, log: Arc<Mutex<Log>>, quiet: Option<Duration>) {
         consume_id,
         &1_000_000u32.to_le_bytes(),
     );
-    if wire.send(&frames).is_err() {
-        return;
-    }
-    if let Some(quiet) = quiet {
-        wire.stream.set_read_timeout(Some(quiet)).expect("timeout");
-    }
-    let mut done = 0u64;
-    let mut next_id = 2u64;
-    let mut scratch = Vec::new();
-    loop {
-        let Ok((frame_type, code, id, body)) = wire.read() else {
-            return;
-        };
-        if id != consume_id || frame_type != FrameType::Item {
-            let problem = format!("unexpected frame {frame_type:?} {code} for {id}");
-            log.lock().expect("log").problems.push(problem);
-            return;
-        }
-        let mut counters = Vec::new();
-        {
-            let mut log = log.lock().expect("log");
-            match decode_batch(&body, &mut scratch) {
-                Ok(records) => {
-                    for (_, value) in records {
-                        match counter_of(value) {
-                            Some(counter) => {
-                                if log.consumed.contains(&counter) {
-                                    log.problems
-                                        .push(format!("{counter} delivered again after its ack"));
-                                }
-                                log.delivered.push(counter);
-                                counters.push(counter);
-                            }
-                            None => log
-                                .problems
-                                .push(format!("damaged value of {} bytes delivered", value.len())),
+    wire.send(&frames)
+}
+
+/// Logs the deliveries of one batch (and as problems: a damaged value, a batch that does not
+/// decode, a record delivered again after its ack); returns the batch's counters.
+fn log_batch(log: &mut Log, batch: &[u8], scratch: &mut Vec<u8>) -> Vec<u64> {
+    let mut counters = Vec::new();
+    match decode_batch(batch, scratch) {
+        Ok(records) => {
+            for (_, value) in records {
+                match counter_of(value) {
+                    Some(counter) => {
+                        if log.consumed.contains(&counter) {
+                            log.problems
+                                .push(format!("{counter} delivered again after its ack"));
                         }
+                        log.delivered.push(counter);
+                        counters.push(counter);
                     }
+                    None => log
+                        .problems
+                        .push(format!("damaged value of {} bytes delivered", value.len())),
                 }
-                Err(error) => log.problems.push(format!("bad batch: {error}")),
             }
         }
-        done += counters.len() as u64;
-        let mut body = Vec::new();
-        ConsumeAckRequest {
-            consume_id,
-            records: done,
-        }
-        .encode(&mut body);
-        let mut frame = Vec::new();
-        let ack_id = next_id;
-        next_id += 1;
-        write_frame(
-            &mut frame,
-            FrameType::Request,
-            queue::CONSUME_ACK.0,
-            ack_id,
-            &body,
-        );
-        if wire.send(&frame).is_err() {
-            return;
-        }
-        // Items of the stream may come before the ack's reply: they are taken in the next
-        // rounds of this loop only after the reply, so keep them.
-        let mut early = Vec::new();
-        loop {
-            let Ok(frame) = wire.read() else {
-                return;
-            };
-            if frame.2 == ack_id {
-                if Status::from_u8(frame.1) == Some(Status::Ok) {
-                    log.lock().expect("log").consumed.extend(counters.drain(..));
-                }
-                break;
-            }
-            early.push(frame);
-        }
-        // Put the early frames back in front of the unread bytes.
-        let mut again = Vec::new();
-        for (frame_type, code, id, body) in early {
-            write_frame(&mut again, frame_type, code, id, &body);
-        }
-        again.extend_from_slice(&wire.buffer);
-        wire.buffer = again;
+        Err(error) => log.problems.push(format!("bad batch: {error}")),
     }
+    counters
+}
+
+/// Sends a ConsumeAck of `records` as request `ack_id` and waits for its reply: whether it was
+/// Ok. Items of the stream that come before the reply are put back to be read next.
+fn acknowledge(
+    wire: &mut Wire,
+    consume_id: u64,
+    records: u64,
+    ack_id: u64,
+) -> std::io::Result<bool> {
+    let mut body = Vec::new();
+    ConsumeAckRequest {
+        consume_id,
+        records,
+    }
+    .encode(&mut body);
+    let mut frame = Vec::new();
+    write_frame(
+        &mut frame,
+        FrameType::Request,
+        queue::CONSUME_ACK.0,
+        ack_id,
+        &body,
+    );
+    wire.send(&frame)?;
+    // Items of the stream may come before the ack's reply: they are taken in the next
+    // rounds of the consume loop only after the reply, so keep them.
+    let mut early = Vec::new();
+    let acked = loop {
+        let frame = wire.read()?;
+        if frame.2 == ack_id {
+            break Status::from_u8(frame.1) == Some(Status::Ok);
+        }
+        early.push(frame);
+    };
+    // Put the early frames back in front of the unread bytes.
+    let mut again = Vec::new();
+    for (frame_type, code, id, body) in early {
+        write_frame(&mut again, frame_type, code, id, &body);
+    }
+    again.extend_from_slice(&wire.buffer);
+    wire.buffer = again;
+    Ok(acked)
+}
+
+/// Round `round`: a node on `dir`, a producer and a consumer, and a SIGKILL `kill_after_ms`
+/// after the round's first acknowledged push; returns once both threads ended.
+fn kill_round(
+    round: u64,
+    dir: &std::path::Path,
+    log: &Arc<Mutex<Log>>,
+    next: &Arc<AtomicU64>,
+    kill_after_ms: u64,
+) {
+    let mut node = common::Node::start_in(common::BIN, dir, &["-c", "node.toml"]);
+    let pushed_before = log.lock().expect("log").pushed.len();
+    let producer = {
+        let (wire, next, log) = (Wire::open(node.addr), next.clone(), log.clone());
+        std::thread::spawn(move || produce(wire, next, log))
+    };
+    let consumer = {
+        let (wire, log) = (Wire::open(node.addr), log.clone());
+        std::thread::spawn(move || consume(wire, log, None))
+    };
+    // A random moment once the round has an acknowledged push.
+    common::wait_until("the round's first acknowledged push", || {
+        log.lock().expect("log").pushed.len() > pushed_before
+    });
+    std::thread::sleep(Duration::from_millis(kill_after_ms));
+    node.signal("KILL");
+    assert_eq!(node.wait_exit().code(), None, "round {round}: killed");
+    producer.join().expect("producer thread");
+    consumer.join().expect("consumer thread");
+}
+
+/// [`CHANNEL`]'s size, asked on a fresh connection.
+fn channel_size(addr: SocketAddr) -> queue::QueueSize {
+    let mut wire = Wire::open(addr);
+    let mut frame = Vec::new();
+    let mut body = Vec::new();
+    queue::encode_channel(&mut body, CHANNEL);
+    write_frame(
+        &mut frame,
+        FrameType::Request,
+        queue::GET_CHANNEL_SIZE.0,
+        1,
+        &body,
+    );
+    wire.send(&frame).expect("send");
+    let (_, code, _, body) = wire.read().expect("size reply");
+    assert_eq!(Status::from_u8(code), Some(Status::Ok));
+    queue::QueueSize::decode(&body).expect("size")
 }
 
 #[test]
@@ -266,25 +333,7 @@ fn acknowledged_records_survive_kill_9_under_load_in_order_and_intact() {
     let seed = common::test_seed();
     let mut rng = common::XorShift::new(seed);
     for round in 0..rounds {
-        let mut node = common::Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
-        let pushed_before = log.lock().expect("log").pushed.len();
-        let producer = {
-            let (wire, next, log) = (Wire::open(node.addr), next.clone(), log.clone());
-            std::thread::spawn(move || produce(wire, next, log))
-        };
-        let consumer = {
-            let (wire, log) = (Wire::open(node.addr), log.clone());
-            std::thread::spawn(move || consume(wire, log, None))
-        };
-        // A random moment once the round has an acknowledged push.
-        common::wait_until("the round's first acknowledged push", || {
-            log.lock().expect("log").pushed.len() > pushed_before
-        });
-        std::thread::sleep(Duration::from_millis(rng.below(600)));
-        node.signal("KILL");
-        assert_eq!(node.wait_exit().code(), None, "round {round}: killed");
-        producer.join().expect("producer thread");
-        consumer.join().expect("consumer thread");
+        kill_round(round, dir.path(), &log, &next, rng.below(600));
         let log = log.lock().expect("log");
         assert!(
             log.problems.is_empty(),
@@ -300,21 +349,7 @@ fn acknowledged_records_survive_kill_9_under_load_in_order_and_intact() {
         log.clone(),
         Some(Duration::from_millis(500)),
     );
-    let mut wire = Wire::open(node.addr);
-    let mut frame = Vec::new();
-    let mut body = Vec::new();
-    queue::encode_channel(&mut body, CHANNEL);
-    write_frame(
-        &mut frame,
-        FrameType::Request,
-        queue::GET_CHANNEL_SIZE.0,
-        1,
-        &body,
-    );
-    wire.send(&frame).expect("send");
-    let (_, code, _, body) = wire.read().expect("size reply");
-    assert_eq!(Status::from_u8(code), Some(Status::Ok));
-    let size = queue::QueueSize::decode(&body).expect("size");
+    let size = channel_size(node.addr);
     node.stop();
 
     let log = log.lock().expect("log");

@@ -76,6 +76,47 @@ fn start(dir: &Path) -> Node {
     Node::start_in(common::BIN, dir, &["-c", "queuenode.toml"])
 }
 
+/// On a full disk, a push to a channel that does not exist yet is refused with InternalError
+/// and a message naming the cause and the ring, twice, and leaves no channel or file behind.
+#[track_caller]
+fn expect_new_ring_refused(conn: &mut Conn, data: &Path) {
+    // A new channel needs a new ring: refused with a status and a message that say why.
+    let (status, message) = push(conn, "fresh", &value(1000));
+    assert_ne!(status, Status::Ok, "a ring was created on a full disk");
+    assert_eq!(status, Status::InternalError, "{message}");
+    assert!(
+        message.contains("No space left") && message.contains("fresh"),
+        "the message names the cause and the ring: {message}"
+    );
+    assert!(
+        !channels(conn).contains(&"fresh".to_string()),
+        "no channel is left behind by the failed creation"
+    );
+    assert!(
+        !data.join("fresh.ring").exists() && !data.join("corrupt").exists(),
+        "no half-made ring file is left in the data directory"
+    );
+    // The same again: a leftover of the first attempt must not change the answer.
+    assert_eq!(push(conn, "fresh", &value(1001)).0, Status::InternalError);
+}
+
+/// Pushes to `channel`, which holds `pushed` records, until its ring is nearly full (so the
+/// pushes reach pages of the ring file never written before); returns the count it holds.
+#[track_caller]
+fn fill_most_of_the_ring(conn: &mut Conn, channel: &str, mut pushed: usize) -> usize {
+    let capacity_records = (RING_BYTES as usize) / (VALUE_BYTES + 16);
+    while pushed < capacity_records - 2 {
+        let (status, message) = push(conn, channel, &value(pushed));
+        assert_eq!(
+            status,
+            Status::Ok,
+            "push {pushed} to an existing ring: {message}"
+        );
+        pushed += 1;
+    }
+    pushed
+}
+
 #[test]
 fn new_rings_on_a_full_disk_fail_cleanly_and_existing_channels_keep_working() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -103,40 +144,11 @@ fn new_rings_on_a_full_disk_fail_cleanly_and_existing_channels_keep_working() {
     let filled = fill(&filler);
     assert!(filled > 0, "nothing could be written to the tmpfs");
 
-    // A new channel needs a new ring: refused with a status and a message that say why.
-    let (status, message) = push(&mut conn, "fresh", &value(1000));
-    assert_ne!(status, Status::Ok, "a ring was created on a full disk");
-    assert_eq!(status, Status::InternalError, "{message}");
-    assert!(
-        message.contains("No space left") && message.contains("fresh"),
-        "the message names the cause and the ring: {message}"
-    );
-    assert!(
-        !channels(&mut conn).contains(&"fresh".to_string()),
-        "no channel is left behind by the failed creation"
-    );
-    assert!(
-        !data.join("fresh.ring").exists() && !data.join("corrupt").exists(),
-        "no half-made ring file is left in the data directory"
-    );
-    // The same again: a leftover of the first attempt must not change the answer.
-    assert_eq!(
-        push(&mut conn, "fresh", &value(1001)).0,
-        Status::InternalError
-    );
+    expect_new_ring_refused(&mut conn, &data);
 
     // The existing channel keeps working: pushes that fill most of its ring (so they reach pages
     // of the ring file never written before) and pops in order.
-    let capacity_records = (RING_BYTES as usize) / (VALUE_BYTES + 16);
-    while pushed < capacity_records - 2 {
-        let (status, message) = push(&mut conn, "existing", &value(pushed));
-        assert_eq!(
-            status,
-            Status::Ok,
-            "push {pushed} to an existing ring: {message}"
-        );
-        pushed += 1;
-    }
+    pushed = fill_most_of_the_ring(&mut conn, "existing", pushed);
     for n in 0..pushed / 2 {
         assert_eq!(pop(&mut conn, "existing"), Some(value(n)), "record {n}");
     }

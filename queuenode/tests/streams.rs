@@ -296,91 +296,112 @@ fn subscribers_inherit_share_and_copy() {
             assert_eq!(status, Status::Ok);
         }
         for &channel in channels {
-            // A plain channel pops in order.
-            assert_eq!(pop(&mut raw, channel), Ok(Some(record(0))));
-            // Consumers sub1, sub1, sub2: the first subscriber takes the queue over.
-            let mut conns: Vec<Raw> = (0..3).map(|_| Raw::open(node.addr)).collect();
-            let mut done = [0u64; 3];
-            let ids: Vec<u64> = ["sub1", "sub1", "sub2"]
-                .iter()
-                .zip(conns.iter_mut())
-                .map(|(subscriber, conn)| consume(conn, channel, subscriber, 100))
-                .collect();
-            let (status, message) = pop(&mut raw, channel).expect_err("pop refused");
-            assert_eq!(status, Status::BadRequest);
-            assert!(message.contains("sub1, sub2"), "{message}");
-            let quiet = Duration::from_millis(300);
-            let mut sub1: Vec<Vec<u8>> = Vec::new();
-            while sub1.len() < 999 {
-                let before = sub1.len();
-                for (i, (conn, id)) in conns.iter_mut().zip(&ids).take(2).enumerate() {
-                    let quick = Duration::from_millis(50);
-                    sub1.extend(consume_records(conn, *id, &mut done[i], 100, quick));
-                }
-                assert!(sub1.len() > before, "sub1 stalled at {}", sub1.len());
-            }
-            sub1.sort();
-            assert!(
-                sub1 == (1..1000).map(record).collect::<Vec<_>>(),
-                "sub1 got the rest"
-            );
-            let sub2 = consume_records(&mut conns[2], ids[2], &mut done[2], 1, quiet);
-            assert!(sub2.is_empty(), "sub2 got {:?}", text(&sub2));
-            // Every later push reaches both names; sub1's two consumers share theirs.
-            for n in 1000..1500 {
-                assert_eq!(push(&mut raw, channel, &record(n)), Status::Ok);
-            }
-            let sub2 = consume_records(&mut conns[2], ids[2], &mut done[2], 500, quiet);
-            assert!(
-                sub2 == (1000..1500).map(record).collect::<Vec<_>>(),
-                "sub2 in order"
-            );
-            let mut sub1: BTreeSet<Vec<u8>> = BTreeSet::new();
-            let mut per_consumer = [0usize; 2];
-            for _ in 0..50 {
-                for (i, (conn, id)) in conns.iter_mut().zip(&ids).take(2).enumerate() {
-                    let quick = Duration::from_millis(20);
-                    let got = consume_records(conn, *id, &mut done[i], 500, quick);
-                    per_consumer[i] += got.len();
-                    for value in got {
-                        assert!(sub1.insert(value), "delivered twice");
-                    }
-                }
-                if sub1.len() == 500 {
-                    break;
-                }
-            }
-            assert!(
-                sub1 == (1000..1500).map(record).collect::<BTreeSet<_>>(),
-                "sub1 shared"
-            );
-            assert!(
-                per_consumer.iter().all(|&n| n > 0),
-                "both sub1 consumers: {per_consumer:?}"
-            );
-            // A subscriber storage per name, so sizes count each copy.
-            assert_eq!(size(&mut raw, channel).records, 0);
-            for (conn, id) in conns.iter_mut().zip(&ids) {
-                conn.stop(*id);
-            }
-            // Subscriptions outlive their consumers.
-            assert_eq!(push(&mut raw, channel, b"later"), Status::Ok);
-            assert_eq!(
-                size(&mut raw, channel).records,
-                2,
-                "one copy per subscriber"
-            );
-            assert_eq!(subscribe(&mut raw, channel, ""), Status::Ok);
-            assert_eq!(
-                pop(&mut raw, channel),
-                Ok(None),
-                "a new default subscriber starts empty"
-            );
-            let (status, _) = raw.call(queue::REMOVE_CHANNEL, &channel_body(channel));
-            assert_eq!(status, Status::Ok);
+            check_subscribers_of(node.addr, &mut raw, channel);
         }
     }
     stop(node);
+}
+
+/// On `channel`, holding records 0..1000: it pops in order; consumers sub1, sub1, sub2 then
+/// split it as the reference does (sub1 takes the queue over, later pushes reach both names,
+/// sub1's consumers share theirs); subscriptions outlive their consumers. Removes the channel.
+fn check_subscribers_of(addr: std::net::SocketAddr, raw: &mut Raw, channel: &str) {
+    // A plain channel pops in order.
+    assert_eq!(pop(raw, channel), Ok(Some(record(0))));
+    // Consumers sub1, sub1, sub2: the first subscriber takes the queue over.
+    let mut conns: Vec<Raw> = (0..3).map(|_| Raw::open(addr)).collect();
+    let mut done = [0u64; 3];
+    let ids: Vec<u64> = ["sub1", "sub1", "sub2"]
+        .iter()
+        .zip(conns.iter_mut())
+        .map(|(subscriber, conn)| consume(conn, channel, subscriber, 100))
+        .collect();
+    let (status, message) = pop(raw, channel).expect_err("pop refused");
+    assert_eq!(status, Status::BadRequest);
+    assert!(message.contains("sub1, sub2"), "{message}");
+    let quiet = Duration::from_millis(300);
+    let mut sub1 = take_sub1_backlog(&mut conns, &ids, &mut done);
+    sub1.sort();
+    assert!(
+        sub1 == (1..1000).map(record).collect::<Vec<_>>(),
+        "sub1 got the rest"
+    );
+    let sub2 = consume_records(&mut conns[2], ids[2], &mut done[2], 1, quiet);
+    assert!(sub2.is_empty(), "sub2 got {:?}", text(&sub2));
+    // Every later push reaches both names; sub1's two consumers share theirs.
+    for n in 1000..1500 {
+        assert_eq!(push(raw, channel, &record(n)), Status::Ok);
+    }
+    let sub2 = consume_records(&mut conns[2], ids[2], &mut done[2], 500, quiet);
+    assert!(
+        sub2 == (1000..1500).map(record).collect::<Vec<_>>(),
+        "sub2 in order"
+    );
+    let (sub1, per_consumer) = take_sub1_shared(&mut conns, &ids, &mut done);
+    assert!(
+        sub1 == (1000..1500).map(record).collect::<BTreeSet<_>>(),
+        "sub1 shared"
+    );
+    assert!(
+        per_consumer.iter().all(|&n| n > 0),
+        "both sub1 consumers: {per_consumer:?}"
+    );
+    // A subscriber storage per name, so sizes count each copy.
+    assert_eq!(size(raw, channel).records, 0);
+    for (conn, id) in conns.iter_mut().zip(&ids) {
+        conn.stop(*id);
+    }
+    // Subscriptions outlive their consumers.
+    assert_eq!(push(raw, channel, b"later"), Status::Ok);
+    assert_eq!(size(raw, channel).records, 2, "one copy per subscriber");
+    assert_eq!(subscribe(raw, channel, ""), Status::Ok);
+    assert_eq!(
+        pop(raw, channel),
+        Ok(None),
+        "a new default subscriber starts empty"
+    );
+    let (status, _) = raw.call(queue::REMOVE_CHANNEL, &channel_body(channel));
+    assert_eq!(status, Status::Ok);
+}
+
+/// The 999 records left when sub1 took the queue over, from sub1's two consumers (the first
+/// two of `conns`) in whatever order they come; each round must bring more.
+fn take_sub1_backlog(conns: &mut [Raw], ids: &[u64], done: &mut [u64; 3]) -> Vec<Vec<u8>> {
+    let mut sub1: Vec<Vec<u8>> = Vec::new();
+    while sub1.len() < 999 {
+        let before = sub1.len();
+        for (i, (conn, id)) in conns.iter_mut().zip(ids).take(2).enumerate() {
+            let quick = Duration::from_millis(50);
+            sub1.extend(consume_records(conn, *id, &mut done[i], 100, quick));
+        }
+        assert!(sub1.len() > before, "sub1 stalled at {}", sub1.len());
+    }
+    sub1
+}
+
+/// Up to 500 records from sub1's two consumers (the first two of `conns`), none delivered
+/// twice, and how many each consumer got.
+fn take_sub1_shared(
+    conns: &mut [Raw],
+    ids: &[u64],
+    done: &mut [u64; 3],
+) -> (BTreeSet<Vec<u8>>, [usize; 2]) {
+    let mut sub1: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut per_consumer = [0usize; 2];
+    for _ in 0..50 {
+        for (i, (conn, id)) in conns.iter_mut().zip(ids).take(2).enumerate() {
+            let quick = Duration::from_millis(20);
+            let got = consume_records(conn, *id, &mut done[i], 500, quick);
+            per_consumer[i] += got.len();
+            for value in got {
+                assert!(sub1.insert(value), "delivered twice");
+            }
+        }
+        if sub1.len() == 500 {
+            break;
+        }
+    }
+    (sub1, per_consumer)
 }
 
 #[test]

@@ -68,6 +68,8 @@ pub struct TestCredentials {
     pub config: String,
     pub ops: Key,
     pub app: Key,
+    /// The credentials file ([`TestCredentials::rewrite`] replaces it).
+    pub path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -81,8 +83,7 @@ impl TestCredentials {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("credentials");
         let text = format!("ops:{}\napp:{}\n", Self::OPS_KEY, Self::APP_KEY);
-        std::fs::write(&path, text).expect("write the credentials file");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        write_private(&path, &text, 0o600);
         TestCredentials {
             config: format!(
                 "[auth]\ncredentials_file = \"{}\"\nadmins = [\"ops\"]\n",
@@ -90,9 +91,23 @@ impl TestCredentials {
             ),
             ops: Key::from_hex(Self::OPS_KEY).expect("ops key"),
             app: Key::from_hex(Self::APP_KEY).expect("app key"),
+            path,
             _dir: dir,
         }
     }
+
+    /// Replaces the credentials file with `text` (mode `mode`) the way an operator should: a
+    /// new file renamed over the old, so a node reloading never reads it half-written.
+    pub fn rewrite(&self, text: &str, mode: u32) {
+        let fresh = self.path.with_extension("new");
+        write_private(&fresh, text, mode);
+        std::fs::rename(&fresh, &self.path).expect("rename the new credentials file");
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str, mode: u32) {
+    std::fs::write(path, text).expect("write the credentials file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 impl Default for TestCredentials {

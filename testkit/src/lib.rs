@@ -366,16 +366,27 @@ pub fn wait_for_logged_addr(root_log: &Path, before: &str, end: char) -> SocketA
 /// A plain HTTP/1.0 GET (the test's side of a scrape); returns the status code and body.
 /// `authorization` is sent as the `Authorization` header when given.
 pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    try_http_get(addr, path, authorization)
+        .unwrap_or_else(|err| panic!("GET {path} from {addr}: {err}"))
+}
+
+/// [`http_get`] that returns the error of the connection (refused, reset) instead of failing the
+/// test, for waits on a listener that may not answer yet.
+pub fn try_http_get(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(WAIT))?;
     let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
     if let Some(value) = authorization {
         request.push_str(&format!("Authorization: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("send request");
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
+    stream.read_to_string(&mut response)?;
     let (head, body) = response
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no end of headers in {response:?}"));
@@ -384,7 +395,7 @@ pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, body.to_string())
+    Ok((status, body.to_string()))
 }
 
 /// A node in a temporary directory of its own, removed after the node is killed (on drop).

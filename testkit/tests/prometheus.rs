@@ -170,6 +170,41 @@ fn wait_for_query(
     }
 }
 
+/// Writes what the queries below count: 50 dht Puts to "users" (and one Get), 20 logfiles Puts
+/// to "events", 30 queue Pushes to "jobs".
+fn write_records(dht: SocketAddr, logfiles: SocketAddr, queue: SocketAddr) {
+    let options = ClientOptions::default;
+    let dht_client = DhtClient::connect(&[dht], options()).expect("dht client");
+    for key in 0..50u64 {
+        dht_client.put("users", key, b"a value").expect("put");
+    }
+    assert!(dht_client.get("users", 7).expect("get").is_some());
+    let log_client = LogClient::connect(&[logfiles], options()).expect("logfiles client");
+    for key in 0..20u64 {
+        log_client
+            .put("events", 1_700_000_000 + key, b"an event")
+            .expect("put");
+    }
+    let queue_client = QueueClient::connect(&[queue], options()).expect("queue client");
+    for _ in 0..30 {
+        queue_client.push("jobs", b"a job").expect("push");
+    }
+}
+
+/// The exposition of `job` at `addr`: served on /metrics, accepted by promtool without a word,
+/// with its swarm_info; any other path is 404.
+fn check_exposition(job: &str, addr: SocketAddr) {
+    let (status, text) = http_get(addr, "/metrics", None);
+    assert_eq!(status, 200, "{job}: {text}");
+    let (valid, said) = promtool_check(&text);
+    assert!(
+        valid && said.trim().is_empty(),
+        "{job}: promtool says {said}\n{text}"
+    );
+    assert!(text.contains("swarm_info{kind=\""), "{job}: {text}");
+    assert_eq!(http_get(addr, "/other", None).0, 404, "{job}");
+}
+
 #[test]
 fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
     let dht = TempNode::start(
@@ -190,22 +225,7 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
     let dump_dir = tempfile::tempdir().expect("temp dir");
     let (_dhtdump, dhtdump_metrics) = start_dhtdump(dump_dir.path(), dht.addr);
 
-    let options = ClientOptions::default;
-    let dht_client = DhtClient::connect(&[dht.addr], options()).expect("dht client");
-    for key in 0..50u64 {
-        dht_client.put("users", key, b"a value").expect("put");
-    }
-    assert!(dht_client.get("users", 7).expect("get").is_some());
-    let log_client = LogClient::connect(&[logfiles.addr], options()).expect("logfiles client");
-    for key in 0..20u64 {
-        log_client
-            .put("events", 1_700_000_000 + key, b"an event")
-            .expect("put");
-    }
-    let queue_client = QueueClient::connect(&[queue.addr], options()).expect("queue client");
-    for _ in 0..30 {
-        queue_client.push("jobs", b"a job").expect("push");
-    }
+    write_records(dht.addr, logfiles.addr, queue.addr);
 
     let targets = [
         ("dht", wait_for_metrics_addr(&dht.path("log/root.log"))),
@@ -217,15 +237,7 @@ fn prometheus_scrapes_a_small_cluster_and_promtool_accepts_every_exposition() {
         ("dhtdump", dhtdump_metrics),
     ];
     for (job, addr) in targets {
-        let (status, text) = http_get(addr, "/metrics", None);
-        assert_eq!(status, 200, "{job}: {text}");
-        let (valid, said) = promtool_check(&text);
-        assert!(
-            valid && said.trim().is_empty(),
-            "{job}: promtool says {said}\n{text}"
-        );
-        assert!(text.contains("swarm_info{kind=\""), "{job}: {text}");
-        assert_eq!(http_get(addr, "/other", None).0, 404, "{job}");
+        check_exposition(job, addr);
     }
 
     let prometheus_dir = tempfile::tempdir().expect("temp dir");

@@ -50,105 +50,10 @@ impl Requests for Kind {
     /// Every request of the kind whose body ends with its last fixed field, with a good body.
     /// (The others end with a value or a batch, which takes the rest of the body.)
     fn fixed_field_requests(self) -> Vec<(RequestCode, Vec<u8>)> {
-        let channel = |code| {
-            let mut body = Vec::new();
-            dht::encode_channel(&mut body, "rules");
-            (code, body)
-        };
         match self {
-            Kind::Dht => {
-                let key = |code| {
-                    let mut body = Vec::new();
-                    dht::KeyRequest {
-                        channel: "rules",
-                        key: 7,
-                    }
-                    .encode(&mut body);
-                    (code, body)
-                };
-                let mut get_all = Vec::new();
-                dht::GetAllRequest {
-                    channel: "rules",
-                    keys_only: false,
-                    resume_after: None,
-                    filter: b"",
-                    scope: dht::GetAllScope::All,
-                }
-                .encode(&mut get_all);
-                let mut update = Vec::new();
-                dht::UpdateRequest {
-                    channel: "rules",
-                    key: 7,
-                    expected: dht::Expected::Absent,
-                    action: dht::UpdateAction::Remove,
-                }
-                .encode(&mut update);
-                vec![
-                    key(dht::GET),
-                    key(dht::EXISTS),
-                    key(dht::REMOVE),
-                    (dht::GET_ALL, get_all),
-                    channel(dht::GET_CHANNEL_SIZE),
-                    channel(dht::REMOVE_CHANNEL),
-                    channel(dht::LISTEN),
-                    (dht::UPDATE, update),
-                    channel(dht::REDIST_COMMIT),
-                ]
-            }
-            Kind::Logfiles => {
-                // The optional flags byte of GetRange and GetAll is their last field: a body
-                // without it takes one more byte (§7.3), a body with it none.
-                let flags = logfiles::ReadFlags { uncompressed: true };
-                let mut get_range = Vec::new();
-                logfiles::GetRangeRequest {
-                    channel: "rules",
-                    from: 0,
-                    to: 100,
-                    filter: logfiles::Filter::NONE,
-                }
-                .encode_with(flags, &mut get_range);
-                let mut get_all = Vec::new();
-                logfiles::GetAllRequest {
-                    channel: "rules",
-                    filter: logfiles::Filter::NONE,
-                }
-                .encode_with(flags, &mut get_all);
-                vec![
-                    (logfiles::GET_RANGE, get_range),
-                    (logfiles::GET_ALL, get_all),
-                    channel(logfiles::GET_CHANNEL_SIZE),
-                    channel(logfiles::REMOVE_CHANNEL),
-                ]
-            }
-            Kind::Queue => {
-                let mut consume = Vec::new();
-                queue::ConsumeRequest {
-                    channel: "rules",
-                    subscriber: "",
-                    max_batch_records: 0,
-                }
-                .encode(&mut consume);
-                let mut ack = Vec::new();
-                queue::ConsumeAckRequest {
-                    consume_id: 99,
-                    records: 0,
-                }
-                .encode(&mut ack);
-                let mut subscribe = Vec::new();
-                queue::SubscribeRequest {
-                    channel: "rules",
-                    subscriber: "s",
-                }
-                .encode(&mut subscribe);
-                vec![
-                    channel(queue::POP),
-                    channel(queue::GET_CHANNEL_SIZE),
-                    channel(queue::REMOVE_CHANNEL),
-                    (queue::CONSUME, consume),
-                    (queue::CONSUME_ACK, ack),
-                    (queue::SUBSCRIBE, subscribe),
-                ]
-            }
+            Kind::Dht => dht_fixed_field_requests(),
+            Kind::Logfiles => logfiles_fixed_field_requests(),
+            Kind::Queue => queue_fixed_field_requests(),
         }
     }
 
@@ -179,6 +84,112 @@ impl Requests for Kind {
             }
         }
     }
+}
+
+/// A request whose body is the channel name "rules" alone (the same encoding for every kind).
+fn channel_request(code: RequestCode) -> (RequestCode, Vec<u8>) {
+    let mut body = Vec::new();
+    dht::encode_channel(&mut body, "rules");
+    (code, body)
+}
+
+/// The dht's requests that end with a fixed field ([`Requests::fixed_field_requests`]).
+fn dht_fixed_field_requests() -> Vec<(RequestCode, Vec<u8>)> {
+    let key = |code| {
+        let mut body = Vec::new();
+        dht::KeyRequest {
+            channel: "rules",
+            key: 7,
+        }
+        .encode(&mut body);
+        (code, body)
+    };
+    let mut get_all = Vec::new();
+    dht::GetAllRequest {
+        channel: "rules",
+        keys_only: false,
+        resume_after: None,
+        filter: b"",
+        scope: dht::GetAllScope::All,
+    }
+    .encode(&mut get_all);
+    let mut update = Vec::new();
+    dht::UpdateRequest {
+        channel: "rules",
+        key: 7,
+        expected: dht::Expected::Absent,
+        action: dht::UpdateAction::Remove,
+    }
+    .encode(&mut update);
+    vec![
+        key(dht::GET),
+        key(dht::EXISTS),
+        key(dht::REMOVE),
+        (dht::GET_ALL, get_all),
+        channel_request(dht::GET_CHANNEL_SIZE),
+        channel_request(dht::REMOVE_CHANNEL),
+        channel_request(dht::LISTEN),
+        (dht::UPDATE, update),
+        channel_request(dht::REDIST_COMMIT),
+    ]
+}
+
+/// The logfiles node's requests that end with a fixed field.
+fn logfiles_fixed_field_requests() -> Vec<(RequestCode, Vec<u8>)> {
+    // The optional flags byte of GetRange and GetAll is their last field: a body
+    // without it takes one more byte (§7.3), a body with it none.
+    let flags = logfiles::ReadFlags { uncompressed: true };
+    let mut get_range = Vec::new();
+    logfiles::GetRangeRequest {
+        channel: "rules",
+        from: 0,
+        to: 100,
+        filter: logfiles::Filter::NONE,
+    }
+    .encode_with(flags, &mut get_range);
+    let mut get_all = Vec::new();
+    logfiles::GetAllRequest {
+        channel: "rules",
+        filter: logfiles::Filter::NONE,
+    }
+    .encode_with(flags, &mut get_all);
+    vec![
+        (logfiles::GET_RANGE, get_range),
+        (logfiles::GET_ALL, get_all),
+        channel_request(logfiles::GET_CHANNEL_SIZE),
+        channel_request(logfiles::REMOVE_CHANNEL),
+    ]
+}
+
+/// The queue's requests that end with a fixed field.
+fn queue_fixed_field_requests() -> Vec<(RequestCode, Vec<u8>)> {
+    let mut consume = Vec::new();
+    queue::ConsumeRequest {
+        channel: "rules",
+        subscriber: "",
+        max_batch_records: 0,
+    }
+    .encode(&mut consume);
+    let mut ack = Vec::new();
+    queue::ConsumeAckRequest {
+        consume_id: 99,
+        records: 0,
+    }
+    .encode(&mut ack);
+    let mut subscribe = Vec::new();
+    queue::SubscribeRequest {
+        channel: "rules",
+        subscriber: "s",
+    }
+    .encode(&mut subscribe);
+    vec![
+        channel_request(queue::POP),
+        channel_request(queue::GET_CHANNEL_SIZE),
+        channel_request(queue::REMOVE_CHANNEL),
+        (queue::CONSUME, consume),
+        (queue::CONSUME_ACK, ack),
+        (queue::SUBSCRIBE, subscribe),
+    ]
 }
 
 fn message(body: &[u8]) -> String {
@@ -383,20 +394,24 @@ fn every_request_refuses_bytes_it_does_not_expect_on_every_kind() {
 
 // ----- defect: ConsumeAck refused at the stream limit ------------------------------------------
 
-#[test]
-fn consume_acks_are_served_while_the_streams_hold_max_in_flight() {
-    const RECORDS: u64 = 40;
-    let node = Kind::Queue.start("[server]\nmax_in_flight = 2\n");
-    let mut conn = Conn::open(node.addr);
-    for n in 0..RECORDS {
+/// Pushes `count` records ("record 0", "record 1", ...) to the queue `channel`.
+fn push_records(conn: &mut Conn, channel: &str, count: u64) {
+    for n in 0..count {
         let mut body = Vec::new();
         queue::PushRequest {
-            channel: "work",
+            channel,
             value: format!("record {n}").as_bytes(),
         }
         .encode(&mut body);
         assert_eq!(conn.request(queue::PUSH, body).0, Status::Ok);
     }
+}
+
+#[test]
+fn consume_acks_are_served_while_the_streams_hold_max_in_flight() {
+    const RECORDS: u64 = 40;
+    let node = Kind::Queue.start("[server]\nmax_in_flight = 2\n");
+    push_records(&mut Conn::open(node.addr), "work", RECORDS);
     // Two consumers of one record per batch: more batches than the 8 a stream may have
     // unacknowledged, so both stall unless their acks get through.
     let mut wire = Wire::open(node.addr);

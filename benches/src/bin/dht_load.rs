@@ -5,7 +5,7 @@
 //! `cargo run --release -p benches --bin dht_load -- [RECORDS] [VALUE_BYTES]`
 //! DESIGN.md §6 target: a restart with 1 GB of data loaded in under 3 s.
 
-use dht_persist::dump::format::{read_dump, DumpFileWriter};
+use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpSummary};
 use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use node_core::protocol::batch::{append_record, DEFAULT_BATCH_TARGET_BYTES};
@@ -13,20 +13,15 @@ use node_core::protocol::dht::HashRange;
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let records: u64 = args
-        .next()
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
-    let value_bytes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100);
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("bench.dump");
-
-    let started = Instant::now();
+/// Writes a dump of channel "bench" at `path`: `records` records of `value_bytes`-byte values,
+/// half random and half text (neither incompressible nor trivially compressible), synced.
+fn write_dump(
+    path: &std::path::Path,
+    records: u64,
+    value_bytes: usize,
+) -> Result<DumpSummary, Box<dyn std::error::Error>> {
     let mut writer = DumpFileWriter::new(
-        BufWriter::with_capacity(1 << 22, std::fs::File::create(&path)?),
+        BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?),
         "bench",
     )?;
     let mut raw = Vec::with_capacity(DEFAULT_BATCH_TARGET_BYTES + value_bytes + 64);
@@ -56,6 +51,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut buffered, summary) = writer.finish()?;
     buffered.flush()?;
     buffered.get_ref().sync_all()?;
+    Ok(summary)
+}
+
+/// An engine of the full hash range with room for every record of `value_bytes`-byte values.
+fn empty_engine(value_bytes: usize) -> Engine {
+    let limits = EngineLimits {
+        max_channels: usize::MAX,
+        size_limit_bytes: 0,
+        max_value_bytes: value_bytes.max(1),
+    };
+    Engine::new(
+        HashRange::FULL,
+        limits,
+        ListenerLimits {
+            max_events: 1,
+            max_bytes: value_bytes + 16,
+            max_total_bytes: usize::MAX,
+        },
+    )
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let records: u64 = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let value_bytes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.dump");
+
+    let started = Instant::now();
+    let summary = write_dump(&path, records, value_bytes)?;
     let write_s = started.elapsed().as_secs_f64();
     let file_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
     let data_mb = (summary.value_bytes + 8 * summary.records) as f64 / 1e6;
@@ -67,20 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let read_s = started.elapsed().as_secs_f64();
 
-    let limits = EngineLimits {
-        max_channels: usize::MAX,
-        size_limit_bytes: 0,
-        max_value_bytes: value_bytes.max(1),
-    };
-    let mut engine = Engine::new(
-        HashRange::FULL,
-        limits,
-        ListenerLimits {
-            max_events: 1,
-            max_bytes: value_bytes + 16,
-            max_total_bytes: usize::MAX,
-        },
-    );
+    let mut engine = empty_engine(value_bytes);
     let options = LoadOptions {
         policy: OutOfRangePolicy::Load,
         range: HashRange::FULL,

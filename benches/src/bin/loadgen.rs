@@ -1182,7 +1182,79 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--tls-ca`: the TLS settings of the connections (swarm kinds only).
+fn client_tls(args: &Args) -> Result<Option<ClientTls>, String> {
+    let Some(ca_file) = &args.tls_ca else {
+        return Ok(None);
+    };
+    if matches!(args.kind, Kind::Redis | Kind::RedisXadd | Kind::Memcached) {
+        return Err("--tls-ca is for the swarm kinds (use redis-benchmark --tls)".into());
+    }
+    let settings = TlsSettings {
+        ca_file: ca_file.clone(),
+        server_name: args.tls_server_name.clone(),
+        ..TlsSettings::default()
+    };
+    ClientTls::load(&settings)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 fn run(args: &Args) -> Result<ExitCode, String> {
+    check_args(args)?;
+    let codec = codec_for(args)?;
+    let codec = codec.as_ref();
+    let slots = args.pipeline.max(args.prefill_pipeline);
+    let clock = Clock(Instant::now());
+    let timeout = Duration::from_secs_f64(args.timeout_s);
+
+    let tls = client_tls(args)?;
+    let mut conns = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        conns.push(connect(args.addr, codec, slots, tls.as_ref())?);
+    }
+
+    let mut report = serde_json::Map::new();
+    report.insert("label".into(), json!(args.label));
+    report.insert("tls".into(), json!(tls.is_some()));
+    report.insert(
+        "kind".into(),
+        json!(format!("{:?}", args.kind).to_lowercase()),
+    );
+    report.insert("addr".into(), json!(args.addr.to_string()));
+
+    if args.prefill > 0 {
+        let prefilled = prefill(args, &mut conns, codec, clock, timeout)?;
+        report.insert("prefill".into(), prefilled);
+    }
+
+    let (count, duration) = match (args.count, args.duration_s) {
+        (Some(count), _) => (Some(count), None),
+        (None, Some(seconds)) => (None, Some(Duration::from_secs_f64(seconds))),
+        (None, None) => (None, Some(Duration::from_secs(10))),
+    };
+    if count == Some(0) {
+        write_json(args, report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = RunConfig {
+        count,
+        duration,
+        timeout,
+    };
+    let measured = measure(args, &mut conns, codec, clock, &run)?;
+    print_summary(args, &measured);
+    add_to_report(&mut report, args, &measured, &run);
+    write_json(args, report)?;
+    Ok(if measured.result.errors > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The flags' ranges and combinations.
+fn check_args(args: &Args) -> Result<(), String> {
     if args.pipeline == 0 || args.pipeline > MAX_PIPELINE {
         return Err(format!("--pipeline must be 1 to {MAX_PIPELINE}"));
     }
@@ -1202,6 +1274,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     {
         return Err("--multiget needs --kind memcached, --ops get and batch pipelining".into());
     }
+    Ok(())
+}
+
+/// The request codec for `--kind`.
+fn codec_for(args: &Args) -> Result<Box<dyn Codec>, String> {
     let codec: Box<dyn Codec> = match args.kind {
         Kind::Dht => Box::new(SwarmCodec::new(
             NodeKind::Dht,
@@ -1226,101 +1303,122 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             ))
         }
     };
-    let codec = codec.as_ref();
-    let slots = args.pipeline.max(args.prefill_pipeline);
-    let clock = Clock(Instant::now());
-    let timeout = Duration::from_secs_f64(args.timeout_s);
+    Ok(codec)
+}
 
-    let tls = match &args.tls_ca {
-        Some(ca_file) => {
-            if matches!(args.kind, Kind::Redis | Kind::RedisXadd) {
-                return Err("--tls-ca is for the swarm kinds (use redis-benchmark --tls)".into());
-            }
-            let settings = TlsSettings {
-                ca_file: ca_file.clone(),
-                server_name: args.tls_server_name.clone(),
-                ..TlsSettings::default()
-            };
-            Some(ClientTls::load(&settings).map_err(|e| e.to_string())?)
+/// Writes `--prefill` records (keys 0..N, split over the threads) in window mode, and reports
+/// how long that took.
+fn prefill(
+    args: &Args,
+    conns: &mut Vec<Conn>,
+    codec: &dyn Codec,
+    clock: Clock,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let cpu_before = sys::self_cpu();
+    let started = Instant::now();
+    let total = args.prefill;
+    let threads = args.threads;
+    let deadline = started + timeout;
+    let result = run_threads(conns, threads, codec, clock, |thread| {
+        let start: u64 = (0..thread).map(|t| share(total, threads, t)).sum();
+        let count = share(total, threads, thread);
+        Plan {
+            pipeline: args.prefill_pipeline,
+            mode: Mode::Window,
+            budget: Some(count),
+            warmup: Duration::ZERO,
+            duration: None,
+            keys: KeySource::range(start, start + count),
+            ops: OpSource::Only(Op::Put),
+            deadline,
+            spin: args.spin,
         }
-        None => None,
-    };
-    let mut conns = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        conns.push(connect(args.addr, codec, slots, tls.as_ref())?);
-    }
-
-    let mut report = serde_json::Map::new();
-    report.insert("label".into(), json!(args.label));
-    report.insert("tls".into(), json!(tls.is_some()));
-    report.insert(
-        "kind".into(),
-        json!(format!("{:?}", args.kind).to_lowercase()),
+    })
+    .map_err(|e| format!("prefill: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = sys::self_cpu().since(&cpu_before);
+    println!(
+        "prefill: {total} puts of {} bytes in {seconds:.2} s = {:.0} ops/s (pipeline {}), {} errors",
+        args.value_size,
+        total as f64 / seconds,
+        args.prefill_pipeline,
+        result.errors
     );
-    report.insert("addr".into(), json!(args.addr.to_string()));
+    if let Some(error) = &result.first_error {
+        return Err(format!("prefill failed: {error}"));
+    }
+    Ok(json!({
+        "records": total,
+        "seconds": seconds,
+        "ops_per_s": total as f64 / seconds,
+        "loadgen_cpu_s": cpu.total().as_secs_f64(),
+    }))
+}
 
-    if args.prefill > 0 {
-        let cpu_before = sys::self_cpu();
-        let started = Instant::now();
-        let total = args.prefill;
-        let threads = args.threads;
-        let deadline = started + timeout;
-        let result = run_threads(&mut conns, threads, codec, clock, |thread| {
-            let start: u64 = (0..thread).map(|t| share(total, threads, t)).sum();
-            let count = share(total, threads, thread);
-            Plan {
-                pipeline: args.prefill_pipeline,
-                mode: Mode::Window,
-                budget: Some(count),
-                warmup: Duration::ZERO,
-                duration: None,
-                keys: KeySource::range(start, start + count),
-                ops: OpSource::Only(Op::Put),
-                deadline,
-                spin: args.spin,
-            }
-        })
-        .map_err(|e| format!("prefill: {e}"))?;
-        let seconds = started.elapsed().as_secs_f64();
-        let cpu = sys::self_cpu().since(&cpu_before);
-        println!(
-            "prefill: {total} puts of {} bytes in {seconds:.2} s = {:.0} ops/s (pipeline {}), {} errors",
-            args.value_size,
-            total as f64 / seconds,
-            args.prefill_pipeline,
-            result.errors
-        );
-        if let Some(error) = &result.first_error {
-            return Err(format!("prefill failed: {error}"));
+/// How long the measured phase runs: `count` requests, or for `duration`; at most `timeout`.
+struct RunConfig {
+    count: Option<u64>,
+    duration: Option<Duration>,
+    timeout: Duration,
+}
+
+/// What the measured phase came to, with the CPU this process and the server used meanwhile.
+struct Measured {
+    result: PhaseResult,
+    wall_s: f64,
+    cpu: CpuTimes,
+    server_cpu: Option<CpuTimes>,
+    server_rss: Option<u64>,
+}
+
+impl Measured {
+    /// Requests recorded (after the warm-up) and the seconds they took.
+    fn ops_and_seconds(&self) -> (u64, f64) {
+        let result = &self.result;
+        let seconds = (result.last_reply_ns.saturating_sub(result.record_from_ns)) as f64 / 1e9;
+        (result.recorded, seconds)
+    }
+
+    fn ops_per_s(&self) -> f64 {
+        let (ops, seconds) = self.ops_and_seconds();
+        if seconds > 0.0 {
+            ops as f64 / seconds
+        } else {
+            0.0
         }
-        report.insert(
-            "prefill".into(),
-            json!({
-                "records": total,
-                "seconds": seconds,
-                "ops_per_s": total as f64 / seconds,
-                "loadgen_cpu_s": cpu.total().as_secs_f64(),
-            }),
-        );
     }
 
-    let (count, duration) = match (args.count, args.duration_s) {
-        (Some(count), _) => (Some(count), None),
-        (None, Some(seconds)) => (None, Some(Duration::from_secs_f64(seconds))),
-        (None, None) => (None, Some(Duration::from_secs(10))),
-    };
-    if count == Some(0) {
-        write_json(args, report)?;
-        return Ok(ExitCode::SUCCESS);
+    /// The latency figures, in microseconds.
+    fn latency_us(&self) -> [(&'static str, f64); 6] {
+        let h = &self.result.histogram;
+        [
+            ("p50", percentile_us(h, 0.50)),
+            ("p90", percentile_us(h, 0.90)),
+            ("p99", percentile_us(h, 0.99)),
+            ("p99_9", percentile_us(h, 0.999)),
+            ("max", h.max() as f64 / 1000.0),
+            ("mean", h.mean() / 1000.0),
+        ]
     }
+}
 
+/// Runs the measured phase on every connection.
+fn measure(
+    args: &Args,
+    conns: &mut Vec<Conn>,
+    codec: &dyn Codec,
+    clock: Clock,
+    run: &RunConfig,
+) -> Result<Measured, String> {
+    let (count, duration) = (run.count, run.duration);
     let server_before = args.server_pid.and_then(sys::pid_cpu);
     let cpu_before = sys::self_cpu();
     let wall_start = Instant::now();
-    let deadline = wall_start + timeout;
+    let deadline = wall_start + run.timeout;
     let threads = args.threads;
     let needed = count.unwrap_or(u64::MAX);
-    let result = run_threads(&mut conns, threads, codec, clock, |thread| Plan {
+    let result = run_threads(conns, threads, codec, clock, |thread| Plan {
         pipeline: args.pipeline,
         mode: args.pipeline_mode,
         budget: count.map(|count| share(count, threads, thread)),
@@ -1338,24 +1436,21 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         _ => None,
     };
     let server_rss = args.server_pid.and_then(sys::pid_rss);
+    Ok(Measured {
+        result,
+        wall_s: wall.as_secs_f64(),
+        cpu,
+        server_cpu,
+        server_rss,
+    })
+}
 
-    let seconds = (result.last_reply_ns.saturating_sub(result.record_from_ns)) as f64 / 1e9;
-    let ops = result.recorded;
-    let ops_per_s = if seconds > 0.0 {
-        ops as f64 / seconds
-    } else {
-        0.0
-    };
-    let h = &result.histogram;
-    let latency = [
-        ("p50", percentile_us(h, 0.50)),
-        ("p90", percentile_us(h, 0.90)),
-        ("p99", percentile_us(h, 0.99)),
-        ("p99_9", percentile_us(h, 0.999)),
-        ("max", h.max() as f64 / 1000.0),
-        ("mean", h.mean() / 1000.0),
-    ];
-    let wall_s = wall.as_secs_f64();
+/// Prints the measured phase: throughput, latency, and the CPU of this process and the server.
+fn print_summary(args: &Args, m: &Measured) {
+    let (ops, seconds) = m.ops_and_seconds();
+    let ops_per_s = m.ops_per_s();
+    let latency = m.latency_us();
+    let (result, cpu, wall_s) = (&m.result, m.cpu, m.wall_s);
     let cpu_s = cpu.total().as_secs_f64();
 
     println!(
@@ -1367,7 +1462,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         args.pipeline_mode,
         args.value_size,
         args.keys,
-        threads
+        args.threads
     );
     println!(
         "  throughput: {ops} ops in {seconds:.3} s = {ops_per_s:.0} ops/s  (ok {}, not found {}, errors {})",
@@ -1384,7 +1479,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         100.0 * cpu_s / wall_s,
         if cpu_s > 0.0 { ops as f64 / cpu_s } else { 0.0 },
     );
-    if let (Some(pid), Some(server)) = (args.server_pid, server_cpu) {
+    if let (Some(pid), Some(server)) = (args.server_pid, m.server_cpu) {
         let server_s = server.total().as_secs_f64();
         println!(
             "  server pid {pid} CPU: user {:.2} s + sys {:.2} s = {server_s:.2} s ({:.0}% of one core); {:.2} us CPU per op; RSS {:.1} MiB",
@@ -1392,14 +1487,27 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             server.system.as_secs_f64(),
             100.0 * server_s / wall_s,
             if ops > 0 { 1e6 * server_s / ops as f64 } else { 0.0 },
-            server_rss.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+            m.server_rss.unwrap_or(0) as f64 / (1024.0 * 1024.0),
         );
     }
     if let Some(error) = &result.first_error {
         eprintln!("  first error: {error}");
     }
+}
 
-    let latency_json: serde_json::Map<String, serde_json::Value> = latency
+/// Adds the measured phase to the JSON report.
+fn add_to_report(
+    report: &mut serde_json::Map<String, serde_json::Value>,
+    args: &Args,
+    m: &Measured,
+    run: &RunConfig,
+) {
+    let (ops, seconds) = m.ops_and_seconds();
+    let (result, cpu, wall_s) = (&m.result, m.cpu, m.wall_s);
+    let cpu_s = cpu.total().as_secs_f64();
+    let (server_cpu, server_rss) = (m.server_cpu, m.server_rss);
+    let latency_json: serde_json::Map<String, serde_json::Value> = m
+        .latency_us()
         .iter()
         .map(|(name, value)| (name.to_string(), json!(value)))
         .collect();
@@ -1413,15 +1521,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             "multiget": args.multiget,
             "value_size": args.value_size,
             "keys": args.keys.to_string(),
-            "threads": threads,
-            "count": count,
-            "duration_s": duration.map(|d| d.as_secs_f64()),
+            "threads": args.threads,
+            "count": run.count,
+            "duration_s": run.duration.map(|d| d.as_secs_f64()),
             "warmup_s": args.warmup_s,
         }),
     );
     report.insert("ops".into(), json!(ops));
     report.insert("seconds".into(), json!(seconds));
-    report.insert("ops_per_s".into(), json!(ops_per_s));
+    report.insert("ops_per_s".into(), json!(m.ops_per_s()));
     report.insert("ok".into(), json!(result.ok));
     report.insert("not_found".into(), json!(result.not_found));
     report.insert("errors".into(), json!(result.errors));
@@ -1452,12 +1560,6 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }),
         );
     }
-    write_json(args, report)?;
-    Ok(if result.errors > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 fn write_json(

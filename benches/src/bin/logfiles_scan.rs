@@ -238,20 +238,9 @@ fn local(args: &Args) -> Result<Value, String> {
         }
     };
     let channel_dir = data_dir.join(&args.channel);
-    let has_files = std::fs::read_dir(&channel_dir).is_ok_and(|mut d| d.next().is_some());
     let mut report = serde_json::Map::new();
-    if args.reuse {
-        if !has_files {
-            return Err(format!("--reuse: {} holds nothing", channel_dir.display()));
-        }
-    } else {
-        if has_files {
-            return Err(format!(
-                "{} already holds files: remove it, or pass --reuse to scan it as it is",
-                channel_dir.display()
-            ));
-        }
-        report.insert("write".into(), write_data_set(args, &channel_dir)?);
+    if let Some(write) = prepare_data_set(args, &channel_dir)? {
+        report.insert("write".into(), write);
     }
 
     let (files, file_bytes) = bucket_files(&channel_dir, 0, u64::MAX)?;
@@ -266,17 +255,27 @@ fn local(args: &Args) -> Result<Value, String> {
         file_bytes as f64 / 1e9,
         channel_dir.display()
     );
-    let started = Instant::now();
-    for path in &files {
-        evict(path)?;
-    }
-    let resident = resident_share(&files)?;
-    println!(
-        "fsynced and dropped from the page cache in {:.2} s; {:.1}% resident before the cold pass",
-        started.elapsed().as_secs_f64(),
-        resident * 100.0
-    );
+    let resident = evict_all(&files)?;
 
+    let results = scan_passes(args, &channel_dir, resident)?;
+    report.insert(
+        "queries".into(),
+        Value::Array(query_passes(args, &channel_dir)?),
+    );
+    report.insert("mode".into(), json!("local"));
+    report.insert("records".into(), json!(args.records));
+    report.insert("value_size".into(), json!(args.value_size));
+    report.insert("per_key".into(), json!(args.per_key));
+    report.insert("buckets".into(), json!(files.len()));
+    report.insert("file_bytes".into(), json!(file_bytes));
+    report.insert("resident_before_cold".into(), json!(resident));
+    report.insert("passes".into(), Value::Array(results));
+    Ok(Value::Object(report))
+}
+
+/// The local scan passes over `channel_dir` (cold, from the page cache, filtered, into batches),
+/// each printed as a row of a table; returns their reports.
+fn scan_passes(args: &Args, channel_dir: &Path, resident: f64) -> Result<Vec<Value>, String> {
     let all = args.records;
     let matches = expected_matches(args.records);
     let finder = Finder::new(NEEDLE);
@@ -307,58 +306,97 @@ fn local(args: &Args) -> Result<Value, String> {
     println!("|---|---:|---:|---:|---:|---:|");
     let mut results = Vec::new();
     for (label, work, from, to, expected, target) in passes {
-        let mut pass = scan_pass(&channel_dir, from, to, work, expected)
+        let mut pass = scan_pass(channel_dir, from, to, work, expected)
             .map_err(|e| format!("pass {label}: {e}"))?;
         pass.insert("label".into(), json!(label));
         pass.insert("target".into(), json!(target));
-        let note = match work {
-            Work::Count if from == 0 && !target => format!(
-                "first pass after posix_fadvise(DONTNEED): {:.0}% of the pages were resident",
-                resident * 100.0
-            ),
-            Work::Count => String::new(),
-            Work::Filter(_) => {
-                "memmem search of every value, as the node's substring filter".into()
-            }
-            Work::Batches | Work::Uncompressed => {
-                let wire = pass["wire_bytes"].as_f64().unwrap_or(0.0);
-                let raw = pass["value_bytes"].as_f64().unwrap_or(0.0) + 12.0 * all as f64;
-                let kind = if matches!(work, Work::Batches) {
-                    "LZ4"
-                } else {
-                    "uncompressed"
-                };
-                format!(
-                    "the node's GetRange work without sockets: 64 KiB {kind} batches, {:.0} MB out ({:.1}:1)",
-                    wire / 1e6,
-                    raw / wire.max(1.0)
-                )
-            }
-        };
+        let note = pass_note(work, from == 0 && !target, resident, &pass, all);
         pass.insert("note".into(), json!(note));
-        println!(
-            "| {label} | {:.2} | {:.2} | {} | {:.2} | {:.3} |",
-            pass["gb_per_s"].as_f64().unwrap_or(0.0),
-            pass["records_per_s"].as_f64().unwrap_or(0.0) / 1e6,
-            pass["records"],
-            pass["file_bytes"].as_f64().unwrap_or(0.0) / 1e9,
-            pass["seconds"].as_f64().unwrap_or(0.0),
-        );
+        print_pass_row(label, &pass);
         results.push(Value::Object(pass));
     }
-    report.insert(
-        "queries".into(),
-        Value::Array(query_passes(args, &channel_dir)?),
+    Ok(results)
+}
+
+/// Writes the data set into `channel_dir` unless `--reuse` asks to scan what is there; refuses
+/// a directory that holds files without `--reuse`, and an empty one with it. Returns the write's
+/// timings, if it wrote.
+fn prepare_data_set(args: &Args, channel_dir: &Path) -> Result<Option<Value>, String> {
+    let has_files = std::fs::read_dir(channel_dir).is_ok_and(|mut d| d.next().is_some());
+    if args.reuse {
+        if !has_files {
+            return Err(format!("--reuse: {} holds nothing", channel_dir.display()));
+        }
+        return Ok(None);
+    }
+    if has_files {
+        return Err(format!(
+            "{} already holds files: remove it, or pass --reuse to scan it as it is",
+            channel_dir.display()
+        ));
+    }
+    write_data_set(args, channel_dir).map(Some)
+}
+
+/// Fsyncs `files` and drops them from the page cache; returns the share of their pages still
+/// resident after that.
+fn evict_all(files: &[PathBuf]) -> Result<f64, String> {
+    let started = Instant::now();
+    for path in files {
+        evict(path)?;
+    }
+    let resident = resident_share(files)?;
+    println!(
+        "fsynced and dropped from the page cache in {:.2} s; {:.1}% resident before the cold pass",
+        started.elapsed().as_secs_f64(),
+        resident * 100.0
     );
-    report.insert("mode".into(), json!("local"));
-    report.insert("records".into(), json!(args.records));
-    report.insert("value_size".into(), json!(args.value_size));
-    report.insert("per_key".into(), json!(args.per_key));
-    report.insert("buckets".into(), json!(files.len()));
-    report.insert("file_bytes".into(), json!(file_bytes));
-    report.insert("resident_before_cold".into(), json!(resident));
-    report.insert("passes".into(), Value::Array(results));
-    Ok(Value::Object(report))
+    Ok(resident)
+}
+
+/// What the report says about a local pass: the cold pass its resident share, the others what
+/// they do (`all` records in the data set).
+fn pass_note(
+    work: Work<'_>,
+    cold: bool,
+    resident: f64,
+    pass: &serde_json::Map<String, Value>,
+    all: u64,
+) -> String {
+    match work {
+        Work::Count if cold => format!(
+            "first pass after posix_fadvise(DONTNEED): {:.0}% of the pages were resident",
+            resident * 100.0
+        ),
+        Work::Count => String::new(),
+        Work::Filter(_) => "memmem search of every value, as the node's substring filter".into(),
+        Work::Batches | Work::Uncompressed => {
+            let wire = pass["wire_bytes"].as_f64().unwrap_or(0.0);
+            let raw = pass["value_bytes"].as_f64().unwrap_or(0.0) + 12.0 * all as f64;
+            let kind = if matches!(work, Work::Batches) {
+                "LZ4"
+            } else {
+                "uncompressed"
+            };
+            format!(
+            "the node's GetRange work without sockets: 64 KiB {kind} batches, {:.0} MB out ({:.1}:1)",
+            wire / 1e6,
+            raw / wire.max(1.0)
+        )
+        }
+    }
+}
+
+/// The pass's row of the printed table.
+fn print_pass_row(label: &str, pass: &serde_json::Map<String, Value>) {
+    println!(
+        "| {label} | {:.2} | {:.2} | {} | {:.2} | {:.3} |",
+        pass["gb_per_s"].as_f64().unwrap_or(0.0),
+        pass["records_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+        pass["records"],
+        pass["file_bytes"].as_f64().unwrap_or(0.0) / 1e9,
+        pass["seconds"].as_f64().unwrap_or(0.0),
+    );
 }
 
 /// Writes the data set in key order, then fsyncs it. Returns the timings.
@@ -784,9 +822,67 @@ fn network_passes(args: &Args) -> [(&'static str, FilterMode, u64, ReadFlags); 4
     ]
 }
 
-fn network(args: &Args) -> Result<Value, String> {
-    check_args(args)?;
-    let addr = args.addr.ok_or("--node needs --addr")?;
+/// The GetRange filter of a pass: none, or [`NEEDLE`] matched as `mode` says.
+fn filter_of(mode: FilterMode) -> Filter<'static> {
+    match mode {
+        FilterMode::None => Filter::NONE,
+        _ => Filter {
+            mode,
+            pattern: NEEDLE,
+        },
+    }
+}
+
+/// [`get_range`] with GetVersion probes on `probe` meanwhile: the pass's report, with the CPU
+/// shares of this process and of `--server-pid` and the node's peak anonymous RSS, and the
+/// probes' latencies.
+fn probed_get_range(
+    args: &Args,
+    client: &Client,
+    probe: &Client,
+    request: &GetRangeRequest<'_>,
+    flags: ReadFlags,
+    expected: u64,
+) -> (Result<serde_json::Map<String, Value>, String>, Vec<f64>) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let prober = scope.spawn(|| probe_loop(probe, &stop, args.server_pid));
+        let server_before = args.server_pid.and_then(sys::pid_cpu);
+        let client_before = sys::self_cpu();
+        let result = get_range(client, request, flags, expected);
+        // This process: the client's I/O thread, the decoding, and the probe (negligible).
+        let client_cpu = sys::self_cpu().since(&client_before);
+        let server_cpu = match (args.server_pid, server_before) {
+            (Some(pid), Some(before)) => sys::pid_cpu(pid).map(|after| after.since(&before)),
+            _ => None,
+        };
+        stop.store(true, Ordering::Relaxed);
+        let (probes, rss_anon) = prober.join().unwrap_or_default();
+        (
+            result.map(|mut pass| {
+                let seconds = pass["seconds"].as_f64().unwrap_or(1.0);
+                pass.insert(
+                    "client_cpu_share".into(),
+                    json!(client_cpu.total().as_secs_f64() / seconds),
+                );
+                if let Some(cpu) = server_cpu {
+                    pass.insert(
+                        "server_cpu_share".into(),
+                        json!(cpu.total().as_secs_f64() / seconds),
+                    );
+                }
+                if let Some(rss) = rss_anon {
+                    pass.insert("server_peak_rss_anon_bytes".into(), json!(rss));
+                }
+                pass
+            }),
+            probes,
+        )
+    })
+}
+
+/// Two connections to the node at `addr`: one for the passes, one for the probe.
+fn connect_twice(args: &Args, addr: SocketAddr) -> Result<(Client, Client), String> {
     let options = ClientOptions {
         // A pass waits for its next batch at most this long (a bucket without an index is
         // decoded whole, in slices, before its first record goes out).
@@ -799,6 +895,13 @@ fn network(args: &Args) -> Result<Value, String> {
     // The probe has its own connection, so its requests wait only for the node itself.
     let probe = Client::connect(&[addr], Some(NodeKind::Logfiles), options)
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    Ok((client, probe))
+}
+
+fn network(args: &Args) -> Result<Value, String> {
+    check_args(args)?;
+    let addr = args.addr.ok_or("--node needs --addr")?;
+    let (client, probe) = connect_twice(args, addr)?;
     // Per record on disk: our 16-byte record header and the value (the file header is not
     // counted), so MB/s compares with the local passes' file bytes.
     let file_bytes_per_record = 16 + args.value_size as u64;
@@ -809,54 +912,13 @@ fn network(args: &Args) -> Result<Value, String> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut results = Vec::new();
     for (label, mode, expected, flags) in passes {
-        let filter = match mode {
-            FilterMode::None => Filter::NONE,
-            _ => Filter {
-                mode,
-                pattern: NEEDLE,
-            },
-        };
         let request = GetRangeRequest {
             channel: &args.channel,
             from: 0,
             to: u64::MAX,
-            filter,
+            filter: filter_of(mode),
         };
-        let stop = AtomicBool::new(false);
-        let (result, probes) = std::thread::scope(|scope| {
-            let prober = scope.spawn(|| probe_loop(&probe, &stop, args.server_pid));
-            let server_before = args.server_pid.and_then(sys::pid_cpu);
-            let client_before = sys::self_cpu();
-            let result = get_range(&client, &request, flags, expected);
-            // This process: the client's I/O thread, the decoding, and the probe (negligible).
-            let client_cpu = sys::self_cpu().since(&client_before);
-            let server_cpu = match (args.server_pid, server_before) {
-                (Some(pid), Some(before)) => sys::pid_cpu(pid).map(|after| after.since(&before)),
-                _ => None,
-            };
-            stop.store(true, Ordering::Relaxed);
-            let (probes, rss_anon) = prober.join().unwrap_or_default();
-            (
-                result.map(|mut pass| {
-                    let seconds = pass["seconds"].as_f64().unwrap_or(1.0);
-                    pass.insert(
-                        "client_cpu_share".into(),
-                        json!(client_cpu.total().as_secs_f64() / seconds),
-                    );
-                    if let Some(cpu) = server_cpu {
-                        pass.insert(
-                            "server_cpu_share".into(),
-                            json!(cpu.total().as_secs_f64() / seconds),
-                        );
-                    }
-                    if let Some(rss) = rss_anon {
-                        pass.insert("server_peak_rss_anon_bytes".into(), json!(rss));
-                    }
-                    pass
-                }),
-                probes,
-            )
-        });
+        let (result, probes) = probed_get_range(args, &client, &probe, &request, flags, expected);
         let mut pass = result.map_err(|e| format!("{label}: {e}"))?;
         let records = pass["records"].as_u64().unwrap_or(0);
         let seconds = pass["seconds"].as_f64().unwrap_or(1.0);

@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::frame::{parse_frame, write_frame};
 use node_core::protocol::queue::{self, ConsumeAckRequest, ConsumeRequest, PushRequest};
-use node_core::protocol::{ControlCode, FrameType, NodeKind, Status, HEADER_LEN};
+use node_core::protocol::{ControlCode, FrameType, NodeKind, RequestCode, Status, HEADER_LEN};
 use serde_json::json;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -134,6 +134,23 @@ fn main() -> ExitCode {
         .zip(server_before)
         .map(|(after, before)| after.since(&before));
     let server_rss = args.server_pid.and_then(sys::pid_rss);
+    match report(&args, &outcome, self_cpu, server_cpu, server_rss) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("queue_load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the run's line, and writes its JSON report to `--json` if given.
+fn report(
+    args: &Args,
+    outcome: &Outcome,
+    self_cpu: CpuTimes,
+    server_cpu: Option<CpuTimes>,
+    server_rss: Option<u64>,
+) -> Result<(), String> {
     let seconds = outcome.elapsed.as_secs_f64().max(1e-9);
     let rate = outcome.done as f64 / seconds;
     let percentile = |q: f64| outcome.latency.as_ref().map(|h| h.value_at_quantile(q));
@@ -156,35 +173,96 @@ fn main() -> ExitCode {
             server_rss.unwrap_or(0) >> 20
         )),
     );
-    if let Some(path) = &args.json {
-        let report = json!({
-            "mode": format!("{:?}", args.mode).to_lowercase(),
-            "connections": args.connections,
-            "pipeline": args.pipeline,
-            "value_size": args.value_size,
-            "consumers": args.consumers,
-            "done": outcome.done,
-            "refused": outcome.refused,
-            "seconds": seconds,
-            "ops_per_s": rate,
-            "p50_us": percentile(0.5),
-            "p99_us": percentile(0.99),
-            "p999_us": percentile(0.999),
-            "generator_cpu": share(self_cpu),
-            "server_cpu": server_cpu.map(share),
-            "server_rss": server_rss,
-        });
-        if let Err(error) = std::fs::write(path, report.to_string()) {
-            eprintln!("queue_load: {}: {error}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    let Some(path) = &args.json else {
+        return Ok(());
+    };
+    let report = json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "connections": args.connections,
+        "pipeline": args.pipeline,
+        "value_size": args.value_size,
+        "consumers": args.consumers,
+        "done": outcome.done,
+        "refused": outcome.refused,
+        "seconds": seconds,
+        "ops_per_s": rate,
+        "p50_us": percentile(0.5),
+        "p99_us": percentile(0.99),
+        "p999_us": percentile(0.999),
+        "generator_cpu": share(self_cpu),
+        "server_cpu": server_cpu.map(share),
+        "server_rss": server_rss,
+    });
+    std::fs::write(path, report.to_string()).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// What the run counts as the replies and records come in.
+struct Tally {
+    done: u64,
+    refused: u64,
+    latency: Histogram<u64>,
+    /// Decoding scratch for Consume batches.
+    scratch: Vec<u8>,
 }
 
 fn run(args: &Args) -> Result<Outcome, String> {
-    let poll_error = |e: io::Error| format!("poll: {e}");
     let mut poll = Poll::new().map_err(poll_error)?;
+    let mut conns = connect_all(args, &poll)?;
+    let (code, body) = request(args);
+    let mut tally = Tally {
+        done: 0,
+        refused: 0,
+        latency: Histogram::<u64>::new(3).map_err(|e| e.to_string())?,
+        scratch: Vec::new(),
+    };
+    let mut to_send = args.count;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.timeout_s);
+    if args.mode == Mode::Consume {
+        start_consumes(&mut conns, code, &body);
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    while tally.done < args.count {
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {} of {}", tally.done, args.count));
+        }
+        if args.mode != Mode::Consume {
+            for conn in &mut conns {
+                send_next_batch(conn, args.pipeline, &mut to_send, code, &body);
+            }
+        }
+        for conn in &mut conns {
+            flush(conn)?;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .map_err(poll_error)?;
+        for event in events.iter() {
+            let Some(conn) = conns.get_mut(event.token().0) else {
+                continue;
+            };
+            if !event.is_readable() {
+                continue;
+            }
+            read(conn, &mut chunk)?;
+            handle_frames(conn, args.mode, &mut tally)?;
+        }
+    }
+    let elapsed = started.elapsed();
+    Ok(Outcome {
+        done: tally.done,
+        refused: tally.refused,
+        elapsed,
+        latency: (args.mode != Mode::Consume).then_some(tally.latency),
+    })
+}
+
+fn poll_error(e: io::Error) -> String {
+    format!("poll: {e}")
+}
+
+/// One connection per `-c` (push, pop) or per consumer (consume), registered with `poll`.
+fn connect_all(args: &Args, poll: &Poll) -> Result<Vec<Conn>, String> {
     let count = match args.mode {
         Mode::Consume => args.consumers,
         Mode::Push | Mode::Pop => args.connections,
@@ -211,6 +289,11 @@ fn run(args: &Args) -> Result<Outcome, String> {
             received: 0,
         });
     }
+    Ok(conns)
+}
+
+/// The request the mode sends, with its body: a Push of a `-d`-byte value, a Pop, or a Consume.
+fn request(args: &Args) -> (RequestCode, Vec<u8>) {
     let value: Vec<u8> = (0..args.value_size)
         .map(|i| b'a' + (i % 26) as u8)
         .collect();
@@ -234,136 +317,122 @@ fn run(args: &Args) -> Result<Outcome, String> {
         Mode::Pop => queue::POP,
         Mode::Consume => queue::CONSUME,
     };
-    let mut latency = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
-    let mut to_send = args.count;
-    let mut done = 0u64;
-    let mut refused = 0u64;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(args.timeout_s);
-    if args.mode == Mode::Consume {
-        for conn in &mut conns {
-            conn.consume_id = conn.next_id;
-            conn.next_id += 1;
-            write_frame(
-                &mut conn.output,
-                FrameType::Request,
-                code.0,
-                conn.consume_id,
-                &body,
-            );
-            write_frame(
-                &mut conn.output,
-                FrameType::Control,
-                ControlCode::Credit as u8,
-                conn.consume_id,
-                &(1u32 << 20).to_le_bytes(),
-            );
+    (code, body)
+}
+
+/// Queues a Consume on every connection, with credit for 2^20 batches.
+fn start_consumes(conns: &mut [Conn], code: RequestCode, body: &[u8]) {
+    for conn in conns {
+        conn.consume_id = conn.next_id;
+        conn.next_id += 1;
+        write_frame(
+            &mut conn.output,
+            FrameType::Request,
+            code.0,
+            conn.consume_id,
+            body,
+        );
+        write_frame(
+            &mut conn.output,
+            FrameType::Control,
+            ControlCode::Credit as u8,
+            conn.consume_id,
+            &(1u32 << 20).to_le_bytes(),
+        );
+    }
+}
+
+/// Queues the connection's next `pipeline` requests (fewer if `to_send` has fewer left) once
+/// the replies of its last batch are all in.
+fn send_next_batch(
+    conn: &mut Conn,
+    pipeline: usize,
+    to_send: &mut u64,
+    code: RequestCode,
+    body: &[u8],
+) {
+    if conn.in_flight != 0 || *to_send == 0 {
+        return;
+    }
+    let batch = (pipeline as u64).min(*to_send) as usize;
+    *to_send -= batch as u64;
+    for _ in 0..batch {
+        write_frame(
+            &mut conn.output,
+            FrameType::Request,
+            code.0,
+            conn.next_id,
+            body,
+        );
+        conn.next_id += 1;
+    }
+    conn.in_flight = batch;
+    conn.sent_at = Instant::now();
+}
+
+/// Takes every whole frame out of the connection's input: Consume batches are counted and
+/// acknowledged, replies timed and counted.
+fn handle_frames(conn: &mut Conn, mode: Mode, tally: &mut Tally) -> Result<(), String> {
+    let mut start = 0;
+    while let Some(header) =
+        parse_frame(&conn.input[start..], u32::MAX).map_err(|e| e.to_string())?
+    {
+        let frame_start = start;
+        start += header.frame_len();
+        let frame_body = frame_start + HEADER_LEN..start;
+        match (mode, header.frame_type) {
+            (Mode::Consume, FrameType::Item) if header.request_id == conn.consume_id => {
+                let records = decode_batch(&conn.input[frame_body], &mut tally.scratch)
+                    .map_err(|e| format!("Consume batch: {e}"))?;
+                let got = u64::from(records.len());
+                tally.done += got;
+                acknowledge(conn, got);
+            }
+            (Mode::Consume, FrameType::Reply) if header.request_id == conn.consume_id => {
+                return Err(format!("Consume ended: status {}", header.code));
+            }
+            (Mode::Consume, FrameType::Reply) => {}
+            (_, FrameType::Reply) => {
+                let micros = conn.sent_at.elapsed().as_micros() as u64;
+                let _ = tally.latency.record(micros.max(1));
+                match Status::from_u8(header.code) {
+                    Some(Status::Ok) => {}
+                    Some(Status::ChannelFull | Status::NotFound) => tally.refused += 1,
+                    other => {
+                        return Err(format!(
+                            "{mode:?} answered {other:?}: {}",
+                            String::from_utf8_lossy(&conn.input[frame_body])
+                        ))
+                    }
+                }
+                tally.done += 1;
+                conn.in_flight = conn.in_flight.saturating_sub(1);
+            }
+            (_, other) => return Err(format!("unexpected {other:?} frame")),
         }
     }
-    let mut events = Events::with_capacity(1024);
-    let mut scratch = Vec::new();
-    let mut chunk = vec![0u8; READ_CHUNK];
-    while done < args.count {
-        if Instant::now() > deadline {
-            return Err(format!("timed out after {done} of {}", args.count));
-        }
-        if args.mode != Mode::Consume {
-            for conn in &mut conns {
-                if conn.in_flight == 0 && to_send > 0 {
-                    let batch = (args.pipeline as u64).min(to_send) as usize;
-                    to_send -= batch as u64;
-                    for _ in 0..batch {
-                        write_frame(
-                            &mut conn.output,
-                            FrameType::Request,
-                            code.0,
-                            conn.next_id,
-                            &body,
-                        );
-                        conn.next_id += 1;
-                    }
-                    conn.in_flight = batch;
-                    conn.sent_at = Instant::now();
-                }
-            }
-        }
-        for conn in &mut conns {
-            flush(conn)?;
-        }
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .map_err(poll_error)?;
-        for event in events.iter() {
-            let Some(conn) = conns.get_mut(event.token().0) else {
-                continue;
-            };
-            if !event.is_readable() {
-                continue;
-            }
-            read(conn, &mut chunk)?;
-            let mut start = 0;
-            while let Some(header) =
-                parse_frame(&conn.input[start..], u32::MAX).map_err(|e| e.to_string())?
-            {
-                let frame = &conn.input[start..start + header.frame_len()];
-                let frame_body = &frame[HEADER_LEN..];
-                start += header.frame_len();
-                match (args.mode, header.frame_type) {
-                    (Mode::Consume, FrameType::Item) if header.request_id == conn.consume_id => {
-                        let records = decode_batch(frame_body, &mut scratch)
-                            .map_err(|e| format!("Consume batch: {e}"))?;
-                        let got = u64::from(records.len());
-                        conn.received += got;
-                        done += got;
-                        let mut ack = Vec::with_capacity(16);
-                        ConsumeAckRequest {
-                            consume_id: conn.consume_id,
-                            records: conn.received,
-                        }
-                        .encode(&mut ack);
-                        let id = conn.next_id;
-                        conn.next_id += 1;
-                        write_frame(
-                            &mut conn.output,
-                            FrameType::Request,
-                            queue::CONSUME_ACK.0,
-                            id,
-                            &ack,
-                        );
-                    }
-                    (Mode::Consume, FrameType::Reply) if header.request_id == conn.consume_id => {
-                        return Err(format!("Consume ended: status {}", header.code));
-                    }
-                    (Mode::Consume, FrameType::Reply) => {}
-                    (_, FrameType::Reply) => {
-                        let micros = conn.sent_at.elapsed().as_micros() as u64;
-                        let _ = latency.record(micros.max(1));
-                        match Status::from_u8(header.code) {
-                            Some(Status::Ok) => {}
-                            Some(Status::ChannelFull | Status::NotFound) => refused += 1,
-                            other => {
-                                return Err(format!(
-                                    "{:?} answered {other:?}: {}",
-                                    args.mode,
-                                    String::from_utf8_lossy(frame_body)
-                                ))
-                            }
-                        }
-                        done += 1;
-                        conn.in_flight = conn.in_flight.saturating_sub(1);
-                    }
-                    (_, other) => return Err(format!("unexpected {other:?} frame")),
-                }
-            }
-            conn.input.drain(..start);
-        }
+    conn.input.drain(..start);
+    Ok(())
+}
+
+/// Counts `got` more records of the connection's Consume and queues the ConsumeAck of all so far.
+fn acknowledge(conn: &mut Conn, got: u64) {
+    conn.received += got;
+    let mut ack = Vec::with_capacity(16);
+    ConsumeAckRequest {
+        consume_id: conn.consume_id,
+        records: conn.received,
     }
-    let elapsed = started.elapsed();
-    Ok(Outcome {
-        done,
-        refused,
-        elapsed,
-        latency: (args.mode != Mode::Consume).then_some(latency),
-    })
+    .encode(&mut ack);
+    let id = conn.next_id;
+    conn.next_id += 1;
+    write_frame(
+        &mut conn.output,
+        FrameType::Request,
+        queue::CONSUME_ACK.0,
+        id,
+        &ack,
+    );
 }
 
 fn flush(conn: &mut Conn) -> Result<(), String> {

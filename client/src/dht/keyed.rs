@@ -21,6 +21,17 @@ pub const UPDATE_TRIES: u32 = 16;
 /// PutBatch requests a [`DhtClient::put_batch`] keeps in flight before it waits for the oldest.
 const PUT_BATCH_PIPELINE: usize = 16;
 
+/// Where the async client sends a keyed request (see [`DhtClient::quick_route`]).
+#[cfg(feature = "async")]
+pub(crate) enum QuickRoute {
+    /// To this node, now.
+    Node(usize),
+    /// The request fails with this error, as the blocking client's would.
+    Fail(ClientError),
+    /// The routes need a refresh or a wait first: the blocking client's path does it.
+    Slow,
+}
+
 /// What an [`DhtClient::update`] callback decides, given the record's current value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateDecision {
@@ -35,6 +46,17 @@ pub enum UpdateDecision {
 impl DhtClient {
     /// Stores `value` under `key` (replacing any value).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), ClientError> {
+        let body = self.put_body(channel, key, value)?;
+        self.keyed(wire::PUT, key, &body)?.1.ok_body().map(drop)
+    }
+
+    /// A Put's body, once the value passed the client's checks (blocking and async puts).
+    pub(crate) fn put_body(
+        &self,
+        channel: &str,
+        key: u64,
+        value: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         self.client.options().check_value(channel, value.len())?;
         let mut body = Vec::with_capacity(channel.len() + 9 + value.len());
         PutRequest {
@@ -43,7 +65,7 @@ impl DhtClient {
             value,
         }
         .encode(&mut body);
-        self.keyed(wire::PUT, key, &body)?.1.ok_body().map(drop)
+        Ok(body)
     }
 
     /// The value stored under `key`, or `None`.
@@ -63,18 +85,8 @@ impl DhtClient {
     pub fn remove(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
         let body = key_body(channel, key);
         let (owner, reply) = self.keyed(wire::REMOVE, key, &body)?;
-        let mut removed = found(reply)?;
-        if let Some(others) = self.holders_while_moving(key, owner)? {
-            for node in others {
-                let reply = self.client.request(node, wire::REMOVE, &body)?;
-                match reply.status {
-                    Status::Ok => removed = true,
-                    Status::NotFound | Status::WrongNode => {}
-                    _ => return reply.into_result().map(drop).map(|_| removed),
-                }
-            }
-        }
-        Ok(removed)
+        let removed = found(reply)?;
+        self.remove_from_holders(channel, key, owner, removed)
     }
 
     /// Read-modify-write of one record without lost updates: reads the value (Get), asks `f`
@@ -292,23 +304,7 @@ impl DhtClient {
         let deadline = Instant::now() + self.request_timeout();
         let mut attempt = 0u32;
         loop {
-            let (route, version, stale) = self.read_routes(|routes| {
-                let route = routes.route(key);
-                // The node routed to came back (a new connection) or was retired since its range
-                // was read; or no known node owns the key, and one whose range is unknown came
-                // back, or nodes were added since.
-                let is_stale = |node: usize| {
-                    routes.generations.get(node).copied() != self.client.route_stamp(node)
-                };
-                let stale = match &route {
-                    Ok(node) => is_stale(*node),
-                    Err(_) => {
-                        routes.known.len() != self.client.node_count()
-                            || routes.unknown_nodes().any(is_stale)
-                    }
-                };
-                (route, routes.version, stale)
-            });
+            let (route, version, stale) = self.plan_route(key);
             if stale && Instant::now() < deadline {
                 self.refresh_after(version)?;
                 continue;
@@ -337,6 +333,73 @@ impl DhtClient {
             attempt += 1;
             self.refresh_after(version)?;
         }
+    }
+
+    /// Where `key` goes by the routes as they are: the owner (or the routing error), the
+    /// routes' version, and whether they are stale for this key (the node routed to came back,
+    /// with a new connection, or was retired since its range was read; or no known node owns
+    /// the key, and one whose range is unknown came back, or nodes were added since).
+    fn plan_route(&self, key: u64) -> (Result<usize, ClientError>, u64, bool) {
+        self.read_routes(|routes| {
+            let route = routes.route(key);
+            let is_stale = |node: usize| {
+                routes.generations.get(node).copied() != self.client.route_stamp(node)
+            };
+            let stale = match &route {
+                Ok(node) => is_stale(*node),
+                Err(_) => {
+                    routes.known.len() != self.client.node_count()
+                        || routes.unknown_nodes().any(is_stale)
+                }
+            };
+            (route, routes.version, stale)
+        })
+    }
+
+    /// The async client's route for `key` (`crate::asynchronous`): the owner when the routes
+    /// answer without a refresh or a wait, else what [`DhtClient::keyed`] would do first.
+    #[cfg(feature = "async")]
+    pub(crate) fn quick_route(&self, key: u64) -> QuickRoute {
+        match self.plan_route(key) {
+            (_, _, true) => QuickRoute::Slow,
+            (Ok(node), _, false) => QuickRoute::Node(node),
+            (Err(_), _, false) if self.is_moving() => QuickRoute::Slow,
+            (Err(error), _, false) => QuickRoute::Fail(error),
+        }
+    }
+
+    /// Whether a NotFound from a key's owner is the answer as it stands: no record can be on
+    /// another node (nothing moves) by routes young enough that [`DhtClient::read`] would not
+    /// refresh them first.
+    #[cfg(feature = "async")]
+    pub(crate) fn owner_answer_is_final(&self) -> bool {
+        self.read_routes(|routes| {
+            !routes.moving() && routes.fetched.elapsed() <= super::routes::MAX_AGE
+        })
+    }
+
+    /// The rest of a Remove after the owner answered (`removed`: whether it had the record):
+    /// while a redistribution runs, the record is removed from the nodes it may still be on.
+    pub(crate) fn remove_from_holders(
+        &self,
+        channel: &str,
+        key: u64,
+        owner: usize,
+        mut removed: bool,
+    ) -> Result<bool, ClientError> {
+        let Some(others) = self.holders_while_moving(key, owner)? else {
+            return Ok(removed);
+        };
+        let body = key_body(channel, key);
+        for node in others {
+            let reply = self.client.request(node, wire::REMOVE, &body)?;
+            match reply.status {
+                Status::Ok => removed = true,
+                Status::NotFound | Status::WrongNode => {}
+                _ => return reply.into_result().map(|_| removed),
+            }
+        }
+        Ok(removed)
     }
 
     /// A read (Get or Exists) that finds the record wherever a redistribution has it now:
@@ -417,14 +480,14 @@ fn conflict_pause(attempt: u32, last_try: Duration) {
     std::thread::sleep(Duration::from_micros(random % (bound_us + 1)));
 }
 
-fn key_body(channel: &str, key: u64) -> Vec<u8> {
+pub(crate) fn key_body(channel: &str, key: u64) -> Vec<u8> {
     let mut body = Vec::with_capacity(channel.len() + 9);
     KeyRequest { channel, key }.encode(&mut body);
     body
 }
 
 /// Ok → true, NotFound → false, anything else → its error.
-fn found(reply: Reply) -> Result<bool, ClientError> {
+pub(crate) fn found(reply: Reply) -> Result<bool, ClientError> {
     Ok(reply.into_result()?.status == Status::Ok)
 }
 

@@ -58,6 +58,8 @@ pub mod redistribute;
 mod routes;
 
 pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
+#[cfg(feature = "async")]
+pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};

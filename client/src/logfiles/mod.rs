@@ -54,6 +54,7 @@ pub use records::LogRecords;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::failover::{judge_write, WriteStep};
 use crate::follow::{self, Follower};
 use crate::node_set::NodeChanges;
 use crate::options::ClientOptions;
@@ -239,7 +240,7 @@ impl LogClient {
     }
 
     /// Active node indices starting at the next round-robin position.
-    fn rotation(&self) -> impl Iterator<Item = usize> {
+    pub(crate) fn rotation(&self) -> impl Iterator<Item = usize> {
         self.writes.order_of(self.client.active_nodes())
     }
 
@@ -247,6 +248,18 @@ impl LogClient {
     /// documentation); returns the index of the node that stored it. The node acknowledges
     /// according to its fsync policy (docs/protocol.md §7.4).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<usize, ClientError> {
+        let body = self.put_body(channel, key, value)?;
+        let (node, reply) = self.write_round_robin(wire::PUT, &body, None)?;
+        put_stored(node, reply)
+    }
+
+    /// A Put's body, once the value passed the client's checks (blocking and async puts).
+    pub(crate) fn put_body(
+        &self,
+        channel: &str,
+        key: u64,
+        value: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         self.client.options().check_value(channel, value.len())?;
         let mut body = Vec::with_capacity(channel.len() + 9 + value.len());
         PutRequest {
@@ -255,14 +268,7 @@ impl LogClient {
             value,
         }
         .encode(&mut body);
-        let (node, reply) = self.write_round_robin(wire::PUT, &body, None)?;
-        if !reply.body.is_empty() {
-            return Err(ClientError::protocol(
-                reply.node,
-                format!("Put reply: {} unexpected bytes", reply.body.len()),
-            ));
-        }
-        Ok(node)
+        Ok(body)
     }
 
     /// Appends many records to `channel`: packs them, in the given order, into LZ4 batches of at
@@ -386,20 +392,11 @@ impl LogClient {
     ) -> Result<(usize, Reply), ClientError> {
         let mut last_error = None;
         for node in self.rotation().filter(|node| Some(*node) != skip) {
-            match self
-                .client
-                .request(node, code, body)
-                .and_then(Reply::into_result)
-            {
-                Ok(reply) if reply.status == Status::Ok => return Ok((node, reply)),
-                Ok(reply) => {
-                    return Err(ClientError::protocol(
-                        reply.node,
-                        format!("a write answered {:?}", reply.status),
-                    ))
-                }
-                Err(error) if node_unavailable(&error) => last_error = Some(error),
-                Err(error) => return Err(error),
+            let result = self.client.request(node, code, body);
+            match judge_write(result, node_unavailable, "a write") {
+                WriteStep::Stored(reply) => return Ok((node, reply)),
+                WriteStep::Next(error) => last_error = Some(error),
+                WriteStep::Failed(error) => return Err(error),
             }
         }
         Err(last_error.unwrap_or(ClientError::NoNodes))
@@ -568,7 +565,18 @@ impl LogClient {
 
 /// Whether a node could not take a request at all, so that it can go to another node without
 /// having been stored: down, unreachable, stopping, or at a limit.
-fn node_unavailable(error: &ClientError) -> bool {
+/// A Put's Ok reply from `node`: its index, or a protocol error if the reply has a body.
+pub(crate) fn put_stored(node: usize, reply: Reply) -> Result<usize, ClientError> {
+    if !reply.body.is_empty() {
+        return Err(ClientError::protocol(
+            reply.node,
+            format!("Put reply: {} unexpected bytes", reply.body.len()),
+        ));
+    }
+    Ok(node)
+}
+
+pub(crate) fn node_unavailable(error: &ClientError) -> bool {
     matches!(
         error,
         ClientError::NodeDown { .. }

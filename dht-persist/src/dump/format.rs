@@ -9,10 +9,14 @@
 //! |---|---|---|
 //! | 0 | `[u8; 8]` | magic `"SWDHTDMP"` |
 //! | 8 | `u32` | format version = `1` |
-//! | 12 | `u32` | flags = `0` (a reader refuses any other value) |
+//! | 12 | `u32` | flags: `0`, or [`FLAG_LOG_POSITION`] (`0x1`); a reader refuses any other bit |
 //! | 16 | `u64` | creation time, seconds since the Unix epoch |
 //! | 24 | `str8` | channel name (`n` = its length, at most 255) |
-//! | 25 + n | `u32` | CRC32 (IEEE) of header bytes `0 .. 25 + n` |
+//! | 25 + n | `u64` | only with flag `0x1`: the change-log position the dump covers (`p` = 8; else `p` = 0) |
+//! | 25 + n + p | `u32` | CRC32 (IEEE) of header bytes `0 .. 25 + n + p` |
+//!
+//! A header without the position (every dump written before the change log, and dumps written
+//! without one) covers no log entry: its position reads as 0 ([`DumpHeader::log_position`]).
 //!
 //! **Blocks**, zero or more, each:
 //!
@@ -58,6 +62,9 @@ pub const MAGIC: [u8; 8] = *b"SWDHTDMP";
 pub const END_MAGIC: [u8; 8] = *b"SWDMPEND";
 /// The format version this module writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// Header flag: the header carries the change-log position the dump covers (a `u64` after the
+/// channel name). The only flag; a reader refuses any other bit.
+pub const FLAG_LOG_POSITION: u32 = 0x1;
 /// The largest `block_len` a reader accepts: a 16 MiB batch that LZ4 could not shrink, plus
 /// room for LZ4's worst-case expansion and the batch header.
 pub const MAX_BLOCK_LEN: u32 = 17 * 1024 * 1024;
@@ -83,6 +90,11 @@ pub struct DumpHeader {
     /// The channel the file was written for (the loader names channels after the file name and
     /// only warns when the two differ).
     pub channel: String,
+    /// The change-log position the dump covers: every log entry up to this sequence number is
+    /// in it (entries after it may be too; replaying them again changes nothing). 0 — covering
+    /// nothing — when the header has no position ([`FLAG_LOG_POSITION`] clear), as in every
+    /// dump written before the change log existed.
+    pub log_position: u64,
 }
 
 /// Seconds since the Unix epoch, now (0 if the clock is before 1970).
@@ -108,16 +120,33 @@ pub struct DumpFileWriter<W: Write> {
 }
 
 impl<W: Write> DumpFileWriter<W> {
-    /// Starts a dump of `channel` (at most 255 bytes) created now, writing the header.
+    /// Starts a dump of `channel` (at most 255 bytes) created now, writing the header (without
+    /// a log position: the dump covers no change-log entry).
     pub fn new(out: W, channel: &str) -> io::Result<DumpFileWriter<W>> {
-        DumpFileWriter::with_created(out, channel, unix_now())
+        DumpFileWriter::with_header(out, channel, unix_now(), None)
     }
 
     /// Like [`new`](Self::new) with an explicit creation time.
     pub fn with_created(
+        out: W,
+        channel: &str,
+        created_unix_s: u64,
+    ) -> io::Result<DumpFileWriter<W>> {
+        DumpFileWriter::with_header(out, channel, created_unix_s, None)
+    }
+
+    /// Starts a dump created now that covers the change log up to `log_position` (see
+    /// [`DumpHeader::log_position`]).
+    pub fn covering(out: W, channel: &str, log_position: u64) -> io::Result<DumpFileWriter<W>> {
+        DumpFileWriter::with_header(out, channel, unix_now(), Some(log_position))
+    }
+
+    /// Writes the header: with [`FLAG_LOG_POSITION`] and the position when there is one.
+    pub fn with_header(
         mut out: W,
         channel: &str,
         created_unix_s: u64,
+        log_position: Option<u64>,
     ) -> io::Result<DumpFileWriter<W>> {
         let name_len = u8::try_from(channel.len()).map_err(|_| {
             io::Error::new(
@@ -128,13 +157,21 @@ impl<W: Write> DumpFileWriter<W> {
                 ),
             )
         })?;
-        let mut header = Vec::with_capacity(32 + channel.len());
+        let flags = if log_position.is_some() {
+            FLAG_LOG_POSITION
+        } else {
+            0
+        };
+        let mut header = Vec::with_capacity(40 + channel.len());
         header.extend_from_slice(&MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&flags.to_le_bytes());
         header.extend_from_slice(&created_unix_s.to_le_bytes());
         header.push(name_len);
         header.extend_from_slice(channel.as_bytes());
+        if let Some(position) = log_position {
+            header.extend_from_slice(&position.to_le_bytes());
+        }
         let crc = crc32fast::hash(&header);
         header.extend_from_slice(&crc.to_le_bytes());
         out.write_all(&header)?;
@@ -225,7 +262,7 @@ impl<W: Write> DumpFileWriter<W> {
 }
 
 /// Walks the records of a chunk; returns the sum of their value lengths.
-fn check_chunk(raw: &[u8], record_count: u32) -> io::Result<u64> {
+pub(crate) fn check_chunk(raw: &[u8], record_count: u32) -> io::Result<u64> {
     let mut offset = 0usize;
     let mut count = 0u64;
     while offset < raw.len() {
@@ -324,64 +361,11 @@ impl<R: Read> DumpReader<R> {
     /// Reads and checks the header.
     pub fn new(mut input: R) -> Result<DumpReader<R>, DumpError> {
         let mut offset = 0u64;
-        let mut fixed = [0u8; 25];
-        read_field(&mut input, &mut fixed[..12], &mut offset, "header")?;
-        let mut magic = [0u8; 8];
-        magic.copy_from_slice(&fixed[..8]);
-        if magic != MAGIC {
-            return Err(DumpError {
-                offset: 0,
-                problem: DumpProblem::BadMagic { found: magic },
-            });
-        }
-        let version = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
-        if version != FORMAT_VERSION {
-            return Err(DumpError {
-                offset: 8,
-                problem: DumpProblem::UnsupportedVersion(version),
-            });
-        }
-        read_field(&mut input, &mut fixed[12..], &mut offset, "header")?;
-        let flags = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]);
-        let mut created = [0u8; 8];
-        created.copy_from_slice(&fixed[16..24]);
-        let name_len = fixed[24] as usize;
-        let mut name = [0u8; 255];
-        read_field(&mut input, &mut name[..name_len], &mut offset, "header")?;
-        let mut stored = [0u8; 4];
-        read_field(&mut input, &mut stored, &mut offset, "header")?;
-        let stored = u32::from_le_bytes(stored);
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&fixed);
-        hasher.update(&name[..name_len]);
-        let computed = hasher.finalize();
-        if stored != computed {
-            return Err(DumpError {
-                offset: 25 + name_len as u64,
-                problem: DumpProblem::HeaderChecksum { stored, computed },
-            });
-        }
-        if flags != 0 {
-            return Err(DumpError {
-                offset: 12,
-                problem: DumpProblem::UnsupportedFlags(flags),
-            });
-        }
-        let channel = std::str::from_utf8(&name[..name_len])
-            .map_err(|_| DumpError {
-                offset: 25,
-                problem: DumpProblem::ChannelNameNotUtf8,
-            })?
-            .to_owned();
+        let header = read_header(&mut input, &mut offset)?;
         Ok(DumpReader {
             input,
             offset,
-            header: DumpHeader {
-                version,
-                flags,
-                created_unix_s: u64::from_le_bytes(created),
-                channel,
-            },
+            header,
             block: Vec::with_capacity(128 * 1024),
             scratch: Vec::new(),
             blocks: 0,
@@ -539,6 +523,73 @@ impl<R: Read> DumpReader<R> {
     }
 }
 
+/// Reads and checks a dump header (magic, version, flags, CRC, channel name), advancing
+/// `offset` past it.
+fn read_header(input: &mut impl Read, offset: &mut u64) -> Result<DumpHeader, DumpError> {
+    let mut fixed = [0u8; 25];
+    read_field(input, &mut fixed[..12], offset, "header")?;
+    let mut magic = [0u8; 8];
+    magic.copy_from_slice(&fixed[..8]);
+    if magic != MAGIC {
+        return Err(DumpError {
+            offset: 0,
+            problem: DumpProblem::BadMagic { found: magic },
+        });
+    }
+    let version = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
+    if version != FORMAT_VERSION {
+        return Err(DumpError {
+            offset: 8,
+            problem: DumpProblem::UnsupportedVersion(version),
+        });
+    }
+    read_field(input, &mut fixed[12..], offset, "header")?;
+    let flags = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]);
+    // Unknown flags may mean fields this reader does not know: refuse before reading on.
+    if flags & !FLAG_LOG_POSITION != 0 {
+        return Err(DumpError {
+            offset: 12,
+            problem: DumpProblem::UnsupportedFlags(flags),
+        });
+    }
+    let mut created = [0u8; 8];
+    created.copy_from_slice(&fixed[16..24]);
+    let name_len = fixed[24] as usize;
+    let mut name = [0u8; 255];
+    read_field(input, &mut name[..name_len], offset, "header")?;
+    let mut position = [0u8; 8];
+    let position_len = if flags & FLAG_LOG_POSITION != 0 { 8 } else { 0 };
+    read_field(input, &mut position[..position_len], offset, "header")?;
+    let crc_offset = *offset;
+    let mut stored = [0u8; 4];
+    read_field(input, &mut stored, offset, "header")?;
+    let stored = u32::from_le_bytes(stored);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&fixed);
+    hasher.update(&name[..name_len]);
+    hasher.update(&position[..position_len]);
+    let computed = hasher.finalize();
+    if stored != computed {
+        return Err(DumpError {
+            offset: crc_offset,
+            problem: DumpProblem::HeaderChecksum { stored, computed },
+        });
+    }
+    let channel = std::str::from_utf8(&name[..name_len])
+        .map_err(|_| DumpError {
+            offset: 25,
+            problem: DumpProblem::ChannelNameNotUtf8,
+        })?
+        .to_owned();
+    Ok(DumpHeader {
+        version,
+        flags,
+        created_unix_s: u64::from_le_bytes(created),
+        channel,
+        log_position: u64::from_le_bytes(position),
+    })
+}
+
 /// The uncompressed length and record count a batch's header declares (zeros when the block is
 /// too short to hold a header, which `decode_batch` then refuses).
 fn batch_header(block: &[u8]) -> (u32, u32) {
@@ -602,8 +653,18 @@ mod tests {
 
     /// A dump of `records` records in chunks of `per_chunk`.
     fn dump_of(records: u64, per_chunk: u64) -> (Vec<u8>, Vec<(u64, Vec<u8>)>) {
-        let mut writer = DumpFileWriter::with_created(Vec::new(), "test_channel", 1_700_000_000)
-            .expect("header");
+        dump_covering(records, per_chunk, None)
+    }
+
+    /// [`dump_of`], with a log position in the header when given one.
+    fn dump_covering(
+        records: u64,
+        per_chunk: u64,
+        log_position: Option<u64>,
+    ) -> (Vec<u8>, Vec<(u64, Vec<u8>)>) {
+        let mut writer =
+            DumpFileWriter::with_header(Vec::new(), "test_channel", 1_700_000_000, log_position)
+                .expect("header");
         let mut expected = Vec::new();
         let mut raw = Vec::new();
         let mut count = 0u32;
@@ -653,9 +714,66 @@ mod tests {
                 version: 1,
                 flags: 0,
                 created_unix_s: 1_700_000_000,
-                channel: "test_channel".into()
+                channel: "test_channel".into(),
+                log_position: 0,
             }
         );
+    }
+
+    #[test]
+    fn the_log_position_round_trips_and_a_dump_without_one_covers_nothing() {
+        let mut writer = DumpFileWriter::covering(Vec::new(), "ch", 0x0102_0304_0506_0708).unwrap();
+        let mut raw = Vec::new();
+        append_record(&mut raw, 7, b"seven");
+        writer.write_chunk(&raw, 1).unwrap();
+        let (bytes, _) = writer.finish().unwrap();
+        let reader = DumpReader::new(&bytes[..]).unwrap();
+        assert_eq!(reader.header().flags, FLAG_LOG_POSITION);
+        assert_eq!(reader.header().log_position, 0x0102_0304_0506_0708);
+        // The position sits right after the channel name, little-endian, inside the header CRC.
+        assert_eq!(&bytes[27..35], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(crc32fast::hash(&bytes[..35]).to_le_bytes(), bytes[35..39]);
+        assert_eq!(read_all(&bytes).unwrap().0, vec![(7, b"seven".to_vec())]);
+
+        // A dump as written before the position existed, byte by byte: flags 0, no position.
+        let mut old = Vec::new();
+        old.extend_from_slice(b"SWDHTDMP");
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.extend_from_slice(&0u32.to_le_bytes());
+        old.extend_from_slice(&1_600_000_000u64.to_le_bytes());
+        old.push(2);
+        old.extend_from_slice(b"ch");
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        old.extend_from_slice(&0u32.to_le_bytes());
+        old.extend_from_slice(&[0; 16]);
+        let crc = crc32fast::hash(&[0; 16]);
+        old.extend_from_slice(&crc.to_le_bytes());
+        old.extend_from_slice(b"SWDMPEND");
+        let reader = DumpReader::new(&old[..]).unwrap();
+        assert_eq!(reader.header().flags, 0);
+        assert_eq!(reader.header().log_position, 0);
+        assert_eq!(read_all(&old).unwrap().0, vec![]);
+        // ... which is exactly what the writer still writes when given no position.
+        let (again, _) = DumpFileWriter::with_created(Vec::new(), "ch", 1_600_000_000)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(again, old);
+
+        // A flag this reader does not know is refused before anything else is read.
+        let mut unknown = bytes.clone();
+        unknown[12] |= 0x2;
+        let err = read_all(&unknown).unwrap_err();
+        assert_eq!(err.offset, 12);
+        assert!(matches!(err.problem, DumpProblem::UnsupportedFlags(0x3)));
+        // The flag set on a header without a position: the CRC no longer matches.
+        let mut flagged = old.clone();
+        flagged[12] = 1;
+        assert!(matches!(
+            read_all(&flagged).unwrap_err().problem,
+            DumpProblem::HeaderChecksum { .. }
+        ));
     }
 
     #[test]
@@ -711,11 +829,17 @@ mod tests {
     /// records (a match offset redirected to identical bytes), which changes no record.
     #[test]
     fn every_single_byte_corruption_is_detected() {
-        let (bytes, expected) = dump_of(300, 40);
+        for position in [None, Some(987_654_321)] {
+            let (bytes, expected) = dump_covering(300, 40, position);
+            check_every_flip(&bytes, &expected);
+        }
+    }
+
+    fn check_every_flip(bytes: &[u8], expected: &[(u64, Vec<u8>)]) {
         let mut harmless = 0;
         for position in 0..bytes.len() {
             for mask in [0x01u8, 0x80, 0xff] {
-                let mut damaged = bytes.clone();
+                let mut damaged = bytes.to_vec();
                 damaged[position] ^= mask;
                 match read_all(&damaged) {
                     Err(_) => {}
@@ -742,7 +866,7 @@ mod tests {
 
     #[test]
     fn every_truncation_and_any_extension_is_detected() {
-        let (bytes, _) = dump_of(200, 30);
+        let (bytes, _) = dump_covering(200, 30, Some(42));
         for len in 0..bytes.len() {
             let err = read_all(&bytes[..len]).unwrap_err();
             assert!(

@@ -12,6 +12,12 @@
 //!
 //! The scheduler sees the engine only as a [`DumpSource`]; the node's event loop calls
 //! [`tick`](DumpScheduler::tick) on its timer.
+//!
+//! The change log: every dump records the log position the source had reached when the dump
+//! was handed over ([`DumpSource::log_position`]), and a cycle that dumped every channel
+//! (periodic, early or at shutdown) leaves its position in
+//! [`take_covered`](DumpScheduler::take_covered), for the node to delete the log segments it
+//! covers.
 
 use crate::dump::writer::{CancelToken, DumpAction, DumpThread, ShardSource};
 use std::collections::HashMap;
@@ -27,6 +33,11 @@ pub trait DumpSource {
     fn channel(&self, name: &str) -> Option<Arc<dyn ShardSource>>;
     /// How many channels there are.
     fn channel_count(&self) -> usize;
+    /// The change-log position every change applied so far has (what a dump handed over now
+    /// covers); `None` without a change log (dumps then record none).
+    fn log_position(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Schedules the node's dumps and keeps their outcomes (see the module doc).
@@ -52,6 +63,10 @@ pub struct DumpScheduler {
     /// progress for [`STARVED_AFTER`] gets a share of the CPU.
     last_progress: (u64, Instant),
     boosted: bool,
+    /// The log position the running cycle's dumps cover.
+    cycle_position: Option<u64>,
+    /// The position of the last cycle that dumped every channel, until taken.
+    covered: Option<u64>,
     /// Dumps a RedistCommit waits for: ticket → channel and the token that stops it.
     commits: HashMap<u64, (String, CancelToken)>,
     /// Their outcomes, until the waiting request collects them.
@@ -85,6 +100,8 @@ impl DumpScheduler {
             last_good_cycle: Instant::now(),
             last_progress,
             boosted: false,
+            cycle_position: None,
+            covered: None,
             commits: HashMap::new(),
             finished_commits: HashMap::new(),
         }
@@ -107,8 +124,7 @@ impl DumpScheduler {
             return Ok(None);
         };
         let (cancel, ticket) =
-            self.thread
-                .dump_shards_ticketed(channel, shards)
+            self.queue(channel, shards, source.log_position())
                 .map_err(|error| {
                     format!("cannot hand channel {channel} to the dump writer: {error}")
                 })?;
@@ -133,6 +149,30 @@ impl DumpScheduler {
     /// Tickets of commit dumps whose outcome is known and not collected yet.
     pub fn finished_commit_tickets(&self) -> impl Iterator<Item = u64> + '_ {
         self.finished_commits.keys().copied()
+    }
+
+    /// Hands one channel to the writer, with the log position its dump covers.
+    fn queue(
+        &self,
+        channel: &str,
+        shards: Arc<dyn ShardSource>,
+        position: Option<u64>,
+    ) -> std::io::Result<(CancelToken, u64)> {
+        match position {
+            Some(position) => self.thread.dump_shards_covering(channel, shards, position),
+            None => self.thread.dump_shards_ticketed(channel, shards),
+        }
+    }
+
+    /// The log position of the last cycle that dumped every channel, once (see the module
+    /// doc).
+    pub fn take_covered(&mut self) -> Option<u64> {
+        self.covered.take()
+    }
+
+    /// Whether a cycle of every channel is running.
+    pub fn cycle_running(&self) -> bool {
+        self.cycle_started.is_some()
     }
 
     /// Dumps that failed since start.
@@ -176,6 +216,7 @@ impl DumpScheduler {
                 self.last_cycle = Some((now, took));
                 if self.failures == self.failures_at_cycle_start {
                     self.last_good_cycle = started;
+                    self.covered = self.cycle_position.or(self.covered);
                 }
                 self.cycle_started = None;
             }
@@ -214,10 +255,13 @@ impl DumpScheduler {
         self.hand_over_all(source);
     }
 
+    /// Hands every channel over, covering the source's log position now.
     fn hand_over_all(&mut self, source: &impl DumpSource) {
+        let position = source.log_position();
+        self.cycle_position = position;
         source.for_each_channel(
-            &mut |name, shards| match self.thread.dump_shards(name, shards) {
-                Ok(cancel) => {
+            &mut |name, shards| match self.queue(name, shards, position) {
+                Ok((cancel, _)) => {
                     self.in_flight.insert(name.to_string(), cancel);
                 }
                 Err(error) => {
@@ -329,6 +373,9 @@ impl DumpScheduler {
         self.report_outcomes();
         self.in_flight.clear();
         self.cycle_started = None;
+        if self.failures == failures_before {
+            self.covered = self.cycle_position.or(self.covered);
+        }
         tracing::info!(
             "shutdown dump done in {:.3} s",
             started.elapsed().as_secs_f64()

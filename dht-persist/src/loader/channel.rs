@@ -210,6 +210,7 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
             "{}: records accounted for differ from the records read",
             path.display()
         );
+        self.report.log_position = reader.header().log_position;
         Ok(data)
     }
 
@@ -349,11 +350,13 @@ fn log_summary(report: &ChannelLoadReport, options: &LoadOptions) {
         .map(|file| file.display().to_string())
         .unwrap_or_default();
     tracing::info!(
-        "channel {}: loaded {} records ({} value bytes) from {file} in {:.2} s; skipped {} empty, \
-         {} too large (> {} bytes), {} invalid keys; {} out of range of {} (policy {})",
+        "channel {}: loaded {} records ({} value bytes) from {file} (covering the change log up \
+         to position {}) in {:.2} s; skipped {} empty, {} too large (> {} bytes), {} invalid \
+         keys; {} out of range of {} (policy {})",
         report.channel,
         report.loaded,
         report.value_bytes,
+        report.log_position,
         report.seconds,
         report.empty_values,
         report.too_large,

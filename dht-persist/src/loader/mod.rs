@@ -16,7 +16,8 @@
 //! it is complete and fsynced): it is never loaded, and it is removed with a warning that says
 //! which file of the channel is loaded instead, or that the channel has none (its first dump was
 //! interrupted). One process per data directory (`node_core::data_lock`) makes this safe. The
-//! `removed/` and `corrupt/` subdirectories, the state file and the lock are skipped; any other
+//! `removed/` and `corrupt/` subdirectories, the change log's `wal/`, the state file and the lock
+//! are skipped; any other
 //! entry, and any file whose name is not `<valid channel name>.<known suffix>`, is ignored with a
 //! warning ([`crate::layout`] names every file).
 //!
@@ -26,6 +27,10 @@
 //! Records with an empty value or a value longer than `max_value_bytes` are skipped and counted.
 //! Records outside the node's hash range follow the [`OutOfRangePolicy`].
 //!
+//! Each channel's report names the change-log position its file covers
+//! ([`ChannelLoadReport::log_position`]; 0 for a dump without one): the channel's log entries
+//! after it are the ones a replay of the change log ([`crate::wal`]) applies on top.
+//!
 //! `channel` loads one channel; this module finds the channels and reports.
 
 mod channel;
@@ -33,7 +38,7 @@ mod channel;
 #[cfg(test)]
 mod tests;
 
-use crate::layout::{self, ChannelFileKind, Entry, CORRUPT_DIR, REMOVED_DIR};
+use crate::layout::{self, ChannelFileKind, Entry, CORRUPT_DIR, REMOVED_DIR, WAL_DIR};
 use node_core::protocol::dht::HashRange;
 use std::collections::BTreeMap;
 use std::fs;
@@ -131,6 +136,11 @@ pub struct ChannelLoadReport {
     /// Files that failed, each with what failed.
     pub failures: Vec<String>,
     pub seconds: f64,
+    /// The change-log position the loaded file covers
+    /// ([`DumpHeader::log_position`](crate::dump::format::DumpHeader::log_position)): replay
+    /// applies this channel's log entries after it. 0 — nothing covered — for a dump without a
+    /// position, a `.tcm` import, or a channel that loaded nothing.
+    pub log_position: u64,
 }
 
 impl ChannelLoadReport {
@@ -148,6 +158,7 @@ impl ChannelLoadReport {
             truncated: false,
             failures: Vec::new(),
             seconds: 0.0,
+            log_position: 0,
         }
     }
 
@@ -169,6 +180,7 @@ impl ChannelLoadReport {
         self.too_large = 0;
         self.invalid_keys = 0;
         self.truncated = false;
+        self.log_position = 0;
     }
 }
 
@@ -264,7 +276,7 @@ fn scan(dir: &Path, ignored: &mut Vec<PathBuf>) -> Result<Found, LoadError> {
         };
         let is_dir = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
         if is_dir {
-            if name != REMOVED_DIR && name != CORRUPT_DIR {
+            if name != REMOVED_DIR && name != CORRUPT_DIR && name != WAL_DIR {
                 tracing::warn!(
                     "ignoring directory {} in the data directory",
                     path.display()

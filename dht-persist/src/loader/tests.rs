@@ -35,7 +35,17 @@ fn options(policy: OutOfRangePolicy) -> LoadOptions {
 }
 
 fn write_dump(path: &Path, channel: &str, records: &[(u64, &[u8])]) {
-    let mut writer = DumpFileWriter::new(Vec::new(), channel).unwrap();
+    write_dump_covering(path, channel, records, None);
+}
+
+fn write_dump_covering(
+    path: &Path,
+    channel: &str,
+    records: &[(u64, &[u8])],
+    log_position: Option<u64>,
+) {
+    let mut writer =
+        DumpFileWriter::with_header(Vec::new(), channel, 1_700_000_000, log_position).unwrap();
     let mut raw = Vec::new();
     for (key, value) in records {
         append_record(&mut raw, *key, value);
@@ -127,6 +137,41 @@ fn creates_a_missing_directory_and_loads_dumps() {
 }
 
 #[test]
+fn every_channel_reports_the_log_position_its_loaded_file_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    write_dump_covering(&data.join("a.dump"), "a", NEW, Some(500));
+    write_dump_covering(&data.join("a.dump.backup"), "a", OLD, Some(300));
+    write_dump(&data.join("b.dump"), "b", OLD); // written without a position
+    write_dump_covering(&data.join("c.dump"), "c", NEW, Some(900));
+    write_dump_covering(&data.join("c.dump.backup"), "c", OLD, Some(700));
+    let mut damaged = fs::read(data.join("c.dump")).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    fs::write(data.join("c.dump"), damaged).unwrap();
+    fs::write(data.join("d.tcm"), sample("example.tcm")).unwrap();
+
+    let (report, target, logs) = load_logged(data, &options(OutOfRangePolicy::Load));
+    let report = report.unwrap();
+    let position = |name: &str| report.channel(name).unwrap().log_position;
+    assert_eq!(position("a"), 500);
+    assert_eq!(position("b"), 0, "a dump without a position covers nothing");
+    assert_eq!(
+        position("c"),
+        700,
+        "the backup's position, since the backup loaded"
+    );
+    assert_eq!(report.channel("c").unwrap().source, LoadSource::Backup);
+    assert_eq!(target.channels["c"], owned(OLD));
+    assert_eq!(position("d"), 0, "a .tcm import covers nothing");
+    assert!(logs
+        .lines(tracing::Level::INFO)
+        .iter()
+        .any(|line| line.starts_with("channel a: loaded 2 records")
+            && line.contains("(covering the change log up to position 500)")));
+}
+
+#[test]
 fn a_flipped_byte_falls_back_to_the_backup_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("ch.dump");
@@ -214,6 +259,9 @@ fn tmp_leftovers_and_unknown_entries_are_ignored_with_warnings() {
     fs::write(dir.path().join("bad.name.dump"), b"x").unwrap();
     fs::create_dir(dir.path().join("stuff")).unwrap();
     fs::create_dir(dir.path().join(REMOVED_DIR)).unwrap();
+    // The change log's directory is the log's: skipped without a word.
+    fs::create_dir(dir.path().join(WAL_DIR)).unwrap();
+    fs::write(dir.path().join(WAL_DIR).join("00000001.log"), b"x").unwrap();
     write_dump(
         &dir.path().join(REMOVED_DIR).join("gone.1.dump"),
         "gone",

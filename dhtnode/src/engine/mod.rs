@@ -16,16 +16,26 @@
 //! - Values are 1 to `max_value_bytes` bytes; the node-wide `size_limit_bytes` (Σ key 8 + value
 //!   length, 0 = none) refuses writes that would exceed it.
 //! - Every change, whichever request made it, reaches the channel's listeners in order.
+//! - Every change is appended to the change log ([`log`]) after its checks and before it is
+//!   applied; a change the log refuses is not applied. A request that changes nothing (a
+//!   Remove of an absent key, a refused Update) logs nothing. Start-up replays the log with
+//!   [`replay::ReplayBatch`] (in shard order) and [`Engine::apply_logged`], which apply
+//!   without checks what was accepted before.
 
 pub mod channel;
 pub mod listeners;
+pub mod log;
+pub mod replay;
 pub mod value;
 
 pub use channel::{Channel, SHARD_COUNT};
 pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
 
 use channel::record_bytes;
+use dht_persist::wal::{Change, LoggedChange};
 use listeners::Listeners;
+pub use log::EngineLog;
+use node_core::protocol::batch::append_record;
 use node_core::protocol::dht::{
     check_channel_name, value_hash, BadChannelName, Expected, HashRange, SizeInfo, UpdateAction,
 };
@@ -71,6 +81,8 @@ pub enum EngineError {
          started) until that redistribution has moved records away; retry later"
     )]
     RedistributionGuard { cap: u64, bytes: u64 },
+    #[error("the change log cannot take the change, so nothing was stored: {0}")]
+    LogUnavailable(String),
 }
 
 impl EngineError {
@@ -84,6 +96,7 @@ impl EngineError {
             EngineError::UpdateConflict => Status::UpdateConflict,
             EngineError::TooManyChannels { .. } => Status::OutOfMemory,
             EngineError::RedistributionGuard { .. } => Status::OutOfMemory,
+            EngineError::LogUnavailable(_) => Status::InternalError,
         }
     }
 }
@@ -107,6 +120,9 @@ pub struct Engine {
     /// While this node's own redistribution runs: the most bytes records moved in
     /// (RedistBatch) may grow it to.
     redistribution_cap: Option<u64>,
+    log: EngineLog,
+    /// Reused to lay out the records a redistribution stores, for their log entry.
+    raw_scratch: Vec<u8>,
 }
 
 /// What a [`Engine::put_absent_batch`] did.
@@ -128,7 +144,27 @@ impl Engine {
             total: SizeInfo::default(),
             listeners: Listeners::new(listener_limits),
             redistribution_cap: None,
+            log: EngineLog::none(),
+            raw_scratch: Vec::new(),
         }
+    }
+
+    /// Logs every change from now on through `log` (after the start-up replay).
+    pub fn set_log(&mut self, log: EngineLog) {
+        self.log = log;
+    }
+
+    pub fn log(&self) -> &EngineLog {
+        &self.log
+    }
+
+    pub fn log_mut(&mut self) -> &mut EngineLog {
+        &mut self.log
+    }
+
+    /// Appends `change` to the log before it is applied.
+    fn log_change(&mut self, change: &Change<'_>) -> Result<(), EngineError> {
+        self.log.append(change).map_err(EngineError::LogUnavailable)
     }
 
     pub fn range(&self) -> HashRange {
@@ -245,6 +281,12 @@ impl Engine {
             self.range.is_responsible_for(key),
             "key 0x{key:016x} checked"
         );
+        self.store_unchecked(channel, key, value);
+    }
+
+    /// Stores whatever the key (a replay applies what was accepted under another range);
+    /// tells the listeners.
+    pub(crate) fn store_unchecked(&mut self, channel: &str, key: u64, value: &[u8]) {
         let growth = self.channel_for_write(channel).put(key, value);
         let listening = self.is_listened(channel);
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
@@ -271,6 +313,11 @@ impl Engine {
 
     pub fn put(&mut self, channel: &str, key: u64, value: &[u8]) -> Result<(), EngineError> {
         self.check_write(channel, key, value)?;
+        self.log_change(&Change::Put {
+            channel,
+            key,
+            value,
+        })?;
         self.store(channel, key, value);
         Ok(())
     }
@@ -330,18 +377,33 @@ impl Engine {
     /// range is WrongNode, since the record may be on the node that owns it now.
     pub fn remove(&mut self, channel: &str, key: u64) -> Result<bool, EngineError> {
         Engine::check_name(channel)?;
+        if self.log.is_writing() && !self.with_unchecked(channel, key, |old| old.is_some()) {
+            self.check_key(key)?;
+            return Ok(false);
+        }
+        if self.log.is_writing() {
+            self.log_change(&Change::Remove { channel, key })?;
+        }
+        let removed = self.remove_unchecked(channel, key);
+        if !removed {
+            self.check_key(key)?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes a record whatever the key; tells the listeners. Returns whether it existed.
+    pub(crate) fn remove_unchecked(&mut self, channel: &str, key: u64) -> bool {
         let removed = self
             .channels
             .get_mut(channel)
             .and_then(|data| data.remove(key));
         let Some(removed_bytes) = removed else {
-            self.check_key(key)?;
-            return Ok(false);
+            return false;
         };
         self.total.records -= 1;
         self.total.bytes -= removed_bytes;
         self.notify(channel, ListenEvent::Removed { key });
-        Ok(true)
+        true
     }
 
     /// Compare-and-swap: applies `action` only if the record is as `expected`.
@@ -391,9 +453,35 @@ impl Engine {
         channel: &str,
         records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<u64, EngineError> {
+        self.put_batch_logged_as(channel, records, None)
+    }
+
+    /// [`put_batch`](Self::put_batch) of the records of `batch`, a protocol batch as the
+    /// request carried it, which is logged as it is.
+    pub fn put_protocol_batch<'a>(
+        &mut self,
+        channel: &str,
+        batch: &[u8],
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+    ) -> Result<u64, EngineError> {
+        self.put_batch_logged_as(channel, records, Some(batch))
+    }
+
+    fn put_batch_logged_as<'a>(
+        &mut self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+        batch: Option<&[u8]>,
+    ) -> Result<u64, EngineError> {
         self.check_batch(channel, records.clone())?;
         if self.limits.size_limit_bytes > 0 {
             self.check_growth(self.batch_growth(channel, records.clone()))?;
+        }
+        if self.log.is_writing() {
+            match batch {
+                Some(batch) => self.log_change(&Change::PutBatch { channel, batch })?,
+                None => self.log_records(channel, records.clone())?,
+            }
         }
         let mut stored = 0;
         for (key, value) in records {
@@ -430,6 +518,17 @@ impl Engine {
                         bytes: self.total.bytes,
                     });
                 }
+            }
+        }
+        if self.log.is_writing() {
+            // Only what will be stored: the first copy of each key that has no value.
+            let mut seen = std::collections::HashSet::new();
+            let absent = records
+                .clone()
+                .filter(|(key, _)| seen.insert(*key) && self.old_record_bytes(channel, *key) == 0);
+            let absent: Vec<(u64, &[u8])> = absent.collect();
+            if !absent.is_empty() {
+                self.log_records(channel, absent.into_iter())?;
             }
         }
         let mut outcome = AbsentBatchOutcome::default();
@@ -471,18 +570,99 @@ impl Engine {
         key: u64,
         hash: u64,
     ) -> bool {
-        let Some(current) = self.channels.get(channel) else {
-            return false;
+        let removed = self.remove_moved_batch(channel, data, &[(key, hash)]);
+        matches!(removed.as_deref(), Ok([true]))
+    }
+
+    /// [`remove_moved`](Self::remove_moved) of several `(key, hash)` pairs: the keys still
+    /// holding what was handed over are logged in one entry, then removed. Returns, per pair,
+    /// whether it was removed; `Err` when the log refused the entry (nothing was removed: the
+    /// records stay, outside the range, until a retry).
+    pub fn remove_moved_batch(
+        &mut self,
+        channel: &str,
+        data: &Arc<Channel>,
+        entries: &[(u64, u64)],
+    ) -> Result<Vec<bool>, EngineError> {
+        let Some(current) = self.channels.get(channel).filter(|c| Arc::ptr_eq(c, data)) else {
+            return Ok(vec![false; entries.len()]);
         };
-        if !Arc::ptr_eq(current, data) {
-            return false;
+        let current = Arc::clone(current);
+        let still: Vec<bool> = entries
+            .iter()
+            .map(|&(key, hash)| current.with(key, |v| v.is_some_and(|v| value_hash(v) == hash)))
+            .collect();
+        if self.log.is_writing() {
+            let keys: Vec<u64> = entries
+                .iter()
+                .zip(&still)
+                .filter(|(_, still)| **still)
+                .map(|((key, _), _)| *key)
+                .collect();
+            if !keys.is_empty() {
+                self.log_change(&Change::RemoveKeys {
+                    channel,
+                    keys: &keys,
+                })?;
+            }
         }
-        let Some(removed) = current.remove_if(key, |value| value_hash(value) == hash) else {
-            return false;
-        };
-        self.total.records -= 1;
-        self.total.bytes -= removed;
-        true
+        for (&(key, hash), still) in entries.iter().zip(&still) {
+            if !still {
+                continue;
+            }
+            let removed = current.remove_if(key, |value| value_hash(value) == hash);
+            // Nothing else changes the channel between the check and here (one thread).
+            let Some(removed) = removed else {
+                unreachable!("key 0x{key:016x} was checked just now");
+            };
+            self.total.records -= 1;
+            self.total.bytes -= removed;
+        }
+        Ok(still)
+    }
+
+    /// Logs records stored by other means than a request's batch, as one PutBatch entry (in
+    /// pieces of at most 16 MiB of records).
+    fn log_records<'a>(
+        &mut self,
+        channel: &str,
+        records: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<(), EngineError> {
+        let mut raw = std::mem::take(&mut self.raw_scratch);
+        raw.clear();
+        let mut count = 0u32;
+        let mut result = Ok(());
+        for (key, value) in records {
+            if raw.len() + 12 + value.len()
+                > node_core::protocol::batch::MAX_BATCH_UNCOMPRESSED_BYTES
+                && count > 0
+            {
+                result = self.log_change(&Change::PutRecords {
+                    channel,
+                    raw: &raw,
+                    count,
+                });
+                raw.clear();
+                count = 0;
+                if result.is_err() {
+                    break;
+                }
+            }
+            append_record(&mut raw, key, value);
+            count += 1;
+        }
+        if result.is_ok() && count > 0 {
+            result = self.log_change(&Change::PutRecords {
+                channel,
+                raw: &raw,
+                count,
+            });
+        }
+        if raw.capacity() > 1 << 20 {
+            raw = Vec::new();
+        }
+        self.raw_scratch = raw;
+        result
     }
 
     /// Every channel with its shared records (what a redistribution walks).
@@ -534,16 +714,50 @@ impl Engine {
     /// whether the channel existed.
     pub fn remove_channel(&mut self, name: &str) -> Result<bool, EngineError> {
         Engine::check_name(name)?;
+        if self.channels.contains_key(name) {
+            self.log_change(&Change::RemoveChannel { channel: name })?;
+        }
+        Ok(self.remove_channel_unchecked(name))
+    }
+
+    fn remove_channel_unchecked(&mut self, name: &str) -> bool {
         if let Some(ids) = self.listening.remove(name) {
             self.listeners.notify(&ids, &ListenEvent::ChannelRemoved);
         }
         let Some(data) = self.channels.remove(name) else {
-            return Ok(false);
+            return false;
         };
         data.mark_removed();
         self.total.records -= data.records();
         self.total.bytes -= data.bytes();
-        Ok(true)
+        true
+    }
+
+    /// Start-up replay: applies a logged change as it was accepted (no checks, no log).
+    pub fn apply_logged(&mut self, change: &LoggedChange<'_>) {
+        match change {
+            LoggedChange::Put {
+                channel,
+                key,
+                value,
+            } => self.store_unchecked(channel, *key, value),
+            LoggedChange::Remove { channel, key } => {
+                self.remove_unchecked(channel, *key);
+            }
+            LoggedChange::PutBatch { channel, records } => {
+                for (key, value) in records.clone() {
+                    self.store_unchecked(channel, key, value);
+                }
+            }
+            LoggedChange::RemoveKeys { channel, keys } => {
+                for key in keys.clone() {
+                    self.remove_unchecked(channel, key);
+                }
+            }
+            LoggedChange::RemoveChannel { channel } => {
+                self.remove_channel_unchecked(channel);
+            }
+        }
     }
 
     /// Adds a loaded channel at start-up (replacing any channel of that name).

@@ -276,6 +276,12 @@ pub struct Redistributor {
 }
 
 impl Redistributor {
+    /// The node's credentials after a reload: redistributions started from now on log in to
+    /// their targets with the admin's key from this set (a running one keeps the key it has).
+    pub fn set_credentials(&mut self, credentials: Arc<Credentials>) {
+        self.config.credentials = Some(credentials);
+    }
+
     pub fn new(config: RedistributionConfig, wakeups: Wakeups) -> Redistributor {
         Redistributor {
             config,
@@ -412,8 +418,19 @@ impl Redistributor {
         }
         if let Some(job) = &mut running.job {
             let end = (job.next + DELETES_PER_STEP).min(job.request.entries.len());
-            for &(key, hash) in &job.request.entries[job.next..end] {
-                if engine.remove_moved(&job.request.channel, &job.request.data, key, hash) {
+            let entries = &job.request.entries[job.next..end];
+            let removed =
+                match engine.remove_moved_batch(&job.request.channel, &job.request.data, entries) {
+                    Ok(removed) => removed,
+                    Err(error) => {
+                        // The change log refused the deletes (a full disk): nothing was
+                        // removed; the records stay here, outside the range, until a retry.
+                        tracing::warn!("redistribution: deleting moved records waits: {error}");
+                        return false;
+                    }
+                };
+            for (&(key, hash), removed) in entries.iter().zip(removed) {
+                if removed {
                     job.outcome.removed += 1;
                 } else {
                     job.outcome.gone.push((key, hash));

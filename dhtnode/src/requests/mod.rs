@@ -2,7 +2,8 @@
 //! shares), its checks and its execution (calls into [`crate::engine`], which keeps the rules of
 //! the data). [`dispatch`] turns a code into a [`DhtRequest`] and routes it with one exhaustive
 //! `match`; GetChannels, GetChannelSize, GetSize and RemoveChannel are node-core's
-//! ([`node_core::server::channel_requests`]), over this node's [`ChannelStore`].
+//! ([`node_core::server::channel_requests`]), over this node's [`ChannelStore`] (RemoveChannel
+//! answered like every dht change: [`crate::service::DhtNode::acknowledge`]).
 
 mod exists;
 mod get;
@@ -43,7 +44,7 @@ pub(crate) fn dispatch(
         DhtRequest::GetChannels => channels::get_channels(node, request, reply),
         DhtRequest::GetChannelSize => channels::get_channel_size(node, request, reply),
         DhtRequest::GetSize => channels::get_size(node, request, reply),
-        DhtRequest::RemoveChannel => channels::remove_channel(node, request, reply),
+        DhtRequest::RemoveChannel => remove_channel(node, request, reply),
         DhtRequest::GetResponsibleRange => get_responsible_range::handle(node, request, reply),
         DhtRequest::PutBatch => put_batch::handle(node, request, reply),
         DhtRequest::Listen => listen::handle(node, request, reply),
@@ -54,6 +55,19 @@ pub(crate) fn dispatch(
         DhtRequest::GetRedistribution => get_redistribution::handle(node, request, reply),
     };
     finish(reply, outcome)
+}
+
+/// RemoveChannel: node-core's (decode, checks, the removal, its log line), answered like every
+/// change of the dht ([`DhtNode::acknowledge`]: under `durability = "always"` once its
+/// change-log entry is fsynced).
+fn remove_channel(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> node_core::server::Outcome<DhtNode> {
+    let mark = node.log_mark();
+    channels::remove_channel_unanswered(node, request)?;
+    Ok(node.acknowledge(mark, reply, node_core::protocol::Status::Ok, Vec::new()))
 }
 
 /// The dht's channels for the shared channel requests. A removed channel's Listen streams end

@@ -7,7 +7,7 @@ use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::decode_put_batch;
 use node_core::protocol::wire::put_u64;
 use node_core::protocol::Status;
-use node_core::server::{ErrorReply, Handled, Outcome, Reply, Request};
+use node_core::server::{ErrorReply, Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
@@ -20,9 +20,11 @@ pub(super) fn handle(
         batch_scratch,
         ..
     } = node;
+    let mark = engine.log().position();
     let records = decode_batch(batch, batch_scratch)
         .map_err(|error| ErrorReply::bad_request(format!("batch: {error}")))?;
-    let stored = engine.put_batch(channel, records)?;
-    reply.send_with(Status::Ok, |out| put_u64(out, stored));
-    Ok(Handled::Replied)
+    let stored = engine.put_protocol_batch(channel, batch, records)?;
+    let mut body = Vec::with_capacity(8);
+    put_u64(&mut body, stored);
+    Ok(node.acknowledge(mark, reply, Status::Ok, body))
 }

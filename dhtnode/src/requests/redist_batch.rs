@@ -10,7 +10,7 @@ use crate::service::DhtNode;
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{decode_put_batch, RedistBatchReply};
 use node_core::protocol::Status;
-use node_core::server::{ErrorReply, Handled, Outcome, Reply, Request};
+use node_core::server::{ErrorReply, Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
@@ -27,6 +27,7 @@ pub(super) fn handle(
         batch_scratch,
         ..
     } = node;
+    let mark = engine.log().position();
     let records = decode_batch(batch, batch_scratch)
         .map_err(|error| ErrorReply::bad_request(format!("batch: {error}")))?;
     let outcome = engine.put_absent_batch(channel, records)?;
@@ -35,6 +36,7 @@ pub(super) fn handle(
         present: outcome.present,
         instance,
     };
-    reply.send_with(Status::Ok, |out| answer.encode(out));
-    Ok(Handled::Replied)
+    let mut body = Vec::new();
+    answer.encode(&mut body);
+    Ok(node.acknowledge(mark, reply, Status::Ok, body))
 }

@@ -5,7 +5,7 @@
 use crate::service::DhtNode;
 use node_core::protocol::dht::KeyRequest;
 use node_core::protocol::Status;
-use node_core::server::{Handled, Outcome, Reply, Request};
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
@@ -13,10 +13,11 @@ pub(super) fn handle(
     reply: &mut Reply<'_>,
 ) -> Outcome<DhtNode> {
     let remove = KeyRequest::decode(request.body)?;
-    if node.engine.remove(remove.channel, remove.key)? {
-        reply.ok(&[]);
+    let mark = node.log_mark();
+    let status = if node.engine.remove(remove.channel, remove.key)? {
+        Status::Ok
     } else {
-        reply.send(Status::NotFound, &[]);
-    }
-    Ok(Handled::Replied)
+        Status::NotFound
+    };
+    Ok(node.acknowledge(mark, reply, status, Vec::new()))
 }

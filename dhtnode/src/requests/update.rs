@@ -6,7 +6,8 @@
 
 use crate::service::DhtNode;
 use node_core::protocol::dht::UpdateRequest;
-use node_core::server::{Handled, Outcome, Reply, Request};
+use node_core::protocol::Status;
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
@@ -14,8 +15,8 @@ pub(super) fn handle(
     reply: &mut Reply<'_>,
 ) -> Outcome<DhtNode> {
     let update = UpdateRequest::decode(request.body)?;
+    let mark = node.log_mark();
     node.engine
         .update(update.channel, update.key, update.expected, update.action)?;
-    reply.ok(&[]);
-    Ok(Handled::Replied)
+    Ok(node.acknowledge(mark, reply, Status::Ok, Vec::new()))
 }

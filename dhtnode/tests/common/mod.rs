@@ -4,6 +4,8 @@
 
 pub use testkit::*;
 
+use node_core::protocol::{RequestCode, Status};
+
 /// This crate's node binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_dhtnode");
 
@@ -32,6 +34,19 @@ pub fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
     }
     .encode(&mut body);
     body
+}
+
+/// Gets `keys` of `channel` in one pipeline: each key's status and value.
+pub fn get_pipelined(conn: &mut Conn, channel: &str, keys: &[u64]) -> Vec<(Status, Vec<u8>)> {
+    let requests: Vec<(RequestCode, Vec<u8>)> = keys
+        .iter()
+        .map(|&key| {
+            let mut body = Vec::new();
+            node_core::protocol::dht::KeyRequest { channel, key }.encode(&mut body);
+            (node_core::protocol::dht::GET, body)
+        })
+        .collect();
+    conn.pipeline(&requests)
 }
 
 /// A dump of `count` records of 100 bytes, written with the node's own writer.

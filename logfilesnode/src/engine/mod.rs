@@ -5,9 +5,11 @@
 //! - [`channels`]: the channels of the data directory and their size on disk.
 //! - [`writers`]: the bounded set of open bucket writers (LRU).
 //! - [`journal`]: which buckets were open, to cut their torn tails after an unclean stop.
-//! - [`durability`]: the fsync thread and the epochs of group commit.
 //! - [`unmap`]: unmapping the maps of big reads off the event loop.
 //! - [`tickets`]: which records a write appended, and what a failed write-out did to them.
+//!
+//! The fsync thread and the epochs of group commit are node-core's
+//! ([`node_core::server::durability`]), shared with the dht's change log.
 //!
 //! A failed write never leaves its records behind to be written later: a Put whose append fails
 //! keeps nothing, a PutBatch that fails part-way takes back the records it still has buffered,
@@ -23,23 +25,21 @@
 
 pub mod channels;
 pub mod disk_space;
-pub mod durability;
 pub mod journal;
 pub mod tickets;
 pub mod unmap;
 pub mod writers;
 
-use crate::config::FsyncPolicy;
 use crate::storage::{
     recover_tail, BucketId, BucketWriter, BufferMark, IndexBuilder, StorageError, WriterOptions,
 };
 use channels::ChannelInfo;
-use durability::SyncJob;
 use journal::Journal;
 use memmap2::Mmap;
 use node_core::protocol::logfiles::{check_channel_name, BadChannelName, DiskSize};
 use node_core::protocol::status::StatusError;
 use node_core::protocol::Status;
+use node_core::server::durability::{self, DurabilityPolicy, SyncJob};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io;
@@ -61,7 +61,7 @@ pub struct EngineLimits {
     pub max_open_buckets: usize,
     pub max_open_buckets_per_channel: usize,
     pub max_channels: usize,
-    pub fsync: FsyncPolicy,
+    pub fsync: DurabilityPolicy,
     /// Bytes of records per stretch of a bucket's time index.
     pub index_interval_bytes: u32,
 }
@@ -188,7 +188,7 @@ impl Engine {
                 lost: None,
                 discards: Vec::new(),
                 // Only where no buffered record has been acknowledged yet.
-                discard: limits.fsync == FsyncPolicy::Always,
+                discard: limits.fsync == DurabilityPolicy::Always,
             },
             next_writer_serial: 1,
             mapped: HashMap::new(),
@@ -321,7 +321,7 @@ impl Engine {
         mut marks: Option<&mut Vec<(BucketId, u64, BufferMark)>>,
     ) -> Result<(u64, u64), EngineError> {
         let id = BucketId::from_key(key);
-        let track = self.limits.fsync != FsyncPolicy::None;
+        let track = self.limits.fsync != DurabilityPolicy::None;
         let bucket = self.writer_for(channel, id)?;
         let serial = bucket.serial;
         if let Some(marks) = marks.as_deref_mut() {
@@ -434,7 +434,7 @@ impl Engine {
             None => {
                 info.size.buckets += 1;
                 info.size.bytes += len_bytes;
-                if self.limits.fsync != FsyncPolicy::None {
+                if self.limits.fsync != DurabilityPolicy::None {
                     for dir in [path.parent(), Some(channel_dir), Some(&self.data_dir)]
                         .into_iter()
                         .flatten()

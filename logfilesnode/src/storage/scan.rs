@@ -486,11 +486,10 @@ pub const RELEASE_BEHIND_BYTES: usize = 32 * 1024 * 1024;
 /// The size of a memory page.
 fn page_bytes() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    // SAFETY: sysconf has no preconditions.
     *PAGE.get_or_init(|| {
-        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .unwrap_or(4096)
-            .max(1)
+        // SAFETY: sysconf has no preconditions; it only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(page).unwrap_or(4096).max(1)
     })
 }
 

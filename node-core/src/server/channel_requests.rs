@@ -3,7 +3,7 @@
 //! channels are through [`ChannelStore`] (its sizes differ by kind: records, bucket files, ring
 //! bytes); decoding, the channel-name check, the replies and the removal's log line are here.
 
-use super::outcome::Outcome;
+use super::outcome::{ErrorReply, Outcome};
 use super::service::{Handled, Reply, Request};
 use crate::protocol::channels::{
     check_channel_name, decode_channel, encode_channel_names, SizeReply,
@@ -79,6 +79,17 @@ pub fn remove_channel<N: ChannelStore, S: ?Sized>(
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Outcome<S> {
+    remove_channel_unanswered(store, request)?;
+    reply.ok(&[]);
+    Ok(Handled::Replied)
+}
+
+/// [`remove_channel`] without its Ok reply, for a node that answers a removal later (the dht
+/// under `durability = "always"`: once its change-log entry is fsynced).
+pub fn remove_channel_unanswered<N: ChannelStore>(
+    store: &mut N,
+    request: &Request<'_>,
+) -> Result<(), ErrorReply> {
     let channel = decode_channel(request.body)?;
     // Only admins get here: the core refuses the others before the body is decoded
     // (Service::admin_only).
@@ -96,6 +107,5 @@ pub fn remove_channel<N: ChannelStore, S: ?Sized>(
             request.client.peer
         );
     }
-    reply.ok(&[]);
-    Ok(Handled::Replied)
+    Ok(())
 }

@@ -13,10 +13,13 @@
 //! [`outcome`] is what a handler returns and how refusals are written, and
 //! [`channel_requests`] the channel requests every kind shares (GetChannels, GetChannelSize,
 //! GetSize, RemoveChannel).
+//! [`durability`] is the fsync policy and group commit of the nodes that write to disk (their
+//! fsync thread, off this loop).
 
 pub mod channel_requests;
 mod common;
 mod connection;
+pub mod durability;
 mod event_loop;
 pub mod outcome;
 pub mod service;
@@ -37,6 +40,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Token, Waker};
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -75,6 +79,9 @@ pub struct ServerOptions {
     pub hello_timeout_ms: u64,
     /// `Some` turns authentication on.
     pub credentials: Option<Arc<Credentials>>,
+    /// The file `credentials` came from: SIGHUP reads it again (see `event_loop/reload.rs`).
+    /// `None` (credentials given directly, or none) leaves the set as it is.
+    pub credentials_file: Option<PathBuf>,
     /// Names that may run administrative requests when authentication is on.
     pub admins: Vec<String>,
     /// `Some`: every connection speaks TLS (docs/security.md, "TLS"); SIGHUP reloads it.
@@ -98,6 +105,7 @@ impl Default for ServerOptions {
             shutdown_timeout_s: 30,
             hello_timeout_ms: 10_000,
             credentials: None,
+            credentials_file: None,
             admins: vec!["admin".to_string()],
             tls: None,
         }
@@ -179,7 +187,8 @@ impl Server {
     }
 
     /// Makes SIGTERM/SIGINT shut the server down gracefully and SIGHUP reload (reopen the logs,
-    /// reload the TLS certificates). Daemons call this; in-process tests do not.
+    /// re-read the credentials file, reload the TLS certificates). Daemons call this; in-process
+    /// tests do not.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.signals = Some(SignalSource::register(self.poll.registry(), SIGNAL_TOKEN)?);
         Ok(())

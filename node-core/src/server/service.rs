@@ -90,6 +90,22 @@ pub trait Service {
         false
     }
 
+    /// Whether replies written while reading a connection wait for the end of the pass to be
+    /// sent (with every other connection's), so that [`Service::before_output`] runs once for
+    /// the whole pass: a node that writes a change log before it answers writes one group.
+    fn groups_replies(&self) -> bool {
+        false
+    }
+
+    /// Called before any connection's output is written to its socket: whatever the replies
+    /// written so far promise (a change log's group written out) must hold once this returns.
+    /// Cheap when there is nothing to do: it runs for every flush.
+    fn before_output(&mut self) {}
+
+    /// SIGHUP replaced the node's credentials (the server already judges handshakes by them): a
+    /// node that authenticates with them itself (dht redistribution) takes the new set.
+    fn credentials_reloaded(&mut self, _credentials: &std::sync::Arc<crate::auth::Credentials>) {}
+
     /// Node-specific live counters, appended to the core's for GetStats and stats.log.
     fn stats(&self, _out: &mut Vec<(String, u64)>) {}
 

@@ -270,34 +270,16 @@ fn read_overflow_channel(
     let mut bytes = 0u64;
     for index in 0..line.records {
         if offset < 8 || offset.saturating_add(OVERFLOW_HEADER_BYTES) > file_len {
-            return Err(format!(
-                "record {index} at offset {offset} is outside the file"
-            ));
+            return Err(format!("record {index} at {offset} is outside the file"));
         }
-        let mut header = [0u8; OVERFLOW_HEADER_BYTES as usize];
-        file.read_exact_at(&mut header, offset)
-            .map_err(|e| format!("record {index} at {offset}: {e}"))?;
-        let id = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(&header[8..16]);
-        let next = i64::from_le_bytes(eight);
-        eight.copy_from_slice(&header[24..32]);
-        let len = u64::from_le_bytes(eight);
-        let parity = header[0..4]
-            .iter()
-            .chain(&header[8..17])
-            .chain(&header[24..32])
-            .fold(0u8, |acc, byte| acc ^ byte);
-        if parity != 0 {
-            return Err(format!(
-                "record {index} at {offset}: header parity mismatch"
-            ));
-        }
+        let header = read_overflow_header(file, offset, index)?;
+        let id = header.channel_id;
         if id == 0 || *channel_id.get_or_insert(id) != id {
             return Err(format!(
                 "record {index} at {offset}: channel id {id} does not continue the chain"
             ));
         }
+        let len = header.value_len;
         let value_at = offset + OVERFLOW_HEADER_BYTES;
         if len == 0 || len > MAX_OVERFLOW_VALUE_BYTES || len > file_len - value_at {
             return Err(format!("record {index} at {offset}: bad length {len}"));
@@ -307,21 +289,10 @@ fn read_overflow_channel(
             .map_err(|e| format!("record {index} at {offset}: {e}"))?;
         values.push(value);
         bytes += len;
-        let last = index + 1 == line.records;
-        if last {
-            if next != 0 || offset != line.last {
-                return Err(format!(
-                    "record {index} at {offset} should be the last (index says {}), but links on \
-                     by {next}",
-                    line.last
-                ));
-            }
+        if index + 1 == line.records {
+            check_last_record(&header, offset, index, line)?;
         } else {
-            let step = u64::try_from(next).unwrap_or(0);
-            if step < OVERFLOW_HEADER_BYTES + len {
-                return Err(format!("record {index} at {offset}: bad link {next}"));
-            }
-            offset = offset.saturating_add(step);
+            offset = offset.saturating_add(next_record_step(&header, offset, index)?);
         }
     }
     if bytes != line.bytes {
@@ -331,6 +302,70 @@ fn read_overflow_channel(
         ));
     }
     Ok(values)
+}
+
+/// The fields of one overflow record's 32-byte header that the reader uses.
+struct OverflowHeader {
+    channel_id: u32,
+    /// Distance in bytes from this record to the next one of its chain; 0 on the last.
+    next: i64,
+    value_len: u64,
+}
+
+/// Reads the header of record `index` at `offset` and checks its parity byte.
+fn read_overflow_header(file: &File, offset: u64, index: u64) -> Result<OverflowHeader, String> {
+    let mut header = [0u8; OVERFLOW_HEADER_BYTES as usize];
+    file.read_exact_at(&mut header, offset)
+        .map_err(|e| format!("record {index} at {offset}: {e}"))?;
+    let channel_id = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&header[8..16]);
+    let next = i64::from_le_bytes(eight);
+    eight.copy_from_slice(&header[24..32]);
+    let value_len = u64::from_le_bytes(eight);
+    let parity = header[0..4]
+        .iter()
+        .chain(&header[8..17])
+        .chain(&header[24..32])
+        .fold(0u8, |acc, byte| acc ^ byte);
+    if parity != 0 {
+        return Err(format!(
+            "record {index} at {offset}: header parity mismatch"
+        ));
+    }
+    Ok(OverflowHeader {
+        channel_id,
+        next,
+        value_len,
+    })
+}
+
+/// The last record of a chain links nowhere and sits where the index says the chain ends.
+fn check_last_record(
+    header: &OverflowHeader,
+    offset: u64,
+    index: u64,
+    line: &IndexLine,
+) -> Result<(), String> {
+    let next = header.next;
+    if next != 0 || offset != line.last {
+        return Err(format!(
+            "record {index} at {offset} should be the last (index says {}), but links on \
+             by {next}",
+            line.last
+        ));
+    }
+    Ok(())
+}
+
+/// The step to the next record of a chain: forward, and past this record's header and value.
+fn next_record_step(header: &OverflowHeader, offset: u64, index: u64) -> Result<u64, String> {
+    let next = header.next;
+    let step = u64::try_from(next).unwrap_or(0);
+    if step < OVERFLOW_HEADER_BYTES + header.value_len {
+        return Err(format!("record {index} at {offset}: bad link {next}"));
+    }
+    Ok(step)
 }
 
 #[cfg(test)]

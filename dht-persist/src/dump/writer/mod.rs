@@ -83,6 +83,10 @@ pub struct DumpOutcome {
     /// The ticket [`DumpThread::dump_shards`] returned for this dump (0 for other commands):
     /// how a caller waiting for one particular dump recognises its outcome.
     pub ticket: u64,
+    /// The change-log position written in the dump's header, for a dump that was given one
+    /// ([`DumpThread::dump_shards_covering`], [`DumpThread::begin_covering`]): once the dump
+    /// succeeded, the channel's log entries up to it are in a dump.
+    pub log_position: Option<u64>,
 }
 
 enum Command {
@@ -92,8 +96,9 @@ enum Command {
         source: Arc<dyn ShardSource>,
         cancel: Arc<AtomicBool>,
         ticket: u64,
+        log_position: Option<u64>,
     },
-    Begin(String),
+    Begin(String, Option<u64>),
     Chunk(Vec<u8>, u32),
     Finish,
     Abort,
@@ -227,6 +232,29 @@ impl DumpThread {
         channel: &str,
         source: Arc<dyn ShardSource>,
     ) -> io::Result<(CancelToken, u64)> {
+        self.queue_dump_shards(channel, source, None)
+    }
+
+    /// [`DumpThread::dump_shards_ticketed`] for a dump that covers the change log up to
+    /// `log_position` (written in its header; see
+    /// [`DumpHeader::log_position`](crate::dump::format::DumpHeader::log_position)). The
+    /// caller takes the position before the first shard is read: entries up to it are then
+    /// all in the dump, and later ones may be too.
+    pub fn dump_shards_covering(
+        &self,
+        channel: &str,
+        source: Arc<dyn ShardSource>,
+        log_position: u64,
+    ) -> io::Result<(CancelToken, u64)> {
+        self.queue_dump_shards(channel, source, Some(log_position))
+    }
+
+    fn queue_dump_shards(
+        &self,
+        channel: &str,
+        source: Arc<dyn ShardSource>,
+        log_position: Option<u64>,
+    ) -> io::Result<(CancelToken, u64)> {
         check_channel_name(channel)?;
         let cancel = Arc::new(AtomicBool::new(false));
         let ticket = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -235,6 +263,7 @@ impl DumpThread {
             source,
             cancel: cancel.clone(),
             ticket,
+            log_position,
         };
         self.commands.send(command).map_err(|_| gone())?;
         Ok((cancel, ticket))
@@ -322,7 +351,15 @@ impl DumpThread {
     /// Starts a dump of `channel` (a valid channel name). A dump still open is abandoned.
     pub fn begin(&self, channel: &str) -> io::Result<()> {
         check_channel_name(channel)?;
-        self.send(Command::Begin(channel.to_owned()))
+        self.send(Command::Begin(channel.to_owned(), None))
+    }
+
+    /// [`DumpThread::begin`] for a dump that covers the change log up to `log_position`
+    /// (written in its header): the position the records' source had reached when it started
+    /// handing them over.
+    pub fn begin_covering(&self, channel: &str, log_position: u64) -> io::Result<()> {
+        check_channel_name(channel)?;
+        self.send(Command::Begin(channel.to_owned(), Some(log_position)))
     }
 
     /// Queues a chunk (`count` records laid out by `append_record`, at most 16 MiB) without
@@ -426,6 +463,7 @@ impl DumpThread {
             seconds: 0.0,
             result: Err(format!("the dump thread stopped unexpectedly: {reason}")),
             ticket: 0,
+            log_position: None,
         })
     }
 

@@ -309,3 +309,74 @@ fn names_that_are_not_channel_names_are_refused() {
     assert_eq!(thread.poll_outcomes()[0].result, Ok(()));
     assert!(data.join("ok.dump").exists());
 }
+
+/// A shard source of fixed records, one shard.
+struct Fixed(Vec<(u64, Vec<u8>)>);
+
+impl ShardSource for Fixed {
+    fn shard_count(&self) -> usize {
+        1
+    }
+    fn for_each_in_shard(&self, _: usize, each: &mut dyn FnMut(u64, &[u8])) {
+        for (key, value) in &self.0 {
+            each(*key, value);
+        }
+    }
+}
+
+fn header_of(path: &Path) -> crate::dump::format::DumpHeader {
+    crate::dump::format::DumpReader::new(File::open(path).unwrap())
+        .unwrap()
+        .header()
+        .clone()
+}
+
+#[test]
+fn a_dump_given_a_log_position_carries_it_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    let dump = dir.path().join("ch.dump");
+
+    // Shards read by the thread, covering position 41.
+    let (_, ticket) = thread
+        .dump_shards_covering("ch", Arc::new(Fixed(owned(FIRST))), 41)
+        .unwrap();
+    thread.wait_idle().unwrap();
+    let outcome = thread.poll_outcomes().pop().unwrap();
+    assert_eq!(
+        (outcome.result, outcome.ticket, outcome.log_position),
+        (Ok(()), ticket, Some(41))
+    );
+    assert_eq!(header_of(&dump).log_position, 41);
+    assert_eq!(read_file(&dump), owned(FIRST));
+
+    // Chunks streamed in (dhtdump), covering position 97.
+    thread.begin_covering("ch", 97).unwrap();
+    let (raw, count) = chunk(SECOND);
+    thread.send_chunk(raw, count).unwrap();
+    thread.finish().unwrap();
+    thread.wait_idle().unwrap();
+    let outcome = thread.poll_outcomes().pop().unwrap();
+    assert_eq!((outcome.result, outcome.log_position), (Ok(()), Some(97)));
+    assert_eq!(header_of(&dump).log_position, 97);
+    assert_eq!(
+        header_of(&dir.path().join("ch.dump.backup")).log_position,
+        41
+    );
+
+    // Without a position: the header has none (flags 0), read as covering nothing.
+    let outcome = dump_channel(&mut thread, "ch", FIRST);
+    assert_eq!((outcome.result, outcome.log_position), (Ok(()), None));
+    let header = header_of(&dump);
+    assert_eq!((header.flags, header.log_position), (0, 0));
+
+    // A failed dump reports the position it was given.
+    thread.begin_covering("ch", 5).unwrap();
+    thread.send_chunk(b"not records".to_vec(), 1).unwrap();
+    thread.finish().unwrap();
+    thread.wait_idle().unwrap();
+    let outcome = thread.poll_outcomes().pop().unwrap();
+    assert!(outcome.result.is_err());
+    assert_eq!(outcome.log_position, Some(5));
+    assert_eq!(header_of(&dump).flags, 0, "the previous dump stays");
+}

@@ -32,6 +32,8 @@ struct Session {
     channel: String,
     /// The dump_shards ticket (0 for begin/chunk/finish dumps).
     ticket: u64,
+    /// The change-log position written in the header, if given one.
+    log_position: Option<u64>,
     started: Instant,
     /// `None` once the dump failed (its outcome is out; the rest of its commands are ignored).
     writer: Option<DumpFileWriter<BufWriter<File>>>,
@@ -62,8 +64,9 @@ impl Worker {
                     source,
                     cancel,
                     ticket,
-                } => self.dump_shards(channel, &*source, &cancel, ticket),
-                Command::Begin(channel) => self.begin(channel, 0),
+                    log_position,
+                } => self.dump_shards(channel, &*source, &cancel, ticket, log_position),
+                Command::Begin(channel, log_position) => self.begin(channel, 0, log_position),
                 Command::Chunk(raw, count) => self.chunk(raw, count),
                 Command::Finish => self.finish(),
                 Command::Abort => self.abandon("dump aborted".into()),
@@ -98,6 +101,7 @@ impl Worker {
             seconds: session.started.elapsed().as_secs_f64(),
             result: Err(error),
             ticket: session.ticket,
+            log_position: session.log_position,
         });
     }
 
@@ -119,7 +123,8 @@ impl Worker {
         self.session = None;
     }
 
-    fn begin(&mut self, channel: String, ticket: u64) {
+    /// Starts a dump with its ticket and the log position for its header.
+    fn begin(&mut self, channel: String, ticket: u64, log_position: Option<u64>) {
         if let Some(current) = &self.session {
             let reason = format!("dump abandoned: a dump of {channel} began before it finished");
             if current.writer.is_some() {
@@ -130,12 +135,14 @@ impl Worker {
         let tmp = self.tmp_path(&channel);
         let started = Instant::now();
         let writer = File::create(&tmp).and_then(|file| {
-            DumpFileWriter::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file), &channel)
+            let out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+            DumpFileWriter::with_header(out, &channel, unix_now(), log_position)
         });
         let failed = writer.as_ref().err().map(|err| err.to_string());
         self.session = Some(Session {
             channel,
             ticket,
+            log_position,
             started,
             writer: writer.ok(),
         });
@@ -159,8 +166,9 @@ impl Worker {
         source: &dyn ShardSource,
         cancel: &AtomicBool,
         ticket: u64,
+        log_position: Option<u64>,
     ) {
-        self.begin(channel, ticket);
+        self.begin(channel, ticket, log_position);
         let mut raw = Vec::with_capacity(SHARD_CHUNK_BYTES + 4096);
         let mut count = 0u32;
         for index in 0..source.shard_count() {
@@ -268,6 +276,7 @@ impl Worker {
             seconds: session.started.elapsed().as_secs_f64(),
             result,
             ticket: session.ticket,
+            log_position: session.log_position,
         });
     }
 
@@ -340,6 +349,7 @@ impl Worker {
             seconds: started.elapsed().as_secs_f64(),
             result,
             ticket: 0,
+            log_position: None,
         });
     }
 

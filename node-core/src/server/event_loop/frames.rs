@@ -60,7 +60,12 @@ impl<S: Service> EventLoop<'_, S> {
                 }
             }
         }
-        self.flush(slot);
+        if self.service.groups_replies() {
+            // Sent at the end of the pass (flush_dirty), with every other connection's.
+            self.dirty.push(slot);
+        } else {
+            self.flush(slot);
+        }
     }
 
     /// Handles the frames buffered on a connection. Returns false when reading should stop

@@ -6,6 +6,7 @@
 //! - [`frames`]: reading, frames, and each frame's dispatch (requests, control frames);
 //! - [`streams`]: stream turns under credit, output room and memory budgets, and their end;
 //! - [`output`]: writing, backpressure release, and closing connections;
+//! - [`reload`]: what SIGHUP reloads (log files, credentials);
 //! - [`shutdown`]: the graceful shutdown.
 //!
 //! Rules it keeps (mio's contract): readiness is drained until WouldBlock, because an
@@ -18,6 +19,7 @@
 mod accept;
 mod frames;
 mod output;
+mod reload;
 mod shutdown;
 mod streams;
 
@@ -260,29 +262,6 @@ impl<'s, S: Service> EventLoop<'s, S> {
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 SignalAction::Reload => self.reload(),
-            }
-        }
-    }
-
-    /// SIGHUP: reopens the logs first (so what follows is logged in the new files), then
-    /// reloads what a running node can: the TLS certificate and key (new connections get
-    /// them; open connections keep their sessions). A file that fails keeps the old one.
-    fn reload(&mut self) {
-        if let Some(logs) = &self.server.logs {
-            match logs.reopen() {
-                Ok(()) => tracing::info!("log files reopened (SIGHUP)"),
-                Err(err) => eprintln!("cannot reopen log files: {err}"),
-            }
-        }
-        if let Some(tls) = &mut self.server.options.tls {
-            match tls.reload() {
-                Ok(()) => tracing::info!(
-                    "TLS certificate reloaded from {} (SIGHUP); new connections use it",
-                    tls.files().cert_file.display()
-                ),
-                Err(err) => {
-                    tracing::error!("TLS reload failed, keeping the certificate in use: {err}")
-                }
             }
         }
     }

@@ -22,6 +22,7 @@ impl<S: Service> EventLoop<'_, S> {
     /// connection that is done.
     pub(super) fn flush(&mut self, slot: usize) {
         let low_water = self.server.options.output_buffer_bytes / 2;
+        self.service.before_output();
         let conn = &mut self.connections[slot];
         match conn.flush() {
             Ok(written) => self.stats.add_bytes_out(written),

@@ -1,0 +1,163 @@
+//! Where the async client runs the blocking client's code itself rather than a copy of it: the
+//! rare paths (connecting, a range refresh after WrongNode, administrative fan-outs) on
+//! tokio's blocking pool ([`blocking`]), and the cluster streams that merge several nodes
+//! (dht GetAll and Listen, logfiles GetRange, queue Consume) on a thread of their own that
+//! owns the blocking stream and hands its output to the task ([`ThreadStream`]).
+//!
+//! Bounds: a [`ThreadStream`] holds at most [`BATCHES_AHEAD`] batches of at most
+//! [`BATCH_ITEMS`] items between the thread and the task; the thread then waits for the task
+//! (the blocking stream's own credit then pauses the nodes). A task that drops the stream ends
+//! the thread at its next item or quiet interval ([`QUIET_CHECK`]).
+
+use crate::error::ClientError;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc::{channel, Receiver, Sender};
+
+/// Items the thread sends in one message (one wake-up of the task).
+pub(crate) const BATCH_ITEMS: usize = 256;
+/// Messages between the thread and the task.
+pub(crate) const BATCHES_AHEAD: usize = 4;
+/// How long a thread waits on a quiet change stream before it looks whether the task is
+/// still there.
+pub(crate) const QUIET_CHECK: Duration = Duration::from_millis(200);
+
+/// Runs `f` on tokio's blocking pool and awaits its result.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ClientError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ClientError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(error) => Err(ClientError::Setup(format!(
+            "the client's blocking task failed: {error}"
+        ))),
+    }
+}
+
+/// What the stream's thread sends: items as they come, in batches.
+type Batch<T> = Vec<Result<T, ClientError>>;
+
+/// The sending end, owned by the thread.
+pub(crate) struct BatchSender<T> {
+    tx: Sender<Batch<T>>,
+    batch: Batch<T>,
+}
+
+impl<T> BatchSender<T> {
+    /// Queues one item and sends what is queued at once if the task has room for it (no
+    /// latency while the task keeps up), or when [`BATCH_ITEMS`] are queued (waiting for the
+    /// task then). False once the task is gone.
+    pub(crate) fn push(&mut self, item: Result<T, ClientError>) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        self.batch.push(item);
+        if self.batch.len() >= BATCH_ITEMS {
+            return self.flush();
+        }
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                permit.send(std::mem::take(&mut self.batch));
+                true
+            }
+            Err(TrySendError::Full(())) => true,
+            Err(TrySendError::Closed(())) => false,
+        }
+    }
+
+    /// Sends what is queued, waiting for room. False once the task is gone.
+    pub(crate) fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return !self.tx.is_closed();
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.blocking_send(batch).is_ok()
+    }
+}
+
+/// A cluster stream run by a thread of its own (see the module documentation); a
+/// [`futures_core::Stream`] of the blocking stream's items, in its order.
+pub struct ThreadStream<T> {
+    rx: Receiver<Batch<T>>,
+    ready: std::vec::IntoIter<Result<T, ClientError>>,
+}
+
+impl<T: Send + 'static> ThreadStream<T> {
+    /// Starts `run` on a new thread named `name`; it produces through the [`BatchSender`] and
+    /// returns when its stream ends or the sender says the task is gone. `run` reports a
+    /// failure to open by sending one `Err`.
+    pub(crate) fn spawn(
+        name: &str,
+        run: impl FnOnce(&mut BatchSender<T>) + Send + 'static,
+    ) -> Result<ThreadStream<T>, ClientError> {
+        let (tx, rx) = channel(BATCHES_AHEAD);
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut sender = BatchSender {
+                    tx,
+                    batch: Vec::new(),
+                };
+                run(&mut sender);
+                sender.flush();
+            })
+            .map_err(|error| {
+                ClientError::Setup(format!("cannot start a stream thread: {error}"))
+            })?;
+        Ok(ThreadStream {
+            rx,
+            ready: Vec::new().into_iter(),
+        })
+    }
+
+    /// The next item; `None` once the stream ended.
+    pub async fn next(&mut self) -> Option<Result<T, ClientError>> {
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
+    }
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, ClientError>>> {
+        loop {
+            if let Some(item) = self.ready.next() {
+                return Poll::Ready(Some(item));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.ready = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Collects every item; the first error ends the collection.
+    pub async fn collect(mut self) -> Result<Vec<T>, ClientError> {
+        let mut items = Vec::new();
+        while let Some(item) = self.next().await {
+            items.push(item?);
+        }
+        Ok(items)
+    }
+}
+
+// Nothing of `T` is pinned: the items are moved out as they are taken.
+impl<T> Unpin for ThreadStream<T> {}
+
+impl<T: Send + 'static> futures_core::Stream for ThreadStream<T> {
+    type Item = Result<T, ClientError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_item(cx)
+    }
+}
+
+/// Feeds every item of a blocking iterator to `sender`, until it ends or the task is gone.
+pub(crate) fn forward_all<T>(
+    items: impl Iterator<Item = Result<T, ClientError>>,
+    sender: &mut BatchSender<T>,
+) {
+    for item in items {
+        if !sender.push(item) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! [`AsyncDhtClient`]: [`DhtClient`]'s operations as `async fn`s and streams.
+//!
+//! It wraps a [`DhtClient`] and shares all it knows: the nodes and their health, the routes
+//! (hash ranges, redistributions), the topology it follows. Put, Get, Exists and Remove are
+//! sent from the task: routed by the same routes ([`DhtClient::quick_route`]), encoded by the
+//! same codec, their replies judged as the blocking client judges them. Whatever needs the
+//! routes refreshed or a wait first (the node routed to reconnected since its range was read,
+//! a WrongNode, a NotFound while records may be on another node, a redistribution in progress)
+//! is handed to the blocking client's own code on tokio's blocking pool, so those rules exist
+//! once. Update, PutBatch and the fan-outs run there too; GetAll and Listen run on a thread of
+//! their own (`bridge`).
+
+use super::bridge::{blocking, forward_all, ThreadStream, QUIET_CHECK};
+use super::transport::Transport;
+use crate::dht::{
+    found, key_body, DhtClient, GetAllOptions, ListenEvent, QuickRoute, UpdateDecision,
+};
+use crate::error::ClientError;
+use crate::partial::Partial;
+use crate::reply::Reply;
+use node_core::protocol::dht::{self as wire, SizeInfo};
+use node_core::protocol::{RequestCode, Status};
+use std::sync::Arc;
+
+/// A connected dht cluster, for tokio. Clone it freely: clones share the connections.
+#[derive(Clone)]
+pub struct AsyncDhtClient {
+    dht: Arc<DhtClient>,
+    transport: Transport,
+}
+
+/// Where a keyed request ended up in the task.
+enum Quick {
+    /// The owner answered this, and it is the answer.
+    Answer(usize, Reply),
+    /// The blocking client must take over.
+    Slow,
+}
+
+impl AsyncDhtClient {
+    cluster_constructors!(AsyncDhtClient, DhtClient);
+
+    /// The async face of a blocking client; both may be used at once.
+    pub fn from_blocking(dht: Arc<DhtClient>) -> AsyncDhtClient {
+        let transport = Transport::of(dht.client());
+        AsyncDhtClient { dht, transport }
+    }
+
+    /// The blocking client underneath: ranges, node health, topology.
+    pub fn blocking(&self) -> &Arc<DhtClient> {
+        &self.dht
+    }
+
+    /// [`DhtClient::put`].
+    pub async fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), ClientError> {
+        let body = self.dht.put_body(channel, key, value)?;
+        match self.quick(wire::PUT, key, body).await? {
+            Quick::Answer(_, reply) => reply.ok_body().map(drop),
+            Quick::Slow => {
+                let (dht, channel, value) = (self.dht.clone(), channel.to_string(), value.to_vec());
+                blocking(move || dht.put(&channel, key, &value)).await
+            }
+        }
+    }
+
+    /// [`DhtClient::get`].
+    pub async fn get(&self, channel: &str, key: u64) -> Result<Option<Vec<u8>>, ClientError> {
+        if let Some(reply) = self.quick_read(wire::GET, channel, key).await? {
+            return Ok((reply.status == Status::Ok).then_some(reply.body));
+        }
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.get(&channel, key)).await
+    }
+
+    /// [`DhtClient::exists`].
+    pub async fn exists(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
+        if let Some(reply) = self.quick_read(wire::EXISTS, channel, key).await? {
+            return Ok(reply.status == Status::Ok);
+        }
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.exists(&channel, key)).await
+    }
+
+    /// [`DhtClient::remove`]: true if there was a record.
+    pub async fn remove(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        match self
+            .quick(wire::REMOVE, key, key_body(&channel, key))
+            .await?
+        {
+            Quick::Answer(owner, reply) => {
+                let removed = found(reply)?;
+                if self.dht.owner_answer_is_final() {
+                    return Ok(removed);
+                }
+                blocking(move || dht.remove_from_holders(&channel, key, owner, removed)).await
+            }
+            Quick::Slow => blocking(move || dht.remove(&channel, key)).await,
+        }
+    }
+
+    /// [`DhtClient::update`] (its reads, retries and pauses), on tokio's blocking pool.
+    pub async fn update<F>(&self, channel: &str, key: u64, f: F) -> Result<(), ClientError>
+    where
+        F: FnMut(Option<&[u8]>) -> UpdateDecision + Send + 'static,
+    {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.update(&channel, key, f)).await
+    }
+
+    /// [`DhtClient::put_batch`], on tokio's blocking pool.
+    pub async fn put_batch(
+        &self,
+        channel: &str,
+        records: Vec<(u64, Vec<u8>)>,
+    ) -> Result<(), ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || {
+            let records = records.iter().map(|(key, value)| (*key, value.as_slice()));
+            dht.put_batch(&channel, records)
+        })
+        .await
+    }
+
+    /// [`DhtClient::get_all`]: every record of a channel over every node, as a stream; an
+    /// error is its last item.
+    pub fn get_all(
+        &self,
+        channel: &str,
+        options: GetAllOptions,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        ThreadStream::spawn("swarm-dht-getall", move |sender| {
+            forward_all(dht.get_all(&channel, options), sender)
+        })
+    }
+
+    /// [`DhtClient::listen`]: a channel's changes on every node, as a stream. An error item
+    /// concerns one node, which is listened to again later; the stream goes on. It ends after
+    /// [`ListenEvent::ChannelRemoved`].
+    pub async fn listen(&self, channel: &str) -> Result<ThreadStream<ListenEvent>, ClientError> {
+        self.listen_with(channel, false).await
+    }
+
+    /// [`DhtClient::listen_partial`]: starts without the nodes that are down, and listens to
+    /// them once they are back.
+    pub async fn listen_partial(
+        &self,
+        channel: &str,
+    ) -> Result<ThreadStream<ListenEvent>, ClientError> {
+        self.listen_with(channel, true).await
+    }
+
+    async fn listen_with(
+        &self,
+        channel: &str,
+        partial: bool,
+    ) -> Result<ThreadStream<ListenEvent>, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        let mut listener = blocking(move || match partial {
+            true => dht.listen_partial(&channel),
+            false => dht.listen(&channel),
+        })
+        .await?;
+        ThreadStream::spawn("swarm-dht-listen", move |sender| loop {
+            match listener.next(QUIET_CHECK) {
+                Ok(Some(event)) => {
+                    if !sender.push(Ok(event)) {
+                        return;
+                    }
+                }
+                Ok(None) if listener.is_finished() => return,
+                // Quiet: hand over what waits for room (the task may be behind), or stop if
+                // the task is gone.
+                Ok(None) => {
+                    if !sender.flush() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    if !sender.push(Err(error)) {
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
+    /// [`DhtClient::get_channels`].
+    pub async fn get_channels(&self) -> Result<Vec<String>, ClientError> {
+        let dht = self.dht.clone();
+        blocking(move || dht.get_channels()).await
+    }
+
+    /// [`DhtClient::get_channels_partial`].
+    pub async fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        let dht = self.dht.clone();
+        blocking(move || dht.get_channels_partial()).await
+    }
+
+    /// [`DhtClient::get_size`].
+    pub async fn get_size(&self) -> Result<SizeInfo, ClientError> {
+        let dht = self.dht.clone();
+        blocking(move || dht.get_size()).await
+    }
+
+    /// [`DhtClient::get_size_partial`].
+    pub async fn get_size_partial(&self) -> Result<Partial<SizeInfo>, ClientError> {
+        let dht = self.dht.clone();
+        blocking(move || dht.get_size_partial()).await
+    }
+
+    /// [`DhtClient::get_channel_size`].
+    pub async fn get_channel_size(&self, channel: &str) -> Result<SizeInfo, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.get_channel_size(&channel)).await
+    }
+
+    /// [`DhtClient::remove_channel`].
+    pub async fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.remove_channel(&channel)).await
+    }
+
+    /// [`DhtClient::refresh_ranges`].
+    pub async fn refresh_ranges(&self) -> Result<(), ClientError> {
+        let dht = self.dht.clone();
+        blocking(move || dht.refresh_ranges()).await
+    }
+
+    /// A keyed request from the task: to the owner when the routes say so without a refresh,
+    /// its reply unless it is WrongNode (the ranges changed: the blocking path refreshes and
+    /// retries).
+    async fn quick(
+        &self,
+        code: RequestCode,
+        key: u64,
+        body: Vec<u8>,
+    ) -> Result<Quick, ClientError> {
+        let node = match self.dht.quick_route(key) {
+            QuickRoute::Node(node) => node,
+            QuickRoute::Fail(error) => return Err(error),
+            QuickRoute::Slow => return Ok(Quick::Slow),
+        };
+        let reply = self.transport.request(node, code, body).await?;
+        Ok(match reply.status {
+            Status::WrongNode => Quick::Slow,
+            _ => Quick::Answer(node, reply),
+        })
+    }
+
+    /// Get or Exists from the task: the owner's Ok, or its NotFound when no other node can
+    /// hold the record ([`DhtClient::owner_answer_is_final`]); `None` hands the read to the
+    /// blocking path, which also asks the nodes records are moving from.
+    async fn quick_read(
+        &self,
+        code: RequestCode,
+        channel: &str,
+        key: u64,
+    ) -> Result<Option<Reply>, ClientError> {
+        let Quick::Answer(_, reply) = self.quick(code, key, key_body(channel, key)).await? else {
+            return Ok(None);
+        };
+        let reply = reply.into_result()?;
+        if reply.status == Status::Ok || self.dht.owner_answer_is_final() {
+            return Ok(Some(reply));
+        }
+        Ok(None)
+    }
+}
+
+impl std::fmt::Debug for AsyncDhtClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncDhtClient")
+            .field("dht", &self.dht)
+            .finish()
+    }
+}

@@ -1,0 +1,100 @@
+//! The async client, for tokio services (cargo feature `async`, on by default): the cluster
+//! clients' operations as `async fn`s and [`futures_core::Stream`]s —
+//! [`AsyncDhtClient`], [`AsyncLogClient`], [`AsyncQueueClient`], and [`AsyncClient`] for single
+//! requests to one node.
+//!
+//! # How it is built
+//!
+//! Like redis-rs's multiplexed connection, many tasks share one connection per node, driven by
+//! one I/O driver: here the blocking client's own I/O thread, so connecting, the handshake and
+//! its authentication, framing, pipelining, the in-flight limit, timeouts, reconnecting with
+//! backoff, node health (a node down fails at once with [`crate::ClientError::NodeDown`]) and TLS are
+//! the same code for both clients, not a copy. A task's request takes the same slot and request
+//! id as a blocking one; only its reply channel differs: a task awaits it, no thread blocks.
+//! Each async cluster client wraps its blocking counterpart ([`AsyncDhtClient::from_blocking`],
+//! [`AsyncDhtClient::blocking`]) and shares its state: routes and hash ranges, round-robin
+//! order, the topology file it follows.
+//!
+//! What runs where:
+//!
+//! - **From the task** (no thread involved besides the I/O thread): dht `put`, `get`,
+//!   `exists`, `remove`; logfiles `put`; queue `push`, `push_multi`, `pop`; any request of
+//!   [`AsyncClient`] (`request`, `submit`, `stream`, `fan_out_partial`).
+//! - **On tokio's blocking pool**, by the blocking client's code: connecting, whatever needs
+//!   the dht routes refreshed or a wait first (a WrongNode, a node that reconnected since its
+//!   range was read, a read or remove while records are moving between nodes), dht `update`
+//!   and `put_batch`, logfiles `put_batch`, and the fan-outs (channels, sizes, removing a
+//!   channel, subscribing).
+//! - **On a thread per stream**, by the blocking client's code: the streams that merge every
+//!   node (dht `get_all` and `listen`, logfiles `get_range` and `get_all`, queue `consume`),
+//!   handed to the task in batches ([`ThreadStream`]) or call by call ([`AsyncConsumer`]).
+//!
+//! The runtime must have its time driver on (`enable_time` or `enable_all`): request timeouts
+//! are tokio timers.
+//!
+//! ```no_run
+//! # async fn service() -> Result<(), client::ClientError> {
+//! use client::asynchronous::AsyncDhtClient;
+//! let nodes = ["127.0.0.1:10000".parse().unwrap()];
+//! let dht = AsyncDhtClient::connect(&nodes, client::ClientOptions::default()).await?;
+//! dht.put("profiles", 42, b"ada").await?;
+//! assert_eq!(dht.get("profiles", 42).await?, Some(b"ada".to_vec()));
+//! # Ok(()) }
+//! ```
+
+/// The constructors of an async cluster client (`connect`, `from_topology`, `open_topology`):
+/// the blocking client's own, run on tokio's blocking pool (a connect may wait for its timeout).
+macro_rules! cluster_constructors {
+    ($async_client:ident, $blocking_client:ident) => {
+        #[doc = concat!("[`", stringify!($blocking_client), "::connect`].")]
+        pub async fn connect(
+            nodes: &[std::net::SocketAddr],
+            options: crate::ClientOptions,
+        ) -> Result<$async_client, crate::ClientError> {
+            let nodes = nodes.to_vec();
+            let inner =
+                super::blocking(move || $blocking_client::connect(&nodes, options)).await?;
+            Ok($async_client::from_blocking(std::sync::Arc::new(inner)))
+        }
+
+        #[doc = concat!("[`", stringify!($blocking_client), "::from_topology`].")]
+        pub async fn from_topology(
+            topology: &crate::Topology,
+            options: crate::ClientOptions,
+        ) -> Result<$async_client, crate::ClientError> {
+            let topology = topology.clone();
+            let inner =
+                super::blocking(move || $blocking_client::from_topology(&topology, options))
+                    .await?;
+            Ok($async_client::from_blocking(std::sync::Arc::new(inner)))
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($blocking_client), "::open_topology`]: follows the file as the ",
+            "blocking client does."
+        )]
+        pub async fn open_topology(
+            path: &std::path::Path,
+            options: crate::ClientOptions,
+        ) -> Result<$async_client, crate::ClientError> {
+            let path = path.to_path_buf();
+            let inner =
+                super::blocking(move || $blocking_client::open_topology(&path, options)).await?;
+            Ok($async_client::from_blocking(inner))
+        }
+    };
+}
+
+mod bridge;
+mod dht;
+mod logfiles;
+mod queue;
+mod transport;
+
+pub use bridge::ThreadStream;
+pub use dht::AsyncDhtClient;
+pub use logfiles::AsyncLogClient;
+pub use queue::{AsyncConsumer, AsyncQueueClient};
+pub use transport::{AsyncClient, AsyncPending, ReplyStream};
+
+pub(crate) use bridge::blocking;

@@ -1,0 +1,169 @@
+//! Start-up replay of the change log, a batch at a time in shard order: applied one by one in
+//! log order, the changes of a large log land on random shards of a table far larger than the
+//! caches, and every one of them waits for memory (about 1 µs each); gathered into batches and
+//! applied shard by shard they find their shard's table in the cache, as a dump's records do.
+//!
+//! Order: a stable sort by (channel, shard) keeps the changes of each key in log order (a key
+//! always falls in the same shard), and changes of different keys commute. A RemoveChannel
+//! applies every change gathered before it first.
+//!
+//! Memory: at most [`MAX_BATCH_CHANGES`] changes and [`MAX_BATCH_VALUE_BYTES`] of their values.
+
+use super::channel::shard_of;
+use super::Engine;
+use dht_persist::wal::LoggedChange;
+
+/// Changes gathered before they are applied.
+pub const MAX_BATCH_CHANGES: usize = 1 << 17;
+/// Bytes of values gathered before they are applied.
+pub const MAX_BATCH_VALUE_BYTES: usize = 32 << 20;
+
+/// One gathered change: a Put (its value's range in `values`) or a Remove.
+#[derive(Debug, Clone, Copy)]
+struct Gathered {
+    channel: u32,
+    shard: u32,
+    key: u64,
+    value: Option<(usize, usize)>,
+}
+
+/// The changes of the replay not applied yet (see the module doc).
+#[derive(Debug, Default)]
+pub struct ReplayBatch {
+    channels: Vec<String>,
+    changes: Vec<Gathered>,
+    values: Vec<u8>,
+}
+
+impl ReplayBatch {
+    /// Gathers `change` (applying the batch first when it is full, or when `change` is a
+    /// RemoveChannel, which is applied at once).
+    pub fn add(&mut self, engine: &mut Engine, change: &LoggedChange<'_>) {
+        match change {
+            LoggedChange::Put {
+                channel,
+                key,
+                value,
+            } => self.gather(engine, channel, *key, Some(value)),
+            LoggedChange::Remove { channel, key } => self.gather(engine, channel, *key, None),
+            LoggedChange::PutBatch { channel, records } => {
+                for (key, value) in records.clone() {
+                    self.gather(engine, channel, key, Some(value));
+                }
+            }
+            LoggedChange::RemoveKeys { channel, keys } => {
+                for key in keys.clone() {
+                    self.gather(engine, channel, key, None);
+                }
+            }
+            LoggedChange::RemoveChannel { .. } => {
+                self.apply(engine);
+                engine.apply_logged(change);
+            }
+        }
+    }
+
+    fn gather(&mut self, engine: &mut Engine, channel: &str, key: u64, value: Option<&[u8]>) {
+        let full = self.changes.len() >= MAX_BATCH_CHANGES
+            || self.values.len() + value.map_or(0, <[u8]>::len) > MAX_BATCH_VALUE_BYTES;
+        if full {
+            self.apply(engine);
+        }
+        let index = match self.channels.iter().rposition(|name| name == channel) {
+            Some(index) => index,
+            None => {
+                self.channels.push(channel.to_string());
+                self.channels.len() - 1
+            }
+        };
+        let value = value.map(|value| {
+            let start = self.values.len();
+            self.values.extend_from_slice(value);
+            (start, value.len())
+        });
+        self.changes.push(Gathered {
+            channel: index as u32,
+            shard: shard_of(key) as u32,
+            key,
+            value,
+        });
+    }
+
+    /// Applies every gathered change, shard by shard.
+    pub fn apply(&mut self, engine: &mut Engine) {
+        // Stable: the changes of one key keep their order.
+        self.changes
+            .sort_by_key(|change| (change.channel, change.shard));
+        for change in &self.changes {
+            let channel = &self.channels[change.channel as usize];
+            match change.value {
+                Some((start, len)) => {
+                    engine.store_unchecked(channel, change.key, &self.values[start..start + len])
+                }
+                None => {
+                    engine.remove_unchecked(channel, change.key);
+                }
+            }
+        }
+        self.changes.clear();
+        self.values.clear();
+        self.channels.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineLimits, ListenerLimits};
+    use node_core::protocol::dht::HashRange;
+
+    /// Changes of one key keep their order across shards and batches, a RemoveChannel cuts
+    /// the batch, and what a one-by-one replay gives is what the batches give.
+    #[test]
+    fn batches_give_what_changes_one_by_one_give() {
+        let limits = EngineLimits {
+            size_limit_bytes: 0,
+            max_channels: 16,
+            max_value_bytes: 64,
+        };
+        let listeners = ListenerLimits {
+            max_events: 1,
+            max_bytes: 1 << 10,
+            max_total_bytes: 1 << 10,
+        };
+        let mut batched = Engine::new(HashRange::FULL, limits, listeners);
+        let mut single = Engine::new(HashRange::FULL, limits, listeners);
+        let mut batch = ReplayBatch::default();
+        let mut state = 7u64;
+        for step in 0..(MAX_BATCH_CHANGES as u64 + 5000) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let channel = ["a", "b"][(state % 2) as usize];
+            let key = (state >> 8) % 300;
+            let value = step.to_le_bytes();
+            let change = match (state >> 40) % 50 {
+                0 if step % 1000 == 0 => LoggedChange::RemoveChannel { channel },
+                1..=10 => LoggedChange::Remove { channel, key },
+                _ => LoggedChange::Put {
+                    channel,
+                    key,
+                    value: &value,
+                },
+            };
+            batch.add(&mut batched, &change);
+            single.apply_logged(&change);
+        }
+        batch.apply(&mut batched);
+        assert_eq!(batched.size(), single.size());
+        for channel in ["a", "b"] {
+            for key in 0..300 {
+                assert_eq!(
+                    batched.get(channel, key).unwrap(),
+                    single.get(channel, key).unwrap(),
+                    "{channel} {key}"
+                );
+            }
+        }
+    }
+}

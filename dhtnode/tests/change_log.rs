@@ -1,0 +1,186 @@
+//! The change log at start and over time (issue #18): a torn tail left by a crash is cut with
+//! a log line saying how many bytes and entries; the replay applies only what each channel's
+//! dump does not hold; and dumps bound the log: past `max_log_bytes` the node dumps early and
+//! deletes the segments the dumps cover, so the log does not grow with the writes.
+
+mod common;
+
+use common::{get_stats, stat, wait_until, Conn, Node};
+use node_core::protocol::dht;
+use node_core::protocol::{RequestCode, Status};
+use std::io::Write;
+use std::path::Path;
+
+const CHANNEL: &str = "log";
+
+fn value_of(key: u64, round: u64) -> Vec<u8> {
+    let mut value = common::random_value(key ^ (round << 48), 1000);
+    value[..8].copy_from_slice(&round.to_le_bytes());
+    value
+}
+
+fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
+    let requests: Vec<(RequestCode, Vec<u8>)> = keys
+        .map(|key| {
+            (
+                dht::PUT,
+                common::put_body(CHANNEL, key, &value_of(key, round)),
+            )
+        })
+        .collect();
+    for (status, body) in conn.pipeline(&requests) {
+        assert_eq!(status, Status::Ok, "{}", String::from_utf8_lossy(&body));
+    }
+}
+
+fn assert_values(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
+    let keys: Vec<u64> = keys.collect();
+    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, CHANNEL, &keys)) {
+        assert_eq!(status, Status::Ok, "key {key}");
+        assert!(value == value_of(*key, round), "value of key {key}");
+    }
+}
+
+/// Bytes of the log's segments (a segment the node deletes meanwhile counts nothing).
+fn log_dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("data/wal"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+#[test]
+fn a_torn_tail_is_cut_with_a_log_line_and_everything_before_it_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..300, 1);
+    node.kill9();
+    // Half an entry at the end of the last segment: a write the crash cut short.
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("data/wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    segments.sort();
+    let last = segments.last().expect("a segment");
+    let mut file = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    let mut torn = vec![0u8; 20];
+    torn[4..8].copy_from_slice(&1000u32.to_le_bytes()); // a body of 1000 bytes announced
+    torn[8..16].copy_from_slice(&301u64.to_le_bytes()); // the next position
+    torn[16] = 1; // a Put
+    torn.extend_from_slice(&[7u8; 100]);
+    file.write_all(&torn).unwrap();
+    drop(file);
+
+    node.restart();
+    let log = node.root_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("cut a torn tail"))
+        .unwrap_or_else(|| panic!("no torn-tail line in root.log:\n{log}"));
+    assert!(
+        line.contains("torn tail of 120 bytes (1 entry begun)"),
+        "the line says how much was cut: {line}"
+    );
+    assert!(
+        log.contains("300 entries applied"),
+        "every entry before the tail is replayed:\n{log}"
+    );
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..300, 1);
+    // The log goes on after the cut: one more write, a crash, and it is there.
+    put_all(&mut conn, 300..301, 1);
+    drop(conn);
+    node.restart();
+    assert_values(&mut Conn::open(node.addr), 0..301, 1);
+}
+
+#[test]
+fn dumps_bound_the_log_and_a_replay_applies_only_what_dumps_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of 128 KiB; no periodic dumps: only the log's size starts them.
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndump_period_s = 0\nmax_log_bytes = 1048576\n",
+    )
+    .unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut conn = Conn::open(node.addr);
+    // 20 rounds over the same 500 keys: about 10 MB of changes, on 0.5 MB of data.
+    for round in 1..=20 {
+        put_all(&mut conn, 0..500, round);
+    }
+    wait_until("early dumps deleting covered segments", || {
+        node.root_log().contains("segment(s) covered by the dumps")
+    });
+    let log = node.root_log();
+    assert!(log.contains("dumping early"), "{log}");
+    wait_until("the log back under max_log_bytes and a margin", || {
+        log_dir_bytes(dir.path()) < 3 << 20
+    });
+    let logged = stat(&get_stats(&mut conn), "log_bytes").expect("log_bytes in GetStats");
+    assert!(logged < 3 << 20, "GetStats log_bytes {logged}");
+
+    // A crash: the dumps and the log after them give back the last values.
+    put_all(&mut conn, 0..100, 21);
+    drop(conn);
+    node.restart();
+    let log = node.root_log();
+    let replayed = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("change log replayed"))
+        .expect("a replay line");
+    // Only what came after the last dump is replayed, not the 10 100 changes written.
+    let applied: u64 = replayed
+        .split(" s: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {replayed}"));
+    assert!((100..5000).contains(&applied), "{replayed}");
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..100, 21);
+    assert_values(&mut conn, 100..500, 20);
+    drop(conn);
+    node.stop();
+}
+
+/// Under "always" a RemoveChannel is answered once its entry is fsynced, like every change: a
+/// crash right after the answer keeps the channel removed, and the writes after it.
+#[test]
+fn a_removed_channel_stays_removed_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut conn = Conn::open(node.addr);
+    put_all(&mut conn, 0..50, 1);
+    // A dump holding the channel, so that the replay has to undo it.
+    drop(conn);
+    node.signal("TERM");
+    assert!(node.wait_exit().success(), "a clean stop");
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    let mut body = Vec::new();
+    dht::encode_channel(&mut body, CHANNEL);
+    assert_eq!(conn.request(dht::REMOVE_CHANNEL, body).0, Status::Ok);
+    put_all(&mut conn, 7..8, 2);
+    drop(conn);
+    node.restart(); // SIGKILL, then start
+    let mut conn = Conn::open(node.addr);
+    let found = common::get_pipelined(&mut conn, CHANNEL, &(0..50).collect::<Vec<_>>());
+    for (key, (status, _)) in found.iter().enumerate() {
+        let expected = if key == 7 {
+            Status::Ok
+        } else {
+            Status::NotFound
+        };
+        assert_eq!(*status, expected, "key {key}");
+    }
+    assert_values(&mut conn, 7..8, 2);
+}
