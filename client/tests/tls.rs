@@ -430,14 +430,15 @@ fn hostile_bytes_and_plain_clients_leave_a_tls_node_serving() {
     });
 }
 
-#[test]
-fn bad_tls_files_are_refused_at_start_naming_the_file() {
-    let pki = TestPki::new();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let garbage = dir.path().join("garbage.pem");
+/// Configs with a bad `[tls]` section: each with the file and the problem the error must name.
+fn bad_tls_cases(
+    pki: &TestPki,
+    dir: &std::path::Path,
+) -> Vec<(String, &'static str, &'static str)> {
+    let garbage = dir.join("garbage.pem");
     std::fs::write(&garbage, "hello\n").expect("write");
-    let missing = dir.path().join("missing.pem");
-    let cases = [
+    let missing = dir.join("missing.pem");
+    vec![
         (
             format!(
                 "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
@@ -479,27 +480,40 @@ fn bad_tls_files_are_refused_at_start_naming_the_file() {
             "tls.key_file",
             "is missing",
         ),
-    ];
+    ]
+}
+
+/// A node of `kind` refuses `config` (at start and with --check-config), naming `file` and
+/// `problem`.
+fn assert_refused(kind: Kind, dir: &std::path::Path, config: &str, file: &str, problem: &str) {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, config).expect("write config");
+    for check in [true, false] {
+        let mut command = Command::new(kind.binary());
+        command
+            .args(["-c", &path.to_string_lossy(), "--listen", "127.0.0.1:0"])
+            .current_dir(dir);
+        if check {
+            command.arg("--check-config");
+        }
+        let output = command.output().expect("run the node");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{kind:?} {config}: {stderr}");
+        assert!(
+            stderr.contains(file) && stderr.contains(problem),
+            "{kind:?} check={check}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_tls_files_are_refused_at_start_naming_the_file() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = bad_tls_cases(&pki, dir.path());
     for kind in Kind::ALL {
         for (config, file, problem) in &cases {
-            let path = dir.path().join("node.toml");
-            std::fs::write(&path, config).expect("write config");
-            for check in [true, false] {
-                let mut command = Command::new(kind.binary());
-                command
-                    .args(["-c", &path.to_string_lossy(), "--listen", "127.0.0.1:0"])
-                    .current_dir(dir.path());
-                if check {
-                    command.arg("--check-config");
-                }
-                let output = command.output().expect("run the node");
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                assert_eq!(output.status.code(), Some(1), "{kind:?} {config}: {stderr}");
-                assert!(
-                    stderr.contains(file) && stderr.contains(problem),
-                    "{kind:?} check={check}: {stderr}"
-                );
-            }
+            assert_refused(kind, dir.path(), config, file, problem);
         }
         let config = pki.node_section(&pki.node, true);
         let path = dir.path().join("good.toml");

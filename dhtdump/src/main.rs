@@ -128,16 +128,7 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
         config.data_dir.display()
     ));
     let stats_stop = Arc::new(AtomicBool::new(false));
-    let stats_thread = match mode {
-        Mode::Oneshot => None,
-        Mode::Periodic => {
-            let interval = Duration::from_secs(u64::from(config.log.stats_interval_s));
-            let handle =
-                stats::spawn_writer(stats, logs.clone(), interval, Arc::clone(&stats_stop))
-                    .map_err(|err| fail(format!("cannot start the stats thread: {err}")))?;
-            Some(handle)
-        }
-    };
+    let stats_thread = start_stats(&config, mode, stats, &logs, &stats_stop)?;
     let schedule = Schedule {
         period: config.period(),
         min_wait: config.min_wait(),
@@ -155,6 +146,23 @@ fn run(args: &Args) -> Result<ExitCode, ExitCode> {
         timed_out.load(Ordering::SeqCst),
         args.timeout,
     ))
+}
+
+/// The stats.log writer of a periodic run (a oneshot run writes none).
+fn start_stats(
+    config: &DumpConfig,
+    mode: Mode,
+    stats: Arc<Stats>,
+    logs: &node_core::log::NodeLogs,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<std::thread::JoinHandle<()>>, ExitCode> {
+    if mode == Mode::Oneshot {
+        return Ok(None);
+    }
+    let interval = Duration::from_secs(u64::from(config.log.stats_interval_s));
+    stats::spawn_writer(stats, logs.clone(), interval, Arc::clone(stop))
+        .map(Some)
+        .map_err(|err| fail(format!("cannot start the stats thread: {err}")))
 }
 
 /// `--check-config`: the effective configuration on stdout.
