@@ -10,10 +10,11 @@ use clap::Parser;
 use client::tls::{ClientTls, TlsSettings};
 use dht_persist::loader::{LoadOptions, LoadReport, OutOfRangePolicy};
 use dht_persist::wal::writer::MIN_SEGMENT_BYTES;
-use dht_persist::wal::{LogOptions, LogWriter};
+use dht_persist::wal::LogOptions;
 use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::config::NodeConfig;
 use dhtnode::durability::LogSync;
+use dhtnode::engine::log::{is_disk_full, start_writer};
 use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use dhtnode::persist::Replayed;
@@ -185,7 +186,7 @@ fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, Strin
     let position = replayed.end.last_seq.max(replayed.highest_dump_position);
     if config.dht.durability == DurabilityPolicy::None {
         return Ok(if position > 0 {
-            EngineLog::fixed(position)
+            EngineLog::fixed(position, replayed.end.dir.clone())
         } else {
             EngineLog::none()
         });
@@ -194,9 +195,19 @@ fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, Strin
         segment_bytes: (config.dht.max_log_bytes / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
         ..LogOptions::default()
     };
-    let mut writer = LogWriter::create(&replayed.end, position + 1, options)
-        .map_err(|err| format!("cannot start the change log: {err}"))?;
-    if !writer.reserve_space() {
+    let (writer, reserving) = match start_writer(&replayed.end, position + 1, options) {
+        Ok(started) => started,
+        Err(error) if is_disk_full(&error) => {
+            tracing::error!(
+                "the change log cannot start: {error}. The node serves reads; every change is \
+                 refused (InternalError) until the disk has room"
+            );
+            let end = replayed.end.clone();
+            return Ok(EngineLog::pending(end, position + 1, options, &error));
+        }
+        Err(error) => return Err(format!("cannot start the change log: {error}")),
+    };
+    if !reserving {
         tracing::warn!(
             "the file system of {} cannot reserve space (fallocate): a full disk will fail a \
              change log write after its change was applied, which stops the node",

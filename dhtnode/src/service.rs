@@ -152,10 +152,12 @@ impl DhtNode {
 
     /// Deletes the log segments dumps cover up to `position`.
     fn delete_covered_log(&mut self, position: u64) {
-        let Some(writer) = self.engine.log_mut().writer_mut() else {
-            return;
+        let log = self.engine.log_mut();
+        let result = match log.writer_mut() {
+            Some(writer) => writer.delete_covered(position),
+            None => log.delete_replayed(position),
         };
-        match writer.delete_covered(position) {
+        match result {
             Ok(deleted) if !deleted.is_empty() => tracing::info!(
                 "change log: {} segment(s) covered by the dumps (and their backups) of position \
                  {position} deleted",

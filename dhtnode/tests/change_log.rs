@@ -184,3 +184,72 @@ fn a_removed_channel_stays_removed_after_a_crash() {
     }
     assert_values(&mut conn, 7..8, 2);
 }
+
+/// The segment files of the log in `dir/data/wal`.
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(dir.join("data/wal")) {
+        Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A node switched from a log to `durability = "none"` replays the log it kept (those changes
+/// were acknowledged), and deletes it once its dumps cover it (a dump cycle and the backup
+/// cycle after it), instead of replaying it at every start. Switched back, it logs again after
+/// what its dumps cover.
+#[test]
+fn a_log_left_under_durability_none_is_replayed_then_deleted_once_dumps_cover_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..200, 1);
+    node.kill9(); // no dump: the 200 changes are only in the log
+    assert!(!segments(dir.path()).is_empty(), "the log holds them");
+
+    std::fs::write(&config, "[dht]\ndurability = \"none\"\ndump_period_s = 0\n").unwrap();
+    for start in 1..=2 {
+        node.restart();
+        let mut conn = Conn::open(node.addr);
+        assert_values(&mut conn, 0..200, 1);
+        put_all(&mut conn, 200..210, start); // not logged: kept by the dump at the stop
+        drop(conn);
+        node.signal("TERM");
+        assert_eq!(node.wait_exit().code(), Some(0), "a clean stop dumps");
+    }
+    assert!(
+        node.root_log().contains("segment(s) covered by the dumps"),
+        "{}",
+        node.root_log()
+    );
+    assert_eq!(
+        segments(dir.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "the log is gone"
+    );
+
+    // Back to a log: everything is there, and a crash keeps what is written from now on.
+    std::fs::write(
+        &config,
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..200, 1);
+    assert_values(&mut conn, 200..210, 2);
+    put_all(&mut conn, 0..50, 3);
+    drop(conn);
+    node.kill9();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..50, 3);
+    assert_values(&mut conn, 50..200, 1);
+    assert_values(&mut conn, 200..210, 2);
+    drop(conn);
+    node.stop();
+}

@@ -1,16 +1,20 @@
 //! A full disk under the change log (issue #18): the data directory is a small tmpfs that the
 //! log fills. A change the log cannot take is refused with InternalError naming the cause, and
 //! is not applied; reads go on; a SIGKILL with the disk full loses no acknowledged change and
-//! brings back no refused one; and once space returns, writes are taken again.
+//! brings back no refused one; and once space returns, writes are taken again. A node started
+//! on a disk already full starts all the same: it serves reads and refuses changes until the
+//! disk has room, then takes them without a restart.
 //!
 //! Needs permission to mount a tmpfs (the tests run as root); where that is refused the test
 //! fails, unless `SWARM_TEST_ALLOW_SKIP=mount` says this machine cannot (docs/testing.md).
 
 mod common;
 
-use common::{Conn, Node, Tmpfs};
+use common::{wait_until, Conn, Node, Tmpfs};
 use node_core::protocol::dht;
 use node_core::protocol::Status;
+use std::io::Write;
+use std::path::Path;
 
 const CHANNEL: &str = "full";
 const VALUE_BYTES: usize = 4096;
@@ -96,6 +100,72 @@ fn a_full_disk_refuses_changes_unapplied_and_writes_resume_when_space_returns() 
     let mut conn = Conn::open(node.addr);
     assert_holds(&mut conn, &acknowledged, &[refused + 1]);
     drop(conn);
+    node.stop();
+    drop(tmpfs);
+}
+
+/// Fills the file system of `dir` with a file `dir/filler` until it refuses more.
+fn fill(dir: &Path) {
+    let mut filler = std::fs::File::create(dir.join("filler")).expect("create the filler");
+    let chunk = vec![0x5au8; 4096];
+    for _ in 0..1_000_000 {
+        if filler.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+    panic!("{} never filled up", dir.display());
+}
+
+#[test]
+fn a_node_started_on_a_full_disk_serves_reads_and_takes_changes_once_space_returns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let Some(tmpfs) = Tmpfs::mount(&data, "size=1m") else {
+        return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
+    };
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\nmax_log_bytes = 4194304\n",
+    )
+    .unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut conn = Conn::open(node.addr);
+    let stored: Vec<u64> = (0..20).collect();
+    for &key in &stored {
+        assert_eq!(put(&mut conn, key), (Status::Ok, String::new()));
+    }
+    drop(conn);
+    node.signal("TERM");
+    assert_eq!(node.wait_exit().code(), Some(0), "a clean stop");
+
+    // The disk is full before the node starts: no room for a change log segment.
+    fill(&data);
+    node.restart();
+    let log = node.root_log();
+    assert!(
+        log.contains("the change log cannot start") && log.contains("serves reads"),
+        "root.log says why changes are refused:\n{log}"
+    );
+    let mut conn = Conn::open(node.addr);
+    assert_holds(&mut conn, &stored, &[100]);
+    let (status, message) = put(&mut conn, 100);
+    assert_eq!(status, Status::InternalError, "{message}");
+    assert!(
+        message.contains("nothing was stored") && message.contains("No space left"),
+        "the refusal names the cause: {message}"
+    );
+    assert_holds(&mut conn, &stored, &[100]);
+
+    // Space returns: changes are taken again without a restart, and survive a crash.
+    std::fs::remove_file(data.join("filler")).expect("remove the filler");
+    wait_until("a Put taken once the disk has room", || {
+        put(&mut conn, 100).0 == Status::Ok
+    });
+    drop(conn);
+    node.kill9();
+    node.restart();
+    let with_new: Vec<u64> = stored.iter().copied().chain([100]).collect();
+    assert_holds(&mut Conn::open(node.addr), &with_new, &[101]);
     node.stop();
     drop(tmpfs);
 }

@@ -77,7 +77,7 @@ impl std::fmt::Display for Damage {
 /// Why the log cannot be read to its end.
 #[derive(Debug, Error)]
 pub enum LogError {
-    #[error("change log: cannot read {path}: {source}")]
+    #[error("change log: {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("change log DAMAGED: {0}")]
     Damaged(Damage),
