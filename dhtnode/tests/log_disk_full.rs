@@ -45,19 +45,25 @@ fn assert_holds(conn: &mut Conn, present: &[u64], absent: &[u64]) {
     }
 }
 
-#[test]
-fn a_full_disk_refuses_changes_unapplied_and_writes_resume_when_space_returns() {
+/// A node under `durability = "always"` whose data directory is a 1 MiB tmpfs; None when this
+/// machine cannot mount one and says so (the skip is recorded).
+fn start_on_small_disk() -> Option<(tempfile::TempDir, Tmpfs, Node)> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "size=1m") else {
-        return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
-    };
+    let tmpfs = Tmpfs::mount(&dir.path().join("data"), "size=1m")?;
     std::fs::write(
         dir.path().join("node.toml"),
         "[dht]\ndurability = \"always\"\ndump_period_s = 0\nmax_log_bytes = 4194304\n",
     )
     .unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    Some((dir, tmpfs, node))
+}
+
+#[test]
+fn a_full_disk_refuses_changes_unapplied_and_writes_resume_when_space_returns() {
+    let Some((_dir, tmpfs, mut node)) = start_on_small_disk() else {
+        return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
+    };
     let mut conn = Conn::open(node.addr);
 
     // Fill the log until a Put is refused.
@@ -118,17 +124,10 @@ fn fill(dir: &Path) {
 
 #[test]
 fn a_node_started_on_a_full_disk_serves_reads_and_takes_changes_once_space_returns() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "size=1m") else {
+    let Some((dir, tmpfs, mut node)) = start_on_small_disk() else {
         return; // skipped, and listed as skipped (SWARM_TEST_ALLOW_SKIP=mount)
     };
-    std::fs::write(
-        dir.path().join("node.toml"),
-        "[dht]\ndurability = \"always\"\ndump_period_s = 0\nmax_log_bytes = 4194304\n",
-    )
-    .unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let data = dir.path().join("data");
     let mut conn = Conn::open(node.addr);
     let stored: Vec<u64> = (0..20).collect();
     for &key in &stored {
