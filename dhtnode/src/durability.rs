@@ -228,6 +228,10 @@ struct AwaitCommit {
 }
 
 impl StreamTask<DhtNode> for AwaitCommit {
+    fn is_deferred_reply(&self) -> bool {
+        true
+    }
+
     fn resume(&mut self, _node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
         match self.slot.outcome.borrow_mut().take() {
             Some(Ok(())) => out.finish(self.status, &self.body),

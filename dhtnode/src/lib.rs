@@ -22,6 +22,7 @@ pub mod durability;
 pub mod engine;
 pub mod persist;
 pub mod redistribution;
+pub mod removed_dumps;
 pub mod requests;
 pub mod service;
 pub mod state;

@@ -48,10 +48,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     daemon::run::<NodeConfig, _, _>("dhtnode", &args.common, |config, wakeups| {
         let (range, pending) = choose_range(config, args.range)?;
-        let (engine, report, replayed) = load_engine(config, range, pending.is_some())?;
+        let (engine, report) = load_engine(config, range, pending.is_some())?;
         let mut node = start_node(config, engine, wakeups)?;
+        // The dumps loaded are the backups once the next cycle completes; with none loaded,
+        // nothing is a backup yet and the first cycle deletes no segment.
         let loaded_positions = report.channels.iter().map(|c| c.log_position);
-        node.set_backup_position(loaded_positions.min().unwrap_or(replayed.end.last_seq));
+        node.set_backup_position(loaded_positions.min().unwrap_or(0));
         if let Some(pending) = pending {
             node.resume_redistribution(pending)
                 .map_err(|err| format!("cannot resume the unfinished redistribution: {err}"))?;
@@ -90,7 +92,7 @@ fn load_engine(
     config: &NodeConfig,
     range: HashRange,
     redistributing: bool,
-) -> Result<(Engine, LoadReport, Replayed), String> {
+) -> Result<(Engine, LoadReport), String> {
     let limits = EngineLimits {
         size_limit_bytes: config.dht.size_limit_bytes,
         max_channels: config.dht.max_channels as usize,
@@ -129,10 +131,33 @@ fn load_engine(
         size.records,
         size.bytes
     );
+    check_dump_positions(&report)?;
     let replayed = dhtnode::persist::replay(&config.data_dir, &report, &mut engine)
         .map_err(|err| format!("{err}; see `dumptool log-check` (docs/operations.md)"))?;
     engine.set_log(open_log(config, &replayed)?);
-    Ok((engine, report, replayed))
+    Ok((engine, report))
+}
+
+/// The largest log position a dump can cover: the log's writer continues after it, and
+/// sequence numbers end below 2^64 - 1.
+const MAX_DUMP_POSITION: u64 = u64::MAX - 2;
+
+/// Refuses to start on a dump that records a log position no log can reach (a damaged or
+/// forged header), naming it, rather than overflow past it.
+fn check_dump_positions(report: &LoadReport) -> Result<(), String> {
+    match report
+        .channels
+        .iter()
+        .find(|channel| channel.log_position > MAX_DUMP_POSITION)
+    {
+        Some(channel) => Err(format!(
+            "the dump of channel {} records log position {}, past the largest a change log \
+             reaches ({MAX_DUMP_POSITION}): the dump is damaged or forged (`dumptool info` shows \
+             its header)",
+            channel.channel, channel.log_position
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The node over a loaded engine: its dump scheduler and thread, the redistribution settings

@@ -104,7 +104,8 @@ pub struct Replayed {
 
 /// Replays the change log of `data_dir` on top of the dumps `report` loaded: each channel gets
 /// the entries after the position its dump covers (all of them for a channel without one, or
-/// whose dump records none: written by dhtdump or before the log). A torn tail is cut, with a
+/// whose dump records none: written by dhtdump or before the log; the replay starts early
+/// enough for those, see [`replay_start`]). A torn tail is cut, with a
 /// log line saying how many bytes and entries; damage in the middle, a gap or missing segments
 /// stop the start (the error names the file: see `dumptool log-check`).
 pub fn replay(
@@ -157,9 +158,11 @@ pub fn replay(
     })
 }
 
-/// Where the replay starts: the lowest position a loaded dump covers; a dump that records
-/// none counts as covering what the log no longer holds (the log's first segment starts
-/// after what was deleted, which complete dumps covered).
+/// Where the replay starts: the lowest position a loaded dump covers, and no later than what
+/// the last complete dump cycle covers (`wal/covered`): a channel with no dump has all its
+/// changes after that cycle's position. Without that file, at the log's first entry. A dump
+/// that records no position counts as covering what the log no longer holds (the log's first
+/// segment starts after what was deleted, which complete dumps covered).
 fn replay_start(dir: &Path, positions: &HashMap<&str, u64>) -> Result<ReadFrom, LogError> {
     let probe = LogReader::open(dir, ReadFrom::Start)?;
     let floor = probe
@@ -167,10 +170,16 @@ fn replay_start(dir: &Path, positions: &HashMap<&str, u64>) -> Result<ReadFrom, 
         .first()
         .and_then(|segment| segment.header)
         .map_or(0, |header| header.first_seq - 1);
+    let cycle = match dht_persist::wal::read_covered(dir) {
+        Ok(covered) => covered.map_or(floor, |position| position.max(floor)),
+        Err(problem) => {
+            tracing::warn!("{problem}; the replay reads the whole log");
+            floor
+        }
+    };
     let lowest = positions
         .values()
         .map(|&position| if position == 0 { floor } else { position })
-        .min()
-        .unwrap_or(floor);
+        .fold(cycle, u64::min);
     Ok(ReadFrom::After(lowest))
 }

@@ -14,6 +14,7 @@ use crate::config::LOG_DATA_MULTIPLE;
 use crate::durability::LogSync;
 use crate::engine::{Engine, ListenerId};
 use crate::redistribution::{RedistributionConfig, Redistributor};
+use crate::removed_dumps::RemovedDumps;
 use crate::requests;
 use dht_persist::DumpScheduler;
 use node_core::auth::Credentials;
@@ -39,6 +40,8 @@ pub struct DhtNode {
     pub(crate) key_scratch: Vec<u64>,
     /// Periodic and shutdown dumps; `None` for a node that keeps nothing on disk (tests).
     pub(crate) dumper: Option<DumpScheduler>,
+    /// Removed channels whose dump files wait for the removal to be durable.
+    pub(crate) removed_dumps: RemovedDumps,
     /// Redistributions: the running one, and its Progress streams.
     pub(crate) redistributor: Redistributor,
     /// RedistCommit requests waiting for their dump: dump ticket → stream.
@@ -88,6 +91,7 @@ impl DhtNode {
             log_sync,
             max_log_bytes,
             backup_position: None,
+            removed_dumps: RemovedDumps::default(),
             next_early_dump: Instant::now(),
             early_dump_failures: 0,
             listed_log_bytes: (0, 0),
@@ -120,6 +124,15 @@ impl DhtNode {
         self.backup_position = Some(position);
     }
 
+    /// Moves aside the dump files of the removed channels whose removal is durable now.
+    fn move_removed_dumps(&mut self) {
+        let (Some(dumper), Some(writer)) = (&mut self.dumper, self.engine.log().writer()) else {
+            return;
+        };
+        self.removed_dumps
+            .move_durable(writer.synced_seq(), &self.engine, dumper);
+    }
+
     /// Counts the bytes of the log's segments.
     fn count_log_bytes(&mut self) {
         let Some(dir) = self.engine.log().dir() else {
@@ -145,8 +158,25 @@ impl DhtNode {
     /// A dump cycle of every channel completed at `position`: deletes the log segments that
     /// the cycle before it covers (see the module doc).
     fn dump_cycle_complete(&mut self, position: u64) {
+        self.record_cycle_position(position);
         if let Some(backup) = self.backup_position.replace(position) {
             self.delete_covered_log(backup);
+        }
+    }
+
+    /// Writes `position` to the log's `covered` file, where the next start's replay may begin
+    /// for channels without a dump ([`dht_persist::wal::covered`]). Should that fail, the file
+    /// keeps an older position, or none: the replay then reads more of the log, never less.
+    fn record_cycle_position(&self, position: u64) {
+        let Some(dir) = self.engine.log().dir() else {
+            return;
+        };
+        if let Err(error) = dht_persist::wal::write_covered(dir, position) {
+            tracing::warn!(
+                "change log: cannot record that the dumps cover position {position} in {}: \
+                 {error}; the next start replays more of the log",
+                dir.display()
+            );
         }
     }
 
@@ -288,6 +318,7 @@ impl Service for DhtNode {
 
     fn tick(&mut self, now: Instant) {
         self.log_sync.tick(&mut self.engine, now);
+        self.move_removed_dumps();
         self.tick_dumps(now);
         self.wake_commits();
         self.redistributor.tick(&mut self.engine);
@@ -301,6 +332,7 @@ impl Service for DhtNode {
     fn shutdown(&mut self) -> Result<(), String> {
         self.redistributor.shutdown();
         let synced = self.log_sync.shutdown(&mut self.engine);
+        self.move_removed_dumps();
         let Some(dumper) = &mut self.dumper else {
             return synced;
         };

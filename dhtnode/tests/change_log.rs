@@ -20,11 +20,15 @@ fn value_of(key: u64, round: u64) -> Vec<u8> {
 }
 
 fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
+    put_all_in(conn, CHANNEL, keys, round);
+}
+
+fn put_all_in(conn: &mut Conn, channel: &str, keys: impl Iterator<Item = u64>, round: u64) {
     let requests: Vec<(RequestCode, Vec<u8>)> = keys
         .map(|key| {
             (
                 dht::PUT,
-                common::put_body(CHANNEL, key, &value_of(key, round)),
+                common::put_body(channel, key, &value_of(key, round)),
             )
         })
         .collect();
@@ -34,8 +38,12 @@ fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
 }
 
 fn assert_values(conn: &mut Conn, keys: impl Iterator<Item = u64>, round: u64) {
+    assert_values_in(conn, CHANNEL, keys, round);
+}
+
+fn assert_values_in(conn: &mut Conn, channel: &str, keys: impl Iterator<Item = u64>, round: u64) {
     let keys: Vec<u64> = keys.collect();
-    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, CHANNEL, &keys)) {
+    for (key, (status, value)) in keys.iter().zip(common::get_pipelined(conn, channel, &keys)) {
         assert_eq!(status, Status::Ok, "key {key}");
         assert!(value == value_of(*key, round), "value of key {key}");
     }
@@ -185,10 +193,13 @@ fn a_removed_channel_stays_removed_after_a_crash() {
     assert_values(&mut conn, 7..8, 2);
 }
 
-/// The segment files of the log in `dir/data/wal`.
+/// The segment files of the log in `dir/data/wal` (`NNNNNNNN.log`; not its `covered` file).
 fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     match std::fs::read_dir(dir.join("data/wal")) {
-        Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -252,4 +263,201 @@ fn a_log_left_under_durability_none_is_replayed_then_deleted_once_dumps_cover_it
     assert_values(&mut conn, 200..210, 2);
     drop(conn);
     node.stop();
+}
+
+/// Under "always" a change waits for its group's fsync before its reply: it is a request that
+/// waits, not a stream, so a Control Stop for its id is ignored (protocol §2.2) and the reply
+/// still comes after the fsync with its body (a PutBatch's count), not an early empty Ok.
+#[test]
+fn a_stop_for_a_change_waiting_for_its_fsync_changes_nothing() {
+    use node_core::protocol::batch::{append_record, encode_batch};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut conn = Conn::open(node.addr);
+    let mut raw = Vec::new();
+    for key in 100..110 {
+        append_record(&mut raw, key, &value_of(key, 1));
+    }
+    let (mut batch, mut batch_body) = (Vec::new(), Vec::new());
+    encode_batch(&raw, 10, &mut batch);
+    dht::encode_put_batch(&mut batch_body, CHANNEL, &batch);
+    let requests = vec![
+        (dht::PUT, common::put_body(CHANNEL, 1, &value_of(1, 1))),
+        (dht::PUT_BATCH, batch_body),
+    ];
+    let replies = conn.pipeline_each_stopped(&requests);
+    assert_eq!(replies[0], (Status::Ok, Vec::new()), "Put");
+    assert_eq!(
+        replies[1],
+        (Status::Ok, 10u64.to_le_bytes().to_vec()),
+        "PutBatch: its count, not an empty Ok"
+    );
+    assert_values(&mut conn, (1..2).chain(100..110), 1);
+    drop(conn);
+    node.stop();
+}
+
+/// A node under "always" in a fresh directory (no periodic dumps).
+fn start_always(dir: &Path) -> Node {
+    std::fs::write(
+        dir.join("node.toml"),
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    Node::start_in(common::BIN, dir, &["-c", "node.toml"])
+}
+
+/// SIGTERM and the exit status of the shutdown (its dump may fail).
+fn stop_status(node: &mut Node) -> Option<i32> {
+    node.signal("TERM");
+    node.wait_exit().code()
+}
+
+/// A channel whose dump failed while another channel's succeeded at a later log position
+/// keeps every acknowledged change: the replay does not start at the other channel's dump.
+#[test]
+fn a_channel_whose_dump_failed_is_replayed_whole_beside_a_dumped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    let mut conn = Conn::open(node.addr);
+    put_all_in(&mut conn, "a", 0..50, 1);
+    put_all_in(&mut conn, "b", 0..50, 1);
+    drop(conn);
+    // b's dump cannot be written (its temporary file's name is taken by a directory).
+    let blocker = dir.path().join("data/b.dump.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    assert_eq!(
+        stop_status(&mut node),
+        Some(1),
+        "the shutdown dump of b fails"
+    );
+    assert!(dir.path().join("data/a.dump").exists(), "a is dumped");
+    std::fs::remove_dir(&blocker).unwrap();
+
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values_in(&mut conn, "a", 0..50, 1);
+    assert_values_in(&mut conn, "b", 0..50, 1);
+    drop(conn);
+    node.stop();
+}
+
+/// The first dump cycle after a start without dumps deletes no log segment (no dump is a
+/// backup yet): should that dump be damaged, the log still rebuilds the channel.
+#[test]
+fn a_damaged_first_dump_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    put_all_in(&mut Conn::open(node.addr), "a", 0..50, 1);
+    node.kill9(); // no dump yet
+    node.restart();
+    assert_eq!(stop_status(&mut node), Some(0), "the first dump cycle");
+    let dump = dir.path().join("data/a.dump");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&dump, &bytes).unwrap();
+
+    node.restart();
+    assert_values_in(&mut Conn::open(node.addr), "a", 0..50, 1);
+    node.stop();
+}
+
+/// A dump that records a log position no log can reach (a damaged or forged header with a
+/// valid CRC) stops the start with an error naming the channel, instead of an overflow.
+#[test]
+fn a_dump_covering_an_impossible_log_position_is_refused_by_name() {
+    use dht_persist::dump::format::DumpFileWriter;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for position in [u64::MAX, u64::MAX - 1] {
+        let file = std::fs::File::create(dir.path().join("data/forged.dump")).unwrap();
+        let mut writer = DumpFileWriter::covering(file, "forged", position).unwrap();
+        let mut raw = Vec::new();
+        node_core::protocol::batch::append_record(&mut raw, 1, b"value");
+        writer.write_chunk(&raw, 1).unwrap();
+        writer.finish().unwrap();
+        std::fs::write(dir.path().join("node.toml"), "[dht]\n").unwrap();
+        let output = std::process::Command::new(common::BIN)
+            .args(["-c", "node.toml", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "position {position}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the dump of channel forged records log position"),
+            "position {position}: {stderr}"
+        );
+    }
+}
+
+/// The last segment of the log (the one being written).
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut all = segments(dir);
+    all.sort();
+    all.pop().expect("a log segment")
+}
+
+/// A RemoveChannel moves the channel's dump files aside only once its log entry is fsynced: a
+/// machine crash that loses the entry (simulated: the unsynced tail of the log cut off after a
+/// SIGKILL) finds the channel whole — its dump and the log after it — not rebuilt from the log
+/// alone without what only its dump held. Once the log is fsynced, the files go.
+#[test]
+fn a_removed_channel_keeps_its_dump_until_the_removal_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    let never_fsync = "[dht]\ndurability = \"interval\"\ndurability_interval_ms = 3600000\n\
+                       dump_period_s = 0\n";
+    std::fs::write(&config, never_fsync).unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..50, 1);
+    assert_eq!(stop_status(&mut node), Some(0), "a dump of the channel");
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    put_all(&mut conn, 50..60, 1); // in the log only
+    let segment = last_segment(dir.path());
+    let before_removal = std::fs::metadata(&segment).unwrap().len();
+    let mut body = Vec::new();
+    dht::encode_channel(&mut body, CHANNEL);
+    assert_eq!(
+        conn.request(dht::REMOVE_CHANNEL, body.clone()).0,
+        Status::Ok
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300)); // a few ticks of the node
+    assert!(
+        dir.path().join(format!("data/{CHANNEL}.dump")).exists(),
+        "the dump stays while the removal is not fsynced"
+    );
+    drop(conn);
+    node.kill9();
+    // The machine crash: the log's tail after the last fsync is lost.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(before_removal).unwrap();
+    drop(file);
+
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..60, 1);
+    // Removed again and fsynced (a clean stop fsyncs the log): the files go.
+    assert_eq!(conn.request(dht::REMOVE_CHANNEL, body).0, Status::Ok);
+    drop(conn);
+    assert_eq!(stop_status(&mut node), Some(0));
+    assert!(!dir.path().join(format!("data/{CHANNEL}.dump")).exists());
+    let moved = std::fs::read_dir(dir.path().join("data/removed"))
+        .unwrap()
+        .count();
+    assert!(moved >= 1, "the dump moved to data/removed");
 }

@@ -206,6 +206,10 @@ struct AwaitCommit {
 }
 
 impl StreamTask<LogfilesNode> for AwaitCommit {
+    fn is_deferred_reply(&self) -> bool {
+        true
+    }
+
     fn resume(&mut self, _node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
         match self.slot.outcome.borrow_mut().take() {
             Some(WriteOutcome::Durable) => out.finish(Status::Ok, &self.body),

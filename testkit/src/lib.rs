@@ -225,10 +225,31 @@ impl Conn {
 
     /// Sends many requests in one write and returns their replies (status, body), in order.
     pub fn pipeline(&mut self, requests: &[(RequestCode, Vec<u8>)]) -> Vec<(Status, Vec<u8>)> {
+        self.pipeline_with(requests, false)
+    }
+
+    /// As [`Conn::pipeline`], each request followed in the same write by a Control Stop for
+    /// its id: for a request that is not a stream the Stop must change nothing (protocol §2.2).
+    pub fn pipeline_each_stopped(
+        &mut self,
+        requests: &[(RequestCode, Vec<u8>)],
+    ) -> Vec<(Status, Vec<u8>)> {
+        self.pipeline_with(requests, true)
+    }
+
+    fn pipeline_with(
+        &mut self,
+        requests: &[(RequestCode, Vec<u8>)],
+        stop_each: bool,
+    ) -> Vec<(Status, Vec<u8>)> {
         let mut out = Vec::new();
         let first_id = self.next_id;
         for (code, body) in requests {
             write_frame(&mut out, FrameType::Request, code.0, self.next_id, body);
+            if stop_each {
+                let stop = node_core::protocol::ControlCode::Stop as u8;
+                write_frame(&mut out, FrameType::Control, stop, self.next_id, &[]);
+            }
             self.next_id += 1;
         }
         self.stream.write_all(&out).expect("send requests");

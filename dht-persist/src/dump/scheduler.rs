@@ -341,6 +341,13 @@ impl DumpScheduler {
     /// RemoveChannel: stop dumping the channel, and move its dump files aside so they are
     /// neither lost nor loaded again.
     pub fn channel_removed(&mut self, channel: &str) {
+        self.cancel_dumps_of(channel);
+        self.move_aside(channel);
+    }
+
+    /// Calls off the dumps of `channel` in progress (it was removed): their files are not
+    /// written.
+    pub fn cancel_dumps_of(&mut self, channel: &str) {
         if let Some(cancel) = self.in_flight.get(channel) {
             cancel.store(true, Ordering::Relaxed);
         }
@@ -349,6 +356,10 @@ impl DumpScheduler {
                 cancel.store(true, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Moves the dump files of the removed `channel` aside (see [`DumpThread::move_aside`]).
+    pub fn move_aside(&mut self, channel: &str) {
         if let Err(error) = self.thread.move_aside(channel) {
             tracing::error!("cannot move the dump of removed channel {channel} aside: {error}");
         }

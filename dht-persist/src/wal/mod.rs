@@ -47,6 +47,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod covered;
 pub mod format;
 pub mod reader;
 pub mod segment;
@@ -56,6 +57,7 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use covered::{read_covered, write_covered};
 pub use format::{Change, EncodeError, EntryKind, EntryProblem, LoggedChange};
 pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,

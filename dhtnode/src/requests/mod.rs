@@ -91,7 +91,14 @@ impl ChannelStore for DhtNode {
     fn remove_channel(&mut self, channel: &str) -> Result<Option<String>, EngineError> {
         let existed = self.engine.remove_channel(channel)?;
         if let Some(dumper) = &mut self.dumper {
-            dumper.channel_removed(channel);
+            match self.engine.log().position() {
+                // Logged: its files go once the entry is durable (crate::removed_dumps).
+                Some(position) if existed && self.engine.log().is_writing() => {
+                    dumper.cancel_dumps_of(channel);
+                    self.removed_dumps.removed(channel, position);
+                }
+                _ => dumper.channel_removed(channel),
+            }
         }
         Ok(existed.then(String::new))
     }

@@ -48,6 +48,10 @@ struct CommitWait {
 }
 
 impl StreamTask<DhtNode> for CommitWait {
+    fn is_deferred_reply(&self) -> bool {
+        true
+    }
+
     fn resume(&mut self, node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
         let outcome = node
             .dumper

@@ -265,6 +265,13 @@ pub trait StreamTask<S: ?Sized> {
     fn held_bytes(&self) -> usize {
         0
     }
+
+    /// Whether this is not a stream but a request whose one reply waits (for an fsync, a
+    /// dump): a client's Stop for its id is then ignored, as for every request that is not a
+    /// stream (docs/protocol.md §2.2), and the reply says what happened, when it happened.
+    fn is_deferred_reply(&self) -> bool {
+        false
+    }
 }
 
 /// A stream's view of its connection's output.

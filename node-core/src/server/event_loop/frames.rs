@@ -382,6 +382,8 @@ impl<S: Service> EventLoop<'_, S> {
                     self.ready_streams.push_back(handle);
                 }
             }
+            // A request whose reply only waits is not a stream: Stop is ignored (§2.2).
+            ControlCode::Stop if entry.task.is_deferred_reply() => {}
             ControlCode::Stop => {
                 if self.cancel_stream_by_id(slot, header.request_id) {
                     let conn = &mut self.connections[slot];
