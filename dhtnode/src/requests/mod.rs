@@ -10,13 +10,16 @@ mod get;
 mod get_all;
 mod get_redistribution;
 mod get_responsible_range;
+mod get_with_version;
 mod listen;
 mod put;
 mod put_batch;
+mod put_version;
 mod redist_batch;
 mod redist_commit;
 mod redistribute;
 mod remove;
+mod remove_version;
 mod update;
 
 use crate::engine::EngineError;
@@ -53,12 +56,12 @@ pub(crate) fn dispatch(
         DhtRequest::RedistBatch => redist_batch::handle(node, request, reply),
         DhtRequest::RedistCommit => redist_commit::handle(node, request, reply),
         DhtRequest::GetRedistribution => get_redistribution::handle(node, request, reply),
-        // The versioned requests' handlers follow on branch issue-19a; until then the node
-        // answers them as it did before they had codes.
-        DhtRequest::PutVersion
-        | DhtRequest::RemoveVersion
-        | DhtRequest::GetWithVersion
-        | DhtRequest::Mirror => return unsupported(reply, request.code, NodeKind::Dht),
+        DhtRequest::PutVersion => put_version::handle(node, request, reply),
+        DhtRequest::RemoveVersion => remove_version::handle(node, request, reply),
+        DhtRequest::GetWithVersion => get_with_version::handle(node, request, reply),
+        // The Mirror handler follows on branch issue-19a; until then the node answers it as
+        // it did before it had a code.
+        DhtRequest::Mirror => return unsupported(reply, request.code, NodeKind::Dht),
     };
     finish(reply, outcome)
 }
