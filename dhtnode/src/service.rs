@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 pub struct DhtNode {
     pub(crate) engine: Engine,
     wakeups: Wakeups,
-    /// The stream of each Listen, to wake when its queue gets events.
+    /// The stream of each Listen and Mirror, to wake when its queue gets events.
     pub(crate) listen_streams: HashMap<ListenerId, StreamHandle>,
+    /// Mirror streams waiting for their next periodic refresh: when, and the stream to wake.
+    pub(crate) mirror_timers: HashMap<ListenerId, (Instant, StreamHandle)>,
     /// Reused by PutBatch to decompress batches without allocating per request.
     pub(crate) batch_scratch: Vec<u8>,
     /// The batch every GetAll fills and sends within its turn (none holds one between turns).
@@ -81,6 +83,7 @@ impl DhtNode {
             engine,
             wakeups,
             listen_streams: HashMap::new(),
+            mirror_timers: HashMap::new(),
             batch_scratch: Vec::new(),
             stream_batch: SharedBatch::default(),
             key_scratch: Vec::new(),
@@ -177,6 +180,20 @@ impl DhtNode {
         let (data, log) = (self.engine.size().bytes, self.log_bytes());
         log > self.max_log_bytes
             || (log > EARLY_DUMP_FLOOR_BYTES && log > data.saturating_mul(LOG_DATA_MULTIPLE))
+    }
+
+    /// Wakes the Mirror streams whose periodic refresh is due (each starts it when resumed).
+    fn wake_due_mirrors(&mut self, now: Instant) {
+        if self.mirror_timers.is_empty() {
+            return;
+        }
+        self.mirror_timers.retain(|_, (due, handle)| {
+            let waiting = now < *due;
+            if !waiting {
+                self.wakeups.wake(*handle);
+            }
+            waiting
+        });
     }
 
     /// Drops the tombstones past `dht.tombstone_ttl_s`, once a minute (or, for a TTL under four
@@ -306,6 +323,7 @@ impl Service for DhtNode {
     fn tick(&mut self, now: Instant) {
         self.log_sync.tick(&mut self.engine, now);
         self.sweep_tombstones(now);
+        self.wake_due_mirrors(now);
         self.tick_dumps(now);
         self.wake_commits();
         self.redistributor.tick(&mut self.engine);

@@ -12,6 +12,7 @@ mod get_redistribution;
 mod get_responsible_range;
 mod get_with_version;
 mod listen;
+mod mirror;
 mod put;
 mod put_batch;
 mod put_version;
@@ -21,6 +22,7 @@ mod redistribute;
 mod remove;
 mod remove_version;
 mod update;
+mod walk;
 
 use crate::engine::EngineError;
 use crate::service::DhtNode;
@@ -59,9 +61,7 @@ pub(crate) fn dispatch(
         DhtRequest::PutVersion => put_version::handle(node, request, reply),
         DhtRequest::RemoveVersion => remove_version::handle(node, request, reply),
         DhtRequest::GetWithVersion => get_with_version::handle(node, request, reply),
-        // The Mirror handler follows on branch issue-19a; until then the node answers it as
-        // it did before it had a code.
-        DhtRequest::Mirror => return unsupported(reply, request.code, NodeKind::Dht),
+        DhtRequest::Mirror => mirror::handle(node, request, reply),
     };
     finish(reply, outcome)
 }
