@@ -53,6 +53,7 @@
 mod get_all;
 mod keyed;
 mod listen;
+mod mirror;
 mod ranges;
 pub mod redistribute;
 mod routes;
@@ -62,6 +63,7 @@ pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
 pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
+pub use mirror::{ChannelMirror, MirrorEvent, MirrorOptions};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};
 pub use ranges::{show_range, RangeProblem, RangeTable};
 pub use routes::MAX_AGE as ROUTES_MAX_AGE;
@@ -374,6 +376,17 @@ impl DhtClient {
     /// once they are back ([`Listener::missing`] lists the nodes not listened to).
     pub fn listen_partial(&self, channel: &str) -> Result<Listener, ClientError> {
         Listener::open(&self.client, channel, true)
+    }
+
+    /// Starts a Mirror of a channel on every node (docs/protocol.md §6.12): its records with
+    /// their versions and its tombstones (a refresh, if `options` asks), then its changes; see
+    /// [`ChannelMirror`]. Fails when a node cannot be mirrored now.
+    pub fn mirror(
+        &self,
+        channel: &str,
+        options: MirrorOptions,
+    ) -> Result<ChannelMirror, ClientError> {
+        ChannelMirror::open(&self.client, channel, options)
     }
 
     fn sum_sizes(
