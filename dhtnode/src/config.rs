@@ -216,7 +216,9 @@ impl DhtSection {
             ));
         }
         for (index, peer) in self.replica_peers.iter().enumerate() {
-            let port = peer.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+            let port = peer
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
             if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port > 0) {
                 return invalid(format!("{peer:?} is not host:port"));
             }

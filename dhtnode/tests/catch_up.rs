@@ -175,7 +175,12 @@ fn history() -> (Vec<Write>, Vec<Write>) {
     let mut before = Vec::new();
     for key in 0..1500u64 {
         let channel = if key % 2 == 0 { "alpha" } else { "beta" };
-        before.push(Write::Put(channel, key, next(), format!("v1-{key}").into_bytes()));
+        before.push(Write::Put(
+            channel,
+            key,
+            next(),
+            format!("v1-{key}").into_bytes(),
+        ));
         if key % 7 == 0 {
             before.push(Write::Remove(channel, key, next()));
         }
@@ -184,14 +189,24 @@ fn history() -> (Vec<Write>, Vec<Write>) {
     for key in 0..1500u64 {
         let channel = if key % 2 == 0 { "alpha" } else { "beta" };
         if key % 3 == 0 {
-            while_down.push(Write::Put(channel, key, next(), format!("v2-{key}").into_bytes()));
+            while_down.push(Write::Put(
+                channel,
+                key,
+                next(),
+                format!("v2-{key}").into_bytes(),
+            ));
         }
         if key % 5 == 0 {
             while_down.push(Write::Remove(channel, key, next()));
         }
     }
     for key in 0..400u64 {
-        while_down.push(Write::Put("gamma", key, next(), vec![b'g'; 1 + key as usize]));
+        while_down.push(Write::Put(
+            "gamma",
+            key,
+            next(),
+            vec![b'g'; 1 + key as usize],
+        ));
     }
     while_down.push(Write::Remove("gamma", 7, next()));
     (before, while_down)
@@ -246,21 +261,30 @@ fn an_emptied_replica_catches_up_before_it_answers_reads() {
         Write::Remove("beta", 9, 1_000_001),
         Write::Put("delta", 1, 1_000_002, b"new channel".to_vec()),
     ];
-    assert_eq!(send(a.addr, &during), during.len(), "writes to a catching-up node apply");
+    assert_eq!(
+        send(a.addr, &during),
+        during.len(),
+        "writes to a catching-up node apply"
+    );
     assert_reads_not_ready(a.addr);
 
     // B answers again (and gets the client's writes it missed while stopped): A catches up.
     b.signal("CONT");
     send(b.addr, &during);
     wait_ready(a.addr);
-    wait_until("the catch-up's INFO line", || a.root_log().contains("caught up from"));
+    wait_until("the catch-up's INFO line", || {
+        a.root_log().contains("caught up from")
+    });
 
     let mut keys = every_key(&before);
     keys.extend(every_key(&while_down));
     keys.extend(every_key(&during));
     let on_a = holdings(a.addr, &keys);
     let on_b = holdings(b.addr, &keys);
-    let differing: Vec<_> = on_a.iter().filter(|(key, held)| on_b[*key] != **held).collect();
+    let differing: Vec<_> = on_a
+        .iter()
+        .filter(|(key, held)| on_b[*key] != **held)
+        .collect();
     assert!(
         differing.is_empty(),
         "{} of {} keys differ between the members, first: {:?} (B: {:?})",
@@ -273,8 +297,14 @@ fn an_emptied_replica_catches_up_before_it_answers_reads() {
     // The catch-up did the work: what only B had is on A, tombstones included.
     let expect = |channel: &str, key| on_a[&(channel.to_string(), key)].clone();
     assert!(matches!(expect("alpha", 6), Held::Record(version, _) if version > 1_001));
-    assert_eq!(expect("alpha", 4), Held::Record(1_000_000, b"fresh".to_vec()));
-    assert!(matches!(expect("alpha", 10), Held::Tombstone(_)), "removed while A was down");
+    assert_eq!(
+        expect("alpha", 4),
+        Held::Record(1_000_000, b"fresh".to_vec())
+    );
+    assert!(
+        matches!(expect("alpha", 10), Held::Tombstone(_)),
+        "removed while A was down"
+    );
     assert!(matches!(expect("gamma", 7), Held::Tombstone(_)));
     assert!(matches!(expect("gamma", 8), Held::Record(_, value) if value.len() == 9));
 }
@@ -290,7 +320,8 @@ fn a_node_whose_peers_are_gone_stays_not_ready_until_forced() {
     let node = start(dir.path(), &config(&[gone], ""));
     let started = Instant::now();
     wait_until("a WARN naming the peer", || {
-        node.root_log().contains(&format!("no ready peer among {gone}"))
+        node.root_log()
+            .contains(&format!("no ready peer among {gone}"))
     });
     assert_eq!(catch_up_state(node.addr), 1);
     assert_reads_not_ready(node.addr);
@@ -298,7 +329,11 @@ fn a_node_whose_peers_are_gone_stays_not_ready_until_forced() {
 
     let mut conn = Conn::open(node.addr);
     let (status, before) = conn.request(dht::SET_READY, Vec::new());
-    assert_eq!((status, before), (Status::Ok, vec![1]), "it was catching up");
+    assert_eq!(
+        (status, before),
+        (Status::Ok, vec![1]),
+        "it was catching up"
+    );
     assert_eq!(catch_up_state(node.addr), 2);
     let (status, _) = conn.request(dht::GET, key_body("alpha", 3));
     assert_eq!(status, Status::NotFound, "forced ready: serves what it has");
@@ -320,7 +355,11 @@ fn a_node_without_peers_is_ready_at_once() {
     assert_eq!(status, Status::NotFound);
     let (status, before) = conn.request(dht::SET_READY, Vec::new());
     assert_eq!((status, before), (Status::Ok, vec![0]));
-    assert_eq!(catch_up_state(node.addr), 0, "SetReady leaves a ready node as it is");
+    assert_eq!(
+        catch_up_state(node.addr),
+        0,
+        "SetReady leaves a ready node as it is"
+    );
     node.stop();
 }
 
@@ -342,12 +381,18 @@ fn catch_up_time() {
             .iter()
             .map(|&key| Write::Put("bench", key, key + 1, value.to_vec()).request())
             .collect();
-        assert!(conn.pipeline(&requests).iter().all(|(s, _)| *s == Status::Ok));
+        assert!(conn
+            .pipeline(&requests)
+            .iter()
+            .all(|(s, _)| *s == Status::Ok));
     }
     let started = Instant::now();
     let a = start(dir_a.path(), &config(&[b.addr], ""));
     while catch_up_state(a.addr) != 0 {
-        assert!(started.elapsed() < Duration::from_secs(600), "caught up in 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "caught up in 10 minutes"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let took = started.elapsed();

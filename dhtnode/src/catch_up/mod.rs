@@ -88,7 +88,10 @@ pub(crate) enum OpKind {
 /// The worker's messages to the loop, in the order it sends them.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Apply { channel: String, ops: Vec<Op> },
+    Apply {
+        channel: String,
+        ops: Vec<Op>,
+    },
     /// Every channel's refresh arrived; with what the caught-up node learnt from where.
     Done {
         sources: Vec<SocketAddr>,
@@ -182,7 +185,10 @@ impl CatchUp {
         !self.is_ready()
             && matches!(
                 request,
-                DhtRequest::Get | DhtRequest::Exists | DhtRequest::GetAll | DhtRequest::GetWithVersion
+                DhtRequest::Get
+                    | DhtRequest::Exists
+                    | DhtRequest::GetAll
+                    | DhtRequest::GetWithVersion
             )
     }
 

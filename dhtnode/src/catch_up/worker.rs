@@ -212,7 +212,11 @@ fn probe(context: &Context, peer: &str) -> Result<(SocketAddr, Client, bool), St
         .iter()
         .find(|(name, _)| name == "catch_up_state")
         .map_or(0, |(_, value)| *value);
-    Ok((addr, client, state != super::CatchUpState::CatchingUp as u64))
+    Ok((
+        addr,
+        client,
+        state != super::CatchUpState::CatchingUp as u64,
+    ))
 }
 
 fn resolve(peer: &str) -> Result<SocketAddr, String> {
@@ -333,8 +337,9 @@ impl Mirrors {
         code: u8,
         body: &[u8],
     ) -> Result<(), Failure> {
-        let item = MirrorItem::decode(code, body)
-            .map_err(|error| Failure::Retry(format!("Mirror item of channel {channel}: {error}")))?;
+        let item = MirrorItem::decode(code, body).map_err(|error| {
+            Failure::Retry(format!("Mirror item of channel {channel}: {error}"))
+        })?;
         let ops = match item {
             MirrorItem::Changed {
                 key,

@@ -91,7 +91,9 @@ impl Status {
             Status::ShuttingDown => "node shutting down",
             Status::Busy => "busy (an exclusive operation is already running on the node)",
             Status::NotDurable => "stored but not confirmed durable",
-            Status::NotReady => "not ready (this replica is catching up; read from another member of its set)",
+            Status::NotReady => {
+                "not ready (this replica is catching up; read from another member of its set)"
+            }
         }
     }
 }

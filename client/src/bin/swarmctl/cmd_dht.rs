@@ -22,13 +22,18 @@
 //!   ` redistributing: M of T records moved`, a node down ` down: <reason>`), then `gap
 //!   MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 3 if there are any, or if
 //!   a node is down.
+//! - `mirror`: a progress bar on stderr during the initial refresh, then per change
+//!   `changed <hexkey> <version>\t<value>`, `removed <hexkey> <version>` or `overflow <n>`: see
+//!   [`mirror`].
+//! - `ready NODE`: forces a replica that is catching up ready (SetReady); prints what it was.
 //! - `redistribute [--strategy even|split] [--execute]` (`swarmctl --nodes FILE dht
 //!   redistribute ...`, FILE listing every node, new empty-range ones included): see
 //!   [`redistribute`].
 
+mod mirror;
 mod redistribute;
 
-use crate::outcome::{check_complete, Absent, FAILURE};
+use crate::outcome::{check_complete, Absent, Usage, FAILURE};
 use crate::print::{self, names, print_partial};
 use crate::probe::Probe;
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
@@ -109,6 +114,21 @@ enum Verb {
         #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
     },
+    /// Mirror the channel on every node: a progress bar while the nodes send what they hold,
+    /// then each change with its version as it happens (Ctrl-C stops).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht mirror users")]
+    Mirror {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: String,
+    },
+    /// Force NODE (HOST:PORT), a replica catching up with its set, to answer reads now from
+    /// what it has: only when every other member of its set is gone for good, since it may
+    /// miss writes they took while it was down (admin).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht ready 10.0.0.7:10000")]
+    Ready {
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
     /// Print every channel's name (with nodes down: of the others, exit 3).
     #[command(after_help = "Example: swarmctl --nodes cluster.toml dht channels")]
     Channels,
@@ -165,8 +185,11 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
         }
         _ => None,
     };
-    let dht = connect(targets, &nodes, options)?;
     let mut out = std::io::stdout().lock();
+    if let Verb::Ready { node } = &args.verb {
+        return ready(node, options, &mut out);
+    }
+    let dht = connect(targets, &nodes, options)?;
     match &args.verb {
         Verb::Put { channel, key, .. } => {
             dht.put(channel, *key, value.as_deref().unwrap_or_default())?;
@@ -195,6 +218,9 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             filter,
         } => get_all(&dht, channel, *keys_only, filter.as_ref(), &mut out)?,
         Verb::Listen { channel } => listen(&dht, channel, &mut out)?,
+        Verb::Mirror { channel } => mirror::run(&dht, channel, &mut out)?,
+        // Answered above, without the other nodes.
+        Verb::Ready { .. } => {}
         Verb::Channels => print_partial(dht.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
@@ -283,6 +309,28 @@ fn listen(dht: &DhtClient, channel: &str, out: &mut impl Write) -> CmdResult {
         // One line per change as it happens, also into a pipe.
         out.flush()?;
     }
+}
+
+/// `dht ready NODE`: SetReady on that node alone; prints the state it was in.
+fn ready(node: &str, options: ClientOptions, out: &mut impl Write) -> CmdResult {
+    use std::net::ToSocketAddrs;
+    let addr = node
+        .to_socket_addrs()
+        .map_err(|error| Usage(format!("NODE {node:?}: {error} (expected HOST:PORT)")))?
+        .next()
+        .ok_or_else(|| Usage(format!("NODE {node:?} resolves to no address")))?;
+    let client = client::Client::connect(&[addr], Some(NodeKind::Dht), options)?;
+    let body = client
+        .request(0, node_core::protocol::dht::SET_READY, &[])?
+        .ok_body()?;
+    let said = match body.as_slice() {
+        [0] => "was ready already; nothing changed",
+        [1] => "was catching up; now forced ready: it answers reads from what it has",
+        [2] => "was forced ready earlier",
+        _ => return Err(format!("node {addr}: SetReady answered {body:?}").into()),
+    };
+    writeln!(out, "{addr} {said}")?;
+    Ok(())
 }
 
 /// A line on stderr that does not end the command.

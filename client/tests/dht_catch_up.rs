@@ -1,0 +1,147 @@
+//! The client and swarmctl side of catch-up (issue #19 item 4), against real dhtnode
+//! processes: `swarmctl dht mirror` (its refresh, then changes with versions), `swarmctl dht
+//! ready` on a replica whose peers are gone.
+
+mod common;
+mod real_cluster;
+
+use client::DhtClient;
+use real_cluster::{options, RealCluster};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+use testkit::TempNode;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn swarmctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The lines a child writes to a pipe, as they come.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `wanted`, returning it (the lines before it are skipped).
+fn expect_line(rx: &Receiver<String>, wanted: &str) -> String {
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line.contains(wanted) => return line,
+            Ok(_) => {}
+            Err(error) => panic!("no line with {wanted:?}: {error}"),
+        }
+    }
+}
+
+struct Mirror {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+fn start_mirror(node: SocketAddr, channel: &str) -> Mirror {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(["--node", &node.to_string(), "dht", "mirror", channel])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("swarmctl runs");
+    let stdout = lines(child.stdout.take().expect("stdout"));
+    let stderr = lines(child.stderr.take().expect("stderr"));
+    Mirror {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn swarmctl_mirror_refreshes_then_prints_changes_with_versions() {
+    let cluster = RealCluster::start(1, 0, 0);
+    let node = cluster.dht[0].addr;
+    let dht = DhtClient::connect(&[node], options()).expect("connect");
+    for key in 0..300u64 {
+        dht.put("mirrored", key, format!("value {key}").as_bytes())
+            .expect("put");
+    }
+    dht.remove("mirrored", 299).expect("remove");
+    let mut mirror = start_mirror(node, "mirrored");
+    let refreshed = expect_line(&mirror.stderr, "refreshed");
+    assert!(
+        refreshed.contains("refreshed 299 records and tombstones of channel mirrored"),
+        "{refreshed}"
+    );
+    dht.put("mirrored", 5, b"changed").expect("put");
+    dht.remove("mirrored", 6).expect("remove");
+    // Unversioned writes have version 0 (docs/protocol.md §6.11).
+    assert_eq!(
+        expect_line(&mirror.stdout, "changed"),
+        "changed 0000000000000005 0\tchanged"
+    );
+    assert_eq!(
+        expect_line(&mirror.stdout, "removed"),
+        "removed 0000000000000006 0"
+    );
+    dht.remove_channel("mirrored").expect("remove channel");
+    expect_line(&mirror.stderr, "channel mirrored removed on node");
+    let status = mirror.child.wait().expect("swarmctl exits");
+    assert!(status.success(), "{status:?}");
+}
+
+/// A dhtnode whose only peer is a port nothing listens on: it catches up forever.
+fn stranded_replica() -> TempNode {
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let config = format!("[dht]\nreplica_peers = [\"{gone}\"]\n");
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    TempNode::start(&binary.to_string_lossy(), &config, &[])
+}
+
+#[test]
+fn swarmctl_dht_ready_forces_a_stranded_replica_ready() {
+    let node = stranded_replica();
+    let addr = node.addr.to_string();
+    let dht = DhtClient::connect(&[node.addr], options()).expect("connect");
+    let error = dht.get("users", 1).expect_err("not ready");
+    assert!(error.to_string().contains("catching up"), "{error}");
+    dht.put("users", 1, b"written meanwhile")
+        .expect("writes go to it");
+
+    let forced = swarmctl(&["--node", &addr, "dht", "ready", &addr]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_eq!(
+        text(&forced.stdout),
+        format!("{addr} was catching up; now forced ready: it answers reads from what it has\n")
+    );
+    assert_eq!(
+        dht.get("users", 1).expect("ready").as_deref(),
+        Some(&b"written meanwhile"[..])
+    );
+    let again = swarmctl(&["--node", &addr, "dht", "ready", &addr]);
+    assert_eq!(
+        text(&again.stdout),
+        format!("{addr} was forced ready earlier\n")
+    );
+    let bad = swarmctl(&["--node", &addr, "dht", "ready", "nowhere"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("expected HOST:PORT"));
+}
