@@ -91,6 +91,7 @@ mod options;
 mod partial;
 pub mod queue;
 mod reply;
+pub mod replication;
 mod round_robin;
 mod routing;
 mod session;
@@ -108,6 +109,7 @@ pub use node_set::{NodeChanges, NodeState, NodeStatus};
 pub use options::ClientOptions;
 pub use partial::Partial;
 pub use reply::{Pending, Reply, Stream, StreamEvent};
+pub use replication::{ReadFrom, WriteQuorum};
 pub use stream_set::{StreamSet, StreamTag};
 pub use topology::{KeyFileError, Topology, TopologyError};
 

@@ -55,6 +55,7 @@ mod keyed;
 mod listen;
 mod ranges;
 pub mod redistribute;
+mod replicas;
 mod routes;
 
 pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
@@ -63,7 +64,8 @@ pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};
-pub use ranges::{show_range, RangeProblem, RangeTable};
+pub use ranges::{show_range, RangeProblem, RangeTable, ReplicaSet};
+pub use replicas::SetHealth;
 pub use routes::MAX_AGE as ROUTES_MAX_AGE;
 
 use crate::client::Client;
@@ -79,6 +81,7 @@ use routes::Routes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// A connected dht cluster. `Send + Sync`: share it between threads with `Arc`.
@@ -92,6 +95,8 @@ pub struct DhtClient {
     stated: RwLock<HashMap<SocketAddr, HashRange>>,
     /// Set when the client follows a topology file (see [`DhtClient::open_topology`]).
     follower: Option<Follower>,
+    /// Turns of `read_from = spread`: which member of a set the next read starts at.
+    read_turn: AtomicUsize,
 }
 
 /// One dht node's range as the client knows it: `None` when the node is down and its range
@@ -169,6 +174,7 @@ impl DhtClient {
             refreshing: Mutex::new(()),
             stated: RwLock::new(stated),
             follower,
+            read_turn: AtomicUsize::new(0),
         })
     }
 
@@ -311,7 +317,18 @@ impl DhtClient {
 
     /// [`DhtClient::get_channels`] over the nodes that answer, with those that could not.
     pub fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
-        self.client.channel_names_partial(wire::GET_CHANNELS)
+        let lists = self.client.fan_out_decoded(
+            wire::GET_CHANNELS,
+            &[],
+            "GetChannels",
+            node_core::protocol::channels::decode_channel_names,
+        )?;
+        // A member that is down is missing only when no member of its set answered.
+        Ok(self.covered_by_sets(lists).map(|lists| {
+            let names: std::collections::BTreeSet<String> =
+                lists.into_iter().flat_map(|(_, names)| names).collect();
+            names.into_iter().collect()
+        }))
     }
 
     /// Records and bytes (keys at 8 bytes each plus values) over every channel of every node.
@@ -341,14 +358,19 @@ impl DhtClient {
     }
 
     /// Removes a channel from every node (each moves its dump aside). A channel that does not
-    /// exist is not an error. Needs admin rights on nodes with authentication.
+    /// exist is not an error. Needs admin rights on nodes with authentication. A member of a
+    /// replica set that is down is not waited for when `write_quorum` members of its set
+    /// removed it (it keeps the channel until it is removed there too: run it again once the
+    /// member is back); a node with no live member of its set fails the call.
     pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        for (_, reply) in self.client.fan_out(wire::REMOVE_CHANNEL, &body)? {
-            reply.into_result()?;
+        let replies = self.client.fan_out_partial(wire::REMOVE_CHANNEL, &body)?;
+        for (_, reply) in &replies.value {
+            reply.clone().into_result()?;
         }
-        Ok(())
+        self.check_set_quorums(&replies)?;
+        self.one_per_set(replies).complete().map(drop)
     }
 
     /// Every record of a channel over every node; see [`GetAll`]. A node that cannot be read
@@ -385,6 +407,8 @@ impl DhtClient {
         let sizes = self
             .client
             .fan_out_decoded(code, body, request, SizeInfo::decode)?;
+        // A replicated record counts once: one member per set.
+        let sizes = self.one_per_set(sizes);
         Ok(sizes.map(|sizes| {
             let mut total = SizeInfo::default();
             for (_, size) in sizes {
