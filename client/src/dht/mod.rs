@@ -389,13 +389,29 @@ impl DhtClient {
     /// Starts listening to a channel's changes on every node; see [`Listener`]. Fails when a
     /// node cannot be listened to now.
     pub fn listen(&self, channel: &str) -> Result<Listener, ClientError> {
-        Listener::open(&self.client, channel, false)
+        Listener::open(&self.client, channel, false, self.listen_slots())
     }
 
     /// [`DhtClient::listen`] that starts without the nodes that are down; it listens to them
     /// once they are back ([`Listener::missing`] lists the nodes not listened to).
     pub fn listen_partial(&self, channel: &str) -> Result<Listener, ClientError> {
-        Listener::open(&self.client, channel, true)
+        Listener::open(&self.client, channel, true, self.listen_slots())
+    }
+
+    /// The active nodes grouped by replica set (in node order): what a listener listens to.
+    fn listen_slots(&self) -> Vec<Vec<usize>> {
+        let active = self.client.active_nodes();
+        self.read_routes(|routes| {
+            let mut slots: Vec<(routes::SetId, Vec<usize>)> = Vec::new();
+            for node in active {
+                let set = routes.set_of(node);
+                match slots.iter_mut().find(|(id, _)| *id == set) {
+                    Some((_, members)) => members.push(node),
+                    None => slots.push((set, vec![node])),
+                }
+            }
+            slots.into_iter().map(|(_, members)| members).collect()
+        })
     }
 
     fn sum_sizes(
