@@ -91,7 +91,14 @@ impl BatchBuilder {
     /// Offers a record. A record larger than the target still goes into an empty batch (alone),
     /// as long as it fits the hard limit.
     pub fn push(&mut self, key: u64, value: &[u8]) -> PushOutcome {
-        let record_len = RECORD_OVERHEAD + value.len();
+        self.push_with_prefix(key, &[], value)
+    }
+
+    /// As [`push`](Self::push), for a record whose value is `prefix` followed by `value` (a dht
+    /// Mirror's refresh record: its version, then its value), without joining them first.
+    pub fn push_with_prefix(&mut self, key: u64, prefix: &[u8], value: &[u8]) -> PushOutcome {
+        let value_len = prefix.len() + value.len();
+        let record_len = RECORD_OVERHEAD + value_len;
         if record_len > MAX_BATCH_UNCOMPRESSED_BYTES {
             return PushOutcome::TooBig;
         }
@@ -100,7 +107,8 @@ impl BatchBuilder {
         }
         self.raw.extend_from_slice(&key.to_le_bytes());
         self.raw
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+            .extend_from_slice(&(value_len as u32).to_le_bytes());
+        self.raw.extend_from_slice(prefix);
         self.raw.extend_from_slice(value);
         self.count += 1;
         PushOutcome::Added

@@ -10,6 +10,13 @@ pub use super::channels::{
 use super::wire::{put_bool, put_bytes, put_str8, put_u16, put_u64, put_u8, Reader, WireError};
 use super::RequestCode;
 
+mod versioned;
+pub use versioned::{
+    decode_applied, decode_versioned_lookup, encode_applied, encode_versioned_value, MirrorItem,
+    MirrorRequest, PutVersionRequest, RefreshCounts, RefreshRecord, RemoveVersionRequest,
+    VersionedLookup, MAX_PERIODIC_REFRESH_S, VERSION_LEN,
+};
+
 super::codes::request_enum! {
     /// The dht requests (docs/protocol.md §6), with their wire codes.
     pub enum DhtRequest {
@@ -30,6 +37,10 @@ super::codes::request_enum! {
         RedistBatch = 30,
         RedistCommit = 31,
         GetRedistribution = 32,
+        PutVersion = 33,
+        RemoveVersion = 34,
+        GetWithVersion = 35,
+        Mirror = 36,
     }
 }
 
@@ -41,7 +52,8 @@ impl DhtRequest {
         match self {
             RemoveChannel | Redistribute | RedistBatch | RedistCommit => true,
             Put | Get | Exists | Remove | GetAll | GetChannels | GetChannelSize | GetSize
-            | GetResponsibleRange | PutBatch | Listen | Update | GetRedistribution => false,
+            | GetResponsibleRange | PutBatch | Listen | Update | GetRedistribution | PutVersion
+            | RemoveVersion | GetWithVersion | Mirror => false,
         }
     }
 
@@ -50,10 +62,12 @@ impl DhtRequest {
     pub const fn opens_stream(self) -> bool {
         use DhtRequest::*;
         match self {
-            GetAll | Listen | Redistribute => true,
+            GetAll | Listen | Redistribute | Mirror => true,
             Put | Get | Exists | Remove | GetChannels | GetChannelSize | GetSize
             | RemoveChannel | GetResponsibleRange | PutBatch | Update | RedistBatch
-            | RedistCommit | GetRedistribution => false,
+            | RedistCommit | GetRedistribution | PutVersion | RemoveVersion | GetWithVersion => {
+                false
+            }
         }
     }
 }
@@ -76,6 +90,10 @@ pub const REDISTRIBUTE: RequestCode = DhtRequest::Redistribute.code();
 pub const REDIST_BATCH: RequestCode = DhtRequest::RedistBatch.code();
 pub const REDIST_COMMIT: RequestCode = DhtRequest::RedistCommit.code();
 pub const GET_REDISTRIBUTION: RequestCode = DhtRequest::GetRedistribution.code();
+pub const PUT_VERSION: RequestCode = DhtRequest::PutVersion.code();
+pub const REMOVE_VERSION: RequestCode = DhtRequest::RemoveVersion.code();
+pub const GET_WITH_VERSION: RequestCode = DhtRequest::GetWithVersion.code();
+pub const MIRROR: RequestCode = DhtRequest::Mirror.code();
 
 /// The name of a dht request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
@@ -100,6 +118,14 @@ pub const ITEM_REMOVED: u8 = 2;
 pub const ITEM_OVERFLOW: u8 = 3;
 /// Item code of a Redistribute stream.
 pub const ITEM_PROGRESS: u8 = 1;
+/// Item codes of a Mirror stream ([`MirrorItem`]); 1-3 mean what they mean in a Listen, with a
+/// version added.
+pub const ITEM_MIRROR_CHANGED: u8 = 1;
+pub const ITEM_MIRROR_REMOVED: u8 = 2;
+pub const ITEM_MIRROR_OVERFLOW: u8 = 3;
+pub const ITEM_MIRROR_REFRESH_STARTED: u8 = 4;
+pub const ITEM_MIRROR_REFRESH_BATCH: u8 = 5;
+pub const ITEM_MIRROR_REFRESH_DONE: u8 = 6;
 
 /// The longest value filter of a GetAll.
 pub const MAX_FILTER_LEN: usize = 4096;

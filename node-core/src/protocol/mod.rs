@@ -115,7 +115,8 @@ mod tests {
         assert_eq!(super::dht::GET_REDISTRIBUTION, RequestCode(32));
         assert_eq!(super::logfiles::REMOVE_CHANNEL, RequestCode(55));
         assert_eq!(super::queue::SUBSCRIBE, RequestCode(90));
-        assert_eq!(DhtRequest::ALL.len(), 17);
+        assert_eq!(super::dht::MIRROR, RequestCode(36));
+        assert_eq!(DhtRequest::ALL.len(), 21);
         assert_eq!(LogfilesRequest::ALL.len(), 8);
         assert_eq!(QueueRequest::ALL.len(), 11);
     }
@@ -141,7 +142,8 @@ mod tests {
             [
                 &DhtRequest::GetAll,
                 &DhtRequest::Listen,
-                &DhtRequest::Redistribute
+                &DhtRequest::Redistribute,
+                &DhtRequest::Mirror
             ]
         );
         assert!(LogfilesRequest::ALL
