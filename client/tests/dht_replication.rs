@@ -260,14 +260,6 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
     load.wait_for_writes(400);
     load.check(&dht, &acked, "one member down");
 
-    cluster.dht[2].restart();
-    let back = wait_until("the client to see the member live again", LIMIT, || {
-        dht.client()
-            .node_status(2)
-            .is_some_and(|status| status.is_up())
-    });
-    println!("the restarted member was seen live again {back:?} after its restart");
-    load.wait_for_writes(400);
     let (failures, reads) = load.stop();
     assert!(
         failures.is_empty(),
@@ -276,14 +268,27 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
         failures[0].1
     );
     check_reads(&reads, killed, detected);
+
+    cluster.dht[2].restart();
+    let back = wait_until("the client to see the member live again", LIMIT, || {
+        dht.client()
+            .node_status(2)
+            .is_some_and(|status| status.is_up())
+    });
+    println!("the restarted member was seen live again {back:?} after its restart");
     let sets = dht.replica_sets();
     assert_eq!(sets[1].live, vec![2, 3], "{sets:?}");
+    // It restarted from its own data: it lacks what was written while it was down.
+    let stale = stale_on(&dht, 2, &acked);
+    println!("the restarted member missed {stale} acknowledged writes while it was down");
+    assert!(stale > 0, "the test wrote nothing while the member was down");
 
-    // The restarted member receives writes.
+    // It receives writes; the first write also hands it the writes it missed (hints).
     let key = key_of_set(&dht, 1, 0);
     dht.put(CHANNEL, key, b"after the restart").expect("put");
     assert_eq!(held_by(&dht, 2, key).as_deref(), Some(&b"after the restart"[..]));
     acked.lock().expect("lock").insert(key, Some(b"after the restart".to_vec()));
+    assert_eq!(stale_on(&dht, 2, &acked), 0, "the missed writes were replayed");
 
     // The other member goes: the restarted one alone holds the set's keys.
     cluster.dht[3].kill9();
@@ -291,6 +296,16 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
         is_down(&dht, 3)
     });
     every_acknowledged_write_reads_back(&dht, &acked, "the other member down");
+}
+
+/// How many acknowledged keys of `node`'s set `node` itself does not hold as acknowledged.
+fn stale_on(dht: &DhtClient, node: usize, acked: &Acked) -> usize {
+    let acked = acked.lock().expect("lock").clone();
+    acked
+        .iter()
+        .filter(|(key, _)| dht.node_for(**key).expect("owned") / 2 == node / 2)
+        .filter(|(key, expected)| held_by(dht, node, **key) != **expected)
+        .count()
 }
 
 /// Reads of the killed member's set: every read that started once the client knew the member

@@ -1,7 +1,7 @@
 //! The keyed requests of [`DhtClient`]: Put, Get, Exists, Remove, Update (read, then
 //! compare-and-swap) and PutBatch, each sent to the node whose range owns the key.
 
-use super::replicas::Sent;
+use super::replicas::{Change, Hint, Sent};
 use super::DhtClient;
 use crate::error::ClientError;
 use crate::replication::ReadFrom;
@@ -50,8 +50,13 @@ impl DhtClient {
     /// replica set; acknowledged once `write_quorum` of them stored it (see the module
     /// documentation).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), ClientError> {
-        let body = self.put_body(channel, key, value)?;
-        self.write(wire::PUT, key, &body)?.1.ok_body().map(drop)
+        self.client.options().check_value(channel, value.len())?;
+        let change = Change::Put {
+            channel,
+            key,
+            value,
+        };
+        self.write(change)?.1.ok_body().map(drop)
     }
 
     /// A Put's body, once the value passed the client's checks (blocking and async puts).
@@ -91,9 +96,16 @@ impl DhtClient {
     /// of them had it. While a redistribution runs, also on the nodes the record may still be
     /// on.
     pub fn remove(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
-        let body = key_body(channel, key);
-        let (owner, reply) = self.write(wire::REMOVE, key, &body)?;
-        let removed = found(reply)?;
+        // A RemoveVersion does not say whether there was a record: ask first.
+        let existed = match self.writes_versioned(key) {
+            true => Some(self.exists(channel, key)?),
+            false => None,
+        };
+        let (owner, reply) = self.write(Change::Remove { channel, key })?;
+        let removed = match existed {
+            Some(existed) => reply.into_result().map(|_| existed)?,
+            None => found(reply)?,
+        };
         self.remove_from_holders(channel, key, owner, removed)
     }
 
@@ -125,7 +137,7 @@ impl DhtClient {
             }
             let started = Instant::now();
             // From the member the Update goes to: the first live one.
-            let (read, owner) = self.read(wire::GET, channel, key, ReadFrom::First)?;
+            let (read, owner) = self.read_for_update(channel, key)?;
             if read.node != self.client.node_addr(owner).unwrap_or(read.node)
                 && read.status == Status::Ok
             {
@@ -289,6 +301,7 @@ impl DhtClient {
         let live = self.live_members(members)?;
         let pending = self.submit_to(&live, wire::PUT_BATCH, body);
         in_flight.push_back(BatchInFlight {
+            channel: channel.to_string(),
             members: members.to_vec(),
             live: live.len(),
             pending,
@@ -304,7 +317,8 @@ impl DhtClient {
         sent: BatchInFlight,
         refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
     ) -> Result<(), ClientError> {
-        let reply = match self.settle_write(&sent.members, sent.live, None, sent.pending)? {
+        let hint = Hint::Batch(&sent.channel, &sent.batch);
+        let reply = match self.settle_write(&sent.members, sent.live, None, sent.pending, hint)? {
             Sent::Done((_, reply)) => return reply.ok_body().map(drop),
             Sent::WrongNode(reply) => reply,
         };
@@ -463,13 +477,14 @@ impl DhtClient {
     /// either, at the set again (it may have arrived in between: a record leaves its old node
     /// only after its new owner has it). Returns the reply (Ok or NotFound) and the index of
     /// the member that answered.
-    fn read(
+    pub(crate) fn read(
         &self,
         code: RequestCode,
         channel: &str,
         key: u64,
         order: ReadFrom,
     ) -> Result<(Reply, usize), ClientError> {
+        self.replay_hints();
         let body = key_body(channel, key);
         let read_set = |members: &[usize]| self.read_members(code, &body, members, order);
         let (owner, reply) = self.route_set(key, read_set)?;
@@ -500,6 +515,7 @@ impl DhtClient {
 
 /// A PutBatch sent to the live members of a replica set, waiting for their replies.
 struct BatchInFlight {
+    channel: String,
     members: Vec<usize>,
     live: usize,
     pending: Vec<(usize, Result<Pending, ClientError>)>,

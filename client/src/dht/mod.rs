@@ -50,7 +50,9 @@
 //! # Ok::<(), client::ClientError>(())
 //! ```
 
+mod clock;
 mod get_all;
+mod hints;
 mod keyed;
 mod listen;
 mod ranges;
@@ -59,6 +61,7 @@ mod replicas;
 mod routes;
 
 pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
+pub use hints::MAX_HINTS_PER_MEMBER;
 #[cfg(feature = "async")]
 pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
@@ -81,7 +84,7 @@ use routes::Routes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// A connected dht cluster. `Send + Sync`: share it between threads with `Arc`.
@@ -97,6 +100,12 @@ pub struct DhtClient {
     follower: Option<Follower>,
     /// Turns of `read_from = spread`: which member of a set the next read starts at.
     read_turn: AtomicUsize,
+    /// The versions of replicated writes.
+    clock: clock::Clock,
+    /// Writes members missed while down, replayed when they are back.
+    hints: hints::Hints,
+    /// A node answered a versioned write UnsupportedRequest: replicated writes go unversioned.
+    versions_unsupported: AtomicBool,
 }
 
 /// One dht node's range as the client knows it: `None` when the node is down and its range
@@ -175,6 +184,9 @@ impl DhtClient {
             stated: RwLock::new(stated),
             follower,
             read_turn: AtomicUsize::new(0),
+            clock: clock::Clock::default(),
+            hints: hints::Hints::default(),
+            versions_unsupported: AtomicBool::new(false),
         })
     }
 

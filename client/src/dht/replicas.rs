@@ -28,6 +28,11 @@ use crate::error::ClientError;
 use crate::partial::Partial;
 use crate::reply::{Pending, Reply};
 use crate::replication::{ReadFrom, WriteQuorum};
+use node_core::protocol::batch::decode_batch;
+use node_core::protocol::dht::{
+    self as wire, KeyRequest, PutRequest, PutVersionRequest, RemoveVersionRequest,
+    VersionedLookup,
+};
 use node_core::protocol::{RequestCode, Status};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -39,6 +44,96 @@ pub(crate) enum Sent<T> {
     Done(T),
     /// A member does not own the key (its range changed): learn the ranges and try again.
     WrongNode(Reply),
+}
+
+/// One keyed write, as the caller asked for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Change<'a> {
+    Put {
+        channel: &'a str,
+        key: u64,
+        value: &'a [u8],
+    },
+    Remove {
+        channel: &'a str,
+        key: u64,
+    },
+}
+
+impl Change<'_> {
+    pub(crate) fn key(&self) -> u64 {
+        match self {
+            Change::Put { key, .. } | Change::Remove { key, .. } => *key,
+        }
+    }
+
+    pub(crate) fn channel(&self) -> &str {
+        match self {
+            Change::Put { channel, .. } | Change::Remove { channel, .. } => channel,
+        }
+    }
+
+    /// The request without a version: Put, Remove.
+    pub(crate) fn plain(&self) -> (RequestCode, Vec<u8>) {
+        let mut body = Vec::new();
+        match *self {
+            Change::Put {
+                channel,
+                key,
+                value,
+            } => {
+                PutRequest {
+                    channel,
+                    key,
+                    value,
+                }
+                .encode(&mut body);
+                (wire::PUT, body)
+            }
+            Change::Remove { channel, key } => {
+                KeyRequest { channel, key }.encode(&mut body);
+                (wire::REMOVE, body)
+            }
+        }
+    }
+
+    /// The request with `version`: PutVersion, RemoveVersion.
+    pub(crate) fn versioned(&self, version: u64) -> (RequestCode, Vec<u8>) {
+        let mut body = Vec::new();
+        match *self {
+            Change::Put {
+                channel,
+                key,
+                value,
+            } => {
+                PutVersionRequest {
+                    channel,
+                    key,
+                    version,
+                    value,
+                }
+                .encode(&mut body);
+                (wire::PUT_VERSION, body)
+            }
+            Change::Remove { channel, key } => {
+                RemoveVersionRequest {
+                    channel,
+                    key,
+                    version,
+                }
+                .encode(&mut body);
+                (wire::REMOVE_VERSION, body)
+            }
+        }
+    }
+}
+
+/// What a write that a member missed leaves as hints for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hint<'a> {
+    Key(&'a str, u64),
+    /// The keys of a PutBatch batch.
+    Batch(&'a str, &'a [u8]),
 }
 
 /// A replica set with its members' health, as [`DhtClient::replica_sets`] reports it.
@@ -85,18 +180,47 @@ impl DhtClient {
     }
 
     /// Writes to the key's replica set: every live member, acknowledged by `write_quorum`.
-    /// Returns the member whose reply stands for the set's (an Ok one if any) and that reply.
-    pub(crate) fn write(
-        &self,
-        code: RequestCode,
-        key: u64,
-        body: &[u8],
-    ) -> Result<(usize, Reply), ClientError> {
-        self.route_set(key, |members| {
-            let live = self.live_members(members)?;
-            let pending = self.submit_to(&live, code, body.to_vec());
-            self.settle_write(members, live.len(), None, pending)
-        })
+    /// A set of several members gets the versioned request (PutVersion, RemoveVersion) with a
+    /// fresh version of the client's clock, unless the nodes do not know versions (the first
+    /// UnsupportedRequest makes this client use Put and Remove from then on); a set of one, the
+    /// plain request, as without sets. Returns the member whose reply stands for the set's (an
+    /// Ok one if any) and that reply.
+    pub(crate) fn write(&self, change: Change<'_>) -> Result<(usize, Reply), ClientError> {
+        self.replay_hints();
+        loop {
+            let versioned = self.uses_versions();
+            let (node, reply) = self.route_set(change.key(), |members| {
+                let (code, body) = match members.len() > 1 && versioned {
+                    true => change.versioned(self.clock.next()),
+                    false => change.plain(),
+                };
+                let live = self.live_members(members)?;
+                let pending = self.submit_to(&live, code, body);
+                let hint = Hint::Key(change.channel(), change.key());
+                self.settle_write(members, live.len(), None, pending, hint)
+            })?;
+            if versioned && reply.status == Status::UnsupportedRequest {
+                self.versions_unsupported.store(true, Ordering::Release);
+                tracing::warn!(
+                    node = %reply.node,
+                    "the dht nodes do not know versioned writes (PutVersion): replicated writes \
+                     go as Put and Remove, and replicas written in different orders may differ"
+                );
+                continue;
+            }
+            return Ok((node, reply));
+        }
+    }
+
+    /// Whether replicated writes carry versions (until a node said it does not know them).
+    pub(crate) fn uses_versions(&self) -> bool {
+        !self.versions_unsupported.load(Ordering::Acquire)
+    }
+
+    /// Whether `key`'s set has several members and its writes carry versions.
+    pub(crate) fn writes_versioned(&self, key: u64) -> bool {
+        self.uses_versions()
+            && self.read_routes(|routes| routes.members(key).is_ok_and(|m| m.len() > 1))
     }
 
     /// The first member not known to be down; the first member if all are.
@@ -163,8 +287,10 @@ impl DhtClient {
         live: usize,
         already: Option<(usize, Reply)>,
         pending: Vec<(usize, Result<Pending, ClientError>)>,
+        hint: Hint<'_>,
     ) -> Result<Sent<(usize, Reply)>, ClientError> {
         let mut stored = usize::from(already.is_some());
+        let mut stored_on: Vec<usize> = already.iter().map(|(node, _)| *node).collect();
         let mut best = already;
         let (mut wrong, mut refused, mut lost, mut lost_count) = (None, None, None, 0);
         for (node, pending) in pending {
@@ -174,6 +300,7 @@ impl DhtClient {
                 }
                 Ok(reply) if matches!(reply.status, Status::Ok | Status::NotFound) => {
                     stored += 1;
+                    stored_on.push(node);
                     let better = best
                         .as_ref()
                         .is_none_or(|(_, best)| best.status != Status::Ok);
@@ -197,6 +324,9 @@ impl DhtClient {
         if let Some(refused) = refused {
             return Ok(Sent::Done(refused));
         }
+        if stored > 0 && members.len() > stored {
+            self.leave_hints(members, &stored_on, hint);
+        }
         let still_live = live.saturating_sub(lost_count);
         let required = self.write_quorum().required(still_live);
         match (best, lost) {
@@ -204,6 +334,24 @@ impl DhtClient {
             // Nothing stored anywhere: the one node's error, as without sets.
             (None, Some(error)) => Err(error),
             _ => Err(self.quorum_error(members, still_live, required, Some(stored))),
+        }
+    }
+
+    /// Hints for the members of `members` that did not store a write (see `hints`).
+    fn leave_hints(&self, members: &[usize], stored_on: &[usize], hint: Hint<'_>) {
+        for &node in members.iter().filter(|node| !stored_on.contains(node)) {
+            match hint {
+                Hint::Key(channel, key) => self.hints.record(node, channel, [key]),
+                Hint::Batch(channel, batch) => {
+                    let mut scratch = Vec::new();
+                    match decode_batch(batch, &mut scratch) {
+                        Ok(records) => {
+                            self.hints.record(node, channel, records.map(|(key, _)| key))
+                        }
+                        Err(error) => tracing::warn!(%error, "a PutBatch batch without hints"),
+                    }
+                }
+            }
         }
     }
 
@@ -278,13 +426,24 @@ impl DhtClient {
             ReadFrom::Spread if members.is_empty() => 0,
             ReadFrom::Spread => self.read_turn.fetch_add(1, Ordering::Relaxed) % members.len(),
         };
-        members[start..].iter().chain(&members[..start]).copied().collect()
+        let mut order: Vec<usize> = members[start..]
+            .iter()
+            .chain(&members[..start])
+            .copied()
+            .collect();
+        if self.hints.any() {
+            // A member with writes still to replay may hold old values: the others first.
+            order.sort_by_key(|&node| self.hints.has(node));
+        }
+        order
     }
 
-    /// Copies an Update that `node` applied (its Ok `reply`) to the other live members of its
-    /// set, as a Put of the new value or a Remove; acknowledged by `write_quorum` counting
-    /// `node`. Without record versions, a concurrent Put to the same key may reach the members
-    /// in different orders (docs/replication.md).
+    /// Copies an Update that `node` applied (its Ok `reply`) to its replica set, acknowledged
+    /// by `write_quorum`: with versions, a PutVersion (or RemoveVersion) of the new value with
+    /// a fresh version to every live member, `node` included, so that the Update's result has
+    /// a version like every other write (the Update itself stores version 0) and the members
+    /// converge whatever else is written meanwhile; without versions, a Put (or Remove) to the
+    /// other live members, counting `node`.
     pub(crate) fn replicate_update(
         &self,
         channel: &str,
@@ -294,23 +453,72 @@ impl DhtClient {
         decision: &super::UpdateDecision,
     ) -> Result<(), ClientError> {
         let members = self.read_routes(|routes| routes.members_of(node));
-        let others: Vec<usize> = members
-            .iter()
-            .copied()
-            .filter(|&member| member != node && self.client.check_node(member).is_ok())
-            .collect();
-        let (code, body) = match decision {
-            super::UpdateDecision::Write(value) => {
-                (super::wire::PUT, self.put_body(channel, key, value)?)
-            }
-            super::UpdateDecision::Remove => (super::wire::REMOVE, super::key_body(channel, key)),
+        let change = match decision {
+            super::UpdateDecision::Write(value) => Change::Put {
+                channel,
+                key,
+                value,
+            },
+            super::UpdateDecision::Remove => Change::Remove { channel, key },
             super::UpdateDecision::Leave => return reply.ok_body().map(drop),
         };
-        let pending = self.submit_to(&others, code, body);
-        match self.settle_write(&members, others.len() + 1, Some((node, reply)), pending)? {
+        if members.len() < 2 {
+            return reply.ok_body().map(drop);
+        }
+        let versioned = self.uses_versions();
+        let live: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&member| (versioned || member != node) && self.client.check_node(member).is_ok())
+            .collect();
+        let ((code, body), already, counted) = match versioned {
+            true => (change.versioned(self.clock.next()), None, live.len()),
+            false => (change.plain(), Some((node, reply)), live.len() + 1),
+        };
+        let pending = self.submit_to(&live, code, body);
+        let hint = Hint::Key(channel, key);
+        match self.settle_write(&members, counted, already, pending, hint)? {
             Sent::Done((_, reply)) => reply.ok_body().map(drop),
             Sent::WrongNode(reply) => Err(super::keyed::wrong_node(reply, key)),
         }
+    }
+
+    /// An Update's read of the current value, at the set's first live member: with versions
+    /// (a set of several members), GetWithVersion, whose version the clock observes so that
+    /// the Update's copy is newer than what it replaces; the reply is then shaped as a Get's.
+    pub(crate) fn read_for_update(
+        &self,
+        channel: &str,
+        key: u64,
+    ) -> Result<(Reply, usize), ClientError> {
+        if !self.writes_versioned(key) {
+            return self.read(wire::GET, channel, key, ReadFrom::First);
+        }
+        let (mut reply, node) = match self.read(wire::GET_WITH_VERSION, channel, key, ReadFrom::First)
+        {
+            Err(ClientError::Status {
+                status: Status::UnsupportedRequest,
+                ..
+            }) => {
+                self.versions_unsupported.store(true, Ordering::Release);
+                return self.read(wire::GET, channel, key, ReadFrom::First);
+            }
+            other => other?,
+        };
+        let found = reply.status == Status::Ok;
+        match wire::decode_versioned_lookup(found, &reply.body) {
+            Ok(VersionedLookup::Found { version, value }) => {
+                self.clock.observe(version);
+                reply.body = value.to_vec();
+            }
+            Ok(VersionedLookup::Tombstone { version }) => {
+                self.clock.observe(version);
+                reply.body.clear();
+            }
+            Ok(VersionedLookup::Absent) => {}
+            Err(error) => return Err(super::body_error(reply.node, "GetWithVersion", error)),
+        }
+        Ok((reply, node))
     }
 
     /// A fan-out's answers counted once per replica set: of the members that answered, the
