@@ -133,8 +133,13 @@ mod tests {
 
     #[test]
     fn settings_parse_and_bad_values_are_named() {
-        let parse = |text: &str| -> toml::Value { toml::from_str::<toml::Table>(&format!("v = {text}")).expect("toml")["v"].clone() };
-        assert_eq!(WriteQuorum::parse(&parse("\"all\"")), Ok(WriteQuorum::AllLive));
+        let parse = |text: &str| -> toml::Value {
+            toml::from_str::<toml::Table>(&format!("v = {text}")).expect("toml")["v"].clone()
+        };
+        assert_eq!(
+            WriteQuorum::parse(&parse("\"all\"")),
+            Ok(WriteQuorum::AllLive)
+        );
         assert_eq!(WriteQuorum::parse(&parse("2")), Ok(WriteQuorum::Members(2)));
         for bad in ["0", "65", "\"most\"", "1.5"] {
             let error = WriteQuorum::parse(&parse(bad)).expect_err(bad);

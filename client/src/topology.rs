@@ -496,9 +496,18 @@ mod tests {
         let (_, options) = topology.connection(NodeKind::Dht, mine).expect("nodes");
         assert_eq!(options.write_quorum, Some(WriteQuorum::AllLive));
         for (text, expected) in [
-            ("[dht]\nreplication_factor = 0\n", "[dht] replication_factor = 0"),
-            ("[dht]\nwrite_quorum = \"most\"\n", "[dht] write_quorum = \"most\""),
-            ("[dht]\nread_from = \"last\"\n", "[dht] read_from = \"last\""),
+            (
+                "[dht]\nreplication_factor = 0\n",
+                "[dht] replication_factor = 0",
+            ),
+            (
+                "[dht]\nwrite_quorum = \"most\"\n",
+                "[dht] write_quorum = \"most\"",
+            ),
+            (
+                "[dht]\nread_from = \"last\"\n",
+                "[dht] read_from = \"last\"",
+            ),
             (
                 "[queue]\nwrite_quorum = 1\n",
                 "[queue] write_quorum: replication is only for [dht]",

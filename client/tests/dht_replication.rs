@@ -227,7 +227,12 @@ impl Load {
     }
 
     #[allow(clippy::type_complexity)]
-    fn stop(self) -> (Vec<(Instant, ClientError)>, Vec<(Instant, Result<(), ClientError>)>) {
+    fn stop(
+        self,
+    ) -> (
+        Vec<(Instant, ClientError)>,
+        Vec<(Instant, Result<(), ClientError>)>,
+    ) {
         self.gate.stop.store(true, Ordering::Release);
         let failures = self
             .writers
@@ -281,14 +286,27 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
     // It restarted from its own data: it lacks what was written while it was down.
     let stale = stale_on(&dht, 2, &acked);
     println!("the restarted member missed {stale} acknowledged writes while it was down");
-    assert!(stale > 0, "the test wrote nothing while the member was down");
+    assert!(
+        stale > 0,
+        "the test wrote nothing while the member was down"
+    );
 
     // It receives writes; the first write also hands it the writes it missed (hints).
     let key = key_of_set(&dht, 1, 0);
     dht.put(CHANNEL, key, b"after the restart").expect("put");
-    assert_eq!(held_by(&dht, 2, key).as_deref(), Some(&b"after the restart"[..]));
-    acked.lock().expect("lock").insert(key, Some(b"after the restart".to_vec()));
-    assert_eq!(stale_on(&dht, 2, &acked), 0, "the missed writes were replayed");
+    assert_eq!(
+        held_by(&dht, 2, key).as_deref(),
+        Some(&b"after the restart"[..])
+    );
+    acked
+        .lock()
+        .expect("lock")
+        .insert(key, Some(b"after the restart".to_vec()));
+    assert_eq!(
+        stale_on(&dht, 2, &acked),
+        0,
+        "the missed writes were replayed"
+    );
 
     // The other member goes: the restarted one alone holds the set's keys.
     cluster.dht[3].kill9();
@@ -328,7 +346,10 @@ fn check_reads(reads: &[(Instant, Result<(), ClientError>)], killed: Instant, de
         .filter(|(started, _)| *started >= killed && *started < known_down)
         .filter_map(|(_, result)| result.as_ref().err())
         .collect();
-    let total = reads.iter().filter(|(started, _)| *started >= killed).count();
+    let total = reads
+        .iter()
+        .filter(|(started, _)| *started >= killed)
+        .count();
     println!(
         "reads of the set after the kill: {total}, failed: {} (all before the member was known \
          down)",
@@ -346,7 +367,8 @@ fn a_write_quorum_above_the_live_members_is_refused_naming_the_set() {
     };
     let dht = connect(&cluster, quorum_two);
     let (in_set0, in_set2) = (key_of_set(&dht, 0, 0), key_of_set(&dht, 2, 0));
-    dht.put(CHANNEL, in_set0, b"both").expect("two members live");
+    dht.put(CHANNEL, in_set0, b"both")
+        .expect("two members live");
     assert_eq!(held_by(&dht, 0, in_set0).as_deref(), Some(&b"both"[..]));
     assert_eq!(held_by(&dht, 1, in_set0).as_deref(), Some(&b"both"[..]));
 
@@ -369,7 +391,10 @@ fn a_write_quorum_above_the_live_members_is_refused_naming_the_set() {
         "{error:?}"
     );
     let set0 = show(split_evenly(SETS)[0]);
-    assert!(message.starts_with(&format!("replica set {set0} (")), "{message}");
+    assert!(
+        message.starts_with(&format!("replica set {set0} (")),
+        "{message}"
+    );
     assert!(message.contains("needs 2 member(s)") && message.contains("1 of 2 are live"));
     assert_eq!(
         dht.get(CHANNEL, in_set0).expect("reads go on").as_deref(),
@@ -379,7 +404,9 @@ fn a_write_quorum_above_the_live_members_is_refused_naming_the_set() {
     dht.put(CHANNEL, in_set2, b"fine").expect("another set");
     // The default quorum (every live member) takes the write.
     let all_live = connect(&cluster, options());
-    all_live.put(CHANNEL, in_set0, b"one").expect("all live members");
+    all_live
+        .put(CHANNEL, in_set0, b"one")
+        .expect("all live members");
     assert_eq!(held_by(&dht, 0, in_set0).as_deref(), Some(&b"one"[..]));
 }
 
@@ -400,7 +427,10 @@ fn a_not_found_from_one_member_falls_through_to_the_others() {
         value: b"only on one",
     }
     .encode(&mut body);
-    let reply = dht.client().request(1, wire::PUT, &body).expect("direct put");
+    let reply = dht
+        .client()
+        .request(1, wire::PUT, &body)
+        .expect("direct put");
     assert_eq!(reply.status, Status::Ok);
     assert_eq!(held_by(&dht, 0, key), None);
     assert_eq!(
@@ -427,7 +457,10 @@ fn get_all_reads_each_set_once_and_sizes_count_it_once() {
     // Every member has its set's records.
     for node in 0..2 * SETS {
         let key = key_of_set(&dht, node / 2, 1);
-        assert_eq!(held_by(&dht, node, key), Some(format!("value {key}").into_bytes()));
+        assert_eq!(
+            held_by(&dht, node, key),
+            Some(format!("value {key}").into_bytes())
+        );
     }
     let expected: BTreeMap<u64, Vec<u8>> = records.into_iter().collect();
     let read: BTreeMap<u64, Vec<u8>> = dht
@@ -438,7 +471,10 @@ fn get_all_reads_each_set_once_and_sizes_count_it_once() {
     let count = dht.get_all(CHANNEL, GetAllOptions::default()).count();
     assert_eq!(count, expected.len(), "each record once");
     assert_eq!(dht.get_channel_size(CHANNEL).expect("size").records, 2000);
-    assert_eq!(dht.get_channels().expect("channels"), vec![CHANNEL.to_string()]);
+    assert_eq!(
+        dht.get_channels().expect("channels"),
+        vec![CHANNEL.to_string()]
+    );
 
     // One member of each set down: everything still read, complete.
     for set in 0..SETS {
@@ -488,7 +524,8 @@ fn listen_hears_each_change_once_and_fails_over() {
     while !heard && Instant::now() < deadline {
         round += 1;
         let expected = format!("after {round}").into_bytes();
-        dht.put(CHANNEL, key, &expected).expect("put with one member down");
+        dht.put(CHANNEL, key, &expected)
+            .expect("put with one member down");
         let until = Instant::now() + Duration::from_millis(500);
         while !heard && Instant::now() < until {
             match listener.next(Duration::from_millis(100)) {

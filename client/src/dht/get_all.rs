@@ -230,7 +230,13 @@ impl<'a> GetAll<'a> {
             let members: Vec<usize> = routes
                 .members_of(node)
                 .into_iter()
-                .filter(|member| !self.dht.client.node_status(*member).is_some_and(|s| s.is_retired()))
+                .filter(|member| {
+                    !self
+                        .dht
+                        .client
+                        .node_status(*member)
+                        .is_some_and(|s| s.is_retired())
+                })
                 .collect();
             let first = self.dht.first_live(&members);
             let others = members.into_iter().filter(|m| *m != first).collect();
@@ -402,7 +408,9 @@ impl<'a> GetAll<'a> {
         );
         // Lost for now: another member of its replica set takes over at once.
         let lost = matches!(error, ClientError::NodeDown { .. })
-            || (resumable && self.failures >= 1 && self.dht.client.check_node(self.current()).is_err());
+            || (resumable
+                && self.failures >= 1
+                && self.dht.client.check_node(self.current()).is_err());
         if lost && self.fail_over(&error) {
             return Ok(());
         }

@@ -325,7 +325,10 @@ mod tests {
         ranges.push(HashRange::new(0, 0x10));
         let problems = table_problems(&ranges);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(matches!(problems[0], RangeProblem::Overlap { to: 0x10, .. }));
+        assert!(matches!(
+            problems[0],
+            RangeProblem::Overlap { to: 0x10, .. }
+        ));
     }
 
     fn table_problems(ranges: &[HashRange]) -> Vec<RangeProblem> {

@@ -26,12 +26,11 @@ use super::routes::SetId;
 use super::{show_range, DhtClient, ReplicaSet};
 use crate::error::ClientError;
 use crate::partial::Partial;
-use crate::reply::{Pending, Reply};
 use crate::replication::{ReadFrom, WriteQuorum};
+use crate::reply::{Pending, Reply};
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{
-    self as wire, KeyRequest, PutRequest, PutVersionRequest, RemoveVersionRequest,
-    VersionedLookup,
+    self as wire, KeyRequest, PutRequest, PutVersionRequest, RemoveVersionRequest, VersionedLookup,
 };
 use node_core::protocol::{RequestCode, Status};
 use std::collections::HashSet;
@@ -346,7 +345,8 @@ impl DhtClient {
                     let mut scratch = Vec::new();
                     match decode_batch(batch, &mut scratch) {
                         Ok(records) => {
-                            self.hints.record(node, channel, records.map(|(key, _)| key))
+                            self.hints
+                                .record(node, channel, records.map(|(key, _)| key))
                         }
                         Err(error) => tracing::warn!(%error, "a PutBatch batch without hints"),
                     }
@@ -400,7 +400,9 @@ impl DhtClient {
                 .and_then(|()| self.client.submit(node, code, body))
                 .and_then(Pending::wait);
             match answer {
-                Ok(reply) if reply.status == Status::WrongNode => return Ok(Sent::WrongNode(reply)),
+                Ok(reply) if reply.status == Status::WrongNode => {
+                    return Ok(Sent::WrongNode(reply))
+                }
                 Ok(reply) if reply.status == Status::NotFound => {
                     not_found.get_or_insert((node, reply));
                 }
@@ -469,7 +471,9 @@ impl DhtClient {
         let live: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|&member| (versioned || member != node) && self.client.check_node(member).is_ok())
+            .filter(|&member| {
+                (versioned || member != node) && self.client.check_node(member).is_ok()
+            })
             .collect();
         let ((code, body), already, counted) = match versioned {
             true => (change.versioned(self.clock.next()), None, live.len()),
@@ -494,17 +498,17 @@ impl DhtClient {
         if !self.writes_versioned(key) {
             return self.read(wire::GET, channel, key, ReadFrom::First);
         }
-        let (mut reply, node) = match self.read(wire::GET_WITH_VERSION, channel, key, ReadFrom::First)
-        {
-            Err(ClientError::Status {
-                status: Status::UnsupportedRequest,
-                ..
-            }) => {
-                self.versions_unsupported.store(true, Ordering::Release);
-                return self.read(wire::GET, channel, key, ReadFrom::First);
-            }
-            other => other?,
-        };
+        let (mut reply, node) =
+            match self.read(wire::GET_WITH_VERSION, channel, key, ReadFrom::First) {
+                Err(ClientError::Status {
+                    status: Status::UnsupportedRequest,
+                    ..
+                }) => {
+                    self.versions_unsupported.store(true, Ordering::Release);
+                    return self.read(wire::GET, channel, key, ReadFrom::First);
+                }
+                other => other?,
+            };
         let found = reply.status == Status::Ok;
         match wire::decode_versioned_lookup(found, &reply.body) {
             Ok(VersionedLookup::Found { version, value }) => {

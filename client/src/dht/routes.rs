@@ -131,7 +131,9 @@ impl Routes {
     /// Nodes outside `owner`'s replica set that may hold `key` now: those moving records
     /// away, and those whose range also claims it. In node order.
     pub fn other_holders(&self, key: u64, owner: Option<usize>) -> Vec<usize> {
-        let set = owner.map(|owner| self.members_of(owner)).unwrap_or_default();
+        let set = owner
+            .map(|owner| self.members_of(owner))
+            .unwrap_or_default();
         self.table
             .entries()
             .iter()

@@ -399,7 +399,12 @@ fn check_ranges(
         .iter()
         .filter_map(|(addr, range, up)| range.map(|range| (*addr, range, *up)))
         .collect();
-    let table = RangeTable::new(known.iter().map(|(addr, range, _)| (*addr, *range)).collect());
+    let table = RangeTable::new(
+        known
+            .iter()
+            .map(|(addr, range, _)| (*addr, *range))
+            .collect(),
+    );
     problems.extend(table.problems().iter().map(ToString::to_string));
     let tile = problems.is_empty();
     let sets: Vec<SetReport> = table
@@ -423,8 +428,11 @@ fn set_report(
     nodes: &[(SocketAddr, HashRange, bool)],
     replication_factor: Option<u32>,
 ) -> SetReport {
-    let members: Vec<&(SocketAddr, HashRange, bool)> =
-        set.members.iter().filter_map(|&index| nodes.get(index)).collect();
+    let members: Vec<&(SocketAddr, HashRange, bool)> = set
+        .members
+        .iter()
+        .filter_map(|&index| nodes.get(index))
+        .collect();
     let live: Vec<String> = members
         .iter()
         .filter(|(_, _, up)| *up)
@@ -434,7 +442,10 @@ fn set_report(
     SetReport {
         range: show_range(&set.range),
         short: members.len() < expected || live.len() < expected,
-        members: members.iter().map(|(addr, _, _)| addr.to_string()).collect(),
+        members: members
+            .iter()
+            .map(|(addr, _, _)| addr.to_string())
+            .collect(),
         live,
     }
 }
