@@ -14,8 +14,8 @@
 //!   [`Client::get_stats`].
 //!
 //! On top of that transport, [`dht`] is the dht cluster's client: [`DhtClient`] routes each key
-//! to the node whose hash range owns it, fans whole-channel requests out to every node and
-//! merges the answers; [`LogClient`] and [`queue::QueueClient`] do the same for logfiles and
+//! to the node whose hash range owns it (to every live member of a replica set: [`replication`],
+//! docs/replication.md), fans whole-channel requests out to every node and merges the answers; [`LogClient`] and [`queue::QueueClient`] do the same for logfiles and
 //! queue clusters.
 //!
 //! For tokio services, [`asynchronous`] has the same clients as `async fn`s and streams, over

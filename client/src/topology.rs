@@ -29,6 +29,8 @@
 //!                                 # each node's IP address
 //! ```
 //!
+//! `deploy/config/topology.toml` is the example with every key and its default.
+//!
 //! Every section is optional; unknown keys are refused, so a typo never silently drops a node.
 //! A node is `"HOST:PORT"`, or a table `{ addr = "HOST:PORT", range = "MIN:MAX" }` (the range
 //! only in `[dht]`, as hex positions with or without `0x`, as `dhtnode --range` takes them); both
@@ -518,6 +520,24 @@ mod tests {
                 .to_string();
             assert!(message.contains(expected), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn the_example_file_parses_with_its_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/topology.toml");
+        let topology = Topology::load(&path).expect("the example parses");
+        assert_eq!(topology.nodes(NodeKind::Dht).len(), 4);
+        assert_eq!(topology.dht_ranges().len(), 4);
+        let settings = topology.replication();
+        assert_eq!(settings.replication_factor, None);
+        assert_eq!(
+            settings.write_quorum,
+            Some(crate::replication::WriteQuorum::default())
+        );
+        assert_eq!(
+            settings.read_from,
+            Some(crate::replication::ReadFrom::default())
+        );
     }
 
     #[test]

@@ -635,6 +635,16 @@ fn dht_ranges_and_health_show_replica_sets_and_flag_short_ones() {
     );
     assert!(shown.ends_with("verdict: healthy\n"), "{shown}");
 
+    // Moving replica sets is not built: refused, naming a set.
+    let output = with_topology(&two, &["dht", "redistribute"]);
+    assert!(!output.status.success());
+    let refusal = text(&output.stderr);
+    assert!(
+        refusal.contains(&format!("{low} is owned by {a}, {b}"))
+            && refusal.contains("redistributing replica sets is not built yet"),
+        "{refusal}"
+    );
+
     // A factor of 3: every set is short of a member.
     let three = replicated_topology(&cluster, "three.toml", 3);
     let output = with_topology(&three, &["dht", "ranges"]);

@@ -10,6 +10,12 @@
 //! - **Keyed requests** (`put`, `get`, `exists`, `remove`, `update`, `put_batch`) go to the node
 //!   whose range owns the key ([`RangeTable::owner`], which uses the node's own rule,
 //!   `HashRange::is_responsible_for`).
+//! - **Replica sets**: nodes whose ranges are exactly equal own the same keys. Writes go to
+//!   every live member and are acknowledged by `write_quorum` of them (with versions from the
+//!   client's hybrid logical clock, so the members converge); reads go to the first live member
+//!   and fail over; a member that missed writes while it was down gets them replayed when it
+//!   is back (`replicas`, `hints`, docs/replication.md). GetAll, sizes and Listen take each set
+//!   once. [`DhtClient::replica_sets`] shows the sets and their live members.
 //! - **Range changes** (a redistribution, `swarmctl dht redistribute`) are learned without a
 //!   restart: a node that answers WrongNode has another range than the client thought, so the
 //!   client asks every node again (GetRedistribution) and retries, pausing while the cluster is
@@ -28,7 +34,7 @@
 //!   [`ClientError::NodeDown`] while the others work; the tiling check is skipped while a down
 //!   node's range is unknown. A node that comes back has its range read again before keys are
 //!   routed to it.
-//! - **Whole-channel requests** fan out to every node and merge: `get_all` (node after node,
+//! - **Whole-channel requests** fan out to every node (every replica set once) and merge: `get_all` (node after node,
 //!   resumable), `get_channels` (union), `get_size` and `get_channel_size` (sums),
 //!   `remove_channel` (every node), `listen` (every node's change stream, merged). They fail
 //!   when a node cannot answer; their `*_partial` forms answer from the others and name it.
