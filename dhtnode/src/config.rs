@@ -63,7 +63,16 @@ pub struct DhtSection {
     /// [`LOG_DATA_MULTIPLE`] × the node's data, and at least [`MIN_MAX_LOG_BYTES`]), the node
     /// dumps early so that the dump's position lets it delete the log's covered segments.
     pub max_log_bytes: u64,
+    /// Tombstones (keys removed by RemoveVersion) the node keeps over all channels; one more
+    /// is refused with OutOfMemory (docs/protocol.md §6.11).
+    pub tombstone_limit: u64,
+    /// Seconds a tombstone is kept after it was stored: longer than any versioned write may be
+    /// delayed or replayed (a replica down, a client retrying).
+    pub tombstone_ttl_s: u64,
 }
+
+/// The longest `dht.tombstone_ttl_s` accepted: a year.
+pub const MAX_TOMBSTONE_TTL_S: u64 = 365 * 86_400;
 
 /// The least `dht.max_log_bytes` accepted.
 pub const MIN_MAX_LOG_BYTES: u64 = 1 << 20;
@@ -88,6 +97,8 @@ impl Default for DhtSection {
             durability: DurabilityPolicy::Interval,
             durability_interval_ms: 1000,
             max_log_bytes: 1 << 30,
+            tombstone_limit: 4 * 1024 * 1024,
+            tombstone_ttl_s: 86_400,
         }
     }
 }
@@ -106,13 +117,16 @@ impl DhtSection {
         self.range()?;
         let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
         // A value must fit in one frame with its request's other fields, and in one batch (GetAll,
-        // dump blocks), whose records carry 12 bytes of framing.
-        let batch_limit = (node_core::protocol::batch::MAX_BATCH_UNCOMPRESSED_BYTES - 12) as u32;
+        // dump blocks), whose records carry 12 bytes of framing and, in a dump, 9 bytes of kind
+        // and version.
+        let batch_limit = (node_core::protocol::batch::MAX_BATCH_UNCOMPRESSED_BYTES
+            - 12
+            - dht_persist::dump::entry::ENTRY_PREFIX_LEN) as u32;
         let max_value_limit = max_frame_bytes.saturating_sub(1024).min(batch_limit);
         if self.max_value_bytes == 0 || self.max_value_bytes > max_value_limit {
             return invalid(
                 "dht.max_value_bytes",
-                format!("{} is not between 1 and {max_value_limit} (server.max_frame_bytes − 1 KiB, and at most 16 MiB − 12)", self.max_value_bytes),
+                format!("{} is not between 1 and {max_value_limit} (server.max_frame_bytes − 1 KiB, and at most 16 MiB − 21)", self.max_value_bytes),
             );
         }
         if self.max_channels == 0 {
@@ -121,7 +135,19 @@ impl DhtSection {
         if self.listen_queue_events == 0 {
             return invalid("dht.listen_queue_events", "must be at least 1".into());
         }
-        if (self.listen_queue_bytes as u64) < self.max_value_bytes as u64 + 16 {
+        if self.tombstone_limit == 0 {
+            return invalid("dht.tombstone_limit", "must be at least 1".into());
+        }
+        if !(1..=MAX_TOMBSTONE_TTL_S).contains(&self.tombstone_ttl_s) {
+            return invalid(
+                "dht.tombstone_ttl_s",
+                format!(
+                    "{} is not between 1 and {MAX_TOMBSTONE_TTL_S} (a year)",
+                    self.tombstone_ttl_s
+                ),
+            );
+        }
+        if (self.listen_queue_bytes as u64) < self.max_value_bytes as u64 + 24 {
             return invalid(
                 "dht.listen_queue_bytes",
                 "must hold at least one value of max_value_bytes".into(),

@@ -101,6 +101,10 @@ fn load_engine(
         max_total_bytes: usize::try_from(config.dht.listen_total_bytes).unwrap_or(usize::MAX),
     };
     let mut engine = Engine::new(range, limits, listener_limits);
+    engine.set_tombstone_limits(dhtnode::engine::TombstoneLimits {
+        max_tombstones: config.dht.tombstone_limit,
+        ttl_s: config.dht.tombstone_ttl_s,
+    });
     let mut policy: OutOfRangePolicy = config
         .dht
         .out_of_range

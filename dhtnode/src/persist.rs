@@ -20,9 +20,26 @@ impl ShardSource for Channel {
         SHARD_COUNT
     }
 
-    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8])) {
+    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
         for (key, value) in self.shard(index).iter() {
-            each(*key, value);
+            each(*key, value.version(), value);
+        }
+    }
+
+    /// A window of tombstones at a time, copied out: the lock is not held while the writer
+    /// encodes them.
+    fn for_each_tombstone(&self, each: &mut dyn FnMut(u64, u64, u64)) {
+        let mut window = Vec::new();
+        let mut after = None;
+        loop {
+            let last = self.tombstones().window(after, 4096, &mut window);
+            for (key, tombstone) in &window {
+                each(*key, tombstone.version, tombstone.stored_unix_s);
+            }
+            after = window.last().map(|(key, _)| *key);
+            if last || after.is_none() {
+                return;
+            }
         }
     }
 }
@@ -61,8 +78,16 @@ impl LoadTarget for EngineTarget<'_> {
         Channel::new()
     }
 
-    fn insert(&mut self, channel: &mut Channel, key: u64, value: &[u8]) {
-        channel.put(key, value);
+    fn insert(&mut self, channel: &mut Channel, key: u64, version: u64, value: &[u8]) {
+        channel.put(key, value, version);
+    }
+
+    fn insert_tombstone(&mut self, channel: &mut Channel, key: u64, version: u64, stored: u64) {
+        let tombstone = crate::engine::tombstones::Tombstone {
+            version,
+            stored_unix_s: stored,
+        };
+        channel.tombstones().set(key, tombstone);
     }
 
     fn commit(&mut self, name: &str, channel: Channel) {

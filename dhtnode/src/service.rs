@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 pub struct DhtNode {
     pub(crate) engine: Engine,
     wakeups: Wakeups,
-    /// The stream of each Listen, to wake when its queue gets events.
+    /// The stream of each Listen and Mirror, to wake when its queue gets events.
     pub(crate) listen_streams: HashMap<ListenerId, StreamHandle>,
+    /// Mirror streams waiting for their next periodic refresh: when, and the stream to wake.
+    pub(crate) mirror_timers: HashMap<ListenerId, (Instant, StreamHandle)>,
     /// Reused by PutBatch to decompress batches without allocating per request.
     pub(crate) batch_scratch: Vec<u8>,
     /// The batch every GetAll fills and sends within its turn (none holds one between turns).
@@ -56,6 +58,8 @@ pub struct DhtNode {
     /// Bytes of the log's segments when they were last listed, and the log's written-bytes
     /// counter then.
     listed_log_bytes: (u64, u64),
+    /// When tombstones older than their TTL are next dropped.
+    next_tombstone_sweep: Instant,
 }
 
 /// A log larger than [`LOG_DATA_MULTIPLE`] × the data starts an early dump only past this.
@@ -79,6 +83,7 @@ impl DhtNode {
             engine,
             wakeups,
             listen_streams: HashMap::new(),
+            mirror_timers: HashMap::new(),
             batch_scratch: Vec::new(),
             stream_batch: SharedBatch::default(),
             key_scratch: Vec::new(),
@@ -91,6 +96,7 @@ impl DhtNode {
             next_early_dump: Instant::now(),
             early_dump_failures: 0,
             listed_log_bytes: (0, 0),
+            next_tombstone_sweep: Instant::now(),
         };
         node.count_log_bytes();
         node
@@ -174,6 +180,36 @@ impl DhtNode {
         let (data, log) = (self.engine.size().bytes, self.log_bytes());
         log > self.max_log_bytes
             || (log > EARLY_DUMP_FLOOR_BYTES && log > data.saturating_mul(LOG_DATA_MULTIPLE))
+    }
+
+    /// Wakes the Mirror streams whose periodic refresh is due (each starts it when resumed).
+    fn wake_due_mirrors(&mut self, now: Instant) {
+        if self.mirror_timers.is_empty() {
+            return;
+        }
+        self.mirror_timers.retain(|_, (due, handle)| {
+            let waiting = now < *due;
+            if !waiting {
+                self.wakeups.wake(*handle);
+            }
+            waiting
+        });
+    }
+
+    /// Drops the tombstones past `dht.tombstone_ttl_s`, once a minute (or, for a TTL under four
+    /// minutes, four times per TTL), so that one outlives its TTL by at most that much.
+    fn sweep_tombstones(&mut self, now: Instant) {
+        if now < self.next_tombstone_sweep {
+            return;
+        }
+        let ttl_s = self.engine.tombstone_limits().ttl_s;
+        self.next_tombstone_sweep = now + Duration::from_secs((ttl_s / 4).clamp(1, 60));
+        let dropped = self
+            .engine
+            .expire_tombstones(dht_persist::dump::format::unix_now());
+        if dropped > 0 {
+            tracing::debug!("dropped {dropped} tombstones older than {ttl_s} s");
+        }
     }
 
     /// The dump scheduler's part of a tick: its own timer, deleting what a complete cycle
@@ -286,6 +322,8 @@ impl Service for DhtNode {
 
     fn tick(&mut self, now: Instant) {
         self.log_sync.tick(&mut self.engine, now);
+        self.sweep_tombstones(now);
+        self.wake_due_mirrors(now);
         self.tick_dumps(now);
         self.wake_commits();
         self.redistributor.tick(&mut self.engine);

@@ -1,5 +1,7 @@
-//! The dht dump file format, version 1: one file per channel, LZ4-compressed blocks, every part
-//! checksummed (also documented in `docs/formats.md`, section "dht dump file").
+//! The dht dump file format, versions 1 and 2: one file per channel, LZ4-compressed blocks, every
+//! part checksummed (also documented in `docs/formats.md`, section "dht dump file"). Version 2
+//! differs only in what a record's value holds: a kind, a version, then the value or a
+//! tombstone's time ([`super::entry::DumpEntry`]).
 //!
 //! All integers are little-endian; `str8` is a `u8` length followed by that many bytes of UTF-8.
 //!
@@ -8,7 +10,7 @@
 //! | offset | type | field |
 //! |---|---|---|
 //! | 0 | `[u8; 8]` | magic `"SWDHTDMP"` |
-//! | 8 | `u32` | format version = `1` |
+//! | 8 | `u32` | format version: `1` (plain values) or `2` (entries with versions, tombstones) |
 //! | 12 | `u32` | flags: `0`, or [`FLAG_LOG_POSITION`] (`0x1`); a reader refuses any other bit |
 //! | 16 | `u64` | creation time, seconds since the Unix epoch |
 //! | 24 | `str8` | channel name (`n` = its length, at most 255) |
@@ -48,6 +50,7 @@
 //! before any buffer grows, buffers are reused from block to block, and records are handed out as
 //! borrowed slices.
 
+use super::entry::{DumpEntry, VERSIONED_FORMAT_VERSION};
 use node_core::protocol::batch::{
     decode_batch, encode_batch, BatchError, BatchRecords, BATCH_HEADER_LEN,
     MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD,
@@ -60,7 +63,8 @@ use thiserror::Error;
 pub const MAGIC: [u8; 8] = *b"SWDHTDMP";
 /// Last bytes of every complete dump file.
 pub const END_MAGIC: [u8; 8] = *b"SWDMPEND";
-/// The format version this module writes and reads.
+/// The format version of dumps without record versions (dumptool imports, dhtdump): read and
+/// written. Version 2 ([`VERSIONED_FORMAT_VERSION`]) is read and written too.
 pub const FORMAT_VERSION: u32 = 1;
 /// Header flag: the header carries the change-log position the dump covers (a `u64` after the
 /// channel name). The only flag; a reader refuses any other bit.
@@ -143,11 +147,26 @@ impl<W: Write> DumpFileWriter<W> {
 
     /// Writes the header: with [`FLAG_LOG_POSITION`] and the position when there is one.
     pub fn with_header(
-        mut out: W,
+        out: W,
         channel: &str,
         created_unix_s: u64,
         log_position: Option<u64>,
     ) -> io::Result<DumpFileWriter<W>> {
+        DumpFileWriter::with_format(out, FORMAT_VERSION, channel, created_unix_s, log_position)
+    }
+
+    /// [`with_header`](Self::with_header) of a dump of `format_version` (1, or 2: its chunks
+    /// hold entries laid out by [`DumpEntry::append_to`]).
+    pub fn with_format(
+        mut out: W,
+        format_version: u32,
+        channel: &str,
+        created_unix_s: u64,
+        log_position: Option<u64>,
+    ) -> io::Result<DumpFileWriter<W>> {
+        debug_assert!(
+            format_version == FORMAT_VERSION || format_version == VERSIONED_FORMAT_VERSION
+        );
         let name_len = u8::try_from(channel.len()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -164,7 +183,7 @@ impl<W: Write> DumpFileWriter<W> {
         };
         let mut header = Vec::with_capacity(40 + channel.len());
         header.extend_from_slice(&MAGIC);
-        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&format_version.to_le_bytes());
         header.extend_from_slice(&flags.to_le_bytes());
         header.extend_from_slice(&created_unix_s.to_le_bytes());
         header.push(name_len);
@@ -308,7 +327,7 @@ pub struct DumpError {
 pub enum DumpProblem {
     #[error("not a dht dump file: magic {found:02x?}, expected \"SWDHTDMP\"")]
     BadMagic { found: [u8; 8] },
-    #[error("unsupported dump version {0} (this node reads version {FORMAT_VERSION})")]
+    #[error("unsupported dump version {0} (this node reads versions 1 and 2)")]
     UnsupportedVersion(u32),
     #[error("header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     HeaderChecksum { stored: u32, computed: u32 },
@@ -332,6 +351,8 @@ pub enum DumpProblem {
     ValueBytesMismatch { trailer: u64, read: u64 },
     #[error("data follows the end of the dump")]
     TrailingData,
+    #[error("the entry of key 0x{key:016x} in the block here is malformed: {problem}")]
+    BadEntry { key: u64, problem: String },
     #[error("read error: {0}")]
     Io(io::Error),
 }
@@ -445,17 +466,39 @@ impl<R: Read> DumpReader<R> {
         Ok(Some(records))
     }
 
-    /// Reads every remaining block, handing each record to `on_record`, and checks the end.
+    /// Reads every remaining block, handing each record's key and value to `on_record` (a
+    /// version 2 dump's tombstones and versions are left out), and checks the end.
     pub fn for_each_record(
         &mut self,
         mut on_record: impl FnMut(u64, &[u8]),
     ) -> Result<DumpSummary, DumpError> {
-        while let Some(records) = self.next_block()? {
-            for (key, value) in records {
+        self.for_each_entry(|key, entry| {
+            if let DumpEntry::Record { value, .. } = entry {
                 on_record(key, value);
             }
+        })
+    }
+
+    /// Reads every remaining block, handing each entry (a record with its version — 0 in a
+    /// version 1 dump — or a tombstone) to `on_entry`, and checks the end.
+    pub fn for_each_entry(
+        &mut self,
+        mut on_entry: impl FnMut(u64, DumpEntry<'_>),
+    ) -> Result<DumpSummary, DumpError> {
+        let version = self.header.version;
+        loop {
+            let offset = self.offset;
+            let Some(records) = self.next_block()? else {
+                return Ok(self.read);
+            };
+            for (key, raw) in records {
+                let entry = DumpEntry::decode(version, raw).map_err(|problem| DumpError {
+                    offset,
+                    problem: DumpProblem::BadEntry { key, problem },
+                })?;
+                on_entry(key, entry);
+            }
         }
-        Ok(self.read)
     }
 
     fn read_end(&mut self, marker_offset: u64) -> Result<(), DumpError> {
@@ -537,7 +580,7 @@ fn read_header(input: &mut impl Read, offset: &mut u64) -> Result<DumpHeader, Du
         });
     }
     let version = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != VERSIONED_FORMAT_VERSION {
         return Err(DumpError {
             offset: 8,
             problem: DumpProblem::UnsupportedVersion(version),
@@ -886,12 +929,12 @@ mod tests {
     fn errors_name_what_failed_and_where() {
         let (bytes, _) = dump_of(10, 5);
         let mut other_version = bytes.clone();
-        other_version[8] = 2;
+        other_version[8] = 3;
         let err = read_all(&other_version).unwrap_err();
         assert_eq!(err.offset, 8);
         assert_eq!(
             err.to_string(),
-            "unsupported dump version 2 (this node reads version 1) (at byte 8)"
+            "unsupported dump version 3 (this node reads versions 1 and 2) (at byte 8)"
         );
 
         let mut not_a_dump = bytes.clone();

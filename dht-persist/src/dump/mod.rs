@@ -12,6 +12,7 @@
 //!   channel is dumped (every `dump_period_s`, for a RedistCommit, at shutdown) and what the
 //!   outcomes were.
 
+pub mod entry;
 pub mod format;
 pub mod scheduler;
 pub mod writer;

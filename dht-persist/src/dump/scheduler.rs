@@ -399,9 +399,9 @@ mod tests {
         fn shard_count(&self) -> usize {
             self.0.len()
         }
-        fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8])) {
+        fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
             for (key, value) in &self.0[index] {
-                each(*key, value);
+                each(*key, 0, value);
             }
         }
     }

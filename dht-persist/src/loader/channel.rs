@@ -5,6 +5,7 @@ use super::{
     ChannelFiles, ChannelLoadReport, LoadError, LoadOptions, LoadSource, LoadTarget,
     OutOfRangePolicy,
 };
+use crate::dump::entry::DumpEntry;
 use crate::dump::format::{unix_now, DumpError, DumpReader};
 use crate::layout::{channel_file, free_name, BACKUP_SUFFIX, CORRUPT_DIR, DUMP_SUFFIX};
 use crate::tcm::{TcmReader, TCM_READ_BUFFER_BYTES};
@@ -192,18 +193,41 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
         }
         let seen_before = self.report.records_seen(self.options.policy);
         let mut data = self.target.new_channel(self.channel);
-        while let Some(records) = reader.next_block().map_err(bad)? {
-            for (key, value) in records {
+        let format_version = reader.header().version;
+        let mut tombstones = 0u64;
+        loop {
+            let offset = reader.offset();
+            let Some(records) = reader.next_block().map_err(bad)? else {
+                break;
+            };
+            for (key, raw) in records {
+                let entry = DumpEntry::decode(format_version, raw).map_err(|problem| {
+                    FileFailure::Bad(format!(
+                        "at offset {offset}: the entry of key 0x{key:016x} is malformed: {problem}"
+                    ))
+                })?;
+                let (version, value) = match entry {
+                    DumpEntry::Record { version, value } => (version, value),
+                    DumpEntry::Tombstone {
+                        version,
+                        stored_unix_s,
+                    } => {
+                        tombstones += 1;
+                        self.target
+                            .insert_tombstone(&mut data, key, version, stored_unix_s);
+                        continue;
+                    }
+                };
                 if admit(&mut self.report, self.options, path, key, value)
                     .map_err(FileFailure::Fatal)?
                 {
-                    self.target.insert(&mut data, key, value);
+                    self.target.insert(&mut data, key, version, value);
                 }
             }
         }
         // Paired with the trailer's count, which the reader checked against the blocks: every
-        // record of the file was either loaded or counted as skipped.
-        let seen = self.report.records_seen(self.options.policy) - seen_before;
+        // record of the file was either loaded or counted as skipped, or is a tombstone.
+        let seen = self.report.records_seen(self.options.policy) - seen_before + tombstones;
         assert_eq!(
             seen,
             reader.summary().records,
@@ -232,7 +256,7 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
             if admit(&mut self.report, self.options, path, key, value)
                 .map_err(FileFailure::Fatal)?
             {
-                self.target.insert(&mut data, key, value);
+                self.target.insert(&mut data, key, 0, value);
             }
         }
         let tcm = reader.report();

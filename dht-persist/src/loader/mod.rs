@@ -100,7 +100,16 @@ pub struct LoadOptions {
 pub trait LoadTarget {
     type Channel;
     fn new_channel(&mut self, name: &str) -> Self::Channel;
-    fn insert(&mut self, channel: &mut Self::Channel, key: u64, value: &[u8]);
+    /// A record with its version (0 for a file without versions: dump format 1, `.tcm`).
+    fn insert(&mut self, channel: &mut Self::Channel, key: u64, version: u64, value: &[u8]);
+    /// A tombstone of a dump of format 2: the key's removal version, when it was stored.
+    fn insert_tombstone(
+        &mut self,
+        channel: &mut Self::Channel,
+        key: u64,
+        version: u64,
+        stored_unix_s: u64,
+    );
     fn commit(&mut self, name: &str, channel: Self::Channel);
 }
 

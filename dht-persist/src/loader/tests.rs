@@ -18,9 +18,10 @@ impl LoadTarget for MapTarget {
         self.created.push(name.to_owned());
         Vec::new()
     }
-    fn insert(&mut self, channel: &mut Records, key: u64, value: &[u8]) {
+    fn insert(&mut self, channel: &mut Records, key: u64, _version: u64, value: &[u8]) {
         channel.push((key, value.to_vec()));
     }
+    fn insert_tombstone(&mut self, _: &mut Records, _: u64, _: u64, _: u64) {}
     fn commit(&mut self, name: &str, channel: Records) {
         assert!(self.channels.insert(name.to_owned(), channel).is_none());
     }

@@ -35,6 +35,8 @@
 //! | 3 PutBatch | `str8 channel`, then one protocol batch (`docs/protocol.md` §4) to the end of the body |
 //! | 4 RemoveKeys | `str8 channel`, `u32 count`, `count` × `u64 key` |
 //! | 5 RemoveChannel | `str8 channel` |
+//! | 6 PutVersion | `str8 channel`, `u64 key`, `u64 version`, `u32 value_len`, value |
+//! | 7 RemoveVersion | `str8 channel`, `u64 key`, `u64 version`, `u64 stored_unix_s` (the tombstone) |
 //!
 //! Every body must be consumed exactly.
 
@@ -80,16 +82,22 @@ pub enum EntryKind {
     /// The records a redistribution handed to another node, removed here.
     RemoveKeys = 4,
     RemoveChannel = 5,
+    /// A PutVersion that stored its record.
+    PutVersion = 6,
+    /// A RemoveVersion that applied: the record (if any) removed, the tombstone set.
+    RemoveVersion = 7,
 }
 
 impl EntryKind {
     /// Every kind, in code order.
-    pub const ALL: [EntryKind; 5] = [
+    pub const ALL: [EntryKind; 7] = [
         EntryKind::Put,
         EntryKind::Remove,
         EntryKind::PutBatch,
         EntryKind::RemoveKeys,
         EntryKind::RemoveChannel,
+        EntryKind::PutVersion,
+        EntryKind::RemoveVersion,
     ];
 
     pub fn from_code(code: u8) -> Option<EntryKind> {
@@ -103,6 +111,8 @@ impl EntryKind {
             EntryKind::PutBatch => "PutBatch",
             EntryKind::RemoveKeys => "RemoveKeys",
             EntryKind::RemoveChannel => "RemoveChannel",
+            EntryKind::PutVersion => "PutVersion",
+            EntryKind::RemoveVersion => "RemoveVersion",
         }
     }
 }
@@ -357,6 +367,20 @@ pub enum Change<'a> {
     RemoveChannel {
         channel: &'a str,
     },
+    /// A PutVersion that stored its record.
+    PutVersion {
+        channel: &'a str,
+        key: u64,
+        version: u64,
+        value: &'a [u8],
+    },
+    /// A RemoveVersion that applied, with the time its tombstone was stored.
+    RemoveVersion {
+        channel: &'a str,
+        key: u64,
+        version: u64,
+        stored_unix_s: u64,
+    },
 }
 
 impl Change<'_> {
@@ -367,12 +391,16 @@ impl Change<'_> {
             Change::PutBatch { .. } | Change::PutRecords { .. } => EntryKind::PutBatch,
             Change::RemoveKeys { .. } => EntryKind::RemoveKeys,
             Change::RemoveChannel { .. } => EntryKind::RemoveChannel,
+            Change::PutVersion { .. } => EntryKind::PutVersion,
+            Change::RemoveVersion { .. } => EntryKind::RemoveVersion,
         }
     }
 
     pub fn channel(&self) -> &str {
         match self {
             Change::Put { channel, .. }
+            | Change::PutVersion { channel, .. }
+            | Change::RemoveVersion { channel, .. }
             | Change::Remove { channel, .. }
             | Change::PutBatch { channel, .. }
             | Change::PutRecords { channel, .. }
@@ -471,6 +499,29 @@ fn encode_body(change: &Change<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError
             }
         }
         Change::RemoveChannel { .. } => {}
+        Change::PutVersion {
+            key,
+            version,
+            value,
+            ..
+        } => {
+            if value.len() > MAX_ENTRY_BODY_BYTES as usize {
+                return Err(too_large(value.len()));
+            }
+            put_u64(out, key);
+            put_u64(out, version);
+            put_bytes(out, value);
+        }
+        Change::RemoveVersion {
+            key,
+            version,
+            stored_unix_s,
+            ..
+        } => {
+            put_u64(out, key);
+            put_u64(out, version);
+            put_u64(out, stored_unix_s);
+        }
     }
     Ok(())
 }
@@ -519,6 +570,18 @@ pub enum LoggedChange<'a> {
     RemoveChannel {
         channel: &'a str,
     },
+    PutVersion {
+        channel: &'a str,
+        key: u64,
+        version: u64,
+        value: &'a [u8],
+    },
+    RemoveVersion {
+        channel: &'a str,
+        key: u64,
+        version: u64,
+        stored_unix_s: u64,
+    },
 }
 
 impl LoggedChange<'_> {
@@ -529,12 +592,16 @@ impl LoggedChange<'_> {
             LoggedChange::PutBatch { .. } => EntryKind::PutBatch,
             LoggedChange::RemoveKeys { .. } => EntryKind::RemoveKeys,
             LoggedChange::RemoveChannel { .. } => EntryKind::RemoveChannel,
+            LoggedChange::PutVersion { .. } => EntryKind::PutVersion,
+            LoggedChange::RemoveVersion { .. } => EntryKind::RemoveVersion,
         }
     }
 
     pub fn channel(&self) -> &str {
         match self {
             LoggedChange::Put { channel, .. }
+            | LoggedChange::PutVersion { channel, .. }
+            | LoggedChange::RemoveVersion { channel, .. }
             | LoggedChange::Remove { channel, .. }
             | LoggedChange::PutBatch { channel, .. }
             | LoggedChange::RemoveKeys { channel, .. }
@@ -548,7 +615,9 @@ impl LoggedChange<'_> {
         match self {
             LoggedChange::Put { .. }
             | LoggedChange::Remove { .. }
-            | LoggedChange::RemoveChannel { .. } => 1,
+            | LoggedChange::RemoveChannel { .. }
+            | LoggedChange::PutVersion { .. }
+            | LoggedChange::RemoveVersion { .. } => 1,
             LoggedChange::PutBatch { records, .. } => u64::from(records.len()),
             LoggedChange::RemoveKeys { keys, .. } => keys.len() as u64,
         }
@@ -637,6 +706,25 @@ pub fn decode_body<'a>(
             }
         }
         EntryKind::RemoveChannel => LoggedChange::RemoveChannel { channel },
+        EntryKind::PutVersion => {
+            let key = reader.u64("key").map_err(wire)?;
+            let version = reader.u64("version").map_err(wire)?;
+            let value = reader
+                .bytes("value", MAX_ENTRY_BODY_BYTES as usize)
+                .map_err(wire)?;
+            LoggedChange::PutVersion {
+                channel,
+                key,
+                version,
+                value,
+            }
+        }
+        EntryKind::RemoveVersion => LoggedChange::RemoveVersion {
+            channel,
+            key: reader.u64("key").map_err(wire)?,
+            version: reader.u64("version").map_err(wire)?,
+            stored_unix_s: reader.u64("stored_unix_s").map_err(wire)?,
+        },
     };
     reader.finish().map_err(wire)?;
     Ok(change)

@@ -112,7 +112,7 @@ pub enum LogError {
 
 /// Entries per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KindCounts([u64; 5]);
+pub struct KindCounts([u64; EntryKind::ALL.len()]);
 
 impl KindCounts {
     pub fn add(&mut self, kind: EntryKind) {

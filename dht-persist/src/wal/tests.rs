@@ -21,6 +21,10 @@ pub(super) enum Owned {
     PutBatch(String, Vec<(u64, Vec<u8>)>),
     RemoveKeys(String, Vec<u64>),
     RemoveChannel(String),
+    /// Channel, key, version, value.
+    PutVersion(String, u64, u64, Vec<u8>),
+    /// Channel, key, version, stored_unix_s.
+    RemoveVersion(String, u64, u64, u64),
 }
 
 /// Appends `change`; a PutBatch goes in as an encoded batch when `encoded`, else as records.
@@ -55,6 +59,18 @@ fn append(log: &mut LogWriter, change: &Owned, encoded: bool) -> Result<u64, App
         }
         Owned::RemoveKeys(channel, keys) => Change::RemoveKeys { channel, keys },
         Owned::RemoveChannel(channel) => Change::RemoveChannel { channel },
+        Owned::PutVersion(channel, key, version, value) => Change::PutVersion {
+            channel,
+            key: *key,
+            version: *version,
+            value,
+        },
+        Owned::RemoveVersion(channel, key, version, stored_unix_s) => Change::RemoveVersion {
+            channel,
+            key: *key,
+            version: *version,
+            stored_unix_s: *stored_unix_s,
+        },
     };
     log.append(&change)
 }
@@ -75,6 +91,18 @@ fn owned(change: &LoggedChange<'_>) -> Owned {
             Owned::RemoveKeys(channel.into(), keys.collect())
         }
         LoggedChange::RemoveChannel { channel } => Owned::RemoveChannel(channel.into()),
+        LoggedChange::PutVersion {
+            channel,
+            key,
+            version,
+            value,
+        } => Owned::PutVersion(channel.into(), key, version, value.to_vec()),
+        LoggedChange::RemoveVersion {
+            channel,
+            key,
+            version,
+            stored_unix_s,
+        } => Owned::RemoveVersion(channel.into(), key, version, stored_unix_s),
     }
 }
 
@@ -135,11 +163,13 @@ fn sample(count: usize) -> Vec<Owned> {
             let channel = format!("ch-{}", i % 3);
             let key = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let value = vec![i as u8; 1 + (i * 37) % 300];
-            match i % 7 {
+            match i % 9 {
                 0..=2 => Owned::Put(channel, key, value),
                 3 => Owned::Remove(channel, key),
                 4 => Owned::PutBatch(channel, vec![(key, value.clone()), (key + 1, value)]),
                 5 => Owned::RemoveKeys(channel, vec![key, key ^ 1, 7]),
+                6 => Owned::PutVersion(channel, key, i as u64 * 11, value),
+                7 => Owned::RemoveVersion(channel, key, u64::MAX - i as u64, 1_700_000_000),
                 _ => Owned::RemoveChannel(channel),
             }
         })
@@ -376,7 +406,7 @@ fn zeroed_or_garbled_last_entries_are_torn_tails_too() {
 #[test]
 fn a_flipped_byte_anywhere_before_the_last_entry_is_damage_not_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let changes = sample(40);
+    let changes = sample(50);
     write_log(dir.path(), &changes, 3, small_segments());
     let segments = fs::read_dir(dir.path()).unwrap().count() as u64;
     assert!(segments >= 2);
@@ -410,7 +440,7 @@ fn a_flipped_byte_anywhere_before_the_last_entry_is_damage_not_skipped() {
     damaged[last_start + 25] ^= 0x40;
     fs::write(segment_path(dir.path(), segments), &damaged).unwrap();
     let (entries, end) = read_log(dir.path(), ReadFrom::Start).unwrap();
-    assert_eq!(entries, numbered(&changes[..39]));
+    assert_eq!(entries, numbered(&changes[..49]));
     assert_eq!(end.torn.unwrap().offset, last_start as u64);
 }
 
@@ -768,12 +798,16 @@ fn arb_change() -> impl Strategy<Value = Owned> {
         (channel, any::<u64>()).prop_map(|(c, k)| Owned::Remove(c, k)),
         (
             channel,
-            proptest::collection::vec((any::<u64>(), value), 0..6)
+            proptest::collection::vec((any::<u64>(), value.clone()), 0..6)
         )
             .prop_map(|(c, r)| Owned::PutBatch(c, r)),
         (channel, proptest::collection::vec(any::<u64>(), 0..20))
             .prop_map(|(c, k)| Owned::RemoveKeys(c, k)),
         channel.prop_map(Owned::RemoveChannel),
+        (channel, any::<u64>(), any::<u64>(), value)
+            .prop_map(|(c, k, v, b)| Owned::PutVersion(c, k, v, b)),
+        (channel, any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(c, k, v, t)| Owned::RemoveVersion(c, k, v, t)),
     ]
 }
 

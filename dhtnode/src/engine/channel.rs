@@ -6,6 +6,7 @@
 //! records has ~2 500 per shard), so a walker copies one shard at a time, and "shard index, then
 //! key order inside the shard" is a total order that a walk can resume from after any change.
 
+use super::tombstones::Tombstones;
 use super::value::Value;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -73,6 +74,9 @@ pub struct Channel {
     /// Set when the channel is removed from the engine (RemoveChannel, or replaced at load):
     /// threads holding it (a redistribution) stop using it.
     removed: AtomicBool,
+    /// Keys removed by a RemoveVersion, with the removal's version (never a key that also has
+    /// a record: storing a record clears its tombstone).
+    tombstones: Tombstones,
 }
 
 impl Default for Channel {
@@ -90,7 +94,12 @@ impl Channel {
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            tombstones: Tombstones::default(),
         }
+    }
+
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
     }
 
     /// Whether the engine dropped this channel (see the field).
@@ -102,12 +111,16 @@ impl Channel {
         self.removed.store(true, Ordering::Release);
     }
 
-    /// Inserts a value only if the key has none; returns the bytes added (0 when present).
+    /// Inserts a value (version 0) only if the key has none and no tombstone; returns the
+    /// bytes added (0 when present).
     pub fn put_if_absent(&self, key: u64, value: &[u8]) -> u64 {
+        if self.tombstones.get(key).is_some() {
+            return 0;
+        }
         match self.shard(shard_of(key)).entry(key) {
             Entry::Occupied(_) => 0,
             Entry::Vacant(entry) => {
-                entry.insert(Value::new(value));
+                entry.insert(Value::new(value, 0));
                 let added = record_bytes(value.len());
                 self.records.fetch_add(1, Ordering::Relaxed);
                 self.bytes.fetch_add(added, Ordering::Relaxed);
@@ -152,23 +165,40 @@ impl Channel {
         f(shard.get(&key).map(Value::as_bytes))
     }
 
+    /// Runs `f` on the version and value of `key` (or `None`), with its shard locked.
+    pub fn with_versioned<R>(&self, key: u64, f: impl FnOnce(Option<(u64, &[u8])>) -> R) -> R {
+        let shard = self.shard(shard_of(key));
+        f(shard
+            .get(&key)
+            .map(|value| (value.version(), value.as_bytes())))
+    }
+
+    /// The version the channel holds for `key`: its record's, else its tombstone's.
+    pub fn held_version(&self, key: u64) -> Option<u64> {
+        self.shard(shard_of(key))
+            .get(&key)
+            .map(Value::version)
+            .or_else(|| self.tombstones.get(key).map(|tombstone| tombstone.version))
+    }
+
     /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank). One
-    /// hash lookup; an overwrite with a value of the same length reuses the allocation.
-    pub fn put(&self, key: u64, value: &[u8]) -> i64 {
+    /// hash lookup; an overwrite with a value of the same length reuses the allocation. The
+    /// caller clears the key's tombstone, if any.
+    pub fn put(&self, key: u64, value: &[u8], version: u64) -> i64 {
         let added = record_bytes(value.len());
         let removed = match self.shard(shard_of(key)).entry(key) {
             Entry::Occupied(mut entry) => {
                 let old = entry.get_mut();
                 let removed = record_bytes(old.len());
                 if old.len() == value.len() {
-                    old.overwrite(value);
+                    old.overwrite(value, version);
                 } else {
-                    *old = Value::new(value);
+                    *old = Value::new(value, version);
                 }
                 removed
             }
             Entry::Vacant(entry) => {
-                entry.insert(Value::new(value));
+                entry.insert(Value::new(value, version));
                 self.records.fetch_add(1, Ordering::Relaxed);
                 0
             }
@@ -247,9 +277,10 @@ mod tests {
     #[test]
     fn put_get_remove_keep_totals() {
         let channel = Channel::new();
-        assert_eq!(channel.put(1, b"abc"), 11);
-        assert_eq!(channel.put(1, b"a"), -2);
-        assert_eq!(channel.put(2, b"xyz"), 11);
+        assert_eq!(channel.put(1, b"abc", 0), 11);
+        assert_eq!(channel.put(1, b"a", 5), -2);
+        assert_eq!(channel.put(2, b"xyz", 0), 11);
+        assert_eq!(channel.held_version(1), Some(5));
         assert_eq!(
             channel.with(1, |v| v.map(<[u8]>::to_vec)),
             Some(b"a".to_vec())
@@ -268,7 +299,7 @@ mod tests {
         let shard = shard_of(0);
         let mut keys: Vec<u64> = (0..200_000u64).filter(|k| shard_of(*k) == shard).collect();
         for key in &keys {
-            channel.put(*key, b"v");
+            channel.put(*key, b"v", 0);
         }
         keys.sort_unstable();
         assert!(keys.len() > 20, "enough keys in one shard");

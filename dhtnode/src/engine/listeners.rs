@@ -14,12 +14,19 @@ pub type ListenerId = usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEvent {
+    /// A write; `version` is 0 for a write without one.
     Changed {
         key: u64,
         value: Box<[u8]>,
+        version: u64,
     },
+    /// A removal: `version` is a RemoveVersion's (0 for one without); `record` says whether a
+    /// record was removed (a RemoveVersion of an absent key only sets a tombstone, which a
+    /// Listen does not report and a Mirror does).
     Removed {
         key: u64,
+        version: u64,
+        record: bool,
     },
     /// This many changes were dropped here because the queue was full.
     Lost(u64),
@@ -72,9 +79,9 @@ impl Listener {
 /// Bytes an event counts for in the bounds (markers count nothing: they are not kept per loss).
 fn event_bytes(event: &ListenEvent) -> usize {
     match event {
-        ListenEvent::Changed { value, .. } => 16 + value.len(),
+        ListenEvent::Changed { value, .. } => 24 + value.len(),
         ListenEvent::Lost(_) => 0,
-        _ => 16,
+        _ => 24,
     }
 }
 
@@ -165,6 +172,15 @@ mod tests {
         ListenEvent::Changed {
             key,
             value: Box::from(&b"v"[..]),
+            version: 0,
+        }
+    }
+
+    fn removed(key: u64) -> ListenEvent {
+        ListenEvent::Removed {
+            key,
+            version: 0,
+            record: true,
         }
     }
 
@@ -181,12 +197,9 @@ mod tests {
         }
         assert_eq!(listeners.next_event(id), Some(changed(0)));
         assert_eq!(listeners.next_event(id), Some(changed(1)));
-        listeners.notify(&[id], &ListenEvent::Removed { key: 9 });
+        listeners.notify(&[id], &removed(9));
         assert_eq!(listeners.next_event(id), Some(ListenEvent::Lost(3)));
-        assert_eq!(
-            listeners.next_event(id),
-            Some(ListenEvent::Removed { key: 9 })
-        );
+        assert_eq!(listeners.next_event(id), Some(removed(9)));
         assert_eq!(listeners.next_event(id), None);
         assert_eq!(
             listeners.take_ready(),
@@ -220,11 +233,12 @@ mod tests {
         let big = ListenEvent::Changed {
             key: 1,
             value: Box::from(&[0u8; 20][..]),
+            version: 0,
         };
         listeners.notify(&[first, second], &big);
         assert_eq!(
             listeners.total_bytes(),
-            36,
+            44,
             "only the first copy fits the node's 50 bytes"
         );
         assert_eq!(listeners.next_event(second), Some(ListenEvent::Lost(1)));
@@ -239,7 +253,7 @@ mod tests {
     fn byte_bound_counts_values() {
         let mut listeners = Listeners::new(ListenerLimits {
             max_events: 100,
-            max_bytes: 40,
+            max_bytes: 50,
             max_total_bytes: 1 << 30,
         });
         let id = listeners.add();
@@ -248,6 +262,7 @@ mod tests {
             &ListenEvent::Changed {
                 key: 1,
                 value: Box::from(&[0u8; 20][..]),
+                version: 0,
             },
         );
         listeners.notify(
@@ -255,6 +270,7 @@ mod tests {
             &ListenEvent::Changed {
                 key: 2,
                 value: Box::from(&[0u8; 20][..]),
+                version: 0,
             },
         );
         assert!(matches!(

@@ -26,10 +26,13 @@ pub mod channel;
 pub mod listeners;
 pub mod log;
 pub mod replay;
+pub mod tombstones;
 pub mod value;
+mod versions;
 
 pub use channel::{Channel, SHARD_COUNT};
 pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
+pub use versions::{TombstoneLimits, VersionedRead};
 
 use channel::record_bytes;
 use dht_persist::wal::{Change, LoggedChange};
@@ -83,6 +86,11 @@ pub enum EngineError {
     RedistributionGuard { cap: u64, bytes: u64 },
     #[error("the change log cannot take the change, so nothing was stored: {0}")]
     LogUnavailable(String),
+    #[error(
+        "the node's limit of {limit} tombstones (dht.tombstone_limit) is reached; they are \
+         dropped dht.tombstone_ttl_s after they were stored"
+    )]
+    TooManyTombstones { limit: u64 },
 }
 
 impl EngineError {
@@ -97,6 +105,7 @@ impl EngineError {
             EngineError::TooManyChannels { .. } => Status::OutOfMemory,
             EngineError::RedistributionGuard { .. } => Status::OutOfMemory,
             EngineError::LogUnavailable(_) => Status::InternalError,
+            EngineError::TooManyTombstones { .. } => Status::OutOfMemory,
         }
     }
 }
@@ -123,6 +132,9 @@ pub struct Engine {
     log: EngineLog,
     /// Reused to lay out the records a redistribution stores, for their log entry.
     raw_scratch: Vec<u8>,
+    /// Tombstones over all channels, and their bounds (docs/protocol.md §6.11).
+    tombstones: u64,
+    tombstone_limits: TombstoneLimits,
 }
 
 /// What a [`Engine::put_absent_batch`] did.
@@ -146,6 +158,8 @@ impl Engine {
             redistribution_cap: None,
             log: EngineLog::none(),
             raw_scratch: Vec::new(),
+            tombstones: 0,
+            tombstone_limits: TombstoneLimits::default(),
         }
     }
 
@@ -287,7 +301,23 @@ impl Engine {
     /// Stores whatever the key (a replay applies what was accepted under another range);
     /// tells the listeners.
     pub(crate) fn store_unchecked(&mut self, channel: &str, key: u64, value: &[u8]) {
-        let growth = self.channel_for_write(channel).put(key, value);
+        self.store_version_unchecked(channel, key, value, 0);
+    }
+
+    /// [`store_unchecked`](Self::store_unchecked) with a version; the record replaces the
+    /// key's tombstone, if any.
+    pub(crate) fn store_version_unchecked(
+        &mut self,
+        channel: &str,
+        key: u64,
+        value: &[u8],
+        version: u64,
+    ) {
+        let data = self.channel_for_write(channel);
+        let growth = data.put(key, value, version);
+        if data.tombstones().clear(key) {
+            self.tombstones -= 1;
+        }
         let listening = self.is_listened(channel);
         self.total.bytes = (self.total.bytes as i64 + growth) as u64;
         if growth == record_bytes(value.len()) as i64 {
@@ -299,6 +329,7 @@ impl Engine {
                 ListenEvent::Changed {
                     key,
                     value: Box::from(value),
+                    version,
                 },
             );
         }
@@ -402,7 +433,12 @@ impl Engine {
         };
         self.total.records -= 1;
         self.total.bytes -= removed_bytes;
-        self.notify(channel, ListenEvent::Removed { key });
+        let event = ListenEvent::Removed {
+            key,
+            version: 0,
+            record: true,
+        };
+        self.notify(channel, event);
         true
     }
 
@@ -507,7 +543,7 @@ impl Engine {
             let mut seen = std::collections::HashSet::new();
             let growth: u64 = records
                 .clone()
-                .filter(|(key, _)| seen.insert(*key) && self.old_record_bytes(channel, *key) == 0)
+                .filter(|(key, _)| seen.insert(*key) && self.is_unheld(channel, *key))
                 .map(|(_, value)| record_bytes(value.len()))
                 .sum();
             self.check_growth(i64::try_from(growth).unwrap_or(i64::MAX))?;
@@ -525,7 +561,7 @@ impl Engine {
             let mut seen = std::collections::HashSet::new();
             let absent = records
                 .clone()
-                .filter(|(key, _)| seen.insert(*key) && self.old_record_bytes(channel, *key) == 0);
+                .filter(|(key, _)| seen.insert(*key) && self.is_unheld(channel, *key));
             let absent: Vec<(u64, &[u8])> = absent.collect();
             if !absent.is_empty() {
                 self.log_records(channel, absent.into_iter())?;
@@ -552,6 +588,7 @@ impl Engine {
                     ListenEvent::Changed {
                         key,
                         value: Box::from(value),
+                        version: 0,
                     },
                 );
             }
@@ -730,6 +767,7 @@ impl Engine {
         data.mark_removed();
         self.total.records -= data.records();
         self.total.bytes -= data.bytes();
+        self.tombstones -= data.tombstones().count();
         true
     }
 
@@ -757,6 +795,24 @@ impl Engine {
             LoggedChange::RemoveChannel { channel } => {
                 self.remove_channel_unchecked(channel);
             }
+            LoggedChange::PutVersion {
+                channel,
+                key,
+                version,
+                value,
+            } => self.store_version_unchecked(channel, *key, value, *version),
+            LoggedChange::RemoveVersion {
+                channel,
+                key,
+                version,
+                stored_unix_s,
+            } => {
+                let tombstone = tombstones::Tombstone {
+                    version: *version,
+                    stored_unix_s: *stored_unix_s,
+                };
+                self.apply_remove_version(channel, *key, tombstone);
+            }
         }
     }
 
@@ -765,10 +821,12 @@ impl Engine {
         let data = Arc::new(data);
         self.total.records += data.records();
         self.total.bytes += data.bytes();
+        self.tombstones += data.tombstones().count();
         if let Some(old) = self.channels.insert(name.to_string(), data) {
             old.mark_removed();
             self.total.records -= old.records();
             self.total.bytes -= old.bytes();
+            self.tombstones -= old.tombstones().count();
         }
     }
 
@@ -967,13 +1025,19 @@ mod tests {
             vec![
                 ListenEvent::Changed {
                     key: 5,
-                    value: Box::from(&b"value"[..])
+                    value: Box::from(&b"value"[..]),
+                    version: 0
                 },
                 ListenEvent::Changed {
                     key: 6,
-                    value: Box::from(&b"x"[..])
+                    value: Box::from(&b"x"[..]),
+                    version: 0
                 },
-                ListenEvent::Removed { key: 5 },
+                ListenEvent::Removed {
+                    key: 5,
+                    version: 0,
+                    record: true
+                },
                 ListenEvent::ChannelRemoved,
             ]
         );
@@ -1056,7 +1120,8 @@ mod tests {
             engine.next_listen_event(id),
             Some(ListenEvent::Changed {
                 key: 2,
-                value: Box::from(&b"newer"[..])
+                value: Box::from(&b"newer"[..]),
+                version: 0
             })
         );
         let batch: Vec<(u64, &[u8])> = vec![(2, b"older"), (4, b"moved"), (4, b"again")];
@@ -1073,7 +1138,8 @@ mod tests {
             engine.next_listen_event(id),
             Some(ListenEvent::Changed {
                 key: 4,
-                value: Box::from(&b"moved"[..])
+                value: Box::from(&b"moved"[..]),
+                version: 0
             }),
             "a moved record reaches the listeners of its new node"
         );

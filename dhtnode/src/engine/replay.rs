@@ -18,13 +18,36 @@ pub const MAX_BATCH_CHANGES: usize = 1 << 17;
 /// Bytes of values gathered before they are applied.
 pub const MAX_BATCH_VALUE_BYTES: usize = 32 << 20;
 
-/// One gathered change: a Put (its value's range in `values`) or a Remove.
+/// What a gathered change does to its key.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// Store the value at `values[start..start + len]`.
+    Store {
+        start: usize,
+        len: usize,
+    },
+    Remove,
+    /// A RemoveVersion: remove the record, keep a tombstone stored at this time.
+    Tombstone {
+        stored_unix_s: u64,
+    },
+}
+
+/// One gathered change of one key, with its version (0 for changes without one).
 #[derive(Debug, Clone, Copy)]
 struct Gathered {
     channel: u32,
     shard: u32,
     key: u64,
-    value: Option<(usize, usize)>,
+    version: u64,
+    action: Action,
+}
+
+/// A change as [`ReplayBatch::gather`] takes it: the value to store, or what to remove.
+enum Input<'a> {
+    Store(&'a [u8]),
+    Remove,
+    Tombstone { stored_unix_s: u64 },
 }
 
 /// The changes of the replay not applied yet (see the module doc).
@@ -44,17 +67,35 @@ impl ReplayBatch {
                 channel,
                 key,
                 value,
-            } => self.gather(engine, channel, *key, Some(value)),
-            LoggedChange::Remove { channel, key } => self.gather(engine, channel, *key, None),
+            } => self.gather(engine, channel, *key, 0, Input::Store(value)),
+            LoggedChange::Remove { channel, key } => {
+                self.gather(engine, channel, *key, 0, Input::Remove)
+            }
             LoggedChange::PutBatch { channel, records } => {
                 for (key, value) in records.clone() {
-                    self.gather(engine, channel, key, Some(value));
+                    self.gather(engine, channel, key, 0, Input::Store(value));
                 }
             }
             LoggedChange::RemoveKeys { channel, keys } => {
                 for key in keys.clone() {
-                    self.gather(engine, channel, key, None);
+                    self.gather(engine, channel, key, 0, Input::Remove);
                 }
+            }
+            LoggedChange::PutVersion {
+                channel,
+                key,
+                version,
+                value,
+            } => self.gather(engine, channel, *key, *version, Input::Store(value)),
+            LoggedChange::RemoveVersion {
+                channel,
+                key,
+                version,
+                stored_unix_s,
+            } => {
+                let stored_unix_s = *stored_unix_s;
+                let input = Input::Tombstone { stored_unix_s };
+                self.gather(engine, channel, *key, *version, input)
             }
             LoggedChange::RemoveChannel { .. } => {
                 self.apply(engine);
@@ -63,9 +104,20 @@ impl ReplayBatch {
         }
     }
 
-    fn gather(&mut self, engine: &mut Engine, channel: &str, key: u64, value: Option<&[u8]>) {
+    fn gather(
+        &mut self,
+        engine: &mut Engine,
+        channel: &str,
+        key: u64,
+        version: u64,
+        input: Input<'_>,
+    ) {
+        let value_len = match input {
+            Input::Store(value) => value.len(),
+            Input::Remove | Input::Tombstone { .. } => 0,
+        };
         let full = self.changes.len() >= MAX_BATCH_CHANGES
-            || self.values.len() + value.map_or(0, <[u8]>::len) > MAX_BATCH_VALUE_BYTES;
+            || self.values.len() + value_len > MAX_BATCH_VALUE_BYTES;
         if full {
             self.apply(engine);
         }
@@ -76,16 +128,24 @@ impl ReplayBatch {
                 self.channels.len() - 1
             }
         };
-        let value = value.map(|value| {
-            let start = self.values.len();
-            self.values.extend_from_slice(value);
-            (start, value.len())
-        });
+        let action = match input {
+            Input::Store(value) => {
+                let start = self.values.len();
+                self.values.extend_from_slice(value);
+                Action::Store {
+                    start,
+                    len: value.len(),
+                }
+            }
+            Input::Remove => Action::Remove,
+            Input::Tombstone { stored_unix_s } => Action::Tombstone { stored_unix_s },
+        };
         self.changes.push(Gathered {
             channel: index as u32,
             shard: shard_of(key) as u32,
             key,
-            value,
+            version,
+            action,
         });
     }
 
@@ -96,12 +156,21 @@ impl ReplayBatch {
             .sort_by_key(|change| (change.channel, change.shard));
         for change in &self.changes {
             let channel = &self.channels[change.channel as usize];
-            match change.value {
-                Some((start, len)) => {
-                    engine.store_unchecked(channel, change.key, &self.values[start..start + len])
+            let key = change.key;
+            match change.action {
+                Action::Store { start, len } => {
+                    let value = &self.values[start..start + len];
+                    engine.store_version_unchecked(channel, key, value, change.version)
                 }
-                None => {
-                    engine.remove_unchecked(channel, change.key);
+                Action::Remove => {
+                    engine.remove_unchecked(channel, key);
+                }
+                Action::Tombstone { stored_unix_s } => {
+                    let tombstone = super::tombstones::Tombstone {
+                        version: change.version,
+                        stored_unix_s,
+                    };
+                    engine.apply_remove_version(channel, key, tombstone);
                 }
             }
         }

@@ -13,13 +13,12 @@
 //! without getting a record twice (docs/protocol.md §6.3).
 //!
 //! Memory: between its turns a GetAll holds only its request (channel, filter) and a window of
-//! at most [`KEY_WINDOW`] keys of the shard it walks; the batch it fills is the node's shared
+//! at most `KEY_WINDOW` keys of the shard it walks ([`KeyWalk`]); the batch it fills is the node's shared
 //! one, sent before its turn ends (so a turn that ran out of work budget sends what it found).
 //! Many streams that wait for credit or for their client to read cost little each, and what
 //! they hold is counted against the stream memory budgets (docs/security.md).
 
-use crate::engine::channel::shard_of;
-use crate::engine::SHARD_COUNT;
+use super::walk::KeyWalk;
 use crate::service::DhtNode;
 use node_core::protocol::batch::{BatchBuilder, BatchEncoding, PushOutcome};
 use node_core::protocol::dht::{check_channel_name, GetAllRequest, GetAllScope, ITEM_RECORD_BATCH};
@@ -29,9 +28,6 @@ use node_core::server::{Handled, Outcome, Reply, Request, StreamOut, StreamStep,
 const RECORDS_PER_STEP: usize = 8192;
 /// Value bytes searched by the filter per step: large values must not hold the loop either.
 const FILTER_BYTES_PER_STEP: usize = 1024 * 1024;
-/// Keys of a shard a walk holds at once (8 KiB). A shard holds about records / 4096 keys, so a
-/// channel of 10 million records needs three windows per shard.
-pub const KEY_WINDOW: usize = 1024;
 
 pub(super) fn handle(
     _node: &mut DhtNode,
@@ -40,7 +36,6 @@ pub(super) fn handle(
 ) -> Outcome<DhtNode> {
     let get_all = GetAllRequest::decode(request.body)?;
     check_channel_name(get_all.channel)?;
-    let shard = get_all.resume_after.map_or(0, shard_of);
     Ok(Handled::Stream(Box::new(GetAll {
         channel: get_all.channel.to_string(),
         keys_only: get_all.keys_only,
@@ -48,12 +43,7 @@ pub(super) fn handle(
         filter_len: get_all.filter.len(),
         filter: (!get_all.filter.is_empty())
             .then(|| memchr::memmem::Finder::new(get_all.filter).into_owned()),
-        shard,
-        window: Vec::new(),
-        position: 0,
-        after: get_all.resume_after,
-        loaded: false,
-        shard_ends: false,
+        walk: KeyWalk::new(get_all.resume_after),
     })))
 }
 
@@ -63,18 +53,8 @@ struct GetAll {
     scope: GetAllScope,
     filter: Option<memchr::memmem::Finder<'static>>,
     filter_len: usize,
-    /// The shard being walked.
-    shard: usize,
-    /// Its next keys, ascending (a window of at most KEY_WINDOW), as they were when loaded.
-    window: Vec<u64>,
-    position: usize,
-    /// Keys of `shard` up to and including this one are done (`None`: none yet). The first
-    /// shard of a resumed walk starts after the client's `resume_after`.
-    after: Option<u64>,
-    /// `window` holds the keys for (`shard`, `after`).
-    loaded: bool,
-    /// `window` holds the shard's last keys.
-    shard_ends: bool,
+    /// Where the walk is; a resumed walk starts after the client's `resume_after`.
+    walk: KeyWalk,
 }
 
 /// Whether a value passes a GetAll filter (none: every value; else it contains the filter).
@@ -93,40 +73,6 @@ enum Walked {
 }
 
 impl GetAll {
-    /// Makes `window[position]` the next key to look at, loading the next window or shard when
-    /// the current one is used up. Returns false at the end of the channel.
-    fn advance(&mut self, node: &mut DhtNode) -> bool {
-        loop {
-            if self.loaded && self.position < self.window.len() {
-                return true;
-            }
-            if self.loaded {
-                if self.shard_ends {
-                    self.shard += 1;
-                    self.after = None;
-                } else {
-                    self.after = self.window.last().copied();
-                }
-                self.loaded = false;
-            }
-            if self.shard >= SHARD_COUNT {
-                return false;
-            }
-            let Some(channel) = node.engine.channel(&self.channel) else {
-                return false;
-            };
-            self.shard_ends = channel.shard_key_window(
-                self.shard,
-                self.after,
-                KEY_WINDOW,
-                &mut node.key_scratch,
-                &mut self.window,
-            );
-            self.position = 0;
-            self.loaded = true;
-        }
-    }
-
     /// Walks on, adding records to `batch`, until it is full, the step's budget is used or the
     /// channel ends.
     fn walk(&mut self, node: &mut DhtNode, batch: &mut BatchBuilder) -> Walked {
@@ -135,17 +81,17 @@ impl GetAll {
             if searched_bytes >= FILTER_BYTES_PER_STEP {
                 break;
             }
-            if !self.advance(node) {
+            if !self.walk.advance(node, &self.channel) {
                 return Walked::End;
             }
-            let key = self.window[self.position];
+            let key = self.walk.current();
             let wanted = match self.scope {
                 GetAllScope::All => true,
                 GetAllScope::InsideRange => node.engine.is_responsible_for(key),
                 GetAllScope::OutsideRange => !node.engine.is_responsible_for(key),
             };
             if !wanted {
-                self.position += 1;
+                self.walk.step();
                 continue;
             }
             let Some(channel) = node.engine.channel(&self.channel) else {
@@ -166,14 +112,14 @@ impl GetAll {
                 Some(batch.push(key, if keys_only { &[][..] } else { value }))
             });
             match outcome {
-                None | Some(PushOutcome::Added) => self.position += 1,
+                None | Some(PushOutcome::Added) => self.walk.step(),
                 Some(PushOutcome::Full) => return Walked::Send,
                 Some(PushOutcome::TooBig) => {
                     tracing::warn!(
                         "GetAll {}: record 0x{key:016x} too large for a batch, skipped",
                         self.channel
                     );
-                    self.position += 1;
+                    self.walk.step();
                 }
             }
         }
@@ -191,10 +137,6 @@ impl StreamTask<DhtNode> for GetAll {
     }
 
     fn held_bytes(&self) -> usize {
-        // The window counts in full from the start: it is allocated on the first turn, and the
-        // budgets must see it when the request is admitted.
-        self.channel.capacity()
-            + 2 * self.filter_len
-            + self.window.capacity().max(KEY_WINDOW) * std::mem::size_of::<u64>()
+        self.channel.capacity() + 2 * self.filter_len + self.walk.held_bytes()
     }
 }

@@ -42,14 +42,22 @@ impl StreamTask<DhtNode> for Listen {
             node.listen_streams.insert(self.id, out.handle());
             self.registered = true;
         }
-        let item = match node.engine.next_listen_event(self.id) {
+        let event = loop {
+            match node.engine.next_listen_event(self.id) {
+                // A RemoveVersion of a key without a record only set a tombstone: no change a
+                // Listen reports (docs/protocol.md §6.11).
+                Some(ListenEvent::Removed { record: false, .. }) => continue,
+                event => break event,
+            }
+        };
+        let item = match event {
             None => return StreamStep::Wait,
-            Some(ListenEvent::Changed { key, value }) => {
+            Some(ListenEvent::Changed { key, value, .. }) => {
                 let item = ListenItem::Changed { key, value: &value };
                 out.item_with(item.code(), |body| item.encode_body(body));
                 return StreamStep::Continue;
             }
-            Some(ListenEvent::Removed { key }) => ListenItem::Removed { key },
+            Some(ListenEvent::Removed { key, .. }) => ListenItem::Removed { key },
             Some(ListenEvent::Lost(lost)) => ListenItem::Overflow { lost },
             Some(ListenEvent::ChannelRemoved) => {
                 self.end(node);

@@ -10,14 +10,19 @@ mod get;
 mod get_all;
 mod get_redistribution;
 mod get_responsible_range;
+mod get_with_version;
 mod listen;
+mod mirror;
 mod put;
 mod put_batch;
+mod put_version;
 mod redist_batch;
 mod redist_commit;
 mod redistribute;
 mod remove;
+mod remove_version;
 mod update;
+mod walk;
 
 use crate::engine::EngineError;
 use crate::service::DhtNode;
@@ -53,12 +58,10 @@ pub(crate) fn dispatch(
         DhtRequest::RedistBatch => redist_batch::handle(node, request, reply),
         DhtRequest::RedistCommit => redist_commit::handle(node, request, reply),
         DhtRequest::GetRedistribution => get_redistribution::handle(node, request, reply),
-        // The versioned requests' handlers follow on branch issue-19a; until then the node
-        // answers them as it did before they had codes.
-        DhtRequest::PutVersion
-        | DhtRequest::RemoveVersion
-        | DhtRequest::GetWithVersion
-        | DhtRequest::Mirror => return unsupported(reply, request.code, NodeKind::Dht),
+        DhtRequest::PutVersion => put_version::handle(node, request, reply),
+        DhtRequest::RemoveVersion => remove_version::handle(node, request, reply),
+        DhtRequest::GetWithVersion => get_with_version::handle(node, request, reply),
+        DhtRequest::Mirror => mirror::handle(node, request, reply),
     };
     finish(reply, outcome)
 }

@@ -109,10 +109,15 @@ enum Command {
 }
 
 /// Records the writer can read itself, one shard at a time (the dht engine's channels). Reading a
-/// shard may lock it against the event loop, so `for_each_in_shard` should not be slow.
+/// shard may lock it against the event loop, so `for_each_in_shard` should not be slow. Such a
+/// dump is of format version 2: records with their versions, then the tombstones.
 pub trait ShardSource: Send + Sync {
     fn shard_count(&self) -> usize;
-    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, &[u8]));
+    /// Each record of shard `index`: key, version, value.
+    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8]));
+    /// Each tombstone of the channel: key, version, the Unix second it was stored. None by
+    /// default.
+    fn for_each_tombstone(&self, _each: &mut dyn FnMut(u64, u64, u64)) {}
 }
 
 /// Set to make a [`DumpThread::dump_shards`] dump stop at its next shard (previous dump kept).

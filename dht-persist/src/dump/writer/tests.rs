@@ -282,7 +282,7 @@ fn names_that_are_not_channel_names_are_refused() {
         fn shard_count(&self) -> usize {
             1
         }
-        fn for_each_in_shard(&self, _: usize, _: &mut dyn FnMut(u64, &[u8])) {}
+        fn for_each_in_shard(&self, _: usize, _: &mut dyn FnMut(u64, u64, &[u8])) {}
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -317,9 +317,9 @@ impl ShardSource for Fixed {
     fn shard_count(&self) -> usize {
         1
     }
-    fn for_each_in_shard(&self, _: usize, each: &mut dyn FnMut(u64, &[u8])) {
+    fn for_each_in_shard(&self, _: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
         for (key, value) in &self.0 {
-            each(*key, value);
+            each(*key, 0, value);
         }
     }
 }

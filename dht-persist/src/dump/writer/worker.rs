@@ -2,12 +2,13 @@
 //! module for the file's steps and the outcomes it reports).
 
 use super::{Command, DumpAction, DumpOutcome, ShardSource, Shared, WRITE_BUFFER_BYTES};
-use crate::dump::format::{unix_now, DumpFileWriter, END_LEN};
+use crate::dump::entry::{DumpEntry, VERSIONED_FORMAT_VERSION};
+use crate::dump::format::{unix_now, DumpFileWriter, END_LEN, FORMAT_VERSION};
 use crate::layout::{
     channel_file, free_name, sync_dir, BACKUP_SUFFIX, DUMP_SUFFIX, REMOVED_DIR, TCM_SUFFIX,
     TMP_SUFFIX,
 };
-use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
+use node_core::protocol::batch::{MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,12 @@ use std::time::Instant;
 
 /// Uncompressed bytes per block when the thread reads shards itself.
 const SHARD_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Entries collected for the next block of a dump the thread reads from shards.
+struct PendingChunk {
+    raw: Vec<u8>,
+    count: u32,
+}
 
 /// The thread's state: where it writes, and the dump in progress.
 pub(super) struct Worker {
@@ -66,7 +73,9 @@ impl Worker {
                     ticket,
                     log_position,
                 } => self.dump_shards(channel, &*source, &cancel, ticket, log_position),
-                Command::Begin(channel, log_position) => self.begin(channel, 0, log_position),
+                Command::Begin(channel, log_position) => {
+                    self.begin(channel, 0, log_position, FORMAT_VERSION)
+                }
                 Command::Chunk(raw, count) => self.chunk(raw, count),
                 Command::Finish => self.finish(),
                 Command::Abort => self.abandon("dump aborted".into()),
@@ -123,8 +132,15 @@ impl Worker {
         self.session = None;
     }
 
-    /// Starts a dump with its ticket and the log position for its header.
-    fn begin(&mut self, channel: String, ticket: u64, log_position: Option<u64>) {
+    /// Starts a dump with its ticket and the log position for its header, of `format_version`
+    /// (1: chunks of plain records, as dhtdump sends them; 2: the node's own, with versions).
+    fn begin(
+        &mut self,
+        channel: String,
+        ticket: u64,
+        log_position: Option<u64>,
+        format_version: u32,
+    ) {
         if let Some(current) = &self.session {
             let reason = format!("dump abandoned: a dump of {channel} began before it finished");
             if current.writer.is_some() {
@@ -136,7 +152,7 @@ impl Worker {
         let started = Instant::now();
         let writer = File::create(&tmp).and_then(|file| {
             let out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-            DumpFileWriter::with_header(out, &channel, unix_now(), log_position)
+            DumpFileWriter::with_format(out, format_version, &channel, unix_now(), log_position)
         });
         let failed = writer.as_ref().err().map(|err| err.to_string());
         self.session = Some(Session {
@@ -168,9 +184,11 @@ impl Worker {
         ticket: u64,
         log_position: Option<u64>,
     ) {
-        self.begin(channel, ticket, log_position);
-        let mut raw = Vec::with_capacity(SHARD_CHUNK_BYTES + 4096);
-        let mut count = 0u32;
+        self.begin(channel, ticket, log_position, VERSIONED_FORMAT_VERSION);
+        let mut chunk = PendingChunk {
+            raw: Vec::with_capacity(SHARD_CHUNK_BYTES + 4096),
+            count: 0,
+        };
         for index in 0..source.shard_count() {
             if cancel.load(Ordering::Relaxed) {
                 self.abandon(
@@ -179,33 +197,51 @@ impl Worker {
                 return;
             }
             self.shared.progress.fetch_add(1, Ordering::Relaxed);
-            source.for_each_in_shard(index, &mut |key, value| {
-                if raw.len() + RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
-                    self.write_raw(&raw, count);
-                    raw.clear();
-                    count = 0;
-                }
-                append_record(&mut raw, key, value);
-                count += 1;
+            source.for_each_in_shard(index, &mut |key, version, value| {
+                self.add_entry(&mut chunk, key, DumpEntry::Record { version, value });
             });
-            if raw.len() >= SHARD_CHUNK_BYTES {
-                self.write_raw(&raw, count);
-                raw.clear();
-                count = 0;
+            if chunk.raw.len() >= SHARD_CHUNK_BYTES {
+                self.write_chunk(&mut chunk);
             }
-            if self
-                .session
-                .as_ref()
-                .is_none_or(|session| session.writer.is_none())
-            {
+            if !self.is_writing() {
                 self.session = None; // Failed and reported; nothing more to write.
                 return;
             }
         }
-        if count > 0 {
-            self.write_raw(&raw, count);
+        source.for_each_tombstone(&mut |key, version, stored_unix_s| {
+            let tombstone = DumpEntry::Tombstone {
+                version,
+                stored_unix_s,
+            };
+            self.add_entry(&mut chunk, key, tombstone);
+        });
+        if chunk.count > 0 {
+            self.write_chunk(&mut chunk);
         }
         self.finish();
+    }
+
+    /// Whether a dump is in progress and its file has not failed.
+    fn is_writing(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.writer.is_some())
+    }
+
+    /// Adds an entry to the block being collected, writing that block first if the entry
+    /// would take it past the batch limit.
+    fn add_entry(&mut self, chunk: &mut PendingChunk, key: u64, entry: DumpEntry<'_>) {
+        if chunk.raw.len() + RECORD_OVERHEAD + entry.encoded_len() > MAX_BATCH_UNCOMPRESSED_BYTES {
+            self.write_chunk(chunk);
+        }
+        entry.append_to(&mut chunk.raw, key);
+        chunk.count += 1;
+    }
+
+    fn write_chunk(&mut self, chunk: &mut PendingChunk) {
+        self.write_raw(&chunk.raw, chunk.count);
+        chunk.raw.clear();
+        chunk.count = 0;
     }
 
     /// Writes one chunk into the dump in progress; a failure ends that dump (reported).

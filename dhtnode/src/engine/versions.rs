@@ -1,0 +1,310 @@
+//! The versioned writes and reads (docs/protocol.md §6.11): PutVersion and RemoveVersion keep
+//! the higher version of a key (a record's or a tombstone's; a key not held is lower than every
+//! version), GetWithVersion reads a key's version with its value or tombstone, and tombstones
+//! are bounded in number and dropped after their time to live.
+//!
+//! The rule is here, once, so that every path that writes versions (requests, replay) applies
+//! it alike: a write is applied only if its version is strictly greater than the held one, so
+//! replicas that get the same writes in any order end with the same record.
+
+use super::tombstones::Tombstone;
+use super::{Engine, EngineError, ListenEvent};
+use dht_persist::wal::Change;
+
+/// The bounds of tombstones: how many the node keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TombstoneLimits {
+    /// Tombstones over all channels; a RemoveVersion that would add one more is refused.
+    pub max_tombstones: u64,
+    /// Seconds a tombstone is kept after it was stored.
+    pub ttl_s: u64,
+}
+
+impl Default for TombstoneLimits {
+    fn default() -> TombstoneLimits {
+        TombstoneLimits {
+            max_tombstones: 4 * 1024 * 1024,
+            ttl_s: 86_400,
+        }
+    }
+}
+
+/// What GetWithVersion finds of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionedRead<R> {
+    /// A record: what the caller's closure made of its version and value.
+    Found(R),
+    /// No record; a tombstone of this version.
+    Tombstone(u64),
+    /// Nothing held (the key is inside the node's range).
+    Absent,
+}
+
+/// Whether a write of `version` is newer than what is held (`None`: nothing, lower than all).
+fn is_newer(version: u64, held: Option<u64>) -> bool {
+    held.is_none_or(|held| version > held)
+}
+
+impl Engine {
+    pub fn set_tombstone_limits(&mut self, limits: TombstoneLimits) {
+        self.tombstone_limits = limits;
+    }
+
+    pub fn tombstone_limits(&self) -> TombstoneLimits {
+        self.tombstone_limits
+    }
+
+    /// Tombstones over all channels.
+    pub fn tombstone_count(&self) -> u64 {
+        self.tombstones
+    }
+
+    /// The version held for `key`: its record's, else its tombstone's.
+    pub fn held_version(&self, channel: &str, key: u64) -> Option<u64> {
+        self.channels.get(channel)?.held_version(key)
+    }
+
+    /// Whether the node holds nothing of `key`: no record, no tombstone.
+    pub(super) fn is_unheld(&self, channel: &str, key: u64) -> bool {
+        self.held_version(channel, key).is_none()
+    }
+
+    /// PutVersion: the checks of a Put, then the record is stored only if `version` is newer
+    /// than the held one. Returns whether it was stored (then logged and told to listeners).
+    pub fn put_version(
+        &mut self,
+        channel: &str,
+        key: u64,
+        version: u64,
+        value: &[u8],
+    ) -> Result<bool, EngineError> {
+        self.check_write(channel, key, value)?;
+        if !is_newer(version, self.held_version(channel, key)) {
+            return Ok(false);
+        }
+        self.log_change(&Change::PutVersion {
+            channel,
+            key,
+            version,
+            value,
+        })?;
+        self.store_version_unchecked(channel, key, value, version);
+        Ok(true)
+    }
+
+    /// RemoveVersion: if `version` is newer than the held one, removes the record (if any) and
+    /// keeps a tombstone of `version`. Returns whether it applied.
+    pub fn remove_version(
+        &mut self,
+        channel: &str,
+        key: u64,
+        version: u64,
+    ) -> Result<bool, EngineError> {
+        Engine::check_name(channel)?;
+        let held = self.held_version(channel, key);
+        if held.is_none() {
+            // Nothing held and not ours: the key may be on the node that owns it now.
+            self.check_key(key)?;
+        }
+        if !is_newer(version, held) {
+            return Ok(false);
+        }
+        self.check_channel_room(channel)?;
+        let has_tombstone = self
+            .channels
+            .get(channel)
+            .is_some_and(|data| data.tombstones().get(key).is_some());
+        let limit = self.tombstone_limits.max_tombstones;
+        if !has_tombstone && self.tombstones >= limit {
+            return Err(EngineError::TooManyTombstones { limit });
+        }
+        let tombstone = Tombstone {
+            version,
+            stored_unix_s: dht_persist::dump::format::unix_now(),
+        };
+        self.log_change(&Change::RemoveVersion {
+            channel,
+            key,
+            version,
+            stored_unix_s: tombstone.stored_unix_s,
+        })?;
+        self.apply_remove_version(channel, key, tombstone);
+        Ok(true)
+    }
+
+    /// Removes the record of `key` (if any) and sets its tombstone, without checks (a replay
+    /// applies what was accepted); tells the listeners.
+    pub(crate) fn apply_remove_version(&mut self, channel: &str, key: u64, tombstone: Tombstone) {
+        let data = std::sync::Arc::clone(self.channel_for_write(channel));
+        let removed = data.remove(key);
+        if let Some(bytes) = removed {
+            self.total.records -= 1;
+            self.total.bytes -= bytes;
+        }
+        if data.tombstones().set(key, tombstone) {
+            self.tombstones += 1;
+        }
+        let removed = removed.is_some();
+        let event = ListenEvent::Removed {
+            key,
+            version: tombstone.version,
+            record: removed,
+        };
+        self.notify(channel, event);
+    }
+
+    /// GetWithVersion: runs `f` on the version and value of `key`'s record; else reports its
+    /// tombstone, or nothing (an absent key outside the range is WrongNode, as for Get).
+    pub fn read_versioned<R>(
+        &self,
+        channel: &str,
+        key: u64,
+        f: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<VersionedRead<R>, EngineError> {
+        Engine::check_name(channel)?;
+        let Some(data) = self.channels.get(channel) else {
+            return self.check_key(key).map(|()| VersionedRead::Absent);
+        };
+        if let Some(found) = data.with_versioned(key, |record| record.map(|(v, b)| f(v, b))) {
+            return Ok(VersionedRead::Found(found));
+        }
+        match data.tombstones().get(key) {
+            Some(tombstone) => Ok(VersionedRead::Tombstone(tombstone.version)),
+            None => self.check_key(key).map(|()| VersionedRead::Absent),
+        }
+    }
+
+    /// Drops every tombstone stored more than `ttl_s` before `now_unix_s`; returns how many.
+    /// Not a change: nothing is logged and no listener is told (docs/protocol.md §6.11).
+    pub fn expire_tombstones(&mut self, now_unix_s: u64) -> u64 {
+        let cutoff = now_unix_s.saturating_sub(self.tombstone_limits.ttl_s);
+        let dropped: u64 = self
+            .channels
+            .values()
+            .map(|data| data.tombstones().expire(cutoff))
+            .sum();
+        self.tombstones -= dropped;
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineLimits, ListenerLimits};
+    use node_core::protocol::dht::HashRange;
+
+    fn engine() -> Engine {
+        let limits = EngineLimits {
+            max_channels: 8,
+            size_limit_bytes: 0,
+            max_value_bytes: 64,
+        };
+        let listeners = ListenerLimits {
+            max_events: 100,
+            max_bytes: 1 << 20,
+            max_total_bytes: 1 << 20,
+        };
+        Engine::new(HashRange::FULL, limits, listeners)
+    }
+
+    fn read(engine: &Engine, key: u64) -> VersionedRead<(u64, Vec<u8>)> {
+        engine
+            .read_versioned("ch", key, |version, value| (version, value.to_vec()))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_higher_version_wins_in_any_order() {
+        let mut engine = engine();
+        assert_eq!(engine.put_version("ch", 1, 5, b"five"), Ok(true));
+        assert_eq!(engine.put_version("ch", 1, 4, b"four"), Ok(false), "older");
+        assert_eq!(engine.put_version("ch", 1, 5, b"again"), Ok(false), "equal");
+        assert_eq!(
+            read(&engine, 1),
+            VersionedRead::Found((5, b"five".to_vec()))
+        );
+        assert_eq!(engine.remove_version("ch", 1, 5), Ok(false), "equal");
+        assert_eq!(engine.remove_version("ch", 1, 6), Ok(true));
+        assert_eq!(read(&engine, 1), VersionedRead::Tombstone(6));
+        assert_eq!(engine.put_version("ch", 1, 6, b"late"), Ok(false));
+        assert_eq!(engine.size().records, 0);
+        assert_eq!(engine.put_version("ch", 1, 7, b"seven"), Ok(true));
+        assert_eq!(
+            engine.tombstone_count(),
+            0,
+            "the record replaced the tombstone"
+        );
+        // A removal of a key never held keeps a tombstone, so a late older write stays out.
+        assert_eq!(engine.remove_version("ch", 2, 3), Ok(true));
+        assert_eq!(engine.put_version("ch", 2, 2, b"late"), Ok(false));
+        assert_eq!(read(&engine, 2), VersionedRead::Tombstone(3));
+        assert_eq!(read(&engine, 9), VersionedRead::Absent);
+        // Writes without a version replace whatever is held, at version 0.
+        engine.put("ch", 2, b"plain").unwrap();
+        assert_eq!(
+            read(&engine, 2),
+            VersionedRead::Found((0, b"plain".to_vec()))
+        );
+        assert_eq!(engine.tombstone_count(), 0);
+    }
+
+    #[test]
+    fn tombstones_are_bounded_expire_and_go_with_their_channel() {
+        let mut engine = engine();
+        engine.set_tombstone_limits(TombstoneLimits {
+            max_tombstones: 2,
+            ttl_s: 10,
+        });
+        engine.remove_version("ch", 1, 1).unwrap();
+        engine.remove_version("ch", 2, 1).unwrap();
+        assert_eq!(
+            engine.remove_version("ch", 3, 1),
+            Err(EngineError::TooManyTombstones { limit: 2 })
+        );
+        assert_eq!(
+            engine.remove_version("ch", 2, 2),
+            Ok(true),
+            "a replaced one"
+        );
+        let now = dht_persist::dump::format::unix_now();
+        assert_eq!(engine.expire_tombstones(now), 0, "younger than the TTL");
+        assert_eq!(engine.expire_tombstones(now + 11), 2);
+        assert_eq!(engine.tombstone_count(), 0);
+        assert_eq!(read(&engine, 1), VersionedRead::Absent);
+        engine.remove_version("ch", 3, 1).unwrap();
+        engine.remove_channel("ch").unwrap();
+        assert_eq!(engine.tombstone_count(), 0);
+    }
+
+    #[test]
+    fn listeners_hear_versions_and_only_real_removals_are_records() {
+        let mut engine = engine();
+        let id = engine.subscribe("ch").unwrap();
+        engine.put_version("ch", 1, 9, b"v").unwrap();
+        engine.remove_version("ch", 1, 10).unwrap();
+        engine.remove_version("ch", 2, 11).unwrap();
+        let events: Vec<ListenEvent> =
+            std::iter::from_fn(|| engine.next_listen_event(id)).collect();
+        assert_eq!(
+            events,
+            vec![
+                ListenEvent::Changed {
+                    key: 1,
+                    value: Box::from(&b"v"[..]),
+                    version: 9
+                },
+                ListenEvent::Removed {
+                    key: 1,
+                    version: 10,
+                    record: true
+                },
+                ListenEvent::Removed {
+                    key: 2,
+                    version: 11,
+                    record: false
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! Versioned records and tombstones on a real node (issue #19, docs/protocol.md §6.11): the
+//! keep-the-higher rule of PutVersion and RemoveVersion in every order, over real sockets;
+//! versions and tombstones surviving a restart through the dump and through the change log
+//! (SIGKILL under `durability = "always"`); tombstones dropped after their TTL; and dumps and
+//! logs of the formats before versions still loading, with version 0.
+
+mod common;
+
+use common::{wait_until, Conn, Node};
+use node_core::protocol::dht::{
+    self, decode_applied, decode_versioned_lookup, KeyRequest, PutVersionRequest,
+    RemoveVersionRequest, VersionedLookup,
+};
+use node_core::protocol::{RequestCode, Status};
+use std::path::Path;
+
+const CHANNEL: &str = "versions";
+
+fn put_version(conn: &mut Conn, key: u64, version: u64, value: &[u8]) -> bool {
+    let mut body = Vec::new();
+    PutVersionRequest {
+        channel: CHANNEL,
+        key,
+        version,
+        value,
+    }
+    .encode(&mut body);
+    applied(conn.request(dht::PUT_VERSION, body))
+}
+
+fn remove_version(conn: &mut Conn, key: u64, version: u64) -> bool {
+    let mut body = Vec::new();
+    RemoveVersionRequest {
+        channel: CHANNEL,
+        key,
+        version,
+    }
+    .encode(&mut body);
+    applied(conn.request(dht::REMOVE_VERSION, body))
+}
+
+fn applied((status, body): (Status, Vec<u8>)) -> bool {
+    assert_eq!(status, Status::Ok, "{}", String::from_utf8_lossy(&body));
+    decode_applied(&body).expect("u8 applied")
+}
+
+/// What GetWithVersion says of `key`, owned.
+#[derive(Debug, PartialEq, Eq)]
+enum Held {
+    Record(u64, Vec<u8>),
+    Tombstone(u64),
+    Nothing,
+}
+
+fn held(conn: &mut Conn, key: u64) -> Held {
+    let mut body = Vec::new();
+    KeyRequest {
+        channel: CHANNEL,
+        key,
+    }
+    .encode(&mut body);
+    let (status, body) = conn.request(dht::GET_WITH_VERSION, body);
+    assert!(
+        matches!(status, Status::Ok | Status::NotFound),
+        "{status:?}"
+    );
+    match decode_versioned_lookup(status == Status::Ok, &body).expect("a lookup body") {
+        VersionedLookup::Found { version, value } => Held::Record(version, value.to_vec()),
+        VersionedLookup::Tombstone { version } => Held::Tombstone(version),
+        VersionedLookup::Absent => Held::Nothing,
+    }
+}
+
+fn record(version: u64, value: &str) -> Held {
+    Held::Record(version, value.as_bytes().to_vec())
+}
+
+fn start(dir: &Path, config: &str) -> Node {
+    std::fs::write(dir.join("node.toml"), config).unwrap();
+    Node::start_in(common::BIN, dir, &["-c", "node.toml"])
+}
+
+#[test]
+fn the_higher_version_wins_whatever_order_the_writes_arrive_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), "[dht]\ndump_period_s = 0\n");
+    let mut conn = Conn::open(node.addr);
+    // Older after newer: refused; equal: refused (a write sent twice applies once).
+    assert!(put_version(&mut conn, 1, 20, b"new"));
+    assert!(!put_version(&mut conn, 1, 10, b"old"));
+    assert!(!put_version(&mut conn, 1, 20, b"same version"));
+    assert_eq!(held(&mut conn, 1), record(20, "new"));
+    // Put then late remove: an older removal changes nothing, a newer one leaves a tombstone.
+    assert!(!remove_version(&mut conn, 1, 19));
+    assert!(!remove_version(&mut conn, 1, 20));
+    assert!(remove_version(&mut conn, 1, 21));
+    assert_eq!(held(&mut conn, 1), Held::Tombstone(21));
+    // Remove then late put: the tombstone keeps the older write out, a newer one goes in.
+    assert!(!put_version(&mut conn, 1, 21, b"late"));
+    assert!(put_version(&mut conn, 1, 22, b"newer"));
+    assert_eq!(held(&mut conn, 1), record(22, "newer"));
+    // A removal of a key never written keeps its tombstone too.
+    assert!(remove_version(&mut conn, 2, 5));
+    assert!(!put_version(&mut conn, 2, 4, b"late"));
+    assert_eq!(held(&mut conn, 2), Held::Tombstone(5));
+    assert!(!remove_version(&mut conn, 2, 5), "equal removal");
+    assert_eq!(held(&mut conn, 3), Held::Nothing);
+    // Tombstones are no records: Get does not find them and sizes do not count them.
+    let mut get = Vec::new();
+    KeyRequest {
+        channel: CHANNEL,
+        key: 2,
+    }
+    .encode(&mut get);
+    assert_eq!(conn.request(dht::GET, get).0, Status::NotFound);
+    let size = conn.request(dht::GET_SIZE, Vec::new()).1;
+    assert_eq!(dht::SizeInfo::decode(&size).unwrap().records, 1);
+    // Writes without a version replace anything, at version 0.
+    let (status, _) = conn.request(dht::PUT, common::put_body(CHANNEL, 2, b"plain"));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(held(&mut conn, 2), record(0, "plain"));
+    assert!(put_version(&mut conn, 2, 1, b"any version beats 0"));
+}
+
+#[test]
+fn every_order_of_two_writes_ends_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), "[dht]\ndump_period_s = 0\n");
+    let mut conn = Conn::open(node.addr);
+    // Two writes of one key (each a put or a remove, versions 1 and 2), in both orders, on
+    // keys of their own: the key always ends as the version-2 write says.
+    let mut key = 100;
+    for first_is_put in [true, false] {
+        for second_is_put in [true, false] {
+            for newer_first in [true, false] {
+                key += 1;
+                let writes = [(1u64, first_is_put), (2u64, second_is_put)];
+                let order = if newer_first {
+                    [writes[1], writes[0]]
+                } else {
+                    writes
+                };
+                for (version, is_put) in order {
+                    if is_put {
+                        put_version(&mut conn, key, version, format!("v{version}").as_bytes());
+                    } else {
+                        remove_version(&mut conn, key, version);
+                    }
+                }
+                let expected = if second_is_put {
+                    record(2, "v2")
+                } else {
+                    Held::Tombstone(2)
+                };
+                assert_eq!(held(&mut conn, key), expected, "key {key}: {order:?}");
+            }
+        }
+    }
+}
+
+/// Writes the versions and tombstones the restart tests check.
+fn write_state(conn: &mut Conn) {
+    assert!(put_version(conn, 1, 7, b"seven"));
+    assert!(put_version(conn, 2, 8, b"to remove"));
+    assert!(remove_version(conn, 2, 9));
+    assert!(remove_version(conn, 3, 11));
+    let (status, _) = conn.request(dht::PUT, common::put_body(CHANNEL, 4, b"unversioned"));
+    assert_eq!(status, Status::Ok);
+}
+
+fn check_state(conn: &mut Conn) {
+    assert_eq!(held(conn, 1), record(7, "seven"));
+    assert_eq!(held(conn, 2), Held::Tombstone(9));
+    assert_eq!(held(conn, 3), Held::Tombstone(11));
+    assert_eq!(held(conn, 4), record(0, "unversioned"));
+    assert!(!put_version(conn, 3, 10, b"late"), "the tombstone survived");
+}
+
+#[test]
+fn versions_and_tombstones_survive_a_restart_through_the_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    // No change log: what comes back can only come from the shutdown dump.
+    let node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"none\"\n",
+    );
+    write_state(&mut Conn::open(node.addr));
+    node.stop();
+    let dump = dht_persist::DumpReader::new(
+        std::fs::File::open(dir.path().join(format!("data/{CHANNEL}.dump"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        dump.header().version,
+        2,
+        "the node writes dumps with versions"
+    );
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    check_state(&mut Conn::open(node.addr));
+}
+
+#[test]
+fn versions_and_tombstones_survive_a_kill_through_the_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"always\"\n",
+    );
+    write_state(&mut Conn::open(node.addr));
+    node.kill9();
+    assert!(
+        !dir.path().join(format!("data/{CHANNEL}.dump")).exists(),
+        "no dump: the log alone brings it back"
+    );
+    node.restart();
+    check_state(&mut Conn::open(node.addr));
+    // Killed again before any dump: the same log replays to the same state.
+    node.restart();
+    check_state(&mut Conn::open(node.addr));
+}
+
+#[test]
+fn tombstones_are_dropped_after_their_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ntombstone_ttl_s = 1\n",
+    );
+    let mut conn = Conn::open(node.addr);
+    assert!(remove_version(&mut conn, 1, 50));
+    assert_eq!(held(&mut conn, 1), Held::Tombstone(50));
+    // Stored within second s, it is dropped at the first sweep after s + 1 (sweeps run every
+    // second for this TTL).
+    wait_until("the tombstone expires", || {
+        held(&mut conn, 1) == Held::Nothing
+    });
+    assert!(put_version(
+        &mut conn,
+        1,
+        40,
+        b"an older write is stored again"
+    ));
+}
+
+#[test]
+fn dumps_and_logs_from_before_versions_load_with_version_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    // A dump of format version 1, written as every dump was before versions.
+    common::write_dump(&dir.path().join("data"), CHANNEL, 10);
+    let mut node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"always\"\n",
+    );
+    let mut conn = Conn::open(node.addr);
+    assert_eq!(held(&mut conn, 3), Held::Record(0, vec![b'v'; 100]));
+    // Entries of the kinds the log had before versions (Put, Remove) replay as before.
+    let requests: Vec<(RequestCode, Vec<u8>)> = vec![
+        (dht::PUT, common::put_body(CHANNEL, 20, b"logged")),
+        (dht::REMOVE, key_body(3)),
+    ];
+    assert!(conn
+        .pipeline(&requests)
+        .iter()
+        .all(|(s, _)| *s == Status::Ok));
+    node.kill9();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_eq!(held(&mut conn, 20), record(0, "logged"));
+    assert_eq!(held(&mut conn, 3), Held::Nothing);
+    assert_eq!(held(&mut conn, 4), Held::Record(0, vec![b'v'; 100]));
+    assert!(put_version(&mut conn, 4, 1, b"version 1 beats 0"));
+}
+
+fn key_body(key: u64) -> Vec<u8> {
+    let mut body = Vec::new();
+    KeyRequest {
+        channel: CHANNEL,
+        key,
+    }
+    .encode(&mut body);
+    body
+}
