@@ -336,7 +336,8 @@ impl DhtClient {
     }
 
     /// Sends a keyed request to the first live member of the key's replica set (the owner, in
-    /// a cluster of one node per range); returns that node's index and its reply. See
+    /// a cluster of one node per range), and to the next live one when it is lost before it
+    /// answers; returns the index of the node that answered and its reply. See
     /// [`DhtClient::route_set`] for WrongNode, keys no node owns, and nodes that are down.
     pub(crate) fn keyed(
         &self,
@@ -345,12 +346,34 @@ impl DhtClient {
         body: &[u8],
     ) -> Result<(usize, Reply), ClientError> {
         self.route_set(key, |members| {
-            let node = self.first_live(members);
-            let reply = self.client.submit(node, code, body)?.wait()?;
-            Ok(match reply.status {
-                Status::WrongNode => Sent::WrongNode(reply),
-                _ => Sent::Done((node, reply)),
-            })
+            let mut node = self.first_live(members);
+            let mut tried = Vec::with_capacity(members.len());
+            loop {
+                tried.push(node);
+                let reply = match self.client.submit(node, code, body).and_then(Pending::wait) {
+                    Ok(reply) => reply,
+                    // Lost before it answered: the next live member, if any. (An Update the
+                    // lost member applied is then applied by the next one instead; the member
+                    // that comes back gets the set's value replayed.)
+                    Err(error) if error.is_node_down() => {
+                        let next = members.iter().copied().find(|member| {
+                            !tried.contains(member) && self.client.check_node(*member).is_ok()
+                        });
+                        match next {
+                            Some(next) => {
+                                node = next;
+                                continue;
+                            }
+                            None => return Err(error),
+                        }
+                    }
+                    Err(error) => return Err(error),
+                };
+                return Ok(match reply.status {
+                    Status::WrongNode => Sent::WrongNode(reply),
+                    _ => Sent::Done((node, reply)),
+                });
+            }
         })
     }
 
