@@ -591,3 +591,112 @@ fn health_sees_dump_age_against_the_dump_period() {
         "the last complete dump is {age} s old with a 1 s period"
     );
 }
+
+/// A topology of `cluster` (with each node's range) stating `replication_factor`.
+fn replicated_topology(cluster: &RealCluster, name: &str, factor: u32) -> std::path::PathBuf {
+    let text = cluster.topology_text(true).replacen(
+        "\n[logfiles]",
+        &format!("\nreplication_factor = {factor}\n[logfiles]"),
+        1,
+    );
+    let path = cluster.dir.path().join(name);
+    std::fs::write(&path, text).expect("write topology");
+    path
+}
+
+#[test]
+fn dht_ranges_and_health_show_replica_sets_and_flag_short_ones() {
+    let halves = node_core::protocol::dht::split_evenly(2);
+    let ranges = vec![halves[0], halves[0], halves[1], halves[1]];
+    let mut cluster = RealCluster::start_with_ranges(ranges, 0, 0);
+    let addr = |node: usize| cluster.dht[node].addr.to_string();
+    let (a, b, c, d) = (addr(0), addr(1), addr(2), addr(3));
+    let two = replicated_topology(&cluster, "two.toml", 2);
+    let (low, high) = (halves[0].to_string(), halves[1].to_string());
+
+    let shown = ok(with_topology(&two, &["dht", "ranges"]));
+    assert!(
+        shown.contains(&format!("set {low} members {a},{b} live 2/2\n")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("set {high} members {c},{d} live 2/2\n")),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("overlap") && !shown.contains("short"),
+        "{shown}"
+    );
+    let shown = ok(with_topology(&two, &["health"]));
+    assert!(shown.contains("dht ranges: tile the hash space"), "{shown}");
+    assert!(
+        shown.contains(&format!("replica set {low}: 2/2 live ({a} up, {b} up)\n")),
+        "{shown}"
+    );
+    assert!(shown.ends_with("verdict: healthy\n"), "{shown}");
+
+    // Moving replica sets is not built: refused, naming a set.
+    let output = with_topology(&two, &["dht", "redistribute"]);
+    assert!(!output.status.success());
+    let refusal = text(&output.stderr);
+    assert!(
+        refusal.contains(&format!("{low} is owned by {a}, {b}"))
+            && refusal.contains("redistributing replica sets is not built yet"),
+        "{refusal}"
+    );
+
+    // A factor of 3: every set is short of a member.
+    let three = replicated_topology(&cluster, "three.toml", 3);
+    let output = with_topology(&three, &["dht", "ranges"]);
+    assert_eq!(output.status.code(), Some(3));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains(&format!("set {high} members {c},{d} live 2/2 short\n")),
+        "{shown}"
+    );
+    assert!(text(&output.stderr).contains("2 replica set(s) short of members"));
+    let output = with_topology(&three, &["health"]);
+    assert_eq!(output.status.code(), Some(1));
+    let shown = text(&output.stdout);
+    assert!(shown.contains(&format!(
+        "  dht ranges: replica set {low}: 2 of 2 member(s) live; the topology's replication_factor is 3, \
+         the set has 2 member(s)\n"
+    )), "{shown}");
+
+    // A member down: its set is short.
+    cluster.dht[1].kill9();
+    let output = with_topology(&two, &["dht", "ranges"]);
+    assert_eq!(output.status.code(), Some(3));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains(&format!("set {low} members {a},{b} live 1/2 short\n")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("set {high} members {c},{d} live 2/2\n")),
+        "{shown}"
+    );
+    let output = with_topology(&two, &["health", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let ranges = &report["dht_ranges"];
+    assert_eq!(ranges["tile"], true, "{ranges}");
+    assert_eq!(ranges["replication_factor"], 2);
+    assert_eq!(ranges["sets"][0]["members"], serde_json::json!([a, b]));
+    assert_eq!(ranges["sets"][0]["live"], serde_json::json!([a]));
+    assert_eq!(ranges["sets"][0]["short"], true);
+    assert_eq!(ranges["sets"][1]["short"], false);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "replica set {low}: 1 of 2 member(s) live (not answering: {b})"
+        )),
+        "{problems}"
+    );
+    // The data of the short set is still written and read through swarmctl.
+    ok(with_topology(&two, &["dht", "put", "users", "1", "one"]));
+    assert_eq!(
+        ok(with_topology(&two, &["dht", "get", "users", "1"])),
+        "one"
+    );
+}

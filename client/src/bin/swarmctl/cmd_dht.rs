@@ -20,8 +20,11 @@
 //! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing,
 //!   `unknown` for a node down whose range was never seen; a node moving records adds
 //!   ` redistributing: M of T records moved`, a node down ` down: <reason>`), then `gap
-//!   MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 3 if there are any, or if
-//!   a node is down.
+//!   MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; then, when some range has
+//!   several nodes or the topology states `replication_factor`, one line per replica set
+//!   (nodes of exactly equal ranges): `set MIN:MAX members ADDR,ADDR live N/M`, with ` short`
+//!   when it has fewer members, or fewer live ones, than it should (the factor, else its
+//!   member count); exits 3 if there are gaps or overlaps, a node is down, or a set is short.
 //! - `mirror`: a progress bar on stderr during the initial refresh, then per change
 //!   `changed <hexkey> <version>\t<value>`, `removed <hexkey> <version>` or `overflow <n>`: see
 //!   [`mirror`].
@@ -232,7 +235,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             })?;
         }
         Verb::RemoveChannel { channel } => dht.remove_channel(channel)?,
-        Verb::Ranges => ranges(&dht, &mut out)?,
+        Verb::Ranges => ranges(&dht, replication_factor(targets), &mut out)?,
         Verb::Redistribute { strategy, execute } => {
             redistribute::run(&dht, *strategy, *execute, &mut out)?
         }
@@ -333,12 +336,48 @@ fn ready(node: &str, options: ClientOptions, out: &mut impl Write) -> CmdResult 
     Ok(())
 }
 
+/// The `set` lines of `dht ranges` (only for a replicated cluster); returns how many sets are
+/// short.
+fn replica_set_lines(
+    dht: &DhtClient,
+    factor: Option<u32>,
+    out: &mut impl Write,
+) -> std::io::Result<usize> {
+    let sets = dht.replica_sets();
+    if factor.is_none() && sets.iter().all(|set| set.set.members.len() < 2) {
+        return Ok(0);
+    }
+    let mut short = 0;
+    for set in &sets {
+        let expected = factor.map_or(set.set.members.len(), |factor| factor as usize);
+        let members: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+        write!(
+            out,
+            "set {} members {} live {}/{}",
+            show_range(&set.set.range),
+            members.join(","),
+            set.live.len(),
+            set.set.members.len()
+        )?;
+        if set.set.members.len() < expected || set.live.len() < expected {
+            short += 1;
+            write!(out, " short")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(short)
+}
+
 /// A line on stderr that does not end the command.
 pub fn note(message: &str) {
     let _ = writeln!(std::io::stderr(), "swarmctl: {message}");
 }
 
-fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
+fn replication_factor(targets: &TargetArgs) -> Option<u32> {
+    crate::cmd_health::replication_factor(targets)
+}
+
+fn ranges(dht: &DhtClient, factor: Option<u32>, out: &mut impl Write) -> CmdResult {
     let statuses = dht.client().node_statuses();
     let mut down = 0;
     for entry in dht.range_entries() {
@@ -379,9 +418,14 @@ fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
             } => writeln!(out, "overlap 0x{from:016x}:0x{to:016x} {first} {second}")?,
         }
     }
+    let short = replica_set_lines(dht, factor, out)?;
     out.flush()?;
     if !problems.is_empty() {
         return Err("the nodes' hash ranges do not tile the hash space".into());
+    }
+    if short > 0 {
+        note(&format!("{short} replica set(s) short of members"));
+        return Err(crate::outcome::ExitWith(FAILURE).into());
     }
     if down > 0 {
         note(&format!("{down} node(s) down"));
