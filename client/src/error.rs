@@ -20,6 +20,19 @@ impl ClientError {
     /// refuses us, or refused the request itself. A fan-out leaves such a node out of a partial
     /// result ([`crate::Partial`]); [`ClientError::NodeDown`] is the error of a node already
     /// known to be down.
+    /// Whether the node answered NotReady: a dht replica catching up with its replica set
+    /// (docs/protocol.md §6.13), which a read fails over from as from a member that is down;
+    /// writes still go to it.
+    pub fn is_not_ready(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Status {
+                status: Status::NotReady,
+                ..
+            }
+        )
+    }
+
     pub fn is_node_down(&self) -> bool {
         matches!(
             self,

@@ -145,3 +145,97 @@ fn swarmctl_dht_ready_forces_a_stranded_replica_ready() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("expected HOST:PORT"));
 }
+
+/// A replica set of two (equal ranges): `stranded` catching up for good, `serving` ready.
+fn set_with_a_catching_up_member() -> (TempNode, TempNode, DhtClient) {
+    let stranded = stranded_replica();
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    let serving = TempNode::start(&binary.to_string_lossy(), "", &[]);
+    // The catching-up member first: reads would go to it if NotReady did not fail over.
+    let dht = DhtClient::connect(&[stranded.addr, serving.addr], options()).expect("connect");
+    assert_eq!(dht.replica_sets().len(), 1, "one set of two");
+    (stranded, serving, dht)
+}
+
+#[test]
+fn reads_and_updates_fail_over_from_a_catching_up_member_and_writes_reach_it() {
+    let (stranded, _serving, dht) = set_with_a_catching_up_member();
+    for key in 0..50u64 {
+        dht.put("users", key, format!("user {key}").as_bytes())
+            .expect("put acknowledged by both members");
+    }
+    assert_eq!(
+        dht.get("users", 7).expect("get").as_deref(),
+        Some(&b"user 7"[..])
+    );
+    assert!(dht.exists("users", 8).expect("exists"));
+    let all: Vec<_> = dht
+        .get_all("users", Default::default())
+        .map(|record| record.expect("record").0)
+        .collect();
+    assert_eq!(
+        all.len(),
+        50,
+        "GetAll read the set once, from the ready member"
+    );
+    dht.update("users", 9, |current| {
+        assert_eq!(
+            current,
+            Some(&b"user 9"[..]),
+            "the update read the ready member"
+        );
+        client::dht::UpdateDecision::Write(b"updated".to_vec())
+    })
+    .expect("update");
+    assert_eq!(
+        dht.get("users", 9).expect("get").as_deref(),
+        Some(&b"updated"[..])
+    );
+
+    // The catching-up member took every write: forced ready, it answers them itself.
+    let addr = stranded.addr.to_string();
+    let forced = swarmctl(&["--node", &addr, "dht", "ready", &addr]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let alone = DhtClient::connect(&[stranded.addr], options()).expect("connect");
+    assert_eq!(
+        alone.get("users", 7).expect("get").as_deref(),
+        Some(&b"user 7"[..])
+    );
+    assert_eq!(
+        alone.get("users", 9).expect("get").as_deref(),
+        Some(&b"updated"[..])
+    );
+}
+
+#[test]
+fn health_shows_a_catching_up_member() {
+    let (stranded, serving, _dht) = set_with_a_catching_up_member();
+    let nodes = [
+        "--node",
+        &stranded.addr.to_string(),
+        "--node",
+        &serving.addr.to_string(),
+    ]
+    .map(str::to_string);
+    let mut args: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    args.push("health");
+    let report = swarmctl(&args);
+    assert_eq!(
+        report.status.code(),
+        Some(1),
+        "degraded: {}",
+        text(&report.stdout)
+    );
+    let out = text(&report.stdout);
+    let line = out
+        .lines()
+        .find(|line| line.starts_with(&stranded.addr.to_string()))
+        .expect("the member's line");
+    assert!(line.contains("catching up"), "{out}");
+    assert!(out.contains("catching up with its replica set"), "{out}");
+    let serving_line = out
+        .lines()
+        .find(|line| line.starts_with(&serving.addr.to_string()))
+        .expect("the other member's line");
+    assert!(!serving_line.contains("catching up"), "{out}");
+}

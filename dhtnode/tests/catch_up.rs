@@ -219,10 +219,11 @@ fn every_key(writes: &[Write]) -> Vec<(&'static str, u64)> {
     keys
 }
 
-/// Every read request a catching-up node refuses, each answered NotReady.
+/// Every read request a catching-up node refuses (Update's expectation is a read), each
+/// answered NotReady.
 fn assert_reads_not_ready(addr: SocketAddr) {
     let mut conn = Conn::open(addr);
-    for code in [dht::GET, dht::EXISTS, dht::GET_WITH_VERSION] {
+    for code in [dht::GET, dht::EXISTS, dht::GET_WITH_VERSION, dht::UPDATE] {
         let (status, body) = conn.request(code, key_body("alpha", 3));
         assert_eq!(status, Status::NotReady, "{code:?}");
         assert!(String::from_utf8_lossy(&body).contains("catching up"));

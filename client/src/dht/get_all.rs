@@ -406,8 +406,11 @@ impl<'a> GetAll<'a> {
                 | ClientError::ConnectionLimit { .. }
                 | ClientError::NodeDown { .. }
         );
-        // Lost for now: another member of its replica set takes over at once.
-        let lost = matches!(error, ClientError::NodeDown { .. })
+        // Lost for now, or catching up with its set (NotReady): another member of its replica
+        // set takes over at once.
+        let not_ready = error.is_not_ready();
+        let lost = not_ready
+            || matches!(error, ClientError::NodeDown { .. })
             || (resumable
                 && self.failures >= 1
                 && self.dht.client.check_node(self.current()).is_err());
@@ -416,7 +419,8 @@ impl<'a> GetAll<'a> {
         }
         // A partial GetAll does not wait for a node known to be down.
         let known_down = matches!(error, ClientError::NodeDown { .. });
-        if self.partial && resumable && (known_down || self.failures >= MAX_RESUMES) {
+        if self.partial && (not_ready || resumable && (known_down || self.failures >= MAX_RESUMES))
+        {
             self.skip_node(error);
             return Ok(());
         }
@@ -474,7 +478,15 @@ impl<'a> GetAll<'a> {
             }
             let event = self.stream.as_mut().and_then(Iterator::next);
             let more = match event {
-                Some(Ok(event)) => self.on_event(node, scope, event)?,
+                Some(Ok(event)) => match self.on_event(node, scope, event) {
+                    Ok(more) => more,
+                    // The node is catching up with its set: another member takes the leg.
+                    Err(error) if error.is_not_ready() => {
+                        self.on_failure(error)?;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                },
                 Some(Err(error)) => {
                     self.on_failure(error)?;
                     continue;

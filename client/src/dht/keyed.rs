@@ -337,7 +337,7 @@ impl DhtClient {
 
     /// Sends a keyed request to the first live member of the key's replica set (the owner, in
     /// a cluster of one node per range), and to the next live one when it is lost before it
-    /// answers; returns the index of the node that answered and its reply. See
+    /// answers or answers NotReady (catching up); returns the index of the node that answered and its reply. See
     /// [`DhtClient::route_set`] for WrongNode, keys no node owns, and nodes that are down.
     pub(crate) fn keyed(
         &self,
@@ -350,16 +350,25 @@ impl DhtClient {
             let mut tried = Vec::with_capacity(members.len());
             loop {
                 tried.push(node);
-                let reply = match self.client.submit(node, code, body).and_then(Pending::wait) {
+                let answer = self.client.submit(node, code, body).and_then(Pending::wait);
+                let reply = match answer {
+                    // Catching up with its set (an Update needs the current value): the next
+                    // member, as for one that is down.
+                    Ok(reply) if reply.status == Status::NotReady => {
+                        match next_member(members, &tried, |m| self.client.check_node(m).is_ok()) {
+                            Some(next) => {
+                                node = next;
+                                continue;
+                            }
+                            None => return Ok(Sent::Done((node, reply))),
+                        }
+                    }
                     Ok(reply) => reply,
                     // Lost before it answered: the next live member, if any. (An Update the
                     // lost member applied is then applied by the next one instead; the member
                     // that comes back gets the set's value replayed.)
                     Err(error) if error.is_node_down() => {
-                        let next = members.iter().copied().find(|member| {
-                            !tried.contains(member) && self.client.check_node(*member).is_ok()
-                        });
-                        match next {
+                        match next_member(members, &tried, |m| self.client.check_node(m).is_ok()) {
                             Some(next) => {
                                 node = next;
                                 continue;
@@ -544,6 +553,14 @@ struct BatchInFlight {
     pending: Vec<(usize, Result<Pending, ClientError>)>,
     /// The batch itself, to route its records again after a WrongNode.
     batch: Vec<u8>,
+}
+
+/// The first member of a set not tried yet that `live` accepts.
+fn next_member(members: &[usize], tried: &[usize], live: impl Fn(usize) -> bool) -> Option<usize> {
+    members
+        .iter()
+        .copied()
+        .find(|member| !tried.contains(member) && live(*member))
 }
 
 /// A pause while the cluster is between ranges: 10 ms, 20 ms, ... at most 200 ms.

@@ -13,7 +13,8 @@
 //!   (a value too big, out of memory) fails the write, as does a quorum not met
 //!   ([`ClientError::QuorumNotMet`]); the write may then be on some members.
 //! - **Reads** (Get, Exists) go to the first live member (or, with `read_from = spread`, the
-//!   next in turn) and on to the next when one is down: a member known to be down is skipped
+//!   next in turn) and on to the next when one is down or answers NotReady (it is catching up
+//!   with its set, docs/protocol.md §6.13; writes still go to it): a member known to be down is skipped
 //!   without a request, so a dead member costs nothing once the client saw it go. A NotFound
 //!   is passed on to the other live members before it is believed (a member that restarted
 //!   without its data answers NotFound for what the others hold): a miss costs one round trip
@@ -382,7 +383,7 @@ impl DhtClient {
     }
 
     /// A read (Get, Exists) of a replica set: the members in `order`, skipping those known to
-    /// be down and those that fail as down; an Ok (or a refusal) is the answer; a NotFound is
+    /// be down and those that fail as down or answer NotReady; an Ok (or a refusal) is the answer; a NotFound is
     /// the answer only once every live member said it. When no member could answer, the first
     /// one's error (a set of one fails as its node does).
     pub(crate) fn read_members(
@@ -405,6 +406,12 @@ impl DhtClient {
                 }
                 Ok(reply) if reply.status == Status::NotFound => {
                     not_found.get_or_insert((node, reply));
+                }
+                // Catching up with its set: as if down, for reads.
+                Ok(reply) if reply.status == Status::NotReady => {
+                    if let Err(error) = reply.into_result() {
+                        first_error.get_or_insert(error);
+                    }
                 }
                 Ok(reply) => return Ok(Sent::Done((node, reply))),
                 Err(error) if error.is_node_down() => {

@@ -179,8 +179,9 @@ impl CatchUp {
 
     /// Whether `request` is refused NotReady now: the reads that answer from the node's
     /// records (a catching-up node would answer NotFound for a record it has not caught up
-    /// yet). Writes, Listen, Mirror (it serves what the node has: peers catching up together
-    /// merge that way), the sizes and the admin requests are served.
+    /// yet), and Update, whose expectation is checked against them. Writes, Listen, Mirror (it
+    /// serves what the node has: peers catching up together merge that way), the sizes and the
+    /// admin requests are served.
     pub fn refuses(&self, request: DhtRequest) -> bool {
         !self.is_ready()
             && matches!(
@@ -189,6 +190,7 @@ impl CatchUp {
                     | DhtRequest::Exists
                     | DhtRequest::GetAll
                     | DhtRequest::GetWithVersion
+                    | DhtRequest::Update
             )
     }
 

@@ -21,7 +21,8 @@
 //! `members`, `live`, `short`)
 //! whose node objects carry `addr`, `kind`, `state` (`up`, `down`, `error`), `error`, `version`,
 //! `connections_open`, `connections_max`, `problems`, and per kind `dht` (`range`,
-//! `redistributing`, `records`, `dump_period_s`, `last_dump_age_s`), `queue` (`fill_percent`,
+//! `redistributing`, `records`, `dump_period_s`, `last_dump_age_s`, `catch_up`: `ready`,
+//! `catching up` — a problem: it answers no reads yet — or `forced ready`), `queue` (`fill_percent`,
 //! the fullest channel's; `channels`: fill per channel), `logfiles` (`bytes`, `disk_size_bytes`,
 //! `disk_free_bytes`).
 
@@ -109,6 +110,9 @@ pub struct DhtReport {
     pub records: Option<u64>,
     pub dump_period_s: Option<u64>,
     pub last_dump_age_s: Option<u64>,
+    /// `ready`, `catching up` (with its replica set: reads answered NotReady) or `forced ready`
+    /// (GetStats `catch_up_state`; `ready` for a node without it).
+    pub catch_up: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -331,7 +335,20 @@ fn dht_details(
             ));
         }
     }
+    let catch_up = match stats.get("catch_up_state").copied().unwrap_or(0) {
+        0 => "ready",
+        1 => "catching up",
+        _ => "forced ready",
+    };
+    if catch_up == "catching up" {
+        report.problems.push(
+            "catching up with its replica set: it answers no reads until it holds what the \
+             other members hold"
+                .into(),
+        );
+    }
     report.dht = Some(DhtReport {
+        catch_up,
         range: show_range(&state.range),
         redistributing: state.running,
         records: stats.get("total_records").copied(),
@@ -547,6 +564,9 @@ fn detail(node: &NodeReport) -> String {
     }
     if let Some(dht) = &node.dht {
         parts.push(format!("range {}", dht.range));
+        if dht.catch_up != "ready" {
+            parts.push(dht.catch_up.to_string());
+        }
         if let Some(records) = dht.records {
             parts.push(format!("{records} records"));
         }
