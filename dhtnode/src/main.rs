@@ -19,6 +19,7 @@ use dhtnode::durability::LogSync;
 use dhtnode::engine::log::{is_disk_full, start_writer};
 use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use dhtnode::peer::PeerLogin;
 use dhtnode::persist::Replayed;
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
@@ -115,8 +116,10 @@ fn catch_up_config(config: &NodeConfig) -> Result<CatchUpConfig, String> {
     };
     Ok(CatchUpConfig {
         peers: config.dht.replica_peers.clone(),
-        credentials,
-        tls: peer_tls(&config.tls)?,
+        login: PeerLogin {
+            credentials,
+            tls: peer_tls(&config.tls)?,
+        },
         tuning: CatchUpTuning::default(),
     })
 }

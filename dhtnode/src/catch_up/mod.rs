@@ -56,10 +56,9 @@ pub enum CatchUpState {
 pub struct CatchUpConfig {
     /// The other members of the node's replica set, `host:port` (`[dht] replica_peers`).
     pub peers: Vec<String>,
-    /// Name and key the worker logs in with (`[dht] replica_client`); `None`: anonymous.
-    pub credentials: Option<(String, node_core::auth::Key)>,
-    /// TLS towards the peers (`[tls] peer_ca_file`), as for redistributions.
-    pub tls: Option<client::tls::ClientTls>,
+    /// The credentials (`[dht] replica_client`) and TLS (`[tls] peer_ca_file`, as for
+    /// redistributions) the worker connects with.
+    pub login: crate::peer::PeerLogin,
     pub tuning: worker::Tuning,
 }
 

@@ -16,10 +16,10 @@
 //! new refresh. A source that fails (its connection, a stream error) fails the attempt.
 
 use super::{Message, Op, OpKind};
-use client::{Client, ClientError, ClientOptions, StreamEvent, StreamSet, StreamTag};
+use client::{Client, ClientError, StreamEvent, StreamSet, StreamTag};
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{self as wire, MirrorItem, MirrorRequest, RefreshRecord};
-use node_core::protocol::{NodeKind, Status};
+use node_core::protocol::Status;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,10 +111,7 @@ pub(crate) fn run(context: Context) {
 }
 
 fn backoff(tuning: &Tuning, attempt: u32) -> Duration {
-    tuning
-        .retry_first
-        .saturating_mul(1 << attempt.min(16))
-        .min(tuning.retry_max)
+    crate::peer::backoff(tuning.retry_first, tuning.retry_max, attempt)
 }
 
 fn check_cancel(context: &Context) -> Result<(), Failure> {
@@ -198,14 +195,8 @@ fn choose_sources(context: &Context) -> Result<Vec<(SocketAddr, Client)>, Failur
 fn probe(context: &Context, peer: &str) -> Result<(SocketAddr, Client, bool), String> {
     let addr = resolve(peer)?;
     let tuning = context.config.tuning;
-    let options = ClientOptions {
-        connect_timeout_ms: tuning.connect_timeout.as_millis() as u64,
-        request_timeout_ms: tuning.request_timeout.as_millis() as u64,
-        credentials: context.config.credentials.clone(),
-        tls: context.config.tls.clone(),
-        ..ClientOptions::default()
-    };
-    let client = Client::connect(&[addr], Some(NodeKind::Dht), options)
+    let login = &context.config.login;
+    let client = crate::peer::connect(addr, login, tuning.connect_timeout, tuning.request_timeout)
         .map_err(|error| error.to_string())?;
     let stats = client.get_stats(0).map_err(|error| error.to_string())?;
     let state = stats
