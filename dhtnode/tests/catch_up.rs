@@ -310,6 +310,52 @@ fn an_emptied_replica_catches_up_before_it_answers_reads() {
     assert!(matches!(expect("gamma", 8), Held::Record(_, value) if value.len() == 9));
 }
 
+/// The whole set down, then back one after the other with their data: the first back waits
+/// for its peer (which may hold writes it lacks); once both answer and neither is ready, each
+/// merges what the other kept, and both end with every write either took.
+#[test]
+fn a_set_restarted_together_merges_what_each_member_kept() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = start_pair(dir_a.path(), dir_b.path(), "");
+    let (before, while_down) = history();
+    send(a.addr, &before);
+    send(b.addr, &before);
+    a.kill9();
+    send(b.addr, &while_down);
+    b.kill9();
+
+    a.restart();
+    wait_until("a WARN: the peer is down", || {
+        a.root_log().contains("no ready peer among")
+    });
+    assert_eq!(
+        catch_up_state(a.addr),
+        1,
+        "waits for the peer that may hold more"
+    );
+    let only_a = vec![Write::Put("alpha", 2, 1_000_000, b"only on A".to_vec())];
+    send(a.addr, &only_a);
+    b.restart();
+    wait_ready(a.addr);
+    wait_ready(b.addr);
+    wait_until("the merge in root.log", || {
+        b.root_log().contains("merging what each of them has")
+    });
+
+    let mut keys = every_key(&before);
+    keys.extend(every_key(&while_down));
+    let on_a = holdings(a.addr, &keys);
+    assert_eq!(on_a, holdings(b.addr, &keys), "both members hold the same");
+    assert!(matches!(&on_a[&("gamma".to_string(), 8)], Held::Record(_, v) if v.len() == 9));
+    assert_eq!(
+        on_a[&("alpha".to_string(), 2)],
+        Held::Record(1_000_000, b"only on A".to_vec()),
+        "B got what only A had"
+    );
+    assert_eq!(channel_sizes(a.addr), channel_sizes(b.addr));
+}
+
 #[test]
 fn a_node_whose_peers_are_gone_stays_not_ready_until_forced() {
     let dir = tempfile::tempdir().unwrap();
