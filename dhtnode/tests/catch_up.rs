@@ -134,6 +134,31 @@ fn channel_sizes(addr: SocketAddr) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// What `a` holds of `keys`, checked to be exactly what `b` holds (versions, values and
+/// tombstones), and the two nodes' channels and sizes the same.
+fn same_holdings(
+    a: SocketAddr,
+    b: SocketAddr,
+    keys: &[(&'static str, u64)],
+) -> BTreeMap<(String, u64), Held> {
+    let on_a = holdings(a, keys);
+    let on_b = holdings(b, keys);
+    let differing: Vec<_> = on_a
+        .iter()
+        .filter(|(key, held)| on_b[*key] != **held)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} of {} keys differ between the members, first: {:?} (B: {:?})",
+        differing.len(),
+        keys.len(),
+        differing[0],
+        on_b[differing[0].0]
+    );
+    assert_eq!(channel_sizes(a), channel_sizes(b));
+    on_a
+}
+
 fn catch_up_state(addr: SocketAddr) -> u64 {
     stat(&get_stats(&mut Conn::open(addr)), "catch_up_state").expect("catch_up_state")
 }
@@ -280,21 +305,7 @@ fn an_emptied_replica_catches_up_before_it_answers_reads() {
     let mut keys = every_key(&before);
     keys.extend(every_key(&while_down));
     keys.extend(every_key(&during));
-    let on_a = holdings(a.addr, &keys);
-    let on_b = holdings(b.addr, &keys);
-    let differing: Vec<_> = on_a
-        .iter()
-        .filter(|(key, held)| on_b[*key] != **held)
-        .collect();
-    assert!(
-        differing.is_empty(),
-        "{} of {} keys differ between the members, first: {:?} (B: {:?})",
-        differing.len(),
-        keys.len(),
-        differing[0],
-        on_b[differing[0].0]
-    );
-    assert_eq!(channel_sizes(a.addr), channel_sizes(b.addr));
+    let on_a = same_holdings(a.addr, b.addr, &keys);
     // The catch-up did the work: what only B had is on A, tombstones included.
     let expect = |channel: &str, key| on_a[&(channel.to_string(), key)].clone();
     assert!(matches!(expect("alpha", 6), Held::Record(version, _) if version > 1_001));
@@ -345,15 +356,13 @@ fn a_set_restarted_together_merges_what_each_member_kept() {
 
     let mut keys = every_key(&before);
     keys.extend(every_key(&while_down));
-    let on_a = holdings(a.addr, &keys);
-    assert_eq!(on_a, holdings(b.addr, &keys), "both members hold the same");
+    let on_a = same_holdings(a.addr, b.addr, &keys);
     assert!(matches!(&on_a[&("gamma".to_string(), 8)], Held::Record(_, v) if v.len() == 9));
     assert_eq!(
         on_a[&("alpha".to_string(), 2)],
         Held::Record(1_000_000, b"only on A".to_vec()),
         "B got what only A had"
     );
-    assert_eq!(channel_sizes(a.addr), channel_sizes(b.addr));
 }
 
 #[test]
