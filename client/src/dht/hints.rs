@@ -126,38 +126,6 @@ impl Missed {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hints_are_kept_per_member_taken_and_given_back() {
-        let hints = Hints::default();
-        assert!(!hints.any() && !hints.has(3));
-        hints.record(3, "users", [1, 2, 2]);
-        hints.record(3, "orders", [7]);
-        hints.record(5, "users", [9]);
-        assert!(hints.has(3) && hints.has(5) && !hints.has(4));
-        let missed = hints.take(3).expect("hints of 3");
-        assert_eq!(missed.len(), 3);
-        assert_eq!(missed.channels["users"], HashSet::from([1, 2]));
-        assert!(hints.any(), "5 still has some");
-        hints.put_back(3, missed);
-        assert_eq!(hints.take(3).map(|m| m.len()), Some(3));
-        assert!(hints.take(5).is_some());
-        assert!(!hints.any());
-    }
-
-    #[test]
-    fn hints_are_bounded() {
-        let hints = Hints::default();
-        hints.record(1, "c", 0..(MAX_HINTS_PER_MEMBER as u64 + 10));
-        let missed = hints.take(1).expect("hints");
-        assert_eq!(missed.len(), MAX_HINTS_PER_MEMBER);
-        assert!(missed.overflowed);
-    }
-}
-
 /// Keys replayed per round trip (reads from the source pipelined, then the writes).
 const REPLAY_PIPELINE: usize = 256;
 
@@ -268,5 +236,37 @@ impl super::DhtClient {
             VersionedLookup::Tombstone { version } => remove.versioned(version),
             VersionedLookup::Absent => remove.plain(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_kept_per_member_taken_and_given_back() {
+        let hints = Hints::default();
+        assert!(!hints.any() && !hints.has(3));
+        hints.record(3, "users", [1, 2, 2]);
+        hints.record(3, "orders", [7]);
+        hints.record(5, "users", [9]);
+        assert!(hints.has(3) && hints.has(5) && !hints.has(4));
+        let missed = hints.take(3).expect("hints of 3");
+        assert_eq!(missed.len(), 3);
+        assert_eq!(missed.channels["users"], HashSet::from([1, 2]));
+        assert!(hints.any(), "5 still has some");
+        hints.put_back(3, missed);
+        assert_eq!(hints.take(3).map(|m| m.len()), Some(3));
+        assert!(hints.take(5).is_some());
+        assert!(!hints.any());
+    }
+
+    #[test]
+    fn hints_are_bounded() {
+        let hints = Hints::default();
+        hints.record(1, "c", 0..(MAX_HINTS_PER_MEMBER as u64 + 10));
+        let missed = hints.take(1).expect("hints");
+        assert_eq!(missed.len(), MAX_HINTS_PER_MEMBER);
+        assert!(missed.overflowed);
     }
 }
