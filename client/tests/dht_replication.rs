@@ -631,9 +631,9 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
             .iter()
             .all(|dht| dht.client().node_status(0).is_some_and(|s| s.is_up()))
     });
-    // Each client's next request replays what it wrote while the member was down.
-    first.get(CHANNEL, 0).expect("get");
-    second.get(CHANNEL, 0).expect("get");
+    // Each client replays what it wrote while the member was down (its requests would, too).
+    assert_eq!(first.replay_missed_writes(), 0);
+    assert_eq!(second.replay_missed_writes(), 0);
     for set in 0..SETS {
         let (a, b) = (digest_of(&first, 2 * set), digest_of(&first, 2 * set + 1));
         println!(
@@ -649,4 +649,56 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
     let version = version_on(&first, owner, key).expect("held");
     assert!(version > 0, "a versioned write: {version}");
     assert_eq!(version_on(&first, owner + 1, key), Some(version));
+}
+
+/// How many Gets node `node` handled so far (its GetStats).
+fn gets_handled(dht: &DhtClient, node: usize) -> u64 {
+    dht.client()
+        .get_stats(node)
+        .expect("stats")
+        .into_iter()
+        .find(|(name, _)| name == "request/Get/handled")
+        .map_or(0, |(_, value)| value)
+}
+
+#[test]
+fn reads_go_to_the_first_member_or_spread_over_the_set() {
+    let cluster = replicated_cluster();
+    let first = connect(&cluster, options());
+    let spread = connect(
+        &cluster,
+        ClientOptions {
+            read_from: Some(client::ReadFrom::Spread),
+            ..options()
+        },
+    );
+    let key = key_of_set(&first, 2, 0);
+    first.put(CHANNEL, key, b"read me").expect("put");
+    let before = [gets_handled(&first, 4), gets_handled(&first, 5)];
+    for _ in 0..20 {
+        assert_eq!(
+            first.get(CHANNEL, key).expect("get").as_deref(),
+            Some(&b"read me"[..])
+        );
+    }
+    let after_first = [gets_handled(&first, 4), gets_handled(&first, 5)];
+    assert_eq!(
+        after_first[0] - before[0],
+        20,
+        "every read at the first member"
+    );
+    assert_eq!(after_first[1], before[1], "none at the second");
+    for _ in 0..20 {
+        assert_eq!(
+            spread.get(CHANNEL, key).expect("get").as_deref(),
+            Some(&b"read me"[..])
+        );
+    }
+    let after_spread = [gets_handled(&first, 4), gets_handled(&first, 5)];
+    assert_eq!(
+        after_spread[0] - after_first[0],
+        10,
+        "half the reads at each member"
+    );
+    assert_eq!(after_spread[1] - after_first[1], 10);
 }
