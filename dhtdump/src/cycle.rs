@@ -1,5 +1,6 @@
-//! The dump cycle: connect to the node, list its channels, stream each one with GetAll into the
-//! node's own dump format, and the loop around it (random initial delay, pause between cycles,
+//! The dump cycle: connect to the node, list its channels, stream each one with a Mirror's
+//! refresh (records with their versions, and tombstones) into the node's own dump format
+//! (version 2), and the loop around it (random initial delay, pause between cycles,
 //! retries, `--oneshot`).
 //!
 //! Files are written by [`DumpThread`], the node's own writer (from `dht-persist`), so they are exactly what
@@ -10,7 +11,7 @@
 //! `<ch>.dump.tmp` behind, which the node ignores and the next dump overwrites.
 //!
 //! Memory stays bounded whatever a channel's size: a reading thread takes records from the
-//! GetAll stream (a bounded window of batches) into chunks of about [`CHUNK_TARGET_BYTES`]; at
+//! Mirror stream (a bounded window of batches) into chunks of about [`CHUNK_TARGET_BYTES`]; at
 //! most two chunks wait between it and this thread, and at most
 //! [`CHUNK_QUEUE_CAPACITY`](dht_persist::dump::writer::CHUNK_QUEUE_CAPACITY) wait for the writer
 //! thread (`send_chunk` blocks when its queue is full); chunk buffers are recycled. A whole
@@ -19,12 +20,15 @@
 use crate::config::{resolve_node, DumpConfig};
 use crate::stats::Stats;
 use crate::util::{sleep_unless_stopped, utc_system_time};
-use client::dht::GetAllOptions;
 use client::tls::ClientTls;
+use client::StreamEvent;
 use client::{ClientOptions, DhtClient, NodeState};
+use dht_persist::dump::entry::DumpEntry;
+use dht_persist::dump::format::unix_now;
 use dht_persist::dump::writer::{DumpAction, DumpOutcome, DumpThread};
 use node_core::auth::Key;
-use node_core::protocol::batch::{append_record, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
+use node_core::protocol::batch::{decode_batch, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
+use node_core::protocol::dht::{self as wire, MirrorItem, MirrorRequest, RefreshRecord};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -292,8 +296,8 @@ fn dump_channel(
     // Outcomes of earlier dumps were all read; anything left is stale.
     drop(thread.poll_outcomes());
     let begun = match node_log_position(dht) {
-        Some(position) => thread.begin_covering(channel, position),
-        None => thread.begin(channel),
+        Some(position) => thread.begin_entries(channel, Some(position)),
+        None => thread.begin_entries(channel, None),
     };
     begun.map_err(|err| failed(format!("cannot start the dump of channel {channel}: {err}")))?;
     let streamed = stream_channel(dht, thread, stop, channel);
@@ -417,58 +421,140 @@ fn stream_channel(
     }
 }
 
-/// The reading thread: GetAll of `channel`, in chunks. Ends early when `out` is closed.
+/// The reading thread: the refresh of a Mirror of `channel` (docs/protocol.md §6.12: every
+/// record with its version, and the tombstones), in chunks of dump entries (format 2). Ends
+/// early when `out` is closed. The changes the Mirror sends meanwhile are left out, as a GetAll
+/// leaves out what is written behind it: the log position the dump records covers them.
 fn read_channel(
     dht: &DhtClient,
     channel: &str,
     out: &SyncSender<Fetched>,
     spare: &Receiver<Vec<u8>>,
 ) {
-    let fresh = || {
-        spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024))
+    let mut chunks = EntryChunks {
+        out,
+        spare,
+        chunk: Vec::new(),
+        count: 0,
     };
-    let mut chunk = fresh();
-    let mut count = 0u32;
-    for record in dht.get_all(channel, GetAllOptions::default()) {
-        let (key, value) = match record {
-            Ok(record) => record,
-            Err(err) => {
-                let reason = format!("GetAll of channel {channel} failed: {err}");
-                let _ = out.send(Fetched::Failed(reason));
-                return;
+    chunks.chunk = chunks.fresh();
+    let result = read_refresh(dht, channel, &mut chunks);
+    let last = match result {
+        Ok(()) => chunks.flush().then_some(Fetched::Done),
+        Err(reason) => Some(Fetched::Failed(reason)),
+    };
+    if let Some(last) = last {
+        let _ = out.send(last);
+    }
+}
+
+/// Streams the Mirror's refresh into `chunks`; `Ok` once RefreshDone came (or the reader went
+/// away), `Err` with the reason otherwise.
+fn read_refresh(
+    dht: &DhtClient,
+    channel: &str,
+    chunks: &mut EntryChunks<'_>,
+) -> Result<(), String> {
+    let mut body = Vec::new();
+    MirrorRequest {
+        channel,
+        initial_refresh: true,
+        periodic_refresh_s: 0,
+    }
+    .encode(&mut body);
+    let failed = |err: &dyn std::fmt::Display| format!("Mirror of channel {channel} failed: {err}");
+    let stream = dht
+        .client()
+        .stream(0, wire::MIRROR, &body)
+        .map_err(|err| failed(&err))?;
+    let mut scratch = Vec::new();
+    for event in stream {
+        let (code, body) = match event.map_err(|err| failed(&err))? {
+            StreamEvent::Item { code, body } => (code, body),
+            StreamEvent::End(reply) => {
+                // A Mirror ends before its RefreshDone only if the channel was removed.
+                return match reply.into_result() {
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(failed(&err)),
+                };
             }
         };
-        if RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
-            // The node's limits make this impossible; a dump block could not hold it anyway.
-            tracing::warn!(
-                "channel {channel}: record {key:016x} of {} bytes is too large for a dump; skipped",
-                value.len()
-            );
-            continue;
-        }
-        if count > 0 && chunk.len() + RECORD_OVERHEAD + value.len() > MAX_BATCH_UNCOMPRESSED_BYTES {
-            let full = std::mem::replace(&mut chunk, fresh());
-            if out.send(Fetched::Chunk(full, count)).is_err() {
-                return;
+        match MirrorItem::decode(code, &body).map_err(|err| failed(&err))? {
+            MirrorItem::RefreshBatch { batch } => {
+                let records = decode_batch(batch, &mut scratch).map_err(|err| failed(&err))?;
+                for (key, raw) in records {
+                    let entry = match RefreshRecord::decode(raw).map_err(|err| failed(&err))? {
+                        RefreshRecord::Record { version, value } => {
+                            DumpEntry::Record { version, value }
+                        }
+                        RefreshRecord::Tombstone { version } => DumpEntry::Tombstone {
+                            version,
+                            stored_unix_s: unix_now(),
+                        },
+                    };
+                    if !chunks.add(key, entry) {
+                        return Ok(());
+                    }
+                }
             }
-            count = 0;
-        }
-        append_record(&mut chunk, key, &value);
-        count += 1;
-        if chunk.len() >= CHUNK_TARGET_BYTES {
-            let full = std::mem::replace(&mut chunk, fresh());
-            if out.send(Fetched::Chunk(full, count)).is_err() {
-                return;
+            MirrorItem::RefreshDone(_) => return Ok(()),
+            // A record too large for a batch comes alone, as a Changed item (so does a write
+            // made during the refresh: a later entry of a key replaces an earlier one when the
+            // dump loads). Removals made meanwhile are the log's, after the dump's position.
+            MirrorItem::Changed {
+                key,
+                version,
+                value,
+            } => {
+                if !chunks.add(key, DumpEntry::Record { version, value }) {
+                    return Ok(());
+                }
             }
-            count = 0;
+            MirrorItem::Removed { .. }
+            | MirrorItem::Overflow { .. }
+            | MirrorItem::RefreshStarted(_) => {}
         }
     }
-    if count > 0 && out.send(Fetched::Chunk(chunk, count)).is_err() {
-        return;
+    Err(failed(&"the stream ended without its RefreshDone"))
+}
+
+/// Dump entries laid out in chunks for the writer.
+struct EntryChunks<'a> {
+    out: &'a SyncSender<Fetched>,
+    spare: &'a Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    count: u32,
+}
+
+impl EntryChunks<'_> {
+    fn fresh(&self) -> Vec<u8> {
+        self.spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024))
     }
-    let _ = out.send(Fetched::Done);
+
+    /// Adds an entry; false when the writer side is gone.
+    fn add(&mut self, key: u64, entry: DumpEntry<'_>) -> bool {
+        let len = RECORD_OVERHEAD + entry.encoded_len();
+        if self.count > 0 && self.chunk.len() + len > MAX_BATCH_UNCOMPRESSED_BYTES && !self.flush()
+        {
+            return false;
+        }
+        entry.append_to(&mut self.chunk, key);
+        self.count += 1;
+        self.chunk.len() < CHUNK_TARGET_BYTES || self.flush()
+    }
+
+    /// Hands the chunk over (if it holds anything); false when the writer side is gone.
+    fn flush(&mut self) -> bool {
+        if self.count == 0 {
+            return true;
+        }
+        let fresh = self.fresh();
+        let full = std::mem::replace(&mut self.chunk, fresh);
+        let count = std::mem::take(&mut self.count);
+        self.out.send(Fetched::Chunk(full, count)).is_ok()
+    }
 }
 
 /// Abandons the dump in progress and waits until its temporary file is gone.

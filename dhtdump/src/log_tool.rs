@@ -163,6 +163,21 @@ fn entry_line(entry: &LogEntry<'_>) -> String {
         LoggedChange::PutBatch { records, .. } => format!("{} records", records.len()),
         LoggedChange::RemoveKeys { keys, .. } => format!("{} keys", keys.len()),
         LoggedChange::RemoveChannel { .. } => String::new(),
+        LoggedChange::PutVersion {
+            key,
+            version,
+            value,
+            ..
+        } => format!(
+            "key {key:#018x}, version {version}, {} value bytes",
+            value.len()
+        ),
+        LoggedChange::RemoveVersion {
+            key,
+            version,
+            stored_unix_s,
+            ..
+        } => format!("key {key:#018x}, version {version}, tombstone stored at {stored_unix_s}"),
     };
     format!(
         "  {:>12}  {:<13}  {}  {what}",

@@ -11,6 +11,7 @@
 
 use crate::lines::{format_line, parse_line, MAX_LINE_BYTES, MAX_VALUE_BYTES};
 use crate::util::utc_time;
+use dht_persist::dump::entry::{DumpEntry, VERSIONED_FORMAT_VERSION};
 use dht_persist::dump::format::{DumpFileWriter, DumpReader, DumpSummary, FLAG_LOG_POSITION};
 use dht_persist::tcm::{TcmReader, TcmReport, TCM_READ_BUFFER_BYTES};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -94,7 +95,12 @@ fn info_dump(path: &Path, out: &mut impl Write) -> Result<bool, String> {
         }
         Ok(mut reader) => {
             let header = reader.header().clone();
-            let result = reader.for_each_record(|_, _| {});
+            let mut tombstones = 0u64;
+            let result = reader.for_each_entry(|_, entry| {
+                if matches!(entry, DumpEntry::Tombstone { .. }) {
+                    tombstones += 1;
+                }
+            });
             let summary: DumpSummary = reader.summary();
             lines.push(format!(
                 "  format:      dht dump, version {}",
@@ -116,7 +122,13 @@ fn info_dump(path: &Path, out: &mut impl Write) -> Result<bool, String> {
             } else {
                 " (read before the failure)"
             };
-            lines.push(format!("  records:     {}{partial}", summary.records));
+            lines.push(format!(
+                "  records:     {}{partial}",
+                summary.records - tombstones
+            ));
+            if header.version >= VERSIONED_FORMAT_VERSION {
+                lines.push(format!("  tombstones:  {tombstones}{partial}"));
+            }
             lines.push(format!("  value bytes: {}{partial}", summary.value_bytes));
             lines.push(format!("  file bytes:  {file_bytes}"));
             match result {
@@ -244,15 +256,28 @@ fn export_dump(
 ) -> Result<(), String> {
     let bad = |err| format!("{}: {err}", input.display());
     let mut dump = DumpReader::open_buffered(reader).map_err(bad)?;
-    while let Some(block) = dump.next_block().map_err(bad)? {
+    let format_version = dump.header().version;
+    // Lines carry keys and values: a version 2 dump's versions and tombstones stay behind.
+    loop {
+        let offset = dump.offset();
+        let Some(block) = dump.next_block().map_err(bad)? else {
+            return Ok(());
+        };
         line.clear();
-        for (key, value) in block {
-            format_line(key, value, line);
-            *records += 1;
+        for (key, raw) in block {
+            let entry = DumpEntry::decode(format_version, raw).map_err(|problem| {
+                format!(
+                    "{}: the entry of key 0x{key:016x} in the block at offset {offset}: {problem}",
+                    input.display()
+                )
+            })?;
+            if let DumpEntry::Record { value, .. } = entry {
+                format_line(key, value, line);
+                *records += 1;
+            }
         }
         out.write_all(line).map_err(write_error)?;
     }
-    Ok(())
 }
 
 fn export_tcm(

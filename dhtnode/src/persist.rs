@@ -78,8 +78,11 @@ impl LoadTarget for EngineTarget<'_> {
         Channel::new()
     }
 
+    /// A later entry of a key replaces an earlier one (dhtdump's dumps may hold a key twice:
+    /// its refresh, then a write made during it).
     fn insert(&mut self, channel: &mut Channel, key: u64, version: u64, value: &[u8]) {
         channel.put(key, value, version);
+        channel.tombstones().clear(key);
     }
 
     fn insert_tombstone(&mut self, channel: &mut Channel, key: u64, version: u64, stored: u64) {
@@ -87,6 +90,7 @@ impl LoadTarget for EngineTarget<'_> {
             version,
             stored_unix_s: stored,
         };
+        channel.remove(key);
         channel.tombstones().set(key, tombstone);
     }
 

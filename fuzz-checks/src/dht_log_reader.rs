@@ -108,6 +108,28 @@ fn re_encode(seq: u64, change: &LoggedChange<'_>) -> Vec<u8> {
             }
         }
         LoggedChange::RemoveChannel { channel } => Change::RemoveChannel { channel },
+        LoggedChange::PutVersion {
+            channel,
+            key,
+            version,
+            value,
+        } => Change::PutVersion {
+            channel,
+            key,
+            version,
+            value,
+        },
+        LoggedChange::RemoveVersion {
+            channel,
+            key,
+            version,
+            stored_unix_s,
+        } => Change::RemoveVersion {
+            channel,
+            key,
+            version,
+            stored_unix_s,
+        },
     };
     encode_entry(seq, &change, &mut out).expect("a change read back can be logged again");
     out

@@ -34,6 +34,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+use crate::dump::format::FORMAT_VERSION;
 use node_core::protocol::dht::valid_channel_name;
 use priority::{idle_class_is_reversible, set_background};
 use std::fs;
@@ -98,7 +99,8 @@ enum Command {
         ticket: u64,
         log_position: Option<u64>,
     },
-    Begin(String, Option<u64>),
+    /// Channel, log position, format version.
+    Begin(String, Option<u64>, u32),
     Chunk(Vec<u8>, u32),
     Finish,
     Abort,
@@ -356,7 +358,7 @@ impl DumpThread {
     /// Starts a dump of `channel` (a valid channel name). A dump still open is abandoned.
     pub fn begin(&self, channel: &str) -> io::Result<()> {
         check_channel_name(channel)?;
-        self.send(Command::Begin(channel.to_owned(), None))
+        self.send(Command::Begin(channel.to_owned(), None, FORMAT_VERSION))
     }
 
     /// [`DumpThread::begin`] for a dump that covers the change log up to `log_position`
@@ -364,7 +366,20 @@ impl DumpThread {
     /// handing them over.
     pub fn begin_covering(&self, channel: &str, log_position: u64) -> io::Result<()> {
         check_channel_name(channel)?;
-        self.send(Command::Begin(channel.to_owned(), Some(log_position)))
+        self.send(Command::Begin(
+            channel.to_owned(),
+            Some(log_position),
+            FORMAT_VERSION,
+        ))
+    }
+
+    /// [`DumpThread::begin`] of a dump of format version 2, whose chunks hold entries laid out
+    /// by [`DumpEntry::append_to`](crate::dump::entry::DumpEntry::append_to) (records with
+    /// versions, tombstones), covering the change log up to `log_position` if given.
+    pub fn begin_entries(&self, channel: &str, log_position: Option<u64>) -> io::Result<()> {
+        check_channel_name(channel)?;
+        let format = crate::dump::entry::VERSIONED_FORMAT_VERSION;
+        self.send(Command::Begin(channel.to_owned(), log_position, format))
     }
 
     /// Queues a chunk (`count` records laid out by `append_record`, at most 16 MiB) without

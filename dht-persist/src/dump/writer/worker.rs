@@ -3,7 +3,7 @@
 
 use super::{Command, DumpAction, DumpOutcome, ShardSource, Shared, WRITE_BUFFER_BYTES};
 use crate::dump::entry::{DumpEntry, VERSIONED_FORMAT_VERSION};
-use crate::dump::format::{unix_now, DumpFileWriter, END_LEN, FORMAT_VERSION};
+use crate::dump::format::{unix_now, DumpFileWriter, END_LEN};
 use crate::layout::{
     channel_file, free_name, sync_dir, BACKUP_SUFFIX, DUMP_SUFFIX, REMOVED_DIR, TCM_SUFFIX,
     TMP_SUFFIX,
@@ -73,8 +73,8 @@ impl Worker {
                     ticket,
                     log_position,
                 } => self.dump_shards(channel, &*source, &cancel, ticket, log_position),
-                Command::Begin(channel, log_position) => {
-                    self.begin(channel, 0, log_position, FORMAT_VERSION)
+                Command::Begin(channel, log_position, format) => {
+                    self.begin(channel, 0, log_position, format)
                 }
                 Command::Chunk(raw, count) => self.chunk(raw, count),
                 Command::Finish => self.finish(),
