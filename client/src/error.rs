@@ -374,6 +374,14 @@ mod tests {
         );
         assert!(down.is_node_down());
         assert!(!ClientError::NodeRetired { node: addr() }.is_node_down());
+        assert_eq!(
+            ClientError::ValueTooBig { len: 20, max: 10 }.to_string(),
+            "value of 20 bytes exceeds the value limit of 10 bytes"
+        );
+    }
+
+    #[test]
+    fn a_quorum_not_met_names_the_set_its_members_and_how_many_are_live() {
         let quorum = ClientError::QuorumNotMet {
             range: "0x0000000000000000:0x7fffffffffffffff".into(),
             members: vec![addr(), SocketAddr::from(([127, 0, 0, 1], 10001))],
@@ -386,10 +394,6 @@ mod tests {
             "replica set 0x0000000000000000:0x7fffffffffffffff (127.0.0.1:10000, \
              127.0.0.1:10001): the write needs 2 member(s) to store it (write_quorum) but 1 of \
              2 are live; nothing was sent"
-        );
-        assert_eq!(
-            ClientError::ValueTooBig { len: 20, max: 10 }.to_string(),
-            "value of 20 bytes exceeds the value limit of 10 bytes"
         );
     }
 }

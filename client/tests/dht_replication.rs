@@ -1,7 +1,7 @@
 //! Replica sets through the client, on real clusters of dhtnode processes whose ranges repeat
 //! (3 sets × 2 nodes: every range on two nodes):
 //!
-//! - [`a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write`]: two
+//! - `a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write`: two
 //!   writers (puts and removes) and a reader run while the first member of one set is killed
 //!   with SIGKILL: every write keeps being acknowledged (the quorum is the live members), reads
 //!   of that set's keys keep succeeding, and every acknowledged key reads back with its last
@@ -9,13 +9,18 @@
 //!   printed. The member is restarted on its data directory: the client sees it live again, it
 //!   receives writes (read from it directly). Then the other member is killed: every
 //!   acknowledged key still reads back with its last acknowledged value.
-//! - [`a_write_quorum_above_the_live_members_is_refused_naming_the_set`]: `write_quorum = 2`
+//! - `a_write_quorum_above_the_live_members_is_refused_naming_the_set`: `write_quorum = 2`
 //!   with one member of a set down fails that set's writes before sending, naming the set and
 //!   how many members are live; the other sets' writes go on.
-//! - [`a_not_found_from_one_member_falls_through_to_the_others`]: a record only one member has
+//! - `a_not_found_from_one_member_falls_through_to_the_others`: a record only one member has
 //!   (as after a member restarted without its data) is found whichever member is first.
-//! - [`get_all_reads_each_set_once_and_sizes_count_it_once`] and
-//!   [`listen_hears_each_change_once_and_fails_over`].
+//! - `get_all_reads_each_set_once_and_sizes_count_it_once` and
+//!   `listen_hears_each_change_once_and_fails_over`.
+//! - `two_concurrent_writers_leave_every_replica_of_every_key_identical`: two clients (two
+//!   clocks) put, remove and update the same 64 keys at once while a member is killed and
+//!   restarted; afterwards the members of every set hold identical records (a digest of each
+//!   member's GetAll), written with versions.
+//! - `reads_go_to_the_first_member_or_spread_over_the_set`: by the members' own Get counts.
 
 mod real_cluster;
 
@@ -108,7 +113,7 @@ fn writer(
             // Held during the write: a check takes the gate to see no write in flight.
             let _writing = gate.open.read().expect("gate");
             let key = seq % KEYS;
-            let result = if seq % 5 == 0 {
+            let result = if seq.is_multiple_of(5) {
                 dht.remove(CHANNEL, key).map(|_| None)
             } else {
                 let value = format!("w{parity}-{seq}").into_bytes();
@@ -599,8 +604,7 @@ fn contending_writer(dht: Arc<DhtClient>, writer: u64, ops: u64) -> std::thread:
                 }),
                 _ => dht.put(CHANNEL, key, &value),
             };
-            // Around the kill a write may fail (a member lost with the write in flight, the
-            // other not yet known down is not possible: writes go on with the live ones).
+            // Every write is acknowledged: each set always has a live member.
             result.unwrap_or_else(|e| panic!("writer {writer}: {e}"));
         }
     })
@@ -628,9 +632,9 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
             .iter()
             .all(|dht| dht.client().node_status(0).is_some_and(|s| s.is_up()))
     });
-    // Each client's next request replays what it wrote while the member was down.
-    first.get(CHANNEL, 0).expect("get");
-    second.get(CHANNEL, 0).expect("get");
+    // Each client replays what it wrote while the member was down (its requests would, too).
+    assert_eq!(first.replay_missed_writes(), 0);
+    assert_eq!(second.replay_missed_writes(), 0);
     for set in 0..SETS {
         let (a, b) = (digest_of(&first, 2 * set), digest_of(&first, 2 * set + 1));
         println!(
@@ -646,4 +650,53 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
     let version = version_on(&first, owner, key).expect("held");
     assert!(version > 0, "a versioned write: {version}");
     assert_eq!(version_on(&first, owner + 1, key), Some(version));
+}
+
+/// How many Gets node `node` handled so far (its GetStats).
+fn gets_handled(dht: &DhtClient, node: usize) -> u64 {
+    dht.client()
+        .get_stats(node)
+        .expect("stats")
+        .into_iter()
+        .find(|(name, _)| name == "request/Get/handled")
+        .map_or(0, |(_, value)| value)
+}
+
+fn read_twenty_times(dht: &DhtClient, key: u64) {
+    for _ in 0..20 {
+        let read = dht.get(CHANNEL, key).expect("get");
+        assert_eq!(read.as_deref(), Some(&b"read me"[..]));
+    }
+}
+
+#[test]
+fn reads_go_to_the_first_member_or_spread_over_the_set() {
+    let cluster = replicated_cluster();
+    let first = connect(&cluster, options());
+    let spread = connect(
+        &cluster,
+        ClientOptions {
+            read_from: Some(client::ReadFrom::Spread),
+            ..options()
+        },
+    );
+    let key = key_of_set(&first, 2, 0);
+    first.put(CHANNEL, key, b"read me").expect("put");
+    let before = [gets_handled(&first, 4), gets_handled(&first, 5)];
+    read_twenty_times(&first, key);
+    let after_first = [gets_handled(&first, 4), gets_handled(&first, 5)];
+    assert_eq!(
+        after_first[0] - before[0],
+        20,
+        "every read at the first member"
+    );
+    assert_eq!(after_first[1], before[1], "none at the second");
+    read_twenty_times(&spread, key);
+    let after_spread = [gets_handled(&first, 4), gets_handled(&first, 5)];
+    assert_eq!(
+        after_spread[0] - after_first[0],
+        10,
+        "half the reads at each member"
+    );
+    assert_eq!(after_spread[1] - after_first[1], 10);
 }

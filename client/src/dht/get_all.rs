@@ -203,6 +203,7 @@ impl<'a> GetAll<'a> {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(200));
         };
+        self.dht.replay_hints();
         let nodes = self.one_member_per_set(&routes);
         self.table = Some(routes.table.clone());
         self.legs = if routes.moving() {
@@ -238,7 +239,16 @@ impl<'a> GetAll<'a> {
                         .is_some_and(|s| s.is_retired())
                 })
                 .collect();
-            let first = self.dht.first_live(&members);
+            // A member with writes still to replay may hold old values: the others first.
+            let fresh: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|member| !self.dht.hints.has(*member))
+                .collect();
+            let first = match fresh.iter().any(|m| self.dht.client.check_node(*m).is_ok()) {
+                true => self.dht.first_live(&fresh),
+                false => self.dht.first_live(&members),
+            };
             let others = members.into_iter().filter(|m| *m != first).collect();
             self.replicas.insert(first, others);
             chosen.push(first);

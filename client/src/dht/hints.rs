@@ -23,11 +23,14 @@ use crate::reply::Reply;
 use node_core::protocol::dht::{self as wire, VersionedLookup};
 use node_core::protocol::{RequestCode, Status};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Instant;
 
 /// Keys remembered per member: about 40 MiB of memory at most, per member down.
 pub const MAX_HINTS_PER_MEMBER: usize = 1 << 20;
+/// How often requests look whether a member with hints is back, at most.
+const REPLAY_CHECK_MS: u64 = 20;
 
 /// The keys one member missed, by channel.
 #[derive(Debug, Default)]
@@ -38,12 +41,28 @@ pub(crate) struct Missed {
     pub overflowed: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Hints {
     /// Whether any member has hints: the request path's one atomic load when none does.
     any: AtomicBool,
     members: Mutex<HashMap<usize, Missed>>,
     replaying: Mutex<()>,
+    /// When a replay was last looked for (ms since `started`): at most every
+    /// [`REPLAY_CHECK_MS`], so a member down for long costs requests one atomic load.
+    checked_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Default for Hints {
+    fn default() -> Hints {
+        Hints {
+            any: AtomicBool::new(false),
+            members: Mutex::new(HashMap::new()),
+            replaying: Mutex::new(()),
+            checked_ms: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl Hints {
@@ -106,8 +125,34 @@ impl Hints {
         }
     }
 
-    /// The right to replay, if no other thread has it now.
+    /// Keys waiting to be replayed, over every member.
+    pub(crate) fn pending(&self) -> usize {
+        self.lock().values().map(Missed::len).sum()
+    }
+
+    /// The right to replay, waiting for a replay another thread runs.
+    pub(crate) fn replay_now(&self) -> MutexGuard<'_, ()> {
+        self.replaying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The right to replay, if no other thread has it now and none looked in the last
+    /// [`REPLAY_CHECK_MS`].
     pub(crate) fn try_replay(&self) -> Option<MutexGuard<'_, ()>> {
+        // Offset by one period, so that the first look is never "too soon".
+        let now_ms = self.started.elapsed().as_millis() as u64 + REPLAY_CHECK_MS;
+        let last = self.checked_ms.load(Ordering::Acquire);
+        if now_ms < last + REPLAY_CHECK_MS {
+            return None;
+        }
+        if self
+            .checked_ms
+            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
         match self.replaying.try_lock() {
             Ok(guard) => Some(guard),
             Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
@@ -126,38 +171,6 @@ impl Missed {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hints_are_kept_per_member_taken_and_given_back() {
-        let hints = Hints::default();
-        assert!(!hints.any() && !hints.has(3));
-        hints.record(3, "users", [1, 2, 2]);
-        hints.record(3, "orders", [7]);
-        hints.record(5, "users", [9]);
-        assert!(hints.has(3) && hints.has(5) && !hints.has(4));
-        let missed = hints.take(3).expect("hints of 3");
-        assert_eq!(missed.len(), 3);
-        assert_eq!(missed.channels["users"], HashSet::from([1, 2]));
-        assert!(hints.any(), "5 still has some");
-        hints.put_back(3, missed);
-        assert_eq!(hints.take(3).map(|m| m.len()), Some(3));
-        assert!(hints.take(5).is_some());
-        assert!(!hints.any());
-    }
-
-    #[test]
-    fn hints_are_bounded() {
-        let hints = Hints::default();
-        hints.record(1, "c", 0..(MAX_HINTS_PER_MEMBER as u64 + 10));
-        let missed = hints.take(1).expect("hints");
-        assert_eq!(missed.len(), MAX_HINTS_PER_MEMBER);
-        assert!(missed.overflowed);
-    }
-}
-
 /// Keys replayed per round trip (reads from the source pipelined, then the writes).
 const REPLAY_PIPELINE: usize = 256;
 
@@ -169,9 +182,24 @@ impl super::DhtClient {
         if !self.hints.any() {
             return;
         }
-        let Some(_replaying) = self.hints.try_replay() else {
-            return;
-        };
+        if let Some(_replaying) = self.hints.try_replay() {
+            self.replay_each();
+        }
+    }
+
+    /// Replays now the writes that members of replica sets missed while they were down and
+    /// that this client remembers (see `hints` in the module documentation: requests do it by
+    /// themselves, at most every 20 ms); members still down keep theirs. Returns how many keys
+    /// are still waiting for a member to come back.
+    pub fn replay_missed_writes(&self) -> usize {
+        if self.hints.any() {
+            let _replaying = self.hints.replay_now();
+            self.replay_each();
+        }
+        self.hints.pending()
+    }
+
+    fn replay_each(&self) {
         for node in self.hints.nodes() {
             let up = self.client.node_status(node).is_some_and(|s| s.is_up());
             let source = self
@@ -268,5 +296,37 @@ impl super::DhtClient {
             VersionedLookup::Tombstone { version } => remove.versioned(version),
             VersionedLookup::Absent => remove.plain(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_kept_per_member_taken_and_given_back() {
+        let hints = Hints::default();
+        assert!(!hints.any() && !hints.has(3));
+        hints.record(3, "users", [1, 2, 2]);
+        hints.record(3, "orders", [7]);
+        hints.record(5, "users", [9]);
+        assert!(hints.has(3) && hints.has(5) && !hints.has(4));
+        let missed = hints.take(3).expect("hints of 3");
+        assert_eq!(missed.len(), 3);
+        assert_eq!(missed.channels["users"], HashSet::from([1, 2]));
+        assert!(hints.any(), "5 still has some");
+        hints.put_back(3, missed);
+        assert_eq!(hints.take(3).map(|m| m.len()), Some(3));
+        assert!(hints.take(5).is_some());
+        assert!(!hints.any());
+    }
+
+    #[test]
+    fn hints_are_bounded() {
+        let hints = Hints::default();
+        hints.record(1, "c", 0..(MAX_HINTS_PER_MEMBER as u64 + 10));
+        let missed = hints.take(1).expect("hints");
+        assert_eq!(missed.len(), MAX_HINTS_PER_MEMBER);
+        assert!(missed.overflowed);
     }
 }

@@ -50,7 +50,19 @@ impl DhtClient {
     /// replica set; acknowledged once `write_quorum` of them stored it (see the module
     /// documentation).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), ClientError> {
-        self.client.options().check_value(channel, value.len())?;
+        // A PutVersion carries 8 bytes more than a Put: the limit is 8 bytes lower.
+        let version_bytes = if self.writes_versioned(key) { 8 } else { 0 };
+        self.client
+            .options()
+            .check_value(channel, value.len() + version_bytes)
+            .map_err(|_| ClientError::ValueTooBig {
+                len: value.len(),
+                max: self
+                    .client
+                    .options()
+                    .max_value_bytes(channel)
+                    .saturating_sub(version_bytes),
+            })?;
         let change = Change::Put {
             channel,
             key,
