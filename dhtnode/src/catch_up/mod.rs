@@ -122,6 +122,8 @@ pub struct CatchUp {
     running: Option<Running>,
     started: Instant,
     applied: Applied,
+    /// The change log refused an op (a full disk): said once until an op applies again.
+    log_waiting: bool,
 }
 
 impl CatchUp {
@@ -132,6 +134,7 @@ impl CatchUp {
             running: None,
             started: Instant::now(),
             applied: Applied::default(),
+            log_waiting: false,
         }
     }
 
@@ -165,6 +168,7 @@ impl CatchUp {
             }),
             started: Instant::now(),
             applied: Applied::default(),
+            log_waiting: false,
         })
     }
 
@@ -241,13 +245,18 @@ impl CatchUp {
             return false;
         };
         let end = (*next + OPS_PER_STEP).min(ops.len());
-        for index in *next..end {
-            match apply(engine, channel, &ops[index]) {
-                Ok(outcome) => self.applied.count(&ops[index].kind, outcome),
+        for (index, op) in ops.iter().enumerate().take(end).skip(*next) {
+            match apply(engine, channel, op) {
+                Ok(outcome) => {
+                    self.applied.count(&op.kind, outcome);
+                    self.log_waiting = false;
+                }
                 Err(EngineError::LogUnavailable(error)) => {
-                    // Nothing was applied: try again from this op on a later call.
+                    // Nothing was applied: try again from this op on a later call (the tick).
                     *next = index;
-                    tracing::warn!("catch-up: applying waits for the change log: {error}");
+                    if !std::mem::replace(&mut self.log_waiting, true) {
+                        tracing::warn!("catch-up: applying waits for the change log: {error}");
+                    }
                     return false;
                 }
                 Err(error) => {
@@ -255,7 +264,7 @@ impl CatchUp {
                     if self.applied.failed <= FAILURES_LOGGED {
                         tracing::warn!(
                             "catch-up: key 0x{:016x} of channel {channel} not applied: {error}",
-                            ops[index].key
+                            op.key
                         );
                     }
                 }
