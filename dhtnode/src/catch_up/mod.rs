@@ -36,6 +36,8 @@ const OPS_PER_STEP: usize = 2048;
 /// Messages (each at most one refresh batch's ops, about 64 KiB of values) waiting for the
 /// loop: bounds the worker's lead.
 const MESSAGE_QUEUE: usize = 8;
+/// How long the shutdown waits for the worker to notice it.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 /// Apply failures logged one by one; the rest are counted in the final line.
 const FAILURES_LOGGED: u64 = 10;
 
@@ -301,18 +303,27 @@ impl CatchUp {
         }
     }
 
-    /// Stops and joins the worker (the node's shutdown).
+    /// Stops and joins the worker (the node's shutdown). A worker stuck in a request to a
+    /// peer that does not answer is left behind after [`SHUTDOWN_WAIT`]: it touches nothing of
+    /// the node's, and the process is ending.
     pub fn shutdown(&mut self) {
         self.stop();
-        if let Some(running) = &mut self.running {
-            while running
-                .thread
-                .as_ref()
-                .is_some_and(|thread| !thread.is_finished())
-            {
-                while running.messages.try_recv().is_ok() {}
-                std::thread::sleep(Duration::from_millis(5));
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        let until = Instant::now() + SHUTDOWN_WAIT;
+        while running
+            .thread
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+        {
+            if Instant::now() >= until {
+                tracing::debug!("the catch-up thread is waiting for a peer; not joined");
+                self.running = None;
+                return;
             }
+            while running.messages.try_recv().is_ok() {}
+            std::thread::sleep(Duration::from_millis(5));
         }
         self.join();
     }

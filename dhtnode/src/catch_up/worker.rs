@@ -53,7 +53,7 @@ impl Default for Tuning {
             retry_first: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
         }
     }
