@@ -267,6 +267,14 @@ impl DaemonConfig for NodeConfig {
     }
     fn validate_node(&self) -> Result<(), ConfigError> {
         self.dht.validate(self.server.max_frame_bytes)?;
+        if !self.dht.replica_client.is_empty() && self.auth.credentials_file.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "dht.replica_client",
+                problem:
+                    "names a client, but [auth] credentials_file (where its key is) is not set"
+                        .into(),
+            });
+        }
         // Loaded here too, so that --check-config and the start refuse a bad file at once
         // rather than the first redistribution.
         if let Some(path) = &self.tls.peer_ca_file {
@@ -297,6 +305,29 @@ mod tests {
             format!("{loaded:?}"),
             format!("{:?}", NodeConfig::default())
         );
+    }
+
+    #[test]
+    fn replica_peers_must_be_distinct_host_ports() {
+        let parse = |peers: &str| {
+            let config: NodeConfig =
+                toml::from_str(&format!("[dht]\nreplica_peers = [{peers}]\n")).unwrap();
+            config.dht.validate(u32::MAX).map_err(|e| e.to_string())
+        };
+        assert!(parse("").is_ok());
+        assert!(parse(r#""10.0.0.2:10000", "dht-b.example:10001""#).is_ok());
+        for bad in [
+            r#""10.0.0.2""#,
+            r#"":10000""#,
+            r#""host:0""#,
+            r#""host:port""#,
+            r#""a:1", "a:1""#,
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("dht.replica_peers"), "{bad}: {error}");
+        }
+        let many: Vec<String> = (1..=17).map(|port| format!("\"h:{port}\"")).collect();
+        assert!(parse(&many.join(", ")).unwrap_err().contains("at most 16"));
     }
 
     #[test]

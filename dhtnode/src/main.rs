@@ -96,13 +96,8 @@ fn peer_tls(tls: &TlsSection) -> Result<Option<ClientTls>, String> {
 fn catch_up_config(config: &NodeConfig) -> Result<CatchUpConfig, String> {
     let name = &config.dht.replica_client;
     let credentials = match (&config.auth.credentials_file, name.is_empty()) {
-        (_, true) => None,
-        (None, false) => {
-            return Err(format!(
-                "dht.replica_client is {name:?} but [auth] credentials_file is not set: the key \
-                 is taken from it"
-            ))
-        }
+        // Refused by the config's validation.
+        (None, _) | (_, true) => None,
         (Some(path), false) => {
             let credentials = Credentials::load(path).map_err(|err| err.to_string())?;
             let key = credentials.get(name).cloned().ok_or_else(|| {

@@ -460,3 +460,33 @@ fn catch_up_time() {
         took.as_secs_f64()
     );
 }
+
+/// Peers that require authentication: the catch-up logs in as `dht.replica_client` with its
+/// key from the node's credentials file (any client may Mirror; no admin needed).
+#[test]
+fn a_replica_logs_in_to_its_peers_as_replica_client() {
+    let credentials = common::TestCredentials::new();
+    let extra = format!("replica_client = \"app\"\n{}", credentials.config);
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = start(dir_b.path(), &config(&[], &extra));
+    let login = |addr| {
+        common::open_authenticated(addr, "app", &credentials.app)
+            .unwrap()
+            .0
+    };
+    let writes: Vec<Write> = (0..100u64)
+        .map(|key| Write::Put("secret", key, key + 1, b"v".to_vec()))
+        .collect();
+    let requests: Vec<_> = writes.iter().map(Write::request).collect();
+    assert!(login(b.addr)
+        .pipeline(&requests)
+        .iter()
+        .all(|(status, _)| *status == Status::Ok));
+
+    let a = start(dir_a.path(), &config(&[b.addr], &extra));
+    wait_until("caught up", || a.root_log().contains("caught up from"));
+    let stats = get_stats(&mut login(a.addr));
+    assert_eq!(stat(&stats, "catch_up_state"), Some(0));
+    assert_eq!(stat(&stats, "total_records"), Some(100));
+}
