@@ -20,6 +20,19 @@ impl ClientError {
     /// refuses us, or refused the request itself. A fan-out leaves such a node out of a partial
     /// result ([`crate::Partial`]); [`ClientError::NodeDown`] is the error of a node already
     /// known to be down.
+    /// Whether the node answered NotReady: a dht replica catching up with its replica set
+    /// (docs/protocol.md §6.13), which a read fails over from as from a member that is down;
+    /// writes still go to it.
+    pub fn is_not_ready(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Status {
+                status: Status::NotReady,
+                ..
+            }
+        )
+    }
+
     pub fn is_node_down(&self) -> bool {
         matches!(
             self,
@@ -158,6 +171,25 @@ pub enum ClientError {
         key: u64,
         message: String,
     },
+    /// Too few members of a dht replica set stored a write (or were live to take it) for the
+    /// client's `write_quorum`. `stored` members did store it: the write may be on those, and
+    /// is not acknowledged; writing it again is harmless.
+    #[error(
+        "replica set {range} ({}): the write needs {required} member(s) to store it \
+         (write_quorum) but {live} of {} are live{}",
+        show_addrs(.members),
+        .members.len(),
+        show_stored(*.stored)
+    )]
+    QuorumNotMet {
+        /// The set's range, as `0x…:0x…`.
+        range: String,
+        members: Vec<SocketAddr>,
+        live: usize,
+        required: usize,
+        /// `None`: refused before anything was sent.
+        stored: Option<usize>,
+    },
     /// An update kept meeting concurrent writers.
     #[error("node {node}: update of key 0x{key:016x} in channel '{channel}' conflicted with other writers {tries} times in a row; gave up")]
     UpdateConflict {
@@ -199,6 +231,7 @@ impl ClientError {
             | Topology(_)
             | NoNodeForKey { .. }
             | OwnerDown { .. }
+            | QuorumNotMet { .. }
             | ValueTooBig { .. } => None,
         }
     }
@@ -248,6 +281,13 @@ fn io_reason(error: &io::Error) -> String {
 fn show_addrs(addrs: &[SocketAddr]) -> String {
     let shown: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     shown.join(", ")
+}
+
+fn show_stored(stored: Option<usize>) -> String {
+    match stored {
+        None => "; nothing was sent".to_string(),
+        Some(stored) => format!(", and {stored} stored it (it may be there, unacknowledged)"),
+    }
 }
 
 fn status_text(status: &Status, message: &str) -> String {
@@ -337,6 +377,23 @@ mod tests {
         assert_eq!(
             ClientError::ValueTooBig { len: 20, max: 10 }.to_string(),
             "value of 20 bytes exceeds the value limit of 10 bytes"
+        );
+    }
+
+    #[test]
+    fn a_quorum_not_met_names_the_set_its_members_and_how_many_are_live() {
+        let quorum = ClientError::QuorumNotMet {
+            range: "0x0000000000000000:0x7fffffffffffffff".into(),
+            members: vec![addr(), SocketAddr::from(([127, 0, 0, 1], 10001))],
+            live: 1,
+            required: 2,
+            stored: None,
+        };
+        assert_eq!(
+            quorum.to_string(),
+            "replica set 0x0000000000000000:0x7fffffffffffffff (127.0.0.1:10000, \
+             127.0.0.1:10001): the write needs 2 member(s) to store it (write_quorum) but 1 of \
+             2 are live; nothing was sent"
         );
     }
 }

@@ -14,8 +14,8 @@
 //!   [`Client::get_stats`].
 //!
 //! On top of that transport, [`dht`] is the dht cluster's client: [`DhtClient`] routes each key
-//! to the node whose hash range owns it, fans whole-channel requests out to every node and
-//! merges the answers; [`LogClient`] and [`queue::QueueClient`] do the same for logfiles and
+//! to the node whose hash range owns it (to every live member of a replica set: [`replication`],
+//! docs/replication.md), fans whole-channel requests out to every node and merges the answers; [`LogClient`] and [`queue::QueueClient`] do the same for logfiles and
 //! queue clusters.
 //!
 //! For tokio services, [`asynchronous`] has the same clients as `async fn`s and streams, over
@@ -90,6 +90,7 @@ mod node_set;
 mod options;
 mod partial;
 pub mod queue;
+pub mod replication;
 mod reply;
 mod round_robin;
 mod routing;
@@ -107,6 +108,7 @@ pub use logfiles::LogClient;
 pub use node_set::{NodeChanges, NodeState, NodeStatus};
 pub use options::ClientOptions;
 pub use partial::Partial;
+pub use replication::{ReadFrom, WriteQuorum};
 pub use reply::{Pending, Reply, Stream, StreamEvent};
 pub use stream_set::{StreamSet, StreamTag};
 pub use topology::{KeyFileError, Topology, TopologyError};

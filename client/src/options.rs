@@ -1,6 +1,7 @@
 //! [`ClientOptions`]: timeouts, credentials, TLS and limits of a `Client`, with their defaults.
 
 use crate::error::ClientError;
+use crate::replication::{ReadFrom, WriteQuorum};
 use crate::tls::ClientTls;
 use node_core::auth::Key;
 use node_core::protocol::codes::INITIAL_STREAM_CREDIT;
@@ -50,6 +51,13 @@ pub struct ClientOptions {
     /// the file changed, in milliseconds; 0: never (only `reload_topology` reads it again).
     /// Default 1000.
     pub topology_watch_ms: u64,
+    /// dht only: how many members of a key's replica set must store a write (Put, Remove,
+    /// PutBatch, RemoveChannel, Update) before it is acknowledged. `None`: the topology's
+    /// `write_quorum`, else every live member, at least one ([`WriteQuorum::AllLive`]).
+    pub write_quorum: Option<WriteQuorum>,
+    /// dht only: which live member of a key's replica set reads go to first. `None`: the
+    /// topology's `read_from`, else the first live member ([`ReadFrom::First`]).
+    pub read_from: Option<ReadFrom>,
 }
 
 impl Default for ClientOptions {
@@ -66,6 +74,8 @@ impl Default for ClientOptions {
             allow_incomplete_ranges: false,
             allow_down_nodes: false,
             topology_watch_ms: 1000,
+            write_quorum: None,
+            read_from: None,
         }
     }
 }

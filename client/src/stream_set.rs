@@ -70,6 +70,17 @@ impl StreamSet {
     }
 
     /// Members still running (their End or error not yet taken).
+    /// `Ok` when a stream on node `node` would be opened now; else the error it would fail
+    /// with at once (the node known to be down, retired).
+    pub(crate) fn check_node(&self, node: usize) -> Result<(), ClientError> {
+        self.shared.node(node)?.check()
+    }
+
+    /// The address of node `node`.
+    pub(crate) fn node_addr(&self, node: usize) -> Option<std::net::SocketAddr> {
+        self.shared.node(node).ok().map(|info| info.addr)
+    }
+
     pub fn running(&self) -> usize {
         self.members.len()
     }

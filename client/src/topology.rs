@@ -10,6 +10,10 @@
 //! # or, stating each node's hash range (used while the node is down):
 //! # nodes = [{ addr = "127.0.0.1:10000", range = "0x0000000000000000:0x7fffffffffffffff" },
 //! #          { addr = "127.0.0.1:10001", range = "0x8000000000000000:0xffffffffffffffff" }]
+//! # Replica sets (nodes with exactly equal ranges; docs/replication.md), all optional:
+//! # replication_factor = 2   # members each set should have: fewer, or fewer live, is reported
+//! # write_quorum = "all"     # members that must store a write: "all" live (default), or N
+//! # read_from = "first"      # "first" live member (default), or "spread" over live members
 //! [logfiles]
 //! nodes = ["127.0.0.1:11000"]
 //! [queue]
@@ -25,6 +29,8 @@
 //!                                 # each node's IP address
 //! ```
 //!
+//! `deploy/config/topology.toml` is the example with every key and its default.
+//!
 //! Every section is optional; unknown keys are refused, so a typo never silently drops a node.
 //! A node is `"HOST:PORT"`, or a table `{ addr = "HOST:PORT", range = "MIN:MAX" }` (the range
 //! only in `[dht]`, as hex positions with or without `0x`, as `dhtnode --range` takes them); both
@@ -34,6 +40,7 @@
 
 use crate::error::ClientError;
 use crate::options::ClientOptions;
+use crate::replication::ReplicationSettings;
 use crate::tls::{ClientTls, TlsSettings};
 use node_core::auth::{self, Credentials, CredentialsError, Key};
 use node_core::protocol::dht::HashRange;
@@ -70,6 +77,8 @@ pub struct Topology {
     queue: Vec<SocketAddr>,
     credentials: Option<(String, Key)>,
     tls: Option<ClientTls>,
+    /// The `[dht]` section's replication settings.
+    replication: ReplicationSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +96,32 @@ struct RawTopology {
 struct RawSection {
     #[serde(default)]
     nodes: Vec<toml::Value>,
+    /// `[dht]` only, like the three below (crate::replication).
+    replication_factor: Option<toml::Value>,
+    write_quorum: Option<toml::Value>,
+    read_from: Option<toml::Value>,
+}
+
+impl RawSection {
+    /// The replication settings; `Err` names a bad one, or one given outside `[dht]`.
+    fn replication(&self, section: &str) -> Result<ReplicationSettings, String> {
+        let given = [
+            ("replication_factor", &self.replication_factor),
+            ("write_quorum", &self.write_quorum),
+            ("read_from", &self.read_from),
+        ];
+        if section != "dht" {
+            if let Some((name, _)) = given.iter().find(|(_, value)| value.is_some()) {
+                return Err(format!("[{section}] {name}: replication is only for [dht]"));
+            }
+        }
+        ReplicationSettings::parse(
+            self.replication_factor.as_ref(),
+            self.write_quorum.as_ref(),
+            self.read_from.as_ref(),
+        )
+        .map_err(|why| format!("[{section}] {why}"))
+    }
 }
 
 /// One resolved `nodes` entry.
@@ -120,14 +155,25 @@ impl Topology {
             reason,
         };
         let raw: RawTopology = toml::from_str(text).map_err(|e| fail(toml_reason(text, &e)))?;
-        let section = |name, raw: Option<RawSection>| match raw {
-            Some(raw) => resolve_section(name, &raw.nodes).map_err(fail),
-            None => Ok(Vec::new()),
+        let mut replication = ReplicationSettings::default();
+        let (dht, logfiles, queue) = {
+            let mut section = |name, raw: Option<RawSection>| match raw {
+                Some(raw) => {
+                    let settings = raw.replication(name).map_err(fail)?;
+                    if name == "dht" {
+                        replication = settings;
+                    }
+                    resolve_section(name, &raw.nodes).map_err(fail)
+                }
+                None => Ok(Vec::new()),
+            };
+            (
+                section("dht", raw.dht)?,
+                section("logfiles", raw.logfiles)?,
+                section("queue", raw.queue)?,
+            )
         };
-        let dht = section("dht", raw.dht)?;
         let addrs = |entries: Vec<Entry>| entries.into_iter().map(|entry| entry.addr).collect();
-        let logfiles = section("logfiles", raw.logfiles)?;
-        let queue = section("queue", raw.queue)?;
         if let Some(entry) = logfiles.iter().chain(&queue).find(|e| e.range.is_some()) {
             return Err(fail(format!(
                 "node {}: a range is only for [dht] nodes",
@@ -154,7 +200,13 @@ impl Topology {
             queue: addrs(queue),
             credentials,
             tls,
+            replication,
         })
+    }
+
+    /// The `[dht]` section's replication settings (each `None` where the file is silent).
+    pub fn replication(&self) -> ReplicationSettings {
+        self.replication
     }
 
     /// The nodes of one kind, in file order (the order is the node index in a `Client`).
@@ -203,6 +255,10 @@ impl Topology {
         }
         if options.tls.is_none() {
             options.tls = self.tls.clone();
+        }
+        if kind == NodeKind::Dht {
+            options.write_quorum = options.write_quorum.or(self.replication.write_quorum);
+            options.read_from = options.read_from.or(self.replication.read_from);
         }
         Ok((nodes, options))
     }
@@ -417,6 +473,71 @@ mod tests {
                 .to_string();
             assert!(message.contains(expected), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn dht_replication_settings_are_read_and_checked() {
+        use crate::replication::{ReadFrom, WriteQuorum};
+        let text = "[dht]\nnodes = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nreplication_factor = 2\n\
+                    write_quorum = 2\nread_from = \"spread\"\n";
+        let topology = Topology::parse(text, Path::new("t.toml")).expect("good");
+        let settings = topology.replication();
+        assert_eq!(settings.replication_factor, Some(2));
+        assert_eq!(settings.write_quorum, Some(WriteQuorum::Members(2)));
+        assert_eq!(settings.read_from, Some(ReadFrom::Spread));
+        let (_, options) = topology
+            .connection(NodeKind::Dht, ClientOptions::default())
+            .expect("nodes");
+        assert_eq!(options.write_quorum, Some(WriteQuorum::Members(2)));
+        assert_eq!(options.read_from, Some(ReadFrom::Spread));
+        // The caller's own settings win.
+        let mine = ClientOptions {
+            write_quorum: Some(WriteQuorum::AllLive),
+            ..ClientOptions::default()
+        };
+        let (_, options) = topology.connection(NodeKind::Dht, mine).expect("nodes");
+        assert_eq!(options.write_quorum, Some(WriteQuorum::AllLive));
+        for (text, expected) in [
+            (
+                "[dht]\nreplication_factor = 0\n",
+                "[dht] replication_factor = 0",
+            ),
+            (
+                "[dht]\nwrite_quorum = \"most\"\n",
+                "[dht] write_quorum = \"most\"",
+            ),
+            (
+                "[dht]\nread_from = \"last\"\n",
+                "[dht] read_from = \"last\"",
+            ),
+            (
+                "[queue]\nwrite_quorum = 1\n",
+                "[queue] write_quorum: replication is only for [dht]",
+            ),
+        ] {
+            let message = Topology::parse(text, Path::new("t.toml"))
+                .expect_err(text)
+                .to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_example_file_parses_with_its_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/topology.toml");
+        let topology = Topology::load(&path).expect("the example parses");
+        assert_eq!(topology.nodes(NodeKind::Dht).len(), 4);
+        assert_eq!(topology.dht_ranges().len(), 4);
+        let settings = topology.replication();
+        assert_eq!(settings.replication_factor, None);
+        assert_eq!(
+            settings.write_quorum,
+            Some(crate::replication::WriteQuorum::default())
+        );
+        assert_eq!(
+            settings.read_from,
+            Some(crate::replication::ReadFrom::default())
+        );
     }
 
     #[test]

@@ -591,3 +591,138 @@ fn health_sees_dump_age_against_the_dump_period() {
         "the last complete dump is {age} s old with a 1 s period"
     );
 }
+
+/// A topology of `cluster` (with each node's range) stating `replication_factor`.
+fn replicated_topology(cluster: &RealCluster, name: &str, factor: u32) -> std::path::PathBuf {
+    let text = cluster.topology_text(true).replacen(
+        "\n[logfiles]",
+        &format!("\nreplication_factor = {factor}\n[logfiles]"),
+        1,
+    );
+    let path = cluster.dir.path().join(name);
+    std::fs::write(&path, text).expect("write topology");
+    path
+}
+
+/// A cluster of two replica sets of two: its nodes' addresses and the two ranges.
+struct Sets {
+    cluster: RealCluster,
+    addrs: [String; 4],
+    low: String,
+    high: String,
+}
+
+impl Sets {
+    fn start() -> Sets {
+        let halves = node_core::protocol::dht::split_evenly(2);
+        let ranges = vec![halves[0], halves[0], halves[1], halves[1]];
+        let cluster = RealCluster::start_with_ranges(ranges, 0, 0);
+        let addrs = [0, 1, 2, 3].map(|node| cluster.dht[node].addr.to_string());
+        Sets {
+            cluster,
+            addrs,
+            low: halves[0].to_string(),
+            high: halves[1].to_string(),
+        }
+    }
+
+    /// `set RANGE members A,B live L/2` with a member pair: 0 the low set, 1 the high one.
+    fn line(&self, set: usize, live: usize) -> String {
+        let range = [&self.low, &self.high][set];
+        let (a, b) = (&self.addrs[2 * set], &self.addrs[2 * set + 1]);
+        format!("set {range} members {a},{b} live {live}/2")
+    }
+}
+
+#[test]
+fn dht_ranges_and_health_show_replica_sets_and_flag_short_ones() {
+    let mut sets = Sets::start();
+    let two = replicated_topology(&sets.cluster, "two.toml", 2);
+    let (low, [a, b, ..]) = (sets.low.clone(), sets.addrs.clone());
+
+    let shown = ok(with_topology(&two, &["dht", "ranges"]));
+    for set in 0..2 {
+        assert!(
+            shown.contains(&format!("{}\n", sets.line(set, 2))),
+            "{shown}"
+        );
+    }
+    assert!(
+        !shown.contains("overlap") && !shown.contains("short"),
+        "{shown}"
+    );
+    let shown = ok(with_topology(&two, &["health"]));
+    assert!(shown.contains("dht ranges: tile the hash space"), "{shown}");
+    assert!(
+        shown.contains(&format!("replica set {low}: 2/2 live ({a} up, {b} up)\n")),
+        "{shown}"
+    );
+    assert!(shown.ends_with("verdict: healthy\n"), "{shown}");
+
+    // Moving replica sets is not built: refused, naming a set.
+    let output = with_topology(&two, &["dht", "redistribute"]);
+    assert!(!output.status.success());
+    let refusal = text(&output.stderr);
+    assert!(
+        refusal.contains(&format!("{low} is owned by {a}, {b}"))
+            && refusal.contains("redistributing replica sets is not built yet"),
+        "{refusal}"
+    );
+
+    a_factor_of_three_makes_every_set_short(&sets);
+    sets.cluster.dht[1].kill9();
+    a_member_down_makes_its_set_short(&sets, &two);
+}
+
+fn a_factor_of_three_makes_every_set_short(sets: &Sets) {
+    let three = replicated_topology(&sets.cluster, "three.toml", 3);
+    let output = with_topology(&three, &["dht", "ranges"]);
+    assert_eq!(output.status.code(), Some(3));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains(&format!("{} short\n", sets.line(1, 2))),
+        "{shown}"
+    );
+    assert!(text(&output.stderr).contains("2 replica set(s) short of members"));
+    let output = with_topology(&three, &["health"]);
+    assert_eq!(output.status.code(), Some(1));
+    let shown = text(&output.stdout);
+    let problem = format!(
+        "  dht ranges: replica set {}: 2 of 2 member(s) live; the topology's \
+         replication_factor is 3, the set has 2 member(s)\n",
+        sets.low
+    );
+    assert!(shown.contains(&problem), "{shown}");
+}
+
+/// With the second member of the low set killed.
+fn a_member_down_makes_its_set_short(sets: &Sets, two: &Path) {
+    let output = with_topology(two, &["dht", "ranges"]);
+    assert_eq!(output.status.code(), Some(3));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains(&format!("{} short\n", sets.line(0, 1))),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("{}\n", sets.line(1, 2))), "{shown}");
+    let output = with_topology(two, &["health", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let ranges = &report["dht_ranges"];
+    let (a, b) = (&sets.addrs[0], &sets.addrs[1]);
+    assert_eq!(ranges["tile"], true, "{ranges}");
+    assert_eq!(ranges["replication_factor"], 2);
+    assert_eq!(ranges["sets"][0]["members"], serde_json::json!([a, b]));
+    assert_eq!(ranges["sets"][0]["live"], serde_json::json!([a]));
+    assert_eq!(ranges["sets"][0]["short"], true);
+    assert_eq!(ranges["sets"][1]["short"], false);
+    let problems = report["problems"].to_string();
+    let problem = format!(
+        "replica set {}: 1 of 2 member(s) live (not answering: {b})",
+        sets.low
+    );
+    assert!(problems.contains(&problem), "{problems}");
+    // The short set's keys are still written and read through swarmctl.
+    ok(with_topology(two, &["dht", "put", "users", "1", "one"]));
+    assert_eq!(ok(with_topology(two, &["dht", "get", "users", "1"])), "one");
+}

@@ -69,7 +69,17 @@ pub struct DhtSection {
     /// Seconds a tombstone is kept after it was stored: longer than any versioned write may be
     /// delayed or replayed (a replica down, a client retrying).
     pub tombstone_ttl_s: u64,
+    /// The other members of this node's replica set, `host:port`: the node catches up from
+    /// them at start before it answers reads (docs/replication.md, "Catch-up"). Empty: no
+    /// catch-up, ready at once.
+    pub replica_peers: Vec<String>,
+    /// The name (in `[auth] credentials_file`) whose key the catch-up logs in to the peers
+    /// with; empty: anonymous (for peers without authentication).
+    pub replica_client: String,
 }
+
+/// The most peers `dht.replica_peers` may name.
+pub const MAX_REPLICA_PEERS: usize = 16;
 
 /// The longest `dht.tombstone_ttl_s` accepted: a year.
 pub const MAX_TOMBSTONE_TTL_S: u64 = 365 * 86_400;
@@ -99,6 +109,8 @@ impl Default for DhtSection {
             max_log_bytes: 1 << 30,
             tombstone_limit: 4 * 1024 * 1024,
             tombstone_ttl_s: 86_400,
+            replica_peers: Vec::new(),
+            replica_client: String::new(),
         }
     }
 }
@@ -176,11 +188,43 @@ impl DhtSection {
                 ),
             );
         }
+        self.validate_peers()?;
         if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {
             return invalid(
                 "dht.out_of_range",
                 format!("{:?} is not load, ignore or fatal", self.out_of_range),
             );
+        }
+        Ok(())
+    }
+}
+
+impl DhtSection {
+    /// `replica_peers`: at most [`MAX_REPLICA_PEERS`], each `host:port` with a port, no
+    /// duplicates (names are resolved when the node connects, so DNS may come later).
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        let invalid = |problem: String| {
+            Err(ConfigError::Invalid {
+                key: "dht.replica_peers",
+                problem,
+            })
+        };
+        if self.replica_peers.len() > MAX_REPLICA_PEERS {
+            return invalid(format!(
+                "{} peers; at most {MAX_REPLICA_PEERS}",
+                self.replica_peers.len()
+            ));
+        }
+        for (index, peer) in self.replica_peers.iter().enumerate() {
+            let port = peer
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port > 0) {
+                return invalid(format!("{peer:?} is not host:port"));
+            }
+            if self.replica_peers[..index].contains(peer) {
+                return invalid(format!("{peer:?} is named twice"));
+            }
         }
         Ok(())
     }
@@ -223,6 +267,14 @@ impl DaemonConfig for NodeConfig {
     }
     fn validate_node(&self) -> Result<(), ConfigError> {
         self.dht.validate(self.server.max_frame_bytes)?;
+        if !self.dht.replica_client.is_empty() && self.auth.credentials_file.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "dht.replica_client",
+                problem:
+                    "names a client, but [auth] credentials_file (where its key is) is not set"
+                        .into(),
+            });
+        }
         // Loaded here too, so that --check-config and the start refuse a bad file at once
         // rather than the first redistribution.
         if let Some(path) = &self.tls.peer_ca_file {
@@ -253,6 +305,29 @@ mod tests {
             format!("{loaded:?}"),
             format!("{:?}", NodeConfig::default())
         );
+    }
+
+    #[test]
+    fn replica_peers_must_be_distinct_host_ports() {
+        let parse = |peers: &str| {
+            let config: NodeConfig =
+                toml::from_str(&format!("[dht]\nreplica_peers = [{peers}]\n")).unwrap();
+            config.dht.validate(u32::MAX).map_err(|e| e.to_string())
+        };
+        assert!(parse("").is_ok());
+        assert!(parse(r#""10.0.0.2:10000", "dht-b.example:10001""#).is_ok());
+        for bad in [
+            r#""10.0.0.2""#,
+            r#"":10000""#,
+            r#""host:0""#,
+            r#""host:port""#,
+            r#""a:1", "a:1""#,
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("dht.replica_peers"), "{bad}: {error}");
+        }
+        let many: Vec<String> = (1..=17).map(|port| format!("\"h:{port}\"")).collect();
+        assert!(parse(&many.join(", ")).unwrap_err().contains("at most 16"));
     }
 
     #[test]

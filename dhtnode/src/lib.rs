@@ -14,12 +14,16 @@
 //! - [`persist`]: the engine as the persistence crate [`dht_persist`] sees it (dump files, their
 //!   writer and the node's dump scheduler, start-up loading and `.tcm` import all live there).
 //! - [`redistribution`]: moving records to other nodes when the node's range changes.
+//! - [`catch_up`]: a replica syncing from the other members of its set before it answers reads.
+//! - [`peer`]: connections to other dht nodes (redistribution targets, catch-up peers).
 //! - [`state`]: the state file that keeps the node's range (and an unfinished redistribution).
 //! - [`config`]: the config file.
 
+pub mod catch_up;
 pub mod config;
 pub mod durability;
 pub mod engine;
+pub mod peer;
 pub mod persist;
 pub mod redistribution;
 pub mod removed_dumps;

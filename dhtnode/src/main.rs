@@ -4,7 +4,8 @@
 //! file, with a warning when that held another range); else the range in
 //! `data_dir/dht-state.toml` (set by an earlier Redistribute or `--range`); else the config's
 //! `dht.range_min` / `dht.range_max`. A redistribution the state file says is unfinished is
-//! resumed (unless `--range` changed the range, which abandons it with a warning).
+//! resumed (unless `--range` changed the range, which abandons it with a warning). A node with
+//! `dht.replica_peers` starts catching up from them ([`dhtnode::catch_up`]).
 
 use clap::Parser;
 use client::tls::{ClientTls, TlsSettings};
@@ -12,11 +13,13 @@ use dht_persist::loader::{LoadOptions, LoadReport, OutOfRangePolicy};
 use dht_persist::wal::writer::MIN_SEGMENT_BYTES;
 use dht_persist::wal::LogOptions;
 use dht_persist::{DumpScheduler, DumpThread};
+use dhtnode::catch_up::{worker::Tuning as CatchUpTuning, CatchUpConfig};
 use dhtnode::config::NodeConfig;
 use dhtnode::durability::LogSync;
 use dhtnode::engine::log::{is_disk_full, start_writer};
 use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
+use dhtnode::peer::PeerLogin;
 use dhtnode::persist::Replayed;
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
@@ -58,6 +61,11 @@ fn main() -> ExitCode {
             node.resume_redistribution(pending)
                 .map_err(|err| format!("cannot resume the unfinished redistribution: {err}"))?;
         }
+        if !config.dht.replica_peers.is_empty() {
+            let catch_up = catch_up_config(config)?;
+            node.start_catch_up(catch_up)
+                .map_err(|err| format!("cannot start the catch-up thread: {err}"))?;
+        }
         Ok(node)
     })
 }
@@ -83,6 +91,34 @@ fn peer_tls(tls: &TlsSection) -> Result<Option<ClientTls>, String> {
     ClientTls::load(&settings)
         .map(Some)
         .map_err(|err| format!("tls.peer_ca_file: {err}"))
+}
+
+/// How the node catches up from `dht.replica_peers`: as `dht.replica_client` from the
+/// credentials file, over `[tls] peer_ca_file`.
+fn catch_up_config(config: &NodeConfig) -> Result<CatchUpConfig, String> {
+    let name = &config.dht.replica_client;
+    let credentials = match (&config.auth.credentials_file, name.is_empty()) {
+        // Refused by the config's validation.
+        (None, _) | (_, true) => None,
+        (Some(path), false) => {
+            let credentials = Credentials::load(path).map_err(|err| err.to_string())?;
+            let key = credentials.get(name).cloned().ok_or_else(|| {
+                format!(
+                    "dht.replica_client: {} has no key for {name:?}",
+                    path.display()
+                )
+            })?;
+            Some((name.clone(), key))
+        }
+    };
+    Ok(CatchUpConfig {
+        peers: config.dht.replica_peers.clone(),
+        login: PeerLogin {
+            credentials,
+            tls: peer_tls(&config.tls)?,
+        },
+        tuning: CatchUpTuning::default(),
+    })
 }
 
 /// The engine with the dumps loaded and the change log replayed over them, writing its log from

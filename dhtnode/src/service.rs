@@ -10,6 +10,7 @@
 //! `dht.max_log_bytes` (or [`LOG_DATA_MULTIPLE`] × the data, past [`EARLY_DUMP_FLOOR_BYTES`])
 //! starts a dump cycle early.
 
+use crate::catch_up::CatchUp;
 use crate::config::LOG_DATA_MULTIPLE;
 use crate::durability::LogSync;
 use crate::engine::{Engine, ListenerId};
@@ -63,6 +64,9 @@ pub struct DhtNode {
     listed_log_bytes: (u64, u64),
     /// When tombstones older than their TTL are next dropped.
     next_tombstone_sweep: Instant,
+    /// Catching up with the replica set (reads NotReady until done); ready for a node
+    /// without `dht.replica_peers`.
+    pub(crate) catch_up: CatchUp,
 }
 
 /// A log larger than [`LOG_DATA_MULTIPLE`] × the data starts an early dump only past this.
@@ -101,6 +105,7 @@ impl DhtNode {
             early_dump_failures: 0,
             listed_log_bytes: (0, 0),
             next_tombstone_sweep: Instant::now(),
+            catch_up: CatchUp::ready(),
         };
         node.count_log_bytes();
         node
@@ -281,6 +286,16 @@ impl DhtNode {
         }
     }
 
+    /// Starts catching up from the replica set's other members (at start): reads are answered
+    /// NotReady until it is done.
+    pub fn start_catch_up(
+        &mut self,
+        config: crate::catch_up::CatchUpConfig,
+    ) -> std::io::Result<()> {
+        self.catch_up = CatchUp::start(config, self.wakeups.loop_waker())?;
+        Ok(())
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -360,15 +375,18 @@ impl Service for DhtNode {
         self.tick_dumps(now);
         self.wake_commits();
         self.redistributor.tick(&mut self.engine);
+        self.catch_up.tick();
     }
 
     fn background(&mut self, _now: Instant) -> bool {
         self.log_sync.background(&mut self.engine);
-        self.redistributor.background(&mut self.engine)
+        let catching_up = self.catch_up.background(&mut self.engine);
+        self.redistributor.background(&mut self.engine) || catching_up
     }
 
     fn shutdown(&mut self) -> Result<(), String> {
         self.redistributor.shutdown();
+        self.catch_up.shutdown();
         let synced = self.log_sync.shutdown(&mut self.engine);
         self.move_removed_dumps();
         let Some(dumper) = &mut self.dumper else {

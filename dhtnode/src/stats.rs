@@ -96,6 +96,12 @@ pub(crate) fn metrics(node: &DhtNode, out: &mut Families) {
             progress.failures,
         ),
     ]);
+    out.gauge(
+        "swarm_dht_catch_up_state",
+        "0 ready, 1 catching up with the replica set (reads answered NotReady), 2 forced ready.",
+        &[],
+        f64::from(node.catch_up.state() as u8),
+    );
     if let Some(dumper) = &node.dumper {
         dumper_metrics(dumper, out);
     }
@@ -110,6 +116,10 @@ pub(crate) fn stats(node: &DhtNode, out: &mut Vec<(String, u64)>) {
     let redistribution = node.redistributor.state(&node.engine);
     out.push(("redistributing".into(), u64::from(redistribution.running)));
     out.push(("redistribution_moved".into(), redistribution.progress.moved));
+    let (records, tombstones) = node.catch_up.applied();
+    out.push(("catch_up_state".into(), node.catch_up.state() as u64));
+    out.push(("catch_up_records".into(), records));
+    out.push(("catch_up_tombstones".into(), tombstones));
     if let Some(dumper) = &node.dumper {
         out.push(("dumping".into(), u64::from(dumper.is_dumping())));
         out.push(("dump_failures".into(), dumper.failures()));

@@ -7,7 +7,8 @@
 //! routes refreshed or a wait first (the node routed to reconnected since its range was read,
 //! a WrongNode, a NotFound while records may be on another node, a redistribution in progress)
 //! is handed to the blocking client's own code on tokio's blocking pool, so those rules exist
-//! once. Update, PutBatch and the fan-outs run there too; GetAll and Listen run on a thread of
+//! once. So is every keyed request to a replica set of several members (its fan-out, failover
+//! and versions: `dht::replicas`); a set of one goes from the task as before. Update, PutBatch and the fan-outs run there too; GetAll and Listen run on a thread of
 //! their own (`bridge`).
 
 use super::bridge::{blocking, forward_all, ThreadStream, QUIET_CHECK};

@@ -22,6 +22,14 @@
 //! `request_timeout_ms`) while two nodes claim the same positions: that happens only in the
 //! moment a redistribution is being started.
 //!
+//! Replica sets: a set is read once, from one member (the first live one when the walk plans
+//! its streams). When that member is lost (down, or its connection dropped and it cannot be
+//! reached again), the set's stream continues on another live member of the set with
+//! `resume_after` = the last key received: the order of a channel's records is fixed by the
+//! keys alone, the same on every member. What the members hold differently (a write that
+//! reached one of them only, a member that missed writes while it was down) is read as the
+//! member that serves the stream holds it.
+//!
 //! Resuming: each record's key is remembered as its batch is decoded. When the stream from a
 //! node fails with a transport error (the connection dropped, or the node went quiet past the
 //! request timeout), the client reconnects and starts that node's GetAll again with
@@ -38,7 +46,7 @@ use node_core::protocol::dht::{
     self as wire, GetAllRequest, GetAllScope, KeyRequest, MAX_FILTER_LEN,
 };
 use node_core::protocol::Status;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -88,6 +96,10 @@ pub struct GetAll<'a> {
     done: bool,
     /// Skip the nodes that cannot be read instead of failing ([`DhtClient::get_all_partial`]).
     partial: bool,
+    /// Per node a leg reads: the other members of its replica set, for failover.
+    replicas: HashMap<usize, Vec<usize>>,
+    /// Members of the current leg's set already given up on.
+    abandoned: Vec<usize>,
     /// The nodes skipped, with their errors.
     missing: Vec<(SocketAddr, ClientError)>,
 }
@@ -145,6 +157,8 @@ impl<'a> GetAll<'a> {
             done: false,
             partial: false,
             missing: Vec::new(),
+            replicas: HashMap::new(),
+            abandoned: Vec::new(),
         }
     }
 
@@ -189,7 +203,8 @@ impl<'a> GetAll<'a> {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(200));
         };
-        let nodes = self.dht.client.active_nodes();
+        self.dht.replay_hints();
+        let nodes = self.one_member_per_set(&routes);
         self.table = Some(routes.table.clone());
         self.legs = if routes.moving() {
             nodes
@@ -202,6 +217,72 @@ impl<'a> GetAll<'a> {
         };
         self.planned = true;
         Ok(())
+    }
+
+    /// The nodes to read: of each replica set, its first live member (its first member when
+    /// none is live), remembering the others for failover; nodes of unknown range alone.
+    fn one_member_per_set(&mut self, routes: &super::routes::Routes) -> Vec<usize> {
+        let mut chosen = Vec::new();
+        let mut seen = HashSet::new();
+        for node in self.dht.client.active_nodes() {
+            if !seen.insert(routes.set_of(node)) {
+                continue;
+            }
+            let members: Vec<usize> = routes
+                .members_of(node)
+                .into_iter()
+                .filter(|member| {
+                    !self
+                        .dht
+                        .client
+                        .node_status(*member)
+                        .is_some_and(|s| s.is_retired())
+                })
+                .collect();
+            // A member with writes still to replay may hold old values: the others first.
+            let fresh: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|member| !self.dht.hints.has(*member))
+                .collect();
+            let first = match fresh.iter().any(|m| self.dht.client.check_node(*m).is_ok()) {
+                true => self.dht.first_live(&fresh),
+                false => self.dht.first_live(&members),
+            };
+            let others = members.into_iter().filter(|m| *m != first).collect();
+            self.replicas.insert(first, others);
+            chosen.push(first);
+        }
+        chosen
+    }
+
+    /// After the current leg's node was lost: continue the leg on another live member of its
+    /// replica set (resuming after the last key received), if there is one.
+    fn fail_over(&mut self, error: &ClientError) -> bool {
+        let Some(&(node, scope)) = self.legs.front() else {
+            return false;
+        };
+        let Some(others) = self.replicas.get(&node) else {
+            return false;
+        };
+        let next = others.iter().copied().find(|member| {
+            !self.abandoned.contains(member) && self.dht.client.check_node(*member).is_ok()
+        });
+        let Some(next) = next else {
+            return false;
+        };
+        tracing::debug!(%error, "GetAll: continuing the replica set's stream on another member");
+        let mut set: Vec<usize> = others.iter().copied().filter(|m| *m != next).collect();
+        set.push(node);
+        self.replicas.insert(next, set);
+        self.abandoned.push(node);
+        for leg in self.legs.iter_mut().filter(|(leg, _)| *leg == node) {
+            leg.0 = next;
+        }
+        debug_assert_eq!(self.legs.front(), Some(&(next, scope)));
+        self.stream = None;
+        self.failures = 0;
+        true
     }
 
     fn open(&mut self, node: usize, scope: GetAllScope) -> Result<Stream, ClientError> {
@@ -335,9 +416,21 @@ impl<'a> GetAll<'a> {
                 | ClientError::ConnectionLimit { .. }
                 | ClientError::NodeDown { .. }
         );
+        // Lost for now, or catching up with its set (NotReady): another member of its replica
+        // set takes over at once.
+        let not_ready = error.is_not_ready();
+        let lost = not_ready
+            || matches!(error, ClientError::NodeDown { .. })
+            || (resumable
+                && self.failures >= 1
+                && self.dht.client.check_node(self.current()).is_err());
+        if lost && self.fail_over(&error) {
+            return Ok(());
+        }
         // A partial GetAll does not wait for a node known to be down.
         let known_down = matches!(error, ClientError::NodeDown { .. });
-        if self.partial && resumable && (known_down || self.failures >= MAX_RESUMES) {
+        if self.partial && (not_ready || resumable && (known_down || self.failures >= MAX_RESUMES))
+        {
             self.skip_node(error);
             return Ok(());
         }
@@ -353,6 +446,11 @@ impl<'a> GetAll<'a> {
         self.stream = None;
         std::thread::sleep(delay);
         Ok(())
+    }
+
+    /// The node of the current leg.
+    fn current(&self) -> usize {
+        self.legs.front().map_or(0, |(node, _)| *node)
     }
 
     /// Leaves the current node out (a partial GetAll): its remaining legs are dropped, and it
@@ -390,7 +488,15 @@ impl<'a> GetAll<'a> {
             }
             let event = self.stream.as_mut().and_then(Iterator::next);
             let more = match event {
-                Some(Ok(event)) => self.on_event(node, scope, event)?,
+                Some(Ok(event)) => match self.on_event(node, scope, event) {
+                    Ok(more) => more,
+                    // The node is catching up with its set: another member takes the leg.
+                    Err(error) if error.is_not_ready() => {
+                        self.on_failure(error)?;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                },
                 Some(Err(error)) => {
                     self.on_failure(error)?;
                     continue;
@@ -402,6 +508,7 @@ impl<'a> GetAll<'a> {
                 self.legs.pop_front();
                 self.last_key = None;
                 self.failures = 0;
+                self.abandoned.clear();
             }
         }
         Ok(())

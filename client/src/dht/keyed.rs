@@ -1,8 +1,10 @@
 //! The keyed requests of [`DhtClient`]: Put, Get, Exists, Remove, Update (read, then
 //! compare-and-swap) and PutBatch, each sent to the node whose range owns the key.
 
+use super::replicas::{Change, Hint, Sent};
 use super::DhtClient;
 use crate::error::ClientError;
+use crate::replication::ReadFrom;
 use crate::reply::{Pending, Reply};
 use node_core::protocol::batch::{
     decode_batch, BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES,
@@ -44,10 +46,29 @@ pub enum UpdateDecision {
 }
 
 impl DhtClient {
-    /// Stores `value` under `key` (replacing any value).
+    /// Stores `value` under `key` (replacing any value), on every live member of the key's
+    /// replica set; acknowledged once `write_quorum` of them stored it (see the module
+    /// documentation).
     pub fn put(&self, channel: &str, key: u64, value: &[u8]) -> Result<(), ClientError> {
-        let body = self.put_body(channel, key, value)?;
-        self.keyed(wire::PUT, key, &body)?.1.ok_body().map(drop)
+        // A PutVersion carries 8 bytes more than a Put: the limit is 8 bytes lower.
+        let version_bytes = if self.writes_versioned(key) { 8 } else { 0 };
+        self.client
+            .options()
+            .check_value(channel, value.len() + version_bytes)
+            .map_err(|_| ClientError::ValueTooBig {
+                len: value.len(),
+                max: self
+                    .client
+                    .options()
+                    .max_value_bytes(channel)
+                    .saturating_sub(version_bytes),
+            })?;
+        let change = Change::Put {
+            channel,
+            key,
+            value,
+        };
+        self.write(change)?.1.ok_body().map(drop)
     }
 
     /// A Put's body, once the value passed the client's checks (blocking and async puts).
@@ -68,24 +89,35 @@ impl DhtClient {
         Ok(body)
     }
 
-    /// The value stored under `key`, or `None`.
+    /// The value stored under `key`, or `None`: from the first live member of the key's
+    /// replica set (or, with `read_from = spread`, the next in turn); a member that has no
+    /// record sends the read on to the set's other live members (see the module
+    /// documentation).
     pub fn get(&self, channel: &str, key: u64) -> Result<Option<Vec<u8>>, ClientError> {
-        let (reply, _) = self.read(wire::GET, channel, key)?;
+        let (reply, _) = self.read(wire::GET, channel, key, self.read_from())?;
         Ok((reply.status == Status::Ok).then_some(reply.body))
     }
 
     /// Whether a record exists under `key`.
     pub fn exists(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
-        let (reply, _) = self.read(wire::EXISTS, channel, key)?;
+        let (reply, _) = self.read(wire::EXISTS, channel, key, self.read_from())?;
         Ok(reply.status == Status::Ok)
     }
 
-    /// Removes the record under `key`; true if there was one. While a redistribution runs,
-    /// also on the nodes the record may still be on.
+    /// Removes the record under `key` from every live member of its replica set; true if one
+    /// of them had it. While a redistribution runs, also on the nodes the record may still be
+    /// on.
     pub fn remove(&self, channel: &str, key: u64) -> Result<bool, ClientError> {
-        let body = key_body(channel, key);
-        let (owner, reply) = self.keyed(wire::REMOVE, key, &body)?;
-        let removed = found(reply)?;
+        // A RemoveVersion does not say whether there was a record: ask first.
+        let existed = match self.writes_versioned(key) {
+            true => Some(self.exists(channel, key)?),
+            false => None,
+        };
+        let (owner, reply) = self.write(Change::Remove { channel, key })?;
+        let removed = match existed {
+            Some(existed) => reply.into_result().map(|_| existed)?,
+            None => found(reply)?,
+        };
         self.remove_from_holders(channel, key, owner, removed)
     }
 
@@ -116,7 +148,8 @@ impl DhtClient {
                 conflict_pause(attempt, last_try);
             }
             let started = Instant::now();
-            let (read, owner) = self.read(wire::GET, channel, key)?;
+            // From the member the Update goes to: the first live one.
+            let (read, owner) = self.read_for_update(channel, key)?;
             if read.node != self.client.node_addr(owner).unwrap_or(read.node)
                 && read.status == Status::Ok
             {
@@ -154,6 +187,9 @@ impl DhtClient {
             let (node, reply) = self.keyed(wire::UPDATE, key, &body)?;
             last_node = Some(node);
             last_try = started.elapsed();
+            if reply.status == Status::Ok {
+                return self.replicate_update(channel, key, node, reply, &decision);
+            }
             if reply.status != Status::UpdateConflict {
                 return reply.ok_body().map(drop);
             }
@@ -209,7 +245,8 @@ impl DhtClient {
     }
 
     /// One round of [`DhtClient::put_batch`]: the records of batches refused with WrongNode
-    /// come back (with the refusing node), after the ranges were refreshed.
+    /// come back (with the refusing node), after the ranges were refreshed. Records are packed
+    /// per replica set (by its first member) and each batch goes to every live member.
     #[allow(clippy::type_complexity)]
     fn put_batch_once<'v>(
         &self,
@@ -227,13 +264,9 @@ impl DhtClient {
             match builders[node].push(key, value) {
                 PushOutcome::Added => continue,
                 PushOutcome::Full => {
-                    self.send_batch(
-                        node,
-                        channel,
-                        &mut builders[node],
-                        &mut in_flight,
-                        &mut refused,
-                    )?;
+                    let members = routes.members_of(node);
+                    let batch = &mut builders[node];
+                    self.send_batch(&members, channel, batch, &mut in_flight, &mut refused)?;
                     let pushed = builders[node].push(key, value);
                     debug_assert_eq!(pushed, PushOutcome::Added);
                 }
@@ -247,11 +280,12 @@ impl DhtClient {
         }
         for (node, builder) in builders.iter_mut().enumerate() {
             if !builder.is_empty() {
-                self.send_batch(node, channel, builder, &mut in_flight, &mut refused)?;
+                let members = routes.members_of(node);
+                self.send_batch(&members, channel, builder, &mut in_flight, &mut refused)?;
             }
         }
-        for (pending, batch) in in_flight {
-            settle_batch(pending, batch, &mut refused)?;
+        for batch in in_flight {
+            self.settle_batch(batch, &mut refused)?;
         }
         if !refused.is_empty() {
             self.refresh_after(version)?;
@@ -261,25 +295,51 @@ impl DhtClient {
 
     fn send_batch(
         &self,
-        node: usize,
+        members: &[usize],
         channel: &str,
         builder: &mut BatchBuilder,
-        in_flight: &mut VecDeque<(Pending, Vec<u8>)>,
+        in_flight: &mut VecDeque<BatchInFlight>,
         refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
     ) -> Result<(), ClientError> {
         if in_flight.len() >= PUT_BATCH_PIPELINE {
-            if let Some((oldest, batch)) = in_flight.pop_front() {
-                settle_batch(oldest, batch, refused)?;
+            if let Some(oldest) = in_flight.pop_front() {
+                self.settle_batch(oldest, refused)?;
             }
         }
         let mut batch = Vec::new();
         builder.finish_into(&mut batch);
         let mut body = Vec::with_capacity(channel.len() + 1 + batch.len());
         wire::encode_put_batch(&mut body, channel, &batch);
-        in_flight.push_back((
-            self.client.submit_owned(node, wire::PUT_BATCH, body)?,
+        let live = self.live_members(members)?;
+        let pending = self.submit_to(&live, wire::PUT_BATCH, body);
+        in_flight.push_back(BatchInFlight {
+            channel: channel.to_string(),
+            members: members.to_vec(),
+            live: live.len(),
+            pending,
             batch,
-        ));
+        });
+        Ok(())
+    }
+
+    /// Waits for a PutBatch's replies (every member's): acknowledged by `write_quorum`, or a
+    /// WrongNode that hands its records back for another round.
+    fn settle_batch(
+        &self,
+        sent: BatchInFlight,
+        refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
+    ) -> Result<(), ClientError> {
+        let hint = Hint::Batch(&sent.channel, &sent.batch);
+        let reply = match self.settle_write(&sent.members, sent.live, None, sent.pending, hint)? {
+            Sent::Done((_, reply)) => return reply.ok_body().map(drop),
+            Sent::WrongNode(reply) => reply,
+        };
+        let mut scratch = Vec::new();
+        let records = decode_batch(&sent.batch, &mut scratch)
+            .map_err(|e| ClientError::Setup(format!("cannot re-read a PutBatch batch: {e}")))?;
+        for (key, value) in records {
+            refused.push(((reply.node, key), value.to_vec()));
+        }
         Ok(())
     }
 
@@ -287,20 +347,69 @@ impl DhtClient {
         Duration::from_millis(self.client.options().request_timeout_ms)
     }
 
-    /// Sends a keyed request to the key's node; returns that node's index and its reply. A
-    /// WrongNode reply (the node's range changed) makes the client learn the ranges again and
-    /// retry, pausing while the cluster is between ranges, until `request_timeout_ms`; then
-    /// the WrongNode becomes [`ClientError::WrongNode`]. A key that no node owns fails with
-    /// [`ClientError::NoNodeForKey`] at once, unless a redistribution is running (a node may
-    /// not have its new range yet). A key whose node is down fails at once with
-    /// [`ClientError::NodeDown`]; a node that came back since its range was read has it read
-    /// again first.
+    /// Sends a keyed request to the first live member of the key's replica set (the owner, in
+    /// a cluster of one node per range), and to the next live one when it is lost before it
+    /// answers or answers NotReady (catching up); returns the index of the node that answered and its reply. See
+    /// [`DhtClient::route_set`] for WrongNode, keys no node owns, and nodes that are down.
     pub(crate) fn keyed(
         &self,
         code: RequestCode,
         key: u64,
         body: &[u8],
     ) -> Result<(usize, Reply), ClientError> {
+        self.route_set(key, |members| {
+            let mut node = self.first_live(members);
+            let mut tried = Vec::with_capacity(members.len());
+            loop {
+                tried.push(node);
+                let answer = self.client.submit(node, code, body).and_then(Pending::wait);
+                let reply = match answer {
+                    // Catching up with its set (an Update needs the current value): the next
+                    // member, as for one that is down.
+                    Ok(reply) if reply.status == Status::NotReady => {
+                        match next_member(members, &tried, |m| self.client.check_node(m).is_ok()) {
+                            Some(next) => {
+                                node = next;
+                                continue;
+                            }
+                            None => return Ok(Sent::Done((node, reply))),
+                        }
+                    }
+                    Ok(reply) => reply,
+                    // Lost before it answered: the next live member, if any. (An Update the
+                    // lost member applied is then applied by the next one instead; the member
+                    // that comes back gets the set's value replayed.)
+                    Err(error) if error.is_node_down() => {
+                        match next_member(members, &tried, |m| self.client.check_node(m).is_ok()) {
+                            Some(next) => {
+                                node = next;
+                                continue;
+                            }
+                            None => return Err(error),
+                        }
+                    }
+                    Err(error) => return Err(error),
+                };
+                return Ok(match reply.status {
+                    Status::WrongNode => Sent::WrongNode(reply),
+                    _ => Sent::Done((node, reply)),
+                });
+            }
+        })
+    }
+
+    /// Routes `key` to its replica set and hands the members (in node order, never empty) to
+    /// `send`. A WrongNode (the node's range changed) makes the client learn the ranges again
+    /// and retry, pausing while the cluster is between ranges, until `request_timeout_ms`;
+    /// then the WrongNode becomes [`ClientError::WrongNode`]. A key that no node owns fails
+    /// with [`ClientError::NoNodeForKey`] at once, unless a redistribution is running (a node
+    /// may not have its new range yet). A member that came back since its range was read has
+    /// it read again first.
+    pub(crate) fn route_set<T>(
+        &self,
+        key: u64,
+        mut send: impl FnMut(&[usize]) -> Result<Sent<T>, ClientError>,
+    ) -> Result<T, ClientError> {
         let deadline = Instant::now() + self.request_timeout();
         let mut attempt = 0u32;
         loop {
@@ -309,8 +418,8 @@ impl DhtClient {
                 self.refresh_after(version)?;
                 continue;
             }
-            let node = match route {
-                Ok(node) => node,
+            let members = match route {
+                Ok(members) => members,
                 Err(error) if self.is_moving() && Instant::now() < deadline => {
                     tracing::debug!(%error, "waiting for the ranges to settle");
                     move_pause(attempt);
@@ -320,10 +429,10 @@ impl DhtClient {
                 }
                 Err(error) => return Err(error),
             };
-            let reply = self.client.submit(node, code, body)?.wait()?;
-            if reply.status != Status::WrongNode {
-                return Ok((node, reply));
-            }
+            let reply = match send(&members)? {
+                Sent::Done(value) => return Ok(value),
+                Sent::WrongNode(reply) => reply,
+            };
             if Instant::now() >= deadline {
                 return Err(wrong_node(reply, key));
             }
@@ -335,18 +444,18 @@ impl DhtClient {
         }
     }
 
-    /// Where `key` goes by the routes as they are: the owner (or the routing error), the
-    /// routes' version, and whether they are stale for this key (the node routed to came back,
-    /// with a new connection, or was retired since its range was read; or no known node owns
-    /// the key, and one whose range is unknown came back, or nodes were added since).
-    fn plan_route(&self, key: u64) -> (Result<usize, ClientError>, u64, bool) {
+    /// Where `key` goes by the routes as they are: its replica set's members (or the routing
+    /// error), the routes' version, and whether they are stale for this key (a member came
+    /// back, with a new connection, or was retired since its range was read; or no known node
+    /// owns the key, and one whose range is unknown came back, or nodes were added since).
+    fn plan_route(&self, key: u64) -> (Result<Vec<usize>, ClientError>, u64, bool) {
         self.read_routes(|routes| {
-            let route = routes.route(key);
+            let route = routes.members(key);
             let is_stale = |node: usize| {
                 routes.generations.get(node).copied() != self.client.route_stamp(node)
             };
             let stale = match &route {
-                Ok(node) => is_stale(*node),
+                Ok(members) => members.iter().any(|node| is_stale(*node)),
                 Err(_) => {
                     routes.known.len() != self.client.node_count()
                         || routes.unknown_nodes().any(is_stale)
@@ -362,7 +471,10 @@ impl DhtClient {
     pub(crate) fn quick_route(&self, key: u64) -> QuickRoute {
         match self.plan_route(key) {
             (_, _, true) => QuickRoute::Slow,
-            (Ok(node), _, false) => QuickRoute::Node(node),
+            // One node: the request goes there. A replica set's fan-out and failover are the
+            // blocking client's.
+            (Ok(members), _, false) if members.len() == 1 => QuickRoute::Node(members[0]),
+            (Ok(_), _, false) => QuickRoute::Slow,
             (Err(_), _, false) if self.is_moving() => QuickRoute::Slow,
             (Err(error), _, false) => QuickRoute::Fail(error),
         }
@@ -402,19 +514,24 @@ impl DhtClient {
         Ok(removed)
     }
 
-    /// A read (Get or Exists) that finds the record wherever a redistribution has it now:
-    /// at its owner; if not there while records may be elsewhere, at the nodes it may still
-    /// be on; if not there either, at the owner again (it may have arrived in between: a
-    /// record leaves its old node only after its new owner has it). Returns the reply (Ok or
-    /// NotFound) and the owner's index.
-    fn read(
+    /// A read (Get or Exists) that finds the record wherever it is now: at a member of its
+    /// replica set (in `order`, failing over past members that are down, and on to the other
+    /// live members after a NotFound: [`DhtClient::read_members`]); if not there while records
+    /// may be elsewhere, at the nodes a redistribution may still have it on; if not there
+    /// either, at the set again (it may have arrived in between: a record leaves its old node
+    /// only after its new owner has it). Returns the reply (Ok or NotFound) and the index of
+    /// the member that answered.
+    pub(crate) fn read(
         &self,
         code: RequestCode,
         channel: &str,
         key: u64,
+        order: ReadFrom,
     ) -> Result<(Reply, usize), ClientError> {
+        self.replay_hints();
         let body = key_body(channel, key);
-        let (owner, reply) = self.keyed(code, key, &body)?;
+        let read_set = |members: &[usize]| self.read_members(code, &body, members, order);
+        let (owner, reply) = self.route_set(key, read_set)?;
         let reply = reply.into_result()?;
         if reply.status == Status::Ok {
             return Ok((reply, owner));
@@ -435,28 +552,27 @@ impl DhtClient {
                 }
             }
         }
-        let (owner, reply) = self.keyed(code, key, &body)?;
+        let (owner, reply) = self.route_set(key, read_set)?;
         Ok((reply.into_result()?, owner))
     }
 }
 
-/// Waits for a PutBatch reply; a WrongNode hands its records back for another round.
-fn settle_batch(
-    pending: Pending,
+/// A PutBatch sent to the live members of a replica set, waiting for their replies.
+struct BatchInFlight {
+    channel: String,
+    members: Vec<usize>,
+    live: usize,
+    pending: Vec<(usize, Result<Pending, ClientError>)>,
+    /// The batch itself, to route its records again after a WrongNode.
     batch: Vec<u8>,
-    refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
-) -> Result<(), ClientError> {
-    let reply = pending.wait()?;
-    if reply.status != Status::WrongNode {
-        return reply.ok_body().map(drop);
-    }
-    let mut scratch = Vec::new();
-    let records = decode_batch(&batch, &mut scratch)
-        .map_err(|e| ClientError::Setup(format!("cannot re-read a PutBatch batch: {e}")))?;
-    for (key, value) in records {
-        refused.push(((reply.node, key), value.to_vec()));
-    }
-    Ok(())
+}
+
+/// The first member of a set not tried yet that `live` accepts.
+fn next_member(members: &[usize], tried: &[usize], live: impl Fn(usize) -> bool) -> Option<usize> {
+    members
+        .iter()
+        .copied()
+        .find(|member| !tried.contains(member) && live(*member))
 }
 
 /// A pause while the cluster is between ranges: 10 ms, 20 ms, ... at most 200 ms.
@@ -491,7 +607,7 @@ pub(crate) fn found(reply: Reply) -> Result<bool, ClientError> {
     Ok(reply.into_result()?.status == Status::Ok)
 }
 
-fn wrong_node(reply: Reply, key: u64) -> ClientError {
+pub(super) fn wrong_node(reply: Reply, key: u64) -> ClientError {
     ClientError::WrongNode {
         node: reply.node,
         key,

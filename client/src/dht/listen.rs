@@ -16,6 +16,11 @@
 //! Changes on that node between the failure and the new stream are not delivered; the error is
 //! the caller's notice of that, and [`Listener::missing`] lists the nodes not listened to now.
 //!
+//! Replica sets: the members of a set hold the same changes, so a set is listened to once, on
+//! its first live member. When that stream fails, it is opened again at once on another live
+//! member of the set (the error is still returned once: changes between the failure and the
+//! new stream are not delivered), and a set whose every member is down waits as a node does.
+//!
 //! [`super::DhtClient::listen`] needs every node at the start; `listen_partial` starts without
 //! the nodes that are down and listens to them once they are back.
 
@@ -64,8 +69,11 @@ type Missing = Option<ClientError>;
 pub struct Listener {
     set: StreamSet,
     channel: String,
-    /// Per listened node: its client index, address, stream state, and why it is not
-    /// listened to (while failed).
+    /// Per listened replica set (a slot): its members, the member listened to (its client
+    /// index and address), the stream state, and why it is not listened to (while failed).
+    members: Vec<Vec<usize>>,
+    /// Per slot: the member whose stream failed last, passed over while another is live.
+    avoid: Vec<Option<usize>>,
     indices: Vec<usize>,
     addrs: Vec<SocketAddr>,
     nodes: Vec<NodeState>,
@@ -74,14 +82,16 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Opens a Listen stream on every active node of `client`; with `partial`, a node that is
-    /// down is left to be opened once it is back instead of failing the whole.
+    /// Opens a Listen stream on each slot of `slots` (the members of one replica set each, in
+    /// node order: a node alone when it has no replica); with `partial`, a slot none of whose
+    /// members is up is left to be opened once one is back instead of failing the whole.
     pub(super) fn open(
         client: &Client,
         channel: &str,
         partial: bool,
+        slots: Vec<Vec<usize>>,
     ) -> Result<Listener, ClientError> {
-        let indices = client.active_nodes();
+        let indices: Vec<usize> = slots.iter().map(|members| members[0]).collect();
         let mut listener = Listener {
             set: client.stream_set(),
             channel: channel.to_string(),
@@ -89,11 +99,14 @@ impl Listener {
                 .iter()
                 .filter_map(|&node| client.node_addr(node))
                 .collect(),
+            avoid: vec![None; slots.len()],
+            members: slots,
             indices,
             nodes: Vec::new(),
             why: Vec::new(),
             finished: false,
         };
+        debug_assert_eq!(listener.addrs.len(), listener.indices.len());
         for slot in 0..listener.indices.len() {
             listener.nodes.push(NodeState::Ended);
             listener.why.push(None);
@@ -205,11 +218,23 @@ impl Listener {
             .position(|state| *state == NodeState::Running(tag))
     }
 
-    fn fail(&mut self, node: usize, error: ClientError) {
-        self.nodes[node] = NodeState::Failed {
-            reopen_at: Instant::now() + REOPEN_DELAY,
+    /// The stream of `slot` failed: it is opened again after [`REOPEN_DELAY`], or at once on
+    /// another live member of its replica set.
+    fn fail(&mut self, slot: usize, error: ClientError) {
+        let failed = self.indices[slot];
+        self.avoid[slot] = Some(failed);
+        let other_live = self.members[slot]
+            .iter()
+            .any(|&member| member != failed && self.set.check_node(member).is_ok());
+        let delay = if other_live {
+            Duration::ZERO
+        } else {
+            REOPEN_DELAY
         };
-        self.why[node] = Some(error);
+        self.nodes[slot] = NodeState::Failed {
+            reopen_at: Instant::now() + delay,
+        };
+        self.why[slot] = Some(error);
     }
 
     fn next_reopen(&self) -> Option<Instant> {
@@ -245,7 +270,25 @@ impl Listener {
         Ok(())
     }
 
+    /// Opens the stream of `slot` on the first live member of its set, passing over the one
+    /// that failed last while another is live.
     fn start(&mut self, slot: usize) -> Result<StreamTag, ClientError> {
+        let members = &self.members[slot];
+        let live = |member: &&usize| self.set.check_node(**member).is_ok();
+        let member = members
+            .iter()
+            .filter(live)
+            .find(|member| Some(**member) != self.avoid[slot])
+            .or_else(|| members.iter().find(live))
+            .or_else(|| members.first())
+            .copied()
+            .unwrap_or(self.indices[slot]);
+        if member != self.indices[slot] {
+            if let Some(addr) = self.set.node_addr(member) {
+                self.indices[slot] = member;
+                self.addrs[slot] = addr;
+            }
+        }
         let mut body = Vec::new();
         wire::encode_channel(&mut body, &self.channel);
         self.set.open(self.indices[slot], wire::LISTEN, &body)

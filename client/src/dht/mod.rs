@@ -10,6 +10,12 @@
 //! - **Keyed requests** (`put`, `get`, `exists`, `remove`, `update`, `put_batch`) go to the node
 //!   whose range owns the key ([`RangeTable::owner`], which uses the node's own rule,
 //!   `HashRange::is_responsible_for`).
+//! - **Replica sets**: nodes whose ranges are exactly equal own the same keys. Writes go to
+//!   every live member and are acknowledged by `write_quorum` of them (with versions from the
+//!   client's hybrid logical clock, so the members converge); reads go to the first live member
+//!   and fail over; a member that missed writes while it was down gets them replayed when it
+//!   is back (`replicas`, `hints`, docs/replication.md). GetAll, sizes and Listen take each set
+//!   once. [`DhtClient::replica_sets`] shows the sets and their live members.
 //! - **Range changes** (a redistribution, `swarmctl dht redistribute`) are learned without a
 //!   restart: a node that answers WrongNode has another range than the client thought, so the
 //!   client asks every node again (GetRedistribution) and retries, pausing while the cluster is
@@ -28,7 +34,7 @@
 //!   [`ClientError::NodeDown`] while the others work; the tiling check is skipped while a down
 //!   node's range is unknown. A node that comes back has its range read again before keys are
 //!   routed to it.
-//! - **Whole-channel requests** fan out to every node and merge: `get_all` (node after node,
+//! - **Whole-channel requests** fan out to every node (every replica set once) and merge: `get_all` (node after node,
 //!   resumable), `get_channels` (union), `get_size` and `get_channel_size` (sums),
 //!   `remove_channel` (every node), `listen` (every node's change stream, merged). They fail
 //!   when a node cannot answer; their `*_partial` forms answer from the others and name it.
@@ -50,22 +56,27 @@
 //! # Ok::<(), client::ClientError>(())
 //! ```
 
+mod clock;
 mod get_all;
+mod hints;
 mod keyed;
 mod listen;
 mod mirror;
 mod ranges;
 pub mod redistribute;
+mod replicas;
 mod routes;
 
 pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
+pub use hints::MAX_HINTS_PER_MEMBER;
 #[cfg(feature = "async")]
 pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
 pub use mirror::{ChannelMirror, MirrorEvent, MirrorOptions};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};
-pub use ranges::{show_range, RangeProblem, RangeTable};
+pub use ranges::{show_range, RangeProblem, RangeTable, ReplicaSet};
+pub use replicas::SetHealth;
 pub use routes::MAX_AGE as ROUTES_MAX_AGE;
 
 use crate::client::Client;
@@ -81,6 +92,7 @@ use routes::Routes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// A connected dht cluster. `Send + Sync`: share it between threads with `Arc`.
@@ -94,6 +106,14 @@ pub struct DhtClient {
     stated: RwLock<HashMap<SocketAddr, HashRange>>,
     /// Set when the client follows a topology file (see [`DhtClient::open_topology`]).
     follower: Option<Follower>,
+    /// Turns of `read_from = spread`: which member of a set the next read starts at.
+    read_turn: AtomicUsize,
+    /// The versions of replicated writes.
+    clock: clock::Clock,
+    /// Writes members missed while down, replayed when they are back.
+    hints: hints::Hints,
+    /// A node answered a versioned write UnsupportedRequest: replicated writes go unversioned.
+    versions_unsupported: AtomicBool,
 }
 
 /// One dht node's range as the client knows it: `None` when the node is down and its range
@@ -171,6 +191,10 @@ impl DhtClient {
             refreshing: Mutex::new(()),
             stated: RwLock::new(stated),
             follower,
+            read_turn: AtomicUsize::new(0),
+            clock: clock::Clock::default(),
+            hints: hints::Hints::default(),
+            versions_unsupported: AtomicBool::new(false),
         })
     }
 
@@ -313,7 +337,18 @@ impl DhtClient {
 
     /// [`DhtClient::get_channels`] over the nodes that answer, with those that could not.
     pub fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
-        self.client.channel_names_partial(wire::GET_CHANNELS)
+        let lists = self.client.fan_out_decoded(
+            wire::GET_CHANNELS,
+            &[],
+            "GetChannels",
+            node_core::protocol::channels::decode_channel_names,
+        )?;
+        // A member that is down is missing only when no member of its set answered.
+        Ok(self.covered_by_sets(lists).map(|lists| {
+            let names: std::collections::BTreeSet<String> =
+                lists.into_iter().flat_map(|(_, names)| names).collect();
+            names.into_iter().collect()
+        }))
     }
 
     /// Records and bytes (keys at 8 bytes each plus values) over every channel of every node.
@@ -343,14 +378,19 @@ impl DhtClient {
     }
 
     /// Removes a channel from every node (each moves its dump aside). A channel that does not
-    /// exist is not an error. Needs admin rights on nodes with authentication.
+    /// exist is not an error. Needs admin rights on nodes with authentication. A member of a
+    /// replica set that is down is not waited for when `write_quorum` members of its set
+    /// removed it (it keeps the channel until it is removed there too: run it again once the
+    /// member is back); a node with no live member of its set fails the call.
     pub fn remove_channel(&self, channel: &str) -> Result<(), ClientError> {
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
-        for (_, reply) in self.client.fan_out(wire::REMOVE_CHANNEL, &body)? {
-            reply.into_result()?;
+        let replies = self.client.fan_out_partial(wire::REMOVE_CHANNEL, &body)?;
+        for (_, reply) in &replies.value {
+            reply.clone().into_result()?;
         }
-        Ok(())
+        self.check_set_quorums(&replies)?;
+        self.one_per_set(replies).complete().map(drop)
     }
 
     /// Every record of a channel over every node; see [`GetAll`]. A node that cannot be read
@@ -369,13 +409,29 @@ impl DhtClient {
     /// Starts listening to a channel's changes on every node; see [`Listener`]. Fails when a
     /// node cannot be listened to now.
     pub fn listen(&self, channel: &str) -> Result<Listener, ClientError> {
-        Listener::open(&self.client, channel, false)
+        Listener::open(&self.client, channel, false, self.listen_slots())
     }
 
     /// [`DhtClient::listen`] that starts without the nodes that are down; it listens to them
     /// once they are back ([`Listener::missing`] lists the nodes not listened to).
     pub fn listen_partial(&self, channel: &str) -> Result<Listener, ClientError> {
-        Listener::open(&self.client, channel, true)
+        Listener::open(&self.client, channel, true, self.listen_slots())
+    }
+
+    /// The active nodes grouped by replica set (in node order): what a listener listens to.
+    fn listen_slots(&self) -> Vec<Vec<usize>> {
+        let active = self.client.active_nodes();
+        self.read_routes(|routes| {
+            let mut slots: Vec<(routes::SetId, Vec<usize>)> = Vec::new();
+            for node in active {
+                let set = routes.set_of(node);
+                match slots.iter_mut().find(|(id, _)| *id == set) {
+                    Some((_, members)) => members.push(node),
+                    None => slots.push((set, vec![node])),
+                }
+            }
+            slots.into_iter().map(|(_, members)| members).collect()
+        })
     }
 
     /// Starts a Mirror of a channel on every node (docs/protocol.md §6.12): its records with
@@ -398,6 +454,8 @@ impl DhtClient {
         let sizes = self
             .client
             .fan_out_decoded(code, body, request, SizeInfo::decode)?;
+        // A replicated record counts once: one member per set.
+        let sizes = self.one_per_set(sizes);
         Ok(sizes.map(|sizes| {
             let mut total = SizeInfo::default();
             for (_, size) in sizes {

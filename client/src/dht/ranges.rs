@@ -3,6 +3,11 @@
 //!
 //! The choice of node uses [`HashRange::is_responsible_for`], the very function the node uses to
 //! accept or refuse a key (WrongNode), so client and node cannot disagree about ownership.
+//!
+//! Nodes whose ranges are exactly equal form a **replica set** ([`ReplicaSet`]): they own the
+//! same keys, and are one owner as far as tiling goes (an overlap is two ranges that share
+//! positions without being equal). A set's members are in node order; its first member is
+//! [`RangeTable::owner`]'s answer, so a cluster of one node per range routes as it always did.
 
 use crate::error::ClientError;
 use node_core::protocol::dht::{hash_position, tiling_problems, HashRange, TilingProblem};
@@ -74,10 +79,57 @@ impl RangeTable {
         })
     }
 
+    /// The members of node `index`'s replica set, in node order: every node whose range equals
+    /// its range (itself included); empty for a node that owns nothing or does not exist.
+    pub fn members(&self, index: usize) -> Vec<usize> {
+        let Some((_, range)) = self.nodes.get(index) else {
+            return Vec::new();
+        };
+        if range.is_empty() {
+            return Vec::new();
+        }
+        (0..self.nodes.len())
+            .filter(|other| self.nodes[*other].1 == *range)
+            .collect()
+    }
+
+    /// Every replica set (one per distinct non-empty range, even of one member), in
+    /// hash-space order.
+    pub fn replica_sets(&self) -> Vec<ReplicaSet> {
+        let mut sets: Vec<ReplicaSet> = Vec::new();
+        for (index, (_, range)) in self.nodes.iter().enumerate() {
+            if range.is_empty() {
+                continue;
+            }
+            match sets.iter_mut().find(|set| set.range == *range) {
+                Some(set) => set.members.push(index),
+                None => sets.push(ReplicaSet {
+                    range: *range,
+                    members: vec![index],
+                }),
+            }
+        }
+        sets.sort_by_key(|set| (set.range.min, set.range.max));
+        sets
+    }
+
     /// Every gap and overlap, in hash-space order of discovery; empty when the ranges tile the
-    /// space exactly. Nodes with the empty range own nothing and are never a problem.
+    /// space exactly. Nodes with the empty range own nothing and are never a problem, and the
+    /// members of a replica set after its first are one owner with it.
     pub fn problems(&self) -> Vec<RangeProblem> {
-        let ranges: Vec<HashRange> = self.nodes.iter().map(|(_, range)| *range).collect();
+        let ranges: Vec<HashRange> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, (_, range))| {
+                let repeated = self.nodes[..index].iter().any(|(_, r)| r == range);
+                if repeated {
+                    HashRange::EMPTY
+                } else {
+                    *range
+                }
+            })
+            .collect();
         tiling_problems(&ranges)
             .into_iter()
             .map(|problem| match problem {
@@ -115,6 +167,15 @@ impl RangeTable {
             ranges.join(", ")
         )))
     }
+}
+
+/// Nodes that own exactly the same range: one owner, kept in step by the client (see the
+/// module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSet {
+    pub range: HashRange,
+    /// Node indices, in node order; the first is the keys' owner in routing.
+    pub members: Vec<usize>,
 }
 
 /// `0x…:0x…`, or `empty` for the empty range.
@@ -231,6 +292,47 @@ mod tests {
         assert!(table.check().is_err());
         // A key in the overlap goes to the first node in node order.
         assert_eq!(table.owner(1), Some(0));
+    }
+
+    #[test]
+    fn equal_ranges_are_one_replica_set_and_no_overlap() {
+        let halves = split_evenly(2);
+        // Two sets of two, in mixed node order, and a node that owns nothing.
+        let table = table(&[halves[1], halves[0], halves[0], HashRange::EMPTY, halves[1]]);
+        assert!(table.problems().is_empty(), "{:?}", table.problems());
+        assert!(table.check().is_ok());
+        assert_eq!(
+            table.replica_sets(),
+            vec![
+                ReplicaSet {
+                    range: halves[0],
+                    members: vec![1, 2]
+                },
+                ReplicaSet {
+                    range: halves[1],
+                    members: vec![0, 4]
+                },
+            ]
+        );
+        assert_eq!(table.members(2), vec![1, 2]);
+        assert_eq!(table.members(3), Vec::<usize>::new());
+        assert_eq!(table.members(9), Vec::<usize>::new());
+        // The owner is the set's first member in node order.
+        assert_eq!(table.owner(0), Some(1));
+        assert_eq!(table.owner(1), Some(0));
+        // A range that overlaps a set's without being equal is still an overlap, reported once.
+        let mut ranges = vec![halves[0], halves[0], halves[1]];
+        ranges.push(HashRange::new(0, 0x10));
+        let problems = table_problems(&ranges);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(matches!(
+            problems[0],
+            RangeProblem::Overlap { to: 0x10, .. }
+        ));
+    }
+
+    fn table_problems(ranges: &[HashRange]) -> Vec<RangeProblem> {
+        table(ranges).problems()
     }
 
     #[test]

@@ -105,20 +105,63 @@ impl Routes {
         }
     }
 
-    /// Nodes other than `owner` that may hold `key` now: those moving records away, and those
-    /// whose range also claims it. In node order.
+    /// The members of the replica set `key` goes to, in node order: [`Routes::route`]'s node
+    /// and every node of exactly its range (a node of unknown range alone).
+    pub fn members(&self, key: u64) -> Result<Vec<usize>, ClientError> {
+        let owner = self.route(key)?;
+        Ok(self.members_of(owner))
+    }
+
+    /// The members of node `node`'s replica set (itself alone when its range is unknown or
+    /// empty).
+    pub fn members_of(&self, node: usize) -> Vec<usize> {
+        match self.known.get(node) {
+            Some(true) => {
+                let members = self.table.members(node);
+                if members.is_empty() {
+                    vec![node]
+                } else {
+                    members
+                }
+            }
+            _ => vec![node],
+        }
+    }
+
+    /// Nodes outside `owner`'s replica set that may hold `key` now: those moving records
+    /// away, and those whose range also claims it. In node order.
     pub fn other_holders(&self, key: u64, owner: Option<usize>) -> Vec<usize> {
+        let set = owner
+            .map(|owner| self.members_of(owner))
+            .unwrap_or_default();
         self.table
             .entries()
             .iter()
             .enumerate()
             .filter(|(index, (_, range))| {
-                Some(*index) != owner
+                !set.contains(index)
+                    && Some(*index) != owner
                     && (self.redistributing[*index] || range.is_responsible_for(key))
             })
             .map(|(index, _)| index)
             .collect()
     }
+
+    /// A key per replica set for node `node`: its range when known and not empty (the members
+    /// of a set share it), else the node alone.
+    pub fn set_of(&self, node: usize) -> SetId {
+        match (self.known.get(node), self.table.entries().get(node)) {
+            (Some(true), Some((_, range))) if !range.is_empty() => SetId::Range(*range),
+            _ => SetId::Node(node),
+        }
+    }
+}
+
+/// Which replica set a node belongs to, as [`Routes::set_of`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum SetId {
+    Range(HashRange),
+    Node(usize),
 }
 
 /// What is known of one node after a refresh.

@@ -15,15 +15,16 @@
 
 use super::{DeleteOutcome, DeleteRequest, Progress, Tuning};
 use crate::engine::{Channel, SHARD_COUNT};
+use crate::peer::PeerLogin;
 use crate::state::{self, NodeState};
-use client::{Client, ClientOptions, Reply};
+use client::{Client, Reply};
 use node_core::auth::Key;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
 use node_core::protocol::dht::{
     self as wire, value_hash, Expected, HashRange, RedistBatchReply, RedistributeTarget,
     UpdateAction, UpdateRequest,
 };
-use node_core::protocol::{NodeKind, RequestCode, Status};
+use node_core::protocol::{RequestCode, Status};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, SyncSender};
@@ -172,11 +173,8 @@ impl Worker {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        self.context
-            .tuning
-            .retry_first
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.context.tuning.retry_max)
+        let tuning = &self.context.tuning;
+        crate::peer::backoff(tuning.retry_first, tuning.retry_max, attempt)
     }
 
     fn target_for(&self, key: u64) -> Option<usize> {
@@ -291,15 +289,17 @@ impl Worker {
         let tuning = self.context.tuning;
         let target = &mut self.targets[target];
         if target.client.is_none() {
-            let options = ClientOptions {
-                connect_timeout_ms: tuning.connect_timeout.as_millis() as u64,
-                request_timeout_ms: tuning.request_timeout.as_millis() as u64,
+            let login = PeerLogin {
                 credentials: self.context.credentials.clone(),
                 tls: self.context.tls.clone(),
-                ..ClientOptions::default()
             };
-            let client = Client::connect(&[target.address], Some(NodeKind::Dht), options)
-                .map_err(|error| error.to_string())?;
+            let client = crate::peer::connect(
+                target.address,
+                &login,
+                tuning.connect_timeout,
+                tuning.request_timeout,
+            )
+            .map_err(|error| error.to_string())?;
             target.client = Some(client);
         }
         let Some(client) = &target.client else {

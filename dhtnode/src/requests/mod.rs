@@ -1,7 +1,7 @@
 //! The dht requests, one module each: its decoding (with the protocol's codec, which the client
 //! shares), its checks and its execution (calls into [`crate::engine`], which keeps the rules of
 //! the data). [`dispatch`] turns a code into a [`DhtRequest`] and routes it with one exhaustive
-//! `match`; GetChannels, GetChannelSize, GetSize and RemoveChannel are node-core's
+//! `match`, after refusing the reads NotReady while the node catches up ([`crate::catch_up`]); GetChannels, GetChannelSize, GetSize and RemoveChannel are node-core's
 //! ([`node_core::server::channel_requests`]), over this node's [`ChannelStore`] (RemoveChannel
 //! answered like every dht change: [`crate::service::DhtNode::acknowledge`]).
 
@@ -21,13 +21,14 @@ mod redist_commit;
 mod redistribute;
 mod remove;
 mod remove_version;
+mod set_ready;
 mod update;
 mod walk;
 
 use crate::engine::EngineError;
 use crate::service::DhtNode;
 use node_core::protocol::dht::{DhtRequest, SizeInfo};
-use node_core::protocol::NodeKind;
+use node_core::protocol::{NodeKind, Status};
 use node_core::server::channel_requests as channels;
 use node_core::server::outcome::{finish, unsupported};
 use node_core::server::{ChannelStore, Handled, Reply, Request};
@@ -40,6 +41,14 @@ pub(crate) fn dispatch(
     let Some(kind) = DhtRequest::from_code(request.code) else {
         return unsupported(reply, request.code, NodeKind::Dht);
     };
+    if node.catch_up.refuses(kind) {
+        reply.error(
+            Status::NotReady,
+            "this replica is catching up with its replica set; read from another member of \
+             the set",
+        );
+        return Handled::Replied;
+    }
     let outcome = match kind {
         DhtRequest::Put => put::handle(node, request, reply),
         DhtRequest::Get => get::handle(node, request, reply),
@@ -62,6 +71,7 @@ pub(crate) fn dispatch(
         DhtRequest::RemoveVersion => remove_version::handle(node, request, reply),
         DhtRequest::GetWithVersion => get_with_version::handle(node, request, reply),
         DhtRequest::Mirror => mirror::handle(node, request, reply),
+        DhtRequest::SetReady => set_ready::handle(node, request, reply),
     };
     finish(reply, outcome)
 }
@@ -76,7 +86,7 @@ fn remove_channel(
 ) -> node_core::server::Outcome<DhtNode> {
     let mark = node.log_mark();
     channels::remove_channel_unanswered(node, request)?;
-    Ok(node.acknowledge(mark, reply, node_core::protocol::Status::Ok, Vec::new()))
+    Ok(node.acknowledge(mark, reply, Status::Ok, Vec::new()))
 }
 
 /// The dht's channels for the shared channel requests. A removed channel's Listen streams end

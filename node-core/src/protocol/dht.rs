@@ -41,6 +41,7 @@ super::codes::request_enum! {
         RemoveVersion = 34,
         GetWithVersion = 35,
         Mirror = 36,
+        SetReady = 37,
     }
 }
 
@@ -50,7 +51,7 @@ impl DhtRequest {
     pub const fn admin_only(self) -> bool {
         use DhtRequest::*;
         match self {
-            RemoveChannel | Redistribute | RedistBatch | RedistCommit => true,
+            RemoveChannel | Redistribute | RedistBatch | RedistCommit | SetReady => true,
             Put | Get | Exists | Remove | GetAll | GetChannels | GetChannelSize | GetSize
             | GetResponsibleRange | PutBatch | Listen | Update | GetRedistribution | PutVersion
             | RemoveVersion | GetWithVersion | Mirror => false,
@@ -65,9 +66,8 @@ impl DhtRequest {
             GetAll | Listen | Redistribute | Mirror => true,
             Put | Get | Exists | Remove | GetChannels | GetChannelSize | GetSize
             | RemoveChannel | GetResponsibleRange | PutBatch | Update | RedistBatch
-            | RedistCommit | GetRedistribution | PutVersion | RemoveVersion | GetWithVersion => {
-                false
-            }
+            | RedistCommit | GetRedistribution | PutVersion | RemoveVersion | GetWithVersion
+            | SetReady => false,
         }
     }
 }
@@ -94,6 +94,7 @@ pub const PUT_VERSION: RequestCode = DhtRequest::PutVersion.code();
 pub const REMOVE_VERSION: RequestCode = DhtRequest::RemoveVersion.code();
 pub const GET_WITH_VERSION: RequestCode = DhtRequest::GetWithVersion.code();
 pub const MIRROR: RequestCode = DhtRequest::Mirror.code();
+pub const SET_READY: RequestCode = DhtRequest::SetReady.code();
 
 /// The name of a dht request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {

@@ -130,7 +130,8 @@ mod tests {
                 &DhtRequest::RemoveChannel,
                 &DhtRequest::Redistribute,
                 &DhtRequest::RedistBatch,
-                &DhtRequest::RedistCommit
+                &DhtRequest::RedistCommit,
+                &DhtRequest::SetReady
             ]
         );
         let streams: Vec<_> = DhtRequest::ALL

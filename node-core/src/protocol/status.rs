@@ -26,13 +26,16 @@ pub enum Status {
     /// A write's records (some or all) were stored but are not confirmed durable; see
     /// docs/protocol.md §3.
     NotDurable = 26,
+    /// A dht replica is catching up with its replica set and does not answer reads yet; read
+    /// from another member of its set (docs/protocol.md §3, §6.13).
+    NotReady = 27,
 }
 
 /// The longest error message a node puts in a reply body; longer ones are cut.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 
 impl Status {
-    pub const ALL: [Status; 19] = [
+    pub const ALL: [Status; 20] = [
         Status::Ok,
         Status::NotFound,
         Status::WrongNode,
@@ -52,6 +55,7 @@ impl Status {
         Status::ShuttingDown,
         Status::Busy,
         Status::NotDurable,
+        Status::NotReady,
     ];
 
     pub fn from_u8(code: u8) -> Option<Status> {
@@ -87,6 +91,9 @@ impl Status {
             Status::ShuttingDown => "node shutting down",
             Status::Busy => "busy (an exclusive operation is already running on the node)",
             Status::NotDurable => "stored but not confirmed durable",
+            Status::NotReady => {
+                "not ready (this replica is catching up; read from another member of its set)"
+            }
         }
     }
 }

@@ -24,8 +24,15 @@
 //! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing,
 //!   `unknown` for a node down whose range was never seen; a node moving records adds
 //!   ` redistributing: M of T records moved`, a node down ` down: <reason>`), then `gap
-//!   MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; exits 3 if there are any, or if
-//!   a node is down.
+//!   MIN:MAX` and `overlap MIN:MAX HOST:PORT HOST:PORT` lines; then, when some range has
+//!   several nodes or the topology states `replication_factor`, one line per replica set
+//!   (nodes of exactly equal ranges): `set MIN:MAX members ADDR,ADDR live N/M`, with ` short`
+//!   when it has fewer members, or fewer live ones, than it should (the factor, else its
+//!   member count); exits 3 if there are gaps or overlaps, a node is down, or a set is short.
+//! - `mirror`: a progress bar on stderr during the initial refresh, then per change
+//!   `changed <hexkey> <version>\t<value>`, `removed <hexkey> <version>` or `overflow <n>`: see
+//!   [`mirror`].
+//! - `ready NODE`: forces a replica that is catching up ready (SetReady); prints what it was.
 //! - `redistribute [--strategy even|split] [--execute]` (`swarmctl --nodes FILE dht
 //!   redistribute ...`, FILE listing every node, new empty-range ones included): see
 //!   [`redistribute`].
@@ -33,7 +40,7 @@
 mod mirror;
 mod redistribute;
 
-use crate::outcome::{check_complete, Absent, FAILURE};
+use crate::outcome::{check_complete, Absent, Usage, FAILURE};
 use crate::print::{self, names, print_partial};
 use crate::probe::Probe;
 use crate::targets::{channel_arg, value_arg, TargetArgs, CHANNEL_HELP, KEY_HELP, VALUE_HELP};
@@ -132,6 +139,14 @@ enum Verb {
         #[arg(long)]
         refresh_only: bool,
     },
+    /// Force NODE (HOST:PORT), a replica catching up with its set, to answer reads now from
+    /// what it has: only when every other member of its set is gone for good, since it may
+    /// miss writes they took while it was down (admin).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht ready 10.0.0.7:10000")]
+    Ready {
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
     /// Print every channel's name (with nodes down: of the others, exit 3).
     #[command(after_help = "Example: swarmctl --nodes cluster.toml dht channels")]
     Channels,
@@ -188,8 +203,11 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
         }
         _ => None,
     };
-    let dht = connect(targets, &nodes, options)?;
     let mut out = std::io::stdout().lock();
+    if let Verb::Ready { node } = &args.verb {
+        return ready(node, options, &mut out);
+    }
+    let dht = connect(targets, &nodes, options)?;
     match &args.verb {
         Verb::Put { channel, key, .. } => {
             dht.put(channel, *key, value.as_deref().unwrap_or_default())?;
@@ -219,6 +237,8 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
         } => get_all(&dht, channel, *keys_only, filter.as_ref(), &mut out)?,
         Verb::Listen { channel } => listen(&dht, channel, &mut out)?,
         Verb::Mirror { .. } => mirror::run(&dht, &args.verb, &mut out)?,
+        // Answered above, without the other nodes.
+        Verb::Ready { .. } => {}
         Verb::Channels => print_partial(dht.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
@@ -230,7 +250,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             })?;
         }
         Verb::RemoveChannel { channel } => dht.remove_channel(channel)?,
-        Verb::Ranges => ranges(&dht, &mut out)?,
+        Verb::Ranges => ranges(&dht, replication_factor(targets), &mut out)?,
         Verb::Redistribute { strategy, execute } => {
             redistribute::run(&dht, *strategy, *execute, &mut out)?
         }
@@ -309,12 +329,70 @@ fn listen(dht: &DhtClient, channel: &str, out: &mut impl Write) -> CmdResult {
     }
 }
 
+/// `dht ready NODE`: SetReady on that node alone; prints the state it was in.
+fn ready(node: &str, options: ClientOptions, out: &mut impl Write) -> CmdResult {
+    use std::net::ToSocketAddrs;
+    let addr = node
+        .to_socket_addrs()
+        .map_err(|error| Usage(format!("NODE {node:?}: {error} (expected HOST:PORT)")))?
+        .next()
+        .ok_or_else(|| Usage(format!("NODE {node:?} resolves to no address")))?;
+    let client = client::Client::connect(&[addr], Some(NodeKind::Dht), options)?;
+    let body = client
+        .request(0, node_core::protocol::dht::SET_READY, &[])?
+        .ok_body()?;
+    let said = match body.as_slice() {
+        [0] => "was ready already; nothing changed",
+        [1] => "was catching up; now forced ready: it answers reads from what it has",
+        [2] => "was forced ready earlier",
+        _ => return Err(format!("node {addr}: SetReady answered {body:?}").into()),
+    };
+    writeln!(out, "{addr} {said}")?;
+    Ok(())
+}
+
+/// The `set` lines of `dht ranges` (only for a replicated cluster); returns how many sets are
+/// short.
+fn replica_set_lines(
+    dht: &DhtClient,
+    factor: Option<u32>,
+    out: &mut impl Write,
+) -> std::io::Result<usize> {
+    let sets = dht.replica_sets();
+    if factor.is_none() && sets.iter().all(|set| set.set.members.len() < 2) {
+        return Ok(0);
+    }
+    let mut short = 0;
+    for set in &sets {
+        let expected = factor.map_or(set.set.members.len(), |factor| factor as usize);
+        let members: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+        write!(
+            out,
+            "set {} members {} live {}/{}",
+            show_range(&set.set.range),
+            members.join(","),
+            set.live.len(),
+            set.set.members.len()
+        )?;
+        if set.set.members.len() < expected || set.live.len() < expected {
+            short += 1;
+            write!(out, " short")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(short)
+}
+
 /// A line on stderr that does not end the command.
 pub fn note(message: &str) {
     let _ = writeln!(std::io::stderr(), "swarmctl: {message}");
 }
 
-fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
+fn replication_factor(targets: &TargetArgs) -> Option<u32> {
+    crate::cmd_health::replication_factor(targets)
+}
+
+fn ranges(dht: &DhtClient, factor: Option<u32>, out: &mut impl Write) -> CmdResult {
     let statuses = dht.client().node_statuses();
     let mut down = 0;
     for entry in dht.range_entries() {
@@ -355,9 +433,14 @@ fn ranges(dht: &DhtClient, out: &mut impl Write) -> CmdResult {
             } => writeln!(out, "overlap 0x{from:016x}:0x{to:016x} {first} {second}")?,
         }
     }
+    let short = replica_set_lines(dht, factor, out)?;
     out.flush()?;
     if !problems.is_empty() {
         return Err("the nodes' hash ranges do not tile the hash space".into());
+    }
+    if short > 0 {
+        note(&format!("{short} replica set(s) short of members"));
+        return Err(crate::outcome::ExitWith(FAILURE).into());
     }
     if down > 0 {
         note(&format!("{down} node(s) down"));

@@ -8,12 +8,21 @@
 //! threshold is a *problem*; no problem is `healthy` (exit 0), any is `degraded` (exit 1). A
 //! usage error (bad options, unreadable topology) is 2.
 //!
-//! Text output: one line per node (`ADDR KIND STATE DETAIL`), a line on the dht ranges, then
+//! dht nodes whose ranges are exactly equal form a replica set (docs/replication.md): each set
+//! with fewer live members than it should have (the topology's `[dht] replication_factor`, else
+//! its own member count) is a problem, as is a set with fewer members than the factor.
+//!
+//! Text output: one line per node (`ADDR KIND STATE DETAIL`), a line on the dht ranges, one
+//! line per replica set when a set has several members or the topology states a replication
+//! factor (`replica set MIN:MAX: LIVE/MEMBERS live (ADDR up, ADDR down)`), then
 //! `verdict: healthy` or `verdict: degraded, N problem(s):` and one indented line per problem.
 //! `--json`: one JSON object `{"healthy", "verdict", "problems", "nodes": [...], "dht_ranges"}`
+//! (`dht_ranges`: `tile`, `problems`, `replication_factor`, and `sets`, each with `range`,
+//! `members`, `live`, `short`)
 //! whose node objects carry `addr`, `kind`, `state` (`up`, `down`, `error`), `error`, `version`,
 //! `connections_open`, `connections_max`, `problems`, and per kind `dht` (`range`,
-//! `redistributing`, `records`, `dump_period_s`, `last_dump_age_s`), `queue` (`fill_percent`,
+//! `redistributing`, `records`, `dump_period_s`, `last_dump_age_s`, `catch_up`: `ready`,
+//! `catching up` — a problem: it answers no reads yet — or `forced ready`), `queue` (`fill_percent`,
 //! the fullest channel's; `channels`: fill per channel), `logfiles` (`bytes`, `disk_size_bytes`,
 //! `disk_free_bytes`).
 
@@ -101,6 +110,9 @@ pub struct DhtReport {
     pub records: Option<u64>,
     pub dump_period_s: Option<u64>,
     pub last_dump_age_s: Option<u64>,
+    /// `ready`, `catching up` (with its replica set: reads answered NotReady) or `forced ready`
+    /// (GetStats `catch_up_state`; `ready` for a node without it).
+    pub catch_up: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +132,22 @@ pub struct LogfilesReport {
 pub struct RangesReport {
     pub tile: bool,
     pub problems: Vec<String>,
+    /// The topology's `[dht] replication_factor`, if it states one.
+    pub replication_factor: Option<u32>,
+    /// The replica sets (nodes of equal ranges), in hash-space order.
+    pub sets: Vec<SetReport>,
+}
+
+/// One replica set: the nodes that own exactly `range`.
+#[derive(Debug, Serialize)]
+pub struct SetReport {
+    pub range: String,
+    pub members: Vec<String>,
+    /// The members that answered.
+    pub live: Vec<String>,
+    /// Fewer members, or fewer live ones, than the set should have: the topology's
+    /// replication factor, else its own member count.
+    pub short: bool,
 }
 
 /// One node as health found it: the report, its hash range (a dht node that answered) and
@@ -145,7 +173,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             (probe.addr, check.report, known)
         })
         .collect();
-    let report = assess(checks);
+    let report = assess(checks, replication_factor(targets));
     let healthy = report.healthy;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -162,18 +190,29 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     }
 }
 
+/// The topology's `[dht] replication_factor`, if it has one.
+pub fn replication_factor(targets: &TargetArgs) -> Option<u32> {
+    targets
+        .topology()
+        .and_then(|topology| topology.replication().replication_factor)
+}
+
 /// The verdict over every node's report, each with its hash range when it is a dht node whose
-/// range is known (answered now or earlier, or stated by the topology).
-pub fn assess(checks: Vec<(SocketAddr, NodeReport, Option<HashRange>)>) -> Report {
+/// range is known (answered now or earlier, or stated by the topology); `replication_factor`
+/// is the members each replica set should have.
+pub fn assess(
+    checks: Vec<(SocketAddr, NodeReport, Option<HashRange>)>,
+    replication_factor: Option<u32>,
+) -> Report {
     let mut nodes = Vec::with_capacity(checks.len());
     let mut ranges = Vec::new();
     for (addr, report, range) in checks {
         if report.kind.as_deref() == Some("dht") {
-            ranges.push((addr, range));
+            ranges.push((addr, range, report.state == "up"));
         }
         nodes.push(report);
     }
-    let dht_ranges = (!ranges.is_empty()).then(|| check_ranges(&ranges));
+    let dht_ranges = (!ranges.is_empty()).then(|| check_ranges(&ranges, replication_factor));
     let mut problems: Vec<String> = nodes.iter().flat_map(|n| n.problems.clone()).collect();
     if let Some(ranges) = &dht_ranges {
         problems.extend(ranges.problems.iter().map(|p| format!("dht ranges: {p}")));
@@ -296,7 +335,20 @@ fn dht_details(
             ));
         }
     }
+    let catch_up = match stats.get("catch_up_state").copied().unwrap_or(0) {
+        0 => "ready",
+        1 => "catching up",
+        _ => "forced ready",
+    };
+    if catch_up == "catching up" {
+        report.problems.push(
+            "catching up with its replica set: it answers no reads until it holds what the \
+             other members hold"
+                .into(),
+        );
+    }
     report.dht = Some(DhtReport {
+        catch_up,
         range: show_range(&state.range),
         redistributing: state.running,
         records: stats.get("total_records").copied(),
@@ -349,24 +401,98 @@ fn logfiles_details(stats: &BTreeMap<String, u64>, report: &mut NodeReport, args
 }
 
 /// Whether the dht nodes' ranges (as answered, or as the topology states them for nodes that
-/// did not answer) tile the hash space.
-fn check_ranges(ranges: &[(SocketAddr, Option<HashRange>)]) -> RangesReport {
+/// did not answer; with whether the node is up) tile the hash space, and how each replica set
+/// is doing.
+fn check_ranges(
+    ranges: &[(SocketAddr, Option<HashRange>, bool)],
+    replication_factor: Option<u32>,
+) -> RangesReport {
     let mut problems: Vec<String> = ranges
         .iter()
-        .filter(|(_, range)| range.is_none())
-        .map(|(addr, _)| format!("the range of {addr} is unknown"))
+        .filter(|(_, range, _)| range.is_none())
+        .map(|(addr, _, _)| format!("the range of {addr} is unknown"))
+        .collect();
+    let known: Vec<(SocketAddr, HashRange, bool)> = ranges
+        .iter()
+        .filter_map(|(addr, range, up)| range.map(|range| (*addr, range, *up)))
         .collect();
     let table = RangeTable::new(
-        ranges
+        known
             .iter()
-            .filter_map(|(addr, range)| range.map(|range| (*addr, range)))
+            .map(|(addr, range, _)| (*addr, *range))
             .collect(),
     );
     problems.extend(table.problems().iter().map(ToString::to_string));
-    RangesReport {
-        tile: problems.is_empty(),
-        problems,
+    let tile = problems.is_empty();
+    let sets: Vec<SetReport> = table
+        .replica_sets()
+        .iter()
+        .map(|set| set_report(set, &known, replication_factor))
+        .collect();
+    for set in sets.iter().filter(|set| set.short) {
+        problems.push(set_problem(set, replication_factor));
     }
+    RangesReport {
+        tile,
+        problems,
+        replication_factor,
+        sets,
+    }
+}
+
+fn set_report(
+    set: &client::dht::ReplicaSet,
+    nodes: &[(SocketAddr, HashRange, bool)],
+    replication_factor: Option<u32>,
+) -> SetReport {
+    let members: Vec<&(SocketAddr, HashRange, bool)> = set
+        .members
+        .iter()
+        .filter_map(|&index| nodes.get(index))
+        .collect();
+    let live: Vec<String> = members
+        .iter()
+        .filter(|(_, _, up)| *up)
+        .map(|(addr, _, _)| addr.to_string())
+        .collect();
+    let expected = replication_factor.map_or(members.len(), |factor| factor as usize);
+    SetReport {
+        range: show_range(&set.range),
+        short: members.len() < expected || live.len() < expected,
+        members: members
+            .iter()
+            .map(|(addr, _, _)| addr.to_string())
+            .collect(),
+        live,
+    }
+}
+
+/// What is wrong with a short set, for the problems list.
+fn set_problem(set: &SetReport, replication_factor: Option<u32>) -> String {
+    let mut text = format!(
+        "replica set {}: {} of {} member(s) live",
+        set.range,
+        set.live.len(),
+        set.members.len()
+    );
+    let down: Vec<&str> = set
+        .members
+        .iter()
+        .filter(|member| !set.live.contains(member))
+        .map(String::as_str)
+        .collect();
+    if !down.is_empty() {
+        text.push_str(&format!(" (not answering: {})", down.join(", ")));
+    }
+    if let Some(factor) = replication_factor {
+        if set.members.len() < factor as usize {
+            text.push_str(&format!(
+                "; the topology's replication_factor is {factor}, the set has {} member(s)",
+                set.members.len()
+            ));
+        }
+    }
+    text
 }
 
 fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
@@ -386,6 +512,27 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             writeln!(out, "dht ranges: tile the hash space")?;
         } else {
             writeln!(out, "dht ranges: do NOT tile the hash space")?;
+        }
+        let replicated = ranges.replication_factor.is_some()
+            || ranges.sets.iter().any(|set| set.members.len() > 1);
+        for set in ranges.sets.iter().filter(|_| replicated) {
+            let members: Vec<String> = set
+                .members
+                .iter()
+                .map(|member| match set.live.contains(member) {
+                    true => format!("{member} up"),
+                    false => format!("{member} down"),
+                })
+                .collect();
+            writeln!(
+                out,
+                "replica set {}: {}/{} live ({}){}",
+                set.range,
+                set.live.len(),
+                set.members.len(),
+                members.join(", "),
+                if set.short { " SHORT" } else { "" }
+            )?;
         }
     }
     if report.healthy {
@@ -417,6 +564,9 @@ fn detail(node: &NodeReport) -> String {
     }
     if let Some(dht) = &node.dht {
         parts.push(format!("range {}", dht.range));
+        if dht.catch_up != "ready" {
+            parts.push(dht.catch_up.to_string());
+        }
         if let Some(records) = dht.records {
             parts.push(format!("{records} records"));
         }

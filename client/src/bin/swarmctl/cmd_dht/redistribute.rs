@@ -27,7 +27,29 @@ use std::time::Duration;
 /// How long a progress bar waits for news before it redraws anyway.
 const POLL: Duration = Duration::from_millis(500);
 
+/// Redistributing replica sets is not built: a cluster with one is refused, naming it.
+fn refuse_replica_sets(dht: &DhtClient) -> CmdResult {
+    match dht
+        .replica_sets()
+        .iter()
+        .find(|set| set.set.members.len() > 1)
+    {
+        None => Ok(()),
+        Some(set) => {
+            let members: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+            Err(format!(
+                "the cluster has replica sets ({} is owned by {}); redistributing replica sets \
+                 is not built yet (docs/replication.md)",
+                show_range(&set.set.range),
+                members.join(", ")
+            )
+            .into())
+        }
+    }
+}
+
 pub fn run(dht: &DhtClient, strategy: Strategy, execute: bool, out: &mut impl Write) -> CmdResult {
+    refuse_replica_sets(dht)?;
     let client = dht.client();
     let mut current = Vec::with_capacity(client.node_count());
     for (node, (addr, _)) in dht.ranges().into_iter().enumerate() {

@@ -170,7 +170,7 @@ impl Collector {
             checks.push((addr, check.report, range));
             views.push(view);
         }
-        let health = assess(checks);
+        let health = assess(checks, crate::cmd_health::replication_factor(&self.targets));
         let point = history_point(&views, &health);
         let state = State {
             seq: self.seq,

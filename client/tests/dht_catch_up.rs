@@ -1,0 +1,241 @@
+//! The client and swarmctl side of catch-up (issue #19 item 4), against real dhtnode
+//! processes: `swarmctl dht mirror` (its refresh, then changes with versions), `swarmctl dht
+//! ready` on a replica whose peers are gone.
+
+mod common;
+mod real_cluster;
+
+use client::DhtClient;
+use real_cluster::{options, RealCluster};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+use testkit::TempNode;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn swarmctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The lines a child writes to a pipe, as they come.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `wanted`, returning it (the lines before it are skipped).
+fn expect_line(rx: &Receiver<String>, wanted: &str) -> String {
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line.contains(wanted) => return line,
+            Ok(_) => {}
+            Err(error) => panic!("no line with {wanted:?}: {error}"),
+        }
+    }
+}
+
+struct Mirror {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+fn start_mirror(node: SocketAddr, channel: &str) -> Mirror {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(["--node", &node.to_string(), "dht", "mirror", channel])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("swarmctl runs");
+    let stdout = lines(child.stdout.take().expect("stdout"));
+    let stderr = lines(child.stderr.take().expect("stderr"));
+    Mirror {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn swarmctl_mirror_refreshes_then_prints_changes_with_versions() {
+    let cluster = RealCluster::start(1, 0, 0);
+    let node = cluster.dht[0].addr;
+    let dht = DhtClient::connect(&[node], options()).expect("connect");
+    for key in 0..300u64 {
+        dht.put("mirrored", key, format!("value {key}").as_bytes())
+            .expect("put");
+    }
+    dht.remove("mirrored", 299).expect("remove");
+    let mut mirror = start_mirror(node, "mirrored");
+    let refreshed = expect_line(&mirror.stderr, "refreshed");
+    assert!(
+        refreshed.contains("refreshed 299 records and tombstones of channel mirrored"),
+        "{refreshed}"
+    );
+    dht.put("mirrored", 5, b"changed").expect("put");
+    dht.remove("mirrored", 6).expect("remove");
+    // Unversioned writes have version 0 (docs/protocol.md §6.11).
+    assert_eq!(
+        expect_line(&mirror.stdout, "changed"),
+        "changed 0000000000000005 0\tchanged"
+    );
+    assert_eq!(
+        expect_line(&mirror.stdout, "removed"),
+        "removed 0000000000000006 0"
+    );
+    dht.remove_channel("mirrored").expect("remove channel");
+    expect_line(&mirror.stderr, "channel mirrored removed on node");
+    let status = mirror.child.wait().expect("swarmctl exits");
+    assert!(status.success(), "{status:?}");
+}
+
+/// A dhtnode whose only peer is a port nothing listens on: it catches up forever.
+fn stranded_replica() -> TempNode {
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let config = format!("[dht]\nreplica_peers = [\"{gone}\"]\n");
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    TempNode::start(&binary.to_string_lossy(), &config, &[])
+}
+
+#[test]
+fn swarmctl_dht_ready_forces_a_stranded_replica_ready() {
+    let node = stranded_replica();
+    let addr = node.addr.to_string();
+    let dht = DhtClient::connect(&[node.addr], options()).expect("connect");
+    let error = dht.get("users", 1).expect_err("not ready");
+    assert!(error.to_string().contains("catching up"), "{error}");
+    dht.put("users", 1, b"written meanwhile")
+        .expect("writes go to it");
+
+    let forced = swarmctl(&["--node", &addr, "dht", "ready", &addr]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_eq!(
+        text(&forced.stdout),
+        format!("{addr} was catching up; now forced ready: it answers reads from what it has\n")
+    );
+    assert_eq!(
+        dht.get("users", 1).expect("ready").as_deref(),
+        Some(&b"written meanwhile"[..])
+    );
+    let again = swarmctl(&["--node", &addr, "dht", "ready", &addr]);
+    assert_eq!(
+        text(&again.stdout),
+        format!("{addr} was forced ready earlier\n")
+    );
+    let bad = swarmctl(&["--node", &addr, "dht", "ready", "nowhere"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("expected HOST:PORT"));
+}
+
+/// A replica set of two (equal ranges): `stranded` catching up for good, `serving` ready.
+fn set_with_a_catching_up_member() -> (TempNode, TempNode, DhtClient) {
+    let stranded = stranded_replica();
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    let serving = TempNode::start(&binary.to_string_lossy(), "", &[]);
+    // The catching-up member first: reads would go to it if NotReady did not fail over.
+    let dht = DhtClient::connect(&[stranded.addr, serving.addr], options()).expect("connect");
+    assert_eq!(dht.replica_sets().len(), 1, "one set of two");
+    (stranded, serving, dht)
+}
+
+#[test]
+fn reads_and_updates_fail_over_from_a_catching_up_member_and_writes_reach_it() {
+    let (stranded, _serving, dht) = set_with_a_catching_up_member();
+    for key in 0..50u64 {
+        dht.put("users", key, format!("user {key}").as_bytes())
+            .expect("put acknowledged by both members");
+    }
+    assert_eq!(
+        dht.get("users", 7).expect("get").as_deref(),
+        Some(&b"user 7"[..])
+    );
+    assert!(dht.exists("users", 8).expect("exists"));
+    let all: Vec<_> = dht
+        .get_all("users", Default::default())
+        .map(|record| record.expect("record").0)
+        .collect();
+    assert_eq!(
+        all.len(),
+        50,
+        "GetAll read the set once, from the ready member"
+    );
+    dht.update("users", 9, |current| {
+        assert_eq!(
+            current,
+            Some(&b"user 9"[..]),
+            "the update read the ready member"
+        );
+        client::dht::UpdateDecision::Write(b"updated".to_vec())
+    })
+    .expect("update");
+    assert_eq!(
+        dht.get("users", 9).expect("get").as_deref(),
+        Some(&b"updated"[..])
+    );
+
+    // The catching-up member took every write: forced ready, it answers them itself.
+    let addr = stranded.addr.to_string();
+    let forced = swarmctl(&["--node", &addr, "dht", "ready", &addr]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let alone = DhtClient::connect(&[stranded.addr], options()).expect("connect");
+    assert_eq!(
+        alone.get("users", 7).expect("get").as_deref(),
+        Some(&b"user 7"[..])
+    );
+    assert_eq!(
+        alone.get("users", 9).expect("get").as_deref(),
+        Some(&b"updated"[..])
+    );
+}
+
+#[test]
+fn health_shows_a_catching_up_member() {
+    let (stranded, serving, _dht) = set_with_a_catching_up_member();
+    let nodes = [
+        "--node",
+        &stranded.addr.to_string(),
+        "--node",
+        &serving.addr.to_string(),
+    ]
+    .map(str::to_string);
+    let mut args: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    args.push("health");
+    let report = swarmctl(&args);
+    assert_eq!(
+        report.status.code(),
+        Some(1),
+        "degraded: {}",
+        text(&report.stdout)
+    );
+    let out = text(&report.stdout);
+    let line = out
+        .lines()
+        .find(|line| line.starts_with(&stranded.addr.to_string()))
+        .expect("the member's line");
+    assert!(line.contains("catching up"), "{out}");
+    assert!(out.contains("catching up with its replica set"), "{out}");
+    let serving_line = out
+        .lines()
+        .find(|line| line.starts_with(&serving.addr.to_string()))
+        .expect("the other member's line");
+    assert!(!serving_line.contains("catching up"), "{out}");
+}
