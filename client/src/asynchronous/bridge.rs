@@ -10,7 +10,9 @@
 //! the thread at its next item or quiet interval ([`QUIET_CHECK`]).
 
 use crate::error::ClientError;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc::{channel, Receiver, Sender};
@@ -40,13 +42,24 @@ where
 /// What the stream's thread sends: items as they come, in batches.
 type Batch<T> = Vec<Result<T, ClientError>>;
 
+/// The nodes a partial stream went without, with why; set by the thread at the end.
+type Missing = Arc<Mutex<Vec<(SocketAddr, ClientError)>>>;
+
 /// The sending end, owned by the thread.
 pub(crate) struct BatchSender<T> {
     tx: Sender<Batch<T>>,
     batch: Batch<T>,
+    missing: Missing,
 }
 
 impl<T> BatchSender<T> {
+    /// Records the nodes the stream went without (a partial stream, once it is over), for
+    /// [`ThreadStream::missing`]. Set before the last items are flushed, so a task that saw
+    /// the end sees them.
+    pub(crate) fn set_missing(&mut self, missing: &[(SocketAddr, ClientError)]) {
+        *self.missing.lock().unwrap_or_else(PoisonError::into_inner) = missing.to_vec();
+    }
+
     /// Queues one item and sends what is queued at once if the task has room for it (no
     /// latency while the task keeps up), or when [`BATCH_ITEMS`] are queued (waiting for the
     /// task then). False once the task is gone.
@@ -81,6 +94,7 @@ impl<T> BatchSender<T> {
 pub struct ThreadStream<T> {
     rx: Receiver<Batch<T>>,
     ready: std::vec::IntoIter<Result<T, ClientError>>,
+    missing: Missing,
 }
 
 impl<T: Send + 'static> ThreadStream<T> {
@@ -92,12 +106,15 @@ impl<T: Send + 'static> ThreadStream<T> {
         run: impl FnOnce(&mut BatchSender<T>) + Send + 'static,
     ) -> Result<ThreadStream<T>, ClientError> {
         let (tx, rx) = channel(BATCHES_AHEAD);
+        let missing = Missing::default();
+        let sender_missing = Arc::clone(&missing);
         std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 let mut sender = BatchSender {
                     tx,
                     batch: Vec::new(),
+                    missing: sender_missing,
                 };
                 run(&mut sender);
                 sender.flush();
@@ -108,7 +125,17 @@ impl<T: Send + 'static> ThreadStream<T> {
         Ok(ThreadStream {
             rx,
             ready: Vec::new().into_iter(),
+            missing,
         })
+    }
+
+    /// The nodes a partial stream (`get_all_partial`, `get_range_partial`) went without, with
+    /// why: complete once the stream ended (`next` returned `None`); empty for the others.
+    pub fn missing(&self) -> Vec<(SocketAddr, ClientError)> {
+        self.missing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The next item; `None` once the stream ended.

@@ -39,6 +39,7 @@ enum Quick {
 
 impl AsyncDhtClient {
     cluster_constructors!(AsyncDhtClient, DhtClient);
+    topology_changes!(dht, DhtClient);
 
     /// The async face of a blocking client; both may be used at once.
     pub fn from_blocking(dht: Arc<DhtClient>) -> AsyncDhtClient {
@@ -135,6 +136,21 @@ impl AsyncDhtClient {
         })
     }
 
+    /// [`DhtClient::get_all_partial`]: every record over the nodes that can be read; once the
+    /// stream ended, [`ThreadStream::missing`] lists the nodes skipped, with why.
+    pub fn get_all_partial(
+        &self,
+        channel: &str,
+        options: GetAllOptions,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        ThreadStream::spawn("swarm-dht-getall", move |sender| {
+            let mut records = dht.get_all_partial(&channel, options);
+            forward_all(&mut records, sender);
+            sender.set_missing(records.missing());
+        })
+    }
+
     /// [`DhtClient::listen`]: a channel's changes on every node, as a stream. An error item
     /// concerns one node, which is listened to again later; the stream goes on. It ends after
     /// [`ListenEvent::ChannelRemoved`].
@@ -214,6 +230,15 @@ impl AsyncDhtClient {
     pub async fn get_channel_size(&self, channel: &str) -> Result<SizeInfo, ClientError> {
         let (dht, channel) = (self.dht.clone(), channel.to_string());
         blocking(move || dht.get_channel_size(&channel)).await
+    }
+
+    /// [`DhtClient::get_channel_size_partial`].
+    pub async fn get_channel_size_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<SizeInfo>, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.get_channel_size_partial(&channel)).await
     }
 
     /// [`DhtClient::remove_channel`].

@@ -85,6 +85,27 @@ macro_rules! cluster_constructors {
     };
 }
 
+/// `reload_topology` and `apply_topology` of an async cluster client: the blocking client's
+/// own (they connect to added nodes), on tokio's blocking pool.
+macro_rules! topology_changes {
+    ($field:ident, $blocking_client:ident) => {
+        #[doc = concat!("[`", stringify!($blocking_client), "::reload_topology`].")]
+        pub async fn reload_topology(&self) -> Result<crate::NodeChanges, crate::ClientError> {
+            let inner = self.$field.clone();
+            super::blocking(move || inner.reload_topology()).await
+        }
+
+        #[doc = concat!("[`", stringify!($blocking_client), "::apply_topology`].")]
+        pub async fn apply_topology(
+            &self,
+            topology: &crate::Topology,
+        ) -> Result<crate::NodeChanges, crate::ClientError> {
+            let (inner, topology) = (self.$field.clone(), topology.clone());
+            super::blocking(move || inner.apply_topology(&topology)).await
+        }
+    };
+}
+
 mod bridge;
 mod dht;
 mod logfiles;
@@ -94,7 +115,7 @@ mod transport;
 pub use bridge::ThreadStream;
 pub use dht::AsyncDhtClient;
 pub use logfiles::AsyncLogClient;
-pub use queue::{AsyncConsumer, AsyncQueueClient};
+pub use queue::{AsyncConsumer, AsyncProducer, AsyncQueueClient};
 pub use transport::{AsyncClient, AsyncPending, ReplyStream};
 
 pub(crate) use bridge::blocking;

@@ -9,13 +9,17 @@
 //! pool.
 
 use super::bridge::blocking;
-use super::transport::Transport;
+use super::transport::{AsyncPending, Transport};
 use crate::error::ClientError;
 use crate::failover::{judge_write, WriteStep};
 use crate::partial::Partial;
-use crate::queue::{push_elsewhere, PopWalk, QueueClient, QueueSize, NO_ADDR};
+use crate::queue::{
+    check_channel_count, next_node, push_elsewhere, PopWalk, ProducerCore, QueueClient, QueueSize,
+    NO_ADDR, PRODUCER_WINDOW,
+};
 use node_core::protocol::queue as wire;
 use node_core::protocol::RequestCode;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ pub struct AsyncQueueClient {
 
 impl AsyncQueueClient {
     cluster_constructors!(AsyncQueueClient, QueueClient);
+    topology_changes!(queue, QueueClient);
 
     /// The async face of a blocking client; both may be used at once.
     pub fn from_blocking(queue: Arc<QueueClient>) -> AsyncQueueClient {
@@ -139,6 +144,61 @@ impl AsyncQueueClient {
         blocking(move || queue.get_channels()).await
     }
 
+    /// [`QueueClient::get_channels_partial`].
+    pub async fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        let queue = self.queue.clone();
+        blocking(move || queue.get_channels_partial()).await
+    }
+
+    /// [`QueueClient::get_size`].
+    pub async fn get_size(&self) -> Result<QueueSize, ClientError> {
+        let queue = self.queue.clone();
+        blocking(move || queue.get_size()).await
+    }
+
+    /// [`QueueClient::get_size_partial`].
+    pub async fn get_size_partial(&self) -> Result<Partial<QueueSize>, ClientError> {
+        let queue = self.queue.clone();
+        blocking(move || queue.get_size_partial()).await
+    }
+
+    /// [`QueueClient::get_channel_size_partial`].
+    pub async fn get_channel_size_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<QueueSize>, ClientError> {
+        let (queue, channel) = (self.queue.clone(), channel.to_string());
+        blocking(move || queue.get_channel_size_partial(&channel)).await
+    }
+
+    /// [`QueueClient::get_channel_size_per_node`].
+    pub async fn get_channel_size_per_node(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<(SocketAddr, QueueSize)>, ClientError> {
+        let (queue, channel) = (self.queue.clone(), channel.to_string());
+        blocking(move || queue.get_channel_size_per_node(&channel)).await
+    }
+
+    /// [`QueueClient::get_channel_size_per_node_partial`].
+    pub async fn get_channel_size_per_node_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<Vec<(SocketAddr, QueueSize)>>, ClientError> {
+        let (queue, channel) = (self.queue.clone(), channel.to_string());
+        blocking(move || queue.get_channel_size_per_node_partial(&channel)).await
+    }
+
+    /// [`QueueClient::producer`]: a streaming push (Produce), see [`AsyncProducer`].
+    pub fn producer(&self, channels: &[&str]) -> AsyncProducer {
+        AsyncProducer {
+            queue: self.queue.clone(),
+            transport: self.transport.clone(),
+            core: ProducerCore::new(channels),
+            in_flight: VecDeque::new(),
+        }
+    }
+
     /// [`QueueClient::get_channel_size`].
     pub async fn get_channel_size(&self, channel: &str) -> Result<QueueSize, ClientError> {
         let (queue, channel) = (self.queue.clone(), channel.to_string());
@@ -156,6 +216,94 @@ impl std::fmt::Debug for AsyncQueueClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncQueueClient")
             .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// A streaming push (Produce) for tokio: [`crate::queue::Producer`]'s batches, window and
+/// rules (values a node did not store go to the next; see there), sent from the task. Create
+/// with [`AsyncQueueClient::producer`]; call [`AsyncProducer::finish`] at the end (dropping a
+/// producer sends nothing more: values not yet acknowledged may be lost).
+pub struct AsyncProducer {
+    queue: Arc<QueueClient>,
+    transport: Transport,
+    core: ProducerCore,
+    /// Batches sent and not yet acknowledged, oldest first, with their values and how many
+    /// nodes in a row stored nothing of them.
+    in_flight: VecDeque<(AsyncPending, Vec<Vec<u8>>, usize)>,
+}
+
+impl AsyncProducer {
+    /// Values acknowledged as stored so far.
+    pub fn stored(&self) -> u64 {
+        self.core.stored
+    }
+
+    /// [`crate::queue::Producer::send`]: queues one value; sends a batch when one is full.
+    pub async fn send(&mut self, value: Vec<u8>) -> Result<(), ClientError> {
+        if let Some(values) = self.core.queue_value(&self.queue, value)? {
+            self.dispatch(values, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the values queued so far and waits until every batch is acknowledged.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if let Some(values) = self.core.take_batch() {
+            self.dispatch(values, 0).await?;
+        }
+        while !self.in_flight.is_empty() {
+            if let Some((rest, fruitless)) = self.settle_oldest().await? {
+                self.dispatch(rest, fruitless).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes, and returns how many values were stored in all.
+    pub async fn finish(mut self) -> Result<u64, ClientError> {
+        self.flush().await?;
+        Ok(self.core.stored)
+    }
+
+    /// Sends `values` as one batch to the next node, first making room in the window. What
+    /// the oldest batch's node did not store goes out first, as the blocking producer does
+    /// (a work list here, where the blocking one recurses).
+    async fn dispatch(&mut self, values: Vec<Vec<u8>>, fruitless: usize) -> Result<(), ClientError> {
+        let mut to_send = VecDeque::from([(values, fruitless)]);
+        while let Some((values, fruitless)) = to_send.pop_front() {
+            check_channel_count(&self.queue, self.core.channels.len())?;
+            if self.in_flight.len() >= PRODUCER_WINDOW {
+                to_send.push_front((values, fruitless));
+                if let Some(rest) = self.settle_oldest().await? {
+                    to_send.push_front(rest);
+                }
+                continue;
+            }
+            let body = self.core.body(&values);
+            let node = next_node(&self.queue)?;
+            let pending = self.transport.submit(node, wire::PRODUCE, body).await?;
+            self.in_flight.push_back((pending, values, fruitless));
+        }
+        Ok(())
+    }
+
+    /// Awaits the oldest batch's acknowledgement; returns what its node did not store.
+    async fn settle_oldest(&mut self) -> Result<Option<(Vec<Vec<u8>>, usize)>, ClientError> {
+        let Some((pending, values, fruitless)) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let outcome = pending.wait().await;
+        self.core.judge(&self.queue, outcome, values, fruitless)
+    }
+}
+
+impl std::fmt::Debug for AsyncProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncProducer")
+            .field("channels", &self.core.channels)
+            .field("unacknowledged_batches", &self.in_flight.len())
+            .field("stored", &self.core.stored)
             .finish()
     }
 }
