@@ -1,29 +1,27 @@
 //! Where the async client runs the blocking client's code itself rather than a copy of it: the
 //! rare paths (connecting, a range refresh after WrongNode, administrative fan-outs) on
-//! tokio's blocking pool ([`blocking`]), and the cluster streams that merge several nodes
-//! (dht GetAll and Listen, logfiles GetRange, queue Consume) on a thread of their own that
-//! owns the blocking stream and hands its output to the task ([`ThreadStream`]).
+//! tokio's blocking pool ([`blocking`]), and the cluster reads that merge several nodes
+//! (dht GetAll, logfiles GetRange and GetAll) on a thread of their own that owns the blocking
+//! stream and hands its output to the task ([`ThreadStream`]). (dht Listen is polled by the
+//! task itself: `dht::AsyncListener`; queue Consume has a thread of its own, `AsyncConsumer`.)
 //!
 //! Bounds: a [`ThreadStream`] holds at most [`BATCHES_AHEAD`] batches of at most
 //! [`BATCH_ITEMS`] items between the thread and the task; the thread then waits for the task
 //! (the blocking stream's own credit then pauses the nodes). A task that drops the stream ends
-//! the thread at its next item or quiet interval ([`QUIET_CHECK`]).
+//! the thread at its next item. These reads end by themselves; each holds its thread only
+//! while it runs.
 
 use crate::error::ClientError;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::sync::mpsc::{channel, Receiver, Sender};
 
 /// Items the thread sends in one message (one wake-up of the task).
 pub(crate) const BATCH_ITEMS: usize = 256;
 /// Messages between the thread and the task.
 pub(crate) const BATCHES_AHEAD: usize = 4;
-/// How long a thread waits on a quiet change stream before it looks whether the task is
-/// still there.
-pub(crate) const QUIET_CHECK: Duration = Duration::from_millis(200);
 
 /// Runs `f` on tokio's blocking pool and awaits its result.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ClientError>

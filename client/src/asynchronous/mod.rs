@@ -113,7 +113,7 @@ mod queue;
 mod transport;
 
 pub use bridge::ThreadStream;
-pub use dht::AsyncDhtClient;
+pub use dht::{AsyncDhtClient, AsyncListener};
 pub use logfiles::AsyncLogClient;
 pub use queue::{AsyncConsumer, AsyncProducer, AsyncQueueClient};
 pub use transport::{AsyncClient, AsyncPending, ReplyStream};

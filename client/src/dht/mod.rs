@@ -376,6 +376,18 @@ impl DhtClient {
         Listener::open(&self.client, channel, true)
     }
 
+    /// [`DhtClient::listen`] (`partial`: `listen_partial`) whose streams a tokio task polls
+    /// (the async client's listener) instead of a thread waiting on them.
+    #[cfg(feature = "async")]
+    pub(crate) fn listen_for_task(
+        &self,
+        channel: &str,
+        partial: bool,
+    ) -> Result<Listener, ClientError> {
+        let set = self.client.stream_set_async();
+        Listener::open_in(set, &self.client, channel, partial)
+    }
+
     fn sum_sizes(
         &self,
         code: RequestCode,
