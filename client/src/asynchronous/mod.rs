@@ -15,19 +15,24 @@
 //! [`AsyncDhtClient::blocking`]) and shares its state: routes and hash ranges, round-robin
 //! order, the topology file it follows.
 //!
-//! What runs where:
+//! What runs where (`docs/client.md` lists every operation):
 //!
 //! - **From the task** (no thread involved besides the I/O thread): dht `put`, `get`,
-//!   `exists`, `remove`; logfiles `put`; queue `push`, `push_multi`, `pop`; any request of
-//!   [`AsyncClient`] (`request`, `submit`, `stream`, `fan_out_partial`).
+//!   `exists`, `remove`; logfiles `put`; queue `push`, `push_multi`, `pop` and the producer
+//!   ([`AsyncProducer`]); any request of [`AsyncClient`] (`request`, `submit`, `stream`,
+//!   `fan_out_partial`).
+//! - **Polled by the task**: dht `listen` ([`AsyncListener`]): the blocking client's
+//!   [`crate::dht::Listener`] over a stream set whose queue the task polls, so a Listen holds
+//!   no thread however many are open.
 //! - **On tokio's blocking pool**, by the blocking client's code: connecting, whatever needs
 //!   the dht routes refreshed or a wait first (a WrongNode, a node that reconnected since its
 //!   range was read, a read or remove while records are moving between nodes), dht `update`
-//!   and `put_batch`, logfiles `put_batch`, and the fan-outs (channels, sizes, removing a
-//!   channel, subscribing).
-//! - **On a thread per stream**, by the blocking client's code: the streams that merge every
-//!   node (dht `get_all` and `listen`, logfiles `get_range` and `get_all`, queue `consume`),
-//!   handed to the task in batches ([`ThreadStream`]) or call by call ([`AsyncConsumer`]).
+//!   and `put_batch`, logfiles `put_batch`, topology reloads, and the fan-outs (channels,
+//!   sizes, removing a channel, subscribing).
+//! - **On a thread per stream, while it runs**, by the blocking client's code: the merged
+//!   cluster reads (dht `get_all`, logfiles `get_range` and `get_all`, and their `_partial`
+//!   forms), handed to the task in batches ([`ThreadStream`]), and the queue consumer, driven
+//!   call by call ([`AsyncConsumer`]).
 //!
 //! The runtime must have its time driver on (`enable_time` or `enable_all`): request timeouts
 //! are tokio timers.
