@@ -608,7 +608,7 @@ fn dht_partial_reads_and_topology_changes() {
     run(async {
         let c = connect(&cluster, options()).await;
         let dht = c.dht();
-        let keys: Vec<u64> = (0..90).map(|i| i * 0x0333_3333_3333_3333 + i).collect();
+        let keys: Vec<u64> = (0..90u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
         for &key in &keys {
             dht.put("sized", key, &value_of(key)).await.expect("put");
         }
