@@ -160,9 +160,7 @@ impl StreamSet {
                 Queue::Blocking { rx, .. } => match rx.recv_timeout(remaining) {
                     Ok(message) => message,
                     // The set holds a sender itself, so the channel never disconnects.
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                        return None
-                    }
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
                 },
                 #[cfg(feature = "async")]
                 Queue::Async { rx, .. } => rx.try_recv().ok()?,

@@ -608,7 +608,9 @@ fn dht_partial_reads_and_topology_changes() {
     run(async {
         let c = connect(&cluster, options()).await;
         let dht = c.dht();
-        let keys: Vec<u64> = (0..90u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+        let keys: Vec<u64> = (0..90u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
         for &key in &keys {
             dht.put("sized", key, &value_of(key)).await.expect("put");
         }
@@ -712,9 +714,14 @@ fn logfiles_partial_reads_and_sizes() {
         let per_node = logs.size_per_node(Some("events")).await.expect("sizes");
         let addrs: Vec<SocketAddr> = per_node.iter().map(|(addr, _)| *addr).collect();
         assert_eq!(addrs, [cluster.logfiles[0].addr, cluster.logfiles[1].addr]);
-        assert!(per_node.iter().all(|(_, size)| size.buckets >= 1 && size.bytes > 0));
+        assert!(per_node
+            .iter()
+            .all(|(_, size)| size.buckets >= 1 && size.bytes > 0));
         let total = logs.size(Some("events")).await.expect("size");
-        assert_eq!(total.bytes, per_node.iter().map(|(_, s)| s.bytes).sum::<u64>());
+        assert_eq!(
+            total.bytes,
+            per_node.iter().map(|(_, s)| s.bytes).sum::<u64>()
+        );
         assert_eq!(logs.size(None).await.expect("all").bytes, total.bytes);
         assert_eq!(logs.size(Some("none")).await.expect("absent").bytes, 0);
         let (range, missing) = collect_partial(
@@ -774,17 +781,33 @@ fn queue_sizes_and_the_producer() {
         let queue = c.queue();
         let mut producer = queue.producer(&["made", "copied"]);
         for i in 0..5000u32 {
-            producer.send(format!("v{i}").into_bytes()).await.expect("send");
+            producer
+                .send(format!("v{i}").into_bytes())
+                .await
+                .expect("send");
         }
         let empty = producer.send(Vec::new()).await.expect_err("empty value");
         assert!(empty.to_string().contains("empty"), "{empty}");
         assert_eq!(producer.finish().await.expect("finish"), 5000);
-        let per_node = queue.get_channel_size_per_node("made").await.expect("sizes");
+        let per_node = queue
+            .get_channel_size_per_node("made")
+            .await
+            .expect("sizes");
         assert_eq!(per_node.len(), 2);
-        assert!(per_node.iter().all(|(_, size)| size.records > 0), "spread: {per_node:?}");
+        assert!(
+            per_node.iter().all(|(_, size)| size.records > 0),
+            "spread: {per_node:?}"
+        );
         let made = queue.get_channel_size("made").await.expect("size");
         assert_eq!(made.records, 5000);
-        assert_eq!(queue.get_channel_size("copied").await.expect("size").records, 5000);
+        assert_eq!(
+            queue
+                .get_channel_size("copied")
+                .await
+                .expect("size")
+                .records,
+            5000
+        );
         let size = queue.get_size().await.expect("size");
         assert_eq!(size.records, 10_000, "both channels of both nodes");
         let mut popped = BTreeSet::new();
@@ -807,11 +830,20 @@ fn queue_sizes_and_the_producer() {
             }
         };
         assert!(
-            matches!(&error, ClientError::Status { status: Status::ChannelFull, .. }),
+            matches!(
+                &error,
+                ClientError::Status {
+                    status: Status::ChannelFull,
+                    ..
+                }
+            ),
             "{error:?}"
         );
         let big = queue.get_channel_size_per_node("big").await.expect("sizes");
-        assert!(big.iter().all(|(_, size)| size.records >= 9), "both filled: {big:?}");
+        assert!(
+            big.iter().all(|(_, size)| size.records >= 9),
+            "both filled: {big:?}"
+        );
 
         cluster.queue[1].kill9();
         let blocking = queue.blocking().clone();
@@ -827,11 +859,18 @@ fn queue_sizes_and_the_producer() {
         assert_eq!(channels.missing[0].0, cluster.queue[1].addr);
         let sizes = queue.get_size_partial().await.expect("sizes");
         assert_eq!(sizes.missing.len(), 1);
-        let one = queue.get_channel_size_partial("copied").await.expect("size");
+        let one = queue
+            .get_channel_size_partial("copied")
+            .await
+            .expect("size");
         assert_eq!(one.value.records, per_node[0].1.records);
         let per = queue.get_channel_size_per_node_partial("copied").await;
         assert_eq!(per.expect("sizes").value.len(), 1);
-        assert!(queue.get_size().await.expect_err("needs all").is_node_down());
+        assert!(queue
+            .get_size()
+            .await
+            .expect_err("needs all")
+            .is_node_down());
         let mut producer = queue.producer(&["after"]);
         producer.send(b"one".to_vec()).await.expect("send");
         assert_eq!(producer.finish().await.expect("to the live node"), 1);
@@ -892,9 +931,12 @@ fn async_writes_and_reads_go_on_through_a_redistribution() {
     let cluster = RealCluster::start_with_ranges(ranges, 0, 0);
     let nodes = real_cluster::addrs(&cluster.dht);
     run(async {
-        let dht = AsyncDhtClient::connect(&nodes, options()).await.expect("connect");
-        let records: Vec<(u64, Vec<u8>)> =
-            (0..MOVING_RECORDS).map(|key| (key, value_of(key))).collect();
+        let dht = AsyncDhtClient::connect(&nodes, options())
+            .await
+            .expect("connect");
+        let records: Vec<(u64, Vec<u8>)> = (0..MOVING_RECORDS)
+            .map(|key| (key, value_of(key)))
+            .collect();
         dht.put_batch("moving", records).await.expect("load");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tasks: Vec<_> = (1..=4u64)
@@ -918,20 +960,38 @@ fn async_writes_and_reads_go_on_through_a_redistribution() {
         let mut written = Vec::new();
         for task in tasks {
             let load = task.await.expect("load task");
-            assert!(load.errors.is_empty(), "errors: {:?}", &load.errors[..load.errors.len().min(5)]);
-            assert!(load.reads > 0 && !load.written.is_empty(), "the tasks worked during the move");
+            assert!(
+                load.errors.is_empty(),
+                "errors: {:?}",
+                &load.errors[..load.errors.len().min(5)]
+            );
+            assert!(
+                load.reads > 0 && !load.written.is_empty(),
+                "the tasks worked during the move"
+            );
             written.extend(load.written);
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
-        assert!(stdout.contains("the ranges tile the hash space"), "{stdout}");
+        assert!(
+            output.status.success(),
+            "{}\n{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("the ranges tile the hash space"),
+            "{stdout}"
+        );
         dht.refresh_ranges().await.expect("ranges");
         let table = dht.blocking().range_table();
         let now: Vec<HashRange> = table.entries().iter().map(|(_, range)| *range).collect();
         assert_eq!(now, split_evenly(3), "the new node took its share");
         let total = MOVING_RECORDS + written.len() as u64;
         for key in (0..MOVING_RECORDS).step_by(37).chain(written) {
-            assert_eq!(dht.get("moving", key).await.expect("get"), Some(value_of(key)), "{key}");
+            assert_eq!(
+                dht.get("moving", key).await.expect("get"),
+                Some(value_of(key)),
+                "{key}"
+            );
         }
         let size = dht.get_channel_size("moving").await.expect("size");
         assert_eq!(size.records, total, "each record on one node, none lost");

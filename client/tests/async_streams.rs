@@ -32,7 +32,11 @@ async fn until_all_seen(mut listener: client::asynchronous::AsyncListener, keys:
     let mut seen = BTreeSet::new();
     while seen.len() < keys.len() {
         let change = tokio::time::timeout(Duration::from_secs(60), listener.next()).await;
-        match change.expect("a change in time").expect("open").expect("change") {
+        match change
+            .expect("a change in time")
+            .expect("open")
+            .expect("change")
+        {
             ListenEvent::Changed { key, value } => {
                 assert_eq!(value, key.to_le_bytes());
                 seen.insert(key);
@@ -54,7 +58,9 @@ fn a_thousand_listens_on_one_runtime_hold_no_thread_each() {
         .expect("runtime");
     let nodes = real_cluster::addrs(&cluster.dht);
     runtime.block_on(async {
-        let dht = AsyncDhtClient::connect(&nodes, options()).await.expect("connect");
+        let dht = AsyncDhtClient::connect(&nodes, options())
+            .await
+            .expect("connect");
         // Keys on both nodes, so that every listener merges two nodes' streams.
         let keys: Vec<u64> = (0..8).map(|i| i * 0x2000_0000_0000_0001).collect();
         let owners: BTreeSet<usize> = keys
@@ -73,7 +79,9 @@ fn a_thousand_listens_on_one_runtime_hold_no_thread_each() {
             .map(|listener| tokio::spawn(until_all_seen(listener, keys.clone())))
             .collect();
         for &key in &keys {
-            dht.put("watched", key, &key.to_le_bytes()).await.expect("put");
+            dht.put("watched", key, &key.to_le_bytes())
+                .await
+                .expect("put");
         }
         let receiving = threads_now();
         for reader in readers {

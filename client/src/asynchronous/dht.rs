@@ -306,7 +306,10 @@ impl AsyncListener {
         self.listener.channel()
     }
 
-    fn poll_change(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ListenEvent, ClientError>>> {
+    fn poll_change(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<ListenEvent, ClientError>>> {
         loop {
             if let Poll::Ready(change) = self.listener.poll_change(cx) {
                 return Poll::Ready(change);

@@ -10,9 +10,7 @@ use super::bridge::{blocking, forward_all, ThreadStream};
 use super::transport::Transport;
 use crate::error::ClientError;
 use crate::failover::{judge_write, WriteStep};
-use crate::logfiles::{
-    node_unavailable, put_stored, DiskSize, LogClient, LogRecords, ValueFilter,
-};
+use crate::logfiles::{node_unavailable, put_stored, DiskSize, LogClient, LogRecords, ValueFilter};
 use crate::partial::Partial;
 use node_core::protocol::logfiles as wire;
 use std::net::SocketAddr;
@@ -78,9 +76,13 @@ impl AsyncLogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        self.read_stream("swarm-log-range", move |logs: &LogClient, channel, filter| {
-            logs.get_range(channel, from, to, filter)
-        }, channel, filter, false)
+        self.read_stream(
+            "swarm-log-range",
+            move |logs: &LogClient, channel, filter| logs.get_range(channel, from, to, filter),
+            channel,
+            filter,
+            false,
+        )
     }
 
     /// [`LogClient::get_range_partial`]: [`AsyncLogClient::get_range`] from the nodes that
@@ -92,9 +94,15 @@ impl AsyncLogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        self.read_stream("swarm-log-range", move |logs: &LogClient, channel, filter| {
-            logs.get_range_partial(channel, from, to, filter)
-        }, channel, filter, true)
+        self.read_stream(
+            "swarm-log-range",
+            move |logs: &LogClient, channel, filter| {
+                logs.get_range_partial(channel, from, to, filter)
+            },
+            channel,
+            filter,
+            true,
+        )
     }
 
     /// [`LogClient::get_all`]: every record of a channel over every node, in key order.
@@ -113,7 +121,13 @@ impl AsyncLogClient {
         channel: &str,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        self.read_stream("swarm-log-all", LogClient::get_all_partial, channel, filter, true)
+        self.read_stream(
+            "swarm-log-all",
+            LogClient::get_all_partial,
+            channel,
+            filter,
+            true,
+        )
     }
 
     /// Runs the blocking read `open` on a thread of its own and streams its records (`bridge`);

@@ -269,7 +269,11 @@ impl AsyncProducer {
     /// Sends `values` as one batch to the next node, first making room in the window. What
     /// the oldest batch's node did not store goes out first, as the blocking producer does
     /// (a work list here, where the blocking one recurses).
-    async fn dispatch(&mut self, values: Vec<Vec<u8>>, fruitless: usize) -> Result<(), ClientError> {
+    async fn dispatch(
+        &mut self,
+        values: Vec<Vec<u8>>,
+        fruitless: usize,
+    ) -> Result<(), ClientError> {
         let mut to_send = VecDeque::from([(values, fruitless)]);
         while let Some((values, fruitless)) = to_send.pop_front() {
             check_channel_count(&self.queue, self.core.channels.len())?;

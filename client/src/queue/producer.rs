@@ -90,7 +90,10 @@ impl<'a> Producer<'a> {
         }
         let body = self.core.body(&values);
         let node = next_node(self.queue)?;
-        let pending = self.queue.client().submit_owned(node, wire::PRODUCE, body)?;
+        let pending = self
+            .queue
+            .client()
+            .submit_owned(node, wire::PRODUCE, body)?;
         self.in_flight.push_back(InFlight {
             pending,
             values,
