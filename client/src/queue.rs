@@ -57,7 +57,7 @@ mod producer;
 pub use consumer::Consumer;
 pub use producer::Producer;
 #[cfg(feature = "async")]
-pub(crate) use producer::{next_node, ProducerCore, WINDOW as PRODUCER_WINDOW};
+pub(crate) use producer::{next_node, ProducerCore, Resend, WINDOW as PRODUCER_WINDOW};
 
 pub use node_core::protocol::queue::QueueSize;
 

@@ -588,6 +588,21 @@ fn the_node_level_client_times_out_on_a_node_that_never_answers() {
     });
 }
 
+/// Waits (off the runtime's workers) until the client of `owner` sees node `node` down.
+async fn seen_down<T: Send + Sync + 'static>(
+    owner: std::sync::Arc<T>,
+    client_of: fn(&T) -> &client::Client,
+    node: usize,
+) {
+    tokio::task::spawn_blocking(move || {
+        real_cluster::wait_until("the client sees the node down", BACK_WITHIN, || {
+            is_down(client_of(&owner), node)
+        })
+    })
+    .await
+    .expect("wait");
+}
+
 /// Collects a partial stream to its end; returns the records and the nodes it went without.
 async fn collect_partial(
     mut stream: client::asynchronous::ThreadStream<(u64, Vec<u8>)>,
@@ -627,14 +642,7 @@ fn dht_partial_reads_and_topology_changes() {
 
         cluster.dht[2].kill9();
         let dead = cluster.dht[2].addr;
-        let blocking = dht.blocking().clone();
-        tokio::task::spawn_blocking(move || {
-            real_cluster::wait_until("the client sees the node down", BACK_WITHIN, || {
-                is_down(blocking.client(), 2)
-            })
-        })
-        .await
-        .expect("wait");
+        seen_down(dht.blocking().clone(), client::DhtClient::client, 2).await;
         let live: BTreeSet<u64> = keys
             .iter()
             .copied()
@@ -735,14 +743,7 @@ fn logfiles_partial_reads_and_sizes() {
 
         cluster.logfiles[0].kill9();
         let dead = cluster.logfiles[0].addr;
-        let blocking = logs.blocking().clone();
-        tokio::task::spawn_blocking(move || {
-            real_cluster::wait_until("the client sees the node down", BACK_WITHIN, || {
-                is_down(blocking.client(), 0)
-            })
-        })
-        .await
-        .expect("wait");
+        seen_down(logs.blocking().clone(), client::LogClient::client, 0).await;
         // Puts alternate over the nodes, starting with node 0: node 1 has the odd keys.
         let odd: Vec<u64> = (0..20).filter(|key| key % 2 == 1).collect();
         let (range, missing) = collect_partial(
@@ -769,6 +770,37 @@ fn logfiles_partial_reads_and_sizes() {
         assert!(logs.size(None).await.expect_err("needs all").is_node_down());
         assert!(logs.size_per_node(None).await.is_err());
     });
+}
+
+/// A value bigger than a batch's target fills a node's 1 MiB ring in a few sends: the producer
+/// goes on to the other node, then fails with ChannelFull when neither has room.
+async fn producer_fills_every_ring(queue: &AsyncQueueClient) {
+    let mut producer = queue.producer(&["big"]);
+    let mut sent = 0u64;
+    let error = loop {
+        match producer.send(vec![7u8; 100_000]).await {
+            Ok(()) => sent += 1,
+            Err(error) => break error,
+        }
+        if sent > 100 {
+            break producer.flush().await.expect_err("two 1 MiB rings fill");
+        }
+    };
+    assert!(
+        matches!(
+            &error,
+            ClientError::Status {
+                status: Status::ChannelFull,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let big = queue.get_channel_size_per_node("big").await.expect("sizes");
+    assert!(
+        big.iter().all(|(_, size)| size.records >= 9),
+        "both filled: {big:?}"
+    );
 }
 
 /// The queue operations the other tests leave out: sizes, channels of the nodes that answer,
@@ -816,44 +848,15 @@ fn queue_sizes_and_the_producer() {
         }
         assert_eq!(popped.len(), 5000, "each value once");
 
-        // A value bigger than a batch's target fills a node's 1 MiB ring in a few sends: the
-        // producer goes on to the other node, then fails when neither has room.
-        let mut producer = queue.producer(&["big"]);
-        let mut sent = 0u64;
-        let error = loop {
-            match producer.send(vec![7u8; 100_000]).await {
-                Ok(()) => sent += 1,
-                Err(error) => break error,
-            }
-            if sent > 100 {
-                break producer.flush().await.expect_err("two 1 MiB rings fill");
-            }
-        };
-        assert!(
-            matches!(
-                &error,
-                ClientError::Status {
-                    status: Status::ChannelFull,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
-        let big = queue.get_channel_size_per_node("big").await.expect("sizes");
-        assert!(
-            big.iter().all(|(_, size)| size.records >= 9),
-            "both filled: {big:?}"
-        );
+        producer_fills_every_ring(queue).await;
 
         cluster.queue[1].kill9();
-        let blocking = queue.blocking().clone();
-        tokio::task::spawn_blocking(move || {
-            real_cluster::wait_until("the client sees the node down", BACK_WITHIN, || {
-                is_down(blocking.client(), 1)
-            })
-        })
-        .await
-        .expect("wait");
+        seen_down(
+            queue.blocking().clone(),
+            client::queue::QueueClient::client,
+            1,
+        )
+        .await;
         let channels = queue.get_channels_partial().await.expect("channels");
         assert_eq!(channels.value, ["big", "copied", "made"]);
         assert_eq!(channels.missing[0].0, cluster.queue[1].addr);
@@ -919,6 +922,21 @@ async fn load_while_moving(
     load
 }
 
+/// `swarmctl dht redistribute --execute` over `nodes`, off the runtime's workers.
+async fn redistribute(nodes: Vec<SocketAddr>) -> std::process::Output {
+    let swarmctl = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"));
+        for node in &nodes {
+            command.arg("--node").arg(node.to_string());
+        }
+        command
+            .args(["--timeout-ms", "20000", "dht", "redistribute", "--execute"])
+            .output()
+            .expect("swarmctl runs")
+    });
+    swarmctl.await.expect("swarmctl")
+}
+
 /// The async dht client through a redistribution (the blocking client's case in
 /// dht_redistribute.rs): a two-node cluster grows to three while tasks write and read; the
 /// WrongNode and moving-record fallbacks keep every request right, and afterwards every
@@ -945,17 +963,7 @@ fn async_writes_and_reads_go_on_through_a_redistribution() {
                 tokio::spawn(load_while_moving(dht.clone(), stop.clone(), first_key))
             })
             .collect();
-        let swarmctl = tokio::task::spawn_blocking(move || {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"));
-            for node in &nodes {
-                command.arg("--node").arg(node.to_string());
-            }
-            command
-                .args(["--timeout-ms", "20000", "dht", "redistribute", "--execute"])
-                .output()
-                .expect("swarmctl runs")
-        });
-        let output = swarmctl.await.expect("swarmctl");
+        let output = redistribute(nodes).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut written = Vec::new();
         for task in tasks {

@@ -15,7 +15,7 @@ use crate::failover::{judge_write, WriteStep};
 use crate::partial::Partial;
 use crate::queue::{
     check_channel_count, next_node, push_elsewhere, PopWalk, ProducerCore, QueueClient, QueueSize,
-    NO_ADDR, PRODUCER_WINDOW,
+    Resend, NO_ADDR, PRODUCER_WINDOW,
 };
 use node_core::protocol::queue as wire;
 use node_core::protocol::RequestCode;
@@ -293,7 +293,7 @@ impl AsyncProducer {
     }
 
     /// Awaits the oldest batch's acknowledgement; returns what its node did not store.
-    async fn settle_oldest(&mut self) -> Result<Option<(Vec<Vec<u8>>, usize)>, ClientError> {
+    async fn settle_oldest(&mut self) -> Result<Option<Resend>, ClientError> {
         let Some((pending, values, fruitless)) = self.in_flight.pop_front() else {
             return Ok(None);
         };

@@ -118,6 +118,10 @@ impl<'a> Producer<'a> {
     }
 }
 
+/// Values a node did not store, to send to the next node, with how many nodes in a row stored
+/// nothing of them.
+pub(crate) type Resend = (Vec<Vec<u8>>, usize);
+
 /// What the blocking [`Producer`] and the async one (`asynchronous::AsyncProducer`) share:
 /// the values being collected, the count stored, a batch's request body, and the judgement of
 /// its reply. Only how a batch is sent and awaited differs.
@@ -189,7 +193,7 @@ impl ProducerCore {
         outcome: Result<Reply, ClientError>,
         values: Vec<Vec<u8>>,
         fruitless: usize,
-    ) -> Result<Option<(Vec<Vec<u8>>, usize)>, ClientError> {
+    ) -> Result<Option<Resend>, ClientError> {
         let outcome = outcome.and_then(|reply| {
             let node = reply.node;
             let body = reply.ok_body()?;
