@@ -54,6 +54,8 @@
 mod consumer;
 mod producer;
 
+#[cfg(feature = "async")]
+pub(crate) use consumer::ConsumeSpec;
 pub use consumer::Consumer;
 pub use producer::Producer;
 #[cfg(feature = "async")]

@@ -1,17 +1,23 @@
-//! Many async streams on one tokio runtime, against real dht nodes: 1000 Listens open at once
-//! cost the process no thread each. The process's thread count (`Threads:` of
-//! /proc/self/status) is read with every listener open and receiving, so this test has a
-//! binary of its own: no other test's threads are counted.
+//! Many async streams on one tokio runtime, against real nodes: 1000 dht Listens, then 500
+//! queue consumers, open at once cost the process no thread each. The process's thread count
+//! (`Threads:` of /proc/self/status) is read with every stream open and receiving, so this
+//! binary has one test, whose phases run one after the other: no other test's threads are
+//! counted.
 
 mod real_cluster;
 
-use client::asynchronous::AsyncDhtClient;
+use client::asynchronous::{AsyncConsumer, AsyncDhtClient, AsyncQueueClient};
 use client::dht::ListenEvent;
 use real_cluster::{options, RealCluster};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 const LISTENERS: usize = 1000;
+/// Consumers of one subscriber sharing a channel's records (each holds a stream on each of
+/// two queue nodes; the nodes' in-flight limit, 1024 per connection, leaves room for their
+/// acknowledgements).
+const CONSUMERS: usize = 500;
+const RECORDS: usize = 2000;
 /// The runtime's threads: its workers and at most this many on its blocking pool.
 const WORKERS: usize = 2;
 const BLOCKING_THREADS: usize = 4;
@@ -48,16 +54,20 @@ async fn until_all_seen(mut listener: client::asynchronous::AsyncListener, keys:
 }
 
 #[test]
-fn a_thousand_listens_on_one_runtime_hold_no_thread_each() {
-    let cluster = RealCluster::start(2, 0, 0);
+fn thousands_of_listens_and_consumers_on_one_runtime_hold_no_thread_each() {
+    let cluster = RealCluster::start(2, 0, 2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .expect("runtime");
-    let nodes = real_cluster::addrs(&cluster.dht);
-    runtime.block_on(async {
+    runtime.block_on(listens(real_cluster::addrs(&cluster.dht)));
+    runtime.block_on(consumers(real_cluster::addrs(&cluster.queue)));
+}
+
+async fn listens(nodes: Vec<std::net::SocketAddr>) {
+    {
         let dht = AsyncDhtClient::connect(&nodes, options())
             .await
             .expect("connect");
@@ -93,5 +103,62 @@ fn a_thousand_listens_on_one_runtime_hold_no_thread_each() {
             "{LISTENERS} listeners: {baseline} threads before, {open} with them open, \
              {receiving} while they received (bound {bound})"
         );
-    });
+    }
+}
+
+/// One consumer task: takes records until told the run is over, sending each to `taken`.
+async fn consume(
+    mut consumer: AsyncConsumer,
+    taken: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> AsyncConsumer {
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let next = consumer.next(Duration::from_millis(50)).await;
+        if let Some(record) = next.expect("a record or none") {
+            taken.send(record).expect("collector");
+        }
+    }
+    consumer
+}
+
+async fn consumers(nodes: Vec<std::net::SocketAddr>) {
+    let queue = AsyncQueueClient::connect(&nodes, options())
+        .await
+        .expect("connect");
+    queue.subscribe("jobs", "workers").await.expect("subscribe");
+    let baseline = threads_now();
+    let mut consumers = Vec::with_capacity(CONSUMERS);
+    for _ in 0..CONSUMERS {
+        consumers.push(queue.consume("jobs", "workers", 16).await.expect("consume"));
+    }
+    let open = threads_now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (taken, mut collected) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = consumers
+        .into_iter()
+        .map(|consumer| tokio::spawn(consume(consumer, taken.clone(), done.clone())))
+        .collect();
+    for i in 0..RECORDS {
+        queue
+            .push("jobs", format!("job-{i}").as_bytes())
+            .await
+            .expect("push");
+    }
+    let mut seen = BTreeSet::new();
+    while seen.len() < RECORDS {
+        let record = tokio::time::timeout(Duration::from_secs(60), collected.recv()).await;
+        let record = record.expect("records in time").expect("open");
+        assert!(seen.insert(record), "a record taken twice");
+    }
+    let receiving = threads_now();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("consumer").stop().await.expect("stop");
+    }
+    let bound = baseline + BLOCKING_THREADS + SLACK_THREADS;
+    assert!(
+        open <= bound && receiving <= bound,
+        "{CONSUMERS} consumers: {baseline} threads before, {open} with them open, \
+         {receiving} while they received (bound {bound})"
+    );
 }

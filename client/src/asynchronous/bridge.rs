@@ -3,7 +3,7 @@
 //! tokio's blocking pool ([`blocking`]), and the cluster reads that merge several nodes
 //! (dht GetAll, logfiles GetRange and GetAll) on a thread of their own that owns the blocking
 //! stream and hands its output to the task ([`ThreadStream`]). (dht Listen is polled by the
-//! task itself: `dht::AsyncListener`; queue Consume has a thread of its own, `AsyncConsumer`.)
+//! task itself, `dht::AsyncListener`, and so is queue Consume, `AsyncConsumer`.)
 //!
 //! Bounds: a [`ThreadStream`] holds at most [`BATCHES_AHEAD`] batches of at most
 //! [`BATCH_ITEMS`] items between the thread and the task; the thread then waits for the task

@@ -11,6 +11,7 @@
 //! their own (`bridge`).
 
 use super::bridge::{blocking, forward_all, ThreadStream};
+use super::reopen::ReopenTimer;
 use super::transport::Transport;
 use crate::dht::{
     found, key_body, DhtClient, GetAllOptions, ListenEvent, Listener, QuickRoute, UpdateDecision,
@@ -20,7 +21,6 @@ use crate::partial::Partial;
 use crate::reply::Reply;
 use node_core::protocol::dht::{self as wire, SizeInfo};
 use node_core::protocol::{RequestCode, Status};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -178,7 +178,7 @@ impl AsyncDhtClient {
         let listener = blocking(move || dht.listen_for_task(&channel, partial)).await?;
         Ok(AsyncListener {
             listener,
-            reopen_timer: None,
+            reopen: ReopenTimer::default(),
         })
     }
 
@@ -282,7 +282,7 @@ impl AsyncDhtClient {
 pub struct AsyncListener {
     listener: Listener,
     /// Wakes the task when a failed node's stream is due to be opened again.
-    reopen_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    reopen: ReopenTimer,
 }
 
 impl AsyncListener {
@@ -314,22 +314,8 @@ impl AsyncListener {
             if let Poll::Ready(change) = self.listener.poll_change(cx) {
                 return Poll::Ready(change);
             }
-            let Some(due) = self.listener.next_reopen() else {
-                self.reopen_timer = None;
-                return Poll::Pending;
-            };
-            let due = tokio::time::Instant::from_std(due);
-            let timer = self
-                .reopen_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-            if timer.deadline() != due {
-                timer.as_mut().reset(due);
-            }
-            match timer.as_mut().poll(cx) {
-                // Due: poll the listener again, which reopens the stream.
-                Poll::Ready(()) => self.reopen_timer = None,
-                Poll::Pending => return Poll::Pending,
-            }
+            // Due: poll the listener again, which reopens the failed node's stream.
+            std::task::ready!(self.reopen.poll_due(self.listener.next_reopen(), cx));
         }
     }
 }

@@ -21,9 +21,10 @@
 //!   `exists`, `remove`; logfiles `put`; queue `push`, `push_multi`, `pop` and the producer
 //!   ([`AsyncProducer`]); any request of [`AsyncClient`] (`request`, `submit`, `stream`,
 //!   `fan_out_partial`).
-//! - **Polled by the task**: dht `listen` ([`AsyncListener`]): the blocking client's
-//!   [`crate::dht::Listener`] over a stream set whose queue the task polls, so a Listen holds
-//!   no thread however many are open.
+//! - **Polled by the task**: dht `listen` ([`AsyncListener`]) and queue `consume`
+//!   ([`AsyncConsumer`]): the blocking client's [`crate::dht::Listener`] and
+//!   [`crate::queue::Consumer`] over a stream set whose queue the task polls, so these
+//!   long-lived streams hold no thread however many are open.
 //! - **On tokio's blocking pool**, by the blocking client's code: connecting, whatever needs
 //!   the dht routes refreshed or a wait first (a WrongNode, a node that reconnected since its
 //!   range was read, a read or remove while records are moving between nodes), dht `update`
@@ -31,8 +32,7 @@
 //!   sizes, removing a channel, subscribing).
 //! - **On a thread per stream, while it runs**, by the blocking client's code: the merged
 //!   cluster reads (dht `get_all`, logfiles `get_range` and `get_all`, and their `_partial`
-//!   forms), handed to the task in batches ([`ThreadStream`]), and the queue consumer, driven
-//!   call by call ([`AsyncConsumer`]).
+//!   forms), handed to the task in batches ([`ThreadStream`]).
 //!
 //! The runtime must have its time driver on (`enable_time` or `enable_all`): request timeouts
 //! are tokio timers.
@@ -115,6 +115,7 @@ mod bridge;
 mod dht;
 mod logfiles;
 mod queue;
+mod reopen;
 mod transport;
 
 pub use bridge::ThreadStream;
