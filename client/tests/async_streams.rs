@@ -66,44 +66,43 @@ fn thousands_of_listens_and_consumers_on_one_runtime_hold_no_thread_each() {
     runtime.block_on(consumers(real_cluster::addrs(&cluster.queue)));
 }
 
+/// 1000 Listens on one channel, each seeing every change of both nodes.
 async fn listens(nodes: Vec<std::net::SocketAddr>) {
-    {
-        let dht = AsyncDhtClient::connect(&nodes, options())
-            .await
-            .expect("connect");
-        // Keys on both nodes, so that every listener merges two nodes' streams.
-        let keys: Vec<u64> = (0..8).map(|i| i * 0x2000_0000_0000_0001).collect();
-        let owners: BTreeSet<usize> = keys
-            .iter()
-            .map(|key| dht.blocking().node_for(*key).expect("tiled"))
-            .collect();
-        assert_eq!(owners.len(), 2);
-        let baseline = threads_now();
-        let mut listeners = Vec::with_capacity(LISTENERS);
-        for _ in 0..LISTENERS {
-            listeners.push(dht.listen("watched").await.expect("listen"));
-        }
-        let open = threads_now();
-        let readers: Vec<_> = listeners
-            .into_iter()
-            .map(|listener| tokio::spawn(until_all_seen(listener, keys.clone())))
-            .collect();
-        for &key in &keys {
-            dht.put("watched", key, &key.to_le_bytes())
-                .await
-                .expect("put");
-        }
-        let receiving = threads_now();
-        for reader in readers {
-            reader.await.expect("every listener saw every change");
-        }
-        let bound = baseline + BLOCKING_THREADS + SLACK_THREADS;
-        assert!(
-            open <= bound && receiving <= bound,
-            "{LISTENERS} listeners: {baseline} threads before, {open} with them open, \
-             {receiving} while they received (bound {bound})"
-        );
+    let dht = AsyncDhtClient::connect(&nodes, options())
+        .await
+        .expect("connect");
+    // Keys on both nodes, so that every listener merges two nodes' streams.
+    let keys: Vec<u64> = (0..8).map(|i| i * 0x2000_0000_0000_0001).collect();
+    let owners: BTreeSet<usize> = keys
+        .iter()
+        .map(|key| dht.blocking().node_for(*key).expect("tiled"))
+        .collect();
+    assert_eq!(owners.len(), 2);
+    let baseline = threads_now();
+    let mut listeners = Vec::with_capacity(LISTENERS);
+    for _ in 0..LISTENERS {
+        listeners.push(dht.listen("watched").await.expect("listen"));
     }
+    let open = threads_now();
+    let readers: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(until_all_seen(listener, keys.clone())))
+        .collect();
+    for &key in &keys {
+        dht.put("watched", key, &key.to_le_bytes())
+            .await
+            .expect("put");
+    }
+    let receiving = threads_now();
+    for reader in readers {
+        reader.await.expect("every listener saw every change");
+    }
+    let bound = baseline + BLOCKING_THREADS + SLACK_THREADS;
+    assert!(
+        open <= bound && receiving <= bound,
+        "{LISTENERS} listeners: {baseline} threads before, {open} with them open, \
+         {receiving} while they received (bound {bound})"
+    );
 }
 
 /// One consumer task: takes records until told the run is over, sending each to `taken`.
