@@ -29,18 +29,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A throwaway CA and a certificate for 127.0.0.1 (as scripts/bench-vs-redis.sh makes them).
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
 certs="$work/certs"
-mkdir -p "$certs"
-ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-openssl req -x509 "${ec[@]}" -keyout "$certs/ca-key.pem" -out "$certs/ca.pem" -days 2 \
-    -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-openssl req "${ec[@]}" -keyout "$certs/node-key.pem" -out "$certs/node.csr" -subj "/CN=bench" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-    > "$certs/node.ext"
-openssl x509 -req -in "$certs/node.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca-key.pem" \
-    -CAcreateserial -days 2 -extfile "$certs/node.ext" -out "$certs/node.pem" 2>/dev/null
+make_tls_certs "$certs"
 
 # summary_of FILE: the instruction count of a callgrind dump.
 summary_of() { awk '/^summary:/ { print $2 }' "$1"; }

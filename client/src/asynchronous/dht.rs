@@ -133,10 +133,7 @@ impl AsyncDhtClient {
         channel: &str,
         options: GetAllOptions,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        let (dht, channel) = (self.dht.clone(), channel.to_string());
-        ThreadStream::spawn("swarm-dht-getall", move |sender| {
-            forward_all(dht.get_all(&channel, options), sender)
-        })
+        self.get_all_with(channel, options, false)
     }
 
     /// [`DhtClient::get_all_partial`]: every record over the nodes that can be read; once the
@@ -146,11 +143,25 @@ impl AsyncDhtClient {
         channel: &str,
         options: GetAllOptions,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        self.get_all_with(channel, options, true)
+    }
+
+    fn get_all_with(
+        &self,
+        channel: &str,
+        options: GetAllOptions,
+        partial: bool,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
         let (dht, channel) = (self.dht.clone(), channel.to_string());
         ThreadStream::spawn("swarm-dht-getall", move |sender| {
-            let mut records = dht.get_all_partial(&channel, options);
+            let mut records = match partial {
+                true => dht.get_all_partial(&channel, options),
+                false => dht.get_all(&channel, options),
+            };
             forward_all(&mut records, sender);
-            sender.set_missing(records.missing());
+            if partial {
+                sender.set_missing(records.missing());
+            }
         })
     }
 

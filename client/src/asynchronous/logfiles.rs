@@ -76,13 +76,7 @@ impl AsyncLogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        self.read_stream(
-            "swarm-log-range",
-            move |logs: &LogClient, channel, filter| logs.get_range(channel, from, to, filter),
-            channel,
-            filter,
-            false,
-        )
+        self.range_stream(channel, (from, to), filter, false)
     }
 
     /// [`LogClient::get_range_partial`]: [`AsyncLogClient::get_range`] from the nodes that
@@ -94,15 +88,21 @@ impl AsyncLogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        self.read_stream(
-            "swarm-log-range",
-            move |logs: &LogClient, channel, filter| {
-                logs.get_range_partial(channel, from, to, filter)
-            },
-            channel,
-            filter,
-            true,
-        )
+        self.range_stream(channel, (from, to), filter, true)
+    }
+
+    fn range_stream(
+        &self,
+        channel: &str,
+        (from, to): (u64, u64),
+        filter: &ValueFilter,
+        partial: bool,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        let open = move |logs: &LogClient, channel: &str, filter: &ValueFilter| match partial {
+            true => logs.get_range_partial(channel, from, to, filter),
+            false => logs.get_range(channel, from, to, filter),
+        };
+        self.read_stream("swarm-log-range", open, channel, filter, partial)
     }
 
     /// [`LogClient::get_all`]: every record of a channel over every node, in key order.
