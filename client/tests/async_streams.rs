@@ -1,13 +1,18 @@
 //! Many async streams on one tokio runtime, against real nodes: 1000 dht Listens, then 500
-//! queue consumers, open at once cost the process no thread each. The process's thread count
+//! queue consumers, open at once cost the process no thread each; 200 logfiles GetRange reads
+//! at once (merged reads, which run on a thread each) never hold more than
+//! `MAX_STREAM_THREADS` threads. The process's thread count
 //! (`Threads:` of /proc/self/status) is read with every stream open and receiving, so this
 //! binary has one test, whose phases run one after the other: no other test's threads are
 //! counted.
 
 mod real_cluster;
 
-use client::asynchronous::{AsyncConsumer, AsyncDhtClient, AsyncQueueClient};
+use client::asynchronous::{
+    AsyncConsumer, AsyncDhtClient, AsyncLogClient, AsyncQueueClient, MAX_STREAM_THREADS,
+};
 use client::dht::ListenEvent;
+use client::logfiles::ValueFilter;
 use real_cluster::{options, RealCluster};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -18,6 +23,9 @@ const LISTENERS: usize = 1000;
 /// acknowledgements).
 const CONSUMERS: usize = 500;
 const RECORDS: usize = 2000;
+/// Merged reads at once, and the records each reads.
+const READS: usize = 200;
+const READ_RECORDS: u64 = 2000;
 /// The runtime's threads: its workers and at most this many on its blocking pool.
 const WORKERS: usize = 2;
 const BLOCKING_THREADS: usize = 4;
@@ -54,8 +62,8 @@ async fn until_all_seen(mut listener: client::asynchronous::AsyncListener, keys:
 }
 
 #[test]
-fn thousands_of_listens_and_consumers_on_one_runtime_hold_no_thread_each() {
-    let cluster = RealCluster::start(2, 0, 2);
+fn thousands_of_streams_on_one_runtime_hold_no_thread_each_and_reads_a_bounded_few() {
+    let cluster = RealCluster::start(2, 2, 2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .max_blocking_threads(BLOCKING_THREADS)
@@ -64,6 +72,7 @@ fn thousands_of_listens_and_consumers_on_one_runtime_hold_no_thread_each() {
         .expect("runtime");
     runtime.block_on(listens(real_cluster::addrs(&cluster.dht)));
     runtime.block_on(consumers(real_cluster::addrs(&cluster.queue)));
+    runtime.block_on(ranges(real_cluster::addrs(&cluster.logfiles)));
 }
 
 /// 1000 Listens on one channel, each seeing every change of both nodes.
@@ -159,5 +168,64 @@ async fn consumers(nodes: Vec<std::net::SocketAddr>) {
         open <= bound && receiving <= bound,
         "{CONSUMERS} consumers: {baseline} threads before, {open} with them open, \
          {receiving} while they received (bound {bound})"
+    );
+}
+
+/// One reader: the whole range, slowly (a pause every 100 records), so the reads overlap.
+async fn read_slowly(logs: AsyncLogClient) {
+    let mut records = logs
+        .get_range("events", 0, READ_RECORDS - 1, &ValueFilter::All)
+        .expect("open");
+    let mut expected = 0u64;
+    while let Some(record) = records.next().await {
+        let (key, value) = record.expect("record");
+        assert_eq!((key, value), (expected, expected.to_le_bytes().to_vec()));
+        expected += 1;
+        if expected.is_multiple_of(100) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert_eq!(expected, READ_RECORDS, "every record, in key order");
+}
+
+/// 200 merged reads at once: every one completes, and the threads they run on never exceed
+/// the bound (sampled every 2 ms while they run).
+async fn ranges(nodes: Vec<std::net::SocketAddr>) {
+    let logs = AsyncLogClient::connect(&nodes, options())
+        .await
+        .expect("connect");
+    let records = (0..READ_RECORDS).map(|key| (key, key.to_le_bytes().to_vec()));
+    logs.put_batch("events", records.collect())
+        .await
+        .expect("load");
+    let baseline = threads_now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(threads_now());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        })
+    };
+    let readers: Vec<_> = (0..READS)
+        .map(|_| tokio::spawn(read_slowly(logs.clone())))
+        .collect();
+    for reader in readers {
+        reader.await.expect("every read completes");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.await.expect("sampler");
+    let bound = baseline + MAX_STREAM_THREADS + BLOCKING_THREADS + SLACK_THREADS;
+    assert!(
+        most <= bound,
+        "{READS} reads: {baseline} threads before, at most {most} while they ran (bound {bound})"
+    );
+    assert!(
+        most > baseline + MAX_STREAM_THREADS / 2,
+        "the reads ran side by side ({most} threads at most, {baseline} before): the bound was tested"
     );
 }

@@ -9,14 +9,18 @@
 //! [`BATCH_ITEMS`] items between the thread and the task; the thread then waits for the task
 //! (the blocking stream's own credit then pauses the nodes). A task that drops the stream ends
 //! the thread at its next item. These reads end by themselves; each holds its thread only
-//! while it runs.
+//! while it runs, and at most [`MAX_STREAM_THREADS`] run at once in the process: a stream
+//! opened beyond that waits, at its first poll, for one of them to end (a task that stops
+//! polling a running one holds its slot until it drops the stream).
 
 use crate::error::ClientError;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use tokio::sync::mpsc::{channel, Receiver, Sender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Items the thread sends in one message (one wake-up of the task).
 pub(crate) const BATCH_ITEMS: usize = 256;
@@ -90,41 +94,84 @@ impl<T> BatchSender<T> {
 /// A cluster stream run by a thread of its own (see the module documentation); a
 /// [`futures_core::Stream`] of the blocking stream's items, in its order.
 pub struct ThreadStream<T> {
-    rx: Receiver<Batch<T>>,
+    state: State<T>,
     ready: std::vec::IntoIter<Result<T, ClientError>>,
     missing: Missing,
 }
 
+/// What the blocking stream's thread runs, with the sender it produces through.
+type Run<T> = Box<dyn FnOnce(&mut BatchSender<T>) + Send>;
+/// A slot of [`MAX_STREAM_THREADS`], being awaited.
+type Slot = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
+
+enum State<T> {
+    /// Waiting (at the first poll) for a thread slot; the thread starts once one is free.
+    Waiting {
+        name: String,
+        slot: Slot,
+        run: Option<Run<T>>,
+    },
+    Running(Receiver<Batch<T>>),
+    /// The stream ended (or its thread could not start: that error is its one item).
+    Ended,
+}
+
+/// Threads running cluster streams at once in the process, at most. A stream opened beyond
+/// it starts when one of them ends; meanwhile its task waits at its first item.
+pub const MAX_STREAM_THREADS: usize = 64;
+
+/// The slots of [`MAX_STREAM_THREADS`], shared by every client of the process.
+fn stream_threads() -> Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    Arc::clone(SLOTS.get_or_init(|| Arc::new(Semaphore::new(MAX_STREAM_THREADS))))
+}
+
 impl<T: Send + 'static> ThreadStream<T> {
-    /// Starts `run` on a new thread named `name`; it produces through the [`BatchSender`] and
+    /// A stream that runs `run` on a thread named `name` once one of [`MAX_STREAM_THREADS`]
+    /// is free (waited for at the first poll); `run` produces through the [`BatchSender`] and
     /// returns when its stream ends or the sender says the task is gone. `run` reports a
     /// failure to open by sending one `Err`.
     pub(crate) fn spawn(
         name: &str,
         run: impl FnOnce(&mut BatchSender<T>) + Send + 'static,
     ) -> Result<ThreadStream<T>, ClientError> {
+        let slot: Slot = Box::pin(async { stream_threads().acquire_owned().await.ok() });
+        Ok(ThreadStream {
+            state: State::Waiting {
+                name: name.to_string(),
+                slot,
+                run: Some(Box::new(run)),
+            },
+            ready: Vec::new().into_iter(),
+            missing: Missing::default(),
+        })
+    }
+
+    /// Starts the thread, which holds its slot until it ends.
+    fn start(
+        &self,
+        name: &str,
+        slot: OwnedSemaphorePermit,
+        run: Run<T>,
+    ) -> Result<Receiver<Batch<T>>, ClientError> {
         let (tx, rx) = channel(BATCHES_AHEAD);
-        let missing = Missing::default();
-        let sender_missing = Arc::clone(&missing);
+        let missing = Arc::clone(&self.missing);
         std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 let mut sender = BatchSender {
                     tx,
                     batch: Vec::new(),
-                    missing: sender_missing,
+                    missing,
                 };
                 run(&mut sender);
                 sender.flush();
+                drop(slot);
             })
             .map_err(|error| {
                 ClientError::Setup(format!("cannot start a stream thread: {error}"))
             })?;
-        Ok(ThreadStream {
-            rx,
-            ready: Vec::new().into_iter(),
-            missing,
-        })
+        Ok(rx)
     }
 
     /// The nodes a partial stream (`get_all_partial`, `get_range_partial`) went without, with
@@ -146,10 +193,35 @@ impl<T: Send + 'static> ThreadStream<T> {
             if let Some(item) = self.ready.next() {
                 return Poll::Ready(Some(item));
             }
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(batch)) => self.ready = batch.into_iter(),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+            match &mut self.state {
+                State::Waiting { name, slot, run } => {
+                    let Some(slot) = std::task::ready!(slot.as_mut().poll(cx)) else {
+                        // The semaphore is never closed; were it, the stream could not run.
+                        self.state = State::Ended;
+                        let error = ClientError::Setup("no stream thread slot".into());
+                        return Poll::Ready(Some(Err(error)));
+                    };
+                    let (name, run) = (std::mem::take(name), run.take());
+                    let Some(run) = run else {
+                        self.state = State::Ended;
+                        continue;
+                    };
+                    match self.start(&name, slot, run) {
+                        Ok(rx) => self.state = State::Running(rx),
+                        Err(error) => {
+                            self.state = State::Ended;
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                }
+                State::Running(rx) => match std::task::ready!(rx.poll_recv(cx)) {
+                    Some(batch) => self.ready = batch.into_iter(),
+                    None => {
+                        self.state = State::Ended;
+                        return Poll::Ready(None);
+                    }
+                },
+                State::Ended => return Poll::Ready(None),
             }
         }
     }

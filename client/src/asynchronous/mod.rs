@@ -118,7 +118,7 @@ mod queue;
 mod reopen;
 mod transport;
 
-pub use bridge::ThreadStream;
+pub use bridge::{ThreadStream, MAX_STREAM_THREADS};
 pub use dht::{AsyncDhtClient, AsyncListener};
 pub use logfiles::AsyncLogClient;
 pub use queue::{AsyncConsumer, AsyncProducer, AsyncQueueClient};
