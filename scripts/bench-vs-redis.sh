@@ -548,20 +548,6 @@ bench_dht_log() {
 
 # ---- dht over TLS ----------------------------------------------------------------------------
 
-# make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (openssl).
-make_tls_certs() {
-    local dir="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    mkdir -p "$dir"
-    openssl req -x509 "${ec[@]}" -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" -days 2 \
-        -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req "${ec[@]}" -keyout "$dir/node-key.pem" -out "$dir/node.csr" -subj "/CN=bench" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-        > "$dir/node.ext"
-    openssl x509 -req -in "$dir/node.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
-        -CAcreateserial -days 2 -extfile "$dir/node.ext" -out "$dir/node.pem" 2>/dev/null
-}
-
 # setup_redis_tls: redis-server with a plain port (for the prefill) and a TLS port (measured).
 # shellcheck disable=SC2031
 setup_redis_tls() {

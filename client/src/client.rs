@@ -351,6 +351,12 @@ impl Client {
         StreamSet::new(Arc::clone(&self.shared))
     }
 
+    /// A [`StreamSet`] a tokio task polls (see there).
+    #[cfg(feature = "async")]
+    pub(crate) fn stream_set_async(&self) -> StreamSet {
+        StreamSet::new_async(Arc::clone(&self.shared))
+    }
+
     /// Closes node `node`'s connection now: everything in flight on it fails with
     /// `ClientError::Disconnected`, exactly as if the network had dropped it, and a new one is
     /// opened at once (requests made meanwhile wait for it). For tests of reconnect paths, and

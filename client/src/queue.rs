@@ -54,8 +54,12 @@
 mod consumer;
 mod producer;
 
+#[cfg(feature = "async")]
+pub(crate) use consumer::ConsumeSpec;
 pub use consumer::Consumer;
 pub use producer::Producer;
+#[cfg(feature = "async")]
+pub(crate) use producer::{next_node, ProducerCore, Resend, WINDOW as PRODUCER_WINDOW};
 
 pub use node_core::protocol::queue::QueueSize;
 
@@ -384,7 +388,7 @@ fn sum(sizes: Vec<(SocketAddr, QueueSize)>) -> QueueSize {
 }
 
 /// Refuses a channel list the nodes would refuse (before anything is sent).
-fn check_channel_count(queue: &QueueClient, count: usize) -> Result<(), ClientError> {
+pub(crate) fn check_channel_count(queue: &QueueClient, count: usize) -> Result<(), ClientError> {
     if (1..=wire::MAX_PUSH_CHANNELS).contains(&count) {
         return Ok(());
     }

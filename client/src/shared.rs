@@ -72,6 +72,13 @@ pub(crate) enum Sink {
     /// holds what an `Own` one holds (at most the stream window plus one message).
     #[cfg(feature = "async")]
     Async(tokio::sync::mpsc::UnboundedSender<Routed>),
+    /// A member of a [`crate::stream_set::StreamSet`] that a task polls: what a `Shared`
+    /// one is, for a task.
+    #[cfg(feature = "async")]
+    AsyncShared {
+        tag: u64,
+        tx: tokio::sync::mpsc::UnboundedSender<(u64, Routed)>,
+    },
 }
 
 impl Sink {
@@ -82,6 +89,8 @@ impl Sink {
             Sink::Shared { tag, tx } => tx.send((*tag, routed)).map_err(drop),
             #[cfg(feature = "async")]
             Sink::Async(tx) => tx.send(routed).map_err(drop),
+            #[cfg(feature = "async")]
+            Sink::AsyncShared { tag, tx } => tx.send((*tag, routed)).map_err(drop),
         }
     }
 }

@@ -11,6 +11,12 @@
 //!
 //! Tags are never reused within a set, so frames still on their way from a member that was
 //! closed (or ended) are recognised and dropped.
+//!
+//! A set is waited on by a thread ([`StreamSet::next_timeout`]) or, made with
+//! [`StreamSet::new_async`], polled by a tokio task ([`StreamSet::poll_next_event`]): the same
+//! members, credit and tags, only the queue differs. An async set never waits for an in-flight
+//! slot when it opens a member (the task's thread must not block): with none free, the open
+//! fails at once with `TooManyInFlight`.
 
 use crate::client::send_request;
 use crate::error::ClientError;
@@ -31,19 +37,44 @@ pub struct StreamTag(pub u64);
 /// Dropping the set stops and cancels every member still running.
 pub struct StreamSet {
     shared: Arc<Shared>,
-    tx: Sender<(u64, Routed)>,
-    rx: Receiver<(u64, Routed)>,
+    queue: Queue,
     members: HashMap<u64, StreamControl>,
     next_tag: u64,
+}
+
+/// Where the I/O thread delivers the members' frames. It holds at most the members' windows
+/// of items plus one final message each: the node sends items only against credit.
+enum Queue {
+    /// A thread waits on it.
+    Blocking {
+        tx: Sender<(u64, Routed)>,
+        rx: Receiver<(u64, Routed)>,
+    },
+    /// A task polls it.
+    #[cfg(feature = "async")]
+    Async {
+        tx: tokio::sync::mpsc::UnboundedSender<(u64, Routed)>,
+        rx: tokio::sync::mpsc::UnboundedReceiver<(u64, Routed)>,
+    },
 }
 
 impl StreamSet {
     pub(crate) fn new(shared: Arc<Shared>) -> StreamSet {
         let (tx, rx) = mpsc::channel();
+        StreamSet::with_queue(shared, Queue::Blocking { tx, rx })
+    }
+
+    /// A set a tokio task polls ([`StreamSet::poll_next_event`]) instead of a thread waiting.
+    #[cfg(feature = "async")]
+    pub(crate) fn new_async(shared: Arc<Shared>) -> StreamSet {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        StreamSet::with_queue(shared, Queue::Async { tx, rx })
+    }
+
+    fn with_queue(shared: Arc<Shared>, queue: Queue) -> StreamSet {
         StreamSet {
             shared,
-            tx,
-            rx,
+            queue,
             members: HashMap::new(),
             next_tag: 1,
         }
@@ -57,11 +88,17 @@ impl StreamSet {
         body: &[u8],
     ) -> Result<StreamTag, ClientError> {
         let tag = self.next_tag;
-        let deadline =
-            Instant::now() + Duration::from_millis(self.shared.options.request_timeout_ms);
-        let sink = Sink::Shared {
-            tag,
-            tx: self.tx.clone(),
+        let (sink, deadline) = match &self.queue {
+            Queue::Blocking { tx, .. } => {
+                let wait = Duration::from_millis(self.shared.options.request_timeout_ms);
+                let tx = tx.clone();
+                (Sink::Shared { tag, tx }, Instant::now() + wait)
+            }
+            #[cfg(feature = "async")]
+            Queue::Async { tx, .. } => {
+                let tx = tx.clone();
+                (Sink::AsyncShared { tag, tx }, Instant::now())
+            }
         };
         let ticket = send_request(&self.shared, node, code, body.to_vec(), deadline, sink)?;
         self.next_tag += 1;
@@ -121,7 +158,8 @@ impl StreamSet {
 
     /// The next event of any member, waiting up to `timeout`; `None` when the time passed
     /// without one, or at once when no member is running. A member's `End` or error is its
-    /// last event: it leaves the set then.
+    /// last event: it leaves the set then. (An async set is not waited on: only what is there
+    /// now is taken.)
     pub fn next_timeout(
         &mut self,
         timeout: Duration,
@@ -129,21 +167,62 @@ impl StreamSet {
         let deadline = Instant::now() + timeout;
         while !self.members.is_empty() {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let (tag, routed) = match self.rx.recv_timeout(remaining) {
-                Ok(message) => message,
-                // The set holds a sender itself, so the channel never disconnects.
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            let (tag, routed) = match &mut self.queue {
+                Queue::Blocking { rx, .. } => match rx.recv_timeout(remaining) {
+                    Ok(message) => message,
+                    // The set holds a sender itself, so the channel never disconnects.
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+                },
+                #[cfg(feature = "async")]
+                Queue::Async { rx, .. } => rx.try_recv().ok()?,
             };
-            let Some(member) = self.members.get_mut(&tag) else {
-                continue; // left over from a closed member
-            };
-            let event = member.on_event(routed);
-            if member.ticket.finished {
-                self.members.remove(&tag);
+            if let Some(event) = self.take(tag, routed) {
+                return Some(event);
             }
-            return Some((StreamTag(tag), event));
         }
         None
+    }
+
+    /// [`StreamSet::next_timeout`] for a task: the next event of any member, or `Pending`
+    /// (the task is woken when one comes); `Ready(None)` at once when no member is running.
+    #[cfg(feature = "async")]
+    pub(crate) fn poll_next_event(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<(StreamTag, Result<StreamEvent, ClientError>)>> {
+        use std::task::Poll;
+        while !self.members.is_empty() {
+            let message = match &mut self.queue {
+                Queue::Blocking { rx, .. } => rx.try_recv().ok(),
+                Queue::Async { rx, .. } => match rx.poll_recv(cx) {
+                    Poll::Ready(message) => message,
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            // The set holds a sender itself, so the queue never closes; a blocking set's
+            // empty queue is not waited on here.
+            let Some((tag, routed)) = message else {
+                return Poll::Pending;
+            };
+            if let Some(event) = self.take(tag, routed) {
+                return Poll::Ready(Some(event));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    /// One message from the queue as its member's event; `None` for a member closed meanwhile.
+    fn take(
+        &mut self,
+        tag: u64,
+        routed: Routed,
+    ) -> Option<(StreamTag, Result<StreamEvent, ClientError>)> {
+        let member = self.members.get_mut(&tag)?; // left over from a closed member
+        let event = member.on_event(routed);
+        if member.ticket.finished {
+            self.members.remove(&tag);
+        }
+        Some((StreamTag(tag), event))
     }
 }
 

@@ -587,3 +587,421 @@ fn the_node_level_client_times_out_on_a_node_that_never_answers() {
         );
     });
 }
+
+/// Waits (off the runtime's workers) until the client of `owner` sees node `node` down.
+async fn seen_down<T: Send + Sync + 'static>(
+    owner: std::sync::Arc<T>,
+    client_of: fn(&T) -> &client::Client,
+    node: usize,
+) {
+    tokio::task::spawn_blocking(move || {
+        real_cluster::wait_until("the client sees the node down", BACK_WITHIN, || {
+            is_down(client_of(&owner), node)
+        })
+    })
+    .await
+    .expect("wait");
+}
+
+/// Collects a partial stream to its end; returns the records and the nodes it went without.
+async fn collect_partial(
+    mut stream: client::asynchronous::ThreadStream<(u64, Vec<u8>)>,
+) -> (Vec<(u64, Vec<u8>)>, Vec<SocketAddr>) {
+    let mut records = Vec::new();
+    while let Some(item) = stream.next().await {
+        records.push(item.expect("a partial read fails only on what is not a node down"));
+    }
+    let missing = stream.missing().into_iter().map(|(addr, _)| addr).collect();
+    (records, missing)
+}
+
+/// The dht operations the other tests leave out: sizes of one channel, GetAll over the nodes
+/// that are up (naming the one that is not), and a topology applied and reloaded.
+#[test]
+fn dht_partial_reads_and_topology_changes() {
+    let mut cluster = RealCluster::start(3, 0, 0);
+    run(async {
+        let c = connect(&cluster, options()).await;
+        let dht = c.dht();
+        let keys: Vec<u64> = (0..90u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        for &key in &keys {
+            dht.put("sized", key, &value_of(key)).await.expect("put");
+        }
+        let bytes: u64 = keys.iter().map(|key| 8 + value_of(*key).len() as u64).sum();
+        let size = dht.get_channel_size_partial("sized").await.expect("size");
+        assert!(size.missing.is_empty());
+        assert_eq!((size.value.records, size.value.bytes), (90, bytes));
+        let (all, missing) = collect_partial(
+            dht.get_all_partial("sized", GetAllOptions::default())
+                .expect("open"),
+        )
+        .await;
+        assert_eq!((all.len(), missing.len()), (90, 0));
+
+        cluster.dht[2].kill9();
+        let dead = cluster.dht[2].addr;
+        seen_down(dht.blocking().clone(), client::DhtClient::client, 2).await;
+        let live: BTreeSet<u64> = keys
+            .iter()
+            .copied()
+            .filter(|key| dht.blocking().node_for(*key).expect("tiled") != 2)
+            .collect();
+        let (all, missing) = collect_partial(
+            dht.get_all_partial("sized", GetAllOptions::default())
+                .expect("open"),
+        )
+        .await;
+        assert_eq!(missing, [dead], "the stream names the node it went without");
+        let got: BTreeSet<u64> = all.iter().map(|record| record.0).collect();
+        assert_eq!(got, live, "every record of the live nodes, once");
+        let size = dht.get_channel_size_partial("sized").await.expect("size");
+        assert_eq!(size.missing.len(), 1);
+        assert_eq!(size.value.records, live.len() as u64);
+        let error = dht.get_channel_size("sized").await.expect_err("needs all");
+        assert!(error.is_node_down(), "{error:?}");
+
+        // Two nodes left in the topology: the dead one is retired.
+        let two = format!(
+            "[dht]\nnodes = [\"{}\", \"{}\"]\n",
+            cluster.dht[0].addr, cluster.dht[1].addr
+        );
+        let topology = Topology::parse(&two, std::path::Path::new("two.toml")).expect("parse");
+        let changes = dht.apply_topology(&topology).await.expect("apply");
+        assert_eq!(changes.removed, [(2, dead)], "{changes:?}");
+        assert_eq!(dht.blocking().client().active_nodes().len(), 2);
+    });
+}
+
+/// `reload_topology` reads the followed file again and applies it at once; a client opened
+/// without a file says it has none.
+#[test]
+fn topology_reloaded_on_demand() {
+    let cluster = RealCluster::start(0, 2, 2);
+    let path = cluster.write_topology("cluster.toml", false);
+    run(async {
+        let options = ClientOptions {
+            topology_watch_ms: 0,
+            ..options()
+        };
+        let logs = AsyncLogClient::open_topology(&path, options.clone()).await;
+        let logs = logs.expect("logs");
+        let queue = AsyncQueueClient::open_topology(&path, options).await;
+        let queue = queue.expect("queue");
+        let text = format!(
+            "[logfiles]\nnodes = [\"{}\"]\n[queue]\nnodes = [\"{}\"]\n",
+            cluster.logfiles[1].addr, cluster.queue[0].addr
+        );
+        std::fs::write(&path, text).expect("rewrite");
+        let changes = logs.reload_topology().await.expect("reload");
+        assert_eq!(changes.removed, [(0, cluster.logfiles[0].addr)]);
+        let changes = queue.reload_topology().await.expect("reload");
+        assert_eq!(changes.removed, [(1, cluster.queue[1].addr)]);
+        for _ in 0..4 {
+            assert_eq!(logs.put("after", 1, b"v").await.expect("put"), 1);
+            assert_eq!(queue.push("after", b"v").await.expect("push"), 0);
+        }
+        let c = connect(&cluster, real_cluster::options()).await;
+        let error = c.logs().reload_topology().await.expect_err("no file");
+        assert!(error.to_string().contains("topology file"), "{error}");
+    });
+}
+
+/// The logfiles operations the other tests leave out: the partial reads naming the node that
+/// is down, channels of the nodes that answer, and disk sizes in total and per node.
+#[test]
+fn logfiles_partial_reads_and_sizes() {
+    let mut cluster = RealCluster::start(0, 2, 0);
+    run(async {
+        let c = connect(&cluster, options()).await;
+        let logs = c.logs();
+        for key in 0..20u64 {
+            logs.put("events", key, &value_of(key)).await.expect("put");
+        }
+        let per_node = logs.size_per_node(Some("events")).await.expect("sizes");
+        let addrs: Vec<SocketAddr> = per_node.iter().map(|(addr, _)| *addr).collect();
+        assert_eq!(addrs, [cluster.logfiles[0].addr, cluster.logfiles[1].addr]);
+        assert!(per_node
+            .iter()
+            .all(|(_, size)| size.buckets >= 1 && size.bytes > 0));
+        let total = logs.size(Some("events")).await.expect("size");
+        assert_eq!(
+            total.bytes,
+            per_node.iter().map(|(_, s)| s.bytes).sum::<u64>()
+        );
+        assert_eq!(logs.size(None).await.expect("all").bytes, total.bytes);
+        assert_eq!(logs.size(Some("none")).await.expect("absent").bytes, 0);
+        let (range, missing) = collect_partial(
+            logs.get_range_partial("events", 5, 14, &ValueFilter::All)
+                .expect("open"),
+        )
+        .await;
+        assert!(missing.is_empty());
+        let expected: Vec<(u64, Vec<u8>)> = (5..15).map(|k| (k, value_of(k))).collect();
+        assert_eq!(range, expected);
+
+        cluster.logfiles[0].kill9();
+        let dead = cluster.logfiles[0].addr;
+        seen_down(logs.blocking().clone(), client::LogClient::client, 0).await;
+        // Puts alternate over the nodes, starting with node 0: node 1 has the odd keys.
+        let odd: Vec<u64> = (0..20).filter(|key| key % 2 == 1).collect();
+        let (range, missing) = collect_partial(
+            logs.get_range_partial("events", 0, 19, &ValueFilter::All)
+                .expect("open"),
+        )
+        .await;
+        assert_eq!(missing, [dead]);
+        assert_eq!(range.iter().map(|r| r.0).collect::<Vec<_>>(), odd);
+        let (all, missing) = collect_partial(
+            logs.get_all_partial("events", &ValueFilter::All)
+                .expect("open"),
+        )
+        .await;
+        assert_eq!(missing, [dead]);
+        assert_eq!(all.iter().map(|r| r.0).collect::<Vec<_>>(), odd);
+        let channels = logs.channels_partial().await.expect("channels");
+        assert_eq!(channels.value, ["events"]);
+        assert_eq!(channels.missing.len(), 1);
+        let sizes = logs.size_per_node_partial(Some("events")).await;
+        let sizes = sizes.expect("sizes");
+        assert_eq!(sizes.value.len(), 1);
+        assert_eq!(sizes.missing[0].0, dead);
+        assert!(logs.size(None).await.expect_err("needs all").is_node_down());
+        assert!(logs.size_per_node(None).await.is_err());
+    });
+}
+
+/// A value bigger than a batch's target fills a node's 1 MiB ring in a few sends: the producer
+/// goes on to the other node, then fails with ChannelFull when neither has room.
+async fn producer_fills_every_ring(queue: &AsyncQueueClient) {
+    let mut producer = queue.producer(&["big"]);
+    let mut sent = 0u64;
+    let error = loop {
+        match producer.send(vec![7u8; 100_000]).await {
+            Ok(()) => sent += 1,
+            Err(error) => break error,
+        }
+        if sent > 100 {
+            break producer.flush().await.expect_err("two 1 MiB rings fill");
+        }
+    };
+    assert!(
+        matches!(
+            &error,
+            ClientError::Status {
+                status: Status::ChannelFull,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let big = queue.get_channel_size_per_node("big").await.expect("sizes");
+    assert!(
+        big.iter().all(|(_, size)| size.records >= 9),
+        "both filled: {big:?}"
+    );
+}
+
+/// The queue operations the other tests leave out: sizes, channels of the nodes that answer,
+/// and the producer (Produce), whose values a full node does not store go to the other node.
+#[test]
+fn queue_sizes_and_the_producer() {
+    let mut cluster = RealCluster::start(0, 0, 2);
+    run(async {
+        let c = connect(&cluster, options()).await;
+        let queue = c.queue();
+        let mut producer = queue.producer(&["made", "copied"]);
+        for i in 0..5000u32 {
+            producer
+                .send(format!("v{i}").into_bytes())
+                .await
+                .expect("send");
+        }
+        let empty = producer.send(Vec::new()).await.expect_err("empty value");
+        assert!(empty.to_string().contains("empty"), "{empty}");
+        assert_eq!(producer.finish().await.expect("finish"), 5000);
+        let per_node = queue
+            .get_channel_size_per_node("made")
+            .await
+            .expect("sizes");
+        assert_eq!(per_node.len(), 2);
+        assert!(
+            per_node.iter().all(|(_, size)| size.records > 0),
+            "spread: {per_node:?}"
+        );
+        let made = queue.get_channel_size("made").await.expect("size");
+        assert_eq!(made.records, 5000);
+        assert_eq!(
+            queue
+                .get_channel_size("copied")
+                .await
+                .expect("size")
+                .records,
+            5000
+        );
+        let size = queue.get_size().await.expect("size");
+        assert_eq!(size.records, 10_000, "both channels of both nodes");
+        let mut popped = BTreeSet::new();
+        while let Some(value) = queue.pop("made").await.expect("pop") {
+            popped.insert(value);
+        }
+        assert_eq!(popped.len(), 5000, "each value once");
+
+        producer_fills_every_ring(queue).await;
+
+        cluster.queue[1].kill9();
+        seen_down(
+            queue.blocking().clone(),
+            client::queue::QueueClient::client,
+            1,
+        )
+        .await;
+        let channels = queue.get_channels_partial().await.expect("channels");
+        assert_eq!(channels.value, ["big", "copied", "made"]);
+        assert_eq!(channels.missing[0].0, cluster.queue[1].addr);
+        let sizes = queue.get_size_partial().await.expect("sizes");
+        assert_eq!(sizes.missing.len(), 1);
+        let one = queue
+            .get_channel_size_partial("copied")
+            .await
+            .expect("size");
+        assert_eq!(one.value.records, per_node[0].1.records);
+        let per = queue.get_channel_size_per_node_partial("copied").await;
+        assert_eq!(per.expect("sizes").value.len(), 1);
+        assert!(queue
+            .get_size()
+            .await
+            .expect_err("needs all")
+            .is_node_down());
+        let mut producer = queue.producer(&["after"]);
+        producer.send(b"one".to_vec()).await.expect("send");
+        assert_eq!(producer.finish().await.expect("to the live node"), 1);
+    });
+}
+
+/// Records in the cluster before it grows (the blocking client's test moves 200 000).
+const MOVING_RECORDS: u64 = 40_000;
+
+/// What the writer and reader tasks of [`async_writes_and_reads_go_on_through_a_redistribution`]
+/// did while records moved.
+#[derive(Default)]
+struct MoveLoad {
+    written: Vec<u64>,
+    reads: u64,
+    errors: Vec<String>,
+}
+
+/// An async writer of new keys (from `first_key` on) and reader of loaded and just-written
+/// ones, until `stop`.
+async fn load_while_moving(
+    dht: AsyncDhtClient,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    first_key: u64,
+) -> MoveLoad {
+    use std::sync::atomic::Ordering;
+    let mut load = MoveLoad::default();
+    let mut key = first_key;
+    let mut step = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match dht.put("moving", key, &value_of(key)).await {
+            Ok(()) => load.written.push(key),
+            Err(error) => load.errors.push(format!("put {key}: {error}")),
+        }
+        key += 1;
+        step += 1;
+        // A loaded record spread over the keys, then the last write.
+        for key in [step.wrapping_mul(7919) % MOVING_RECORDS, key - 1] {
+            match dht.get("moving", key).await {
+                Ok(Some(value)) if value == value_of(key) => {}
+                other => load.errors.push(format!("get {key}: {other:?}")),
+            }
+            load.reads += 1;
+        }
+    }
+    load
+}
+
+/// `swarmctl dht redistribute --execute` over `nodes`, off the runtime's workers.
+async fn redistribute(nodes: Vec<SocketAddr>) -> std::process::Output {
+    let swarmctl = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"));
+        for node in &nodes {
+            command.arg("--node").arg(node.to_string());
+        }
+        command
+            .args(["--timeout-ms", "20000", "dht", "redistribute", "--execute"])
+            .output()
+            .expect("swarmctl runs")
+    });
+    swarmctl.await.expect("swarmctl")
+}
+
+/// The async dht client through a redistribution (the blocking client's case in
+/// dht_redistribute.rs): a two-node cluster grows to three while tasks write and read; the
+/// WrongNode and moving-record fallbacks keep every request right, and afterwards every
+/// record is where the new ranges say.
+#[test]
+fn async_writes_and_reads_go_on_through_a_redistribution() {
+    use node_core::protocol::dht::{split_evenly, HashRange};
+    let mut ranges = split_evenly(2);
+    ranges.push(HashRange::EMPTY);
+    let cluster = RealCluster::start_with_ranges(ranges, 0, 0);
+    let nodes = real_cluster::addrs(&cluster.dht);
+    run(async {
+        let dht = AsyncDhtClient::connect(&nodes, options())
+            .await
+            .expect("connect");
+        let records: Vec<(u64, Vec<u8>)> = (0..MOVING_RECORDS)
+            .map(|key| (key, value_of(key)))
+            .collect();
+        dht.put_batch("moving", records).await.expect("load");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks: Vec<_> = (1..=4u64)
+            .map(|task| {
+                let first_key = task << 40;
+                tokio::spawn(load_while_moving(dht.clone(), stop.clone(), first_key))
+            })
+            .collect();
+        let output = redistribute(nodes).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut written = Vec::new();
+        for task in tasks {
+            let load = task.await.expect("load task");
+            assert!(
+                load.errors.is_empty(),
+                "errors: {:?}",
+                &load.errors[..load.errors.len().min(5)]
+            );
+            assert!(
+                load.reads > 0 && !load.written.is_empty(),
+                "the tasks worked during the move"
+            );
+            written.extend(load.written);
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}\n{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("the ranges tile the hash space"),
+            "{stdout}"
+        );
+        dht.refresh_ranges().await.expect("ranges");
+        let table = dht.blocking().range_table();
+        let now: Vec<HashRange> = table.entries().iter().map(|(_, range)| *range).collect();
+        assert_eq!(now, split_evenly(3), "the new node took its share");
+        let total = MOVING_RECORDS + written.len() as u64;
+        for key in (0..MOVING_RECORDS).step_by(37).chain(written) {
+            assert_eq!(
+                dht.get("moving", key).await.expect("get"),
+                Some(value_of(key)),
+                "{key}"
+            );
+        }
+        let size = dht.get_channel_size("moving").await.expect("size");
+        assert_eq!(size.records, total, "each record on one node, none lost");
+    });
+}

@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2154
 # Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
-# bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh). Source it; it
+# bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh,
+# bench-tls-instructions.sh). Source it; it
 # defines functions only.
 #
 # The functions read these globals of the sourcing script:
@@ -519,4 +520,18 @@ queue_cycle_ours() {
         cat "$out/queue/raw/queue-$name.$1.runs" >> "$out/queue/queue-$name.runs"
     done
     stop_srv
+}
+
+# make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (openssl).
+make_tls_certs() {
+    local dir="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    mkdir -p "$dir"
+    openssl req -x509 "${ec[@]}" -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" -days 2 \
+        -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req "${ec[@]}" -keyout "$dir/node-key.pem" -out "$dir/node.csr" -subj "/CN=bench" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+        > "$dir/node.ext"
+    openssl x509 -req -in "$dir/node.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+        -CAcreateserial -days 2 -extfile "$dir/node.ext" -out "$dir/node.pem" 2>/dev/null
 }

@@ -11,17 +11,20 @@
 //! and versions: `dht::replicas`); a set of one goes from the task as before. Update, PutBatch and the fan-outs run there too; GetAll and Listen run on a thread of
 //! their own (`bridge`).
 
-use super::bridge::{blocking, forward_all, ThreadStream, QUIET_CHECK};
+use super::bridge::{blocking, forward_all, ThreadStream};
+use super::reopen::ReopenTimer;
 use super::transport::Transport;
 use crate::dht::{
-    found, key_body, DhtClient, GetAllOptions, ListenEvent, QuickRoute, UpdateDecision,
+    found, key_body, DhtClient, GetAllOptions, ListenEvent, Listener, QuickRoute, UpdateDecision,
 };
 use crate::error::ClientError;
 use crate::partial::Partial;
 use crate::reply::Reply;
 use node_core::protocol::dht::{self as wire, SizeInfo};
 use node_core::protocol::{RequestCode, Status};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// A connected dht cluster, for tokio. Clone it freely: clones share the connections.
 #[derive(Clone)]
@@ -40,6 +43,7 @@ enum Quick {
 
 impl AsyncDhtClient {
     cluster_constructors!(AsyncDhtClient, DhtClient);
+    topology_changes!(dht, DhtClient);
 
     /// The async face of a blocking client; both may be used at once.
     pub fn from_blocking(dht: Arc<DhtClient>) -> AsyncDhtClient {
@@ -130,25 +134,49 @@ impl AsyncDhtClient {
         channel: &str,
         options: GetAllOptions,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        self.get_all_with(channel, options, false)
+    }
+
+    /// [`DhtClient::get_all_partial`]: every record over the nodes that can be read; once the
+    /// stream ended, [`ThreadStream::missing`] lists the nodes skipped, with why.
+    pub fn get_all_partial(
+        &self,
+        channel: &str,
+        options: GetAllOptions,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        self.get_all_with(channel, options, true)
+    }
+
+    fn get_all_with(
+        &self,
+        channel: &str,
+        options: GetAllOptions,
+        partial: bool,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
         let (dht, channel) = (self.dht.clone(), channel.to_string());
         ThreadStream::spawn("swarm-dht-getall", move |sender| {
-            forward_all(dht.get_all(&channel, options), sender)
+            let mut records = match partial {
+                true => dht.get_all_partial(&channel, options),
+                false => dht.get_all(&channel, options),
+            };
+            forward_all(&mut records, sender);
+            if partial {
+                sender.set_missing(records.missing());
+            }
         })
     }
 
-    /// [`DhtClient::listen`]: a channel's changes on every node, as a stream. An error item
-    /// concerns one node, which is listened to again later; the stream goes on. It ends after
+    /// [`DhtClient::listen`]: a channel's changes on every node, as a stream
+    /// ([`AsyncListener`], polled by the task: no thread of its own). An error item concerns
+    /// one node, which is listened to again later; the stream goes on. It ends after
     /// [`ListenEvent::ChannelRemoved`].
-    pub async fn listen(&self, channel: &str) -> Result<ThreadStream<ListenEvent>, ClientError> {
+    pub async fn listen(&self, channel: &str) -> Result<AsyncListener, ClientError> {
         self.listen_with(channel, false).await
     }
 
     /// [`DhtClient::listen_partial`]: starts without the nodes that are down, and listens to
     /// them once they are back.
-    pub async fn listen_partial(
-        &self,
-        channel: &str,
-    ) -> Result<ThreadStream<ListenEvent>, ClientError> {
+    pub async fn listen_partial(&self, channel: &str) -> Result<AsyncListener, ClientError> {
         self.listen_with(channel, true).await
     }
 
@@ -156,34 +184,13 @@ impl AsyncDhtClient {
         &self,
         channel: &str,
         partial: bool,
-    ) -> Result<ThreadStream<ListenEvent>, ClientError> {
+    ) -> Result<AsyncListener, ClientError> {
         let (dht, channel) = (self.dht.clone(), channel.to_string());
-        let mut listener = blocking(move || match partial {
-            true => dht.listen_partial(&channel),
-            false => dht.listen(&channel),
-        })
-        .await?;
-        ThreadStream::spawn("swarm-dht-listen", move |sender| loop {
-            match listener.next(QUIET_CHECK) {
-                Ok(Some(event)) => {
-                    if !sender.push(Ok(event)) {
-                        return;
-                    }
-                }
-                Ok(None) if listener.is_finished() => return,
-                // Quiet: hand over what waits for room (the task may be behind), or stop if
-                // the task is gone.
-                Ok(None) => {
-                    if !sender.flush() {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    if !sender.push(Err(error)) {
-                        return;
-                    }
-                }
-            }
+        // Opening waits for each node's slot and command queue: on the blocking pool.
+        let listener = blocking(move || dht.listen_for_task(&channel, partial)).await?;
+        Ok(AsyncListener {
+            listener,
+            reopen: ReopenTimer::default(),
         })
     }
 
@@ -215,6 +222,15 @@ impl AsyncDhtClient {
     pub async fn get_channel_size(&self, channel: &str) -> Result<SizeInfo, ClientError> {
         let (dht, channel) = (self.dht.clone(), channel.to_string());
         blocking(move || dht.get_channel_size(&channel)).await
+    }
+
+    /// [`DhtClient::get_channel_size_partial`].
+    pub async fn get_channel_size_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<SizeInfo>, ClientError> {
+        let (dht, channel) = (self.dht.clone(), channel.to_string());
+        blocking(move || dht.get_channel_size_partial(&channel)).await
     }
 
     /// [`DhtClient::remove_channel`].
@@ -267,6 +283,68 @@ impl AsyncDhtClient {
             return Ok(Some(reply));
         }
         Ok(None)
+    }
+}
+
+/// A channel's changes on every node, for tokio: the blocking [`crate::dht::Listener`] (its
+/// merging, its reopening of a failed node's stream, its flow control), polled by the task.
+/// The I/O thread delivers every node's stream into one queue the task polls; credit is
+/// granted back as the task takes changes, so a task that stops polling pauses the nodes.
+/// Dropping it stops every node's stream. No thread is held per listener.
+pub struct AsyncListener {
+    listener: Listener,
+    /// Wakes the task when a failed node's stream is due to be opened again.
+    reopen: ReopenTimer,
+}
+
+impl AsyncListener {
+    /// The next change; `None` after [`ListenEvent::ChannelRemoved`]. No wait limit applies
+    /// (wrap it in `tokio::time::timeout` for one).
+    pub async fn next(&mut self) -> Option<Result<ListenEvent, ClientError>> {
+        std::future::poll_fn(|cx| self.poll_change(cx)).await
+    }
+
+    /// [`crate::dht::Listener::missing`]: the nodes not listened to now, with why.
+    pub fn missing(&self) -> Vec<(std::net::SocketAddr, ClientError)> {
+        self.listener.missing()
+    }
+
+    /// True once [`ListenEvent::ChannelRemoved`] was returned.
+    pub fn is_finished(&self) -> bool {
+        self.listener.is_finished()
+    }
+
+    pub fn channel(&self) -> &str {
+        self.listener.channel()
+    }
+
+    fn poll_change(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<ListenEvent, ClientError>>> {
+        loop {
+            if let Poll::Ready(change) = self.listener.poll_change(cx) {
+                return Poll::Ready(change);
+            }
+            // Due: poll the listener again, which reopens the failed node's stream.
+            std::task::ready!(self.reopen.poll_due(self.listener.next_reopen(), cx));
+        }
+    }
+}
+
+impl futures_core::Stream for AsyncListener {
+    type Item = Result<ListenEvent, ClientError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_change(cx)
+    }
+}
+
+impl std::fmt::Debug for AsyncListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncListener")
+            .field("listener", &self.listener)
+            .finish()
     }
 }
 

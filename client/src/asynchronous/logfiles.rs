@@ -10,9 +10,10 @@ use super::bridge::{blocking, forward_all, ThreadStream};
 use super::transport::Transport;
 use crate::error::ClientError;
 use crate::failover::{judge_write, WriteStep};
-use crate::logfiles::{node_unavailable, put_stored, DiskSize, LogClient, ValueFilter};
+use crate::logfiles::{node_unavailable, put_stored, DiskSize, LogClient, LogRecords, ValueFilter};
 use crate::partial::Partial;
 use node_core::protocol::logfiles as wire;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A connected logfiles cluster, for tokio. Clone it freely: clones share the connections.
@@ -24,6 +25,7 @@ pub struct AsyncLogClient {
 
 impl AsyncLogClient {
     cluster_constructors!(AsyncLogClient, LogClient);
+    topology_changes!(logs, LogClient);
 
     /// The async face of a blocking client; both may be used at once.
     pub fn from_blocking(logs: Arc<LogClient>) -> AsyncLogClient {
@@ -74,15 +76,33 @@ impl AsyncLogClient {
         to: u64,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
-        let (logs, channel, filter) = (self.logs.clone(), channel.to_string(), filter.clone());
-        ThreadStream::spawn("swarm-log-range", move |sender| {
-            match logs.get_range(&channel, from, to, &filter) {
-                Ok(records) => forward_all(records, sender),
-                Err(error) => {
-                    sender.push(Err(error));
-                }
-            }
-        })
+        self.range_stream(channel, (from, to), filter, false)
+    }
+
+    /// [`LogClient::get_range_partial`]: [`AsyncLogClient::get_range`] from the nodes that
+    /// can be read; once the stream ended, [`ThreadStream::missing`] lists the others.
+    pub fn get_range_partial(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+        filter: &ValueFilter,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        self.range_stream(channel, (from, to), filter, true)
+    }
+
+    fn range_stream(
+        &self,
+        channel: &str,
+        (from, to): (u64, u64),
+        filter: &ValueFilter,
+        partial: bool,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        let open = move |logs: &LogClient, channel: &str, filter: &ValueFilter| match partial {
+            true => logs.get_range_partial(channel, from, to, filter),
+            false => logs.get_range(channel, from, to, filter),
+        };
+        self.read_stream("swarm-log-range", open, channel, filter, partial)
     }
 
     /// [`LogClient::get_all`]: every record of a channel over every node, in key order.
@@ -91,13 +111,51 @@ impl AsyncLogClient {
         channel: &str,
         filter: &ValueFilter,
     ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        self.read_stream("swarm-log-all", LogClient::get_all, channel, filter, false)
+    }
+
+    /// [`LogClient::get_all_partial`]: [`AsyncLogClient::get_all`] from the nodes that can be
+    /// read; once the stream ended, [`ThreadStream::missing`] lists the others.
+    pub fn get_all_partial(
+        &self,
+        channel: &str,
+        filter: &ValueFilter,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError> {
+        self.read_stream(
+            "swarm-log-all",
+            LogClient::get_all_partial,
+            channel,
+            filter,
+            true,
+        )
+    }
+
+    /// Runs the blocking read `open` on a thread of its own and streams its records (`bridge`);
+    /// a failure to open is the stream's one item. `partial`: the records' missing nodes are
+    /// handed over at the end.
+    fn read_stream<F>(
+        &self,
+        name: &str,
+        open: F,
+        channel: &str,
+        filter: &ValueFilter,
+        partial: bool,
+    ) -> Result<ThreadStream<(u64, Vec<u8>)>, ClientError>
+    where
+        F: FnOnce(&LogClient, &str, &ValueFilter) -> Result<LogRecords, ClientError>
+            + Send
+            + 'static,
+    {
         let (logs, channel, filter) = (self.logs.clone(), channel.to_string(), filter.clone());
-        ThreadStream::spawn("swarm-log-all", move |sender| {
-            match logs.get_all(&channel, &filter) {
-                Ok(records) => forward_all(records, sender),
-                Err(error) => {
-                    sender.push(Err(error));
+        ThreadStream::spawn(name, move |sender| match open(&logs, &channel, &filter) {
+            Ok(mut records) => {
+                forward_all(&mut records, sender);
+                if partial {
+                    sender.set_missing(records.missing());
                 }
+            }
+            Err(error) => {
+                sender.push(Err(error));
             }
         })
     }
@@ -108,6 +166,18 @@ impl AsyncLogClient {
         blocking(move || logs.channels()).await
     }
 
+    /// [`LogClient::channels_partial`].
+    pub async fn channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        let logs = self.logs.clone();
+        blocking(move || logs.channels_partial()).await
+    }
+
+    /// [`LogClient::size`].
+    pub async fn size(&self, channel: Option<&str>) -> Result<DiskSize, ClientError> {
+        let (logs, channel) = (self.logs.clone(), channel.map(str::to_string));
+        blocking(move || logs.size(channel.as_deref())).await
+    }
+
     /// [`LogClient::size_partial`].
     pub async fn size_partial(
         &self,
@@ -115,6 +185,24 @@ impl AsyncLogClient {
     ) -> Result<Partial<DiskSize>, ClientError> {
         let (logs, channel) = (self.logs.clone(), channel.map(str::to_string));
         blocking(move || logs.size_partial(channel.as_deref())).await
+    }
+
+    /// [`LogClient::size_per_node`].
+    pub async fn size_per_node(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Vec<(SocketAddr, DiskSize)>, ClientError> {
+        let (logs, channel) = (self.logs.clone(), channel.map(str::to_string));
+        blocking(move || logs.size_per_node(channel.as_deref())).await
+    }
+
+    /// [`LogClient::size_per_node_partial`].
+    pub async fn size_per_node_partial(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Partial<Vec<(SocketAddr, DiskSize)>>, ClientError> {
+        let (logs, channel) = (self.logs.clone(), channel.map(str::to_string));
+        blocking(move || logs.size_per_node_partial(channel.as_deref())).await
     }
 
     /// [`LogClient::remove_channel`].

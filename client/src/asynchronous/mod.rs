@@ -15,19 +15,24 @@
 //! [`AsyncDhtClient::blocking`]) and shares its state: routes and hash ranges, round-robin
 //! order, the topology file it follows.
 //!
-//! What runs where:
+//! What runs where (`docs/client.md` lists every operation):
 //!
 //! - **From the task** (no thread involved besides the I/O thread): dht `put`, `get`,
-//!   `exists`, `remove`; logfiles `put`; queue `push`, `push_multi`, `pop`; any request of
-//!   [`AsyncClient`] (`request`, `submit`, `stream`, `fan_out_partial`).
+//!   `exists`, `remove`; logfiles `put`; queue `push`, `push_multi`, `pop` and the producer
+//!   ([`AsyncProducer`]); any request of [`AsyncClient`] (`request`, `submit`, `stream`,
+//!   `fan_out_partial`).
+//! - **Polled by the task**: dht `listen` ([`AsyncListener`]) and queue `consume`
+//!   ([`AsyncConsumer`]): the blocking client's [`crate::dht::Listener`] and
+//!   [`crate::queue::Consumer`] over a stream set whose queue the task polls, so these
+//!   long-lived streams hold no thread however many are open.
 //! - **On tokio's blocking pool**, by the blocking client's code: connecting, whatever needs
 //!   the dht routes refreshed or a wait first (a WrongNode, a node that reconnected since its
 //!   range was read, a read or remove while records are moving between nodes), dht `update`
-//!   and `put_batch`, logfiles `put_batch`, and the fan-outs (channels, sizes, removing a
-//!   channel, subscribing).
-//! - **On a thread per stream**, by the blocking client's code: the streams that merge every
-//!   node (dht `get_all` and `listen`, logfiles `get_range` and `get_all`, queue `consume`),
-//!   handed to the task in batches ([`ThreadStream`]) or call by call ([`AsyncConsumer`]).
+//!   and `put_batch`, logfiles `put_batch`, topology reloads, and the fan-outs (channels,
+//!   sizes, removing a channel, subscribing).
+//! - **On a thread per stream, while it runs**, by the blocking client's code: the merged
+//!   cluster reads (dht `get_all`, logfiles `get_range` and `get_all`, and their `_partial`
+//!   forms), handed to the task in batches ([`ThreadStream`]).
 //!
 //! The runtime must have its time driver on (`enable_time` or `enable_all`): request timeouts
 //! are tokio timers.
@@ -85,16 +90,38 @@ macro_rules! cluster_constructors {
     };
 }
 
+/// `reload_topology` and `apply_topology` of an async cluster client: the blocking client's
+/// own (they connect to added nodes), on tokio's blocking pool.
+macro_rules! topology_changes {
+    ($field:ident, $blocking_client:ident) => {
+        #[doc = concat!("[`", stringify!($blocking_client), "::reload_topology`].")]
+        pub async fn reload_topology(&self) -> Result<crate::NodeChanges, crate::ClientError> {
+            let inner = self.$field.clone();
+            super::blocking(move || inner.reload_topology()).await
+        }
+
+        #[doc = concat!("[`", stringify!($blocking_client), "::apply_topology`].")]
+        pub async fn apply_topology(
+            &self,
+            topology: &crate::Topology,
+        ) -> Result<crate::NodeChanges, crate::ClientError> {
+            let (inner, topology) = (self.$field.clone(), topology.clone());
+            super::blocking(move || inner.apply_topology(&topology)).await
+        }
+    };
+}
+
 mod bridge;
 mod dht;
 mod logfiles;
 mod queue;
+mod reopen;
 mod transport;
 
-pub use bridge::ThreadStream;
-pub use dht::AsyncDhtClient;
+pub use bridge::{ThreadStream, MAX_STREAM_THREADS};
+pub use dht::{AsyncDhtClient, AsyncListener};
 pub use logfiles::AsyncLogClient;
-pub use queue::{AsyncConsumer, AsyncQueueClient};
+pub use queue::{AsyncConsumer, AsyncProducer, AsyncQueueClient};
 pub use transport::{AsyncClient, AsyncPending, ReplyStream};
 
 pub(crate) use bridge::blocking;

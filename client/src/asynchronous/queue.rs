@@ -1,26 +1,31 @@
 //! [`AsyncQueueClient`]: [`QueueClient`]'s operations as `async fn`s, and [`AsyncConsumer`].
 //!
-//! Push, PushMulti and Pop are sent from the task to the nodes in the blocking client's
-//! round-robin order, each answer judged by the same rules (`failover::judge_write` for pushes,
-//! `queue::PopWalk` for pops). A consumer merges every node's stream and acknowledges what was
-//! taken: it is the blocking [`crate::queue::Consumer`], run on a thread of its own and driven
-//! call by call (lock-step), so that a record counts as processed exactly when the blocking
-//! consumer's rule says (the next `next`). Subscribe and the fan-outs run on tokio's blocking
-//! pool.
+//! Push, PushMulti, Pop and the producer's batches are sent from the task to the nodes in the
+//! blocking client's round-robin order, each answer judged by the same rules
+//! (`failover::judge_write` for pushes, `queue::PopWalk` for pops, the producer's shared
+//! `ProducerCore`). A consumer merges every node's stream and acknowledges what was taken: it
+//! is the blocking [`crate::queue::Consumer`] itself, polled by the task over a stream set the
+//! task polls (no thread of its own), so that a record counts as processed exactly when the
+//! blocking consumer's rule says (the next `next`). Subscribe, opening a consumer, stopping it
+//! (it waits for the nodes' confirmations) and the fan-outs run on tokio's blocking pool.
 
 use super::bridge::blocking;
-use super::transport::Transport;
+use super::reopen::ReopenTimer;
+use super::transport::{AsyncPending, Transport};
 use crate::error::ClientError;
 use crate::failover::{judge_write, WriteStep};
 use crate::partial::Partial;
-use crate::queue::{push_elsewhere, PopWalk, QueueClient, QueueSize, NO_ADDR};
+use crate::queue::{
+    check_channel_count, next_node, push_elsewhere, ConsumeSpec, Consumer, PopWalk, ProducerCore,
+    QueueClient, QueueSize, Resend, NO_ADDR, PRODUCER_WINDOW,
+};
 use node_core::protocol::queue as wire;
 use node_core::protocol::RequestCode;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// A connected queue cluster, for tokio. Clone it freely: clones share the connections.
 #[derive(Clone)]
@@ -31,6 +36,7 @@ pub struct AsyncQueueClient {
 
 impl AsyncQueueClient {
     cluster_constructors!(AsyncQueueClient, QueueClient);
+    topology_changes!(queue, QueueClient);
 
     /// The async face of a blocking client; both may be used at once.
     pub fn from_blocking(queue: Arc<QueueClient>) -> AsyncQueueClient {
@@ -139,6 +145,61 @@ impl AsyncQueueClient {
         blocking(move || queue.get_channels()).await
     }
 
+    /// [`QueueClient::get_channels_partial`].
+    pub async fn get_channels_partial(&self) -> Result<Partial<Vec<String>>, ClientError> {
+        let queue = self.queue.clone();
+        blocking(move || queue.get_channels_partial()).await
+    }
+
+    /// [`QueueClient::get_size`].
+    pub async fn get_size(&self) -> Result<QueueSize, ClientError> {
+        let queue = self.queue.clone();
+        blocking(move || queue.get_size()).await
+    }
+
+    /// [`QueueClient::get_size_partial`].
+    pub async fn get_size_partial(&self) -> Result<Partial<QueueSize>, ClientError> {
+        let queue = self.queue.clone();
+        blocking(move || queue.get_size_partial()).await
+    }
+
+    /// [`QueueClient::get_channel_size_partial`].
+    pub async fn get_channel_size_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<QueueSize>, ClientError> {
+        let (queue, channel) = (self.queue.clone(), channel.to_string());
+        blocking(move || queue.get_channel_size_partial(&channel)).await
+    }
+
+    /// [`QueueClient::get_channel_size_per_node`].
+    pub async fn get_channel_size_per_node(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<(SocketAddr, QueueSize)>, ClientError> {
+        let (queue, channel) = (self.queue.clone(), channel.to_string());
+        blocking(move || queue.get_channel_size_per_node(&channel)).await
+    }
+
+    /// [`QueueClient::get_channel_size_per_node_partial`].
+    pub async fn get_channel_size_per_node_partial(
+        &self,
+        channel: &str,
+    ) -> Result<Partial<Vec<(SocketAddr, QueueSize)>>, ClientError> {
+        let (queue, channel) = (self.queue.clone(), channel.to_string());
+        blocking(move || queue.get_channel_size_per_node_partial(&channel)).await
+    }
+
+    /// [`QueueClient::producer`]: a streaming push (Produce), see [`AsyncProducer`].
+    pub fn producer(&self, channels: &[&str]) -> AsyncProducer {
+        AsyncProducer {
+            queue: self.queue.clone(),
+            transport: self.transport.clone(),
+            core: ProducerCore::new(channels),
+            in_flight: VecDeque::new(),
+        }
+    }
+
     /// [`QueueClient::get_channel_size`].
     pub async fn get_channel_size(&self, channel: &str) -> Result<QueueSize, ClientError> {
         let (queue, channel) = (self.queue.clone(), channel.to_string());
@@ -160,24 +221,109 @@ impl std::fmt::Debug for AsyncQueueClient {
     }
 }
 
-/// What the task asks of the consumer's thread.
-enum Call {
-    Next(
-        Duration,
-        oneshot::Sender<Result<Option<Vec<u8>>, ClientError>>,
-    ),
-    GiveBack,
-    Missing(oneshot::Sender<Vec<(SocketAddr, ClientError)>>),
-    Stop(oneshot::Sender<Result<(), ClientError>>),
+/// A streaming push (Produce) for tokio: [`crate::queue::Producer`]'s batches, window and
+/// rules (values a node did not store go to the next; see there), sent from the task. Create
+/// with [`AsyncQueueClient::producer`]; call [`AsyncProducer::finish`] at the end (dropping a
+/// producer sends nothing more: values not yet acknowledged may be lost).
+pub struct AsyncProducer {
+    queue: Arc<QueueClient>,
+    transport: Transport,
+    core: ProducerCore,
+    /// Batches sent and not yet acknowledged, oldest first, with their values and how many
+    /// nodes in a row stored nothing of them.
+    in_flight: VecDeque<(AsyncPending, Vec<Vec<u8>>, usize)>,
 }
 
-/// A channel consumed on every node as one subscriber, for tokio: [`crate::queue::Consumer`]'s
-/// calls as `async fn`s, with its rules (a record counts as processed at the next `next`;
-/// [`AsyncConsumer::give_back`]; [`AsyncConsumer::stop`] acknowledges and gives back the rest).
-/// Dropping it without `stop` ends its thread, where the blocking consumer's drop does what
-/// `stop` does.
+impl AsyncProducer {
+    /// Values acknowledged as stored so far.
+    pub fn stored(&self) -> u64 {
+        self.core.stored
+    }
+
+    /// [`crate::queue::Producer::send`]: queues one value; sends a batch when one is full.
+    pub async fn send(&mut self, value: Vec<u8>) -> Result<(), ClientError> {
+        if let Some(values) = self.core.queue_value(&self.queue, value)? {
+            self.dispatch(values, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the values queued so far and waits until every batch is acknowledged.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if let Some(values) = self.core.take_batch() {
+            self.dispatch(values, 0).await?;
+        }
+        while !self.in_flight.is_empty() {
+            if let Some((rest, fruitless)) = self.settle_oldest().await? {
+                self.dispatch(rest, fruitless).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes, and returns how many values were stored in all.
+    pub async fn finish(mut self) -> Result<u64, ClientError> {
+        self.flush().await?;
+        Ok(self.core.stored)
+    }
+
+    /// Sends `values` as one batch to the next node, first making room in the window. What
+    /// the oldest batch's node did not store goes out first, as the blocking producer does
+    /// (a work list here, where the blocking one recurses).
+    async fn dispatch(
+        &mut self,
+        values: Vec<Vec<u8>>,
+        fruitless: usize,
+    ) -> Result<(), ClientError> {
+        let mut to_send = VecDeque::from([(values, fruitless)]);
+        while let Some((values, fruitless)) = to_send.pop_front() {
+            check_channel_count(&self.queue, self.core.channels.len())?;
+            if self.in_flight.len() >= PRODUCER_WINDOW {
+                to_send.push_front((values, fruitless));
+                if let Some(rest) = self.settle_oldest().await? {
+                    to_send.push_front(rest);
+                }
+                continue;
+            }
+            let body = self.core.body(&values);
+            let node = next_node(&self.queue)?;
+            let pending = self.transport.submit(node, wire::PRODUCE, body).await?;
+            self.in_flight.push_back((pending, values, fruitless));
+        }
+        Ok(())
+    }
+
+    /// Awaits the oldest batch's acknowledgement; returns what its node did not store.
+    async fn settle_oldest(&mut self) -> Result<Option<Resend>, ClientError> {
+        let Some((pending, values, fruitless)) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let outcome = pending.wait().await;
+        self.core.judge(&self.queue, outcome, values, fruitless)
+    }
+}
+
+impl std::fmt::Debug for AsyncProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncProducer")
+            .field("channels", &self.core.channels)
+            .field("unacknowledged_batches", &self.in_flight.len())
+            .field("stored", &self.core.stored)
+            .finish()
+    }
+}
+
+/// A channel consumed on every node as one subscriber, for tokio: [`crate::queue::Consumer`]
+/// itself, polled by the task (its streams deliver into a queue the task polls; no thread of
+/// its own), with its rules: a record counts as processed at the next `next`;
+/// [`AsyncConsumer::give_back`]; [`AsyncConsumer::stop`] acknowledges and gives back the rest.
+/// Dropping it without `stop` does what `stop` does, on tokio's blocking pool (it waits for
+/// the nodes' confirmations).
 pub struct AsyncConsumer {
-    calls: std_mpsc::Sender<Call>,
+    /// `None` only once `stop` took it.
+    consumer: Option<Consumer<'static>>,
+    /// Wakes the task when a failed node's stream is due to be opened again.
+    reopen: ReopenTimer,
 }
 
 impl AsyncConsumer {
@@ -193,83 +339,90 @@ impl AsyncConsumer {
             channel.to_string(),
             subscriber.to_string(),
         );
-        let (calls, received) = std_mpsc::channel();
-        let (opened_tx, opened) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("swarm-queue-consume".into())
-            .spawn(move || {
-                let consumer = match partial {
-                    true => queue.consume_partial(&channel, &subscriber, max_batch_records),
-                    false => queue.consume(&channel, &subscriber, max_batch_records),
-                };
-                match consumer {
-                    Ok(consumer) => {
-                        if opened_tx.send(Ok(())).is_ok() {
-                            serve(consumer, &received);
-                        }
-                    }
-                    Err(error) => {
-                        let _ = opened_tx.send(Err(error));
-                    }
-                }
-            })
-            .map_err(|e| ClientError::Setup(format!("cannot start a consumer thread: {e}")))?;
-        opened.await.map_err(|_| gone())??;
-        Ok(AsyncConsumer { calls })
+        // Subscribing and opening wait for every node: on the blocking pool.
+        let consumer = blocking(move || {
+            let spec = ConsumeSpec {
+                channel: &channel,
+                subscriber: &subscriber,
+                max_batch_records,
+                partial,
+            };
+            Consumer::open_for_task(queue, &spec)
+        })
+        .await?;
+        Ok(AsyncConsumer {
+            consumer: Some(consumer),
+            reopen: ReopenTimer::default(),
+        })
     }
 
     /// The next record from any node, waiting up to `timeout`: `Ok(None)` when none came in
-    /// time. The record returned before counts as processed.
+    /// time (and, once finished, at once). The record returned before counts as processed.
     pub async fn next(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.call(Call::Next(timeout, reply))?;
-        answer.await.map_err(|_| gone())?
+        let next = std::future::poll_fn(|cx| self.poll_record(cx));
+        match tokio::time::timeout(timeout, next).await {
+            Ok(record) => record,
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Vec<u8>>, ClientError>> {
+        let Some(consumer) = self.consumer.as_mut() else {
+            return Poll::Ready(Ok(None));
+        };
+        loop {
+            if let Poll::Ready(record) = consumer.poll_record(cx) {
+                return Poll::Ready(record);
+            }
+            // Due: poll the consumer again, which reopens the failed node's stream.
+            std::task::ready!(self.reopen.poll_due(consumer.next_reopen(), cx));
+        }
     }
 
     /// The record `next` returned last was not processed: it goes back to its node's queue
     /// when the consumer stops (see [`crate::queue::Consumer::give_back`]).
     pub fn give_back(&mut self) -> Result<(), ClientError> {
-        self.call(Call::GiveBack)
+        if let Some(consumer) = self.consumer.as_mut() {
+            consumer.give_back();
+        }
+        Ok(())
     }
 
     /// The nodes not consumed from now, with why.
     pub async fn missing(&self) -> Result<Vec<(SocketAddr, ClientError)>, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.call(Call::Missing(reply))?;
-        answer.await.map_err(|_| gone())
+        Ok(self
+            .consumer
+            .as_ref()
+            .map(Consumer::missing)
+            .unwrap_or_default())
     }
 
     /// Acknowledges everything taken, waits for the nodes to confirm, and stops every stream.
-    pub async fn stop(self) -> Result<(), ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.call(Call::Stop(reply))?;
-        answer.await.map_err(|_| gone())?
-    }
-
-    fn call(&self, call: Call) -> Result<(), ClientError> {
-        self.calls.send(call).map_err(|_| gone())
-    }
-}
-
-/// The consumer's thread: one call at a time, until `Stop` or the task drops its end.
-fn serve(mut consumer: crate::queue::Consumer<'_>, calls: &std_mpsc::Receiver<Call>) {
-    while let Ok(call) = calls.recv() {
-        match call {
-            Call::Next(timeout, reply) => {
-                let _ = reply.send(consumer.next(timeout));
-            }
-            Call::GiveBack => consumer.give_back(),
-            Call::Missing(reply) => {
-                let _ = reply.send(consumer.missing());
-            }
-            Call::Stop(reply) => {
-                let _ = reply.send(consumer.stop());
-                return;
-            }
+    pub async fn stop(mut self) -> Result<(), ClientError> {
+        match self.consumer.take() {
+            Some(consumer) => blocking(move || consumer.stop()).await,
+            None => Ok(()),
         }
     }
 }
 
-fn gone() -> ClientError {
-    ClientError::Setup("the consumer's thread ended".into())
+impl Drop for AsyncConsumer {
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
+        // The blocking consumer's drop waits for the acknowledgements: not on a worker.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(consumer))),
+            Err(_) => drop(consumer),
+        }
+    }
+}
+
+impl std::fmt::Debug for AsyncConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncConsumer")
+            .field("consumer", &self.consumer)
+            .finish()
+    }
 }

@@ -91,9 +91,20 @@ impl Listener {
         partial: bool,
         slots: Vec<Vec<usize>>,
     ) -> Result<Listener, ClientError> {
+        Listener::open_in(client.stream_set(), client, channel, partial, slots)
+    }
+
+    /// [`Listener::open`] in a set of the caller's (a thread's or a task's).
+    pub(crate) fn open_in(
+        set: StreamSet,
+        client: &Client,
+        channel: &str,
+        partial: bool,
+        slots: Vec<Vec<usize>>,
+    ) -> Result<Listener, ClientError> {
         let indices: Vec<usize> = slots.iter().map(|members| members[0]).collect();
         let mut listener = Listener {
-            set: client.stream_set(),
+            set,
             channel: channel.to_string(),
             addrs: indices
                 .iter()
@@ -176,38 +187,74 @@ impl Listener {
             let Some((tag, event)) = self.set.next_timeout(wait) else {
                 return Ok(None);
             };
-            let Some(node) = self.node_of(tag) else {
-                continue;
+            if let Some(change) = self.on_set_event(tag, event) {
+                return change.map(Some);
+            }
+        }
+    }
+
+    /// [`Listener::next`] for a task (the async client's listener): the next change, or
+    /// `Pending` until one comes (the task is woken then). A failed node's reopen is due at
+    /// [`Listener::next_reopen`]: the caller polls again then (a timer of its own).
+    #[cfg(feature = "async")]
+    pub(crate) fn poll_change(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<ListenEvent, ClientError>>> {
+        use std::task::Poll;
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if let Err(error) = self.reopen_due() {
+                return Poll::Ready(Some(Err(error)));
+            }
+            let Poll::Ready(Some((tag, event))) = self.set.poll_next_event(cx) else {
+                return Poll::Pending;
             };
-            let addr = self.addrs[node];
-            match event {
-                Ok(StreamEvent::Item { code, body }) => match decode_item(addr, code, &body) {
-                    Ok(event) => return Ok(Some(event)),
-                    Err(error) => {
-                        self.set.close(tag);
-                        self.fail(node, error.clone());
-                        return Err(error);
-                    }
-                },
-                Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
-                    self.nodes[node] = NodeState::Ended;
-                    if self.nodes.iter().all(|state| *state == NodeState::Ended) {
-                        self.finished = true;
-                        return Ok(Some(ListenEvent::ChannelRemoved));
-                    }
-                }
-                Ok(StreamEvent::End(reply)) => {
-                    let error = reply
-                        .into_result()
-                        .err()
-                        .unwrap_or_else(|| ClientError::protocol(addr, "Listen ended NotFound"));
-                    self.fail(node, error.clone());
-                    return Err(error);
-                }
+            if let Some(change) = self.on_set_event(tag, event) {
+                return Poll::Ready(Some(change));
+            }
+        }
+    }
+
+    /// One event of the set as a change for the caller; `None` when it is none of the
+    /// caller's business (an unknown member, one node's channel removed while others run).
+    fn on_set_event(
+        &mut self,
+        tag: StreamTag,
+        event: Result<StreamEvent, ClientError>,
+    ) -> Option<Result<ListenEvent, ClientError>> {
+        let node = self.node_of(tag)?;
+        let addr = self.addrs[node];
+        match event {
+            Ok(StreamEvent::Item { code, body }) => match decode_item(addr, code, &body) {
+                Ok(event) => Some(Ok(event)),
                 Err(error) => {
+                    self.set.close(tag);
                     self.fail(node, error.clone());
-                    return Err(error);
+                    Some(Err(error))
                 }
+            },
+            Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
+                self.nodes[node] = NodeState::Ended;
+                if self.nodes.iter().all(|state| *state == NodeState::Ended) {
+                    self.finished = true;
+                    return Some(Ok(ListenEvent::ChannelRemoved));
+                }
+                None
+            }
+            Ok(StreamEvent::End(reply)) => {
+                let error = reply
+                    .into_result()
+                    .err()
+                    .unwrap_or_else(|| ClientError::protocol(addr, "Listen ended NotFound"));
+                self.fail(node, error.clone());
+                Some(Err(error))
+            }
+            Err(error) => {
+                self.fail(node, error.clone());
+                Some(Err(error))
             }
         }
     }
@@ -237,7 +284,8 @@ impl Listener {
         self.why[slot] = Some(error);
     }
 
-    fn next_reopen(&self) -> Option<Instant> {
+    /// When the next failed node's stream is due to be opened again.
+    pub(crate) fn next_reopen(&self) -> Option<Instant> {
         self.nodes
             .iter()
             .filter_map(|state| match state {

@@ -445,6 +445,18 @@ impl DhtClient {
         ChannelMirror::open(&self.client, channel, options)
     }
 
+    /// [`DhtClient::listen`] (`partial`: `listen_partial`) whose streams a tokio task polls
+    /// (the async client's listener) instead of a thread waiting on them.
+    #[cfg(feature = "async")]
+    pub(crate) fn listen_for_task(
+        &self,
+        channel: &str,
+        partial: bool,
+    ) -> Result<Listener, ClientError> {
+        let set = self.client.stream_set_async();
+        Listener::open_in(set, &self.client, channel, partial, self.listen_slots())
+    }
+
     fn sum_sizes(
         &self,
         code: RequestCode,

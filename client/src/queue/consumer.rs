@@ -68,7 +68,7 @@ struct NodeStream {
 /// [`Consumer::stop`] when done: it acknowledges what was taken, so nothing is delivered twice.
 /// Dropping a consumer does the same, without reporting errors.
 pub struct Consumer<'a> {
-    client: &'a Client,
+    client: ClientRef<'a>,
     set: StreamSet,
     channel: String,
     subscriber: String,
@@ -84,6 +84,33 @@ pub struct Consumer<'a> {
     last: Option<usize>,
 }
 
+/// The client a consumer acknowledges through: its queue client's, borrowed, or shared with
+/// the async consumer, which owns what it uses.
+enum ClientRef<'a> {
+    Borrowed(&'a Client),
+    #[cfg(feature = "async")]
+    Shared(std::sync::Arc<super::QueueClient>),
+}
+
+impl ClientRef<'_> {
+    fn get(&self) -> &Client {
+        match self {
+            ClientRef::Borrowed(client) => client,
+            #[cfg(feature = "async")]
+            ClientRef::Shared(queue) => queue.client(),
+        }
+    }
+}
+
+/// What a consumer is opened with.
+pub(crate) struct ConsumeSpec<'s> {
+    pub channel: &'s str,
+    pub subscriber: &'s str,
+    pub max_batch_records: u32,
+    /// Start without the nodes that are down (`consume_partial`).
+    pub partial: bool,
+}
+
 impl<'a> Consumer<'a> {
     /// Opens a Consume stream on every active node of `client`; with `partial`, a node that
     /// is down is left to be opened once it is back instead of failing the whole.
@@ -94,17 +121,49 @@ impl<'a> Consumer<'a> {
         max_batch_records: u32,
         partial: bool,
     ) -> Result<Consumer<'a>, ClientError> {
-        let indices = client.active_nodes();
+        let spec = ConsumeSpec {
+            channel,
+            subscriber,
+            max_batch_records,
+            partial,
+        };
+        Consumer::open_in(ClientRef::Borrowed(client), client.stream_set(), &spec)
+    }
+
+    /// [`Consumer::open`] of a consumer a tokio task polls (the async client's): it shares
+    /// the queue client, and its streams deliver into a queue the task polls.
+    #[cfg(feature = "async")]
+    pub(crate) fn open_for_task(
+        queue: std::sync::Arc<super::QueueClient>,
+        spec: &ConsumeSpec<'_>,
+    ) -> Result<Consumer<'static>, ClientError> {
+        let set = queue.client().stream_set_async();
+        Consumer::open_in(ClientRef::Shared(queue), set, spec)
+    }
+
+    fn open_in(
+        client: ClientRef<'a>,
+        set: StreamSet,
+        spec: &ConsumeSpec<'_>,
+    ) -> Result<Consumer<'a>, ClientError> {
+        let ConsumeSpec {
+            channel,
+            subscriber,
+            max_batch_records,
+            partial,
+        } = *spec;
+        let indices = client.get().active_nodes();
+        let addrs = indices
+            .iter()
+            .filter_map(|&node| client.get().node_addr(node))
+            .collect();
         let mut consumer = Consumer {
             client,
-            set: client.stream_set(),
+            set,
             channel: channel.to_string(),
             subscriber: subscriber.to_string(),
             max_batch_records,
-            addrs: indices
-                .iter()
-                .filter_map(|&node| client.node_addr(node))
-                .collect(),
+            addrs,
             nodes: Vec::new(),
             buffer: VecDeque::new(),
             scratch: Vec::new(),
@@ -158,14 +217,8 @@ impl<'a> Consumer<'a> {
     pub fn next(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.last = None;
-            self.acknowledge(false);
-            if let Some((node, value)) = self.buffer.pop_front() {
-                let stream = &mut self.nodes[node];
-                stream.buffered -= 1;
-                stream.handed += 1;
-                self.last = Some(node);
-                return Ok(Some(value));
+            if let Some(taken) = self.take_buffered() {
+                return Ok(Some(taken));
             }
             if self.finished {
                 return Ok(None);
@@ -183,6 +236,19 @@ impl<'a> Consumer<'a> {
                 self.receive(wait)?;
             }
         }
+    }
+
+    /// The record before counts as processed (acknowledged when due); the next buffered
+    /// record, if any, is handed out.
+    fn take_buffered(&mut self) -> Option<Vec<u8>> {
+        self.last = None;
+        self.acknowledge(false);
+        let (node, value) = self.buffer.pop_front()?;
+        let stream = &mut self.nodes[node];
+        stream.buffered -= 1;
+        stream.handed += 1;
+        self.last = Some(node);
+        Some(value)
     }
 
     /// The record `next` returned last was not processed (say, it could not be written out):
@@ -244,7 +310,11 @@ impl<'a> Consumer<'a> {
                 records: stream.handed,
             }
             .encode(&mut body);
-            match self.client.submit(stream.index, wire::CONSUME_ACK, &body) {
+            match self
+                .client
+                .get()
+                .submit(stream.index, wire::CONSUME_ACK, &body)
+            {
                 Ok(pending) => {
                     stream.acked = stream.handed;
                     sent.push(pending);
@@ -258,9 +328,47 @@ impl<'a> Consumer<'a> {
 
     /// Waits up to `wait` for one event and takes it in.
     fn receive(&mut self, wait: Duration) -> Result<(), ClientError> {
-        let Some((tag, event)) = self.set.next_timeout(wait) else {
-            return Ok(());
-        };
+        match self.set.next_timeout(wait) {
+            Some((tag, event)) => self.take_in(tag, event),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Consumer::next`] for a task (the async consumer): the next record, `Ok(None)` once
+    /// finished, or `Pending` until one comes (the task is woken then). A failed node's reopen
+    /// is due at [`Consumer::next_reopen`]: the caller polls again then (a timer of its own).
+    /// Acknowledgements are sent from the task, as `next` sends them.
+    #[cfg(feature = "async")]
+    pub(crate) fn poll_record(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Option<Vec<u8>>, ClientError>> {
+        use std::task::Poll;
+        loop {
+            if let Some(taken) = self.take_buffered() {
+                return Poll::Ready(Ok(Some(taken)));
+            }
+            if self.finished {
+                return Poll::Ready(Ok(None));
+            }
+            if let Err(error) = self.reopen_due() {
+                return Poll::Ready(Err(error));
+            }
+            let Poll::Ready(Some((tag, event))) = self.set.poll_next_event(cx) else {
+                return Poll::Pending;
+            };
+            if let Err(error) = self.take_in(tag, event) {
+                return Poll::Ready(Err(error));
+            }
+        }
+    }
+
+    /// Takes one event of the set in: a batch of records into the buffer, a stream's end.
+    fn take_in(
+        &mut self,
+        tag: StreamTag,
+        event: Result<StreamEvent, ClientError>,
+    ) -> Result<(), ClientError> {
         let Some(node) = self.node_of(tag) else {
             return Ok(());
         };
@@ -336,7 +444,8 @@ impl<'a> Consumer<'a> {
         stream.why = Some(error);
     }
 
-    fn next_reopen(&self) -> Option<Instant> {
+    /// When the next failed node's stream is due to be opened again.
+    pub(crate) fn next_reopen(&self) -> Option<Instant> {
         self.nodes
             .iter()
             .filter_map(|stream| match stream.state {

@@ -145,10 +145,8 @@ impl<S: ?Sized> Connection<S> {
             match self.transport.read(&mut self.input[self.input_end..]) {
                 Ok(0) => return Ok(ReadOutcome::Closed),
                 Ok(read) => {
-                    // A short read through TLS says nothing about the socket: read on to
-                    // WouldBlock.
-                    let drained =
-                        !self.transport.is_tls() && self.input_end + read < self.input.len();
+                    // Short: the socket had no more (through TLS too, see Transport::read).
+                    let drained = self.input_end + read < self.input.len();
                     self.input_end += read;
                     return Ok(ReadOutcome::Data {
                         bytes: read,

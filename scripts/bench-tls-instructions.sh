@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Instructions the dht node spends per request, with and without TLS, counted by valgrind's
+# callgrind: a count that does not depend on what else the machine runs (unlike ops/s on a
+# shared machine), for before/after comparisons of the request and TLS paths.
+#
+# usage: scripts/bench-tls-instructions.sh [OPS] [REQUESTS]   (defaults: get, 200000)
+#
+# For each of plain and TLS: start dhtnode under callgrind, put 10 000 keys (100-byte values,
+# 50 connections), zero the counters, run REQUESTS then 3 x REQUESTS OPS (`loadgen -c 50 -P 16`,
+# a fresh set of connections each), dumping the counters after each. The difference of the two
+# dumps over 2 x REQUESTS is the node's instructions per request in the steady state: the
+# connections' handshakes (TLS's key exchange above all) cancel out. The first dump over
+# REQUESTS, with its 50 handshakes, is printed as well. Syscalls are not counted (callgrind
+# sees user space only).
+#
+# Needs valgrind and openssl (Debian packages). Loopback only; cleaned up on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ops=${1:-get}
+requests=${2:-200000}
+command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
+cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
+work=$(mktemp -d /tmp/bench-tls-instructions.XXXXXX)
+node_pid=""
+cleanup() {
+    if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+certs="$work/certs"
+make_tls_certs "$certs"
+
+# summary_of FILE: the instruction count of a callgrind dump.
+summary_of() { awk '/^summary:/ { print $2 }' "$1"; }
+
+# measure plain|tls: prints "instructions per request: first run, steady state".
+measure() {
+    local mode=$1 dir="$work/$1" config='[dht]
+durability = "none"' tls=()
+    mkdir -p "$dir/data" "$dir/log"
+    if [ "$mode" = tls ]; then
+        config="$config
+[tls]
+cert_file = \"$certs/node.pem\"
+key_file = \"$certs/node-key.pem\""
+        tls=(--tls-ca "$certs/ca.pem")
+    fi
+    printf '%s\n' "$config" > "$dir/node.toml"
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" target/release/dhtnode \
+        -c "$dir/node.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" --log-dir "$dir/log" \
+        > "$dir/console.log" 2>&1 &
+    node_pid=$!
+    local addr=""
+    for _ in $(seq 1 600); do
+        addr=$(grep -o 'listening on [0-9.:]*' "$dir/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
+    local load=(target/release/loadgen --kind dht --addr "$addr" "${tls[@]}" -c 50 -d 100)
+    "${load[@]}" --prefill 10000 --count 0 > "$dir/prefill.txt"
+    callgrind_control -z "$node_pid" > /dev/null 2>&1
+    "${load[@]}" -P 16 --keys uniform:10000 --ops "$ops" --count "$requests" > "$dir/run1.txt"
+    callgrind_control -d "$node_pid" > /dev/null 2>&1
+    "${load[@]}" -P 16 --keys uniform:10000 --ops "$ops" --count $((3 * requests)) > "$dir/run2.txt"
+    callgrind_control -d "$node_pid" > /dev/null 2>&1
+    kill "$node_pid"; wait "$node_pid" || true; node_pid=""
+    local first second
+    first=$(summary_of "$(ls "$dir"/cg.*.1)")
+    second=$(summary_of "$(ls "$dir"/cg.*.2)")
+    echo "$mode $ops: $((first / requests)) instructions per request over the first $requests" \
+        "(50 handshakes included), $(((second - first) / (2 * requests))) in the steady state"
+}
+
+measure plain
+measure tls
