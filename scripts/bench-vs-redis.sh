@@ -4,7 +4,8 @@
 #
 #   scripts/bench-vs-redis.sh [--full | --records N] [--seconds S] [--repeat R] [--rt]
 #                             [--keyspace K] [--queue-count N]
-#                             [--only dht,dht-log,dht-tls,logfiles,queue] [--no-memcached]
+#                             [--only dht,dht-log,dht-tls,dht-repl,logfiles,queue]
+#                             [--no-memcached]
 #                             [--out DIR] [--dry-run]
 #
 # Every server runs pinned to core 0 and every load generator to core 1 (`taskset`), with 50
@@ -50,6 +51,13 @@
 # (openssl, ECDSA P-256) that both servers serve; loadgen --tls-ca drives the dht node. Both are
 # prefilled with the key space first (Redis over its plain port, the node over TLS).
 #
+# dht with replication (part dht-repl, issue #19): put P=16 to a replica set of two dhtnodes
+# (same range, `durability = "none"`), `loadgen --replica` sending every Put to both as
+# PutVersion and counting it when both answered (what the client does with write_quorum = all),
+# against redis-benchmark SET on a Redis primary with one replica attached (`--replicaof`, both
+# without persistence; Redis acknowledges before its replica has the write). All four servers on
+# core 0; one run, not prefilled (puts only).
+#
 # Options:
 #   --records N      records for the memory rows (default 1000000); --full = 10000000
 #   --seconds S      length of each throughput run (default 5)
@@ -62,7 +70,8 @@
 #                    not p99.
 #   --keyspace K     keys of the dht throughput runs (default 1000000)
 #   --queue-count N  requests per queue run (default 400000 × S)
-#   --only LIST      comma-separated subset of dht, dht-log, dht-tls, logfiles, queue (default: all)
+#   --only LIST      comma-separated subset of dht, dht-log, dht-tls, dht-repl, logfiles, queue
+#                    (default: all)
 #   --no-memcached   leave memcached out of the dht rows
 #   --out DIR        keep raw results (JSON, CSV) and table.md there (default: a temp directory)
 #   --dry-run        print the rows the run would measure and exit (builds and starts nothing)
@@ -78,7 +87,7 @@ repeat=1
 rt=0
 keyspace=1000000
 queue_count=""
-only="dht,dht-log,dht-tls,logfiles,queue"
+only="dht,dht-log,dht-tls,dht-repl,logfiles,queue"
 memcached=1
 out=""
 dry_run=0
@@ -109,19 +118,20 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$queue_count" ] || queue_count=$((seconds * 400000))
 positive_numbers "$records" "$seconds" "$repeat" "$keyspace" "$queue_count"
-do_dht=0; do_dht_log=0; do_dht_tls=0; do_logfiles=0; do_queue=0
+do_dht=0; do_dht_log=0; do_dht_tls=0; do_dht_repl=0; do_logfiles=0; do_queue=0
 IFS=, read -r -a parts <<< "$only"
 for part in "${parts[@]}"; do
     case "$part" in
         dht) do_dht=1 ;;
         dht-log) do_dht_log=1 ;;
         dht-tls) do_dht_tls=1 ;;
+        dht-repl) do_dht_repl=1 ;;
         logfiles) do_logfiles=1 ;;
         queue) do_queue=1 ;;
-        *) echo "--only: unknown part '$part' (dht, dht-log, dht-tls, logfiles, queue)" >&2; exit 2 ;;
+        *) echo "--only: unknown part '$part' (dht, dht-log, dht-tls, dht-repl, logfiles, queue)" >&2; exit 2 ;;
     esac
 done
-[ $((do_dht + do_dht_log + do_dht_tls + do_logfiles + do_queue)) -gt 0 ] || { echo "--only: no part given" >&2; exit 2; }
+[ $((do_dht + do_dht_log + do_dht_tls + do_dht_repl + do_logfiles + do_queue)) -gt 0 ] || { echo "--only: no part given" >&2; exit 2; }
 
 # The targets (DESIGN.md §6).
 target_dht_p16=1.8
@@ -150,6 +160,12 @@ plan() {
     if [ "$do_dht_log" -eq 1 ]; then
         echo "dht put (durability interval, always) vs SET with AOF (everysec, always), P=16 and P=1: $repeat run(s) of ${seconds} s each"
     fi
+    if [ "$do_dht_tls" -eq 1 ]; then
+        echo "dht put, get over TLS vs SET, GET with redis-server --tls-port, P=16: one run of ${seconds} s each"
+    fi
+    if [ "$do_dht_repl" -eq 1 ]; then
+        echo "dht put to a replica set of 2 vs SET on Redis with one replica, P=16: one run of ${seconds} s"
+    fi
     if [ "$do_logfiles" -eq 1 ]; then
         echo "logfiles put (fsync none, interval) vs XADD, P=16: $repeat run(s) of ${seconds} s each"
     fi
@@ -165,7 +181,8 @@ if [ "$do_dht" -eq 1 ] && [ "$memcached" -eq 1 ]; then need_memcached; fi
 
 log "building release binaries"
 packages=(-p benches)
-if [ "$do_dht" -eq 1 ] || [ "$do_dht_log" -eq 1 ] || [ "$do_dht_tls" -eq 1 ]; then packages+=(-p dhtnode); fi
+if [ "$do_dht" -eq 1 ] || [ "$do_dht_log" -eq 1 ] || [ "$do_dht_tls" -eq 1 ] ||
+    [ "$do_dht_repl" -eq 1 ]; then packages+=(-p dhtnode); fi
 if [ "$do_logfiles" -eq 1 ]; then packages+=(-p logfilesnode); fi
 if [ "$do_queue" -eq 1 ]; then packages+=(-p queuenode); fi
 timeout 1800 cargo build --release -q "${packages[@]}"
@@ -607,6 +624,63 @@ bench_dht_tls() {
     for pid in ${redis_pid:-} ${dht_pid:-}; do stop_pid "$pid"; done
 }
 
+# ---- dht with replication -------------------------------------------------------------------
+
+# setup_redis_replicated: a Redis primary and a replica attached to it (`--replicaof`), both
+# without persistence, the link up; sets redis_pid/redis_port (the primary, which is measured)
+# and redis_replica_pid.
+# shellcheck disable=SC2031
+setup_redis_replicated() {
+    start_redis none || return 1
+    redis_pid=$srv_pid; redis_port=$srv_port
+    rm -rf "$tmp/srv-replica"; mkdir -p "$tmp/srv-replica"
+    start_on_free_port redis-replica "$tmp/srv-replica" redis-server --port '{port}' \
+        --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp/srv-replica" \
+        --logfile "$tmp/srv-replica/redis.log" --daemonize no \
+        --replicaof 127.0.0.1 "$redis_port" || return 1
+    redis_replica_pid=$srv_pid
+    local deadline=$((SECONDS + 30))
+    until redis-cli -p "$srv_port" info replication | grep -q 'master_link_status:up'; do
+        [ "$SECONDS" -lt "$deadline" ] || { row_error "the Redis replica did not link to its primary"; return 1; }
+        sleep 0.1
+    done
+    step_vars+=(redis_pid redis_port redis_replica_pid)
+}
+
+# setup_dht_replicated: two dhtnodes with the same (whole) range, no change log; sets dht_pid and
+# dht_port (the first, measured for CPU), dht_replica_pid and dht_replica_port.
+# shellcheck disable=SC2031
+setup_dht_replicated() {
+    start_dhtnode "$tmp/dht-replica" "$no_change_log" || return 1
+    dht_replica_pid=$srv_pid; dht_replica_port=$srv_port
+    start_dhtnode "$tmp/dht" "$no_change_log" || return 1
+    dht_pid=$srv_pid; dht_port=$srv_port
+    step_vars+=(dht_pid dht_port dht_replica_pid dht_replica_port)
+}
+
+# bench_dht_repl: dht put P=16 to a replica set of two against SET on a Redis with one replica.
+# shellcheck disable=SC2034
+bench_dht_repl() {
+    log "dht with replication: a Redis primary with one replica, and a replica set of two dhtnodes"
+    redis_pid=""; redis_replica_pid=""; dht_pid=""; dht_replica_pid=""
+    run_step "$out/setup-redis-repl" setup_redis_replicated
+    redis_ok=$step_ok; redis_reason="redis-server with a replica: $step_reason"
+    run_step "$out/setup-dht-repl" setup_dht_replicated
+    dht_ok=$step_ok; dht_reason="dhtnode replica set: $step_reason"
+    local cell="$out/dht-repl-p16-put" desc
+    rm -f "$cell".*.runs "$cell".*.failed
+    log "dht with replication P=16 put: redis-benchmark on the primary, then loadgen --replica"
+    measure "$cell.rb" redis run_redis_benchmark "$cell.rb" set 16
+    measure "$cell.ours" dht run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" put 16 \
+        --replica "127.0.0.1:${dht_replica_port:-0}"
+    desc="dht put to a replica set of 2 (write_quorum 2) vs SET on Redis with one replica, pipelined P=16, $connections conns"
+    run_row "$desc" "$cell.ours" "$cell.rb" -- compare_row "$desc" 1.5 "$cell.rb" "$cell.ours" \
+        "redis-benchmark / loadgen --replica" "(one run)"
+    for pid in ${redis_pid:-} ${redis_replica_pid:-} ${dht_pid:-} ${dht_replica_pid:-}; do
+        stop_pid "$pid"
+    done
+}
+
 # ---- logfiles --------------------------------------------------------------------------------
 
 # logfiles_run PREFIX SERVER DURABILITY: one P=16 Put run against a fresh server.
@@ -711,6 +785,7 @@ bench_queue() {
 if [ "$do_dht" -eq 1 ]; then bench_dht; fi
 if [ "$do_dht_log" -eq 1 ]; then bench_dht_log; fi
 if [ "$do_dht_tls" -eq 1 ]; then bench_dht_tls; fi
+if [ "$do_dht_repl" -eq 1 ]; then bench_dht_repl; fi
 if [ "$do_logfiles" -eq 1 ]; then bench_logfiles; fi
 if [ "$do_queue" -eq 1 ]; then bench_queue; fi
 

@@ -37,7 +37,7 @@ use hdrhistogram::Histogram;
 use memcached::MemcachedCodec;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use node_core::protocol::dht::{KeyRequest, PutRequest, GET, PUT};
+use node_core::protocol::dht::{KeyRequest, PutRequest, PutVersionRequest, GET, PUT, PUT_VERSION};
 use node_core::protocol::frame::{parse_frame, write_frame, DEFAULT_MAX_FRAME_BYTES};
 use node_core::protocol::{FrameType, NodeKind, Status, HEADER_LEN};
 use node_core::tls::Transport;
@@ -48,6 +48,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use text::{bench_value, find_crlf, KeyTemplates};
 
@@ -146,6 +147,12 @@ struct Args {
     /// With --tls-ca: the name the node's certificate carries.
     #[arg(long, value_name = "NAME", requires = "tls_ca")]
     tls_server_name: Option<String>,
+    /// dht puts to a replica set (repeatable): every Put also goes to this node, each connection
+    /// having one to every replica, all as PutVersion with one version (a counter started at
+    /// Unix ms << 16, as the client's clock), and is done when every copy is answered: what the
+    /// client does with write_quorum = all live members (docs/replication.md).
+    #[arg(long = "replica", value_name = "ADDR")]
+    replicas: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -525,25 +532,49 @@ struct SwarmCodec {
     /// Offset of the key within either template (header + str8 channel).
     key_offset: usize,
     value_size: usize,
+    /// dht PutVersion instead of Put (with replicas): the next version to write; the version
+    /// follows the key in the template.
+    next_version: Option<AtomicU64>,
 }
 
 impl SwarmCodec {
-    fn new(kind: NodeKind, channel: &str, value_size: usize) -> Result<SwarmCodec, String> {
+    fn new(
+        kind: NodeKind,
+        channel: &str,
+        value_size: usize,
+        versioned: bool,
+    ) -> Result<SwarmCodec, String> {
         if !node_core::protocol::dht::valid_channel_name(channel) {
             return Err(format!("bad channel name {channel:?}"));
         }
         let value = bench_value(value_size).into_bytes();
         let mut body = Vec::new();
-        PutRequest {
-            channel,
-            key: 0,
-            value: &value,
-        }
-        .encode(&mut body);
-        let put_code = match kind {
+        let mut put_code = match kind {
             NodeKind::Logfiles => node_core::protocol::logfiles::PUT,
             _ => PUT,
         };
+        let mut next_version = None;
+        if versioned {
+            PutVersionRequest {
+                channel,
+                key: 0,
+                version: 0,
+                value: &value,
+            }
+            .encode(&mut body);
+            put_code = PUT_VERSION;
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64);
+            next_version = Some(AtomicU64::new(unix_ms << 16));
+        } else {
+            PutRequest {
+                channel,
+                key: 0,
+                value: &value,
+            }
+            .encode(&mut body);
+        }
         // One Put body for both kinds (protocol::channels::PutRequest).
         let mut put = Vec::new();
         write_frame(&mut put, FrameType::Request, put_code.0, 0, &body);
@@ -557,6 +588,7 @@ impl SwarmCodec {
             get,
             key_offset: HEADER_LEN + 1 + channel.len(),
             value_size,
+            next_version,
         })
     }
 }
@@ -577,6 +609,10 @@ impl Codec for SwarmCodec {
         out[start + 8..start + 16].copy_from_slice(&id.to_le_bytes());
         let key_at = start + self.key_offset;
         out[key_at..key_at + 8].copy_from_slice(&key.to_le_bytes());
+        if let (Op::Put, Some(next)) = (op, &self.next_version) {
+            let version = next.fetch_add(1, Ordering::Relaxed);
+            out[key_at + 8..key_at + 16].copy_from_slice(&version.to_le_bytes());
+        }
     }
 
     #[inline]
@@ -711,6 +747,10 @@ struct Conn {
     in_order: bool,
     order: VecDeque<u32>,
     outstanding: usize,
+    /// `--replica`: a connection to every other member of the set; each request goes to all.
+    replicas: Vec<Conn>,
+    /// Per slot: the copies (this connection's and its replicas') not answered yet.
+    copies_left: Vec<u8>,
 }
 
 impl Conn {
@@ -728,6 +768,8 @@ impl Conn {
             in_order,
             order: VecDeque::with_capacity(slots),
             outstanding: 0,
+            replicas: Vec::new(),
+            copies_left: vec![0; slots],
         }
     }
 
@@ -874,6 +916,8 @@ impl Issuer<'_> {
             Mode::Batch if conn.outstanding > 0 => 0,
             _ => self.plan.pipeline - conn.outstanding,
         };
+        let batch_start = conn.output.len();
+        let copies = 1 + conn.replicas.len() as u8;
         for _ in 0..room {
             if self.stopping {
                 break;
@@ -892,12 +936,18 @@ impl Issuer<'_> {
             let key = self.plan.keys.next_key();
             self.codec.encode(op, key, id, &mut conn.output);
             conn.sent_at[slot as usize] = now;
+            conn.copies_left[slot as usize] = copies;
             if conn.in_order {
                 conn.order.push_back(slot);
             }
             conn.outstanding += 1;
         }
         self.codec.end_batch(&mut conn.output);
+        let batch = &conn.output[batch_start..];
+        for replica in &mut conn.replicas {
+            replica.output.extend_from_slice(batch);
+            replica.flush()?;
+        }
         conn.flush()
     }
 }
@@ -919,20 +969,34 @@ fn drive(
     clock: Clock,
 ) -> Result<PhaseResult, String> {
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let count = conns.len();
     for (index, conn) in conns.iter_mut().enumerate() {
-        poll.registry()
-            .register(
-                conn.stream.socket_mut(),
-                Token(index),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registry = poll.registry();
+        registry
+            .register(conn.stream.socket_mut(), Token(index), interest)
             .map_err(|e| e.to_string())?;
+        for (copy, replica) in conn.replicas.iter_mut().enumerate() {
+            let token = Token(replica_token(count, index, copy));
+            registry
+                .register(replica.stream.socket_mut(), token, interest)
+                .map_err(|e| e.to_string())?;
+        }
     }
     let result = event_loop(&mut poll, conns, plan, codec, clock);
     for conn in conns.iter_mut() {
         let _ = poll.registry().deregister(conn.stream.socket_mut());
+        for replica in &mut conn.replicas {
+            let _ = poll.registry().deregister(replica.stream.socket_mut());
+        }
     }
     result
+}
+
+/// The poll token of replica `copy` of connection `index` among `count` (connections take
+/// 0..count, their first replicas the next `count`, and so on).
+fn replica_token(count: usize, index: usize, copy: usize) -> usize {
+    count * (copy + 1) + index
 }
 
 fn event_loop(
@@ -982,9 +1046,19 @@ fn event_loop(
             Err(e) => return Err(e.to_string()),
         }
         for event in events.iter() {
-            let conn = &mut conns[event.token().0];
+            let (index, copy) = (event.token().0 % conns.len(), event.token().0 / conns.len());
+            let conn = &mut conns[index];
             let before = conn.outstanding;
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            if copy > 0 {
+                if readable {
+                    read_replica_replies(conn, copy - 1, codec, &clock, &mut result)?;
+                }
+                let replica = &mut conn.replicas[copy - 1];
+                if event.is_writable() && replica.output_pos < replica.output.len() {
+                    replica.flush().map_err(|e| format!("write: {e}"))?;
+                }
+            } else if readable {
                 read_replies(conn, codec, &clock, &mut result)?;
             }
             if conn.outstanding < before {
@@ -1002,6 +1076,44 @@ fn event_loop(
     Ok(result)
 }
 
+/// One read into `conn`'s input buffer (grown or compacted first when full): the bytes read
+/// and the room there was, or `None` when the socket has nothing (WouldBlock).
+#[inline]
+fn read_some(conn: &mut Conn) -> Result<Option<(usize, usize)>, String> {
+    if conn.input_end == conn.input.len() {
+        if conn.input_start > 0 {
+            conn.input.copy_within(conn.input_start..conn.input_end, 0);
+            conn.input_end -= conn.input_start;
+            conn.input_start = 0;
+        } else {
+            let len = conn.input.len() * 2;
+            conn.input.resize(len, 0);
+        }
+    }
+    let space = conn.input.len() - conn.input_end;
+    loop {
+        return match conn.stream.read(&mut conn.input[conn.input_end..]) {
+            Ok(0) => Err("the node closed a connection".into()),
+            Ok(n) => {
+                conn.input_end += n;
+                Ok(Some((n, space)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(format!("read: {e}")),
+        };
+    }
+}
+
+/// Forgets the input consumed, once all of it is.
+#[inline]
+fn reset_consumed(conn: &mut Conn) {
+    if conn.input_start == conn.input_end {
+        conn.input_start = 0;
+        conn.input_end = 0;
+    }
+}
+
 /// Reads and handles every reply available on `conn`.
 #[inline]
 fn read_replies(
@@ -1010,32 +1122,13 @@ fn read_replies(
     clock: &Clock,
     result: &mut PhaseResult,
 ) -> Result<(), String> {
-    loop {
-        if conn.input_end == conn.input.len() {
-            if conn.input_start > 0 {
-                conn.input.copy_within(conn.input_start..conn.input_end, 0);
-                conn.input_end -= conn.input_start;
-                conn.input_start = 0;
-            } else {
-                let len = conn.input.len() * 2;
-                conn.input.resize(len, 0);
-            }
-        }
-        let space = conn.input.len() - conn.input_end;
-        let n = match conn.stream.read(&mut conn.input[conn.input_end..]) {
-            Ok(0) => return Err("the node closed a connection".into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("read: {e}")),
-        };
-        conn.input_end += n;
+    while let Some((n, space)) = read_some(conn)? {
         let now = clock.now_ns();
         while let Some(reply) = codec.decode(&conn.input[conn.input_start..conn.input_end])? {
             match reply.outcome {
                 Outcome::EndOfBatch => {
                     while let Some(slot) = conn.order.pop_front() {
-                        finish_request(conn, slot, None, now, result)?;
+                        copy_answered(conn, slot, None, now, result)?;
                         result.not_found += 1;
                     }
                 }
@@ -1044,21 +1137,88 @@ fn read_replies(
                         Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
                         None => conn.order.pop_front().ok_or("a reply to no request")?,
                     };
-                    finish_request(conn, slot, reply.id, now, result)?;
+                    copy_answered(conn, slot, reply.id, now, result)?;
                     count_outcome(outcome, &conn.input[conn.input_start..], &reply, result);
                 }
             }
             conn.input_start += reply.len;
         }
-        if conn.input_start == conn.input_end {
-            conn.input_start = 0;
-            conn.input_end = 0;
-        }
+        reset_consumed(conn);
         if n < space {
             // Drained: with edge-triggered readiness, more data raises a new event.
             return Ok(());
         }
     }
+    Ok(())
+}
+
+/// Reads and handles every reply available on `conn`'s replica `index`: each answers a copy of
+/// a request of `conn` (same id); an error status counts as an error of the run.
+fn read_replica_replies(
+    conn: &mut Conn,
+    index: usize,
+    codec: &dyn Codec,
+    clock: &Clock,
+    result: &mut PhaseResult,
+) -> Result<(), String> {
+    let mut replicas = std::mem::take(&mut conn.replicas);
+    let outcome = read_copies(conn, &mut replicas[index], codec, clock, result);
+    conn.replicas = replicas;
+    outcome
+}
+
+fn read_copies(
+    conn: &mut Conn,
+    replica: &mut Conn,
+    codec: &dyn Codec,
+    clock: &Clock,
+    result: &mut PhaseResult,
+) -> Result<(), String> {
+    while let Some((n, space)) = read_some(replica)? {
+        let now = clock.now_ns();
+        while let Some(reply) =
+            codec.decode(&replica.input[replica.input_start..replica.input_end])?
+        {
+            let id = reply.id.ok_or("a replica's reply without a request id")?;
+            copy_answered(
+                conn,
+                (id & ((1 << SLOT_BITS) - 1)) as u32,
+                Some(id),
+                now,
+                result,
+            )?;
+            if let Outcome::Error(_) = reply.outcome {
+                let input = &replica.input[replica.input_start..];
+                count_outcome(reply.outcome, input, &reply, result);
+            }
+            replica.input_start += reply.len;
+        }
+        reset_consumed(replica);
+        if n < space {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// One copy of the request in `slot` was answered; the request is done with its last copy.
+#[inline]
+fn copy_answered(
+    conn: &mut Conn,
+    slot: u32,
+    id: Option<u64>,
+    now: u64,
+    result: &mut PhaseResult,
+) -> Result<(), String> {
+    let left = match conn.copies_left.get_mut(slot as usize) {
+        Some(left) if *left > 0 => left,
+        _ => return Err(format!("a reply to unknown request id {id:?}")),
+    };
+    *left -= 1;
+    if *left > 0 {
+        return Ok(());
+    }
+    finish_request(conn, slot, id, now, result)
 }
 
 /// Frees the slot of a request whose reply came at `now`, and records its latency if it was
@@ -1211,7 +1371,12 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let tls = client_tls(args)?;
     let mut conns = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        conns.push(connect(args.addr, codec, slots, tls.as_ref())?);
+        let mut conn = connect(args.addr, codec, slots, tls.as_ref())?;
+        for replica in &args.replicas {
+            conn.replicas
+                .push(connect(*replica, codec, 0, tls.as_ref())?);
+        }
+        conns.push(conn);
     }
 
     let mut report = serde_json::Map::new();
@@ -1274,6 +1439,12 @@ fn check_args(args: &Args) -> Result<(), String> {
     {
         return Err("--multiget needs --kind memcached, --ops get and batch pipelining".into());
     }
+    if !args.replicas.is_empty() && (args.kind != Kind::Dht || args.ops != OpMix::Only(Op::Put)) {
+        return Err("--replica needs --kind dht and --ops put".into());
+    }
+    if args.replicas.len() > 7 {
+        return Err("--replica: at most 7 (a replica set of 8)".into());
+    }
     Ok(())
 }
 
@@ -1284,6 +1455,7 @@ fn codec_for(args: &Args) -> Result<Box<dyn Codec>, String> {
             NodeKind::Dht,
             &args.channel,
             args.value_size,
+            !args.replicas.is_empty(),
         )?),
         Kind::Logfiles | Kind::RedisXadd if args.ops != OpMix::Only(Op::Put) => {
             return Err("--kind logfiles and redis-xadd do writes only: --ops put".into())
@@ -1292,6 +1464,7 @@ fn codec_for(args: &Args) -> Result<Box<dyn Codec>, String> {
             NodeKind::Logfiles,
             &args.channel,
             args.value_size,
+            false,
         )?),
         Kind::Redis => Box::new(RespCodec::new(args.value_size, false)),
         Kind::RedisXadd => Box::new(RespCodec::new(args.value_size, true)),
