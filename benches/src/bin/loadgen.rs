@@ -1786,7 +1786,7 @@ mod tests {
 
     #[test]
     fn dht_requests_decode_as_the_node_would() {
-        let codec = SwarmCodec::new(NodeKind::Dht, "bench", 100).unwrap();
+        let codec = SwarmCodec::new(NodeKind::Dht, "bench", 100, false).unwrap();
         let mut out = Vec::new();
         codec.encode(Op::Put, 0xdead_beef, 77, &mut out);
         codec.encode(Op::Get, 42, 78, &mut out);
@@ -1802,6 +1802,26 @@ mod tests {
         assert_eq!((header.code, header.request_id), (GET.0, 78));
         let get = KeyRequest::decode(&rest[HEADER_LEN..header.frame_len()]).unwrap();
         assert_eq!((get.channel, get.key), ("bench", 42));
+    }
+
+    #[test]
+    fn replicated_puts_are_put_versions_with_rising_versions() {
+        let codec = SwarmCodec::new(NodeKind::Dht, "bench", 100, true).unwrap();
+        let mut out = Vec::new();
+        codec.encode(Op::Put, 7, 1, &mut out);
+        codec.encode(Op::Put, 7, 2, &mut out);
+        let mut versions = Vec::new();
+        let mut rest = &out[..];
+        while let Some(header) = parse_frame(rest, DEFAULT_MAX_FRAME_BYTES).unwrap() {
+            assert_eq!(header.code, PUT_VERSION.0);
+            let put = PutVersionRequest::decode(&rest[HEADER_LEN..header.frame_len()]).unwrap();
+            assert_eq!((put.channel, put.key, put.value.len()), ("bench", 7, 100));
+            versions.push(put.version);
+            rest = &rest[header.frame_len()..];
+        }
+        assert_eq!(versions.len(), 2);
+        assert!(versions[0] > 1 << 56, "Unix milliseconds in the top 48 bits");
+        assert_eq!(versions[1], versions[0] + 1);
     }
 
     #[test]
