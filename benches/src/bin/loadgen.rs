@@ -1820,7 +1820,10 @@ mod tests {
             rest = &rest[header.frame_len()..];
         }
         assert_eq!(versions.len(), 2);
-        assert!(versions[0] > 1 << 56, "Unix milliseconds in the top 48 bits");
+        assert!(
+            versions[0] > 1 << 56,
+            "Unix milliseconds in the top 48 bits"
+        );
         assert_eq!(versions[1], versions[0] + 1);
     }
 
