@@ -71,6 +71,8 @@ impl<S: Service> EventLoop<'_, S> {
     /// Handles the frames buffered on a connection. Returns false when reading should stop
     /// (the connection closed, paused or is closing).
     pub(super) fn process_input(&mut self, slot: usize) -> bool {
+        // Whatever ran since the last frame is no request's: the first one reads the clock.
+        self.request_clock = None;
         for _ in 0..FRAMES_PER_PASS {
             let Some(conn) = self.connections.get_mut(slot) else {
                 return false;
@@ -197,7 +199,9 @@ impl<S: Service> EventLoop<'_, S> {
         body_end: usize,
     ) {
         let code = RequestCode(header.code);
-        let started = Instant::now();
+        // The previous request's end, when it was handled just before in this run of frames:
+        // one clock read per request rather than two.
+        let started = self.request_clock.take().unwrap_or_else(Instant::now);
         if self.cancel_stream_by_id(slot, header.request_id) {
             // Answering it would give the running stream's id a second Reply (docs/protocol.md
             // §2): the client has lost track of its ids, so the connection cannot go on. The
@@ -213,13 +217,15 @@ impl<S: Service> EventLoop<'_, S> {
         if let Some((status, message)) = self.refusal(slot, code) {
             let conn = &mut self.connections[slot];
             Reply::new(&mut conn.output, header.request_id).error(status, message);
-            self.stats.record_request(code.0, status, started.elapsed());
+            let elapsed = self.request_done(started);
+            self.stats.record_request(code.0, status, elapsed);
             return;
         }
         if code.is_common() {
             let body_len = body_end - body_start;
             let status = self.on_common_request(slot, code, header.request_id, body_len);
-            self.stats.record_request(code.0, status, started.elapsed());
+            let elapsed = self.request_done(started);
+            self.stats.record_request(code.0, status, elapsed);
             return;
         }
         let Connection {
@@ -242,15 +248,24 @@ impl<S: Service> EventLoop<'_, S> {
                     reply.error(Status::InternalError, "the handler wrote no reply");
                     Status::InternalError
                 });
-                self.stats.record_request(code.0, status, started.elapsed());
+                let elapsed = self.request_done(started);
+                self.stats.record_request(code.0, status, elapsed);
             }
             Handled::Stream(task) => {
                 debug_assert!(reply.status().is_none(), "a stream must not reply up front");
                 self.start_stream(slot, header.request_id, task);
-                self.stats
-                    .record_request(code.0, Status::Ok, started.elapsed());
+                let elapsed = self.request_done(started);
+                self.stats.record_request(code.0, Status::Ok, elapsed);
             }
         }
+    }
+
+    /// The request started at `started` is done: its handling time, and the start of the next
+    /// request of this run of frames.
+    fn request_done(&mut self, started: Instant) -> std::time::Duration {
+        let now = Instant::now();
+        self.request_clock = Some(now);
+        now.saturating_duration_since(started)
     }
 
     /// Why a request is answered without running it, checked in this order: the connection's

@@ -103,6 +103,9 @@ pub(crate) struct EventLoop<'s, S: Service> {
     background_pending: bool,
     /// An accept failed (out of descriptors): retry on the next tick.
     accept_retry: bool,
+    /// When the request handled last in the current run of frames ended: the next one's
+    /// start ([`frames`]: one clock read per request).
+    request_clock: Option<Instant>,
 }
 
 impl<'s, S: Service> EventLoop<'s, S> {
@@ -120,6 +123,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             shutting_down: false,
             background_pending: false,
             accept_retry: false,
+            request_clock: None,
         };
         let Server { poll, listener, .. } = &mut event_loop.server;
         poll.registry()

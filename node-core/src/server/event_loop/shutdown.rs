@@ -71,6 +71,8 @@ impl<S: Service> EventLoop<'_, S> {
     pub(super) fn answer_buffered_requests(&mut self, slot: usize) {
         let high_water = self.server.options.output_buffer_bytes;
         let max_frame_bytes = self.server.options.max_frame_bytes;
+        // A run of frames of its own: its first request reads the clock.
+        self.request_clock = None;
         loop {
             let Some(conn) = self.connections.get_mut(slot) else {
                 return;
