@@ -9,8 +9,8 @@ mod common;
 use common::{Conn, Node};
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{
-    self, decode_versioned_lookup, KeyRequest, MirrorItem, MirrorRequest, PutVersionRequest,
-    RefreshCounts, RefreshRecord, RemoveVersionRequest, VersionedLookup,
+    self, decode_versioned_lookup, MirrorItem, MirrorRequest, PutVersionRequest, RefreshCounts,
+    RefreshRecord, RemoveVersionRequest, VersionedLookup,
 };
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
 use node_core::protocol::{ControlCode, RequestCode, Status};
@@ -204,13 +204,7 @@ fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>) {
 }
 
 fn key_body(key: u64) -> Vec<u8> {
-    let mut body = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key,
-    }
-    .encode(&mut body);
-    body
+    common::key_body(CHANNEL, key)
 }
 
 /// Reference case 15, MirrorRemove: no refresh; 5 Removes give 5 Removed items, nothing else.
