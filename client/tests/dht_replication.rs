@@ -413,6 +413,31 @@ fn a_write_quorum_above_the_live_members_is_refused_naming_the_set() {
         .put(CHANNEL, in_set0, b"one")
         .expect("all live members");
     assert_eq!(held_by(&dht, 0, in_set0).as_deref(), Some(&b"one"[..]));
+    the_whole_set_down_fails_at_once(&mut cluster, &all_live, in_set0, in_set2);
+}
+
+/// Set 0's last member killed: its keys fail at once with NodeDown, as a single node's did.
+fn the_whole_set_down_fails_at_once(
+    cluster: &mut RealCluster,
+    dht: &DhtClient,
+    key: u64,
+    other: u64,
+) {
+    let first = cluster.dht[0].addr;
+    cluster.dht[0].kill9();
+    wait_until("the set to be seen down", LIMIT, || is_down(dht, 0));
+    let started = Instant::now();
+    let write = dht.put(CHANNEL, key, b"none").expect_err("no member live");
+    let read = dht.get(CHANNEL, key).expect_err("no member live");
+    assert!(started.elapsed() < Duration::from_millis(500), "at once");
+    for error in [write, read] {
+        assert!(
+            matches!(error, ClientError::NodeDown { node, .. } if node == first),
+            "{error:?}"
+        );
+    }
+    dht.put(CHANNEL, other, b"fine").expect("another set");
+    assert!(!dht.remove(CHANNEL, key_of_set(dht, 2, 5)).expect("absent"));
 }
 
 fn show(range: HashRange) -> String {
