@@ -62,9 +62,15 @@ pub(crate) fn metrics(node: &DhtNode, out: &mut Families) {
     }
     out.gauge(
         "swarm_dht_listeners",
-        "Listen streams registered.",
+        "Listen and Mirror streams registered.",
         &[],
         node.engine.listener_count() as f64,
+    );
+    out.gauge(
+        "swarm_dht_tombstones",
+        "Tombstones kept (keys removed by RemoveVersion, until dht.tombstone_ttl_s).",
+        &[],
+        node.engine.tombstone_count() as f64,
     );
     let redistribution = node.redistributor.state(&node.engine);
     let progress = &redistribution.progress;
@@ -100,6 +106,7 @@ pub(crate) fn stats(node: &DhtNode, out: &mut Vec<(String, u64)>) {
     out.push(("total_records".into(), size.records));
     out.push(("total_bytes".into(), size.bytes));
     out.push(("listeners".into(), node.engine.listener_count() as u64));
+    out.push(("tombstones".into(), node.engine.tombstone_count()));
     let redistribution = node.redistributor.state(&node.engine);
     out.push(("redistributing".into(), u64::from(redistribution.running)));
     out.push(("redistribution_moved".into(), redistribution.progress.moved));

@@ -281,3 +281,47 @@ fn key_body(key: u64) -> Vec<u8> {
     .encode(&mut body);
     body
 }
+
+/// A data directory written by the node before versions (testdata/dht-pre-versions, see its
+/// README: a format 1 dump and a log of the old entry kinds) loads: the records its changes
+/// left, each at version 0.
+#[test]
+fn a_data_directory_from_before_versions_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dht-pre-versions");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("wal")).unwrap();
+    std::fs::copy(fixture.join("old.dump"), data.join("old.dump")).unwrap();
+    for segment in ["00000001.log", "00000002.log"] {
+        std::fs::copy(
+            fixture.join("wal").join(segment),
+            data.join("wal").join(segment),
+        )
+        .unwrap();
+    }
+    let node = start(dir.path(), "[dht]\ndump_period_s = 0\n");
+    let mut conn = Conn::open(node.addr);
+    let read = |conn: &mut Conn, channel: &str, key: u64| {
+        let mut body = Vec::new();
+        KeyRequest { channel, key }.encode(&mut body);
+        let (status, body) = conn.request(dht::GET_WITH_VERSION, body);
+        match decode_versioned_lookup(status == Status::Ok, &body).unwrap() {
+            VersionedLookup::Found { version, value } => Held::Record(version, value.to_vec()),
+            VersionedLookup::Tombstone { version } => Held::Tombstone(version),
+            VersionedLookup::Absent => Held::Nothing,
+        }
+    };
+    assert_eq!(
+        read(&mut conn, "old", 1),
+        Held::Nothing,
+        "removed after the dump"
+    );
+    assert_eq!(
+        read(&mut conn, "old", 2),
+        Held::Nothing,
+        "removed before the dump"
+    );
+    assert_eq!(read(&mut conn, "old", 3), record(0, "three"));
+    assert_eq!(read(&mut conn, "old", 4), record(0, "four"));
+    assert_eq!(read(&mut conn, "other", 7), record(0, "seven"));
+}

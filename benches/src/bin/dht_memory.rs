@@ -37,6 +37,10 @@ struct Args {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write every record with a version (PutVersion), as replicated writes are, instead of
+    /// without one (Put): each record then keeps 8 bytes more.
+    #[arg(long)]
+    versioned: bool,
 }
 
 /// splitmix64's finaliser: a bijection on u64, so keys 0..N map to N distinct uniform keys.
@@ -109,7 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let value_chunk = boxed_bytes(&value) + 8;
+    let value_chunk = boxed_bytes(&value, u64::from(args.versioned)) + 8;
     print_report(&args, &measured, value_chunk);
     if let Some(path) = &args.json {
         if let Err(e) = write_json(path, &args, &measured, value_chunk) {
@@ -146,9 +150,14 @@ fn measure(args: &Args, value: &[u8], max_value_bytes: usize) -> Result<Measured
 
     let started = Instant::now();
     for i in 1..n {
-        engine
-            .put(&args.channel, key_of(i), value)
-            .map_err(|e| format!("put {i} failed: {e}"))?;
+        let stored = if args.versioned {
+            engine
+                .put_version(&args.channel, key_of(i), i, value)
+                .map(|_| ())
+        } else {
+            engine.put(&args.channel, key_of(i), value)
+        };
+        stored.map_err(|e| format!("put {i} failed: {e}"))?;
     }
     let put_s = started.elapsed().as_secs_f64();
     let rss_after = sys::self_rss();
@@ -178,11 +187,14 @@ fn measure(args: &Args, value: &[u8], max_value_bytes: usize) -> Result<Measured
     })
 }
 
-/// What one boxed copy of `value` takes from glibc (its usable size, without the 8-byte chunk
-/// header), measured on a box of our own: the engine as of this writing keeps each value in
-/// its own `Box<[u8]>`, so the rest of the heap growth is the index (hash tables, shards).
-fn boxed_bytes(value: &[u8]) -> u64 {
-    let probe: Box<[u8]> = Box::from(value);
+/// What one record's value allocation takes from glibc (its usable size, without the 8-byte
+/// chunk header), measured on an allocation of our own of the same size: the engine keeps each
+/// value, with its length (and its version, if it has one), in one allocation (`engine::value::Value`), so the rest
+/// of the heap growth is the index (hash tables, shards).
+fn boxed_bytes(value: &[u8], version: u64) -> u64 {
+    let probe: Box<[u8]> =
+        vec![0u8; dhtnode::engine::value::Value::allocation_len(value.len(), version)]
+            .into_boxed_slice();
     // SAFETY: `probe` is a live allocation of the global (system) allocator, passed at its start.
     let usable = unsafe { libc::malloc_usable_size(probe.as_ptr() as *mut libc::c_void) } as u64;
     drop(probe);
@@ -217,7 +229,7 @@ fn print_report(args: &Args, m: &Measured, value_chunk: u64) {
         8 + args.value_size
     );
     println!(
-        "  breakdown per record (heap growth {:.1} B from the empty channel): a boxed value costs {value_chunk} B ({} usable + 8 header), the index (tables, shards) the other {:.1} B",
+        "  breakdown per record (heap growth {:.1} B from the empty channel): a value allocation (length, version, bytes) costs {value_chunk} B ({} usable + 8 header), the index (tables, shards) the other {:.1} B",
         m.heap_growth_per_record(n),
         value_chunk - 8,
         m.index_bytes_per_record(n, value_chunk),

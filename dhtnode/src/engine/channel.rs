@@ -190,7 +190,7 @@ impl Channel {
             Entry::Occupied(mut entry) => {
                 let old = entry.get_mut();
                 let removed = record_bytes(old.len());
-                if old.len() == value.len() {
+                if old.fits(value.len(), version) {
                     old.overwrite(value, version);
                 } else {
                     *old = Value::new(value, version);
