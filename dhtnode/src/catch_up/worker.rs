@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 /// created during the previous round's refreshes; a source creating channels that fast is
 /// tried again later).
 const MAX_LISTINGS: u32 = 16;
+/// Failed attempts each logged at WARN; after them, one in [`WARN_EVERY`].
+const WARN_FIRST: u32 = 5;
+const WARN_EVERY: u32 = 30;
 /// How long the worker waits for a mirror's next item before it checks its cancel flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -94,13 +97,20 @@ pub(crate) fn run(context: Context) {
             }
             Err(Failure::Retry(error)) => {
                 let pause = backoff(&context.config.tuning, attempt);
-                tracing::warn!(
+                let message = format!(
                     "catch-up attempt {} failed, next in {:.1} s; this node answers reads \
                      NotReady until it has caught up (`swarmctl dht ready` forces it when the \
                      peers are gone for good): {error}",
                     attempt + 1,
                     pause.as_secs_f64()
                 );
+                // The first attempts, then one in WARN_EVERY (about every 5 minutes at the
+                // longest pause), so that peers down for days do not flood root.log.
+                if attempt < WARN_FIRST || attempt % WARN_EVERY == 0 {
+                    tracing::warn!("{message}");
+                } else {
+                    tracing::debug!("{message}");
+                }
                 attempt = attempt.saturating_add(1);
                 if pause_or_cancel(&context, pause).is_err() {
                     return;
