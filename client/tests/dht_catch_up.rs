@@ -155,3 +155,69 @@ fn health_shows_a_catching_up_member() {
         .expect("the other member's line");
     assert!(!serving_line.contains("catching up"), "{out}");
 }
+
+/// A set of two dhtnodes whose `replica_peers` name each other (the first started without,
+/// to learn its port, then restarted with the second's).
+fn caught_up_pair() -> (TempNode, TempNode) {
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    let binary = binary.to_string_lossy();
+    let mut first = TempNode::start(&binary, "[dht]\n", &[]);
+    let peers = |peer: std::net::SocketAddr| format!("[dht]\nreplica_peers = [\"{peer}\"]\n");
+    let second = TempNode::start(&binary, &peers(first.addr), &[]);
+    std::fs::write(first.dir.path().join("node.toml"), peers(second.addr)).expect("config");
+    first.restart();
+    (first, second)
+}
+
+/// Every record of `channel` on one node alone, sorted.
+fn records_on(node: std::net::SocketAddr, channel: &str) -> Vec<(u64, Vec<u8>)> {
+    let alone = DhtClient::connect(&[node], options()).expect("connect");
+    let mut records: Vec<_> = alone
+        .get_all(channel, Default::default())
+        .map(|record| record.expect("record"))
+        .collect();
+    records.sort();
+    records
+}
+
+/// The scenario through the client: a member killed with SIGKILL and emptied while
+/// the client keeps writing, restarted, catches up from its peer: both hold the same records,
+/// and once the other member is killed every acknowledged value still reads back.
+#[test]
+fn an_emptied_member_catches_up_and_then_holds_every_acknowledged_write() {
+    let (mut first, mut second) = caught_up_pair();
+    let dht = DhtClient::connect(&[first.addr, second.addr], options()).expect("connect");
+    let mut acknowledged = std::collections::BTreeMap::new();
+    let mut write = |key: u64, round: u32| {
+        let value = format!("round {round} key {key}").into_bytes();
+        dht.put("kept", key, &value).expect("put acknowledged");
+        acknowledged.insert(key, value);
+    };
+    (0..300).for_each(|key| write(key, 1));
+
+    first.kill9();
+    std::fs::remove_dir_all(first.dir.path().join("data")).expect("delete its data");
+    (200..500).for_each(|key| write(key, 2));
+    first.restart();
+    let mut conn = testkit::Conn::open(first.addr);
+    testkit::wait_until("the emptied member caught up", || {
+        testkit::stat(&testkit::get_stats(&mut conn), "catch_up_state") == Some(0)
+    });
+    assert_eq!(
+        records_on(first.addr, "kept"),
+        records_on(second.addr, "kept")
+    );
+
+    // The client sees the member back (it retries in the background), then loses the other.
+    testkit::wait_until("the client sees the member back", || {
+        matches!(dht.client().node_statuses()[0].state, client::NodeState::Up)
+    });
+    second.kill9();
+    for (key, value) in &acknowledged {
+        assert_eq!(
+            dht.get("kept", *key).expect("get").as_ref(),
+            Some(value),
+            "key {key}"
+        );
+    }
+}
