@@ -552,6 +552,10 @@ fn a_mirror_that_falls_behind_is_told_what_it_lost() {
     }
     assert_eq!(copy.overflows, 1, "one marker where the changes were lost");
     assert!(lost >= 100 - 4 - 10, "{lost} lost");
-    assert_eq!(copy.changed + lost, 100, "each change delivered or counted as lost");
+    assert_eq!(
+        copy.changed + lost,
+        100,
+        "each change delivered or counted as lost"
+    );
     mirror.expect_silence(Duration::from_millis(200));
 }
