@@ -106,7 +106,7 @@ pub(crate) fn run(context: Context) {
                 );
                 // The first attempts, then one in WARN_EVERY (about every 5 minutes at the
                 // longest pause), so that peers down for days do not flood root.log.
-                if attempt < WARN_FIRST || attempt % WARN_EVERY == 0 {
+                if attempt < WARN_FIRST || attempt.is_multiple_of(WARN_EVERY) {
                     tracing::warn!("{message}");
                 } else {
                     tracing::debug!("{message}");
