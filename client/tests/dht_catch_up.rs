@@ -166,7 +166,17 @@ fn caught_up_pair() -> (TempNode, TempNode) {
     let second = TempNode::start(&binary, &peers(first.addr), &[]);
     std::fs::write(first.dir.path().join("node.toml"), peers(second.addr)).expect("config");
     first.restart();
+    wait_ready(first.addr);
+    wait_ready(second.addr);
     (first, second)
+}
+
+/// Waits until the node says it has caught up (GetStats `catch_up_state` 0).
+fn wait_ready(node: std::net::SocketAddr) {
+    let mut conn = testkit::Conn::open(node);
+    testkit::wait_until("the node caught up", || {
+        testkit::stat(&testkit::get_stats(&mut conn), "catch_up_state") == Some(0)
+    });
 }
 
 /// Every record of `channel` on one node alone, sorted.
@@ -199,10 +209,7 @@ fn an_emptied_member_catches_up_and_then_holds_every_acknowledged_write() {
     std::fs::remove_dir_all(first.dir.path().join("data")).expect("delete its data");
     (200..500).for_each(|key| write(key, 2));
     first.restart();
-    let mut conn = testkit::Conn::open(first.addr);
-    testkit::wait_until("the emptied member caught up", || {
-        testkit::stat(&testkit::get_stats(&mut conn), "catch_up_state") == Some(0)
-    });
+    wait_ready(first.addr);
     assert_eq!(
         records_on(first.addr, "kept"),
         records_on(second.addr, "kept")
