@@ -127,26 +127,30 @@ fn next_request(
                 after: vec![(key, after)],
             }
         }
-        _ => {
-            let count = 1 + rng.below(8);
-            let mut raw = Vec::new();
-            let mut after = Vec::new();
-            for i in 0..count {
-                let key = (key + i * 7) % KEYS;
-                let mut value = value.clone();
-                value.extend_from_slice(format!("#{i}").as_bytes());
-                append_record(&mut raw, key, &value);
-                after.push((key, Some(value)));
-            }
-            let mut batch = Vec::new();
-            encode_batch(&raw, count as u32, &mut batch);
-            encode_put_batch(&mut body, channel, &batch);
-            Sent {
-                code: dht::PUT_BATCH,
-                body,
-                after,
-            }
-        }
+        _ => batch_request(rng, channel, key, value),
+    }
+}
+
+/// A PutBatch of 1 to 8 keys from `key` on.
+fn batch_request(rng: &mut XorShift, channel: &str, key: u64, value: Vec<u8>) -> Sent {
+    let count = 1 + rng.below(8);
+    let mut raw = Vec::new();
+    let mut after = Vec::new();
+    for i in 0..count {
+        let key = (key + i * 7) % KEYS;
+        let mut value = value.clone();
+        value.extend_from_slice(format!("#{i}").as_bytes());
+        append_record(&mut raw, key, &value);
+        after.push((key, Some(value)));
+    }
+    let mut batch = Vec::new();
+    encode_batch(&raw, count as u32, &mut batch);
+    let mut body = Vec::new();
+    encode_put_batch(&mut body, channel, &batch);
+    Sent {
+        code: dht::PUT_BATCH,
+        body,
+        after,
     }
 }
 
