@@ -736,24 +736,16 @@ fn sighup_makes_dhtdump_read_its_key_file_again() {
     assert!(!node_log.contains("authentication failure"), "{node_log}");
 }
 
-/// Issue #19: dhtdump's copies keep record versions and tombstones. A node with versioned
-/// records, one written without a version and a tombstone is dumped by `dhtdump --oneshot`; a
-/// node started on that dump answers GetWithVersion exactly as the first one did.
-#[test]
-fn dhtdump_copies_keep_versions_and_tombstones() {
-    use node_core::protocol::dht::{
-        self as wire, decode_versioned_lookup, KeyRequest, PutVersionRequest, RemoveVersionRequest,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let node_data = dir.path().join("node/data");
-    let node = Node::start(&node_data, &dir.path().join("node/log"));
-    let dht = node.client();
-    let client = dht.client();
-    let send = |code, body: Vec<u8>| {
-        let reply = client.request(0, code, &body).unwrap();
-        assert!(reply.status.is_success(), "{}", reply.message());
-        reply
-    };
+/// Sends a request to node 0 and checks it succeeded.
+fn send_ok(client: &client::Client, code: client::RequestCode, body: &[u8]) -> client::Reply {
+    let reply = client.request(0, code, body).unwrap();
+    assert!(reply.status.is_success(), "{}", reply.message());
+    reply
+}
+
+/// Versioned records 0..50, tombstones 40..60 (version 5000), key 100 without a version.
+fn write_versioned(dht: &client::DhtClient) {
+    use node_core::protocol::dht::{self as wire, PutVersionRequest, RemoveVersionRequest};
     let mut body = Vec::new();
     for key in 0..50u64 {
         body.clear();
@@ -765,7 +757,7 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
             value: value.as_bytes(),
         }
         .encode(&mut body);
-        send(wire::PUT_VERSION, body.clone());
+        send_ok(dht.client(), wire::PUT_VERSION, &body);
     }
     for key in 40..60u64 {
         body.clear();
@@ -775,26 +767,42 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
             version: 5000,
         }
         .encode(&mut body);
-        send(wire::REMOVE_VERSION, body.clone());
+        send_ok(dht.client(), wire::REMOVE_VERSION, &body);
     }
     dht.put("versioned", 100, b"unversioned").unwrap();
-    let read_all = |client: &client::Client| -> Vec<(client::Status, Vec<u8>)> {
-        (0..=100u64)
-            .map(|key| {
-                let mut body = Vec::new();
-                KeyRequest {
-                    channel: "versioned",
-                    key,
-                }
-                .encode(&mut body);
-                let reply = client.request(0, wire::GET_WITH_VERSION, &body).unwrap();
-                decode_versioned_lookup(reply.status == client::Status::Ok, &reply.body)
-                    .expect("a GetWithVersion body");
-                (reply.status, reply.body)
-            })
-            .collect()
-    };
-    let before = read_all(client);
+}
+
+/// GetWithVersion of keys 0..=100: each reply's status and body.
+fn read_versioned(client: &client::Client) -> Vec<(client::Status, Vec<u8>)> {
+    use node_core::protocol::dht::{self as wire, decode_versioned_lookup, KeyRequest};
+    (0..=100u64)
+        .map(|key| {
+            let mut body = Vec::new();
+            KeyRequest {
+                channel: "versioned",
+                key,
+            }
+            .encode(&mut body);
+            let reply = client.request(0, wire::GET_WITH_VERSION, &body).unwrap();
+            decode_versioned_lookup(reply.status == client::Status::Ok, &reply.body)
+                .expect("a GetWithVersion body");
+            (reply.status, reply.body)
+        })
+        .collect()
+}
+
+/// Issue #19: dhtdump's copies keep record versions and tombstones. A node with versioned
+/// records, one written without a version and tombstones is dumped by `dhtdump --oneshot`; a
+/// node started on that dump answers GetWithVersion exactly as the first one did.
+#[test]
+fn dhtdump_copies_keep_versions_and_tombstones() {
+    use node_core::protocol::dht::{self as wire, PutVersionRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let node_data = dir.path().join("node/data");
+    let node = Node::start(&node_data, &dir.path().join("node/log"));
+    let dht = node.client();
+    write_versioned(&dht);
+    let before = read_versioned(dht.client());
     let dump_data = dir.path().join("dump/data");
     let status = oneshot(node.addr, &dump_data, &dir.path().join("dump/log"));
     assert_eq!(status.code(), Some(0));
@@ -802,7 +810,7 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
     node.stop();
     let restored = Node::start(&dump_data, &dir.path().join("restored/log"));
     let dht = restored.client();
-    assert_eq!(read_all(dht.client()), before);
+    assert_eq!(read_versioned(dht.client()), before);
     // The tombstones came back: an older write stays out.
     let mut body = Vec::new();
     PutVersionRequest {
@@ -812,6 +820,6 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
         value: b"late",
     }
     .encode(&mut body);
-    let reply = dht.client().request(0, wire::PUT_VERSION, &body).unwrap();
+    let reply = send_ok(dht.client(), wire::PUT_VERSION, &body);
     assert_eq!(wire::decode_applied(&reply.body), Ok(false));
 }

@@ -9,8 +9,8 @@ mod common;
 use common::{Conn, Node};
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{
-    self, decode_versioned_lookup, KeyRequest, MirrorItem, MirrorRequest, PutVersionRequest,
-    RefreshCounts, RefreshRecord, RemoveVersionRequest, VersionedLookup,
+    self, decode_versioned_lookup, MirrorItem, MirrorRequest, PutVersionRequest, RefreshCounts,
+    RefreshRecord, RemoveVersionRequest, VersionedLookup,
 };
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
 use node_core::protocol::{ControlCode, RequestCode, Status};
@@ -204,13 +204,7 @@ fn put_all(conn: &mut Conn, keys: impl Iterator<Item = u64>) {
 }
 
 fn key_body(key: u64) -> Vec<u8> {
-    let mut body = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key,
-    }
-    .encode(&mut body);
-    body
+    common::key_body(CHANNEL, key)
 }
 
 /// Reference case 15, MirrorRemove: no refresh; 5 Removes give 5 Removed items, nothing else.
@@ -530,4 +524,38 @@ fn write_versions(addr: std::net::SocketAddr, keys: u64) -> u64 {
         }
     }
     version
+}
+
+/// A mirror that stops reading loses changes beyond its queue's bound (`listen_queue_events`,
+/// as a Listen) and is told how many, where they were lost.
+#[test]
+fn a_mirror_that_falls_behind_is_told_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndump_period_s = 0\nlisten_queue_events = 10\n",
+    )
+    .unwrap();
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut mirror = MirrorClient::start(&node, false, 0);
+    mirror.expect_silence(Duration::from_millis(100));
+    // No credit beyond the initial 4: the rest waits in the node's queue of 10, then is lost.
+    put_all(&mut Conn::open(node.addr), 0..100);
+    let mut copy = Copy::default();
+    let mut lost = 0;
+    while copy.changed + lost < 100 {
+        let (code, body) = mirror.next_item();
+        if let Ok(MirrorItem::Overflow { lost: count }) = MirrorItem::decode(code, &body) {
+            lost += count;
+        }
+        copy.apply(code, &body);
+    }
+    assert_eq!(copy.overflows, 1, "one marker where the changes were lost");
+    assert!(lost >= 100 - 4 - 10, "{lost} lost");
+    assert_eq!(
+        copy.changed + lost,
+        100,
+        "each change delivered or counted as lost"
+    );
+    mirror.expect_silence(Duration::from_millis(200));
 }

@@ -8,8 +8,8 @@ mod common;
 
 use common::{wait_until, Conn, Node};
 use node_core::protocol::dht::{
-    self, decode_applied, decode_versioned_lookup, KeyRequest, PutVersionRequest,
-    RemoveVersionRequest, VersionedLookup,
+    self, decode_applied, decode_versioned_lookup, PutVersionRequest, RemoveVersionRequest,
+    VersionedLookup,
 };
 use node_core::protocol::{RequestCode, Status};
 use std::path::Path;
@@ -53,13 +53,11 @@ enum Held {
 }
 
 fn held(conn: &mut Conn, key: u64) -> Held {
-    let mut body = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key,
-    }
-    .encode(&mut body);
-    let (status, body) = conn.request(dht::GET_WITH_VERSION, body);
+    held_in(conn, CHANNEL, key)
+}
+
+fn held_in(conn: &mut Conn, channel: &str, key: u64) -> Held {
+    let (status, body) = conn.request(dht::GET_WITH_VERSION, common::key_body(channel, key));
     assert!(
         matches!(status, Status::Ok | Status::NotFound),
         "{status:?}"
@@ -106,13 +104,7 @@ fn the_higher_version_wins_whatever_order_the_writes_arrive_in() {
     assert!(!remove_version(&mut conn, 2, 5), "equal removal");
     assert_eq!(held(&mut conn, 3), Held::Nothing);
     // Tombstones are no records: Get does not find them and sizes do not count them.
-    let mut get = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key: 2,
-    }
-    .encode(&mut get);
-    assert_eq!(conn.request(dht::GET, get).0, Status::NotFound);
+    assert_eq!(conn.request(dht::GET, key_body(2)).0, Status::NotFound);
     let size = conn.request(dht::GET_SIZE, Vec::new()).1;
     assert_eq!(dht::SizeInfo::decode(&size).unwrap().records, 1);
     // Writes without a version replace anything, at version 0.
@@ -273,13 +265,7 @@ fn dumps_and_logs_from_before_versions_load_with_version_0() {
 }
 
 fn key_body(key: u64) -> Vec<u8> {
-    let mut body = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key,
-    }
-    .encode(&mut body);
-    body
+    common::key_body(CHANNEL, key)
 }
 
 /// A data directory written by the node before versions (testdata/dht-pre-versions, see its
@@ -301,16 +287,7 @@ fn a_data_directory_from_before_versions_loads() {
     }
     let node = start(dir.path(), "[dht]\ndump_period_s = 0\n");
     let mut conn = Conn::open(node.addr);
-    let read = |conn: &mut Conn, channel: &str, key: u64| {
-        let mut body = Vec::new();
-        KeyRequest { channel, key }.encode(&mut body);
-        let (status, body) = conn.request(dht::GET_WITH_VERSION, body);
-        match decode_versioned_lookup(status == Status::Ok, &body).unwrap() {
-            VersionedLookup::Found { version, value } => Held::Record(version, value.to_vec()),
-            VersionedLookup::Tombstone { version } => Held::Tombstone(version),
-            VersionedLookup::Absent => Held::Nothing,
-        }
-    };
+    let read = held_in;
     assert_eq!(
         read(&mut conn, "old", 1),
         Held::Nothing,

@@ -85,7 +85,7 @@ fn dht_request(code: RequestCode, body: &[u8]) {
         dht::PUT => {
             exact_round_trip!(body, dht::PutRequest::decode, dht::PutRequest::encode);
         }
-        dht::GET | dht::EXISTS | dht::REMOVE => {
+        dht::GET | dht::EXISTS | dht::REMOVE | dht::GET_WITH_VERSION => {
             exact_round_trip!(body, dht::KeyRequest::decode, dht::KeyRequest::encode);
         }
         dht::GET_ALL => {
@@ -110,6 +110,23 @@ fn dht_request(code: RequestCode, body: &[u8]) {
                 let _ = name;
                 decode_carried_batch(batch);
             }
+        }
+        dht::PUT_VERSION => {
+            exact_round_trip!(
+                body,
+                dht::PutVersionRequest::decode,
+                dht::PutVersionRequest::encode
+            );
+        }
+        dht::REMOVE_VERSION => {
+            exact_round_trip!(
+                body,
+                dht::RemoveVersionRequest::decode,
+                dht::RemoveVersionRequest::encode
+            );
+        }
+        dht::MIRROR => {
+            exact_round_trip!(body, dht::MirrorRequest::decode, dht::MirrorRequest::encode);
         }
         dht::UPDATE => {
             round_trip!(body, dht::UpdateRequest::decode, dht::UpdateRequest::encode);
@@ -293,7 +310,7 @@ fn reply(selector: u8, body: &[u8]) {
         14 => one_byte_codes(body),
         _ => {
             // A GetAll/Listen request body arriving at any node kind: every kind's decoders.
-            for code in (16..=32).chain(48..=55).chain(80..=90) {
+            for code in (16..=36).chain(48..=55).chain(80..=90) {
                 request(RequestCode(code), body);
             }
         }
@@ -315,6 +332,27 @@ fn listen_item(body: &[u8]) {
             dht::ListenItem::decode(decoded.code(), &encoded),
             Ok(decoded)
         );
+    }
+    mirror_item(item_code, item);
+}
+
+/// A Mirror item (same layout of code and body as a Listen item): what decodes re-encodes to
+/// the same bytes; a refresh batch's records decode as versioned records or tombstones.
+fn mirror_item(item_code: u8, item: &[u8]) {
+    let Ok(decoded) = dht::MirrorItem::decode(item_code, item) else {
+        return;
+    };
+    assert_eq!(decoded.code(), item_code);
+    let mut encoded = Vec::new();
+    decoded.encode_body(&mut encoded);
+    assert_same_bytes(&encoded, item);
+    if let dht::MirrorItem::RefreshBatch { batch } = decoded {
+        let mut scratch = Vec::new();
+        if let Ok(records) = decode_batch(batch, &mut scratch) {
+            for (_, value) in records {
+                let _ = dht::RefreshRecord::decode(value);
+            }
+        }
     }
 }
 

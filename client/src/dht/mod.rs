@@ -61,6 +61,7 @@ mod get_all;
 mod hints;
 mod keyed;
 mod listen;
+mod mirror;
 mod ranges;
 pub mod redistribute;
 mod replicas;
@@ -72,6 +73,7 @@ pub use hints::MAX_HINTS_PER_MEMBER;
 pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
+pub use mirror::{ChannelMirror, MirrorEvent, MirrorOptions};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};
 pub use ranges::{show_range, RangeProblem, RangeTable, ReplicaSet};
 pub use replicas::SetHealth;
@@ -430,6 +432,17 @@ impl DhtClient {
             }
             slots.into_iter().map(|(_, members)| members).collect()
         })
+    }
+
+    /// Starts a Mirror of a channel on every node (docs/protocol.md §6.12): its records with
+    /// their versions and its tombstones (a refresh, if `options` asks), then its changes; see
+    /// [`ChannelMirror`]. Fails when a node cannot be mirrored now.
+    pub fn mirror(
+        &self,
+        channel: &str,
+        options: MirrorOptions,
+    ) -> Result<ChannelMirror, ClientError> {
+        ChannelMirror::open(&self.client, channel, options)
     }
 
     fn sum_sizes(

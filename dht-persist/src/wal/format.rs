@@ -671,15 +671,27 @@ pub fn decode_body<'a>(
         )));
     }
     let change = match kind {
-        EntryKind::Put => {
+        EntryKind::Put | EntryKind::PutVersion => {
             let key = reader.u64("key").map_err(wire)?;
+            let version = match kind {
+                EntryKind::PutVersion => Some(reader.u64("version").map_err(wire)?),
+                _ => None,
+            };
             let value = reader
                 .bytes("value", MAX_ENTRY_BODY_BYTES as usize)
                 .map_err(wire)?;
-            LoggedChange::Put {
-                channel,
-                key,
-                value,
+            match version {
+                None => LoggedChange::Put {
+                    channel,
+                    key,
+                    value,
+                },
+                Some(version) => LoggedChange::PutVersion {
+                    channel,
+                    key,
+                    version,
+                    value,
+                },
             }
         }
         EntryKind::Remove => LoggedChange::Remove {
@@ -706,19 +718,6 @@ pub fn decode_body<'a>(
             }
         }
         EntryKind::RemoveChannel => LoggedChange::RemoveChannel { channel },
-        EntryKind::PutVersion => {
-            let key = reader.u64("key").map_err(wire)?;
-            let version = reader.u64("version").map_err(wire)?;
-            let value = reader
-                .bytes("value", MAX_ENTRY_BODY_BYTES as usize)
-                .map_err(wire)?;
-            LoggedChange::PutVersion {
-                channel,
-                key,
-                version,
-                value,
-            }
-        }
         EntryKind::RemoveVersion => LoggedChange::RemoveVersion {
             channel,
             key: reader.u64("key").map_err(wire)?,

@@ -36,6 +36,13 @@ pub fn put_body(channel: &str, key: u64, value: &[u8]) -> Vec<u8> {
     body
 }
 
+/// The body of a request naming a channel and a key (Get, Exists, Remove, GetWithVersion).
+pub fn key_body(channel: &str, key: u64) -> Vec<u8> {
+    let mut body = Vec::new();
+    node_core::protocol::dht::KeyRequest { channel, key }.encode(&mut body);
+    body
+}
+
 /// Gets `keys` of `channel` in one pipeline: each key's status and value.
 pub fn get_pipelined(conn: &mut Conn, channel: &str, keys: &[u64]) -> Vec<(Status, Vec<u8>)> {
     let requests: Vec<(RequestCode, Vec<u8>)> = keys

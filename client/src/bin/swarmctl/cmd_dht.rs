@@ -16,6 +16,10 @@
 //! - `listen`: per change `changed <hexkey>\t<value>`, `removed <hexkey>`, or `overflow <n>`
 //!   (changes lost), until the channel is removed (exit 0), Ctrl-C, or an error (exit 3). A node
 //!   that is down or lost is noted on stderr and listened to again once it is back.
+//! - `mirror`: per record of the initial refresh `record <hexkey> <version>\t<value>` or
+//!   `tombstone <hexkey> <version>` (a progress bar on a terminal's stderr meanwhile), then per
+//!   change `changed <hexkey> <version>\t<value>` or `removed <hexkey> <version>`: see
+//!   [`mirror`].
 //! - `channels`: one name per line. `size [CH]`: `records N bytes M`. `remove-channel`: nothing.
 //! - `ranges`: `HOST:PORT MIN:MAX` per node (hex, `empty` for a node that owns nothing,
 //!   `unknown` for a node down whose range was never seen; a node moving records adds
@@ -29,6 +33,7 @@
 //!   redistribute ...`, FILE listing every node, new empty-range ones included): see
 //!   [`redistribute`].
 
+mod mirror;
 mod redistribute;
 
 use crate::outcome::{check_complete, Absent, FAILURE};
@@ -111,6 +116,24 @@ enum Verb {
     Listen {
         #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
         channel: String,
+    },
+    /// Print the channel's records with their versions and its tombstones (a refresh, with a
+    /// progress bar), then its changes as they happen, until it is removed (the Mirror request).
+    /// Every node must be up; a node's stream that fails ends the command (exit 3).
+    #[command(after_help = "Example: swarmctl --nodes cluster.toml dht mirror users")]
+    Mirror {
+        #[arg(value_parser = channel_arg, help = CHANNEL_HELP)]
+        channel: String,
+        /// Only the changes from now on, without the refresh.
+        #[arg(long, conflicts_with = "refresh_only")]
+        no_refresh: bool,
+        /// Refresh again every S seconds (at most 604800).
+        #[arg(long, value_name = "S", default_value_t = 0,
+              value_parser = clap::value_parser!(u32).range(0..=604_800))]
+        period: u32,
+        /// End after the initial refresh (a snapshot with versions and tombstones).
+        #[arg(long)]
+        refresh_only: bool,
     },
     /// Print every channel's name (with nodes down: of the others, exit 3).
     #[command(after_help = "Example: swarmctl --nodes cluster.toml dht channels")]
@@ -198,6 +221,7 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
             filter,
         } => get_all(&dht, channel, *keys_only, filter.as_ref(), &mut out)?,
         Verb::Listen { channel } => listen(&dht, channel, &mut out)?,
+        Verb::Mirror { .. } => mirror::run(&dht, &args.verb, &mut out)?,
         Verb::Channels => print_partial(dht.get_channels_partial()?, &mut out, names)?,
         Verb::Size { channel } => {
             let size = match channel {
