@@ -78,21 +78,25 @@ fn is_down(dht: &DhtClient, node: usize) -> bool {
 
 /// What a node itself holds under `key` (a Get sent to it alone).
 fn held_by(dht: &DhtClient, node: usize, key: u64) -> Option<Vec<u8>> {
+    let reply = ask_node(dht, node, wire::GET, key);
+    match reply.status {
+        Status::Ok => Some(reply.body),
+        Status::NotFound => None,
+        other => panic!("direct get: {other:?}"),
+    }
+}
+
+/// A keyed read (`code`: Get, GetWithVersion) of `key` sent to node `node` alone.
+fn ask_node(dht: &DhtClient, node: usize, code: client::RequestCode, key: u64) -> client::Reply {
     let mut body = Vec::new();
     KeyRequest {
         channel: CHANNEL,
         key,
     }
     .encode(&mut body);
-    let reply = dht
-        .client()
-        .request(node, wire::GET, &body)
-        .expect("direct get");
-    match reply.status {
-        Status::Ok => Some(reply.body),
-        Status::NotFound => None,
-        other => panic!("direct get: {other:?}"),
-    }
+    dht.client()
+        .request(node, code, &body)
+        .expect("a request to one node")
 }
 
 /// The last acknowledged state of every key written: `None` once removed.
@@ -600,16 +604,7 @@ fn digest_of(dht: &DhtClient, node: usize) -> (usize, u64) {
 
 /// What a node holds of `key` with its version (GetWithVersion sent to it alone).
 fn version_on(dht: &DhtClient, node: usize, key: u64) -> Option<u64> {
-    let mut body = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key,
-    }
-    .encode(&mut body);
-    let reply = dht
-        .client()
-        .request(node, wire::GET_WITH_VERSION, &body)
-        .expect("direct get with version");
+    let reply = ask_node(dht, node, wire::GET_WITH_VERSION, key);
     match wire::decode_versioned_lookup(reply.status == Status::Ok, &reply.body) {
         Ok(wire::VersionedLookup::Found { version, .. }) => Some(version),
         _ => None,
