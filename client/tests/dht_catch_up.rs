@@ -1,20 +1,15 @@
 //! The client and swarmctl side of catch-up (issue #19 item 4), against real dhtnode
-//! processes: `swarmctl dht mirror` (its refresh, then changes with versions), `swarmctl dht
-//! ready` on a replica whose peers are gone.
+//! processes: `swarmctl dht ready` on a replica whose peers are gone; reads and Updates that
+//! fail over from a member catching up (NotReady) while writes reach it; `swarmctl health`
+//! naming such a member.
 
 mod common;
 mod real_cluster;
 
 use client::DhtClient;
-use real_cluster::{options, RealCluster};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use real_cluster::options;
+use std::process::{Command, Output};
 use testkit::TempNode;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn swarmctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarmctl"))
@@ -25,85 +20,6 @@ fn swarmctl(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The lines a child writes to a pipe, as they come.
-fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for a line containing `wanted`, returning it (the lines before it are skipped).
-fn expect_line(rx: &Receiver<String>, wanted: &str) -> String {
-    loop {
-        match rx.recv_timeout(WAIT) {
-            Ok(line) if line.contains(wanted) => return line,
-            Ok(_) => {}
-            Err(error) => panic!("no line with {wanted:?}: {error}"),
-        }
-    }
-}
-
-struct Mirror {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-fn start_mirror(node: SocketAddr, channel: &str) -> Mirror {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args(["--node", &node.to_string(), "dht", "mirror", channel])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("swarmctl runs");
-    let stdout = lines(child.stdout.take().expect("stdout"));
-    let stderr = lines(child.stderr.take().expect("stderr"));
-    Mirror {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-#[test]
-fn swarmctl_mirror_refreshes_then_prints_changes_with_versions() {
-    let cluster = RealCluster::start(1, 0, 0);
-    let node = cluster.dht[0].addr;
-    let dht = DhtClient::connect(&[node], options()).expect("connect");
-    for key in 0..300u64 {
-        dht.put("mirrored", key, format!("value {key}").as_bytes())
-            .expect("put");
-    }
-    dht.remove("mirrored", 299).expect("remove");
-    let mut mirror = start_mirror(node, "mirrored");
-    let refreshed = expect_line(&mirror.stderr, "refreshed");
-    assert!(
-        refreshed.contains("refreshed 299 records and tombstones of channel mirrored"),
-        "{refreshed}"
-    );
-    dht.put("mirrored", 5, b"changed").expect("put");
-    dht.remove("mirrored", 6).expect("remove");
-    // Unversioned writes have version 0 (docs/protocol.md §6.11).
-    assert_eq!(
-        expect_line(&mirror.stdout, "changed"),
-        "changed 0000000000000005 0\tchanged"
-    );
-    assert_eq!(
-        expect_line(&mirror.stdout, "removed"),
-        "removed 0000000000000006 0"
-    );
-    dht.remove_channel("mirrored").expect("remove channel");
-    expect_line(&mirror.stderr, "channel mirrored removed on node");
-    let status = mirror.child.wait().expect("swarmctl exits");
-    assert!(status.success(), "{status:?}");
 }
 
 /// A dhtnode whose only peer is a port nothing listens on: it catches up forever.
@@ -238,4 +154,77 @@ fn health_shows_a_catching_up_member() {
         .find(|line| line.starts_with(&serving.addr.to_string()))
         .expect("the other member's line");
     assert!(!serving_line.contains("catching up"), "{out}");
+}
+
+/// A set of two dhtnodes whose `replica_peers` name each other (the first started without,
+/// to learn its port, then restarted with the second's).
+fn caught_up_pair() -> (TempNode, TempNode) {
+    let binary = testkit::workspace_binary("dhtnode", "dhtnode");
+    let binary = binary.to_string_lossy();
+    let mut first = TempNode::start(&binary, "[dht]\n", &[]);
+    let peers = |peer: std::net::SocketAddr| format!("[dht]\nreplica_peers = [\"{peer}\"]\n");
+    let second = TempNode::start(&binary, &peers(first.addr), &[]);
+    std::fs::write(first.dir.path().join("node.toml"), peers(second.addr)).expect("config");
+    first.restart();
+    wait_ready(first.addr);
+    wait_ready(second.addr);
+    (first, second)
+}
+
+/// Waits until the node says it has caught up (GetStats `catch_up_state` 0).
+fn wait_ready(node: std::net::SocketAddr) {
+    let mut conn = testkit::Conn::open(node);
+    testkit::wait_until("the node caught up", || {
+        testkit::stat(&testkit::get_stats(&mut conn), "catch_up_state") == Some(0)
+    });
+}
+
+/// Every record of `channel` on one node alone, sorted.
+fn records_on(node: std::net::SocketAddr, channel: &str) -> Vec<(u64, Vec<u8>)> {
+    let alone = DhtClient::connect(&[node], options()).expect("connect");
+    let mut records: Vec<_> = alone
+        .get_all(channel, Default::default())
+        .map(|record| record.expect("record"))
+        .collect();
+    records.sort();
+    records
+}
+
+/// The issue's scenario through the client: a member killed with SIGKILL and emptied while
+/// the client keeps writing, restarted, catches up from its peer: both hold the same records,
+/// and once the other member is killed every acknowledged value still reads back.
+#[test]
+fn an_emptied_member_catches_up_and_then_holds_every_acknowledged_write() {
+    let (mut first, mut second) = caught_up_pair();
+    let dht = DhtClient::connect(&[first.addr, second.addr], options()).expect("connect");
+    let mut acknowledged = std::collections::BTreeMap::new();
+    let mut write = |key: u64, round: u32| {
+        let value = format!("round {round} key {key}").into_bytes();
+        dht.put("kept", key, &value).expect("put acknowledged");
+        acknowledged.insert(key, value);
+    };
+    (0..300).for_each(|key| write(key, 1));
+
+    first.kill9();
+    std::fs::remove_dir_all(first.dir.path().join("data")).expect("delete its data");
+    (200..500).for_each(|key| write(key, 2));
+    first.restart();
+    wait_ready(first.addr);
+    assert_eq!(
+        records_on(first.addr, "kept"),
+        records_on(second.addr, "kept")
+    );
+
+    // The client sees the member back (it retries in the background), then loses the other.
+    testkit::wait_until("the client sees the member back", || {
+        matches!(dht.client().node_statuses()[0].state, client::NodeState::Up)
+    });
+    second.kill9();
+    for (key, value) in &acknowledged {
+        assert_eq!(
+            dht.get("kept", *key).expect("get").as_ref(),
+            Some(value),
+            "key {key}"
+        );
+    }
 }

@@ -14,7 +14,8 @@
 //!   how many members are live; the other sets' writes go on.
 //! - `a_not_found_from_one_member_falls_through_to_the_others`: a record only one member has
 //!   (as after a member restarted without its data) is found whichever member is first.
-//! - `get_all_reads_each_set_once_and_sizes_count_it_once` and
+//! - `get_all_reads_each_set_once_and_sizes_count_it_once`,
+//!   `get_all_goes_on_at_another_member_when_its_member_dies_mid_stream` and
 //!   `listen_hears_each_change_once_and_fails_over`.
 //! - `two_concurrent_writers_leave_every_replica_of_every_key_identical`: two clients (two
 //!   clocks) put, remove and update the same 64 keys at once while a member is killed and
@@ -77,21 +78,25 @@ fn is_down(dht: &DhtClient, node: usize) -> bool {
 
 /// What a node itself holds under `key` (a Get sent to it alone).
 fn held_by(dht: &DhtClient, node: usize, key: u64) -> Option<Vec<u8>> {
+    let reply = ask_node(dht, node, wire::GET, key);
+    match reply.status {
+        Status::Ok => Some(reply.body),
+        Status::NotFound => None,
+        other => panic!("direct get: {other:?}"),
+    }
+}
+
+/// A keyed read (`code`: Get, GetWithVersion) of `key` sent to node `node` alone.
+fn ask_node(dht: &DhtClient, node: usize, code: client::RequestCode, key: u64) -> client::Reply {
     let mut body = Vec::new();
     KeyRequest {
         channel: CHANNEL,
         key,
     }
     .encode(&mut body);
-    let reply = dht
-        .client()
-        .request(node, wire::GET, &body)
-        .expect("direct get");
-    match reply.status {
-        Status::Ok => Some(reply.body),
-        Status::NotFound => None,
-        other => panic!("direct get: {other:?}"),
-    }
+    dht.client()
+        .request(node, code, &body)
+        .expect("a request to one node")
 }
 
 /// The last acknowledged state of every key written: `None` once removed.
@@ -413,6 +418,31 @@ fn a_write_quorum_above_the_live_members_is_refused_naming_the_set() {
         .put(CHANNEL, in_set0, b"one")
         .expect("all live members");
     assert_eq!(held_by(&dht, 0, in_set0).as_deref(), Some(&b"one"[..]));
+    the_whole_set_down_fails_at_once(&mut cluster, &all_live, in_set0, in_set2);
+}
+
+/// Set 0's last member killed: its keys fail at once with NodeDown, as a single node's did.
+fn the_whole_set_down_fails_at_once(
+    cluster: &mut RealCluster,
+    dht: &DhtClient,
+    key: u64,
+    other: u64,
+) {
+    let first = cluster.dht[0].addr;
+    cluster.dht[0].kill9();
+    wait_until("the set to be seen down", LIMIT, || is_down(dht, 0));
+    let started = Instant::now();
+    let write = dht.put(CHANNEL, key, b"none").expect_err("no member live");
+    let read = dht.get(CHANNEL, key).expect_err("no member live");
+    assert!(started.elapsed() < Duration::from_millis(500), "at once");
+    for error in [write, read] {
+        assert!(
+            matches!(error, ClientError::NodeDown { node, .. } if node == first),
+            "{error:?}"
+        );
+    }
+    dht.put(CHANNEL, other, b"fine").expect("another set");
+    assert!(!dht.remove(CHANNEL, key_of_set(dht, 2, 5)).expect("absent"));
 }
 
 fn show(range: HashRange) -> String {
@@ -574,16 +604,7 @@ fn digest_of(dht: &DhtClient, node: usize) -> (usize, u64) {
 
 /// What a node holds of `key` with its version (GetWithVersion sent to it alone).
 fn version_on(dht: &DhtClient, node: usize, key: u64) -> Option<u64> {
-    let mut body = Vec::new();
-    KeyRequest {
-        channel: CHANNEL,
-        key,
-    }
-    .encode(&mut body);
-    let reply = dht
-        .client()
-        .request(node, wire::GET_WITH_VERSION, &body)
-        .expect("direct get with version");
+    let reply = ask_node(dht, node, wire::GET_WITH_VERSION, key);
     match wire::decode_versioned_lookup(reply.status == Status::Ok, &reply.body) {
         Ok(wire::VersionedLookup::Found { version, .. }) => Some(version),
         _ => None,
@@ -699,4 +720,36 @@ fn reads_go_to_the_first_member_or_spread_over_the_set() {
         "half the reads at each member"
     );
     assert_eq!(after_spread[1] - after_first[1], 10);
+}
+
+#[test]
+fn get_all_goes_on_at_another_member_when_its_member_dies_mid_stream() {
+    let mut cluster = replicated_cluster();
+    let dht = connect(&cluster, options());
+    // About 6 MiB per set: far more than a stream's window holds in the client.
+    let value = vec![b'v'; 1024];
+    let keys = 0..18_000u64;
+    dht.put_batch(CHANNEL, keys.clone().map(|key| (key, value.as_slice())))
+        .expect("batch");
+    let mut records = dht.get_all(CHANNEL, GetAllOptions::default());
+    let (first_key, _) = records.next().expect("a record").expect("record");
+    assert_eq!(
+        dht.node_for(first_key).expect("owned"),
+        0,
+        "set 0 is read first"
+    );
+    // The member serving set 0 dies with most of its records still to send.
+    cluster.dht[0].kill9();
+    let mut seen: Vec<u64> = vec![first_key];
+    seen.extend(records.by_ref().map(|record| {
+        let (key, read) = record.expect("record");
+        assert_eq!(read, value);
+        key
+    }));
+    let count = seen.len();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), count, "each record once");
+    assert_eq!(seen, keys.collect::<Vec<u64>>(), "every record");
+    assert!(records.is_complete());
 }

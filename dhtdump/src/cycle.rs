@@ -20,15 +20,14 @@
 use crate::config::{resolve_node, DumpConfig};
 use crate::stats::Stats;
 use crate::util::{sleep_unless_stopped, utc_system_time};
+use client::dht::{MirrorEvent, MirrorOptions};
 use client::tls::ClientTls;
-use client::StreamEvent;
 use client::{ClientOptions, DhtClient, NodeState};
 use dht_persist::dump::entry::DumpEntry;
 use dht_persist::dump::format::unix_now;
 use dht_persist::dump::writer::{DumpAction, DumpOutcome, DumpThread};
 use node_core::auth::Key;
-use node_core::protocol::batch::{decode_batch, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
-use node_core::protocol::dht::{self as wire, MirrorItem, MirrorRequest, RefreshRecord};
+use node_core::protocol::batch::{MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -455,67 +454,48 @@ fn read_refresh(
     channel: &str,
     chunks: &mut EntryChunks<'_>,
 ) -> Result<(), String> {
-    let mut body = Vec::new();
-    MirrorRequest {
-        channel,
-        initial_refresh: true,
-        periodic_refresh_s: 0,
-    }
-    .encode(&mut body);
     let failed = |err: &dyn std::fmt::Display| format!("Mirror of channel {channel} failed: {err}");
-    let stream = dht
-        .client()
-        .stream(0, wire::MIRROR, &body)
+    let mut mirror = dht
+        .mirror(channel, MirrorOptions::default())
         .map_err(|err| failed(&err))?;
-    let mut scratch = Vec::new();
-    for event in stream {
-        let (code, body) = match event.map_err(|err| failed(&err))? {
-            StreamEvent::Item { code, body } => (code, body),
-            StreamEvent::End(reply) => {
-                // A Mirror ends before its RefreshDone only if the channel was removed.
-                return match reply.into_result() {
-                    Ok(_) => Ok(()),
-                    Err(err) => Err(failed(&err)),
-                };
-            }
-        };
-        match MirrorItem::decode(code, &body).map_err(|err| failed(&err))? {
-            MirrorItem::RefreshBatch { batch } => {
-                let records = decode_batch(batch, &mut scratch).map_err(|err| failed(&err))?;
-                for (key, raw) in records {
-                    let entry = match RefreshRecord::decode(raw).map_err(|err| failed(&err))? {
-                        RefreshRecord::Record { version, value } => {
-                            DumpEntry::Record { version, value }
-                        }
-                        RefreshRecord::Tombstone { version } => DumpEntry::Tombstone {
-                            version,
-                            stored_unix_s: unix_now(),
-                        },
-                    };
-                    if !chunks.add(key, entry) {
-                        return Ok(());
-                    }
-                }
-            }
-            MirrorItem::RefreshDone(_) => return Ok(()),
-            // A record too large for a batch comes alone, as a Changed item (so does a write
-            // made during the refresh: a later entry of a key replaces an earlier one when the
-            // dump loads). Removals made meanwhile are the log's, after the dump's position.
-            MirrorItem::Changed {
+    // The node answers within the client's request timeout, or it is taken as gone.
+    let timeout = Duration::from_millis(dht.client().options().request_timeout_ms);
+    loop {
+        let event = mirror
+            .next(timeout)
+            .map_err(|err| failed(&err))?
+            .ok_or_else(|| failed(&format!("no answer within {} ms", timeout.as_millis())))?;
+        let added = match &event {
+            MirrorEvent::Record {
                 key,
                 version,
                 value,
-            } => {
-                if !chunks.add(key, DumpEntry::Record { version, value }) {
-                    return Ok(());
-                }
             }
-            MirrorItem::Removed { .. }
-            | MirrorItem::Overflow { .. }
-            | MirrorItem::RefreshStarted(_) => {}
+            // A record too large for a batch comes alone, as a change (so does a write made
+            // during the refresh: a later entry of a key replaces an earlier one when the dump
+            // loads). Removals made meanwhile are the log's, after the dump's position.
+            | MirrorEvent::Changed {
+                key,
+                version,
+                value,
+            } => chunks.add(*key, DumpEntry::Record { version: *version, value }),
+            MirrorEvent::Tombstone { key, version } => {
+                let tombstone = DumpEntry::Tombstone {
+                    version: *version,
+                    stored_unix_s: unix_now(),
+                };
+                chunks.add(*key, tombstone)
+            }
+            // Removed before its refresh ended: nothing more to dump.
+            MirrorEvent::RefreshDone { .. } | MirrorEvent::ChannelRemoved => return Ok(()),
+            MirrorEvent::Removed { .. }
+            | MirrorEvent::Overflow { .. }
+            | MirrorEvent::RefreshStarted { .. } => true,
+        };
+        if !added {
+            return Ok(()); // The writer side is gone.
         }
     }
-    Err(failed(&"the stream ended without its RefreshDone"))
 }
 
 /// Dump entries laid out in chunks for the writer.

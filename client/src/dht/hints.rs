@@ -4,11 +4,11 @@
 //! A write acknowledged without a member (the member was down, or was lost while the write
 //! was in flight) leaves a *hint* for that member: the channel and key. When the member is up
 //! again, the next request of this client that routes anywhere replays its hints first (one
-//! thread does it; the others go on): for each key it reads what a live member of the set
-//! holds now and writes exactly that to the returning member (with versions: GetWithVersion,
-//! then PutVersion or RemoveVersion of the same version, which a newer write always beats;
-//! without them: Get, then Put or Remove). Until its hints are replayed, reads try the member
-//! after the others of its set.
+//! thread does it, at most 16 384 keys a turn and a turn at most every 20 ms; the others go
+//! on): for each key it reads what a live member of the set holds now and writes exactly that
+//! to the returning member (with versions: GetWithVersion, then PutVersion or RemoveVersion of
+//! the same version, which a newer write always beats; without them: Get, then Put or Remove).
+//! Until its hints are replayed, reads try the member after the others of its set.
 //!
 //! What this does not do (docs/replication.md): hints live in this client's memory, so a
 //! member misses for good the writes of clients that stopped before it came back, and of other
@@ -105,12 +105,18 @@ impl Hints {
         self.lock().keys().copied().collect()
     }
 
-    /// Takes `node`'s hints to replay them.
-    pub(crate) fn take(&self, node: usize) -> Option<Missed> {
+    /// Takes up to `most` of `node`'s hints to replay them (all of them when there are no
+    /// more; the rest stay for a later turn).
+    pub(crate) fn take(&self, node: usize, most: usize) -> Option<Missed> {
         let mut members = self.lock();
-        let missed = members.remove(&node);
+        let missed = members.get_mut(&node)?;
+        let taken = if missed.count <= most {
+            members.remove(&node)
+        } else {
+            Some(missed.split_off(most))
+        };
         self.any.store(!members.is_empty(), Ordering::Release);
-        missed
+        taken
     }
 
     /// Gives back hints that could not be replayed (merged with any recorded meanwhile).
@@ -169,10 +175,36 @@ impl Missed {
     pub(crate) fn len(&self) -> usize {
         self.count
     }
+
+    /// Moves `most` keys (fewer than it holds) out into a `Missed` of their own.
+    fn split_off(&mut self, most: usize) -> Missed {
+        let mut taken = Missed::default();
+        for (channel, keys) in &mut self.channels {
+            let want = most - taken.count;
+            if want == 0 {
+                break;
+            }
+            let moved: Vec<u64> = keys.iter().copied().take(want).collect();
+            for key in &moved {
+                keys.remove(key);
+            }
+            taken.count += moved.len();
+            taken
+                .channels
+                .insert(channel.clone(), moved.into_iter().collect());
+        }
+        self.channels.retain(|_, keys| !keys.is_empty());
+        self.count -= taken.count;
+        taken
+    }
 }
 
 /// Keys replayed per round trip (reads from the source pipelined, then the writes).
 const REPLAY_PIPELINE: usize = 256;
+/// Keys one request replays at most (the rest at the next turn, 20 ms later at the earliest):
+/// the request that replays pays for it, so a member that missed many writes is brought up to
+/// date in slices of a few hundred milliseconds rather than in one long stall.
+const REPLAY_TURN_KEYS: usize = 16_384;
 
 impl super::DhtClient {
     /// Replays the hints of every member that is up again, unless another thread does (see
@@ -192,11 +224,18 @@ impl super::DhtClient {
     /// themselves, at most every 20 ms); members still down keep theirs. Returns how many keys
     /// are still waiting for a member to come back.
     pub fn replay_missed_writes(&self) -> usize {
-        if self.hints.any() {
-            let _replaying = self.hints.replay_now();
+        let _replaying = self.hints.replay_now();
+        let mut pending = self.hints.pending();
+        // Slice after slice, while it gets anywhere.
+        while pending > 0 {
             self.replay_each();
+            let now = self.hints.pending();
+            if now >= pending {
+                break;
+            }
+            pending = now;
         }
-        self.hints.pending()
+        pending
     }
 
     fn replay_each(&self) {
@@ -209,7 +248,7 @@ impl super::DhtClient {
             let (true, Some(source)) = (up, source) else {
                 continue;
             };
-            let Some(missed) = self.hints.take(node) else {
+            let Some(missed) = self.hints.take(node, REPLAY_TURN_KEYS) else {
                 continue;
             };
             let addr = self.client.node_addr(node);
@@ -311,13 +350,36 @@ mod tests {
         hints.record(3, "orders", [7]);
         hints.record(5, "users", [9]);
         assert!(hints.has(3) && hints.has(5) && !hints.has(4));
-        let missed = hints.take(3).expect("hints of 3");
+        let missed = hints.take(3, usize::MAX).expect("hints of 3");
         assert_eq!(missed.len(), 3);
         assert_eq!(missed.channels["users"], HashSet::from([1, 2]));
         assert!(hints.any(), "5 still has some");
         hints.put_back(3, missed);
-        assert_eq!(hints.take(3).map(|m| m.len()), Some(3));
-        assert!(hints.take(5).is_some());
+        // Taken in slices.
+        let slice = hints.take(3, 2).expect("a slice");
+        assert_eq!(slice.len(), 2);
+        assert!(hints.has(3));
+        let rest = hints.take(3, 2).expect("the rest");
+        assert_eq!(rest.len(), 1);
+        let mut keys: Vec<(String, u64)> = [slice, rest]
+            .iter()
+            .flat_map(|m| {
+                m.channels
+                    .iter()
+                    .flat_map(|(c, keys)| keys.iter().map(move |k| (c.clone(), *k)))
+            })
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                ("orders".to_string(), 7),
+                ("users".into(), 1),
+                ("users".into(), 2)
+            ]
+        );
+        assert!(!hints.has(3));
+        assert!(hints.take(5, usize::MAX).is_some());
         assert!(!hints.any());
     }
 
@@ -325,7 +387,7 @@ mod tests {
     fn hints_are_bounded() {
         let hints = Hints::default();
         hints.record(1, "c", 0..(MAX_HINTS_PER_MEMBER as u64 + 10));
-        let missed = hints.take(1).expect("hints");
+        let missed = hints.take(1, usize::MAX).expect("hints");
         assert_eq!(missed.len(), MAX_HINTS_PER_MEMBER);
         assert!(missed.overflowed);
     }

@@ -174,50 +174,60 @@ impl ChannelMirror {
 
     /// Decodes one item of `node` into `pending`.
     fn decode(&mut self, node: SocketAddr, code: u8, body: &[u8]) -> Result<(), ClientError> {
-        let bad = |e: &dyn std::fmt::Display| ClientError::protocol(node, format!("Mirror: {e}"));
-        let event = match MirrorItem::decode(code, body).map_err(|e| bad(&e))? {
-            MirrorItem::RefreshBatch { batch } => {
-                let mut scratch = Vec::new();
-                for (key, raw) in decode_batch(batch, &mut scratch).map_err(|e| bad(&e))? {
-                    let event = match RefreshRecord::decode(raw).map_err(|e| bad(&e))? {
-                        RefreshRecord::Record { version, value } => MirrorEvent::Record {
-                            key,
-                            version,
-                            value: value.to_vec(),
-                        },
-                        RefreshRecord::Tombstone { version } => {
-                            MirrorEvent::Tombstone { key, version }
-                        }
-                    };
-                    self.pending.push_back(event);
-                }
-                return Ok(());
-            }
-            MirrorItem::Changed {
-                key,
-                version,
-                value,
-            } => MirrorEvent::Changed {
-                key,
-                version,
-                value: value.to_vec(),
-            },
-            MirrorItem::Removed { key, version } => MirrorEvent::Removed { key, version },
-            MirrorItem::Overflow { lost } => MirrorEvent::Overflow { node, lost },
-            MirrorItem::RefreshStarted(counts) => MirrorEvent::RefreshStarted {
-                node,
-                records: counts.records,
-                tombstones: counts.tombstones,
-            },
-            MirrorItem::RefreshDone(counts) => MirrorEvent::RefreshDone {
-                node,
-                records: counts.records,
-                tombstones: counts.tombstones,
-            },
-        };
-        self.pending.push_back(event);
-        Ok(())
+        decode_item(node, code, body, &mut self.pending)
     }
+}
+
+/// Decodes one Mirror item (`code`, `body`) of `node` into `out`: a refresh batch becomes one
+/// event per record and tombstone. Shared with every reader of raw Mirror streams (a dht
+/// node's catch-up).
+pub fn decode_item(
+    node: SocketAddr,
+    code: u8,
+    body: &[u8],
+    out: &mut VecDeque<MirrorEvent>,
+) -> Result<(), ClientError> {
+    let bad = |e: &dyn std::fmt::Display| ClientError::protocol(node, format!("Mirror: {e}"));
+    let event = match MirrorItem::decode(code, body).map_err(|e| bad(&e))? {
+        MirrorItem::RefreshBatch { batch } => {
+            let mut scratch = Vec::new();
+            for (key, raw) in decode_batch(batch, &mut scratch).map_err(|e| bad(&e))? {
+                let event = match RefreshRecord::decode(raw).map_err(|e| bad(&e))? {
+                    RefreshRecord::Record { version, value } => MirrorEvent::Record {
+                        key,
+                        version,
+                        value: value.to_vec(),
+                    },
+                    RefreshRecord::Tombstone { version } => MirrorEvent::Tombstone { key, version },
+                };
+                out.push_back(event);
+            }
+            return Ok(());
+        }
+        MirrorItem::Changed {
+            key,
+            version,
+            value,
+        } => MirrorEvent::Changed {
+            key,
+            version,
+            value: value.to_vec(),
+        },
+        MirrorItem::Removed { key, version } => MirrorEvent::Removed { key, version },
+        MirrorItem::Overflow { lost } => MirrorEvent::Overflow { node, lost },
+        MirrorItem::RefreshStarted(counts) => MirrorEvent::RefreshStarted {
+            node,
+            records: counts.records,
+            tombstones: counts.tombstones,
+        },
+        MirrorItem::RefreshDone(counts) => MirrorEvent::RefreshDone {
+            node,
+            records: counts.records,
+            tombstones: counts.tombstones,
+        },
+    };
+    out.push_back(event);
+    Ok(())
 }
 
 impl std::fmt::Debug for ChannelMirror {

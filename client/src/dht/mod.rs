@@ -73,7 +73,7 @@ pub use hints::MAX_HINTS_PER_MEMBER;
 pub(crate) use keyed::{found, key_body, QuickRoute};
 pub use keyed::{UpdateDecision, UPDATE_TRIES};
 pub use listen::{ListenEvent, Listener};
-pub use mirror::{ChannelMirror, MirrorEvent, MirrorOptions};
+pub use mirror::{decode_item as decode_mirror_item, ChannelMirror, MirrorEvent, MirrorOptions};
 pub use node_core::protocol::dht::{HashRange, SizeInfo};
 pub use ranges::{show_range, RangeProblem, RangeTable, ReplicaSet};
 pub use replicas::SetHealth;

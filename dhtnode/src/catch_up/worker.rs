@@ -16,11 +16,11 @@
 //! new refresh. A source that fails (its connection, a stream error) fails the attempt.
 
 use super::{Message, Op, OpKind};
+use client::dht::{decode_mirror_item, MirrorEvent};
 use client::{Client, ClientError, StreamEvent, StreamSet, StreamTag};
-use node_core::protocol::batch::decode_batch;
-use node_core::protocol::dht::{self as wire, MirrorItem, MirrorRequest, RefreshRecord};
+use node_core::protocol::dht::{self as wire, MirrorRequest};
 use node_core::protocol::Status;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 /// created during the previous round's refreshes; a source creating channels that fast is
 /// tried again later).
 const MAX_LISTINGS: u32 = 16;
+/// Failed attempts each logged at WARN; after them, one in [`WARN_EVERY`].
+const WARN_FIRST: u32 = 5;
+const WARN_EVERY: u32 = 30;
 /// How long the worker waits for a mirror's next item before it checks its cancel flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -94,13 +97,20 @@ pub(crate) fn run(context: Context) {
             }
             Err(Failure::Retry(error)) => {
                 let pause = backoff(&context.config.tuning, attempt);
-                tracing::warn!(
+                let message = format!(
                     "catch-up attempt {} failed, next in {:.1} s; this node answers reads \
                      NotReady until it has caught up (`swarmctl dht ready` forces it when the \
                      peers are gone for good): {error}",
                     attempt + 1,
                     pause.as_secs_f64()
                 );
+                // The first attempts, then one in WARN_EVERY (about every 5 minutes at the
+                // longest pause), so that peers down for days do not flood root.log.
+                if attempt < WARN_FIRST || attempt.is_multiple_of(WARN_EVERY) {
+                    tracing::warn!("{message}");
+                } else {
+                    tracing::debug!("{message}");
+                }
                 attempt = attempt.saturating_add(1);
                 if pause_or_cancel(&context, pause).is_err() {
                     return;
@@ -140,7 +150,7 @@ fn catch_up(context: &Context) -> Result<(), Failure> {
     let mut addrs = Vec::with_capacity(sources.len());
     let mut channels = BTreeSet::new();
     for (addr, client) in &sources {
-        let mirrored = mirror_source(context, client)
+        let mirrored = mirror_source(context, *addr, client)
             .map_err(|failure| failure.at(*addr, "mirroring from"))?;
         channels.extend(mirrored);
         addrs.push(*addr);
@@ -219,6 +229,7 @@ fn resolve(peer: &str) -> Result<SocketAddr, String> {
 
 /// Per mirrored channel: its stream, and whether its refresh is done.
 struct Mirrors {
+    source: SocketAddr,
     set: StreamSet,
     channels: HashMap<StreamTag, (String, bool)>,
     /// Refreshes still running.
@@ -227,8 +238,13 @@ struct Mirrors {
 }
 
 /// Mirrors every channel of one source until all refreshes are done; the channels mirrored.
-fn mirror_source(context: &Context, client: &Client) -> Result<BTreeSet<String>, Failure> {
+fn mirror_source(
+    context: &Context,
+    source: SocketAddr,
+    client: &Client,
+) -> Result<BTreeSet<String>, Failure> {
     let mut mirrors = Mirrors {
+        source,
         set: client.stream_set(),
         channels: HashMap::new(),
         refreshing: 0,
@@ -328,49 +344,67 @@ impl Mirrors {
         code: u8,
         body: &[u8],
     ) -> Result<(), Failure> {
-        let item = MirrorItem::decode(code, body).map_err(|error| {
-            Failure::Retry(format!("Mirror item of channel {channel}: {error}"))
-        })?;
-        let ops = match item {
-            MirrorItem::Changed {
-                key,
-                version,
-                value,
-            } => vec![changed(key, version, value)],
-            MirrorItem::Removed { key, version } => vec![removed(key, version)],
-            MirrorItem::RefreshBatch { batch } => refresh_ops(channel, batch)?,
-            MirrorItem::RefreshStarted(_) => return Ok(()),
-            MirrorItem::RefreshDone(_) => {
-                self.refresh_done(tag);
-                return Ok(());
-            }
-            MirrorItem::Overflow { lost } => {
-                tracing::warn!(
-                    "catch-up: the mirror of channel {channel} lost {lost} changes (its queue \
-                     on the source filled): mirroring it again with a new refresh"
-                );
-                self.set.close(tag);
-                let was_refreshing = self.channels.remove(&tag).is_some_and(|(_, done)| !done);
-                if was_refreshing {
-                    self.refreshing -= 1;
+        let mut events = VecDeque::new();
+        decode_mirror_item(self.source, code, body, &mut events)?;
+        let mut ops = Vec::with_capacity(events.len());
+        for event in events {
+            let op = match event {
+                // A refresh's record: by version (one of version 0 fills only a key not held).
+                MirrorEvent::Record {
+                    key,
+                    version,
+                    value,
+                } => Op {
+                    key,
+                    version,
+                    kind: OpKind::Put(value.into_boxed_slice()),
+                },
+                MirrorEvent::Tombstone { key, version } => Op {
+                    key,
+                    version,
+                    kind: OpKind::Remove,
+                },
+                MirrorEvent::Changed {
+                    key,
+                    version,
+                    value,
+                } => changed(key, version, value),
+                MirrorEvent::Removed { key, version } => removed(key, version),
+                MirrorEvent::RefreshDone { .. } => {
+                    self.refresh_done(tag);
+                    continue;
                 }
-                return self.open(channel);
-            }
-        };
-        send(
-            context,
-            Message::Apply {
-                channel: channel.to_string(),
-                ops,
-            },
-        )
+                MirrorEvent::Overflow { lost, .. } => return self.reopen(tag, channel, lost),
+                MirrorEvent::RefreshStarted { .. } | MirrorEvent::ChannelRemoved => continue,
+            };
+            ops.push(op);
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let channel = channel.to_string();
+        send(context, Message::Apply { channel, ops })
+    }
+
+    /// A mirror whose source dropped `lost` changes: opened again with a new refresh.
+    fn reopen(&mut self, tag: StreamTag, channel: &str, lost: u64) -> Result<(), Failure> {
+        tracing::warn!(
+            "catch-up: the mirror of channel {channel} lost {lost} changes (its queue on the \
+             source filled): mirroring it again with a new refresh"
+        );
+        self.set.close(tag);
+        let was_refreshing = self.channels.remove(&tag).is_some_and(|(_, done)| !done);
+        if was_refreshing {
+            self.refreshing -= 1;
+        }
+        self.open(channel)
     }
 }
 
 /// A change of the source: with a version, the keep-the-higher rule; without (version 0, a
 /// Put or Update there), as the unconditional write it was.
-fn changed(key: u64, version: u64, value: &[u8]) -> Op {
-    let value = Box::from(value);
+fn changed(key: u64, version: u64, value: Vec<u8>) -> Op {
+    let value = value.into_boxed_slice();
     let kind = if version == 0 {
         OpKind::Overwrite(value)
     } else {
@@ -386,33 +420,6 @@ fn removed(key: u64, version: u64) -> Op {
         OpKind::Remove
     };
     Op { key, version, kind }
-}
-
-/// The records and tombstones of one refresh batch, each applied by version (a version-0
-/// record fills only a key the node does not hold: a newer write here wins).
-fn refresh_ops(channel: &str, batch: &[u8]) -> Result<Vec<Op>, Failure> {
-    let bad = |error: &dyn std::fmt::Display| {
-        Failure::Retry(format!("refresh batch of channel {channel}: {error}"))
-    };
-    let mut scratch = Vec::new();
-    let records = decode_batch(batch, &mut scratch).map_err(|error| bad(&error))?;
-    let mut ops = Vec::new();
-    for (key, value) in records {
-        let op = match RefreshRecord::decode(value).map_err(|error| bad(&error))? {
-            RefreshRecord::Record { version, value } => Op {
-                key,
-                version,
-                kind: OpKind::Put(Box::from(value)),
-            },
-            RefreshRecord::Tombstone { version } => Op {
-                key,
-                version,
-                kind: OpKind::Remove,
-            },
-        };
-        ops.push(op);
-    }
-    Ok(ops)
 }
 
 /// Hands a message to the loop, waiting while its queue is full (and waking it).

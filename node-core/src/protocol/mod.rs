@@ -116,7 +116,8 @@ mod tests {
         assert_eq!(super::logfiles::REMOVE_CHANNEL, RequestCode(55));
         assert_eq!(super::queue::SUBSCRIBE, RequestCode(90));
         assert_eq!(super::dht::MIRROR, RequestCode(36));
-        assert_eq!(DhtRequest::ALL.len(), 21);
+        assert_eq!(super::dht::SET_READY, RequestCode(37));
+        assert_eq!(DhtRequest::ALL.len(), 22);
         assert_eq!(LogfilesRequest::ALL.len(), 8);
         assert_eq!(QueueRequest::ALL.len(), 11);
     }

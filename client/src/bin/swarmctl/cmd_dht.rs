@@ -29,9 +29,6 @@
 //!   (nodes of exactly equal ranges): `set MIN:MAX members ADDR,ADDR live N/M`, with ` short`
 //!   when it has fewer members, or fewer live ones, than it should (the factor, else its
 //!   member count); exits 3 if there are gaps or overlaps, a node is down, or a set is short.
-//! - `mirror`: a progress bar on stderr during the initial refresh, then per change
-//!   `changed <hexkey> <version>\t<value>`, `removed <hexkey> <version>` or `overflow <n>`: see
-//!   [`mirror`].
 //! - `ready NODE`: forces a replica that is catching up ready (SetReady); prints what it was.
 //! - `redistribute [--strategy even|split] [--execute]` (`swarmctl --nodes FILE dht
 //!   redistribute ...`, FILE listing every node, new empty-range ones included): see
