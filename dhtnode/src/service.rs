@@ -12,7 +12,7 @@
 
 use crate::config::LOG_DATA_MULTIPLE;
 use crate::durability::LogSync;
-use crate::engine::{Engine, ListenerId};
+use crate::engine::{Engine, ListenerId, TombstoneSweep};
 use crate::redistribution::{RedistributionConfig, Redistributor};
 use crate::requests;
 use dht_persist::DumpScheduler;
@@ -58,9 +58,14 @@ pub struct DhtNode {
     /// Bytes of the log's segments when they were last listed, and the log's written-bytes
     /// counter then.
     listed_log_bytes: (u64, u64),
-    /// When tombstones older than their TTL are next dropped.
+    /// When the next sweep of tombstones older than their TTL starts, and where the running
+    /// one is (`None`: none runs).
     next_tombstone_sweep: Instant,
+    tombstone_sweep: Option<TombstoneSweep>,
 }
+
+/// Tombstones a sweep looks at per tick (100 ms): a few milliseconds of work.
+const TOMBSTONES_PER_TICK: usize = 16_384;
 
 /// A log larger than [`LOG_DATA_MULTIPLE`] × the data starts an early dump only past this.
 pub const EARLY_DUMP_FLOOR_BYTES: u64 = 64 << 20;
@@ -97,6 +102,7 @@ impl DhtNode {
             early_dump_failures: 0,
             listed_log_bytes: (0, 0),
             next_tombstone_sweep: Instant::now(),
+            tombstone_sweep: None,
         };
         node.count_log_bytes();
         node
@@ -196,19 +202,30 @@ impl DhtNode {
         });
     }
 
-    /// Drops the tombstones past `dht.tombstone_ttl_s`, once a minute (or, for a TTL under four
-    /// minutes, four times per TTL), so that one outlives its TTL by at most that much.
+    /// Drops the tombstones past `dht.tombstone_ttl_s`: a sweep starts once a minute (or, for
+    /// a TTL under four minutes, four times per TTL) and looks at [`TOMBSTONES_PER_TICK`] of
+    /// them per tick, so that millions of tombstones never hold the loop long.
     fn sweep_tombstones(&mut self, now: Instant) {
-        if now < self.next_tombstone_sweep {
-            return;
+        if self.tombstone_sweep.is_none() {
+            if now < self.next_tombstone_sweep || self.engine.tombstone_count() == 0 {
+                return;
+            }
+            let ttl_s = self.engine.tombstone_limits().ttl_s;
+            self.next_tombstone_sweep = now + Duration::from_secs((ttl_s / 4).clamp(1, 60));
+            self.tombstone_sweep = Some(TombstoneSweep::default());
         }
-        let ttl_s = self.engine.tombstone_limits().ttl_s;
-        self.next_tombstone_sweep = now + Duration::from_secs((ttl_s / 4).clamp(1, 60));
-        let dropped = self
+        let Some(sweep) = self.tombstone_sweep.as_mut() else {
+            return;
+        };
+        let unix_now = dht_persist::dump::format::unix_now();
+        let (dropped, done) = self
             .engine
-            .expire_tombstones(dht_persist::dump::format::unix_now());
+            .sweep_tombstones(sweep, unix_now, TOMBSTONES_PER_TICK);
+        if done {
+            self.tombstone_sweep = None;
+        }
         if dropped > 0 {
-            tracing::debug!("dropped {dropped} tombstones older than {ttl_s} s");
+            tracing::debug!("dropped {dropped} tombstones past dht.tombstone_ttl_s");
         }
     }
 

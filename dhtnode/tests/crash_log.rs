@@ -1,5 +1,5 @@
 //! Crash tests of the change log (issue #18): the real `dhtnode` takes Put / Remove / Update /
-//! PutBatch from several pipelining writers, each on its own channel, and is killed with
+//! PutBatch / PutVersion / RemoveVersion from several pipelining writers, each on its own channel, and is killed with
 //! SIGKILL at a random moment; restarted on the same data directory, it must hold, for every
 //! key, the value of its last acknowledged change or of a change sent after it (one that was
 //! in flight), never an older one and never a key nobody wrote. Dumps run every second, a
@@ -18,8 +18,8 @@ use client::{Client, ClientOptions};
 use common::{Conn, Node, XorShift, BIN};
 use node_core::protocol::batch::{append_record, encode_batch};
 use node_core::protocol::dht::{
-    self, encode_put_batch, value_hash, Expected, KeyRequest, PutRequest, UpdateAction,
-    UpdateRequest,
+    self, encode_put_batch, value_hash, Expected, KeyRequest, PutRequest, PutVersionRequest,
+    RemoveVersionRequest, UpdateAction, UpdateRequest,
 };
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use std::collections::{BTreeMap, VecDeque};
@@ -78,7 +78,8 @@ fn next_request(
     let key = rng.below(KEYS);
     let mut body = Vec::new();
     let current = model.get(&key).cloned().flatten();
-    match rng.below(4) {
+    match rng.below(6) {
+        4 | 5 => versioned_request(rng.below(2) == 0, channel, key, value),
         0 => {
             PutRequest {
                 channel,
@@ -126,26 +127,66 @@ fn next_request(
                 after: vec![(key, after)],
             }
         }
-        _ => {
-            let count = 1 + rng.below(8);
-            let mut raw = Vec::new();
-            let mut after = Vec::new();
-            for i in 0..count {
-                let key = (key + i * 7) % KEYS;
-                let mut value = value.clone();
-                value.extend_from_slice(format!("#{i}").as_bytes());
-                append_record(&mut raw, key, &value);
-                after.push((key, Some(value)));
-            }
-            let mut batch = Vec::new();
-            encode_batch(&raw, count as u32, &mut batch);
-            encode_put_batch(&mut body, channel, &batch);
-            Sent {
-                code: dht::PUT_BATCH,
-                body,
-                after,
-            }
+        _ => batch_request(rng, channel, key, value),
+    }
+}
+
+/// A PutBatch of 1 to 8 keys from `key` on.
+fn batch_request(rng: &mut XorShift, channel: &str, key: u64, value: Vec<u8>) -> Sent {
+    let count = 1 + rng.below(8);
+    let mut raw = Vec::new();
+    let mut after = Vec::new();
+    for i in 0..count {
+        let key = (key + i * 7) % KEYS;
+        let mut value = value.clone();
+        value.extend_from_slice(format!("#{i}").as_bytes());
+        append_record(&mut raw, key, &value);
+        after.push((key, Some(value)));
+    }
+    let mut batch = Vec::new();
+    encode_batch(&raw, count as u32, &mut batch);
+    let mut body = Vec::new();
+    encode_put_batch(&mut body, channel, &batch);
+    Sent {
+        code: dht::PUT_BATCH,
+        body,
+        after,
+    }
+}
+
+/// The last version a writer used: one counter for the whole test, so versions only grow, across
+/// writers and rounds (each writer's keys are its own, so every versioned write applies).
+static LAST_VERSION: AtomicU64 = AtomicU64::new(0);
+
+/// A PutVersion of `value`, or (`remove`) a RemoveVersion, with a version above every earlier
+/// one (issue #19: their change-log entries replay after the kill like the others).
+fn versioned_request(remove: bool, channel: &str, key: u64, value: Vec<u8>) -> Sent {
+    let version = LAST_VERSION.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut body = Vec::new();
+    if remove {
+        RemoveVersionRequest {
+            channel,
+            key,
+            version,
         }
+        .encode(&mut body);
+        return Sent {
+            code: dht::REMOVE_VERSION,
+            body,
+            after: vec![(key, None)],
+        };
+    }
+    PutVersionRequest {
+        channel,
+        key,
+        version,
+        value: &value,
+    }
+    .encode(&mut body);
+    Sent {
+        code: dht::PUT_VERSION,
+        body,
+        after: vec![(key, Some(value))],
     }
 }
 

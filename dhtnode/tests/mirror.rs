@@ -466,7 +466,12 @@ fn a_refresh_during_writes_ends_identical_to_the_node() {
         copy.changed + copy.removed > 0,
         "writes happened during the mirror"
     );
-    assert_eq!(copy.refreshes_started[0].1.tombstones, 100);
+    // The 100 removed before, and any the writer made before the refresh began.
+    let tombstones_at_start = copy.refreshes_started[0].1.tombstones;
+    assert!(
+        tombstones_at_start >= 100,
+        "{tombstones_at_start} tombstones"
+    );
     let requests: Vec<_> = (0..KEYS + 100)
         .map(|key| (dht::GET_WITH_VERSION, key_body(key)))
         .collect();

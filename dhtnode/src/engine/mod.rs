@@ -32,7 +32,7 @@ mod versions;
 
 pub use channel::{Channel, SHARD_COUNT};
 pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
-pub use versions::{TombstoneLimits, VersionedRead};
+pub use versions::{TombstoneLimits, TombstoneSweep, VersionedRead};
 
 use channel::record_bytes;
 use dht_persist::wal::{Change, LoggedChange};

@@ -25,6 +25,16 @@ pub struct Tombstone {
 /// states.
 pub const TOMBSTONE_MEMORY_BYTES: usize = 48;
 
+/// One slice of a sweep ([`Tombstones::expire_window`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Tombstones looked at, and dropped among them.
+    pub examined: usize,
+    pub dropped: u64,
+    /// The last key looked at, where the next slice goes on; `None` at the end of the map.
+    pub last: Option<u64>,
+}
+
 #[derive(Default)]
 pub struct Tombstones {
     map: Mutex<BTreeMap<u64, Tombstone>>,
@@ -90,17 +100,48 @@ impl Tombstones {
         taken.next().is_none()
     }
 
-    /// Drops every tombstone stored before `cutoff_unix_s`; returns how many.
-    pub fn expire(&self, cutoff_unix_s: u64) -> u64 {
-        if self.count() == 0 {
-            return 0;
+    /// Looks at (at most `limit`) tombstones after key `after` (from the first when `None`)
+    /// and drops those stored before `cutoff_unix_s`: one slice of a sweep, so that a sweep
+    /// over millions of tombstones never holds the event loop long. Returns the slice.
+    pub fn expire_window(&self, cutoff_unix_s: u64, after: Option<u64>, limit: usize) -> Expired {
+        debug_assert!(limit > 0);
+        let mut slice = Expired::default();
+        if self.count() == 0 || after == Some(u64::MAX) {
+            return slice;
         }
         let mut map = self.map();
-        let before = map.len();
-        map.retain(|_, tombstone| tombstone.stored_unix_s >= cutoff_unix_s);
-        let dropped = (before - map.len()) as u64;
-        self.count.fetch_sub(dropped, Ordering::Relaxed);
-        dropped
+        let start = after.map_or(0, |after| after + 1);
+        let mut expired = Vec::new();
+        for (key, tombstone) in map.range(start..).take(limit) {
+            slice.examined += 1;
+            slice.last = Some(*key);
+            if tombstone.stored_unix_s < cutoff_unix_s {
+                expired.push(*key);
+            }
+        }
+        for key in &expired {
+            map.remove(key);
+        }
+        slice.dropped = expired.len() as u64;
+        self.count.fetch_sub(slice.dropped, Ordering::Relaxed);
+        if slice.examined < limit {
+            slice.last = None; // the end of the map
+        }
+        slice
+    }
+
+    /// Drops every tombstone stored before `cutoff_unix_s`; returns how many.
+    pub fn expire(&self, cutoff_unix_s: u64) -> u64 {
+        let mut dropped = 0;
+        let mut after = None;
+        loop {
+            let slice = self.expire_window(cutoff_unix_s, after, 4096);
+            dropped += slice.dropped;
+            match slice.last {
+                Some(last) => after = Some(last),
+                None => return dropped,
+            }
+        }
     }
 }
 
@@ -133,6 +174,9 @@ mod tests {
         assert!(out.is_empty());
         assert!(tombstones.clear(3));
         assert!(!tombstones.clear(3));
+        let slice = tombstones.expire_window(300, None, 1);
+        assert_eq!((slice.examined, slice.dropped, slice.last), (1, 1, Some(5)));
+        tombstones.set(5, at(2, 100));
         assert_eq!(tombstones.expire(300), 1, "the one stored at 100 is older");
         assert_eq!(tombstones.count(), 1);
         assert_eq!(tombstones.get(5), None);

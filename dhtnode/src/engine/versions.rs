@@ -10,6 +10,7 @@
 use super::tombstones::Tombstone;
 use super::{Engine, EngineError, ListenEvent};
 use dht_persist::wal::Change;
+use std::ops::Bound;
 
 /// The bounds of tombstones: how many the node keeps, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,15 @@ impl Default for TombstoneLimits {
             ttl_s: 86_400,
         }
     }
+}
+
+/// Where a sweep of tombstones is: the channel it is in and the last key it looked at there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TombstoneSweep {
+    channel: Option<String>,
+    after: Option<u64>,
+    /// Every tombstone of `channel` was looked at.
+    channel_done: bool,
 }
 
 /// What GetWithVersion finds of a key.
@@ -177,14 +187,62 @@ impl Engine {
     /// Drops every tombstone stored more than `ttl_s` before `now_unix_s`; returns how many.
     /// Not a change: nothing is logged and no listener is told (docs/protocol.md §6.11).
     pub fn expire_tombstones(&mut self, now_unix_s: u64) -> u64 {
+        let mut sweep = TombstoneSweep::default();
+        let mut dropped = 0;
+        loop {
+            let (slice, done) = self.sweep_tombstones(&mut sweep, now_unix_s, usize::MAX);
+            dropped += slice;
+            if done {
+                return dropped;
+            }
+        }
+    }
+
+    /// One slice of a sweep: looks at about `budget` tombstones from where `sweep` is, drops
+    /// those older than the TTL. Returns how many it dropped, and whether the sweep went
+    /// through every channel (it starts over with the next call).
+    pub fn sweep_tombstones(
+        &mut self,
+        sweep: &mut TombstoneSweep,
+        now_unix_s: u64,
+        budget: usize,
+    ) -> (u64, bool) {
         let cutoff = now_unix_s.saturating_sub(self.tombstone_limits.ttl_s);
-        let dropped: u64 = self
-            .channels
-            .values()
-            .map(|data| data.tombstones().expire(cutoff))
-            .sum();
-        self.tombstones -= dropped;
-        dropped
+        let mut left = budget.max(1);
+        let mut dropped = 0;
+        loop {
+            let next = match (&sweep.channel, sweep.channel_done) {
+                (None, _) => self.channels.iter().next(),
+                (Some(name), false) => self
+                    .channels
+                    .range::<str, _>((Bound::Included(name.as_str()), Bound::Unbounded))
+                    .next(),
+                (Some(name), true) => self
+                    .channels
+                    .range::<str, _>((Bound::Excluded(name.as_str()), Bound::Unbounded))
+                    .next(),
+            };
+            let Some((name, data)) = next else {
+                *sweep = TombstoneSweep::default();
+                self.tombstones -= dropped;
+                return (dropped, true);
+            };
+            if sweep.channel.as_deref() != Some(name.as_str()) {
+                sweep.channel = Some(name.clone());
+                sweep.after = None;
+                sweep.channel_done = false;
+            }
+            let slice = data.tombstones().expire_window(cutoff, sweep.after, left);
+            dropped += slice.dropped;
+            left = left.saturating_sub(slice.examined);
+            sweep.after = slice.last;
+            // At the end of this channel's tombstones: the next channel after it.
+            sweep.channel_done = slice.last.is_none();
+            if left == 0 {
+                self.tombstones -= dropped;
+                return (dropped, false);
+            }
+        }
     }
 }
 
@@ -269,7 +327,12 @@ mod tests {
         );
         let now = dht_persist::dump::format::unix_now();
         assert_eq!(engine.expire_tombstones(now), 0, "younger than the TTL");
-        assert_eq!(engine.expire_tombstones(now + 11), 2);
+        // A sweep in slices of one tombstone: two slices drop them, a third ends the pass.
+        let mut sweep = TombstoneSweep::default();
+        assert_eq!(engine.sweep_tombstones(&mut sweep, now + 11, 1), (1, false));
+        assert_eq!(engine.tombstone_count(), 1);
+        assert_eq!(engine.sweep_tombstones(&mut sweep, now + 11, 1), (1, false));
+        assert_eq!(engine.sweep_tombstones(&mut sweep, now + 11, 1), (0, true));
         assert_eq!(engine.tombstone_count(), 0);
         assert_eq!(read(&engine, 1), VersionedRead::Absent);
         engine.remove_version("ch", 3, 1).unwrap();
