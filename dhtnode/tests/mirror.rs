@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHANNEL: &str = "mirrored";
@@ -133,6 +135,8 @@ struct Copy {
     refreshes_started: Vec<(Instant, RefreshCounts)>,
     refreshes_done: Vec<RefreshCounts>,
     overflows: u64,
+    /// Changes that arrived while a refresh ran.
+    changes_during_refresh: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +147,17 @@ enum Held {
 
 impl Copy {
     fn apply(&mut self, code: u8, body: &[u8]) {
-        match MirrorItem::decode(code, body).expect("a Mirror item") {
+        let item = MirrorItem::decode(code, body).expect("a Mirror item");
+        let refreshing = self.refreshes_started.len() > self.refreshes_done.len();
+        if refreshing
+            && matches!(
+                item,
+                MirrorItem::Changed { .. } | MirrorItem::Removed { .. }
+            )
+        {
+            self.changes_during_refresh += 1;
+        }
+        match item {
             MirrorItem::Changed {
                 key,
                 version,
@@ -426,25 +440,22 @@ fn a_refresh_during_writes_ends_identical_to_the_node() {
     let node = start_node(dir.path());
     const KEYS: u64 = 3000;
     let mut conn = Conn::open(node.addr);
-    put_all(&mut conn, 0..KEYS);
-    // Tombstones before the mirror starts, which only its refresh can tell it of.
-    let removals: Vec<(RequestCode, Vec<u8>)> = (KEYS..KEYS + 100)
-        .map(|key| {
-            let mut body = Vec::new();
-            RemoveVersionRequest {
-                channel: CHANNEL,
-                key,
-                version: 500,
-            }
-            .encode(&mut body);
-            (dht::REMOVE_VERSION, body)
-        })
-        .collect();
-    conn.pipeline(&removals);
-    let addr = node.addr;
-    let writer = std::thread::spawn(move || write_versions(addr, KEYS));
+    fill_before_mirror(&mut conn, KEYS);
     let mut mirror = MirrorClient::start(&node, true, 0);
     let mut copy = Copy::default();
+    let (code, body) = mirror.next_item();
+    copy.apply(code, &body);
+    assert_eq!(copy.refreshes_started.len(), 1);
+    // The writes begin while the refresh waits for this reader (at most its credit of batches
+    // went out).
+    let (addr, started) = (node.addr, Arc::new(AtomicBool::new(false)));
+    let writer = {
+        let started = Arc::clone(&started);
+        std::thread::spawn(move || write_versions(addr, KEYS, &started))
+    };
+    while !started.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     read_refresh(&mut mirror, &mut copy);
     let sentinel_version = writer.join().unwrap() + 1;
     // The last change: once the mirror has it, it has every change before it.
@@ -463,20 +474,45 @@ fn a_refresh_during_writes_ends_identical_to_the_node() {
     }
     assert_eq!(copy.overflows, 0);
     assert!(
-        copy.changed + copy.removed > 0,
-        "writes happened during the mirror"
+        copy.changes_during_refresh > 0,
+        "changes arrived between the refresh's batches"
     );
-    // The 100 removed before, and any the writer made before the refresh began.
-    let tombstones_at_start = copy.refreshes_started[0].1.tombstones;
-    assert!(
-        tombstones_at_start >= 100,
-        "{tombstones_at_start} tombstones"
-    );
-    let requests: Vec<_> = (0..KEYS + 100)
+    assert_eq!(copy.refreshes_started[0].1.tombstones, 100);
+    assert_copy_is_the_nodes(&mut conn, &copy, KEYS + 100);
+}
+
+/// Records 0..keys whose values LZ4 cannot shrink (a refresh of them takes about ten batches),
+/// and 100 tombstones after them, which only a refresh can tell a mirror of.
+fn fill_before_mirror(conn: &mut Conn, keys: u64) {
+    let puts: Vec<(RequestCode, Vec<u8>)> = (0..keys)
+        .map(|key| {
+            let value = common::random_value(key, 200);
+            (dht::PUT, common::put_body(CHANNEL, key, &value))
+        })
+        .collect();
+    conn.pipeline(&puts);
+    let removals: Vec<(RequestCode, Vec<u8>)> = (keys..keys + 100)
+        .map(|key| {
+            let mut body = Vec::new();
+            RemoveVersionRequest {
+                channel: CHANNEL,
+                key,
+                version: 500,
+            }
+            .encode(&mut body);
+            (dht::REMOVE_VERSION, body)
+        })
+        .collect();
+    conn.pipeline(&removals);
+}
+
+/// Asserts that the copy holds, for keys 0..keys, what GetWithVersion reads on the node.
+fn assert_copy_is_the_nodes(conn: &mut Conn, copy: &Copy, keys: u64) {
+    let requests: Vec<_> = (0..keys)
         .map(|key| (dht::GET_WITH_VERSION, key_body(key)))
         .collect();
     let replies = conn.pipeline(&requests);
-    for (key, (status, body)) in (0..KEYS + 100).zip(replies) {
+    for (key, (status, body)) in (0..keys).zip(replies) {
         let node_has = match decode_versioned_lookup(status == Status::Ok, &body).unwrap() {
             VersionedLookup::Found { version, value } => {
                 Some(Held::Record(version, value.to_vec()))
@@ -488,9 +524,10 @@ fn a_refresh_during_writes_ends_identical_to_the_node() {
     }
 }
 
-/// Puts, removes (with versions) and unversioned puts over the keys for a while, pipelined;
-/// returns the highest version written.
-fn write_versions(addr: std::net::SocketAddr, keys: u64) -> u64 {
+/// Puts, removes (with versions) and unversioned puts over the keys for a while, pipelined
+/// (`started` is set once the first pipeline is acknowledged); returns the highest version
+/// written.
+fn write_versions(addr: std::net::SocketAddr, keys: u64, started: &AtomicBool) -> u64 {
     let mut conn = Conn::open(addr);
     let mut rng = common::XorShift::new(19);
     let mut version = 1000u64;
@@ -527,6 +564,7 @@ fn write_versions(addr: std::net::SocketAddr, keys: u64) -> u64 {
         for (status, _) in conn.pipeline(&requests) {
             assert_eq!(status, Status::Ok);
         }
+        started.store(true, Ordering::SeqCst);
     }
     version
 }
