@@ -1105,6 +1105,12 @@ fn read_some(conn: &mut Conn) -> Result<Option<(usize, usize)>, String> {
     }
 }
 
+/// The in-flight slot a request id names (its low bits; see [`SLOT_BITS`]).
+#[inline]
+fn slot_of(id: u64) -> u32 {
+    (id & ((1 << SLOT_BITS) - 1)) as u32
+}
+
 /// Forgets the input consumed, once all of it is.
 #[inline]
 fn reset_consumed(conn: &mut Conn) {
@@ -1134,7 +1140,7 @@ fn read_replies(
                 }
                 outcome => {
                     let slot = match reply.id {
-                        Some(id) => (id & ((1 << SLOT_BITS) - 1)) as u32,
+                        Some(id) => slot_of(id),
                         None => conn.order.pop_front().ok_or("a reply to no request")?,
                     };
                     copy_answered(conn, slot, reply.id, now, result)?;
@@ -1180,13 +1186,7 @@ fn read_copies(
             codec.decode(&replica.input[replica.input_start..replica.input_end])?
         {
             let id = reply.id.ok_or("a replica's reply without a request id")?;
-            copy_answered(
-                conn,
-                (id & ((1 << SLOT_BITS) - 1)) as u32,
-                Some(id),
-                now,
-                result,
-            )?;
+            copy_answered(conn, slot_of(id), Some(id), now, result)?;
             if let Outcome::Error(_) = reply.outcome {
                 let input = &replica.input[replica.input_start..];
                 count_outcome(reply.outcome, input, &reply, result);
