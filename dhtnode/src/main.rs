@@ -172,8 +172,8 @@ fn load_engine(
         size.bytes
     );
     check_dump_positions(&report)?;
-    let replayed = dhtnode::persist::replay(&config.data_dir, &report, &mut engine)
-        .map_err(|err| format!("{err}; see `dumptool log-check` (docs/operations.md)"))?;
+    let replayed = dhtnode::persist::replay(&config.data_dir, &report, &load_options, &mut engine)
+        .map_err(|err| err.to_string())?;
     engine.set_log(open_log(config, &replayed)?);
     Ok((engine, report))
 }

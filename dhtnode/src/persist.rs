@@ -5,7 +5,7 @@
 //! time to start: see [`node_core::systemd::progress`]). After the dumps, [`replay`] applies
 //! the change log written since them.
 
-use crate::engine::replay::ReplayBatch;
+use crate::engine::replay::{Admission, OutOfRangeInLog, ReplayBatch};
 use crate::engine::{Channel, Engine, SHARD_COUNT};
 use dht_persist::loader::{load_data_dir, LoadError, LoadOptions, LoadReport, LoadTarget};
 use dht_persist::wal::{LogEnd, LogError, LogReader, ReadFrom};
@@ -119,6 +119,16 @@ pub fn load(
     load_data_dir(data_dir, options, &mut target)
 }
 
+/// Why the start-up replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The log cannot be read (damage, a gap, I/O): `dumptool log-check` tells more.
+    #[error("{0}; see `dumptool log-check` (docs/operations.md)")]
+    Log(#[from] LogError),
+    #[error("{0}")]
+    OutOfRange(#[from] OutOfRangeInLog),
+}
+
 /// What the start-up replay of the change log did.
 #[derive(Debug)]
 pub struct Replayed {
@@ -129,6 +139,8 @@ pub struct Replayed {
     pub skipped: u64,
     /// The highest position a loaded dump covers (a writer must start past it).
     pub highest_dump_position: u64,
+    /// Logged values the loader's rules kept out (too large, outside the range).
+    pub admission: Admission,
 }
 
 /// Replays the change log of `data_dir` on top of the dumps `report` loaded: each channel gets
@@ -136,12 +148,14 @@ pub struct Replayed {
 /// whose dump records none: written by dhtdump or before the log; the replay starts early
 /// enough for those, see [`replay_start`]). A torn tail is cut, with a
 /// log line saying how many bytes and entries; damage in the middle, a gap or missing segments
-/// stop the start (the error names the file: see `dumptool log-check`).
+/// stop the start (the error names the file: see `dumptool log-check`). Logged values go in by
+/// the rules dumps are loaded by (`options`: see [`Admission`]).
 pub fn replay(
     data_dir: &Path,
     report: &LoadReport,
+    options: &LoadOptions,
     engine: &mut Engine,
-) -> Result<Replayed, LogError> {
+) -> Result<Replayed, ReplayError> {
     let dir = dht_persist::layout::wal_dir(data_dir);
     let positions: HashMap<&str, u64> = report
         .channels
@@ -153,14 +167,14 @@ pub fn replay(
     let started = Instant::now();
     let mut reader = LogReader::open(&dir, from)?;
     let (mut applied, mut skipped) = (0u64, 0u64);
-    let mut batch = ReplayBatch::default();
+    let mut batch = ReplayBatch::new(Admission::new(*options));
     while let Some(entry) = reader.next_entry()? {
         let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
         if entry.seq <= covered {
             skipped += 1;
             continue;
         }
-        batch.add(engine, &entry.change);
+        batch.add(engine, &entry.change)?;
         applied += 1;
         if applied % 1_000_000 == 0 {
             node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
@@ -179,12 +193,39 @@ pub fn replay(
         started.elapsed().as_secs_f64(),
         end.last_seq
     );
+    log_admission(&batch.admission, options);
     Ok(Replayed {
         end,
         applied,
         skipped,
         highest_dump_position,
+        admission: batch.admission,
     })
+}
+
+/// The WARN lines for logged values the loader's rules kept out, as the loader warns for a
+/// dump's.
+fn log_admission(admission: &Admission, options: &LoadOptions) {
+    if admission.too_large > 0 {
+        tracing::warn!(
+            "change log: {} values longer than dht.max_value_bytes = {} were not loaded (their \
+             keys are absent, as when such a record is in a dump)",
+            admission.too_large,
+            options.max_value_bytes
+        );
+    }
+    if admission.out_of_range > 0 {
+        tracing::warn!(
+            "change log: {} values outside this node's range {} (dht.out_of_range = {}: {})",
+            admission.out_of_range,
+            options.range,
+            options.policy,
+            match options.policy {
+                dht_persist::loader::OutOfRangePolicy::Ignore => "not loaded",
+                _ => "loaded",
+            }
+        );
+    }
 }
 
 /// Where the replay starts: the lowest position a loaded dump covers, and no later than what

@@ -530,3 +530,81 @@ fn kill_dash_nine_while_dumping_leaves_a_loadable_dump() {
         stored.len()
     );
 }
+
+/// A node that wrote keys 0..200 of "ch" to its change log only (`always`, killed with SIGKILL
+/// before any dump), then a second value of every key in `long_keys` of `long_len` bytes.
+fn node_with_both_halves_in_the_log(dir: &Path, long_keys: &[u64], long_len: usize) {
+    let config = write_config(dir, "[dht]\ndurability = \"always\"\ndump_period_s = 0\n");
+    let mut node = Node::start_in(common::BIN, dir, &["-c", &config]);
+    let mut conn = Conn::open(node.addr);
+    put_all(&mut conn, "ch", 0..200);
+    let long = vec![b'x'; long_len];
+    let requests: Vec<(RequestCode, Vec<u8>)> = long_keys
+        .iter()
+        .map(|key| (dht::PUT, put_body("ch", *key, &long)))
+        .collect();
+    for (status, body) in conn.pipeline(&requests) {
+        assert_eq!(status, Status::Ok, "{}", String::from_utf8_lossy(&body));
+    }
+    node.kill9();
+}
+
+/// The loader's rules for a dump hold for the same records in the change log: a restart gives
+/// the same contents whether the last dump or the log held them.
+#[test]
+fn out_of_range_and_too_long_values_in_the_log_follow_the_loaders_rules() {
+    let (lower_keys, upper_keys) = halves();
+    let lower_range = dht::split_evenly(2)[0];
+    let range_arg = format!("{:x}:{:x}", lower_range.min, lower_range.max);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    node_with_both_halves_in_the_log(dir.path(), &[], 0);
+    let config = write_config(dir.path(), "[dht]\nout_of_range = \"ignore\"\n");
+    let node = Node::start_in(
+        common::BIN,
+        dir.path(),
+        &["-c", &config, "--range", &range_arg],
+    );
+    assert_holds_exactly(&mut Conn::open(node.addr), "ch", &lower_keys);
+    assert!(
+        node.root_log().contains(&format!(
+            "{} values outside this node's range",
+            upper_keys.len()
+        )),
+        "the skipped values are counted in a warning"
+    );
+    node.stop();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    node_with_both_halves_in_the_log(dir.path(), &[], 0);
+    let config = write_config(dir.path(), "[dht]\nout_of_range = \"fatal\"\n");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dhtnode"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "-c",
+            &config,
+            "--range",
+            &range_arg,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run dhtnode");
+    assert!(!output.status.success(), "fatal policy refuses to start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("change log") && stderr.contains("outside this node's range"),
+        "the error says the log holds a value outside the range: {stderr}"
+    );
+
+    // Keys 0..10 got a 600-byte second value; with max_value_bytes = 500 they are absent after
+    // the restart, not back at their first (short) value.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let long_keys: Vec<u64> = (0..10).collect();
+    node_with_both_halves_in_the_log(dir.path(), &long_keys, 600);
+    let config = write_config(dir.path(), "[dht]\nmax_value_bytes = 500\n");
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", &config]);
+    let short_keys: Vec<u64> = (10..200).collect();
+    assert_holds_exactly(&mut Conn::open(node.addr), "ch", &short_keys);
+    node.stop();
+}

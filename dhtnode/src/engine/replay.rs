@@ -8,10 +8,85 @@
 //! applies every change gathered before it first.
 //!
 //! Memory: at most [`MAX_BATCH_CHANGES`] changes and [`MAX_BATCH_VALUE_BYTES`] of their values.
+//!
+//! Admission: a value the loader would not load from a dump (longer than `max_value_bytes`, or
+//! outside the node's range under `out_of_range = "ignore"` or `"fatal"`) is not loaded from the
+//! log either ([`Admission`]), so what a node holds after a restart does not depend on whether a
+//! record was in a dump or still in the log.
 
 use super::channel::shard_of;
 use super::Engine;
+use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
 use dht_persist::wal::LoggedChange;
+use node_core::protocol::dht::HashRange;
+
+/// The loader's rules for a stored value, applied to the log's values, and what they skipped.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    options: LoadOptions,
+    /// Values longer than `max_value_bytes`: the key is removed instead (its latest value is the
+    /// one that cannot be held; an older one must not be served in its place, as after a dump).
+    pub too_large: u64,
+    /// Values outside the range, skipped (`ignore`) or loaded (`load`).
+    pub out_of_range: u64,
+}
+
+/// A logged value outside the node's range under `out_of_range = "fatal"`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "change log: a value of channel {channel:?}, key {key:#018x}, is outside this node's range      {range} and dht.out_of_range is \"fatal\" (\"ignore\" drops such values, \"load\" loads them)"
+)]
+pub struct OutOfRangeInLog {
+    pub channel: String,
+    pub key: u64,
+    pub range: HashRange,
+}
+
+/// What [`Admission::decide`] makes of a stored value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Store,
+    /// Remove the key instead (a value too large to hold).
+    Remove,
+    /// Change nothing (outside the range, ignored).
+    Skip,
+}
+
+impl Admission {
+    pub fn new(options: LoadOptions) -> Admission {
+        Admission {
+            options,
+            too_large: 0,
+            out_of_range: 0,
+        }
+    }
+
+    /// Whether a logged value of `key` goes in (the rules of the loader's `admit`).
+    fn decide(
+        &mut self,
+        channel: &str,
+        key: u64,
+        value: &[u8],
+    ) -> Result<Verdict, OutOfRangeInLog> {
+        if value.len() > self.options.max_value_bytes {
+            self.too_large += 1;
+            return Ok(Verdict::Remove);
+        }
+        if self.options.range.is_responsible_for(key) {
+            return Ok(Verdict::Store);
+        }
+        self.out_of_range += 1;
+        match self.options.policy {
+            OutOfRangePolicy::Load => Ok(Verdict::Store),
+            OutOfRangePolicy::Ignore => Ok(Verdict::Skip),
+            OutOfRangePolicy::Fatal => Err(OutOfRangeInLog {
+                channel: channel.to_string(),
+                key,
+                range: self.options.range,
+            }),
+        }
+    }
+}
 
 /// Changes gathered before they are applied.
 pub const MAX_BATCH_CHANGES: usize = 1 << 17;
@@ -51,29 +126,45 @@ enum Input<'a> {
 }
 
 /// The changes of the replay not applied yet (see the module doc).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplayBatch {
     channels: Vec<String>,
     changes: Vec<Gathered>,
     values: Vec<u8>,
+    /// The loader's rules, and what they skipped so far.
+    pub admission: Admission,
 }
 
 impl ReplayBatch {
+    pub fn new(admission: Admission) -> ReplayBatch {
+        ReplayBatch {
+            channels: Vec::new(),
+            changes: Vec::new(),
+            values: Vec::new(),
+            admission,
+        }
+    }
+
     /// Gathers `change` (applying the batch first when it is full, or when `change` is a
-    /// RemoveChannel, which is applied at once).
-    pub fn add(&mut self, engine: &mut Engine, change: &LoggedChange<'_>) {
+    /// RemoveChannel, which is applied at once). A value outside the range under
+    /// `out_of_range = "fatal"` stops the replay.
+    pub fn add(
+        &mut self,
+        engine: &mut Engine,
+        change: &LoggedChange<'_>,
+    ) -> Result<(), OutOfRangeInLog> {
         match change {
             LoggedChange::Put {
                 channel,
                 key,
                 value,
-            } => self.gather(engine, channel, *key, 0, Input::Store(value)),
+            } => self.store(engine, channel, *key, 0, value)?,
             LoggedChange::Remove { channel, key } => {
                 self.gather(engine, channel, *key, 0, Input::Remove)
             }
             LoggedChange::PutBatch { channel, records } => {
                 for (key, value) in records.clone() {
-                    self.gather(engine, channel, key, 0, Input::Store(value));
+                    self.store(engine, channel, key, 0, value)?;
                 }
             }
             LoggedChange::RemoveKeys { channel, keys } => {
@@ -86,7 +177,7 @@ impl ReplayBatch {
                 key,
                 version,
                 value,
-            } => self.gather(engine, channel, *key, *version, Input::Store(value)),
+            } => self.store(engine, channel, *key, *version, value)?,
             LoggedChange::RemoveVersion {
                 channel,
                 key,
@@ -102,6 +193,24 @@ impl ReplayBatch {
                 engine.apply_logged(change);
             }
         }
+        Ok(())
+    }
+
+    /// Gathers a stored value as [`Admission`] decides.
+    fn store(
+        &mut self,
+        engine: &mut Engine,
+        channel: &str,
+        key: u64,
+        version: u64,
+        value: &[u8],
+    ) -> Result<(), OutOfRangeInLog> {
+        match self.admission.decide(channel, key, value)? {
+            Verdict::Store => self.gather(engine, channel, key, version, Input::Store(value)),
+            Verdict::Remove => self.gather(engine, channel, key, 0, Input::Remove),
+            Verdict::Skip => {}
+        }
+        Ok(())
     }
 
     fn gather(
@@ -202,7 +311,12 @@ mod tests {
         };
         let mut batched = Engine::new(HashRange::FULL, limits, listeners);
         let mut single = Engine::new(HashRange::FULL, limits, listeners);
-        let mut batch = ReplayBatch::default();
+        let options = LoadOptions {
+            policy: OutOfRangePolicy::Load,
+            range: HashRange::FULL,
+            max_value_bytes: 64,
+        };
+        let mut batch = ReplayBatch::new(Admission::new(options));
         let mut state = 7u64;
         for step in 0..(MAX_BATCH_CHANGES as u64 + 5000) {
             state ^= state << 13;
@@ -220,7 +334,7 @@ mod tests {
                     value: &value,
                 },
             };
-            batch.add(&mut batched, &change);
+            batch.add(&mut batched, &change).unwrap();
             single.apply_logged(&change);
         }
         batch.apply(&mut batched);
