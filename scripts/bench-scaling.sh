@@ -11,9 +11,11 @@
 #
 #   scripts/bench-scaling.sh [--quick] [--axes LIST] [--connections LIST] [--records LIST]
 #                            [--value-sizes LIST] [--ops LIST] [--pipeline LIST] [--seconds S]
-#                            [--value-budget-mb M] [--rt] [--out DIR] [--dry-run | --replot]
+#                            [--value-budget-mb M] [--durability MODE] [--rt] [--out DIR]
+#                            [--dry-run | --replot]
 #
-# Servers: a dhtnode (max_connections raised to 10100) and redis-server without persistence
+# Servers: a dhtnode (max_connections raised to 10100; `durability = "none"`, no change log, by
+# default: --durability) and redis-server without persistence
 # (maxclients 10100, tcp-backlog 4096), pinned to core 0; benches' `loadgen` (swarm protocol /
 # RESP, the same keys and values) on core 1. The records axis starts one server at a time, fresh
 # for every point (a 50M-record point needs about 13 GiB for Redis; the memory a point needs is
@@ -40,6 +42,9 @@
 #   --seconds S         length of each measured run (default 5)
 #   --value-budget-mb M bytes of values per server on the value axis (default 2048): records =
 #                       min(1000000, M MiB / value size)
+#   --durability MODE   the dht node's change log: none (default; Redis runs without persistence,
+#                       so both keep their data in memory only), interval or always (Redis stays
+#                       without persistence: the cost of our log, not a like-for-like comparison)
 #   --rt                servers and generators SCHED_FIFO (chrt -f 10), as bench-vs-redis.sh
 #   --out DIR           where the results go (default: a temporary directory, printed at the end)
 #   --dry-run           print the points, the memory each needs against MemAvailable and the
@@ -63,6 +68,7 @@ values_list="100,1024,16384,262144"
 ops_list="get,put"
 pipeline_list="1,16"
 value_budget_mb=2048
+durability=none
 mode=run
 base_records=1000000
 max_connections=10100
@@ -85,6 +91,7 @@ while [ $# -gt 0 ]; do
         --pipeline) need_value "$1" $#; pipeline_list="$2"; shift ;;
         --seconds) need_value "$1" $#; seconds="$2"; shift ;;
         --value-budget-mb) need_value "$1" $#; value_budget_mb="$2"; shift ;;
+        --durability) need_value "$1" $#; durability="$2"; shift ;;
         --rt) rt=1 ;;
         --out) need_value "$1" $#; out="$2"; shift ;;
         --dry-run) mode=dry-run ;;
@@ -119,6 +126,7 @@ word_list() {
     done
 }
 positive_numbers "$seconds" "$value_budget_mb"
+case "$durability" in none | interval | always) ;; *) echo "--durability: expected none, interval or always, got \"$durability\"" >&2; exit 2 ;; esac
 # Checked here first (a failure exits), then read (mapfile cannot see a failed substitution).
 word_list axes "$axes" connections records values > /dev/null
 number_list connections "$connections_list" 10000 > /dev/null
@@ -188,7 +196,7 @@ setup_side() {
     [ "$need" -le "$avail" ] ||
         row_error "$side with $n records of $value B needs about $need MiB of memory, $avail MiB available"
     if [ "$side" = ours ]; then
-        start_dhtnode "$tmp/ours" "$(printf '[server]\nmax_connections = %d' "$max_connections")"
+        start_dhtnode "$tmp/ours" "$(printf '[server]\nmax_connections = %d\n[dht]\ndurability = "%s"' "$max_connections" "$durability")"
     else
         start_redis none --maxclients "$max_connections" --tcp-backlog 4096
     fi
@@ -478,7 +486,7 @@ if [ "$mode" = replot ]; then
     report
     exit 0
 fi
-command_line="--axes $(IFS=,; echo "${axis_names[*]}") --connections $(IFS=,; echo "${conns_points[*]}") --records $(IFS=,; echo "${records_points[*]}") --value-sizes $(IFS=,; echo "${value_points[*]}") --ops $(IFS=,; echo "${ops[*]}") --pipeline $(IFS=,; echo "${pipelines[*]}") --seconds $seconds --value-budget-mb $value_budget_mb"
+command_line="--axes $(IFS=,; echo "${axis_names[*]}") --connections $(IFS=,; echo "${conns_points[*]}") --records $(IFS=,; echo "${records_points[*]}") --value-sizes $(IFS=,; echo "${value_points[*]}") --ops $(IFS=,; echo "${ops[*]}") --pipeline $(IFS=,; echo "${pipelines[*]}") --seconds $seconds --value-budget-mb $value_budget_mb --durability $durability"
 if [ "$rt" -eq 1 ]; then command_line+=" --rt"; fi
 
 cd "$root"
