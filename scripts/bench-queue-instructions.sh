@@ -41,6 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+
 # summary_of FILE: the instruction count of a callgrind dump.
 summary_of() { awk '/^summary:/ { print $2 }' "$1"; }
 
@@ -53,13 +56,8 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$bin/queuenode" \
     -c "$work/node.toml" --listen 127.0.0.1:0 --data-dir "$work/data" --log-dir "$work/log" \
     > "$work/console.log" 2>&1 &
 node_pid=$!
-addr=""
-for _ in $(seq 1 600); do
-    addr=$(grep -o 'listening on [0-9.:]*' "$work/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-    [ -n "$addr" ] && break
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "queuenode did not start: $(tail -3 "$work/console.log")" >&2; exit 1; }
+addr=$(logged_addr "$work/log/root.log" "$node_pid") ||
+    { echo "queuenode did not start: $(tail -3 "$work/console.log")" >&2; exit 1; }
 load=("$bin/queue_load" --addr "$addr" -c 50 -P 16 -d 100 --timeout-s 3600)
 if [ "$mode" = pop ]; then
     "${load[@]}" --mode push --count $((4 * requests)) > "$work/fill.txt"
