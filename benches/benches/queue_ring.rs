@@ -1,10 +1,12 @@
 //! The queue node's ring (`queuenode::engine::ring::Ring`), single-threaded, on a memory-mapped
 //! 64 MiB ring file in a temporary directory (default `SyncMode::OnClose`, as the node runs):
 //!
-//! - `push`: `Ring::push` of one 100-byte value (record CRC, copy into the map, header slot
-//!   rewritten with its own CRC).
+//! - `push`: `Ring::push` of one 100-byte value (record CRC, copy into the map), and every
+//!   [`COMMIT_EVERY`] pushes `Ring::commit_header` (the header slot rewritten with its own CRC):
+//!   the node commits once per batch of replies, 16 requests at the benchmark's pipeline depth.
 //! - `pop`: `Ring::pop` (take one, acknowledge it, the value copied out into a new `Vec`).
-//! - `take_ack_1_no_alloc`: what the Pop request does (`Engine::pop_with`, `queuenode/src/engine/mod.rs`):
+//! - `take_ack_1_no_alloc`: what the Pop request does, with a header commit every
+//!   [`COMMIT_EVERY`] pops (`Engine::pop_with`, `queuenode/src/engine/mod.rs`):
 //!   `Ring::take_with(1, ..)` + `Ring::ack` copying the value into a reused buffer: the
 //!   difference to `pop` is the two allocations (`Vec<Vec<u8>>` and the value's `Vec`) that
 //!   `Ring::pop` makes per record.
@@ -27,6 +29,8 @@ const VALUE_LEN: usize = 100;
 const CAPACITY_BYTES: u64 = 64 << 20;
 const ROUND: u64 = 200_000;
 const BATCH: usize = 4096;
+/// Requests per header commit: one pipelined batch of the node's benchmark (`-P 16`).
+const COMMIT_EVERY: u64 = 16;
 
 fn drain(ring: &mut Ring) {
     while let Some(span) = ring.take_with(BATCH, u64::MAX, |_, v| {
@@ -94,8 +98,11 @@ fn ring(c: &mut Criterion) {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
                 let start = Instant::now();
-                for _ in 0..n {
+                for i in 0..n {
                     ring.push(black_box(&value)).unwrap();
+                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
+                        ring.commit_header();
+                    }
                 }
                 let timed = start.elapsed();
                 drain(&mut ring);
@@ -123,7 +130,7 @@ fn ring(c: &mut Criterion) {
             in_rounds(iters, |n| {
                 fill(&mut ring, &value, n);
                 let start = Instant::now();
-                for _ in 0..n {
+                for i in 0..n {
                     let span = ring
                         .take_with(1, u64::MAX, |_, v| {
                             scratch.clear();
@@ -132,6 +139,9 @@ fn ring(c: &mut Criterion) {
                         .unwrap();
                     ring.ack(span).unwrap();
                     black_box(&scratch);
+                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
+                        ring.commit_header();
+                    }
                 }
                 start.elapsed()
             })

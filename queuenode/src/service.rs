@@ -96,6 +96,12 @@ impl Service for QueueNode {
         handled
     }
 
+    /// Pushes, Pops and acks leave their rings' header writes pending (one write per run of
+    /// changes): committed here, before any reply that reports them leaves.
+    fn before_output(&mut self) {
+        self.engine.commit_headers();
+    }
+
     fn shutdown(&mut self) -> Result<(), String> {
         self.engine
             .sync_all()

@@ -1,7 +1,8 @@
 //! Crash test, sled style: the test binary re-runs itself as a child process (test `crash_child`
 //! with `QUEUENODE_CRASH_CHILD` set) that pushes records carrying increasing counters, pops and
-//! consumes some, and prints each acknowledged operation (`P n` after a push returned, `D n`
-//! after a pop/ack returned). Once the child has acknowledged its first push (so its ring exists
+//! consumes some, commits the ring's header after runs of a few changes (as the node does before
+//! its replies leave), and then prints each operation the commit acknowledged (`P n` for a push,
+//! `D n` for a pop/ack). Once the child has acknowledged its first push (so its ring exists
 //! and was synced), the parent kills it with SIGKILL at a random moment, reopens the ring and
 //! checks: nothing was cut, the ring holds one consecutive run of counters, every acknowledged
 //! push not acknowledged as consumed is there, nothing acknowledged as consumed is, and every
@@ -23,6 +24,11 @@ const CHILD_ENV: &str = "QUEUENODE_CRASH_CHILD";
 const CAPACITY_BYTES: u64 = 64 * 1024;
 /// The child gives up on its own after this (in case the parent is gone).
 const CHILD_LIFETIME: Duration = Duration::from_secs(20);
+/// The child commits the header after runs of 1 to this many operations; a kill may catch a
+/// whole run done (some of it even committed, by a change of the other kind) but not printed.
+const MAX_RUN_OPS: u64 = 8;
+/// The most records one operation takes (a take of up to 5; a full ring pops 4).
+const MAX_TAKEN: u64 = 5;
 
 fn value_of(counter: u64) -> Vec<u8> {
     let len = 8 + (counter.wrapping_mul(7919) % 3000) as usize;
@@ -58,20 +64,22 @@ fn child_main(spec: &str) {
     let mut rng = XorShift::new(seed);
     let mut out = std::io::stdout().lock();
     let started = Instant::now();
+    // What the child did since its last header commit: acknowledged (printed) only once the
+    // commit made it hold, as the node replies only after `before_output` committed.
+    let mut done: Vec<String> = Vec::new();
+    let mut until_commit = 1 + rng.next_u64() % MAX_RUN_OPS;
     while started.elapsed() < CHILD_LIFETIME {
         let roll = rng.next_u64() % 100;
         if roll < 60 {
             match ring.push(&value_of(counter)) {
                 Ok(_) => {
-                    writeln!(out, "P {counter}").expect("stdout");
-                    out.flush().expect("stdout");
+                    done.push(format!("P {counter}"));
                     counter += 1;
                 }
                 Err(RingError::Full { .. }) => {
                     for _ in 0..4 {
                         if let Some(value) = ring.pop().expect("pop") {
-                            writeln!(out, "D {}", counter_of(&value)).expect("stdout");
-                            out.flush().expect("stdout");
+                            done.push(format!("D {}", counter_of(&value)));
                         }
                     }
                 }
@@ -79,19 +87,26 @@ fn child_main(spec: &str) {
             }
         } else if roll < 80 {
             if let Some(value) = ring.pop().expect("pop") {
-                writeln!(out, "D {}", counter_of(&value)).expect("stdout");
-                out.flush().expect("stdout");
+                done.push(format!("D {}", counter_of(&value)));
             }
         } else if let Some((span, values)) = ring.take(1 + (rng.next_u64() % 5) as usize, 8000) {
             if roll < 95 {
                 ring.ack(span).expect("ack");
                 for value in values {
-                    writeln!(out, "D {}", counter_of(&value)).expect("stdout");
+                    done.push(format!("D {}", counter_of(&value)));
                 }
-                out.flush().expect("stdout");
             } else {
                 ring.give_back(span).expect("give back");
             }
+        }
+        until_commit -= 1;
+        if until_commit == 0 {
+            until_commit = 1 + rng.next_u64() % MAX_RUN_OPS;
+            ring.commit_header();
+            for line in done.drain(..) {
+                writeln!(out, "{line}").expect("stdout");
+            }
+            out.flush().expect("stdout");
         }
     }
 }
@@ -185,7 +200,7 @@ fn acknowledged_records_survive_sigkill() {
         );
         let Some((span, values)) = ring.take(usize::MAX, u64::MAX) else {
             // Empty: everything acknowledged as pushed was consumed.
-            assert!(max_pushed <= max_consumed.map(|d| d + 5));
+            assert!(max_pushed <= max_consumed.map(|d| d + MAX_RUN_OPS * MAX_TAKEN));
             next_counter = max_pushed.map_or(next_counter, |p| p + 1).max(next_counter);
             continue;
         };
@@ -197,15 +212,21 @@ fn acknowledged_records_survive_sigkill() {
         }
         if let Some(d) = max_consumed {
             assert!(first > d, "round {round}: consumed record {d} served again");
-            // At most one interrupted pop/ack batch (≤ 5 records) consumed without a line.
-            assert!(first - d <= 6, "round {round}: records lost before {first}");
+            // At most one run's pops and acks consumed without a line.
+            assert!(
+                first - d <= 1 + MAX_RUN_OPS * MAX_TAKEN,
+                "round {round}: records lost before {first}"
+            );
         }
         if let Some(p) = max_pushed {
             assert!(
                 last >= p,
                 "round {round}: acknowledged push {p} lost (last {last})"
             );
-            assert!(last <= p + 1, "round {round}: unknown record {last}");
+            assert!(
+                last <= p + MAX_RUN_OPS,
+                "round {round}: unknown record {last}"
+            );
         }
         next_counter = last + 1;
         drop(ring);

@@ -107,6 +107,23 @@ impl Channels {
         self.queues.get_mut(storage)
     }
 
+    /// The ring of `channel` when the channel is plain (no subscribers): then it is the
+    /// channel's only storage, named like the channel, and a push to that one channel needs no
+    /// list of targets ([`crate::engine::Engine::push`]'s path without allocations).
+    pub fn sole_plain_ring_mut(&mut self, channel: &str) -> Option<&mut Ring> {
+        let entry = self.index.get(channel)?;
+        if !entry.plain || !entry.subscribers.is_empty() {
+            return None;
+        }
+        let ring = self.queues.get_mut(channel);
+        // The index notes a plain storage only once its ring is in the registry.
+        assert!(
+            ring.is_some(),
+            "channel {channel:?} indexed without its ring"
+        );
+        ring
+    }
+
     /// Channel names, sorted.
     pub fn channel_names(&self) -> impl ExactSizeIterator<Item = &str> {
         self.index.keys().map(String::as_str)
@@ -332,9 +349,15 @@ impl Channels {
         Ok(storages)
     }
 
-    /// Forces every ring's changes to disk.
-    pub fn sync_all(&self) -> Result<(), QueueError> {
+    /// Commits every ring's header and forces its changes to disk.
+    pub fn sync_all(&mut self) -> Result<(), QueueError> {
         self.queues.sync_all()
+    }
+
+    /// Commits the headers of the rings changed since the last call
+    /// ([`Queues::commit_headers`]).
+    pub fn commit_headers(&mut self) {
+        self.queues.commit_headers();
     }
 
     /// Imports records into storages named as in the reference node (`ch`, `sub@ch`, `@ch`),

@@ -195,7 +195,8 @@ impl<W: Copy> Engine<W> {
     /// is written (Push, PushMulti). With `partial`, value limits and the memory limit are
     /// checked for all values first, then values are stored in order until one does not fit
     /// into every ring (Produce). Returns the number of values stored; the consumers waiting on
-    /// the storages written are woken.
+    /// the storages written are woken. The values hold across a crash of the process once
+    /// [`Engine::commit_headers`] returned.
     pub fn push(
         &mut self,
         channels: &[&str],
@@ -222,6 +223,17 @@ impl<W: Copy> Engine<W> {
         if let Some(&len) = lens.iter().find(|&&len| len > self.max_value_bytes) {
             let max = self.max_value_bytes;
             return Err(RingError::ValueTooBig { len, max }.into());
+        }
+        if let ([channel], [value], false) = (channels, values, partial) {
+            if let Some(ring) = self.channels.sole_plain_ring_mut(channel) {
+                // One value to one existing plain channel (Push): the ring is the only target,
+                // and its push checks (empty, too big, full) in the order `prepare` would and
+                // refuses without writing.
+                ring.push(value)?;
+                self.counters.pushed_records += 1;
+                self.consumers.wake_storage(channel, &mut self.woken);
+                return Ok(1);
+            }
         }
         let sizes = &self.sizes;
         let capacity_for = |channel: &str| sizes.for_channel(channel);
@@ -328,9 +340,17 @@ impl<W: Copy> Engine<W> {
         total
     }
 
-    /// Forces every ring's changes to disk.
-    pub fn sync_all(&self) -> Result<(), QueueError> {
+    /// Commits every ring's header and forces its changes to disk.
+    pub fn sync_all(&mut self) -> Result<(), QueueError> {
         self.channels.sync_all()
+    }
+
+    /// Makes every push, Pop and acknowledgement so far hold across a crash of the process:
+    /// commits the headers of the rings they changed (they are written once per run of
+    /// changes, not per change: [`Ring::commit_header`]). The node calls it before any reply
+    /// leaves, so whatever a reply says happened has happened in the ring files.
+    pub fn commit_headers(&mut self) {
+        self.channels.commit_headers();
     }
 }
 

@@ -110,6 +110,11 @@ pub struct Queues {
     config: QueuesConfig,
     rings: BTreeMap<String, Ring>,
     total_capacity_bytes: u64,
+    /// The rings handed out for changes since the last [`Queues::commit_headers`]: the first
+    /// `listed` names of `listed_names` (a ring's `listed` flag keeps each there once; the
+    /// strings are reused, so listing a ring allocates only the first time).
+    listed_names: Vec<String>,
+    listed: usize,
 }
 
 impl Queues {
@@ -170,6 +175,8 @@ impl Queues {
                 config,
                 rings,
                 total_capacity_bytes,
+                listed_names: Vec::new(),
+                listed: 0,
             },
             report,
         ))
@@ -183,8 +190,31 @@ impl Queues {
         self.rings.get(name)
     }
 
+    /// The ring `name`, to change: it goes on the list of rings whose headers
+    /// [`Queues::commit_headers`] commits.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Ring> {
-        self.rings.get_mut(name)
+        let ring = self.rings.get_mut(name)?;
+        if !ring.listed {
+            ring.listed = true;
+            list_name(&mut self.listed_names, &mut self.listed, name);
+        }
+        Some(ring)
+    }
+
+    /// Commits the header of every ring changed since the last call ([`Ring::commit_header`]):
+    /// what was pushed is kept and what was acknowledged is gone, across a crash of the
+    /// process. The queue node calls it before any reply is written to a socket.
+    pub fn commit_headers(&mut self) {
+        assert!(self.listed <= self.listed_names.len());
+        for name in &self.listed_names[..self.listed] {
+            // A ring removed since is gone (its drop committed it); one created again under
+            // the name commits early, which is harmless.
+            if let Some(ring) = self.rings.get_mut(name) {
+                ring.commit_header();
+                ring.listed = false;
+            }
+        }
+        self.listed = 0;
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -225,7 +255,9 @@ impl Queues {
             need = need.saturating_add(*capacity_bytes);
         }
         let limit = self.config.memory_limit_bytes;
-        if limit != 0 && self.total_capacity_bytes.saturating_add(need) > limit {
+        // Nothing to create, nothing to refuse: rings found at start beyond a lowered limit
+        // keep taking pushes (the limit is for new rings only).
+        if need > 0 && limit != 0 && self.total_capacity_bytes.saturating_add(need) > limit {
             return Err(QueueError::MemoryLimit {
                 need_bytes: need,
                 used_bytes: self.total_capacity_bytes,
@@ -244,6 +276,9 @@ impl Queues {
         let Some(mut ring) = self.rings.remove(from) else {
             return Err(QueueError::BadName(from.to_string()));
         };
+        // The list of rings to commit knows it by its old name: commit it now.
+        ring.commit_header();
+        ring.listed = false;
         let target = self.ring_path(to);
         if let Err(source) = std::fs::rename(ring.path(), &target) {
             let path = ring.path().to_path_buf();
@@ -277,7 +312,7 @@ impl Queues {
             self.total_capacity_bytes += capacity_bytes;
             self.rings.insert(name.to_string(), ring);
         }
-        match self.rings.get_mut(name) {
+        match self.get_mut(name) {
             Some(ring) => Ok(ring),
             None => unreachable!("ring {name} inserted above"),
         }
@@ -336,9 +371,11 @@ impl Queues {
         Ok(values.len() as u64)
     }
 
-    /// Forces every ring's changes to disk (graceful shutdown while the registry stays usable).
-    pub fn sync_all(&self) -> Result<(), QueueError> {
-        for ring in self.rings.values() {
+    /// Commits every ring's header and forces its changes to disk (graceful shutdown while the
+    /// registry stays usable).
+    pub fn sync_all(&mut self) -> Result<(), QueueError> {
+        self.commit_headers();
+        for ring in self.rings.values_mut() {
             ring.sync_all()?;
         }
         Ok(())
@@ -351,6 +388,18 @@ impl Queues {
         }
         Ok(())
     }
+}
+
+/// Puts `name` on a list of `*count` names kept in `names`, reusing a string left from before.
+fn list_name(names: &mut Vec<String>, count: &mut usize, name: &str) {
+    match names.get_mut(*count) {
+        Some(slot) => {
+            slot.clear();
+            slot.push_str(name);
+        }
+        None => names.push(name.to_string()),
+    }
+    *count += 1;
 }
 
 /// Moves `path` to `<dir>/<sub>/<name>.<unix_s>.ring`; returns the new path.

@@ -14,11 +14,17 @@
 //!   leaving a padding marker (length `u32::MAX`) when at least a header fits at the end.
 //!
 //! Durability: records are written into the map before the header that makes them visible, so a
-//! crash at any point leaves the previous header describing valid records. A process crash
-//! (kill -9) loses nothing once a call returned, because the map's pages live in the kernel's page
-//! cache, not in the process. Surviving a machine crash needs `msync`: [`SyncMode::Always`] syncs
-//! the record bytes and then the header on every change (slow: one or two disk flushes per call);
-//! the default [`SyncMode::OnClose`] syncs only at [`Ring::close`]. On open the records between
+//! crash at any point leaves the previous header describing valid records. Under the default
+//! [`SyncMode::OnClose`] pushes and acknowledgements leave the header write to
+//! [`Ring::commit_header`], so a run of them costs one header write (the queue node commits
+//! before any reply leaves); one header write records pushes only or moves of the head only,
+//! never both (a change of the other kind commits the pending one first), which is what opening
+//! from the older slot relies on. A process crash (kill -9) loses nothing once the header is
+//! committed, because the map's pages live in the kernel's page cache, not in the process; a
+//! dropped ring commits its header. Surviving a machine crash needs `msync`:
+//! [`SyncMode::Always`] writes and syncs the record bytes and then the header on every change
+//! (slow: one or two disk flushes per call); [`SyncMode::OnClose`] syncs only at
+//! [`Ring::close`]. On open the records between
 //! head and tail are walked and checked (CRC, sequence, bounds); the first bad one and everything
 //! after it are cut (logged), never served.
 //!
@@ -234,11 +240,28 @@ fn valid_capacity(capacity_bytes: u64) -> bool {
         && capacity_bytes.is_multiple_of(RECORD_ALIGN_BYTES)
 }
 
+/// A fresh CRC32 hasher to clone: `Hasher::new` looks up the CPU's features every time, which
+/// was a quarter of a push's checksum work (issue 22).
+static FRESH_HASHER: std::sync::LazyLock<crc32fast::Hasher> =
+    std::sync::LazyLock::new(crc32fast::Hasher::new);
+
+/// The CRC32 of a record: over its length, its sequence and its value.
 fn record_crc(len: u32, seq: u64, value: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
+    let mut hasher = FRESH_HASHER.clone();
     hasher.update(&len.to_le_bytes());
     hasher.update(&seq.to_le_bytes());
     hasher.update(value);
+    hasher.finalize()
+}
+
+/// [`record_crc`] of a record as it lies in the map: its length field, then its sequence and
+/// value, which follow each other there (`seq_and_value`, from the record's offset 8). Two
+/// updates instead of three: the sequence goes through the same vector path as the value.
+fn record_crc_in_map(len: u32, seq_and_value: &[u8]) -> u32 {
+    debug_assert!(seq_and_value.len() >= 8);
+    let mut hasher = FRESH_HASHER.clone();
+    hasher.update(&len.to_le_bytes());
+    hasher.update(seq_and_value);
     hasher.finalize()
 }
 
@@ -298,6 +321,16 @@ struct TakeStart {
     end_limit: u64,
 }
 
+/// What a header write records beyond the one before it: the tail moved (pushes) or the head
+/// moved (acknowledgements), never both. So when the newest slot is damaged, the slot before it
+/// plus the records after its tail tell the whole story ([`Ring::open`]): pushes are taken back,
+/// and a lost move of the head only delivers records again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Tail,
+    Head,
+}
+
 /// One decoded record header at a ring position.
 enum Step {
     Record {
@@ -325,6 +358,11 @@ pub struct Ring {
     /// space is freed when `head` passes them).
     acked_behind_records: u64,
     acked_behind_bytes: u64,
+    /// A change the header slots do not show yet ([`Ring::commit_header`] writes it).
+    pending: Option<Change>,
+    /// Whether the registry has this ring on its list of rings to commit
+    /// ([`crate::engine::Queues::commit_headers`]); only the registry sets it.
+    pub(super) listed: bool,
 }
 
 impl Ring {
@@ -375,6 +413,8 @@ impl Ring {
             value_bytes: 0,
             acked_behind_records: 0,
             acked_behind_bytes: 0,
+            pending: None,
+            listed: false,
         };
         // Both slots, so a fresh file never has an all-zero (invalid) slot.
         ring.write_header();
@@ -421,6 +461,8 @@ impl Ring {
             value_bytes: 0,
             acked_behind_records: 0,
             acked_behind_bytes: 0,
+            pending: None,
+            listed: false,
         };
         let cut = ring.recover();
         let repaired = damaged.is_some();
@@ -435,9 +477,10 @@ impl Ring {
     }
 
     /// Opened from the one valid slot because the other is damaged (`damaged`): that slot may
-    /// have held the newest state, one push further than the valid slot (every header write
-    /// changes one thing), so the records after the tail that continue it exactly as a push
-    /// would have placed them are taken back. A WARN line names the damaged slot, and both slots
+    /// have held the newest state, pushes further than the valid slot or with the head moved
+    /// (one header write records one kind of change, [`Change`]), so the records after the tail
+    /// that continue it exactly as pushes would have placed them are taken back (a lost move of
+    /// the head only delivers records again). A WARN line names the damaged slot, and both slots
     /// are rewritten so the damage is reported once.
     fn repair_slot(&mut self, damaged: DamagedSlot, cut: u64) {
         // After a cut the ring's tail region is damaged: nothing after it is trusted.
@@ -590,9 +633,8 @@ impl Ring {
         if len == 0 || len > max_value_bytes(capacity) || record_bytes(len) > capacity - pos {
             return Err(format!("bad record length {len} at {pos}"));
         }
-        let value =
-            &self.map[at + RECORD_HEADER_BYTES as usize..at + (RECORD_HEADER_BYTES + len) as usize];
-        if crc != record_crc(len as u32, record_seq, value) {
+        let seq_and_value = &self.map[at + 8..at + (RECORD_HEADER_BYTES + len) as usize];
+        if crc != record_crc_in_map(len as u32, seq_and_value) {
             return Err(format!("record {seq} checksum mismatch"));
         }
         Ok(Step::Record { len })
@@ -721,11 +763,14 @@ impl Ring {
         Ok(())
     }
 
-    /// Appends one record. When this returns `Ok`, the record survives a process crash.
+    /// Appends one record. Once this returned `Ok` and the header is committed
+    /// ([`Ring::commit_header`]; at once under [`SyncMode::Always`]), the record survives a
+    /// process crash.
     pub fn push(&mut self, value: &[u8]) -> Result<u64, RingError> {
         let len = value.len() as u64;
         self.check_value(len)?;
         let need = record_bytes(len);
+        self.begin_change(Change::Tail);
         if self.stored_records() == 0 && self.state.head_pos != 0 {
             // Nothing stored and nothing handed out: restart at 0 so the whole ring is free.
             debug_assert!(self.in_flight.is_empty() && self.out_seq == self.state.tail_seq);
@@ -749,8 +794,10 @@ impl Ring {
         assert!(len <= self.max_value_bytes() && len < u64::from(PAD_LEN));
         let at = (HEADER_REGION_BYTES + pos) as usize;
         let start = at + RECORD_HEADER_BYTES as usize;
+        self.map[at + 8..start].copy_from_slice(&seq.to_le_bytes());
         self.map[start..start + value.len()].copy_from_slice(value);
-        self.write_record_header(pos, len as u32, record_crc(len as u32, seq, value), seq);
+        let crc = record_crc_in_map(len as u32, &self.map[at + 8..start + value.len()]);
+        self.write_record_header(pos, len as u32, crc, seq);
         // Its pair, after the read: every read checks the record (`read_step`); here a debug
         // build reads back what was written.
         debug_assert!(
@@ -767,7 +814,7 @@ impl Ring {
         self.state.tail_pos = pos + need;
         self.state.tail_seq = seq + 1;
         self.value_bytes += len;
-        self.commit_header()?;
+        self.changed(Change::Tail)?;
         self.check_invariants();
         Ok(seq)
     }
@@ -942,7 +989,8 @@ impl Ring {
     }
 
     /// Acknowledges a handed-out batch: its records are gone for good once every older batch is
-    /// acknowledged too.
+    /// acknowledged too (and the header is committed, [`Ring::commit_header`]; before that, a
+    /// process crash only delivers them again).
     pub fn ack(&mut self, span: Span) -> Result<(), RingError> {
         let i = self.find_out(span)?;
         let acked = &mut self.in_flight[i];
@@ -961,6 +1009,7 @@ impl Ring {
             advanced = true;
         }
         if advanced {
+            self.begin_change(Change::Head);
             match self.in_flight.front() {
                 Some(next) => {
                     self.state.head_pos = next.first_pos;
@@ -971,7 +1020,7 @@ impl Ring {
                     self.state.head_seq = self.out_seq;
                 }
             }
-            self.commit_header()?;
+            self.changed(Change::Head)?;
         }
         self.check_invariants();
         Ok(())
@@ -1061,12 +1110,38 @@ impl Ring {
         Ok(values.pop())
     }
 
-    /// Writes the current state into the older header slot (after the data it describes).
-    fn commit_header(&mut self) -> Result<(), RingError> {
-        self.write_header();
-        if self.sync == SyncMode::Always {
-            self.sync_range(0, HEADER_REGION_BYTES)?;
+    /// Makes the changes so far visible in the header: writes the current state into the older
+    /// header slot when a change is pending (its records are in the map already). Under
+    /// [`SyncMode::OnClose`] pushes and acknowledgements leave the header to this call, so a
+    /// run of them costs one header write (the queue node commits before any reply leaves:
+    /// `Service::before_output`); under [`SyncMode::Always`] every change is committed and
+    /// synced at once.
+    pub fn commit_header(&mut self) {
+        if self.pending.take().is_some() {
+            self.write_header();
         }
+    }
+
+    /// Before a change of kind `change`: commits a pending change of the other kind first, so no
+    /// header write records both a push and a move of the head (see [`Change`]).
+    fn begin_change(&mut self, change: Change) {
+        if self.pending.is_some_and(|pending| pending != change) {
+            self.commit_header();
+        }
+    }
+
+    /// After a change of kind `change`: pending until [`Ring::commit_header`], or under
+    /// [`SyncMode::Always`] written and synced now (after the data it describes).
+    fn changed(&mut self, change: Change) -> Result<(), RingError> {
+        assert!(
+            self.pending.is_none_or(|pending| pending == change),
+            "one header write records one kind of change"
+        );
+        if self.sync == SyncMode::Always {
+            self.write_header();
+            return self.sync_range(0, HEADER_REGION_BYTES);
+        }
+        self.pending = Some(change);
         Ok(())
     }
 
@@ -1086,16 +1161,18 @@ impl Ring {
             })
     }
 
-    /// Forces every change to disk (`msync` of the whole map).
-    pub fn sync_all(&self) -> Result<(), RingError> {
+    /// Commits the header and forces every change to disk (`msync` of the whole map).
+    pub fn sync_all(&mut self) -> Result<(), RingError> {
+        self.commit_header();
         self.map.flush().map_err(|source| RingError::Io {
             path: self.path.clone(),
             source,
         })
     }
 
-    /// Graceful close: syncs to disk. (Dropping without it is safe against a process crash.)
-    pub fn close(self) -> Result<(), RingError> {
+    /// Graceful close: syncs to disk. (Dropping without it commits the header, which is safe
+    /// against a process crash.)
+    pub fn close(mut self) -> Result<(), RingError> {
         self.sync_all()
     }
 
@@ -1128,6 +1205,14 @@ impl Ring {
             assert_eq!(expect, self.out_seq);
             assert!(self.used_bytes() <= s.capacity_bytes);
         }
+    }
+}
+
+impl Drop for Ring {
+    /// A ring dropped (removed, renamed away, the node exiting) leaves its file describing
+    /// everything it holds.
+    fn drop(&mut self) {
+        self.commit_header();
     }
 }
 
@@ -1209,6 +1294,25 @@ mod tests {
         let mut v = i.to_le_bytes().to_vec();
         v.resize(len.max(8), (i % 251) as u8);
         v
+    }
+
+    /// docs/formats.md: the record CRC is CRC32 (IEEE) over `len` (4 bytes LE), `seq` (8 bytes
+    /// LE) and the value, whatever way it is computed.
+    #[test]
+    fn record_crc_is_the_documented_crc32() {
+        for (len, seq, value) in [(3u32, 7u64, &b"abc"[..]), (PAD_LEN, 1 << 40, &b""[..])] {
+            let mut bytes = len.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&seq.to_le_bytes());
+            bytes.extend_from_slice(value);
+            assert_eq!(record_crc(len, seq, value), crc32fast::hash(&bytes));
+        }
+        // Known values (Python's zlib.crc32 of the same bytes): a change of the checksum itself
+        // is caught too.
+        assert_eq!(record_crc(3, 7, b"abc"), 0x25f0_e4cd);
+        assert_eq!(record_crc(300, 9, &[0x5a; 300]), 0x218a_4a7b);
+        let mut in_map = 9u64.to_le_bytes().to_vec();
+        in_map.extend_from_slice(&[0x5a; 300]);
+        assert_eq!(record_crc_in_map(300, &in_map), 0x218a_4a7b);
     }
 
     #[test]
@@ -1492,8 +1596,11 @@ mod tests {
     #[test]
     fn header_corruption_is_reported_clearly_or_falls_back_to_the_other_slot() {
         let (_dir, path, mut ring) = new_ring(4096);
+        // One header write per push.
         ring.push(b"one").expect("push");
+        ring.commit_header();
         ring.push(b"two").expect("push");
+        ring.commit_header();
         let current = SLOT_OFFSETS[(ring.state.generation % 2) as usize];
         drop(ring);
         let pristine = std::fs::read(&path).expect("read");
@@ -1579,39 +1686,67 @@ mod tests {
         marked_wraps: u32,
         bare_wraps: u32,
         empty_restarts: u32,
+        /// Changes that committed a pending change of the other kind first.
+        kind_switches: u32,
     }
 
-    /// Pushes `push` (or pops, when `None`), then opens copies of the file with the newest and
-    /// with the older header slot damaged: with the newest damaged, a push is still there and a
-    /// pop comes back (at-least-once); with the older damaged, nothing changes.
+    /// Pushes `push` (or pops, when `None`) and commits the header, then checks the file as
+    /// [`run_commit_and_damage`] does.
     fn push_or_pop_and_damage(
         dir: &Path,
         ring: &mut Ring,
         push: Option<&[u8]>,
         cases: &mut PushCases,
     ) {
-        let before = ring.state;
-        let popped = match push {
-            None => ring.pop().expect("pop"),
-            Some(value) => {
-                if ring.push(value).is_err() {
-                    return;
+        run_commit_and_damage(dir, ring, &[push], cases);
+    }
+
+    /// Runs `ops` (a push of the value, or a pop for `None`), then commits the header, and opens
+    /// copies of the file with the newest and with the older header slot damaged: with the
+    /// newest damaged, every push is still there and the pops of the last header write come
+    /// back (at-least-once); with the older damaged, nothing changes.
+    fn run_commit_and_damage(
+        dir: &Path,
+        ring: &mut Ring,
+        ops: &[Option<&[u8]>],
+        cases: &mut PushCases,
+    ) {
+        let first = ring.state;
+        // The values popped since the last header write: what a damaged newest slot gives back.
+        let mut since_write = Vec::new();
+        for op in ops {
+            let before = ring.state;
+            let popped = match op {
+                None => ring.pop().expect("pop"),
+                Some(value) => {
+                    if ring.push(value).is_err() {
+                        continue;
+                    }
+                    let tail = before.tail_pos;
+                    if before.head_seq == before.tail_seq && tail != 0 {
+                        cases.empty_restarts += 1;
+                    } else if ring.state.tail_pos < tail && 4096 - tail >= RECORD_HEADER_BYTES {
+                        cases.marked_wraps += 1;
+                    } else if ring.state.tail_pos < tail {
+                        cases.bare_wraps += 1;
+                    }
+                    None
                 }
-                let tail = before.tail_pos;
-                if before.head_seq == before.tail_seq && tail != 0 {
-                    cases.empty_restarts += 1;
-                } else if ring.state.tail_pos < tail && 4096 - tail >= RECORD_HEADER_BYTES {
-                    cases.marked_wraps += 1;
-                } else if ring.state.tail_pos < tail {
-                    cases.bare_wraps += 1;
-                }
-                None
+            };
+            if ring.state.generation != before.generation {
+                // The change before this one was committed first (a change of the other kind).
+                cases.kind_switches += 1;
+                since_write.clear();
             }
-        };
-        if ring.state.generation == before.generation {
-            return; // a pop from an empty ring: no header written
+            since_write.extend(popped);
         }
-        let at = format!("after {before:?}");
+        let written = ring.state.generation;
+        ring.commit_header();
+        if ring.state.generation == written {
+            assert!(since_write.is_empty() && ring.state.head_seq == first.head_seq);
+            return; // nothing changed since the last header write
+        }
+        let at = format!("after {ops:?} from {first:?}");
         let bytes = std::fs::read(ring.path()).expect("read");
         let newest = (ring.state.generation % 2) as usize;
         let (clean, _) = open_copy(dir, &bytes, None);
@@ -1622,7 +1757,7 @@ mod tests {
             "older slot damaged {at}"
         );
         let (newest_damaged, cut) = open_copy(dir, &bytes, Some(newest));
-        let expected: Vec<Vec<u8>> = popped.into_iter().chain(clean).collect();
+        let expected: Vec<Vec<u8>> = since_write.into_iter().chain(clean).collect();
         assert_eq!(
             (newest_damaged, cut),
             (expected, 0),
@@ -1669,6 +1804,48 @@ mod tests {
         push_or_pop_and_damage(dir.path(), &mut ring, Some(&value(200, 16)), &mut cases);
         assert!(
             cases.marked_wraps > 0 && cases.bare_wraps > 0 && cases.empty_restarts > 0,
+            "cases not covered: {cases:?}"
+        );
+    }
+
+    /// Issue 22: a header write commits a run of changes (the queue node commits once per
+    /// batch of replies). A run of pushes, or of pops, is one header write; pops then pushes
+    /// commit the head's move before the first push, so the newest slot damaged still loses no
+    /// acknowledged push, even where the pushes went into space the pops freed (which the
+    /// older slot's head does not free). Checked after every run of 1 to 8 changes of a random
+    /// sequence, with the newest or the older slot damaged.
+    #[test]
+    fn runs_of_changes_committed_together_survive_a_damaged_slot() {
+        let (dir, _path, mut ring) = new_ring(4096);
+        let mut cases = PushCases::default();
+        let mut state = 0x2545_f491_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut step = 0u64;
+        for run in 0..240u64 {
+            let ops: Vec<Option<Vec<u8>>> = (0..1 + next() % 8)
+                .map(|_| {
+                    let r = next();
+                    step += 1;
+                    // Phases of 20 runs: mostly pushing, balanced, mostly popping.
+                    let pop = match (run / 20) % 4 {
+                        0 => r.is_multiple_of(5),
+                        1 | 2 => r.is_multiple_of(2),
+                        _ => !r.is_multiple_of(10),
+                    };
+                    let len = 1 + (r >> 8) as usize % if r.is_multiple_of(7) { 300 } else { 24 };
+                    (!pop).then(|| value(step, len))
+                })
+                .collect();
+            let ops: Vec<Option<&[u8]>> = ops.iter().map(Option::as_deref).collect();
+            run_commit_and_damage(dir.path(), &mut ring, &ops, &mut cases);
+        }
+        assert!(
+            cases.marked_wraps > 0 && cases.empty_restarts > 0 && cases.kind_switches > 20,
             "cases not covered: {cases:?}"
         );
     }
