@@ -5,6 +5,11 @@
 #
 # usage: scripts/bench-tls-instructions.sh [OPS] [REQUESTS]   (defaults: get, 200000)
 #
+# Environment: DURABILITY=none|interval|always (the node's `dht.durability`, default none: with
+# a change log the node's cost of logging each change is counted too), MODES="plain tls" (the
+# runs to make, default both), KEEP_PROFILES=DIR (copy the callgrind dumps there, for
+# `callgrind_annotate DIR/plain.2 DIR/plain.1`-style comparisons; default: deleted).
+#
 # For each of plain and TLS: start dhtnode under callgrind, put 10 000 keys (100-byte values,
 # 50 connections), zero the counters, run REQUESTS then 3 x REQUESTS OPS (`loadgen -c 50 -P 16`,
 # a fresh set of connections each), dumping the counters after each. The difference of the two
@@ -18,6 +23,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ops=${1:-get}
 requests=${2:-200000}
+durability=${DURABILITY:-none}
+modes=${MODES:-plain tls}
+keep=${KEEP_PROFILES:-}
+case "$durability" in none|interval|always) ;; *) echo "DURABILITY: none, interval or always" >&2; exit 2;; esac
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
 cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
@@ -39,8 +48,8 @@ summary_of() { awk '/^summary:/ { print $2 }' "$1"; }
 
 # measure plain|tls: prints "instructions per request: first run, steady state".
 measure() {
-    local mode=$1 dir="$work/$1" config='[dht]
-durability = "none"' tls=()
+    local mode=$1 dir="$work/$1" config="[dht]
+durability = \"$durability\"" tls=()
     mkdir -p "$dir/data" "$dir/log"
     if [ "$mode" = tls ]; then
         config="$config
@@ -72,9 +81,15 @@ key_file = \"$certs/node-key.pem\""
     local first second
     first=$(summary_of "$(ls "$dir"/cg.*.1)")
     second=$(summary_of "$(ls "$dir"/cg.*.2)")
-    echo "$mode $ops: $((first / requests)) instructions per request over the first $requests" \
+    if [ -n "$keep" ]; then
+        mkdir -p "$keep"
+        cp "$(ls "$dir"/cg.*.1)" "$keep/$mode.1"
+        cp "$(ls "$dir"/cg.*.2)" "$keep/$mode.2"
+    fi
+    echo "$mode $ops (durability $durability): $((first / requests)) instructions per request over the first $requests" \
         "(50 handshakes included), $(((second - first) / (2 * requests))) in the steady state"
 }
 
-measure plain
-measure tls
+for mode in $modes; do
+    measure "$mode"
+done
