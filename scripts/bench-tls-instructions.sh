@@ -8,7 +8,9 @@
 # Environment: DURABILITY=none|interval|always (the node's `dht.durability`, default none: with
 # a change log the node's cost of logging each change is counted too), MODES="plain tls" (the
 # runs to make, default both), KEEP_PROFILES=DIR (copy the callgrind dumps there, for
-# `callgrind_annotate DIR/plain.2 DIR/plain.1`-style comparisons; default: deleted).
+# `callgrind_annotate --threshold=100 DIR/plain.2`; default: deleted), BIN_DIR=DIR (take
+# `dhtnode` and `loadgen` from DIR instead of building them: copies of earlier builds, so that
+# two commits can be compared without rebuilding either).
 #
 # For each of plain and TLS: start dhtnode under callgrind, put 10 000 keys (100-byte values,
 # 50 connections), zero the counters, run REQUESTS then 3 x REQUESTS OPS (`loadgen -c 50 -P 16`,
@@ -29,7 +31,10 @@ keep=${KEEP_PROFILES:-}
 case "$durability" in none|interval|always) ;; *) echo "DURABILITY: none, interval or always" >&2; exit 2;; esac
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
-cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
+bin=${BIN_DIR:-target/release}
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
+fi
 work=$(mktemp -d /tmp/bench-tls-instructions.XXXXXX)
 node_pid=""
 cleanup() {
@@ -59,7 +64,7 @@ key_file = \"$certs/node-key.pem\""
         tls=(--tls-ca "$certs/ca.pem")
     fi
     printf '%s\n' "$config" > "$dir/node.toml"
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" target/release/dhtnode \
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$bin/dhtnode" \
         -c "$dir/node.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" --log-dir "$dir/log" \
         > "$dir/console.log" 2>&1 &
     node_pid=$!
@@ -70,7 +75,7 @@ key_file = \"$certs/node-key.pem\""
         sleep 0.1
     done
     [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
-    local load=(target/release/loadgen --kind dht --addr "$addr" "${tls[@]}" -c 50 -d 100)
+    local load=("$bin/loadgen" --kind dht --addr "$addr" "${tls[@]}" -c 50 -d 100)
     "${load[@]}" --prefill 10000 --count 0 > "$dir/prefill.txt"
     callgrind_control -z "$node_pid" > /dev/null 2>&1
     "${load[@]}" -P 16 --keys uniform:10000 --ops "$ops" --count "$requests" > "$dir/run1.txt"
