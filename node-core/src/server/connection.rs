@@ -4,37 +4,17 @@
 //! buffers.
 
 use super::service::{ClientInfo, StreamTask};
+use crate::fold_hash::FoldBuildHasher;
 use crate::protocol::handshake::NONCE_LEN;
 use crate::tls::Transport;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 
-/// The hasher of a connection's streams, keyed by request id. SipHash cost ~70 instructions per
+/// The hasher of a connection's streams, keyed by request id: SipHash cost ~70 instructions a
 /// lookup, and a request whose reply waits (a dht change under `durability = "always"`) is a
-/// stream: three lookups per request. A multiply-fold mixes every id bit into the hash; ids
-/// come from the client, but a client choosing colliding ids slows only its own connection,
-/// whose streams are bounded (`server.max_in_flight`).
-#[derive(Default, Clone, Copy)]
-pub struct RequestIdHasher(u64);
-
-impl Hasher for RequestIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 ids are hashed; this path exists for the trait's sake.
-        for byte in bytes {
-            self.write_u64(self.0 ^ u64::from(*byte));
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        let product = u128::from(id ^ 0x9e37_79b9_7f4a_7c15) * 0xd6e8_feb8_6659_fd93_u128;
-        self.0 = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
+/// stream, three lookups per request. Ids come from the client; colliding ones slow only its
+/// own connection, whose streams are bounded (`server.max_in_flight`).
+type StreamIdHasher = FoldBuildHasher<0x6a09_e667_f3bc_c909>;
 
 /// The input buffer a connection starts with; it grows (up to the frame limit) only for a frame
 /// that does not fit.
@@ -79,7 +59,7 @@ pub(crate) struct Connection<S: ?Sized> {
     /// `output[output_start..]` is waiting to be written.
     pub output: Vec<u8>,
     pub output_start: usize,
-    pub streams: HashMap<u64, StreamEntry<S>, BuildHasherDefault<RequestIdHasher>>,
+    pub streams: HashMap<u64, StreamEntry<S>, StreamIdHasher>,
     /// Σ `held` of `streams`.
     pub stream_bytes: usize,
     /// Reading stopped because unsent output is above the high-water mark.
@@ -233,26 +213,7 @@ impl<S: ?Sized> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::BuildHasher;
     use std::io::Read;
-
-    /// Request ids are often sequential or strided: their hashes must still spread over the
-    /// buckets (low bits) and the control bytes (top 7 bits) of the streams map.
-    #[test]
-    fn request_id_hashes_spread_sequential_and_strided_ids() {
-        let build = BuildHasherDefault::<RequestIdHasher>::default();
-        for stride in [1u64, 16, 1024, 1 << 32] {
-            let hashes: Vec<u64> = (0..4096u64).map(|i| build.hash_one(i * stride)).collect();
-            let low: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 4095).collect();
-            let top: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
-            assert!(
-                low.len() > 2000,
-                "stride {stride}: {} of 4096 buckets",
-                low.len()
-            );
-            assert_eq!(top.len(), 128, "stride {stride}: control bytes");
-        }
-    }
 
     /// A reader that never quite catches up never lets the output drain completely; bytes
     /// already sent must still be given back (the review measured +1.5 GB before this).
