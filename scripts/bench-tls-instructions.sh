@@ -5,6 +5,13 @@
 #
 # usage: scripts/bench-tls-instructions.sh [OPS] [REQUESTS]   (defaults: get, 200000)
 #
+# Environment: DURABILITY=none|interval|always (the node's `dht.durability`, default none: with
+# a change log the node's cost of logging each change is counted too), MODES="plain tls" (the
+# runs to make, default both), KEEP_PROFILES=DIR (copy the callgrind dumps there, for
+# `callgrind_annotate --threshold=100 DIR/plain.2`; default: deleted), BIN_DIR=DIR (take
+# `dhtnode` and `loadgen` from DIR instead of building them: copies of earlier builds, so that
+# two commits can be compared without rebuilding either).
+#
 # For each of plain and TLS: start dhtnode under callgrind, put 10 000 keys (100-byte values,
 # 50 connections), zero the counters, run REQUESTS then 3 x REQUESTS OPS (`loadgen -c 50 -P 16`,
 # a fresh set of connections each), dumping the counters after each. The difference of the two
@@ -18,9 +25,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ops=${1:-get}
 requests=${2:-200000}
+durability=${DURABILITY:-none}
+modes=${MODES:-plain tls}
+keep=${KEEP_PROFILES:-}
+case "$durability" in none|interval|always) ;; *) echo "DURABILITY: none, interval or always" >&2; exit 2;; esac
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
-cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
+bin=${BIN_DIR:-target/release}
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
+fi
 work=$(mktemp -d /tmp/bench-tls-instructions.XXXXXX)
 node_pid=""
 cleanup() {
@@ -39,8 +53,8 @@ summary_of() { awk '/^summary:/ { print $2 }' "$1"; }
 
 # measure plain|tls: prints "instructions per request: first run, steady state".
 measure() {
-    local mode=$1 dir="$work/$1" config='[dht]
-durability = "none"' tls=()
+    local mode=$1 dir="$work/$1" config="[dht]
+durability = \"$durability\"" tls=()
     mkdir -p "$dir/data" "$dir/log"
     if [ "$mode" = tls ]; then
         config="$config
@@ -50,7 +64,7 @@ key_file = \"$certs/node-key.pem\""
         tls=(--tls-ca "$certs/ca.pem")
     fi
     printf '%s\n' "$config" > "$dir/node.toml"
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" target/release/dhtnode \
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$bin/dhtnode" \
         -c "$dir/node.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" --log-dir "$dir/log" \
         > "$dir/console.log" 2>&1 &
     node_pid=$!
@@ -61,7 +75,7 @@ key_file = \"$certs/node-key.pem\""
         sleep 0.1
     done
     [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
-    local load=(target/release/loadgen --kind dht --addr "$addr" "${tls[@]}" -c 50 -d 100)
+    local load=("$bin/loadgen" --kind dht --addr "$addr" "${tls[@]}" -c 50 -d 100)
     "${load[@]}" --prefill 10000 --count 0 > "$dir/prefill.txt"
     callgrind_control -z "$node_pid" > /dev/null 2>&1
     "${load[@]}" -P 16 --keys uniform:10000 --ops "$ops" --count "$requests" > "$dir/run1.txt"
@@ -72,9 +86,15 @@ key_file = \"$certs/node-key.pem\""
     local first second
     first=$(summary_of "$(ls "$dir"/cg.*.1)")
     second=$(summary_of "$(ls "$dir"/cg.*.2)")
-    echo "$mode $ops: $((first / requests)) instructions per request over the first $requests" \
+    if [ -n "$keep" ]; then
+        mkdir -p "$keep"
+        cp "$(ls "$dir"/cg.*.1)" "$keep/$mode.1"
+        cp "$(ls "$dir"/cg.*.2)" "$keep/$mode.2"
+    fi
+    echo "$mode $ops (durability $durability): $((first / requests)) instructions per request over the first $requests" \
         "(50 handshakes included), $(((second - first) / (2 * requests))) in the steady state"
 }
 
-measure plain
-measure tls
+for mode in $modes; do
+    measure "$mode"
+done

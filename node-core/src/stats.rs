@@ -61,12 +61,14 @@ pub struct RequestCounters {
 }
 
 impl RequestCounters {
-    fn record(&mut self, failed: bool, elapsed_ns: u64) {
+    /// One request of `elapsed_ns`, in `bucket` (its [`latency_bucket`]).
+    fn record(&mut self, failed: bool, elapsed_ns: u64, bucket: usize) {
+        debug_assert_eq!(bucket, latency_bucket(elapsed_ns));
         self.handled += 1;
         self.failed += u64::from(failed);
         self.total_ns = self.total_ns.saturating_add(elapsed_ns);
         self.max_ns = self.max_ns.max(elapsed_ns);
-        self.buckets[latency_bucket(elapsed_ns)] += 1;
+        self.buckets[bucket] += 1;
     }
 
     pub fn mean_us(&self) -> u64 {
@@ -229,9 +231,17 @@ pub struct RequestSnapshot {
 impl ServerStats {
     pub fn record_request(&mut self, code: u8, status: Status, elapsed: Duration) {
         let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.record_request_ns(code, status, elapsed_ns);
+    }
+
+    /// [`record_request`](Self::record_request) with the handling time in ns (the event loop's
+    /// clock, once per request).
+    pub fn record_request_ns(&mut self, code: u8, status: Status, elapsed_ns: u64) {
         let failed = !status.is_success();
-        self.total.requests[code as usize].record(failed, elapsed_ns);
-        self.interval.requests[code as usize].record(failed, elapsed_ns);
+        // One bucket search for both spans.
+        let bucket = latency_bucket(elapsed_ns);
+        self.total.requests[code as usize].record(failed, elapsed_ns, bucket);
+        self.interval.requests[code as usize].record(failed, elapsed_ns, bucket);
         if let Some(count) = self.statuses[code as usize].get_mut(status as usize) {
             *count += 1;
         }

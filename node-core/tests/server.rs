@@ -115,6 +115,30 @@ fn pipelined_requests_each_get_their_own_reply() {
     conn.expect_silence(Duration::from_millis(100));
 }
 
+/// `Service::before_output` (a dht node writes its change log's group there) runs for output
+/// about to leave, not for every flush: a writable event with nothing queued must not call it,
+/// or a node writes its log once per request instead of once per pass.
+#[test]
+fn before_output_runs_only_for_output_about_to_leave() {
+    let server = start(test_options());
+    let mut conn = connect(server.addr);
+    let requests = 200u64;
+    for id in 1..=requests {
+        let reply = conn.call(ECHO, id, b"x");
+        reply.assert_reply(id, OK);
+    }
+    let calls = stat(
+        &get_stats(&mut conn, requests + 1),
+        "test/before_output_calls",
+    )
+    .expect("the test service counts its before_output calls");
+    // One per reply sent, and a few for the handshake's messages.
+    assert!(
+        (requests..=requests + 4).contains(&calls),
+        "{calls} calls of before_output for {requests} replies"
+    );
+}
+
 // 3 ----------------------------------------------------------------------------------------------
 
 #[test]

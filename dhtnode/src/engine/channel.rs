@@ -8,9 +8,10 @@
 
 use super::tombstones::Tombstones;
 use super::value::Value;
+use node_core::fold_hash::{fold_mix, FoldHasher};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -22,41 +23,16 @@ pub fn record_bytes(value_len: usize) -> u64 {
     8 + value_len as u64
 }
 
-/// Folded 128-bit multiply: every output bit depends on every input bit, cheaply. Keys are often
-/// sequential or aligned (multiples of 1024...), so neither the map nor the sharding may use raw
-/// key bits.
-fn fold_mix(key: u64, seed: u64) -> u64 {
-    let product = u128::from(key ^ seed) * 0x9e37_79b9_7f4a_7c15_u128;
-    (product as u64) ^ ((product >> 64) as u64)
-}
-
 /// Which shard a key lives in. A different seed than the map's hasher, so that keys sharing a
-/// shard still spread over the map's buckets.
+/// shard still spread over the map's buckets. (Keys are often sequential or aligned, so neither
+/// may use raw key bits: [`fold_mix`].)
 pub fn shard_of(key: u64) -> usize {
     (fold_mix(key, 0x2545_f491_4f6c_dd1d) >> (64 - SHARD_BITS)) as usize
 }
 
 /// The map's hasher for `u64` keys (fixed, not randomly seeded: keys come from clients, but a
 /// hash-flooding client could only slow its own channel, and a fixed hash keeps runs comparable).
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed; this path exists for the trait's sake.
-        for byte in bytes {
-            self.0 = fold_mix(self.0 ^ u64::from(*byte), 0x51_7cc1_b727_220a);
-        }
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        self.0 = fold_mix(key, 0x853c_49e6_748f_ea9b);
-    }
-}
+pub type KeyHasher = FoldHasher<0x853c_49e6_748f_ea9b>;
 
 pub type Shard = HashMap<u64, Value, BuildHasherDefault<KeyHasher>>;
 

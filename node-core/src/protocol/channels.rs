@@ -12,10 +12,22 @@ pub const MAX_CHANNEL_NAME_LEN: usize = 100;
 pub fn valid_channel_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_CHANNEL_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.bytes().all(|b| CHANNEL_NAME_BYTES[b as usize])
 }
+
+/// Whether a byte may be part of a channel name: `[A-Za-z0-9_-]`. A table, because every change
+/// checks its channel name (the request, then the change log's entry): one load per byte
+/// instead of four range compares (~45 instructions less for a 5-byte name).
+const CHANNEL_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        byte += 1;
+    }
+    table
+};
 
 /// A channel name that breaks the rule of [`valid_channel_name`]: the one error, status and
 /// message every kind and every request gives for it.
@@ -131,5 +143,30 @@ mod tests {
         assert_eq!(decode_channel(&out), Ok("ch"));
         out.push(0);
         assert!(decode_channel(&out).is_err(), "trailing bytes are refused");
+    }
+
+    /// The table holds exactly the documented characters: every byte, alone and in a name.
+    #[test]
+    fn channel_names_take_exactly_a_z_digits_underscore_and_dash() {
+        for byte in 0..=255u8 {
+            let documented = byte.is_ascii_uppercase()
+                || byte.is_ascii_lowercase()
+                || byte.is_ascii_digit()
+                || byte == b'_'
+                || byte == b'-';
+            let name = [b'a', byte, b'z'];
+            // Non-UTF-8 bytes cannot reach the check (names are `str`): the table must still
+            // refuse them, as the byte-level rule does.
+            assert_eq!(
+                CHANNEL_NAME_BYTES[byte as usize], documented,
+                "byte {byte:#04x}"
+            );
+            if let Ok(name) = std::str::from_utf8(&name) {
+                assert_eq!(valid_channel_name(name), documented, "{name:?}");
+            }
+        }
+        assert!(!valid_channel_name("caf\u{e9}"));
+        assert!(valid_channel_name(&"x".repeat(MAX_CHANNEL_NAME_LEN)));
+        assert!(!valid_channel_name(&"x".repeat(MAX_CHANNEL_NAME_LEN + 1)));
     }
 }

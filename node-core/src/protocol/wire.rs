@@ -101,6 +101,12 @@ impl<'a> Reader<'a> {
     pub fn str8(&mut self, field: &'static str) -> Result<&'a str, WireError> {
         let len = self.u8(field)? as usize;
         let raw = self.take(field, len)?;
+        if raw.is_ascii() {
+            // Channel names, the str8 of nearly every request, are ASCII: a plain byte test is
+            // a fraction of `from_utf8`'s cost on a short string (~15 instructions against ~80).
+            // SAFETY: every ASCII byte sequence is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(raw) });
+        }
         std::str::from_utf8(raw).map_err(|_| WireError::BadUtf8 { field })
     }
 
@@ -210,5 +216,26 @@ mod tests {
         reader.u8("x").unwrap();
         assert_eq!(reader.finish(), Err(WireError::Trailing { count: 10 }));
         assert!(Reader::new(&[2]).bool("flag").is_err());
+    }
+
+    /// str8 takes ASCII on a fast path: UTF-8 beyond ASCII still decodes, and what is not
+    /// UTF-8 is still BadUtf8.
+    #[test]
+    fn str8_takes_any_utf8_and_refuses_the_rest() {
+        let decode = |raw: &[u8]| {
+            let mut out = vec![raw.len() as u8];
+            out.extend_from_slice(raw);
+            Reader::new(&out).str8("channel").map(str::to_owned)
+        };
+        assert_eq!(decode(b""), Ok(String::new()));
+        assert_eq!(decode(b"bench-1_X"), Ok("bench-1_X".to_owned()));
+        assert_eq!(decode("caf\u{e9}".as_bytes()), Ok("caf\u{e9}".to_owned()));
+        for bad in [&b"\xff"[..], b"ab\x80", b"caf\xc3", b"\xed\xa0\x80"] {
+            assert_eq!(
+                decode(bad),
+                Err(WireError::BadUtf8 { field: "channel" }),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -4,10 +4,17 @@
 //! buffers.
 
 use super::service::{ClientInfo, StreamTask};
+use crate::fold_hash::FoldBuildHasher;
 use crate::protocol::handshake::NONCE_LEN;
 use crate::tls::Transport;
 use std::collections::HashMap;
 use std::io;
+
+/// The hasher of a connection's streams, keyed by request id: SipHash cost ~70 instructions a
+/// lookup, and a request whose reply waits (a dht change under `durability = "always"`) is a
+/// stream, three lookups per request. Ids come from the client; colliding ones slow only its
+/// own connection, whose streams are bounded (`server.max_in_flight`).
+type StreamIdHasher = FoldBuildHasher<0x6a09_e667_f3bc_c909>;
 
 /// The input buffer a connection starts with; it grows (up to the frame limit) only for a frame
 /// that does not fit.
@@ -52,7 +59,7 @@ pub(crate) struct Connection<S: ?Sized> {
     /// `output[output_start..]` is waiting to be written.
     pub output: Vec<u8>,
     pub output_start: usize,
-    pub streams: HashMap<u64, StreamEntry<S>>,
+    pub streams: HashMap<u64, StreamEntry<S>, StreamIdHasher>,
     /// Σ `held` of `streams`.
     pub stream_bytes: usize,
     /// Reading stopped because unsent output is above the high-water mark.
@@ -95,7 +102,7 @@ impl<S: ?Sized> Connection<S> {
             input_end: 0,
             output: Vec::new(),
             output_start: 0,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             stream_bytes: 0,
             reading_paused: false,
             streams_blocked_on_output: false,

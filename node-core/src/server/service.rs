@@ -99,7 +99,8 @@ pub trait Service {
 
     /// Called before any connection's output is written to its socket: whatever the replies
     /// written so far promise (a change log's group written out) must hold once this returns.
-    /// Cheap when there is nothing to do: it runs for every flush.
+    /// Cheap when there is nothing to do: it runs for every flush of a connection with output
+    /// queued (not for a flush with nothing to send).
     fn before_output(&mut self) {}
 
     /// SIGHUP replaced the node's credentials (the server already judges handshakes by them): a

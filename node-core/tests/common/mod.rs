@@ -83,6 +83,8 @@ pub struct TestService {
     /// The running WaitStreams; a stream that ended or was cancelled drops its state.
     waiters: Vec<Weak<RefCell<WaitState>>>,
     streams_cancelled: u64,
+    /// Calls of `before_output` (GetStats `test/before_output_calls`).
+    before_output_calls: u64,
 }
 
 impl TestService {
@@ -91,6 +93,7 @@ impl TestService {
             wakeups,
             waiters: Vec::new(),
             streams_cancelled: 0,
+            before_output_calls: 0,
         }
     }
 
@@ -207,6 +210,14 @@ impl Service for TestService {
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {
         out.push(("test/streams_cancelled".to_string(), self.streams_cancelled));
+        out.push((
+            "test/before_output_calls".to_string(),
+            self.before_output_calls,
+        ));
+    }
+
+    fn before_output(&mut self) {
+        self.before_output_calls += 1;
     }
 }
 

@@ -12,7 +12,6 @@ use crate::server::common;
 use crate::server::connection::{Connection, Phase, ReadOutcome};
 use crate::server::outcome::unsupported_message;
 use crate::server::service::{Handled, Reply, Request, Service, StreamHandle};
-use std::time::Instant;
 
 impl<S: Service> EventLoop<'_, S> {
     pub(super) fn max_input_bytes(&self) -> usize {
@@ -201,7 +200,7 @@ impl<S: Service> EventLoop<'_, S> {
         let code = RequestCode(header.code);
         // The previous request's end, when it was handled just before in this run of frames:
         // one clock read per request rather than two.
-        let started = self.request_clock.take().unwrap_or_else(Instant::now);
+        let started = self.request_clock.take().unwrap_or_else(monotonic_ns);
         if self.cancel_stream_by_id(slot, header.request_id) {
             // Answering it would give the running stream's id a second Reply (docs/protocol.md
             // §2): the client has lost track of its ids, so the connection cannot go on. The
@@ -218,14 +217,14 @@ impl<S: Service> EventLoop<'_, S> {
             let conn = &mut self.connections[slot];
             Reply::new(&mut conn.output, header.request_id).error(status, message);
             let elapsed = self.request_done(started);
-            self.stats.record_request(code.0, status, elapsed);
+            self.stats.record_request_ns(code.0, status, elapsed);
             return;
         }
         if code.is_common() {
             let body_len = body_end - body_start;
             let status = self.on_common_request(slot, code, header.request_id, body_len);
             let elapsed = self.request_done(started);
-            self.stats.record_request(code.0, status, elapsed);
+            self.stats.record_request_ns(code.0, status, elapsed);
             return;
         }
         let Connection {
@@ -249,23 +248,23 @@ impl<S: Service> EventLoop<'_, S> {
                     Status::InternalError
                 });
                 let elapsed = self.request_done(started);
-                self.stats.record_request(code.0, status, elapsed);
+                self.stats.record_request_ns(code.0, status, elapsed);
             }
             Handled::Stream(task) => {
                 debug_assert!(reply.status().is_none(), "a stream must not reply up front");
                 self.start_stream(slot, header.request_id, task);
                 let elapsed = self.request_done(started);
-                self.stats.record_request(code.0, Status::Ok, elapsed);
+                self.stats.record_request_ns(code.0, Status::Ok, elapsed);
             }
         }
     }
 
-    /// The request started at `started` is done: its handling time, and the start of the next
-    /// request of this run of frames.
-    fn request_done(&mut self, started: Instant) -> std::time::Duration {
-        let now = Instant::now();
+    /// The request started at `started` is done: its handling time in ns, and the start of the
+    /// next request of this run of frames.
+    fn request_done(&mut self, started: u64) -> u64 {
+        let now = monotonic_ns();
         self.request_clock = Some(now);
-        now.saturating_duration_since(started)
+        now.saturating_sub(started)
     }
 
     /// Why a request is answered without running it, checked in this order: the connection's
@@ -413,6 +412,26 @@ impl<S: Service> EventLoop<'_, S> {
             }
         }
     }
+}
+
+/// The monotonic clock (`Instant`'s, CLOCK_MONOTONIC) in ns, for requests' handling times: an
+/// `Instant` difference costs ~80 instructions per request (the `timespec` subtraction and the
+/// `Duration` conversions), this one ~15 plus the vDSO call.
+pub(super) fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux, so
+    // the call cannot fail (a failure would leave 0: a handling time of 0, nothing worse).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    debug_assert!(
+        now.tv_sec >= 0 && now.tv_nsec >= 0,
+        "a monotonic clock is positive"
+    );
+    (now.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(now.tv_nsec as u64)
 }
 
 /// When a read loop may stop.

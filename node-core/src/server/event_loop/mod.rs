@@ -103,9 +103,9 @@ pub(crate) struct EventLoop<'s, S: Service> {
     background_pending: bool,
     /// An accept failed (out of descriptors): retry on the next tick.
     accept_retry: bool,
-    /// When the request handled last in the current run of frames ended: the next one's
-    /// start ([`frames`]: one clock read per request).
-    request_clock: Option<Instant>,
+    /// When the request handled last in the current run of frames ended, in
+    /// [`frames::monotonic_ns`]: the next one's start ([`frames`]: one clock read per request).
+    request_clock: Option<u64>,
 }
 
 impl<'s, S: Service> EventLoop<'s, S> {

@@ -22,7 +22,13 @@ impl<S: Service> EventLoop<'_, S> {
     /// connection that is done.
     pub(super) fn flush(&mut self, slot: usize) {
         let low_water = self.server.options.output_buffer_bytes / 2;
-        self.service.before_output();
+        // Only output about to leave needs what before_output promises. A writable event comes
+        // with nearly every readable one and flushes a connection with nothing queued: calling
+        // it then wrote the change log's group out once per request (the changes of the
+        // connections read earlier in the pass) instead of once per pass.
+        if self.connections[slot].pending_output() > 0 {
+            self.service.before_output();
+        }
         let conn = &mut self.connections[slot];
         match conn.flush() {
             Ok(written) => self.stats.add_bytes_out(written),
