@@ -580,7 +580,7 @@ fn info_reports_the_header_counts_and_checksum_verdict() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for expected in [
-        "format:      dht dump, version 1",
+        "format:      dht dump, version 1, compression lz4",
         "channel:     good",
         "records:     100\n",
         "value bytes: 2000\n",
@@ -822,4 +822,63 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
     .encode(&mut body);
     let reply = send_ok(dht.client(), wire::PUT_VERSION, &body);
     assert_eq!(wire::decode_applied(&reply.body), Ok(false));
+}
+
+/// A dump written without compression (a node with `dump_compression = "none"`) reads like a
+/// compressed one: `dumptool info` names its compression and checks it, `export` gives the same
+/// text, and a truncated one fails its checks.
+#[test]
+fn dumptool_reads_uncompressed_dumps_like_compressed_ones() {
+    use dht_persist::dump::format::{DumpCompression, FORMAT_VERSION};
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<(u64, Vec<u8>)> = (0..2000).map(|k| (k * 7, value_for(k, 50))).collect();
+    let compressed = dir.path().join("lz4.dump");
+    write_dump(&compressed, "lz4", &records);
+    let plain = dir.path().join("plain.dump");
+    let mut writer = DumpFileWriter::with_compression(
+        File::create(&plain).unwrap(),
+        FORMAT_VERSION,
+        "plain",
+        1_700_000_000,
+        None,
+        DumpCompression::None,
+    )
+    .unwrap();
+    for part in records.chunks(333) {
+        let mut raw = Vec::new();
+        for (key, value) in part {
+            node_core::protocol::batch::append_record(&mut raw, *key, value);
+        }
+        writer.write_chunk(&raw, part.len() as u32).unwrap();
+    }
+    writer.finish().unwrap();
+
+    let output = dumptool(&["info", path_str(&plain), path_str(&compressed)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "format:      dht dump, version 1, compression none",
+        "format:      dht dump, version 1, compression lz4",
+        "records:     2000\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    assert_eq!(text.matches("checks:      OK").count(), 2, "{text}");
+    let exported = dumptool(&["export", path_str(&plain)]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert_eq!(
+        exported.stdout,
+        dumptool(&["export", path_str(&compressed)]).stdout
+    );
+
+    let bytes = fs::read(&plain).unwrap();
+    let truncated = dir.path().join("cut.dump");
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let output = dumptool(&["info", path_str(&truncated)]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("checks:      FAILED: file ends inside the block"),
+        "{text}"
+    );
 }

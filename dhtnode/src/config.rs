@@ -366,4 +366,27 @@ mod tests {
             assert!(error.contains(key), "{error}");
         }
     }
+
+    #[test]
+    fn dump_compression_is_lz4_or_none_and_anything_else_is_refused_naming_the_key() {
+        assert_eq!(
+            DhtSection::default().dump_compression(),
+            DumpCompression::Lz4
+        );
+        for (text, expected) in [
+            ("lz4", DumpCompression::Lz4),
+            ("none", DumpCompression::None),
+        ] {
+            let config: NodeConfig =
+                toml::from_str(&format!("[dht]\ndump_compression = \"{text}\"\n")).unwrap();
+            assert!(config.dht.validate(u32::MAX).is_ok());
+            assert_eq!(config.dht.dump_compression(), expected);
+        }
+        let config: NodeConfig = toml::from_str("[dht]\ndump_compression = \"zstd\"\n").unwrap();
+        let error = config.dht.validate(u32::MAX).unwrap_err().to_string();
+        assert!(
+            error.contains("dht.dump_compression") && error.contains("\"zstd\" is not lz4 or none"),
+            "{error}"
+        );
+    }
 }

@@ -170,6 +170,11 @@ impl DumpScheduler {
         self.covered.take()
     }
 
+    /// How the writer shares the CPU now (see [`WriterMode`]).
+    pub fn writer_mode(&self) -> WriterMode {
+        self.thread.mode()
+    }
+
     /// Whether a cycle of every channel is running.
     pub fn cycle_running(&self) -> bool {
         self.cycle_started.is_some()
@@ -558,5 +563,81 @@ mod tests {
             std::fs::read_dir(&removed).is_ok_and(|mut files| files.next().is_some())
         });
         assert!(!channel_file(dir.path(), "a", DUMP_SUFFIX).exists());
+    }
+
+    /// One channel whose first shard waits until the test opens it: its dump's writer uses no
+    /// CPU until then, like one the load keeps off the core.
+    struct Gated {
+        shards: Arc<GatedShards>,
+    }
+
+    struct GatedShards {
+        open: std::sync::Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl ShardSource for GatedShards {
+        fn shard_count(&self) -> usize {
+            2
+        }
+        fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            each(index as u64, 0, b"gated");
+        }
+    }
+
+    impl DumpSource for Gated {
+        fn for_each_channel(&self, each: &mut dyn FnMut(&str, Arc<dyn ShardSource>)) {
+            each("gated", self.shards.clone());
+        }
+        fn channel(&self, _: &str) -> Option<Arc<dyn ShardSource>> {
+            Some(self.shards.clone())
+        }
+        fn channel_count(&self) -> usize {
+            1
+        }
+    }
+
+    /// A dump whose writer gets (almost) no CPU over a share window is paced; when the dumps are
+    /// done the writer goes back to the idle class; the shutdown dump runs at full speed. The
+    /// clock is the one the test hands to `tick`.
+    #[test]
+    fn a_starved_dump_is_paced_until_the_dumps_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = Arc::new(GatedShards {
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let source = Gated { shards };
+        let mut scheduler = scheduler(dir.path(), None);
+        let start = Instant::now();
+        scheduler.tick(&source, start);
+        scheduler.start_cycle(&source, start);
+        scheduler.tick(&source, start + SHARE_WINDOW / 2);
+        assert_eq!(
+            scheduler.writer_mode(),
+            WriterMode::Background,
+            "too soon to judge"
+        );
+        scheduler.tick(&source, start + SHARE_WINDOW * 2);
+        assert_eq!(scheduler.writer_mode(), WriterMode::Paced);
+
+        *source.shards.open.lock().unwrap() = true;
+        source.shards.opened.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scheduler.is_dumping() {
+            assert!(Instant::now() < deadline, "the dump did not finish");
+            scheduler.tick(&source, Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        scheduler.tick(&source, Instant::now());
+        assert_eq!(scheduler.writer_mode(), WriterMode::Background);
+        assert_eq!(scheduler.dumps_written(), 1);
+
+        assert_eq!(scheduler.dump_all_blocking(&source), 0);
+        assert_eq!(scheduler.writer_mode(), WriterMode::Full);
     }
 }

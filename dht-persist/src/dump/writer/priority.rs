@@ -66,22 +66,58 @@ pub(super) fn idle_class_is_reversible() -> bool {
 /// Puts thread `thread_id` (0: the calling thread) in the scheduling class of `mode`: the idle
 /// class for `Background` (only when `idle_allowed`), the normal class at nice 0 otherwise.
 pub(super) fn apply_mode(thread_id: i32, mode: WriterMode, idle_allowed: bool) {
-    let param = libc::sched_param { sched_priority: 0 };
     let policy = if mode == WriterMode::Background && idle_allowed {
         libc::SCHED_IDLE
     } else {
         libc::SCHED_OTHER
     };
-    // SAFETY: sched_setscheduler reads `param` during the call only.
-    if unsafe { libc::sched_setscheduler(thread_id, policy, &param) } != 0 {
-        tracing::warn!(
-            "cannot set the dump thread's scheduling class ({mode:?}): {}",
-            io::Error::last_os_error()
-        );
+    // A paced writer asks for a time slice of one quantum: on kernels with EEVDF slices (6.12+)
+    // a thread with a short slice preempts the running one when it wakes, so the writer's
+    // quanta come when due (the share it was given) and each stays as short as promised.
+    // Other kernels ignore the request for this class.
+    let slice_ns = if mode == WriterMode::Paced {
+        QUANTUM.as_nanos() as u64
+    } else {
+        0
+    };
+    if !set_class(thread_id, policy, slice_ns) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` during the call only.
+        if unsafe { libc::sched_setscheduler(thread_id, policy, &param) } != 0 {
+            tracing::warn!(
+                "cannot set the dump thread's scheduling class ({mode:?}): {}",
+                io::Error::last_os_error()
+            );
+        }
     }
     if mode == WriterMode::Full {
         allow_every_cpu(thread_id);
     }
+}
+
+/// `sched_setattr`: `policy` at nice 0, with a requested slice of `slice_ns` (0: the default).
+/// Whether it succeeded.
+fn set_class(thread_id: i32, policy: i32, slice_ns: u64) -> bool {
+    let attr = libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: policy as u32,
+        sched_flags: 0,
+        sched_nice: 0,
+        sched_priority: 0,
+        sched_runtime: slice_ns,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: the kernel reads `attr.size` bytes of `attr` during the call only.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            thread_id,
+            &attr as *const libc::sched_attr,
+            0,
+        )
+    };
+    result == 0
 }
 
 /// Lets thread `thread_id` (and the threads it starts from now on) run on every CPU of the
