@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpReader};
+use dht_persist::dump::format::{
+    read_dump, DumpCompression, DumpFileWriter, DumpReader, FORMAT_VERSION,
+};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -469,7 +471,21 @@ fn bad_config_is_refused_naming_the_key() {
 
 /// A dump of `records` written directly with the node's writer.
 fn write_dump(path: &Path, channel: &str, records: &[(u64, Vec<u8>)]) {
-    let mut writer = DumpFileWriter::new(File::create(path).unwrap(), channel).unwrap();
+    write_dump_stored(path, channel, records, DumpCompression::Lz4);
+}
+
+/// [`write_dump`], its blocks stored as `compression` says.
+fn write_dump_stored(
+    path: &Path,
+    channel: &str,
+    records: &[(u64, Vec<u8>)],
+    compression: DumpCompression,
+) {
+    let file = File::create(path).unwrap();
+    let created = dht_persist::dump::format::unix_now();
+    let mut writer =
+        DumpFileWriter::with_compression(file, FORMAT_VERSION, channel, created, None, compression)
+            .unwrap();
     for part in records.chunks(333) {
         let mut raw = Vec::new();
         for (key, value) in part {
@@ -829,29 +845,12 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
 /// text, and a truncated one fails its checks.
 #[test]
 fn dumptool_reads_uncompressed_dumps_like_compressed_ones() {
-    use dht_persist::dump::format::{DumpCompression, FORMAT_VERSION};
     let dir = tempfile::tempdir().unwrap();
     let records: Vec<(u64, Vec<u8>)> = (0..2000).map(|k| (k * 7, value_for(k, 50))).collect();
     let compressed = dir.path().join("lz4.dump");
     write_dump(&compressed, "lz4", &records);
     let plain = dir.path().join("plain.dump");
-    let mut writer = DumpFileWriter::with_compression(
-        File::create(&plain).unwrap(),
-        FORMAT_VERSION,
-        "plain",
-        1_700_000_000,
-        None,
-        DumpCompression::None,
-    )
-    .unwrap();
-    for part in records.chunks(333) {
-        let mut raw = Vec::new();
-        for (key, value) in part {
-            node_core::protocol::batch::append_record(&mut raw, *key, value);
-        }
-        writer.write_chunk(&raw, part.len() as u32).unwrap();
-    }
-    writer.finish().unwrap();
+    write_dump_stored(&plain, "plain", &records, DumpCompression::None);
 
     let output = dumptool(&["info", path_str(&plain), path_str(&compressed)]);
     assert!(output.status.success(), "{}", stderr(&output));

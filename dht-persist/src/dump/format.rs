@@ -1045,13 +1045,7 @@ mod tests {
                 );
             }
         }
-        for len in 0..bytes.len() {
-            let err = read_all(&bytes[..len]).unwrap_err();
-            assert!(
-                matches!(err.problem, DumpProblem::Truncated(_)),
-                "length {len}: {err}"
-            );
-        }
+        check_every_truncation(&bytes);
         // A damaged record inside a block: refused, naming the block and the checksum.
         let mut damaged = bytes.clone();
         damaged[header_len + 16 + 20] ^= 0x10;
@@ -1098,9 +1092,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_truncation_and_any_extension_is_detected() {
-        let (bytes, _) = dump_covering(200, 30, Some(42));
+    /// Every proper prefix of `bytes` is refused as a truncated dump.
+    fn check_every_truncation(bytes: &[u8]) {
         for len in 0..bytes.len() {
             let err = read_all(&bytes[..len]).unwrap_err();
             assert!(
@@ -1108,6 +1101,12 @@ mod tests {
                 "length {len}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn every_truncation_and_any_extension_is_detected() {
+        let (bytes, _) = dump_covering(200, 30, Some(42));
+        check_every_truncation(&bytes);
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(
