@@ -201,6 +201,14 @@ impl DhtSection {
             );
         }
         self.validate_peers()?;
+        self.validate_names()
+    }
+}
+
+impl DhtSection {
+    /// The keys that take one of a few names: `dump_compression`, `out_of_range`.
+    fn validate_names(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
         if DumpCompression::from_name(&self.dump_compression).is_none() {
             return invalid(
                 "dht.dump_compression",
@@ -215,9 +223,7 @@ impl DhtSection {
         }
         Ok(())
     }
-}
 
-impl DhtSection {
     /// `replica_peers`: at most [`MAX_REPLICA_PEERS`], each `host:port` with a port, no
     /// duplicates (names are resolved when the node connects, so DNS may come later).
     fn validate_peers(&self) -> Result<(), ConfigError> {
