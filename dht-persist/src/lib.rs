@@ -28,9 +28,11 @@ pub mod loader;
 pub mod tcm;
 pub mod wal;
 
-pub use dump::format::{read_dump, DumpError, DumpFileWriter, DumpHeader, DumpReader, DumpSummary};
+pub use dump::format::{
+    read_dump, DumpCompression, DumpError, DumpFileWriter, DumpHeader, DumpReader, DumpSummary,
+};
 pub use dump::scheduler::{DumpScheduler, DumpSource};
-pub use dump::writer::{DumpAction, DumpOutcome, DumpThread, ShardSource};
+pub use dump::writer::{DumpAction, DumpOutcome, DumpThread, ShardSource, WriterMode};
 pub use loader::{
     load_data_dir, ChannelLoadReport, LoadError, LoadOptions, LoadReport, LoadSource, LoadTarget,
     OutOfRangePolicy,

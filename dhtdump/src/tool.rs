@@ -103,8 +103,9 @@ fn info_dump(path: &Path, out: &mut impl Write) -> Result<bool, String> {
             });
             let summary: DumpSummary = reader.summary();
             lines.push(format!(
-                "  format:      dht dump, version {}",
-                header.version
+                "  format:      dht dump, version {}, compression {}",
+                header.version,
+                header.compression().name()
             ));
             lines.push(format!("  channel:     {}", header.channel));
             lines.push(format!(

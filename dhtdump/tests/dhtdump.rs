@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpReader};
+use dht_persist::dump::format::{
+    read_dump, DumpCompression, DumpFileWriter, DumpReader, FORMAT_VERSION,
+};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -469,7 +471,21 @@ fn bad_config_is_refused_naming_the_key() {
 
 /// A dump of `records` written directly with the node's writer.
 fn write_dump(path: &Path, channel: &str, records: &[(u64, Vec<u8>)]) {
-    let mut writer = DumpFileWriter::new(File::create(path).unwrap(), channel).unwrap();
+    write_dump_stored(path, channel, records, DumpCompression::Lz4);
+}
+
+/// [`write_dump`], its blocks stored as `compression` says.
+fn write_dump_stored(
+    path: &Path,
+    channel: &str,
+    records: &[(u64, Vec<u8>)],
+    compression: DumpCompression,
+) {
+    let file = File::create(path).unwrap();
+    let created = dht_persist::dump::format::unix_now();
+    let mut writer =
+        DumpFileWriter::with_compression(file, FORMAT_VERSION, channel, created, None, compression)
+            .unwrap();
     for part in records.chunks(333) {
         let mut raw = Vec::new();
         for (key, value) in part {
@@ -580,7 +596,7 @@ fn info_reports_the_header_counts_and_checksum_verdict() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for expected in [
-        "format:      dht dump, version 1",
+        "format:      dht dump, version 1, compression lz4",
         "channel:     good",
         "records:     100\n",
         "value bytes: 2000\n",
@@ -822,4 +838,46 @@ fn dhtdump_copies_keep_versions_and_tombstones() {
     .encode(&mut body);
     let reply = send_ok(dht.client(), wire::PUT_VERSION, &body);
     assert_eq!(wire::decode_applied(&reply.body), Ok(false));
+}
+
+/// A dump written without compression (a node with `dump_compression = "none"`) reads like a
+/// compressed one: `dumptool info` names its compression and checks it, `export` gives the same
+/// text, and a truncated one fails its checks.
+#[test]
+fn dumptool_reads_uncompressed_dumps_like_compressed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<(u64, Vec<u8>)> = (0..2000).map(|k| (k * 7, value_for(k, 50))).collect();
+    let compressed = dir.path().join("lz4.dump");
+    write_dump(&compressed, "lz4", &records);
+    let plain = dir.path().join("plain.dump");
+    write_dump_stored(&plain, "plain", &records, DumpCompression::None);
+
+    let output = dumptool(&["info", path_str(&plain), path_str(&compressed)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "format:      dht dump, version 1, compression none",
+        "format:      dht dump, version 1, compression lz4",
+        "records:     2000\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    assert_eq!(text.matches("checks:      OK").count(), 2, "{text}");
+    let exported = dumptool(&["export", path_str(&plain)]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert_eq!(
+        exported.stdout,
+        dumptool(&["export", path_str(&compressed)]).stdout
+    );
+
+    let bytes = fs::read(&plain).unwrap();
+    let truncated = dir.path().join("cut.dump");
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let output = dumptool(&["info", path_str(&truncated)]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("checks:      FAILED: file ends inside the block"),
+        "{text}"
+    );
 }

@@ -2,6 +2,7 @@
 //! directory and the node's own `[dht]` section. Every key and its default is documented in
 //! `deploy/config/dhtnode.toml`.
 
+use dht_persist::dump::format::DumpCompression;
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, TlsSection};
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
@@ -48,6 +49,10 @@ pub struct DhtSection {
     pub listen_total_bytes: u64,
     /// Seconds between periodic dumps of every channel; 0 = only at shutdown.
     pub dump_period_s: u64,
+    /// How dump files store their blocks: "lz4" (smaller files, one core's compression speed)
+    /// or "none" (the records as they are, at the disk's speed). Readers tell the two apart by
+    /// the file's header, so changing it needs nothing else.
+    pub dump_compression: String,
     /// What to do with dump records outside the node's range at start: load, ignore or fatal.
     pub out_of_range: String,
     /// While this node's own redistribution runs, records other nodes move to it may grow it
@@ -102,6 +107,7 @@ impl Default for DhtSection {
             listen_queue_bytes: 16 * 1024 * 1024,
             listen_total_bytes: 256 * 1024 * 1024,
             dump_period_s: 6 * 3600,
+            dump_compression: "lz4".into(),
             out_of_range: "load".into(),
             redistribution_memory_multiplier: 1.1,
             durability: DurabilityPolicy::Interval,
@@ -116,6 +122,12 @@ impl Default for DhtSection {
 }
 
 impl DhtSection {
+    /// `dump_compression` as parsed ([`DhtSection::validate`] refuses any other name; LZ4 for
+    /// one that slipped past it).
+    pub fn dump_compression(&self) -> DumpCompression {
+        DumpCompression::from_name(&self.dump_compression).unwrap_or_default()
+    }
+
     pub fn range(&self) -> Result<HashRange, ConfigError> {
         HashRange::parse(&format!("{}:{}", self.range_min, self.range_max)).map_err(|problem| {
             ConfigError::Invalid {
@@ -189,6 +201,20 @@ impl DhtSection {
             );
         }
         self.validate_peers()?;
+        self.validate_names()
+    }
+}
+
+impl DhtSection {
+    /// The keys that take one of a few names: `dump_compression`, `out_of_range`.
+    fn validate_names(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        if DumpCompression::from_name(&self.dump_compression).is_none() {
+            return invalid(
+                "dht.dump_compression",
+                format!("{:?} is not lz4 or none", self.dump_compression),
+            );
+        }
         if !["load", "ignore", "fatal"].contains(&self.out_of_range.as_str()) {
             return invalid(
                 "dht.out_of_range",
@@ -197,9 +223,7 @@ impl DhtSection {
         }
         Ok(())
     }
-}
 
-impl DhtSection {
     /// `replica_peers`: at most [`MAX_REPLICA_PEERS`], each `host:port` with a port, no
     /// duplicates (names are resolved when the node connects, so DNS may come later).
     fn validate_peers(&self) -> Result<(), ConfigError> {
@@ -347,5 +371,28 @@ mod tests {
             let error = config.dht.validate(u32::MAX).unwrap_err().to_string();
             assert!(error.contains(key), "{error}");
         }
+    }
+
+    #[test]
+    fn dump_compression_is_lz4_or_none_and_anything_else_is_refused_naming_the_key() {
+        assert_eq!(
+            DhtSection::default().dump_compression(),
+            DumpCompression::Lz4
+        );
+        for (text, expected) in [
+            ("lz4", DumpCompression::Lz4),
+            ("none", DumpCompression::None),
+        ] {
+            let config: NodeConfig =
+                toml::from_str(&format!("[dht]\ndump_compression = \"{text}\"\n")).unwrap();
+            assert!(config.dht.validate(u32::MAX).is_ok());
+            assert_eq!(config.dht.dump_compression(), expected);
+        }
+        let config: NodeConfig = toml::from_str("[dht]\ndump_compression = \"zstd\"\n").unwrap();
+        let error = config.dht.validate(u32::MAX).unwrap_err().to_string();
+        assert!(
+            error.contains("dht.dump_compression") && error.contains("\"zstd\" is not lz4 or none"),
+            "{error}"
+        );
     }
 }

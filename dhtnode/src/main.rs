@@ -209,6 +209,7 @@ fn start_node(config: &NodeConfig, engine: Engine, wakeups: Wakeups) -> Result<D
             config.data_dir.display()
         )
     })?;
+    thread.set_compression(config.dht.dump_compression());
     let period =
         (config.dht.dump_period_s > 0).then(|| Duration::from_secs(config.dht.dump_period_s));
     let dumper = DumpScheduler::new(thread, period);

@@ -15,13 +15,28 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How many values ahead of the one being read a dump prefetches: enough to cover a memory
+/// access (~100 ns) with the copying of the values in between, few enough to stay in the cache.
+const PREFETCH_AHEAD: usize = 8;
+
 impl ShardSource for Channel {
     fn shard_count(&self) -> usize {
         SHARD_COUNT
     }
 
+    /// Values live in their own allocations, scattered over memory: reading them in table order
+    /// waits for memory once per value (most of a dump's time, without this). So the walk
+    /// prefetches the value [`PREFETCH_AHEAD`] entries ahead of the one it hands out.
     fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
-        for (key, value) in self.shard(index).iter() {
+        let shard = self.shard(index);
+        let mut ahead = shard.values();
+        for value in ahead.by_ref().take(PREFETCH_AHEAD) {
+            value.prefetch();
+        }
+        for (key, value) in shard.iter() {
+            if let Some(later) = ahead.next() {
+                later.prefetch();
+            }
             each(*key, value.version(), value);
         }
     }

@@ -1,9 +1,9 @@
 //! Reads arbitrary bytes as a dht dump file (the node loads these at start). `read_dump` must
 //! return `Ok` or `Err` without panicking or allocating beyond its bounds; when it accepts a
 //! file, the summary must count exactly the records it delivered, and writing those records again
-//! with `DumpFileWriter` must give a file that reads back to the same records.
+//! with `DumpFileWriter`, compressed or not, must give a file that reads back to the same records.
 
-use dht_persist::dump::format::{read_dump, DumpFileWriter};
+use dht_persist::dump::format::{read_dump, DumpCompression, DumpFileWriter, FORMAT_VERSION};
 use node_core::protocol::batch::append_record;
 
 /// The target's entry point: one input. Panics when an invariant above does not hold.
@@ -17,19 +17,29 @@ pub fn check(data: &[u8]) {
         summary.value_bytes,
         records.iter().map(|(_, v)| v.len() as u64).sum::<u64>()
     );
-    let mut writer = DumpFileWriter::new(Vec::new(), "fuzz").expect("write to memory");
     let mut raw = Vec::new();
     for (key, value) in &records {
         append_record(&mut raw, *key, value);
     }
-    if !records.is_empty() {
-        writer
-            .write_chunk(&raw, records.len() as u32)
-            .expect("write to memory");
+    for compression in [DumpCompression::Lz4, DumpCompression::None] {
+        let mut writer = DumpFileWriter::with_compression(
+            Vec::new(),
+            FORMAT_VERSION,
+            "fuzz",
+            0,
+            None,
+            compression,
+        )
+        .expect("write to memory");
+        if !records.is_empty() {
+            writer
+                .write_chunk(&raw, records.len() as u32)
+                .expect("write to memory");
+        }
+        let (file, _) = writer.finish().expect("finish in memory");
+        let mut again = Vec::new();
+        read_dump(&file[..], |key, value| again.push((key, value.to_vec())))
+            .expect("our own file reads");
+        assert_eq!(again, records);
     }
-    let (file, _) = writer.finish().expect("finish in memory");
-    let mut again = Vec::new();
-    read_dump(&file[..], |key, value| again.push((key, value.to_vec())))
-        .expect("our own file reads");
-    assert_eq!(again, records);
 }

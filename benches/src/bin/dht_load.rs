@@ -1,12 +1,17 @@
-//! How fast a dht node comes back: writes one channel's dump of N records (default 1M, 100-byte
-//! values) with the node's own dump writer, then times reading and verifying it, and loading it
-//! into the engine the way start-up does (`dhtnode::persist::load`).
+//! How fast a dht node comes back, and how fast it dumps: writes one channel's dump of N records
+//! (default 1M, 100-byte values) with the node's own dump writer, then times reading and
+//! verifying it, and loading it into the engine the way start-up does
+//! (`dhtnode::persist::load`); then times the node's shutdown dump of that engine
+//! (`DumpScheduler::dump_all_blocking`, the dump thread reading the shards itself) in each
+//! `dump_compression` mode.
 //!
 //! `cargo run --release -p benches --bin dht_load -- [RECORDS] [VALUE_BYTES]`
-//! DESIGN.md §6 target: a restart with 1 GB of data loaded in under 3 s.
+//! DESIGN.md §6 target: a restart with 1 GB of data loaded in under 3 s; issue 22: a shutdown
+//! dump of 1 GB of records in at most 1 s.
 
-use dht_persist::dump::format::{read_dump, DumpFileWriter, DumpSummary};
+use dht_persist::dump::format::{read_dump, DumpCompression, DumpFileWriter, DumpSummary};
 use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
+use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use node_core::protocol::batch::{append_record, DEFAULT_BATCH_TARGET_BYTES};
 use node_core::protocol::dht::HashRange;
@@ -117,5 +122,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "load into engine {load_s:8.3} s  ({:.2} s per GB of data)",
         load_s / (data_mb / 1000.0)
     );
+    for compression in [DumpCompression::Lz4, DumpCompression::None] {
+        let (dump_s, file_mb) = time_shutdown_dump(&engine, compression)?;
+        println!(
+            "shutdown dump    {dump_s:8.3} s  ({:.2} GB/s of data, {} file {file_mb:.0} MB)",
+            data_mb / 1000.0 / dump_s,
+            compression.name()
+        );
+    }
     Ok(())
+}
+
+/// Times the node's shutdown dump of `engine` into a fresh directory: every channel to the
+/// dump thread, until its files are fsynced and renamed into place. Returns the seconds and the
+/// size of the files in MB.
+fn time_shutdown_dump(
+    engine: &Engine,
+    compression: DumpCompression,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let thread = DumpThread::spawn(dir.path().to_path_buf())?;
+    thread.set_compression(compression);
+    let mut scheduler = DumpScheduler::new(thread, None);
+    let started = Instant::now();
+    let failures = scheduler.dump_all_blocking(engine);
+    let dump_s = started.elapsed().as_secs_f64();
+    if failures > 0 {
+        return Err(format!("{failures} channel dumps failed").into());
+    }
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir.path())? {
+        bytes += entry?.metadata()?.len();
+    }
+    Ok((dump_s, bytes as f64 / 1e6))
 }

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 0 | `[u8; 8]` | magic `"SWDHTDMP"` |
 //! | 8 | `u32` | format version: `1` (plain values) or `2` (entries with versions, tombstones) |
-//! | 12 | `u32` | flags: `0`, or [`FLAG_LOG_POSITION`] (`0x1`); a reader refuses any other bit |
+//! | 12 | `u32` | flags: any of [`FLAG_LOG_POSITION`] (`0x1`) and [`FLAG_UNCOMPRESSED`] (`0x2`); a reader refuses any other bit |
 //! | 16 | `u64` | creation time, seconds since the Unix epoch |
 //! | 24 | `str8` | channel name (`n` = its length, at most 255) |
 //! | 25 + n | `u64` | only with flag `0x1`: the change-log position the dump covers (`p` = 8; else `p` = 0) |
@@ -20,12 +20,17 @@
 //! A header without the position (every dump written before the change log, and dumps written
 //! without one) covers no log entry: its position reads as 0 ([`DumpHeader::log_position`]).
 //!
+//! Flag `0x2` clear (every dump written before the flag existed, and `dump_compression = "lz4"`):
+//! every block's batch body is an LZ4 raw block. Set (`dump_compression = "none"`): every
+//! block's batch body is the uncompressed records themselves (`block_len` = 12 + the batch's
+//! uncompressed length). A file never mixes the two ([`DumpCompression`]).
+//!
 //! **Blocks**, zero or more, each:
 //!
 //! | type | field |
 //! |---|---|
 //! | `u32` | `block_len`: 1 ..= 17 MiB ([`MAX_BLOCK_LEN`]) |
-//! | `[u8; block_len]` | one protocol batch (`docs/protocol.md` §4): `u32` uncompressed length (at most 16 MiB), `u32` record count, `u32` CRC32 of the uncompressed bytes, LZ4 raw block; the uncompressed bytes are records `u64 key, u32 value_len, value` |
+//! | `[u8; block_len]` | one protocol batch (`docs/protocol.md` §4): `u32` uncompressed length (at most 16 MiB), `u32` record count, `u32` CRC32 of the uncompressed bytes, then an LZ4 raw block (flag `0x2` clear) or the uncompressed bytes themselves (flag `0x2` set); the uncompressed bytes are records `u64 key, u32 value_len, value` |
 //!
 //! **End**
 //!
@@ -52,8 +57,8 @@
 
 use super::entry::{DumpEntry, VERSIONED_FORMAT_VERSION};
 use node_core::protocol::batch::{
-    decode_batch, encode_batch, BatchError, BatchRecords, BATCH_HEADER_LEN,
-    MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD,
+    decode_batch, decode_uncompressed_batch, encode_batch, encode_batch_header, BatchError,
+    BatchRecords, BATCH_HEADER_LEN, MAX_BATCH_UNCOMPRESSED_BYTES, RECORD_OVERHEAD,
 };
 use std::io::{self, BufReader, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -69,6 +74,49 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Header flag: the header carries the change-log position the dump covers (a `u64` after the
 /// channel name). The only flag; a reader refuses any other bit.
 pub const FLAG_LOG_POSITION: u32 = 0x1;
+/// Header flag: the blocks are not compressed (each batch body is its records as they are).
+/// Older readers refuse the file (an unknown flag) rather than misread it.
+pub const FLAG_UNCOMPRESSED: u32 = 0x2;
+/// Every flag this reader knows.
+const KNOWN_FLAGS: u32 = FLAG_LOG_POSITION | FLAG_UNCOMPRESSED;
+
+/// How a dump's blocks are stored (the node's `[dht] dump_compression`). One choice per file,
+/// recorded in its header ([`FLAG_UNCOMPRESSED`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DumpCompression {
+    /// LZ4 (the default): smaller files, bounded by one core's compression speed.
+    #[default]
+    Lz4,
+    /// No compression: the file is the records themselves, bounded by the disk.
+    None,
+}
+
+impl DumpCompression {
+    /// The setting's name in the config: `"lz4"` or `"none"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DumpCompression::Lz4 => "lz4",
+            DumpCompression::None => "none",
+        }
+    }
+
+    /// Parses a setting's name (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<DumpCompression> {
+        match name {
+            "lz4" => Some(DumpCompression::Lz4),
+            "none" => Some(DumpCompression::None),
+            _ => None,
+        }
+    }
+
+    fn flag(self) -> u32 {
+        match self {
+            DumpCompression::Lz4 => 0,
+            DumpCompression::None => FLAG_UNCOMPRESSED,
+        }
+    }
+}
+
 /// The largest `block_len` a reader accepts: a 16 MiB batch that LZ4 could not shrink, plus
 /// room for LZ4's worst-case expansion and the batch header.
 pub const MAX_BLOCK_LEN: u32 = 17 * 1024 * 1024;
@@ -101,6 +149,17 @@ pub struct DumpHeader {
     pub log_position: u64,
 }
 
+impl DumpHeader {
+    /// How the file's blocks are stored ([`FLAG_UNCOMPRESSED`]).
+    pub fn compression(&self) -> DumpCompression {
+        if self.flags & FLAG_UNCOMPRESSED != 0 {
+            DumpCompression::None
+        } else {
+            DumpCompression::Lz4
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, now (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -121,6 +180,7 @@ pub struct DumpFileWriter<W: Write> {
     block: Vec<u8>,
     summary: DumpSummary,
     bytes_written: u64,
+    compression: DumpCompression,
 }
 
 impl<W: Write> DumpFileWriter<W> {
@@ -158,11 +218,31 @@ impl<W: Write> DumpFileWriter<W> {
     /// [`with_header`](Self::with_header) of a dump of `format_version` (1, or 2: its chunks
     /// hold entries laid out by [`DumpEntry::append_to`]).
     pub fn with_format(
+        out: W,
+        format_version: u32,
+        channel: &str,
+        created_unix_s: u64,
+        log_position: Option<u64>,
+    ) -> io::Result<DumpFileWriter<W>> {
+        let compression = DumpCompression::Lz4;
+        DumpFileWriter::with_compression(
+            out,
+            format_version,
+            channel,
+            created_unix_s,
+            log_position,
+            compression,
+        )
+    }
+
+    /// [`with_format`](Self::with_format) with its blocks stored as `compression` says.
+    pub fn with_compression(
         mut out: W,
         format_version: u32,
         channel: &str,
         created_unix_s: u64,
         log_position: Option<u64>,
+        compression: DumpCompression,
     ) -> io::Result<DumpFileWriter<W>> {
         debug_assert!(
             format_version == FORMAT_VERSION || format_version == VERSIONED_FORMAT_VERSION
@@ -176,11 +256,12 @@ impl<W: Write> DumpFileWriter<W> {
                 ),
             )
         })?;
-        let flags = if log_position.is_some() {
+        let position_flag = if log_position.is_some() {
             FLAG_LOG_POSITION
         } else {
             0
         };
+        let flags = position_flag | compression.flag();
         let mut header = Vec::with_capacity(40 + channel.len());
         header.extend_from_slice(&MAGIC);
         header.extend_from_slice(&format_version.to_le_bytes());
@@ -199,6 +280,7 @@ impl<W: Write> DumpFileWriter<W> {
             block: Vec::with_capacity(128 * 1024),
             summary: DumpSummary::default(),
             bytes_written: header.len() as u64,
+            compression,
         })
     }
 
@@ -220,6 +302,9 @@ impl<W: Write> DumpFileWriter<W> {
         let value_bytes = check_chunk(raw, record_count)?;
         if record_count == 0 {
             return Ok(());
+        }
+        if self.compression == DumpCompression::None {
+            return self.write_uncompressed(raw, record_count, value_bytes);
         }
         self.block.clear();
         self.block.extend_from_slice(&[0; 4]);
@@ -249,6 +334,29 @@ impl<W: Write> DumpFileWriter<W> {
         self.block[..4].copy_from_slice(&(block_len as u32).to_le_bytes());
         self.out.write_all(&self.block)?;
         self.bytes_written += self.block.len() as u64;
+        self.summary.records += u64::from(record_count);
+        self.summary.value_bytes += value_bytes;
+        Ok(())
+    }
+
+    /// An uncompressed block: its length, the batch header, then `raw` as it is (no copy: at
+    /// disk speed a copy of every record is a noticeable part of the dump's time).
+    fn write_uncompressed(
+        &mut self,
+        raw: &[u8],
+        record_count: u32,
+        value_bytes: u64,
+    ) -> io::Result<()> {
+        let block_len = BATCH_HEADER_LEN + raw.len();
+        // Within the batch limit (checked by the caller), so far below the block limit.
+        assert!(block_len <= MAX_BLOCK_LEN as usize);
+        self.block.clear();
+        self.block
+            .extend_from_slice(&(block_len as u32).to_le_bytes());
+        encode_batch_header(raw, record_count, &mut self.block);
+        self.out.write_all(&self.block)?;
+        self.out.write_all(raw)?;
+        self.bytes_written += (4 + block_len) as u64;
         self.summary.records += u64::from(record_count);
         self.summary.value_bytes += value_bytes;
         Ok(())
@@ -449,7 +557,11 @@ impl<R: Read> DumpReader<R> {
             });
         }
         let (raw_len, count) = batch_header(&self.block);
-        let records = decode_batch(&self.block, &mut self.scratch).map_err(|error| DumpError {
+        let decoded = match self.header.compression() {
+            DumpCompression::Lz4 => decode_batch(&self.block, &mut self.scratch),
+            DumpCompression::None => decode_uncompressed_batch(&self.block),
+        };
+        let records = decoded.map_err(|error| DumpError {
             offset: block_offset,
             problem: DumpProblem::Block { index, error },
         })?;
@@ -589,7 +701,7 @@ fn read_header(input: &mut impl Read, offset: &mut u64) -> Result<DumpHeader, Du
     read_field(input, &mut fixed[12..], offset, "header")?;
     let flags = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]);
     // Unknown flags may mean fields this reader does not know: refuse before reading on.
-    if flags & !FLAG_LOG_POSITION != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Err(DumpError {
             offset: 12,
             problem: DumpProblem::UnsupportedFlags(flags),
@@ -705,9 +817,25 @@ mod tests {
         per_chunk: u64,
         log_position: Option<u64>,
     ) -> (Vec<u8>, Vec<(u64, Vec<u8>)>) {
-        let mut writer =
-            DumpFileWriter::with_header(Vec::new(), "test_channel", 1_700_000_000, log_position)
-                .expect("header");
+        dump_stored(records, per_chunk, log_position, DumpCompression::Lz4)
+    }
+
+    /// [`dump_covering`], its blocks stored as `compression` says.
+    fn dump_stored(
+        records: u64,
+        per_chunk: u64,
+        log_position: Option<u64>,
+        compression: DumpCompression,
+    ) -> (Vec<u8>, Vec<(u64, Vec<u8>)>) {
+        let mut writer = DumpFileWriter::with_compression(
+            Vec::new(),
+            FORMAT_VERSION,
+            "test_channel",
+            1_700_000_000,
+            log_position,
+            compression,
+        )
+        .expect("header");
         let mut expected = Vec::new();
         let mut raw = Vec::new();
         let mut count = 0u32;
@@ -806,10 +934,10 @@ mod tests {
 
         // A flag this reader does not know is refused before anything else is read.
         let mut unknown = bytes.clone();
-        unknown[12] |= 0x2;
+        unknown[12] |= 0x4;
         let err = read_all(&unknown).unwrap_err();
         assert_eq!(err.offset, 12);
-        assert!(matches!(err.problem, DumpProblem::UnsupportedFlags(0x3)));
+        assert!(matches!(err.problem, DumpProblem::UnsupportedFlags(0x5)));
         // The flag set on a header without a position: the CRC no longer matches.
         let mut flagged = old.clone();
         flagged[12] = 1;
@@ -878,6 +1006,63 @@ mod tests {
         }
     }
 
+    /// An uncompressed dump: the same records, the flag in its header, blocks that are the
+    /// records themselves; every damaged byte is detected (no LZ4 match offsets to hide one),
+    /// and so is every truncation.
+    #[test]
+    fn an_uncompressed_dump_round_trips_and_refuses_damage() {
+        let (lz4, expected) = dump_stored(300, 40, Some(5), DumpCompression::Lz4);
+        let (bytes, same) = dump_stored(300, 40, Some(5), DumpCompression::None);
+        assert_eq!(same, expected);
+        assert_eq!(read_all(&bytes).unwrap(), read_all(&lz4).unwrap());
+        let reader = DumpReader::new(&bytes[..]).unwrap();
+        assert_eq!(reader.header().flags, FLAG_LOG_POSITION | FLAG_UNCOMPRESSED);
+        assert_eq!(reader.header().compression(), DumpCompression::None);
+        assert_eq!(
+            DumpReader::new(&lz4[..]).unwrap().header().compression(),
+            DumpCompression::Lz4
+        );
+        // The first block holds the first 40 records as they are, after its 12-byte batch header.
+        let header_len = 25 + "test_channel".len() + 8 + 4;
+        let mut raw = Vec::new();
+        for (key, value) in &expected[..40] {
+            append_record(&mut raw, *key, value);
+        }
+        let block_len = u32::from_le_bytes(bytes[header_len..header_len + 4].try_into().unwrap());
+        assert_eq!(block_len as usize, 12 + raw.len());
+        assert_eq!(
+            &bytes[header_len + 16..header_len + 16 + raw.len()],
+            &raw[..]
+        );
+
+        for position in 0..bytes.len() {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[position] ^= mask;
+                assert!(
+                    read_all(&damaged).is_err(),
+                    "flip {mask:#04x} at byte {position} went undetected"
+                );
+            }
+        }
+        check_every_truncation(&bytes);
+        // A damaged record inside a block: refused, naming the block and the checksum.
+        let mut damaged = bytes.clone();
+        damaged[header_len + 16 + 20] ^= 0x10;
+        let err = read_all(&damaged).unwrap_err();
+        assert_eq!(err.offset, header_len as u64);
+        assert!(err.to_string().starts_with("block 0 is damaged"), "{err}");
+        // Read as LZ4 (the flag cleared, the header CRC fixed), the blocks are refused too.
+        let mut unflagged = bytes.clone();
+        unflagged[12] &= !(FLAG_UNCOMPRESSED as u8);
+        let crc = crc32fast::hash(&unflagged[..header_len - 4]);
+        unflagged[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            read_all(&unflagged).unwrap_err().problem,
+            DumpProblem::Block { index: 0, .. }
+        ));
+    }
+
     fn check_every_flip(bytes: &[u8], expected: &[(u64, Vec<u8>)]) {
         let mut harmless = 0;
         for position in 0..bytes.len() {
@@ -907,9 +1092,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_truncation_and_any_extension_is_detected() {
-        let (bytes, _) = dump_covering(200, 30, Some(42));
+    /// Every proper prefix of `bytes` is refused as a truncated dump.
+    fn check_every_truncation(bytes: &[u8]) {
         for len in 0..bytes.len() {
             let err = read_all(&bytes[..len]).unwrap_err();
             assert!(
@@ -917,6 +1101,12 @@ mod tests {
                 "length {len}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn every_truncation_and_any_extension_is_detected() {
+        let (bytes, _) = dump_covering(200, 30, Some(42));
+        check_every_truncation(&bytes);
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(

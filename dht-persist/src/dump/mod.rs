@@ -1,8 +1,8 @@
 //! Channel dumps: how the dht persists its in-memory channels, one file per channel (the
 //! files are listed in [`crate::layout`]).
 //!
-//! - [`format`](mod@format): the dump file format (version 1): header, LZ4 blocks, trailer, every part
-//!   checksummed; a streaming reader that checks everything.
+//! - [`format`](mod@format): the dump file format (versions 1 and 2): header, blocks (LZ4 or
+//!   not), trailer, every part checksummed; a streaming reader that checks everything.
 //! - [`writer`]: [`DumpThread`](writer::DumpThread), the background thread that writes dump
 //!   files: `<ch>.dump.tmp` is written and fsynced, `<ch>.dump` is renamed to
 //!   `<ch>.dump.backup`, `<ch>.dump.tmp` to `<ch>.dump`, and the directory is fsynced. A crash at

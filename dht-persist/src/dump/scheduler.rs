@@ -19,7 +19,9 @@
 //! [`take_covered`](DumpScheduler::take_covered), for the node to delete the log segments it
 //! covers.
 
-use crate::dump::writer::{CancelToken, DumpAction, DumpThread, ShardSource};
+use crate::dump::writer::{
+    CancelToken, DumpAction, DumpThread, ShardSource, WriterMode, PACED_SHARE_PERCENT,
+};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -59,10 +61,11 @@ pub struct DumpScheduler {
     /// When the last cycle that dumped every channel started (or the node started, before
     /// the first): what the dumps on disk are at least as new as.
     last_good_cycle: Instant,
-    /// The writer's progress counter when it last moved, and when: a dump that makes no
-    /// progress for [`STARVED_AFTER`] gets a share of the CPU.
-    last_progress: (u64, Instant),
-    boosted: bool,
+    /// The writer's CPU time when the current [`SHARE_WINDOW`] began, and when: a dump whose
+    /// writer gets too little of the CPU in the idle class is paced instead.
+    share_window: (Duration, Instant),
+    /// Whether the writer is out of the idle class (paced) until the dumps are done.
+    paced: bool,
     /// The log position the running cycle's dumps cover.
     cycle_position: Option<u64>,
     /// The position of the last cycle that dumped every channel, until taken.
@@ -77,15 +80,15 @@ pub struct DumpScheduler {
 /// request removes its own; this only bounds leftovers).
 const MAX_FINISHED_COMMITS: usize = 4096;
 
-/// How long a dump may make no progress (the load keeping the idle-class writer off the CPU)
-/// before the writer gets a small guaranteed share.
-const STARVED_AFTER: Duration = Duration::from_secs(2);
+/// How long the scheduler watches the CPU share an idle-class writer gets before it decides
+/// that the load starves it (then the writer is paced: a guaranteed share).
+const SHARE_WINDOW: Duration = Duration::from_millis(500);
 
 impl DumpScheduler {
     /// `period`: None dumps only at shutdown.
     pub fn new(thread: DumpThread, period: Option<Duration>) -> DumpScheduler {
         let next_cycle = Instant::now() + period.unwrap_or(Duration::MAX / 4);
-        let last_progress = (thread.progress(), Instant::now());
+        let share_window = (thread.cpu_time(), Instant::now());
         DumpScheduler {
             thread,
             period,
@@ -98,8 +101,8 @@ impl DumpScheduler {
             failures: 0,
             failures_at_cycle_start: 0,
             last_good_cycle: Instant::now(),
-            last_progress,
-            boosted: false,
+            share_window,
+            paced: false,
             cycle_position: None,
             covered: None,
             commits: HashMap::new(),
@@ -114,7 +117,7 @@ impl DumpScheduler {
     /// RedistCommit: dumps `channel` now, so that every record it holds at this moment is on
     /// disk when the dump's outcome is reported ([`DumpScheduler::take_commit`] with the returned
     /// ticket). `Ok(None)`: the channel does not exist, there is nothing to write. The writer
-    /// leaves the idle class until the commit is done: a sender is waiting for it.
+    /// is paced (a guaranteed share) until the commit is done: a sender is waiting for it.
     pub fn commit_channel(
         &mut self,
         source: &impl DumpSource,
@@ -129,10 +132,7 @@ impl DumpScheduler {
                     format!("cannot hand channel {channel} to the dump writer: {error}")
                 })?;
         self.commits.insert(ticket, (channel.to_string(), cancel));
-        if !self.boosted {
-            self.thread.set_background(false);
-            self.boosted = true;
-        }
+        self.pace_writer();
         Ok(Some(ticket))
     }
 
@@ -168,6 +168,11 @@ impl DumpScheduler {
     /// doc).
     pub fn take_covered(&mut self) -> Option<u64> {
         self.covered.take()
+    }
+
+    /// How the writer shares the CPU now (see [`WriterMode`]).
+    pub fn writer_mode(&self) -> WriterMode {
+        self.thread.mode()
     }
 
     /// Whether a cycle of every channel is running.
@@ -227,20 +232,43 @@ impl DumpScheduler {
     }
 
     /// Idle-class writing keeps dumps from slowing requests, but a core saturated with requests
-    /// would starve a dump for good; after [`STARVED_AFTER`] without progress the writer gets a
-    /// small share (nice 19), and goes back to the idle class when the dumps are done.
+    /// would starve a dump for good: when the writer got less than half of the paced share
+    /// ([`PACED_SHARE_PERCENT`]) over a [`SHARE_WINDOW`], it is paced (quanta with a bounded
+    /// share, `dump::writer` `priority`) until the dumps are done, then goes back to the idle
+    /// class.
     fn guard_against_starvation(&mut self, now: Instant) {
-        let progress = self.thread.progress();
-        if progress != self.last_progress.0 || !self.is_dumping() {
-            self.last_progress = (progress, now);
+        let cpu = self.thread.cpu_time();
+        if !self.is_dumping() {
+            if self.paced {
+                self.thread.set_mode(WriterMode::Background);
+                self.paced = false;
+            }
+            self.share_window = (cpu, now);
+            return;
         }
-        if !self.is_dumping() && self.boosted {
-            self.thread.set_background(true);
-            self.boosted = false;
-        } else if !self.boosted && now.duration_since(self.last_progress.1) >= STARVED_AFTER {
-            tracing::info!("dump starved by load for {STARVED_AFTER:?}: giving the dump writer a small share of the CPU");
-            self.thread.set_background(false);
-            self.boosted = true;
+        let (cpu_before, since) = self.share_window;
+        let wall = now.saturating_duration_since(since);
+        if self.paced || wall < SHARE_WINDOW {
+            return;
+        }
+        self.share_window = (cpu, now);
+        let used = cpu.saturating_sub(cpu_before);
+        if used * 200 < wall * PACED_SHARE_PERCENT {
+            tracing::info!(
+                "dump writer got {:.1}% of a core in the idle class over {:.1} s: pacing it \
+                 ({PACED_SHARE_PERCENT}% at most) until the dumps are done",
+                100.0 * used.as_secs_f64() / wall.as_secs_f64(),
+                wall.as_secs_f64()
+            );
+            self.pace_writer();
+        }
+    }
+
+    /// Gives the writer its guaranteed share (paced) until the dumps are done.
+    fn pace_writer(&mut self) {
+        if !self.paced {
+            self.thread.set_mode(WriterMode::Paced);
+            self.paced = true;
         }
     }
 
@@ -372,7 +400,7 @@ impl DumpScheduler {
     pub fn dump_all_blocking(&mut self, source: &impl DumpSource) -> u64 {
         let failures_before = self.failures;
         // No requests are served any more: the writer may have the whole core.
-        self.thread.set_background(false);
+        self.thread.set_mode(WriterMode::Full);
         for cancel in self.in_flight.values() {
             cancel.store(true, Ordering::Relaxed);
         }
@@ -535,5 +563,81 @@ mod tests {
             std::fs::read_dir(&removed).is_ok_and(|mut files| files.next().is_some())
         });
         assert!(!channel_file(dir.path(), "a", DUMP_SUFFIX).exists());
+    }
+
+    /// One channel whose first shard waits until the test opens it: its dump's writer uses no
+    /// CPU until then, like one the load keeps off the core.
+    struct Gated {
+        shards: Arc<GatedShards>,
+    }
+
+    struct GatedShards {
+        open: std::sync::Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl ShardSource for GatedShards {
+        fn shard_count(&self) -> usize {
+            2
+        }
+        fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            each(index as u64, 0, b"gated");
+        }
+    }
+
+    impl DumpSource for Gated {
+        fn for_each_channel(&self, each: &mut dyn FnMut(&str, Arc<dyn ShardSource>)) {
+            each("gated", self.shards.clone());
+        }
+        fn channel(&self, _: &str) -> Option<Arc<dyn ShardSource>> {
+            Some(self.shards.clone())
+        }
+        fn channel_count(&self) -> usize {
+            1
+        }
+    }
+
+    /// A dump whose writer gets (almost) no CPU over a share window is paced; when the dumps are
+    /// done the writer goes back to the idle class; the shutdown dump runs at full speed. The
+    /// clock is the one the test hands to `tick`.
+    #[test]
+    fn a_starved_dump_is_paced_until_the_dumps_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = Arc::new(GatedShards {
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let source = Gated { shards };
+        let mut scheduler = scheduler(dir.path(), None);
+        let start = Instant::now();
+        scheduler.tick(&source, start);
+        scheduler.start_cycle(&source, start);
+        scheduler.tick(&source, start + SHARE_WINDOW / 2);
+        assert_eq!(
+            scheduler.writer_mode(),
+            WriterMode::Background,
+            "too soon to judge"
+        );
+        scheduler.tick(&source, start + SHARE_WINDOW * 2);
+        assert_eq!(scheduler.writer_mode(), WriterMode::Paced);
+
+        *source.shards.open.lock().unwrap() = true;
+        source.shards.opened.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scheduler.is_dumping() {
+            assert!(Instant::now() < deadline, "the dump did not finish");
+            scheduler.tick(&source, Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        scheduler.tick(&source, Instant::now());
+        assert_eq!(scheduler.writer_mode(), WriterMode::Background);
+        assert_eq!(scheduler.dumps_written(), 1);
+
+        assert_eq!(scheduler.dump_all_blocking(&source), 0);
+        assert_eq!(scheduler.writer_mode(), WriterMode::Full);
     }
 }

@@ -120,6 +120,21 @@ impl Value {
         self.len() == 0
     }
 
+    /// Asks the CPU to start loading the value's first bytes (its header and the start of its
+    /// bytes) into the cache: a walk over many values (a dump reading a shard) prefetches a few
+    /// ahead, so that it does not wait for memory once per value. A hint; it changes nothing.
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching reads nothing architecturally and cannot fault; the pointer is a
+        // live allocation anyway.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().cast());
+            _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().wrapping_add(64).cast());
+        }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         let start = header_bytes(self.is_versioned());
         // SAFETY: `len` bytes follow the header inside the allocation, initialised by `new` or

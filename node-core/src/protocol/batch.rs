@@ -199,6 +199,13 @@ pub fn encode_uncompressed_batch(raw: &[u8], record_count: u32, out: &mut Vec<u8
     out.extend_from_slice(raw);
 }
 
+/// Appends the 12-byte header of an uncompressed batch of `raw` to `out`, without `raw` itself:
+/// for a writer that sends `raw` from where it lies, right after the header.
+pub fn encode_batch_header(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
+    debug_assert!(raw.len() <= MAX_BATCH_UNCOMPRESSED_BYTES);
+    put_header(raw, record_count, out);
+}
+
 /// The 12-byte header every batch starts with: length and CRC32 of `raw`, the record count.
 fn put_header(raw: &[u8], record_count: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());

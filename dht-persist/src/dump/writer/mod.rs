@@ -25,22 +25,25 @@
 //! `<ch>.dump.tmp` is renamed to `<ch>.dump`, and the directory is fsynced. Whenever a crash
 //! strikes, `<ch>.dump` or `<ch>.dump.backup` holds a complete dump (the loader takes the backup
 //! when the dump is missing). A failed dump (disk full, ...) deletes its temporary file and
-//! leaves the previous dump and backup as they were. The thread runs in the idle scheduling
-//! class when it may (`priority`).
+//! leaves the previous dump and backup as they were. How the thread shares the CPU with the
+//! node's requests ([`WriterMode`]: idle class, paced, full speed) is in `priority`.
 
+mod pipeline;
 mod priority;
 mod worker;
+mod writeback;
 
 #[cfg(test)]
 mod tests;
 
-use crate::dump::format::FORMAT_VERSION;
+use crate::dump::format::{DumpCompression, FORMAT_VERSION};
 use node_core::protocol::dht::valid_channel_name;
-use priority::{idle_class_is_reversible, set_background};
+use priority::{apply_mode, idle_class_is_reversible, Pacer};
+pub use priority::{WriterMode, PACED_SHARE_PERCENT, QUANTUM};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -135,8 +138,15 @@ struct Shared {
     thread_id: AtomicI32,
     /// Whether the writer may use the idle class (see `idle_class_is_reversible`).
     idle_allowed: AtomicBool,
+    /// The [`WriterMode`] the node chose, as its byte.
+    mode: AtomicU8,
+    /// The writer thread's CPU time in nanoseconds, as of its last unit of work.
+    cpu_ns: AtomicU64,
     /// Shards read so far, over the thread's life: the node watches it to see a starved dump.
     progress: AtomicU64,
+    /// Whether dumps begun from now on are written without compression
+    /// ([`DumpThread::set_compression`]).
+    uncompressed: AtomicBool,
     /// The next [`DumpThread::dump_shards_ticketed`] ticket.
     next_ticket: AtomicU64,
     state: Mutex<QueueState>,
@@ -210,13 +220,38 @@ impl DumpThread {
         self.shared.progress.load(Ordering::Relaxed)
     }
 
-    /// Puts the thread in the background (idle) class, or gives it a small share of the CPU
-    /// when the load starves it (see `priority::set_background`).
-    pub fn set_background(&self, background: bool) {
-        let thread_id = self.shared.thread_id.load(Ordering::Relaxed);
-        if thread_id != 0 && self.shared.idle_allowed.load(Ordering::Relaxed) {
-            set_background(thread_id, background);
+    /// How the thread shares the CPU from now on (see [`WriterMode`]). New threads start in
+    /// `Background`.
+    pub fn set_mode(&self, mode: WriterMode) {
+        // SeqCst against the thread's start (stores its id, then reads the mode): one of the
+        // two sides applies the new mode, or both do.
+        let previous = self.shared.mode.swap(mode as u8, Ordering::SeqCst);
+        let thread_id = self.shared.thread_id.load(Ordering::SeqCst);
+        if thread_id != 0 && previous != mode as u8 {
+            let idle_allowed = self.shared.idle_allowed.load(Ordering::Relaxed);
+            apply_mode(thread_id, mode, idle_allowed);
         }
+    }
+
+    /// The mode last set.
+    pub fn mode(&self) -> WriterMode {
+        WriterMode::from_u8(self.shared.mode.load(Ordering::Relaxed))
+    }
+
+    /// The CPU time the writer thread had used at the end of its last unit of work: over a
+    /// while, how much of a core it got.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.shared.cpu_ns.load(Ordering::Relaxed))
+    }
+
+    /// How the dumps begun from now on store their blocks (LZ4 until set; the node sets its
+    /// `[dht] dump_compression`). The choice is in each file's header, so readers need no
+    /// setting.
+    pub fn set_compression(&self, compression: DumpCompression) {
+        let uncompressed = compression == DumpCompression::None;
+        self.shared
+            .uncompressed
+            .store(uncompressed, Ordering::Relaxed);
     }
 
     /// Queues a dump of a whole channel that the thread reads itself, shard by shard (no records
@@ -299,7 +334,10 @@ impl DumpThread {
             changed: Condvar::new(),
             thread_id: AtomicI32::new(0),
             idle_allowed: AtomicBool::new(false),
+            mode: AtomicU8::new(WriterMode::Background as u8),
+            cpu_ns: AtomicU64::new(0),
             progress: AtomicU64::new(0),
+            uncompressed: AtomicBool::new(false),
             next_ticket: AtomicU64::new(1),
             on_progress: Mutex::new(None),
         });
@@ -308,6 +346,7 @@ impl DumpThread {
             outcome_tx,
             recycle_tx,
             Arc::clone(&shared),
+            Pacer::new(),
         );
         let guard = AliveGuard(Arc::clone(&shared));
         let handle = std::thread::Builder::new()
@@ -318,16 +357,18 @@ impl DumpThread {
                 _guard
                     .0
                     .thread_id
-                    .store(unsafe { libc::gettid() }, Ordering::Relaxed);
+                    .store(unsafe { libc::gettid() }, Ordering::SeqCst);
                 let idle = idle_class_is_reversible();
                 _guard.0.idle_allowed.store(idle, Ordering::Relaxed);
                 if !idle {
                     tracing::info!(
-                        "dump writer runs at nice 19, not in the idle class: this process may not \
-                         leave SCHED_IDLE again (give it LimitNICE=+19 or CAP_SYS_NICE)"
+                        "dump writer stays in the normal class, paced to {PACED_SHARE_PERCENT}% \
+                         of a core while the node serves: this process may not leave SCHED_IDLE \
+                         again (give it LimitNICE=+0 or CAP_SYS_NICE)"
                     );
                 }
-                set_background(0, idle);
+                let mode = WriterMode::from_u8(_guard.0.mode.load(Ordering::SeqCst));
+                apply_mode(0, mode, idle);
                 worker.run(command_rx);
             })?;
         Ok(DumpThread {

@@ -380,3 +380,183 @@ fn a_dump_given_a_log_position_carries_it_and_reports_it() {
     assert_eq!(outcome.log_position, Some(5));
     assert_eq!(header_of(&dump).flags, 0, "the previous dump stays");
 }
+
+/// An owned dump entry, to compare what was read with what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Record(u64, Vec<u8>),
+    Tombstone(u64, u64),
+}
+
+/// A channel the way the node's dumps see it: many shards, records with and without versions
+/// (values from empty to larger than a block), and tombstones.
+struct Versioned {
+    shards: Vec<Vec<(u64, u64, Vec<u8>)>>,
+    tombstones: Vec<(u64, u64, u64)>,
+}
+
+impl ShardSource for Versioned {
+    fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
+        for (key, version, value) in &self.shards[index] {
+            each(*key, *version, value);
+        }
+    }
+    fn for_each_tombstone(&self, each: &mut dyn FnMut(u64, u64, u64)) {
+        for (key, version, stored) in &self.tombstones {
+            each(*key, *version, *stored);
+        }
+    }
+}
+
+impl Versioned {
+    fn new() -> Versioned {
+        let mut shards = vec![Vec::new(); 64];
+        for key in 0..6_000u64 {
+            let len = match key % 500 {
+                0 => 0,
+                // Larger than a paced block (64 KiB) and than a pipelined one (1 MiB).
+                1 if key < 1000 => 1_300_000,
+                2 => 70_000,
+                _ => (key * 37 % 300) as usize,
+            };
+            let value = (0..len).map(|i| (key as usize * 31 + i) as u8).collect();
+            let version = if key % 3 == 0 { 0 } else { key * 1000 + 7 };
+            shards[(key % 64) as usize].push((key * 0x9e37_79b9, version, value));
+        }
+        let tombstones = (0..300)
+            .map(|i| (i * 7 + 1, i + 100, 1_700_000_000 + i))
+            .collect();
+        Versioned { shards, tombstones }
+    }
+
+    /// Every entry in the order a dump holds them: shard by shard, then the tombstones.
+    fn entries(&self) -> Vec<Entry> {
+        let records = self.shards.iter().flatten();
+        let records = records.map(|(key, version, value)| {
+            assert!(*version == 0 || *version > 1);
+            Entry::Record(*key, [&version.to_le_bytes()[..], value].concat())
+        });
+        let tombstones = self
+            .tombstones
+            .iter()
+            .map(|(key, version, stored)| Entry::Tombstone(*key, version ^ stored));
+        records.chain(tombstones).collect()
+    }
+}
+
+/// Every entry of a dump file, checked to the end; and its header.
+fn read_entries(path: &Path) -> (crate::dump::format::DumpHeader, Vec<Entry>) {
+    let mut reader = crate::dump::format::DumpReader::open_buffered(File::open(path).unwrap())
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let mut entries = Vec::new();
+    reader
+        .for_each_entry(|key, entry| {
+            entries.push(match entry {
+                crate::dump::entry::DumpEntry::Record { version, value } => {
+                    Entry::Record(key, [&version.to_le_bytes()[..], value].concat())
+                }
+                crate::dump::entry::DumpEntry::Tombstone {
+                    version,
+                    stored_unix_s,
+                } => Entry::Tombstone(key, version ^ stored_unix_s),
+            })
+        })
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    (reader.header().clone(), entries)
+}
+
+/// Whatever the compression and however the writer shares the CPU (idle class, paced, full speed
+/// on two threads), a node's dump holds exactly the channel's records, versions and tombstones,
+/// in the same order, and says in its header how it is stored.
+#[test]
+fn every_compression_and_mode_dumps_the_same_entries() {
+    use crate::dump::format::DumpCompression;
+    let source = Arc::new(Versioned::new());
+    let expected = source.entries();
+    for compression in [DumpCompression::Lz4, DumpCompression::None] {
+        for mode in [WriterMode::Background, WriterMode::Paced, WriterMode::Full] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+            thread.set_compression(compression);
+            thread.set_mode(mode);
+            assert_eq!(thread.mode(), mode);
+            thread
+                .dump_shards_covering("ch", source.clone(), 12)
+                .unwrap();
+            thread.wait_idle().unwrap();
+            let outcome = thread.poll_outcomes().pop().unwrap();
+            assert_eq!(outcome.result, Ok(()), "{compression:?} {mode:?}");
+            assert_eq!(outcome.records, expected.len() as u64);
+            let path = dir.path().join("ch.dump");
+            assert_eq!(outcome.bytes, fs::metadata(&path).unwrap().len());
+            let (header, entries) = read_entries(&path);
+            assert_eq!(header.compression(), compression, "{mode:?}");
+            assert_eq!(header.log_position, 12);
+            assert!(
+                entries == expected,
+                "{compression:?} {mode:?}: entries differ"
+            );
+        }
+    }
+}
+
+/// A full-speed (two-thread) dump that cannot write fails like a one-thread dump: reported, its
+/// temporary file gone, the previous dump kept; and a cancelled one leaves the previous dump too.
+#[test]
+fn a_full_speed_dump_that_fails_or_is_cancelled_keeps_the_previous_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    thread.set_mode(WriterMode::Full);
+    dump_channel(&mut thread, "ch", FIRST);
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("ch.dump.tmp")).unwrap();
+    thread
+        .dump_shards("ch", Arc::new(Versioned::new()))
+        .unwrap();
+    thread.wait_idle().unwrap();
+    let outcome = thread.poll_outcomes().pop().unwrap();
+    assert_eq!(outcome.action, DumpAction::Dump);
+    let error = outcome.result.unwrap_err();
+    assert!(error.contains("No space left"), "{error}");
+    assert!(fs::symlink_metadata(dir.path().join("ch.dump.tmp")).is_err());
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+
+    let gated = Arc::new(Gated {
+        inner: Versioned::new(),
+        open: Mutex::new(false),
+        opened: Condvar::new(),
+    });
+    let cancel = thread.dump_shards("ch", gated.clone()).unwrap();
+    cancel.store(true, Ordering::Relaxed);
+    *gated.open.lock().unwrap() = true;
+    gated.opened.notify_all();
+    thread.wait_idle().unwrap();
+    let outcome = thread.poll_outcomes().pop().unwrap();
+    assert_eq!(outcome.action, DumpAction::Aborted, "{outcome:?}");
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+    assert!(!dir.path().join("ch.dump.tmp").exists());
+}
+
+/// A source whose first shard waits until the test opens it: a dump is certainly under way
+/// (past its first cancel check) when the test acts.
+struct Gated {
+    inner: Versioned,
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl ShardSource for Gated {
+    fn shard_count(&self) -> usize {
+        self.inner.shard_count()
+    }
+    fn for_each_in_shard(&self, index: usize, each: &mut dyn FnMut(u64, u64, &[u8])) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        drop(open);
+        self.inner.for_each_in_shard(index, each)
+    }
+}

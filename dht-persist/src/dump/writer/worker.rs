@@ -1,9 +1,12 @@
 //! The dump thread's side: one command at a time, one dump file at a time (see the parent
 //! module for the file's steps and the outcomes it reports).
 
+use super::pipeline::{dump_pipelined, Piped};
+use super::priority::{Pacer, WriterMode};
+use super::writeback::WritebackFile;
 use super::{Command, DumpAction, DumpOutcome, ShardSource, Shared, WRITE_BUFFER_BYTES};
 use crate::dump::entry::{DumpEntry, VERSIONED_FORMAT_VERSION};
-use crate::dump::format::{unix_now, DumpFileWriter, END_LEN};
+use crate::dump::format::{unix_now, DumpCompression, DumpFileWriter, END_LEN};
 use crate::layout::{
     channel_file, free_name, sync_dir, BACKUP_SUFFIX, DUMP_SUFFIX, REMOVED_DIR, TCM_SUFFIX,
     TMP_SUFFIX,
@@ -17,8 +20,12 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Uncompressed bytes per block when the thread reads shards itself.
-const SHARD_CHUNK_BYTES: usize = 256 * 1024;
+/// Uncompressed bytes per block when the thread reads shards itself: small enough that
+/// compressing one (LZ4: ~100 µs) fits a paced writer's quantum (`priority::QUANTUM`).
+const SHARD_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why a dump stopped at its cancel token.
+const CANCELLED: &str = "dump cancelled (channel removed, or the node is shutting down)";
 
 /// Entries collected for the next block of a dump the thread reads from shards.
 struct PendingChunk {
@@ -33,6 +40,8 @@ pub(super) struct Worker {
     outcomes: Sender<DumpOutcome>,
     recycle: SyncSender<Vec<u8>>,
     shared: Arc<Shared>,
+    /// Paces the node's dumps (`dump_shards`) when the node asks for it.
+    pacer: Pacer,
 }
 
 struct Session {
@@ -43,7 +52,7 @@ struct Session {
     log_position: Option<u64>,
     started: Instant,
     /// `None` once the dump failed (its outcome is out; the rest of its commands are ignored).
-    writer: Option<DumpFileWriter<BufWriter<File>>>,
+    writer: Option<DumpFileWriter<BufWriter<WritebackFile>>>,
 }
 
 impl Worker {
@@ -52,6 +61,7 @@ impl Worker {
         outcomes: Sender<DumpOutcome>,
         recycle: SyncSender<Vec<u8>>,
         shared: Arc<Shared>,
+        pacer: Pacer,
     ) -> Worker {
         Worker {
             data_dir,
@@ -59,6 +69,7 @@ impl Worker {
             outcomes,
             recycle,
             shared,
+            pacer,
         }
     }
 
@@ -150,9 +161,22 @@ impl Worker {
         }
         let tmp = self.tmp_path(&channel);
         let started = Instant::now();
+        let compression = if self.shared.uncompressed.load(Ordering::Relaxed) {
+            DumpCompression::None
+        } else {
+            DumpCompression::Lz4
+        };
         let writer = File::create(&tmp).and_then(|file| {
-            let out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-            DumpFileWriter::with_format(out, format_version, &channel, unix_now(), log_position)
+            let out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, WritebackFile::new(file));
+            let created = unix_now();
+            DumpFileWriter::with_compression(
+                out,
+                format_version,
+                &channel,
+                created,
+                log_position,
+                compression,
+            )
         });
         let failed = writer.as_ref().err().map(|err| err.to_string());
         self.session = Some(Session {
@@ -185,23 +209,26 @@ impl Worker {
         log_position: Option<u64>,
     ) {
         self.begin(channel, ticket, log_position, VERSIONED_FORMAT_VERSION);
+        if self.mode() == WriterMode::Full {
+            self.dump_shards_pipelined(source, cancel);
+            return;
+        }
         let mut chunk = PendingChunk {
             raw: Vec::with_capacity(SHARD_CHUNK_BYTES + 4096),
             count: 0,
         };
         for index in 0..source.shard_count() {
             if cancel.load(Ordering::Relaxed) {
-                self.abandon(
-                    "dump cancelled (channel removed, or the node is shutting down)".into(),
-                );
+                self.abandon(CANCELLED.into());
                 return;
             }
             self.shared.progress.fetch_add(1, Ordering::Relaxed);
             source.for_each_in_shard(index, &mut |key, version, value| {
                 self.add_entry(&mut chunk, key, DumpEntry::Record { version, value });
             });
+            self.pace();
             if chunk.raw.len() >= SHARD_CHUNK_BYTES {
-                self.write_chunk(&mut chunk);
+                self.write_in_parts(&mut chunk);
             }
             if !self.is_writing() {
                 self.session = None; // Failed and reported; nothing more to write.
@@ -221,6 +248,42 @@ impl Worker {
         self.finish();
     }
 
+    fn mode(&self) -> WriterMode {
+        WriterMode::from_u8(self.shared.mode.load(Ordering::Relaxed))
+    }
+
+    /// [`dump_shards`](Self::dump_shards) at full speed, on two threads (`pipeline`).
+    fn dump_shards_pipelined(&mut self, source: &dyn ShardSource, cancel: &AtomicBool) {
+        let Some(mut writer) = self.session.as_mut().and_then(|s| s.writer.take()) else {
+            self.session = None; // Failed at its start and reported.
+            return;
+        };
+        let piped = dump_pipelined(&mut writer, source, cancel, &self.shared.progress);
+        if let Some(session) = self.session.as_mut() {
+            session.writer = Some(writer);
+        }
+        match piped {
+            Piped::Done => self.finish(),
+            Piped::Cancelled => self.abandon(CANCELLED.into()),
+            Piped::Failed(err) => {
+                self.fail(DumpAction::Dump, format!("writing the dump failed: {err}"));
+                self.session = None;
+            }
+        }
+    }
+
+    /// Ends a unit of work of a node's dump: publishes the CPU time and, when the node asked
+    /// for it (or the idle class is out of reach and the node does not want full speed), sleeps
+    /// once the quantum is used up (`priority`).
+    fn pace(&mut self) {
+        let paced = match self.mode() {
+            WriterMode::Full => false,
+            WriterMode::Paced => true,
+            WriterMode::Background => !self.shared.idle_allowed.load(Ordering::Relaxed),
+        };
+        self.pacer.after_unit(paced, &self.shared.cpu_ns);
+    }
+
     /// Whether a dump is in progress and its file has not failed.
     fn is_writing(&self) -> bool {
         self.session
@@ -236,6 +299,23 @@ impl Worker {
         }
         entry.append_to(&mut chunk.raw, key);
         chunk.count += 1;
+    }
+
+    /// Writes the collected entries as blocks of about [`SHARD_CHUNK_BYTES`] each (a shard of a
+    /// large channel holds more), pacing after each: one block is one unit of work.
+    fn write_in_parts(&mut self, chunk: &mut PendingChunk) {
+        let mut start = 0;
+        let mut written = 0u32;
+        while start < chunk.raw.len() {
+            let (end, count) = part_end(&chunk.raw, start, SHARD_CHUNK_BYTES);
+            self.write_raw(&chunk.raw[start..end], count);
+            self.pace();
+            written += count;
+            start = end;
+        }
+        assert_eq!(written, chunk.count, "the parts hold every collected entry");
+        chunk.raw.clear();
+        chunk.count = 0;
     }
 
     fn write_chunk(&mut self, chunk: &mut PendingChunk) {
@@ -320,7 +400,7 @@ impl Worker {
     fn complete(
         &self,
         channel: &str,
-        writer: DumpFileWriter<BufWriter<File>>,
+        writer: DumpFileWriter<BufWriter<WritebackFile>>,
     ) -> Result<(), String> {
         let tmp = self.tmp_path(channel);
         let dump = channel_file(&self.data_dir, channel, DUMP_SUFFIX);
@@ -328,7 +408,7 @@ impl Worker {
         let written = writer
             .finish()
             .and_then(|(buffered, _)| buffered.into_inner().map_err(|err| err.into_error()))
-            .and_then(|file| file.sync_all());
+            .and_then(|file| file.into_file().sync_all());
         if let Err(err) = written {
             remove_tmp(&tmp);
             return Err(format!("writing {} failed: {err}", tmp.display()));
@@ -418,6 +498,25 @@ impl Worker {
         }
         Ok(moved_bytes)
     }
+}
+
+/// Where the part of `raw` (records laid out by `append_record`, collected by this thread) that
+/// starts at `start` ends: after the first record that takes it to `target_bytes` or more, or at
+/// the end of `raw`; and how many records it holds.
+fn part_end(raw: &[u8], start: usize, target_bytes: usize) -> (usize, u32) {
+    let mut end = start;
+    let mut count = 0u32;
+    while end < raw.len() && end - start < target_bytes {
+        let value_len = raw
+            .get(end + 8..end + RECORD_OVERHEAD)
+            .and_then(|field| field.try_into().ok())
+            .map_or(0, |field: [u8; 4]| u32::from_le_bytes(field) as usize);
+        // A cut-short record (impossible for entries appended here) ends the part at the end
+        // of `raw`; the block writer's own check then refuses it.
+        end = (end + RECORD_OVERHEAD + value_len).min(raw.len());
+        count += 1;
+    }
+    (end, count)
 }
 
 fn remove_tmp(tmp: &Path) {
