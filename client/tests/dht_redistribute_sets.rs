@@ -1,0 +1,288 @@
+//! Redistribution of a cluster of replica sets (issue #19 item 5), on real dhtnode processes:
+//!
+//! - `two_sets_of_two_grow_to_three_sets_of_two_under_a_writer`: two sets of two and two new
+//!   empty nodes; `swarmctl dht redistribute --execute` while a client writes (puts and
+//!   removes, with versions). Afterwards the new nodes are a third set of two, every
+//!   acknowledged key reads back from every member of its new set with the same value and
+//!   version, records written before the move kept their versions and removed keys their
+//!   tombstones, no member holds a key outside its range, and the members of every set hold
+//!   identical records (a digest of each one's GetAll).
+//! - `a_plan_with_a_member_down_is_refused_naming_it`: nothing changes.
+
+mod real_cluster;
+
+use client::dht::{GetAll, GetAllOptions};
+use client::{ClientError, DhtClient};
+use node_core::protocol::dht::{self as wire, split_evenly, HashRange, KeyRequest};
+use node_core::protocol::Status;
+use real_cluster::{addrs, options, wait_until, RealCluster};
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CHANNEL: &str = "moving";
+/// Keys written before the move; the writer then overwrites and removes some and adds others.
+const KEYS_BEFORE: u64 = 3000;
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Two sets of two (halves of the hash space), then two nodes with the empty range.
+fn two_sets_and_two_new_nodes() -> RealCluster {
+    let halves = split_evenly(2);
+    let ranges = vec![
+        halves[0],
+        halves[0],
+        halves[1],
+        halves[1],
+        HashRange::EMPTY,
+        HashRange::EMPTY,
+    ];
+    RealCluster::start_with_ranges(ranges, 0, 0)
+}
+
+fn swarmctl(cluster: &RealCluster, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
+    for node in &cluster.dht {
+        command.arg("--node").arg(node.addr.to_string());
+    }
+    command
+        .args(["--timeout-ms", "20000", "dht", "redistribute"])
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What node `node` itself holds of `key`: `Some((version, value))` for a record, `None` with
+/// the tombstone's version (0: nothing held).
+fn held(dht: &DhtClient, node: usize, key: u64) -> Result<(u64, Vec<u8>), u64> {
+    let mut body = Vec::new();
+    KeyRequest {
+        channel: CHANNEL,
+        key,
+    }
+    .encode(&mut body);
+    let reply = dht
+        .client()
+        .request(node, wire::GET_WITH_VERSION, &body)
+        .expect("a request to one node");
+    match wire::decode_versioned_lookup(reply.status == Status::Ok, &reply.body) {
+        Ok(wire::VersionedLookup::Found { version, value }) => Ok((version, value.to_vec())),
+        Ok(wire::VersionedLookup::Tombstone { version }) => Err(version),
+        Ok(wire::VersionedLookup::Absent) => Err(0),
+        Err(error) => panic!("GetWithVersion of {key} on node {node}: {error}"),
+    }
+}
+
+/// Every record one node holds of the channel (its own GetAll).
+fn records_on(dht: &DhtClient, node: usize) -> BTreeMap<u64, Vec<u8>> {
+    GetAll::single_node(dht, node, CHANNEL, GetAllOptions::default())
+        .map(|record| record.expect("record"))
+        .collect()
+}
+
+/// A digest of a node's records: count and a hash of keys and values in key order.
+fn digest(records: &BTreeMap<u64, Vec<u8>>) -> (usize, u64) {
+    let mut bytes = Vec::new();
+    for (key, value) in records {
+        bytes.extend_from_slice(&key.to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(value);
+    }
+    (records.len(), client::dht::key_from_bytes(&bytes))
+}
+
+/// The last acknowledged state of every key the writer wrote: `None` once removed.
+type Acked = Arc<Mutex<HashMap<u64, Option<Vec<u8>>>>>;
+
+/// Puts (and every seventh operation a remove) over old and new keys until stopped; returns
+/// the failures.
+fn writer(
+    dht: Arc<DhtClient>,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Vec<ClientError>> {
+    std::thread::spawn(move || {
+        let mut failures = Vec::new();
+        let mut seq = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            let key = (seq * 7919) % (2 * KEYS_BEFORE);
+            let result = if seq.is_multiple_of(7) {
+                dht.remove(CHANNEL, key).map(|_| None)
+            } else {
+                let value = format!("during {seq}").into_bytes();
+                dht.put(CHANNEL, key, &value).map(|()| Some(value))
+            };
+            match result {
+                Ok(state) => {
+                    acked.lock().expect("lock").insert(key, state);
+                    writes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => failures.push(error),
+            }
+            seq += 1;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        failures
+    })
+}
+
+#[test]
+fn two_sets_of_two_grow_to_three_sets_of_two_under_a_writer() {
+    let cluster = two_sets_and_two_new_nodes();
+    let dht = Arc::new(DhtClient::connect(&addrs(&cluster.dht), options()).expect("connect"));
+    assert_eq!(dht.replica_sets().len(), 2);
+    // Before the move: records (versioned) and tombstones on both sets.
+    for key in 0..KEYS_BEFORE {
+        dht.put(CHANNEL, key, format!("before {key}").as_bytes())
+            .expect("put");
+    }
+    // 100 removed keys in each third of the hash space (each set after the move).
+    let removed_before: Vec<u64> = split_evenly(3)
+        .into_iter()
+        .flat_map(|third| {
+            (0..KEYS_BEFORE)
+                .filter(move |key| third.is_responsible_for(*key))
+                .take(100)
+        })
+        .collect();
+    for key in &removed_before {
+        assert!(dht.remove(CHANNEL, *key).expect("remove"));
+    }
+    // What each key's owner holds now, with versions.
+    let before: HashMap<u64, Result<(u64, Vec<u8>), u64>> = (0..KEYS_BEFORE)
+        .map(|key| (key, held(&dht, dht.node_for(key).expect("owned"), key)))
+        .collect();
+
+    let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writing = writer(
+        Arc::clone(&dht),
+        Arc::clone(&acked),
+        Arc::clone(&stop),
+        Arc::clone(&writes),
+    );
+    wait_until("the writer to start", LIMIT, || {
+        writes.load(Ordering::Relaxed) > 100
+    });
+    let moved = swarmctl(&cluster, &["--execute"]);
+    let out = text(&moved.stdout);
+    assert!(moved.status.success(), "{out}\n{}", text(&moved.stderr));
+    assert!(out.contains("redistribution done"), "{out}");
+    let after_move = writes.load(Ordering::Relaxed);
+    wait_until("writes after the move", LIMIT, || {
+        writes.load(Ordering::Relaxed) > after_move + 100
+    });
+    stop.store(true, Ordering::Release);
+    let failures = writing.join().expect("writer");
+    assert!(
+        failures.is_empty(),
+        "{} writes failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    println!(
+        "{} writes acknowledged during and after the move",
+        writes.load(Ordering::Relaxed)
+    );
+
+    dht.refresh_ranges().expect("ranges");
+    let thirds = split_evenly(3);
+    let sets = dht.replica_sets();
+    let layout: Vec<(HashRange, Vec<usize>)> = sets
+        .iter()
+        .map(|set| (set.set.range, set.set.members.clone()))
+        .collect();
+    assert_eq!(
+        layout,
+        vec![
+            (thirds[0], vec![0, 1]),
+            (thirds[1], vec![2, 3]),
+            (thirds[2], vec![4, 5])
+        ],
+        "three sets of two"
+    );
+    every_member_holds_the_same(&dht, &acked, &before, &removed_before);
+}
+
+/// The checks after the move (see the module doc).
+fn every_member_holds_the_same(
+    dht: &DhtClient,
+    acked: &Acked,
+    before: &HashMap<u64, Result<(u64, Vec<u8>), u64>>,
+    removed_before: &[u64],
+) {
+    let acked = acked.lock().expect("lock").clone();
+    let members_of = |key: u64| {
+        let first = dht.node_for(key).expect("owned");
+        [first, first + 1]
+    };
+    for (key, expected) in &acked {
+        let [a, b] = members_of(*key);
+        let (on_a, on_b) = (held(dht, a, *key), held(dht, b, *key));
+        assert_eq!(on_a, on_b, "key {key}: members {a} and {b} differ");
+        match expected {
+            Some(value) => assert_eq!(on_a.as_ref().map(|(_, v)| v), Ok(value), "key {key}"),
+            None => assert!(on_a.is_err(), "key {key} was removed: {on_a:?}"),
+        }
+    }
+    // Untouched by the writer: as before the move, version included, tombstones too.
+    let mut moved_tombstones = 0;
+    for (key, was) in before.iter().filter(|(key, _)| !acked.contains_key(key)) {
+        let [a, b] = members_of(*key);
+        assert_eq!(&held(dht, a, *key), was, "key {key} on node {a}");
+        assert_eq!(&held(dht, b, *key), was, "key {key} on node {b}");
+        if a == 4 && removed_before.contains(key) {
+            moved_tombstones += 1;
+        }
+    }
+    assert!(moved_tombstones > 0, "tombstones moved to the new set");
+    for node in 0..6 {
+        let range = dht.range_table().entries()[node].1;
+        let records = records_on(dht, node);
+        if let Some(key) = records.keys().find(|key| !range.is_responsible_for(**key)) {
+            panic!("node {node} ({range}) still holds key {key} outside its range");
+        }
+        if node % 2 == 1 {
+            let peer = digest(&records_on(dht, node - 1));
+            println!("set of nodes {} and {node}: {peer:?}", node - 1);
+            assert_eq!(peer, digest(&records), "the members of a set differ");
+            assert!(peer.0 > 0);
+        }
+    }
+}
+
+#[test]
+fn a_plan_with_a_member_down_is_refused_naming_it() {
+    let mut cluster = two_sets_and_two_new_nodes();
+    let down = cluster.dht[3].addr;
+    cluster.dht[3].kill9();
+    for args in [&[][..], &["--execute"][..]] {
+        let refused = swarmctl(&cluster, args);
+        let error = text(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(3), "{error}");
+        assert!(
+            error.contains(&format!("member {down}")) && error.contains("is down"),
+            "{error}"
+        );
+        assert!(text(&refused.stdout).is_empty(), "no plan printed");
+    }
+    // Nothing changed: every live node keeps its range and runs no redistribution.
+    let live: Vec<usize> = [0, 1, 2, 4, 5].to_vec();
+    let tolerant = client::ClientOptions {
+        allow_down_nodes: true,
+        ..options()
+    };
+    let control = client::Client::connect(&addrs(&cluster.dht), None, tolerant).expect("connect");
+    for node in live {
+        let state = client::dht::redistribute::state(&control, node).expect("state");
+        assert!(!state.running);
+        assert_eq!(state.range.normalized(), cluster.ranges[node].normalized());
+    }
+}
