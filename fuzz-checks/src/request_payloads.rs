@@ -64,6 +64,20 @@ fn decode_carried_batch(batch: &[u8]) {
     }
 }
 
+/// The record values of a RedistBatchVersion's batch: each a version and a value, or a
+/// tombstone's version alone.
+fn decode_versioned_records(batch: &[u8]) {
+    let mut scratch = Vec::new();
+    if let Ok(records) = decode_batch(batch, &mut scratch) {
+        for (_, value) in records {
+            if let Ok(record) = dht::RefreshRecord::decode(value) {
+                let mut builder = node_core::protocol::batch::BatchBuilder::new(1 << 16);
+                let _ = record.push_to(&mut builder, 0);
+            }
+        }
+    }
+}
+
 fn channel(body: &[u8]) {
     exact_round_trip!(body, decode_channel, |c: &&str, out: &mut Vec<u8>| {
         encode_channel(out, c)
@@ -98,7 +112,7 @@ fn dht_request(code: RequestCode, body: &[u8]) {
             // Empty bodies; the node ignores what is there.
         }
         dht::GET_CHANNEL_SIZE | dht::REMOVE_CHANNEL | dht::LISTEN => channel(body),
-        dht::PUT_BATCH | dht::REDIST_BATCH => {
+        dht::PUT_BATCH | dht::REDIST_BATCH | dht::REDIST_BATCH_VERSION => {
             if let Some(((name, batch), encoded)) = round_trip!(
                 body,
                 dht::decode_put_batch,
@@ -109,6 +123,9 @@ fn dht_request(code: RequestCode, body: &[u8]) {
                 assert_same_bytes(&encoded, body);
                 let _ = name;
                 decode_carried_batch(batch);
+                if code == dht::REDIST_BATCH_VERSION {
+                    decode_versioned_records(batch);
+                }
             }
         }
         dht::PUT_VERSION => {
