@@ -41,16 +41,56 @@ fn two_sets_and_two_new_nodes() -> RealCluster {
     RealCluster::start_with_ranges(ranges, 0, 0)
 }
 
+/// `swarmctl --node ... dht redistribute ARGS`, killed (and the test failed) if it has not
+/// ended within [`LIMIT`]: a move that never finishes is a failure, not a hang.
 fn swarmctl(cluster: &RealCluster, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
     for node in &cluster.dht {
         command.arg("--node").arg(node.addr.to_string());
     }
-    command
+    // Into files: a pipe nobody reads while the test waits could fill and stop swarmctl.
+    let (out, err) = (
+        cluster.dir.path().join("out"),
+        cluster.dir.path().join("err"),
+    );
+    let file = |path: &std::path::Path| std::fs::File::create(path).expect("output file");
+    let mut child = command
         .args(["--timeout-ms", "20000", "dht", "redistribute"])
         .args(args)
-        .output()
-        .expect("swarmctl runs")
+        .stdout(file(&out))
+        .stderr(file(&err))
+        .spawn()
+        .expect("swarmctl runs");
+    let ended = wait_until_or_none(LIMIT, || {
+        child.try_wait().expect("swarmctl status").is_some()
+    });
+    let read = |path: &std::path::Path| std::fs::read(path).expect("output");
+    if !ended {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "swarmctl dht redistribute {args:?} did not end within {LIMIT:?}: {}{}",
+            text(&read(&out)),
+            text(&read(&err))
+        );
+    }
+    Output {
+        status: child.wait().expect("swarmctl status"),
+        stdout: read(&out),
+        stderr: read(&err),
+    }
+}
+
+/// Polls `condition` every 50 ms for at most `limit`: whether it held.
+fn wait_until_or_none(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while !condition() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -99,8 +139,8 @@ fn digest(records: &BTreeMap<u64, Vec<u8>>) -> (usize, u64) {
 /// The last acknowledged state of every key the writer wrote: `None` once removed.
 type Acked = Arc<Mutex<HashMap<u64, Option<Vec<u8>>>>>;
 
-/// Puts (and every seventh operation a remove) over old and new keys until stopped; returns
-/// the failures.
+/// Puts (and every seventh operation a remove) over half the old keys and as many new ones
+/// until stopped; returns the failures.
 fn writer(
     dht: Arc<DhtClient>,
     acked: Acked,
@@ -111,7 +151,9 @@ fn writer(
         let mut failures = Vec::new();
         let mut seq = 0u64;
         while !stop.load(Ordering::Acquire) {
-            let key = (seq * 7919) % (2 * KEYS_BEFORE);
+            // Half the keys written before the move and as many new ones: the other half
+            // (the keys below KEYS_BEFORE / 2) stays as it was, to be found moved.
+            let key = KEYS_BEFORE / 2 + (seq * 7919) % KEYS_BEFORE;
             let result = if seq.is_multiple_of(7) {
                 dht.remove(CHANNEL, key).map(|_| None)
             } else {
@@ -132,18 +174,18 @@ fn writer(
     })
 }
 
-#[test]
-fn two_sets_of_two_grow_to_three_sets_of_two_under_a_writer() {
-    let cluster = two_sets_and_two_new_nodes();
-    let dht = Arc::new(DhtClient::connect(&addrs(&cluster.dht), options()).expect("connect"));
-    assert_eq!(dht.replica_sets().len(), 2);
-    // Before the move: records (versioned) and tombstones on both sets.
+/// What each key's owner holds of it: a record (version, value) or a tombstone's version.
+type Held = HashMap<u64, Result<(u64, Vec<u8>), u64>>;
+
+/// Before the move: records (versioned) of every key below [`KEYS_BEFORE`], then 100 of them
+/// removed in each third of the hash space (each set after the move), all among the keys the
+/// writer leaves alone. Returns what each key's owner holds then, and the removed keys.
+fn write_before_the_move(dht: &DhtClient) -> (Held, Vec<u64>) {
     for key in 0..KEYS_BEFORE {
         dht.put(CHANNEL, key, format!("before {key}").as_bytes())
             .expect("put");
     }
-    // 100 removed keys in each third of the hash space (each set after the move).
-    let removed_before: Vec<u64> = split_evenly(3)
+    let removed: Vec<u64> = split_evenly(3)
         .into_iter()
         .flat_map(|third| {
             (0..KEYS_BEFORE)
@@ -151,13 +193,22 @@ fn two_sets_of_two_grow_to_three_sets_of_two_under_a_writer() {
                 .take(100)
         })
         .collect();
-    for key in &removed_before {
+    assert!(removed.iter().all(|key| *key < KEYS_BEFORE / 2));
+    for key in &removed {
         assert!(dht.remove(CHANNEL, *key).expect("remove"));
     }
-    // What each key's owner holds now, with versions.
-    let before: HashMap<u64, Result<(u64, Vec<u8>), u64>> = (0..KEYS_BEFORE)
-        .map(|key| (key, held(&dht, dht.node_for(key).expect("owned"), key)))
+    let held_then = (0..KEYS_BEFORE)
+        .map(|key| (key, held(dht, dht.node_for(key).expect("owned"), key)))
         .collect();
+    (held_then, removed)
+}
+
+#[test]
+fn two_sets_of_two_grow_to_three_sets_of_two_under_a_writer() {
+    let cluster = two_sets_and_two_new_nodes();
+    let dht = Arc::new(DhtClient::connect(&addrs(&cluster.dht), options()).expect("connect"));
+    assert_eq!(dht.replica_sets().len(), 2);
+    let (before, removed_before) = write_before_the_move(&dht);
 
     let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -215,7 +266,7 @@ fn two_sets_of_two_grow_to_three_sets_of_two_under_a_writer() {
 fn every_member_holds_the_same(
     dht: &DhtClient,
     acked: &Acked,
-    before: &HashMap<u64, Result<(u64, Vec<u8>), u64>>,
+    before: &Held,
     removed_before: &[u64],
 ) {
     let acked = acked.lock().expect("lock").clone();
@@ -234,6 +285,8 @@ fn every_member_holds_the_same(
     }
     // Untouched by the writer: as before the move, version included, tombstones too.
     let mut moved_tombstones = 0;
+    let untouched = before.keys().filter(|key| !acked.contains_key(key)).count();
+    assert!(untouched >= KEYS_BEFORE as usize / 2, "{untouched}");
     for (key, was) in before.iter().filter(|(key, _)| !acked.contains_key(key)) {
         let [a, b] = members_of(*key);
         assert_eq!(&held(dht, a, *key), was, "key {key} on node {a}");

@@ -233,6 +233,18 @@ impl Load {
         }
     }
 
+    /// The writers, and a reader of the keys of set 1 (nodes 2 and 3; node 2 is its first
+    /// member, so its reads must fail over when it goes), once 400 writes are acknowledged.
+    fn on_set_one(dht: &Arc<DhtClient>, acked: &Acked) -> Load {
+        let set_keys: Vec<u64> = (0..KEYS)
+            .filter(|key| dht.node_for(*key).expect("owned") == 2)
+            .collect();
+        assert!(set_keys.len() > 50, "{}", set_keys.len());
+        let load = Load::start(dht, acked, set_keys);
+        load.wait_for_writes(400);
+        load
+    }
+
     /// Waits until `more` further writes were acknowledged.
     fn wait_for_writes(&self, more: u64) {
         let target = self.writes.load(Ordering::Relaxed) + more;
@@ -269,13 +281,7 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
     let mut cluster = replicated_cluster();
     let dht = Arc::new(connect(&cluster, options()));
     let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
-    // Set 1 (nodes 2 and 3); node 2 is its first member, so its reads must fail over.
-    let set_keys: Vec<u64> = (0..KEYS)
-        .filter(|key| dht.node_for(*key).expect("owned") == 2)
-        .collect();
-    assert!(set_keys.len() > 50, "{}", set_keys.len());
-    let load = Load::start(&dht, &acked, set_keys);
-    load.wait_for_writes(400);
+    let load = Load::on_set_one(&dht, &acked);
 
     let killed = Instant::now();
     cluster.dht[2].kill9();
@@ -352,13 +358,7 @@ fn a_member_killed_and_emptied_catches_up_from_its_peer_then_the_other_killed_lo
     dht.put_batch(BULK, bulk.iter().map(|(k, v)| (*k, v.as_slice())))
         .expect("bulk");
     let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
-    // Set 1 (nodes 2 and 3); node 2 is its first member, so its reads must fail over.
-    let set_keys: Vec<u64> = (0..KEYS)
-        .filter(|key| dht.node_for(*key).expect("owned") == 2)
-        .collect();
-    assert!(set_keys.len() > 50, "{}", set_keys.len());
-    let load = Load::start(&dht, &acked, set_keys);
-    load.wait_for_writes(400);
+    let load = Load::on_set_one(&dht, &acked);
 
     // SIGKILL, and its data directory goes with it.
     let killed = Instant::now();
