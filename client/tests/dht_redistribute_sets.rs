@@ -8,19 +8,24 @@
 //!   tombstones, no member holds a key outside its range, and the members of every set hold
 //!   identical records (a digest of each one's GetAll).
 //! - `a_plan_with_a_member_down_is_refused_naming_it`: nothing changes.
+//! - `a_receiving_member_down_during_the_move_holds_it_back_and_loses_nothing`: the giving
+//!   members keep what the down member has not committed, and finish once it is back.
 
 mod real_cluster;
 
+use client::dht::redistribute::{plan, request_for, RedistEvent, Redistribution, Strategy};
 use client::dht::{GetAll, GetAllOptions};
 use client::{ClientError, DhtClient};
-use node_core::protocol::dht::{self as wire, split_evenly, HashRange, KeyRequest};
+use node_core::protocol::dht::{
+    self as wire, split_evenly, HashRange, KeyRequest, RedistributeRequest,
+};
 use node_core::protocol::Status;
 use real_cluster::{addrs, options, wait_until, RealCluster};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const CHANNEL: &str = "moving";
 /// Keys written before the move; the writer then overwrites and removes some and adds others.
@@ -338,4 +343,114 @@ fn a_plan_with_a_member_down_is_refused_naming_it() {
         assert!(!state.running);
         assert_eq!(state.range.normalized(), cluster.ranges[node].normalized());
     }
+}
+
+/// Runs one node's Redistribute to its end (within [`LIMIT`]); returns its final event.
+fn run_to_the_end(client: &client::Client, node: usize, request: &RedistributeRequest) {
+    let mut running = Redistribution::start(client, node, request).expect("start");
+    let started = Instant::now();
+    let mut last = None;
+    while let Some(event) = running.next(Duration::from_millis(200)) {
+        if let Some(event) = event.expect("redistribution event") {
+            last = Some(event);
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "node {node}: the move did not end"
+        );
+    }
+    assert!(matches!(last, Some(RedistEvent::Done(_))), "{last:?}");
+}
+
+/// A member of the receiving set down during the move (past swarmctl's check, with the
+/// library): the giving members keep every record it has not committed, and retry; once it
+/// is back, the move ends with both members of the new set holding the same records, and
+/// nothing left behind.
+#[test]
+fn a_receiving_member_down_during_the_move_holds_it_back_and_loses_nothing() {
+    let mut cluster = two_sets_and_two_new_nodes();
+    let dht = DhtClient::connect(&addrs(&cluster.dht), options()).expect("connect");
+    let (before, _) = write_before_the_move(&dht);
+    let tolerant = client::ClientOptions {
+        allow_down_nodes: true,
+        ..options()
+    };
+    let control = client::Client::connect(&addrs(&cluster.dht), None, tolerant).expect("connect");
+    let current: Vec<_> = cluster
+        .dht
+        .iter()
+        .zip(&cluster.ranges)
+        .map(|(node, range)| (node.addr, *range))
+        .collect();
+    let planned = plan(&current, Strategy::Even).expect("plan");
+    // The new set takes its range (it gives nothing); then one of its members goes down.
+    for node in [4, 5] {
+        run_to_the_end(&control, node, &request_for(&planned, node));
+    }
+    cluster.dht[5].kill9();
+    let giving: Vec<Redistribution> = (0..4)
+        .map(|node| Redistribution::start(&control, node, &request_for(&planned, node)))
+        .collect::<Result<_, _>>()
+        .expect("start");
+    // Down longer than a giving member retries a batch and a commit to it (8 attempts each,
+    // backing off to 2 s): the giving members give it up for a pass at least once (or,
+    // wrongly, end their move without it).
+    let gave_up = |node: usize| {
+        client::dht::redistribute::state(&control, node)
+            .is_ok_and(|state| state.progress.failures > 16 || !state.running)
+    };
+    wait_until(
+        "the giving members to give the down member up",
+        LIMIT,
+        || gave_up(2) && gave_up(3),
+    );
+    // Meanwhile the giving set still holds the new set's keys: nothing was deleted that node 5
+    // did not commit.
+    let third = planned[4].new;
+    let moving = |node: usize| {
+        records_on(&dht, node)
+            .into_keys()
+            .filter(|k| third.is_responsible_for(*k))
+            .count()
+    };
+    let expected = before
+        .iter()
+        .filter(|(key, held)| third.is_responsible_for(**key) && held.is_ok())
+        .count();
+    assert_eq!(
+        (moving(2), moving(3)),
+        (expected, expected),
+        "kept while a receiver is down"
+    );
+    let state = client::dht::redistribute::state(&control, 2).expect("state");
+    assert!(state.running, "{state:?}");
+
+    cluster.dht[5].restart();
+    // It was started with `--range` (empty), which wins over its state file at every start
+    // (docs/operations.md, "Where the range lives"): it is given its new range again.
+    wait_until("the member to be seen back", LIMIT, || {
+        control.node_status(5).is_some_and(|status| status.is_up())
+    });
+    run_to_the_end(&control, 5, &request_for(&planned, 5));
+    for mut running in giving {
+        let started = Instant::now();
+        while let Some(event) = running.next(Duration::from_millis(200)) {
+            event.expect("redistribution event");
+            assert!(
+                started.elapsed() < LIMIT,
+                "the move did not end after the member came back"
+            );
+        }
+    }
+    dht.refresh_ranges().expect("ranges");
+    for node in [4, 5] {
+        assert_eq!(records_on(&dht, node).len(), expected, "node {node}");
+        for (key, was) in before
+            .iter()
+            .filter(|(key, _)| third.is_responsible_for(**key))
+        {
+            assert_eq!(&held(&dht, node, *key), was, "key {key} on node {node}");
+        }
+    }
+    assert_eq!(moving(2) + moving(3), 0, "nothing left behind");
 }
