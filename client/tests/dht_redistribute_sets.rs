@@ -345,21 +345,33 @@ fn a_plan_with_a_member_down_is_refused_naming_it() {
     }
 }
 
-/// Runs one node's Redistribute to its end (within [`LIMIT`]); returns its final event.
+/// Runs one node's Redistribute to its end.
 fn run_to_the_end(client: &client::Client, node: usize, request: &RedistributeRequest) {
-    let mut running = Redistribution::start(client, node, request).expect("start");
+    follow_to_the_end(Redistribution::start(client, node, request).expect("start"));
+}
+
+/// Follows a running Redistribute until it is done (within [`LIMIT`]).
+fn follow_to_the_end(mut running: Redistribution) {
     let started = Instant::now();
     let mut last = None;
     while let Some(event) = running.next(Duration::from_millis(200)) {
         if let Some(event) = event.expect("redistribution event") {
             last = Some(event);
         }
-        assert!(
-            started.elapsed() < LIMIT,
-            "node {node}: the move did not end"
-        );
+        assert!(started.elapsed() < LIMIT, "the move did not end");
     }
     assert!(matches!(last, Some(RedistEvent::Done(_))), "{last:?}");
+}
+
+/// The `even` plan of the cluster's nodes as started.
+fn even_plan(cluster: &RealCluster) -> Vec<client::dht::redistribute::NodeRange> {
+    let current: Vec<_> = cluster
+        .dht
+        .iter()
+        .zip(&cluster.ranges)
+        .map(|(node, range)| (node.addr, *range))
+        .collect();
+    plan(&current, Strategy::Even).expect("plan")
 }
 
 /// A member of the receiving set down during the move (past swarmctl's check, with the
@@ -376,13 +388,7 @@ fn a_receiving_member_down_during_the_move_holds_it_back_and_loses_nothing() {
         ..options()
     };
     let control = client::Client::connect(&addrs(&cluster.dht), None, tolerant).expect("connect");
-    let current: Vec<_> = cluster
-        .dht
-        .iter()
-        .zip(&cluster.ranges)
-        .map(|(node, range)| (node.addr, *range))
-        .collect();
-    let planned = plan(&current, Strategy::Even).expect("plan");
+    let planned = even_plan(&cluster);
     // The new set takes its range (it gives nothing); then one of its members goes down.
     for node in [4, 5] {
         run_to_the_end(&control, node, &request_for(&planned, node));
@@ -432,16 +438,7 @@ fn a_receiving_member_down_during_the_move_holds_it_back_and_loses_nothing() {
         control.node_status(5).is_some_and(|status| status.is_up())
     });
     run_to_the_end(&control, 5, &request_for(&planned, 5));
-    for mut running in giving {
-        let started = Instant::now();
-        while let Some(event) = running.next(Duration::from_millis(200)) {
-            event.expect("redistribution event");
-            assert!(
-                started.elapsed() < LIMIT,
-                "the move did not end after the member came back"
-            );
-        }
-    }
+    giving.into_iter().for_each(follow_to_the_end);
     dht.refresh_ranges().expect("ranges");
     for node in [4, 5] {
         assert_eq!(records_on(&dht, node).len(), expected, "node {node}");
