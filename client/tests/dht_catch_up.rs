@@ -164,7 +164,7 @@ fn caught_up_pair() -> (TempNode, TempNode) {
     let mut first = TempNode::start(&binary, "[dht]\n", &[]);
     let peers = |peer: std::net::SocketAddr| format!("[dht]\nreplica_peers = [\"{peer}\"]\n");
     let second = TempNode::start(&binary, &peers(first.addr), &[]);
-    std::fs::write(first.dir.path().join("node.toml"), peers(second.addr)).expect("config");
+    first.rewrite_config(&peers(second.addr));
     first.restart();
     wait_ready(first.addr);
     wait_ready(second.addr);
@@ -173,10 +173,7 @@ fn caught_up_pair() -> (TempNode, TempNode) {
 
 /// Waits until the node says it has caught up (GetStats `catch_up_state` 0).
 fn wait_ready(node: std::net::SocketAddr) {
-    let mut conn = testkit::Conn::open(node);
-    testkit::wait_until("the node caught up", || {
-        testkit::stat(&testkit::get_stats(&mut conn), "catch_up_state") == Some(0)
-    });
+    testkit::wait_caught_up(node);
 }
 
 /// Every record of `channel` on one node alone, sorted.

@@ -1,13 +1,24 @@
 //! Replica sets through the client, on real clusters of dhtnode processes whose ranges repeat
 //! (3 sets × 2 nodes: every range on two nodes):
 //!
+//! - `a_member_killed_and_emptied_catches_up_from_its_peer_then_the_other_killed_loses_nothing`:
+//!   the issue's case, on a cluster whose members name each other as `replica_peers`. Two
+//!   writers and a reader run; the first member of a set is killed with SIGKILL and its data
+//!   directory deleted: writes keep being acknowledged, reads of the set keep succeeding once
+//!   the client saw the member down (the time it took is printed), every acknowledged key
+//!   reads back. The member is restarted empty while the writers go on: it catches up from
+//!   its peer (answering NotReady meanwhile, which the reader fails over on); then both
+//!   members hold identical records (a digest of each one's GetAll, of a channel written
+//!   before the kill and of the written one) at identical versions. Then the other member is
+//!   killed: every acknowledged key, and every record written before, still reads back.
 //! - `a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write`: two
 //!   writers (puts and removes) and a reader run while the first member of one set is killed
 //!   with SIGKILL: every write keeps being acknowledged (the quorum is the live members), reads
 //!   of that set's keys keep succeeding, and every acknowledged key reads back with its last
 //!   acknowledged value; the time the client takes to see the member down is measured and
-//!   printed. The member is restarted on its data directory: the client sees it live again, it
-//!   receives writes (read from it directly). Then the other member is killed: every
+//!   printed. The member is restarted on its data directory (no catch-up configured): the
+//!   client sees it live again, it receives writes (read from it directly) and the writes it
+//!   missed (the client's hints). Then the other member is killed: every
 //!   acknowledged key still reads back with its last acknowledged value.
 //! - `a_write_quorum_above_the_live_members_is_refused_naming_the_set`: `write_quorum = 2`
 //!   with one member of a set down fails that set's writes before sending, naming the set and
@@ -222,6 +233,18 @@ impl Load {
         }
     }
 
+    /// The writers, and a reader of the keys of set 1 (nodes 2 and 3; node 2 is its first
+    /// member, so its reads must fail over when it goes), once 400 writes are acknowledged.
+    fn on_set_one(dht: &Arc<DhtClient>, acked: &Acked) -> Load {
+        let set_keys: Vec<u64> = (0..KEYS)
+            .filter(|key| dht.node_for(*key).expect("owned") == 2)
+            .collect();
+        assert!(set_keys.len() > 50, "{}", set_keys.len());
+        let load = Load::start(dht, acked, set_keys);
+        load.wait_for_writes(400);
+        load
+    }
+
     /// Waits until `more` further writes were acknowledged.
     fn wait_for_writes(&self, more: u64) {
         let target = self.writes.load(Ordering::Relaxed) + more;
@@ -258,13 +281,7 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
     let mut cluster = replicated_cluster();
     let dht = Arc::new(connect(&cluster, options()));
     let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
-    // Set 1 (nodes 2 and 3); node 2 is its first member, so its reads must fail over.
-    let set_keys: Vec<u64> = (0..KEYS)
-        .filter(|key| dht.node_for(*key).expect("owned") == 2)
-        .collect();
-    assert!(set_keys.len() > 50, "{}", set_keys.len());
-    let load = Load::start(&dht, &acked, set_keys);
-    load.wait_for_writes(400);
+    let load = Load::on_set_one(&dht, &acked);
 
     let killed = Instant::now();
     cluster.dht[2].kill9();
@@ -324,6 +341,123 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
         is_down(&dht, 3)
     });
     every_acknowledged_write_reads_back(&dht, &acked, "the other member down");
+}
+
+/// Records written once, before the kill, so that only catch-up can give them back to the
+/// emptied member (no client write of them is in flight or hinted afterwards).
+const BULK: &str = "bulk";
+const BULK_RECORDS: u64 = 30_000;
+
+#[test]
+fn a_member_killed_and_emptied_catches_up_from_its_peer_then_the_other_killed_loses_nothing() {
+    let mut cluster = RealCluster::start_replica_sets(SETS, 2);
+    let dht = Arc::new(connect(&cluster, options()));
+    let bulk: Vec<(u64, Vec<u8>)> = (0..BULK_RECORDS)
+        .map(|key| (key, format!("bulk {key}").into_bytes()))
+        .collect();
+    dht.put_batch(BULK, bulk.iter().map(|(k, v)| (*k, v.as_slice())))
+        .expect("bulk");
+    let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
+    let load = Load::on_set_one(&dht, &acked);
+
+    // SIGKILL, and its data directory goes with it.
+    let killed = Instant::now();
+    cluster.dht[2].kill9();
+    std::fs::remove_dir_all(cluster.dht[2].path("data")).expect("delete its data");
+    let detected = wait_until("the client to see the member down", LIMIT, || {
+        is_down(&dht, 2)
+    });
+    println!("failure detection: the client saw the killed member down after {detected:?}");
+    load.wait_for_writes(400);
+    load.check(&dht, &acked, "one member down, its data deleted");
+
+    // Restarted empty while the writers go on: it catches up from node 3.
+    let written_before = load.writes.load(Ordering::Relaxed);
+    let restarted = Instant::now();
+    cluster.dht[2].restart();
+    testkit::wait_caught_up(cluster.dht[2].addr);
+    let caught_up = restarted.elapsed();
+    let during = load.writes.load(Ordering::Relaxed) - written_before;
+    println!(
+        "the emptied member caught up {caught_up:?} after its restart; {during} writes were \
+         acknowledged meanwhile"
+    );
+    let back = wait_until("the client to see the member live again", LIMIT, || {
+        dht.client()
+            .node_status(2)
+            .is_some_and(|status| status.is_up())
+    });
+    println!("the client saw it live again {back:?} after it caught up");
+    assert_eq!(dht.replica_sets()[1].live, vec![2, 3]);
+    load.wait_for_writes(400);
+    identical_members(&dht, &load, &acked, [2, 3]);
+
+    let (failures, reads) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "every write is acknowledged while a member is down and while it catches up: {} \
+         failed, first: {}",
+        failures.len(),
+        failures[0].1
+    );
+    check_reads(&reads, killed, detected);
+
+    // The other member goes: the caught-up one alone holds the set's keys.
+    let killed = Instant::now();
+    cluster.dht[3].kill9();
+    wait_until("the client to see the other member down", LIMIT, || {
+        is_down(&dht, 3)
+    });
+    println!(
+        "the other member was seen down {:?} after its kill",
+        killed.elapsed()
+    );
+    every_acknowledged_write_reads_back(&dht, &acked, "the other member down");
+    for (key, value) in &bulk {
+        assert_eq!(
+            dht.get(BULK, *key).expect("get").as_ref(),
+            Some(value),
+            "bulk key {key}"
+        );
+    }
+}
+
+/// With the writers held between two writes (and every write the client could not give the
+/// restarted member handed to it: hints of the writes made before the client saw it back),
+/// both members hold identical records of both channels (a digest of each one's GetAll) at
+/// identical versions, and it is every acknowledged value.
+fn identical_members(dht: &DhtClient, load: &Load, acked: &Acked, [a, b]: [usize; 2]) {
+    let _held = load.gate.open.write().expect("gate");
+    assert_eq!(dht.replay_missed_writes(), 0);
+    for channel in [CHANNEL, BULK] {
+        let (on_a, on_b) = (digest_of(dht, a, channel), digest_of(dht, b, channel));
+        println!(
+            "{channel}: {} records, digests {:016x} {:016x}",
+            on_a.0, on_a.1, on_b.1
+        );
+        assert_eq!(on_a, on_b, "{channel}: the members hold different records");
+    }
+    // Written before the kill only: the emptied member has them from catch-up alone.
+    let bulk_of_set = (0..BULK_RECORDS)
+        .filter(|key| dht.node_for(*key).ok() == Some(a))
+        .count();
+    assert_eq!(digest_of(dht, a, BULK).0, bulk_of_set);
+    assert_eq!(
+        stale_on(dht, a, acked),
+        0,
+        "every acknowledged value on {a}"
+    );
+    let keys: Vec<u64> = acked.lock().expect("lock").keys().copied().collect();
+    for key in keys
+        .into_iter()
+        .filter(|key| dht.node_for(*key).ok() == Some(a))
+    {
+        assert_eq!(
+            version_on(dht, a, key),
+            version_on(dht, b, key),
+            "key {key}"
+        );
+    }
 }
 
 /// How many acknowledged keys of `node`'s set `node` itself does not hold as acknowledged.
@@ -588,9 +722,9 @@ fn next_change(listener: &mut client::dht::Listener) -> ListenEvent {
 }
 
 /// A digest of everything one node holds of a channel (its GetAll, in key order).
-fn digest_of(dht: &DhtClient, node: usize) -> (usize, u64) {
+fn digest_of(dht: &DhtClient, node: usize, channel: &str) -> (usize, u64) {
     let records: BTreeMap<u64, Vec<u8>> =
-        client::dht::GetAll::single_node(dht, node, CHANNEL, GetAllOptions::default())
+        client::dht::GetAll::single_node(dht, node, channel, GetAllOptions::default())
             .map(|record| record.expect("record"))
             .collect();
     let mut bytes = Vec::new();
@@ -657,7 +791,10 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
     assert_eq!(first.replay_missed_writes(), 0);
     assert_eq!(second.replay_missed_writes(), 0);
     for set in 0..SETS {
-        let (a, b) = (digest_of(&first, 2 * set), digest_of(&first, 2 * set + 1));
+        let (a, b) = (
+            digest_of(&first, 2 * set, CHANNEL),
+            digest_of(&first, 2 * set + 1, CHANNEL),
+        );
         println!(
             "set {set}: {} records, digests {:016x} {:016x}",
             a.0, a.1, b.1

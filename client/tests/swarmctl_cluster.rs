@@ -659,14 +659,13 @@ fn dht_ranges_and_health_show_replica_sets_and_flag_short_ones() {
     );
     assert!(shown.ends_with("verdict: healthy\n"), "{shown}");
 
-    // Moving replica sets is not built: refused, naming a set.
-    let output = with_topology(&two, &["dht", "redistribute"]);
-    assert!(!output.status.success());
-    let refusal = text(&output.stderr);
+    // Replica sets are planned whole: two sets of two and no new node change nothing.
+    let planned = ok(with_topology(&two, &["dht", "redistribute"]));
     assert!(
-        refusal.contains(&format!("{low} is owned by {a}, {b}"))
-            && refusal.contains("redistributing replica sets is not built yet"),
-        "{refusal}"
+        planned.contains(&format!("{a} {low} -> {low} "))
+            && planned.contains(&format!("{b} {low} -> {low} "))
+            && planned.ends_with("No change in node hash ranges\n"),
+        "{planned}"
     );
 
     a_factor_of_three_makes_every_set_short(&sets);
@@ -725,4 +724,12 @@ fn a_member_down_makes_its_set_short(sets: &Sets, two: &Path) {
     // The short set's keys are still written and read through swarmctl.
     ok(with_topology(two, &["dht", "put", "users", "1", "one"]));
     assert_eq!(ok(with_topology(two, &["dht", "get", "users", "1"])), "one");
+    // A set with a member down is not redistributed: refused, naming the member and its set.
+    let output = with_topology(two, &["dht", "redistribute"]);
+    assert_eq!(output.status.code(), Some(3));
+    let refusal = text(&output.stderr);
+    assert!(
+        refusal.contains(&format!("member {b} of replica set {} is down", sets.low)),
+        "{refusal}"
+    );
 }

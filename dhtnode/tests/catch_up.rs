@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{get_stats, stat, wait_until, Conn, Node};
+use common::{catch_up_state, get_stats, stat, wait_until, Conn, Node};
 use node_core::protocol::dht::{
     self, decode_versioned_lookup, KeyRequest, PutVersionRequest, RemoveVersionRequest,
     VersionedLookup,
@@ -159,12 +159,8 @@ fn same_holdings(
     on_a
 }
 
-fn catch_up_state(addr: SocketAddr) -> u64 {
-    stat(&get_stats(&mut Conn::open(addr)), "catch_up_state").expect("catch_up_state")
-}
-
 fn wait_ready(addr: SocketAddr) {
-    wait_until("the node caught up", || catch_up_state(addr) == 0);
+    testkit::wait_caught_up(addr);
 }
 
 fn config(peers: &[SocketAddr], extra: &str) -> String {

@@ -2,7 +2,8 @@
 //! keep-the-higher rule of PutVersion and RemoveVersion in every order, over real sockets;
 //! versions and tombstones surviving a restart through the dump and through the change log
 //! (SIGKILL under `durability = "always"`); tombstones dropped after their TTL; and dumps and
-//! logs of the formats before versions still loading, with version 0.
+//! logs of the formats before versions still loading, with version 0; RedistBatchVersion (a
+//! redistribution's batch, §6.7) applying each record and tombstone by version, all or nothing.
 
 mod common;
 
@@ -112,6 +113,84 @@ fn the_higher_version_wins_whatever_order_the_writes_arrive_in() {
     assert_eq!(status, Status::Ok);
     assert_eq!(held(&mut conn, 2), record(0, "plain"));
     assert!(put_version(&mut conn, 2, 1, b"any version beats 0"));
+}
+
+/// A RedistBatchVersion body: `items` as (key, version, value; `None` for a tombstone).
+fn redist_batch_version(items: &[(u64, u64, Option<&[u8]>)]) -> Vec<u8> {
+    use node_core::protocol::batch::BatchBuilder;
+    let mut builder = BatchBuilder::new(1 << 16);
+    for &(key, version, value) in items {
+        let record = match value {
+            Some(value) => dht::RefreshRecord::Record { version, value },
+            None => dht::RefreshRecord::Tombstone { version },
+        };
+        record.push_to(&mut builder, key);
+    }
+    let mut batch = Vec::new();
+    builder.finish_into(&mut batch);
+    let mut body = Vec::new();
+    dht::encode_put_batch(&mut body, CHANNEL, &batch);
+    body
+}
+
+#[test]
+fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let halves = dht::split_evenly(2);
+    let node = Node::start_in(
+        common::BIN,
+        dir.path(),
+        &["--range", &halves[0].to_string()],
+    );
+    let mut conn = Conn::open(node.addr);
+    let ours: Vec<u64> = (0..)
+        .filter(|k| halves[0].is_responsible_for(*k))
+        .take(5)
+        .collect();
+    // Held here before the batch arrives: a newer record, a newer tombstone, an older record.
+    assert!(put_version(&mut conn, ours[0], 50, b"newer here"));
+    assert!(remove_version(&mut conn, ours[1], 50));
+    assert!(put_version(&mut conn, ours[2], 10, b"older here"));
+    let body = redist_batch_version(&[
+        (ours[0], 40, Some(b"moved, older")),
+        (ours[1], 40, Some(b"moved, removed since")),
+        (ours[2], 20, Some(b"moved, newer")),
+        (ours[3], 30, None),
+        (ours[4], 0, Some(b"unversioned")),
+    ]);
+    let (status, reply) = conn.request(dht::REDIST_BATCH_VERSION, body.clone());
+    assert_eq!(status, Status::Ok, "{}", String::from_utf8_lossy(&reply));
+    let reply = dht::RedistBatchReply::decode(&reply).unwrap();
+    assert_eq!((reply.stored, reply.present), (3, 2));
+    assert_eq!(held(&mut conn, ours[0]), record(50, "newer here"));
+    assert_eq!(held(&mut conn, ours[1]), Held::Tombstone(50));
+    assert_eq!(held(&mut conn, ours[2]), record(20, "moved, newer"));
+    assert_eq!(held(&mut conn, ours[3]), Held::Tombstone(30));
+    assert_eq!(held(&mut conn, ours[4]), record(0, "unversioned"));
+    // The same batch again (a retry, or the copy of another member): nothing changes.
+    let (status, reply) = conn.request(dht::REDIST_BATCH_VERSION, body);
+    assert_eq!(status, Status::Ok);
+    let reply = dht::RedistBatchReply::decode(&reply).unwrap();
+    assert_eq!((reply.stored, reply.present), (0, 5));
+    // All or nothing: one key outside the range refuses the batch, the others stay unapplied.
+    let theirs = (0..).find(|k| !halves[0].is_responsible_for(*k)).unwrap();
+    let body = redist_batch_version(&[(ours[2], 99, Some(b"not applied")), (theirs, 1, None)]);
+    assert_eq!(
+        conn.request(dht::REDIST_BATCH_VERSION, body).0,
+        Status::WrongNode
+    );
+    assert_eq!(held(&mut conn, ours[2]), record(20, "moved, newer"));
+    // A record value shorter than its version: BadRequest, nothing applied.
+    let mut builder = node_core::protocol::batch::BatchBuilder::new(1 << 16);
+    builder.push(ours[2], b"short");
+    let mut batch = Vec::new();
+    builder.finish_into(&mut batch);
+    let mut body = Vec::new();
+    dht::encode_put_batch(&mut body, CHANNEL, &batch);
+    assert_eq!(
+        conn.request(dht::REDIST_BATCH_VERSION, body).0,
+        Status::BadRequest
+    );
 }
 
 #[test]

@@ -64,6 +64,39 @@ fn decode_carried_batch(batch: &[u8]) {
     }
 }
 
+/// PutBatch, RedistBatch, RedistBatchVersion: a channel and a batch (whose record values a
+/// RedistBatchVersion lays out with versions).
+fn batch_request(code: RequestCode, body: &[u8]) {
+    if let Some(((name, batch), encoded)) = round_trip!(
+        body,
+        dht::decode_put_batch,
+        |(name, batch): &(&str, &[u8]), out: &mut Vec<u8>| {
+            dht::encode_put_batch(out, name, batch)
+        }
+    ) {
+        assert_same_bytes(&encoded, body);
+        let _ = name;
+        decode_carried_batch(batch);
+        if code == dht::REDIST_BATCH_VERSION {
+            decode_versioned_records(batch);
+        }
+    }
+}
+
+/// The record values of a RedistBatchVersion's batch: each a version and a value, or a
+/// tombstone's version alone.
+fn decode_versioned_records(batch: &[u8]) {
+    let mut scratch = Vec::new();
+    if let Ok(records) = decode_batch(batch, &mut scratch) {
+        for (_, value) in records {
+            if let Ok(record) = dht::RefreshRecord::decode(value) {
+                let mut builder = node_core::protocol::batch::BatchBuilder::new(1 << 16);
+                let _ = record.push_to(&mut builder, 0);
+            }
+        }
+    }
+}
+
 fn channel(body: &[u8]) {
     exact_round_trip!(body, decode_channel, |c: &&str, out: &mut Vec<u8>| {
         encode_channel(out, c)
@@ -98,19 +131,7 @@ fn dht_request(code: RequestCode, body: &[u8]) {
             // Empty bodies; the node ignores what is there.
         }
         dht::GET_CHANNEL_SIZE | dht::REMOVE_CHANNEL | dht::LISTEN => channel(body),
-        dht::PUT_BATCH | dht::REDIST_BATCH => {
-            if let Some(((name, batch), encoded)) = round_trip!(
-                body,
-                dht::decode_put_batch,
-                |(name, batch): &(&str, &[u8]), out: &mut Vec<u8>| {
-                    dht::encode_put_batch(out, name, batch)
-                }
-            ) {
-                assert_same_bytes(&encoded, body);
-                let _ = name;
-                decode_carried_batch(batch);
-            }
-        }
+        dht::PUT_BATCH | dht::REDIST_BATCH | dht::REDIST_BATCH_VERSION => batch_request(code, body),
         dht::PUT_VERSION => {
             exact_round_trip!(
                 body,

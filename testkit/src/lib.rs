@@ -580,6 +580,27 @@ pub fn stat(stats: &[(String, u64)], name: &str) -> Option<u64> {
         .map(|(_, value)| *value)
 }
 
+/// A dhtnode's catch-up state (GetStats `catch_up_state`, docs/protocol.md §6.13): `0` ready,
+/// `1` catching up with its replica set, `2` forced ready.
+pub fn catch_up_state(addr: SocketAddr) -> u64 {
+    stat(&get_stats(&mut Conn::open(addr)), "catch_up_state").expect("catch_up_state")
+}
+
+/// Waits until the dhtnode at `addr` has caught up with its replica set (`catch_up_state` 0).
+pub fn wait_caught_up(addr: SocketAddr) {
+    wait_until("the node caught up", || catch_up_state(addr) == 0);
+}
+
+/// Replaces the `node.toml` a [`TempNode`] was started with (its next [`Node::restart`] reads
+/// it). Only for a node started with a non-empty config, which is passed with `-c`.
+impl TempNode {
+    pub fn rewrite_config(&self, config: &str) {
+        let path = self.dir.path().join("node.toml");
+        assert!(path.exists(), "the node was started without a config file");
+        std::fs::write(&path, config).expect("write config");
+    }
+}
+
 /// Opens a connection to a node that requires authentication and proves `name` holds `key`
 /// (docs/protocol.md §1.4). Returns the connection once accepted, or the node's refusal.
 pub fn open_authenticated(

@@ -2,7 +2,7 @@
 //! operator would: `auth.credentials_file` naming a file of mode 0600 and `auth.admins`. A
 //! client that cannot prove a listed key is refused at the handshake; an authenticated client
 //! that is not an admin gets NotPermitted for every administrative request (RemoveChannel on
-//! every kind; Redistribute, RedistBatch and RedistCommit on dht) and nothing changes; an admin
+//! every kind; Redistribute, RedistBatch, RedistBatchVersion and RedistCommit on dht) and nothing changes; an admin
 //! is served.
 
 use node_core::auth::Key;
@@ -98,11 +98,22 @@ fn dht_admin_requests(self_addr: std::net::SocketAddr) -> Vec<(RequestCode, Vec<
     encode_batch(&raw, 1, &mut batch);
     let mut redist_batch = Vec::new();
     dht::encode_put_batch(&mut redist_batch, "keep", &batch);
+    let mut versioned = node_core::protocol::batch::BatchBuilder::new(1 << 16);
+    dht::RefreshRecord::Record {
+        version: 7,
+        value: b"moved",
+    }
+    .push_to(&mut versioned, 42);
+    let mut batch = Vec::new();
+    versioned.finish_into(&mut batch);
+    let mut redist_batch_version = Vec::new();
+    dht::encode_put_batch(&mut redist_batch_version, "keep", &batch);
     let mut redist_commit = Vec::new();
     dht::encode_channel(&mut redist_commit, "keep");
     vec![
         (dht::REDISTRIBUTE, redistribute),
         (dht::REDIST_BATCH, redist_batch),
+        (dht::REDIST_BATCH_VERSION, redist_batch_version),
         (dht::REDIST_COMMIT, redist_commit),
     ]
 }

@@ -16,6 +16,7 @@
 //! Every node whose range changes gets a Redistribute naming its new range and, as targets,
 //! every other node whose new range overlaps its old one.
 
+use super::show_range;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::reply::{Stream, StreamEvent};
@@ -63,6 +64,12 @@ impl NodeRange {
 
 /// New ranges for `nodes` (address, current range), in the same order. Fails when the
 /// strategy cannot apply, or when the result would not tile the hash space.
+///
+/// Replica sets are planned as one: the nodes whose current ranges are equal form a set (as
+/// for the client, docs/replication.md), the nodes with the empty range form new sets of the
+/// same size in the order given, and the strategy plans one range per set (by its first
+/// member), which every member of the set gets. So a set keeps its replication factor: every
+/// set must have the same number of members, and the new nodes must come in whole sets.
 pub fn plan(
     nodes: &[(SocketAddr, HashRange)],
     strategy: Strategy,
@@ -70,26 +77,72 @@ pub fn plan(
     if nodes.is_empty() {
         return Err("no nodes".into());
     }
+    let sets = group_sets(nodes)?;
+    let firsts: Vec<(SocketAddr, HashRange)> = sets.iter().map(|set| nodes[set[0]]).collect();
     let new = match strategy {
-        Strategy::Even => plan_even(nodes),
-        Strategy::Split => plan_split(nodes)?,
+        Strategy::Even => plan_even(&firsts),
+        Strategy::Split => plan_split(&firsts)?,
     };
-    let planned: Vec<NodeRange> = nodes
-        .iter()
-        .zip(new)
-        .map(|(&(addr, old), new)| NodeRange {
-            addr,
-            old,
-            new: new.normalized(),
-        })
-        .collect();
-    let ranges: Vec<HashRange> = planned.iter().map(|node| node.new).collect();
-    if let Some(problem) = tiling_problems(&ranges).first() {
+    if let Some(problem) = tiling_problems(&new).first() {
         return Err(format!(
             "the planned ranges would not tile the hash space: {problem}"
         ));
     }
+    let mut planned: Vec<NodeRange> = nodes
+        .iter()
+        .map(|&(addr, old)| NodeRange {
+            addr,
+            old,
+            new: HashRange::EMPTY,
+        })
+        .collect();
+    for (set, range) in sets.iter().zip(new) {
+        for &member in set {
+            planned[member].new = range.normalized();
+        }
+    }
     Ok(planned)
+}
+
+/// The replica sets of `nodes` for a plan, each as node indexes in node order: the sets of
+/// equal current ranges (in the order of their first members), then the nodes with the empty
+/// range in groups of the sets' size, in the order given. Fails, naming them, when the sets
+/// differ in size or the empty nodes do not make whole sets.
+pub fn group_sets(nodes: &[(SocketAddr, HashRange)]) -> Result<Vec<Vec<usize>>, String> {
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    let mut empty = Vec::new();
+    for (index, (_, range)) in nodes.iter().enumerate() {
+        if range.is_empty() {
+            empty.push(index);
+            continue;
+        }
+        match sets.iter_mut().find(|set| nodes[set[0]].1 == *range) {
+            Some(set) => set.push(index),
+            None => sets.push(vec![index]),
+        }
+    }
+    let factor = sets.first().map_or(1, Vec::len);
+    if let Some(other) = sets.iter().find(|set| set.len() != factor) {
+        return Err(format!(
+            "the replica sets differ in size: {} has {factor} member(s), {} has {}; a \
+             redistribution keeps every set's replication factor, so all sets must have the \
+             same number of members",
+            show_range(&nodes[sets[0][0]].1),
+            show_range(&nodes[other[0]].1),
+            other.len()
+        ));
+    }
+    if !empty.len().is_multiple_of(factor) {
+        let listed: Vec<String> = empty.iter().map(|&i| nodes[i].0.to_string()).collect();
+        return Err(format!(
+            "{} node(s) with the empty range ({}) do not make whole replica sets of {factor} \
+             (the replication factor of the cluster's sets)",
+            empty.len(),
+            listed.join(", ")
+        ));
+    }
+    sets.extend(empty.chunks(factor).map(<[usize]>::to_vec));
+    Ok(sets)
 }
 
 /// Node indexes in the order of their current ranges (empty ranges last, stable).
@@ -193,13 +246,15 @@ pub fn leaving_fraction(old: HashRange, new: HashRange) -> f64 {
 }
 
 /// The Redistribute for node `index` of a plan: its new range, and as targets every other
-/// node whose new range overlaps its old one.
+/// node whose new range overlaps its old one, except the members of its own set (their new
+/// range is its own). Each member of a set that gives records away sends them to every member
+/// of the set that takes them.
 pub fn request_for(plan: &[NodeRange], index: usize) -> RedistributeRequest {
     let me = plan[index];
     let targets = plan
         .iter()
         .enumerate()
-        .filter(|(other, node)| *other != index && node.new.overlaps(&me.old))
+        .filter(|(other, node)| *other != index && node.new != me.new && node.new.overlaps(&me.old))
         .map(|(_, node)| RedistributeTarget {
             address: node.addr,
             range: node.new,
@@ -340,6 +395,55 @@ mod tests {
         assert!(request_for(&plan, 0).targets.is_empty());
         assert!((leaving_fraction(halves[0], thirds[0]) - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(leaving_fraction(HashRange::EMPTY, thirds[2]), 0.0);
+    }
+
+    #[test]
+    fn replica_sets_are_planned_whole_and_keep_their_size() {
+        let halves = split_evenly(2);
+        let thirds = split_evenly(3);
+        let node = |port| addr([127, 0, 0, 1], port);
+        // Two sets of two, and two new nodes: a third set.
+        let nodes = [
+            (node(1), halves[0]),
+            (node(2), halves[0]),
+            (node(3), halves[1]),
+            (node(4), halves[1]),
+            (node(5), HashRange::EMPTY),
+            (node(6), HashRange::EMPTY),
+        ];
+        assert_eq!(
+            group_sets(&nodes).unwrap(),
+            vec![vec![0, 1], vec![2, 3], vec![4, 5]]
+        );
+        let planned = plan(&nodes, Strategy::Even).unwrap();
+        let new: Vec<HashRange> = planned.iter().map(|node| node.new).collect();
+        assert_eq!(
+            new,
+            vec![thirds[0], thirds[0], thirds[1], thirds[1], thirds[2], thirds[2]]
+        );
+        // A member of the first set sends to both members of the second set, not to its peer.
+        let request = request_for(&planned, 0);
+        assert_eq!(request.range, thirds[0]);
+        let targets: Vec<SocketAddr> = request.targets.iter().map(|t| t.address).collect();
+        assert_eq!(targets, vec![node(3), node(4)]);
+        assert_eq!(request.check(halves[0]), Ok(()));
+        // The second set gives to the third (both members) and takes from the first.
+        let request = request_for(&planned, 3);
+        let targets: Vec<SocketAddr> = request.targets.iter().map(|t| t.address).collect();
+        assert_eq!(targets, vec![node(5), node(6)]);
+        assert_eq!(request.check(halves[1]), Ok(()));
+        assert!(request_for(&planned, 5).targets.is_empty());
+
+        // One new node cannot make a set of two; sets of different sizes are refused.
+        let error = plan(&nodes[..5], Strategy::Even).unwrap_err();
+        assert!(
+            error.contains("do not make whole replica sets of 2"),
+            "{error}"
+        );
+        assert!(error.contains("127.0.0.1:5"), "{error}");
+        let uneven = [nodes[0], nodes[1], nodes[2]];
+        let error = plan(&uneven, Strategy::Even).unwrap_err();
+        assert!(error.contains("the replica sets differ in size"), "{error}");
     }
 
     #[test]

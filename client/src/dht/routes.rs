@@ -107,9 +107,25 @@ impl Routes {
 
     /// The members of the replica set `key` goes to, in node order: [`Routes::route`]'s node
     /// and every node of exactly its range (a node of unknown range alone).
+    ///
+    /// While ranges overlap (a redistribution is switching the nodes to their new ranges, not
+    /// all at the same moment), every node whose known range holds the key, so that a write
+    /// reaches every member of a set whose members do not have the same range yet; a node
+    /// that no longer takes the key answers WrongNode, and the write goes round again with
+    /// the ranges read anew (docs/replication.md, "Redistribution").
     pub fn members(&self, key: u64) -> Result<Vec<usize>, ClientError> {
         let owner = self.route(key)?;
-        Ok(self.members_of(owner))
+        if !self.overlapping {
+            return Ok(self.members_of(owner));
+        }
+        let entries = self.table.entries();
+        Ok((0..entries.len())
+            .filter(|&node| {
+                node == owner
+                    || (self.known.get(node) == Some(&true)
+                        && entries[node].1.is_responsible_for(key))
+            })
+            .collect())
     }
 
     /// The members of node `node`'s replica set (itself alone when its range is unknown or
@@ -282,4 +298,53 @@ fn node_answer(
         range: state.range,
         running: state.running,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node_core::protocol::dht::split_evenly;
+
+    fn routes(ranges: &[HashRange]) -> Routes {
+        let learned = ranges
+            .iter()
+            .enumerate()
+            .map(|(index, range)| Learned {
+                addr: SocketAddr::from(([127, 0, 0, 1], 1 + index as u16)),
+                range: *range,
+                running: false,
+                known: true,
+                generation: 0,
+            })
+            .collect();
+        Routes::new(learned, 0)
+    }
+
+    /// A key whose position lies in `range`.
+    fn key_in(range: HashRange) -> u64 {
+        (0u64..)
+            .find(|key| range.is_responsible_for(*key))
+            .expect("a key")
+    }
+
+    #[test]
+    fn while_ranges_overlap_a_key_goes_to_every_node_that_claims_it() {
+        let (halves, thirds) = (split_evenly(2), split_evenly(3));
+        // Tiling: the set of equal ranges only.
+        let settled = routes(&[halves[0], halves[0], halves[1], halves[1]]);
+        assert_eq!(settled.members(key_in(thirds[0])).unwrap(), vec![0, 1]);
+        // Node 0 has switched to its new range, node 1 (same set) not yet: a key both keep
+        // goes to both, a key leaving the set to the member that still holds it.
+        let switching = routes(&[thirds[0], halves[0], halves[1], halves[1]]);
+        assert!(switching.overlapping);
+        assert_eq!(switching.members(key_in(thirds[0])).unwrap(), vec![0, 1]);
+        let leaving = HashRange::new(thirds[1].min, halves[0].max);
+        assert_eq!(switching.members(key_in(leaving)).unwrap(), vec![1]);
+        // The receiving set switched first: the old holder and both new members.
+        let receiving = routes(&[halves[0], halves[0], thirds[1], thirds[1]]);
+        assert_eq!(
+            receiving.members(key_in(leaving)).unwrap(),
+            vec![0, 1, 2, 3]
+        );
+    }
 }

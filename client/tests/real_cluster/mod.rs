@@ -84,6 +84,53 @@ impl RealCluster {
         }
     }
 
+    /// `sets` replica sets of `members` dht nodes each (the hash space split evenly; node
+    /// order: the members of a set next to each other), every node configured with the other
+    /// members of its set as `[dht] replica_peers`, so that a member restarted without its
+    /// data catches up from them (docs/replication.md "Catch-up"). The nodes start without
+    /// peers (their ports are chosen by the OS), then each is given its peers and restarted on
+    /// its port in turn, and waited for until it is ready.
+    pub fn start_replica_sets(sets: usize, members: usize) -> RealCluster {
+        let binary = binary("dhtnode");
+        let ranges: Vec<HashRange> = split_evenly(sets)
+            .into_iter()
+            .flat_map(|range| std::iter::repeat_n(range, members))
+            .collect();
+        let dht: Vec<TempNode> = std::thread::scope(|scope| {
+            let started: Vec<_> = ranges
+                .iter()
+                .map(|range| {
+                    let range = range.to_string();
+                    let binary = &binary;
+                    scope.spawn(move || TempNode::start(binary, "[dht]\n", &["--range", &range]))
+                })
+                .collect();
+            started
+                .into_iter()
+                .map(|handle| handle.join().expect("node starts"))
+                .collect()
+        });
+        let mut cluster = RealCluster {
+            dht,
+            logfiles: Vec::new(),
+            queue: Vec::new(),
+            ranges,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for node in 0..cluster.dht.len() {
+            let set = node / members;
+            let peers: Vec<String> = (set * members..(set + 1) * members)
+                .filter(|peer| *peer != node)
+                .map(|peer| format!("\"{}\"", cluster.dht[peer].addr))
+                .collect();
+            cluster.dht[node]
+                .rewrite_config(&format!("[dht]\nreplica_peers = [{}]\n", peers.join(", ")));
+            cluster.dht[node].restart();
+            testkit::wait_caught_up(cluster.dht[node].addr);
+        }
+        cluster
+    }
+
     /// Writes a topology file listing every node; with `ranges`, the dht nodes in the form that
     /// states each one's range.
     pub fn write_topology(&self, name: &str, ranges: bool) -> PathBuf {

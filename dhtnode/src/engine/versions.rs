@@ -7,9 +7,11 @@
 //! it alike: a write is applied only if its version is strictly greater than the held one, so
 //! replicas that get the same writes in any order end with the same record.
 
+use super::channel::record_bytes;
 use super::tombstones::Tombstone;
-use super::{Engine, EngineError, ListenEvent};
+use super::{AbsentBatchOutcome, Engine, EngineError, ListenEvent};
 use dht_persist::wal::Change;
+use node_core::protocol::dht::RefreshRecord;
 use std::ops::Bound;
 
 /// The bounds of tombstones: how many the node keeps, and for how long.
@@ -140,6 +142,87 @@ impl Engine {
         })?;
         self.apply_remove_version(channel, key, tombstone);
         Ok(true)
+    }
+
+    /// RedistBatchVersion (docs/protocol.md §6.7): records and tombstones a redistribution
+    /// hands over with their versions, each applied as a PutVersion or RemoveVersion (kept
+    /// only if newer than what is held), so that a move never lets an older write win. All
+    /// checks first, for the whole batch (a refused batch changes nothing): the channel, every
+    /// key in the range (WrongNode), every value, the size limit and the redistribution guard
+    /// for the records that will be stored, the tombstone limit for the tombstones added.
+    pub fn put_version_batch(
+        &mut self,
+        channel: &str,
+        items: &[(u64, RefreshRecord<'_>)],
+    ) -> Result<AbsentBatchOutcome, EngineError> {
+        self.check_version_batch(channel, items)?;
+        let mut outcome = AbsentBatchOutcome::default();
+        for (key, item) in items {
+            let applied = match *item {
+                RefreshRecord::Record { version, value } => {
+                    self.put_version(channel, *key, version, value)?
+                }
+                RefreshRecord::Tombstone { version } => {
+                    self.remove_version(channel, *key, version)?
+                }
+            };
+            if applied {
+                outcome.stored += 1;
+            } else {
+                outcome.present += 1;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The checks of [`Engine::put_version_batch`], before anything changes.
+    fn check_version_batch(
+        &self,
+        channel: &str,
+        items: &[(u64, RefreshRecord<'_>)],
+    ) -> Result<(), EngineError> {
+        Engine::check_name(channel)?;
+        self.check_channel_room(channel)?;
+        let (mut growth, mut new_tombstones) = (0i64, 0u64);
+        let mut seen = std::collections::HashSet::new();
+        for (key, item) in items {
+            self.check_key(*key)?;
+            let first = seen.insert(*key);
+            let held = self.held_version(channel, *key);
+            match item {
+                RefreshRecord::Record { version, value } => {
+                    self.check_value(value)?;
+                    if first && is_newer(*version, held) {
+                        growth += record_bytes(value.len()) as i64
+                            - self.old_record_bytes(channel, *key) as i64;
+                    }
+                }
+                RefreshRecord::Tombstone { version } => {
+                    let has = self
+                        .channels
+                        .get(channel)
+                        .is_some_and(|data| data.tombstones().get(*key).is_some());
+                    if first && !has && is_newer(*version, held) {
+                        new_tombstones += 1;
+                    }
+                }
+            }
+        }
+        self.check_growth(growth)?;
+        if let Some(cap) = self.redistribution_cap {
+            let grows = u64::try_from(growth).unwrap_or(0);
+            if grows > 0 && self.total.bytes.saturating_add(grows) > cap {
+                return Err(EngineError::RedistributionGuard {
+                    cap,
+                    bytes: self.total.bytes,
+                });
+            }
+        }
+        let limit = self.tombstone_limits.max_tombstones;
+        if new_tombstones > 0 && self.tombstones.saturating_add(new_tombstones) > limit {
+            return Err(EngineError::TooManyTombstones { limit });
+        }
+        Ok(())
     }
 
     /// Removes the record of `key` (if any) and sets its tombstone, without checks (a replay

@@ -9,13 +9,15 @@
 //!   Later it deletes records for the worker (the engine is the loop's alone), in slices so
 //!   that requests keep being served, and wakes the Progress streams.
 //! - The **worker thread** ([`worker`]) walks every channel shard by shard (under each shard's
-//!   lock, like the dump writer), sends the records outside the new range to their new owners
-//!   in LZ4 batches (RedistBatch, which stores a record only where its key is absent, so a newer
-//!   write that reached the new owner first is never replaced), and, once a receiver has made
-//!   them durable (RedistCommit: it dumps the channel and names its process instance, which
-//!   must be the one that stored the batches), asks the loop to delete them here — each only
-//!   if it still has the value that was sent. Failed sends are retried with backoff; records a
-//!   pass could not hand over are tried again in the next pass, until none is left.
+//!   lock, like the dump writer), sends the records outside the new range, with their versions,
+//!   and then the tombstones outside it to their new owners — every member of the owning
+//!   replica set — in LZ4 batches (RedistBatchVersion, applied by version, so a newer write that
+//!   reached the new owner first is never replaced and a copy sent twice changes nothing), and,
+//!   once every member has made them durable (RedistCommit: it dumps the channel and names its
+//!   process instance, which must be the one that stored the batches), asks the loop to delete
+//!   them here — each only if it still has the value that was sent. Failed sends are retried
+//!   with backoff; records a pass could not hand over are tried again in the next pass, until
+//!   none is left.
 //!
 //! One redistribution runs at a time; another Redistribute gets Busy. A client that
 //! disconnects from its Progress stream does not stop it; neither does anything but the node's

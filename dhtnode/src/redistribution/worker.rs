@@ -2,11 +2,18 @@
 //! target that owns it, pass after pass, until none is left (see the module doc of
 //! [`super`] for the protocol it follows and why).
 //!
+//! Targets whose ranges are equal are the members of one replica set, handled together (a
+//! [`Target`]): every record goes to each member, and is deleted here only once every member
+//! committed it.
+//!
 //! One pass: for each channel, for each shard, copy out the records outside the new range
-//! (under the shard's lock, which the event loop takes for one request at a time), pack each
-//! into its target's batch, send full batches (RedistBatch), and every
-//! [`super::Tuning::commit_records`] records and at the end of the channel ask the target to
-//! commit (RedistCommit) and then the loop to delete what the target now holds durably.
+//! with their versions (under the shard's lock, which the event loop takes for one request at
+//! a time), then the channel's tombstones outside it, pack each into its target's batch, send
+//! full batches to every member (RedistBatchVersion: applied by version, so a copy sent twice,
+//! or by several members of the source set, changes nothing), and every
+//! [`super::Tuning::commit_records`] records and at the end of the channel ask every member to
+//! commit (RedistCommit) and then the loop to delete what the set now holds durably.
+//! Tombstones are copied, not deleted here: they expire as every tombstone does.
 //! A batch or commit that fails is retried with backoff; after
 //! [`super::Tuning::attempts_per_target`] failures the target is left alone for the rest of
 //! the pass. After the pass the worker counts what is still to move; if anything is, it waits
@@ -22,7 +29,7 @@ use node_core::auth::Key;
 use node_core::protocol::batch::{BatchBuilder, PushOutcome, DEFAULT_BATCH_TARGET_BYTES};
 use node_core::protocol::dht::{
     self as wire, value_hash, Expected, HashRange, RedistBatchReply, RedistributeTarget,
-    UpdateAction, UpdateRequest,
+    RefreshRecord, UpdateAction, UpdateRequest,
 };
 use node_core::protocol::{RequestCode, Status};
 use std::net::SocketAddr;
@@ -35,6 +42,8 @@ use std::time::{Duration, Instant};
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Attempts at removing, on a target, a record that was removed here after it was sent.
 const COMPENSATION_ATTEMPTS: u32 = 3;
+/// Tombstones read from a channel at a time (under its tombstones' lock).
+const TOMBSTONE_WINDOW: usize = 1024;
 
 /// Everything the worker needs, handed over by the loop.
 pub(crate) struct Context {
@@ -59,25 +68,45 @@ enum Stop {
     LoopGone,
 }
 
-struct Target {
+/// One member of a target replica set.
+struct Member {
     address: SocketAddr,
-    range: HashRange,
     client: Option<Client>,
+    /// The member's process instance that stored the set's `uncommitted` records.
+    instance: Option<u64>,
+}
+
+/// A target replica set: the targets of one (new) range, a single node in a cluster of one
+/// node per range.
+struct Target {
+    range: HashRange,
+    members: Vec<Member>,
     builder: BatchBuilder,
     /// (key, value hash) of the records in `builder`.
     in_builder: Vec<(u64, u64)>,
-    /// Records the target stored and has not committed yet.
+    /// Records every member stored and not all have committed yet.
     uncommitted: Vec<(u64, u64)>,
-    /// The target's process instance that stored `uncommitted`.
-    instance: Option<u64>,
     /// Failed too often in this pass: its records wait for the next pass.
     failing: bool,
 }
 
+/// How sending a batch to one member ended.
+enum Sent {
+    /// Stored by this member process instance.
+    Stored(u64),
+    /// The channel was removed meanwhile: nothing more to send.
+    ChannelGone,
+    /// Failed every attempt.
+    Failed,
+}
+
+/// A record copied out of a shard: key, version, value.
+type Copied = (u64, u64, Vec<u8>);
+
 struct Worker {
     context: Context,
     targets: Vec<Target>,
-    scratch: Vec<(u64, Vec<u8>)>,
+    scratch: Vec<Copied>,
     last_log: Instant,
 }
 
@@ -96,20 +125,25 @@ pub(crate) fn run(context: Context) {
 
 impl Worker {
     fn new(context: Context) -> Worker {
-        let targets = context
-            .targets
-            .iter()
-            .map(|target| Target {
+        let mut targets: Vec<Target> = Vec::new();
+        for target in &context.targets {
+            let member = Member {
                 address: target.address,
-                range: target.range,
                 client: None,
-                builder: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
-                in_builder: Vec::new(),
-                uncommitted: Vec::new(),
                 instance: None,
-                failing: false,
-            })
-            .collect();
+            };
+            match targets.iter_mut().find(|set| set.range == target.range) {
+                Some(set) => set.members.push(member),
+                None => targets.push(Target {
+                    range: target.range,
+                    members: vec![member],
+                    builder: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
+                    in_builder: Vec::new(),
+                    uncommitted: Vec::new(),
+                    failing: false,
+                }),
+            }
+        }
         Worker {
             context,
             targets,
@@ -133,22 +167,22 @@ impl Worker {
             "redistribution: {to_move} records to move to {} targets",
             self.targets.len()
         );
+        // One pass at least: tombstones outside the range move even when no record does.
         let mut passes = 0u64;
-        let mut left = to_move;
-        while left > 0 {
-            if passes > 0 {
-                tracing::info!(
-                    "redistribution: {left} records still to move after pass {passes}; next \
-                     pass in {:?}",
-                    self.context.tuning.pass_pause
-                );
-                self.pause(self.context.tuning.pass_pause)?;
-            }
+        loop {
             passes += 1;
             self.pass()?;
-            left = self.count_left()?.0;
+            let left = self.count_left()?.0;
+            if left == 0 {
+                return Ok(());
+            }
+            tracing::info!(
+                "redistribution: {left} records still to move after pass {passes}; next pass \
+                 in {:?}",
+                self.context.tuning.pass_pause
+            );
+            self.pause(self.context.tuning.pass_pause)?;
         }
-        Ok(())
     }
 
     fn check_cancel(&self) -> Result<(), Stop> {
@@ -227,20 +261,20 @@ impl Worker {
                     let shard = data.shard(index);
                     for (key, value) in shard.iter() {
                         if !self.context.range.is_responsible_for(*key) {
-                            records.push((*key, value.to_vec()));
+                            records.push((*key, value.version(), value.to_vec()));
                         }
                     }
                 }
-                for (key, value) in records.drain(..) {
-                    let Some(target) = self.target_for(key) else {
-                        continue;
+                for (key, version, value) in records.drain(..) {
+                    let record = RefreshRecord::Record {
+                        version,
+                        value: &value,
                     };
-                    if !self.targets[target].failing {
-                        self.add(target, name, data, key, &value)?;
-                    }
+                    self.add_to_owner(name, data, key, record)?;
                 }
                 self.scratch = records;
             }
+            self.add_tombstones(name, data)?;
             for target in 0..self.targets.len() {
                 self.send(target, name, data)?;
                 self.commit(target, name, data)?;
@@ -249,31 +283,74 @@ impl Worker {
         Ok(())
     }
 
+    /// The channel's tombstones outside the new range, a window at a time.
+    fn add_tombstones(&mut self, channel: &str, data: &Arc<Channel>) -> Result<(), Stop> {
+        let mut window = Vec::with_capacity(TOMBSTONE_WINDOW);
+        let mut after = None;
+        loop {
+            self.check_cancel()?;
+            if data.is_removed() {
+                return Ok(());
+            }
+            let done = data
+                .tombstones()
+                .window(after, TOMBSTONE_WINDOW, &mut window);
+            for (key, tombstone) in window.drain(..) {
+                after = Some(key);
+                if !self.context.range.is_responsible_for(key) {
+                    let version = tombstone.version;
+                    self.add_to_owner(channel, data, key, RefreshRecord::Tombstone { version })?;
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Adds a record or tombstone to the batch of the set that owns its key now, if any and
+    /// not failing.
+    fn add_to_owner(
+        &mut self,
+        channel: &str,
+        data: &Arc<Channel>,
+        key: u64,
+        record: RefreshRecord<'_>,
+    ) -> Result<(), Stop> {
+        match self.target_for(key) {
+            Some(target) if !self.targets[target].failing => {
+                self.add(target, channel, data, key, record)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn add(
         &mut self,
         target: usize,
         channel: &str,
         data: &Arc<Channel>,
         key: u64,
-        value: &[u8],
+        record: RefreshRecord<'_>,
     ) -> Result<(), Stop> {
-        let mut outcome = self.targets[target].builder.push(key, value);
+        let mut outcome = record.push_to(&mut self.targets[target].builder, key);
         if outcome == PushOutcome::Full {
             self.send(target, channel, data)?;
             if self.targets[target].failing {
                 return Ok(());
             }
-            outcome = self.targets[target].builder.push(key, value);
+            outcome = record.push_to(&mut self.targets[target].builder, key);
         }
-        match outcome {
-            PushOutcome::Added => self.targets[target]
+        match (outcome, record) {
+            // Tombstones are copied, never deleted here: nothing to remember.
+            (PushOutcome::Added, RefreshRecord::Tombstone { .. }) => {}
+            (PushOutcome::Added, RefreshRecord::Record { value, .. }) => self.targets[target]
                 .in_builder
                 .push((key, value_hash(value))),
-            PushOutcome::Full | PushOutcome::TooBig => {
+            (PushOutcome::Full | PushOutcome::TooBig, _) => {
                 tracing::error!(
-                    "redistribution: record 0x{key:016x} of channel {channel} ({} bytes) does \
-                     not fit in a batch; it stays here",
-                    value.len()
+                    "redistribution: record 0x{key:016x} of channel {channel} does not fit in \
+                     a batch; it stays here"
                 );
             }
         }
@@ -283,27 +360,33 @@ impl Worker {
         Ok(())
     }
 
-    /// One request to a target, connecting first if needed; its reply whatever the status.
-    /// `Err` says what failed on the way.
-    fn request(&mut self, target: usize, code: RequestCode, body: &[u8]) -> Result<Reply, String> {
+    /// One request to a member of a target set, connecting first if needed; its reply
+    /// whatever the status. `Err` says what failed on the way.
+    fn request(
+        &mut self,
+        target: usize,
+        member: usize,
+        code: RequestCode,
+        body: &[u8],
+    ) -> Result<Reply, String> {
         let tuning = self.context.tuning;
-        let target = &mut self.targets[target];
-        if target.client.is_none() {
+        let member = &mut self.targets[target].members[member];
+        if member.client.is_none() {
             let login = PeerLogin {
                 credentials: self.context.credentials.clone(),
                 tls: self.context.tls.clone(),
             };
             let client = crate::peer::connect(
-                target.address,
+                member.address,
                 &login,
                 tuning.connect_timeout,
                 tuning.request_timeout,
             )
             .map_err(|error| error.to_string())?;
-            target.client = Some(client);
+            member.client = Some(client);
         }
-        let Some(client) = &target.client else {
-            return Err(format!("node {}: not connected", target.address));
+        let Some(client) = &member.client else {
+            return Err(format!("node {}: not connected", member.address));
         };
         client
             .request(0, code, body)
@@ -314,15 +397,18 @@ impl Worker {
     fn request_ok(
         &mut self,
         target: usize,
+        member: usize,
         code: RequestCode,
         body: &[u8],
     ) -> Result<Vec<u8>, String> {
-        self.request(target, code, body)?
+        self.request(target, member, code, body)?
             .ok_body()
             .map_err(|error| error.to_string())
     }
 
-    /// Sends the target's batch, retrying; the records it stored become uncommitted.
+    /// Sends the target's batch to every member, retrying; the records become uncommitted
+    /// once every member stored them. A member that fails every attempt makes the whole set
+    /// wait for the next pass (its records stay here).
     fn send(&mut self, target: usize, channel: &str, data: &Arc<Channel>) -> Result<(), Stop> {
         if self.targets[target].builder.is_empty() {
             return Ok(());
@@ -335,26 +421,45 @@ impl Worker {
         }
         let mut body = Vec::with_capacity(batch.len() + channel.len() + 1);
         wire::encode_put_batch(&mut body, channel, &batch);
+        let mut instances = Vec::with_capacity(self.targets[target].members.len());
+        for member in 0..self.targets[target].members.len() {
+            match self.send_to(target, member, channel, data, &body)? {
+                Sent::Stored(instance) => instances.push(instance),
+                Sent::ChannelGone => return Ok(()),
+                Sent::Failed => {
+                    self.give_up(target);
+                    return Ok(());
+                }
+            }
+        }
+        self.stored(target, &instances, entries);
+        Ok(())
+    }
+
+    /// One member's RedistBatchVersion, retried with backoff.
+    fn send_to(
+        &mut self,
+        target: usize,
+        member: usize,
+        channel: &str,
+        data: &Arc<Channel>,
+        body: &[u8],
+    ) -> Result<Sent, Stop> {
         let attempts = self.context.tuning.attempts_per_target;
         for attempt in 0..attempts {
             self.check_cancel()?;
             if data.is_removed() {
-                return Ok(());
+                return Ok(Sent::ChannelGone);
             }
-            let error = match self.request_ok(target, wire::REDIST_BATCH, &body) {
+            let address = self.targets[target].members[member].address;
+            let error = match self.request_ok(target, member, wire::REDIST_BATCH_VERSION, body) {
                 Ok(reply) => match RedistBatchReply::decode(&reply) {
-                    Ok(reply) => {
-                        self.stored(target, reply.instance, entries);
-                        return Ok(());
-                    }
-                    Err(error) => format!(
-                        "node {}: RedistBatch reply: {error}",
-                        self.targets[target].address
-                    ),
+                    Ok(reply) => return Ok(Sent::Stored(reply.instance)),
+                    Err(error) => format!("node {address}: RedistBatchVersion reply: {error}"),
                 },
                 Err(error) => error,
             };
-            self.failed(target, "RedistBatch", attempt, &error);
+            self.failed(address, "RedistBatchVersion", attempt, &error);
             // Make room elsewhere while this target cannot take more: a receiver that is
             // redistributing itself refuses records (memory guard) until its own records
             // are committed and deleted, and ours may be what it waits for.
@@ -365,29 +470,37 @@ impl Worker {
             }
             self.pause(self.backoff(attempt))?;
         }
-        self.give_up(target);
-        Ok(())
+        Ok(Sent::Failed)
     }
 
-    /// Notes records a target stored.
-    fn stored(&mut self, target: usize, instance: u64, entries: Vec<(u64, u64)>) {
+    /// Notes records every member of a target set stored (`instances`: each member's process
+    /// instance, in member order).
+    fn stored(&mut self, target: usize, instances: &[u64], entries: Vec<(u64, u64)>) {
         let target = &mut self.targets[target];
-        if target.instance.is_some_and(|known| known != instance) && !target.uncommitted.is_empty()
-        {
-            tracing::warn!(
-                "redistribution: node {} restarted since it took {} records that it had not \
-                 committed; they are sent again in the next pass",
-                target.address,
-                target.uncommitted.len()
-            );
-            target.uncommitted.clear();
+        debug_assert_eq!(instances.len(), target.members.len());
+        let restarted = target
+            .members
+            .iter()
+            .zip(instances)
+            .find(|(member, instance)| member.instance.is_some_and(|known| known != **instance));
+        if let Some((member, _)) = restarted {
+            if !target.uncommitted.is_empty() {
+                tracing::warn!(
+                    "redistribution: node {} restarted since it took {} records that it had \
+                     not committed; they are sent again in the next pass",
+                    member.address,
+                    target.uncommitted.len()
+                );
+                target.uncommitted.clear();
+            }
         }
-        target.instance = Some(instance);
+        for (member, instance) in target.members.iter_mut().zip(instances) {
+            member.instance = Some(*instance);
+        }
         target.uncommitted.extend(entries);
     }
 
-    fn failed(&mut self, target: usize, what: &str, attempt: u32, error: &str) {
-        let address = self.targets[target].address;
+    fn failed(&mut self, address: SocketAddr, what: &str, attempt: u32, error: &str) {
         let attempts = self.context.tuning.attempts_per_target;
         // The first and the last attempt in root.log; the ones between only at debug level,
         // so that a target down for hours does not fill the log.
@@ -409,69 +522,99 @@ impl Worker {
 
     fn give_up(&mut self, target: usize) {
         let target = &mut self.targets[target];
+        let members: Vec<String> = target
+            .members
+            .iter()
+            .map(|m| m.address.to_string())
+            .collect();
         tracing::warn!(
-            "redistribution: leaving node {} for the rest of this pass; its records are tried \
-             again in the next pass",
-            target.address
+            "redistribution: leaving {} for the rest of this pass; its records are tried again \
+             in the next pass",
+            members.join(", ")
         );
         target.failing = true;
         target.uncommitted.clear();
         target.in_builder.clear();
-        target.instance = None;
-        // A fresh connection next time.
-        target.client = None;
+        for member in &mut target.members {
+            member.instance = None;
+            // A fresh connection next time.
+            member.client = None;
+        }
     }
 
-    /// Has the target commit the channel, then deletes here what it now holds durably.
+    /// Has every member of the target set commit the channel, then deletes here what the set
+    /// now holds durably.
     fn commit(&mut self, target: usize, channel: &str, data: &Arc<Channel>) -> Result<(), Stop> {
         if self.targets[target].uncommitted.is_empty() {
             return Ok(());
         }
         let mut body = Vec::new();
         wire::encode_channel(&mut body, channel);
+        let mut instances = Vec::with_capacity(self.targets[target].members.len());
+        for member in 0..self.targets[target].members.len() {
+            match self.commit_on(target, member, &body)? {
+                Some(instance) => instances.push(instance),
+                None => {
+                    self.give_up(target);
+                    return Ok(());
+                }
+            }
+        }
+        self.committed(target, &instances, channel, data)
+    }
+
+    /// One member's RedistCommit, retried with backoff: the instance that committed, or `None`
+    /// after the last attempt failed.
+    fn commit_on(
+        &mut self,
+        target: usize,
+        member: usize,
+        body: &[u8],
+    ) -> Result<Option<u64>, Stop> {
         let attempts = self.context.tuning.attempts_per_target;
         for attempt in 0..attempts {
             self.check_cancel()?;
-            let error = match self.request_ok(target, wire::REDIST_COMMIT, &body) {
+            let address = self.targets[target].members[member].address;
+            let error = match self.request_ok(target, member, wire::REDIST_COMMIT, body) {
                 Ok(reply) => match wire::decode_instance(&reply) {
-                    Ok(instance) => return self.committed(target, instance, channel, data),
-                    Err(error) => format!(
-                        "node {}: RedistCommit reply: {error}",
-                        self.targets[target].address
-                    ),
+                    Ok(instance) => return Ok(Some(instance)),
+                    Err(error) => format!("node {address}: RedistCommit reply: {error}"),
                 },
                 Err(error) => error,
             };
-            self.failed(target, "RedistCommit", attempt, &error);
+            self.failed(address, "RedistCommit", attempt, &error);
             self.pause(self.backoff(attempt))?;
         }
-        self.give_up(target);
-        Ok(())
+        Ok(None)
     }
 
     fn committed(
         &mut self,
         target: usize,
-        instance: u64,
+        instances: &[u64],
         channel: &str,
         data: &Arc<Channel>,
     ) -> Result<(), Stop> {
         let entries = std::mem::take(&mut self.targets[target].uncommitted);
-        if self.targets[target].instance != Some(instance) {
-            tracing::warn!(
-                "redistribution: node {} restarted before it committed {} records of channel \
-                 {channel}; they are sent again in the next pass",
-                self.targets[target].address,
-                entries.len()
-            );
-            self.targets[target].instance = None;
-            return Ok(());
+        for (member, instance) in self.targets[target].members.iter_mut().zip(instances) {
+            if member.instance != Some(*instance) {
+                tracing::warn!(
+                    "redistribution: node {} restarted before it committed {} records of \
+                     channel {channel}; they are sent again in the next pass",
+                    member.address,
+                    entries.len()
+                );
+                member.instance = None;
+                return Ok(());
+            }
         }
         let outcome = self.delete(channel, data, entries)?;
         self.context.progress.add_moved(outcome.removed);
         self.log_progress();
         if !outcome.gone.is_empty() {
-            self.compensate(target, channel, &outcome.gone)?;
+            for member in 0..self.targets[target].members.len() {
+                self.compensate(target, member, channel, &outcome.gone)?;
+            }
         }
         Ok(())
     }
@@ -503,14 +646,15 @@ impl Worker {
     fn compensate(
         &mut self,
         target: usize,
+        member: usize,
         channel: &str,
         gone: &[(u64, u64)],
     ) -> Result<(), Stop> {
+        let address = self.targets[target].members[member].address;
         tracing::info!(
             "redistribution: {} records of channel {channel} were removed here after they were \
-             sent to {}; removing them there",
+             sent to {address}; removing them there",
             gone.len(),
-            self.targets[target].address
         );
         for &(key, hash) in gone {
             let mut body = Vec::new();
@@ -523,22 +667,23 @@ impl Worker {
             .encode(&mut body);
             for attempt in 0..COMPENSATION_ATTEMPTS {
                 self.check_cancel()?;
-                let result = self.request(target, wire::UPDATE, &body).and_then(|reply| {
-                    match reply.status {
-                        // Removed; or changed or removed there since: nothing of ours left.
-                        Status::Ok | Status::UpdateConflict | Status::NotFound => Ok(()),
-                        _ => reply.ok_body().map(drop).map_err(|e| e.to_string()),
-                    }
-                });
+                let result = self
+                    .request(target, member, wire::UPDATE, &body)
+                    .and_then(|reply| {
+                        match reply.status {
+                            // Removed; or changed or removed there since: nothing of ours left.
+                            Status::Ok | Status::UpdateConflict | Status::NotFound => Ok(()),
+                            _ => reply.ok_body().map(drop).map_err(|e| e.to_string()),
+                        }
+                    });
                 match result {
                     Ok(()) => break,
                     Err(error) => {
-                        self.failed(target, "Update (remove)", attempt, &error);
+                        self.failed(address, "Update (remove)", attempt, &error);
                         if attempt + 1 == COMPENSATION_ATTEMPTS {
                             tracing::error!(
                                 "redistribution: record 0x{key:016x} of channel {channel} was \
-                                 removed here but may still be on {}",
-                                self.targets[target].address
+                                 removed here but may still be on {address}"
                             );
                         }
                         self.pause(self.backoff(attempt))?;

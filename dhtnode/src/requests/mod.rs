@@ -17,6 +17,7 @@ mod put;
 mod put_batch;
 mod put_version;
 mod redist_batch;
+mod redist_batch_version;
 mod redist_commit;
 mod redistribute;
 mod remove;
@@ -72,6 +73,7 @@ pub(crate) fn dispatch(
         DhtRequest::GetWithVersion => get_with_version::handle(node, request, reply),
         DhtRequest::Mirror => mirror::handle(node, request, reply),
         DhtRequest::SetReady => set_ready::handle(node, request, reply),
+        DhtRequest::RedistBatchVersion => redist_batch_version::handle(node, request, reply),
     };
     finish(reply, outcome)
 }

@@ -5,9 +5,11 @@
 //! must stay under its size limit and, while its own redistribution runs, under the
 //! redistribution memory guard (OutOfMemory; the sender retries later). Listeners see every
 //! record stored. The reply names this process's instance, which RedistCommit must repeat.
+//! [`handle_with`] is what it shares with RedistBatchVersion.
 
+use crate::engine::{AbsentBatchOutcome, Engine};
 use crate::service::DhtNode;
-use node_core::protocol::batch::decode_batch;
+use node_core::protocol::batch::{decode_batch, BatchRecords};
 use node_core::protocol::dht::{decode_put_batch, RedistBatchReply};
 use node_core::protocol::Status;
 use node_core::server::{ErrorReply, Outcome, Reply, Request};
@@ -16,6 +18,20 @@ pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
+) -> Outcome<DhtNode> {
+    handle_with(node, request, reply, |engine, channel, records| {
+        Ok(engine.put_absent_batch(channel, records)?)
+    })
+}
+
+/// A redistribution batch: decodes the channel and the LZ4 batch, has `apply` store its
+/// records, and answers with the counts and this process's instance, once the change log
+/// says (docs/protocol.md §6.10).
+pub(super) fn handle_with(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+    apply: impl FnOnce(&mut Engine, &str, BatchRecords<'_>) -> Result<AbsentBatchOutcome, ErrorReply>,
 ) -> Outcome<DhtNode> {
     let (channel, batch) = decode_put_batch(request.body)?;
     // Only admins get here: the core refuses the others before the body is decoded
@@ -30,7 +46,7 @@ pub(super) fn handle(
     let mark = engine.log().position();
     let records = decode_batch(batch, batch_scratch)
         .map_err(|error| ErrorReply::bad_request(format!("batch: {error}")))?;
-    let outcome = engine.put_absent_batch(channel, records)?;
+    let outcome = apply(engine, channel, records)?;
     let answer = RedistBatchReply {
         stored: outcome.stored,
         present: outcome.present,

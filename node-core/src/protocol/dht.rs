@@ -42,6 +42,7 @@ super::codes::request_enum! {
         GetWithVersion = 35,
         Mirror = 36,
         SetReady = 37,
+        RedistBatchVersion = 38,
     }
 }
 
@@ -51,7 +52,8 @@ impl DhtRequest {
     pub const fn admin_only(self) -> bool {
         use DhtRequest::*;
         match self {
-            RemoveChannel | Redistribute | RedistBatch | RedistCommit | SetReady => true,
+            RemoveChannel | Redistribute | RedistBatch | RedistCommit | SetReady
+            | RedistBatchVersion => true,
             Put | Get | Exists | Remove | GetAll | GetChannels | GetChannelSize | GetSize
             | GetResponsibleRange | PutBatch | Listen | Update | GetRedistribution | PutVersion
             | RemoveVersion | GetWithVersion | Mirror => false,
@@ -67,7 +69,7 @@ impl DhtRequest {
             Put | Get | Exists | Remove | GetChannels | GetChannelSize | GetSize
             | RemoveChannel | GetResponsibleRange | PutBatch | Update | RedistBatch
             | RedistCommit | GetRedistribution | PutVersion | RemoveVersion | GetWithVersion
-            | SetReady => false,
+            | SetReady | RedistBatchVersion => false,
         }
     }
 }
@@ -95,6 +97,7 @@ pub const REMOVE_VERSION: RequestCode = DhtRequest::RemoveVersion.code();
 pub const GET_WITH_VERSION: RequestCode = DhtRequest::GetWithVersion.code();
 pub const MIRROR: RequestCode = DhtRequest::Mirror.code();
 pub const SET_READY: RequestCode = DhtRequest::SetReady.code();
+pub const REDIST_BATCH_VERSION: RequestCode = DhtRequest::RedistBatchVersion.code();
 
 /// The name of a dht request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
@@ -614,23 +617,28 @@ impl RedistributeRequest {
     /// The rules a Redistribute must follow, checked against the node's current range: no
     /// target twice, no empty target range, no two of the new ranges (the node's and the
     /// targets') overlapping, and every position of the current range owned afterwards by the
-    /// node or a target (so no record is left without an owner).
+    /// node or a target (so no record is left without an owner). Targets whose ranges are
+    /// exactly equal are the members of one replica set: they do not overlap each other.
     pub fn check(&self, current: HashRange) -> Result<(), String> {
         let mut all = vec![self.range];
+        // The target each range of `all` after the first came from.
+        let mut owners = Vec::with_capacity(self.targets.len());
         for (index, target) in self.targets.iter().enumerate() {
             if target.range.is_empty() {
                 return Err(format!("target {} has an empty range", target.address));
             }
-            if self.targets[..index]
-                .iter()
-                .any(|other| other.address == target.address)
-            {
+            let earlier = &self.targets[..index];
+            if earlier.iter().any(|other| other.address == target.address) {
                 return Err(format!("target {} is listed twice", target.address));
+            }
+            if earlier.iter().any(|other| other.range == target.range) {
+                // Another member of a replica set already checked.
+                continue;
             }
             if let Some(overlapped) = all.iter().position(|range| range.overlaps(&target.range)) {
                 let other = match overlapped {
                     0 => "this node's new range".to_string(),
-                    n => format!("target {}", self.targets[n - 1].address),
+                    n => format!("target {}", owners[n - 1]),
                 };
                 return Err(format!(
                     "target {} range {} overlaps {other}",
@@ -638,6 +646,7 @@ impl RedistributeRequest {
                 ));
             }
             all.push(target.range);
+            owners.push(target.address);
         }
         if let Some((from, to)) = first_uncovered(current, &all) {
             return Err(format!(
@@ -1152,6 +1161,43 @@ mod tests {
             targets: vec![],
         };
         assert_eq!(grow.check(HashRange::EMPTY), Ok(()));
+    }
+
+    #[test]
+    fn the_members_of_a_target_replica_set_share_its_range_but_nothing_else_may() {
+        let thirds = split_evenly(3);
+        let halves = split_evenly(2);
+        let target = |port: u16, range| RedistributeTarget {
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            range,
+        };
+        // A member of the first half's set keeps the first third; the second third goes to
+        // both members of another set.
+        let set = RedistributeRequest {
+            range: thirds[0],
+            targets: vec![target(1, thirds[1]), target(2, thirds[1])],
+        };
+        assert_eq!(set.check(halves[0]), Ok(()));
+        // A range overlapping a set's without being equal is still an overlap, named.
+        let partial = RedistributeRequest {
+            range: thirds[0],
+            targets: vec![
+                target(1, thirds[1]),
+                target(2, thirds[1]),
+                target(3, HashRange::new(thirds[1].max, thirds[2].max)),
+            ],
+        };
+        let error = partial.check(halves[0]).unwrap_err();
+        assert!(error.contains("overlaps target 127.0.0.1:1"), "{error}");
+        // A target may not share the node's own new range (its own set is no target).
+        let own = RedistributeRequest {
+            range: thirds[0],
+            targets: vec![target(1, thirds[0]), target(2, thirds[1])],
+        };
+        assert!(own
+            .check(halves[0])
+            .unwrap_err()
+            .contains("this node's new range"));
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     let (nodes, mut options) = targets.resolve_kind(NodeKind::Dht)?;
     options.allow_incomplete_ranges = args.allow_incomplete_ranges
         || matches!(args.verb, Verb::Ranges | Verb::Redistribute { .. });
+    // A node that is down fails a redistribution when its state is read, naming it (and a
+    // replica set's member that is down is refused by name, before anything is planned).
+    options.allow_down_nodes |= matches!(args.verb, Verb::Redistribute { .. });
     // The value first: a bad one is refused before any connection.
     let value = match &args.verb {
         Verb::Put { channel, value, .. } => {

@@ -7,6 +7,11 @@
 //! the arrow part when the range stays; the estimate assumes records spread evenly over a
 //! node's range), then `total: moves ~M records ~N bytes`. Nothing changes on the nodes.
 //!
+//! Replica sets (nodes with equal ranges) are planned as one: every member gets its set's new
+//! range, new empty-range nodes form new sets of the same size, and each member of a set that
+//! gives records away sends them to every member of the set that takes them. A cluster with
+//! sets is moved only with every member live and caught up (else refused, naming the member).
+//!
 //! `--execute`: every node whose range changes gets its Redistribute, all at once; a progress
 //! bar per node shows records moved and the last failure being retried. Stopping swarmctl does
 //! not stop the move (the nodes go on; `swarmctl dht ranges` shows their progress). At the end
@@ -20,36 +25,57 @@ use client::dht::redistribute::{
 use client::dht::{show_range, SizeInfo};
 use client::{ClientError, DhtClient};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use node_core::protocol::dht::{self as wire, tiling_problems, HashRange};
+use node_core::protocol::dht as wire;
 use std::io::Write;
 use std::time::Duration;
 
 /// How long a progress bar waits for news before it redraws anyway.
 const POLL: Duration = Duration::from_millis(500);
 
-/// Redistributing replica sets is not built: a cluster with one is refused, naming it.
-fn refuse_replica_sets(dht: &DhtClient) -> CmdResult {
-    match dht
-        .replica_sets()
-        .iter()
-        .find(|set| set.set.members.len() > 1)
-    {
-        None => Ok(()),
-        Some(set) => {
-            let members: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+/// A cluster with replica sets is moved only with every member live and caught up: a plan
+/// with a member down (or catching up) is refused, naming it (docs/replication.md,
+/// "Redistribution"). A cluster of one node per range is not checked here (as before: a node
+/// that does not answer fails the plan when its state is read).
+fn check_sets_whole(dht: &DhtClient) -> CmdResult {
+    let sets = dht.replica_sets();
+    if sets.iter().all(|set| set.set.members.len() < 2) {
+        return Ok(());
+    }
+    let client = dht.client();
+    for node in 0..client.node_count() {
+        let addr = client
+            .node_addr(node)
+            .map_or_else(|| format!("node {node}"), |addr| addr.to_string());
+        // A member down since before this client saw it has no known range: no set to name.
+        let set = sets
+            .iter()
+            .find(|set| set.set.members.contains(&node))
+            .map_or_else(String::new, |set| {
+                format!(" of replica set {}", show_range(&set.set.range))
+            });
+        let refuse = |why: String| -> CmdResult {
             Err(format!(
-                "the cluster has replica sets ({} is owned by {}); redistributing replica sets \
-                 is not built yet (docs/replication.md)",
-                show_range(&set.set.range),
-                members.join(", ")
+                "member {addr}{set} {why}; a cluster with replica sets is redistributed only \
+                 with every member live and caught up (bring it back, or take it out of the \
+                 node list), see docs/replication.md"
             )
             .into())
+        };
+        match client.get_stats(node) {
+            Err(error) => return refuse(format!("is down ({error})")),
+            Ok(stats) => {
+                let state = stats.iter().find(|(name, _)| name == "catch_up_state");
+                if let Some((_, state)) = state.filter(|(_, state)| *state == 1) {
+                    return refuse(format!("is catching up (catch_up_state {state})"));
+                }
+            }
         }
     }
+    Ok(())
 }
 
 pub fn run(dht: &DhtClient, strategy: Strategy, execute: bool, out: &mut impl Write) -> CmdResult {
-    refuse_replica_sets(dht)?;
+    check_sets_whole(dht)?;
     let client = dht.client();
     let mut current = Vec::with_capacity(client.node_count());
     for (node, (addr, _)) in dht.ranges().into_iter().enumerate() {
@@ -212,8 +238,10 @@ fn verify(dht: &DhtClient, planned: &[NodeRange], out: &mut impl Write) -> CmdRe
             wrong.push(format!("{addr} has {range}, planned {}", node.new));
         }
     }
-    let ranges: Vec<HashRange> = now.iter().map(|(_, range)| *range).collect();
-    let problems: Vec<String> = tiling_problems(&ranges)
+    // The members of a replica set share their range: one owner as far as tiling goes.
+    let problems: Vec<String> = dht
+        .range_table()
+        .problems()
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -1,0 +1,27 @@
+//! RedistBatchVersion (admins only when authentication is on): the versioned RedistBatch, what
+//! a redistribution sends (docs/protocol.md §6.7). Its LZ4 batch holds records with their
+//! versions and tombstones, laid out as a Mirror's refresh batch; each is applied as a
+//! PutVersion or RemoveVersion would be (kept only if newer than what this node holds), so a
+//! record moved between replica sets keeps its version and a removal its tombstone, and the
+//! members of a set that receive copies from several senders converge. All or nothing: every
+//! check passes for the whole batch first ([`crate::engine::Engine::put_version_batch`]). The
+//! reply is RedistBatch's ([`super::redist_batch::handle_with`]).
+
+use crate::service::DhtNode;
+use node_core::protocol::dht::RefreshRecord;
+use node_core::server::{ErrorReply, Outcome, Reply, Request};
+
+pub(super) fn handle(
+    node: &mut DhtNode,
+    request: &Request<'_>,
+    reply: &mut Reply<'_>,
+) -> Outcome<DhtNode> {
+    super::redist_batch::handle_with(node, request, reply, |engine, channel, records| {
+        // Bounded by the batch: at most 16 MiB uncompressed (docs/protocol.md §4).
+        let items = records
+            .map(|(key, value)| RefreshRecord::decode(value).map(|item| (key, item)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| ErrorReply::bad_request(format!("batch record: {error}")))?;
+        Ok(engine.put_version_batch(channel, &items)?)
+    })
+}
