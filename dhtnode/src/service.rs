@@ -376,10 +376,6 @@ impl Service for DhtNode {
         handled
     }
 
-    fn groups_replies(&self) -> bool {
-        self.engine.log().is_writing()
-    }
-
     fn before_output(&mut self) {
         self.log_sync.before_output(&mut self.engine);
     }

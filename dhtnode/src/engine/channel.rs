@@ -30,8 +30,8 @@ pub fn shard_of(key: u64) -> usize {
     (fold_mix(key, 0x2545_f491_4f6c_dd1d) >> (64 - SHARD_BITS)) as usize
 }
 
-/// The map's hasher for `u64` keys (fixed, not randomly seeded: keys come from clients, but a
-/// hash-flooding client could only slow its own channel, and a fixed hash keeps runs comparable).
+/// The map's hasher for `u64` keys: keyed per process (`node_core::fold_hash::process_seed`),
+/// since keys come from clients and a channel is shared by every client of it.
 pub type KeyHasher = FoldHasher<0x853c_49e6_748f_ea9b>;
 
 pub type Shard = HashMap<u64, Value, BuildHasherDefault<KeyHasher>>;

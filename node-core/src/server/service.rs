@@ -90,17 +90,11 @@ pub trait Service {
         false
     }
 
-    /// Whether replies written while reading a connection wait for the end of the pass to be
-    /// sent (with every other connection's), so that [`Service::before_output`] runs once for
-    /// the whole pass: a node that writes a change log before it answers writes one group.
-    fn groups_replies(&self) -> bool {
-        false
-    }
-
     /// Called before any connection's output is written to its socket: whatever the replies
     /// written so far promise (a change log's group written out) must hold once this returns.
-    /// Cheap when there is nothing to do: it runs for every flush of a connection with output
-    /// queued (not for a flush with nothing to send).
+    /// The loop sends the replies of a pass at its end, so this runs about once per pass
+    /// (cheap when there is nothing to do: it runs for every flush of a connection with output
+    /// queued, not for a flush with nothing to send).
     fn before_output(&mut self) {}
 
     /// SIGHUP replaced the node's credentials (the server already judges handshakes by them): a
