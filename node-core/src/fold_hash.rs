@@ -84,7 +84,11 @@ mod tests {
         assert_eq!(process_seed(), process_seed(), "drawn once");
         for key in [0u64, 1, 1024, u64::MAX] {
             assert_ne!(build.hash_one(key), fold_mix(key, SEED), "key {key}");
-            assert_eq!(build.hash_one(key), build.hash_one(key), "stable in a process");
+            assert_eq!(
+                build.hash_one(key),
+                build.hash_one(key),
+                "stable in a process"
+            );
         }
     }
 }

@@ -62,7 +62,7 @@ impl<S: Service> EventLoop<'_, S> {
         // Sent at the end of the pass (flush_dirty), with every other connection's: the
         // replies of a pass leave back to back, so a client process on another core is woken
         // once for many connections rather than once for each (docs/benchmarks.md, issue 22:
-        // dht put P=16 642k -> 818k ops/s), and before_output runs once for the pass (a
+        // dht put P=16 642k -> 886k ops/s), and before_output runs once for the pass (a
         // change log writes one group).
         self.dirty.push(slot);
     }
