@@ -116,8 +116,8 @@ impl DumpScheduler {
 
     /// RedistCommit: dumps `channel` now, so that every record it holds at this moment is on
     /// disk when the dump's outcome is reported ([`DumpScheduler::take_commit`] with the returned
-    /// ticket). `Ok(None)`: the channel does not exist, there is nothing to write. The writer
-    /// is paced (a guaranteed share) until the commit is done: a sender is waiting for it.
+    /// ticket). `Ok(None)`: the channel does not exist, there is nothing to write. Like every
+    /// dump, it gets the idle time and, when the load starves it, a paced share.
     pub fn commit_channel(
         &mut self,
         source: &impl DumpSource,
@@ -131,8 +131,10 @@ impl DumpScheduler {
                 .map_err(|error| {
                     format!("cannot hand channel {channel} to the dump writer: {error}")
                 })?;
+        // The writer stays as it is: in the idle class it takes all the time the loop leaves,
+        // and the starvation guard paces it when the load leaves none (pacing an idle node's
+        // writer would make the waiting sender wait ten times longer).
         self.commits.insert(ticket, (channel.to_string(), cancel));
-        self.pace_writer();
         Ok(Some(ticket))
     }
 
