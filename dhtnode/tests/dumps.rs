@@ -174,6 +174,25 @@ fn halves() -> (Vec<u64>, Vec<u64>) {
     (0..200u64).partition(|key| lower.is_responsible_for(*key))
 }
 
+/// Starts dhtnode in `dir` with `config` and `--range range_arg`, expecting it to refuse to
+/// start (the fatal policy); returns its standard error.
+fn refused_start(dir: &Path, config: &str, range_arg: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dhtnode"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "-c",
+            config,
+            "--range",
+            range_arg,
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("run dhtnode");
+    assert!(!output.status.success(), "fatal policy refuses to start");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn node_with_both_halves_dumped(dir: &Path) {
     let node = Node::start_in(common::BIN, dir, &[]);
     put_all(&mut Conn::open(node.addr), "ch", 0..200);
@@ -212,20 +231,7 @@ fn out_of_range_records_are_loaded_ignored_or_fatal_by_policy() {
     let dir = tempfile::tempdir().expect("temp dir");
     node_with_both_halves_dumped(dir.path());
     let config = write_config(dir.path(), "[dht]\nout_of_range = \"fatal\"\n");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dhtnode"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "-c",
-            &config,
-            "--range",
-            &range_arg,
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("run dhtnode");
-    assert!(!output.status.success(), "fatal policy refuses to start");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(dir.path(), &config, &range_arg);
     assert!(
         stderr.contains("ch.dump"),
         "the error names the file: {stderr}"
@@ -578,20 +584,7 @@ fn out_of_range_and_too_long_values_in_the_log_follow_the_loaders_rules() {
     let dir = tempfile::tempdir().expect("temp dir");
     node_with_both_halves_in_the_log(dir.path(), &[], 0);
     let config = write_config(dir.path(), "[dht]\nout_of_range = \"fatal\"\n");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dhtnode"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "-c",
-            &config,
-            "--range",
-            &range_arg,
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("run dhtnode");
-    assert!(!output.status.success(), "fatal policy refuses to start");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(dir.path(), &config, &range_arg);
     assert!(
         stderr.contains("change log") && stderr.contains("outside this node's range"),
         "the error says the log holds a value outside the range: {stderr}"

@@ -2,7 +2,7 @@
 //! to a file that fails its checks, and which records go in (see the parent module's doc).
 
 use super::{
-    ChannelFiles, ChannelLoadReport, LoadError, LoadOptions, LoadSource, LoadTarget,
+    Admission, ChannelFiles, ChannelLoadReport, LoadError, LoadOptions, LoadSource, LoadTarget,
     OutOfRangePolicy,
 };
 use crate::dump::entry::DumpEntry;
@@ -277,26 +277,28 @@ fn admit(
     key: u64,
     value: &[u8],
 ) -> Result<bool, LoadError> {
-    if value.is_empty() {
-        report.empty_values += 1;
-        return Ok(false);
-    }
-    if value.len() > options.max_value_bytes {
-        report.too_large += 1;
-        return Ok(false);
-    }
-    if !options.range.is_responsible_for(key) {
-        report.out_of_range += 1;
-        match options.policy {
-            OutOfRangePolicy::Load => {}
-            OutOfRangePolicy::Ignore => return Ok(false),
-            OutOfRangePolicy::Fatal => {
-                return Err(LoadError::OutOfRange {
-                    file: file.to_path_buf(),
-                    key,
-                    range: options.range,
-                })
-            }
+    match options.admission(key, value) {
+        Admission::Load => {}
+        Admission::Empty => {
+            report.empty_values += 1;
+            return Ok(false);
+        }
+        Admission::TooLarge => {
+            report.too_large += 1;
+            return Ok(false);
+        }
+        Admission::OutOfRangeLoaded => report.out_of_range += 1,
+        Admission::OutOfRangeIgnored => {
+            report.out_of_range += 1;
+            return Ok(false);
+        }
+        Admission::OutOfRangeFatal => {
+            report.out_of_range += 1;
+            return Err(LoadError::OutOfRange {
+                file: file.to_path_buf(),
+                key,
+                range: options.range,
+            });
         }
     }
     report.loaded += 1;

@@ -92,6 +92,43 @@ pub struct LoadOptions {
     pub max_value_bytes: usize,
 }
 
+/// What the loading rules make of one record: the one place they are written, for the
+/// loader's dumps and the dht node's change-log replay alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Load,
+    /// An empty value: skipped.
+    Empty,
+    /// Longer than `max_value_bytes`: skipped.
+    TooLarge,
+    /// Outside the range, loaded (policy `load`).
+    OutOfRangeLoaded,
+    /// Outside the range, skipped (policy `ignore`).
+    OutOfRangeIgnored,
+    /// Outside the range under policy `fatal`: the start stops.
+    OutOfRangeFatal,
+}
+
+impl LoadOptions {
+    /// What these rules make of a record of `key` with `value`.
+    pub fn admission(&self, key: u64, value: &[u8]) -> Admission {
+        if value.is_empty() {
+            return Admission::Empty;
+        }
+        if value.len() > self.max_value_bytes {
+            return Admission::TooLarge;
+        }
+        if self.range.is_responsible_for(key) {
+            return Admission::Load;
+        }
+        match self.policy {
+            OutOfRangePolicy::Load => Admission::OutOfRangeLoaded,
+            OutOfRangePolicy::Ignore => Admission::OutOfRangeIgnored,
+            OutOfRangePolicy::Fatal => Admission::OutOfRangeFatal,
+        }
+    }
+}
+
 /// Where loaded records go (the engine implements this).
 ///
 /// A channel is created with `new_channel`, filled with `insert`, and handed back with `commit`

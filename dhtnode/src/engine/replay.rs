@@ -16,7 +16,7 @@
 
 use super::channel::shard_of;
 use super::Engine;
-use dht_persist::loader::{LoadOptions, OutOfRangePolicy};
+use dht_persist::loader::{Admission as LoadAdmission, LoadOptions};
 use dht_persist::wal::LoggedChange;
 use node_core::protocol::dht::HashRange;
 
@@ -61,25 +61,30 @@ impl Admission {
         }
     }
 
-    /// Whether a logged value of `key` goes in (the rules of the loader's `admit`).
+    /// Whether a logged value of `key` goes in ([`LoadOptions::admission`], the loader's rules).
     fn decide(
         &mut self,
         channel: &str,
         key: u64,
         value: &[u8],
     ) -> Result<Verdict, OutOfRangeInLog> {
-        if value.len() > self.options.max_value_bytes {
-            self.too_large += 1;
-            return Ok(Verdict::Remove);
-        }
-        if self.options.range.is_responsible_for(key) {
-            return Ok(Verdict::Store);
-        }
-        self.out_of_range += 1;
-        match self.options.policy {
-            OutOfRangePolicy::Load => Ok(Verdict::Store),
-            OutOfRangePolicy::Ignore => Ok(Verdict::Skip),
-            OutOfRangePolicy::Fatal => Err(OutOfRangeInLog {
+        match self.options.admission(key, value) {
+            // The node refuses empty values, so the log holds none; storing one changes nothing
+            // a dump would not.
+            LoadAdmission::Load | LoadAdmission::Empty => Ok(Verdict::Store),
+            LoadAdmission::TooLarge => {
+                self.too_large += 1;
+                Ok(Verdict::Remove)
+            }
+            LoadAdmission::OutOfRangeLoaded => {
+                self.out_of_range += 1;
+                Ok(Verdict::Store)
+            }
+            LoadAdmission::OutOfRangeIgnored => {
+                self.out_of_range += 1;
+                Ok(Verdict::Skip)
+            }
+            LoadAdmission::OutOfRangeFatal => Err(OutOfRangeInLog {
                 channel: channel.to_string(),
                 key,
                 range: self.options.range,
@@ -293,6 +298,7 @@ impl ReplayBatch {
 mod tests {
     use super::*;
     use crate::engine::{EngineLimits, ListenerLimits};
+    use dht_persist::loader::OutOfRangePolicy;
     use node_core::protocol::dht::HashRange;
 
     /// Changes of one key keep their order across shards and batches, a RemoveChannel cuts
