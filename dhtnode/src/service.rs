@@ -403,6 +403,7 @@ impl Service for DhtNode {
         let synced = self.log_sync.shutdown(&mut self.engine);
         self.move_removed_dumps();
         let Some(dumper) = &mut self.dumper else {
+            self.engine.leak_channels_at_exit();
             return synced;
         };
         let failed = dumper.dump_all_blocking(&self.engine);
@@ -410,6 +411,8 @@ impl Service for DhtNode {
         if let Some(position) = covered {
             self.dump_cycle_complete(position);
         }
+        // Everything is on disk or reported: the records are not needed any more.
+        self.engine.leak_channels_at_exit();
         match (failed, synced) {
             (0, synced) => synced,
             (failed, _) => Err(format!(
