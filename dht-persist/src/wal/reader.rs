@@ -149,6 +149,9 @@ pub struct SegmentSummary {
     pub last_seq: Option<u64>,
     /// Bytes read up to the end of the last good entry.
     pub good_len: u64,
+    /// Zero bytes after the last entry to the end of the file: space the writer wrote ahead
+    /// (not entries; see [`SegmentReader::next_entry`]).
+    pub zeros_after: u64,
 }
 
 /// Where the log ends: what a writer continues from.
@@ -252,6 +255,7 @@ impl LogReader {
                 first_seq: None,
                 last_seq: None,
                 good_len: 0,
+                zeros_after: 0,
             })
             .collect();
         Ok(LogReader {
@@ -303,6 +307,7 @@ impl LogReader {
             let entry = match reader.next_entry() {
                 Ok(Some(entry)) => entry,
                 Ok(None) => {
+                    self.summaries[self.index].zeros_after = reader.zeros_after();
                     self.current = None;
                     self.index += 1;
                     continue;
