@@ -10,7 +10,9 @@
 
 use super::format::{EntryKind, EntryProblem, HeaderProblem, LoggedChange, SegmentHeader};
 use super::segment::{list_segments, Listing, RawEntry, ReadFailure, SegmentFile, SegmentReader};
-use super::tail::{count_entry_starts, cut, entries_start, find_intact_entry, TornTail};
+use super::tail::{
+    count_entry_starts, cut, entries_start, find_intact_entry, trailing_zeros, TornTail,
+};
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -516,6 +518,11 @@ impl LogReader {
             segment.file.len,
         )
         .map_err(io_error(&segment.file.path))?;
+        let mut zeros = 0;
+        if self.index + 1 == self.segments.len() {
+            zeros = trailing_zeros(&segment.file.path, offset, segment.file.len)
+                .map_err(io_error(&segment.file.path))?;
+        }
         let mut later = Vec::new();
         for next in &self.segments[self.index + 1..] {
             let path = &next.file.path;
@@ -531,6 +538,7 @@ impl LogReader {
             header_ok,
             later,
             bytes,
+            zeros,
             entries,
         })
     }
