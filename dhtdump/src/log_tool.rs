@@ -131,6 +131,18 @@ fn scan(log_dir: &Path, on_entry: &mut dyn FnMut(&LogEntry<'_>)) -> Scan {
     }
 }
 
+/// A segment file's length, and the zeros after its last entry when there are any (space the
+/// node wrote ahead: the end of its entries, `docs/formats.md`).
+fn file_bytes(summary: &SegmentSummary) -> String {
+    match summary.zeros_after {
+        0 => format!("{} bytes", summary.file_len),
+        zeros => format!(
+            "{} bytes ({zeros} of them zeros after the last entry)",
+            summary.file_len
+        ),
+    }
+}
+
 fn positions(summary: &SegmentSummary) -> String {
     match (summary.first_seq, summary.last_seq) {
         (Some(first), Some(last)) => format!("positions {first}..={last}"),
@@ -226,9 +238,9 @@ pub fn log_info(dir: &Path, entries: bool, out: &mut impl Write) -> Result<u8, U
         };
         writeln!(
             out,
-            "{}  {detail}, {} bytes",
+            "{}  {detail}, {}",
             segment_name(summary),
-            summary.file_len
+            file_bytes(summary)
         )?;
     }
     for other in &scan.others {
@@ -390,10 +402,10 @@ fn write_verdicts(scan: &Scan, out: &mut impl Write) -> io::Result<()> {
     for (summary, state) in scan.summaries.iter().zip(segment_states(scan)) {
         let verdict = match state {
             SegmentState::Ok => format!(
-                "ok, {}, {} entries, {} bytes",
+                "ok, {}, {} entries, {}",
                 positions(summary),
                 summary.entries,
-                summary.file_len
+                file_bytes(summary)
             ),
             SegmentState::TornFrom(offset) => {
                 format!("TORN TAIL from byte {offset} ({})", held_before(summary))

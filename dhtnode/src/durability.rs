@@ -23,10 +23,13 @@ use std::time::{Duration, Instant};
 pub struct LogSync {
     policy: DurabilityPolicy,
     syncer: Option<Syncer>,
+    /// Changes (under "always") answered in this pass, not yet handed to a group commit.
+    unsent: Vec<Rc<AckSlot>>,
     /// Changes (under "always") waiting for their group commit, in epoch order.
     waiting: VecDeque<(u64, Rc<AckSlot>)>,
-    /// The log position the commit in flight makes durable.
-    in_flight_seq: u64,
+    /// The group commits outstanding, oldest first: their epoch and the log position each
+    /// makes durable.
+    dispatched: VecDeque<(u64, u64)>,
     timer: IntervalTimer,
     wakeups: Wakeups,
 }
@@ -53,8 +56,9 @@ impl LogSync {
         Ok(LogSync {
             policy,
             syncer,
+            unsent: Vec::new(),
             waiting: VecDeque::new(),
-            in_flight_seq: 0,
+            dispatched: VecDeque::new(),
             timer: IntervalTimer::new(interval, Instant::now()),
             wakeups,
         })
@@ -70,7 +74,7 @@ impl LogSync {
 
     /// Changes waiting for their group commit.
     pub fn awaiting_fsync(&self) -> usize {
-        self.waiting.len()
+        self.waiting.len() + self.unsent.len()
     }
 
     /// Answers a change request: at once, or under "always", when the request logged a change
@@ -84,20 +88,16 @@ impl LogSync {
         body: Vec<u8>,
     ) -> Handled<DhtNode> {
         let logged = engine.log().position() != mark;
-        let syncer = self
-            .syncer
-            .as_ref()
-            .filter(|_| self.policy.waits_for_sync());
-        let Some(syncer) = syncer.filter(|_| logged) else {
+        let waits = self.syncer.is_some() && self.policy.waits_for_sync();
+        if !(waits && logged) {
             reply.send(status, &body);
             return Handled::Replied;
-        };
+        }
         let slot = Rc::new(AckSlot {
             outcome: RefCell::new(None),
             handle: Cell::new(None),
         });
-        self.waiting
-            .push_back((syncer.current_epoch(), Rc::clone(&slot)));
+        self.unsent.push(Rc::clone(&slot));
         Handled::Stream(Box::new(AwaitCommit { slot, status, body }))
     }
 
@@ -106,11 +106,12 @@ impl LogSync {
         engine.log_mut().write_out();
     }
 
-    /// After each pass: collects finished commits, and under "always" starts the next one for
-    /// the changes waiting.
+    /// After each pass: collects finished commits, and under "always" hands the changes of the
+    /// pass to a group commit: the next one, which starts the moment the one in flight is done
+    /// (see [`Syncer::dispatch`]), so an fsync never waits for the loop to finish a pass.
     pub fn background(&mut self, engine: &mut Engine) {
         self.poll(engine);
-        if self.policy.waits_for_sync() && !self.waiting.is_empty() && self.idle() {
+        if self.policy.waits_for_sync() && !self.unsent.is_empty() {
             self.dispatch(engine);
         }
     }
@@ -126,7 +127,7 @@ impl LogSync {
 
     /// Shutdown: the commit in flight, then everything written, fsynced here.
     pub fn shutdown(&mut self, engine: &mut Engine) -> Result<(), String> {
-        if let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
+        while let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
             self.on_done(engine, done);
         }
         engine.log_mut().write_out();
@@ -160,21 +161,32 @@ impl LogSync {
                 },
                 request.seq,
             ),
-            // Everything written was fsynced by an earlier commit.
-            None if self.waiting.is_empty() => return,
+            // Everything written was asked for by an earlier commit.
+            None if self.unsent.is_empty() => return,
             None => (SyncJob::default(), writer.written_seq()),
         };
         let Some(syncer) = &mut self.syncer else {
             return;
         };
-        match syncer.dispatch(job) {
-            Ok(_) => self.in_flight_seq = seq,
+        let epoch = match syncer.dispatch(job) {
+            Ok(epoch) => epoch,
             Err(error) => {
                 tracing::error!("change log group commit: {error}");
-                let epoch = syncer.current_epoch();
-                self.answer_waiting(epoch, &Err(error));
+                let unsent = std::mem::take(&mut self.unsent);
+                self.waiting
+                    .extend(unsent.into_iter().map(|slot| (u64::MAX, slot)));
+                self.answer_waiting(u64::MAX, &Err(error));
+                return;
             }
+        };
+        match self.dispatched.back_mut() {
+            // The job joined the one waiting to start.
+            Some((last, last_seq)) if *last == epoch => *last_seq = (*last_seq).max(seq),
+            _ => self.dispatched.push_back((epoch, seq)),
         }
+        let unsent = std::mem::take(&mut self.unsent);
+        self.waiting
+            .extend(unsent.into_iter().map(|slot| (epoch, slot)));
     }
 
     fn poll(&mut self, engine: &mut Engine) {
@@ -184,10 +196,19 @@ impl LogSync {
     }
 
     fn on_done(&mut self, engine: &mut Engine, done: SyncDone) {
+        let mut synced_seq = None;
+        while let Some(&(epoch, seq)) = self.dispatched.front() {
+            if epoch > done.epoch {
+                break;
+            }
+            self.dispatched.pop_front();
+            synced_seq = Some(seq);
+        }
         match &done.result {
             Ok(()) => {
-                if let Some(writer) = engine.log_mut().writer_mut() {
-                    writer.mark_synced(self.in_flight_seq);
+                let writer = engine.log_mut().writer_mut();
+                if let (Some(writer), Some(seq)) = (writer, synced_seq) {
+                    writer.mark_synced(seq);
                 }
             }
             Err(error) => tracing::error!(

@@ -8,7 +8,7 @@ mod common;
 use common::{get_stats, stat, wait_until, Conn, Node};
 use node_core::protocol::dht;
 use node_core::protocol::{RequestCode, Status};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const CHANNEL: &str = "log";
@@ -49,6 +49,16 @@ fn assert_values_in(conn: &mut Conn, channel: &str, keys: impl Iterator<Item = u
     }
 }
 
+/// The log's last segment and where its entries end (the zeros the node writes ahead after
+/// them are no entries): where the next write lands.
+fn entries_end(dir: &Path) -> (std::path::PathBuf, u64) {
+    use dht_persist::wal::{LogReader, ReadFrom};
+    let mut reader = LogReader::open(&dir.join("data/wal"), ReadFrom::Start).unwrap();
+    while reader.next_entry().unwrap().is_some() {}
+    let last = reader.summaries().last().expect("a log segment");
+    (last.path.clone(), last.good_len)
+}
+
 /// Bytes of the log's segments (a segment the node deletes meanwhile counts nothing).
 fn log_dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir.join("data/wal"))
@@ -65,20 +75,16 @@ fn a_torn_tail_is_cut_with_a_log_line_and_everything_before_it_is_replayed() {
     let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
     put_all(&mut Conn::open(node.addr), 0..300, 1);
     node.kill9();
-    // Half an entry at the end of the last segment: a write the crash cut short.
-    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("data/wal"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    segments.sort();
-    let last = segments.last().expect("a segment");
-    let mut file = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    // Half an entry after the last one (over the zeros written ahead): a write the crash cut
+    // short.
+    let (last, end) = entries_end(dir.path());
+    let file = std::fs::OpenOptions::new().write(true).open(last).unwrap();
     let mut torn = vec![0u8; 20];
     torn[4..8].copy_from_slice(&1000u32.to_le_bytes()); // a body of 1000 bytes announced
     torn[8..16].copy_from_slice(&301u64.to_le_bytes()); // the next position
     torn[16] = 1; // a Put
     torn.extend_from_slice(&[7u8; 100]);
-    file.write_all(&torn).unwrap();
+    file.write_all_at(&torn, end).unwrap();
     drop(file);
 
     node.restart();
@@ -401,13 +407,6 @@ fn a_dump_covering_an_impossible_log_position_is_refused_by_name() {
     }
 }
 
-/// The last segment of the log (the one being written).
-fn last_segment(dir: &Path) -> std::path::PathBuf {
-    let mut all = segments(dir);
-    all.sort();
-    all.pop().expect("a log segment")
-}
-
 /// A RemoveChannel moves the channel's dump files aside only once its log entry is fsynced: a
 /// machine crash that loses the entry (simulated: the unsynced tail of the log cut off after a
 /// SIGKILL) finds the channel whole — its dump and the log after it — not rebuilt from the log
@@ -425,8 +424,7 @@ fn a_removed_channel_keeps_its_dump_until_the_removal_is_durable() {
     node.restart();
     let mut conn = Conn::open(node.addr);
     put_all(&mut conn, 50..60, 1); // in the log only
-    let segment = last_segment(dir.path());
-    let before_removal = std::fs::metadata(&segment).unwrap().len();
+    let (segment, before_removal) = entries_end(dir.path());
     let mut body = Vec::new();
     dht::encode_channel(&mut body, CHANNEL);
     assert_eq!(

@@ -275,7 +275,7 @@ impl Service for LogfilesNode {
     }
 
     fn shutdown(&mut self) -> Result<(), String> {
-        if let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
+        while let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
             self.on_commit_done(done);
         }
         match self.engine.close() {

@@ -63,4 +63,6 @@ pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,
 };
 pub use tail::{discard_from, Discarded, TornTail};
-pub use writer::{AppendError, LogOptions, LogWriter, SyncRequest, WriteError, Written};
+pub use writer::{
+    AppendError, LogOptions, LogWriter, SyncRequest, WriteError, Written, ZERO_AHEAD_BYTES,
+};

@@ -10,7 +10,9 @@
 
 use super::format::{EntryKind, EntryProblem, HeaderProblem, LoggedChange, SegmentHeader};
 use super::segment::{list_segments, Listing, RawEntry, ReadFailure, SegmentFile, SegmentReader};
-use super::tail::{count_entry_starts, cut, entries_start, find_intact_entry, TornTail};
+use super::tail::{
+    count_entry_starts, cut, entries_start, find_intact_entry, trailing_zeros, TornTail,
+};
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -149,6 +151,9 @@ pub struct SegmentSummary {
     pub last_seq: Option<u64>,
     /// Bytes read up to the end of the last good entry.
     pub good_len: u64,
+    /// Zero bytes after the last entry to the end of the file: space the writer wrote ahead
+    /// (not entries; see [`SegmentReader::next_entry`]).
+    pub zeros_after: u64,
 }
 
 /// Where the log ends: what a writer continues from.
@@ -252,6 +257,7 @@ impl LogReader {
                 first_seq: None,
                 last_seq: None,
                 good_len: 0,
+                zeros_after: 0,
             })
             .collect();
         Ok(LogReader {
@@ -303,6 +309,7 @@ impl LogReader {
             let entry = match reader.next_entry() {
                 Ok(Some(entry)) => entry,
                 Ok(None) => {
+                    self.summaries[self.index].zeros_after = reader.zeros_after();
                     self.current = None;
                     self.index += 1;
                     continue;
@@ -511,6 +518,11 @@ impl LogReader {
             segment.file.len,
         )
         .map_err(io_error(&segment.file.path))?;
+        let mut zeros = 0;
+        if self.index + 1 == self.segments.len() {
+            zeros = trailing_zeros(&segment.file.path, offset, segment.file.len)
+                .map_err(io_error(&segment.file.path))?;
+        }
         let mut later = Vec::new();
         for next in &self.segments[self.index + 1..] {
             let path = &next.file.path;
@@ -526,6 +538,7 @@ impl LogReader {
             header_ok,
             later,
             bytes,
+            zeros,
             entries,
         })
     }

@@ -104,7 +104,12 @@ pub struct SegmentReader<R: Read> {
     offset: u64,
     body: Vec<u8>,
     scratch: Vec<u8>,
+    /// At a clean end: the zero bytes after the last entry (space written ahead).
+    zeros_after: u64,
 }
+
+/// Bytes read at a time while checking that a segment ends in zeros.
+const ZERO_CHECK_BYTES: usize = 64 << 10;
 
 impl<R: Read> SegmentReader<R> {
     /// A reader of a segment of `len` bytes (the file's length: no body is allocated beyond
@@ -116,7 +121,14 @@ impl<R: Read> SegmentReader<R> {
             offset: 0,
             body: Vec::new(),
             scratch: Vec::new(),
+            zeros_after: 0,
         }
+    }
+
+    /// After a clean end: the bytes of zeros that followed the last entry to the end of the
+    /// file (space the writer wrote ahead, `docs/formats.md`); not entries.
+    pub fn zeros_after(&self) -> u64 {
+        self.zeros_after
     }
 
     /// Bytes consumed so far: after a clean end, the segment's length.
@@ -134,13 +146,29 @@ impl<R: Read> SegmentReader<R> {
     }
 
     /// The next entry, checked but for its sequence number and body layout (see
-    /// [`decode`](Self::decode)); `Ok(None)` at the end of the segment.
+    /// [`decode`](Self::decode)); `Ok(None)` at the end of the segment: the end of the file,
+    /// or zeros from here to the end of the file (space written ahead: no entry header is all
+    /// zeros, since no kind is 0).
     pub fn next_entry(&mut self) -> Result<Option<RawEntry>, ReadFailure> {
         let offset = self.offset;
         let fail = |problem| ReadFailure::Entry { offset, problem };
         let mut fixed = [0u8; ENTRY_HEADER_LEN];
         let got = read_up_to(&mut self.input, &mut fixed)?;
         self.offset += got as u64;
+        if got > 0 && fixed[..got].iter().all(|byte| *byte == 0) {
+            let zeros = self.zeros_to_the_end()?;
+            if let Some(more) = zeros {
+                self.zeros_after = got as u64 + more;
+                self.offset = offset;
+                return Ok(None);
+            }
+            // Zeros, then other bytes: what reading the all-zero header finds (it consumed
+            // the rest of the file, so it is said here).
+            return Err(fail(EntryProblem::Checksum {
+                stored: 0,
+                computed: entry_crc(&fixed, &[]),
+            }));
+        }
         match got {
             0 => return Ok(None),
             ENTRY_HEADER_LEN => {}
@@ -174,6 +202,23 @@ impl<R: Read> SegmentReader<R> {
             offset,
             len: (ENTRY_HEADER_LEN as u64) + u64::from(header.body_len),
         }))
+    }
+
+    /// Reads the rest of the input: `Some(bytes)` when all of them are zero.
+    fn zeros_to_the_end(&mut self) -> Result<Option<u64>, ReadFailure> {
+        self.body.clear();
+        self.body.resize(ZERO_CHECK_BYTES, 0);
+        let mut zeros = 0u64;
+        loop {
+            let got = read_up_to(&mut self.input, &mut self.body)?;
+            if self.body[..got].iter().any(|byte| *byte != 0) {
+                return Ok(None);
+            }
+            zeros += got as u64;
+            if got < self.body.len() {
+                return Ok(Some(zeros));
+            }
+        }
     }
 
     /// Reads `len` body bytes into the body buffer, which grows to exactly `len`.

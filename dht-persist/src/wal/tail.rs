@@ -35,6 +35,9 @@ pub struct TornTail {
     pub later: Vec<PathBuf>,
     /// Bytes the cut removes, in all of those files.
     pub bytes: u64,
+    /// Of `bytes`, the zeros at the end of `segment` after the torn bytes (space the writer
+    /// wrote ahead, `docs/formats.md`; 0 when later segments follow).
+    pub zeros: u64,
     /// Entries begun in those bytes, as far as their headers can be read (a partly written
     /// entry counts; unwritten, zero-filled space does not).
     pub entries: u64,
@@ -49,10 +52,13 @@ impl std::fmt::Display for TornTail {
         write!(
             f,
             "torn tail of {} bytes ({entries} begun) from byte {} of {}",
-            self.bytes,
+            self.bytes - self.zeros,
             self.offset,
             self.segment.display()
         )?;
+        if self.zeros > 0 {
+            write!(f, ", and the {} bytes of zeros after it", self.zeros)?;
+        }
         if !self.later.is_empty() {
             write!(
                 f,
@@ -115,6 +121,22 @@ fn is_intact_at(
         entry_crc(fixed, body)
     };
     Ok(computed == header.crc)
+}
+
+/// How many of the last bytes of `path` (of its first `len`, after `from`) are zeros.
+pub(crate) fn trailing_zeros(path: &Path, from: u64, len: u64) -> io::Result<u64> {
+    let file = File::open(path)?;
+    let mut window = vec![0u8; SCAN_WINDOW_BYTES.min(len.saturating_sub(from) as usize)];
+    let mut end = len;
+    while end > from {
+        let want = window.len().min((end - from) as usize);
+        file.read_exact_at(&mut window[..want], end - want as u64)?;
+        if let Some(last) = window[..want].iter().rposition(|byte| *byte != 0) {
+            return Ok(len - (end - want as u64 + last as u64 + 1));
+        }
+        end -= want as u64;
+    }
+    Ok(len - from)
 }
 
 /// Entries begun from `from` to `len` in `path`: walks the declared lengths while headers are

@@ -371,8 +371,11 @@ fn a_torn_last_entry_is_cut_exactly_at_every_byte() {
     }
 }
 
+/// Zeros from an entry's place to the end of the file are where the entries end (space written
+/// ahead, or allocated and never written: a power cut), not a torn tail; zeros followed by
+/// anything else are.
 #[test]
-fn zeroed_or_garbled_last_entries_are_torn_tails_too() {
+fn zeros_to_the_end_end_the_entries_and_garbled_last_entries_are_torn_tails() {
     let dir = tempfile::tempdir().unwrap();
     let changes = sample(12);
     write_log(dir.path(), &changes, 4, LogOptions::default());
@@ -380,9 +383,30 @@ fn zeroed_or_garbled_last_entries_are_torn_tails_too() {
     let bytes = fs::read(&path).unwrap();
     let offsets = entry_offsets(&bytes);
     let start = offsets[10];
-    // The last two entries' space allocated but never written (a power cut): zeros.
     let mut zeroed = bytes.clone();
     zeroed[start..].fill(0);
+    zeroed.resize(zeroed.len() + 100_000, 0);
+    fs::write(&path, &zeroed).unwrap();
+    let mut reader = LogReader::open(dir.path(), ReadFrom::Start).unwrap();
+    let mut read = 0;
+    while reader.next_entry().unwrap().is_some() {
+        read += 1;
+    }
+    assert_eq!(read, 10);
+    let summary = &reader.summaries()[0];
+    assert_eq!(summary.good_len, start as u64);
+    assert_eq!(summary.zeros_after, (zeroed.len() - start) as u64);
+    let end = reader.into_end().unwrap();
+    assert!(end.torn.is_none() && end.is_clean());
+    assert_eq!(end.last_seq, 10);
+    // A short run of zeros at the very end (less than a header) ends them too.
+    fs::write(&path, [&bytes[..start], &[0u8; 7][..]].concat()).unwrap();
+    let (entries, end) = read_log(dir.path(), ReadFrom::Start).unwrap();
+    assert_eq!(entries, numbered(&changes[..10]));
+    assert!(end.torn.is_none());
+    // Zeros, then one byte that is not: a torn tail from the zeros on, no entry begun.
+    let last = zeroed.len() - 1;
+    zeroed[last] = 1;
     fs::write(&path, &zeroed).unwrap();
     let (entries, end) = read_log(dir.path(), ReadFrom::Start).unwrap();
     assert_eq!(entries, numbered(&changes[..10]));
@@ -1021,4 +1045,47 @@ fn reserved_segments_are_started_by_appends_and_read_back_whole() {
     let (read, end) = read_log(dir.path(), ReadFrom::Start).unwrap();
     assert_eq!(read, numbered(&changes));
     assert!(end.torn.is_none());
+}
+
+/// With space reserved, the writer keeps zeros written ahead of its last group (so groups
+/// overwrite written blocks inside the file: a cheaper fdatasync), the log reads back whole
+/// with the zeros taken for its end, and a clean stop gives them back.
+#[test]
+fn zeros_are_written_ahead_of_the_groups_and_read_as_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogWriter::create(&empty_end(dir.path()), 1, LogOptions::default()).unwrap();
+    assert!(log.reserve_space(), "the test's file system reserves space");
+    let path = segment_path(dir.path(), 1);
+    let changes = sample(300);
+    let mut most_ahead = 0;
+    for (index, change) in changes.iter().enumerate() {
+        append(&mut log, change, true).unwrap();
+        if index % 10 == 9 {
+            log.write_out().unwrap();
+            let len = fs::metadata(&path).unwrap().len();
+            let ahead = len - log.segment_len();
+            assert!(
+                (ZERO_AHEAD_BYTES / 2..=ZERO_AHEAD_BYTES).contains(&ahead),
+                "{ahead} bytes ahead"
+            );
+            most_ahead = most_ahead.max(ahead);
+        }
+    }
+    log.write_out().unwrap();
+    assert_eq!(most_ahead, ZERO_AHEAD_BYTES);
+    let mut reader = LogReader::open(dir.path(), ReadFrom::Start).unwrap();
+    let mut read = Vec::new();
+    while let Some(entry) = reader.next_entry().unwrap() {
+        read.push((entry.seq, owned(&entry.change)));
+    }
+    assert_eq!(read, numbered(&changes));
+    let summary = reader.summaries()[0].clone();
+    assert_eq!(summary.good_len, log.segment_len());
+    assert_eq!(
+        summary.good_len + summary.zeros_after,
+        fs::metadata(&path).unwrap().len()
+    );
+    assert!(reader.into_end().unwrap().torn.is_none());
+    log.release_reserved().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), log.segment_len());
 }

@@ -19,6 +19,16 @@
 //! segment is reserved ([`AppendError::NoSpace`]), so a full disk refuses a change before the
 //! node applies it, and a group written out never meets a full disk.
 //!
+//! Zeros written ahead: with space reserved, the writer also writes zeros over the reserved room
+//! up to [`ZERO_AHEAD_BYTES`] past its last group ([`write_out`](LogWriter::write_out)), so that
+//! groups overwrite blocks that are already written and inside the file's length. Their
+//! fdatasync then writes the data and flushes the disk, nothing else: appending past the end
+//! instead changes the file's length and (reserved blocks being "unwritten" until written) its
+//! extents, metadata each fdatasync must write too; on ext4 the extent conversion runs on a
+//! kernel worker the fdatasync waits for (docs/benchmarks.md, issue 18). A segment therefore
+//! may end in zeros after its last entry; readers take zeros from an entry's place to the end
+//! of the file as the end of its entries (`docs/formats.md`).
+//!
 //! Memory: the buffer holds one group, [`LogOptions::group_bytes`] plus at most one entry
 //! ([`MAX_ENTRY_BODY_BYTES`](super::format::MAX_ENTRY_BODY_BYTES)): appends are refused once it
 //! is full, until it is written out.
@@ -43,6 +53,11 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const DEFAULT_GROUP_BYTES: usize = 4 << 20;
 /// The smallest segment size accepted (tests use small segments to see rotations).
 pub const MIN_SEGMENT_BYTES: u64 = 4096;
+/// How far ahead of the last group a writer with reserved space writes zeros (see the module
+/// doc); it writes more once less than half of it is left.
+pub const ZERO_AHEAD_BYTES: u64 = 1 << 20;
+/// The zeros written ahead, a chunk at a time (static: no allocation).
+static ZEROS: [u8; ZERO_AHEAD_BYTES as usize] = [0; ZERO_AHEAD_BYTES as usize];
 
 /// How a [`LogWriter`] sizes its segments and groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +157,10 @@ pub struct LogWriter {
     /// `u64::MAX` when space is not reserved (see [`reserve_space`](Self::reserve_space)).
     reserved_len: u64,
     reserving: bool,
+    /// The current segment's length with the zeros written ahead (see the module doc).
+    zeroed_len: u64,
+    /// Whether zeros are written ahead (with space reserved, until a zero write fails).
+    zeroing: bool,
 }
 
 impl LogWriter {
@@ -212,6 +231,8 @@ impl LogWriter {
             broken: None,
             reserved_len: u64::MAX,
             reserving: false,
+            zeroed_len: SEGMENT_HEADER_LEN as u64,
+            zeroing: false,
         })
     }
 
@@ -222,11 +243,13 @@ impl LogWriter {
     /// current segment now (a full disk) is no error: the next append tries again.
     pub fn reserve_space(&mut self) -> bool {
         self.reserving = true;
+        self.zeroing = true;
         self.reserved_len = self.segment_len;
         match reserve(&self.segment, self.options.segment_bytes) {
             Ok(()) => self.reserved_len = self.options.segment_bytes,
             Err(error) if is_unsupported(&error) => {
                 self.reserving = false;
+                self.zeroing = false;
                 self.reserved_len = u64::MAX;
                 return false;
             }
@@ -243,6 +266,7 @@ impl LogWriter {
         }
         self.segment.set_len(self.segment_len)?;
         self.reserved_len = self.segment_len;
+        self.zeroed_len = self.segment_len;
         Ok(())
     }
 
@@ -352,6 +376,7 @@ impl LogWriter {
             return Err(self.drop_group(first_seq, last_seq, error));
         }
         self.segment_len += group_len;
+        self.zero_ahead();
         self.segment_entries += self.buffered_entries;
         self.written_seq = last_seq;
         self.buffer.clear();
@@ -367,9 +392,30 @@ impl LogWriter {
         }))
     }
 
-    /// After a failed write: cuts the segment back to where the group began, or, when that
-    /// fails too, stops the writer.
+    /// With space reserved: once less than half of [`ZERO_AHEAD_BYTES`] of zeros is left
+    /// after the last group, writes zeros up to that far past it, within the reserved room (see
+    /// the module doc). A failed zero write only ends the zeros ahead: groups append again.
+    fn zero_ahead(&mut self) {
+        if !self.zeroing || self.segment_len + ZERO_AHEAD_BYTES / 2 <= self.zeroed_len {
+            return;
+        }
+        let from = self.zeroed_len.max(self.segment_len);
+        let to = (self.segment_len + ZERO_AHEAD_BYTES).min(self.reserved_len);
+        if to <= from {
+            return;
+        }
+        let len = (to - from) as usize;
+        // Part of a failed write may be there: zeros, which readers take for the end as well.
+        self.zeroed_len = to;
+        if self.segment.write_all_at(&ZEROS[..len], from).is_err() {
+            self.zeroing = false;
+        }
+    }
+
+    /// After a failed write: cuts the segment back to where the group began (the zeros ahead
+    /// of it too), or, when that fails too, stops the writer.
     fn take_back(&mut self) {
+        self.zeroed_len = self.segment_len;
         let result = self
             .segment
             .set_len(self.segment_len)
@@ -416,6 +462,7 @@ impl LogWriter {
         self.segment_number = number;
         self.segment_path = path;
         self.segment_len = SEGMENT_HEADER_LEN as u64;
+        self.zeroed_len = self.segment_len;
         self.segment_entries = 0;
         self.dir_dirty = true;
     }
