@@ -33,6 +33,15 @@
 //!   restarted; afterwards the members of every set hold identical records (a digest of each
 //!   member's GetAll), written with versions.
 //! - `reads_go_to_the_first_member_or_spread_over_the_set`: by the members' own Get counts.
+//! - `two_writers_racing_put_batches_of_the_same_keys_leave_both_members_identical`: two
+//!   clients (the second listing each set's members the other way round) race PutBatches of
+//!   the same keys; both members of every set end identical, every key at one version.
+//! - `a_put_batch_while_ranges_overlap_reaches_every_node_whose_range_holds_the_key`: as while
+//!   sets switch ranges in a redistribution, each record reaches the old and the new owner,
+//!   with one version.
+//! - `a_mirror_of_a_replicated_cluster_sees_each_write_once_and_fails_over`: 2 sets × 2; one
+//!   Mirror per set (each refresh record and each change once), failing over to the other
+//!   member (with a refresh) when the mirrored one is killed.
 
 mod real_cluster;
 
@@ -1061,5 +1070,49 @@ fn next_mirrored(mirror: &mut client::dht::ChannelMirror) -> client::dht::Mirror
         if let Some(event) = mirror.next(Duration::from_millis(200)).expect("mirror") {
             return event;
         }
+    }
+}
+
+#[test]
+fn a_put_batch_while_ranges_overlap_reaches_every_node_whose_range_holds_the_key() {
+    // As while replica sets switch ranges in a redistribution: one node still owns everything,
+    // two others own a half each already.
+    let halves = split_evenly(2);
+    let cluster = RealCluster::start_with_ranges(vec![HashRange::FULL, halves[0], halves[1]], 0, 0);
+    let dht = DhtClient::connect(
+        &real_cluster::addrs(&cluster.dht),
+        ClientOptions {
+            allow_incomplete_ranges: true,
+            ..options()
+        },
+    )
+    .expect("connect");
+    let records: Vec<(u64, Vec<u8>)> = (0..50u64)
+        .map(|key| (key, format!("overlap {key}").into_bytes()))
+        .collect();
+    dht.put_batch(CHANNEL, records.iter().map(|(k, v)| (*k, v.as_slice())))
+        .expect("batch");
+    for (key, value) in &records {
+        let half = if halves[0].is_responsible_for(*key) {
+            1
+        } else {
+            2
+        };
+        assert_eq!(
+            held_by(&dht, 0, *key).as_ref(),
+            Some(value),
+            "key {key} on the old owner"
+        );
+        assert_eq!(
+            held_by(&dht, half, *key).as_ref(),
+            Some(value),
+            "key {key} on the new one"
+        );
+        let version = version_on(&dht, 0, *key).expect("held");
+        assert!(
+            version > 0,
+            "key {key}: versioned, as the nodes are several"
+        );
+        assert_eq!(version_on(&dht, half, *key), Some(version), "key {key}");
     }
 }
