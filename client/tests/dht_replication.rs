@@ -1018,14 +1018,22 @@ fn a_mirror_of_a_replicated_cluster_sees_each_write_once_and_fails_over() {
         changed.values().all(|&n| n == 1),
         "each change once: {changed:?}"
     );
-    // The member mirrored for set 0 goes: the mirror says so once, then mirrors the other
-    // member, with a refresh (the options it started with), and hears the changes there.
+    mirror_fails_over(&mut cluster, &dht, &mut mirror);
+}
+
+/// The member `mirror` mirrors for set 0 goes: the mirror says so once, then mirrors the other
+/// member, with a refresh (the options it started with), and hears the changes there.
+fn mirror_fails_over(
+    cluster: &mut RealCluster,
+    dht: &DhtClient,
+    mirror: &mut client::dht::ChannelMirror,
+) {
     let mirrored = mirror.nodes()[0];
     let member = (0..2)
         .find(|&n| cluster.dht[n].addr == mirrored)
         .expect("set 0");
     cluster.dht[member].kill9();
-    let key = key_of_set_of(&dht, member, 7);
+    let key = key_of_set_of(dht, member, 7);
     let deadline = Instant::now() + LIMIT;
     let (mut failed, mut refreshed_again, mut heard) = (false, false, false);
     let mut round = 0u32;
