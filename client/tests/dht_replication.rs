@@ -745,6 +745,21 @@ fn digest_of(dht: &DhtClient, node: usize, channel: &str) -> (usize, u64) {
     (records.len(), client::dht::key_from_bytes(&bytes))
 }
 
+/// Both members of every set hold the same records (a digest of each one's GetAll).
+fn assert_members_identical(dht: &DhtClient) {
+    for set in 0..SETS {
+        let (a, b) = (
+            digest_of(dht, 2 * set, CHANNEL),
+            digest_of(dht, 2 * set + 1, CHANNEL),
+        );
+        println!(
+            "set {set}: {} records, digests {:016x} {:016x}",
+            a.0, a.1, b.1
+        );
+        assert_eq!(a, b, "the members of set {set} hold different records");
+    }
+}
+
 /// What a node holds of `key` with its version (GetWithVersion sent to it alone).
 fn version_on(dht: &DhtClient, node: usize, key: u64) -> Option<u64> {
     let reply = ask_node(dht, node, wire::GET_WITH_VERSION, key);
@@ -799,17 +814,7 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
     // Each client replays what it wrote while the member was down (its requests would, too).
     assert_eq!(first.replay_missed_writes(), 0);
     assert_eq!(second.replay_missed_writes(), 0);
-    for set in 0..SETS {
-        let (a, b) = (
-            digest_of(&first, 2 * set, CHANNEL),
-            digest_of(&first, 2 * set + 1, CHANNEL),
-        );
-        println!(
-            "set {set}: {} records, digests {:016x} {:016x}",
-            a.0, a.1, b.1
-        );
-        assert_eq!(a, b, "the members of set {set} hold different records");
-    }
+    assert_members_identical(&first);
     // The writes carried versions (not the unversioned fallback).
     let written = (0..64u64).find(|key| first.get(CHANNEL, *key).expect("get").is_some());
     let key = written.expect("some key holds a value");
@@ -942,17 +947,7 @@ fn two_writers_racing_put_batches_of_the_same_keys_leave_both_members_identical(
     for writer in writers {
         writer.join().expect("writer");
     }
-    for set in 0..SETS {
-        let (a, b) = (
-            digest_of(&first, 2 * set, CHANNEL),
-            digest_of(&first, 2 * set + 1, CHANNEL),
-        );
-        println!(
-            "set {set}: {} records, digests {:016x} {:016x}",
-            a.0, a.1, b.1
-        );
-        assert_eq!(a, b, "the members of set {set} hold different records");
-    }
+    assert_members_identical(&first);
     // Every key, at the same version on both members, written with a version (PutBatchVersion).
     for key in 0..ROUNDS * 16 {
         let owner = first.node_for(key).expect("owned");

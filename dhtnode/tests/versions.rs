@@ -129,6 +129,27 @@ fn the_higher_version_wins_whatever_order_the_writes_arrive_in() {
     assert!(put_version(&mut conn, 2, 1, b"any version beats 0"));
 }
 
+/// A batch request's body (PutBatch, RedistBatchVersion, PutBatchVersion) of `builder`'s batch.
+fn batch_body(mut builder: node_core::protocol::batch::BatchBuilder) -> Vec<u8> {
+    let mut batch = Vec::new();
+    builder.finish_into(&mut batch);
+    let mut body = Vec::new();
+    dht::encode_put_batch(&mut body, CHANNEL, &batch);
+    body
+}
+
+/// A node owning the lower half of the hash space, five keys of it, and a key outside it.
+fn lower_half_node(dir: &Path) -> (Node, Vec<u64>, u64) {
+    let lower = dht::split_evenly(2)[0];
+    let node = Node::start_in(common::BIN, dir, &["--range", &lower.to_string()]);
+    let ours = (0..)
+        .filter(|k| lower.is_responsible_for(*k))
+        .take(5)
+        .collect();
+    let theirs = (0..).find(|k| !lower.is_responsible_for(*k)).unwrap();
+    (node, ours, theirs)
+}
+
 /// A RedistBatchVersion body: `items` as (key, version, value; `None` for a tombstone).
 fn redist_batch_version(items: &[(u64, u64, Option<&[u8]>)]) -> Vec<u8> {
     use node_core::protocol::batch::BatchBuilder;
@@ -140,27 +161,14 @@ fn redist_batch_version(items: &[(u64, u64, Option<&[u8]>)]) -> Vec<u8> {
         };
         record.push_to(&mut builder, key);
     }
-    let mut batch = Vec::new();
-    builder.finish_into(&mut batch);
-    let mut body = Vec::new();
-    dht::encode_put_batch(&mut body, CHANNEL, &batch);
-    body
+    batch_body(builder)
 }
 
 #[test]
 fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
     let dir = tempfile::tempdir().unwrap();
-    let halves = dht::split_evenly(2);
-    let node = Node::start_in(
-        common::BIN,
-        dir.path(),
-        &["--range", &halves[0].to_string()],
-    );
+    let (node, ours, theirs) = lower_half_node(dir.path());
     let mut conn = Conn::open(node.addr);
-    let ours: Vec<u64> = (0..)
-        .filter(|k| halves[0].is_responsible_for(*k))
-        .take(5)
-        .collect();
     // Held here before the batch arrives: a newer record, a newer tombstone, an older record.
     assert!(put_version(&mut conn, ours[0], 50, b"newer here"));
     assert!(remove_version(&mut conn, ours[1], 50));
@@ -187,7 +195,6 @@ fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
     let reply = dht::RedistBatchReply::decode(&reply).unwrap();
     assert_eq!((reply.stored, reply.present), (0, 5));
     // All or nothing: one key outside the range refuses the batch, the others stay unapplied.
-    let theirs = (0..).find(|k| !halves[0].is_responsible_for(*k)).unwrap();
     let body = redist_batch_version(&[(ours[2], 99, Some(b"not applied")), (theirs, 1, None)]);
     assert_eq!(
         conn.request(dht::REDIST_BATCH_VERSION, body).0,
@@ -195,12 +202,7 @@ fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
     );
     assert_eq!(held(&mut conn, ours[2]), record(20, "moved, newer"));
     // A record value shorter than its version: BadRequest, nothing applied.
-    let mut builder = node_core::protocol::batch::BatchBuilder::new(1 << 16);
-    builder.push(ours[2], b"short");
-    let mut batch = Vec::new();
-    builder.finish_into(&mut batch);
-    let mut body = Vec::new();
-    dht::encode_put_batch(&mut body, CHANNEL, &batch);
+    let body = plain_batch(&[(ours[2], b"short")]);
     assert_eq!(
         conn.request(dht::REDIST_BATCH_VERSION, body).0,
         Status::BadRequest
@@ -480,28 +482,14 @@ fn plain_batch(records: &[(u64, &[u8])]) -> Vec<u8> {
     for (key, value) in records {
         builder.push(*key, value);
     }
-    let mut batch = Vec::new();
-    builder.finish_into(&mut batch);
-    let mut body = Vec::new();
-    dht::encode_put_batch(&mut body, CHANNEL, &batch);
-    body
+    batch_body(builder)
 }
 
 #[test]
 fn a_versioned_batch_is_all_or_nothing_and_its_errors_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let halves = dht::split_evenly(2);
-    let node = Node::start_in(
-        common::BIN,
-        dir.path(),
-        &["--range", &halves[0].to_string()],
-    );
+    let (node, ours, theirs) = lower_half_node(dir.path());
     let mut conn = Conn::open(node.addr);
-    let ours: Vec<u64> = (0..)
-        .filter(|k| halves[0].is_responsible_for(*k))
-        .take(2)
-        .collect();
-    let theirs = (0..).find(|k| !halves[0].is_responsible_for(*k)).unwrap();
     // A key outside the range: WrongNode, and the key inside it is not written either.
     let (status, _) = put_batch_version(
         &mut conn,

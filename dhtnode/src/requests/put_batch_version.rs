@@ -11,27 +11,20 @@
 
 use crate::engine::BatchFrom;
 use crate::service::DhtNode;
-use node_core::protocol::batch::decode_batch;
-use node_core::protocol::dht::{decode_put_batch, VersionBatchReply};
+use node_core::protocol::dht::VersionBatchReply;
 use node_core::protocol::Status;
-use node_core::server::{ErrorReply, Outcome, Reply, Request};
+use node_core::server::{Outcome, Reply, Request};
 
 pub(super) fn handle(
     node: &mut DhtNode,
     request: &Request<'_>,
     reply: &mut Reply<'_>,
 ) -> Outcome<DhtNode> {
-    let (channel, batch) = decode_put_batch(request.body)?;
-    let DhtNode {
-        engine,
-        batch_scratch,
-        ..
-    } = node;
-    let mark = engine.log().position();
-    let records = decode_batch(batch, batch_scratch)
-        .map_err(|error| ErrorReply::bad_request(format!("batch: {error}")))?;
-    let items = super::redist_batch_version::versioned_items(records)?;
-    let outcome = engine.put_version_batch(channel, &items, BatchFrom::Client)?;
+    let (outcome, mark) =
+        super::put_batch::with_batch(node, request.body, |engine, channel, _, records| {
+            let items = super::redist_batch_version::versioned_items(records)?;
+            Ok(engine.put_version_batch(channel, &items, BatchFrom::Client)?)
+        })?;
     let answer = VersionBatchReply {
         applied: outcome.stored,
         skipped: outcome.present,
