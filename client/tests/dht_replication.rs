@@ -33,6 +33,15 @@
 //!   restarted; afterwards the members of every set hold identical records (a digest of each
 //!   member's GetAll), written with versions.
 //! - `reads_go_to_the_first_member_or_spread_over_the_set`: by the members' own Get counts.
+//! - `two_writers_racing_put_batches_of_the_same_keys_leave_both_members_identical`: two
+//!   clients (the second listing each set's members the other way round) race PutBatches of
+//!   the same keys; both members of every set end identical, every key at one version.
+//! - `a_put_batch_while_ranges_overlap_reaches_every_node_whose_range_holds_the_key`: as while
+//!   sets switch ranges in a redistribution, each record reaches the old and the new owner,
+//!   with one version.
+//! - `a_mirror_of_a_replicated_cluster_sees_each_write_once_and_fails_over`: 2 sets × 2; one
+//!   Mirror per set (each refresh record and each change once), failing over to the other
+//!   member (with a refresh) when the mirrored one is killed.
 
 mod real_cluster;
 
@@ -736,6 +745,21 @@ fn digest_of(dht: &DhtClient, node: usize, channel: &str) -> (usize, u64) {
     (records.len(), client::dht::key_from_bytes(&bytes))
 }
 
+/// Both members of every set hold the same records (a digest of each one's GetAll).
+fn assert_members_identical(dht: &DhtClient) {
+    for set in 0..SETS {
+        let (a, b) = (
+            digest_of(dht, 2 * set, CHANNEL),
+            digest_of(dht, 2 * set + 1, CHANNEL),
+        );
+        println!(
+            "set {set}: {} records, digests {:016x} {:016x}",
+            a.0, a.1, b.1
+        );
+        assert_eq!(a, b, "the members of set {set} hold different records");
+    }
+}
+
 /// What a node holds of `key` with its version (GetWithVersion sent to it alone).
 fn version_on(dht: &DhtClient, node: usize, key: u64) -> Option<u64> {
     let reply = ask_node(dht, node, wire::GET_WITH_VERSION, key);
@@ -790,17 +814,7 @@ fn two_concurrent_writers_leave_every_replica_of_every_key_identical() {
     // Each client replays what it wrote while the member was down (its requests would, too).
     assert_eq!(first.replay_missed_writes(), 0);
     assert_eq!(second.replay_missed_writes(), 0);
-    for set in 0..SETS {
-        let (a, b) = (
-            digest_of(&first, 2 * set, CHANNEL),
-            digest_of(&first, 2 * set + 1, CHANNEL),
-        );
-        println!(
-            "set {set}: {} records, digests {:016x} {:016x}",
-            a.0, a.1, b.1
-        );
-        assert_eq!(a, b, "the members of set {set} hold different records");
-    }
+    assert_members_identical(&first);
     // The writes carried versions (not the unversioned fallback).
     let written = (0..64u64).find(|key| first.get(CHANNEL, *key).expect("get").is_some());
     let key = written.expect("some key holds a value");
@@ -889,4 +903,219 @@ fn get_all_goes_on_at_another_member_when_its_member_dies_mid_stream() {
     assert_eq!(seen.len(), count, "each record once");
     assert_eq!(seen, keys.collect::<Vec<u64>>(), "every record");
     assert!(records.is_complete());
+}
+
+/// One of two writers racing PutBatches of the same keys: in round `r` it writes keys
+/// `r * 16 .. r * 16 + 16` of every set (the value names the writer), at the same moment as
+/// the other writer (the barrier), so every key's last two writes race.
+fn batch_racer(
+    dht: Arc<DhtClient>,
+    writer: u64,
+    rounds: u64,
+    barrier: Arc<std::sync::Barrier>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for round in 0..rounds {
+            let records: Vec<(u64, Vec<u8>)> = (round * 16..round * 16 + 16)
+                .map(|key| (key, format!("writer {writer} round {round}").into_bytes()))
+                .collect();
+            barrier.wait();
+            dht.put_batch(CHANNEL, records.iter().map(|(k, v)| (*k, v.as_slice())))
+                .unwrap_or_else(|e| panic!("writer {writer}: {e}"));
+        }
+    })
+}
+
+#[test]
+fn two_writers_racing_put_batches_of_the_same_keys_leave_both_members_identical() {
+    let cluster = replicated_cluster();
+    let first = Arc::new(connect(&cluster, options()));
+    // The second client lists every set's members the other way round, so it sends each batch
+    // to the second member first: the two writers' batches tend to reach the two members of a
+    // set in opposite orders (without versions, each member would keep another writer's).
+    let mut reversed = real_cluster::addrs(&cluster.dht);
+    for pair in reversed.chunks_mut(2) {
+        pair.swap(0, 1);
+    }
+    let second = Arc::new(DhtClient::connect(&reversed, options()).expect("connect"));
+    const ROUNDS: u64 = 64;
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let writers = [
+        batch_racer(Arc::clone(&first), 1, ROUNDS, Arc::clone(&barrier)),
+        batch_racer(Arc::clone(&second), 2, ROUNDS, barrier),
+    ];
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    assert_members_identical(&first);
+    // Every key, at the same version on both members, written with a version (PutBatchVersion).
+    for key in 0..ROUNDS * 16 {
+        let owner = first.node_for(key).expect("owned");
+        let version = version_on(&first, owner, key).expect("held");
+        assert!(version > 0, "key {key}: a versioned write");
+        assert_eq!(
+            version_on(&first, owner + 1, key),
+            Some(version),
+            "key {key}"
+        );
+    }
+}
+
+#[test]
+fn a_mirror_of_a_replicated_cluster_sees_each_write_once_and_fails_over() {
+    // 2 sets × 2 members.
+    let ranges: Vec<HashRange> = split_evenly(2)
+        .into_iter()
+        .flat_map(|range| [range, range])
+        .collect();
+    let mut cluster = RealCluster::start_with_ranges(ranges, 0, 0);
+    let dht = DhtClient::connect(&real_cluster::addrs(&cluster.dht), options()).expect("connect");
+    assert_eq!(dht.replica_sets().len(), 2);
+    let before: Vec<(u64, Vec<u8>)> = (0..100u64).map(|key| (key, b"before".to_vec())).collect();
+    dht.put_batch(CHANNEL, before.iter().map(|(k, v)| (*k, v.as_slice())))
+        .expect("batch");
+    let mut mirror = dht
+        .mirror(CHANNEL, client::dht::MirrorOptions::default())
+        .expect("mirror");
+    assert_eq!(mirror.nodes().len(), 2, "one member of each set");
+    // The refresh: each record once, one refresh per set.
+    let mut refreshed: HashMap<u64, u32> = HashMap::new();
+    let mut done = 0;
+    while done < 2 {
+        match next_mirrored(&mut mirror) {
+            client::dht::MirrorEvent::Record { key, .. } => *refreshed.entry(key).or_default() += 1,
+            client::dht::MirrorEvent::RefreshDone { .. } => done += 1,
+            client::dht::MirrorEvent::RefreshStarted { .. } => {}
+            other => panic!("during the refresh: {other:?}"),
+        }
+    }
+    assert_eq!(refreshed.len(), 100);
+    assert!(refreshed.values().all(|&n| n == 1), "each record once");
+    // Each write once, not once per member.
+    for key in 0..100u64 {
+        dht.put(CHANNEL, key, format!("after {key}").as_bytes())
+            .expect("put");
+    }
+    let mut changed: HashMap<u64, u32> = HashMap::new();
+    while changed.len() < 100 {
+        match next_mirrored(&mut mirror) {
+            client::dht::MirrorEvent::Changed { key, .. } => *changed.entry(key).or_default() += 1,
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    // Anything more would come now (both members' streams would have sent it together).
+    while let Some(event) = mirror.next(Duration::from_millis(300)).expect("event") {
+        if let client::dht::MirrorEvent::Changed { key, .. } = event {
+            *changed.entry(key).or_default() += 1;
+        }
+    }
+    assert!(
+        changed.values().all(|&n| n == 1),
+        "each change once: {changed:?}"
+    );
+    mirror_fails_over(&mut cluster, &dht, &mut mirror);
+}
+
+/// The member `mirror` mirrors for set 0 goes: the mirror says so once, then mirrors the other
+/// member, with a refresh (the options it started with), and hears the changes there.
+fn mirror_fails_over(
+    cluster: &mut RealCluster,
+    dht: &DhtClient,
+    mirror: &mut client::dht::ChannelMirror,
+) {
+    let mirrored = mirror.nodes()[0];
+    let member = (0..2)
+        .find(|&n| cluster.dht[n].addr == mirrored)
+        .expect("set 0");
+    cluster.dht[member].kill9();
+    let key = key_of_set_of(dht, member, 7);
+    let deadline = Instant::now() + LIMIT;
+    let (mut failed, mut refreshed_again, mut heard) = (false, false, false);
+    let mut round = 0u32;
+    while !heard && Instant::now() < deadline {
+        round += 1;
+        let value = format!("failed over {round}").into_bytes();
+        dht.put(CHANNEL, key, &value).expect("put, one member down");
+        let until = Instant::now() + Duration::from_millis(500);
+        while !heard && Instant::now() < until {
+            match mirror.next(Duration::from_millis(100)) {
+                Ok(Some(client::dht::MirrorEvent::RefreshDone { node, .. })) => {
+                    refreshed_again |= node == cluster.dht[member ^ 1].addr
+                }
+                Ok(Some(client::dht::MirrorEvent::Changed {
+                    key: k, value: v, ..
+                })) => heard = refreshed_again && k == key && v == value,
+                Ok(_) => {}
+                Err(error) if error.is_node_down() => failed = true,
+                Err(error) => panic!("mirror: {error}"),
+            }
+        }
+    }
+    assert!(failed, "the failure was reported");
+    assert!(refreshed_again, "the other member's refresh came");
+    assert!(heard, "a change after the failover was heard");
+    assert_eq!(mirror.nodes()[0], cluster.dht[member ^ 1].addr);
+}
+
+/// A key of the set node `node` belongs to (nodes `2 * set`, `2 * set + 1`), the `n`th one.
+fn key_of_set_of(dht: &DhtClient, node: usize, n: usize) -> u64 {
+    key_of_set(dht, node / 2, n)
+}
+
+/// The next mirror event, within the limit.
+fn next_mirrored(mirror: &mut client::dht::ChannelMirror) -> client::dht::MirrorEvent {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no mirror event within {LIMIT:?}"
+        );
+        if let Some(event) = mirror.next(Duration::from_millis(200)).expect("mirror") {
+            return event;
+        }
+    }
+}
+
+#[test]
+fn a_put_batch_while_ranges_overlap_reaches_every_node_whose_range_holds_the_key() {
+    // As while replica sets switch ranges in a redistribution: one node still owns everything,
+    // two others own a half each already.
+    let halves = split_evenly(2);
+    let cluster = RealCluster::start_with_ranges(vec![HashRange::FULL, halves[0], halves[1]], 0, 0);
+    let dht = DhtClient::connect(
+        &real_cluster::addrs(&cluster.dht),
+        ClientOptions {
+            allow_incomplete_ranges: true,
+            ..options()
+        },
+    )
+    .expect("connect");
+    let records: Vec<(u64, Vec<u8>)> = (0..50u64)
+        .map(|key| (key, format!("overlap {key}").into_bytes()))
+        .collect();
+    dht.put_batch(CHANNEL, records.iter().map(|(k, v)| (*k, v.as_slice())))
+        .expect("batch");
+    for (key, value) in &records {
+        let half = if halves[0].is_responsible_for(*key) {
+            1
+        } else {
+            2
+        };
+        assert_eq!(
+            held_by(&dht, 0, *key).as_ref(),
+            Some(value),
+            "key {key} on the old owner"
+        );
+        assert_eq!(
+            held_by(&dht, half, *key).as_ref(),
+            Some(value),
+            "key {key} on the new one"
+        );
+        let version = version_on(&dht, 0, *key).expect("held");
+        assert!(
+            version > 0,
+            "key {key}: versioned, as the nodes are several"
+        );
+        assert_eq!(version_on(&dht, half, *key), Some(version), "key {key}");
+    }
 }

@@ -84,6 +84,8 @@ impl DumpSource for Engine {
 struct EngineTarget<'a> {
     engine: &'a mut Engine,
     channels_loaded: usize,
+    /// Tombstones dropped beyond `dht.tombstone_limit` as channels came in.
+    tombstones_dropped: u64,
 }
 
 impl LoadTarget for EngineTarget<'_> {
@@ -111,6 +113,9 @@ impl LoadTarget for EngineTarget<'_> {
 
     fn commit(&mut self, name: &str, channel: Channel) {
         self.engine.insert_channel(name, channel);
+        // The running node's limit, kept while loading too (so loading holds at most the
+        // limit plus one channel's tombstones).
+        self.tombstones_dropped += self.engine.trim_tombstones_to_limit();
         self.channels_loaded += 1;
         let size = self.engine.size();
         node_core::systemd::progress(&format!(
@@ -130,8 +135,24 @@ pub fn load(
     let mut target = EngineTarget {
         engine,
         channels_loaded: 0,
+        tombstones_dropped: 0,
     };
-    load_data_dir(data_dir, options, &mut target)
+    let report = load_data_dir(data_dir, options, &mut target)?;
+    warn_tombstones_dropped("the dumps", target.tombstones_dropped, target.engine);
+    Ok(report)
+}
+
+/// The WARN line for tombstones loading dropped beyond `dht.tombstone_limit` (`from`: the dumps
+/// or the change log).
+fn warn_tombstones_dropped(from: &str, dropped: u64, engine: &Engine) {
+    if dropped > 0 {
+        tracing::warn!(
+            "{from} held more tombstones than dht.tombstone_limit = {}: {dropped} tombstones \
+             were not loaded, the oldest stored first (as dht.tombstone_ttl_s drops them); an \
+             older versioned write of their keys that arrives now is stored again",
+            engine.tombstone_limits().max_tombstones
+        );
+    }
 }
 
 /// Why the start-up replay stopped.
@@ -209,6 +230,7 @@ pub fn replay(
         end.last_seq
     );
     log_admission(&batch.admission, options);
+    warn_tombstones_dropped("the change log", batch.tombstones_dropped, engine);
     Ok(Replayed {
         end,
         applied,

@@ -84,14 +84,28 @@ fn the_higher_version_wins_whatever_order_the_writes_arrive_in() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), "[dht]\ndump_period_s = 0\n");
     let mut conn = Conn::open(node.addr);
-    // Older after newer: refused; equal: refused (a write sent twice applies once).
+    // Older after newer: refused; the same write again: refused (a write sent twice applies
+    // once); another write of the same version: the greater value wins, whatever the order.
     assert!(put_version(&mut conn, 1, 20, b"new"));
     assert!(!put_version(&mut conn, 1, 10, b"old"));
-    assert!(!put_version(&mut conn, 1, 20, b"same version"));
+    assert!(!put_version(&mut conn, 1, 20, b"new"));
+    assert!(!put_version(&mut conn, 1, 20, b"lesser, same version"));
     assert_eq!(held(&mut conn, 1), record(20, "new"));
+    assert!(put_version(&mut conn, 1, 20, b"x greater, same version"));
+    assert_eq!(held(&mut conn, 1), record(20, "x greater, same version"));
     // Put then late remove: an older removal changes nothing, a newer one leaves a tombstone.
     assert!(!remove_version(&mut conn, 1, 19));
-    assert!(!remove_version(&mut conn, 1, 20));
+    assert!(
+        remove_version(&mut conn, 1, 20),
+        "a tombstone beats a record of its version"
+    );
+    assert!(!remove_version(&mut conn, 1, 20), "the same removal again");
+    assert!(!put_version(
+        &mut conn,
+        1,
+        20,
+        b"z: no record beats its tombstone"
+    ));
     assert!(remove_version(&mut conn, 1, 21));
     assert_eq!(held(&mut conn, 1), Held::Tombstone(21));
     // Remove then late put: the tombstone keeps the older write out, a newer one goes in.
@@ -115,6 +129,27 @@ fn the_higher_version_wins_whatever_order_the_writes_arrive_in() {
     assert!(put_version(&mut conn, 2, 1, b"any version beats 0"));
 }
 
+/// A batch request's body (PutBatch, RedistBatchVersion, PutBatchVersion) of `builder`'s batch.
+fn batch_body(mut builder: node_core::protocol::batch::BatchBuilder) -> Vec<u8> {
+    let mut batch = Vec::new();
+    builder.finish_into(&mut batch);
+    let mut body = Vec::new();
+    dht::encode_put_batch(&mut body, CHANNEL, &batch);
+    body
+}
+
+/// A node owning the lower half of the hash space, five keys of it, and a key outside it.
+fn lower_half_node(dir: &Path) -> (Node, Vec<u64>, u64) {
+    let lower = dht::split_evenly(2)[0];
+    let node = Node::start_in(common::BIN, dir, &["--range", &lower.to_string()]);
+    let ours = (0..)
+        .filter(|k| lower.is_responsible_for(*k))
+        .take(5)
+        .collect();
+    let theirs = (0..).find(|k| !lower.is_responsible_for(*k)).unwrap();
+    (node, ours, theirs)
+}
+
 /// A RedistBatchVersion body: `items` as (key, version, value; `None` for a tombstone).
 fn redist_batch_version(items: &[(u64, u64, Option<&[u8]>)]) -> Vec<u8> {
     use node_core::protocol::batch::BatchBuilder;
@@ -126,27 +161,14 @@ fn redist_batch_version(items: &[(u64, u64, Option<&[u8]>)]) -> Vec<u8> {
         };
         record.push_to(&mut builder, key);
     }
-    let mut batch = Vec::new();
-    builder.finish_into(&mut batch);
-    let mut body = Vec::new();
-    dht::encode_put_batch(&mut body, CHANNEL, &batch);
-    body
+    batch_body(builder)
 }
 
 #[test]
 fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
     let dir = tempfile::tempdir().unwrap();
-    let halves = dht::split_evenly(2);
-    let node = Node::start_in(
-        common::BIN,
-        dir.path(),
-        &["--range", &halves[0].to_string()],
-    );
+    let (node, ours, theirs) = lower_half_node(dir.path());
     let mut conn = Conn::open(node.addr);
-    let ours: Vec<u64> = (0..)
-        .filter(|k| halves[0].is_responsible_for(*k))
-        .take(5)
-        .collect();
     // Held here before the batch arrives: a newer record, a newer tombstone, an older record.
     assert!(put_version(&mut conn, ours[0], 50, b"newer here"));
     assert!(remove_version(&mut conn, ours[1], 50));
@@ -173,7 +195,6 @@ fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
     let reply = dht::RedistBatchReply::decode(&reply).unwrap();
     assert_eq!((reply.stored, reply.present), (0, 5));
     // All or nothing: one key outside the range refuses the batch, the others stay unapplied.
-    let theirs = (0..).find(|k| !halves[0].is_responsible_for(*k)).unwrap();
     let body = redist_batch_version(&[(ours[2], 99, Some(b"not applied")), (theirs, 1, None)]);
     assert_eq!(
         conn.request(dht::REDIST_BATCH_VERSION, body).0,
@@ -181,12 +202,7 @@ fn a_redistribution_batch_applies_each_record_and_tombstone_by_version() {
     );
     assert_eq!(held(&mut conn, ours[2]), record(20, "moved, newer"));
     // A record value shorter than its version: BadRequest, nothing applied.
-    let mut builder = node_core::protocol::batch::BatchBuilder::new(1 << 16);
-    builder.push(ours[2], b"short");
-    let mut batch = Vec::new();
-    builder.finish_into(&mut batch);
-    let mut body = Vec::new();
-    dht::encode_put_batch(&mut body, CHANNEL, &batch);
+    let body = plain_batch(&[(ours[2], b"short")]);
     assert_eq!(
         conn.request(dht::REDIST_BATCH_VERSION, body).0,
         Status::BadRequest
@@ -380,4 +396,198 @@ fn a_data_directory_from_before_versions_loads() {
     assert_eq!(read(&mut conn, "old", 3), record(0, "three"));
     assert_eq!(read(&mut conn, "old", 4), record(0, "four"));
     assert_eq!(read(&mut conn, "other", 7), record(0, "seven"));
+}
+
+/// A PutBatchVersion body (docs/protocol.md §6.14): laid out as a RedistBatchVersion's.
+fn put_batch_version(
+    conn: &mut Conn,
+    items: &[(u64, u64, Option<&[u8]>)],
+) -> (Status, dht::VersionBatchReply) {
+    let (status, reply) = conn.request(dht::PUT_BATCH_VERSION, redist_batch_version(items));
+    let decoded = match status {
+        Status::Ok => dht::VersionBatchReply::decode(&reply).expect("applied, skipped"),
+        _ => dht::VersionBatchReply::default(),
+    };
+    (status, decoded)
+}
+
+#[test]
+fn versioned_batches_keep_the_higher_version_whatever_order_they_arrive_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let a = start(&a_dir, "[dht]\ndump_period_s = 0\n");
+    let b = start(&b_dir, "[dht]\ndump_period_s = 0\n");
+    let (mut a, mut b) = (Conn::open(a.addr), Conn::open(b.addr));
+    // Two writers' batches of overlapping keys (the second one newer), a removal among them.
+    let first: Vec<(u64, u64, Option<&[u8]>)> =
+        (0..40).map(|k| (k, 10, Some(&b"one"[..]))).collect();
+    let mut second: Vec<(u64, u64, Option<&[u8]>)> =
+        (20..60).map(|k| (k, 20, Some(&b"two"[..]))).collect();
+    second.push((5, 20, None));
+    // Member a gets them in one order, member b in the other.
+    assert_eq!(
+        put_batch_version(&mut a, &first),
+        (Status::Ok, reply(40, 0))
+    );
+    assert_eq!(
+        put_batch_version(&mut a, &second),
+        (Status::Ok, reply(41, 0))
+    );
+    assert_eq!(
+        put_batch_version(&mut b, &second),
+        (Status::Ok, reply(41, 0))
+    );
+    assert_eq!(
+        put_batch_version(&mut b, &first),
+        (Status::Ok, reply(19, 21))
+    );
+    for key in 0..70 {
+        let expected = match key {
+            5 => Held::Tombstone(20),
+            0..=19 => record(10, "one"),
+            20..=59 => record(20, "two"),
+            _ => Held::Nothing,
+        };
+        assert_eq!(held(&mut a, key), expected, "key {key} on a");
+        assert_eq!(held(&mut b, key), expected, "key {key} on b");
+    }
+    // A batch older than a versioned put does not undo it; a newer one replaces it.
+    assert!(put_version(&mut a, 100, 50, b"put"));
+    let older = [(100, 40, Some(&b"older batch"[..]))];
+    assert_eq!(put_batch_version(&mut a, &older), (Status::Ok, reply(0, 1)));
+    assert_eq!(held(&mut a, 100), record(50, "put"));
+    let newer = [(100, 60, Some(&b"newer batch"[..]))];
+    assert_eq!(put_batch_version(&mut a, &newer), (Status::Ok, reply(1, 0)));
+    assert_eq!(held(&mut a, 100), record(60, "newer batch"));
+    // (The unversioned PutBatch replaces whatever is held: what PutBatchVersion is for.)
+    let (status, _) = a.request(dht::PUT_BATCH, plain_batch(&[(100, b"plain")]));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(held(&mut a, 100), record(0, "plain"));
+    // Records 0..60 but the removed key 5, and key 100; the tombstone is no record.
+    let mut body = Vec::new();
+    dht::encode_channel(&mut body, CHANNEL);
+    let size = a.request(dht::GET_CHANNEL_SIZE, body).1;
+    assert_eq!(dht::SizeInfo::decode(&size).unwrap().records, 60);
+}
+
+fn reply(applied: u64, skipped: u64) -> dht::VersionBatchReply {
+    dht::VersionBatchReply { applied, skipped }
+}
+
+/// A PutBatch body of `records`.
+fn plain_batch(records: &[(u64, &[u8])]) -> Vec<u8> {
+    let mut builder = node_core::protocol::batch::BatchBuilder::new(1 << 16);
+    for (key, value) in records {
+        builder.push(*key, value);
+    }
+    batch_body(builder)
+}
+
+#[test]
+fn a_versioned_batch_is_all_or_nothing_and_its_errors_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, ours, theirs) = lower_half_node(dir.path());
+    let mut conn = Conn::open(node.addr);
+    // A key outside the range: WrongNode, and the key inside it is not written either.
+    let (status, _) = put_batch_version(
+        &mut conn,
+        &[(ours[0], 5, Some(b"in")), (theirs, 5, Some(b"out"))],
+    );
+    assert_eq!(status, Status::WrongNode);
+    assert_eq!(held(&mut conn, ours[0]), Held::Nothing);
+    // A record value shorter than its version: BadRequest, naming it.
+    let (status, message) =
+        conn.request(dht::PUT_BATCH_VERSION, plain_batch(&[(ours[0], b"short")]));
+    assert_eq!(status, Status::BadRequest);
+    assert!(String::from_utf8_lossy(&message).contains("batch record"));
+    // A value too big (the node's default max_value_bytes is 1 MiB).
+    let big = vec![7u8; (1 << 20) + 1];
+    let (status, _) = put_batch_version(&mut conn, &[(ours[1], 5, Some(&big))]);
+    assert_eq!(status, Status::ValueTooBig);
+    assert_eq!(held(&mut conn, ours[1]), Held::Nothing);
+    // A batch that fails its checks.
+    let mut body = Vec::new();
+    dht::encode_put_batch(&mut body, CHANNEL, &[1, 2, 3]);
+    assert_eq!(
+        conn.request(dht::PUT_BATCH_VERSION, body).0,
+        Status::BadRequest
+    );
+}
+
+/// Tombstones of keys `keys`, stored in the current second, at version 1.
+fn tombstones(conn: &mut Conn, keys: std::ops::Range<u64>) {
+    for key in keys {
+        assert!(remove_version(conn, key, 1));
+    }
+}
+
+/// The node's tombstones, by its GetStats.
+fn tombstone_count(conn: &mut Conn) -> u64 {
+    let stats = common::get_stats(conn);
+    common::stat(&stats, "tombstones").expect("the tombstones stat")
+}
+
+/// 30 tombstones (keys 0..30), then, a second later, 30 more (keys 100..130): 60 in all.
+fn sixty_tombstones_in_two_seconds(conn: &mut Conn) {
+    tombstones(conn, 0..30);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    tombstones(conn, 100..130);
+    assert_eq!(tombstone_count(conn), 60);
+}
+
+/// After a restart with `tombstone_limit = 40`: the 20 oldest went (the first 20 keys of the
+/// older second), with a WARN naming how many and where from.
+fn check_forty_newest_kept(node: &Node, conn: &mut Conn, from: &str) {
+    assert_eq!(tombstone_count(conn), 40);
+    for key in 0..20 {
+        assert_eq!(held(conn, key), Held::Nothing, "key {key}: dropped");
+    }
+    for key in (20..30).chain(100..130) {
+        assert_eq!(held(conn, key), Held::Tombstone(1), "key {key}: kept");
+    }
+    let log = node.root_log();
+    assert!(
+        log.contains(&format!(
+            "{from} held more tombstones than dht.tombstone_limit = 40: 20 tombstones were not \
+             loaded"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_tombstone_limit_holds_when_a_dump_holds_more() {
+    let dir = tempfile::tempdir().unwrap();
+    // No change log: what comes back comes from the shutdown dump.
+    let node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"none\"\n",
+    );
+    sixty_tombstones_in_two_seconds(&mut Conn::open(node.addr));
+    node.stop();
+    let node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"none\"\ntombstone_limit = 40\n",
+    );
+    check_forty_newest_kept(&node, &mut Conn::open(node.addr), "the dumps");
+}
+
+#[test]
+fn the_tombstone_limit_holds_when_the_change_log_holds_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(
+        dir.path(),
+        "[dht]\ndump_period_s = 0\ndurability = \"always\"\n",
+    );
+    sixty_tombstones_in_two_seconds(&mut Conn::open(node.addr));
+    node.kill9();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndump_period_s = 0\ndurability = \"always\"\ntombstone_limit = 40\n",
+    )
+    .unwrap();
+    node.restart();
+    check_forty_newest_kept(&node, &mut Conn::open(node.addr), "the change log");
 }

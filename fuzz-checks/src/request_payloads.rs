@@ -64,8 +64,8 @@ fn decode_carried_batch(batch: &[u8]) {
     }
 }
 
-/// PutBatch, RedistBatch, RedistBatchVersion: a channel and a batch (whose record values a
-/// RedistBatchVersion lays out with versions).
+/// PutBatch, RedistBatch, RedistBatchVersion, PutBatchVersion: a channel and a batch (whose
+/// record values the versioned two lay out with versions).
 fn batch_request(code: RequestCode, body: &[u8]) {
     if let Some(((name, batch), encoded)) = round_trip!(
         body,
@@ -77,13 +77,13 @@ fn batch_request(code: RequestCode, body: &[u8]) {
         assert_same_bytes(&encoded, body);
         let _ = name;
         decode_carried_batch(batch);
-        if code == dht::REDIST_BATCH_VERSION {
+        if code == dht::REDIST_BATCH_VERSION || code == dht::PUT_BATCH_VERSION {
             decode_versioned_records(batch);
         }
     }
 }
 
-/// The record values of a RedistBatchVersion's batch: each a version and a value, or a
+/// The record values of a RedistBatchVersion's or PutBatchVersion's batch: each a version and a value, or a
 /// tombstone's version alone.
 fn decode_versioned_records(batch: &[u8]) {
     let mut scratch = Vec::new();
@@ -131,7 +131,9 @@ fn dht_request(code: RequestCode, body: &[u8]) {
             // Empty bodies; the node ignores what is there.
         }
         dht::GET_CHANNEL_SIZE | dht::REMOVE_CHANNEL | dht::LISTEN => channel(body),
-        dht::PUT_BATCH | dht::REDIST_BATCH | dht::REDIST_BATCH_VERSION => batch_request(code, body),
+        dht::PUT_BATCH | dht::REDIST_BATCH | dht::REDIST_BATCH_VERSION | dht::PUT_BATCH_VERSION => {
+            batch_request(code, body)
+        }
         dht::PUT_VERSION => {
             exact_round_trip!(
                 body,

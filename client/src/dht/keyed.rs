@@ -207,16 +207,21 @@ impl DhtClient {
         })
     }
 
-    /// Stores many records: routes each to its node, packs them into LZ4 batches of about
-    /// 64 KiB per node and sends those as pipelined PutBatch requests. A batch refused with
-    /// WrongNode (the ranges changed) is split up again by the refreshed ranges and sent
-    /// anew. On error, some batches may have been stored and others not; putting the same
-    /// records again is harmless.
+    /// Stores many records: routes each to its replica set, packs them into LZ4 batches of
+    /// about 64 KiB per set and sends those as pipelined requests to every live member: a set
+    /// of several members gets PutBatchVersion (each record with a fresh version of the
+    /// client's clock, so the members converge whatever order two writers' batches reach them
+    /// in, docs/replication.md), a set of one PutBatch, as before sets. While ranges overlap (a
+    /// redistribution switching replica sets) a record goes to every node whose range holds
+    /// its key, as a keyed write does. A batch refused with WrongNode (the ranges changed) is
+    /// split up again by the refreshed ranges and sent anew. On error, some batches may have
+    /// been stored and others not; putting the same records again is harmless.
     pub fn put_batch<'v>(
         &self,
         channel: &str,
         records: impl IntoIterator<Item = (u64, &'v [u8])>,
     ) -> Result<(), ClientError> {
+        self.replay_hints();
         let deadline = Instant::now() + self.request_timeout();
         let mut rerouted = self.put_batch_once(channel, records)?;
         let mut round = 0;
@@ -245,8 +250,10 @@ impl DhtClient {
     }
 
     /// One round of [`DhtClient::put_batch`]: the records of batches refused with WrongNode
-    /// come back (with the refusing node), after the ranges were refreshed. Records are packed
-    /// per replica set (by its first member) and each batch goes to every live member.
+    /// come back (with the refusing node), after the ranges were refreshed; so do those of a
+    /// PutBatchVersion a node does not know (they go as PutBatch from then on). Records are
+    /// packed per group of nodes they go to (a replica set; while ranges overlap, every node
+    /// whose range holds the key) and each batch goes to every live node of its group.
     #[allow(clippy::type_complexity)]
     fn put_batch_once<'v>(
         &self,
@@ -254,20 +261,18 @@ impl DhtClient {
         records: impl IntoIterator<Item = (u64, &'v [u8])>,
     ) -> Result<Vec<((SocketAddr, u64), Vec<u8>)>, ClientError> {
         let (routes, version) = self.read_routes(|routes| (routes.clone(), routes.version));
-        let mut builders: Vec<BatchBuilder> = (0..routes.table.entries().len())
-            .map(|_| BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES))
-            .collect();
+        let versions = self.uses_versions();
+        let mut slots: Vec<BatchSlot> = Vec::new();
+        let mut by_owner: Vec<Option<usize>> = vec![None; routes.table.entries().len()];
         let mut in_flight = VecDeque::new();
         let mut refused = Vec::new();
         for (key, value) in records {
-            let node = routes.route(key)?;
-            match builders[node].push(key, value) {
+            let slot = BatchSlot::find(&routes, key, versions, &mut slots, &mut by_owner)?;
+            match slots[slot].push(key, value, &self.clock) {
                 PushOutcome::Added => continue,
                 PushOutcome::Full => {
-                    let members = routes.members_of(node);
-                    let batch = &mut builders[node];
-                    self.send_batch(&members, channel, batch, &mut in_flight, &mut refused)?;
-                    let pushed = builders[node].push(key, value);
+                    self.send_batch(channel, &mut slots[slot], &mut in_flight, &mut refused)?;
+                    let pushed = slots[slot].push(key, value, &self.clock);
                     debug_assert_eq!(pushed, PushOutcome::Added);
                 }
                 PushOutcome::TooBig => {
@@ -278,10 +283,9 @@ impl DhtClient {
                 }
             }
         }
-        for (node, builder) in builders.iter_mut().enumerate() {
-            if !builder.is_empty() {
-                let members = routes.members_of(node);
-                self.send_batch(&members, channel, builder, &mut in_flight, &mut refused)?;
+        for slot in &mut slots {
+            if !slot.builder.is_empty() {
+                self.send_batch(channel, slot, &mut in_flight, &mut refused)?;
             }
         }
         for batch in in_flight {
@@ -295,9 +299,8 @@ impl DhtClient {
 
     fn send_batch(
         &self,
-        members: &[usize],
         channel: &str,
-        builder: &mut BatchBuilder,
+        slot: &mut BatchSlot,
         in_flight: &mut VecDeque<BatchInFlight>,
         refused: &mut Vec<((SocketAddr, u64), Vec<u8>)>,
     ) -> Result<(), ClientError> {
@@ -307,23 +310,29 @@ impl DhtClient {
             }
         }
         let mut batch = Vec::new();
-        builder.finish_into(&mut batch);
+        slot.builder.finish_into(&mut batch);
         let mut body = Vec::with_capacity(channel.len() + 1 + batch.len());
         wire::encode_put_batch(&mut body, channel, &batch);
-        let live = self.live_members(members)?;
-        let pending = self.submit_to(&live, wire::PUT_BATCH, body);
+        let live = self.live_members(&slot.members)?;
+        let code = match slot.versioned {
+            true => wire::PUT_BATCH_VERSION,
+            false => wire::PUT_BATCH,
+        };
+        let pending = self.submit_to(&live, code, body);
         in_flight.push_back(BatchInFlight {
             channel: channel.to_string(),
-            members: members.to_vec(),
+            members: slot.members.clone(),
             live: live.len(),
             pending,
             batch,
+            versioned: slot.versioned,
         });
         Ok(())
     }
 
-    /// Waits for a PutBatch's replies (every member's): acknowledged by `write_quorum`, or a
-    /// WrongNode that hands its records back for another round.
+    /// Waits for a batch's replies (every member's): acknowledged by `write_quorum`, or a
+    /// WrongNode (or a PutBatchVersion the nodes do not know) that hands its records back for
+    /// another round.
     fn settle_batch(
         &self,
         sent: BatchInFlight,
@@ -331,6 +340,12 @@ impl DhtClient {
     ) -> Result<(), ClientError> {
         let hint = Hint::Batch(&sent.channel, &sent.batch);
         let reply = match self.settle_write(&sent.members, sent.live, None, sent.pending, hint)? {
+            Sent::Done((_, reply))
+                if sent.versioned && reply.status == Status::UnsupportedRequest =>
+            {
+                self.versions_unknown_to(reply.node);
+                reply
+            }
             Sent::Done((_, reply)) => return reply.ok_body().map(drop),
             Sent::WrongNode(reply) => reply,
         };
@@ -338,6 +353,11 @@ impl DhtClient {
         let records = decode_batch(&sent.batch, &mut scratch)
             .map_err(|e| ClientError::Setup(format!("cannot re-read a PutBatch batch: {e}")))?;
         for (key, value) in records {
+            let value = match sent.versioned {
+                // The client wrote it: a version and the value.
+                true => value.get(wire::VERSION_LEN..).unwrap_or_default(),
+                false => value,
+            };
             refused.push(((reply.node, key), value.to_vec()));
         }
         Ok(())
@@ -565,6 +585,67 @@ struct BatchInFlight {
     pending: Vec<(usize, Result<Pending, ClientError>)>,
     /// The batch itself, to route its records again after a WrongNode.
     batch: Vec<u8>,
+    /// A PutBatchVersion: every record value starts with its version.
+    versioned: bool,
+}
+
+/// The batch a [`DhtClient::put_batch`] round fills for one group of nodes.
+struct BatchSlot {
+    members: Vec<usize>,
+    /// Several members and versions in use: PutBatchVersion, each record with a version.
+    versioned: bool,
+    builder: BatchBuilder,
+}
+
+impl BatchSlot {
+    fn new(members: Vec<usize>, versions: bool) -> BatchSlot {
+        BatchSlot {
+            versioned: versions && members.len() > 1,
+            members,
+            builder: BatchBuilder::new(DEFAULT_BATCH_TARGET_BYTES),
+        }
+    }
+
+    /// The slot of `slots` that `key`'s record goes in, added if it is the first record of its
+    /// group: the owner's replica set (`by_owner`: the slot of each owner), or, while ranges
+    /// overlap, the nodes whose range holds the key ([`super::routes::Routes::members`]).
+    fn find(
+        routes: &super::routes::Routes,
+        key: u64,
+        versions: bool,
+        slots: &mut Vec<BatchSlot>,
+        by_owner: &mut [Option<usize>],
+    ) -> Result<usize, ClientError> {
+        if routes.overlapping {
+            let members = routes.members(key)?;
+            if let Some(slot) = slots.iter().position(|slot| slot.members == members) {
+                return Ok(slot);
+            }
+            slots.push(BatchSlot::new(members, versions));
+            return Ok(slots.len() - 1);
+        }
+        let owner = routes.route(key)?;
+        if let Some(slot) = by_owner.get(owner).copied().flatten() {
+            return Ok(slot);
+        }
+        slots.push(BatchSlot::new(routes.members_of(owner), versions));
+        if let Some(entry) = by_owner.get_mut(owner) {
+            *entry = Some(slots.len() - 1);
+        }
+        Ok(slots.len() - 1)
+    }
+
+    /// Adds a record, with a fresh version of `clock` when the batch is versioned (a later
+    /// copy of a key in the batch has the higher version, so it wins, as in a PutBatch).
+    fn push(&mut self, key: u64, value: &[u8], clock: &super::clock::Clock) -> PushOutcome {
+        match self.versioned {
+            true => {
+                let version = clock.next().to_le_bytes();
+                self.builder.push_with_prefix(key, &version, value)
+            }
+            false => self.builder.push(key, value),
+        }
+    }
 }
 
 /// The first member of a set not tried yet that `live` accepts.

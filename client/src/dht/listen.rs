@@ -24,18 +24,16 @@
 //! [`super::DhtClient::listen`] needs every node at the start; `listen_partial` starts without
 //! the nodes that are down and listens to them once they are back.
 
+use super::set_streams::SetStreams;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::reply::StreamEvent;
-use crate::stream_set::{StreamSet, StreamTag};
+use crate::stream_set::StreamSet;
 use node_core::protocol::dht as wire;
 use node_core::protocol::dht::ListenItem;
 use node_core::protocol::Status;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// How long a failed node's stream waits before it is opened again.
-const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
 /// One change of a listened channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,34 +48,12 @@ pub enum ListenEvent {
     ChannelRemoved,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NodeState {
-    Running(StreamTag),
-    /// The channel was removed on this node (its stream ended with Ok).
-    Ended,
-    /// The stream failed (or could not be opened); open it again at this time.
-    Failed {
-        reopen_at: Instant,
-    },
-}
-
-/// Why a node is not listened to now (for [`Listener::missing`]).
-type Missing = Option<ClientError>;
-
 /// A channel's change stream over every node. Create with [`super::DhtClient::listen`].
 /// Dropping it stops every node's stream.
 pub struct Listener {
-    set: StreamSet,
     channel: String,
-    /// Per listened replica set (a slot): its members, the member listened to (its client
-    /// index and address), the stream state, and why it is not listened to (while failed).
-    members: Vec<Vec<usize>>,
-    /// Per slot: the member whose stream failed last, passed over while another is live.
-    avoid: Vec<Option<usize>>,
-    indices: Vec<usize>,
-    addrs: Vec<SocketAddr>,
-    nodes: Vec<NodeState>,
-    why: Vec<Missing>,
+    /// One Listen per replica set, failing over ([`SetStreams`]).
+    streams: SetStreams,
     finished: bool,
 }
 
@@ -102,47 +78,21 @@ impl Listener {
         partial: bool,
         slots: Vec<Vec<usize>>,
     ) -> Result<Listener, ClientError> {
-        let indices: Vec<usize> = slots.iter().map(|members| members[0]).collect();
-        let mut listener = Listener {
-            set,
+        let mut body = Vec::new();
+        wire::encode_channel(&mut body, channel);
+        let streams = SetStreams::open(set, client, wire::LISTEN, body, partial, slots)?;
+        Ok(Listener {
             channel: channel.to_string(),
-            addrs: indices
-                .iter()
-                .filter_map(|&node| client.node_addr(node))
-                .collect(),
-            avoid: vec![None; slots.len()],
-            members: slots,
-            indices,
-            nodes: Vec::new(),
-            why: Vec::new(),
+            streams,
             finished: false,
-        };
-        debug_assert_eq!(listener.addrs.len(), listener.indices.len());
-        for slot in 0..listener.indices.len() {
-            listener.nodes.push(NodeState::Ended);
-            listener.why.push(None);
-            match listener.start(slot) {
-                Ok(tag) => listener.nodes[slot] = NodeState::Running(tag),
-                Err(error) if partial && error.is_node_down() => listener.fail(slot, error),
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(listener)
+        })
     }
 
     /// The nodes not listened to now (their stream failed or could not be opened, and is due
     /// to be opened again), with the error that stopped it. Changes made there meanwhile are
     /// not delivered.
     pub fn missing(&self) -> Vec<(SocketAddr, ClientError)> {
-        self.nodes
-            .iter()
-            .zip(&self.why)
-            .zip(&self.addrs)
-            .filter_map(|((state, why), addr)| match (state, why) {
-                (NodeState::Failed { .. }, Some(error)) => Some((*addr, error.clone())),
-                _ => None,
-            })
-            .collect()
+        self.streams.missing()
     }
 
     pub fn channel(&self) -> &str {
@@ -163,31 +113,10 @@ impl Listener {
             if self.finished {
                 return Ok(None);
             }
-            self.reopen_due()?;
-            let now = Instant::now();
-            // Wake in time for a due reopen, so a failed node comes back on schedule even
-            // while the others are quiet.
-            let wait_until = self.next_reopen().map_or(deadline, |at| at.min(deadline));
-            let wait = wait_until.saturating_duration_since(now);
-            if self.set.is_empty() {
-                // Only failed nodes are left (were all ended, we would be finished).
-                std::thread::sleep(wait);
-            } else if let Some(event) = self.take(wait)? {
-                return Ok(Some(event));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// Waits up to `wait` for one event of the set and turns it into a listen event.
-    fn take(&mut self, wait: Duration) -> Result<Option<ListenEvent>, ClientError> {
-        loop {
-            let Some((tag, event)) = self.set.next_timeout(wait) else {
+            let Some((slot, event)) = self.streams.next_event(deadline)? else {
                 return Ok(None);
             };
-            if let Some(change) = self.on_set_event(tag, event) {
+            if let Some(change) = self.on_slot_event(slot, event) {
                 return change.map(Some);
             }
         }
@@ -206,39 +135,45 @@ impl Listener {
             if self.finished {
                 return Poll::Ready(None);
             }
-            if let Err(error) = self.reopen_due() {
+            if let Err(error) = self.streams.reopen_due() {
                 return Poll::Ready(Some(Err(error)));
             }
-            let Poll::Ready(Some((tag, event))) = self.set.poll_next_event(cx) else {
+            let Poll::Ready(Some((tag, event))) = self.streams.set.poll_next_event(cx) else {
                 return Poll::Pending;
             };
-            if let Some(change) = self.on_set_event(tag, event) {
+            let Some(slot) = self.streams.slot_of(tag) else {
+                continue;
+            };
+            if let Some(change) = self.on_slot_event(slot, event) {
                 return Poll::Ready(Some(change));
             }
         }
     }
 
-    /// One event of the set as a change for the caller; `None` when it is none of the
-    /// caller's business (an unknown member, one node's channel removed while others run).
-    fn on_set_event(
+    /// When the next failed node's stream is due to be opened again.
+    #[cfg(feature = "async")]
+    pub(crate) fn next_reopen(&self) -> Option<Instant> {
+        self.streams.next_reopen()
+    }
+
+    /// One event of slot `slot`'s stream as a change for the caller; `None` when it is none
+    /// of the caller's business (one node's channel removed while others run).
+    fn on_slot_event(
         &mut self,
-        tag: StreamTag,
+        slot: usize,
         event: Result<StreamEvent, ClientError>,
     ) -> Option<Result<ListenEvent, ClientError>> {
-        let node = self.node_of(tag)?;
-        let addr = self.addrs[node];
+        let addr = self.streams.addr(slot);
         match event {
             Ok(StreamEvent::Item { code, body }) => match decode_item(addr, code, &body) {
                 Ok(event) => Some(Ok(event)),
                 Err(error) => {
-                    self.set.close(tag);
-                    self.fail(node, error.clone());
+                    self.streams.abandon(slot, error.clone());
                     Some(Err(error))
                 }
             },
             Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
-                self.nodes[node] = NodeState::Ended;
-                if self.nodes.iter().all(|state| *state == NodeState::Ended) {
+                if self.streams.end(slot) {
                     self.finished = true;
                     return Some(Ok(ListenEvent::ChannelRemoved));
                 }
@@ -249,97 +184,14 @@ impl Listener {
                     .into_result()
                     .err()
                     .unwrap_or_else(|| ClientError::protocol(addr, "Listen ended NotFound"));
-                self.fail(node, error.clone());
+                self.streams.fail(slot, error.clone());
                 Some(Err(error))
             }
             Err(error) => {
-                self.fail(node, error.clone());
+                self.streams.fail(slot, error.clone());
                 Some(Err(error))
             }
         }
-    }
-
-    fn node_of(&self, tag: StreamTag) -> Option<usize> {
-        self.nodes
-            .iter()
-            .position(|state| *state == NodeState::Running(tag))
-    }
-
-    /// The stream of `slot` failed: it is opened again after [`REOPEN_DELAY`], or at once on
-    /// another live member of its replica set.
-    fn fail(&mut self, slot: usize, error: ClientError) {
-        let failed = self.indices[slot];
-        self.avoid[slot] = Some(failed);
-        let other_live = self.members[slot]
-            .iter()
-            .any(|&member| member != failed && self.set.check_node(member).is_ok());
-        let delay = if other_live {
-            Duration::ZERO
-        } else {
-            REOPEN_DELAY
-        };
-        self.nodes[slot] = NodeState::Failed {
-            reopen_at: Instant::now() + delay,
-        };
-        self.why[slot] = Some(error);
-    }
-
-    /// When the next failed node's stream is due to be opened again.
-    pub(crate) fn next_reopen(&self) -> Option<Instant> {
-        self.nodes
-            .iter()
-            .filter_map(|state| match state {
-                NodeState::Failed { reopen_at } => Some(*reopen_at),
-                _ => None,
-            })
-            .min()
-    }
-
-    /// Opens again every failed node's stream that is due; the first failure to open is
-    /// returned (that node waits another delay), except that of a node known to be down,
-    /// which waits quietly for it to come back.
-    fn reopen_due(&mut self) -> Result<(), ClientError> {
-        let now = Instant::now();
-        for node in 0..self.nodes.len() {
-            if matches!(self.nodes[node], NodeState::Failed { reopen_at } if reopen_at <= now) {
-                match self.start(node) {
-                    Ok(tag) => {
-                        self.nodes[node] = NodeState::Running(tag);
-                        self.why[node] = None;
-                    }
-                    Err(error @ ClientError::NodeDown { .. }) => self.fail(node, error),
-                    Err(error) => {
-                        self.fail(node, error.clone());
-                        return Err(error);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Opens the stream of `slot` on the first live member of its set, passing over the one
-    /// that failed last while another is live.
-    fn start(&mut self, slot: usize) -> Result<StreamTag, ClientError> {
-        let members = &self.members[slot];
-        let live = |member: &&usize| self.set.check_node(**member).is_ok();
-        let member = members
-            .iter()
-            .filter(live)
-            .find(|member| Some(**member) != self.avoid[slot])
-            .or_else(|| members.iter().find(live))
-            .or_else(|| members.first())
-            .copied()
-            .unwrap_or(self.indices[slot]);
-        if member != self.indices[slot] {
-            if let Some(addr) = self.set.node_addr(member) {
-                self.indices[slot] = member;
-                self.addrs[slot] = addr;
-            }
-        }
-        let mut body = Vec::new();
-        wire::encode_channel(&mut body, &self.channel);
-        self.set.open(self.indices[slot], wire::LISTEN, &body)
     }
 }
 
@@ -347,7 +199,7 @@ impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
             .field("channel", &self.channel)
-            .field("nodes", &self.nodes)
+            .field("streams", &self.streams)
             .field("finished", &self.finished)
             .finish()
     }

@@ -1,26 +1,32 @@
-//! [`ChannelMirror`]: a channel's records with their versions, then its changes, from every node
-//! (the Mirror request, docs/protocol.md §6.12), merged into one sequence.
+//! [`ChannelMirror`]: a channel's records with their versions, then its changes, from every
+//! replica set (the Mirror request, docs/protocol.md §6.12), merged into one sequence.
 //!
-//! One Mirror stream runs per node, all in one [`StreamSet`]; events of one node keep their
-//! order, which is the order of that node's changes, so a caller that applies them in order
-//! holds what the nodes hold (each key lives on one node, or on the members of one replica set,
-//! whose copies converge by version). A refresh's batches are handed out one record at a time.
+//! One Mirror stream runs per replica set, on its first live member (a node without replicas
+//! is a set of one), all in one [`StreamSet`]: the members of a set hold the same records and
+//! changes, so mirroring each of them would deliver every change once per member. Events of
+//! one set keep their order, which is the order of that member's changes, so a caller that
+//! applies them in order holds what the nodes hold. A refresh's batches are handed out one
+//! record at a time.
 //!
-//! Unlike a Listen, a Mirror that loses a node is not opened again by itself: the copy would
-//! miss the changes made meanwhile, so the error is returned and the caller starts a new
-//! Mirror (with a refresh) when it wants a faithful copy again. An [`MirrorEvent::Overflow`]
-//! means the same.
+//! When a set's stream fails (its member went down, the stream ended with an error), `next`
+//! returns the error once and the Mirror is opened again, with the options it started with,
+//! on another live member of the set at once, or on the first member back after a second
+//! (failing over as a Listen does: [`super::set_streams`]). With a refresh, the new stream's
+//! refresh (its RefreshStarted … RefreshDone) makes the copy faithful again, by version;
+//! without one, the changes made between the failure and the new stream are missed. An
+//! [`MirrorEvent::Overflow`] means the copy is no longer faithful: start a new Mirror.
 
+use super::set_streams::SetStreams;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::reply::StreamEvent;
-use crate::stream_set::{StreamSet, StreamTag};
+use crate::stream_set::StreamSet;
 use node_core::protocol::batch::decode_batch;
 use node_core::protocol::dht::{self as wire, MirrorItem, MirrorRequest, RefreshRecord};
 use node_core::protocol::Status;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a Mirror asks of each node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,24 +83,23 @@ pub enum MirrorEvent {
     ChannelRemoved,
 }
 
-/// A channel's Mirror over every node. Create with [`super::DhtClient::mirror`]; dropping it
-/// stops every node's stream.
+/// A channel's Mirror over every replica set. Create with [`super::DhtClient::mirror`];
+/// dropping it stops every stream.
 pub struct ChannelMirror {
-    set: StreamSet,
-    /// Per node: its address and its stream (`None` once it ended or failed).
-    addrs: Vec<SocketAddr>,
-    tags: Vec<Option<StreamTag>>,
+    /// One Mirror per replica set, failing over ([`SetStreams`]).
+    streams: SetStreams,
     /// Events decoded and not handed out yet (the records of a refresh batch).
     pending: VecDeque<MirrorEvent>,
     finished: bool,
 }
 
 impl ChannelMirror {
-    /// Opens a Mirror stream on every active node of `client`.
+    /// Opens a Mirror stream on each slot of `slots` (the members of one replica set each).
     pub(super) fn open(
         client: &Client,
         channel: &str,
         options: MirrorOptions,
+        slots: Vec<Vec<usize>>,
     ) -> Result<ChannelMirror, ClientError> {
         let mut body = Vec::new();
         MirrorRequest {
@@ -103,33 +108,24 @@ impl ChannelMirror {
             periodic_refresh_s: options.periodic_refresh_s,
         }
         .encode(&mut body);
-        let mut mirror = ChannelMirror {
-            set: client.stream_set(),
-            addrs: Vec::new(),
-            tags: Vec::new(),
+        let set: StreamSet = client.stream_set();
+        Ok(ChannelMirror {
+            streams: SetStreams::open(set, client, wire::MIRROR, body, false, slots)?,
             pending: VecDeque::new(),
             finished: false,
-        };
-        for node in client.active_nodes() {
-            let Some(addr) = client.node_addr(node) else {
-                continue; // retired meanwhile
-            };
-            let tag = mirror.set.open(node, wire::MIRROR, &body)?;
-            mirror.addrs.push(addr);
-            mirror.tags.push(Some(tag));
-        }
-        Ok(mirror)
+        })
     }
 
-    /// The nodes mirrored.
+    /// The nodes mirrored: one member of each replica set (the one streamed now, or last).
     pub fn nodes(&self) -> &[SocketAddr] {
-        &self.addrs
+        self.streams.addrs()
     }
 
-    /// The next event from any node, waiting up to `timeout`: `Ok(None)` when none came in
-    /// time (and, once finished, at once). An `Err` concerns one node, whose stream is over:
-    /// the others run on.
+    /// The next event from any set, waiting up to `timeout`: `Ok(None)` when none came in
+    /// time (and, once finished, at once). An `Err` concerns one set, whose stream is opened
+    /// again (see the module documentation): the others run on.
     pub fn next(&mut self, timeout: Duration) -> Result<Option<MirrorEvent>, ClientError> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Some(event));
@@ -137,44 +133,37 @@ impl ChannelMirror {
             if self.finished {
                 return Ok(None);
             }
-            let Some((tag, event)) = self.set.next_timeout(timeout) else {
+            let Some((slot, event)) = self.streams.next_event(deadline)? else {
                 return Ok(None);
             };
-            let Some(slot) = self.tags.iter().position(|t| *t == Some(tag)) else {
-                continue;
-            };
-            let addr = self.addrs[slot];
+            let addr = self.streams.addr(slot);
             match event {
                 Ok(StreamEvent::Item { code, body }) => {
-                    if let Err(error) = self.decode(addr, code, &body) {
-                        self.set.close(tag);
-                        self.tags[slot] = None;
+                    if let Err(error) = decode_item(addr, code, &body, &mut self.pending) {
+                        self.streams.abandon(slot, error.clone());
                         return Err(error);
                     }
                 }
-                Ok(StreamEvent::End(reply)) => {
-                    self.tags[slot] = None;
-                    if reply.status != Status::Ok {
-                        return Err(reply.into_result().err().unwrap_or_else(|| {
-                            ClientError::protocol(addr, "Mirror ended NotFound")
-                        }));
-                    }
-                    if self.tags.iter().all(Option::is_none) {
+                Ok(StreamEvent::End(reply)) if reply.status == Status::Ok => {
+                    if self.streams.end(slot) {
                         self.finished = true;
                         self.pending.push_back(MirrorEvent::ChannelRemoved);
                     }
                 }
+                Ok(StreamEvent::End(reply)) => {
+                    let error = reply
+                        .into_result()
+                        .err()
+                        .unwrap_or_else(|| ClientError::protocol(addr, "Mirror ended NotFound"));
+                    self.streams.fail(slot, error.clone());
+                    return Err(error);
+                }
                 Err(error) => {
-                    self.tags[slot] = None;
+                    self.streams.fail(slot, error.clone());
                     return Err(error);
                 }
             }
         }
-    }
-
-    /// Decodes one item of `node` into `pending`.
-    fn decode(&mut self, node: SocketAddr, code: u8, body: &[u8]) -> Result<(), ClientError> {
-        decode_item(node, code, body, &mut self.pending)
     }
 }
 
@@ -233,7 +222,7 @@ pub fn decode_item(
 impl std::fmt::Debug for ChannelMirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelMirror")
-            .field("nodes", &self.addrs)
+            .field("streams", &self.streams)
             .field("finished", &self.finished)
             .finish_non_exhaustive()
     }

@@ -66,6 +66,7 @@ mod ranges;
 pub mod redistribute;
 mod replicas;
 mod routes;
+mod set_streams;
 
 pub use get_all::{GetAll, GetAllOptions, MAX_RESUMES};
 pub use hints::MAX_HINTS_PER_MEMBER;
@@ -418,7 +419,8 @@ impl DhtClient {
         Listener::open(&self.client, channel, true, self.listen_slots())
     }
 
-    /// The active nodes grouped by replica set (in node order): what a listener listens to.
+    /// The active nodes grouped by replica set (in node order): what a listener listens to
+    /// and a mirror mirrors, once per set.
     fn listen_slots(&self) -> Vec<Vec<usize>> {
         let active = self.client.active_nodes();
         self.read_routes(|routes| {
@@ -434,15 +436,17 @@ impl DhtClient {
         })
     }
 
-    /// Starts a Mirror of a channel on every node (docs/protocol.md §6.12): its records with
-    /// their versions and its tombstones (a refresh, if `options` asks), then its changes; see
-    /// [`ChannelMirror`]. Fails when a node cannot be mirrored now.
+    /// Starts a Mirror of a channel on every replica set, once each, on its first live
+    /// member (docs/protocol.md §6.12): its records with their versions and its tombstones (a
+    /// refresh, if `options` asks), then its changes; a set's stream fails over to another
+    /// member as a Listen's does. See [`ChannelMirror`]. Fails when a set cannot be mirrored
+    /// now.
     pub fn mirror(
         &self,
         channel: &str,
         options: MirrorOptions,
     ) -> Result<ChannelMirror, ClientError> {
-        ChannelMirror::open(&self.client, channel, options)
+        ChannelMirror::open(&self.client, channel, options, self.listen_slots())
     }
 
     /// [`DhtClient::listen`] (`partial`: `listen_partial`) whose streams a tokio task polls

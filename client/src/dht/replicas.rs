@@ -200,15 +200,24 @@ impl DhtClient {
                 self.settle_write(members, live.len(), None, pending, hint)
             })?;
             if versioned && reply.status == Status::UnsupportedRequest {
-                self.versions_unsupported.store(true, Ordering::Release);
-                tracing::warn!(
-                    node = %reply.node,
-                    "the dht nodes do not know versioned writes (PutVersion): replicated writes \
-                     go as Put and Remove, and replicas written in different orders may differ"
-                );
+                self.versions_unknown_to(reply.node);
                 continue;
             }
             return Ok((node, reply));
+        }
+    }
+
+    /// `node` answered a versioned write UnsupportedRequest: this client writes without
+    /// versions from now on (PutVersion, RemoveVersion, PutBatchVersion become Put, Remove,
+    /// PutBatch), and says so once.
+    pub(crate) fn versions_unknown_to(&self, node: SocketAddr) {
+        if !self.versions_unsupported.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                %node,
+                "the dht nodes do not know versioned writes (PutVersion, PutBatchVersion): \
+                 replicated writes go as Put, Remove and PutBatch, and replicas written in \
+                 different orders may differ"
+            );
         }
     }
 

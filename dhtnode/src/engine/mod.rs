@@ -32,7 +32,7 @@ mod versions;
 
 pub use channel::{Channel, SHARD_COUNT};
 pub use listeners::{ListenEvent, ListenerId, ListenerLimits};
-pub use versions::{TombstoneLimits, TombstoneSweep, VersionedRead};
+pub use versions::{BatchFrom, TombstoneLimits, TombstoneSweep, VersionedRead};
 
 use channel::record_bytes;
 use dht_persist::wal::{Change, LoggedChange};

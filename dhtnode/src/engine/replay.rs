@@ -138,6 +138,9 @@ pub struct ReplayBatch {
     values: Vec<u8>,
     /// The loader's rules, and what they skipped so far.
     pub admission: Admission,
+    /// Tombstones dropped beyond `dht.tombstone_limit` after each applied batch
+    /// ([`Engine::trim_tombstones_to_limit`]).
+    pub tombstones_dropped: u64,
 }
 
 impl ReplayBatch {
@@ -147,6 +150,7 @@ impl ReplayBatch {
             changes: Vec::new(),
             values: Vec::new(),
             admission,
+            tombstones_dropped: 0,
         }
     }
 
@@ -263,7 +267,8 @@ impl ReplayBatch {
         });
     }
 
-    /// Applies every gathered change, shard by shard.
+    /// Applies every gathered change, shard by shard; then drops the tombstones beyond the
+    /// limit (so the replay holds at most the limit plus one batch of them).
     pub fn apply(&mut self, engine: &mut Engine) {
         // Stable: the changes of one key keep their order.
         self.changes
@@ -291,6 +296,7 @@ impl ReplayBatch {
         self.changes.clear();
         self.values.clear();
         self.channels.clear();
+        self.tombstones_dropped += engine.trim_tombstones_to_limit();
     }
 }
 

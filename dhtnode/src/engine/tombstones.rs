@@ -130,6 +130,38 @@ impl Tombstones {
         slice
     }
 
+    /// Appends every tombstone's storage time to `out` (what [`Tombstones::drop_oldest`]
+    /// chooses by).
+    pub fn stored_times(&self, out: &mut Vec<u64>) {
+        if self.count() == 0 {
+            return;
+        }
+        out.extend(self.map().values().map(|tombstone| tombstone.stored_unix_s));
+    }
+
+    /// Drops every tombstone stored before `cutoff_unix_s` and, in key order, up to `ties` of
+    /// those stored at `cutoff_unix_s` (`ties` counts down); returns how many it dropped.
+    pub fn drop_oldest(&self, cutoff_unix_s: u64, ties: &mut u64) -> u64 {
+        if self.count() == 0 {
+            return 0;
+        }
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, tombstone| {
+            if tombstone.stored_unix_s < cutoff_unix_s {
+                return false;
+            }
+            if tombstone.stored_unix_s == cutoff_unix_s && *ties > 0 {
+                *ties -= 1;
+                return false;
+            }
+            true
+        });
+        let dropped = (before - map.len()) as u64;
+        self.count.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
+    }
+
     /// Drops every tombstone stored before `cutoff_unix_s`; returns how many.
     pub fn expire(&self, cutoff_unix_s: u64) -> u64 {
         let mut dropped = 0;
@@ -180,5 +212,24 @@ mod tests {
         assert_eq!(tombstones.expire(300), 1, "the one stored at 100 is older");
         assert_eq!(tombstones.count(), 1);
         assert_eq!(tombstones.get(5), None);
+    }
+
+    #[test]
+    fn the_oldest_go_first_and_ties_in_key_order() {
+        let tombstones = Tombstones::default();
+        for (key, stored) in [(1, 30), (2, 10), (3, 20), (4, 20), (5, 20)] {
+            tombstones.set(key, at(1, stored));
+        }
+        let mut times = Vec::new();
+        tombstones.stored_times(&mut times);
+        times.sort_unstable();
+        assert_eq!(times, vec![10, 20, 20, 20, 30]);
+        // Three go: the one stored at 10, then the first two (by key) of those at 20.
+        let mut ties = 2;
+        assert_eq!(tombstones.drop_oldest(20, &mut ties), 3);
+        assert_eq!(ties, 0);
+        assert_eq!(tombstones.count(), 2);
+        assert_eq!(tombstones.get(5), Some(at(1, 20)));
+        assert_eq!(tombstones.get(1), Some(at(1, 30)));
     }
 }

@@ -32,6 +32,15 @@ impl Default for TombstoneLimits {
     }
 }
 
+/// Who sends a versioned batch ([`Engine::put_version_batch`]): a redistribution's
+/// (RedistBatchVersion) is held to the redistribution memory guard while this node's own
+/// redistribution runs; a client's (PutBatchVersion) is not, as a PutBatch is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFrom {
+    Redistribution,
+    Client,
+}
+
 /// Where a sweep of tombstones is: the channel it is in and the last key it looked at there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TombstoneSweep {
@@ -52,9 +61,11 @@ pub enum VersionedRead<R> {
     Absent,
 }
 
-/// Whether a write of `version` is newer than what is held (`None`: nothing, lower than all).
-fn is_newer(version: u64, held: Option<u64>) -> bool {
-    held.is_none_or(|held| version > held)
+/// What a versioned write brings: a record's value, or a tombstone.
+#[derive(Debug, Clone, Copy)]
+enum Incoming<'a> {
+    Record(&'a [u8]),
+    Tombstone,
 }
 
 impl Engine {
@@ -76,6 +87,31 @@ impl Engine {
         self.channels.get(channel)?.held_version(key)
     }
 
+    /// Whether a versioned write of `key` (`incoming`, of `version`) is newer than what the
+    /// node holds, so that it applies: nothing held is lower than every version; else the
+    /// higher version wins. Two different writes of one version (two clients whose clocks gave
+    /// the same version, which happens when they write the same keys in the same millisecond)
+    /// are ordered too, so that every member keeps the same one whatever order they arrive in:
+    /// a tombstone beats a record, and of two records the greater value (compared bytewise)
+    /// wins. The same write again is not newer (it is applied once). Version 0 (writes without
+    /// a version) never ties: a version-0 write applies only where nothing is held.
+    fn is_newer(&self, channel: &str, key: u64, version: u64, incoming: Incoming<'_>) -> bool {
+        let Some(data) = self.channels.get(channel) else {
+            return true;
+        };
+        match data.held_version(key) {
+            None => true,
+            Some(held) if held != version || version == 0 => version > held,
+            Some(_) => match incoming {
+                // Newer only than a record of that version.
+                Incoming::Tombstone => data.tombstones().get(key).is_none(),
+                Incoming::Record(value) => data.with_versioned(key, |record| {
+                    record.is_some_and(|(_, held_value)| value > held_value)
+                }),
+            },
+        }
+    }
+
     /// Whether the node holds nothing of `key`: no record, no tombstone.
     pub(super) fn is_unheld(&self, channel: &str, key: u64) -> bool {
         self.held_version(channel, key).is_none()
@@ -91,7 +127,7 @@ impl Engine {
         value: &[u8],
     ) -> Result<bool, EngineError> {
         self.check_write(channel, key, value)?;
-        if !is_newer(version, self.held_version(channel, key)) {
+        if !self.is_newer(channel, key, version, Incoming::Record(value)) {
             return Ok(false);
         }
         self.log_change(&Change::PutVersion {
@@ -118,7 +154,7 @@ impl Engine {
             // Nothing held and not ours: the key may be on the node that owns it now.
             self.check_key(key)?;
         }
-        if !is_newer(version, held) {
+        if !self.is_newer(channel, key, version, Incoming::Tombstone) {
             return Ok(false);
         }
         self.check_channel_room(channel)?;
@@ -144,18 +180,21 @@ impl Engine {
         Ok(true)
     }
 
-    /// RedistBatchVersion (docs/protocol.md §6.7): records and tombstones a redistribution
-    /// hands over with their versions, each applied as a PutVersion or RemoveVersion (kept
-    /// only if newer than what is held), so that a move never lets an older write win. All
-    /// checks first, for the whole batch (a refused batch changes nothing): the channel, every
-    /// key in the range (WrongNode), every value, the size limit and the redistribution guard
-    /// for the records that will be stored, the tombstone limit for the tombstones added.
+    /// RedistBatchVersion (docs/protocol.md §6.7) and PutBatchVersion (§6.14): records and
+    /// tombstones with their versions, each applied as a PutVersion or RemoveVersion (kept
+    /// only if newer than what is held, through the same entry points, so the change log,
+    /// Listen and Mirror see each applied item as they see those requests), so that neither a
+    /// move nor a batch lets an older write win. All checks first, for the whole batch (a
+    /// refused batch changes nothing): the channel, every key in the range (WrongNode), every
+    /// value, the size limit (and, for a redistribution's batch, the redistribution guard) for
+    /// the records that will be stored, the tombstone limit for the tombstones added.
     pub fn put_version_batch(
         &mut self,
         channel: &str,
         items: &[(u64, RefreshRecord<'_>)],
+        from: BatchFrom,
     ) -> Result<AbsentBatchOutcome, EngineError> {
-        self.check_version_batch(channel, items)?;
+        self.check_version_batch(channel, items, from)?;
         let mut outcome = AbsentBatchOutcome::default();
         for (key, item) in items {
             let applied = match *item {
@@ -180,6 +219,7 @@ impl Engine {
         &self,
         channel: &str,
         items: &[(u64, RefreshRecord<'_>)],
+        from: BatchFrom,
     ) -> Result<(), EngineError> {
         Engine::check_name(channel)?;
         self.check_channel_room(channel)?;
@@ -188,11 +228,10 @@ impl Engine {
         for (key, item) in items {
             self.check_key(*key)?;
             let first = seen.insert(*key);
-            let held = self.held_version(channel, *key);
             match item {
                 RefreshRecord::Record { version, value } => {
                     self.check_value(value)?;
-                    if first && is_newer(*version, held) {
+                    if first && self.is_newer(channel, *key, *version, Incoming::Record(value)) {
                         growth += record_bytes(value.len()) as i64
                             - self.old_record_bytes(channel, *key) as i64;
                     }
@@ -202,14 +241,15 @@ impl Engine {
                         .channels
                         .get(channel)
                         .is_some_and(|data| data.tombstones().get(*key).is_some());
-                    if first && !has && is_newer(*version, held) {
+                    if first && !has && self.is_newer(channel, *key, *version, Incoming::Tombstone)
+                    {
                         new_tombstones += 1;
                     }
                 }
             }
         }
         self.check_growth(growth)?;
-        if let Some(cap) = self.redistribution_cap {
+        if let (Some(cap), BatchFrom::Redistribution) = (self.redistribution_cap, from) {
             let grows = u64::try_from(growth).unwrap_or(0);
             if grows > 0 && self.total.bytes.saturating_add(grows) > cap {
                 return Err(EngineError::RedistributionGuard {
@@ -265,6 +305,39 @@ impl Engine {
             Some(tombstone) => Ok(VersionedRead::Tombstone(tombstone.version)),
             None => self.check_key(key).map(|()| VersionedRead::Absent),
         }
+    }
+
+    /// Drops the tombstones beyond `tombstone_limit`, the oldest stored first (those the TTL
+    /// would drop first; of those stored in the same second, by channel and key), and returns
+    /// how many: what loading does (dumps, change-log replay), so that a node never holds more
+    /// tombstones than a running one accepts. Not a change: nothing is logged, no listener is
+    /// told. Costs 8 bytes a tombstone for the time it runs, and only when over the limit.
+    pub fn trim_tombstones_to_limit(&mut self) -> u64 {
+        let limit = self.tombstone_limits.max_tombstones;
+        if self.tombstones <= limit {
+            return 0;
+        }
+        let excess = self.tombstones - limit;
+        let mut times = Vec::with_capacity(usize::try_from(self.tombstones).unwrap_or(0));
+        for data in self.channels.values() {
+            data.tombstones().stored_times(&mut times);
+        }
+        debug_assert_eq!(times.len() as u64, self.tombstones);
+        if times.is_empty() {
+            return 0;
+        }
+        let nth = usize::try_from(excess - 1).map_or(times.len() - 1, |n| n.min(times.len() - 1));
+        let cutoff = *times.select_nth_unstable(nth).1;
+        let below = times.iter().filter(|&&time| time < cutoff).count() as u64;
+        drop(times);
+        let mut ties = excess.saturating_sub(below);
+        let mut dropped = 0;
+        for data in self.channels.values() {
+            dropped += data.tombstones().drop_oldest(cutoff, &mut ties);
+        }
+        debug_assert_eq!(dropped, excess);
+        self.tombstones -= dropped;
+        dropped
     }
 
     /// Drops every tombstone stored more than `ttl_s` before `now_unix_s`; returns how many.
@@ -365,8 +438,13 @@ mod tests {
             read(&engine, 1),
             VersionedRead::Found((5, b"five".to_vec()))
         );
-        assert_eq!(engine.remove_version("ch", 1, 5), Ok(false), "equal");
+        assert_eq!(engine.remove_version("ch", 1, 4), Ok(false), "older");
         assert_eq!(engine.remove_version("ch", 1, 6), Ok(true));
+        assert_eq!(
+            engine.remove_version("ch", 1, 6),
+            Ok(false),
+            "the same removal"
+        );
         assert_eq!(read(&engine, 1), VersionedRead::Tombstone(6));
         assert_eq!(engine.put_version("ch", 1, 6, b"late"), Ok(false));
         assert_eq!(engine.size().records, 0);
@@ -388,6 +466,117 @@ mod tests {
             VersionedRead::Found((0, b"plain".to_vec()))
         );
         assert_eq!(engine.tombstone_count(), 0);
+    }
+
+    #[test]
+    fn a_client_batch_applies_by_version_tells_listeners_and_skips_the_guard() {
+        let mut engine = engine();
+        engine.put_version("ch", 1, 50, b"newer").unwrap();
+        let id = engine.subscribe("ch").unwrap();
+        // The redistribution guard holds moved-in records back, not a client's batch.
+        engine.set_redistribution_cap(Some(1));
+        let items = [
+            (
+                1,
+                RefreshRecord::Record {
+                    version: 40,
+                    value: b"older",
+                },
+            ),
+            (
+                2,
+                RefreshRecord::Record {
+                    version: 40,
+                    value: b"new key",
+                },
+            ),
+            (3, RefreshRecord::Tombstone { version: 41 }),
+        ];
+        assert!(matches!(
+            engine.put_version_batch("ch", &items, BatchFrom::Redistribution),
+            Err(EngineError::RedistributionGuard { .. })
+        ));
+        let outcome = engine
+            .put_version_batch("ch", &items, BatchFrom::Client)
+            .unwrap();
+        assert_eq!((outcome.stored, outcome.present), (2, 1));
+        assert_eq!(
+            read(&engine, 1),
+            VersionedRead::Found((50, b"newer".to_vec()))
+        );
+        let events: Vec<ListenEvent> =
+            std::iter::from_fn(|| engine.next_listen_event(id)).collect();
+        assert_eq!(
+            events,
+            vec![
+                ListenEvent::Changed {
+                    key: 2,
+                    value: Box::from(&b"new key"[..]),
+                    version: 40
+                },
+                ListenEvent::Removed {
+                    key: 3,
+                    version: 41,
+                    record: false
+                },
+            ],
+            "each applied item, as PutVersion and RemoveVersion tell them"
+        );
+    }
+
+    #[test]
+    fn loading_keeps_the_tombstone_limit_dropping_the_oldest_first() {
+        let mut engine = engine();
+        let at = |stored_unix_s| Tombstone {
+            version: 1,
+            stored_unix_s,
+        };
+        for (channel, key, stored) in [("a", 1, 30), ("a", 2, 10), ("b", 1, 20), ("b", 2, 20)] {
+            engine.apply_remove_version(channel, key, at(stored));
+        }
+        assert_eq!(
+            engine.trim_tombstones_to_limit(),
+            0,
+            "under the default limit"
+        );
+        engine.set_tombstone_limits(TombstoneLimits {
+            max_tombstones: 2,
+            ttl_s: 86_400,
+        });
+        assert_eq!(engine.trim_tombstones_to_limit(), 2);
+        assert_eq!(engine.tombstone_count(), 2);
+        // The one stored at 10 went, then the first (by channel, key) of those at 20.
+        assert_eq!(engine.held_version("a", 2), None);
+        assert_eq!(engine.held_version("b", 1), None);
+        assert_eq!(engine.held_version("b", 2), Some(1));
+        assert_eq!(engine.held_version("a", 1), Some(1));
+    }
+
+    #[test]
+    fn two_writes_of_one_version_end_the_same_in_either_order() {
+        for order in [[0, 1], [1, 0]] {
+            let mut engine = engine();
+            let writes: [(u64, Option<&[u8]>); 2] = [(1, Some(b"aaa")), (1, Some(b"bbb"))];
+            for index in order {
+                let (version, value) = writes[index];
+                engine
+                    .put_version("ch", 1, version, value.unwrap())
+                    .unwrap();
+            }
+            assert_eq!(read(&engine, 1), VersionedRead::Found((1, b"bbb".to_vec())));
+            // A tombstone of that version beats a record of it, in either order.
+            engine.put_version("ch", 2, 7, b"zzz").unwrap();
+            assert_eq!(engine.remove_version("ch", 2, 7), Ok(true));
+            assert_eq!(engine.put_version("ch", 2, 7, b"zzz"), Ok(false));
+            assert_eq!(engine.remove_version("ch", 3, 7), Ok(true));
+            assert_eq!(engine.put_version("ch", 3, 7, b"zzz"), Ok(false));
+            assert_eq!(read(&engine, 2), VersionedRead::Tombstone(7));
+            assert_eq!(read(&engine, 3), VersionedRead::Tombstone(7));
+            // The same write twice applies once; version 0 never ties.
+            assert_eq!(engine.put_version("ch", 1, 1, b"bbb"), Ok(false));
+            engine.put("ch", 4, b"aaa").unwrap();
+            assert_eq!(engine.put_version("ch", 4, 0, b"bbb"), Ok(false));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod listen;
 mod mirror;
 mod put;
 mod put_batch;
+mod put_batch_version;
 mod put_version;
 mod redist_batch;
 mod redist_batch_version;
@@ -74,6 +75,7 @@ pub(crate) fn dispatch(
         DhtRequest::Mirror => mirror::handle(node, request, reply),
         DhtRequest::SetReady => set_ready::handle(node, request, reply),
         DhtRequest::RedistBatchVersion => redist_batch_version::handle(node, request, reply),
+        DhtRequest::PutBatchVersion => put_batch_version::handle(node, request, reply),
     };
     finish(reply, outcome)
 }

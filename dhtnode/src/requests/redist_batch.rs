@@ -9,8 +9,8 @@
 
 use crate::engine::{AbsentBatchOutcome, Engine};
 use crate::service::DhtNode;
-use node_core::protocol::batch::{decode_batch, BatchRecords};
-use node_core::protocol::dht::{decode_put_batch, RedistBatchReply};
+use node_core::protocol::batch::BatchRecords;
+use node_core::protocol::dht::RedistBatchReply;
 use node_core::protocol::Status;
 use node_core::server::{ErrorReply, Outcome, Reply, Request};
 
@@ -33,20 +33,14 @@ pub(super) fn handle_with(
     reply: &mut Reply<'_>,
     apply: impl FnOnce(&mut Engine, &str, BatchRecords<'_>) -> Result<AbsentBatchOutcome, ErrorReply>,
 ) -> Outcome<DhtNode> {
-    let (channel, batch) = decode_put_batch(request.body)?;
     // Only admins get here: the core refuses the others before the body is decoded
     // (Service::admin_only).
     debug_assert!(request.client.admin);
     let instance = node.redistributor.instance();
-    let DhtNode {
-        engine,
-        batch_scratch,
-        ..
-    } = node;
-    let mark = engine.log().position();
-    let records = decode_batch(batch, batch_scratch)
-        .map_err(|error| ErrorReply::bad_request(format!("batch: {error}")))?;
-    let outcome = apply(engine, channel, records)?;
+    let (outcome, mark) =
+        super::put_batch::with_batch(node, request.body, |engine, channel, _, records| {
+            apply(engine, channel, records)
+        })?;
     let answer = RedistBatchReply {
         stored: outcome.stored,
         present: outcome.present,

@@ -43,6 +43,7 @@ super::codes::request_enum! {
         Mirror = 36,
         SetReady = 37,
         RedistBatchVersion = 38,
+        PutBatchVersion = 39,
     }
 }
 
@@ -56,7 +57,7 @@ impl DhtRequest {
             | RedistBatchVersion => true,
             Put | Get | Exists | Remove | GetAll | GetChannels | GetChannelSize | GetSize
             | GetResponsibleRange | PutBatch | Listen | Update | GetRedistribution | PutVersion
-            | RemoveVersion | GetWithVersion | Mirror => false,
+            | RemoveVersion | GetWithVersion | Mirror | PutBatchVersion => false,
         }
     }
 
@@ -69,7 +70,7 @@ impl DhtRequest {
             Put | Get | Exists | Remove | GetChannels | GetChannelSize | GetSize
             | RemoveChannel | GetResponsibleRange | PutBatch | Update | RedistBatch
             | RedistCommit | GetRedistribution | PutVersion | RemoveVersion | GetWithVersion
-            | SetReady | RedistBatchVersion => false,
+            | SetReady | RedistBatchVersion | PutBatchVersion => false,
         }
     }
 }
@@ -98,6 +99,7 @@ pub const GET_WITH_VERSION: RequestCode = DhtRequest::GetWithVersion.code();
 pub const MIRROR: RequestCode = DhtRequest::Mirror.code();
 pub const SET_READY: RequestCode = DhtRequest::SetReady.code();
 pub const REDIST_BATCH_VERSION: RequestCode = DhtRequest::RedistBatchVersion.code();
+pub const PUT_BATCH_VERSION: RequestCode = DhtRequest::PutBatchVersion.code();
 
 /// The name of a dht request code, for logs and stats.
 pub fn request_name(code: RequestCode) -> Option<&'static str> {
@@ -763,6 +765,31 @@ impl RedistBatchReply {
     }
 }
 
+/// PutBatchVersion's Ok (docs/protocol.md §6.14): `u64 applied` (items whose version was
+/// newer than what the node held, now stored or removed), `u64 skipped` (the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VersionBatchReply {
+    pub applied: u64,
+    pub skipped: u64,
+}
+
+impl VersionBatchReply {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.applied);
+        put_u64(out, self.skipped);
+    }
+
+    pub fn decode(body: &[u8]) -> Result<VersionBatchReply, WireError> {
+        let mut reader = Reader::new(body);
+        let reply = VersionBatchReply {
+            applied: reader.u64("applied")?,
+            skipped: reader.u64("skipped")?,
+        };
+        reader.finish()?;
+        Ok(reply)
+    }
+}
+
 /// RedistCommit's Ok: `u64 instance`.
 pub fn decode_instance(body: &[u8]) -> Result<u64, WireError> {
     let mut reader = Reader::new(body);
@@ -1113,6 +1140,14 @@ mod tests {
         out.clear();
         reply.encode(&mut out);
         assert_eq!(RedistBatchReply::decode(&out), Ok(reply));
+        let versioned = VersionBatchReply {
+            applied: 3,
+            skipped: 4,
+        };
+        out.clear();
+        versioned.encode(&mut out);
+        assert_eq!(VersionBatchReply::decode(&out), Ok(versioned));
+        assert!(VersionBatchReply::decode(&out[..15]).is_err());
         let done = RedistributeDone {
             moved: 8,
             stranded: 9,

@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(super::queue::SUBSCRIBE, RequestCode(90));
         assert_eq!(super::dht::MIRROR, RequestCode(36));
         assert_eq!(super::dht::SET_READY, RequestCode(37));
-        assert_eq!(DhtRequest::ALL.len(), 23);
+        assert_eq!(DhtRequest::ALL.len(), 24);
         assert_eq!(LogfilesRequest::ALL.len(), 8);
         assert_eq!(QueueRequest::ALL.len(), 11);
     }
