@@ -76,12 +76,37 @@ fn swarm_handshake<S: Read + Write>(
     options: &ClientOptions,
 ) -> Result<(ServerHello, HandshakeResult), ClientError> {
     let ms = options.connect_timeout_ms;
-    let hello = read_server_hello(stream, node, ms)?;
+    let hello = read_server_hello(stream, node, ms).map_err(|error| match &options.tls {
+        None => hint_tls(error),
+        Some(_) => error,
+    })?;
     check_hello(&hello, node, wanted, options)?;
     send_client_hello(stream, node, wanted, &hello, options)?;
     let result = read_result(stream, node, ms)?;
     check_result(&result, node, wanted, hello.kind)?;
     Ok((hello, result))
+}
+
+/// A client without TLS waits for the node's hello, which a node with TLS never sends in clear
+/// (it waits for a TLS ClientHello): nothing arrives until the client's timeout, or the node
+/// closes the connection after its `hello_timeout_ms`. Neither side can tell sooner, so the
+/// error says what is likely.
+fn hint_tls(error: ClientError) -> ClientError {
+    match error {
+        ClientError::Connect { node, kind, reason }
+            if matches!(
+                kind,
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            let reason = format!(
+                "{reason}; if the node has TLS on, it says nothing until the client starts TLS: \
+                 give the client its CA ([tls] ca_file, or swarmctl --tls-ca)"
+            );
+            ClientError::Connect { node, kind, reason }
+        }
+        other => other,
+    }
 }
 
 /// The TLS handshake: the node's certificate is checked here (CA, name, validity).
@@ -98,15 +123,55 @@ fn start_tls(
                 reason: e.to_string(),
             }
         })?;
+    let mut watched = FirstBytes {
+        stream,
+        first: Vec::new(),
+    };
     while session.is_handshaking() {
-        session.complete_io(stream).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                timed_out(node, format!("no TLS handshake within {ms} ms"))
-            }
-            _ => io_error(node, &e),
-        })?;
+        session
+            .complete_io(&mut watched)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    timed_out(node, format!("no TLS handshake within {ms} ms"))
+                }
+                _ if watched.first.starts_with(&HELLO_MAGIC) => ClientError::Tls {
+                    node,
+                    reason: "the node answered in clear with a swarm hello: it serves no TLS (a \
+                         client with TLS on a node without it: drop the client's [tls] section \
+                         or --tls-ca, or give the node [tls] cert_file and key_file)"
+                        .into(),
+                },
+                _ => io_error(node, &e),
+            })?;
     }
     Ok(session)
+}
+
+/// The socket under the TLS handshake, keeping the first bytes the node sent: a node without
+/// TLS answers with its swarm hello in clear, which names the mistake better than rustls's
+/// "corrupt message".
+struct FirstBytes<'a> {
+    stream: &'a mut TcpStream,
+    first: Vec<u8>,
+}
+
+impl Read for FirstBytes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.stream.read(buf)?;
+        let wanted = HELLO_MAGIC.len().saturating_sub(self.first.len());
+        self.first.extend_from_slice(&buf[..read.min(wanted)]);
+        Ok(read)
+    }
+}
+
+impl Write for FirstBytes<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 /// An I/O error of the handshake; one that rustls raised (a certificate refused, an alert from

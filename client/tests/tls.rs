@@ -3,7 +3,8 @@
 //! (HMAC authentication inside TLS); a client refusing a node whose certificate does not match
 //! (another CA, another name, expired); mutual TLS refusing a client without a certificate (or
 //! with one from another CA); the certificate reloaded on SIGHUP while connections stay open;
-//! hostile bytes and plain-text clients on a TLS port; and the start-up errors of bad files.
+//! hostile bytes and plain-text clients on a TLS port, and a TLS client on a plain port (each
+//! told at once, with a WARN at the node); and the start-up errors of bad files.
 
 use client::logfiles::ValueFilter;
 use client::queue::QueueClient;
@@ -195,14 +196,39 @@ fn every_kind_serves_the_client_and_swarmctl_over_tls_with_authentication_inside
         let pings = stdout_of(swarmctl(&[&flags[..], &["ping"]].concat()));
         assert!(pings.contains(" kind="), "{pings}");
 
-        // A client in clear cannot talk to a TLS node: it fails at once, naming the node.
+        // A client in clear cannot talk to a TLS node: the node waits for a TLS ClientHello,
+        // the client for the node's hello, so the client fails at its timeout, naming the node
+        // and the likely cause.
         let plain = ClientOptions {
-            connect_timeout_ms: 5000,
+            connect_timeout_ms: 1000,
             credentials: opts.credentials.clone(),
             ..ClientOptions::default()
         };
-        let error = try_client(node.addr, kind, plain).expect_err("a client in clear");
-        assert!(error.to_string().contains(&addr), "{error}");
+        let error = try_client(node.addr, kind, plain)
+            .expect_err("a client in clear")
+            .to_string();
+        assert!(
+            error.contains(&addr) && error.contains("[tls] ca_file, or swarmctl --tls-ca"),
+            "{error}"
+        );
+        let output = swarmctl(&[
+            "--node",
+            &addr,
+            "--key-file",
+            &key,
+            "--timeout-ms",
+            "1000",
+            "dht",
+            "get",
+            "x",
+            "1",
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&addr) && stderr.contains("--tls-ca"),
+            "{stderr}"
+        );
         node.node.stop();
     }
 }
@@ -381,12 +407,28 @@ fn hostile_bytes_and_plain_clients_leave_a_tls_node_serving() {
     dht.put("ok", 1, b"one").expect("put");
 
     // A client in clear: the node sends no swarm hello (it waits for a TLS ClientHello); the
-    // swarm ClientHello it sends is not TLS, so the node answers with an alert and closes.
+    // swarm ClientHello it sends is not TLS, so the node answers with an alert and closes,
+    // with a WARN line naming the client.
     let mut plain = TcpStream::connect(node.addr).expect("connect");
+    let plain_addr = plain.local_addr().expect("local address").to_string();
     plain.write_all(&testkit::anonymous_hello()).expect("send");
     let answer = read_to_close(&mut plain);
     assert!(!answer.starts_with(b"SWRM"), "no swarm hello in clear");
     assert_eq!(answer.first(), Some(&21), "a TLS alert record: {answer:?}");
+    let not_tls = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains("not a TLS ClientHello (a client without TLS?)"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    testkit::wait_until("the WARN line about the client in clear", || {
+        !not_tls(&node.root_log()).is_empty()
+    });
+    let lines = not_tls(&node.root_log());
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains(&plain_addr),
+        "{lines:?}"
+    );
 
     // Random bytes of several sizes, and a TLS record header announcing a huge record.
     let mut rng = testkit::XorShift::new(testkit::test_seed());
@@ -427,6 +469,42 @@ fn hostile_bytes_and_plain_clients_leave_a_tls_node_serving() {
     try_client(node.addr, Kind::Dht, good).expect("a new TLS client");
     testkit::wait_until("the hostile connections closed", || {
         dht.client().get_num_connections(0).ok() == Some(1)
+    });
+    // More clients in clear within the interval are closed the same way without a line each.
+    for _ in 0..5 {
+        let mut plain = TcpStream::connect(node.addr).expect("connect");
+        plain.write_all(&testkit::anonymous_hello()).expect("send");
+        read_to_close(&mut plain);
+    }
+    assert_eq!(not_tls(&node.root_log()).len(), 1, "one line per interval");
+}
+
+/// The reverse: a client with TLS on a node without it. The node answers in clear at once with
+/// its swarm hello; the client says so (not a timeout, not rustls's "corrupt message"), and so
+/// does swarmctl; the node names the client in a WARN line.
+#[test]
+fn a_tls_client_on_a_plain_node_is_told_at_once() {
+    let pki = TestPki::new();
+    let node = Kind::Dht.start("");
+    let slow_to_time_out = ClientOptions {
+        connect_timeout_ms: 60_000,
+        ..options(client_tls(&pki.ca, None, None))
+    };
+    let reason = tls_reason(try_client(node.addr, Kind::Dht, slow_to_time_out));
+    assert!(reason.contains("serves no TLS"), "{reason}");
+    let addr = node.addr.to_string();
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let output = swarmctl(&["--node", &addr, "--tls-ca", &ca, "dht", "get", "x", "1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("serves no TLS"),
+        "{stderr}"
+    );
+    testkit::wait_until("the WARN line about the client with TLS", || {
+        node.root_log().lines().any(|line| {
+            line.contains("WARN") && line.contains("a TLS ClientHello on a port without TLS")
+        })
     });
 }
 

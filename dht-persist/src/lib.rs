@@ -35,6 +35,6 @@ pub use dump::scheduler::{DumpScheduler, DumpSource};
 pub use dump::writer::{DumpAction, DumpOutcome, DumpThread, ShardSource, WriterMode};
 pub use loader::{
     load_data_dir, ChannelLoadReport, LoadError, LoadOptions, LoadReport, LoadSource, LoadTarget,
-    OutOfRangePolicy,
+    LogGapPolicy, OutOfRangePolicy,
 };
 pub use tcm::{read_tcm, TcmError, TcmReport};

@@ -3,6 +3,7 @@
 //! `deploy/config/dhtnode.toml`.
 
 use dht_persist::dump::format::DumpCompression;
+use dht_persist::loader::LogGapPolicy;
 use node_core::config::{AuthSection, ConfigError, LogSection, ServerSection, TlsSection};
 use node_core::daemon::DaemonConfig;
 use node_core::metrics::MetricsSection;
@@ -55,6 +56,10 @@ pub struct DhtSection {
     pub dump_compression: String,
     /// What to do with dump records outside the node's range at start: load, ignore or fatal.
     pub out_of_range: String,
+    /// What to do at start when a dump covers the change log only to a position before the
+    /// log's first entry (the changes between are in neither): fatal (refuse to start) or
+    /// load (start without them, with an ERROR line).
+    pub log_gap: String,
     /// While this node's own redistribution runs, records other nodes move to it may grow it
     /// to at most this multiple of its size when that redistribution started.
     pub redistribution_memory_multiplier: f64,
@@ -109,6 +114,7 @@ impl Default for DhtSection {
             dump_period_s: 6 * 3600,
             dump_compression: "lz4".into(),
             out_of_range: "load".into(),
+            log_gap: "fatal".into(),
             redistribution_memory_multiplier: 1.1,
             durability: DurabilityPolicy::Interval,
             durability_interval_ms: 1000,
@@ -206,7 +212,7 @@ impl DhtSection {
 }
 
 impl DhtSection {
-    /// The keys that take one of a few names: `dump_compression`, `out_of_range`.
+    /// The keys that take one of a few names: `dump_compression`, `out_of_range`, `log_gap`.
     fn validate_names(&self) -> Result<(), ConfigError> {
         let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
         if DumpCompression::from_name(&self.dump_compression).is_none() {
@@ -219,6 +225,12 @@ impl DhtSection {
             return invalid(
                 "dht.out_of_range",
                 format!("{:?} is not load, ignore or fatal", self.out_of_range),
+            );
+        }
+        if self.log_gap.parse::<LogGapPolicy>().is_err() {
+            return invalid(
+                "dht.log_gap",
+                format!("{:?} is not fatal or load", self.log_gap),
             );
         }
         Ok(())

@@ -172,8 +172,19 @@ fn load_engine(
         size.bytes
     );
     check_dump_positions(&report)?;
-    let replayed = dhtnode::persist::replay(&config.data_dir, &report, &load_options, &mut engine)
-        .map_err(|err| err.to_string())?;
+    let gap_policy = config
+        .dht
+        .log_gap
+        .parse::<dht_persist::loader::LogGapPolicy>()
+        .map_err(|err| format!("dht.log_gap: {err}"))?;
+    let replayed = dhtnode::persist::replay(
+        &config.data_dir,
+        &report,
+        &load_options,
+        gap_policy,
+        &mut engine,
+    )
+    .map_err(|err| err.to_string())?;
     engine.set_log(open_log(config, &replayed)?);
     Ok((engine, report))
 }

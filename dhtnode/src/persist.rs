@@ -7,11 +7,13 @@
 
 use crate::engine::replay::{Admission, OutOfRangeInLog, ReplayBatch};
 use crate::engine::{Channel, Engine, SHARD_COUNT};
-use dht_persist::loader::{load_data_dir, LoadError, LoadOptions, LoadReport, LoadTarget};
+use dht_persist::loader::{
+    load_data_dir, LoadError, LoadOptions, LoadReport, LoadTarget, LogGapPolicy,
+};
 use dht_persist::wal::{LogEnd, LogError, LogReader, ReadFrom};
 use dht_persist::{DumpSource, ShardSource};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -163,6 +165,57 @@ pub enum ReplayError {
     Log(#[from] LogError),
     #[error("{0}")]
     OutOfRange(#[from] OutOfRangeInLog),
+    /// Dumps cover the log only to before its first entry, and `dht.log_gap` is "fatal".
+    #[error(
+        "{0}. The node does not start: put back dumps (or log segments) that reach position \
+         {reach}, or set [dht] log_gap = \"load\" to start with the dumps and the log as they \
+         are, without those changes (docs/operations.md, \"A gap between the dumps and the \
+         change log\")", reach = .0.first_seq - 1
+    )]
+    Gap(LogGap),
+}
+
+/// Channels whose dump covers the change log only to a position before the log's first entry:
+/// the changes in between are in neither (an old dump restored, log segments deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGap {
+    /// The log's first segment, its first position, and whether it is a sequence jump.
+    pub first_segment: PathBuf,
+    pub first_seq: u64,
+    pub jump: bool,
+    /// (channel, position its dump covers), by name.
+    pub channels: Vec<(String, u64)>,
+}
+
+/// Channels named in a [`LogGap`]'s message; the others are counted.
+const GAP_CHANNELS_NAMED: usize = 10;
+
+impl std::fmt::Display for LogGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lowest = self.channels.iter().map(|(_, p)| *p).min().unwrap_or(0);
+        write!(
+            f,
+            "change log GAP: the log's first entry is at position {} ({}{}), but the dumps of \
+             {} channel(s) cover only up to an earlier position:",
+            self.first_seq,
+            self.first_segment.display(),
+            if self.jump { ", a sequence jump" } else { "" },
+            self.channels.len()
+        )?;
+        for (channel, position) in self.channels.iter().take(GAP_CHANNELS_NAMED) {
+            write!(f, " {channel} (position {position})")?;
+        }
+        if self.channels.len() > GAP_CHANNELS_NAMED {
+            write!(f, " and {} more", self.channels.len() - GAP_CHANNELS_NAMED)?;
+        }
+        write!(
+            f,
+            "; their changes from position {} to {} are in neither the dumps nor the log (an old \
+             dump restored? log segments deleted?)",
+            lowest + 1,
+            self.first_seq - 1
+        )
+    }
 }
 
 /// What the start-up replay of the change log did.
@@ -184,12 +237,14 @@ pub struct Replayed {
 /// whose dump records none: written by dhtdump or before the log; the replay starts early
 /// enough for those, see [`replay_start`]). A torn tail is cut, with a
 /// log line saying how many bytes and entries; damage in the middle, a gap or missing segments
-/// stop the start (the error names the file: see `dumptool log-check`). Logged values go in by
-/// the rules dumps are loaded by (`options`: see [`Admission`]).
+/// stop the start (the error names the file: see `dumptool log-check`), and so does a log that
+/// starts after a dump's position unless `gap_policy` says load ([`LogGap`]). Logged values go
+/// in by the rules dumps are loaded by (`options`: see [`Admission`]).
 pub fn replay(
     data_dir: &Path,
     report: &LoadReport,
     options: &LoadOptions,
+    gap_policy: LogGapPolicy,
     engine: &mut Engine,
 ) -> Result<Replayed, ReplayError> {
     let dir = dht_persist::layout::wal_dir(data_dir);
@@ -199,7 +254,7 @@ pub fn replay(
         .map(|channel| (channel.channel.as_str(), channel.log_position))
         .collect();
     let highest_dump_position = positions.values().copied().max().unwrap_or(0);
-    let from = replay_start(&dir, &positions)?;
+    let from = replay_start(&dir, &positions, gap_policy)?;
     let started = Instant::now();
     let mut reader = LogReader::open(&dir, from)?;
     let (mut applied, mut skipped) = (0u64, 0u64);
@@ -269,14 +324,27 @@ fn log_admission(admission: &Admission, options: &LoadOptions) {
 /// the last complete dump cycle covers (`wal/covered`): a channel with no dump has all its
 /// changes after that cycle's position. Without that file, at the log's first entry. A dump
 /// that records no position counts as covering what the log no longer holds (the log's first
-/// segment starts after what was deleted, which complete dumps covered).
-fn replay_start(dir: &Path, positions: &HashMap<&str, u64>) -> Result<ReadFrom, LogError> {
+/// segment starts after what was deleted, which complete dumps covered). A dump covering less
+/// than that is a [`LogGap`]: an error, or under [`LogGapPolicy::Load`] an ERROR line and a
+/// replay of the whole log for it.
+fn replay_start(
+    dir: &Path,
+    positions: &HashMap<&str, u64>,
+    gap_policy: LogGapPolicy,
+) -> Result<ReadFrom, ReplayError> {
     let probe = LogReader::open(dir, ReadFrom::Start)?;
-    let floor = probe
-        .summaries()
-        .first()
+    let first = probe.summaries().first();
+    let floor = first
         .and_then(|segment| segment.header)
         .map_or(0, |header| header.first_seq - 1);
+    if let Some(gap) = first.and_then(|segment| log_gap(segment, positions)) {
+        match gap_policy {
+            LogGapPolicy::Fatal => return Err(ReplayError::Gap(gap)),
+            LogGapPolicy::Load => tracing::error!(
+                "{gap}; starting without those changes, as dht.log_gap = \"load\" says"
+            ),
+        }
+    }
     let cycle = match dht_persist::wal::read_covered(dir) {
         Ok(covered) => covered.map_or(floor, |position| position.max(floor)),
         Err(problem) => {
@@ -284,9 +352,35 @@ fn replay_start(dir: &Path, positions: &HashMap<&str, u64>) -> Result<ReadFrom, 
             floor
         }
     };
+    // Past the gap check, no dump covers less than the log holds (or the policy said load).
     let lowest = positions
         .values()
-        .map(|&position| if position == 0 { floor } else { position })
+        .map(|&position| position.max(floor))
         .fold(cycle, u64::min);
     Ok(ReadFrom::After(lowest))
+}
+
+/// The channels whose dump records a position (not 0: none) before the one the log's first
+/// segment starts after.
+fn log_gap(
+    first: &dht_persist::wal::SegmentSummary,
+    positions: &HashMap<&str, u64>,
+) -> Option<LogGap> {
+    let header = first.header?;
+    let floor = header.first_seq - 1;
+    let mut channels: Vec<(String, u64)> = positions
+        .iter()
+        .filter(|(_, &position)| position > 0 && position < floor)
+        .map(|(channel, &position)| (channel.to_string(), position))
+        .collect();
+    if channels.is_empty() {
+        return None;
+    }
+    channels.sort();
+    Some(LogGap {
+        first_segment: first.path.clone(),
+        first_seq: header.first_seq,
+        jump: header.is_jump(),
+        channels,
+    })
 }

@@ -459,3 +459,66 @@ fn a_removed_channel_keeps_its_dump_until_the_removal_is_durable() {
         .count();
     assert!(moved >= 1, "the dump moved to data/removed");
 }
+
+/// An old dump restored by an operator (its position far behind) beside a log whose first
+/// segment is a sequence jump (begun after the log was deleted): the dump holds the earliest
+/// changes, the log the latest, and the ones between are in neither. The node refuses to
+/// start, naming the channel, the dump's position and the log's first position; with
+/// `dht.log_gap = "load"` it starts, with an ERROR line naming them, and serves what it has.
+/// The start before the old dump came back, on the same log, is not refused.
+#[test]
+fn a_dump_older_than_the_log_stops_the_start_unless_log_gap_says_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[dht]\ndump_period_s = 0\n").unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..10, 1); // positions 1..=10
+    assert_eq!(stop_status(&mut node), Some(0), "the dump covering 10");
+    let dump = dir.path().join("data/log.dump");
+    let old_dump = std::fs::read(&dump).unwrap();
+    node.restart();
+    put_all(&mut Conn::open(node.addr), 0..10, 2); // 11..=20
+    assert_eq!(stop_status(&mut node), Some(0), "the dump covering 20");
+    // The log deleted: the next start begins it with a sequence jump to 21.
+    std::fs::remove_dir_all(dir.path().join("data/wal")).unwrap();
+    node.restart();
+    put_all(&mut Conn::open(node.addr), 10..20, 3); // 21..=30
+    node.restart(); // a crash: the dump covering 20 and the log from 21 make it whole
+    assert!(!node.root_log().contains("GAP"), "{}", node.root_log());
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..10, 2);
+    assert_values(&mut conn, 10..20, 3);
+    drop(conn);
+    node.kill9();
+
+    std::fs::write(&dump, &old_dump).unwrap();
+    let args = ["-c", "node.toml", "--listen", "127.0.0.1:0"];
+    let (code, stderr) = common::refused_start(dir.path(), &args);
+    assert_eq!(code, Some(1), "{stderr}");
+    for expected in [
+        "change log GAP: the log's first entry is at position 21",
+        "a sequence jump",
+        "log (position 10)",
+        "from position 11 to 20",
+        "log_gap = \"load\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+
+    std::fs::write(&config, "[dht]\ndump_period_s = 0\nlog_gap = \"load\"\n").unwrap();
+    node.restart();
+    let log = node.root_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("change log GAP"))
+        .unwrap_or_else(|| panic!("no GAP line in root.log:\n{log}"));
+    assert!(
+        line.contains("ERROR") && line.contains("log (position 10)"),
+        "{line}"
+    );
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..10, 1);
+    assert_values(&mut conn, 10..20, 3);
+    drop(conn);
+    node.stop();
+}

@@ -90,6 +90,9 @@ pub struct ServerSection {
     pub tick_interval_ms: u32,
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     pub shutdown_timeout_s: u32,
+    /// TLS handshakes the event loop drives per pass; the rest wait for the next pass, in
+    /// arrival order, so a flood of connects cannot hold up established connections.
+    pub tls_handshakes_per_pass: u32,
 }
 
 impl Default for ServerSection {
@@ -106,6 +109,7 @@ impl Default for ServerSection {
             tcp_keepalive_idle_s: 5,
             tick_interval_ms: 100,
             shutdown_timeout_s: 30,
+            tls_handshakes_per_pass: crate::server::DEFAULT_TLS_HANDSHAKES_PER_PASS as u32,
         }
     }
 }
@@ -159,6 +163,12 @@ impl ServerSection {
             self.shutdown_timeout_s,
             1,
             86_400,
+        )?;
+        check_range(
+            "server.tls_handshakes_per_pass",
+            self.tls_handshakes_per_pass,
+            1,
+            1_000_000,
         )?;
         Ok(())
     }

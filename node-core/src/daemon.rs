@@ -120,6 +120,7 @@ pub fn server_options(
         tick_interval_ms: u64::from(server.tick_interval_ms),
         stats_interval_s: u64::from(log.stats_interval_s),
         shutdown_timeout_s: u64::from(server.shutdown_timeout_s),
+        tls_handshakes_per_pass: server.tls_handshakes_per_pass as usize,
         credentials,
         credentials_file: auth.credentials_file.clone(),
         admins: auth.admins.clone(),

@@ -125,6 +125,8 @@ pub struct Counters {
     pub connections_accepted: u64,
     pub connections_refused: u64,
     pub handshakes_failed: u64,
+    /// TLS handshakes that waited for a later event-loop pass (`tls_handshakes_per_pass`).
+    pub tls_handshakes_deferred: u64,
     pub protocol_errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -138,6 +140,7 @@ impl Default for Counters {
             connections_accepted: 0,
             connections_refused: 0,
             handshakes_failed: 0,
+            tls_handshakes_deferred: 0,
             protocol_errors: 0,
             bytes_in: 0,
             bytes_out: 0,
@@ -156,6 +159,10 @@ impl Counters {
         out.push(("connections_accepted".into(), self.connections_accepted));
         out.push(("connections_refused".into(), self.connections_refused));
         out.push(("handshakes_failed".into(), self.handshakes_failed));
+        out.push((
+            "tls_handshakes_deferred".into(),
+            self.tls_handshakes_deferred,
+        ));
         out.push(("protocol_errors".into(), self.protocol_errors));
         out.push(("bytes_in".into(), self.bytes_in));
         out.push(("bytes_out".into(), self.bytes_out));
@@ -214,6 +221,7 @@ pub struct CoreSnapshot {
     pub connections_accepted: u64,
     pub connections_refused: u64,
     pub handshakes_failed: u64,
+    pub tls_handshakes_deferred: u64,
     pub protocol_errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -279,6 +287,7 @@ impl ServerStats {
             connections_accepted: total.connections_accepted,
             connections_refused: total.connections_refused,
             handshakes_failed: total.handshakes_failed,
+            tls_handshakes_deferred: total.tls_handshakes_deferred,
             protocol_errors: total.protocol_errors,
             bytes_in: total.bytes_in,
             bytes_out: total.bytes_out,

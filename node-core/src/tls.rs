@@ -23,6 +23,23 @@ use std::sync::Arc;
 /// Records waiting to be sent that one connection may hold in rustls (its own default).
 pub const TLS_BUFFER_LIMIT_BYTES: usize = 64 * 1024;
 
+/// The content type of a TLS handshake record: what a TLS client's first byte is.
+pub const TLS_HANDSHAKE_RECORD: u8 = 22;
+
+/// What [`Transport::read`] fails with (inside an `InvalidData` error) when the first bytes a
+/// node's TLS session reads are not a TLS handshake record: a client without TLS, most
+/// likely, or not a swarm client at all.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("not a TLS ClientHello (a client without TLS?)")]
+pub struct NotTls;
+
+/// Whether `error` is [`NotTls`].
+pub fn is_not_tls(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<NotTls>().is_some())
+}
+
 /// Why a certificate, key or CA file could not be used. The message names the setting, the file
 /// and the problem.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -189,6 +206,8 @@ pub struct Transport {
     /// Plaintext handed to rustls and not yet known to be on the socket (an upper bound, to
     /// within record overhead): what [`Transport::buffered_output_bytes`] reports.
     tls_unsent_bytes: usize,
+    /// The first byte read from the socket under TLS (`None`: nothing read yet).
+    first_byte: Option<u8>,
 }
 
 impl Transport {
@@ -197,6 +216,7 @@ impl Transport {
             socket,
             tls: None,
             tls_unsent_bytes: 0,
+            first_byte: None,
         }
     }
 
@@ -205,6 +225,7 @@ impl Transport {
             socket,
             tls: Some(Box::new(session)),
             tls_unsent_bytes: 0,
+            first_byte: None,
         }
     }
 
@@ -231,7 +252,8 @@ impl Transport {
     /// edge-triggered readiness, more data raises a new event), so a caller can stop there
     /// without one more read that would only say `WouldBlock`. A TLS record that does not
     /// decrypt, or anything that is not TLS, is an `InvalidData` error (the alert for the peer
-    /// is sent first).
+    /// is sent first); on a node's session whose first byte is not a handshake record, that
+    /// error holds [`NotTls`].
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.tls.is_none() {
             return self.socket.read(buf);
@@ -261,6 +283,7 @@ impl Transport {
             let mut socket = ShortReadWatch {
                 socket: &mut self.socket,
                 short: false,
+                first_byte: &mut self.first_byte,
             };
             match tls.read_tls(&mut socket) {
                 Ok(0) => return Ok(filled),
@@ -271,8 +294,14 @@ impl Transport {
                 Err(err) => return Err(err),
             }
             if let Err(err) = tls.process_new_packets() {
+                let not_tls = matches!(tls, rustls::Connection::Server(_))
+                    && tls.is_handshaking()
+                    && self.first_byte != Some(TLS_HANDSHAKE_RECORD);
                 // Tell the peer why (the alert rustls queued), then fail the connection.
                 let _ = tls.write_tls(&mut self.socket);
+                if not_tls {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, NotTls));
+                }
                 return Err(io::Error::new(io::ErrorKind::InvalidData, err));
             }
             // The handshake or a key update may have something to say back.
@@ -356,17 +385,21 @@ fn would_block_unless(filled: usize) -> io::Result<usize> {
     }
 }
 
-/// The socket as rustls reads it, noting whether a read returned less than was asked for:
-/// then the socket had nothing more at that moment.
+/// The socket as rustls reads it, noting whether a read returned less than was asked for
+/// (then the socket had nothing more at that moment), and the first byte ever read.
 struct ShortReadWatch<'a> {
     socket: &'a mut mio::net::TcpStream,
     short: bool,
+    first_byte: &'a mut Option<u8>,
 }
 
 impl Read for ShortReadWatch<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.socket.read(buf)?;
         self.short = read < buf.len();
+        if self.first_byte.is_none() && read > 0 {
+            *self.first_byte = Some(buf[0]);
+        }
         Ok(read)
     }
 }

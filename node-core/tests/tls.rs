@@ -1,7 +1,8 @@
 //! The server core under TLS, in process (the test service of `common`): the limits that must
 //! hold inside TLS too. A TLS handshake that never completes is closed within the hello
-//! timeout, and a client that never reads costs bounded memory (what rustls holds counts in
-//! `output_buffer_bytes`). End-to-end TLS on the real nodes is in `client/tests/tls.rs`.
+//! timeout, a client that never reads costs bounded memory (what rustls holds counts in
+//! `output_buffer_bytes`), and a flood of handshakes takes turns with established clients
+//! (`tls_handshakes_per_pass`). End-to-end TLS on the real nodes is in `client/tests/tls.rs`.
 
 mod common;
 
@@ -193,4 +194,83 @@ fn a_slow_reader_over_tls_costs_bounded_memory() {
         assert_eq!(body.len(), REPLY_BYTES as usize, "reply {id} length");
         assert!(check_pattern(&body, id), "reply {id} content");
     }
+}
+
+/// Sends an Echo on an established TLS client and checks its reply.
+fn echo(client: &mut (impl Read + Write), id: u64, buffer: &mut Vec<u8>) {
+    let mut request = Vec::new();
+    push_frame(
+        &mut request,
+        FrameType::Request,
+        ECHO,
+        id,
+        &id.to_le_bytes(),
+    );
+    client.write_all(&request).expect("send an echo");
+    let (frame_type, reply_id, _, body) = read_frame(client, buffer);
+    assert_eq!(
+        (frame_type, reply_id, body.as_slice()),
+        (FrameType::Reply, id, &id.to_le_bytes()[..])
+    );
+}
+
+/// A flood of simultaneous TLS connects while an established client keeps sending requests,
+/// with one handshake per pass (`tls_handshakes_per_pass = 1`), so most of them wait for a
+/// later pass: every handshake completes (a waiting one is driven again without a new event,
+/// or its client would time out), and the established client's requests are all answered
+/// throughout. GetStats shows that handshakes did wait (`tls_handshakes_deferred`).
+#[test]
+fn a_flood_of_tls_handshakes_takes_turns_while_established_clients_are_served() {
+    const FLOOD: usize = 48;
+    let pki = pki();
+    let server = start(ServerOptions {
+        tls_handshakes_per_pass: 1,
+        ..tls_options(&pki)
+    });
+    let mut established = tls_client(server.addr, &pki);
+    let mut buffer = Vec::new();
+    let mut id = 0u64;
+    let mut deferred = 0;
+    let mut served_during_floods = 0;
+    // Almost always the first flood has passes with more than one handshake ready; a few more
+    // floods make sure of it on a machine that ran the clients one after the other.
+    for _flood in 0..5 {
+        let start_together = std::sync::Barrier::new(FLOOD);
+        std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..FLOOD)
+                .map(|n| {
+                    let (start_together, pki) = (&start_together, &pki);
+                    scope.spawn(move || {
+                        start_together.wait();
+                        let mut client = tls_client(server.addr, pki);
+                        echo(&mut client, 1_000_000 + n as u64, &mut Vec::new());
+                    })
+                })
+                .collect();
+            while !clients.iter().all(|client| client.is_finished()) {
+                id += 1;
+                echo(&mut established, id, &mut buffer);
+                served_during_floods += 1;
+            }
+            for client in clients {
+                client
+                    .join()
+                    .expect("every flooding client completes its handshake");
+            }
+        });
+        let mut request = Vec::new();
+        id += 1;
+        push_frame(&mut request, FrameType::Request, GET_STATS, id, &[]);
+        established.write_all(&request).expect("send GetStats");
+        let (_, _, _, body) = read_frame(&mut established, &mut buffer);
+        deferred = stat(&decode_stats(&body), "tls_handshakes_deferred").unwrap_or(0);
+        if deferred > 0 {
+            break;
+        }
+    }
+    assert!(deferred > 0, "no handshake ever waited for a later pass");
+    assert!(
+        served_during_floods > 0,
+        "the established client was served during the floods"
+    );
 }

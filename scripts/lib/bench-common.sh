@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2154
 # Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
 # bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh,
-# bench-tls-instructions.sh, bench-queue-instructions.sh). Source it; it
+# bench-tls-instructions.sh, bench-queue-instructions.sh, bench-tls-flood.sh). Source it; it
 # defines functions only.
 #
 # The functions read these globals of the sourcing script:

@@ -83,6 +83,41 @@ impl std::fmt::Display for OutOfRangePolicy {
     }
 }
 
+/// What to do at start when a dump covers the change log only to a position before the log's
+/// first entry (`[dht] log_gap`): the changes in between are in neither, as after an old dump
+/// was restored or log segments were deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogGapPolicy {
+    /// Refuse to start, naming the channels and both positions.
+    #[default]
+    Fatal,
+    /// Start with the dumps and the log as they are (an ERROR line names what is missing).
+    Load,
+}
+
+impl std::str::FromStr for LogGapPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogGapPolicy, String> {
+        match text {
+            "fatal" => Ok(LogGapPolicy::Fatal),
+            "load" => Ok(LogGapPolicy::Load),
+            _ => Err(format!(
+                "unknown log-gap policy {text:?} (expected fatal or load)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LogGapPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogGapPolicy::Fatal => "fatal",
+            LogGapPolicy::Load => "load",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     pub policy: OutOfRangePolicy,

@@ -34,9 +34,11 @@ pub enum ReadFrom {
     /// Every entry of every segment (a check of the whole log).
     Start,
     /// The entries after this position (a replay on top of dumps covering it). Segments whose
-    /// entries all come before it are not read; the log must hold every entry after it (else
-    /// [`LogError::Missing`]), unless its first segment starts with a jump
-    /// ([`super::format::SEGMENT_FLAG_SEQUENCE_JUMP`]).
+    /// entries all come before it are not read; the log must hold every entry after it, else
+    /// [`LogError::Missing`], even when its first segment is a sequence jump
+    /// ([`super::format::SEGMENT_FLAG_SEQUENCE_JUMP`]): the flag lets a segment start past the
+    /// end of the one before it, never past the position a replay needs (the entries in
+    /// between would be skipped silently).
     After(u64),
 }
 
@@ -103,7 +105,7 @@ pub enum LogError {
     },
     #[error(
         "change log: {path}, the first segment, starts at sequence number {first_seq}, but the \
-         entries after position {after} are needed: segments that were still needed are gone"
+         entries after position {after} are needed: they are not in the log"
     )]
     Missing {
         path: PathBuf,
@@ -607,7 +609,7 @@ fn first_needed(listed: &[Listed], from: ReadFrom) -> Result<usize, LogError> {
         first += 1;
     }
     if let Some(Ok(header)) = listed.first().map(|segment| &segment.header) {
-        if first == 0 && header.first_seq > after.saturating_add(1) && !header.is_jump() {
+        if first == 0 && header.first_seq > after.saturating_add(1) {
             return Err(LogError::Missing {
                 path: listed[0].file.path.clone(),
                 after,

@@ -615,7 +615,7 @@ fn an_intact_entry_out_of_sequence_or_with_unknown_flags_is_damage() {
 }
 
 #[test]
-fn a_log_must_reach_back_to_the_position_unless_it_starts_with_a_jump() {
+fn a_log_must_reach_back_to_the_position_even_when_it_starts_with_a_jump() {
     let dir = tempfile::tempdir().unwrap();
     let end = LogEnd {
         last_seq: 99,
@@ -653,15 +653,37 @@ fn a_log_must_reach_back_to_the_position_unless_it_starts_with_a_jump() {
         entries.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
         vec![100, 501]
     );
-    // A fresh log started past 1 is a jump too: nothing before it is missing.
+    // Once the jump segment is the first, a replay from before it would skip 101..500
+    // silently: the jump flag does not excuse that (an old dump restored, say).
+    fs::remove_file(segment_path(dir.path(), 1)).unwrap();
+    let err = read_log(dir.path(), ReadFrom::After(99)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::Missing {
+                after: 99,
+                first_seq: 501,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let (entries, _) = read_log(dir.path(), ReadFrom::After(500)).unwrap();
+    assert_eq!(entries.len(), 1);
+    // A fresh log started past 1 is a jump too: read from just before it, nothing is missing;
+    // from further back, the entries in between are.
     let fresh = tempfile::tempdir().unwrap();
     let mut log = LogWriter::create(&empty_end(fresh.path()), 42, LogOptions::default()).unwrap();
     append(&mut log, &Owned::Remove("x".into(), 5), false).unwrap();
     log.write_out().unwrap();
     assert_eq!(
-        read_log(fresh.path(), ReadFrom::After(7)).unwrap().0.len(),
+        read_log(fresh.path(), ReadFrom::After(41)).unwrap().0.len(),
         1
     );
+    assert!(matches!(
+        read_log(fresh.path(), ReadFrom::After(7)).unwrap_err(),
+        LogError::Missing { first_seq: 42, .. }
+    ));
 }
 
 #[test]

@@ -66,6 +66,11 @@ pub fn add_core(snapshot: &CoreSnapshot, out: &mut Families) {
             snapshot.handshakes_failed,
         ),
         (
+            "swarm_tls_handshakes_deferred_total",
+            "TLS handshakes that waited for a later event-loop pass (server.tls_handshakes_per_pass).",
+            snapshot.tls_handshakes_deferred,
+        ),
+        (
             "swarm_protocol_errors_total",
             "Connections closed for a malformed frame.",
             snapshot.protocol_errors,

@@ -70,6 +70,9 @@ pub(crate) struct Connection<S: ?Sized> {
     pub peer_closed: bool,
     /// Close once the output is written (after a protocol error or a refused handshake).
     pub close_when_flushed: bool,
+    /// Its TLS handshake waits in the event loop's queue for a pass with budget left (the
+    /// loop's `HandshakeTurns`).
+    pub handshake_waiting: bool,
     pub accepted_at: std::time::Instant,
 }
 
@@ -108,6 +111,7 @@ impl<S: ?Sized> Connection<S> {
             streams_blocked_on_output: false,
             peer_closed: false,
             close_when_flushed: false,
+            handshake_waiting: false,
             accepted_at: std::time::Instant::now(),
         }
     }

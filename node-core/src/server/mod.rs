@@ -50,6 +50,13 @@ pub(crate) const SIGNAL_TOKEN: Token = Token(2);
 /// Connection tokens are their slab slot plus this offset.
 pub(crate) const FIRST_CONNECTION_TOKEN: usize = 3;
 
+/// TLS handshakes the event loop drives in one pass by default (`server.tls_handshakes_per_pass`).
+/// A server handshake costs the loop about 0.4 ms of CPU here (X25519 and the certificate's
+/// signature; docs/benchmarks.md, "TLS handshake floods"): 16 of them hold the loop about 6 ms
+/// per pass, so a request on an established connection waits at most that long behind a flood,
+/// while the node still completes 2000+ handshakes a second.
+pub const DEFAULT_TLS_HANDSHAKES_PER_PASS: usize = 16;
+
 /// Everything the core needs to know; built from a node's config (see
 /// [`crate::config`]) or directly by tests.
 #[derive(Debug, Clone)]
@@ -77,6 +84,9 @@ pub struct ServerOptions {
     pub shutdown_timeout_s: u64,
     /// A connection that has not completed its handshake by then is closed.
     pub hello_timeout_ms: u64,
+    /// TLS handshakes driven per event-loop pass (at least 1); the others wait, in arrival
+    /// order, for the next pass ([`DEFAULT_TLS_HANDSHAKES_PER_PASS`]).
+    pub tls_handshakes_per_pass: usize,
     /// `Some` turns authentication on.
     pub credentials: Option<Arc<Credentials>>,
     /// The file `credentials` came from: SIGHUP reads it again (see `event_loop/reload.rs`).
@@ -104,6 +114,7 @@ impl Default for ServerOptions {
             stats_interval_s: 30,
             shutdown_timeout_s: 30,
             hello_timeout_ms: 10_000,
+            tls_handshakes_per_pass: DEFAULT_TLS_HANDSHAKES_PER_PASS,
             credentials: None,
             credentials_file: None,
             admins: vec!["admin".to_string()],

@@ -2,6 +2,10 @@
 //! node has TLS, the ServerHello (with a nonce when authentication is on), the ClientHello's
 //! judgement (version, kind, proof), the admin flag, and closing connections that never finish
 //! their handshake (the TLS handshake included: both must end within `hello_timeout_ms`).
+//!
+//! TLS handshakes take turns ([`HandshakeTurns`]): at most `tls_handshakes_per_pass` per pass.
+//! A client on the wrong side of TLS (in clear on a TLS port, or with TLS on a plain one) is
+//! closed at once and named in a WARN line, at most one per [`MISDIRECTED_LOG_INTERVAL`].
 
 use super::{EventLoop, Pending, ACCEPTS_PER_PASS};
 use crate::auth;
@@ -14,8 +18,62 @@ use crate::server::service::{ClientInfo, Service};
 use crate::server::FIRST_CONNECTION_TOKEN;
 use crate::tls::Transport;
 use mio::{Interest, Token};
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
+
+/// TLS handshakes waiting for their turn, and what the current pass may still drive. A node's
+/// TLS handshake runs its cryptography on the event loop (X25519 and the certificate's
+/// signature, about 0.4 ms here), so a flood of connects (thousands at once, up to
+/// `max_connections`) would hold every established connection's requests for as long as all
+/// of them take. Each pass drives at most `tls_handshakes_per_pass`, those waiting longest
+/// first; a connection whose turn has not come waits here. Readiness is edge-triggered: bytes
+/// already there bring no new event, so its turn reads it until WouldBlock without one.
+/// Bounded: a connection waits at most once (its `handshake_waiting` flag).
+#[derive(Debug, Default)]
+pub(super) struct HandshakeTurns {
+    /// (slot, serial) in arrival order; the serial tells a slot reused after a close.
+    waiting: VecDeque<(usize, u64)>,
+    /// Handshakes the current pass may still drive.
+    budget: usize,
+}
+
+impl HandshakeTurns {
+    pub(super) fn any_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+}
+
+/// At most one WARN line per this long about clients on the wrong side of TLS (a scanner or a
+/// misconfigured fleet must not flood root.log); the next line counts the ones not named.
+const MISDIRECTED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The rate limit of the WARN lines about misdirected clients.
+#[derive(Debug, Default)]
+pub(super) struct MisdirectedLog {
+    last: Option<Instant>,
+    unnamed: u64,
+}
+
+impl MisdirectedLog {
+    /// Writes `what` (naming the peer) unless a line was written within the interval.
+    fn note(&mut self, now: Instant, what: std::fmt::Arguments<'_>) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < MISDIRECTED_LOG_INTERVAL)
+        {
+            self.unnamed += 1;
+            return;
+        }
+        let unnamed = std::mem::take(&mut self.unnamed);
+        self.last = Some(now);
+        if unnamed > 0 {
+            tracing::warn!("{what}; closed ({unnamed} more such clients since the last line)");
+        } else {
+            tracing::warn!("{what}; closed");
+        }
+    }
+}
 
 impl<S: Service> EventLoop<'_, S> {
     pub(super) fn accept_connections(&mut self) {
@@ -164,7 +222,21 @@ impl<S: Service> EventLoop<'_, S> {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return false,
             Err(err) => {
-                tracing::debug!("bad hello from {}: {err}", conn.client.peer);
+                let peer = conn.client.peer;
+                if conn
+                    .pending_input()
+                    .starts_with(&[crate::tls::TLS_HANDSHAKE_RECORD, 3])
+                {
+                    self.misdirected.note(
+                        Instant::now(),
+                        format_args!(
+                            "{peer}: a TLS ClientHello on a port without TLS (a client with \
+                             TLS? this node has no [tls])"
+                        ),
+                    );
+                } else {
+                    tracing::debug!("bad hello from {peer}: {err}");
+                }
                 self.end_handshake(slot, HandshakeOutcome::BadHello, false);
                 return false;
             }
@@ -257,5 +329,59 @@ impl<S: Service> EventLoop<'_, S> {
             );
             self.close(slot);
         }
+    }
+
+    /// At the start of a pass: a new handshake budget, spent first on the handshakes that have
+    /// waited longest (FIFO), each read until WouldBlock.
+    pub(super) fn drive_waiting_handshakes(&mut self) {
+        self.handshakes.budget = self.server.options.tls_handshakes_per_pass.max(1);
+        while self.handshakes.budget > 0 {
+            let Some((slot, serial)) = self.handshakes.waiting.pop_front() else {
+                return;
+            };
+            let Some(conn) = self.connections.get_mut(slot) else {
+                continue;
+            };
+            if conn.serial != serial {
+                continue;
+            }
+            conn.handshake_waiting = false;
+            self.handshakes.budget -= 1;
+            self.read_connection(slot);
+        }
+    }
+
+    /// Whether a connection that became readable must wait for its handshake's turn (it is
+    /// queued then). False for a connection past its TLS handshake (or without TLS), and for a
+    /// handshake that may run now: budget left and none waiting before it.
+    pub(super) fn handshake_waits(&mut self, slot: usize) -> bool {
+        let conn = &mut self.connections[slot];
+        if !conn.transport.is_handshaking() {
+            return false;
+        }
+        if conn.handshake_waiting {
+            return true;
+        }
+        if self.handshakes.waiting.is_empty() && self.handshakes.budget > 0 {
+            self.handshakes.budget -= 1;
+            return false;
+        }
+        conn.handshake_waiting = true;
+        self.handshakes.waiting.push_back((slot, conn.serial));
+        self.stats.count(|c| c.tls_handshakes_deferred += 1);
+        true
+    }
+
+    /// A read failed: the connection closes. A client whose first bytes on a TLS port are not
+    /// TLS is named in a rate-limited WARN ([`MisdirectedLog`]); other failures are DEBUG.
+    pub(super) fn on_read_failure(&mut self, slot: usize, err: &io::Error) {
+        let peer = self.connections[slot].client.peer;
+        if crate::tls::is_not_tls(err) {
+            self.misdirected
+                .note(Instant::now(), format_args!("{peer}: {err}"));
+        } else {
+            tracing::debug!("read from {peer} failed: {err}");
+        }
+        self.close(slot);
     }
 }

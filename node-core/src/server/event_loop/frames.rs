@@ -53,8 +53,7 @@ impl<S: Service> EventLoop<'_, S> {
                     break;
                 }
                 Err(err) => {
-                    tracing::debug!("read from {} failed: {err}", conn.client.peer);
-                    self.close(slot);
+                    self.on_read_failure(slot, &err);
                     return;
                 }
             }

@@ -2,7 +2,8 @@
 //! and shuts down. [`EventLoop::run`] polls and runs passes; the work of a pass is split by
 //! responsibility:
 //!
-//! - [`accept`]: accepting connections (up to the limit) and their handshake;
+//! - [`accept`]: accepting connections (up to the limit) and their handshake (TLS handshakes
+//!   under a per-pass budget, [`accept::HandshakeTurns`]);
 //! - [`frames`]: reading, frames, and each frame's dispatch (requests, control frames);
 //! - [`streams`]: stream turns under credit, output room and memory budgets, and their end;
 //! - [`output`]: writing, backpressure release, and closing connections;
@@ -103,6 +104,10 @@ pub(crate) struct EventLoop<'s, S: Service> {
     background_pending: bool,
     /// An accept failed (out of descriptors): retry on the next tick.
     accept_retry: bool,
+    /// TLS handshakes waiting for a pass with budget left, and this pass's budget.
+    handshakes: accept::HandshakeTurns,
+    /// The rate limit of WARN lines about clients on the wrong side of TLS.
+    misdirected: accept::MisdirectedLog,
     /// When the request handled last in the current run of frames ended, in
     /// [`frames::monotonic_ns`]: the next one's start ([`frames`]: one clock read per request).
     request_clock: Option<u64>,
@@ -123,6 +128,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
             shutting_down: false,
             background_pending: false,
             accept_retry: false,
+            handshakes: accept::HandshakeTurns::default(),
+            misdirected: accept::MisdirectedLog::default(),
             request_clock: None,
         };
         let Server { poll, listener, .. } = &mut event_loop.server;
@@ -168,8 +175,10 @@ impl<'s, S: Service> EventLoop<'s, S> {
 
     /// Waits for events until the next tick, or not at all when work is ready.
     fn poll(&mut self, events: &mut Events, next_tick: Instant) -> io::Result<()> {
-        let ready =
-            !self.ready_streams.is_empty() || !self.pending.is_empty() || self.background_pending;
+        let ready = !self.ready_streams.is_empty()
+            || !self.pending.is_empty()
+            || self.background_pending
+            || self.handshakes.any_waiting();
         let timeout = if ready {
             Duration::ZERO
         } else {
@@ -181,9 +190,11 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
     }
 
-    /// One pass: the events, then the work they, the last pass and the wake-ups made ready,
+    /// One pass: the TLS handshakes waiting for their turn, the events, then the work they, the
+    /// last pass and the wake-ups made ready,
     /// the service's background slice, and the output it all produced.
     fn pass(&mut self, events: &Events) {
+        self.drive_waiting_handshakes();
         for event in events.iter() {
             let read_closed = event.is_read_closed();
             self.on_event(
@@ -236,7 +247,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 if writable {
                     self.flush(slot);
                 }
-                if readable && self.connections.contains(slot) {
+                if readable && self.connections.contains(slot) && !self.handshake_waits(slot) {
                     // A short read means the socket is drained, except when the peer also closed:
                     // then read on to the end-of-file, for which no further event comes.
                     self.read_until(

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# What a flood of TLS handshakes costs a dht node's established clients: for each value of
+# `server.tls_handshakes_per_pass` in PER_PASS (alternating, so that the machine's load hits each
+# alike), start a dht node with TLS, and run `tls_flood` against it: one established TLS client
+# sends requests back to back while FLOOD new TLS connections are opened at once, ROUNDS times.
+# Prints the established client's worst, p99 and median request latency during the floods, and
+# the handshakes per second, with the load average of the machine.
+#
+# usage: scripts/bench-tls-flood.sh [FLOOD] [ROUNDS]   (defaults: 500, 5)
+#
+# Environment: PER_PASS="1000000 16 1000000 16" (the runs, in order; 1000000 is no bound at all,
+# what the node did before the setting existed), BIN_DIR=DIR (take `dhtnode` and `tls_flood`
+# from DIR instead of building them). The node runs on CPU 0 and the flood on CPU 1 when the
+# machine has two CPUs or more.
+#
+# Needs openssl. Loopback only; cleaned up on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flood=${1:-500}
+rounds=${2:-5}
+per_pass_runs=${PER_PASS:-1000000 16 1000000 16}
+command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
+bin=${BIN_DIR:-target/release}
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin tls_flood
+fi
+work=$(mktemp -d /tmp/bench-tls-flood.XXXXXX)
+node_pid=""
+cleanup() {
+    if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+certs="$work/certs"
+make_tls_certs "$certs"
+node_cpu=() flood_cpu=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    node_cpu=(taskset -c 0) flood_cpu=(taskset -c 1)
+fi
+
+run=0
+for per_pass in $per_pass_runs; do
+    run=$((run + 1))
+    dir="$work/run$run"
+    mkdir -p "$dir/data" "$dir/log"
+    cat > "$dir/node.toml" <<EOF
+[server]
+max_connections = $((flood + 100))
+tls_handshakes_per_pass = $per_pass
+[dht]
+durability = "none"
+[tls]
+cert_file = "$certs/node.pem"
+key_file = "$certs/node-key.pem"
+EOF
+    "${node_cpu[@]}" "$bin/dhtnode" -c "$dir/node.toml" --listen 127.0.0.1:0 \
+        --data-dir "$dir/data" --log-dir "$dir/log" > "$dir/console.log" 2>&1 &
+    node_pid=$!
+    addr=""
+    for _ in $(seq 1 300); do
+        addr=$(grep -o 'listening on [0-9.:]*' "$dir/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
+    echo "== tls_handshakes_per_pass = $per_pass, flood $flood x $rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    "${flood_cpu[@]}" "$bin/tls_flood" --addr "$addr" --tls-ca "$certs/ca.pem" \
+        --flood "$flood" --rounds "$rounds"
+    kill "$node_pid"; wait "$node_pid" || true; node_pid=""
+done
