@@ -60,13 +60,8 @@ EOF
     "${node_cpu[@]}" "$bin/dhtnode" -c "$dir/node.toml" --listen 127.0.0.1:0 \
         --data-dir "$dir/data" --log-dir "$dir/log" > "$dir/console.log" 2>&1 &
     node_pid=$!
-    addr=""
-    for _ in $(seq 1 300); do
-        addr=$(grep -o 'listening on [0-9.:]*' "$dir/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
+    addr=$(logged_addr "$dir/log/root.log" "$node_pid") ||
+        { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
     echo "== tls_handshakes_per_pass = $per_pass, flood $flood x $rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     ticks_before=$(cpu_ticks "$node_pid")
     # The established client in a process of its own, measuring while the floods run.
