@@ -4,7 +4,8 @@
 # alike), start a dht node with TLS, and run `tls_flood` against it: one established TLS client
 # sends requests back to back while FLOOD new TLS connections are opened at once, ROUNDS times.
 # Prints the established client's worst, p99 and median request latency during the floods, and
-# the handshakes per second, with the load average of the machine.
+# the handshakes per second, and the node's CPU time per handshake, with the load average of the
+# machine.
 #
 # usage: scripts/bench-tls-flood.sh [FLOOD] [ROUNDS]   (defaults: 500, 5)
 #
@@ -59,15 +60,23 @@ EOF
     "${node_cpu[@]}" "$bin/dhtnode" -c "$dir/node.toml" --listen 127.0.0.1:0 \
         --data-dir "$dir/data" --log-dir "$dir/log" > "$dir/console.log" 2>&1 &
     node_pid=$!
-    addr=""
-    for _ in $(seq 1 300); do
-        addr=$(grep -o 'listening on [0-9.:]*' "$dir/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
+    addr=$(logged_addr "$dir/log/root.log" "$node_pid") ||
+        { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
     echo "== tls_handshakes_per_pass = $per_pass, flood $flood x $rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    ticks_before=$(cpu_ticks "$node_pid")
+    # The established client in a process of its own, measuring while the floods run.
+    touch "$dir/flooding"
     "${flood_cpu[@]}" "$bin/tls_flood" --addr "$addr" --tls-ca "$certs/ca.pem" \
-        --flood "$flood" --rounds "$rounds"
+        --measure-while "$dir/flooding" &
+    measure_pid=$!
+    sleep 0.3
+    "${flood_cpu[@]}" "$bin/tls_flood" --addr "$addr" --tls-ca "$certs/ca.pem" \
+        --flood "$flood" --rounds "$rounds" | grep -v '^established client'
+    rm "$dir/flooding"
+    wait "$measure_pid"
+    ticks=$(( $(cpu_ticks "$node_pid") - ticks_before ))
+    hz=$(getconf CLK_TCK)
+    awk -v t="$ticks" -v hz="$hz" -v n=$((flood * rounds)) 'BEGIN {
+        printf "node CPU during the floods: %.2f s, %.2f ms per handshake (the established client'"'"'s requests included)\n", t / hz, 1000 * t / hz / n }'
     kill "$node_pid"; wait "$node_pid" || true; node_pid=""
 done

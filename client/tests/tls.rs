@@ -196,41 +196,48 @@ fn every_kind_serves_the_client_and_swarmctl_over_tls_with_authentication_inside
         let pings = stdout_of(swarmctl(&[&flags[..], &["ping"]].concat()));
         assert!(pings.contains(" kind="), "{pings}");
 
-        // A client in clear cannot talk to a TLS node: the node waits for a TLS ClientHello,
-        // the client for the node's hello, so the client fails at its timeout, naming the node
-        // and the likely cause.
-        let plain = ClientOptions {
-            connect_timeout_ms: 1000,
-            credentials: opts.credentials.clone(),
-            ..ClientOptions::default()
-        };
-        let error = try_client(node.addr, kind, plain)
-            .expect_err("a client in clear")
-            .to_string();
-        assert!(
-            error.contains(&addr) && error.contains("[tls] ca_file, or swarmctl --tls-ca"),
-            "{error}"
-        );
-        let output = swarmctl(&[
-            "--node",
-            &addr,
-            "--key-file",
-            &key,
-            "--timeout-ms",
-            "1000",
-            "dht",
-            "get",
-            "x",
-            "1",
-        ]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
-        assert!(
-            stderr.contains(&addr) && stderr.contains("--tls-ca"),
-            "{stderr}"
-        );
+        a_client_in_clear_is_told_to_start_tls(node.addr, kind, &opts, &key);
         node.node.stop();
     }
+}
+
+/// A client in clear cannot talk to a TLS node: the node waits for a TLS ClientHello, the client
+/// for the node's hello, so the client (and swarmctl) fails at its timeout, naming the node and
+/// the likely cause.
+fn a_client_in_clear_is_told_to_start_tls(
+    node: SocketAddr,
+    kind: Kind,
+    tls_options: &ClientOptions,
+    key_file: &str,
+) {
+    let addr = node.to_string();
+    let plain = ClientOptions {
+        connect_timeout_ms: 1000,
+        credentials: tls_options.credentials.clone(),
+        ..ClientOptions::default()
+    };
+    let error = try_client(node, kind, plain)
+        .expect_err("a client in clear")
+        .to_string();
+    assert!(
+        error.contains(&addr) && error.contains("[tls] ca_file, or swarmctl --tls-ca"),
+        "{error}"
+    );
+    let flags = [
+        "--node",
+        &addr,
+        "--key-file",
+        key_file,
+        "--timeout-ms",
+        "1000",
+    ];
+    let output = swarmctl(&[&flags[..], &["dht", "get", "x", "1"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("--tls-ca"),
+        "{stderr}"
+    );
 }
 
 #[test]

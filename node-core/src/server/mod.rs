@@ -51,10 +51,10 @@ pub(crate) const SIGNAL_TOKEN: Token = Token(2);
 pub(crate) const FIRST_CONNECTION_TOKEN: usize = 3;
 
 /// TLS handshakes the event loop drives in one pass by default (`server.tls_handshakes_per_pass`).
-/// A server handshake costs the loop about 0.4 ms of CPU here (X25519 and the certificate's
-/// signature; docs/benchmarks.md, "TLS handshake floods"): 16 of them hold the loop about 6 ms
-/// per pass, so a request on an established connection waits at most that long behind a flood,
-/// while the node still completes 2000+ handshakes a second.
+/// A server handshake costs the loop 0.4-0.6 ms of CPU here (X25519 and the certificate's
+/// signature; measured in docs/benchmarks.md, "TLS handshake floods"): 16 of them hold the loop
+/// about 7-9 ms per pass, so a request on an established connection waits about that long at
+/// most behind a flood, while the node can still complete about 2000 handshakes a second.
 pub const DEFAULT_TLS_HANDSHAKES_PER_PASS: usize = 16;
 
 /// Everything the core needs to know; built from a node's config (see

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// TLS handshakes waiting for their turn, and what the current pass may still drive. A node's
 /// TLS handshake runs its cryptography on the event loop (X25519 and the certificate's
-/// signature, about 0.4 ms here), so a flood of connects (thousands at once, up to
+/// signature, about 0.5 ms here), so a flood of connects (thousands at once, up to
 /// `max_connections`) would hold every established connection's requests for as long as all
 /// of them take. Each pass drives at most `tls_handshakes_per_pass`, those waiting longest
 /// first; a connection whose turn has not come waits here. Readiness is edge-triggered: bytes
