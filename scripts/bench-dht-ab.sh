@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A/B runs of the dht node alone: two or more builds (or settings) of our node, alternated, at
+# the depths and operations of the dht rows of scripts/bench-vs-redis.sh (50 connections,
+# 100-byte values, uniform over K keys, every key prefilled), for changes whose effect is smaller
+# than the run-to-run noise of a shared machine. No Redis, no memcached: the full comparison
+# stays scripts/bench-vs-redis.sh's.
+#
+#   scripts/bench-dht-ab.sh [--seconds S] [--rounds R] [--rt] [--keyspace K] [--depths "1 16"]
+#                           [--ops "put get"] [--durability none|interval|always] [--out DIR]
+#                           LABEL=BIN_DIR[,VAR=VALUE...] LABEL=BIN_DIR[,VAR=VALUE...] ...
+#
+# Each variant is a directory holding `dhtnode` and `loadgen` (copies of a release build), with
+# environment variables for the node if given (BIN_DIR `.` means target/release). Each round
+# runs every variant once, the order reversed every other round (A B, B A, ...): for each, a
+# fresh node on core 0 (`durability` as given, default none), prefilled with K keys, then one
+# `loadgen` run of S seconds (after 0.5 s of warm-up) from core 1 per depth and operation. The
+# load average is logged before each variant. Prints, per cell, each variant's runs as
+# "ops/s (p99 µs, generator CPU / node CPU)" and their median by ops/s.
+#
+# Options: --seconds S (default 5), --rounds R (default 3), --rt (SCHED_FIFO, as bench-vs-redis),
+# --keyspace K (default 1000000), --depths (default "1 16"), --ops (default "put get"),
+# --durability (default none), --out DIR (keep the raw results; default a temp directory).
+set -euo pipefail
+
+seconds=5
+rounds=3
+rt=0
+keyspace=1000000
+depths="1 16"
+ops="put get"
+durability=none
+out=""
+connections=50
+value_size=100
+variants=()
+
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. "$root/scripts/lib/bench-common.sh"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) need_value "$1" $#; seconds="$2"; shift ;;
+        --rounds) need_value "$1" $#; rounds="$2"; shift ;;
+        --rt) rt=1 ;;
+        --keyspace) need_value "$1" $#; keyspace="$2"; shift ;;
+        --depths) need_value "$1" $#; depths="$2"; shift ;;
+        --ops) need_value "$1" $#; ops="$2"; shift ;;
+        --durability) need_value "$1" $#; durability="$2"; shift ;;
+        --out) need_value "$1" $#; out="$2"; shift ;;
+        -h|--help) usage ;;
+        -*) echo "unknown option $1" >&2; usage ;;
+        *=*) variants+=("$1") ;;
+        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
+    esac
+    shift
+done
+positive_numbers "$seconds" "$rounds" "$keyspace"
+[ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+case "$durability" in none|interval|always) ;; *) echo "--durability: none, interval or always" >&2; exit 2 ;; esac
+for op in $ops; do
+    case "$op" in put|get) ;; *) echo "--ops: put and/or get, not '$op'" >&2; exit 2 ;; esac
+done
+for p in $depths; do positive_numbers "$p"; done
+labels=()
+for variant in "${variants[@]}"; do
+    label=${variant%%=*}
+    spec=${variant#*=}
+    dir=${spec%%,*}
+    [ "$dir" = . ] && dir="$root/target/release"
+    [[ "$label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$label': letters, digits, _ . + - only" >&2; exit 2; }
+    if [ ! -x "$dir/dhtnode" ] || [ ! -x "$dir/loadgen" ]; then
+        echo "$dir: no dhtnode and loadgen" >&2; exit 1
+    fi
+    labels+=("$label")
+done
+need_packages jq:jq
+bench_sched
+bench_workdir bench-dht-ab
+log "results in $out"
+
+# run_variant SPEC: a fresh node of the variant, prefilled, then one run per depth and op.
+run_variant() {
+    local label=${1%%=*} spec=${1#*=} dir envs=() p op
+    dir=${spec%%,*}
+    [ "$dir" = . ] && dir="$root/target/release"
+    if [[ "$spec" == *,* ]]; then IFS=, read -r -a envs <<< "${spec#*,}"; fi
+    dhtnode="$dir/dhtnode"
+    loadgen="$dir/loadgen"
+    local base_run=("${server_run[@]}")
+    server_run=(env "${envs[@]}" "${base_run[@]}")
+    start_dhtnode "$tmp/node" "[dht]
+durability = \"$durability\""
+    server_run=("${base_run[@]}")
+    log "$label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    loadgen_prefill "$tmp/prefill.txt" dht "$srv_addr" "$keyspace"
+    for p in $depths; do
+        for op in $ops; do
+            loadgen_run "$out/$label.p$p-$op" dht "$srv_addr" "$srv_pid" "$op" "$p" \
+                "uniform:$keyspace"
+        done
+    done
+    stop_pid "$srv_pid"
+}
+
+for ((round = 1; round <= rounds; round++)); do
+    order=("${variants[@]}")
+    if [ $((round % 2)) -eq 0 ]; then
+        order=()
+        for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
+    fi
+    log "round $round of $rounds"
+    for variant in "${order[@]}"; do run_variant "$variant"; done
+done
+
+echo "dht node A/B: ${seconds} s runs, $rounds rounds, $connections conns, ${value_size}-byte values, keys uniform over $keyspace, durability $durability, rt $rt"
+echo
+echo "| cell | variant | runs: ops/s (p99 µs, generator / node CPU) | median ops/s | median p99 µs |"
+echo "|---|---|---|---:|---:|"
+for p in $depths; do
+    for op in $ops; do
+        for label in "${labels[@]}"; do
+            file="$out/$label.p$p-$op.runs"
+            runs=$(awk '{printf "%s%d (%d, %.2f / %.2f)", (NR > 1 ? ", " : ""), $1, $2, $3, $4}' "$file")
+            med=$(sort -n "$file" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
+            p99=$(sort -n -k2 "$file" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
+            echo "| P=$p $op | $label | $runs | $med | $p99 |"
+        done
+    done
+done
