@@ -1111,3 +1111,31 @@ fn zeros_are_written_ahead_of_the_groups_and_read_as_the_end() {
     log.release_reserved().unwrap();
     assert_eq!(fs::metadata(&path).unwrap().len(), log.segment_len());
 }
+
+/// Zeros after the last entry of a segment that later segments follow (a node restarted after
+/// a crash continues in a new segment and leaves them) end that segment's entries too: the log
+/// reads on, whole, into the next segment.
+#[test]
+fn zeros_at_the_end_of_a_middle_segment_are_read_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let changes = sample(200);
+    write_log(dir.path(), &changes, 7, small_segments());
+    let segments = crate::wal::segment::list_segments(dir.path())
+        .unwrap()
+        .segments;
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    let middle = &segments[1].path;
+    let mut bytes = fs::read(middle).unwrap();
+    let entries_end = bytes.len() as u64;
+    bytes.resize(bytes.len() + 5000, 0);
+    fs::write(middle, &bytes).unwrap();
+    let mut reader = LogReader::open(dir.path(), ReadFrom::Start).unwrap();
+    let mut read = Vec::new();
+    while let Some(entry) = reader.next_entry().unwrap() {
+        read.push((entry.seq, owned(&entry.change)));
+    }
+    assert_eq!(read, numbered(&changes));
+    let summary = &reader.summaries()[1];
+    assert_eq!((summary.good_len, summary.zeros_after), (entries_end, 5000));
+    assert!(reader.into_end().unwrap().torn.is_none());
+}
