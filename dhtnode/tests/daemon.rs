@@ -21,6 +21,21 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
     conn.stream
 }
 
+/// Sends GetVersion (request id 1) and reads its reply's header.
+fn get_version(stream: &mut TcpStream) {
+    let mut request = Vec::new();
+    write_frame(
+        &mut request,
+        FrameType::Request,
+        RequestCode::GET_VERSION.0,
+        1,
+        &[],
+    );
+    stream.write_all(&request).expect("send");
+    let mut reply = [0u8; HEADER_LEN];
+    stream.read_exact(&mut reply).expect("reply header");
+}
+
 /// Reads frames until EOF; returns (request id, status) of each reply.
 fn read_replies_until_eof(stream: &mut TcpStream) -> Vec<(u64, u8)> {
     let mut buffer = Vec::new();
@@ -104,17 +119,7 @@ fn stats_log_gets_a_line_every_interval() {
     std::fs::write(&config, "[log]\nstats_interval_s = 1\n").expect("write config");
     let node = start(&["-c", config.to_str().expect("utf-8 path")]);
     let mut stream = connect(node.addr);
-    let mut request = Vec::new();
-    write_frame(
-        &mut request,
-        FrameType::Request,
-        RequestCode::GET_VERSION.0,
-        1,
-        &[],
-    );
-    stream.write_all(&request).expect("send");
-    let mut reply = [0u8; HEADER_LEN];
-    stream.read_exact(&mut reply).expect("reply header");
+    get_version(&mut stream);
     wait_until("two stats lines", || {
         std::fs::read_to_string(node.path("log/stats.log"))
             .is_ok_and(|text| text.lines().count() >= 2)
@@ -137,17 +142,7 @@ fn heap_is_advised_for_huge_pages() {
     let node = start(&[]);
     // Served a request: past start-up, with its buffers allocated.
     let mut stream = connect(node.addr);
-    let mut request = Vec::new();
-    write_frame(
-        &mut request,
-        FrameType::Request,
-        RequestCode::GET_VERSION.0,
-        1,
-        &[],
-    );
-    stream.write_all(&request).expect("send");
-    let mut reply = [0u8; HEADER_LEN];
-    stream.read_exact(&mut reply).expect("reply header");
+    get_version(&mut stream);
     let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", node.child.id())).expect("smaps");
     let mut heap = false;
     let mut advised = Vec::new();
