@@ -21,21 +21,6 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
     conn.stream
 }
 
-/// Sends GetVersion (request id 1) and reads its reply's header.
-fn get_version(stream: &mut TcpStream) {
-    let mut request = Vec::new();
-    write_frame(
-        &mut request,
-        FrameType::Request,
-        RequestCode::GET_VERSION.0,
-        1,
-        &[],
-    );
-    stream.write_all(&request).expect("send");
-    let mut reply = [0u8; HEADER_LEN];
-    stream.read_exact(&mut reply).expect("reply header");
-}
-
 /// Reads frames until EOF; returns (request id, status) of each reply.
 fn read_replies_until_eof(stream: &mut TcpStream) -> Vec<(u64, u8)> {
     let mut buffer = Vec::new();
@@ -119,7 +104,17 @@ fn stats_log_gets_a_line_every_interval() {
     std::fs::write(&config, "[log]\nstats_interval_s = 1\n").expect("write config");
     let node = start(&["-c", config.to_str().expect("utf-8 path")]);
     let mut stream = connect(node.addr);
-    get_version(&mut stream);
+    let mut request = Vec::new();
+    write_frame(
+        &mut request,
+        FrameType::Request,
+        RequestCode::GET_VERSION.0,
+        1,
+        &[],
+    );
+    stream.write_all(&request).expect("send");
+    let mut reply = [0u8; HEADER_LEN];
+    stream.read_exact(&mut reply).expect("reply header");
     wait_until("two stats lines", || {
         std::fs::read_to_string(node.path("log/stats.log"))
             .is_ok_and(|text| text.lines().count() >= 2)
@@ -127,43 +122,6 @@ fn stats_log_gets_a_line_every_interval() {
     let text = std::fs::read_to_string(node.path("log/stats.log")).expect("stats.log");
     assert!(text.contains("connections_open:1"), "{text}");
     assert!(text.contains("request/GetVersion/handled:1"), "{text}");
-}
-
-/// The node's heap is advised for transparent huge pages (`dhtnode::huge_pages`: with 4 KiB
-/// pages every lookup at a random key is also a TLB miss). Where the system allows THP, a heap
-/// mapping of the running node carries the `hg` flag in /proc/PID/smaps.
-#[test]
-fn heap_is_advised_for_huge_pages() {
-    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
-    if !mode.as_deref().is_ok_and(|mode| !mode.contains("[never]")) {
-        eprintln!("transparent huge pages are off or absent here ({mode:?}): nothing to check");
-        return;
-    }
-    let node = start(&[]);
-    // Served a request: past start-up, with its buffers allocated.
-    let mut stream = connect(node.addr);
-    get_version(&mut stream);
-    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", node.child.id())).expect("smaps");
-    let mut heap = false;
-    let mut advised = Vec::new();
-    for line in smaps.lines() {
-        // A mapping's first line starts with its address range, "low-high".
-        let range = line
-            .split(' ')
-            .next()
-            .and_then(|range| range.split_once('-'));
-        let is_hex = |text: &str| u64::from_str_radix(text, 16).is_ok();
-        if range.is_some_and(|(low, high)| is_hex(low) && is_hex(high)) {
-            heap = line.ends_with("[heap]");
-        } else if heap && line.starts_with("VmFlags:") {
-            advised.push(line.split_whitespace().any(|flag| flag == "hg"));
-        }
-    }
-    assert!(!advised.is_empty(), "no [heap] mapping in {smaps}");
-    assert!(
-        advised.contains(&true),
-        "no heap mapping of the node is advised for huge pages (VmFlags hg): {advised:?}"
-    );
 }
 
 fn run_expecting_failure(args: &[&str]) -> String {
