@@ -23,7 +23,6 @@ pub mod catch_up;
 pub mod config;
 pub mod durability;
 pub mod engine;
-pub mod huge_pages;
 pub mod peer;
 pub mod persist;
 pub mod redistribution;

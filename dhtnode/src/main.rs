@@ -47,12 +47,7 @@ struct Args {
     range: Option<HashRange>,
 }
 
-/// The heap in transparent huge pages where the system allows ([`dhtnode::huge_pages`]).
-#[global_allocator]
-static ALLOCATOR: dhtnode::huge_pages::HugePageHeap = dhtnode::huge_pages::HugePageHeap;
-
 fn main() -> ExitCode {
-    dhtnode::huge_pages::init();
     let args = Args::parse();
     daemon::run::<NodeConfig, _, _>("dhtnode", &args.common, |config, wakeups| {
         let (range, pending) = choose_range(config, args.range)?;

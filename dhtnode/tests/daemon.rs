@@ -124,53 +124,6 @@ fn stats_log_gets_a_line_every_interval() {
     assert!(text.contains("request/GetVersion/handled:1"), "{text}");
 }
 
-/// The node's heap is advised for transparent huge pages (`dhtnode::huge_pages`: with 4 KiB
-/// pages every lookup at a random key is also a TLB miss). Where the system allows THP, a heap
-/// mapping of the running node carries the `hg` flag in /proc/PID/smaps.
-#[test]
-fn heap_is_advised_for_huge_pages() {
-    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
-    if !mode.as_deref().is_ok_and(|mode| !mode.contains("[never]")) {
-        eprintln!("transparent huge pages are off or absent here ({mode:?}): nothing to check");
-        return;
-    }
-    let node = start(&[]);
-    // Served a request: past start-up, with its buffers allocated.
-    let mut stream = connect(node.addr);
-    let mut request = Vec::new();
-    write_frame(
-        &mut request,
-        FrameType::Request,
-        RequestCode::GET_VERSION.0,
-        1,
-        &[],
-    );
-    stream.write_all(&request).expect("send");
-    let mut reply = [0u8; HEADER_LEN];
-    stream.read_exact(&mut reply).expect("reply header");
-    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", node.child.id())).expect("smaps");
-    let mut heap = false;
-    let mut advised = Vec::new();
-    for line in smaps.lines() {
-        // A mapping's first line starts with its address range, "low-high".
-        let range = line
-            .split(' ')
-            .next()
-            .and_then(|range| range.split_once('-'));
-        let is_hex = |text: &str| u64::from_str_radix(text, 16).is_ok();
-        if range.is_some_and(|(low, high)| is_hex(low) && is_hex(high)) {
-            heap = line.ends_with("[heap]");
-        } else if heap && line.starts_with("VmFlags:") {
-            advised.push(line.split_whitespace().any(|flag| flag == "hg"));
-        }
-    }
-    assert!(!advised.is_empty(), "no [heap] mapping in {smaps}");
-    assert!(
-        advised.contains(&true),
-        "no heap mapping of the node is advised for huge pages (VmFlags hg): {advised:?}"
-    );
-}
-
 fn run_expecting_failure(args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_dhtnode"))

@@ -171,6 +171,11 @@ plan=$("$VS" --dry-run --only dht --repeat 3) || fail "bench-vs-redis.sh --dry-r
     ! grep -q '^queue\|^logfiles' <<<"$plan" || fail "bench-vs-redis.sh --only dht plans: $plan"
 plan=$("$VS" --dry-run --no-memcached) || fail "bench-vs-redis.sh --dry-run --no-memcached: $plan"
 ! grep -q memcached <<<"$plan" && grep -q '^queue' <<<"$plan" || fail "--no-memcached plans: $plan"
+AB=$REPO/scripts/bench-dht-ab.sh
+expect_exit 2 "no variant given" "$AB" --rounds 2
+expect_exit 2 "--ops: put and/or get, not 'del'" "$AB" --ops "get del" a=.
+expect_exit 2 "a variant is LABEL=BIN_DIR" "$AB" target/release
+expect_exit 1 "no dhtnode and loadgen" "$AB" a=/nonexistent
 expect_exit 2 "--connections: not a positive number: 'x'" "$SCALING" --connections 10,x --dry-run
 expect_exit 2 "--axes: unknown 'foo'" "$SCALING" --axes records,foo --dry-run
 expect_exit 2 "--records: 2000000000 is above 1000000000" "$SCALING" --records 2000000000 --dry-run
