@@ -22,8 +22,8 @@ fi
 work=""
 node_pid=""
 cleanup() {
-    [ -n "$node_pid" ] && kill -9 "$node_pid" 2>/dev/null || true
-    [ -n "$work" ] && rm -rf "$work"
+    if [ -n "$node_pid" ]; then kill -9 "$node_pid" 2>/dev/null || true; fi
+    if [ -n "$work" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 

@@ -34,7 +34,7 @@ pub struct Admission {
 /// A logged value outside the node's range under `out_of_range = "fatal"`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "change log: a value of channel {channel:?}, key {key:#018x}, is outside this node's range      {range} and dht.out_of_range is \"fatal\" (\"ignore\" drops such values, \"load\" loads them)"
+    "change log: a value of channel {channel:?}, key {key:#018x}, is outside this node's range {range} and dht.out_of_range is \"fatal\" (\"ignore\" drops such values, \"load\" loads them)"
 )]
 pub struct OutOfRangeInLog {
     pub channel: String,
