@@ -19,6 +19,8 @@
 # Node pinned to core 0, load generator to core 1; loopback only; everything cleaned up on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh # dht_node_env: the node as deploy/systemd runs it
 records=${1:-10000000}
 seconds=${2:-10}
 compression=${3:-lz4}
@@ -36,7 +38,7 @@ start_node() { # config-text -> sets node_pid and addr
     printf '%s\n' "$1" > "$work/node.toml"
     local log_lines=0
     [ -f "$work/log/root.log" ] && log_lines=$(wc -l < "$work/log/root.log")
-    taskset -c 0 target/release/dhtnode -c "$work/node.toml" --listen 127.0.0.1:0 \
+    "${dht_node_env[@]}" taskset -c 0 target/release/dhtnode -c "$work/node.toml" --listen 127.0.0.1:0 \
         --data-dir "$work/data" --log-dir "$work/log" 2>>"$work/stderr" &
     node_pid=$!
     addr=""

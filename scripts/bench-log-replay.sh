@@ -16,6 +16,8 @@
 # directory (under /tmp) is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh # dht_node_env: the node as deploy/systemd runs it
 rt=()
 args=()
 for arg in "$@"; do
@@ -39,7 +41,7 @@ start_node() {
     local lines=0 started
     [ -f "$work/log/root.log" ] && lines=$(wc -l < "$work/log/root.log")
     started=$(date +%s.%N)
-    "${rt[@]}" taskset -c 0 target/release/dhtnode -c "$work/node.toml" --listen 127.0.0.1:0 \
+    "${dht_node_env[@]}" "${rt[@]}" taskset -c 0 target/release/dhtnode -c "$work/node.toml" --listen 127.0.0.1:0 \
         --data-dir "$work/data" --log-dir "$work/log" 2>>"$work/stderr" &
     node_pid=$!
     addr=""

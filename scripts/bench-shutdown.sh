@@ -10,6 +10,8 @@
 # with its default durability ("interval"), dump_period_s = 0 and the given dump_compression.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh # dht_node_env: the node as deploy/systemd runs it
 bin=""
 if [ "${1:-}" = "--bin-dir" ]; then bin=$2; shift 2; fi
 records=${1:-10000000}
@@ -31,7 +33,7 @@ one_run() {
     work=$(mktemp -d /tmp/bench-shutdown.XXXXXX)
     mkdir "$work/data" "$work/log"
     printf '[dht]\ndump_period_s = 0\ndump_compression = "%s"\n' "$compression" > "$work/node.toml"
-    taskset -c 0 "$bin/dhtnode" -c "$work/node.toml" --listen 127.0.0.1:0 \
+    "${dht_node_env[@]}" taskset -c 0 "$bin/dhtnode" -c "$work/node.toml" --listen 127.0.0.1:0 \
         --data-dir "$work/data" --log-dir "$work/log" 2>>"$work/stderr" &
     node_pid=$!
     local addr=""

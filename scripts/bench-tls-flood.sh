@@ -57,7 +57,7 @@ durability = "none"
 cert_file = "$certs/node.pem"
 key_file = "$certs/node-key.pem"
 EOF
-    "${node_cpu[@]}" "$bin/dhtnode" -c "$dir/node.toml" --listen 127.0.0.1:0 \
+    "${dht_node_env[@]}" "${node_cpu[@]}" "$bin/dhtnode" -c "$dir/node.toml" --listen 127.0.0.1:0 \
         --data-dir "$dir/data" --log-dir "$dir/log" > "$dir/console.log" 2>&1 &
     node_pid=$!
     addr=$(logged_addr "$dir/log/root.log" "$node_pid") ||

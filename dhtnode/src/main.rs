@@ -50,6 +50,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     daemon::run::<NodeConfig, _, _>("dhtnode", &args.common, |config, wakeups| {
+        tracing::info!("{}", node_core::heap_pages::describe());
         let (range, pending) = choose_range(config, args.range)?;
         let (engine, report) = load_engine(config, range, pending.is_some())?;
         let mut node = start_node(config, engine, wakeups)?;

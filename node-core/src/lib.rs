@@ -10,7 +10,7 @@
 //! - With the `server` feature: [`server`] (the mio event loop, the `Service` trait a node
 //!   implements, what its request handlers return, and the channel requests every kind shares),
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
-//!   per data directory), [`log`], [`stats`], [`signals`], [`metrics`] (the Prometheus
+//!   per data directory), [`heap_pages`] (whether the heap is in huge pages), [`log`], [`stats`], [`signals`], [`metrics`] (the Prometheus
 //!   listener) and [`systemd`] (readiness and watchdog).
 //! - With the `tls` feature (which `server` includes, and the client turns on): [`tls`], the
 //!   transport in clear or through rustls that both sides drive, and loading certificates.
@@ -26,6 +26,8 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "server")]
 pub mod data_lock;
+#[cfg(feature = "server")]
+pub mod heap_pages;
 #[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]

@@ -1,8 +1,9 @@
 # shellcheck shell=bash disable=SC2154
 # Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
 # bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh,
-# bench-tls-instructions.sh, bench-queue-instructions.sh, bench-tls-flood.sh). Source it; it
-# defines functions only.
+# bench-tls-instructions.sh, bench-queue-instructions.sh, bench-tls-flood.sh, bench-dht-ab.sh,
+# bench-dump-latency.sh, bench-shutdown.sh, bench-log-replay.sh). Source it; it defines
+# functions and constants only (clk_tck, dht_node_env).
 #
 # The functions read these globals of the sourcing script:
 #   rt                  1 = servers and generators run SCHED_FIFO (see bench_sched)
@@ -392,12 +393,18 @@ start_memcached() {
         -U 0 -t 1 -m "$1"
 }
 
+# dht_node_env: the environment deploy/systemd/dhtnode@.service gives the node: glibc's malloc
+# with its heap in transparent huge pages (docs/operations.md, "Memory: the huge-page heap").
+# Benchmarks measure the node as it is deployed; a variant's own environment (bench-dht-ab.sh's
+# LABEL=DIR,GLIBC_TUNABLES=) comes later on the command line and wins.
+dht_node_env=(env GLIBC_TUNABLES=glibc.malloc.hugetlb=1)
+
 # start_dhtnode DIR [CONFIG_TEXT]: a dhtnode on core 0 (config, data and logs in DIR) on a port
-# the kernel picks; sets srv_pid, srv_addr, srv_port.
+# the kernel picks, in dht_node_env; sets srv_pid, srv_addr, srv_port.
 start_dhtnode() {
     rm -rf "$1"; mkdir -p "$1/data" "$1/log"
     printf '%s\n' "${2:-}" > "$1/node.toml"
-    "${server_run[@]}" "$dhtnode" -c "$1/node.toml" --listen 127.0.0.1:0 --data-dir "$1/data" \
+    "${dht_node_env[@]}" "${server_run[@]}" "$dhtnode" -c "$1/node.toml" --listen 127.0.0.1:0 --data-dir "$1/data" \
         --log-dir "$1/log" > "$1/console.log" 2>&1 &
     srv_pid=$!
     track_pid "$srv_pid"

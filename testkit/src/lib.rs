@@ -40,6 +40,19 @@ pub struct Node {
     args: Vec<String>,
 }
 
+/// The environment the systemd unit of a node binary gives it (`deploy/systemd/`), so tests run
+/// the node as it is deployed: the dht node's heap in huge pages (docs/operations.md, "Memory:
+/// the huge-page heap").
+fn deployed_env(binary_name: &str) -> &'static [(&'static str, &'static str)] {
+    match binary_name {
+        "dhtnode" => &[(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432",
+        )],
+        _ => &[],
+    }
+}
+
 impl Node {
     /// Starts the node binary `binary` with `dir` as its working directory (data in `dir/data`,
     /// logs in `dir/log`) on an OS-chosen loopback port.
@@ -58,6 +71,7 @@ impl Node {
             &["--listen", "127.0.0.1:0"]
         };
         let child = Command::new(binary)
+            .envs(deployed_env(&name).iter().copied())
             .args(listen)
             .args(extra_args)
             .current_dir(dir)

@@ -24,6 +24,30 @@ pub(crate) const INITIAL_INPUT_BYTES: usize = 16 * 1024;
 const SHRINK_ABOVE_BYTES: usize = 1024 * 1024;
 /// Sent bytes at the front of the output buffer beyond which it is compacted.
 const COMPACT_AFTER_BYTES: usize = 1024 * 1024;
+/// Free room [`reserve_output`] keeps in an output buffer before a request or a stream step
+/// writes to it: more than almost every reply and stream item, so they never grow it themselves.
+pub(crate) const OUTPUT_HEADROOM_BYTES: usize = 64 * 1024;
+
+/// Before something writes to a connection's output buffer: when `Vec`'s own doubling would
+/// take it beyond `high_water` (`output_buffer_bytes`, where the loop stops adding to it) plus
+/// [`OUTPUT_HEADROOM_BYTES`], grows it to that bound instead. Below that, `Vec` grows it as
+/// usual.
+///
+/// Why: a buffer that just crossed `high_water` would double to twice it, and where the heap
+/// is in huge pages (docs/operations.md, "Memory: the huge-page heap") the untouched half is
+/// resident too, so a connection that never reads would cost up to twice the
+/// `output_buffer_bytes` that docs/security.md promises. A single write larger than the
+/// headroom (a big value) still grows the buffer to what it needs.
+pub(crate) fn reserve_output(output: &mut Vec<u8>, high_water: usize) {
+    let bound = high_water.saturating_add(OUTPUT_HEADROOM_BYTES);
+    let free = output.capacity() - output.len();
+    if free >= OUTPUT_HEADROOM_BYTES || output.capacity().saturating_mul(2) <= bound {
+        return;
+    }
+    let target = bound.max(output.len() + OUTPUT_HEADROOM_BYTES);
+    output.reserve_exact(target - output.len());
+    debug_assert!(output.capacity() - output.len() >= OUTPUT_HEADROOM_BYTES);
+}
 
 pub(crate) enum Phase {
     /// The ServerHello is sent; waiting for the ClientHello. `nonce` is set when the node asked
@@ -217,6 +241,26 @@ impl<S: ?Sized> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_buffers_stop_growing_near_the_high_water_mark() {
+        let high_water = 1024 * 1024;
+        let mut output = Vec::new();
+        let mut largest = 0;
+        while output.len() < high_water + 4096 {
+            reserve_output(&mut output, high_water);
+            output.extend_from_slice(&[1u8; 4096]);
+            largest = largest.max(output.capacity());
+        }
+        // Vec's own doubling would have taken it to 2 MiB.
+        assert!(
+            largest <= high_water + 2 * OUTPUT_HEADROOM_BYTES,
+            "capacity {largest} for a high-water mark of {high_water}"
+        );
+        // Beyond the mark (a reply larger than the room) it still makes room.
+        reserve_output(&mut output, high_water);
+        assert!(output.capacity() - output.len() >= OUTPUT_HEADROOM_BYTES);
+    }
     use std::io::Read;
 
     /// A reader that never quite catches up never lets the output drain completely; bytes

@@ -9,7 +9,7 @@ use crate::protocol::codes::{ControlCode, MAX_STREAM_CREDIT};
 use crate::protocol::frame::{self, FrameError, FrameHeader, FrameType, HEADER_LEN};
 use crate::protocol::{RequestCode, Status};
 use crate::server::common;
-use crate::server::connection::{Connection, Phase, ReadOutcome};
+use crate::server::connection::{reserve_output, Connection, Phase, ReadOutcome};
 use crate::server::outcome::unsupported_message;
 use crate::server::service::{Handled, Reply, Request, Service, StreamHandle};
 
@@ -82,6 +82,7 @@ impl<S: Service> EventLoop<'_, S> {
                 conn.reading_paused = true;
                 return false;
             }
+            reserve_output(&mut conn.output, self.server.options.output_buffer_bytes);
             let progressed = match conn.phase {
                 Phase::AwaitingHello { nonce } => self.process_hello(slot, nonce),
                 Phase::Open => self.process_frame(slot),

@@ -6,7 +6,7 @@ use super::{EventLoop, ITEMS_PER_PASS, STREAM_ENTRY_OVERHEAD_BYTES};
 use crate::protocol::codes::INITIAL_STREAM_CREDIT;
 use crate::protocol::frame::{self, FrameType};
 use crate::protocol::Status;
-use crate::server::connection::{Connection, StreamEntry};
+use crate::server::connection::{reserve_output, Connection, StreamEntry};
 use crate::server::service::{Service, StreamHandle, StreamOut, StreamStep, StreamTask};
 use crate::stats::ServerStats;
 
@@ -121,6 +121,7 @@ impl<S: Service> EventLoop<'_, S> {
                 let memory_room = connection_budget
                     .saturating_sub(*connection_bytes)
                     .min(node_budget.saturating_sub(self.stream_bytes));
+                reserve_output(output, high_water);
                 let mut out = StreamOut::new(output, handle, memory_room);
                 let step = entry.task.resume(self.service, &mut out);
                 let (written, done) = (out.items_written, out.finished);
