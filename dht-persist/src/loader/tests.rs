@@ -63,11 +63,25 @@ fn owned(records: &[(u64, &[u8])]) -> Records {
 const NEW: &[(u64, &[u8])] = &[(1, b"new one"), (2, b"new two")];
 const OLD: &[(u64, &[u8])] = &[(1, b"old one")];
 
-/// A minimal subscriber that keeps every event's level and message.
+/// The events of one test: each event's level and message.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<(tracing::Level, String)>>>);
 
-impl tracing::Subscriber for Captured {
+thread_local! {
+    /// Where [`Router`] puts the events of this thread (a test's [`load_logged`]).
+    static SINK: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The process-wide subscriber of this test binary: every event goes to its thread's
+/// [`SINK`], if any. Why global and not `tracing::subscriber::with_default` per test: tracing
+/// caches whether a callsite is wanted when it is first hit, and a callsite first hit by a
+/// parallel test while no scoped subscriber was alive stayed unwanted, so a test's own ERROR
+/// line went missing (this file's `a_flipped_byte_falls_back_to_the_backup_loudly` failed under
+/// `cargo test -p dht-persist --lib loader`). A global subscriber that wants every callsite
+/// cannot be raced that way.
+struct Router;
+
+impl tracing::Subscriber for Router {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
@@ -85,10 +99,15 @@ impl tracing::Subscriber for Captured {
         }
         let mut message = Message(String::new());
         event.record(&mut message);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), message.0));
+        SINK.with(|sink| {
+            if let Some(captured) = sink.borrow().as_ref() {
+                captured
+                    .0
+                    .lock()
+                    .unwrap()
+                    .push((*event.metadata().level(), message.0));
+            }
+        });
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
@@ -110,11 +129,15 @@ fn load_logged(
     dir: &Path,
     options: &LoadOptions,
 ) -> (Result<LoadReport, LoadError>, MapTarget, Captured) {
-    let logs = Captured::default();
-    let mut target = MapTarget::default();
-    let result = tracing::subscriber::with_default(logs.clone(), || {
-        load_data_dir(dir, options, &mut target)
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(Router).expect("the only global subscriber");
     });
+    let logs = Captured::default();
+    SINK.with(|sink| *sink.borrow_mut() = Some(logs.clone()));
+    let mut target = MapTarget::default();
+    let result = load_data_dir(dir, options, &mut target);
+    SINK.with(|sink| *sink.borrow_mut() = None);
     (result, target, logs)
 }
 
