@@ -46,18 +46,7 @@ while [ $# -gt 0 ]; do
 done
 positive_numbers "$count" "$rounds"
 [ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
-labels=()
-for variant in "${variants[@]}"; do
-    label=${variant%%=*}
-    spec=${variant#*=}
-    dir=${spec%%,*}
-    [ "$dir" = . ] && dir="$root/target/release"
-    [[ "$label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$label': letters, digits, _ . + - only" >&2; exit 2; }
-    if [ ! -x "$dir/queuenode" ] || [ ! -x "$dir/queue_load" ]; then
-        echo "$dir: no queuenode and queue_load" >&2; exit 1
-    fi
-    labels+=("$label")
-done
+ab_labels queuenode queue_load "${variants[@]}"
 need_packages jq:jq
 bench_sched
 bench_workdir bench-queue-ab
@@ -65,34 +54,20 @@ log "results in $out"
 
 # run_variant SPEC: a fresh node of the variant, one warm-up cycle, then one push and one pop run.
 run_variant() {
-    local label=${1%%=*} spec=${1#*=} dir envs=() op
-    dir=${spec%%,*}
-    [ "$dir" = . ] && dir="$root/target/release"
-    if [[ "$spec" == *,* ]]; then IFS=, read -r -a envs <<< "${spec#*,}"; fi
-    queuenode="$dir/queuenode"
-    queue_load="$dir/queue_load"
-    local base_run=("${server_run[@]}")
-    server_run=(env "${envs[@]}" "${base_run[@]}")
-    start_queuenode "$count"
-    server_run=("${base_run[@]}")
-    log "$label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    local op
+    ab_variant "$1"
+    queuenode="$ab_dir/queuenode"
+    queue_load="$ab_dir/queue_load"
+    ab_start start_queuenode "$count"
     queue_load_test push "$tmp/warm" "$count"
     queue_load_test pop "$tmp/warm" "$count"
     for op in push pop; do
-        queue_load_test "$op" "$out/$label.$op" "$count"
+        queue_load_test "$op" "$out/$ab_label.$op" "$count"
     done
     stop_srv
 }
 
-for ((round = 1; round <= rounds; round++)); do
-    order=("${variants[@]}")
-    if [ $((round % 2)) -eq 0 ]; then
-        order=()
-        for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
-    fi
-    log "round $round of $rounds"
-    for variant in "${order[@]}"; do run_variant "$variant"; done
-done
+ab_rounds "$rounds" run_variant "${variants[@]}"
 
 echo "queue node A/B: $count requests per run, $rounds rounds, $connections conns, P=16, ${value_size}-byte values, rt $rt"
 echo

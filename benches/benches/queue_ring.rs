@@ -4,12 +4,13 @@
 //! - `push`: `Ring::push` of one 100-byte value (record CRC, copy into the map), and every
 //!   [`COMMIT_EVERY`] pushes `Ring::commit_header` (the header slot rewritten with its own CRC):
 //!   the node commits once per batch of replies, 16 requests at the benchmark's pipeline depth.
-//! - `pop`: `Ring::pop` (take one, acknowledge it, the value copied out into a new `Vec`).
-//! - `take_ack_1_no_alloc`: what the Pop request does, with a header commit every
-//!   [`COMMIT_EVERY`] pops (`Engine::pop_with`, `queuenode/src/engine/mod.rs`):
-//!   `Ring::take_with(1, ..)` + `Ring::ack` copying the value into a reused buffer: the
-//!   difference to `pop` is the two allocations (`Vec<Vec<u8>>` and the value's `Vec`) that
-//!   `Ring::pop` makes per record.
+//! - `pop`: `Ring::pop` (the oldest record taken for good, its value copied out into a new
+//!   `Vec`).
+//! - `pop_with`: what the Pop request does, with a header commit every [`COMMIT_EVERY`] pops
+//!   (`Engine::pop_with`, `queuenode/src/engine/mod.rs`): `Ring::pop_with`, the value read in
+//!   place (the request copies it into the reply); with no batch out, no take/ack bookkeeping.
+//! - `take_ack_1_no_alloc`: what the Pop request did before `Ring::pop_with` (issue 22):
+//!   `Ring::take_with(1, ..)` + `Ring::ack` copying the value into a reused buffer.
 //! - `take_ack_batch_4096`: `Ring::take_with` of 4096 records (values by reference) then
 //!   `Ring::ack`: what a Consume batch does, per record.
 //!
@@ -118,6 +119,22 @@ fn ring(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..n {
                     black_box(ring.pop().unwrap().unwrap());
+                }
+                start.elapsed()
+            })
+        });
+    });
+
+    group.bench_function("pop_with", |b| {
+        b.iter_custom(|iters| {
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
+                let start = Instant::now();
+                for i in 0..n {
+                    black_box(ring.pop_with(|v| black_box(v).len()).unwrap());
+                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
+                        ring.commit_header();
+                    }
                 }
                 start.elapsed()
             })
