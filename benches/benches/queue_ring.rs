@@ -23,7 +23,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use benches::data::text_value;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use queuenode::engine::ring::{Ring, SyncMode};
 
 const VALUE_LEN: usize = 100;
@@ -87,6 +88,8 @@ fn in_rounds(iters: u64, mut round: impl FnMut(u64) -> Duration) -> Duration {
     timed
 }
 
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
 fn ring(c: &mut Criterion) {
     let value = text_value(5, VALUE_LEN);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -94,28 +97,47 @@ fn ring(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("queue_ring_100B");
     group.throughput(Throughput::Elements(1));
+    push(&mut group, &mut ring, &value);
+    pops(&mut group, &mut ring, &value);
+    group.bench_function("take_ack_batch_4096", |b| {
+        b.iter_custom(|iters| {
+            in_rounds(iters, |n| {
+                fill(&mut ring, &value, n);
+                let start = Instant::now();
+                take_ack_in_batches(&mut ring, n);
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+    drop(ring);
+}
 
+fn push(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
     group.bench_function("push", |b| {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
                 let start = Instant::now();
                 for i in 0..n {
-                    ring.push(black_box(&value)).unwrap();
+                    ring.push(black_box(value)).unwrap();
                     if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
                         ring.commit_header();
                     }
                 }
                 let timed = start.elapsed();
-                drain(&mut ring);
+                drain(ring);
                 timed
             })
         });
     });
+}
 
+/// `pop`, `pop_with` and `take_ack_1_no_alloc`: one record at a time.
+fn pops(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
     group.bench_function("pop", |b| {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
-                fill(&mut ring, &value, n);
+                fill(ring, value, n);
                 let start = Instant::now();
                 for _ in 0..n {
                     black_box(ring.pop().unwrap().unwrap());
@@ -124,11 +146,10 @@ fn ring(c: &mut Criterion) {
             })
         });
     });
-
     group.bench_function("pop_with", |b| {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
-                fill(&mut ring, &value, n);
+                fill(ring, value, n);
                 let start = Instant::now();
                 for i in 0..n {
                     black_box(ring.pop_with(|v| black_box(v).len()).unwrap());
@@ -140,12 +161,11 @@ fn ring(c: &mut Criterion) {
             })
         });
     });
-
     group.bench_function("take_ack_1_no_alloc", |b| {
         let mut scratch = Vec::with_capacity(VALUE_LEN);
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
-                fill(&mut ring, &value, n);
+                fill(ring, value, n);
                 let start = Instant::now();
                 for i in 0..n {
                     let span = ring
@@ -164,19 +184,6 @@ fn ring(c: &mut Criterion) {
             })
         });
     });
-
-    group.bench_function("take_ack_batch_4096", |b| {
-        b.iter_custom(|iters| {
-            in_rounds(iters, |n| {
-                fill(&mut ring, &value, n);
-                let start = Instant::now();
-                take_ack_in_batches(&mut ring, n);
-                start.elapsed()
-            })
-        });
-    });
-    group.finish();
-    drop(ring);
 }
 
 criterion_group! {
