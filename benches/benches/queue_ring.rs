@@ -68,6 +68,14 @@ fn take_ack_in_batches(ring: &mut Ring, n: u64) {
     }
 }
 
+/// After the `i`th change (from 0), the header commit the node makes once per batch of
+/// [`COMMIT_EVERY`] replies.
+fn commit_per_batch(ring: &mut Ring, i: u64) {
+    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
+        ring.commit_header();
+    }
+}
+
 /// Pushes `n` copies of `value` (untimed: the rounds' other half).
 fn fill(ring: &mut Ring, value: &[u8], n: u64) {
     for _ in 0..n {
@@ -120,9 +128,7 @@ fn push(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
                 let start = Instant::now();
                 for i in 0..n {
                     ring.push(black_box(value)).unwrap();
-                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
-                        ring.commit_header();
-                    }
+                    commit_per_batch(ring, i);
                 }
                 let timed = start.elapsed();
                 drain(ring);
@@ -137,27 +143,19 @@ fn pops(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
     group.bench_function("pop", |b| {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
-                fill(ring, value, n);
-                let start = Instant::now();
-                for _ in 0..n {
+                timed_after_fill(ring, value, n, |ring, _| {
                     black_box(ring.pop().unwrap().unwrap());
-                }
-                start.elapsed()
+                })
             })
         });
     });
     group.bench_function("pop_with", |b| {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
-                fill(ring, value, n);
-                let start = Instant::now();
-                for i in 0..n {
+                timed_after_fill(ring, value, n, |ring, i| {
                     black_box(ring.pop_with(|v| black_box(v).len()).unwrap());
-                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
-                        ring.commit_header();
-                    }
-                }
-                start.elapsed()
+                    commit_per_batch(ring, i);
+                })
             })
         });
     });
@@ -165,9 +163,7 @@ fn pops(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
         let mut scratch = Vec::with_capacity(VALUE_LEN);
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
-                fill(ring, value, n);
-                let start = Instant::now();
-                for i in 0..n {
+                timed_after_fill(ring, value, n, |ring, i| {
                     let span = ring
                         .take_with(1, u64::MAX, |_, v| {
                             scratch.clear();
@@ -176,14 +172,26 @@ fn pops(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
                         .unwrap();
                     ring.ack(span).unwrap();
                     black_box(&scratch);
-                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
-                        ring.commit_header();
-                    }
-                }
-                start.elapsed()
+                    commit_per_batch(ring, i);
+                })
             })
         });
     });
+}
+
+/// Pushes `n` records (untimed), then times `each(ring, i)` for `i` in `0..n`.
+fn timed_after_fill(
+    ring: &mut Ring,
+    value: &[u8],
+    n: u64,
+    mut each: impl FnMut(&mut Ring, u64),
+) -> Duration {
+    fill(ring, value, n);
+    let start = Instant::now();
+    for i in 0..n {
+        each(ring, i);
+    }
+    start.elapsed()
 }
 
 criterion_group! {
