@@ -4,12 +4,13 @@
 //! - `push`: `Ring::push` of one 100-byte value (record CRC, copy into the map), and every
 //!   [`COMMIT_EVERY`] pushes `Ring::commit_header` (the header slot rewritten with its own CRC):
 //!   the node commits once per batch of replies, 16 requests at the benchmark's pipeline depth.
-//! - `pop`: `Ring::pop` (take one, acknowledge it, the value copied out into a new `Vec`).
-//! - `take_ack_1_no_alloc`: what the Pop request does, with a header commit every
-//!   [`COMMIT_EVERY`] pops (`Engine::pop_with`, `queuenode/src/engine/mod.rs`):
-//!   `Ring::take_with(1, ..)` + `Ring::ack` copying the value into a reused buffer: the
-//!   difference to `pop` is the two allocations (`Vec<Vec<u8>>` and the value's `Vec`) that
-//!   `Ring::pop` makes per record.
+//! - `pop`: `Ring::pop` (the oldest record taken for good, its value copied out into a new
+//!   `Vec`).
+//! - `pop_with`: what the Pop request does, with a header commit every [`COMMIT_EVERY`] pops
+//!   (`Engine::pop_with`, `queuenode/src/engine/mod.rs`): `Ring::pop_with`, the value read in
+//!   place (the request copies it into the reply); with no batch out, no take/ack bookkeeping.
+//! - `take_ack_1_no_alloc`: what the Pop request did before `Ring::pop_with` (issue 22):
+//!   `Ring::take_with(1, ..)` + `Ring::ack` copying the value into a reused buffer.
 //! - `take_ack_batch_4096`: `Ring::take_with` of 4096 records (values by reference) then
 //!   `Ring::ack`: what a Consume batch does, per record.
 //!
@@ -22,7 +23,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use benches::data::text_value;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use queuenode::engine::ring::{Ring, SyncMode};
 
 const VALUE_LEN: usize = 100;
@@ -66,6 +68,14 @@ fn take_ack_in_batches(ring: &mut Ring, n: u64) {
     }
 }
 
+/// After the `i`th change (from 0), the header commit the node makes once per batch of
+/// [`COMMIT_EVERY`] replies.
+fn commit_per_batch(ring: &mut Ring, i: u64) {
+    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
+        ring.commit_header();
+    }
+}
+
 /// Pushes `n` copies of `value` (untimed: the rounds' other half).
 fn fill(ring: &mut Ring, value: &[u8], n: u64) {
     for _ in 0..n {
@@ -86,6 +96,8 @@ fn in_rounds(iters: u64, mut round: impl FnMut(u64) -> Duration) -> Duration {
     timed
 }
 
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
 fn ring(c: &mut Criterion) {
     let value = text_value(5, VALUE_LEN);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -93,61 +105,8 @@ fn ring(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("queue_ring_100B");
     group.throughput(Throughput::Elements(1));
-
-    group.bench_function("push", |b| {
-        b.iter_custom(|iters| {
-            in_rounds(iters, |n| {
-                let start = Instant::now();
-                for i in 0..n {
-                    ring.push(black_box(&value)).unwrap();
-                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
-                        ring.commit_header();
-                    }
-                }
-                let timed = start.elapsed();
-                drain(&mut ring);
-                timed
-            })
-        });
-    });
-
-    group.bench_function("pop", |b| {
-        b.iter_custom(|iters| {
-            in_rounds(iters, |n| {
-                fill(&mut ring, &value, n);
-                let start = Instant::now();
-                for _ in 0..n {
-                    black_box(ring.pop().unwrap().unwrap());
-                }
-                start.elapsed()
-            })
-        });
-    });
-
-    group.bench_function("take_ack_1_no_alloc", |b| {
-        let mut scratch = Vec::with_capacity(VALUE_LEN);
-        b.iter_custom(|iters| {
-            in_rounds(iters, |n| {
-                fill(&mut ring, &value, n);
-                let start = Instant::now();
-                for i in 0..n {
-                    let span = ring
-                        .take_with(1, u64::MAX, |_, v| {
-                            scratch.clear();
-                            scratch.extend_from_slice(v);
-                        })
-                        .unwrap();
-                    ring.ack(span).unwrap();
-                    black_box(&scratch);
-                    if i % COMMIT_EVERY == COMMIT_EVERY - 1 {
-                        ring.commit_header();
-                    }
-                }
-                start.elapsed()
-            })
-        });
-    });
-
+    push(&mut group, &mut ring, &value);
+    pops(&mut group, &mut ring, &value);
     group.bench_function("take_ack_batch_4096", |b| {
         b.iter_custom(|iters| {
             in_rounds(iters, |n| {
@@ -160,6 +119,79 @@ fn ring(c: &mut Criterion) {
     });
     group.finish();
     drop(ring);
+}
+
+fn push(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
+    group.bench_function("push", |b| {
+        b.iter_custom(|iters| {
+            in_rounds(iters, |n| {
+                let start = Instant::now();
+                for i in 0..n {
+                    ring.push(black_box(value)).unwrap();
+                    commit_per_batch(ring, i);
+                }
+                let timed = start.elapsed();
+                drain(ring);
+                timed
+            })
+        });
+    });
+}
+
+/// `pop`, `pop_with` and `take_ack_1_no_alloc`: one record at a time.
+fn pops(group: &mut Group<'_>, ring: &mut Ring, value: &[u8]) {
+    group.bench_function("pop", |b| {
+        b.iter_custom(|iters| {
+            in_rounds(iters, |n| {
+                timed_after_fill(ring, value, n, |ring, _| {
+                    black_box(ring.pop().unwrap().unwrap());
+                })
+            })
+        });
+    });
+    group.bench_function("pop_with", |b| {
+        b.iter_custom(|iters| {
+            in_rounds(iters, |n| {
+                timed_after_fill(ring, value, n, |ring, i| {
+                    black_box(ring.pop_with(|v| black_box(v).len()).unwrap());
+                    commit_per_batch(ring, i);
+                })
+            })
+        });
+    });
+    group.bench_function("take_ack_1_no_alloc", |b| {
+        let mut scratch = Vec::with_capacity(VALUE_LEN);
+        b.iter_custom(|iters| {
+            in_rounds(iters, |n| {
+                timed_after_fill(ring, value, n, |ring, i| {
+                    let span = ring
+                        .take_with(1, u64::MAX, |_, v| {
+                            scratch.clear();
+                            scratch.extend_from_slice(v);
+                        })
+                        .unwrap();
+                    ring.ack(span).unwrap();
+                    black_box(&scratch);
+                    commit_per_batch(ring, i);
+                })
+            })
+        });
+    });
+}
+
+/// Pushes `n` records (untimed), then times `each(ring, i)` for `i` in `0..n`.
+fn timed_after_fill(
+    ring: &mut Ring,
+    value: &[u8],
+    n: u64,
+    mut each: impl FnMut(&mut Ring, u64),
+) -> Duration {
+    fill(ring, value, n);
+    let start = Instant::now();
+    for i in 0..n {
+        each(ring, i);
+    }
+    start.elapsed()
 }
 
 criterion_group! {

@@ -104,6 +104,38 @@ fn a_push_to_a_subscribed_channel_still_reaches_every_subscriber() {
     );
 }
 
+/// Which storages a Push writes follows the subscribers as they come and go (the one-lookup
+/// path is taken only while no channel of the node has subscribers), also in a data directory
+/// that holds a channel's plain storage next to a subscriber's.
+#[test]
+fn pushes_follow_subscribers_as_they_come_and_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = open_engine(dir.path(), 0);
+    assert_eq!(push(&mut engine, &["a"], b"a1"), Status::Ok);
+    assert_eq!(push(&mut engine, &["b"], b"b1"), Status::Ok);
+    engine
+        .subscribe("b", "s")
+        .expect("subscribe s (takes b's records over)");
+    engine.subscribe("b", "t").expect("subscribe t");
+    assert_eq!(push(&mut engine, &["a"], b"a2"), Status::Ok);
+    assert_eq!(push(&mut engine, &["b"], b"b2"), Status::Ok);
+    assert_eq!(engine.channel_size("a").records, 2);
+    assert_eq!(engine.channel_size("b").records, 3, "s@b: b1, b2; t@b: b2");
+    engine.remove_channel("b").expect("remove b");
+    assert_eq!(push(&mut engine, &["b"], b"b3"), Status::Ok);
+    assert_eq!(pop_all(&mut engine, "b"), [b"b3".to_vec()]);
+    drop(engine);
+
+    for name in ["c", "s@c"] {
+        let path = dir.path().join(format!("{name}.ring"));
+        Ring::create(&path, RING_BYTES, SyncMode::OnClose).expect("create ring");
+    }
+    let mut engine = open_engine(dir.path(), 0);
+    assert_eq!(push(&mut engine, &["c"], b"c1"), Status::Ok);
+    assert_eq!(engine.channel_size("c").records, 2, "c and s@c");
+    assert_eq!(engine.counters().pushed_records, 2);
+}
+
 /// The limit is for new rings only (docs/operations.md): rings found at start beyond a lowered
 /// limit keep taking pushes, plain or subscribed, alone or together; only a new ring is refused.
 #[test]

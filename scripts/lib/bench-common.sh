@@ -2,8 +2,8 @@
 # Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
 # bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh,
 # bench-tls-instructions.sh, bench-queue-instructions.sh, bench-tls-flood.sh, bench-dht-ab.sh,
-# bench-dump-latency.sh, bench-shutdown.sh, bench-log-replay.sh). Source it; it defines
-# functions and constants only (clk_tck, dht_node_env).
+# bench-dump-latency.sh, bench-shutdown.sh, bench-log-replay.sh, bench-queue-ab.sh). Source it;
+# it defines functions and constants only (clk_tck, dht_node_env).
 #
 # The functions read these globals of the sourcing script:
 #   rt                  1 = servers and generators run SCHED_FIFO (see bench_sched)
@@ -527,6 +527,63 @@ queue_cycle_ours() {
         cat "$out/queue/raw/queue-$name.$1.runs" >> "$out/queue/queue-$name.runs"
     done
     stop_srv
+}
+
+# ---- A/B runs (bench-dht-ab.sh, bench-queue-ab.sh) ------------------------------------------
+
+# ab_variant LABEL=BIN_DIR[,VAR=VALUE...]: sets ab_label, ab_dir (BIN_DIR; `.` means
+# $root/target/release) and ab_envs (the VAR=VALUE list, for the node's environment only).
+ab_variant() {
+    local spec=${1#*=}
+    ab_label=${1%%=*}
+    ab_dir=${spec%%,*}
+    [ "$ab_dir" = . ] && ab_dir="$root/target/release"
+    ab_envs=()
+    if [[ "$spec" == *,* ]]; then IFS=, read -r -a ab_envs <<< "${spec#*,}"; fi
+}
+
+# ab_labels NODE GENERATOR VARIANT...: checks every variant (a label of letters, digits, _ . + -;
+# a BIN_DIR holding the binaries NODE and GENERATOR) and sets `labels` in their order; exits 2
+# (bad label) or 1 (missing binaries) naming the problem.
+ab_labels() {
+    local node=$1 generator=$2 variant
+    shift 2
+    labels=()
+    for variant in "$@"; do
+        ab_variant "$variant"
+        [[ "$ab_label" =~ ^[A-Za-z0-9_.+-]+$ ]] ||
+            { echo "label '$ab_label': letters, digits, _ . + - only" >&2; exit 2; }
+        if [ ! -x "$ab_dir/$node" ] || [ ! -x "$ab_dir/$generator" ]; then
+            echo "$ab_dir: no $node and $generator" >&2; exit 1
+        fi
+        labels+=("$ab_label")
+    done
+}
+
+# ab_rounds ROUNDS FUNCTION VARIANT...: ROUNDS rounds, each calling FUNCTION VARIANT for every
+# variant, the order reversed every other round (A B, B A, ...).
+ab_rounds() {
+    local rounds=$1 run=$2 round i variant order
+    shift 2
+    for ((round = 1; round <= rounds; round++)); do
+        order=("$@")
+        if [ $((round % 2)) -eq 0 ]; then
+            order=()
+            for ((i = $#; i >= 1; i--)); do order+=("${!i}"); done
+        fi
+        log "round $round of $rounds"
+        for variant in "${order[@]}"; do "$run" "$variant"; done
+    done
+}
+
+# ab_start COMMAND ARGS...: runs COMMAND (a start_* function) with the last ab_variant's
+# environment (ab_envs) in front of the server's command only; logs the load average.
+ab_start() {
+    local base_run=("${server_run[@]}")
+    server_run=(env "${ab_envs[@]}" "${base_run[@]}")
+    "$@"
+    server_run=("${base_run[@]}")
+    log "$ab_label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (openssl).

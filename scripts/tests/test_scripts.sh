@@ -176,6 +176,11 @@ expect_exit 2 "no variant given" "$AB" --rounds 2
 expect_exit 2 "--ops: put and/or get, not 'del'" "$AB" --ops "get del" a=.
 expect_exit 2 "a variant is LABEL=BIN_DIR" "$AB" target/release
 expect_exit 1 "no dhtnode and loadgen" "$AB" a=/nonexistent
+QAB=$REPO/scripts/bench-queue-ab.sh
+expect_exit 2 "no variant given" "$QAB" --rounds 2
+expect_exit 2 "not a positive number: '0'" "$QAB" --count 0 a=.
+expect_exit 2 "a variant is LABEL=BIN_DIR" "$QAB" target/release
+expect_exit 1 "no queuenode and queue_load" "$QAB" a=/nonexistent
 expect_exit 2 "--connections: not a positive number: 'x'" "$SCALING" --connections 10,x --dry-run
 expect_exit 2 "--axes: unknown 'foo'" "$SCALING" --axes records,foo --dry-run
 expect_exit 2 "--records: 2000000000 is above 1000000000" "$SCALING" --records 2000000000 --dry-run

@@ -111,6 +111,11 @@ impl Channels {
     /// channel's only storage, named like the channel, and a push to that one channel needs no
     /// list of targets ([`crate::engine::Engine::push`]'s path without allocations).
     pub fn sole_plain_ring_mut(&mut self, channel: &str) -> Option<&mut Ring> {
+        if !self.queues.has_subscriber_rings() {
+            // No channel has subscribers: a ring named like the channel is its plain storage,
+            // and its only one. One lookup instead of two (issue 22).
+            return self.queues.get_mut(channel);
+        }
         let entry = self.index.get(channel)?;
         if !entry.plain || !entry.subscribers.is_empty() {
             return None;

@@ -37,10 +37,6 @@ use queues::OpenReport;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Pop's buffer is given back to the allocator after a value larger than this, so one huge
-/// value does not pin its memory for the node's life.
-const KEEP_POP_BUFFER_BYTES: usize = 1024 * 1024;
-
 /// The capacity of new rings: the longest prefix of a channel's name found in `by_prefix`
 /// decides; channels matching none get `default_bytes` (`[queue]` in the config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,8 +103,6 @@ pub struct Engine<W> {
     sizes: RingSizes,
     max_value_bytes: u64,
     counters: Counters,
-    /// Where Pop copies the value it takes, reused so a Pop allocates nothing.
-    pop_scratch: Vec<u8>,
     /// Wakers of the consumers to resume, collected by the calls that made them ready.
     woken: Vec<W>,
 }
@@ -143,7 +137,6 @@ impl<W: Copy> Engine<W> {
             sizes,
             max_value_bytes,
             counters: Counters::default(),
-            pop_scratch: Vec::new(),
             woken: Vec::new(),
         }
     }
@@ -267,34 +260,34 @@ impl<W: Copy> Engine<W> {
         channel: &str,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, QueueError> {
-        let storage = match self.channels.pop_source(channel) {
-            PopSource::Storage(storage) => storage,
-            PopSource::Missing => return Ok(None),
-            PopSource::Subscribed(subscribers) => {
-                return Err(QueueError::NoDefaultSubscriber {
-                    channel: channel.to_string(),
-                    subscribers: subscribers.join(", "),
-                })
+        let storage;
+        // A ring named like the channel is its plain storage (a subscriber's storage name has
+        // an `@`), which Pop reads first: found in one lookup, the index is not asked.
+        let ring = match self.channels.ring_mut(channel) {
+            Some(ring) => ring,
+            None => {
+                storage = match self.channels.pop_source(channel) {
+                    PopSource::Storage(storage) => storage,
+                    PopSource::Missing => return Ok(None),
+                    PopSource::Subscribed(subscribers) => {
+                        return Err(QueueError::NoDefaultSubscriber {
+                            channel: channel.to_string(),
+                            subscribers: subscribers.join(", "),
+                        })
+                    }
+                };
+                match self.channels.ring_mut(&storage) {
+                    Some(ring) => ring,
+                    None => return Ok(None),
+                }
             }
         };
-        let Some(ring) = self.channels.ring_mut(&storage) else {
-            return Ok(None);
-        };
-        // Taken into a reused buffer: no allocation per Pop.
-        let scratch = &mut self.pop_scratch;
-        scratch.clear();
-        let Some(span) = ring.take_with(1, u64::MAX, |_, value| scratch.extend_from_slice(value))
-        else {
-            return Ok(None);
-        };
-        assert_eq!(span.end_seq - span.first_seq, 1, "Pop takes one record");
-        ring.ack(span)?;
-        self.counters.removed_records += 1;
-        let answer = f(&self.pop_scratch);
-        if self.pop_scratch.capacity() > KEEP_POP_BUFFER_BYTES {
-            self.pop_scratch = Vec::new();
+        // Answered from the ring's map: no copy, no allocation per Pop.
+        let answer = ring.pop_with(f)?;
+        if answer.is_some() {
+            self.counters.removed_records += 1;
         }
-        Ok(Some(answer))
+        Ok(answer)
     }
 
     /// Subscribes `subscriber` to `channel` (creating the channel, with a ring sized for it, if

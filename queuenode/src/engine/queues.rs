@@ -9,7 +9,7 @@
 //!   loaded (data is never dropped for a lowered limit); an excess is logged.
 //! - Remove deletes the ring file: its space is freed at once.
 
-use crate::engine::names::valid_storage_name;
+use crate::engine::names::{split_storage_name, valid_storage_name};
 use crate::engine::ring::{Ring, RingError, RingSize, SyncMode};
 use crate::engine::rq;
 use node_core::protocol::status::StatusError;
@@ -115,6 +115,10 @@ pub struct Queues {
     /// strings are reused, so listing a ring allocates only the first time).
     listed_names: Vec<String>,
     listed: usize,
+    /// How many rings are a subscriber's storage (`subscriber@channel`): while none is, no
+    /// channel has subscribers, and a Push finds its ring in one lookup
+    /// ([`crate::engine::Channels::sole_plain_ring_mut`]).
+    subscriber_rings: usize,
 }
 
 impl Queues {
@@ -170,6 +174,7 @@ impl Queues {
             );
         }
         report.rings = rings.len();
+        let subscriber_rings = rings.keys().filter(|name| is_subscriber_ring(name)).count();
         Ok((
             Queues {
                 config,
@@ -177,6 +182,7 @@ impl Queues {
                 total_capacity_bytes,
                 listed_names: Vec::new(),
                 listed: 0,
+                subscriber_rings,
             },
             report,
         ))
@@ -188,6 +194,19 @@ impl Queues {
 
     pub fn get(&self, name: &str) -> Option<&Ring> {
         self.rings.get(name)
+    }
+
+    /// Whether any ring is a subscriber's storage (some channel has subscribers).
+    pub fn has_subscriber_rings(&self) -> bool {
+        debug_assert_eq!(
+            self.subscriber_rings,
+            self.rings
+                .keys()
+                .filter(|name| is_subscriber_ring(name))
+                .count(),
+            "subscriber rings counted"
+        );
+        self.subscriber_rings > 0
     }
 
     /// The ring `name`, to change: it goes on the list of rings whose headers
@@ -287,6 +306,8 @@ impl Queues {
         }
         ring.set_path(target);
         self.rings.insert(to.to_string(), ring);
+        self.subscriber_rings += usize::from(is_subscriber_ring(to));
+        self.subscriber_rings -= usize::from(is_subscriber_ring(from));
         Ok(())
     }
 
@@ -311,6 +332,7 @@ impl Queues {
             let ring = Ring::create(&path, capacity_bytes, self.config.sync)?;
             self.total_capacity_bytes += capacity_bytes;
             self.rings.insert(name.to_string(), ring);
+            self.subscriber_rings += usize::from(is_subscriber_ring(name));
         }
         match self.get_mut(name) {
             Some(ring) => Ok(ring),
@@ -324,6 +346,7 @@ impl Queues {
             return Ok(false);
         };
         self.total_capacity_bytes -= ring.capacity_bytes();
+        self.subscriber_rings -= usize::from(is_subscriber_ring(name));
         let path = ring.path().to_path_buf();
         drop(ring);
         std::fs::remove_file(&path).map_err(|source| QueueError::Io { path, source })?;
@@ -388,6 +411,12 @@ impl Queues {
         }
         Ok(())
     }
+}
+
+/// Whether the storage `name` is a subscriber's (`subscriber@channel`, `@channel` for the
+/// default subscriber).
+fn is_subscriber_ring(name: &str) -> bool {
+    split_storage_name(name).0.is_some()
 }
 
 /// Puts `name` on a list of `*count` names kept in `names`, reusing a string left from before.

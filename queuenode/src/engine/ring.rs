@@ -1103,11 +1103,59 @@ impl Ring {
 
     /// Removes and returns the oldest available record (returned batches first).
     pub fn pop(&mut self) -> Result<Option<Vec<u8>>, RingError> {
-        let Some((span, mut values)) = self.take(1, u64::MAX) else {
+        self.pop_with(<[u8]>::to_vec)
+    }
+
+    /// Pop: removes the oldest available record (returned batches first) for good, then runs
+    /// `f` on its value, read in place: nothing writes over it before the next push, which
+    /// cannot run while `f` does. `None` when nothing is available.
+    pub fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, RingError> {
+        if self.in_flight.is_empty() {
+            self.pop_head(f)
+        } else {
+            self.pop_batch_of_one(f)
+        }
+    }
+
+    /// [`Ring::pop_with`] when no batch is out (no consumer holds records of this ring, the
+    /// case of a queue read by Pop alone): the oldest record is at `head`, which moves past
+    /// it, with no batch handed out and acknowledged on the way (issue 22).
+    fn pop_head<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, RingError> {
+        // No batch out: `out` is `head`, and nothing acknowledged waits behind a batch.
+        debug_assert!(self.out_seq == self.state.head_seq && self.out_pos == self.state.head_pos);
+        debug_assert!(self.acked_behind_records == 0 && self.acked_behind_bytes == 0);
+        let seq = self.state.head_seq;
+        if seq == self.state.tail_seq {
+            return Ok(None);
+        }
+        // Checked like every read (length, sequence, CRC): a page read back from the disk
+        // since the push is never served damaged (docs/security.md).
+        let (pos, range) = self.locate(self.state.head_pos, seq);
+        let len = range.len() as u64;
+        self.begin_change(Change::Head);
+        self.state.head_pos = pos + record_bytes(len);
+        self.state.head_seq = seq + 1;
+        self.out_pos = self.state.head_pos;
+        self.out_seq = seq + 1;
+        self.value_bytes -= len;
+        self.changed(Change::Head)?;
+        self.check_invariants();
+        Ok(Some(f(&self.map[range])))
+    }
+
+    /// [`Ring::pop_with`] while consumers hold batches: a batch of one record, handed out
+    /// (returned batches first) and acknowledged, so the consumers' accounting stays whole.
+    fn pop_batch_of_one<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, RingError> {
+        let Some(span) = self.take_with(1, u64::MAX, |_, _| ()) else {
             return Ok(None);
         };
+        assert_eq!(span.end_seq - span.first_seq, 1, "Pop takes one record");
+        let taken = self.in_flight[self.find_out(span)?];
+        // The record was checked by `take_with`; its value lies after its header.
+        let start = (HEADER_REGION_BYTES + taken.first_pos + RECORD_HEADER_BYTES) as usize;
+        let range = start..start + taken.value_bytes as usize;
         self.ack(span)?;
-        Ok(values.pop())
+        Ok(Some(f(&self.map[range])))
     }
 
     /// Makes the changes so far visible in the header: writes the current state into the older
@@ -1445,6 +1493,29 @@ mod tests {
         assert_eq!(ring.pop().expect("pop"), None);
         ring.give_back_all();
         assert_eq!(ring.pop().expect("pop"), Some(b"p".to_vec()));
+    }
+
+    /// Pop reads at `head` when no batch is out, and as a batch of one (returned records
+    /// first) while a consumer holds one; either way what it took is gone after a reopen.
+    #[test]
+    fn pop_with_and_without_batches_out() {
+        let (_dir, path, mut ring) = new_ring(4096);
+        for i in 0..6 {
+            ring.push(&value(i, 8 + i as usize)).expect("push");
+        }
+        let len_of = |value: &[u8]| value.len();
+        assert_eq!(ring.pop_with(len_of).expect("pop"), Some(8));
+        let (batch, _) = ring.take(2, u64::MAX).expect("batch of records 1 and 2");
+        assert_eq!(ring.pop().expect("pop"), Some(value(3, 11)));
+        assert_eq!(ring.len(), 4, "records 1, 2 (out), 4 and 5");
+        ring.give_back(batch).expect("give back");
+        assert_eq!(ring.pop().expect("pop"), Some(value(1, 9)));
+        assert_eq!(ring.pop().expect("pop"), Some(value(2, 10)));
+        assert_eq!(ring.len(), 2);
+        let (mut ring, cut) = reopen(ring, &path);
+        assert_eq!(cut, 0);
+        assert_eq!(drain(&mut ring), vec![value(4, 12), value(5, 13)]);
+        assert_eq!(ring.pop_with(len_of).expect("pop"), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Which storage Pop reads on a subscribed channel, and when it refuses (BadRequest: no
 //! default subscriber), is the engine's rule ([`crate::engine::Engine::pop_with`]). The value is
-//! answered from the engine's buffer, once it is gone from the ring.
+//! answered from the ring's map, once it is gone from the ring (nothing writes over it before
+//! the next push).
 
 use crate::service::QueueNode;
 use node_core::protocol::queue::{check_channel_name, decode_channel};
