@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A/B runs of the logfiles node alone: two or more builds (or settings) of our node, alternated,
+# at the Put cells of scripts/bench-logfiles.sh (50 connections, 100-byte values, keys sequential
+# from 0, a fresh node in an empty directory for every run), for changes whose effect is smaller
+# than the run-to-run noise of a shared machine. No Redis: the comparison with Redis stays
+# scripts/bench-logfiles.sh's and scripts/bench-vs-redis.sh's (whose logfiles rows have no
+# `fsync = "always"` cell).
+#
+#   scripts/bench-logfiles-ab.sh [--seconds S] [--rounds R] [--rt] [--depths "1 16"]
+#                                [--fsync none|interval|always] [--out DIR]
+#                                LABEL=BIN_DIR[,VAR=VALUE...] LABEL=BIN_DIR[,VAR=VALUE...] ...
+#
+# Each variant is a directory holding `logfilesnode` and `loadgen` (copies of a release build),
+# with environment variables for the node if given (BIN_DIR `.` means target/release). Each
+# round runs every variant once, the order reversed every other round (A B, B A, ...): for each
+# depth, a fresh node on core 0 (`fsync` as given, default always; every other key at its
+# default) and one `loadgen` Put run of S seconds (after 0.5 s of warm-up) from core 1. Prints,
+# per depth, each variant's runs as "ops/s (p99 µs, generator CPU / node CPU, load average
+# before the run)" and their median by ops/s.
+#
+# Options: --seconds S (default 5), --rounds R (default 3), --rt (SCHED_FIFO, as
+# bench-logfiles.sh), --depths (default "1 16"), --fsync (default always), --out DIR (keep the
+# raw results; default a temp directory).
+set -euo pipefail
+
+seconds=5
+rounds=3
+rt=0
+depths="1 16"
+fsync=always
+out=""
+connections=50
+value_size=100
+variants=()
+
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. "$root/scripts/lib/bench-common.sh"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) need_value "$1" $#; seconds="$2"; shift ;;
+        --rounds) need_value "$1" $#; rounds="$2"; shift ;;
+        --rt) rt=1 ;;
+        --depths) need_value "$1" $#; depths="$2"; shift ;;
+        --fsync) need_value "$1" $#; fsync="$2"; shift ;;
+        --out) need_value "$1" $#; out="$2"; shift ;;
+        -h|--help) usage ;;
+        -*) echo "unknown option $1" >&2; usage ;;
+        *=*) variants+=("$1") ;;
+        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
+    esac
+    shift
+done
+positive_numbers "$seconds" "$rounds"
+[ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+case "$fsync" in none|interval|always) ;; *) echo "--fsync: none, interval or always" >&2; exit 2 ;; esac
+for p in $depths; do positive_numbers "$p"; done
+labels=()
+for variant in "${variants[@]}"; do
+    label=${variant%%=*}
+    spec=${variant#*=}
+    dir=${spec%%,*}
+    [ "$dir" = . ] && dir="$root/target/release"
+    [[ "$label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$label': letters, digits, _ . + - only" >&2; exit 2; }
+    if [ ! -x "$dir/logfilesnode" ] || [ ! -x "$dir/loadgen" ]; then
+        echo "$dir: no logfilesnode and loadgen" >&2; exit 1
+    fi
+    labels+=("$label")
+done
+need_packages jq:jq
+bench_sched
+bench_workdir bench-logfiles-ab
+log "results in $out"
+
+# run_variant SPEC: per depth, a fresh node of the variant and one Put run.
+run_variant() {
+    local label=${1%%=*} spec=${1#*=} dir envs=() p load
+    dir=${spec%%,*}
+    [ "$dir" = . ] && dir="$root/target/release"
+    if [[ "$spec" == *,* ]]; then IFS=, read -r -a envs <<< "${spec#*,}"; fi
+    logfilesnode="$dir/logfilesnode"
+    loadgen="$dir/loadgen"
+    local base_run=("${server_run[@]}")
+    for p in $depths; do
+        server_run=(env "${envs[@]}" "${base_run[@]}")
+        start_logfiles "$fsync" "$tmp/srv/data"
+        server_run=("${base_run[@]}")
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        log "$label P=$p: load average $load"
+        run_put "$out/$label.p$p" logfiles "$p"
+        echo "$load" >> "$out/$label.p$p.load"
+        stop_srv
+    done
+}
+
+for ((round = 1; round <= rounds; round++)); do
+    order=("${variants[@]}")
+    if [ $((round % 2)) -eq 0 ]; then
+        order=()
+        for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
+    fi
+    log "round $round of $rounds"
+    for variant in "${order[@]}"; do run_variant "$variant"; done
+done
+
+echo "logfiles node A/B: ${seconds} s Put runs, $rounds rounds, $connections conns, ${value_size}-byte values, keys sequential, fsync $fsync, rt $rt"
+echo
+echo "| cell | variant | runs: ops/s (p99 µs, generator / node CPU, load average before) | median ops/s | median p99 µs |"
+echo "|---|---|---|---:|---:|"
+for p in $depths; do
+    for label in "${labels[@]}"; do
+        file="$out/$label.p$p.runs"
+        runs=$(paste -d' ' "$file" "$out/$label.p$p.load" |
+            awk '{printf "%s%d (%d, %.2f / %.2f, %s)", (NR > 1 ? ", " : ""), $1, $2, $3, $4, $5}')
+        med=$(sort -n "$file" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
+        p99=$(sort -n -k2 "$file" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
+        echo "| P=$p put | $label | $runs | $med | $p99 |"
+    done
+done
