@@ -1,8 +1,9 @@
 # shellcheck shell=bash disable=SC2154
-# Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
-# bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh,
-# bench-tls-instructions.sh, bench-queue-instructions.sh, bench-tls-flood.sh). Source it; it
-# defines functions only.
+# Shared helpers of the benchmark scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
+# bench-logfiles.sh, bench-logfiles-scan.sh, bench-logfiles-ab.sh, bench-dht-ab.sh,
+# bench-queue.sh, bench-metrics.sh, bench-tls-instructions.sh, bench-queue-instructions.sh,
+# bench-tls-flood.sh, bench-shutdown.sh, bench-dump-latency.sh). Source it; it defines functions
+# only.
 #
 # The functions read these globals of the sourcing script:
 #   rt                  1 = servers and generators run SCHED_FIFO (see bench_sched)
@@ -13,7 +14,9 @@
 #   loadgen, dhtnode, logfilesnode, queuenode, queue_load   paths of the release binaries
 #   rows_file           the table's rows (run_row, failed_row)
 # and set: server_run / client_run (command prefixes: taskset, chrt), keep_tmp,
-# srv_pid / srv_addr / srv_port (the server that the last start_* started), failed_rows.
+# srv_pid / srv_addr / srv_port (the server that the last start_* started), failed_rows; and for
+# the scripts of one node (scratch_dir, launch_node, release_bins): work, node_pid, node_addr,
+# bin.
 #
 # Result lines: every runner appends one line "ops_per_s p99_us X Y" to PREFIX.runs;
 # `median PREFIX` and `spread PREFIX` summarise them.
@@ -204,18 +207,51 @@ start_on_free_port() {
     row_error "$name: ${port_attempts:-5} ports in a row were taken"
 }
 
-# logged_addr LOG PID: waits (30 s at most) for our node's "listening on ADDR" line in LOG and
-# prints ADDR; fails if PID dies first.
+# logged_addr LOG PID [SKIP]: waits (listen_timeout_s, default 30 s) for our node's "listening on
+# ADDR" line in LOG after its first SKIP lines (default 0; a node started again on the same logs
+# skips the lines of its previous run) and prints ADDR; fails if PID dies first.
 logged_addr() {
-    local addr deadline=$((SECONDS + 30))
+    local addr deadline=$((SECONDS + ${listen_timeout_s:-30}))
     while [ "$SECONDS" -lt "$deadline" ]; do
-        addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$1" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
+        addr=$(tail -n +"$((${3:-0} + 1))" "$1" 2>/dev/null | grep -o 'listening on [0-9.]*:[0-9]*' |
+            head -1 | cut -d' ' -f3 || true)
         [ -n "$addr" ] && { echo "$addr"; return 0; }
         alive "$2" || return 1
         sleep 0.05
     done
     return 1
 }
+
+# ---- scripts of one node (no rows, no steps) ---------------------------------------------------
+
+# scratch_dir NAME: work=/tmp/NAME.XXXXXX, and an exit trap that kills the node launch_node
+# started (node_pid) and deletes the directory, unless KEEP=1 (then it is kept, and named).
+scratch_dir() {
+    work=$(mktemp -d "/tmp/$1.XXXXXX")
+    node_pid=""
+    trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+    if [ -n "${node_pid:-}" ]; then kill -9 "$node_pid" 2>/dev/null || true; fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+
+# release_bins DIR CARGO_BUILD_ARGS...: bin=DIR when DIR is given (copies of an earlier build, to
+# compare two commits without rebuilding either), else a release build of CARGO_BUILD_ARGS and
+# bin=target/release (run from the repository's root).
+# shellcheck disable=SC2034 # bin is the caller's
+release_bins() {
+    if [ -n "$1" ]; then bin=$1; return 0; fi
+    shift
+    cargo build --release -q "$@"
+    bin=target/release
+}
+
+# seconds_since T: the seconds (3 decimals) from T (`date +%s.%N`) until now.
+seconds_since() { awk -v t="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", now - t }'; }
+
+# callgrind_summary FILE: the instruction count of a callgrind dump.
+callgrind_summary() { awk '/^summary:/ { print $2 }' "$1"; }
 
 # ---- steps and rows that survive a failure ----------------------------------------------------
 
@@ -392,19 +428,43 @@ start_memcached() {
         -U 0 -t 1 -m "$1"
 }
 
-# start_dhtnode DIR [CONFIG_TEXT]: a dhtnode on core 0 (config, data and logs in DIR) on a port
-# the kernel picks; sets srv_pid, srv_addr, srv_port.
-start_dhtnode() {
-    rm -rf "$1"; mkdir -p "$1/data" "$1/log"
-    printf '%s\n' "${2:-}" > "$1/node.toml"
-    "${server_run[@]}" "$dhtnode" -c "$1/node.toml" --listen 127.0.0.1:0 --data-dir "$1/data" \
-        --log-dir "$1/log" > "$1/console.log" 2>&1 &
-    srv_pid=$!
-    track_pid "$srv_pid"
-    if ! srv_addr=$(logged_addr "$1/log/root.log" "$srv_pid"); then
-        row_error "dhtnode did not start: $(last_words "$1/console.log" "$1/log/root.log")"
+# launch_node DIR CONFIG_TEXT CMD...: starts one of our nodes, CMD being its binary after any
+# prefix (taskset, chrt, valgrind), with DIR/node.toml holding CONFIG_TEXT, its data in DIR/data
+# and its logs in DIR/log (kept: a node may be started again on them), on a port the kernel
+# picks; its output is appended to DIR/console.log. Sets node_pid (tracked, for the steps'
+# cleanup, when the script keeps $tmp/pids), and node_addr from the first "listening on" line
+# its root.log gained (logged_addr). On failure says why (row_error) and returns 1.
+launch_node() {
+    local dir=$1 config=$2 seen=0
+    shift 2
+    mkdir -p "$dir/data" "$dir/log"
+    printf '%s\n' "$config" > "$dir/node.toml"
+    if [ -f "$dir/log/root.log" ]; then seen=$(wc -l < "$dir/log/root.log"); fi
+    "$@" -c "$dir/node.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" --log-dir "$dir/log" \
+        >> "$dir/console.log" 2>&1 &
+    node_pid=$!
+    if [ -n "${tmp:-}" ] && [ -e "$tmp/pids" ]; then track_pid "$node_pid"; fi
+    if ! node_addr=$(logged_addr "$dir/log/root.log" "$node_pid" "$seen"); then
+        row_error "$(basename "${*: -1}") did not start: $(last_words "$dir/console.log" "$dir/log/root.log")"
         return 1
     fi
+}
+
+# stop_node [SIGNAL]: sends the node launch_node started SIGNAL (default TERM) and waits until
+# it is gone.
+stop_node() {
+    kill "-${1:-TERM}" "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+    node_pid=""
+}
+
+# start_dhtnode DIR [CONFIG_TEXT]: a fresh dhtnode on core 0 (config, data and logs in DIR) on a
+# port the kernel picks; sets srv_pid, srv_addr, srv_port.
+start_dhtnode() {
+    rm -rf "$1"
+    launch_node "$1" "${2:-}" "${server_run[@]}" "$dhtnode" || return 1
+    srv_pid=$node_pid
+    srv_addr=$node_addr
     srv_port=${srv_addr##*:}
 }
 

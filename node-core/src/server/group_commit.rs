@@ -55,14 +55,12 @@ struct Slot<T> {
     handle: Cell<Option<StreamHandle>>,
 }
 
-/// At most this many epochs are outstanding: one being synced and one waiting to start, which
-/// every later dispatch joins ([`Syncer::dispatch`]).
-const MAX_OUTSTANDING_EPOCHS: usize = 2;
-
 /// The sync thread, its epochs and the replies waiting for them (see the module doc).
 pub struct GroupCommit<T, E> {
     syncer: Syncer,
-    /// Epochs dispatched and not yet done, oldest first, with what each covers.
+    /// Epochs dispatched and not yet collected, oldest first, with what each covers: as the
+    /// syncer's own list, one being synced, one waiting to start (every later dispatch joins
+    /// it), and those done since the loop last collected (it does every pass).
     epochs: VecDeque<(u64, E)>,
     /// Replies made in this pass, not yet handed to a commit.
     unsent: Vec<Rc<Slot<T>>>,
@@ -75,7 +73,7 @@ impl<T: Ticket, E: EpochCover> GroupCommit<T, E> {
     pub fn new(syncer: Syncer, wakeups: Wakeups) -> Self {
         GroupCommit {
             syncer,
-            epochs: VecDeque::with_capacity(MAX_OUTSTANDING_EPOCHS),
+            epochs: VecDeque::with_capacity(4),
             unsent: Vec::new(),
             waiting: VecDeque::new(),
             wakeups,
@@ -153,12 +151,11 @@ impl<T: Ticket, E: EpochCover> GroupCommit<T, E> {
         match self.epochs.back_mut() {
             // The job joined the one waiting to start.
             Some((last, covered)) if *last == epoch => covered.join(cover),
-            _ => self.epochs.push_back((epoch, cover)),
+            last => {
+                debug_assert!(last.is_none_or(|(e, _)| *e < epoch), "epochs open in order");
+                self.epochs.push_back((epoch, cover));
+            }
         }
-        assert!(
-            self.epochs.len() <= MAX_OUTSTANDING_EPOCHS,
-            "more group commits outstanding than the sync thread keeps"
-        );
         let unsent = std::mem::take(&mut self.unsent);
         self.waiting
             .extend(unsent.into_iter().map(|slot| (epoch, slot)));
