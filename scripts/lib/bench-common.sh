@@ -232,7 +232,10 @@ scratch_dir() {
     trap scratch_cleanup EXIT
 }
 scratch_cleanup() {
-    if [ -n "${node_pid:-}" ]; then kill -9 "$node_pid" 2>/dev/null || true; fi
+    if [ -n "${node_pid:-}" ]; then
+        kill -9 "$node_pid" 2>/dev/null || true
+        wait "$node_pid" 2>/dev/null || true
+    fi
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 
