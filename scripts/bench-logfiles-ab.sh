@@ -14,9 +14,12 @@
 # with environment variables for the node if given (BIN_DIR `.` means target/release). Each
 # round runs every variant once, the order reversed every other round (A B, B A, ...): for each
 # depth, a fresh node on core 0 (`fsync` as given, default always; every other key at its
-# default) and one `loadgen` Put run of S seconds (after 0.5 s of warm-up) from core 1. Prints,
-# per depth, each variant's runs as "ops/s (p99 µs, generator CPU / node CPU, load average
-# before the run)" and their median by ops/s.
+# default) and one `loadgen` Put run of S seconds (after 0.5 s of warm-up) from core 1, then a
+# clean stop (SIGTERM) for the node's last stats line. Prints, per depth, each variant's runs as
+# "ops/s (p99 µs, generator CPU / node CPU, load average before the run)", their median by
+# ops/s, and each run's group commits (from the node's stats.log: their count, mean fsync time,
+# Puts per commit, and the share of the S + 0.5 s run the sync thread spent in fsyncs: near 1
+# means the disk never waited for the node).
 #
 # Options: --seconds S (default 5), --rounds R (default 3), --rt (SCHED_FIFO, as
 # bench-logfiles.sh), --depths (default "1 16"), --fsync (default always), --out DIR (keep the
@@ -90,8 +93,22 @@ run_variant() {
         log "$label P=$p: load average $load"
         run_put "$out/$label.p$p" logfiles "$p"
         echo "$load" >> "$out/$label.p$p.load"
+        # A clean stop writes the node's last stats line: its group commits.
+        kill -TERM "$srv_pid"
+        wait "$srv_pid" 2>/dev/null || true
+        commit_stats "$tmp/srv/log/stats.log" >> "$out/$label.p$p.commits"
         stop_srv
     done
+}
+
+# commit_stats STATS_LOG: "group_commits mean_fsync_us puts" of a node's run: the commits and
+# their mean duration from its last stats line (counted since the start), the Puts summed over
+# its lines (counted per interval).
+commit_stats() {
+    tr ' ' '\n' < "$1" | awk -F: '
+        $1 == "group_commits" { c = $2 } $1 == "group_commit_mean_us" { m = $2 }
+        $1 == "request/Put/handled" { p += $2 }
+        END { print c + 0, m + 0, p + 0 }'
 }
 
 for ((round = 1; round <= rounds; round++)); do
@@ -106,8 +123,8 @@ done
 
 echo "logfiles node A/B: ${seconds} s Put runs, $rounds rounds, $connections conns, ${value_size}-byte values, keys sequential, fsync $fsync, rt $rt"
 echo
-echo "| cell | variant | runs: ops/s (p99 µs, generator / node CPU, load average before) | median ops/s | median p99 µs |"
-echo "|---|---|---|---:|---:|"
+echo "| cell | variant | runs: ops/s (p99 µs, generator / node CPU, load average before) | median ops/s | median p99 µs | runs: group commits, mean fsync µs, Puts per commit, disk busy share |"
+echo "|---|---|---|---:|---:|---|"
 for p in $depths; do
     for label in "${labels[@]}"; do
         file="$out/$label.p$p.runs"
@@ -115,6 +132,9 @@ for p in $depths; do
             awk '{printf "%s%d (%d, %.2f / %.2f, %s)", (NR > 1 ? ", " : ""), $1, $2, $3, $4, $5}')
         med=$(sort -n "$file" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
         p99=$(sort -n -k2 "$file" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
-        echo "| P=$p put | $label | $runs | $med | $p99 |"
+        commits=$(awk -v s="$seconds" '{
+            printf "%s%d, %d, %.1f, %.2f", (NR > 1 ? "; " : ""), $1, $2, ($1 > 0 ? $3 / $1 : 0),
+                $1 * $2 / 1e6 / (s + 0.5) }' "$out/$label.p$p.commits")
+        echo "| P=$p put | $label | $runs | $med | $p99 | $commits |"
     done
 done

@@ -273,7 +273,7 @@ grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-r
     stop_node TERM
     ! launch_node "$tmp/broken" "[dht]
 durability = \"sometimes\"" "$dhtnode" 2>"$tmp/broken.err" || fail "a node with a bad config was reported listening"
-    grep -q '^dhtnode did not start: .*sometimes' "$tmp/broken.err" || fail "launch_node's failure: $(cat "$tmp/broken.err")"
+    grep -q '^dhtnode did not start: .*broken/node.toml' "$tmp/broken.err" || fail "launch_node's failure: $(cat "$tmp/broken.err")"
 )
 echo "   options checked, a taken port retried, a failed row kept among the others, a node started again found"
 
