@@ -62,18 +62,7 @@ for op in $ops; do
     case "$op" in put|get) ;; *) echo "--ops: put and/or get, not '$op'" >&2; exit 2 ;; esac
 done
 for p in $depths; do positive_numbers "$p"; done
-labels=()
-for variant in "${variants[@]}"; do
-    label=${variant%%=*}
-    spec=${variant#*=}
-    dir=${spec%%,*}
-    [ "$dir" = . ] && dir="$root/target/release"
-    [[ "$label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$label': letters, digits, _ . + - only" >&2; exit 2; }
-    if [ ! -x "$dir/dhtnode" ] || [ ! -x "$dir/loadgen" ]; then
-        echo "$dir: no dhtnode and loadgen" >&2; exit 1
-    fi
-    labels+=("$label")
-done
+ab_check_variants dhtnode loadgen
 need_packages jq:jq
 bench_sched
 bench_workdir bench-dht-ab
@@ -81,37 +70,27 @@ log "results in $out"
 
 # run_variant SPEC: a fresh node of the variant, prefilled, then one run per depth and op.
 run_variant() {
-    local label=${1%%=*} spec=${1#*=} dir envs=() p op
-    dir=${spec%%,*}
-    [ "$dir" = . ] && dir="$root/target/release"
-    if [[ "$spec" == *,* ]]; then IFS=, read -r -a envs <<< "${spec#*,}"; fi
-    dhtnode="$dir/dhtnode"
-    loadgen="$dir/loadgen"
+    local p op
+    ab_variant "$1"
+    dhtnode="$ab_dir/dhtnode"
+    loadgen="$ab_dir/loadgen"
     local base_run=("${server_run[@]}")
-    server_run=(env "${envs[@]}" "${base_run[@]}")
+    server_run=(env "${ab_envs[@]}" "${base_run[@]}")
     start_dhtnode "$tmp/node" "[dht]
 durability = \"$durability\""
     server_run=("${base_run[@]}")
-    log "$label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    log "$ab_label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     loadgen_prefill "$tmp/prefill.txt" dht "$srv_addr" "$keyspace"
     for p in $depths; do
         for op in $ops; do
-            loadgen_run "$out/$label.p$p-$op" dht "$srv_addr" "$srv_pid" "$op" "$p" \
+            loadgen_run "$out/$ab_label.p$p-$op" dht "$srv_addr" "$srv_pid" "$op" "$p" \
                 "uniform:$keyspace"
         done
     done
     stop_pid "$srv_pid"
 }
 
-for ((round = 1; round <= rounds; round++)); do
-    order=("${variants[@]}")
-    if [ $((round % 2)) -eq 0 ]; then
-        order=()
-        for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
-    fi
-    log "round $round of $rounds"
-    for variant in "${order[@]}"; do run_variant "$variant"; done
-done
+ab_rounds "$rounds" run_variant
 
 echo "dht node A/B: ${seconds} s runs, $rounds rounds, $connections conns, ${value_size}-byte values, keys uniform over $keyspace, durability $durability, rt $rt"
 echo
@@ -122,9 +101,7 @@ for p in $depths; do
         for label in "${labels[@]}"; do
             file="$out/$label.p$p-$op.runs"
             runs=$(awk '{printf "%s%d (%d, %.2f / %.2f)", (NR > 1 ? ", " : ""), $1, $2, $3, $4}' "$file")
-            med=$(sort -n "$file" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
-            p99=$(sort -n -k2 "$file" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
-            echo "| P=$p $op | $label | $runs | $med | $p99 |"
+            echo "| P=$p $op | $label | $runs | $(ab_medians "$out/$label.p$p-$op") |"
         done
     done
 done

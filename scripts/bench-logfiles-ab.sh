@@ -59,18 +59,7 @@ positive_numbers "$seconds" "$rounds"
 [ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
 case "$fsync" in none|interval|always) ;; *) echo "--fsync: none, interval or always" >&2; exit 2 ;; esac
 for p in $depths; do positive_numbers "$p"; done
-labels=()
-for variant in "${variants[@]}"; do
-    label=${variant%%=*}
-    spec=${variant#*=}
-    dir=${spec%%,*}
-    [ "$dir" = . ] && dir="$root/target/release"
-    [[ "$label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$label': letters, digits, _ . + - only" >&2; exit 2; }
-    if [ ! -x "$dir/logfilesnode" ] || [ ! -x "$dir/loadgen" ]; then
-        echo "$dir: no logfilesnode and loadgen" >&2; exit 1
-    fi
-    labels+=("$label")
-done
+ab_check_variants logfilesnode loadgen
 need_packages jq:jq
 bench_sched
 bench_workdir bench-logfiles-ab
@@ -78,25 +67,23 @@ log "results in $out"
 
 # run_variant SPEC: per depth, a fresh node of the variant and one Put run.
 run_variant() {
-    local label=${1%%=*} spec=${1#*=} dir envs=() p load
-    dir=${spec%%,*}
-    [ "$dir" = . ] && dir="$root/target/release"
-    if [[ "$spec" == *,* ]]; then IFS=, read -r -a envs <<< "${spec#*,}"; fi
-    logfilesnode="$dir/logfilesnode"
-    loadgen="$dir/loadgen"
+    local p load
+    ab_variant "$1"
+    logfilesnode="$ab_dir/logfilesnode"
+    loadgen="$ab_dir/loadgen"
     local base_run=("${server_run[@]}")
     for p in $depths; do
-        server_run=(env "${envs[@]}" "${base_run[@]}")
+        server_run=(env "${ab_envs[@]}" "${base_run[@]}")
         start_logfiles "$fsync" "$tmp/srv/data"
         server_run=("${base_run[@]}")
         load=$(cut -d' ' -f1 /proc/loadavg)
-        log "$label P=$p: load average $load"
-        run_put "$out/$label.p$p" logfiles "$p"
-        echo "$load" >> "$out/$label.p$p.load"
+        log "$ab_label P=$p: load average $load"
+        run_put "$out/$ab_label.p$p" logfiles "$p"
+        echo "$load" >> "$out/$ab_label.p$p.load"
         # A clean stop writes the node's last stats line: its group commits.
         kill -TERM "$srv_pid"
         wait "$srv_pid" 2>/dev/null || true
-        commit_stats "$tmp/srv/log/stats.log" >> "$out/$label.p$p.commits"
+        commit_stats "$tmp/srv/log/stats.log" >> "$out/$ab_label.p$p.commits"
         stop_srv
     done
 }
@@ -111,15 +98,7 @@ commit_stats() {
         END { print c + 0, m + 0, p + 0 }'
 }
 
-for ((round = 1; round <= rounds; round++)); do
-    order=("${variants[@]}")
-    if [ $((round % 2)) -eq 0 ]; then
-        order=()
-        for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
-    fi
-    log "round $round of $rounds"
-    for variant in "${order[@]}"; do run_variant "$variant"; done
-done
+ab_rounds "$rounds" run_variant
 
 echo "logfiles node A/B: ${seconds} s Put runs, $rounds rounds, $connections conns, ${value_size}-byte values, keys sequential, fsync $fsync, rt $rt"
 echo
@@ -130,11 +109,9 @@ for p in $depths; do
         file="$out/$label.p$p.runs"
         runs=$(paste -d' ' "$file" "$out/$label.p$p.load" |
             awk '{printf "%s%d (%d, %.2f / %.2f, %s)", (NR > 1 ? ", " : ""), $1, $2, $3, $4, $5}')
-        med=$(sort -n "$file" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
-        p99=$(sort -n -k2 "$file" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
         commits=$(awk -v s="$seconds" '{
             printf "%s%d, %d, %.1f, %.2f", (NR > 1 ? "; " : ""), $1, $2, ($1 > 0 ? $3 / $1 : 0),
                 $1 * $2 / 1e6 / (s + 0.5) }' "$out/$label.p$p.commits")
-        echo "| P=$p put | $label | $runs | $med | $p99 | $commits |"
+        echo "| P=$p put | $label | $runs | $(ab_medians "$out/$label.p$p") | $commits |"
     done
 done

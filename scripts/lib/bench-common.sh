@@ -256,6 +256,59 @@ seconds_since() { awk -v t="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.3f\n"
 # callgrind_summary FILE: the instruction count of a callgrind dump.
 callgrind_summary() { awk '/^summary:/ { print $2 }' "$1"; }
 
+# ---- A/B runs of builds of one node (bench-dht-ab.sh, bench-logfiles-ab.sh) ---------------------
+
+# ab_variant SPEC: reads a variant LABEL=BIN_DIR[,VAR=VALUE...] (BIN_DIR `.` is target/release)
+# into ab_label, ab_dir and ab_envs (the node's environment).
+# shellcheck disable=SC2034 # the caller's
+ab_variant() {
+    ab_label=${1%%=*}
+    local spec=${1#*=}
+    ab_dir=${spec%%,*}
+    [ "$ab_dir" = . ] && ab_dir="$root/target/release"
+    ab_envs=()
+    if [[ "$spec" == *,* ]]; then IFS=, read -r -a ab_envs <<< "${spec#*,}"; fi
+}
+
+# ab_check_variants BIN...: checks every variant of the array `variants` (its label, and that its
+# BIN_DIR holds every BIN; exit 2 or 1 naming what is wrong); sets the array `labels`.
+ab_check_variants() {
+    local variant bin names
+    names=$(printf '%s and ' "$@")
+    labels=()
+    for variant in "${variants[@]}"; do
+        ab_variant "$variant"
+        [[ "$ab_label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$ab_label': letters, digits, _ . + - only" >&2; exit 2; }
+        for bin in "$@"; do
+            [ -x "$ab_dir/$bin" ] || { echo "$ab_dir: no ${names% and }" >&2; exit 1; }
+        done
+        labels+=("$ab_label")
+    done
+}
+
+# ab_rounds ROUNDS FUNC: runs `FUNC VARIANT` for every variant, ROUNDS times, the order reversed
+# every other round (A B, B A, ...), so that drift on a shared machine favours neither.
+ab_rounds() {
+    local round i order
+    for ((round = 1; round <= $1; round++)); do
+        order=("${variants[@]}")
+        if [ $((round % 2)) -eq 0 ]; then
+            order=()
+            for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
+        fi
+        log "round $round of $1"
+        for i in "${order[@]}"; do "$2" "$i"; done
+    done
+}
+
+# ab_medians PREFIX: "median ops/s | median p99 µs" of PREFIX.runs.
+ab_medians() {
+    local med p99
+    med=$(sort -n "$1.runs" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
+    p99=$(sort -n -k2 "$1.runs" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
+    echo "$med | $p99"
+}
+
 # ---- steps and rows that survive a failure ----------------------------------------------------
 
 # row_error MESSAGE: the reason the current step fails (the first one given is kept); prints it
