@@ -22,46 +22,33 @@
 # --durability (default none), --out DIR (keep the raw results; default a temp directory).
 set -euo pipefail
 
-seconds=5
-rounds=3
-rt=0
-keyspace=1000000
-depths="1 16"
-ops="put get"
-durability=none
-out=""
-connections=50
-value_size=100
-variants=()
-
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
+ab_defaults
+keyspace=1000000
+ops="put get"
+durability=none
 while [ $# -gt 0 ]; do
-    case "$1" in
-        --seconds) need_value "$1" $#; seconds="$2"; shift ;;
-        --rounds) need_value "$1" $#; rounds="$2"; shift ;;
-        --rt) rt=1 ;;
-        --keyspace) need_value "$1" $#; keyspace="$2"; shift ;;
-        --depths) need_value "$1" $#; depths="$2"; shift ;;
-        --ops) need_value "$1" $#; ops="$2"; shift ;;
-        --durability) need_value "$1" $#; durability="$2"; shift ;;
-        --out) need_value "$1" $#; out="$2"; shift ;;
-        -h|--help) usage ;;
-        -*) echo "unknown option $1" >&2; usage ;;
-        *=*) variants+=("$1") ;;
-        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
-    esac
-    shift
+    ab_option "$@"
+    if [ "$ab_shift" -eq 0 ]; then
+        ab_shift=2
+        case "$1" in
+            --keyspace) need_value "$1" $#; keyspace="$2" ;;
+            --ops) need_value "$1" $#; ops="$2" ;;
+            --durability) need_value "$1" $#; durability="$2" ;;
+            *) echo "unknown option $1" >&2; usage ;;
+        esac
+    fi
+    shift "$ab_shift"
 done
-positive_numbers "$seconds" "$rounds" "$keyspace"
-[ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+ab_check_options
+positive_numbers "$keyspace"
 case "$durability" in none|interval|always) ;; *) echo "--durability: none, interval or always" >&2; exit 2 ;; esac
 for op in $ops; do
     case "$op" in put|get) ;; *) echo "--ops: put and/or get, not '$op'" >&2; exit 2 ;; esac
 done
-for p in $depths; do positive_numbers "$p"; done
 ab_check_variants dhtnode loadgen
 need_packages jq:jq
 bench_sched

@@ -26,39 +26,25 @@
 # raw results; default a temp directory).
 set -euo pipefail
 
-seconds=5
-rounds=3
-rt=0
-depths="1 16"
-fsync=always
-out=""
-connections=50
-value_size=100
-variants=()
-
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
+ab_defaults
+fsync=always
 while [ $# -gt 0 ]; do
-    case "$1" in
-        --seconds) need_value "$1" $#; seconds="$2"; shift ;;
-        --rounds) need_value "$1" $#; rounds="$2"; shift ;;
-        --rt) rt=1 ;;
-        --depths) need_value "$1" $#; depths="$2"; shift ;;
-        --fsync) need_value "$1" $#; fsync="$2"; shift ;;
-        --out) need_value "$1" $#; out="$2"; shift ;;
-        -h|--help) usage ;;
-        -*) echo "unknown option $1" >&2; usage ;;
-        *=*) variants+=("$1") ;;
-        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
-    esac
-    shift
+    ab_option "$@"
+    if [ "$ab_shift" -eq 0 ]; then
+        ab_shift=2
+        case "$1" in
+            --fsync) need_value "$1" $#; fsync="$2" ;;
+            *) echo "unknown option $1" >&2; usage ;;
+        esac
+    fi
+    shift "$ab_shift"
 done
-positive_numbers "$seconds" "$rounds"
-[ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+ab_check_options
 case "$fsync" in none|interval|always) ;; *) echo "--fsync: none, interval or always" >&2; exit 2 ;; esac
-for p in $depths; do positive_numbers "$p"; done
 ab_check_variants logfilesnode loadgen
 need_packages jq:jq
 bench_sched

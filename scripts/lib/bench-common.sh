@@ -258,6 +258,47 @@ callgrind_summary() { awk '/^summary:/ { print $2 }' "$1"; }
 
 # ---- A/B runs of builds of one node (bench-dht-ab.sh, bench-logfiles-ab.sh) ---------------------
 
+# ab_defaults: the settings every A/B script shares, at their defaults.
+# shellcheck disable=SC2034 # the caller's
+ab_defaults() {
+    seconds=5
+    rounds=3
+    rt=0
+    depths="1 16"
+    out=""
+    connections=50
+    value_size=100
+    variants=()
+}
+
+# ab_option ARGS...: takes the first of ARGS if it is an option every A/B script shares
+# (--seconds S, --rounds R, --rt, --depths "P...", --out DIR, -h/--help) or a variant
+# LABEL=BIN_DIR[,VAR=VALUE...]; sets ab_shift to the words it took (0: an option of the script's
+# own, or an unknown one).
+# shellcheck disable=SC2034 # the caller's
+ab_option() {
+    ab_shift=1
+    case "$1" in
+        --seconds) need_value "$1" $#; seconds="$2"; ab_shift=2 ;;
+        --rounds) need_value "$1" $#; rounds="$2"; ab_shift=2 ;;
+        --rt) rt=1 ;;
+        --depths) need_value "$1" $#; depths="$2"; ab_shift=2 ;;
+        --out) need_value "$1" $#; out="$2"; ab_shift=2 ;;
+        -h|--help) usage ;;
+        -*) ab_shift=0 ;;
+        *=*) variants+=("$1") ;;
+        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
+    esac
+}
+
+# ab_check_options: exits 2 unless the shared settings are sane and a variant was given.
+ab_check_options() {
+    local p
+    positive_numbers "$seconds" "$rounds"
+    [ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+    for p in $depths; do positive_numbers "$p"; done
+}
+
 # ab_variant SPEC: reads a variant LABEL=BIN_DIR[,VAR=VALUE...] (BIN_DIR `.` is target/release)
 # into ab_label, ab_dir and ab_envs (the node's environment).
 # shellcheck disable=SC2034 # the caller's
