@@ -30,20 +30,15 @@ ab_defaults
 keyspace=1000000
 ops="put get"
 durability=none
-while [ $# -gt 0 ]; do
-    ab_option "$@"
-    if [ "$ab_shift" -eq 0 ]; then
-        ab_shift=2
-        case "$1" in
-            --keyspace) need_value "$1" $#; keyspace="$2" ;;
-            --ops) need_value "$1" $#; ops="$2" ;;
-            --durability) need_value "$1" $#; durability="$2" ;;
-            *) echo "unknown option $1" >&2; usage ;;
-        esac
-    fi
-    shift "$ab_shift"
-done
-ab_check_options
+own_option() {
+    case "$1" in
+        --keyspace) need_value "$1" $#; keyspace="$2" ;;
+        --ops) need_value "$1" $#; ops="$2" ;;
+        --durability) need_value "$1" $#; durability="$2" ;;
+        *) echo "unknown option $1" >&2; usage ;;
+    esac
+}
+ab_parse "$@"
 positive_numbers "$keyspace"
 case "$durability" in none|interval|always) ;; *) echo "--durability: none, interval or always" >&2; exit 2 ;; esac
 for op in $ops; do

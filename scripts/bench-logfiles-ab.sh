@@ -32,18 +32,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/scripts/lib/bench-common.sh"
 ab_defaults
 fsync=always
-while [ $# -gt 0 ]; do
-    ab_option "$@"
-    if [ "$ab_shift" -eq 0 ]; then
-        ab_shift=2
-        case "$1" in
-            --fsync) need_value "$1" $#; fsync="$2" ;;
-            *) echo "unknown option $1" >&2; usage ;;
-        esac
-    fi
-    shift "$ab_shift"
-done
-ab_check_options
+own_option() {
+    case "$1" in
+        --fsync) need_value "$1" $#; fsync="$2" ;;
+        *) echo "unknown option $1" >&2; usage ;;
+    esac
+}
+ab_parse "$@"
 case "$fsync" in none|interval|always) ;; *) echo "--fsync: none, interval or always" >&2; exit 2 ;; esac
 ab_check_variants logfilesnode loadgen
 need_packages jq:jq

@@ -291,9 +291,20 @@ ab_option() {
     esac
 }
 
-# ab_check_options: exits 2 unless the shared settings are sane and a variant was given.
-ab_check_options() {
+# ab_parse ARGS...: reads the command line: the shared options and the variants (ab_option),
+# the script's own options through its function `own_option OPTION [VALUE...]` (which sets one,
+# taking OPTION and one value, or exits naming an unknown one); exits 2 unless the shared
+# settings are sane and a variant was given.
+ab_parse() {
     local p
+    while [ $# -gt 0 ]; do
+        ab_option "$@"
+        if [ "$ab_shift" -eq 0 ]; then
+            own_option "$@"
+            ab_shift=2
+        fi
+        shift "$ab_shift"
+    done
     positive_numbers "$seconds" "$rounds"
     [ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
     for p in $depths; do positive_numbers "$p"; done

@@ -328,20 +328,41 @@ mod tests {
         panic!("the dispatch failed: {error}")
     }
 
+    /// Reply "a" (request 1), its pass dispatched (covering position 1), and its commit done:
+    /// reported, not yet collected.
+    fn first_commit_done(commits: &mut Commits, thread: &ManualThread) -> Waiter {
+        let a = Waiter::new(commits, "a", 1);
+        commits
+            .dispatch(SyncJob::default(), Covers(vec![1]), not_failed)
+            .unwrap();
+        assert_eq!(thread.start().unwrap().0, 1);
+        thread.report(1, Ok(()));
+        a
+    }
+
     #[test]
     fn replies_leave_only_once_their_epoch_is_synced_while_the_next_group_forms() {
         let (mut commits, thread, wakeups) = commits();
         let mut a = Waiter::new(&mut commits, "a", 1);
         assert!(commits.has_unsent());
-        assert_eq!(commits.dispatch(SyncJob::default(), Covers(vec![10]), not_failed), Ok(1));
+        assert_eq!(
+            commits.dispatch(SyncJob::default(), Covers(vec![10]), not_failed),
+            Ok(1)
+        );
         assert!(!commits.has_unsent() && !commits.is_idle());
         assert_eq!(thread.start().unwrap().0, 1);
         // Epoch 1 is being synced: the next passes' replies are handed over at once, and join
         // epoch 2, which waits to start.
         let mut b = Waiter::new(&mut commits, "b", 2);
-        assert_eq!(commits.dispatch(SyncJob::default(), Covers(vec![20]), not_failed), Ok(2));
+        assert_eq!(
+            commits.dispatch(SyncJob::default(), Covers(vec![20]), not_failed),
+            Ok(2)
+        );
         let mut c = Waiter::new(&mut commits, "c", 3);
-        assert_eq!(commits.dispatch(SyncJob::default(), Covers(vec![30]), not_failed), Ok(2));
+        assert_eq!(
+            commits.dispatch(SyncJob::default(), Covers(vec![30]), not_failed),
+            Ok(2)
+        );
         assert_eq!(commits.awaiting(), 3);
         assert_eq!((a.resume(), b.resume(), c.resume()), (None, None, None));
         let mut read = Vec::new();
@@ -385,12 +406,7 @@ mod tests {
     #[test]
     fn a_reply_answered_before_its_stream_waited_is_sent_at_its_first_turn() {
         let (mut commits, thread, wakeups) = commits();
-        let mut a = Waiter::new(&mut commits, "a", 1);
-        commits
-            .dispatch(SyncJob::default(), Covers(vec![1]), not_failed)
-            .unwrap();
-        thread.start().unwrap();
-        thread.report(1, Ok(()));
+        let mut a = first_commit_done(&mut commits, &thread);
         commits.poll(|done, _| done.result.clone());
         // Nothing to wake: the stream never waited.
         assert!(woken(&wakeups).is_empty());
@@ -400,12 +416,7 @@ mod tests {
     #[test]
     fn shutdown_drains_every_commit_outstanding_and_a_stopped_thread_fails_the_pass() {
         let (mut commits, thread, wakeups) = commits();
-        let mut a = Waiter::new(&mut commits, "a", 1);
-        commits
-            .dispatch(SyncJob::default(), Covers(vec![1]), not_failed)
-            .unwrap();
-        thread.start().unwrap();
-        thread.report(1, Ok(()));
+        let mut a = first_commit_done(&mut commits, &thread);
         let mut drained = Vec::new();
         commits.drain(|done, covered| {
             drained.push((done.epoch, covered));

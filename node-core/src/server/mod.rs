@@ -21,8 +21,8 @@ pub mod channel_requests;
 mod common;
 mod connection;
 pub mod durability;
-pub mod group_commit;
 mod event_loop;
+pub mod group_commit;
 pub mod outcome;
 pub mod service;
 
