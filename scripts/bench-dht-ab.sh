@@ -22,47 +22,29 @@
 # --durability (default none), --out DIR (keep the raw results; default a temp directory).
 set -euo pipefail
 
-seconds=5
-rounds=3
-rt=0
-keyspace=1000000
-depths="1 16"
-ops="put get"
-durability=none
-out=""
-connections=50
-value_size=100
-variants=()
-
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
-while [ $# -gt 0 ]; do
+ab_defaults
+keyspace=1000000
+ops="put get"
+durability=none
+own_option() {
     case "$1" in
-        --seconds) need_value "$1" $#; seconds="$2"; shift ;;
-        --rounds) need_value "$1" $#; rounds="$2"; shift ;;
-        --rt) rt=1 ;;
-        --keyspace) need_value "$1" $#; keyspace="$2"; shift ;;
-        --depths) need_value "$1" $#; depths="$2"; shift ;;
-        --ops) need_value "$1" $#; ops="$2"; shift ;;
-        --durability) need_value "$1" $#; durability="$2"; shift ;;
-        --out) need_value "$1" $#; out="$2"; shift ;;
-        -h|--help) usage ;;
-        -*) echo "unknown option $1" >&2; usage ;;
-        *=*) variants+=("$1") ;;
-        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
+        --keyspace) need_value "$1" $#; keyspace="$2" ;;
+        --ops) need_value "$1" $#; ops="$2" ;;
+        --durability) need_value "$1" $#; durability="$2" ;;
+        *) echo "unknown option $1" >&2; usage ;;
     esac
-    shift
-done
-positive_numbers "$seconds" "$rounds" "$keyspace"
-[ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+}
+ab_parse "$@"
+positive_numbers "$keyspace"
 case "$durability" in none|interval|always) ;; *) echo "--durability: none, interval or always" >&2; exit 2 ;; esac
 for op in $ops; do
     case "$op" in put|get) ;; *) echo "--ops: put and/or get, not '$op'" >&2; exit 2 ;; esac
 done
-for p in $depths; do positive_numbers "$p"; done
-ab_labels dhtnode loadgen "${variants[@]}"
+ab_check_variants dhtnode loadgen
 need_packages jq:jq
 bench_sched
 bench_workdir bench-dht-ab
@@ -76,6 +58,7 @@ run_variant() {
     loadgen="$ab_dir/loadgen"
     ab_start start_dhtnode "$tmp/node" "[dht]
 durability = \"$durability\""
+    log "$ab_label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     loadgen_prefill "$tmp/prefill.txt" dht "$srv_addr" "$keyspace"
     for p in $depths; do
         for op in $ops; do
@@ -86,7 +69,7 @@ durability = \"$durability\""
     stop_pid "$srv_pid"
 }
 
-ab_rounds "$rounds" run_variant "${variants[@]}"
+ab_rounds "$rounds" run_variant
 
 echo "dht node A/B: ${seconds} s runs, $rounds rounds, $connections conns, ${value_size}-byte values, keys uniform over $keyspace, durability $durability, rt $rt"
 echo
@@ -97,9 +80,7 @@ for p in $depths; do
         for label in "${labels[@]}"; do
             file="$out/$label.p$p-$op.runs"
             runs=$(awk '{printf "%s%d (%d, %.2f / %.2f)", (NR > 1 ? ", " : ""), $1, $2, $3, $4}' "$file")
-            med=$(sort -n "$file" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
-            p99=$(sort -n -k2 "$file" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
-            echo "| P=$p $op | $label | $runs | $med | $p99 |"
+            echo "| P=$p $op | $label | $runs | $(ab_medians "$out/$label.p$p-$op") |"
         done
     done
 done

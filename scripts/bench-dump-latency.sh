@@ -17,43 +17,26 @@
 #    stretch), then report how long each dump since the restart took (the node's
 #    "dumped channel ..." log lines) and when the node started pacing its writer.
 # Node pinned to core 0, load generator to core 1; loopback only; everything cleaned up on exit.
+# BIN_DIR=DIR takes dhtnode and loadgen from DIR instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
-. scripts/lib/bench-common.sh # dht_node_env: the node as deploy/systemd runs it
 records=${1:-10000000}
 seconds=${2:-10}
 compression=${3:-lz4}
 loaded_s=${4:-90}
-cargo build --release -q -p dhtnode -p benches
-work=$(mktemp -d /tmp/bench-dump-latency.XXXXXX)
-node_pid=""
-cleanup() {
-    [ -n "$node_pid" ] && kill -9 "$node_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+release_bins "${BIN_DIR:-}" -p dhtnode -p benches
+scratch_dir bench-dump-latency
 
-start_node() { # config-text -> sets node_pid and addr
-    printf '%s\n' "$1" > "$work/node.toml"
-    local log_lines=0
-    [ -f "$work/log/root.log" ] && log_lines=$(wc -l < "$work/log/root.log")
-    "${dht_node_env[@]}" taskset -c 0 target/release/dhtnode -c "$work/node.toml" --listen 127.0.0.1:0 \
-        --data-dir "$work/data" --log-dir "$work/log" 2>>"$work/stderr" &
-    node_pid=$!
-    addr=""
-    for _ in $(seq 1 600); do
-        addr=$(tail -n +"$((log_lines + 1))" "$work/log/root.log" 2>/dev/null | grep -o 'listening on [0-9.:]*' | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && return 0
-        sleep 0.05
-    done
-    echo "node did not start: $(cat "$work/stderr")" >&2
-    exit 1
+start_node() { # config-text -> sets node_pid and addr (the same data and logs every time)
+    launch_node "$work" "$1" "${dht_node_env[@]}" taskset -c 0 "$bin/dhtnode" || exit 1
+    addr=$node_addr
 }
 
 measure() { # label pipeline [seconds] -> prints one table row
     local json="$work/$1-P$2.json"
-    taskset -c 1 target/release/loadgen --addr "$addr" -c 50 -P "$2" --ops mixed:0.5 \
+    taskset -c 1 "$bin/loadgen" --addr "$addr" -c 50 -P "$2" --ops mixed:0.5 \
         --keys "uniform:$records" --duration-s "${3:-$seconds}" --warmup-s 1 --json "$json" >/dev/null
     python3 - "$json" "$1" "$2" <<'PY'
 import json, sys
@@ -70,21 +53,20 @@ PY
 
 start_node $'[dht]\ndump_period_s = 0\ndump_compression = "'"$compression"'"'
 echo "filling $records records..." >&2
-taskset -c 1 target/release/loadgen --addr "$addr" -c 50 --prefill "$records" --count 0 \
+taskset -c 1 "$bin/loadgen" --addr "$addr" -c 50 --prefill "$records" --count 0 \
     --keys "sequential:$records" >/dev/null
 echo "| state    |  P |      ops/s | p50 µs  | p99 µs  | p99.9 µs | max µs |"
 echo "|----------|----|------------|---------|---------|----------|--------|"
 measure idle 1
 measure idle 16
 started=$(date +%s.%N)
-kill -TERM "$node_pid"; wait "$node_pid" || true
-dump_s=$(python3 -c "print(round($(date +%s.%N) - $started, 3))")
-node_pid=""
+stop_node TERM
+dump_s=$(seconds_since "$started")
 dump_bytes=$(du -sb "$work/data" | cut -f1)
 shutdown_s=$(grep -o 'shutdown dump done in [0-9.]* s' "$work/log/root.log" | tail -1 | cut -d' ' -f5)
 started=$(date +%s.%N)
 start_node $'[dht]\ndump_period_s = 1\ndump_compression = "'"$compression"'"'
-restart_s=$(python3 -c "print(round($(date +%s.%N) - $started, 3))")
+restart_s=$(seconds_since "$started")
 dumps_before=$(grep -c 'dumped channel' "$work/log/root.log" || true)
 measure dumping 1
 measure dumping 16

@@ -19,34 +19,26 @@
 # bench-vs-redis), --out DIR (keep the raw results; default a temp directory).
 set -euo pipefail
 
-count=2000000
-rounds=4
-rt=0
-out=""
-connections=50
-value_size=100
-variants=()
-
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . "$root/scripts/lib/bench-common.sh"
-while [ $# -gt 0 ]; do
+ab_defaults
+rounds=4
+count=2000000
+own_option() {
     case "$1" in
-        --count) need_value "$1" $#; count="$2"; shift ;;
-        --rounds) need_value "$1" $#; rounds="$2"; shift ;;
-        --rt) rt=1 ;;
-        --out) need_value "$1" $#; out="$2"; shift ;;
-        -h|--help) usage ;;
-        -*) echo "unknown option $1" >&2; usage ;;
-        *=*) variants+=("$1") ;;
-        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
+        --count) need_value "$1" $#; count="$2" ;;
+        *) echo "unknown option $1" >&2; usage ;;
     esac
-    shift
-done
-positive_numbers "$count" "$rounds"
-[ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
-ab_labels queuenode queue_load "${variants[@]}"
+}
+ab_parse "$@"
+if [ "$seconds" != 5 ] || [ "$depths" != "1 16" ]; then
+    echo "--seconds and --depths do not apply: a queue run is --count requests at P=16" >&2
+    exit 2
+fi
+positive_numbers "$count"
+ab_check_variants queuenode queue_load
 need_packages jq:jq
 bench_sched
 bench_workdir bench-queue-ab
@@ -59,6 +51,7 @@ run_variant() {
     queuenode="$ab_dir/queuenode"
     queue_load="$ab_dir/queue_load"
     ab_start start_queuenode "$count"
+    log "$ab_label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     queue_load_test push "$tmp/warm" "$count"
     queue_load_test pop "$tmp/warm" "$count"
     for op in push pop; do
@@ -67,7 +60,7 @@ run_variant() {
     stop_srv
 }
 
-ab_rounds "$rounds" run_variant "${variants[@]}"
+ab_rounds "$rounds" run_variant
 
 echo "queue node A/B: $count requests per run, $rounds rounds, $connections conns, P=16, ${value_size}-byte values, rt $rt"
 echo

@@ -29,35 +29,19 @@ case "$mode" in
 esac
 [[ "$requests" =~ ^[1-9][0-9]*$ ]] || { echo "REQUESTS must be a positive integer" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
-bin=${BIN_DIR:-target/release}
-if [ -z "${BIN_DIR:-}" ]; then
-    cargo build --release -q -p queuenode -p benches --bin queuenode --bin queue_load
-fi
-work=$(mktemp -d /tmp/bench-queue-instructions.XXXXXX)
-node_pid=""
-cleanup() {
-    if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; fi
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . scripts/lib/bench-common.sh
-
-# summary_of FILE: the instruction count of a callgrind dump.
-summary_of() { awk '/^summary:/ { print $2 }' "$1"; }
+release_bins "${BIN_DIR:-}" -p queuenode -p benches --bin queuenode --bin queue_load
+scratch_dir bench-queue-instructions
+# A node under valgrind takes long to start.
+listen_timeout_s=60
 
 # A ring for 4 x REQUESTS records of 100 bytes (120 ring bytes each), with room to spare.
 ring_bytes=$(( (4 * requests * 120 * 2 / 4096 + 1) * 4096 ))
-mkdir -p "$work/data" "$work/log"
-printf '[queue]\nchannel_size_bytes = %d\n[log]\nstats_interval_s = 3600\n' "$ring_bytes" \
-    > "$work/node.toml"
-valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$bin/queuenode" \
-    -c "$work/node.toml" --listen 127.0.0.1:0 --data-dir "$work/data" --log-dir "$work/log" \
-    > "$work/console.log" 2>&1 &
-node_pid=$!
-addr=$(logged_addr "$work/log/root.log" "$node_pid") ||
-    { echo "queuenode did not start: $(tail -3 "$work/console.log")" >&2; exit 1; }
+config=$(printf '[queue]\nchannel_size_bytes = %d\n[log]\nstats_interval_s = 3600' "$ring_bytes")
+launch_node "$work" "$config" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+    "$bin/queuenode" || exit 1
+addr=$node_addr
 load=("$bin/queue_load" --addr "$addr" -c 50 -P 16 -d 100 --timeout-s 3600)
 if [ "$mode" = pop ]; then
     "${load[@]}" --mode push --count $((4 * requests)) > "$work/fill.txt"
@@ -67,8 +51,8 @@ callgrind_control -z "$node_pid" > /dev/null 2>&1
 callgrind_control -d "$node_pid" > /dev/null 2>&1
 "${load[@]}" --mode "$mode" --count $((3 * requests)) > "$work/run2.txt"
 callgrind_control -d "$node_pid" > /dev/null 2>&1
-kill "$node_pid"; wait "$node_pid" || true; node_pid=""
-first=$(summary_of "$(ls "$work"/cg.*.1)")
-second=$(summary_of "$(ls "$work"/cg.*.2)")
+stop_node TERM
+first=$(callgrind_summary "$(ls "$work"/cg.*.1)")
+second=$(callgrind_summary "$(ls "$work"/cg.*.2)")
 echo "$mode: $((first / requests)) instructions per request over the first $requests" \
     "(50 connections' set-up included), $(((second - first) / (2 * requests))) in the steady state"

@@ -10,55 +10,33 @@
 # with its default durability ("interval"), dump_period_s = 0 and the given dump_compression.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
-. scripts/lib/bench-common.sh # dht_node_env: the node as deploy/systemd runs it
 bin=""
 if [ "${1:-}" = "--bin-dir" ]; then bin=$2; shift 2; fi
 records=${1:-10000000}
 compression=${2:-lz4}
 runs=${3:-1}
-if [ -z "$bin" ]; then
-    cargo build --release -q -p dhtnode -p benches
-    bin=target/release
-fi
-work=""
-node_pid=""
-cleanup() {
-    if [ -n "$node_pid" ]; then kill -9 "$node_pid" 2>/dev/null || true; fi
-    if [ -n "$work" ]; then rm -rf "$work"; fi
-}
-trap cleanup EXIT
+# shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
+. scripts/lib/bench-common.sh
+release_bins "$bin" -p dhtnode -p benches
+scratch_dir bench-shutdown
 
 one_run() {
-    work=$(mktemp -d /tmp/bench-shutdown.XXXXXX)
-    mkdir "$work/data" "$work/log"
-    printf '[dht]\ndump_period_s = 0\ndump_compression = "%s"\n' "$compression" > "$work/node.toml"
-    "${dht_node_env[@]}" taskset -c 0 "$bin/dhtnode" -c "$work/node.toml" --listen 127.0.0.1:0 \
-        --data-dir "$work/data" --log-dir "$work/log" 2>>"$work/stderr" &
-    node_pid=$!
-    local addr=""
-    for _ in $(seq 1 200); do
-        addr=$(grep -o 'listening on [0-9.:]*' "$work/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && break
-        sleep 0.05
-    done
-    [ -n "$addr" ] || { echo "node did not start: $(cat "$work/stderr")" >&2; exit 1; }
-    timeout 600 taskset -c 1 "$bin/loadgen" --addr "$addr" -c 50 --prefill "$records" --count 0 \
-        --keys "sequential:$records" >/dev/null
+    local dir="$work/run$1"
+    launch_node "$dir" "$(printf '[dht]\ndump_period_s = 0\ndump_compression = "%s"' "$compression")" \
+        "${dht_node_env[@]}" taskset -c 0 "$bin/dhtnode" || exit 1
+    timeout 600 taskset -c 1 "$bin/loadgen" --addr "$node_addr" -c 50 --prefill "$records" \
+        --count 0 --keys "sequential:$records" >/dev/null
     sleep 1
     local started
     started=$(date +%s.%N)
-    kill -TERM "$node_pid"
-    wait "$node_pid" || true
+    stop_node TERM
     local gone
-    gone=$(python3 -c "print(round($(date +%s.%N) - $started, 3))")
-    node_pid=""
+    gone=$(seconds_since "$started")
     local dump
-    dump=$(grep -o 'shutdown dump done in [0-9.]* s' "$work/log/root.log" | tail -1 || echo "no shutdown dump line")
+    dump=$(grep -o 'shutdown dump done in [0-9.]* s' "$dir/log/root.log" | tail -1 || echo "no shutdown dump line")
     echo "$bin, $records records, $compression: $dump; SIGTERM until gone $gone s;" \
         "load $(cut -d' ' -f1 /proc/loadavg)"
-    rm -rf "$work"
-    work=""
+    rm -rf "$dir"
 }
 
-for _ in $(seq 1 "$runs"); do one_run; done
+for run in $(seq 1 "$runs"); do one_run "$run"; done

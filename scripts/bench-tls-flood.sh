@@ -21,20 +21,10 @@ flood=${1:-500}
 rounds=${2:-5}
 per_pass_runs=${PER_PASS:-1000000 16 1000000 16}
 command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
-bin=${BIN_DIR:-target/release}
-if [ -z "${BIN_DIR:-}" ]; then
-    cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin tls_flood
-fi
-work=$(mktemp -d /tmp/bench-tls-flood.XXXXXX)
-node_pid=""
-cleanup() {
-    if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . scripts/lib/bench-common.sh
+release_bins "${BIN_DIR:-}" -p dhtnode -p benches --bin dhtnode --bin tls_flood
+scratch_dir bench-tls-flood
 certs="$work/certs"
 make_tls_certs "$certs"
 node_cpu=() flood_cpu=()
@@ -46,22 +36,10 @@ run=0
 for per_pass in $per_pass_runs; do
     run=$((run + 1))
     dir="$work/run$run"
-    mkdir -p "$dir/data" "$dir/log"
-    cat > "$dir/node.toml" <<EOF
-[server]
-max_connections = $((flood + 100))
-tls_handshakes_per_pass = $per_pass
-[dht]
-durability = "none"
-[tls]
-cert_file = "$certs/node.pem"
-key_file = "$certs/node-key.pem"
-EOF
-    "${dht_node_env[@]}" "${node_cpu[@]}" "$bin/dhtnode" -c "$dir/node.toml" --listen 127.0.0.1:0 \
-        --data-dir "$dir/data" --log-dir "$dir/log" > "$dir/console.log" 2>&1 &
-    node_pid=$!
-    addr=$(logged_addr "$dir/log/root.log" "$node_pid") ||
-        { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
+    config=$(printf '[server]\nmax_connections = %d\ntls_handshakes_per_pass = %d\n[dht]\ndurability = "none"\n[tls]\ncert_file = "%s"\nkey_file = "%s"' \
+        $((flood + 100)) "$per_pass" "$certs/node.pem" "$certs/node-key.pem")
+    launch_node "$dir" "$config" "${dht_node_env[@]}" "${node_cpu[@]}" "$bin/dhtnode" || exit 1
+    addr=$node_addr
     echo "== tls_handshakes_per_pass = $per_pass, flood $flood x $rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     ticks_before=$(cpu_ticks "$node_pid")
     # The established client in a process of its own, measuring while the floods run.
@@ -78,5 +56,5 @@ EOF
     hz=$(getconf CLK_TCK)
     awk -v t="$ticks" -v hz="$hz" -v n=$((flood * rounds)) 'BEGIN {
         printf "node CPU during the floods: %.2f s, %.2f ms per handshake (the established client'"'"'s requests included)\n", t / hz, 1000 * t / hz / n }'
-    kill "$node_pid"; wait "$node_pid" || true; node_pid=""
+    stop_node TERM
 done

@@ -31,31 +31,19 @@ keep=${KEEP_PROFILES:-}
 case "$durability" in none|interval|always) ;; *) echo "DURABILITY: none, interval or always" >&2; exit 2;; esac
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }
-bin=${BIN_DIR:-target/release}
-if [ -z "${BIN_DIR:-}" ]; then
-    cargo build --release -q -p dhtnode -p benches --bin dhtnode --bin loadgen
-fi
-work=$(mktemp -d /tmp/bench-tls-instructions.XXXXXX)
-node_pid=""
-cleanup() {
-    if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source-path=SCRIPTDIR source=lib/bench-common.sh
 . scripts/lib/bench-common.sh
+release_bins "${BIN_DIR:-}" -p dhtnode -p benches --bin dhtnode --bin loadgen
+scratch_dir bench-tls-instructions
 certs="$work/certs"
 make_tls_certs "$certs"
-
-# summary_of FILE: the instruction count of a callgrind dump.
-summary_of() { awk '/^summary:/ { print $2 }' "$1"; }
+# A node under valgrind takes long to start.
+listen_timeout_s=60
 
 # measure plain|tls: prints "instructions per request: first run, steady state".
 measure() {
     local mode=$1 dir="$work/$1" config="[dht]
 durability = \"$durability\"" tls=()
-    mkdir -p "$dir/data" "$dir/log"
     if [ "$mode" = tls ]; then
         config="$config
 [tls]
@@ -63,18 +51,9 @@ cert_file = \"$certs/node.pem\"
 key_file = \"$certs/node-key.pem\""
         tls=(--tls-ca "$certs/ca.pem")
     fi
-    printf '%s\n' "$config" > "$dir/node.toml"
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$bin/dhtnode" \
-        -c "$dir/node.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" --log-dir "$dir/log" \
-        > "$dir/console.log" 2>&1 &
-    node_pid=$!
-    local addr=""
-    for _ in $(seq 1 600); do
-        addr=$(grep -o 'listening on [0-9.:]*' "$dir/log/root.log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "dhtnode did not start: $(tail -3 "$dir/console.log")" >&2; exit 1; }
+    launch_node "$dir" "$config" valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" \
+        "$bin/dhtnode" || exit 1
+    local addr=$node_addr
     local load=("$bin/loadgen" --kind dht --addr "$addr" "${tls[@]}" -c 50 -d 100)
     "${load[@]}" --prefill 10000 --count 0 > "$dir/prefill.txt"
     callgrind_control -z "$node_pid" > /dev/null 2>&1
@@ -82,10 +61,10 @@ key_file = \"$certs/node-key.pem\""
     callgrind_control -d "$node_pid" > /dev/null 2>&1
     "${load[@]}" -P 16 --keys uniform:10000 --ops "$ops" --count $((3 * requests)) > "$dir/run2.txt"
     callgrind_control -d "$node_pid" > /dev/null 2>&1
-    kill "$node_pid"; wait "$node_pid" || true; node_pid=""
+    stop_node TERM
     local first second
-    first=$(summary_of "$(ls "$dir"/cg.*.1)")
-    second=$(summary_of "$(ls "$dir"/cg.*.2)")
+    first=$(callgrind_summary "$(ls "$dir"/cg.*.1)")
+    second=$(callgrind_summary "$(ls "$dir"/cg.*.2)")
     if [ -n "$keep" ]; then
         mkdir -p "$keep"
         cp "$(ls "$dir"/cg.*.1)" "$keep/$mode.1"

@@ -2,9 +2,9 @@
 //! log's group is written out before any reply is sent ([`LogSync::before_output`], once per
 //! event-loop pass), and fsynced by the shared group-commit thread
 //! ([`node_core::server::durability::Syncer`]): every `durability_interval_ms` under
-//! "interval"; under "always" a change is answered only after the fsync of its group
-//! ([`AwaitCommit`]), and changes arriving together share one fsync. Under "none" there is no
-//! log and nothing here runs.
+//! "interval"; under "always" a change is answered only after the fsync of its group (its reply
+//! waits in node-core's [`GroupCommit`]), and changes arriving together share one fsync. Under
+//! "none" there is no log and nothing here runs.
 //!
 //! A failed fsync under "always" answers the changes of its group NotDurable: they are applied
 //! and written to the log (a restart replays them unless the machine lost the page cache).
@@ -13,25 +13,43 @@ use crate::engine::Engine;
 use crate::service::DhtNode;
 use node_core::protocol::Status;
 use node_core::server::durability::{DurabilityPolicy, IntervalTimer, SyncDone, SyncJob, Syncer};
-use node_core::server::{Handled, Reply, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups};
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::rc::Rc;
+use node_core::server::group_commit::{CommitAnswer, EpochCover, GroupCommit, Ticket};
+use node_core::server::{Handled, Reply, Wakeups};
 use std::time::{Duration, Instant};
 
 /// The fsync side of the change log (see the module doc).
 pub struct LogSync {
     policy: DurabilityPolicy,
-    syncer: Option<Syncer>,
-    /// Changes (under "always") answered in this pass, not yet handed to a group commit.
-    unsent: Vec<Rc<AckSlot>>,
-    /// Changes (under "always") waiting for their group commit, in epoch order.
-    waiting: VecDeque<(u64, Rc<AckSlot>)>,
-    /// The group commits outstanding, oldest first: their epoch and the log position each
-    /// makes durable.
-    dispatched: VecDeque<(u64, u64)>,
+    /// The sync thread, its epochs (each with the log position it makes durable) and the
+    /// changes (under "always") waiting for them; none without a log or under "none".
+    commits: Option<GroupCommit<Logged, Covered>>,
     timer: IntervalTimer,
-    wakeups: Wakeups,
+}
+
+/// A change written to the log, waiting for its group's fsync.
+struct Logged;
+
+impl Ticket for Logged {
+    /// The fsync's result.
+    type Outcome = Result<(), String>;
+
+    fn answer(&self, synced: &Result<(), String>) -> CommitAnswer {
+        synced.clone().map_err(|error| {
+            let message = format!(
+                "the change is stored and in the change log, but the log's fsync failed: {error}"
+            );
+            (Status::NotDurable, message)
+        })
+    }
+}
+
+/// The log position a group commit makes durable.
+struct Covered(u64);
+
+impl EpochCover for Covered {
+    fn join(&mut self, later: Covered) {
+        self.0 = self.0.max(later.0);
+    }
 }
 
 impl LogSync {
@@ -42,25 +60,15 @@ impl LogSync {
         logging: bool,
         wakeups: Wakeups,
     ) -> std::io::Result<LogSync> {
-        let waker = wakeups.loop_waker();
         let policy = if logging {
             policy
         } else {
             DurabilityPolicy::None
         };
-        let syncer = Syncer::for_policy(policy, "dht-log-sync", move || {
-            if let Some(waker) = &waker {
-                let _ = waker.wake();
-            }
-        })?;
         Ok(LogSync {
             policy,
-            syncer,
-            unsent: Vec::new(),
-            waiting: VecDeque::new(),
-            dispatched: VecDeque::new(),
+            commits: GroupCommit::for_policy(policy, "dht-log-sync", wakeups)?,
             timer: IntervalTimer::new(interval, Instant::now()),
-            wakeups,
         })
     }
 
@@ -69,12 +77,12 @@ impl LogSync {
     }
 
     pub fn syncer(&self) -> Option<&Syncer> {
-        self.syncer.as_ref()
+        self.commits.as_ref().map(GroupCommit::syncer)
     }
 
     /// Changes waiting for their group commit.
     pub fn awaiting_fsync(&self) -> usize {
-        self.waiting.len() + self.unsent.len()
+        self.commits.as_ref().map_or(0, GroupCommit::awaiting)
     }
 
     /// Answers a change request: at once, or under "always", when the request logged a change
@@ -88,17 +96,15 @@ impl LogSync {
         body: Vec<u8>,
     ) -> Handled<DhtNode> {
         let logged = engine.log().position() != mark;
-        let waits = self.syncer.is_some() && self.policy.waits_for_sync();
-        if !(waits && logged) {
-            reply.send(status, &body);
-            return Handled::Replied;
+        match &mut self.commits {
+            Some(commits) if logged && self.policy.waits_for_sync() => {
+                commits.wait(Logged, status, body)
+            }
+            _ => {
+                reply.send(status, &body);
+                Handled::Replied
+            }
         }
-        let slot = Rc::new(AckSlot {
-            outcome: RefCell::new(None),
-            handle: Cell::new(None),
-        });
-        self.unsent.push(Rc::clone(&slot));
-        Handled::Stream(Box::new(AwaitCommit { slot, status, body }))
     }
 
     /// Writes the log's group out: called before any reply is sent.
@@ -111,7 +117,7 @@ impl LogSync {
     /// (see [`Syncer::dispatch`]), so an fsync never waits for the loop to finish a pass.
     pub fn background(&mut self, engine: &mut Engine) {
         self.poll(engine);
-        if self.policy.waits_for_sync() && !self.unsent.is_empty() {
+        if self.commits.as_ref().is_some_and(GroupCommit::has_unsent) {
             self.dispatch(engine);
         }
     }
@@ -127,8 +133,8 @@ impl LogSync {
 
     /// Shutdown: the commit in flight, then everything written, fsynced here.
     pub fn shutdown(&mut self, engine: &mut Engine) -> Result<(), String> {
-        while let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
-            self.on_done(engine, done);
+        if let Some(commits) = &mut self.commits {
+            commits.drain(|done, covered| on_done(engine, done, covered));
         }
         engine.log_mut().write_out();
         let Some(writer) = engine.log_mut().writer_mut() else {
@@ -144,13 +150,14 @@ impl LogSync {
     }
 
     fn idle(&self) -> bool {
-        self.syncer.as_ref().is_some_and(|syncer| !syncer.is_busy())
+        self.commits.as_ref().is_some_and(GroupCommit::is_idle)
     }
 
     /// Hands everything written so far to the sync thread.
     fn dispatch(&mut self, engine: &mut Engine) {
         engine.log_mut().write_out();
-        let Some(writer) = engine.log_mut().writer_mut() else {
+        let (Some(writer), Some(commits)) = (engine.log_mut().writer_mut(), &mut self.commits)
+        else {
             return;
         };
         let (job, seq) = match writer.sync_request() {
@@ -162,116 +169,37 @@ impl LogSync {
                 request.seq,
             ),
             // Everything written was asked for by an earlier commit.
-            None if self.unsent.is_empty() => return,
+            None if !commits.has_unsent() => return,
             None => (SyncJob::default(), writer.written_seq()),
         };
-        let Some(syncer) = &mut self.syncer else {
-            return;
-        };
-        let epoch = match syncer.dispatch(job) {
-            Ok(epoch) => epoch,
-            Err(error) => {
-                tracing::error!("change log group commit: {error}");
-                let unsent = std::mem::take(&mut self.unsent);
-                self.waiting
-                    .extend(unsent.into_iter().map(|slot| (u64::MAX, slot)));
-                self.answer_waiting(u64::MAX, &Err(error));
-                return;
-            }
-        };
-        match self.dispatched.back_mut() {
-            // The job joined the one waiting to start.
-            Some((last, last_seq)) if *last == epoch => *last_seq = (*last_seq).max(seq),
-            _ => self.dispatched.push_back((epoch, seq)),
+        let failed = |error: &str, _| Err(error.to_string());
+        if let Err(error) = commits.dispatch(job, Covered(seq), failed) {
+            tracing::error!("change log group commit: {error}");
         }
-        let unsent = std::mem::take(&mut self.unsent);
-        self.waiting
-            .extend(unsent.into_iter().map(|slot| (epoch, slot)));
     }
 
     fn poll(&mut self, engine: &mut Engine) {
-        while let Some(done) = self.syncer.as_mut().and_then(Syncer::poll) {
-            self.on_done(engine, done);
-        }
-    }
-
-    fn on_done(&mut self, engine: &mut Engine, done: SyncDone) {
-        let mut synced_seq = None;
-        while let Some(&(epoch, seq)) = self.dispatched.front() {
-            if epoch > done.epoch {
-                break;
-            }
-            self.dispatched.pop_front();
-            synced_seq = Some(seq);
-        }
-        match &done.result {
-            Ok(()) => {
-                let writer = engine.log_mut().writer_mut();
-                if let (Some(writer), Some(seq)) = (writer, synced_seq) {
-                    writer.mark_synced(seq);
-                }
-            }
-            Err(error) => tracing::error!(
-                "change log fsync (group commit {}) FAILED: {error}; its changes are applied \
-                 and written, not confirmed durable",
-                done.epoch
-            ),
-        }
-        self.answer_waiting(done.epoch, &done.result);
-    }
-
-    /// Answers every change of `epoch` and before.
-    fn answer_waiting(&mut self, epoch: u64, synced: &Result<(), String>) {
-        while self.waiting.front().is_some_and(|(e, _)| *e <= epoch) {
-            let Some((_, slot)) = self.waiting.pop_front() else {
-                break;
-            };
-            *slot.outcome.borrow_mut() = Some(synced.clone());
-            if let Some(handle) = slot.handle.get() {
-                self.wakeups.wake(handle);
-            }
+        if let Some(commits) = &mut self.commits {
+            commits.poll(|done, covered| on_done(engine, done, covered));
         }
     }
 }
 
-/// Where a group commit leaves its outcome for one waiting change.
-struct AckSlot {
-    outcome: RefCell<Option<Result<(), String>>>,
-    /// The change's stream, once it has waited (to wake it).
-    handle: Cell<Option<StreamHandle>>,
-}
-
-/// A change waiting for its group commit; ends with the change's reply.
-struct AwaitCommit {
-    slot: Rc<AckSlot>,
-    status: Status,
-    body: Vec<u8>,
-}
-
-impl StreamTask<DhtNode> for AwaitCommit {
-    fn is_deferred_reply(&self) -> bool {
-        true
-    }
-
-    fn resume(&mut self, _node: &mut DhtNode, out: &mut StreamOut<'_>) -> StreamStep {
-        match self.slot.outcome.borrow_mut().take() {
-            Some(Ok(())) => out.finish(self.status, &self.body),
-            Some(Err(error)) => out.finish_error(
-                Status::NotDurable,
-                format!(
-                    "the change is stored and in the change log, but the log's fsync failed: \
-                     {error}"
-                ),
-            ),
-            None => {
-                self.slot.handle.set(Some(out.handle()));
-                return StreamStep::Wait;
+/// A group commit is done: what it covered is durable (or its failure is logged); returns
+/// what its changes are told.
+fn on_done(engine: &mut Engine, done: &SyncDone, covered: Option<Covered>) -> Result<(), String> {
+    match &done.result {
+        Ok(()) => {
+            let writer = engine.log_mut().writer_mut();
+            if let (Some(writer), Some(Covered(seq))) = (writer, covered) {
+                writer.mark_synced(seq);
             }
         }
-        StreamStep::Done
+        Err(error) => tracing::error!(
+            "change log fsync (group commit {}) FAILED: {error}; its changes are applied \
+             and written, not confirmed durable",
+            done.epoch
+        ),
     }
-
-    fn held_bytes(&self) -> usize {
-        self.body.capacity()
-    }
+    done.result.clone()
 }

@@ -2,15 +2,16 @@
 //! [`crate::requests`]), the flush and fsync timers, the acknowledgement of writes after their
 //! group commit when `fsync = "always"` (wake-ups from the sync thread), and the final flush.
 //!
-//! Group commit: a Put under `always` is appended to its buffer and becomes a stream that waits
-//! ([`AwaitCommit`]) for the epoch it was written in. After each pass of the event loop
-//! ([`Service::background`]) the node hands the files written in the current epoch to the sync
-//! thread — unless a commit is already running, in which case the writes pile up into the next
-//! one. When the thread reports back (waking the loop), every write of that epoch and before is
-//! answered by what became of its own records ([`WriteOutcome`]): Ok when they are written and
-//! fsynced; InternalError when a failed write-out dropped them all (nothing of the write is
-//! stored); NotDurable when they are stored but the fsync failed, or (a PutBatch) only some were
-//! dropped.
+//! Group commit (node-core's [`GroupCommit`], shared with the dht node): a Put under `always`
+//! is appended to its buffer and its reply waits, as a stream, for the epoch it is handed to.
+//! After each pass of the event loop ([`Service::background`]) the node writes the buffers out
+//! and hands the files written to the sync thread — also while a commit is being synced: they
+//! then join the next commit, which the thread starts the moment the one in flight is done, so
+//! the disk never waits for the loop's pass (pipelined). When the thread reports back (waking
+//! the loop), every write of that epoch and before is answered by what became of its own records
+//! ([`WriteOutcome`]): Ok when they are written and fsynced; InternalError when a failed
+//! write-out dropped them all (nothing of the write is stored); NotDurable when they are stored
+//! but the fsync failed, or (a PutBatch) only some were dropped.
 
 use crate::engine::{Discard, Engine, EpochFailures, WriteOutcome, WriteTickets};
 use crate::requests;
@@ -19,12 +20,8 @@ use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::logfiles::LogfilesRequest;
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use node_core::server::durability::{DurabilityPolicy, IntervalTimer, SyncDone, Syncer};
-use node_core::server::{
-    Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
-};
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::rc::Rc;
+use node_core::server::group_commit::{CommitAnswer, EpochCover, GroupCommit, Ticket};
+use node_core::server::{Handled, Reply, Request, Service, Wakeups};
 use std::time::{Duration, Instant};
 
 /// Timers of the write path.
@@ -36,15 +33,11 @@ pub struct WriteTimers {
 
 pub struct LogfilesNode {
     pub(crate) engine: Engine,
-    wakeups: Wakeups,
     policy: DurabilityPolicy,
     flush_interval: Duration,
-    /// The fsync thread (none with `fsync = "none"`).
-    syncer: Option<Syncer>,
-    /// Writes waiting for their group commit, in epoch order.
-    waiting: VecDeque<(u64, Rc<AckSlot>)>,
-    /// What went wrong in the epoch of the commit in flight, before it.
-    in_flight: EpochFailures,
+    /// The fsync thread, its epochs (each with the write failures before it) and the writes
+    /// (`fsync = "always"`) waiting for them; none with `fsync = "none"`.
+    commits: Option<GroupCommit<WriteTickets, EpochFailures>>,
     last_flush: Instant,
     /// When the next fsync is due under `fsync = "interval"`.
     fsync_timer: IntervalTimer,
@@ -54,6 +47,37 @@ pub struct LogfilesNode {
     pub(crate) stream_batch: SharedBatch,
 }
 
+/// What a group commit tells each of its writes: its fsync's result (failed too when a write
+/// or fsync before it failed) and the records its epochs' failed write-outs dropped.
+pub struct Committed {
+    synced: Result<(), String>,
+    discards: Vec<Discard>,
+}
+
+impl Ticket for WriteTickets {
+    type Outcome = Committed;
+
+    fn answer(&self, committed: &Committed) -> CommitAnswer {
+        match WriteOutcome::of(self, &committed.discards, &committed.synced) {
+            WriteOutcome::Durable => Ok(()),
+            WriteOutcome::NotStored(e) => Err((Status::InternalError, e)),
+            WriteOutcome::NotDurable(e) => Err((Status::NotDurable, e)),
+        }
+    }
+}
+
+impl EpochCover for EpochFailures {
+    fn join(&mut self, later: EpochFailures) {
+        if self.failure.is_none() {
+            self.failure = later.failure;
+        }
+        if self.sync_failure.is_none() {
+            self.sync_failure = later.sync_failure;
+        }
+        self.discards.extend(later.discards);
+    }
+}
+
 impl LogfilesNode {
     pub fn new(
         engine: Engine,
@@ -61,21 +85,12 @@ impl LogfilesNode {
         timers: WriteTimers,
     ) -> std::io::Result<LogfilesNode> {
         let policy = engine.limits().fsync;
-        let waker = wakeups.loop_waker();
-        let syncer = Syncer::for_policy(policy, "logfiles-sync", move || {
-            if let Some(waker) = &waker {
-                let _ = waker.wake();
-            }
-        })?;
         let now = Instant::now();
         Ok(LogfilesNode {
             engine,
-            wakeups,
             policy,
             flush_interval: timers.flush_interval,
-            syncer,
-            waiting: VecDeque::new(),
-            in_flight: EpochFailures::default(),
+            commits: GroupCommit::for_policy(policy, "logfiles-sync", wakeups)?,
             last_flush: now,
             fsync_timer: IntervalTimer::new(timers.fsync_interval, now),
             batch_scratch: Vec::new(),
@@ -89,12 +104,12 @@ impl LogfilesNode {
 
     /// Writes (`fsync = "always"`) waiting for their group commit.
     pub(crate) fn writes_awaiting_fsync(&self) -> usize {
-        self.waiting.len()
+        self.commits.as_ref().map_or(0, GroupCommit::awaiting)
     }
 
     /// The fsync thread and its counters (none with `fsync = "none"`).
     pub(crate) fn syncer(&self) -> Option<&Syncer> {
-        self.syncer.as_ref()
+        self.commits.as_ref().map(GroupCommit::syncer)
     }
 
     /// Answers a write that was stored (its records: `tickets`): at once, or (fsync = always)
@@ -105,122 +120,72 @@ impl LogfilesNode {
         body: &[u8],
         tickets: WriteTickets,
     ) -> Handled<Self> {
-        let Some(syncer) = self
-            .syncer
-            .as_ref()
-            .filter(|_| self.policy.waits_for_sync())
-        else {
-            reply.ok(body);
-            return Handled::Replied;
-        };
-        let slot = Rc::new(AckSlot {
-            tickets,
-            outcome: RefCell::new(None),
-            handle: Cell::new(None),
-        });
-        self.waiting
-            .push_back((syncer.current_epoch(), Rc::clone(&slot)));
-        Handled::Stream(Box::new(AwaitCommit {
-            slot,
-            body: body.to_vec(),
-        }))
+        match &mut self.commits {
+            Some(commits) if self.policy.waits_for_sync() => {
+                commits.wait(tickets, Status::Ok, body.to_vec())
+            }
+            _ => {
+                reply.ok(body);
+                Handled::Replied
+            }
+        }
     }
 
-    /// Starts a group commit of everything written in the current epoch.
+    /// Hands everything written since the last commit to the sync thread: a commit of its own,
+    /// or, while one is being synced, the next one (see the module doc).
     fn dispatch_commit(&mut self) {
-        let Some(syncer) = &mut self.syncer else {
+        let Some(commits) = &mut self.commits else {
             return;
         };
-        debug_assert!(!syncer.is_busy());
         let (job, failures) = self.engine.take_sync_job();
-        match syncer.dispatch(job) {
-            Ok(_) => self.in_flight = failures,
-            Err(e) => {
-                tracing::error!("group commit: {e}");
-                let epoch = syncer.current_epoch();
-                self.answer_waiting(epoch, &Err(e), &failures.discards);
-            }
+        let failed = |error: &str, failures: EpochFailures| Committed {
+            synced: Err(error.to_string()),
+            discards: failures.discards,
+        };
+        if let Err(e) = commits.dispatch(job, failures, failed) {
+            tracing::error!("group commit: {e}");
         }
     }
 
-    fn on_commit_done(&mut self, done: SyncDone) {
-        let before = std::mem::take(&mut self.in_flight);
-        let synced = done.result.and(match before.sync_failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        });
-        match (&synced, before.failure) {
-            (Err(e), _) => tracing::error!("group commit of epoch {} failed: {e}", done.epoch),
-            (Ok(()), Some(e)) => tracing::error!(
-                "group commit of epoch {}: a write failed before it ({e}); the writes it \
-                 concerns are answered InternalError or NotDurable",
-                done.epoch
-            ),
-            (Ok(()), None) => {}
-        }
-        self.answer_waiting(done.epoch, &synced, &before.discards);
-    }
-
-    /// Answers every write of `epoch` and before: its records were fsynced with `synced` as the
-    /// result, and `discards` were dropped.
-    fn answer_waiting(&mut self, epoch: u64, synced: &Result<(), String>, discards: &[Discard]) {
-        while let Some((slot_epoch, _)) = self.waiting.front() {
-            if *slot_epoch > epoch {
-                break;
-            }
-            let Some((_, slot)) = self.waiting.pop_front() else {
-                break;
-            };
-            let outcome = WriteOutcome::of(&slot.tickets, discards, synced);
-            *slot.outcome.borrow_mut() = Some(outcome);
-            if let Some(handle) = slot.handle.get() {
-                self.wakeups.wake(handle);
-            }
+    /// Under `always`, hands the writes of the pass to a group commit, whether or not one is
+    /// being synced (see the module doc).
+    fn hand_over_writes(&mut self) {
+        if self.commits.as_ref().is_some_and(GroupCommit::has_unsent) {
+            self.dispatch_commit();
         }
     }
 
     fn poll_commits(&mut self) {
-        while let Some(done) = self.syncer.as_mut().and_then(Syncer::poll) {
-            self.on_commit_done(done);
+        if let Some(commits) = &mut self.commits {
+            commits.poll(on_commit_done);
         }
     }
 
     fn syncer_idle(&self) -> bool {
-        self.syncer.as_ref().is_some_and(|s| !s.is_busy())
+        self.commits.as_ref().is_some_and(GroupCommit::is_idle)
     }
 }
 
-/// Where a group commit leaves its outcome for one waiting write.
-struct AckSlot {
-    /// The write's records.
-    tickets: WriteTickets,
-    outcome: RefCell<Option<WriteOutcome>>,
-    /// The write's stream, once it has waited (to wake it).
-    handle: Cell<Option<StreamHandle>>,
-}
-
-/// A write waiting for its group commit; ends with the write's reply.
-struct AwaitCommit {
-    slot: Rc<AckSlot>,
-    body: Vec<u8>,
-}
-
-impl StreamTask<LogfilesNode> for AwaitCommit {
-    fn is_deferred_reply(&self) -> bool {
-        true
+/// A group commit is done; `before`: what went wrong in its epochs before it. Returns what its
+/// writes are told.
+fn on_commit_done(done: &SyncDone, before: Option<EpochFailures>) -> Committed {
+    let before = before.unwrap_or_default();
+    let synced = done.result.clone().and(match before.sync_failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    });
+    match (&synced, before.failure) {
+        (Err(e), _) => tracing::error!("group commit of epoch {} failed: {e}", done.epoch),
+        (Ok(()), Some(e)) => tracing::error!(
+            "group commit of epoch {}: a write failed before it ({e}); the writes it \
+             concerns are answered InternalError or NotDurable",
+            done.epoch
+        ),
+        (Ok(()), None) => {}
     }
-
-    fn resume(&mut self, _node: &mut LogfilesNode, out: &mut StreamOut<'_>) -> StreamStep {
-        match self.slot.outcome.borrow_mut().take() {
-            Some(WriteOutcome::Durable) => out.finish(Status::Ok, &self.body),
-            Some(WriteOutcome::NotStored(e)) => out.finish_error(Status::InternalError, e),
-            Some(WriteOutcome::NotDurable(e)) => out.finish_error(Status::NotDurable, e),
-            None => {
-                self.slot.handle.set(Some(out.handle()));
-                return StreamStep::Wait;
-            }
-        }
-        StreamStep::Done
+    Committed {
+        synced,
+        discards: before.discards,
     }
 }
 
@@ -251,9 +216,7 @@ impl Service for LogfilesNode {
 
     fn background(&mut self, _now: Instant) -> bool {
         self.poll_commits();
-        if self.policy.waits_for_sync() && !self.waiting.is_empty() && self.syncer_idle() {
-            self.dispatch_commit();
-        }
+        self.hand_over_writes();
         // Nothing more until the sync thread wakes the loop or a request arrives.
         false
     }
@@ -275,8 +238,8 @@ impl Service for LogfilesNode {
     }
 
     fn shutdown(&mut self) -> Result<(), String> {
-        while let Some(done) = self.syncer.as_mut().and_then(Syncer::wait) {
-            self.on_commit_done(done);
+        if let Some(commits) = &mut self.commits {
+            commits.drain(on_commit_done);
         }
         match self.engine.close() {
             Ok(()) => {
@@ -295,5 +258,64 @@ impl Service for LogfilesNode {
 
     fn stats(&self, out: &mut Vec<(String, u64)>) {
         crate::stats::stats(self, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineLimits;
+
+    fn node(dir: &std::path::Path) -> LogfilesNode {
+        let limits = EngineLimits {
+            max_value_bytes: 1024,
+            write_buffer_bytes: 64 * 1024,
+            max_open_buckets: 16,
+            max_open_buckets_per_channel: 4,
+            max_channels: 16,
+            fsync: DurabilityPolicy::Always,
+            index_interval_bytes: crate::storage::DEFAULT_INDEX_INTERVAL_BYTES,
+        };
+        let (engine, _) = Engine::open(dir, limits).unwrap();
+        let timers = WriteTimers {
+            flush_interval: Duration::from_secs(60),
+            fsync_interval: Duration::from_secs(60),
+        };
+        LogfilesNode::new(engine, Wakeups::default(), timers).unwrap()
+    }
+
+    /// A Put under `always`, as its handler leaves it: stored, its reply waiting.
+    fn put(node: &mut LogfilesNode, key: u64) {
+        let tickets = node.engine.put("c", key, b"record").unwrap();
+        let commits = node.commits.as_mut().unwrap();
+        let Handled::Stream(_waiting) = commits.wait::<LogfilesNode>(tickets, Status::Ok, vec![])
+        else {
+            panic!("a Put under always waits for its commit");
+        };
+    }
+
+    #[test]
+    fn writes_go_to_the_next_commit_while_one_is_being_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = node(dir.path());
+        put(&mut node, 1);
+        node.hand_over_writes();
+        let commits = node.commits.as_ref().unwrap();
+        assert!(!commits.has_unsent());
+        // Outstanding until the loop collects it, whatever the thread has done meanwhile.
+        assert!(!commits.is_idle());
+        // The next pass's write is handed over at once (it joins the commit waiting to start,
+        // which the thread begins the moment the first is done), not held until the loop has
+        // seen the first commit end.
+        put(&mut node, 2);
+        node.hand_over_writes();
+        let commits = node.commits.as_ref().unwrap();
+        assert!(!commits.has_unsent());
+        assert_eq!(commits.awaiting(), 2);
+        node.shutdown().unwrap();
+        let commits = node.commits.as_ref().unwrap();
+        assert_eq!(commits.awaiting(), 0);
+        assert!(commits.syncer().completed >= 1);
+        assert_eq!(commits.syncer().failures, 0);
     }
 }

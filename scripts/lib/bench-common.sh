@@ -1,9 +1,10 @@
 # shellcheck shell=bash disable=SC2154
-# Shared helpers of the comparison scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
-# bench-logfiles.sh, bench-logfiles-scan.sh, bench-queue.sh, bench-metrics.sh,
-# bench-tls-instructions.sh, bench-queue-instructions.sh, bench-tls-flood.sh, bench-dht-ab.sh,
-# bench-dump-latency.sh, bench-shutdown.sh, bench-log-replay.sh, bench-queue-ab.sh). Source it;
-# it defines functions and constants only (clk_tck, dht_node_env).
+# Shared helpers of the benchmark scripts (scripts/bench-vs-redis.sh, bench-scaling.sh,
+# bench-logfiles.sh, bench-logfiles-scan.sh, bench-logfiles-ab.sh, bench-dht-ab.sh,
+# bench-queue.sh, bench-metrics.sh, bench-tls-instructions.sh, bench-queue-instructions.sh,
+# bench-tls-flood.sh, bench-shutdown.sh, bench-dump-latency.sh, bench-log-replay.sh,
+# bench-queue-ab.sh). Source it; it defines functions and constants only (clk_tck,
+# dht_node_env).
 #
 # The functions read these globals of the sourcing script:
 #   rt                  1 = servers and generators run SCHED_FIFO (see bench_sched)
@@ -14,7 +15,9 @@
 #   loadgen, dhtnode, logfilesnode, queuenode, queue_load   paths of the release binaries
 #   rows_file           the table's rows (run_row, failed_row)
 # and set: server_run / client_run (command prefixes: taskset, chrt), keep_tmp,
-# srv_pid / srv_addr / srv_port (the server that the last start_* started), failed_rows.
+# srv_pid / srv_addr / srv_port (the server that the last start_* started), failed_rows; and for
+# the scripts of one node (scratch_dir, launch_node, release_bins): work, node_pid, node_addr,
+# bin.
 #
 # Result lines: every runner appends one line "ops_per_s p99_us X Y" to PREFIX.runs;
 # `median PREFIX` and `spread PREFIX` summarise them.
@@ -205,17 +208,167 @@ start_on_free_port() {
     row_error "$name: ${port_attempts:-5} ports in a row were taken"
 }
 
-# logged_addr LOG PID: waits (30 s at most) for our node's "listening on ADDR" line in LOG and
-# prints ADDR; fails if PID dies first.
+# logged_addr LOG PID [SKIP]: waits (listen_timeout_s, default 30 s) for our node's "listening on
+# ADDR" line in LOG after its first SKIP lines (default 0; a node started again on the same logs
+# skips the lines of its previous run) and prints ADDR; fails if PID dies first.
 logged_addr() {
-    local addr deadline=$((SECONDS + 30))
+    local addr deadline=$((SECONDS + ${listen_timeout_s:-30}))
     while [ "$SECONDS" -lt "$deadline" ]; do
-        addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$1" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
+        addr=$(tail -n +"$((${3:-0} + 1))" "$1" 2>/dev/null | grep -o 'listening on [0-9.]*:[0-9]*' |
+            head -1 | cut -d' ' -f3 || true)
         [ -n "$addr" ] && { echo "$addr"; return 0; }
         alive "$2" || return 1
         sleep 0.05
     done
     return 1
+}
+
+# ---- scripts of one node (no rows, no steps) ---------------------------------------------------
+
+# scratch_dir NAME: work=/tmp/NAME.XXXXXX, and an exit trap that kills the node launch_node
+# started (node_pid) and deletes the directory, unless KEEP=1 (then it is kept, and named).
+scratch_dir() {
+    work=$(mktemp -d "/tmp/$1.XXXXXX")
+    node_pid=""
+    trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+    if [ -n "${node_pid:-}" ]; then
+        kill -9 "$node_pid" 2>/dev/null || true
+        wait "$node_pid" 2>/dev/null || true
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+
+# release_bins DIR CARGO_BUILD_ARGS...: bin=DIR when DIR is given (copies of an earlier build, to
+# compare two commits without rebuilding either), else a release build of CARGO_BUILD_ARGS and
+# bin=target/release (run from the repository's root).
+# shellcheck disable=SC2034 # bin is the caller's
+release_bins() {
+    if [ -n "$1" ]; then bin=$1; return 0; fi
+    shift
+    cargo build --release -q "$@"
+    bin=target/release
+}
+
+# seconds_since T: the seconds (3 decimals) from T (`date +%s.%N`) until now.
+seconds_since() { awk -v t="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", now - t }'; }
+
+# callgrind_summary FILE: the instruction count of a callgrind dump.
+callgrind_summary() { awk '/^summary:/ { print $2 }' "$1"; }
+
+# ---- A/B runs of builds of one node (bench-dht-ab.sh, bench-logfiles-ab.sh, bench-queue-ab.sh) ----
+
+# ab_defaults: the settings every A/B script shares, at their defaults.
+# shellcheck disable=SC2034 # the caller's
+ab_defaults() {
+    seconds=5
+    rounds=3
+    rt=0
+    depths="1 16"
+    out=""
+    connections=50
+    value_size=100
+    variants=()
+}
+
+# ab_option ARGS...: takes the first of ARGS if it is an option every A/B script shares
+# (--seconds S, --rounds R, --rt, --depths "P...", --out DIR, -h/--help) or a variant
+# LABEL=BIN_DIR[,VAR=VALUE...]; sets ab_shift to the words it took (0: an option of the script's
+# own, or an unknown one).
+# shellcheck disable=SC2034 # the caller's
+ab_option() {
+    ab_shift=1
+    case "$1" in
+        --seconds) need_value "$1" $#; seconds="$2"; ab_shift=2 ;;
+        --rounds) need_value "$1" $#; rounds="$2"; ab_shift=2 ;;
+        --rt) rt=1 ;;
+        --depths) need_value "$1" $#; depths="$2"; ab_shift=2 ;;
+        --out) need_value "$1" $#; out="$2"; ab_shift=2 ;;
+        -h|--help) usage ;;
+        -*) ab_shift=0 ;;
+        *=*) variants+=("$1") ;;
+        *) echo "a variant is LABEL=BIN_DIR[,VAR=VALUE...]: '$1'" >&2; exit 2 ;;
+    esac
+}
+
+# ab_parse ARGS...: reads the command line: the shared options and the variants (ab_option),
+# the script's own options through its function `own_option OPTION [VALUE...]` (which sets one,
+# taking OPTION and one value, or exits naming an unknown one); exits 2 unless the shared
+# settings are sane and a variant was given.
+ab_parse() {
+    local p
+    while [ $# -gt 0 ]; do
+        ab_option "$@"
+        if [ "$ab_shift" -eq 0 ]; then
+            own_option "$@"
+            ab_shift=2
+        fi
+        shift "$ab_shift"
+    done
+    positive_numbers "$seconds" "$rounds"
+    [ ${#variants[@]} -ge 1 ] || { echo "no variant given" >&2; usage; }
+    for p in $depths; do positive_numbers "$p"; done
+}
+
+# ab_variant SPEC: reads a variant LABEL=BIN_DIR[,VAR=VALUE...] (BIN_DIR `.` is target/release)
+# into ab_label, ab_dir and ab_envs (the node's environment).
+# shellcheck disable=SC2034 # the caller's
+ab_variant() {
+    ab_label=${1%%=*}
+    local spec=${1#*=}
+    ab_dir=${spec%%,*}
+    [ "$ab_dir" = . ] && ab_dir="$root/target/release"
+    ab_envs=()
+    if [[ "$spec" == *,* ]]; then IFS=, read -r -a ab_envs <<< "${spec#*,}"; fi
+}
+
+# ab_check_variants BIN...: checks every variant of the array `variants` (its label, and that its
+# BIN_DIR holds every BIN; exit 2 or 1 naming what is wrong); sets the array `labels`.
+ab_check_variants() {
+    local variant bin names
+    names=$(printf '%s and ' "$@")
+    labels=()
+    for variant in "${variants[@]}"; do
+        ab_variant "$variant"
+        [[ "$ab_label" =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "label '$ab_label': letters, digits, _ . + - only" >&2; exit 2; }
+        for bin in "$@"; do
+            [ -x "$ab_dir/$bin" ] || { echo "$ab_dir: no ${names% and }" >&2; exit 1; }
+        done
+        labels+=("$ab_label")
+    done
+}
+
+# ab_rounds ROUNDS FUNC: runs `FUNC VARIANT` for every variant, ROUNDS times, the order reversed
+# every other round (A B, B A, ...), so that drift on a shared machine favours neither.
+ab_rounds() {
+    local round i order
+    for ((round = 1; round <= $1; round++)); do
+        order=("${variants[@]}")
+        if [ $((round % 2)) -eq 0 ]; then
+            order=()
+            for ((i = ${#variants[@]} - 1; i >= 0; i--)); do order+=("${variants[$i]}"); done
+        fi
+        log "round $round of $1"
+        for i in "${order[@]}"; do "$2" "$i"; done
+    done
+}
+
+# ab_start COMMAND ARGS...: runs COMMAND (a start_* function) with the last ab_variant's
+# environment (ab_envs) in front of the server's command only.
+ab_start() {
+    local base_run=("${server_run[@]}")
+    server_run=(env "${ab_envs[@]}" "${base_run[@]}")
+    "$@"
+    server_run=("${base_run[@]}")
+}
+
+# ab_medians PREFIX: "median ops/s | median p99 µs" of PREFIX.runs.
+ab_medians() {
+    local med p99
+    med=$(sort -n "$1.runs" | awk '{ops[NR] = $1} END {print ops[int((NR + 1) / 2)]}')
+    p99=$(sort -n -k2 "$1.runs" | awk '{v[NR] = $2} END {print v[int((NR + 1) / 2)]}')
+    echo "$med | $p99"
 }
 
 # ---- steps and rows that survive a failure ----------------------------------------------------
@@ -393,25 +546,49 @@ start_memcached() {
         -U 0 -t 1 -m "$1"
 }
 
+# launch_node DIR CONFIG_TEXT CMD...: starts one of our nodes, CMD being its binary after any
+# prefix (taskset, chrt, valgrind), with DIR/node.toml holding CONFIG_TEXT, its data in DIR/data
+# and its logs in DIR/log (kept: a node may be started again on them), on a port the kernel
+# picks; its output is appended to DIR/console.log. Sets node_pid (tracked, for the steps'
+# cleanup, when the script keeps $tmp/pids), and node_addr from the first "listening on" line
+# its root.log gained (logged_addr). On failure says why (row_error) and returns 1.
+launch_node() {
+    local dir=$1 config=$2 seen=0
+    shift 2
+    mkdir -p "$dir/data" "$dir/log"
+    printf '%s\n' "$config" > "$dir/node.toml"
+    if [ -f "$dir/log/root.log" ]; then seen=$(wc -l < "$dir/log/root.log"); fi
+    "$@" -c "$dir/node.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" --log-dir "$dir/log" \
+        >> "$dir/console.log" 2>&1 &
+    node_pid=$!
+    if [ -n "${tmp:-}" ] && [ -e "$tmp/pids" ]; then track_pid "$node_pid"; fi
+    if ! node_addr=$(logged_addr "$dir/log/root.log" "$node_pid" "$seen"); then
+        row_error "$(basename "${*: -1}") did not start: $(last_words "$dir/console.log" "$dir/log/root.log")"
+        return 1
+    fi
+}
+
+# stop_node [SIGNAL]: sends the node launch_node started SIGNAL (default TERM) and waits until
+# it is gone.
+stop_node() {
+    kill "-${1:-TERM}" "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+    node_pid=""
+}
+
 # dht_node_env: the environment deploy/systemd/dhtnode@.service gives the node: glibc's malloc
 # with its heap in transparent huge pages (docs/operations.md, "Memory: the huge-page heap").
 # Benchmarks measure the node as it is deployed; a variant's own environment (bench-dht-ab.sh's
 # LABEL=DIR,GLIBC_TUNABLES=) comes later on the command line and wins.
 dht_node_env=(env GLIBC_TUNABLES=glibc.malloc.hugetlb=1)
 
-# start_dhtnode DIR [CONFIG_TEXT]: a dhtnode on core 0 (config, data and logs in DIR) on a port
-# the kernel picks, in dht_node_env; sets srv_pid, srv_addr, srv_port.
+# start_dhtnode DIR [CONFIG_TEXT]: a fresh dhtnode on core 0 (config, data and logs in DIR) on a
+# port the kernel picks, in dht_node_env; sets srv_pid, srv_addr, srv_port.
 start_dhtnode() {
-    rm -rf "$1"; mkdir -p "$1/data" "$1/log"
-    printf '%s\n' "${2:-}" > "$1/node.toml"
-    "${dht_node_env[@]}" "${server_run[@]}" "$dhtnode" -c "$1/node.toml" --listen 127.0.0.1:0 --data-dir "$1/data" \
-        --log-dir "$1/log" > "$1/console.log" 2>&1 &
-    srv_pid=$!
-    track_pid "$srv_pid"
-    if ! srv_addr=$(logged_addr "$1/log/root.log" "$srv_pid"); then
-        row_error "dhtnode did not start: $(last_words "$1/console.log" "$1/log/root.log")"
-        return 1
-    fi
+    rm -rf "$1"
+    launch_node "$1" "${2:-}" "${dht_node_env[@]}" "${server_run[@]}" "$dhtnode" || return 1
+    srv_pid=$node_pid
+    srv_addr=$node_addr
     srv_port=${srv_addr##*:}
 }
 
@@ -527,63 +704,6 @@ queue_cycle_ours() {
         cat "$out/queue/raw/queue-$name.$1.runs" >> "$out/queue/queue-$name.runs"
     done
     stop_srv
-}
-
-# ---- A/B runs (bench-dht-ab.sh, bench-queue-ab.sh) ------------------------------------------
-
-# ab_variant LABEL=BIN_DIR[,VAR=VALUE...]: sets ab_label, ab_dir (BIN_DIR; `.` means
-# $root/target/release) and ab_envs (the VAR=VALUE list, for the node's environment only).
-ab_variant() {
-    local spec=${1#*=}
-    ab_label=${1%%=*}
-    ab_dir=${spec%%,*}
-    [ "$ab_dir" = . ] && ab_dir="$root/target/release"
-    ab_envs=()
-    if [[ "$spec" == *,* ]]; then IFS=, read -r -a ab_envs <<< "${spec#*,}"; fi
-}
-
-# ab_labels NODE GENERATOR VARIANT...: checks every variant (a label of letters, digits, _ . + -;
-# a BIN_DIR holding the binaries NODE and GENERATOR) and sets `labels` in their order; exits 2
-# (bad label) or 1 (missing binaries) naming the problem.
-ab_labels() {
-    local node=$1 generator=$2 variant
-    shift 2
-    labels=()
-    for variant in "$@"; do
-        ab_variant "$variant"
-        [[ "$ab_label" =~ ^[A-Za-z0-9_.+-]+$ ]] ||
-            { echo "label '$ab_label': letters, digits, _ . + - only" >&2; exit 2; }
-        if [ ! -x "$ab_dir/$node" ] || [ ! -x "$ab_dir/$generator" ]; then
-            echo "$ab_dir: no $node and $generator" >&2; exit 1
-        fi
-        labels+=("$ab_label")
-    done
-}
-
-# ab_rounds ROUNDS FUNCTION VARIANT...: ROUNDS rounds, each calling FUNCTION VARIANT for every
-# variant, the order reversed every other round (A B, B A, ...).
-ab_rounds() {
-    local rounds=$1 run=$2 round i variant order
-    shift 2
-    for ((round = 1; round <= rounds; round++)); do
-        order=("$@")
-        if [ $((round % 2)) -eq 0 ]; then
-            order=()
-            for ((i = $#; i >= 1; i--)); do order+=("${!i}"); done
-        fi
-        log "round $round of $rounds"
-        for variant in "${order[@]}"; do "$run" "$variant"; done
-    done
-}
-
-# ab_start COMMAND ARGS...: runs COMMAND (a start_* function) with the last ab_variant's
-# environment (ab_envs) in front of the server's command only; logs the load average.
-ab_start() {
-    local base_run=("${server_run[@]}")
-    server_run=(env "${ab_envs[@]}" "${base_run[@]}")
-    "$@"
-    server_run=("${base_run[@]}")
-    log "$ab_label: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (openssl).

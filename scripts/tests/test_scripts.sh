@@ -181,6 +181,11 @@ expect_exit 2 "no variant given" "$QAB" --rounds 2
 expect_exit 2 "not a positive number: '0'" "$QAB" --count 0 a=.
 expect_exit 2 "a variant is LABEL=BIN_DIR" "$QAB" target/release
 expect_exit 1 "no queuenode and queue_load" "$QAB" a=/nonexistent
+LAB=$REPO/scripts/bench-logfiles-ab.sh
+expect_exit 2 "no variant given" "$LAB" --rounds 2
+expect_exit 2 "--fsync: none, interval or always" "$LAB" --fsync sometimes a=.
+expect_exit 2 "a variant is LABEL=BIN_DIR" "$LAB" target/release
+expect_exit 1 "no logfilesnode and loadgen" "$LAB" a=/nonexistent
 expect_exit 2 "--connections: not a positive number: 'x'" "$SCALING" --connections 10,x --dry-run
 expect_exit 2 "--axes: unknown 'foo'" "$SCALING" --axes records,foo --dry-run
 expect_exit 2 "--records: 2000000000 is above 1000000000" "$SCALING" --records 2000000000 --dry-run
@@ -263,8 +268,19 @@ grep -q '^records 900000000: needs .* DOES NOT FIT' <<<"$plan" || fail "a 900M-r
     [ "$(cat "$rows_file")" = "$expected" ] || fail "the rows after a failure: $(cat "$rows_file")"
     [ "$failed_rows" -eq 1 ] || fail "failed_rows is $failed_rows, not 1"
     ! finish_rows 2>"$tmp/finish.err" || fail "finish_rows succeeds with a failed row"
+    # launch_node: a node started again on the same logs is found at its new address (not at
+    # the one its previous run logged), and one that cannot start says why.
+    launch_node "$tmp/again" "" "$dhtnode" 2>"$tmp/again.err" || fail "launch_node: $(cat "$tmp/again.err")"
+    stop_node TERM
+    launch_node "$tmp/again" "" "$dhtnode" 2>"$tmp/again.err" || fail "launch_node again: $(cat "$tmp/again.err")"
+    [ "$(grep -c 'listening on' "$tmp/again/log/root.log")" -eq 2 ] &&
+        listens "${node_addr##*:}" "$node_pid" || fail "launch_node again: not listening on $node_addr"
+    stop_node TERM
+    ! launch_node "$tmp/broken" "[dht]
+durability = \"sometimes\"" "$dhtnode" 2>"$tmp/broken.err" || fail "a node with a bad config was reported listening"
+    grep -q '^dhtnode did not start: .*broken/node.toml' "$tmp/broken.err" || fail "launch_node's failure: $(cat "$tmp/broken.err")"
 )
-echo "   options checked, a taken port retried, a failed row kept among the others"
+echo "   options checked, a taken port retried, a failed row kept among the others, a node started again found"
 
 UNITS=(dhtnode dhtdump logfilesnode queuenode)
 declare -A UNIT_DIR=(

@@ -334,6 +334,42 @@ impl Syncer {
     }
 }
 
+/// A sync thread the tests drive by hand: they start jobs and report them done.
+#[cfg(test)]
+pub(crate) struct ManualThread {
+    shared: Arc<Shared>,
+    done_tx: mpsc::Sender<SyncDone>,
+}
+
+#[cfg(test)]
+impl ManualThread {
+    /// A syncer whose thread is this.
+    pub(crate) fn syncer() -> (Syncer, ManualThread) {
+        let (syncer, shared, done_tx) = Syncer::unstarted();
+        (syncer, ManualThread { shared, done_tx })
+    }
+
+    /// Starts the job waiting (as the thread does when it takes it).
+    pub(crate) fn start(&self) -> Option<(u64, SyncJob)> {
+        self.shared.lock().next.take()
+    }
+
+    /// Reports `epoch` done with `result`.
+    pub(crate) fn report(&self, epoch: u64, result: Result<(), String>) {
+        let done = SyncDone {
+            epoch,
+            result,
+            took: Duration::ZERO,
+        };
+        self.done_tx.send(done).unwrap();
+    }
+
+    /// The thread is gone: dispatches fail from now on.
+    pub(crate) fn close(&self) {
+        self.shared.lock().closed = true;
+    }
+}
+
 impl Drop for Syncer {
     fn drop(&mut self) {
         self.shared.lock().closed = true;

@@ -14,13 +14,15 @@
 //! [`channel_requests`] the channel requests every kind shares (GetChannels, GetChannelSize,
 //! GetSize, RemoveChannel).
 //! [`durability`] is the fsync policy and group commit of the nodes that write to disk (their
-//! fsync thread, off this loop).
+//! fsync thread, off this loop); [`group_commit`] holds the replies that wait for a group commit
+//! (`always`) until their epoch is fsynced.
 
 pub mod channel_requests;
 mod common;
 mod connection;
 pub mod durability;
 mod event_loop;
+pub mod group_commit;
 pub mod outcome;
 pub mod service;
 
