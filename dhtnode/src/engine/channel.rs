@@ -6,6 +6,7 @@
 //! records has ~2 500 per shard), so a walker copies one shard at a time, and "shard index, then
 //! key order inside the shard" is a total order that a walk can resume from after any change.
 
+use super::prefetch::{prefetch_line, Step};
 use super::tombstones::Tombstones;
 use super::value::Value;
 use node_core::fold_hash::{fold_mix, FoldHasher};
@@ -133,6 +134,23 @@ impl Channel {
         self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the loads of one step of the lookup of `key` ([`prefetch`](super::prefetch)).
+    /// Never waits: a shard locked elsewhere (the dump writer's) is skipped.
+    pub fn prefetch(&self, key: u64, step: Step) {
+        let shard = &self.shards[shard_of(key)];
+        match step {
+            Step::Shard => prefetch_line(shard),
+            Step::Value => {
+                // A lookup under the lock is what finds the value's address.
+                if let Ok(shard) = shard.try_lock() {
+                    if let Some(value) = shard.get(&key) {
+                        value.prefetch();
+                    }
+                }
+            }
+        }
     }
 
     /// Runs `f` on the value of `key` (or `None`), with its shard locked.

@@ -25,6 +25,7 @@
 pub mod channel;
 pub mod listeners;
 pub mod log;
+pub mod prefetch;
 pub mod replay;
 pub mod tombstones;
 pub mod value;
@@ -254,6 +255,16 @@ impl Engine {
             self.remember_channel(name, data);
         }
         Ok(self.last_channel.as_ref().map(|last| &last.data))
+    }
+
+    /// The channel `name` names, for a look-ahead ([`prefetch`]): the last channel's or the
+    /// map's, without the name check (an invalid name is simply not found) and without
+    /// changing the last channel.
+    pub fn channel_for_look_ahead(&self, name: &str) -> Option<&Channel> {
+        match &self.last_channel {
+            Some(last) if last.name.as_bytes() == name.as_bytes() => Some(&last.data),
+            _ => self.channels.get(name).map(|data| &**data),
+        }
     }
 
     /// Logs every change from now on through `log` (after the start-up replay).

@@ -27,13 +27,16 @@ mod set_ready;
 mod update;
 mod walk;
 
-use crate::engine::EngineError;
+use crate::engine::prefetch::prefetch_records;
+use crate::engine::{Channel, EngineError};
 use crate::service::DhtNode;
-use node_core::protocol::dht::{DhtRequest, SizeInfo};
-use node_core::protocol::{NodeKind, Status};
+use node_core::protocol::dht::{DhtRequest, KeyRequest, PutRequest, PutVersionRequest, SizeInfo};
+use node_core::protocol::{NodeKind, RequestCode, Status};
 use node_core::server::channel_requests as channels;
 use node_core::server::outcome::{finish, unsupported};
-use node_core::server::{ChannelStore, Handled, Reply, Request};
+use node_core::server::{
+    ChannelStore, Handled, LookAheadFrames, Reply, Request, LOOK_AHEAD_FRAMES,
+};
 
 pub(crate) fn dispatch(
     node: &mut DhtNode,
@@ -78,6 +81,49 @@ pub(crate) fn dispatch(
         DhtRequest::PutBatchVersion => put_batch_version::handle(node, request, reply),
     };
     finish(reply, outcome)
+}
+
+/// The look-ahead ([`node_core::server::Service::look_ahead`]): the records the next Get,
+/// Exists, GetWithVersion, Put and PutVersion of a read will look up, prefetched together
+/// ([`crate::engine::prefetch`]). A lone frame is left alone: it has nothing to overlap with.
+pub(crate) fn look_ahead(node: &DhtNode, frames: LookAheadFrames<'_>) {
+    let mut targets: [Option<(&Channel, u64)>; LOOK_AHEAD_FRAMES] = [None; LOOK_AHEAD_FRAMES];
+    let mut count = 0;
+    for (code, body) in frames {
+        let Some((channel, key)) = looked_up(code, body) else {
+            continue;
+        };
+        let Some(data) = node.engine.channel_for_look_ahead(channel) else {
+            continue;
+        };
+        if let Some(target) = targets.get_mut(count) {
+            *target = Some((data, key));
+            count += 1;
+        }
+    }
+    if count >= 2 {
+        prefetch_records(targets.iter().flatten().copied());
+    }
+}
+
+/// The channel and key a request will look up, if it is one whose lookups the look-ahead
+/// prefetches and its body decodes.
+fn looked_up(code: RequestCode, body: &[u8]) -> Option<(&str, u64)> {
+    match DhtRequest::from_code(code)? {
+        DhtRequest::Get | DhtRequest::Exists | DhtRequest::GetWithVersion => {
+            let request = KeyRequest::decode(body).ok()?;
+            Some((request.channel, request.key))
+        }
+        DhtRequest::Put => {
+            let request = PutRequest::decode(body).ok()?;
+            Some((request.channel, request.key))
+        }
+        DhtRequest::PutVersion => {
+            let request = PutVersionRequest::decode(body).ok()?;
+            Some((request.channel, request.key))
+        }
+        _ => None,
+    }
 }
 
 /// RemoveChannel: node-core's (decode, checks, the removal, its log line), answered like every

@@ -11,7 +11,9 @@ use crate::protocol::{RequestCode, Status};
 use crate::server::common;
 use crate::server::connection::{Connection, Phase, ReadOutcome};
 use crate::server::outcome::unsupported_message;
-use crate::server::service::{Handled, Reply, Request, Service, StreamHandle};
+use crate::server::service::{
+    Handled, LookAheadFrames, Reply, Request, Service, StreamHandle, LOOK_AHEAD_FRAMES,
+};
 
 impl<S: Service> EventLoop<'_, S> {
     pub(super) fn max_input_bytes(&self) -> usize {
@@ -71,7 +73,7 @@ impl<S: Service> EventLoop<'_, S> {
     pub(super) fn process_input(&mut self, slot: usize) -> bool {
         // Whatever ran since the last frame is no request's: the first one reads the clock.
         self.request_clock = None;
-        for _ in 0..FRAMES_PER_PASS {
+        for frame in 0..FRAMES_PER_PASS {
             let Some(conn) = self.connections.get_mut(slot) else {
                 return false;
             };
@@ -81,6 +83,14 @@ impl<S: Service> EventLoop<'_, S> {
             if conn.pending_output() >= self.server.options.output_buffer_bytes {
                 conn.reading_paused = true;
                 return false;
+            }
+            if frame % LOOK_AHEAD_FRAMES == 0 && matches!(conn.phase, Phase::Open) {
+                // The service sees the next frames before the first runs (prefetches).
+                let frames = LookAheadFrames::new(
+                    conn.pending_input(),
+                    self.server.options.max_frame_bytes,
+                );
+                self.service.look_ahead(frames);
             }
             let progressed = match conn.phase {
                 Phase::AwaitingHello { nonce } => self.process_hello(slot, nonce),
