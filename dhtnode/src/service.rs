@@ -23,9 +23,7 @@ use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::dht::DhtRequest;
 use node_core::protocol::{NodeKind, RequestCode};
-use node_core::server::{
-    Handled, LookAheadFrames, Reply, Request, Service, StreamHandle, Wakeups,
-};
+use node_core::server::{Handled, LookAheadFrames, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -27,6 +27,7 @@ pub mod listeners;
 pub mod log;
 pub mod prefetch;
 pub mod replay;
+pub mod table;
 pub mod tombstones;
 pub mod value;
 mod versions;

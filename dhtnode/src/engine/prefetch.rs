@@ -13,6 +13,8 @@ use super::channel::Channel;
 pub enum Step {
     /// The shard's lock and table header.
     Shard,
+    /// The key's home slot in the shard's table ([`super::table::KeyTable::slot_address`]).
+    Slot,
     /// The record's value (after a lookup under the shard's lock).
     Value,
 }
@@ -20,7 +22,7 @@ pub enum Step {
 /// Starts the memory loads of the lookups of `targets` (channel and key), one step at a time
 /// for all of them.
 pub fn prefetch_records<'a>(targets: impl Iterator<Item = (&'a Channel, u64)> + Clone) {
-    for step in [Step::Shard, Step::Value] {
+    for step in [Step::Shard, Step::Slot, Step::Value] {
         for (channel, key) in targets.clone() {
             channel.prefetch(key, step);
         }

@@ -172,3 +172,54 @@ impl ChannelStore for DhtNode {
         Ok(existed.then(String::new))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The look-ahead finds the channel and key of the requests whose lookups it prefetches,
+    /// and nothing for other requests or for a body that does not decode.
+    #[test]
+    fn looked_up_decodes_the_lookups_only() {
+        let mut key = Vec::new();
+        KeyRequest {
+            channel: "ch",
+            key: 7,
+        }
+        .encode(&mut key);
+        for read in [
+            DhtRequest::Get,
+            DhtRequest::Exists,
+            DhtRequest::GetWithVersion,
+        ] {
+            assert_eq!(looked_up(read.code(), &key), Some(("ch", 7)));
+            assert_eq!(looked_up(read.code(), &key[..key.len() - 1]), None);
+        }
+        assert_eq!(looked_up(DhtRequest::Remove.code(), &key), None);
+        let mut put = Vec::new();
+        PutRequest {
+            channel: "c",
+            key: 9,
+            value: b"v",
+        }
+        .encode(&mut put);
+        assert_eq!(looked_up(DhtRequest::Put.code(), &put), Some(("c", 9)));
+        let mut put_version = Vec::new();
+        let request = PutVersionRequest {
+            channel: "c",
+            key: 3,
+            version: 5,
+            value: b"v",
+        };
+        request.encode(&mut put_version);
+        assert_eq!(
+            looked_up(DhtRequest::PutVersion.code(), &put_version),
+            Some(("c", 3))
+        );
+        assert_eq!(
+            looked_up(DhtRequest::PutVersion.code(), &put_version[..10]),
+            None
+        );
+        assert_eq!(looked_up(RequestCode(200), &key), None);
+    }
+}

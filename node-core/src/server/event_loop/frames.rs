@@ -86,10 +86,8 @@ impl<S: Service> EventLoop<'_, S> {
             }
             if frame % LOOK_AHEAD_FRAMES == 0 && matches!(conn.phase, Phase::Open) {
                 // The service sees the next frames before the first runs (prefetches).
-                let frames = LookAheadFrames::new(
-                    conn.pending_input(),
-                    self.server.options.max_frame_bytes,
-                );
+                let frames =
+                    LookAheadFrames::new(conn.pending_input(), self.server.options.max_frame_bytes);
                 self.service.look_ahead(frames);
             }
             let progressed = match conn.phase {
