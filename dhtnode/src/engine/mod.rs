@@ -54,7 +54,7 @@ use std::sync::Arc;
 pub struct EngineLimits {
     /// Σ record bytes the node may hold; 0 = no limit.
     pub size_limit_bytes: u64,
-    /// Channels the node may hold (each costs its shard tables, ~160 KiB, even when empty).
+    /// Channels the node may hold (each costs its shard tables, ~130 KiB, even when empty).
     pub max_channels: usize,
     pub max_value_bytes: usize,
 }

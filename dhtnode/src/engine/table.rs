@@ -442,6 +442,8 @@ mod tests {
     fn slots_are_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 16);
         assert!(std::mem::size_of::<KeyTable>() <= 24);
+        // A channel's 4096 shards: 128 KiB of locked tables, empty or not (hashbrown's: 160).
+        assert_eq!(std::mem::size_of::<std::sync::Mutex<KeyTable>>(), 32);
     }
 
     #[test]
