@@ -7,7 +7,7 @@
 //! key order inside the shard" is a total order that a walk can resume from after any change.
 
 use super::prefetch::{prefetch_line, Step};
-use super::table::{Entry, KeyTable};
+use super::table::{self, Entry, KeyTable};
 use super::tombstones::Tombstones;
 use super::value::Value;
 use node_core::fold_hash::{fold_mix, FoldHasher};
@@ -53,6 +53,40 @@ pub struct Channel {
     /// Keys removed by a RemoveVersion, with the removal's version (never a key that also has
     /// a record: storing a record clears its tombstone).
     tombstones: Tombstones,
+}
+
+/// One lookup of a look-ahead: its shard and its hash, computed once for all steps.
+pub struct PrefetchTarget<'a> {
+    shard: &'a Mutex<Shard>,
+    key: u64,
+    hash: u64,
+}
+
+impl PrefetchTarget<'_> {
+    /// Starts the loads of one step of the lookup. Never waits: a shard locked elsewhere (the
+    /// dump writer's) is skipped.
+    pub fn prefetch(&self, step: Step) {
+        match step {
+            Step::Shard => prefetch_line(self.shard),
+            Step::Slot => {
+                if let Ok(table) = self.shard.try_lock() {
+                    if let Some(slot) = table.slot_address(self.hash) {
+                        prefetch_line(slot);
+                        // The next slots, when the key's run crosses into the next line.
+                        prefetch_line(slot.wrapping_add(16));
+                    }
+                }
+            }
+            Step::Value => {
+                // A lookup under the lock is what finds the value's address.
+                if let Ok(table) = self.shard.try_lock() {
+                    if let Some(value) = table.get_hashed(self.key, self.hash) {
+                        value.prefetch();
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Default for Channel {
@@ -135,27 +169,12 @@ impl Channel {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the loads of one step of the lookup of `key` ([`prefetch`](super::prefetch)).
-    /// Never waits: a shard locked elsewhere (the dump writer's) is skipped.
-    pub fn prefetch(&self, key: u64, step: Step) {
-        let shard = &self.shards[shard_of(key)];
-        match step {
-            Step::Shard => prefetch_line(shard),
-            Step::Slot => {
-                if let Some(slot) = shard.try_lock().ok().and_then(|s| s.slot_address(key)) {
-                    prefetch_line(slot);
-                    // The next slots, when the key's run crosses into the next line.
-                    prefetch_line(slot.wrapping_add(16));
-                }
-            }
-            Step::Value => {
-                // A lookup under the lock is what finds the value's address.
-                if let Ok(shard) = shard.try_lock() {
-                    if let Some(value) = shard.get(key) {
-                        value.prefetch();
-                    }
-                }
-            }
+    /// `key`'s shard and hash, for the steps of a look-ahead ([`super::prefetch`]).
+    pub fn prefetch_target(&self, key: u64) -> PrefetchTarget<'_> {
+        PrefetchTarget {
+            shard: &self.shards[shard_of(key)],
+            key,
+            hash: table::hash(key),
         }
     }
 
@@ -304,12 +323,12 @@ mod tests {
         {
             let _held = channel.shard(shard_of(7));
             for step in steps {
-                channel.prefetch(7, step);
+                channel.prefetch_target(7).prefetch(step);
             }
         }
         for key in 0..2000u64 {
             for step in steps {
-                channel.prefetch(key, step);
+                channel.prefetch_target(key).prefetch(step);
             }
         }
         for key in 0..1000u64 {

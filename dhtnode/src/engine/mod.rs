@@ -261,10 +261,13 @@ impl Engine {
     /// The channel `name` names, for a look-ahead ([`prefetch`]): the last channel's or the
     /// map's, without the name check (an invalid name is simply not found) and without
     /// changing the last channel.
-    pub fn channel_for_look_ahead(&self, name: &str) -> Option<&Channel> {
+    pub fn channel_for_look_ahead(&self, name: &[u8]) -> Option<&Channel> {
         match &self.last_channel {
-            Some(last) if last.name.as_bytes() == name.as_bytes() => Some(&last.data),
-            _ => self.channels.get(name).map(|data| &**data),
+            Some(last) if last.name.as_bytes() == name => Some(&last.data),
+            _ => {
+                let name = std::str::from_utf8(name).ok()?;
+                self.channels.get(name).map(|data| &**data)
+            }
         }
     }
 

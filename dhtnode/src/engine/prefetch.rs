@@ -6,9 +6,10 @@
 //! the frames before the next step, so their loads overlap; by the time the requests run, what
 //! they read is in the cache. Nothing changes: a prefetch only loads into the cache.
 
-use super::channel::Channel;
+use super::channel::{Channel, PrefetchTarget};
+use node_core::server::LOOK_AHEAD_FRAMES;
 
-/// The steps of a lookup, in the order [`prefetch_records`] starts them for all targets.
+/// The steps of a lookup, in the order [`Targets::prefetch`] starts them for all targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// The shard's lock and table header.
@@ -19,12 +20,36 @@ pub enum Step {
     Value,
 }
 
-/// Starts the memory loads of the lookups of `targets` (channel and key), one step at a time
-/// for all of them.
-pub fn prefetch_records<'a>(targets: impl Iterator<Item = (&'a Channel, u64)> + Clone) {
-    for step in [Step::Shard, Step::Slot, Step::Value] {
-        for (channel, key) in targets.clone() {
-            channel.prefetch(key, step);
+/// The lookups of one look-ahead: at most [`LOOK_AHEAD_FRAMES`] (more are ignored), each with
+/// its shard and hash computed once for all steps.
+#[derive(Default)]
+pub struct Targets<'a> {
+    targets: [Option<PrefetchTarget<'a>>; LOOK_AHEAD_FRAMES],
+    len: usize,
+}
+
+impl<'a> Targets<'a> {
+    pub fn push(&mut self, channel: &'a Channel, key: u64) {
+        if let Some(target) = self.targets.get_mut(self.len) {
+            *target = Some(channel.prefetch_target(key));
+            self.len += 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Starts the memory loads of every lookup, one step at a time for all of them.
+    pub fn prefetch(&self) {
+        for step in [Step::Shard, Step::Slot, Step::Value] {
+            for target in self.targets[..self.len].iter().flatten() {
+                target.prefetch(step);
+            }
         }
     }
 }

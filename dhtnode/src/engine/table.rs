@@ -51,7 +51,8 @@ fn max_load(capacity: usize) -> usize {
     capacity * 7 / 8
 }
 
-fn hash(key: u64) -> u64 {
+/// The table's hash of `key` (the keyed [`KeyHasher`]): where its probe starts.
+pub fn hash(key: u64) -> u64 {
     let mut hasher = KeyHasher::default();
     hasher.write_u64(key);
     hasher.finish()
@@ -98,13 +99,13 @@ impl KeyTable {
         hash(key) as usize & self.mask()
     }
 
-    /// The slot holding `key`.
-    fn find(&self, key: u64) -> Option<usize> {
+    /// The slot holding `key`, whose [`hash`] is `hash`.
+    fn find(&self, key: u64, hash: u64) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
         let mask = self.mask();
-        let mut index = self.home(key);
+        let mut index = hash as usize & mask;
         // At most every slot; an empty one (there always is one) ends the run sooner.
         for _ in 0..self.slots.len() {
             let slot = &self.slots[index];
@@ -117,28 +118,35 @@ impl KeyTable {
         None
     }
 
-    /// The address of `key`'s home slot, where its lookup reads first (`None` while nothing is
-    /// allocated): what a look-ahead prefetches. Only an address; nothing is read.
-    pub fn slot_address(&self, key: u64) -> Option<*const u8> {
+    /// The address of the home slot of a key whose [`hash`] is `hash`, where its lookup reads
+    /// first (`None` while nothing is allocated): what a look-ahead prefetches. Only an
+    /// address; nothing is read.
+    pub fn slot_address(&self, hash: u64) -> Option<*const u8> {
         if self.slots.is_empty() {
             return None;
         }
-        let slot: *const Slot = &self.slots[self.home(key)];
+        let slot: *const Slot = &self.slots[hash as usize & self.mask()];
         Some(slot.cast())
     }
 
     pub fn get(&self, key: u64) -> Option<&Value> {
-        let index = self.find(key)?;
+        self.get_hashed(key, hash(key))
+    }
+
+    /// [`get`](Self::get) of a key whose [`hash`] the caller computed already.
+    pub fn get_hashed(&self, key: u64, hash: u64) -> Option<&Value> {
+        debug_assert_eq!(hash, self::hash(key));
+        let index = self.find(key, hash)?;
         self.slots[index].value.as_ref()
     }
 
     pub fn contains_key(&self, key: u64) -> bool {
-        self.find(key).is_some()
+        self.find(key, hash(key)).is_some()
     }
 
     /// The value of `key` to change in place, or the place to insert one.
     pub fn entry(&mut self, key: u64) -> Entry<'_> {
-        match self.find(key) {
+        match self.find(key, hash(key)) {
             Some(index) => match &mut self.slots[index].value {
                 Some(value) => Entry::Occupied(value),
                 None => unreachable!("find returns occupied slots"),
@@ -208,7 +216,7 @@ impl KeyTable {
     /// (each to the hole, when the hole is on its probe path), so no lookup crosses an empty
     /// slot before its key.
     pub fn remove(&mut self, key: u64) -> Option<Value> {
-        let mut hole = self.find(key)?;
+        let mut hole = self.find(key, hash(key))?;
         let removed = self.slots[hole].value.take();
         self.len -= 1;
         let mask = self.mask();
@@ -366,7 +374,7 @@ mod tests {
         let mut table = KeyTable::default();
         assert_eq!((table.capacity(), table.len()), (0, 0));
         assert!(table.get(0).is_none() && table.remove(0).is_none());
-        assert!(table.slot_address(0).is_none());
+        assert!(table.slot_address(hash(0)).is_none());
         let mut expected_capacity = 0;
         for key in 0..10_000u64 {
             if key as usize + 1 > max_load(expected_capacity) {
@@ -458,7 +466,8 @@ mod tests {
             Entry::Vacant(_) => panic!("inserted"),
         }
         assert_eq!(table.get(5).map(Value::as_bytes), Some(&b"xyz"[..]));
-        assert_eq!(table.slot_address(5), table.slot_address(5));
-        assert!(table.slot_address(5).is_some());
+        // The home slot: the key's own when nothing collides.
+        let slot: *const Slot = &table.slots[table.home(5)];
+        assert_eq!(table.slot_address(hash(5)), Some(slot.cast()));
     }
 }

@@ -27,16 +27,14 @@ mod set_ready;
 mod update;
 mod walk;
 
-use crate::engine::prefetch::prefetch_records;
-use crate::engine::{Channel, EngineError};
+use crate::engine::prefetch::Targets;
+use crate::engine::EngineError;
 use crate::service::DhtNode;
-use node_core::protocol::dht::{DhtRequest, KeyRequest, PutRequest, PutVersionRequest, SizeInfo};
+use node_core::protocol::dht::{peek_channel_and_key, DhtRequest, SizeInfo};
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use node_core::server::channel_requests as channels;
 use node_core::server::outcome::{finish, unsupported};
-use node_core::server::{
-    ChannelStore, Handled, LookAheadFrames, Reply, Request, LOOK_AHEAD_FRAMES,
-};
+use node_core::server::{ChannelStore, Handled, LookAheadFrames, Reply, Request};
 
 pub(crate) fn dispatch(
     node: &mut DhtNode,
@@ -87,43 +85,32 @@ pub(crate) fn dispatch(
 /// Exists, GetWithVersion, Put and PutVersion of a read will look up, prefetched together
 /// ([`crate::engine::prefetch`]). A lone frame is left alone: it has nothing to overlap with.
 pub(crate) fn look_ahead(node: &DhtNode, frames: LookAheadFrames<'_>) {
-    let mut targets: [Option<(&Channel, u64)>; LOOK_AHEAD_FRAMES] = [None; LOOK_AHEAD_FRAMES];
-    let mut count = 0;
+    let mut targets = Targets::default();
     for (code, body) in frames {
         let Some((channel, key)) = looked_up(code, body) else {
             continue;
         };
-        let Some(data) = node.engine.channel_for_look_ahead(channel) else {
-            continue;
-        };
-        if let Some(target) = targets.get_mut(count) {
-            *target = Some((data, key));
-            count += 1;
+        if let Some(data) = node.engine.channel_for_look_ahead(channel) {
+            targets.push(data, key);
         }
     }
-    if count >= 2 {
-        prefetch_records(targets.iter().flatten().copied());
+    if targets.len() >= 2 {
+        targets.prefetch();
     }
 }
 
-/// The channel and key a request will look up, if it is one whose lookups the look-ahead
-/// prefetches and its body decodes.
-fn looked_up(code: RequestCode, body: &[u8]) -> Option<(&str, u64)> {
-    match DhtRequest::from_code(code)? {
-        DhtRequest::Get | DhtRequest::Exists | DhtRequest::GetWithVersion => {
-            let request = KeyRequest::decode(body).ok()?;
-            Some((request.channel, request.key))
-        }
-        DhtRequest::Put => {
-            let request = PutRequest::decode(body).ok()?;
-            Some((request.channel, request.key))
-        }
-        DhtRequest::PutVersion => {
-            let request = PutVersionRequest::decode(body).ok()?;
-            Some((request.channel, request.key))
-        }
-        _ => None,
-    }
+/// The channel name (bytes: the engine finds only valid names) and key a request will look
+/// up, if it is one whose lookups the look-ahead prefetches and its body has the request's
+/// layout ([`peek_channel_and_key`]).
+fn looked_up(code: RequestCode, body: &[u8]) -> Option<(&[u8], u64)> {
+    let (channel, key, rest) = peek_channel_and_key(body)?;
+    let whole = match DhtRequest::from_code(code)? {
+        DhtRequest::Get | DhtRequest::Exists | DhtRequest::GetWithVersion => rest.is_empty(),
+        DhtRequest::Put => true,
+        DhtRequest::PutVersion => rest.len() >= 8,
+        _ => false,
+    };
+    whole.then_some((channel, key))
 }
 
 /// RemoveChannel: node-core's (decode, checks, the removal, its log line), answered like every
@@ -176,6 +163,7 @@ impl ChannelStore for DhtNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use node_core::protocol::dht::{KeyRequest, PutRequest, PutVersionRequest};
 
     /// The look-ahead finds the channel and key of the requests whose lookups it prefetches,
     /// and nothing for other requests or for a body that does not decode.
@@ -192,7 +180,7 @@ mod tests {
             DhtRequest::Exists,
             DhtRequest::GetWithVersion,
         ] {
-            assert_eq!(looked_up(read.code(), &key), Some(("ch", 7)));
+            assert_eq!(looked_up(read.code(), &key), Some((&b"ch"[..], 7)));
             assert_eq!(looked_up(read.code(), &key[..key.len() - 1]), None);
         }
         assert_eq!(looked_up(DhtRequest::Remove.code(), &key), None);
@@ -203,7 +191,10 @@ mod tests {
             value: b"v",
         }
         .encode(&mut put);
-        assert_eq!(looked_up(DhtRequest::Put.code(), &put), Some(("c", 9)));
+        assert_eq!(
+            looked_up(DhtRequest::Put.code(), &put),
+            Some((&b"c"[..], 9))
+        );
         let mut put_version = Vec::new();
         let request = PutVersionRequest {
             channel: "c",
@@ -214,12 +205,15 @@ mod tests {
         request.encode(&mut put_version);
         assert_eq!(
             looked_up(DhtRequest::PutVersion.code(), &put_version),
-            Some(("c", 3))
+            Some((&b"c"[..], 3))
         );
         assert_eq!(
             looked_up(DhtRequest::PutVersion.code(), &put_version[..10]),
             None
         );
+        let mut with_trailing = key.clone();
+        with_trailing.push(0);
+        assert_eq!(looked_up(DhtRequest::Get.code(), &with_trailing), None);
         assert_eq!(looked_up(RequestCode(200), &key), None);
     }
 }
