@@ -80,7 +80,8 @@ pub trait Service {
 
     /// A look at requests before they run: the loop calls it with the whole request frames
     /// already read on a connection, up to [`LOOK_AHEAD_FRAMES`] of them, before it executes
-    /// the first (and again every [`LOOK_AHEAD_FRAMES`] frames), so that a node can start the
+    /// the first (and again every [`LOOK_AHEAD_FRAMES`] frames), when more than one frame is
+    /// there (a lone frame, P=1, has nothing to overlap with), so that a node can start the
     /// memory loads of their lookups (prefetches) and the loads of a read's frames overlap
     /// instead of waiting one after the other (docs/benchmarks.md, "Overlapping a read's
     /// misses"). Only a hint: it must not reply, change anything a client can see, or wait;

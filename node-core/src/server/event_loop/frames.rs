@@ -84,11 +84,16 @@ impl<S: Service> EventLoop<'_, S> {
                 conn.reading_paused = true;
                 return false;
             }
-            if frame % LOOK_AHEAD_FRAMES == 0 && matches!(conn.phase, Phase::Open) {
-                // The service sees the next frames before the first runs (prefetches).
-                let frames =
-                    LookAheadFrames::new(conn.pending_input(), self.server.options.max_frame_bytes);
-                self.service.look_ahead(frames);
+            let input = conn.pending_input();
+            // The service sees the next frames before the first runs (prefetches); a lone
+            // frame (no header after it: P=1) has nothing to overlap with.
+            if frame % LOOK_AHEAD_FRAMES == 0
+                && needed_frame_len(input) + HEADER_LEN <= input.len()
+                && matches!(conn.phase, Phase::Open)
+            {
+                let max_body_bytes = self.server.options.max_frame_bytes;
+                self.service
+                    .look_ahead(LookAheadFrames::new(input, max_body_bytes));
             }
             let progressed = match conn.phase {
                 Phase::AwaitingHello { nonce } => self.process_hello(slot, nonce),
