@@ -40,7 +40,7 @@ pub struct DhtSection {
     pub size_limit_bytes: u64,
     /// Largest value accepted.
     pub max_value_bytes: u32,
-    /// Channels the node may hold (each costs about 160 KiB of tables even when empty).
+    /// Channels the node may hold (each costs about 130 KiB of tables even when empty).
     pub max_channels: u32,
     /// Changes one Listen stream may have queued before it loses updates.
     pub listen_queue_events: u32,

@@ -23,7 +23,7 @@ use node_core::metrics::Families;
 use node_core::protocol::batch::SharedBatch;
 use node_core::protocol::dht::DhtRequest;
 use node_core::protocol::{NodeKind, RequestCode};
-use node_core::server::{Handled, Reply, Request, Service, StreamHandle, Wakeups};
+use node_core::server::{Handled, LookAheadFrames, Reply, Request, Service, StreamHandle, Wakeups};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -374,6 +374,10 @@ impl Service for DhtNode {
         let handled = requests::dispatch(self, request, reply);
         self.wake_listeners();
         handled
+    }
+
+    fn look_ahead(&self, frames: LookAheadFrames<'_>) {
+        requests::look_ahead(self, frames);
     }
 
     fn before_output(&mut self) {

@@ -182,6 +182,72 @@ fn before_output_runs_only_for_output_about_to_leave() {
     );
 }
 
+/// `Service::look_ahead` (a dht node prefetches the records of a read's requests there) is
+/// shown the whole request frames of a pipelined read before they run, at most 16 at a time,
+/// the node's own codes only (not GetVersion, not a Control frame), each with its own body; and
+/// the requests are answered as without it, in order.
+#[test]
+fn look_ahead_sees_a_reads_frames_before_they_run() {
+    let server = start(test_options());
+    let mut conn = connect(server.addr);
+    // Requests one at a time: a lone frame has nothing to overlap with, so no call.
+    for id in 1..=3u64 {
+        conn.call(ECHO, id, &id.to_le_bytes()).assert_reply(id, OK);
+    }
+    let stats = get_stats(&mut conn, 4);
+    assert_eq!(
+        stat(&stats, "test/look_ahead_calls"),
+        Some(0),
+        "lone frames"
+    );
+    let echoes = 40u64;
+    let mut batch = Vec::new();
+    for id in 1..=echoes {
+        push_frame(&mut batch, FrameType::Request, ECHO, id, &id.to_le_bytes());
+        if id == 20 {
+            push_frame(&mut batch, FrameType::Request, GET_VERSION, 1_000, &[]);
+            push_frame(
+                &mut batch,
+                FrameType::Control,
+                CONTROL_CREDIT,
+                2_000,
+                &1u32.to_le_bytes(),
+            );
+        }
+    }
+    conn.send_raw(&batch);
+    for id in 1..=echoes {
+        let reply = conn.frame();
+        reply.assert_reply(id, OK);
+        assert_eq!(reply.body, id.to_le_bytes());
+        if id == 20 {
+            conn.frame().assert_reply(1_000, OK);
+        }
+    }
+    let stats = get_stats(&mut conn, echoes + 1);
+    let seen = |name: &str| stat(&stats, name).expect("the test service reports what it saw");
+    assert_eq!(
+        seen("test/look_ahead_unexpected"),
+        0,
+        "only the node's own requests"
+    );
+    let (calls, frames) = (
+        seen("test/look_ahead_calls"),
+        seen("test/look_ahead_frames"),
+    );
+    assert!(
+        seen("test/look_ahead_most") <= 16,
+        "16 frames a call at most"
+    );
+    // One 1 KiB write: one segment on loopback, read at once. (Were it split, a frame not
+    // whole yet when the loop looks would not be shown; none is shown twice.)
+    // Each call shows at most 16 frames, so 42 frames read at once take at least 3 calls.
+    assert!(
+        calls >= 3 && frames >= 2 && frames <= echoes,
+        "{calls} calls, {frames} frames"
+    );
+}
+
 // 3 ----------------------------------------------------------------------------------------------
 
 #[test]

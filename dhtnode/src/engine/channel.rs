@@ -6,12 +6,11 @@
 //! records has ~2 500 per shard), so a walker copies one shard at a time, and "shard index, then
 //! key order inside the shard" is a total order that a walk can resume from after any change.
 
+use super::prefetch::{prefetch_line, Step};
+use super::table::{self, Entry, KeyTable};
 use super::tombstones::Tombstones;
 use super::value::Value;
 use node_core::fold_hash::{fold_mix, FoldHasher};
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -34,7 +33,8 @@ pub fn shard_of(key: u64) -> usize {
 /// since keys come from clients and a channel is shared by every client of it.
 pub type KeyHasher = FoldHasher<0x853c_49e6_748f_ea9b>;
 
-pub type Shard = HashMap<u64, Value, BuildHasherDefault<KeyHasher>>;
+/// One shard's records ([`KeyTable`]: its slots' addresses are what a look-ahead prefetches).
+pub type Shard = KeyTable;
 
 /// A channel: its shards and its totals.
 ///
@@ -53,6 +53,40 @@ pub struct Channel {
     /// Keys removed by a RemoveVersion, with the removal's version (never a key that also has
     /// a record: storing a record clears its tombstone).
     tombstones: Tombstones,
+}
+
+/// One lookup of a look-ahead: its shard and its hash, computed once for all steps.
+pub struct PrefetchTarget<'a> {
+    shard: &'a Mutex<Shard>,
+    key: u64,
+    hash: u64,
+}
+
+impl PrefetchTarget<'_> {
+    /// Starts the loads of one step of the lookup. Never waits: a shard locked elsewhere (the
+    /// dump writer's) is skipped.
+    pub fn prefetch(&self, step: Step) {
+        match step {
+            Step::Shard => prefetch_line(self.shard),
+            Step::Slot => {
+                if let Ok(table) = self.shard.try_lock() {
+                    if let Some(slot) = table.slot_address(self.hash) {
+                        prefetch_line(slot);
+                        // The next slots, when the key's run crosses into the next line.
+                        prefetch_line(slot.wrapping_add(16));
+                    }
+                }
+            }
+            Step::Value => {
+                // A lookup under the lock is what finds the value's address.
+                if let Ok(table) = self.shard.try_lock() {
+                    if let Some(value) = table.get_hashed(self.key, self.hash) {
+                        value.prefetch();
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Default for Channel {
@@ -108,10 +142,10 @@ impl Channel {
     /// Removes a record only if its value passes `matches`; returns its bytes if removed.
     pub fn remove_if(&self, key: u64, matches: impl FnOnce(&[u8]) -> bool) -> Option<u64> {
         let mut shard = self.shard(shard_of(key));
-        if !matches(shard.get(&key)?.as_bytes()) {
+        if !matches(shard.get(key)?.as_bytes()) {
             return None;
         }
-        let old = shard.remove(&key)?;
+        let old = shard.remove(key)?;
         drop(shard);
         let removed = record_bytes(old.len());
         self.records.fetch_sub(1, Ordering::Relaxed);
@@ -135,24 +169,33 @@ impl Channel {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// `key`'s shard and hash, for the steps of a look-ahead ([`super::prefetch`]).
+    pub fn prefetch_target(&self, key: u64) -> PrefetchTarget<'_> {
+        PrefetchTarget {
+            shard: &self.shards[shard_of(key)],
+            key,
+            hash: table::hash(key),
+        }
+    }
+
     /// Runs `f` on the value of `key` (or `None`), with its shard locked.
     pub fn with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
         let shard = self.shard(shard_of(key));
-        f(shard.get(&key).map(Value::as_bytes))
+        f(shard.get(key).map(Value::as_bytes))
     }
 
     /// Runs `f` on the version and value of `key` (or `None`), with its shard locked.
     pub fn with_versioned<R>(&self, key: u64, f: impl FnOnce(Option<(u64, &[u8])>) -> R) -> R {
         let shard = self.shard(shard_of(key));
         f(shard
-            .get(&key)
+            .get(key)
             .map(|value| (value.version(), value.as_bytes())))
     }
 
     /// The version the channel holds for `key`: its record's, else its tombstone's.
     pub fn held_version(&self, key: u64) -> Option<u64> {
         self.shard(shard_of(key))
-            .get(&key)
+            .get(key)
             .map(Value::version)
             .or_else(|| self.tombstones.get(key).map(|tombstone| tombstone.version))
     }
@@ -163,8 +206,7 @@ impl Channel {
     pub fn put(&self, key: u64, value: &[u8], version: u64) -> i64 {
         let added = record_bytes(value.len());
         let removed = match self.shard(shard_of(key)).entry(key) {
-            Entry::Occupied(mut entry) => {
-                let old = entry.get_mut();
+            Entry::Occupied(old) => {
                 let removed = record_bytes(old.len());
                 if old.fits(value.len(), version) {
                     old.overwrite(value, version);
@@ -186,7 +228,7 @@ impl Channel {
 
     /// Removes a record; returns its bytes if it existed.
     pub fn remove(&self, key: u64) -> Option<u64> {
-        let old = self.shard(shard_of(key)).remove(&key)?;
+        let old = self.shard(shard_of(key)).remove(key)?;
         let removed = record_bytes(old.len());
         self.records.fetch_sub(1, Ordering::Relaxed);
         self.bytes.fetch_sub(removed, Ordering::Relaxed);
@@ -266,6 +308,36 @@ mod tests {
         assert_eq!(channel.remove(1), None);
         assert!(!channel.with(1, |v| v.is_some()));
         assert_eq!((channel.records(), channel.bytes()), (1, 11));
+        assert!(channel.check_totals());
+    }
+
+    /// A look-ahead's prefetch changes nothing and never waits: a shard locked elsewhere (the
+    /// dump writer's) is skipped.
+    #[test]
+    fn prefetch_changes_nothing_and_skips_a_locked_shard() {
+        let channel = Channel::new();
+        for key in 0..1000u64 {
+            channel.put(key, &key.to_le_bytes(), key % 2);
+        }
+        let steps = [Step::Shard, Step::Slot, Step::Value];
+        {
+            let _held = channel.shard(shard_of(7));
+            for step in steps {
+                channel.prefetch_target(7).prefetch(step);
+            }
+        }
+        for key in 0..2000u64 {
+            for step in steps {
+                channel.prefetch_target(key).prefetch(step);
+            }
+        }
+        for key in 0..1000u64 {
+            let found =
+                channel.with_versioned(key, |v| v.map(|(version, v)| (version, v.to_vec())));
+            assert_eq!(found, Some((key % 2, key.to_le_bytes().to_vec())));
+        }
+        assert!(!channel.with(1000, |v| v.is_some()));
+        assert_eq!(channel.records(), 1000);
         assert!(channel.check_totals());
     }
 

@@ -25,7 +25,9 @@
 pub mod channel;
 pub mod listeners;
 pub mod log;
+pub mod prefetch;
 pub mod replay;
+pub mod table;
 pub mod tombstones;
 pub mod value;
 mod versions;
@@ -52,7 +54,7 @@ use std::sync::Arc;
 pub struct EngineLimits {
     /// Σ record bytes the node may hold; 0 = no limit.
     pub size_limit_bytes: u64,
-    /// Channels the node may hold (each costs its shard tables, ~160 KiB, even when empty).
+    /// Channels the node may hold (each costs its shard tables, ~130 KiB, even when empty).
     pub max_channels: usize,
     pub max_value_bytes: usize,
 }
@@ -254,6 +256,19 @@ impl Engine {
             self.remember_channel(name, data);
         }
         Ok(self.last_channel.as_ref().map(|last| &last.data))
+    }
+
+    /// The channel `name` names, for a look-ahead ([`prefetch`]): the last channel's or the
+    /// map's, without the name check (an invalid name is simply not found) and without
+    /// changing the last channel.
+    pub fn channel_for_look_ahead(&self, name: &[u8]) -> Option<&Channel> {
+        match &self.last_channel {
+            Some(last) if last.name.as_bytes() == name => Some(&last.data),
+            _ => {
+                let name = std::str::from_utf8(name).ok()?;
+                self.channels.get(name).map(|data| &**data)
+            }
+        }
     }
 
     /// Logs every change from now on through `log` (after the start-up replay).

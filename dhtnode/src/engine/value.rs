@@ -125,14 +125,8 @@ impl Value {
     /// ahead, so that it does not wait for memory once per value. A hint; it changes nothing.
     #[inline]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching reads nothing architecturally and cannot fault; the pointer is a
-        // live allocation anyway.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().cast());
-            _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().wrapping_add(64).cast());
-        }
+        super::prefetch::prefetch_line(self.ptr.as_ptr());
+        super::prefetch::prefetch_line(self.ptr.as_ptr().wrapping_add(64));
     }
 
     pub fn as_bytes(&self) -> &[u8] {

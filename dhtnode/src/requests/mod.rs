@@ -27,13 +27,14 @@ mod set_ready;
 mod update;
 mod walk;
 
+use crate::engine::prefetch::Targets;
 use crate::engine::EngineError;
 use crate::service::DhtNode;
-use node_core::protocol::dht::{DhtRequest, SizeInfo};
-use node_core::protocol::{NodeKind, Status};
+use node_core::protocol::dht::{peek_channel_and_key, DhtRequest, SizeInfo};
+use node_core::protocol::{NodeKind, RequestCode, Status};
 use node_core::server::channel_requests as channels;
 use node_core::server::outcome::{finish, unsupported};
-use node_core::server::{ChannelStore, Handled, Reply, Request};
+use node_core::server::{ChannelStore, Handled, LookAheadFrames, Reply, Request};
 
 pub(crate) fn dispatch(
     node: &mut DhtNode,
@@ -80,6 +81,38 @@ pub(crate) fn dispatch(
     finish(reply, outcome)
 }
 
+/// The look-ahead ([`node_core::server::Service::look_ahead`]): the records the next Get,
+/// Exists, GetWithVersion, Put and PutVersion of a read will look up, prefetched together
+/// ([`crate::engine::prefetch`]). A lone lookup is left alone: it has nothing to overlap with.
+pub(crate) fn look_ahead(node: &DhtNode, frames: LookAheadFrames<'_>) {
+    let mut targets = Targets::default();
+    for (code, body) in frames {
+        let Some((channel, key)) = looked_up(code, body) else {
+            continue;
+        };
+        if let Some(data) = node.engine.channel_for_look_ahead(channel) {
+            targets.push(data, key);
+        }
+    }
+    if targets.len() >= 2 {
+        targets.prefetch();
+    }
+}
+
+/// The channel name (bytes: the engine finds only valid names) and key a request will look
+/// up, if it is one whose lookups the look-ahead prefetches and its body has the request's
+/// layout ([`peek_channel_and_key`]).
+fn looked_up(code: RequestCode, body: &[u8]) -> Option<(&[u8], u64)> {
+    let (channel, key, rest) = peek_channel_and_key(body)?;
+    let whole = match DhtRequest::from_code(code)? {
+        DhtRequest::Get | DhtRequest::Exists | DhtRequest::GetWithVersion => rest.is_empty(),
+        DhtRequest::Put => true,
+        DhtRequest::PutVersion => rest.len() >= 8,
+        _ => false,
+    };
+    whole.then_some((channel, key))
+}
+
 /// RemoveChannel: node-core's (decode, checks, the removal, its log line), answered like every
 /// change of the dht ([`DhtNode::acknowledge`]: under `durability = "always"` once its
 /// change-log entry is fsynced).
@@ -124,5 +157,63 @@ impl ChannelStore for DhtNode {
             }
         }
         Ok(existed.then(String::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node_core::protocol::dht::{KeyRequest, PutRequest, PutVersionRequest};
+
+    /// The look-ahead finds the channel and key of the requests whose lookups it prefetches,
+    /// and nothing for other requests or for a body that does not decode.
+    #[test]
+    fn looked_up_decodes_the_lookups_only() {
+        let mut key = Vec::new();
+        KeyRequest {
+            channel: "ch",
+            key: 7,
+        }
+        .encode(&mut key);
+        for read in [
+            DhtRequest::Get,
+            DhtRequest::Exists,
+            DhtRequest::GetWithVersion,
+        ] {
+            assert_eq!(looked_up(read.code(), &key), Some((&b"ch"[..], 7)));
+            assert_eq!(looked_up(read.code(), &key[..key.len() - 1]), None);
+        }
+        assert_eq!(looked_up(DhtRequest::Remove.code(), &key), None);
+        let mut put = Vec::new();
+        PutRequest {
+            channel: "c",
+            key: 9,
+            value: b"v",
+        }
+        .encode(&mut put);
+        assert_eq!(
+            looked_up(DhtRequest::Put.code(), &put),
+            Some((&b"c"[..], 9))
+        );
+        let mut put_version = Vec::new();
+        let request = PutVersionRequest {
+            channel: "c",
+            key: 3,
+            version: 5,
+            value: b"v",
+        };
+        request.encode(&mut put_version);
+        assert_eq!(
+            looked_up(DhtRequest::PutVersion.code(), &put_version),
+            Some((&b"c"[..], 3))
+        );
+        assert_eq!(
+            looked_up(DhtRequest::PutVersion.code(), &put_version[..10]),
+            None
+        );
+        let mut with_trailing = key.clone();
+        with_trailing.push(0);
+        assert_eq!(looked_up(DhtRequest::Get.code(), &with_trailing), None);
+        assert_eq!(looked_up(RequestCode(200), &key), None);
     }
 }

@@ -390,6 +390,19 @@ impl<'a> KeyRequest<'a> {
     }
 }
 
+/// The start every keyed request's body shares (Get, Exists, GetWithVersion: [`KeyRequest`];
+/// Put: [`PutRequest`]; PutVersion: [`PutVersionRequest`]): `str8 channel`, `u64 key`. Returns
+/// the channel name's bytes (not checked as UTF-8), the key and the bytes after them, or `None`
+/// when the body is too short. A quick look for a node's look-ahead
+/// (`Service::look_ahead`), which must not pay a full decode twice; requests run with the
+/// decoders.
+pub fn peek_channel_and_key(body: &[u8]) -> Option<(&[u8], u64, &[u8])> {
+    let (&len, rest) = body.split_first()?;
+    let (channel, rest) = rest.split_at_checked(usize::from(len))?;
+    let (key, rest) = rest.split_first_chunk::<8>()?;
+    Some((channel, u64::from_le_bytes(*key), rest))
+}
+
 /// Which records of a node a GetAll asks for (flag bits 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GetAllScope {

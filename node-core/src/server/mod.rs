@@ -29,8 +29,8 @@ pub mod service;
 pub use channel_requests::ChannelStore;
 pub use outcome::{ErrorReply, Outcome};
 pub use service::{
-    ClientInfo, Handled, Reply, Request, Service, StreamHandle, StreamOut, StreamStep, StreamTask,
-    Wakeups,
+    ClientInfo, Handled, LookAheadFrames, Reply, Request, Service, StreamHandle, StreamOut,
+    StreamStep, StreamTask, Wakeups, LOOK_AHEAD_FRAMES,
 };
 
 use crate::auth::Credentials;

@@ -13,8 +13,8 @@ use node_core::auth::{self, Key};
 use node_core::protocol::frame::{write_frame, FrameType, HEADER_LEN};
 use node_core::protocol::{NodeKind, RequestCode, Status};
 use node_core::server::{
-    self, Handled, Reply, Request, RunningServer, ServerOptions, Service, StreamHandle, StreamOut,
-    StreamStep, StreamTask, Wakeups,
+    self, Handled, LookAheadFrames, Reply, Request, RunningServer, ServerOptions, Service,
+    StreamHandle, StreamOut, StreamStep, StreamTask, Wakeups,
 };
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -85,6 +85,19 @@ pub struct TestService {
     streams_cancelled: u64,
     /// Calls of `before_output` (GetStats `test/before_output_calls`).
     before_output_calls: u64,
+    /// What `look_ahead` saw (GetStats `test/look_ahead_*`).
+    look_ahead: std::cell::Cell<LookAheadSeen>,
+}
+
+/// What `Service::look_ahead` was shown: calls, frames, the most frames in one call, and frames
+/// it should never see (a code the core answers itself, or an Echo whose body is not a `u64`
+/// request id below 2^20, which is all the tests send it).
+#[derive(Debug, Clone, Copy, Default)]
+struct LookAheadSeen {
+    calls: u64,
+    frames: u64,
+    most_in_a_call: u64,
+    unexpected: u64,
 }
 
 impl TestService {
@@ -94,6 +107,7 @@ impl TestService {
             waiters: Vec::new(),
             streams_cancelled: 0,
             before_output_calls: 0,
+            look_ahead: Default::default(),
         }
     }
 
@@ -214,10 +228,34 @@ impl Service for TestService {
             "test/before_output_calls".to_string(),
             self.before_output_calls,
         ));
+        let seen = self.look_ahead.get();
+        out.push(("test/look_ahead_calls".to_string(), seen.calls));
+        out.push(("test/look_ahead_frames".to_string(), seen.frames));
+        out.push(("test/look_ahead_most".to_string(), seen.most_in_a_call));
+        out.push(("test/look_ahead_unexpected".to_string(), seen.unexpected));
     }
 
     fn before_output(&mut self) {
         self.before_output_calls += 1;
+    }
+
+    fn look_ahead(&self, frames: LookAheadFrames<'_>) {
+        let mut seen = self.look_ahead.get();
+        let mut in_this_call = 0;
+        for (code, body) in frames {
+            in_this_call += 1;
+            let echo_of_an_id = code.0 == ECHO
+                && body
+                    .first_chunk::<8>()
+                    .is_some_and(|id| body.len() == 8 && u64::from_le_bytes(*id) < 1 << 20);
+            if code.is_common() || (code.0 == ECHO && !echo_of_an_id) {
+                seen.unexpected += 1;
+            }
+        }
+        seen.calls += 1;
+        seen.frames += in_this_call;
+        seen.most_in_a_call = seen.most_in_a_call.max(in_this_call);
+        self.look_ahead.set(seen);
     }
 }
 

@@ -11,7 +11,9 @@ use crate::protocol::{RequestCode, Status};
 use crate::server::common;
 use crate::server::connection::{reserve_output, Connection, Phase, ReadOutcome};
 use crate::server::outcome::unsupported_message;
-use crate::server::service::{Handled, Reply, Request, Service, StreamHandle};
+use crate::server::service::{
+    Handled, LookAheadFrames, Reply, Request, Service, StreamHandle, LOOK_AHEAD_FRAMES,
+};
 
 impl<S: Service> EventLoop<'_, S> {
     pub(super) fn max_input_bytes(&self) -> usize {
@@ -71,7 +73,7 @@ impl<S: Service> EventLoop<'_, S> {
     pub(super) fn process_input(&mut self, slot: usize) -> bool {
         // Whatever ran since the last frame is no request's: the first one reads the clock.
         self.request_clock = None;
-        for _ in 0..FRAMES_PER_PASS {
+        for frame in 0..FRAMES_PER_PASS {
             let Some(conn) = self.connections.get_mut(slot) else {
                 return false;
             };
@@ -83,6 +85,17 @@ impl<S: Service> EventLoop<'_, S> {
                 return false;
             }
             reserve_output(&mut conn.output, self.server.options.output_buffer_bytes);
+            let input = conn.pending_input();
+            // The service sees the next frames before the first runs (prefetches); a lone
+            // frame (no header after it: P=1) has nothing to overlap with.
+            if frame % LOOK_AHEAD_FRAMES == 0
+                && needed_frame_len(input) + HEADER_LEN <= input.len()
+                && matches!(conn.phase, Phase::Open)
+            {
+                let max_body_bytes = self.server.options.max_frame_bytes;
+                self.service
+                    .look_ahead(LookAheadFrames::new(input, max_body_bytes));
+            }
             let progressed = match conn.phase {
                 Phase::AwaitingHello { nonce } => self.process_hello(slot, nonce),
                 Phase::Open => self.process_frame(slot),
