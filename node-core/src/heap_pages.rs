@@ -22,37 +22,39 @@ pub fn describe() -> String {
 
 /// [`describe`] from the environment variable's value and the kernel file's text.
 fn describe_from(tunables: &str, kernel_setting: &str) -> String {
-    let requested = hugetlb_requested(tunables);
-    match (requested, selected_mode(kernel_setting)) {
-        (true, Some("always" | "madvise")) => format!(
-            "heap in transparent huge pages (GLIBC_TUNABLES {tunables}, kernel: {})",
-            selected_mode(kernel_setting).unwrap_or_default()
+    let mode = selected_mode(kernel_setting);
+    match (hugetlb_value(tunables), mode) {
+        (Some("1"), Some("always" | "madvise")) => format!(
+            "heap in transparent huge pages (glibc.malloc.hugetlb=1, kernel: {})",
+            mode.unwrap_or_default()
         ),
-        (true, mode) => format!(
-            "heap in small pages: GLIBC_TUNABLES asks for huge pages but the kernel's transparent \
-             huge pages are '{}' ({THP_ENABLED_PATH})",
+        (Some("1"), _) => format!(
+            "heap in small pages: glibc.malloc.hugetlb=1 asks for huge pages but the kernel's \
+             transparent huge pages are '{}' ({THP_ENABLED_PATH})",
             mode.unwrap_or("unknown")
         ),
-        (false, Some("always")) => {
+        (Some("2"), _) => "heap in reserved huge pages if the kernel set some aside \
+                           (glibc.malloc.hugetlb=2, vm.nr_hugepages), else in small pages"
+            .to_string(),
+        (_, Some("always")) => {
             "heap in transparent huge pages (the kernel's setting is 'always')".to_string()
         }
-        (false, _) => "heap in small pages: start the node with \
-                       GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (the systemd unit does) for fewer \
-                       TLB misses on large channels (docs/operations.md, \"Memory: the huge-page \
-                       heap\")"
+        _ => "heap in small pages: start the node with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
+              (the systemd unit does) for fewer TLB misses on large channels \
+              (docs/operations.md, \"Memory: the huge-page heap\")"
             .to_string(),
     }
 }
 
-/// Whether a `GLIBC_TUNABLES` value (colon-separated `name=value` pairs) asks malloc for huge
-/// pages: `glibc.malloc.hugetlb=1` (transparent, advised) or `=2` (reserved hugetlbfs pages).
-fn hugetlb_requested(tunables: &str) -> bool {
+/// The value of `glibc.malloc.hugetlb` in a `GLIBC_TUNABLES` value (colon-separated
+/// `name=value` pairs): "1" asks for transparent huge pages (advised), "2" for hugetlbfs pages
+/// the kernel reserved (`vm.nr_hugepages`), anything else for none.
+fn hugetlb_value(tunables: &str) -> Option<&str> {
     tunables
         .split(':')
         .filter_map(|pair| pair.split_once('='))
-        .any(|(name, value)| {
-            name.trim() == "glibc.malloc.hugetlb" && matches!(value.trim(), "1" | "2")
-        })
+        .find(|(name, _)| name.trim() == "glibc.malloc.hugetlb")
+        .map(|(_, value)| value.trim())
 }
 
 /// The mode the kernel file marks as chosen: "always [madvise] never" gives "madvise".
@@ -67,14 +69,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_tunable_is_found_among_others_and_only_with_a_huge_page_value() {
-        assert!(hugetlb_requested("glibc.malloc.hugetlb=1"));
-        assert!(hugetlb_requested(
-            "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2"
-        ));
-        assert!(!hugetlb_requested("glibc.malloc.hugetlb=0"));
-        assert!(!hugetlb_requested("glibc.malloc.arena_max=1"));
-        assert!(!hugetlb_requested(""));
+    fn the_tunable_is_found_among_others() {
+        assert_eq!(hugetlb_value("glibc.malloc.hugetlb=1"), Some("1"));
+        assert_eq!(
+            hugetlb_value("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2"),
+            Some("2")
+        );
+        assert_eq!(hugetlb_value("glibc.malloc.hugetlb=0"), Some("0"));
+        assert_eq!(hugetlb_value("glibc.malloc.arena_max=1"), None);
+        assert_eq!(hugetlb_value(""), None);
     }
 
     #[test]
@@ -91,6 +94,10 @@ mod tests {
             advised.starts_with("heap in transparent huge pages"),
             "{advised}"
         );
+        let reserved = describe_from("glibc.malloc.hugetlb=2", "always [madvise] never");
+        assert!(reserved.contains("vm.nr_hugepages"), "{reserved}");
+        let off = describe_from("glibc.malloc.hugetlb=0", "always [madvise] never");
+        assert!(off.starts_with("heap in small pages"), "{off}");
         let kernel_off = describe_from("glibc.malloc.hugetlb=1", "always madvise [never]");
         assert!(kernel_off.contains("'never'"), "{kernel_off}");
         let not_asked = describe_from("", "always [madvise] never");

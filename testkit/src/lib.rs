@@ -45,10 +45,7 @@ pub struct Node {
 /// the huge-page heap").
 fn deployed_env(binary_name: &str) -> &'static [(&'static str, &'static str)] {
     match binary_name {
-        "dhtnode" => &[(
-            "GLIBC_TUNABLES",
-            "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432",
-        )],
+        "dhtnode" => &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")],
         _ => &[],
     }
 }

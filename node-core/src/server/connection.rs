@@ -30,14 +30,15 @@ pub(crate) const OUTPUT_HEADROOM_BYTES: usize = 64 * 1024;
 
 /// Before something writes to a connection's output buffer: when `Vec`'s own doubling would
 /// take it beyond `high_water` (`output_buffer_bytes`, where the loop stops adding to it) plus
-/// [`OUTPUT_HEADROOM_BYTES`], grows it to that bound instead. Below that, `Vec` grows it as
-/// usual.
+/// [`OUTPUT_HEADROOM_BYTES`], grows it to that bound instead (plus the bytes already sent at
+/// its front, at most `COMPACT_AFTER_BYTES` before it is compacted). Below that, `Vec` grows it
+/// as usual.
 ///
 /// Why: a buffer that just crossed `high_water` would double to twice it, and where the heap
 /// is in huge pages (docs/operations.md, "Memory: the huge-page heap") the untouched half is
 /// resident too, so a connection that never reads would cost up to twice the
 /// `output_buffer_bytes` that docs/security.md promises. A single write larger than the
-/// headroom (a big value) still grows the buffer to what it needs.
+/// headroom (a big value) is left to `Vec`'s own growth (doubling), as before.
 pub(crate) fn reserve_output(output: &mut Vec<u8>, high_water: usize) {
     let bound = high_water.saturating_add(OUTPUT_HEADROOM_BYTES);
     let free = output.capacity() - output.len();
