@@ -118,11 +118,14 @@ fn start_on_a_damaged_dump(dir: &Path, durability: &str) -> Node {
     let node = Node::start_in(common::BIN, dir, &args);
     put_all(&mut Conn::open(node.addr), "ch", 100..200);
     node.stop();
-    // Now ch.dump holds 0..200 and ch.dump.backup holds 0..100. Damage one byte of the dump.
+    // Now ch.dump holds 0..200 and ch.dump.backup holds 0..100. Damage one byte of the dump:
+    // the last, in its end magic, which every load checks. (A byte in the middle could land
+    // inside an LZ4 block where the change does not alter what it decodes to, which no check
+    // can see: docs/formats.md, and this test failed that way about once in 15 runs.)
     let dump = dir.join("data/ch.dump");
     let mut bytes = std::fs::read(&dump).expect("read dump");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
     std::fs::write(&dump, bytes).expect("write damaged dump");
     let node = Node::start_in(common::BIN, dir, &args);
     let log = node.root_log();
