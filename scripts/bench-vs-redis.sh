@@ -74,6 +74,9 @@
 #                    (default: all)
 #   --no-memcached   leave memcached out of the dht rows
 #   --out DIR        keep raw results (JSON, CSV) and table.md there (default: a temp directory)
+#   --bin-dir DIR    take our binaries (dhtnode, loadgen, ...: those the rows run) from DIR, copies
+#                    of an earlier release build, instead of building target/release: alternated
+#                    runs of two commits (A/B of one row against Redis each time)
 #   --dry-run        print the rows the run would measure and exit (builds and starts nothing)
 #
 # Installs redis-server/redis-tools, memcached/libmemcached-tools (and jq) with apt-get when
@@ -90,6 +93,7 @@ queue_count=""
 only="dht,dht-log,dht-tls,dht-repl,logfiles,queue"
 memcached=1
 out=""
+bin_dir=""
 dry_run=0
 connections=50
 value_size=100
@@ -110,6 +114,7 @@ while [ $# -gt 0 ]; do
         --only) need_value "$1" $#; only="$2"; shift ;;
         --no-memcached) memcached=0 ;;
         --out) need_value "$1" $#; out="$2"; shift ;;
+        --bin-dir) need_value "$1" $#; bin_dir="$2"; shift ;;
         --dry-run) dry_run=1 ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
@@ -179,19 +184,24 @@ cd "$root"
 need_redis
 if [ "$do_dht" -eq 1 ] && [ "$memcached" -eq 1 ]; then need_memcached; fi
 
-log "building release binaries"
+[ -n "$bin_dir" ] || log "building release binaries"
 packages=(-p benches)
 if [ "$do_dht" -eq 1 ] || [ "$do_dht_log" -eq 1 ] || [ "$do_dht_tls" -eq 1 ] ||
     [ "$do_dht_repl" -eq 1 ]; then packages+=(-p dhtnode); fi
 if [ "$do_logfiles" -eq 1 ]; then packages+=(-p logfilesnode); fi
 if [ "$do_queue" -eq 1 ]; then packages+=(-p queuenode); fi
-timeout 1800 cargo build --release -q "${packages[@]}"
-dhtnode="$root/target/release/dhtnode"
-logfilesnode="$root/target/release/logfilesnode"
-queuenode="$root/target/release/queuenode"
-loadgen="$root/target/release/loadgen"
-queue_load="$root/target/release/queue_load"
-dht_memory="$root/target/release/dht_memory"
+bin_given=$bin_dir
+if [ -z "$bin_dir" ]; then
+    timeout 1800 cargo build --release -q "${packages[@]}"
+    bin_dir="$root/target/release"
+fi
+[ -x "$bin_dir/loadgen" ] || { echo "--bin-dir: no loadgen in $bin_dir" >&2; exit 2; }
+dhtnode="$bin_dir/dhtnode"
+logfilesnode="$bin_dir/logfilesnode"
+queuenode="$bin_dir/queuenode"
+loadgen="$bin_dir/loadgen"
+queue_load="$bin_dir/queue_load"
+dht_memory="$bin_dir/dht_memory"
 
 bench_sched
 bench_workdir bench-vs-redis
@@ -811,7 +821,7 @@ echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$info_file"
 echo
 cat "$info_file"
 echo
-echo "Command: scripts/bench-vs-redis.sh $([ "$records" -eq 10000000 ] && echo --full || echo "--records $records") --seconds $seconds --repeat $repeat$([ "$rt" -eq 1 ] && echo ' --rt') --keyspace $keyspace --queue-count $queue_count --only $only$([ "$memcached" -eq 0 ] && echo ' --no-memcached')"
+echo "Command: scripts/bench-vs-redis.sh $([ "$records" -eq 10000000 ] && echo --full || echo "--records $records") --seconds $seconds --repeat $repeat$([ "$rt" -eq 1 ] && echo ' --rt') --keyspace $keyspace --queue-count $queue_count --only $only$([ "$memcached" -eq 0 ] && echo ' --no-memcached')${bin_given:+ --bin-dir $bin_given}"
 echo
 cat "$table"
 cat "$out/cpu.md"

@@ -11,6 +11,7 @@ use super::table::{self, Entry, KeyTable};
 use super::tombstones::Tombstones;
 use super::value::Value;
 use node_core::fold_hash::{fold_mix, FoldHasher};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -53,6 +54,22 @@ pub struct Channel {
     /// Keys removed by a RemoveVersion, with the removal's version (never a key that also has
     /// a record: storing a record clears its tombstone).
     tombstones: Tombstones,
+}
+
+/// What a channel holds of a key, for the version rule ([`super::versions`]): a record (its
+/// version and value) or a tombstone (its version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held<'a> {
+    Record(u64, &'a [u8]),
+    Tombstone(u64),
+}
+
+impl Held<'_> {
+    pub fn version(&self) -> u64 {
+        match *self {
+            Held::Record(version, _) | Held::Tombstone(version) => version,
+        }
+    }
 }
 
 /// One lookup of a look-ahead: its shard and its hash, computed once for all steps.
@@ -194,36 +211,78 @@ impl Channel {
 
     /// The version the channel holds for `key`: its record's, else its tombstone's.
     pub fn held_version(&self, key: u64) -> Option<u64> {
-        self.shard(shard_of(key))
-            .get(key)
-            .map(Value::version)
-            .or_else(|| self.tombstones.get(key).map(|tombstone| tombstone.version))
+        self.with_held(key, |held| held.map(|held| held.version()))
+    }
+
+    /// Runs `f` on what the channel holds of `key` (its record, else its tombstone, else
+    /// `None`), with its shard locked.
+    pub fn with_held<R>(&self, key: u64, f: impl FnOnce(Option<Held<'_>>) -> R) -> R {
+        let shard = self.shard(shard_of(key));
+        match shard.get(key) {
+            Some(value) => f(Some(Held::Record(value.version(), value.as_bytes()))),
+            None => f(self
+                .tombstones
+                .get(key)
+                .map(|tombstone| Held::Tombstone(tombstone.version))),
+        }
     }
 
     /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank). One
     /// hash lookup; an overwrite with a value of the same length reuses the allocation. The
     /// caller clears the key's tombstone, if any.
     pub fn put(&self, key: u64, value: &[u8], version: u64) -> i64 {
+        match self.put_if_newer(key, value, version, |_| true, || Ok::<(), Infallible>(())) {
+            Ok(Some((growth, _))) => growth,
+            Ok(None) => unreachable!("every write is newer here"),
+            Err(never) => match never {},
+        }
+    }
+
+    /// PutVersion's store: with one lookup under the shard's lock, asks `is_newer` whether
+    /// the write wins over what the key holds (its record's version and value, else its
+    /// tombstone's version, else nothing), and if so runs `before_store` (the change log's
+    /// append: a failure there changes nothing) and stores the value as [`Channel::put`] does.
+    /// Returns `None` when the held write wins, else the change in [`record_bytes`] and whether
+    /// the key had a tombstone, which the caller clears with the totals it keeps.
+    pub fn put_if_newer<E>(
+        &self,
+        key: u64,
+        value: &[u8],
+        version: u64,
+        is_newer: impl FnOnce(Option<Held<'_>>) -> bool,
+        before_store: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Option<(i64, bool)>, E> {
         let added = record_bytes(value.len());
-        let removed = match self.shard(shard_of(key)).entry(key) {
+        let mut shard = self.shard(shard_of(key));
+        let (removed, had_tombstone) = match shard.entry(key) {
             Entry::Occupied(old) => {
+                if !is_newer(Some(Held::Record(old.version(), old.as_bytes()))) {
+                    return Ok(None);
+                }
+                before_store()?;
                 let removed = record_bytes(old.len());
                 if old.fits(value.len(), version) {
                     old.overwrite(value, version);
                 } else {
                     *old = Value::new(value, version);
                 }
-                removed
+                (removed, false)
             }
             Entry::Vacant(entry) => {
+                let tombstone = self.tombstones.get(key);
+                if !is_newer(tombstone.map(|tombstone| Held::Tombstone(tombstone.version))) {
+                    return Ok(None);
+                }
+                before_store()?;
                 entry.insert(Value::new(value, version));
                 self.records.fetch_add(1, Ordering::Relaxed);
-                0
+                (0, tombstone.is_some())
             }
         };
+        drop(shard);
         self.bytes.fetch_add(added, Ordering::Relaxed);
         self.bytes.fetch_sub(removed, Ordering::Relaxed);
-        added as i64 - removed as i64
+        Ok(Some((added as i64 - removed as i64, had_tombstone)))
     }
 
     /// Removes a record; returns its bytes if it existed.

@@ -7,7 +7,7 @@
 //! it alike: a write is applied only if its version is strictly greater than the held one, so
 //! replicas that get the same writes in any order end with the same record.
 
-use super::channel::record_bytes;
+use super::channel::{record_bytes, Held};
 use super::tombstones::Tombstone;
 use super::{AbsentBatchOutcome, Engine, EngineError, ListenEvent};
 use dht_persist::wal::Change;
@@ -68,6 +68,31 @@ enum Incoming<'a> {
     Tombstone,
 }
 
+/// The version rule: whether a versioned write (`incoming`, of `version`) is newer than what
+/// the node holds of its key (`held`), so that it applies. Nothing held is lower than every
+/// version; else the higher version wins. Two different writes of one version (two clients
+/// whose clocks gave the same version, which happens when they write the same keys in the same
+/// millisecond) are ordered too, so that every member keeps the same one whatever order they
+/// arrive in: a tombstone beats a record, and of two records the greater value (compared
+/// bytewise) wins. The same write again is not newer (it is applied once). Version 0 (writes
+/// without a version) never ties: a version-0 write applies only where nothing is held.
+fn newer_than(held: Option<Held<'_>>, version: u64, incoming: Incoming<'_>) -> bool {
+    let Some(held) = held else {
+        return true;
+    };
+    let held_version = held.version();
+    if held_version != version || version == 0 {
+        return version > held_version;
+    }
+    match (incoming, held) {
+        // Newer only than a record of that version.
+        (Incoming::Tombstone, Held::Record(..)) => true,
+        (Incoming::Tombstone, Held::Tombstone(_)) => false,
+        (Incoming::Record(value), Held::Record(_, held_value)) => value > held_value,
+        (Incoming::Record(_), Held::Tombstone(_)) => false,
+    }
+}
+
 impl Engine {
     pub fn set_tombstone_limits(&mut self, limits: TombstoneLimits) {
         self.tombstone_limits = limits;
@@ -88,28 +113,12 @@ impl Engine {
     }
 
     /// Whether a versioned write of `key` (`incoming`, of `version`) is newer than what the
-    /// node holds, so that it applies: nothing held is lower than every version; else the
-    /// higher version wins. Two different writes of one version (two clients whose clocks gave
-    /// the same version, which happens when they write the same keys in the same millisecond)
-    /// are ordered too, so that every member keeps the same one whatever order they arrive in:
-    /// a tombstone beats a record, and of two records the greater value (compared bytewise)
-    /// wins. The same write again is not newer (it is applied once). Version 0 (writes without
-    /// a version) never ties: a version-0 write applies only where nothing is held.
+    /// node holds, so that it applies ([`newer_than`]).
     fn is_newer(&self, channel: &str, key: u64, version: u64, incoming: Incoming<'_>) -> bool {
         let Some(data) = self.channels.get(channel) else {
             return true;
         };
-        match data.held_version(key) {
-            None => true,
-            Some(held) if held != version || version == 0 => version > held,
-            Some(_) => match incoming {
-                // Newer only than a record of that version.
-                Incoming::Tombstone => data.tombstones().get(key).is_none(),
-                Incoming::Record(value) => data.with_versioned(key, |record| {
-                    record.is_some_and(|(_, held_value)| value > held_value)
-                }),
-            },
-        }
+        data.with_held(key, |held| newer_than(held, version, incoming))
     }
 
     /// Whether the node holds nothing of `key`: no record, no tombstone.
@@ -127,16 +136,34 @@ impl Engine {
         value: &[u8],
     ) -> Result<bool, EngineError> {
         self.check_write(channel, key, value)?;
-        if !self.is_newer(channel, key, version, Incoming::Record(value)) {
-            return Ok(false);
-        }
-        self.log_change(&Change::PutVersion {
+        let change = Change::PutVersion {
             channel,
             key,
             version,
             value,
-        })?;
-        self.store_version_unchecked(channel, key, value, version);
+        };
+        if self.resolve_channel(channel)?.is_none() {
+            // A channel that does not exist holds nothing: the write is newer.
+            self.log_change(&change)?;
+            self.store_version_unchecked(channel, key, value, version);
+            return Ok(true);
+        }
+        // The compare, the log's append and the store under one lookup of the key (this is
+        // every member's share of a replicated put: docs/benchmarks.md, issue 19).
+        let data = &self.last_channel.as_ref().expect("resolved above").data;
+        let log = &mut self.log;
+        let stored = data.put_if_newer(
+            key,
+            value,
+            version,
+            |held| newer_than(held, version, Incoming::Record(value)),
+            || log.append(&change).map_err(EngineError::LogUnavailable),
+        )?;
+        let Some((growth, had_tombstone)) = stored else {
+            return Ok(false);
+        };
+        let cleared = had_tombstone && data.tombstones().clear(key);
+        self.stored(channel, key, value, version, growth, cleared);
         Ok(true)
     }
 

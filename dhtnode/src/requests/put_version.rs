@@ -5,7 +5,7 @@
 //! goes at once when nothing changed.
 
 use crate::service::DhtNode;
-use node_core::protocol::dht::{encode_applied, PutVersionRequest};
+use node_core::protocol::dht::{applied_body, PutVersionRequest};
 use node_core::protocol::Status;
 use node_core::server::{Outcome, Reply, Request};
 
@@ -19,7 +19,5 @@ pub(super) fn handle(
     let applied = node
         .engine
         .put_version(put.channel, put.key, put.version, put.value)?;
-    let mut body = Vec::with_capacity(1);
-    encode_applied(&mut body, applied);
-    Ok(node.acknowledge(mark, reply, Status::Ok, body))
+    Ok(node.acknowledge_bytes(mark, reply, Status::Ok, &applied_body(applied)))
 }

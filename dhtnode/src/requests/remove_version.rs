@@ -4,7 +4,7 @@
 //! when something changed.
 
 use crate::service::DhtNode;
-use node_core::protocol::dht::{encode_applied, RemoveVersionRequest};
+use node_core::protocol::dht::{applied_body, RemoveVersionRequest};
 use node_core::protocol::Status;
 use node_core::server::{Outcome, Reply, Request};
 
@@ -18,7 +18,5 @@ pub(super) fn handle(
     let applied = node
         .engine
         .remove_version(remove.channel, remove.key, remove.version)?;
-    let mut body = Vec::with_capacity(1);
-    encode_applied(&mut body, applied);
-    Ok(node.acknowledge(mark, reply, Status::Ok, body))
+    Ok(node.acknowledge_bytes(mark, reply, Status::Ok, &applied_body(applied)))
 }

@@ -12,7 +12,7 @@ use super::RequestCode;
 
 mod versioned;
 pub use versioned::{
-    decode_applied, decode_versioned_lookup, encode_applied, encode_versioned_value, MirrorItem,
+    applied_body, decode_applied, decode_versioned_lookup, encode_applied, encode_versioned_value, MirrorItem,
     MirrorRequest, PutVersionRequest, RefreshCounts, RefreshRecord, RemoveVersionRequest,
     VersionedLookup, MAX_PERIODIC_REFRESH_S, VERSION_LEN,
 };

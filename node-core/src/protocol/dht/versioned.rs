@@ -4,7 +4,7 @@
 //! everything the node holds), which a replica catches up with. Node and client share these.
 
 use super::super::batch::{BatchBuilder, PushOutcome};
-use super::super::wire::{put_bool, put_u32, put_u64, put_u8, Reader, WireError};
+use super::super::wire::{put_u32, put_u64, put_u8, Reader, WireError};
 use super::{ITEM_MIRROR_CHANGED, ITEM_MIRROR_OVERFLOW, ITEM_MIRROR_REMOVED};
 use super::{ITEM_MIRROR_REFRESH_BATCH, ITEM_MIRROR_REFRESH_DONE, ITEM_MIRROR_REFRESH_STARTED};
 
@@ -72,7 +72,12 @@ impl<'a> RemoveVersionRequest<'a> {
 /// The Ok of PutVersion and RemoveVersion: `u8 applied` (1: the write was newer than what the
 /// node held and is applied; 0: the node kept what it had, which is as new or newer).
 pub fn encode_applied(out: &mut Vec<u8>, applied: bool) {
-    put_bool(out, applied);
+    out.extend_from_slice(&applied_body(applied));
+}
+
+/// The body [`encode_applied`] writes, as an array: a node answers from its stack.
+pub fn applied_body(applied: bool) -> [u8; 1] {
+    [u8::from(applied)]
 }
 
 pub fn decode_applied(body: &[u8]) -> Result<bool, WireError> {
