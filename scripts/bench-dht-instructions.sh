@@ -6,7 +6,7 @@
 # usage: scripts/bench-dht-instructions.sh put|put-version [REQUESTS]   (default 200000)
 #
 # Starts dhtnode under callgrind (`durability = "none"`, as the benchmark rows), prefills keys
-# 0..K-1 (K = 100000, not counted), then with `loadgen -c 50 -P 16 -d 100 --keys uniform:K`
+# 0..K-1 (K = 100000, not counted; see KEYS and PREFILL below), then with `loadgen -c 50 -P 16 -d 100 --keys uniform:K`
 # (the benchmark's shape; every put overwrites, as in the rows' steady state):
 # - put: zero the counters, put REQUESTS then 3 x REQUESTS, dumping the counters after each;
 # - put-version: the same with `--replica ADDR` of a second, native node, so that the measured
@@ -14,6 +14,10 @@
 # The difference of the two dumps over 2 x REQUESTS is the node's instructions per request in
 # the steady state (the 50 connections' set-up cancels out). Syscalls and the kernel's work are
 # not counted (callgrind sees user space only).
+#
+# KEYS=K changes the key space (default 100000); PREFILL=0 leaves it empty, so that most of the
+# measured puts insert a key (as in the replication row, which is not prefilled) rather than
+# overwrite one.
 #
 # KEEP=1 keeps the dumps (the work directory is printed) for `callgrind_annotate`.
 # BIN_DIR=DIR uses the dhtnode and loadgen binaries in DIR instead of building them (a
@@ -34,7 +38,8 @@ command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 . scripts/lib/bench-common.sh
 release_bins "${BIN_DIR:-}" -p dhtnode -p benches --bin dhtnode --bin loadgen
 scratch_dir bench-dht-instructions
-keys=100000
+keys=${KEYS:-100000}
+[[ "$keys" =~ ^[1-9][0-9]*$ ]] || { echo "KEYS must be a positive integer" >&2; exit 2; }
 config=$'[dht]\ndurability = "none"'
 replica=()
 replica_pid=""
@@ -50,7 +55,9 @@ launch_node "$work/node" "$config" valgrind --tool=callgrind \
 addr=$node_addr
 load=("$bin/loadgen" --kind dht --addr "$addr" -c 50 -P 16 -d 100 --keys "uniform:$keys"
     --ops put --timeout-s 3600 "${replica[@]}")
-"${load[@]}" --prefill "$keys" --count 0 > "$work/fill.txt"
+if [ "${PREFILL:-1}" != 0 ]; then
+    "${load[@]}" --prefill "$keys" --count 0 > "$work/fill.txt"
+fi
 callgrind_control -z "$node_pid" > /dev/null 2>&1
 "${load[@]}" --count "$requests" > "$work/run1.txt"
 callgrind_control -d "$node_pid" > /dev/null 2>&1

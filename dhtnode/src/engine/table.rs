@@ -68,12 +68,25 @@ pub enum Entry<'a> {
 pub struct VacantEntry<'a> {
     table: &'a mut KeyTable,
     key: u64,
+    /// The empty slot that ended the key's probe (`None`: nothing allocated yet): where the
+    /// key goes unless the table grows first, so that an insert walks the run once.
+    empty: Option<usize>,
 }
 
 impl VacantEntry<'_> {
     pub fn insert(self, value: Value) {
-        self.table.insert_new(self.key, value);
+        self.table.insert_new(self.key, value, self.empty);
     }
+}
+
+/// Where a key's probe ended ([`KeyTable::probe`]).
+enum Probe {
+    /// At the slot holding the key.
+    Found(usize),
+    /// At an empty slot: the key is not held, and would go there.
+    Empty(usize),
+    /// Nothing is allocated.
+    NoSlots,
 }
 
 impl KeyTable {
@@ -101,8 +114,17 @@ impl KeyTable {
 
     /// The slot holding `key`, whose [`hash`] is `hash`.
     fn find(&self, key: u64, hash: u64) -> Option<usize> {
+        match self.probe(key, hash) {
+            Probe::Found(index) => Some(index),
+            Probe::Empty(_) | Probe::NoSlots => None,
+        }
+    }
+
+    /// Walks `key`'s run from its home slot (`hash`: its [`hash`]) to the slot holding it or
+    /// to the first empty one.
+    fn probe(&self, key: u64, hash: u64) -> Probe {
         if self.slots.is_empty() {
-            return None;
+            return Probe::NoSlots;
         }
         let mask = self.mask();
         let mut index = hash as usize & mask;
@@ -110,12 +132,12 @@ impl KeyTable {
         for _ in 0..self.slots.len() {
             let slot = &self.slots[index];
             match slot.value {
-                None => return None,
-                Some(_) if slot.key == key => return Some(index),
+                None => return Probe::Empty(index),
+                Some(_) if slot.key == key => return Probe::Found(index),
                 Some(_) => index = (index + 1) & mask,
             }
         }
-        None
+        unreachable!("a table below its maximum load has an empty slot");
     }
 
     /// The address of the home slot of a key whose [`hash`] is `hash`, where its lookup reads
@@ -146,13 +168,19 @@ impl KeyTable {
 
     /// The value of `key` to change in place, or the place to insert one.
     pub fn entry(&mut self, key: u64) -> Entry<'_> {
-        match self.find(key, hash(key)) {
-            Some(index) => match &mut self.slots[index].value {
-                Some(value) => Entry::Occupied(value),
-                None => unreachable!("find returns occupied slots"),
+        let empty = match self.probe(key, hash(key)) {
+            Probe::Found(index) => match &mut self.slots[index].value {
+                Some(value) => return Entry::Occupied(value),
+                None => unreachable!("probe finds occupied slots"),
             },
-            None => Entry::Vacant(VacantEntry { table: self, key }),
-        }
+            Probe::Empty(index) => Some(index),
+            Probe::NoSlots => None,
+        };
+        Entry::Vacant(VacantEntry {
+            table: self,
+            key,
+            empty,
+        })
     }
 
     /// Stores `value` under `key`; returns the value it replaced.
@@ -166,13 +194,18 @@ impl KeyTable {
         }
     }
 
-    /// Inserts a key the table does not hold, growing first if it is full.
-    fn insert_new(&mut self, key: u64, value: Value) {
+    /// Inserts a key the table does not hold, growing first if it is full; `empty` is the
+    /// empty slot its probe ended at (valid unless the table grows).
+    fn insert_new(&mut self, key: u64, value: Value, empty: Option<usize>) {
         debug_assert!(!self.contains_key(key));
-        if self.len + 1 > max_load(self.slots.len()) {
-            self.grow();
-        }
-        let index = self.empty_slot_for(key);
+        let index = match empty {
+            Some(index) if self.len < max_load(self.slots.len()) => index,
+            _ => {
+                self.grow();
+                self.empty_slot_for(key)
+            }
+        };
+        debug_assert_eq!(index, self.empty_slot_for(key));
         self.slots[index] = Slot {
             key,
             value: Some(value),
