@@ -227,12 +227,13 @@ impl Channel {
         }
     }
 
-    /// Stores a value; returns the change in [`record_bytes`] (negative when it shrank). One
-    /// hash lookup; an overwrite with a value of the same length reuses the allocation. The
-    /// caller clears the key's tombstone, if any.
-    pub fn put(&self, key: u64, value: &[u8], version: u64) -> i64 {
+    /// Stores a value and drops the key's tombstone, if any; returns the change in
+    /// [`record_bytes`] (negative when it shrank) and whether it dropped a tombstone (the
+    /// engine counts them). One hash lookup; an overwrite with a value of the same length
+    /// reuses the allocation.
+    pub fn put(&self, key: u64, value: &[u8], version: u64) -> (i64, bool) {
         match self.put_if_newer(key, value, version, |_| true, || Ok::<(), Infallible>(())) {
-            Ok(Some((growth, _))) => growth,
+            Ok(Some(stored)) => stored,
             Ok(None) => unreachable!("every write is newer here"),
             Err(never) => match never {},
         }
@@ -241,9 +242,11 @@ impl Channel {
     /// PutVersion's store: with one lookup under the shard's lock, asks `is_newer` whether
     /// the write wins over what the key holds (its record's version and value, else its
     /// tombstone's version, else nothing), and if so runs `before_store` (the change log's
-    /// append: a failure there changes nothing) and stores the value as [`Channel::put`] does.
+    /// append: a failure there changes nothing; it runs with the shard locked, so the dump
+    /// writer waits for it if it wants that one shard) and stores the value as
+    /// [`Channel::put`] does.
     /// Returns `None` when the held write wins, else the change in [`record_bytes`] and whether
-    /// the key had a tombstone, which the caller clears with the totals it keeps.
+    /// the store dropped the key's tombstone (the engine counts tombstones).
     pub fn put_if_newer<E>(
         &self,
         key: u64,
@@ -276,7 +279,8 @@ impl Channel {
                 before_store()?;
                 entry.insert(Value::new(value, version));
                 self.records.fetch_add(1, Ordering::Relaxed);
-                (0, tombstone.is_some())
+                // A key with a record has no tombstone (see the field).
+                (0, tombstone.is_some() && self.tombstones.clear(key))
             }
         };
         drop(shard);
@@ -349,14 +353,15 @@ impl Channel {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tombstones::Tombstone;
     use super::*;
 
     #[test]
     fn put_get_remove_keep_totals() {
         let channel = Channel::new();
-        assert_eq!(channel.put(1, b"abc", 0), 11);
-        assert_eq!(channel.put(1, b"a", 5), -2);
-        assert_eq!(channel.put(2, b"xyz", 0), 11);
+        assert_eq!(channel.put(1, b"abc", 0), (11, false));
+        assert_eq!(channel.put(1, b"a", 5), (-2, false));
+        assert_eq!(channel.put(2, b"xyz", 0), (11, false));
         assert_eq!(channel.held_version(1), Some(5));
         assert_eq!(
             channel.with(1, |v| v.map(<[u8]>::to_vec)),
@@ -367,6 +372,73 @@ mod tests {
         assert_eq!(channel.remove(1), None);
         assert!(!channel.with(1, |v| v.is_some()));
         assert_eq!((channel.records(), channel.bytes()), (1, 11));
+        assert!(channel.check_totals());
+    }
+
+    /// PutVersion's store: the decision sees what the key holds (its record, or its
+    /// tombstone), and a write that loses, or whose log append fails, changes nothing: not the
+    /// record, not the tombstone, not the totals.
+    #[test]
+    fn put_if_newer_stores_only_a_winning_write_that_was_logged() {
+        let channel = Channel::new();
+        let always = || Ok::<(), &str>(());
+        channel.put(1, b"old", 5);
+        let lost = channel.put_if_newer(
+            1,
+            b"new",
+            4,
+            |held| {
+                assert_eq!(held, Some(Held::Record(5, &b"old"[..])));
+                false
+            },
+            always,
+        );
+        assert_eq!(lost, Ok(None));
+        let refused = channel.put_if_newer(1, b"new", 6, |_| true, || Err("log"));
+        assert_eq!(refused, Err("log"));
+        assert_eq!(
+            channel.with_held(1, |held| held.map(|h| h.version())),
+            Some(5)
+        );
+        assert_eq!((channel.records(), channel.bytes()), (1, 11));
+        // A longer value replaces the allocation; the growth is its extra bytes.
+        assert_eq!(
+            channel.put_if_newer(1, b"newer", 6, |_| true, always),
+            Ok(Some((2, false)))
+        );
+
+        channel.tombstones().set(
+            2,
+            Tombstone {
+                version: 9,
+                stored_unix_s: 0,
+            },
+        );
+        let refused = channel.put_if_newer(
+            2,
+            b"v",
+            10,
+            |held| {
+                assert_eq!(held, Some(Held::Tombstone(9)));
+                true
+            },
+            || Err("log"),
+        );
+        assert_eq!(refused, Err("log"));
+        assert_eq!(
+            channel.with_held(2, |held| held == Some(Held::Tombstone(9))),
+            true
+        );
+        assert_eq!(
+            channel.put_if_newer(2, b"v", 10, |_| true, always),
+            Ok(Some((9, true)))
+        );
+        assert_eq!(
+            channel.with_held(2, |held| held.map(|h| h.version())),
+            Some(10)
+        );
+        assert_eq!(channel.tombstones().get(2), None);
+        assert_eq!((channel.records(), channel.bytes()), (2, 22));
         assert!(channel.check_totals());
     }
 

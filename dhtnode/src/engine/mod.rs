@@ -430,15 +430,14 @@ impl Engine {
         version: u64,
     ) {
         let data = self.channel_for_write(channel);
-        let growth = data.put(key, value, version);
-        let cleared = data.tombstones().clear(key);
+        let (growth, cleared) = data.put(key, value, version);
         self.stored(channel, key, value, version, growth, cleared);
     }
 
     /// The engine's side of a record just stored (`growth`: the change in record bytes;
     /// `cleared_tombstone`: the key's tombstone was dropped): the totals and the listeners.
     /// Inlined: it is on Put's path, where a call of seven arguments shows (callgrind,
-    /// scripts/bench-dht-instructions.sh).
+    /// scripts/bench-tls-instructions.sh).
     #[inline(always)]
     pub(super) fn stored(
         &mut self,

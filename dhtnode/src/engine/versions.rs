@@ -159,11 +159,10 @@ impl Engine {
             |held| newer_than(held, version, Incoming::Record(value)),
             || log.append(&change).map_err(EngineError::LogUnavailable),
         )?;
-        let Some((growth, had_tombstone)) = stored else {
+        let Some((growth, cleared_tombstone)) = stored else {
             return Ok(false);
         };
-        let cleared = had_tombstone && data.tombstones().clear(key);
-        self.stored(channel, key, value, version, growth, cleared);
+        self.stored(channel, key, value, version, growth, cleared_tombstone);
         Ok(true)
     }
 

@@ -12,9 +12,9 @@ use super::RequestCode;
 
 mod versioned;
 pub use versioned::{
-    applied_body, decode_applied, decode_versioned_lookup, encode_applied, encode_versioned_value, MirrorItem,
-    MirrorRequest, PutVersionRequest, RefreshCounts, RefreshRecord, RemoveVersionRequest,
-    VersionedLookup, MAX_PERIODIC_REFRESH_S, VERSION_LEN,
+    applied_body, decode_applied, decode_versioned_lookup, encode_applied, encode_versioned_value,
+    MirrorItem, MirrorRequest, PutVersionRequest, RefreshCounts, RefreshRecord,
+    RemoveVersionRequest, VersionedLookup, MAX_PERIODIC_REFRESH_S, VERSION_LEN,
 };
 
 super::codes::request_enum! {
