@@ -425,10 +425,7 @@ mod tests {
             || Err("log"),
         );
         assert_eq!(refused, Err("log"));
-        assert_eq!(
-            channel.with_held(2, |held| held == Some(Held::Tombstone(9))),
-            true
-        );
+        assert!(channel.with_held(2, |held| held == Some(Held::Tombstone(9))));
         assert_eq!(
             channel.put_if_newer(2, b"v", 10, |_| true, always),
             Ok(Some((9, true)))
