@@ -152,6 +152,8 @@ mod tests {
             std::hint::spin_loop();
         }
         clock.calibrate();
+        // Where the TSC may be used (this benchmark VM), it is after one calibration.
+        assert_eq!(clock.tsc_usable, clock.ns_per_tick_q32 != 0);
         // Whichever clock it reads (the TSC where usable), 50 ms of sleep reads as 50 ms, give
         // or take a loaded machine's scheduling (never less: the sleep lasts at least that).
         let before = clock.now_ns();
