@@ -117,8 +117,7 @@ mod tsc {
         use std::arch::x86_64::__cpuid;
         let max_extended = __cpuid(0x8000_0000).eax;
         let invariant = max_extended >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0;
-        invariant
-            && std::fs::read_to_string(CLOCKSOURCE).is_ok_and(|source| source.trim() == "tsc")
+        invariant && std::fs::read_to_string(CLOCKSOURCE).is_ok_and(|source| source.trim() == "tsc")
     }
 
     #[inline]
