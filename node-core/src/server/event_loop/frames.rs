@@ -213,7 +213,10 @@ impl<S: Service> EventLoop<'_, S> {
         let code = RequestCode(header.code);
         // The previous request's end, when it was handled just before in this run of frames:
         // one clock read per request rather than two.
-        let started = self.request_clock.take().unwrap_or_else(monotonic_ns);
+        let started = match self.request_clock.take() {
+            Some(started) => started,
+            None => self.clock.now_ns(),
+        };
         if self.cancel_stream_by_id(slot, header.request_id) {
             // Answering it would give the running stream's id a second Reply (docs/protocol.md
             // §2): the client has lost track of its ids, so the connection cannot go on. The
@@ -275,7 +278,7 @@ impl<S: Service> EventLoop<'_, S> {
     /// The request started at `started` is done: its handling time in ns, and the start of the
     /// next request of this run of frames.
     fn request_done(&mut self, started: u64) -> u64 {
-        let now = monotonic_ns();
+        let now = self.clock.now_ns();
         self.request_clock = Some(now);
         now.saturating_sub(started)
     }
@@ -425,26 +428,6 @@ impl<S: Service> EventLoop<'_, S> {
             }
         }
     }
-}
-
-/// The monotonic clock (`Instant`'s, CLOCK_MONOTONIC) in ns, for requests' handling times: an
-/// `Instant` difference costs ~80 instructions per request (the `timespec` subtraction and the
-/// `Duration` conversions), this one ~15 plus the vDSO call.
-pub(super) fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux, so
-    // the call cannot fail (a failure would leave 0: a handling time of 0, nothing worse).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    debug_assert!(
-        now.tv_sec >= 0 && now.tv_nsec >= 0,
-        "a monotonic clock is positive"
-    );
-    (now.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(now.tv_nsec as u64)
 }
 
 /// When a read loop may stop.

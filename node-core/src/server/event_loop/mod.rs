@@ -18,6 +18,7 @@
 //! a budget is queued as [`Pending`] for the next pass.
 
 mod accept;
+mod clock;
 mod frames;
 mod output;
 mod reload;
@@ -109,8 +110,11 @@ pub(crate) struct EventLoop<'s, S: Service> {
     /// The rate limit of WARN lines about clients on the wrong side of TLS.
     misdirected: accept::MisdirectedLog,
     /// When the request handled last in the current run of frames ended, in
-    /// [`frames::monotonic_ns`]: the next one's start ([`frames`]: one clock read per request).
+    /// [`clock::RequestClock::now_ns`]: the next one's start ([`frames`]: one clock read per
+    /// request).
     request_clock: Option<u64>,
+    /// The clock of requests' handling times.
+    clock: clock::RequestClock,
 }
 
 impl<'s, S: Service> EventLoop<'s, S> {
@@ -131,6 +135,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             handshakes: accept::HandshakeTurns::default(),
             misdirected: accept::MisdirectedLog::default(),
             request_clock: None,
+            clock: clock::RequestClock::new(),
         };
         let Server { poll, listener, .. } = &mut event_loop.server;
         poll.registry()
@@ -219,6 +224,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
         if now >= timers.next_tick {
             timers.next_tick = now + timers.tick;
             self.service.tick(now);
+            self.clock.calibrate();
             self.take_wakeups();
             if std::mem::take(&mut self.accept_retry) {
                 self.accept_connections();
