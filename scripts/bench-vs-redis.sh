@@ -77,6 +77,9 @@
 #   --bin-dir DIR    take our binaries (dhtnode, loadgen, ...: those the rows run) from DIR, copies
 #                    of an earlier release build, instead of building target/release: alternated
 #                    runs of two commits (A/B of one row against Redis each time)
+#   --nodes DIR      run the node binaries (dhtnode, logfilesnode, queuenode) found in DIR, copies
+#                    of another release build, instead of those of this tree or of --bin-dir (A/B
+#                    runs of two node builds with the same generators); the table names DIR
 #   --dry-run        print the rows the run would measure and exit (builds and starts nothing)
 #
 # Installs redis-server/redis-tools, memcached/libmemcached-tools (and jq) with apt-get when
@@ -94,6 +97,7 @@ only="dht,dht-log,dht-tls,dht-repl,logfiles,queue"
 memcached=1
 out=""
 bin_dir=""
+nodes_dir=""
 dry_run=0
 connections=50
 value_size=100
@@ -115,6 +119,7 @@ while [ $# -gt 0 ]; do
         --no-memcached) memcached=0 ;;
         --out) need_value "$1" $#; out="$2"; shift ;;
         --bin-dir) need_value "$1" $#; bin_dir="$2"; shift ;;
+        --nodes) need_value "$1" $#; nodes_dir="$2"; shift ;;
         --dry-run) dry_run=1 ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
@@ -202,6 +207,18 @@ queuenode="$bin_dir/queuenode"
 loadgen="$bin_dir/loadgen"
 queue_load="$bin_dir/queue_load"
 dht_memory="$bin_dir/dht_memory"
+if [ -n "$nodes_dir" ]; then
+    dhtnode="$nodes_dir/dhtnode"
+    logfilesnode="$nodes_dir/logfilesnode"
+    queuenode="$nodes_dir/queuenode"
+    needed=()
+    if [ $((do_dht + do_dht_log + do_dht_tls + do_dht_repl)) -gt 0 ]; then needed+=("$dhtnode"); fi
+    if [ "$do_logfiles" -eq 1 ]; then needed+=("$logfilesnode"); fi
+    if [ "$do_queue" -eq 1 ]; then needed+=("$queuenode"); fi
+    for binary in "${needed[@]}"; do
+        [ -x "$binary" ] || { echo "--nodes: no executable $binary" >&2; exit 2; }
+    done
+fi
 
 bench_sched
 bench_workdir bench-vs-redis
@@ -821,7 +838,7 @@ echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$info_file"
 echo
 cat "$info_file"
 echo
-echo "Command: scripts/bench-vs-redis.sh $([ "$records" -eq 10000000 ] && echo --full || echo "--records $records") --seconds $seconds --repeat $repeat$([ "$rt" -eq 1 ] && echo ' --rt') --keyspace $keyspace --queue-count $queue_count --only $only$([ "$memcached" -eq 0 ] && echo ' --no-memcached')${bin_given:+ --bin-dir $bin_given}"
+echo "Command: scripts/bench-vs-redis.sh $([ "$records" -eq 10000000 ] && echo --full || echo "--records $records") --seconds $seconds --repeat $repeat$([ "$rt" -eq 1 ] && echo ' --rt') --keyspace $keyspace --queue-count $queue_count --only $only$([ "$memcached" -eq 0 ] && echo ' --no-memcached')${bin_given:+ --bin-dir $bin_given}$([ -n "$nodes_dir" ] && echo " --nodes $nodes_dir")"
 echo
 cat "$table"
 cat "$out/cpu.md"
