@@ -6,8 +6,8 @@
 #     syscalls:sys_enter_pwrite64,syscalls:sys_exit_pwrite64 -p NODE_PID -- sleep 1
 # (while a load runs) and prints the fdatasync durations and rate, how many were in flight at
 # once (one with main's Syncer; several with one per sync thread, as on branch issue-18g), the
-# disk's idle gaps (from the
-# moment no fdatasync is in flight to the next one's start) and their share of the recording,
+# disk's idle gaps (from the moment no fdatasync is in flight to the next one's start) and their
+# share of the recording,
 # how long a sync thread waited to run once woken, and the loop's pwrite of each group:
 #   perf script -i perf.data | scripts/fsync-timeline.py
 # Changes per fdatasync: the load's ops/s divided by the fdatasyncs per second printed here.
