@@ -34,6 +34,8 @@ modes=${MODES:-plain tls}
 keep=${KEEP_PROFILES:-}
 keys=${KEYS:-10000}
 [[ "$keys" =~ ^[1-9][0-9]*$ ]] || { echo "KEYS must be a positive integer" >&2; exit 2; }
+[[ "${REPLICA:-0}" =~ ^[01]$ ]] || { echo "REPLICA must be 0 or 1" >&2; exit 2; }
+[[ "${PREFILL:-1}" =~ ^[01]$ ]] || { echo "PREFILL must be 0 or 1" >&2; exit 2; }
 case "$durability" in none|interval|always) ;; *) echo "DURABILITY: none, interval or always" >&2; exit 2;; esac
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "needs openssl" >&2; exit 1; }

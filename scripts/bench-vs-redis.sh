@@ -79,7 +79,8 @@
 #                    runs of two commits (A/B of one row against Redis each time)
 #   --nodes DIR      run the node binaries (dhtnode, logfilesnode, queuenode) found in DIR, copies
 #                    of another release build, instead of those of this tree or of --bin-dir (A/B
-#                    runs of two node builds with the same generators); the table names DIR
+#                    runs of two node builds with the same generators); the Command line printed
+#                    with the table names DIR
 #   --dry-run        print the rows the run would measure and exit (builds and starts nothing)
 #
 # Installs redis-server/redis-tools, memcached/libmemcached-tools (and jq) with apt-get when
@@ -118,8 +119,9 @@ while [ $# -gt 0 ]; do
         --only) need_value "$1" $#; only="$2"; shift ;;
         --no-memcached) memcached=0 ;;
         --out) need_value "$1" $#; out="$2"; shift ;;
-        --bin-dir) need_value "$1" $#; bin_dir="$2"; shift ;;
-        --nodes) need_value "$1" $#; nodes_dir="$2"; shift ;;
+        # Absolute now: the rows run binaries from other working directories.
+        --bin-dir) need_value "$1" $#; bin_dir=$(realpath -m -- "$2"); shift ;;
+        --nodes) need_value "$1" $#; nodes_dir=$(realpath -m -- "$2"); shift ;;
         --dry-run) dry_run=1 ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
@@ -200,7 +202,6 @@ if [ -z "$bin_dir" ]; then
     timeout 1800 cargo build --release -q "${packages[@]}"
     bin_dir="$root/target/release"
 fi
-[ -x "$bin_dir/loadgen" ] || { echo "--bin-dir: no loadgen in $bin_dir" >&2; exit 2; }
 dhtnode="$bin_dir/dhtnode"
 logfilesnode="$bin_dir/logfilesnode"
 queuenode="$bin_dir/queuenode"
@@ -211,14 +212,17 @@ if [ -n "$nodes_dir" ]; then
     dhtnode="$nodes_dir/dhtnode"
     logfilesnode="$nodes_dir/logfilesnode"
     queuenode="$nodes_dir/queuenode"
-    needed=()
-    if [ $((do_dht + do_dht_log + do_dht_tls + do_dht_repl)) -gt 0 ]; then needed+=("$dhtnode"); fi
-    if [ "$do_logfiles" -eq 1 ]; then needed+=("$logfilesnode"); fi
-    if [ "$do_queue" -eq 1 ]; then needed+=("$queuenode"); fi
-    for binary in "${needed[@]}"; do
-        [ -x "$binary" ] || { echo "--nodes: no executable $binary" >&2; exit 2; }
-    done
 fi
+# Every binary the rows asked for must be there before the first row runs.
+needed=()
+if [ $((do_dht + do_dht_log + do_dht_tls + do_dht_repl + do_logfiles)) -gt 0 ]; then needed+=("$loadgen"); fi
+if [ $((do_dht + do_dht_log + do_dht_tls + do_dht_repl)) -gt 0 ]; then needed+=("$dhtnode"); fi
+if [ "$do_dht" -eq 1 ]; then needed+=("$dht_memory"); fi
+if [ "$do_logfiles" -eq 1 ]; then needed+=("$logfilesnode"); fi
+if [ "$do_queue" -eq 1 ]; then needed+=("$queuenode" "$queue_load"); fi
+for binary in "${needed[@]}"; do
+    [ -x "$binary" ] || { echo "no executable $binary (--bin-dir / --nodes, or the build)" >&2; exit 2; }
+done
 
 bench_sched
 bench_workdir bench-vs-redis

@@ -29,11 +29,18 @@ pub(super) struct RequestClock {
 impl RequestClock {
     pub(super) fn new() -> RequestClock {
         let tsc_usable = tsc::usable();
+        let (base_tsc, base_ns) = if tsc_usable {
+            // A start that was preempted between its readings only leaves the TSC off until a
+            // tick whose readings were not (calibrate measures from this base).
+            paired_readings().unwrap_or((tsc::read(), monotonic_ns()))
+        } else {
+            (0, monotonic_ns())
+        };
         RequestClock {
             ns_per_tick_q32: 0,
             tsc_usable,
-            base_tsc: if tsc_usable { tsc::read() } else { 0 },
-            base_ns: monotonic_ns(),
+            base_tsc,
+            base_ns,
         }
     }
 
@@ -44,40 +51,73 @@ impl RequestClock {
             return monotonic_ns();
         }
         let ticks = tsc::read().wrapping_sub(self.base_tsc);
+        if ticks > MAX_TICKS {
+            // The counter went back (a reset at resume, a migration): this reading would be
+            // wild; the next calibration turns the TSC off.
+            return monotonic_ns();
+        }
         let since_base = (u128::from(ticks) * u128::from(self.ns_per_tick_q32)) >> 32;
         self.base_ns.wrapping_add(since_base as u64)
     }
 
     /// Measures the TSC's scale again over the time since the start (called every tick). A
-    /// reading that makes no sense (the counter went back, or the monotonic clock stood still)
+    /// reading that makes no sense (the counter went back, or the monotonic clock stood still),
+    /// or a kernel that stopped keeping time with the TSC (its watchdog found it unstable),
     /// turns the TSC off for good.
     pub(super) fn calibrate(&mut self) {
         if !self.tsc_usable {
             return;
         }
-        let ticks = tsc::read().wrapping_sub(self.base_tsc);
-        let elapsed_ns = monotonic_ns().saturating_sub(self.base_ns);
+        if !tsc::usable() {
+            self.turn_tsc_off("the kernel no longer keeps time with the CPU's time-stamp counter");
+            return;
+        }
+        // Readings preempted between the two clocks would skew the scale: try the next tick.
+        let Some((now_tsc, now_ns)) = paired_readings() else {
+            return;
+        };
+        let ticks = now_tsc.wrapping_sub(self.base_tsc);
+        let elapsed_ns = now_ns.saturating_sub(self.base_ns);
         if elapsed_ns < MIN_CALIBRATION_NS {
             return;
         }
         match scale_q32(elapsed_ns, ticks) {
             Some(scale) => self.ns_per_tick_q32 = scale,
-            None => {
-                tracing::warn!(
-                    "the CPU's time-stamp counter disagrees with the monotonic clock \
-                     ({ticks} ticks in {elapsed_ns} ns); timing requests with the monotonic clock"
-                );
-                self.tsc_usable = false;
-                self.ns_per_tick_q32 = 0;
-            }
+            None => self.turn_tsc_off(&format!(
+                "the CPU's time-stamp counter disagrees with the monotonic clock \
+                 ({ticks} ticks in {elapsed_ns} ns)"
+            )),
         }
     }
+
+    fn turn_tsc_off(&mut self, why: &str) {
+        tracing::warn!("{why}; timing requests with the monotonic clock");
+        self.tsc_usable = false;
+        self.ns_per_tick_q32 = 0;
+    }
+}
+
+/// The most ticks a reading may be past the base: more means the counter went back.
+const MAX_TICKS: u64 = 1 << 62;
+
+/// The longest the two clocks' readings of one pair may take: a pair that took longer was
+/// preempted in between, and would skew the scale by the delay.
+const MAX_PAIR_READING_NS: u64 = 20_000;
+
+/// The TSC and the monotonic clock read at (nearly) one moment: the TSC between two monotonic
+/// readings, paired with their midpoint; `None` when the readings took too long.
+fn paired_readings() -> Option<(u64, u64)> {
+    let before_ns = monotonic_ns();
+    let ticks = tsc::read();
+    let after_ns = monotonic_ns();
+    let took_ns = after_ns.checked_sub(before_ns)?;
+    (took_ns <= MAX_PAIR_READING_NS).then_some((ticks, before_ns + took_ns / 2))
 }
 
 /// `elapsed_ns / ticks` in 32.32 fixed point, when it is plausible: a counter between 10 MHz and
 /// 100 GHz.
 fn scale_q32(elapsed_ns: u64, ticks: u64) -> Option<u64> {
-    if ticks == 0 || ticks > 1 << 62 {
+    if ticks == 0 || ticks > MAX_TICKS {
         return None;
     }
     let scale = (u128::from(elapsed_ns) << 32) / u128::from(ticks);
@@ -150,8 +190,15 @@ mod tests {
         while start.elapsed().as_nanos() < u128::from(MIN_CALIBRATION_NS) + 5_000_000 {
             std::hint::spin_loop();
         }
-        clock.calibrate();
-        // Where the TSC may be used (this benchmark VM), it is after one calibration.
+        // Where the TSC may be used (this benchmark VM), it is after a calibration whose two
+        // readings were not preempted apart (a loaded machine may take a few tries).
+        for _ in 0..1000 {
+            clock.calibrate();
+            if clock.ns_per_tick_q32 != 0 || !clock.tsc_usable {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(clock.tsc_usable, clock.ns_per_tick_q32 != 0);
         // Whichever clock it reads (the TSC where usable), 50 ms of sleep reads as 50 ms, give
         // or take a loaded machine's scheduling (never less: the sleep lasts at least that).
@@ -161,6 +208,25 @@ mod tests {
         assert!(
             (49_000_000..5_000_000_000).contains(&elapsed_ns),
             "50 ms read as {elapsed_ns} ns"
+        );
+    }
+
+    /// A counter that went back (below the base) must not give a wild reading: the monotonic
+    /// clock answers instead.
+    #[test]
+    fn a_counter_behind_its_base_reads_the_monotonic_clock() {
+        let clock = RequestClock {
+            ns_per_tick_q32: 1 << 32,
+            tsc_usable: true,
+            base_tsc: tsc::read().wrapping_add(1 << 40),
+            base_ns: 0,
+        };
+        let before = monotonic_ns();
+        let reading = clock.now_ns();
+        let after = monotonic_ns();
+        assert!(
+            (before..=after).contains(&reading),
+            "{reading} not within {before}..={after}"
         );
     }
 
