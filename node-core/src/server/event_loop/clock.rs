@@ -24,6 +24,8 @@ pub(super) struct RequestClock {
     /// The readings both clocks gave at the start, the base of every measurement and reading.
     base_tsc: u64,
     base_ns: u64,
+    /// When the kernel's clocksource was last checked (once a second at most: a file read).
+    source_checked_ns: u64,
 }
 
 impl RequestClock {
@@ -41,6 +43,7 @@ impl RequestClock {
             tsc_usable,
             base_tsc,
             base_ns,
+            source_checked_ns: base_ns,
         }
     }
 
@@ -68,14 +71,19 @@ impl RequestClock {
         if !self.tsc_usable {
             return;
         }
-        if !tsc::usable() {
-            self.turn_tsc_off("the kernel no longer keeps time with the CPU's time-stamp counter");
-            return;
-        }
         // Readings preempted between the two clocks would skew the scale: try the next tick.
         let Some((now_tsc, now_ns)) = paired_readings() else {
             return;
         };
+        if now_ns.saturating_sub(self.source_checked_ns) >= SOURCE_CHECK_INTERVAL_NS {
+            self.source_checked_ns = now_ns;
+            if !tsc::usable() {
+                self.turn_tsc_off(
+                    "the kernel no longer keeps time with the CPU's time-stamp counter",
+                );
+                return;
+            }
+        }
         let ticks = now_tsc.wrapping_sub(self.base_tsc);
         let elapsed_ns = now_ns.saturating_sub(self.base_ns);
         if elapsed_ns < MIN_CALIBRATION_NS {
@@ -96,6 +104,9 @@ impl RequestClock {
         self.ns_per_tick_q32 = 0;
     }
 }
+
+/// How often the kernel's clocksource is checked again.
+const SOURCE_CHECK_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// The most ticks a reading may be past the base: more means the counter went back.
 const MAX_TICKS: u64 = 1 << 62;
@@ -220,6 +231,7 @@ mod tests {
             tsc_usable: true,
             base_tsc: tsc::read().wrapping_add(1 << 40),
             base_ns: 0,
+            source_checked_ns: 0,
         };
         let before = monotonic_ns();
         let reading = clock.now_ns();
