@@ -93,15 +93,16 @@ impl LogSync {
         mark: Option<u64>,
         reply: &mut Reply<'_>,
         status: Status,
-        body: Vec<u8>,
+        body: &[u8],
     ) -> Handled<DhtNode> {
         let logged = engine.log().position() != mark;
         match &mut self.commits {
+            // Only a reply that waits for its fsync needs its body on the heap.
             Some(commits) if logged && self.policy.waits_for_sync() => {
-                commits.wait(Logged, status, body)
+                commits.wait(Logged, status, body.to_vec())
             }
             _ => {
-                reply.send(status, &body);
+                reply.send(status, body);
                 Handled::Replied
             }
         }

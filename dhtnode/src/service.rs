@@ -129,28 +129,10 @@ impl DhtNode {
         mark: Option<u64>,
         reply: &mut Reply<'_>,
         status: node_core::protocol::Status,
-        body: Vec<u8>,
+        body: &[u8],
     ) -> Handled<DhtNode> {
         self.log_sync
             .acknowledge(&self.engine, mark, reply, status, body)
-    }
-
-    /// [`acknowledge`](Self::acknowledge) of a short body the request keeps on its stack (an
-    /// `applied` byte): when nothing was logged the reply goes at once, as `acknowledge` sends
-    /// it, without the heap copy that only a reply waiting for an fsync needs (a malloc and a
-    /// free per PutVersion, a tenth of its instructions: docs/benchmarks.md, issue 19).
-    pub(crate) fn acknowledge_bytes(
-        &mut self,
-        mark: Option<u64>,
-        reply: &mut Reply<'_>,
-        status: node_core::protocol::Status,
-        body: &[u8],
-    ) -> Handled<DhtNode> {
-        if self.log_mark() == mark {
-            reply.send(status, body);
-            return Handled::Replied;
-        }
-        self.acknowledge(mark, reply, status, body.to_vec())
     }
 
     /// The position the dumps loaded at start cover (the lowest of them): once the next dump

@@ -123,7 +123,7 @@ fn remove_channel(
 ) -> node_core::server::Outcome<DhtNode> {
     let mark = node.log_mark();
     channels::remove_channel_unanswered(node, request)?;
-    Ok(node.acknowledge(mark, reply, Status::Ok, Vec::new()))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &[]))
 }
 
 /// The dht's channels for the shared channel requests. A removed channel's Listen streams end

@@ -19,5 +19,5 @@ pub(super) fn handle(
     let put = PutRequest::decode(request.body)?;
     let mark = node.log_mark();
     node.engine.put(put.channel, put.key, put.value)?;
-    Ok(node.acknowledge(mark, reply, Status::Ok, Vec::new()))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &[]))
 }

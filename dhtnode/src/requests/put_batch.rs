@@ -21,7 +21,7 @@ pub(super) fn handle(
     })?;
     let mut body = Vec::with_capacity(8);
     put_u64(&mut body, stored);
-    Ok(node.acknowledge(mark, reply, Status::Ok, body))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &body))
 }
 
 /// Decodes a batch request's body (`str8 channel`, then an LZ4 batch, docs/protocol.md §4:

@@ -31,5 +31,5 @@ pub(super) fn handle(
     };
     let mut body = Vec::with_capacity(16);
     answer.encode(&mut body);
-    Ok(node.acknowledge(mark, reply, Status::Ok, body))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &body))
 }

@@ -19,5 +19,5 @@ pub(super) fn handle(
     let applied = node
         .engine
         .put_version(put.channel, put.key, put.version, put.value)?;
-    Ok(node.acknowledge_bytes(mark, reply, Status::Ok, &applied_body(applied)))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &applied_body(applied)))
 }

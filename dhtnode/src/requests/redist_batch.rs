@@ -48,5 +48,5 @@ pub(super) fn handle_with(
     };
     let mut body = Vec::new();
     answer.encode(&mut body);
-    Ok(node.acknowledge(mark, reply, Status::Ok, body))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &body))
 }

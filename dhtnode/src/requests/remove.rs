@@ -19,5 +19,5 @@ pub(super) fn handle(
     } else {
         Status::NotFound
     };
-    Ok(node.acknowledge(mark, reply, status, Vec::new()))
+    Ok(node.acknowledge(mark, reply, status, &[]))
 }

@@ -18,5 +18,5 @@ pub(super) fn handle(
     let applied = node
         .engine
         .remove_version(remove.channel, remove.key, remove.version)?;
-    Ok(node.acknowledge_bytes(mark, reply, Status::Ok, &applied_body(applied)))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &applied_body(applied)))
 }

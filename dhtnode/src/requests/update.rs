@@ -18,5 +18,5 @@ pub(super) fn handle(
     let mark = node.log_mark();
     node.engine
         .update(update.channel, update.key, update.expected, update.action)?;
-    Ok(node.acknowledge(mark, reply, Status::Ok, Vec::new()))
+    Ok(node.acknowledge(mark, reply, Status::Ok, &[]))
 }
