@@ -55,8 +55,11 @@
 # (same range, `durability = "none"`), `loadgen --replica` sending every Put to both as
 # PutVersion and counting it when both answered (what the client does with write_quorum = all),
 # against redis-benchmark SET on a Redis primary with one replica attached (`--replicaof`, both
-# without persistence; Redis acknowledges before its replica has the write). All four servers on
-# core 0; one run, not prefilled (puts only).
+# without persistence, the primary's output buffer for its replica unlimited so that it never
+# drops the replica). Redis acknowledges before its replica has the write, so the row compares
+# SETs on both copies per second: redis-benchmark's SETs over its run plus the wait until the
+# replica's offset reaches the primary's (the primary's own rate is the cross-check column).
+# The Redis pair is stopped before our pair runs. Servers on core 0; one run, not prefilled.
 #
 # Options:
 #   --records N      records for the memory rows (default 1000000); --full = 10000000
@@ -289,6 +292,7 @@ run_redis_benchmark() {
     local file="$1" test="$2" p="$3" n rate before after wall user sys status=0
     rate=$([ "$p" -gt 1 ] && echo 700000 || echo 150000)
     n=$((seconds * rate))
+    rb_requests=$n
     before="$(cpu_ticks "$redis_pid")"
     local TIMEFORMAT='%R %U %S'
     { time timeout $((seconds * 10 + 60)) "${client_run[@]}" redis-benchmark -h 127.0.0.1 \
@@ -662,20 +666,23 @@ bench_dht_tls() {
 # and redis_replica_pid.
 # shellcheck disable=SC2031
 setup_redis_replicated() {
-    start_redis none || return 1
+    # Without it the primary drops a replica whose output buffer passes 256 MB (Redis's default
+    # for replicas): at this rate that happens within seconds, the rest of the run has no replica
+    # and the full resync that follows runs during the next measurement.
+    start_redis none --client-output-buffer-limit "replica 0 0 0" || return 1
     redis_pid=$srv_pid; redis_port=$srv_port
     rm -rf "$tmp/srv-replica"; mkdir -p "$tmp/srv-replica"
     start_on_free_port redis-replica "$tmp/srv-replica" redis-server --port '{port}' \
         --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp/srv-replica" \
         --logfile "$tmp/srv-replica/redis.log" --daemonize no \
         --replicaof 127.0.0.1 "$redis_port" || return 1
-    redis_replica_pid=$srv_pid
+    redis_replica_pid=$srv_pid; redis_replica_port=$srv_port
     local deadline=$((SECONDS + 30))
     until redis-cli -p "$srv_port" info replication | grep -q 'master_link_status:up'; do
         [ "$SECONDS" -lt "$deadline" ] || { row_error "the Redis replica did not link to its primary"; return 1; }
         sleep 0.1
     done
-    step_vars+=(redis_pid redis_port redis_replica_pid)
+    step_vars+=(redis_pid redis_port redis_replica_pid redis_replica_port)
 }
 
 # setup_dht_replicated: two dhtnodes with the same (whole) range, no change log; sets dht_pid and
@@ -692,6 +699,7 @@ setup_dht_replicated() {
 # bench_dht_repl: dht put P=16 to a replica set of two against SET on a Redis with one replica.
 # shellcheck disable=SC2034
 bench_dht_repl() {
+    local ours_ops=0
     log "dht with replication: a Redis primary with one replica, and a replica set of two dhtnodes"
     redis_pid=""; redis_replica_pid=""; dht_pid=""; dht_replica_pid=""
     run_step "$out/setup-redis-repl" setup_redis_replicated
@@ -699,17 +707,52 @@ bench_dht_repl() {
     run_step "$out/setup-dht-repl" setup_dht_replicated
     dht_ok=$step_ok; dht_reason="dhtnode replica set: $step_reason"
     local cell="$out/dht-repl-p16-put" desc
-    rm -f "$cell".*.runs "$cell".*.failed
-    log "dht with replication P=16 put: redis-benchmark on the primary, then loadgen --replica"
-    measure "$cell.rb" redis run_redis_benchmark "$cell.rb" set 16
+    rm -f "$cell".*.runs "$cell".*.failed "$cell".*.waited
+    log "dht with replication P=16 put: redis-benchmark on the primary, its replica's catch-up, then loadgen --replica"
+    measure "$cell.rb" redis run_redis_replicated "$cell"
+    # The Redis pair goes before ours runs: nothing of it may share core 0 with our members.
+    for pid in ${redis_pid:-} ${redis_replica_pid:-}; do stop_pid "$pid"; done
     measure "$cell.ours" dht run_loadgen "$cell.ours" dht "$dht_port" "$dht_pid" put 16 \
         --replica "127.0.0.1:${dht_replica_port:-0}"
-    desc="dht put to a replica set of 2 (write_quorum 2) vs SET on Redis with one replica, pipelined P=16, $connections conns"
-    run_row "$desc" "$cell.ours" "$cell.rb" -- compare_row "$desc" 1.5 "$cell.rb" "$cell.ours" \
-        "redis-benchmark / loadgen --replica" "(one run)"
-    for pid in ${redis_pid:-} ${redis_replica_pid:-} ${dht_pid:-} ${dht_replica_pid:-}; do
-        stop_pid "$pid"
+    if have_runs "$cell.ours"; then ours_ops=$(median_field "$cell.ours" 1); fi
+    desc="dht put to a replica set of 2 (write_quorum 2) vs SET on Redis with one replica, on both copies, pipelined P=16, $connections conns"
+    run_row "$desc" "$cell.ours" "$cell.rbboth" -- compare_row "$desc" 1.5 "$cell.rbboth" \
+        "$cell.ours" "redis-benchmark + the replica's catch-up / loadgen --replica" \
+        "$(cross_check "$cell.rb" "$ours_ops" "SET acknowledged by the primary (before its replica has it):")$(
+            [ ! -s "$cell.rbboth.waited" ] || echo "; its replica held every SET $(tail -n 1 "$cell.rbboth.waited") s after the benchmark ended")"
+    for pid in ${dht_pid:-} ${dht_replica_pid:-}; do stop_pid "$pid"; done
+}
+
+# redis_offset PORT FIELD: FIELD (master_repl_offset or slave_repl_offset) of `info replication`.
+redis_offset() {
+    redis-cli -p "$1" info replication | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
+}
+
+# run_redis_replicated CELL: redis-benchmark SET P=16 on the primary (CELL.rb.runs: what its
+# clients saw), then the wait until the replica holds every SET; appends to CELL.rbboth.runs the
+# rate at which SETs reached both copies: the SETs over the benchmark's time plus that wait (the
+# primary's p99 and CPU shares as measured; the wait in CELL.rbboth.waited, seconds). Fails if
+# the primary dropped its replica.
+run_redis_replicated() {
+    local cell=$1 primary replica started waited
+    run_redis_benchmark "$cell.rb" set 16
+    started=$(date +%s.%N)
+    primary=$(redis_offset "$redis_port" master_repl_offset)
+    for _ in $(seq 1200); do
+        replica=$(redis_offset "$redis_replica_port" slave_repl_offset)
+        [ "${replica:-0}" -lt "$primary" ] || break
+        sleep 0.05
     done
+    [ "${replica:-0}" -ge "$primary" ] ||
+        row_error "the Redis replica is at offset ${replica:-?} of $primary after 60 s"
+    waited=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+    if grep -q 'overcoming of output buffer limits\|Connection with replica .* lost' "$tmp/srv/redis.log"; then
+        row_error "the Redis primary dropped its replica during the run: $(last_words "$tmp/srv/redis.log")"
+    fi
+    echo "$waited" >> "$cell.rbboth.waited"
+    awk -v sets="$rb_requests" -v waited="$waited" '{
+        printf "%.0f %s %s %s\n", sets / (sets / $1 + waited), $2, $3, $4 }' \
+        "$cell.rb.line" >> "$cell.rbboth.runs"
 }
 
 # ---- logfiles --------------------------------------------------------------------------------
