@@ -15,9 +15,10 @@
 # one, as in the replication row of bench-vs-redis.sh, which is not prefilled), REPLICA=1 (a
 # second node, native, as `loadgen --replica`: the measured node gets every put as a
 # PutVersion, one member's share of a replicated put; issue 19).
+# DEPTH=P: the pipeline depth of the measured runs (default 16; 1 for the unpipelined rows).
 #
 # For each of plain and TLS: start dhtnode under callgrind, put K (10 000) keys (100-byte values,
-# 50 connections), zero the counters, run REQUESTS then 3 x REQUESTS OPS (`loadgen -c 50 -P 16`,
+# 50 connections), zero the counters, run REQUESTS then 3 x REQUESTS OPS (`loadgen -c 50 -P DEPTH`,
 # a fresh set of connections each), dumping the counters after each. The difference of the two
 # dumps over 2 x REQUESTS is the node's instructions per request in the steady state: the
 # connections' handshakes (TLS's key exchange above all) cancel out. The first dump over
@@ -76,9 +77,9 @@ key_file = \"$certs/node-key.pem\""
         "${load[@]}" --prefill "$keys" --count 0 > "$dir/prefill.txt"
     fi
     callgrind_control -z "$node_pid" > /dev/null 2>&1
-    "${load[@]}" -P 16 --keys "uniform:$keys" --ops "$ops" --count "$requests" > "$dir/run1.txt"
+    "${load[@]}" -P "${DEPTH:-16}" --keys "uniform:$keys" --ops "$ops" --count "$requests" > "$dir/run1.txt"
     callgrind_control -d "$node_pid" > /dev/null 2>&1
-    "${load[@]}" -P 16 --keys "uniform:$keys" --ops "$ops" --count $((3 * requests)) > "$dir/run2.txt"
+    "${load[@]}" -P "${DEPTH:-16}" --keys "uniform:$keys" --ops "$ops" --count $((3 * requests)) > "$dir/run2.txt"
     callgrind_control -d "$node_pid" > /dev/null 2>&1
     stop_node TERM
     if [ -n "$replica_pid" ]; then
