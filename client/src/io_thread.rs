@@ -185,6 +185,7 @@ impl IoThread {
                     self.lose_connection(node, error);
                 }
             }
+            Command::Unresponsive { node } => self.give_up_on(node),
             Command::AddNode => self.sync_nodes(),
             Command::Retire { node } => self.retire(node),
         }
@@ -322,14 +323,38 @@ impl IoThread {
             }
             Err(error) => {
                 tracing::debug!(node = %addr, %error, "connect failed");
-                session.take_link();
-                session.link = Link::Idle;
-                session.info.set_down(error);
-                // What waited for this connect fails as later requests will: node down.
-                session.requests.fail_all(&session.info.down_error());
-                session.backoff.on_failure(Instant::now());
+                self.mark_down(node, error);
             }
         }
+    }
+
+    /// Counts `node` down for `error`: requests to it fail at once, what waited for its connect
+    /// fails as they will (node down), and the next connect follows the backoff.
+    fn mark_down(&mut self, node: usize, error: ClientError) {
+        let session = &mut self.sessions[node];
+        session.take_link();
+        session.link = Link::Idle;
+        session.info.set_down(error);
+        session.requests.fail_all(&session.info.down_error());
+        session.backoff.on_failure(Instant::now());
+    }
+
+    /// The node's connection is up but the node answers nothing (`crate::probe`): closes it,
+    /// failing what is in flight with `Timeout`, and counts the node down. A connection that
+    /// is already gone (dropped, or being opened again) is left to that path.
+    fn give_up_on(&mut self, node: usize) {
+        let Some(session) = self.sessions.get(node) else {
+            return;
+        };
+        if !session.is_up() {
+            return;
+        }
+        let error = ClientError::Timeout {
+            node: session.addr,
+            ms: self.shared.options.request_timeout_ms,
+        };
+        self.close_connection(node, error.clone());
+        self.mark_down(node, error);
     }
 
     fn flush_all(&mut self) {

@@ -89,6 +89,7 @@ pub mod logfiles;
 mod node_set;
 mod options;
 mod partial;
+mod probe;
 pub mod queue;
 pub mod replication;
 mod reply;

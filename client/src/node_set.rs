@@ -79,6 +79,8 @@ pub(crate) struct NodeInfo {
     /// Connections opened so far: the dht client re-reads a node's range when this moved.
     generation: AtomicU64,
     down: Mutex<Option<Down>>,
+    /// A liveness probe of this node is running (`crate::probe`): at most one at a time.
+    pub(crate) probing: AtomicBool,
 }
 
 impl NodeInfo {
@@ -92,6 +94,7 @@ impl NodeInfo {
             retired: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             down: Mutex::new(None),
+            probing: AtomicBool::new(false),
         }
     }
 

@@ -165,8 +165,21 @@ impl Pending {
         self.ticket.request_id
     }
 
-    /// Waits for the Reply, until `request_timeout_ms` after submission.
-    pub fn wait(mut self) -> Result<Reply, ClientError> {
+    /// Waits for the Reply, until `request_timeout_ms` after submission. On a timeout the
+    /// client checks that the node still answers at all (`crate::probe`: if not, it is counted
+    /// down and requests to it fail at once until it is back).
+    pub fn wait(self) -> Result<Reply, ClientError> {
+        let shared = Arc::clone(&self.ticket.shared);
+        let node = self.ticket.node;
+        let outcome = self.wait_unprobed();
+        if matches!(outcome, Err(ClientError::Timeout { .. })) {
+            crate::probe::after_timeout(&shared, node);
+        }
+        outcome
+    }
+
+    /// [`Pending::wait`] without the probe that follows a timeout (for the probe itself).
+    pub(crate) fn wait_unprobed(mut self) -> Result<Reply, ClientError> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         match self.rx.recv_timeout(remaining) {
             Ok(event) => self.ticket.finish(event),

@@ -52,6 +52,10 @@ pub(crate) enum Command {
     /// Close the node's connection now, failing what is in flight on it with `Disconnected`,
     /// and open a new one.
     Disconnect { node: usize },
+    /// The node answered neither a request nor the liveness probe that followed it
+    /// (`crate::probe`): close its connection, failing what is in flight on it with `Timeout`,
+    /// and count it down as after a failed connect (reconnects follow its backoff).
+    Unresponsive { node: usize },
     /// Nodes were appended to the client's list: connect to them.
     AddNode,
     /// The node was retired: close its connection, failing what is in flight on it with

@@ -3,7 +3,7 @@
 
 mod common;
 
-use client::{Client, ClientError, ClientOptions, Key, NodeKind, Status, StreamEvent};
+use client::{Client, ClientError, ClientOptions, Key, NodeKind, NodeState, Status, StreamEvent};
 use common::*;
 use node_core::protocol::frame::FrameType;
 use node_core::protocol::{RequestCode, PROTOCOL_VERSION};
@@ -302,6 +302,74 @@ fn a_request_times_out_and_the_client_goes_on() {
         client.request(0, ECHO, b"after").expect("echo").body,
         b"after"
     );
+}
+
+/// A node that completes the handshake of its first connection and then answers nothing, and
+/// never completes another handshake: a process stopped (or a host gone) without closing its
+/// connections.
+fn frozen_node() -> SocketAddr {
+    common::fake_node(|index, mut stream| {
+        if index == 0 {
+            common::accept_handshake(&mut stream);
+            while common::read_frame(&mut stream).is_some() {}
+        } else {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    })
+}
+
+fn is_down(client: &Client) -> bool {
+    matches!(
+        client.node_status(0).map(|status| status.state),
+        Some(NodeState::Down { .. })
+    )
+}
+
+#[test]
+fn a_node_that_stops_answering_is_counted_down_after_one_timeout_and_its_probe() {
+    let quick = ClientOptions {
+        request_timeout_ms: 200,
+        connect_timeout_ms: 300,
+        ..options()
+    };
+    let client = Client::connect(&[frozen_node()], Some(NodeKind::Dht), quick).expect("connects");
+    let error = client.request(0, ECHO, b"x").expect_err("no answer");
+    assert!(matches!(error, ClientError::Timeout { ms: 200, .. }), "{error:?}");
+    // The probe (GetVersion) gets no answer within connect_timeout_ms either.
+    eventually("the client counts the node down", || is_down(&client));
+    // From then on requests fail at once, without a wait, while reconnects (which the node
+    // does not complete) go on in the background.
+    let error = client.request(0, ECHO, b"y").expect_err("down");
+    assert!(matches!(error, ClientError::NodeDown { .. }), "{error:?}");
+    assert!(error.is_node_down());
+}
+
+#[test]
+fn a_slow_request_to_a_node_that_still_answers_leaves_it_up() {
+    let node = start(NodeKind::Dht, |_| {});
+    let quick = ClientOptions {
+        request_timeout_ms: 100,
+        ..options()
+    };
+    let client = Client::connect(&[node.addr()], None, quick).expect("connects");
+    // A stream on the connection: it would fail if the connection were closed.
+    let mut count = client
+        .stream(0, COUNT, &1000u32.to_le_bytes())
+        .expect("stream");
+    for expected in 0..3 {
+        let event = count.next().expect("an event").expect("an item");
+        assert_eq!(item_index(&event), expected);
+    }
+    for _ in 0..3 {
+        let error = client.request(0, NEVER, &[]).expect_err("no reply");
+        assert!(matches!(error, ClientError::Timeout { .. }), "{error:?}");
+    }
+    // The probes that followed were answered: the node is up, on the same connection.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!is_down(&client));
+    assert_eq!(client.request(0, ECHO, b"z").expect("echo").body, b"z");
+    let event = count.next().expect("an event").expect("the stream goes on");
+    assert_eq!(item_index(&event), 3);
 }
 
 #[test]

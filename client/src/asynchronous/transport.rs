@@ -225,7 +225,10 @@ impl AsyncPending {
         match tokio::time::timeout_at(self.deadline.into(), self.rx.recv()).await {
             Ok(Some(event)) => self.ticket.finish(event),
             Ok(None) => Err(self.ticket.closed_error()),
-            Err(_) => Err(self.ticket.timeout_error()),
+            Err(_) => {
+                crate::probe::after_timeout(&self.ticket.shared, self.ticket.node);
+                Err(self.ticket.timeout_error())
+            }
         }
     }
 }
