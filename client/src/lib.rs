@@ -32,7 +32,9 @@
 //!   place and read without a request: [`Client::node_status`] (up, connecting, down since when
 //!   and why, retired).
 //! - **Failing fast.** Once a node is known to be down (its connection dropped and the reconnect
-//!   failed, or it could not be reached at start), every request to it fails at once with
+//!   failed, it could not be reached at start, or it stopped answering: a one-reply request to
+//!   it timed out and so did the GetVersion probe the client sent after it, within
+//!   `connect_timeout_ms`), every request to it fails at once with
 //!   [`ClientError::NodeDown`], naming the node and the reason, without a connect attempt:
 //!   microseconds, not a connect timeout. Requests to the other nodes are unaffected.
 //! - **Coming back.** The client reconnects in the background (50 ms, then doubling up to 4 s

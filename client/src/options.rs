@@ -9,7 +9,9 @@ use node_core::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Limit on a TCP connect, and on each read or write of the handshake that follows.
+    /// Limit on a TCP connect, and on each read or write of the handshake that follows; also
+    /// the wait for the liveness probe (a GetVersion) sent after a request timed out: no
+    /// answer within it counts the node down (`crate::probe`).
     pub connect_timeout_ms: u64,
     /// Limit on a blocking request, from submission to its Reply (and, for a stream, on the
     /// wait for each next event).

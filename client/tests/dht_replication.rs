@@ -20,6 +20,11 @@
 //!   client sees it live again, it receives writes (read from it directly) and the writes it
 //!   missed (the client's hints). Then the other member is killed: every
 //!   acknowledged key still reads back with its last acknowledged value.
+//! - `a_member_that_stops_answering_is_counted_down_and_its_set_goes_on`: the first member of a
+//!   set is stopped with SIGSTOP (its connections stay open, nothing is answered): after one
+//!   request timeout and its liveness probe the client counts it down (the time is printed),
+//!   writes keep being acknowledged and reads of the set succeed from then on; after SIGCONT
+//!   it is seen live again and receives the writes it missed.
 //! - `a_write_quorum_above_the_live_members_is_refused_naming_the_set`: `write_quorum = 2`
 //!   with one member of a set down fails that set's writes before sending, naming the set and
 //!   how many members are live; the other sets' writes go on.
@@ -350,6 +355,67 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
         is_down(&dht, 3)
     });
     every_acknowledged_write_reads_back(&dht, &acked, "the other member down");
+}
+
+#[test]
+fn a_member_that_stops_answering_is_counted_down_and_its_set_goes_on() {
+    let cluster = replicated_cluster();
+    let quick = ClientOptions {
+        request_timeout_ms: 500,
+        connect_timeout_ms: 500,
+        ..options()
+    };
+    let dht = Arc::new(connect(&cluster, quick));
+    let acked: Acked = Arc::new(Mutex::new(HashMap::new()));
+    let load = Load::on_set_one(&dht, &acked);
+
+    // SIGSTOP: the process answers nothing and closes nothing; the kernel keeps its
+    // connections (and accepts new ones) as if it were alive.
+    let stopped = Instant::now();
+    cluster.dht[2].signal("STOP");
+    let detected = wait_until("the client to count the stopped member down", LIMIT, || {
+        is_down(&dht, 2)
+    });
+    println!(
+        "failure detection: the client counted the stopped member down after {detected:?} \
+         (request_timeout_ms 500, then its probe's connect_timeout_ms 500)"
+    );
+    load.wait_for_writes(400);
+    load.check(&dht, &acked, "one member stopped");
+    let (failures, reads) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "every write is acknowledged while a member is stopped: {} failed, first: {}",
+        failures.len(),
+        failures[0].1
+    );
+    check_reads(&reads, stopped, detected);
+
+    cluster.dht[2].signal("CONT");
+    let back = wait_until("the client to see the member live again", LIMIT, || {
+        dht.client()
+            .node_status(2)
+            .is_some_and(|status| status.is_up())
+    });
+    let stale = stale_on(&dht, 2, &acked);
+    println!("the member, continued, was seen live again after {back:?}; it missed {stale} writes");
+    assert!(
+        stale > 0,
+        "the test wrote nothing while the member was stopped"
+    );
+    // The next write hands it the writes it missed while it was counted down (hints).
+    let key = key_of_set(&dht, 1, 0);
+    dht.put(CHANNEL, key, b"after the stop").expect("put");
+    acked
+        .lock()
+        .expect("lock")
+        .insert(key, Some(b"after the stop".to_vec()));
+    assert_eq!(
+        stale_on(&dht, 2, &acked),
+        0,
+        "the missed writes were replayed"
+    );
+    every_acknowledged_write_reads_back(&dht, &acked, "the member back");
 }
 
 /// Records written once, before the kill, so that only catch-up can give them back to the

@@ -334,7 +334,10 @@ fn a_node_that_stops_answering_is_counted_down_after_one_timeout_and_its_probe()
     };
     let client = Client::connect(&[frozen_node()], Some(NodeKind::Dht), quick).expect("connects");
     let error = client.request(0, ECHO, b"x").expect_err("no answer");
-    assert!(matches!(error, ClientError::Timeout { ms: 200, .. }), "{error:?}");
+    assert!(
+        matches!(error, ClientError::Timeout { ms: 200, .. }),
+        "{error:?}"
+    );
     // The probe (GetVersion) gets no answer within connect_timeout_ms either.
     eventually("the client counts the node down", || is_down(&client));
     // From then on requests fail at once, without a wait, while reconnects (which the node
