@@ -514,6 +514,7 @@ fn make_request(
         node,
         request_id,
         finished: false,
+        heard_before: info.reads_heard(),
     };
     (command, ticket)
 }

@@ -33,8 +33,9 @@
 //!   and why, retired).
 //! - **Failing fast.** Once a node is known to be down (its connection dropped and the reconnect
 //!   failed, it could not be reached at start, or it stopped answering: a one-reply request to
-//!   it timed out and so did the GetVersion probe the client sent after it, within
-//!   `connect_timeout_ms`), every request to it fails at once with
+//!   it timed out with nothing received from the node meanwhile, and so did the GetVersion
+//!   probe the client sent after it, within `connect_timeout_ms`), every request to it fails at
+//!   once with
 //!   [`ClientError::NodeDown`], naming the node and the reason, without a connect attempt:
 //!   microseconds, not a connect timeout. Requests to the other nodes are unaffected.
 //! - **Coming back.** The client reconnects in the background (50 ms, then doubling up to 4 s

@@ -81,6 +81,8 @@ pub(crate) struct NodeInfo {
     down: Mutex<Option<Down>>,
     /// A liveness probe of this node is running (`crate::probe`): at most one at a time.
     pub(crate) probing: AtomicBool,
+    /// Reads that brought bytes from the node, over all its connections (`crate::probe`).
+    heard: AtomicU64,
 }
 
 impl NodeInfo {
@@ -95,7 +97,18 @@ impl NodeInfo {
             generation: AtomicU64::new(0),
             down: Mutex::new(None),
             probing: AtomicBool::new(false),
+            heard: AtomicU64::new(0),
         }
+    }
+
+    /// The I/O thread read bytes from the node.
+    pub(crate) fn note_heard(&self) {
+        self.heard.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many reads brought bytes from the node so far.
+    pub(crate) fn reads_heard(&self) -> u64 {
+        self.heard.load(Ordering::Relaxed)
     }
 
     pub(crate) fn next_request_id(&self) -> u64 {

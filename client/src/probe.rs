@@ -3,8 +3,10 @@
 //! A node that stops answering without closing its connections (a stopped or hung process, a
 //! host that lost power, a network that drops packets) is not seen down by the connection: the
 //! operating system gives a silent TCP connection up only after minutes. So after a one-reply
-//! request timed out, the client asks the node for its version (GetVersion, which every node
-//! answers at once) on the same connection, off the caller's thread, and waits up to
+//! request timed out with nothing at all received from the node since it was made (a node
+//! that answers other requests meanwhile is alive, only slow), the client asks the node for its
+//! version (GetVersion, which every node answers at once) on the same connection, off the
+//! caller's thread, and waits up to
 //! `connect_timeout_ms`. An answer means the node is alive and only that request was slow:
 //! nothing changes. No answer means the node is counted down like a node whose connect failed:
 //! its connection is closed (what is in flight on it fails with `Timeout`), requests to it fail
@@ -21,12 +23,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-/// After a request to `node` timed out: starts a probe of it unless one is running.
-pub(crate) fn after_timeout(shared: &Arc<Shared>, node: usize) {
+/// After a request to `node` timed out: starts a probe of it unless the node sent something
+/// since the request was made (`heard_before`: it is alive, that request was slow, as under
+/// a load that queues requests behind others) or a probe of it is running.
+pub(crate) fn after_timeout(shared: &Arc<Shared>, node: usize, heard_before: u64) {
     let Ok(info) = shared.node(node) else {
         return;
     };
-    if info.probing.swap(true, Ordering::AcqRel) {
+    if info.reads_heard() != heard_before || info.probing.swap(true, Ordering::AcqRel) {
         return;
     }
     let probe_shared = Arc::clone(shared);

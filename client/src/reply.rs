@@ -79,6 +79,9 @@ pub(crate) struct Ticket {
     pub(crate) node: usize,
     pub(crate) request_id: u64,
     pub(crate) finished: bool,
+    /// The node's count of reads with data when the request was made: a request that times out
+    /// while it moved was slow, not sent to a node that stopped answering (`crate::probe`).
+    pub(crate) heard_before: u64,
 }
 
 impl Ticket {
@@ -170,10 +173,10 @@ impl Pending {
     /// down and requests to it fail at once until it is back).
     pub fn wait(self) -> Result<Reply, ClientError> {
         let shared = Arc::clone(&self.ticket.shared);
-        let node = self.ticket.node;
+        let (node, heard_before) = (self.ticket.node, self.ticket.heard_before);
         let outcome = self.wait_unprobed();
         if matches!(outcome, Err(ClientError::Timeout { .. })) {
-            crate::probe::after_timeout(&shared, node);
+            crate::probe::after_timeout(&shared, node, heard_before);
         }
         outcome
     }

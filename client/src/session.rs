@@ -150,7 +150,10 @@ impl Session {
             }
             match outcome {
                 Ok(0) => return Err(ClientError::Disconnected { node: self.addr }),
-                Ok(_) => self.route_frames()?,
+                Ok(_) => {
+                    self.info.note_heard();
+                    self.route_frames()?
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(lost(self.addr, &e)),

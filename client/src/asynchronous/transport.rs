@@ -226,7 +226,8 @@ impl AsyncPending {
             Ok(Some(event)) => self.ticket.finish(event),
             Ok(None) => Err(self.ticket.closed_error()),
             Err(_) => {
-                crate::probe::after_timeout(&self.ticket.shared, self.ticket.node);
+                let ticket = &self.ticket;
+                crate::probe::after_timeout(&ticket.shared, ticket.node, ticket.heard_before);
                 Err(self.ticket.timeout_error())
             }
         }
