@@ -412,15 +412,19 @@ class Conn:
     def items_until(self, rid, count, timeout=5):
         """Reads frames until `count` Items of `rid` came; returns them (and any Reply seen)."""
         items = []
-        while len(items) < count:
-            ftype, c, _, fid, fbody = self.recv_frame(timeout)
-            if fid != rid:
-                self.pending.append((ftype, c, 0, fid, fbody))
-                continue
-            if ftype == T_REPLY:
-                return items, (c, fbody)
-            items.append((c, fbody))
-        return items, None
+        kept = []
+        try:
+            while len(items) < count:
+                ftype, c, _, fid, fbody = self.recv_frame(timeout)
+                if fid != rid:
+                    kept.append((ftype, c, 0, fid, fbody))
+                    continue
+                if ftype == T_REPLY:
+                    return items, (c, fbody)
+                items.append((c, fbody))
+            return items, None
+        finally:
+            self.pending = kept + self.pending
 
     def quiet(self, wait=0.3):
         """True when the node sends nothing within `wait` seconds."""
@@ -455,6 +459,13 @@ def status_is(got, want, section, what):
     msg = ""
     if st not in (0, 1):
         msg = f" ({body[:200].decode(errors='replace')})"
+        try:
+            body.decode()
+            utf8 = True
+        except UnicodeDecodeError:
+            utf8 = False
+        check(utf8 and len(body) <= 1024, "§2.1",
+              f"{what}: an error body is a UTF-8 message of at most 1 KiB ({len(body)} bytes)")
     return check(st == ST[want], section,
                  f"{what}: status {ST_NAME.get(st, st)}{msg}, want {want}")
 
@@ -506,6 +517,16 @@ def test_handshake(node, kind, other_kind):
     c = Conn(node, kind=0)
     check_eq(c.result[:2], (OK_MAGIC, 0), "§1.2", "expected kind 0 (any) is accepted")
     c.close()
+    c = Conn(node, handshake=False)
+    c.sock.sendall(MAGIC + u16(VERSION) + u8(4) + u8(0) + bytes(64))
+    check_eq(struct.unpack("<4sBBH", c.read_exact(8))[:2], (OK_MAGIC, 7), "§1.2",
+             "an expected kind that is no node kind (4): BadHello")
+    c.close()
+    c = Conn(node, handshake=False)
+    c.sock.sendall(MAGIC + u16(VERSION) + u8(kind) + u8(0) + b"\x01" * 64)
+    check_eq(struct.unpack("<4sBBH", c.read_exact(8))[:2], (OK_MAGIC, 0), "§1.2",
+             "a non-zero proof to a node that did not ask for one is ignored")
+    c.close()
 
 
 def test_auth(bin_dir, tmp):
@@ -534,6 +555,14 @@ def test_auth(bin_dir, tmp):
         status_is(c2.call(24, b"\xff garbage"), "NotPermitted", "§1.4",
                   "an admin request with a bad body from a non-admin (permission first)")
         status_is(c2.call(16, str8("ch") + u64(1) + b"v"), "Ok", "§1.4", "Put by a non-admin")
+        for code, name in ((29, "Redistribute"), (30, "RedistBatch"), (31, "RedistCommit"),
+                           (37, "SetReady"), (38, "RedistBatchVersion")):
+            status_is(c2.call(code, b""), "NotPermitted", "§6.2", f"{name} (admin) by a non-admin")
+        r = ok_body(c2.call(39, str8("ch") + make_batch([(2, u64(1) + b"v")])), "§6.14",
+                    "PutBatchVersion (not admin) by a non-admin")
+        rid = c2.send(36, str8("ch") + u8(0) + u32(0))
+        c2.stop(rid)
+        status_is(c2.reply_for(rid), "Ok", "§6.13", "Mirror (not admin) by a non-admin")
         c2.close()
         for label, name, key in [("a wrong key", b"user", key_admin),
                                  ("an unknown name", b"nobody", key_user),
@@ -545,6 +574,21 @@ def test_auth(bin_dir, tmp):
             c.close()
     finally:
         node.stop()
+    for binary, kind, code in (("logfilesnode", KIND_LOGFILES, 55), ("queuenode", KIND_QUEUE, 85)):
+        node = Node(bin_dir, binary, kind, tmp, f"{binary}-auth",
+                    config=f'[auth]\ncredentials_file = "{cred}"\n')
+        try:
+            c = Conn(node, kind=kind, name=b"user", key=key_user)
+            check_eq(c.result, (OK_MAGIC, 0, 0, 0), "§1.3", f"{binary}: a non-admin accepted")
+            status_is(c.call(code, str8("ch")), "NotPermitted", "§1.4",
+                      f"{binary}: RemoveChannel by a non-admin")
+            c.close()
+            c = Conn(node, kind=kind, name=b"admin", key=key_admin)
+            check_eq(c.result, (OK_MAGIC, 0, 1, 0), "§1.3", f"{binary}: the admin accepted")
+            status_is(c.call(code, str8("ch")), "Ok", "§1.4", f"{binary}: RemoveChannel by the admin")
+            c.close()
+        finally:
+            node.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,6 +622,8 @@ def test_common(node, kind, foreign_code):
     c.send_frame(T_CONTROL, CTL_CREDIT, 999, u32(5))
     c.send_frame(T_CONTROL, CTL_STOP, 998)
     check(c.quiet(), "§2.2", "a Control frame for no running stream gets no frame back")
+    c.send_frame(T_CONTROL, CTL_CREDIT, 997, u32(5) + b"more")
+    check(c.quiet(), "§2", "bytes after a Credit's u32 are ignored")
     ok_body(c.call(1), "§2.2", "the connection serves after ignored Control frames")
     # Pipelining: many requests in flight, one Reply each, matched by id.
     ids = [c.send(1) for _ in range(50)]
@@ -1047,6 +1093,7 @@ def test_dht(bin_dir, tmp):
         c.close()
         test_dht_listen(node)
         test_dht_mirror(node)
+        test_mirror_period(node)
         reuse_open_id(node, KIND_DHT, 27, str8("reuse"))
     finally:
         node.stop()
@@ -1353,6 +1400,13 @@ def test_dht_limits(bin_dir, tmp):
                   "a Put creating a channel beyond max_channels")
         status_is(c.call(34, str8("c") + u64(1) + u64(1)), "OutOfMemory", "§6.11",
                   "a RemoveVersion creating a channel beyond max_channels")
+        for code, zeros in ((26, 1), (39, 2), (30, 2), (38, 2)):
+            st, body = c.call(code, str8("c") + make_batch([]))
+            check(st == 0 and body[:8 * zeros] == bytes(8 * zeros), "§4",
+                  f"an empty batch (request {code}) for a new channel at max_channels: Ok 0"
+                  f" (got {ST_NAME.get(st, st)} {body[:80]!r})")
+            status_is(c.call(code, str8("c") + make_batch([(1, u64(3) + b"v")])), "OutOfMemory",
+                      "§6.1", f"a batch (request {code}) creating a channel beyond max_channels")
         status_is(c.call(16, str8("a") + u64(2) + b"v" * 90), "OutOfMemory", "§6.1",
                   "a Put beyond size_limit_bytes")
         check_eq(c.call(34, str8("a") + u64(5) + u64(1)), (0, b"\x01"), "§6.11", "tombstone 1")
@@ -1457,10 +1511,129 @@ def test_shutdown(bin_dir, tmp):
     node.stop()
 
 
+def test_mirror_period(node):
+    """§6.12: without the refresh flag, the first refresh comes one period after the start."""
+    m = Conn(node, kind=KIND_DHT)
+    w = Conn(node, kind=KIND_DHT)
+    w.call(16, str8("per") + u64(1) + b"x")
+    start = time.time()
+    rid = m.send(36, str8("per") + u8(0) + u32(1))
+    m.credit(rid, 100)
+    items, rep = m.items_until(rid, 3, timeout=5)
+    took = time.time() - start
+    check_eq([c for c, _ in items], [4, 5, 6], "§6.12", "a periodic refresh's items")
+    check(0.8 <= took <= 3, "§6.12", f"the first periodic refresh after about 1 s ({took:.2f} s)")
+    m.stop(rid)
+    m.reply_for(rid)
+    m.close()
+    w.close()
+
+
+def test_logfiles_limits(bin_dir, tmp):
+    node = Node(bin_dir, "logfilesnode", KIND_LOGFILES, tmp, "logfiles-limits",
+                config="[logfiles]\nmax_channels = 2\n")
+    try:
+        c = Conn(node, kind=KIND_LOGFILES)
+        check_eq(c.call(48, str8("a") + u64(1) + b"x"), (0, b""), "§7.2", "Put")
+        recs = [(i, b"line %06d " % i + b"x" * 200) for i in range(3000)]
+        for j in range(0, 3000, 500):
+            c.call(49, str8("b") + make_batch(recs[j:j + 500]))
+        status_is(c.call(48, str8("c") + u64(1) + b"x"), "OutOfMemory", "§7.1",
+                  "a Put creating a channel beyond max_channels")
+        status_is(c.call(49, str8("c") + make_batch([(1, b"x")])), "OutOfMemory", "§7.1",
+                  "a PutBatch creating a channel beyond max_channels")
+        check_eq(c.call(49, str8("c") + make_batch([])), (0, bytes(8)), "§4",
+                 "an empty PutBatch for a new channel at max_channels: Ok 0")
+        rid = c.send(50, range_body("b", 0, FULL_MAX))
+        items, rep = c.items_until(rid, 4)
+        check(rep is None and len(items) == 4, "§2.2", "a read paused after its credit of 4")
+        d = Conn(node, kind=KIND_LOGFILES)
+        check_eq(d.call(55, str8("b")), (0, b""), "§7.2", "RemoveChannel during a read")
+        c.credit(rid, 1000)
+        more = 0
+        while True:
+            ftype, st, _, fid, fb = c.recv_frame()
+            if ftype == T_REPLY:
+                check_eq((fid, st, fb), (rid, 0, b""), "§7.2", "a running read ends with Ok")
+                break
+            more += 1
+        got = len(batch_records(items)) + more
+        check(more < 30, "§7.2", f"the read of a removed channel ended early ({more} items more)")
+        d.close()
+        c.close()
+    finally:
+        node.stop()
+
+
+def test_queue_limits(bin_dir, tmp):
+    cfg = ("[server]\nmax_in_flight = 2\n"
+           "[queue]\nchannel_size_bytes = 65536\nmemory_limit_bytes = 196608\n")
+    node = Node(bin_dir, "queuenode", KIND_QUEUE, tmp, "queue-limits", config=cfg)
+    try:
+        c = Conn(node, kind=KIND_QUEUE)
+        lst = lambda names: u8(len(names)) + b"".join(str8(x) for x in names)
+        vals = [(77, b"v%d" % i) for i in range(20)]
+        r = ok_body(c.call(87, lst(["p"]) + make_batch(vals)), "§8.5", "Produce (keys ignored)")
+        check_eq(r.u32(), 20, "§8.5", "Produce stored")
+        rid = c.send(88, str8("p") + str8("") + u32(1))
+        c.credit(rid, 100)
+        items, rep = c.items_until(rid, 8)
+        check(rep is None and c.quiet(0.3), "§8.4", "a Consume pauses at 8 unacknowledged batches")
+        status_is(c.call(1), "Ok", "§2", "a request while one stream is open (max_in_flight 2)")
+        check_eq(c.call(89, u64(rid) + u64(3)), (0, b""), "§8.4", "ConsumeAck")
+        more, rep = c.items_until(rid, 3)
+        check(rep is None and c.quiet(0.3), "§8.4", "an ack of 3 lets 3 more batches come")
+        first = batch_records(items + more)
+        check_eq([v for _, v in first], [v for _, v in vals[:11]], "§8.4", "values in order")
+        rid2 = c.send(88, str8("p2") + str8("") + u32(0))
+        status_is(c.call(1), "TooManyRequests", "§2", "a request beyond max_in_flight")
+        check_eq(c.call(89, u64(rid) + u64(4)), (0, b""), "§2",
+                 "a ConsumeAck is never refused for max_in_flight")
+        for r_ in (rid, rid2):
+            c.stop(r_)
+            check_eq(c.reply_for(r_), (0, b""), "§8.4", "Stop ends a Consume with Ok")
+        rid = c.send(88, str8("p") + str8("") + u32(0))
+        c.credit(rid, 100)
+        items, rep = c.items_until(rid, 1)
+        again = batch_records(items)
+        check_eq([v for _, v in again], [v for _, v in vals[4:]], "§8.4",
+                 "unacknowledged records come back first; max_batch_records 0 means 4096")
+        check_eq([k for k, _ in again[:7]], [k for k, _ in first[4:11]], "§8.4",
+                 "a record delivered again keeps its sequence number")
+        c.stop(rid)
+        c.reply_for(rid)
+        c.close()
+        c = Conn(node, kind=KIND_QUEUE)
+        status_is(c.call(80, str8("q3") + b"x"), "Ok", "§8.1", "a third ring of 3 the limit allows")
+        status_is(c.call(80, str8("q4") + b"x"), "OutOfMemory", "§8.1",
+                  "a Push needing a ring beyond memory_limit_bytes")
+        status_is(c.call(90, str8("p") + str8("s3")), "OutOfMemory", "§8.6",
+                  "a Subscribe whose ring would pass memory_limit_bytes")
+        items, st, _ = c.stream(88, str8("p") + str8("s4") + u32(0))
+        check(not items and st == ST["OutOfMemory"], "§8.2", "a Consume of a new subscriber")
+        c.close()
+    finally:
+        node.stop()
+
+
+def test_queue_default_value_limit(bin_dir, tmp):
+    node = Node(bin_dir, "queuenode", KIND_QUEUE, tmp, "queue-default")
+    try:
+        c = Conn(node, kind=KIND_QUEUE)
+        status_is(c.call(80, str8("big") + b"v" * 16711617), "ValueTooBig", "§8.1",
+                  "a Push of 16 711 617 bytes with the defaults")
+        status_is(c.call(80, str8("big") + b"v" * 16711616), "Ok", "§8.1",
+                  "a Push of 16 711 616 bytes with the defaults")
+        c.close()
+    finally:
+        node.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin-dir", default="target/release", help="directory of the node binaries")
     ap.add_argument("--only", choices=["dht", "logfiles", "queue", "auth"], action="append")
+    ap.add_argument("--limit-s", type=int, default=120, help="give up after this many seconds")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every passed check")
     args = ap.parse_args()
     VERBOSE[0] = args.verbose
@@ -1471,9 +1644,17 @@ def main():
             return 2
     tmp = tempfile.mkdtemp(prefix="swarm-conformance.")
     start = time.time()
+
+    def overrun(signum, frame):
+        raise TimeoutError(f"the run passed its limit of {args.limit_s} s")
+
+    # A hang fails the run (every node is still stopped by the finally blocks).
+    signal.signal(signal.SIGALRM, overrun)
+    signal.alarm(args.limit_s)
     parts = [("dht", lambda: test_dht(bin_dir, tmp)),
-             ("logfiles", lambda: test_logfiles(bin_dir, tmp)),
-             ("queue", lambda: test_queue(bin_dir, tmp)),
+             ("logfiles", lambda: (test_logfiles(bin_dir, tmp), test_logfiles_limits(bin_dir, tmp))),
+             ("queue", lambda: (test_queue(bin_dir, tmp), test_queue_limits(bin_dir, tmp),
+                                test_queue_default_value_limit(bin_dir, tmp))),
              ("auth", lambda: test_auth(bin_dir, tmp))]
     try:
         for name, fn in parts:
