@@ -1405,6 +1405,8 @@ def test_dht_limits(bin_dir, tmp):
             check(st == 0 and body[:8 * zeros] == bytes(8 * zeros), "§4",
                   f"an empty batch (request {code}) for a new channel at max_channels: Ok 0"
                   f" (got {ST_NAME.get(st, st)} {body[:80]!r})")
+            status_is(c.call(code, str8("c d") + make_batch([])), "BadChannelName", "§4",
+                      f"an empty batch (request {code}) for a bad channel name")
             status_is(c.call(code, str8("c") + make_batch([(1, u64(3) + b"v")])), "OutOfMemory",
                       "§6.1", f"a batch (request {code}) creating a channel beyond max_channels")
         status_is(c.call(16, str8("a") + u64(2) + b"v" * 90), "OutOfMemory", "§6.1",
@@ -1544,6 +1546,8 @@ def test_logfiles_limits(bin_dir, tmp):
                   "a PutBatch creating a channel beyond max_channels")
         check_eq(c.call(49, str8("c") + make_batch([])), (0, bytes(8)), "§4",
                  "an empty PutBatch for a new channel at max_channels: Ok 0")
+        status_is(c.call(49, str8("c d") + make_batch([])), "BadChannelName", "§4",
+                  "an empty PutBatch for a bad channel name")
         rid = c.send(50, range_body("b", 0, FULL_MAX))
         items, rep = c.items_until(rid, 4)
         check(rep is None and len(items) == 4, "§2.2", "a read paused after its credit of 4")
@@ -1607,6 +1611,10 @@ def test_queue_limits(bin_dir, tmp):
         status_is(c.call(80, str8("q3") + b"x"), "Ok", "§8.1", "a third ring of 3 the limit allows")
         status_is(c.call(80, str8("q4") + b"x"), "OutOfMemory", "§8.1",
                   "a Push needing a ring beyond memory_limit_bytes")
+        check_eq(c.call(87, lst(["q5"]) + make_batch([])), (0, bytes(4)), "§4",
+                 "an empty Produce for a new channel at memory_limit_bytes: Ok 0")
+        status_is(c.call(87, lst(["q 5"]) + make_batch([])), "BadChannelName", "§4",
+                  "an empty Produce for a bad channel name")
         status_is(c.call(90, str8("p") + str8("s3")), "OutOfMemory", "§8.6",
                   "a Subscribe whose ring would pass memory_limit_bytes")
         items, st, _ = c.stream(88, str8("p") + str8("s4") + u32(0))
