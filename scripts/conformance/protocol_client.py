@@ -631,8 +631,8 @@ def test_common(node, kind, foreign_code):
     for _ in ids:
         ftype, st, _, rid, _ = c.recv_frame()
         got[rid] = (ftype, st)
-    check(sorted(got) == ids and all(v == (T_REPLY, 0) for v in got.values()), "§2",
-          "50 pipelined GetVersions: one Ok Reply per id")
+    check(list(got) == ids and all(v == (T_REPLY, 0) for v in got.values()), "§2",
+          "50 pipelined GetVersions: one Ok Reply per id, in the order sent")
     c.close()
     if kind == KIND_DHT:
         check("catch_up_state" in stats, "§6.13", "GetStats lists catch_up_state")
@@ -820,6 +820,18 @@ def test_dht_getall(c):
     big = "gabig"
     for base in range(0, 4000, 500):
         c.call(26, str8(big) + make_batch([(k, b"y" * 200) for k in range(base, base + 500)]))
+    items, st, _ = c.stream(20, get_all_body(big))
+    sizes = [struct.unpack("<I", b[:4])[0] for _, b in items]
+    check(st == 0 and len(batch_records(items)) == 4000 and max(sizes) <= 64 * 1024 + 212,
+          "§2.2", f"GetAll batches of about 64 KiB uncompressed: {sizes}")
+    # The final Reply waits for a positive credit too.
+    rid = c.send(20, get_all_body(big))
+    c.credit(rid, len(items) - 4)
+    exact, rep = c.items_until(rid, len(items))
+    check(rep is None and c.quiet(0.3), "§2.2",
+          "the final Reply waits for credit once the last Item spent it")
+    c.credit(rid, 1)
+    check_eq(c.reply_for(rid), (0, b""), "§2.2", "the final Reply comes with one more credit")
     rid = c.send(20, get_all_body(big))
     items, rep = c.items_until(rid, 4)
     check(rep is None and len(items) == 4, "§2.2", "4 Items on the initial credit")
@@ -1031,6 +1043,19 @@ def test_dht_redist_admin(c):
         ("an unparsable address",
          u64(0) + u64(FULL_MAX >> 1) + u16(1) + str8("localhost:1") + u64(FULL_MAX >> 1) + u64(1)),
     ]
+    half = 1 << 63
+    own = u64(0) + u64(half - 1)
+    t5 = str8("127.0.0.1:5")
+    ranges += [
+        ("an address listed twice", own + u16(2) + t5 + u64(half) + u64(FULL_MAX - 5) + t5
+         + u64(FULL_MAX - 4) + u64(FULL_MAX)),
+        ("an empty target range", own + u16(2) + t5 + u64(half) + u64(FULL_MAX)
+         + str8("127.0.0.1:6") + u64(5) + u64(1)),
+        ("a target sharing the node's new range", own + u16(2) + t5 + u64(half) + u64(FULL_MAX)
+         + str8("127.0.0.1:6") + own),
+        ("1025 targets", own + u16(1025)),
+        ("a byte after the targets", u64(0) + u64(FULL_MAX) + u16(0) + b"x"),
+    ]
     for label, body in ranges:
         items, st, _ = c.stream(29, body)
         check(not items and st == ST["BadRequest"], "§6.6", f"Redistribute with {label}")
@@ -1102,6 +1127,7 @@ def test_dht(bin_dir, tmp):
     test_dht_limits(bin_dir, tmp)
     test_dht_catch_up(bin_dir, tmp)
     test_shutdown(bin_dir, tmp)
+    test_durability_always(bin_dir, tmp)
 
 
 def reuse_open_id(node, kind, code, body):
@@ -1309,6 +1335,8 @@ def test_queue(bin_dir, tmp):
         check(seqs == sorted(seqs) and len(set(seqs)) == 10, "§8.4", "sequence numbers increase")
         status_is(c.call(89, u64(rid) + u64(11)), "BadRequest", "§8.4", "ack of more than sent")
         check_eq(c.call(89, u64(rid) + u64(4)), (0, b""), "§8.4", "ConsumeAck")
+        check_eq(c.call(89, u64(rid) + u64(2)), (0, b""), "§8.4",
+                 "a ConsumeAck of a smaller count than before: Ok, changes nothing")
         check_eq(c.call(89, u64(9999) + u64(1)), (1, b""), "§8.4", "ConsumeAck of no Consume")
         c.stop(rid)
         ftype, code, _, fid, fb = c.recv_frame()
@@ -1632,6 +1660,36 @@ def test_queue_default_value_limit(bin_dir, tmp):
                   "a Push of 16 711 617 bytes with the defaults")
         status_is(c.call(80, str8("big") + b"v" * 16711616), "Ok", "§8.1",
                   "a Push of 16 711 616 bytes with the defaults")
+        c.close()
+    finally:
+        node.stop()
+
+
+def test_durability_always(bin_dir, tmp):
+    """§2, §6.10, §7.4: writes that wait for their fsync are answered once it is done."""
+    node = Node(bin_dir, "dhtnode", KIND_DHT, tmp, "dht-always",
+                config='[dht]\ndurability = "always"\n')
+    try:
+        c = Conn(node, kind=KIND_DHT)
+        check_eq(c.call(16, str8("a") + u64(1) + b"x"), (0, b""), "§6.10", "Put under always")
+        check_eq(c.call(19, str8("a") + u64(1)), (0, b""), "§6.10", "Remove under always")
+        check_eq(c.call(26, str8("a") + make_batch([(2, b"y")])), (0, u64(1)), "§6.10",
+                 "PutBatch under always")
+        check_eq(c.call(33, str8("a") + u64(2) + u64(0) + b"z"), (0, b"\x00"), "§6.10",
+                 "a PutVersion that changes nothing under always")
+        check_eq(c.call(24, str8("a")), (0, b""), "§6.10", "RemoveChannel under always")
+        c.close()
+    finally:
+        node.stop()
+    node = Node(bin_dir, "logfilesnode", KIND_LOGFILES, tmp, "logfiles-always",
+                config='[logfiles]\nfsync = "always"\n')
+    try:
+        c = Conn(node, kind=KIND_LOGFILES)
+        ids = [c.send(48, str8("a") + u64(k) + b"line") for k in range(20)]
+        got = [c.reply_for(i) for i in ids]
+        check(all(g == (0, b"") for g in got), "§7.4", "20 pipelined Puts under always: Ok")
+        items, st, _ = c.stream(50, range_body("a", 0, FULL_MAX))
+        check_eq(len(batch_records(items)), 20, "§7.4", "a read sees every acknowledged Put")
         c.close()
     finally:
         node.stop()
