@@ -4,7 +4,8 @@
 //! and without authentication, protocol errors and limits, each reply checked field by field
 //! against the document. A change that makes the nodes and the document disagree fails here.
 //!
-//! It needs `python3` (standard library only; `.ci/run` installs it). On a machine without it
+//! It needs `python3` (standard library only; `.ci/run` installs it) and `openssl` (a throwaway
+//! certificate for its TLS part, as the deployment test). On a machine without it
 //! the test fails, unless `SWARM_TEST_ALLOW_SKIP` names `python3` (docs/testing.md). The script
 //! bounds itself (`--limit-s`, stopping every node it started); this test kills it a little
 //! after that.

@@ -3,15 +3,17 @@
 
 It starts real nodes (dhtnode, logfilesnode, queuenode) from --bin-dir on 127.0.0.1 with ports
 the OS picks, each with its own temporary data and log directories, speaks the protocol to them
-over TCP, and checks every reply field by field against what docs/protocol.md promises: the
-handshake (with and without authentication), framing and protocol errors, the requests every
-node answers, and every request of the three node kinds with their documented error statuses.
+over TCP (and TLS), and checks every reply field by field against what docs/protocol.md
+promises: the handshake (with and without authentication, in clear and inside TLS), framing and
+protocol errors, the requests every node answers, every request of the three node kinds with
+their documented error statuses, and the limits of §2.3 and of each kind.
 
     python3 scripts/conformance/protocol_client.py --bin-dir target/release
 
 Exit status 0 only when every check passed; each failure is printed with the section of
 docs/protocol.md it contradicts. Python 3 standard library only (LZ4 block format, CRC32 and
-HMAC-SHA512 done here or by the standard library).
+HMAC-SHA512 done here or by the standard library); the TLS part makes a throwaway certificate
+with the `openssl` program.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -313,9 +316,11 @@ class Closed(Exception):
 class Conn:
     """One connection: the handshake, then frames."""
 
-    def __init__(self, node_or_addr, kind=0, name=b"", key=None, handshake=True):
+    def __init__(self, node_or_addr, kind=0, name=b"", key=None, handshake=True, tls=None):
         addr = node_or_addr.addr if isinstance(node_or_addr, Node) else node_or_addr
         self.sock = socket.create_connection(addr, timeout=10)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=addr[0])
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.next_id = 1
@@ -1695,10 +1700,49 @@ def test_durability_always(bin_dir, tmp):
         node.stop()
 
 
+def test_tls(bin_dir, tmp):
+    """§1: with [tls], the whole protocol runs inside TLS unchanged; nothing in clear."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d)
+    cert, key = os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem")
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=swarm-conformance",
+         "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True)
+    if not check(made.returncode == 0, "tls", "openssl makes a test certificate "
+                 f"(needs the openssl program): {made.stderr[-300:]!r}"):
+        return
+    os.chmod(key, 0o600)
+    ctx = ssl.create_default_context(cafile=cert)
+    for binary, kind in (("dhtnode", KIND_DHT), ("logfilesnode", KIND_LOGFILES),
+                         ("queuenode", KIND_QUEUE)):
+        node = Node(bin_dir, binary, kind, tmp, f"{binary}-tls",
+                    config=f'[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n')
+        try:
+            c = Conn(node, kind=kind, tls=ctx)
+            check(c.sock.version() in ("TLSv1.2", "TLSv1.3"), "§1",
+                  f"{binary}: TLS 1.2 or 1.3 ({c.sock.version()})")
+            check_eq(c.result, (OK_MAGIC, 0, 1, 0), "§1", f"{binary}: the handshake inside TLS")
+            r = ok_body(c.call(1), "§1", f"{binary}: GetVersion inside TLS")
+            check_eq((r.u16(), r.u8()), (1, kind), "§5", f"{binary}: GetVersion over TLS")
+            c.close()
+            plain = socket.create_connection(node.addr, timeout=10)
+            plain.settimeout(1)
+            try:
+                first = plain.recv(40)
+            except socket.timeout:
+                first = b""
+            check(not first.startswith(MAGIC), "§1",
+                  f"{binary}: a node with TLS sends no hello in clear ({first[:8]!r})")
+            plain.close()
+        finally:
+            node.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin-dir", default="target/release", help="directory of the node binaries")
-    ap.add_argument("--only", choices=["dht", "logfiles", "queue", "auth"], action="append")
+    ap.add_argument("--only", choices=["dht", "logfiles", "queue", "auth", "tls"], action="append")
     ap.add_argument("--limit-s", type=int, default=120, help="give up after this many seconds")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every passed check")
     args = ap.parse_args()
@@ -1721,7 +1765,8 @@ def main():
              ("logfiles", lambda: (test_logfiles(bin_dir, tmp), test_logfiles_limits(bin_dir, tmp))),
              ("queue", lambda: (test_queue(bin_dir, tmp), test_queue_limits(bin_dir, tmp),
                                 test_queue_default_value_limit(bin_dir, tmp))),
-             ("auth", lambda: test_auth(bin_dir, tmp))]
+             ("auth", lambda: test_auth(bin_dir, tmp)),
+             ("tls", lambda: test_tls(bin_dir, tmp))]
     try:
         for name, fn in parts:
             if args.only and name not in args.only:
