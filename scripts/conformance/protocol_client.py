@@ -1081,6 +1081,17 @@ def test_dht_redistribute(bin_dir, tmp):
                           + b"x"), "WrongNode", "§6.1", "Put of a key outside the range")
         status_is(cb.call(17, str8("mv") + u64(next(k for k, _ in recs if reverse_bits(k) < half))),
                   "WrongNode", "§6.1", "Get of an absent key outside the range")
+        out = next(k for k, _ in recs if reverse_bits(k) < half)
+        for code, body, name in (
+                (18, u64(out), "Exists"), (19, u64(out), "Remove"),
+                (35, u64(out), "GetWithVersion"), (34, u64(out) + u64(3), "RemoveVersion"),
+                (33, u64(out) + u64(3) + b"x", "PutVersion"),
+                (28, u64(out) + u8(0) + u64(0) + u8(1) + b"x", "Update"),
+                (26, make_batch([(out, b"x")]), "PutBatch"),
+                (39, make_batch([(out, u64(3))]), "PutBatchVersion (a tombstone)"),
+                (30, make_batch([(out, b"x")]), "RedistBatch")):
+            status_is(cb.call(code, str8("mv") + body), "WrongNode", "§6.1",
+                      f"{name} of a key outside the range that the node does not hold")
         addr = f"{b.addr[0]}:{b.addr[1]}"
         body = u64(0) + u64(half - 1) + u16(1) + str8(addr) + u64(half) + u64(FULL_MAX)
         items, st, rb = ca.stream(29, body, timeout=30)
@@ -1369,6 +1380,29 @@ def test_queue(bin_dir, tmp):
                  "RemoveChannel ends Consume with Ok")
         check_eq(c.call(85, str8("never")), (0, b""), "§8.2", "RemoveChannel of a missing channel")
         status_is(c.call(89, u64(1)), "BadRequest", "§3.1", "ConsumeAck cut short")
+        # Pop reads the default subscriber's storage once the channel has subscribers.
+        check_eq(c.call(90, str8("ds") + str8("")), (0, b""), "§8.6", "Subscribe the default")
+        check_eq(c.call(90, str8("ds") + str8("named")), (0, b""), "§8.6", "Subscribe a name")
+        check_eq(c.call(90, str8("ds") + str8("named")), (0, b""), "§8.6", "the same name again")
+        check_eq(c.call(80, str8("ds") + b"d1"), (0, b""), "§8.1", "Push")
+        check_eq(qsize(c, 83, str8("ds"))[0], 2, "§8.6",
+                 "a name subscribed twice is one storage: the value counts twice, not three times")
+        check_eq(c.call(81, str8("ds")), (0, b"d1"), "§8.1", "Pop reads the default subscriber's")
+        check_eq(qsize(c, 83, str8("ds"))[0], 1, "§8.1", "the named subscriber keeps its copy")
+        # A dropped connection gives its Consume's unacknowledged records back.
+        check_eq(c.call(80, str8("drop") + b"r1"), (0, b""), "§8.1", "Push")
+        d = Conn(node, kind=KIND_QUEUE)
+        rid = d.send(88, str8("drop") + str8("") + u32(0))
+        items, rep = d.items_until(rid, 1)
+        check(rep is None and batch_records(items)[0][1] == b"r1", "§8.4", "Consume")
+        d.close()
+        deadline = time.time() + 5
+        popped = c.call(81, str8("drop"))
+        while time.time() < deadline and popped[0] == ST["NotFound"]:
+            # The node may not have seen the connection go yet.
+            time.sleep(0.05)
+            popped = c.call(81, str8("drop"))
+        check_eq(popped, (0, b"r1"), "§8.4", "a dropped connection's unacknowledged record goes back")
         status_is(c.call(91), "UnsupportedRequest", "§8.2", "reserved queue code 91")
         c.close()
         reuse_open_id(node, KIND_QUEUE, 88, str8("reuseq") + str8("") + u32(0))
@@ -1522,6 +1556,16 @@ def test_dht_catch_up(bin_dir, tmp):
             name = r.str8()
             stats[name] = r.u64()
         check_eq(stats.get("catch_up_state"), 1, "§6.13", "catch_up_state while catching up")
+        rid = c.send(27, str8("a"))
+        rid2 = c.send(36, str8("a") + u8(1) + u32(0))
+        c.credit(rid2, 10)
+        items, rep = c.items_until(rid2, 3)
+        check(rep is None and [code for code, _ in items] == [4, 5, 6], "§6.13",
+              "a Mirror with refresh is served while catching up")
+        check(c.quiet(0.2), "§6.13", "a Listen is accepted while catching up")
+        for r_ in (rid, rid2):
+            c.stop(r_)
+            c.reply_for(r_)
         check_eq(c.call(37), (0, b"\x01"), "§6.13", "SetReady: state before 1")
         check_eq(c.call(17, str8("a") + u64(1)), (0, b"x"), "§6.13", "Get once forced ready")
         check_eq(c.call(37), (0, b"\x02"), "§6.13", "SetReady again: state before 2")
