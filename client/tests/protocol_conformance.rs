@@ -12,40 +12,13 @@
 
 #![cfg(target_os = "linux")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The script's own limit (`--limit-s`); this test allows a little more.
 const SCRIPT_LIMIT_S: u64 = 100;
 const GRACE: Duration = Duration::from_secs(10);
-
-/// target/<profile>, with the three node binaries built in it.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/protocol_conformance-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory")
-        .to_path_buf();
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args(["build", "--bins"]);
-        for package in ["dhtnode", "logfilesnode", "queuenode"] {
-            build.args(["-p", package]);
-        }
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build --bins");
-        assert!(status.success(), "cargo build --bins failed");
-    }
-    profile_dir
-}
 
 #[test]
 fn the_nodes_answer_as_docs_protocol_md_says() {
@@ -62,43 +35,22 @@ fn the_nodes_answer_as_docs_protocol_md_says() {
         );
         return;
     }
-    let bin_dir = bin_dir();
+    let bin_dir = testkit::workspace_bin_dir(&["dhtnode", "logfilesnode", "queuenode"]);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
     let script = repo.join("scripts/conformance/protocol_client.py");
-    let log = tempfile::NamedTempFile::new().expect("output file");
-    let mut child = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(&script)
         .arg("--bin-dir")
         .arg(&bin_dir)
         .arg("--limit-s")
         .arg(SCRIPT_LIMIT_S.to_string())
-        .current_dir(repo)
-        .stdin(Stdio::null())
-        .stdout(log.reopen().expect("output file"))
-        .stderr(log.reopen().expect("output file"))
-        .spawn()
-        .expect("run scripts/conformance/protocol_client.py");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the client") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(SCRIPT_LIMIT_S) + GRACE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "protocol_client.py did not finish within {} s:\n{}",
-                SCRIPT_LIMIT_S,
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    // Shown with --nocapture, or when the test fails.
-    println!("{output}");
+        .current_dir(repo);
+    // Past the limit, SIGTERM: the client stops every node it started.
+    let (status, output) =
+        testkit::run_script_bounded(command, Duration::from_secs(SCRIPT_LIMIT_S) + GRACE, GRACE);
     assert!(
         status.success(),
         "scripts/conformance/protocol_client.py failed ({status}):\n{output}"

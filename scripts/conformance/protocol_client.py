@@ -856,6 +856,17 @@ def test_dht_getall(c):
     check(len(got) < 4000, "§2.2", "Stop cut the stream short")
 
 
+def items_to_end(conn, rid, section, what):
+    """The (code, body) of every Item of `rid` up to its Reply, which must be Ok and empty."""
+    items = []
+    while True:
+        ftype, code, _, fid, fb = conn.recv_frame()
+        if ftype == T_REPLY:
+            check_eq((fid, code, fb), (rid, 0, b""), section, what)
+            return items
+        items.append((code, fb))
+
+
 def test_dht_listen(node):
     lc = Conn(node, kind=KIND_DHT)
     w = Conn(node, kind=KIND_DHT)
@@ -874,11 +885,7 @@ def test_dht_listen(node):
     w.call(34, str8(ch) + u64(4) + u64(11))
     w.call(24, str8(ch))
     items = []
-    while True:
-        ftype, code, _, fid, fb = lc.recv_frame()
-        if ftype == T_REPLY:
-            check_eq((fid, code, fb), (rid, 0, b""), "§6.4", "Listen ends Ok empty on RemoveChannel")
-            break
+    for code, fb in items_to_end(lc, rid, "§6.4", "Listen ends Ok empty on RemoveChannel"):
         r = Reader(fb)
         if code == 1:
             items.append(("C", r.u64(), r.rest()))
@@ -983,11 +990,7 @@ def test_dht_mirror(node):
     w.call(34, str8(ch) + u64(7) + u64(10))
     w.call(24, str8(ch))
     items = []
-    while True:
-        ftype, code, _, fid, fb = m.recv_frame()
-        if ftype == T_REPLY:
-            check_eq((fid, code, fb), (rid, 0, b""), "§6.12", "Mirror ends Ok on RemoveChannel")
-            break
+    for code, fb in items_to_end(m, rid, "§6.12", "Mirror ends Ok empty on RemoveChannel"):
         r = Reader(fb)
         if code == 1:
             items.append(("C", r.u64(), r.u64(), r.rest()))
@@ -1808,6 +1811,12 @@ def main():
     # A hang fails the run (every node is still stopped by the finally blocks).
     signal.signal(signal.SIGALRM, overrun)
     signal.alarm(args.limit_s)
+
+    def terminated(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    # SIGTERM (the suite's own limit) stops every node as well.
+    signal.signal(signal.SIGTERM, terminated)
     parts = [("dht", lambda: test_dht(bin_dir, tmp)),
              ("logfiles", lambda: (test_logfiles(bin_dir, tmp), test_logfiles_limits(bin_dir, tmp))),
              ("queue", lambda: (test_queue(bin_dir, tmp), test_queue_limits(bin_dir, tmp),
