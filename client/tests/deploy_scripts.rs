@@ -16,88 +16,37 @@
 
 #![cfg(target_os = "linux")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 /// The script's own limit (TEST_SCRIPTS_LIMIT_S); this test allows a little more.
 const SCRIPT_LIMIT_S: u64 = 50;
 const GRACE: Duration = Duration::from_secs(5);
 
-/// target/<profile>, with every binary the script runs built in it.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/deploy_scripts-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory")
-        .to_path_buf();
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args(["build", "--bins"]);
-        for package in ["dhtnode", "dhtdump", "logfilesnode", "queuenode", "client"] {
-            build.args(["-p", package]);
-        }
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build --bins");
-        assert!(status.success(), "cargo build --bins failed");
-    }
-    profile_dir
-}
-
 #[test]
 fn deployment_scripts() {
-    let bin_dir = bin_dir();
+    let bin_dir = testkit::workspace_bin_dir(&[
+        "dhtnode",
+        "dhtdump",
+        "logfilesnode",
+        "logfiles-check",
+        "queuenode",
+        "client",
+    ]);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
     let script = repo.join("scripts/tests/test_scripts.sh");
-    let log = tempfile::NamedTempFile::new().expect("output file");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(&script)
         .arg(&bin_dir)
         .env("TEST_SCRIPTS_LIMIT_S", SCRIPT_LIMIT_S.to_string())
-        .current_dir(repo)
-        .stdin(Stdio::null())
-        .stdout(log.reopen().expect("output file"))
-        .stderr(log.reopen().expect("output file"))
-        .spawn()
-        .expect("run scripts/tests/test_scripts.sh");
-
-    let started = Instant::now();
-    let term_at = Duration::from_secs(SCRIPT_LIMIT_S) + GRACE;
-    let mut terminated = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the script") {
-            break status;
-        }
-        let elapsed = started.elapsed();
-        if !terminated && elapsed > term_at {
-            // SIGTERM: the script's trap stops its cluster and removes its files.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            terminated = true;
-        } else if elapsed > term_at + GRACE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "test_scripts.sh did not finish within {} s:\n{}",
-                term_at.as_secs(),
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    // Shown with --nocapture, or when the test fails.
-    println!("{output}");
+        .current_dir(repo);
+    // Past the limit, SIGTERM: the script's trap stops its cluster and removes its files.
+    let (status, output) =
+        testkit::run_script_bounded(command, Duration::from_secs(SCRIPT_LIMIT_S) + GRACE, GRACE);
     assert!(
         status.success(),
         "scripts/tests/test_scripts.sh failed ({status}):\n{output}"

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{put_body, Conn, TempNode};
+use node_core::protocol::batch::{append_record, encode_batch};
 use node_core::protocol::dht;
 use node_core::protocol::frame::{parse_frame, write_frame, FrameType, HEADER_LEN};
 use node_core::protocol::Status;
@@ -79,4 +80,44 @@ fn a_listen_never_creates_its_channel() {
         !data.join("ghost.dump").exists(),
         "a dump of a channel never written"
     );
+}
+
+/// docs/protocol.md §4: an empty batch stores nothing, replies Ok with 0 and creates no channel,
+/// so a node at `max_channels` does not refuse one for a new channel (every batch request did:
+/// OutOfMemory), while a batch with a record still is refused.
+#[test]
+fn an_empty_batch_for_a_new_channel_is_ok_at_the_channel_limit() {
+    let node = TempNode::start(common::BIN, "[dht]\nmax_channels = 1\n", &[]);
+    let mut conn = Conn::open(node.addr);
+    let (status, _) = conn.request(dht::PUT, put_body("a", 1, b"x"));
+    assert_eq!(status, Status::Ok);
+    let batch_body = |record: Option<&[u8]>| {
+        let mut raw = Vec::new();
+        if let Some(value) = record {
+            append_record(&mut raw, 1, value);
+        }
+        let mut body = Vec::new();
+        dht::encode_channel(&mut body, "b");
+        encode_batch(&raw, u32::from(record.is_some()), &mut body);
+        body
+    };
+    let version_record = [&7u64.to_le_bytes()[..], b"v"].concat();
+    for (code, zeros) in [
+        (dht::PUT_BATCH, 1),
+        (dht::PUT_BATCH_VERSION, 2),
+        (dht::REDIST_BATCH, 2),
+        (dht::REDIST_BATCH_VERSION, 2),
+    ] {
+        let (status, body) = conn.request(code, batch_body(None));
+        assert_eq!(status, Status::Ok, "empty batch, request {}", code.0);
+        assert_eq!(
+            body[..8 * zeros],
+            vec![0u8; 8 * zeros],
+            "request {}",
+            code.0
+        );
+        let (status, _) = conn.request(code, batch_body(Some(&version_record)));
+        assert_eq!(status, Status::OutOfMemory, "a record, request {}", code.0);
+    }
+    assert_eq!(channels(&mut conn), vec!["a".to_string()]);
 }

@@ -525,3 +525,38 @@ fn removing_a_fresh_channel_does_not_fail_commits_or_the_shutdown() {
         drop(dir);
     }
 }
+
+/// docs/protocol.md §4: an empty batch stores nothing, replies Ok with 0 and creates no channel,
+/// so a node at `max_channels` does not refuse one for a new channel (it did: OutOfMemory).
+#[test]
+fn an_empty_put_batch_for_a_new_channel_is_ok_at_the_channel_limit() {
+    let node = start("[logfiles]\nmax_channels = 1\n");
+    let mut conn = Conn::open(node.addr);
+    assert_eq!(put(&mut conn, "a", 1, b"x"), Status::Ok);
+    let batch_body = |channel: &str, records: &[(u64, &[u8])]| {
+        let mut builder = BatchBuilder::new(64 * 1024);
+        for (key, value) in records {
+            builder.push(*key, value);
+        }
+        let mut batch = Vec::new();
+        builder.finish_into(&mut batch);
+        let mut body = Vec::new();
+        logfiles::encode_put_batch(&mut body, channel, &batch);
+        body
+    };
+    let (status, body) = conn.request(logfiles::PUT_BATCH, batch_body("b", &[]));
+    assert_eq!((status, body), (Status::Ok, 0u64.to_le_bytes().to_vec()));
+    let (status, _) = conn.request(logfiles::PUT_BATCH, batch_body("b c", &[]));
+    assert_eq!(
+        status,
+        Status::BadChannelName,
+        "an empty batch's name is checked"
+    );
+    let (status, _) = conn.request(logfiles::PUT_BATCH, batch_body("b", &[(1, b"x")]));
+    assert_eq!(
+        status,
+        Status::OutOfMemory,
+        "a record for a new channel is refused"
+    );
+    assert_eq!(channels(&mut conn), vec!["a".to_string()]);
+}

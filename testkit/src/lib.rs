@@ -352,26 +352,95 @@ pub fn anonymous_hello() -> Vec<u8> {
 /// built once if needed (a test can name its own crate's binaries with `CARGO_BIN_EXE_*`, but not
 /// another package's).
 pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
+    let profile_dir = test_profile_dir();
     if let Ok(cargo) = std::env::var("CARGO") {
         let mut build = Command::new(cargo);
         build.args(["build", "-p", package, "--bin", name]);
-        if profile_dir.file_name().is_some_and(|dir| dir == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .unwrap_or_else(|err| panic!("run cargo build -p {package}: {err}"));
-        assert!(status.success(), "cargo build -p {package} failed");
+        run_build(build, &profile_dir, package);
     }
     let binary = profile_dir.join(name);
     assert!(binary.exists(), "no {name} binary at {}", binary.display());
     binary
+}
+
+/// The running test's `target/<profile>`, with every binary of `packages` built in it (a no-op
+/// when they are up to date): the BIN_DIR a test hands a script that starts the daemons.
+pub fn workspace_bin_dir(packages: &[&str]) -> PathBuf {
+    let profile_dir = test_profile_dir();
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let mut build = Command::new(cargo);
+        build.arg("build").arg("--bins");
+        for package in packages {
+            build.args(["-p", package]);
+        }
+        run_build(build, &profile_dir, &packages.join(" -p "));
+    }
+    profile_dir
+}
+
+/// Runs a test script (`command`, its arguments set) with stdin closed and its output
+/// collected, and returns its exit status and output. Bounded: past `limit` (the script's own
+/// limit plus a margin) it gets SIGTERM, on which a script stops what it started; `grace` later
+/// SIGKILL, and the test fails showing the output so far.
+pub fn run_script_bounded(
+    mut command: Command,
+    limit: Duration,
+    grace: Duration,
+) -> (ExitStatus, String) {
+    let log = tempfile::NamedTempFile::new().expect("output file");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log.reopen().expect("output file"))
+        .stderr(log.reopen().expect("output file"))
+        .spawn()
+        .unwrap_or_else(|err| panic!("run {command:?}: {err}"));
+    let started = Instant::now();
+    let mut terminated = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break status;
+        }
+        let elapsed = started.elapsed();
+        if !terminated && elapsed > limit {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            terminated = true;
+        } else if elapsed > limit + grace {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} did not finish within {} s:\n{}",
+                limit.as_secs(),
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
+    // Shown with --nocapture, or when the test fails.
+    println!("{output}");
+    (status, output)
+}
+
+/// target/<profile> of the running test binary (target/<profile>/deps/<test>-<hash>).
+fn test_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target profile directory")
+        .to_path_buf()
+}
+
+/// Runs `build` (a `cargo build` of `what`) for the profile of `profile_dir`.
+fn run_build(mut build: Command, profile_dir: &Path, what: &str) {
+    if profile_dir.file_name().is_some_and(|dir| dir == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .unwrap_or_else(|err| panic!("run cargo build -p {what}: {err}"));
+    assert!(status.success(), "cargo build -p {what} failed");
 }
 
 /// The address a process logs as `metrics served at http://ADDR/metrics` (with

@@ -26,6 +26,10 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
         "chromium",
         "headless Chromium (Debian's chromium package, or SWARM_CHROMIUM naming the binary)",
     ),
+    (
+        "python3",
+        "python3 for the conformance client (Debian's python3 package)",
+    ),
 ];
 
 /// The skip log's file name, in the target directory.

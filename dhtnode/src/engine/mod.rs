@@ -603,14 +603,18 @@ impl Engine {
     }
 
     /// The checks every record of a batch must pass before any is stored: channel name and
-    /// room, then each key in range and each value valid.
+    /// room, then each key in range and each value valid. An empty batch creates no channel
+    /// (docs/protocol.md §4), so the channel limit does not refuse it.
     fn check_batch<'a>(
         &self,
         channel: &str,
         records: impl Iterator<Item = (u64, &'a [u8])>,
     ) -> Result<(), EngineError> {
         Engine::check_name(channel)?;
-        self.check_channel_room(channel)?;
+        let mut records = records.peekable();
+        if records.peek().is_some() {
+            self.check_channel_room(channel)?;
+        }
         for (key, value) in records {
             self.check_key(key)?;
             self.check_value(value)?;

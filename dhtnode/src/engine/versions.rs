@@ -248,7 +248,10 @@ impl Engine {
         from: BatchFrom,
     ) -> Result<(), EngineError> {
         Engine::check_name(channel)?;
-        self.check_channel_room(channel)?;
+        if !items.is_empty() {
+            // An empty batch creates no channel (docs/protocol.md §4): no limit refuses it.
+            self.check_channel_room(channel)?;
+        }
         let (mut growth, mut new_tombstones) = (0i64, 0u64);
         let mut seen = std::collections::HashSet::new();
         for (key, item) in items {

@@ -262,6 +262,13 @@ impl Engine {
         records: impl Iterator<Item = (u64, &'a [u8])> + Clone,
     ) -> Result<WriteTickets, BatchError> {
         let refused = |error| BatchError { error, stored: 0 };
+        if records.clone().next().is_none() {
+            // An empty batch stores nothing and creates no channel (docs/protocol.md §4), so
+            // the channel limit does not refuse it; its name must still be valid.
+            check_channel_name(channel)
+                .map_err(|error| refused(EngineError::BadChannelName(error)))?;
+            return Ok(WriteTickets::default());
+        }
         self.check_channel(channel).map_err(refused)?;
         for (key, value) in records.clone() {
             self.check_record(key, value).map_err(refused)?;
