@@ -254,27 +254,30 @@ pub fn replay(
         .map(|channel| (channel.channel.as_str(), channel.log_position))
         .collect();
     let highest_dump_position = positions.values().copied().max().unwrap_or(0);
-    let from = replay_start(&dir, &positions, gap_policy)?;
+    let start = replay_start(&dir, &positions, gap_policy)?;
     let started = Instant::now();
-    let mut reader = LogReader::open(&dir, from)?;
-    let (mut applied, mut skipped) = (0u64, 0u64);
-    let mut batch = ReplayBatch::new(Admission::new(*options));
-    while let Some(entry) = reader.next_entry()? {
-        let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
-        if entry.seq <= covered {
-            skipped += 1;
-            continue;
-        }
-        batch.add(engine, &entry.change)?;
-        applied += 1;
-        if applied % 1_000_000 == 0 {
-            node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
-        }
+    let mut pass = replay_pass(&dir, start.from, &positions, options, engine)?;
+    if let Some(covered) = start.covered.filter(|&covered| covered > pass.end.last_seq) {
+        // Inconsistent: a cycle covers only positions the log reached. The log was deleted
+        // and begun again beside the file, so the entries up to that position were passed
+        // over: they are replayed again (in order to the end: the same state as one pass).
+        let path = dir.join(dht_persist::wal::covered::COVERED_FILE);
+        tracing::warn!(
+            "{}: position {covered} is past the change log's end ({}): a stale file (the log \
+             deleted and begun again?); deleted, and the log replayed without it",
+            path.display(),
+            pass.end.last_seq
+        );
+        dht_persist::wal::remove_covered(&dir).map_err(|source| LogError::Io { path, source })?;
+        let from = start.from.min(start.without_covered);
+        pass = replay_pass(&dir, from, &positions, options, engine)?;
     }
-    batch.apply(engine);
-    let Some(mut end) = reader.into_end() else {
-        unreachable!("the reader returned its last entry");
-    };
+    let Pass {
+        mut end,
+        applied,
+        skipped,
+        batch,
+    } = pass;
     if let Some(torn) = end.cut_torn_tail()? {
         tracing::warn!("change log: cut a {torn}");
     }
@@ -292,6 +295,50 @@ pub fn replay(
         skipped,
         highest_dump_position,
         admission: batch.admission,
+    })
+}
+
+/// One read of the log from `from` to its end, applied to `engine`.
+struct Pass {
+    end: LogEnd,
+    applied: u64,
+    skipped: u64,
+    batch: ReplayBatch,
+}
+
+/// Applies the log's entries after `from` to `engine`, each channel's only after the position
+/// its dump covers (`positions`).
+fn replay_pass(
+    dir: &Path,
+    from: u64,
+    positions: &HashMap<&str, u64>,
+    options: &LoadOptions,
+    engine: &mut Engine,
+) -> Result<Pass, ReplayError> {
+    let mut reader = LogReader::open(dir, ReadFrom::After(from))?;
+    let (mut applied, mut skipped) = (0u64, 0u64);
+    let mut batch = ReplayBatch::new(Admission::new(*options));
+    while let Some(entry) = reader.next_entry()? {
+        let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
+        if entry.seq <= covered {
+            skipped += 1;
+            continue;
+        }
+        batch.add(engine, &entry.change)?;
+        applied += 1;
+        if applied % 1_000_000 == 0 {
+            node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
+        }
+    }
+    batch.apply(engine);
+    let Some(end) = reader.into_end() else {
+        unreachable!("the reader returned its last entry");
+    };
+    Ok(Pass {
+        end,
+        applied,
+        skipped,
+        batch,
     })
 }
 
@@ -320,6 +367,16 @@ fn log_admission(admission: &Admission, options: &LoadOptions) {
     }
 }
 
+/// Where the replay starts ([`replay_start`]).
+struct Start {
+    /// The position the replay reads after.
+    from: u64,
+    /// The position `wal/covered` recorded, when it was read and counted.
+    covered: Option<u64>,
+    /// Where the replay would start without that file.
+    without_covered: u64,
+}
+
 /// Where the replay starts: the lowest position a loaded dump covers, and no later than what
 /// the last complete dump cycle covers (`wal/covered`): a channel with no dump has all its
 /// changes after that cycle's position. Without that file, at the log's first entry. A dump
@@ -331,7 +388,7 @@ fn replay_start(
     dir: &Path,
     positions: &HashMap<&str, u64>,
     gap_policy: LogGapPolicy,
-) -> Result<ReadFrom, ReplayError> {
+) -> Result<Start, ReplayError> {
     let probe = LogReader::open(dir, ReadFrom::Start)?;
     let first = probe.summaries().first();
     let floor = first
@@ -345,19 +402,25 @@ fn replay_start(
             ),
         }
     }
-    let cycle = match dht_persist::wal::read_covered(dir) {
-        Ok(covered) => covered.map_or(floor, |position| position.max(floor)),
+    let covered = match dht_persist::wal::read_covered(dir) {
+        Ok(covered) => covered,
         Err(problem) => {
             tracing::warn!("{problem}; the replay reads the whole log");
-            floor
+            None
         }
     };
     // Past the gap check, no dump covers less than the log holds (or the policy said load).
-    let lowest = positions
-        .values()
-        .map(|&position| position.max(floor))
-        .fold(cycle, u64::min);
-    Ok(ReadFrom::After(lowest))
+    let lowest = |cycle: u64| {
+        positions
+            .values()
+            .map(|&position| position.max(floor))
+            .fold(cycle, u64::min)
+    };
+    Ok(Start {
+        from: lowest(covered.map_or(floor, |position| position.max(floor))),
+        covered,
+        without_covered: lowest(floor),
+    })
 }
 
 /// The channels whose dump records a position (not 0: none) before the one the log's first

@@ -522,3 +522,50 @@ fn a_dump_older_than_the_log_stops_the_start_unless_log_gap_says_load() {
     drop(conn);
     node.stop();
 }
+
+/// A `wal/covered` left behind when the dumps and the log segments were deleted by hand (a
+/// node "reset" with `rm data/*.dump data/wal/*.log`) claims a position the new log has not
+/// reached: the replay must not pass over the new log's entries up to it. The node says so,
+/// deletes the stale file, and replays the whole log — at this start and once the new log has
+/// grown past that position.
+#[test]
+fn a_stale_covered_file_past_the_logs_end_is_deleted_and_nothing_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
+    )
+    .unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..200, 1);
+    node.signal("TERM");
+    assert_eq!(node.wait_exit().code(), Some(0), "a clean stop dumps");
+    let covered = dir.path().join("data/wal/covered");
+    assert!(covered.exists(), "the shutdown dump cycle records its position");
+    for path in segments(dir.path()) {
+        std::fs::remove_file(path).unwrap();
+    }
+    std::fs::remove_file(dir.path().join(format!("data/{CHANNEL}.dump"))).unwrap();
+
+    // Positions 1..=50 of a new log, all before the stale position (about 200).
+    node.restart();
+    put_all(&mut Conn::open(node.addr), 1000..1050, 2);
+    node.kill9();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 1000..1050, 2);
+    let log = node.root_log();
+    assert!(
+        log.contains("past the change log's end (0)"),
+        "the stale file is named:\n{log}"
+    );
+    assert!(!covered.exists(), "the stale file is deleted");
+    // The log grows past the old position; another crash still loses nothing.
+    put_all(&mut conn, 1050..1400, 3);
+    drop(conn);
+    node.kill9();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 1000..1050, 2);
+    assert_values(&mut conn, 1050..1400, 3);
+}
