@@ -247,10 +247,16 @@ impl BucketWriter {
             .create(true)
             .open(path)
             .map_err(|e| StorageError::io(path, e))?;
-        let existing_len = file
-            .metadata()
-            .map_err(|e| StorageError::io(path, e))?
-            .len();
+        let metadata = file.metadata().map_err(|e| StorageError::io(path, e))?;
+        if !metadata.is_file() {
+            // A FIFO opened read-write does not block, but writing to it would once its pipe
+            // buffer is full.
+            return Err(StorageError::io(
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        let existing_len = metadata.len();
         let mut index = IndexBuilder::new(index_interval_bytes);
         // A new (empty) file has no tail to cut: skip the second open and the map.
         let recovery = if existing_len == 0 {
