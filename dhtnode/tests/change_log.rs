@@ -569,3 +569,30 @@ fn a_stale_covered_file_past_the_logs_end_is_deleted_and_nothing_is_passed_over(
     assert_values(&mut conn, 1000..1050, 2);
     assert_values(&mut conn, 1050..1400, 3);
 }
+
+/// A node switched to `durability = "none"` deletes its old log once dumps cover it, and the
+/// log's `covered` file with it: that position describes the deleted log, and left behind it
+/// would be taken for a stale file at every later start.
+#[test]
+fn deleting_a_replayed_log_under_durability_none_deletes_its_covered_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[dht]\ndurability = \"always\"\ndump_period_s = 0\n").unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..50, 1);
+    node.signal("TERM");
+    assert_eq!(node.wait_exit().code(), Some(0));
+    let covered = dir.path().join("data/wal/covered");
+    assert!(covered.exists());
+    std::fs::write(&config, "[dht]\ndurability = \"none\"\ndump_period_s = 0\n").unwrap();
+    for _ in 1..=3 {
+        node.restart();
+        assert_values(&mut Conn::open(node.addr), 0..50, 1);
+        node.signal("TERM");
+        assert_eq!(node.wait_exit().code(), Some(0));
+    }
+    assert_eq!(segments(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert!(!covered.exists(), "the covered file went with its log");
+    let log = node.root_log();
+    assert!(!log.contains("stale"), "{log}");
+}
