@@ -226,7 +226,8 @@ pub struct Replayed {
     /// Entries applied, and entries passed over because their channel's dump covers them.
     pub applied: u64,
     pub skipped: u64,
-    /// The highest position a loaded dump covers (a writer must start past it).
+    /// The highest position a loaded dump or `wal/covered` covers (a writer must start past
+    /// it: a replay passes over what they cover).
     pub highest_dump_position: u64,
     /// Logged values the loader's rules kept out (too large, outside the range).
     pub admission: Admission,
@@ -253,31 +254,36 @@ pub fn replay(
         .iter()
         .map(|channel| (channel.channel.as_str(), channel.log_position))
         .collect();
-    let highest_dump_position = positions.values().copied().max().unwrap_or(0);
-    let start = replay_start(&dir, &positions, gap_policy)?;
+    let covered = read_covered(&dir);
+    // A covered position past the log's end (the dumps and segments deleted, the file left)
+    // must not make the next start pass over what is written now.
+    let highest_dump_position = positions
+        .values()
+        .copied()
+        .chain(covered)
+        .max()
+        .unwrap_or(0);
+    let from = replay_start(&dir, &positions, covered, gap_policy)?;
     let started = Instant::now();
-    let mut pass = replay_pass(&dir, start.from, &positions, options, engine)?;
-    if let Some(covered) = start.covered.filter(|&covered| covered > pass.end.last_seq) {
-        // Inconsistent: a cycle covers only positions the log reached. The log was deleted
-        // and begun again beside the file, so the entries up to that position were passed
-        // over: they are replayed again (in order to the end: the same state as one pass).
-        let path = dir.join(dht_persist::wal::covered::COVERED_FILE);
-        tracing::warn!(
-            "{}: position {covered} is past the change log's end ({}): a stale file (the log \
-             deleted and begun again?); deleted, and the log replayed without it",
-            path.display(),
-            pass.end.last_seq
-        );
-        dht_persist::wal::remove_covered(&dir).map_err(|source| LogError::Io { path, source })?;
-        let from = start.from.min(start.without_covered);
-        pass = replay_pass(&dir, from, &positions, options, engine)?;
+    let mut reader = LogReader::open(&dir, from)?;
+    let (mut applied, mut skipped) = (0u64, 0u64);
+    let mut batch = ReplayBatch::new(Admission::new(*options));
+    while let Some(entry) = reader.next_entry()? {
+        let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
+        if entry.seq <= covered {
+            skipped += 1;
+            continue;
+        }
+        batch.add(engine, &entry.change)?;
+        applied += 1;
+        if applied % 1_000_000 == 0 {
+            node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
+        }
     }
-    let Pass {
-        mut end,
-        applied,
-        skipped,
-        batch,
-    } = pass;
+    batch.apply(engine);
+    let Some(mut end) = reader.into_end() else {
+        unreachable!("the reader returned its last entry");
+    };
     if let Some(torn) = end.cut_torn_tail()? {
         tracing::warn!("change log: cut a {torn}");
     }
@@ -295,50 +301,6 @@ pub fn replay(
         skipped,
         highest_dump_position,
         admission: batch.admission,
-    })
-}
-
-/// One read of the log from `from` to its end, applied to `engine`.
-struct Pass {
-    end: LogEnd,
-    applied: u64,
-    skipped: u64,
-    batch: ReplayBatch,
-}
-
-/// Applies the log's entries after `from` to `engine`, each channel's only after the position
-/// its dump covers (`positions`).
-fn replay_pass(
-    dir: &Path,
-    from: u64,
-    positions: &HashMap<&str, u64>,
-    options: &LoadOptions,
-    engine: &mut Engine,
-) -> Result<Pass, ReplayError> {
-    let mut reader = LogReader::open(dir, ReadFrom::After(from))?;
-    let (mut applied, mut skipped) = (0u64, 0u64);
-    let mut batch = ReplayBatch::new(Admission::new(*options));
-    while let Some(entry) = reader.next_entry()? {
-        let covered = positions.get(entry.change.channel()).copied().unwrap_or(0);
-        if entry.seq <= covered {
-            skipped += 1;
-            continue;
-        }
-        batch.add(engine, &entry.change)?;
-        applied += 1;
-        if applied % 1_000_000 == 0 {
-            node_core::systemd::progress(&format!("replaying the change log: {applied} entries"));
-        }
-    }
-    batch.apply(engine);
-    let Some(end) = reader.into_end() else {
-        unreachable!("the reader returned its last entry");
-    };
-    Ok(Pass {
-        end,
-        applied,
-        skipped,
-        batch,
     })
 }
 
@@ -367,16 +329,6 @@ fn log_admission(admission: &Admission, options: &LoadOptions) {
     }
 }
 
-/// Where the replay starts ([`replay_start`]).
-struct Start {
-    /// The position the replay reads after.
-    from: u64,
-    /// The position `wal/covered` recorded, when it was read and counted.
-    covered: Option<u64>,
-    /// Where the replay would start without that file.
-    without_covered: u64,
-}
-
 /// Where the replay starts: the lowest position a loaded dump covers, and no later than what
 /// the last complete dump cycle covers (`wal/covered`): a channel with no dump has all its
 /// changes after that cycle's position. Without that file, at the log's first entry. A dump
@@ -387,8 +339,9 @@ struct Start {
 fn replay_start(
     dir: &Path,
     positions: &HashMap<&str, u64>,
+    covered: Option<u64>,
     gap_policy: LogGapPolicy,
-) -> Result<Start, ReplayError> {
+) -> Result<ReadFrom, ReplayError> {
     let probe = LogReader::open(dir, ReadFrom::Start)?;
     let first = probe.summaries().first();
     let floor = first
@@ -402,25 +355,37 @@ fn replay_start(
             ),
         }
     }
-    let covered = match dht_persist::wal::read_covered(dir) {
+    let cycle = covered.map_or(floor, |position| position.max(floor));
+    // Past the gap check, no dump covers less than the log holds (or the policy said load).
+    let lowest = positions
+        .values()
+        .map(|&position| position.max(floor))
+        .fold(cycle, u64::min);
+    Ok(ReadFrom::After(lowest))
+}
+
+/// The largest log position a dump or `wal/covered` can cover: the log's writer continues
+/// after it, and sequence numbers end below 2^64 - 1.
+pub const MAX_DUMP_POSITION: u64 = u64::MAX - 2;
+
+/// The position `wal/covered` records, if it is there and sound (a damaged file, or one past
+/// [`MAX_DUMP_POSITION`], counts as missing, with a WARN: the replay then reads the whole log).
+fn read_covered(dir: &Path) -> Option<u64> {
+    match dht_persist::wal::read_covered(dir) {
+        Ok(Some(position)) if position > MAX_DUMP_POSITION => {
+            tracing::warn!(
+                "{}: position {position} is past the largest a change log reaches \
+                 ({MAX_DUMP_POSITION}): damaged or forged; the replay reads the whole log",
+                dir.join(dht_persist::wal::covered::COVERED_FILE).display()
+            );
+            None
+        }
         Ok(covered) => covered,
         Err(problem) => {
             tracing::warn!("{problem}; the replay reads the whole log");
             None
         }
-    };
-    // Past the gap check, no dump covers less than the log holds (or the policy said load).
-    let lowest = |cycle: u64| {
-        positions
-            .values()
-            .map(|&position| position.max(floor))
-            .fold(cycle, u64::min)
-    };
-    Ok(Start {
-        from: lowest(covered.map_or(floor, |position| position.max(floor))),
-        covered,
-        without_covered: lowest(floor),
-    })
+    }
 }
 
 /// The channels whose dump records a position (not 0: none) before the one the log's first

@@ -40,17 +40,6 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// Deletes `dir`'s covered-position file (if any) and makes that durable: for a file that
-/// claims more than the log holds (stale: the log was deleted and begun again), which would
-/// otherwise make a later start skip the new log's entries up to that position.
-pub fn remove_covered(dir: &Path) -> io::Result<()> {
-    match fs::remove_file(path_in(dir, COVERED_FILE)) {
-        Ok(()) => sync_dir(dir),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(error),
-    }
-}
-
 /// What the last complete dump cycle covers, if `dir` records it: `Ok(None)` when the file is
 /// missing, `Err` naming the problem when it is there but damaged.
 pub fn read_covered(dir: &Path) -> Result<Option<u64>, String> {
@@ -99,8 +88,5 @@ mod tests {
         let error = read_covered(dir.path()).unwrap_err();
         assert!(error.contains("5 bytes"), "{error}");
         assert!(!dir.path().join("covered.tmp").exists());
-        remove_covered(dir.path()).unwrap();
-        assert_eq!(read_covered(dir.path()), Ok(None));
-        remove_covered(dir.path()).unwrap();
     }
 }

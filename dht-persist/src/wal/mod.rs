@@ -57,7 +57,7 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use covered::{read_covered, remove_covered, write_covered};
+pub use covered::{read_covered, write_covered};
 pub use format::{Change, EncodeError, EntryKind, EntryProblem, LoggedChange};
 pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,

@@ -135,8 +135,6 @@ impl EngineLog {
         if !deleted.is_empty() {
             dht_persist::layout::sync_dir(dir)?;
         }
-        // The position it records is of the log just deleted: past the end of any later log.
-        dht_persist::wal::remove_covered(dir)?;
         self.replayed_dir = None;
         Ok(deleted)
     }
