@@ -190,7 +190,6 @@ fn load_engine(
     Ok((engine, report))
 }
 
-
 /// Refuses to start on a dump that records a log position no log can reach (a damaged or
 /// forged header), naming it, rather than overflow past it.
 fn check_dump_positions(report: &LoadReport) -> Result<(), String> {

@@ -218,7 +218,11 @@ fn a_bucket_whose_magic_is_damaged_is_refused_not_emptied() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(BucketWriter::open(&path, 0).is_err());
-    assert_eq!(fs::read(&path).expect("read"), data, "the file is untouched");
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        data,
+        "the file is untouched"
+    );
     // Bytes that are no bucket at all are refused the same way, never emptied.
     fs::write(&path, [0xa5u8; 100]).expect("write");
     assert!(BucketWriter::open(&path, 0).is_err());

@@ -356,7 +356,10 @@ fn scan(dir: &Path, ignored: &mut Vec<PathBuf>) -> Result<Found, LoadError> {
             continue;
         };
         let file_type = fs::metadata(&path).map(|m| m.file_type());
-        if file_type.as_ref().is_ok_and(|t| !t.is_dir() && !t.is_file()) {
+        if file_type
+            .as_ref()
+            .is_ok_and(|t| !t.is_dir() && !t.is_file())
+        {
             // A FIFO or a device: opening it to read could block the start for ever.
             tracing::warn!(
                 "ignoring {}: not a regular file (a FIFO, socket or device)",

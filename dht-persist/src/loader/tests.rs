@@ -637,7 +637,11 @@ fn a_fifo_named_like_a_dump_is_skipped_and_does_not_block_the_start() {
     std::thread::spawn(move || {
         let (report, target, logs) = load_logged(&data, &options(OutOfRangePolicy::Load));
         let ignored = report.map(|report| report.ignored);
-        let _ = done.send((ignored, target.channels.len(), logs.lines(tracing::Level::WARN)));
+        let _ = done.send((
+            ignored,
+            target.channels.len(),
+            logs.lines(tracing::Level::WARN),
+        ));
     });
     let (ignored, channels, warnings) = finished
         .recv_timeout(std::time::Duration::from_secs(20))

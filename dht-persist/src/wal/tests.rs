@@ -848,8 +848,7 @@ fn a_directory_named_like_a_segment_is_refused_by_name() {
     let err = LogReader::open(dir.path(), ReadFrom::Start).unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains(&impostor.display().to_string())
-            && message.contains("not a regular file"),
+        message.contains(&impostor.display().to_string()) && message.contains("not a regular file"),
         "{message}"
     );
     fs::remove_dir(&impostor).unwrap();
