@@ -166,12 +166,7 @@ fn dumps_bound_the_log_and_a_replay_applies_only_what_dumps_lack() {
 #[test]
 fn a_removed_channel_stays_removed_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("node.toml"),
-        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
-    )
-    .unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_always(dir.path());
     let mut conn = Conn::open(node.addr);
     put_all(&mut conn, 0..50, 1);
     // A dump holding the channel, so that the replay has to undo it.
@@ -530,15 +525,9 @@ fn a_dump_older_than_the_log_stops_the_start_unless_log_gap_says_load() {
 #[test]
 fn a_covered_file_left_after_dumps_and_log_were_deleted_passes_over_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("node.toml"),
-        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
-    )
-    .unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_always(dir.path());
     put_all(&mut Conn::open(node.addr), 0..200, 1);
-    node.signal("TERM");
-    assert_eq!(node.wait_exit().code(), Some(0), "a clean stop dumps");
+    assert_eq!(stop_status(&mut node), Some(0), "a clean stop dumps");
     assert!(
         dir.path().join("data/wal/covered").exists(),
         "the shutdown dump cycle records its position"
@@ -568,12 +557,7 @@ fn a_covered_file_left_after_dumps_and_log_were_deleted_passes_over_nothing() {
 #[test]
 fn a_covered_position_past_any_log_is_ignored_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("node.toml"),
-        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
-    )
-    .unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_always(dir.path());
     put_all(&mut Conn::open(node.addr), 0..100, 1);
     node.kill9();
     dht_persist::wal::write_covered(&dir.path().join("data/wal"), u64::MAX).unwrap();

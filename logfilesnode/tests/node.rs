@@ -436,11 +436,7 @@ fn a_fifo_where_a_bucket_belongs_stalls_nothing() {
     let mut conn = Conn::open(node.addr);
     assert_eq!(put(&mut conn, "c", 0x4242, b"whole record"), Status::Ok);
     let fifo = dir.path().join("data/c/0000000000/005");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success());
+    testkit::mkfifo(&fifo);
     assert_eq!(get_all(&mut conn, "c"), vec![rec(0x4242, "whole record")]);
     assert_eq!(
         put(&mut conn, "c", 0x5001, b"into the fifo"),

@@ -627,11 +627,7 @@ fn a_fifo_named_like_a_dump_is_skipped_and_does_not_block_the_start() {
     let dir = tempfile::tempdir().unwrap();
     write_dump(&dir.path().join("good.dump"), "good", NEW);
     let fifo = dir.path().join("ch.dump");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success());
+    testkit::mkfifo(&fifo);
     let data = dir.path().to_path_buf();
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
