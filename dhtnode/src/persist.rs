@@ -266,6 +266,7 @@ pub fn replay(
     let from = replay_start(&dir, &positions, covered, gap_policy)?;
     let started = Instant::now();
     let mut reader = LogReader::open(&dir, from)?;
+    warn_others(reader.others());
     let (mut applied, mut skipped) = (0u64, 0u64);
     let mut batch = ReplayBatch::new(Admission::new(*options));
     while let Some(entry) = reader.next_entry()? {
@@ -362,6 +363,23 @@ fn replay_start(
         .map(|&position| position.max(floor))
         .fold(cycle, u64::min);
     Ok(ReadFrom::After(lowest))
+}
+
+/// A WARN per file of the log directory that is neither a segment nor the log's own `covered`
+/// (a segment copied back under a wrong name would otherwise be passed over in silence).
+fn warn_others(others: &[PathBuf]) {
+    let own = |path: &&PathBuf| {
+        path.file_name().is_some_and(|name| {
+            name == dht_persist::wal::covered::COVERED_FILE || name == "covered.tmp"
+        })
+    };
+    for path in others.iter().filter(|path| !own(path)) {
+        tracing::warn!(
+            "change log: ignoring {}: not a segment name (a segment is `NNNNNNNN.log`, at least \
+             8 digits)",
+            path.display()
+        );
+    }
 }
 
 /// The largest log position a dump or `wal/covered` can cover: the log's writer continues

@@ -604,3 +604,31 @@ fn a_damaged_dump_falls_back_to_its_backup_and_the_log_brings_back_the_rest() {
     );
     assert!(log.contains("30 entries applied"), "{log}");
 }
+
+/// A file in the log directory that is not a segment (here a segment copied back under a
+/// name of 7 digits) is left alone but named in a WARN, never passed over in silence.
+#[test]
+fn a_file_in_the_log_directory_that_is_no_segment_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    put_all(&mut Conn::open(node.addr), 0..10, 1);
+    assert_eq!(
+        stop_status(&mut node),
+        Some(0),
+        "a clean stop writes wal/covered"
+    );
+    node.restart();
+    node.kill9();
+    let stray = dir.path().join("data/wal/0000009.log");
+    std::fs::write(&stray, b"not read").unwrap();
+    node.restart();
+    assert_values(&mut Conn::open(node.addr), 0..10, 1);
+    let log = node.root_log();
+    assert!(
+        log.contains(&format!("ignoring {}: not a segment name", stray.display()))
+            || log.contains("ignoring data/wal/0000009.log: not a segment name"),
+        "{log}"
+    );
+    assert!(!log.contains("ignoring data/wal/covered"), "{log}");
+    assert!(stray.exists(), "left alone");
+}
