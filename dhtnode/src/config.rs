@@ -93,6 +93,8 @@ pub const MAX_REPLICA_PEERS: usize = 16;
 
 /// The longest `dht.tombstone_ttl_s` accepted: a year.
 pub const MAX_TOMBSTONE_TTL_S: u64 = 365 * 86_400;
+/// The longest `dht.dump_period_s` accepted: a year.
+pub const MAX_DUMP_PERIOD_S: u64 = 365 * 86_400;
 
 /// The least `dht.max_log_bytes` accepted.
 pub const MIN_MAX_LOG_BYTES: u64 = 1 << 20;
@@ -174,6 +176,16 @@ impl DhtSection {
                 format!(
                     "{} is not between 1 and {MAX_TOMBSTONE_TTL_S} (a year)",
                     self.tombstone_ttl_s
+                ),
+            );
+        }
+        // Past this, the next cycle's time overflows the clock (a panic at start).
+        if self.dump_period_s > MAX_DUMP_PERIOD_S {
+            return invalid(
+                "dht.dump_period_s",
+                format!(
+                    "{} is not between 0 (dumps at shutdown only) and {MAX_DUMP_PERIOD_S} (a year)",
+                    self.dump_period_s
                 ),
             );
         }
@@ -382,6 +394,23 @@ mod tests {
             let config: NodeConfig = toml::from_str(&format!("[dht]\n{text}\n")).unwrap();
             let error = config.dht.validate(u32::MAX).unwrap_err().to_string();
             assert!(error.contains(key), "{error}");
+        }
+    }
+
+    /// A period so long that the next cycle's time overflows the clock panicked at start
+    /// (`Instant + Duration`); it is refused naming the key, up to a year accepted.
+    #[test]
+    fn a_dump_period_past_a_year_is_refused_naming_the_key() {
+        for accepted in ["0", "1", "31536000"] {
+            let config: NodeConfig =
+                toml::from_str(&format!("[dht]\ndump_period_s = {accepted}\n")).unwrap();
+            assert!(config.dht.validate(u32::MAX).is_ok(), "{accepted}");
+        }
+        for refused in ["31536001", "18446744073709551615"] {
+            let config: NodeConfig =
+                toml::from_str(&format!("[dht]\ndump_period_s = {refused}\n")).unwrap();
+            let error = config.dht.validate(u32::MAX).unwrap_err().to_string();
+            assert!(error.contains("dht.dump_period_s"), "{error}");
         }
     }
 

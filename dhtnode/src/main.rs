@@ -20,7 +20,7 @@ use dhtnode::engine::log::{is_disk_full, start_writer};
 use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use dhtnode::peer::PeerLogin;
-use dhtnode::persist::Replayed;
+use dhtnode::persist::{Replayed, MAX_DUMP_POSITION};
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
 use dhtnode::state::{self, NodeState, PendingRedistribution};
@@ -189,10 +189,6 @@ fn load_engine(
     engine.set_log(open_log(config, &replayed)?);
     Ok((engine, report))
 }
-
-/// The largest log position a dump can cover: the log's writer continues after it, and
-/// sequence numbers end below 2^64 - 1.
-const MAX_DUMP_POSITION: u64 = u64::MAX - 2;
 
 /// Refuses to start on a dump that records a log position no log can reach (a damaged or
 /// forged header), naming it, rather than overflow past it.

@@ -226,7 +226,8 @@ pub struct Replayed {
     /// Entries applied, and entries passed over because their channel's dump covers them.
     pub applied: u64,
     pub skipped: u64,
-    /// The highest position a loaded dump covers (a writer must start past it).
+    /// The highest position a loaded dump or `wal/covered` covers (a writer must start past
+    /// it: a replay passes over what they cover).
     pub highest_dump_position: u64,
     /// Logged values the loader's rules kept out (too large, outside the range).
     pub admission: Admission,
@@ -253,10 +254,19 @@ pub fn replay(
         .iter()
         .map(|channel| (channel.channel.as_str(), channel.log_position))
         .collect();
-    let highest_dump_position = positions.values().copied().max().unwrap_or(0);
-    let from = replay_start(&dir, &positions, gap_policy)?;
+    let covered = read_covered(&dir);
+    // A covered position past the log's end (the dumps and segments deleted, the file left)
+    // must not make the next start pass over what is written now.
+    let highest_dump_position = positions
+        .values()
+        .copied()
+        .chain(covered)
+        .max()
+        .unwrap_or(0);
+    let from = replay_start(&dir, &positions, covered, gap_policy)?;
     let started = Instant::now();
     let mut reader = LogReader::open(&dir, from)?;
+    warn_others(reader.others());
     let (mut applied, mut skipped) = (0u64, 0u64);
     let mut batch = ReplayBatch::new(Admission::new(*options));
     while let Some(entry) = reader.next_entry()? {
@@ -330,6 +340,7 @@ fn log_admission(admission: &Admission, options: &LoadOptions) {
 fn replay_start(
     dir: &Path,
     positions: &HashMap<&str, u64>,
+    covered: Option<u64>,
     gap_policy: LogGapPolicy,
 ) -> Result<ReadFrom, ReplayError> {
     let probe = LogReader::open(dir, ReadFrom::Start)?;
@@ -345,19 +356,54 @@ fn replay_start(
             ),
         }
     }
-    let cycle = match dht_persist::wal::read_covered(dir) {
-        Ok(covered) => covered.map_or(floor, |position| position.max(floor)),
-        Err(problem) => {
-            tracing::warn!("{problem}; the replay reads the whole log");
-            floor
-        }
-    };
+    let cycle = covered.map_or(floor, |position| position.max(floor));
     // Past the gap check, no dump covers less than the log holds (or the policy said load).
     let lowest = positions
         .values()
         .map(|&position| position.max(floor))
         .fold(cycle, u64::min);
     Ok(ReadFrom::After(lowest))
+}
+
+/// A WARN per file of the log directory that is neither a segment nor the log's own `covered`
+/// (a segment copied back under a wrong name would otherwise be passed over in silence).
+fn warn_others(others: &[PathBuf]) {
+    let own = |path: &&PathBuf| {
+        path.file_name().is_some_and(|name| {
+            name == dht_persist::wal::covered::COVERED_FILE || name == "covered.tmp"
+        })
+    };
+    for path in others.iter().filter(|path| !own(path)) {
+        tracing::warn!(
+            "change log: ignoring {}: not a segment name (a segment is `NNNNNNNN.log`, at least \
+             8 digits)",
+            path.display()
+        );
+    }
+}
+
+/// The largest log position a dump or `wal/covered` can cover: the log's writer continues
+/// after it, and sequence numbers end below 2^64 - 1.
+pub const MAX_DUMP_POSITION: u64 = u64::MAX - 2;
+
+/// The position `wal/covered` records, if it is there and sound (a damaged file, or one past
+/// [`MAX_DUMP_POSITION`], counts as missing, with a WARN: the replay then reads the whole log).
+fn read_covered(dir: &Path) -> Option<u64> {
+    match dht_persist::wal::read_covered(dir) {
+        Ok(Some(position)) if position > MAX_DUMP_POSITION => {
+            tracing::warn!(
+                "{}: position {position} is past the largest a change log reaches \
+                 ({MAX_DUMP_POSITION}): damaged or forged; the replay reads the whole log",
+                dir.join(dht_persist::wal::covered::COVERED_FILE).display()
+            );
+            None
+        }
+        Ok(covered) => covered,
+        Err(problem) => {
+            tracing::warn!("{problem}; the replay reads the whole log");
+            None
+        }
+    }
 }
 
 /// The channels whose dump records a position (not 0: none) before the one the log's first

@@ -166,12 +166,7 @@ fn dumps_bound_the_log_and_a_replay_applies_only_what_dumps_lack() {
 #[test]
 fn a_removed_channel_stays_removed_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("node.toml"),
-        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
-    )
-    .unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_always(dir.path());
     let mut conn = Conn::open(node.addr);
     put_all(&mut conn, 0..50, 1);
     // A dump holding the channel, so that the replay has to undo it.
@@ -521,4 +516,119 @@ fn a_dump_older_than_the_log_stops_the_start_unless_log_gap_says_load() {
     assert_values(&mut conn, 10..20, 3);
     drop(conn);
     node.stop();
+}
+
+/// A `wal/covered` left behind when the dumps and the log segments were deleted by hand (a
+/// node "reset" with `rm data/*.dump data/wal/*.log`) records a position the new log has not
+/// reached. The writer starts past it, so no later replay passes over what is written now
+/// (it started at 1, and a crash then lost every acknowledged write up to that position).
+#[test]
+fn a_covered_file_left_after_dumps_and_log_were_deleted_passes_over_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    put_all(&mut Conn::open(node.addr), 0..200, 1);
+    assert_eq!(stop_status(&mut node), Some(0), "a clean stop dumps");
+    assert!(
+        dir.path().join("data/wal/covered").exists(),
+        "the shutdown dump cycle records its position"
+    );
+    for path in segments(dir.path()) {
+        std::fs::remove_file(path).unwrap();
+    }
+    std::fs::remove_file(dir.path().join(format!("data/{CHANNEL}.dump"))).unwrap();
+
+    node.restart();
+    put_all(&mut Conn::open(node.addr), 1000..1050, 2);
+    node.kill9();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 1000..1050, 2);
+    put_all(&mut conn, 1050..1400, 3);
+    drop(conn);
+    node.kill9();
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 1000..1050, 2);
+    assert_values(&mut conn, 1050..1400, 3);
+}
+
+/// A `wal/covered` recording a position no log reaches (damaged with a matching CRC, or forged)
+/// counts as missing, with a WARN: the whole log is replayed (it passed over every entry).
+#[test]
+fn a_covered_position_past_any_log_is_ignored_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    put_all(&mut Conn::open(node.addr), 0..100, 1);
+    node.kill9();
+    dht_persist::wal::write_covered(&dir.path().join("data/wal"), u64::MAX).unwrap();
+    node.restart();
+    assert_values(&mut Conn::open(node.addr), 0..100, 1);
+    let log = node.root_log();
+    assert!(
+        log.contains("is past the largest a change log reaches"),
+        "{log}"
+    );
+}
+
+/// A damaged dump falls back to its backup, and the change log, which keeps its segments back
+/// to the backups' positions, replays everything written since: the ERROR line must not tell
+/// the operator those records are lost (it did, so a restore from an older copy looked due).
+#[test]
+fn a_damaged_dump_falls_back_to_its_backup_and_the_log_brings_back_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    put_all(&mut Conn::open(node.addr), 0..30, 1);
+    assert_eq!(stop_status(&mut node), Some(0));
+    node.restart();
+    put_all(&mut Conn::open(node.addr), 30..60, 2);
+    assert_eq!(stop_status(&mut node), Some(0));
+    let dump = dir.path().join(format!("data/{CHANNEL}.dump"));
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&dump, &bytes).unwrap();
+
+    node.restart();
+    let mut conn = Conn::open(node.addr);
+    assert_values(&mut conn, 0..30, 1);
+    assert_values(&mut conn, 30..60, 2);
+    let log = node.root_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("DUMP FILE FAILED"))
+        .unwrap_or_else(|| panic!("no DUMP FILE FAILED line:\n{log}"));
+    assert!(
+        line.contains("falling back to the backup")
+            && line.contains("except those the change log still holds"),
+        "{line}"
+    );
+    assert!(log.contains("30 entries applied"), "{log}");
+}
+
+/// A file in the log directory that is not a segment (here a segment copied back under a
+/// name of 7 digits) is left alone but named in a WARN, never passed over in silence.
+#[test]
+fn a_file_in_the_log_directory_that_is_no_segment_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_always(dir.path());
+    put_all(&mut Conn::open(node.addr), 0..10, 1);
+    assert_eq!(
+        stop_status(&mut node),
+        Some(0),
+        "a clean stop writes wal/covered"
+    );
+    node.restart();
+    node.kill9();
+    let stray = dir.path().join("data/wal/0000009.log");
+    std::fs::write(&stray, b"not read").unwrap();
+    node.restart();
+    assert_values(&mut Conn::open(node.addr), 0..10, 1);
+    let log = node.root_log();
+    assert!(
+        log.contains(&format!("ignoring {}: not a segment name", stray.display()))
+            || log.contains("ignoring data/wal/0000009.log: not a segment name"),
+        "{log}"
+    );
+    assert!(!log.contains("ignoring data/wal/covered"), "{log}");
+    assert!(stray.exists(), "left alone");
 }

@@ -426,6 +426,29 @@ fn torn_tails_of_the_buckets_open_at_an_unclean_stop_are_cut_at_start() {
     assert_eq!(get_all(&mut conn, "c"), vec![rec(0x4242, "whole record")]);
 }
 
+/// A FIFO where a bucket file belongs (put there by hand, or by another program) is no bucket:
+/// reads pass it over and a Put into it is refused, instead of the node opening it and blocking
+/// its event loop for ever (every client stalled, SIGTERM too).
+#[test]
+fn a_fifo_where_a_bucket_belongs_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = testkit::Node::start_in(BIN, dir.path(), &[]);
+    let mut conn = Conn::open(node.addr);
+    assert_eq!(put(&mut conn, "c", 0x4242, b"whole record"), Status::Ok);
+    let fifo = dir.path().join("data/c/0000000000/005");
+    testkit::mkfifo(&fifo);
+    assert_eq!(get_all(&mut conn, "c"), vec![rec(0x4242, "whole record")]);
+    assert_eq!(
+        put(&mut conn, "c", 0x5001, b"into the fifo"),
+        Status::InternalError
+    );
+    assert_eq!(put(&mut conn, "c", 0x4243, b"next"), Status::Ok);
+    assert_eq!(get_all(&mut conn, "c").len(), 2);
+    drop(conn);
+    node.signal("TERM");
+    assert_eq!(node.wait_exit().code(), Some(0), "a clean stop");
+}
+
 /// Under fsync = always a Put is answered after its group commit; many pipelined Puts share
 /// commits, and all are there.
 #[test]

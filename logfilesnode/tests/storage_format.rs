@@ -202,6 +202,33 @@ fn unusable_headers_are_refused_not_cut() {
     assert!(BucketWriter::open(&path, 0).is_err());
 }
 
+/// One changed byte of our magic made the file look headerless (legacy) with a first "record"
+/// running past the end, and the next append cut the whole bucket to zero as a torn tail: every
+/// record lost. A file in which nothing reads from the first byte is refused and left as it is.
+#[test]
+fn a_bucket_whose_magic_is_damaged_is_refused_not_emptied() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("bucket");
+    write_bucket(&path, &sample_records(), 0);
+    let mut data = fs::read(&path).expect("read");
+    data[3] ^= 0xff;
+    fs::write(&path, &data).expect("write");
+    match recover_tail(&path) {
+        Err(StorageError::BadHeader { kind, .. }) => assert_eq!(kind, DamageKind::NothingReads),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(BucketWriter::open(&path, 0).is_err());
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        data,
+        "the file is untouched"
+    );
+    // Bytes that are no bucket at all are refused the same way, never emptied.
+    fs::write(&path, [0xa5u8; 100]).expect("write");
+    assert!(BucketWriter::open(&path, 0).is_err());
+    assert_eq!(fs::metadata(&path).expect("meta").len(), 100);
+}
+
 /// Keys spread over several buckets and two slots, some out of order within their bucket.
 fn spread_keys() -> Vec<u64> {
     let base = 0x57ff_e000u64; // two buckets before the end of slot 0x57

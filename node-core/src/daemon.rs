@@ -44,6 +44,14 @@ pub fn load_config<C: DaemonConfig>(args: &CommonArgs) -> Result<C, ConfigError>
     if let Some(dir) = &args.data_dir {
         *config.data_dir() = dir.clone();
     }
+    // An empty path passed --check-config, then failed the start with a bare "No such file
+    // or directory" (and a logfiles node wrote its journal into the working directory).
+    if config.data_dir().as_os_str().is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "data_dir",
+            problem: "is empty; give a directory".to_string(),
+        });
+    }
     config.server().validate(C::DEFAULT_PORT)?;
     config.auth().validate()?;
     config.tls().validate()?;

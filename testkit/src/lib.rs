@@ -184,6 +184,16 @@ pub fn wait_for_listen_addr(root_log: &Path, skip: usize) -> SocketAddr {
     }
 }
 
+/// Makes a FIFO at `path` (`mkfifo`): a file that blocks whoever opens it to read until
+/// something opens it to write, for tests of what a node does with one in its data directory.
+pub fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !condition() {

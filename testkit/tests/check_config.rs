@@ -82,6 +82,7 @@ fn a_bad_config_exits_1_naming_the_key() {
                 "metrics.bearer_token_file",
             ),
             ("[metrics]\nlistne = \"127.0.0.1:9100\"\n", "listne"),
+            ("data_dir = \"\"\n", "data_dir"),
         ] {
             let dir = tempfile::tempdir().expect("temp dir");
             let output = check(package, binary, dir.path(), config, &[]);

@@ -97,11 +97,15 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
         };
         let fallback = match backup {
             Some(backup) => format!(
-                "falling back to the backup {} ({}); records written after it are lost",
+                "falling back to the backup {} ({}); records written after it are lost, \
+                 except those the change log still holds (the replay applies them: see its \
+                 line below)",
                 backup.display(),
                 describe_age(backup)
             ),
-            None => "there is no backup: the channel starts EMPTY".to_owned(),
+            None => "there is no backup: the channel starts EMPTY, but for what the change \
+                     log still holds of it (the replay applies that: see its line below)"
+                .to_owned(),
         };
         let moved = quarantine(self.dir, self.channel, dump, DUMP_SUFFIX);
         tracing::error!(
@@ -148,8 +152,9 @@ impl<T: LoadTarget> ChannelLoad<'_, T> {
         };
         let moved = quarantine(self.dir, channel, backup, BACKUP_SUFFIX);
         tracing::error!(
-            "BACKUP FILE FAILED its checks too: {}: {problem}; channel {channel} starts EMPTY. \
-             {moved}",
+            "BACKUP FILE FAILED its checks too: {}: {problem}; channel {channel} starts EMPTY, \
+             but for what the change log still holds of it (the replay applies that: see its \
+             line below). {moved}",
             backup.display()
         );
         self.report

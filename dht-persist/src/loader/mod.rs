@@ -355,8 +355,20 @@ fn scan(dir: &Path, ignored: &mut Vec<PathBuf>) -> Result<Found, LoadError> {
             ignored.push(path);
             continue;
         };
-        let is_dir = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
-        if is_dir {
+        let file_type = fs::metadata(&path).map(|m| m.file_type());
+        if file_type
+            .as_ref()
+            .is_ok_and(|t| !t.is_dir() && !t.is_file())
+        {
+            // A FIFO or a device: opening it to read could block the start for ever.
+            tracing::warn!(
+                "ignoring {}: not a regular file (a FIFO, socket or device)",
+                path.display()
+            );
+            ignored.push(path);
+            continue;
+        }
+        if file_type.is_ok_and(|t| t.is_dir()) {
             if name != REMOVED_DIR && name != CORRUPT_DIR && name != WAL_DIR {
                 tracing::warn!(
                     "ignoring directory {} in the data directory",

@@ -618,3 +618,37 @@ fn policy_parses() {
     assert!("Fatal".parse::<OutOfRangePolicy>().is_err());
     assert_eq!(OutOfRangePolicy::Ignore.to_string(), "ignore");
 }
+
+/// A FIFO named like a dump (or any file that is not a regular one) is skipped with a warning,
+/// as a directory is: opening a FIFO to read would block the start until something writes to
+/// it (for ever, and SIGTERM cannot stop it).
+#[test]
+fn a_fifo_named_like_a_dump_is_skipped_and_does_not_block_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dump(&dir.path().join("good.dump"), "good", NEW);
+    let fifo = dir.path().join("ch.dump");
+    testkit::mkfifo(&fifo);
+    let data = dir.path().to_path_buf();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (report, target, logs) = load_logged(&data, &options(OutOfRangePolicy::Load));
+        let ignored = report.map(|report| report.ignored);
+        let _ = done.send((
+            ignored,
+            target.channels.len(),
+            logs.lines(tracing::Level::WARN),
+        ));
+    });
+    let (ignored, channels, warnings) = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("loading finishes (it blocked opening the FIFO)");
+    assert_eq!(ignored.unwrap(), vec![fifo.clone()]);
+    assert_eq!(channels, 1, "the good dump loads");
+    let name = fifo.display().to_string();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&name) && w.contains("not a regular file")),
+        "{warnings:?}"
+    );
+}

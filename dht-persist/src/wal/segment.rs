@@ -47,11 +47,19 @@ pub fn list_segments(dir: &Path) -> io::Result<Listing> {
         let entry = entry?;
         let path = entry.path();
         let meta = fs::symlink_metadata(&path)?;
-        let number = entry
-            .file_name()
-            .to_str()
-            .and_then(parse_segment_file_name)
-            .filter(|_| meta.is_file());
+        let number = entry.file_name().to_str().and_then(parse_segment_file_name);
+        if number.is_some() && !meta.is_file() {
+            // Passed over, its entries would be missing from the replay, and the writer would
+            // fail creating a segment of that name later with a bare "File exists".
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is named like a log segment but is not a regular file (a directory or \
+                     a symbolic link?): move it away or put the segment itself there",
+                    path.display()
+                ),
+            ));
+        }
         match number {
             Some(number) => listing.segments.push(SegmentFile {
                 number,

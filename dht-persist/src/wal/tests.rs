@@ -836,6 +836,27 @@ fn the_writer_starts_only_after_a_clean_end() {
     assert_eq!(reader.others(), [dir.path().join("notes.txt")]);
 }
 
+/// A directory (or a symbolic link) named like a segment is an error naming it, never passed
+/// over: its entries would be missing, and a writer would later fail creating that name with
+/// a bare "File exists".
+#[test]
+fn a_directory_named_like_a_segment_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &sample(5), 5, LogOptions::default());
+    let impostor = segment_path(dir.path(), 2);
+    fs::create_dir(&impostor).unwrap();
+    let err = LogReader::open(dir.path(), ReadFrom::Start).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&impostor.display().to_string()) && message.contains("not a regular file"),
+        "{message}"
+    );
+    fs::remove_dir(&impostor).unwrap();
+    std::os::unix::fs::symlink(segment_path(dir.path(), 1), &impostor).unwrap();
+    let err = LogReader::open(dir.path(), ReadFrom::Start).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
 fn arb_change() -> impl Strategy<Value = Owned> {
     let channel = "[a-c]{1,3}";
     let value = proptest::collection::vec(any::<u8>(), 0..400);

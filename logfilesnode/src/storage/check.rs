@@ -57,6 +57,7 @@ pub fn damage_kind_name(kind: DamageKind) -> &'static str {
         DamageKind::ValueTooLong { .. } => "value_too_long",
         DamageKind::Parity => "parity",
         DamageKind::Crc => "crc",
+        DamageKind::NothingReads => "nothing_reads",
     }
 }
 

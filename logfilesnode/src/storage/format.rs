@@ -103,6 +103,9 @@ pub enum DamageKind {
     Parity,
     /// Ours: the record's CRC32 does not match.
     Crc,
+    /// A file without a recognized header in which not even the first record reads: not a
+    /// bucket, or our header damaged beyond recognition (a byte of its magic changed).
+    NothingReads,
 }
 
 impl fmt::Display for DamageKind {
@@ -123,6 +126,11 @@ impl fmt::Display for DamageKind {
             }
             DamageKind::Parity => write!(f, "record header parity mismatch"),
             DamageKind::Crc => write!(f, "record CRC32 mismatch"),
+            DamageKind::NothingReads => write!(
+                f,
+                "no header is recognized and no record reads from the first byte (not a bucket \
+                 file, or its header is damaged): left untouched, see logfiles_check"
+            ),
         }
     }
 }

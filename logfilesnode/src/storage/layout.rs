@@ -148,8 +148,8 @@ pub struct BucketFile {
 
 /// The bucket files of `channel_dir` whose buckets overlap `[from, to]`, in bucket (time)
 /// order. Only slot directories in the range are listed. A missing channel directory is no
-/// buckets. Names that are not slot or bucket names, and directories where a bucket file
-/// belongs, are ignored.
+/// buckets. Names that are not slot or bucket names, and directories (or FIFOs, sockets,
+/// devices) where a bucket file belongs, are ignored.
 pub fn list_buckets(channel_dir: &Path, from: u64, to: u64) -> io::Result<Vec<BucketFile>> {
     let Some((first, last)) = overlapping_bucket_range(from, to) else {
         return Ok(Vec::new());
@@ -221,7 +221,7 @@ pub fn list_slot_buckets(
         if id < first || id > last || after.is_some_and(|after| id <= after) {
             continue;
         }
-        if entry.file_type()?.is_dir() {
+        if !is_regular_file(&entry)? {
             continue;
         }
         ids.push(id);
@@ -233,6 +233,19 @@ pub fn list_slot_buckets(
     }
     ids.sort_unstable();
     Ok((ids, complete))
+}
+
+/// Whether `entry` is a regular file, or a symbolic link to one (opening the bucket follows
+/// it). A directory where a bucket belongs is ignored, and so is a FIFO, socket or device:
+/// opening a FIFO to read blocks until something writes to it, which would stall the event
+/// loop for ever.
+fn is_regular_file(entry: &fs::DirEntry) -> io::Result<bool> {
+    let file_type = entry.file_type()?;
+    if file_type.is_symlink() {
+        // A dangling link is no bucket either.
+        return Ok(fs::metadata(entry.path()).is_ok_and(|meta| meta.is_file()));
+    }
+    Ok(file_type.is_file())
 }
 
 #[cfg(test)]

@@ -86,6 +86,11 @@ pub fn recover_tail_if(path: &Path, allow_cut: bool) -> Result<TailRecovery, Sto
     recover(path, allow_cut, None)
 }
 
+/// Whether the first record of a headerless (legacy) file fails to read.
+fn first_record_is_damaged(data: &[u8]) -> bool {
+    matches!(BucketDecoder::new(data).next(), Some(Err(_)))
+}
+
 /// [`recover_tail_if`], offering every good record to `index` on the way.
 fn recover(
     path: &Path,
@@ -108,6 +113,17 @@ fn recover(
                 path: path.to_path_buf(),
                 kind,
             })
+        }
+        Detected::Format {
+            format: BucketFormat::Legacy,
+            records_start: 0,
+        } if first_record_is_damaged(data) => {
+            // Cutting "everything after the last good record" would empty the file: one
+            // changed byte of our magic makes a whole bucket look like a torn legacy file.
+            return Err(StorageError::BadHeader {
+                path: path.to_path_buf(),
+                kind: DamageKind::NothingReads,
+            });
         }
         Detected::Format { .. } => {
             let mut decoder = BucketDecoder::new(data);
@@ -231,10 +247,16 @@ impl BucketWriter {
             .create(true)
             .open(path)
             .map_err(|e| StorageError::io(path, e))?;
-        let existing_len = file
-            .metadata()
-            .map_err(|e| StorageError::io(path, e))?
-            .len();
+        let metadata = file.metadata().map_err(|e| StorageError::io(path, e))?;
+        if !metadata.is_file() {
+            // A FIFO opened read-write does not block, but writing to it would once its pipe
+            // buffer is full.
+            return Err(StorageError::io(
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        let existing_len = metadata.len();
         let mut index = IndexBuilder::new(index_interval_bytes);
         // A new (empty) file has no tail to cut: skip the second open and the map.
         let recovery = if existing_len == 0 {
