@@ -589,12 +589,18 @@ fn another_protocol_version_is_named() {
 
 #[test]
 fn a_dropped_connection_fails_in_flight_requests_and_the_next_request_reconnects() {
-    // First connection: take one request and hang up. Later ones: echo.
+    // First connection: take both requests (the echo and the stream, so that both are in
+    // flight on it) and hang up. Later ones: echo.
     let addr = fake_node(|index, mut stream| {
         accept_handshake(&mut stream);
+        let mut taken = 0;
         while let Some((header, body)) = read_frame(&mut stream) {
+            taken += 1;
             if index == 0 {
-                return;
+                if taken == 2 {
+                    return;
+                }
+                continue;
             }
             send_frame(&mut stream, FrameType::Reply, 0, header.request_id, &body);
         }
