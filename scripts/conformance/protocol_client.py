@@ -1179,8 +1179,11 @@ def test_dht_redist_admin(c):
         ("a byte after the targets", u64(0) + u64(FULL_MAX) + u16(0) + b"x"),
     ]
     for label, body in ranges:
-        items, st, _ = c.stream(29, body)
+        items, st, reply = c.stream(29, body)
         check(not items and st == ST["BadRequest"], "§6.6", f"Redistribute with {label}")
+        if label == "1025 targets":
+            check(b"1025 targets" in reply and b"bytes" not in reply, "§3",
+                  f"the BadRequest message counts targets, not bytes: {reply!r}")
 
 
 def test_dht_redistribute(bin_dir, tmp):
