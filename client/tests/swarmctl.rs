@@ -172,3 +172,56 @@ fn failures_are_one_line_with_status_3_and_usage_errors_status_2() {
         Some(2)
     );
 }
+
+/// A node that completes the handshake, then reads every frame and answers none; records the
+/// request codes it got.
+fn stalling_node() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    let codes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = codes.clone();
+    let addr = fake_node(move |_, mut stream| {
+        accept_handshake(&mut stream);
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            while let Some((header, _)) = read_frame(&mut stream) {
+                seen.lock().unwrap().push(header.code);
+            }
+        });
+    });
+    (addr, codes)
+}
+
+/// `--timeout-ms` bounds the whole command against a node that stalls after the handshake: a
+/// dht verb gives up when the node does not answer its range lookup, instead of sending its
+/// request and waiting a second time (it took twice the time its message named).
+#[test]
+fn a_node_that_stalls_fails_the_command_within_its_timeout_ms() {
+    let (addr, codes) = stalling_node();
+    let addr = addr.to_string();
+    let timeout_ms = 1500u64;
+    let verbs: [&[&str]; 3] = [&["dht", "get", "ch", "1"], &["dht", "channels"], &["stats"]];
+    for verb in verbs {
+        codes.lock().unwrap().clear();
+        let mut args = vec!["--node", addr.as_str(), "--timeout-ms", "1500"];
+        args.extend_from_slice(verb);
+        let started = std::time::Instant::now();
+        let output = swarmctl(&args);
+        let elapsed = started.elapsed();
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert_eq!(output.status.code(), Some(3), "{verb:?}: {all}");
+        assert!(all.contains("timed out after 1500 ms"), "{verb:?}: {all}");
+        // One request, unanswered: the command stops there (the range lookup for dht verbs).
+        // The GetVersion probe the client may send after a timeout (is the node down?) aside.
+        let sent = codes.lock().unwrap().clone();
+        let requests: Vec<u8> = sent.iter().copied().filter(|code| *code != 1).collect();
+        assert_eq!(requests.len(), 1, "{verb:?}: requests sent {sent:?}");
+        // Generous for a loaded machine, well below the two waits of the bug.
+        let bound = std::time::Duration::from_millis(timeout_ms + 1200);
+        assert!(
+            elapsed < bound,
+            "{verb:?}: {elapsed:?} for --timeout-ms {timeout_ms}"
+        );
+    }
+}

@@ -298,3 +298,56 @@ fn usage_errors_and_a_directory_in_use_exit_2() {
     // Reading alone needs no lock.
     assert_eq!(dumptool(&["log-check", dir]).status.code(), Some(0));
 }
+
+/// A segment whose header has the sequence-jump flag and first position 2^64 − 1 (no entry can
+/// carry it, and no log can continue after it): `dumptool log-check` and the dht node decide it
+/// with the same header check, so both refuse it, naming the same problem.
+#[test]
+fn a_segment_starting_at_the_last_position_is_refused_by_log_check_and_the_node_alike() {
+    use dht_persist::wal::format::{SegmentHeader, SEGMENT_FLAG_SEQUENCE_JUMP};
+    let data = tempfile::tempdir().unwrap();
+    let wal = data.path().join("wal");
+    fs::create_dir(&wal).unwrap();
+    let header = SegmentHeader {
+        number: 1,
+        first_seq: u64::MAX,
+        flags: SEGMENT_FLAG_SEQUENCE_JUMP,
+    };
+    fs::write(wal.join("00000001.log"), header.encode()).unwrap();
+    let problem = "first sequence number is 2^64 - 1";
+
+    let check = dumptool(&["log-check", path_str(data.path())]);
+    assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
+    assert!(stdout(&check).contains(problem), "{}", stdout(&check));
+
+    let logs = tempfile::tempdir().unwrap();
+    let mut node = std::process::Command::new(dhtnode_binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path_str(data.path()),
+        ])
+        .args(["--log-dir", path_str(logs.path())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            node.kill().unwrap();
+            node.wait().unwrap();
+            panic!("the node started on the log log-check refuses");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut refusal = String::new();
+    std::io::Read::read_to_string(node.stderr.as_mut().unwrap(), &mut refusal).unwrap();
+    assert!(!status.success(), "{refusal}");
+    assert!(refusal.contains(problem), "{refusal}");
+    assert_eq!(fs::read(wal.join("00000001.log")).unwrap(), header.encode());
+}

@@ -645,6 +645,120 @@ def test_common(node, kind, foreign_code):
     protocol_errors(node, kind)
 
 
+# §5.1: the names GetStats lists, and how a few of them move
+
+STATS_COMMON = ["connections_open", "streams_open", "stream_memory_bytes", "connections_accepted",
+                "connections_refused", "handshakes_failed", "tls_handshakes_deferred",
+                "protocol_errors", "bytes_in", "bytes_out", "connections_max", "uptime_s"]
+STATS_REQUEST = ["handled", "failed", "mean_us", "max_us", "handled_10us", "handled_100us",
+                 "handled_1ms", "handled_10ms", "handled_100ms", "handled_over_100ms"]
+# Per kind: the names always listed, those listed under a condition (each node here runs with
+# the defaults: a dht change log with fsyncs, logfiles fsync "interval", a data directory that
+# statvfs reads), and the per-channel suffixes.
+STATS_KIND = {
+    KIND_DHT: (["total_records", "total_bytes", "listeners", "tombstones", "redistributing",
+                "redistribution_moved", "catch_up_state", "catch_up_records",
+                "catch_up_tombstones", "dumping", "dump_failures", "dump_period_s",
+                "last_dump_age_s"],
+               ["log_position", "log_bytes", "log_writes_awaiting_fsync", "log_fsyncs",
+                "log_fsync_failures"],
+               ["records", "bytes"]),
+    KIND_LOGFILES: (["channels", "total_buckets", "total_bytes", "open_buckets",
+                     "writes_awaiting_fsync"],
+                    ["disk_size_bytes", "disk_free_bytes", "group_commits",
+                     "group_commit_failures", "group_commit_mean_us"],
+                    []),
+    KIND_QUEUE: (["total_records", "total_bytes", "total_used_bytes", "total_capacity_bytes",
+                  "consumers", "pushed_records", "removed_records"],
+                 [],
+                 ["records", "bytes", "fill_percent"]),
+}
+
+
+def get_stats(c, section="§5.1"):
+    """GetStats as a dict; a name listed twice fails the check."""
+    r = ok_body(c.call(3), section, "GetStats")
+    n = r.u32()
+    pairs = [(r.str8(), r.u64()) for _ in range(n)]
+    check(r.done(), section, "GetStats: nothing after the n pairs")
+    stats = dict(pairs)
+    check_eq(len(stats), len(pairs), section, "GetStats lists each name once")
+    return stats
+
+
+def check_stats_names(stats, kind, channels, types, what):
+    """Whether `stats` lists exactly the names §5.1 promises for `kind`, given the request types
+    answered so far on this node (`types`) and the channels written (`channels`)."""
+    always, conditional, per_channel = STATS_KIND[kind]
+    want = set(STATS_COMMON) | set(always) | set(conditional)
+    want |= {f"request/{t}/{suffix}" for t in types for suffix in STATS_REQUEST}
+    want |= {f"channel/{ch}/{suffix}" for ch in channels for suffix in per_channel}
+    got = set(stats)
+    check(got == want, "§5.1", f"{what}: GetStats lists exactly the documented names; "
+          f"undocumented {sorted(got - want)}, missing {sorted(want - got)}")
+
+
+def test_stats(bin_dir, tmp, binary, kind):
+    """The names of §5.1 on a node of its own with the defaults, and the counters a write
+    moves."""
+    node = Node(bin_dir, binary, kind, tmp, f"stats-{binary}")
+    try:
+        stats_moves(node, kind)
+    finally:
+        node.stop()
+
+
+def stats_moves(node, kind):
+    c = Conn(node, kind=kind)
+    before = get_stats(c)
+    check_stats_names(before, kind, [], [], "before any request")
+    after = get_stats(c)
+    check_stats_names(after, kind, [], ["GetStats"], "after one GetStats")
+    check_eq(after.get("request/GetStats/handled", 0) - before.get("request/GetStats/handled", 0),
+             1, "§5.1", "request/GetStats/handled counts the GetStats answered before")
+    ch = "stats-ch"
+    if kind == KIND_DHT:
+        check_eq(c.call(16, str8(ch) + u64(7) + b"12345"), (0, b""), "§6.2", "Put")
+        moved = get_stats(c)
+        check_stats_names(moved, kind, [ch], ["GetStats", "Put"], "after a dht Put")
+        check_eq(moved.get("request/Put/handled"), 1, "§5.1", "request/Put/handled after a Put")
+        check_eq(moved["total_records"] - after["total_records"], 1, "§5.1",
+                 "a Put of a new key adds 1 to total_records")
+        check_eq(moved["total_bytes"] - after["total_bytes"], 8 + 5, "§5.1",
+                 "a Put of a new 5-byte value adds 8 + 5 to total_bytes")
+        check_eq((moved.get(f"channel/{ch}/records"), moved.get(f"channel/{ch}/bytes")),
+                 (1, 13), "§5.1", "channel/<ch>/records and bytes after one Put")
+        check(moved["log_position"] > after["log_position"], "§5.1",
+              "a Put moves log_position forward")
+    elif kind == KIND_LOGFILES:
+        check_eq(c.call(48, str8(ch) + u64(7) + b"12345"), (0, b""), "§7.2", "Put")
+        moved = get_stats(c)
+        check_stats_names(moved, kind, [], ["GetStats", "Put"], "after a logfiles Put")
+        check_eq(moved.get("request/Put/handled"), 1, "§5.1", "request/Put/handled after a Put")
+        check_eq(moved["channels"] - after["channels"], 1, "§5.1",
+                 "a Put to a new channel adds 1 to channels")
+        check(moved["total_bytes"] > after["total_bytes"] and moved["total_buckets"] >
+              after["total_buckets"], "§5.1", "a Put to a new channel adds a bucket and bytes")
+        check(moved["open_buckets"] >= 1, "§5.1", "the bucket written is open for writing")
+    else:
+        check_eq(c.call(80, str8(ch) + b"12345"), (0, b""), "§8.2", "Push")
+        pushed = get_stats(c)
+        check_stats_names(pushed, kind, [ch], ["GetStats", "Push"], "after a Push")
+        check_eq(pushed.get("request/Push/handled"), 1, "§5.1", "request/Push/handled")
+        check_eq((pushed["pushed_records"] - after["pushed_records"],
+                  pushed["total_records"] - after["total_records"],
+                  pushed["total_bytes"] - after["total_bytes"]), (1, 1, 5), "§5.1",
+                 "a Push adds 1 to pushed_records and total_records, its length to total_bytes")
+        check_eq(pushed.get(f"channel/{ch}/records"), 1, "§5.1", "channel/<storage>/records")
+        check_eq(c.call(81, str8(ch)), (0, b"12345"), "§8.2", "Pop")
+        popped = get_stats(c)
+        check_stats_names(popped, kind, [ch], ["GetStats", "Push", "Pop"], "after a Pop")
+        check_eq((popped["removed_records"] - pushed["removed_records"],
+                  popped["total_records"] - pushed["total_records"]), (1, -1), "§5.1",
+                 "a Pop adds 1 to removed_records and takes 1 from total_records")
+    c.close()
+
+
 def protocol_errors(node, kind):
     cases = [
         ("a header longer than max_frame_bytes", dict(ftype=T_REQUEST, code=1, length=MAX_FRAME + 1),
@@ -1065,8 +1179,11 @@ def test_dht_redist_admin(c):
         ("a byte after the targets", u64(0) + u64(FULL_MAX) + u16(0) + b"x"),
     ]
     for label, body in ranges:
-        items, st, _ = c.stream(29, body)
+        items, st, reply = c.stream(29, body)
         check(not items and st == ST["BadRequest"], "§6.6", f"Redistribute with {label}")
+        if label == "1025 targets":
+            check(b"1025 targets" in reply and b"bytes" not in reply, "§3",
+                  f"the BadRequest message counts targets, not bytes: {reply!r}")
 
 
 def test_dht_redistribute(bin_dir, tmp):
@@ -1818,10 +1935,13 @@ def main():
 
     # SIGTERM (the suite's own limit) stops every node as well.
     signal.signal(signal.SIGTERM, terminated)
-    parts = [("dht", lambda: test_dht(bin_dir, tmp)),
-             ("logfiles", lambda: (test_logfiles(bin_dir, tmp), test_logfiles_limits(bin_dir, tmp))),
+    parts = [("dht", lambda: (test_dht(bin_dir, tmp),
+                              test_stats(bin_dir, tmp, "dhtnode", KIND_DHT))),
+             ("logfiles", lambda: (test_logfiles(bin_dir, tmp), test_logfiles_limits(bin_dir, tmp),
+                                   test_stats(bin_dir, tmp, "logfilesnode", KIND_LOGFILES))),
              ("queue", lambda: (test_queue(bin_dir, tmp), test_queue_limits(bin_dir, tmp),
-                                test_queue_default_value_limit(bin_dir, tmp))),
+                                test_queue_default_value_limit(bin_dir, tmp),
+                                test_stats(bin_dir, tmp, "queuenode", KIND_QUEUE))),
              ("auth", lambda: test_auth(bin_dir, tmp)),
              ("tls", lambda: test_tls(bin_dir, tmp))]
     try:

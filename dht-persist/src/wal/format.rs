@@ -12,7 +12,7 @@
 //! | 8 | `u32` | format version = `1` |
 //! | 12 | `u32` | flags: `0`, or [`SEGMENT_FLAG_SEQUENCE_JUMP`]; a reader refuses any other bit |
 //! | 16 | `u64` | segment number (the file name's) |
-//! | 24 | `u64` | `first_seq`: the sequence number of the segment's first entry (at least 1) |
+//! | 24 | `u64` | `first_seq`: the sequence number of the segment's first entry (1 to 2^64 − 2) |
 //! | 32 | `u32` | CRC32 (IEEE) of bytes `0 .. 32` |
 //!
 //! **Entry** ([`ENTRY_HEADER_LEN`] = 20 bytes of header, then `body_len` bytes of body):
@@ -150,6 +150,11 @@ pub enum HeaderProblem {
     NumberMismatch { header: u64, name: u64 },
     #[error("the segment's first sequence number is 0 (they start at 1)")]
     FirstSeqZero,
+    #[error(
+        "the segment's first sequence number is 2^64 - 1, past the last one an entry can carry \
+         (2^64 - 2): no entry fits in it and the log cannot continue after it"
+    )]
+    FirstSeqPastLast,
 }
 
 impl HeaderProblem {
@@ -207,6 +212,12 @@ impl SegmentHeader {
         }
         if header.first_seq == 0 {
             return Err(HeaderProblem::FirstSeqZero);
+        }
+        // The writer never numbers an entry u64::MAX (the next one would overflow), so a header
+        // starting there is forged or damaged: refused here, where the node's replay and
+        // `dumptool log-check` both decide it, rather than by the writer after a "clean" read.
+        if header.first_seq == u64::MAX {
+            return Err(HeaderProblem::FirstSeqPastLast);
         }
         Ok(header)
     }

@@ -3,8 +3,8 @@
 //! it is refused, never skipped; segments, gaps and positions.
 
 use super::format::{
-    encode_entry, SegmentHeader, ENTRY_FLAG_VERSIONS, ENTRY_HEADER_LEN, SEGMENT_FLAG_SEQUENCE_JUMP,
-    SEGMENT_HEADER_LEN,
+    encode_entry, HeaderProblem, SegmentHeader, ENTRY_FLAG_VERSIONS, ENTRY_HEADER_LEN,
+    SEGMENT_FLAG_SEQUENCE_JUMP, SEGMENT_HEADER_LEN,
 };
 use super::*;
 use crate::layout::segment_file_name;
@@ -993,6 +993,28 @@ fn the_last_sequence_number_is_refused_not_overflowed() {
         ..empty_end(dir.path())
     };
     assert!(LogWriter::create(&end, u64::MAX, LogOptions::default()).is_err());
+}
+
+#[test]
+fn a_header_starting_at_the_last_position_is_refused_jump_or_not() {
+    for flags in [0, SEGMENT_FLAG_SEQUENCE_JUMP] {
+        let header = |first_seq| SegmentHeader {
+            number: 1,
+            first_seq,
+            flags,
+        };
+        let refused = SegmentHeader::decode(&header(u64::MAX).encode());
+        assert_eq!(
+            refused,
+            Err(HeaderProblem::FirstSeqPastLast),
+            "flags {flags}"
+        );
+        let last_usable = header(u64::MAX - 1);
+        assert_eq!(
+            SegmentHeader::decode(&last_usable.encode()),
+            Ok(last_usable)
+        );
+    }
 }
 
 #[test]

@@ -601,14 +601,12 @@ impl RedistributeRequest {
             min: reader.u64("min")?,
             max: reader.u64("max")?,
         };
-        let count = usize::from(reader.u16("target count")?);
-        if count > MAX_REDISTRIBUTE_TARGETS {
-            return Err(WireError::TooLong {
-                field: "target count",
-                len: count,
-                max: MAX_REDISTRIBUTE_TARGETS,
-            });
-        }
+        let count = Reader::check_count(
+            "target count",
+            usize::from(reader.u16("target count")?),
+            MAX_REDISTRIBUTE_TARGETS,
+            "targets",
+        )?;
         let mut targets = Vec::with_capacity(count);
         for _ in 0..count {
             let address =
@@ -959,6 +957,19 @@ pub fn decode_range(body: &[u8]) -> Result<HashRange, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list longer than its limit is named by what it counts: targets, not bytes.
+    #[test]
+    fn too_many_redistribute_targets_are_counted_as_targets() {
+        let mut body = Vec::new();
+        encode_range(&mut body, HashRange::FULL);
+        put_u16(&mut body, 1025);
+        let err = RedistributeRequest::decode(&body).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `target count`: 1025 targets, more than the limit of 1024"
+        );
+    }
 
     #[test]
     fn sequential_keys_spread_over_the_hash_space() {

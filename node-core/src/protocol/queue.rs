@@ -151,12 +151,7 @@ fn read_channels<'a>(reader: &mut Reader<'a>) -> Result<Vec<&'a str>, WireError>
             reason: "at least one channel is needed",
         });
     }
-    if count > MAX_PUSH_CHANNELS {
-        return Err(WireError::Invalid {
-            field: "channel_count",
-            reason: "more than 64 channels",
-        });
-    }
+    let count = Reader::check_count("channel_count", count, MAX_PUSH_CHANNELS, "channels")?;
     (0..count).map(|_| reader.str8("channel")).collect()
 }
 
@@ -363,6 +358,20 @@ impl super::channels::SizeReply for QueueSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_many_push_channels_are_counted_as_channels() {
+        let mut body = vec![65u8];
+        for i in 0..65 {
+            put_str8(&mut body, &format!("c{i}"));
+        }
+        body.push(b'v');
+        let err = PushMultiRequest::decode(&body).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `channel_count`: 65 channels, more than the limit of 64"
+        );
+    }
 
     #[test]
     fn push_round_trips_with_empty_and_binary_values() {

@@ -14,6 +14,14 @@ pub enum WireError {
         len: usize,
         max: usize,
     },
+    /// A count of items (not bytes) past its limit; `items` names what is counted.
+    #[error("field `{field}`: {count} {items}, more than the limit of {max}")]
+    TooMany {
+        field: &'static str,
+        count: usize,
+        max: usize,
+        items: &'static str,
+    },
     #[error("field `{field}`: not valid UTF-8")]
     BadUtf8 { field: &'static str },
     #[error("field `{field}`: {reason}")]
@@ -95,6 +103,25 @@ impl<'a> Reader<'a> {
             });
         }
         self.take(field, len)
+    }
+
+    /// A count field (`u8`, `u16` or `u32`, already read as `count`) of at most `max` `items`:
+    /// the check every list of a request body shares, so its error names items, not bytes.
+    pub fn check_count(
+        field: &'static str,
+        count: usize,
+        max: usize,
+        items: &'static str,
+    ) -> Result<usize, WireError> {
+        if count > max {
+            return Err(WireError::TooMany {
+                field,
+                count,
+                max,
+                items,
+            });
+        }
+        Ok(count)
     }
 
     /// A `str8` field.

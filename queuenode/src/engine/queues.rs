@@ -106,6 +106,37 @@ pub struct OpenReport {
     pub corrupt: Vec<(PathBuf, String)>,
 }
 
+/// Why the entry `<name>.ring` at `path` is passed over at start, if it is: a name that is no
+/// storage's, or something other than a regular file (a symbolic link to one is followed). The
+/// words name what the entry is, so an operator knows what to remove or rename.
+fn not_a_ring(name: &str, path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    if !valid_storage_name(name) {
+        return Some("an entry with a bad name (a ring is `<channel>.ring` or `<subscriber>@<channel>.ring`)".into());
+    }
+    let kind = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => return None,
+        Ok(meta) => {
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                "a directory"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_socket() {
+                "a socket"
+            } else if kind.is_block_device() || kind.is_char_device() {
+                "a device file"
+            } else {
+                "an entry of another type"
+            }
+        }
+        Err(error) => return Some(format!("an entry whose type cannot be read ({error})")),
+    };
+    Some(format!(
+        "{kind} where a ring file belongs (a ring is a regular file)"
+    ))
+}
+
 pub struct Queues {
     config: QueuesConfig,
     rings: BTreeMap<String, Ring>,
@@ -143,8 +174,8 @@ impl Queues {
             let Some(name) = file_name.strip_suffix(RING_SUFFIX) else {
                 continue;
             };
-            if !valid_storage_name(name) || !path.is_file() {
-                tracing::warn!(path = %path.display(), "queues: ignoring file with a bad name");
+            if let Some(reason) = not_a_ring(name, &path) {
+                tracing::warn!(path = %path.display(), "queues: ignoring {reason}");
                 continue;
             }
             match Ring::open(&path, config.sync) {
