@@ -28,10 +28,7 @@
 //! Node failure is normal, and the clients serve through it:
 //!
 //! - **Starting.** The cluster clients start while nodes are down (even all of them); a plain
-//!   [`Client`] does with [`ClientOptions::allow_down_nodes`]. A [`DhtClient`] asks every node
-//!   its range at start: when none answers and one of them is connected but silent past
-//!   `request_timeout_ms`, it fails with that [`ClientError::Timeout`] rather than start and
-//!   make its first request wait on the stalled node again. A node's health is kept in one
+//!   [`Client`] does with [`ClientOptions::allow_down_nodes`]. A node's health is kept in one
 //!   place and read without a request: [`Client::node_status`] (up, connecting, down since when
 //!   and why, retired).
 //! - **Failing fast.** Once a node is known to be down (its connection dropped and the reconnect

@@ -205,10 +205,8 @@ fn remembered() -> &'static Mutex<HashMap<SocketAddr, HashRange>> {
 /// Asks every node its range and redistribution state. A node that cannot answer because it
 /// is down (or, with `previous`, for any reason: lenient) keeps what is known of it: the last
 /// range it answered in this process, else the range `stated` for it (the topology's), else
-/// none. Without `previous` (at connect) any other error fails the whole fetch, and so does a
-/// timeout when no node answered: every node is down or stalls, and a request would only wait
-/// on the stalled one a second time (a one-shot `swarmctl dht get` took twice its
-/// `--timeout-ms`). Returns the routes and the first error met.
+/// none. Without `previous` (at connect) any other error fails the whole fetch. Returns the
+/// routes and the first error met.
 pub(crate) fn fetch(
     client: &Client,
     previous: Option<&Routes>,
@@ -226,7 +224,6 @@ pub(crate) fn fetch(
         .collect();
     let mut learned = Vec::with_capacity(asked.len());
     let mut first_error = None;
-    let (mut answered, mut first_timeout) = (0usize, None);
     for (status, (generation, pending)) in statuses.iter().zip(asked) {
         let (node, addr) = (status.index, status.addr);
         let mut entry = Learned {
@@ -247,12 +244,8 @@ pub(crate) fn fetch(
             Ok(answer) => {
                 remember(addr, answer.range);
                 (entry.range, entry.running) = (answer.range, answer.running);
-                answered += 1;
             }
             Err(error) if previous.is_some() || error.is_node_down() => {
-                if matches!(error, ClientError::Timeout { .. }) && first_timeout.is_none() {
-                    first_timeout = Some(error.clone());
-                }
                 tracing::debug!(%error, "range refresh: keeping what is known of {addr}");
                 let known = recall(addr).or_else(|| stated.get(&addr).copied());
                 entry.range = known.unwrap_or(HashRange::EMPTY);
@@ -265,9 +258,6 @@ pub(crate) fn fetch(
             Err(error) => return Err(error),
         }
         learned.push(entry);
-    }
-    if let (None, 0, Some(timeout)) = (previous, answered, first_timeout) {
-        return Err(timeout);
     }
     let version = previous.map_or(0, |previous| previous.version + 1);
     Ok((Routes::new(learned, version), first_error))

@@ -49,12 +49,7 @@ pub struct TargetArgs {
     /// Which entry of the key file to use (needed when it holds several).
     #[arg(long, value_name = "NAME", requires = "key_file")]
     name: Option<String>,
-    /// How long to wait, in milliseconds, for each node's connection and handshake (default
-    /// 2000) and for each answer (default 10000). A dht verb first asks every node its range, in
-    /// parallel: when no node answers within MS the command stops there (`timed out after MS
-    /// ms`, status 3), so one stalled node fails it after about MS; when some answer, a request
-    /// sent to a node that stalls waits up to MS more. A verb of many requests (getall,
-    /// redistribute) waits up to MS for each.
+    /// Limit on connecting and on each request, in milliseconds.
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
     /// Connect over TLS, trusting the CA certificates of this PEM file. Overrides the topology's
