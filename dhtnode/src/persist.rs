@@ -368,10 +368,10 @@ fn replay_start(
 /// A WARN per file of the log directory that is neither a segment nor the log's own `covered`
 /// (a segment copied back under a wrong name would otherwise be passed over in silence).
 fn warn_others(others: &[PathBuf]) {
+    use dht_persist::wal::covered::{COVERED_FILE, COVERED_TMP_FILE};
     let own = |path: &&PathBuf| {
-        path.file_name().is_some_and(|name| {
-            name == dht_persist::wal::covered::COVERED_FILE || name == "covered.tmp"
-        })
+        path.file_name()
+            .is_some_and(|name| name == COVERED_FILE || name == COVERED_TMP_FILE)
     };
     for path in others.iter().filter(|path| !own(path)) {
         tracing::warn!(
@@ -382,22 +382,15 @@ fn warn_others(others: &[PathBuf]) {
     }
 }
 
-/// The largest log position a dump or `wal/covered` can cover: the log's writer continues
-/// after it, and sequence numbers end below 2^64 - 1.
-pub const MAX_DUMP_POSITION: u64 = u64::MAX - 2;
+/// The largest log position a dump or `wal/covered` can cover (the one bound, kept beside
+/// `wal/covered`'s reader, which refuses a position past it).
+pub use dht_persist::wal::covered::MAX_COVERED_POSITION as MAX_DUMP_POSITION;
 
-/// The position `wal/covered` records, if it is there and sound (a damaged file, or one past
-/// [`MAX_DUMP_POSITION`], counts as missing, with a WARN: the replay then reads the whole log).
+/// The position `wal/covered` records, if it is there and sound (a damaged file, one past
+/// [`MAX_DUMP_POSITION`] included, counts as missing, with a WARN: the replay then reads the
+/// whole log).
 fn read_covered(dir: &Path) -> Option<u64> {
     match dht_persist::wal::read_covered(dir) {
-        Ok(Some(position)) if position > MAX_DUMP_POSITION => {
-            tracing::warn!(
-                "{}: position {position} is past the largest a change log reaches \
-                 ({MAX_DUMP_POSITION}): damaged or forged; the replay reads the whole log",
-                dir.join(dht_persist::wal::covered::COVERED_FILE).display()
-            );
-            None
-        }
         Ok(covered) => covered,
         Err(problem) => {
             tracing::warn!("{problem}; the replay reads the whole log");

@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"SWLCOV01";
 const FILE_LEN: usize = 20;
 pub const COVERED_FILE: &str = "covered";
+/// Where [`write_covered`] writes before renaming into place.
+pub const COVERED_TMP_FILE: &str = "covered.tmp";
+/// The largest position a dump or this file can cover: the log's writer continues after it,
+/// and sequence numbers end below 2^64 - 1. A larger one is damage (or forgery).
+pub const MAX_COVERED_POSITION: u64 = u64::MAX - 2;
 
 fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
@@ -31,7 +36,7 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(bytes.len(), FILE_LEN);
-    let tmp = path_in(dir, "covered.tmp");
+    let tmp = path_in(dir, COVERED_TMP_FILE);
     let mut file = File::create(&tmp)?;
     file.write_all(&bytes)?;
     file.sync_data()?;
@@ -61,9 +66,16 @@ pub fn read_covered(dir: &Path) -> Result<Option<u64>, String> {
     if crc32fast::hash(head) != stored {
         return damaged("CRC mismatch");
     }
-    let mut position = [0u8; 8];
-    position.copy_from_slice(&head[8..16]);
-    Ok(Some(u64::from_le_bytes(position)))
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&head[8..16]);
+    let position = u64::from_le_bytes(bytes);
+    if position > MAX_COVERED_POSITION {
+        return damaged(&format!(
+            "position {position} is past the largest a change log reaches \
+             ({MAX_COVERED_POSITION}): damaged or forged"
+        ));
+    }
+    Ok(Some(position))
 }
 
 #[cfg(test)]
