@@ -96,6 +96,13 @@ impl Ticket {
         let _ = self.shared.send(command, self.node);
     }
 
+    /// A one-reply wait for this request ran out: starts the liveness probe of its node
+    /// (`crate::probe`, which decides whether one is due) and returns the timeout error.
+    pub(crate) fn timed_out(&self) -> ClientError {
+        crate::probe::after_timeout(&self.shared, self.node, self.heard_before);
+        self.timeout_error()
+    }
+
     pub(crate) fn timeout_error(&self) -> ClientError {
         ClientError::Timeout {
             node: self.shared.addr(self.node),
@@ -172,21 +179,19 @@ impl Pending {
     /// client checks that the node still answers at all (`crate::probe`: if not, it is counted
     /// down and requests to it fail at once until it is back).
     pub fn wait(self) -> Result<Reply, ClientError> {
-        let shared = Arc::clone(&self.ticket.shared);
-        let (node, heard_before) = (self.ticket.node, self.ticket.heard_before);
-        let outcome = self.wait_unprobed();
-        if matches!(outcome, Err(ClientError::Timeout { .. })) {
-            crate::probe::after_timeout(&shared, node, heard_before);
-        }
-        outcome
+        self.wait_then(Ticket::timed_out)
     }
 
     /// [`Pending::wait`] without the probe that follows a timeout (for the probe itself).
-    pub(crate) fn wait_unprobed(mut self) -> Result<Reply, ClientError> {
+    pub(crate) fn wait_unprobed(self) -> Result<Reply, ClientError> {
+        self.wait_then(Ticket::timeout_error)
+    }
+
+    fn wait_then(mut self, on_timeout: fn(&Ticket) -> ClientError) -> Result<Reply, ClientError> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         match self.rx.recv_timeout(remaining) {
             Ok(event) => self.ticket.finish(event),
-            Err(RecvTimeoutError::Timeout) => Err(self.ticket.timeout_error()),
+            Err(RecvTimeoutError::Timeout) => Err(on_timeout(&self.ticket)),
             Err(RecvTimeoutError::Disconnected) => Err(self.ticket.closed_error()),
         }
     }

@@ -225,11 +225,7 @@ impl AsyncPending {
         match tokio::time::timeout_at(self.deadline.into(), self.rx.recv()).await {
             Ok(Some(event)) => self.ticket.finish(event),
             Ok(None) => Err(self.ticket.closed_error()),
-            Err(_) => {
-                let ticket = &self.ticket;
-                crate::probe::after_timeout(&ticket.shared, ticket.node, ticket.heard_before);
-                Err(self.ticket.timeout_error())
-            }
+            Err(_) => Err(self.ticket.timed_out()),
         }
     }
 }
