@@ -101,6 +101,35 @@ fn is_down(dht: &DhtClient, node: usize) -> bool {
     )
 }
 
+/// Waits until the client sees node `node` up again; returns how long that took.
+fn seen_live_again(dht: &DhtClient, node: usize) -> Duration {
+    wait_until("the client to see the member live again", LIMIT, || {
+        dht.client()
+            .node_status(node)
+            .is_some_and(|status| status.is_up())
+    })
+}
+
+/// A put through the client, recorded as acknowledged.
+fn put_acknowledged(dht: &DhtClient, acked: &Acked, key: u64, value: &[u8]) {
+    dht.put(CHANNEL, key, value).expect("put");
+    acked
+        .lock()
+        .expect("lock")
+        .insert(key, Some(value.to_vec()));
+}
+
+/// How many acknowledged writes member `node` lacks, which must be some: the test wrote while
+/// the member was away.
+fn missed_some(dht: &DhtClient, node: usize, acked: &Acked) -> usize {
+    let stale = stale_on(dht, node, acked);
+    assert!(
+        stale > 0,
+        "the test wrote nothing while the member was away"
+    );
+    stale
+}
+
 /// What a node itself holds under `key` (a Get sent to it alone).
 fn held_by(dht: &DhtClient, node: usize, key: u64) -> Option<Vec<u8>> {
     let reply = ask_node(dht, node, wire::GET, key);
@@ -316,33 +345,21 @@ fn a_member_killed_restarted_then_the_other_killed_loses_no_acknowledged_write()
     check_reads(&reads, killed, detected);
 
     cluster.dht[2].restart();
-    let back = wait_until("the client to see the member live again", LIMIT, || {
-        dht.client()
-            .node_status(2)
-            .is_some_and(|status| status.is_up())
-    });
+    let back = seen_live_again(&dht, 2);
     println!("the restarted member was seen live again {back:?} after its restart");
     let sets = dht.replica_sets();
     assert_eq!(sets[1].live, vec![2, 3], "{sets:?}");
     // It restarted from its own data: it lacks what was written while it was down.
-    let stale = stale_on(&dht, 2, &acked);
+    let stale = missed_some(&dht, 2, &acked);
     println!("the restarted member missed {stale} acknowledged writes while it was down");
-    assert!(
-        stale > 0,
-        "the test wrote nothing while the member was down"
-    );
 
     // It receives writes; the first write also hands it the writes it missed (hints).
     let key = key_of_set(&dht, 1, 0);
-    dht.put(CHANNEL, key, b"after the restart").expect("put");
+    put_acknowledged(&dht, &acked, key, b"after the restart");
     assert_eq!(
         held_by(&dht, 2, key).as_deref(),
         Some(&b"after the restart"[..])
     );
-    acked
-        .lock()
-        .expect("lock")
-        .insert(key, Some(b"after the restart".to_vec()));
     assert_eq!(
         stale_on(&dht, 2, &acked),
         0,
@@ -392,27 +409,14 @@ fn a_member_that_stops_answering_is_counted_down_and_its_set_goes_on() {
     check_reads(&reads, stopped, detected);
 
     cluster.dht[2].signal("CONT");
-    let back = wait_until("the client to see the member live again", LIMIT, || {
-        dht.client()
-            .node_status(2)
-            .is_some_and(|status| status.is_up())
-    });
-    let stale = stale_on(&dht, 2, &acked);
+    let back = seen_live_again(&dht, 2);
+    let stale = missed_some(&dht, 2, &acked);
     println!("the member, continued, was seen live again after {back:?}; it missed {stale} writes");
-    assert!(
-        stale > 0,
-        "the test wrote nothing while the member was stopped"
-    );
     // It is given the writes it missed while it was counted down (hints). Requests replay
     // them by themselves, and a replay that fails (the member may still be working off what
     // piled up while it was stopped, under a 500 ms request timeout on a loaded machine) is
     // tried again later; here the test asks for it until it went through.
-    let key = key_of_set(&dht, 1, 0);
-    dht.put(CHANNEL, key, b"after the stop").expect("put");
-    acked
-        .lock()
-        .expect("lock")
-        .insert(key, Some(b"after the stop".to_vec()));
+    put_acknowledged(&dht, &acked, key_of_set(&dht, 1, 0), b"after the stop");
     let mut turns = 0;
     wait_until("the missed writes to be replayed", LIMIT, || {
         turns += 1;
@@ -466,11 +470,7 @@ fn a_member_killed_and_emptied_catches_up_from_its_peer_then_the_other_killed_lo
         "the emptied member caught up {caught_up:?} after its restart; {during} writes were \
          acknowledged meanwhile"
     );
-    let back = wait_until("the client to see the member live again", LIMIT, || {
-        dht.client()
-            .node_status(2)
-            .is_some_and(|status| status.is_up())
-    });
+    let back = seen_live_again(&dht, 2);
     println!("the client saw it live again {back:?} after it caught up");
     assert_eq!(dht.replica_sets()[1].live, vec![2, 3]);
     load.wait_for_writes(400);
