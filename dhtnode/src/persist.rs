@@ -282,11 +282,14 @@ pub fn replay(
         }
     }
     batch.apply(engine);
+    let zeros_ahead = zeros_ahead(reader.summaries());
     let Some(mut end) = reader.into_end() else {
         unreachable!("the reader returned its last entry");
     };
     if let Some(torn) = end.cut_torn_tail()? {
         tracing::warn!("change log: cut a {torn}");
+    } else if let Some((path, len)) = zeros_ahead {
+        cut_zeros_ahead(&path, len);
     }
     tracing::info!(
         "change log replayed in {:.3} s: {applied} entries applied, {skipped} already in their \
@@ -303,6 +306,29 @@ pub fn replay(
         highest_dump_position,
         admission: batch.admission,
     })
+}
+
+/// The last segment and where its entries end, when zeros its writer wrote ahead follow them
+/// (a run that did not stop cleanly: a clean stop cuts them).
+fn zeros_ahead(summaries: &[dht_persist::wal::SegmentSummary]) -> Option<(PathBuf, u64)> {
+    let last = summaries.last().filter(|last| last.zeros_after > 0)?;
+    Some((last.path.clone(), last.file_len - last.zeros_after))
+}
+
+/// Cuts the zeros after the last entry of `path`, which ends at `len`: its length is then what
+/// it holds (the log's `log_bytes`), and the room reserved past it goes back to the file system.
+/// Should that fail, the zeros stay: readers take them for the end all the same.
+fn cut_zeros_ahead(path: &Path, len: u64) {
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_len(len));
+    if let Err(error) = cut {
+        tracing::warn!(
+            "change log: cannot cut the zeros written ahead after byte {len} of {}: {error}",
+            path.display()
+        );
+    }
 }
 
 /// The WARN lines for logged values the loader's rules kept out, as the loader warns for a

@@ -68,6 +68,50 @@ fn log_dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// What the log in `dir` holds: its segments' headers and entries, without the zeros the node
+/// writes ahead after its last entry.
+fn log_held_bytes(dir: &Path) -> u64 {
+    use dht_persist::wal::{LogReader, ReadFrom};
+    let mut reader = LogReader::open(&dir.join("data/wal"), ReadFrom::Start).unwrap();
+    while reader.next_entry().unwrap().is_some() {}
+    reader
+        .summaries()
+        .iter()
+        .map(|segment| segment.file_len - segment.zeros_after)
+        .sum()
+}
+
+fn log_bytes_stat(node: &Node) -> u64 {
+    stat(&get_stats(&mut Conn::open(node.addr)), "log_bytes").expect("log_bytes in GetStats")
+}
+
+/// GetStats `log_bytes` is what the log holds (protocol.md §5.1), not the segment files'
+/// lengths with up to 1 MiB of zeros written ahead: neither after a crash (the last segment
+/// ends in zeros: the start cuts them) nor once dump cycles have listed the segments again.
+#[test]
+fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..100, 1);
+    node.kill9();
+    assert!(log_dir_bytes(dir.path()) > log_held_bytes(dir.path()), "zeros written ahead");
+    node.restart();
+    assert_eq!(log_bytes_stat(&node), log_held_bytes(dir.path()), "after a crash");
+    node.stop();
+
+    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 1\n").unwrap();
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..100, 2);
+    let cycles_done = |node: &Node| node.root_log().matches("dump cycle done").count();
+    let before = cycles_done(&node);
+    wait_until("two dump cycles after the writes", || {
+        cycles_done(&node) >= before + 2
+    });
+    assert!(log_dir_bytes(dir.path()) > log_held_bytes(dir.path()), "zeros written ahead");
+    assert_eq!(log_bytes_stat(&node), log_held_bytes(dir.path()), "after dump cycles");
+}
+
 #[test]
 fn a_torn_tail_is_cut_with_a_log_line_and_everything_before_it_is_replayed() {
     let dir = tempfile::tempdir().unwrap();
