@@ -391,8 +391,9 @@ impl Client {
     /// When a wait of `request_timeout_ms` starting now must end (sooner when
     /// `total_timeout_ms` ends first).
     pub(crate) fn request_deadline(&self) -> Instant {
-        self.shared
-            .deadline_in(Duration::from_millis(self.shared.options.request_timeout_ms))
+        self.shared.deadline_in(Duration::from_millis(
+            self.shared.options.request_timeout_ms,
+        ))
     }
 
     /// What the async client shares with this one: the nodes, the I/O thread's command channel.

@@ -91,7 +91,10 @@ impl StreamSet {
         let (sink, deadline) = match &self.queue {
             Queue::Blocking { tx, .. } => {
                 let tx = tx.clone();
-                (Sink::Shared { tag, tx }, self.shared.request_deadline(node)?)
+                (
+                    Sink::Shared { tag, tx },
+                    self.shared.request_deadline(node)?,
+                )
             }
             #[cfg(feature = "async")]
             Queue::Async { tx, .. } => {

@@ -219,6 +219,9 @@ fn a_node_that_stalls_fails_a_one_request_dht_verb_within_its_timeout_ms() {
         let requests: Vec<u8> = sent.iter().copied().filter(|code| *code != 1).collect();
         assert_eq!(requests.len(), 1, "{verb:?}: requests sent {sent:?}");
         let bound = std::time::Duration::from_millis(3 * timeout_ms);
-        assert!(elapsed < bound, "{verb:?}: {elapsed:?} for --timeout-ms {timeout_ms}");
+        assert!(
+            elapsed < bound,
+            "{verb:?}: {elapsed:?} for --timeout-ms {timeout_ms}"
+        );
     }
 }

@@ -297,7 +297,12 @@ fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, Strin
     }
     if position > replayed.end.last_seq && begins_the_log(&writer) {
         let segment = writer.segment().0;
-        persist::record_jump_base(writer.dir(), segment, position + 1, &replayed.dump_positions);
+        persist::record_jump_base(
+            writer.dir(),
+            segment,
+            position + 1,
+            &replayed.dump_positions,
+        );
     }
     tracing::info!(
         "change log ({} durability) continues at position {} in {}",

@@ -406,9 +406,14 @@ fn warn_others(others: &[PathBuf]) {
     use dht_persist::wal::jump_base::{JUMP_BASE_FILE, JUMP_BASE_TMP_FILE};
     let own = |path: &&PathBuf| {
         path.file_name().is_some_and(|name| {
-            [COVERED_FILE, COVERED_TMP_FILE, JUMP_BASE_FILE, JUMP_BASE_TMP_FILE]
-                .iter()
-                .any(|own| name == *own)
+            [
+                COVERED_FILE,
+                COVERED_TMP_FILE,
+                JUMP_BASE_FILE,
+                JUMP_BASE_TMP_FILE,
+            ]
+            .iter()
+            .any(|own| name == *own)
         })
     };
     for path in others.iter().filter(|path| !own(path)) {

@@ -158,7 +158,9 @@ impl DhtNode {
         let Some(dir) = log.dir() else {
             return;
         };
-        let current = log.writer().map(|writer| (writer.segment().0, writer.segment_len()));
+        let current = log
+            .writer()
+            .map(|writer| (writer.segment().0, writer.segment_len()));
         match dht_persist::wal::segment::list_segments(dir) {
             Ok(listing) => {
                 let listed = listing

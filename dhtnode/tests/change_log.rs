@@ -95,9 +95,16 @@ fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
     let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
     put_all(&mut Conn::open(node.addr), 0..100, 1);
     node.kill9();
-    assert!(log_dir_bytes(dir.path()) > log_held_bytes(dir.path()), "zeros written ahead");
+    assert!(
+        log_dir_bytes(dir.path()) > log_held_bytes(dir.path()),
+        "zeros written ahead"
+    );
     node.restart();
-    assert_eq!(log_bytes_stat(&node), log_held_bytes(dir.path()), "after a crash");
+    assert_eq!(
+        log_bytes_stat(&node),
+        log_held_bytes(dir.path()),
+        "after a crash"
+    );
     node.stop();
 
     std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 1\n").unwrap();
@@ -108,8 +115,15 @@ fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
     wait_until("two dump cycles after the writes", || {
         cycles_done(&node) >= before + 2
     });
-    assert!(log_dir_bytes(dir.path()) > log_held_bytes(dir.path()), "zeros written ahead");
-    assert_eq!(log_bytes_stat(&node), log_held_bytes(dir.path()), "after dump cycles");
+    assert!(
+        log_dir_bytes(dir.path()) > log_held_bytes(dir.path()),
+        "zeros written ahead"
+    );
+    assert_eq!(
+        log_bytes_stat(&node),
+        log_held_bytes(dir.path()),
+        "after dump cycles"
+    );
 }
 
 #[test]
@@ -606,7 +620,11 @@ fn a_crash_after_a_restore_from_dumps_is_no_gap_but_an_older_dump_still_is() {
     let args = ["-c", "node.toml", "--listen", "127.0.0.1:0"];
     let (code, stderr) = common::refused_start(dir.path(), &args);
     assert_eq!(code, Some(1), "{stderr}");
-    for expected in ["change log GAP", "a (position 20)", "from position 21 to 40"] {
+    for expected in [
+        "change log GAP",
+        "a (position 20)",
+        "from position 21 to 40",
+    ] {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
     }
 }

@@ -458,8 +458,7 @@ fn a_fifo_as_the_journal_or_the_lock_refuses_the_start_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         testkit::mkfifo(&dir.path().join("data").join(name));
-        let (code, stderr) =
-            testkit::refused_start(BIN, dir.path(), &["--listen", "127.0.0.1:0"]);
+        let (code, stderr) = testkit::refused_start(BIN, dir.path(), &["--listen", "127.0.0.1:0"]);
         assert_eq!(code, Some(1), "{stderr}");
         for expected in [name, what, "is a FIFO, not a regular file"] {
             assert!(stderr.contains(expected), "{expected:?} in {stderr}");

@@ -72,11 +72,17 @@ mod tests {
         assert_eq!(not_regular(&dir.path().join("missing")), None);
         assert_eq!(not_regular(dir.path()), Some("a directory"));
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(made.success());
         assert_eq!(not_regular(&fifo), Some("a FIFO"));
         let error = refuse_not_regular(&fifo, "the test's file").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("fifo (the test's file) is a FIFO"), "{message}");
+        assert!(
+            message.contains("fifo (the test's file) is a FIFO"),
+            "{message}"
+        );
     }
 }

@@ -83,10 +83,13 @@ pub fn read_jump_base(dir: &Path) -> Result<Option<JumpBase>, String> {
         Err(error) => return Err(format!("{}: {error}", path.display())),
     }
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("{}: longer than {MAX_FILE_BYTES} bytes", path.display()));
+        return Err(format!(
+            "{}: longer than {MAX_FILE_BYTES} bytes",
+            path.display()
+        ));
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
     parse(&text)
         .map(Some)
         .map_err(|problem| format!("{}: {problem}", path.display()))
@@ -97,13 +100,19 @@ fn parse(text: &str) -> Result<JumpBase, String> {
     let head = lines.next().map_or("", |(_, line)| line);
     let mut base = match head.split(' ').collect::<Vec<_>>()[..] {
         ["segment", number, first_seq] => JumpBase {
-            segment: number.parse().map_err(|_| format!("bad segment number {number:?}"))?,
+            segment: number
+                .parse()
+                .map_err(|_| format!("bad segment number {number:?}"))?,
             first_seq: first_seq
                 .parse()
                 .map_err(|_| format!("bad first position {first_seq:?}"))?,
             positions: BTreeMap::new(),
         },
-        _ => return Err(format!("line 1 is {head:?}, not `segment <number> <first_seq>`")),
+        _ => {
+            return Err(format!(
+                "line 1 is {head:?}, not `segment <number> <first_seq>`"
+            ))
+        }
     };
     for (index, line) in lines {
         let parsed = line
@@ -144,7 +153,10 @@ mod tests {
         let path = dir.path().join(JUMP_BASE_FILE);
         fs::write(&path, "segment 3 21\na ten\n").unwrap();
         let problem = read_jump_base(dir.path()).unwrap_err();
-        assert!(problem.contains("line 2") && problem.contains("jump-base"), "{problem}");
+        assert!(
+            problem.contains("line 2") && problem.contains("jump-base"),
+            "{problem}"
+        );
         fs::write(&path, "a 10\n").unwrap();
         assert!(read_jump_base(dir.path()).unwrap_err().contains("line 1"));
     }

@@ -61,8 +61,8 @@ pub mod writer;
 mod tests;
 
 pub use covered::{read_covered, write_covered};
-pub use jump_base::{read_jump_base, write_jump_base, JumpBase};
 pub use format::{Change, EncodeError, EntryKind, EntryProblem, LoggedChange};
+pub use jump_base::{read_jump_base, write_jump_base, JumpBase};
 pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,
 };

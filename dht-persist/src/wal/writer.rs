@@ -465,7 +465,9 @@ impl LogWriter {
     /// back, so that its length is what it holds (should that fail, readers take the zeros for
     /// the end all the same).
     fn seal_and_switch(&mut self, file: File, path: PathBuf, number: u64) {
-        if self.zeroed_len > self.segment_len || (self.reserving && self.reserved_len > self.segment_len) {
+        if self.zeroed_len > self.segment_len
+            || (self.reserving && self.reserved_len > self.segment_len)
+        {
             let _ = self.segment.set_len(self.segment_len);
         }
         let old = std::mem::replace(&mut self.segment, Arc::new(file));
