@@ -312,7 +312,7 @@ impl Client {
         code: RequestCode,
         body: Vec<u8>,
     ) -> Result<Pending, ClientError> {
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.shared.request_deadline(node)?;
         let (reply_to, rx) = mpsc::channel();
         let ticket = send_request(
             &self.shared,
@@ -332,7 +332,7 @@ impl Client {
         code: RequestCode,
         body: &[u8],
     ) -> Result<Stream, ClientError> {
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.shared.request_deadline(node)?;
         let (reply_to, rx) = mpsc::channel();
         let ticket = send_request(
             &self.shared,
@@ -388,8 +388,12 @@ impl Client {
         common::decode_stats(self.shared.addr(node), &body)
     }
 
-    fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.shared.options.request_timeout_ms)
+    /// When a wait of `request_timeout_ms` starting now must end (sooner when
+    /// `total_timeout_ms` ends first).
+    pub(crate) fn request_deadline(&self) -> Instant {
+        self.shared.deadline_in(Duration::from_millis(
+            self.shared.options.request_timeout_ms,
+        ))
     }
 
     /// What the async client shares with this one: the nodes, the I/O thread's command channel.

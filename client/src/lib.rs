@@ -28,7 +28,10 @@
 //! Node failure is normal, and the clients serve through it:
 //!
 //! - **Starting.** The cluster clients start while nodes are down (even all of them); a plain
-//!   [`Client`] does with [`ClientOptions::allow_down_nodes`]. A node's health is kept in one
+//!   [`Client`] does with [`ClientOptions::allow_down_nodes`]. A one-shot tool that wants one
+//!   bound on everything after connecting (a dht client's range lookup at start and its
+//!   request) sets [`ClientOptions::total_timeout_ms`]: the client still starts. A node's
+//!   health is kept in one
 //!   place and read without a request: [`Client::node_status`] (up, connecting, down since when
 //!   and why, retired).
 //! - **Failing fast.** Once a node is known to be down (its connection dropped and the reconnect

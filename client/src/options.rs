@@ -16,6 +16,14 @@ pub struct ClientOptions {
     /// Limit on a blocking request, from submission to its Reply (and, for a stream, on the
     /// wait for each next event).
     pub request_timeout_ms: u64,
+    /// One bound on the client's requests together, counted from the end of `connect` (its
+    /// connections and handshakes); 0 (the default): none. No request waits past it (each
+    /// waits `request_timeout_ms`, or less when that would take it past), and a request made
+    /// after it fails at once with `ClientError::Timeout`, unsent. For one-shot tools (swarmctl's
+    /// `--timeout-ms`): a dht client's range lookup at connect and the command's request then
+    /// share one wait, instead of each waiting in turn. It changes nothing of how a client
+    /// starts: nodes that do not answer in time count as down, as with `request_timeout_ms`.
+    pub total_timeout_ms: u64,
     /// Name and key, used when a node asks for authentication.
     pub credentials: Option<(String, Key)>,
     /// `Some`: connect over TLS and verify each node's certificate ([`crate::tls`]). Default
@@ -67,6 +75,7 @@ impl Default for ClientOptions {
         ClientOptions {
             connect_timeout_ms: 2000,
             request_timeout_ms: 10_000,
+            total_timeout_ms: 0,
             credentials: None,
             tls: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES + 1024 * 1024,

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 /// Node indices a client hands out at most (added nodes take new ones, retired ones are never
 /// reused): bounds what a topology that keeps changing can make a long-lived client hold.
@@ -118,6 +119,9 @@ pub(crate) struct Shared {
     /// Every node ever given to the client, by index (append-only; see `node_set`).
     nodes: RwLock<Vec<Arc<NodeInfo>>>,
     pub(crate) options: ClientOptions,
+    /// When `options.total_timeout_ms` ends (counted from the client's start, after the
+    /// handshakes of `connect`), if it is set.
+    total_end: Option<Instant>,
 }
 
 impl Shared {
@@ -137,7 +141,30 @@ impl Shared {
             wake_pending: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             nodes: RwLock::new(nodes),
+            total_end: (options.total_timeout_ms > 0)
+                .then(|| Instant::now() + Duration::from_millis(options.total_timeout_ms)),
             options,
+        }
+    }
+
+    /// When a wait of `timeout` starting now must end: no later than the end of
+    /// `total_timeout_ms`.
+    pub(crate) fn deadline_in(&self, timeout: Duration) -> Instant {
+        let own = Instant::now() + timeout;
+        self.total_end.map_or(own, |end| own.min(end))
+    }
+
+    /// The deadline of a request to node `node` submitted now ([`Shared::deadline_in`] of
+    /// `request_timeout_ms`), or `ClientError::Timeout` when `total_timeout_ms` is over: the
+    /// request is not sent.
+    pub(crate) fn request_deadline(&self, node: usize) -> Result<Instant, ClientError> {
+        let deadline = self.deadline_in(Duration::from_millis(self.options.request_timeout_ms));
+        match self.total_end {
+            Some(end) if Instant::now() >= end => Err(ClientError::Timeout {
+                node: self.addr(node),
+                ms: self.options.total_timeout_ms,
+            }),
+            _ => Ok(deadline),
         }
     }
 

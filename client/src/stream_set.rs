@@ -90,9 +90,11 @@ impl StreamSet {
         let tag = self.next_tag;
         let (sink, deadline) = match &self.queue {
             Queue::Blocking { tx, .. } => {
-                let wait = Duration::from_millis(self.shared.options.request_timeout_ms);
                 let tx = tx.clone();
-                (Sink::Shared { tag, tx }, Instant::now() + wait)
+                (
+                    Sink::Shared { tag, tx },
+                    self.shared.request_deadline(node)?,
+                )
             }
             #[cfg(feature = "async")]
             Queue::Async { tx, .. } => {

@@ -172,3 +172,56 @@ fn failures_are_one_line_with_status_3_and_usage_errors_status_2() {
         Some(2)
     );
 }
+
+/// A dht node that completes the handshake, then reads every frame and answers none; records
+/// the request codes it got.
+fn stalling_node() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    let codes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = codes.clone();
+    let addr = fake_node(move |_, mut stream| {
+        accept_handshake(&mut stream);
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            while let Some((header, _)) = read_frame(&mut stream) {
+                seen.lock().unwrap().push(header.code);
+            }
+        });
+    });
+    (addr, codes)
+}
+
+/// `--timeout-ms MS` bounds a dht verb of one request whole against a node that stalls after
+/// the handshake: the range lookup at connect and the request share MS, so the request the
+/// lookup left no time for is not sent (it was, and waited MS again: the command took 2×MS).
+/// The client still starts (the stalled node counts as down), and the command fails with the
+/// timeout named.
+#[test]
+fn a_node_that_stalls_fails_a_one_request_dht_verb_within_its_timeout_ms() {
+    let (addr, codes) = stalling_node();
+    let addr = addr.to_string();
+    let timeout_ms = 1500u64;
+    let verbs: [&[&str]; 2] = [&["dht", "get", "ch", "1"], &["dht", "channels"]];
+    for verb in verbs {
+        codes.lock().unwrap().clear();
+        let mut args = vec!["--node", addr.as_str(), "--timeout-ms", "1500"];
+        args.extend_from_slice(verb);
+        let started = std::time::Instant::now();
+        let output = swarmctl(&args);
+        let elapsed = started.elapsed();
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert_eq!(output.status.code(), Some(3), "{verb:?}: {all}");
+        assert!(all.contains("timed out after 1500 ms"), "{verb:?}: {all}");
+        // The range lookup alone (the GetVersion probe the client sends after a timeout aside).
+        let sent = codes.lock().unwrap().clone();
+        let requests: Vec<u8> = sent.iter().copied().filter(|code| *code != 1).collect();
+        assert_eq!(requests.len(), 1, "{verb:?}: requests sent {sent:?}");
+        let bound = std::time::Duration::from_millis(3 * timeout_ms);
+        assert!(
+            elapsed < bound,
+            "{verb:?}: {elapsed:?} for --timeout-ms {timeout_ms}"
+        );
+    }
+}

@@ -11,7 +11,7 @@
 //! | `<data_dir>/removed/<ch>.<unix_s>.dump` (`.dump.backup`, `.tcm`) | files of a channel removed by RemoveChannel: kept, never loaded |
 //! | `<data_dir>/corrupt/<ch>.<unix_s>.dump` (`.dump.backup`) | files that failed their checks at start-up: kept for inspection, never loaded |
 //! | `<data_dir>/corrupt/wal.<unix_s>/` | change-log bytes an operator gave up past damage (`dumptool log-check --repair --discard-after-damage`, [`crate::wal::discard_from`]): kept, never read |
-//! | `<data_dir>/wal/<n>.log` | the change log's segments ([`crate::wal`]): `<n>` is the segment number in decimal, at least 8 digits (`00000001.log`); nothing else is ever written in `wal/` |
+//! | `<data_dir>/wal/<n>.log` | the change log's segments ([`crate::wal`]): `<n>` is the segment number in decimal, at least 8 digits (`00000001.log`); besides them the node writes only `wal/covered` and `wal/jump-base` ([`crate::wal::covered`], [`crate::wal::jump_base`]) |
 //! | `<data_dir>/dht-state.toml` (`.tmp` while written) | the node's hash range and an unfinished redistribution (`dhtnode::state`) |
 //! | `<data_dir>/.lock` | one process per data directory (`node_core::data_lock`) |
 //!
@@ -134,6 +134,21 @@ pub fn free_name(dir: &Path, channel: &str, stamp: u64, suffix: &str) -> PathBuf
         n += 1;
     }
     candidate
+}
+
+/// Creates `path` afresh for writing, removing whatever is there first: the leftover of a
+/// write a crash interrupted, or a FIFO put there by hand, which opening to write would block
+/// on until something reads it. For the temporary files written and renamed into place.
+pub fn create_fresh(path: &Path) -> io::Result<File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// Makes renames in `dir` durable.

@@ -69,9 +69,11 @@ pub struct DhtSection {
     pub durability: DurabilityPolicy,
     /// With durability = "interval": milliseconds between fsyncs of the log.
     pub durability_interval_ms: u32,
-    /// Once the change log holds more than this many bytes (or more than
-    /// [`LOG_DATA_MULTIPLE`] × the node's data, and at least [`MIN_MAX_LOG_BYTES`]), the node
-    /// dumps early so that the dump's position lets it delete the log's covered segments.
+    /// Once the change log holds more than this many bytes (GetStats `log_bytes`: headers and
+    /// entries, not the zeros written ahead), or more than [`LOG_DATA_MULTIPLE`] × the node's
+    /// data once past `service::EARLY_DUMP_FLOOR_BYTES` (64 MiB), the node dumps early so that
+    /// the dump's position lets it delete the log's covered segments. At least
+    /// [`MIN_MAX_LOG_BYTES`].
     pub max_log_bytes: u64,
     /// Tombstones (keys removed by RemoveVersion) the node keeps over all channels; one more
     /// is refused with OutOfMemory (docs/protocol.md §6.11).

@@ -11,7 +11,7 @@ use clap::Parser;
 use client::tls::{ClientTls, TlsSettings};
 use dht_persist::loader::{LoadOptions, LoadReport, OutOfRangePolicy};
 use dht_persist::wal::writer::MIN_SEGMENT_BYTES;
-use dht_persist::wal::LogOptions;
+use dht_persist::wal::{LogOptions, LogWriter};
 use dht_persist::{DumpScheduler, DumpThread};
 use dhtnode::catch_up::{worker::Tuning as CatchUpTuning, CatchUpConfig};
 use dhtnode::config::NodeConfig;
@@ -20,7 +20,7 @@ use dhtnode::engine::log::{is_disk_full, start_writer};
 use dhtnode::engine::EngineLog;
 use dhtnode::engine::{Engine, EngineLimits, ListenerLimits};
 use dhtnode::peer::PeerLogin;
-use dhtnode::persist::{Replayed, MAX_DUMP_POSITION};
+use dhtnode::persist::{self, Replayed, MAX_DUMP_POSITION};
 use dhtnode::redistribution::{random_instance, RedistributionConfig, Tuning};
 use dhtnode::service::DhtNode;
 use dhtnode::state::{self, NodeState, PendingRedistribution};
@@ -249,6 +249,13 @@ fn start_node(config: &NodeConfig, engine: Engine, wakeups: Wakeups) -> Result<D
     ))
 }
 
+/// Whether `writer`'s segment is the log's first (a log begun afresh: none before it).
+fn begins_the_log(writer: &LogWriter) -> bool {
+    dht_persist::wal::segment::list_segments(writer.dir()).is_ok_and(|listing| {
+        listing.segments.first().map(|first| first.number) == Some(writer.segment().0)
+    })
+}
+
 /// The largest change-log segment the node starts (each is reserved on disk when started, so
 /// a node that starts often, or many nodes on one disk, reserve at most this each).
 const MAX_SEGMENT_BYTES: u64 = 16 << 20;
@@ -286,6 +293,15 @@ fn open_log(config: &NodeConfig, replayed: &Replayed) -> Result<EngineLog, Strin
             "the file system of {} cannot reserve space (fallocate): a full disk will fail a \
              change log write after its change was applied, which stops the node",
             writer.dir().display()
+        );
+    }
+    if position > replayed.end.last_seq && begins_the_log(&writer) {
+        let segment = writer.segment().0;
+        persist::record_jump_base(
+            writer.dir(),
+            segment,
+            position + 1,
+            &replayed.dump_positions,
         );
     }
     tracing::info!(

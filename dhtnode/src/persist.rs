@@ -10,9 +10,9 @@ use crate::engine::{Channel, Engine, SHARD_COUNT};
 use dht_persist::loader::{
     load_data_dir, LoadError, LoadOptions, LoadReport, LoadTarget, LogGapPolicy,
 };
-use dht_persist::wal::{LogEnd, LogError, LogReader, ReadFrom};
+use dht_persist::wal::{JumpBase, LogEnd, LogError, LogReader, ReadFrom};
 use dht_persist::{DumpSource, ShardSource};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -229,6 +229,8 @@ pub struct Replayed {
     /// The highest position a loaded dump or `wal/covered` covers (a writer must start past
     /// it: a replay passes over what they cover).
     pub highest_dump_position: u64,
+    /// The position each loaded dump covers (0: none), by channel.
+    pub dump_positions: BTreeMap<String, u64>,
     /// Logged values the loader's rules kept out (too large, outside the range).
     pub admission: Admission,
 }
@@ -282,11 +284,14 @@ pub fn replay(
         }
     }
     batch.apply(engine);
+    let zeros_ahead = zeros_ahead(reader.summaries());
     let Some(mut end) = reader.into_end() else {
         unreachable!("the reader returned its last entry");
     };
     if let Some(torn) = end.cut_torn_tail()? {
         tracing::warn!("change log: cut a {torn}");
+    } else if let Some((path, len)) = zeros_ahead {
+        cut_zeros_ahead(&path, len);
     }
     tracing::info!(
         "change log replayed in {:.3} s: {applied} entries applied, {skipped} already in their \
@@ -301,8 +306,35 @@ pub fn replay(
         applied,
         skipped,
         highest_dump_position,
+        dump_positions: positions
+            .iter()
+            .map(|(channel, &position)| (channel.to_string(), position))
+            .collect(),
         admission: batch.admission,
     })
+}
+
+/// The last segment and where its entries end, when zeros its writer wrote ahead follow them
+/// (a run that did not stop cleanly: a clean stop cuts them).
+fn zeros_ahead(summaries: &[dht_persist::wal::SegmentSummary]) -> Option<(PathBuf, u64)> {
+    let last = summaries.last().filter(|last| last.zeros_after > 0)?;
+    Some((last.path.clone(), last.file_len - last.zeros_after))
+}
+
+/// Cuts the zeros after the last entry of `path`, which ends at `len`: its length is then what
+/// it holds (the log's `log_bytes`), and the room reserved past it goes back to the file system.
+/// Should that fail, the zeros stay: readers take them for the end all the same.
+fn cut_zeros_ahead(path: &Path, len: u64) {
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_len(len));
+    if let Err(error) = cut {
+        tracing::warn!(
+            "change log: cannot cut the zeros written ahead after byte {len} of {}: {error}",
+            path.display()
+        );
+    }
 }
 
 /// The WARN lines for logged values the loader's rules kept out, as the loader warns for a
@@ -348,7 +380,8 @@ fn replay_start(
     let floor = first
         .and_then(|segment| segment.header)
         .map_or(0, |header| header.first_seq - 1);
-    if let Some(gap) = first.and_then(|segment| log_gap(segment, positions)) {
+    let base = first.and_then(|_| read_jump_base(dir));
+    if let Some(gap) = first.and_then(|segment| log_gap(segment, positions, base.as_ref())) {
         match gap_policy {
             LogGapPolicy::Fatal => return Err(ReplayError::Gap(gap)),
             LogGapPolicy::Load => tracing::error!(
@@ -366,12 +399,22 @@ fn replay_start(
 }
 
 /// A WARN per file of the log directory that is neither a segment nor the log's own `covered`
+/// or `jump-base`
 /// (a segment copied back under a wrong name would otherwise be passed over in silence).
 fn warn_others(others: &[PathBuf]) {
     use dht_persist::wal::covered::{COVERED_FILE, COVERED_TMP_FILE};
+    use dht_persist::wal::jump_base::{JUMP_BASE_FILE, JUMP_BASE_TMP_FILE};
     let own = |path: &&PathBuf| {
-        path.file_name()
-            .is_some_and(|name| name == COVERED_FILE || name == COVERED_TMP_FILE)
+        path.file_name().is_some_and(|name| {
+            [
+                COVERED_FILE,
+                COVERED_TMP_FILE,
+                JUMP_BASE_FILE,
+                JUMP_BASE_TMP_FILE,
+            ]
+            .iter()
+            .any(|own| name == *own)
+        })
     };
     for path in others.iter().filter(|path| !own(path)) {
         tracing::warn!(
@@ -379,6 +422,49 @@ fn warn_others(others: &[PathBuf]) {
              8 digits)",
             path.display()
         );
+    }
+}
+
+/// What `wal/jump-base` records, if it is there and sound (a damaged one counts as missing,
+/// with a WARN: the gap check is then as strict as without it).
+fn read_jump_base(dir: &Path) -> Option<JumpBase> {
+    match dht_persist::wal::read_jump_base(dir) {
+        Ok(base) => base,
+        Err(problem) => {
+            tracing::warn!("{problem}; the gap check goes without it");
+            None
+        }
+    }
+}
+
+/// The log begins with a sequence jump in segment `segment` at `first_seq` (its first): records
+/// the channels whose dump covers less, at the position it covers, so that a crash before
+/// their next dump is no gap at the next start ([`dht_persist::wal::jump_base`]). Should that
+/// fail, that start reports the gap (as strict as without the file, never less).
+pub fn record_jump_base(dir: &Path, segment: u64, first_seq: u64, dumps: &BTreeMap<String, u64>) {
+    let positions: BTreeMap<String, u64> = dumps
+        .iter()
+        .filter(|(_, &position)| position > 0 && position < first_seq - 1)
+        .map(|(channel, &position)| (channel.clone(), position))
+        .collect();
+    if positions.is_empty() {
+        return;
+    }
+    let count = positions.len();
+    let base = JumpBase {
+        segment,
+        first_seq,
+        positions,
+    };
+    match dht_persist::wal::write_jump_base(dir, &base) {
+        Ok(()) => tracing::info!(
+            "change log: begun at position {first_seq} over the dumps of {count} channel(s)              covering less (recorded in {}: no gap for them at the next start)",
+            dir.join(dht_persist::wal::jump_base::JUMP_BASE_FILE).display()
+        ),
+        Err(error) => tracing::warn!(
+            "change log: cannot record the dumps the log was begun over in {}: {error}; a              crash before their next dump stops the next start with a GAP for them",
+            dir.display()
+        ),
     }
 }
 
@@ -400,16 +486,22 @@ fn read_covered(dir: &Path) -> Option<u64> {
 }
 
 /// The channels whose dump records a position (not 0: none) before the one the log's first
-/// segment starts after.
+/// segment starts after, but for a dump that segment's sequence jump was begun over (or a newer
+/// one), as `wal/jump-base` records ([`dht_persist::wal::jump_base`]).
 fn log_gap(
     first: &dht_persist::wal::SegmentSummary,
     positions: &HashMap<&str, u64>,
+    base: Option<&JumpBase>,
 ) -> Option<LogGap> {
     let header = first.header?;
     let floor = header.first_seq - 1;
+    let begun_over = |channel: &str, position: u64| {
+        base.is_some_and(|base| base.accepts(first.number, header.first_seq, channel, position))
+    };
     let mut channels: Vec<(String, u64)> = positions
         .iter()
         .filter(|(_, &position)| position > 0 && position < floor)
+        .filter(|(channel, &position)| !begun_over(channel, position))
         .map(|(channel, &position)| (channel.to_string(), position))
         .collect();
     if channels.is_empty() {

@@ -150,15 +150,28 @@ impl DhtNode {
             .move_durable(writer.synced_seq(), &self.engine, dumper);
     }
 
-    /// Counts the bytes of the log's segments.
+    /// Counts the bytes of the log's segments: the files' lengths, but the segment being
+    /// written counts what was written to it, not the zeros written ahead of that (the
+    /// segments before it are cut to their entries: when sealed, or at start).
     fn count_log_bytes(&mut self) {
-        let Some(dir) = self.engine.log().dir() else {
+        let log = self.engine.log();
+        let Some(dir) = log.dir() else {
             return;
         };
+        let current = log
+            .writer()
+            .map(|writer| (writer.segment().0, writer.segment_len()));
         match dht_persist::wal::segment::list_segments(dir) {
             Ok(listing) => {
-                let listed = listing.segments.iter().map(|s| s.len).sum();
-                self.listed_log_bytes = (listed, self.engine.log().written_bytes());
+                let listed = listing
+                    .segments
+                    .iter()
+                    .map(|segment| match current {
+                        Some((number, written)) if number == segment.number => written,
+                        _ => segment.len,
+                    })
+                    .sum();
+                self.listed_log_bytes = (listed, log.written_bytes());
             }
             Err(error) => {
                 tracing::warn!("cannot list the change log in {}: {error}", dir.display())
@@ -166,7 +179,8 @@ impl DhtNode {
         }
     }
 
-    /// Bytes of the change log's segments, as last listed plus what was written since.
+    /// Bytes of the change log's segments (headers and entries, not the zeros written ahead of
+    /// the last entry), as last listed plus what was written since.
     pub fn log_bytes(&self) -> u64 {
         let (listed, written_then) = self.listed_log_bytes;
         listed + (self.engine.log().written_bytes() - written_then)

@@ -13,7 +13,7 @@
 
 use node_core::protocol::dht::{HashRange, RedistributeTarget};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -133,6 +133,11 @@ impl NodeState {
 /// Reads the state file of `data_dir`; `Ok(None)` when there is none.
 pub fn load(data_dir: &Path) -> Result<Option<NodeState>, StateError> {
     let path = data_dir.join(STATE_FILE);
+    // Refused, not passed over: without it the node would serve the config's range, which
+    // the state file exists to override.
+    if let Err(source) = node_core::data_dir::refuse_not_regular(&path, "the node's hash range") {
+        return Err(StateError::Read { path, source });
+    }
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -163,7 +168,7 @@ pub fn save(data_dir: &Path, state: &NodeState) -> Result<(), StateError> {
          # the node runs.\n{body}"
     );
     fs::create_dir_all(data_dir).map_err(write_error)?;
-    let written = File::create(&tmp).and_then(|mut file| {
+    let written = dht_persist::layout::create_fresh(&tmp).and_then(|mut file| {
         file.write_all(text.as_bytes())?;
         file.sync_all()
     });

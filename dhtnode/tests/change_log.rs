@@ -68,6 +68,64 @@ fn log_dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// What the log in `dir` holds: its segments' headers and entries, without the zeros the node
+/// writes ahead after its last entry.
+fn log_held_bytes(dir: &Path) -> u64 {
+    use dht_persist::wal::{LogReader, ReadFrom};
+    let mut reader = LogReader::open(&dir.join("data/wal"), ReadFrom::Start).unwrap();
+    while reader.next_entry().unwrap().is_some() {}
+    reader
+        .summaries()
+        .iter()
+        .map(|segment| segment.file_len - segment.zeros_after)
+        .sum()
+}
+
+fn log_bytes_stat(node: &Node) -> u64 {
+    stat(&get_stats(&mut Conn::open(node.addr)), "log_bytes").expect("log_bytes in GetStats")
+}
+
+/// GetStats `log_bytes` is what the log holds (protocol.md §5.1), not the segment files'
+/// lengths with up to 1 MiB of zeros written ahead: neither after a crash (the last segment
+/// ends in zeros: the start cuts them) nor once dump cycles have listed the segments again.
+#[test]
+fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..100, 1);
+    node.kill9();
+    assert!(
+        log_dir_bytes(dir.path()) > log_held_bytes(dir.path()),
+        "zeros written ahead"
+    );
+    node.restart();
+    assert_eq!(
+        log_bytes_stat(&node),
+        log_held_bytes(dir.path()),
+        "after a crash"
+    );
+    node.stop();
+
+    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 1\n").unwrap();
+    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all(&mut Conn::open(node.addr), 0..100, 2);
+    let cycles_done = |node: &Node| node.root_log().matches("dump cycle done").count();
+    let before = cycles_done(&node);
+    wait_until("two dump cycles after the writes", || {
+        cycles_done(&node) >= before + 2
+    });
+    assert!(
+        log_dir_bytes(dir.path()) > log_held_bytes(dir.path()),
+        "zeros written ahead"
+    );
+    assert_eq!(
+        log_bytes_stat(&node),
+        log_held_bytes(dir.path()),
+        "after dump cycles"
+    );
+}
+
 #[test]
 fn a_torn_tail_is_cut_with_a_log_line_and_everything_before_it_is_replayed() {
     let dir = tempfile::tempdir().unwrap();
@@ -516,6 +574,59 @@ fn a_dump_older_than_the_log_stops_the_start_unless_log_gap_says_load() {
     assert_values(&mut conn, 10..20, 3);
     drop(conn);
     node.stop();
+}
+
+/// A restore from dhtdump's dumps (taken at different positions, copied into an empty data
+/// directory), then a crash before the node's first complete dump cycle: the next start is no
+/// GAP, since the log was begun over those very dumps (`wal/jump-base` records them), and it
+/// serves every write. An older dump of a channel put back after that is still a GAP.
+#[test]
+fn a_crash_after_a_restore_from_dumps_is_no_gap_but_an_older_dump_still_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
+    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    put_all_in(&mut Conn::open(node.addr), "a", 0..10, 1); // 1..=10
+    put_all_in(&mut Conn::open(node.addr), "b", 0..10, 1); // 11..=20
+    assert_eq!(stop_status(&mut node), Some(0), "dumps covering 20");
+    let dump = |channel: &str| dir.path().join(format!("data/{channel}.dump"));
+    let a_20 = std::fs::read(dump("a")).unwrap();
+    node.restart();
+    put_all_in(&mut Conn::open(node.addr), "a", 0..10, 2); // 21..=30
+    assert_eq!(stop_status(&mut node), Some(0), "dumps covering 30");
+    let a_30 = std::fs::read(dump("a")).unwrap();
+    node.restart();
+    put_all_in(&mut Conn::open(node.addr), "b", 0..10, 2); // 31..=40
+    assert_eq!(stop_status(&mut node), Some(0), "dumps covering 40");
+    let b_40 = std::fs::read(dump("b")).unwrap();
+
+    // The restore: a's dump of 30 and b's of 40 in an empty data directory.
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dump("a"), &a_30).unwrap();
+    std::fs::write(dump("b"), &b_40).unwrap();
+    node.restart(); // the log begins at 41
+    put_all_in(&mut Conn::open(node.addr), "a", 10..20, 3); // 41..=50
+    node.restart(); // a crash before any dump
+    assert!(!node.root_log().contains("GAP"), "{}", node.root_log());
+    let mut conn = Conn::open(node.addr);
+    assert_values_in(&mut conn, "a", 0..10, 2);
+    assert_values_in(&mut conn, "a", 10..20, 3);
+    assert_values_in(&mut conn, "b", 0..10, 2);
+    drop(conn);
+    node.kill9();
+
+    // a's dump of 20 put back over the one the log was begun over: 21..=30 are in no file.
+    std::fs::write(dump("a"), &a_20).unwrap();
+    let args = ["-c", "node.toml", "--listen", "127.0.0.1:0"];
+    let (code, stderr) = common::refused_start(dir.path(), &args);
+    assert_eq!(code, Some(1), "{stderr}");
+    for expected in [
+        "change log GAP",
+        "a (position 20)",
+        "from position 21 to 40",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
 }
 
 /// A `wal/covered` left behind when the dumps and the log segments were deleted by hand (a

@@ -449,6 +449,23 @@ fn a_fifo_where_a_bucket_belongs_stalls_nothing() {
     assert_eq!(node.wait_exit().code(), Some(0), "a clean stop");
 }
 
+/// The open-bucket journal or the lock made a FIFO by hand: the start is refused naming it
+/// (without the journal, the buckets an unclean stop left torn would go unchecked), where it
+/// hung opening the journal, or took a lock a second node would hang reading.
+#[test]
+fn a_fifo_as_the_journal_or_the_lock_refuses_the_start_naming_it() {
+    for (name, what) in [("open-buckets.journal", "journal"), (".lock", "lock")] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        testkit::mkfifo(&dir.path().join("data").join(name));
+        let (code, stderr) = testkit::refused_start(BIN, dir.path(), &["--listen", "127.0.0.1:0"]);
+        assert_eq!(code, Some(1), "{stderr}");
+        for expected in [name, what, "is a FIFO, not a regular file"] {
+            assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+        }
+    }
+}
+
 /// Under fsync = always a Put is answered after its group commit; many pipelined Puts share
 /// commits, and all are there.
 #[test]

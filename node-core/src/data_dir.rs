@@ -1,8 +1,88 @@
 //! File names every node's data directory shares, built without the `server` feature: a crate
 //! that only reads and writes a data directory (`dht-persist`, used by `dhtdump` and `dumptool`
 //! too) must recognise these files when it scans one, without building the server parts that
-//! create them.
+//! create them. Also the one check of a file a node opens by a fixed name ([`not_regular`]):
+//! one made a FIFO by hand would block the start that opens it.
+
+use std::fs::FileType;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 
 /// The lock file that keeps one process per data directory (`data_lock`, with the `server`
 /// feature): `<data_dir>/.lock`, holding the holder's `<pid> <program>`.
 pub const LOCK_FILE_NAME: &str = ".lock";
+
+/// What an entry of type `file_type` is, for messages: "a regular file", "a FIFO", ...
+pub fn describe_file_type(file_type: FileType) -> &'static str {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device file"
+    } else {
+        "an entry of another type"
+    }
+}
+
+/// What `path` is when it is there but is not a regular file (a symbolic link is followed, as
+/// opening it would): `Some("a FIFO")`, `Some("a directory")`, ... `None` when it is a regular
+/// file, is missing, or its type cannot be read (opening it then reports why). A file a node
+/// opens by a fixed name is checked with this first: opening a FIFO to read blocks until
+/// something writes to it, so the start would hang without a word.
+pub fn not_regular(path: &Path) -> Option<&'static str> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Some(describe_file_type(meta.file_type())),
+        _ => None,
+    }
+}
+
+/// `Err` naming `path` and what it is when it is there but not a regular file ([`not_regular`]),
+/// for the files a node refuses to start without: `what` says what the file is for, and the
+/// message what to do.
+pub fn refuse_not_regular(path: &Path, what: &str) -> io::Result<()> {
+    match not_regular(path) {
+        None => Ok(()),
+        Some(kind) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} ({what}) is {kind}, not a regular file: the node does not open it (a FIFO \
+                 would block the start); move it away",
+                path.display()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_is_there_and_not_a_regular_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(not_regular(&file), None);
+        assert_eq!(not_regular(&dir.path().join("missing")), None);
+        assert_eq!(not_regular(dir.path()), Some("a directory"));
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_eq!(not_regular(&fifo), Some("a FIFO"));
+        let error = refuse_not_regular(&fifo, "the test's file").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("fifo (the test's file) is a FIFO"),
+            "{message}"
+        );
+    }
+}

@@ -29,6 +29,10 @@ impl DataDirLock {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
         let path = data_dir.join(LOCK_FILE_NAME);
+        // A FIFO would take the lock, but a second process reading the holder from it would
+        // wait for ever (the first holds it open for writing).
+        crate::data_dir::refuse_not_regular(&path, "the data directory's lock")
+            .map_err(|e| e.to_string())?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

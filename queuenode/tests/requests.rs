@@ -294,3 +294,24 @@ fn the_memory_limit_refuses_new_rings_and_bad_sizes_refuse_to_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("queue.channel_size_bytes"), "{stderr}");
 }
+
+/// The reference node's overflow files made FIFOs by hand: the start is refused naming the
+/// file, where it hung reading it (passing over would import the dumps without the overflow
+/// behind them).
+#[test]
+fn a_fifo_as_a_reference_overflow_file_refuses_the_start_naming_it() {
+    for name in ["ofchannels.csv", "overflow.dat"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        testkit::mkfifo(&dir.path().join("data").join(name));
+        let (code, stderr) = testkit::refused_start(
+            env!("CARGO_BIN_EXE_queuenode"),
+            dir.path(),
+            &["--listen", "127.0.0.1:0"],
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        for expected in [name, "a FIFO, not a regular file"] {
+            assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+        }
+    }
+}

@@ -184,6 +184,36 @@ pub fn wait_for_listen_addr(root_log: &Path, skip: usize) -> SocketAddr {
     }
 }
 
+/// Runs the node binary `binary` in `dir` with `args`, expecting it to refuse to start: its
+/// exit code and stderr. A node still running after 60 s (it started, or hangs) is killed and
+/// the test fails, rather than wait for it forever.
+pub fn refused_start(binary: &str, dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(binary)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("run {binary}: {err}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{binary} did not refuse to start within 60 s (it started, or hangs)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("read stderr");
+    }
+    (status.code(), stderr)
+}
+
 /// Makes a FIFO at `path` (`mkfifo`): a file that blocks whoever opens it to read until
 /// something opens it to write, for tests of what a node does with one in its data directory.
 pub fn mkfifo(path: &Path) {

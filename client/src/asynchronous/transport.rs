@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// The transport the async cluster clients share with their blocking counterpart.
@@ -35,10 +35,6 @@ impl Transport {
         }
     }
 
-    fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.shared.options.request_timeout_ms)
-    }
-
     /// Sends a request; its reply is awaited with [`AsyncPending::wait`].
     pub(crate) async fn submit(
         &self,
@@ -46,7 +42,7 @@ impl Transport {
         code: RequestCode,
         body: Vec<u8>,
     ) -> Result<AsyncPending, ClientError> {
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.shared.request_deadline(node)?;
         let (ticket, rx) = self.send(node, code, body, deadline).await?;
         Ok(AsyncPending {
             ticket,
@@ -84,7 +80,7 @@ impl Transport {
         code: RequestCode,
         body: Vec<u8>,
     ) -> Result<ReplyStream, ClientError> {
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.shared.request_deadline(node)?;
         let (ticket, rx) = self.send(node, code, body, deadline).await?;
         Ok(ReplyStream {
             control: StreamControl::open(ticket),

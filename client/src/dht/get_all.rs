@@ -190,8 +190,7 @@ impl<'a> GetAll<'a> {
     /// Decides the node streams: every record of every node, or, while records are moving,
     /// the two phases of the module doc.
     fn plan(&mut self) -> Result<(), ClientError> {
-        let deadline =
-            Instant::now() + Duration::from_millis(self.dht.client.options().request_timeout_ms);
+        let deadline = self.dht.client.request_deadline();
         let mut pause = Duration::from_millis(10);
         let routes = loop {
             let version = self.dht.read_routes(|routes| routes.version);

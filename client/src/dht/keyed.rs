@@ -140,7 +140,7 @@ impl DhtClient {
     ) -> Result<(), ClientError> {
         let mut last_try = Duration::ZERO;
         let mut last_node = None;
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.client.request_deadline();
         let mut waits = 0u32;
         let mut attempt = 0;
         while attempt < UPDATE_TRIES {
@@ -222,7 +222,7 @@ impl DhtClient {
         records: impl IntoIterator<Item = (u64, &'v [u8])>,
     ) -> Result<(), ClientError> {
         self.replay_hints();
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.client.request_deadline();
         let mut rerouted = self.put_batch_once(channel, records)?;
         let mut round = 0;
         while !rerouted.is_empty() {
@@ -363,10 +363,6 @@ impl DhtClient {
         Ok(())
     }
 
-    fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.client.options().request_timeout_ms)
-    }
-
     /// Sends a keyed request to the first live member of the key's replica set (the owner, in
     /// a cluster of one node per range), and to the next live one when it is lost before it
     /// answers or answers NotReady (catching up); returns the index of the node that answered and its reply. See
@@ -430,7 +426,7 @@ impl DhtClient {
         key: u64,
         mut send: impl FnMut(&[usize]) -> Result<Sent<T>, ClientError>,
     ) -> Result<T, ClientError> {
-        let deadline = Instant::now() + self.request_timeout();
+        let deadline = self.client.request_deadline();
         let mut attempt = 0u32;
         loop {
             let (route, version, stale) = self.plan_route(key);

@@ -11,7 +11,7 @@
 //! whole log: slower, never wrong).
 
 use crate::layout::sync_dir;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
     bytes.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(bytes.len(), FILE_LEN);
     let tmp = path_in(dir, COVERED_TMP_FILE);
-    let mut file = File::create(&tmp)?;
+    let mut file = crate::layout::create_fresh(&tmp)?;
     file.write_all(&bytes)?;
     file.sync_data()?;
     drop(file);
@@ -49,6 +49,11 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
 /// missing, `Err` naming the problem when it is there but damaged.
 pub fn read_covered(dir: &Path) -> Result<Option<u64>, String> {
     let path = path_in(dir, COVERED_FILE);
+    if let Some(kind) = node_core::data_dir::not_regular(&path) {
+        // Not read (a FIFO would block): the replay reads the whole log, and the next
+        // complete cycle renames a real file over it.
+        return Err(format!("{}: {kind}, not a regular file", path.display()));
+    }
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),

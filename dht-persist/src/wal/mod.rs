@@ -13,6 +13,8 @@
 //!   [`LogEnd::cut_torn_tail`]) or refuses damage in the middle, a missing segment or a gap
 //!   ([`LogError`]).
 //! - [`segment`]: the segment files of a directory and reading one of them.
+//! - [`covered`] and [`jump_base`]: the two small files beside the segments, what the last
+//!   complete dump cycle covers and the dumps a sequence jump was begun over.
 //! - [`tail`]: telling a torn tail from damage, cutting a torn tail, and giving up the log
 //!   from a damaged place on when an operator asks ([`discard_from`]).
 //!
@@ -49,6 +51,7 @@
 
 pub mod covered;
 pub mod format;
+pub mod jump_base;
 pub mod reader;
 pub mod segment;
 pub mod tail;
@@ -59,6 +62,7 @@ mod tests;
 
 pub use covered::{read_covered, write_covered};
 pub use format::{Change, EncodeError, EntryKind, EntryProblem, LoggedChange};
+pub use jump_base::{read_jump_base, write_jump_base, JumpBase};
 pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,
 };

@@ -161,6 +161,9 @@ pub struct LogWriter {
     zeroed_len: u64,
     /// Whether zeros are written ahead (with space reserved, until a zero write fails).
     zeroing: bool,
+    /// Bytes written to the segments this writer started: their headers and groups (not the
+    /// zeros written ahead).
+    bytes_written: u64,
 }
 
 impl LogWriter {
@@ -233,6 +236,7 @@ impl LogWriter {
             reserving: false,
             zeroed_len: SEGMENT_HEADER_LEN as u64,
             zeroing: false,
+            bytes_written: SEGMENT_HEADER_LEN as u64,
         })
     }
 
@@ -376,6 +380,7 @@ impl LogWriter {
             return Err(self.drop_group(first_seq, last_seq, error));
         }
         self.segment_len += group_len;
+        self.bytes_written += group_len;
         self.zero_ahead();
         self.segment_entries += self.buffered_entries;
         self.written_seq = last_seq;
@@ -455,8 +460,16 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Makes `file` (just created, its header written) the current segment.
+    /// Makes `file` (just created, its header written) the current segment. The old one is
+    /// cut to its entries: the zeros written ahead and the room reserved past them are given
+    /// back, so that its length is what it holds (should that fail, readers take the zeros for
+    /// the end all the same).
     fn seal_and_switch(&mut self, file: File, path: PathBuf, number: u64) {
+        if self.zeroed_len > self.segment_len
+            || (self.reserving && self.reserved_len > self.segment_len)
+        {
+            let _ = self.segment.set_len(self.segment_len);
+        }
         let old = std::mem::replace(&mut self.segment, Arc::new(file));
         self.sealed.push(old);
         self.segment_number = number;
@@ -465,11 +478,18 @@ impl LogWriter {
         self.zeroed_len = self.segment_len;
         self.segment_entries = 0;
         self.dir_dirty = true;
+        self.bytes_written += SEGMENT_HEADER_LEN as u64;
     }
 
     /// Bytes of the current segment written (its header and groups).
     pub fn segment_len(&self) -> u64 {
         self.segment_len
+    }
+
+    /// Bytes written to every segment this writer started (headers and groups; not the zeros
+    /// written ahead): what the log gained since the writer was created.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
     }
 
     /// What to fsync so that everything written so far is durable; `None` when that is

@@ -63,8 +63,6 @@ pub struct EngineLog {
     /// Without a writer: the directory of the log replayed at start, until its segments are
     /// deleted (see [`delete_replayed`](Self::delete_replayed)).
     replayed_dir: Option<PathBuf>,
-    /// Bytes written to the log since start.
-    written_bytes: u64,
 }
 
 impl EngineLog {
@@ -75,7 +73,6 @@ impl EngineLog {
             pending: None,
             fixed_position: None,
             replayed_dir: None,
-            written_bytes: 0,
         }
     }
 
@@ -202,7 +199,7 @@ impl EngineLog {
             Err(AppendError::GroupFull { .. } | AppendError::WriteOutFirst)
         ) {
             match writer.write_out() {
-                Ok(written) => self.written_bytes += written.map_or(0, |w| w.bytes),
+                Ok(_) => {}
                 Err(error) => stop_on_lost_group(&error),
             }
             result = writer.append(change);
@@ -214,17 +211,15 @@ impl EngineLog {
     pub fn write_out(&mut self) -> Option<Written> {
         let writer = self.writer.as_mut()?;
         match writer.write_out() {
-            Ok(written) => {
-                self.written_bytes += written.map_or(0, |w| w.bytes);
-                written
-            }
+            Ok(written) => written,
             Err(error) => stop_on_lost_group(&error),
         }
     }
 
-    /// Bytes written to the log since start.
+    /// Bytes written to the log since start: the headers and entries of the segments the
+    /// writer started ([`LogWriter::bytes_written`]).
     pub fn written_bytes(&self) -> u64 {
-        self.written_bytes
+        self.writer.as_ref().map_or(0, LogWriter::bytes_written)
     }
 
     pub fn dir(&self) -> Option<&Path> {

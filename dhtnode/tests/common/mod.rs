@@ -73,32 +73,7 @@ pub fn write_dump(data_dir: &std::path::Path, channel: &str, count: u64) {
 }
 
 /// Runs the node in `dir` with `args`, expecting it to refuse to start: its exit code and
-/// stderr. A node still running after 60 s (it started) is killed and the test fails, rather
-/// than wait for it forever.
+/// stderr ([`testkit::refused_start`]).
 pub fn refused_start(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
-    use std::io::Read;
-    let mut child = std::process::Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run dhtnode");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for dhtnode") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("dhtnode started instead of refusing to start");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("read stderr");
-    }
-    (status.code(), stderr)
+    testkit::refused_start(BIN, dir, args)
 }

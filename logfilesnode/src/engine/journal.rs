@@ -38,6 +38,9 @@ impl Journal {
     /// Reads what an unclean stop left (empty after a clean one), then starts a new journal.
     pub fn open(data_dir: &Path) -> io::Result<(Journal, Vec<(String, BucketId)>)> {
         let path = data_dir.join(JOURNAL_FILE_NAME);
+        // Refused, not passed over: in its place, the buckets an unclean stop left torn would
+        // go unchecked.
+        node_core::data_dir::refuse_not_regular(&path, "the open-bucket journal")?;
         // Read as bytes: a damaged byte spoils its line (skipped with a warning), not the start.
         let left = match fs::read(&path) {
             Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), &path),

@@ -509,6 +509,10 @@ fn check_structure(index: &BucketIndex) -> Result<(), IndexProblem> {
 /// [`BucketIndex::validate`]).
 pub fn load_index(bucket_path: &Path) -> Result<BucketIndex, IndexProblem> {
     let path = index_path(bucket_path);
+    if let Some(kind) = node_core::data_dir::not_regular(&path) {
+        // Opening a FIFO would stall the loop; the bucket is read whole instead.
+        return Err(damaged(format!("{kind}, not a regular file")));
+    }
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(IndexProblem::Missing),
@@ -681,6 +685,25 @@ mod tests {
             encode_record(BucketFormat::Crc, *key, &vec![b'v'; value_len], &mut data);
         }
         data
+    }
+
+    /// An index made a FIFO by hand is damaged (the bucket is read whole), not opened: that
+    /// would block the reading event loop until something wrote to it.
+    #[test]
+    fn a_fifo_as_an_index_is_damaged_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket_path = dir.path().join("005");
+        fs::write(&bucket_path, bucket(&[1, 2], 10)).unwrap();
+        testkit::mkfifo(&index_path(&bucket_path));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(load_index(&bucket_path)));
+        let loaded = receiver
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("load_index returns (it blocked opening the FIFO)");
+        match loaded {
+            Err(IndexProblem::Damaged(why)) => assert!(why.contains("a FIFO"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -110,26 +110,12 @@ pub struct OpenReport {
 /// storage's, or something other than a regular file (a symbolic link to one is followed). The
 /// words name what the entry is, so an operator knows what to remove or rename.
 fn not_a_ring(name: &str, path: &Path) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
     if !valid_storage_name(name) {
         return Some("an entry with a bad name (a ring is `<channel>.ring` or `<subscriber>@<channel>.ring`)".into());
     }
     let kind = match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => return None,
-        Ok(meta) => {
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                "a directory"
-            } else if kind.is_fifo() {
-                "a FIFO"
-            } else if kind.is_socket() {
-                "a socket"
-            } else if kind.is_block_device() || kind.is_char_device() {
-                "a device file"
-            } else {
-                "an entry of another type"
-            }
-        }
+        Ok(meta) => node_core::data_dir::describe_file_type(meta.file_type()),
         Err(error) => return Some(format!("an entry whose type cannot be read ({error})")),
     };
     Some(format!(

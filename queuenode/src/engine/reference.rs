@@ -108,6 +108,16 @@ pub fn scan(dir: &Path) -> Result<ReferenceData, ReferenceError> {
     let index = dir.join(OVERFLOW_INDEX);
     let overflow = dir.join(OVERFLOW_DATA);
     if index.exists() || overflow.exists() {
+        for path in [&index, &overflow] {
+            // Refused rather than passed over: the import would take the dumps without the
+            // overflow behind them (and a FIFO would block the start).
+            if let Some(kind) = node_core::data_dir::not_regular(path) {
+                return Err(ReferenceError::Bad {
+                    path: path.clone(),
+                    problem: format!("{kind}, not a regular file: move it away"),
+                });
+            }
+        }
         for (name, values) in read_overflow(&index, &overflow)? {
             data.storages.entry(name).or_default().extend(values);
         }

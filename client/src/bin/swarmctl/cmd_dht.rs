@@ -196,6 +196,15 @@ pub fn run(targets: &TargetArgs, args: &Args) -> CmdResult {
     // A node that is down fails a redistribution when its state is read, naming it (and a
     // replica set's member that is down is refused by name, before anything is planned).
     options.allow_down_nodes |= matches!(args.verb, Verb::Redistribute { .. });
+    // --timeout-ms bounds a verb of one request whole: its request gets what the range lookup
+    // at connect left of MS (a stalled node: nothing, and it is not sent).
+    let long = matches!(
+        args.verb,
+        Verb::GetAll { .. } | Verb::Listen { .. } | Verb::Mirror { .. } | Verb::Redistribute { .. }
+    );
+    if targets.timeout_given() && !long {
+        options.total_timeout_ms = options.request_timeout_ms;
+    }
     // The value first: a bad one is refused before any connection.
     let value = match &args.verb {
         Verb::Put { channel, value, .. } => {

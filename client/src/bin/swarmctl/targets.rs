@@ -49,7 +49,12 @@ pub struct TargetArgs {
     /// Which entry of the key file to use (needed when it holds several).
     #[arg(long, value_name = "NAME", requires = "key_file")]
     name: Option<String>,
-    /// Limit on connecting and on each request, in milliseconds.
+    /// How long to wait, in milliseconds, for each node's connection and handshake (default
+    /// 2000) and for the answers (default 10000). A dht verb of one request (put, get, exists,
+    /// remove, channels, size, remove-channel, ranges, ready) waits MS in all once connected:
+    /// the range lookup every dht verb starts with and its request share that wait, so a node
+    /// that stalls fails it after about MS (`timed out after MS ms`, status 3). getall,
+    /// listen, mirror and redistribute, and the other commands, wait up to MS for each answer.
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
     /// Connect over TLS, trusting the CA certificates of this PEM file. Overrides the topology's
