@@ -200,7 +200,8 @@ fn assert_delivered<'a>(
             (None, None) => return,
             (Some(got), Some(want)) if got == want => count += 1,
             (got, want) => panic!(
-                "{what}: the first {count} records (by key, then value) are as expected, then                  delivered {:?}, expected {:?} ({} more expected)",
+                "{what}: the first {count} records (by key, then value) are as expected, then \
+                 delivered {:?}, expected {:?} ({} more expected)",
                 got.map(show),
                 want.map(show),
                 expected.count()
