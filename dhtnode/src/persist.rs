@@ -460,7 +460,8 @@ pub fn record_jump_base(dir: &Path, segment: u64, first_seq: u64, dumps: &BTreeM
         Ok(()) => tracing::info!(
             "change log: begun at position {first_seq} over the dumps of {count} channel(s) \
              covering less (recorded in {}: no gap for them at the next start)",
-            dir.join(dht_persist::wal::jump_base::JUMP_BASE_FILE).display()
+            dir.join(dht_persist::wal::jump_base::JUMP_BASE_FILE)
+                .display()
         ),
         Err(error) => tracing::warn!(
             "change log: cannot record the dumps the log was begun over in {}: {error}; a \
