@@ -2301,6 +2301,8 @@ def test_back_pressure(bin_dir, tmp):
         # A request sent meanwhile: answered once the client reads (§2.2 lets the node leave it
         # unread while the unsent output is over output_buffer_bytes, not promise that it is).
         a.send_frame(T_REQUEST, 1, 9999)
+        # And a stream of its own: its read still holds the node's budget when this is read.
+        a.send_frame(T_REQUEST, 51, 9998, str8("other") + u8(0) + u32(0))
         # Other connections are served; new streams anywhere wait for the memory budget.
         got = w.call(51, str8("bp") + u8(0) + u32(0))
         status_is(got, "TooManyRequests", "§2.2", "a stream while the node's streams hold "
@@ -2315,6 +2317,10 @@ def test_back_pressure(bin_dir, tmp):
         check_eq((rep, uncompressed_records(items)), ((0, b""), records), "§2.2",
                  "once it reads, the stalled client gets its whole read and its Reply")
         check_eq(a.reply_for(9999)[0], 0, "§2.2", "and the request that waited is answered")
+        got = a.reply_for(9998)
+        status_is(got, "TooManyRequests", "§2.2", "the stalled client's new stream, while its "
+                  "read holds more than max_stream_memory_bytes")
+        check(b"max_stream_memory_bytes" in got[1], "§2.2", f"the message names it: {msg(got)!r}")
         a.close()
         deadline = time.time() + 5
         while get_stats(w).get("stream_memory_bytes", 1) and time.time() < deadline:
