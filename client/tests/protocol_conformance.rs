@@ -9,8 +9,8 @@
 //! the test fails, unless `SWARM_TEST_ALLOW_SKIP` names `python3` (docs/testing.md). Its
 //! disk-full checks mount small tmpfs file systems (root); where that is refused the script
 //! fails them, unless the same variable names `mount`: then it fills the logfiles node's disk
-//! with a file-size limit instead, leaves out the dht's (whose change log counts that as an I/O
-//! error), and prints a `SKIPPED mount:` line for each, which this test records in the skip log.
+//! with a file-size limit instead, leaves out the dht's and the queue's (the change log counts
+//! that as an I/O error; ring files are memory-mapped), and prints a `SKIPPED mount:` line for each, which this test records in the skip log.
 //! The script bounds itself (`--limit-s`, stopping every node it started); this test kills it a
 //! little after that.
 

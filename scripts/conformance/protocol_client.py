@@ -2038,8 +2038,8 @@ def dht_disk_full(bin_dir, tmp, durability):
         # Not applied; reads go on; every kind of change is refused the same way.
         check_eq(c.call(17, str8("full") + u64(refused)), (1, b""), "§6.10",
                  f"{what}: the refused Put is not applied")
-        check_eq(c.call(17, str8("full") + u64(acked[0])), (0, dht_value(acked[0])), "§6.10",
-                 f"{what}: reads go on with the disk full")
+        check(c.call(17, str8("full") + u64(acked[0])) == (0, dht_value(acked[0])), "§6.10",
+              f"{what}: reads go on with the disk full")
         items, st, _ = c.stream(20, get_all_body("full"))
         check_eq(st, 0, "§6.10", f"{what}: GetAll on the full disk")
         check_same(sorted(k for k, _ in batch_records(items)), acked, "§6.10",
@@ -2061,8 +2061,8 @@ def dht_disk_full(bin_dir, tmp, durability):
         deadline = time.time() + 5
         while c.call(16, put(refused))[0] != 0 and time.time() < deadline:
             time.sleep(0.1)
-        check_eq(c.call(17, str8("full") + u64(refused)), (0, dht_value(refused)), "§6.10",
-                 f"{what}: writes succeed again once there is room")
+        check(c.call(17, str8("full") + u64(refused)) == (0, dht_value(refused)), "§6.10",
+              f"{what}: writes succeed again once there is room")
         c.close()
         node.stop()
         node = None
@@ -2097,8 +2097,8 @@ def dht_start_on_full_disk(bin_dir, tmp, name, disk, held):
     node = Node(bin_dir, "dhtnode", KIND_DHT, tmp, name, config='[dht]\ndump_period_s = 0\n')
     c = Conn(node, kind=KIND_DHT)
     what = "a node started on a full disk"
-    check_eq(c.call(17, str8("full") + u64(held[-1])), (0, dht_value(held[-1])), "§6.10",
-             f"{what} serves reads")
+    check(c.call(17, str8("full") + u64(held[-1])) == (0, dht_value(held[-1])), "§6.10",
+          f"{what} serves reads")
     got = c.call(16, str8("full") + u64(1 << 40) + b"x")
     status_is(got, "InternalError", "§6.10", f"{what} refuses a change")
     check(b"nothing was stored" in got[1], "§6.10", f"{what}: the message: {msg(got)!r}")
@@ -2199,11 +2199,45 @@ def logfiles_disk_full(bin_dir, tmp, fsync):
         disk.close()
 
 
+def queue_disk_full(bin_dir, tmp):
+    """§8.1: a ring file that cannot be created fails the write with InternalError naming the
+    file; existing channels go on; once there is room, new channels work."""
+    name = "queue-full"
+    # No file-size limit here: ring files are memory-mapped, a full disk is no failed write.
+    disk = SmallDisk(os.path.join(tmp, name, "data"), 1 << 20, fallback=False)
+    node = None
+    try:
+        if not disk.usable():
+            return
+        node = Node(bin_dir, "queuenode", KIND_QUEUE, tmp, name,
+                    config="[queue]\nchannel_size_bytes = 262144\n")
+        c = Conn(node, kind=KIND_QUEUE)
+        check_eq(c.call(80, str8("q0") + b"first"), (0, b""), "§8.1", "a Push making a ring")
+        fill_up(disk.path)
+        got = c.call(80, str8("q1") + b"new")
+        status_is(got, "InternalError", "§8.1", "a Push whose ring cannot be created (disk full)")
+        check(b"q1.ring" in got[1], "§8.1", f"the message names the file: {msg(got)!r}")
+        check_eq(c.call(80, str8("q0") + b"second"), (0, b""), "§8.1",
+                 "a Push to an existing ring with the disk full")
+        check_eq(c.call(81, str8("q0")), (0, b"first"), "§8.1", "a Pop with the disk full")
+        os.remove(os.path.join(disk.path, "filler"))
+        deadline = time.time() + 5
+        while c.call(80, str8("q1") + b"new")[0] != 0 and time.time() < deadline:
+            time.sleep(0.1)
+        check_eq(c.call(81, str8("q1")), (0, b"new"), "§8.1", "new rings once there is room")
+        c.close()
+    finally:
+        if node is not None:
+            node.stop()
+        disk.close()
+
+
 def test_disk_full(bin_dir, tmp):
     for durability in ("interval", "always"):
         dht_disk_full(bin_dir, tmp, durability)
     for fsync in ("always", "interval"):
         logfiles_disk_full(bin_dir, tmp, fsync)
+    queue_disk_full(bin_dir, tmp)
 
 
 # ---------------------------------------------------------------------------------------------
