@@ -20,6 +20,7 @@ with the `openssl` program.
 """
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import os
@@ -1986,6 +1987,32 @@ class SmallDisk:
             subprocess.run(["umount", "-l", self.path], capture_output=True)
 
 
+@contextlib.contextmanager
+def node_on_small_disk(bin_dir, tmp, name, binary, kind, config, fallback=True):
+    """A node whose data directory is a 1 MiB SmallDisk: (disk, node), node None when this
+    machine cannot run the checks (recorded as skipped); both are gone afterwards."""
+    disk = SmallDisk(os.path.join(tmp, name, "data"), 1 << 20, fallback)
+    node = None
+    try:
+        if disk.usable():
+            node = Node(bin_dir, binary, kind, tmp, name, config=config, preexec=disk.preexec)
+        yield disk, node
+    finally:
+        if node is not None:
+            node.stop()
+        disk.close()
+
+
+def until_ok(write, seconds=5):
+    """Repeats `write()` until its reply is Ok or `seconds` pass; returns the last reply."""
+    deadline = time.time() + seconds
+    got = write()
+    while got[0] != 0 and time.time() < deadline:
+        time.sleep(0.1)
+        got = write()
+    return got
+
+
 def check_same(got, want, section, what):
     """check_eq for long lists and dicts of keys: a failure names only the differences."""
     if isinstance(want, dict):
@@ -2020,13 +2047,11 @@ def dht_disk_full(bin_dir, tmp, durability):
     """§6.10: a change the log cannot take is InternalError and not applied; reads go on; once
     there is room, writes are taken again without a restart."""
     name = f"dht-full-{durability}"
-    disk = SmallDisk(os.path.join(tmp, name, "data"), 1 << 20, fallback=False)
-    node = None
-    try:
-        if not disk.usable():
+    config = f'[dht]\ndurability = "{durability}"\ndump_period_s = 0\n'
+    with node_on_small_disk(bin_dir, tmp, name, "dhtnode", KIND_DHT, config,
+                            False) as (disk, node):
+        if node is None:
             return
-        node = Node(bin_dir, "dhtnode", KIND_DHT, tmp, name, preexec=disk.preexec,
-                    config=f'[dht]\ndurability = "{durability}"\ndump_period_s = 0\n')
         c = Conn(node, kind=KIND_DHT)
         put = lambda key: str8("full") + u64(key) + dht_value(key)
         acked, refused, got = put_until_refused(c, 16, put)
@@ -2058,20 +2083,13 @@ def dht_disk_full(bin_dir, tmp, durability):
                      f"{what}: key {key} of the refused changes is absent")
         # Space returns: changes are taken again, without a restart.
         disk.give_space(node)
-        deadline = time.time() + 5
-        while c.call(16, put(refused))[0] != 0 and time.time() < deadline:
-            time.sleep(0.1)
+        until_ok(lambda: c.call(16, put(refused)))
         check(c.call(17, str8("full") + u64(refused)) == (0, dht_value(refused)), "§6.10",
               f"{what}: writes succeed again once there is room")
         c.close()
         node.stop()
-        node = None
         if durability == "interval":
-            node = dht_start_on_full_disk(bin_dir, tmp, name, disk, acked + [refused])
-    finally:
-        if node is not None:
-            node.stop()
-        disk.close()
+            dht_start_on_full_disk(bin_dir, tmp, name, disk, acked + [refused])
 
 
 def fill_up(path):
@@ -2091,10 +2109,17 @@ def fill_up(path):
 
 def dht_start_on_full_disk(bin_dir, tmp, name, disk, held):
     """§6.10: a node started on a full disk serves reads and refuses every change until there is
-    room for its log, then takes changes without a restart. Returns the node (to stop)."""
+    room for its log, then takes changes without a restart."""
     fill_up(disk.path)
     os.remove(os.path.join(tmp, name, "log", "root.log"))  # the next "listening on" is the new one
     node = Node(bin_dir, "dhtnode", KIND_DHT, tmp, name, config='[dht]\ndump_period_s = 0\n')
+    try:
+        dht_full_from_the_start(node, disk, held)
+    finally:
+        node.stop()
+
+
+def dht_full_from_the_start(node, disk, held):
     c = Conn(node, kind=KIND_DHT)
     what = "a node started on a full disk"
     check(c.call(17, str8("full") + u64(held[-1])) == (0, dht_value(held[-1])), "§6.10",
@@ -2105,27 +2130,22 @@ def dht_start_on_full_disk(bin_dir, tmp, name, disk, held):
     check_eq(c.call(17, str8("full") + u64(1 << 40)), (1, b""), "§6.10",
              f"{what}: the refused change is not applied")
     os.remove(os.path.join(disk.path, "filler"))
-    deadline = time.time() + 5
-    while c.call(16, str8("full") + u64(1 << 40) + b"x")[0] != 0 and time.time() < deadline:
-        time.sleep(0.1)
+    until_ok(lambda: c.call(16, str8("full") + u64(1 << 40) + b"x"))
     check_eq(c.call(17, str8("full") + u64(1 << 40)), (0, b"x"), "§6.10",
              f"{what} takes changes once there is room, without a restart")
     c.close()
-    return node
 
 
 def logfiles_disk_full(bin_dir, tmp, fsync):
     """§7.4: InternalError stores nothing, now or later; NotDurable stores exactly the records its
     message counts; reads go on; writes resume once there is room."""
     name = f"logfiles-full-{fsync}"
-    disk = SmallDisk(os.path.join(tmp, name, "data"), 1 << 20)
-    node = None
+    config = f'[logfiles]\nfsync = "{fsync}"\nwrite_buffer_bytes = 16384\n'
     what = f"fsync {fsync}"
     value = lambda key: b"%08d" % key + b"l" * 1992
     batch = lambda keys: str8("full") + make_batch([(k, value(k)) for k in keys])
-    try:
-        node = Node(bin_dir, "logfilesnode", KIND_LOGFILES, tmp, name, preexec=disk.preexec,
-                    config=f'[logfiles]\nfsync = "{fsync}"\nwrite_buffer_bytes = 16384\n')
+    with node_on_small_disk(bin_dir, tmp, name, "logfilesnode", KIND_LOGFILES,
+                            config) as (disk, node):
         c = Conn(node, kind=KIND_LOGFILES)
         expect = {}  # key -> 1: what the replies say is stored
         partly = []  # (keys, n): a NotDurable PutBatch and the records it says it stored
@@ -2183,34 +2203,24 @@ def logfiles_disk_full(bin_dir, tmp, fsync):
                   f"{what}: reads go on and return only records stored, once each: "
                   f"{sorted(k for k, n in got.items() if expect.get(k) != n)} are not")
         disk.give_space(node)
-        deadline = time.time() + 5
-        while c.call(48, str8("full") + u64(key) + value(key))[0] != 0:
-            if not check(time.time() < deadline, "§7.4", f"{what}: Puts succeed with room"):
-                break
-            time.sleep(0.1)
+        got = until_ok(lambda: c.call(48, str8("full") + u64(key) + value(key)))
+        status_is(got, "Ok", "§7.4", f"{what}: Puts succeed once there is room")
         expect[key] = 1
         time.sleep(0.5)  # past flush_interval_ms (250): what was taken back stays out
         check_same(stored(), expect, "§7.4", f"{what}: once there is room, nothing refused "
                    "appears later and every acknowledged record is there once")
         c.close()
-    finally:
-        if node is not None:
-            node.stop()
-        disk.close()
 
 
 def queue_disk_full(bin_dir, tmp):
     """§8.1: a ring file that cannot be created fails the write with InternalError naming the
     file; existing channels go on; once there is room, new channels work."""
-    name = "queue-full"
     # No file-size limit here: ring files are memory-mapped, a full disk is no failed write.
-    disk = SmallDisk(os.path.join(tmp, name, "data"), 1 << 20, fallback=False)
-    node = None
-    try:
-        if not disk.usable():
+    config = "[queue]\nchannel_size_bytes = 262144\n"
+    with node_on_small_disk(bin_dir, tmp, "queue-full", "queuenode", KIND_QUEUE, config,
+                            False) as (disk, node):
+        if node is None:
             return
-        node = Node(bin_dir, "queuenode", KIND_QUEUE, tmp, name,
-                    config="[queue]\nchannel_size_bytes = 262144\n")
         c = Conn(node, kind=KIND_QUEUE)
         check_eq(c.call(80, str8("q0") + b"first"), (0, b""), "§8.1", "a Push making a ring")
         fill_up(disk.path)
@@ -2221,15 +2231,9 @@ def queue_disk_full(bin_dir, tmp):
                  "a Push to an existing ring with the disk full")
         check_eq(c.call(81, str8("q0")), (0, b"first"), "§8.1", "a Pop with the disk full")
         os.remove(os.path.join(disk.path, "filler"))
-        deadline = time.time() + 5
-        while c.call(80, str8("q1") + b"new")[0] != 0 and time.time() < deadline:
-            time.sleep(0.1)
+        until_ok(lambda: c.call(80, str8("q1") + b"new"))
         check_eq(c.call(81, str8("q1")), (0, b"new"), "§8.1", "new rings once there is room")
         c.close()
-    finally:
-        if node is not None:
-            node.stop()
-        disk.close()
 
 
 def test_disk_full(bin_dir, tmp):
@@ -2385,7 +2389,8 @@ def make_pki(d):
         run("req", "-x509", *ec, "-keyout", f"{ca}-key.pem", "-out", f"{ca}.pem", "-days", "1",
             "-subj", f"/CN=conformance {ca}", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    for name, ca, ext in (("node", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+    node_ext = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"
+    for name, ca, ext in (("node", "ca", node_ext),
                           ("client", "ca", "extendedKeyUsage=clientAuth"),
                           ("stranger", "other-ca", "extendedKeyUsage=clientAuth")):
         run("req", *ec, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj",
