@@ -4,9 +4,12 @@
 It starts real nodes (dhtnode, logfilesnode, queuenode) from --bin-dir on 127.0.0.1 with ports
 the OS picks, each with its own temporary data and log directories, speaks the protocol to them
 over TCP (and TLS), and checks every reply field by field against what docs/protocol.md
-promises: the handshake (with and without authentication, in clear and inside TLS), framing and
-protocol errors, the requests every node answers, every request of the three node kinds with
-their documented error statuses, and the limits of §2.3 and of each kind.
+promises: the handshake (with and without authentication, in clear and inside TLS, with and
+without client certificates), framing and protocol errors, the requests every node answers,
+every request of the three node kinds with their documented error statuses, the limits of §2.3
+and of each kind, a client that never reads (§2.2), a second Redistribute (§6.6), and writes on
+a full disk (§6.10, §7.4: small tmpfs file systems it mounts, so it runs as root; see
+SmallDisk for what it does without that).
 
     python3 scripts/conformance/protocol_client.py --bin-dir target/release
 
@@ -17,6 +20,7 @@ with the `openssl` program.
 """
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import os
@@ -263,10 +267,11 @@ def parse_batch(body, compressed=True):
 class Node:
     """One node process on 127.0.0.1:0 with its own directories, its address read from root.log."""
 
-    def __init__(self, bin_dir, binary, kind, tmp, name, config=None, extra=()):
+    def __init__(self, bin_dir, binary, kind, tmp, name, config=None, extra=(), preexec=None):
         self.kind = kind
         self.dir = os.path.join(tmp, name)
-        os.makedirs(self.dir)
+        # The directory may exist already: a SmallDisk mounted at its data/.
+        os.makedirs(self.dir, exist_ok=True)
         self.log = os.path.join(self.dir, "log")
         args = [os.path.join(os.path.abspath(bin_dir), binary), "--listen", "127.0.0.1:0",
                 "--data-dir", os.path.join(self.dir, "data"), "--log-dir", self.log]
@@ -278,7 +283,7 @@ class Node:
         args += list(extra)
         self.stderr = open(os.path.join(self.dir, "stderr"), "w")
         self.proc = subprocess.Popen(args, cwd=self.dir, stdout=self.stderr,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec)
         self.addr = self._wait_addr()
 
     def _wait_addr(self):
@@ -316,9 +321,16 @@ class Closed(Exception):
 class Conn:
     """One connection: the handshake, then frames."""
 
-    def __init__(self, node_or_addr, kind=0, name=b"", key=None, handshake=True, tls=None):
+    def __init__(self, node_or_addr, kind=0, name=b"", key=None, handshake=True, tls=None,
+                 rcvbuf=None):
         addr = node_or_addr.addr if isinstance(node_or_addr, Node) else node_or_addr
-        self.sock = socket.create_connection(addr, timeout=10)
+        if rcvbuf is None:
+            self.sock = socket.create_connection(addr, timeout=10)
+        else:  # a small receive window, set before the connection opens
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(10)
+            self.sock.connect(addr)
         if tls is not None:
             self.sock = tls.wrap_socket(self.sock, server_hostname=addr[0])
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -1907,14 +1919,556 @@ def test_tls(bin_dir, tmp):
             node.stop()
 
 
+# ---------------------------------------------------------------------------------------------
+# §6.10, §7.4: a full disk under the dht change log and the logfiles buckets
+
+SKIP_VAR = "SWARM_TEST_ALLOW_SKIP"
+# --no-mount: use the file-size limit even where mounting works (to exercise that path).
+NO_MOUNT = [False]
+
+
+def skip_allowed(capability):
+    words = [w.strip() for w in os.environ.get(SKIP_VAR, "").split(",")]
+    return "all" in words or capability in words
+
+
+class SmallDisk:
+    """A full disk for a node's data directory: a tmpfs of `size` mounted at `path`. Where this
+    process may not mount (not root), and only where SWARM_TEST_ALLOW_SKIP names `mount`, a
+    file-size limit on the node process fails its writes the same way (EFBIG instead of ENOSPC,
+    SIGXFSZ ignored), and the check of a real full file system is recorded as skipped; without
+    the variable that is a failure, never a silent skip."""
+
+    def __init__(self, path, size_bytes, fallback=True):
+        self.path = path
+        self.size_bytes = size_bytes
+        self.fallback = fallback
+        os.makedirs(path)
+        reason = "--no-mount given"
+        if not NO_MOUNT[0]:
+            made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs",
+                                   path], capture_output=True, text=True)
+            self.mounted = made.returncode == 0
+            reason = made.stderr.strip()[-200:]
+        else:
+            self.mounted = False
+        if self.mounted:
+            return
+        what = f"a real full file system under {os.path.basename(os.path.dirname(path))}" + \
+            (" (a file-size limit stood in)" if fallback else "")
+        if not NO_MOUNT[0] and not skip_allowed("mount"):
+            raise RuntimeError(f"cannot mount a tmpfs ({reason}); run as root, or set "
+                               f"{SKIP_VAR}=mount to fill the disk with a file-size limit instead")
+        print(f"SKIPPED mount: {what}: {reason}")
+
+    def usable(self):
+        """Whether the checks can run: on a tmpfs, or under the file-size limit where it can
+        stand in (not under the dht change log, which counts EFBIG as an I/O error, §6.10)."""
+        return self.mounted or self.fallback
+
+    def preexec(self):
+        """For the node process: under the file-size limit when no tmpfs is mounted."""
+        if not self.mounted:
+            import resource
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.size_bytes, hard))
+
+    def give_space(self, node):
+        if self.mounted:
+            subprocess.run(["mount", "-o", "remount,size=64m", self.path], check=True)
+        else:
+            import resource
+            hard = resource.prlimit(node.proc.pid, resource.RLIMIT_FSIZE)[1]
+            resource.prlimit(node.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+    def close(self):
+        if self.mounted:
+            subprocess.run(["umount", "-l", self.path], capture_output=True)
+
+
+@contextlib.contextmanager
+def node_on_small_disk(bin_dir, tmp, name, binary, kind, config, fallback=True):
+    """A node whose data directory is a 1 MiB SmallDisk: (disk, node), node None when this
+    machine cannot run the checks (recorded as skipped); both are gone afterwards."""
+    disk = SmallDisk(os.path.join(tmp, name, "data"), 1 << 20, fallback)
+    node = None
+    try:
+        if disk.usable():
+            node = Node(bin_dir, binary, kind, tmp, name, config=config, preexec=disk.preexec)
+        yield disk, node
+    finally:
+        if node is not None:
+            node.stop()
+        disk.close()
+
+
+def until_ok(write, seconds=5):
+    """Repeats `write()` until its reply is Ok or `seconds` pass; returns the last reply."""
+    deadline = time.time() + seconds
+    got = write()
+    while got[0] != 0 and time.time() < deadline:
+        time.sleep(0.1)
+        got = write()
+    return got
+
+
+def check_same(got, want, section, what):
+    """check_eq for long lists and dicts of keys: a failure names only the differences."""
+    if isinstance(want, dict):
+        diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want)
+                if got.get(k) != want.get(k)}
+    else:
+        diff = {"only got": sorted(set(got) - set(want)), "only wanted":
+                sorted(set(want) - set(got))}
+    return check(got == want, section, f"{what}: differences (got, want) {diff}")
+
+
+def msg(got):
+    return got[1].decode(errors="replace")
+
+
+def put_until_refused(c, code, body_of, limit=3000):
+    """Writes key 0, 1, ... until one is refused: (keys acknowledged, the refused key, reply)."""
+    acked = []
+    for key in range(limit):
+        got = c.call(code, body_of(key))
+        if got[0] != 0:
+            return acked, key, got
+        acked.append(key)
+    raise RuntimeError(f"the disk did not fill up: {limit} writes acknowledged")
+
+
+def dht_value(key):
+    return b"%08d" % key + b"v" * 4088
+
+
+def dht_disk_full(bin_dir, tmp, durability):
+    """§6.10: a change the log cannot take is InternalError and not applied; reads go on; once
+    there is room, writes are taken again without a restart."""
+    name = f"dht-full-{durability}"
+    config = f'[dht]\ndurability = "{durability}"\ndump_period_s = 0\n'
+    with node_on_small_disk(bin_dir, tmp, name, "dhtnode", KIND_DHT, config,
+                            False) as (disk, node):
+        if node is None:
+            return
+        c = Conn(node, kind=KIND_DHT)
+        put = lambda key: str8("full") + u64(key) + dht_value(key)
+        acked, refused, got = put_until_refused(c, 16, put)
+        what = f"durability {durability}"
+        status_is(got, "InternalError", "§6.10", f"{what}: a Put the full log cannot take")
+        check(msg(got).startswith("the change log cannot take the change, so nothing was stored"),
+              "§6.10", f"{what}: the message names the cause: {msg(got)!r}")
+        check(len(acked) >= 10, "§6.10", f"{what}: {len(acked)} Puts fit before the disk filled")
+        # Not applied; reads go on; every kind of change is refused the same way.
+        check_eq(c.call(17, str8("full") + u64(refused)), (1, b""), "§6.10",
+                 f"{what}: the refused Put is not applied")
+        check(c.call(17, str8("full") + u64(acked[0])) == (0, dht_value(acked[0])), "§6.10",
+              f"{what}: reads go on with the disk full")
+        items, st, _ = c.stream(20, get_all_body("full"))
+        check_eq(st, 0, "§6.10", f"{what}: GetAll on the full disk")
+        check_same(sorted(k for k, _ in batch_records(items)), acked, "§6.10",
+                   f"{what}: GetAll returns exactly the acknowledged Puts")
+        # Changes at least as large as the refused Put (a smaller one may still fit the log).
+        big = dht_value(refused)
+        for code, body, label in (
+                (26, str8("full") + make_batch([(refused, big), (refused + 1, big)]), "PutBatch"),
+                (33, str8("full") + u64(refused) + u64(5) + big, "PutVersion"),
+                (28, str8("full") + u64(refused) + u8(0) + u64(0) + u8(1) + big, "Update")):
+            got = c.call(code, body)
+            status_is(got, "InternalError", "§6.10", f"{what}: a {label} on the full disk")
+            check(b"nothing was stored" in got[1], "§6.10", f"{what}: {label}: {msg(got)!r}")
+        for key in (refused, refused + 1):
+            check_eq(c.call(17, str8("full") + u64(key)), (1, b""), "§6.10",
+                     f"{what}: key {key} of the refused changes is absent")
+        # Space returns: changes are taken again, without a restart.
+        disk.give_space(node)
+        until_ok(lambda: c.call(16, put(refused)))
+        check(c.call(17, str8("full") + u64(refused)) == (0, dht_value(refused)), "§6.10",
+              f"{what}: writes succeed again once there is room")
+        c.close()
+        node.stop()
+        if durability == "interval":
+            dht_start_on_full_disk(bin_dir, tmp, name, disk, acked + [refused])
+
+
+def fill_up(path):
+    """Fills the file system of `path` with a file `filler` until not one more byte fits."""
+    fd = os.open(os.path.join(path, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):
+            chunk = bytes(size)
+            try:
+                for _ in range(1 << 20):
+                    os.write(fd, chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def dht_start_on_full_disk(bin_dir, tmp, name, disk, held):
+    """§6.10: a node started on a full disk serves reads and refuses every change until there is
+    room for its log, then takes changes without a restart."""
+    fill_up(disk.path)
+    os.remove(os.path.join(tmp, name, "log", "root.log"))  # the next "listening on" is the new one
+    node = Node(bin_dir, "dhtnode", KIND_DHT, tmp, name, config='[dht]\ndump_period_s = 0\n')
+    try:
+        dht_full_from_the_start(node, disk, held)
+    finally:
+        node.stop()
+
+
+def dht_full_from_the_start(node, disk, held):
+    c = Conn(node, kind=KIND_DHT)
+    what = "a node started on a full disk"
+    check(c.call(17, str8("full") + u64(held[-1])) == (0, dht_value(held[-1])), "§6.10",
+          f"{what} serves reads")
+    got = c.call(16, str8("full") + u64(1 << 40) + b"x")
+    status_is(got, "InternalError", "§6.10", f"{what} refuses a change")
+    check(b"nothing was stored" in got[1], "§6.10", f"{what}: the message: {msg(got)!r}")
+    check_eq(c.call(17, str8("full") + u64(1 << 40)), (1, b""), "§6.10",
+             f"{what}: the refused change is not applied")
+    os.remove(os.path.join(disk.path, "filler"))
+    until_ok(lambda: c.call(16, str8("full") + u64(1 << 40) + b"x"))
+    check_eq(c.call(17, str8("full") + u64(1 << 40)), (0, b"x"), "§6.10",
+             f"{what} takes changes once there is room, without a restart")
+    c.close()
+
+
+def logfiles_disk_full(bin_dir, tmp, fsync):
+    """§7.4: InternalError stores nothing, now or later; NotDurable stores exactly the records its
+    message counts; reads go on; writes resume once there is room."""
+    name = f"logfiles-full-{fsync}"
+    config = f'[logfiles]\nfsync = "{fsync}"\nwrite_buffer_bytes = 16384\n'
+    what = f"fsync {fsync}"
+    value = lambda key: b"%08d" % key + b"l" * 1992
+    batch = lambda keys: str8("full") + make_batch([(k, value(k)) for k in keys])
+    with node_on_small_disk(bin_dir, tmp, name, "logfilesnode", KIND_LOGFILES,
+                            config) as (disk, node):
+        c = Conn(node, kind=KIND_LOGFILES)
+        expect = {}  # key -> 1: what the replies say is stored
+        partly = []  # (keys, n): a NotDurable PutBatch and the records it says it stored
+        answers = {}
+
+        def put_batch(keys):
+            """A PutBatch larger than the write buffer (20 records of 2000 bytes): Ok, nothing
+            (InternalError) or the N of M its NotDurable message counts. Returns the status."""
+            got = c.call(49, batch(keys))
+            answers[ST_NAME.get(got[0], got[0])] = answers.get(ST_NAME.get(got[0], got[0]), 0) + 1
+            if got[0] == 0:
+                check_eq(got[1], u64(len(keys)), "§7.2", f"{what}: PutBatch Ok body")
+                expect.update({k: 1 for k in keys})
+            elif got[0] == ST["NotDurable"]:
+                m = re.match(r"stored (\d+) of 20 records \(the others were not: |stored but not "
+                             r"made durable: ", msg(got))
+                if check(m is not None, "§7.4", f"{what}: NotDurable message {msg(got)!r}"):
+                    partly.append((keys, int(m.group(1)) if m.group(1) else len(keys)))
+            else:
+                status_is(got, "InternalError", "§7.4", f"{what}: a PutBatch on the full disk")
+            return got[0]
+
+        key = 0
+        while put_batch(list(range(key, key + 20))) == 0 and key < 2000:
+            key += 20
+        key += 20
+        acked, refused, got = put_until_refused(
+            c, 48, lambda k: str8("full") + u64(key + k) + value(key + k))
+        expect.update({key + k: 1 for k in acked})
+        status_is(got, "InternalError", "§7.4", f"{what}: a Put on the full disk")
+        key += refused + 1
+        for _ in range(2):
+            put_batch(list(range(key, key + 20)))
+            key += 20
+        print(f"{what}: PutBatch answers on a filling disk: {answers}")
+
+        def stored():
+            items, st, _ = c.stream(51, str8("full") + u8(0) + u32(0) + u8(1))
+            check_eq(st, 0, "§7.3", f"{what}: GetAll")
+            counts = {}
+            for k, _ in batch_records(items, code=2, compressed=False):
+                counts[k] = counts.get(k, 0) + 1
+            for keys, n in partly:
+                found = [counts.pop(k, 0) for k in keys]
+                check(sum(found) == n and max(found) <= 1, "§7.4", f"{what}: a PutBatch answered "
+                      f"NotDurable with {n} stored: {sum(found)} found")
+            return counts
+
+        got = stored()
+        if fsync == "always":
+            check_same(got, expect, "§7.4",
+                       f"{what}: reads go on and return exactly what the replies said is stored")
+        else:  # acknowledged records still in the write buffer may be missing until written
+            check(all(expect.get(k) == n for k, n in got.items()), "§7.4",
+                  f"{what}: reads go on and return only records stored, once each: "
+                  f"{sorted(k for k, n in got.items() if expect.get(k) != n)} are not")
+        disk.give_space(node)
+        got = until_ok(lambda: c.call(48, str8("full") + u64(key) + value(key)))
+        status_is(got, "Ok", "§7.4", f"{what}: Puts succeed once there is room")
+        expect[key] = 1
+        time.sleep(0.5)  # past flush_interval_ms (250): what was taken back stays out
+        check_same(stored(), expect, "§7.4", f"{what}: once there is room, nothing refused "
+                   "appears later and every acknowledged record is there once")
+        c.close()
+
+
+def queue_disk_full(bin_dir, tmp):
+    """§8.1: a ring file that cannot be created fails the write with InternalError naming the
+    file; existing channels go on; once there is room, new channels work."""
+    # No file-size limit here: ring files are memory-mapped, a full disk is no failed write.
+    config = "[queue]\nchannel_size_bytes = 262144\n"
+    with node_on_small_disk(bin_dir, tmp, "queue-full", "queuenode", KIND_QUEUE, config,
+                            False) as (disk, node):
+        if node is None:
+            return
+        c = Conn(node, kind=KIND_QUEUE)
+        check_eq(c.call(80, str8("q0") + b"first"), (0, b""), "§8.1", "a Push making a ring")
+        fill_up(disk.path)
+        got = c.call(80, str8("q1") + b"new")
+        status_is(got, "InternalError", "§8.1", "a Push whose ring cannot be created (disk full)")
+        check(b"q1.ring" in got[1], "§8.1", f"the message names the file: {msg(got)!r}")
+        check_eq(c.call(80, str8("q0") + b"second"), (0, b""), "§8.1",
+                 "a Push to an existing ring with the disk full")
+        check_eq(c.call(81, str8("q0")), (0, b"first"), "§8.1", "a Pop with the disk full")
+        os.remove(os.path.join(disk.path, "filler"))
+        until_ok(lambda: c.call(80, str8("q1") + b"new"))
+        check_eq(c.call(81, str8("q1")), (0, b"new"), "§8.1", "new rings once there is room")
+        c.close()
+
+
+def test_disk_full(bin_dir, tmp):
+    for durability in ("interval", "always"):
+        dht_disk_full(bin_dir, tmp, durability)
+    for fsync in ("always", "interval"):
+        logfiles_disk_full(bin_dir, tmp, fsync)
+    queue_disk_full(bin_dir, tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# §6.6: a second Redistribute while one runs
+
+
+def test_redistribute_busy(bin_dir, tmp):
+    """§6.6: Busy, before any item and changing nothing, while a Redistribute runs; the running
+    one ends with ShuttingDown when the node stops first."""
+    half = 1 << 63
+    dead = socket.socket()  # a target nobody listens on: the move retries until the node stops
+    dead.bind(("127.0.0.1", 0))
+    target = "%s:%d" % dead.getsockname()
+    node = Node(bin_dir, "dhtnode", KIND_DHT, tmp, "dht-busy")
+    try:
+        c = Conn(node, kind=KIND_DHT)
+        c.call(26, str8("mv") + make_batch([(k, b"r%d" % k) for k in range(1, 101)]))
+        body = u64(0) + u64(half - 1) + u16(1) + str8(target) + u64(half) + u64(FULL_MAX)
+        rid = c.send(29, body)
+        c.credit(rid, 1000)
+        items, rep = c.items_until(rid, 1)
+        check(rep is None and len(items) == 1, "§6.6", f"a running Redistribute's Progress {rep}")
+        d = Conn(node, kind=KIND_DHT)
+        other = u64(0) + u64(FULL_MAX >> 2) + u16(1) + str8(target) + u64((FULL_MAX >> 2) + 1) \
+            + u64(FULL_MAX)
+        items2, st, m = d.stream(29, other)
+        check(not items2, "§6.6", "a refused Redistribute sends no item")
+        status_is((st, m), "Busy", "§6.6", "a second Redistribute while one runs")
+        check(re.search(rb"\d+ of \d+", m) is not None, "§6.6",
+              f"the Busy message says how far the running one is: {m!r}")
+        r = ok_body(d.call(32), "§6.9", "GetRedistribution while one runs")
+        check_eq((r.u64(), r.u64(), r.u8()), (0, half - 1, 1), "§6.6",
+                 "the refused Redistribute changed nothing (range of the running one, running)")
+        d.close()
+        node.proc.send_signal(signal.SIGTERM)
+        try:
+            while True:
+                ftype, st, _, fid, fb = c.recv_frame()
+                if fid == rid and ftype == T_REPLY:
+                    status_is((st, fb), "ShuttingDown", "§6.6",
+                              "a Redistribute still running at shutdown ends with")
+                    break
+        except (Closed, socket.timeout, ConnectionResetError) as e:
+            check(False, "§6.6", f"no ShuttingDown Reply for the running Redistribute ({e})")
+        c.close()
+    finally:
+        node.stop()
+        dead.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# §2, §2.2, §2.3: a client that never reads its replies
+
+
+def polled_stats(c):
+    """GetStats while waiting for something: checked once by the caller, not on every poll (so
+    the number of checks does not depend on the machine's speed)."""
+    r = Reader(c.call(3)[1])
+    return dict((r.str8(), r.u64()) for _ in range(r.u32()))
+
+
+def uncompressed_records(items):
+    """Record count of uncompressed batch Items (§4.1), from their headers alone."""
+    return sum(struct.unpack("<I", body[4:8])[0] for _, body in items)
+
+
+def test_back_pressure(bin_dir, tmp):
+    """§2.2: a client that never reads costs the node output_buffer_bytes; the node stops reading
+    its requests; the streams it holds count against max_stream_memory_bytes, so new streams
+    elsewhere get TooManyRequests naming the setting while other requests are served; once the
+    client reads, everything arrives."""
+    cfg = "[server]\noutput_buffer_bytes = 65536\nmax_stream_memory_bytes = 1048576\n"
+    node = Node(bin_dir, "logfilesnode", KIND_LOGFILES, tmp, "logfiles-backpressure", config=cfg)
+    try:
+        w = Conn(node, kind=KIND_LOGFILES)
+        records = 2048  # 8 MiB that does not compress, more than the socket buffers hold
+        for j in range(0, records, 256):
+            w.call(49, str8("bp") + make_batch([(k, os.urandom(4096)) for k in range(j, j + 256)]))
+        # The stalled client: a small receive buffer, a read with a regular expression (3 MiB of
+        # stream memory, past the node's budget of 1 MiB) and all the credit it needs.
+        a = Conn(node, kind=KIND_LOGFILES, rcvbuf=65536)
+        rid = a.send(50, range_body("bp", 0, FULL_MAX, mode=2, filt=b"(?s).", flags=1))
+        a.credit(rid, 1 << 20)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            stats = polled_stats(w)
+            if stats.get("stream_memory_bytes", 0) >= 1 << 20:
+                break
+            time.sleep(0.05)
+        check(stats.get("stream_memory_bytes", 0) >= 1 << 20, "§2.2",
+              f"a regular-expression read holds about 3 MiB ({stats.get('stream_memory_bytes')})")
+        # Its output stalls (what the node writes stops growing, but for GetStats replies).
+        deadline = time.time() + 10
+        last = polled_stats(w)["bytes_out"]
+        while time.time() < deadline:
+            time.sleep(0.2)
+            now = polled_stats(w)["bytes_out"]
+            if now - last < 65536:
+                break
+            last = now
+        check(time.time() < deadline, "§2.2", "the output of a client that never reads stalls")
+        # A request sent meanwhile: answered once the client reads (§2.2 lets the node leave it
+        # unread while the unsent output is over output_buffer_bytes, not promise that it is).
+        a.send_frame(T_REQUEST, 1, 9999)
+        # And a stream of its own: its read still holds the node's budget when this is read.
+        a.send_frame(T_REQUEST, 51, 9998, str8("other") + u8(0) + u32(0))
+        # Other connections are served; new streams anywhere wait for the memory budget.
+        got = w.call(51, str8("bp") + u8(0) + u32(0))
+        status_is(got, "TooManyRequests", "§2.2", "a stream while the node's streams hold "
+                  "max_stream_memory_bytes")
+        check(b"max_stream_memory_bytes" in got[1], "§2.2", f"the message names it: {msg(got)!r}")
+        check_eq(w.call(48, str8("other") + u64(1) + b"x"), (0, b""), "§2.2",
+                 "a Put on another connection while one never reads")
+        r = ok_body(w.call(1), "§2.2", "GetVersion on another connection")
+        check_eq(r.u16(), 1, "§5", "GetVersion protocol version")
+        # The stalled client reads: every item, the read's Reply, then the waiting request's.
+        items, rep = a.items_until(rid, records + 1, timeout=20)
+        check_eq((rep, uncompressed_records(items)), ((0, b""), records), "§2.2",
+                 "once it reads, the stalled client gets its whole read and its Reply")
+        check_eq(a.reply_for(9999)[0], 0, "§2.2", "and the request that waited is answered")
+        got = a.reply_for(9998)
+        status_is(got, "TooManyRequests", "§2.2", "the stalled client's new stream, while its "
+                  "read holds more than max_stream_memory_bytes")
+        check(b"max_stream_memory_bytes" in got[1], "§2.2", f"the message names it: {msg(got)!r}")
+        a.close()
+        deadline = time.time() + 5
+        while polled_stats(w).get("stream_memory_bytes", 1) and time.time() < deadline:
+            time.sleep(0.05)
+        items, st, _ = w.stream(51, str8("other") + u8(0) + u32(0))
+        check_eq(st, 0, "§2.2", "streams are served again once the memory is free")
+        w.close()
+    finally:
+        node.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# §1: mutual TLS (client certificates)
+
+
+def make_pki(d):
+    """A throwaway CA, a node certificate for 127.0.0.1 and a client certificate it signs, and a
+    client certificate of another CA; None (after a failed check) without openssl."""
+    os.makedirs(d)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args):
+        made = subprocess.run(["openssl", *args], capture_output=True, cwd=d)
+        if made.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]}: {made.stderr[-300:]!r}")
+
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", *ec, "-keyout", f"{ca}-key.pem", "-out", f"{ca}.pem", "-days", "1",
+            "-subj", f"/CN=conformance {ca}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    node_ext = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"
+    for name, ca, ext in (("node", "ca", node_ext),
+                          ("client", "ca", "extendedKeyUsage=clientAuth"),
+                          ("stranger", "other-ca", "extendedKeyUsage=clientAuth")):
+        run("req", *ec, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj",
+            f"/CN=conformance {name}")
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext + "\nbasicConstraints=CA:FALSE\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}-key.pem",
+            "-CAcreateserial", "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+    os.chmod(os.path.join(d, "node-key.pem"), 0o600)
+    return lambda name: os.path.join(d, name)
+
+
+def tls_refused(node, ctx):
+    """Whether the node refuses the TLS session: the handshake fails, or (TLS 1.3, where the
+    client finishes first) the node's alert ends it before any swarm hello."""
+    try:
+        c = Conn(node, tls=ctx)
+    except (ssl.SSLError, Closed, ConnectionResetError, BrokenPipeError):
+        return True
+    c.close()
+    return False
+
+
+def test_mutual_tls(bin_dir, tmp):
+    """§1 and security.md "Mutual TLS": with [tls] client_ca_file, a client presents a certificate
+    of that CA or is refused in the TLS handshake, on every node kind."""
+    try:
+        pki = make_pki(os.path.join(tmp, "mtls"))
+    except (RuntimeError, FileNotFoundError) as e:
+        check(False, "tls", f"openssl makes a CA and certificates (needs openssl): {e}")
+        return
+    contexts = {}
+    for who in ("client", "stranger", None):
+        ctx = ssl.create_default_context(cafile=pki("ca.pem"))
+        if who:
+            ctx.load_cert_chain(pki(f"{who}.pem"), pki(f"{who}-key.pem"))
+        contexts[who] = ctx
+    cfg = (f'[tls]\ncert_file = "{pki("node.pem")}"\nkey_file = "{pki("node-key.pem")}"\n'
+           f'client_ca_file = "{pki("ca.pem")}"\n')
+    for binary, kind in (("dhtnode", KIND_DHT), ("logfilesnode", KIND_LOGFILES),
+                         ("queuenode", KIND_QUEUE)):
+        node = Node(bin_dir, binary, kind, tmp, f"{binary}-mtls", config=cfg)
+        try:
+            check(tls_refused(node, contexts[None]), "§1",
+                  f"{binary}: a client without a certificate is refused")
+            check(tls_refused(node, contexts["stranger"]), "§1",
+                  f"{binary}: a client certificate of another CA is refused")
+            c = Conn(node, kind=kind, tls=contexts["client"])
+            check_eq(c.result, (OK_MAGIC, 0, 1, 0), "§1", f"{binary}: a client certificate of "
+                     "the CA: the swarm handshake inside TLS")
+            r = ok_body(c.call(1), "§1", f"{binary}: GetVersion under mutual TLS")
+            check_eq((r.u16(), r.u8()), (1, kind), "§5", f"{binary}: GetVersion under mutual TLS")
+            c.close()
+        finally:
+            node.stop()
+
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin-dir", default="target/release", help="directory of the node binaries")
-    ap.add_argument("--only", choices=["dht", "logfiles", "queue", "auth", "tls"], action="append")
+    ap.add_argument("--only", action="append",
+                    choices=["dht", "logfiles", "queue", "auth", "tls", "redistribute",
+                             "backpressure", "disk"])
+    ap.add_argument("--no-mount", action="store_true",
+                    help="fill disks with a file-size limit instead of a tmpfs (as without root)")
     ap.add_argument("--limit-s", type=int, default=120, help="give up after this many seconds")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every passed check")
     args = ap.parse_args()
     VERBOSE[0] = args.verbose
+    NO_MOUNT[0] = args.no_mount
     bin_dir = os.path.abspath(args.bin_dir)
     for b in ("dhtnode", "logfilesnode", "queuenode"):
         if not os.access(os.path.join(bin_dir, b), os.X_OK):
@@ -1943,7 +2497,10 @@ def main():
                                 test_queue_default_value_limit(bin_dir, tmp),
                                 test_stats(bin_dir, tmp, "queuenode", KIND_QUEUE))),
              ("auth", lambda: test_auth(bin_dir, tmp)),
-             ("tls", lambda: test_tls(bin_dir, tmp))]
+             ("tls", lambda: (test_tls(bin_dir, tmp), test_mutual_tls(bin_dir, tmp))),
+             ("redistribute", lambda: test_redistribute_busy(bin_dir, tmp)),
+             ("backpressure", lambda: test_back_pressure(bin_dir, tmp)),
+             ("disk", lambda: test_disk_full(bin_dir, tmp))]
     try:
         for name, fn in parts:
             if args.only and name not in args.only:
