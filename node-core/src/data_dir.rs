@@ -43,6 +43,17 @@ pub fn not_regular(path: &Path) -> Option<&'static str> {
     }
 }
 
+/// What the entry at `path` is when a scan passes it over for not being a regular file (a
+/// symbolic link is followed): `Some("a FIFO")`, ..., `Some("an entry whose type cannot be read
+/// (...)")`; `None` for a regular file. For the WARN naming what was passed over.
+pub fn passed_over_entry(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(meta) => Some(describe_file_type(meta.file_type()).to_owned()),
+        Err(error) => Some(format!("an entry whose type cannot be read ({error})")),
+    }
+}
+
 /// `Err` naming `path` and what it is when it is there but not a regular file ([`not_regular`]),
 /// for the files a node refuses to start without: `what` says what the file is for, and the
 /// message what to do.
