@@ -94,6 +94,15 @@ pub fn create_fresh(path: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
 
+    /// `testkit::mkfifo`, which this crate cannot use (testkit uses it).
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+
     #[test]
     fn only_what_is_there_and_not_a_regular_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -103,12 +112,15 @@ mod tests {
         assert_eq!(not_regular(&dir.path().join("missing")), None);
         assert_eq!(not_regular(dir.path()), Some("a directory"));
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        mkfifo(&fifo);
         assert_eq!(not_regular(&fifo), Some("a FIFO"));
+        assert_eq!(passed_over_entry(&file), None);
+        assert_eq!(passed_over_entry(&fifo).as_deref(), Some("a FIFO"));
+        let missing = passed_over_entry(&dir.path().join("missing")).unwrap();
+        assert!(
+            missing.starts_with("an entry whose type cannot be read ("),
+            "{missing}"
+        );
         let error = refuse_not_regular(&fifo, "the test's file").unwrap_err();
         let message = error.to_string();
         assert!(
@@ -124,11 +136,7 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo.tmp");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        mkfifo(&fifo);
         let leftover = dir.path().join("leftover.tmp");
         std::fs::write(&leftover, b"half a write").unwrap();
         let paths = [fifo, leftover];
