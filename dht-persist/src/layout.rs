@@ -136,21 +136,6 @@ pub fn free_name(dir: &Path, channel: &str, stamp: u64, suffix: &str) -> PathBuf
     candidate
 }
 
-/// Creates `path` afresh for writing, removing whatever is there first: the leftover of a
-/// write a crash interrupted, or a FIFO put there by hand, which opening to write would block
-/// on until something reads it. For the temporary files written and renamed into place.
-pub fn create_fresh(path: &Path) -> io::Result<File> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
 /// Makes renames in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

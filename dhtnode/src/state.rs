@@ -168,7 +168,7 @@ pub fn save(data_dir: &Path, state: &NodeState) -> Result<(), StateError> {
          # the node runs.\n{body}"
     );
     fs::create_dir_all(data_dir).map_err(write_error)?;
-    let written = dht_persist::layout::create_fresh(&tmp).and_then(|mut file| {
+    let written = node_core::data_dir::create_fresh(&tmp).and_then(|mut file| {
         file.write_all(text.as_bytes())?;
         file.sync_all()
     });

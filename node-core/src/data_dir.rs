@@ -2,9 +2,10 @@
 //! that only reads and writes a data directory (`dht-persist`, used by `dhtdump` and `dumptool`
 //! too) must recognise these files when it scans one, without building the server parts that
 //! create them. Also the one check of a file a node opens by a fixed name ([`not_regular`]):
-//! one made a FIFO by hand would block the start that opens it.
+//! one made a FIFO by hand would block the start that opens it; and the one way a node creates
+//! its temporary files ([`create_fresh`]), which never opens what is already there.
 
-use std::fs::FileType;
+use std::fs::{File, FileType};
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
@@ -42,6 +43,17 @@ pub fn not_regular(path: &Path) -> Option<&'static str> {
     }
 }
 
+/// What the entry at `path` is when a scan passes it over for not being a regular file (a
+/// symbolic link is followed): `Some("a FIFO")`, ..., `Some("an entry whose type cannot be read
+/// (...)")`; `None` for a regular file. For the WARN naming what was passed over.
+pub fn passed_over_entry(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(meta) => Some(describe_file_type(meta.file_type()).to_owned()),
+        Err(error) => Some(format!("an entry whose type cannot be read ({error})")),
+    }
+}
+
 /// `Err` naming `path` and what it is when it is there but not a regular file ([`not_regular`]),
 /// for the files a node refuses to start without: `what` says what the file is for, and the
 /// message what to do.
@@ -59,9 +71,37 @@ pub fn refuse_not_regular(path: &Path, what: &str) -> io::Result<()> {
     }
 }
 
+/// Creates the temporary file `path` afresh for writing, removing whatever is there first: the
+/// leftover of a write a crash interrupted, or a FIFO (a socket, a symbolic link) put there by
+/// hand, which opening to write would block on until something reads it — the event loop or
+/// worker writing it would hang without a word. For every temporary file a node writes and
+/// renames into place: the file is the node's own, so nothing there is worth keeping. A
+/// directory in its place is not removed: the error names it.
+pub fn create_fresh(path: &Path) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    // `create_new`: should something recreate it in between, that is an error, never an open.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `testkit::mkfifo`, which this crate cannot use (testkit uses it).
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
 
     #[test]
     fn only_what_is_there_and_not_a_regular_file_is_named() {
@@ -72,17 +112,52 @@ mod tests {
         assert_eq!(not_regular(&dir.path().join("missing")), None);
         assert_eq!(not_regular(dir.path()), Some("a directory"));
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        mkfifo(&fifo);
         assert_eq!(not_regular(&fifo), Some("a FIFO"));
+        assert_eq!(passed_over_entry(&file), None);
+        assert_eq!(passed_over_entry(&fifo).as_deref(), Some("a FIFO"));
+        let missing = passed_over_entry(&dir.path().join("missing")).unwrap();
+        assert!(
+            missing.starts_with("an entry whose type cannot be read ("),
+            "{missing}"
+        );
         let error = refuse_not_regular(&fifo, "the test's file").unwrap_err();
         let message = error.to_string();
         assert!(
             message.contains("fifo (the test's file) is a FIFO"),
             "{message}"
         );
+    }
+
+    /// A FIFO or a leftover is replaced by a new, empty regular file, never opened (opening the
+    /// FIFO to write would block this test until the guard fails it); a directory is an error.
+    #[test]
+    fn create_fresh_replaces_what_is_there_without_opening_it() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.tmp");
+        mkfifo(&fifo);
+        let leftover = dir.path().join("leftover.tmp");
+        std::fs::write(&leftover, b"half a write").unwrap();
+        let paths = [fifo, leftover];
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let written = paths.clone();
+        std::thread::spawn(move || {
+            let results: Vec<_> = written
+                .iter()
+                .map(|path| create_fresh(path).and_then(|mut file| file.write_all(b"new")))
+                .collect();
+            sender.send(results)
+        });
+        let results = receiver
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("create_fresh returns (it blocked opening the FIFO)");
+        for (path, result) in paths.iter().zip(results) {
+            result.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(not_regular(path), None, "{}", path.display());
+            assert_eq!(std::fs::read(path).unwrap(), b"new", "{}", path.display());
+        }
+        let error = create_fresh(dir.path()).unwrap_err();
+        assert_ne!(error.kind(), io::ErrorKind::NotFound, "{error}");
     }
 }

@@ -37,7 +37,7 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
     bytes.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(bytes.len(), FILE_LEN);
     let tmp = path_in(dir, COVERED_TMP_FILE);
-    let mut file = crate::layout::create_fresh(&tmp)?;
+    let mut file = node_core::data_dir::create_fresh(&tmp)?;
     file.write_all(&bytes)?;
     file.sync_data()?;
     drop(file);

@@ -17,7 +17,8 @@
 //! and renamed into place, the directory fsynced. A damaged file counts as missing (the gap check
 //! is then as strict as without it: never less).
 
-use crate::layout::{create_fresh, sync_dir};
+use crate::layout::sync_dir;
+use node_core::data_dir::create_fresh;
 use node_core::protocol::channels::valid_channel_name;
 use std::collections::BTreeMap;
 use std::fs;

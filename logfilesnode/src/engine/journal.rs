@@ -86,7 +86,8 @@ impl Journal {
         for (channel, bucket) in open {
             text.push_str(&format!("{channel} {:x}\n", bucket.raw()));
         }
-        let mut file = File::create(&tmp)?;
+        // Written afresh: a FIFO made by hand at the name would block the event loop here.
+        let mut file = node_core::data_dir::create_fresh(&tmp)?;
         file.write_all(text.as_bytes())?;
         file.sync_data()?;
         fs::rename(&tmp, &self.path)?;
@@ -209,5 +210,25 @@ mod tests {
                 ("d".into(), BucketId::from_key(9 << 12))
             ]
         );
+    }
+
+    /// A FIFO made by hand where compaction writes (`open-buckets.journal.tmp`) is replaced, not
+    /// opened: opening it to write blocked the event loop until something read it.
+    #[test]
+    fn compaction_replaces_a_fifo_at_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let open = BucketId::from_key(7 << 12);
+        journal.record_open("c", open).unwrap();
+        journal
+            .record_open("c", BucketId::from_key(8 << 12))
+            .unwrap();
+        testkit::mkfifo(&dir.path().join("open-buckets.journal.tmp"));
+        let compacted = testkit::returns_in_time("compaction", move || {
+            journal.compact([("c", open)].into_iter()).map(|()| journal)
+        });
+        drop(compacted.unwrap());
+        let (_journal, left) = Journal::open(dir.path()).unwrap();
+        assert_eq!(left, vec![("c".into(), open)]);
     }
 }

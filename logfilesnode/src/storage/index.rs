@@ -537,7 +537,8 @@ pub fn save_index(bucket_path: &Path, index: &BucketIndex) -> io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
-    let mut file = File::create(&tmp)?;
+    // Written afresh: a FIFO made by hand at the name would block the event loop here.
+    let mut file = node_core::data_dir::create_fresh(&tmp)?;
     let written = file.write_all(&encode_index(index));
     drop(file);
     if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
@@ -695,15 +696,29 @@ mod tests {
         let bucket_path = dir.path().join("005");
         fs::write(&bucket_path, bucket(&[1, 2], 10)).unwrap();
         testkit::mkfifo(&index_path(&bucket_path));
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || sender.send(load_index(&bucket_path)));
-        let loaded = receiver
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("load_index returns (it blocked opening the FIFO)");
-        match loaded {
+        match testkit::returns_in_time("load_index", move || load_index(&bucket_path)) {
             Err(IndexProblem::Damaged(why)) => assert!(why.contains("a FIFO"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A FIFO made by hand at `<bucket>.idx.tmp` is replaced when the index is saved, not
+    /// opened: opening it to write blocked the event loop until something read it.
+    #[test]
+    fn saving_an_index_replaces_a_fifo_at_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket_path = dir.path().join("005");
+        let data = bucket(&[1, 2, 3], 10);
+        fs::write(&bucket_path, &data).unwrap();
+        let index = build_index(&data, 16);
+        let mut tmp = index_path(&bucket_path).into_os_string();
+        tmp.push(".tmp");
+        testkit::mkfifo(Path::new(&tmp));
+        let saved = bucket_path.clone();
+        let written = index.clone();
+        testkit::returns_in_time("save_index", move || save_index(&saved, &written)).unwrap();
+        assert_eq!(load_index(&bucket_path).unwrap(), index);
+        assert!(!Path::new(&tmp).exists(), "renamed into place");
     }
 
     #[test]

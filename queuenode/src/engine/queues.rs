@@ -113,11 +113,7 @@ fn not_a_ring(name: &str, path: &Path) -> Option<String> {
     if !valid_storage_name(name) {
         return Some("an entry with a bad name (a ring is `<channel>.ring` or `<subscriber>@<channel>.ring`)".into());
     }
-    let kind = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => return None,
-        Ok(meta) => node_core::data_dir::describe_file_type(meta.file_type()),
-        Err(error) => return Some(format!("an entry whose type cannot be read ({error})")),
-    };
+    let kind = node_core::data_dir::passed_over_entry(path)?;
     Some(format!(
         "{kind} where a ring file belongs (a ring is a regular file)"
     ))

@@ -83,7 +83,6 @@ pub fn scan(dir: &Path) -> Result<ReferenceData, ReferenceError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io(dir))?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.is_file())
         .collect();
     paths.sort();
     for path in paths {
@@ -93,6 +92,16 @@ pub fn scan(dir: &Path) -> Result<ReferenceData, ReferenceError> {
         let Some(name) = file_name.strip_suffix(".rq") else {
             continue;
         };
+        // Passed over, not read (a FIFO would block the start), and said: left in place, so
+        // it is not moved to `imported/` either.
+        if let Some(kind) = node_core::data_dir::passed_over_entry(&path) {
+            tracing::warn!(
+                path = %path.display(),
+                "reference import: ignoring {kind} where a reference dump belongs (a dump is a \
+                 regular file); its storage is not imported"
+            );
+            continue;
+        }
         if !valid_storage_name(name) {
             tracing::warn!(path = %path.display(), "reference dump with a bad storage name ignored");
             continue;

@@ -152,6 +152,11 @@ struct Shared {
     state: Mutex<QueueState>,
     changed: Condvar,
     on_progress: Mutex<Option<ProgressHook>>,
+    /// Tests: a file the next dumps write to in place of their temporary file, which is still
+    /// created (`/dev/full`: every write fails with ENOSPC, as on a full disk). The temporary
+    /// file is always created afresh, so a symbolic link put there cannot stand in for this.
+    #[cfg(test)]
+    write_instead: Mutex<Option<PathBuf>>,
 }
 
 struct QueueState {
@@ -340,6 +345,8 @@ impl DumpThread {
             uncompressed: AtomicBool::new(false),
             next_ticket: AtomicU64::new(1),
             on_progress: Mutex::new(None),
+            #[cfg(test)]
+            write_instead: Mutex::new(None),
         });
         let worker = Worker::new(
             data_dir.clone(),
@@ -544,6 +551,13 @@ impl DumpThread {
     #[cfg(test)]
     fn crash(&self) {
         let _ = self.commands.send(Command::Panic);
+    }
+
+    /// Makes the dumps begun from now on write to `path` instead of their temporary file (see
+    /// `Shared::write_instead`); `None` ends it.
+    #[cfg(test)]
+    fn write_instead(&self, path: Option<&Path>) {
+        *self.shared.write_instead.lock().unwrap() = path.map(Path::to_path_buf);
     }
 }
 

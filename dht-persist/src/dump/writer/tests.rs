@@ -68,8 +68,8 @@ fn disk_full_keeps_the_previous_dump_and_backup() {
     let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
     dump_channel(&mut thread, "ch", FIRST);
     dump_channel(&mut thread, "ch", SECOND);
-    // Every write to the temporary file now fails with ENOSPC.
-    std::os::unix::fs::symlink("/dev/full", dir.path().join("ch.dump.tmp")).unwrap();
+    // Every write of the dump now fails with ENOSPC.
+    thread.write_instead(Some(Path::new("/dev/full")));
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 % 251) as u8).collect();
     let outcome = dump_channel(&mut thread, "ch", &[(9, &big), (10, &big), (11, b"x")]);
     let error = outcome.result.unwrap_err();
@@ -77,6 +77,7 @@ fn disk_full_keeps_the_previous_dump_and_backup() {
     assert_eq!(read_file(&dir.path().join("ch.dump")), owned(SECOND));
     assert_eq!(read_file(&dir.path().join("ch.dump.backup")), owned(FIRST));
     assert!(fs::symlink_metadata(dir.path().join("ch.dump.tmp")).is_err());
+    thread.write_instead(None);
 
     // The thread carries on.
     assert_eq!(dump_channel(&mut thread, "ch", FIRST).result, Ok(()));
@@ -208,18 +209,18 @@ fn abort_deletes_the_temporary_file_and_keeps_the_dump() {
     assert!(thread.begin("../etc").is_err());
 }
 
-/// While the thread is stuck (here: opening a FIFO nobody reads), chunks beyond the queue
-/// capacity are handed back instead of blocking the caller.
+/// While the thread is stuck (here: in a dump whose shard source waits for the test), chunks
+/// beyond the queue capacity are handed back instead of blocking the caller.
 #[test]
 fn a_full_queue_hands_chunks_back() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("ch.dump.tmp");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success());
     let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    let gated = Arc::new(Gated {
+        inner: Versioned::new(),
+        open: Mutex::new(false),
+        opened: Condvar::new(),
+    });
+    thread.dump_shards("stuck", gated.clone()).unwrap();
     thread.begin("ch").unwrap();
     for _ in 0..CHUNK_QUEUE_CAPACITY {
         let (raw, count) = chunk(FIRST);
@@ -230,23 +231,36 @@ fn a_full_queue_hands_chunks_back() {
     assert_eq!(back, raw);
     thread.abort().unwrap(); // Control commands do not wait for room.
 
-    // Unblock the thread by reading the FIFO.
-    let reader = std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        io::Read::read_to_end(&mut File::open(&fifo).unwrap(), &mut sink).unwrap();
-    });
+    // Unblock the thread.
+    *gated.open.lock().unwrap() = true;
+    gated.opened.notify_all();
     thread.wait_idle().unwrap();
-    reader.join().unwrap();
     let outcomes = thread.poll_outcomes();
-    assert_eq!(outcomes.len(), 1);
-    assert_eq!(outcomes[0].action, DumpAction::Aborted);
-    assert_eq!(outcomes[0].result, Err("dump aborted".to_owned()));
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0].channel, "stuck");
+    assert_eq!(outcomes[0].result, Ok(()));
+    assert_eq!(outcomes[1].action, DumpAction::Aborted);
+    assert_eq!(outcomes[1].result, Err("dump aborted".to_owned()));
     thread.try_send_chunk(raw, count).unwrap();
     let mut recycled = 0;
     while thread.recycle().is_some() {
         recycled += 1;
     }
     assert!(recycled >= CHUNK_QUEUE_CAPACITY, "{recycled}");
+}
+
+/// A FIFO made by hand at `<ch>.dump.tmp` is replaced, not opened: opening it to write blocked
+/// the dump thread, and with it every later dump, until something read it.
+#[test]
+fn a_fifo_at_the_temporary_file_is_replaced_and_the_dump_written() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::mkfifo(&dir.path().join("ch.dump.tmp"));
+    let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
+    let outcome =
+        testkit::returns_in_time("the dump", move || dump_channel(&mut thread, "ch", FIRST));
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+    assert!(!dir.path().join("ch.dump.tmp").exists());
 }
 
 #[test]
@@ -532,7 +546,7 @@ fn a_full_speed_dump_that_fails_or_is_cancelled_keeps_the_previous_dump() {
     let mut thread = DumpThread::spawn(dir.path().to_path_buf()).unwrap();
     thread.set_mode(WriterMode::Full);
     dump_channel(&mut thread, "ch", FIRST);
-    std::os::unix::fs::symlink("/dev/full", dir.path().join("ch.dump.tmp")).unwrap();
+    thread.write_instead(Some(Path::new("/dev/full")));
     thread
         .dump_shards("ch", Arc::new(Versioned::new()))
         .unwrap();
@@ -543,6 +557,7 @@ fn a_full_speed_dump_that_fails_or_is_cancelled_keeps_the_previous_dump() {
     assert!(error.contains("No space left"), "{error}");
     assert!(fs::symlink_metadata(dir.path().join("ch.dump.tmp")).is_err());
     assert_eq!(read_file(&dir.path().join("ch.dump")), owned(FIRST));
+    thread.write_instead(None);
 
     let gated = Arc::new(Gated {
         inner: Versioned::new(),

@@ -166,7 +166,7 @@ impl Worker {
         } else {
             DumpCompression::Lz4
         };
-        let writer = File::create(&tmp).and_then(|file| {
+        let writer = self.create_tmp(&tmp).and_then(|file| {
             let out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, WritebackFile::new(file));
             let created = unix_now();
             DumpFileWriter::with_compression(
@@ -196,6 +196,18 @@ impl Worker {
             );
             remove_tmp(&tmp);
         }
+    }
+
+    /// Creates the temporary file of a dump afresh: one a crash left is replaced, and so is a
+    /// FIFO made by hand at its name, which opening to write would block this thread on (and
+    /// with it every dump) until something read it.
+    fn create_tmp(&self, tmp: &Path) -> io::Result<File> {
+        let file = node_core::data_dir::create_fresh(tmp)?;
+        #[cfg(test)]
+        if let Some(instead) = self.shared.write_instead.lock().unwrap().as_deref() {
+            return fs::OpenOptions::new().write(true).open(instead);
+        }
+        Ok(file)
     }
 
     /// Dumps a whole channel from its shards: the same file, checks and rotation as
