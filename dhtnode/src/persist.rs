@@ -284,7 +284,7 @@ pub fn replay(
         }
     }
     batch.apply(engine);
-    let zeros_ahead = zeros_ahead(reader.summaries());
+    let zeros_ahead = reader.zeros_ahead();
     let Some(mut end) = reader.into_end() else {
         unreachable!("the reader returned its last entry");
     };
@@ -314,22 +314,11 @@ pub fn replay(
     })
 }
 
-/// The last segment and where its entries end, when zeros its writer wrote ahead follow them
-/// (a run that did not stop cleanly: a clean stop cuts them).
-fn zeros_ahead(summaries: &[dht_persist::wal::SegmentSummary]) -> Option<(PathBuf, u64)> {
-    let last = summaries.last().filter(|last| last.zeros_after > 0)?;
-    Some((last.path.clone(), last.file_len - last.zeros_after))
-}
-
 /// Cuts the zeros after the last entry of `path`, which ends at `len`: its length is then what
-/// it holds (the log's `log_bytes`), and the room reserved past it goes back to the file system.
-/// Should that fail, the zeros stay: readers take them for the end all the same.
+/// it holds (the log's `log_bytes`). Should that fail, the zeros stay: readers take them for
+/// the end all the same.
 fn cut_zeros_ahead(path: &Path, len: u64) {
-    let cut = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|file| file.set_len(len));
-    if let Err(error) = cut {
+    if let Err(error) = dht_persist::wal::cut_zeros_ahead(path, len) {
         tracing::warn!(
             "change log: cannot cut the zeros written ahead after byte {len} of {}: {error}",
             path.display()

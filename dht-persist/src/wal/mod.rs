@@ -66,7 +66,7 @@ pub use jump_base::{read_jump_base, write_jump_base, JumpBase};
 pub use reader::{
     Damage, KindCounts, LogEnd, LogEntry, LogError, LogReader, ReadFrom, SegmentSummary,
 };
-pub use tail::{discard_from, Discarded, TornTail};
+pub use tail::{cut_zeros_ahead, discard_from, Discarded, TornTail};
 pub use writer::{
     AppendError, LogOptions, LogWriter, SyncRequest, WriteError, Written, ZERO_AHEAD_BYTES,
 };

@@ -287,6 +287,13 @@ impl LogReader {
         &self.summaries
     }
 
+    /// The last segment and where its entries end, when zeros its writer wrote ahead follow
+    /// them (cut them with [`cut_zeros_ahead`](super::cut_zeros_ahead)).
+    pub fn zeros_ahead(&self) -> Option<(PathBuf, u64)> {
+        let last = self.summaries.last().filter(|last| last.zeros_after > 0)?;
+        Some((last.path.clone(), last.file_len - last.zeros_after))
+    }
+
     /// Where the log ends, once [`next_entry`](Self::next_entry) has returned `Ok(None)`.
     pub fn end(&self) -> Option<&LogEnd> {
         self.end.as_ref()

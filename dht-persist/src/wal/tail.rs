@@ -193,6 +193,17 @@ pub(crate) fn cut(tail: &TornTail) -> io::Result<()> {
     Ok(())
 }
 
+/// Cuts the zeros a writer wrote ahead of its last entry (a run that did not stop cleanly
+/// leaves them; readers take them for the end): the segment at `path` keeps its first
+/// `entries_end` bytes, and the room reserved past them goes back to the file system. Not made
+/// durable: should the cut be lost, the zeros are back and still read as the end.
+pub fn cut_zeros_ahead(path: &Path, entries_end: u64) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(entries_end)
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
