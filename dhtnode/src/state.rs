@@ -14,7 +14,7 @@
 use node_core::protocol::dht::{HashRange, RedistributeTarget};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -168,16 +168,7 @@ pub fn save(data_dir: &Path, state: &NodeState) -> Result<(), StateError> {
          # the node runs.\n{body}"
     );
     fs::create_dir_all(data_dir).map_err(write_error)?;
-    let written = node_core::data_dir::create_fresh(&tmp).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(write_error(error));
-    }
-    fs::rename(&tmp, &path).map_err(write_error)?;
-    dht_persist::layout::sync_dir(data_dir).map_err(write_error)
+    node_core::data_dir::replace_file(&tmp, &path, text.as_bytes()).map_err(write_error)
 }
 
 #[cfg(test)]

@@ -90,6 +90,25 @@ pub fn create_fresh(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Replaces `path` with a file holding `bytes`, whole or not at all, and durably: written to
+/// `tmp` (afresh, [`create_fresh`]) and fdatasynced, renamed over `path`, and the directory
+/// synced so the rename survives a crash. A failed write removes `tmp`. For the small files a
+/// node keeps its state in (the dht's state file, `wal/covered`, `wal/jump-base`).
+pub fn replace_file(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let written = create_fresh(tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_data()
+    });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(tmp);
+        return Err(error);
+    }
+    std::fs::rename(tmp, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

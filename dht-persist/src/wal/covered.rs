@@ -10,9 +10,8 @@
 //! place, the directory fsynced. A damaged file counts as missing (the replay then reads the
 //! whole log: slower, never wrong).
 
-use crate::layout::sync_dir;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"SWLCOV01";
@@ -36,13 +35,11 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(bytes.len(), FILE_LEN);
-    let tmp = path_in(dir, COVERED_TMP_FILE);
-    let mut file = node_core::data_dir::create_fresh(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_data()?;
-    drop(file);
-    fs::rename(&tmp, path_in(dir, COVERED_FILE))?;
-    sync_dir(dir)
+    node_core::data_dir::replace_file(
+        &path_in(dir, COVERED_TMP_FILE),
+        &path_in(dir, COVERED_FILE),
+        &bytes,
+    )
 }
 
 /// What the last complete dump cycle covers, if `dir` records it: `Ok(None)` when the file is

@@ -17,12 +17,10 @@
 //! and renamed into place, the directory fsynced. A damaged file counts as missing (the gap check
 //! is then as strict as without it: never less).
 
-use crate::layout::sync_dir;
-use node_core::data_dir::create_fresh;
 use node_core::protocol::channels::valid_channel_name;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 pub const JUMP_BASE_FILE: &str = "jump-base";
@@ -59,13 +57,11 @@ pub fn write_jump_base(dir: &Path, base: &JumpBase) -> io::Result<()> {
     for (channel, position) in &base.positions {
         text.push_str(&format!("{channel} {position}\n"));
     }
-    let tmp = dir.join(JUMP_BASE_TMP_FILE);
-    let mut file = create_fresh(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_data()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(JUMP_BASE_FILE))?;
-    sync_dir(dir)
+    node_core::data_dir::replace_file(
+        &dir.join(JUMP_BASE_TMP_FILE),
+        &dir.join(JUMP_BASE_FILE),
+        text.as_bytes(),
+    )
 }
 
 /// What `dir` records: `Ok(None)` when there is no file, `Err` naming the problem when it is
