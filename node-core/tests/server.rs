@@ -248,6 +248,47 @@ fn look_ahead_sees_a_reads_frames_before_they_run() {
     );
 }
 
+/// The lone frames (P=1: one request, nothing after it) of connections read in the same pass
+/// are shown to `look_ahead` together before the first runs, at most 16 in a call (a lone
+/// frame has nothing to overlap with on its own connection, but the connections' do); every
+/// request is answered as without it.
+#[test]
+fn look_ahead_sees_the_lone_frames_of_a_pass_together() {
+    let server = start(test_options());
+    let mut holder = connect(server.addr);
+    let mut clients: Vec<_> = (0..20).map(|_| connect(server.addr)).collect();
+    // Slow holds the loop while one Echo arrives on each of the 20 connections: the next
+    // pass reads them all.
+    holder.request(SLOW, 1, &500u32.to_le_bytes());
+    std::thread::sleep(Duration::from_millis(150)); // Slow is running now.
+    for (id, client) in (100u64..).zip(clients.iter_mut()) {
+        client.request(ECHO, id, &id.to_le_bytes());
+    }
+    holder.frame().assert_reply(1, OK);
+    for (id, client) in (100u64..).zip(clients.iter_mut()) {
+        let reply = client.frame();
+        reply.assert_reply(id, OK);
+        assert_eq!(reply.body, id.to_le_bytes());
+    }
+    let stats = get_stats(&mut holder, 2);
+    let seen = |name: &str| stat(&stats, name).expect("the test service reports what it saw");
+    assert_eq!(seen("test/look_ahead_unexpected"), 0, "only Echoes");
+    assert_eq!(
+        seen("test/look_ahead_most"),
+        16,
+        "16 connections' lone frames in one call"
+    );
+    // 20 read in one pass: 16 and 4 (Slow's lone frame was read alone: no call).
+    assert_eq!(
+        (
+            seen("test/look_ahead_calls"),
+            seen("test/look_ahead_frames")
+        ),
+        (2, 20),
+        "two calls: 16 frames, then 4"
+    );
+}
+
 // 3 ----------------------------------------------------------------------------------------------
 
 #[test]

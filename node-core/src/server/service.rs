@@ -81,10 +81,11 @@ pub trait Service {
     /// A look at requests before they run: the loop calls it with the whole request frames
     /// already read on a connection, up to [`LOOK_AHEAD_FRAMES`] of them, before it executes
     /// the first (and again every [`LOOK_AHEAD_FRAMES`] frames), when more than one frame is
-    /// there (a lone frame, P=1, has nothing to overlap with), so that a node can start the
-    /// memory loads of their lookups (prefetches) and the loads of a read's frames overlap
-    /// instead of waiting one after the other (docs/benchmarks.md, "Overlapping a read's
-    /// misses"). Only a hint: it must not reply, change anything a client can see, or wait;
+    /// there; and with the lone frames (one request read, P=1) of up to [`LOOK_AHEAD_FRAMES`]
+    /// connections read in the same pass, before the first of them runs. So a node can start
+    /// the memory loads of their lookups (prefetches) and the loads overlap instead of waiting
+    /// one after the other (docs/benchmarks.md, "Overlapping a read's misses" and "Lone
+    /// frames, looked at together"). Only a hint: it must not reply, change anything a client can see, or wait;
     /// bounded work per frame; a frame whose body does not decode is skipped. The frames still
     /// go through every check and refusal when they run, so they may never run as seen here
     /// (a refusal, a connection closed before).
@@ -134,14 +135,18 @@ pub trait Service {
 /// when they run.
 pub const LOOK_AHEAD_FRAMES: usize = 16;
 
-/// The whole Request frames at the start of a connection's unprocessed input, as
+/// The whole Request frames at the start of one or more connections' unprocessed input, as
 /// [`Service::look_ahead`] sees them: `(code, body)` of each, node-specific codes only (the
-/// core answers the common ones itself), at most [`LOOK_AHEAD_FRAMES`], ending at the first
-/// frame that is not whole or whose header is broken. Control frames are skipped (they count
-/// towards the limit). `Clone`, so a node may walk them more than once.
+/// core answers the common ones itself), at most [`LOOK_AHEAD_FRAMES`] in all, each input's
+/// ending at its first frame that is not whole or whose header is broken. Control frames are
+/// skipped (they count towards the limit). `Clone`, so a node may walk them more than once.
 #[derive(Clone)]
 pub struct LookAheadFrames<'a> {
-    input: &'a [u8],
+    /// The inputs not walked yet, the one being walked first (its frames not yet shown).
+    inputs: [&'a [u8]; LOOK_AHEAD_FRAMES],
+    /// Inputs in `inputs`, and the index of the one being walked.
+    len: usize,
+    next: usize,
     max_body_bytes: u32,
     left: usize,
 }
@@ -149,11 +154,27 @@ pub struct LookAheadFrames<'a> {
 impl<'a> LookAheadFrames<'a> {
     /// The frames at the start of `input` (a connection's pending input).
     pub fn new(input: &'a [u8], max_body_bytes: u32) -> LookAheadFrames<'a> {
-        LookAheadFrames {
-            input,
+        LookAheadFrames::across(std::iter::once(input), max_body_bytes)
+    }
+
+    /// The frames at the start of each of `inputs` (connections' pending input), one input
+    /// after the other; inputs past the [`LOOK_AHEAD_FRAMES`]th are not shown.
+    pub fn across(
+        inputs: impl IntoIterator<Item = &'a [u8]>,
+        max_body_bytes: u32,
+    ) -> LookAheadFrames<'a> {
+        let mut frames = LookAheadFrames {
+            inputs: [&[]; LOOK_AHEAD_FRAMES],
+            len: 0,
+            next: 0,
             max_body_bytes,
             left: LOOK_AHEAD_FRAMES,
+        };
+        for (slot, input) in frames.inputs.iter_mut().zip(inputs) {
+            *slot = input;
+            frames.len += 1;
         }
+        frames
     }
 }
 
@@ -161,11 +182,19 @@ impl<'a> Iterator for LookAheadFrames<'a> {
     type Item = (RequestCode, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.left > 0 {
+        while self.left > 0 && self.next < self.len {
+            let input = self.inputs[self.next];
+            let Some(header) = frame::parse_frame(input, self.max_body_bytes)
+                .ok()
+                .flatten()
+            else {
+                // This input's whole frames are all shown: on to the next connection's.
+                self.next += 1;
+                continue;
+            };
             self.left -= 1;
-            let header = frame::parse_frame(self.input, self.max_body_bytes).ok()??;
-            let (whole, rest) = self.input.split_at(header.frame_len());
-            self.input = rest;
+            let (whole, rest) = input.split_at(header.frame_len());
+            self.inputs[self.next] = rest;
             let code = RequestCode(header.code);
             if header.frame_type == FrameType::Request && !code.is_common() {
                 return Some((code, &whole[frame::HEADER_LEN..]));
@@ -429,5 +458,69 @@ impl<'a> StreamOut<'a> {
         debug_assert!(!status.is_success());
         let message = message.to_string();
         self.finish(status, truncate_message(&message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::write_frame;
+
+    const OWN_CODE: u8 = 16;
+
+    fn frames(ids: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in ids {
+            write_frame(
+                &mut out,
+                FrameType::Request,
+                OWN_CODE,
+                *id,
+                &id.to_le_bytes(),
+            );
+        }
+        out
+    }
+
+    fn shown(frames: LookAheadFrames<'_>) -> Vec<u64> {
+        frames
+            .map(|(code, body)| {
+                assert_eq!(code, RequestCode(OWN_CODE));
+                u64::from_le_bytes(body.try_into().expect("each body is its id"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn across_shows_each_inputs_whole_frames_in_turn() {
+        let first = frames(&[1, 2]);
+        let mut cut = frames(&[3]);
+        cut.extend_from_slice(&frames(&[4])[..20]); // 4 is not whole yet
+        let mut with_common = frames(&[5]);
+        write_frame(&mut with_common, FrameType::Request, 1, 6, &[]); // GetVersion: the core's
+        write_frame(&mut with_common, FrameType::Control, 1, 7, &[]);
+        with_common.extend_from_slice(&frames(&[8]));
+        let broken = [0xffu8; 32]; // a header naming a body past any limit
+        let inputs = [&first[..], &cut, &[], &broken, &with_common];
+        assert_eq!(
+            shown(LookAheadFrames::across(inputs, 1024)),
+            [1, 2, 3, 5, 8]
+        );
+    }
+
+    #[test]
+    fn across_shows_at_most_look_ahead_frames_in_all() {
+        let ids: Vec<u64> = (0..LOOK_AHEAD_FRAMES as u64 + 4).collect();
+        let inputs: Vec<Vec<u8>> = ids.chunks(3).map(frames).collect();
+        let seen = shown(LookAheadFrames::across(
+            inputs.iter().map(Vec::as_slice),
+            1024,
+        ));
+        assert_eq!(seen, ids[..LOOK_AHEAD_FRAMES]);
+        let one = frames(&ids);
+        assert_eq!(
+            shown(LookAheadFrames::new(&one, 1024)),
+            ids[..LOOK_AHEAD_FRAMES]
+        );
     }
 }

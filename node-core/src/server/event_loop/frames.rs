@@ -28,44 +28,118 @@ impl<S: Service> EventLoop<'_, S> {
     /// Reads until the socket is drained (see [`ReadUntil`]) or reading must pause, processing
     /// frames as they arrive; then writes the replies in one go.
     pub(super) fn read_until(&mut self, slot: usize, until: ReadUntil) {
-        let max_input = self.max_input_bytes();
         loop {
-            let Some(conn) = self.connections.get_mut(slot) else {
-                return;
-            };
-            if conn.reading_paused || conn.close_when_flushed || conn.peer_closed {
-                break;
-            }
-            let needed = needed_frame_len(conn.pending_input());
-            match conn.read_once(needed, max_input) {
-                Ok(ReadOutcome::Data { bytes, drained }) => {
-                    self.stats.add_bytes_in(bytes);
+            match self.read_step(slot) {
+                ReadStep::Data { drained } => {
                     if !self.process_input(slot) || (drained && until == ReadUntil::Drained) {
                         break;
                     }
                 }
-                Ok(ReadOutcome::WouldBlock) => break,
-                Ok(ReadOutcome::BufferFull) => {
-                    // Every whole frame was processed, so a full buffer means processing paused.
-                    self.pending.push_back(Pending::Input(slot));
-                    break;
-                }
-                Ok(ReadOutcome::Closed) => {
-                    conn.peer_closed = true;
-                    break;
-                }
-                Err(err) => {
-                    self.on_read_failure(slot, &err);
-                    return;
+                ReadStep::Stop => break,
+                ReadStep::Gone => return,
+            }
+        }
+        self.reply_at_end_of_pass(slot);
+    }
+
+    /// The replies of a connection read in this pass are sent at its end (flush_dirty), with
+    /// every other connection's: the replies of a pass leave back to back, so a client process
+    /// on another core is woken once for many connections rather than once for each
+    /// (docs/benchmarks.md, issue 22: dht put P=16 642k -> 886k ops/s), and before_output runs
+    /// once for the pass (a change log writes one group).
+    fn reply_at_end_of_pass(&mut self, slot: usize) {
+        self.dirty.push(slot);
+    }
+
+    /// One read of a connection, without processing what it brought.
+    fn read_step(&mut self, slot: usize) -> ReadStep {
+        let max_input = self.max_input_bytes();
+        let Some(conn) = self.connections.get_mut(slot) else {
+            return ReadStep::Gone;
+        };
+        if conn.reading_paused || conn.close_when_flushed || conn.peer_closed {
+            return ReadStep::Stop;
+        }
+        let needed = needed_frame_len(conn.pending_input());
+        match conn.read_once(needed, max_input) {
+            Ok(ReadOutcome::Data { bytes, drained }) => {
+                self.stats.add_bytes_in(bytes);
+                ReadStep::Data { drained }
+            }
+            Ok(ReadOutcome::WouldBlock) => ReadStep::Stop,
+            Ok(ReadOutcome::BufferFull) => {
+                // Every whole frame was processed, so a full buffer means processing paused.
+                self.pending.push_back(Pending::Input(slot));
+                ReadStep::Stop
+            }
+            Ok(ReadOutcome::Closed) => {
+                conn.peer_closed = true;
+                ReadStep::Stop
+            }
+            Err(err) => {
+                self.on_read_failure(slot, &err);
+                ReadStep::Gone
+            }
+        }
+    }
+
+    /// The first read of a connection with a readable event: what it brought waits in
+    /// `first_reads` until every readable connection of the pass is read
+    /// ([`EventLoop::process_first_reads`]).
+    pub(super) fn read_first(&mut self, slot: usize, until: ReadUntil) {
+        match self.read_step(slot) {
+            ReadStep::Data { drained } => self.first_reads.push(FirstRead {
+                slot,
+                until,
+                drained,
+            }),
+            ReadStep::Stop => self.reply_at_end_of_pass(slot),
+            ReadStep::Gone => {}
+        }
+    }
+
+    /// Processes what the pass's first reads brought, [`LOOK_AHEAD_FRAMES`] connections at a
+    /// time: their lone frames looked at together first, then each connection's frames, and
+    /// its reading goes on as [`EventLoop::read_until`] would have.
+    pub(super) fn process_first_reads(&mut self) {
+        let mut first_reads = std::mem::take(&mut self.first_reads);
+        for group in first_reads.chunks(LOOK_AHEAD_FRAMES) {
+            self.look_ahead_lone_frames(group);
+            for read in group {
+                if self.process_input(read.slot)
+                    && !(read.drained && read.until == ReadUntil::Drained)
+                {
+                    self.read_until(read.slot, read.until);
+                } else {
+                    self.reply_at_end_of_pass(read.slot);
                 }
             }
         }
-        // Sent at the end of the pass (flush_dirty), with every other connection's: the
-        // replies of a pass leave back to back, so a client process on another core is woken
-        // once for many connections rather than once for each (docs/benchmarks.md, issue 22:
-        // dht put P=16 642k -> 886k ops/s), and before_output runs once for the pass (a
-        // change log writes one group).
-        self.dirty.push(slot);
+        first_reads.clear();
+        self.first_reads = first_reads;
+    }
+
+    /// Shows the service the lone frames (one whole request and nothing after it: P=1) of
+    /// `group`'s open connections together, when there are two or more: one connection's lone
+    /// frame has nothing to overlap with, but the connections read in one pass do (a frame
+    /// with others after it on its connection is shown with them by process_input).
+    fn look_ahead_lone_frames(&self, group: &[FirstRead]) {
+        let lone = |read: &FirstRead| {
+            let conn = self.connections.get(read.slot)?;
+            let input = conn.pending_input();
+            let first = needed_frame_len(input);
+            let lone =
+                HEADER_LEN <= first && first <= input.len() && first + HEADER_LEN > input.len();
+            (lone && matches!(conn.phase, Phase::Open)).then_some(input)
+        };
+        if group.iter().filter_map(lone).nth(1).is_none() {
+            return;
+        }
+        let max_body_bytes = self.server.options.max_frame_bytes;
+        self.service.look_ahead(LookAheadFrames::across(
+            group.iter().filter_map(lone),
+            max_body_bytes,
+        ));
     }
 
     /// Handles the frames buffered on a connection. Returns false when reading should stop
@@ -428,6 +502,25 @@ impl<S: Service> EventLoop<'_, S> {
             }
         }
     }
+}
+
+/// What one read of a connection came to.
+enum ReadStep {
+    /// Bytes arrived; `drained`: fewer than asked for (the socket had no more).
+    Data { drained: bool },
+    /// Nothing to process from this read: WouldBlock, the end of the stream, a full buffer,
+    /// or reading paused.
+    Stop,
+    /// The read failed and the connection is closed.
+    Gone,
+}
+
+/// A connection's first read of a pass, waiting for [`EventLoop::process_first_reads`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FirstRead {
+    slot: usize,
+    until: ReadUntil,
+    drained: bool,
 }
 
 /// When a read loop may stop.

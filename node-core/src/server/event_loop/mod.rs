@@ -98,6 +98,9 @@ pub(crate) struct EventLoop<'s, S: Service> {
     pending: VecDeque<Pending>,
     /// Connections whose output grew outside of their own read handling.
     dirty: Vec<usize>,
+    /// The pass's first reads of its readable connections, processed once all are read
+    /// ([`frames`]: their lone frames are looked at together).
+    first_reads: Vec<frames::FirstRead>,
     /// Memory held by the streams of every connection ([`streams::stream_held_bytes`]).
     stream_bytes: usize,
     shutting_down: bool,
@@ -128,6 +131,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
             ready_streams: VecDeque::new(),
             pending: VecDeque::new(),
             dirty: Vec::new(),
+            first_reads: Vec::with_capacity(EVENTS_CAPACITY),
             stream_bytes: 0,
             shutting_down: false,
             background_pending: false,
@@ -195,7 +199,8 @@ impl<'s, S: Service> EventLoop<'s, S> {
         }
     }
 
-    /// One pass: the TLS handshakes waiting for their turn, the events, then the work they, the
+    /// One pass: the TLS handshakes waiting for their turn, the events (every readable
+    /// connection read once, then what those reads brought processed), then the work they, the
     /// last pass and the wake-ups made ready,
     /// the service's background slice, and the output it all produced.
     fn pass(&mut self, events: &Events) {
@@ -209,6 +214,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 event.is_writable(),
             );
         }
+        self.process_first_reads();
         self.take_wakeups();
         self.drain_pending();
         self.run_ready_streams();
@@ -256,7 +262,7 @@ impl<'s, S: Service> EventLoop<'s, S> {
                 if readable && self.connections.contains(slot) && !self.handshake_waits(slot) {
                     // A short read means the socket is drained, except when the peer also closed:
                     // then read on to the end-of-file, for which no further event comes.
-                    self.read_until(
+                    self.read_first(
                         slot,
                         if read_closed {
                             ReadUntil::WouldBlock
