@@ -1,8 +1,9 @@
 //! Prefetching the records that the next requests of a read will touch (the look-ahead,
 //! [`node_core::server::Service::look_ahead`]): a lookup waits for memory at each step (the
 //! shard, the table's slot, the value, each found through the one before), and without a
-//! look-ahead the 16 requests of a pipelined read wait for theirs one after the other
-//! (docs/benchmarks.md, "Overlapping a read's misses"). Here every step is started for all
+//! look-ahead the 16 requests of a pipelined read (or the single requests of 16 connections
+//! read in one pass) wait for theirs one after the other (docs/benchmarks.md, "Overlapping a
+//! read's misses", "Lone frames, looked at together"). Here every step is started for all
 //! the frames before the next step, so their loads overlap; by the time the requests run, what
 //! they read is in the cache. Nothing changes: a prefetch only loads into the cache.
 

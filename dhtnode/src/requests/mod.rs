@@ -82,8 +82,9 @@ pub(crate) fn dispatch(
 }
 
 /// The look-ahead ([`node_core::server::Service::look_ahead`]): the records the next Get,
-/// Exists, GetWithVersion, Put and PutVersion of a read will look up, prefetched together
-/// ([`crate::engine::prefetch`]). A lone lookup is left alone: it has nothing to overlap with.
+/// Exists, GetWithVersion, Put and PutVersion of a pipelined read, or of the connections read
+/// in one pass, will look up, prefetched together ([`crate::engine::prefetch`]). A lone lookup
+/// is left alone: it has nothing to overlap with.
 pub(crate) fn look_ahead(node: &DhtNode, frames: LookAheadFrames<'_>) {
     let mut targets = Targets::default();
     for (code, body) in frames {
