@@ -20,8 +20,7 @@
 //! with a warning.
 
 use node_core::protocol::dht::valid_channel_name;
-use std::fs::{self, File};
-use std::io;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const DUMP_SUFFIX: &str = ".dump";
@@ -136,10 +135,8 @@ pub fn free_name(dir: &Path, channel: &str, stamp: u64, suffix: &str) -> PathBuf
     candidate
 }
 
-/// Makes renames in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+/// Makes renames in `dir` durable (node-core's, which every node's data directory uses).
+pub use node_core::data_dir::sync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -417,13 +417,19 @@ fn warn_others(others: &[PathBuf]) {
 /// What `wal/jump-base` records, if it is there and sound (a damaged one counts as missing,
 /// with a WARN: the gap check is then as strict as without it).
 fn read_jump_base(dir: &Path) -> Option<JumpBase> {
-    match dht_persist::wal::read_jump_base(dir) {
-        Ok(base) => base,
-        Err(problem) => {
-            tracing::warn!("{problem}; the gap check goes without it");
-            None
-        }
-    }
+    sound_or_warn(
+        dht_persist::wal::read_jump_base(dir),
+        "the gap check goes without it",
+    )
+}
+
+/// What a read of one of the log's small files found, or `None` with a WARN naming the
+/// problem and what the start does `instead` when the file is damaged.
+fn sound_or_warn<T>(read: Result<Option<T>, String>, instead: &str) -> Option<T> {
+    read.unwrap_or_else(|problem| {
+        tracing::warn!("{problem}; {instead}");
+        None
+    })
 }
 
 /// The log begins with a sequence jump in segment `segment` at `first_seq` (its first): records
@@ -468,13 +474,10 @@ pub use dht_persist::wal::covered::MAX_COVERED_POSITION as MAX_DUMP_POSITION;
 /// [`MAX_DUMP_POSITION`] included, counts as missing, with a WARN: the replay then reads the
 /// whole log).
 fn read_covered(dir: &Path) -> Option<u64> {
-    match dht_persist::wal::read_covered(dir) {
-        Ok(covered) => covered,
-        Err(problem) => {
-            tracing::warn!("{problem}; the replay reads the whole log");
-            None
-        }
-    }
+    sound_or_warn(
+        dht_persist::wal::read_covered(dir),
+        "the replay reads the whole log",
+    )
 }
 
 /// The channels whose dump records a position (not 0: none) before the one the log's first

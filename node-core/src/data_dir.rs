@@ -105,8 +105,34 @@ pub fn replace_file(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         return Err(error);
     }
     std::fs::rename(tmp, path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Fsyncs `dir`'s entries, so that the files created, renamed or removed in it survive a
+/// crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Reads the small file at `path` (at most `max_bytes`): `Ok(None)` when it is missing, `Err`
+/// naming the file and the problem when it is not a regular file ([`not_regular`]: a FIFO would
+/// block the read), cannot be read, or is longer. For the small files beside a node's data
+/// (the dht log's `covered` and `jump-base`), whose damage the caller names the same way.
+pub fn read_small_file(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    if let Some(kind) = not_regular(path) {
+        return Err(format!("{}: {kind}, not a regular file", path.display()));
+    }
+    let mut bytes = Vec::new();
+    let read = File::open(path).and_then(|file| file.take(max_bytes + 1).read_to_end(&mut bytes));
+    match read {
+        Ok(_) if bytes.len() as u64 > max_bytes => {
+            Err(format!("{}: longer than {max_bytes} bytes", path.display()))
+        }
+        Ok(_) => Ok(Some(bytes)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!("{}: {error}", path.display())),
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 //! place, the directory fsynced. A damaged file counts as missing (the replay then reads the
 //! whole log: slower, never wrong).
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -46,15 +45,10 @@ pub fn write_covered(dir: &Path, position: u64) -> io::Result<()> {
 /// missing, `Err` naming the problem when it is there but damaged.
 pub fn read_covered(dir: &Path) -> Result<Option<u64>, String> {
     let path = path_in(dir, COVERED_FILE);
-    if let Some(kind) = node_core::data_dir::not_regular(&path) {
-        // Not read (a FIFO would block): the replay reads the whole log, and the next
-        // complete cycle renames a real file over it.
-        return Err(format!("{}: {kind}, not a regular file", path.display()));
-    }
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(format!("{}: {error}", path.display())),
+    // One that is not a regular file is not read (a FIFO would block): the replay reads the
+    // whole log, and the next complete cycle renames a real file over it.
+    let Some(bytes) = node_core::data_dir::read_small_file(&path, FILE_LEN as u64)? else {
+        return Ok(None);
     };
     let damaged = |what: &str| Err(format!("{}: {what}", path.display()));
     if bytes.len() != FILE_LEN {
@@ -83,6 +77,7 @@ pub fn read_covered(dir: &Path) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_written_position_reads_back_and_damage_is_named() {

@@ -19,8 +19,7 @@
 
 use node_core::protocol::channels::valid_channel_name;
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 pub const JUMP_BASE_FILE: &str = "jump-base";
@@ -68,23 +67,9 @@ pub fn write_jump_base(dir: &Path, base: &JumpBase) -> io::Result<()> {
 /// there but damaged (or not a regular file).
 pub fn read_jump_base(dir: &Path) -> Result<Option<JumpBase>, String> {
     let path = dir.join(JUMP_BASE_FILE);
-    if let Some(kind) = node_core::data_dir::not_regular(&path) {
-        return Err(format!("{}: {kind}, not a regular file", path.display()));
-    }
-    let mut bytes = Vec::new();
-    let read = fs::File::open(&path)
-        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
-    match read {
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(format!("{}: {error}", path.display())),
-    }
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "{}: longer than {MAX_FILE_BYTES} bytes",
-            path.display()
-        ));
-    }
+    let Some(bytes) = node_core::data_dir::read_small_file(&path, MAX_FILE_BYTES)? else {
+        return Ok(None);
+    };
     let text =
         String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
     parse(&text)
@@ -130,6 +115,7 @@ fn parse(text: &str) -> Result<JumpBase, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_written_base_reads_back_and_damage_is_named() {

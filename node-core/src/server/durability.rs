@@ -412,7 +412,7 @@ fn above_the_loop() {
 /// Fsyncs a directory's entries. A directory that no longer exists (its channel was removed
 /// meanwhile) has nothing left to make durable.
 pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    match File::open(dir).and_then(|d| d.sync_all()) {
+    match crate::data_dir::sync_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
