@@ -157,6 +157,11 @@ impl<'a> LookAheadFrames<'a> {
         LookAheadFrames::across(std::iter::once(input), max_body_bytes)
     }
 
+    /// How many inputs these frames come from (connections; one for [`LookAheadFrames::new`]).
+    pub fn inputs(&self) -> usize {
+        self.len
+    }
+
     /// The frames at the start of each of `inputs` (connections' pending input), one input
     /// after the other; inputs past the [`LOOK_AHEAD_FRAMES`]th are not shown.
     pub fn across(
@@ -502,10 +507,9 @@ mod tests {
         with_common.extend_from_slice(&frames(&[8]));
         let broken = [0xffu8; 32]; // a header naming a body past any limit
         let inputs = [&first[..], &cut, &[], &broken, &with_common];
-        assert_eq!(
-            shown(LookAheadFrames::across(inputs, 1024)),
-            [1, 2, 3, 5, 8]
-        );
+        let frames = LookAheadFrames::across(inputs, 1024);
+        assert_eq!(frames.inputs(), 5);
+        assert_eq!(shown(frames), [1, 2, 3, 5, 8]);
     }
 
     #[test]

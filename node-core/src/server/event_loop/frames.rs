@@ -4,7 +4,7 @@
 //! a Control frame grants credit to or stops a stream; anything else is a protocol error that
 //! closes the connection once answered.
 
-use super::{request_name, EventLoop, Pending, FRAMES_PER_PASS};
+use super::{request_name, EventLoop, Pending, EVENTS_CAPACITY, FRAMES_PER_PASS};
 use crate::protocol::codes::{ControlCode, MAX_STREAM_CREDIT};
 use crate::protocol::frame::{self, FrameError, FrameHeader, FrameType, HEADER_LEN};
 use crate::protocol::{RequestCode, Status};
@@ -31,7 +31,7 @@ impl<S: Service> EventLoop<'_, S> {
         loop {
             match self.read_step(slot) {
                 ReadStep::Data { drained } => {
-                    if !self.process_input(slot) || (drained && until == ReadUntil::Drained) {
+                    if !self.process_read(slot, until, drained) {
                         break;
                     }
                 }
@@ -40,6 +40,11 @@ impl<S: Service> EventLoop<'_, S> {
             }
         }
         self.reply_at_end_of_pass(slot);
+    }
+
+    /// Processes what a read of `slot` brought; returns whether to read the socket again.
+    fn process_read(&mut self, slot: usize, until: ReadUntil, drained: bool) -> bool {
+        self.process_input(slot) && !(drained && until == ReadUntil::Drained)
     }
 
     /// The replies of a connection read in this pass are sent at its end (flush_dirty), with
@@ -88,11 +93,15 @@ impl<S: Service> EventLoop<'_, S> {
     /// ([`EventLoop::process_first_reads`]).
     pub(super) fn read_first(&mut self, slot: usize, until: ReadUntil) {
         match self.read_step(slot) {
-            ReadStep::Data { drained } => self.first_reads.push(FirstRead {
-                slot,
-                until,
-                drained,
-            }),
+            ReadStep::Data { drained } => {
+                // One first read per event: bounded by the poll's events.
+                debug_assert!(self.first_reads.len() < EVENTS_CAPACITY);
+                self.first_reads.push(FirstRead {
+                    slot,
+                    until,
+                    drained,
+                });
+            }
             ReadStep::Stop => self.reply_at_end_of_pass(slot),
             ReadStep::Gone => {}
         }
@@ -106,9 +115,7 @@ impl<S: Service> EventLoop<'_, S> {
         for group in first_reads.chunks(LOOK_AHEAD_FRAMES) {
             self.look_ahead_lone_frames(group);
             for read in group {
-                if self.process_input(read.slot)
-                    && !(read.drained && read.until == ReadUntil::Drained)
-                {
+                if self.process_read(read.slot, read.until, read.drained) {
                     self.read_until(read.slot, read.until);
                 } else {
                     self.reply_at_end_of_pass(read.slot);
@@ -124,22 +131,18 @@ impl<S: Service> EventLoop<'_, S> {
     /// frame has nothing to overlap with, but the connections read in one pass do (a frame
     /// with others after it on its connection is shown with them by process_input).
     fn look_ahead_lone_frames(&self, group: &[FirstRead]) {
-        let lone = |read: &FirstRead| {
+        let lone_input = |read: &FirstRead| {
             let conn = self.connections.get(read.slot)?;
             let input = conn.pending_input();
-            let first = needed_frame_len(input);
-            let lone =
-                HEADER_LEN <= first && first <= input.len() && first + HEADER_LEN > input.len();
-            (lone && matches!(conn.phase, Phase::Open)).then_some(input)
+            (matches!(conn.phase, Phase::Open) && holds_one_frame_alone(input)).then_some(input)
         };
-        if group.iter().filter_map(lone).nth(1).is_none() {
-            return;
+        let frames = LookAheadFrames::across(
+            group.iter().filter_map(lone_input),
+            self.server.options.max_frame_bytes,
+        );
+        if frames.inputs() >= 2 {
+            self.service.look_ahead(frames);
         }
-        let max_body_bytes = self.server.options.max_frame_bytes;
-        self.service.look_ahead(LookAheadFrames::across(
-            group.iter().filter_map(lone),
-            max_body_bytes,
-        ));
     }
 
     /// Handles the frames buffered on a connection. Returns false when reading should stop
@@ -163,7 +166,7 @@ impl<S: Service> EventLoop<'_, S> {
             // The service sees the next frames before the first runs (prefetches); a lone
             // frame (no header after it: P=1) has nothing to overlap with.
             if frame % LOOK_AHEAD_FRAMES == 0
-                && needed_frame_len(input) + HEADER_LEN <= input.len()
+                && second_header_there(input)
                 && matches!(conn.phase, Phase::Open)
             {
                 let max_body_bytes = self.server.options.max_frame_bytes;
@@ -531,6 +534,18 @@ pub(super) enum ReadUntil {
     Drained,
     /// At WouldBlock (mio's general contract), for reads not triggered by a fresh event.
     WouldBlock,
+}
+
+/// Whether `pending` holds the header of a second frame after its first.
+fn second_header_there(pending: &[u8]) -> bool {
+    needed_frame_len(pending) + HEADER_LEN <= pending.len()
+}
+
+/// Whether `pending` holds one whole frame and nothing after it but part of a header (a lone
+/// request: P=1).
+fn holds_one_frame_alone(pending: &[u8]) -> bool {
+    let first = needed_frame_len(pending);
+    HEADER_LEN <= first && first <= pending.len() && !second_header_there(pending)
 }
 
 /// The length of the frame being assembled at the start of `pending`, when its header is there.
