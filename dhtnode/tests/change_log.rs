@@ -91,8 +91,7 @@ fn log_bytes_stat(node: &Node) -> u64 {
 #[test]
 fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_with(dir.path(), "[dht]\ndump_period_s = 0\n");
     put_all(&mut Conn::open(node.addr), 0..100, 1);
     node.kill9();
     assert!(
@@ -107,8 +106,7 @@ fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
     );
     node.stop();
 
-    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 1\n").unwrap();
-    let node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let node = start_with(dir.path(), "[dht]\ndump_period_s = 1\n");
     put_all(&mut Conn::open(node.addr), 0..100, 2);
     let cycles_done = |node: &Node| node.root_log().matches("dump cycle done").count();
     let before = cycles_done(&node);
@@ -129,8 +127,7 @@ fn log_bytes_counts_what_the_log_holds_not_the_zeros_written_ahead() {
 #[test]
 fn a_torn_tail_is_cut_with_a_log_line_and_everything_before_it_is_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_with(dir.path(), "[dht]\ndump_period_s = 0\n");
     put_all(&mut Conn::open(node.addr), 0..300, 1);
     node.kill9();
     // Half an entry after the last one (over the zeros written ahead): a write the crash cut
@@ -363,11 +360,12 @@ fn a_stop_for_a_change_waiting_for_its_fsync_changes_nothing() {
 
 /// A node under "always" in a fresh directory (no periodic dumps).
 fn start_always(dir: &Path) -> Node {
-    std::fs::write(
-        dir.join("node.toml"),
-        "[dht]\ndurability = \"always\"\ndump_period_s = 0\n",
-    )
-    .unwrap();
+    start_with(dir, "[dht]\ndurability = \"always\"\ndump_period_s = 0\n")
+}
+
+/// A node in `dir` with `config` as its node.toml.
+fn start_with(dir: &Path, config: &str) -> Node {
+    std::fs::write(dir.join("node.toml"), config).unwrap();
     Node::start_in(common::BIN, dir, &["-c", "node.toml"])
 }
 
@@ -583,8 +581,7 @@ fn a_dump_older_than_the_log_stops_the_start_unless_log_gap_says_load() {
 #[test]
 fn a_crash_after_a_restore_from_dumps_is_no_gap_but_an_older_dump_still_is() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("node.toml"), "[dht]\ndump_period_s = 0\n").unwrap();
-    let mut node = Node::start_in(common::BIN, dir.path(), &["-c", "node.toml"]);
+    let mut node = start_with(dir.path(), "[dht]\ndump_period_s = 0\n");
     put_all_in(&mut Conn::open(node.addr), "a", 0..10, 1); // 1..=10
     put_all_in(&mut Conn::open(node.addr), "b", 0..10, 1); // 11..=20
     assert_eq!(stop_status(&mut node), Some(0), "dumps covering 20");
