@@ -554,10 +554,10 @@ impl Engine {
     /// to fsync, the epoch's first write failure (the commit then counts as failed) and the
     /// records its failed write-outs dropped.
     pub fn take_sync_job(&mut self) -> (SyncJob, EpochFailures) {
-        let mut job = SyncJob {
-            files: std::mem::take(&mut self.closed_unsynced),
-            dirs: std::mem::take(&mut self.new_dir_entries),
-        };
+        let mut job = SyncJob::new(
+            std::mem::take(&mut self.closed_unsynced),
+            std::mem::take(&mut self.new_dir_entries),
+        );
         for (channel, bucket) in self.writers.iter_mut() {
             if !bucket.dirty {
                 continue;

@@ -10,6 +10,14 @@
 //! it, the moment the first is done: one fsync then covers everything written while the first
 //! ran (group commit, pipelined). Epochs complete in order, so "epoch E is durable" means every
 //! record written before E's last dispatch is on disk.
+//!
+//! Gathering: writers that wait for their reply before writing again (a client at P=1) would
+//! otherwise split into two groups that alternate, each commit carrying half of them — those
+//! answered by one commit come back while the next, already started, runs, and wait for the one
+//! after. So before the thread starts a job that carries fewer waiting replies than there were
+//! writers when the last commit ended (its replies and those already waiting), it holds the job
+//! a while for them to join it ([`Gathering`]): at most as long as the last commit took, and
+//! never more than [`MAX_GATHER_WINDOW`]. A job no reply waits for (`interval`) is never held.
 
 use crate::config::ConfigError;
 use crate::stats::LatencyHistogram;
@@ -112,15 +120,34 @@ impl IntervalTimer {
 pub struct SyncJob {
     pub files: Vec<Arc<File>>,
     pub dirs: Vec<PathBuf>,
+    /// Replies that wait for this commit ([`GroupCommit`](super::group_commit::GroupCommit)
+    /// counts them): what the thread's [`Gathering`] weighs.
+    pub(crate) waiting_replies: usize,
 }
 
 impl SyncJob {
+    pub fn new(files: Vec<Arc<File>>, dirs: Vec<PathBuf>) -> SyncJob {
+        SyncJob {
+            files,
+            dirs,
+            waiting_replies: 0,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.files.is_empty() && self.dirs.is_empty()
     }
 
-    /// Adds `other`'s files and directories (each file and directory once).
+    /// This job, with `count` replies waiting for its commit.
+    pub(crate) fn with_waiting_replies(mut self, count: usize) -> SyncJob {
+        self.waiting_replies = count;
+        self
+    }
+
+    /// Adds `other`'s files and directories (each file and directory once), and its waiting
+    /// replies.
     fn join(&mut self, other: SyncJob) {
+        self.waiting_replies += other.waiting_replies;
         for file in other.files {
             if !self.files.iter().any(|known| Arc::ptr_eq(known, &file)) {
                 self.files.push(file);
@@ -132,6 +159,52 @@ impl SyncJob {
             }
         }
     }
+}
+
+/// The longest the sync thread holds a job for more writers to join it (see the module doc): a
+/// commit starts at most this much later than it could have.
+pub const MAX_GATHER_WINDOW: Duration = Duration::from_millis(1);
+
+/// What the sync thread learnt from its last commit, to decide whether to hold the next job
+/// (see the module doc).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Gathering {
+    /// The writers when the last commit ended: the replies it answered and those already
+    /// waiting for the next one.
+    writers: usize,
+    /// How long a job may be held: the last commit's duration, within the thread's bound.
+    window: Duration,
+}
+
+impl Gathering {
+    /// After a commit that took `took` and answered `answered` replies, with `waiting` more
+    /// already waiting for the next; `window` bounds the hold ([`MAX_GATHER_WINDOW`]).
+    fn after(
+        answered: usize,
+        waiting: usize,
+        took: Duration,
+        window: fn(Duration) -> Duration,
+    ) -> Gathering {
+        Gathering {
+            writers: answered.saturating_add(waiting),
+            window: window(took),
+        }
+    }
+
+    /// How much longer to hold a job `waiting_replies` wait for, held `held` so far: `None`
+    /// to start it now (as many replies wait as there were writers, or the window has passed,
+    /// or no reply waits at all).
+    fn hold_for(&self, waiting_replies: usize, held: Duration) -> Option<Duration> {
+        if waiting_replies == 0 || waiting_replies >= self.writers || held >= self.window {
+            return None;
+        }
+        Some(self.window - held)
+    }
+}
+
+/// The production window: the last commit's duration, at most [`MAX_GATHER_WINDOW`].
+fn last_commit_window(took: Duration) -> Duration {
+    took.min(MAX_GATHER_WINDOW)
 }
 
 /// What a finished job reports.
@@ -150,6 +223,9 @@ struct Queue {
     /// everything written until the moment it starts.
     next: Option<(u64, SyncJob)>,
     closed: bool,
+    /// Whether the thread holds `next` for more writers ([`Gathering`]): a dispatch that joins
+    /// it then wakes the thread to count again (and only then, to spare the loop a syscall).
+    holding: bool,
 }
 
 /// What the event loop and the sync thread share.
@@ -165,20 +241,37 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The sync thread's next job: waits for one; `None` once the loop has gone.
-    fn take(&self) -> Option<(u64, SyncJob)> {
+    /// The sync thread's next job: waits for one, then holds it while `gathering` says so
+    /// (never once the loop has gone); `None` once the loop has gone and no job is left.
+    fn take(&self, gathering: &Gathering) -> Option<(u64, SyncJob)> {
         let mut queue = self.lock();
+        let mut held_since: Option<Instant> = None;
         loop {
-            if let Some(job) = queue.next.take() {
-                return Some(job);
-            }
-            if queue.closed {
-                return None;
-            }
+            let waiting_replies = match &queue.next {
+                Some((_, job)) => job.waiting_replies,
+                None if queue.closed => return None,
+                None => {
+                    queue = self
+                        .ready
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+            };
+            let held = held_since.get_or_insert_with(Instant::now).elapsed();
+            let hold = gathering
+                .hold_for(waiting_replies, held)
+                .filter(|_| !queue.closed);
+            let Some(rest) = hold else {
+                queue.holding = false;
+                return queue.next.take();
+            };
+            queue.holding = true;
             queue = self
                 .ready
-                .wait(queue)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(queue, rest)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -206,21 +299,40 @@ impl Syncer {
     /// event loop). Under a real-time policy (`chrt -f`) the thread runs one priority above its
     /// starter ([`above_the_loop`]).
     pub fn spawn(thread_name: &str, wake: impl Fn() + Send + 'static) -> std::io::Result<Syncer> {
+        Syncer::spawn_gathering(thread_name, last_commit_window, wake)
+    }
+
+    /// [`spawn`](Self::spawn), holding jobs for at most `window(last commit's duration)`.
+    fn spawn_gathering(
+        thread_name: &str,
+        window: fn(Duration) -> Duration,
+        wake: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Syncer> {
         let (syncer, shared, done_tx) = Syncer::unstarted();
         std::thread::Builder::new()
             .name(thread_name.to_string())
             .spawn(move || {
                 above_the_loop();
-                while let Some((epoch, job)) = shared.take() {
+                let mut gathering = Gathering::default();
+                while let Some((epoch, job)) = shared.take(&gathering) {
                     let started = Instant::now();
                     let result = run_job(&job);
-                    let report = SyncDone {
-                        epoch,
-                        result,
-                        took: started.elapsed(),
-                    };
+                    let took = started.elapsed();
+                    let waiting = shared
+                        .lock()
+                        .next
+                        .as_ref()
+                        .map_or(0, |(_, next)| next.waiting_replies);
+                    gathering = Gathering::after(job.waiting_replies, waiting, took, window);
                     drop(job);
-                    if done_tx.send(report).is_err() {
+                    if done_tx
+                        .send(SyncDone {
+                            epoch,
+                            result,
+                            took,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                     wake();
@@ -281,7 +393,12 @@ impl Syncer {
         }
         if let Some((epoch, waiting)) = &mut queue.next {
             waiting.join(job);
-            return Ok(*epoch);
+            let epoch = *epoch;
+            if queue.holding {
+                drop(queue);
+                self.shared.ready.notify_one();
+            }
+            return Ok(epoch);
         }
         let epoch = self.current_epoch;
         queue.next = Some((epoch, job));
@@ -451,6 +568,7 @@ mod tests {
             .dispatch(SyncJob {
                 files: vec![file],
                 dirs: vec![dir.path().to_path_buf()],
+                ..SyncJob::default()
             })
             .unwrap();
         assert_eq!(epoch, 1);
@@ -465,6 +583,7 @@ mod tests {
                 files: vec![],
                 // Not a directory (a path through a file): the fsync cannot be done.
                 dirs: vec![dir.path().join("f").join("under-a-file")],
+                ..SyncJob::default()
             })
             .unwrap();
         rx.recv().unwrap();
@@ -476,7 +595,7 @@ mod tests {
 
     /// What the thread does with a job, without its fsyncs: takes it, reports it done.
     fn finish(shared: &Shared, done_tx: &mpsc::Sender<SyncDone>) -> (u64, SyncJob) {
-        let (epoch, job) = shared.take().unwrap();
+        let (epoch, job) = shared.take(&Gathering::default()).unwrap();
         let report = SyncDone {
             epoch,
             result: Ok(()),
@@ -495,6 +614,7 @@ mod tests {
         let job = |files: &[&Arc<File>], dirs: &[&str]| SyncJob {
             files: files.iter().map(|f| Arc::clone(f)).collect(),
             dirs: dirs.iter().map(PathBuf::from).collect(),
+            ..SyncJob::default()
         };
         // Nothing started yet: the second dispatch joins the first (each file once).
         assert_eq!(syncer.dispatch(job(&[&first], &[])).unwrap(), 1);
@@ -530,8 +650,8 @@ mod tests {
         // The next job opens epoch 3; once the loop's side is gone the thread ends.
         assert_eq!(syncer.dispatch(SyncJob::default()).unwrap(), 3);
         drop(syncer);
-        assert_eq!(shared.take().unwrap().0, 3);
-        assert!(shared.take().is_none());
+        assert_eq!(shared.take(&Gathering::default()).unwrap().0, 3);
+        assert!(shared.take(&Gathering::default()).is_none());
     }
 
     #[test]
@@ -632,5 +752,102 @@ mod tests {
         assert!(!timer.is_due(due + Duration::from_millis(50)));
         // A clock reading before the restart (another caller's older `now`) is not due.
         assert!(!timer.is_due(start));
+    }
+
+    #[test]
+    fn a_job_is_held_until_the_last_commits_writers_wait_or_the_window_passes() {
+        let window = Duration::from_micros(300);
+        // The last commit answered 3 replies while 2 waited for the next one: 5 writers.
+        let gathering = Gathering::after(3, 2, window, last_commit_window);
+        assert_eq!(gathering.writers, 5);
+        assert_eq!(gathering.window, window);
+        // Fewer waiting: held for the rest of the window.
+        assert_eq!(gathering.hold_for(2, Duration::ZERO), Some(window));
+        let held = Duration::from_micros(100);
+        assert_eq!(
+            gathering.hold_for(4, held),
+            Some(Duration::from_micros(200))
+        );
+        // Every writer back, or the window spent: started.
+        assert_eq!(gathering.hold_for(5, Duration::ZERO), None);
+        assert_eq!(gathering.hold_for(7, Duration::ZERO), None);
+        assert_eq!(gathering.hold_for(4, window), None);
+        // No reply waits (`interval`), or the thread has just started: never held.
+        assert_eq!(gathering.hold_for(0, Duration::ZERO), None);
+        assert_eq!(Gathering::default().hold_for(1, Duration::ZERO), None);
+        // A slow commit holds no longer than the bound.
+        let slow = Gathering::after(3, 2, Duration::from_secs(2), last_commit_window);
+        assert_eq!(slow.window, MAX_GATHER_WINDOW);
+    }
+
+    /// A syncer whose thread holds jobs for `window` whatever its commits take, and the
+    /// receiver of its wake-ups.
+    fn gathering_syncer(window: fn(Duration) -> Duration) -> (Syncer, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel();
+        let syncer = Syncer::spawn_gathering("test-sync", window, move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        (syncer, rx)
+    }
+
+    /// The next report, waiting for the thread's wake-up (at most 10 s).
+    fn next_done(syncer: &mut Syncer, woken: &mpsc::Receiver<()>) -> SyncDone {
+        woken.recv_timeout(Duration::from_secs(10)).unwrap();
+        syncer.poll().unwrap()
+    }
+
+    fn job_with(file: &Arc<File>, waiting_replies: usize) -> SyncJob {
+        SyncJob::new(vec![Arc::clone(file)], vec![]).with_waiting_replies(waiting_replies)
+    }
+
+    #[test]
+    fn writers_answered_by_a_commit_join_the_next_one_held_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(File::create(dir.path().join("f")).unwrap());
+        // A window far longer than the test: only the writers' return starts the commit.
+        let (mut syncer, woken) = gathering_syncer(|_| Duration::from_secs(3600));
+        assert_eq!(syncer.dispatch(job_with(&file, 3)).unwrap(), 1);
+        assert_eq!(next_done(&mut syncer, &woken).epoch, 1);
+        // One of the three writers is back: its commit is held for the other two, which join
+        // it (the same epoch) as they come, and the commit starts with the third.
+        assert_eq!(syncer.dispatch(job_with(&file, 1)).unwrap(), 2);
+        assert_eq!(syncer.dispatch(job_with(&file, 1)).unwrap(), 2);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(syncer.poll().is_none(), "held for the third writer");
+        assert_eq!(syncer.dispatch(job_with(&file, 1)).unwrap(), 2);
+        let done = next_done(&mut syncer, &woken);
+        assert_eq!((done.epoch, done.result), (2, Ok(())));
+        // A job no reply waits for is never held.
+        assert_eq!(syncer.dispatch(job_with(&file, 0)).unwrap(), 3);
+        assert_eq!(next_done(&mut syncer, &woken).epoch, 3);
+    }
+
+    #[test]
+    fn a_held_job_starts_once_the_window_has_passed_or_the_loop_has_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(File::create(dir.path().join("f")).unwrap());
+        let (mut syncer, woken) = gathering_syncer(|_| Duration::from_millis(20));
+        syncer.dispatch(job_with(&file, 50)).unwrap();
+        next_done(&mut syncer, &woken);
+        // Only one of the 50 writers comes back: the commit waits out its window, no more.
+        let before = Instant::now();
+        assert_eq!(syncer.dispatch(job_with(&file, 1)).unwrap(), 2);
+        let done = next_done(&mut syncer, &woken);
+        assert_eq!((done.epoch, done.result), (2, Ok(())));
+        assert!(
+            before.elapsed() >= Duration::from_millis(20),
+            "held for the window"
+        );
+
+        // Shutdown: a job held for writers that will not come is synced at once.
+        let (mut syncer, woken) = gathering_syncer(|_| Duration::from_secs(3600));
+        syncer.dispatch(job_with(&file, 50)).unwrap();
+        next_done(&mut syncer, &woken);
+        syncer.dispatch(job_with(&file, 1)).unwrap();
+        syncer.shared.lock().closed = true;
+        syncer.shared.ready.notify_one();
+        let done = syncer.wait().unwrap();
+        assert_eq!((done.epoch, done.result), (2, Ok(())));
     }
 }

@@ -138,6 +138,7 @@ impl<T: Ticket, E: EpochCover> GroupCommit<T, E> {
         cover: E,
         failed: impl FnOnce(&str, E) -> T::Outcome,
     ) -> Result<u64, String> {
+        let job = job.with_waiting_replies(self.unsent.len());
         let epoch = match self.syncer.dispatch(job) {
             Ok(epoch) => epoch,
             Err(error) => {
@@ -350,7 +351,9 @@ mod tests {
             Ok(1)
         );
         assert!(!commits.has_unsent() && !commits.is_idle());
-        assert_eq!(thread.start().unwrap().0, 1);
+        // The job tells the thread how many replies wait for it (what its gathering weighs).
+        let (epoch, job) = thread.start().unwrap();
+        assert_eq!((epoch, job.waiting_replies), (1, 1));
         // Epoch 1 is being synced: the next passes' replies are handed over at once, and join
         // epoch 2, which waits to start.
         let mut b = Waiter::new(&mut commits, "b", 2);
@@ -384,7 +387,8 @@ mod tests {
         assert_eq!(commits.awaiting(), 2);
 
         // Epoch 2 fails: both its replies say so, with the joined cover read once.
-        assert_eq!(thread.start().unwrap().0, 2);
+        let (epoch, job) = thread.start().unwrap();
+        assert_eq!((epoch, job.waiting_replies), (2, 2));
         thread.report(2, Err("fdatasync: EIO".into()));
         read.clear();
         commits.poll(|done, covered| {
