@@ -1113,16 +1113,17 @@ fn reserved_segments_are_started_by_appends_and_read_back_whole() {
 }
 
 /// With space reserved, the writer keeps zeros written ahead of its last group (so groups
-/// overwrite written blocks inside the file: a cheaper fdatasync), the log reads back whole
-/// with the zeros taken for its end, and a clean stop gives them back.
+/// overwrite written blocks inside the file: a cheaper fdatasync), topped up in small steps
+/// (each zero write is short: it runs on the event loop), the log reads back whole with the
+/// zeros taken for its end, and a clean stop gives them back.
 #[test]
 fn zeros_are_written_ahead_of_the_groups_and_read_as_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = LogWriter::create(&empty_end(dir.path()), 1, LogOptions::default()).unwrap();
     assert!(log.reserve_space(), "the test's file system reserves space");
     let path = segment_path(dir.path(), 1);
-    let changes = sample(300);
-    let mut most_ahead = 0;
+    let changes = sample(1500);
+    let (mut most_ahead, mut top_ups, mut last_len, mut last_segment_len) = (0, 0, 0, 0);
     for (index, change) in changes.iter().enumerate() {
         append(&mut log, change, true).unwrap();
         if index % 10 == 9 {
@@ -1130,14 +1131,31 @@ fn zeros_are_written_ahead_of_the_groups_and_read_as_the_end() {
             let len = fs::metadata(&path).unwrap().len();
             let ahead = len - log.segment_len();
             assert!(
-                (ZERO_AHEAD_BYTES / 2..=ZERO_AHEAD_BYTES).contains(&ahead),
+                (ZERO_AHEAD_BYTES - ZERO_TOP_UP_BYTES..=ZERO_AHEAD_BYTES).contains(&ahead),
                 "{ahead} bytes ahead"
             );
             most_ahead = most_ahead.max(ahead);
+            // After the first, a top-up writes what the groups used since the last one: about
+            // ZERO_TOP_UP_BYTES, never the whole room again.
+            if last_len > 0 && len > last_len {
+                let group = log.segment_len() - last_segment_len;
+                assert!(
+                    len - last_len <= ZERO_TOP_UP_BYTES + group,
+                    "topped up {}",
+                    len - last_len
+                );
+                top_ups += 1;
+            }
+            (last_len, last_segment_len) = (len, log.segment_len());
         }
     }
     log.write_out().unwrap();
     assert_eq!(most_ahead, ZERO_AHEAD_BYTES);
+    assert!(
+        top_ups >= 2,
+        "{top_ups} top-ups over {} bytes",
+        log.segment_len()
+    );
     let mut reader = LogReader::open(dir.path(), ReadFrom::Start).unwrap();
     let mut read = Vec::new();
     while let Some(entry) = reader.next_entry().unwrap() {

@@ -54,8 +54,14 @@ pub const DEFAULT_GROUP_BYTES: usize = 4 << 20;
 /// The smallest segment size accepted (tests use small segments to see rotations).
 pub const MIN_SEGMENT_BYTES: u64 = 4096;
 /// How far ahead of the last group a writer with reserved space writes zeros (see the module
-/// doc); it writes more once less than half of it is left.
+/// doc); it writes more once the groups have used [`ZERO_TOP_UP_BYTES`] of them.
 pub const ZERO_AHEAD_BYTES: u64 = 1 << 20;
+/// How much of the zeros ahead the groups use up before the writer tops them up again: small,
+/// because each zero write runs on the event loop and first touches its pages of the page
+/// cache. On a VM whose freed pages go back to the host (free page reporting) a first touch
+/// costs a host fault, ~20 µs a page on the benchmarks' host: a top-up of 512 KiB held the loop
+/// 2.1–2.6 ms (docs/benchmarks.md, issue 18); 64 KiB spreads the same work in ~0.3 ms steps.
+pub const ZERO_TOP_UP_BYTES: u64 = 64 << 10;
 /// The zeros written ahead, a chunk at a time (static: no allocation).
 static ZEROS: [u8; ZERO_AHEAD_BYTES as usize] = [0; ZERO_AHEAD_BYTES as usize];
 
@@ -397,11 +403,13 @@ impl LogWriter {
         }))
     }
 
-    /// With space reserved: once less than half of [`ZERO_AHEAD_BYTES`] of zeros is left
-    /// after the last group, writes zeros up to that far past it, within the reserved room (see
-    /// the module doc). A failed zero write only ends the zeros ahead: groups append again.
+    /// With space reserved: once the groups have used [`ZERO_TOP_UP_BYTES`] of the zeros
+    /// ahead, writes zeros up to [`ZERO_AHEAD_BYTES`] past the last group, within the reserved
+    /// room (see the module doc). A failed zero write only ends the zeros ahead: groups append
+    /// again.
     fn zero_ahead(&mut self) {
-        if !self.zeroing || self.segment_len + ZERO_AHEAD_BYTES / 2 <= self.zeroed_len {
+        let used = (self.segment_len + ZERO_AHEAD_BYTES).saturating_sub(self.zeroed_len);
+        if !self.zeroing || used < ZERO_TOP_UP_BYTES {
             return;
         }
         let from = self.zeroed_len.max(self.segment_len);
