@@ -241,6 +241,12 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The loop has gone: the thread syncs what is left (never held) and ends.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
     /// The sync thread's next job: waits for one, then holds it while `gathering` says so
     /// (never once the loop has gone); `None` once the loop has gone and no job is left.
     fn take(&self, gathering: &Gathering) -> Option<(u64, SyncJob)> {
@@ -483,14 +489,13 @@ impl ManualThread {
 
     /// The thread is gone: dispatches fail from now on.
     pub(crate) fn close(&self) {
-        self.shared.lock().closed = true;
+        self.shared.close();
     }
 }
 
 impl Drop for Syncer {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.ready.notify_one();
+        self.shared.close();
     }
 }
 
@@ -845,8 +850,7 @@ mod tests {
         syncer.dispatch(job_with(&file, 50)).unwrap();
         next_done(&mut syncer, &woken);
         syncer.dispatch(job_with(&file, 1)).unwrap();
-        syncer.shared.lock().closed = true;
-        syncer.shared.ready.notify_one();
+        syncer.shared.close();
         let done = syncer.wait().unwrap();
         assert_eq!((done.epoch, done.result), (2, Ok(())));
     }
