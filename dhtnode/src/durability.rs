@@ -162,7 +162,10 @@ impl LogSync {
             return;
         };
         let (job, seq) = match writer.sync_request() {
-            Some(request) => (SyncJob::new(request.files, request.dirs), request.seq),
+            Some(request) => (
+                SyncJob::new(request.files, request.dirs).with_uncache(request.uncache),
+                request.seq,
+            ),
             // Everything written was asked for by an earlier commit.
             None if !commits.has_unsent() => return,
             None => (SyncJob::default(), writer.written_seq()),

@@ -68,6 +68,6 @@ pub use reader::{
 };
 pub use tail::{cut_zeros_ahead, discard_from, Discarded, TornTail};
 pub use writer::{
-    AppendError, LogOptions, LogWriter, SyncRequest, WriteError, Written, ZERO_AHEAD_BYTES,
-    ZERO_TOP_UP_BYTES,
+    AppendError, LogOptions, LogWriter, SyncRequest, WriteError, Written, UNCACHE_STEP_BYTES,
+    ZERO_AHEAD_BYTES, ZERO_TOP_UP_BYTES,
 };

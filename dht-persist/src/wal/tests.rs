@@ -1200,3 +1200,89 @@ fn zeros_at_the_end_of_a_middle_segment_are_read_past() {
     assert_eq!((summary.good_len, summary.zeros_after), (entries_end, 5000));
     assert!(reader.into_end().unwrap().torn.is_none());
 }
+
+/// The segment number of the file a sync request names, by its inode among the log's segments.
+fn segment_of(dir: &Path, file: &std::fs::File) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let inode = file.metadata().unwrap().ino();
+    (1..100)
+        .find(|&number| {
+            fs::metadata(segment_path(dir, number)).is_ok_and(|meta| meta.ino() == inode)
+        })
+        .expect("a segment of the log")
+}
+
+/// Sync requests name, for dropping from the page cache once synced, the current segment's
+/// whole pages from its start — once [`UNCACHE_STEP_BYTES`] of them are new since the last
+/// range, and never the page the next group goes on — and each sealed segment whole, once.
+#[test]
+fn sync_requests_name_the_written_pages_for_dropping_from_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_bytes: 3 * UNCACHE_STEP_BYTES,
+        group_bytes: 1 << 20,
+    };
+    let mut log = LogWriter::create(&empty_end(dir.path()), 1, options).unwrap();
+    let page = super::writer::page_bytes();
+    // Per segment: where the last range named ended; the sealed segments named whole.
+    let mut named_to: std::collections::BTreeMap<u64, u64> = Default::default();
+    let mut sealed_named = Vec::new();
+    let mut ranges_of_the_current = 0;
+    for index in 0..8000u64 {
+        append(
+            &mut log,
+            &Owned::Put("ch".into(), index, vec![7; 1000]),
+            true,
+        )
+        .unwrap();
+        if index % 10 != 9 {
+            continue;
+        }
+        log.write_out().unwrap();
+        let (current, _) = log.segment();
+        let whole_pages = log.segment_len() - log.segment_len() % page;
+        let Some(request) = log.sync_request() else {
+            continue;
+        };
+        let last_end = named_to.get(&current).copied().unwrap_or(0);
+        let mut named_current = false;
+        for (file, range) in &request.uncache {
+            let number = segment_of(dir.path(), file);
+            assert_eq!(range.start, 0, "segment {number}: {range:?}");
+            if number == current {
+                assert_eq!(range.end, whole_pages, "the current segment's whole pages");
+                assert!(
+                    range.end >= last_end + UNCACHE_STEP_BYTES,
+                    "{range:?} after {last_end}"
+                );
+                named_to.insert(number, range.end);
+                ranges_of_the_current += 1;
+                named_current = true;
+            } else {
+                let len = fs::metadata(segment_path(dir.path(), number))
+                    .unwrap()
+                    .len();
+                assert_eq!(
+                    range.end,
+                    len.div_ceil(page) * page,
+                    "a sealed segment whole"
+                );
+                assert!(
+                    !sealed_named.contains(&number),
+                    "segment {number} named twice"
+                );
+                sealed_named.push(number);
+            }
+        }
+        if !named_current {
+            assert!(
+                whole_pages < last_end + UNCACHE_STEP_BYTES,
+                "{whole_pages} vs {last_end}"
+            );
+        }
+    }
+    let (current, _) = log.segment();
+    assert!(current >= 3, "the test rotates segments ({current})");
+    assert_eq!(sealed_named, (1..current).collect::<Vec<_>>());
+    assert!(ranges_of_the_current >= 4, "{ranges_of_the_current}");
+}

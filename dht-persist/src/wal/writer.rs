@@ -29,6 +29,14 @@
 //! may end in zeros after its last entry; readers take zeros from an entry's place to the end
 //! of the file as the end of its entries (`docs/formats.md`).
 //!
+//! Page cache: the log is written once and read only at a restart, so a sync request also names
+//! the whole pages it makes durable, once [`UNCACHE_STEP_BYTES`] of them are new, for the sync
+//! thread to drop from the page cache once they are on disk
+//! ([`SyncRequest::uncache`]). The log's pages are then few and reused: a log that kept them would
+//! take a fresh page for every 4 KiB written until the kernel evicts something else, and on a VM
+//! that hands freed memory back to its host each fresh page costs a host fault (~20 µs on the
+//! benchmarks' host: at 150 MB/s of log, most of a core; docs/benchmarks.md, issue 18).
+//!
 //! Memory: the buffer holds one group, [`LogOptions::group_bytes`] plus at most one entry
 //! ([`MAX_ENTRY_BODY_BYTES`](super::format::MAX_ENTRY_BODY_BYTES)): appends are refused once it
 //! is full, until it is written out.
@@ -42,6 +50,7 @@ use super::segment::list_segments;
 use crate::layout::{segment_file_name, sync_dir};
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +71,10 @@ pub const ZERO_AHEAD_BYTES: u64 = 1 << 20;
 /// costs a host fault, ~20 µs a page on the benchmarks' host: a top-up of 512 KiB held the loop
 /// 2.1–2.6 ms (docs/benchmarks.md, issue 18); 64 KiB spreads the same work in ~0.3 ms steps.
 pub const ZERO_TOP_UP_BYTES: u64 = 64 << 10;
+/// How many bytes of the current segment a sync request must make durable beyond those already
+/// named for dropping from the page cache before it names them ([`SyncRequest::uncache`]): one
+/// `posix_fadvise` per MiB, not one per group commit.
+pub const UNCACHE_STEP_BYTES: u64 = 1 << 20;
 /// The zeros written ahead, a chunk at a time (static: no allocation).
 static ZEROS: [u8; ZERO_AHEAD_BYTES as usize] = [0; ZERO_AHEAD_BYTES as usize];
 
@@ -133,6 +146,11 @@ pub struct SyncRequest {
     pub dirs: Vec<PathBuf>,
     /// The last sequence number durable once this is done.
     pub seq: u64,
+    /// Byte ranges of these files (whole pages, every byte in them written before this request
+    /// and never written again) to drop from the page cache once the fsyncs succeeded: they are durable and only a
+    /// restart reads them again (see the module doc). Not to be dropped after a failed fsync:
+    /// the page cache may then hold the only copy.
+    pub uncache: Vec<(Arc<File>, Range<u64>)>,
 }
 
 /// Appends to the log (see the module doc).
@@ -156,6 +174,11 @@ pub struct LogWriter {
     requested_seq: u64,
     /// Segments closed since the last sync request.
     sealed: Vec<Arc<File>>,
+    /// What the next sync request names for dropping from the page cache: the sealed segments'
+    /// bytes not named yet.
+    uncache: Vec<(Arc<File>, Range<u64>)>,
+    /// Where the last range a sync request named of the current segment ended.
+    uncached_len: u64,
     /// A segment was created since the last sync request.
     dir_dirty: bool,
     broken: Option<String>,
@@ -236,6 +259,8 @@ impl LogWriter {
             synced_seq: next_seq - 1,
             requested_seq: next_seq - 1,
             sealed: Vec::new(),
+            uncache: Vec::new(),
+            uncached_len: 0,
             dir_dirty: false,
             broken: None,
             reserved_len: u64::MAX,
@@ -479,6 +504,12 @@ impl LogWriter {
             let _ = self.segment.set_len(self.segment_len);
         }
         let old = std::mem::replace(&mut self.segment, Arc::new(file));
+        // Sealed, the segment is written no more: all of it may go, its last page too (the
+        // range ends at that page's end, past the file's).
+        let page = page_bytes();
+        self.uncached_len = 0;
+        let whole = 0..self.segment_len.div_ceil(page) * page;
+        self.uncache.push((Arc::clone(&old), whole));
         self.sealed.push(old);
         self.segment_number = number;
         self.segment_path = path;
@@ -519,7 +550,24 @@ impl LogWriter {
             files,
             dirs,
             seq: self.written_seq,
+            uncache: self.take_uncache(),
         })
+    }
+
+    /// The ranges a sync request names for dropping from the page cache: each sealed segment
+    /// whole, and the current segment's whole pages written, from its start, once
+    /// [`UNCACHE_STEP_BYTES`] of them are new. The page the next group goes on is kept: groups
+    /// write it again. From the start each time, not from the last range's end: the kernel drops
+    /// only the folios wholly inside a range, and a large folio across that end would otherwise
+    /// stay for good (dropping the pages already dropped again costs a walk of an empty range).
+    fn take_uncache(&mut self) -> Vec<(Arc<File>, Range<u64>)> {
+        let mut uncache = std::mem::take(&mut self.uncache);
+        let whole_pages_end = self.segment_len - self.segment_len % page_bytes();
+        if whole_pages_end >= self.uncached_len + UNCACHE_STEP_BYTES {
+            uncache.push((Arc::clone(&self.segment), 0..whole_pages_end));
+            self.uncached_len = whole_pages_end;
+        }
+        uncache
     }
 
     /// Records that every entry up to `seq` is durable (a sync request completed).
@@ -591,6 +639,16 @@ impl LogWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The page size of the page cache (4 KiB when the system does not say).
+pub(super) fn page_bytes() -> u64 {
+    // SAFETY: sysconf reads no memory of ours.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|&size| size > 0)
+        .unwrap_or(4096)
 }
 
 /// Reserves `want` bytes of `file` (at least `needed`), or just `needed` when the disk has no

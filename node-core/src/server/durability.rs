@@ -18,12 +18,18 @@
 //! writers when the last commit ended (its replies and those already waiting), it holds the job
 //! a while for them to join it ([`Gathering`]): at most as long as the last commit took, and
 //! never more than [`MAX_GATHER_WINDOW`]. A job no reply waits for (`interval`) is never held.
+//!
+//! Page cache: a job may name byte ranges its fsyncs make durable that are better dropped from
+//! the page cache afterwards ([`SyncJob::with_uncache`]: the dht's change log, read again only
+//! at a restart); the thread drops them after a job whose fsyncs all succeeded.
 
 use crate::config::ConfigError;
 use crate::stats::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::File;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -120,6 +126,10 @@ impl IntervalTimer {
 pub struct SyncJob {
     pub files: Vec<Arc<File>>,
     pub dirs: Vec<PathBuf>,
+    /// Byte ranges to drop from the page cache once every fsync of the job succeeded (whole
+    /// pages of these files, written for good): bytes only a restart reads again, whose pages
+    /// are better reused than kept ([`SyncJob::with_uncache`]).
+    pub uncache: Vec<(Arc<File>, Range<u64>)>,
     /// Replies that wait for this commit ([`GroupCommit`](super::group_commit::GroupCommit)
     /// counts them): what the thread's [`Gathering`] weighs.
     pub(crate) waiting_replies: usize,
@@ -130,8 +140,17 @@ impl SyncJob {
         SyncJob {
             files,
             dirs,
+            uncache: Vec::new(),
             waiting_replies: 0,
         }
+    }
+
+    /// This job, dropping `ranges` from the page cache after its fsyncs succeeded. A range must
+    /// hold only bytes written before the job and never written again (the kernel drops the
+    /// whole pages in it that are clean; one written meanwhile would be read back from disk).
+    pub fn with_uncache(mut self, ranges: Vec<(Arc<File>, Range<u64>)>) -> SyncJob {
+        self.uncache = ranges;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,6 +167,7 @@ impl SyncJob {
     /// replies.
     fn join(&mut self, other: SyncJob) {
         self.waiting_replies += other.waiting_replies;
+        self.uncache.extend(other.uncache);
         for file in other.files {
             if !self.files.iter().any(|known| Arc::ptr_eq(known, &file)) {
                 self.files.push(file);
@@ -552,7 +572,32 @@ fn run_job(job: &SyncJob) -> Result<(), String> {
             first_error.get_or_insert(format!("fsync of directory {}: {e}", dir.display()));
         }
     }
+    if first_error.is_none() {
+        for (file, range) in &job.uncache {
+            drop_from_page_cache(file, range);
+        }
+    }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Asks the kernel to drop `range` of `file` from the page cache: advice, whose failure changes
+/// nothing but the memory the file's pages keep.
+fn drop_from_page_cache(file: &File, range: &Range<u64>) {
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(range.start),
+        libc::off_t::try_from(range.end.saturating_sub(range.start)),
+    ) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: posix_fadvise takes no pointers; the descriptor is the open file's, held by `file`.
+    let result =
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
+    if result != 0 {
+        tracing::debug!("posix_fadvise(DONTNEED) of bytes {range:?}: error {result}");
+    }
 }
 
 #[cfg(test)]
@@ -596,6 +641,92 @@ mod tests {
         assert_eq!(done.epoch, 2);
         assert!(done.result.unwrap_err().contains("under-a-file"));
         assert_eq!(syncer.failures, 1);
+    }
+
+    /// How many pages of `range` of `file` are in the page cache (`mincore` of a mapping that
+    /// is never touched, so it faults nothing in).
+    fn cached_pages(file: &File, range: Range<u64>) -> usize {
+        let len = (range.end - range.start) as usize;
+        let page = 4096;
+        let mut resident = vec![0u8; len.div_ceil(page)];
+        // SAFETY: a read-only shared mapping of `len` bytes of the open file, never read and
+        // unmapped before returning; mincore writes one byte per page of it into `resident`,
+        // which has that many (pages of 4 KiB at least).
+        unsafe {
+            let offset = libc::off_t::try_from(range.start).unwrap();
+            let fd = file.as_raw_fd();
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                offset,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(addr, len, resident.as_mut_ptr()), 0);
+            libc::munmap(addr, len);
+        }
+        resident.iter().filter(|&&byte| byte & 1 == 1).count()
+    }
+
+    /// A job's uncache ranges leave the page cache once its fsyncs succeeded — those ranges
+    /// only — and stay when an fsync of the job failed (the cache may hold the only copy).
+    #[test]
+    fn a_synced_jobs_uncache_ranges_leave_the_page_cache_and_a_failed_ones_stay() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut syncer = Syncer::spawn("test-sync", move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        let path = dir.path().join("log");
+        let file = Arc::new(
+            File::options()
+                .create_new(true)
+                .write(true)
+                .read(true)
+                .open(&path)
+                .unwrap(),
+        );
+        // Written in 8-KiB steps, as a log's groups are: small folios, none across a MiB.
+        for offset in (0..3 * MIB).step_by(8192) {
+            std::os::unix::fs::FileExt::write_all_at(&*file, &[1u8; 8192], offset).unwrap();
+        }
+        let pages_per_mib = (MIB / 4096) as usize;
+        assert_eq!(
+            cached_pages(&file, 0..3 * MIB),
+            3 * pages_per_mib,
+            "written pages are cached"
+        );
+
+        let not_a_dir = dir.path().join("log").join("under-a-file");
+        let failing = SyncJob::new(vec![Arc::clone(&file)], vec![not_a_dir])
+            .with_uncache(vec![(Arc::clone(&file), 0..MIB)]);
+        syncer.dispatch(failing).unwrap();
+        rx.recv().unwrap();
+        assert!(syncer.poll().unwrap().result.is_err());
+        assert_eq!(
+            cached_pages(&file, 0..MIB),
+            pages_per_mib,
+            "kept after a failed job"
+        );
+
+        let job = SyncJob::new(vec![Arc::clone(&file)], vec![]).with_uncache(vec![
+            (Arc::clone(&file), 0..MIB),
+            (Arc::clone(&file), 2 * MIB..3 * MIB),
+        ]);
+        syncer.dispatch(job).unwrap();
+        rx.recv().unwrap();
+        assert_eq!(syncer.poll().unwrap().result, Ok(()));
+        assert_eq!(cached_pages(&file, 0..MIB), 0);
+        assert_eq!(
+            cached_pages(&file, MIB..2 * MIB),
+            pages_per_mib,
+            "only the ranges named"
+        );
+        assert_eq!(cached_pages(&file, 2 * MIB..3 * MIB), 0);
     }
 
     /// What the thread does with a job, without its fsyncs: takes it, reports it done.
