@@ -14,7 +14,7 @@
 use node_core::protocol::dht::{HashRange, RedistributeTarget};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -130,6 +130,10 @@ impl NodeState {
     }
 }
 
+/// The longest state file read: one the node writes holds a range and at most a few thousand
+/// redistribution targets. A longer one is damaged, refused before it is read whole.
+pub const MAX_STATE_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads the state file of `data_dir`; `Ok(None)` when there is none.
 pub fn load(data_dir: &Path) -> Result<Option<NodeState>, StateError> {
     let path = data_dir.join(STATE_FILE);
@@ -138,11 +142,22 @@ pub fn load(data_dir: &Path) -> Result<Option<NodeState>, StateError> {
     if let Err(source) = node_core::data_dir::refuse_not_regular(&path, "the node's hash range") {
         return Err(StateError::Read { path, source });
     }
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
+    let mut text = String::new();
+    let read = fs::File::open(&path).and_then(|file| {
+        file.take(MAX_STATE_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+    });
+    match read {
+        Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StateError::Read { path, source }),
-    };
+    }
+    if text.len() as u64 > MAX_STATE_FILE_BYTES {
+        let problem = format!(
+            "longer than {MAX_STATE_FILE_BYTES} bytes, which no state file the node writes is"
+        );
+        return Err(StateError::Invalid { path, problem });
+    }
     let file: StateFile = toml::from_str(&text).map_err(|error| StateError::Invalid {
         path: path.clone(),
         problem: error.to_string(),
@@ -211,5 +226,31 @@ mod tests {
         let error = load(dir.path()).unwrap_err().to_string();
         assert!(error.contains(STATE_FILE), "{error}");
         assert!(error.contains("damaged"), "{error}");
+    }
+
+    /// A state file past [`MAX_STATE_FILE_BYTES`] (here a valid one padded with a comment) is
+    /// refused as damaged, naming the bound, without being read whole.
+    #[test]
+    fn an_oversized_state_file_is_refused_naming_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("range_min = \"0x0\"\nrange_max = \"0xffffffffffffffff\"\n#");
+        text.push_str(&"x".repeat(MAX_STATE_FILE_BYTES as usize));
+        fs::write(dir.path().join(STATE_FILE), &text).unwrap();
+        let error = load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(STATE_FILE), "{error}");
+        assert!(
+            error.contains(&format!("longer than {MAX_STATE_FILE_BYTES} bytes")),
+            "{error}"
+        );
+        text.truncate(60);
+        fs::write(
+            dir.path().join(STATE_FILE),
+            text.trim_end_matches(['#', 'x']),
+        )
+        .unwrap();
+        assert!(
+            load(dir.path()).unwrap().is_some(),
+            "the same file without the padding loads"
+        );
     }
 }
