@@ -284,6 +284,8 @@ pub fn replay(
         }
     }
     batch.apply(engine);
+    // Read once: the writer goes on in a new segment, and the log's pages are not kept.
+    reader.uncache_read_segments();
     let zeros_ahead = reader.zeros_ahead();
     let Some(mut end) = reader.into_end() else {
         unreachable!("the reader returned its last entry");

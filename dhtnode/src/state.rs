@@ -130,8 +130,9 @@ impl NodeState {
     }
 }
 
-/// The longest state file read: one the node writes holds a range and at most a few thousand
-/// redistribution targets. A longer one is damaged, refused before it is read whole.
+/// The longest state file read: one the node writes holds a range and at most
+/// `MAX_REDISTRIBUTE_TARGETS` (1024) redistribution targets, well under this. A longer one is
+/// damaged, refused before it is read whole.
 pub const MAX_STATE_FILE_BYTES: u64 = 1 << 20;
 
 /// Reads the state file of `data_dir`; `Ok(None)` when there is none.
@@ -142,29 +143,26 @@ pub fn load(data_dir: &Path) -> Result<Option<NodeState>, StateError> {
     if let Err(source) = node_core::data_dir::refuse_not_regular(&path, "the node's hash range") {
         return Err(StateError::Read { path, source });
     }
-    let mut text = String::new();
-    let read = fs::File::open(&path).and_then(|file| {
-        file.take(MAX_STATE_FILE_BYTES + 1)
-            .read_to_string(&mut text)
-    });
+    let mut bytes = Vec::new();
+    let read = fs::File::open(&path)
+        .and_then(|file| file.take(MAX_STATE_FILE_BYTES + 1).read_to_end(&mut bytes));
     match read {
         Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StateError::Read { path, source }),
     }
-    if text.len() as u64 > MAX_STATE_FILE_BYTES {
-        let problem = format!(
-            "longer than {MAX_STATE_FILE_BYTES} bytes, which no state file the node writes is"
-        );
-        return Err(StateError::Invalid { path, problem });
-    }
-    let file: StateFile = toml::from_str(&text).map_err(|error| StateError::Invalid {
+    let invalid = |problem: String| StateError::Invalid {
         path: path.clone(),
-        problem: error.to_string(),
-    })?;
-    NodeState::from_file(file)
-        .map(Some)
-        .map_err(|problem| StateError::Invalid { path, problem })
+        problem,
+    };
+    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(invalid(format!(
+            "longer than {MAX_STATE_FILE_BYTES} bytes, which no state file the node writes is"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|error| invalid(error.to_string()))?;
+    let file: StateFile = toml::from_str(&text).map_err(|error| invalid(error.to_string()))?;
+    NodeState::from_file(file).map(Some).map_err(invalid)
 }
 
 /// Writes the state file of `data_dir` durably (see the module doc).

@@ -3,11 +3,12 @@
 //! signal it, and wait for it; and find (building if needed) another package's binary. Also: the
 //! suite's rule for checks this machine cannot run ([`skip`]), the replayable randomness of
 //! the crash tests ([`random`]), the node kinds by name with a test credentials file
-//! ([`kinds`]), certificates for the TLS tests ([`tls`]), and headless Chromium for the web
-//! pages' tests ([`chromium`]).
+//! ([`kinds`]), certificates for the TLS tests ([`tls`]), headless Chromium for the web
+//! pages' tests ([`chromium`]), and what a test sees of the page cache ([`page_cache`]).
 
 pub mod chromium;
 pub mod kinds;
+pub mod page_cache;
 pub mod random;
 pub mod skip;
 pub mod tls;

@@ -222,13 +222,19 @@ pub struct LogReader {
     failed: bool,
 }
 
-/// Asks the kernel to read `file` into the page cache ahead of the reads (a hint, whose failure
-/// changes nothing): the writer drops the log's pages once they are durable, so a restart reads
-/// the log from disk, and the disk then reads a segment and the next while the entries before
-/// are replayed.
+/// Asks the kernel to start reading `file` into the page cache (a hint, whose failure changes
+/// nothing). The writer drops the log's pages once they are durable, so a restart reads the log
+/// from disk; the kernel reads ahead of sequential reads by itself, but starts afresh at each
+/// file, so each segment's first read-ahead window (`read_ahead_kb`: the kernel caps this
+/// advice at it) is asked for when the segment before it is opened.
 fn read_ahead(file: &File) {
+    advise(file, libc::POSIX_FADV_WILLNEED);
+}
+
+/// `posix_fadvise` over the whole of `file`; advice, whose failure changes nothing.
+fn advise(file: &File, advice: libc::c_int) {
     // SAFETY: posix_fadvise takes no pointers; the descriptor is the open file's.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -285,6 +291,22 @@ impl LogReader {
             end: None,
             failed: false,
         })
+    }
+
+    /// Asks the kernel to drop the segments read so far from the page cache: a node's replay
+    /// reads its log once, and the writer then goes on in a new segment (a hint; a segment that
+    /// cannot be opened is left).
+    pub fn uncache_read_segments(&self) {
+        let read = self
+            .segments
+            .iter()
+            .zip(&self.summaries)
+            .take(self.index + 1);
+        for (segment, _) in read.filter(|(_, summary)| !summary.skipped) {
+            if let Ok(file) = File::open(&segment.file.path) {
+                advise(&file, libc::POSIX_FADV_DONTNEED);
+            }
+        }
     }
 
     /// Files in the log directory that are not segments (left alone).

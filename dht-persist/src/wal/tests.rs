@@ -1217,24 +1217,34 @@ fn segment_of(dir: &Path, file: &std::fs::File) -> u64 {
 /// range, and never the page the next group goes on — and each sealed segment whole, once.
 #[test]
 fn sync_requests_name_the_written_pages_for_dropping_from_the_page_cache() {
+    name_the_written_pages(false);
+    // As a node writes: space reserved, zeros written ahead, segments started by appends.
+    name_the_written_pages(true);
+}
+
+fn name_the_written_pages(reserve: bool) {
     let dir = tempfile::tempdir().unwrap();
     let options = LogOptions {
         segment_bytes: 3 * UNCACHE_STEP_BYTES,
         group_bytes: 1 << 20,
     };
     let mut log = LogWriter::create(&empty_end(dir.path()), 1, options).unwrap();
+    assert!(
+        !reserve || log.reserve_space(),
+        "the test's file system reserves space"
+    );
     let page = super::writer::page_bytes();
     // Per segment: where the last range named ended; the sealed segments named whole.
     let mut named_to: std::collections::BTreeMap<u64, u64> = Default::default();
     let mut sealed_named = Vec::new();
     let mut ranges_of_the_current = 0;
     for index in 0..8000u64 {
-        append(
-            &mut log,
-            &Owned::Put("ch".into(), index, vec![7; 1000]),
-            true,
-        )
-        .unwrap();
+        let change = Owned::Put("ch".into(), index, vec![7; 1000]);
+        if let Err(AppendError::WriteOutFirst) = append(&mut log, &change, true) {
+            // Reserving: the segment is full, and its group goes out before the next one starts.
+            log.write_out().unwrap();
+            append(&mut log, &change, true).unwrap();
+        }
         if index % 10 != 9 {
             continue;
         }
@@ -1285,4 +1295,40 @@ fn sync_requests_name_the_written_pages_for_dropping_from_the_page_cache() {
     assert!(current >= 3, "the test rotates segments ({current})");
     assert_eq!(sealed_named, (1..current).collect::<Vec<_>>());
     assert!(ranges_of_the_current >= 4, "{ranges_of_the_current}");
+}
+
+/// A node's replay reads its log once (the writer then goes on in a new segment): the reader
+/// drops the segments it read from the page cache when asked, and not those it passed over.
+#[test]
+fn the_segments_read_leave_the_page_cache_once_asked() {
+    use testkit::page_cache::{cached_pages, disk_backed_tempdir};
+    let dir = disk_backed_tempdir(env!("CARGO_MANIFEST_DIR"));
+    let mut writer = write_log(dir.path(), &sample(300), 10, small_segments());
+    // Synced: the kernel drops clean pages only (a restart after a crash may find dirty ones,
+    // which stay).
+    writer.sync_now().unwrap();
+    let (last, _) = writer.segment();
+    assert!(last >= 4, "{last} segments");
+    let cached = |number: u64| {
+        let file = fs::File::open(segment_path(dir.path(), number)).unwrap();
+        let len = file.metadata().unwrap().len();
+        cached_pages(&file, 0..len)
+    };
+    assert!(
+        (1..=last).all(|number| cached(number) > 0),
+        "written segments are cached"
+    );
+    let listing = LogReader::open(dir.path(), ReadFrom::Start).unwrap();
+    let third_first_seq = listing.summaries()[2].header.unwrap().first_seq;
+    let mut reader = LogReader::open(dir.path(), ReadFrom::After(third_first_seq - 1)).unwrap();
+    while reader.next_entry().unwrap().is_some() {}
+    reader.uncache_read_segments();
+    assert!(
+        cached(1) > 0 && cached(2) > 0,
+        "the segments passed over stay"
+    );
+    assert!(
+        (3..=last).all(|number| cached(number) == 0),
+        "the segments read are dropped"
+    );
 }

@@ -147,9 +147,10 @@ pub struct SyncRequest {
     /// The last sequence number durable once this is done.
     pub seq: u64,
     /// Byte ranges of these files (whole pages, every byte in them written before this request
-    /// and never written again) to drop from the page cache once the fsyncs succeeded: they are durable and only a
-    /// restart reads them again (see the module doc). Not to be dropped after a failed fsync:
-    /// the page cache may then hold the only copy.
+    /// and never written again) to drop from the page cache once the fsyncs succeeded: they are
+    /// durable and only a restart reads them again (see the module doc). Not to be dropped after
+    /// a failed fsync, nor after any later one of the same file (Linux reports a failed
+    /// writeback once): the page cache may then hold the only good copy.
     pub uncache: Vec<(Arc<File>, Range<u64>)>,
 }
 
@@ -577,7 +578,8 @@ impl LogWriter {
     }
 
     /// Fsyncs everything written so far, here and now (shutdown, tools, tests); returns the
-    /// last durable sequence number.
+    /// last durable sequence number. The ranges its request names for dropping are not dropped
+    /// (a writer this is called on stops, or is a tool's): they only keep their pages cached.
     pub fn sync_now(&mut self) -> io::Result<u64> {
         if let Some(request) = self.sync_request() {
             for file in &request.files {

@@ -21,7 +21,8 @@
 //!
 //! Page cache: a job may name byte ranges its fsyncs make durable that are better dropped from
 //! the page cache afterwards ([`SyncJob::with_uncache`]: the dht's change log, read again only
-//! at a restart); the thread drops them after a job whose fsyncs all succeeded.
+//! at a restart); the thread drops them after reporting the job done, and never once an fsync
+//! of the thread has failed ([`Uncacher`]).
 
 use crate::config::ConfigError;
 use crate::stats::LatencyHistogram;
@@ -128,7 +129,7 @@ pub struct SyncJob {
     pub dirs: Vec<PathBuf>,
     /// Byte ranges to drop from the page cache once every fsync of the job succeeded (whole
     /// pages of these files, written for good): bytes only a restart reads again, whose pages
-    /// are better reused than kept ([`SyncJob::with_uncache`]).
+    /// are better reused than kept ([`SyncJob::with_uncache`], [`Uncacher`]).
     pub uncache: Vec<(Arc<File>, Range<u64>)>,
     /// Replies that wait for this commit ([`GroupCommit`](super::group_commit::GroupCommit)
     /// counts them): what the thread's [`Gathering`] weighs.
@@ -145,9 +146,10 @@ impl SyncJob {
         }
     }
 
-    /// This job, dropping `ranges` from the page cache after its fsyncs succeeded. A range must
-    /// hold only bytes written before the job and never written again (the kernel drops the
-    /// whole pages in it that are clean; one written meanwhile would be read back from disk).
+    /// This job, dropping `ranges` from the page cache once its fsyncs succeeded (and no fsync
+    /// of the thread failed before: [`Uncacher`]). A range must hold only bytes written before
+    /// the job and never written again: the kernel drops the clean pages wholly inside it, and
+    /// a page the writer still appends to would have to be read back from disk first.
     pub fn with_uncache(mut self, ranges: Vec<(Arc<File>, Range<u64>)>) -> SyncJob {
         self.uncache = ranges;
         self
@@ -340,7 +342,8 @@ impl Syncer {
             .spawn(move || {
                 above_the_loop();
                 let mut gathering = Gathering::default();
-                while let Some((epoch, job)) = shared.take(&gathering) {
+                let mut uncacher = Uncacher::default();
+                while let Some((epoch, mut job)) = shared.take(&gathering) {
                     let started = Instant::now();
                     let result = run_job(&job);
                     let took = started.elapsed();
@@ -350,6 +353,8 @@ impl Syncer {
                         .as_ref()
                         .map_or(0, |(_, next)| next.waiting_replies);
                     gathering = Gathering::after(job.waiting_replies, waiting, took, window);
+                    let uncache = std::mem::take(&mut job.uncache);
+                    let synced = result.is_ok();
                     drop(job);
                     if done_tx
                         .send(SyncDone {
@@ -362,6 +367,8 @@ impl Syncer {
                         return;
                     }
                     wake();
+                    // After the report: the replies wait for the fsync, not for this.
+                    uncacher.drop_after(&uncache, synced);
                 }
             })?;
         Ok(syncer)
@@ -572,12 +579,29 @@ fn run_job(job: &SyncJob) -> Result<(), String> {
             first_error.get_or_insert(format!("fsync of directory {}: {e}", dir.display()));
         }
     }
-    if first_error.is_none() {
-        for (file, range) in &job.uncache {
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Drops the ranges of the jobs synced from the page cache ([`SyncJob::with_uncache`]), as long
+/// as no fsync of this thread ever failed. Once one has, never again: Linux reports a failed
+/// writeback once per open file, so a later fsync of the same file succeeds while the pages
+/// that failed sit clean in the page cache — their only good copy, which a restart's replay
+/// reads.
+#[derive(Default)]
+struct Uncacher {
+    a_sync_failed: bool,
+}
+
+impl Uncacher {
+    fn drop_after(&mut self, ranges: &[(Arc<File>, Range<u64>)], synced: bool) {
+        self.a_sync_failed |= !synced;
+        if self.a_sync_failed {
+            return;
+        }
+        for (file, range) in ranges {
             drop_from_page_cache(file, range);
         }
     }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// Asks the kernel to drop `range` of `file` from the page cache: advice, whose failure changes
@@ -643,15 +667,21 @@ mod tests {
         assert_eq!(syncer.failures, 1);
     }
 
+    // page_bytes, cached_pages and disk_backed_tempdir: `testkit::page_cache`'s, which this
+    // crate cannot use (testkit uses it).
+    fn page_bytes() -> usize {
+        // SAFETY: sysconf reads no memory of ours.
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap()
+    }
+
     /// How many pages of `range` of `file` are in the page cache (`mincore` of a mapping that
     /// is never touched, so it faults nothing in).
     fn cached_pages(file: &File, range: Range<u64>) -> usize {
-        let len = (range.end - range.start) as usize;
-        let page = 4096;
-        let mut resident = vec![0u8; len.div_ceil(page)];
+        let len = usize::try_from(range.end - range.start).unwrap();
+        let mut resident = vec![0u8; len.div_ceil(page_bytes())];
         // SAFETY: a read-only shared mapping of `len` bytes of the open file, never read and
         // unmapped before returning; mincore writes one byte per page of it into `resident`,
-        // which has that many (pages of 4 KiB at least).
+        // which has that many.
         unsafe {
             let offset = libc::off_t::try_from(range.start).unwrap();
             let fd = file.as_raw_fd();
@@ -670,56 +700,77 @@ mod tests {
         resident.iter().filter(|&&byte| byte & 1 == 1).count()
     }
 
-    /// A job's uncache ranges leave the page cache once its fsyncs succeeded — those ranges
-    /// only — and stay when an fsync of the job failed (the cache may hold the only copy).
-    #[test]
-    fn a_synced_jobs_uncache_ranges_leave_the_page_cache_and_a_failed_ones_stay() {
-        const MIB: u64 = 1 << 20;
+    /// A directory on a disk-backed file system: the kernel keeps tmpfs pages whatever it is
+    /// advised, so a tmpfs `/tmp` would make the page-cache tests fail; then the crate's own.
+    fn disk_backed_tempdir() -> tempfile::TempDir {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
         let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let mut syncer = Syncer::spawn("test-sync", move || {
-            let _ = tx.send(());
-        })
-        .unwrap();
-        let path = dir.path().join("log");
-        let file = Arc::new(
-            File::options()
-                .create_new(true)
-                .write(true)
-                .read(true)
-                .open(&path)
-                .unwrap(),
-        );
-        // Written in 8-KiB steps, as a log's groups are: small folios, none across a MiB.
-        for offset in (0..3 * MIB).step_by(8192) {
+        let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statfs writes into `stats`, a zeroed struct of its type, during the call.
+        let f_type = unsafe {
+            let mut stats: libc::statfs = std::mem::zeroed();
+            assert_eq!(libc::statfs(path.as_ptr(), &mut stats), 0);
+            stats.f_type as i64
+        };
+        if f_type == TMPFS_MAGIC {
+            return tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        }
+        dir
+    }
+
+    /// A file of `mib` MiB written in 8-KiB steps, as a log's groups are (small folios, none
+    /// across a MiB), and the pages of a MiB.
+    fn written_file(dir: &std::path::Path, mib: u64) -> (Arc<File>, usize) {
+        let path = dir.join("log");
+        let file = File::options()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&path);
+        let file = Arc::new(file.unwrap());
+        for offset in (0..mib << 20).step_by(8192) {
             std::os::unix::fs::FileExt::write_all_at(&*file, &[1u8; 8192], offset).unwrap();
         }
-        let pages_per_mib = (MIB / 4096) as usize;
+        let pages_per_mib = (1 << 20) / page_bytes();
         assert_eq!(
-            cached_pages(&file, 0..3 * MIB),
-            3 * pages_per_mib,
-            "written pages are cached"
+            cached_pages(&file, 0..mib << 20),
+            mib as usize * pages_per_mib
         );
+        (file, pages_per_mib)
+    }
 
-        let not_a_dir = dir.path().join("log").join("under-a-file");
-        let failing = SyncJob::new(vec![Arc::clone(&file)], vec![not_a_dir])
-            .with_uncache(vec![(Arc::clone(&file), 0..MIB)]);
-        syncer.dispatch(failing).unwrap();
-        rx.recv().unwrap();
-        assert!(syncer.poll().unwrap().result.is_err());
-        assert_eq!(
-            cached_pages(&file, 0..MIB),
-            pages_per_mib,
-            "kept after a failed job"
-        );
+    /// Dispatches `job` and waits until the thread is done with it, dropping its ranges too
+    /// (an empty job after it: the thread drops a job's ranges before it takes the next).
+    fn run_through(syncer: &mut Syncer, woken: &mpsc::Receiver<()>, job: SyncJob) -> SyncDone {
+        syncer.dispatch(job).unwrap();
+        woken.recv().unwrap();
+        let done = syncer.poll().unwrap();
+        syncer.dispatch(SyncJob::default()).unwrap();
+        woken.recv().unwrap();
+        assert_eq!(syncer.poll().unwrap().result, Ok(()));
+        done
+    }
 
+    fn waking_syncer() -> (Syncer, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel();
+        let syncer = Syncer::spawn("test-sync", move || {
+            let _ = tx.send(());
+        });
+        (syncer.unwrap(), rx)
+    }
+
+    /// A synced job's uncache ranges leave the page cache, those ranges only.
+    #[test]
+    fn a_synced_jobs_uncache_ranges_leave_the_page_cache() {
+        const MIB: u64 = 1 << 20;
+        let dir = disk_backed_tempdir();
+        let (mut syncer, woken) = waking_syncer();
+        let (file, pages_per_mib) = written_file(dir.path(), 3);
         let job = SyncJob::new(vec![Arc::clone(&file)], vec![]).with_uncache(vec![
             (Arc::clone(&file), 0..MIB),
             (Arc::clone(&file), 2 * MIB..3 * MIB),
         ]);
-        syncer.dispatch(job).unwrap();
-        rx.recv().unwrap();
-        assert_eq!(syncer.poll().unwrap().result, Ok(()));
+        assert_eq!(run_through(&mut syncer, &woken, job).result, Ok(()));
         assert_eq!(cached_pages(&file, 0..MIB), 0);
         assert_eq!(
             cached_pages(&file, MIB..2 * MIB),
@@ -727,6 +778,34 @@ mod tests {
             "only the ranges named"
         );
         assert_eq!(cached_pages(&file, 2 * MIB..3 * MIB), 0);
+    }
+
+    /// Once an fsync of the thread failed, no range is dropped, not even a later successful
+    /// job's: Linux reports a failed writeback once per open file, so the later fsync of the
+    /// same file succeeds while the page cache holds the only good copy.
+    #[test]
+    fn after_a_failed_fsync_no_range_leaves_the_page_cache() {
+        const MIB: u64 = 1 << 20;
+        let dir = disk_backed_tempdir();
+        let (mut syncer, woken) = waking_syncer();
+        let (file, pages_per_mib) = written_file(dir.path(), 2);
+        let not_a_dir = dir.path().join("log").join("under-a-file");
+        let failing = SyncJob::new(vec![Arc::clone(&file)], vec![not_a_dir])
+            .with_uncache(vec![(Arc::clone(&file), 0..MIB)]);
+        assert!(run_through(&mut syncer, &woken, failing).result.is_err());
+        assert_eq!(
+            cached_pages(&file, 0..MIB),
+            pages_per_mib,
+            "kept after a failed job"
+        );
+        let later = SyncJob::new(vec![Arc::clone(&file)], vec![])
+            .with_uncache(vec![(Arc::clone(&file), 0..2 * MIB)]);
+        assert_eq!(run_through(&mut syncer, &woken, later).result, Ok(()));
+        assert_eq!(
+            cached_pages(&file, 0..2 * MIB),
+            2 * pages_per_mib,
+            "kept for good"
+        );
     }
 
     /// What the thread does with a job, without its fsyncs: takes it, reports it done.
