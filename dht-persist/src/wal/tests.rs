@@ -1213,8 +1213,8 @@ fn segment_of(dir: &Path, file: &std::fs::File) -> u64 {
 }
 
 /// Sync requests name, for dropping from the page cache once synced, the current segment's
-/// whole pages from its start — once [`UNCACHE_STEP_BYTES`] of them are new since the last
-/// range, and never the page the next group goes on — and each sealed segment whole, once.
+/// whole pages from its start to [`UNCACHE_STEP_BYTES`] behind the last group — once a step of
+/// them is new since the last range — and each sealed segment whole, once.
 #[test]
 fn sync_requests_name_the_written_pages_for_dropping_from_the_page_cache() {
     name_the_written_pages(false);
@@ -1225,7 +1225,7 @@ fn sync_requests_name_the_written_pages_for_dropping_from_the_page_cache() {
 fn name_the_written_pages(reserve: bool) {
     let dir = tempfile::tempdir().unwrap();
     let options = LogOptions {
-        segment_bytes: 3 * UNCACHE_STEP_BYTES,
+        segment_bytes: 4 * UNCACHE_STEP_BYTES,
         group_bytes: 1 << 20,
     };
     let mut log = LogWriter::create(&empty_end(dir.path()), 1, options).unwrap();
@@ -1238,7 +1238,7 @@ fn name_the_written_pages(reserve: bool) {
     let mut named_to: std::collections::BTreeMap<u64, u64> = Default::default();
     let mut sealed_named = Vec::new();
     let mut ranges_of_the_current = 0;
-    for index in 0..8000u64 {
+    for index in 0..13000u64 {
         let change = Owned::Put("ch".into(), index, vec![7; 1000]);
         if let Err(AppendError::WriteOutFirst) = append(&mut log, &change, true) {
             // Reserving: the segment is full, and its group goes out before the next one starts.
@@ -1250,7 +1250,8 @@ fn name_the_written_pages(reserve: bool) {
         }
         log.write_out().unwrap();
         let (current, _) = log.segment();
-        let whole_pages = log.segment_len() - log.segment_len() % page;
+        let behind = log.segment_len().saturating_sub(UNCACHE_STEP_BYTES);
+        let whole_pages = behind - behind % page;
         let Some(request) = log.sync_request() else {
             continue;
         };
@@ -1260,7 +1261,10 @@ fn name_the_written_pages(reserve: bool) {
             let number = segment_of(dir.path(), file);
             assert_eq!(range.start, 0, "segment {number}: {range:?}");
             if number == current {
-                assert_eq!(range.end, whole_pages, "the current segment's whole pages");
+                assert_eq!(
+                    range.end, whole_pages,
+                    "whole pages a step behind the last group"
+                );
                 assert!(
                     range.end >= last_end + UNCACHE_STEP_BYTES,
                     "{range:?} after {last_end}"

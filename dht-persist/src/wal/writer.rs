@@ -30,8 +30,8 @@
 //! of the file as the end of its entries (`docs/formats.md`).
 //!
 //! Page cache: the log is written once and read only at a restart, so a sync request also names
-//! the whole pages it makes durable, once [`UNCACHE_STEP_BYTES`] of them are new, for the sync
-//! thread to drop from the page cache once they are on disk
+//! whole pages it makes durable (a MiB behind the last group, once [`UNCACHE_STEP_BYTES`] of
+//! them are new) for the sync thread to drop from the page cache once they are on disk
 //! ([`SyncRequest::uncache`]). The log's pages are then few and reused: a log that kept them would
 //! take a fresh page for every 4 KiB written until the kernel evicts something else, and on a VM
 //! that hands freed memory back to its host each fresh page costs a host fault (~20 µs on the
@@ -556,14 +556,18 @@ impl LogWriter {
     }
 
     /// The ranges a sync request names for dropping from the page cache: each sealed segment
-    /// whole, and the current segment's whole pages written, from its start, once
-    /// [`UNCACHE_STEP_BYTES`] of them are new. The page the next group goes on is kept: groups
-    /// write it again. From the start each time, not from the last range's end: the kernel drops
-    /// only the folios wholly inside a range, and a large folio across that end would otherwise
-    /// stay for good (dropping the pages already dropped again costs a walk of an empty range).
+    /// whole, and the current segment's whole pages up to [`UNCACHE_STEP_BYTES`] behind the last
+    /// group, from its start, once a step of them is new. Behind the last group: the pages the
+    /// writer added last (zeros ahead and groups) may still sit in the kernel's per-CPU batch of
+    /// pages on their way to its lists, which a drop cannot take without draining every CPU's
+    /// (`lru_add_drain_all`, which waits for a kernel worker on the loop's core); a MiB further
+    /// back they are long on the lists. From the start each time, not from the last range's
+    /// end: the kernel drops only the folios wholly inside a range, and a large folio across
+    /// that end would otherwise stay for good (a walk of the pages already dropped is cheap).
     fn take_uncache(&mut self) -> Vec<(Arc<File>, Range<u64>)> {
         let mut uncache = std::mem::take(&mut self.uncache);
-        let whole_pages_end = self.segment_len - self.segment_len % page_bytes();
+        let behind = self.segment_len.saturating_sub(UNCACHE_STEP_BYTES);
+        let whole_pages_end = behind - behind % page_bytes();
         if whole_pages_end >= self.uncached_len + UNCACHE_STEP_BYTES {
             uncache.push((Arc::clone(&self.segment), 0..whole_pages_end));
             self.uncached_len = whole_pages_end;
