@@ -1222,6 +1222,21 @@ fn sync_requests_name_the_written_pages_for_dropping_from_the_page_cache() {
     name_the_written_pages(true);
 }
 
+/// Appends a Put of 1000 bytes under `key`; when reserving and the segment is full, its group
+/// goes out first (the next segment starts with the append).
+fn append_put(log: &mut LogWriter, key: u64) {
+    let change = Owned::Put("ch".into(), key, vec![7; 1000]);
+    match append(log, &change, true) {
+        Err(AppendError::WriteOutFirst) => {
+            log.write_out().unwrap();
+            append(log, &change, true).unwrap();
+        }
+        other => {
+            other.unwrap();
+        }
+    }
+}
+
 fn name_the_written_pages(reserve: bool) {
     let dir = tempfile::tempdir().unwrap();
     let options = LogOptions {
@@ -1239,12 +1254,7 @@ fn name_the_written_pages(reserve: bool) {
     let mut sealed_named = Vec::new();
     let mut ranges_of_the_current = 0;
     for index in 0..13000u64 {
-        let change = Owned::Put("ch".into(), index, vec![7; 1000]);
-        if let Err(AppendError::WriteOutFirst) = append(&mut log, &change, true) {
-            // Reserving: the segment is full, and its group goes out before the next one starts.
-            log.write_out().unwrap();
-            append(&mut log, &change, true).unwrap();
-        }
+        append_put(&mut log, index);
         if index % 10 != 9 {
             continue;
         }
