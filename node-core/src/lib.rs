@@ -7,6 +7,7 @@
 //! - [`data_dir`]: file names every data directory shares (the lock file), for crates that read
 //!   data directories without the server parts (`dht-persist`).
 //! - [`fold_hash`]: the fast hasher of client-chosen `u64` keys (dht records, request ids).
+//! - [`page_cache`]: advice to the kernel about a file's cached pages (the dht's change log).
 //! - With the `server` feature: [`server`] (the mio event loop, the `Service` trait a node
 //!   implements, what its request handlers return, and the channel requests every kind shares),
 //!   [`config`], [`daemon`] (start-up shared by the node binaries), [`data_lock`] (one process
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod data_dir;
 pub mod fold_hash;
+pub mod page_cache;
 pub mod protocol;
 
 #[cfg(feature = "server")]

@@ -9,8 +9,7 @@ use std::os::fd::AsRawFd;
 
 /// The page size of the page cache.
 pub fn page_bytes() -> usize {
-    // SAFETY: sysconf reads no memory of ours.
-    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).expect("a page size")
+    node_core::page_cache::page_bytes() as usize
 }
 
 /// How many pages of `range` of `file` are in the page cache (`mincore` of a mapping that is

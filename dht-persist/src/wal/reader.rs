@@ -15,7 +15,6 @@ use super::tail::{
 };
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -222,19 +221,13 @@ pub struct LogReader {
     failed: bool,
 }
 
-/// Asks the kernel to start reading `file` into the page cache (a hint, whose failure changes
-/// nothing). The writer drops the log's pages once they are durable, so a restart reads the log
-/// from disk; the kernel reads ahead of sequential reads by itself, but starts afresh at each
-/// file, so each segment's first read-ahead window (`read_ahead_kb`: the kernel caps this
-/// advice at it) is asked for when the segment before it is opened.
+/// Asks the kernel to start reading `file` (a hint). The writer drops the log's pages once they
+/// are durable, so a restart reads the log from disk; the kernel reads ahead of sequential reads
+/// by itself, but starts afresh at each file, so each segment's first read-ahead window
+/// (`read_ahead_kb`: the kernel caps this advice at it) is asked for when the segment before it
+/// is opened.
 fn read_ahead(file: &File) {
-    advise(file, libc::POSIX_FADV_WILLNEED);
-}
-
-/// `posix_fadvise` over the whole of `file`; advice, whose failure changes nothing.
-fn advise(file: &File, advice: libc::c_int) {
-    // SAFETY: posix_fadvise takes no pointers; the descriptor is the open file's.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
+    node_core::page_cache::read_ahead(file);
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -304,7 +297,7 @@ impl LogReader {
             .take(self.index + 1);
         for (segment, _) in read.filter(|(_, summary)| !summary.skipped) {
             if let Ok(file) = File::open(&segment.file.path) {
-                advise(&file, libc::POSIX_FADV_DONTNEED);
+                node_core::page_cache::drop_range(&file, &(0..u64::MAX));
             }
         }
     }

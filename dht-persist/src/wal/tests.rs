@@ -1248,7 +1248,7 @@ fn name_the_written_pages(reserve: bool) {
         !reserve || log.reserve_space(),
         "the test's file system reserves space"
     );
-    let page = super::writer::page_bytes();
+    let page = node_core::page_cache::page_bytes();
     // Per segment: where the last range named ended; the sealed segments named whole.
     let mut named_to: std::collections::BTreeMap<u64, u64> = Default::default();
     let mut sealed_named = Vec::new();

@@ -48,6 +48,7 @@ use super::format::{
 use super::reader::{LogEnd, LogError};
 use super::segment::list_segments;
 use crate::layout::{segment_file_name, sync_dir};
+use node_core::page_cache::page_bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::ops::Range;
@@ -645,16 +646,6 @@ impl LogWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// The page size of the page cache (4 KiB when the system does not say).
-pub(super) fn page_bytes() -> u64 {
-    // SAFETY: sysconf reads no memory of ours.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size)
-        .ok()
-        .filter(|&size| size > 0)
-        .unwrap_or(4096)
 }
 
 /// Reserves `want` bytes of `file` (at least `needed`), or just `needed` when the disk has no

@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -599,34 +598,15 @@ impl Uncacher {
             return;
         }
         for (file, range) in ranges {
-            drop_from_page_cache(file, range);
+            crate::page_cache::drop_range(file, range);
         }
-    }
-}
-
-/// Asks the kernel to drop `range` of `file` from the page cache: advice, whose failure changes
-/// nothing but the memory the file's pages keep.
-fn drop_from_page_cache(file: &File, range: &Range<u64>) {
-    let (Ok(offset), Ok(len)) = (
-        libc::off_t::try_from(range.start),
-        libc::off_t::try_from(range.end.saturating_sub(range.start)),
-    ) else {
-        return;
-    };
-    if len == 0 {
-        return;
-    }
-    // SAFETY: posix_fadvise takes no pointers; the descriptor is the open file's, held by `file`.
-    let result =
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
-    if result != 0 {
-        tracing::debug!("posix_fadvise(DONTNEED) of bytes {range:?}: error {result}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn epochs_complete_in_order_and_failures_are_reported() {
@@ -667,11 +647,10 @@ mod tests {
         assert_eq!(syncer.failures, 1);
     }
 
-    // page_bytes, cached_pages and disk_backed_tempdir: `testkit::page_cache`'s, which this
-    // crate cannot use (testkit uses it).
+    // cached_pages and disk_backed_tempdir: `testkit::page_cache`'s, which this crate cannot
+    // use (testkit uses it).
     fn page_bytes() -> usize {
-        // SAFETY: sysconf reads no memory of ours.
-        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap()
+        crate::page_cache::page_bytes() as usize
     }
 
     /// How many pages of `range` of `file` are in the page cache (`mincore` of a mapping that
